@@ -1,0 +1,53 @@
+import { Command } from 'commander';
+import { ConfigError } from '../config/config.js';
+import { VERSION } from '../version.js';
+import { keysCreateCommand } from './keys.js';
+import { migrateCommand } from './migrate.js';
+import { startCommand } from './start.js';
+import { typegenCommand } from './typegen.js';
+
+/** The `tally` command line. Every command reads the same configuration as the server. */
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command()
+    .name('tally')
+    .description('Accounts, credits and usage backend for AI apps')
+    .version(VERSION)
+    .showHelpAfterError();
+
+  program.command('start', { isDefault: true }).description('migrate and start the HTTP server').action(startCommand);
+  program
+    .command('migrate')
+    .description('apply pending SQL migrations')
+    .action(async () => {
+      process.exitCode = await migrateCommand();
+    });
+  program
+    .command('typegen')
+    .description('write the TypeScript Database types from the live schema')
+    .option('-o, --out <file>', 'output file', 'src/db/database.types.ts')
+    .option('--check', 'exit 1 if the file differs from the live schema instead of writing it')
+    .action(async (opts: { out: string; check?: boolean }) => {
+      process.exitCode = await typegenCommand(opts);
+    });
+  const keys = program.command('keys').description('manage API keys');
+  keys
+    .command('create')
+    .description('create an API key for a user and print it once')
+    .requiredOption('-u, --user <id>', 'user id')
+    .option('-n, --name <name>', 'key name', 'cli')
+    .option('-s, --scopes <scopes>', 'comma-separated scopes', '*')
+    .option('--expires-at <iso>', 'expiry time (RFC 3339)')
+    .action(async (opts: { user: string; name: string; scopes: string; expiresAt?: string }) => {
+      process.exitCode = await keysCreateCommand(opts);
+    });
+
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}

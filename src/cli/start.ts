@@ -1,0 +1,40 @@
+import { createApp } from '../app.js';
+import { loadConfig } from '../config/load.js';
+import { openDatabase } from '../db/database.js';
+import { migrate } from '../db/migrate.js';
+import { createLogger } from '../logger.js';
+
+/** `tally start`: migrate, serve, and print where to find everything. */
+export async function startCommand(): Promise<void> {
+  const { config, generatedSecrets } = loadConfig();
+  const logger = createLogger(config.logLevel);
+  const database = await openDatabase(config.database);
+  const outcome = await migrate(database);
+  if (!outcome.ok) {
+    await database.close();
+    throw new Error(outcome.message);
+  }
+  const app = await createApp({ config, database, logger });
+  const address = await app.server.listen({ port: config.http.port, host: config.http.host });
+  const where = config.database.kind === 'pglite' ? `PGlite at ${config.database.dataDir}` : 'PostgreSQL (DATABASE_URL)';
+  const lines = [
+    '',
+    `  Tally is running at ${address}`,
+    `  API docs:      ${address}/docs   (OpenAPI: ${address}/openapi.json)`,
+    `  Database:      ${where}, schema "${config.database.schema}"${outcome.applied.length ? `, applied ${outcome.applied.join(', ')}` : ''}`,
+    generatedSecrets
+      ? `  Service key:   ${config.auth.serviceKey}\n                 (generated now and kept in ${config.dataDir}/secrets.json; shown once)`
+      : `  Service key:   from ${process.env['TALLY_SERVICE_KEY'] ? 'TALLY_SERVICE_KEY' : `${config.dataDir}/secrets.json`}`,
+    '',
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+
+  const shutdown = async (signal: string) => {
+    logger.info({ signal }, 'shutting down');
+    await app.server.close();
+    await database.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+}

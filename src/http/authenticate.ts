@@ -1,0 +1,67 @@
+import type { Executor } from '../db/database.js';
+import { sha256Hex, secretsEqual } from '../lib/hash.js';
+import { apiKeyTouchByHash } from '../modules/api-keys/api-keys.repository.js';
+import { isScope } from '../modules/api-keys/api-keys.scopes.js';
+import { userAuthState } from '../modules/users/users.repository.js';
+import type { TokenService } from '../modules/auth/auth.tokens.js';
+import { errors } from './errors.js';
+import type { Principal } from './principal.js';
+
+export const API_KEY_PREFIX = 'tly_';
+
+/**
+ * Resolves the Authorization header to a principal. Expected outcomes are values: a missing
+ * header is `anon`; a present but wrong token is an `unauthenticated` error (never silently anon).
+ */
+export class Authenticator {
+  constructor(
+    private readonly db: Executor,
+    private readonly serviceKey: string,
+    private readonly tokens: TokenService,
+  ) {}
+
+  async authenticate(header: string | undefined): Promise<Principal> {
+    if (header === undefined || header === '') return { kind: 'anon' };
+    const match = /^Bearer\s+(\S{1,4096})\s*$/i.exec(header);
+    const token = match?.[1];
+    if (!token) throw errors.unauthenticated('Authorization must be "Bearer <token>"');
+
+    if (token.startsWith(API_KEY_PREFIX)) {
+      const key = await apiKeyTouchByHash(this.db, sha256Hex(token));
+      if (!key) throw errors.unauthenticated('API key is invalid, revoked or expired');
+      return {
+        kind: 'user',
+        userId: key.user_id,
+        email: key.email,
+        via: 'api_key',
+        keyId: key.id,
+        scopes: key.scopes.filter(isScope),
+        sessionId: null,
+      };
+    }
+    if (secretsEqual(token, this.serviceKey)) return { kind: 'service' };
+
+    const verified = await this.tokens.verify(token);
+    if (!verified.ok) {
+      throw errors.unauthenticated(verified.reason === 'expired' ? 'Token has expired' : 'Token is invalid');
+    }
+    const { claims } = verified;
+    // Supabase issues service_role and anon JWTs signed with the same secret.
+    if (claims.role === 'service_role') return { kind: 'service' };
+    if (claims.role === 'anon') return { kind: 'anon' };
+    if (claims.role !== 'authenticated') throw errors.unauthenticated(`Token role "${claims.role}" is not accepted`);
+    // A disabled account or a logged-out session stops working at once, not when the token expires.
+    const state = await userAuthState(this.db, claims.sub, claims.sessionId);
+    if (state && !state.is_active) throw errors.unauthenticated('This account is disabled');
+    if (state?.session_revoked) throw errors.unauthenticated('This session has ended; log in again');
+    return {
+      kind: 'user',
+      userId: claims.sub,
+      email: claims.email,
+      via: 'jwt',
+      keyId: null,
+      scopes: ['*'],
+      sessionId: claims.sessionId,
+    };
+  }
+}

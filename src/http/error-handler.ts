@@ -1,0 +1,75 @@
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { ApiError, errorBody, errors } from './errors.js';
+
+interface PgError {
+  code?: string;
+  constraint?: string;
+  message?: string;
+}
+
+/**
+ * The one place errors become responses. ApiErrors render as themselves; framework and database
+ * errors are translated to the closed catalogue; anything else is a 500 that is logged, with no
+ * internals in the body.
+ */
+export function installErrorHandler(app: FastifyInstance, bodyLimit: number): void {
+  app.setErrorHandler((err: FastifyError & PgError, request, reply) => {
+    const apiError = toApiError(err, bodyLimit, request.headers['content-type']);
+    if (apiError.status >= 500) request.log.error({ err }, 'request failed');
+    else request.log.info({ code: apiError.code, reason: apiError.message }, 'request rejected');
+    return reply.code(apiError.status).send(errorBody(apiError, request.id));
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const err = new ApiError('not_found', `No route for ${request.method} ${request.url.split('?')[0]}`);
+    return reply.code(404).send(errorBody(err, request.id));
+  });
+}
+
+export function toApiError(err: FastifyError & PgError, bodyLimit: number, contentType?: string): ApiError {
+  // The media type the caller sent (parameters dropped, bounded), so a 415 says what was refused.
+  const mediaType = contentType?.split(';')[0]?.trim().slice(0, 100) || undefined;
+  if (err instanceof ApiError) return err;
+  if (err.validation) {
+    const first = err.validation[0];
+    const where = err.validationContext ?? 'body';
+    const field = first?.instancePath ? `${where}${first.instancePath.replace(/\//g, '.')}` : where;
+    const extra = first?.params && 'additionalProperty' in first.params ? ` (${String(first.params['additionalProperty'])})` : '';
+    return errors.invalidRequest(`${field} ${first?.message ?? 'is invalid'}${extra}`, {
+      field,
+      issues: err.validation.map((v) => ({ path: v.instancePath, message: v.message, params: v.params })),
+    });
+  }
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return errors.payloadTooLarge(bodyLimit);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+        ? errors.unsupportedMediaType(mediaType)
+        : errors.invalidRequest('Content-Length does not match the body');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return errors.invalidRequest('Body is empty but Content-Type is application/json');
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return errors.invalidRequest('Body is not valid JSON');
+    // PostgreSQL: the database's own checks, as a safety net behind the service layer's.
+    case '23505':
+      return errors.conflict('A record with these values already exists', err.constraint ? { constraint: err.constraint } : undefined);
+    case '23503':
+      return errors.invalidRequest('A referenced record does not exist', err.constraint ? { constraint: err.constraint } : undefined);
+    case '23514':
+    case '22001':
+    case '22P02':
+      return errors.invalidRequest('A value is out of range or malformed');
+    case '42501':
+      return errors.forbidden('Not allowed by row-level security');
+    case '57P01':
+    case '53300':
+    case 'ECONNREFUSED':
+      return errors.unavailable('Database unavailable');
+  }
+  if (err.statusCode === 400 && err instanceof SyntaxError) return errors.invalidRequest('Body is not valid JSON');
+  if (err.statusCode === 413) return errors.payloadTooLarge(bodyLimit);
+  if (err.statusCode === 415) return errors.unsupportedMediaType(mediaType);
+  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return errors.invalidRequest(err.message);
+  return errors.internal();
+}

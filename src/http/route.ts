@@ -1,0 +1,191 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { type Static, type TSchema, Type } from 'typebox';
+import type { Db } from '../db/database.js';
+import type { Scope } from '../modules/api-keys/api-keys.scopes.js';
+import type { Authenticator } from './authenticate.js';
+import { inRequestTransaction, type RequestContext, setRequestRole } from './context.js';
+import { ApiError, errorBody, errors } from './errors.js';
+import {
+  idempotencyClaim,
+  idempotencyComplete,
+  idempotencyRecordFailure,
+  type IdempotencyScope,
+  requestHash,
+} from './idempotency.js';
+import { hasScope, type Principal, principalKey } from './principal.js';
+import { ErrorResponse } from './schemas.js';
+
+export interface Reply<T = unknown> {
+  status: number;
+  body: T;
+}
+
+export const ok = <T>(body: T): Reply<T> => ({ status: 200, body });
+export const created = <T>(body: T): Reply<T> => ({ status: 201, body });
+
+type Empty = ReturnType<typeof Type.Object<{}>>;
+
+export interface RouteDef<B extends TSchema, P extends TSchema, Q extends TSchema> {
+  method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
+  url: string;
+  summary: string;
+  tags: string[];
+  /** Who may call: nobody signed in, the service only, signed-in users only, or either. */
+  auth: 'none' | 'service' | 'user' | 'any';
+  /** The API-key scope a user's key must hold. */
+  scope?: Scope;
+  /** POSTs accept Idempotency-Key; money routes require it. */
+  idempotency?: 'optional' | 'required' | 'none';
+  /**
+   * The handler gets the database itself, as the owning role, and opens its own short
+   * transactions. Only for routes whose caller owns nothing yet (sign-up, login): their service
+   * layer is the whole check, and slow work (password hashing) stays outside any transaction.
+   */
+  runAsOwner?: boolean;
+  body?: B;
+  params?: P;
+  query?: Q;
+  response: Record<number, TSchema>;
+  handler: (
+    ctx: RequestContext,
+    input: { body: Static<B>; params: Static<P>; query: Static<Q>; request: FastifyRequest },
+  ) => Promise<Reply>;
+}
+
+export interface RouteDeps {
+  db: Db;
+  authenticator: Authenticator;
+}
+
+const principals = new WeakMap<FastifyRequest, Principal>();
+
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
+/**
+ * Registers a route with the shape every Tally route has: authenticate → authorize → validate
+ * (Fastify, from the schema) → run the handler in the request's transaction (with idempotency)
+ * → respond. Routes stay thin; the rules live in services.
+ */
+export function defineRoute<B extends TSchema = Empty, P extends TSchema = Empty, Q extends TSchema = Empty>(
+  app: FastifyInstance,
+  deps: RouteDeps,
+  def: RouteDef<B, P, Q>,
+): void {
+  const idempotency = def.idempotency ?? (def.method === 'POST' ? 'optional' : 'none');
+  if (def.runAsOwner && idempotency !== 'none') throw new Error(`${def.url}: runAsOwner routes take no Idempotency-Key`);
+  const errorResponses: Record<number, TSchema> = { 400: ErrorResponse, 500: ErrorResponse };
+  if (def.auth !== 'none') Object.assign(errorResponses, { 401: ErrorResponse, 403: ErrorResponse });
+  if (idempotency !== 'none') errorResponses[409] = ErrorResponse;
+
+  app.route({
+    method: def.method,
+    url: def.url,
+    schema: {
+      summary: def.summary,
+      tags: def.tags,
+      ...(def.auth !== 'none' ? { security: [{ bearer: [] }] } : {}),
+      ...(idempotency !== 'none'
+        ? {
+            headers: Type.Object({
+              'idempotency-key': idempotency === 'required'
+                ? Type.String({ minLength: 1, maxLength: 255 })
+                : Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+            }),
+          }
+        : {}),
+      ...(def.body ? { body: def.body } : {}),
+      ...(def.params ? { params: def.params } : {}),
+      ...(def.query ? { querystring: def.query } : {}),
+      response: { ...errorResponses, ...def.response },
+    },
+    // Authenticate before the body is read or validated: a stranger gets 401, not a parse error.
+    onRequest: async (request: FastifyRequest) => {
+      const principal = await deps.authenticator.authenticate(request.headers.authorization);
+      authorize(def, principal);
+      principals.set(request, principal);
+    },
+    handler: async (request: FastifyRequest, reply: FastifyReply) => {
+      const principal = principals.get(request);
+      if (!principal) throw errors.internal();
+
+      const input = {
+        body: request.body as Static<B>,
+        params: request.params as Static<P>,
+        query: request.query as Static<Q>,
+        request,
+      };
+      const scope = idempotencyScope(request, principal, idempotency);
+      // Service reads need no transaction; everything else gets one (role, claims, atomicity).
+      if ((principal.kind === 'service' && def.method === 'GET') || def.runAsOwner) {
+        const result = await def.handler({ principal, requestId: request.id, db: deps.db }, input);
+        return send(reply, result);
+      }
+      try {
+        const result = await inRequestTransaction(deps.db, principal, async (trx) => {
+          if (scope) {
+            const claim = await idempotencyClaim(trx, scope);
+            if (claim.kind === 'mismatch') throw errors.idempotencyKeyReused();
+            if (claim.kind === 'replay') {
+              reply.header('idempotent-replayed', 'true');
+              return claim.response;
+            }
+          }
+          const answer = await def.handler({ principal, requestId: request.id, db: trx }, input);
+          if (scope) await idempotencyComplete(trx, scope, answer);
+          return answer;
+        });
+        return send(reply, result);
+      } catch (err) {
+        if (scope && err instanceof ApiError && err.status < 500 && err.code !== 'idempotency_key_reused') {
+          const response = { status: err.status, body: errorBody(err, request.id) };
+          await deps.db.transaction().execute(async (trx) => {
+            await setRequestRole(trx, principal);
+            await idempotencyRecordFailure(trx, scope, response);
+          });
+        }
+        throw err;
+      }
+    },
+  });
+}
+
+function authorize(def: { auth: RouteDef<TSchema, TSchema, TSchema>['auth']; scope?: Scope }, principal: Principal): void {
+  if (def.auth === 'none') return;
+  if (principal.kind === 'anon') throw errors.unauthenticated();
+  if (def.auth === 'service' && principal.kind !== 'service') throw errors.forbidden('This endpoint requires the service key');
+  if (def.auth === 'user' && principal.kind !== 'user') throw errors.forbidden('This endpoint is for signed-in users');
+  if (def.scope && !hasScope(principal, def.scope)) {
+    throw errors.forbidden(`This API key lacks the "${def.scope}" scope`);
+  }
+}
+
+function idempotencyScope(
+  request: FastifyRequest,
+  principal: Principal,
+  mode: 'optional' | 'required' | 'none',
+): IdempotencyScope | null {
+  if (mode === 'none') return null;
+  const raw = request.headers['idempotency-key'];
+  const key = Array.isArray(raw) ? raw[0] : raw;
+  if (key === undefined) {
+    if (mode === 'required') throw errors.invalidRequest('Idempotency-Key header is required', { header: 'Idempotency-Key' });
+    return null;
+  }
+  if (!IDEMPOTENCY_KEY.test(key)) {
+    throw errors.invalidRequest('Idempotency-Key must be 1–255 printable ASCII characters', { header: 'Idempotency-Key' });
+  }
+  const path = request.url.split('?')[0] ?? request.url;
+  return {
+    principal: principalKey(principal),
+    key,
+    userId: principal.kind === 'user' ? principal.userId : null,
+    method: request.method,
+    path,
+    requestHash: requestHash(request.method, path, request.body),
+  };
+}
+
+function send(reply: FastifyReply, result: Reply): FastifyReply {
+  if (result.status === 204) return reply.code(204).send();
+  return reply.code(result.status).send(result.body);
+}

@@ -1,0 +1,30 @@
+import { Ajv, type Options } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import type { FastifySchemaCompiler } from 'fastify';
+
+// ajv-formats is CommonJS; its default export arrives wrapped under ESM.
+type AddFormats = (ajv: Ajv, formats: string[]) => Ajv;
+const addFormats = ((addFormatsModule as unknown as { default?: AddFormats }).default ??
+  addFormatsModule) as unknown as AddFormats;
+
+const base: Options = {
+  allErrors: false,
+  strict: false,
+  useDefaults: true,
+  // Unknown fields are an error where the schema says so (additionalProperties: false), never
+  // silently dropped: a typo in "amount" must not become a request without an amount.
+  removeAdditional: false,
+};
+
+/** Bodies are JSON and keep their types: "10" is not 10 where money is concerned. */
+const bodyAjv = new Ajv({ ...base, coerceTypes: false });
+/** Query strings, params and headers are text: coerce "50" to 50 there. */
+const textAjv = new Ajv({ ...base, coerceTypes: true });
+for (const ajv of [bodyAjv, textAjv]) {
+  addFormats(ajv, ['date-time', 'email', 'uri', 'uuid']);
+}
+
+export const validatorCompiler: FastifySchemaCompiler<object> = ({ schema, httpPart }) => {
+  const ajv = httpPart === 'body' ? bodyAjv : textAjv;
+  return ajv.compile(schema) as ReturnType<FastifySchemaCompiler<object>>;
+};

@@ -1,0 +1,87 @@
+import { sql } from 'kysely';
+import type { Executor } from '../../db/database.js';
+import { cursorBefore, cursorColumn, type PageRequest } from '../../http/pagination.js';
+
+/** Columns that may leave the repository: never key_hash. */
+const PUBLIC_COLUMNS = [
+  'api_keys.id',
+  'api_keys.user_id',
+  'api_keys.workspace_id',
+  'api_keys.name',
+  'api_keys.prefix',
+  'api_keys.scopes',
+  'api_keys.credit_budget',
+  'api_keys.credits_used',
+  'api_keys.expires_at',
+  'api_keys.last_used_at',
+  'api_keys.request_count',
+  'api_keys.revoked_at',
+  'api_keys.created_at',
+] as const;
+
+export interface ApiKeyRow {
+  id: string;
+  user_id: string;
+  workspace_id: string | null;
+  name: string;
+  prefix: string;
+  scopes: string[];
+  credit_budget: number | null;
+  credits_used: number;
+  expires_at: Date | null;
+  last_used_at: Date | null;
+  request_count: number;
+  revoked_at: Date | null;
+  created_at: Date;
+}
+
+export async function apiKeyInsert(
+  db: Executor,
+  row: { id: string; user_id: string; name: string; prefix: string; key_hash: string; scopes: string[]; expires_at: Date | null },
+): Promise<ApiKeyRow> {
+  return db.insertInto('api_keys').values(row).returning(PUBLIC_COLUMNS).executeTakeFirstOrThrow();
+}
+
+/**
+ * Finds a live key by hash and counts the use in one statement. Runs as the owner, before the
+ * request's role is set: authenticating is what decides that role.
+ */
+export async function apiKeyTouchByHash(
+  db: Executor,
+  keyHash: string,
+): Promise<{ id: string; user_id: string; scopes: string[]; email: string | null } | undefined> {
+  return db
+    .updateTable('api_keys')
+    .set({ last_used_at: sql`now()`, request_count: sql`api_keys.request_count + 1` })
+    .from('users')
+    .whereRef('users.id', '=', 'api_keys.user_id')
+    .where('api_keys.key_hash', '=', keyHash)
+    .where('api_keys.revoked_at', 'is', null)
+    .where((eb) => eb.or([eb('api_keys.expires_at', 'is', null), eb('api_keys.expires_at', '>', sql<Date>`now()`)]))
+    .where('users.is_active', '=', true)
+    .returning(['api_keys.id', 'api_keys.user_id', 'api_keys.scopes', 'users.email'])
+    .executeTakeFirst();
+}
+
+export async function apiKeyFindById(db: Executor, id: string): Promise<ApiKeyRow | undefined> {
+  return db.selectFrom('api_keys').select(PUBLIC_COLUMNS).where('id', '=', id).executeTakeFirst();
+}
+
+export async function apiKeyRevoke(db: Executor, id: string): Promise<ApiKeyRow | undefined> {
+  return db
+    .updateTable('api_keys')
+    .set({ revoked_at: sql`coalesce(api_keys.revoked_at, now())` })
+    .where('id', '=', id)
+    .returning(PUBLIC_COLUMNS)
+    .executeTakeFirst();
+}
+
+export async function apiKeyListByUser(db: Executor, userId: string, page: PageRequest) {
+  let q = db
+    .selectFrom('api_keys')
+    .select(PUBLIC_COLUMNS)
+    .select(cursorColumn('api_keys').as('cursor_us'))
+    .where('user_id', '=', userId);
+  if (page.after) q = q.where(cursorBefore('api_keys', page.after));
+  return q.orderBy('api_keys.created_at', 'desc').orderBy('api_keys.id', 'desc').limit(page.limit + 1).execute();
+}

@@ -1,0 +1,20 @@
+/**
+ * The closed list of API-key scopes. A key holds `*` (everything its user may do) or a subset;
+ * each route names the one scope it needs. Service and JWT callers are not scope-limited.
+ */
+export const SCOPES = [
+  '*',
+  'users:read',
+  'users:write',
+  'keys:read',
+  'keys:write',
+  'workspaces:read',
+  'workspaces:write',
+  'credits:read',
+] as const;
+
+export type Scope = (typeof SCOPES)[number];
+
+export function isScope(value: string): value is Scope {
+  return (SCOPES as readonly string[]).includes(value);
+}

@@ -1,0 +1,75 @@
+import type { FastifyInstance } from 'fastify';
+import { Type } from 'typebox';
+import { requireUser } from '../../http/context.js';
+import { errors } from '../../http/errors.js';
+import { created, defineRoute, ok, type RouteDeps } from '../../http/route.js';
+import { sessionRevoke } from './auth.sessions.repository.js';
+import { Email, ErrorResponse } from '../../http/schemas.js';
+import { User, userToApi } from '../users/users.js';
+import type { AuthResult, AuthService } from './auth.service.js';
+
+const Credentials = Type.Object(
+  { email: Email, password: Type.String({ minLength: 8, maxLength: 256 }) },
+  { additionalProperties: false },
+);
+
+const Session = Type.Object({
+  user: User,
+  access_token: Type.String(),
+  token_type: Type.Literal('bearer'),
+  expires_in: Type.Integer(),
+});
+
+const toApi = (r: AuthResult) => ({
+  user: userToApi(r.user),
+  access_token: r.accessToken,
+  token_type: 'bearer' as const,
+  expires_in: r.expiresIn,
+});
+
+export function registerAuthRoutes(app: FastifyInstance, deps: RouteDeps, auth: AuthService): void {
+  // Anonymous callers share no idempotency namespace, so these routes take no Idempotency-Key.
+  defineRoute(app, deps, {
+    method: 'POST',
+    url: '/v1/auth/signup',
+    summary: 'Sign up with e-mail and password',
+    tags: ['auth'],
+    auth: 'none',
+    runAsOwner: true,
+    idempotency: 'none',
+    body: Credentials,
+    response: { 201: Session, 409: ErrorResponse },
+    handler: async (ctx, { body, request }) =>
+      created(toApi(await auth.signup(deps.db, body.email, body.password, { ip: request.ip, userAgent: request.headers['user-agent'] }))),
+  });
+
+  defineRoute(app, deps, {
+    method: 'POST',
+    url: '/v1/auth/logout',
+    summary: "End the caller's session; its tokens stop working",
+    tags: ['auth'],
+    auth: 'user',
+    idempotency: 'none',
+    response: { 200: Type.Object({ logged_out: Type.Literal(true) }) },
+    handler: async (ctx) => {
+      const me = requireUser(ctx.principal);
+      if (me.via !== 'jwt' || !me.sessionId) throw errors.invalidRequest('Only a session token (from /v1/auth/login) can log out');
+      await sessionRevoke(ctx.db, me.userId, me.sessionId);
+      return ok({ logged_out: true as const });
+    },
+  });
+
+  defineRoute(app, deps, {
+    method: 'POST',
+    url: '/v1/auth/login',
+    summary: 'Log in with e-mail and password',
+    tags: ['auth'],
+    auth: 'none',
+    runAsOwner: true,
+    idempotency: 'none',
+    body: Credentials,
+    response: { 200: Session, 401: ErrorResponse, 403: ErrorResponse },
+    handler: async (ctx, { body, request }) =>
+      ok(toApi(await auth.login(deps.db, body.email, body.password, { ip: request.ip, userAgent: request.headers['user-agent'] }))),
+  });
+}

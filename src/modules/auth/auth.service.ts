@@ -1,0 +1,72 @@
+import { isIP } from 'node:net';
+import type { Db, Executor } from '../../db/database.js';
+import { errors } from '../../http/errors.js';
+import { newId } from '../../lib/ids.js';
+import type { UserRow } from '../users/users.js';
+import { userFindById, userFindCredentials, userTouchLogin } from '../users/users.repository.js';
+import type { UsersService } from '../users/users.service.js';
+import { hashPassword, verifyAgainstDummy, verifyPassword } from './auth.passwords.js';
+import { sessionInsert } from './auth.sessions.repository.js';
+import type { TokenService } from './auth.tokens.js';
+import { describeUserAgent } from './auth.user-agent.js';
+
+export interface ClientInfo {
+  ip: string | null;
+  userAgent: string | undefined;
+}
+
+export interface AuthResult {
+  user: UserRow;
+  accessToken: string;
+  expiresIn: number;
+}
+
+/** E-mail + password accounts. Passwords are hashed with argon2id; tokens are HS256 JWTs. */
+export class AuthService {
+  constructor(
+    private readonly users: UsersService,
+    private readonly tokens: TokenService,
+    private readonly now: () => Date,
+  ) {}
+
+  /** Hashing is slow on purpose, so it runs before the transaction, never inside it. */
+  async signup(db: Db, email: string, password: string, client: ClientInfo): Promise<AuthResult> {
+    const passwordHash = await hashPassword(password);
+    const user = await db.transaction().execute(async (trx) => {
+      const row = await this.users.create(trx, {
+        email,
+        password_hash: passwordHash,
+        provider: 'email',
+        provider_user_id: email.toLowerCase(),
+      });
+      await userTouchLogin(trx, row.id);
+      return row;
+    });
+    return this.startSession(db, user, client);
+  }
+
+  async login(db: Db, email: string, password: string, client: ClientInfo): Promise<AuthResult> {
+    const creds = await userFindCredentials(db, email);
+    const valid = creds?.password_hash ? await verifyPassword(creds.password_hash, password) : await verifyAgainstDummy(password);
+    if (!creds || !valid) throw errors.unauthenticated('Invalid email or password');
+    if (!creds.is_active) throw errors.forbidden('This account is disabled');
+    await userTouchLogin(db, creds.id);
+    const user = await userFindById(db, creds.id);
+    if (!user) throw errors.unauthenticated('Invalid email or password');
+    return this.startSession(db, user, client);
+  }
+
+  private async startSession(db: Executor, user: UserRow, client: ClientInfo): Promise<AuthResult> {
+    const sessionId = newId('session');
+    await sessionInsert(db, {
+      id: sessionId,
+      user_id: user.id,
+      ip_address: client.ip && isIP(client.ip) ? client.ip : null,
+      user_agent: client.userAgent?.slice(0, 1024) ?? null,
+      ...describeUserAgent(client.userAgent),
+      expires_at: new Date(this.now().getTime() + this.tokens.expiresIn * 1000),
+    });
+    const accessToken = await this.tokens.issue(user, sessionId);
+    return { user, accessToken, expiresIn: this.tokens.expiresIn };
+  }
+}

@@ -1,0 +1,136 @@
+import { sql } from 'kysely';
+import type { Executor } from '../../db/database.js';
+import { cursorBefore, cursorColumn, type PageRequest } from '../../http/pagination.js';
+import type { UserRow } from './users.js';
+
+/** Every column but password_hash: the hash is read only by userFindCredentials. */
+const USER_COLUMNS = [
+  'users.id',
+  'users.email',
+  'users.is_email_verified',
+  'users.email_verified_at',
+  'users.name',
+  'users.username',
+  'users.avatar_url',
+  'users.bio',
+  'users.github_username',
+  'users.twitter_username',
+  'users.website_url',
+  'users.provider',
+  'users.provider_user_id',
+  'users.role',
+  'users.level',
+  'users.is_active',
+  'users.preferences',
+  'users.metadata',
+  'users.last_login_at',
+  'users.created_at',
+  'users.updated_at',
+] as const;
+
+export interface UserInsert {
+  id: string;
+  email: string | null;
+  name?: string | null;
+  username?: string | null;
+  avatar_url?: string | null;
+  bio?: string | null;
+  github_username?: string | null;
+  twitter_username?: string | null;
+  website_url?: string | null;
+  preferences?: Record<string, unknown>;
+  metadata?: Record<string, unknown>;
+  is_email_verified?: boolean;
+  provider?: string;
+  provider_user_id?: string | null;
+  level?: number;
+  password_hash?: string | null;
+}
+
+export type UserPatch = Partial<Omit<UserInsert, 'id' | 'password_hash'>> & { role?: string; is_active?: boolean };
+
+const json = (v: Record<string, unknown> | undefined) => (v === undefined ? undefined : JSON.stringify(v));
+
+export async function userInsert(db: Executor, row: UserInsert): Promise<UserRow> {
+  return db
+    .insertInto('users')
+    .values({
+      ...row,
+      preferences: json(row.preferences),
+      metadata: json(row.metadata),
+      email_verified_at: row.is_email_verified ? sql<Date>`now()` : null,
+    })
+    .returning(USER_COLUMNS)
+    .executeTakeFirstOrThrow();
+}
+
+export async function userFindById(db: Executor, id: string): Promise<UserRow | undefined> {
+  return db.selectFrom('users').select(USER_COLUMNS).where('id', '=', id).executeTakeFirst();
+}
+
+export async function userFindConflict(db: Executor, id: string | undefined, email: string | null) {
+  return db
+    .selectFrom('users')
+    .select(['id', 'email'])
+    .where((eb) => {
+      const ors = [];
+      if (id) ors.push(eb('id', '=', id));
+      if (email) ors.push(eb(sql`lower(email)`, '=', email.toLowerCase()));
+      return eb.or(ors);
+    })
+    .executeTakeFirst();
+}
+
+export async function userFindCredentials(db: Executor, email: string) {
+  return db
+    .selectFrom('users')
+    .select(['id', 'email', 'password_hash', 'is_active'])
+    .where(sql`lower(email)`, '=', email.toLowerCase())
+    .executeTakeFirst();
+}
+
+export async function userUpdate(db: Executor, id: string, patch: UserPatch): Promise<UserRow | undefined> {
+  const { preferences, metadata, ...rest } = patch;
+  return db
+    .updateTable('users')
+    .set({
+      ...rest,
+      ...(preferences !== undefined ? { preferences: JSON.stringify(preferences) } : {}),
+      ...(metadata !== undefined ? { metadata: JSON.stringify(metadata) } : {}),
+      ...(patch.is_email_verified === true ? { email_verified_at: sql`coalesce(users.email_verified_at, now())` } : {}),
+      ...(patch.is_email_verified === false ? { email_verified_at: null } : {}),
+    })
+    .where('id', '=', id)
+    .returning(USER_COLUMNS)
+    .executeTakeFirst();
+}
+
+/**
+ * What token authentication needs to know about a user: active or not, and whether the token's
+ * session was revoked. Undefined when the user is unknown to Tally (a Supabase user not yet created).
+ */
+export async function userAuthState(db: Executor, userId: string, sessionId: string | null) {
+  return db
+    .selectFrom('users')
+    .leftJoin('user_sessions', (join) =>
+      join.onRef('user_sessions.user_id', '=', 'users.id').on('user_sessions.id', '=', sessionId ?? ''),
+    )
+    .select(['users.is_active', (eb) => eb('user_sessions.revoked_at', 'is not', null).as('session_revoked')])
+    .where('users.id', '=', userId)
+    .executeTakeFirst();
+}
+
+export async function userTouchLogin(db: Executor, id: string): Promise<void> {
+  await db.updateTable('users').set({ last_login_at: sql`now()` }).where('id', '=', id).execute();
+}
+
+export async function userList(db: Executor, page: PageRequest, filter: { email?: string; q?: string }) {
+  let q = db.selectFrom('users').select(USER_COLUMNS).select(cursorColumn('users').as('cursor_us'));
+  if (filter.email) q = q.where(sql`lower(email)`, '=', filter.email.toLowerCase());
+  if (filter.q) {
+    const like = `%${filter.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+    q = q.where((eb) => eb.or([eb('email', 'ilike', like), eb('name', 'ilike', like), eb('id', 'ilike', like)]));
+  }
+  if (page.after) q = q.where(cursorBefore('users', page.after));
+  return q.orderBy('users.created_at', 'desc').orderBy('users.id', 'desc').limit(page.limit + 1).execute();
+}

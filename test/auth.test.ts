@@ -1,0 +1,142 @@
+import { SignJWT } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { client } from './support/client.js';
+import { signUp } from './support/fixtures.js';
+import { createTestApp, TARGET, type TestApp } from './support/harness.js';
+
+describe(`auth (${TARGET})`, () => {
+  let app: TestApp;
+  let anon: ReturnType<typeof client>;
+  let svc: ReturnType<typeof client>;
+  const sign = (claims: Record<string, unknown>, secret: string, expiresIn: number | string = '1h') =>
+    new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuedAt().setExpirationTime(expiresIn).sign(new TextEncoder().encode(secret));
+
+  beforeAll(async () => {
+    app = await createTestApp();
+    anon = client(app.server, null);
+    svc = client(app.server, app.serviceKey);
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it('sign-up returns the user and a bearer token; the password is stored as argon2id', async () => {
+    const res = await anon.post('/v1/auth/signup', { email: 'New@Example.com', password: 'hunter2hunter2' });
+    expect(res.status).toBe(201);
+    expect(res.body).toMatchObject({ token_type: 'bearer', expires_in: 3600, user: { email: 'New@Example.com' } });
+    const row = await app.database.db.selectFrom('users').select('password_hash').where('id', '=', res.body.user.id).executeTakeFirstOrThrow();
+    expect(row.password_hash).toMatch(/^\$argon2id\$/);
+    expect(row.password_hash).not.toContain('hunter2');
+    const session = await app.database.db.selectFrom('user_sessions').selectAll().where('user_id', '=', res.body.user.id).execute();
+    expect(session).toHaveLength(1);
+  });
+
+  it('login with the right password works in any e-mail case and records the session', async () => {
+    const s = await signUp(app, 'login-me@example.com', 'a long password');
+    const res = await anon.post('/v1/auth/login', { email: 'LOGIN-me@example.com', password: 'a long password' }, {
+      headers: { 'user-agent': 'Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/537.36 Chrome/126.0 Safari/537.36' },
+    });
+    expect(res.status).toBe(200);
+    expect(res.body.user.id).toBe(s.user.id);
+    expect(res.body.user.last_login_at).not.toBeNull();
+    const me = await client(app.server, res.body.access_token).get('/v1/me');
+    expect(me.body.id).toBe(s.user.id);
+    const sessions = await app.database.db.selectFrom('user_sessions').selectAll().where('user_id', '=', s.user.id).orderBy('created_at').execute();
+    expect(sessions).toHaveLength(2);
+    expect(sessions[1]).toMatchObject({ browser: 'Chrome', os: 'macOS', device_type: 'desktop' });
+  });
+
+  it('a wrong password or unknown e-mail is the same 401', async () => {
+    await signUp(app, 'wrong-pw@example.com', 'the right one');
+    const wrong = await anon.post('/v1/auth/login', { email: 'wrong-pw@example.com', password: 'the wrong one' });
+    const unknown = await anon.post('/v1/auth/login', { email: 'nobody@example.com', password: 'the wrong one' });
+    expect(wrong.status).toBe(401);
+    expect(unknown.status).toBe(401);
+    expect(wrong.body.error.code).toBe('unauthenticated');
+    expect(wrong.body.error.message).toBe(unknown.body.error.message);
+  });
+
+  it('signing up twice with one e-mail is a 409', async () => {
+    await signUp(app, 'twice@example.com');
+    const res = await anon.post('/v1/auth/signup', { email: 'TWICE@example.com', password: 'another password' });
+    expect(res.status).toBe(409);
+    expect(res.body.error.code).toBe('conflict');
+  });
+
+  it('a disabled account cannot log in', async () => {
+    const s = await signUp(app, 'disabled@example.com', 'password password');
+    await svc.patch(`/v1/users/${s.user.id}`, { is_active: false });
+    const res = await anon.post('/v1/auth/login', { email: 'disabled@example.com', password: 'password password' });
+    expect(res.status).toBe(403);
+  });
+
+  it('accepts Supabase Auth tokens signed with the configured secret', async () => {
+    const id = 'c0ffee00-1111-4222-8333-444455556666';
+    await svc.post('/v1/users', { id, email: 'supabase-user@example.com' });
+    const token = await sign(
+      { sub: id, role: 'authenticated', aud: 'authenticated', email: 'supabase-user@example.com', session_id: 'abc' },
+      app.config.auth.jwtSecret,
+    );
+    const me = await client(app.server, token).get('/v1/me');
+    expect(me.status).toBe(200);
+    expect(me.body.id).toBe(id);
+  });
+
+  it('a Supabase service_role token acts as the service; an anon token is anonymous', async () => {
+    const serviceToken = await sign({ role: 'service_role', sub: 'service' }, app.config.auth.jwtSecret);
+    expect((await client(app.server, serviceToken).get('/v1/users?limit=1')).status).toBe(200);
+    const anonToken = await sign({ role: 'anon', sub: 'anon' }, app.config.auth.jwtSecret);
+    expect((await client(app.server, anonToken).get('/v1/me')).status).toBe(401);
+  });
+
+  it('tokens with a wrong signature, an unknown role, or past expiry are 401', async () => {
+    const s = await signUp(app);
+    const forged = await sign({ sub: s.user.id, role: 'authenticated' }, 'not-the-secret-not-the-secret-not-the-secret');
+    const expired = await sign({ sub: s.user.id, role: 'authenticated' }, app.config.auth.jwtSecret, Math.floor(Date.now() / 1000) - 10);
+    const weird = await sign({ sub: s.user.id, role: 'superuser' }, app.config.auth.jwtSecret);
+    const tampered = s.token.slice(0, -3) + (s.token.endsWith('abc') ? 'abd' : 'abc');
+    for (const [name, token] of Object.entries({ forged, expired, weird, tampered })) {
+      const res = await client(app.server, token).get('/v1/me');
+      expect(res.status, name).toBe(401);
+      expect(res.body.error.code, name).toBe('unauthenticated');
+    }
+    const exp = await client(app.server, expired).get('/v1/me');
+    expect(exp.body.error.message).toMatch(/expired/i);
+  });
+
+  it('the HS256 token carries sub, role and email', async () => {
+    const s = await signUp(app);
+    const payload = JSON.parse(Buffer.from(s.token.split('.')[1]!, 'base64url').toString());
+    expect(payload).toMatchObject({ sub: s.user.id, role: 'authenticated', email: s.user.email, aud: 'authenticated' });
+    expect(payload.exp - payload.iat).toBe(3600);
+    expect(JSON.parse(Buffer.from(s.token.split('.')[0]!, 'base64url').toString()).alg).toBe('HS256');
+  });
+});
+
+describe(`sessions (${TARGET})`, () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await createTestApp();
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it('logging out ends the session: its token stops working, other sessions do not', async () => {
+    const s = await signUp(app, 'logout@example.com', 'password password');
+    const second = await client(app.server, null).post('/v1/auth/login', { email: 'logout@example.com', password: 'password password' });
+    const out = await s.api.post('/v1/auth/logout');
+    expect(out.status).toBe(200);
+    expect((await s.api.get('/v1/me')).status).toBe(401);
+    expect((await client(app.server, second.body.access_token).get('/v1/me')).status).toBe(200);
+  });
+
+  it('disabling an account stops its live tokens at once', async () => {
+    const s = await signUp(app);
+    expect((await s.api.get('/v1/me')).status).toBe(200);
+    await client(app.server, app.serviceKey).patch(`/v1/users/${s.user.id}`, { is_active: false });
+    const res = await s.api.get('/v1/me');
+    expect(res.status).toBe(401);
+    expect(res.body.error.message).toMatch(/disabled/);
+  });
+});

@@ -1,0 +1,77 @@
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../src/config/config.js';
+import { loadConfig } from '../src/config/load.js';
+
+const tempDir = () => mkdtempSync(join(tmpdir(), 'tally-config-'));
+
+describe('configuration', () => {
+  it('has the documented defaults', () => {
+    const { config } = loadConfig({ TALLY_DATA_DIR: tempDir() });
+    expect(config.http).toMatchObject({ port: 8787, host: '127.0.0.1' });
+    expect(config.credits).toEqual({ balanceCap: 50_000, signupBonus: 3 });
+    expect(config.database.kind).toBe('pglite');
+    expect(config.database.schema).toBe('tally');
+    expect(config.logLevel).toBe('info');
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('TALLY_BALANCE_CAP=0 means no cap', () => {
+    const { config } = loadConfig({ TALLY_DATA_DIR: tempDir(), TALLY_BALANCE_CAP: '0', TALLY_SIGNUP_BONUS: '10' });
+    expect(config.credits).toEqual({ balanceCap: null, signupBonus: 10 });
+  });
+
+  it('DATABASE_URL selects PostgreSQL', () => {
+    const { config } = loadConfig({ TALLY_DATA_DIR: tempDir(), DATABASE_URL: 'postgres://x@localhost/db' });
+    expect(config.database).toMatchObject({ kind: 'postgres', url: 'postgres://x@localhost/db', poolMax: 20 });
+  });
+
+  it('rejects malformed values, naming the variable', () => {
+    expect(() => loadConfig({ TALLY_DATA_DIR: tempDir(), PORT: 'eighty' })).toThrow(/PORT/);
+    expect(() => loadConfig({ TALLY_DATA_DIR: tempDir(), TALLY_BALANCE_CAP: '-5' })).toThrow(/TALLY_BALANCE_CAP/);
+    expect(() => loadConfig({ TALLY_DATA_DIR: tempDir(), TALLY_ENCRYPTION_KEY: 'short' })).toThrow(/TALLY_ENCRYPTION_KEY/);
+    expect(() => loadConfig({ TALLY_DATA_DIR: tempDir(), TALLY_JWT_SECRET: 'short' })).toThrow(/TALLY_JWT_SECRET/);
+  });
+
+  it('in production a missing JWT secret or encryption key is a start-up error naming it', () => {
+    const dir = tempDir();
+    expect(() => loadConfig({ NODE_ENV: 'production', TALLY_DATA_DIR: dir })).toThrow(ConfigError);
+    expect(() => loadConfig({ NODE_ENV: 'production', TALLY_DATA_DIR: dir })).toThrow(/TALLY_JWT_SECRET.*TALLY_ENCRYPTION_KEY/);
+    expect(() =>
+      loadConfig({ NODE_ENV: 'production', TALLY_DATA_DIR: dir, TALLY_JWT_SECRET: 'x'.repeat(40) }),
+    ).toThrow(/TALLY_ENCRYPTION_KEY/);
+    const key = Buffer.alloc(32, 7).toString('base64');
+    const { config } = loadConfig({
+      NODE_ENV: 'production',
+      TALLY_DATA_DIR: dir,
+      TALLY_JWT_SECRET: 'x'.repeat(40),
+      TALLY_ENCRYPTION_KEY: key,
+      TALLY_SERVICE_KEY: 's'.repeat(40),
+    });
+    expect(config.encryptionKey.equals(Buffer.alloc(32, 7))).toBe(true);
+  });
+
+  it('development secrets are generated once, kept private, and never regenerated', () => {
+    const dir = tempDir();
+    const first = loadConfig({ TALLY_DATA_DIR: dir });
+    expect(first.generatedSecrets).toBe(true);
+    expect(first.config.auth.serviceKey).toMatch(/^tsk_[A-Za-z0-9]{48}$/);
+    const file = join(dir, 'secrets.json');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const second = loadConfig({ TALLY_DATA_DIR: dir });
+    expect(second.generatedSecrets).toBe(false);
+    expect(second.config.auth).toEqual(first.config.auth);
+    expect(second.config.encryptionKey.equals(first.config.encryptionKey)).toBe(true);
+    expect(JSON.parse(readFileSync(file, 'utf8')).serviceKey).toBe(first.config.auth.serviceKey);
+  });
+
+  it('values from the environment win over persisted ones', () => {
+    const dir = tempDir();
+    loadConfig({ TALLY_DATA_DIR: dir });
+    const { config, generatedSecrets } = loadConfig({ TALLY_DATA_DIR: dir, TALLY_SERVICE_KEY: 'k'.repeat(40) });
+    expect(generatedSecrets).toBe(false);
+    expect(config.auth.serviceKey).toBe('k'.repeat(40));
+  });
+});

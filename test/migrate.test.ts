@@ -1,0 +1,74 @@
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MIGRATIONS_DIR, migrate, readMigrations } from '../src/db/migrate.js';
+import { createTestDb, TARGET, type TestDb } from './support/harness.js';
+
+describe(`migrations (${TARGET})`, () => {
+  let testDb: TestDb;
+  beforeAll(async () => {
+    testDb = await createTestDb();
+  });
+  afterAll(async () => {
+    await testDb.close();
+  });
+
+  it('records every applied migration with its checksum', async () => {
+    const rows = await testDb.database.db.selectFrom('tally_migrations').selectAll().orderBy('version').execute();
+    const files = readMigrations();
+    expect(rows.map((r) => [r.name, r.checksum])).toEqual(files.map((f) => [f.name, f.checksum]));
+  });
+
+  it('re-running is a no-op', async () => {
+    const outcome = await migrate(testDb.database);
+    expect(outcome).toEqual({ ok: true, applied: [], alreadyApplied: readMigrations().length });
+  });
+
+  it('an applied migration that was edited is refused, and nothing is applied', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tally-mig-'));
+    cpSync(MIGRATIONS_DIR, dir, { recursive: true });
+    const first = readMigrations(dir)[0]!;
+    const path = join(dir, `${first.name}.sql`);
+    writeFileSync(path, readFileSync(path, 'utf8') + '\n-- edited\n');
+    writeFileSync(join(dir, '9999_later.sql'), 'create table later_thing (id int);');
+    const outcome = await migrate(testDb.database, readMigrations(dir));
+    expect(outcome.ok).toBe(false);
+    if (!outcome.ok) {
+      expect(outcome.error).toBe('checksum_mismatch');
+      expect(outcome.message).toContain(first.name);
+    }
+    const later = await sql<{ n: number }>`select count(*)::int as n from information_schema.tables
+      where table_schema = ${testDb.database.schema} and table_name = 'later_thing'`.execute(testDb.database.root);
+    expect(later.rows[0]!.n).toBe(0);
+  });
+
+  it('a new migration is applied on top, once', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tally-mig-'));
+    cpSync(MIGRATIONS_DIR, dir, { recursive: true });
+    writeFileSync(join(dir, '9998_extra.sql'), 'create table extra_thing (id int primary key);');
+    const outcome = await migrate(testDb.database, readMigrations(dir));
+    expect(outcome).toMatchObject({ ok: true, applied: ['9998_extra'] });
+    expect(await migrate(testDb.database, readMigrations(dir))).toMatchObject({ ok: true, applied: [] });
+    // Without the file, the database now holds a migration the code does not know: refused.
+    const missing = await migrate(testDb.database);
+    expect(missing).toMatchObject({ ok: false, error: 'unknown_applied' });
+  });
+
+  it('every user-owned table has row-level security enabled and updated_at kept by a trigger', async () => {
+    const schema = testDb.database.schema;
+    const tables = await sql<{ relname: string; relrowsecurity: boolean }>`
+      select c.relname, c.relrowsecurity from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = ${schema} and c.relkind = 'r' and c.relname not in ('tally_migrations', 'extra_thing')`.execute(
+      testDb.database.root,
+    );
+    expect(tables.rows.length).toBeGreaterThanOrEqual(7);
+    for (const t of tables.rows) expect(t.relrowsecurity, t.relname).toBe(true);
+    const triggers = await sql<{ tbl: string }>`
+      select c.relname as tbl from pg_trigger g join pg_class c on c.oid = g.tgrelid
+      join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = ${schema} and g.tgname like '%updated_at'`.execute(testDb.database.root);
+    expect(new Set(triggers.rows.map((r) => r.tbl))).toEqual(new Set(tables.rows.map((t) => t.relname)));
+  });
+});

@@ -1,0 +1,75 @@
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
+import type { FastifyBaseLogger } from 'fastify';
+import { type App, createApp } from '../../src/app.js';
+import type { Config } from '../../src/config/config.js';
+import { type Database, openDatabase } from '../../src/db/database.js';
+import { migrate } from '../../src/db/migrate.js';
+
+/** Which database this test run targets: set per Vitest project (see vitest.config.ts). */
+export const TARGET: 'pglite' | 'postgres' = process.env['TALLY_TEST_DB'] === 'postgres' ? 'postgres' : 'pglite';
+export const POSTGRES_URL = process.env['TEST_DATABASE_URL'] ?? process.env['DATABASE_URL'] ?? '';
+
+export interface TestDb {
+  database: Database;
+  /** Drops the test's schema (PostgreSQL) or closes the in-memory database (PGlite). */
+  close(): Promise<void>;
+}
+
+/**
+ * A fresh, migrated database for one test file: an in-memory PGlite, or a new schema on the
+ * PostgreSQL server that is dropped afterwards. Tests never see each other's rows.
+ */
+export async function createTestDb(): Promise<TestDb> {
+  const schema = `t_${randomBytes(6).toString('hex')}`;
+  const database =
+    TARGET === 'postgres'
+      ? await openDatabase({ kind: 'postgres', url: POSTGRES_URL, poolMax: 20, schema })
+      : await openDatabase({ kind: 'pglite', dataDir: null, schema: 'tally' });
+  const outcome = await migrate(database);
+  if (!outcome.ok) throw new Error(outcome.message);
+  return {
+    database,
+    close: async () => {
+      if (TARGET === 'postgres') await database.root.schema.dropSchema(schema).ifExists().cascade().execute();
+      await database.close();
+    },
+  };
+}
+
+export function testConfig(database: Database, overrides: Partial<Config> = {}): Config {
+  return {
+    env: 'test',
+    http: { port: 0, host: '127.0.0.1', bodyLimit: 65_536 },
+    database:
+      database.kind === 'postgres'
+        ? { kind: 'postgres', url: POSTGRES_URL, poolMax: 20, schema: database.schema }
+        : { kind: 'pglite', dataDir: null, schema: database.schema },
+    dataDir: '/nonexistent',
+    auth: { serviceKey: `tsk_${randomBytes(24).toString('hex')}`, jwtSecret: randomBytes(32).toString('hex'), jwtTtlSeconds: 3600 },
+    encryptionKey: randomBytes(32),
+    credits: { balanceCap: 50_000, signupBonus: 3 },
+    logLevel: 'silent',
+    ...overrides,
+  };
+}
+
+export interface TestApp extends App {
+  serviceKey: string;
+  close(): Promise<void>;
+}
+
+export async function createTestApp(overrides: Partial<Config> = {}): Promise<TestApp> {
+  const testDb = await createTestDb();
+  const config = testConfig(testDb.database, overrides);
+  const logger = pino({ level: process.env['TEST_LOG_LEVEL'] ?? 'silent' }) as unknown as FastifyBaseLogger;
+  const app = await createApp({ config, database: testDb.database, logger });
+  return {
+    ...app,
+    serviceKey: config.auth.serviceKey,
+    close: async () => {
+      await app.server.close();
+      await testDb.close();
+    },
+  };
+}
