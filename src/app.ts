@@ -14,6 +14,7 @@ import { registerUserRoutes } from './modules/users/users.routes.js';
 import { UsersService } from './modules/users/users.service.js';
 import { registerWorkspaceRoutes } from './modules/workspaces/workspaces.routes.js';
 import { WorkspacesService } from './modules/workspaces/workspaces.service.js';
+import { SecretBox } from './lib/secret-box.js';
 import { createServer } from './server.js';
 import { VERSION } from './version.js';
 
@@ -32,6 +33,7 @@ export interface Services {
   workspaces: WorkspacesService;
   tokens: TokenService;
   authenticator: Authenticator;
+  secrets: SecretBox;
 }
 
 export interface App {
@@ -54,10 +56,11 @@ export async function createApp(deps: AppDeps): Promise<App> {
     apiKeys: new ApiKeysService(clock),
     workspaces: new WorkspacesService(),
     authenticator: new Authenticator(database.db, config.auth.serviceKey, tokens),
+    secrets: new SecretBox(config.encryptionKey),
   };
 
   const server = await createServer({ bodyLimit: config.http.bodyLimit, logger: deps.logger, version: VERSION });
-  const routeDeps: RouteDeps = { db: database.db, authenticator: services.authenticator };
+  const routeDeps: RouteDeps = { db: database.db, authenticator: services.authenticator, secrets: services.secrets };
   registerHealthRoutes(server, routeDeps, database);
   registerAuthRoutes(server, routeDeps, services.auth);
   registerUserRoutes(server, routeDeps, services.users);

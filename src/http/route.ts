@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type Static, type TSchema, Type } from 'typebox';
 import type { Db } from '../db/database.js';
 import type { Scope } from '../modules/api-keys/api-keys.scopes.js';
+import type { SecretBox } from '../lib/secret-box.js';
 import type { Authenticator } from './authenticate.js';
 import { inRequestTransaction, type RequestContext, setRequestRole } from './context.js';
 import { ApiError, errorBody, errors } from './errors.js';
@@ -42,6 +43,11 @@ export interface RouteDef<B extends TSchema, P extends TSchema, Q extends TSchem
    * layer is the whole check, and slow work (password hashing) stays outside any transaction.
    */
   runAsOwner?: boolean;
+  /**
+   * The response carries a secret (a new API key): its idempotency record is sealed with the
+   * encryption key, so replays still work but the secret is never stored in plain text.
+   */
+  sensitiveResponse?: boolean;
   body?: B;
   params?: P;
   query?: Q;
@@ -55,6 +61,7 @@ export interface RouteDef<B extends TSchema, P extends TSchema, Q extends TSchem
 export interface RouteDeps {
   db: Db;
   authenticator: Authenticator;
+  secrets: SecretBox;
 }
 
 const principals = new WeakMap<FastifyRequest, Principal>();
@@ -127,11 +134,13 @@ export function defineRoute<B extends TSchema = Empty, P extends TSchema = Empty
             if (claim.kind === 'mismatch') throw errors.idempotencyKeyReused();
             if (claim.kind === 'replay') {
               reply.header('idempotent-replayed', 'true');
-              return claim.response;
+              return def.sensitiveResponse ? unsealResponse(deps.secrets, scope, claim.response) : claim.response;
             }
           }
           const answer = await def.handler({ principal, requestId: request.id, db: trx }, input);
-          if (scope) await idempotencyComplete(trx, scope, answer);
+          if (scope) {
+            await idempotencyComplete(trx, scope, def.sensitiveResponse ? sealResponse(deps.secrets, scope, answer) : answer);
+          }
           return answer;
         });
         return send(reply, result);
@@ -183,6 +192,19 @@ function idempotencyScope(
     path,
     requestHash: requestHash(request.method, path, request.body),
   };
+}
+
+/** The sealed form is bound to its (principal, key) so it cannot be replayed elsewhere. */
+function sealResponse(secrets: SecretBox, scope: IdempotencyScope, response: Reply): Reply {
+  return { status: response.status, body: { sealed: secrets.seal(JSON.stringify(response.body), `${scope.principal}\n${scope.key}`) } };
+}
+
+function unsealResponse(secrets: SecretBox, scope: IdempotencyScope, stored: Reply): Reply {
+  const sealed = (stored.body as { sealed?: unknown } | null)?.sealed;
+  if (typeof sealed !== 'string') return stored; // an error answer is stored as is
+  const opened = secrets.open(sealed, `${scope.principal}\n${scope.key}`);
+  if (opened === null) throw errors.unavailable('This response was sealed with a key this server no longer has');
+  return { status: stored.status, body: JSON.parse(opened) as unknown };
 }
 
 function send(reply: FastifyReply, result: Reply): FastifyReply {

@@ -14,6 +14,7 @@ export function registerApiKeyRoutes(app: FastifyInstance, deps: RouteDeps, keys
     tags: ['api-keys'],
     auth: 'any',
     scope: 'keys:write',
+    sensitiveResponse: true,
     params: Type.Object({ id: IdParam }),
     body: CreateApiKeyBody,
     response: { 201: CreatedApiKey, 404: ErrorResponse },
