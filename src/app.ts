@@ -10,6 +10,8 @@ import { registerAuthRoutes } from './modules/auth/auth.routes.js';
 import { AuthService } from './modules/auth/auth.service.js';
 import { TokenService } from './modules/auth/auth.tokens.js';
 import { registerHealthRoutes } from './modules/health/health.routes.js';
+import { registerCreditRoutes } from './modules/credits/credits.routes.js';
+import { CreditsService } from './modules/credits/credits.service.js';
 import { registerUserRoutes } from './modules/users/users.routes.js';
 import { UsersService } from './modules/users/users.service.js';
 import { registerWorkspaceRoutes } from './modules/workspaces/workspaces.routes.js';
@@ -34,6 +36,7 @@ export interface Services {
   tokens: TokenService;
   authenticator: Authenticator;
   secrets: SecretBox;
+  credits: CreditsService;
 }
 
 export interface App {
@@ -57,7 +60,15 @@ export async function createApp(deps: AppDeps): Promise<App> {
     workspaces: new WorkspacesService(),
     authenticator: new Authenticator(database.db, config.auth.serviceKey, tokens),
     secrets: new SecretBox(config.encryptionKey),
+    credits: new CreditsService(database.db, database.schema, config.credits, clock),
   };
+  // Every user gets an account and the sign-up bonus in the transaction that creates them.
+  users.onUserCreated(async (trx, user) => {
+    const owner = { userId: user.id };
+    await services.credits.openAccount(trx, owner);
+    const bonus = services.credits.signupBonusOp(user.id);
+    if (bonus) await services.credits.executeIn(trx, owner, [bonus]);
+  });
 
   const server = await createServer({ bodyLimit: config.http.bodyLimit, logger: deps.logger, version: VERSION });
   const routeDeps: RouteDeps = { db: database.db, authenticator: services.authenticator, secrets: services.secrets };
@@ -66,6 +77,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerUserRoutes(server, routeDeps, services.users);
   registerApiKeyRoutes(server, routeDeps, services.apiKeys);
   registerWorkspaceRoutes(server, routeDeps, services.workspaces);
+  registerCreditRoutes(server, routeDeps, services.credits, services.workspaces);
   await server.ready();
   return { server, services, database, config };
 }

@@ -1,7 +1,8 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import { installErrorHandler } from './http/error-handler.js';
+import { errorBody, errors } from './http/errors.js';
 import { newId } from './lib/ids.js';
 import { validatorCompiler } from './http/validation.js';
 
@@ -18,7 +19,18 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     bodyLimit: options.bodyLimit,
     genReqId: () => newId('request'),
     requestIdHeader: false,
-    routerOptions: { ignoreTrailingSlash: true },
+    // Ids may be 128 characters; longer path segments are refused by the route schema, not the router.
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
+    // The router's own errors (malformed percent-encoding, an over-long path segment) use Tally's
+    // error envelope too. Fastify answers them from a bare context before routing, so no hook
+    // (not even the onSend that sets x-request-id) runs: the header is set here.
+    frameworkErrors: (err, request, reply) => {
+      const apiError = errors.invalidRequest(err.code === 'FST_ERR_BAD_URL' ? 'The URL is malformed' : err.message);
+      void (reply as FastifyReply)
+        .code(apiError.status)
+        .header('x-request-id', request.id)
+        .send(errorBody(apiError, request.id) as never);
+    },
   });
   app.setValidatorCompiler(validatorCompiler);
   // JSON only: a text/plain body is refused with 415 rather than validated as a string.

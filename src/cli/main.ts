@@ -3,6 +3,7 @@ import { ConfigError } from '../config/config.js';
 import { VERSION } from '../version.js';
 import { keysCreateCommand } from './keys.js';
 import { migrateCommand } from './migrate.js';
+import { reconcileCommand } from './reconcile.js';
 import { startCommand } from './start.js';
 import { typegenCommand } from './typegen.js';
 
@@ -28,6 +29,13 @@ export async function main(argv: string[]): Promise<void> {
     .option('--check', 'exit 1 if the file differs from the live schema instead of writing it')
     .action(async (opts: { out: string; check?: boolean }) => {
       process.exitCode = await typegenCommand(opts);
+    });
+  program
+    .command('reconcile')
+    .description('verify every balance against its ledger and every hold against its status; exit 1 on drift')
+    .option('--json', 'print the report as JSON')
+    .action(async (opts: { json?: boolean }) => {
+      process.exitCode = await reconcileCommand(opts);
     });
   const keys = program.command('keys').description('manage API keys');
   keys

@@ -3,6 +3,7 @@ import { loadConfig } from '../config/load.js';
 import { openDatabase } from '../db/database.js';
 import { migrate } from '../db/migrate.js';
 import { createLogger } from '../logger.js';
+import { startScheduler } from '../scheduler.js';
 
 /** `tally start`: migrate, serve, and print where to find everything. */
 export async function startCommand(): Promise<void> {
@@ -16,6 +17,7 @@ export async function startCommand(): Promise<void> {
   }
   const app = await createApp({ config, database, logger });
   const address = await app.server.listen({ port: config.http.port, host: config.http.host });
+  const stopScheduler = startScheduler(app.services, logger);
   const where = config.database.kind === 'pglite' ? `PGlite at ${config.database.dataDir}` : 'PostgreSQL (DATABASE_URL)';
   const lines = [
     '',
@@ -31,6 +33,7 @@ export async function startCommand(): Promise<void> {
 
   const shutdown = async (signal: string) => {
     logger.info({ signal }, 'shutting down');
+    stopScheduler();
     await app.server.close();
     await database.close();
     process.exit(0);

@@ -29,6 +29,74 @@ export interface ApiKeys {
   workspace_id: string | null;
 }
 
+export interface CreditAccounts {
+  balance: Generated<number>;
+  created_at: Generated<Timestamp>;
+  held: Generated<number>;
+  id: string;
+  total_credited: Generated<number>;
+  total_spent: Generated<number>;
+  updated_at: Generated<Timestamp>;
+  user_id: string | null;
+  workspace_id: string | null;
+}
+
+export interface CreditAllocations {
+  amount: number;
+  grant_id: string;
+  transaction_id: string;
+}
+
+export interface CreditGrants {
+  account_id: string;
+  amount: number;
+  class: Generated<string>;
+  created_at: Generated<Timestamp>;
+  expired_at: Timestamp | null;
+  expires_at: Timestamp | null;
+  id: string;
+  metadata: Generated<Json>;
+  priority: Generated<number>;
+  remaining: number;
+  source: Generated<string>;
+  transaction_id: string | null;
+  updated_at: Generated<Timestamp>;
+  user_id: string | null;
+  workspace_id: string | null;
+}
+
+export interface CreditHolds {
+  account_id: string;
+  amount: number;
+  captured: number | null;
+  created_at: Generated<Timestamp>;
+  expires_at: Timestamp;
+  id: string;
+  metadata: Generated<Json>;
+  resolved_at: Timestamp | null;
+  status: Generated<string>;
+  transaction_id: string | null;
+  updated_at: Generated<Timestamp>;
+  user_id: string | null;
+  workspace_id: string | null;
+}
+
+export interface CreditLedger {
+  account_id: string;
+  amount: number;
+  balance_after: number;
+  created_at: Generated<Timestamp>;
+  grant_id: string | null;
+  hold_id: string | null;
+  id: string;
+  metadata: Generated<Json>;
+  reason: string | null;
+  refund_of: string | null;
+  type: string;
+  user_id: string | null;
+  workspace_id: string | null;
+}
+
 export interface IdempotencyKeys {
   created_at: Generated<Timestamp>;
   key: string;
@@ -131,6 +199,11 @@ export interface Workspaces {
 
 export interface DB {
   api_keys: ApiKeys;
+  credit_accounts: CreditAccounts;
+  credit_allocations: CreditAllocations;
+  credit_grants: CreditGrants;
+  credit_holds: CreditHolds;
+  credit_ledger: CreditLedger;
   idempotency_keys: IdempotencyKeys;
   tally_migrations: TallyMigrations;
   user_identities: UserIdentities;

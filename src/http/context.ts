@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db, Executor } from '../db/database.js';
 import { errors } from './errors.js';
+import type { IdempotencyScope } from './idempotency.js';
 import { claimsOf, type Principal, type UserPrincipal } from './principal.js';
 
 /** What a route handler gets: who is calling, and the executor to run its queries on. */
@@ -9,6 +10,11 @@ export interface RequestContext {
   readonly requestId: string;
   /** The request's transaction (role and claims set), or the database for untransacted reads. */
   readonly db: Executor;
+  /**
+   * Set only for `transaction: 'handler'` routes: the request's Idempotency-Key, which the handler's
+   * service records in its own transaction (the ledger records it with the money movement).
+   */
+  readonly idempotency?: IdempotencyScope | null;
 }
 
 /**

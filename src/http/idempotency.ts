@@ -87,3 +87,54 @@ export async function idempotencyRecordFailure(db: Executor, scope: IdempotencyS
     .onConflict((oc) => oc.columns(['principal', 'key']).doNothing())
     .execute();
 }
+
+/**
+ * The batch form of claim: one statement claims every key of a ledger batch, a second reads back
+ * the ones that were already taken. Same semantics as idempotencyClaim, per key.
+ */
+export async function idempotencyClaimMany(
+  db: Executor,
+  table: ReturnType<typeof sql.table>,
+  scopes: IdempotencyScope[],
+): Promise<Map<string, ClaimResult>> {
+  const out = new Map<string, ClaimResult>();
+  if (scopes.length === 0) return out;
+  const claimed = await sql<{ principal: string; key: string }>`
+    insert into ${table} (principal, key, user_id, method, path, request_hash, status_code)
+    select * from unnest(${scopes.map((s) => s.principal)}::text[], ${scopes.map((s) => s.key)}::text[],
+      ${scopes.map((s) => s.userId)}::text[], ${scopes.map((s) => s.method)}::text[], ${scopes.map((s) => s.path)}::text[],
+      ${scopes.map((s) => s.requestHash)}::text[], ${scopes.map(() => 0)}::int4[])
+    on conflict (principal, key) do nothing
+    returning principal, key`.execute(db);
+  const taken = new Set(claimed.rows.map((r) => `${r.principal}\n${r.key}`));
+  const others = scopes.filter((s) => !taken.has(scopeKey(s)));
+  for (const s of scopes) if (taken.has(scopeKey(s))) out.set(scopeKey(s), { kind: 'claimed' });
+  if (others.length > 0) {
+    const rows = await sql<{ principal: string; key: string; request_hash: string; status_code: number; response_body: unknown }>`
+      select principal, key, request_hash, status_code, response_body from ${table}
+      where (principal, key) in (select * from unnest(${others.map((s) => s.principal)}::text[], ${others.map((s) => s.key)}::text[]))`.execute(db);
+    const byKey = new Map(rows.rows.map((r) => [`${r.principal}\n${r.key}`, r]));
+    for (const s of others) {
+      const row = byKey.get(scopeKey(s));
+      if (!row || row.request_hash !== s.requestHash) out.set(scopeKey(s), { kind: 'mismatch' });
+      else out.set(scopeKey(s), { kind: 'replay', response: { status: row.status_code, body: row.response_body } });
+    }
+  }
+  return out;
+}
+
+/** Records the responses of claimed keys, in one statement. */
+export async function idempotencyCompleteMany(
+  db: Executor,
+  table: ReturnType<typeof sql.table>,
+  done: { scope: IdempotencyScope; response: StoredResponse }[],
+): Promise<void> {
+  if (done.length === 0) return;
+  await sql`update ${table} k set status_code = v.status_code, response_body = v.body::jsonb
+    from unnest(${done.map((d) => d.scope.principal)}::text[], ${done.map((d) => d.scope.key)}::text[],
+                ${done.map((d) => d.response.status)}::int4[], ${done.map((d) => JSON.stringify(d.response.body ?? null))}::text[])
+      as v(principal, key, status_code, body)
+    where k.principal = v.principal and k.key = v.key`.execute(db);
+}
+
+export const scopeKey = (s: IdempotencyScope): string => `${s.principal}\n${s.key}`;

@@ -19,6 +19,7 @@ import { ErrorResponse } from './schemas.js';
 export interface Reply<T = unknown> {
   status: number;
   body: T;
+  headers?: Record<string, string>;
 }
 
 export const ok = <T>(body: T): Reply<T> => ({ status: 200, body });
@@ -43,6 +44,12 @@ export interface RouteDef<B extends TSchema, P extends TSchema, Q extends TSchem
    * layer is the whole check, and slow work (password hashing) stays outside any transaction.
    */
   runAsOwner?: boolean;
+  /**
+   * 'request' (default): the wrapper opens the request transaction and records the Idempotency-Key.
+   * 'handler': the handler's service owns both (money routes batch many requests into one
+   * transaction and record each key with its movement). Service-only routes.
+   */
+  transaction?: 'request' | 'handler';
   /**
    * The response carries a secret (a new API key): its idempotency record is sealed with the
    * encryption key, so replays still work but the secret is never stored in plain text.
@@ -80,6 +87,7 @@ export function defineRoute<B extends TSchema = Empty, P extends TSchema = Empty
 ): void {
   const idempotency = def.idempotency ?? (def.method === 'POST' ? 'optional' : 'none');
   if (def.runAsOwner && idempotency !== 'none') throw new Error(`${def.url}: runAsOwner routes take no Idempotency-Key`);
+  if (def.transaction === 'handler' && def.auth !== 'service') throw new Error(`${def.url}: handler transactions are for service routes`);
   const errorResponses: Record<number, TSchema> = { 400: ErrorResponse, 500: ErrorResponse };
   if (def.auth !== 'none') Object.assign(errorResponses, { 401: ErrorResponse, 403: ErrorResponse });
   if (idempotency !== 'none') errorResponses[409] = ErrorResponse;
@@ -107,7 +115,9 @@ export function defineRoute<B extends TSchema = Empty, P extends TSchema = Empty
     },
     // Authenticate before the body is read or validated: a stranger gets 401, not a parse error.
     onRequest: async (request: FastifyRequest) => {
-      const principal = await deps.authenticator.authenticate(request.headers.authorization);
+      // Public routes ignore credentials entirely: a stale token must not break sign-in or health.
+      const principal: Principal =
+        def.auth === 'none' ? { kind: 'anon' } : await deps.authenticator.authenticate(request.headers.authorization);
       authorize(def, principal);
       principals.set(request, principal);
     },
@@ -122,6 +132,10 @@ export function defineRoute<B extends TSchema = Empty, P extends TSchema = Empty
         request,
       };
       const scope = idempotencyScope(request, principal, idempotency);
+      if (def.transaction === 'handler') {
+        const result = await def.handler({ principal, requestId: request.id, db: deps.db, idempotency: scope }, input);
+        return send(reply, result);
+      }
       // Service reads need no transaction; everything else gets one (role, claims, atomicity).
       if ((principal.kind === 'service' && def.method === 'GET') || def.runAsOwner) {
         const result = await def.handler({ principal, requestId: request.id, db: deps.db }, input);
@@ -208,6 +222,7 @@ function unsealResponse(secrets: SecretBox, scope: IdempotencyScope, stored: Rep
 }
 
 function send(reply: FastifyReply, result: Reply): FastifyReply {
+  if (result.headers) reply.headers(result.headers);
   if (result.status === 204) return reply.code(204).send();
   return reply.code(result.status).send(result.body);
 }

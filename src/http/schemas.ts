@@ -17,7 +17,9 @@ export const ErrorResponse = Type.Object(
 export const Timestamp = Type.String({ format: 'date-time' });
 export const NullableTimestamp = Type.Union([Type.String({ format: 'date-time' }), Type.Null()]);
 /** A free-form JSON object (metadata, settings, preferences), bounded in size. */
-export const JsonObject = (maxProperties: number) => Type.Record(Type.String({ maxLength: 100 }), Type.Unknown(), { maxProperties });
+export const JsonObject = (maxProperties: number) =>
+  // TypeBox drops the key schema of a Record; propertyNames keeps keys bounded.
+  Type.Record(Type.String(), Type.Unknown(), { maxProperties, propertyNames: { maxLength: 100 } });
 export const Metadata = JsonObject(50);
 export const Email = Type.String({ format: 'email', minLength: 3, maxLength: 320 });
 export const IdParam = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:@-]+$' });

@@ -11,6 +11,9 @@ export const ID_PREFIXES = {
   identity: 'idn',
   workspace: 'wsp',
   request: 'req',
+  transaction: 'txn',
+  grant: 'grt',
+  hold: 'hold',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

@@ -1,0 +1,85 @@
+import type { Static } from 'typebox';
+import { errors } from '../../http/errors.js';
+import type { IdempotencyScope } from '../../http/idempotency.js';
+import type { AdjustBody, CaptureBody, DebitBody, GrantBody, HoldBody, LedgerOp, RefundBody } from './credits.js';
+import type { Owner } from './credits.service.js';
+
+/**
+ * API bodies → ledger operations. The HTTP routes and the SDK both build operations here, so a
+ * request means the same thing (and hashes the same for idempotency) whichever way it arrives.
+ */
+export interface OpMeta {
+  requestId: string;
+  idem: IdempotencyScope | null;
+}
+
+export function ownerOf(body: { user_id?: string; workspace_id?: string }): Owner {
+  if (body.user_id !== undefined && body.workspace_id === undefined) return { userId: body.user_id };
+  if (body.workspace_id !== undefined && body.user_id === undefined) return { workspaceId: body.workspace_id };
+  throw errors.invalidRequest('Name exactly one of user_id or workspace_id', { field: 'user_id' });
+}
+
+/** Sources Tally itself writes; an API grant cannot claim them. */
+const RESERVED_SOURCES = new Set(['signup_bonus', 'refund', 'adjustment']);
+
+export function grantOp(b: Static<typeof GrantBody>, m: OpMeta): LedgerOp {
+  if (b.source !== undefined && RESERVED_SOURCES.has(b.source)) {
+    throw errors.invalidRequest(`source "${b.source}" is reserved`, { field: 'source' });
+  }
+  return grantOpUnchecked(b, m);
+}
+
+const grantOpUnchecked = (b: Static<typeof GrantBody>, m: OpMeta): LedgerOp => ({
+  kind: 'grant',
+  ...m,
+  amount: b.amount,
+  reason: b.reason,
+  class: b.class ?? 'default',
+  source: b.source ?? 'grant',
+  expiresAt: b.expires_at ? new Date(b.expires_at) : null,
+  priority: b.priority ?? 0,
+  metadata: b.metadata ?? {},
+});
+
+export const debitOp = (b: Static<typeof DebitBody>, m: OpMeta): LedgerOp => ({
+  kind: 'debit',
+  ...m,
+  amount: b.amount,
+  reason: b.reason,
+  metadata: b.metadata ?? {},
+});
+
+export const refundOp = (b: Static<typeof RefundBody>, m: OpMeta): LedgerOp => ({
+  kind: 'refund',
+  ...m,
+  amount: b.amount,
+  reason: b.reason,
+  transactionId: b.transaction_id ?? null,
+  metadata: b.metadata ?? {},
+});
+
+export const adjustOp = (b: Static<typeof AdjustBody>, m: OpMeta): LedgerOp => ({
+  kind: 'adjust',
+  ...m,
+  amount: b.amount,
+  reason: b.reason,
+  metadata: b.metadata ?? {},
+});
+
+export const holdOp = (b: Static<typeof HoldBody>, m: OpMeta): LedgerOp => ({
+  kind: 'hold',
+  ...m,
+  amount: b.amount,
+  expiresInSeconds: b.expires_in_seconds ?? 900,
+  metadata: b.metadata ?? {},
+});
+
+export const captureOp = (holdId: string, b: Static<typeof CaptureBody>, m: OpMeta): LedgerOp => ({
+  kind: 'capture',
+  ...m,
+  holdId,
+  amount: b.amount ?? null,
+  metadata: b.metadata ?? {},
+});
+
+export const releaseOp = (holdId: string, m: OpMeta): LedgerOp => ({ kind: 'release', ...m, holdId });

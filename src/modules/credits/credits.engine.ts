@@ -1,0 +1,432 @@
+import { ApiError, errorBody, errors } from '../../http/errors.js';
+import { newId } from '../../lib/ids.js';
+import {
+  type AccountState,
+  balanceBody,
+  type GrantState,
+  type HoldState,
+  holdBody,
+  type LedgerEntry,
+  type LedgerOp,
+  type OpResult,
+  type RefundTarget,
+  transactionBody,
+} from './credits.js';
+
+/**
+ * The ledger's rules, as pure computation over one account's state. A batch of operations is
+ * applied in order to the in-memory state (already locked and loaded by the repository); the
+ * result is one answer per operation plus the rows to write. No I/O here, so every rule is unit-
+ * testable and the SQL stays set-based (a whole batch is written with a handful of statements).
+ */
+export interface EngineInput {
+  account: AccountState;
+  /** Live grants (remaining > 0) plus any grant a refund in this batch may restore into. */
+  grants: GrantState[];
+  /** Holds this batch touches, plus open holds that are past due. */
+  holds: HoldState[];
+  /** Debits/captures that refunds in this batch name, with what was already refunded. */
+  refundTargets: RefundTarget[];
+  now: Date;
+  balanceCap: number | null;
+}
+
+export interface EngineOutput {
+  results: OpResult[];
+  account: AccountState;
+  entries: LedgerEntry[];
+  allocations: { transactionId: string; grantId: string; amount: number }[];
+  /** Grants to insert (isNew) or update (dirty). */
+  grants: GrantState[];
+  /** Holds to insert (isNew) or update (dirty). */
+  holds: HoldState[];
+}
+
+/** Consumption order: soonest expiry, then priority (lower first), then oldest. */
+export function compareGrants(a: GrantState, b: GrantState): number {
+  const ea = a.expiresAt?.getTime() ?? Number.POSITIVE_INFINITY;
+  const eb = b.expiresAt?.getTime() ?? Number.POSITIVE_INFINITY;
+  if (ea !== eb) return ea < eb ? -1 : 1;
+  if (a.priority !== b.priority) return a.priority - b.priority;
+  const ca = a.createdAt.getTime();
+  const cb = b.createdAt.getTime();
+  if (ca !== cb) return ca - cb;
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+export function applyOps(input: EngineInput, ops: LedgerOp[]): EngineOutput {
+  const state = new Batch(input);
+  state.expireDue();
+  const results = ops.map((op) => {
+    try {
+      return state.apply(op);
+    } catch (err) {
+      if (err instanceof ApiError && err.status < 500) {
+        return { status: err.status, body: errorBody(err, op.requestId) } satisfies OpResult;
+      }
+      throw err;
+    }
+  });
+  return state.output(results);
+}
+
+class Batch {
+  private readonly account: AccountState;
+  private readonly grants = new Map<string, GrantState>();
+  private readonly holds = new Map<string, HoldState>();
+  private readonly targets = new Map<string, RefundTarget>();
+  private readonly entries: LedgerEntry[] = [];
+  private readonly allocations: EngineOutput['allocations'] = [];
+  private readonly now: Date;
+  private readonly cap: number | null;
+  /** Distinct created_at per entry so (created_at, id) orders entries exactly as applied. */
+  private tick = 0;
+
+  constructor(input: EngineInput) {
+    this.account = { ...input.account };
+    for (const g of input.grants) this.grants.set(g.id, { ...g });
+    for (const h of input.holds) this.holds.set(h.id, { ...h });
+    for (const t of input.refundTargets) this.targets.set(t.id, { ...t, restoredByGrant: new Map(t.restoredByGrant) });
+    this.now = input.now;
+    this.cap = input.balanceCap;
+  }
+
+  private stamp(): Date {
+    return new Date(this.now.getTime() + this.tick++ / 1000);
+  }
+
+  /** Live grants in consumption order. */
+  private live(): GrantState[] {
+    return [...this.grants.values()].filter((g) => g.remaining > 0).sort(compareGrants);
+  }
+
+  private available(): number {
+    return this.account.balance - this.account.held;
+  }
+
+  /**
+   * Past-due holds expire (their credits become available again); then past-due grants expire,
+   * each through a visible `expiry` entry. Credits still backing an open hold are kept until the
+   * hold resolves, so a capture can always be paid: expiry never takes the balance below `held`.
+   */
+  expireDue(): void {
+    for (const hold of this.holds.values()) {
+      if (hold.status === 'held' && hold.expiresAt.getTime() <= this.now.getTime()) {
+        hold.status = 'expired';
+        hold.resolvedAt = this.now;
+        hold.dirty = true;
+        this.account.held -= hold.amount;
+      }
+    }
+    for (const grant of this.live()) {
+      if (!grant.expiresAt || grant.expiresAt.getTime() > this.now.getTime()) continue;
+      const amount = Math.min(grant.remaining, this.available());
+      if (amount <= 0) continue;
+      this.take(grant, amount);
+      const entry = this.entry('expiry', -amount, `credits expired (grant ${grant.id})`, {}, { grantId: grant.id });
+      this.allocations.push({ transactionId: entry.id, grantId: grant.id, amount });
+      if (grant.remaining === 0) grant.expiredAt = this.now;
+    }
+  }
+
+  apply(op: LedgerOp): OpResult {
+    switch (op.kind) {
+      case 'grant':
+        return this.grant(op);
+      case 'debit':
+        return this.spend('debit', op.amount, op.reason, op.metadata);
+      case 'adjust':
+        return op.amount > 0
+          ? this.credit('adjustment', op.amount, op.reason, op.metadata)
+          : this.spend('adjustment', -op.amount, op.reason, op.metadata);
+      case 'refund':
+        return this.refund(op);
+      case 'hold':
+        return this.hold(op);
+      case 'capture':
+        return this.capture(op);
+      case 'release':
+        return this.release(op);
+      case 'sweep':
+        return { status: 200, body: null };
+    }
+  }
+
+  private grant(op: Extract<LedgerOp, { kind: 'grant' }>): OpResult {
+    if (op.expiresAt && op.expiresAt.getTime() <= this.now.getTime()) {
+      throw errors.invalidRequest('expires_at must be in the future', { field: 'expires_at' });
+    }
+    return this.credit('grant', op.amount, op.reason, op.metadata, {
+      class: op.class,
+      source: op.source,
+      expiresAt: op.expiresAt,
+      priority: op.priority,
+    });
+  }
+
+  /** Adds credits as a new grant: grants, positive adjustments, refunds not tied to a debit. */
+  private credit(
+    type: 'grant' | 'adjustment' | 'refund',
+    amount: number,
+    reason: string,
+    metadata: Record<string, unknown>,
+    shape: { class: string; source: string; expiresAt: Date | null; priority: number } = {
+      class: 'default',
+      source: type,
+      expiresAt: null,
+      priority: 0,
+    },
+  ): OpResult {
+    this.assertUnderCap(amount);
+    const grant = this.newGrant(amount, shape, metadata);
+    const entry = this.entry(type, amount, reason, metadata, { grantId: grant.id });
+    grant.transactionId = entry.id;
+    if (type === 'refund') this.account.totalSpent -= amount;
+    else this.account.totalCredited += amount;
+    return { status: 201, body: { transaction: transactionBody(entry), balance: this.balance() } };
+  }
+
+  /** Takes credits out in consumption order: debits and negative adjustments. */
+  private spend(
+    type: 'debit' | 'adjustment',
+    amount: number,
+    reason: string,
+    metadata: Record<string, unknown>,
+  ): OpResult {
+    this.assertAvailable(amount);
+    const entryId = newId('transaction');
+    this.consume(entryId, amount);
+    const entry = this.entry(type, -amount, reason, metadata, { id: entryId });
+    if (type === 'debit') this.account.totalSpent += amount;
+    return { status: 201, body: { transaction: transactionBody(entry), balance: this.balance() } };
+  }
+
+  private refund(op: Extract<LedgerOp, { kind: 'refund' }>): OpResult {
+    if (!op.transactionId) {
+      return this.credit('refund', op.amount, op.reason, op.metadata, {
+        class: 'default',
+        source: 'refund',
+        expiresAt: null,
+        priority: 0,
+      });
+    }
+    const target = this.targets.get(op.transactionId);
+    if (!target || target.accountId !== this.account.id) throw errors.notFound('Transaction', op.transactionId);
+    if (target.type !== 'debit' && target.type !== 'capture') {
+      throw errors.invalidRequest(`Only debits and captures can be refunded; ${op.transactionId} is a ${target.type}`, {
+        field: 'transaction_id',
+      });
+    }
+    const refundable = -target.amount - target.refunded;
+    if (op.amount > refundable) {
+      throw errors.conflict(`Refund exceeds what is left to refund on ${op.transactionId} (${refundable})`, {
+        transaction_id: op.transactionId,
+        refundable,
+      });
+    }
+    const entryId = newId('transaction');
+    // Give the credits back to the grants they came from, latest-consumed first; a grant that has
+    // expired meanwhile gets its share as a fresh, non-expiring refund grant of the same class.
+    let left = op.amount;
+    for (const alloc of [...target.allocations].reverse()) {
+      if (left === 0) break;
+      const restoredAlready = target.restoredByGrant.get(alloc.grantId) ?? 0;
+      const give = Math.min(alloc.amount - restoredAlready, left);
+      if (give <= 0) continue;
+      const grant = this.grants.get(alloc.grantId);
+      target.restoredByGrant.set(alloc.grantId, restoredAlready + give);
+      left -= give;
+      if (grant && (!grant.expiresAt || grant.expiresAt.getTime() > this.now.getTime())) {
+        grant.remaining += give;
+        grant.expiredAt = null;
+        grant.dirty = true;
+        this.account.balance += give;
+        this.allocations.push({ transactionId: entryId, grantId: grant.id, amount: give });
+      } else {
+        const fresh = this.newGrant(give, { class: grant?.class ?? 'default', source: 'refund', expiresAt: null, priority: 0 }, {});
+        fresh.transactionId = entryId;
+        this.allocations.push({ transactionId: entryId, grantId: fresh.id, amount: give });
+      }
+    }
+    if (left > 0) {
+      // Older debits without allocation records: a plain refund grant for the rest.
+      const fresh = this.newGrant(left, { class: 'default', source: 'refund', expiresAt: null, priority: 0 }, {});
+      fresh.transactionId = entryId;
+      this.allocations.push({ transactionId: entryId, grantId: fresh.id, amount: left });
+    }
+    target.refunded += op.amount;
+    this.account.totalSpent -= op.amount;
+    const entry = this.entry('refund', op.amount, op.reason, op.metadata, { id: entryId, refundOf: target.id });
+    return { status: 201, body: { transaction: transactionBody(entry), balance: this.balance() } };
+  }
+
+  private hold(op: Extract<LedgerOp, { kind: 'hold' }>): OpResult {
+    this.assertAvailable(op.amount);
+    const hold: HoldState = {
+      id: newId('hold'),
+      accountId: this.account.id,
+      userId: this.account.userId,
+      workspaceId: this.account.workspaceId,
+      amount: op.amount,
+      captured: null,
+      status: 'held',
+      expiresAt: new Date(this.now.getTime() + op.expiresInSeconds * 1000),
+      transactionId: null,
+      metadata: op.metadata,
+      resolvedAt: null,
+      createdAt: this.stamp(),
+      isNew: true,
+      dirty: true,
+    };
+    this.holds.set(hold.id, hold);
+    this.account.held += op.amount;
+    return { status: 201, body: holdBody(hold) };
+  }
+
+  private openHold(holdId: string, verb: string): HoldState {
+    const hold = this.holds.get(holdId);
+    if (!hold || hold.accountId !== this.account.id) throw errors.notFound('Hold', holdId);
+    if (hold.status !== 'held') {
+      throw errors.invalidState(`Cannot ${verb} a hold that is ${hold.status}`, { hold_id: holdId, status: hold.status });
+    }
+    return hold;
+  }
+
+  private capture(op: Extract<LedgerOp, { kind: 'capture' }>): OpResult {
+    const hold = this.openHold(op.holdId, 'capture');
+    const amount = op.amount ?? hold.amount;
+    if (amount > hold.amount) {
+      throw errors.invalidRequest(`Cannot capture ${amount}: the hold is for ${hold.amount}`, { field: 'amount', held: hold.amount });
+    }
+    this.account.held -= hold.amount;
+    hold.status = 'captured';
+    hold.captured = amount;
+    hold.resolvedAt = this.now;
+    hold.dirty = true;
+    if (amount > 0) {
+      const entryId = newId('transaction');
+      this.consume(entryId, amount);
+      const reason = typeof hold.metadata['reason'] === 'string' ? (hold.metadata['reason'] as string) : 'hold captured';
+      const entry = this.entry('capture', -amount, reason, op.metadata, { id: entryId, holdId: hold.id });
+      hold.transactionId = entry.id;
+      this.account.totalSpent += amount;
+    }
+    return { status: 200, body: holdBody(hold) };
+  }
+
+  private release(op: Extract<LedgerOp, { kind: 'release' }>): OpResult {
+    const hold = this.openHold(op.holdId, 'release');
+    this.account.held -= hold.amount;
+    hold.status = 'released';
+    hold.resolvedAt = this.now;
+    hold.dirty = true;
+    return { status: 200, body: holdBody(hold) };
+  }
+
+  private assertAvailable(amount: number): void {
+    const available = this.available();
+    if (amount > available) {
+      throw errors.insufficientCredits(`Not enough credits: ${amount} needed, ${available} available`, {
+        needed: amount,
+        available,
+      });
+    }
+  }
+
+  private assertUnderCap(amount: number): void {
+    if (this.cap !== null && this.account.balance + amount > this.cap) {
+      throw errors.balanceCapExceeded(`The balance would exceed the cap of ${this.cap}`, {
+        cap: this.cap,
+        balance: this.account.balance,
+        amount,
+      });
+    }
+  }
+
+  /** Takes `amount` from live grants in order, recording allocations; the caller checked availability. */
+  private consume(entryId: string, amount: number): void {
+    let left = amount;
+    for (const grant of this.live()) {
+      if (left === 0) break;
+      const take = Math.min(grant.remaining, left);
+      this.take(grant, take);
+      this.allocations.push({ transactionId: entryId, grantId: grant.id, amount: take });
+      left -= take;
+    }
+    if (left !== 0) throw new Error(`ledger invariant broken: grants short by ${left} on ${this.account.id}`);
+  }
+
+  private take(grant: GrantState, amount: number): void {
+    grant.remaining -= amount;
+    grant.dirty = true;
+    this.account.balance -= amount;
+  }
+
+  private newGrant(
+    amount: number,
+    shape: { class: string; source: string; expiresAt: Date | null; priority: number },
+    metadata: Record<string, unknown>,
+  ): GrantState {
+    const grant: GrantState = {
+      id: newId('grant'),
+      accountId: this.account.id,
+      class: shape.class,
+      source: shape.source,
+      amount,
+      remaining: amount,
+      priority: shape.priority,
+      expiresAt: shape.expiresAt,
+      expiredAt: null,
+      transactionId: null,
+      metadata,
+      createdAt: this.stamp(),
+      isNew: true,
+      dirty: true,
+    };
+    this.grants.set(grant.id, grant);
+    this.account.balance += amount;
+    return grant;
+  }
+
+  /** Appends a ledger entry. The balance already moved (through grants); balance_after is it. */
+  private entry(
+    type: LedgerEntry['type'],
+    amount: number,
+    reason: string,
+    metadata: Record<string, unknown>,
+    extra: { id?: string; grantId?: string; holdId?: string; refundOf?: string },
+  ): LedgerEntry {
+    const entry: LedgerEntry = {
+      id: extra.id ?? newId('transaction'),
+      accountId: this.account.id,
+      userId: this.account.userId,
+      workspaceId: this.account.workspaceId,
+      type,
+      amount,
+      balanceAfter: this.account.balance,
+      reason,
+      metadata,
+      grantId: extra.grantId ?? null,
+      holdId: extra.holdId ?? null,
+      refundOf: extra.refundOf ?? null,
+      createdAt: this.stamp(),
+    };
+    this.entries.push(entry);
+    return entry;
+  }
+
+  private balance() {
+    return balanceBody(this.account, this.live());
+  }
+
+  output(results: OpResult[]): EngineOutput {
+    return {
+      results,
+      account: this.account,
+      entries: this.entries,
+      allocations: this.allocations,
+      grants: [...this.grants.values()].filter((g) => g.dirty),
+      holds: [...this.holds.values()].filter((h) => h.dirty),
+    };
+  }
+}

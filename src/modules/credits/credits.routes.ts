@@ -1,0 +1,176 @@
+import type { FastifyInstance } from 'fastify';
+import { type TSchema, Type } from 'typebox';
+import { assertSelfOrService, type RequestContext } from '../../http/context.js';
+import { ListQuery, pageRequest, toPage } from '../../http/pagination.js';
+import { defineRoute, ok, type Reply, type RouteDeps } from '../../http/route.js';
+import { ErrorResponse, IdParam, listOf } from '../../http/schemas.js';
+import type { Principal } from '../../http/principal.js';
+import type { Executor } from '../../db/database.js';
+import type { WorkspacesService } from '../workspaces/workspaces.service.js';
+import {
+  AdjustBody,
+  Balance,
+  CaptureBody,
+  DebitBody,
+  ENTRY_TYPES,
+  GrantBody,
+  Hold,
+  HOLD_STATUSES,
+  HoldBody,
+  holdBody,
+  Movement,
+  type OpResult,
+  RefundBody,
+  Transaction,
+  transactionBody,
+} from './credits.js';
+import { adjustOp, captureOp, debitOp, grantOp, holdOp, type OpMeta, ownerOf, refundOp, releaseOp } from './credits.commands.js';
+import { entryFromRow, holdFromRow } from './credits.repository.js';
+import type { CreditsService, Owner } from './credits.service.js';
+
+const moneyErrors = { 402: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 422: ErrorResponse };
+
+const meta = (ctx: RequestContext): OpMeta => ({ requestId: ctx.requestId, idem: ctx.idempotency ?? null });
+
+/** An OpResult as the HTTP reply; a replay says so in a header. */
+const answer = (result: OpResult): Reply => ({
+  status: result.status,
+  body: result.body,
+  ...(result.replayed ? { headers: { 'idempotent-replayed': 'true' } } : {}),
+});
+
+/** Money writes: service only, Idempotency-Key required, the ledger owns the transaction. */
+const money = (url: string, summary: string, response: Record<number, TSchema>) => ({
+  method: 'POST' as const,
+  url,
+  summary,
+  tags: [url.startsWith('/v1/holds') ? 'holds' : 'credits'],
+  auth: 'service' as const,
+  idempotency: 'required' as const,
+  transaction: 'handler' as const,
+  response: { ...response, ...moneyErrors },
+});
+
+export function registerCreditRoutes(app: FastifyInstance, deps: RouteDeps, credits: CreditsService, workspaces: WorkspacesService): void {
+  defineRoute(app, deps, {
+    ...money('/v1/credits/grant', 'Grant credits (service): optional class, expiry and priority; capped', { 201: Movement }),
+    body: GrantBody,
+    handler: async (ctx, { body }) => answer(await credits.execute(ownerOf(body), grantOp(body, meta(ctx)))),
+  });
+  defineRoute(app, deps, {
+    ...money('/v1/credits/debit', 'Debit credits (service); 402 when not enough are available', { 201: Movement }),
+    body: DebitBody,
+    handler: async (ctx, { body }) => answer(await credits.execute(ownerOf(body), debitOp(body, meta(ctx)))),
+  });
+  defineRoute(app, deps, {
+    ...money('/v1/credits/refund', 'Refund credits (service); never more than the debit it names', { 201: Movement }),
+    body: RefundBody,
+    handler: async (ctx, { body }) => answer(await credits.execute(ownerOf(body), refundOp(body, meta(ctx)))),
+  });
+  defineRoute(app, deps, {
+    ...money('/v1/credits/adjust', 'Adjust a balance by a signed amount (service, admin corrections)', { 201: Movement }),
+    body: AdjustBody,
+    handler: async (ctx, { body }) => answer(await credits.execute(ownerOf(body), adjustOp(body, meta(ctx)))),
+  });
+  defineRoute(app, deps, {
+    ...money('/v1/holds', 'Reserve credits for later capture (service)', { 201: Hold }),
+    body: HoldBody,
+    handler: async (ctx, { body }) => answer(await credits.execute(ownerOf(body), holdOp(body, meta(ctx)))),
+  });
+  defineRoute(app, deps, {
+    ...money('/v1/holds/:id/capture', 'Capture a hold (≤ held; the rest is released)', { 200: Hold }),
+    params: Type.Object({ id: IdParam }),
+    body: CaptureBody,
+    handler: async (ctx, { params, body }) => answer(await credits.executeOnHold(params.id, captureOp(params.id, body ?? {}, meta(ctx)))),
+  });
+  defineRoute(app, deps, {
+    ...money('/v1/holds/:id/release', 'Release a hold', { 200: Hold }),
+    params: Type.Object({ id: IdParam }),
+    handler: async (ctx, { params }) => answer(await credits.executeOnHold(params.id, releaseOp(params.id, meta(ctx)))),
+  });
+
+  // Reads: the service, the user themself, or a workspace's members. RLS checks it again.
+  const readOwner = async (db: Executor, principal: Principal, owner: Owner) => {
+    if ('userId' in owner) assertSelfOrService(principal, owner.userId);
+    else await workspaces.get(db, principal, owner.workspaceId);
+  };
+
+  for (const kind of ['users', 'workspaces'] as const) {
+    const ownerFor = (id: string): Owner => (kind === 'users' ? { userId: id } : { workspaceId: id });
+    const tags = ['credits'];
+    defineRoute(app, deps, {
+      method: 'GET',
+      url: `/v1/${kind}/:id/balance`,
+      summary: kind === 'users' ? "A user's balance, held and available credits, and grants" : "A workspace pool's balance",
+      tags,
+      auth: 'any',
+      scope: 'credits:read',
+      params: Type.Object({ id: IdParam }),
+      response: { 200: Balance, 404: ErrorResponse },
+      handler: async (ctx, { params }) => {
+        const owner = ownerFor(params.id);
+        await readOwner(ctx.db, ctx.principal, owner);
+        return ok(await credits.balance(ctx.db, owner));
+      },
+    });
+    defineRoute(app, deps, {
+      method: 'GET',
+      url: `/v1/${kind}/:id/transactions`,
+      summary: 'The ledger, newest first',
+      tags,
+      auth: 'any',
+      scope: 'credits:read',
+      params: Type.Object({ id: IdParam }),
+      query: Type.Object(
+        { ...ListQuery.properties, type: Type.Optional(Type.Union(ENTRY_TYPES.map((t) => Type.Literal(t)))) },
+        { additionalProperties: false },
+      ),
+      response: { 200: listOf(Transaction), 404: ErrorResponse },
+      handler: async (ctx, { params, query }) => {
+        const owner = ownerFor(params.id);
+        await readOwner(ctx.db, ctx.principal, owner);
+        const page = pageRequest(query);
+        const rows = await credits.transactions(ctx.db, owner, page, query.type);
+        return ok(toPage(rows, page.limit, (r) => transactionBody(entryFromRow(r as unknown as Record<string, unknown>))));
+      },
+    });
+    defineRoute(app, deps, {
+      method: 'GET',
+      url: `/v1/${kind}/:id/holds`,
+      summary: 'Holds, newest first',
+      tags: ['holds'],
+      auth: 'any',
+      scope: 'credits:read',
+      params: Type.Object({ id: IdParam }),
+      query: Type.Object(
+        { ...ListQuery.properties, status: Type.Optional(Type.Union(HOLD_STATUSES.map((s) => Type.Literal(s)))) },
+        { additionalProperties: false },
+      ),
+      response: { 200: listOf(Hold), 404: ErrorResponse },
+      handler: async (ctx, { params, query }) => {
+        const owner = ownerFor(params.id);
+        await readOwner(ctx.db, ctx.principal, owner);
+        const page = pageRequest(query);
+        const rows = await credits.holds(ctx.db, owner, page, query.status);
+        return ok(toPage(rows, page.limit, (r) => holdBody(holdFromRow(r as unknown as Record<string, unknown>))));
+      },
+    });
+  }
+
+  defineRoute(app, deps, {
+    method: 'GET',
+    url: '/v1/holds/:id',
+    summary: 'A hold',
+    tags: ['holds'],
+    auth: 'any',
+    scope: 'credits:read',
+    params: Type.Object({ id: IdParam }),
+    response: { 200: Hold, 404: ErrorResponse },
+    handler: async (ctx, { params }) => {
+      const hold = await credits.hold(ctx.db, params.id);
+      if (hold.userId) assertSelfOrService(ctx.principal, hold.userId);
+      else if (hold.workspaceId) await workspaces.get(ctx.db, ctx.principal, hold.workspaceId);
+      return ok(holdBody(hold));
+    },
+  });
+}

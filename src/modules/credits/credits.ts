@@ -1,0 +1,314 @@
+import { Type } from 'typebox';
+import type { IdempotencyScope } from '../../http/idempotency.js';
+import { iso, isoOrNull, Metadata, NullableTimestamp, Timestamp } from '../../http/schemas.js';
+
+// ---------------------------------------------------------------------------------------------
+// Domain state (what the engine computes over) and operations.
+// ---------------------------------------------------------------------------------------------
+
+export interface AccountState {
+  id: string;
+  userId: string | null;
+  workspaceId: string | null;
+  balance: number;
+  held: number;
+  totalCredited: number;
+  totalSpent: number;
+}
+
+export interface GrantState {
+  id: string;
+  accountId: string;
+  class: string;
+  source: string;
+  amount: number;
+  remaining: number;
+  priority: number;
+  expiresAt: Date | null;
+  expiredAt: Date | null;
+  transactionId: string | null;
+  metadata: Record<string, unknown>;
+  createdAt: Date;
+  isNew: boolean;
+  dirty: boolean;
+}
+
+export const HOLD_STATUSES = ['held', 'captured', 'released', 'expired'] as const;
+export type HoldStatus = (typeof HOLD_STATUSES)[number];
+export const isFinalHold = (s: HoldStatus): boolean => s !== 'held';
+
+export interface HoldState {
+  id: string;
+  accountId: string;
+  userId: string | null;
+  workspaceId: string | null;
+  amount: number;
+  captured: number | null;
+  status: HoldStatus;
+  expiresAt: Date;
+  transactionId: string | null;
+  metadata: Record<string, unknown>;
+  resolvedAt: Date | null;
+  createdAt: Date;
+  isNew: boolean;
+  dirty: boolean;
+}
+
+export const ENTRY_TYPES = ['grant', 'debit', 'refund', 'adjustment', 'capture', 'expiry'] as const;
+export type EntryType = (typeof ENTRY_TYPES)[number];
+
+export interface LedgerEntry {
+  id: string;
+  accountId: string;
+  userId: string | null;
+  workspaceId: string | null;
+  type: EntryType;
+  amount: number;
+  balanceAfter: number;
+  reason: string;
+  metadata: Record<string, unknown>;
+  grantId: string | null;
+  holdId: string | null;
+  refundOf: string | null;
+  createdAt: Date;
+}
+
+/** A debit or capture that a refund names, with what it took and what was already given back. */
+export interface RefundTarget {
+  id: string;
+  accountId: string;
+  type: EntryType;
+  amount: number;
+  refunded: number;
+  allocations: { grantId: string; amount: number }[];
+  restoredByGrant: Map<string, number>;
+}
+
+interface OpBase {
+  /** For error bodies. */
+  requestId: string;
+  /** The Idempotency-Key of the request, recorded in the same transaction as the movement. */
+  idem: IdempotencyScope | null;
+}
+
+export type LedgerOp = OpBase &
+  (
+    | {
+        kind: 'grant';
+        amount: number;
+        reason: string;
+        class: string;
+        source: string;
+        expiresAt: Date | null;
+        priority: number;
+        metadata: Record<string, unknown>;
+      }
+    | { kind: 'debit'; amount: number; reason: string; metadata: Record<string, unknown> }
+    | { kind: 'adjust'; amount: number; reason: string; metadata: Record<string, unknown> }
+    | { kind: 'refund'; amount: number; reason: string; transactionId: string | null; metadata: Record<string, unknown> }
+    | { kind: 'hold'; amount: number; expiresInSeconds: number; metadata: Record<string, unknown> }
+    | { kind: 'capture'; holdId: string; amount: number | null; metadata: Record<string, unknown> }
+    | { kind: 'release'; holdId: string }
+    /** Nothing but the expiry every batch starts with: the scheduler's way to expire idle accounts. */
+    | { kind: 'sweep' }
+  );
+
+/** What an operation answered: the HTTP status and body (also what a replay returns). */
+export interface OpResult {
+  status: number;
+  body: unknown;
+  /** True when this is the stored answer of an earlier request with the same Idempotency-Key. */
+  replayed?: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------
+// API shapes.
+// ---------------------------------------------------------------------------------------------
+
+const Nullable = <T extends import('typebox').TSchema>(t: T) => Type.Union([t, Type.Null()]);
+
+export const Transaction = Type.Object(
+  {
+    id: Type.String(),
+    user_id: Nullable(Type.String()),
+    workspace_id: Nullable(Type.String()),
+    type: Type.Union(ENTRY_TYPES.map((t) => Type.Literal(t))),
+    amount: Type.Integer(),
+    balance_after: Type.Integer(),
+    reason: Type.String(),
+    metadata: Type.Record(Type.String(), Type.Unknown()),
+    grant_id: Nullable(Type.String()),
+    hold_id: Nullable(Type.String()),
+    refund_of: Nullable(Type.String()),
+    created_at: Timestamp,
+  },
+  { title: 'Transaction' },
+);
+
+export const GrantSummary = Type.Object(
+  {
+    id: Type.String(),
+    class: Type.String(),
+    source: Type.String(),
+    remaining: Type.Integer(),
+    expires_at: NullableTimestamp,
+    priority: Type.Integer(),
+  },
+  { title: 'Grant' },
+);
+
+export const Balance = Type.Object(
+  {
+    user_id: Nullable(Type.String()),
+    workspace_id: Nullable(Type.String()),
+    balance: Type.Integer(),
+    held: Type.Integer(),
+    available: Type.Integer(),
+    total_credited: Type.Integer(),
+    total_spent: Type.Integer(),
+    grants: Type.Array(GrantSummary),
+  },
+  { title: 'Balance' },
+);
+
+export const Movement = Type.Object({ transaction: Transaction, balance: Balance }, { title: 'Movement' });
+
+export const Hold = Type.Object(
+  {
+    id: Type.String(),
+    user_id: Nullable(Type.String()),
+    workspace_id: Nullable(Type.String()),
+    amount: Type.Integer(),
+    captured: Nullable(Type.Integer()),
+    status: Type.Union(HOLD_STATUSES.map((s) => Type.Literal(s))),
+    expires_at: Timestamp,
+    transaction_id: Nullable(Type.String()),
+    metadata: Type.Record(Type.String(), Type.Unknown()),
+    created_at: Timestamp,
+    resolved_at: NullableTimestamp,
+  },
+  { title: 'Hold' },
+);
+
+/** Credits are positive safe integers; 2^53 is far beyond any cap but keeps sums exact. */
+export const Amount = Type.Integer({ minimum: 1, maximum: 1_000_000_000_000 });
+const Reason = Type.String({ minLength: 1, maxLength: 500 });
+const OwnerId = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:@-]+$' });
+/** Every money body names exactly one owner: a user, or a workspace pool. */
+const Owner = { user_id: Type.Optional(OwnerId), workspace_id: Type.Optional(OwnerId) };
+
+export const GrantBody = Type.Object(
+  {
+    ...Owner,
+    amount: Amount,
+    reason: Reason,
+    class: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,32}$' })),
+    source: Type.Optional(Type.String({ pattern: '^[a-z0-9_]{1,32}$' })),
+    expires_at: Type.Optional(Nullable(Type.String({ format: 'date-time' }))),
+    priority: Type.Optional(Type.Integer({ minimum: -1000, maximum: 1000 })),
+    metadata: Type.Optional(Metadata),
+  },
+  { additionalProperties: false },
+);
+
+export const DebitBody = Type.Object(
+  { ...Owner, amount: Amount, reason: Reason, metadata: Type.Optional(Metadata) },
+  { additionalProperties: false },
+);
+
+export const RefundBody = Type.Object(
+  {
+    ...Owner,
+    amount: Amount,
+    reason: Reason,
+    transaction_id: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    metadata: Type.Optional(Metadata),
+  },
+  { additionalProperties: false },
+);
+
+export const AdjustBody = Type.Object(
+  {
+    ...Owner,
+    amount: Type.Integer({ minimum: -1_000_000_000_000, maximum: 1_000_000_000_000, not: { const: 0 } }),
+    reason: Reason,
+    metadata: Type.Optional(Metadata),
+  },
+  { additionalProperties: false },
+);
+
+export const HoldBody = Type.Object(
+  {
+    ...Owner,
+    amount: Amount,
+    expires_in_seconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 30 * 24 * 3600, default: 900 })),
+    metadata: Type.Optional(Metadata),
+  },
+  { additionalProperties: false },
+);
+
+export const CaptureBody = Type.Object(
+  { amount: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000_000_000 })), metadata: Type.Optional(Metadata) },
+  { additionalProperties: false },
+);
+
+// ---------------------------------------------------------------------------------------------
+// Mappers: state → API body. Used for responses and for what idempotent replays return.
+// ---------------------------------------------------------------------------------------------
+
+export function transactionBody(e: LedgerEntry) {
+  return {
+    id: e.id,
+    user_id: e.userId,
+    workspace_id: e.workspaceId,
+    type: e.type,
+    amount: e.amount,
+    balance_after: e.balanceAfter,
+    reason: e.reason,
+    metadata: e.metadata,
+    grant_id: e.grantId,
+    hold_id: e.holdId,
+    refund_of: e.refundOf,
+    created_at: iso(e.createdAt),
+  };
+}
+
+export function balanceBody(a: AccountState, liveGrants: GrantState[]) {
+  return {
+    user_id: a.userId,
+    workspace_id: a.workspaceId,
+    balance: a.balance,
+    held: a.held,
+    available: a.balance - a.held,
+    total_credited: a.totalCredited,
+    total_spent: a.totalSpent,
+    grants: liveGrants.map((g) => ({
+      id: g.id,
+      class: g.class,
+      source: g.source,
+      remaining: g.remaining,
+      expires_at: isoOrNull(g.expiresAt),
+      priority: g.priority,
+    })),
+  };
+}
+
+export function holdBody(h: HoldState) {
+  return {
+    id: h.id,
+    user_id: h.userId,
+    workspace_id: h.workspaceId,
+    amount: h.amount,
+    captured: h.captured,
+    status: h.status,
+    expires_at: iso(h.expiresAt),
+    transaction_id: h.transactionId,
+    metadata: h.metadata,
+    created_at: iso(h.createdAt),
+    resolved_at: isoOrNull(h.resolvedAt),
+  };
+}
+
+/** The account id of an owner: deterministic, so no lookup is needed to find it. */
+export const accountIdOf = (owner: { userId: string } | { workspaceId: string }): string =>
+  'userId' in owner ? `acc_u_${owner.userId}` : `acc_w_${owner.workspaceId}`;
