@@ -17,6 +17,7 @@ import { UsersService } from './modules/users/users.service.js';
 import { registerWorkspaceRoutes } from './modules/workspaces/workspaces.routes.js';
 import { WorkspacesService } from './modules/workspaces/workspaces.service.js';
 import { SecretBox } from './lib/secret-box.js';
+import { CreditsSdk } from './sdk/credits.sdk.js';
 import { createServer } from './server.js';
 import { VERSION } from './version.js';
 
@@ -37,6 +38,8 @@ export interface Services {
   authenticator: Authenticator;
   secrets: SecretBox;
   credits: CreditsService;
+  /** The typed in-process SDK: same validation, operations and idempotency as the HTTP routes. */
+  sdk: { credits: CreditsSdk };
 }
 
 export interface App {
@@ -52,6 +55,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const clock = deps.clock ?? (() => new Date());
   const tokens = new TokenService(config.auth.jwtSecret, config.auth.jwtTtlSeconds, clock);
   const users = new UsersService();
+  const credits = new CreditsService(database.db, database.schema, config.credits, clock);
   const services: Services = {
     users,
     tokens,
@@ -60,7 +64,8 @@ export async function createApp(deps: AppDeps): Promise<App> {
     workspaces: new WorkspacesService(),
     authenticator: new Authenticator(database.db, config.auth.serviceKey, tokens),
     secrets: new SecretBox(config.encryptionKey),
-    credits: new CreditsService(database.db, database.schema, config.credits, clock),
+    credits,
+    sdk: { credits: new CreditsSdk(credits) },
   };
   // Every user gets an account and the sign-up bonus in the transaction that creates them.
   users.onUserCreated(async (trx, user) => {

@@ -28,3 +28,22 @@ export const validatorCompiler: FastifySchemaCompiler<object> = ({ schema, httpP
   const ajv = httpPart === 'body' ? bodyAjv : textAjv;
   return ajv.compile(schema) as ReturnType<FastifySchemaCompiler<object>>;
 };
+
+const compiled = new WeakMap<object, ReturnType<Ajv['compile']>>();
+
+/**
+ * Validates a value against a route body schema exactly as the HTTP layer does (same AJV
+ * settings), for callers that skip HTTP: the SDK. Returns the error message or null.
+ */
+export function validateBody(schema: object, value: unknown): string | null {
+  let validate = compiled.get(schema);
+  if (!validate) {
+    validate = bodyAjv.compile(schema);
+    compiled.set(schema, validate);
+  }
+  if (validate(value)) return null;
+  const first = validate.errors?.[0];
+  const field = first?.instancePath ? `body${first.instancePath.replace(/\//g, '.')}` : 'body';
+  const extra = first?.params && 'additionalProperty' in first.params ? ` (${String(first.params['additionalProperty'])})` : '';
+  return `${field} ${first?.message ?? 'is invalid'}${extra}`;
+}

@@ -1,0 +1,111 @@
+import type { Static, TSchema } from 'typebox';
+import { ApiError, type ErrorBody, errors } from '../http/errors.js';
+import { validateBody } from '../http/validation.js';
+import {
+  adjustOp,
+  captureOp,
+  debitOp,
+  grantOp,
+  holdOp,
+  type OpMeta,
+  ownerOf,
+  refundOp,
+  releaseOp,
+} from '../modules/credits/credits.commands.js';
+import { AdjustBody, CaptureBody, DebitBody, GrantBody, HoldBody, type OpResult, RefundBody } from '../modules/credits/credits.js';
+import { type CreditsService, moneyScope } from '../modules/credits/credits.service.js';
+import { newId } from '../lib/ids.js';
+
+export interface MoneyOptions {
+  /** Required, as on HTTP: the same key replays the first answer forever. */
+  idempotencyKey: string;
+}
+
+/** What a money call answers: the same JSON the HTTP route returns. */
+export type MovementResult = {
+  transaction: { id: string; type: string; amount: number; balance_after: number; [k: string]: unknown };
+  balance: { balance: number; held: number; available: number; [k: string]: unknown };
+};
+export type HoldResult = { id: string; status: string; amount: number; captured: number | null; [k: string]: unknown };
+
+/** An answer outside 2xx, with the API's error code (the closed catalogue). */
+export class TallyError extends Error {
+  override name = 'TallyError';
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The in-process SDK for the ledger. Each call validates with the route's own schema, builds the
+ * same operation, and uses the same idempotency scope (the service's, keyed by the route path),
+ * so a key used here and over HTTP is one key.
+ */
+export class CreditsSdk {
+  constructor(private readonly credits: CreditsService) {}
+
+  grant(body: Static<typeof GrantBody>, opts: MoneyOptions): Promise<MovementResult> {
+    return this.move('/v1/credits/grant', GrantBody, body, opts, (b, m) => this.credits.execute(ownerOf(b), grantOp(b, m)));
+  }
+
+  debit(body: Static<typeof DebitBody>, opts: MoneyOptions): Promise<MovementResult> {
+    return this.move('/v1/credits/debit', DebitBody, body, opts, (b, m) => this.credits.execute(ownerOf(b), debitOp(b, m)));
+  }
+
+  refund(body: Static<typeof RefundBody>, opts: MoneyOptions): Promise<MovementResult> {
+    return this.move('/v1/credits/refund', RefundBody, body, opts, (b, m) => this.credits.execute(ownerOf(b), refundOp(b, m)));
+  }
+
+  adjust(body: Static<typeof AdjustBody>, opts: MoneyOptions): Promise<MovementResult> {
+    return this.move('/v1/credits/adjust', AdjustBody, body, opts, (b, m) => this.credits.execute(ownerOf(b), adjustOp(b, m)));
+  }
+
+  hold(body: Static<typeof HoldBody>, opts: MoneyOptions): Promise<HoldResult> {
+    return this.move('/v1/holds', HoldBody, body, opts, (b, m) => this.credits.execute(ownerOf(b), holdOp(b, m)));
+  }
+
+  capture(holdId: string, body: Static<typeof CaptureBody>, opts: MoneyOptions): Promise<HoldResult> {
+    return this.move(`/v1/holds/${holdId}/capture`, CaptureBody, body, opts, (b, m) =>
+      this.credits.executeOnHold(holdId, captureOp(holdId, b, m)),
+    );
+  }
+
+  release(holdId: string, opts: MoneyOptions): Promise<HoldResult> {
+    return this.move(`/v1/holds/${holdId}/release`, null, undefined, opts, (_b, m) =>
+      this.credits.executeOnHold(holdId, releaseOp(holdId, m)),
+    );
+  }
+
+  private async move<B, R>(
+    path: string,
+    schema: TSchema | null,
+    body: B,
+    opts: MoneyOptions,
+    run: (body: B, meta: OpMeta) => Promise<OpResult>,
+  ): Promise<R> {
+    const requestId = newId('request');
+    try {
+      if (!/^[\x21-\x7e]{1,255}$/.test(opts.idempotencyKey ?? '')) {
+        throw errors.invalidRequest('idempotencyKey must be 1–255 printable ASCII characters');
+      }
+      if (schema) {
+        const problem = validateBody(schema, body);
+        if (problem) throw errors.invalidRequest(problem);
+      }
+      const result = await run(body, { requestId, idem: moneyScope('service', opts.idempotencyKey, path, body ?? null) });
+      if (result.status >= 300) {
+        const e = (result.body as ErrorBody).error;
+        throw new TallyError(result.status, e.code, e.message, e.details);
+      }
+      return result.body as R;
+    } catch (err) {
+      if (err instanceof ApiError) throw new TallyError(err.status, err.code, err.message, err.details);
+      throw err;
+    }
+  }
+}
