@@ -12,6 +12,8 @@ import { TokenService } from './modules/auth/auth.tokens.js';
 import { registerHealthRoutes } from './modules/health/health.routes.js';
 import { registerCreditRoutes } from './modules/credits/credits.routes.js';
 import { CreditsService } from './modules/credits/credits.service.js';
+import { registerIdentityRoutes } from './modules/identities/identities.routes.js';
+import { IdentitiesService } from './modules/identities/identities.service.js';
 import { registerUserRoutes } from './modules/users/users.routes.js';
 import { UsersService } from './modules/users/users.service.js';
 import { registerWorkspaceRoutes } from './modules/workspaces/workspaces.routes.js';
@@ -38,6 +40,7 @@ export interface Services {
   authenticator: Authenticator;
   secrets: SecretBox;
   credits: CreditsService;
+  identities: IdentitiesService;
   /** The typed in-process SDK: same validation, operations and idempotency as the HTTP routes. */
   sdk: { credits: CreditsSdk };
 }
@@ -55,6 +58,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const clock = deps.clock ?? (() => new Date());
   const tokens = new TokenService(config.auth.jwtSecret, config.auth.jwtTtlSeconds, clock);
   const users = new UsersService();
+  const secrets = new SecretBox(config.encryptionKey);
   const credits = new CreditsService(database.db, database.schema, config.credits, clock);
   const services: Services = {
     users,
@@ -63,8 +67,9 @@ export async function createApp(deps: AppDeps): Promise<App> {
     apiKeys: new ApiKeysService(clock),
     workspaces: new WorkspacesService(),
     authenticator: new Authenticator(database.db, config.auth.serviceKey, tokens),
-    secrets: new SecretBox(config.encryptionKey),
+    secrets,
     credits,
+    identities: new IdentitiesService(secrets),
     sdk: { credits: new CreditsSdk(credits) },
   };
   // Every user gets an account and the sign-up bonus in the transaction that creates them.
@@ -81,6 +86,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerAuthRoutes(server, routeDeps, services.auth);
   registerUserRoutes(server, routeDeps, services.users);
   registerApiKeyRoutes(server, routeDeps, services.apiKeys);
+  registerIdentityRoutes(server, routeDeps, services.identities);
   registerWorkspaceRoutes(server, routeDeps, services.workspaces);
   registerCreditRoutes(server, routeDeps, services.credits, services.workspaces);
   await server.ready();

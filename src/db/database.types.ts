@@ -121,6 +121,8 @@ export interface UserIdentities {
   access_token_enc: string | null;
   created_at: Generated<Timestamp>;
   email: string | null;
+  has_access_token: Generated<boolean | null>;
+  has_refresh_token: Generated<boolean | null>;
   id: string;
   linked_at: Generated<Timestamp>;
   metadata: Generated<Json>;

@@ -117,6 +117,9 @@ create table user_identities (
   email             text,
   access_token_enc  text,
   refresh_token_enc text,
+  -- What end users may know about their tokens (the ciphertexts themselves are not granted).
+  has_access_token  boolean generated always as (access_token_enc is not null) stored,
+  has_refresh_token boolean generated always as (refresh_token_enc is not null) stored,
   token_expires_at  timestamptz,
   scopes            text[] not null default '{}',
   raw_profile       jsonb not null default '{}'::jsonb,
@@ -282,8 +285,8 @@ create policy users_update_self on users for update to authenticated
   using (id = auth.uid()) with check (id = auth.uid());
 
 -- user_identities: read own links, never the token ciphertexts.
-grant select (id, user_id, provider, provider_user_id, email, token_expires_at, scopes, linked_at,
-              created_at, updated_at) on user_identities to authenticated;
+grant select (id, user_id, provider, provider_user_id, email, has_access_token, has_refresh_token,
+              token_expires_at, scopes, linked_at, created_at, updated_at) on user_identities to authenticated;
 create policy user_identities_select_own on user_identities for select to authenticated
   using (user_id = auth.uid());
 
