@@ -55,6 +55,8 @@ export interface RouteDef<B extends TSchema, P extends TSchema, Q extends TSchem
    * encryption key, so replays still work but the secret is never stored in plain text.
    */
   sensitiveResponse?: boolean;
+  /** The body may be left out entirely (it then validates as `{}`). */
+  optionalBody?: boolean;
   body?: B;
   params?: P;
   query?: Q;
@@ -121,6 +123,13 @@ export function defineRoute<B extends TSchema = Empty, P extends TSchema = Empty
       authorize(def, principal);
       principals.set(request, principal);
     },
+    ...(def.optionalBody
+      ? {
+          preValidation: async (request: FastifyRequest) => {
+            if (request.body === undefined || request.body === null) request.body = {};
+          },
+        }
+      : {}),
     handler: async (request: FastifyRequest, reply: FastifyReply) => {
       const principal = principals.get(request);
       if (!principal) throw errors.internal();

@@ -76,7 +76,7 @@ export class CreditsSdk {
   }
 
   release(holdId: string, opts: MoneyOptions): Promise<HoldResult> {
-    return this.move(`/v1/holds/${holdId}/release`, null, undefined, opts, (_b, m) =>
+    return this.move(`/v1/holds/${holdId}/release`, null, {}, opts, (_b, m) =>
       this.credits.executeOnHold(holdId, releaseOp(holdId, m)),
     );
   }

@@ -15,9 +15,10 @@ export type Fingerprint = Record<string, string[]>;
 /**
  * Every row of every table in the app's schema, as sorted JSON text (volatile columns removed).
  * Two equal fingerprints mean the request wrote nothing anywhere, not just in the table the
- * test happened to think of.
+ * test happened to think of. `exclude` leaves out tables a rejection writes by design (a money
+ * route records the Idempotency-Key of its 4xx answers, so a retry gets the same answer).
  */
-export async function dbFingerprint(app: TestApp): Promise<Fingerprint> {
+export async function dbFingerprint(app: TestApp, opts: { exclude?: readonly string[] } = {}): Promise<Fingerprint> {
   const schema = app.database.schema;
   const tables = await sql<{ table_name: string }>`
     select table_name from information_schema.tables
@@ -26,6 +27,7 @@ export async function dbFingerprint(app: TestApp): Promise<Fingerprint> {
   if (tables.rows.length === 0) throw new Error(`dbFingerprint: no tables in schema ${schema}`);
   const out: Fingerprint = {};
   for (const { table_name } of tables.rows) {
+    if (opts.exclude?.includes(table_name)) continue;
     const rows = await sql<{ r: string }>`select row_to_json(t)::text as r from ${sql.table(`${schema}.${table_name}`)} t`.execute(
       app.database.root,
     );
@@ -81,10 +83,37 @@ export function fingerprintDiff(before: Fingerprint, after: Fingerprint, label: 
     const added = [...b].filter((r) => !a.has(r));
     const removed = [...a].filter((r) => !b.has(r));
     if (added.length || removed.length) {
-      out.push(`${label}: ${table} changed (+${added.length} -${removed.length}) ${[...added.map((r) => `+${r}`), ...removed.map((r) => `-${r}`)].join(' ').slice(0, 400)}`);
+      out.push(`${label}: ${table} changed (+${added.length} -${removed.length}) ${describeChange(added, removed).slice(0, 600)}`);
     }
   }
   return out;
+}
+
+/** A row that was rewritten (same id) shows only the columns that changed; others show whole. */
+function describeChange(added: string[], removed: string[]): string {
+  const idOf = (r: string): unknown => (JSON.parse(r) as Record<string, unknown>)['id'];
+  const gone = new Map<unknown, string>();
+  const parts: string[] = [];
+  for (const r of removed) {
+    const id = idOf(r);
+    if (id === undefined || gone.has(id)) parts.push(`-${r}`);
+    else gone.set(id, r);
+  }
+  for (const r of added) {
+    const id = idOf(r);
+    const old = id !== undefined ? gone.get(id) : undefined;
+    if (old === undefined) {
+      parts.push(`+${r}`);
+      continue;
+    }
+    gone.delete(id);
+    const x = JSON.parse(old) as Record<string, unknown>;
+    const y = JSON.parse(r) as Record<string, unknown>;
+    const cols = [...new Set([...Object.keys(x), ...Object.keys(y)])].filter((k) => JSON.stringify(x[k]) !== JSON.stringify(y[k]));
+    parts.push(`~${String(id)} ${cols.map((k) => `${k}: ${JSON.stringify(x[k])} -> ${JSON.stringify(y[k])}`).join(', ')}`);
+  }
+  for (const r of gone.values()) parts.push(`-${r}`);
+  return parts.join(' ');
 }
 
 /**

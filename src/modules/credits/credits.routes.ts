@@ -81,11 +81,14 @@ export function registerCreditRoutes(app: FastifyInstance, deps: RouteDeps, cred
     ...money('/v1/holds/:id/capture', 'Capture a hold (≤ held; the rest is released)', { 200: Hold }),
     params: Type.Object({ id: IdParam }),
     body: CaptureBody,
-    handler: async (ctx, { params, body }) => answer(await credits.executeOnHold(params.id, captureOp(params.id, body ?? {}, meta(ctx)))),
+    optionalBody: true,
+    handler: async (ctx, { params, body }) => answer(await credits.executeOnHold(params.id, captureOp(params.id, body, meta(ctx)))),
   });
   defineRoute(app, deps, {
     ...money('/v1/holds/:id/release', 'Release a hold', { 200: Hold }),
     params: Type.Object({ id: IdParam }),
+    body: Type.Object({}, { additionalProperties: false }),
+    optionalBody: true,
     handler: async (ctx, { params }) => answer(await credits.executeOnHold(params.id, releaseOp(params.id, meta(ctx)))),
   });
 

@@ -144,7 +144,8 @@ export class CreditsService {
       grants.push(...(await this.repo.grantsByIds(trx, missing)));
 
       const out = applyOps({ account, grants, holds, refundTargets, now, balanceCap: this.config.balanceCap }, runOps);
-      await this.repo.writeBatch(trx, out);
+      // A batch of refusals changed nothing: write nothing (not even the account's updated_at).
+      if (out.entries.length > 0 || out.grants.length > 0 || out.holds.length > 0) await this.repo.writeBatch(trx, out);
       toRun.forEach((r, j) => (results[r.index] = out.results[j]));
       const done = toRun
         .map((r, j) => ({ scope: r.op.idem, response: out.results[j]! }))
@@ -221,6 +222,7 @@ export class CreditsService {
   }
 
   async holds(db: Executor, owner: Owner, page: PageRequest, status?: string) {
+    await this.balance(db, owner); // 404 for unknown owners
     return this.repo.holdsPage(db, accountIdOf(owner), page, status);
   }
 
