@@ -37,6 +37,15 @@ export async function main(argv: string[]): Promise<void> {
     .action(async (opts: { json?: boolean }) => {
       process.exitCode = await reconcileCommand(opts);
     });
+  program
+    .command('bench')
+    .description('measure Tally against the seed projects\' SQL credit function on one PostgreSQL (needs dev dependencies)')
+    .option('--only <scenarios>', 'comma-separated scenario numbers (1 HTTP hot, 2 HTTP spread, 3 SDK hot, 4 holds)')
+    .action(async (opts: { only?: string }) => {
+      // Loaded only when asked for: the bench needs autocannon, a development dependency.
+      const { benchCommand } = await import('../bench/run.js');
+      process.exitCode = await benchCommand(opts);
+    });
   const keys = program.command('keys').description('manage API keys');
   keys
     .command('create')

@@ -134,9 +134,10 @@ export class CreditsService {
       const runOps = toRun.map((r) => r.op);
       const holdIds = runOps.flatMap((op) => (op.kind === 'capture' || op.kind === 'release' ? [op.holdId] : []));
       const refundIds = runOps.flatMap((op) => (op.kind === 'refund' && op.transactionId ? [op.transactionId] : []));
+      // With nothing held and no hold named, there is no hold to load (the common debit path).
       const [grants, holds, refundTargets] = await Promise.all([
         this.repo.grantsLive(trx, accountId),
-        this.repo.holdsFor(trx, accountId, holdIds, now),
+        account.held > 0 || holdIds.length > 0 ? this.repo.holdsFor(trx, accountId, holdIds, now) : [],
         this.repo.refundTargets(trx, accountId, refundIds),
       ]);
       const known = new Set(grants.map((g) => g.id));

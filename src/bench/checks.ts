@@ -1,0 +1,99 @@
+import { sql } from 'kysely';
+import pg from 'pg';
+import type { Database } from '../db/database.js';
+import { reconcile } from '../modules/credits/credits.reconcile.js';
+import { sleep } from './stats.js';
+
+/** One verdict printed under the table and kept in the JSON; a failed fatal check fails the run. */
+export interface Check {
+  side: 'tally' | 'baseline';
+  name: string;
+  ok: boolean;
+  detail: string;
+  /** Tally's checks fail the bench; the baseline's are reported only. */
+  fatal: boolean;
+}
+
+export const check = (side: Check['side'], name: string, ok: boolean, detail: string, fatal = side === 'tally'): Check => ({
+  side,
+  name,
+  ok,
+  detail,
+  fatal,
+});
+
+/** Ledger entries of one type in Tally's schema. */
+export async function tallyEntries(database: Database, type: string): Promise<number> {
+  const t = sql.table(`${database.schema}.credit_ledger`);
+  return (await sql<{ n: number }>`select count(*)::int as n from ${t} where type = ${type}`.execute(database.root)).rows[0]!.n;
+}
+
+/** Holds in Tally's schema (in total, and still open). */
+export async function tallyHolds(database: Database): Promise<{ total: number; open: number }> {
+  const t = sql.table(`${database.schema}.credit_holds`);
+  const row = (
+    await sql<{ total: number; open: number }>`select count(*)::int as total, (count(*) filter (where status = 'held'))::int as open
+      from ${t}`.execute(database.root)
+  ).rows[0]!;
+  return row;
+}
+
+/** How many of these ledger ids exist (committed), in chunks. */
+export async function tallyExisting(database: Database, ids: string[]): Promise<number> {
+  const t = sql.table(`${database.schema}.credit_ledger`);
+  let found = 0;
+  for (let i = 0; i < ids.length; i += 20_000) {
+    const chunk = ids.slice(i, i + 20_000);
+    found += (await sql<{ n: number }>`select count(*)::int as n from ${t} where id = any(${chunk}::text[])`.execute(database.root))
+      .rows[0]!.n;
+  }
+  return found;
+}
+
+/** Debit rows the baseline function wrote. */
+export async function baselineDebits(pool: pg.Pool): Promise<number> {
+  const res = await pool.query<{ n: number }>(
+    `select count(*)::int as n from baseline.credit_transactions where transaction_type = 'debit'`,
+  );
+  return res.rows[0]!.n;
+}
+
+/**
+ * Waits until a count stops moving: requests the load generator abandoned when its clock ran out
+ * may still be committing on the server. Stable twice in a row, 150 ms apart (at most 15 s).
+ */
+export async function settled(count: () => Promise<number>): Promise<number> {
+  let last = await count();
+  let stable = 0;
+  const deadline = Date.now() + 15_000;
+  while (stable < 2 && Date.now() < deadline) {
+    await sleep(150);
+    const now = await count();
+    stable = now === last ? stable + 1 : 0;
+    last = now;
+  }
+  return last;
+}
+
+/** Tally's reconcile over the whole bench schema, as checks. */
+export async function reconcileCheck(database: Database): Promise<Check> {
+  const report = await reconcile(database);
+  const shown = report.drift.slice(0, 5).map((d) => `${d.account_id}: ${d.check} (expected ${d.expected}, found ${d.actual})`);
+  return check(
+    'tally',
+    'reconcile',
+    report.ok,
+    report.ok
+      ? `${report.accounts} accounts, ${report.entries} entries, ${report.open_holds} open holds: no drift`
+      : `${report.drift.length} drift(s): ${shown.join('; ')}`,
+  );
+}
+
+/** Asks PostgreSQL to flush dirty pages so each measured run starts from a similar state. */
+export async function checkpoint(database: Database): Promise<void> {
+  try {
+    await sql`checkpoint`.execute(database.root);
+  } catch {
+    // not a superuser: fine, just less even
+  }
+}

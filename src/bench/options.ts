@@ -1,0 +1,80 @@
+import { isAbsolute, join, resolve } from 'node:path';
+import { PROJECT_ROOT } from '../version.js';
+
+/**
+ * What `tally bench` runs, read from the environment once. The bench is a development tool: it
+ * reads its own BENCH_* variables here and hands the Tally child process a normal Tally
+ * environment (see children.ts); the server's configuration code is not involved.
+ */
+export interface BenchOptions {
+  /** PostgreSQL both sides run on. */
+  url: string;
+  /** baseline.sql, loaded into the `baseline` schema. */
+  baselineSql: string;
+  /** Measured seconds per run (each side of each scenario). */
+  seconds: number;
+  /** Unmeasured seconds before each measured run (JIT, pools, caches). */
+  warmupSeconds: number;
+  /** autocannon connections for the HTTP scenarios. */
+  connections: number;
+  /** Accounts in the spread scenario. */
+  accounts: number;
+  /** PostgreSQL pool size of both HTTP servers (Tally's DATABASE_POOL_MAX and the baseline's pg Pool). */
+  serverPoolMax: number;
+  /** In-process calls kept in flight on Tally's CreditsService (SDK scenario). */
+  sdkInflight: number;
+  /** pg Pool clients (= calls in flight) for the baseline function in the SDK scenario. */
+  sdkBaselineClients: number;
+  /** hold + capture cycles kept in flight (holds scenario). */
+  holdInflight: number;
+  /** LOG_LEVEL of the Tally child (the baseline server logs nothing). */
+  tallyLogLevel: string;
+  /** Extra node flags for the server children (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`). */
+  childNodeArgs: string[];
+  /** Keep the bench schemas afterwards (for digging into them). */
+  keep: boolean;
+  /** Which scenarios to run (1–4). */
+  only: Set<number>;
+  /** Where the JSON report goes. */
+  resultsFile: string;
+}
+
+const int = (env: NodeJS.ProcessEnv, name: string, fallback: number, min = 1): number => {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer ≥ ${min}, got "${raw}"`);
+  return n;
+};
+
+export function benchOptions(env: NodeJS.ProcessEnv, only?: string): BenchOptions {
+  const seconds = int(env, 'BENCH_SECONDS', 10);
+  const baselineSql = env['BENCH_BASELINE_SQL'] || join(PROJECT_ROOT, '..', 'shared', 'bench', 'baseline.sql');
+  const selected = (only ?? env['BENCH_ONLY'] ?? '1,2,3,4')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(Number);
+  if (selected.length === 0 || selected.some((n) => !Number.isInteger(n) || n < 1 || n > 4)) {
+    throw new Error(`--only / BENCH_ONLY takes scenario numbers 1-4, got "${only ?? env['BENCH_ONLY']}"`);
+  }
+  return {
+    url:
+      env['BENCH_DATABASE_URL'] || env['DATABASE_URL'] || env['TEST_DATABASE_URL'] || 'postgres://postgres@127.0.0.1:5432/postgres',
+    baselineSql: isAbsolute(baselineSql) ? baselineSql : resolve(PROJECT_ROOT, baselineSql),
+    seconds,
+    // A short smoke run gets a short warm-up.
+    warmupSeconds: int(env, 'BENCH_WARMUP_SECONDS', seconds < 5 ? 1 : 2),
+    connections: int(env, 'BENCH_CONNECTIONS', 64),
+    accounts: int(env, 'BENCH_ACCOUNTS', 2000),
+    serverPoolMax: int(env, 'BENCH_POOL_MAX', 20),
+    sdkInflight: int(env, 'BENCH_SDK_INFLIGHT', 1024),
+    sdkBaselineClients: int(env, 'BENCH_SDK_BASELINE_CLIENTS', 64),
+    holdInflight: int(env, 'BENCH_HOLD_INFLIGHT', 512),
+    tallyLogLevel: env['BENCH_TALLY_LOG_LEVEL'] || 'warn',
+    childNodeArgs: (env['BENCH_CHILD_NODE_ARGS'] ?? '').split(/\s+/).filter(Boolean),
+    keep: env['BENCH_KEEP'] === '1',
+    only: new Set(selected),
+    resultsFile: join(PROJECT_ROOT, 'bench', 'results', 'latest.json'),
+  };
+}

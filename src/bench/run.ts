@@ -1,0 +1,183 @@
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, relative } from 'node:path';
+import pg from 'pg';
+import { PROJECT_ROOT, VERSION } from '../version.js';
+import { stopAllServers } from './children.js';
+import { type BenchOptions, benchOptions } from './options.js';
+import { details, machineInfo, machineLine, table } from './report.js';
+import { type BenchContext, httpHot, httpSpread, holdsHot, type ScenarioResult, sdkHot } from './scenarios.js';
+import type { Measurement } from './stats.js';
+import { benchAccounts, dropBaseline, dropTally, openTally, postgresInfo, seedBaseline, seedTally, type TallySide } from './setup.js';
+
+const SCENARIOS: Record<number, (ctx: BenchContext) => Promise<ScenarioResult>> = {
+  1: httpHot,
+  2: httpSpread,
+  3: sdkHot,
+  4: holdsHot,
+};
+
+const redact = (url: string): string => {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparseable URL)';
+  }
+};
+
+const say = (line: string) => process.stdout.write(line + '\n');
+
+/**
+ * `tally bench`: Tally against the seed projects' per-call SQL function, side by side on the same
+ * PostgreSQL in one run. Exit 1 when any of Tally's correctness checks fails (drift, a lost or
+ * phantom write, an answer other than 2xx/402) or a scenario could not run.
+ */
+export async function benchCommand(cli: { only?: string } = {}): Promise<number> {
+  const opts = benchOptions(process.env, cli.only);
+  if (!existsSync(opts.baselineSql)) {
+    process.stderr.write(`bench: baseline SQL not found at ${opts.baselineSql} (set BENCH_BASELINE_SQL)\n`);
+    return 2;
+  }
+  say(`Tally ${VERSION} bench — PostgreSQL ${redact(opts.url)}`);
+  say(
+    `${opts.seconds}s measured + ${opts.warmupSeconds}s warm-up per side per scenario; scenarios ${[...opts.only].sort((a, b) => a - b).join(',')}; baseline ${relative(PROJECT_ROOT, opts.baselineSql)}`,
+  );
+
+  let tally: TallySide | null = null;
+  let baselineLoaded = false;
+  const baselineAdmin = new pg.Pool({ connectionString: opts.url, max: 2 });
+  const cleanup = async () => {
+    await stopAllServers();
+    if (tally) {
+      await tally.app.server.close().catch(() => undefined);
+      if (!opts.keep) await dropTally(tally.database, tally.schema).catch((e: unknown) => say(`could not drop ${tally?.schema}: ${String(e)}`));
+      await tally.database.close().catch(() => undefined);
+    }
+    await baselineAdmin.end().catch(() => undefined);
+    if (baselineLoaded && !opts.keep) await dropBaseline(opts).catch((e: unknown) => say(`could not drop schema baseline: ${String(e)}`));
+  };
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupted) return;
+    interrupted = true;
+    process.stderr.write(`\nbench: ${signal}, cleaning up…\n`);
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const results: ScenarioResult[] = [];
+  const failures: string[] = [];
+  try {
+    const t0 = Date.now();
+    tally = await openTally(opts);
+    const accounts = benchAccounts(opts.accounts);
+    say(`set-up: Tally schema ${tally.schema} migrated; ${accounts.spread.length + 3} users created and funded on both sides…`);
+    await seedTally(tally, accounts);
+    baselineLoaded = true;
+    await seedBaseline(opts, accounts);
+    say(`set-up done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    const machine = machineInfo(await postgresInfo(tally.database));
+    const ctx: BenchContext = { opts, tally, accounts, baselineAdmin, log: say };
+
+    for (const id of [...opts.only].sort((a, b) => a - b)) {
+      say(`\n[${id}/4] ${scenarioTitle(id, opts)}`);
+      try {
+        const result = await SCENARIOS[id]!(ctx);
+        results.push(result);
+        const b = result.baseline;
+        say(
+          `  → Tally ${Math.round(result.tally.opsPerSec)} ops/s` +
+            (b ? `, baseline ${Math.round(b.opsPerSec)} ops/s, ratio ${result.ratio?.toFixed(2) ?? '—'}×` : ' (Tally only)'),
+        );
+        for (const c of result.checks.filter((c) => !c.ok)) {
+          const line = `scenario ${id} ${c.side} ${c.name}: ${c.detail}`;
+          if (c.fatal) failures.push(line);
+          process.stderr.write(`  ${c.fatal ? 'FAILED' : 'warning'}: ${line}\n`);
+        }
+      } catch (err) {
+        const line = `scenario ${id} could not run: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
+        failures.push(line);
+        process.stderr.write(`  FAILED: ${line}\n`);
+        await stopAllServers();
+      }
+    }
+
+    say('\n' + table(results));
+    say('\n' + details(results));
+    say('\n' + machineLine(machine));
+    writeResults(opts, results, machine, failures);
+    say(`\nresults: ${relative(process.cwd(), opts.resultsFile) || opts.resultsFile}`);
+    if (failures.length > 0) {
+      process.stderr.write(`\nbench FAILED (${failures.length}):\n${failures.map((f) => `  - ${f}`).join('\n')}\n`);
+      return 1;
+    }
+    say('all correctness checks passed');
+    return 0;
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    if (!interrupted) await cleanup();
+  }
+}
+
+function scenarioTitle(id: number, opts: BenchOptions): string {
+  switch (id) {
+    case 1:
+      return `HTTP debit on one hot account, ${opts.connections} connections`;
+    case 2:
+      return `HTTP debit over ${opts.accounts} accounts (random per request), ${opts.connections} connections`;
+    case 3:
+      return 'in-process (SDK) debits on one hot account';
+    default:
+      return 'hold + capture cycles in process (Tally only)';
+  }
+}
+
+const measurementJson = (m: Measurement) => ({
+  ops_per_sec: Math.round(m.opsPerSec * 10) / 10,
+  p50_ms: Math.round(m.p50 * 100) / 100,
+  p99_ms: Math.round(m.p99 * 100) / 100,
+  ok: m.ok,
+  statuses: m.statuses,
+  errors: m.errors,
+  timeouts: m.timeouts,
+  seconds: m.seconds,
+  concurrency: m.concurrency,
+});
+
+function writeResults(opts: BenchOptions, results: ScenarioResult[], machine: ReturnType<typeof machineInfo>, failures: string[]): void {
+  mkdirSync(dirname(opts.resultsFile), { recursive: true });
+  const json = {
+    generated_at: new Date().toISOString(),
+    tally_version: VERSION,
+    ok: failures.length === 0,
+    failures,
+    options: {
+      database: redact(opts.url),
+      baseline_sql: opts.baselineSql,
+      seconds: opts.seconds,
+      warmup_seconds: opts.warmupSeconds,
+      connections: opts.connections,
+      accounts: opts.accounts,
+      server_pool_max: opts.serverPoolMax,
+      sdk_inflight: opts.sdkInflight,
+      sdk_baseline_clients: opts.sdkBaselineClients,
+      hold_inflight: opts.holdInflight,
+      tally_log_level: opts.tallyLogLevel,
+    },
+    machine,
+    table: table(results).split('\n'),
+    scenarios: results.map((r) => ({
+      id: r.id,
+      name: r.name,
+      shape: r.shape,
+      ratio: r.ratio === null ? null : Math.round(r.ratio * 1000) / 1000,
+      tally: measurementJson(r.tally),
+      baseline: r.baseline ? measurementJson(r.baseline) : null,
+      checks: r.checks,
+    })),
+  };
+  writeFileSync(opts.resultsFile, JSON.stringify(json, null, 2) + '\n');
+}
