@@ -44,6 +44,7 @@ export interface CreditAccounts {
 export interface CreditAllocations {
   amount: number;
   grant_id: string;
+  position: Generated<number>;
   transaction_id: string;
 }
 

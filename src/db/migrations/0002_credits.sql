@@ -77,6 +77,8 @@ create table credit_allocations (
   transaction_id text not null references credit_ledger (id) on delete cascade,
   grant_id       text not null references credit_grants (id) on delete cascade,
   amount         bigint not null check (amount > 0),
+  -- Order within the transaction (consumption order), so a refund can give back last-taken first.
+  position       smallint not null default 0,
   primary key (transaction_id, grant_id)
 );
 create index credit_allocations_grant_idx on credit_allocations (grant_id);

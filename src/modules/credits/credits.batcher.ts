@@ -1,59 +1,85 @@
+interface Item<Op, Result> {
+  op: Op;
+  resolve: (r: Result) => void;
+  reject: (e: unknown) => void;
+}
+
 /**
- * Group commit per account. Operations on one account are queued; while one transaction for the
- * account is in flight, everything that arrives for it waits and then goes in the next
- * transaction together. A hot account therefore pays one row lock and one commit per batch, not per
- * operation, and a cold one still runs each operation at once (no timer, no added latency).
- * Each caller's promise resolves only after its batch committed: answers are durable.
+ * Group commit across accounts. Operations queue per account in process; up to `maxParallel`
+ * transactions run at once, each carrying up to `maxBatch` operations on any mix of accounts. An
+ * account is in at most one running transaction, so its operations apply in arrival order and
+ * never wait on a lock this process holds. Idle, an operation starts at once (no timer); under
+ * load, everything that arrives while transactions are in flight goes in the next ones together —
+ * one BEGIN, three set-based statements and one COMMIT for the lot. Each caller is answered after
+ * its transaction commits.
  */
-export class AccountBatcher<Op, Result> {
-  private readonly queues = new Map<string, { items: { op: Op; resolve: (r: Result) => void; reject: (e: unknown) => void }[] }>();
+export class LedgerQueue<Op, Result> {
+  /** Waiting operations per account, in arrival order. */
+  private readonly waiting = new Map<string, Item<Op, Result>[]>();
+  /** Accounts with waiting operations and no running transaction, in the order they became ready. */
+  private readonly ready = new Set<string>();
+  private readonly busy = new Set<string>();
+  private running = 0;
 
   constructor(
-    private readonly run: (accountId: string, ops: Op[]) => Promise<Result[]>,
+    private readonly run: (items: { accountId: string; op: Op }[]) => Promise<Result[]>,
     private readonly maxBatch: number,
+    private readonly maxParallel: number,
   ) {}
 
   submit(accountId: string, op: Op): Promise<Result> {
     return new Promise<Result>((resolve, reject) => {
-      const queue = this.queues.get(accountId);
-      if (queue) {
-        queue.items.push({ op, resolve, reject });
-        return;
-      }
-      const fresh = { items: [{ op, resolve, reject }] };
-      this.queues.set(accountId, fresh);
-      void this.drain(accountId, fresh);
+      const queue = this.waiting.get(accountId);
+      if (queue) queue.push({ op, resolve, reject });
+      else this.waiting.set(accountId, [{ op, resolve, reject }]);
+      if (!this.busy.has(accountId)) this.ready.add(accountId);
+      this.pump();
     });
   }
 
-  private async drain(accountId: string, queue: { items: { op: Op; resolve: (r: Result) => void; reject: (e: unknown) => void }[] }) {
+  private pump(): void {
+    while (this.running < this.maxParallel && this.ready.size > 0) {
+      const batch: { accountId: string; item: Item<Op, Result> }[] = [];
+      const accounts: string[] = [];
+      for (const accountId of this.ready) {
+        if (batch.length >= this.maxBatch) break;
+        const queue = this.waiting.get(accountId)!;
+        const take = queue.splice(0, this.maxBatch - batch.length);
+        for (const item of take) batch.push({ accountId, item });
+        if (queue.length === 0) this.waiting.delete(accountId);
+        this.ready.delete(accountId);
+        this.busy.add(accountId);
+        accounts.push(accountId);
+      }
+      this.running++;
+      void this.execute(batch, accounts);
+    }
+  }
+
+  private async execute(batch: { accountId: string; item: Item<Op, Result> }[], accounts: string[]): Promise<void> {
     try {
-      while (queue.items.length > 0) {
-        const batch = queue.items.splice(0, this.maxBatch);
-        try {
-          const results = await this.run(
-            accountId,
-            batch.map((b) => b.op),
-          );
-          batch.forEach((b, i) => b.resolve(results[i] as Result));
-        } catch (err) {
-          if (batch.length === 1) {
-            batch[0]!.reject(err);
-            continue;
-          }
-          // One bad operation must not fail its neighbours: run each alone to isolate it.
-          for (const b of batch) {
-            try {
-              const [result] = await this.run(accountId, [b.op]);
-              b.resolve(result as Result);
-            } catch (single) {
-              b.reject(single);
-            }
+      const results = await this.run(batch.map((b) => ({ accountId: b.accountId, op: b.item.op })));
+      batch.forEach((b, i) => b.item.resolve(results[i] as Result));
+    } catch (err) {
+      if (batch.length === 1) batch[0]!.item.reject(err);
+      else {
+        // One bad operation must not fail its neighbours: run each alone to isolate it.
+        for (const b of batch) {
+          try {
+            const [result] = await this.run([{ accountId: b.accountId, op: b.item.op }]);
+            b.item.resolve(result as Result);
+          } catch (single) {
+            b.item.reject(single);
           }
         }
       }
     } finally {
-      this.queues.delete(accountId);
+      for (const a of accounts) {
+        this.busy.delete(a);
+        if (this.waiting.has(a)) this.ready.add(a);
+      }
+      this.running--;
+      this.pump();
     }
   }
 }

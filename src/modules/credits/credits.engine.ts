@@ -123,8 +123,7 @@ class Batch {
       const amount = Math.min(grant.remaining, this.available());
       if (amount <= 0) continue;
       this.take(grant, amount);
-      const entry = this.entry('expiry', -amount, `credits expired (grant ${grant.id})`, {}, { grantId: grant.id });
-      this.allocations.push({ transactionId: entry.id, grantId: grant.id, amount });
+      this.entry('expiry', -amount, `credits expired (grant ${grant.id})`, {}, { grantId: grant.id });
       if (grant.remaining === 0) grant.expiredAt = this.now;
     }
   }
@@ -196,7 +195,7 @@ class Batch {
     this.assertAvailable(amount);
     const entryId = newId('transaction');
     this.consume(entryId, amount);
-    const entry = this.entry(type, -amount, reason, metadata, { id: entryId });
+    const entry = this.entry(type, -amount, reason, metadata, { id: entryId, grantId: this.settle(entryId) });
     if (type === 'debit') this.account.totalSpent += amount;
     return { status: 201, body: { transaction: transactionBody(entry), balance: this.balance() } };
   }
@@ -256,7 +255,7 @@ class Batch {
     }
     target.refunded += op.amount;
     this.account.totalSpent -= op.amount;
-    const entry = this.entry('refund', op.amount, op.reason, op.metadata, { id: entryId, refundOf: target.id });
+    const entry = this.entry('refund', op.amount, op.reason, op.metadata, { id: entryId, refundOf: target.id, grantId: this.settle(entryId) });
     return { status: 201, body: { transaction: transactionBody(entry), balance: this.balance() } };
   }
 
@@ -307,7 +306,7 @@ class Batch {
       const entryId = newId('transaction');
       this.consume(entryId, amount);
       const reason = typeof hold.metadata['reason'] === 'string' ? (hold.metadata['reason'] as string) : 'hold captured';
-      const entry = this.entry('capture', -amount, reason, op.metadata, { id: entryId, holdId: hold.id });
+      const entry = this.entry('capture', -amount, reason, op.metadata, { id: entryId, holdId: hold.id, grantId: this.settle(entryId) });
       hold.transactionId = entry.id;
       this.account.totalSpent += amount;
     }
@@ -356,6 +355,19 @@ class Batch {
     if (left !== 0) throw new Error(`ledger invariant broken: grants short by ${left} on ${this.account.id}`);
   }
 
+  /**
+   * An entry that took from (or gave to) exactly one grant names it in grant_id and needs no
+   * allocation row: the common case writes one row, not two. Several grants → allocation rows.
+   */
+  private settle(entryId: string): string | null {
+    // This entry's allocations are the last ones pushed.
+    const n = this.allocations.length;
+    const last = this.allocations[n - 1];
+    if (!last || last.transactionId !== entryId || this.allocations[n - 2]?.transactionId === entryId) return null;
+    this.allocations.pop();
+    return last.grantId;
+  }
+
   private take(grant: GrantState, amount: number): void {
     grant.remaining -= amount;
     grant.dirty = true;
@@ -394,7 +406,7 @@ class Batch {
     amount: number,
     reason: string,
     metadata: Record<string, unknown>,
-    extra: { id?: string; grantId?: string; holdId?: string; refundOf?: string },
+    extra: { id?: string; grantId?: string | null; holdId?: string; refundOf?: string },
   ): LedgerEntry {
     const entry: LedgerEntry = {
       id: extra.id ?? newId('transaction'),

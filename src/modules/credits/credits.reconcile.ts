@@ -53,10 +53,12 @@ export async function reconcile(database: Database): Promise<ReconcileReport> {
       from ${t('credit_accounts')} a left join (select account_id, -sum(amount) s from ${t('credit_ledger')}
         where type in ('debit', 'capture', 'refund') group by 1) c on c.account_id = a.id
       where a.total_spent <> coalesce(c.s, 0)`.execute(db)).rows, 'total_spent = debits + captures - refunds');
-  add((await sql<R>`select l.account_id, abs(l.amount) as expected, coalesce(sum(x.amount), 0) as actual
+  // An entry's allocations are its allocation rows or, when it has none, all of it to its grant_id.
+  add((await sql<R>`select l.account_id, abs(l.amount) as expected,
+        coalesce(sum(x.amount), case when l.grant_id is not null then abs(l.amount) else 0 end) as actual
       from ${t('credit_ledger')} l left join ${t('credit_allocations')} x on x.transaction_id = l.id
-      where l.type in ('debit', 'capture', 'expiry', 'refund') or (l.type = 'adjustment' and l.amount < 0)
-      group by l.id, l.account_id, l.amount having abs(l.amount) <> coalesce(sum(x.amount), 0)`.execute(db)).rows,
+      group by l.id, l.account_id, l.amount, l.grant_id
+      having abs(l.amount) <> coalesce(sum(x.amount), case when l.grant_id is not null then abs(l.amount) else 0 end)`.execute(db)).rows,
     'entry fully allocated to grants');
   add((await sql<R>`select account_id, 0 as expected, 1 as actual from ${t('credit_holds')}
       where (status = 'captured' and (captured is null or (captured > 0 and transaction_id is null)))

@@ -1,16 +1,11 @@
 import { sql } from 'kysely';
 import type { Db, Executor } from '../../db/database.js';
 import { ApiError, errorBody, errors } from '../../http/errors.js';
-import {
-  idempotencyClaimMany,
-  idempotencyCompleteMany,
-  type IdempotencyScope,
-  requestHash,
-  scopeKey,
-} from '../../http/idempotency.js';
+import { type IdempotencyScope, requestHash, scopeKey } from '../../http/idempotency.js';
 import type { PageRequest } from '../../http/pagination.js';
 import { newId } from '../../lib/ids.js';
-import { AccountBatcher } from './credits.batcher.js';
+import { BatchSql } from './credits.batch-sql.js';
+import { LedgerQueue } from './credits.batcher.js';
 import { accountIdOf, balanceBody, type LedgerOp, type OpResult } from './credits.js';
 import { applyOps } from './credits.engine.js';
 import { CreditsRepository } from './credits.repository.js';
@@ -22,6 +17,8 @@ export interface CreditsConfig {
   signupBonus: number;
   /** Most operations one transaction carries (group commit). */
   maxBatch?: number;
+  /** Most ledger transactions in flight at once (each on its own accounts). */
+  maxParallel?: number;
 }
 
 /**
@@ -31,8 +28,8 @@ export interface CreditsConfig {
  */
 export class CreditsService {
   readonly repo: CreditsRepository;
-  private readonly batcher: AccountBatcher<LedgerOp, OpResult>;
-  private readonly idempotencyTable;
+  private readonly sql: BatchSql;
+  private readonly queue: LedgerQueue<LedgerOp, OpResult>;
 
   constructor(
     private readonly db: Db,
@@ -41,20 +38,20 @@ export class CreditsService {
     private readonly now: () => Date,
   ) {
     this.repo = new CreditsRepository(schema);
-    this.idempotencyTable = sql.table(`${schema}.idempotency_keys`);
-    this.batcher = new AccountBatcher((accountId, ops) => this.runBatch(accountId, ops), config.maxBatch ?? 256);
+    this.sql = new BatchSql(schema);
+    this.queue = new LedgerQueue((items) => this.runBatch(items), config.maxBatch ?? 256, config.maxParallel ?? 4);
   }
 
   /** Queues one operation on an owner's account; resolves with its answer once committed. */
   execute(owner: Owner, op: LedgerOp): Promise<OpResult> {
-    return this.batcher.submit(accountIdOf(owner), op);
+    return this.queue.submit(accountIdOf(owner), op);
   }
 
   /** Capture and release name a hold, not an owner: find the hold's account first. */
   async executeOnHold(holdId: string, op: LedgerOp): Promise<OpResult> {
     const hold = await this.repo.holdFind(this.db, holdId);
     if (!hold) return notFoundResult(op, errors.notFound('Hold', holdId));
-    return this.batcher.submit(hold.accountId, op);
+    return this.queue.submit(hold.accountId, op);
   }
 
   /**
@@ -62,7 +59,8 @@ export class CreditsService {
    * bonus this way, so it commits with the user or not at all).
    */
   async executeIn(trx: Executor, owner: Owner, ops: LedgerOp[]): Promise<OpResult[]> {
-    return this.applyBatch(trx, accountIdOf(owner), ops);
+    const accountId = accountIdOf(owner);
+    return this.applyBatch(trx, ops.map((op) => ({ accountId, op })));
   }
 
   /** Creates the account of a new user or workspace (in the caller's transaction). */
@@ -91,25 +89,23 @@ export class CreditsService {
     };
   }
 
-  private async runBatch(accountId: string, ops: LedgerOp[]): Promise<OpResult[]> {
-    return this.db.transaction().execute((trx) => this.applyBatch(trx, accountId, ops));
+  private async runBatch(items: { accountId: string; op: LedgerOp }[]): Promise<OpResult[]> {
+    return this.db.transaction().execute((trx) => this.applyBatch(trx, items));
   }
 
-  private async applyBatch(trx: Executor, accountId: string, ops: LedgerOp[]): Promise<OpResult[]> {
+  /**
+   * One transaction's worth of operations, on any accounts: lock and claim, load, apply the pure
+   * engine per account, write — three statements (see credits.batch-sql.ts).
+   */
+  private async applyBatch(trx: Executor, items: { accountId: string; op: LedgerOp }[]): Promise<OpResult[]> {
     const now = this.now();
-    const account = (await this.repo.accountLock(trx, accountId)) ?? (await this.openMissingAccount(trx, accountId));
-    if (!account) {
-      const what = accountId.startsWith('acc_w_') ? 'Workspace' : 'User';
-      return ops.map((op) => notFoundResult(op, errors.notFound(what, accountId.replace(/^acc_[uw]_/, ''))));
-    }
+    const results: (OpResult | undefined)[] = new Array(items.length);
 
-    // Idempotency: the account lock is held, so every earlier request with one of these keys has
-    // committed and its record is visible. Duplicates inside the batch follow their first.
-    const results: (OpResult | undefined)[] = new Array(ops.length);
+    // Idempotency: duplicates inside the batch follow their first occurrence.
     const leaderOf = new Map<string, number>();
     const followers: { index: number; leader: number; same: boolean }[] = [];
     const scopes: IdempotencyScope[] = [];
-    ops.forEach((op, i) => {
+    items.forEach(({ op }, i) => {
       if (!op.idem) return;
       const k = scopeKey(op.idem);
       const leader = leaderOf.get(k);
@@ -117,46 +113,87 @@ export class CreditsService {
         leaderOf.set(k, i);
         scopes.push(op.idem);
       } else {
-        followers.push({ index: i, leader, same: ops[leader]!.idem!.requestHash === op.idem.requestHash });
+        followers.push({ index: i, leader, same: items[leader]!.op.idem!.requestHash === op.idem.requestHash });
       }
     });
-    const claims = await idempotencyClaimMany(trx, this.idempotencyTable, scopes);
-    const toRun: { op: LedgerOp; index: number }[] = [];
-    ops.forEach((op, i) => {
-      if (op.idem && leaderOf.get(scopeKey(op.idem)) !== i) return;
-      const claim = op.idem ? claims.get(scopeKey(op.idem)) : undefined;
-      if (claim?.kind === 'replay') results[i] = { ...claim.response, replayed: true } as OpResult;
-      else if (claim?.kind === 'mismatch') results[i] = errorResult(op, errors.idempotencyKeyReused());
-      else toRun.push({ op, index: i });
+    const isLeader = (op: LedgerOp, i: number) => !op.idem || leaderOf.get(scopeKey(op.idem)) === i;
+
+    const accountIds = [...new Set(items.map((it) => it.accountId))].sort();
+    let accounts = await this.sql.lock(trx, accountIds);
+    if (accounts.length < accountIds.length) {
+      // Accounts that do not exist yet open on first use (workspaces), if their owner exists.
+      const present = new Set(accounts.map((a) => a.id));
+      const opened = [];
+      for (const id of accountIds.filter((a) => !present.has(a))) {
+        if (await this.openMissingAccount(trx, id)) opened.push(id);
+      }
+      if (opened.length > 0) accounts = [...accounts, ...(await this.sql.lock(trx, opened))];
+    }
+    const byId = new Map(accounts.map((a) => [a.id, a]));
+
+    const leaders = items.map((it, i) => ({ ...it, index: i })).filter(({ op, index }) => isLeader(op, index));
+    const candidates = leaders.filter(({ accountId }) => byId.has(accountId));
+    const runAccounts = [...new Set(candidates.map((r) => r.accountId))];
+    const holdIds = candidates.flatMap(({ op }) => (op.kind === 'capture' || op.kind === 'release' ? [op.holdId] : []));
+    const loaded = await this.sql.loadBatch(trx, {
+      accountIds: runAccounts,
+      holdAccountIds: runAccounts.filter(
+        (id) => byId.get(id)!.held > 0 || candidates.some((r) => r.accountId === id && (r.op.kind === 'capture' || r.op.kind === 'release')),
+      ),
+      holdIds,
+      now,
+      scopes,
+      refundIds: candidates.flatMap(({ op }) => (op.kind === 'refund' && op.transactionId ? [op.transactionId] : [])),
     });
 
-    if (toRun.length > 0) {
-      const runOps = toRun.map((r) => r.op);
-      const holdIds = runOps.flatMap((op) => (op.kind === 'capture' || op.kind === 'release' ? [op.holdId] : []));
-      const refundIds = runOps.flatMap((op) => (op.kind === 'refund' && op.transactionId ? [op.transactionId] : []));
-      // With nothing held and no hold named, there is no hold to load (the common debit path).
-      const [grants, holds, refundTargets] = await Promise.all([
-        this.repo.grantsLive(trx, accountId),
-        account.held > 0 || holdIds.length > 0 ? this.repo.holdsFor(trx, accountId, holdIds, now) : [],
-        this.repo.refundTargets(trx, accountId, refundIds),
-      ]);
-      const known = new Set(grants.map((g) => g.id));
-      const missing = [...new Set(refundTargets.flatMap((t) => t.allocations.map((a) => a.grantId)))].filter((id) => !known.has(id));
-      grants.push(...(await this.repo.grantsByIds(trx, missing)));
-
-      const out = applyOps({ account, grants, holds, refundTargets, now, balanceCap: this.config.balanceCap }, runOps);
-      // A batch of refusals changed nothing: write nothing (not even the account's updated_at).
-      if (out.entries.length > 0 || out.grants.length > 0 || out.holds.length > 0) await this.repo.writeBatch(trx, out);
-      toRun.forEach((r, j) => (results[r.index] = out.results[j]));
-      const done = toRun
-        .map((r, j) => ({ scope: r.op.idem, response: out.results[j]! }))
-        .filter((d): d is { scope: IdempotencyScope; response: OpResult } => d.scope !== null && d.response.status < 500);
-      await idempotencyCompleteMany(trx, this.idempotencyTable, done);
+    // Answers that need no engine: replays, reused keys, unknown owners.
+    const done: { scope: IdempotencyScope; response: OpResult }[] = [];
+    const runnable: typeof leaders = [];
+    for (const leader of leaders) {
+      const { op, accountId, index } = leader;
+      const stored = op.idem ? loaded.replays.get(scopeKey(op.idem)) : undefined;
+      if (op.idem && stored) {
+        results[index] =
+          stored.requestHash === op.idem.requestHash
+            ? { ...stored.response, replayed: true }
+            : errorResult(op, errors.idempotencyKeyReused());
+      } else if (!byId.has(accountId)) {
+        const what = accountId.startsWith('acc_w_') ? 'Workspace' : 'User';
+        results[index] = errorResult(op, errors.notFound(what, accountId.replace(/^acc_[uw]_/, '')));
+        if (op.idem) done.push({ scope: op.idem, response: results[index]! }); // 4xx answers replay too
+      } else {
+        runnable.push(leader);
+      }
     }
+
+    // The engine, account by account, each over its own state.
+    const outs = [];
+    for (const accountId of [...new Set(runnable.map((r) => r.accountId))]) {
+      const mine = runnable.filter((r) => r.accountId === accountId);
+      const out = applyOps(
+        {
+          account: byId.get(accountId)!,
+          grants: loaded.grants.filter((g) => g.accountId === accountId),
+          holds: loaded.holds.filter((h) => h.accountId === accountId),
+          refundTargets: loaded.refundTargets.filter((t) => t.accountId === accountId),
+          now,
+          balanceCap: this.config.balanceCap,
+        },
+        mine.map((r) => r.op),
+      );
+      mine.forEach((r, j) => {
+        const result = out.results[j]!;
+        results[r.index] = result;
+        if (r.op.idem && result.status < 500) done.push({ scope: r.op.idem, response: result });
+      });
+      outs.push(out);
+    }
+    // A batch of refusals changed nothing but its keys: nothing else is written.
+    await this.sql.writeBatch(trx, outs, done);
 
     for (const f of followers) {
       const leader = results[f.leader]!;
-      results[f.index] = f.same ? { ...leader, replayed: true } as OpResult : errorResult(ops[f.index]!, errors.idempotencyKeyReused());
+      results[f.index] = f.same ? { ...leader, replayed: true } : errorResult(items[f.index]!.op, errors.idempotencyKeyReused());
     }
     return results as OpResult[];
   }
@@ -171,14 +208,14 @@ export class CreditsService {
       : accountId.startsWith('acc_w_')
         ? { workspaceId: accountId.slice(6) }
         : null;
-    if (!owner) return undefined;
+    if (!owner) return false;
     const exists =
       'userId' in owner
         ? await trx.selectFrom('users').select('id').where('id', '=', owner.userId).executeTakeFirst()
         : await trx.selectFrom('workspaces').select('id').where('id', '=', owner.workspaceId).executeTakeFirst();
-    if (!exists) return undefined;
+    if (!exists) return false;
     await this.openAccount(trx, owner);
-    return this.repo.accountLock(trx, accountId);
+    return true;
   }
 
   /**
@@ -193,7 +230,7 @@ export class CreditsService {
       select account_id from ${this.repo.table('credit_grants')} where remaining > 0 and expires_at <= ${now} and expired_at is null
       limit ${limit}`.execute(this.db);
     await Promise.all(
-      due.rows.map((r) => this.batcher.submit(r.account_id, { kind: 'sweep', requestId: 'scheduler', idem: null })),
+      due.rows.map((r) => this.queue.submit(r.account_id, { kind: 'sweep', requestId: 'scheduler', idem: null })),
     );
     return due.rows.length;
   }
