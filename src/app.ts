@@ -59,7 +59,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const tokens = new TokenService(config.auth.jwtSecret, config.auth.jwtTtlSeconds, clock);
   const users = new UsersService();
   const secrets = new SecretBox(config.encryptionKey);
-  const credits = new CreditsService(database.db, database.schema, config.credits, clock);
+  const credits = new CreditsService(database, config.credits, clock);
   const services: Services = {
     users,
     tokens,

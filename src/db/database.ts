@@ -22,6 +22,8 @@ export interface Database {
   readonly db: Db;
   /** The same connection(s) without the schema plugin, for catalog and cross-schema queries. */
   readonly root: Kysely<unknown>;
+  /** The PostgreSQL pool, for hot paths that prepare statements by name (src/db/statements.ts). */
+  readonly pool?: pg.Pool;
   close(): Promise<void>;
 }
 
@@ -48,6 +50,7 @@ export async function openDatabase(config: Config['database'], options: OpenOpti
       kind: 'postgres',
       schema: config.schema,
       root,
+      pool,
       db: (root as unknown as Kysely<DB>).withSchema(config.schema),
       close: () => root.destroy(),
     };

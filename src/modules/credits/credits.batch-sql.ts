@@ -1,6 +1,5 @@
-import { sql } from 'kysely';
-import type { Executor } from '../../db/database.js';
 import type { IdempotencyScope, StoredResponse } from '../../http/idempotency.js';
+import { type RunStatement, type Statement, statement } from '../../db/statements.js';
 import type { AccountState, GrantState, HoldState, RefundTarget } from './credits.js';
 import type { EngineOutput } from './credits.engine.js';
 import { accountFromRow, grantFromRow, holdFromRow } from './credits.repository.js';
@@ -12,30 +11,82 @@ type Row = Record<string, unknown>;
  *
  * 1. `lock` — lock the batch's accounts (in id order: two batches can never deadlock). Its own
  *    statement: what follows has to be read with a snapshot taken after the locks were granted.
- * 2. `loadBatch` — everything the engine needs, in one query: live grants, open or named holds,
- *    stored answers of the batch's Idempotency-Keys, the debits refunds name (with allocations).
- * 3. `writeBatch` — every change, in one statement of data-modifying CTEs, including each key's
- *    record with its final answer. A key recorded meanwhile by another transaction (the same key on
- *    another account) makes the statement throw; the queue then retries each operation alone, and
- *    the retry replays the stored answer.
+ * 2. `load` — everything the engine needs, in one query: live grants, open or named holds, stored
+ *    answers of the batch's Idempotency-Keys (plus a second query only when a refund names a debit).
+ * 3. `write` — every change, in one statement of data-modifying CTEs, including each key's record
+ *    with its final answer. A key recorded meanwhile by another transaction (the same key on another
+ *    account) makes it throw; the queue then retries each operation alone, and the retry replays.
  *
- * With BEGIN and COMMIT that is five round trips per batch.
+ * With BEGIN and COMMIT that is five round trips per batch. Texts are fixed per shape so that
+ * PostgreSQL prepares each once per connection (see src/db/statements.ts).
  */
 export class BatchSql {
-  constructor(private readonly schema: string) {}
+  private readonly lockText: string;
+  private readonly loadText: string;
+  private readonly refundsText: string;
+  private readonly writeTexts = new Map<number, string>();
 
-  private t(name: string) {
-    return sql.table(`${this.schema}.${name}`);
+  constructor(private readonly schema: string) {
+    const t = this.t.bind(this);
+    this.lockText = `select * from ${t('credit_accounts')} where id = any($1::text[]) order by id for update`;
+    this.loadText = `select
+        (select json_agg(g) from ${t('credit_grants')} g where g.account_id = any($1::text[]) and g.remaining > 0) as grants,
+        (select json_agg(h) from ${t('credit_holds')} h
+          where h.account_id = any($2::text[]) and (h.id = any($3::text[]) or (h.status = 'held' and h.expires_at <= $4))) as holds,
+        (select json_agg(k) from (
+          select k.principal, k.key, k.request_hash, k.status_code, k.response_body
+          from unnest($5::text[], $6::text[]) as u(principal, key)
+          join ${t('idempotency_keys')} k on k.principal = u.principal and k.key = u.key) k) as replays`;
+    this.refundsText = `
+      with targets as (
+        select e.id, e.account_id, e.type, e.amount, e.grant_id,
+          coalesce((select sum(r.amount) from ${t('credit_ledger')} r where r.refund_of = e.id), 0) as refunded
+        from ${t('credit_ledger')} e
+        where e.id = any($1::text[]) and e.account_id = any($2::text[])
+      ), entries as (
+        -- The targets and the refunds already made against them.
+        select l.id, l.grant_id, l.amount, l.refund_of from ${t('credit_ledger')} l where l.id in (select id from targets)
+        union all
+        select l.id, l.grant_id, l.amount, l.refund_of from ${t('credit_ledger')} l where l.refund_of in (select id from targets)
+      ), allocs as (
+        -- An entry's allocations: its rows, or (none) all of it to its grant_id.
+        select a.transaction_id, a.grant_id, a.amount, a.position, e.refund_of
+        from entries e join ${t('credit_allocations')} a on a.transaction_id = e.id
+        union all
+        select e.id, e.grant_id, abs(e.amount), 0, e.refund_of from entries e
+        where e.grant_id is not null and not exists (select 1 from ${t('credit_allocations')} a where a.transaction_id = e.id)
+      )
+      select (select json_agg(targets) from targets) as targets,
+             (select json_agg(allocs order by allocs.transaction_id, allocs.position) from allocs) as allocs,
+             (select json_agg(g) from ${t('credit_grants')} g where g.id in (select grant_id from allocs) and g.remaining = 0) as grants`;
   }
 
-  async lock(db: Executor, accountIds: string[]): Promise<AccountState[]> {
-    const res = await sql<Row>`select * from ${this.t('credit_accounts')}
-      where id = any(${accountIds}::text[]) order by id for update`.execute(db);
-    return res.rows.map(accountFromRow);
+  private t(name: string): string {
+    return `"${this.schema}"."${name}"`;
   }
 
-  async loadBatch(
-    db: Executor,
+  /**
+   * Opens the account of an existing owner that has none yet (workspace pools open on first use).
+   * False when the owner does not exist.
+   */
+  async openAccount(run: RunStatement, accountId: string): Promise<boolean> {
+    const user = accountId.startsWith('acc_u_');
+    if (!user && !accountId.startsWith('acc_w_')) return false;
+    const text = user
+      ? `insert into ${this.t('credit_accounts')} (id, user_id) select $1, id from ${this.t('users')} where id = $2
+         on conflict (id) do nothing returning id`
+      : `insert into ${this.t('credit_accounts')} (id, workspace_id) select $1, id from ${this.t('workspaces')} where id = $2
+         on conflict (id) do nothing returning id`;
+    const rows = await run(statement(text, [accountId, accountId.slice(6)]));
+    return rows.length > 0;
+  }
+
+  async lock(run: RunStatement, accountIds: string[]): Promise<AccountState[]> {
+    return (await run<Row>(statement(this.lockText, [accountIds]))).map(accountFromRow);
+  }
+
+  async load(
+    run: RunStatement,
     q: {
       accountIds: string[];
       /** Accounts whose holds may matter: something is held, or a hold is named. */
@@ -51,56 +102,32 @@ export class BatchSql {
     replays: Map<string, { requestHash: string; response: StoredResponse }>;
     refundTargets: RefundTarget[];
   }> {
-    const res = await sql<{ grants: Row[] | null; holds: Row[] | null; replays: Row[] | null }>`
-      select
-        (select json_agg(g) from ${this.t('credit_grants')} g
-          where g.account_id = any(${q.accountIds}::text[]) and g.remaining > 0) as grants,
-        (select json_agg(h) from ${this.t('credit_holds')} h
-          where h.account_id = any(${q.holdAccountIds}::text[])
-            and (h.id = any(${q.holdIds}::text[]) or (h.status = 'held' and h.expires_at <= ${q.now}))) as holds,
-        (select json_agg(k) from (
-          select k.principal, k.key, k.request_hash, k.status_code, k.response_body
-          from unnest(${q.scopes.map((s) => s.principal)}::text[], ${q.scopes.map((s) => s.key)}::text[]) as u(principal, key)
-          join ${this.t('idempotency_keys')} k on k.principal = u.principal and k.key = u.key) k) as replays`.execute(db);
+    const [row] = await run<{ grants: Row[] | null; holds: Row[] | null; replays: Row[] | null }>(
+      statement(this.loadText, [
+        q.accountIds,
+        q.holdAccountIds,
+        q.holdIds,
+        q.now,
+        q.scopes.map((s) => s.principal),
+        q.scopes.map((s) => s.key),
+      ]),
+    );
     // Refunds are rare: what they need is a second query, only when the batch has one.
-    const refunds =
+    const [refunds] =
       q.refundIds.length === 0
-        ? { targets: null, allocs: null, grants: null }
-        : ((
-            await sql<{ targets: Row[] | null; allocs: Row[] | null; grants: Row[] | null }>`
-      with targets as (
-        select e.id, e.account_id, e.type, e.amount, e.grant_id,
-          coalesce((select sum(r.amount) from ${this.t('credit_ledger')} r where r.refund_of = e.id), 0) as refunded
-        from ${this.t('credit_ledger')} e
-        where e.id = any(${q.refundIds}::text[]) and e.account_id = any(${q.accountIds}::text[])
-      ), entries as (
-        -- The targets and the refunds already made against them.
-        select l.id, l.grant_id, l.amount, l.refund_of from ${this.t('credit_ledger')} l where l.id in (select id from targets)
-        union all
-        select l.id, l.grant_id, l.amount, l.refund_of from ${this.t('credit_ledger')} l where l.refund_of in (select id from targets)
-      ), allocs as (
-        -- An entry's allocations: its rows, or (none) all of it to its grant_id.
-        select a.transaction_id, a.grant_id, a.amount, a.position, e.refund_of
-        from entries e join ${this.t('credit_allocations')} a on a.transaction_id = e.id
-        union all
-        select e.id, e.grant_id, abs(e.amount), 0, e.refund_of from entries e
-        where e.grant_id is not null and not exists (select 1 from ${this.t('credit_allocations')} a where a.transaction_id = e.id)
-      )
-      select (select json_agg(targets) from targets) as targets,
-             (select json_agg(allocs order by allocs.transaction_id, allocs.position) from allocs) as allocs,
-             (select json_agg(g) from ${this.t('credit_grants')} g
-               where g.id in (select grant_id from allocs) and g.remaining = 0) as grants`.execute(db)
-          ).rows[0] ?? { targets: null, allocs: null, grants: null });
-    const row = res.rows[0] ?? { grants: null, holds: null, replays: null };
+        ? [{ targets: null, allocs: null, grants: null }]
+        : await run<{ targets: Row[] | null; allocs: Row[] | null; grants: Row[] | null }>(
+            statement(this.refundsText, [q.refundIds, q.accountIds]),
+          );
     const replays = new Map<string, { requestHash: string; response: StoredResponse }>();
-    for (const k of row.replays ?? []) {
+    for (const k of row?.replays ?? []) {
       replays.set(`${String(k['principal'])}\n${String(k['key'])}`, {
         requestHash: k['request_hash'] as string,
         response: { status: Number(k['status_code']), body: k['response_body'] },
       });
     }
-    const allocs = refunds.allocs ?? [];
-    const refundTargets: RefundTarget[] = (refunds.targets ?? []).map((t) => {
+    const allocs = refunds?.allocs ?? [];
+    const refundTargets: RefundTarget[] = (refunds?.targets ?? []).map((t) => {
       const id = t['id'] as string;
       const restoredByGrant = new Map<string, number>();
       const allocations: { grantId: string; amount: number }[] = [];
@@ -122,105 +149,133 @@ export class BatchSql {
       };
     });
     return {
-      grants: [...(row.grants ?? []), ...(refunds.grants ?? [])].map(grantFromRow),
-      holds: (row.holds ?? []).map(holdFromRow),
+      grants: [...(row?.grants ?? []), ...(refunds?.grants ?? [])].map(grantFromRow),
+      holds: (row?.holds ?? []).map(holdFromRow),
       replays,
       refundTargets,
     };
   }
 
   /** Every change of a batch (all its accounts) in one statement of data-modifying CTEs. */
-  async writeBatch(db: Executor, outs: EngineOutput[], done: { scope: IdempotencyScope; response: StoredResponse }[]): Promise<void> {
+  async write(run: RunStatement, outs: EngineOutput[], done: { scope: IdempotencyScope; response: StoredResponse }[]): Promise<void> {
+    const stmt = this.writeStatement(outs, done);
+    if (!stmt) return;
+    const [res] = await run<{ keys: number }>(stmt);
+    if ((res?.keys ?? 0) !== done.length) {
+      throw new Error('an Idempotency-Key of this batch was recorded by another transaction meanwhile; retrying alone');
+    }
+  }
+
+  /** The write statement for this batch's shape: only the parts it needs (fewer CTEs to plan). */
+  private writeStatement(outs: EngineOutput[], done: { scope: IdempotencyScope; response: StoredResponse }[]): Statement | null {
     const entries = outs.flatMap((o) => o.entries);
     const grants = outs.flatMap((o) => o.grants.map((g) => ({ g, a: o.account })));
     const holds = outs.flatMap((o) => o.holds);
     const allocations = outs.flatMap((o) => o.allocations);
     const accounts = outs.filter((o) => o.entries.length > 0 || o.holds.length > 0 || o.grants.length > 0).map((o) => o.account);
-    const json = (v: unknown) => JSON.stringify(v);
-    const res = await sql`
-      with ledger as (
-        insert into ${this.t('credit_ledger')}
-          (id, account_id, user_id, workspace_id, type, amount, balance_after, reason, metadata, grant_id, hold_id, refund_of, created_at)
-        select id, account_id, user_id, workspace_id, type, amount, balance_after, reason, metadata, grant_id, hold_id, refund_of, created_at
-        from jsonb_to_recordset(${json(
-          entries.map((e) => ({
-            id: e.id, account_id: e.accountId, user_id: e.userId, workspace_id: e.workspaceId, type: e.type, amount: e.amount,
-            balance_after: e.balanceAfter, reason: e.reason, metadata: e.metadata, grant_id: e.grantId, hold_id: e.holdId,
-            refund_of: e.refundOf, created_at: e.createdAt,
-          })),
-        )}::jsonb) as x(id text, account_id text, user_id text, workspace_id text, type text, amount int8, balance_after int8,
-          reason text, metadata jsonb, grant_id text, hold_id text, refund_of text, created_at timestamptz)
-      ), new_grants as (
-        insert into ${this.t('credit_grants')}
-          (id, account_id, user_id, workspace_id, class, source, amount, remaining, priority, expires_at, expired_at, transaction_id, metadata, created_at)
-        select id, account_id, user_id, workspace_id, class, source, amount, remaining, priority, expires_at, expired_at, transaction_id, metadata, created_at
-        from jsonb_to_recordset(${json(
-          grants.filter(({ g }) => g.isNew).map(({ g, a }) => ({
-            id: g.id, account_id: g.accountId, user_id: a.userId, workspace_id: a.workspaceId, class: g.class, source: g.source,
-            amount: g.amount, remaining: g.remaining, priority: g.priority, expires_at: g.expiresAt, expired_at: g.expiredAt,
-            transaction_id: g.transactionId, metadata: g.metadata, created_at: g.createdAt,
-          })),
-        )}::jsonb) as x(id text, account_id text, user_id text, workspace_id text, class text, source text, amount int8,
-          remaining int8, priority int4, expires_at timestamptz, expired_at timestamptz, transaction_id text, metadata jsonb,
-          created_at timestamptz)
-      ), changed_grants as (
-        update ${this.t('credit_grants')} g set remaining = x.remaining, expired_at = x.expired_at
-        from jsonb_to_recordset(${json(
-          grants.filter(({ g }) => !g.isNew).map(({ g }) => ({ id: g.id, remaining: g.remaining, expired_at: g.expiredAt })),
-        )}::jsonb) as x(id text, remaining int8, expired_at timestamptz)
-        where g.id = x.id
-      ), new_holds as (
-        insert into ${this.t('credit_holds')}
-          (id, account_id, user_id, workspace_id, amount, captured, status, expires_at, transaction_id, metadata, resolved_at, created_at)
-        select id, account_id, user_id, workspace_id, amount, captured, status, expires_at, transaction_id, metadata, resolved_at, created_at
-        from jsonb_to_recordset(${json(
-          holds.filter((h) => h.isNew).map((h) => ({
-            id: h.id, account_id: h.accountId, user_id: h.userId, workspace_id: h.workspaceId, amount: h.amount, captured: h.captured,
-            status: h.status, expires_at: h.expiresAt, transaction_id: h.transactionId, metadata: h.metadata,
-            resolved_at: h.resolvedAt, created_at: h.createdAt,
-          })),
-        )}::jsonb) as x(id text, account_id text, user_id text, workspace_id text, amount int8, captured int8, status text,
-          expires_at timestamptz, transaction_id text, metadata jsonb, resolved_at timestamptz, created_at timestamptz)
-      ), changed_holds as (
-        update ${this.t('credit_holds')} h
-        set status = x.status, captured = x.captured, transaction_id = x.transaction_id, resolved_at = x.resolved_at
-        from jsonb_to_recordset(${json(
-          holds.filter((h) => !h.isNew).map((h) => ({
-            id: h.id, status: h.status, captured: h.captured, transaction_id: h.transactionId, resolved_at: h.resolvedAt,
-          })),
-        )}::jsonb) as x(id text, status text, captured int8, transaction_id text, resolved_at timestamptz)
-        where h.id = x.id
-      ), allocations as (
-        insert into ${this.t('credit_allocations')} (transaction_id, grant_id, amount, position)
-        select transaction_id, grant_id, amount, position
-        from jsonb_to_recordset(${json(withPositions(allocations))}::jsonb)
-          as x(transaction_id text, grant_id text, amount int8, position int2)
-      ), accounts as (
-        update ${this.t('credit_accounts')} a
-        set balance = x.balance, held = x.held, total_credited = x.total_credited, total_spent = x.total_spent
-        from jsonb_to_recordset(${json(
-          accounts.map((a) => ({
-            id: a.id, balance: a.balance, held: a.held, total_credited: a.totalCredited, total_spent: a.totalSpent,
-          })),
-        )}::jsonb) as x(id text, balance int8, held int8, total_credited int8, total_spent int8)
-        where a.id = x.id
-      ), keys as (
-        insert into ${this.t('idempotency_keys')} (principal, key, user_id, method, path, request_hash, status_code, response_body)
-        select principal, key, user_id, method, path, request_hash, status_code, body
-        from jsonb_to_recordset(${json(
-          done.map((d) => ({
-            principal: d.scope.principal, key: d.scope.key, user_id: d.scope.userId, method: d.scope.method, path: d.scope.path,
-            request_hash: d.scope.requestHash, status_code: d.response.status, body: d.response.body ?? null,
-          })),
-        )}::jsonb) as x(principal text, key text, user_id text, method text, path text, request_hash text, status_code int4, body jsonb)
-        on conflict (principal, key) do nothing
-        returning 1
-      )
-      select count(*)::int as keys from keys`.execute(db);
-    const recorded = (res.rows[0] as { keys: number } | undefined)?.keys ?? 0;
-    if (recorded !== done.length) {
-      throw new Error('an Idempotency-Key of this batch was recorded by another transaction meanwhile; retrying alone');
+    const parts: { bit: number; rows: unknown[] }[] = [
+      {
+        bit: 1,
+        rows: entries.map((e) => ({
+          id: e.id, account_id: e.accountId, user_id: e.userId, workspace_id: e.workspaceId, type: e.type, amount: e.amount,
+          balance_after: e.balanceAfter, reason: e.reason, metadata: e.metadata, grant_id: e.grantId, hold_id: e.holdId,
+          refund_of: e.refundOf, created_at: e.createdAt,
+        })),
+      },
+      {
+        bit: 2,
+        rows: grants.filter(({ g }) => g.isNew).map(({ g, a }) => ({
+          id: g.id, account_id: g.accountId, user_id: a.userId, workspace_id: a.workspaceId, class: g.class, source: g.source,
+          amount: g.amount, remaining: g.remaining, priority: g.priority, expires_at: g.expiresAt, expired_at: g.expiredAt,
+          transaction_id: g.transactionId, metadata: g.metadata, created_at: g.createdAt,
+        })),
+      },
+      { bit: 4, rows: grants.filter(({ g }) => !g.isNew).map(({ g }) => ({ id: g.id, remaining: g.remaining, expired_at: g.expiredAt })) },
+      {
+        bit: 8,
+        rows: holds.filter((h) => h.isNew).map((h) => ({
+          id: h.id, account_id: h.accountId, user_id: h.userId, workspace_id: h.workspaceId, amount: h.amount, captured: h.captured,
+          status: h.status, expires_at: h.expiresAt, transaction_id: h.transactionId, metadata: h.metadata,
+          resolved_at: h.resolvedAt, created_at: h.createdAt,
+        })),
+      },
+      {
+        bit: 16,
+        rows: holds.filter((h) => !h.isNew).map((h) => ({
+          id: h.id, status: h.status, captured: h.captured, transaction_id: h.transactionId, resolved_at: h.resolvedAt,
+        })),
+      },
+      { bit: 32, rows: withPositions(allocations) },
+      {
+        bit: 64,
+        rows: accounts.map((a) => ({ id: a.id, balance: a.balance, held: a.held, total_credited: a.totalCredited, total_spent: a.totalSpent })),
+      },
+      {
+        bit: 128,
+        rows: done.map((d) => ({
+          principal: d.scope.principal, key: d.scope.key, user_id: d.scope.userId, method: d.scope.method, path: d.scope.path,
+          request_hash: d.scope.requestHash, status_code: d.response.status, body: d.response.body ?? null,
+        })),
+      },
+    ].filter((p) => p.rows.length > 0);
+    if (parts.length === 0) return null;
+    const mask = parts.reduce((m, p) => m | p.bit, 0);
+    let text = this.writeTexts.get(mask);
+    if (!text) {
+      text = this.writeText(parts.map((p) => p.bit));
+      this.writeTexts.set(mask, text);
     }
+    return statement(text, parts.map((p) => JSON.stringify(p.rows)));
+  }
+
+  private writeText(bits: number[]): string {
+    const t = this.t.bind(this);
+    const cte: Record<number, (p: string) => string> = {
+      1: (p) => `ledger as (
+        insert into ${t('credit_ledger')}
+          (id, account_id, user_id, workspace_id, type, amount, balance_after, reason, metadata, grant_id, hold_id, refund_of, created_at)
+        select * from jsonb_to_recordset(${p}::jsonb) as x(id text, account_id text, user_id text, workspace_id text, type text,
+          amount int8, balance_after int8, reason text, metadata jsonb, grant_id text, hold_id text, refund_of text, created_at timestamptz))`,
+      2: (p) => `new_grants as (
+        insert into ${t('credit_grants')} (id, account_id, user_id, workspace_id, class, source, amount, remaining, priority,
+          expires_at, expired_at, transaction_id, metadata, created_at)
+        select * from jsonb_to_recordset(${p}::jsonb) as x(id text, account_id text, user_id text, workspace_id text, class text,
+          source text, amount int8, remaining int8, priority int4, expires_at timestamptz, expired_at timestamptz,
+          transaction_id text, metadata jsonb, created_at timestamptz))`,
+      4: (p) => `changed_grants as (
+        update ${t('credit_grants')} g set remaining = x.remaining, expired_at = x.expired_at, updated_at = now()
+        from jsonb_to_recordset(${p}::jsonb) as x(id text, remaining int8, expired_at timestamptz) where g.id = x.id)`,
+      8: (p) => `new_holds as (
+        insert into ${t('credit_holds')} (id, account_id, user_id, workspace_id, amount, captured, status, expires_at,
+          transaction_id, metadata, resolved_at, created_at)
+        select * from jsonb_to_recordset(${p}::jsonb) as x(id text, account_id text, user_id text, workspace_id text,
+          amount int8, captured int8, status text, expires_at timestamptz, transaction_id text, metadata jsonb,
+          resolved_at timestamptz, created_at timestamptz))`,
+      16: (p) => `changed_holds as (
+        update ${t('credit_holds')} h
+        set status = x.status, captured = x.captured, transaction_id = x.transaction_id, resolved_at = x.resolved_at,
+            updated_at = now()
+        from jsonb_to_recordset(${p}::jsonb) as x(id text, status text, captured int8, transaction_id text, resolved_at timestamptz)
+        where h.id = x.id)`,
+      32: (p) => `allocations as (
+        insert into ${t('credit_allocations')} (transaction_id, grant_id, amount, position)
+        select * from jsonb_to_recordset(${p}::jsonb) as x(transaction_id text, grant_id text, amount int8, position int2))`,
+      64: (p) => `accounts as (
+        update ${t('credit_accounts')} a
+        set balance = x.balance, held = x.held, total_credited = x.total_credited, total_spent = x.total_spent,
+            updated_at = now()
+        from jsonb_to_recordset(${p}::jsonb) as x(id text, balance int8, held int8, total_credited int8, total_spent int8)
+        where a.id = x.id)`,
+      128: (p) => `keys as (
+        insert into ${t('idempotency_keys')} (principal, key, user_id, method, path, request_hash, status_code, response_body)
+        select * from jsonb_to_recordset(${p}::jsonb) as x(principal text, key text, user_id text, method text, path text,
+          request_hash text, status_code int4, body jsonb)
+        on conflict (principal, key) do nothing
+        returning 1)`,
+    };
+    const ctes = bits.map((bit, i) => cte[bit]!(`$${i + 1}`));
+    const count = bits.includes(128) ? '(select count(*)::int from keys)' : '0';
+    return `with ${ctes.join(',\n')}\nselect ${count} as keys`;
   }
 }
 

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
-import type { Db, Executor } from '../../db/database.js';
+import type { Database, Db, Executor } from '../../db/database.js';
+import { inStatementTransaction, kyselyRunner, type RunStatement } from '../../db/statements.js';
 import { ApiError, errorBody, errors } from '../../http/errors.js';
 import { type IdempotencyScope, requestHash, scopeKey } from '../../http/idempotency.js';
 import type { PageRequest } from '../../http/pagination.js';
@@ -31,15 +32,17 @@ export class CreditsService {
   private readonly sql: BatchSql;
   private readonly queue: LedgerQueue<LedgerOp, OpResult>;
 
+  private readonly db: Db;
+
   constructor(
-    private readonly db: Db,
-    schema: string,
+    private readonly database: Database,
     private readonly config: CreditsConfig,
     private readonly now: () => Date,
   ) {
-    this.repo = new CreditsRepository(schema);
-    this.sql = new BatchSql(schema);
-    this.queue = new LedgerQueue((items) => this.runBatch(items), config.maxBatch ?? 256, config.maxParallel ?? 4);
+    this.db = database.db;
+    this.repo = new CreditsRepository(database.schema);
+    this.sql = new BatchSql(database.schema);
+    this.queue = new LedgerQueue((items) => this.runBatch(items), config.maxBatch ?? 256, config.maxParallel ?? 8);
   }
 
   /** Queues one operation on an owner's account; resolves with its answer once committed. */
@@ -60,7 +63,7 @@ export class CreditsService {
    */
   async executeIn(trx: Executor, owner: Owner, ops: LedgerOp[]): Promise<OpResult[]> {
     const accountId = accountIdOf(owner);
-    return this.applyBatch(trx, ops.map((op) => ({ accountId, op })));
+    return this.applyBatch(kyselyRunner(trx), ops.map((op) => ({ accountId, op })));
   }
 
   /** Creates the account of a new user or workspace (in the caller's transaction). */
@@ -90,14 +93,14 @@ export class CreditsService {
   }
 
   private async runBatch(items: { accountId: string; op: LedgerOp }[]): Promise<OpResult[]> {
-    return this.db.transaction().execute((trx) => this.applyBatch(trx, items));
+    return inStatementTransaction(this.database, (run) => this.applyBatch(run, items));
   }
 
   /**
    * One transaction's worth of operations, on any accounts: lock and claim, load, apply the pure
    * engine per account, write — three statements (see credits.batch-sql.ts).
    */
-  private async applyBatch(trx: Executor, items: { accountId: string; op: LedgerOp }[]): Promise<OpResult[]> {
+  private async applyBatch(run: RunStatement, items: { accountId: string; op: LedgerOp }[]): Promise<OpResult[]> {
     const now = this.now();
     const results: (OpResult | undefined)[] = new Array(items.length);
 
@@ -119,15 +122,15 @@ export class CreditsService {
     const isLeader = (op: LedgerOp, i: number) => !op.idem || leaderOf.get(scopeKey(op.idem)) === i;
 
     const accountIds = [...new Set(items.map((it) => it.accountId))].sort();
-    let accounts = await this.sql.lock(trx, accountIds);
+    let accounts = await this.sql.lock(run, accountIds);
     if (accounts.length < accountIds.length) {
       // Accounts that do not exist yet open on first use (workspaces), if their owner exists.
       const present = new Set(accounts.map((a) => a.id));
       const opened = [];
       for (const id of accountIds.filter((a) => !present.has(a))) {
-        if (await this.openMissingAccount(trx, id)) opened.push(id);
+        if (await this.sql.openAccount(run, id)) opened.push(id);
       }
-      if (opened.length > 0) accounts = [...accounts, ...(await this.sql.lock(trx, opened))];
+      if (opened.length > 0) accounts = [...accounts, ...(await this.sql.lock(run, opened))];
     }
     const byId = new Map(accounts.map((a) => [a.id, a]));
 
@@ -135,7 +138,7 @@ export class CreditsService {
     const candidates = leaders.filter(({ accountId }) => byId.has(accountId));
     const runAccounts = [...new Set(candidates.map((r) => r.accountId))];
     const holdIds = candidates.flatMap(({ op }) => (op.kind === 'capture' || op.kind === 'release' ? [op.holdId] : []));
-    const loaded = await this.sql.loadBatch(trx, {
+    const loaded = await this.sql.load(run, {
       accountIds: runAccounts,
       holdAccountIds: runAccounts.filter(
         (id) => byId.get(id)!.held > 0 || candidates.some((r) => r.accountId === id && (r.op.kind === 'capture' || r.op.kind === 'release')),
@@ -189,7 +192,7 @@ export class CreditsService {
       outs.push(out);
     }
     // A batch of refusals changed nothing but its keys: nothing else is written.
-    await this.sql.writeBatch(trx, outs, done);
+    await this.sql.write(run, outs, done);
 
     for (const f of followers) {
       const leader = results[f.leader]!;
@@ -199,28 +202,8 @@ export class CreditsService {
   }
 
   /**
-   * Workspace accounts open on first use (a workspace made by an end user cannot write money
-   * tables); so does a user account missing for any reason. Unknown owners stay unknown.
-   */
-  private async openMissingAccount(trx: Executor, accountId: string) {
-    const owner: Owner | null = accountId.startsWith('acc_u_')
-      ? { userId: accountId.slice(6) }
-      : accountId.startsWith('acc_w_')
-        ? { workspaceId: accountId.slice(6) }
-        : null;
-    if (!owner) return false;
-    const exists =
-      'userId' in owner
-        ? await trx.selectFrom('users').select('id').where('id', '=', owner.userId).executeTakeFirst()
-        : await trx.selectFrom('workspaces').select('id').where('id', '=', owner.workspaceId).executeTakeFirst();
-    if (!exists) return false;
-    await this.openAccount(trx, owner);
-    return true;
-  }
-
-  /**
    * Expires what is due on accounts nobody is touching (busy accounts expire lazily in their own
-   * batches). Goes through the batcher, so it never races live traffic. Returns accounts swept.
+   * batches). Goes through the queue, so it never races live traffic. Returns accounts swept.
    */
   async sweep(limit = 500): Promise<number> {
     const now = this.now();
@@ -229,9 +212,7 @@ export class CreditsService {
       union
       select account_id from ${this.repo.table('credit_grants')} where remaining > 0 and expires_at <= ${now} and expired_at is null
       limit ${limit}`.execute(this.db);
-    await Promise.all(
-      due.rows.map((r) => this.queue.submit(r.account_id, { kind: 'sweep', requestId: 'scheduler', idem: null })),
-    );
+    await Promise.all(due.rows.map((r) => this.queue.submit(r.account_id, { kind: 'sweep', requestId: 'scheduler', idem: null })));
     return due.rows.length;
   }
 

@@ -1,0 +1,53 @@
+import { createHash } from 'node:crypto';
+import { CompiledQuery, type QueryResult } from 'kysely';
+import type { Database } from './database.js';
+
+/**
+ * A hot-path statement: fixed text with $n parameters and a name derived from the text. On
+ * PostgreSQL it runs as a named prepared statement (parsed and planned once per connection,
+ * not once per call); on PGlite, and inside a Kysely transaction, as a plain parameterized query.
+ */
+export interface Statement {
+  name: string;
+  text: string;
+  values: unknown[];
+}
+
+export type RunStatement = <R = Record<string, unknown>>(stmt: Statement) => Promise<R[]>;
+
+export function statement(text: string, values: unknown[]): Statement {
+  return { name: `tally_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`, text, values };
+}
+
+/** Runs statements inside an open Kysely transaction (or on the database). */
+export function kyselyRunner(db: { executeQuery<R>(query: CompiledQuery<R>): Promise<QueryResult<R>> }): RunStatement {
+  return async <R>(s: Statement) => (await db.executeQuery<R>(CompiledQuery.raw(s.text, s.values) as CompiledQuery<R>)).rows;
+}
+
+/**
+ * One transaction for a batch of hot-path statements. On PostgreSQL it takes a pooled client
+ * directly so statements can be prepared by name; elsewhere it uses a Kysely transaction.
+ */
+export async function inStatementTransaction<T>(database: Database, fn: (run: RunStatement) => Promise<T>): Promise<T> {
+  const pool = database.pool;
+  if (!pool) return database.root.transaction().execute((trx) => fn(kyselyRunner(trx)));
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query('begin');
+    try {
+      const result = await fn(async <R>(s: Statement) => (await client.query({ name: s.name, text: s.text, values: s.values })).rows as R[]);
+      await client.query('commit');
+      return result;
+    } catch (err) {
+      await client.query('rollback').catch((e: Error) => (broken = e));
+      throw err;
+    }
+  } catch (err) {
+    // A connection that failed at the protocol level is not handed to anyone else.
+    if (!(err as { code?: string }).code) broken ??= err as Error;
+    throw err;
+  } finally {
+    client.release(broken);
+  }
+}
