@@ -73,6 +73,10 @@ export async function startTally(opts: {
     TALLY_JWT_SECRET: opts.secrets.jwtSecret,
     TALLY_ENCRYPTION_KEY: opts.secrets.encryptionKey,
     LOG_LEVEL: opts.logLevel,
+    // Ledger tuning passes through, so a bench run can compare settings.
+    ...Object.fromEntries(
+      ['TALLY_LEDGER_MAX_BATCH', 'TALLY_LEDGER_MAX_PARALLEL'].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])),
+    ),
   });
 }
 

@@ -42,6 +42,8 @@ const envSchema = z.object({
   ),
   TALLY_BALANCE_CAP: intFromEnv(50_000),
   TALLY_SIGNUP_BONUS: intFromEnv(3),
+  TALLY_LEDGER_MAX_BATCH: intFromEnv(256),
+  TALLY_LEDGER_MAX_PARALLEL: intFromEnv(0),
   TALLY_BODY_LIMIT_BYTES: intFromEnv(1_048_576),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -58,7 +60,14 @@ export interface Config {
   readonly dataDir: string;
   readonly auth: { readonly serviceKey: string; readonly jwtSecret: string; readonly jwtTtlSeconds: number };
   readonly encryptionKey: Buffer;
-  readonly credits: { readonly balanceCap: number | null; readonly signupBonus: number };
+  readonly credits: {
+    readonly balanceCap: number | null;
+    readonly signupBonus: number;
+    /** Most operations in one ledger transaction. */
+    readonly maxBatch?: number;
+    /** Most ledger transactions in flight (default 2 on PostgreSQL: fewer, bigger batches beat more, smaller ones; 1 on PGlite). */
+    readonly maxParallel?: number;
+  };
   readonly logLevel: RawEnv['LOG_LEVEL'];
 }
 

@@ -44,6 +44,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     credits: {
       balanceCap: raw.TALLY_BALANCE_CAP === 0 ? null : raw.TALLY_BALANCE_CAP,
       signupBonus: raw.TALLY_SIGNUP_BONUS,
+      maxBatch: Math.max(1, raw.TALLY_LEDGER_MAX_BATCH),
+      maxParallel:
+        raw.TALLY_LEDGER_MAX_PARALLEL > 0
+          ? raw.TALLY_LEDGER_MAX_PARALLEL
+          : raw.DATABASE_URL
+            ? 2
+            : 1,
     },
     logLevel: raw.LOG_LEVEL,
   };
