@@ -11,7 +11,7 @@ describe('configuration', () => {
   it('has the documented defaults', () => {
     const { config } = loadConfig({ TALLY_DATA_DIR: tempDir() });
     expect(config.http).toMatchObject({ port: 8787, host: '127.0.0.1' });
-    expect(config.credits).toEqual({ balanceCap: 50_000, signupBonus: 3 });
+    expect(config.credits).toEqual({ balanceCap: 50_000, signupBonus: 3, maxBatch: 256, maxParallel: 1 });
     expect(config.database.kind).toBe('pglite');
     expect(config.database.schema).toBe('tally');
     expect(config.logLevel).toBe('info');
@@ -20,12 +20,15 @@ describe('configuration', () => {
 
   it('TALLY_BALANCE_CAP=0 means no cap', () => {
     const { config } = loadConfig({ TALLY_DATA_DIR: tempDir(), TALLY_BALANCE_CAP: '0', TALLY_SIGNUP_BONUS: '10' });
-    expect(config.credits).toEqual({ balanceCap: null, signupBonus: 10 });
+    expect(config.credits).toMatchObject({ balanceCap: null, signupBonus: 10 });
   });
 
   it('DATABASE_URL selects PostgreSQL', () => {
     const { config } = loadConfig({ TALLY_DATA_DIR: tempDir(), DATABASE_URL: 'postgres://x@localhost/db' });
     expect(config.database).toMatchObject({ kind: 'postgres', url: 'postgres://x@localhost/db', poolMax: 20 });
+    expect(config.credits.maxParallel).toBe(2);
+    const tuned = loadConfig({ TALLY_DATA_DIR: tempDir(), DATABASE_URL: 'postgres://x@localhost/db', TALLY_LEDGER_MAX_PARALLEL: '6', TALLY_LEDGER_MAX_BATCH: '64' });
+    expect(tuned.config.credits).toMatchObject({ maxParallel: 6, maxBatch: 64 });
   });
 
   it('rejects malformed values, naming the variable', () => {
