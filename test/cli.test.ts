@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -33,6 +33,7 @@ describe(`tally CLI (${TARGET})`, () => {
       : openDatabase({ kind: 'pglite', dataDir: join(dataDir, 'pgdata'), schema });
 
   afterAll(async () => {
+    rmSync(dataDir, { recursive: true, force: true });
     if (TARGET === 'postgres') {
       const db = await openDb();
       await db.root.schema.dropSchema(schema).ifExists().cascade().execute();

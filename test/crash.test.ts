@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -25,6 +25,7 @@ describe(`a crash mid-load (${TARGET})`, () => {
       : openDatabase({ kind: 'pglite', dataDir: dir, schema: 'tally' });
 
   afterAll(async () => {
+    rmSync(dir, { recursive: true, force: true });
     if (TARGET === 'postgres') {
       const db = await open();
       await db.root.schema.dropSchema(schema).ifExists().cascade().execute();

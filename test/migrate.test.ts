@@ -1,4 +1,4 @@
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
@@ -11,8 +11,16 @@ describe(`migrations (${TARGET})`, () => {
   beforeAll(async () => {
     testDb = await createTestDb();
   });
+  const dirs: string[] = [];
+  const copyMigrations = () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tally-mig-'));
+    dirs.push(dir);
+    cpSync(MIGRATIONS_DIR, dir, { recursive: true });
+    return dir;
+  };
   afterAll(async () => {
     await testDb.close();
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   });
 
   it('records every applied migration with its checksum', async () => {
@@ -27,8 +35,7 @@ describe(`migrations (${TARGET})`, () => {
   });
 
   it('an applied migration that was edited is refused, and nothing is applied', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tally-mig-'));
-    cpSync(MIGRATIONS_DIR, dir, { recursive: true });
+    const dir = copyMigrations();
     const first = readMigrations(dir)[0]!;
     const path = join(dir, `${first.name}.sql`);
     writeFileSync(path, readFileSync(path, 'utf8') + '\n-- edited\n');
@@ -45,8 +52,7 @@ describe(`migrations (${TARGET})`, () => {
   });
 
   it('a new migration is applied on top, once', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tally-mig-'));
-    cpSync(MIGRATIONS_DIR, dir, { recursive: true });
+    const dir = copyMigrations();
     writeFileSync(join(dir, '9998_extra.sql'), 'create table extra_thing (id int primary key);');
     const outcome = await migrate(testDb.database, readMigrations(dir));
     expect(outcome).toMatchObject({ ok: true, applied: ['9998_extra'] });
