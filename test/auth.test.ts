@@ -140,3 +140,26 @@ describe(`sessions (${TARGET})`, () => {
     expect(res.body.error.message).toMatch(/disabled/);
   });
 });
+
+describe(`session activity (${TARGET})`, () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await createTestApp();
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it('using a session token records its last activity, at most once a minute', async () => {
+    const s = await signUp(app);
+    const db = app.database.db;
+    const session = () => db.selectFrom('user_sessions').select(['id', 'last_activity_at']).where('user_id', '=', s.user.id).executeTakeFirstOrThrow();
+    const { id } = await session();
+    await db.updateTable('user_sessions').set({ last_activity_at: new Date(Date.now() - 3_600_000) }).where('id', '=', id).execute();
+    await s.api.get('/v1/me');
+    const first = (await session()).last_activity_at as Date;
+    expect(Date.now() - first.getTime()).toBeLessThan(60_000);
+    await s.api.get('/v1/me');
+    expect(((await session()).last_activity_at as Date).getTime()).toBe(first.getTime());
+  });
+});

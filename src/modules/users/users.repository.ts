@@ -108,8 +108,19 @@ export async function userUpdate(db: Executor, id: string, patch: UserPatch): Pr
 /**
  * What token authentication needs to know about a user: active or not, and whether the token's
  * session was revoked. Undefined when the user is unknown to Tally (a Supabase user not yet created).
+ * Also records the session's activity, at most once a minute (one small write, not one per request).
  */
 export async function userAuthState(db: Executor, userId: string, sessionId: string | null) {
+  if (sessionId) {
+    await db
+      .updateTable('user_sessions')
+      .set({ last_activity_at: sql`now()` })
+      .where('id', '=', sessionId)
+      .where('user_id', '=', userId)
+      .where('revoked_at', 'is', null)
+      .where('last_activity_at', '<', sql<Date>`now() - interval '1 minute'`)
+      .execute();
+  }
   return db
     .selectFrom('users')
     .leftJoin('user_sessions', (join) =>
