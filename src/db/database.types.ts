@@ -105,7 +105,7 @@ export interface IdempotencyKeys {
   path: string;
   principal: string;
   request_hash: string;
-  response_body: Json | null;
+  response_body: string | null;
   status_code: number;
   updated_at: Generated<Timestamp>;
   user_id: string | null;

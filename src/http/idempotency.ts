@@ -1,4 +1,3 @@
-import { sql } from 'kysely';
 import type { Executor } from '../db/database.js';
 import { canonicalJson, sha256Hex } from '../lib/hash.js';
 
@@ -54,14 +53,14 @@ export async function idempotencyClaim(db: Executor, scope: IdempotencyScope): P
     .where('key', '=', scope.key)
     .executeTakeFirstOrThrow();
   if (existing.request_hash !== scope.requestHash) return { kind: 'mismatch' };
-  return { kind: 'replay', response: { status: existing.status_code, body: existing.response_body } };
+  return { kind: 'replay', response: { status: existing.status_code, body: parseStored(existing.response_body) } };
 }
 
 /** Records the response of a claimed key (same transaction as the claim). */
 export async function idempotencyComplete(db: Executor, scope: IdempotencyScope, response: StoredResponse): Promise<void> {
   await db
     .updateTable('idempotency_keys')
-    .set({ status_code: response.status, response_body: sql`${JSON.stringify(response.body ?? null)}::jsonb` })
+    .set({ status_code: response.status, response_body: JSON.stringify(response.body ?? null) })
     .where('principal', '=', scope.principal)
     .where('key', '=', scope.key)
     .execute();
@@ -82,10 +81,15 @@ export async function idempotencyRecordFailure(db: Executor, scope: IdempotencyS
       path: scope.path,
       request_hash: scope.requestHash,
       status_code: response.status,
-      response_body: sql`${JSON.stringify(response.body ?? null)}::jsonb`,
+      response_body: JSON.stringify(response.body ?? null),
     })
     .onConflict((oc) => oc.columns(['principal', 'key']).doNothing())
     .execute();
 }
 
 export const scopeKey = (s: IdempotencyScope): string => `${s.principal}\n${s.key}`;
+
+/** A stored answer is JSON text (see 0001_foundation.sql). */
+export function parseStored(text: string | null): unknown {
+  return text === null ? null : (JSON.parse(text) as unknown);
+}

@@ -222,7 +222,8 @@ create table idempotency_keys (
   path          text not null,
   request_hash  text not null,
   status_code   integer not null,
-  response_body jsonb,
+  -- The answer's exact JSON text: replayed as stored, and cheap to write (no jsonb tree to build).
+  response_body text,
   created_at    timestamptz not null default now(),
   updated_at    timestamptz not null default now(),
   primary key (principal, key)

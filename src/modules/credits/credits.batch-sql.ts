@@ -1,4 +1,4 @@
-import type { IdempotencyScope, StoredResponse } from '../../http/idempotency.js';
+import { type IdempotencyScope, parseStored, type StoredResponse } from '../../http/idempotency.js';
 import { type RunStatement, type Statement, statement } from '../../db/statements.js';
 import type { AccountState, GrantState, HoldState, RefundTarget } from './credits.js';
 import type { EngineOutput } from './credits.engine.js';
@@ -123,7 +123,7 @@ export class BatchSql {
     for (const k of row?.replays ?? []) {
       replays.set(`${String(k['principal'])}\n${String(k['key'])}`, {
         requestHash: k['request_hash'] as string,
-        response: { status: Number(k['status_code']), body: k['response_body'] },
+        response: { status: Number(k['status_code']), body: parseStored(k['response_body'] as string | null) },
       });
     }
     const allocs = refunds?.allocs ?? [];
@@ -214,7 +214,7 @@ export class BatchSql {
         bit: 128,
         rows: done.map((d) => ({
           principal: d.scope.principal, key: d.scope.key, user_id: d.scope.userId, method: d.scope.method, path: d.scope.path,
-          request_hash: d.scope.requestHash, status_code: d.response.status, body: d.response.body ?? null,
+          request_hash: d.scope.requestHash, status_code: d.response.status, body: JSON.stringify(d.response.body ?? null),
         })),
       },
     ].filter((p) => p.rows.length > 0);
@@ -269,7 +269,7 @@ export class BatchSql {
       128: (p) => `keys as (
         insert into ${t('idempotency_keys')} (principal, key, user_id, method, path, request_hash, status_code, response_body)
         select * from jsonb_to_recordset(${p}::jsonb) as x(principal text, key text, user_id text, method text, path text,
-          request_hash text, status_code int4, body jsonb)
+          request_hash text, status_code int4, body text)
         on conflict (principal, key) do nothing
         returning 1)`,
     };
