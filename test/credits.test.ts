@@ -237,4 +237,58 @@ describe(`credits ledger over HTTP (${TARGET})`, () => {
     expect((await post('/v1/credits/adjust', { user_id: u.id, amount: 0, reason: 'noop' })).status).toBe(400);
     await expectReconciled();
   });
+
+  it('one key used concurrently on two accounts: one movement, the other request gets 409', async () => {
+    const a = await makeUser(app);
+    const b = await makeUser(app);
+    const k = key();
+    const [ra, rb] = await Promise.all([
+      post('/v1/credits/grant', { user_id: a.id, amount: 5, reason: 'race' }, k),
+      post('/v1/credits/grant', { user_id: b.id, amount: 5, reason: 'race' }, k),
+    ]);
+    expect([ra.status, rb.status].sort()).toEqual([201, 409]);
+    const loser = ra.status === 409 ? ra : rb;
+    expect(loser.body.error.code).toBe('idempotency_key_reused');
+    const total = (await balanceOf(a.id)).balance + (await balanceOf(b.id)).balance;
+    expect(total).toBe(3 + 3 + 5);
+    await expectReconciled();
+  });
+
+  it('a refund gives credits back to the grants the debit took them from, last-taken first', async () => {
+    const u = await makeUser(app);
+    const soon = new Date(Date.now() + 3_600_000).toISOString();
+    const later = new Date(Date.now() + 7_200_000).toISOString();
+    const g1 = await post('/v1/credits/grant', { user_id: u.id, amount: 10, reason: 'a', expires_at: soon });
+    const g2 = await post('/v1/credits/grant', { user_id: u.id, amount: 10, reason: 'b', expires_at: later });
+    // Takes 10 from g1 (soonest), 5 from g2, then the bonus is untouched.
+    const d = await post('/v1/credits/debit', { user_id: u.id, amount: 15, reason: 'x' });
+    const grantsAfterDebit = Object.fromEntries(d.body.balance.grants.map((g: { id: string; remaining: number }) => [g.id, g.remaining]));
+    expect(grantsAfterDebit[g1.body.transaction.grant_id]).toBeUndefined();
+    expect(grantsAfterDebit[g2.body.transaction.grant_id]).toBe(5);
+    const r1 = await post('/v1/credits/refund', { user_id: u.id, amount: 7, reason: 'partial', transaction_id: d.body.transaction.id });
+    const after1 = Object.fromEntries(r1.body.balance.grants.map((g: { id: string; remaining: number }) => [g.id, g.remaining]));
+    expect(after1[g2.body.transaction.grant_id]).toBe(10); // last taken, first given back
+    expect(after1[g1.body.transaction.grant_id]).toBe(2);
+    const r2 = await post('/v1/credits/refund', { user_id: u.id, amount: 8, reason: 'rest', transaction_id: d.body.transaction.id });
+    const after2 = Object.fromEntries(r2.body.balance.grants.map((g: { id: string; remaining: number }) => [g.id, g.remaining]));
+    expect(after2[g1.body.transaction.grant_id]).toBe(10);
+    expect(r2.body.balance.balance).toBe(23);
+    expect((await post('/v1/credits/refund', { user_id: u.id, amount: 1, reason: 'more', transaction_id: d.body.transaction.id })).status).toBe(409);
+    await expectReconciled();
+  });
+
+  it('credits refunded after their grant expired come back as a non-expiring refund grant', async () => {
+    const u = await makeUser(app);
+    const soon = new Date(Date.now() + 1200).toISOString();
+    await post('/v1/credits/grant', { user_id: u.id, amount: 10, reason: 'short', expires_at: soon, class: 'RC' });
+    const d = await post('/v1/credits/debit', { user_id: u.id, amount: 6, reason: 'x' });
+    await new Promise((r) => setTimeout(r, 1300));
+    const r = await post('/v1/credits/refund', { user_id: u.id, amount: 6, reason: 'failed job', transaction_id: d.body.transaction.id });
+    expect(r.status).toBe(201);
+    const types = (await svc.get(`/v1/users/${u.id}/transactions`)).body.data.map((t: { type: string; amount: number }) => [t.type, t.amount]);
+    expect(types.slice(0, 2)).toEqual([['refund', 6], ['expiry', -4]]);
+    expect(r.body.balance.grants).toContainEqual(expect.objectContaining({ source: 'refund', class: 'RC', remaining: 6, expires_at: null }));
+    expect(r.body.balance.balance).toBe(9);
+    await expectReconciled();
+  });
 });
