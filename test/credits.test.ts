@@ -226,6 +226,11 @@ describe(`credits ledger over HTTP (${TARGET})`, () => {
     expect((await stranger.api.get(`/v1/workspaces/${ws.id}/balance`)).status).toBe(404);
     expect((await post('/v1/credits/grant', { workspace_id: 'wsp_nope', amount: 1, reason: 'x' })).status).toBe(404);
     expect((await post('/v1/credits/grant', { user_id: owner.user.id, workspace_id: ws.id, amount: 1, reason: 'x' })).status).toBe(400);
+    // A pool with money history is kept: deleting it is a 409 and changes nothing.
+    const del = await owner.api.del(`/v1/workspaces/${ws.id}`);
+    expect(del.status).toBe(409);
+    expect(del.body.error.code).toBe('conflict');
+    expect((await owner.api.get(`/v1/workspaces/${ws.id}/balance`)).body.balance).toBe(300);
     await expectReconciled();
   });
 

@@ -6,6 +6,7 @@ import {
   type GrantState,
   type HoldState,
   holdBody,
+  isFinalHold,
   type LedgerEntry,
   type LedgerOp,
   type OpResult,
@@ -285,7 +286,7 @@ class Batch {
   private openHold(holdId: string, verb: string): HoldState {
     const hold = this.holds.get(holdId);
     if (!hold || hold.accountId !== this.account.id) throw errors.notFound('Hold', holdId);
-    if (hold.status !== 'held') {
+    if (isFinalHold(hold.status)) {
       throw errors.invalidState(`Cannot ${verb} a hold that is ${hold.status}`, { hold_id: holdId, status: hold.status });
     }
     return hold;

@@ -4,7 +4,6 @@ import { inStatementTransaction, kyselyRunner, type RunStatement } from '../../d
 import { ApiError, errorBody, errors } from '../../http/errors.js';
 import { type IdempotencyScope, requestHash, scopeKey } from '../../http/idempotency.js';
 import type { PageRequest } from '../../http/pagination.js';
-import { newId } from '../../lib/ids.js';
 import { BatchSql } from './credits.batch-sql.js';
 import { LedgerQueue } from './credits.batcher.js';
 import { accountIdOf, balanceBody, type LedgerOp, type OpResult } from './credits.js';
@@ -42,7 +41,7 @@ export class CreditsService {
     this.db = database.db;
     this.repo = new CreditsRepository(database.schema);
     this.sql = new BatchSql(database.schema);
-    this.queue = new LedgerQueue((items) => this.runBatch(items), config.maxBatch ?? 256, config.maxParallel ?? 8);
+    this.queue = new LedgerQueue((items) => this.runBatch(items), config.maxBatch ?? 256, config.maxParallel ?? 2);
   }
 
   /** Queues one operation on an owner's account; resolves with its answer once committed. */
@@ -53,7 +52,7 @@ export class CreditsService {
   /** Capture and release name a hold, not an owner: find the hold's account first. */
   async executeOnHold(holdId: string, op: LedgerOp): Promise<OpResult> {
     const hold = await this.repo.holdFind(this.db, holdId);
-    if (!hold) return notFoundResult(op, errors.notFound('Hold', holdId));
+    if (!hold) return errorResult(op, errors.notFound('Hold', holdId));
     return this.queue.submit(hold.accountId, op);
   }
 
@@ -75,7 +74,10 @@ export class CreditsService {
     });
   }
 
-  /** The sign-up bonus: an operation like any other, keyed so it can happen once per user. */
+  /**
+   * The sign-up bonus: an operation like any other. It runs in the user-creation transaction, and a
+   * unique index allows one `signup_bonus` grant per account, so it happens exactly once.
+   */
   signupBonusOp(userId: string): LedgerOp | null {
     if (this.config.signupBonus <= 0) return null;
     return {
@@ -256,11 +258,7 @@ function errorResult(op: LedgerOp, err: ApiError): OpResult {
   return { status: err.status, body: errorBody(err, op.requestId) };
 }
 
-const notFoundResult = errorResult;
-
 /** The idempotency scope a money operation has, whether it came over HTTP or through the SDK. */
 export function moneyScope(principal: string, key: string, path: string, body: unknown, userId: string | null = null): IdempotencyScope {
   return { principal, key, userId, method: 'POST', path, requestHash: requestHash('POST', path, body) };
 }
-
-export { newId };

@@ -1,5 +1,6 @@
 import type { Executor } from '../../db/database.js';
 import { cursorBefore, cursorColumn, type PageRequest } from '../../http/pagination.js';
+import { accountIdOf } from '../credits/credits.js';
 import type { MemberRow, WorkspaceRole, WorkspaceRow } from './workspaces.js';
 
 export async function workspaceInsert(
@@ -35,6 +36,16 @@ export async function workspaceUpdate(
     .where('id', '=', id)
     .returningAll()
     .executeTakeFirst();
+}
+
+export async function workspaceHasLedger(db: Executor, id: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('credit_ledger')
+    .select('id')
+    .where('account_id', '=', accountIdOf({ workspaceId: id }))
+    .limit(1)
+    .executeTakeFirst();
+  return row !== undefined;
 }
 
 export async function workspaceDelete(db: Executor, id: string): Promise<boolean> {

@@ -55,9 +55,9 @@ export function registerWorkspaceRoutes(app: FastifyInstance, deps: RouteDeps, w
   });
 
   defineRoute(app, deps, {
-    method: 'DELETE', url: '/v1/workspaces/:id', summary: 'Delete a workspace (the owner)', tags,
+    method: 'DELETE', url: '/v1/workspaces/:id', summary: 'Delete a workspace (the owner; not one with credit history)', tags,
     auth: 'any', scope: 'workspaces:write', params: WsParams,
-    response: { 200: Deleted, 404: ErrorResponse },
+    response: { 200: Deleted, 404: ErrorResponse, 409: ErrorResponse },
     handler: async (ctx, { params }) => {
       await ws.remove(ctx.db, ctx.principal, params.id);
       return ok({ id: params.id, deleted: true as const });

@@ -24,6 +24,7 @@ import {
   memberUpdateRole,
   workspaceDelete,
   workspaceFindById,
+  workspaceHasLedger,
   workspaceInsert,
   workspaceList,
   workspaceSlugTaken,
@@ -109,6 +110,12 @@ export class WorkspacesService {
   async remove(db: Executor, principal: Principal, id: string): Promise<void> {
     const role = await this.roleOf(db, principal, id);
     if (role !== 'owner') throw errors.forbidden('Only the owner can delete a workspace');
+    // The ledger is append-only: a pool with money history is kept (deactivate it instead).
+    if (await workspaceHasLedger(db, id)) {
+      throw errors.conflict('This workspace has credit history and cannot be deleted; set is_active to false instead', {
+        workspace_id: id,
+      });
+    }
     if (!(await workspaceDelete(db, id))) throw errors.notFound('Workspace', id);
   }
 
