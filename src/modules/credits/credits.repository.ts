@@ -84,12 +84,27 @@ export function entryFromRow(r: Row): LedgerEntry {
 export class CreditsRepository {
   constructor(private readonly schema: string) {}
 
-  table(name: string) {
+  private t(name: string) {
     return sql.table(`${this.schema}.${name}`);
   }
 
-  private t(name: string) {
-    return this.table(name);
+  /** Accounts with a hold or a grant past due, for the scheduler's sweep. */
+  async dueAccounts(db: Executor, now: Date, limit: number): Promise<string[]> {
+    const res = await sql<{ account_id: string }>`
+      select account_id from ${this.t('credit_holds')} where status = 'held' and expires_at <= ${now}
+      union
+      select account_id from ${this.t('credit_grants')} where remaining > 0 and expires_at <= ${now} and expired_at is null
+      limit ${limit}`.execute(db);
+    return res.rows.map((r) => r.account_id);
+  }
+
+  /** Whether the owner of an account exists (an account opens on first use, so it may not yet). */
+  async ownerExists(db: Executor, owner: { userId: string } | { workspaceId: string }): Promise<boolean> {
+    const row =
+      'userId' in owner
+        ? await db.selectFrom('users').select('id').where('id', '=', owner.userId).executeTakeFirst()
+        : await db.selectFrom('workspaces').select('id').where('id', '=', owner.workspaceId).executeTakeFirst();
+    return row !== undefined;
   }
 
   async accountFind(db: Executor, accountId: string): Promise<AccountState | undefined> {

@@ -1,4 +1,3 @@
-import { sql } from 'kysely';
 import type { Database, Db, Executor } from '../../db/database.js';
 import { inStatementTransaction, kyselyRunner, type RunStatement } from '../../db/statements.js';
 import { ApiError, errorBody, errors } from '../../http/errors.js';
@@ -208,14 +207,9 @@ export class CreditsService {
    * batches). Goes through the queue, so it never races live traffic. Returns accounts swept.
    */
   async sweep(limit = 500): Promise<number> {
-    const now = this.now();
-    const due = await sql<{ account_id: string }>`
-      select account_id from ${this.repo.table('credit_holds')} where status = 'held' and expires_at <= ${now}
-      union
-      select account_id from ${this.repo.table('credit_grants')} where remaining > 0 and expires_at <= ${now} and expired_at is null
-      limit ${limit}`.execute(this.db);
-    await Promise.all(due.rows.map((r) => this.queue.submit(r.account_id, { kind: 'sweep', requestId: 'scheduler', idem: null })));
-    return due.rows.length;
+    const due = await this.repo.dueAccounts(this.db, this.now(), limit);
+    await Promise.all(due.map((accountId) => this.queue.submit(accountId, { kind: 'sweep', requestId: 'scheduler', idem: null })));
+    return due.length;
   }
 
   async balance(db: Executor, owner: Owner) {
@@ -223,11 +217,7 @@ export class CreditsService {
     const account = await this.repo.accountFind(db, accountId);
     if (!account) {
       // Not opened yet: an owner with no money movements has a zero balance.
-      const exists =
-        'userId' in owner
-          ? await db.selectFrom('users').select('id').where('id', '=', owner.userId).executeTakeFirst()
-          : await db.selectFrom('workspaces').select('id').where('id', '=', owner.workspaceId).executeTakeFirst();
-      if (!exists) throw 'userId' in owner ? errors.notFound('User', owner.userId) : errors.notFound('Workspace', owner.workspaceId);
+      await this.assertOwner(db, owner);
       return balanceBody(
         { id: accountId, userId: 'userId' in owner ? owner.userId : null, workspaceId: 'workspaceId' in owner ? owner.workspaceId : null, balance: 0, held: 0, totalCredited: 0, totalSpent: 0 },
         [],
@@ -238,13 +228,19 @@ export class CreditsService {
   }
 
   async transactions(db: Executor, owner: Owner, page: PageRequest, type?: string) {
-    await this.balance(db, owner); // 404 for unknown owners
+    await this.assertOwner(db, owner);
     return this.repo.ledgerPage(db, accountIdOf(owner), page, type);
   }
 
   async holds(db: Executor, owner: Owner, page: PageRequest, status?: string) {
-    await this.balance(db, owner); // 404 for unknown owners
+    await this.assertOwner(db, owner);
     return this.repo.holdsPage(db, accountIdOf(owner), page, status);
+  }
+
+  /** 404 for an unknown user or workspace (its account may not be open yet, so ask the owner). */
+  private async assertOwner(db: Executor, owner: Owner): Promise<void> {
+    if (await this.repo.ownerExists(db, owner)) return;
+    throw 'userId' in owner ? errors.notFound('User', owner.userId) : errors.notFound('Workspace', owner.workspaceId);
   }
 
   async hold(db: Executor, holdId: string) {
