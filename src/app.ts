@@ -4,6 +4,9 @@ import type { Config } from './config/config.js';
 import type { Database } from './db/database.js';
 import { Authenticator } from './http/authenticate.js';
 import type { RouteDeps } from './http/route.js';
+import { registerAdminRoutes } from './modules/admin/admin.routes.js';
+import { AdminService } from './modules/admin/admin.service.js';
+import { defaultDashboardDir, registerDashboard } from './modules/dashboard/dashboard.routes.js';
 import { registerApiKeyRoutes } from './modules/api-keys/api-keys.routes.js';
 import { ApiKeysService } from './modules/api-keys/api-keys.service.js';
 import { registerAuthRoutes } from './modules/auth/auth.routes.js';
@@ -11,13 +14,31 @@ import { AuthService } from './modules/auth/auth.service.js';
 import { TokenService } from './modules/auth/auth.tokens.js';
 import { registerHealthRoutes } from './modules/health/health.routes.js';
 import { registerCreditRoutes } from './modules/credits/credits.routes.js';
+import { CatalogService } from './modules/billing/billing.catalog.service.js';
+import { GuardsService } from './modules/billing/billing.guards.service.js';
+import { type BillingServices, registerBillingRoutes } from './modules/billing/billing.routes.js';
+import { SubscriptionsService } from './modules/billing/billing.subscriptions.service.js';
+import { UsageService } from './modules/billing/billing.usage.service.js';
+import { UsageMessageCharger } from './modules/billing/billing.message-charger.js';
+import { DEFAULT_BILLING } from './config/config.js';
 import { CreditsService } from './modules/credits/credits.service.js';
+import { registerPaymentRoutes } from './modules/payments/payments.routes.js';
+import type { SubscriptionPort } from './modules/payments/payments.ports.js';
+import { PaymentsService } from './modules/payments/payments.service.js';
 import { registerIdentityRoutes } from './modules/identities/identities.routes.js';
 import { IdentitiesService } from './modules/identities/identities.service.js';
 import { registerUserRoutes } from './modules/users/users.routes.js';
 import { UsersService } from './modules/users/users.service.js';
 import { registerWorkspaceRoutes } from './modules/workspaces/workspaces.routes.js';
 import { WorkspacesService } from './modules/workspaces/workspaces.service.js';
+import { registerJobRoutes } from './modules/jobs/jobs.routes.js';
+import { JobsService } from './modules/jobs/jobs.service.js';
+import type { MessageCharger } from './modules/projects/projects.charger.js';
+import { registerProjectRoutes } from './modules/projects/projects.routes.js';
+import { ProjectsService } from './modules/projects/projects.service.js';
+import { QueueService } from './modules/queue/queue.service.js';
+import { registerSecretRoutes } from './modules/secrets/secrets.routes.js';
+import { SecretsService } from './modules/secrets/secrets.service.js';
 import { SecretBox } from './lib/secret-box.js';
 import { CreditsSdk } from './sdk/credits.sdk.js';
 import { createServer } from './server.js';
@@ -29,6 +50,15 @@ export interface AppDeps {
   logger: FastifyBaseLogger;
   /** The clock every service reads; tests pass a fake one. */
   clock?: () => Date;
+  /** Billing's subscription port for payment webhooks (null/absent: subscription events are logged only). */
+  subscriptions?: SubscriptionPort | null;
+  /**
+   * Charges a message's cost to the project owner's credits (a usage event). None yet: until the
+   * billing module wires one, message costs are recorded but not charged (docs/projects.md).
+   */
+  messageCharger?: MessageCharger;
+  /** The dashboard's built files (default: dist/dashboard in the package; a missing folder is served as "not built"). */
+  dashboardDir?: string;
 }
 
 export interface Services {
@@ -41,6 +71,15 @@ export interface Services {
   secrets: SecretBox;
   credits: CreditsService;
   identities: IdentitiesService;
+  billing: BillingServices;
+  payments: PaymentsService;
+  /** The one background queue: other modules enqueue in their transactions and register handlers. */
+  queue: QueueService;
+  jobs: JobsService;
+  projects: ProjectsService;
+  secretsStore: SecretsService;
+  /** Operator views over the whole database (the dashboard's overview and reconcile pages). */
+  admin: AdminService;
   /** The typed in-process SDK: same validation, operations and idempotency as the HTTP routes. */
   sdk: { credits: CreditsSdk };
 }
@@ -58,8 +97,19 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const clock = deps.clock ?? (() => new Date());
   const tokens = new TokenService(config.auth.jwtSecret, config.auth.jwtTtlSeconds, clock);
   const users = new UsersService();
-  const secrets = new SecretBox(config.encryptionKey);
+  const secrets = new SecretBox(config.encryptionKey, config.encryptionKeysOld ?? []);
   const credits = new CreditsService(database, config.credits, clock);
+  const billingConfig = config.billing ?? DEFAULT_BILLING;
+  const catalog = new CatalogService(billingConfig);
+  const billing: BillingServices = {
+    catalog,
+    subscriptions: new SubscriptionsService(database, catalog, credits, clock),
+    usage: new UsageService(database, catalog, billingConfig, clock),
+    guards: new GuardsService(billingConfig, clock),
+  };
+  const queue = new QueueService(database, clock, deps.logger);
+  billing.subscriptions.registerWith(queue);
+  const projects = new ProjectsService(clock, deps.messageCharger ?? new UsageMessageCharger(billing.usage));
   const services: Services = {
     users,
     tokens,
@@ -70,6 +120,20 @@ export async function createApp(deps: AppDeps): Promise<App> {
     secrets,
     credits,
     identities: new IdentitiesService(secrets),
+    billing,
+    payments: new PaymentsService({
+      database,
+      credits,
+      subscriptions: deps.subscriptions ?? billing.subscriptions,
+      config: config.payments,
+      clock,
+      logger: deps.logger,
+    }),
+    queue,
+    jobs: new JobsService(credits, queue, clock),
+    projects,
+    secretsStore: new SecretsService(secrets, projects),
+    admin: new AdminService(database, clock),
     sdk: { credits: new CreditsSdk(credits) },
   };
   // Every user gets an account and the sign-up bonus in the transaction that creates them.
@@ -89,6 +153,17 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerIdentityRoutes(server, routeDeps, services.identities);
   registerWorkspaceRoutes(server, routeDeps, services.workspaces);
   registerCreditRoutes(server, routeDeps, services.credits, services.workspaces);
+  registerBillingRoutes(server, routeDeps, services.billing);
+  registerPaymentRoutes(server, routeDeps, services.payments);
+  registerProjectRoutes(server, routeDeps, services.projects);
+  registerSecretRoutes(server, routeDeps, services.secretsStore);
+  registerAdminRoutes(server, routeDeps, services.admin);
+  await registerJobRoutes(server, routeDeps, services.jobs, {
+    secret: config.jobs.callbackSecret,
+    toleranceSeconds: config.jobs.callbackToleranceSeconds,
+    now: clock,
+  });
+  await registerDashboard(server, deps.dashboardDir ?? defaultDashboardDir());
   await server.ready();
   return { server, services, database, config };
 }

@@ -3,9 +3,17 @@ import type { Services } from './app.js';
 
 /**
  * Periodic housekeeping in the server process: expire due holds and grants on idle accounts (busy
- * accounts expire lazily inside their own batches, so correctness never waits for this).
+ * accounts expire lazily inside their own batches, so correctness never waits for this), billing's
+ * due work (trials, renewals, period closes, allowance windows), and the background queue's worker
+ * (job timeouts and whatever other modules enqueue). The returned function stops them all and
+ * waits for the work in progress.
  */
-export function startScheduler(services: Services, logger: FastifyBaseLogger, everyMs = 30_000): () => void {
+export function startScheduler(
+  services: Services,
+  logger: FastifyBaseLogger,
+  everyMs = 30_000,
+  queuePollMs = 1_000,
+): () => Promise<void> {
   let running = false;
   const timer = setInterval(() => {
     if (running) return;
@@ -13,9 +21,15 @@ export function startScheduler(services: Services, logger: FastifyBaseLogger, ev
     services.credits
       .sweep()
       .then((n) => n > 0 && logger.info({ accounts: n }, 'expired due holds and grants'))
+      .then(() => services.billing.subscriptions.enqueueDue(services.queue, new Date()))
+      .then((n) => n > 0 && logger.info({ subscriptions: n }, 'billing: due subscriptions queued'))
       .catch((err: unknown) => logger.error({ err }, 'scheduler sweep failed'))
       .finally(() => (running = false));
   }, everyMs);
   timer.unref();
-  return () => clearInterval(timer);
+  services.queue.start(queuePollMs);
+  return async () => {
+    clearInterval(timer);
+    await services.queue.stop();
+  };
 }

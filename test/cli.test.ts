@@ -3,9 +3,16 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { DEFAULT_BILLING } from '../src/config/config.js';
 import { openDatabase } from '../src/db/database.js';
+import { CatalogService } from '../src/modules/billing/billing.catalog.service.js';
+import { SubscriptionsService } from '../src/modules/billing/billing.subscriptions.service.js';
+import { CreditsService } from '../src/modules/credits/credits.service.js';
 import { POSTGRES_URL, TARGET } from './support/harness.js';
+
+// Each step spawns the real CLI (a fresh Node with tsx): slow on two shared cores.
+vi.setConfig({ testTimeout: 180_000 });
 
 /** Runs the real `tally` command line (from the TypeScript sources) against this run's database. */
 describe(`tally CLI (${TARGET})`, () => {
@@ -75,6 +82,33 @@ describe(`tally CLI (${TARGET})`, () => {
     const bad = tally('reconcile');
     expect(bad.code).toBe(1);
     expect(bad.out).toMatch(/DRIFT acc_u_cli-user: balance = sum\(ledger\) \(expected 0, found 42\)/);
+  });
+
+  it('billing run --at advances a due subscription once, and refuses a bad time', async () => {
+    const db = await openDb();
+    await db.db.insertInto('users').values({ id: 'cli-billing', email: 'clib@example.com' }).execute();
+    await db.db.insertInto('credit_accounts').values({ id: 'acc_u_cli-billing', user_id: 'cli-billing' }).execute();
+    const clock = () => new Date('2026-01-01T00:00:00Z');
+    const credits = new CreditsService(db, { balanceCap: null, signupBonus: 0 }, clock);
+    const catalog = new CatalogService(DEFAULT_BILLING);
+    const subs = new SubscriptionsService(db, catalog, credits, clock);
+    await db.db.transaction().execute(async (trx) => {
+      await catalog.createPlan(trx, { slug: 'cli', name: 'CLI', trial_days: 0, allowances: [{ class: 'Usage', amount: 7 }] });
+      await subs.create(trx, { kind: 'service' }, { user_id: 'cli-billing', plan_id: 'cli' });
+    });
+    await db.close();
+    const run = tally('billing', 'run', '--at', '2026-02-01T00:00:01Z', '--json');
+    expect(run.code, run.err).toBe(0);
+    expect(JSON.parse(run.out)).toMatchObject({ processed: 1, errors: [] });
+    const again = tally('billing', 'run', '--at', '2026-02-01T00:00:01Z', '--json');
+    expect(JSON.parse(again.out)).toMatchObject({ processed: 0 });
+    const check = await openDb();
+    const grants = await check.db.selectFrom('credit_grants').select(['source', 'remaining', 'expires_at']).where('user_id', '=', 'cli-billing').execute();
+    await check.close();
+    expect(grants.filter((g) => Number(g.remaining) > 0).map((g) => [g.source, Number(g.remaining), g.expires_at?.toISOString()])).toEqual([
+      ['allowance', 7, '2026-03-01T00:00:00.000Z'],
+    ]);
+    expect(tally('billing', 'run', '--at', 'yesterday').code).toBe(2);
   });
 
   it('typegen --check agrees with the committed types', () => {

@@ -10,7 +10,7 @@ const account = (balance: number, held = 0): AccountState => ({
 let seq = 0;
 const grant = (remaining: number, opts: Partial<GrantState> = {}): GrantState => ({
   id: `grt_${String(seq++).padStart(3, '0')}`, accountId: 'acc_u_u1', class: 'default', source: 'grant', amount: remaining, remaining,
-  priority: 0, expiresAt: null, expiredAt: null, transactionId: null, metadata: {}, createdAt: new Date(now.getTime() - 1000 + seq),
+  priority: 0, expiresAt: null, expiredAt: null, rolloverUntil: null, transactionId: null, metadata: {}, createdAt: new Date(now.getTime() - 1000 + seq),
   isNew: false, dirty: false, ...opts,
 });
 const base = { requestId: 'req_test', idem: null };
@@ -93,5 +93,110 @@ describe('ledger engine', () => {
     expect(over.results[0]!.status).toBe(400);
     const ok = run(account(50, 10), [grant(50)], [{ ...base, kind: 'capture', holdId: 'hold_3', amount: 4, metadata: {} }], { holds: [hold] });
     expect(ok.account).toMatchObject({ balance: 46, held: 0, totalSpent: 4 });
+  });
+
+  it('rolls an expiring allowance over whole into a rollover grant that expires once, net zero', () => {
+    const allowance = grant(30, { source: 'allowance', class: 'BC', expiresAt: later(-10), rolloverUntil: later(3600) });
+    const out = run(account(30), [allowance], [debit(5)]);
+    expect(out.entries.map((e) => [e.type, e.amount])).toEqual([['expiry', -30], ['rollover', 30], ['debit', -5]]);
+    const bucket = out.grants.find((g) => g.source === 'rollover')!;
+    expect(bucket).toMatchObject({ class: 'BC', amount: 30, remaining: 25, rolloverUntil: null });
+    expect(bucket.expiresAt).toEqual(later(3600));
+    expect(out.account.balance).toBe(25);
+    expect(out.account.totalCredited).toBe(30); // a rollover is not new credit
+    // A rollover bucket past its own expiry just expires: one cycle, not two.
+    const again = run(account(25), [{ ...bucket, isNew: false, expiresAt: later(-1) }], []);
+    expect(again.entries.map((e) => e.type)).toEqual(['expiry']);
+    expect(again.account.balance).toBe(0);
+  });
+
+  it('consume takes tier by tier and skips another class\'s allowance', () => {
+    const bc = grant(10, { source: 'allowance', class: 'BC', expiresAt: later(100) });
+    const usage = grant(10, { source: 'allowance', class: 'Usage', expiresAt: later(100) });
+    const roll = grant(5, { source: 'rollover', class: 'Usage', expiresAt: later(50) });
+    const bought = grant(100);
+    const tiers = [
+      { name: 'allowance', sources: ['allowance'], classes: ['Usage'] },
+      { name: 'rollover', sources: ['rollover'], classes: ['Usage'] },
+      { name: 'credits', sources: 'other' as const, classes: null },
+    ];
+    const consume: LedgerOp = { ...base, kind: 'consume', amount: 30, reason: 'usage', metadata: {}, tiers };
+    const out = run(account(125), [bc, usage, roll, bought], [consume]);
+    expect(out.results[0]!.status).toBe(201);
+    const left = Object.fromEntries(out.grants.map((g) => [g.id, g.remaining]));
+    expect(left).toEqual({ [usage.id]: 0, [roll.id]: 0, [bought.id]: 85 });
+    expect(out.entries).toHaveLength(1);
+    expect(out.entries[0]).toMatchObject({ type: 'debit', amount: -30, balanceAfter: 95 });
+    expect(out.allocations.map((a) => a.amount)).toEqual([10, 5, 15]);
+    // More than the tiers hold (BC is not theirs) is refused and changes nothing.
+    const tooMuch = run(account(125), [bc, usage, roll, bought], [{ ...consume, amount: 116 }]);
+    expect(tooMuch.results[0]!.status).toBe(402);
+    expect(tooMuch.entries).toHaveLength(0);
+  });
+
+  describe('clawback (a payment refunded or disputed)', () => {
+    const clawback = (amount: number, transactionId: string | null = null): LedgerOp => ({
+      ...base, kind: 'clawback', amount, reason: 'refund of pay_1', transactionId, metadata: {},
+    });
+    const grantOp = (amount: number): LedgerOp => ({
+      ...base, kind: 'grant', amount, reason: 'purchase', class: 'default', source: 'purchase', expiresAt: null, priority: 0, metadata: {},
+    });
+
+    it("takes from the payment's own grant first, then from the others in consumption order", () => {
+      const bought = grant(100, { transactionId: 'txn_buy', source: 'purchase' });
+      const bonus = grant(10, { expiresAt: later(60) });
+      const out = run(account(110), [bonus, bought], [clawback(105, 'txn_buy')]);
+      expect(out.results[0]!.status).toBe(201);
+      expect(out.entries.map((e) => [e.type, e.amount, e.balanceAfter])).toEqual([['clawback', -105, 5]]);
+      expect(out.allocations).toEqual([
+        { transactionId: out.entries[0]!.id, grantId: bought.id, amount: 100 },
+        { transactionId: out.entries[0]!.id, grantId: bonus.id, amount: 5 },
+      ]);
+      expect(out.account).toMatchObject({ balance: 5, totalCredited: 110, totalSpent: 0 });
+    });
+
+    it('spent credits become debt: the balance goes negative and spending is refused (402)', () => {
+      const bought = grant(20, { transactionId: 'txn_buy', source: 'purchase' });
+      const out = run(account(20), [bought], [clawback(100, 'txn_buy'), debit(1), { ...base, kind: 'hold', amount: 1, expiresInSeconds: 60, metadata: {} }]);
+      expect(out.results.map((r) => r.status)).toEqual([201, 402, 402]);
+      expect(out.account.balance).toBe(-80);
+      const debt = out.grants.find((g) => g.source === 'debt')!;
+      expect(debt).toMatchObject({ amount: 80, remaining: -80 });
+      // balance == Σ grants.remaining, debt included
+      expect(out.grants.reduce((s, g) => s + g.remaining, 0)).toBe(-80);
+    });
+
+    it('new grants pay the debt off first; only the rest is spendable', () => {
+      const first = run(account(0), [], [clawback(30)]);
+      const debt = first.grants.find((g) => g.source === 'debt')!;
+      const second = run(first.account, [{ ...debt, isNew: false, dirty: false }], [grantOp(50), debit(20), debit(1)]);
+      expect(second.results.map((r) => r.status)).toEqual([201, 201, 402]);
+      expect(second.account.balance).toBe(0);
+      const grantEntry = second.entries[0]!;
+      expect(grantEntry).toMatchObject({ type: 'grant', amount: 50, balanceAfter: 20, grantId: null });
+      const mine = second.allocations.filter((a) => a.transactionId === grantEntry.id);
+      expect(mine.map((a) => a.amount)).toEqual([30, 20]);
+      expect(second.grants.find((g) => g.id === debt.id)!.remaining).toBe(0);
+    });
+
+    it('never takes the credits that back an open hold; the hold stays capturable', () => {
+      const bought = grant(50, { transactionId: 'txn_buy', source: 'purchase' });
+      const hold: HoldState = {
+        id: 'hold_c', accountId: 'acc_u_u1', userId: 'u1', workspaceId: null, amount: 30, captured: null, status: 'held',
+        expiresAt: later(600), transactionId: null, metadata: {}, resolvedAt: null, createdAt: now, isNew: false, dirty: false,
+      };
+      const out = run(account(50, 30), [bought], [clawback(50, 'txn_buy'), { ...base, kind: 'capture', holdId: 'hold_c', amount: 30, metadata: {} }], { holds: [hold] });
+      expect(out.results.map((r) => r.status)).toEqual([201, 200]);
+      // 20 taken from the grant, 30 owed; then the capture spends the 30 the hold kept.
+      expect(out.entries.map((e) => [e.type, e.amount, e.balanceAfter])).toEqual([['clawback', -50, 0], ['capture', -30, -30]]);
+      expect(out.account).toMatchObject({ balance: -30, held: 0 });
+    });
+
+    it('expiry with debt outstanding still expires credits nobody holds', () => {
+      const old = grant(10, { expiresAt: new Date(now.getTime() - 1) });
+      const debt = grant(5, { source: 'debt', remaining: -5 });
+      const out = run(account(5), [old, debt], [{ ...base, kind: 'sweep' }]);
+      expect(out.entries.map((e) => [e.type, e.amount, e.balanceAfter])).toEqual([['expiry', -10, -5]]);
+    });
   });
 });

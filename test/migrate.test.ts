@@ -64,7 +64,7 @@ describe(`migrations (${TARGET})`, () => {
 
   it('every table has row-level security; every mutable one has updated_at kept by a trigger', async () => {
     // Insert-only tables: history is never rewritten, so they have no updated_at.
-    const insertOnly = new Set(['credit_ledger', 'credit_allocations']);
+    const insertOnly = new Set(['credit_ledger', 'credit_allocations', 'usage_events', 'usage_summaries']);
     const schema = testDb.database.schema;
     const tables = await sql<{ relname: string; relrowsecurity: boolean }>`
       select c.relname, c.relrowsecurity from pg_class c join pg_namespace n on n.oid = c.relnamespace
@@ -84,6 +84,7 @@ describe(`migrations (${TARGET})`, () => {
       select c.relname as tbl from pg_trigger g join pg_class c on c.oid = g.tgrelid
       join pg_namespace n on n.oid = c.relnamespace
       where n.nspname = ${schema} and g.tgname like '%append_only'`.execute(testDb.database.root);
-    expect(appendOnly.rows.map((r) => r.tbl)).toEqual(['credit_ledger']);
+    // The ledger and the secrets' reveal audit: history no one may rewrite.
+    expect(appendOnly.rows.map((r) => r.tbl).sort()).toEqual(['credit_ledger', 'secret_reveals']);
   });
 });

@@ -50,13 +50,13 @@ const int = (env: NodeJS.ProcessEnv, name: string, fallback: number, min = 1): n
 export function benchOptions(env: NodeJS.ProcessEnv, only?: string): BenchOptions {
   const seconds = int(env, 'BENCH_SECONDS', 10);
   const baselineSql = env['BENCH_BASELINE_SQL'] || join(PROJECT_ROOT, '..', 'shared', 'bench', 'baseline.sql');
-  const selected = (only ?? env['BENCH_ONLY'] ?? '1,2,3,4')
+  const selected = (only ?? env['BENCH_ONLY'] ?? '1,2,3,4,5,6')
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean)
     .map(Number);
-  if (selected.length === 0 || selected.some((n) => !Number.isInteger(n) || n < 1 || n > 4)) {
-    throw new Error(`--only / BENCH_ONLY takes scenario numbers 1-4, got "${only ?? env['BENCH_ONLY']}"`);
+  if (selected.length === 0 || selected.some((n) => !Number.isInteger(n) || n < 1 || n > 6)) {
+    throw new Error(`--only / BENCH_ONLY takes scenario numbers 1-6, got "${only ?? env['BENCH_ONLY']}"`);
   }
   return {
     url:

@@ -5,7 +5,7 @@ import { PROJECT_ROOT, VERSION } from '../version.js';
 import { stopAllServers } from './children.js';
 import { type BenchOptions, benchOptions } from './options.js';
 import { details, machineInfo, machineLine, table } from './report.js';
-import { type BenchContext, httpHot, httpSpread, holdsHot, type ScenarioResult, sdkHot } from './scenarios.js';
+import { type BenchContext, checkLatency, eventsBatch, httpHot, httpSpread, holdsHot, type ScenarioResult, sdkHot } from './scenarios.js';
 import type { Measurement } from './stats.js';
 import { benchAccounts, dropBaseline, dropTally, openTally, postgresInfo, seedBaseline, seedTally, type TallySide } from './setup.js';
 
@@ -14,6 +14,8 @@ const SCENARIOS: Record<number, (ctx: BenchContext) => Promise<ScenarioResult>> 
   2: httpSpread,
   3: sdkHot,
   4: holdsHot,
+  5: eventsBatch,
+  6: checkLatency,
 };
 
 const redact = (url: string): string => {
@@ -130,8 +132,12 @@ function scenarioTitle(id: number, opts: BenchOptions): string {
       return `HTTP debit over ${opts.accounts} accounts (random per request), ${opts.connections} connections`;
     case 3:
       return 'in-process (SDK) debits on one hot account';
-    default:
+    case 4:
       return 'hold + capture cycles in process (Tally only)';
+    case 5:
+      return `usage events, POST /v1/events/batch of 1,000 over ${opts.accounts} users, vs the SQL function per event`;
+    default:
+      return `entitlement checks, POST /v1/check, ${opts.connections} connections (Tally only)`;
   }
 }
 

@@ -362,3 +362,150 @@ export async function holdsHot(ctx: BenchContext): Promise<ScenarioResult> {
     checks,
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Scenario 5: usage events in batches over HTTP vs the SQL function once per event.
+// ---------------------------------------------------------------------------------------------
+
+export const BENCH_METRIC = 'bench_tokens';
+const EVENTS_PER_BATCH = 1000;
+const BATCH_CONNECTIONS = 4;
+
+export async function eventsBatch(ctx: BenchContext): Promise<ScenarioResult> {
+  const { opts, tally } = ctx;
+  const pick = pickFrom(ctx.accounts.spread);
+  const tag = randomBytes(4).toString('hex');
+  let n = 0;
+  const batch = () => {
+    const events = [];
+    for (let i = 0; i < EVENTS_PER_BATCH; i++) {
+      events.push(`{"user_id":"${pick()}","metric":"${BENCH_METRIC}","quantity":1,"action_hash":"b5-${tag}-${n++}"}`);
+    }
+    return `{"events":[${events.join(',')}]}`;
+  };
+  const auth = `Bearer ${tally.secrets.serviceKey}`;
+  let k = 0;
+  const next = () => ({ body: batch(), headers: { authorization: auth, 'idempotency-key': `b5-${tag}-k${k++}` } });
+  ctx.log(`  tally:    POST /v1/events/batch, ${EVENTS_PER_BATCH} events a request over ${ctx.accounts.spread.length} users, ${BATCH_CONNECTIONS} connections`);
+  const server = await startTally({
+    url: opts.url,
+    schema: tally.schema,
+    poolMax: opts.serverPoolMax,
+    logLevel: opts.tallyLogLevel,
+    secrets: tally.secrets,
+    nodeArgs: opts.childNodeArgs,
+  });
+  let requests: Measurement;
+  let applied = 0;
+  let refused = 0;
+  let written: number;
+  try {
+    await runHttpLoad({ url: server.url, path: '/v1/events/batch', connections: BATCH_CONNECTIONS, seconds: opts.warmupSeconds, next });
+    const before = await settled(() => tallyEntries(tally.database, 'debit'));
+    requests = await runHttpLoad({
+      url: server.url,
+      path: '/v1/events/batch',
+      connections: BATCH_CONNECTIONS,
+      seconds: opts.seconds,
+      next,
+      onAnswer: (status, answer) => {
+        if (status !== 200) return;
+        applied += (answer.match(/"status":201/g) ?? []).length;
+        refused += (answer.match(/"status":(?!201)\d+/g) ?? []).length;
+      },
+    });
+    written = (await settled(() => tallyEntries(tally.database, 'debit'))) - before;
+  } finally {
+    await server.stop();
+  }
+  // Throughput in events: every request carries EVENTS_PER_BATCH.
+  const tallyM: Measurement = { ...requests, opsPerSec: applied / (requests.seconds || 1), ok: applied };
+  const checks: Check[] = [
+    check('tally', 'answers', refused === 0 && Object.keys(requests.statuses).every((s) => s === '200'), `requests ${describeStatuses(requests)}; ${applied} events applied, ${refused} refused`),
+    check('tally', 'errors/timeouts', requests.errors === 0 && requests.timeouts === 0, `${requests.errors} error(s), ${requests.timeouts} timeout(s)`, false),
+    check(
+      'tally',
+      'ledger rows vs events',
+      written >= applied && written - applied <= BATCH_CONNECTIONS * EVENTS_PER_BATCH,
+      `${written} debit row(s) written, ${applied} events answered 201`,
+    ),
+    await reconcileCheck(tally.database),
+  ];
+  await checkpoint(tally.database);
+
+  ctx.log(`  baseline: select baseline.debit_user_credits_transaction(…) once per event, ${opts.sdkBaselineClients} in flight over ${ctx.accounts.spread.length} users`);
+  const pool = new pg.Pool({ connectionString: opts.url, max: opts.sdkBaselineClients });
+  let baseM: Measurement;
+  try {
+    const baseCall: Call = async () => {
+      await pool.query('select baseline.debit_user_credits_transaction($1, $2, $3, $4)', [pick(), 1, 'bench event', '{}']);
+      return 200;
+    };
+    await closedLoop(opts.warmupSeconds, opts.sdkBaselineClients, baseCall);
+    baseM = await closedLoop(opts.seconds, opts.sdkBaselineClients, baseCall);
+  } finally {
+    await pool.end();
+  }
+  checks.push(check('baseline', 'errors', baseM.errors === 0, `${baseM.errors} error(s)`, false));
+  await checkpoint(tally.database);
+  return {
+    id: 5,
+    name: `usage events: batches of ${EVENTS_PER_BATCH} over ${ctx.accounts.spread.length} users`,
+    shape: {
+      tally: `POST /v1/events/batch, ${EVENTS_PER_BATCH} events a request (random user each, cost model quantity × 1), ${BATCH_CONNECTIONS} connections; ops/s = events/s, latency per request`,
+      baseline: `select baseline.debit_user_credits_transaction(…) per event (random user), ${opts.sdkBaselineClients} concurrent calls`,
+    },
+    tally: tallyM,
+    baseline: baseM,
+    ratio: baseM.opsPerSec > 0 ? tallyM.opsPerSec / baseM.opsPerSec : null,
+    checks,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenario 6: POST /v1/check latency (Tally only: the baseline cannot answer the question).
+// ---------------------------------------------------------------------------------------------
+
+export async function checkLatency(ctx: BenchContext): Promise<ScenarioResult> {
+  const { opts, tally } = ctx;
+  const pick = pickFrom(ctx.accounts.spread);
+  const auth = `Bearer ${tally.secrets.serviceKey}`;
+  const next = () => ({ body: `{"user_id":"${pick()}","metric":"${BENCH_METRIC}","quantity":5}`, headers: { authorization: auth } });
+  ctx.log(`  tally:    POST /v1/check, ${opts.connections} connections`);
+  const server = await startTally({
+    url: opts.url,
+    schema: tally.schema,
+    poolMax: opts.serverPoolMax,
+    logLevel: opts.tallyLogLevel,
+    secrets: tally.secrets,
+    nodeArgs: opts.childNodeArgs,
+  });
+  let m: Measurement;
+  const bodies = new StatusCounts();
+  try {
+    await runHttpLoad({ url: server.url, path: '/v1/check', connections: opts.connections, seconds: opts.warmupSeconds, next });
+    m = await runHttpLoad({
+      url: server.url,
+      path: '/v1/check',
+      connections: opts.connections,
+      seconds: opts.seconds,
+      next,
+      onAnswer: (status, answer) => bodies.add(status === 200 && answer.includes('"allowed":true') ? 1 : 0),
+    });
+  } finally {
+    await server.stop();
+  }
+  const checks: Check[] = [
+    check('tally', 'answers', Object.keys(m.statuses).every((s) => s === '200') && bodies.get(0) === 0, `${describeStatuses(m)}; ${bodies.get(1)} allowed, ${bodies.get(0)} other`),
+    check('tally', 'errors/timeouts', m.errors === 0 && m.timeouts === 0, `${m.errors} error(s), ${m.timeouts} timeout(s)`, false),
+  ];
+  return {
+    id: 6,
+    name: `entitlement check: POST /v1/check, ${opts.connections} conn (Tally only)`,
+    shape: { tally: `POST /v1/check (random user of ${ctx.accounts.spread.length}), ${opts.connections} connections, nothing written`, baseline: null },
+    tally: m,
+    baseline: null,
+    ratio: null,
+    checks,
+  };
+}

@@ -52,6 +52,7 @@ export async function openTally(opts: BenchOptions): Promise<TallySide> {
       dataDir: '/nonexistent',
       auth: { serviceKey: secrets.serviceKey, jwtSecret: secrets.jwtSecret, jwtTtlSeconds: 3600 },
       encryptionKey: Buffer.from(secrets.encryptionKey, 'hex'),
+      jobs: { callbackSecret: randomBytes(32).toString('hex'), callbackToleranceSeconds: 300 },
       credits: { balanceCap: null, signupBonus: 0 },
       logLevel: 'silent',
     };
@@ -97,6 +98,8 @@ export async function seedTally(tally: TallySide, accounts: BenchAccounts): Prom
     const res = await tally.app.server.inject({ method: 'POST', url, headers: { ...auth, 'idempotency-key': idempotencyKey }, payload });
     if (res.statusCode !== 201) throw new Error(`set-up ${url} → ${res.statusCode}: ${res.body}`);
   };
+  // The metric the usage-event scenarios charge: one credit per unit, no free quota.
+  await post('/v1/cost-models', { metric: 'bench_tokens', formula: 'quantity * base_rate', base_rate: '1', daily_free_quota: 0 }, 'bench-cost-model');
   await eachLimited(allIds(accounts), 16, async (id) => {
     await post('/v1/users', { id, email: `${id}@example.com` }, `bench-user-${id}`);
     await post('/v1/credits/grant', { user_id: id, amount: FUNDING, reason: 'bench funding' }, `bench-fund-${id}`);

@@ -4,8 +4,10 @@ import { VERSION } from '../version.js';
 import { keysCreateCommand } from './keys.js';
 import { migrateCommand } from './migrate.js';
 import { reconcileCommand } from './reconcile.js';
+import { secretsRotateCommand } from './secrets.js';
 import { startCommand } from './start.js';
 import { typegenCommand } from './typegen.js';
+import { billingRunCommand } from './billing.js';
 
 /** The `tally` command line. Every command reads the same configuration as the server. */
 export async function main(argv: string[]): Promise<void> {
@@ -31,6 +33,16 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = await typegenCommand(opts);
     });
   program
+    .command('billing')
+    .description('billing housekeeping')
+    .command('run')
+    .description('advance every subscription due at --at (default now): trials, renewals, period closes, allowance windows')
+    .option('--at <time>', 'ISO 8601 time to run at (a clock you can set)')
+    .option('--json', 'print the outcome as JSON')
+    .action(async (opts: { at?: string; json?: boolean }) => {
+      process.exitCode = await billingRunCommand(opts);
+    });
+  program
     .command('reconcile')
     .description('verify every balance against its ledger and every hold against its status; exit 1 on drift')
     .option('--json', 'print the report as JSON')
@@ -45,6 +57,15 @@ export async function main(argv: string[]): Promise<void> {
       // Loaded only when asked for: the bench needs autocannon, a development dependency.
       const { benchCommand } = await import('../bench/run.js');
       process.exitCode = await benchCommand(opts);
+    });
+  program
+    .command('secrets')
+    .description('manage sealed secrets')
+    .command('rotate')
+    .description('re-encrypt every sealed value under TALLY_ENCRYPTION_KEY (old keys in TALLY_ENCRYPTION_KEYS_OLD)')
+    .option('--json', 'print the report as JSON')
+    .action(async (opts: { json?: boolean }) => {
+      process.exitCode = await secretsRotateCommand(opts);
     });
   const keys = program.command('keys').description('manage API keys');
   keys

@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { defaultDashboardDir } from '../modules/dashboard/dashboard.routes.js';
 import { createApp } from '../app.js';
 import { loadConfig } from '../config/load.js';
 import { openDatabase } from '../db/database.js';
@@ -17,12 +20,15 @@ export async function startCommand(): Promise<void> {
   }
   const app = await createApp({ config, database, logger });
   const address = await app.server.listen({ port: config.http.port, host: config.http.host });
-  const stopScheduler = startScheduler(app.services, logger);
+  const stopScheduler = startScheduler(app.services, logger, 30_000, config.queue?.pollMs ?? 1_000);
   const where = config.database.kind === 'pglite' ? `PGlite at ${config.database.dataDir}` : 'PostgreSQL (DATABASE_URL)';
   const lines = [
     '',
     `  Tally is running at ${address}`,
     `  API docs:      ${address}/docs   (OpenAPI: ${address}/openapi.json)`,
+    existsSync(join(defaultDashboardDir(), 'index.html'))
+      ? `  Dashboard:     ${address}/dashboard`
+      : `  Dashboard:     not built (run npm run build); ${address}/dashboard says so`,
     `  Database:      ${where}, schema "${config.database.schema}"${outcome.applied.length ? `, applied ${outcome.applied.join(', ')}` : ''}`,
     generatedSecrets
       ? `  Service key:   ${config.auth.serviceKey}\n                 (generated now and kept in ${config.dataDir}/secrets.json; shown once)`
@@ -33,8 +39,9 @@ export async function startCommand(): Promise<void> {
 
   const shutdown = async (signal: string) => {
     logger.info({ signal }, 'shutting down');
-    stopScheduler();
     await app.server.close();
+    await stopScheduler(); // after the server: no request can enqueue work the worker would miss
+
     await database.close();
     process.exit(0);
   };

@@ -40,11 +40,45 @@ const envSchema = z.object({
     (v) => v === undefined || /^[A-Za-z0-9+/]{43}=$/.test(v) || /^[0-9a-f]{64}$/i.test(v),
     'must be 32 bytes as base64 (44 chars) or hex (64 chars)',
   ),
+  /** Retired encryption keys (comma-separated, same format): they open old values until `tally secrets rotate`. */
+  TALLY_ENCRYPTION_KEYS_OLD: optionalString.refine(
+    (v) => v === undefined || v.split(',').every((k) => /^[A-Za-z0-9+/]{43}=$/.test(k.trim()) || /^[0-9a-f]{64}$/i.test(k.trim())),
+    'must be comma-separated 32-byte keys as base64 (44 chars) or hex (64 chars)',
+  ),
+  /** HMAC-SHA256 secret AI providers sign job callbacks with (docs/jobs.md). */
+  TALLY_JOBS_CALLBACK_SECRET: optionalString.refine((v) => v === undefined || v.length >= 32, 'must be at least 32 characters'),
+  TALLY_JOBS_CALLBACK_TOLERANCE_SECONDS: intFromEnv(300),
+  /** How often the background queue's worker polls for due work (0 = no worker in this process). */
+  TALLY_QUEUE_POLL_MS: intFromEnv(1000),
   TALLY_BALANCE_CAP: intFromEnv(50_000),
   TALLY_SIGNUP_BONUS: intFromEnv(3),
   TALLY_LEDGER_MAX_BATCH: intFromEnv(256),
   TALLY_LEDGER_MAX_PARALLEL: intFromEnv(0),
   TALLY_BODY_LIMIT_BYTES: intFromEnv(1_048_576),
+  TALLY_CREDIT_CLASSES: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,32}(,[A-Za-z0-9_.-]{1,32})*$/, 'must be a comma-separated list of class names')
+    .default('BC,RC,Usage'),
+  TALLY_TIME_ZONE: z
+    .string()
+    .refine((tz) => isTimeZone(tz), 'must be an IANA time zone such as UTC or Europe/Berlin')
+    .default('UTC'),
+  TALLY_DAILY_FREE_QUOTA: intFromEnv(3),
+  TALLY_FREE_QUOTA_METRICS: z.string().default('autofix'),
+  // Payments (docs/payments.md). A provider without its secret is not configured: its webhook
+  // answers 503 and processes nothing (the provider keeps retrying until it is configured).
+  /** Comma-separated: during a rotation Stripe signs with the old and the new secret. */
+  STRIPE_WEBHOOK_SECRET: optionalString,
+  LEMONSQUEEZY_WEBHOOK_SECRET: optionalString,
+  CREEM_WEBHOOK_SECRET: optionalString,
+  PAYPAL_WEBHOOK_ID: optionalString,
+  PAYPAL_CLIENT_ID: optionalString,
+  PAYPAL_CLIENT_SECRET: optionalString,
+  PAYPAL_API_BASE: z.string().url().default('https://api-m.paypal.com'),
+  TALLY_WEBHOOK_TOLERANCE_SECONDS: intFromEnv(300),
+  /** The seeds' system_config credit price: minor units per credit (0 = no price-based credits). */
+  TALLY_CREDIT_PRICE: intFromEnv(0),
+  TALLY_CREDIT_PRICE_CURRENCY: z.string().regex(/^[a-z]{3}$/, 'must be a lowercase ISO currency').default('usd'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -60,6 +94,12 @@ export interface Config {
   readonly dataDir: string;
   readonly auth: { readonly serviceKey: string; readonly jwtSecret: string; readonly jwtTtlSeconds: number };
   readonly encryptionKey: Buffer;
+  /** Retired keys that still open values sealed before a rotation (none by default). */
+  readonly encryptionKeysOld?: readonly Buffer[];
+  /** AI jobs: the provider-callback signing secret and its timestamp tolerance. */
+  readonly jobs: { readonly callbackSecret: string; readonly callbackToleranceSeconds: number };
+  /** The background queue's worker. */
+  readonly queue?: { readonly pollMs: number };
   readonly credits: {
     readonly balanceCap: number | null;
     readonly signupBonus: number;
@@ -68,7 +108,48 @@ export interface Config {
     /** Most ledger transactions in flight (default 2 on PostgreSQL: fewer, bigger batches beat more, smaller ones; 1 on PGlite). */
     readonly maxParallel?: number;
   };
+  /** Billing; optional so that callers that do not bill (tests of other modules) may leave it out. */
+  readonly billing?: BillingConfig;
   readonly logLevel: RawEnv['LOG_LEVEL'];
+  /** Payment providers; absent (or a provider null) = not configured. */
+  readonly payments?: PaymentsConfig;
+}
+
+export interface PaymentsConfig {
+  readonly stripe: { readonly webhookSecrets: readonly string[] } | null;
+  readonly lemonsqueezy: { readonly webhookSecret: string } | null;
+  readonly creem: { readonly webhookSecret: string } | null;
+  readonly paypal: { readonly webhookId: string; readonly clientId: string; readonly clientSecret: string; readonly apiBase: string } | null;
+  /** How old a signed timestamp (Stripe's `t=`) may be, in seconds. */
+  readonly toleranceSeconds: number;
+  /** Credits a payment buys when neither metadata nor a package says: floor(amount / unitAmount). */
+  readonly creditPrice: { readonly unitAmount: number; readonly currency: string } | null;
+}
+
+export interface BillingConfig {
+  /** Credit classes plans and cost models may name (000's BC, RC, Usage by default). */
+  readonly creditClasses: readonly string[];
+  /** The deployment's time zone: a user without one has their daily free quota reset by it. */
+  readonly timeZone: string;
+  /** The daily free quota a new cost model of one of `freeQuotaMetrics` gets when none is given. */
+  readonly dailyFreeQuota: number;
+  readonly freeQuotaMetrics: readonly string[];
+}
+
+export const DEFAULT_BILLING: BillingConfig = {
+  creditClasses: ['BC', 'RC', 'Usage'],
+  timeZone: 'UTC',
+  dailyFreeQuota: 3,
+  freeQuotaMetrics: ['autofix'],
+};
+
+function isTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export class ConfigError extends Error {

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { type Config, ConfigError, decodeEncryptionKey, parseEnv } from './config.js';
+import { type Config, ConfigError, decodeEncryptionKey, parseEnv, type PaymentsConfig, type RawEnv } from './config.js';
 import { loadOrCreateSecrets } from './secrets.js';
 
 export interface LoadedConfig {
@@ -25,12 +25,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   let serviceKey = raw.TALLY_SERVICE_KEY;
   let jwtSecret = raw.TALLY_JWT_SECRET;
   let encryptionKey = raw.TALLY_ENCRYPTION_KEY;
-  if (!serviceKey || !jwtSecret || !encryptionKey) {
+  let callbackSecret = raw.TALLY_JOBS_CALLBACK_SECRET;
+  if (!serviceKey || !jwtSecret || !encryptionKey || !callbackSecret) {
     const { secrets, created } = loadOrCreateSecrets(dataDir);
     generatedSecrets = created && !raw.TALLY_SERVICE_KEY;
     serviceKey ??= secrets.serviceKey;
     jwtSecret ??= secrets.jwtSecret;
     encryptionKey ??= secrets.encryptionKey;
+    callbackSecret ??= secrets.jobsCallbackSecret;
   }
   const config: Config = {
     env: raw.NODE_ENV,
@@ -41,6 +43,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     dataDir,
     auth: { serviceKey, jwtSecret, jwtTtlSeconds: raw.TALLY_JWT_TTL_SECONDS },
     encryptionKey: decodeEncryptionKey(encryptionKey),
+    billing: {
+      creditClasses: raw.TALLY_CREDIT_CLASSES.split(','),
+      timeZone: raw.TALLY_TIME_ZONE,
+      dailyFreeQuota: raw.TALLY_DAILY_FREE_QUOTA,
+      freeQuotaMetrics: raw.TALLY_FREE_QUOTA_METRICS.split(',').map((m) => m.trim()).filter(Boolean),
+    },
+    encryptionKeysOld: (raw.TALLY_ENCRYPTION_KEYS_OLD ?? '')
+      .split(',')
+      .map((k) => k.trim())
+      .filter((k) => k !== '')
+      .map(decodeEncryptionKey),
+    jobs: { callbackSecret, callbackToleranceSeconds: raw.TALLY_JOBS_CALLBACK_TOLERANCE_SECONDS },
+    queue: { pollMs: raw.TALLY_QUEUE_POLL_MS },
     credits: {
       balanceCap: raw.TALLY_BALANCE_CAP === 0 ? null : raw.TALLY_BALANCE_CAP,
       signupBonus: raw.TALLY_SIGNUP_BONUS,
@@ -53,6 +68,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
             : 1,
     },
     logLevel: raw.LOG_LEVEL,
+    payments: paymentsConfig(raw),
   };
   return { config: Object.freeze(config), generatedSecrets };
+}
+
+/** The payments slice. PayPal needs all three of its settings; naming only some is an error. */
+function paymentsConfig(raw: RawEnv): PaymentsConfig {
+  const paypal = [raw.PAYPAL_WEBHOOK_ID, raw.PAYPAL_CLIENT_ID, raw.PAYPAL_CLIENT_SECRET];
+  if (paypal.some((v) => v) && !paypal.every((v) => v)) {
+    throw new ConfigError('PayPal needs PAYPAL_WEBHOOK_ID, PAYPAL_CLIENT_ID and PAYPAL_CLIENT_SECRET together');
+  }
+  const stripeSecrets = (raw.STRIPE_WEBHOOK_SECRET ?? '').split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  return {
+    stripe: stripeSecrets.length > 0 ? { webhookSecrets: stripeSecrets } : null,
+    lemonsqueezy: raw.LEMONSQUEEZY_WEBHOOK_SECRET ? { webhookSecret: raw.LEMONSQUEEZY_WEBHOOK_SECRET } : null,
+    creem: raw.CREEM_WEBHOOK_SECRET ? { webhookSecret: raw.CREEM_WEBHOOK_SECRET } : null,
+    paypal:
+      raw.PAYPAL_WEBHOOK_ID && raw.PAYPAL_CLIENT_ID && raw.PAYPAL_CLIENT_SECRET
+        ? { webhookId: raw.PAYPAL_WEBHOOK_ID, clientId: raw.PAYPAL_CLIENT_ID, clientSecret: raw.PAYPAL_CLIENT_SECRET, apiBase: raw.PAYPAL_API_BASE.replace(/\/+$/, '') }
+        : null,
+    toleranceSeconds: raw.TALLY_WEBHOOK_TOLERANCE_SECONDS,
+    creditPrice: raw.TALLY_CREDIT_PRICE > 0 ? { unitAmount: raw.TALLY_CREDIT_PRICE, currency: raw.TALLY_CREDIT_PRICE_CURRENCY } : null,
+  };
 }

@@ -11,6 +11,8 @@ export interface PersistedSecrets {
   serviceKey: string;
   jwtSecret: string;
   encryptionKey: string;
+  /** Added with AI jobs: files written before it get one on the next start (the rest is kept). */
+  jobsCallbackSecret: string;
 }
 
 export function secretsPath(dataDir: string): string {
@@ -25,6 +27,12 @@ export function loadOrCreateSecrets(dataDir: string): { secrets: PersistedSecret
     if (!secrets.serviceKey || !secrets.jwtSecret || !secrets.encryptionKey) {
       throw new Error(`${path} is incomplete; restore it from a backup rather than deleting it`);
     }
+    if (!secrets.jobsCallbackSecret) {
+      // A secret introduced after the file was made: add it, never touching the others.
+      secrets.jobsCallbackSecret = randomBytes(32).toString('base64url');
+      writeFileSync(path, JSON.stringify(secrets, null, 2) + '\n', { mode: 0o600 });
+      chmodSync(path, 0o600);
+    }
     return { secrets, created: false };
   }
   mkdirSync(dataDir, { recursive: true });
@@ -32,6 +40,7 @@ export function loadOrCreateSecrets(dataDir: string): { secrets: PersistedSecret
     serviceKey: `tsk_${randomToken(48)}`,
     jwtSecret: randomBytes(48).toString('base64url'),
     encryptionKey: randomBytes(32).toString('base64'),
+    jobsCallbackSecret: randomBytes(32).toString('base64url'),
   };
   writeFileSync(path, JSON.stringify(secrets, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
   chmodSync(path, 0o600);

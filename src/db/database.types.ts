@@ -11,6 +11,43 @@ export type JsonArray = JsonValue[];
 export type JsonObject = { [x: string]: JsonValue | undefined };
 export type JsonPrimitive = boolean | number | string | null;
 
+export interface AgentSessions {
+  cli_type: Generated<string>;
+  completed_at: Timestamp | null;
+  conversation_id: string | null;
+  created_at: Generated<Timestamp>;
+  duration_ms: number | null;
+  external_session_id: string | null;
+  id: string;
+  instruction: string | null;
+  model: string | null;
+  project_id: string;
+  started_at: Generated<Timestamp>;
+  status: Generated<string>;
+  summary: string | null;
+  total_cost_usd: Generated<string>;
+  total_credits: Generated<number>;
+  total_messages: Generated<number>;
+  total_tokens: Generated<number>;
+  total_tools_used: Generated<number>;
+  transcript_format: Generated<string>;
+  transcript_path: string | null;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface AllowanceCycles {
+  amount: number;
+  class: string;
+  created_at: Generated<Timestamp>;
+  cycle_end: Timestamp;
+  cycle_start: Timestamp;
+  grant_id: string | null;
+  plan_id: string;
+  subscription_id: string;
+  updated_at: Generated<Timestamp>;
+  window: string;
+}
+
 export interface ApiKeys {
   created_at: Generated<Timestamp>;
   credit_budget: number | null;
@@ -27,6 +64,85 @@ export interface ApiKeys {
   updated_at: Generated<Timestamp>;
   user_id: string;
   workspace_id: string | null;
+}
+
+export interface BackgroundJobs {
+  attempts: Generated<number>;
+  completed_at: Timestamp | null;
+  created_at: Generated<Timestamp>;
+  dedupe_key: string | null;
+  id: string;
+  input: Generated<Json>;
+  last_error: string | null;
+  locked_at: Timestamp | null;
+  locked_by: string | null;
+  max_attempts: Generated<number>;
+  name: string | null;
+  output: Json | null;
+  priority: Generated<number>;
+  run_at: Generated<Timestamp>;
+  started_at: Timestamp | null;
+  status: Generated<string>;
+  type: string;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface BudgetGuards {
+  alerted_100_at: Timestamp | null;
+  alerted_80_at: Timestamp | null;
+  behavior: Generated<string>;
+  created_at: Generated<Timestamp>;
+  currency: Generated<string>;
+  current_window_spend: Generated<number>;
+  id: string;
+  monthly_cap: number;
+  notify: Generated<boolean>;
+  updated_at: Generated<Timestamp>;
+  user_id: string;
+  window_start: Timestamp;
+}
+
+export interface Commits {
+  author_email: string | null;
+  author_name: string | null;
+  author_type: string | null;
+  commit_sha: string;
+  committed_at: Generated<Timestamp>;
+  created_at: Generated<Timestamp>;
+  diff: string | null;
+  files_changed: Generated<Json>;
+  id: string;
+  message: string;
+  parent_sha: string | null;
+  project_id: string;
+  session_id: string | null;
+  stats: Generated<Json>;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface Conversations {
+  context: Generated<Json>;
+  created_at: Generated<Timestamp>;
+  id: string;
+  is_archived: Generated<boolean>;
+  project_id: string;
+  title: string | null;
+  updated_at: Generated<Timestamp>;
+  user_id: string | null;
+}
+
+export interface CostModels {
+  base_rate: Generated<string>;
+  class: Generated<string>;
+  created_at: Generated<Timestamp>;
+  currency: Generated<string>;
+  daily_free_quota: Generated<number>;
+  formula: Generated<string>;
+  is_active: Generated<boolean>;
+  metadata: Generated<Json>;
+  metric: string;
+  unit: Generated<string>;
+  updated_at: Generated<Timestamp>;
 }
 
 export interface CreditAccounts {
@@ -59,6 +175,7 @@ export interface CreditGrants {
   metadata: Generated<Json>;
   priority: Generated<number>;
   remaining: number;
+  rollover_until: Timestamp | null;
   source: Generated<string>;
   transaction_id: string | null;
   updated_at: Generated<Timestamp>;
@@ -98,6 +215,49 @@ export interface CreditLedger {
   workspace_id: string | null;
 }
 
+export interface CreditPackages {
+  class: Generated<string>;
+  created_at: Generated<Timestamp>;
+  credits: number;
+  currency: string | null;
+  expires_in_days: number | null;
+  id: string;
+  is_active: Generated<boolean>;
+  metadata: Generated<Json>;
+  name: string;
+  price_amount: number | null;
+  provider: string;
+  provider_price_id: string;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface DailyQuotaUsage {
+  consumed: Generated<string>;
+  created_at: Generated<Timestamp>;
+  date_key: Timestamp;
+  metric: string;
+  quota: number;
+  updated_at: Generated<Timestamp>;
+  user_id: string;
+}
+
+export interface EnvVars {
+  created_at: Generated<Timestamp>;
+  created_by: string | null;
+  description: string | null;
+  environment: Generated<string>;
+  id: string;
+  is_secret: Generated<boolean>;
+  key: string;
+  key_id: string;
+  project_id: string;
+  scope: Generated<string>;
+  updated_at: Generated<Timestamp>;
+  value_enc: string;
+  value_hint: string | null;
+  var_type: Generated<string>;
+}
+
 export interface IdempotencyKeys {
   created_at: Generated<Timestamp>;
   key: string;
@@ -111,11 +271,363 @@ export interface IdempotencyKeys {
   user_id: string | null;
 }
 
+export interface Invoices {
+  amount_due: Generated<number>;
+  amount_paid: Generated<number>;
+  created_at: Generated<Timestamp>;
+  currency: string;
+  customer_id: string | null;
+  hosted_invoice_url: string | null;
+  id: string;
+  invoice_pdf_url: string | null;
+  paid_at: Timestamp | null;
+  payment_id: string | null;
+  period_end: Timestamp | null;
+  period_start: Timestamp | null;
+  provider: string;
+  provider_invoice_id: string;
+  provider_subscription_id: string | null;
+  raw_payload: Json | null;
+  status: string;
+  updated_at: Generated<Timestamp>;
+  user_id: string | null;
+}
+
+export interface Jobs {
+  captured: number | null;
+  completed_at: Timestamp | null;
+  cost: number;
+  created_at: Generated<Timestamp>;
+  duration_ms: number | null;
+  error: string | null;
+  external_id: string | null;
+  hold_id: string | null;
+  id: string;
+  image_url: string | null;
+  input: Generated<Json>;
+  kind: string;
+  metadata: Generated<Json>;
+  model: string | null;
+  output: Json | null;
+  project_id: string | null;
+  prompt: string | null;
+  provider: Generated<string>;
+  result_url: string | null;
+  started_at: Timestamp | null;
+  status: Generated<string>;
+  timeout_at: Timestamp;
+  tokens_used: number | null;
+  updated_at: Generated<Timestamp>;
+  user_id: string;
+}
+
+export interface Messages {
+  charge_metric: string | null;
+  charge_quantity: number | null;
+  cli_source: string | null;
+  commit_sha: string | null;
+  content: string;
+  conversation_id: string | null;
+  cost_usd: string | null;
+  created_at: Generated<Timestamp>;
+  credits_charged: number | null;
+  duration_ms: number | null;
+  id: string;
+  message_type: string | null;
+  metadata: Generated<Json>;
+  model: string | null;
+  parent_message_id: string | null;
+  project_id: string;
+  role: string;
+  session_id: string | null;
+  token_count: number | null;
+  updated_at: Generated<Timestamp>;
+  usage_event_id: string | null;
+  user_id: string | null;
+}
+
+export interface OverageCharges {
+  amount: Generated<number>;
+  created_at: Generated<Timestamp>;
+  credits: Generated<number>;
+  currency: string;
+  id: string;
+  invoiced_at: Timestamp | null;
+  metadata: Generated<Json>;
+  metric: string;
+  period_end: Timestamp;
+  period_start: Timestamp;
+  settled_at: Timestamp | null;
+  status: Generated<string>;
+  subscription_id: string;
+  unit_amount: string;
+  updated_at: Generated<Timestamp>;
+  usage_summary_id: string | null;
+  user_id: string;
+}
+
+export interface PaymentCustomers {
+  billing_address: Json | null;
+  created_at: Generated<Timestamp>;
+  email: string | null;
+  id: string;
+  metadata: Generated<Json>;
+  provider: string;
+  provider_customer_id: string;
+  updated_at: Generated<Timestamp>;
+  user_id: string;
+}
+
+export interface Payments {
+  amount: number;
+  amount_refunded: Generated<number>;
+  created_at: Generated<Timestamp>;
+  credits: Generated<number>;
+  credits_clawed_back: Generated<number>;
+  currency: string;
+  customer_id: string | null;
+  description: string | null;
+  disputed_at: Timestamp | null;
+  email: string | null;
+  grant_id: string | null;
+  grant_transaction_id: string | null;
+  id: string;
+  match_status: Generated<string>;
+  matched_by: string | null;
+  metadata: Generated<Json>;
+  package_id: string | null;
+  plan_id: string | null;
+  processed_at: Timestamp | null;
+  provider: string;
+  provider_customer_id: string | null;
+  provider_payment_id: string;
+  provider_price_id: string | null;
+  raw_payload: Json | null;
+  receipt_url: string | null;
+  refunded_at: Timestamp | null;
+  status: Generated<string>;
+  updated_at: Generated<Timestamp>;
+  user_id: string | null;
+}
+
+export interface PlanAllowances {
+  amount: number;
+  class: string;
+  created_at: Generated<Timestamp>;
+  plan_id: string;
+  rollover_policy: Generated<string>;
+  updated_at: Generated<Timestamp>;
+  window: Generated<string>;
+}
+
+export interface PlanPrices {
+  billing_interval: string;
+  created_at: Generated<Timestamp>;
+  plan_id: string;
+  provider: string;
+  provider_price_id: string;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface Plans {
+  created_at: Generated<Timestamp>;
+  currency: Generated<string>;
+  description: string | null;
+  features: Generated<Json>;
+  id: string;
+  is_active: Generated<boolean>;
+  limits: Generated<Json>;
+  metadata: Generated<Json>;
+  name: string;
+  overage_unit_amount: Generated<string>;
+  pay_as_you_go: Generated<boolean>;
+  pool_mode: Generated<string>;
+  price_monthly: Generated<number>;
+  price_yearly: Generated<number>;
+  slug: string;
+  sort_order: Generated<number>;
+  trial_days: Generated<number>;
+  updated_at: Generated<Timestamp>;
+  usage_bonus_rate: Generated<string>;
+}
+
+export interface Projects {
+  active_claude_session_id: string | null;
+  active_cursor_session_id: string | null;
+  created_at: Generated<Timestamp>;
+  created_by: string | null;
+  description: string | null;
+  fallback_enabled: Generated<boolean>;
+  framework: string | null;
+  id: string;
+  initial_prompt: string | null;
+  language: string | null;
+  last_active_at: Timestamp | null;
+  name: string;
+  preferred_cli: Generated<string>;
+  preview_port: number | null;
+  preview_url: string | null;
+  repo_path: string | null;
+  repository_url: string | null;
+  selected_model: string | null;
+  settings: Generated<Json>;
+  slug: string | null;
+  status: Generated<string>;
+  template_type: string | null;
+  updated_at: Generated<Timestamp>;
+  user_id: string | null;
+  visibility: Generated<string>;
+  workspace_id: string | null;
+}
+
+export interface SecretReveals {
+  actor: string;
+  actor_user_id: string | null;
+  created_at: Generated<Timestamp>;
+  id: string;
+  project_id: string | null;
+  request_id: string;
+  target_id: string;
+  target_type: string;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface ServiceConnections {
+  created_at: Generated<Timestamp>;
+  id: string;
+  last_sync_at: Timestamp | null;
+  project_id: string;
+  provider: string;
+  service_data: Generated<Json>;
+  service_token_id: string | null;
+  status: Generated<string>;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface ServiceTokens {
+  config: Generated<Json>;
+  created_at: Generated<Timestamp>;
+  created_by: string | null;
+  id: string;
+  is_active: Generated<boolean>;
+  key_id: string;
+  last_used_at: Timestamp | null;
+  name: string;
+  provider: string;
+  token_enc: string;
+  token_hint: string | null;
+  updated_at: Generated<Timestamp>;
+  user_id: string | null;
+  workspace_id: string | null;
+}
+
+export interface Subscriptions {
+  anchor_at: Timestamp;
+  billing_interval: Generated<string>;
+  cancel_at_period_end: Generated<boolean>;
+  canceled_at: Timestamp | null;
+  created_at: Generated<Timestamp>;
+  current_period_end: Timestamp;
+  current_period_start: Timestamp;
+  cycles_due_at: Timestamp | null;
+  ended_at: Timestamp | null;
+  id: string;
+  is_primary: Generated<boolean>;
+  metadata: Generated<Json>;
+  pay_as_you_go: boolean | null;
+  plan_id: string;
+  provider: string | null;
+  provider_customer_id: string | null;
+  provider_subscription_id: string | null;
+  status: string;
+  trial_end: Timestamp | null;
+  trial_start: Timestamp | null;
+  updated_at: Generated<Timestamp>;
+  user_id: string;
+}
+
 export interface TallyMigrations {
   applied_at: Generated<Timestamp>;
   checksum: string;
   name: string;
   version: number;
+}
+
+export interface ToolUsages {
+  created_at: Generated<Timestamp>;
+  duration_ms: number | null;
+  error_message: string | null;
+  files_affected: Generated<Json>;
+  id: string;
+  input_data: Json | null;
+  is_error: Generated<boolean>;
+  lines_added: Generated<number>;
+  lines_removed: Generated<number>;
+  message_id: string | null;
+  output_data: Json | null;
+  project_id: string;
+  session_id: string;
+  tool_action: string | null;
+  tool_name: string;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface UsageCounters {
+  created_at: Generated<Timestamp>;
+  credits: Generated<number>;
+  events: Generated<number>;
+  metric: string;
+  overage: Generated<number>;
+  quantity: Generated<string>;
+  updated_at: Generated<Timestamp>;
+  user_id: string;
+  window: string;
+  window_end: Timestamp;
+  window_start: Timestamp;
+}
+
+export interface UsageEvents {
+  action_hash: string;
+  charged: number;
+  complexity_score: string | null;
+  cost: number;
+  created_at: Generated<Timestamp>;
+  free_units: Generated<string>;
+  id: string;
+  metadata: Generated<Json>;
+  metric: string;
+  occurred_at: Timestamp;
+  overage: Generated<number>;
+  quantity: string;
+  request_hash: string;
+  result: Json;
+  subscription_id: string | null;
+  transaction_id: string | null;
+  user_id: string;
+}
+
+export interface UsageSummaries {
+  created_at: Generated<Timestamp>;
+  credits: number;
+  currency: string;
+  id: string;
+  metric: string;
+  overage: number;
+  overage_amount: number;
+  period_end: Timestamp;
+  period_start: Timestamp;
+  quantity: string;
+  subscription_id: string;
+  user_id: string;
+}
+
+export interface UserEmailAliases {
+  created_at: Generated<Timestamp>;
+  email: string;
+  id: string;
+  note: string | null;
+  updated_at: Generated<Timestamp>;
+  user_id: string;
 }
 
 export interface UserIdentities {
@@ -137,6 +649,26 @@ export interface UserIdentities {
   user_id: string;
 }
 
+export interface UserRequests {
+  cli_type_used: string | null;
+  completed_at: Timestamp | null;
+  created_at: Generated<Timestamp>;
+  error_message: string | null;
+  id: string;
+  instruction: string;
+  is_completed: Generated<boolean>;
+  is_successful: boolean | null;
+  model_used: string | null;
+  project_id: string;
+  request_type: Generated<string>;
+  result_metadata: Json | null;
+  session_id: string | null;
+  started_at: Timestamp | null;
+  updated_at: Generated<Timestamp>;
+  user_id: string | null;
+  user_message_id: string | null;
+}
+
 export interface Users {
   avatar_url: string | null;
   bio: string | null;
@@ -156,6 +688,7 @@ export interface Users {
   provider: Generated<string>;
   provider_user_id: string | null;
   role: Generated<string>;
+  time_zone: string | null;
   twitter_username: string | null;
   updated_at: Generated<Timestamp>;
   username: string | null;
@@ -176,6 +709,23 @@ export interface UserSessions {
   updated_at: Generated<Timestamp>;
   user_agent: string | null;
   user_id: string;
+}
+
+export interface WebhookEvents {
+  attempts: Generated<number>;
+  created_at: Generated<Timestamp>;
+  error: string | null;
+  event_id: string | null;
+  event_type: string | null;
+  id: string;
+  outcome: string | null;
+  payload: Json | null;
+  processed_at: Timestamp | null;
+  provider: string;
+  response: Json | null;
+  signature: string | null;
+  status: Generated<string>;
+  updated_at: Generated<Timestamp>;
 }
 
 export interface WorkspaceMembers {
@@ -201,17 +751,48 @@ export interface Workspaces {
 }
 
 export interface DB {
+  agent_sessions: AgentSessions;
+  allowance_cycles: AllowanceCycles;
   api_keys: ApiKeys;
+  background_jobs: BackgroundJobs;
+  budget_guards: BudgetGuards;
+  commits: Commits;
+  conversations: Conversations;
+  cost_models: CostModels;
   credit_accounts: CreditAccounts;
   credit_allocations: CreditAllocations;
   credit_grants: CreditGrants;
   credit_holds: CreditHolds;
   credit_ledger: CreditLedger;
+  credit_packages: CreditPackages;
+  daily_quota_usage: DailyQuotaUsage;
+  env_vars: EnvVars;
   idempotency_keys: IdempotencyKeys;
+  invoices: Invoices;
+  jobs: Jobs;
+  messages: Messages;
+  overage_charges: OverageCharges;
+  payment_customers: PaymentCustomers;
+  payments: Payments;
+  plan_allowances: PlanAllowances;
+  plan_prices: PlanPrices;
+  plans: Plans;
+  projects: Projects;
+  secret_reveals: SecretReveals;
+  service_connections: ServiceConnections;
+  service_tokens: ServiceTokens;
+  subscriptions: Subscriptions;
   tally_migrations: TallyMigrations;
+  tool_usages: ToolUsages;
+  usage_counters: UsageCounters;
+  usage_events: UsageEvents;
+  usage_summaries: UsageSummaries;
+  user_email_aliases: UserEmailAliases;
   user_identities: UserIdentities;
+  user_requests: UserRequests;
   user_sessions: UserSessions;
   users: Users;
+  webhook_events: WebhookEvents;
   workspace_members: WorkspaceMembers;
   workspaces: Workspaces;
 }

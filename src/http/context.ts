@@ -38,6 +38,16 @@ export async function setRequestRole(trx: Executor, principal: Principal): Promi
   }
 }
 
+/**
+ * Leaves the caller's role for the rest of the transaction, after the service layer has checked
+ * the whole operation. Only for the few user actions that must move credits (subscribing oneself
+ * to a free plan grants its allowance): end users hold no write grant on money tables, by design,
+ * so those writes run as the owner — like a SECURITY DEFINER function, with its checks in code.
+ */
+export async function elevate(trx: Executor): Promise<void> {
+  await sql`set local role none`.execute(trx);
+}
+
 /** Service-layer access check: the service, or the user themself. RLS checks it again. */
 export function assertSelfOrService(principal: Principal, userId: string): void {
   if (principal.kind === 'service') return;

@@ -60,19 +60,18 @@ export const errors = {
   forbidden: (message = 'You are not allowed to do this') => new ApiError('forbidden', message),
   notFound: (what: string, id: string) => new ApiError('not_found', `${what} ${id} not found`, { id }),
   conflict: (message: string, details?: ErrorDetails) => new ApiError('conflict', message, details),
-  idempotencyKeyReused: () =>
-    new ApiError(
-      'idempotency_key_reused',
-      'This Idempotency-Key was already used with a different request; use a new key for a new request',
-    ),
+  idempotencyKeyReused: (
+    message = 'This Idempotency-Key was already used with a different request; use a new key for a new request',
+  ) => new ApiError('idempotency_key_reused', message),
   invalidState: (message: string, details?: ErrorDetails) => new ApiError('invalid_state', message, details),
   insufficientCredits: (message: string, details?: ErrorDetails) => new ApiError('insufficient_credits', message, details),
+  budgetExceeded: (message: string, details?: ErrorDetails) => new ApiError('budget_exceeded', message, details),
   balanceCapExceeded: (message: string, details?: ErrorDetails) => new ApiError('balance_cap_exceeded', message, details),
   payloadTooLarge: (limit: number) =>
     new ApiError('payload_too_large', `Request body exceeds the limit of ${limit} bytes`, { limit }),
   unsupportedMediaType: (type: string | undefined) =>
     new ApiError('unsupported_media_type', `Content-Type ${type ?? '(none)'} is not supported; send application/json`),
-  rateLimited: (message = 'Too many requests') => new ApiError('rate_limited', message),
+  rateLimited: (message = 'Too many requests', details?: ErrorDetails) => new ApiError('rate_limited', message, details),
   internal: () => new ApiError('internal', 'Internal error'),
   unavailable: (message = 'Service unavailable') => new ApiError('unavailable', message),
 };

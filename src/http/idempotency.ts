@@ -93,3 +93,16 @@ export const scopeKey = (s: IdempotencyScope): string => `${s.principal}\n${s.ke
 export function parseStored(text: string | null): unknown {
   return text === null ? null : (JSON.parse(text) as unknown);
 }
+
+/**
+ * Thrown by a batch write when one of its Idempotency-Keys was recorded by another transaction
+ * after this one loaded (the same key sent concurrently for another account or user). The write's
+ * transaction rolls back; running the operation again loads that committed record and replays it,
+ * or answers 409 `idempotency_key_reused` when the bodies differ.
+ */
+export class KeyRecordedMeanwhile extends Error {
+  constructor() {
+    super('an Idempotency-Key of this batch was recorded by another transaction meanwhile');
+    this.name = 'KeyRecordedMeanwhile';
+  }
+}

@@ -34,6 +34,7 @@ export function client(server: FastifyInstance, defaultToken: string | null = nu
     get: <T = any>(url: string, opts?: CallOptions) => call<T>('GET', url, opts),
     post: <T = any>(url: string, body?: unknown, opts?: CallOptions) => call<T>('POST', url, { ...opts, body }),
     patch: <T = any>(url: string, body?: unknown, opts?: CallOptions) => call<T>('PATCH', url, { ...opts, body }),
+    put: <T = any>(url: string, body?: unknown, opts?: CallOptions) => call<T>('PUT', url, { ...opts, body }),
     del: <T = any>(url: string, opts?: CallOptions) => call<T>('DELETE', url, opts),
   };
 }

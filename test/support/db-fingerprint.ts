@@ -4,10 +4,13 @@ import { client, type Res } from './client.js';
 
 /**
  * Columns that change when nothing was *written* by a request: authenticating with an API key
- * counts the use (last_used_at, request_count, and the updated_at its trigger keeps).
+ * counts the use (last_used_at, request_count, and the updated_at its trigger keeps), and a
+ * session JWT records its activity at most once a minute (so a suite that runs longer than a
+ * minute sees it move between two fingerprints).
  */
 const VOLATILE: Record<string, readonly string[]> = {
   api_keys: ['last_used_at', 'request_count', 'updated_at'],
+  user_sessions: ['last_activity_at', 'updated_at'],
 };
 
 export type Fingerprint = Record<string, string[]>;

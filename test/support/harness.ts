@@ -48,6 +48,7 @@ export function testConfig(database: Database, overrides: Partial<Config> = {}):
     dataDir: '/nonexistent',
     auth: { serviceKey: `tsk_${randomBytes(24).toString('hex')}`, jwtSecret: randomBytes(32).toString('hex'), jwtTtlSeconds: 3600 },
     encryptionKey: randomBytes(32),
+    jobs: { callbackSecret: randomBytes(32).toString('hex'), callbackToleranceSeconds: 300 },
     credits: { balanceCap: 50_000, signupBonus: 3 },
     logLevel: 'silent',
     ...overrides,
@@ -59,16 +60,17 @@ export interface TestApp extends App {
   close(): Promise<void>;
 }
 
-export async function createTestApp(overrides: Partial<Config> = {}): Promise<TestApp> {
+export async function createTestApp(overrides: Partial<Config> = {}, options: { clock?: () => Date } = {}): Promise<TestApp> {
   const testDb = await createTestDb();
   const config = testConfig(testDb.database, overrides);
   const logger = pino({ level: process.env['TEST_LOG_LEVEL'] ?? 'silent' }) as unknown as FastifyBaseLogger;
-  const app = await createApp({ config, database: testDb.database, logger });
+  const app = await createApp({ config, database: testDb.database, logger, ...(options.clock ? { clock: options.clock } : {}) });
   return {
     ...app,
     serviceKey: config.auth.serviceKey,
     close: async () => {
       await app.server.close();
+      await app.services.queue.stop();
       await testDb.close();
     },
   };

@@ -11,6 +11,13 @@ export const SCOPES = [
   'workspaces:read',
   'workspaces:write',
   'credits:read',
+  'billing:read',
+  'billing:write',
+  'jobs:read',
+  'projects:read',
+  'projects:write',
+  'secrets:read',
+  'secrets:write',
 ] as const;
 
 export type Scope = (typeof SCOPES)[number];

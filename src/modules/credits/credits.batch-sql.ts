@@ -1,4 +1,4 @@
-import { type IdempotencyScope, parseStored, type StoredResponse } from '../../http/idempotency.js';
+import { type IdempotencyScope, KeyRecordedMeanwhile, parseStored, type StoredResponse } from '../../http/idempotency.js';
 import { type RunStatement, type Statement, statement } from '../../db/statements.js';
 import type { AccountState, GrantState, HoldState, RefundTarget } from './credits.js';
 import type { EngineOutput } from './credits.engine.js';
@@ -15,7 +15,7 @@ type Row = Record<string, unknown>;
  *    answers of the batch's Idempotency-Keys (plus a second query only when a refund names a debit).
  * 3. `write` — every change, in one statement of data-modifying CTEs, including each key's record
  *    with its final answer. A key recorded meanwhile by another transaction (the same key on another
- *    account) makes it throw; the queue then retries each operation alone, and the retry replays.
+ *    account) makes it throw; the queue then runs each operation again alone, and that run replays.
  *
  * With BEGIN and COMMIT that is five round trips per batch. Texts are fixed per shape so that
  * PostgreSQL prepares each once per connection (see src/db/statements.ts).
@@ -30,7 +30,8 @@ export class BatchSql {
     const t = this.t.bind(this);
     this.lockText = `select * from ${t('credit_accounts')} where id = any($1::text[]) order by id for update`;
     this.loadText = `select
-        (select json_agg(g) from ${t('credit_grants')} g where g.account_id = any($1::text[]) and g.remaining > 0) as grants,
+        -- remaining <> 0: live grants, and the debt a clawback left (negative; new grants pay it first).
+        (select json_agg(g) from ${t('credit_grants')} g where g.account_id = any($1::text[]) and g.remaining <> 0) as grants,
         (select json_agg(h) from ${t('credit_holds')} h
           where h.account_id = any($2::text[]) and (h.id = any($3::text[]) or (h.status = 'held' and h.expires_at <= $4))) as holds,
         (select json_agg(k) from (
@@ -162,7 +163,7 @@ export class BatchSql {
     if (!stmt) return;
     const [res] = await run<{ keys: number }>(stmt);
     if ((res?.keys ?? 0) !== done.length) {
-      throw new Error('an Idempotency-Key of this batch was recorded by another transaction meanwhile; retrying alone');
+      throw new KeyRecordedMeanwhile();
     }
   }
 
@@ -187,10 +188,15 @@ export class BatchSql {
         rows: grants.filter(({ g }) => g.isNew).map(({ g, a }) => ({
           id: g.id, account_id: g.accountId, user_id: a.userId, workspace_id: a.workspaceId, class: g.class, source: g.source,
           amount: g.amount, remaining: g.remaining, priority: g.priority, expires_at: g.expiresAt, expired_at: g.expiredAt,
-          transaction_id: g.transactionId, metadata: g.metadata, created_at: g.createdAt,
+          rollover_until: g.rolloverUntil, transaction_id: g.transactionId, metadata: g.metadata, created_at: g.createdAt,
         })),
       },
-      { bit: 4, rows: grants.filter(({ g }) => !g.isNew).map(({ g }) => ({ id: g.id, remaining: g.remaining, expired_at: g.expiredAt })) },
+      {
+        bit: 4,
+        rows: grants.filter(({ g }) => !g.isNew).map(({ g }) => ({
+          id: g.id, remaining: g.remaining, expired_at: g.expiredAt, rollover_until: g.rolloverUntil,
+        })),
+      },
       {
         bit: 8,
         rows: holds.filter((h) => h.isNew).map((h) => ({
@@ -238,13 +244,15 @@ export class BatchSql {
           amount int8, balance_after int8, reason text, metadata jsonb, grant_id text, hold_id text, refund_of text, created_at timestamptz))`,
       2: (p) => `new_grants as (
         insert into ${t('credit_grants')} (id, account_id, user_id, workspace_id, class, source, amount, remaining, priority,
-          expires_at, expired_at, transaction_id, metadata, created_at)
+          expires_at, expired_at, rollover_until, transaction_id, metadata, created_at)
         select * from jsonb_to_recordset(${p}::jsonb) as x(id text, account_id text, user_id text, workspace_id text, class text,
           source text, amount int8, remaining int8, priority int4, expires_at timestamptz, expired_at timestamptz,
-          transaction_id text, metadata jsonb, created_at timestamptz))`,
+          rollover_until timestamptz, transaction_id text, metadata jsonb, created_at timestamptz))`,
       4: (p) => `changed_grants as (
-        update ${t('credit_grants')} g set remaining = x.remaining, expired_at = x.expired_at, updated_at = now()
-        from jsonb_to_recordset(${p}::jsonb) as x(id text, remaining int8, expired_at timestamptz) where g.id = x.id)`,
+        update ${t('credit_grants')} g
+        set remaining = x.remaining, expired_at = x.expired_at, rollover_until = x.rollover_until, updated_at = now()
+        from jsonb_to_recordset(${p}::jsonb) as x(id text, remaining int8, expired_at timestamptz, rollover_until timestamptz)
+        where g.id = x.id)`,
       8: (p) => `new_holds as (
         insert into ${t('credit_holds')} (id, account_id, user_id, workspace_id, amount, captured, status, expires_at,
           transaction_id, metadata, resolved_at, created_at)

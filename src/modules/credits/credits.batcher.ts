@@ -1,3 +1,5 @@
+import { KeyRecordedMeanwhile } from '../../http/idempotency.js';
+
 interface Item<Op, Result> {
   op: Op;
   resolve: (r: Result) => void;
@@ -61,9 +63,11 @@ export class LedgerQueue<Op, Result> {
       const results = await this.run(batch.map((b) => ({ accountId: b.accountId, op: b.item.op })));
       batch.forEach((b, i) => b.item.resolve(results[i] as Result));
     } catch (err) {
-      if (batch.length === 1) batch[0]!.item.reject(err);
+      // One bad operation must not fail its neighbours: run each alone to isolate it. A lone
+      // operation runs again only when its key was recorded meanwhile by another transaction (then
+      // the second run replays that record); any other failure of a lone operation is its answer.
+      if (batch.length === 1 && !(err instanceof KeyRecordedMeanwhile)) batch[0]!.item.reject(err);
       else {
-        // One bad operation must not fail its neighbours: run each alone to isolate it.
         for (const b of batch) {
           try {
             const [result] = await this.run([{ accountId: b.accountId, op: b.item.op }]);

@@ -20,7 +20,7 @@ export function ownerOf(body: { user_id?: string; workspace_id?: string }): Owne
 }
 
 /** Sources Tally itself writes; an API grant cannot claim them. */
-const RESERVED_SOURCES = new Set(['signup_bonus', 'refund', 'adjustment']);
+const RESERVED_SOURCES = new Set(['signup_bonus', 'refund', 'adjustment', 'allowance', 'rollover', 'usage_bonus']);
 
 export function grantOp(b: Static<typeof GrantBody>, m: OpMeta): LedgerOp {
   if (b.source !== undefined && RESERVED_SOURCES.has(b.source)) {

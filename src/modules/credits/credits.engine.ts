@@ -3,6 +3,8 @@ import { newId } from '../../lib/ids.js';
 import {
   type AccountState,
   balanceBody,
+  DEBT_SOURCE,
+  isDebt,
   type GrantState,
   type HoldState,
   holdBody,
@@ -12,6 +14,7 @@ import {
   type OpResult,
   type RefundTarget,
   transactionBody,
+  type ConsumeTier,
 } from './credits.js';
 
 /**
@@ -56,22 +59,24 @@ export function compareGrants(a: GrantState, b: GrantState): number {
 }
 
 export function applyOps(input: EngineInput, ops: LedgerOp[]): EngineOutput {
-  const state = new Batch(input);
-  state.expireDue();
-  const results = ops.map((op) => {
-    try {
-      return state.apply(op);
-    } catch (err) {
-      if (err instanceof ApiError && err.status < 500) {
-        return { status: err.status, body: errorBody(err, op.requestId) } satisfies OpResult;
-      }
-      throw err;
-    }
-  });
+  const state = new LedgerSession(input);
+  const results = ops.map((op) => state.run(op));
   return state.output(results);
 }
 
-class Batch {
+/** What a `consume` gave: the entry (null when nothing was taken) and the amount per tier. */
+export interface ConsumeResult {
+  transactionId: string | null;
+  taken: number;
+  byTier: { name: string; amount: number }[];
+  balanceAfter: number;
+}
+
+/**
+ * One account's state in one batch, changed op by op. Billing keeps a session open while it
+ * prices a batch of usage events, reading `available()` between operations.
+ */
+export class LedgerSession {
   private readonly account: AccountState;
   private readonly grants = new Map<string, GrantState>();
   private readonly holds = new Map<string, HoldState>();
@@ -83,6 +88,9 @@ class Batch {
   /** Distinct created_at per entry so (created_at, id) orders entries exactly as applied. */
   private tick = 0;
 
+  /** The last `consume` answered (billing reads it after `run`). */
+  lastConsume: ConsumeResult | null = null;
+
   constructor(input: EngineInput) {
     this.account = { ...input.account };
     for (const g of input.grants) this.grants.set(g.id, { ...g });
@@ -90,6 +98,23 @@ class Batch {
     for (const t of input.refundTargets) this.targets.set(t.id, { ...t, restoredByGrant: new Map(t.restoredByGrant) });
     this.now = input.now;
     this.cap = input.balanceCap;
+    this.expireDue();
+  }
+
+  /** Applies one operation; a refusal (4xx) is an answer and changes nothing. */
+  run(op: LedgerOp): OpResult {
+    try {
+      return this.apply(op);
+    } catch (err) {
+      if (err instanceof ApiError && err.status < 500) {
+        return { status: err.status, body: errorBody(err, op.requestId) } satisfies OpResult;
+      }
+      throw err;
+    }
+  }
+
+  get accountState(): Readonly<AccountState> {
+    return this.account;
   }
 
   private stamp(): Date {
@@ -101,8 +126,37 @@ class Batch {
     return [...this.grants.values()].filter((g) => g.remaining > 0).sort(compareGrants);
   }
 
-  private available(): number {
+  available(): number {
     return this.account.balance - this.account.held;
+  }
+
+  /** What a `consume` over these tiers could take now, per tier (nothing changes). */
+  coverable(tiers: ConsumeTier[], want = Number.POSITIVE_INFINITY): { name: string; amount: number }[] {
+    let left = Math.min(Math.max(this.available(), 0), want);
+    return tiers.map((tier) => {
+      const inTier = this.live()
+        .filter((g) => inConsumeTier(g, tier, tiers))
+        .reduce((s, g) => s + g.remaining, 0);
+      const amount = Math.min(inTier, left);
+      left -= amount;
+      return { name: tier.name, amount };
+    });
+  }
+
+  /**
+   * What positive grants hold beyond what open holds reserve. Without debt this equals available;
+   * with debt (a clawback's negative grant) the balance understates it, and expiry and clawbacks
+   * must still never take the credits that back an open hold.
+   */
+  private free(): number {
+    let positive = 0;
+    for (const g of this.grants.values()) if (g.remaining > 0) positive += g.remaining;
+    return positive - this.account.held;
+  }
+
+  /** Debt grants, oldest first: new credits pay them off in that order. */
+  private debts(): GrantState[] {
+    return [...this.grants.values()].filter(isDebt).sort(compareGrants);
   }
 
   /**
@@ -121,7 +175,11 @@ class Batch {
     }
     for (const grant of this.live()) {
       if (!grant.expiresAt || grant.expiresAt.getTime() > this.now.getTime()) continue;
-      const amount = Math.min(grant.remaining, this.available());
+      if (grant.rolloverUntil && grant.rolloverUntil.getTime() > this.now.getTime()) {
+        this.rollOver(grant, grant.rolloverUntil);
+        continue;
+      }
+      const amount = Math.min(grant.remaining, this.free());
       if (amount <= 0) continue;
       this.take(grant, amount);
       this.entry('expiry', -amount, `credits expired (grant ${grant.id})`, {}, { grantId: grant.id });
@@ -129,12 +187,35 @@ class Batch {
     }
   }
 
-  apply(op: LedgerOp): OpResult {
+  /**
+   * An expiring allowance's remainder moves, whole, into a `rollover` grant of the same class that
+   * expires at `until` and never rolls again (one cycle, not two). Two visible entries, net zero:
+   * `expiry` out of the old grant, `rollover` into the new one. Not new credit: total_credited stays.
+   */
+  private rollOver(grant: GrantState, until: Date): void {
+    const amount = grant.remaining;
+    this.take(grant, amount);
+    grant.expiredAt = this.now;
+    this.entry('expiry', -amount, `allowance ended (grant ${grant.id}); remainder rolls over`, {}, { grantId: grant.id });
+    const bucket = this.newGrant(
+      amount,
+      { class: grant.class, source: 'rollover', expiresAt: until, priority: grant.priority },
+      { rolled_over_from: grant.id, ...pick(grant.metadata, ['subscription_id']) },
+    );
+    const entry = this.entry('rollover', amount, `rolled over from grant ${grant.id}`, {}, { grantId: bucket.id });
+    bucket.transactionId = entry.id;
+  }
+
+  private apply(op: LedgerOp): OpResult {
     switch (op.kind) {
       case 'grant':
         return this.grant(op);
       case 'debit':
         return this.spend('debit', op.amount, op.reason, op.metadata);
+      case 'consume':
+        return this.consumeTiers(op);
+      case 'expire':
+        return this.expireNamed(op);
       case 'adjust':
         return op.amount > 0
           ? this.credit('adjustment', op.amount, op.reason, op.metadata)
@@ -149,6 +230,8 @@ class Batch {
         return this.release(op);
       case 'sweep':
         return { status: 200, body: null };
+      case 'clawback':
+        return this.clawback(op);
     }
   }
 
@@ -161,7 +244,57 @@ class Batch {
       source: op.source,
       expiresAt: op.expiresAt,
       priority: op.priority,
+      rolloverUntil: op.rolloverUntil ?? null,
     });
+  }
+
+  /** Ends the named live grants now; like lazy expiry, never below what open holds need. */
+  private expireNamed(op: Extract<LedgerOp, { kind: 'expire' }>): OpResult {
+    let expired = 0;
+    for (const id of op.grantIds) {
+      const grant = this.grants.get(id);
+      if (!grant || grant.remaining === 0 || grant.accountId !== this.account.id) continue;
+      const amount = Math.min(grant.remaining, Math.max(this.available(), 0));
+      if (amount <= 0) continue;
+      this.take(grant, amount);
+      if (grant.remaining === 0) grant.expiredAt = this.now;
+      grant.rolloverUntil = null;
+      this.entry('expiry', -amount, op.reason, {}, { grantId: grant.id });
+      expired += amount;
+    }
+    return { status: 200, body: { expired } };
+  }
+
+  /** Usage: tier by tier, up to what is available; one `debit` entry for all of it. */
+  private consumeTiers(op: Extract<LedgerOp, { kind: 'consume' }>): OpResult {
+    const plan = this.coverable(op.tiers, op.amount);
+    const taken = plan.reduce((s, t) => s + t.amount, 0);
+    let transactionId: string | null = null;
+    if (op.amount > 0 && taken < op.amount) {
+      // The caller asks only for what is coverable; anything else is a bug upstream.
+      throw errors.insufficientCredits(`Not enough credits: ${op.amount} needed, ${taken} available`, {
+        needed: op.amount,
+        available: taken,
+      });
+    }
+    if (taken > 0) {
+      const entryId = newId('transaction');
+      for (const tier of op.tiers) {
+        let left = plan.find((p) => p.name === tier.name)!.amount;
+        for (const grant of this.live().filter((g) => inConsumeTier(g, tier, op.tiers))) {
+          if (left === 0) break;
+          const take = Math.min(grant.remaining, left);
+          this.take(grant, take);
+          this.allocations.push({ transactionId: entryId, grantId: grant.id, amount: take });
+          left -= take;
+        }
+      }
+      this.entry('debit', -taken, op.reason, op.metadata, { id: entryId, grantId: this.settle(entryId) });
+      this.account.totalSpent += taken;
+      transactionId = entryId;
+    }
+    this.lastConsume = { transactionId, taken, byTier: plan, balanceAfter: this.account.balance };
+    return { status: 201, body: { transaction_id: transactionId, taken, balance: this.balance() } };
   }
 
   /** Adds credits as a new grant: grants, positive adjustments, refunds not tied to a debit. */
@@ -170,7 +303,7 @@ class Batch {
     amount: number,
     reason: string,
     metadata: Record<string, unknown>,
-    shape: { class: string; source: string; expiresAt: Date | null; priority: number } = {
+    shape: { class: string; source: string; expiresAt: Date | null; priority: number; rolloverUntil?: Date | null } = {
       class: 'default',
       source: type,
       expiresAt: null,
@@ -178,11 +311,79 @@ class Batch {
     },
   ): OpResult {
     this.assertUnderCap(amount);
+    if (this.debts().length > 0) return this.creditOverDebt(type, amount, reason, metadata, shape);
     const grant = this.newGrant(amount, shape, metadata);
     const entry = this.entry(type, amount, reason, metadata, { grantId: grant.id });
     grant.transactionId = entry.id;
     if (type === 'refund') this.account.totalSpent -= amount;
     else this.account.totalCredited += amount;
+    return { status: 201, body: { transaction: transactionBody(entry), balance: this.balance() } };
+  }
+
+  /**
+   * New credits on an account in debt pay the debt off first (oldest debt grant first); only the
+   * rest becomes a new grant. The entry is allocated to the debt grants it repaid and to the new
+   * grant, so `balance = Σ grants.remaining` holds throughout.
+   */
+  private creditOverDebt(
+    type: 'grant' | 'adjustment' | 'refund',
+    amount: number,
+    reason: string,
+    metadata: Record<string, unknown>,
+    shape: { class: string; source: string; expiresAt: Date | null; priority: number },
+  ): OpResult {
+    const entryId = newId('transaction');
+    let left = amount;
+    for (const debt of this.debts()) {
+      if (left === 0) break;
+      const pay = Math.min(left, -debt.remaining);
+      debt.remaining += pay;
+      debt.dirty = true;
+      this.account.balance += pay;
+      this.allocations.push({ transactionId: entryId, grantId: debt.id, amount: pay });
+      left -= pay;
+    }
+    if (left > 0) {
+      const grant = this.newGrant(left, shape, metadata);
+      grant.transactionId = entryId;
+      this.allocations.push({ transactionId: entryId, grantId: grant.id, amount: left });
+    }
+    const entry = this.entry(type, amount, reason, metadata, { id: entryId, grantId: this.settle(entryId) });
+    if (type === 'refund') this.account.totalSpent -= amount;
+    else this.account.totalCredited += amount;
+    return { status: 201, body: { transaction: transactionBody(entry), balance: this.balance() } };
+  }
+
+  /**
+   * Takes back what a payment granted: first from the payment's own grant, then from other
+   * grants in consumption order — but never the credits backing open holds (a capture must stay
+   * payable). Whatever is left becomes a new `debt` grant with negative remaining: the balance
+   * goes below zero, available with it, and spending is refused until grants repay it. Neither
+   * spent nor credited in the lifetime totals (like expiry).
+   */
+  private clawback(op: Extract<LedgerOp, { kind: 'clawback' }>): OpResult {
+    const entryId = newId('transaction');
+    let left = op.amount;
+    let free = Math.max(0, this.free());
+    const live = this.live();
+    const own = op.transactionId ? live.find((g) => g.transactionId === op.transactionId && g.source !== DEBT_SOURCE) : undefined;
+    for (const grant of own ? [own, ...live.filter((g) => g !== own)] : live) {
+      if (left === 0 || free === 0) break;
+      const take = Math.min(grant.remaining, left, free);
+      this.take(grant, take);
+      this.allocations.push({ transactionId: entryId, grantId: grant.id, amount: take });
+      left -= take;
+      free -= take;
+    }
+    if (left > 0) {
+      const debt = this.newGrant(left, { class: 'default', source: DEBT_SOURCE, expiresAt: null, priority: 0 }, op.metadata);
+      // newGrant added `left`; a debt grant owes it instead: remaining -left, balance down by left.
+      debt.remaining = -left;
+      debt.transactionId = entryId;
+      this.account.balance -= 2 * left;
+      this.allocations.push({ transactionId: entryId, grantId: debt.id, amount: left });
+    }
+    const entry = this.entry('clawback', -op.amount, op.reason, op.metadata, { id: entryId, grantId: this.settle(entryId) });
     return { status: 201, body: { transaction: transactionBody(entry), balance: this.balance() } };
   }
 
@@ -377,7 +578,7 @@ class Batch {
 
   private newGrant(
     amount: number,
-    shape: { class: string; source: string; expiresAt: Date | null; priority: number },
+    shape: { class: string; source: string; expiresAt: Date | null; priority: number; rolloverUntil?: Date | null },
     metadata: Record<string, unknown>,
   ): GrantState {
     const grant: GrantState = {
@@ -390,6 +591,7 @@ class Batch {
       priority: shape.priority,
       expiresAt: shape.expiresAt,
       expiredAt: null,
+      rolloverUntil: shape.rolloverUntil ?? null,
       transactionId: null,
       metadata,
       createdAt: this.stamp(),
@@ -442,4 +644,19 @@ class Batch {
       holds: [...this.holds.values()].filter((h) => h.dirty),
     };
   }
+}
+
+/**
+ * Whether a grant belongs to a tier. `other` is every grant whose source no named tier lists: an
+ * allowance of another class (a hybrid plan's separate pool) is in no tier, so it is never taken.
+ */
+export function inConsumeTier(g: GrantState, tier: ConsumeTier, tiers: ConsumeTier[]): boolean {
+  if (tier.sources === 'other') {
+    return !tiers.some((t) => t.sources !== 'other' && t.sources.includes(g.source));
+  }
+  return tier.sources.includes(g.source) && (tier.classes === null || tier.classes.includes(g.class));
+}
+
+function pick(o: Record<string, unknown>, keys: string[]): Record<string, unknown> {
+  return Object.fromEntries(keys.filter((k) => k in o).map((k) => [k, o[k]]));
 }

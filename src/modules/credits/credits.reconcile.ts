@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Database } from '../../db/database.js';
+import type { Database, Executor } from '../../db/database.js';
 
 export interface Drift {
   account_id: string;
@@ -18,13 +18,15 @@ export interface ReconcileReport {
 
 /**
  * Verifies the ledger's invariants for every account, in SQL over the whole database:
- * balance = Σ ledger = Σ grant remaining; held = Σ open holds, 0 ≤ held ≤ balance; each entry's
+ * balance = Σ ledger = Σ grant remaining; held = Σ open holds, 0 ≤ held ≤ Σ positive grants (= balance
+ * without debt); debt (negative `debt` grants) only from clawbacks; each entry's
  * balance_after is the running sum; lifetime totals match their entries; every debit, capture,
  * expiry and refund is fully allocated to grants; every hold's status agrees with its fields.
  */
-export async function reconcile(database: Database): Promise<ReconcileReport> {
+export async function reconcile(database: Database, executor?: Executor): Promise<ReconcileReport> {
   const t = (name: string) => sql.table(`${database.schema}.${name}`);
-  const db = database.root;
+  // An HTTP caller passes its request transaction (PGlite has one connection: the root would wait on it).
+  const db = executor ?? database.root;
   const drift: Drift[] = [];
   const add = (rows: { account_id: string; expected: unknown; actual: unknown }[], check: string) => {
     for (const r of rows) drift.push({ account_id: r.account_id, check, expected: Number(r.expected), actual: Number(r.actual) });
@@ -40,8 +42,16 @@ export async function reconcile(database: Database): Promise<ReconcileReport> {
   add((await sql<R>`select a.id as account_id, coalesce(h.s, 0) as expected, a.held as actual
       from ${t('credit_accounts')} a left join (select account_id, sum(amount) s from ${t('credit_holds')} where status = 'held' group by 1) h on h.account_id = a.id
       where a.held <> coalesce(h.s, 0)`.execute(db)).rows, 'held = sum(open holds)');
-  add((await sql<R>`select id as account_id, balance as expected, held as actual from ${t('credit_accounts')}
-      where held < 0 or held > balance`.execute(db)).rows, '0 <= held <= balance');
+  // Open holds are always backed by positive grants. Without debt that is `held <= balance`; a
+  // clawback's debt may take the balance itself below held (the backing credits stay).
+  add((await sql<R>`select a.id as account_id, coalesce(g.s, 0) as expected, a.held as actual
+      from ${t('credit_accounts')} a left join (select account_id, sum(remaining) s from ${t('credit_grants')} where remaining > 0 group by 1) g on g.account_id = a.id
+      where a.held < 0 or a.held > coalesce(g.s, 0)`.execute(db)).rows, '0 <= held <= positive grants');
+  // Debt only ever comes from a clawback: the sum of debt grants never exceeds the sum of clawbacks.
+  add((await sql<R>`select d.account_id, coalesce(c.s, 0) as expected, d.s as actual
+      from (select account_id, -sum(remaining) s from ${t('credit_grants')} where source = 'debt' group by 1) d
+      left join (select account_id, -sum(amount) s from ${t('credit_ledger')} where type = 'clawback' group by 1) c on c.account_id = d.account_id
+      where d.s > coalesce(c.s, 0)`.execute(db)).rows, 'debt <= clawbacks');
   add((await sql<R>`select account_id, running as expected, balance_after as actual from (
         select account_id, balance_after, sum(amount) over (partition by account_id order by created_at, id) as running
         from ${t('credit_ledger')}) x where running <> balance_after`.execute(db)).rows, 'balance_after = running sum');
@@ -64,7 +74,9 @@ export async function reconcile(database: Database): Promise<ReconcileReport> {
       where (status = 'captured' and (captured is null or (captured > 0 and transaction_id is null)))
          or (status in ('released', 'expired', 'held') and captured is not null)`.execute(db)).rows, 'hold status agrees with its fields');
   add((await sql<R>`select account_id, amount as expected, remaining as actual from ${t('credit_grants')}
-      where remaining < 0 or remaining > amount`.execute(db)).rows, '0 <= grant.remaining <= grant.amount');
+      where source <> 'debt' and (remaining < 0 or remaining > amount)`.execute(db)).rows, '0 <= grant.remaining <= grant.amount');
+  add((await sql<R>`select account_id, -amount as expected, remaining as actual from ${t('credit_grants')}
+      where source = 'debt' and (remaining > 0 or remaining < -amount)`.execute(db)).rows, '-amount <= debt.remaining <= 0');
 
   const counts = await sql<{ accounts: number; entries: number; open_holds: number }>`select
       (select count(*) from ${t('credit_accounts')})::int as accounts,

@@ -31,6 +31,7 @@ export function grantFromRow(r: Row): GrantState {
     priority: Number(r['priority']),
     expiresAt: dateOrNull(r['expires_at']),
     expiredAt: dateOrNull(r['expired_at']),
+    rolloverUntil: dateOrNull(r['rollover_until']),
     transactionId: (r['transaction_id'] as string | null) ?? null,
     metadata: json(r['metadata']),
     createdAt: date(r['created_at']),

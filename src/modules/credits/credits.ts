@@ -26,6 +26,8 @@ export interface GrantState {
   priority: number;
   expiresAt: Date | null;
   expiredAt: Date | null;
+  /** When set, the remainder at expiry moves into a `rollover` grant that expires then (billing). */
+  rolloverUntil: Date | null;
   transactionId: string | null;
   metadata: Record<string, unknown>;
   createdAt: Date;
@@ -54,7 +56,11 @@ export interface HoldState {
   dirty: boolean;
 }
 
-export const ENTRY_TYPES = ['grant', 'debit', 'refund', 'adjustment', 'capture', 'expiry'] as const;
+/**
+ * `clawback`: a payment's refund or dispute taking back the credits it bought (docs/ledger.md);
+ * the only entry that may take a balance below zero.
+ */
+export const ENTRY_TYPES = ['grant', 'debit', 'refund', 'adjustment', 'capture', 'expiry', 'rollover', 'clawback'] as const;
 export type EntryType = (typeof ENTRY_TYPES)[number];
 
 export interface LedgerEntry {
@@ -84,6 +90,13 @@ export interface RefundTarget {
   restoredByGrant: Map<string, number>;
 }
 
+/** A set of grants a `consume` takes from: by source and (optionally) class. An empty tier list = all. */
+export interface ConsumeTier {
+  name: string;
+  sources: string[] | 'other';
+  classes: string[] | null;
+}
+
 interface OpBase {
   /** For error bodies. */
   requestId: string;
@@ -102,8 +115,18 @@ export type LedgerOp = OpBase &
         expiresAt: Date | null;
         priority: number;
         metadata: Record<string, unknown>;
+        /** Billing allowances: where the remainder goes at expiry (see GrantState.rolloverUntil). */
+        rolloverUntil?: Date | null;
       }
     | { kind: 'debit'; amount: number; reason: string; metadata: Record<string, unknown> }
+    /**
+     * Billing usage: takes `amount` tier by tier (each tier in consumption order), never more than
+     * is available. The caller (billing) checked availability and decides what an uncovered rest
+     * means (overage or 402). Answers the entry and what each tier gave.
+     */
+    /** Ends named grants now (billing: a canceled or changed plan's allowance), without rollover. */
+    | { kind: 'expire'; grantIds: string[]; reason: string }
+    | { kind: 'consume'; amount: number; reason: string; metadata: Record<string, unknown>; tiers: ConsumeTier[] }
     | { kind: 'adjust'; amount: number; reason: string; metadata: Record<string, unknown> }
     | { kind: 'refund'; amount: number; reason: string; transactionId: string | null; metadata: Record<string, unknown> }
     | { kind: 'hold'; amount: number; expiresInSeconds: number; metadata: Record<string, unknown> }
@@ -111,6 +134,12 @@ export type LedgerOp = OpBase &
     | { kind: 'release'; holdId: string }
     /** Nothing but the expiry every batch starts with: the scheduler's way to expire idle accounts. */
     | { kind: 'sweep' }
+    /**
+     * Takes back credits a payment granted (refund, dispute). `transactionId` names the payment's
+     * grant entry: that grant's remaining goes first, then other grants; what the account no
+     * longer has becomes debt (a negative balance). Service-internal: no HTTP route builds it.
+     */
+    | { kind: 'clawback'; amount: number; reason: string; transactionId: string | null; metadata: Record<string, unknown> }
   );
 
 /** What an operation answered: the HTTP status and body (also what a replay returns). */
@@ -308,6 +337,10 @@ export function holdBody(h: HoldState) {
     resolved_at: isoOrNull(h.resolvedAt),
   };
 }
+
+/** Debt left by a clawback: a grant of source `debt` whose remaining is negative (docs/ledger.md). */
+export const DEBT_SOURCE = 'debt';
+export const isDebt = (g: GrantState): boolean => g.source === DEBT_SOURCE && g.remaining < 0;
 
 /** The account id of an owner: deterministic, so no lookup is needed to find it. */
 export const accountIdOf = (owner: { userId: string } | { workspaceId: string }): string =>

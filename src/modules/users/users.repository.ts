@@ -16,6 +16,7 @@ const USER_COLUMNS = [
   'users.github_username',
   'users.twitter_username',
   'users.website_url',
+  'users.time_zone',
   'users.provider',
   'users.provider_user_id',
   'users.role',
@@ -38,6 +39,7 @@ export interface UserInsert {
   github_username?: string | null;
   twitter_username?: string | null;
   website_url?: string | null;
+  time_zone?: string | null;
   preferences?: Record<string, unknown>;
   metadata?: Record<string, unknown>;
   is_email_verified?: boolean;

@@ -1,3 +1,4 @@
+import { isValidTimeZone } from '../billing/billing.periods.js';
 import type { Static } from 'typebox';
 import type { Executor } from '../../db/database.js';
 import { assertSelfOrService } from '../../http/context.js';
@@ -28,6 +29,7 @@ export class UsersService {
       const field = input.id !== undefined && existing.id === input.id ? 'id' : 'email';
       throw errors.conflict(`A user with this ${field} already exists`, { field });
     }
+    assertTimeZone(input.time_zone);
     const row: UserInsert = { ...input, id: input.id ?? newId('user') };
     if (input.provider !== undefined && input.provider_user_id === undefined) {
       throw errors.invalidRequest('provider_user_id is required with provider', { field: 'provider_user_id' });
@@ -50,6 +52,7 @@ export class UsersService {
       const refused = SERVICE_ONLY_FIELDS.filter((f) => patch[f] !== undefined);
       if (refused.length > 0) throw errors.forbidden(`Only the service can change ${refused.join(', ')}`);
     }
+    assertTimeZone(patch.time_zone);
     if (patch.email !== undefined) {
       const clash = await userFindConflict(db, undefined, patch.email);
       if (clash && clash.id !== id) throw errors.conflict('A user with this email already exists', { field: 'email' });
@@ -61,5 +64,11 @@ export class UsersService {
 
   async list(db: Executor, page: PageRequest, filter: { email?: string; q?: string }) {
     return userList(db, page, filter);
+  }
+}
+
+function assertTimeZone(tz: string | null | undefined): void {
+  if (tz !== undefined && tz !== null && !isValidTimeZone(tz)) {
+    throw errors.invalidRequest(`Unknown time zone "${tz}" (use an IANA name such as Europe/Berlin)`, { field: 'time_zone' });
   }
 }

@@ -21,6 +21,7 @@ export const User = Type.Object(
     github_username: Type.Union([Type.String(), Type.Null()]),
     twitter_username: Type.Union([Type.String(), Type.Null()]),
     website_url: Type.Union([Type.String(), Type.Null()]),
+    time_zone: Type.Union([Type.String(), Type.Null()]),
     provider: Type.String(),
     provider_user_id: Type.Union([Type.String(), Type.Null()]),
     role: Type.Union([Type.Literal('user'), Type.Literal('admin')]),
@@ -47,6 +48,8 @@ export const ProfileFields = {
   twitter_username: Type.Optional(nullableString(64)),
   website_url: Type.Optional(Type.Union([Type.String({ format: 'uri', maxLength: 2048 }), Type.Null()])),
   preferences: Type.Optional(JsonObject(100)),
+  /** IANA zone for the daily free quota; null = the deployment's (checked by the service). */
+  time_zone: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 64 }), Type.Null()])),
 };
 
 export const CreateUserBody = Type.Object(
@@ -92,6 +95,7 @@ export function userToApi(row: UserRow) {
     github_username: row.github_username,
     twitter_username: row.twitter_username,
     website_url: row.website_url,
+    time_zone: row.time_zone,
     provider: row.provider,
     provider_user_id: row.provider_user_id,
     role: row.role as 'user' | 'admin',

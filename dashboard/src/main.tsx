@@ -1,0 +1,155 @@
+import { type FormEvent, StrictMode, useEffect, useState } from 'react';
+import { createRoot } from 'react-dom/client';
+import { api, type ApiError, type Session, sessionStore, setUnauthorizedHandler } from './api';
+import { Jobs, Overview, Payments, Plans, Reconcile, Users } from './pages/operator';
+import { UserView } from './pages/user';
+import { Link, navigate, useLocation } from './router';
+import { ErrorBox, Progress, toApiError } from './ui';
+import './styles.css';
+
+function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
+  const [mode, setMode] = useState<'user' | 'service'>('user');
+  const [email, setEmail] = useState('');
+  const [password, setPassword] = useState('');
+  const [serviceKey, setServiceKey] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<ApiError>();
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    try {
+      if (mode === 'user') {
+        const res = await api<{ access_token: string; user: { id: string; email: string } }>('POST', '/v1/auth/login', {
+          body: { email, password },
+          token: null,
+        });
+        onSignedIn({ kind: 'user', token: res.access_token, user: { id: res.user.id, email: res.user.email } });
+      } else {
+        // A service-only read proves the key is the service key (a user's key or JWT gets 403 here).
+        await api('GET', '/v1/users?limit=1', { token: serviceKey.trim() });
+        onSignedIn({ kind: 'service', token: serviceKey.trim() });
+      }
+    } catch (err) {
+      setError(toApiError(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <main className="signin">
+      <h1>Tally</h1>
+      <div className="tabs" role="tablist">
+        <button role="tab" aria-selected={mode === 'user'} className={mode === 'user' ? 'tab active' : 'tab'} onClick={() => setMode('user')}>
+          Customer sign-in
+        </button>
+        <button role="tab" aria-selected={mode === 'service'} className={mode === 'service' ? 'tab active' : 'tab'} onClick={() => setMode('service')}>
+          Operator (service key)
+        </button>
+      </div>
+      <form onSubmit={submit} className="card stack">
+        {mode === 'user' ? (
+          <>
+            <label>
+              E-mail
+              <input name="email" type="email" autoComplete="username" required value={email} onChange={(e) => setEmail(e.target.value)} />
+            </label>
+            <label>
+              Password
+              <input name="password" type="password" autoComplete="current-password" required value={password} onChange={(e) => setPassword(e.target.value)} />
+            </label>
+          </>
+        ) : (
+          <label>
+            Service key
+            <input name="service-key" type="password" autoComplete="off" required placeholder="tsk_…" value={serviceKey} onChange={(e) => setServiceKey(e.target.value)} />
+            <small className="muted">Kept in this browser tab’s session only; closing the tab forgets it.</small>
+          </label>
+        )}
+        <button type="submit" disabled={busy}>
+          {busy ? 'Signing in…' : 'Sign in'}
+        </button>
+        {busy && <Progress label="Signing in…" />}
+        <ErrorBox error={error} />
+      </form>
+    </main>
+  );
+}
+
+const OPERATOR_NAV: [string, string][] = [
+  ['/', 'Overview'],
+  ['/users', 'Users'],
+  ['/plans', 'Plans'],
+  ['/payments', 'Payments'],
+  ['/jobs', 'Jobs'],
+  ['/reconcile', 'Reconcile'],
+];
+
+function App() {
+  const [session, setSession] = useState<Session | null>(sessionStore.get);
+  const [menu, setMenu] = useState(false);
+  const { path, search } = useLocation();
+  const signOut = () => {
+    const s = sessionStore.get();
+    sessionStore.set(null);
+    setSession(null);
+    // A user's session is ended server-side too; the service key has no session to end.
+    if (s?.kind === 'user') void api('POST', '/v1/auth/logout', { token: s.token }).catch(() => undefined);
+  };
+  useEffect(() => setUnauthorizedHandler(signOut), []);
+  useEffect(() => setMenu(false), [path]);
+
+  if (!session) {
+    return (
+      <SignIn
+        onSignedIn={(s) => {
+          sessionStore.set(s);
+          setSession(s);
+          navigate('/');
+        }}
+      />
+    );
+  }
+  const operator = session.kind === 'service';
+  const nav: [string, string][] = operator ? OPERATOR_NAV : [['/', 'My account']];
+  const userMatch = /^\/users\/([^/]+)$/.exec(path);
+  let page;
+  if (userMatch) page = <UserView key={userMatch[1]} userId={decodeURIComponent(userMatch[1]!)} operator={operator} />;
+  else if (!operator) page = <UserView key={session.user.id} userId={session.user.id} operator={false} />;
+  else if (path === '/') page = <Overview />;
+  else if (path === '/users') page = <Users />;
+  else if (path === '/plans') page = <Plans />;
+  else if (path === '/payments') page = <Payments tab={search.get('tab') ?? ''} />;
+  else if (path === '/jobs') page = <Jobs key={search.get('status') ?? ''} status={search.get('status') ?? ''} />;
+  else if (path === '/reconcile') page = <Reconcile />;
+  else page = <ErrorBox error={toApiError(new Error(`No page at /dashboard${path}`))} />;
+
+  return (
+    <div className="layout">
+      <header className="topbar">
+        <button className="menu-button secondary" aria-label="Menu" aria-expanded={menu} onClick={() => setMenu((m) => !m)}>
+          ☰
+        </button>
+        <strong className="brand">Tally {operator ? 'operator' : ''}</strong>
+        <span className="who muted">{operator ? 'service key' : session.user.email}</span>
+        <button className="secondary" onClick={signOut}>
+          Sign out
+        </button>
+      </header>
+      <nav className={menu ? 'sidebar open' : 'sidebar'} aria-label="Pages">
+        {nav.map(([to, label]) => (
+          <Link key={to} to={to} className={path === to ? 'active' : ''} aria-current={path === to ? 'page' : undefined}>
+            {label}
+          </Link>
+        ))}
+      </nav>
+      <main className="content">{page}</main>
+    </div>
+  );
+}
+
+createRoot(document.getElementById('root')!).render(
+  <StrictMode>
+    <App />
+  </StrictMode>,
+);

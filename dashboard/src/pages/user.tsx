@@ -1,0 +1,417 @@
+import { type FormEvent, useMemo, useState } from 'react';
+import { Bar, BarChart, CartesianGrid, Legend, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
+import { api, type ApiError, newIdempotencyKey, type Page, qs } from '../api';
+import { Badge, Card, ErrorBox, fmtDate, fmtMoney, fmtNum, PagedTable, Progress, Stat, Table, toApiError, useLoad, usePaged } from '../ui';
+
+interface Grant { id: string; class: string; source: string; remaining: number; expires_at: string | null; priority: number }
+interface Balance { balance: number; held: number; available: number; total_credited: number; total_spent: number; grants: Grant[] }
+interface Txn { id: string; type: string; amount: number; balance_after: number; reason: string; created_at: string }
+interface Hold { id: string; amount: number; captured: number | null; status: string; expires_at: string; created_at: string }
+interface Job { id: string; kind: string; model: string | null; status: string; cost: number; captured: number | null; created_at: string; error: string | null }
+interface Counter { metric: string; window_start: string; quantity: number; credits: number; events: number }
+interface Sub { id: string; plan_id: string; status: string; billing_interval: string; current_period_end: string; cancel_at_period_end: boolean }
+interface Payment { id: string; provider: string; amount: number; currency: string; status: string; credits: number; created_at: string }
+interface Invoice { id: string; provider_invoice_id: string; status: string; amount_due: number; amount_paid: number; currency: string; created_at: string; hosted_invoice_url: string | null; invoice_pdf_url: string | null }
+interface Key { id: string; name: string; prefix: string; scopes: string[]; last_used_at: string | null; revoked_at: string | null; created_at: string }
+
+const ENTRY_TYPES = ['grant', 'debit', 'refund', 'adjustment', 'capture', 'expiry', 'rollover', 'clawback'];
+const JOB_STATUSES = ['pending', 'processing', 'completed', 'failed', 'canceled', 'timed_out'];
+
+/** One user's money, usage and keys. The operator sees any user; an end user only themself (the API decides). */
+export function UserView({ userId, operator }: { userId: string; operator: boolean }) {
+  const u = encodeURIComponent(userId);
+  const user = useLoad(() => api<{ id: string; email: string; name: string | null; created_at: string }>('GET', `/v1/users/${u}`), [u]);
+  const balance = useLoad(() => api<Balance>('GET', `/v1/users/${u}/balance`), [u]);
+  const [version, setVersion] = useState(0);
+  const refresh = () => {
+    balance.reload();
+    setVersion((v) => v + 1);
+  };
+
+  if (user.error) return <ErrorBox error={user.error} />;
+  return (
+    <div className="stack">
+      <div className="page-head">
+        <h1>{user.data ? user.data.email : 'User'}</h1>
+        <span className="muted mono">{userId}</span>
+      </div>
+      <Card title="Balance">
+        <ErrorBox error={balance.error} />
+        {balance.loading && !balance.data && <Progress />}
+        {balance.data && (
+          <>
+            <div className="stats">
+              <Stat label="Balance" value={fmtNum(balance.data.balance)} testId="balance" />
+              <Stat label="Available" value={fmtNum(balance.data.available)} testId="available" />
+              <Stat label="Held" value={fmtNum(balance.data.held)} testId="held" />
+              <Stat label="Credited (lifetime)" value={fmtNum(balance.data.total_credited)} />
+              <Stat label="Spent (lifetime)" value={fmtNum(balance.data.total_spent)} />
+            </div>
+            <h3>Grants</h3>
+            <Table
+              label="Grants"
+              rows={balance.data.grants}
+              empty="No credits left in any grant."
+              columns={[
+                { label: 'Class', render: (g) => <Badge value={g.class} /> },
+                { label: 'Source', render: (g) => g.source },
+                { label: 'Remaining', render: (g) => fmtNum(g.remaining) },
+                { label: 'Expires', render: (g) => (g.expires_at ? fmtDate(g.expires_at) : 'never') },
+                { label: 'Priority', render: (g) => g.priority },
+              ]}
+            />
+          </>
+        )}
+      </Card>
+      {operator && <AdjustForm userId={userId} onDone={refresh} />}
+      <UsageChart userId={userId} />
+      <Ledger userId={userId} version={version} />
+      <Holds userId={userId} version={version} />
+      <Jobs userId={userId} />
+      <Subscriptions userId={userId} />
+      <PaymentsAndInvoices userId={userId} />
+      <ApiKeys userId={userId} />
+    </div>
+  );
+}
+
+function AdjustForm({ userId, onDone }: { userId: string; onDone: () => void }) {
+  const [amount, setAmount] = useState('');
+  const [reason, setReason] = useState('');
+  const [key, setKey] = useState(() => newIdempotencyKey('adjust'));
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<ApiError>();
+  const [done, setDone] = useState<string>();
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    setDone(undefined);
+    try {
+      const res = await api<{ transaction: Txn }>('POST', '/v1/credits/adjust', {
+        body: { user_id: userId, amount: Number(amount), reason },
+        idempotencyKey: key,
+      });
+      setDone(`Adjusted by ${res.transaction.amount} (balance now ${res.transaction.balance_after}).`);
+      setAmount('');
+      setReason('');
+      setKey(newIdempotencyKey('adjust'));
+      onDone();
+    } catch (err) {
+      const e = toApiError(err);
+      setError(e);
+      // A refused request is recorded under its key: the next attempt (a changed form) needs a new
+      // one. Network errors and 5xx keep it, so a retry cannot apply the adjustment twice.
+      if (e.status >= 400 && e.status < 500) setKey(newIdempotencyKey('adjust'));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <Card title="Adjust balance">
+      <form className="form-row" onSubmit={submit}>
+        <label>
+          Amount (+/−)
+          <input name="amount" type="number" step={1} required value={amount} onChange={(e) => setAmount(e.target.value)} />
+        </label>
+        <label className="grow">
+          Reason
+          <input name="reason" required minLength={1} value={reason} onChange={(e) => setReason(e.target.value)} placeholder="why (kept in the ledger)" />
+        </label>
+        <label>
+          Idempotency key
+          <input name="idempotency-key" required value={key} onChange={(e) => setKey(e.target.value)} />
+        </label>
+        <button type="submit" disabled={busy}>
+          {busy ? 'Adjusting…' : 'Adjust'}
+        </button>
+      </form>
+      {busy && <Progress label="Adjusting…" />}
+      <ErrorBox error={error} />
+      {done && <p className="ok" role="status">{done}</p>}
+    </Card>
+  );
+}
+
+function UsageChart({ userId }: { userId: string }) {
+  const since = useMemo(() => new Date(Date.now() - 30 * 86_400_000).toISOString(), []);
+  const usage = useLoad(
+    () => api<{ data: Counter[] }>('GET', `/v1/users/${encodeURIComponent(userId)}/usage${qs({ window: 'day', since })}`),
+    [userId, since],
+  );
+  const { data, metrics } = useMemo(() => {
+    const byDay = new Map<string, Record<string, number | string>>();
+    const metrics = new Set<string>();
+    for (const c of usage.data?.data ?? []) {
+      const day = c.window_start.slice(0, 10);
+      metrics.add(c.metric);
+      const row = byDay.get(day) ?? { day };
+      row[c.metric] = ((row[c.metric] as number | undefined) ?? 0) + c.quantity;
+      byDay.set(day, row);
+    }
+    return { data: [...byDay.values()].sort((a, b) => String(a['day']).localeCompare(String(b['day']))), metrics: [...metrics] };
+  }, [usage.data]);
+  const colors = ['#4f46e5', '#0891b2', '#ea580c', '#16a34a', '#db2777', '#ca8a04'];
+  return (
+    <Card title="Usage per metric per day (30 days)">
+      <ErrorBox error={usage.error} />
+      {usage.loading && <Progress />}
+      {!usage.loading && data.length === 0 && !usage.error && <p className="muted">No usage recorded in the last 30 days.</p>}
+      {data.length > 0 && (
+        <div className="chart">
+          <ResponsiveContainer width="100%" height={240}>
+            <BarChart data={data}>
+              <CartesianGrid strokeDasharray="3 3" />
+              <XAxis dataKey="day" />
+              <YAxis />
+              <Tooltip />
+              <Legend />
+              {metrics.map((m, i) => (
+                <Bar key={m} dataKey={m} stackId="u" fill={colors[i % colors.length]} />
+              ))}
+            </BarChart>
+          </ResponsiveContainer>
+        </div>
+      )}
+    </Card>
+  );
+}
+
+function Ledger({ userId, version }: { userId: string; version: number }) {
+  const [type, setType] = useState('');
+  const paged = usePaged(
+    (cursor) => api<Page<Txn>>('GET', `/v1/users/${encodeURIComponent(userId)}/transactions${qs({ type, cursor, limit: 25 })}`),
+    [userId, type, version],
+  );
+  return (
+    <Card
+      title="Ledger"
+      actions={
+        <select aria-label="Entry type" value={type} onChange={(e) => setType(e.target.value)}>
+          <option value="">all types</option>
+          {ENTRY_TYPES.map((t) => (
+            <option key={t}>{t}</option>
+          ))}
+        </select>
+      }
+    >
+      <PagedTable
+        label="Ledger"
+        paged={paged}
+        empty="No ledger entries."
+        columns={[
+          { label: 'When', render: (t) => fmtDate(t.created_at) },
+          { label: 'Type', render: (t) => <Badge value={t.type} /> },
+          { label: 'Amount', render: (t) => <span className={t.amount < 0 ? 'neg' : 'pos'}>{t.amount > 0 ? `+${t.amount}` : t.amount}</span> },
+          { label: 'Balance after', render: (t) => fmtNum(t.balance_after) },
+          { label: 'Reason', render: (t) => t.reason },
+        ]}
+      />
+    </Card>
+  );
+}
+
+function Holds({ userId, version }: { userId: string; version: number }) {
+  const paged = usePaged((cursor) => api<Page<Hold>>('GET', `/v1/users/${encodeURIComponent(userId)}/holds${qs({ cursor, limit: 25 })}`), [userId, version]);
+  return (
+    <Card title="Holds">
+      <PagedTable
+        label="Holds"
+        paged={paged}
+        empty="No holds."
+        columns={[
+          { label: 'Created', render: (h) => fmtDate(h.created_at) },
+          { label: 'Amount', render: (h) => fmtNum(h.amount) },
+          { label: 'Status', render: (h) => <Badge value={h.status} /> },
+          { label: 'Captured', render: (h) => (h.captured === null ? '—' : fmtNum(h.captured)) },
+          { label: 'Expires', render: (h) => fmtDate(h.expires_at) },
+        ]}
+      />
+    </Card>
+  );
+}
+
+export const jobColumns = [
+  { label: 'Created', render: (j: Job) => fmtDate(j.created_at) },
+  { label: 'Kind', render: (j: Job) => `${j.kind}${j.model ? ` · ${j.model}` : ''}` },
+  { label: 'Status', render: (j: Job) => <Badge value={j.status} /> },
+  { label: 'Cost', render: (j: Job) => fmtNum(j.cost) },
+  { label: 'Captured', render: (j: Job) => (j.captured === null ? '—' : fmtNum(j.captured)) },
+  { label: 'Error', render: (j: Job) => j.error ?? '' },
+];
+export type { Job };
+
+function Jobs({ userId }: { userId: string }) {
+  const [status, setStatus] = useState('');
+  const paged = usePaged(
+    (cursor) => api<Page<Job>>('GET', `/v1/users/${encodeURIComponent(userId)}/jobs${qs({ status, cursor, limit: 25 })}`),
+    [userId, status],
+  );
+  return (
+    <Card title="Jobs" actions={<StatusSelect value={status} onChange={setStatus} options={JOB_STATUSES} label="Job status" />}>
+      <PagedTable label="Jobs" paged={paged} empty="No jobs." columns={jobColumns} />
+    </Card>
+  );
+}
+
+export function StatusSelect({ value, onChange, options, label }: { value: string; onChange: (v: string) => void; options: string[]; label: string }) {
+  return (
+    <select aria-label={label} value={value} onChange={(e) => onChange(e.target.value)}>
+      <option value="">all</option>
+      {options.map((o) => (
+        <option key={o}>{o}</option>
+      ))}
+    </select>
+  );
+}
+
+function Subscriptions({ userId }: { userId: string }) {
+  const subs = useLoad(() => api<Page<Sub> | { data: Sub[] }>('GET', `/v1/users/${encodeURIComponent(userId)}/subscriptions`), [userId]);
+  return (
+    <Card title="Subscription">
+      <ErrorBox error={subs.error} />
+      {subs.loading && <Progress />}
+      {subs.data && (
+        <Table
+          label="Subscriptions"
+          rows={subs.data.data}
+          empty="No subscription."
+          columns={[
+            { label: 'Plan', render: (s) => s.plan_id },
+            { label: 'Status', render: (s) => <Badge value={s.status} /> },
+            { label: 'Interval', render: (s) => s.billing_interval },
+            { label: 'Period ends', render: (s) => fmtDate(s.current_period_end) + (s.cancel_at_period_end ? ' (cancels)' : '') },
+          ]}
+        />
+      )}
+    </Card>
+  );
+}
+
+function PaymentsAndInvoices({ userId }: { userId: string }) {
+  const u = encodeURIComponent(userId);
+  const payments = usePaged((cursor) => api<Page<Payment>>('GET', `/v1/users/${u}/payments${qs({ cursor, limit: 25 })}`), [u]);
+  const invoices = usePaged((cursor) => api<Page<Invoice>>('GET', `/v1/users/${u}/invoices${qs({ cursor, limit: 25 })}`), [u]);
+  return (
+    <div className="grid2">
+      <Card title="Payments">
+        <PagedTable
+          label="Payments"
+          paged={payments}
+          empty="No payments."
+          columns={[
+            { label: 'When', render: (p) => fmtDate(p.created_at) },
+            { label: 'Amount', render: (p) => fmtMoney(p.amount, p.currency) },
+            { label: 'Status', render: (p) => <Badge value={p.status} /> },
+            { label: 'Credits', render: (p) => fmtNum(p.credits) },
+          ]}
+        />
+      </Card>
+      <Card title="Invoices">
+        <PagedTable
+          label="Invoices"
+          paged={invoices}
+          empty="No invoices."
+          columns={[
+            { label: 'When', render: (i) => fmtDate(i.created_at) },
+            {
+              label: 'Invoice',
+              render: (i) => {
+                // Provider-supplied: only ever link an https URL (never javascript: or data:).
+                const url = [i.hosted_invoice_url, i.invoice_pdf_url].find((u) => u?.startsWith('https://'));
+                return url ? <a href={url} target="_blank" rel="noreferrer noopener">{i.provider_invoice_id}</a> : i.provider_invoice_id;
+              },
+            },
+            { label: 'Due', render: (i) => fmtMoney(i.amount_due, i.currency) },
+            { label: 'Paid', render: (i) => fmtMoney(i.amount_paid, i.currency) },
+            { label: 'Status', render: (i) => <Badge value={i.status} /> },
+          ]}
+        />
+      </Card>
+    </div>
+  );
+}
+
+function ApiKeys({ userId }: { userId: string }) {
+  const u = encodeURIComponent(userId);
+  const keys = useLoad(() => api<Page<Key> | { data: Key[] }>('GET', `/v1/users/${u}/api-keys`), [u]);
+  const [name, setName] = useState('');
+  const [created, setCreated] = useState<{ key: string; name: string }>();
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<ApiError>();
+  const create = async (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    try {
+      const res = await api<{ key: string; name: string }>('POST', `/v1/users/${u}/api-keys`, { body: { name }, idempotencyKey: newIdempotencyKey('key') });
+      setCreated(res);
+      setName('');
+      keys.reload();
+    } catch (err) {
+      setError(toApiError(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const revoke = async (k: Key) => {
+    if (!window.confirm(`Revoke the key "${k.name}"? Programs using it stop working at once.`)) return;
+    setError(undefined);
+    try {
+      await api('DELETE', `/v1/api-keys/${encodeURIComponent(k.id)}`);
+      keys.reload();
+    } catch (err) {
+      setError(toApiError(err));
+    }
+  };
+  return (
+    <Card title="API keys">
+      <form className="form-row" onSubmit={create}>
+        <label className="grow">
+          New key name
+          <input name="key-name" required value={name} onChange={(e) => setName(e.target.value)} placeholder="e.g. production server" />
+        </label>
+        <button type="submit" disabled={busy}>
+          {busy ? 'Creating…' : 'Create key'}
+        </button>
+      </form>
+      {created && (
+        <div className="secret" role="status">
+          <p>
+            Key <strong>{created.name}</strong> created. Copy it now: it is shown only once.
+          </p>
+          <code data-testid="new-key">{created.key}</code>
+          <button className="secondary" onClick={() => setCreated(undefined)}>
+            I have copied it
+          </button>
+        </div>
+      )}
+      <ErrorBox error={error ?? keys.error} />
+      {keys.loading && <Progress />}
+      {keys.data && (
+        <Table
+          label="API keys"
+          rows={keys.data.data}
+          empty="No API keys."
+          columns={[
+            { label: 'Name', render: (k) => k.name },
+            { label: 'Prefix', render: (k) => <code>{k.prefix}…</code> },
+            { label: 'Created', render: (k) => fmtDate(k.created_at) },
+            { label: 'Last used', render: (k) => fmtDate(k.last_used_at) },
+            {
+              label: 'State',
+              render: (k) =>
+                k.revoked_at ? (
+                  <Badge value="revoked" />
+                ) : (
+                  <button className="danger" onClick={() => void revoke(k)} aria-label={`Revoke ${k.name}`}>
+                    Revoke
+                  </button>
+                ),
+            },
+          ]}
+        />
+      )}
+    </Card>
+  );
+}

@@ -1,0 +1,30 @@
+import { loadConfig } from '../config/load.js';
+import { openDatabase } from '../db/database.js';
+import { migrate } from '../db/migrate.js';
+import { SecretBox } from '../lib/secret-box.js';
+import { rotateSecrets } from '../modules/secrets/secrets.rotate.js';
+
+/**
+ * `tally secrets rotate`: with the new key in TALLY_ENCRYPTION_KEY and the previous ones in
+ * TALLY_ENCRYPTION_KEYS_OLD, re-seal everything under the new key; then the old keys can go.
+ */
+export async function secretsRotateCommand(opts: { json?: boolean }): Promise<number> {
+  const { config } = loadConfig();
+  const database = await openDatabase(config.database);
+  try {
+    const outcome = await migrate(database);
+    if (!outcome.ok) {
+      process.stderr.write(`secrets rotate: ${outcome.message}\n`);
+      return 1;
+    }
+    const box = new SecretBox(config.encryptionKey, config.encryptionKeysOld ?? []);
+    const report = await rotateSecrets(database.db, box);
+    process.stdout.write(opts.json ? `${JSON.stringify({ key_id: box.keyId, ...report })}\n` : `re-sealed under key ${box.keyId}: ${Object.entries(report).map(([k, v]) => `${k} ${v}`).join(', ')}\n`);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`secrets rotate: ${err instanceof Error ? err.message : String(err)} (nothing was changed)\n`);
+    return 1;
+  } finally {
+    await database.close();
+  }
+}

@@ -1,0 +1,288 @@
+import type { Static } from 'typebox';
+import type { Executor } from '../../db/database.js';
+import { errors } from '../../http/errors.js';
+import type { BillingConfig } from '../../config/config.js';
+import { compileFormula, type Formula } from './cost-formula.js';
+import {
+  type CostModelBody,
+  costModelBody,
+  type CostModelUpdateBody,
+  type PlanCreateBody,
+  planBody,
+  type PlanUpdateBody,
+} from './billing.js';
+
+type Row = Record<string, unknown>;
+
+/** Variables a cost-model formula may read. */
+export const FORMULA_VARIABLES = ['quantity', 'complexity', 'base_rate'] as const;
+
+/**
+ * The catalogue: plans (with their allowances and provider prices) and cost models. Service-only
+ * writes; anyone signed in may read active entries.
+ */
+export class CatalogService {
+  private readonly formulas = new Map<string, Formula>();
+
+  constructor(private readonly config: BillingConfig) {}
+
+  // ---- plans ---------------------------------------------------------------------------------
+
+  async createPlan(db: Executor, body: Static<typeof PlanCreateBody>) {
+    this.checkPlan(body);
+    const id = body.id ?? `plan_${body.slug}`;
+    const clash = await db
+      .selectFrom('plans')
+      .select(['id', 'slug', 'name'])
+      .where((eb) => eb.or([eb('id', '=', id), eb('slug', '=', body.slug), eb('name', '=', body.name)]))
+      .executeTakeFirst();
+    if (clash) {
+      const field = clash.id === id ? 'id' : clash.slug === body.slug ? 'slug' : 'name';
+      throw errors.conflict(`A plan with this ${field} already exists`, { field });
+    }
+    await db
+      .insertInto('plans')
+      .values({
+        id,
+        slug: body.slug,
+        name: body.name,
+        description: body.description ?? null,
+        pool_mode: body.pool_mode ?? 'hybrid',
+        pay_as_you_go: body.pay_as_you_go ?? false,
+        overage_unit_amount: body.overage_unit_amount ?? '0',
+        usage_bonus_rate: String(body.usage_bonus_rate ?? 0),
+        trial_days: body.trial_days ?? 1,
+        price_monthly: body.price_monthly ?? 0,
+        price_yearly: body.price_yearly ?? 0,
+        currency: body.currency ?? 'usd',
+        features: JSON.stringify(body.features ?? []),
+        limits: JSON.stringify(body.limits ?? {}),
+        metadata: JSON.stringify(body.metadata ?? {}),
+        is_active: body.is_active ?? true,
+        sort_order: body.sort_order ?? 0,
+      })
+      .execute();
+    await this.replaceAllowances(db, id, body.allowances ?? []);
+    await this.replacePrices(db, id, body.prices ?? []);
+    return (await this.getPlan(db, id))!;
+  }
+
+  async updatePlan(db: Executor, idOrSlug: string, body: Static<typeof PlanUpdateBody>) {
+    this.checkPlan(body);
+    const existing = await db
+      .selectFrom('plans')
+      .select(['id'])
+      .where((eb) => eb.or([eb('id', '=', idOrSlug), eb('slug', '=', idOrSlug)]))
+      .forUpdate()
+      .executeTakeFirst();
+    if (!existing) throw errors.notFound('Plan', idOrSlug);
+    const id = existing.id;
+    if (body.name !== undefined) {
+      const clash = await db.selectFrom('plans').select('id').where('name', '=', body.name).where('id', '<>', id).executeTakeFirst();
+      if (clash) throw errors.conflict('A plan with this name already exists', { field: 'name' });
+    }
+    const set: Record<string, unknown> = {};
+    for (const k of ['name', 'description', 'pool_mode', 'pay_as_you_go', 'overage_unit_amount', 'trial_days', 'price_monthly', 'price_yearly', 'currency', 'is_active', 'sort_order'] as const) {
+      if (body[k] !== undefined) set[k] = body[k];
+    }
+    if (body.usage_bonus_rate !== undefined) set['usage_bonus_rate'] = String(body.usage_bonus_rate);
+    for (const k of ['features', 'limits', 'metadata'] as const) if (body[k] !== undefined) set[k] = JSON.stringify(body[k]);
+    if (Object.keys(set).length > 0) await db.updateTable('plans').set(set).where('id', '=', id).execute();
+    // Allowance changes apply from the next window each subscription opens; open windows keep theirs.
+    if (body.allowances !== undefined) await this.replaceAllowances(db, id, body.allowances);
+    if (body.prices !== undefined) await this.replacePrices(db, id, body.prices);
+    return (await this.getPlan(db, id))!;
+  }
+
+  async getPlan(db: Executor, idOrSlug: string) {
+    const plan = await db
+      .selectFrom('plans')
+      .selectAll()
+      .where((eb) => eb.or([eb('id', '=', idOrSlug), eb('slug', '=', idOrSlug)]))
+      .executeTakeFirst();
+    if (!plan) return null;
+    const [allowances, prices] = await Promise.all([
+      db.selectFrom('plan_allowances').selectAll().where('plan_id', '=', plan.id).orderBy('class').orderBy('window').execute(),
+      db.selectFrom('plan_prices').selectAll().where('plan_id', '=', plan.id).orderBy('provider').orderBy('provider_price_id').execute(),
+    ]);
+    return planBody(plan as Row, allowances as Row[], prices as Row[]);
+  }
+
+  async requirePlan(db: Executor, idOrSlug: string) {
+    const plan = await this.getPlan(db, idOrSlug);
+    if (!plan) throw errors.notFound('Plan', idOrSlug);
+    return plan;
+  }
+
+  async listPlans(db: Executor, opts: { includeInactive: boolean }) {
+    let q = db.selectFrom('plans').selectAll().orderBy('sort_order').orderBy('created_at').orderBy('id');
+    if (!opts.includeInactive) q = q.where('is_active', '=', true);
+    const plans = await q.limit(500).execute();
+    if (plans.length === 0) return [];
+    const ids = plans.map((p) => p.id);
+    const [allowances, prices] = await Promise.all([
+      db.selectFrom('plan_allowances').selectAll().where('plan_id', 'in', ids).orderBy('class').orderBy('window').execute(),
+      db.selectFrom('plan_prices').selectAll().where('plan_id', 'in', ids).orderBy('provider').orderBy('provider_price_id').execute(),
+    ]);
+    return plans.map((p) =>
+      planBody(p as Row, allowances.filter((a) => a.plan_id === p.id) as Row[], prices.filter((x) => x.plan_id === p.id) as Row[]),
+    );
+  }
+
+  /** The plan a provider price buys (payments). */
+  async planByProviderPrice(db: Executor, provider: string, providerPriceId: string) {
+    return db
+      .selectFrom('plan_prices')
+      .select(['plan_id', 'billing_interval'])
+      .where('provider', '=', provider)
+      .where('provider_price_id', '=', providerPriceId)
+      .executeTakeFirst();
+  }
+
+  private checkPlan(body: Static<typeof PlanUpdateBody>): void {
+    const seen = new Set<string>();
+    for (const [i, a] of (body.allowances ?? []).entries()) {
+      if (!this.config.creditClasses.includes(a.class)) {
+        throw errors.invalidRequest(`Unknown credit class "${a.class}" (configured: ${this.config.creditClasses.join(', ')})`, {
+          field: `allowances[${i}].class`,
+        });
+      }
+      const key = `${a.class}/${a.window ?? 'monthly'}`;
+      if (seen.has(key)) throw errors.invalidRequest(`Two allowances for ${key}`, { field: `allowances[${i}]` });
+      seen.add(key);
+    }
+    const prices = new Set<string>();
+    for (const [i, p] of (body.prices ?? []).entries()) {
+      const key = `${p.provider}/${p.provider_price_id}`;
+      if (prices.has(key)) throw errors.invalidRequest(`Price ${key} listed twice`, { field: `prices[${i}]` });
+      prices.add(key);
+    }
+    if (body.pay_as_you_go && body.overage_unit_amount !== undefined && Number(body.overage_unit_amount) === 0) {
+      throw errors.invalidRequest('A pay-as-you-go plan needs an overage_unit_amount above 0', { field: 'overage_unit_amount' });
+    }
+  }
+
+  private async replaceAllowances(db: Executor, planId: string, allowances: NonNullable<Static<typeof PlanCreateBody>['allowances']>) {
+    await db.deleteFrom('plan_allowances').where('plan_id', '=', planId).execute();
+    if (allowances.length === 0) return;
+    await db
+      .insertInto('plan_allowances')
+      .values(
+        allowances.map((a) => ({
+          plan_id: planId,
+          class: a.class,
+          amount: a.amount,
+          window: a.window ?? 'monthly',
+          rollover_policy: a.rollover_policy ?? 'none',
+        })),
+      )
+      .execute();
+  }
+
+  private async replacePrices(db: Executor, planId: string, prices: NonNullable<Static<typeof PlanCreateBody>['prices']>) {
+    const taken = prices.length
+      ? await db
+          .selectFrom('plan_prices')
+          .select(['provider', 'provider_price_id', 'plan_id'])
+          .where('plan_id', '<>', planId)
+          .where((eb) => eb.or(prices.map((p) => eb.and([eb('provider', '=', p.provider), eb('provider_price_id', '=', p.provider_price_id)]))))
+          .executeTakeFirst()
+      : undefined;
+    if (taken) {
+      throw errors.conflict(`Price ${taken.provider}/${taken.provider_price_id} already buys plan ${taken.plan_id}`, {
+        field: 'prices',
+      });
+    }
+    await db.deleteFrom('plan_prices').where('plan_id', '=', planId).execute();
+    if (prices.length === 0) return;
+    await db
+      .insertInto('plan_prices')
+      .values(prices.map((p) => ({ plan_id: planId, provider: p.provider, provider_price_id: p.provider_price_id, billing_interval: p.billing_interval })))
+      .execute();
+  }
+
+  // ---- cost models ---------------------------------------------------------------------------
+
+  async createCostModel(db: Executor, body: Static<typeof CostModelBody>) {
+    const fields = this.checkCostModel(body);
+    const clash = await db.selectFrom('cost_models').select('metric').where('metric', '=', body.metric).executeTakeFirst();
+    if (clash) throw errors.conflict(`A cost model for "${body.metric}" already exists`, { field: 'metric' });
+    const defaultQuota = this.config.freeQuotaMetrics.includes(body.metric) ? this.config.dailyFreeQuota : 0;
+    const row = await db
+      .insertInto('cost_models')
+      .values({
+        metric: body.metric,
+        unit: fields.unit ?? 'unit',
+        formula: fields.formula ?? 'quantity * base_rate',
+        base_rate: fields.base_rate ?? '1',
+        class: fields.class ?? 'Usage',
+        daily_free_quota: fields.daily_free_quota ?? defaultQuota,
+        currency: fields.currency ?? 'usd',
+        metadata: JSON.stringify(fields.metadata ?? {}),
+        is_active: fields.is_active ?? true,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return costModelBody(row as Row);
+  }
+
+  async updateCostModel(db: Executor, metric: string, body: Static<typeof CostModelUpdateBody>) {
+    const fields = this.checkCostModel(body);
+    const set: Record<string, unknown> = { ...fields };
+    if (fields.metadata !== undefined) set['metadata'] = JSON.stringify(fields.metadata);
+    if (Object.keys(set).length === 0) {
+      const row = await db.selectFrom('cost_models').selectAll().where('metric', '=', metric).executeTakeFirst();
+      if (!row) throw errors.notFound('Cost model', metric);
+      return costModelBody(row as Row);
+    }
+    const row = await db.updateTable('cost_models').set(set).where('metric', '=', metric).returningAll().executeTakeFirst();
+    if (!row) throw errors.notFound('Cost model', metric);
+    return costModelBody(row as Row);
+  }
+
+  async listCostModels(db: Executor, opts: { includeInactive: boolean }) {
+    let q = db.selectFrom('cost_models').selectAll().orderBy('metric');
+    if (!opts.includeInactive) q = q.where('is_active', '=', true);
+    return (await q.limit(1000).execute()).map((r) => costModelBody(r as Row));
+  }
+
+  async getCostModel(db: Executor, metric: string) {
+    const row = await db.selectFrom('cost_models').selectAll().where('metric', '=', metric).executeTakeFirst();
+    if (!row) throw errors.notFound('Cost model', metric);
+    return costModelBody(row as Row);
+  }
+
+  /** A compiled formula (cached by its text: formulas are pure). */
+  formula(source: string): Formula {
+    let f = this.formulas.get(source);
+    if (!f) {
+      const compiled = compileFormula(source, FORMULA_VARIABLES);
+      if (!compiled.ok) throw errors.invalidRequest(`Invalid cost formula: ${compiled.error}`, { field: 'formula' });
+      f = compiled.formula;
+      if (this.formulas.size > 1000) this.formulas.clear();
+      this.formulas.set(source, f);
+    }
+    return f;
+  }
+
+  private checkCostModel(body: Static<typeof CostModelUpdateBody>) {
+    if (body.class !== undefined && !this.config.creditClasses.includes(body.class)) {
+      throw errors.invalidRequest(`Unknown credit class "${body.class}" (configured: ${this.config.creditClasses.join(', ')})`, {
+        field: 'class',
+      });
+    }
+    if (body.formula !== undefined) {
+      const f = this.formula(body.formula);
+      // A formula must price a typical event as a finite, non-negative number.
+      for (const quantity of [1, 1000]) {
+        const r = f.evaluate({ quantity, complexity: 1, base_rate: Number(body.base_rate ?? 1) });
+        if (!r.ok || !Number.isFinite(r.value) || r.value < 0) {
+          throw errors.invalidRequest(`The formula does not give a non-negative cost for quantity ${quantity}${r.ok ? '' : `: ${r.error}`}`, {
+            field: 'formula',
+          });
+        }
+      }
+    }
+    return body;
+  }
+}

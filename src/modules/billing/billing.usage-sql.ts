@@ -1,0 +1,173 @@
+import { type RunStatement, statement } from '../../db/statements.js';
+import { type IdempotencyScope, KeyRecordedMeanwhile } from '../../http/idempotency.js';
+
+type Row = Record<string, unknown>;
+
+export interface BillingState {
+  users: { id: string; time_zone: string | null }[];
+  models: Row[];
+  subs: Row[];
+  quotas: Row[];
+  seen: { user_id: string; action_hash: string; request_hash: string; result: Record<string, unknown> }[];
+  guards: Row[];
+  overages: Row[];
+}
+
+export interface BillingWrites {
+  events: Row[];
+  quotas: Row[];
+  counters: Row[];
+  overages: Row[];
+  guards: Row[];
+  key: { scope: IdempotencyScope; status: number; body: unknown } | null;
+}
+
+/**
+ * The billing side of a usage batch: one statement to load what pricing needs for every user of
+ * the batch, one statement of data-modifying CTEs to write it back (with the request's
+ * Idempotency-Key). The ledger side is credits' BatchSql, in the same transaction.
+ */
+export class UsageSql {
+  private readonly loadText: string;
+  private readonly writeTexts = new Map<number, string>();
+
+  constructor(private readonly schema: string) {
+    const t = this.t.bind(this);
+    this.loadText = `select
+      (select json_agg(json_build_object('id', u.id, 'time_zone', u.time_zone)) from ${t('users')} u where u.id = any($1::text[])) as users,
+      (select json_agg(c) from ${t('cost_models')} c where c.metric = any($2::text[])) as models,
+      (select json_agg(x) from (
+        select s.id, s.user_id, s.plan_id, s.status, s.current_period_start, s.current_period_end, s.pay_as_you_go,
+               p.pay_as_you_go as plan_payg, p.pool_mode, p.overage_unit_amount, p.currency
+        from ${t('subscriptions')} s join ${t('plans')} p on p.id = s.plan_id
+        where s.user_id = any($1::text[]) and s.is_primary and s.status <> 'canceled') x) as subs,
+      (select json_agg(q) from ${t('daily_quota_usage')} q
+        where q.user_id = any($1::text[]) and q.metric = any($2::text[]) and q.date_key between $3::date and $4::date) as quotas,
+      (select json_agg(e) from (
+        select e.user_id, e.action_hash, e.request_hash, e.result
+        from unnest($5::text[], $6::text[]) as k(user_id, action_hash)
+        join ${t('usage_events')} e on e.user_id = k.user_id and e.action_hash = k.action_hash) e) as seen,
+      (select json_agg(g) from ${t('budget_guards')} g where g.user_id = any($1::text[])) as guards,
+      (select json_agg(o) from ${t('overage_charges')} o
+        join ${t('subscriptions')} s on s.id = o.subscription_id and o.period_start = s.current_period_start
+        where s.user_id = any($1::text[]) and s.status <> 'canceled' and o.metric = any($2::text[])) as overages`;
+  }
+
+  private t(name: string): string {
+    return `"${this.schema}"."${name}"`;
+  }
+
+  async load(
+    run: RunStatement,
+    q: { userIds: string[]; metrics: string[]; dayFrom: string; dayTo: string; keys: { userId: string; actionHash: string }[] },
+  ): Promise<BillingState> {
+    const [row] = await run<Record<keyof BillingState, unknown[] | null>>(
+      statement(this.loadText, [
+        q.userIds,
+        q.metrics,
+        q.dayFrom,
+        q.dayTo,
+        q.keys.map((k) => k.userId),
+        q.keys.map((k) => k.actionHash),
+      ]),
+    );
+    return {
+      users: (row?.users ?? []) as BillingState['users'],
+      models: (row?.models ?? []) as Row[],
+      subs: (row?.subs ?? []) as Row[],
+      quotas: (row?.quotas ?? []) as Row[],
+      seen: (row?.seen ?? []) as BillingState['seen'],
+      guards: (row?.guards ?? []) as Row[],
+      overages: (row?.overages ?? []) as Row[],
+    };
+  }
+
+  /** The stored answer of a request's Idempotency-Key, if any. */
+  async replay(run: RunStatement, scope: IdempotencyScope) {
+    const rows = await run<{ request_hash: string; status_code: number; response_body: string | null }>(
+      statement(`select request_hash, status_code, response_body from ${this.t('idempotency_keys')} where principal = $1 and key = $2`, [
+        scope.principal,
+        scope.key,
+      ]),
+    );
+    return rows[0] ?? null;
+  }
+
+  async write(run: RunStatement, w: BillingWrites): Promise<void> {
+    const parts: { bit: number; rows: unknown }[] = [
+      { bit: 1, rows: w.events },
+      { bit: 2, rows: w.quotas },
+      { bit: 4, rows: w.counters },
+      { bit: 8, rows: w.overages },
+      { bit: 16, rows: w.guards },
+      {
+        bit: 32,
+        rows: w.key
+          ? [
+              {
+                principal: w.key.scope.principal, key: w.key.scope.key, user_id: w.key.scope.userId, method: w.key.scope.method,
+                path: w.key.scope.path, request_hash: w.key.scope.requestHash, status_code: w.key.status,
+                body: JSON.stringify(w.key.body ?? null),
+              },
+            ]
+          : [],
+      },
+    ].filter((p) => (p.rows as unknown[]).length > 0);
+    if (parts.length === 0) return;
+    const mask = parts.reduce((m, p) => m | p.bit, 0);
+    let text = this.writeTexts.get(mask);
+    if (!text) {
+      text = this.writeText(parts.map((p) => p.bit));
+      this.writeTexts.set(mask, text);
+    }
+    const [res] = await run<{ keys: number }>(statement(text, parts.map((p) => JSON.stringify(p.rows))));
+    if (w.key && (res?.keys ?? 0) !== 1) {
+      throw new KeyRecordedMeanwhile();
+    }
+  }
+
+  private writeText(bits: number[]): string {
+    const t = this.t.bind(this);
+    const cte: Record<number, (p: string) => string> = {
+      1: (p) => `events as (
+        insert into ${t('usage_events')} (id, user_id, metric, quantity, complexity_score, action_hash, request_hash, subscription_id,
+          free_units, cost, charged, overage, transaction_id, result, metadata, occurred_at, created_at)
+        select * from jsonb_to_recordset(${p}::jsonb) as x(id text, user_id text, metric text, quantity numeric, complexity_score numeric,
+          action_hash text, request_hash text, subscription_id text, free_units numeric, cost int8, charged int8, overage int8,
+          transaction_id text, result jsonb, metadata jsonb, occurred_at timestamptz, created_at timestamptz))`,
+      2: (p) => `quotas as (
+        insert into ${t('daily_quota_usage')} (user_id, metric, date_key, consumed, quota)
+        select * from jsonb_to_recordset(${p}::jsonb) as x(user_id text, metric text, date_key date, consumed numeric, quota int8)
+        on conflict (user_id, metric, date_key) do update set consumed = excluded.consumed, quota = excluded.quota, updated_at = now())`,
+      4: (p) => `counters as (
+        insert into ${t('usage_counters')} as c (user_id, metric, "window", window_start, window_end, quantity, credits, overage, events)
+        select * from jsonb_to_recordset(${p}::jsonb) as x(user_id text, metric text, "window" text, window_start timestamptz,
+          window_end timestamptz, quantity numeric, credits int8, overage int8, events int8)
+        on conflict (user_id, metric, "window", window_start) do update set
+          quantity = c.quantity + excluded.quantity, credits = c.credits + excluded.credits,
+          overage = c.overage + excluded.overage, events = c.events + excluded.events, updated_at = now())`,
+      8: (p) => `overages as (
+        insert into ${t('overage_charges')} (id, user_id, subscription_id, metric, period_start, period_end, credits, amount,
+          unit_amount, currency)
+        select * from jsonb_to_recordset(${p}::jsonb) as x(id text, user_id text, subscription_id text, metric text,
+          period_start timestamptz, period_end timestamptz, credits int8, amount int8, unit_amount numeric, currency text)
+        on conflict (subscription_id, metric, period_start) do update set
+          credits = excluded.credits, amount = excluded.amount, updated_at = now())`,
+      16: (p) => `guards as (
+        update ${t('budget_guards')} g set window_start = x.window_start, current_window_spend = x.spend,
+          alerted_80_at = x.alerted_80_at, alerted_100_at = x.alerted_100_at, updated_at = now()
+        from jsonb_to_recordset(${p}::jsonb) as x(id text, window_start timestamptz, spend int8, alerted_80_at timestamptz,
+          alerted_100_at timestamptz)
+        where g.id = x.id)`,
+      32: (p) => `keys as (
+        insert into ${t('idempotency_keys')} (principal, key, user_id, method, path, request_hash, status_code, response_body)
+        select * from jsonb_to_recordset(${p}::jsonb) as x(principal text, key text, user_id text, method text, path text,
+          request_hash text, status_code int4, body text)
+        on conflict (principal, key) do nothing
+        returning 1)`,
+    };
+    const ctes = bits.map((bit, i) => cte[bit]!(`$${i + 1}`));
+    const count = bits.includes(32) ? '(select count(*)::int from keys)' : '0';
+    return `with ${ctes.join(',\n')}\nselect ${count} as keys`;
+  }
+}

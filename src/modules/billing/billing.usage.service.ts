@@ -1,0 +1,518 @@
+import type { Static } from 'typebox';
+import type { Database, Executor } from '../../db/database.js';
+import { inStatementTransaction, kyselyRunner, type RunStatement, statement } from '../../db/statements.js';
+import { ApiError, type ErrorCode, errorBody, errors } from '../../http/errors.js';
+import { type IdempotencyScope, KeyRecordedMeanwhile, parseStored, requestHash } from '../../http/idempotency.js';
+import { newId } from '../../lib/ids.js';
+import type { BillingConfig } from '../../config/config.js';
+import { BatchSql } from '../credits/credits.batch-sql.js';
+import type { ConsumeTier } from '../credits/credits.js';
+import { type EngineOutput, LedgerSession } from '../credits/credits.engine.js';
+import { accountFromRow } from '../credits/credits.repository.js';
+import type { CatalogService } from './billing.catalog.service.js';
+import { type EventBody, toMicros } from './billing.js';
+import { dateKey, localDay, localMonth } from './billing.periods.js';
+import { type BillingState, type BillingWrites, UsageSql } from './billing.usage-sql.js';
+
+type Row = Record<string, unknown>;
+export type EventInput = Static<typeof EventBody>;
+export interface EventOutcome {
+  status: number;
+  body: unknown;
+}
+
+interface Model {
+  metric: string;
+  formula: string;
+  baseRate: number;
+  class: string;
+  dailyFreeQuota: number;
+  active: boolean;
+}
+interface Sub {
+  id: string;
+  status: string;
+  periodStart: Date;
+  periodEnd: Date;
+  payg: boolean;
+  poolMode: string;
+  unitAmount: string;
+  unitMicros: number;
+  currency: string;
+}
+
+const ceilCredits = (v: number): number => Math.max(0, Math.ceil(v - 1e-9));
+
+/**
+ * Usage events: priced by their metric's cost model and paid, in order, from the daily free
+ * quota, the period allowance of the metric's class, rollover buckets, other credits, and — on a
+ * pay-as-you-go plan — overage, after the budget guard said yes. A whole batch is one transaction
+ * over its users' locked accounts: one load, the pricing in memory, two writes (ledger, billing).
+ */
+export class UsageService {
+  private readonly ledgerSql: BatchSql;
+  private readonly sql: UsageSql;
+
+  constructor(
+    private readonly database: Database,
+    private readonly catalog: CatalogService,
+    private readonly config: BillingConfig,
+    private readonly now: () => Date,
+  ) {
+    this.ledgerSql = new BatchSql(database.schema);
+    this.sql = new UsageSql(database.schema);
+  }
+
+  /**
+   * Records a batch of events (one, for POST /v1/events). Each gets its own answer; a refused
+   * event changes nothing, the others still apply. With an Idempotency-Key, the whole answer is
+   * recorded in the same transaction and replayed.
+   */
+  async record(events: EventInput[], ctx: { requestId: string; idem: IdempotencyScope | null; respond: (outcomes: EventOutcome[]) => EventOutcome }): Promise<EventOutcome> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await inStatementTransaction(this.database, (run) => this.recordIn(run, events, ctx));
+      } catch (err) {
+        // A concurrent request with the same key (or action_hash on an account opened meanwhile)
+        // committed first: run again, which now replays it.
+        if (attempt < 2 && isRetryable(err)) continue;
+        throw err;
+      }
+    }
+  }
+
+  /**
+   * One event inside a caller's transaction (a project message's cost): the message and its
+   * charge commit together. A refusal throws its API error, which rolls the caller back.
+   */
+  async chargeIn(trx: Executor, event: EventInput, requestId: string): Promise<Record<string, unknown>> {
+    const outcome = await this.recordIn(kyselyRunner(trx), [event], { requestId, idem: null, respond: (o) => o[0]! });
+    if (outcome.status >= 300) {
+      const e = (outcome.body as { error: { code: ErrorCode; message: string; details?: Record<string, unknown> } }).error;
+      throw new ApiError(e.code, e.message, e.details);
+    }
+    return outcome.body as Record<string, unknown>;
+  }
+
+  private async recordIn(
+    run: RunStatement,
+    events: EventInput[],
+    ctx: { requestId: string; idem: IdempotencyScope | null; respond: (outcomes: EventOutcome[]) => EventOutcome },
+  ): Promise<EventOutcome> {
+    const now = this.now();
+    const userIds = [...new Set(events.map((e) => e.user_id))].sort();
+    const accountIds = userIds.map((u) => `acc_u_${u}`);
+    // Locks first, in id order (never a deadlock with the ledger's own batches), then the key.
+    const accounts = await this.ledgerSql.lock(run, accountIds);
+    if (ctx.idem) {
+      const stored = await this.sql.replay(run, ctx.idem);
+      if (stored) {
+        if (stored.request_hash !== ctx.idem.requestHash) {
+          const err = errors.idempotencyKeyReused();
+          return { status: err.status, body: errorBody(err, ctx.requestId) };
+        }
+        return { status: stored.status_code, body: parseStored(stored.response_body), replayed: true } as EventOutcome;
+      }
+    }
+    const ledger = await this.ledgerSql.load(run, {
+      accountIds: accounts.map((a) => a.id),
+      holdAccountIds: accounts.filter((a) => a.held > 0).map((a) => a.id),
+      holdIds: [],
+      now,
+      scopes: [],
+      refundIds: [],
+    });
+    const day = now.getTime();
+    const state = await this.sql.load(run, {
+      userIds,
+      metrics: [...new Set(events.map((e) => e.metric))],
+      dayFrom: new Date(day - 2 * 86_400_000).toISOString().slice(0, 10),
+      dayTo: new Date(day + 2 * 86_400_000).toISOString().slice(0, 10),
+      keys: events.map((e) => ({ userId: e.user_id, actionHash: e.action_hash })),
+    });
+
+    const pricing = new Pricing(this.catalog, this.config, state, now);
+    const sessions = new Map<string, LedgerSession>();
+    for (const a of accounts) {
+      sessions.set(
+        a.userId!,
+        new LedgerSession({
+          account: a,
+          grants: ledger.grants.filter((g) => g.accountId === a.id),
+          holds: ledger.holds.filter((h) => h.accountId === a.id),
+          refundTargets: [],
+          now,
+          balanceCap: null,
+        }),
+      );
+    }
+    const outcomes = events.map((event) => {
+      try {
+        return pricing.apply(event, sessions.get(event.user_id) ?? null);
+      } catch (err) {
+        if (err instanceof ApiError && err.status < 500) return { status: err.status, body: errorBody(err, ctx.requestId) };
+        throw err;
+      }
+    });
+    const outs: EngineOutput[] = [...sessions.values()].map((s) => s.output([]));
+    await this.ledgerSql.write(run, outs, []);
+    const answer = ctx.respond(outcomes);
+    await this.sql.write(run, {
+      ...pricing.writes(),
+      key: ctx.idem && answer.status < 500 ? { scope: ctx.idem, status: answer.status, body: answer.body } : null,
+    });
+    return answer;
+  }
+
+  /** What an event would do now, without doing it (no locks, nothing written). */
+  async check(input: { user_id: string; metric: string; quantity?: number; complexity_score?: number }) {
+    const run = this.database.pool
+      ? async <R>(s: { name: string; text: string; values: unknown[] }) => (await this.database.pool!.query(s)).rows as R[]
+      : kyselyRunner(this.database.db);
+    const now = this.now();
+    const accountId = `acc_u_${input.user_id}`;
+    const [acc] = await run<Row>(statement(`select * from "${this.database.schema}"."credit_accounts" where id = $1`, [accountId]));
+    if (!acc) throw errors.notFound('User', input.user_id);
+    const account = accountFromRow(acc);
+    const ledger = await this.ledgerSql.load(run, {
+      accountIds: [accountId],
+      holdAccountIds: account.held > 0 ? [accountId] : [],
+      holdIds: [],
+      now,
+      scopes: [],
+      refundIds: [],
+    });
+    const day = now.getTime();
+    const state = await this.sql.load(run, {
+      userIds: [input.user_id],
+      metrics: [input.metric],
+      dayFrom: new Date(day - 2 * 86_400_000).toISOString().slice(0, 10),
+      dayTo: new Date(day + 2 * 86_400_000).toISOString().slice(0, 10),
+      keys: [],
+    });
+    const session = new LedgerSession({ account, grants: ledger.grants, holds: ledger.holds, refundTargets: [], now, balanceCap: null });
+    const pricing = new Pricing(this.catalog, this.config, state, now);
+    return pricing.quote({ user_id: input.user_id, metric: input.metric, quantity: input.quantity ?? 1, complexity_score: input.complexity_score }, session);
+  }
+}
+
+function isRetryable(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === '23505' || code === '40P01' || code === '40001' || err instanceof KeyRecordedMeanwhile;
+}
+
+/**
+ * The pricing rules over one batch's loaded state. Pure but for the state it accumulates (quota
+ * used, counters, overage, guard spend), which `writes()` turns into rows.
+ */
+class Pricing {
+  private readonly models = new Map<string, Model>();
+  private readonly subs = new Map<string, Sub>();
+  private readonly tz = new Map<string, string>();
+  private readonly quotas = new Map<string, { user_id: string; metric: string; date_key: string; consumed: number; quota: number; dirty: boolean }>();
+  private readonly seen = new Map<string, { requestHash: string; result: Record<string, unknown> }>();
+  private readonly guards = new Map<string, { id: string; cap: number; behavior: string; notify: boolean; windowStart: Date; spend: number; a80: Date | null; a100: Date | null; dirty: boolean }>();
+  private readonly overages = new Map<string, { id: string; user_id: string; subscription_id: string; metric: string; period_start: Date; period_end: Date; credits: number; unitAmount: string; unitMicros: number; currency: string; dirty: boolean }>();
+  private readonly counters = new Map<string, Row & { quantity: number; credits: number; overage: number; events: number }>();
+  private readonly events: Row[] = [];
+
+  constructor(
+    private readonly catalog: CatalogService,
+    private readonly config: BillingConfig,
+    state: BillingState,
+    private readonly now: Date,
+  ) {
+    for (const u of state.users) this.tz.set(u.id, u.time_zone ?? config.timeZone);
+    for (const m of state.models) {
+      this.models.set(m['metric'] as string, {
+        metric: m['metric'] as string,
+        formula: m['formula'] as string,
+        baseRate: Number(m['base_rate']),
+        class: m['class'] as string,
+        dailyFreeQuota: Number(m['daily_free_quota']),
+        active: Boolean(m['is_active']),
+      });
+    }
+    for (const s of state.subs) {
+      const unitAmount = String(s['overage_unit_amount']);
+      this.subs.set(s['user_id'] as string, {
+        id: s['id'] as string,
+        status: s['status'] as string,
+        periodStart: new Date(s['current_period_start'] as string),
+        periodEnd: new Date(s['current_period_end'] as string),
+        payg: s['pay_as_you_go'] === null ? Boolean(s['plan_payg']) : Boolean(s['pay_as_you_go']),
+        poolMode: s['pool_mode'] as string,
+        unitAmount,
+        unitMicros: toMicros(unitAmount),
+        currency: s['currency'] as string,
+      });
+    }
+    for (const q of state.quotas) {
+      const key = `${q['user_id']}\n${q['metric']}\n${q['date_key']}`;
+      this.quotas.set(key, {
+        user_id: q['user_id'] as string,
+        metric: q['metric'] as string,
+        date_key: q['date_key'] as string,
+        consumed: Number(q['consumed']),
+        quota: Number(q['quota']),
+        dirty: false,
+      });
+    }
+    for (const e of state.seen) this.seen.set(`${e.user_id}\n${e.action_hash}`, { requestHash: e.request_hash, result: e.result });
+    for (const g of state.guards) {
+      this.guards.set(g['user_id'] as string, {
+        id: g['id'] as string,
+        cap: Number(g['monthly_cap']),
+        behavior: g['behavior'] as string,
+        notify: Boolean(g['notify']),
+        windowStart: new Date(g['window_start'] as string),
+        spend: Number(g['current_window_spend']),
+        a80: g['alerted_80_at'] ? new Date(g['alerted_80_at'] as string) : null,
+        a100: g['alerted_100_at'] ? new Date(g['alerted_100_at'] as string) : null,
+        dirty: false,
+      });
+    }
+    for (const o of state.overages) {
+      this.overages.set(`${o['subscription_id']}\n${o['metric']}`, {
+        id: o['id'] as string,
+        user_id: o['user_id'] as string,
+        subscription_id: o['subscription_id'] as string,
+        metric: o['metric'] as string,
+        period_start: new Date(o['period_start'] as string),
+        period_end: new Date(o['period_end'] as string),
+        credits: Number(o['credits']),
+        unitAmount: String(o['unit_amount']),
+        unitMicros: toMicros(String(o['unit_amount'])),
+        currency: o['currency'] as string,
+        dirty: false,
+      });
+    }
+  }
+
+  /** Prices an event and works out who pays what — the shared core of `apply` and `quote`. */
+  private plan(event: { user_id: string; metric: string; quantity: number; complexity_score?: number | undefined }, session: LedgerSession) {
+    const model = this.models.get(event.metric);
+    if (!model || !model.active) {
+      throw errors.invalidRequest(`Unknown metric "${event.metric}": create its cost model first`, { field: 'metric' });
+    }
+    const formula = this.catalog.formula(model.formula);
+    const price = (q: number): number => {
+      if (q <= 0) return 0;
+      const r = formula.evaluate({ quantity: q, complexity: event.complexity_score ?? 0, base_rate: model.baseRate });
+      if (!r.ok || !Number.isFinite(r.value) || r.value < 0) {
+        throw errors.invalidRequest(`The cost model of "${model.metric}" gives no valid cost for this event${r.ok ? '' : `: ${r.error}`}`, {
+          field: 'quantity',
+        });
+      }
+      if (r.value > 1e12) throw errors.invalidRequest('The event costs more than 10^12 credits', { field: 'quantity' });
+      return ceilCredits(r.value);
+    };
+    const tz = this.tz.get(event.user_id) ?? this.config.timeZone;
+    const quotaKey = `${event.user_id}\n${model.metric}\n${dateKey(this.now, tz)}`;
+    const quota = this.quotas.get(quotaKey);
+    const quotaLimit = quota?.quota ?? model.dailyFreeQuota;
+    const quotaLeft = Math.max(0, quotaLimit - (quota?.consumed ?? 0));
+    const freeUnits = Math.min(event.quantity, quotaLeft);
+    const cost = price(event.quantity);
+    const payable = price(event.quantity - freeUnits);
+    const freeCredits = Math.max(0, cost - payable);
+
+    const sub = this.subs.get(event.user_id) ?? null;
+    const live = sub && (sub.status === 'active' || sub.status === 'trialing');
+    const classes = sub && sub.poolMode === 'shared_pool' ? null : [model.class];
+    const tiers: ConsumeTier[] = [
+      { name: 'allowance', sources: ['allowance'], classes },
+      { name: 'rollover', sources: ['rollover'], classes },
+      { name: 'credits', sources: 'other', classes: null },
+    ];
+    const covered = session.coverable(tiers, payable);
+    const coveredTotal = covered.reduce((s, c) => s + c.amount, 0);
+    const overage = payable - coveredTotal;
+    const payg = Boolean(live && sub!.payg);
+    const overageMicros = overage > 0 && sub ? overage * sub.unitMicros : 0;
+    return { model, tz, quotaKey, quota, quotaLimit, quotaLeft, freeUnits, cost, payable, freeCredits, sub, tiers, covered, coveredTotal, overage, payg, overageMicros };
+  }
+
+  /** The budget guard, rolled to the current month: would this much more spend pass? */
+  private guardFor(userId: string, tz: string) {
+    const guard = this.guards.get(userId);
+    if (!guard) return null;
+    const month = localMonth(this.now, tz);
+    if (guard.windowStart.getTime() !== month.start.getTime()) {
+      Object.assign(guard, { windowStart: month.start, spend: 0, a80: null, a100: null, dirty: true });
+    }
+    return guard;
+  }
+
+  private refuseByGuard(guard: NonNullable<ReturnType<Pricing['guardFor']>>, addMicros: number): ApiError | null {
+    if (addMicros <= 0 || guard.spend + addMicros <= guard.cap * 1e6) return null;
+    const details = { monthly_cap: guard.cap, spend: Math.ceil(guard.spend / 1e6), would_add: Math.ceil(addMicros / 1e6) };
+    return guard.behavior === 'suspend'
+      ? errors.budgetExceeded('This charge would exceed the monthly budget cap', details)
+      : errors.rateLimited('Usage is throttled: this charge would exceed the monthly budget cap', details);
+  }
+
+  apply(event: EventInput, session: LedgerSession | null): EventOutcome {
+    if (!session) throw errors.notFound('User', event.user_id);
+    const hash = requestHash('POST', 'event', { ...event, occurred_at: event.occurred_at ?? null });
+    const seenKey = `${event.user_id}\n${event.action_hash}`;
+    const seen = this.seen.get(seenKey);
+    if (seen) {
+      if (seen.requestHash !== hash) {
+        throw errors.idempotencyKeyReused('action_hash was already used for a different event');
+      }
+      return { status: 200, body: seen.result };
+    }
+    const p = this.plan(event, session);
+    if (p.overage > 0 && !p.payg) {
+      throw errors.insufficientCredits(`Not enough credits: ${p.payable} needed, ${p.coveredTotal} available`, {
+        needed: p.payable,
+        available: p.coveredTotal,
+      });
+    }
+    const guard = this.guardFor(event.user_id, p.tz);
+    const refusal = guard ? this.refuseByGuard(guard, p.overageMicros) : null;
+    if (refusal) throw refusal;
+
+    // Charge: the ledger first (it can still refuse), then billing's own state.
+    const eventId = newId('event');
+    let transactionId: string | null = null;
+    if (p.coveredTotal > 0) {
+      const r = session.run({
+        kind: 'consume',
+        requestId: eventId,
+        idem: null,
+        amount: p.coveredTotal,
+        reason: `usage: ${p.model.metric}`,
+        metadata: { event_id: eventId, metric: p.model.metric, action_hash: event.action_hash },
+        tiers: p.tiers,
+      });
+      if (r.status >= 300) throw new Error('usage: the ledger refused what it said it could cover');
+      transactionId = session.lastConsume!.transactionId;
+    }
+    if (p.freeUnits > 0) {
+      const q = p.quota ?? { user_id: event.user_id, metric: p.model.metric, date_key: p.quotaKey.split('\n')[2]!, consumed: 0, quota: p.quotaLimit, dirty: true };
+      q.consumed += p.freeUnits;
+      q.dirty = true;
+      this.quotas.set(p.quotaKey, q);
+    }
+    const charged = p.coveredTotal + p.overage;
+    this.count(event, p.tz, p.sub, p.coveredTotal, p.overage);
+    let overageAmount = 0;
+    if (p.overage > 0 && p.sub) {
+      const k = `${p.sub.id}\n${p.model.metric}`;
+      const o = this.overages.get(k) ?? {
+        id: newId('overageCharge'), user_id: event.user_id, subscription_id: p.sub.id, metric: p.model.metric,
+        period_start: p.sub.periodStart, period_end: p.sub.periodEnd, credits: 0, unitAmount: p.sub.unitAmount,
+        unitMicros: p.sub.unitMicros, currency: p.sub.currency, dirty: true,
+      };
+      o.credits += p.overage;
+      o.dirty = true;
+      this.overages.set(k, o);
+      overageAmount = Math.ceil((p.overage * o.unitMicros) / 1e6);
+      if (guard) {
+        guard.spend += p.overageMicros;
+        guard.dirty = true;
+        if (guard.notify && !guard.a80 && guard.spend >= guard.cap * 0.8e6) guard.a80 = this.now;
+        if (guard.notify && !guard.a100 && guard.spend >= guard.cap * 1e6) guard.a100 = this.now;
+      }
+    }
+    const tierAmount = (name: string) => session.lastConsume && transactionId ? session.lastConsume.byTier.find((t) => t.name === name)!.amount : 0;
+    const account = session.accountState;
+    const result = {
+      event_id: eventId,
+      user_id: event.user_id,
+      metric: p.model.metric,
+      quantity: event.quantity,
+      action_hash: event.action_hash,
+      cost: p.cost,
+      charged,
+      free_units: p.freeUnits,
+      breakdown: [
+        { source: 'free_quota' as const, amount: p.freeCredits },
+        { source: 'allowance' as const, amount: tierAmount('allowance') },
+        { source: 'rollover' as const, amount: tierAmount('rollover') },
+        { source: 'credits' as const, amount: tierAmount('credits') },
+        { source: 'overage' as const, amount: p.overage },
+      ].filter((b) => b.amount > 0),
+      overage: p.overage,
+      overage_amount: overageAmount,
+      currency: p.sub?.currency ?? null,
+      transaction_id: transactionId,
+      subscription_id: p.sub?.id ?? null,
+      balance: account.balance,
+      available: account.balance - account.held,
+      occurred_at: event.occurred_at ?? this.now.toISOString(),
+    };
+    this.seen.set(seenKey, { requestHash: hash, result });
+    this.events.push({
+      id: eventId, user_id: event.user_id, metric: p.model.metric, quantity: event.quantity, complexity_score: event.complexity_score ?? null,
+      action_hash: event.action_hash, request_hash: hash, subscription_id: p.sub?.id ?? null, free_units: p.freeUnits, cost: p.cost,
+      charged, overage: p.overage, transaction_id: transactionId, result, metadata: event.metadata ?? {},
+      occurred_at: result.occurred_at, created_at: this.now,
+    });
+    return { status: 201, body: result };
+  }
+
+  /** The answer of POST /v1/check: what the event would do now. */
+  quote(event: { user_id: string; metric: string; quantity: number; complexity_score?: number | undefined }, session: LedgerSession) {
+    const p = this.plan(event, session);
+    const remaining = session.coverable(p.tiers).reduce((s, c) => s + c.amount, 0);
+    const breakdown = [
+      { source: 'free_quota' as const, amount: p.freeCredits },
+      ...p.covered.map((c) => ({ source: c.name as 'allowance' | 'rollover' | 'credits', amount: c.amount })),
+      { source: 'overage' as const, amount: p.overage },
+    ].filter((b) => b.amount > 0);
+    const base = {
+      remaining,
+      cost: p.cost,
+      free_units_remaining: p.quotaLimit > 0 ? p.quotaLeft : null,
+      breakdown,
+      overage: p.overage,
+      overage_amount: p.sub ? Math.ceil(p.overageMicros / 1e6) : 0,
+    };
+    if (p.overage > 0 && !p.payg) return { allowed: false, reason: 'insufficient_credits', ...base };
+    const guard = this.guardFor(event.user_id, p.tz);
+    const refusal = guard ? this.refuseByGuard(guard, p.overageMicros) : null;
+    if (refusal) return { allowed: false, reason: refusal.code, ...base };
+    return { allowed: true, ...base };
+  }
+
+  private count(event: EventInput, tz: string, sub: Sub | null, credits: number, overage: number): void {
+    const day = localDay(this.now, tz);
+    const month = localMonth(this.now, tz);
+    const windows: [string, Date, Date][] = [
+      ['day', day.start, day.end],
+      ['month', month.start, month.end],
+    ];
+    if (sub) windows.push(['period', sub.periodStart, sub.periodEnd]);
+    for (const [window, start, end] of windows) {
+      const key = `${event.user_id}\n${event.metric}\n${window}\n${start.toISOString()}`;
+      const c = this.counters.get(key) ?? {
+        user_id: event.user_id, metric: event.metric, window, window_start: start, window_end: end, quantity: 0, credits: 0, overage: 0, events: 0,
+      };
+      c.quantity += event.quantity;
+      c.credits += credits;
+      c.overage += overage;
+      c.events += 1;
+      this.counters.set(key, c);
+    }
+  }
+
+  writes(): Omit<BillingWrites, 'key'> {
+    return {
+      events: this.events,
+      quotas: [...this.quotas.values()].filter((q) => q.dirty).map(({ dirty: _d, ...q }) => q),
+      counters: [...this.counters.values()],
+      overages: [...this.overages.values()].filter((o) => o.dirty).map((o) => ({
+        id: o.id, user_id: o.user_id, subscription_id: o.subscription_id, metric: o.metric, period_start: o.period_start,
+        period_end: o.period_end, credits: o.credits, amount: Math.ceil((o.credits * o.unitMicros) / 1e6), unit_amount: o.unitAmount,
+        currency: o.currency,
+      })),
+      guards: [...this.guards.values()].filter((g) => g.dirty).map((g) => ({
+        id: g.id, window_start: g.windowStart, spend: g.spend, alerted_80_at: g.a80, alerted_100_at: g.a100,
+      })),
+    };
+  }
+}
+

@@ -1,0 +1,256 @@
+import type { Static } from 'typebox';
+import type { Db, Executor } from '../../db/database.js';
+import { ApiError, type ErrorCode, errors } from '../../http/errors.js';
+import type { PageRequest } from '../../http/pagination.js';
+import type { Principal } from '../../http/principal.js';
+import { newId } from '../../lib/ids.js';
+import type { OpResult } from '../credits/credits.js';
+import { type CreditsService, moneyScope } from '../credits/credits.service.js';
+import type { BackgroundJob } from '../queue/queue.js';
+import type { QueueService } from '../queue/queue.service.js';
+import { userFindById } from '../users/users.repository.js';
+import {
+  type CompleteJobBody,
+  type CreateJobBody,
+  EVENT_TARGET,
+  isFinalJob,
+  type JobEvent,
+  type JobRow,
+  type JobStatus,
+  transition,
+} from './jobs.js';
+import { jobFind, jobInsert, jobListByUser, jobList, jobLock, jobUpdate } from './jobs.repository.js';
+
+export const JOB_TIMEOUT_TYPE = 'jobs.timeout';
+const DEFAULT_TIMEOUT_SECONDS = 3600;
+/** The hold outlives the job's timeout by this much, so the timeout (not the hold's own expiry) releases it. */
+const HOLD_GRACE_SECONDS = 3600;
+
+/** What a transition carries besides its event. */
+export interface TransitionInput {
+  externalId?: string;
+  output?: unknown;
+  resultUrl?: string;
+  cost?: number;
+  tokensUsed?: number;
+  error?: string;
+}
+
+export type TransitionOutcome = { applied: true; job: JobRow } | { applied: false; job: JobRow; reason: string };
+
+/**
+ * AI jobs whose cost is held at creation and settled exactly once. Every transition — HTTP call,
+ * provider callback or timeout — goes through `apply`: lock the job row, run the one transition
+ * function, settle the hold in the same transaction (with an idempotency key derived from the job,
+ * so a second settlement can never move money), write the new status. See docs/jobs.md.
+ */
+export class JobsService {
+  constructor(
+    private readonly credits: CreditsService,
+    private readonly queue: QueueService,
+    private readonly now: () => Date,
+  ) {
+    queue.register(JOB_TIMEOUT_TYPE, (job, ctx) => this.onTimeout(job, ctx.db));
+  }
+
+  /** Holds the cost, then records the job and schedules its timeout — all in the caller's transaction. */
+  async create(trx: Executor, input: Static<typeof CreateJobBody>, requestId: string): Promise<JobRow> {
+    if (!(await userFindById(trx, input.user_id))) throw errors.notFound('User', input.user_id);
+    if (input.project_id !== undefined) {
+      const project = await trx.selectFrom('projects').select(['id', 'user_id', 'workspace_id']).where('id', '=', input.project_id).executeTakeFirst();
+      if (!project) throw errors.notFound('Project', input.project_id);
+    }
+    const id = newId('job');
+    const now = this.now();
+    const timeoutSeconds = input.timeout_seconds ?? DEFAULT_TIMEOUT_SECONDS;
+    let holdId: string | null = null;
+    if (input.cost > 0) {
+      const body = { amount: input.cost, job_id: id };
+      const result = await this.settleIn(trx, input.user_id, {
+        kind: 'hold',
+        requestId,
+        idem: moneyScope(jobPrincipal(id), 'hold', `/v1/jobs/${id}`, body),
+        amount: input.cost,
+        expiresInSeconds: timeoutSeconds + HOLD_GRACE_SECONDS,
+        metadata: { job_id: id, kind: input.kind },
+      });
+      holdId = (result.body as { id: string }).id;
+    }
+    const timeoutAt = new Date(now.getTime() + timeoutSeconds * 1000);
+    const job = await jobInsert(trx, {
+      id,
+      user_id: input.user_id,
+      project_id: input.project_id ?? null,
+      kind: input.kind,
+      model: input.model ?? null,
+      provider: input.provider ?? 'default',
+      external_id: input.external_id ?? null,
+      input: input.input,
+      prompt: input.prompt ?? null,
+      image_url: input.image_url ?? null,
+      cost: input.cost,
+      hold_id: holdId,
+      metadata: input.metadata ?? {},
+      timeout_at: timeoutAt,
+    });
+    await this.queue.enqueue(trx, {
+      type: JOB_TIMEOUT_TYPE,
+      input: { job_id: id },
+      runAt: timeoutAt,
+      dedupeKey: timeoutKey(id),
+      name: `timeout of ${id}`,
+    });
+    return job;
+  }
+
+  /**
+   * One transition, in the caller's transaction. Throws 404 for an unknown job and 409
+   * `invalid_state` when the job's state does not allow the event (nothing moves).
+   */
+  async apply(trx: Executor, jobId: string, event: JobEvent, input: TransitionInput, requestId: string): Promise<JobRow> {
+    const outcome = await this.tryApply(trx, jobId, event, input, requestId);
+    if (!outcome.applied) throw errors.invalidState(outcome.reason, { job_id: jobId, status: outcome.job.status });
+    return outcome.job;
+  }
+
+  /** Like `apply`, but a refused transition is a value (callbacks and timeouts use it). */
+  async tryApply(trx: Executor, jobId: string, event: JobEvent, input: TransitionInput, requestId: string): Promise<TransitionOutcome> {
+    const job = await jobLock(trx, jobId);
+    if (!job) throw errors.notFound('Job', jobId);
+    const status = job.status as JobStatus;
+    const next = transition(status, event);
+    if (!next.ok) return { applied: false, job, reason: next.reason };
+
+    const now = this.now();
+    let captured: number | null = null;
+    if (next.settle === 'capture') {
+      const amount = input.cost ?? job.cost;
+      if (amount > job.cost) {
+        throw errors.invalidRequest(`cost ${amount} exceeds the ${job.cost} credits held for this job`, { field: 'body.cost', held: job.cost });
+      }
+      captured = amount;
+    }
+    if (next.settle !== 'none' && job.hold_id) await this.settle(trx, job, next.settle, captured ?? 0, event, requestId);
+
+    const final = isFinalJob(next.to);
+    const updated = await jobUpdate(trx, jobId, {
+      status: next.to,
+      ...(input.externalId !== undefined ? { external_id: input.externalId } : {}),
+      ...(input.output !== undefined ? { output: input.output } : {}),
+      ...(input.resultUrl !== undefined ? { result_url: input.resultUrl } : {}),
+      ...(input.tokensUsed !== undefined ? { tokens_used: input.tokensUsed } : {}),
+      ...(input.error !== undefined ? { error: input.error } : event === 'timeout' ? { error: 'timed out' } : {}),
+      ...(next.settle === 'capture' ? { captured } : {}),
+      ...(event === 'start' ? { started_at: now } : {}),
+      ...(final
+        ? { completed_at: now, duration_ms: Math.max(0, now.getTime() - new Date(job.started_at ?? job.created_at).getTime()) }
+        : {}),
+    });
+    // A settled job needs no timeout any more (the timeout would find it final anyway).
+    if (final) await this.queue.cancel(trx, timeoutKey(jobId));
+    return { applied: true, job: updated };
+  }
+
+  /**
+   * Captures or releases the job's hold inside the transition's transaction. The idempotency key
+   * is the same for both ("settle"): whichever settlement commits first owns it, and any other —
+   * a retry, a race that slipped past the row lock, a bug — replays it or is refused as reused.
+   */
+  private async settle(trx: Executor, job: JobRow, kind: 'capture' | 'release', amount: number, event: JobEvent, requestId: string): Promise<void> {
+    const holdId = job.hold_id as string;
+    const body = kind === 'capture' ? { kind, hold_id: holdId, amount } : { kind, hold_id: holdId };
+    const idem = moneyScope(jobPrincipal(job.id), 'settle', `/v1/jobs/${job.id}/settle`, body);
+    const op =
+      kind === 'capture'
+        ? { kind: 'capture' as const, requestId, idem, holdId, amount, metadata: { job_id: job.id } }
+        : { kind: 'release' as const, requestId, idem, holdId };
+    try {
+      await this.settleIn(trx, job.user_id, op);
+    } catch (err) {
+      // The hold's own expiry already gave the credits back: a release has nothing left to do.
+      if (kind === 'release' && err instanceof ApiError && err.code === 'invalid_state' && (await this.holdStatus(trx, holdId)) === 'expired') return;
+      if (err instanceof ApiError && (err.code === 'invalid_state' || err.code === 'idempotency_key_reused')) {
+        throw errors.invalidState(`The job's hold cannot be ${kind === 'capture' ? 'captured' : 'released'} (${err.message})`, {
+          job_id: job.id,
+          hold_id: holdId,
+          event,
+        });
+      }
+      throw err;
+    }
+  }
+
+  private async settleIn(trx: Executor, userId: string, op: Parameters<CreditsService['executeIn']>[2][number]): Promise<OpResult> {
+    const [result] = await this.credits.executeIn(trx, { userId }, [op]);
+    if (!result) throw errors.internal();
+    if (result.status >= 400) throw apiErrorOf(result);
+    return result;
+  }
+
+  private async holdStatus(trx: Executor, holdId: string): Promise<string | null> {
+    const row = await trx.selectFrom('credit_holds').select('status').where('id', '=', holdId).executeTakeFirst();
+    return row?.status ?? null;
+  }
+
+  /** The queue's handler: time the job out if it is still open (a settled job is left alone). */
+  private async onTimeout(bg: BackgroundJob, db: Db): Promise<unknown> {
+    const jobId = String(bg.input['job_id'] ?? '');
+    return db.transaction().execute(async (trx) => {
+      const job = await jobFind(trx, jobId);
+      if (!job) return { job_id: jobId, skipped: 'not found' };
+      if (new Date(job.timeout_at).getTime() > this.now().getTime()) {
+        throw new Error(`job ${jobId} is not due to time out until ${new Date(job.timeout_at).toISOString()}`);
+      }
+      const outcome = await this.tryApply(trx, jobId, 'timeout', {}, `timeout:${bg.id}`);
+      return outcome.applied ? { job_id: jobId, status: outcome.job.status } : { job_id: jobId, skipped: outcome.reason };
+    });
+  }
+
+  /** A provider callback: a repeat of what already happened is acknowledged, not refused. */
+  async callback(db: Db, jobId: string, event: JobEvent, input: TransitionInput, requestId: string): Promise<{ job: JobRow; applied: boolean }> {
+    return db.transaction().execute(async (trx) => {
+      const outcome = await this.tryApply(trx, jobId, event, input, requestId);
+      if (outcome.applied) return { job: outcome.job, applied: true };
+      if (outcome.job.status === EVENT_TARGET[event]) return { job: outcome.job, applied: false };
+      throw errors.invalidState(outcome.reason, { job_id: jobId, status: outcome.job.status });
+    });
+  }
+
+  async get(db: Executor, principal: Principal, id: string): Promise<JobRow> {
+    const job = await jobFind(db, id);
+    // Another user's job does not exist as far as they can tell (RLS hides it too).
+    if (!job || (principal.kind === 'user' && job.user_id !== principal.userId)) throw errors.notFound('Job', id);
+    return job;
+  }
+
+  async listForUser(db: Executor, principal: Principal, userId: string, page: PageRequest, status?: string) {
+    if (principal.kind === 'user' && principal.userId !== userId) throw errors.forbidden('You can only list your own jobs');
+    if (principal.kind === 'service' && !(await userFindById(db, userId))) throw errors.notFound('User', userId);
+    return jobListByUser(db, userId, page, status);
+  }
+
+  /** Every user's jobs (the service only: the route refuses users before this runs). */
+  async listAll(db: Executor, page: PageRequest, filter: { status?: string; userId?: string }) {
+    return jobList(db, page, filter);
+  }
+
+  /** Maps the body of a complete call to a transition input. */
+  static completeInput(body: Static<typeof CompleteJobBody>): TransitionInput {
+    return {
+      ...(body.output !== undefined ? { output: body.output } : {}),
+      ...(body.result_url !== undefined ? { resultUrl: body.result_url } : {}),
+      ...(body.cost !== undefined ? { cost: body.cost } : {}),
+      ...(body.tokens_used !== undefined ? { tokensUsed: body.tokens_used } : {}),
+    };
+  }
+}
+
+const jobPrincipal = (jobId: string) => `job:${jobId}`;
+export const timeoutKey = (jobId: string) => `${JOB_TIMEOUT_TYPE}:${jobId}`;
+
+/** The ledger answers refusals as values (status + error body); a job turns them back into errors. */
+function apiErrorOf(result: OpResult): ApiError {
+  const e = (result.body as { error?: { code?: string; message?: string; details?: Record<string, unknown> } } | null)?.error;
+  if (!e?.code) return errors.internal();
+  return new ApiError(e.code as ErrorCode, e.message ?? 'refused', e.details);
+}

@@ -1,0 +1,279 @@
+import {
+  type Json,
+  type NormalizedEvent,
+  type PaymentAction,
+  type SubscriptionFacts,
+  type Verification,
+  isoDate,
+  obj,
+  required,
+  str,
+  stringMap,
+  toMinorUnits,
+} from './payments.js';
+import { header } from './payments.signing.js';
+
+export interface PayPalSettings {
+  webhookId: string;
+  clientId: string;
+  clientSecret: string;
+  /** https://api-m.paypal.com, the sandbox, or a test's local fake. */
+  apiBase: string;
+}
+
+/** PayPal is unreachable or answered oddly: a 503 (PayPal retries), never a 400. */
+export class PayPalUnavailable extends Error {
+  override name = 'PayPalUnavailable';
+}
+
+/**
+ * PayPal's scheme: the delivery's transmission headers plus the event go to PayPal's
+ * `POST /v1/notifications/verify-webhook-signature` (OAuth2 client-credentials token), which
+ * answers `verification_status: SUCCESS | FAILURE`. Called before any transaction opens.
+ */
+export class PayPalVerifier {
+  private token: { value: string; expiresAt: number } | null = null;
+
+  constructor(
+    private readonly settings: PayPalSettings,
+    private readonly now: () => Date,
+  ) {}
+
+  async verify(raw: Buffer, headers: Record<string, string | string[] | undefined>): Promise<Verification> {
+    const names = ['paypal-auth-algo', 'paypal-cert-url', 'paypal-transmission-id', 'paypal-transmission-sig', 'paypal-transmission-time'];
+    const values = names.map((n) => header(headers, n));
+    const missing = names.filter((_n, i) => values[i] === null);
+    if (missing.length > 0) return { ok: false, reason: `missing ${missing.join(', ')}` };
+    let event: unknown;
+    try {
+      event = JSON.parse(raw.toString('utf8'));
+    } catch {
+      return { ok: false, reason: 'body is not JSON' };
+    }
+    const body = {
+      auth_algo: values[0],
+      cert_url: values[1],
+      transmission_id: values[2],
+      transmission_sig: values[3],
+      transmission_time: values[4],
+      webhook_id: this.settings.webhookId,
+      webhook_event: event,
+    };
+    let res = await this.post('/v1/notifications/verify-webhook-signature', body, await this.accessToken());
+    if (res.status === 401) {
+      this.token = null; // expired early or revoked: one fresh token, once
+      res = await this.post('/v1/notifications/verify-webhook-signature', body, await this.accessToken());
+    }
+    if (res.status !== 200) throw new PayPalUnavailable(`verify-webhook-signature answered ${res.status}`);
+    const status = obj(res.body)['verification_status'];
+    return status === 'SUCCESS' ? { ok: true, payload: event } : { ok: false, reason: `PayPal verification_status ${String(status)}` };
+  }
+
+  private async accessToken(): Promise<string> {
+    if (this.token && this.token.expiresAt > this.now().getTime() + 60_000) return this.token.value;
+    const basic = Buffer.from(`${this.settings.clientId}:${this.settings.clientSecret}`).toString('base64');
+    const res = await this.fetchJson('/v1/oauth2/token', {
+      method: 'POST',
+      headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      body: 'grant_type=client_credentials',
+    });
+    const token = str(obj(res.body)['access_token']);
+    if (res.status !== 200 || !token) throw new PayPalUnavailable(`oauth2/token answered ${res.status}`);
+    const ttl = Number(obj(res.body)['expires_in'] ?? 300);
+    this.token = { value: token, expiresAt: this.now().getTime() + ttl * 1000 };
+    return token;
+  }
+
+  private post(path: string, body: unknown, token: string) {
+    return this.fetchJson(path, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify(body),
+    });
+  }
+
+  private async fetchJson(path: string, init: RequestInit): Promise<{ status: number; body: unknown }> {
+    let res: Response;
+    try {
+      res = await fetch(`${this.settings.apiBase}${path}`, { ...init, signal: AbortSignal.timeout(10_000) });
+    } catch (err) {
+      throw new PayPalUnavailable(`PayPal unreachable: ${(err as Error).message}`);
+    }
+    const text = await res.text();
+    let body: unknown = null;
+    try {
+      body = text ? (JSON.parse(text) as unknown) : null;
+    } catch {
+      body = null;
+    }
+    return { status: res.status, body };
+  }
+}
+
+/** `custom_id` carries either a JSON object of metadata or just the user id. */
+export function paypalCustom(v: unknown): Record<string, string> {
+  const s = str(v);
+  if (!s) return {};
+  if (s.startsWith('{')) {
+    try {
+      return stringMap(JSON.parse(s));
+    } catch {
+      return {};
+    }
+  }
+  return { user_id: s };
+}
+
+export function paypalSubscriptionStatus(status: string | null): SubscriptionFacts['status'] {
+  switch (status) {
+    case 'ACTIVE':
+      return 'active';
+    case 'CANCELLED':
+    case 'EXPIRED':
+      return 'canceled';
+    default:
+      // SUSPENDED (payments failing), APPROVAL_PENDING, APPROVED
+      return 'past_due';
+  }
+}
+
+const money = (m: unknown): { amount: number; currency: string } => {
+  const o = obj(m);
+  const currency = (str(o['currency_code']) ?? str(o['currency']) ?? 'usd').toLowerCase();
+  return { amount: toMinorUnits(o['value'] ?? o['total'], currency), currency };
+};
+
+/** The capture a refund belongs to: its `up` link (…/v2/payments/captures/{id}). */
+function upCapture(r: Json): string | null {
+  for (const l of (r['links'] as unknown[]) ?? []) {
+    const link = obj(l);
+    const m = /\/captures\/([^/?#]+)/.exec(String(link['href'] ?? ''));
+    if (link['rel'] === 'up' && m) return m[1] ?? null;
+  }
+  return null;
+}
+
+/** PayPal's envelope: `{ id: "WH-…", event_type, resource_type, resource }`. */
+export function normalizePayPal(payload: unknown): NormalizedEvent {
+  const e = obj(payload);
+  const eventId = required(str(e['id']), 'id');
+  const eventType = required(str(e['event_type']), 'event_type');
+  const r = obj(e['resource']);
+  return { eventId, eventType, actions: paypalActions(eventType, r) };
+}
+
+function paypalActions(type: string, r: Json): PaymentAction[] {
+  switch (type) {
+    case 'PAYMENT.CAPTURE.COMPLETED':
+    case 'PAYMENT.CAPTURE.PENDING':
+    case 'PAYMENT.CAPTURE.DENIED':
+    case 'PAYMENT.CAPTURE.DECLINED': {
+      const { amount, currency } = money(r['amount']);
+      const metadata = paypalCustom(r['custom_id']);
+      return [
+        {
+          kind: 'payment',
+          payment: {
+            providerPaymentId: required(str(r['id']), 'capture id'),
+            providerCustomerId: null,
+            status: type === 'PAYMENT.CAPTURE.COMPLETED' ? 'succeeded' : type === 'PAYMENT.CAPTURE.PENDING' ? 'processing' : 'failed',
+            amount,
+            currency,
+            email: metadata['email'] ?? null,
+            metadata,
+            priceIds: [metadata['price_id'], str(r['invoice_id'])].filter((x): x is string => !!x),
+            receiptUrl: null,
+            description: null,
+            providerSubscriptionId: null,
+          },
+        },
+      ];
+    }
+    case 'PAYMENT.CAPTURE.REFUNDED': {
+      const total = obj(obj(r['seller_payable_breakdown'])['total_refunded_amount']);
+      const captureId = required(upCapture(r), 'refund up link');
+      if (total['value'] !== undefined) {
+        return [{ kind: 'refund', providerPaymentId: captureId, amount: money(total).amount, cumulative: true }];
+      }
+      return [{ kind: 'refund', providerPaymentId: captureId, amount: money(r['amount']).amount, cumulative: false }];
+    }
+    case 'PAYMENT.CAPTURE.REVERSED':
+      return [{ kind: 'dispute', providerPaymentId: required(str(r['id']), 'capture id'), amount: money(r['amount']).amount }];
+    case 'CUSTOMER.DISPUTE.CREATED': {
+      const tx = obj(((r['disputed_transactions'] as unknown[]) ?? [])[0]);
+      const captureId = required(str(tx['seller_transaction_id']), 'disputed_transactions[0].seller_transaction_id');
+      return [{ kind: 'dispute', providerPaymentId: captureId, amount: r['dispute_amount'] ? money(r['dispute_amount']).amount : 0 }];
+    }
+    case 'PAYMENT.SALE.COMPLETED': {
+      // A subscription's recurring payment.
+      const subscriptionId = str(r['billing_agreement_id']);
+      const { amount, currency } = money(r['amount']);
+      const metadata = paypalCustom(r['custom'] ?? r['custom_id']);
+      const actions: PaymentAction[] = [
+        {
+          kind: 'payment',
+          payment: {
+            providerPaymentId: required(str(r['id']), 'sale id'),
+            providerCustomerId: null,
+            status: 'succeeded',
+            amount,
+            currency,
+            email: null,
+            metadata,
+            priceIds: [],
+            receiptUrl: null,
+            description: subscriptionId ? `subscription ${subscriptionId}` : null,
+            providerSubscriptionId: subscriptionId,
+          },
+        },
+      ];
+      if (subscriptionId) actions.push({ kind: 'subscription', subscription: saleSubscription(subscriptionId, metadata) });
+      return actions;
+    }
+    default:
+      if (type.startsWith('BILLING.SUBSCRIPTION.')) return [{ kind: 'subscription', subscription: subscriptionFacts(type, r) }];
+      return [];
+  }
+}
+
+function saleSubscription(id: string, metadata: Record<string, string>): SubscriptionFacts {
+  return {
+    providerSubscriptionId: id,
+    providerCustomerId: null,
+    providerPriceId: null,
+    planId: metadata['plan_id'] ?? null,
+    status: 'active',
+    interval: null,
+    currentPeriodStart: null,
+    currentPeriodEnd: null,
+    cancelAtPeriodEnd: false,
+    canceledAt: null,
+    trialEnd: null,
+    periodPaid: true,
+    email: null,
+    metadata,
+  };
+}
+
+function subscriptionFacts(type: string, s: Json): SubscriptionFacts {
+  const metadata = paypalCustom(s['custom_id']);
+  const subscriber = obj(s['subscriber']);
+  const billing = obj(s['billing_info']);
+  const status = type === 'BILLING.SUBSCRIPTION.PAYMENT.FAILED' ? 'past_due' : paypalSubscriptionStatus(str(s['status']));
+  return {
+    providerSubscriptionId: required(str(s['id']), 'subscription id'),
+    providerCustomerId: str(subscriber['payer_id']),
+    providerPriceId: str(s['plan_id']),
+    planId: metadata['plan_id'] ?? null,
+    status,
+    interval: null,
+    currentPeriodStart: isoDate(obj(billing['last_payment'])['time']) ?? isoDate(s['start_time']),
+    currentPeriodEnd: isoDate(billing['next_billing_time']),
+    cancelAtPeriodEnd: false,
+    canceledAt: status === 'canceled' ? isoDate(s['status_update_time']) : null,
+    trialEnd: null,
+    periodPaid: false,
+    email: str(subscriber['email_address']),
+    metadata,
+  };
+}

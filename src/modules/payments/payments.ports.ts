@@ -1,0 +1,36 @@
+import type { Executor } from '../../db/database.js';
+import type { ProviderName } from './payments.js';
+
+/**
+ * What payments hands to billing: one provider's subscription (or invoice) event, normalised and
+ * matched to a user. Billing owns plans and subscriptions (0003); payments never writes them.
+ */
+export interface ProviderSubscriptionSync {
+  provider: ProviderName;
+  /** Provider event id (for audit). */
+  eventId: string;
+  providerSubscriptionId: string;
+  providerCustomerId: string | null;
+  /** After matching. */
+  userId: string;
+  /** Price / variant / product / plan id the provider sent. */
+  providerPriceId: string | null;
+  /** metadata.plan_id when present. */
+  planId: string | null;
+  status: 'trialing' | 'active' | 'past_due' | 'canceled';
+  interval: 'monthly' | 'yearly' | null;
+  currentPeriodStart: Date | null;
+  currentPeriodEnd: Date | null;
+  cancelAtPeriodEnd: boolean;
+  canceledAt: Date | null;
+  trialEnd: Date | null;
+  /** true when this event proves a period was paid (invoice.paid, subscription payment success) */
+  periodPaid: boolean;
+}
+
+export interface SubscriptionPort {
+  /** Runs in the webhook's transaction; billing creates/updates the subscription and grants a
+   *  paid period's allowances exactly once. Returns the Tally subscription id. */
+  /** `subscriptionId` null: the price buys no plan (a credit package, say) and there is nothing to sync. */
+  syncProviderSubscription(trx: Executor, input: ProviderSubscriptionSync): Promise<{ subscriptionId: string | null }>;
+}

@@ -1,0 +1,232 @@
+import { sql } from 'kysely';
+import type { Executor } from '../../db/database.js';
+import { cursorBefore, cursorColumn, type PageRequest } from '../../http/pagination.js';
+import type { ProviderName } from './payments.js';
+
+/**
+ * SQL for payments. Functions take the executor first (the caller owns the transaction). Column
+ * lists are explicit: end users read these tables under RLS with column grants, and a `select *`
+ * would touch columns they may not read (raw payloads).
+ */
+type Row = Record<string, unknown>;
+
+export const PAYMENT_COLUMNS = [
+  'id', 'user_id', 'provider', 'provider_payment_id', 'provider_customer_id', 'customer_id', 'status', 'amount',
+  'amount_refunded', 'currency', 'email', 'package_id', 'plan_id', 'provider_price_id', 'credits', 'credits_clawed_back',
+  'grant_transaction_id', 'match_status', 'receipt_url', 'description', 'metadata', 'processed_at', 'refunded_at',
+  'disputed_at', 'created_at', 'updated_at',
+] as const;
+const INVOICE_COLUMNS = [
+  'id', 'user_id', 'customer_id', 'provider', 'provider_invoice_id', 'provider_subscription_id', 'payment_id', 'status',
+  'amount_due', 'amount_paid', 'currency', 'invoice_pdf_url', 'hosted_invoice_url', 'period_start', 'period_end', 'paid_at',
+  'created_at', 'updated_at',
+] as const;
+const CUSTOMER_COLUMNS = ['id', 'user_id', 'provider', 'provider_customer_id', 'email', 'created_at', 'updated_at'] as const;
+
+// --- users, customers, aliases (matching) ------------------------------------------------------
+
+export async function userExists(db: Executor, id: string): Promise<boolean> {
+  return (await db.selectFrom('users').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;
+}
+
+export async function userIdByEmail(db: Executor, email: string): Promise<string | null> {
+  const row = await db.selectFrom('users').select('id').where(sql<string>`lower(email)`, '=', email.toLowerCase()).executeTakeFirst();
+  return row?.id ?? null;
+}
+
+export async function userIdByAlias(db: Executor, email: string): Promise<string | null> {
+  const row = await db.selectFrom('user_email_aliases').select('user_id').where(sql<string>`lower(email)`, '=', email.toLowerCase()).executeTakeFirst();
+  return row?.user_id ?? null;
+}
+
+export async function customerFind(db: Executor, provider: ProviderName, providerCustomerId: string): Promise<Row | undefined> {
+  return db.selectFrom('payment_customers').selectAll().where('provider', '=', provider).where('provider_customer_id', '=', providerCustomerId).executeTakeFirst();
+}
+
+/** Links a provider customer to a user; an existing link wins (a customer belongs to one user). */
+export async function customerLink(
+  db: Executor,
+  row: { id: string; user_id: string; provider: ProviderName; provider_customer_id: string; email: string | null },
+): Promise<Row> {
+  await db.insertInto('payment_customers').values(row).onConflict((oc) => oc.columns(['provider', 'provider_customer_id']).doNothing()).execute();
+  return (await customerFind(db, row.provider, row.provider_customer_id))!;
+}
+
+export async function customersOfUser(db: Executor, userId: string, page: PageRequest) {
+  let q = db.selectFrom('payment_customers').select([...CUSTOMER_COLUMNS, cursorColumn('payment_customers').as('cursor_us')]).where('user_id', '=', userId);
+  if (page.after) q = q.where(cursorBefore('payment_customers', page.after));
+  return q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(page.limit + 1).execute();
+}
+
+export async function aliasInsert(db: Executor, row: { id: string; user_id: string; email: string; note: string | null }): Promise<Row | undefined> {
+  return db
+    .insertInto('user_email_aliases')
+    .values(row)
+    .onConflict((oc) => oc.expression(sql`lower(email)`).doNothing())
+    .returningAll()
+    .executeTakeFirst();
+}
+
+export async function aliasesOfUser(db: Executor, userId: string, page: PageRequest) {
+  let q = db.selectFrom('user_email_aliases').select(['id', 'user_id', 'email', 'note', 'created_at', cursorColumn('user_email_aliases').as('cursor_us')]).where('user_id', '=', userId);
+  if (page.after) q = q.where(cursorBefore('user_email_aliases', page.after));
+  return q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(page.limit + 1).execute();
+}
+
+export async function aliasDelete(db: Executor, id: string): Promise<boolean> {
+  const res = await db.deleteFrom('user_email_aliases').where('id', '=', id).executeTakeFirst();
+  return Number(res.numDeletedRows) > 0;
+}
+
+// --- credit packages ---------------------------------------------------------------------------
+
+export async function packageByPrice(db: Executor, provider: ProviderName, priceIds: string[]): Promise<Row | undefined> {
+  if (priceIds.length === 0) return undefined;
+  const rows = await db
+    .selectFrom('credit_packages')
+    .selectAll()
+    .where('provider', '=', provider)
+    .where('provider_price_id', 'in', priceIds)
+    .where('is_active', '=', true)
+    .execute();
+  // The most specific id the event named wins (price/variant before product).
+  for (const id of priceIds) {
+    const hit = rows.find((r) => r.provider_price_id === id);
+    if (hit) return hit;
+  }
+  return undefined;
+}
+
+export async function packageInsert(db: Executor, row: Record<string, unknown>): Promise<Row> {
+  return db.insertInto('credit_packages').values(row as never).returningAll().executeTakeFirstOrThrow();
+}
+
+export async function packageFind(db: Executor, id: string): Promise<Row | undefined> {
+  return db.selectFrom('credit_packages').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+export async function packageUpdate(db: Executor, id: string, patch: Record<string, unknown>): Promise<Row | undefined> {
+  return db.updateTable('credit_packages').set(patch as never).where('id', '=', id).returningAll().executeTakeFirst();
+}
+
+export async function packageDelete(db: Executor, id: string): Promise<boolean> {
+  const res = await db.deleteFrom('credit_packages').where('id', '=', id).executeTakeFirst();
+  return Number(res.numDeletedRows) > 0;
+}
+
+export async function packagesPage(db: Executor, page: PageRequest) {
+  let q = db.selectFrom('credit_packages').selectAll().select(cursorColumn('credit_packages').as('cursor_us'));
+  if (page.after) q = q.where(cursorBefore('credit_packages', page.after));
+  return q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(page.limit + 1).execute();
+}
+
+// --- payments ----------------------------------------------------------------------------------
+
+/** Creates the payment row once per provider payment id, then locks it (concurrent events wait). */
+export async function paymentClaim(db: Executor, row: Record<string, unknown>): Promise<{ row: Row; created: boolean }> {
+  const inserted = await db
+    .insertInto('payments')
+    .values(row as never)
+    .onConflict((oc) => oc.columns(['provider', 'provider_payment_id']).doNothing())
+    .returning('id')
+    .executeTakeFirst();
+  const locked = await paymentLockByProviderId(db, row['provider'] as ProviderName, row['provider_payment_id'] as string);
+  return { row: locked!, created: inserted !== undefined };
+}
+
+export async function paymentLockByProviderId(db: Executor, provider: ProviderName, providerPaymentId: string): Promise<Row | undefined> {
+  return db
+    .selectFrom('payments')
+    .selectAll()
+    .where('provider', '=', provider)
+    .where('provider_payment_id', '=', providerPaymentId)
+    .forUpdate()
+    .executeTakeFirst();
+}
+
+export async function paymentLock(db: Executor, id: string): Promise<Row | undefined> {
+  return db.selectFrom('payments').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+}
+
+export async function paymentUpdate(db: Executor, id: string, patch: Record<string, unknown>): Promise<Row> {
+  return db.updateTable('payments').set(patch as never).where('id', '=', id).returning([...PAYMENT_COLUMNS]).executeTakeFirstOrThrow();
+}
+
+export async function paymentFind(db: Executor, id: string): Promise<Row | undefined> {
+  return db.selectFrom('payments').select([...PAYMENT_COLUMNS]).where('id', '=', id).executeTakeFirst();
+}
+
+export async function paymentsPage(
+  db: Executor,
+  page: PageRequest,
+  filter: { userId?: string; status?: string; matchStatus?: string; provider?: string },
+) {
+  let q = db.selectFrom('payments').select([...PAYMENT_COLUMNS, cursorColumn('payments').as('cursor_us')]);
+  if (filter.userId !== undefined) q = q.where('user_id', '=', filter.userId);
+  if (filter.status !== undefined) q = q.where('status', '=', filter.status);
+  if (filter.matchStatus !== undefined) q = q.where('match_status', '=', filter.matchStatus);
+  if (filter.provider !== undefined) q = q.where('provider', '=', filter.provider);
+  if (page.after) q = q.where(cursorBefore('payments', page.after));
+  return q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(page.limit + 1).execute();
+}
+
+// --- invoices ----------------------------------------------------------------------------------
+
+export async function invoiceUpsert(db: Executor, row: Record<string, unknown>): Promise<void> {
+  const { id: _id, provider: _p, provider_invoice_id: _i, created_at: _c, ...update } = row;
+  // A late `open` never overwrites `paid` (events arrive out of order).
+  await db
+    .insertInto('invoices')
+    .values(row as never)
+    .onConflict((oc) =>
+      oc.columns(['provider', 'provider_invoice_id']).doUpdateSet(update as never).where(sql<boolean>`invoices.status <> 'paid' or excluded.status = 'paid'`),
+    )
+    .execute();
+}
+
+export async function invoicesOfUser(db: Executor, userId: string, page: PageRequest) {
+  let q = db.selectFrom('invoices').select([...INVOICE_COLUMNS, cursorColumn('invoices').as('cursor_us')]).where('user_id', '=', userId);
+  if (page.after) q = q.where(cursorBefore('invoices', page.after));
+  return q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(page.limit + 1).execute();
+}
+
+// --- webhook log -------------------------------------------------------------------------------
+
+export async function webhookReceive(db: Executor, row: { id: string; provider: ProviderName; event_id: string; event_type: string; payload: string; signature: string | null }): Promise<void> {
+  await db
+    .insertInto('webhook_events')
+    .values(row)
+    .onConflict((oc) => oc.columns(['provider', 'event_id']).where('event_id', 'is not', null).doNothing())
+    .execute();
+}
+
+export async function webhookReject(db: Executor, row: { id: string; provider: ProviderName; error: string; signature: string | null }): Promise<void> {
+  await db.insertInto('webhook_events').values({ ...row, status: 'rejected', event_id: null }).execute();
+}
+
+export async function webhookLock(db: Executor, provider: ProviderName, eventId: string): Promise<Row | undefined> {
+  return db.selectFrom('webhook_events').selectAll().where('provider', '=', provider).where('event_id', '=', eventId).forUpdate().executeTakeFirst();
+}
+
+export async function webhookUpdate(db: Executor, provider: ProviderName, eventId: string, patch: Record<string, unknown>): Promise<void> {
+  await db.updateTable('webhook_events').set(patch as never).where('provider', '=', provider).where('event_id', '=', eventId).execute();
+}
+
+/** Records a failed attempt after its transaction rolled back (attempts counts every try). */
+export async function webhookFail(db: Executor, provider: ProviderName, eventId: string, error: string): Promise<void> {
+  await db
+    .updateTable('webhook_events')
+    .set({ status: 'failed', error: error.slice(0, 4000), attempts: sql<number>`attempts + 1` })
+    .where('provider', '=', provider)
+    .where('event_id', '=', eventId)
+    .where('status', 'not in', ['processed', 'ignored'])
+    .execute();
+}
+
+export async function webhookPage(db: Executor, page: PageRequest, filter: { provider?: string; status?: string }) {
+  let q = db.selectFrom('webhook_events').selectAll().select(cursorColumn('webhook_events').as('cursor_us'));
+  if (filter.provider !== undefined) q = q.where('provider', '=', filter.provider);
+  if (filter.status !== undefined) q = q.where('status', '=', filter.status);
+  if (page.after) q = q.where(cursorBefore('webhook_events', page.after));
+  return q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(page.limit + 1).execute();
+}

@@ -1,0 +1,670 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { PaymentsConfig } from '../../config/config.js';
+import type { Database, Db, Executor } from '../../db/database.js';
+import { errors } from '../../http/errors.js';
+import { type PageRequest, toPage } from '../../http/pagination.js';
+import { newId } from '../../lib/ids.js';
+import type { LedgerOp, OpResult } from '../credits/credits.js';
+import { type CreditsService, moneyScope } from '../credits/credits.service.js';
+import { normalizeCreem, verifyCreem } from './payments.creem.js';
+import {
+  customerBody,
+  emailAliasBody,
+  invoiceBody,
+  isSettled,
+  MalformedEvent,
+  type NormalizedEvent,
+  type PaymentAction,
+  type PaymentFacts,
+  type PaymentStatus,
+  paymentBody,
+  type ProviderName,
+  type SubscriptionFacts,
+  type Verification,
+  webhookEventBody,
+  creditPackageBody,
+  type InvoiceFacts,
+} from './payments.js';
+import { normalizeLemonSqueezy, verifyLemonSqueezy } from './payments.lemonsqueezy.js';
+import { normalizePayPal, PayPalUnavailable, PayPalVerifier } from './payments.paypal.js';
+import type { SubscriptionPort } from './payments.ports.js';
+import * as repo from './payments.repository.js';
+import { header } from './payments.signing.js';
+import { normalizeStripe, verifyStripe } from './payments.stripe.js';
+
+type Row = Record<string, unknown>;
+type Headers = Record<string, string | string[] | undefined>;
+
+export interface PaymentsDeps {
+  database: Database;
+  credits: CreditsService;
+  /** Billing's port (null until billing is wired in: subscription events are then logged only). */
+  subscriptions: SubscriptionPort | null;
+  config: PaymentsConfig | undefined;
+  clock: () => Date;
+  logger: FastifyBaseLogger;
+}
+
+export interface WebhookAnswer {
+  status: number;
+  body: { received: true; event_id: string; status: 'processed' | 'ignored'; outcome: string; replayed: boolean };
+}
+
+/** The principal payments' own ledger operations are recorded under (idempotency scopes). */
+const PRINCIPAL = 'payments';
+
+/** Actions apply in this order within an event: who the customer is, then money, then state. */
+const ORDER: Record<PaymentAction['kind'], number> = { customer: 0, payment: 1, invoice: 2, refund: 3, dispute: 4, subscription: 5 };
+
+/**
+ * Payment webhooks, records and the unmatched queue. A delivery is verified with its provider's
+ * scheme before anything is written; each provider event id is processed once, forever (the
+ * webhook_events row, locked for the whole processing transaction); each provider payment id is
+ * one payments row; and every credit movement is a ledger operation with an idempotency scope,
+ * run with `executeIn` in the same transaction as the rows that explain it.
+ */
+export class PaymentsService {
+  private readonly db: Db;
+  private readonly paypal: PayPalVerifier | null;
+
+  constructor(private readonly deps: PaymentsDeps) {
+    this.db = deps.database.db;
+    const paypal = deps.config?.paypal;
+    this.paypal = paypal ? new PayPalVerifier(paypal, deps.clock) : null;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Webhooks
+  // -------------------------------------------------------------------------------------------
+
+  async receiveWebhook(provider: ProviderName, raw: Buffer, headers: Headers): Promise<WebhookAnswer> {
+    const verification = await this.verify(provider, raw, headers);
+    const signature = signatureHeader(provider, headers);
+    if (!verification.ok) return this.reject(provider, signature, verification.reason);
+    let event: NormalizedEvent;
+    try {
+      event = this.normalize(provider, verification.payload);
+    } catch (err) {
+      // A signed body with no readable event id cannot be keyed, so it cannot be processed once.
+      if (err instanceof MalformedEvent && !hasEventId(provider, verification.payload)) {
+        return this.reject(provider, signature, `unreadable event: ${err.message}`);
+      }
+      event = { eventId: eventIdOf(provider, verification.payload), eventType: eventTypeOf(provider, verification.payload), actions: [] };
+      return this.process(provider, event, verification.payload, signature, err as Error);
+    }
+    return this.process(provider, event, verification.payload, signature, null);
+  }
+
+  private async verify(provider: ProviderName, raw: Buffer, headers: Headers): Promise<Verification> {
+    const cfg = this.deps.config;
+    const now = this.deps.clock();
+    switch (provider) {
+      case 'stripe':
+        if (!cfg?.stripe) throw notConfigured(provider, 'STRIPE_WEBHOOK_SECRET');
+        return verifyStripe(raw, header(headers, 'stripe-signature'), cfg.stripe.webhookSecrets, cfg.toleranceSeconds, now);
+      case 'lemonsqueezy':
+        if (!cfg?.lemonsqueezy) throw notConfigured(provider, 'LEMONSQUEEZY_WEBHOOK_SECRET');
+        return verifyLemonSqueezy(raw, header(headers, 'x-signature'), cfg.lemonsqueezy.webhookSecret);
+      case 'creem':
+        if (!cfg?.creem) throw notConfigured(provider, 'CREEM_WEBHOOK_SECRET');
+        return verifyCreem(raw, header(headers, 'creem-signature'), cfg.creem.webhookSecret);
+      case 'paypal':
+        if (!this.paypal) throw notConfigured(provider, 'PAYPAL_WEBHOOK_ID, PAYPAL_CLIENT_ID and PAYPAL_CLIENT_SECRET');
+        try {
+          return await this.paypal.verify(raw, headers);
+        } catch (err) {
+          if (err instanceof PayPalUnavailable) {
+            this.deps.logger.warn({ provider, err: err.message }, 'webhook verification unavailable');
+            throw errors.unavailable(`PayPal signature verification is unavailable: ${err.message}`);
+          }
+          throw err;
+        }
+    }
+  }
+
+  private normalize(provider: ProviderName, payload: unknown): NormalizedEvent {
+    if (payload === undefined) throw new MalformedEvent('body is not JSON');
+    switch (provider) {
+      case 'stripe':
+        return normalizeStripe(payload);
+      case 'lemonsqueezy':
+        return normalizeLemonSqueezy(payload);
+      case 'creem':
+        return normalizeCreem(payload);
+      case 'paypal':
+        return normalizePayPal(payload);
+    }
+  }
+
+  /** Bad, missing or stale signature: 400, a `rejected` log row without the untrusted payload. */
+  private async reject(provider: ProviderName, signature: string | null, reason: string): Promise<never> {
+    this.deps.logger.warn({ provider, reason }, 'webhook rejected');
+    await repo.webhookReject(this.db, { id: newId('webhookEvent'), provider, error: reason.slice(0, 4000), signature });
+    throw errors.invalidRequest(`Webhook signature verification failed: ${reason}`, { provider });
+  }
+
+  /**
+   * The event is recorded as received (its own commit, so the log shows it even if processing
+   * dies), then processed in one transaction that holds the event row's lock: a concurrent
+   * duplicate delivery waits, then sees `processed` and replays. Any failure rolls the whole
+   * processing back, is recorded as `failed` with its error, and answers 5xx so the provider retries.
+   */
+  private async process(
+    provider: ProviderName,
+    event: NormalizedEvent,
+    payload: unknown,
+    signature: string | null,
+    parseError: Error | null,
+  ): Promise<WebhookAnswer> {
+    const { eventId, eventType } = event;
+    await repo.webhookReceive(this.db, {
+      id: newId('webhookEvent'),
+      provider,
+      event_id: eventId,
+      event_type: eventType,
+      payload: JSON.stringify(payload ?? null),
+      signature,
+    });
+    try {
+      return await this.db.transaction().execute(async (trx) => {
+        const row = await repo.webhookLock(trx, provider, eventId);
+        if (!row) throw new Error(`webhook event ${provider}/${eventId} vanished`);
+        if (row['status'] === 'processed' || row['status'] === 'ignored') {
+          const status = row['status'] as 'processed' | 'ignored';
+          return { status: 200, body: { received: true, event_id: eventId, status, outcome: String(row['outcome'] ?? ''), replayed: true } };
+        }
+        if (parseError) throw parseError;
+        await repo.webhookUpdate(trx, provider, eventId, { status: 'processing', attempts: Number(row['attempts']) + 1 });
+        const outcomes: string[] = [];
+        const actions = [...event.actions].sort((a, b) => ORDER[a.kind] - ORDER[b.kind]);
+        for (const action of actions) outcomes.push(await this.applyAction(trx, provider, eventId, action, payload));
+        const status = actions.length === 0 ? 'ignored' : 'processed';
+        const outcome = actions.length === 0 ? `event type ${eventType} ignored` : outcomes.join('; ');
+        const body = { received: true as const, event_id: eventId, status: status as 'processed' | 'ignored', outcome: outcome.slice(0, 1000), replayed: false };
+        await repo.webhookUpdate(trx, provider, eventId, {
+          status,
+          outcome: body.outcome,
+          error: null,
+          response: JSON.stringify(body),
+          processed_at: this.deps.clock(),
+        });
+        return { status: 200, body };
+      });
+    } catch (err) {
+      const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+      this.deps.logger.error({ provider, eventId, eventType, err: message }, 'webhook processing failed');
+      await repo.webhookFail(this.db, provider, eventId, message).catch(() => undefined);
+      throw errors.internal();
+    }
+  }
+
+  private async applyAction(trx: Executor, provider: ProviderName, eventId: string, action: PaymentAction, payload: unknown): Promise<string> {
+    switch (action.kind) {
+      case 'payment':
+        return this.applyPayment(trx, provider, eventId, action.payment, payload);
+      case 'refund':
+        return this.applyRefund(trx, provider, action);
+      case 'dispute':
+        return this.applyDispute(trx, provider, action);
+      case 'invoice':
+        return this.applyInvoice(trx, provider, action.invoice, payload);
+      case 'subscription':
+        return this.applySubscription(trx, provider, eventId, action.subscription);
+      case 'customer': {
+        const match = await this.match(trx, provider, { metadata: action.metadata, providerCustomerId: action.providerCustomerId, email: action.email });
+        if (!match) return `customer ${action.providerCustomerId} not matched to a user`;
+        await this.link(trx, provider, action.providerCustomerId, match.userId, action.email);
+        return `customer ${action.providerCustomerId} linked to ${match.userId}`;
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Payments: record once, match, grant once
+  // -------------------------------------------------------------------------------------------
+
+  private async applyPayment(trx: Executor, provider: ProviderName, eventId: string, p: PaymentFacts, payload: unknown): Promise<string> {
+    const { row, created } = await repo.paymentClaim(trx, {
+      id: newId('payment'),
+      provider,
+      provider_payment_id: p.providerPaymentId,
+      provider_customer_id: p.providerCustomerId,
+      status: 'created',
+      amount: p.amount,
+      currency: p.currency,
+      email: p.email,
+      match_status: 'unmatched',
+      receipt_url: p.receiptUrl,
+      description: p.description,
+      metadata: JSON.stringify(p.metadata),
+      raw_payload: JSON.stringify(payload ?? null),
+    });
+    const id = String(row['id']);
+    const current = row['status'] as PaymentStatus;
+    if (isSettled(current)) return `payment ${id} already ${current}${created ? '' : ' (seen before)'}`;
+
+    const match = row['user_id']
+      ? { userId: String(row['user_id']), by: String(row['matched_by'] ?? 'metadata') }
+      : await this.match(trx, provider, { metadata: p.metadata, providerCustomerId: p.providerCustomerId, email: p.email });
+    const customerId = match && p.providerCustomerId ? String((await this.link(trx, provider, p.providerCustomerId, match.userId, p.email))['id']) : null;
+    const base = {
+      status: p.status,
+      amount: p.amount,
+      currency: p.currency,
+      email: p.email ?? row['email'] ?? null,
+      receipt_url: p.receiptUrl ?? row['receipt_url'] ?? null,
+      raw_payload: JSON.stringify(payload ?? null),
+      ...(match ? { user_id: match.userId, match_status: row['match_status'] === 'resolved' ? 'resolved' : 'matched', matched_by: match.by, customer_id: customerId } : {}),
+    };
+    if (p.status !== 'succeeded') {
+      await repo.paymentUpdate(trx, id, base);
+      return `payment ${id} ${p.status}`;
+    }
+
+    const purchase = await this.purchaseOf(trx, provider, p);
+    const updated = await repo.paymentUpdate(trx, id, {
+      ...base,
+      credits: purchase.credits,
+      package_id: purchase.packageId,
+      plan_id: purchase.planId,
+      provider_price_id: p.priceIds[0] ?? null,
+      processed_at: this.deps.clock(),
+    });
+    if (!match) return `payment ${id} succeeded; no user matched — waiting in the unmatched queue`;
+    return this.fulfil(trx, provider, eventId, updated, purchase, p);
+  }
+
+  /** Grants what a matched, succeeded payment bought (credits exactly once; a plan through billing). */
+  private async fulfil(
+    trx: Executor,
+    provider: ProviderName,
+    eventId: string,
+    payment: Row,
+    purchase: Purchase,
+    p: Pick<PaymentFacts, 'providerCustomerId' | 'priceIds'>,
+  ): Promise<string> {
+    const id = String(payment['id']);
+    const userId = String(payment['user_id']);
+    const outcomes: string[] = [];
+    if (purchase.credits > 0) {
+      const result = await this.ledger(trx, userId, {
+        kind: 'grant',
+        requestId: `payment:${id}`,
+        idem: moneyScope(PRINCIPAL, `payment:${id}:grant`, '/internal/payments/grant', { payment_id: id, credits: purchase.credits }),
+        amount: purchase.credits,
+        reason: `purchase (${provider} ${String(payment['provider_payment_id'])})`,
+        class: purchase.class,
+        source: 'purchase',
+        expiresAt: purchase.expiresAt,
+        priority: 0,
+        metadata: { payment_id: id, provider, provider_payment_id: payment['provider_payment_id'] },
+      });
+      const txn = (result.body as { transaction: { id: string; grant_id: string | null } }).transaction;
+      await repo.paymentUpdate(trx, id, { grant_transaction_id: txn.id, grant_id: txn.grant_id });
+      outcomes.push(`payment ${id} granted ${purchase.credits} credits to ${userId}`);
+    }
+    if (purchase.planId) {
+      outcomes.push(
+        await this.syncSubscription(trx, {
+          provider,
+          eventId,
+          userId,
+          providerSubscriptionId: String(payment['provider_payment_id']),
+          providerCustomerId: p.providerCustomerId,
+          providerPriceId: p.priceIds[0] ?? null,
+          planId: purchase.planId,
+          status: 'active',
+          interval: null,
+          currentPeriodStart: null,
+          currentPeriodEnd: null,
+          cancelAtPeriodEnd: false,
+          canceledAt: null,
+          trialEnd: null,
+          periodPaid: true,
+        }),
+      );
+    }
+    return outcomes.length > 0 ? outcomes.join('; ') : `payment ${id} succeeded; it buys nothing (no credits, package, plan or credit price)`;
+  }
+
+  /**
+   * What a payment buys: metadata.credits, else a credit package (price/variant, then product),
+   * else metadata.plan_id (billing), else the configured credit price. A subscription's payment
+   * buys only metadata credits or a package: its plan's allowances come through billing's port.
+   */
+  private async purchaseOf(trx: Executor, provider: ProviderName, p: PaymentFacts): Promise<Purchase> {
+    const none: Purchase = { credits: 0, class: 'default', expiresAt: null, packageId: null, planId: null };
+    const fromMeta = p.metadata['credits'];
+    if (fromMeta !== undefined && /^\d{1,12}$/.test(fromMeta) && Number(fromMeta) > 0) return { ...none, credits: Number(fromMeta) };
+    const pkg = await repo.packageByPrice(trx, provider, p.priceIds);
+    if (pkg) {
+      const days = pkg['expires_in_days'] === null ? null : Number(pkg['expires_in_days']);
+      return {
+        credits: Number(pkg['credits']),
+        class: String(pkg['class']),
+        expiresAt: days === null ? null : new Date(this.deps.clock().getTime() + days * 86_400_000),
+        packageId: String(pkg['id']),
+        planId: null,
+      };
+    }
+    if (p.providerSubscriptionId) return none;
+    if (p.metadata['plan_id']) return { ...none, planId: p.metadata['plan_id'] };
+    const price = this.deps.config?.creditPrice;
+    if (price && price.currency === p.currency) return { ...none, credits: Math.floor(p.amount / price.unitAmount) };
+    return none;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Refunds and disputes: claw back what the payment granted
+  // -------------------------------------------------------------------------------------------
+
+  private async applyRefund(trx: Executor, provider: ProviderName, r: Extract<PaymentAction, { kind: 'refund' }>): Promise<string> {
+    const row = await repo.paymentLockByProviderId(trx, provider, r.providerPaymentId);
+    // Out of order (the refund before its payment): fail, so the provider retries after the payment.
+    if (!row) throw new Error(`refund for unknown ${provider} payment ${r.providerPaymentId} (retry after the payment event)`);
+    const amount = Number(row['amount']);
+    const before = Number(row['amount_refunded']);
+    const refunded = Math.min(amount, r.cumulative ? Math.max(before, r.amount) : before + r.amount);
+    const full = refunded >= amount;
+    const status = row['status'] === 'disputed' ? 'disputed' : full && isSettled(row['status'] as PaymentStatus) ? 'refunded' : row['status'];
+    await repo.paymentUpdate(trx, String(row['id']), { amount_refunded: refunded, status, refunded_at: this.deps.clock() });
+    // Pro rata: the share of the credits that the refunded share of the money bought.
+    const credits = Number(row['credits']);
+    const target = amount > 0 ? Math.round((credits * refunded) / amount) : credits;
+    const clawed = await this.clawBack(trx, row, target, `refund of ${provider} payment ${r.providerPaymentId}`);
+    return `payment ${String(row['id'])} refunded ${refunded}/${amount}${clawed > 0 ? `; clawed back ${clawed} credits` : ''}`;
+  }
+
+  private async applyDispute(trx: Executor, provider: ProviderName, d: Extract<PaymentAction, { kind: 'dispute' }>): Promise<string> {
+    const row = await repo.paymentLockByProviderId(trx, provider, d.providerPaymentId);
+    if (!row) throw new Error(`dispute for unknown ${provider} payment ${d.providerPaymentId} (retry after the payment event)`);
+    await repo.paymentUpdate(trx, String(row['id']), { status: 'disputed', disputed_at: this.deps.clock() });
+    const clawed = await this.clawBack(trx, row, Number(row['credits']), `dispute of ${provider} payment ${d.providerPaymentId}`);
+    return `payment ${String(row['id'])} disputed${clawed > 0 ? `; clawed back ${clawed} credits` : ''}`;
+  }
+
+  /**
+   * Brings the payment's clawed-back credits up to `target` (never down). The ledger key names the
+   * target, so the same refund level claws back once however often it is delivered.
+   */
+  private async clawBack(trx: Executor, payment: Row, target: number, reason: string): Promise<number> {
+    const id = String(payment['id']);
+    const done = Number(payment['credits_clawed_back']);
+    // Nothing was granted yet (unmatched, or not succeeded): nothing to take back.
+    if (!payment['grant_transaction_id'] || !payment['user_id'] || target <= done) return 0;
+    const amount = target - done;
+    await this.ledger(trx, String(payment['user_id']), {
+      kind: 'clawback',
+      requestId: `payment:${id}`,
+      idem: moneyScope(PRINCIPAL, `payment:${id}:clawback:${target}`, '/internal/payments/clawback', { payment_id: id, target }),
+      amount,
+      reason: reason.slice(0, 500),
+      transactionId: String(payment['grant_transaction_id']),
+      metadata: { payment_id: id },
+    });
+    await repo.paymentUpdate(trx, id, { credits_clawed_back: target });
+    return amount;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Invoices and subscriptions
+  // -------------------------------------------------------------------------------------------
+
+  private async applyInvoice(trx: Executor, provider: ProviderName, inv: InvoiceFacts, payload: unknown): Promise<string> {
+    const match = await this.match(trx, provider, { metadata: {}, providerCustomerId: inv.providerCustomerId, email: inv.email });
+    const customer = inv.providerCustomerId ? await repo.customerFind(trx, provider, inv.providerCustomerId) : undefined;
+    const payment = inv.providerPaymentId ? await repo.paymentLockByProviderId(trx, provider, inv.providerPaymentId) : undefined;
+    await repo.invoiceUpsert(trx, {
+      id: newId('invoice'),
+      provider,
+      provider_invoice_id: inv.providerInvoiceId,
+      provider_subscription_id: inv.providerSubscriptionId,
+      user_id: match?.userId ?? null,
+      customer_id: customer ? String(customer['id']) : null,
+      payment_id: payment ? String(payment['id']) : null,
+      status: inv.status,
+      amount_due: inv.amountDue,
+      amount_paid: inv.amountPaid,
+      currency: inv.currency,
+      invoice_pdf_url: inv.invoicePdfUrl,
+      hosted_invoice_url: inv.hostedInvoiceUrl,
+      period_start: inv.periodStart,
+      period_end: inv.periodEnd,
+      paid_at: inv.paidAt,
+      raw_payload: JSON.stringify(payload ?? null),
+    });
+    return `invoice ${inv.providerInvoiceId} ${inv.status}`;
+  }
+
+  private async applySubscription(trx: Executor, provider: ProviderName, eventId: string, s: SubscriptionFacts): Promise<string> {
+    const match = await this.match(trx, provider, { metadata: s.metadata, providerCustomerId: s.providerCustomerId, email: s.email });
+    if (!match) return `subscription ${s.providerSubscriptionId} ${s.status}: no user matched`;
+    if (s.providerCustomerId) await this.link(trx, provider, s.providerCustomerId, match.userId, s.email);
+    const { email: _e, metadata: _m, ...rest } = s;
+    return this.syncSubscription(trx, { ...rest, provider, eventId, userId: match.userId });
+  }
+
+  private async syncSubscription(trx: Executor, input: Parameters<SubscriptionPort['syncProviderSubscription']>[1]): Promise<string> {
+    if (!this.deps.subscriptions) return `subscription ${input.providerSubscriptionId} ${input.status}: subscription sync not configured`;
+    const { subscriptionId } = await this.deps.subscriptions.syncProviderSubscription(trx, input);
+    if (!subscriptionId) return `subscription ${input.providerSubscriptionId}: price ${input.providerPriceId ?? '(none)'} buys no plan; nothing to sync`;
+    return `subscription ${input.providerSubscriptionId} ${input.status} synced to ${subscriptionId}`;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Matching: metadata user_id → linked customer → e-mail → e-mail alias → unmatched queue
+  // -------------------------------------------------------------------------------------------
+
+  private async match(
+    trx: Executor,
+    provider: ProviderName,
+    q: { metadata: Record<string, string>; providerCustomerId: string | null; email: string | null },
+  ): Promise<{ userId: string; by: 'metadata' | 'customer' | 'email' | 'alias' } | null> {
+    const fromMeta = q.metadata['user_id'] ?? q.metadata['userId'] ?? q.metadata['tally_user_id'];
+    if (fromMeta && (await repo.userExists(trx, fromMeta))) return { userId: fromMeta, by: 'metadata' };
+    if (q.providerCustomerId) {
+      const customer = await repo.customerFind(trx, provider, q.providerCustomerId);
+      if (customer) return { userId: String(customer['user_id']), by: 'customer' };
+    }
+    if (q.email) {
+      const byEmail = await repo.userIdByEmail(trx, q.email);
+      if (byEmail) return { userId: byEmail, by: 'email' };
+      const byAlias = await repo.userIdByAlias(trx, q.email);
+      if (byAlias) return { userId: byAlias, by: 'alias' };
+    }
+    return null;
+  }
+
+  private link(trx: Executor, provider: ProviderName, providerCustomerId: string, userId: string, email: string | null): Promise<Row> {
+    return repo.customerLink(trx, { id: newId('customer'), user_id: userId, provider, provider_customer_id: providerCustomerId, email });
+  }
+
+  /** A ledger movement in the caller's transaction; a refusal fails the webhook (5xx, retried). */
+  private async ledger(trx: Executor, userId: string, op: LedgerOp): Promise<OpResult> {
+    const [result] = await this.deps.credits.executeIn(trx, { userId }, [op]);
+    if (!result || result.status >= 300) {
+      const code = (result?.body as { error?: { code?: string; message?: string } } | undefined)?.error;
+      throw new Error(`ledger refused ${op.kind} for ${userId}: ${code?.code ?? 'unknown'} ${code?.message ?? ''}`.trim());
+    }
+    return result;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The unmatched queue (admin) and reads
+  // -------------------------------------------------------------------------------------------
+
+  /** Assigns an unmatched payment to a user and grants what it bought — once, whatever retries. */
+  async resolve(paymentId: string, userId: string, addAlias: boolean) {
+    return this.db.transaction().execute(async (trx) => {
+      const row = await repo.paymentLock(trx, paymentId);
+      if (!row) throw errors.notFound('Payment', paymentId);
+      if (row['match_status'] !== 'unmatched') {
+        throw errors.invalidState(`Payment ${paymentId} is already ${String(row['match_status'])}`, { match_status: row['match_status'] });
+      }
+      if (row['status'] !== 'succeeded' || Number(row['amount_refunded']) > 0) {
+        throw errors.invalidState(`Payment ${paymentId} is ${String(row['status'])}${Number(row['amount_refunded']) > 0 ? ' (partly refunded)' : ''}; only a succeeded payment can be resolved`, { status: row['status'] });
+      }
+      if (!(await repo.userExists(trx, userId))) throw errors.notFound('User', userId);
+      const provider = row['provider'] as ProviderName;
+      const providerCustomerId = (row['provider_customer_id'] as string | null) ?? null;
+      const customer = providerCustomerId ? await this.link(trx, provider, providerCustomerId, userId, (row['email'] as string | null) ?? null) : null;
+      if (addAlias && row['email']) await repo.aliasInsert(trx, { id: newId('emailAlias'), user_id: userId, email: String(row['email']), note: `payment ${paymentId}` });
+      const updated = await repo.paymentUpdate(trx, paymentId, {
+        user_id: userId,
+        match_status: 'resolved',
+        matched_by: 'admin',
+        customer_id: customer ? String(customer['id']) : null,
+      });
+      const full = await repo.paymentLock(trx, paymentId);
+      const credits = Number(updated['credits']);
+      await this.fulfil(trx, provider, `resolve:${paymentId}`, full!, {
+        credits,
+        class: 'default',
+        expiresAt: null,
+        packageId: (updated['package_id'] as string | null) ?? null,
+        planId: (updated['plan_id'] as string | null) ?? null,
+      }, { providerCustomerId, priceIds: updated['provider_price_id'] ? [String(updated['provider_price_id'])] : [] });
+      return paymentBody((await repo.paymentFind(trx, paymentId))!);
+    });
+  }
+
+  async payment(db: Executor, id: string) {
+    const row = await repo.paymentFind(db, id);
+    if (!row) throw errors.notFound('Payment', id);
+    return paymentBody(row);
+  }
+
+  async payments(db: Executor, page: PageRequest, filter: { userId?: string; status?: string; matchStatus?: string; provider?: string }) {
+    return toPage(await repo.paymentsPage(db, page, filter), page.limit, paymentBody);
+  }
+
+  async invoices(db: Executor, userId: string, page: PageRequest) {
+    await this.assertUser(db, userId);
+    return toPage(await repo.invoicesOfUser(db, userId, page), page.limit, invoiceBody);
+  }
+
+  async customers(db: Executor, userId: string, page: PageRequest) {
+    await this.assertUser(db, userId);
+    return toPage(await repo.customersOfUser(db, userId, page), page.limit, customerBody);
+  }
+
+  async webhookEvents(db: Executor, page: PageRequest, filter: { provider?: string; status?: string }) {
+    return toPage(await repo.webhookPage(db, page, filter), page.limit, webhookEventBody);
+  }
+
+  async assertUser(db: Executor, userId: string): Promise<void> {
+    if (!(await repo.userExists(db, userId))) throw errors.notFound('User', userId);
+  }
+
+  // Credit packages (service CRUD) ---------------------------------------------------------------
+
+  async createPackage(db: Executor, b: PackageInput & { provider: ProviderName; provider_price_id: string }) {
+    const row = await repo.packageInsert(db, { id: newId('creditPackage'), ...packageRow(b) });
+    return creditPackageBody(row);
+  }
+
+  async getPackage(db: Executor, id: string) {
+    const row = await repo.packageFind(db, id);
+    if (!row) throw errors.notFound('Credit package', id);
+    return creditPackageBody(row);
+  }
+
+  async updatePackage(db: Executor, id: string, b: PackageInput) {
+    const row = await repo.packageUpdate(db, id, packageRow(b));
+    if (!row) throw errors.notFound('Credit package', id);
+    return creditPackageBody(row);
+  }
+
+  async deletePackage(db: Executor, id: string) {
+    if (!(await repo.packageDelete(db, id))) throw errors.notFound('Credit package', id);
+    return { id, deleted: true as const };
+  }
+
+  async packages(db: Executor, page: PageRequest) {
+    return toPage(await repo.packagesPage(db, page), page.limit, creditPackageBody);
+  }
+
+  // E-mail aliases -------------------------------------------------------------------------------
+
+  async addAlias(db: Executor, userId: string, email: string, note: string | null) {
+    await this.assertUser(db, userId);
+    const row = await repo.aliasInsert(db, { id: newId('emailAlias'), user_id: userId, email, note });
+    if (!row) throw errors.conflict(`The e-mail ${email} is already an alias`, { field: 'email' });
+    return emailAliasBody(row);
+  }
+
+  async aliases(db: Executor, userId: string, page: PageRequest) {
+    await this.assertUser(db, userId);
+    return toPage(await repo.aliasesOfUser(db, userId, page), page.limit, emailAliasBody);
+  }
+
+  async deleteAlias(db: Executor, id: string) {
+    if (!(await repo.aliasDelete(db, id))) throw errors.notFound('E-mail alias', id);
+    return { id, deleted: true as const };
+  }
+}
+
+interface Purchase {
+  credits: number;
+  class: string;
+  expiresAt: Date | null;
+  packageId: string | null;
+  planId: string | null;
+}
+
+interface PackageInput {
+  name?: string;
+  credits?: number;
+  class?: string;
+  expires_in_days?: number | null;
+  price_amount?: number | null;
+  currency?: string | null;
+  is_active?: boolean;
+  metadata?: Record<string, unknown>;
+}
+
+function packageRow(b: PackageInput & { provider?: string; provider_price_id?: string }): Record<string, unknown> {
+  const { metadata, ...rest } = b;
+  return { ...rest, ...(metadata !== undefined ? { metadata: JSON.stringify(metadata) } : {}) };
+}
+
+function notConfigured(provider: ProviderName, settings: string) {
+  return errors.unavailable(`${provider} webhooks are not configured on this server (set ${settings})`);
+}
+
+function signatureHeader(provider: ProviderName, headers: Headers): string | null {
+  const name = { stripe: 'stripe-signature', lemonsqueezy: 'x-signature', creem: 'creem-signature', paypal: 'paypal-transmission-sig' }[provider];
+  return header(headers, name)?.slice(0, 2048) ?? null;
+}
+
+/** Best-effort id and type of an event whose actions could not be read (to log the failure). */
+function eventIdOf(provider: ProviderName, payload: unknown): string {
+  const p = (payload ?? {}) as Record<string, unknown>;
+  if (provider === 'lemonsqueezy') {
+    try {
+      return normalizeLemonSqueezyId(p);
+    } catch {
+      return '';
+    }
+  }
+  return typeof p['id'] === 'string' ? p['id'] : '';
+}
+
+function normalizeLemonSqueezyId(p: Record<string, unknown>): string {
+  const meta = (p['meta'] ?? {}) as Record<string, unknown>;
+  const data = (p['data'] ?? {}) as Record<string, unknown>;
+  const attrs = (data['attributes'] ?? {}) as Record<string, unknown>;
+  const parts = [meta['event_name'], data['type'], data['id']];
+  if (parts.some((x) => typeof x !== 'string' && typeof x !== 'number')) throw new MalformedEvent('no id');
+  return [...parts.map(String), String(attrs['updated_at'] ?? attrs['created_at'] ?? '')].join(':');
+}
+
+function hasEventId(provider: ProviderName, payload: unknown): boolean {
+  return eventIdOf(provider, payload) !== '';
+}
+
+function eventTypeOf(provider: ProviderName, payload: unknown): string {
+  const p = (payload ?? {}) as Record<string, unknown>;
+  const t = { stripe: p['type'], creem: p['eventType'], paypal: p['event_type'], lemonsqueezy: ((p['meta'] ?? {}) as Record<string, unknown>)['event_name'] }[provider];
+  return typeof t === 'string' ? t.slice(0, 255) : 'unknown';
+}

@@ -1,0 +1,279 @@
+import {
+  type Json,
+  MalformedEvent,
+  type NormalizedEvent,
+  type PaymentAction,
+  type PaymentFacts,
+  type SubscriptionFacts,
+  type Verification,
+  num,
+  obj,
+  required,
+  str,
+  stringMap,
+  unixDate,
+  bool,
+} from './payments.js';
+import { hexEqual, hmacHex } from './payments.signing.js';
+
+/**
+ * Stripe's scheme: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>…][,v0=…]`, where each v1 is
+ * HMAC-SHA256(secret, "<t>.<raw body>"). Valid when any v1 matches any configured secret (a
+ * rotation signs with both) and t is within the tolerance of now, in either direction (replays of
+ * an old captured delivery are refused). v0 (test-mode legacy) is ignored.
+ */
+export function verifyStripe(
+  raw: Buffer,
+  signatureHeader: string | null,
+  secrets: readonly string[],
+  toleranceSeconds: number,
+  now: Date,
+): Verification {
+  if (!signatureHeader) return { ok: false, reason: 'missing Stripe-Signature header' };
+  let timestamp: number | null = null;
+  const signatures: string[] = [];
+  for (const part of signatureHeader.split(',')) {
+    const eq = part.indexOf('=');
+    if (eq < 0) continue;
+    const key = part.slice(0, eq).trim();
+    const value = part.slice(eq + 1).trim();
+    if (key === 't' && /^\d+$/.test(value)) timestamp = Number(value);
+    else if (key === 'v1') signatures.push(value);
+  }
+  if (timestamp === null) return { ok: false, reason: 'Stripe-Signature has no timestamp' };
+  if (signatures.length === 0) return { ok: false, reason: 'Stripe-Signature has no v1 signature' };
+  const signedPayload = Buffer.concat([Buffer.from(`${timestamp}.`, 'utf8'), raw]);
+  // Compare against every secret and every v1 without stopping early on the first mismatch.
+  let matched = false;
+  for (const secret of secrets) {
+    const expected = hmacHex(secret, signedPayload);
+    for (const sig of signatures) if (hexEqual(expected, sig)) matched = true;
+  }
+  if (!matched) return { ok: false, reason: 'no v1 signature matches a configured secret' };
+  if (Math.abs(now.getTime() / 1000 - timestamp) > toleranceSeconds) {
+    return { ok: false, reason: `timestamp outside the tolerance of ${toleranceSeconds}s` };
+  }
+  return { ok: true, payload: parseJson(raw) };
+}
+
+function parseJson(raw: Buffer): unknown {
+  try {
+    return JSON.parse(raw.toString('utf8')) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Stripe subscription statuses → billing's four. */
+export function stripeSubscriptionStatus(status: string | null): SubscriptionFacts['status'] {
+  switch (status) {
+    case 'trialing':
+      return 'trialing';
+    case 'active':
+      return 'active';
+    case 'canceled':
+    case 'incomplete_expired':
+      return 'canceled';
+    default:
+      // past_due, unpaid, incomplete, paused: not paid for the current period.
+      return 'past_due';
+  }
+}
+
+const interval = (v: unknown): 'monthly' | 'yearly' | null => (v === 'month' ? 'monthly' : v === 'year' ? 'yearly' : null);
+
+/** A Stripe Event (the documented envelope: id, type, data.object) → Tally's actions. */
+export function normalizeStripe(payload: unknown): NormalizedEvent {
+  const event = obj(payload);
+  const eventId = required(str(event['id']), 'event id');
+  const eventType = required(str(event['type']), 'event type');
+  const o = obj(obj(event['data'])['object']);
+  return { eventId, eventType, actions: stripeActions(eventType, o) };
+}
+
+function stripeActions(type: string, o: Json): PaymentAction[] {
+  switch (type) {
+    case 'checkout.session.completed':
+    case 'checkout.session.async_payment_succeeded':
+    case 'checkout.session.async_payment_failed':
+      return checkoutActions(type, o);
+    case 'payment_intent.payment_failed':
+      return [{ kind: 'payment', payment: paymentIntentFacts(o, 'failed') }];
+    case 'invoice.paid':
+    case 'invoice.payment_succeeded':
+    case 'invoice.payment_failed':
+      return invoiceActions(type, o);
+    case 'customer.subscription.created':
+    case 'customer.subscription.updated':
+    case 'customer.subscription.deleted':
+      return [{ kind: 'subscription', subscription: subscriptionFacts(o, type === 'customer.subscription.deleted') }];
+    case 'charge.refunded': {
+      const providerPaymentId = required(str(o['payment_intent']) ?? str(o['id']), 'charge payment_intent');
+      return [{ kind: 'refund', providerPaymentId, amount: required(num(o['amount_refunded']), 'amount_refunded'), cumulative: true }];
+    }
+    case 'charge.dispute.created': {
+      const providerPaymentId = required(str(o['payment_intent']) ?? str(o['charge']), 'dispute charge');
+      return [{ kind: 'dispute', providerPaymentId, amount: num(o['amount']) ?? 0 }];
+    }
+    default:
+      return [];
+  }
+}
+
+function checkoutActions(type: string, session: Json): PaymentAction[] {
+  const metadata = stringMap(session['metadata']);
+  const clientRef = str(session['client_reference_id']);
+  if (clientRef && !metadata['user_id']) metadata['user_id'] = clientRef;
+  const customer = str(session['customer']);
+  const email = str(obj(session['customer_details'])['email']) ?? str(session['customer_email']);
+  if (session['mode'] !== 'payment') {
+    // Subscription (or setup) checkouts: the money comes with invoice.paid; link the customer now
+    // so that invoice finds its user.
+    return customer ? [{ kind: 'customer', providerCustomerId: customer, email, metadata }] : [];
+  }
+  const paid = session['payment_status'] === 'paid' || session['payment_status'] === 'no_payment_required';
+  const status = type === 'checkout.session.async_payment_failed' ? 'failed' : paid ? 'succeeded' : 'processing';
+  const payment: PaymentFacts = {
+    providerPaymentId: required(str(session['payment_intent']) ?? str(session['id']), 'checkout session id'),
+    providerCustomerId: customer,
+    status,
+    amount: num(session['amount_total']) ?? 0,
+    currency: (str(session['currency']) ?? 'usd').toLowerCase(),
+    email,
+    metadata,
+    // Events do not carry line items: a checkout names its price in metadata to use a package.
+    priceIds: [metadata['price_id'], metadata['product_id']].filter((x): x is string => !!x),
+    receiptUrl: null,
+    description: null,
+    providerSubscriptionId: null,
+  };
+  return [{ kind: 'payment', payment }];
+}
+
+function paymentIntentFacts(pi: Json, status: PaymentFacts['status']): PaymentFacts {
+  return {
+    providerPaymentId: required(str(pi['id']), 'payment intent id'),
+    providerCustomerId: str(pi['customer']),
+    status,
+    amount: num(pi['amount']) ?? 0,
+    currency: (str(pi['currency']) ?? 'usd').toLowerCase(),
+    email: str(pi['receipt_email']),
+    metadata: stringMap(pi['metadata']),
+    priceIds: [],
+    receiptUrl: null,
+    description: str(pi['description']),
+    providerSubscriptionId: null,
+  };
+}
+
+/** The subscription an invoice belongs to (moved under `parent` in newer API versions). */
+function invoiceSubscription(inv: Json): { id: string | null; metadata: Record<string, string> } {
+  const details = obj(obj(inv['parent'])['subscription_details']);
+  const legacy = obj(inv['subscription_details']);
+  return {
+    id: str(inv['subscription']) ?? str(details['subscription']),
+    metadata: { ...stringMap(legacy['metadata']), ...stringMap(details['metadata']) },
+  };
+}
+
+function invoiceActions(type: string, inv: Json): PaymentAction[] {
+  const paid = type !== 'invoice.payment_failed';
+  const currency = (str(inv['currency']) ?? 'usd').toLowerCase();
+  const sub = invoiceSubscription(inv);
+  const firstLine = obj(((obj(inv['lines'])['data'] as unknown[]) ?? [])[0]);
+  const price = obj(firstLine['price']);
+  const priceId = str(price['id']) ?? str(obj(obj(firstLine['pricing'])['price_details'])['price']);
+  const productId = str(price['product']);
+  const period = obj(firstLine['period']);
+  const metadata = { ...sub.metadata, ...stringMap(inv['metadata']) };
+  const customer = str(inv['customer']);
+  const email = str(inv['customer_email']);
+  const providerPaymentId = str(inv['payment_intent']) ?? str(inv['charge']) ?? str(inv['id']);
+  const actions: PaymentAction[] = [
+    {
+      kind: 'invoice',
+      invoice: {
+        providerInvoiceId: required(str(inv['id']), 'invoice id'),
+        providerSubscriptionId: sub.id,
+        providerCustomerId: customer,
+        providerPaymentId: paid ? providerPaymentId : null,
+        email,
+        status: paid ? 'paid' : 'open',
+        amountDue: num(inv['amount_due']) ?? 0,
+        amountPaid: num(inv['amount_paid']) ?? 0,
+        currency,
+        invoicePdfUrl: str(inv['invoice_pdf']),
+        hostedInvoiceUrl: str(inv['hosted_invoice_url']),
+        periodStart: unixDate(period['start']) ?? unixDate(inv['period_start']),
+        periodEnd: unixDate(period['end']) ?? unixDate(inv['period_end']),
+        paidAt: paid ? (unixDate(obj(inv['status_transitions'])['paid_at']) ?? null) : null,
+      },
+    },
+  ];
+  const amountPaid = num(inv['amount_paid']) ?? 0;
+  if (paid && amountPaid > 0 && providerPaymentId) {
+    actions.push({
+      kind: 'payment',
+      payment: {
+        providerPaymentId,
+        providerCustomerId: customer,
+        status: 'succeeded',
+        amount: amountPaid,
+        currency,
+        email,
+        metadata,
+        priceIds: [priceId, productId].filter((x): x is string => !!x),
+        receiptUrl: str(inv['hosted_invoice_url']),
+        description: `invoice ${String(inv['id'])}`,
+        providerSubscriptionId: sub.id,
+      },
+    });
+  }
+  if (sub.id) {
+    actions.push({
+      kind: 'subscription',
+      subscription: {
+        providerSubscriptionId: sub.id,
+        providerCustomerId: customer,
+        providerPriceId: priceId,
+        planId: metadata['plan_id'] ?? null,
+        status: paid ? 'active' : 'past_due',
+        interval: interval(obj(price['recurring'])['interval']),
+        currentPeriodStart: unixDate(period['start']),
+        currentPeriodEnd: unixDate(period['end']),
+        cancelAtPeriodEnd: false,
+        canceledAt: null,
+        trialEnd: null,
+        periodPaid: paid,
+        email,
+        metadata,
+      },
+    });
+  }
+  return actions;
+}
+
+function subscriptionFacts(s: Json, deleted: boolean): SubscriptionFacts {
+  const item = obj(((obj(s['items'])['data'] as unknown[]) ?? [])[0]);
+  const price = obj(item['price']);
+  const metadata = stringMap(s['metadata']);
+  return {
+    providerSubscriptionId: required(str(s['id']), 'subscription id'),
+    providerCustomerId: str(s['customer']),
+    providerPriceId: str(price['id']),
+    planId: metadata['plan_id'] ?? null,
+    status: deleted ? 'canceled' : stripeSubscriptionStatus(str(s['status'])),
+    interval: interval(obj(price['recurring'])['interval']),
+    // Newer API versions keep the period on the item.
+    currentPeriodStart: unixDate(s['current_period_start']) ?? unixDate(item['current_period_start']),
+    currentPeriodEnd: unixDate(s['current_period_end']) ?? unixDate(item['current_period_end']),
+    cancelAtPeriodEnd: bool(s['cancel_at_period_end']),
+    canceledAt: unixDate(s['canceled_at']),
+    trialEnd: unixDate(s['trial_end']),
+    periodPaid: false,
+    email: null,
+    metadata,
+  };
+}
+
+export { MalformedEvent };

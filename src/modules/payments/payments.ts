@@ -1,0 +1,413 @@
+import { Type } from 'typebox';
+import { Email, IdParam, isoOrNull, iso, Metadata, NullableTimestamp, Timestamp } from '../../http/schemas.js';
+import type { ProviderSubscriptionSync } from './payments.ports.js';
+
+// ---------------------------------------------------------------------------------------------
+// Domain: providers, lifecycles, and what a webhook event means once normalised.
+// ---------------------------------------------------------------------------------------------
+
+export const PROVIDERS = ['stripe', 'paypal', 'creem', 'lemonsqueezy'] as const;
+export type ProviderName = (typeof PROVIDERS)[number];
+
+/** created → requires_action → processing → succeeded | failed, then refunded | disputed. */
+export const PAYMENT_STATUSES = ['created', 'requires_action', 'processing', 'succeeded', 'failed', 'refunded', 'disputed'] as const;
+export type PaymentStatus = (typeof PAYMENT_STATUSES)[number];
+/** A payment that has bought its credits (or is past that point) never goes back to pending. */
+export const isSettled = (s: PaymentStatus): boolean => s === 'succeeded' || s === 'refunded' || s === 'disputed';
+
+export const MATCH_STATUSES = ['matched', 'unmatched', 'resolved'] as const;
+export const WEBHOOK_STATUSES = ['received', 'processing', 'processed', 'failed', 'ignored', 'rejected'] as const;
+export const INVOICE_STATUSES = ['draft', 'open', 'paid', 'void', 'uncollectible'] as const;
+export type InvoiceStatus = (typeof INVOICE_STATUSES)[number];
+
+/** A provider payment as the event describes it (amounts in minor units, currency lowercase). */
+export interface PaymentFacts {
+  providerPaymentId: string;
+  providerCustomerId: string | null;
+  status: PaymentStatus;
+  amount: number;
+  currency: string;
+  email: string | null;
+  /** String-valued metadata the merchant attached (user_id, credits, plan_id …). */
+  metadata: Record<string, string>;
+  /** Price / variant id, then product id: what credit packages are keyed on. */
+  priceIds: string[];
+  receiptUrl: string | null;
+  description: string | null;
+  /**
+   * Set when the payment pays a subscription invoice: it then buys credits only from metadata or
+   * a package — a plan's allowances come through billing's port, never twice.
+   */
+  providerSubscriptionId: string | null;
+}
+
+export interface InvoiceFacts {
+  providerInvoiceId: string;
+  providerSubscriptionId: string | null;
+  providerCustomerId: string | null;
+  providerPaymentId: string | null;
+  email: string | null;
+  status: InvoiceStatus;
+  amountDue: number;
+  amountPaid: number;
+  currency: string;
+  invoicePdfUrl: string | null;
+  hostedInvoiceUrl: string | null;
+  periodStart: Date | null;
+  periodEnd: Date | null;
+  paidAt: Date | null;
+}
+
+/** A subscription event before matching (billing receives it with the user filled in). */
+export type SubscriptionFacts = Omit<ProviderSubscriptionSync, 'provider' | 'eventId' | 'userId'> & {
+  email: string | null;
+  metadata: Record<string, string>;
+};
+
+/**
+ * What one provider event asks Tally to do, in order. Each provider file turns its documented
+ * payloads into these; the service applies them inside the webhook's transaction.
+ */
+export type PaymentAction =
+  | { kind: 'payment'; payment: PaymentFacts }
+  /** `amount` is the total refunded so far (cumulative) or this refund alone (delta). */
+  | { kind: 'refund'; providerPaymentId: string; amount: number; cumulative: boolean }
+  | { kind: 'dispute'; providerPaymentId: string; amount: number }
+  | { kind: 'invoice'; invoice: InvoiceFacts }
+  | { kind: 'subscription'; subscription: SubscriptionFacts }
+  /** A checkout that only links a provider customer to a user (subscription checkouts). */
+  | { kind: 'customer'; providerCustomerId: string; email: string | null; metadata: Record<string, string> };
+
+export interface NormalizedEvent {
+  eventId: string;
+  eventType: string;
+  /** Empty: an event type Tally does not act on (answered 200, logged as ignored). */
+  actions: PaymentAction[];
+}
+
+/** The outcome of verifying a delivery: a value, not an exception (STYLE.md). */
+export type Verification = { ok: true; payload: unknown } | { ok: false; reason: string };
+
+// ---------------------------------------------------------------------------------------------
+// Small parsing helpers shared by the provider files (payloads are untrusted shapes even when
+// signed: a missing field is an error, not a crash).
+// ---------------------------------------------------------------------------------------------
+
+export type Json = Record<string, unknown>;
+export const obj = (v: unknown): Json => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : {});
+export const str = (v: unknown): string | null => (typeof v === 'string' && v.length > 0 ? v : typeof v === 'number' ? String(v) : null);
+export const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : null);
+export const bool = (v: unknown): boolean => v === true || v === 'true';
+export const unixDate = (v: unknown): Date | null => {
+  const n = num(v);
+  return n === null ? null : new Date(n * 1000);
+};
+export const isoDate = (v: unknown): Date | null => {
+  if (typeof v !== 'string' || v.length === 0) return null;
+  const d = new Date(v);
+  return Number.isNaN(d.getTime()) ? null : d;
+};
+export function required<T>(v: T | null | undefined, what: string): T {
+  if (v === null || v === undefined) throw new MalformedEvent(`${what} is missing`);
+  return v;
+}
+/** Metadata values as strings (providers send strings; numbers are tolerated). */
+export function stringMap(v: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, val] of Object.entries(obj(v))) {
+    const s = str(val);
+    if (s !== null) out[k] = s;
+  }
+  return out;
+}
+
+/** A signed payload Tally cannot read: a processing failure (5xx), logged with this message. */
+export class MalformedEvent extends Error {
+  override name = 'MalformedEvent';
+}
+
+/** Currencies without minor units (ISO 4217 exponent 0) among those providers accept. */
+const ZERO_DECIMAL = new Set(['bif', 'clp', 'djf', 'gnf', 'jpy', 'kmf', 'krw', 'mga', 'pyg', 'rwf', 'ugx', 'vnd', 'vuv', 'xaf', 'xof', 'xpf', 'huf', 'twd']);
+
+/** "10.50" USD → 1050; "1000" JPY → 1000. PayPal sends decimal strings. */
+export function toMinorUnits(value: unknown, currency: string): number {
+  const s = typeof value === 'number' ? String(value) : value;
+  if (typeof s !== 'string' || !/^\d+(\.\d+)?$/.test(s)) throw new MalformedEvent(`amount "${String(value)}" is not a decimal`);
+  const digits = ZERO_DECIMAL.has(currency) ? 0 : 2;
+  const [whole, frac = ''] = s.split('.');
+  return Number(whole) * 10 ** digits + Number((frac + '00').slice(0, digits) || '0');
+}
+
+// ---------------------------------------------------------------------------------------------
+// API shapes.
+// ---------------------------------------------------------------------------------------------
+
+const Nullable = <T extends import('typebox').TSchema>(t: T) => Type.Union([t, Type.Null()]);
+const Provider = Type.Union(PROVIDERS.map((p) => Type.Literal(p)));
+
+export const Payment = Type.Object(
+  {
+    id: Type.String(),
+    user_id: Nullable(Type.String()),
+    provider: Provider,
+    provider_payment_id: Type.String(),
+    provider_customer_id: Nullable(Type.String()),
+    status: Type.Union(PAYMENT_STATUSES.map((s) => Type.Literal(s))),
+    amount: Type.Integer(),
+    amount_refunded: Type.Integer(),
+    currency: Type.String(),
+    email: Nullable(Type.String()),
+    package_id: Nullable(Type.String()),
+    plan_id: Nullable(Type.String()),
+    provider_price_id: Nullable(Type.String()),
+    credits: Type.Integer(),
+    credits_clawed_back: Type.Integer(),
+    grant_transaction_id: Nullable(Type.String()),
+    match_status: Type.Union(MATCH_STATUSES.map((s) => Type.Literal(s))),
+    receipt_url: Nullable(Type.String()),
+    description: Nullable(Type.String()),
+    metadata: Type.Record(Type.String(), Type.Unknown()),
+    processed_at: NullableTimestamp,
+    refunded_at: NullableTimestamp,
+    disputed_at: NullableTimestamp,
+    created_at: Timestamp,
+  },
+  { title: 'Payment' },
+);
+
+export const Invoice = Type.Object(
+  {
+    id: Type.String(),
+    user_id: Nullable(Type.String()),
+    customer_id: Nullable(Type.String()),
+    provider: Provider,
+    provider_invoice_id: Type.String(),
+    provider_subscription_id: Nullable(Type.String()),
+    payment_id: Nullable(Type.String()),
+    status: Type.Union(INVOICE_STATUSES.map((s) => Type.Literal(s))),
+    amount_due: Type.Integer(),
+    amount_paid: Type.Integer(),
+    currency: Type.String(),
+    invoice_pdf_url: Nullable(Type.String()),
+    hosted_invoice_url: Nullable(Type.String()),
+    period_start: NullableTimestamp,
+    period_end: NullableTimestamp,
+    paid_at: NullableTimestamp,
+    created_at: Timestamp,
+  },
+  { title: 'Invoice' },
+);
+
+export const Customer = Type.Object(
+  {
+    id: Type.String(),
+    user_id: Type.String(),
+    provider: Provider,
+    provider_customer_id: Type.String(),
+    email: Nullable(Type.String()),
+    created_at: Timestamp,
+  },
+  { title: 'PaymentCustomer' },
+);
+
+export const WebhookEvent = Type.Object(
+  {
+    id: Type.String(),
+    provider: Provider,
+    event_id: Nullable(Type.String()),
+    event_type: Nullable(Type.String()),
+    status: Type.Union(WEBHOOK_STATUSES.map((s) => Type.Literal(s))),
+    attempts: Type.Integer(),
+    outcome: Nullable(Type.String()),
+    error: Nullable(Type.String()),
+    payload: Type.Unknown(),
+    processed_at: NullableTimestamp,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+  },
+  { title: 'WebhookEvent' },
+);
+
+export const WebhookAck = Type.Object(
+  {
+    received: Type.Boolean(),
+    event_id: Type.String(),
+    status: Type.Union([Type.Literal('processed'), Type.Literal('ignored')]),
+    outcome: Type.String(),
+    replayed: Type.Boolean(),
+  },
+  { title: 'WebhookAck' },
+);
+
+const PackageClass = Type.String({ pattern: '^[A-Za-z0-9_.-]{1,32}$' });
+export const CreditPackage = Type.Object(
+  {
+    id: Type.String(),
+    name: Type.String(),
+    provider: Provider,
+    provider_price_id: Type.String(),
+    credits: Type.Integer(),
+    class: Type.String(),
+    expires_in_days: Nullable(Type.Integer()),
+    price_amount: Nullable(Type.Integer()),
+    currency: Nullable(Type.String()),
+    is_active: Type.Boolean(),
+    metadata: Type.Record(Type.String(), Type.Unknown()),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+  },
+  { title: 'CreditPackage' },
+);
+
+const PackageFields = {
+  name: Type.String({ minLength: 1, maxLength: 255 }),
+  credits: Type.Integer({ minimum: 1, maximum: 1_000_000_000 }),
+  class: Type.Optional(PackageClass),
+  expires_in_days: Type.Optional(Nullable(Type.Integer({ minimum: 1, maximum: 36_500 }))),
+  price_amount: Type.Optional(Nullable(Type.Integer({ minimum: 0, maximum: 1_000_000_000_000 }))),
+  currency: Type.Optional(Nullable(Type.String({ pattern: '^[a-z]{3}$' }))),
+  is_active: Type.Optional(Type.Boolean()),
+  metadata: Type.Optional(Metadata),
+};
+
+export const CreditPackageCreate = Type.Object(
+  { ...PackageFields, provider: Provider, provider_price_id: Type.String({ minLength: 1, maxLength: 255 }) },
+  { additionalProperties: false },
+);
+export const CreditPackagePatch = Type.Object(
+  {
+    name: Type.Optional(PackageFields.name),
+    credits: Type.Optional(PackageFields.credits),
+    class: PackageFields.class,
+    expires_in_days: PackageFields.expires_in_days,
+    price_amount: PackageFields.price_amount,
+    currency: PackageFields.currency,
+    is_active: PackageFields.is_active,
+    metadata: PackageFields.metadata,
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+
+export const EmailAlias = Type.Object(
+  { id: Type.String(), user_id: Type.String(), email: Type.String(), note: Nullable(Type.String()), created_at: Timestamp },
+  { title: 'EmailAlias' },
+);
+export const EmailAliasCreate = Type.Object(
+  { email: Email, note: Type.Optional(Type.String({ maxLength: 500 })) },
+  { additionalProperties: false },
+);
+
+export const ResolveBody = Type.Object(
+  {
+    user_id: IdParam,
+    /** Also remember the payment's e-mail as the user's alias, so the next payment matches. */
+    add_alias: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
+export const ProviderParam = Type.Object({ provider: Provider }, { additionalProperties: false });
+
+// ---------------------------------------------------------------------------------------------
+// Mappers: row → API body (explicit fields; raw payloads never leave through user routes).
+// ---------------------------------------------------------------------------------------------
+
+type Row = Record<string, unknown>;
+const s = (v: unknown) => (v === null || v === undefined ? null : String(v));
+const n = (v: unknown) => Number(v ?? 0);
+const d = (v: unknown) => isoOrNull((v as Date | string | null) ?? null);
+
+export const paymentBody = (r: Row) => ({
+  id: String(r['id']),
+  user_id: s(r['user_id']),
+  provider: r['provider'] as ProviderName,
+  provider_payment_id: String(r['provider_payment_id']),
+  provider_customer_id: s(r['provider_customer_id']),
+  status: r['status'] as PaymentStatus,
+  amount: n(r['amount']),
+  amount_refunded: n(r['amount_refunded']),
+  currency: String(r['currency']),
+  email: s(r['email']),
+  package_id: s(r['package_id']),
+  plan_id: s(r['plan_id']),
+  provider_price_id: s(r['provider_price_id']),
+  credits: n(r['credits']),
+  credits_clawed_back: n(r['credits_clawed_back']),
+  grant_transaction_id: s(r['grant_transaction_id']),
+  match_status: r['match_status'] as (typeof MATCH_STATUSES)[number],
+  receipt_url: s(r['receipt_url']),
+  description: s(r['description']),
+  metadata: (r['metadata'] ?? {}) as Record<string, unknown>,
+  processed_at: d(r['processed_at']),
+  refunded_at: d(r['refunded_at']),
+  disputed_at: d(r['disputed_at']),
+  created_at: iso(r['created_at'] as Date),
+});
+
+export const invoiceBody = (r: Row) => ({
+  id: String(r['id']),
+  user_id: s(r['user_id']),
+  customer_id: s(r['customer_id']),
+  provider: r['provider'] as ProviderName,
+  provider_invoice_id: String(r['provider_invoice_id']),
+  provider_subscription_id: s(r['provider_subscription_id']),
+  payment_id: s(r['payment_id']),
+  status: r['status'] as InvoiceStatus,
+  amount_due: n(r['amount_due']),
+  amount_paid: n(r['amount_paid']),
+  currency: String(r['currency']),
+  invoice_pdf_url: s(r['invoice_pdf_url']),
+  hosted_invoice_url: s(r['hosted_invoice_url']),
+  period_start: d(r['period_start']),
+  period_end: d(r['period_end']),
+  paid_at: d(r['paid_at']),
+  created_at: iso(r['created_at'] as Date),
+});
+
+export const customerBody = (r: Row) => ({
+  id: String(r['id']),
+  user_id: String(r['user_id']),
+  provider: r['provider'] as ProviderName,
+  provider_customer_id: String(r['provider_customer_id']),
+  email: s(r['email']),
+  created_at: iso(r['created_at'] as Date),
+});
+
+export const webhookEventBody = (r: Row) => ({
+  id: String(r['id']),
+  provider: r['provider'] as ProviderName,
+  event_id: s(r['event_id']),
+  event_type: s(r['event_type']),
+  status: r['status'] as (typeof WEBHOOK_STATUSES)[number],
+  attempts: n(r['attempts']),
+  outcome: s(r['outcome']),
+  error: s(r['error']),
+  payload: r['payload'] ?? null,
+  processed_at: d(r['processed_at']),
+  created_at: iso(r['created_at'] as Date),
+  updated_at: iso(r['updated_at'] as Date),
+});
+
+export const creditPackageBody = (r: Row) => ({
+  id: String(r['id']),
+  name: String(r['name']),
+  provider: r['provider'] as ProviderName,
+  provider_price_id: String(r['provider_price_id']),
+  credits: n(r['credits']),
+  class: String(r['class']),
+  expires_in_days: r['expires_in_days'] === null || r['expires_in_days'] === undefined ? null : n(r['expires_in_days']),
+  price_amount: r['price_amount'] === null || r['price_amount'] === undefined ? null : n(r['price_amount']),
+  currency: s(r['currency']),
+  is_active: Boolean(r['is_active']),
+  metadata: (r['metadata'] ?? {}) as Record<string, unknown>,
+  created_at: iso(r['created_at'] as Date),
+  updated_at: iso(r['updated_at'] as Date),
+});
+
+export const emailAliasBody = (r: Row) => ({
+  id: String(r['id']),
+  user_id: String(r['user_id']),
+  email: String(r['email']),
+  note: s(r['note']),
+  created_at: iso(r['created_at'] as Date),
+});
