@@ -6,7 +6,7 @@ import { type IdempotencyScope, KeyRecordedMeanwhile, parseStored, requestHash }
 import { newId } from '../../lib/ids.js';
 import type { BillingConfig } from '../../config/config.js';
 import { BatchSql } from '../credits/credits.batch-sql.js';
-import type { ConsumeTier } from '../credits/credits.js';
+import type { AccountState, ConsumeTier } from '../credits/credits.js';
 import { type EngineOutput, LedgerSession } from '../credits/credits.engine.js';
 import { accountFromRow } from '../credits/credits.repository.js';
 import type { CatalogService } from './billing.catalog.service.js';
@@ -114,38 +114,12 @@ export class UsageService {
         return { status: stored.status_code, body: parseStored(stored.response_body), replayed: true } as EventOutcome;
       }
     }
-    const ledger = await this.ledgerSql.load(run, {
-      accountIds: accounts.map((a) => a.id),
-      holdAccountIds: accounts.filter((a) => a.held > 0).map((a) => a.id),
-      holdIds: [],
-      now,
-      scopes: [],
-      refundIds: [],
-    });
-    const day = now.getTime();
-    const state = await this.sql.load(run, {
+    const { pricing, sessions } = await this.loadState(run, accounts, {
       userIds,
       metrics: [...new Set(events.map((e) => e.metric))],
-      dayFrom: new Date(day - 2 * 86_400_000).toISOString().slice(0, 10),
-      dayTo: new Date(day + 2 * 86_400_000).toISOString().slice(0, 10),
       keys: events.map((e) => ({ userId: e.user_id, actionHash: e.action_hash })),
+      now,
     });
-
-    const pricing = new Pricing(this.catalog, this.config, state, now);
-    const sessions = new Map<string, LedgerSession>();
-    for (const a of accounts) {
-      sessions.set(
-        a.userId!,
-        new LedgerSession({
-          account: a,
-          grants: ledger.grants.filter((g) => g.accountId === a.id),
-          holds: ledger.holds.filter((h) => h.accountId === a.id),
-          refundTargets: [],
-          now,
-          balanceCap: null,
-        }),
-      );
-    }
     const outcomes = events.map((event) => {
       try {
         return pricing.apply(event, sessions.get(event.user_id) ?? null);
@@ -173,27 +147,69 @@ export class UsageService {
     const accountId = `acc_u_${input.user_id}`;
     const [acc] = await run<Row>(statement(`select * from "${this.database.schema}"."credit_accounts" where id = $1`, [accountId]));
     if (!acc) throw errors.notFound('User', input.user_id);
-    const account = accountFromRow(acc);
+    const { pricing, sessions } = await this.loadState(run, [accountFromRow(acc)], { userIds: [input.user_id], metrics: [input.metric], keys: [], now });
+    const event = { user_id: input.user_id, metric: input.metric, quantity: input.quantity ?? 1, complexity_score: input.complexity_score };
+    return pricing.quote(event, sessions.get(input.user_id)!);
+  }
+
+  /**
+   * What pricing needs, in two queries: the accounts' ledger state (grants, open holds) and
+   * billing's (cost models, subscriptions, quotas and counters near today, guards, overage, the
+   * events already recorded under these action hashes). One ledger session per user.
+   */
+  private async loadState(
+    run: RunStatement,
+    accounts: AccountState[],
+    q: { userIds: string[]; metrics: string[]; keys: { userId: string; actionHash: string }[]; now: Date },
+  ): Promise<{ pricing: Pricing; sessions: Map<string, LedgerSession> }> {
     const ledger = await this.ledgerSql.load(run, {
-      accountIds: [accountId],
-      holdAccountIds: account.held > 0 ? [accountId] : [],
+      accountIds: accounts.map((a) => a.id),
+      holdAccountIds: accounts.filter((a) => a.held > 0).map((a) => a.id),
       holdIds: [],
-      now,
+      now: q.now,
       scopes: [],
       refundIds: [],
     });
-    const day = now.getTime();
+    // Quota rows are keyed by local date: two days either side covers every time zone.
+    const day = q.now.getTime();
     const state = await this.sql.load(run, {
-      userIds: [input.user_id],
-      metrics: [input.metric],
+      userIds: q.userIds,
+      metrics: q.metrics,
       dayFrom: new Date(day - 2 * 86_400_000).toISOString().slice(0, 10),
       dayTo: new Date(day + 2 * 86_400_000).toISOString().slice(0, 10),
-      keys: [],
+      keys: q.keys,
     });
-    const session = new LedgerSession({ account, grants: ledger.grants, holds: ledger.holds, refundTargets: [], now, balanceCap: null });
-    const pricing = new Pricing(this.catalog, this.config, state, now);
-    return pricing.quote({ user_id: input.user_id, metric: input.metric, quantity: input.quantity ?? 1, complexity_score: input.complexity_score }, session);
+    const grants = groupBy(ledger.grants, (g) => g.accountId);
+    const holds = groupBy(ledger.holds, (h) => h.accountId);
+    const sessions = new Map<string, LedgerSession>();
+    for (const a of accounts) {
+      sessions.set(
+        a.userId!,
+        new LedgerSession({ account: a, grants: grants.get(a.id) ?? [], holds: holds.get(a.id) ?? [], refundTargets: [], now: q.now, balanceCap: null }),
+      );
+    }
+    return { pricing: new Pricing(this.catalog, this.config, state, q.now), sessions };
   }
+}
+
+/** Who pays an event, in consumption order, leaving out sources that paid nothing. */
+function breakdownOf(freeCredits: number, tiers: { name: string; amount: number }[], overage: number) {
+  return [
+    { source: 'free_quota', amount: freeCredits },
+    ...tiers.map((t) => ({ source: t.name as 'allowance' | 'rollover' | 'credits', amount: t.amount })),
+    { source: 'overage', amount: overage },
+  ].filter((b) => b.amount > 0);
+}
+
+function groupBy<T>(items: T[], key: (item: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const list = out.get(k);
+    if (list) list.push(item);
+    else out.set(k, [item]);
+  }
+  return out;
 }
 
 function isRetryable(err: unknown): boolean {
@@ -417,7 +433,7 @@ class Pricing {
         if (guard.notify && !guard.a100 && guard.spend >= guard.cap * 1e6) guard.a100 = this.now;
       }
     }
-    const tierAmount = (name: string) => session.lastConsume && transactionId ? session.lastConsume.byTier.find((t) => t.name === name)!.amount : 0;
+    const paid = transactionId ? session.lastConsume!.byTier : [];
     const account = session.accountState;
     const result = {
       event_id: eventId,
@@ -428,13 +444,7 @@ class Pricing {
       cost: p.cost,
       charged,
       free_units: p.freeUnits,
-      breakdown: [
-        { source: 'free_quota' as const, amount: p.freeCredits },
-        { source: 'allowance' as const, amount: tierAmount('allowance') },
-        { source: 'rollover' as const, amount: tierAmount('rollover') },
-        { source: 'credits' as const, amount: tierAmount('credits') },
-        { source: 'overage' as const, amount: p.overage },
-      ].filter((b) => b.amount > 0),
+      breakdown: breakdownOf(p.freeCredits, paid, p.overage),
       overage: p.overage,
       overage_amount: overageAmount,
       currency: p.sub?.currency ?? null,
@@ -458,16 +468,11 @@ class Pricing {
   quote(event: { user_id: string; metric: string; quantity: number; complexity_score?: number | undefined }, session: LedgerSession) {
     const p = this.plan(event, session);
     const remaining = session.coverable(p.tiers).reduce((s, c) => s + c.amount, 0);
-    const breakdown = [
-      { source: 'free_quota' as const, amount: p.freeCredits },
-      ...p.covered.map((c) => ({ source: c.name as 'allowance' | 'rollover' | 'credits', amount: c.amount })),
-      { source: 'overage' as const, amount: p.overage },
-    ].filter((b) => b.amount > 0);
     const base = {
       remaining,
       cost: p.cost,
       free_units_remaining: p.quotaLimit > 0 ? p.quotaLeft : null,
-      breakdown,
+      breakdown: breakdownOf(p.freeCredits, p.covered, p.overage),
       overage: p.overage,
       overage_amount: p.sub ? Math.ceil(p.overageMicros / 1e6) : 0,
     };
