@@ -4,7 +4,7 @@ import type { Services } from './app.js';
 /**
  * Periodic housekeeping in the server process: expire due holds and grants on idle accounts (busy
  * accounts expire lazily inside their own batches, so correctness never waits for this), billing's
- * due work (trials, renewals, period closes, allowance windows), and the background queue's worker
+ * due work by the app's clock (trials, renewals, period closes, allowance windows), and the background queue's worker
  * (job timeouts and whatever other modules enqueue). The returned function stops them all and
  * waits for the work in progress.
  */
@@ -21,7 +21,7 @@ export function startScheduler(
     services.credits
       .sweep()
       .then((n) => n > 0 && logger.info({ accounts: n }, 'expired due holds and grants'))
-      .then(() => services.billing.subscriptions.enqueueDue(services.queue, new Date()))
+      .then(() => services.billing.subscriptions.enqueueDue(services.queue))
       .then((n) => n > 0 && logger.info({ subscriptions: n }, 'billing: due subscriptions queued'))
       .catch((err: unknown) => logger.error({ err }, 'scheduler sweep failed'))
       .finally(() => (running = false));

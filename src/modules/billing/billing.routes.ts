@@ -119,13 +119,7 @@ export function registerBillingRoutes(app: FastifyInstance, deps: RouteDeps, b: 
   defineRoute(app, deps, {
     method: 'GET', url: '/v1/subscriptions/:id', summary: 'Get a subscription (service, or its user)', tags: subs,
     auth: 'any', scope: 'billing:read', params: Id, response: { 200: Subscription, 404: ErrorResponse },
-    handler: async (ctx, { params }) => {
-      const sub = await b.subscriptions.get(ctx.db, params.id);
-      if (ctx.principal.kind !== 'service' && !(ctx.principal.kind === 'user' && ctx.principal.userId === sub.user_id)) {
-        throw errors.notFound('Subscription', params.id);
-      }
-      return ok(sub);
-    },
+    handler: async (ctx, { params }) => ok(await b.subscriptions.getFor(ctx.db, ctx.principal, params.id)),
   });
   defineRoute(app, deps, {
     method: 'GET', url: '/v1/users/:id/subscriptions', summary: "A user's subscriptions, newest first", tags: subs,

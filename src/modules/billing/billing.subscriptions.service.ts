@@ -123,6 +123,13 @@ export class SubscriptionsService {
     return subscriptionBody(row as Row, Boolean(row.plan_payg));
   }
 
+  /** A subscription as `principal` may see it: all for the service, one's own for a user, else 404. */
+  async getFor(db: Executor, principal: Principal, id: string) {
+    const sub = await this.get(db, id);
+    if (!owns(principal, sub.user_id)) throw errors.notFound('Subscription', id);
+    return sub;
+  }
+
   async listForUser(db: Executor, userId: string) {
     const rows = await db
       .selectFrom('subscriptions as s')
@@ -150,9 +157,7 @@ export class SubscriptionsService {
   async cancel(trx: Executor, principal: Principal, id: string, atPeriodEnd: boolean) {
     // Read first as the caller (RLS hides others' subscriptions), then act as the owner.
     const own = await trx.selectFrom('subscriptions').select('user_id').where('id', '=', id).executeTakeFirst();
-    if (!own || (principal.kind !== 'service' && !(principal.kind === 'user' && principal.userId === own.user_id))) {
-      throw errors.notFound('Subscription', id);
-    }
+    if (!own || !owns(principal, own.user_id)) throw errors.notFound('Subscription', id);
     if (principal.kind === 'user') await elevate(trx); // checked above: one's own subscription
     const sub = await this.lock(trx, id);
     if (sub.status === 'canceled') throw errors.invalidState('The subscription is already canceled', { status: sub.status });
@@ -334,7 +339,7 @@ export class SubscriptionsService {
    * makes a tick that repeats itself enqueue nothing new), run by the queue's workers with their
    * attempts and backoff. Returns how many were enqueued.
    */
-  async enqueueDue(queue: QueueService, at: Date, limit = 500): Promise<number> {
+  async enqueueDue(queue: QueueService, at: Date = this.now(), limit = 500): Promise<number> {
     const due = await this.due(at, limit);
     if (due.length === 0) return 0;
     await this.database.db.transaction().execute(async (trx) => {
@@ -649,4 +654,9 @@ export class SubscriptionsService {
       throw errors.conflict(`User ${userId} already has subscription ${live.id}; change its plan instead`, { subscription_id: live.id });
     }
   }
+}
+
+/** The service acts on every subscription; a user only on their own. */
+function owns(principal: Principal, userId: string): boolean {
+  return principal.kind === 'service' || (principal.kind === 'user' && principal.userId === userId);
 }
