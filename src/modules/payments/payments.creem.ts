@@ -11,17 +11,11 @@ import {
   str,
   stringMap,
 } from './payments.js';
-import { hexEqual, hmacHex } from './payments.signing.js';
+import { verifyBodyHmac } from './payments.signing.js';
 
 /** Creem: `creem-signature` = hex HMAC-SHA256 of the raw body with the webhook secret. */
 export function verifyCreem(raw: Buffer, signature: string | null, secret: string): Verification {
-  if (!signature) return { ok: false, reason: 'missing creem-signature header' };
-  if (!hexEqual(hmacHex(secret, raw), signature.trim().toLowerCase())) return { ok: false, reason: 'creem-signature does not match' };
-  try {
-    return { ok: true, payload: JSON.parse(raw.toString('utf8')) as unknown };
-  } catch {
-    return { ok: true, payload: undefined };
-  }
+  return verifyBodyHmac(raw, signature, secret, 'creem-signature');
 }
 
 export function creemSubscriptionStatus(status: string | null): { status: SubscriptionFacts['status']; cancelAtPeriodEnd: boolean } {

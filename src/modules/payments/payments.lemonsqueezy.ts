@@ -12,17 +12,11 @@ import {
   str,
   stringMap,
 } from './payments.js';
-import { hexEqual, hmacHex } from './payments.signing.js';
+import { verifyBodyHmac } from './payments.signing.js';
 
 /** Lemon Squeezy: `X-Signature` = hex HMAC-SHA256 of the raw body with the webhook's signing secret. */
 export function verifyLemonSqueezy(raw: Buffer, signature: string | null, secret: string): Verification {
-  if (!signature) return { ok: false, reason: 'missing X-Signature header' };
-  if (!hexEqual(hmacHex(secret, raw), signature.trim().toLowerCase())) return { ok: false, reason: 'X-Signature does not match' };
-  try {
-    return { ok: true, payload: JSON.parse(raw.toString('utf8')) as unknown };
-  } catch {
-    return { ok: true, payload: undefined };
-  }
+  return verifyBodyHmac(raw, signature, secret, 'X-Signature');
 }
 
 /**
