@@ -148,6 +148,27 @@ export function Table<T extends { id?: string }>({
   );
 }
 
+/** A list loaded at once (`useLoad` of a `{ data }` answer), with its progress and error. */
+export function LoadedTable<T extends { id?: string }>(props: {
+  loaded: { data?: { data: T[] } | undefined; error?: ApiError | undefined; loading: boolean };
+  columns: Column<T>[];
+  label: string;
+  empty?: string;
+  /** An error of an action on the list (revoke, say), shown in place of the load's. */
+  error?: ApiError | undefined;
+}) {
+  const { loaded } = props;
+  return (
+    <>
+      <ErrorBox error={props.error ?? loaded.error} />
+      {loaded.loading && <Progress />}
+      {loaded.data && (
+        <Table rows={loaded.data.data} columns={props.columns} label={props.label} {...(props.empty ? { empty: props.empty } : {})} />
+      )}
+    </>
+  );
+}
+
 /** A paged list with its progress, error and "Load more". */
 export function PagedTable<T extends { id?: string }>(props: {
   paged: ReturnType<typeof usePaged<T>>;

@@ -2,7 +2,7 @@ import { type FormEvent, useMemo, useState } from 'react';
 import { Area, AreaChart, Bar, BarChart, CartesianGrid, Legend, Line, LineChart, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
 import { api, type ApiError, type Page, qs } from '../api';
 import { Link } from '../router';
-import { Badge, Card, ErrorBox, fmtDate, fmtMoney, fmtNum, PagedTable, Progress, Stat, Table, toApiError, useLoad, usePaged } from '../ui';
+import { Badge, Card, ErrorBox, fmtDate, fmtMoney, fmtNum, LoadedTable, PagedTable, Progress, Stat, Table, toApiError, useLoad, usePaged } from '../ui';
 import { type Job, jobColumns, StatusSelect } from './user';
 
 interface Point { at: string; users: number; granted: number; spent: number; held: number; expired: number; events: number; revenue: Record<string, number> }
@@ -75,30 +75,10 @@ export function Overview() {
               </div>
             </Card>
             <Card title={`Usage events per ${bucket}`}>
-              <div className="chart">
-                <ResponsiveContainer width="100%" height={240}>
-                  <BarChart data={s.series}>
-                    <CartesianGrid strokeDasharray="3 3" />
-                    <XAxis dataKey="at" tickFormatter={fmt} minTickGap={24} />
-                    <YAxis allowDecimals={false} />
-                    <Tooltip labelFormatter={(v) => new Date(String(v)).toLocaleString()} />
-                    <Bar dataKey="events" fill="#0891b2" />
-                  </BarChart>
-                </ResponsiveContainer>
-              </div>
+              <CountBars rows={s.series} dataKey="events" color="#0891b2" format={fmt} />
             </Card>
             <Card title="New users">
-              <div className="chart">
-                <ResponsiveContainer width="100%" height={240}>
-                  <BarChart data={s.series}>
-                    <CartesianGrid strokeDasharray="3 3" />
-                    <XAxis dataKey="at" tickFormatter={fmt} minTickGap={24} />
-                    <YAxis allowDecimals={false} />
-                    <Tooltip labelFormatter={(v) => new Date(String(v)).toLocaleString()} />
-                    <Bar dataKey="users" fill="#db2777" />
-                  </BarChart>
-                </ResponsiveContainer>
-              </div>
+              <CountBars rows={s.series} dataKey="users" color="#db2777" format={fmt} />
             </Card>
             <Card title="Revenue (net of refunds)">
               {currencies.length === 0 ? (
@@ -182,27 +162,23 @@ export function Plans() {
     <div className="stack">
       <h1>Plans</h1>
       <Card title="Plans">
-        <ErrorBox error={plans.error} />
-        {plans.loading && <Progress />}
-        {plans.data && (
-          <Table
-            label="Plans"
-            rows={plans.data.data}
-            empty="No plans yet (POST /v1/plans)."
-            columns={[
-              { label: 'Name', render: (p) => `${p.name} (${p.slug})` },
-              { label: 'Monthly', render: (p) => fmtMoney(p.price_monthly, p.currency) },
-              { label: 'Yearly', render: (p) => fmtMoney(p.price_yearly, p.currency) },
-              { label: 'Trial', render: (p) => `${p.trial_days} days` },
-              { label: 'Pay as you go', render: (p) => (p.pay_as_you_go ? 'yes' : 'no') },
-              {
-                label: 'Allowances',
-                render: (p) => (p.allowances ?? []).map((a) => `${a.credits ?? a.amount ?? ''} ${a.class ?? ''}/${a.window ?? ''}`).join(', ') || '—',
-              },
-              { label: 'State', render: (p) => <Badge value={p.is_active === false ? 'inactive' : 'active'} /> },
-            ]}
-          />
-        )}
+        <LoadedTable
+          label="Plans"
+          loaded={plans}
+          empty="No plans yet (POST /v1/plans)."
+          columns={[
+            { label: 'Name', render: (p) => `${p.name} (${p.slug})` },
+            { label: 'Monthly', render: (p) => fmtMoney(p.price_monthly, p.currency) },
+            { label: 'Yearly', render: (p) => fmtMoney(p.price_yearly, p.currency) },
+            { label: 'Trial', render: (p) => `${p.trial_days} days` },
+            { label: 'Pay as you go', render: (p) => (p.pay_as_you_go ? 'yes' : 'no') },
+            {
+              label: 'Allowances',
+              render: (p) => (p.allowances ?? []).map((a) => `${a.credits ?? a.amount ?? ''} ${a.class ?? ''}/${a.window ?? ''}`).join(', ') || '—',
+            },
+            { label: 'State', render: (p) => <Badge value={p.is_active === false ? 'inactive' : 'active'} /> },
+          ]}
+        />
       </Card>
     </div>
   );
@@ -405,6 +381,23 @@ export function Reconcile() {
           </>
         )}
       </Card>
+    </div>
+  );
+}
+
+/** Counts per time bucket as bars (events, new users). */
+function CountBars({ rows, dataKey, color, format }: { rows: Point[]; dataKey: 'events' | 'users'; color: string; format: (at: string) => string }) {
+  return (
+    <div className="chart">
+      <ResponsiveContainer width="100%" height={240}>
+        <BarChart data={rows}>
+          <CartesianGrid strokeDasharray="3 3" />
+          <XAxis dataKey="at" tickFormatter={format} minTickGap={24} />
+          <YAxis allowDecimals={false} />
+          <Tooltip labelFormatter={(v) => new Date(String(v)).toLocaleString()} />
+          <Bar dataKey={dataKey} fill={color} />
+        </BarChart>
+      </ResponsiveContainer>
     </div>
   );
 }

@@ -1,7 +1,7 @@
 import { type FormEvent, useMemo, useState } from 'react';
 import { Bar, BarChart, CartesianGrid, Legend, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
 import { api, type ApiError, newIdempotencyKey, type Page, qs } from '../api';
-import { Badge, Card, ErrorBox, fmtDate, fmtMoney, fmtNum, PagedTable, Progress, Stat, Table, toApiError, useLoad, usePaged } from '../ui';
+import { Badge, Card, ErrorBox, fmtDate, fmtMoney, fmtNum, LoadedTable, PagedTable, Progress, Stat, Table, toApiError, useLoad, usePaged } from '../ui';
 
 interface Grant { id: string; class: string; source: string; remaining: number; expires_at: string | null; priority: number }
 interface Balance { balance: number; held: number; available: number; total_credited: number; total_spent: number; grants: Grant[] }
@@ -269,21 +269,17 @@ function Subscriptions({ userId }: { userId: string }) {
   const subs = useLoad(() => api<Page<Sub> | { data: Sub[] }>('GET', `/v1/users/${encodeURIComponent(userId)}/subscriptions`), [userId]);
   return (
     <Card title="Subscription">
-      <ErrorBox error={subs.error} />
-      {subs.loading && <Progress />}
-      {subs.data && (
-        <Table
-          label="Subscriptions"
-          rows={subs.data.data}
-          empty="No subscription."
-          columns={[
-            { label: 'Plan', render: (s) => s.plan_id },
-            { label: 'Status', render: (s) => <Badge value={s.status} /> },
-            { label: 'Interval', render: (s) => s.billing_interval },
-            { label: 'Period ends', render: (s) => fmtDate(s.current_period_end) + (s.cancel_at_period_end ? ' (cancels)' : '') },
-          ]}
-        />
-      )}
+      <LoadedTable
+        label="Subscriptions"
+        loaded={subs}
+        empty="No subscription."
+        columns={[
+          { label: 'Plan', render: (s) => s.plan_id },
+          { label: 'Status', render: (s) => <Badge value={s.status} /> },
+          { label: 'Interval', render: (s) => s.billing_interval },
+          { label: 'Period ends', render: (s) => fmtDate(s.current_period_end) + (s.cancel_at_period_end ? ' (cancels)' : '') },
+        ]}
+      />
     </Card>
   );
 }
@@ -386,32 +382,29 @@ function ApiKeys({ userId }: { userId: string }) {
           </button>
         </div>
       )}
-      <ErrorBox error={error ?? keys.error} />
-      {keys.loading && <Progress />}
-      {keys.data && (
-        <Table
-          label="API keys"
-          rows={keys.data.data}
-          empty="No API keys."
-          columns={[
-            { label: 'Name', render: (k) => k.name },
-            { label: 'Prefix', render: (k) => <code>{k.prefix}…</code> },
-            { label: 'Created', render: (k) => fmtDate(k.created_at) },
-            { label: 'Last used', render: (k) => fmtDate(k.last_used_at) },
-            {
-              label: 'State',
-              render: (k) =>
-                k.revoked_at ? (
-                  <Badge value="revoked" />
-                ) : (
-                  <button className="danger" onClick={() => void revoke(k)} aria-label={`Revoke ${k.name}`}>
-                    Revoke
-                  </button>
-                ),
-            },
-          ]}
-        />
-      )}
+      <LoadedTable
+        label="API keys"
+        loaded={keys}
+        error={error}
+        empty="No API keys."
+        columns={[
+          { label: 'Name', render: (k) => k.name },
+          { label: 'Prefix', render: (k) => <code>{k.prefix}…</code> },
+          { label: 'Created', render: (k) => fmtDate(k.created_at) },
+          { label: 'Last used', render: (k) => fmtDate(k.last_used_at) },
+          {
+            label: 'State',
+            render: (k) =>
+              k.revoked_at ? (
+                <Badge value="revoked" />
+              ) : (
+                <button className="danger" onClick={() => void revoke(k)} aria-label={`Revoke ${k.name}`}>
+                  Revoke
+                </button>
+              ),
+          },
+        ]}
+      />
     </Card>
   );
 }
