@@ -13,7 +13,7 @@ import {
   tallyHolds,
 } from './checks.js';
 import { startBaseline, startTally } from './children.js';
-import { runHttpLoad } from './http-load.js';
+import { type HttpLoad, runHttpLoad } from './http-load.js';
 import type { BenchOptions } from './options.js';
 import type { BenchAccounts, TallySide } from './setup.js';
 import { Latencies, type Measurement, measurement, since, StatusCounts } from './stats.js';
@@ -100,6 +100,35 @@ function debitChecks(
 // Scenarios 1 and 2: HTTP debit, Tally's server vs the baseline server, each in its own process.
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * Tally's server in its own process for one HTTP scenario: warm-up, then the measured run
+ * (`mark` runs between the two, to count rows written by the measured run only), and the server
+ * stopped whatever happens.
+ */
+async function measureTallyHttp(
+  ctx: BenchContext,
+  load: Omit<HttpLoad, 'url' | 'seconds'>,
+  mark: () => Promise<void> = async () => {},
+): Promise<Measurement> {
+  const { opts, tally } = ctx;
+  const server = await startTally({
+    url: opts.url,
+    schema: tally.schema,
+    poolMax: opts.serverPoolMax,
+    logLevel: opts.tallyLogLevel,
+    secrets: tally.secrets,
+    nodeArgs: opts.childNodeArgs,
+  });
+  try {
+    const { onAnswer: _measuredOnly, ...warm } = load;
+    await runHttpLoad({ ...warm, url: server.url, seconds: opts.warmupSeconds });
+    await mark();
+    return await runHttpLoad({ ...load, url: server.url, seconds: opts.seconds });
+  } finally {
+    await server.stop();
+  }
+}
+
 async function httpDebit(ctx: BenchContext, id: number, name: string, pick: () => string): Promise<ScenarioResult> {
   const { opts, tally } = ctx;
   const tag = randomBytes(4).toString('hex');
@@ -111,34 +140,23 @@ async function httpDebit(ctx: BenchContext, id: number, name: string, pick: () =
   const tallyAuth = `Bearer ${tally.secrets.serviceKey}`;
   const tallyNext = () => ({ body: body(), headers: { authorization: tallyAuth, 'idempotency-key': `b${id}-${tag}-${n++}` } });
   ctx.log(`  tally:    starting the server (node bin/tally.js start), ${opts.warmupSeconds}s warm-up, ${opts.seconds}s measured`);
-  const server = await startTally({
-    url: opts.url,
-    schema: tally.schema,
-    poolMax: opts.serverPoolMax,
-    logLevel: opts.tallyLogLevel,
-    secrets: tally.secrets,
-    nodeArgs: opts.childNodeArgs,
-  });
   const ids: string[] = [];
-  let tallyM: Measurement;
-  let written: number;
-  try {
-    await runHttpLoad({ url: server.url, path: '/v1/credits/debit', connections: conn, seconds: opts.warmupSeconds, next: tallyNext });
-    const before = await settled(() => tallyEntries(tally.database, 'debit'));
-    tallyM = await runHttpLoad({
-      url: server.url,
+  let before = 0;
+  const tallyM = await measureTallyHttp(
+    ctx,
+    {
       path: '/v1/credits/debit',
       connections: conn,
-      seconds: opts.seconds,
       next: tallyNext,
       onAnswer: (status, answer) => {
         if (status === 201) ids.push(transactionIdOf(answer));
       },
-    });
-    written = (await settled(() => tallyEntries(tally.database, 'debit'))) - before;
-  } finally {
-    await server.stop();
-  }
+    },
+    async () => {
+      before = await settled(() => tallyEntries(tally.database, 'debit'));
+    },
+  );
+  const written = (await settled(() => tallyEntries(tally.database, 'debit'))) - before;
   const found = await tallyExisting(tally.database, ids.filter(Boolean));
   const checks = debitChecks('tally', tallyM, 201, written, conn, { ids: ids.length, found });
   checks.push(await reconcileCheck(tally.database));
@@ -387,37 +405,26 @@ export async function eventsBatch(ctx: BenchContext): Promise<ScenarioResult> {
   let k = 0;
   const next = () => ({ body: batch(), headers: { authorization: auth, 'idempotency-key': `b5-${tag}-k${k++}` } });
   ctx.log(`  tally:    POST /v1/events/batch, ${EVENTS_PER_BATCH} events a request over ${ctx.accounts.spread.length} users, ${BATCH_CONNECTIONS} connections`);
-  const server = await startTally({
-    url: opts.url,
-    schema: tally.schema,
-    poolMax: opts.serverPoolMax,
-    logLevel: opts.tallyLogLevel,
-    secrets: tally.secrets,
-    nodeArgs: opts.childNodeArgs,
-  });
-  let requests: Measurement;
   let applied = 0;
   let refused = 0;
-  let written: number;
-  try {
-    await runHttpLoad({ url: server.url, path: '/v1/events/batch', connections: BATCH_CONNECTIONS, seconds: opts.warmupSeconds, next });
-    const before = await settled(() => tallyEntries(tally.database, 'debit'));
-    requests = await runHttpLoad({
-      url: server.url,
+  let before = 0;
+  const requests = await measureTallyHttp(
+    ctx,
+    {
       path: '/v1/events/batch',
       connections: BATCH_CONNECTIONS,
-      seconds: opts.seconds,
       next,
       onAnswer: (status, answer) => {
         if (status !== 200) return;
         applied += (answer.match(/"status":201/g) ?? []).length;
         refused += (answer.match(/"status":(?!201)\d+/g) ?? []).length;
       },
-    });
-    written = (await settled(() => tallyEntries(tally.database, 'debit'))) - before;
-  } finally {
-    await server.stop();
-  }
+    },
+    async () => {
+      before = await settled(() => tallyEntries(tally.database, 'debit'));
+    },
+  );
+  const written = (await settled(() => tallyEntries(tally.database, 'debit'))) - before;
   // Throughput in events: every request carries EVENTS_PER_BATCH.
   const tallyM: Measurement = { ...requests, opsPerSec: applied / (requests.seconds || 1), ok: applied };
   const checks: Check[] = [
@@ -472,29 +479,13 @@ export async function checkLatency(ctx: BenchContext): Promise<ScenarioResult> {
   const auth = `Bearer ${tally.secrets.serviceKey}`;
   const next = () => ({ body: `{"user_id":"${pick()}","metric":"${BENCH_METRIC}","quantity":5}`, headers: { authorization: auth } });
   ctx.log(`  tally:    POST /v1/check, ${opts.connections} connections`);
-  const server = await startTally({
-    url: opts.url,
-    schema: tally.schema,
-    poolMax: opts.serverPoolMax,
-    logLevel: opts.tallyLogLevel,
-    secrets: tally.secrets,
-    nodeArgs: opts.childNodeArgs,
-  });
-  let m: Measurement;
   const bodies = new StatusCounts();
-  try {
-    await runHttpLoad({ url: server.url, path: '/v1/check', connections: opts.connections, seconds: opts.warmupSeconds, next });
-    m = await runHttpLoad({
-      url: server.url,
-      path: '/v1/check',
-      connections: opts.connections,
-      seconds: opts.seconds,
-      next,
-      onAnswer: (status, answer) => bodies.add(status === 200 && answer.includes('"allowed":true') ? 1 : 0),
-    });
-  } finally {
-    await server.stop();
-  }
+  const m = await measureTallyHttp(ctx, {
+    path: '/v1/check',
+    connections: opts.connections,
+    next,
+    onAnswer: (status, answer) => bodies.add(status === 200 && answer.includes('"allowed":true') ? 1 : 0),
+  });
   const checks: Check[] = [
     check('tally', 'answers', Object.keys(m.statuses).every((s) => s === '200') && bodies.get(0) === 0, `${describeStatuses(m)}; ${bodies.get(1)} allowed, ${bodies.get(0)} other`),
     check('tally', 'errors/timeouts', m.errors === 0 && m.timeouts === 0, `${m.errors} error(s), ${m.timeouts} timeout(s)`, false),
