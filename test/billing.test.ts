@@ -13,6 +13,8 @@ describe(`billing: plans, subscriptions, usage events (${TARGET})`, () => {
   let app: TestApp;
   let svc: ReturnType<typeof client>;
   let now = new Date('2026-03-01T10:00:00.000Z');
+  /** When set, every read of the clock moves it on by a millisecond (like a real one). */
+  let ticking = false;
   const at = (iso: string) => (now = new Date(iso));
   const post = (url: string, body: unknown) => svc.post(url, body, { idempotencyKey: key() });
   const event = (user_id: string, metric: string, quantity: number, action_hash = hash()) =>
@@ -24,7 +26,7 @@ describe(`billing: plans, subscriptions, usage events (${TARGET})`, () => {
       .map((t) => `${t.type} ${t.amount}`);
 
   beforeAll(async () => {
-    app = await createTestApp({}, { clock: () => now });
+    app = await createTestApp({}, { clock: () => (ticking ? (now = new Date(now.getTime() + 1)) : now) });
     svc = client(app.server, app.serviceKey);
     expect((await svc.post('/v1/cost-models', { metric: 'tokens', formula: 'quantity * base_rate', base_rate: '1', class: 'Usage' })).status).toBe(201);
     // `autofix` is a free-quota metric by default configuration: 3 free a day.
@@ -295,6 +297,27 @@ describe(`billing: plans, subscriptions, usage events (${TARGET})`, () => {
     expect(replays.filter((r) => r.status === 201)).toHaveLength(1);
     expect(replays.filter((r) => r.status === 200)).toHaveLength(19);
     expect((await balance(v.id)).balance).toBe(2);
+    expect((await reconcile(app.database)).drift).toEqual([]);
+  });
+
+  it('concurrent batches on the same users keep every ledger in order (balance_after runs in seq order)', async () => {
+    at('2026-08-02T00:00:00.000Z');
+    const users = [await makeUser(app), await makeUser(app), await makeUser(app)];
+    for (const u of users) expect((await post('/v1/credits/grant', { user_id: u.id, amount: 1000, reason: 'fund' })).status).toBe(201);
+    // A ticking clock: a batch that reads it and then waits for another's locks must still write
+    // its entries after that batch's (the clock is read once the locks are held).
+    ticking = true;
+    try {
+      const batches = await Promise.all(
+        Array.from({ length: 24 }, (_, i) =>
+          post('/v1/events/batch', { events: Array.from({ length: 6 }, (_, j) => ({ user_id: users[(i + j) % 3]!.id, metric: 'tokens', quantity: 1, action_hash: hash() })) }),
+        ),
+      );
+      expect(batches.map((b) => b.status)).toEqual(Array(24).fill(200));
+    } finally {
+      ticking = false;
+    }
+    for (const u of users) expect((await balance(u.id)).balance).toBe(1003 - 48);
     expect((await reconcile(app.database)).drift).toEqual([]);
   });
 

@@ -5,7 +5,7 @@ import { applyOps, compareGrants } from '../src/modules/credits/credits.engine.j
 const now = new Date('2026-06-01T12:00:00Z');
 const later = (s: number) => new Date(now.getTime() + s * 1000);
 const account = (balance: number, held = 0): AccountState => ({
-  id: 'acc_u_u1', userId: 'u1', workspaceId: null, balance, held, totalCredited: balance, totalSpent: 0,
+  id: 'acc_u_u1', userId: 'u1', workspaceId: null, balance, held, totalCredited: balance, totalSpent: 0, lastSeq: 0,
 });
 let seq = 0;
 const grant = (remaining: number, opts: Partial<GrantState> = {}): GrantState => ({
@@ -46,6 +46,13 @@ describe('ledger engine', () => {
     expect(out.results.map((r) => r.status)).toEqual([201, 201, 402]);
     expect(out.account.balance).toBe(5);
     expect(out.entries.map((e) => e.balanceAfter)).toEqual([15, 5]);
+  });
+
+  it("numbers entries after the account's last one, skipping refusals", () => {
+    const out = run({ ...account(25), lastSeq: 7 }, [grant(25)], [debit(10), debit(30), debit(10)]);
+    expect(out.results.map((r) => r.status)).toEqual([201, 402, 201]);
+    expect(out.entries.map((e) => e.seq)).toEqual([8, 9]);
+    expect(out.account.lastSeq).toBe(9);
   });
 
   it('the cap refuses a grant that would cross it', () => {

@@ -150,6 +150,7 @@ export interface CreditAccounts {
   created_at: Generated<Timestamp>;
   held: Generated<number>;
   id: string;
+  last_seq: Generated<number>;
   total_credited: Generated<number>;
   total_spent: Generated<number>;
   updated_at: Generated<Timestamp>;
@@ -210,6 +211,7 @@ export interface CreditLedger {
   metadata: Generated<Json>;
   reason: string | null;
   refund_of: string | null;
+  seq: number;
   type: string;
   user_id: string | null;
   workspace_id: string | null;

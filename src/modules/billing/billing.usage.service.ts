@@ -99,11 +99,11 @@ export class UsageService {
     events: EventInput[],
     ctx: { requestId: string; idem: IdempotencyScope | null; respond: (outcomes: EventOutcome[]) => EventOutcome },
   ): Promise<EventOutcome> {
-    const now = this.now();
     const userIds = [...new Set(events.map((e) => e.user_id))].sort();
     const accountIds = userIds.map((u) => `acc_u_${u}`);
     // Locks first, in id order (never a deadlock with the ledger's own batches), then the key.
     const accounts = await this.ledgerSql.lock(run, accountIds);
+    const now = this.now(); // after the locks, as in the ledger's own batches
     if (ctx.idem) {
       const stored = await this.sql.replay(run, ctx.idem);
       if (stored) {

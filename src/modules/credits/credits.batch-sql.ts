@@ -180,7 +180,7 @@ export class BatchSql {
         rows: entries.map((e) => ({
           id: e.id, account_id: e.accountId, user_id: e.userId, workspace_id: e.workspaceId, type: e.type, amount: e.amount,
           balance_after: e.balanceAfter, reason: e.reason, metadata: e.metadata, grant_id: e.grantId, hold_id: e.holdId,
-          refund_of: e.refundOf, created_at: e.createdAt,
+          refund_of: e.refundOf, seq: e.seq, created_at: e.createdAt,
         })),
       },
       {
@@ -214,7 +214,7 @@ export class BatchSql {
       { bit: 32, rows: withPositions(allocations) },
       {
         bit: 64,
-        rows: accounts.map((a) => ({ id: a.id, balance: a.balance, held: a.held, total_credited: a.totalCredited, total_spent: a.totalSpent })),
+        rows: accounts.map((a) => ({ id: a.id, balance: a.balance, held: a.held, total_credited: a.totalCredited, total_spent: a.totalSpent, last_seq: a.lastSeq })),
       },
       {
         bit: 128,
@@ -239,9 +239,10 @@ export class BatchSql {
     const cte: Record<number, (p: string) => string> = {
       1: (p) => `ledger as (
         insert into ${t('credit_ledger')}
-          (id, account_id, user_id, workspace_id, type, amount, balance_after, reason, metadata, grant_id, hold_id, refund_of, created_at)
+          (id, account_id, user_id, workspace_id, type, amount, balance_after, reason, metadata, grant_id, hold_id, refund_of, seq, created_at)
         select * from jsonb_to_recordset(${p}::jsonb) as x(id text, account_id text, user_id text, workspace_id text, type text,
-          amount int8, balance_after int8, reason text, metadata jsonb, grant_id text, hold_id text, refund_of text, created_at timestamptz))`,
+          amount int8, balance_after int8, reason text, metadata jsonb, grant_id text, hold_id text, refund_of text, seq int8,
+          created_at timestamptz))`,
       2: (p) => `new_grants as (
         insert into ${t('credit_grants')} (id, account_id, user_id, workspace_id, class, source, amount, remaining, priority,
           expires_at, expired_at, rollover_until, transaction_id, metadata, created_at)
@@ -271,8 +272,8 @@ export class BatchSql {
       64: (p) => `accounts as (
         update ${t('credit_accounts')} a
         set balance = x.balance, held = x.held, total_credited = x.total_credited, total_spent = x.total_spent,
-            updated_at = now()
-        from jsonb_to_recordset(${p}::jsonb) as x(id text, balance int8, held int8, total_credited int8, total_spent int8)
+            last_seq = x.last_seq, updated_at = now()
+        from jsonb_to_recordset(${p}::jsonb) as x(id text, balance int8, held int8, total_credited int8, total_spent int8, last_seq int8)
         where a.id = x.id)`,
       128: (p) => `keys as (
         insert into ${t('idempotency_keys')} (principal, key, user_id, method, path, request_hash, status_code, response_body)

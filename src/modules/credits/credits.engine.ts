@@ -85,8 +85,6 @@ export class LedgerSession {
   private readonly allocations: EngineOutput['allocations'] = [];
   private readonly now: Date;
   private readonly cap: number | null;
-  /** Distinct created_at per entry so (created_at, id) orders entries exactly as applied. */
-  private tick = 0;
 
   /** The last `consume` answered (billing reads it after `run`). */
   lastConsume: ConsumeResult | null = null;
@@ -117,8 +115,12 @@ export class LedgerSession {
     return this.account;
   }
 
+  /**
+   * A batch's rows share its instant (JavaScript dates have milliseconds only); within it, ids are
+   * monotonic ULIDs, and across batches `seq` is the order of record.
+   */
   private stamp(): Date {
-    return new Date(this.now.getTime() + this.tick++ / 1000);
+    return new Date(this.now.getTime());
   }
 
   /** Live grants in consumption order. */
@@ -624,6 +626,7 @@ export class LedgerSession {
       grantId: extra.grantId ?? null,
       holdId: extra.holdId ?? null,
       refundOf: extra.refundOf ?? null,
+      seq: ++this.account.lastSeq,
       createdAt: this.stamp(),
     };
     this.entries.push(entry);

@@ -20,7 +20,7 @@ export interface ReconcileReport {
  * Verifies the ledger's invariants for every account, in SQL over the whole database:
  * balance = Σ ledger = Σ grant remaining; held = Σ open holds, 0 ≤ held ≤ Σ positive grants (= balance
  * without debt); debt (negative `debt` grants) only from clawbacks; each entry's
- * balance_after is the running sum; lifetime totals match their entries; every debit, capture,
+ * balance_after is the running sum in seq order (entries numbered 1..n per account); lifetime totals match their entries; every debit, capture,
  * expiry and refund is fully allocated to grants; every hold's status agrees with its fields.
  */
 export async function reconcile(database: Database, executor?: Executor): Promise<ReconcileReport> {
@@ -53,8 +53,14 @@ export async function reconcile(database: Database, executor?: Executor): Promis
       left join (select account_id, -sum(amount) s from ${t('credit_ledger')} where type = 'clawback' group by 1) c on c.account_id = d.account_id
       where d.s > coalesce(c.s, 0)`.execute(db)).rows, 'debt <= clawbacks');
   add((await sql<R>`select account_id, running as expected, balance_after as actual from (
-        select account_id, balance_after, sum(amount) over (partition by account_id order by created_at, id) as running
-        from ${t('credit_ledger')}) x where running <> balance_after`.execute(db)).rows, 'balance_after = running sum');
+        select account_id, balance_after, sum(amount) over (partition by account_id order by seq) as running
+        from ${t('credit_ledger')}) x where running <> balance_after`.execute(db)).rows, 'balance_after = running sum (in seq order)');
+  // Entries are numbered 1..n per account without gaps or repeats, and the account knows its n.
+  add((await sql<R>`select a.id as account_id, a.last_seq as expected, coalesce(l.n, 0) as actual
+      from ${t('credit_accounts')} a left join (select account_id, count(*) as n, count(distinct seq) as d, max(seq) as m
+        from ${t('credit_ledger')} group by 1) l on l.account_id = a.id
+      where coalesce(l.n, 0) <> a.last_seq or coalesce(l.d, 0) <> a.last_seq or coalesce(l.m, 0) <> a.last_seq`.execute(db)).rows,
+    'ledger entries numbered 1..last_seq');
   add((await sql<R>`select a.id as account_id, coalesce(c.s, 0) as expected, a.total_credited as actual
       from ${t('credit_accounts')} a left join (select account_id, sum(amount) s from ${t('credit_ledger')}
         where type = 'grant' or (type = 'adjustment' and amount > 0) group by 1) c on c.account_id = a.id

@@ -17,6 +17,7 @@ export function accountFromRow(r: Row): AccountState {
     held: Number(r['held']),
     totalCredited: Number(r['total_credited']),
     totalSpent: Number(r['total_spent']),
+    lastSeq: Number(r['last_seq'] ?? 0),
   };
 }
 
@@ -73,6 +74,7 @@ export function entryFromRow(r: Row): LedgerEntry {
     grantId: (r['grant_id'] as string | null) ?? null,
     holdId: (r['hold_id'] as string | null) ?? null,
     refundOf: (r['refund_of'] as string | null) ?? null,
+    seq: Number(r['seq']),
     createdAt: date(r['created_at']),
   };
 }

@@ -102,7 +102,6 @@ export class CreditsService {
    * engine per account, write — three statements (see credits.batch-sql.ts).
    */
   private async applyBatch(run: RunStatement, items: { accountId: string; op: LedgerOp }[]): Promise<OpResult[]> {
-    const now = this.now();
     const results: (OpResult | undefined)[] = new Array(items.length);
 
     // Idempotency: duplicates inside the batch follow their first occurrence.
@@ -134,6 +133,9 @@ export class CreditsService {
       if (opened.length > 0) accounts = [...accounts, ...(await this.sql.lock(run, opened))];
     }
     const byId = new Map(accounts.map((a) => [a.id, a]));
+    // The clock is read once the locks are held: a batch that waited for another's lock stamps its
+    // entries after that one's (seq is the order of record; created_at should agree with it).
+    const now = this.now();
 
     const leaders = items.map((it, i) => ({ ...it, index: i })).filter(({ op, index }) => isLeader(op, index));
     const candidates = leaders.filter(({ accountId }) => byId.has(accountId));
@@ -219,7 +221,7 @@ export class CreditsService {
       // Not opened yet: an owner with no money movements has a zero balance.
       await this.assertOwner(db, owner);
       return balanceBody(
-        { id: accountId, userId: 'userId' in owner ? owner.userId : null, workspaceId: 'workspaceId' in owner ? owner.workspaceId : null, balance: 0, held: 0, totalCredited: 0, totalSpent: 0 },
+        { id: accountId, userId: 'userId' in owner ? owner.userId : null, workspaceId: 'workspaceId' in owner ? owner.workspaceId : null, balance: 0, held: 0, totalCredited: 0, totalSpent: 0, lastSeq: 0 },
         [],
       );
     }

@@ -14,6 +14,8 @@ export interface AccountState {
   held: number;
   totalCredited: number;
   totalSpent: number;
+  /** The seq of the account's last ledger entry (entries are numbered 1, 2, 3 … per account). */
+  lastSeq: number;
 }
 
 export interface GrantState {
@@ -76,6 +78,8 @@ export interface LedgerEntry {
   grantId: string | null;
   holdId: string | null;
   refundOf: string | null;
+  /** Its place in the account's history: the order balance_after runs in. */
+  seq: number;
   createdAt: Date;
 }
 
