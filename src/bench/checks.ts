@@ -60,13 +60,14 @@ export async function baselineDebits(pool: pg.Pool): Promise<number> {
 
 /**
  * Waits until a count stops moving: requests the load generator abandoned when its clock ran out
- * may still be committing on the server. Stable twice in a row, 150 ms apart (at most 15 s).
+ * may still be committing on the server. Stable for 1.2 s (eight reads 150 ms apart; a slow batch
+ * waiting for another's locks can take far longer than 300 ms between commits), at most 20 s.
  */
 export async function settled(count: () => Promise<number>): Promise<number> {
   let last = await count();
   let stable = 0;
-  const deadline = Date.now() + 15_000;
-  while (stable < 2 && Date.now() < deadline) {
+  const deadline = Date.now() + 20_000;
+  while (stable < 8 && Date.now() < deadline) {
     await sleep(150);
     const now = await count();
     stable = now === last ? stable + 1 : 0;

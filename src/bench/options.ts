@@ -23,6 +23,8 @@ export interface BenchOptions {
   serverPoolMax: number;
   /** In-process calls kept in flight on Tally's CreditsService (SDK scenario). */
   sdkInflight: number;
+  /** autocannon connections for the usage-batch scenario (each request carries 1,000 events). */
+  batchConnections: number;
   /** pg Pool clients (= calls in flight) for the baseline function in the SDK scenario. */
   sdkBaselineClients: number;
   /** hold + capture cycles kept in flight (holds scenario). */
@@ -33,7 +35,7 @@ export interface BenchOptions {
   childNodeArgs: string[];
   /** Keep the bench schemas afterwards (for digging into them). */
   keep: boolean;
-  /** Which scenarios to run (1–4). */
+  /** Which scenarios to run (1–6). */
   only: Set<number>;
   /** Where the JSON report goes. */
   resultsFile: string;
@@ -70,6 +72,7 @@ export function benchOptions(env: NodeJS.ProcessEnv, only?: string): BenchOption
     serverPoolMax: int(env, 'BENCH_POOL_MAX', 20),
     sdkInflight: int(env, 'BENCH_SDK_INFLIGHT', 1024),
     sdkBaselineClients: int(env, 'BENCH_SDK_BASELINE_CLIENTS', 64),
+    batchConnections: int(env, 'BENCH_BATCH_CONNECTIONS', 4),
     holdInflight: int(env, 'BENCH_HOLD_INFLIGHT', 512),
     tallyLogLevel: env['BENCH_TALLY_LOG_LEVEL'] || 'warn',
     childNodeArgs: (env['BENCH_CHILD_NODE_ARGS'] ?? '').split(/\s+/).filter(Boolean),

@@ -387,7 +387,6 @@ export async function holdsHot(ctx: BenchContext): Promise<ScenarioResult> {
 
 export const BENCH_METRIC = 'bench_tokens';
 const EVENTS_PER_BATCH = 1000;
-const BATCH_CONNECTIONS = 4;
 
 export async function eventsBatch(ctx: BenchContext): Promise<ScenarioResult> {
   const { opts, tally } = ctx;
@@ -404,7 +403,7 @@ export async function eventsBatch(ctx: BenchContext): Promise<ScenarioResult> {
   const auth = `Bearer ${tally.secrets.serviceKey}`;
   let k = 0;
   const next = () => ({ body: batch(), headers: { authorization: auth, 'idempotency-key': `b5-${tag}-k${k++}` } });
-  ctx.log(`  tally:    POST /v1/events/batch, ${EVENTS_PER_BATCH} events a request over ${ctx.accounts.spread.length} users, ${BATCH_CONNECTIONS} connections`);
+  ctx.log(`  tally:    POST /v1/events/batch, ${EVENTS_PER_BATCH} events a request over ${ctx.accounts.spread.length} users, ${opts.batchConnections} connections`);
   let applied = 0;
   let refused = 0;
   let before = 0;
@@ -412,7 +411,7 @@ export async function eventsBatch(ctx: BenchContext): Promise<ScenarioResult> {
     ctx,
     {
       path: '/v1/events/batch',
-      connections: BATCH_CONNECTIONS,
+      connections: opts.batchConnections,
       next,
       onAnswer: (status, answer) => {
         if (status !== 200) return;
@@ -433,7 +432,7 @@ export async function eventsBatch(ctx: BenchContext): Promise<ScenarioResult> {
     check(
       'tally',
       'ledger rows vs events',
-      written >= applied && written - applied <= BATCH_CONNECTIONS * EVENTS_PER_BATCH,
+      written >= applied && written - applied <= opts.batchConnections * EVENTS_PER_BATCH,
       `${written} debit row(s) written, ${applied} events answered 201`,
     ),
     await reconcileCheck(tally.database),
@@ -459,7 +458,7 @@ export async function eventsBatch(ctx: BenchContext): Promise<ScenarioResult> {
     id: 5,
     name: `usage events: batches of ${EVENTS_PER_BATCH} over ${ctx.accounts.spread.length} users`,
     shape: {
-      tally: `POST /v1/events/batch, ${EVENTS_PER_BATCH} events a request (random user each, cost model quantity × 1), ${BATCH_CONNECTIONS} connections; ops/s = events/s, latency per request`,
+      tally: `POST /v1/events/batch, ${EVENTS_PER_BATCH} events a request (random user each, cost model quantity × 1), ${opts.batchConnections} connections; ops/s = events/s, latency per request`,
       baseline: `select baseline.debit_user_credits_transaction(…) per event (random user), ${opts.sdkBaselineClients} concurrent calls`,
     },
     tally: tallyM,

@@ -68,26 +68,45 @@ export function isValidTimeZone(tz: string): boolean {
   }
 }
 
+/**
+ * Local midnights already worked out, by date and zone. Intl is slow (a usage batch asks for the
+ * same few days thousands of times); the answers never change, so a bounded memo is safe.
+ */
+const midnights = new Map<string, number>();
+const MIDNIGHTS_MAX = 10_000;
+
 /** The UTC instant at which local midnight of `key` (YYYY-MM-DD) happens in a time zone. */
 export function localMidnight(key: string, timeZone: string): Date {
+  const memo = `${key}|${timeZone}`;
+  const known = midnights.get(memo);
+  if (known !== undefined) return new Date(known);
   const [y, m, d] = key.split('-').map(Number) as [number, number, number];
   // Start from UTC midnight and correct by the zone's offset at that moment (twice, for DST edges).
   let guess = Date.UTC(y, m - 1, d);
   for (let i = 0; i < 2; i++) guess = Date.UTC(y, m - 1, d) - offsetMs(new Date(guess), timeZone);
+  if (midnights.size >= MIDNIGHTS_MAX) midnights.clear();
+  midnights.set(memo, guess);
   return new Date(guess);
 }
 
+const offsetFormats = new Map<string, Intl.DateTimeFormat>();
+
 function offsetMs(at: Date, timeZone: string): number {
-  const parts = new Intl.DateTimeFormat('en-US', {
-    timeZone,
-    hourCycle: 'h23',
-    year: 'numeric',
-    month: '2-digit',
-    day: '2-digit',
-    hour: '2-digit',
-    minute: '2-digit',
-    second: '2-digit',
-  }).formatToParts(at);
+  let f = offsetFormats.get(timeZone);
+  if (!f) {
+    f = new Intl.DateTimeFormat('en-US', {
+      timeZone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: '2-digit',
+      day: '2-digit',
+      hour: '2-digit',
+      minute: '2-digit',
+      second: '2-digit',
+    });
+    offsetFormats.set(timeZone, f);
+  }
+  const parts = f.formatToParts(at);
   const get = (t: string) => Number(parts.find((p) => p.type === t)!.value);
   const asUtc = Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second'));
   return asUtc - Math.floor(at.getTime() / 1000) * 1000;

@@ -13,6 +13,35 @@ export interface BillingState {
   overages: Row[];
 }
 
+interface BillingQuery {
+  userIds: string[];
+  metrics: string[];
+  dayFrom: string;
+  dayTo: string;
+  keys: { userId: string; actionHash: string }[];
+}
+
+const billingParams = (q: BillingQuery): unknown[] => [
+  q.userIds,
+  q.metrics,
+  q.dayFrom,
+  q.dayTo,
+  q.keys.map((k) => k.userId),
+  q.keys.map((k) => k.actionHash),
+];
+
+function billingState(row: Partial<Record<keyof BillingState, unknown[] | null>> | undefined): BillingState {
+  return {
+    users: (row?.users ?? []) as BillingState['users'],
+    models: (row?.models ?? []) as Row[],
+    subs: (row?.subs ?? []) as Row[],
+    quotas: (row?.quotas ?? []) as Row[],
+    seen: (row?.seen ?? []) as BillingState['seen'],
+    guards: (row?.guards ?? []) as Row[],
+    overages: (row?.overages ?? []) as Row[],
+  };
+}
+
 export interface BillingWrites {
   events: Row[];
   quotas: Row[];
@@ -29,11 +58,12 @@ export interface BillingWrites {
  */
 export class UsageSql {
   private readonly loadText: string;
+  private readonly checkText: string;
   private readonly writeTexts = new Map<number, string>();
 
   constructor(private readonly schema: string) {
     const t = this.t.bind(this);
-    this.loadText = `select
+    const billing = `
       (select json_agg(json_build_object('id', u.id, 'time_zone', u.time_zone)) from ${t('users')} u where u.id = any($1::text[])) as users,
       (select json_agg(c) from ${t('cost_models')} c where c.metric = any($2::text[])) as models,
       (select json_agg(x) from (
@@ -51,35 +81,33 @@ export class UsageSql {
       (select json_agg(o) from ${t('overage_charges')} o
         join ${t('subscriptions')} s on s.id = o.subscription_id and o.period_start = s.current_period_start
         where s.user_id = any($1::text[]) and s.status <> 'canceled' and o.metric = any($2::text[])) as overages`;
+    this.loadText = `select ${billing}`;
+    // POST /v1/check answers from one round trip: the account's ledger state and billing's together.
+    this.checkText = `select
+      (select row_to_json(a) from ${t('credit_accounts')} a where a.id = $7) as account,
+      (select json_agg(g) from ${t('credit_grants')} g where g.account_id = $7 and g.remaining <> 0) as grants,
+      (select json_agg(h) from ${t('credit_holds')} h where h.account_id = $7 and h.status = 'held' and h.expires_at <= $8) as holds,
+      ${billing}`;
   }
 
   private t(name: string): string {
     return `"${this.schema}"."${name}"`;
   }
 
-  async load(
+  async load(run: RunStatement, q: BillingQuery): Promise<BillingState> {
+    const [row] = await run<Record<keyof BillingState, unknown[] | null>>(statement(this.loadText, billingParams(q)));
+    return billingState(row);
+  }
+
+  /** One user's ledger state (account, live grants, holds due to expire) and billing state, at once. */
+  async loadForCheck(
     run: RunStatement,
-    q: { userIds: string[]; metrics: string[]; dayFrom: string; dayTo: string; keys: { userId: string; actionHash: string }[] },
-  ): Promise<BillingState> {
-    const [row] = await run<Record<keyof BillingState, unknown[] | null>>(
-      statement(this.loadText, [
-        q.userIds,
-        q.metrics,
-        q.dayFrom,
-        q.dayTo,
-        q.keys.map((k) => k.userId),
-        q.keys.map((k) => k.actionHash),
-      ]),
+    q: BillingQuery & { accountId: string; now: Date },
+  ): Promise<{ account: Row | null; grants: Row[]; holds: Row[]; billing: BillingState }> {
+    const [row] = await run<Record<keyof BillingState, unknown[] | null> & { account: Row | null; grants: Row[] | null; holds: Row[] | null }>(
+      statement(this.checkText, [...billingParams(q), q.accountId, q.now]),
     );
-    return {
-      users: (row?.users ?? []) as BillingState['users'],
-      models: (row?.models ?? []) as Row[],
-      subs: (row?.subs ?? []) as Row[],
-      quotas: (row?.quotas ?? []) as Row[],
-      seen: (row?.seen ?? []) as BillingState['seen'],
-      guards: (row?.guards ?? []) as Row[],
-      overages: (row?.overages ?? []) as Row[],
-    };
+    return { account: row?.account ?? null, grants: row?.grants ?? [], holds: row?.holds ?? [], billing: billingState(row) };
   }
 
   /** The stored answer of a request's Idempotency-Key, if any. */

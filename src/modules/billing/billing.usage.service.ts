@@ -6,9 +6,9 @@ import { type IdempotencyScope, KeyRecordedMeanwhile, parseStored, requestHash }
 import { newId } from '../../lib/ids.js';
 import type { BillingConfig } from '../../config/config.js';
 import { BatchSql } from '../credits/credits.batch-sql.js';
-import type { AccountState, ConsumeTier } from '../credits/credits.js';
+import type { AccountState, ConsumeTier, GrantState, HoldState } from '../credits/credits.js';
 import { type EngineOutput, LedgerSession } from '../credits/credits.engine.js';
-import { accountFromRow } from '../credits/credits.repository.js';
+import { accountFromRow, grantFromRow, holdFromRow } from '../credits/credits.repository.js';
 import type { CatalogService } from './billing.catalog.service.js';
 import { type EventBody, toMicros } from './billing.js';
 import { dateKey, localDay, localMonth } from './billing.periods.js';
@@ -144,12 +144,19 @@ export class UsageService {
       ? async <R>(s: { name: string; text: string; values: unknown[] }) => (await this.database.pool!.query(s)).rows as R[]
       : kyselyRunner(this.database.db);
     const now = this.now();
-    const accountId = `acc_u_${input.user_id}`;
-    const [acc] = await run<Row>(statement(`select * from "${this.database.schema}"."credit_accounts" where id = $1`, [accountId]));
-    if (!acc) throw errors.notFound('User', input.user_id);
-    const { pricing, sessions } = await this.loadState(run, [accountFromRow(acc)], { userIds: [input.user_id], metrics: [input.metric], keys: [], now });
+    // One round trip, no transaction: a check is a snapshot and writes nothing.
+    const st = await this.sql.loadForCheck(run, {
+      ...quotaDays(now),
+      userIds: [input.user_id],
+      metrics: [input.metric],
+      keys: [],
+      accountId: `acc_u_${input.user_id}`,
+      now,
+    });
+    if (!st.account) throw errors.notFound('User', input.user_id);
+    const session = ledgerSession(accountFromRow(st.account), st.grants.map(grantFromRow), st.holds.map(holdFromRow), now);
     const event = { user_id: input.user_id, metric: input.metric, quantity: input.quantity ?? 1, complexity_score: input.complexity_score };
-    return pricing.quote(event, sessions.get(input.user_id)!);
+    return new Pricing(this.catalog, this.config, st.billing, now).quote(event, session);
   }
 
   /**
@@ -170,24 +177,11 @@ export class UsageService {
       scopes: [],
       refundIds: [],
     });
-    // Quota rows are keyed by local date: two days either side covers every time zone.
-    const day = q.now.getTime();
-    const state = await this.sql.load(run, {
-      userIds: q.userIds,
-      metrics: q.metrics,
-      dayFrom: new Date(day - 2 * 86_400_000).toISOString().slice(0, 10),
-      dayTo: new Date(day + 2 * 86_400_000).toISOString().slice(0, 10),
-      keys: q.keys,
-    });
+    const state = await this.sql.load(run, { ...quotaDays(q.now), userIds: q.userIds, metrics: q.metrics, keys: q.keys });
     const grants = groupBy(ledger.grants, (g) => g.accountId);
     const holds = groupBy(ledger.holds, (h) => h.accountId);
     const sessions = new Map<string, LedgerSession>();
-    for (const a of accounts) {
-      sessions.set(
-        a.userId!,
-        new LedgerSession({ account: a, grants: grants.get(a.id) ?? [], holds: holds.get(a.id) ?? [], refundTargets: [], now: q.now, balanceCap: null }),
-      );
-    }
+    for (const a of accounts) sessions.set(a.userId!, ledgerSession(a, grants.get(a.id) ?? [], holds.get(a.id) ?? [], q.now));
     return { pricing: new Pricing(this.catalog, this.config, state, q.now), sessions };
   }
 }
@@ -200,6 +194,19 @@ function breakdownOf(freeCredits: number, tiers: { name: string; amount: number 
     { source: 'overage', amount: overage },
   ].filter((b) => b.amount > 0);
 }
+
+/** Quota rows are keyed by local date: two days either side of now covers every time zone. */
+function quotaDays(now: Date): { dayFrom: string; dayTo: string } {
+  const t = now.getTime();
+  return {
+    dayFrom: new Date(t - 2 * 86_400_000).toISOString().slice(0, 10),
+    dayTo: new Date(t + 2 * 86_400_000).toISOString().slice(0, 10),
+  };
+}
+
+/** Usage charges are never capped: the cap is for grants, and usage only spends. */
+const ledgerSession = (account: AccountState, grants: GrantState[], holds: HoldState[], now: Date) =>
+  new LedgerSession({ account, grants, holds, refundTargets: [], now, balanceCap: null });
 
 function groupBy<T>(items: T[], key: (item: T) => string): Map<string, T[]> {
   const out = new Map<string, T[]>();
@@ -324,7 +331,9 @@ class Pricing {
       return ceilCredits(r.value);
     };
     const tz = this.tz.get(event.user_id) ?? this.config.timeZone;
-    const quotaKey = `${event.user_id}\n${model.metric}\n${dateKey(this.now, tz)}`;
+    let today = this.today.get(tz);
+    if (today === undefined) this.today.set(tz, (today = dateKey(this.now, tz)));
+    const quotaKey = `${event.user_id}\n${model.metric}\n${today}`;
     const quota = this.quotas.get(quotaKey);
     const quotaLimit = quota?.quota ?? model.dailyFreeQuota;
     const quotaLeft = Math.max(0, quotaLimit - (quota?.consumed ?? 0));
@@ -483,13 +492,23 @@ class Pricing {
     return { allowed: true, ...base };
   }
 
+  /** The local date of this batch's instant, per time zone. */
+  private readonly today = new Map<string, string>();
+  /** The local day and month of this batch's instant, per time zone (the same for every event). */
+  private readonly calendar = new Map<string, [string, Date, Date][]>();
+
   private count(event: EventInput, tz: string, sub: Sub | null, credits: number, overage: number): void {
-    const day = localDay(this.now, tz);
-    const month = localMonth(this.now, tz);
-    const windows: [string, Date, Date][] = [
-      ['day', day.start, day.end],
-      ['month', month.start, month.end],
-    ];
+    let local = this.calendar.get(tz);
+    if (!local) {
+      const day = localDay(this.now, tz);
+      const month = localMonth(this.now, tz);
+      local = [
+        ['day', day.start, day.end],
+        ['month', month.start, month.end],
+      ];
+      this.calendar.set(tz, local);
+    }
+    const windows = [...local];
     if (sub) windows.push(['period', sub.periodStart, sub.periodEnd]);
     for (const [window, start, end] of windows) {
       const key = `${event.user_id}\n${event.metric}\n${window}\n${start.toISOString()}`;
