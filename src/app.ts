@@ -104,7 +104,11 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const billing: BillingServices = {
     catalog,
     subscriptions: new SubscriptionsService(database, catalog, credits, clock),
-    usage: new UsageService(database, catalog, billingConfig, clock),
+    // Usage events batch like the ledger's own operations, with its settings.
+    usage: new UsageService(database, catalog, billingConfig, clock, {
+      maxBatch: config.credits.maxBatch ?? 256,
+      maxParallel: config.credits.maxParallel ?? 1,
+    }),
     guards: new GuardsService(billingConfig, clock),
   };
   const queue = new QueueService(database, clock, deps.logger);

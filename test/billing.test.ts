@@ -254,6 +254,33 @@ describe(`billing: plans, subscriptions, usage events (${TARGET})`, () => {
     const replay = await svc.post('/v1/events/batch', { events: [{ user_id: u.id, metric: 'tokens', quantity: 2, action_hash: 'b1' }, { user_id: u.id, metric: 'tokens', quantity: 2, action_hash: 'b2' }, { user_id: u.id, metric: 'nope', quantity: 1, action_hash: 'b3' }, { user_id: 'usr_missing', metric: 'tokens', quantity: 1, action_hash: 'b4' }, { user_id: u.id, metric: 'tokens', quantity: 1, action_hash: 'b5' }] }, { idempotencyKey: 'batch-1' });
     expect(replay.headers['idempotent-replayed']).toBe('true');
     expect(replay.body).toEqual(res.body);
+    // The same key with other events: 409, and nothing is charged.
+    const ledgerBefore = await entries(u.id);
+    const other = await svc.post('/v1/events/batch', { events: [{ user_id: u.id, metric: 'tokens', quantity: 1, action_hash: 'b6' }] }, { idempotencyKey: 'batch-1' });
+    expect(other.status).toBe(409);
+    expect(other.body.error.code).toBe('idempotency_key_reused');
+    expect(await entries(u.id)).toEqual(ledgerBefore);
+  });
+
+  it('a batch whose request died after charging some events is run again safely: they replay, the rest apply', async () => {
+    const u = await makeUser(app); // 3 sign-up credits
+    const first = [{ user_id: u.id, metric: 'tokens', quantity: 1, action_hash: 'r1' }];
+    const all = [...first, { user_id: u.id, metric: 'tokens', quantity: 1, action_hash: 'r2' }];
+    // Event r1 was charged under another request; this request claimed its key and then died
+    // before answering (its key is left claimed, with no answer).
+    expect((await svc.post('/v1/events/batch', { events: first }, { idempotencyKey: key() })).status).toBe(200);
+    const k = key();
+    expect((await svc.post('/v1/events/batch', { events: all }, { idempotencyKey: k })).status).toBe(200);
+    await app.database.db.updateTable('idempotency_keys').set({ status_code: 0, response_body: null }).where('key', '=', k).execute();
+    const again = await svc.post('/v1/events/batch', { events: all }, { idempotencyKey: k });
+    expect(again.status).toBe(200);
+    expect(again.body.results.map((r: { status: number }) => r.status)).toEqual([200, 200]);
+    expect((await balance(u.id)).balance).toBe(1);
+    // Now answered: the same key replays that answer.
+    const replay = await svc.post('/v1/events/batch', { events: all }, { idempotencyKey: k });
+    expect(replay.headers['idempotent-replayed']).toBe('true');
+    expect(replay.body).toEqual(again.body);
+    expect((await reconcile(app.database)).drift).toEqual([]);
   });
 
   it('refuses bad plans, metrics and formulas with clear 400s', async () => {

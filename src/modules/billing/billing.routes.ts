@@ -168,7 +168,7 @@ export function registerBillingRoutes(app: FastifyInstance, deps: RouteDeps, b: 
       reply(await b.usage.record([body], { requestId: ctx.requestId, idem: ctx.idempotency ?? null, respond: (o) => o[0]! })),
   });
   defineRoute(app, deps, {
-    method: 'POST', url: '/v1/events/batch', summary: 'Record up to 1,000 usage events in one transaction, one answer each', tags: usage,
+    method: 'POST', url: '/v1/events/batch', summary: 'Record up to 1,000 usage events, one answer each (grouped into transactions by user)', tags: usage,
     auth: 'service', idempotency: 'required', transaction: 'handler', body: EventBatchBody,
     response: { 200: BatchResult, ...moneyErrs },
     handler: async (ctx, { body }) =>

@@ -1,5 +1,4 @@
 import { type RunStatement, statement } from '../../db/statements.js';
-import { type IdempotencyScope, KeyRecordedMeanwhile } from '../../http/idempotency.js';
 
 type Row = Record<string, unknown>;
 
@@ -48,13 +47,12 @@ export interface BillingWrites {
   counters: Row[];
   overages: Row[];
   guards: Row[];
-  key: { scope: IdempotencyScope; status: number; body: unknown } | null;
 }
 
 /**
  * The billing side of a usage batch: one statement to load what pricing needs for every user of
- * the batch, one statement of data-modifying CTEs to write it back (with the request's
- * Idempotency-Key). The ledger side is credits' BatchSql, in the same transaction.
+ * the batch, one statement of data-modifying CTEs to write it back. The ledger side is credits'
+ * BatchSql, in the same transaction.
  */
 export class UsageSql {
   private readonly loadText: string;
@@ -110,17 +108,6 @@ export class UsageSql {
     return { account: row?.account ?? null, grants: row?.grants ?? [], holds: row?.holds ?? [], billing: billingState(row) };
   }
 
-  /** The stored answer of a request's Idempotency-Key, if any. */
-  async replay(run: RunStatement, scope: IdempotencyScope) {
-    const rows = await run<{ request_hash: string; status_code: number; response_body: string | null }>(
-      statement(`select request_hash, status_code, response_body from ${this.t('idempotency_keys')} where principal = $1 and key = $2`, [
-        scope.principal,
-        scope.key,
-      ]),
-    );
-    return rows[0] ?? null;
-  }
-
   async write(run: RunStatement, w: BillingWrites): Promise<void> {
     const parts: { bit: number; rows: unknown }[] = [
       { bit: 1, rows: w.events },
@@ -128,18 +115,6 @@ export class UsageSql {
       { bit: 4, rows: w.counters },
       { bit: 8, rows: w.overages },
       { bit: 16, rows: w.guards },
-      {
-        bit: 32,
-        rows: w.key
-          ? [
-              {
-                principal: w.key.scope.principal, key: w.key.scope.key, user_id: w.key.scope.userId, method: w.key.scope.method,
-                path: w.key.scope.path, request_hash: w.key.scope.requestHash, status_code: w.key.status,
-                body: JSON.stringify(w.key.body ?? null),
-              },
-            ]
-          : [],
-      },
     ].filter((p) => (p.rows as unknown[]).length > 0);
     if (parts.length === 0) return;
     const mask = parts.reduce((m, p) => m | p.bit, 0);
@@ -148,10 +123,7 @@ export class UsageSql {
       text = this.writeText(parts.map((p) => p.bit));
       this.writeTexts.set(mask, text);
     }
-    const [res] = await run<{ keys: number }>(statement(text, parts.map((p) => JSON.stringify(p.rows))));
-    if (w.key && (res?.keys ?? 0) !== 1) {
-      throw new KeyRecordedMeanwhile();
-    }
+    await run(statement(text, parts.map((p) => JSON.stringify(p.rows))));
   }
 
   private writeText(bits: number[]): string {
@@ -187,15 +159,8 @@ export class UsageSql {
         from jsonb_to_recordset(${p}::jsonb) as x(id text, window_start timestamptz, spend int8, alerted_80_at timestamptz,
           alerted_100_at timestamptz)
         where g.id = x.id)`,
-      32: (p) => `keys as (
-        insert into ${t('idempotency_keys')} (principal, key, user_id, method, path, request_hash, status_code, response_body)
-        select * from jsonb_to_recordset(${p}::jsonb) as x(principal text, key text, user_id text, method text, path text,
-          request_hash text, status_code int4, body text)
-        on conflict (principal, key) do nothing
-        returning 1)`,
     };
     const ctes = bits.map((bit, i) => cte[bit]!(`$${i + 1}`));
-    const count = bits.includes(32) ? '(select count(*)::int from keys)' : '0';
-    return `with ${ctes.join(',\n')}\nselect ${count} as keys`;
+    return `with ${ctes.join(',\n')}\nselect 1`;
   }
 }

@@ -2,7 +2,8 @@ import type { Static } from 'typebox';
 import type { Database, Executor } from '../../db/database.js';
 import { inStatementTransaction, kyselyRunner, type RunStatement, statement } from '../../db/statements.js';
 import { ApiError, type ErrorCode, errorBody, errors } from '../../http/errors.js';
-import { type IdempotencyScope, KeyRecordedMeanwhile, parseStored, requestHash } from '../../http/idempotency.js';
+import { type IdempotencyScope, idempotencyClaim, idempotencyComplete, requestHash } from '../../http/idempotency.js';
+import { LedgerQueue } from '../credits/credits.batcher.js';
 import { newId } from '../../lib/ids.js';
 import type { BillingConfig } from '../../config/config.js';
 import { BatchSql } from '../credits/credits.batch-sql.js';
@@ -43,38 +44,73 @@ interface Sub {
 
 const ceilCredits = (v: number): number => Math.max(0, Math.ceil(v - 1e-9));
 
+/** One event waiting in the usage queue, with the request it came in (for error bodies). */
+interface QueuedEvent {
+  event: EventInput;
+  requestId: string;
+}
+
 /**
  * Usage events: priced by their metric's cost model and paid, in order, from the daily free
  * quota, the period allowance of the metric's class, rollover buckets, other credits, and — on a
- * pay-as-you-go plan — overage, after the budget guard said yes. A whole batch is one transaction
- * over its users' locked accounts: one load, the pricing in memory, two writes (ledger, billing).
+ * pay-as-you-go plan — overage, after the budget guard said yes.
+ *
+ * Events go through the same kind of queue as the ledger's own operations (credits.batcher.ts):
+ * per user in arrival order, an account in at most one running transaction, everything that
+ * arrives meanwhile grouped into the next transactions — on any mix of users, from any mix of
+ * requests. A transaction is one lock, two loads, the pricing in memory and two writes (ledger,
+ * billing). So concurrent requests never queue on each other's row locks, and a thousand single
+ * events on one user cost a handful of transactions, not a thousand.
  */
 export class UsageService {
   private readonly ledgerSql: BatchSql;
   private readonly sql: UsageSql;
+  private readonly queue: LedgerQueue<QueuedEvent, EventOutcome>;
 
   constructor(
     private readonly database: Database,
     private readonly catalog: CatalogService,
     private readonly config: BillingConfig,
     private readonly now: () => Date,
+    batching: { maxBatch: number; maxParallel: number } = { maxBatch: 256, maxParallel: 1 },
   ) {
     this.ledgerSql = new BatchSql(database.schema);
     this.sql = new UsageSql(database.schema);
+    this.queue = new LedgerQueue((items) => this.runQueued(items.map((i) => i.op)), batching.maxBatch, batching.maxParallel);
   }
 
   /**
    * Records a batch of events (one, for POST /v1/events). Each gets its own answer; a refused
-   * event changes nothing, the others still apply. With an Idempotency-Key, the whole answer is
-   * recorded in the same transaction and replayed.
+   * event changes nothing, the others still apply. A request's events may commit in several
+   * transactions (grouped by user); each is idempotent by its action_hash forever, which is what
+   * makes the request's Idempotency-Key safe across them: the key is claimed first (another body
+   * under it → 409 and nothing charged), answered when every event is, and a request that died
+   * in between is simply run again (its committed events replay).
    */
   async record(events: EventInput[], ctx: { requestId: string; idem: IdempotencyScope | null; respond: (outcomes: EventOutcome[]) => EventOutcome }): Promise<EventOutcome> {
+    if (ctx.idem) {
+      const claim = await idempotencyClaim(this.database.db, ctx.idem);
+      if (claim.kind === 'mismatch') {
+        const err = errors.idempotencyKeyReused();
+        return { status: err.status, body: errorBody(err, ctx.requestId) };
+      }
+      // status 0: claimed by a request that has not answered (running, or died): run again.
+      if (claim.kind === 'replay' && claim.response.status !== 0) return { ...claim.response, replayed: true } as EventOutcome;
+    }
+    const outcomes = await Promise.all(events.map((event) => this.queue.submit(`acc_u_${event.user_id}`, { event, requestId: ctx.requestId })));
+    const answer = ctx.respond(outcomes);
+    if (ctx.idem) await idempotencyComplete(this.database.db, ctx.idem, answer);
+    return answer;
+  }
+
+  /** One transaction of queued events (any users), run again when it lost a race it can replay. */
+  private async runQueued(items: QueuedEvent[]): Promise<EventOutcome[]> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await inStatementTransaction(this.database, (run) => this.recordIn(run, events, ctx));
+        return await inStatementTransaction(this.database, (run) => this.recordIn(run, items));
       } catch (err) {
-        // A concurrent request with the same key (or action_hash on an account opened meanwhile)
-        // committed first: run again, which now replays it.
+        // Another process committed the same action_hash (or opened an account) meanwhile: run
+        // again, which now replays it.
         if (attempt < 2 && isRetryable(err)) continue;
         throw err;
       }
@@ -86,7 +122,8 @@ export class UsageService {
    * charge commit together. A refusal throws its API error, which rolls the caller back.
    */
   async chargeIn(trx: Executor, event: EventInput, requestId: string): Promise<Record<string, unknown>> {
-    const outcome = await this.recordIn(kyselyRunner(trx), [event], { requestId, idem: null, respond: (o) => o[0]! });
+    const [outcome] = await this.recordIn(kyselyRunner(trx), [{ event, requestId }]);
+    if (!outcome) throw new Error('usage: no outcome for the charge');
     if (outcome.status >= 300) {
       const e = (outcome.body as { error: { code: ErrorCode; message: string; details?: Record<string, unknown> } }).error;
       throw new ApiError(e.code, e.message, e.details);
@@ -94,48 +131,31 @@ export class UsageService {
     return outcome.body as Record<string, unknown>;
   }
 
-  private async recordIn(
-    run: RunStatement,
-    events: EventInput[],
-    ctx: { requestId: string; idem: IdempotencyScope | null; respond: (outcomes: EventOutcome[]) => EventOutcome },
-  ): Promise<EventOutcome> {
+  private async recordIn(run: RunStatement, items: QueuedEvent[]): Promise<EventOutcome[]> {
+    const events = items.map((i) => i.event);
     const userIds = [...new Set(events.map((e) => e.user_id))].sort();
     const accountIds = userIds.map((u) => `acc_u_${u}`);
-    // Locks first, in id order (never a deadlock with the ledger's own batches), then the key.
+    // Locks first, in id order (never a deadlock with the ledger's own batches).
     const accounts = await this.ledgerSql.lock(run, accountIds);
     const now = this.now(); // after the locks, as in the ledger's own batches
-    if (ctx.idem) {
-      const stored = await this.sql.replay(run, ctx.idem);
-      if (stored) {
-        if (stored.request_hash !== ctx.idem.requestHash) {
-          const err = errors.idempotencyKeyReused();
-          return { status: err.status, body: errorBody(err, ctx.requestId) };
-        }
-        return { status: stored.status_code, body: parseStored(stored.response_body), replayed: true } as EventOutcome;
-      }
-    }
     const { pricing, sessions } = await this.loadState(run, accounts, {
       userIds,
       metrics: [...new Set(events.map((e) => e.metric))],
       keys: events.map((e) => ({ userId: e.user_id, actionHash: e.action_hash })),
       now,
     });
-    const outcomes = events.map((event) => {
+    const outcomes = items.map(({ event, requestId }) => {
       try {
         return pricing.apply(event, sessions.get(event.user_id) ?? null);
       } catch (err) {
-        if (err instanceof ApiError && err.status < 500) return { status: err.status, body: errorBody(err, ctx.requestId) };
+        if (err instanceof ApiError && err.status < 500) return { status: err.status, body: errorBody(err, requestId) };
         throw err;
       }
     });
     const outs: EngineOutput[] = [...sessions.values()].map((s) => s.output([]));
     await this.ledgerSql.write(run, outs, []);
-    const answer = ctx.respond(outcomes);
-    await this.sql.write(run, {
-      ...pricing.writes(),
-      key: ctx.idem && answer.status < 500 ? { scope: ctx.idem, status: answer.status, body: answer.body } : null,
-    });
-    return answer;
+    await this.sql.write(run, pricing.writes());
+    return outcomes;
   }
 
   /** What an event would do now, without doing it (no locks, nothing written). */
@@ -221,7 +241,7 @@ function groupBy<T>(items: T[], key: (item: T) => string): Map<string, T[]> {
 
 function isRetryable(err: unknown): boolean {
   const code = (err as { code?: string }).code;
-  return code === '23505' || code === '40P01' || code === '40001' || err instanceof KeyRecordedMeanwhile;
+  return code === '23505' || code === '40P01' || code === '40001';
 }
 
 /**
@@ -523,7 +543,7 @@ class Pricing {
     }
   }
 
-  writes(): Omit<BillingWrites, 'key'> {
+  writes(): BillingWrites {
     return {
       events: this.events,
       quotas: [...this.quotas.values()].filter((q) => q.dirty).map(({ dirty: _d, ...q }) => q),
