@@ -26,14 +26,15 @@ describe(`tally CLI (${TARGET})`, () => {
     DATABASE_URL: TARGET === 'postgres' ? POSTGRES_URL : '',
     NODE_ENV: 'development',
   };
-  const tally = (...args: string[]) => {
+  const tallyIn = (overrides: Record<string, string>, ...args: string[]) => {
     const res = spawnSync(
       process.execPath,
       ['--import', 'tsx', '--input-type=module', '-e', "const { main } = await import('./src/cli/main.ts'); await main(['node', 'tally', ...process.argv.slice(1)]);", '--', ...args],
-      { env, encoding: 'utf8', cwd: join(import.meta.dirname, '..'), timeout: 60_000 },
+      { env: { ...env, ...overrides }, encoding: 'utf8', cwd: join(import.meta.dirname, '..'), timeout: 60_000 },
     );
     return { code: res.status, out: res.stdout, err: res.stderr };
   };
+  const tally = (...args: string[]) => tallyIn({}, ...args);
   const openDb = () =>
     TARGET === 'postgres'
       ? openDatabase({ kind: 'postgres', url: POSTGRES_URL, poolMax: 2, schema })
@@ -45,6 +46,23 @@ describe(`tally CLI (${TARGET})`, () => {
       const db = await openDb();
       await db.root.schema.dropSchema(schema).ifExists().cascade().execute();
       await db.close();
+    }
+  });
+
+  it('reconcile before any start brings the database up to date first, then checks it', async () => {
+    const freshDir = mkdtempSync(join(tmpdir(), 'tally-cli-fresh-'));
+    const freshSchema = `t_cli_fresh_${randomBytes(4).toString('hex')}`;
+    try {
+      const res = tallyIn({ TALLY_DATA_DIR: freshDir, TALLY_DB_SCHEMA: freshSchema }, 'reconcile');
+      expect(res.code, res.err).toBe(0);
+      expect(res.out).toMatch(/checked 0 accounts, 0 ledger entries, 0 open holds\nok:/);
+    } finally {
+      rmSync(freshDir, { recursive: true, force: true });
+      if (TARGET === 'postgres') {
+        const db = await openDatabase({ kind: 'postgres', url: POSTGRES_URL, poolMax: 2, schema: freshSchema });
+        await db.root.schema.dropSchema(freshSchema).ifExists().cascade().execute();
+        await db.close();
+      }
     }
   });
 

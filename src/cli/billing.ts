@@ -1,7 +1,6 @@
 import { loadConfig } from '../config/load.js';
+import { openMigrated } from './open.js';
 import { DEFAULT_BILLING } from '../config/config.js';
-import { openDatabase } from '../db/database.js';
-import { migrate } from '../db/migrate.js';
 import { CatalogService } from '../modules/billing/billing.catalog.service.js';
 import { SubscriptionsService } from '../modules/billing/billing.subscriptions.service.js';
 import { CreditsService } from '../modules/credits/credits.service.js';
@@ -18,13 +17,9 @@ export async function billingRunCommand(opts: { at?: string; json?: boolean }): 
     return 2;
   }
   const { config } = loadConfig();
-  const database = await openDatabase(config.database);
+  const database = await openMigrated('billing run', config);
+  if (!database) return 1;
   try {
-    const outcome = await migrate(database);
-    if (!outcome.ok) {
-      process.stderr.write(`billing run: ${outcome.message}\n`);
-      return 1;
-    }
     const clock = () => at;
     const credits = new CreditsService(database, { ...config.credits, maxParallel: 1 }, clock);
     const subscriptions = new SubscriptionsService(database, new CatalogService(config.billing ?? DEFAULT_BILLING), credits, clock);

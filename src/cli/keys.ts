@@ -1,6 +1,5 @@
 import { loadConfig } from '../config/load.js';
-import { openDatabase } from '../db/database.js';
-import { migrate } from '../db/migrate.js';
+import { openMigrated } from './open.js';
 import { ApiKeysService } from '../modules/api-keys/api-keys.service.js';
 import { isScope, type Scope } from '../modules/api-keys/api-keys.scopes.js';
 import { ApiError } from '../http/errors.js';
@@ -14,13 +13,9 @@ export async function keysCreateCommand(opts: { user: string; name: string; scop
     return 2;
   }
   const { config } = loadConfig();
-  const database = await openDatabase(config.database);
+  const database = await openMigrated('keys create', config);
+  if (!database) return 1;
   try {
-    const outcome = await migrate(database);
-    if (!outcome.ok) {
-      process.stderr.write(`keys create: ${outcome.message}\n`);
-      return 1;
-    }
     const keys = new ApiKeysService(() => new Date());
     const { row, key } = await database.db.transaction().execute((trx) =>
       keys.create(trx, { kind: 'service' }, opts.user, {

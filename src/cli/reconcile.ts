@@ -1,11 +1,12 @@
 import { loadConfig } from '../config/load.js';
-import { openDatabase } from '../db/database.js';
+import { openMigrated } from './open.js';
 import { reconcile } from '../modules/credits/credits.reconcile.js';
 
 /** `tally reconcile`: check every balance against its ledger; exit 1 on any drift. */
 export async function reconcileCommand(opts: { json?: boolean }): Promise<number> {
   const { config } = loadConfig();
-  const database = await openDatabase(config.database);
+  const database = await openMigrated('reconcile', config);
+  if (!database) return 1;
   try {
     const report = await reconcile(database);
     if (opts.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');

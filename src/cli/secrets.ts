@@ -1,6 +1,5 @@
 import { loadConfig } from '../config/load.js';
-import { openDatabase } from '../db/database.js';
-import { migrate } from '../db/migrate.js';
+import { openMigrated } from './open.js';
 import { SecretBox } from '../lib/secret-box.js';
 import { rotateSecrets } from '../modules/secrets/secrets.rotate.js';
 
@@ -10,13 +9,9 @@ import { rotateSecrets } from '../modules/secrets/secrets.rotate.js';
  */
 export async function secretsRotateCommand(opts: { json?: boolean }): Promise<number> {
   const { config } = loadConfig();
-  const database = await openDatabase(config.database);
+  const database = await openMigrated('secrets rotate', config);
+  if (!database) return 1;
   try {
-    const outcome = await migrate(database);
-    if (!outcome.ok) {
-      process.stderr.write(`secrets rotate: ${outcome.message}\n`);
-      return 1;
-    }
     const box = new SecretBox(config.encryptionKey, config.encryptionKeysOld ?? []);
     const report = await rotateSecrets(database.db, box);
     process.stdout.write(opts.json ? `${JSON.stringify({ key_id: box.keyId, ...report })}\n` : `re-sealed under key ${box.keyId}: ${Object.entries(report).map(([k, v]) => `${k} ${v}`).join(', ')}\n`);
