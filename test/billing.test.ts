@@ -84,6 +84,8 @@ describe(`billing: plans, subscriptions, usage events (${TARGET})`, () => {
     const replay = await event(u.id, 'tokens', 30, h);
     expect(replay.status).toBe(200);
     expect(replay.body).toEqual(first);
+    // The user's event list shows the same answer (both are rebuilt from the stored row).
+    expect((await svc.get(`/v1/users/${u.id}/events`)).body.data).toContainEqual(first);
     const clash = await event(u.id, 'tokens', 31, h);
     expect(clash.status).toBe(409);
     expect(clash.body.error.code).toBe('idempotency_key_reused');

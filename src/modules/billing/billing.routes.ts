@@ -17,6 +17,7 @@ import {
   EventBatchBody,
   EventBody,
   EventResult,
+  eventAnswer,
   Guard,
   GuardBody,
   INTERVALS,
@@ -233,14 +234,14 @@ export function registerBillingRoutes(app: FastifyInstance, deps: RouteDeps, b: 
       const page = pageRequest(query);
       let q = ctx.db
         .selectFrom('usage_events')
-        .select(['id', 'result'])
+        .select(['id', 'user_id', 'metric', 'quantity', 'action_hash', 'cost', 'charged', 'free_units', 'overage', 'transaction_id', 'subscription_id', 'result'])
         .select(cursorColumn('usage_events').as('cursor_us'))
         .where('user_id', '=', params.id)
         .orderBy('created_at', 'desc')
         .orderBy('id', 'desc')
         .limit(page.limit + 1);
       if (page.after) q = q.where(cursorBefore('usage_events', page.after));
-      return ok(toPage(await q.execute(), page.limit, (r) => r.result as never));
+      return ok(toPage(await q.execute(), page.limit, (r) => eventAnswer(r)));
     },
   });
 

@@ -1,4 +1,4 @@
-import { type TLiteral, type TSchema, type TUnion, Type } from 'typebox';
+import { type Static, type TLiteral, type TSchema, type TUnion, Type } from 'typebox';
 import { iso, isoOrNull, Metadata, NullableTimestamp, Timestamp } from '../../http/schemas.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -235,6 +235,38 @@ export const EventResult = Type.Object({
   available: Type.Integer(),
   occurred_at: Timestamp,
 });
+
+/** The part of an event's answer its row's columns do not hold: what `usage_events.result` keeps. */
+export const EVENT_ANSWER_EXTRAS = ['breakdown', 'overage_amount', 'currency', 'balance', 'available', 'occurred_at'] as const;
+
+/**
+ * An event's answer (EventResult) from its `usage_events` row: the columns, plus the few fields
+ * only the answer has, stored compactly in `result` (rows written before that kept the whole
+ * answer there; its extras are the same). Replays and lists rebuild the answer the same way.
+ */
+export function eventAnswer(r: Record<string, unknown>): Static<typeof EventResult> {
+  const x = (r['result'] ?? {}) as Record<string, unknown>;
+  return {
+    event_id: String(r['id']),
+    user_id: String(r['user_id']),
+    metric: String(r['metric']),
+    quantity: Number(r['quantity']),
+    action_hash: String(r['action_hash']),
+    cost: Number(r['cost']),
+    charged: Number(r['charged']),
+    free_units: Number(r['free_units']),
+    breakdown: x['breakdown'] as Static<typeof Breakdown>,
+    overage: Number(r['overage']),
+    overage_amount: Number(x['overage_amount']),
+    currency: (x['currency'] as string | null | undefined) ?? null,
+    transaction_id: (r['transaction_id'] as string | null | undefined) ?? null,
+    subscription_id: (r['subscription_id'] as string | null | undefined) ?? null,
+    balance: Number(x['balance']),
+    available: Number(x['available']),
+    occurred_at: String(x['occurred_at']),
+  };
+}
+
 export const BatchResult = Type.Object({
   results: Type.Array(
     Type.Object({ status: Type.Integer(), event: Type.Optional(EventResult), error: Type.Optional(Type.Unknown()) }),

@@ -7,7 +7,8 @@ export interface BillingState {
   models: Row[];
   subs: Row[];
   quotas: Row[];
-  seen: { user_id: string; action_hash: string; request_hash: string; result: Record<string, unknown> }[];
+  /** Events already recorded under the batch's action hashes: their rows (see eventAnswer). */
+  seen: (Row & { user_id: string; action_hash: string; request_hash: string })[];
   guards: Row[];
   overages: Row[];
 }
@@ -72,7 +73,8 @@ export class UsageSql {
       (select json_agg(q) from ${t('daily_quota_usage')} q
         where q.user_id = any($1::text[]) and q.metric = any($2::text[]) and q.date_key between $3::date and $4::date) as quotas,
       (select json_agg(e) from (
-        select e.user_id, e.action_hash, e.request_hash, e.result
+        select e.id, e.user_id, e.metric, e.quantity, e.action_hash, e.request_hash, e.cost, e.charged, e.free_units, e.overage,
+               e.transaction_id, e.subscription_id, e.result
         from unnest($5::text[], $6::text[]) as k(user_id, action_hash)
         join ${t('usage_events')} e on e.user_id = k.user_id and e.action_hash = k.action_hash) e) as seen,
       (select json_agg(g) from ${t('budget_guards')} g where g.user_id = any($1::text[])) as guards,

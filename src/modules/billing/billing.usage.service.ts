@@ -11,7 +11,7 @@ import type { AccountState, ConsumeTier, GrantState, HoldState } from '../credit
 import { type EngineOutput, LedgerSession } from '../credits/credits.engine.js';
 import { accountFromRow, grantFromRow, holdFromRow } from '../credits/credits.repository.js';
 import type { CatalogService } from './billing.catalog.service.js';
-import { type EventBody, toMicros } from './billing.js';
+import { EVENT_ANSWER_EXTRAS, type EventBody, eventAnswer, toMicros } from './billing.js';
 import { dateKey, localDay, localMonth } from './billing.periods.js';
 import { type BillingState, type BillingWrites, UsageSql } from './billing.usage-sql.js';
 
@@ -301,7 +301,7 @@ class Pricing {
         dirty: false,
       });
     }
-    for (const e of state.seen) this.seen.set(`${e.user_id}\n${e.action_hash}`, { requestHash: e.request_hash, result: e.result });
+    for (const e of state.seen) this.seen.set(`${e.user_id}\n${e.action_hash}`, { requestHash: e.request_hash, result: eventAnswer(e) });
     for (const g of state.guards) {
       this.guards.set(g['user_id'] as string, {
         id: g['id'] as string,
@@ -487,7 +487,9 @@ class Pricing {
     this.events.push({
       id: eventId, user_id: event.user_id, metric: p.model.metric, quantity: event.quantity, complexity_score: event.complexity_score ?? null,
       action_hash: event.action_hash, request_hash: hash, subscription_id: p.sub?.id ?? null, free_units: p.freeUnits, cost: p.cost,
-      charged, overage: p.overage, transaction_id: transactionId, result, metadata: event.metadata ?? {},
+      charged, overage: p.overage, transaction_id: transactionId, metadata: event.metadata ?? {},
+      // Only what the columns do not hold (eventAnswer rebuilds the rest): half the bytes to write.
+      result: Object.fromEntries(EVENT_ANSWER_EXTRAS.map((k) => [k, result[k]])),
       occurred_at: result.occurred_at, created_at: this.now,
     });
     return { status: 201, body: result };
