@@ -3,7 +3,7 @@ import type { Database, Executor } from '../../db/database.js';
 import { inStatementTransaction, kyselyRunner, type RunStatement, statement } from '../../db/statements.js';
 import { ApiError, type ErrorCode, errorBody, errors } from '../../http/errors.js';
 import { type IdempotencyScope, idempotencyClaim, idempotencyComplete, requestHash } from '../../http/idempotency.js';
-import { LedgerQueue } from '../credits/credits.batcher.js';
+import { LedgerQueue } from '../../lib/ledger-queue.js';
 import { newId } from '../../lib/ids.js';
 import type { BillingConfig } from '../../config/config.js';
 import { BatchSql } from '../credits/credits.batch-sql.js';
@@ -55,7 +55,7 @@ interface QueuedEvent {
  * quota, the period allowance of the metric's class, rollover buckets, other credits, and — on a
  * pay-as-you-go plan — overage, after the budget guard said yes.
  *
- * Events go through the same kind of queue as the ledger's own operations (credits.batcher.ts):
+ * Events go through the same kind of queue as the ledger's own operations (src/lib/ledger-queue.ts):
  * per user in arrival order, an account in at most one running transaction, everything that
  * arrives meanwhile grouped into the next transactions — on any mix of users, from any mix of
  * requests. A transaction is one lock, two loads, the pricing in memory and two writes (ledger,

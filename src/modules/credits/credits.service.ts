@@ -1,10 +1,10 @@
 import type { Database, Db, Executor } from '../../db/database.js';
 import { inStatementTransaction, kyselyRunner, type RunStatement } from '../../db/statements.js';
 import { ApiError, errorBody, errors } from '../../http/errors.js';
-import { type IdempotencyScope, requestHash, scopeKey } from '../../http/idempotency.js';
+import { type IdempotencyScope, KeyRecordedMeanwhile, requestHash, scopeKey } from '../../http/idempotency.js';
 import type { PageRequest } from '../../http/pagination.js';
 import { BatchSql } from './credits.batch-sql.js';
-import { LedgerQueue } from './credits.batcher.js';
+import { LedgerQueue } from '../../lib/ledger-queue.js';
 import { accountIdOf, balanceBody, type LedgerOp, type OpResult } from './credits.js';
 import { applyOps } from './credits.engine.js';
 import { CreditsRepository } from './credits.repository.js';
@@ -40,7 +40,9 @@ export class CreditsService {
     this.db = database.db;
     this.repo = new CreditsRepository(database.schema);
     this.sql = new BatchSql(database.schema);
-    this.queue = new LedgerQueue((items) => this.runBatch(items), config.maxBatch ?? 256, config.maxParallel ?? 2);
+    // A key recorded meanwhile by another transaction (same key, other account): the second run
+    // loads that record and replays it or answers 409.
+    this.queue = new LedgerQueue((items) => this.runBatch(items), config.maxBatch ?? 256, config.maxParallel ?? 2, (err) => err instanceof KeyRecordedMeanwhile);
   }
 
   /** Queues one operation on an owner's account; resolves with its answer once committed. */

@@ -1,5 +1,3 @@
-import { KeyRecordedMeanwhile } from '../../http/idempotency.js';
-
 interface Item<Op, Result> {
   op: Op;
   resolve: (r: Result) => void;
@@ -27,6 +25,8 @@ export class LedgerQueue<Op, Result> {
     private readonly run: (items: { accountId: string; op: Op }[]) => Promise<Result[]>,
     private readonly maxBatch: number,
     private readonly maxParallel: number,
+    /** Failures worth one more run even for a lone operation (a race the second run resolves). */
+    private readonly runAgain: (err: unknown) => boolean = () => false,
   ) {}
 
   submit(accountId: string, op: Op): Promise<Result> {
@@ -64,9 +64,9 @@ export class LedgerQueue<Op, Result> {
       batch.forEach((b, i) => b.item.resolve(results[i] as Result));
     } catch (err) {
       // One bad operation must not fail its neighbours: run each alone to isolate it. A lone
-      // operation runs again only when its key was recorded meanwhile by another transaction (then
-      // the second run replays that record); any other failure of a lone operation is its answer.
-      if (batch.length === 1 && !(err instanceof KeyRecordedMeanwhile)) batch[0]!.item.reject(err);
+      // operation runs again only when `runAgain` says the failure was a race the second run
+      // resolves; any other failure of a lone operation is its answer.
+      if (batch.length === 1 && !this.runAgain(err)) batch[0]!.item.reject(err);
       else {
         for (const b of batch) {
           try {
