@@ -1,7 +1,6 @@
 import type { Executor } from '../../db/database.js';
 import type { DB } from '../../db/database.types.js';
 import { cursorBefore, cursorColumn, type PageRequest } from '../../http/pagination.js';
-import type { ProjectRole } from './projects.js';
 
 /** The tables of a project's agent work, all keyed by project_id and listed newest first. */
 export type ProjectChildTable = 'conversations' | 'agent_sessions' | 'messages' | 'tool_usages' | 'user_requests' | 'commits';
@@ -54,15 +53,6 @@ export async function projectList(db: Executor, page: PageRequest, filter: { mem
   return q.orderBy('projects.created_at', 'desc').orderBy('projects.id', 'desc').limit(page.limit + 1).execute();
 }
 
-export async function memberRoleOf(db: Executor, workspaceId: string, userId: string): Promise<ProjectRole | null> {
-  const row = await db
-    .selectFrom('workspace_members')
-    .select('role')
-    .where('workspace_id', '=', workspaceId)
-    .where('user_id', '=', userId)
-    .executeTakeFirst();
-  return (row?.role as ProjectRole | undefined) ?? null;
-}
 
 export async function childInsert(db: Executor, table: ProjectChildTable, values: Row): Promise<Row> {
   return db.insertInto(table).values(jsonColumns(values) as never).returningAll().executeTakeFirstOrThrow() as Promise<Row>;

@@ -5,7 +5,7 @@ import type { PageRequest } from '../../http/pagination.js';
 import type { Principal } from '../../http/principal.js';
 import { newId } from '../../lib/ids.js';
 import { userFindById } from '../users/users.repository.js';
-import { workspaceFindById } from '../workspaces/workspaces.repository.js';
+import { memberRole, workspaceFindById } from '../workspaces/workspaces.repository.js';
 import type { MessageCharger } from './projects.charger.js';
 import {
   canDelete,
@@ -27,7 +27,6 @@ import {
   childInsert,
   childList,
   childUpdate,
-  memberRoleOf,
   type ProjectChildTable,
   projectDelete,
   projectFind,
@@ -61,7 +60,7 @@ export class ProjectsService {
     if (principal.kind === 'service') return { project, role: 'owner' };
     if (principal.kind !== 'user') throw errors.unauthenticated();
     if (project.user_id === principal.userId) return { project, role: 'owner' };
-    const role = project.workspace_id ? await memberRoleOf(db, project.workspace_id, principal.userId) : null;
+    const role = project.workspace_id ? await memberRole(db, project.workspace_id, principal.userId) : null;
     if (!role) throw errors.notFound('Project', projectId);
     return { project, role };
   }
@@ -80,7 +79,7 @@ export class ProjectsService {
     let owner: { user_id: string | null; workspace_id: string | null };
     if (workspace_id !== undefined) {
       if (principal.kind === 'user') {
-        const role = await memberRoleOf(db, workspace_id, principal.userId);
+        const role = await memberRole(db, workspace_id, principal.userId);
         if (!role) throw errors.notFound('Workspace', workspace_id);
         if (!canWrite(role)) throw errors.forbidden('Viewers cannot create projects in this workspace');
       } else if (!(await workspaceFindById(db, workspace_id))) {
@@ -110,7 +109,7 @@ export class ProjectsService {
   async list(db: Executor, principal: Principal, page: PageRequest, filter: { user_id?: string; workspace_id?: string }) {
     if (principal.kind === 'user') {
       if (filter.user_id !== undefined && filter.user_id !== principal.userId) throw errors.forbidden('You can only list your own projects');
-      if (filter.workspace_id !== undefined && !(await memberRoleOf(db, filter.workspace_id, principal.userId))) {
+      if (filter.workspace_id !== undefined && !(await memberRole(db, filter.workspace_id, principal.userId))) {
         throw errors.notFound('Workspace', filter.workspace_id);
       }
       return projectList(db, page, { memberId: principal.userId, ...(filter.user_id ? { userId: filter.user_id } : {}), ...(filter.workspace_id ? { workspaceId: filter.workspace_id } : {}) });

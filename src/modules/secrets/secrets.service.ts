@@ -6,10 +6,9 @@ import { principalKey, type Principal } from '../../http/principal.js';
 import { newId } from '../../lib/ids.js';
 import type { SecretBox } from '../../lib/secret-box.js';
 import { canWrite } from '../projects/projects.js';
-import { memberRoleOf } from '../projects/projects.repository.js';
 import type { ProjectsService } from '../projects/projects.service.js';
 import { userFindById } from '../users/users.repository.js';
-import { workspaceFindById } from '../workspaces/workspaces.repository.js';
+import { memberRole, workspaceFindById } from '../workspaces/workspaces.repository.js';
 import { type CreateEnvVarBody, type CreateServiceTokenBody, envVarAad, hintOf, type PutConnectionBody, serviceTokenAad } from './secrets.js';
 import {
   connectionDelete,
@@ -96,7 +95,7 @@ export class SecretsService {
   async listServiceTokens(db: Executor, principal: Principal, page: PageRequest, filter: { user_id?: string; workspace_id?: string }) {
     if (principal.kind === 'user') {
       if (filter.user_id !== undefined && filter.user_id !== principal.userId) throw errors.forbidden('You can only list your own tokens');
-      if (filter.workspace_id !== undefined && !(await memberRoleOf(db, filter.workspace_id, principal.userId))) throw errors.notFound('Workspace', filter.workspace_id);
+      if (filter.workspace_id !== undefined && !(await memberRole(db, filter.workspace_id, principal.userId))) throw errors.notFound('Workspace', filter.workspace_id);
       return serviceTokenList(db, page, { memberId: principal.userId, ...(filter.user_id ? { userId: filter.user_id } : {}), ...(filter.workspace_id ? { workspaceId: filter.workspace_id } : {}) });
     }
     return serviceTokenList(db, page, { ...(filter.user_id ? { userId: filter.user_id } : {}), ...(filter.workspace_id ? { workspaceId: filter.workspace_id } : {}) });
@@ -138,7 +137,7 @@ export class SecretsService {
     if (userId !== undefined && workspaceId !== undefined) throw errors.invalidRequest('A token belongs to a user or a workspace, not both', { field: 'body.workspace_id' });
     if (workspaceId !== undefined) {
       if (principal.kind === 'user') {
-        const role = await memberRoleOf(db, workspaceId, principal.userId);
+        const role = await memberRole(db, workspaceId, principal.userId);
         if (!role) throw errors.notFound('Workspace', workspaceId);
         if (role !== 'owner' && role !== 'admin') throw errors.forbidden('Only owners and admins manage a workspace’s tokens');
       } else if (!(await workspaceFindById(db, workspaceId))) throw errors.notFound('Workspace', workspaceId);
@@ -163,7 +162,7 @@ export class SecretsService {
       if (row.user_id !== principal.userId) throw errors.notFound('Service token', id);
       return row;
     }
-    const role = await memberRoleOf(db, row.workspace_id as string, principal.userId);
+    const role = await memberRole(db, row.workspace_id as string, principal.userId);
     if (!role) throw errors.notFound('Service token', id);
     if (role !== 'owner' && role !== 'admin') throw errors.forbidden('Only owners and admins manage a workspace’s tokens');
     return row;
