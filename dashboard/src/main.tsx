@@ -1,10 +1,10 @@
 import { type FormEvent, StrictMode, useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
-import { api, type ApiError, type Session, sessionStore, setUnauthorizedHandler } from './api';
+import { api, type Session, sessionStore, setUnauthorizedHandler } from './api';
 import { Jobs, Overview, Payments, Plans, Reconcile, Users } from './pages/operator';
 import { UserView } from './pages/user';
 import { Link, navigate, useLocation } from './router';
-import { ErrorBox, Progress, toApiError } from './ui';
+import { ErrorBox, Progress, toApiError, useAction } from './ui';
 import './styles.css';
 
 function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
@@ -12,13 +12,10 @@ function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
   const [email, setEmail] = useState('');
   const [password, setPassword] = useState('');
   const [serviceKey, setServiceKey] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<ApiError>();
-  const submit = async (e: FormEvent) => {
+  const { busy, error, run } = useAction();
+  const submit = (e: FormEvent) => {
     e.preventDefault();
-    setBusy(true);
-    setError(undefined);
-    try {
+    return run(async () => {
       if (mode === 'user') {
         const res = await api<{ access_token: string; user: { id: string; email: string } }>('POST', '/v1/auth/login', {
           body: { email, password },
@@ -30,11 +27,7 @@ function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
         await api('GET', '/v1/users?limit=1', { token: serviceKey.trim() });
         onSignedIn({ kind: 'service', token: serviceKey.trim() });
       }
-    } catch (err) {
-      setError(toApiError(err));
-    } finally {
-      setBusy(false);
-    }
+    });
   };
   return (
     <main className="signin">

@@ -18,6 +18,29 @@ export function useLoad<T>(load: () => Promise<T>, deps: DependencyList) {
   return { ...state, reload };
 }
 
+/**
+ * A user action (a form submit, a button): busy while it runs, and the error the API answered kept
+ * for the ErrorBox, never swallowed. `onError` runs after it is set (a form may need a new key).
+ */
+export function useAction() {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<ApiError | undefined>();
+  const run = useCallback(async (action: () => Promise<void>, onError?: (e: ApiError) => void) => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      await action();
+    } catch (err) {
+      const e = toApiError(err);
+      setError(e);
+      onError?.(e);
+    } finally {
+      setBusy(false);
+    }
+  }, []);
+  return { busy, error, setError, run };
+}
+
 export const toApiError = (e: unknown): ApiError =>
   e instanceof ApiError ? e : new ApiError(0, 'client_error', e instanceof Error ? e.message : String(e));
 

@@ -1,8 +1,8 @@
 import { type FormEvent, useMemo, useState } from 'react';
 import { Area, AreaChart, Bar, BarChart, CartesianGrid, Legend, Line, LineChart, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
-import { api, type ApiError, type Page, qs } from '../api';
+import { api, type Page, qs } from '../api';
 import { Link } from '../router';
-import { Badge, Card, ErrorBox, fmtDate, fmtMoney, fmtNum, LoadedTable, PagedTable, Progress, Stat, Table, toApiError, useLoad, usePaged } from '../ui';
+import { Badge, Card, ErrorBox, fmtDate, fmtMoney, fmtNum, LoadedTable, PagedTable, Progress, Stat, Table, useAction, useLoad, usePaged } from '../ui';
 import { type Job, jobColumns, StatusSelect } from './user';
 
 interface Point { at: string; users: number; granted: number; spent: number; held: number; expired: number; events: number; revenue: Record<string, number> }
@@ -236,19 +236,13 @@ function Unmatched() {
 function ResolveForm({ payment, onDone }: { payment: Payment; onDone: () => void }) {
   const [userId, setUserId] = useState('');
   const [alias, setAlias] = useState(true);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<ApiError>();
-  const submit = async (e: FormEvent) => {
+  const { busy, error, run } = useAction();
+  const submit = (e: FormEvent) => {
     e.preventDefault();
-    setBusy(true);
-    setError(undefined);
-    try {
+    return run(async () => {
       await api('POST', `/v1/payments/${encodeURIComponent(payment.id)}/resolve`, { body: { user_id: userId.trim(), add_alias: alias && !!payment.email } });
       onDone();
-    } catch (err) {
-      setError(toApiError(err));
-      setBusy(false);
-    }
+    });
   };
   return (
     <form className="resolve" onSubmit={submit} aria-label={`Resolve ${payment.id}`}>
@@ -338,19 +332,9 @@ interface Report { ok: boolean; accounts: number; entries: number; open_holds: n
 
 export function Reconcile() {
   const [report, setReport] = useState<Report>();
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<ApiError>();
-  const run = async () => {
-    setBusy(true);
-    setError(undefined);
-    try {
-      setReport(await api<Report>('POST', '/v1/admin/reconcile'));
-    } catch (err) {
-      setError(toApiError(err));
-    } finally {
-      setBusy(false);
-    }
-  };
+  const action = useAction();
+  const { busy, error } = action;
+  const run = () => action.run(async () => setReport(await api<Report>('POST', '/v1/admin/reconcile')));
   return (
     <div className="stack">
       <h1>Reconcile</h1>

@@ -1,7 +1,7 @@
 import { type FormEvent, useMemo, useState } from 'react';
 import { Bar, BarChart, CartesianGrid, Legend, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
-import { api, type ApiError, newIdempotencyKey, type Page, qs } from '../api';
-import { Badge, Card, ErrorBox, fmtDate, fmtMoney, fmtNum, LoadedTable, PagedTable, Progress, Stat, Table, toApiError, useLoad, usePaged } from '../ui';
+import { api, newIdempotencyKey, type Page, qs } from '../api';
+import { Badge, Card, ErrorBox, fmtDate, fmtMoney, fmtNum, LoadedTable, PagedTable, Progress, Stat, Table, toApiError, useAction, useLoad, usePaged } from '../ui';
 
 interface Grant { id: string; class: string; source: string; remaining: number; expires_at: string | null; priority: number }
 interface Balance { balance: number; held: number; available: number; total_credited: number; total_spent: number; grants: Grant[] }
@@ -79,33 +79,29 @@ function AdjustForm({ userId, onDone }: { userId: string; onDone: () => void }) 
   const [amount, setAmount] = useState('');
   const [reason, setReason] = useState('');
   const [key, setKey] = useState(() => newIdempotencyKey('adjust'));
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<ApiError>();
+  const { busy, error, run } = useAction();
   const [done, setDone] = useState<string>();
-  const submit = async (e: FormEvent) => {
+  const submit = (e: FormEvent) => {
     e.preventDefault();
-    setBusy(true);
-    setError(undefined);
     setDone(undefined);
-    try {
-      const res = await api<{ transaction: Txn }>('POST', '/v1/credits/adjust', {
-        body: { user_id: userId, amount: Number(amount), reason },
-        idempotencyKey: key,
-      });
-      setDone(`Adjusted by ${res.transaction.amount} (balance now ${res.transaction.balance_after}).`);
-      setAmount('');
-      setReason('');
-      setKey(newIdempotencyKey('adjust'));
-      onDone();
-    } catch (err) {
-      const e = toApiError(err);
-      setError(e);
+    return run(
+      async () => {
+        const res = await api<{ transaction: Txn }>('POST', '/v1/credits/adjust', {
+          body: { user_id: userId, amount: Number(amount), reason },
+          idempotencyKey: key,
+        });
+        setDone(`Adjusted by ${res.transaction.amount} (balance now ${res.transaction.balance_after}).`);
+        setAmount('');
+        setReason('');
+        setKey(newIdempotencyKey('adjust'));
+        onDone();
+      },
       // A refused request is recorded under its key: the next attempt (a changed form) needs a new
       // one. Network errors and 5xx keep it, so a retry cannot apply the adjustment twice.
-      if (e.status >= 400 && e.status < 500) setKey(newIdempotencyKey('adjust'));
-    } finally {
-      setBusy(false);
-    }
+      (e) => {
+        if (e.status >= 400 && e.status < 500) setKey(newIdempotencyKey('adjust'));
+      },
+    );
   };
   return (
     <Card title="Adjust balance">
@@ -333,22 +329,15 @@ function ApiKeys({ userId }: { userId: string }) {
   const keys = useLoad(() => api<Page<Key> | { data: Key[] }>('GET', `/v1/users/${u}/api-keys`), [u]);
   const [name, setName] = useState('');
   const [created, setCreated] = useState<{ key: string; name: string }>();
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<ApiError>();
-  const create = async (e: FormEvent) => {
+  const { busy, error, setError, run } = useAction();
+  const create = (e: FormEvent) => {
     e.preventDefault();
-    setBusy(true);
-    setError(undefined);
-    try {
+    return run(async () => {
       const res = await api<{ key: string; name: string }>('POST', `/v1/users/${u}/api-keys`, { body: { name }, idempotencyKey: newIdempotencyKey('key') });
       setCreated(res);
       setName('');
       keys.reload();
-    } catch (err) {
-      setError(toApiError(err));
-    } finally {
-      setBusy(false);
-    }
+    });
   };
   const revoke = async (k: Key) => {
     if (!window.confirm(`Revoke the key "${k.name}"? Programs using it stop working at once.`)) return;
