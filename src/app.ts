@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { Invalidations } from './lib/invalidations.js';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from './config/config.js';
 import type { Database } from './db/database.js';
@@ -98,20 +99,22 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const tokens = new TokenService(config.auth.jwtSecret, config.auth.jwtTtlSeconds, clock);
   const users = new UsersService();
   const secrets = new SecretBox(config.encryptionKey, config.encryptionKeysOld ?? []);
-  const credits = new CreditsService(database, config.credits, clock);
+  // Writers tell in-process caches what they changed once their transactions settle.
+  const invalidations = new Invalidations();
+  const credits = new CreditsService(database, config.credits, clock, invalidations);
   const billingConfig = config.billing ?? DEFAULT_BILLING;
   const catalog = new CatalogService(billingConfig);
   const billing: BillingServices = {
     catalog,
-    subscriptions: new SubscriptionsService(database, catalog, credits, clock),
+    subscriptions: new SubscriptionsService(database, catalog, credits, clock, invalidations),
     // Usage events batch like the ledger's own operations, with its settings.
     usage: new UsageService(database, catalog, billingConfig, clock, {
       maxBatch: config.credits.maxBatch ?? 256,
       maxParallel: config.credits.maxParallel ?? 1,
-    }),
+    }, invalidations, billingConfig.checkCache),
     guards: new GuardsService(billingConfig, clock),
   };
-  const queue = new QueueService(database, clock, deps.logger);
+  const queue = new QueueService(database, clock, deps.logger, {}, invalidations);
   billing.subscriptions.registerWith(queue);
   const projects = new ProjectsService(clock, deps.messageCharger ?? new UsageMessageCharger(billing.usage));
   const services: Services = {
@@ -149,7 +152,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   });
 
   const server = await createServer({ bodyLimit: config.http.bodyLimit, logger: deps.logger, version: VERSION });
-  const routeDeps: RouteDeps = { db: database.db, authenticator: services.authenticator, secrets: services.secrets };
+  const routeDeps: RouteDeps = { db: database.db, authenticator: services.authenticator, secrets: services.secrets, invalidations };
   registerHealthRoutes(server, routeDeps, database);
   registerAuthRoutes(server, routeDeps, services.auth);
   registerUserRoutes(server, routeDeps, services.users);

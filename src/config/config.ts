@@ -55,6 +55,9 @@ const envSchema = z.object({
   TALLY_LEDGER_MAX_BATCH: intFromEnv(256),
   TALLY_LEDGER_MAX_PARALLEL: intFromEnv(0),
   TALLY_BODY_LIMIT_BYTES: intFromEnv(1_048_576),
+  /** How long POST /v1/check may answer from a snapshot kept in process (0 = always read). */
+  TALLY_CHECK_CACHE_MS: intFromEnv(2000),
+  TALLY_CHECK_CACHE_ENTRIES: intFromEnv(20_000),
   TALLY_CREDIT_CLASSES: z
     .string()
     .regex(/^[A-Za-z0-9_.-]{1,32}(,[A-Za-z0-9_.-]{1,32})*$/, 'must be a comma-separated list of class names')
@@ -134,6 +137,8 @@ export interface BillingConfig {
   /** The daily free quota a new cost model of one of `freeQuotaMetrics` gets when none is given. */
   readonly dailyFreeQuota: number;
   readonly freeQuotaMetrics: readonly string[];
+  /** POST /v1/check's in-process snapshots (docs/billing.md, "Entitlement checks"); absent = off. */
+  readonly checkCache?: { readonly ttlMs: number; readonly maxEntries: number };
 }
 
 export const DEFAULT_BILLING: BillingConfig = {
@@ -141,6 +146,7 @@ export const DEFAULT_BILLING: BillingConfig = {
   timeZone: 'UTC',
   dailyFreeQuota: 3,
   freeQuotaMetrics: ['autofix'],
+  checkCache: { ttlMs: 2000, maxEntries: 20_000 },
 };
 
 function isTimeZone(tz: string): boolean {

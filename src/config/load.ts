@@ -48,6 +48,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
       timeZone: raw.TALLY_TIME_ZONE,
       dailyFreeQuota: raw.TALLY_DAILY_FREE_QUOTA,
       freeQuotaMetrics: raw.TALLY_FREE_QUOTA_METRICS.split(',').map((m) => m.trim()).filter(Boolean),
+      checkCache: { ttlMs: raw.TALLY_CHECK_CACHE_MS, maxEntries: raw.TALLY_CHECK_CACHE_ENTRIES },
     },
     encryptionKeysOld: (raw.TALLY_ENCRYPTION_KEYS_OLD ?? '')
       .split(',')

@@ -3,6 +3,7 @@ import { type Static, type TSchema, Type } from 'typebox';
 import type { Db } from '../db/database.js';
 import type { Scope } from '../modules/api-keys/api-keys.scopes.js';
 import type { SecretBox } from '../lib/secret-box.js';
+import type { Invalidations } from '../lib/invalidations.js';
 import type { Authenticator } from './authenticate.js';
 import { inRequestTransaction, type RequestContext, setRequestRole } from './context.js';
 import { ApiError, errorBody, errors } from './errors.js';
@@ -47,7 +48,9 @@ export interface RouteDef<B extends TSchema, P extends TSchema, Q extends TSchem
   /**
    * 'request' (default): the wrapper opens the request transaction and records the Idempotency-Key.
    * 'handler': the handler's service owns both (money routes batch many requests into one
-   * transaction and record each key with its movement). Service-only routes.
+   * transaction and record each key with its movement). Service-only routes. Their services also
+   * tell in-process caches what they changed (src/lib/invalidations.ts); after every other write
+   * route the wrapper tells them everything may have changed.
    */
   transaction?: 'request' | 'handler';
   /**
@@ -71,6 +74,8 @@ export interface RouteDeps {
   db: Db;
   authenticator: Authenticator;
   secrets: SecretBox;
+  /** Told after each write route's transaction settles (see `transaction`). */
+  invalidations?: Invalidations;
 }
 
 const principals = new WeakMap<FastifyRequest, Principal>();
@@ -146,39 +151,61 @@ export function defineRoute<B extends TSchema = Empty, P extends TSchema = Empty
         return send(reply, result);
       }
       // Service reads need no transaction; everything else gets one (role, claims, atomicity).
-      if ((principal.kind === 'service' && def.method === 'GET') || def.runAsOwner) {
-        const result = await def.handler({ principal, requestId: request.id, db: deps.db }, input);
-        return send(reply, result);
+      if (def.method === 'GET') {
+        if (principal.kind === 'service' || def.runAsOwner) return send(reply, await def.handler({ principal, requestId: request.id, db: deps.db }, input));
+        return send(reply, await inRequestTransaction(deps.db, principal, (trx) => def.handler({ principal, requestId: request.id, db: trx }, input)));
       }
       try {
-        const result = await inRequestTransaction(deps.db, principal, async (trx) => {
-          if (scope) {
-            const claim = await idempotencyClaim(trx, scope);
-            if (claim.kind === 'mismatch') throw errors.idempotencyKeyReused();
-            if (claim.kind === 'replay') {
-              reply.header('idempotent-replayed', 'true');
-              return def.sensitiveResponse ? unsealResponse(deps.secrets, scope, claim.response) : claim.response;
-            }
-          }
-          const answer = await def.handler({ principal, requestId: request.id, db: trx }, input);
-          if (scope) {
-            await idempotencyComplete(trx, scope, def.sensitiveResponse ? sealResponse(deps.secrets, scope, answer) : answer);
-          }
-          return answer;
-        });
-        return send(reply, result);
-      } catch (err) {
-        if (scope && err instanceof ApiError && err.status < 500 && err.code !== 'idempotency_key_reused') {
-          const response = { status: err.status, body: errorBody(err, request.id) };
-          await deps.db.transaction().execute(async (trx) => {
-            await setRequestRole(trx, principal);
-            await idempotencyRecordFailure(trx, scope, response);
-          });
-        }
-        throw err;
+        return await runWrite(def, deps, request, reply, principal, scope, input);
+      } finally {
+        // Settled (committed or rolled back): caches drop what this write may have changed.
+        deps.invalidations?.anythingChanged();
       }
     },
   });
+}
+
+/** A write route's handler in the request's transaction, with its Idempotency-Key. */
+async function runWrite<B extends TSchema, P extends TSchema, Q extends TSchema>(
+  def: RouteDef<B, P, Q>,
+  deps: RouteDeps,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  principal: Principal,
+  scope: IdempotencyScope | null,
+  input: { body: Static<B>; params: Static<P>; query: Static<Q>; request: FastifyRequest },
+): Promise<FastifyReply> {
+  if (def.runAsOwner) {
+    const result = await def.handler({ principal, requestId: request.id, db: deps.db }, input);
+    return send(reply, result);
+  }
+  try {
+    const result = await inRequestTransaction(deps.db, principal, async (trx) => {
+      if (scope) {
+        const claim = await idempotencyClaim(trx, scope);
+        if (claim.kind === 'mismatch') throw errors.idempotencyKeyReused();
+        if (claim.kind === 'replay') {
+          reply.header('idempotent-replayed', 'true');
+          return def.sensitiveResponse ? unsealResponse(deps.secrets, scope, claim.response) : claim.response;
+        }
+      }
+      const answer = await def.handler({ principal, requestId: request.id, db: trx }, input);
+      if (scope) {
+        await idempotencyComplete(trx, scope, def.sensitiveResponse ? sealResponse(deps.secrets, scope, answer) : answer);
+      }
+      return answer;
+    });
+    return send(reply, result);
+  } catch (err) {
+    if (scope && err instanceof ApiError && err.status < 500 && err.code !== 'idempotency_key_reused') {
+      const response = { status: err.status, body: errorBody(err, request.id) };
+      await deps.db.transaction().execute(async (trx) => {
+        await setRequestRole(trx, principal);
+        await idempotencyRecordFailure(trx, scope, response);
+      });
+    }
+    throw err;
+  }
 }
 
 function authorize(def: { auth: RouteDef<TSchema, TSchema, TSchema>['auth']; scope?: Scope }, principal: Principal): void {

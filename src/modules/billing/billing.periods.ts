@@ -48,15 +48,25 @@ export function allowanceWindowAt(anchor: Date, window: AllowanceWindow, at: Dat
 }
 
 const dateKeyFormats = new Map<string, Intl.DateTimeFormat>();
+/** Per zone, the last local day asked for and the UTC instants it spans (Intl.format is slow). */
+const lastDay = new Map<string, { from: number; to: number; key: string }>();
 
 /** The local calendar date (YYYY-MM-DD) of `at` in a time zone. */
 export function dateKey(at: Date, timeZone: string): string {
+  const t = at.getTime();
+  const last = lastDay.get(timeZone);
+  if (last && t >= last.from && t < last.to) return last.key;
   let f = dateKeyFormats.get(timeZone);
   if (!f) {
     f = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' });
     dateKeyFormats.set(timeZone, f);
   }
-  return f.format(at);
+  const key = f.format(at);
+  const from = localMidnight(key, timeZone).getTime();
+  const to = localMidnight(nextDateKey(key), timeZone).getTime();
+  // Only remember a span that really holds `at` (it always should).
+  if (t >= from && t < to) lastDay.set(timeZone, { from, to, key });
+  return key;
 }
 
 export function isValidTimeZone(tz: string): boolean {
@@ -115,9 +125,12 @@ function offsetMs(at: Date, timeZone: string): number {
 /** The local day and calendar month containing `at`, as UTC instants. */
 export function localDay(at: Date, timeZone: string): { key: string; start: Date; end: Date } {
   const key = dateKey(at, timeZone);
-  const start = localMidnight(key, timeZone);
-  const next = new Date(Date.UTC(Number(key.slice(0, 4)), Number(key.slice(5, 7)) - 1, Number(key.slice(8, 10)) + 1));
-  return { key, start, end: localMidnight(next.toISOString().slice(0, 10), timeZone) };
+  return { key, start: localMidnight(key, timeZone), end: localMidnight(nextDateKey(key), timeZone) };
+}
+
+/** The calendar date after `key` (YYYY-MM-DD). */
+function nextDateKey(key: string): string {
+  return new Date(Date.UTC(Number(key.slice(0, 4)), Number(key.slice(5, 7)) - 1, Number(key.slice(8, 10)) + 1)).toISOString().slice(0, 10);
 }
 
 export function localMonth(at: Date, timeZone: string): { start: Date; end: Date } {

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import type { Invalidations } from '../../lib/invalidations.js';
 import type { Static } from 'typebox';
 import type { Database, Executor } from '../../db/database.js';
 import { elevate } from '../../http/context.js';
@@ -68,6 +69,8 @@ export class SubscriptionsService {
     private readonly catalog: CatalogService,
     private readonly credits: CreditsService,
     private readonly now: () => Date,
+    /** Told after each subscription `runDue` advances (the scheduler and `tally billing run`). */
+    private readonly invalidations?: Invalidations,
   ) {}
 
   async create(trx: Executor, principal: Principal, body: Static<typeof SubscriptionCreateBody>) {
@@ -329,6 +332,8 @@ export class SubscriptionsService {
         if (await this.advanceOne(id, at)) processed++;
       } catch (err) {
         failures.push({ subscription_id: id, error: (err as Error).message });
+      } finally {
+        this.invalidations?.anythingChanged();
       }
     }
     return { processed, errors: failures };

@@ -3,7 +3,9 @@ import type { Database, Executor } from '../../db/database.js';
 import { inStatementTransaction, kyselyRunner, type RunStatement, statement } from '../../db/statements.js';
 import { ApiError, type ErrorCode, errorBody, errors } from '../../http/errors.js';
 import { type IdempotencyScope, idempotencyClaim, idempotencyComplete, requestHash } from '../../http/idempotency.js';
+import type { Invalidations } from '../../lib/invalidations.js';
 import { LedgerQueue } from '../../lib/ledger-queue.js';
+import { SnapshotCache } from '../../lib/snapshot-cache.js';
 import { newId } from '../../lib/ids.js';
 import type { BillingConfig } from '../../config/config.js';
 import { BatchSql } from '../credits/credits.batch-sql.js';
@@ -42,6 +44,20 @@ interface Sub {
   currency: string;
 }
 
+/** What POST /v1/check prices over: one user's ledger and billing state, as loaded. */
+interface CheckSnapshot {
+  account: AccountState;
+  grants: GrantState[];
+  holds: HoldState[];
+  billing: BillingState;
+}
+
+export interface CheckCacheConfig {
+  /** How long a snapshot may be served (0 = every check reads the database). */
+  ttlMs: number;
+  maxEntries: number;
+}
+
 const ceilCredits = (v: number): number => Math.max(0, Math.ceil(v - 1e-9));
 
 /** One event waiting in the usage queue, with the request it came in (for error bodies). */
@@ -73,11 +89,23 @@ export class UsageService {
     private readonly config: BillingConfig,
     private readonly now: () => Date,
     batching: { maxBatch: number; maxParallel: number } = { maxBatch: 256, maxParallel: 1 },
+    private readonly invalidations?: Invalidations,
+    checkCache: CheckCacheConfig = { ttlMs: 0, maxEntries: 0 },
   ) {
     this.ledgerSql = new BatchSql(database.schema);
     this.sql = new UsageSql(database.schema);
     this.queue = new LedgerQueue((items) => this.runQueued(items.map((i) => i.op)), batching.maxBatch, batching.maxParallel);
+    this.checks = new SnapshotCache(checkCache.ttlMs, checkCache.maxEntries, () => this.now().getTime());
+    this.checkTtlMs = checkCache.ttlMs;
+    invalidations?.onAccounts((ids) => {
+      for (const id of ids) if (id.startsWith('acc_u_')) this.checks.invalidate(id.slice(6));
+    });
+    invalidations?.onAny(() => this.checks.clear());
   }
+
+  /** POST /v1/check's snapshots per (user, metric); see docs/billing.md ("Entitlement checks"). */
+  private readonly checks: SnapshotCache<CheckSnapshot>;
+  private readonly checkTtlMs: number;
 
   /**
    * Records a batch of events (one, for POST /v1/events). Each gets its own answer; a refused
@@ -105,6 +133,14 @@ export class UsageService {
 
   /** One transaction of queued events (any users), run again when it lost a race it can replay. */
   private async runQueued(items: QueuedEvent[]): Promise<EventOutcome[]> {
+    try {
+      return await this.runQueuedOnce(items);
+    } finally {
+      this.invalidations?.accountsChanged([...new Set(items.map((i) => `acc_u_${i.event.user_id}`))]);
+    }
+  }
+
+  private async runQueuedOnce(items: QueuedEvent[]): Promise<EventOutcome[]> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await inStatementTransaction(this.database, (run) => this.recordIn(run, items));
@@ -158,25 +194,36 @@ export class UsageService {
     return outcomes;
   }
 
-  /** What an event would do now, without doing it (no locks, nothing written). */
+  /**
+   * What an event would do now, without doing it (no locks, nothing written). Priced over a
+   * snapshot of the user's ledger and billing state that this process keeps for a short while
+   * (TALLY_CHECK_CACHE_MS) and drops the moment one of its own writes to that user settles.
+   */
   async check(input: { user_id: string; metric: string; quantity?: number; complexity_score?: number }) {
+    const snap = await this.checks.get(input.user_id, `${input.user_id}\n${input.metric}`, () => this.loadCheck(input.user_id, input.metric));
+    const now = this.now();
+    const session = ledgerSession(snap.account, snap.grants, snap.holds, now);
+    const event = { user_id: input.user_id, metric: input.metric, quantity: input.quantity ?? 1, complexity_score: input.complexity_score };
+    return new Pricing(this.catalog, this.config, snap.billing, now).quote(event, session);
+  }
+
+  /** One round trip, no transaction: a check is a snapshot and writes nothing. */
+  private async loadCheck(userId: string, metric: string): Promise<CheckSnapshot> {
     const run = this.database.pool
       ? async <R>(s: { name: string; text: string; values: unknown[] }) => (await this.database.pool!.query(s)).rows as R[]
       : kyselyRunner(this.database.db);
     const now = this.now();
-    // One round trip, no transaction: a check is a snapshot and writes nothing.
     const st = await this.sql.loadForCheck(run, {
       ...quotaDays(now),
-      userIds: [input.user_id],
-      metrics: [input.metric],
+      userIds: [userId],
+      metrics: [metric],
       keys: [],
-      accountId: `acc_u_${input.user_id}`,
-      now,
+      accountId: `acc_u_${userId}`,
+      // Holds that come due while the snapshot may be served: the session expires them on time.
+      now: new Date(now.getTime() + this.checkTtlMs),
     });
-    if (!st.account) throw errors.notFound('User', input.user_id);
-    const session = ledgerSession(accountFromRow(st.account), st.grants.map(grantFromRow), st.holds.map(holdFromRow), now);
-    const event = { user_id: input.user_id, metric: input.metric, quantity: input.quantity ?? 1, complexity_score: input.complexity_score };
-    return new Pricing(this.catalog, this.config, st.billing, now).quote(event, session);
+    if (!st.account) throw errors.notFound('User', userId);
+    return { account: accountFromRow(st.account), grants: st.grants.map(grantFromRow), holds: st.holds.map(holdFromRow), billing: st.billing };
   }
 
   /**

@@ -4,6 +4,7 @@ import { ApiError, errorBody, errors } from '../../http/errors.js';
 import { type IdempotencyScope, KeyRecordedMeanwhile, requestHash, scopeKey } from '../../http/idempotency.js';
 import type { PageRequest } from '../../http/pagination.js';
 import { BatchSql } from './credits.batch-sql.js';
+import type { Invalidations } from '../../lib/invalidations.js';
 import { LedgerQueue } from '../../lib/ledger-queue.js';
 import { accountIdOf, balanceBody, type LedgerOp, type OpResult } from './credits.js';
 import { applyOps } from './credits.engine.js';
@@ -36,6 +37,7 @@ export class CreditsService {
     private readonly database: Database,
     private readonly config: CreditsConfig,
     private readonly now: () => Date,
+    private readonly invalidations?: Invalidations,
   ) {
     this.db = database.db;
     this.repo = new CreditsRepository(database.schema);
@@ -96,7 +98,12 @@ export class CreditsService {
   }
 
   private async runBatch(items: { accountId: string; op: LedgerOp }[]): Promise<OpResult[]> {
-    return inStatementTransaction(this.database, (run) => this.applyBatch(run, items));
+    try {
+      return await inStatementTransaction(this.database, (run) => this.applyBatch(run, items));
+    } finally {
+      // Settled: cached reads of these accounts (POST /v1/check) are out of date.
+      this.invalidations?.accountsChanged([...new Set(items.map((i) => i.accountId))]);
+    }
   }
 
   /**

@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import type { Invalidations } from '../../lib/invalidations.js';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Database, Executor } from '../../db/database.js';
 import { newId } from '../../lib/ids.js';
@@ -41,6 +42,8 @@ export class QueueService {
     private readonly now: () => Date,
     private readonly logger: FastifyBaseLogger,
     options: QueueOptions = {},
+    /** Told after each job: handlers write anything (subscriptions, allowances, payments …). */
+    private readonly invalidations?: Invalidations,
   ) {
     this.leaseMs = options.leaseMs ?? 5 * 60_000;
     this.batchSize = options.batchSize ?? 10;
@@ -119,6 +122,14 @@ export class QueueService {
   }
 
   private async runOne(job: BackgroundJob, now: Date, report: RunReport): Promise<void> {
+    try {
+      await this.runHandler(job, now, report);
+    } finally {
+      this.invalidations?.anythingChanged();
+    }
+  }
+
+  private async runHandler(job: BackgroundJob, now: Date, report: RunReport): Promise<void> {
     const handler = this.handlers.get(job.type);
     try {
       if (!handler) throw new Error(`no handler registered for "${job.type}"`);
