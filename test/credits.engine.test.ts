@@ -5,7 +5,7 @@ import { applyOps, compareGrants } from '../src/modules/credits/credits.engine.j
 const now = new Date('2026-06-01T12:00:00Z');
 const later = (s: number) => new Date(now.getTime() + s * 1000);
 const account = (balance: number, held = 0): AccountState => ({
-  id: 'acc_u_u1', userId: 'u1', workspaceId: null, balance, held, totalCredited: balance, totalSpent: 0, lastSeq: 0,
+  id: 'acc_u_u1', userId: 'u1', workspaceId: null, balance, held, totalCredited: balance, totalSpent: 0, lastSeq: 0, version: 0,
 });
 let seq = 0;
 const grant = (remaining: number, opts: Partial<GrantState> = {}): GrantState => ({

@@ -155,6 +155,7 @@ export interface CreditAccounts {
   total_spent: Generated<number>;
   updated_at: Generated<Timestamp>;
   user_id: string | null;
+  version: Generated<number>;
   workspace_id: string | null;
 }
 

@@ -12,6 +12,13 @@ interface Item<Op, Result> {
  * load, everything that arrives while transactions are in flight goes in the next ones together —
  * one BEGIN, three set-based statements and one COMMIT for the lot. Each caller is answered after
  * its transaction commits.
+ *
+ * A transaction may hand its accounts on early (`handOff`, once it knows the state it will write):
+ * the next batch of those accounts may then start and wait for the row locks in the database
+ * while this one writes and commits — chained batches (docs/ledger.md). The successor holds no
+ * lock its predecessor needs (the predecessor already has all of its own), so waits only ever
+ * point at older transactions. If a batch fails after handing off, its operations run again one by
+ * one after that successor: the one place arrival order can give way.
  */
 export class LedgerQueue<Op, Result> {
   /** Waiting operations per account, in arrival order. */
@@ -22,7 +29,7 @@ export class LedgerQueue<Op, Result> {
   private running = 0;
 
   constructor(
-    private readonly run: (items: { accountId: string; op: Op }[]) => Promise<Result[]>,
+    private readonly run: (items: { accountId: string; op: Op }[], handOff: () => void) => Promise<Result[]>,
     private readonly maxBatch: number,
     private readonly maxParallel: number,
     /** Failures worth one more run even for a lone operation (a race the second run resolves). */
@@ -59,8 +66,15 @@ export class LedgerQueue<Op, Result> {
   }
 
   private async execute(batch: { accountId: string; item: Item<Op, Result> }[], accounts: string[]): Promise<void> {
+    let handedOff = false;
+    const handOff = () => {
+      if (handedOff) return;
+      handedOff = true;
+      this.releaseAccounts(accounts);
+      this.pump();
+    };
     try {
-      const results = await this.run(batch.map((b) => ({ accountId: b.accountId, op: b.item.op })));
+      const results = await this.run(batch.map((b) => ({ accountId: b.accountId, op: b.item.op })), handOff);
       batch.forEach((b, i) => b.item.resolve(results[i] as Result));
     } catch (err) {
       // One bad operation must not fail its neighbours: run each alone to isolate it. A lone
@@ -70,7 +84,7 @@ export class LedgerQueue<Op, Result> {
       else {
         for (const b of batch) {
           try {
-            const [result] = await this.run([{ accountId: b.accountId, op: b.item.op }]);
+            const [result] = await this.run([{ accountId: b.accountId, op: b.item.op }], () => {});
             b.item.resolve(result as Result);
           } catch (single) {
             b.item.reject(single);
@@ -78,12 +92,16 @@ export class LedgerQueue<Op, Result> {
         }
       }
     } finally {
-      for (const a of accounts) {
-        this.busy.delete(a);
-        if (this.waiting.has(a)) this.ready.add(a);
-      }
+      if (!handedOff) this.releaseAccounts(accounts);
       this.running--;
       this.pump();
+    }
+  }
+
+  private releaseAccounts(accounts: string[]): void {
+    for (const a of accounts) {
+      this.busy.delete(a);
+      if (this.waiting.has(a)) this.ready.add(a);
     }
   }
 }

@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { type IdempotencyScope, KeyRecordedMeanwhile, parseStored, type StoredResponse } from '../../http/idempotency.js';
 import { type RunStatement, type Statement, statement } from '../../db/statements.js';
 import type { AccountState, GrantState, HoldState, RefundTarget } from './credits.js';
@@ -24,6 +25,7 @@ export class BatchSql {
   private readonly lockText: string;
   private readonly loadText: string;
   private readonly refundsText: string;
+  private readonly replaysText: string;
   private readonly writeTexts = new Map<number, string>();
 
   constructor(private readonly schema: string) {
@@ -37,7 +39,15 @@ export class BatchSql {
         (select json_agg(k) from (
           select k.principal, k.key, k.request_hash, k.status_code, k.response_body
           from unnest($5::text[], $6::text[]) as u(principal, key)
-          join ${t('idempotency_keys')} k on k.principal = u.principal and k.key = u.key) k) as replays`;
+          join ${t('idempotency_keys')} k on k.principal = u.principal and k.key = u.key) k) as replays,
+        -- Per account, the first open hold not loaded here: until then this load knows every hold
+        -- that comes due (what a chained batch may rely on).
+        (select json_agg(d) from (
+          select h.account_id, min(h.expires_at) as next_due from ${t('credit_holds')} h
+          where h.account_id = any($2::text[]) and h.status = 'held' and h.expires_at > $4 group by h.account_id) d) as next_due`;
+    this.replaysText = `select k.principal, k.key, k.request_hash, k.status_code, k.response_body
+      from unnest($1::text[], $2::text[]) as u(principal, key)
+      join ${t('idempotency_keys')} k on k.principal = u.principal and k.key = u.key`;
     this.refundsText = `
       with targets as (
         select e.id, e.account_id, e.type, e.amount, e.grant_id,
@@ -102,8 +112,10 @@ export class BatchSql {
     holds: HoldState[];
     replays: Map<string, { requestHash: string; response: StoredResponse }>;
     refundTargets: RefundTarget[];
+    /** Per account with open holds: when the first one this load did not bring comes due (ms). */
+    nextHoldDue: Map<string, number>;
   }> {
-    const [row] = await run<{ grants: Row[] | null; holds: Row[] | null; replays: Row[] | null }>(
+    const [row] = await run<{ grants: Row[] | null; holds: Row[] | null; replays: Row[] | null; next_due: Row[] | null }>(
       statement(this.loadText, [
         q.accountIds,
         q.holdAccountIds,
@@ -120,13 +132,7 @@ export class BatchSql {
         : await run<{ targets: Row[] | null; allocs: Row[] | null; grants: Row[] | null }>(
             statement(this.refundsText, [q.refundIds, q.accountIds]),
           );
-    const replays = new Map<string, { requestHash: string; response: StoredResponse }>();
-    for (const k of row?.replays ?? []) {
-      replays.set(`${String(k['principal'])}\n${String(k['key'])}`, {
-        requestHash: k['request_hash'] as string,
-        response: { status: Number(k['status_code']), body: parseStored(k['response_body'] as string | null) },
-      });
-    }
+    const replays = replayMap(row?.replays ?? []);
     const allocs = refunds?.allocs ?? [];
     const refundTargets: RefundTarget[] = (refunds?.targets ?? []).map((t) => {
       const id = t['id'] as string;
@@ -154,15 +160,34 @@ export class BatchSql {
       holds: (row?.holds ?? []).map(holdFromRow),
       replays,
       refundTargets,
+      nextHoldDue: new Map((row?.next_due ?? []).map((d) => [d['account_id'] as string, new Date(d['next_due'] as string).getTime()])),
     };
+  }
+
+  /** Stored answers of these keys (a chained batch asks before it waits for its locks). */
+  async replays(run: RunStatement, scopes: IdempotencyScope[]): Promise<Map<string, { requestHash: string; response: StoredResponse }>> {
+    if (scopes.length === 0) return new Map();
+    const rows = await run<Row>(statement(this.replaysText, [scopes.map((s) => s.principal), scopes.map((s) => s.key)]));
+    return replayMap(rows);
   }
 
   /** Every change of a batch (all its accounts) in one statement of data-modifying CTEs. */
   async write(run: RunStatement, outs: EngineOutput[], done: { scope: IdempotencyScope; response: StoredResponse }[]): Promise<void> {
-    const stmt = this.writeStatement(outs, done);
-    if (!stmt) return;
-    const [res] = await run<{ keys: number }>(stmt);
-    if ((res?.keys ?? 0) !== done.length) {
+    await this.runWrite(run, this.prepareWrite(outs, done));
+  }
+
+  /**
+   * The write, built: every written account's `version` has moved on (in `outs` too), so the
+   * state the caller holds is the state the database will have once this commits.
+   */
+  prepareWrite(outs: EngineOutput[], done: { scope: IdempotencyScope; response: StoredResponse }[]): PreparedWrite {
+    return { statement: this.writeStatement(outs, done), keys: done.length };
+  }
+
+  async runWrite(run: RunStatement, w: PreparedWrite): Promise<void> {
+    if (!w.statement) return;
+    const [res] = await run<{ keys: number }>(w.statement);
+    if ((res?.keys ?? 0) !== w.keys) {
       throw new KeyRecordedMeanwhile();
     }
   }
@@ -214,7 +239,13 @@ export class BatchSql {
       { bit: 32, rows: withPositions(allocations) },
       {
         bit: 64,
-        rows: accounts.map((a) => ({ id: a.id, balance: a.balance, held: a.held, total_credited: a.totalCredited, total_spent: a.totalSpent, last_seq: a.lastSeq })),
+        // Every written account gets a fresh random version, here and in the caller's state (which a
+        // chained batch carries forward: docs/ledger.md). Random, not counted: a batch that rolled
+        // back must never name a version that someone else's write could then have made real.
+        rows: accounts.map((a) => ({
+          id: a.id, balance: a.balance, held: a.held, total_credited: a.totalCredited, total_spent: a.totalSpent, last_seq: a.lastSeq,
+          version: (a.version = newVersion()),
+        })),
       },
       {
         bit: 128,
@@ -272,8 +303,9 @@ export class BatchSql {
       64: (p) => `accounts as (
         update ${t('credit_accounts')} a
         set balance = x.balance, held = x.held, total_credited = x.total_credited, total_spent = x.total_spent,
-            last_seq = x.last_seq, updated_at = now()
-        from jsonb_to_recordset(${p}::jsonb) as x(id text, balance int8, held int8, total_credited int8, total_spent int8, last_seq int8)
+            last_seq = x.last_seq, version = x.version, updated_at = now()
+        from jsonb_to_recordset(${p}::jsonb) as x(id text, balance int8, held int8, total_credited int8, total_spent int8, last_seq int8,
+          version int8)
         where a.id = x.id)`,
       128: (p) => `keys as (
         insert into ${t('idempotency_keys')} (principal, key, user_id, method, path, request_hash, status_code, response_body)
@@ -286,6 +318,28 @@ export class BatchSql {
     const count = bits.includes(128) ? '(select count(*)::int from keys)' : '0';
     return `with ${ctes.join(',\n')}\nselect ${count} as keys`;
   }
+}
+
+/** A random account version: 48 bits from the CSPRNG (JSON-safe, collisions ~2^-48 per comparison). */
+function newVersion(): number {
+  return randomInt(1, 2 ** 48);
+}
+
+export interface PreparedWrite {
+  statement: Statement | null;
+  /** Idempotency records the statement must insert (fewer: one was recorded meanwhile). */
+  keys: number;
+}
+
+function replayMap(rows: Row[]): Map<string, { requestHash: string; response: StoredResponse }> {
+  const replays = new Map<string, { requestHash: string; response: StoredResponse }>();
+  for (const k of rows) {
+    replays.set(`${String(k['principal'])}\n${String(k['key'])}`, {
+      requestHash: k['request_hash'] as string,
+      response: { status: Number(k['status_code']), body: parseStored(k['response_body'] as string | null) },
+    });
+  }
+  return replays;
 }
 
 /** Numbers each transaction's allocations in the order the engine made them (consumption order). */

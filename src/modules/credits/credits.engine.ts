@@ -637,6 +637,18 @@ export class LedgerSession {
     return balanceBody(this.account, this.live());
   }
 
+  /**
+   * The state this session leaves, as a later batch would load it: live (and debt) grants, open
+   * holds, the account. A chained batch starts from it instead of reading it again (docs/ledger.md).
+   */
+  carried(): { account: AccountState; grants: GrantState[]; holds: HoldState[] } {
+    return {
+      account: { ...this.account },
+      grants: [...this.grants.values()].filter((g) => g.remaining !== 0).map((g) => ({ ...g, isNew: false, dirty: false })),
+      holds: [...this.holds.values()].filter((h) => h.status === 'held').map((h) => ({ ...h, isNew: false, dirty: false })),
+    };
+  }
+
   output(results: OpResult[]): EngineOutput {
     return {
       results,

@@ -18,6 +18,7 @@ export function accountFromRow(r: Row): AccountState {
     totalCredited: Number(r['total_credited']),
     totalSpent: Number(r['total_spent']),
     lastSeq: Number(r['last_seq'] ?? 0),
+    version: Number(r['version'] ?? 0),
   };
 }
 

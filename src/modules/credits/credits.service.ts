@@ -1,13 +1,13 @@
 import type { Database, Db, Executor } from '../../db/database.js';
 import { inStatementTransaction, kyselyRunner, type RunStatement } from '../../db/statements.js';
 import { ApiError, errorBody, errors } from '../../http/errors.js';
-import { type IdempotencyScope, KeyRecordedMeanwhile, requestHash, scopeKey } from '../../http/idempotency.js';
+import { type IdempotencyScope, KeyRecordedMeanwhile, requestHash, scopeKey, type StoredResponse } from '../../http/idempotency.js';
 import type { PageRequest } from '../../http/pagination.js';
 import { BatchSql } from './credits.batch-sql.js';
 import type { Invalidations } from '../../lib/invalidations.js';
 import { LedgerQueue } from '../../lib/ledger-queue.js';
-import { accountIdOf, balanceBody, type LedgerOp, type OpResult } from './credits.js';
-import { applyOps } from './credits.engine.js';
+import { type AccountState, accountIdOf, balanceBody, type GrantState, type HoldState, type LedgerOp, type OpResult, type RefundTarget } from './credits.js';
+import { type EngineOutput, LedgerSession } from './credits.engine.js';
 import { CreditsRepository } from './credits.repository.js';
 
 export type Owner = { userId: string } | { workspaceId: string };
@@ -30,6 +30,10 @@ export class CreditsService {
   readonly repo: CreditsRepository;
   private readonly sql: BatchSql;
   private readonly queue: LedgerQueue<LedgerOp, OpResult>;
+  /** Holds this process made → their accounts (an immutable fact; bounded, oldest dropped). */
+  private readonly holdAccounts = new Map<string, string>();
+  /** Per account, the state its last batch in this process left (chained batches). */
+  private readonly carries = new Map<string, Carry>();
 
   private readonly db: Db;
 
@@ -44,7 +48,7 @@ export class CreditsService {
     this.sql = new BatchSql(database.schema);
     // A key recorded meanwhile by another transaction (same key, other account): the second run
     // loads that record and replays it or answers 409.
-    this.queue = new LedgerQueue((items) => this.runBatch(items), config.maxBatch ?? 256, config.maxParallel ?? 2, (err) => err instanceof KeyRecordedMeanwhile);
+    this.queue = new LedgerQueue((items, handOff) => this.runBatch(items, handOff), config.maxBatch ?? 256, config.maxParallel ?? 2, (err) => err instanceof KeyRecordedMeanwhile);
   }
 
   /** Queues one operation on an owner's account; resolves with its answer once committed. */
@@ -52,11 +56,18 @@ export class CreditsService {
     return this.queue.submit(accountIdOf(owner), op);
   }
 
-  /** Capture and release name a hold, not an owner: find the hold's account first. */
+  /**
+   * Capture and release name a hold, not an owner: find the hold's account first (a hold never
+   * changes account, so the holds this process made are remembered and need no lookup).
+   */
   async executeOnHold(holdId: string, op: LedgerOp): Promise<OpResult> {
-    const hold = await this.repo.holdFind(this.db, holdId);
-    if (!hold) return errorResult(op, errors.notFound('Hold', holdId));
-    return this.queue.submit(hold.accountId, op);
+    let accountId = this.holdAccounts.get(holdId);
+    if (accountId === undefined) {
+      const hold = await this.repo.holdFind(this.db, holdId);
+      if (!hold) return errorResult(op, errors.notFound('Hold', holdId));
+      accountId = hold.accountId;
+    }
+    return this.queue.submit(accountId, op);
   }
 
   /**
@@ -65,7 +76,7 @@ export class CreditsService {
    */
   async executeIn(trx: Executor, owner: Owner, ops: LedgerOp[]): Promise<OpResult[]> {
     const accountId = accountIdOf(owner);
-    return this.applyBatch(kyselyRunner(trx), ops.map((op) => ({ accountId, op })));
+    return this.applyBatch(kyselyRunner(trx), ops.map((op) => ({ accountId, op })), null);
   }
 
   /** Creates the account of a new user or workspace (in the caller's transaction). */
@@ -97,9 +108,10 @@ export class CreditsService {
     };
   }
 
-  private async runBatch(items: { accountId: string; op: LedgerOp }[]): Promise<OpResult[]> {
+  private async runBatch(items: { accountId: string; op: LedgerOp }[], handOff: () => void): Promise<OpResult[]> {
     try {
-      return await inStatementTransaction(this.database, (run) => this.applyBatch(run, items));
+      // Chaining needs a second connection to wait on the lock: PostgreSQL only (PGlite has one).
+      return await inStatementTransaction(this.database, (run) => this.applyBatch(run, items, this.database.pool ? handOff : null));
     } finally {
       // Settled: cached reads of these accounts (POST /v1/check) are out of date.
       this.invalidations?.accountsChanged([...new Set(items.map((i) => i.accountId))]);
@@ -109,8 +121,14 @@ export class CreditsService {
   /**
    * One transaction's worth of operations, on any accounts: lock and claim, load, apply the pure
    * engine per account, write — three statements (see credits.batch-sql.ts).
+   *
+   * Chained (docs/ledger.md): an account whose previous batch in this process handed on the state
+   * it was writing starts from that state. Its operations are applied *before* the row lock is
+   * granted — while the previous batch still writes and commits — and kept only if, under the
+   * lock, the account's version is the one that state ends at (nobody else wrote it, and that
+   * batch committed); otherwise the account is loaded and applied again, as if nothing was carried.
    */
-  private async applyBatch(run: RunStatement, items: { accountId: string; op: LedgerOp }[]): Promise<OpResult[]> {
+  private async applyBatch(run: RunStatement, items: { accountId: string; op: LedgerOp }[], handOff: (() => void) | null): Promise<OpResult[]> {
     const results: (OpResult | undefined)[] = new Array(items.length);
 
     // Idempotency: duplicates inside the batch follow their first occurrence.
@@ -128,9 +146,23 @@ export class CreditsService {
         followers.push({ index: i, leader, same: items[leader]!.op.idem!.requestHash === op.idem.requestHash });
       }
     });
-    const isLeader = (op: LedgerOp, i: number) => !op.idem || leaderOf.get(scopeKey(op.idem)) === i;
+    const leaders = items.map((it, i) => ({ ...it, index: i })).filter(({ op, index }) => !op.idem || leaderOf.get(scopeKey(op.idem)) === index);
+    const byAccount = groupBy(leaders, (l) => l.accountId);
+    const accountIds = [...byAccount.keys()].sort();
+    const done: { scope: IdempotencyScope; response: OpResult }[] = [];
 
-    const accountIds = [...new Set(items.map((it) => it.accountId))].sort();
+    // Chained: when every account can start from a carried state, apply before the locks (the
+    // answers are provisional until checked). A batch only partly carried is loaded whole: one load
+    // costs what the replays lookup it would replace costs.
+    const early = new Map<string, Applied>();
+    const carried = handOff ? this.usableCarries(byAccount, this.now()) : null;
+    if (carried) {
+      const replays = await this.sql.replays(run, scopes);
+      for (const [accountId, carry] of carried) {
+        early.set(accountId, this.applyAccount(byAccount.get(accountId)!, replays, { ...carry, refundTargets: [] }, carried.now, carry.holdsKnownUntil));
+      }
+    }
+
     let accounts = await this.sql.lock(run, accountIds);
     if (accounts.length < accountIds.length) {
       // Accounts that do not exist yet open on first use (workspaces), if their owner exists.
@@ -146,71 +178,144 @@ export class CreditsService {
     // entries after that one's (seq is the order of record; created_at should agree with it).
     const now = this.now();
 
-    const leaders = items.map((it, i) => ({ ...it, index: i })).filter(({ op, index }) => isLeader(op, index));
-    const candidates = leaders.filter(({ accountId }) => byId.has(accountId));
-    const runAccounts = [...new Set(candidates.map((r) => r.accountId))];
-    const holdIds = candidates.flatMap(({ op }) => (op.kind === 'capture' || op.kind === 'release' ? [op.holdId] : []));
-    const loaded = await this.sql.load(run, {
-      accountIds: runAccounts,
-      holdAccountIds: runAccounts.filter(
-        (id) => byId.get(id)!.held > 0 || candidates.some((r) => r.accountId === id && (r.op.kind === 'capture' || r.op.kind === 'release')),
-      ),
-      holdIds,
-      now,
-      scopes,
-      refundIds: candidates.flatMap(({ op }) => (op.kind === 'refund' && op.transactionId ? [op.transactionId] : [])),
-    });
-
-    // Answers that need no engine: replays, reused keys, unknown owners.
-    const done: { scope: IdempotencyScope; response: OpResult }[] = [];
-    const runnable: typeof leaders = [];
-    for (const leader of leaders) {
-      const { op, accountId, index } = leader;
-      const stored = op.idem ? loaded.replays.get(scopeKey(op.idem)) : undefined;
-      if (op.idem && stored) {
-        results[index] =
-          stored.requestHash === op.idem.requestHash
-            ? { ...stored.response, replayed: true }
-            : errorResult(op, errors.idempotencyKeyReused());
-      } else if (!byId.has(accountId)) {
-        const what = accountId.startsWith('acc_w_') ? 'Workspace' : 'User';
-        results[index] = errorResult(op, errors.notFound(what, accountId.replace(/^acc_[uw]_/, '')));
-        if (op.idem) done.push({ scope: op.idem, response: results[index]! }); // 4xx answers replay too
-      } else {
-        runnable.push(leader);
+    // A carried state still holds if the account is at the version it ends at.
+    const applied = new Map<string, Applied>();
+    for (const [accountId, a] of early) {
+      if (byId.get(accountId)?.version === carried!.get(accountId)!.account.version) applied.set(accountId, a);
+    }
+    const toLoad = accountIds.filter((id) => byId.has(id) && !applied.has(id));
+    if (toLoad.length > 0) {
+      const mine = toLoad.flatMap((id) => byAccount.get(id)!);
+      const holdIds = mine.flatMap(({ op }) => (op.kind === 'capture' || op.kind === 'release' ? [op.holdId] : []));
+      const loaded = await this.sql.load(run, {
+        accountIds: toLoad,
+        holdAccountIds: toLoad.filter((id) => byId.get(id)!.held > 0 || byAccount.get(id)!.some(({ op }) => op.kind === 'capture' || op.kind === 'release')),
+        holdIds,
+        now,
+        scopes: mine.flatMap(({ op }) => (op.idem ? [op.idem] : [])),
+        refundIds: mine.flatMap(({ op }) => (op.kind === 'refund' && op.transactionId ? [op.transactionId] : [])),
+      });
+      const grants = groupBy(loaded.grants, (g) => g.accountId);
+      const holds = groupBy(loaded.holds, (h) => h.accountId);
+      const targets = groupBy(loaded.refundTargets, (t) => t.accountId);
+      for (const accountId of toLoad) {
+        const state = {
+          account: byId.get(accountId)!,
+          grants: grants.get(accountId) ?? [],
+          holds: holds.get(accountId) ?? [],
+          refundTargets: targets.get(accountId) ?? [],
+        };
+        applied.set(accountId, this.applyAccount(byAccount.get(accountId)!, loaded.replays, state, now, loaded.nextHoldDue.get(accountId) ?? Infinity));
       }
     }
 
-    // The engine, account by account, each over its own state.
-    const outs = [];
-    for (const accountId of [...new Set(runnable.map((r) => r.accountId))]) {
-      const mine = runnable.filter((r) => r.accountId === accountId);
-      const out = applyOps(
-        {
-          account: byId.get(accountId)!,
-          grants: loaded.grants.filter((g) => g.accountId === accountId),
-          holds: loaded.holds.filter((h) => h.accountId === accountId),
-          refundTargets: loaded.refundTargets.filter((t) => t.accountId === accountId),
-          now,
-          balanceCap: this.config.balanceCap,
-        },
-        mine.map((r) => r.op),
-      );
-      mine.forEach((r, j) => {
-        const result = out.results[j]!;
-        results[r.index] = result;
-        if (r.op.idem && result.status < 500) done.push({ scope: r.op.idem, response: result });
+    const outs: EngineOutput[] = [];
+    for (const accountId of accountIds) {
+      const a = applied.get(accountId);
+      if (!a) {
+        // No such owner: 404, recorded under its key like any 4xx.
+        for (const { op, index } of byAccount.get(accountId)!) {
+          const what = accountId.startsWith('acc_w_') ? 'Workspace' : 'User';
+          results[index] = errorResult(op, errors.notFound(what, accountId.replace(/^acc_[uw]_/, '')));
+          if (op.idem) done.push({ scope: op.idem, response: results[index]! });
+        }
+        continue;
+      }
+      a.answers.forEach(({ index, result, record }) => {
+        results[index] = result;
+        if (items[index]!.op.kind === 'hold' && result.status === 201) this.rememberHold((result.body as { id: string }).id, accountId);
+        if (record) done.push({ scope: items[index]!.op.idem!, response: result });
       });
-      outs.push(out);
+      if (a.session) outs.push(a.session.output([]));
     }
     // A batch of refusals changed nothing but its keys: nothing else is written.
-    await this.sql.write(run, outs, done);
+    const write = this.sql.prepareWrite(outs, done);
+    if (handOff) {
+      // The versions moved on with prepareWrite: what we hand on is what this commit leaves.
+      for (const [accountId, a] of applied) {
+        if (a.session) this.remember(accountId, a, scopes.map(scopeKey));
+      }
+      handOff();
+    }
+    await this.sql.runWrite(run, write);
 
     for (const f of followers) {
       const leader = results[f.leader]!;
       results[f.index] = f.same ? { ...leader, replayed: true } : errorResult(items[f.index]!.op, errors.idempotencyKeyReused());
     }
     return results as OpResult[];
+  }
+
+  /** One account's operations over its state: replays and reused keys answered, the rest run by the engine. */
+  private applyAccount(
+    ops: { op: LedgerOp; index: number }[],
+    replays: Map<string, { requestHash: string; response: StoredResponse }>,
+    state: { account: AccountState; grants: GrantState[]; holds: HoldState[]; refundTargets: RefundTarget[] },
+    now: Date,
+    holdsKnownUntil: number,
+  ): Applied {
+    const answers: Applied['answers'] = [];
+    const run: { op: LedgerOp; index: number }[] = [];
+    for (const { op, index } of ops) {
+      const stored = op.idem ? replays.get(scopeKey(op.idem)) : undefined;
+      if (op.idem && stored) {
+        const result = stored.requestHash === op.idem.requestHash ? { ...stored.response, replayed: true } : errorResult(op, errors.idempotencyKeyReused());
+        answers.push({ index, result, record: false });
+      } else {
+        run.push({ op, index });
+      }
+    }
+    if (run.length === 0) return { answers, session: null, holdsKnownUntil };
+    const session = new LedgerSession({ ...state, now, balanceCap: this.config.balanceCap });
+    for (const { op, index } of run) {
+      const result = session.run(op);
+      answers.push({ index, result, record: op.idem !== null && result.status < 500 });
+    }
+    return { answers, session, holdsKnownUntil };
+  }
+
+  /**
+   * Which accounts of a batch may start from a carried state: one was left, it knows every hold
+   * that can come due by now, and every operation is one the carried state can answer (no refund
+   * naming a debit, no sweep or expiry, no hold it does not hold, no key its batch was carrying).
+   */
+  private usableCarries(byAccount: Map<string, { op: LedgerOp }[]>, now: Date): (Map<string, Carry> & { now: Date }) | null {
+    const out = Object.assign(new Map<string, Carry>(), { now });
+    for (const [accountId, ops] of byAccount) {
+      const carry = this.carries.get(accountId);
+      if (!carry || now.getTime() >= carry.holdsKnownUntil) return null;
+      const fits = ops.every(({ op }) => {
+        if (op.idem && carry.keys.has(scopeKey(op.idem))) return false;
+        switch (op.kind) {
+          case 'grant':
+          case 'debit':
+          case 'adjust':
+          case 'hold':
+            return true;
+          case 'capture':
+          case 'release':
+            return carry.holdIds.has(op.holdId);
+          default:
+            return false;
+        }
+      });
+      if (!fits) return null;
+      out.set(accountId, carry);
+    }
+    return out.size > 0 ? out : null;
+  }
+
+  private rememberHold(holdId: string, accountId: string): void {
+    while (this.holdAccounts.size >= MAX_HOLD_ACCOUNTS) this.holdAccounts.delete(this.holdAccounts.keys().next().value as string);
+    this.holdAccounts.set(holdId, accountId);
+  }
+
+  /** Keeps the state a batch leaves for the account's next batch (bounded; oldest dropped). */
+  private remember(accountId: string, a: Applied, keys: string[]): void {
+    const state = a.session!.carried();
+    this.carries.delete(accountId);
+    while (this.carries.size >= MAX_CARRIES) this.carries.delete(this.carries.keys().next().value as string);
+    this.carries.set(accountId, { ...state, holdIds: new Set(state.holds.map((h) => h.id)), holdsKnownUntil: a.holdsKnownUntil, keys: new Set(keys) });
   }
 
   /**
@@ -230,7 +335,7 @@ export class CreditsService {
       // Not opened yet: an owner with no money movements has a zero balance.
       await this.assertOwner(db, owner);
       return balanceBody(
-        { id: accountId, userId: 'userId' in owner ? owner.userId : null, workspaceId: 'workspaceId' in owner ? owner.workspaceId : null, balance: 0, held: 0, totalCredited: 0, totalSpent: 0, lastSeq: 0 },
+        { id: accountId, userId: 'userId' in owner ? owner.userId : null, workspaceId: 'workspaceId' in owner ? owner.workspaceId : null, balance: 0, held: 0, totalCredited: 0, totalSpent: 0, lastSeq: 0, version: 0 },
         [],
       );
     }
@@ -259,6 +364,41 @@ export class CreditsService {
     if (!hold) throw errors.notFound('Hold', holdId);
     return hold;
   }
+}
+
+/** What a batch knows of an account it worked on. */
+interface Applied {
+  answers: { index: number; result: OpResult; record: boolean }[];
+  /** Null when every operation was answered without the engine (replays). */
+  session: LedgerSession | null;
+  /** Until when (ms) the state holds every open hold that can come due. */
+  holdsKnownUntil: number;
+}
+
+/** The state an account's last batch in this process left, for its next one to start from. */
+interface Carry {
+  account: AccountState;
+  grants: GrantState[];
+  holds: HoldState[];
+  holdIds: Set<string>;
+  holdsKnownUntil: number;
+  /** The keys of the batch that left it: a key among them must wait for that batch's answer. */
+  keys: Set<string>;
+}
+
+/** Accounts whose last state is kept; a hot account needs one, the rest is a bound on memory. */
+const MAX_CARRIES = 10_000;
+const MAX_HOLD_ACCOUNTS = 100_000;
+
+function groupBy<T>(items: T[], key: (item: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const list = out.get(k);
+    if (list) list.push(item);
+    else out.set(k, [item]);
+  }
+  return out;
 }
 
 function errorResult(op: LedgerOp, err: ApiError): OpResult {

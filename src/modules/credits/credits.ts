@@ -16,6 +16,8 @@ export interface AccountState {
   totalSpent: number;
   /** The seq of the account's last ledger entry (entries are numbered 1, 2, 3 … per account). */
   lastSeq: number;
+  /** Moves on with every ledger write of the account (migration 0007): same version, same state. */
+  version: number;
 }
 
 export interface GrantState {
