@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { Invalidations } from './lib/invalidations.js';
+import { InvalidationBus } from './db/invalidation-bus.js';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from './config/config.js';
 import type { Database } from './db/database.js';
@@ -152,6 +153,12 @@ export async function createApp(deps: AppDeps): Promise<App> {
   });
 
   const server = await createServer({ bodyLimit: config.http.bodyLimit, logger: deps.logger, version: VERSION });
+  // Other Tally processes on the same PostgreSQL hear what this one wrote, and it hears theirs.
+  if (database.pool) {
+    const bus = new InvalidationBus(database.pool, database.schema, invalidations, deps.logger);
+    await bus.start();
+    server.addHook('onClose', async () => bus.close());
+  }
   const routeDeps: RouteDeps = { db: database.db, authenticator: services.authenticator, secrets: services.secrets, invalidations };
   registerHealthRoutes(server, routeDeps, database);
   registerAuthRoutes(server, routeDeps, services.auth);

@@ -39,8 +39,8 @@ describe('configuration', () => {
     expect(tuned.config.credits).toMatchObject({ maxParallel: 6, maxBatch: 64 });
   });
 
-  it('POST /v1/check snapshots default to 2 s and 20,000 entries; 0 turns them off', () => {
-    expect(loadConfig({ TALLY_DATA_DIR: tempDir() }).config.billing?.checkCache).toEqual({ ttlMs: 2000, maxEntries: 20_000 });
+  it('POST /v1/check snapshots default to 30 s and 20,000 entries; 0 turns them off', () => {
+    expect(loadConfig({ TALLY_DATA_DIR: tempDir() }).config.billing?.checkCache).toEqual({ ttlMs: 30_000, maxEntries: 20_000 });
     const off = loadConfig({ TALLY_DATA_DIR: tempDir(), TALLY_CHECK_CACHE_MS: '0', TALLY_CHECK_CACHE_ENTRIES: '50' });
     expect(off.config.billing?.checkCache).toEqual({ ttlMs: 0, maxEntries: 50 });
     expect(() => loadConfig({ TALLY_DATA_DIR: tempDir(), TALLY_CHECK_CACHE_MS: '-1' })).toThrow(/TALLY_CHECK_CACHE_MS/);

@@ -4,6 +4,12 @@ import { DEFAULT_BILLING } from '../config/config.js';
 import { CatalogService } from '../modules/billing/billing.catalog.service.js';
 import { SubscriptionsService } from '../modules/billing/billing.subscriptions.service.js';
 import { CreditsService } from '../modules/credits/credits.service.js';
+import { InvalidationBus } from '../db/invalidation-bus.js';
+import { Invalidations } from '../lib/invalidations.js';
+import pino from 'pino';
+import type { FastifyBaseLogger } from 'fastify';
+
+const silentLogger = pino({ level: 'silent' }) as unknown as FastifyBaseLogger;
 
 /**
  * `tally billing run [--at TIME]`: everything billing has due at TIME (default now) — trials,
@@ -21,23 +27,34 @@ export async function billingRunCommand(opts: { at?: string; json?: boolean }): 
   if (!database) return 1;
   try {
     const clock = () => at;
-    const credits = new CreditsService(database, { ...config.credits, maxParallel: 1 }, clock);
-    const subscriptions = new SubscriptionsService(database, new CatalogService(config.billing ?? DEFAULT_BILLING), credits, clock);
-    let processed = 0;
-    const failed: { subscription_id: string; error: string }[] = [];
-    for (;;) {
-      const r = await subscriptions.runDue(at);
-      processed += r.processed;
-      failed.push(...r.errors);
-      if (r.processed === 0 || r.errors.length > 0) break;
+    // Running servers drop what they cached of the subscriptions this advances (docs/billing.md).
+    const invalidations = new Invalidations();
+    const bus = database.pool ? new InvalidationBus(database.pool, database.schema, invalidations, silentLogger, { listen: false }) : null;
+    const credits = new CreditsService(database, { ...config.credits, maxParallel: 1 }, clock, invalidations);
+    const subscriptions = new SubscriptionsService(database, new CatalogService(config.billing ?? DEFAULT_BILLING), credits, clock, invalidations);
+    try {
+      return await advanceAll(subscriptions, at, opts.json ?? false);
+    } finally {
+      await bus?.close();
     }
-    if (opts.json) process.stdout.write(JSON.stringify({ at: at.toISOString(), processed, errors: failed }) + '\n');
-    else {
-      process.stdout.write(`billing run at ${at.toISOString()}: ${processed} subscription(s) advanced\n`);
-      for (const f of failed) process.stdout.write(`FAILED ${f.subscription_id}: ${f.error}\n`);
-    }
-    return failed.length === 0 ? 0 : 1;
   } finally {
     await database.close();
   }
+}
+
+async function advanceAll(subscriptions: SubscriptionsService, at: Date, json: boolean): Promise<number> {
+  let processed = 0;
+  const failed: { subscription_id: string; error: string }[] = [];
+  for (;;) {
+    const r = await subscriptions.runDue(at);
+    processed += r.processed;
+    failed.push(...r.errors);
+    if (r.processed === 0 || r.errors.length > 0) break;
+  }
+  if (json) process.stdout.write(JSON.stringify({ at: at.toISOString(), processed, errors: failed }) + '\n');
+  else {
+    process.stdout.write(`billing run at ${at.toISOString()}: ${processed} subscription(s) advanced\n`);
+    for (const f of failed) process.stdout.write(`FAILED ${f.subscription_id}: ${f.error}\n`);
+  }
+  return failed.length === 0 ? 0 : 1;
 }

@@ -56,7 +56,7 @@ const envSchema = z.object({
   TALLY_LEDGER_MAX_PARALLEL: intFromEnv(0),
   TALLY_BODY_LIMIT_BYTES: intFromEnv(1_048_576),
   /** How long POST /v1/check may answer from a snapshot kept in process (0 = always read). */
-  TALLY_CHECK_CACHE_MS: intFromEnv(2000),
+  TALLY_CHECK_CACHE_MS: intFromEnv(30_000),
   TALLY_CHECK_CACHE_ENTRIES: intFromEnv(20_000),
   TALLY_CREDIT_CLASSES: z
     .string()
@@ -146,7 +146,7 @@ export const DEFAULT_BILLING: BillingConfig = {
   timeZone: 'UTC',
   dailyFreeQuota: 3,
   freeQuotaMetrics: ['autofix'],
-  checkCache: { ttlMs: 2000, maxEntries: 20_000 },
+  checkCache: { ttlMs: 30_000, maxEntries: 20_000 },
 };
 
 function isTimeZone(tz: string): boolean {

@@ -200,7 +200,11 @@ export class UsageService {
    * (TALLY_CHECK_CACHE_MS) and drops the moment one of its own writes to that user settles.
    */
   async check(input: { user_id: string; metric: string; quantity?: number; complexity_score?: number }) {
-    const snap = await this.checks.get(input.user_id, `${input.user_id}\n${input.metric}`, () => this.loadCheck(input.user_id, input.metric));
+    // Untrusted while other processes' notices may be missed (docs/billing.md): read the database.
+    const snap =
+      this.invalidations && !this.invalidations.trusted
+        ? await this.loadCheck(input.user_id, input.metric)
+        : await this.checks.get(input.user_id, `${input.user_id}\n${input.metric}`, () => this.loadCheck(input.user_id, input.metric));
     const now = this.now();
     const session = ledgerSession(snap.account, snap.grants, snap.holds, now);
     const event = { user_id: input.user_id, metric: input.metric, quantity: input.quantity ?? 1, complexity_score: input.complexity_score };
