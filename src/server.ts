@@ -36,8 +36,9 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
   // JSON only: a text/plain body is refused with 415 rather than validated as a string.
   app.removeContentTypeParser('text/plain');
   installErrorHandler(app, options.bodyLimit);
-  app.addHook('onSend', async (request, reply) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
+    done(null, payload);
   });
 
   await app.register(swagger, {

@@ -3,10 +3,8 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { client } from './support/client.js';
 import { makeUser } from './support/fixtures.js';
-import pino from 'pino';
-import type { FastifyBaseLogger } from 'fastify';
-import { type App, createApp } from '../src/app.js';
-import { createTestApp, createTestDb, TARGET, type TestApp, type TestDb, testConfig } from './support/harness.js';
+import type { App } from '../src/app.js';
+import { createTestApp, createTwoApps, TARGET, type TestApp, type TestDb } from './support/harness.js';
 
 const key = () => `k_${randomBytes(8).toString('hex')}`;
 
@@ -81,11 +79,11 @@ describe(`POST /v1/check snapshots (${TARGET})`, () => {
 
 /** Two apps on one PostgreSQL schema stand for two Tally processes (the bus: LISTEN/NOTIFY). */
 describe.skipIf(TARGET === 'pglite')(`POST /v1/check snapshots across processes (${TARGET})`, () => {
+  let pair: Awaited<ReturnType<typeof createTwoApps>>;
   let db: TestDb;
   let one: App;
   let two: App;
   const now = new Date('2026-05-01T10:00:00.000Z'); // frozen: no snapshot ever ages out here
-  const logger = pino({ level: 'silent' }) as unknown as FastifyBaseLogger;
   const call = async (app: App, url: string, body: unknown, idem = true) => {
     const res = await app.server.inject({
       method: 'POST',
@@ -105,18 +103,13 @@ describe.skipIf(TARGET === 'pglite')(`POST /v1/check snapshots across processes 
   };
 
   beforeAll(async () => {
-    db = await createTestDb();
-    const config = testConfig(db.database);
-    one = await createApp({ config, database: db.database, logger, clock: () => now });
-    two = await createApp({ config, database: db.database, logger, clock: () => now });
+    pair = await createTwoApps({}, () => now);
+    ({ db } = pair);
+    [one, two] = pair.apps;
     expect((await call(one, '/v1/cost-models', { metric: 'xp_tokens', base_rate: '1', class: 'Usage', daily_free_quota: 0 })).status).toBe(201);
   });
   afterAll(async () => {
-    for (const app of [one, two]) {
-      await app.server.close();
-      await app.services.queue.stop();
-    }
-    await db.close();
+    await pair.close();
   });
 
   it("one process's writes reach the other's snapshots within milliseconds", async () => {

@@ -143,6 +143,20 @@ describe(`credits ledger over HTTP (${TARGET})`, () => {
     expect((await balanceOf(u.id)).balance).toBe(103);
   });
 
+  it('a 404 for an owner that does not exist is replayed under its key, and another body gets 409', async () => {
+    const k = key();
+    const body = { user_id: 'usr_nobody_here', amount: 10, reason: 'x' };
+    const first = await post('/v1/credits/debit', body, k);
+    expect(first.status).toBe(404);
+    const again = await post('/v1/credits/debit', body, k);
+    expect(again.status).toBe(404);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(again.body).toEqual(first.body);
+    const other = await post('/v1/credits/debit', { ...body, amount: 11 }, k);
+    expect(other.status).toBe(409);
+    expect(other.body.error.code).toBe('idempotency_key_reused');
+  });
+
   it('the balance cap refuses grants over it with 422 and changes nothing', async () => {
     const u = await makeUser(app);
     const over = await post('/v1/credits/grant', { user_id: u.id, amount: 49_998, reason: 'big' });

@@ -1,11 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import pino from 'pino';
-import type { FastifyBaseLogger } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type App, createApp } from '../src/app.js';
+import type { App } from '../src/app.js';
 import { reconcile } from '../src/modules/credits/credits.reconcile.js';
 import type { LedgerOp } from '../src/modules/credits/credits.js';
-import { createTestDb, TARGET, type TestDb, testConfig } from './support/harness.js';
+import { createTwoApps, TARGET, type TestDb } from './support/harness.js';
 
 /**
  * Chained batches (docs/ledger.md): a batch starts from the state the account's previous batch in
@@ -14,11 +12,11 @@ import { createTestDb, TARGET, type TestDb, testConfig } from './support/harness
  * writes must make the other's carried state worthless, never wrong.
  */
 describe(`ledger: chained batches across two processes (${TARGET})`, () => {
+  let pair: Awaited<ReturnType<typeof createTwoApps>>;
   let db: TestDb;
   let one: App;
   let two: App;
   let now = new Date('2026-07-01T12:00:00.000Z');
-  const logger = pino({ level: 'silent' }) as unknown as FastifyBaseLogger;
   let n = 0;
   const debit = (app: App, userId: string, amount: number): Promise<{ status: number; body: any }> =>
     app.services.credits.execute({ userId }, { kind: 'debit', requestId: `r${n}`, idem: null, amount, reason: `d${n++}`, metadata: {} } as LedgerOp);
@@ -40,17 +38,12 @@ describe(`ledger: chained batches across two processes (${TARGET})`, () => {
   };
 
   beforeAll(async () => {
-    db = await createTestDb();
-    const config = testConfig(db.database, { credits: { balanceCap: null, signupBonus: 0 } });
-    one = await createApp({ config, database: db.database, logger, clock: () => now });
-    two = await createApp({ config, database: db.database, logger, clock: () => now });
+    pair = await createTwoApps({ credits: { balanceCap: null, signupBonus: 0 } }, () => now);
+    ({ db } = pair);
+    [one, two] = pair.apps;
   });
   afterAll(async () => {
-    for (const app of [one, two]) {
-      await app.server.close();
-      await app.services.queue.stop();
-    }
-    await db.close();
+    await pair.close();
   });
 
   it("each process sees the other's writes: a carried state is dropped once the account moved on", async () => {

@@ -1,5 +1,5 @@
 import type { Executor } from '../db/database.js';
-import { sha256Hex, secretsEqual } from '../lib/hash.js';
+import { secretMatcher, sha256Hex } from '../lib/hash.js';
 import { apiKeyTouchByHash } from '../modules/api-keys/api-keys.repository.js';
 import { isScope } from '../modules/api-keys/api-keys.scopes.js';
 import { userAuthState } from '../modules/users/users.repository.js';
@@ -14,11 +14,15 @@ export const API_KEY_PREFIX = 'tly_';
  * header is `anon`; a present but wrong token is an `unauthenticated` error (never silently anon).
  */
 export class Authenticator {
+  private readonly isServiceKey: (token: string) => boolean;
+
   constructor(
     private readonly db: Executor,
-    private readonly serviceKey: string,
+    serviceKey: string,
     private readonly tokens: TokenService,
-  ) {}
+  ) {
+    this.isServiceKey = secretMatcher(serviceKey);
+  }
 
   async authenticate(header: string | undefined): Promise<Principal> {
     if (header === undefined || header === '') return { kind: 'anon' };
@@ -39,7 +43,7 @@ export class Authenticator {
         sessionId: null,
       };
     }
-    if (secretsEqual(token, this.serviceKey)) return { kind: 'service' };
+    if (this.isServiceKey(token)) return { kind: 'service' };
 
     const verified = await this.tokens.verify(token);
     if (!verified.ok) {

@@ -4,11 +4,13 @@ export function sha256Hex(value: string): string {
   return createHash('sha256').update(value).digest('hex');
 }
 
-/** Constant-time comparison of two secrets of any length (compares their digests). */
-export function secretsEqual(a: string, b: string): boolean {
-  const da = createHash('sha256').update(a).digest();
-  const db = createHash('sha256').update(b).digest();
-  return timingSafeEqual(da, db);
+/**
+ * A constant-time test against one fixed secret, its digest worked out once (the service key is
+ * checked on every service request).
+ */
+export function secretMatcher(secret: string): (candidate: string) => boolean {
+  const expected = createHash('sha256').update(secret).digest();
+  return (candidate) => timingSafeEqual(createHash('sha256').update(candidate).digest(), expected);
 }
 
 /** A stable JSON encoding (sorted keys) for hashing request bodies. */

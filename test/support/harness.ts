@@ -55,6 +55,31 @@ export function testConfig(database: Database, overrides: Partial<Config> = {}):
   };
 }
 
+/**
+ * Two apps on one fresh database, each with its own services, queues and caches: two Tally
+ * processes, as far as anything but the database can tell.
+ */
+export async function createTwoApps(overrides: Partial<Config>, clock: () => Date): Promise<{ db: TestDb; apps: [App, App]; close(): Promise<void> }> {
+  const db = await createTestDb();
+  const config = testConfig(db.database, overrides);
+  const logger = pino({ level: 'silent' }) as unknown as FastifyBaseLogger;
+  const apps: [App, App] = [
+    await createApp({ config, database: db.database, logger, clock }),
+    await createApp({ config, database: db.database, logger, clock }),
+  ];
+  return {
+    db,
+    apps,
+    close: async () => {
+      for (const app of apps) {
+        await app.server.close();
+        await app.services.queue.stop();
+      }
+      await db.close();
+    },
+  };
+}
+
 export interface TestApp extends App {
   serviceKey: string;
   close(): Promise<void>;

@@ -4,6 +4,7 @@ import { inStatementTransaction, kyselyRunner, type RunStatement, statement } fr
 import { ApiError, type ErrorCode, errorBody, errors } from '../../http/errors.js';
 import { type IdempotencyScope, idempotencyClaim, idempotencyComplete, requestHash } from '../../http/idempotency.js';
 import type { Invalidations } from '../../lib/invalidations.js';
+import { groupBy } from '../../lib/group-by.js';
 import { LedgerQueue } from '../../lib/ledger-queue.js';
 import { SnapshotCache } from '../../lib/snapshot-cache.js';
 import { newId } from '../../lib/ids.js';
@@ -278,17 +279,6 @@ function quotaDays(now: Date): { dayFrom: string; dayTo: string } {
 /** Usage charges are never capped: the cap is for grants, and usage only spends. */
 const ledgerSession = (account: AccountState, grants: GrantState[], holds: HoldState[], now: Date) =>
   new LedgerSession({ account, grants, holds, refundTargets: [], now, balanceCap: null });
-
-function groupBy<T>(items: T[], key: (item: T) => string): Map<string, T[]> {
-  const out = new Map<string, T[]>();
-  for (const item of items) {
-    const k = key(item);
-    const list = out.get(k);
-    if (list) list.push(item);
-    else out.set(k, [item]);
-  }
-  return out;
-}
 
 function isRetryable(err: unknown): boolean {
   const code = (err as { code?: string }).code;

@@ -5,6 +5,7 @@ import { type IdempotencyScope, KeyRecordedMeanwhile, requestHash, scopeKey, typ
 import type { PageRequest } from '../../http/pagination.js';
 import { BatchSql } from './credits.batch-sql.js';
 import type { Invalidations } from '../../lib/invalidations.js';
+import { groupBy } from '../../lib/group-by.js';
 import { LedgerQueue } from '../../lib/ledger-queue.js';
 import { type AccountState, accountIdOf, balanceBody, type GrantState, type HoldState, type LedgerOp, type OpResult, type RefundTarget } from './credits.js';
 import { type EngineOutput, LedgerSession } from './credits.engine.js';
@@ -184,17 +185,22 @@ export class CreditsService {
       if (byId.get(accountId)?.version === carried!.get(accountId)!.account.version) applied.set(accountId, a);
     }
     const toLoad = accountIds.filter((id) => byId.has(id) && !applied.has(id));
-    if (toLoad.length > 0) {
+    // Owners that do not exist: their keys may still hold a stored answer (a 404 replays too).
+    const unknown = accountIds.filter((id) => !byId.has(id));
+    let replays = new Map<string, { requestHash: string; response: StoredResponse }>();
+    if (toLoad.length > 0 || unknown.length > 0) {
       const mine = toLoad.flatMap((id) => byAccount.get(id)!);
+      const unknownOps = unknown.flatMap((id) => byAccount.get(id)!);
       const holdIds = mine.flatMap(({ op }) => (op.kind === 'capture' || op.kind === 'release' ? [op.holdId] : []));
       const loaded = await this.sql.load(run, {
         accountIds: toLoad,
         holdAccountIds: toLoad.filter((id) => byId.get(id)!.held > 0 || byAccount.get(id)!.some(({ op }) => op.kind === 'capture' || op.kind === 'release')),
         holdIds,
         now,
-        scopes: mine.flatMap(({ op }) => (op.idem ? [op.idem] : [])),
+        scopes: [...mine, ...unknownOps].flatMap(({ op }) => (op.idem ? [op.idem] : [])),
         refundIds: mine.flatMap(({ op }) => (op.kind === 'refund' && op.transactionId ? [op.transactionId] : [])),
       });
+      replays = loaded.replays;
       const grants = groupBy(loaded.grants, (g) => g.accountId);
       const holds = groupBy(loaded.holds, (h) => h.accountId);
       const targets = groupBy(loaded.refundTargets, (t) => t.accountId);
@@ -213,8 +219,13 @@ export class CreditsService {
     for (const accountId of accountIds) {
       const a = applied.get(accountId);
       if (!a) {
-        // No such owner: 404, recorded under its key like any 4xx.
+        // No such owner: a stored answer replays; otherwise 404, recorded under its key like any 4xx.
         for (const { op, index } of byAccount.get(accountId)!) {
+          const replayed = replayOf(op, replays);
+          if (replayed) {
+            results[index] = replayed;
+            continue;
+          }
           const what = accountId.startsWith('acc_w_') ? 'Workspace' : 'User';
           results[index] = errorResult(op, errors.notFound(what, accountId.replace(/^acc_[uw]_/, '')));
           if (op.idem) done.push({ scope: op.idem, response: results[index]! });
@@ -257,13 +268,9 @@ export class CreditsService {
     const answers: Applied['answers'] = [];
     const run: { op: LedgerOp; index: number }[] = [];
     for (const { op, index } of ops) {
-      const stored = op.idem ? replays.get(scopeKey(op.idem)) : undefined;
-      if (op.idem && stored) {
-        const result = stored.requestHash === op.idem.requestHash ? { ...stored.response, replayed: true } : errorResult(op, errors.idempotencyKeyReused());
-        answers.push({ index, result, record: false });
-      } else {
-        run.push({ op, index });
-      }
+      const replayed = replayOf(op, replays);
+      if (replayed) answers.push({ index, result: replayed, record: false });
+      else run.push({ op, index });
     }
     if (run.length === 0) return { answers, session: null, holdsKnownUntil };
     const session = new LedgerSession({ ...state, now, balanceCap: this.config.balanceCap });
@@ -390,15 +397,11 @@ interface Carry {
 const MAX_CARRIES = 10_000;
 const MAX_HOLD_ACCOUNTS = 100_000;
 
-function groupBy<T>(items: T[], key: (item: T) => string): Map<string, T[]> {
-  const out = new Map<string, T[]>();
-  for (const item of items) {
-    const k = key(item);
-    const list = out.get(k);
-    if (list) list.push(item);
-    else out.set(k, [item]);
-  }
-  return out;
+/** The answer a key already has: its stored one, or 409 when this request is not the one it answered. */
+function replayOf(op: LedgerOp, replays: Map<string, { requestHash: string; response: StoredResponse }>): OpResult | null {
+  const stored = op.idem ? replays.get(scopeKey(op.idem)) : undefined;
+  if (!op.idem || !stored) return null;
+  return stored.requestHash === op.idem.requestHash ? { ...stored.response, replayed: true } : errorResult(op, errors.idempotencyKeyReused());
 }
 
 function errorResult(op: LedgerOp, err: ApiError): OpResult {
