@@ -91,6 +91,15 @@ describe('SnapshotCache', () => {
     expect(await cache.get('a', 'a', async () => 10)).toBe(10);
     expect(await cache.get('c', 'c', async () => 30)).toBe(3);
 
+    // While not usable (invalidations may be missed) every get loads, and nothing it loads is served later.
+    let usable = false;
+    const gated = new SnapshotCache<number>(1000, 10, () => 0, () => usable);
+    expect(await gated.get('a', 'a', async () => 1)).toBe(1);
+    expect(await gated.get('a', 'a', async () => 2)).toBe(2);
+    usable = true;
+    expect(await gated.get('a', 'a', async () => 3)).toBe(3);
+    expect(await gated.get('a', 'a', async () => 4)).toBe(3);
+
     let loads = 0;
     const off = new SnapshotCache<number>(0, 10, () => 0);
     await off.get('a', 'a', async () => ++loads);

@@ -32,9 +32,11 @@ export class SnapshotCache<T> {
   private readonly loadsOf = new Map<string, Set<string>>();
 
   constructor(
-    private readonly ttlMs: number,
+    readonly ttlMs: number,
     private readonly maxEntries: number,
     private readonly clock: () => number,
+    /** False while invalidations may be missed (src/lib/invalidations.ts `trusted`): every get loads. */
+    private readonly usable: () => boolean = () => true,
   ) {}
 
   get enabled(): boolean {
@@ -42,7 +44,7 @@ export class SnapshotCache<T> {
   }
 
   async get(owner: string, key: string, load: () => Promise<T>): Promise<T> {
-    if (!this.enabled) return load();
+    if (!this.enabled || !this.usable()) return load();
     const entry = this.entries.get(key);
     if (entry) {
       const age = this.clock() - entry.loadedAt;

@@ -96,8 +96,8 @@ export class UsageService {
     this.ledgerSql = new BatchSql(database.schema);
     this.sql = new UsageSql(database.schema);
     this.queue = new LedgerQueue((items) => this.runQueued(items.map((i) => i.op)), batching.maxBatch, batching.maxParallel);
-    this.checks = new SnapshotCache(checkCache.ttlMs, checkCache.maxEntries, () => this.now().getTime());
-    this.checkTtlMs = checkCache.ttlMs;
+    // Untrusted while other processes' notices may be missed (docs/billing.md): read the database.
+    this.checks = new SnapshotCache(checkCache.ttlMs, checkCache.maxEntries, () => this.now().getTime(), () => invalidations?.trusted ?? true);
     invalidations?.onAccounts((ids) => {
       for (const id of ids) if (id.startsWith('acc_u_')) this.checks.invalidate(id.slice(6));
     });
@@ -106,7 +106,6 @@ export class UsageService {
 
   /** POST /v1/check's snapshots per (user, metric); see docs/billing.md ("Entitlement checks"). */
   private readonly checks: SnapshotCache<CheckSnapshot>;
-  private readonly checkTtlMs: number;
 
   /**
    * Records a batch of events (one, for POST /v1/events). Each gets its own answer; a refused
@@ -201,11 +200,7 @@ export class UsageService {
    * (TALLY_CHECK_CACHE_MS) and drops the moment one of its own writes to that user settles.
    */
   async check(input: { user_id: string; metric: string; quantity?: number; complexity_score?: number }) {
-    // Untrusted while other processes' notices may be missed (docs/billing.md): read the database.
-    const snap =
-      this.invalidations && !this.invalidations.trusted
-        ? await this.loadCheck(input.user_id, input.metric)
-        : await this.checks.get(input.user_id, `${input.user_id}\n${input.metric}`, () => this.loadCheck(input.user_id, input.metric));
+    const snap = await this.checks.get(input.user_id, `${input.user_id}\n${input.metric}`, () => this.loadCheck(input.user_id, input.metric));
     const now = this.now();
     const session = ledgerSession(snap.account, snap.grants, snap.holds, now);
     const event = { user_id: input.user_id, metric: input.metric, quantity: input.quantity ?? 1, complexity_score: input.complexity_score };
@@ -225,7 +220,7 @@ export class UsageService {
       keys: [],
       accountId: `acc_u_${userId}`,
       // Holds that come due while the snapshot may be served: the session expires them on time.
-      now: new Date(now.getTime() + this.checkTtlMs),
+      now: new Date(now.getTime() + this.checks.ttlMs),
     });
     if (!st.account) throw errors.notFound('User', userId);
     return { account: accountFromRow(st.account), grants: st.grants.map(grantFromRow), holds: st.holds.map(holdFromRow), billing: st.billing };

@@ -31,23 +31,22 @@ export class BatchSql {
   constructor(private readonly schema: string) {
     const t = this.t.bind(this);
     this.lockText = `select * from ${t('credit_accounts')} where id = any($1::text[]) order by id for update`;
+    // Stored answers of a batch's keys: part of the load, and alone for a chained batch.
+    const replays = (principals: string, keys: string) => `select k.principal, k.key, k.request_hash, k.status_code, k.response_body
+          from unnest(${principals}::text[], ${keys}::text[]) as u(principal, key)
+          join ${t('idempotency_keys')} k on k.principal = u.principal and k.key = u.key`;
     this.loadText = `select
         -- remaining <> 0: live grants, and the debt a clawback left (negative; new grants pay it first).
         (select json_agg(g) from ${t('credit_grants')} g where g.account_id = any($1::text[]) and g.remaining <> 0) as grants,
         (select json_agg(h) from ${t('credit_holds')} h
           where h.account_id = any($2::text[]) and (h.id = any($3::text[]) or (h.status = 'held' and h.expires_at <= $4))) as holds,
-        (select json_agg(k) from (
-          select k.principal, k.key, k.request_hash, k.status_code, k.response_body
-          from unnest($5::text[], $6::text[]) as u(principal, key)
-          join ${t('idempotency_keys')} k on k.principal = u.principal and k.key = u.key) k) as replays,
+        (select json_agg(k) from (${replays('$5', '$6')}) k) as replays,
         -- Per account, the first open hold not loaded here: until then this load knows every hold
         -- that comes due (what a chained batch may rely on).
         (select json_agg(d) from (
           select h.account_id, min(h.expires_at) as next_due from ${t('credit_holds')} h
           where h.account_id = any($2::text[]) and h.status = 'held' and h.expires_at > $4 group by h.account_id) d) as next_due`;
-    this.replaysText = `select k.principal, k.key, k.request_hash, k.status_code, k.response_body
-      from unnest($1::text[], $2::text[]) as u(principal, key)
-      join ${t('idempotency_keys')} k on k.principal = u.principal and k.key = u.key`;
+    this.replaysText = replays('$1', '$2');
     this.refundsText = `
       with targets as (
         select e.id, e.account_id, e.type, e.amount, e.grant_id,
