@@ -125,12 +125,13 @@ export class UsageSql {
       text = this.writeText(parts.map((p) => p.bit));
       this.writeTexts.set(mask, text);
     }
-    await run(statement(text, parts.map((p) => JSON.stringify(p.rows))));
+    // The guards' update also gets their ids as an array: see UPDATES in credits.batch-sql.ts.
+    await run(statement(text, parts.flatMap((p) => (p.bit === 16 ? [JSON.stringify(p.rows), (p.rows as { id: string }[]).map((r) => r.id)] : [JSON.stringify(p.rows)]))));
   }
 
   private writeText(bits: number[]): string {
     const t = this.t.bind(this);
-    const cte: Record<number, (p: string) => string> = {
+    const cte: Record<number, (p: string, ids: string) => string> = {
       1: (p) => `events as (
         insert into ${t('usage_events')} (id, user_id, metric, quantity, complexity_score, action_hash, request_hash, subscription_id,
           free_units, cost, charged, overage, transaction_id, result, metadata, occurred_at, created_at)
@@ -155,14 +156,15 @@ export class UsageSql {
           period_start timestamptz, period_end timestamptz, credits int8, amount int8, unit_amount numeric, currency text)
         on conflict (subscription_id, metric, period_start) do update set
           credits = excluded.credits, amount = excluded.amount, updated_at = now())`,
-      16: (p) => `guards as (
+      16: (p, ids) => `guards as (
         update ${t('budget_guards')} g set window_start = x.window_start, current_window_spend = x.spend,
           alerted_80_at = x.alerted_80_at, alerted_100_at = x.alerted_100_at, updated_at = now()
         from jsonb_to_recordset(${p}::jsonb) as x(id text, window_start timestamptz, spend int8, alerted_80_at timestamptz,
           alerted_100_at timestamptz)
-        where g.id = x.id)`,
+        where g.id = x.id and g.id = any(${ids}::text[]))`,
     };
-    const ctes = bits.map((bit, i) => cte[bit]!(`$${i + 1}`));
+    let n = 0;
+    const ctes = bits.map((bit) => cte[bit]!(`$${++n}`, bit === 16 ? `$${++n}` : ''));
     return `with ${ctes.join(',\n')}\nselect 1`;
   }
 }

@@ -261,12 +261,16 @@ export class BatchSql {
       text = this.writeText(parts.map((p) => p.bit));
       this.writeTexts.set(mask, text);
     }
-    return statement(text, parts.map((p) => JSON.stringify(p.rows)));
+    // An update's CTE also gets its rows' ids as an array (see writeText).
+    return statement(
+      text,
+      parts.flatMap((p) => (UPDATES.has(p.bit) ? [JSON.stringify(p.rows), (p.rows as { id: string }[]).map((r) => r.id)] : [JSON.stringify(p.rows)])),
+    );
   }
 
   private writeText(bits: number[]): string {
     const t = this.t.bind(this);
-    const cte: Record<number, (p: string) => string> = {
+    const cte: Record<number, (p: string, ids: string) => string> = {
       1: (p) => `ledger as (
         insert into ${t('credit_ledger')}
           (id, account_id, user_id, workspace_id, type, amount, balance_after, reason, metadata, grant_id, hold_id, refund_of, seq, created_at)
@@ -279,33 +283,33 @@ export class BatchSql {
         select * from jsonb_to_recordset(${p}::jsonb) as x(id text, account_id text, user_id text, workspace_id text, class text,
           source text, amount int8, remaining int8, priority int4, expires_at timestamptz, expired_at timestamptz,
           rollover_until timestamptz, transaction_id text, metadata jsonb, created_at timestamptz))`,
-      4: (p) => `changed_grants as (
+      4: (p, ids) => `changed_grants as (
         update ${t('credit_grants')} g
         set remaining = x.remaining, expired_at = x.expired_at, rollover_until = x.rollover_until, updated_at = now()
         from jsonb_to_recordset(${p}::jsonb) as x(id text, remaining int8, expired_at timestamptz, rollover_until timestamptz)
-        where g.id = x.id)`,
+        where g.id = x.id and g.id = any(${ids}::text[]))`,
       8: (p) => `new_holds as (
         insert into ${t('credit_holds')} (id, account_id, user_id, workspace_id, amount, captured, status, expires_at,
           transaction_id, metadata, resolved_at, created_at)
         select * from jsonb_to_recordset(${p}::jsonb) as x(id text, account_id text, user_id text, workspace_id text,
           amount int8, captured int8, status text, expires_at timestamptz, transaction_id text, metadata jsonb,
           resolved_at timestamptz, created_at timestamptz))`,
-      16: (p) => `changed_holds as (
+      16: (p, ids) => `changed_holds as (
         update ${t('credit_holds')} h
         set status = x.status, captured = x.captured, transaction_id = x.transaction_id, resolved_at = x.resolved_at,
             updated_at = now()
         from jsonb_to_recordset(${p}::jsonb) as x(id text, status text, captured int8, transaction_id text, resolved_at timestamptz)
-        where h.id = x.id)`,
+        where h.id = x.id and h.id = any(${ids}::text[]))`,
       32: (p) => `allocations as (
         insert into ${t('credit_allocations')} (transaction_id, grant_id, amount, position)
         select * from jsonb_to_recordset(${p}::jsonb) as x(transaction_id text, grant_id text, amount int8, position int2))`,
-      64: (p) => `accounts as (
+      64: (p, ids) => `accounts as (
         update ${t('credit_accounts')} a
         set balance = x.balance, held = x.held, total_credited = x.total_credited, total_spent = x.total_spent,
             last_seq = x.last_seq, version = x.version, updated_at = now()
         from jsonb_to_recordset(${p}::jsonb) as x(id text, balance int8, held int8, total_credited int8, total_spent int8, last_seq int8,
           version int8)
-        where a.id = x.id)`,
+        where a.id = x.id and a.id = any(${ids}::text[]))`,
       128: (p) => `keys as (
         insert into ${t('idempotency_keys')} (principal, key, user_id, method, path, request_hash, status_code, response_body)
         select * from jsonb_to_recordset(${p}::jsonb) as x(principal text, key text, user_id text, method text, path text,
@@ -313,11 +317,21 @@ export class BatchSql {
         on conflict (principal, key) do nothing
         returning 1)`,
     };
-    const ctes = bits.map((bit, i) => cte[bit]!(`$${i + 1}`));
+    let n = 0;
+    const ctes = bits.map((bit) => cte[bit]!(`$${++n}`, UPDATES.has(bit) ? `$${++n}` : ''));
     const count = bits.includes(128) ? '(select count(*)::int from keys)' : '0';
     return `with ${ctes.join(',\n')}\nselect ${count} as keys`;
   }
 }
+
+/**
+ * The parts that update existing rows. Each also gets its ids as a `text[]`: PostgreSQL estimates
+ * any `jsonb_to_recordset` at 100 rows, so `update … from jsonb_to_recordset(…) where t.id = x.id`
+ * alone is planned as a sequential scan of the whole table hashed against the rows (measured: the
+ * accounts and grants tables read in full on every batch). `t.id = any($ids)` makes it a primary-key
+ * lookup whatever the table's size.
+ */
+const UPDATES = new Set([4, 16, 64]);
 
 /** A random account version: 48 bits from the CSPRNG (JSON-safe, collisions ~2^-48 per comparison). */
 function newVersion(): number {

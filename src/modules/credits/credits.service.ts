@@ -242,9 +242,11 @@ export class CreditsService {
     // A batch of refusals changed nothing but its keys: nothing else is written.
     const write = this.sql.prepareWrite(outs, done);
     if (handOff) {
-      // The versions moved on with prepareWrite: what we hand on is what this commit leaves.
+      // The versions moved on with prepareWrite: what we hand on is what this commit leaves. The
+      // batch's keys are one set shared by all its accounts (a key may come back on any of them).
+      const batchKeys = new Set(scopes.map(scopeKey));
       for (const [accountId, a] of applied) {
-        if (a.session) this.remember(accountId, a, scopes.map(scopeKey));
+        if (a.session) this.remember(accountId, a, batchKeys);
       }
       handOff();
     }
@@ -318,11 +320,11 @@ export class CreditsService {
   }
 
   /** Keeps the state a batch leaves for the account's next batch (bounded; oldest dropped). */
-  private remember(accountId: string, a: Applied, keys: string[]): void {
+  private remember(accountId: string, a: Applied, keys: ReadonlySet<string>): void {
     const state = a.session!.carried();
     this.carries.delete(accountId);
     while (this.carries.size >= MAX_CARRIES) this.carries.delete(this.carries.keys().next().value as string);
-    this.carries.set(accountId, { ...state, holdIds: new Set(state.holds.map((h) => h.id)), holdsKnownUntil: a.holdsKnownUntil, keys: new Set(keys) });
+    this.carries.set(accountId, { ...state, holdIds: new Set(state.holds.map((h) => h.id)), holdsKnownUntil: a.holdsKnownUntil, keys });
   }
 
   /**
@@ -390,7 +392,7 @@ interface Carry {
   holdIds: Set<string>;
   holdsKnownUntil: number;
   /** The keys of the batch that left it: a key among them must wait for that batch's answer. */
-  keys: Set<string>;
+  keys: ReadonlySet<string>;
 }
 
 /** Accounts whose last state is kept; a hot account needs one, the rest is a bound on memory. */
