@@ -29,7 +29,10 @@ describe(`ledger: the batch write's plan (${TARGET})`, () => {
              select 'grt_p' || g, 'acc_u_p' || g, 'p' || g, 'default', 'grant', 1000, 1000 from generate_series(1, ${ACCOUNTS}) g`);
     await q(`insert into credit_ledger (id, account_id, user_id, type, amount, balance_after, reason, grant_id, seq)
              select 'txn_p' || g, 'acc_u_p' || g, 'p' || g, 'grant', 1000, 1000, 'seed', 'grt_p' || g, 1 from generate_series(1, ${ACCOUNTS}) g`);
-    await q(`update credit_accounts set last_seq = 1`);
+    // Each account also has an open hold of 10.
+    await q(`insert into credit_holds (id, account_id, user_id, amount, status, expires_at)
+             select 'hld_p' || g, 'acc_u_p' || g, 'p' || g, 10, 'held', now() + interval '1 day' from generate_series(1, ${ACCOUNTS}) g`);
+    await q(`update credit_accounts set last_seq = 1, held = 10`);
     await q('analyze users, credit_accounts, credit_grants, credit_holds, credit_ledger');
   });
   afterAll(async () => {
@@ -51,25 +54,28 @@ describe(`ledger: the batch write's plan (${TARGET})`, () => {
     return out;
   }
 
-  it('debits on a few accounts look each account and grant up by primary key, never scan the table', async () => {
+  it('debits and captures on a few accounts look each account, grant and hold up by primary key, never scan the table', async () => {
     const batchSql = new BatchSql(db.database.schema);
     const accountIds = ['acc_u_p17', 'acc_u_p2500', 'acc_u_p4999'];
     const plan = await db.database.db.transaction().execute(async (trx) => {
       const run = kyselyRunner(trx);
       const accounts = await batchSql.lock(run, accountIds);
-      const loaded = await batchSql.load(run, { accountIds, holdAccountIds: [], holdIds: [], now: new Date(), scopes: [], refundIds: [] });
+      const holdIds = accountIds.map((id) => id.replace('acc_u_p', 'hld_p'));
+      const loaded = await batchSql.load(run, { accountIds, holdAccountIds: accountIds, holdIds, now: new Date(), scopes: [], refundIds: [] });
       expect(accounts).toHaveLength(3);
       const outs = accounts.map((account) => {
         const session = new LedgerSession({
           account,
           grants: loaded.grants.filter((g) => g.accountId === account.id),
-          holds: [],
+          holds: loaded.holds.filter((h) => h.accountId === account.id),
           refundTargets: [],
           now: new Date(),
           balanceCap: null,
         });
         const op = { kind: 'debit', requestId: 'r', idem: null, amount: 5, reason: 'plan', metadata: {} } as LedgerOp;
         expect(session.run(op).status).toBe(201);
+        const capture = { kind: 'capture', requestId: 'c', idem: null, holdId: account.id.replace('acc_u_p', 'hld_p'), amount: 4, metadata: {} } as LedgerOp;
+        expect(session.run(capture).status).toBe(200);
         return session.output([]);
       });
       const { statement } = batchSql.prepareWrite(outs, []);
@@ -78,7 +84,7 @@ describe(`ledger: the batch write's plan (${TARGET})`, () => {
       return typeof row!['QUERY PLAN'] === 'string' ? JSON.parse(row!['QUERY PLAN']) : row!['QUERY PLAN'];
     });
     const byTable = scans(plan);
-    for (const table of ['credit_accounts', 'credit_grants']) {
+    for (const table of ['credit_accounts', 'credit_grants', 'credit_holds']) {
       expect(byTable.get(table), `${table} is read by the write`).toBeDefined();
       expect([...byTable.get(table)!], `${table}: ${[...byTable.get(table)!].join(', ')}`).not.toContain('Seq Scan');
     }
