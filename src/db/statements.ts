@@ -51,3 +51,26 @@ export async function inStatementTransaction<T>(database: Database, fn: (run: Ru
     client.release(broken);
   }
 }
+
+/** One part of a write made of data-modifying CTEs: its rows go as one JSON parameter. */
+export interface WritePart {
+  bit: number;
+  rows: unknown[];
+}
+
+/**
+ * A write's parameters, in part order: each part's rows as JSON and, for a part that updates
+ * existing rows (`updates`), their ids as a `text[]` after them. PostgreSQL estimates any
+ * `jsonb_to_recordset` at 100 rows, so `update … from jsonb_to_recordset(…) where t.id = x.id`
+ * alone is planned as a scan of the whole table hashed against the rows (measured: every ledger
+ * batch read all accounts and grants); `and t.id = any($ids)` makes it a primary-key lookup.
+ */
+export function writeValues(parts: WritePart[], updates: ReadonlySet<number>): unknown[] {
+  return parts.flatMap((p) => (updates.has(p.bit) ? [JSON.stringify(p.rows), (p.rows as { id: string }[]).map((r) => r.id)] : [JSON.stringify(p.rows)]));
+}
+
+/** Each part's placeholders (`ids` is empty for an insert), numbered as `writeValues` orders them. */
+export function writePlaceholders(bits: number[], updates: ReadonlySet<number>): { rows: string; ids: string }[] {
+  let n = 0;
+  return bits.map((bit) => ({ rows: `$${++n}`, ids: updates.has(bit) ? `$${++n}` : '' }));
+}

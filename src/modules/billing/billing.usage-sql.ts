@@ -1,4 +1,4 @@
-import { type RunStatement, statement } from '../../db/statements.js';
+import { type RunStatement, statement, type WritePart, writePlaceholders, writeValues } from '../../db/statements.js';
 
 type Row = Record<string, unknown>;
 
@@ -55,6 +55,9 @@ export interface BillingWrites {
  * the batch, one statement of data-modifying CTEs to write it back. The ledger side is credits'
  * BatchSql, in the same transaction.
  */
+/** The part that updates existing rows (budget guards): it also gets its ids (writeValues). */
+const UPDATES = new Set([16]);
+
 export class UsageSql {
   private readonly loadText: string;
   private readonly checkText: string;
@@ -111,13 +114,13 @@ export class UsageSql {
   }
 
   async write(run: RunStatement, w: BillingWrites): Promise<void> {
-    const parts: { bit: number; rows: unknown }[] = [
+    const parts: WritePart[] = [
       { bit: 1, rows: w.events },
       { bit: 2, rows: w.quotas },
       { bit: 4, rows: w.counters },
       { bit: 8, rows: w.overages },
       { bit: 16, rows: w.guards },
-    ].filter((p) => (p.rows as unknown[]).length > 0);
+    ].filter((p) => p.rows.length > 0);
     if (parts.length === 0) return;
     const mask = parts.reduce((m, p) => m | p.bit, 0);
     let text = this.writeTexts.get(mask);
@@ -125,8 +128,7 @@ export class UsageSql {
       text = this.writeText(parts.map((p) => p.bit));
       this.writeTexts.set(mask, text);
     }
-    // The guards' update also gets their ids as an array: see UPDATES in credits.batch-sql.ts.
-    await run(statement(text, parts.flatMap((p) => (p.bit === 16 ? [JSON.stringify(p.rows), (p.rows as { id: string }[]).map((r) => r.id)] : [JSON.stringify(p.rows)]))));
+    await run(statement(text, writeValues(parts, UPDATES)));
   }
 
   private writeText(bits: number[]): string {
@@ -163,8 +165,7 @@ export class UsageSql {
           alerted_100_at timestamptz)
         where g.id = x.id and g.id = any(${ids}::text[]))`,
     };
-    let n = 0;
-    const ctes = bits.map((bit) => cte[bit]!(`$${++n}`, bit === 16 ? `$${++n}` : ''));
+    const ctes = writePlaceholders(bits, UPDATES).map((p, i) => cte[bits[i]!]!(p.rows, p.ids));
     return `with ${ctes.join(',\n')}\nselect 1`;
   }
 }

@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { type IdempotencyScope, KeyRecordedMeanwhile, parseStored, type StoredResponse } from '../../http/idempotency.js';
-import { type RunStatement, type Statement, statement } from '../../db/statements.js';
+import { type RunStatement, type Statement, statement, type WritePart, writePlaceholders, writeValues } from '../../db/statements.js';
 import type { AccountState, GrantState, HoldState, RefundTarget } from './credits.js';
 import type { EngineOutput } from './credits.engine.js';
 import { accountFromRow, grantFromRow, holdFromRow } from './credits.repository.js';
@@ -198,7 +198,7 @@ export class BatchSql {
     const holds = outs.flatMap((o) => o.holds);
     const allocations = outs.flatMap((o) => o.allocations);
     const accounts = outs.filter((o) => o.entries.length > 0 || o.holds.length > 0 || o.grants.length > 0).map((o) => o.account);
-    const parts: { bit: number; rows: unknown[] }[] = [
+    const parts: WritePart[] = [
       {
         bit: 1,
         rows: entries.map((e) => ({
@@ -261,11 +261,7 @@ export class BatchSql {
       text = this.writeText(parts.map((p) => p.bit));
       this.writeTexts.set(mask, text);
     }
-    // An update's CTE also gets its rows' ids as an array (see writeText).
-    return statement(
-      text,
-      parts.flatMap((p) => (UPDATES.has(p.bit) ? [JSON.stringify(p.rows), (p.rows as { id: string }[]).map((r) => r.id)] : [JSON.stringify(p.rows)])),
-    );
+    return statement(text, writeValues(parts, UPDATES));
   }
 
   private writeText(bits: number[]): string {
@@ -317,20 +313,13 @@ export class BatchSql {
         on conflict (principal, key) do nothing
         returning 1)`,
     };
-    let n = 0;
-    const ctes = bits.map((bit) => cte[bit]!(`$${++n}`, UPDATES.has(bit) ? `$${++n}` : ''));
+    const ctes = writePlaceholders(bits, UPDATES).map((p, i) => cte[bits[i]!]!(p.rows, p.ids));
     const count = bits.includes(128) ? '(select count(*)::int from keys)' : '0';
     return `with ${ctes.join(',\n')}\nselect ${count} as keys`;
   }
 }
 
-/**
- * The parts that update existing rows. Each also gets its ids as a `text[]`: PostgreSQL estimates
- * any `jsonb_to_recordset` at 100 rows, so `update … from jsonb_to_recordset(…) where t.id = x.id`
- * alone is planned as a sequential scan of the whole table hashed against the rows (measured: the
- * accounts and grants tables read in full on every batch). `t.id = any($ids)` makes it a primary-key
- * lookup whatever the table's size.
- */
+/** The parts that update existing rows (grants, holds, accounts): they also get their ids (writeValues). */
 const UPDATES = new Set([4, 16, 64]);
 
 /** A random account version: 48 bits from the CSPRNG (JSON-safe, collisions ~2^-48 per comparison). */
