@@ -244,7 +244,7 @@ export class CreditsService {
     if (handOff) {
       // The versions moved on with prepareWrite: what we hand on is what this commit leaves. The
       // batch's keys are one set shared by all its accounts (a key may come back on any of them).
-      const batchKeys = new Set(scopes.map(scopeKey));
+      const batchKeys = new Set(leaderOf.keys());
       for (const [accountId, a] of applied) {
         if (a.session) this.remember(accountId, a, batchKeys);
       }
