@@ -112,6 +112,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     usage: new UsageService(database, catalog, billingConfig, clock, {
       maxBatch: config.credits.maxBatch ?? 256,
       maxParallel: config.credits.maxParallel ?? 1,
+      ...(config.credits.maxBacklog ? { maxBacklog: config.credits.maxBacklog } : {}),
     }, invalidations, billingConfig.checkCache),
     guards: new GuardsService(billingConfig, clock),
   };
@@ -155,12 +156,15 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const server = await createServer({ bodyLimit: config.http.bodyLimit, logger: deps.logger, version: VERSION });
   // Other Tally processes on the same PostgreSQL hear what this one wrote, and it hears theirs.
   if (database.pool) {
-    const bus = new InvalidationBus(database.pool, database.schema, invalidations, deps.logger);
+    const bus = new InvalidationBus(database.pool, database.schema, invalidations, deps.logger, { listen: true, listenConfig: database.listen ?? null });
     await bus.start();
     server.addHook('onClose', async () => bus.close());
   }
   const routeDeps: RouteDeps = { db: database.db, authenticator: services.authenticator, secrets: services.secrets, invalidations };
-  registerHealthRoutes(server, routeDeps, database);
+  registerHealthRoutes(server, routeDeps, database, {
+    queue: () => services.queue.status(),
+    cacheListening: () => invalidations.trusted,
+  });
   registerAuthRoutes(server, routeDeps, services.auth);
   registerUserRoutes(server, routeDeps, services.users);
   registerApiKeyRoutes(server, routeDeps, services.apiKeys);

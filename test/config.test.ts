@@ -19,7 +19,7 @@ describe('configuration', () => {
   it('has the documented defaults', () => {
     const { config } = loadConfig({ TALLY_DATA_DIR: tempDir() });
     expect(config.http).toMatchObject({ port: 8787, host: '127.0.0.1' });
-    expect(config.credits).toEqual({ balanceCap: 50_000, signupBonus: 3, maxBatch: 256, maxParallel: 1 });
+    expect(config.credits).toEqual({ balanceCap: 50_000, signupBonus: 3, maxBatch: 256, maxParallel: 1, maxBacklog: 10_000 });
     expect(config.database.kind).toBe('pglite');
     expect(config.database.schema).toBe('tally');
     expect(config.logLevel).toBe('info');
@@ -34,6 +34,8 @@ describe('configuration', () => {
   it('DATABASE_URL selects PostgreSQL', () => {
     const { config } = loadConfig({ TALLY_DATA_DIR: tempDir(), DATABASE_URL: 'postgres://x@localhost/db' });
     expect(config.database).toMatchObject({ kind: 'postgres', url: 'postgres://x@localhost/db', poolMax: 20 });
+    // Every wait bounded by default (docs/operations.md); the pooler probed at start.
+    expect(config.database).toMatchObject({ pooler: 'auto', statementTimeoutMs: 10_000, lockTimeoutMs: 5_000, acquireTimeoutMs: 5_000 });
     expect(config.credits.maxParallel).toBe(2);
     const tuned = loadConfig({ TALLY_DATA_DIR: tempDir(), DATABASE_URL: 'postgres://x@localhost/db', TALLY_LEDGER_MAX_PARALLEL: '6', TALLY_LEDGER_MAX_BATCH: '64' });
     expect(tuned.config.credits).toMatchObject({ maxParallel: 6, maxBatch: 64 });

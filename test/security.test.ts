@@ -163,6 +163,7 @@ const uniq = () => randomBytes(5).toString('hex');
 
 const ROUTES: Record<string, RouteSpec> = {
   'GET /health': { auth: 'public' },
+  'GET /ready': { auth: 'public' },
   'POST /v1/auth/signup': { auth: 'public' },
   'POST /v1/auth/login': { auth: 'public' },
   // Ends the caller's session: only a session JWT can; an API key gets 400 by design.
@@ -558,7 +559,7 @@ Object.assign(ROUTES, {
 
 /** Public whatever the OpenAPI document says: a route missing from here must demand credentials. */
 // The job callback carries no bearer token: its HMAC signature is its credential (test/jobs.test.ts).
-const PUBLIC = new Set(['GET /health', 'GET /openapi.json', 'POST /v1/auth/signup', 'POST /v1/auth/login', 'POST /v1/webhooks/{provider}', 'POST /v1/jobs/{id}/callback']);
+const PUBLIC = new Set(['GET /health', 'GET /ready', 'GET /openapi.json', 'POST /v1/auth/signup', 'POST /v1/auth/login', 'POST /v1/webhooks/{provider}', 'POST /v1/jobs/{id}/callback']);
 const isPublic = (op: string) => PUBLIC.has(op) || /^[A-Z]+ \/docs(\/|$)/.test(op);
 
 // ---------------------------------------------------------------------------------------------

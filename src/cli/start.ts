@@ -12,7 +12,7 @@ import { startScheduler } from '../scheduler.js';
 export async function startCommand(): Promise<void> {
   const { config, generatedSecrets } = loadConfig();
   const logger = createLogger(config.logLevel);
-  const database = await openDatabase(config.database);
+  const database = await openDatabase(config.database, { log: logger });
   const outcome = await migrate(database);
   if (!outcome.ok) {
     await database.close();
@@ -37,12 +37,25 @@ export async function startCommand(): Promise<void> {
   ];
   process.stdout.write(lines.join('\n') + '\n');
 
+  // SIGTERM: stop accepting (new requests on open connections get 503), let requests in flight
+  // finish — a money request is answered after its commit or not at all — then stop the workers
+  // and release the database. Bounded: past SHUTDOWN_MS the process exits anyway (docs/operations.md).
+  const SHUTDOWN_MS = 15_000;
   const shutdown = async (signal: string) => {
     logger.info({ signal }, 'shutting down');
-    await app.server.close();
-    await stopScheduler(); // after the server: no request can enqueue work the worker would miss
-
-    await database.close();
+    setTimeout(() => {
+      logger.error({ ms: SHUTDOWN_MS }, 'shutdown did not finish in time; exiting');
+      process.exit(1);
+    }, SHUTDOWN_MS).unref();
+    try {
+      await app.server.close();
+      await stopScheduler(); // after the server: no request can enqueue work the worker would miss
+      await database.close();
+    } catch (err) {
+      logger.error({ err }, 'shutdown failed');
+      process.exit(1);
+    }
+    logger.info('shut down');
     process.exit(0);
   };
   process.once('SIGINT', () => void shutdown('SIGINT'));

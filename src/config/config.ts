@@ -28,6 +28,16 @@ const envSchema = z.object({
   HOST: z.string().default('127.0.0.1'),
   DATABASE_URL: optionalString,
   DATABASE_POOL_MAX: intFromEnv(20),
+  /** A direct (session) connection for LISTEN when DATABASE_URL goes through a transaction-mode pooler. */
+  DATABASE_DIRECT_URL: optionalString,
+  /** `auto` probes for a transaction-mode pooler at start; `transaction` or `none` say so (docs/operations.md). */
+  TALLY_DB_POOLER: z.enum(['auto', 'none', 'transaction']).default('auto'),
+  /** Bounds on every wait (docs/operations.md): a statement, a row lock, a pooled connection. */
+  TALLY_DB_STATEMENT_TIMEOUT_MS: intFromEnv(10_000),
+  TALLY_DB_LOCK_TIMEOUT_MS: intFromEnv(5_000),
+  TALLY_DB_ACQUIRE_TIMEOUT_MS: intFromEnv(5_000),
+  /** Most money operations waiting in one process before new ones are refused with 503. */
+  TALLY_LEDGER_MAX_BACKLOG: intFromEnv(10_000),
   TALLY_DB_SCHEMA: z
     .string()
     .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lowercase SQL identifier')
@@ -92,7 +102,7 @@ export interface Config {
   readonly env: 'development' | 'production' | 'test';
   readonly http: { readonly port: number; readonly host: string; readonly bodyLimit: number };
   readonly database:
-    | { readonly kind: 'postgres'; readonly url: string; readonly poolMax: number; readonly schema: string }
+    | ({ readonly kind: 'postgres'; readonly url: string; readonly poolMax: number; readonly schema: string } & PostgresOptions)
     | { readonly kind: 'pglite'; readonly dataDir: string | null; readonly schema: string };
   readonly dataDir: string;
   readonly auth: { readonly serviceKey: string; readonly jwtSecret: string; readonly jwtTtlSeconds: number };
@@ -110,12 +120,28 @@ export interface Config {
     readonly maxBatch?: number;
     /** Most ledger transactions in flight (default 2 on PostgreSQL: fewer, bigger batches beat more, smaller ones; 1 on PGlite). */
     readonly maxParallel?: number;
+    /** Most operations waiting in this process; past it new ones get 503 `unavailable` (default 10,000). */
+    readonly maxBacklog?: number;
   };
   /** Billing; optional so that callers that do not bill (tests of other modules) may leave it out. */
   readonly billing?: BillingConfig;
   readonly logLevel: RawEnv['LOG_LEVEL'];
   /** Payment providers; absent (or a provider null) = not configured. */
   readonly payments?: PaymentsConfig;
+}
+
+/** How Tally talks to a PostgreSQL server; every field has a default (docs/operations.md). */
+export interface PostgresOptions {
+  /** `auto` (default) probes at start whether DATABASE_URL is a transaction-mode pooler. */
+  readonly pooler?: 'auto' | 'none' | 'transaction';
+  /** A session connection for LISTEN/NOTIFY when `url` is a transaction-mode pooler. */
+  readonly directUrl?: string;
+  /** 0 = no bound. Defaults: 10 s per statement, 5 s per lock wait, 5 s for a pooled connection. */
+  readonly statementTimeoutMs?: number;
+  readonly lockTimeoutMs?: number;
+  readonly acquireTimeoutMs?: number;
+  /** Shown in pg_stat_activity (default `tally`): which backends an operator may terminate. */
+  readonly applicationName?: string;
 }
 
 export interface PaymentsConfig {

@@ -38,7 +38,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     env: raw.NODE_ENV,
     http: { port: raw.PORT, host: raw.HOST, bodyLimit: raw.TALLY_BODY_LIMIT_BYTES },
     database: raw.DATABASE_URL
-      ? { kind: 'postgres', url: raw.DATABASE_URL, poolMax: raw.DATABASE_POOL_MAX, schema: raw.TALLY_DB_SCHEMA }
+      ? {
+          kind: 'postgres',
+          url: raw.DATABASE_URL,
+          poolMax: raw.DATABASE_POOL_MAX,
+          schema: raw.TALLY_DB_SCHEMA,
+          pooler: raw.TALLY_DB_POOLER,
+          ...(raw.DATABASE_DIRECT_URL ? { directUrl: raw.DATABASE_DIRECT_URL } : {}),
+          statementTimeoutMs: raw.TALLY_DB_STATEMENT_TIMEOUT_MS,
+          lockTimeoutMs: raw.TALLY_DB_LOCK_TIMEOUT_MS,
+          acquireTimeoutMs: raw.TALLY_DB_ACQUIRE_TIMEOUT_MS,
+        }
       : { kind: 'pglite', dataDir: resolve(dataDir, 'pgdata'), schema: raw.TALLY_DB_SCHEMA },
     dataDir,
     auth: { serviceKey, jwtSecret, jwtTtlSeconds: raw.TALLY_JWT_TTL_SECONDS },
@@ -61,6 +71,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
       balanceCap: raw.TALLY_BALANCE_CAP === 0 ? null : raw.TALLY_BALANCE_CAP,
       signupBonus: raw.TALLY_SIGNUP_BONUS,
       maxBatch: Math.max(1, raw.TALLY_LEDGER_MAX_BATCH),
+      maxBacklog: Math.max(1, raw.TALLY_LEDGER_MAX_BACKLOG),
       maxParallel:
         raw.TALLY_LEDGER_MAX_PARALLEL > 0
           ? raw.TALLY_LEDGER_MAX_PARALLEL

@@ -1,9 +1,10 @@
 import { PGlite } from '@electric-sql/pglite';
-import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
-import pg from 'pg';
+import { Kysely, sql, type Transaction } from 'kysely';
+import type pg from 'pg';
 import type { Config } from '../config/config.js';
 import type { DB } from './database.types.js';
 import { PGliteDialect, SCRIPT_MARKER } from './pglite-dialect.js';
+import { openPostgres, type PostgresLog, TallyPostgresDialect } from './postgres.js';
 
 export type DatabaseKind = 'pglite' | 'postgres';
 export type Db = Kysely<DB>;
@@ -24,33 +25,36 @@ export interface Database {
   readonly root: Kysely<unknown>;
   /** The PostgreSQL pool, for hot paths that prepare statements by name (src/db/statements.ts). */
   readonly pool?: pg.Pool;
+  /**
+   * PostgreSQL only: true behind a transaction-mode pooler (no named prepared statements, no
+   * session state); `beginSql` opens a transaction with the wait bounds; `listen` is where a
+   * LISTEN connection can go (null: nowhere, caches then always read the database).
+   */
+  readonly pooled?: boolean;
+  readonly beginSql?: string;
+  readonly listen?: pg.ClientConfig | null;
   close(): Promise<void>;
 }
-
-const INT8_OID = 20;
 
 export interface OpenOptions {
   /** An already created PGlite instance (tests share one per file). */
   pglite?: PGlite;
+  /** Where a PostgreSQL pool reports connections lost while idle. */
+  log?: PostgresLog;
 }
 
 export async function openDatabase(config: Config['database'], options: OpenOptions = {}): Promise<Database> {
   if (config.kind === 'postgres') {
-    const pool = new pg.Pool({
-      connectionString: config.url,
-      max: config.poolMax,
-      // Credits fit comfortably in 2^53; bigint columns come back as numbers on both databases.
-      types: {
-        getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-          oid === INT8_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
-      },
-    });
-    const root = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
+    const { pool, pooled, beginSql, listen } = await openPostgres(config.url, config.poolMax, config, options.log);
+    const root = new Kysely<unknown>({ dialect: new TallyPostgresDialect(pool, beginSql) });
     return {
       kind: 'postgres',
       schema: config.schema,
       root,
       pool,
+      pooled,
+      beginSql,
+      listen,
       db: (root as unknown as Kysely<DB>).withSchema(config.schema),
       close: () => root.destroy(),
     };

@@ -33,22 +33,30 @@ export class InvalidationBus {
     schema: string,
     private readonly invalidations: Invalidations,
     private readonly logger: FastifyBaseLogger,
-    private readonly opts: { listen: boolean; flushMs?: number } = { listen: true },
+    private readonly opts: { listen: boolean; flushMs?: number; listenConfig?: pg.ClientConfig | null } = { listen: true },
   ) {
     this.channel = `tally_invalidate_${schema}`.slice(0, 63);
     invalidations.publishWith((m) => this.publish(m));
   }
 
-  /** Starts listening (a server process); a command-line process only publishes. */
+  /**
+   * Starts listening (a server process); a command-line process only publishes. Behind a
+   * transaction-mode pooler with no direct URL there is nowhere to LISTEN: caches stay untrusted
+   * (every check reads the database), which is correct, only slower.
+   */
   async start(): Promise<void> {
     if (!this.opts.listen) return;
     this.invalidations.trusted = false;
+    if (this.opts.listenConfig === null) {
+      this.logger.warn('no session connection for LISTEN (transaction-mode pooler without DATABASE_DIRECT_URL): in-process caches are off');
+      return;
+    }
     await this.connect();
   }
 
   private async connect(): Promise<void> {
     if (this.closed) return;
-    const client = new pg.Client(this.pool.options);
+    const client = new pg.Client(this.opts.listenConfig ?? this.pool.options);
     client.on('notification', (n) => this.onNotification(n.payload));
     client.on('error', (err) => this.lost(client, err));
     client.on('end', () => this.lost(client, null));

@@ -45,6 +45,9 @@ export async function migrate(database: Database, files = readMigrations()): Pro
   const ident = sql.id(schema);
   return database.root.transaction().execute(async (trx) => {
     // One lock for the whole database: roles and the auth schema are shared across schemas.
+    // A migration may build an index over a large table, and waits for another process's
+    // migration: the request paths' statement and lock bounds do not apply here.
+    await sql`select set_config('statement_timeout', '0', true), set_config('lock_timeout', '0', true)`.execute(trx);
     await sql`select pg_advisory_xact_lock(7265734)`.execute(trx);
     await sql`create schema if not exists ${ident}`.execute(trx);
     await sql`create table if not exists ${ident}.tally_migrations (

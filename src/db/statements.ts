@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { CompiledQuery, type QueryResult } from 'kysely';
+import type pg from 'pg';
 import type { Database } from './database.js';
+import { isConnectionFault } from './faults.js';
 
 /**
  * A hot-path statement: fixed text with $n parameters and a name derived from the text. On
@@ -19,6 +21,22 @@ export function statement(text: string, values: unknown[]): Statement {
   return { name: `tally_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`, text, values };
 }
 
+/**
+ * The query to send for a statement on a pooled client: named (prepared once per connection)
+ * directly, unnamed behind a transaction-mode pooler, where the next transaction may run on a
+ * server connection that has never seen (or already has) the name.
+ */
+export function pooledQuery(database: Database, s: Statement): pg.QueryConfig {
+  return database.pooled ? { text: s.text, values: s.values } : { name: s.name, text: s.text, values: s.values };
+}
+
+/** Runs statements on the pool outside a transaction (one round trip each), or through Kysely on PGlite. */
+export function poolRunner(database: Database): RunStatement {
+  const pool = database.pool;
+  if (!pool) return kyselyRunner(database.db);
+  return async <R>(s: Statement) => (await pool.query(pooledQuery(database, s))).rows as R[];
+}
+
 /** Runs statements inside an open Kysely transaction (or on the database). */
 export function kyselyRunner(db: { executeQuery<R>(query: CompiledQuery<R>): Promise<QueryResult<R>> }): RunStatement {
   return async <R>(s: Statement) => (await db.executeQuery<R>(CompiledQuery.raw(s.text, s.values) as CompiledQuery<R>)).rows;
@@ -34,9 +52,9 @@ export async function inStatementTransaction<T>(database: Database, fn: (run: Ru
   const client = await pool.connect();
   let broken: Error | undefined;
   try {
-    await client.query('begin');
+    await client.query(database.beginSql ?? 'begin');
     try {
-      const result = await fn(async <R>(s: Statement) => (await client.query({ name: s.name, text: s.text, values: s.values })).rows as R[]);
+      const result = await fn(async <R>(s: Statement) => (await client.query(pooledQuery(database, s))).rows as R[]);
       await client.query('commit');
       return result;
     } catch (err) {
@@ -44,8 +62,8 @@ export async function inStatementTransaction<T>(database: Database, fn: (run: Ru
       throw err;
     }
   } catch (err) {
-    // A connection that failed at the protocol level is not handed to anyone else.
-    if (!(err as { code?: string }).code) broken ??= err as Error;
+    // A connection that failed at the protocol level, or that the server ended, is not handed to anyone else.
+    if (!(err as { code?: string }).code || isConnectionFault(err)) broken ??= err as Error;
     throw err;
   } finally {
     client.release(broken);

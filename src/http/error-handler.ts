@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
+import { asUnavailable } from '../db/faults.js';
 import { ApiError, errorBody, errors } from './errors.js';
 
 interface PgError {
@@ -15,7 +16,10 @@ interface PgError {
 export function installErrorHandler(app: FastifyInstance, bodyLimit: number): void {
   app.setErrorHandler((err: FastifyError & PgError, request, reply) => {
     const apiError = toApiError(err, bodyLimit, request.headers['content-type']);
-    if (apiError.status >= 500) request.log.error({ err }, 'request failed');
+    if (apiError.code === 'unavailable') {
+      request.log.warn({ reason: apiError.details?.['reason'], err: err.message }, 'request unavailable');
+      void reply.header('retry-after', '1');
+    } else if (apiError.status >= 500) request.log.error({ err }, 'request failed');
     else request.log.info({ code: apiError.code, reason: apiError.message }, 'request rejected');
     return reply.code(apiError.status).send(errorBody(apiError, request.id));
   });
@@ -29,6 +33,9 @@ export function toApiError(err: FastifyError & PgError, bodyLimit: number, conte
   // The media type the caller sent (parameters dropped, bounded), so a 415 says what was refused.
   const mediaType = contentType?.split(';')[0]?.trim().slice(0, 100) || undefined;
   if (err instanceof ApiError) return err;
+  // The database away or past a bound: nothing committed (or the key replays what did), retry.
+  const away = asUnavailable(err);
+  if (away) return new ApiError('unavailable', `${away.message}; retry (with the same Idempotency-Key)`, { reason: away.reason });
   if (err.validation) {
     const first = err.validation[0];
     const where = err.validationContext ?? 'body';
@@ -62,10 +69,6 @@ export function toApiError(err: FastifyError & PgError, bodyLimit: number, conte
       return errors.invalidRequest('A value is out of range or malformed');
     case '42501':
       return errors.forbidden('Not allowed by row-level security');
-    case '57P01':
-    case '53300':
-    case 'ECONNREFUSED':
-      return errors.unavailable('Database unavailable');
   }
   if (err.statusCode === 400 && err instanceof SyntaxError) return errors.invalidRequest('Body is not valid JSON');
   if (err.statusCode === 413) return errors.payloadTooLarge(bodyLimit);

@@ -1,3 +1,6 @@
+import { asUnavailable } from '../db/faults.js';
+import { Unavailable } from './unavailable.js';
+
 interface Item<Op, Result> {
   op: Op;
   resolve: (r: Result) => void;
@@ -27,6 +30,8 @@ export class LedgerQueue<Op, Result> {
   private readonly ready = new Set<string>();
   private readonly busy = new Set<string>();
   private running = 0;
+  /** Operations submitted and not yet taken into a transaction. */
+  private backlog = 0;
 
   constructor(
     private readonly run: (items: { accountId: string; op: Op }[], handOff: () => void) => Promise<Result[]>,
@@ -34,9 +39,28 @@ export class LedgerQueue<Op, Result> {
     private readonly maxParallel: number,
     /** Failures worth one more run even for a lone operation (a race the second run resolves). */
     private readonly runAgain: (err: unknown) => boolean = () => false,
+    private readonly limits: {
+      /**
+       * Failures that are every operation's answer, not one bad operation's (the database away, a
+       * bound passed): the batch is answered at once instead of re-run one by one.
+       */
+      shared?: (err: unknown) => boolean;
+      /** Most operations waiting; past it `submit` refuses with `overloaded()` instead of holding memory. */
+      maxBacklog?: number;
+      overloaded?: () => Error;
+    } = {},
   ) {}
 
+  /** Operations waiting for a transaction (for health and the soak's reports). */
+  get waitingCount(): number {
+    return this.backlog;
+  }
+
   submit(accountId: string, op: Op): Promise<Result> {
+    if (this.limits.maxBacklog !== undefined && this.backlog >= this.limits.maxBacklog) {
+      return Promise.reject(this.limits.overloaded ? this.limits.overloaded() : new Error('ledger queue backlog is full'));
+    }
+    this.backlog++;
     return new Promise<Result>((resolve, reject) => {
       const queue = this.waiting.get(accountId);
       if (queue) queue.push({ op, resolve, reject });
@@ -54,6 +78,7 @@ export class LedgerQueue<Op, Result> {
         if (batch.length >= this.maxBatch) break;
         const queue = this.waiting.get(accountId)!;
         const take = queue.splice(0, this.maxBatch - batch.length);
+        this.backlog -= take.length;
         for (const item of take) batch.push({ accountId, item });
         if (queue.length === 0) this.waiting.delete(accountId);
         this.ready.delete(accountId);
@@ -79,8 +104,9 @@ export class LedgerQueue<Op, Result> {
     } catch (err) {
       // One bad operation must not fail its neighbours: run each alone to isolate it. A lone
       // operation runs again only when `runAgain` says the failure was a race the second run
-      // resolves; any other failure of a lone operation is its answer.
-      if (batch.length === 1 && !this.runAgain(err)) batch[0]!.item.reject(err);
+      // resolves; any other failure of a lone operation is its answer. A shared failure (the
+      // database away) is everyone's answer at once: re-running each would only wait again.
+      if (this.limits.shared?.(err) || (batch.length === 1 && !this.runAgain(err))) for (const b of batch) b.item.reject(err);
       else {
         for (const b of batch) {
           try {
@@ -104,4 +130,16 @@ export class LedgerQueue<Op, Result> {
       if (this.waiting.has(a)) this.ready.add(a);
     }
   }
+}
+
+/**
+ * The limits every money queue runs with: a database that is away fails a whole batch at once,
+ * and past `maxBacklog` waiting operations new ones are refused (503) rather than held.
+ */
+export function queueLimits(maxBacklog = 10_000) {
+  return {
+    shared: (err: unknown) => asUnavailable(err) !== null,
+    maxBacklog,
+    overloaded: () => new Unavailable(`More than ${maxBacklog} money operations are waiting in this process`, 'backlog'),
+  };
 }

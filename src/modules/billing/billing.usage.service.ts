@@ -1,11 +1,11 @@
 import type { Static } from 'typebox';
 import type { Database, Executor } from '../../db/database.js';
-import { inStatementTransaction, kyselyRunner, type RunStatement, statement } from '../../db/statements.js';
+import { inStatementTransaction, kyselyRunner, poolRunner, type RunStatement, statement } from '../../db/statements.js';
 import { ApiError, type ErrorCode, errorBody, errors } from '../../http/errors.js';
 import { type IdempotencyScope, idempotencyClaim, idempotencyComplete, requestHash } from '../../http/idempotency.js';
 import type { Invalidations } from '../../lib/invalidations.js';
 import { groupBy } from '../../lib/group-by.js';
-import { LedgerQueue } from '../../lib/ledger-queue.js';
+import { LedgerQueue, queueLimits } from '../../lib/ledger-queue.js';
 import { SnapshotCache } from '../../lib/snapshot-cache.js';
 import { newId } from '../../lib/ids.js';
 import type { BillingConfig } from '../../config/config.js';
@@ -89,13 +89,13 @@ export class UsageService {
     private readonly catalog: CatalogService,
     private readonly config: BillingConfig,
     private readonly now: () => Date,
-    batching: { maxBatch: number; maxParallel: number } = { maxBatch: 256, maxParallel: 1 },
+    batching: { maxBatch: number; maxParallel: number; maxBacklog?: number } = { maxBatch: 256, maxParallel: 1 },
     private readonly invalidations?: Invalidations,
     checkCache: CheckCacheConfig = { ttlMs: 0, maxEntries: 0 },
   ) {
     this.ledgerSql = new BatchSql(database.schema);
     this.sql = new UsageSql(database.schema);
-    this.queue = new LedgerQueue((items) => this.runQueued(items.map((i) => i.op)), batching.maxBatch, batching.maxParallel);
+    this.queue = new LedgerQueue((items) => this.runQueued(items.map((i) => i.op)), batching.maxBatch, batching.maxParallel, undefined, queueLimits(batching.maxBacklog));
     // Untrusted while other processes' notices may be missed (docs/billing.md): read the database.
     this.checks = new SnapshotCache(checkCache.ttlMs, checkCache.maxEntries, () => this.now().getTime(), () => invalidations?.trusted ?? true);
     invalidations?.onAccounts((ids) => {
@@ -209,9 +209,7 @@ export class UsageService {
 
   /** One round trip, no transaction: a check is a snapshot and writes nothing. */
   private async loadCheck(userId: string, metric: string): Promise<CheckSnapshot> {
-    const run = this.database.pool
-      ? async <R>(s: { name: string; text: string; values: unknown[] }) => (await this.database.pool!.query(s)).rows as R[]
-      : kyselyRunner(this.database.db);
+    const run = poolRunner(this.database);
     const now = this.now();
     const st = await this.sql.loadForCheck(run, {
       ...quotaDays(now),

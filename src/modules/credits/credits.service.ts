@@ -6,7 +6,7 @@ import type { PageRequest } from '../../http/pagination.js';
 import { BatchSql } from './credits.batch-sql.js';
 import type { Invalidations } from '../../lib/invalidations.js';
 import { groupBy } from '../../lib/group-by.js';
-import { LedgerQueue } from '../../lib/ledger-queue.js';
+import { LedgerQueue, queueLimits } from '../../lib/ledger-queue.js';
 import { type AccountState, accountIdOf, balanceBody, type GrantState, type HoldState, type LedgerOp, type OpResult, type RefundTarget } from './credits.js';
 import { type EngineOutput, LedgerSession } from './credits.engine.js';
 import { CreditsRepository } from './credits.repository.js';
@@ -20,6 +20,8 @@ export interface CreditsConfig {
   maxBatch?: number;
   /** Most ledger transactions in flight at once (each on its own accounts). */
   maxParallel?: number;
+  /** Most operations waiting in this process before new ones get 503 (default 10,000). */
+  maxBacklog?: number;
 }
 
 /**
@@ -49,7 +51,13 @@ export class CreditsService {
     this.sql = new BatchSql(database.schema);
     // A key recorded meanwhile by another transaction (same key, other account): the second run
     // loads that record and replays it or answers 409.
-    this.queue = new LedgerQueue((items, handOff) => this.runBatch(items, handOff), config.maxBatch ?? 256, config.maxParallel ?? 2, (err) => err instanceof KeyRecordedMeanwhile);
+    this.queue = new LedgerQueue(
+      (items, handOff) => this.runBatch(items, handOff),
+      config.maxBatch ?? 256,
+      config.maxParallel ?? 2,
+      (err) => err instanceof KeyRecordedMeanwhile,
+      queueLimits(config.maxBacklog),
+    );
   }
 
   /** Queues one operation on an owner's account; resolves with its answer once committed. */

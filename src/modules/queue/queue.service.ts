@@ -35,6 +35,7 @@ export class QueueService {
   private timer: NodeJS.Timeout | null = null;
   private current: Promise<RunReport> | null = null;
   private stopped = true;
+  private lastPoll: { at: Date; ok: boolean } | null = null;
   private halting = false;
 
   constructor(
@@ -156,8 +157,14 @@ export class QueueService {
       this.timer = null;
       if (this.stopped) return;
       this.runDue()
-        .then((r) => r.ran > 0 && this.logger.debug({ ...r }, 'background jobs ran'))
-        .catch((err: unknown) => this.logger.error({ err }, 'background queue poll failed'))
+        .then((r) => {
+          this.lastPoll = { at: this.now(), ok: true };
+          if (r.ran > 0) this.logger.debug({ ...r }, 'background jobs ran');
+        })
+        .catch((err: unknown) => {
+          this.lastPoll = { at: this.now(), ok: false };
+          this.logger.error({ err }, 'background queue poll failed');
+        })
         .finally(() => {
           if (!this.stopped) {
             this.timer = setTimeout(tick, pollMs);
@@ -167,6 +174,11 @@ export class QueueService {
     };
     this.timer = setTimeout(tick, 0);
     this.timer.unref();
+  }
+
+  /** Whether the worker loop runs in this process and how its last poll went (GET /ready). */
+  status(): { running: boolean; lastPoll: { at: Date; ok: boolean } | null } {
+    return { running: !this.stopped, lastPoll: this.lastPoll };
   }
 
   /** Stops polling and waits for the job in progress to finish. */
