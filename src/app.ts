@@ -5,6 +5,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from './config/config.js';
 import type { Database } from './db/database.js';
 import { Authenticator } from './http/authenticate.js';
+import { createThrottles } from './http/rate-limits.js';
 import type { RouteDeps } from './http/route.js';
 import { registerAdminRoutes } from './modules/admin/admin.routes.js';
 import { AdminService } from './modules/admin/admin.service.js';
@@ -153,7 +154,12 @@ export async function createApp(deps: AppDeps): Promise<App> {
     if (bonus) await services.credits.executeIn(trx, owner, [bonus]);
   });
 
-  const server = await createServer({ bodyLimit: config.http.bodyLimit, logger: deps.logger, version: VERSION });
+  const server = await createServer({
+    bodyLimit: config.http.bodyLimit,
+    ...(config.http.trustProxy !== undefined ? { trustProxy: config.http.trustProxy } : {}),
+    logger: deps.logger,
+    version: VERSION,
+  });
   // Other Tally processes on the same PostgreSQL hear what this one wrote, and it hears theirs.
   if (database.pool) {
     const bus = new InvalidationBus(database.pool, database.schema, invalidations, deps.logger, { listen: true, listenConfig: database.listen ?? null });
@@ -161,6 +167,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     server.addHook('onClose', async () => bus.close());
   }
   const routeDeps: RouteDeps = { db: database.db, authenticator: services.authenticator, secrets: services.secrets, invalidations };
+  if (config.rateLimits) routeDeps.throttles = await createThrottles(server, config.rateLimits);
   registerHealthRoutes(server, routeDeps, database, {
     queue: () => services.queue.status(),
     cacheListening: () => invalidations.trusted,
@@ -176,8 +183,9 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerProjectRoutes(server, routeDeps, services.projects);
   registerSecretRoutes(server, routeDeps, services.secretsStore);
   registerAdminRoutes(server, routeDeps, services.admin);
+  const providerSecrets = new Map(Object.entries(config.jobs.providerSecrets ?? {}));
   await registerJobRoutes(server, routeDeps, services.jobs, {
-    secret: config.jobs.callbackSecret,
+    secretFor: (provider) => providerSecrets.get(provider) ?? config.jobs.callbackSecret,
     toleranceSeconds: config.jobs.callbackToleranceSeconds,
     now: clock,
   });

@@ -8,6 +8,8 @@ import { validatorCompiler } from './http/validation.js';
 
 export interface ServerOptions {
   bodyLimit: number;
+  /** Whose X-Forwarded-For to believe for the client address (rate limits key on it); absent: none. */
+  trustProxy?: boolean | string;
   logger: FastifyBaseLogger;
   version: string;
 }
@@ -17,6 +19,7 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
   const app = Fastify({
     loggerInstance: options.logger,
     bodyLimit: options.bodyLimit,
+    ...(options.trustProxy !== undefined ? { trustProxy: options.trustProxy } : {}),
     genReqId: () => newId('request'),
     requestIdHeader: false,
     // Ids may be 128 characters; longer path segments are refused by the route schema, not the router.

@@ -42,7 +42,7 @@ describe(`jobs hold, capture and release credits exactly once (${TARGET})`, () =
   const callback = (jobId: string, body: unknown, opts: { secret?: string; at?: number; header?: string } = {}) => {
     const raw = JSON.stringify(body);
     const t = opts.at ?? Math.floor(now.getTime() / 1000);
-    const header = opts.header ?? signCallback(opts.secret ?? app.config.jobs.callbackSecret, raw, t);
+    const header = opts.header ?? signCallback(opts.secret ?? app.config.jobs.callbackSecret, jobId, raw, t);
     return app.server.inject({ method: 'POST', url: `/v1/jobs/${jobId}/callback`, payload: raw, headers: { 'content-type': 'application/json', 'tally-signature': header } });
   };
 
@@ -158,7 +158,7 @@ describe(`jobs hold, capture and release credits exactly once (${TARGET})`, () =
     expect(missing.statusCode).toBe(400);
     // A body re-serialised differently from what was signed does not verify.
     const raw = JSON.stringify({ event: 'failed', error: 'x' });
-    const sig = signCallback(app.config.jobs.callbackSecret, raw, Math.floor(now.getTime() / 1000));
+    const sig = signCallback(app.config.jobs.callbackSecret, job.id, raw, Math.floor(now.getTime() / 1000));
     const tampered = await app.server.inject({ method: 'POST', url: `/v1/jobs/${job.id}/callback`, payload: JSON.stringify({ event: 'completed' }), headers: { 'content-type': 'application/json', 'tally-signature': sig } });
     expect(tampered.statusCode).toBe(400);
     expect((await svc().get(`/v1/jobs/${job.id}`)).body.status).toBe('pending');
@@ -166,12 +166,13 @@ describe(`jobs hold, capture and release credits exactly once (${TARGET})`, () =
     const started = await callback(job.id, { event: 'started', external_id: `prov-${job.id}` });
     expect(started.statusCode).toBe(200);
     expect(JSON.parse(started.body)).toMatchObject({ applied: true, job: { status: 'processing' } });
-    const done = await callback(job.id, { event: 'completed', cost: 7 });
+    // The job now has its provider's id: later callbacks name it (docs/jobs.md).
+    const done = await callback(job.id, { event: 'completed', cost: 7, external_id: `prov-${job.id}` });
     expect(JSON.parse(done.body)).toMatchObject({ applied: true, job: { status: 'completed', captured: 7 } });
-    const replay = await callback(job.id, { event: 'completed', cost: 7 });
+    const replay = await callback(job.id, { event: 'completed', cost: 7, external_id: `prov-${job.id}` });
     expect(replay.statusCode).toBe(200);
     expect(JSON.parse(replay.body)).toMatchObject({ applied: false, job: { status: 'completed', captured: 7 } });
-    const conflict = await callback(job.id, { event: 'failed', error: 'late' });
+    const conflict = await callback(job.id, { event: 'failed', error: 'late', external_id: `prov-${job.id}` });
     expect(conflict.statusCode).toBe(409);
     expect(await balance(user.id)).toMatchObject({ balance: 13 - 7, held: 0 });
   });

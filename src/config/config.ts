@@ -17,6 +17,22 @@ const intFromEnv = (fallback: number) =>
       return Number(v);
     });
 
+/** "<max>/<window seconds>" (e.g. "30/60"), or "0" for no limit. */
+const rateFromEnv = (fallback: string) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx): RateLimit | null => {
+      const text = v === undefined || v === '' ? fallback : v.trim();
+      if (text === '0') return null;
+      const m = /^(\d{1,9})\/(\d{1,9})$/.exec(text);
+      if (!m || Number(m[2]) === 0) {
+        ctx.addIssue({ code: 'custom', message: `must be "<max>/<window seconds>" or 0, got "${text}"` });
+        return z.NEVER;
+      }
+      return Number(m[1]) === 0 ? null : { max: Number(m[1]), windowSeconds: Number(m[2]) };
+    });
+
 const optionalString = z
   .string()
   .optional()
@@ -58,6 +74,11 @@ const envSchema = z.object({
   /** HMAC-SHA256 secret AI providers sign job callbacks with (docs/jobs.md). */
   TALLY_JOBS_CALLBACK_SECRET: optionalString.refine((v) => v === undefined || v.length >= 32, 'must be at least 32 characters'),
   TALLY_JOBS_CALLBACK_TOLERANCE_SECONDS: intFromEnv(300),
+  /** Per-provider callback secrets, `provider=secret` comma-separated: a job whose provider is named verifies with that secret only. */
+  TALLY_JOBS_CALLBACK_SECRETS: optionalString.refine(
+    (v) => v === undefined || v.split(',').every((pair) => /^[A-Za-z0-9_.-]{1,64}=[^,\s]{32,}$/.test(pair.trim())),
+    'must be comma-separated provider=secret pairs (secrets of at least 32 characters)',
+  ),
   /** How often the background queue's worker polls for due work (0 = no worker in this process). */
   TALLY_QUEUE_POLL_MS: intFromEnv(1000),
   TALLY_BALANCE_CAP: intFromEnv(50_000),
@@ -92,6 +113,20 @@ const envSchema = z.object({
   /** The seeds' system_config credit price: minor units per credit (0 = no price-based credits). */
   TALLY_CREDIT_PRICE: intFromEnv(0),
   TALLY_CREDIT_PRICE_CURRENCY: z.string().regex(/^[a-z]{3}$/, 'must be a lowercase ISO currency').default('usd'),
+  // Rate limits for strangers (docs/architecture.md, "Rate limits"): "<max>/<window seconds>", 0 = off.
+  TALLY_RATE_LIMIT_LOGIN_PER_IP: rateFromEnv('30/300'),
+  TALLY_RATE_LIMIT_LOGIN_PER_EMAIL: rateFromEnv('10/900'),
+  TALLY_RATE_LIMIT_SIGNUP_PER_IP: rateFromEnv('10/3600'),
+  TALLY_RATE_LIMIT_SIGNUP_PER_EMAIL: rateFromEnv('5/3600'),
+  /** Unauthenticated failures per IP: bad bearer tokens, webhook and job-callback signatures that do not verify. */
+  TALLY_RATE_LIMIT_FAILURES_PER_IP: rateFromEnv('30/60'),
+  /** Keys each limiter remembers (least recently used dropped first). */
+  TALLY_RATE_LIMIT_ENTRIES: intFromEnv(10_000),
+  /** Behind a reverse proxy: "true" (believe any), or the comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed. */
+  TALLY_TRUST_PROXY: optionalString.refine(
+    (v) => v === undefined || v === 'true' || v === 'false' || /^[0-9A-Fa-f:.\/]+(,\s*[0-9A-Fa-f:.\/]+)*$/.test(v),
+    'must be true, false, or comma-separated addresses/CIDRs',
+  ),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -100,7 +135,13 @@ export type RawEnv = z.infer<typeof envSchema>;
 /** The frozen configuration handed to the composition root. */
 export interface Config {
   readonly env: 'development' | 'production' | 'test';
-  readonly http: { readonly port: number; readonly host: string; readonly bodyLimit: number };
+  readonly http: {
+    readonly port: number;
+    readonly host: string;
+    readonly bodyLimit: number;
+    /** Fastify's trustProxy: whose X-Forwarded-For gives the client address the rate limits key on (absent: none). */
+    readonly trustProxy?: boolean | string;
+  };
   readonly database:
     | ({ readonly kind: 'postgres'; readonly url: string; readonly poolMax: number; readonly schema: string } & PostgresOptions)
     | { readonly kind: 'pglite'; readonly dataDir: string | null; readonly schema: string };
@@ -109,8 +150,15 @@ export interface Config {
   readonly encryptionKey: Buffer;
   /** Retired keys that still open values sealed before a rotation (none by default). */
   readonly encryptionKeysOld?: readonly Buffer[];
-  /** AI jobs: the provider-callback signing secret and its timestamp tolerance. */
-  readonly jobs: { readonly callbackSecret: string; readonly callbackToleranceSeconds: number };
+  /**
+   * AI jobs: the provider-callback signing secret, its timestamp tolerance, and secrets of their own
+   * for some providers (a job whose `provider` is named here verifies with that secret, never the global one).
+   */
+  readonly jobs: {
+    readonly callbackSecret: string;
+    readonly callbackToleranceSeconds: number;
+    readonly providerSecrets?: Readonly<Record<string, string>>;
+  };
   /** The background queue's worker. */
   readonly queue?: { readonly pollMs: number };
   readonly credits: {
@@ -126,6 +174,8 @@ export interface Config {
   /** Billing; optional so that callers that do not bill (tests of other modules) may leave it out. */
   readonly billing?: BillingConfig;
   readonly logLevel: RawEnv['LOG_LEVEL'];
+  /** Rate limits for strangers (login, sign-up, failed authentication and signatures); absent = none (tests, bench). */
+  readonly rateLimits?: RateLimitsConfig;
   /** Payment providers; absent (or a provider null) = not configured. */
   readonly payments?: PaymentsConfig;
 }
@@ -142,6 +192,24 @@ export interface PostgresOptions {
   readonly acquireTimeoutMs?: number;
   /** Shown in pg_stat_activity (default `tally`): which backends an operator may terminate. */
   readonly applicationName?: string;
+}
+
+/** At most `max` per `windowSeconds` (a fixed window). */
+export interface RateLimit {
+  readonly max: number;
+  readonly windowSeconds: number;
+}
+
+/** Limits for strangers; each null = no limit. */
+export interface RateLimitsConfig {
+  readonly loginPerIp: RateLimit | null;
+  readonly loginPerEmail: RateLimit | null;
+  readonly signupPerIp: RateLimit | null;
+  readonly signupPerEmail: RateLimit | null;
+  /** Unauthenticated failures per IP (counted apart for bearer tokens, each webhook provider, job callbacks). */
+  readonly failuresPerIp: RateLimit | null;
+  /** Keys each limiter remembers. */
+  readonly entries: number;
 }
 
 export interface PaymentsConfig {

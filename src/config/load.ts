@@ -36,7 +36,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   }
   const config: Config = {
     env: raw.NODE_ENV,
-    http: { port: raw.PORT, host: raw.HOST, bodyLimit: raw.TALLY_BODY_LIMIT_BYTES },
+    http: {
+      port: raw.PORT,
+      host: raw.HOST,
+      bodyLimit: raw.TALLY_BODY_LIMIT_BYTES,
+      ...(raw.TALLY_TRUST_PROXY !== undefined && raw.TALLY_TRUST_PROXY !== 'false'
+        ? { trustProxy: raw.TALLY_TRUST_PROXY === 'true' ? true : raw.TALLY_TRUST_PROXY }
+        : {}),
+    },
     database: raw.DATABASE_URL
       ? {
           kind: 'postgres',
@@ -65,7 +72,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
       .map((k) => k.trim())
       .filter((k) => k !== '')
       .map(decodeEncryptionKey),
-    jobs: { callbackSecret, callbackToleranceSeconds: raw.TALLY_JOBS_CALLBACK_TOLERANCE_SECONDS },
+    jobs: {
+      callbackSecret,
+      callbackToleranceSeconds: raw.TALLY_JOBS_CALLBACK_TOLERANCE_SECONDS,
+      providerSecrets: Object.fromEntries(
+        (raw.TALLY_JOBS_CALLBACK_SECRETS ?? '')
+          .split(',')
+          .map((pair) => pair.trim())
+          .filter((pair) => pair !== '')
+          .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
+      ),
+    },
     queue: { pollMs: raw.TALLY_QUEUE_POLL_MS },
     credits: {
       balanceCap: raw.TALLY_BALANCE_CAP === 0 ? null : raw.TALLY_BALANCE_CAP,
@@ -78,6 +95,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
           : raw.DATABASE_URL
             ? 2
             : 1,
+    },
+    rateLimits: {
+      loginPerIp: raw.TALLY_RATE_LIMIT_LOGIN_PER_IP,
+      loginPerEmail: raw.TALLY_RATE_LIMIT_LOGIN_PER_EMAIL,
+      signupPerIp: raw.TALLY_RATE_LIMIT_SIGNUP_PER_IP,
+      signupPerEmail: raw.TALLY_RATE_LIMIT_SIGNUP_PER_EMAIL,
+      failuresPerIp: raw.TALLY_RATE_LIMIT_FAILURES_PER_IP,
+      entries: Math.max(100, raw.TALLY_RATE_LIMIT_ENTRIES),
     },
     logLevel: raw.LOG_LEVEL,
     payments: paymentsConfig(raw),

@@ -24,13 +24,18 @@ export class Authenticator {
     this.isServiceKey = secretMatcher(serviceKey);
   }
 
-  async authenticate(header: string | undefined): Promise<Principal> {
+  /**
+   * `beforeLookup` runs before any database lookup or token verification, never for the service
+   * key (matched in memory first): the stranger throttle's check, kept off the service's hot path.
+   */
+  async authenticate(header: string | undefined, beforeLookup?: () => Promise<void>): Promise<Principal> {
     if (header === undefined || header === '') return { kind: 'anon' };
     const match = /^Bearer\s+(\S{1,4096})\s*$/i.exec(header);
     const token = match?.[1];
     if (!token) throw errors.unauthenticated('Authorization must be "Bearer <token>"');
 
     if (token.startsWith(API_KEY_PREFIX)) {
+      if (beforeLookup) await beforeLookup();
       const key = await apiKeyTouchByHash(this.db, sha256Hex(token));
       if (!key) throw errors.unauthenticated('API key is invalid, revoked or expired');
       return {
@@ -44,6 +49,7 @@ export class Authenticator {
       };
     }
     if (this.isServiceKey(token)) return { kind: 'service' };
+    if (beforeLookup) await beforeLookup();
 
     const verified = await this.tokens.verify(token);
     if (!verified.ok) {

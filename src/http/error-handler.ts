@@ -21,6 +21,9 @@ export function installErrorHandler(app: FastifyInstance, bodyLimit: number): vo
       void reply.header('retry-after', '1');
     } else if (apiError.status >= 500) request.log.error({ err }, 'request failed');
     else request.log.info({ code: apiError.code, reason: apiError.message }, 'request rejected');
+    // A throttled caller is told when to come back (src/http/rate-limits.ts).
+    const retryAfter = apiError.code === 'rate_limited' ? apiError.details?.['retry_after_seconds'] : undefined;
+    if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter));
     return reply.code(apiError.status).send(errorBody(apiError, request.id));
   });
   app.setNotFoundHandler((request, reply) => {

@@ -15,6 +15,7 @@ import {
   requestHash,
 } from './idempotency.js';
 import { hasScope, type Principal, principalKey } from './principal.js';
+import type { Throttles } from './rate-limits.js';
 import { ErrorResponse } from './schemas.js';
 
 export interface Reply<T = unknown> {
@@ -76,6 +77,8 @@ export interface RouteDeps {
   secrets: SecretBox;
   /** Told after each write route's transaction settles (see `transaction`). */
   invalidations?: Invalidations;
+  /** Rate limits for strangers (src/http/rate-limits.ts); absent = none. */
+  throttles?: Throttles;
 }
 
 const principals = new WeakMap<FastifyRequest, Principal>();
@@ -96,7 +99,7 @@ export function defineRoute<B extends TSchema = Empty, P extends TSchema = Empty
   if (def.runAsOwner && idempotency !== 'none') throw new Error(`${def.url}: runAsOwner routes take no Idempotency-Key`);
   if (def.transaction === 'handler' && def.auth !== 'service') throw new Error(`${def.url}: handler transactions are for service routes`);
   const errorResponses: Record<number, TSchema> = { 400: ErrorResponse, 500: ErrorResponse };
-  if (def.auth !== 'none') Object.assign(errorResponses, { 401: ErrorResponse, 403: ErrorResponse });
+  if (def.auth !== 'none') Object.assign(errorResponses, { 401: ErrorResponse, 403: ErrorResponse, 429: ErrorResponse });
   if (idempotency !== 'none') errorResponses[409] = ErrorResponse;
 
   app.route({
@@ -123,10 +126,29 @@ export function defineRoute<B extends TSchema = Empty, P extends TSchema = Empty
     // Authenticate before the body is read or validated: a stranger gets 401, not a parse error.
     onRequest: async (request: FastifyRequest) => {
       // Public routes ignore credentials entirely: a stale token must not break sign-in or health.
-      const principal: Principal =
-        def.auth === 'none' ? { kind: 'anon' } : await deps.authenticator.authenticate(request.headers.authorization);
-      authorize(def, principal);
-      principals.set(request, principal);
+      if (def.auth === 'none') {
+        principals.set(request, { kind: 'anon' });
+        return;
+      }
+      const throttle = deps.throttles?.tokenFailures;
+      if (!throttle) {
+        const principal = await deps.authenticator.authenticate(request.headers.authorization);
+        authorize(def, principal);
+        principals.set(request, principal);
+        return;
+      }
+      try {
+        const principal = await deps.authenticator.authenticate(request.headers.authorization, () => throttle.check(request));
+        authorize(def, principal);
+        principals.set(request, principal);
+      } catch (err) {
+        // A stranger's failures are counted per address; spent ones get 429 before any lookup.
+        if (err instanceof ApiError && err.code === 'unauthenticated') {
+          const spent = await throttle.fail(request);
+          if (spent.exceeded) throw throttle.limited(spent.retryAfter);
+        }
+        throw err;
+      }
     },
     ...(def.optionalBody
       ? {

@@ -38,9 +38,13 @@ export function registerAuthRoutes(app: FastifyInstance, deps: RouteDeps, auth: 
     runAsOwner: true,
     idempotency: 'none',
     body: Credentials,
-    response: { 201: Session, 409: ErrorResponse },
-    handler: async (ctx, { body, request }) =>
-      created(toApi(await auth.signup(deps.db, body.email, body.password, { ip: request.ip, userAgent: request.headers['user-agent'] }))),
+    response: { 201: Session, 409: ErrorResponse, 429: ErrorResponse },
+    handler: async (ctx, { body, request }) => {
+      // argon2id is the cost: every attempt counts, per address and per e-mail, before it runs.
+      await deps.throttles?.signupPerIp?.hit(request);
+      await deps.throttles?.signupPerEmail?.hit(request);
+      return created(toApi(await auth.signup(deps.db, body.email, body.password, { ip: request.ip, userAgent: request.headers['user-agent'] })));
+    },
   });
 
   defineRoute(app, deps, {
@@ -68,8 +72,12 @@ export function registerAuthRoutes(app: FastifyInstance, deps: RouteDeps, auth: 
     runAsOwner: true,
     idempotency: 'none',
     body: Credentials,
-    response: { 200: Session, 401: ErrorResponse, 403: ErrorResponse },
-    handler: async (ctx, { body, request }) =>
-      ok(toApi(await auth.login(deps.db, body.email, body.password, { ip: request.ip, userAgent: request.headers['user-agent'] }))),
+    response: { 200: Session, 401: ErrorResponse, 403: ErrorResponse, 429: ErrorResponse },
+    handler: async (ctx, { body, request }) => {
+      // Every attempt counts (so parallel guesses cannot slip past), per address and per account.
+      await deps.throttles?.loginPerIp?.hit(request);
+      await deps.throttles?.loginPerEmail?.hit(request);
+      return ok(toApi(await auth.login(deps.db, body.email, body.password, { ip: request.ip, userAgent: request.headers['user-agent'] })));
+    },
   });
 }

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { Type } from 'typebox';
+import { type Static, Type } from 'typebox';
 import { errors } from '../../http/errors.js';
+import { validateBody } from '../../http/validation.js';
 import { ListQuery, pageRequest, toPage } from '../../http/pagination.js';
 import { created, defineRoute, ok, type RouteDeps } from '../../http/route.js';
 import { ErrorResponse, IdParam, listOf } from '../../http/schemas.js';
@@ -24,7 +25,8 @@ const JobParams = Type.Object({ id: IdParam });
 const tags = ['jobs'];
 
 export interface CallbackConfig {
-  secret: string;
+  /** The secret a job's provider signs its callbacks with (its own, or the global one). */
+  secretFor: (provider: string) => string;
   toleranceSeconds: number;
   now: () => Date;
 }
@@ -109,30 +111,44 @@ export async function registerJobRoutes(app: FastifyInstance, deps: RouteDeps, j
     },
   });
 
-  // The provider callback needs the raw body for its signature: its own plugin context gets a JSON
-  // parser that keeps the text, so no other route pays for (or sees) it.
+  // The provider callback is verified on its raw bytes, before the body is parsed or validated: its
+  // own plugin context keeps the JSON body as a Buffer, so no other route pays for (or sees) it.
   await app.register(async (child) => {
-    const rawBodies = new WeakMap<FastifyRequest, string>();
     child.removeContentTypeParser('application/json');
-    child.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-      const text = typeof body === 'string' ? body : body.toString('utf8');
-      rawBodies.set(request, text);
-      try {
-        done(null, text === '' ? undefined : JSON.parse(text));
-      } catch {
-        done(errors.invalidRequest('Body is not valid JSON'), undefined);
-      }
-    });
+    child.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+    const throttle = deps.throttles?.callbackFailures ?? null;
+    /** A stranger's failure: counted per address (429 once spent), then refused as it is. */
+    const refuse = async (request: FastifyRequest, err: Error): Promise<never> => {
+      const spent = throttle ? await throttle.fail(request) : null;
+      throw spent?.exceeded && throttle ? throttle.limited(spent.retryAfter) : err;
+    };
     defineRoute(child, deps, {
       method: 'POST', url: '/v1/jobs/:id/callback',
-      summary: `A provider's signed job callback (${SIGNATURE_HEADER}: t=…,v1=HMAC-SHA256 of "t.body"); repeats are acknowledged`, tags,
-      auth: 'none', runAsOwner: true, idempotency: 'none', params: JobParams, body: CallbackBody,
-      response: { 200: CallbackAnswer, 404: ErrorResponse, 409: ErrorResponse },
-      handler: async (ctx, { params, body, request }) => {
-        const raw = rawBodies.get(request) ?? '';
+      summary:
+        `A provider's signed job callback (${SIGNATURE_HEADER}: t=…,v1=HMAC-SHA256 of "t.<job id>.<raw body>", docs/jobs.md); ` +
+        'body {event: started|completed|failed|canceled, external_id?, output?, result_url?, cost?, tokens_used?, error?}; repeats are acknowledged',
+      tags,
+      auth: 'none', runAsOwner: true, idempotency: 'none', params: JobParams,
+      response: { 200: CallbackAnswer, 404: ErrorResponse, 409: ErrorResponse, 429: ErrorResponse },
+      handler: async (ctx, { params, request }) => {
+        // Over its failure budget: 429 before the job is even looked up.
+        await throttle?.check(request);
+        const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+        const target = await jobs.callbackTarget(ctx.db, params.id);
+        if (!target) return refuse(request, errors.notFound('Job', params.id));
         const header = request.headers[SIGNATURE_HEADER];
-        const check = verifyCallback(callback.secret, Array.isArray(header) ? header[0] : header, raw, callback.now(), callback.toleranceSeconds);
-        if (!check.ok) throw errors.invalidRequest(check.reason, { header: SIGNATURE_HEADER });
+        const check = verifyCallback(callback.secretFor(target.provider), Array.isArray(header) ? header[0] : header, target.id, raw, callback.now(), callback.toleranceSeconds);
+        if (!check.ok) return refuse(request, errors.invalidRequest(check.reason, { header: SIGNATURE_HEADER }));
+        // Signed by the job's provider: only now is the body read.
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(raw.toString('utf8'));
+        } catch {
+          throw errors.invalidRequest('Body is not valid JSON');
+        }
+        const invalid = validateBody(CallbackBody, parsed);
+        if (invalid) throw errors.invalidRequest(invalid);
+        const body = parsed as Static<typeof CallbackBody>;
         const event = CALLBACK_EVENTS[body.event];
         const input = {
           ...(body.external_id !== undefined ? { externalId: body.external_id } : {}),
@@ -142,7 +158,7 @@ export async function registerJobRoutes(app: FastifyInstance, deps: RouteDeps, j
           ...(body.tokens_used !== undefined ? { tokensUsed: body.tokens_used } : {}),
           ...(body.error !== undefined ? { error: body.error } : {}),
         };
-        const result = await jobs.callback(ctx.db, params.id, event, input, ctx.requestId);
+        const result = await jobs.callback(ctx.db, target.id, event, input, ctx.requestId);
         return ok({ job: jobToApi(result.job), applied: result.applied });
       },
     });

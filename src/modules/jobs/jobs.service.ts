@@ -206,9 +206,27 @@ export class JobsService {
     });
   }
 
-  /** A provider callback: a repeat of what already happened is acknowledged, not refused. */
+  /** What a callback's signature is checked against: the job's id and provider (null: no such job). */
+  async callbackTarget(db: Executor, id: string): Promise<{ id: string; provider: string } | null> {
+    const job = await db.selectFrom('jobs').select(['id', 'provider']).where('id', '=', id).executeTakeFirst();
+    return job ?? null;
+  }
+
+  /**
+   * A provider callback (already verified for this job): a repeat of what already happened is
+   * acknowledged, not refused. A job that has its provider's id accepts only callbacks naming it —
+   * the body is signed, so a signed callback can never re-point the job at another provider job.
+   */
   async callback(db: Db, jobId: string, event: JobEvent, input: TransitionInput, requestId: string): Promise<{ job: JobRow; applied: boolean }> {
     return db.transaction().execute(async (trx) => {
+      const job = await jobLock(trx, jobId);
+      if (!job) throw errors.notFound('Job', jobId);
+      if (job.external_id !== null && input.externalId !== job.external_id) {
+        throw errors.conflict(`This job's provider id is ${job.external_id}; the callback names ${input.externalId ?? 'none'}`, {
+          job_id: jobId,
+          external_id: job.external_id,
+        });
+      }
       const outcome = await this.tryApply(trx, jobId, event, input, requestId);
       if (outcome.applied) return { job: outcome.job, applied: true };
       if (outcome.job.status === EVENT_TARGET[event]) return { job: outcome.job, applied: false };

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   type Json,
   type NormalizedEvent,
@@ -33,6 +34,12 @@ export class PayPalUnavailable extends Error {
  */
 export class PayPalVerifier {
   private token: { value: string; expiresAt: number } | null = null;
+  /**
+   * PayPal's answers, per delivery (every transmission header PayPal checks, and the body's
+   * SHA-256): a repeat — PayPal's own retry, or a stranger replaying or re-posting one forged
+   * delivery — is answered from here, not sent to PayPal again. Bounded: oldest entries go first.
+   */
+  private readonly answers = new Map<string, { ok: boolean; reason: string; expiresAt: number }>();
 
   constructor(
     private readonly settings: PayPalSettings,
@@ -50,6 +57,9 @@ export class PayPalVerifier {
     } catch {
       return { ok: false, reason: 'body is not JSON' };
     }
+    const key = deliveryKey(values as string[], raw);
+    const known = this.answers.get(key);
+    if (known && known.expiresAt > this.now().getTime()) return known.ok ? { ok: true, payload: event } : { ok: false, reason: known.reason };
     const body = {
       auth_algo: values[0],
       cert_url: values[1],
@@ -66,7 +76,19 @@ export class PayPalVerifier {
     }
     if (res.status !== 200) throw new PayPalUnavailable(`verify-webhook-signature answered ${res.status}`);
     const status = obj(res.body)['verification_status'];
-    return status === 'SUCCESS' ? { ok: true, payload: event } : { ok: false, reason: `PayPal verification_status ${String(status)}` };
+    const reason = `PayPal verification_status ${status === 'FAILURE' ? 'FAILURE' : 'not SUCCESS'}`;
+    this.remember(key, status === 'SUCCESS', reason);
+    return status === 'SUCCESS' ? { ok: true, payload: event } : { ok: false, reason };
+  }
+
+  private remember(key: string, ok: boolean, reason: string): void {
+    this.answers.delete(key);
+    this.answers.set(key, { ok, reason, expiresAt: this.now().getTime() + ANSWER_TTL_MS });
+    while (this.answers.size > ANSWER_ENTRIES) {
+      const oldest = this.answers.keys().next().value;
+      if (oldest === undefined) break;
+      this.answers.delete(oldest);
+    }
   }
 
   private async accessToken(): Promise<string> {
@@ -108,6 +130,15 @@ export class PayPalVerifier {
     }
     return { status: res.status, body };
   }
+}
+
+/** How long, and how many of, PayPal's verification answers are kept (docs/payments.md). */
+const ANSWER_TTL_MS = 24 * 3600 * 1000;
+const ANSWER_ENTRIES = 10_000;
+
+/** One delivery: the transmission headers PayPal verifies, and the body's digest (not the body). */
+function deliveryKey(headers: string[], raw: Buffer): string {
+  return createHash('sha256').update(headers.join('\n')).update('\n').update(createHash('sha256').update(raw).digest()).digest('hex');
 }
 
 /** `custom_id` carries either a JSON object of metadata or just the user id. */

@@ -200,8 +200,21 @@ export async function webhookReceive(db: Executor, row: { id: string; provider: 
     .execute();
 }
 
+/**
+ * Counts a delivery that failed verification: one row per (provider, reason), `attempts` deliveries,
+ * the latest one's signature header and time (`updated_at`). Strangers cannot grow the table.
+ */
 export async function webhookReject(db: Executor, row: { id: string; provider: ProviderName; error: string; signature: string | null }): Promise<void> {
-  await db.insertInto('webhook_events').values({ ...row, status: 'rejected', event_id: null }).execute();
+  await db
+    .insertInto('webhook_events')
+    .values({ ...row, status: 'rejected', event_id: null, attempts: 1 })
+    .onConflict((oc) =>
+      oc
+        .columns(['provider', 'error'])
+        .where('status', '=', 'rejected')
+        .doUpdateSet({ attempts: sql<number>`webhook_events.attempts + 1`, signature: (eb) => eb.ref('excluded.signature') }),
+    )
+    .execute();
 }
 
 export async function webhookLock(db: Executor, provider: ProviderName, eventId: string): Promise<Row | undefined> {

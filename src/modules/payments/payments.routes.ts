@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import { assertSelfOrService } from '../../http/context.js';
+import { ApiError } from '../../http/errors.js';
 import { ListQuery, pageRequest } from '../../http/pagination.js';
 import { created, defineRoute, ok, type RouteDeps } from '../../http/route.js';
 import { ErrorResponse, IdParam, listOf } from '../../http/schemas.js';
@@ -44,11 +45,24 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: RouteDeps, pay
       // Verification (PayPal: an HTTP call) happens before any transaction; the service opens its own.
       runAsOwner: true,
       params: ProviderParam,
-      response: { 200: WebhookAck, 503: ErrorResponse },
+      response: { 200: WebhookAck, 429: ErrorResponse, 503: ErrorResponse },
       handler: async (_ctx, { params, request }) => {
+        // An address whose deliveries to this provider keep failing verification is refused before
+        // anything is verified (PayPal: called), parsed or written (docs/payments.md).
+        const throttle = deps.throttles?.webhookFailures ?? null;
+        await throttle?.check(request);
         const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-        const answer = await payments.receiveWebhook(params.provider, raw, request.headers);
-        return { status: answer.status, body: answer.body };
+        try {
+          const answer = await payments.receiveWebhook(params.provider, raw, request.headers);
+          return { status: answer.status, body: answer.body };
+        } catch (err) {
+          // 400 is a delivery that failed verification (the only 4xx receiveWebhook raises).
+          if (throttle && err instanceof ApiError && err.code === 'invalid_request') {
+            const spent = await throttle.fail(request);
+            if (spent.exceeded) throw throttle.limited(spent.retryAfter);
+          }
+          throw err;
+        }
       },
     });
   });
