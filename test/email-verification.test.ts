@@ -9,7 +9,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../src/config/load.js';
 import { inRequestTransaction } from '../src/http/context.js';
+import { verificationLink } from '../src/modules/auth/auth.email-verification.js';
 import type { Principal } from '../src/http/principal.js';
 import { userUpdate } from '../src/modules/users/users.repository.js';
 import { client } from './support/client.js';
@@ -334,5 +339,22 @@ describe(`verification tokens (${TARGET})`, () => {
     expect((await redeem(newer)).status).toBe(200);
     expect(await userOf(a.user.id)).toMatchObject({ is_email_verified: true });
     expect(await userOf(b.user.id)).toMatchObject({ is_email_verified: false });
+  });
+});
+
+describe('verification settings', () => {
+  it('TALLY_EMAIL_VERIFY_TTL_SECONDS defaults to a day and TALLY_EMAIL_VERIFY_URL must be http(s); the link carries the token', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tally-ev-'));
+    try {
+      expect(loadConfig({ TALLY_DATA_DIR: dir }).config.emailVerification).toEqual({ ttlSeconds: 86_400, urlTemplate: null });
+      const set = loadConfig({ TALLY_DATA_DIR: dir, TALLY_EMAIL_VERIFY_TTL_SECONDS: '600', TALLY_EMAIL_VERIFY_URL: 'https://app.example.com/verify' });
+      expect(set.config.emailVerification).toEqual({ ttlSeconds: 600, urlTemplate: 'https://app.example.com/verify' });
+      expect(() => loadConfig({ TALLY_DATA_DIR: dir, TALLY_EMAIL_VERIFY_URL: 'javascript:alert(1)' })).toThrow(/TALLY_EMAIL_VERIFY_URL/);
+      expect(() => loadConfig({ TALLY_DATA_DIR: dir, TALLY_EMAIL_VERIFY_TTL_SECONDS: '5' })).toThrow(/TALLY_EMAIL_VERIFY_TTL_SECONDS/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(verificationLink('https://app.example.com/verify?from=mail', 'tlyv_a-b_c')).toBe('https://app.example.com/verify?from=mail&token=tlyv_a-b_c');
+    expect(verificationLink('https://app.example.com/#/verify/{token}', 'tlyv_x+y')).toBe('https://app.example.com/#/verify/tlyv_x%2By');
   });
 });

@@ -94,11 +94,14 @@ export class EmailVerificationService {
   }
 
   private link(token: string): string | null {
-    const template = this.config.urlTemplate;
-    if (!template) return null;
-    if (template.includes('{token}')) return template.split('{token}').join(encodeURIComponent(token));
-    const url = new URL(template);
-    url.searchParams.set('token', token);
-    return url.toString();
+    return this.config.urlTemplate ? verificationLink(this.config.urlTemplate, token) : null;
   }
+}
+
+/** TALLY_EMAIL_VERIFY_URL with the token: `{token}` replaced (URL-encoded), or else `?token=` added. */
+export function verificationLink(template: string, token: string): string {
+  if (template.includes('{token}')) return template.split('{token}').join(encodeURIComponent(token));
+  const url = new URL(template);
+  url.searchParams.set('token', token);
+  return url.toString();
 }
