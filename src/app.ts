@@ -15,6 +15,8 @@ import { ApiKeysService } from './modules/api-keys/api-keys.service.js';
 import { registerAuthRoutes } from './modules/auth/auth.routes.js';
 import { AuthService } from './modules/auth/auth.service.js';
 import { TokenService } from './modules/auth/auth.tokens.js';
+import { EmailVerificationService } from './modules/auth/auth.email-verification.js';
+import { registerEmailVerificationRoutes } from './modules/auth/auth.email-verification.routes.js';
 import { registerHealthRoutes } from './modules/health/health.routes.js';
 import { registerCreditRoutes } from './modules/credits/credits.routes.js';
 import { CatalogService } from './modules/billing/billing.catalog.service.js';
@@ -23,7 +25,7 @@ import { type BillingServices, registerBillingRoutes } from './modules/billing/b
 import { SubscriptionsService } from './modules/billing/billing.subscriptions.service.js';
 import { UsageService } from './modules/billing/billing.usage.service.js';
 import { UsageMessageCharger } from './modules/billing/billing.message-charger.js';
-import { DEFAULT_BILLING } from './config/config.js';
+import { DEFAULT_BILLING, DEFAULT_EMAIL_VERIFICATION } from './config/config.js';
 import { CreditsService } from './modules/credits/credits.service.js';
 import { registerPaymentRoutes } from './modules/payments/payments.routes.js';
 import type { SubscriptionPort } from './modules/payments/payments.ports.js';
@@ -67,6 +69,7 @@ export interface AppDeps {
 export interface Services {
   users: UsersService;
   auth: AuthService;
+  emailVerification: EmailVerificationService;
   apiKeys: ApiKeysService;
   workspaces: WorkspacesService;
   tokens: TokenService;
@@ -124,6 +127,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     users,
     tokens,
     auth: new AuthService(users, tokens, clock),
+    emailVerification: new EmailVerificationService(config.emailVerification ?? DEFAULT_EMAIL_VERIFICATION, clock),
     apiKeys: new ApiKeysService(clock),
     workspaces: new WorkspacesService(),
     authenticator: new Authenticator(database.db, config.auth.serviceKey, tokens),
@@ -173,6 +177,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     cacheListening: () => invalidations.trusted,
   });
   registerAuthRoutes(server, routeDeps, services.auth);
+  registerEmailVerificationRoutes(server, routeDeps, services.emailVerification);
   registerUserRoutes(server, routeDeps, services.users);
   registerApiKeyRoutes(server, routeDeps, services.apiKeys);
   registerIdentityRoutes(server, routeDeps, services.identities);

@@ -353,7 +353,8 @@ describe('Stripe webhooks', () => {
   });
 
   it('a paid subscription invoice buys its credit package each period (renewal), once per invoice', async () => {
-    const user = await makeUser(app);
+    // Matched by the invoice's customer_email: only a verified address matches (docs/payments.md).
+    const user = await makeUser(app, { is_email_verified: true });
     const price = id('price');
     expect((await svc().post('/v1/credit-packages', { name: 'Monthly 500', provider: 'stripe', provider_price_id: price, credits: 500 })).status).toBe(201);
     const cus = id('cus');
@@ -402,7 +403,7 @@ describe('Lemon Squeezy, Creem and PayPal webhooks', () => {
   });
 
   it('Creem: checkout.completed (its real envelope) grants metadata credits; refund.created claws back; matched by e-mail', async () => {
-    const user = await makeUser(app);
+    const user = await makeUser(app, { is_email_verified: true });
     const orderId = id('ord');
     const event = {
       id: id('evt'),

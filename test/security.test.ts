@@ -168,6 +168,13 @@ const ROUTES: Record<string, RouteSpec> = {
   'POST /v1/auth/login': { auth: 'public' },
   // Ends the caller's session: only a session JWT can; an API key gets 400 by design.
   'POST /v1/auth/logout': { auth: 'user', sample: async () => ({ url: '/v1/auth/logout', status: 200 }), keyStatus: 400 },
+  // Anonymous: the token mailed to the address is the credential (test/email-verification.test.ts).
+  'POST /v1/auth/verify-email': { auth: 'public' },
+  // The token goes to the app to mail, never to the end user (who could verify any address with it).
+  'POST /v1/users/{id}/email-verification': {
+    auth: 'service',
+    sample: async (o) => ({ url: `/v1/users/${o.user.id}/email-verification`, status: 201 }),
+  },
 
   'POST /v1/users': { auth: 'service', sample: async () => ({ url: '/v1/users', body: { email: email() }, status: 201 }) },
   'GET /v1/users': { auth: 'service', sample: async () => ({ url: '/v1/users', status: 200 }) },
@@ -559,7 +566,8 @@ Object.assign(ROUTES, {
 
 /** Public whatever the OpenAPI document says: a route missing from here must demand credentials. */
 // The job callback carries no bearer token: its HMAC signature is its credential (test/jobs.test.ts).
-const PUBLIC = new Set(['GET /health', 'GET /ready', 'GET /openapi.json', 'POST /v1/auth/signup', 'POST /v1/auth/login', 'POST /v1/webhooks/{provider}', 'POST /v1/jobs/{id}/callback']);
+// A verification token is its own credential too (test/email-verification.test.ts).
+const PUBLIC = new Set(['GET /health', 'GET /ready', 'GET /openapi.json', 'POST /v1/auth/signup', 'POST /v1/auth/login', 'POST /v1/auth/verify-email', 'POST /v1/webhooks/{provider}', 'POST /v1/jobs/{id}/callback']);
 const isPublic = (op: string) => PUBLIC.has(op) || /^[A-Z]+ \/docs(\/|$)/.test(op);
 
 // ---------------------------------------------------------------------------------------------
@@ -945,6 +953,7 @@ describe('authorization: who may call what', () => {
       'POST /v1/subscriptions/{id}/past-due',
       'POST /v1/users',
       'POST /v1/users/{id}/email-aliases',
+      'POST /v1/users/{id}/email-verification',
       'POST /v1/users/{id}/identities',
       'PUT /v1/users/{id}/budget-guard',
     ]);

@@ -62,6 +62,14 @@ const envSchema = z.object({
   TALLY_SERVICE_KEY: optionalString.refine((v) => v === undefined || v.length >= 32, 'must be at least 32 characters'),
   TALLY_JWT_SECRET: optionalString.refine((v) => v === undefined || v.length >= 32, 'must be at least 32 characters'),
   TALLY_JWT_TTL_SECONDS: intFromEnv(3600),
+  /** How long an e-mail verification token stays valid (docs/auth.md). */
+  TALLY_EMAIL_VERIFY_TTL_SECONDS: intFromEnv(86_400).refine((v) => v >= 60 && v <= 604_800, 'must be between 60 and 604800 seconds'),
+  /**
+   * The app's verification page, e.g. https://app.example.com/verify?token={token}: Tally answers
+   * a ready link with the token filled in (URL-encoded), for the app to mail. No `{token}`: the
+   * token is added as the `token` query parameter.
+   */
+  TALLY_EMAIL_VERIFY_URL: optionalString.refine((v) => v === undefined || isHttpUrl(v), 'must be an http(s) URL'),
   TALLY_ENCRYPTION_KEY: optionalString.refine(
     (v) => v === undefined || /^[A-Za-z0-9+/]{43}=$/.test(v) || /^[0-9a-f]{64}$/i.test(v),
     'must be 32 bytes as base64 (44 chars) or hex (64 chars)',
@@ -178,6 +186,8 @@ export interface Config {
   readonly rateLimits?: RateLimitsConfig;
   /** Payment providers; absent (or a provider null) = not configured. */
   readonly payments?: PaymentsConfig;
+  /** E-mail verification tokens (docs/auth.md); absent = 24 hours, no link template. */
+  readonly emailVerification?: EmailVerificationConfig;
 }
 
 /** How Tally talks to a PostgreSQL server; every field has a default (docs/operations.md). */
@@ -212,6 +222,14 @@ export interface RateLimitsConfig {
   readonly entries: number;
 }
 
+export interface EmailVerificationConfig {
+  readonly ttlSeconds: number;
+  /** The app's verification page; `{token}` is replaced by the URL-encoded token. */
+  readonly urlTemplate: string | null;
+}
+
+export const DEFAULT_EMAIL_VERIFICATION: EmailVerificationConfig = { ttlSeconds: 86_400, urlTemplate: null };
+
 export interface PaymentsConfig {
   readonly stripe: { readonly webhookSecrets: readonly string[] } | null;
   readonly lemonsqueezy: { readonly webhookSecret: string } | null;
@@ -242,6 +260,15 @@ export const DEFAULT_BILLING: BillingConfig = {
   freeQuotaMetrics: ['autofix'],
   checkCache: { ttlMs: 30_000, maxEntries: 20_000 },
 };
+
+function isHttpUrl(v: string): boolean {
+  try {
+    const url = new URL(v);
+    return url.protocol === 'https:' || url.protocol === 'http:';
+  } catch {
+    return false;
+  }
+}
 
 function isTimeZone(tz: string): boolean {
   try {

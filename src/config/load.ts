@@ -106,6 +106,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     },
     logLevel: raw.LOG_LEVEL,
     payments: paymentsConfig(raw),
+    emailVerification: { ttlSeconds: raw.TALLY_EMAIL_VERIFY_TTL_SECONDS, urlTemplate: raw.TALLY_EMAIL_VERIFY_URL ?? null },
   };
   return { config: Object.freeze(config), generatedSecrets };
 }

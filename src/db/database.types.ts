@@ -244,6 +244,17 @@ export interface DailyQuotaUsage {
   user_id: string;
 }
 
+export interface EmailVerificationTokens {
+  created_at: Generated<Timestamp>;
+  email: string;
+  expires_at: Timestamp;
+  id: string;
+  token_hash: string;
+  updated_at: Generated<Timestamp>;
+  used_at: Timestamp | null;
+  user_id: string;
+}
+
 export interface EnvVars {
   created_at: Generated<Timestamp>;
   created_by: string | null;
@@ -769,6 +780,7 @@ export interface DB {
   credit_ledger: CreditLedger;
   credit_packages: CreditPackages;
   daily_quota_usage: DailyQuotaUsage;
+  email_verification_tokens: EmailVerificationTokens;
   env_vars: EnvVars;
   idempotency_keys: IdempotencyKeys;
   invoices: Invoices;

@@ -9,6 +9,7 @@ export const ID_PREFIXES = {
   user: 'usr',
   apiKey: 'key',
   session: 'ses',
+  emailVerification: 'emv',
   identity: 'idn',
   workspace: 'wsp',
   request: 'req',

@@ -29,8 +29,17 @@ export async function userExists(db: Executor, id: string): Promise<boolean> {
   return (await db.selectFrom('users').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;
 }
 
-export async function userIdByEmail(db: Executor, email: string): Promise<string | null> {
-  const row = await db.selectFrom('users').select('id').where(sql<string>`lower(email)`, '=', email.toLowerCase()).executeTakeFirst();
+/**
+ * The user whose verified address this is. An unverified address proves nothing (anyone may sign up
+ * with anyone's address), so it never matches a payment (docs/payments.md, "Matching").
+ */
+export async function userIdByVerifiedEmail(db: Executor, email: string): Promise<string | null> {
+  const row = await db
+    .selectFrom('users')
+    .select('id')
+    .where(sql<string>`lower(email)`, '=', email.toLowerCase())
+    .where('is_email_verified', '=', true)
+    .executeTakeFirst();
   return row?.id ?? null;
 }
 

@@ -452,7 +452,9 @@ export class PaymentsService {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Matching: metadata user_id → linked customer → e-mail → e-mail alias → unmatched queue
+  // Matching: metadata user_id → linked customer → verified e-mail → e-mail alias → unmatched queue.
+  // An unverified address never matches: a stranger may have signed up with the payer's address.
+  // Aliases are added by the service only, so they are trusted as they stand.
   // -------------------------------------------------------------------------------------------
 
   private async match(
@@ -467,7 +469,7 @@ export class PaymentsService {
       if (customer) return { userId: String(customer['user_id']), by: 'customer' };
     }
     if (q.email) {
-      const byEmail = await repo.userIdByEmail(trx, q.email);
+      const byEmail = await repo.userIdByVerifiedEmail(trx, q.email);
       if (byEmail) return { userId: byEmail, by: 'email' };
       const byAlias = await repo.userIdByAlias(trx, q.email);
       if (byAlias) return { userId: byAlias, by: 'alias' };

@@ -99,7 +99,12 @@ export async function userUpdate(db: Executor, id: string, patch: UserPatch): Pr
       ...rest,
       ...(preferences !== undefined ? { preferences: JSON.stringify(preferences) } : {}),
       ...(metadata !== undefined ? { metadata: JSON.stringify(metadata) } : {}),
-      ...(patch.is_email_verified === true ? { email_verified_at: sql`coalesce(users.email_verified_at, now())` } : {}),
+      // Re-vouching for the address keeps its first stamp; vouching for a new address stamps it anew
+      // (a fresh clock_timestamp(): the users trigger clears the flag of a changed address unless
+      // the same statement sets a new email_verified_at — migration 0010).
+      ...(patch.is_email_verified === true
+        ? { email_verified_at: patch.email !== undefined ? sql`case when lower(users.email) = lower(${patch.email}) then coalesce(users.email_verified_at, now()) else clock_timestamp() end` : sql`coalesce(users.email_verified_at, now())` }
+        : {}),
       ...(patch.is_email_verified === false ? { email_verified_at: null } : {}),
     })
     .where('id', '=', id)
@@ -130,6 +135,22 @@ export async function userAuthState(db: Executor, userId: string, sessionId: str
     )
     .select(['users.is_active', (eb) => eb('user_sessions.revoked_at', 'is not', null).as('session_revoked')])
     .where('users.id', '=', userId)
+    .executeTakeFirst();
+}
+
+/** Locks a user's row for an e-mail verification (issue or redeem): what the address is, now. */
+export async function userLockEmail(db: Executor, id: string) {
+  return db.selectFrom('users').select(['id', 'email', 'is_email_verified']).where('id', '=', id).forUpdate().executeTakeFirst();
+}
+
+/** Marks the user's address verified — only if it is still `email` (case-insensitively). */
+export async function userMarkEmailVerified(db: Executor, id: string, email: string) {
+  return db
+    .updateTable('users')
+    .set({ is_email_verified: true, email_verified_at: sql`coalesce(users.email_verified_at, now())` })
+    .where('id', '=', id)
+    .where(sql`lower(email)`, '=', email.toLowerCase())
+    .returning(['email', 'email_verified_at'])
     .executeTakeFirst();
 }
 
