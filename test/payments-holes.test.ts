@@ -365,7 +365,7 @@ describe('resolving keeps what was bought; unknown statuses are not paid (item 8
     const user = await makeUser(app);
     const variant = num();
     await pkg({ provider: 'lemonsqueezy', provider_price_id: variant, credits: 60, price_amount: 600, currency: 'usd' });
-    const odd = lsOrder({ variant, total: 600, status: 'chargeback_pending', custom: { tally_ref: await reference({ user_id: user.id }) } });
+    const odd = lsOrder({ variant, total: 600, status: 'chargeback_pending', custom: { user_id: user.id } });
     await send.lemonsqueezy(odd);
     expect(await paymentOf('lemonsqueezy', `order_${odd.data.id}`)).toMatchObject({ status: 'processing', credits: 0 });
     const product = id('prod');
@@ -373,7 +373,7 @@ describe('resolving keeps what was bought; unknown statuses are not paid (item 8
     const creemOrder = id('ord');
     await send.creem({
       id: id('evt'), eventType: 'checkout.completed', created_at: Date.now(),
-      object: { id: id('ch'), order: { id: creemOrder, amount: 600, currency: 'USD', status: 'pending' }, product: { id: product }, customer: { id: id('cust') }, status: 'completed', metadata: { tally_ref: await reference({ user_id: user.id }) } },
+      object: { id: id('ch'), order: { id: creemOrder, amount: 600, currency: 'USD', status: 'pending' }, product: { id: product }, customer: { id: id('cust') }, status: 'completed', metadata: { user_id: user.id } },
     });
     expect(await paymentOf('creem', creemOrder)).toMatchObject({ status: 'processing', credits: 0 });
     expect((await balanceOf(user.id)).balance).toBe(3);
