@@ -29,6 +29,7 @@ import { DEFAULT_BILLING, DEFAULT_EMAIL_VERIFICATION } from './config/config.js'
 import { CreditsService } from './modules/credits/credits.service.js';
 import { registerPaymentRoutes } from './modules/payments/payments.routes.js';
 import type { SubscriptionPort } from './modules/payments/payments.ports.js';
+import { referenceKey } from './modules/payments/payments.reference.js';
 import { PaymentsService } from './modules/payments/payments.service.js';
 import { registerIdentityRoutes } from './modules/identities/identities.routes.js';
 import { IdentitiesService } from './modules/identities/identities.service.js';
@@ -140,6 +141,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
       credits,
       subscriptions: deps.subscriptions ?? billing.subscriptions,
       config: config.payments,
+      referenceKeys: [config.encryptionKey, ...(config.encryptionKeysOld ?? [])].map(referenceKey),
       clock,
       logger: deps.logger,
     }),

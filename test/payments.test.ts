@@ -76,7 +76,8 @@ beforeAll(async () => {
     creem: { webhookSecret: CREEM_SECRET },
     paypal: { webhookId: PAYPAL_WEBHOOK_ID, clientId: 'client-id', clientSecret: 'client-secret', apiBase: paypalBase },
     toleranceSeconds: 300,
-    creditPrice: null,
+    // 10 cents a credit: what a checkout buys comes from the amount paid (metadata never decides it).
+    creditPrice: { unitAmount: 10, currency: 'usd' },
   };
   app = await createTestApp({ payments, credits: { balanceCap: null, signupBonus: 3 } });
 });
@@ -135,7 +136,7 @@ const checkout = (userId: string | null, opts: { credits?: string; pi?: string; 
       mode: 'payment',
       payment_status: 'paid',
       status: 'complete',
-      amount_total: 1000,
+      amount_total: opts.credits ? Number(opts.credits) * 10 : 1000,
       currency: 'usd',
       customer: opts.customer ?? null,
       customer_details: { email: opts.email ?? null },
@@ -157,7 +158,7 @@ const charge = (type: 'charge.refunded' | 'charge.dispute.created', pi: string, 
 });
 
 describe('Stripe webhooks', () => {
-  it('a checkout with metadata {user_id, credits: "100"} grants 100 exactly once under replays and concurrent duplicate deliveries', async () => {
+  it('a checkout paying for 100 credits (at the credit price) grants 100 exactly once under replays and concurrent duplicate deliveries', async () => {
     const user = await makeUser(app);
     const event = checkout(user.id, { credits: '100' });
     const raw = JSON.stringify(event);
@@ -304,7 +305,9 @@ describe('Stripe webhooks', () => {
     const start = Math.floor(Date.now() / 1000) - 10 * day;
     const end = start + 30 * day;
     const item = { price: { id: priceId, recurring: { interval: 'month' } } };
-    const link = await stripeSend({ id: id('evt'), type: 'checkout.session.completed', data: { object: { id: id('cs'), mode: 'subscription', customer: cus, subscription: sub, metadata: { user_id: user.id } } } });
+    // The app signs a checkout reference for the user: only that links the customer (an unsigned metadata user id does not).
+    const reference = (await svc().post('/v1/checkout-references', { user_id: user.id })).body.reference as string;
+    const link = await stripeSend({ id: id('evt'), type: 'checkout.session.completed', data: { object: { id: id('cs'), mode: 'subscription', customer: cus, subscription: sub, client_reference_id: reference, metadata: {} } } });
     expect(link.body.outcome).toContain('linked');
     const created = await stripeSend({
       id: id('evt'),
@@ -356,7 +359,7 @@ describe('Stripe webhooks', () => {
     // Matched by the invoice's customer_email: only a verified address matches (docs/payments.md).
     const user = await makeUser(app, { is_email_verified: true });
     const price = id('price');
-    expect((await svc().post('/v1/credit-packages', { name: 'Monthly 500', provider: 'stripe', provider_price_id: price, credits: 500 })).status).toBe(201);
+    expect((await svc().post('/v1/credit-packages', { name: 'Monthly 500', provider: 'stripe', provider_price_id: price, credits: 500, price_amount: 900, currency: 'usd' })).status).toBe(201);
     const cus = id('cus');
     const invoice = (pi: string) => ({
       id: id('evt'),
@@ -379,7 +382,7 @@ describe('Lemon Squeezy, Creem and PayPal webhooks', () => {
   it('Lemon Squeezy: order_created buys the variant’s package; order_refunded claws it back; bad X-Signature is 400', async () => {
     const user = await makeUser(app);
     const variant = String(Math.floor(Math.random() * 1e9));
-    await svc().post('/v1/credit-packages', { name: 'LS 200', provider: 'lemonsqueezy', provider_price_id: variant, credits: 200 });
+    await svc().post('/v1/credit-packages', { name: 'LS 200', provider: 'lemonsqueezy', provider_price_id: variant, credits: 200, price_amount: 1999, currency: 'usd' });
     const orderId = String(Math.floor(Math.random() * 1e9));
     const order = (event: string, attrs: object) => ({
       meta: { event_name: event, custom_data: { user_id: user.id }, test_mode: true },
@@ -402,9 +405,11 @@ describe('Lemon Squeezy, Creem and PayPal webhooks', () => {
     await expectReconciled();
   });
 
-  it('Creem: checkout.completed (its real envelope) grants metadata credits; refund.created claws back; matched by e-mail', async () => {
+  it('Creem: checkout.completed (its real envelope) grants its product’s package; refund.created claws back; matched by e-mail', async () => {
     const user = await makeUser(app, { is_email_verified: true });
     const orderId = id('ord');
+    const product = id('prod');
+    await svc().post('/v1/credit-packages', { name: 'Creem 70', provider: 'creem', provider_price_id: product, credits: 70, price_amount: 1000, currency: 'eur' });
     const event = {
       id: id('evt'),
       eventType: 'checkout.completed',
@@ -412,8 +417,8 @@ describe('Lemon Squeezy, Creem and PayPal webhooks', () => {
       object: {
         id: id('ch'),
         object: 'checkout',
-        order: { id: orderId, customer: id('cust'), product: id('prod'), amount: 1000, currency: 'EUR', status: 'paid', type: 'onetime' },
-        product: { id: id('prod'), name: 'Credits', price: 1000, currency: 'EUR', billing_type: 'onetime' },
+        order: { id: orderId, customer: id('cust'), product, amount: 1000, currency: 'EUR', status: 'paid', type: 'onetime' },
+        product: { id: product, name: 'Credits', price: 1000, currency: 'EUR', billing_type: 'onetime' },
         customer: { id: id('cust'), object: 'customer', email: user.email.toUpperCase(), name: 'T' },
         status: 'completed',
         metadata: { credits: '70' },

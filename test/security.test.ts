@@ -542,6 +542,7 @@ Object.assign(ROUTES, {
   'GET /v1/users/{id}/invoices': { auth: 'any', scope: 'credits:read', sample: async (o: Owner) => ({ url: `/v1/users/${o.user.id}/invoices`, status: 200 }) },
   'GET /v1/users/{id}/customers': { auth: 'any', scope: 'credits:read', sample: async (o: Owner) => ({ url: `/v1/users/${o.user.id}/customers`, status: 200 }) },
   'GET /v1/webhook-events': { auth: 'service', sample: async () => ({ url: '/v1/webhook-events', status: 200 }) },
+  'POST /v1/checkout-references': { auth: 'service', sample: async (o: Owner) => ({ url: '/v1/checkout-references', body: { user_id: o.user.id }, status: 201 }) },
   'POST /v1/credit-packages': {
     auth: 'service',
     sample: async () => ({ url: '/v1/credit-packages', body: { name: 'P', provider: 'creem', provider_price_id: `prod_${randomBytes(8).toString('hex')}`, credits: 5 }, status: 201 }),
@@ -929,6 +930,7 @@ describe('authorization: who may call what', () => {
       'PATCH /v1/subscriptions/{id}',
       'POST /v1/admin/reconcile',
       'POST /v1/check',
+      'POST /v1/checkout-references',
       'POST /v1/cost-models',
       'POST /v1/credit-packages',
       'POST /v1/credits/adjust',

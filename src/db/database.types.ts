@@ -392,12 +392,22 @@ export interface PaymentCustomers {
   user_id: string;
 }
 
+export interface PaymentRefs {
+  created_at: Generated<Timestamp>;
+  provider: string;
+  provider_payment_id: string;
+  ref: string;
+  updated_at: Generated<Timestamp>;
+}
+
 export interface Payments {
   amount: number;
   amount_refunded: Generated<number>;
   created_at: Generated<Timestamp>;
+  credit_class: string | null;
   credits: Generated<number>;
   credits_clawed_back: Generated<number>;
+  credits_expire_days: number | null;
   currency: string;
   customer_id: string | null;
   description: string | null;
@@ -420,6 +430,7 @@ export interface Payments {
   receipt_url: string | null;
   refunded_at: Timestamp | null;
   status: Generated<string>;
+  unmatched_reason: string | null;
   updated_at: Generated<Timestamp>;
   user_id: string | null;
 }
@@ -788,6 +799,7 @@ export interface DB {
   messages: Messages;
   overage_charges: OverageCharges;
   payment_customers: PaymentCustomers;
+  payment_refs: PaymentRefs;
   payments: Payments;
   plan_allowances: PlanAllowances;
   plan_prices: PlanPrices;

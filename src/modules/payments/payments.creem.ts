@@ -80,7 +80,8 @@ function checkoutActions(c: Json): PaymentAction[] {
       payment: {
         providerPaymentId: required(str(order['id']), 'order.id'),
         providerCustomerId: customerId,
-        status: order['status'] === 'paid' || c['status'] === 'completed' ? 'succeeded' : 'processing',
+        // The order's own status decides when it has one (only `paid` is paid); a completed checkout only without it.
+        status: (order['status'] === undefined ? c['status'] === 'completed' : order['status'] === 'paid') ? 'succeeded' : 'processing',
         amount: required(num(order['amount']), 'order.amount'),
         currency,
         email: str(customer['email']),
@@ -88,8 +89,9 @@ function checkoutActions(c: Json): PaymentAction[] {
         priceIds: [str(product['id']) ?? str(order['product'])].filter((x): x is string => !!x),
         receiptUrl: null,
         description: str(product['name']),
-        // A recurring checkout's first period: billing grants the plan; packages/metadata still buy credits.
+        // A recurring checkout's first period: billing grants the plan; a package still buys credits.
         providerSubscriptionId: subscriptionId,
+        tax: num(order['tax_amount']) ?? 0,
       },
     },
   ];

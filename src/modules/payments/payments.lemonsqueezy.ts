@@ -73,7 +73,9 @@ export function normalizeLemonSqueezy(payload: unknown): NormalizedEvent {
   switch (eventType) {
     case 'order_created': {
       const item = obj(a['first_order_item']);
-      const status: PaymentStatus = a['status'] === 'paid' ? 'succeeded' : a['status'] === 'failed' ? 'failed' : a['status'] === 'pending' ? 'processing' : 'succeeded';
+      // Only `paid` is paid: a status Tally does not know (refunded, partial_refund, fraudulent …)
+      // buys nothing and waits for a later event.
+      const status: PaymentStatus = a['status'] === 'paid' ? 'succeeded' : a['status'] === 'failed' ? 'failed' : 'processing';
       actions.push({
         kind: 'payment',
         payment: {
@@ -89,6 +91,7 @@ export function normalizeLemonSqueezy(payload: unknown): NormalizedEvent {
           description: str(item['product_name']),
           // An order that starts a subscription is paid again through subscription invoices.
           providerSubscriptionId: null,
+          tax: num(a['tax']) ?? 0,
         },
       });
       break;
@@ -136,6 +139,7 @@ export function normalizeLemonSqueezy(payload: unknown): NormalizedEvent {
             receiptUrl: str(obj(a['urls'])['invoice_url']),
             description: `subscription invoice ${id}`,
             providerSubscriptionId: subscriptionId,
+            tax: num(a['tax']) ?? 0,
           },
         });
       }

@@ -12,6 +12,7 @@ import {
   stringMap,
   toMinorUnits,
 } from './payments.js';
+import { isReference } from './payments.reference.js';
 import { header } from './payments.signing.js';
 
 export interface PayPalSettings {
@@ -152,6 +153,8 @@ export function paypalCustom(v: unknown): Record<string, string> {
       return {};
     }
   }
+  // A bare checkout reference (it fits custom_id's 127 characters; its JSON wrapping may not).
+  if (isReference(s)) return { tally_ref: s };
   return { user_id: s };
 }
 

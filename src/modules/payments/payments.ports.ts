@@ -15,7 +15,11 @@ export interface ProviderSubscriptionSync {
   userId: string;
   /** Price / variant / product / plan id the provider sent. */
   providerPriceId: string | null;
-  /** metadata.plan_id when present. */
+  /**
+   * A plan Tally chose from its own configuration (a one-time payment whose price, or signed
+   * checkout reference, buys the plan at its price); null from subscription events, whose plan is
+   * the one `providerPriceId` maps to. Never taken from metadata (buyers can set metadata).
+   */
   planId: string | null;
   status: 'trialing' | 'active' | 'past_due' | 'canceled';
   interval: 'monthly' | 'yearly' | null;

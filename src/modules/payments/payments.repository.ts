@@ -13,8 +13,8 @@ type Row = Record<string, unknown>;
 export const PAYMENT_COLUMNS = [
   'id', 'user_id', 'provider', 'provider_payment_id', 'provider_customer_id', 'customer_id', 'status', 'amount',
   'amount_refunded', 'currency', 'email', 'package_id', 'plan_id', 'provider_price_id', 'credits', 'credits_clawed_back',
-  'grant_transaction_id', 'match_status', 'receipt_url', 'description', 'metadata', 'processed_at', 'refunded_at',
-  'disputed_at', 'created_at', 'updated_at',
+  'credit_class', 'credits_expire_days', 'grant_transaction_id', 'match_status', 'unmatched_reason', 'receipt_url', 'description',
+  'metadata', 'processed_at', 'refunded_at', 'disputed_at', 'created_at', 'updated_at',
 ] as const;
 const INVOICE_COLUMNS = [
   'id', 'user_id', 'customer_id', 'provider', 'provider_invoice_id', 'provider_subscription_id', 'payment_id', 'status',
@@ -151,6 +151,60 @@ export async function paymentLockByProviderId(db: Executor, provider: ProviderNa
     .where('provider_payment_id', '=', providerPaymentId)
     .forUpdate()
     .executeTakeFirst();
+}
+
+// --- payment refs: every id a provider uses for one payment ----------------------------------
+
+/**
+ * The provider payment id (the payments row's key) that one of `ids` names, trying them in order:
+ * a payments row keyed by the id itself (also rows from before 0009, which have no refs), then an
+ * alias in payment_refs. Undefined when none is known yet.
+ */
+export async function paymentKeyOf(db: Executor, provider: ProviderName, ids: readonly string[]): Promise<string | undefined> {
+  if (ids.length === 0) return undefined;
+  const direct = await db.selectFrom('payments').select('provider_payment_id').where('provider', '=', provider).where('provider_payment_id', 'in', [...ids]).execute();
+  const aliases = await db.selectFrom('payment_refs').select(['ref', 'provider_payment_id']).where('provider', '=', provider).where('ref', 'in', [...ids]).execute();
+  for (const id of ids) {
+    if (direct.some((r) => r.provider_payment_id === id)) return id;
+    const alias = aliases.find((r) => r.ref === id);
+    if (alias) return alias.provider_payment_id;
+  }
+  return undefined;
+}
+
+/**
+ * Records `ids` as names of the payment keyed `key`. An id already recorded keeps its first
+ * payment (one id never names two payments). Inserted in sorted order, so two transactions
+ * recording overlapping ids wait for each other on the primary key instead of deadlocking; the
+ * second then reads the first's answer through `paymentKeyOf`.
+ */
+export async function refsRecord(db: Executor, provider: ProviderName, ids: readonly string[], key: string): Promise<void> {
+  const unique = [...new Set(ids)].filter((x) => x.length > 0 && x.length <= 255).sort();
+  for (const ref of unique) {
+    await db.insertInto('payment_refs').values({ provider, ref, provider_payment_id: key }).onConflict((oc) => oc.columns(['provider', 'ref']).doNothing()).execute();
+  }
+}
+
+// --- plans (billing's catalogue, read only: what a one-time payment's price buys) -------------
+
+export async function planByPrice(db: Executor, provider: ProviderName, priceIds: readonly string[]): Promise<Row | undefined> {
+  if (priceIds.length === 0) return undefined;
+  const rows = await db
+    .selectFrom('plan_prices')
+    .innerJoin('plans', 'plans.id', 'plan_prices.plan_id')
+    .select(['plans.id', 'plans.price_monthly', 'plans.price_yearly', 'plans.currency', 'plans.is_active', 'plan_prices.provider_price_id', 'plan_prices.billing_interval'])
+    .where('plan_prices.provider', '=', provider)
+    .where('plan_prices.provider_price_id', 'in', [...priceIds])
+    .execute();
+  for (const id of priceIds) {
+    const hit = rows.find((r) => r.provider_price_id === id);
+    if (hit) return hit;
+  }
+  return undefined;
+}
+
+export async function planFind(db: Executor, id: string): Promise<Row | undefined> {
+  return db.selectFrom('plans').select(['id', 'price_monthly', 'price_yearly', 'currency', 'is_active']).where('id', '=', id).executeTakeFirst();
 }
 
 export async function paymentLock(db: Executor, id: string): Promise<Row | undefined> {

@@ -6,6 +6,8 @@ import { ListQuery, pageRequest } from '../../http/pagination.js';
 import { created, defineRoute, ok, type RouteDeps } from '../../http/route.js';
 import { ErrorResponse, IdParam, listOf } from '../../http/schemas.js';
 import {
+  CheckoutReferenceBody,
+  CheckoutReferenceCreate,
   CreditPackage,
   CreditPackageCreate,
   CreditPackagePatch,
@@ -125,7 +127,19 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: RouteDeps, pay
     params: Id,
     body: ResolveBody,
     response: { 200: Payment, 404: ErrorResponse, 409: ErrorResponse },
-    handler: async (_ctx, { params, body }) => ok(await payments.resolve(params.id, body.user_id, body.add_alias ?? false)),
+    handler: async (_ctx, { params, body }) => ok(await payments.resolve(params.id, body.user_id, body.add_alias ?? false, body.credits)),
+  });
+
+  defineRoute(app, deps, {
+    method: 'POST',
+    url: '/v1/checkout-references',
+    summary:
+      'Sign a checkout reference (service): put it in the checkout as metadata tally_ref (Stripe: or client_reference_id; PayPal: custom_id) so the payment is matched to this user — and, if named, buys this package or plan at its price',
+    tags: ['payments'],
+    auth: 'service',
+    body: CheckoutReferenceCreate,
+    response: { 201: CheckoutReferenceBody, 400: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse },
+    handler: async (ctx, { body }) => created(await payments.createReference(ctx.db, body)),
   });
 
   for (const [path, summary, schema, list] of [

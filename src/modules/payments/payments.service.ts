@@ -28,6 +28,7 @@ import {
 import { normalizeLemonSqueezy, verifyLemonSqueezy } from './payments.lemonsqueezy.js';
 import { normalizePayPal, PayPalUnavailable, PayPalVerifier } from './payments.paypal.js';
 import type { SubscriptionPort } from './payments.ports.js';
+import { type CheckoutReference, signReference, verifyReference } from './payments.reference.js';
 import * as repo from './payments.repository.js';
 import { header } from './payments.signing.js';
 import { normalizeStripe, verifyStripe } from './payments.stripe.js';
@@ -41,6 +42,8 @@ export interface PaymentsDeps {
   /** Billing's port (null until billing is wired in: subscription events are then logged only). */
   subscriptions: SubscriptionPort | null;
   config: PaymentsConfig | undefined;
+  /** Keys checkout references are signed with (the first) and verified with (all): payments.reference.ts. */
+  referenceKeys: readonly Buffer[];
   clock: () => Date;
   logger: FastifyBaseLogger;
 }
@@ -54,7 +57,15 @@ export interface WebhookAnswer {
 const PRINCIPAL = 'payments';
 
 /** Actions apply in this order within an event: who the customer is, then money, then state. */
-const ORDER: Record<PaymentAction['kind'], number> = { customer: 0, payment: 1, invoice: 2, refund: 3, dispute: 4, subscription: 5 };
+const ORDER: Record<PaymentAction['kind'], number> = { customer: 0, payment: 1, alias: 2, invoice: 3, refund: 4, dispute: 5, subscription: 6 };
+
+type MatchedBy = 'reference' | 'metadata' | 'customer' | 'email' | 'alias';
+interface Match {
+  userId: string;
+  by: MatchedBy | 'admin';
+}
+/** Only these may link a provider customer to a user (first link wins, so a weak claim must not). */
+const LINKS: ReadonlySet<string> = new Set(['reference', 'customer', 'email', 'alias', 'admin']);
 
 /**
  * Payment webhooks, records and the unmatched queue. A delivery is verified with its provider's
@@ -204,6 +215,10 @@ export class PaymentsService {
         return this.applyPayment(trx, provider, eventId, action.payment, payload);
       case 'refund':
         return this.applyRefund(trx, provider, action);
+      case 'alias': {
+        const key = await this.claimKey(trx, provider, action.providerPaymentId, action.refs);
+        return `payment ${key} is also known as ${action.refs.filter((r) => r !== key).join(', ')}`;
+      }
       case 'dispute':
         return this.applyDispute(trx, provider, action);
       case 'invoice':
@@ -213,6 +228,7 @@ export class PaymentsService {
       case 'customer': {
         const match = await this.match(trx, provider, { metadata: action.metadata, providerCustomerId: action.providerCustomerId, email: action.email });
         if (!match) return `customer ${action.providerCustomerId} not matched to a user`;
+        if (!LINKS.has(match.by)) return `customer ${action.providerCustomerId} not linked: an unsigned metadata user id does not link customers`;
         await this.link(trx, provider, action.providerCustomerId, match.userId, action.email);
         return `customer ${action.providerCustomerId} linked to ${match.userId}`;
       }
@@ -224,10 +240,12 @@ export class PaymentsService {
   // -------------------------------------------------------------------------------------------
 
   private async applyPayment(trx: Executor, provider: ProviderName, eventId: string, p: PaymentFacts, payload: unknown): Promise<string> {
+    // The row is keyed by the first id any event named for this payment (payment_refs).
+    const key = await this.claimKey(trx, provider, p.providerPaymentId, p.refs ?? []);
     const { row, created } = await repo.paymentClaim(trx, {
       id: newId('payment'),
       provider,
-      provider_payment_id: p.providerPaymentId,
+      provider_payment_id: key,
       provider_customer_id: p.providerCustomerId,
       status: 'created',
       amount: p.amount,
@@ -243,10 +261,12 @@ export class PaymentsService {
     const current = row['status'] as PaymentStatus;
     if (isSettled(current)) return `payment ${id} already ${current}${created ? '' : ' (seen before)'}`;
 
-    const match = row['user_id']
-      ? { userId: String(row['user_id']), by: String(row['matched_by'] ?? 'metadata') }
+    const ref = this.reference(p.metadata);
+    const match: Match | null = row['user_id']
+      ? { userId: String(row['user_id']), by: (row['matched_by'] ?? 'metadata') as Match['by'] }
       : await this.match(trx, provider, { metadata: p.metadata, providerCustomerId: p.providerCustomerId, email: p.email });
-    const customerId = match && p.providerCustomerId ? String((await this.link(trx, provider, p.providerCustomerId, match.userId, p.email))['id']) : null;
+    const customerId =
+      match && p.providerCustomerId && LINKS.has(match.by) ? String((await this.link(trx, provider, p.providerCustomerId, match.userId, p.email))['id']) : null;
     const base = {
       status: p.status,
       amount: p.amount,
@@ -261,17 +281,65 @@ export class PaymentsService {
       return `payment ${id} ${p.status}`;
     }
 
-    const purchase = await this.purchaseOf(trx, provider, p);
-    const updated = await repo.paymentUpdate(trx, id, {
-      ...base,
-      credits: purchase.credits,
+    const priced = await this.purchaseOf(trx, provider, p, ref);
+    const purchase = priced.purchase;
+    const bought = {
+      credits: priced.ok ? purchase.credits : 0,
       package_id: purchase.packageId,
-      plan_id: purchase.planId,
+      plan_id: priced.ok ? purchase.planId : null,
+      credit_class: purchase.class,
+      credits_expire_days: purchase.expireDays,
       provider_price_id: p.priceIds[0] ?? null,
       processed_at: this.deps.clock(),
-    });
+    };
+    if (!priced.ok) {
+      // A price that does not match (or a payment that buys nothing): never a grant. It waits in
+      // the unmatched queue, without a user, for an admin to resolve (and decide the credits).
+      const who = match ? ` (the payment names ${match.userId}, matched by ${match.by})` : '';
+      await repo.paymentUpdate(trx, id, {
+        ...base,
+        ...bought,
+        user_id: null,
+        match_status: 'unmatched',
+        matched_by: null,
+        customer_id: null,
+        unmatched_reason: `${priced.reason}${who}`.slice(0, 500),
+      });
+      return `payment ${id} succeeded; ${priced.reason} — waiting in the unmatched queue`;
+    }
+    const updated = await repo.paymentUpdate(trx, id, { ...base, ...bought, unmatched_reason: match ? null : 'no user matched' });
     if (!match) return `payment ${id} succeeded; no user matched — waiting in the unmatched queue`;
     return this.fulfil(trx, provider, eventId, updated, purchase, p);
+  }
+
+  /**
+   * The provider payment id a payment's row is keyed by, given every id an event names for it:
+   * the first one known (a row, or an alias recorded by an earlier event), else the event's own.
+   * All the ids are recorded as its aliases (payment_refs), so later events naming any of them —
+   * a refund by payment intent, a dispute by charge, an invoice by its id — find the same row.
+   */
+  private async claimKey(trx: Executor, provider: ProviderName, primary: string, refs: readonly string[]): Promise<string> {
+    const all = [primary, ...refs.filter((r) => r !== primary)];
+    const known = (await repo.paymentKeyOf(trx, provider, all)) ?? primary;
+    await repo.refsRecord(trx, provider, all, known);
+    // Read again: a concurrent event may have recorded one of these ids first (we waited for it).
+    return (await repo.paymentKeyOf(trx, provider, all)) ?? known;
+  }
+
+  /** The payment a refund or dispute names, by any of its ids (locked); learns the ids it did not know. */
+  private async paymentByAnyId(trx: Executor, provider: ProviderName, primary: string, refs: readonly string[]): Promise<Row | undefined> {
+    const all = [primary, ...refs.filter((r) => r !== primary)];
+    const key = await repo.paymentKeyOf(trx, provider, all);
+    if (!key) return undefined;
+    await repo.refsRecord(trx, provider, all, key);
+    return repo.paymentLockByProviderId(trx, provider, key);
+  }
+
+  /** A checkout reference in the metadata that Tally signed and that has not expired (else null). */
+  private reference(metadata: Record<string, string>): CheckoutReference | null {
+    const value = metadata['tally_ref'];
+    if (!value) return null;
+    return verifyReference(this.deps.referenceKeys, value, this.deps.clock()).ref;
   }
 
   /** Grants what a matched, succeeded payment bought (credits exactly once; a plan through billing). */
@@ -295,7 +363,7 @@ export class PaymentsService {
         reason: `purchase (${provider} ${String(payment['provider_payment_id'])})`,
         class: purchase.class,
         source: 'purchase',
-        expiresAt: purchase.expiresAt,
+        expiresAt: purchase.expireDays === null ? null : new Date(this.deps.clock().getTime() + purchase.expireDays * 86_400_000),
         priority: 0,
         metadata: { payment_id: id, provider, provider_payment_id: payment['provider_payment_id'] },
       });
@@ -314,7 +382,7 @@ export class PaymentsService {
           providerPriceId: p.priceIds[0] ?? null,
           planId: purchase.planId,
           status: 'active',
-          interval: null,
+          interval: purchase.interval,
           currentPeriodStart: null,
           currentPeriodEnd: null,
           cancelAtPeriodEnd: false,
@@ -328,30 +396,62 @@ export class PaymentsService {
   }
 
   /**
-   * What a payment buys: metadata.credits, else a credit package (price/variant, then product),
-   * else metadata.plan_id (billing), else the configured credit price. A subscription's payment
-   * buys only metadata credits or a package: its plan's allowances come through billing's port.
+   * What a payment buys, from server-side configuration only (never from metadata a buyer may
+   * set): the credit package its price/variant/product id maps to, or the package a signed
+   * checkout reference names — at that package's price, net of tax, in its currency; for a
+   * one-time payment, else the plan its price (or the reference) names, at the plan's price; else
+   * the configured credit price, floor(net ÷ price). A subscription's payment buys only a package
+   * (its plan comes through billing's port). Anything else — a price that does not match, a
+   * package without a price, a one-time payment that buys nothing — is not ok: it never grants.
    */
-  private async purchaseOf(trx: Executor, provider: ProviderName, p: PaymentFacts): Promise<Purchase> {
-    const none: Purchase = { credits: 0, class: 'default', expiresAt: null, packageId: null, planId: null };
-    const fromMeta = p.metadata['credits'];
-    if (fromMeta !== undefined && /^\d{1,12}$/.test(fromMeta) && Number(fromMeta) > 0) return { ...none, credits: Number(fromMeta) };
-    const pkg = await repo.packageByPrice(trx, provider, p.priceIds);
-    if (pkg) {
-      const days = pkg['expires_in_days'] === null ? null : Number(pkg['expires_in_days']);
-      return {
-        credits: Number(pkg['credits']),
-        class: String(pkg['class']),
-        expiresAt: days === null ? null : new Date(this.deps.clock().getTime() + days * 86_400_000),
-        packageId: String(pkg['id']),
-        planId: null,
-      };
+  private async purchaseOf(trx: Executor, provider: ProviderName, p: PaymentFacts, ref: CheckoutReference | null): Promise<Priced> {
+    const none: Purchase = { credits: 0, class: 'default', expireDays: null, packageId: null, planId: null, interval: null };
+    const ok = (purchase: Purchase): Priced => ({ ok: true, purchase });
+    const fail = (reason: string, purchase: Purchase = none): Priced => ({ ok: false, reason, purchase });
+    const net = p.amount - (p.tax ?? 0);
+    const paid = `paid ${net} ${p.currency}${p.tax ? ` (net of ${p.tax} tax)` : ''}`;
+
+    const byPrice = await repo.packageByPrice(trx, provider, p.priceIds);
+    let pkg = byPrice;
+    if (ref?.packageId) {
+      const named = await repo.packageFind(trx, ref.packageId);
+      if (!named || named['provider'] !== provider || !named['is_active']) {
+        return fail(`the checkout reference names package ${ref.packageId}, which is not an active ${provider} package`);
+      }
+      if (byPrice && byPrice['id'] !== named['id']) {
+        return fail(`the checkout reference names package ${String(named['id'])}, but the price paid is package ${String(byPrice['id'])}`, fromPackage(named));
+      }
+      pkg = named;
     }
-    if (p.providerSubscriptionId) return none;
-    if (p.metadata['plan_id']) return { ...none, planId: p.metadata['plan_id'] };
-    const price = this.deps.config?.creditPrice;
-    if (price && price.currency === p.currency) return { ...none, credits: Math.floor(p.amount / price.unitAmount) };
-    return none;
+    if (pkg) {
+      const bought = fromPackage(pkg);
+      const price = pkg['price_amount'] === null ? null : Number(pkg['price_amount']);
+      const currency = (pkg['currency'] as string | null) ?? null;
+      if (price === null || currency === null) return fail(`package ${bought.packageId!} has no price to check the payment against`, bought);
+      if (price !== net || currency !== p.currency) return fail(`package ${bought.packageId!} costs ${price} ${currency}; ${paid}`, bought);
+      return ok(bought);
+    }
+    if (p.providerSubscriptionId) return ok(none);
+
+    const plan = ref?.planId ? await repo.planFind(trx, ref.planId) : await repo.planByPrice(trx, provider, p.priceIds);
+    if (ref?.planId && !plan) return fail(`the checkout reference names plan ${ref.planId}, which does not exist`);
+    if (plan) {
+      const planId = String(plan['id']);
+      const prices: Array<['monthly' | 'yearly', number]> = [
+        ['monthly', Number(plan['price_monthly'])],
+        ['yearly', Number(plan['price_yearly'])],
+      ];
+      const allowed = plan['billing_interval'] ? prices.filter(([i]) => i === plan['billing_interval']) : prices;
+      const hit = allowed.find(([, price]) => price > 0 && price === net);
+      if (!plan['is_active']) return fail(`plan ${planId} is not active`);
+      if (!hit || plan['currency'] !== p.currency) {
+        return fail(`plan ${planId} costs ${allowed.map(([i, price]) => `${price} ${String(plan['currency'])} ${i}`).join(' or ')}; ${paid}`);
+      }
+      return ok({ ...none, planId, interval: hit[0] });
+    }
+    const unit = this.deps.config?.creditPrice;
+    if (unit && unit.currency === p.currency && net >= unit.unitAmount) return ok({ ...none, credits: Math.floor(net / unit.unitAmount) });
+    return fail(`it buys nothing: no package or plan for its price${p.priceIds.length ? ` (${p.priceIds.join(', ')})` : ''} and no credit price in ${p.currency}`);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -359,7 +459,7 @@ export class PaymentsService {
   // -------------------------------------------------------------------------------------------
 
   private async applyRefund(trx: Executor, provider: ProviderName, r: Extract<PaymentAction, { kind: 'refund' }>): Promise<string> {
-    const row = await repo.paymentLockByProviderId(trx, provider, r.providerPaymentId);
+    const row = await this.paymentByAnyId(trx, provider, r.providerPaymentId, r.refs ?? []);
     // Out of order (the refund before its payment): fail, so the provider retries after the payment.
     if (!row) throw new Error(`refund for unknown ${provider} payment ${r.providerPaymentId} (retry after the payment event)`);
     const amount = Number(row['amount']);
@@ -376,7 +476,7 @@ export class PaymentsService {
   }
 
   private async applyDispute(trx: Executor, provider: ProviderName, d: Extract<PaymentAction, { kind: 'dispute' }>): Promise<string> {
-    const row = await repo.paymentLockByProviderId(trx, provider, d.providerPaymentId);
+    const row = await this.paymentByAnyId(trx, provider, d.providerPaymentId, d.refs ?? []);
     if (!row) throw new Error(`dispute for unknown ${provider} payment ${d.providerPaymentId} (retry after the payment event)`);
     await repo.paymentUpdate(trx, String(row['id']), { status: 'disputed', disputed_at: this.deps.clock() });
     const clawed = await this.clawBack(trx, row, Number(row['credits']), `dispute of ${provider} payment ${d.providerPaymentId}`);
@@ -413,7 +513,8 @@ export class PaymentsService {
   private async applyInvoice(trx: Executor, provider: ProviderName, inv: InvoiceFacts, payload: unknown): Promise<string> {
     const match = await this.match(trx, provider, { metadata: {}, providerCustomerId: inv.providerCustomerId, email: inv.email });
     const customer = inv.providerCustomerId ? await repo.customerFind(trx, provider, inv.providerCustomerId) : undefined;
-    const payment = inv.providerPaymentId ? await repo.paymentLockByProviderId(trx, provider, inv.providerPaymentId) : undefined;
+    const paymentKey = inv.providerPaymentId ? await repo.paymentKeyOf(trx, provider, [inv.providerPaymentId]) : undefined;
+    const payment = paymentKey ? await repo.paymentLockByProviderId(trx, provider, paymentKey) : undefined;
     await repo.invoiceUpsert(trx, {
       id: newId('invoice'),
       provider,
@@ -439,9 +540,10 @@ export class PaymentsService {
   private async applySubscription(trx: Executor, provider: ProviderName, eventId: string, s: SubscriptionFacts): Promise<string> {
     const match = await this.match(trx, provider, { metadata: s.metadata, providerCustomerId: s.providerCustomerId, email: s.email });
     if (!match) return `subscription ${s.providerSubscriptionId} ${s.status}: no user matched`;
-    if (s.providerCustomerId) await this.link(trx, provider, s.providerCustomerId, match.userId, s.email);
+    if (s.providerCustomerId && LINKS.has(match.by)) await this.link(trx, provider, s.providerCustomerId, match.userId, s.email);
     const { email: _e, metadata: _m, ...rest } = s;
-    return this.syncSubscription(trx, { ...rest, provider, eventId, userId: match.userId });
+    // The plan is the one its price maps to (billing looks it up): metadata never chooses it.
+    return this.syncSubscription(trx, { ...rest, planId: null, provider, eventId, userId: match.userId });
   }
 
   private async syncSubscription(trx: Executor, input: Parameters<SubscriptionPort['syncProviderSubscription']>[1]): Promise<string> {
@@ -452,22 +554,30 @@ export class PaymentsService {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Matching: metadata user_id → linked customer → verified e-mail → e-mail alias → unmatched queue.
+  // Matching: signed reference → linked customer → metadata user_id → verified e-mail → alias → queue.
   // An unverified address never matches: a stranger may have signed up with the payer's address.
   // Aliases are added by the service only, so they are trusted as they stand.
   // -------------------------------------------------------------------------------------------
 
+  /**
+   * Who paid. A checkout reference Tally signed is the app's word; a linked customer is Tally's
+   * own record. An unsigned metadata user id (buyers can set it on some providers' checkout links)
+   * still matches — apps rely on it — but it comes after the linked customer, never links a
+   * customer itself, and never decides what the payment buys.
+   */
   private async match(
     trx: Executor,
     provider: ProviderName,
     q: { metadata: Record<string, string>; providerCustomerId: string | null; email: string | null },
-  ): Promise<{ userId: string; by: 'metadata' | 'customer' | 'email' | 'alias' } | null> {
-    const fromMeta = q.metadata['user_id'] ?? q.metadata['userId'] ?? q.metadata['tally_user_id'];
-    if (fromMeta && (await repo.userExists(trx, fromMeta))) return { userId: fromMeta, by: 'metadata' };
+  ): Promise<{ userId: string; by: MatchedBy } | null> {
+    const ref = this.reference(q.metadata);
+    if (ref && (await repo.userExists(trx, ref.userId))) return { userId: ref.userId, by: 'reference' };
     if (q.providerCustomerId) {
       const customer = await repo.customerFind(trx, provider, q.providerCustomerId);
       if (customer) return { userId: String(customer['user_id']), by: 'customer' };
     }
+    const fromMeta = q.metadata['user_id'] ?? q.metadata['userId'] ?? q.metadata['tally_user_id'];
+    if (fromMeta && (await repo.userExists(trx, fromMeta))) return { userId: fromMeta, by: 'metadata' };
     if (q.email) {
       const byEmail = await repo.userIdByVerifiedEmail(trx, q.email);
       if (byEmail) return { userId: byEmail, by: 'email' };
@@ -496,7 +606,7 @@ export class PaymentsService {
   // -------------------------------------------------------------------------------------------
 
   /** Assigns an unmatched payment to a user and grants what it bought — once, whatever retries. */
-  async resolve(paymentId: string, userId: string, addAlias: boolean) {
+  async resolve(paymentId: string, userId: string, addAlias: boolean, creditsOverride?: number) {
     return this.db.transaction().execute(async (trx) => {
       const row = await repo.paymentLock(trx, paymentId);
       if (!row) throw errors.notFound('Payment', paymentId);
@@ -516,18 +626,40 @@ export class PaymentsService {
         match_status: 'resolved',
         matched_by: 'admin',
         customer_id: customer ? String(customer['id']) : null,
+        unmatched_reason: null,
+        ...(creditsOverride !== undefined ? { credits: creditsOverride } : {}),
       });
       const full = await repo.paymentLock(trx, paymentId);
-      const credits = Number(updated['credits']);
+      // Exactly what the payment was priced at when paid (frozen on its row): a package changed
+      // or deleted since changes nothing.
+      const days = updated['credits_expire_days'];
       await this.fulfil(trx, provider, `resolve:${paymentId}`, full!, {
-        credits,
-        class: 'default',
-        expiresAt: null,
+        credits: Number(updated['credits']),
+        class: (updated['credit_class'] as string | null) ?? 'default',
+        expireDays: days === null || days === undefined ? null : Number(days),
         packageId: (updated['package_id'] as string | null) ?? null,
         planId: (updated['plan_id'] as string | null) ?? null,
+        interval: null,
       }, { providerCustomerId, priceIds: updated['provider_price_id'] ? [String(updated['provider_price_id'])] : [] });
       return paymentBody((await repo.paymentFind(trx, paymentId))!);
     });
+  }
+
+  /** Signs a checkout reference for a user (and optionally a package or plan): docs/payments.md. */
+  async createReference(db: Executor, b: { user_id: string; package_id?: string; plan_id?: string; expires_in_seconds?: number }) {
+    await this.assertUser(db, b.user_id);
+    if (b.package_id && b.plan_id) throw errors.invalidRequest('Name a package or a plan, not both', { field: 'plan_id' });
+    if (b.package_id) {
+      const pkg = await repo.packageFind(db, b.package_id);
+      if (!pkg) throw errors.notFound('Credit package', b.package_id);
+      if (!pkg['is_active']) throw errors.invalidState(`Credit package ${b.package_id} is not active`);
+    }
+    if (b.plan_id && !(await repo.planFind(db, b.plan_id))) throw errors.notFound('Plan', b.plan_id);
+    const key = this.deps.referenceKeys[0];
+    if (!key) throw errors.unavailable('No key to sign checkout references with');
+    const expiresAt = new Date(Math.floor(this.deps.clock().getTime() / 1000) * 1000 + (b.expires_in_seconds ?? 86_400) * 1000);
+    const ref: CheckoutReference = { userId: b.user_id, packageId: b.package_id ?? null, planId: b.plan_id ?? null, expiresAt };
+    return { reference: signReference(key, ref), user_id: ref.userId, package_id: ref.packageId, plan_id: ref.planId, expires_at: expiresAt.toISOString() };
   }
 
   async payment(db: Executor, id: string) {
@@ -609,9 +741,25 @@ export class PaymentsService {
 interface Purchase {
   credits: number;
   class: string;
-  expiresAt: Date | null;
+  /** Days from the grant until the credits expire (a package's; null: never). */
+  expireDays: number | null;
   packageId: string | null;
   planId: string | null;
+  interval: 'monthly' | 'yearly' | null;
+}
+
+/** A price check's outcome; `purchase` is what it would buy (kept on the row even when not ok). */
+type Priced = { ok: true; purchase: Purchase } | { ok: false; reason: string; purchase: Purchase };
+
+function fromPackage(pkg: Row): Purchase {
+  return {
+    credits: Number(pkg['credits']),
+    class: String(pkg['class']),
+    expireDays: pkg['expires_in_days'] === null ? null : Number(pkg['expires_in_days']),
+    packageId: String(pkg['id']),
+    planId: null,
+    interval: null,
+  };
 }
 
 interface PackageInput {

@@ -14,6 +14,7 @@ import {
   unixDate,
   bool,
 } from './payments.js';
+import { isReference } from './payments.reference.js';
 import { hexEqual, hmacHex } from './payments.signing.js';
 
 /**
@@ -107,23 +108,48 @@ function stripeActions(type: string, o: Json): PaymentAction[] {
     case 'customer.subscription.updated':
     case 'customer.subscription.deleted':
       return [{ kind: 'subscription', subscription: subscriptionFacts(o, type === 'customer.subscription.deleted') }];
+    case 'invoice_payment.paid':
+      return invoicePaymentActions(o);
     case 'charge.refunded': {
+      // Every id the charge's payment may be known by: its payment intent, the charge itself, and
+      // (API versions before 2025-03-31) its invoice. refund.* events are not read: charge.refunded
+      // carries the cumulative total, and reading both would count a refund twice.
       const providerPaymentId = required(str(o['payment_intent']) ?? str(o['id']), 'charge payment_intent');
-      return [{ kind: 'refund', providerPaymentId, amount: required(num(o['amount_refunded']), 'amount_refunded'), cumulative: true }];
+      const refs = ids(str(o['id']), idOf(o['invoice']));
+      return [{ kind: 'refund', providerPaymentId, amount: required(num(o['amount_refunded']), 'amount_refunded'), cumulative: true, refs }];
     }
     case 'charge.dispute.created': {
-      const providerPaymentId = required(str(o['payment_intent']) ?? str(o['charge']), 'dispute charge');
-      return [{ kind: 'dispute', providerPaymentId, amount: num(o['amount']) ?? 0 }];
+      const providerPaymentId = required(str(o['payment_intent']) ?? idOf(o['charge']), 'dispute charge');
+      return [{ kind: 'dispute', providerPaymentId, amount: num(o['amount']) ?? 0, refs: ids(idOf(o['charge'])) }];
     }
     default:
       return [];
   }
 }
 
+/** An id, or the id of an expanded object. */
+const idOf = (v: unknown): string | null => str(v) ?? str(obj(v)['id']);
+const ids = (...xs: Array<string | null | undefined>): string[] => xs.filter((x): x is string => !!x);
+
+/**
+ * invoice_payment.paid (API 2025-03-31.basil and later): the only event that says which payment
+ * intent (or charge) paid an invoice, now that invoices, charges and payment intents no longer
+ * name each other. Records them as names of the invoice's payment, so a refund or dispute naming
+ * the payment intent or the charge finds it.
+ */
+function invoicePaymentActions(ip: Json): PaymentAction[] {
+  const invoice = required(idOf(ip['invoice']), 'invoice_payment invoice');
+  const payment = obj(ip['payment']);
+  const refs = ids(idOf(payment['payment_intent']), idOf(payment['charge']), idOf(ip['payment_intent']), idOf(ip['charge']));
+  return refs.length > 0 ? [{ kind: 'alias', providerPaymentId: invoice, refs }] : [];
+}
+
 function checkoutActions(type: string, session: Json): PaymentAction[] {
   const metadata = stringMap(session['metadata']);
+  // client_reference_id: a checkout reference Tally signed, or (unsigned, matching only) a user id.
   const clientRef = str(session['client_reference_id']);
-  if (clientRef && !metadata['user_id']) metadata['user_id'] = clientRef;
+  if (clientRef && isReference(clientRef)) metadata['tally_ref'] ??= clientRef;
+  else if (clientRef && !metadata['user_id']) metadata['user_id'] = clientRef;
   const customer = str(session['customer']);
   const email = str(obj(session['customer_details'])['email']) ?? str(session['customer_email']);
   if (session['mode'] !== 'payment') {
@@ -142,10 +168,15 @@ function checkoutActions(type: string, session: Json): PaymentAction[] {
     email,
     metadata,
     // Events do not carry line items: a checkout names its price in metadata to use a package.
+    // The buyer may be able to set that (payment links): it is a hint, and the package's price
+    // must equal the amount paid.
     priceIds: [metadata['price_id'], metadata['product_id']].filter((x): x is string => !!x),
     receiptUrl: null,
     description: null,
     providerSubscriptionId: null,
+    // The session, and the invoice it created (invoice_creation), are names of this payment too.
+    refs: ids(str(session['id']), idOf(session['invoice'])),
+    tax: num(obj(session['total_details'])['amount_tax']) ?? 0,
   };
   return [{ kind: 'payment', payment }];
 }
@@ -188,7 +219,16 @@ function invoiceActions(type: string, inv: Json): PaymentAction[] {
   const metadata = { ...sub.metadata, ...stringMap(inv['metadata']) };
   const customer = str(inv['customer']);
   const email = str(inv['customer_email']);
-  const providerPaymentId = str(inv['payment_intent']) ?? str(inv['charge']) ?? str(inv['id']);
+  // Before 2025-03-31 an invoice names its payment intent and charge; since then it names neither
+  // (invoice_payment.paid does), unless its `payments` list was included.
+  const paidBy = ((obj(inv['payments'])['data'] as unknown[]) ?? []).flatMap((x) => {
+    const p = obj(obj(x)['payment']);
+    return ids(idOf(p['payment_intent']), idOf(p['charge']));
+  });
+  const providerPaymentId = idOf(inv['payment_intent']) ?? idOf(inv['charge']) ?? str(inv['id']);
+  const refs = ids(str(inv['id']), idOf(inv['charge']), ...paidBy);
+  const taxes = (inv['total_taxes'] as unknown[] | undefined) ?? (inv['total_tax_amounts'] as unknown[] | undefined) ?? [];
+  const tax = num(inv['tax']) ?? taxes.reduce<number>((sum, t) => sum + (num(obj(t)['amount']) ?? 0), 0);
   const actions: PaymentAction[] = [
     {
       kind: 'invoice',
@@ -226,6 +266,8 @@ function invoiceActions(type: string, inv: Json): PaymentAction[] {
         receiptUrl: str(inv['hosted_invoice_url']),
         description: `invoice ${String(inv['id'])}`,
         providerSubscriptionId: sub.id,
+        refs,
+        tax,
       },
     });
   }

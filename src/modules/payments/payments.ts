@@ -39,6 +39,10 @@ export interface PaymentFacts {
    * a package — a plan's allowances come through billing's port, never twice.
    */
   providerSubscriptionId: string | null;
+  /** Other ids the provider uses for this same payment (Stripe: its invoice, checkout session, charge). */
+  refs?: string[];
+  /** Tax included in `amount` (it buys nothing: prices are compared net of tax). */
+  tax?: number;
 }
 
 export interface InvoiceFacts {
@@ -71,8 +75,10 @@ export type SubscriptionFacts = Omit<ProviderSubscriptionSync, 'provider' | 'eve
 export type PaymentAction =
   | { kind: 'payment'; payment: PaymentFacts }
   /** `amount` is the total refunded so far (cumulative) or this refund alone (delta). */
-  | { kind: 'refund'; providerPaymentId: string; amount: number; cumulative: boolean }
-  | { kind: 'dispute'; providerPaymentId: string; amount: number }
+  | { kind: 'refund'; providerPaymentId: string; amount: number; cumulative: boolean; refs?: string[] }
+  | { kind: 'dispute'; providerPaymentId: string; amount: number; refs?: string[] }
+  /** Ids that name one payment (Stripe's invoice_payment.paid: an invoice and its payment intent). */
+  | { kind: 'alias'; providerPaymentId: string; refs: string[] }
   | { kind: 'invoice'; invoice: InvoiceFacts }
   | { kind: 'subscription'; subscription: SubscriptionFacts }
   /** A checkout that only links a provider customer to a user (subscription checkouts). */
@@ -162,8 +168,13 @@ export const Payment = Type.Object(
     provider_price_id: Nullable(Type.String()),
     credits: Type.Integer(),
     credits_clawed_back: Type.Integer(),
+    /** What the credits were priced as when paid (a resolve grants exactly this). */
+    credit_class: Nullable(Type.String()),
+    credits_expire_days: Nullable(Type.Integer()),
     grant_transaction_id: Nullable(Type.String()),
     match_status: Type.Union(MATCH_STATUSES.map((s) => Type.Literal(s))),
+    /** Why the payment waits in the unmatched queue (no user; a price that does not match …). */
+    unmatched_reason: Nullable(Type.String()),
     receipt_url: Nullable(Type.String()),
     description: Nullable(Type.String()),
     metadata: Type.Record(Type.String(), Type.Unknown()),
@@ -302,8 +313,34 @@ export const ResolveBody = Type.Object(
     user_id: IdParam,
     /** Also remember the payment's e-mail as the user's alias, so the next payment matches. */
     add_alias: Type.Optional(Type.Boolean()),
+    /**
+     * The credits to grant instead of what the payment was priced at (an admin's decision for a
+     * payment whose price did not match); class and expiry stay the payment's.
+     */
+    credits: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000_000 })),
   },
   { additionalProperties: false },
+);
+
+export const CheckoutReferenceCreate = Type.Object(
+  {
+    user_id: IdParam,
+    package_id: Type.Optional(IdParam),
+    plan_id: Type.Optional(IdParam),
+    /** 60 s – 30 days; default one day. Async payment methods settle days later: size it for them. */
+    expires_in_seconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 2_592_000 })),
+  },
+  { additionalProperties: false },
+);
+export const CheckoutReferenceBody = Type.Object(
+  {
+    reference: Type.String(),
+    user_id: Type.String(),
+    package_id: Nullable(Type.String()),
+    plan_id: Nullable(Type.String()),
+    expires_at: Timestamp,
+  },
+  { title: 'CheckoutReference' },
 );
 
 export const ProviderParam = Type.Object({ provider: Provider }, { additionalProperties: false });
@@ -333,8 +370,11 @@ export const paymentBody = (r: Row) => ({
   provider_price_id: s(r['provider_price_id']),
   credits: n(r['credits']),
   credits_clawed_back: n(r['credits_clawed_back']),
+  credit_class: s(r['credit_class']),
+  credits_expire_days: r['credits_expire_days'] === null || r['credits_expire_days'] === undefined ? null : n(r['credits_expire_days']),
   grant_transaction_id: s(r['grant_transaction_id']),
   match_status: r['match_status'] as (typeof MATCH_STATUSES)[number],
+  unmatched_reason: s(r['unmatched_reason']),
   receipt_url: s(r['receipt_url']),
   description: s(r['description']),
   metadata: (r['metadata'] ?? {}) as Record<string, unknown>,

@@ -1,0 +1,381 @@
+/**
+ * Payment holes (issue 13, items 5, 6 and 8, and what a review of the rest found), end to end
+ * over HTTP on both databases. Every test is named after the invariant it pins; each failed on
+ * the code before its fix (see the commit messages).
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { reconcile } from '../src/modules/credits/credits.reconcile.js';
+import { client } from './support/client.js';
+import { makeUser } from './support/fixtures.js';
+import { createTestApp, type TestApp } from './support/harness.js';
+import { webhookSenders, type Webhooks } from './support/payment-webhooks.js';
+
+let app: TestApp;
+let send: Webhooks;
+let now = Date.now();
+const svc = () => client(app.server, app.serviceKey);
+
+beforeAll(async () => {
+  send = await webhookSenders(() => app);
+  app = await createTestApp({ payments: send.config, credits: { balanceCap: null, signupBonus: 3 } }, { clock: () => new Date(now) });
+});
+afterAll(async () => {
+  await app?.close();
+  await send?.close();
+});
+
+const id = (p: string) => `${p}_${randomBytes(8).toString('hex')}`;
+const num = () => String(Math.floor(Math.random() * 1e9));
+const balanceOf = async (userId: string) => (await svc().get(`/v1/users/${userId}/balance`)).body as { balance: number; grants: Array<{ class: string; remaining: number; expires_at: string | null; source: string }> };
+const paymentOf = async (provider: string, providerPaymentId: string) => {
+  const list = await svc().get(`/v1/payments?provider=${provider}&limit=200`);
+  return (list.body.data as Array<Record<string, any>>).find((p) => p.provider_payment_id === providerPaymentId)!;
+};
+const expectReconciled = async () => expect((await reconcile(app.database)).drift).toEqual([]);
+const pkg = async (body: Record<string, unknown>) => {
+  const res = await svc().post('/v1/credit-packages', { name: id('pkg'), ...body });
+  expect(res.status).toBe(201);
+  return res.body as { id: string };
+};
+const reference = async (body: Record<string, unknown>) => {
+  const res = await svc().post('/v1/checkout-references', body);
+  expect(res.status).toBe(201);
+  return res.body.reference as string;
+};
+
+/** A Stripe checkout.session.completed for a one-time payment. */
+const checkout = (o: { amount: number; currency?: string; metadata?: Record<string, string>; pi?: string; customer?: string; clientRef?: string; tax?: number; invoice?: string }) => ({
+  id: id('evt'),
+  object: 'event',
+  livemode: false,
+  type: 'checkout.session.completed',
+  data: {
+    object: {
+      id: id('cs_test'),
+      object: 'checkout.session',
+      mode: 'payment',
+      payment_status: 'paid',
+      status: 'complete',
+      amount_total: o.amount,
+      amount_subtotal: o.amount - (o.tax ?? 0),
+      total_details: { amount_discount: 0, amount_shipping: 0, amount_tax: o.tax ?? 0 },
+      currency: o.currency ?? 'usd',
+      customer: o.customer ?? null,
+      client_reference_id: o.clientRef ?? null,
+      customer_details: { email: null },
+      invoice: o.invoice ?? null,
+      payment_intent: o.pi ?? id('pi'),
+      metadata: o.metadata ?? {},
+    },
+  },
+});
+
+/** A Lemon Squeezy order_created. */
+const lsOrder = (o: { variant: string; total: number; currency?: string; custom?: Record<string, string>; email?: string; customerId?: number; status?: string; orderId?: string }) => ({
+  meta: { event_name: 'order_created', custom_data: o.custom ?? {}, test_mode: true },
+  data: {
+    type: 'orders',
+    id: o.orderId ?? num(),
+    attributes: {
+      store_id: 1, customer_id: o.customerId ?? Number(num()), identifier: 'uuid', user_email: o.email ?? `${id('nobody')}@example.com`, currency: o.currency ?? 'USD',
+      subtotal: o.total, tax: 0, total: o.total, status: o.status ?? 'paid', first_order_item: { variant_id: Number(o.variant), product_id: 5, quantity: 1 },
+      created_at: '2026-01-01T00:00:00.000000Z', updated_at: '2026-01-01T00:00:00.000000Z',
+    },
+  },
+});
+
+describe('what a payment buys comes from server-side configuration only (item 5)', () => {
+  it('metadata credits never buy anything: a payment carrying only metadata.credits grants nothing and waits in the unmatched queue with a reason (all four providers)', async () => {
+    const user = await makeUser(app);
+    const pi = id('pi');
+    const stripe = await send.stripe(checkout({ amount: 100, pi, metadata: { user_id: user.id, credits: '100000' } }));
+    expect(stripe.status).toBe(200);
+    const orderId = num();
+    await send.lemonsqueezy(lsOrder({ orderId, variant: num(), total: 100, custom: { user_id: user.id, credits: '100000' } }));
+    const creemOrder = id('ord');
+    await send.creem({
+      id: id('evt'), eventType: 'checkout.completed', created_at: Date.now(),
+      object: { id: id('ch'), order: { id: creemOrder, amount: 100, currency: 'USD', status: 'paid' }, product: { id: id('prod') }, customer: { id: id('cust'), email: `${id('x')}@example.com` }, status: 'completed', metadata: { user_id: user.id, credits: '100000' } },
+    });
+    const capture = id('CAP');
+    await send.paypal({ id: id('WH'), event_type: 'PAYMENT.CAPTURE.COMPLETED', resource_type: 'capture', resource: { id: capture, status: 'COMPLETED', amount: { currency_code: 'USD', value: '1.00' }, custom_id: JSON.stringify({ user_id: user.id, credits: '100000' }) } });
+    expect((await balanceOf(user.id)).balance).toBe(3);
+    for (const [provider, pid] of [['stripe', pi], ['lemonsqueezy', `order_${orderId}`], ['creem', creemOrder], ['paypal', capture]] as const) {
+      const p = await paymentOf(provider, pid);
+      expect(p).toMatchObject({ status: 'succeeded', match_status: 'unmatched', user_id: null, credits: 0, grant_transaction_id: null });
+      expect(p.unmatched_reason).toMatch(/buys nothing/);
+    }
+    await expectReconciled();
+  });
+
+  it('a package is granted only when the amount and currency paid (net of tax) equal its price; otherwise the payment waits in the queue with the reason', async () => {
+    const user = await makeUser(app);
+    const variant = num();
+    await pkg({ provider: 'lemonsqueezy', provider_price_id: variant, credits: 500, price_amount: 1999, currency: 'usd' });
+    const cheap = lsOrder({ variant, total: 1, custom: { user_id: user.id } });
+    await send.lemonsqueezy(cheap);
+    const euro = lsOrder({ variant, total: 1999, currency: 'EUR', custom: { user_id: user.id } });
+    await send.lemonsqueezy(euro);
+    expect((await balanceOf(user.id)).balance).toBe(3);
+    const p1 = await paymentOf('lemonsqueezy', `order_${cheap.data.id}`);
+    expect(p1).toMatchObject({ match_status: 'unmatched', credits: 0 });
+    expect(p1.unmatched_reason).toContain('costs 1999 usd; paid 1 usd');
+    expect((await paymentOf('lemonsqueezy', `order_${euro.data.id}`)).unmatched_reason).toContain('paid 1999 eur');
+    // A package without a price cannot be checked: never granted from a webhook.
+    const unpriced = num();
+    await pkg({ provider: 'lemonsqueezy', provider_price_id: unpriced, credits: 500 });
+    const o3 = lsOrder({ variant: unpriced, total: 1999, custom: { user_id: user.id } });
+    await send.lemonsqueezy(o3);
+    expect((await paymentOf('lemonsqueezy', `order_${o3.data.id}`)).unmatched_reason).toContain('has no price');
+    // The exact price buys it; on Stripe a client-named price_id is only a hint, checked the same way, and tax buys nothing.
+    await send.lemonsqueezy(lsOrder({ variant, total: 1999, custom: { user_id: user.id } }));
+    const price = id('price');
+    await pkg({ provider: 'stripe', provider_price_id: price, credits: 100, price_amount: 1000, currency: 'usd' });
+    await send.stripe(checkout({ amount: 1190, tax: 190, metadata: { user_id: user.id, price_id: price } }));
+    await send.stripe(checkout({ amount: 10, metadata: { user_id: user.id, price_id: price } }));
+    expect((await balanceOf(user.id)).balance).toBe(603);
+    await expectReconciled();
+  });
+
+  it('metadata plan_id never chooses a plan: a one-time payment buys the plan its price maps to, at that plan’s price; a subscription keeps its price’s plan', async () => {
+    const user = await makeUser(app);
+    const mk = async (price: number) => {
+      const slug = `h${randomBytes(4).toString('hex')}`;
+      const priceId = id('price');
+      const res = await svc().post('/v1/plans', { slug, name: slug, trial_days: 0, price_monthly: price, allowances: [{ class: 'Usage', amount: price / 10 }], prices: [{ provider: 'stripe', provider_price_id: priceId, billing_interval: 'monthly' }] });
+      expect(res.status).toBe(201);
+      return { id: res.body.id as string, priceId };
+    };
+    const cheap = await mk(500);
+    const dear = await mk(90_000);
+    const subs = async () => (await svc().get(`/v1/users/${user.id}/subscriptions`)).body.data as Array<{ plan_id: string; status: string }>;
+    // One-time: 5.00 paid, metadata asks for the 900.00 plan.
+    const pi = id('pi');
+    await send.stripe(checkout({ amount: 500, pi, metadata: { user_id: user.id, plan_id: dear.id } }));
+    expect((await subs()).map((s) => s.plan_id)).not.toContain(dear.id);
+    expect(await paymentOf('stripe', pi)).toMatchObject({ match_status: 'unmatched', plan_id: null });
+    // The cheap plan's own price, paid in full, buys it.
+    await send.stripe(checkout({ amount: 500, metadata: { user_id: user.id, price_id: cheap.priceId } }));
+    expect((await subs()).map((s) => s.plan_id)).toContain(cheap.id);
+    // A provider subscription on the cheap price whose metadata names the dear plan stays on the cheap plan.
+    const sub = id('sub');
+    await send.stripe({
+      id: id('evt'), type: 'customer.subscription.created',
+      data: { object: { id: sub, object: 'subscription', customer: id('cus'), status: 'active', metadata: { user_id: user.id, plan_id: dear.id }, items: { data: [{ price: { id: cheap.priceId, recurring: { interval: 'month' } } }] } } },
+    });
+    const all = await svc().get(`/v1/users/${user.id}/subscriptions`);
+    const synced = (all.body.data as Array<{ plan_id: string; provider_subscription_id: string }>).find((s) => s.provider_subscription_id === sub);
+    expect(synced?.plan_id).toBe(cheap.id);
+    await expectReconciled();
+  });
+
+  it('only a checkout reference Tally signed chooses the user and the package; a tampered, expired or unsigned one does not', async () => {
+    const user = await makeUser(app);
+    const stranger = await makeUser(app);
+    const variant = num();
+    const p = await pkg({ provider: 'lemonsqueezy', provider_price_id: variant, credits: 300, price_amount: 900, currency: 'usd' });
+    const ref = await reference({ user_id: user.id, package_id: p.id });
+    expect(ref.length).toBeLessThanOrEqual(127); // fits PayPal's custom_id
+    // Service-only, and only for real users and packages.
+    expect((await client(app.server, null).post('/v1/checkout-references', { user_id: user.id })).status).toBe(401);
+    expect((await svc().post('/v1/checkout-references', { user_id: 'usr_nobody' })).status).toBe(404);
+    expect((await svc().post('/v1/checkout-references', { user_id: user.id, package_id: 'cpk_nothing' })).status).toBe(404);
+    // The reference alone (no variant named) picks the package, at its price.
+    const o1 = lsOrder({ variant: num(), total: 900, custom: { tally_ref: ref } });
+    expect((await send.lemonsqueezy(o1)).body.outcome).toContain(`granted 300 credits to ${user.id}`);
+    // A reference naming a package, but a variant of another price: no grant.
+    const other = num();
+    await pkg({ provider: 'lemonsqueezy', provider_price_id: other, credits: 1, price_amount: 100, currency: 'usd' });
+    const o2 = lsOrder({ variant: other, total: 100, custom: { tally_ref: ref } });
+    await send.lemonsqueezy(o2);
+    expect((await paymentOf('lemonsqueezy', `order_${o2.data.id}`)).unmatched_reason).toContain('names package');
+    // Tampered: the stranger's id with the user's signature.
+    const forged = ref.replace(user.id, stranger.id);
+    const o3 = lsOrder({ variant, total: 900, custom: { tally_ref: forged } });
+    await send.lemonsqueezy(o3);
+    expect(await paymentOf('lemonsqueezy', `order_${o3.data.id}`)).toMatchObject({ match_status: 'unmatched', user_id: null });
+    // Expired (the default lifetime is a day).
+    const short = await reference({ user_id: user.id, expires_in_seconds: 60 });
+    now += 120_000;
+    try {
+      const o4 = lsOrder({ variant, total: 900, custom: { tally_ref: short } });
+      await send.lemonsqueezy(o4);
+      expect(await paymentOf('lemonsqueezy', `order_${o4.data.id}`)).toMatchObject({ match_status: 'unmatched' });
+    } finally {
+      now = Date.now();
+    }
+    // Stripe's client_reference_id and PayPal's bare custom_id carry it too.
+    const price = id('price');
+    const sp = await pkg({ provider: 'stripe', provider_price_id: price, credits: 40, price_amount: 400, currency: 'usd' });
+    await send.stripe(checkout({ amount: 400, clientRef: await reference({ user_id: user.id, package_id: sp.id }) }));
+    const pp = await pkg({ provider: 'paypal', provider_price_id: id('SKU'), credits: 7, price_amount: 700, currency: 'usd' });
+    const capture = id('CAP');
+    await send.paypal({ id: id('WH'), event_type: 'PAYMENT.CAPTURE.COMPLETED', resource_type: 'capture', resource: { id: capture, status: 'COMPLETED', amount: { currency_code: 'USD', value: '7.00' }, custom_id: await reference({ user_id: user.id, package_id: pp.id }) } });
+    expect((await balanceOf(user.id)).balance).toBe(3 + 300 + 40 + 7);
+    expect((await balanceOf(stranger.id)).balance).toBe(3);
+    await expectReconciled();
+  });
+
+  it('an unsigned metadata user_id still matches its payment but never links a provider customer: a stranger cannot pre-link someone else’s customer', async () => {
+    const victim = await makeUser(app);
+    const attacker = await makeUser(app);
+    const variant = num();
+    await pkg({ provider: 'lemonsqueezy', provider_price_id: variant, credits: 50, price_amount: 500, currency: 'usd' });
+    const customerId = Number(num());
+    // The attacker checks out as the victim's Lemon Squeezy customer (the store keys customers on e-mail), naming himself.
+    const first = await send.lemonsqueezy(lsOrder({ variant, total: 500, customerId, email: victim.email, custom: { user_id: attacker.id } }));
+    expect(first.body.outcome).toContain(`granted 50 credits to ${attacker.id}`);
+    expect((await svc().get(`/v1/users/${attacker.id}/customers`)).body.data).toEqual([]);
+    // The victim's own next order under that customer is not sent to the attacker.
+    const second = lsOrder({ variant, total: 500, customerId, email: victim.email, custom: { tally_ref: await reference({ user_id: victim.id }) } });
+    await send.lemonsqueezy(second);
+    expect((await balanceOf(victim.id)).balance).toBe(53);
+    expect((await balanceOf(attacker.id)).balance).toBe(53);
+    // A signed reference does link: the victim's customer is now theirs, first link wins.
+    expect((await svc().get(`/v1/users/${victim.id}/customers`)).body.data.map((c: { provider_customer_id: string }) => c.provider_customer_id)).toEqual([String(customerId)]);
+    const third = await send.lemonsqueezy(lsOrder({ variant, total: 500, customerId, custom: { user_id: attacker.id } }));
+    expect(third.body.outcome).toContain(`to ${victim.id}`);
+    await expectReconciled();
+  });
+});
+
+describe('refunds and disputes find their payment by every id the provider uses (item 6)', () => {
+  const basilInvoice = (o: { invoice: string; customer: string; userId: string; price: string; amount: number }) => ({
+    id: id('evt'), object: 'event', api_version: '2025-03-31.basil', type: 'invoice.paid',
+    data: {
+      object: {
+        id: o.invoice, object: 'invoice', customer: o.customer, amount_due: o.amount, amount_paid: o.amount, currency: 'usd', status: 'paid', total_taxes: [],
+        parent: { type: 'subscription_details', subscription_details: { subscription: id('sub'), metadata: { user_id: o.userId } } },
+        lines: { data: [{ pricing: { type: 'price_details', price_details: { price: o.price, product: id('prod') } }, period: { start: 1767225600, end: 1769904000 } }] },
+        status_transitions: { paid_at: 1767225700 },
+      },
+    },
+  });
+  const invoicePayment = (invoice: string, pi: string, shape: 'basil' | 'preview' = 'basil') => ({
+    id: id('evt'), object: 'event', type: 'invoice_payment.paid',
+    data: {
+      object: shape === 'basil'
+        ? { id: id('inpay'), object: 'invoice_payment', invoice, amount_paid: 900, amount_requested: 900, currency: 'usd', status: 'paid', is_default: true, payment: { type: 'payment_intent', payment_intent: pi } }
+        : { id: id('inpay'), object: 'invoice_payment', invoice, amount_paid: 900, currency: 'usd', status: 'paid', payment_intent: pi, charge: null },
+    },
+  });
+  const charge = (o: { pi: string | null; ch: string; refunded: number }) => ({ id: id('evt'), type: 'charge.refunded', data: { object: { id: o.ch, object: 'charge', payment_intent: o.pi, amount: 900, amount_refunded: o.refunded, currency: 'usd', refunded: o.refunded === 900 } } });
+  const dispute = (o: { pi: string | null; ch: string }) => ({ id: id('evt'), type: 'charge.dispute.created', data: { object: { id: id('dp'), object: 'dispute', charge: o.ch, payment_intent: o.pi, amount: 900, currency: 'usd', status: 'needs_response' } } });
+
+  it('current API (2025-03-31.basil and later): a refund and a dispute of an invoice payment claw back, whichever order invoice_payment.paid arrives in', async () => {
+    const user = await makeUser(app);
+    const price = id('price');
+    await pkg({ provider: 'stripe', provider_price_id: price, credits: 500, price_amount: 900, currency: 'usd' });
+    const invoice = id('in');
+    const pi = id('pi');
+    const ch = id('ch');
+    await send.stripe(basilInvoice({ invoice, customer: id('cus'), userId: user.id, price, amount: 900 }));
+    expect((await balanceOf(user.id)).balance).toBe(503);
+    // The refund names the payment intent Tally has not seen yet: 5xx, retried.
+    const refund = charge({ pi, ch, refunded: 450 });
+    expect((await send.stripe(refund)).status).toBe(500);
+    expect((await send.stripe(invoicePayment(invoice, pi))).status).toBe(200);
+    expect((await send.stripe(refund)).status).toBe(200);
+    expect(await paymentOf('stripe', invoice)).toMatchObject({ amount_refunded: 450, credits_clawed_back: 250 });
+    // The dispute names the charge (learned from the refund) and no payment intent.
+    expect((await send.stripe(dispute({ pi: null, ch }))).status).toBe(200);
+    expect(await paymentOf('stripe', invoice)).toMatchObject({ status: 'disputed', credits_clawed_back: 500 });
+    expect((await balanceOf(user.id)).balance).toBe(3);
+    // The newer InvoicePayment shape (payment_intent at the top level) links too.
+    const inv2 = id('in');
+    const pi2 = id('pi');
+    await send.stripe(invoicePayment(inv2, pi2, 'preview'));
+    await send.stripe(basilInvoice({ invoice: inv2, customer: id('cus'), userId: user.id, price, amount: 900 }));
+    expect((await send.stripe(charge({ pi: pi2, ch: id('ch'), refunded: 900 }))).status).toBe(200);
+    expect(await paymentOf('stripe', inv2)).toMatchObject({ status: 'refunded', credits_clawed_back: 500 });
+    expect((await balanceOf(user.id)).balance).toBe(3);
+    await expectReconciled();
+  });
+
+  it('older API versions: a dispute naming only the charge finds the invoice payment keyed by its payment intent', async () => {
+    const user = await makeUser(app);
+    const price = id('price');
+    await pkg({ provider: 'stripe', provider_price_id: price, credits: 200, price_amount: 900, currency: 'usd' });
+    const pi = id('pi');
+    const ch = id('ch');
+    const invoice = id('in');
+    await send.stripe({
+      id: id('evt'), type: 'invoice.paid',
+      data: { object: { id: invoice, customer: id('cus'), subscription: id('sub'), subscription_details: { metadata: { user_id: user.id } }, payment_intent: pi, charge: ch, amount_due: 900, amount_paid: 900, currency: 'usd', status: 'paid', lines: { data: [{ price: { id: price, recurring: { interval: 'month' } }, period: { start: 1767225600, end: 1769904000 } }] } } },
+    });
+    expect((await balanceOf(user.id)).balance).toBe(203);
+    expect((await send.stripe(dispute({ pi: null, ch }))).status).toBe(200);
+    expect(await paymentOf('stripe', pi)).toMatchObject({ status: 'disputed', credits_clawed_back: 200 });
+    await expectReconciled();
+  });
+
+  it('a checkout and the invoice it created are one payment under any API version: it buys once, whichever event comes first', async () => {
+    const user = await makeUser(app);
+    const price = id('price');
+    await pkg({ provider: 'stripe', provider_price_id: price, credits: 100, price_amount: 1000, currency: 'usd' });
+    const oneTimeInvoice = (invoice: string) => ({
+      id: id('evt'), type: 'invoice.paid',
+      data: { object: { id: invoice, customer: null, amount_due: 1000, amount_paid: 1000, currency: 'usd', status: 'paid', metadata: { user_id: user.id }, lines: { data: [{ pricing: { price_details: { price } } }] } } },
+    });
+    const in1 = id('in');
+    await send.stripe(checkout({ amount: 1000, invoice: in1, metadata: { user_id: user.id, price_id: price } }));
+    await send.stripe(oneTimeInvoice(in1));
+    const in2 = id('in');
+    await send.stripe(oneTimeInvoice(in2));
+    await send.stripe(checkout({ amount: 1000, invoice: in2, metadata: { user_id: user.id, price_id: price } }));
+    expect((await balanceOf(user.id)).balance).toBe(203);
+    await expectReconciled();
+  });
+
+  it('a refund names a payment of its own provider only', async () => {
+    const user = await makeUser(app);
+    const shared = id('ord');
+    const price = id('price');
+    await pkg({ provider: 'stripe', provider_price_id: price, credits: 10, price_amount: 100, currency: 'usd' });
+    await send.stripe(checkout({ amount: 100, pi: shared, metadata: { user_id: user.id, price_id: price } }));
+    const refund = await send.creem({ id: id('evt'), eventType: 'refund.created', created_at: Date.now(), object: { id: id('ref'), refund_amount: 100, order: { id: shared } } });
+    expect(refund.status).toBe(500);
+    expect((await balanceOf(user.id)).balance).toBe(13);
+  });
+});
+
+describe('resolving keeps what was bought; unknown statuses are not paid (item 8)', () => {
+  it('resolving an unmatched payment grants its package’s credit class and expiry, as priced when paid, even after the package changed or was deleted', async () => {
+    const variant = num();
+    const p = await pkg({ provider: 'lemonsqueezy', provider_price_id: variant, credits: 200, class: 'BC', expires_in_days: 30, price_amount: 1999, currency: 'usd' });
+    const order = lsOrder({ variant, total: 1999 });
+    await send.lemonsqueezy(order);
+    const queued = await paymentOf('lemonsqueezy', `order_${order.data.id}`);
+    expect(queued).toMatchObject({ match_status: 'unmatched', credits: 200, package_id: p.id, credit_class: 'BC', credits_expire_days: 30 });
+    expect(queued.unmatched_reason).toContain('no user matched');
+    expect((await svc().patch(`/v1/credit-packages/${p.id}`, { class: 'RC', credits: 1 })).status).toBe(200);
+    expect((await svc().del(`/v1/credit-packages/${p.id}`)).status).toBe(200);
+    const user = await makeUser(app);
+    expect((await svc().post(`/v1/payments/${queued.id}/resolve`, { user_id: user.id })).status).toBe(200);
+    const grant = (await balanceOf(user.id)).grants.find((g) => g.source === 'purchase')!;
+    expect(grant).toMatchObject({ class: 'BC', remaining: 200 });
+    const days = (new Date(grant.expires_at!).getTime() - now) / 86_400_000;
+    expect(days).toBeGreaterThan(29.9);
+    expect(days).toBeLessThan(30.1);
+    await expectReconciled();
+  });
+
+  it('an order status Tally does not know is not paid (Lemon Squeezy), and a Creem checkout whose order is not paid grants nothing', async () => {
+    const user = await makeUser(app);
+    const variant = num();
+    await pkg({ provider: 'lemonsqueezy', provider_price_id: variant, credits: 60, price_amount: 600, currency: 'usd' });
+    const odd = lsOrder({ variant, total: 600, status: 'chargeback_pending', custom: { user_id: user.id } });
+    await send.lemonsqueezy(odd);
+    expect(await paymentOf('lemonsqueezy', `order_${odd.data.id}`)).toMatchObject({ status: 'processing', credits: 0 });
+    const product = id('prod');
+    await pkg({ provider: 'creem', provider_price_id: product, credits: 60, price_amount: 600, currency: 'usd' });
+    const creemOrder = id('ord');
+    await send.creem({
+      id: id('evt'), eventType: 'checkout.completed', created_at: Date.now(),
+      object: { id: id('ch'), order: { id: creemOrder, amount: 600, currency: 'USD', status: 'pending' }, product: { id: product }, customer: { id: id('cust') }, status: 'completed', metadata: { user_id: user.id } },
+    });
+    expect(await paymentOf('creem', creemOrder)).toMatchObject({ status: 'processing', credits: 0 });
+    expect((await balanceOf(user.id)).balance).toBe(3);
+  });
+});
