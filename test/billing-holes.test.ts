@@ -118,6 +118,44 @@ describe(`billing holes (${TARGET})`, () => {
     expect((await svc.get(`/v1/subscriptions/${sub.body.id}`)).body.status).toBe('past_due');
   });
 
+  it("a user's own free subscription is never renewed for free once its plan has a price", async () => {
+    at('2026-03-01T10:00:00.000Z');
+    const free = await plan({ trial_days: 0, allowances: [{ class: 'Usage', amount: 50 }] });
+    const me = await signUp(app);
+    const sub = await me.api.post('/v1/subscriptions', { user_id: me.user.id, plan_id: free.id });
+    expect(sub.status).toBe(201);
+    // The operator prices the plan: it is bought now, not subscribed to.
+    expect((await svc.patch(`/v1/plans/${free.id}`, { price_monthly: 900 })).status).toBe(200);
+    at('2026-04-01T10:00:01.000Z');
+    await app.services.billing.subscriptions.runDue(now);
+    expect((await svc.get(`/v1/subscriptions/${sub.body.id}`)).body).toMatchObject({ status: 'canceled', ended_at: '2026-04-01T10:00:00.000Z' });
+    expect(await allowances(me.user.id)).toEqual([]);
+    // A subscription the service made (or moved) on that plan renews: the service vouches for it.
+    const u = await makeUser(app);
+    const svcSub = await post('/v1/subscriptions', { user_id: u.id, plan_id: free.id });
+    at('2026-05-01T10:00:02.000Z');
+    await app.services.billing.subscriptions.runDue(now);
+    expect((await svc.get(`/v1/subscriptions/${svcSub.body.id}`)).body.status).toBe('active');
+  });
+
+  it("a user gets a paid plan's trial once, however many subscriptions are opened for them", async () => {
+    at('2026-03-01T10:00:00.000Z');
+    const paid = await plan({ price_monthly: 2000, trial_days: 14, allowances: [{ class: 'Usage', amount: 500 }] });
+    const me = await signUp(app);
+    const first = await post('/v1/subscriptions', { user_id: me.user.id, plan_id: paid.id });
+    expect(first.body.status).toBe('trialing');
+    expect((await me.api.post(`/v1/subscriptions/${first.body.id}/cancel`, { at_period_end: false })).status).toBe(200);
+    // Months later, the app opens another one the same way: no second trial.
+    at('2026-06-01T10:00:00.000Z');
+    const again = await post('/v1/subscriptions', { user_id: me.user.id, plan_id: paid.id });
+    expect(again.status, JSON.stringify(again.body)).toBe(409);
+    expect(again.body.error).toMatchObject({ code: 'conflict', details: { reason: 'trial_used' } });
+    expect(await allowances(me.user.id)).toEqual([]);
+    // The service may still decide explicitly (here: paid, no trial).
+    const paidNow = await post('/v1/subscriptions', { user_id: me.user.id, plan_id: paid.id, trial_days: 0 });
+    expect(paidNow.body).toMatchObject({ status: 'active', trial_start: null });
+  });
+
   // ---- 2. allowance farming ------------------------------------------------------------------
 
   it("a user's allowance for a plan and window is granted once per owner, however many subscriptions they open", async () => {

@@ -104,6 +104,22 @@ export class SubscriptionsService {
     await this.assertNoLivePrimary(trx, body.user_id);
     const now = this.now();
     const trialDays = body.trial_days ?? plan.trial_days;
+    if (body.trial_days === undefined && trialDays > 0 && !isFreePlan(plan)) {
+      // A paid plan's trial, once per user: another subscription (after a cancel) names its trial.
+      const had = await trx
+        .selectFrom('subscriptions')
+        .select('id')
+        .where('user_id', '=', body.user_id)
+        .where('plan_id', '=', plan.id)
+        .where('trial_start', 'is not', null)
+        .executeTakeFirst();
+      if (had) {
+        throw errors.conflict(`User ${body.user_id} already had a trial of plan ${plan.id}; pass trial_days (0: none) to subscribe again`, {
+          reason: 'trial_used',
+          subscription_id: had.id,
+        });
+      }
+    }
     const id = newId('subscription');
     await trx
       .insertInto('subscriptions')
