@@ -118,6 +118,23 @@ describe(`billing holes (${TARGET})`, () => {
     expect((await svc.get(`/v1/subscriptions/${sub.body.id}`)).body.status).toBe('past_due');
   });
 
+  it('a subscription on an interval its plan does not price is never renewed for free by the scheduler', async () => {
+    // One made before the fix (then a monthly-only plan was free yearly): it ends at period end.
+    at('2026-03-01T10:00:00.000Z');
+    const monthlyOnly = await plan({ price_monthly: 1500, trial_days: 0, allowances: [{ class: 'Usage', amount: 40 }] });
+    const u = await makeUser(app);
+    const sub = await post('/v1/subscriptions', { user_id: u.id, plan_id: monthlyOnly.id });
+    await app.database.db
+      .updateTable('subscriptions')
+      .set({ billing_interval: 'yearly', current_period_end: new Date('2027-03-01T10:00:00.000Z') })
+      .where('id', '=', sub.body.id)
+      .execute();
+    at('2027-03-01T10:00:01.000Z');
+    await app.services.billing.subscriptions.runDue(now);
+    expect((await svc.get(`/v1/subscriptions/${sub.body.id}`)).body).toMatchObject({ status: 'canceled', ended_at: '2027-03-01T10:00:00.000Z' });
+    expect(await allowances(u.id)).toEqual([]);
+  });
+
   it("a user's own free subscription is never renewed for free once its plan has a price", async () => {
     at('2026-03-01T10:00:00.000Z');
     const free = await plan({ trial_days: 0, allowances: [{ class: 'Usage', amount: 50 }] });

@@ -457,10 +457,14 @@ export class SubscriptionsService {
           await this.end(trx, sub, end, sub.cancel_at_period_end ? 'canceled at period end' : 'unpaid at period end');
           return;
         }
-        if (sub.self_service && priceOf(await this.catalog.requirePlan(trx, sub.plan_id), sub.billing_interval) !== 0) {
-          // A user's own subscription was free when they made it; the plan has a price now.
-          await this.end(trx, sub, end, 'the plan is no longer free');
-          return;
+        if (!sub.provider) {
+          // Never renewed for free: a user's own subscription only while its plan stays free, any
+          // other only on an interval the plan offers (one made before 0008 may not be).
+          const price = priceOf(await this.catalog.requirePlan(trx, sub.plan_id), sub.billing_interval);
+          if (sub.self_service ? price !== 0 : price === null) {
+            await this.end(trx, sub, end, price === null ? 'the plan does not offer this interval' : 'the plan is no longer free');
+            return;
+          }
         }
         if (sub.provider) {
           // The provider renews (a paid invoice arrives through payments); without one, past_due.
