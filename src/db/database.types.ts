@@ -45,6 +45,7 @@ export interface AllowanceCycles {
   plan_id: string;
   subscription_id: string;
   updated_at: Generated<Timestamp>;
+  user_id: string;
   window: string;
 }
 
@@ -97,8 +98,10 @@ export interface BudgetGuards {
   id: string;
   monthly_cap: number;
   notify: Generated<boolean>;
+  time_zone: string | null;
   updated_at: Generated<Timestamp>;
   user_id: string;
+  window_end: Timestamp | null;
   window_start: Timestamp;
 }
 
@@ -242,6 +245,8 @@ export interface DailyQuotaUsage {
   quota: number;
   updated_at: Generated<Timestamp>;
   user_id: string;
+  window_end: Timestamp;
+  window_start: Timestamp;
 }
 
 export interface EmailVerificationTokens {
@@ -467,8 +472,8 @@ export interface Plans {
   overage_unit_amount: Generated<string>;
   pay_as_you_go: Generated<boolean>;
   pool_mode: Generated<string>;
-  price_monthly: Generated<number>;
-  price_yearly: Generated<number>;
+  price_monthly: number | null;
+  price_yearly: number | null;
   slug: string;
   sort_order: Generated<number>;
   trial_days: Generated<number>;
@@ -564,6 +569,7 @@ export interface Subscriptions {
   provider: string | null;
   provider_customer_id: string | null;
   provider_subscription_id: string | null;
+  self_service: Generated<boolean>;
   status: string;
   trial_end: Timestamp | null;
   trial_start: Timestamp | null;

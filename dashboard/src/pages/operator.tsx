@@ -154,7 +154,7 @@ export function Users() {
   );
 }
 
-interface Plan { id: string; slug: string; name: string; price_monthly: number; price_yearly: number; currency: string; trial_days: number; pay_as_you_go: boolean; is_active?: boolean; allowances?: { class?: string; credits?: number; amount?: number; window?: string }[] }
+interface Plan { id: string; slug: string; name: string; price_monthly: number | null; price_yearly: number | null; currency: string; trial_days: number; pay_as_you_go: boolean; is_active?: boolean; allowances?: { class?: string; credits?: number; amount?: number; window?: string }[] }
 
 export function Plans() {
   const plans = useLoad(() => api<{ data: Plan[] }>('GET', '/v1/plans?include_inactive=true'), []);
@@ -168,8 +168,8 @@ export function Plans() {
           empty="No plans yet (POST /v1/plans)."
           columns={[
             { label: 'Name', render: (p) => `${p.name} (${p.slug})` },
-            { label: 'Monthly', render: (p) => fmtMoney(p.price_monthly, p.currency) },
-            { label: 'Yearly', render: (p) => fmtMoney(p.price_yearly, p.currency) },
+            { label: 'Monthly', render: (p) => (p.price_monthly === null ? 'not offered' : fmtMoney(p.price_monthly, p.currency)) },
+            { label: 'Yearly', render: (p) => (p.price_yearly === null ? 'not offered' : fmtMoney(p.price_yearly, p.currency)) },
             { label: 'Trial', render: (p) => `${p.trial_days} days` },
             { label: 'Pay as you go', render: (p) => (p.pay_as_you_go ? 'yes' : 'no') },
             {

@@ -14,6 +14,21 @@ import {
 
 type Row = Record<string, unknown>;
 
+const noInterval = () =>
+  errors.invalidRequest('A plan must offer at least one billing interval (price_monthly or price_yearly not null)', { field: 'price_monthly' });
+
+/**
+ * A new plan's prices: null = the interval is not offered, 0 = free on it. A plan that names no
+ * price is free on both; one that names one price offers only that interval unless it names the
+ * other too (before issue 13 the unnamed one was 0 — free — which gave paid plans away).
+ */
+function pricesOf(body: Static<typeof PlanCreateBody>): { price_monthly: number | null; price_yearly: number | null } {
+  if (body.price_monthly === undefined && body.price_yearly === undefined) return { price_monthly: 0, price_yearly: 0 };
+  const prices = { price_monthly: body.price_monthly ?? null, price_yearly: body.price_yearly ?? null };
+  if (prices.price_monthly === null && prices.price_yearly === null) throw noInterval();
+  return prices;
+}
+
 /** Variables a cost-model formula may read. */
 export const FORMULA_VARIABLES = ['quantity', 'complexity', 'base_rate'] as const;
 
@@ -52,8 +67,7 @@ export class CatalogService {
         overage_unit_amount: body.overage_unit_amount ?? '0',
         usage_bonus_rate: String(body.usage_bonus_rate ?? 0),
         trial_days: body.trial_days ?? 1,
-        price_monthly: body.price_monthly ?? 0,
-        price_yearly: body.price_yearly ?? 0,
+        ...pricesOf(body),
         currency: body.currency ?? 'usd',
         features: JSON.stringify(body.features ?? []),
         limits: JSON.stringify(body.limits ?? {}),
@@ -71,12 +85,16 @@ export class CatalogService {
     this.checkPlan(body);
     const existing = await db
       .selectFrom('plans')
-      .select(['id'])
+      .select(['id', 'price_monthly', 'price_yearly'])
       .where((eb) => eb.or([eb('id', '=', idOrSlug), eb('slug', '=', idOrSlug)]))
       .forUpdate()
       .executeTakeFirst();
     if (!existing) throw errors.notFound('Plan', idOrSlug);
     const id = existing.id;
+    // A price of null withdraws an interval; at least one must stay on offer.
+    const monthly = body.price_monthly !== undefined ? body.price_monthly : existing.price_monthly;
+    const yearly = body.price_yearly !== undefined ? body.price_yearly : existing.price_yearly;
+    if (monthly === null && yearly === null) throw noInterval();
     if (body.name !== undefined) {
       const clash = await db.selectFrom('plans').select('id').where('name', '=', body.name).where('id', '<>', id).executeTakeFirst();
       if (clash) throw errors.conflict('A plan with this name already exists', { field: 'name' });

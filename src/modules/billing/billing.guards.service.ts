@@ -5,7 +5,7 @@ import { cursorBefore, cursorColumn, type PageRequest } from '../../http/paginat
 import { newId } from '../../lib/ids.js';
 import type { BillingConfig } from '../../config/config.js';
 import { type GuardBody, guardBody, overageBody } from './billing.js';
-import { localMonth } from './billing.periods.js';
+import { isValidTimeZone, localMonth } from './billing.periods.js';
 
 type Row = Record<string, unknown>;
 
@@ -24,10 +24,20 @@ export class GuardsService {
     private readonly now: () => Date,
   ) {}
 
+  /**
+   * Sets a user's guard (service only). Its zone is fixed here — `time_zone` if given, else the
+   * user's zone at the time the guard is first set (null: the deployment's) — and its month's end
+   * is stored, so the user it limits cannot move its window by changing their own time zone. A
+   * new zone applies from the month after the current one (docs/billing.md).
+   */
   async put(db: Executor, userId: string, body: Static<typeof GuardBody>) {
     const user = await db.selectFrom('users').select(['id', 'time_zone']).where('id', '=', userId).executeTakeFirst();
     if (!user) throw errors.notFound('User', userId);
-    const windowStart = localMonth(this.now(), user.time_zone ?? this.config.timeZone).start;
+    if (body.time_zone != null && !isValidTimeZone(body.time_zone)) {
+      throw errors.invalidRequest(`Unknown time zone "${body.time_zone}" (use an IANA name such as Europe/Berlin)`, { field: 'time_zone' });
+    }
+    const zone = body.time_zone !== undefined ? body.time_zone : user.time_zone;
+    const window = localMonth(this.now(), zone ?? this.config.timeZone);
     const row = await db
       .insertInto('budget_guards')
       .values({
@@ -37,7 +47,9 @@ export class GuardsService {
         currency: body.currency ?? 'usd',
         behavior: body.behavior ?? 'throttle',
         notify: body.notify ?? true,
-        window_start: windowStart,
+        time_zone: zone,
+        window_start: window.start,
+        window_end: window.end,
       })
       .onConflict((oc) =>
         oc.column('user_id').doUpdateSet({
@@ -45,6 +57,7 @@ export class GuardsService {
           currency: body.currency ?? 'usd',
           behavior: body.behavior ?? 'throttle',
           notify: body.notify ?? true,
+          ...(body.time_zone !== undefined ? { time_zone: body.time_zone } : {}),
         }),
       )
       .returningAll()

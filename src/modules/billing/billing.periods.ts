@@ -141,3 +141,18 @@ export function localMonth(at: Date, timeZone: string): { start: Date; end: Date
   const next = new Date(Date.UTC(y, m, 1)).toISOString().slice(0, 10);
   return { start: localMidnight(first, timeZone), end: localMidnight(next, timeZone) };
 }
+
+/**
+ * The next window of a chain of local days or months that must never overlap (the daily free
+ * quota, a budget guard's month): the local day/month of `zone` that contains `at`, unless it
+ * began before the previous window ended (the zone changed in between) — then the window starts
+ * where the previous one ended and runs to the end of the following local day/month. So a zone
+ * change can only move the next window's start later, never give a second "today" or reset a
+ * month early; each window is at least a whole local day/month long.
+ */
+export function nextWindow(previousEnd: Date | null, at: Date, zone: string, kind: 'day' | 'month'): { start: Date; end: Date } {
+  const local = kind === 'day' ? localDay : localMonth;
+  const w = local(at, zone);
+  if (previousEnd === null || w.start.getTime() >= previousEnd.getTime()) return { start: w.start, end: w.end };
+  return { start: previousEnd, end: local(w.end, zone).end };
+}

@@ -10,6 +10,8 @@ import type { CreditsService } from '../credits/credits.service.js';
 import type { QueueService } from '../queue/queue.service.js';
 import type { CatalogService } from './billing.catalog.service.js';
 import {
+  isFreePlan,
+  priceOf,
   type Provider,
   type SubscriptionCreateBody,
   subscriptionBody,
@@ -31,7 +33,15 @@ type SubRow = {
   trial_end: Date | null;
   cancel_at_period_end: boolean;
   provider: string | null;
+  self_service: boolean;
 };
+
+/** An interval a plan does not price (null) is not on offer: 400, for the service too. */
+function assertOffered(plan: Plan, interval: Interval): void {
+  if (priceOf(plan, interval) === null) {
+    throw errors.invalidRequest(`Plan ${plan.id} is not offered ${interval}`, { field: 'billing_interval', plan_id: plan.id });
+  }
+}
 
 /** A provider's view of a subscription, normalised by the payments module (see payments.ports.ts). */
 export interface ProviderSubscriptionSync {
@@ -79,7 +89,8 @@ export class SubscriptionsService {
     if (!plan.is_active) throw errors.invalidState(`Plan ${plan.id} is not active`, { plan_id: plan.id });
     if (principal.kind !== 'service') {
       if (principal.kind !== 'user' || principal.userId !== body.user_id) throw errors.forbidden('You can only subscribe yourself');
-      if ((interval === 'yearly' ? plan.price_yearly : plan.price_monthly) > 0) {
+      // Free on every interval it offers, not only on the one asked for (docs/billing.md).
+      if (!isFreePlan(plan)) {
         throw errors.forbidden('Paid plans are bought through a payment, not subscribed to directly');
       }
       if (body.trial_days !== undefined || body.pay_as_you_go !== undefined) {
@@ -87,11 +98,28 @@ export class SubscriptionsService {
       }
       await elevate(trx); // checked above: a free plan for oneself
     }
+    assertOffered(plan, interval);
     const user = await trx.selectFrom('users').select('id').where('id', '=', body.user_id).executeTakeFirst();
     if (!user) throw errors.notFound('User', body.user_id);
     await this.assertNoLivePrimary(trx, body.user_id);
     const now = this.now();
     const trialDays = body.trial_days ?? plan.trial_days;
+    if (body.trial_days === undefined && trialDays > 0 && !isFreePlan(plan)) {
+      // A paid plan's trial, once per user: another subscription (after a cancel) names its trial.
+      const had = await trx
+        .selectFrom('subscriptions')
+        .select('id')
+        .where('user_id', '=', body.user_id)
+        .where('plan_id', '=', plan.id)
+        .where('trial_start', 'is not', null)
+        .executeTakeFirst();
+      if (had) {
+        throw errors.conflict(`User ${body.user_id} already had a trial of plan ${plan.id}; pass trial_days (0: none) to subscribe again`, {
+          reason: 'trial_used',
+          subscription_id: had.id,
+        });
+      }
+    }
     const id = newId('subscription');
     await trx
       .insertInto('subscriptions')
@@ -107,6 +135,7 @@ export class SubscriptionsService {
         anchor_at: now,
         trial_start: trialDays > 0 ? now : null,
         trial_end: trialDays > 0 ? new Date(now.getTime() + trialDays * 86_400_000) : null,
+        self_service: principal.kind !== 'service',
         metadata: JSON.stringify(body.metadata ?? {}),
       })
       .execute();
@@ -201,9 +230,12 @@ export class SubscriptionsService {
     if (sub.status === 'canceled') throw errors.invalidState('A canceled subscription cannot change plan', { status: sub.status });
     const plan = await this.catalog.requirePlan(trx, planId);
     if (!plan.is_active) throw errors.invalidState(`Plan ${plan.id} is not active`, { plan_id: plan.id });
+    // A provider's subscription is priced by the provider; the service must pick an offered interval.
+    if (!sub.provider) assertOffered(plan, interval ?? sub.billing_interval);
     const now = this.now();
     await this.expireOpenAllowances(trx, sub, now, `plan changed from ${sub.plan_id} to ${plan.id}`);
-    const set: Record<string, unknown> = { plan_id: plan.id };
+    // The service chose this plan: renewals no longer depend on it staying free.
+    const set: Record<string, unknown> = { plan_id: plan.id, self_service: false };
     if (interval && interval !== sub.billing_interval) {
       await this.closePeriod(trx, sub, now);
       Object.assign(set, {
@@ -410,7 +442,8 @@ export class SubscriptionsService {
       if (sub.status === 'trialing' && sub.trial_end && sub.trial_end <= at) {
         // A trial of a free plan simply continues; a paid one needs its payment (activate / provider).
         const plan = await this.catalog.requirePlan(trx, sub.plan_id);
-        const price = sub.billing_interval === 'yearly' ? plan.price_yearly : plan.price_monthly;
+        // An interval the plan does not price (null) is not free.
+        const price = priceOf(plan, sub.billing_interval);
         await trx
           .updateTable('subscriptions')
           .set({ status: price === 0 ? 'active' : sub.provider ? 'trialing' : 'past_due' })
@@ -423,6 +456,15 @@ export class SubscriptionsService {
         if (sub.cancel_at_period_end || sub.status === 'past_due') {
           await this.end(trx, sub, end, sub.cancel_at_period_end ? 'canceled at period end' : 'unpaid at period end');
           return;
+        }
+        if (!sub.provider) {
+          // Never renewed for free: a user's own subscription only while its plan stays free, any
+          // other only on an interval the plan offers (one made before 0008 may not be).
+          const price = priceOf(await this.catalog.requirePlan(trx, sub.plan_id), sub.billing_interval);
+          if (sub.self_service ? price !== 0 : price === null) {
+            await this.end(trx, sub, end, price === null ? 'the plan does not offer this interval' : 'the plan is no longer free');
+            return;
+          }
         }
         if (sub.provider) {
           // The provider renews (a paid invoice arrives through payments); without one, past_due.
@@ -464,13 +506,28 @@ export class SubscriptionsService {
       const w = allowanceWindowAt(sub.anchor_at, allowance.window as AllowanceWindow, at);
       if (w.start >= sub.current_period_end) continue;
       if (!nextDue || w.end < nextDue) nextDue = w.end;
-      const amount = opts.prorate
-        ? Math.floor((allowance.amount * (w.end.getTime() - at.getTime())) / (w.end.getTime() - w.start.getTime()))
-        : allowance.amount;
+      // Once per owner: time already covered by this user's windows of the same plan, class and
+      // window kind (any subscription of theirs, cut short or not) is not granted again. Prorated
+      // (plan changes) from `at`; the rest of the window, pro rata.
+      const covered = await trx
+        .selectFrom('allowance_cycles')
+        .select(['cycle_start', 'cycle_end'])
+        .where('user_id', '=', sub.user_id)
+        .where('plan_id', '=', plan.id)
+        .where('class', '=', allowance.class)
+        .where('window', '=', allowance.window)
+        .where('cycle_end', '>', w.start)
+        .where('cycle_start', '<', w.end)
+        .execute();
+      const from = opts.prorate && at > w.start ? at : w.start;
+      const fresh = uncoveredMs(from, w.end, covered.map((c) => [c.cycle_start, c.cycle_end]));
+      const length = w.end.getTime() - w.start.getTime();
+      const amount = fresh === length ? allowance.amount : Number((BigInt(allowance.amount) * BigInt(fresh)) / BigInt(length));
       const inserted = await trx
         .insertInto('allowance_cycles')
         .values({
           subscription_id: id,
+          user_id: sub.user_id,
           plan_id: plan.id,
           class: allowance.class,
           window: allowance.window,
@@ -635,7 +692,7 @@ export class SubscriptionsService {
       .selectFrom('subscriptions')
       .select([
         'id', 'user_id', 'plan_id', 'status', 'billing_interval', 'current_period_start', 'current_period_end', 'anchor_at',
-        'trial_end', 'cancel_at_period_end', 'provider',
+        'trial_end', 'cancel_at_period_end', 'provider', 'self_service',
       ])
       .where('id', '=', id)
       .forUpdate()
@@ -659,6 +716,21 @@ export class SubscriptionsService {
       throw errors.conflict(`User ${userId} already has subscription ${live.id}; change its plan instead`, { subscription_id: live.id });
     }
   }
+}
+
+/** How much of [from, to) the intervals leave uncovered, in milliseconds. */
+function uncoveredMs(from: Date, to: Date, intervals: [Date, Date][]): number {
+  let cursor = from.getTime();
+  const end = to.getTime();
+  let free = 0;
+  for (const [s, e] of intervals.map(([s, e]) => [s.getTime(), e.getTime()] as const).sort((a, b) => a[0] - b[0])) {
+    if (e <= cursor) continue;
+    if (s >= end) break;
+    if (s > cursor) free += s - cursor;
+    cursor = Math.max(cursor, e);
+    if (cursor >= end) break;
+  }
+  return free + Math.max(0, end - cursor);
 }
 
 /** The service acts on every subscription; a user only on their own. */

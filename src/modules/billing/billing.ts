@@ -58,8 +58,9 @@ const planFields = {
   overage_unit_amount: Type.Optional(Decimal),
   usage_bonus_rate: Type.Optional(Type.Number({ minimum: 0, maximum: 10 })),
   trial_days: Type.Optional(Type.Integer({ minimum: 0, maximum: 365 })),
-  price_monthly: Type.Optional(Money),
-  price_yearly: Type.Optional(Money),
+  /** null: the plan does not offer the interval; 0: free on it (docs/billing.md). */
+  price_monthly: Type.Optional(Nullable(Money)),
+  price_yearly: Type.Optional(Nullable(Money)),
   currency: Type.Optional(Currency),
   features: Type.Optional(Type.Union([Type.Array(Type.Unknown(), { maxItems: 200 }), Type.Record(Type.String(), Type.Unknown())])),
   limits: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
@@ -86,8 +87,8 @@ export const Plan = Type.Object({
   overage_unit_amount: Type.String(),
   usage_bonus_rate: Type.Number(),
   trial_days: Type.Integer(),
-  price_monthly: Type.Integer(),
-  price_yearly: Type.Integer(),
+  price_monthly: Nullable(Type.Integer()),
+  price_yearly: Nullable(Type.Integer()),
   currency: Type.String(),
   features: Type.Unknown(),
   limits: Type.Record(Type.String(), Type.Unknown()),
@@ -293,6 +294,8 @@ export const GuardBody = Type.Object(
     currency: Type.Optional(Currency),
     behavior: Type.Optional(literals(GUARD_BEHAVIORS)),
     notify: Type.Optional(Type.Boolean()),
+    /** The zone the guard's months follow, fixed here (default: the user's zone when the guard is first set). */
+    time_zone: Type.Optional(Nullable(Type.String({ minLength: 1, maxLength: 64 }))),
   },
   { additionalProperties: false },
 );
@@ -303,7 +306,9 @@ export const Guard = Type.Object({
   currency: Type.String(),
   behavior: literals(GUARD_BEHAVIORS),
   notify: Type.Boolean(),
+  time_zone: Nullable(Type.String()),
   window_start: Timestamp,
+  window_end: NullableTimestamp,
   current_window_spend: Type.Integer(),
   alerted_80_at: NullableTimestamp,
   alerted_100_at: NullableTimestamp,
@@ -365,8 +370,8 @@ export function planBody(p: Row, allowances: Row[], prices: Row[]) {
     overage_unit_amount: decimalText(p['overage_unit_amount']),
     usage_bonus_rate: num(p['usage_bonus_rate']),
     trial_days: num(p['trial_days']),
-    price_monthly: num(p['price_monthly']),
-    price_yearly: num(p['price_yearly']),
+    price_monthly: p['price_monthly'] === null || p['price_monthly'] === undefined ? null : num(p['price_monthly']),
+    price_yearly: p['price_yearly'] === null || p['price_yearly'] === undefined ? null : num(p['price_yearly']),
     currency: p['currency'] as string,
     features: typeof p['features'] === 'string' ? JSON.parse(p['features']) : p['features'],
     limits: json(p['limits']),
@@ -438,7 +443,9 @@ export function guardBody(g: Row) {
     currency: g['currency'] as string,
     behavior: g['behavior'] as (typeof GUARD_BEHAVIORS)[number],
     notify: Boolean(g['notify']),
+    time_zone: (g['time_zone'] as string | null | undefined) ?? null,
     window_start: iso(g['window_start'] as Date),
+    window_end: isoOrNull((g['window_end'] as Date | null | undefined) ?? null),
     // Stored in micro minor units (exact); shown in minor units, rounded up.
     current_window_spend: Math.ceil(num(g['current_window_spend']) / 1e6),
     alerted_80_at: isoOrNull(g['alerted_80_at'] as Date | null),
@@ -471,4 +478,14 @@ export function overageBody(o: Row) {
 export function toMicros(decimal: string | number): number {
   const [whole, frac = ''] = String(decimal).split('.');
   return Number(whole) * 1e6 + Number((frac + '000000').slice(0, 6));
+}
+
+/** What a plan charges for an interval: null when it does not offer it. */
+export function priceOf(plan: { price_monthly: number | null; price_yearly: number | null }, interval: (typeof INTERVALS)[number]): number | null {
+  return interval === 'yearly' ? plan.price_yearly : plan.price_monthly;
+}
+
+/** Free on every interval it offers (a plan a user may subscribe to themselves). */
+export function isFreePlan(plan: { price_monthly: number | null; price_yearly: number | null }): boolean {
+  return (plan.price_monthly ?? 0) === 0 && (plan.price_yearly ?? 0) === 0;
 }

@@ -16,16 +16,17 @@ export interface BillingState {
 interface BillingQuery {
   userIds: string[];
   metrics: string[];
-  dayFrom: string;
-  dayTo: string;
+  /** Quota windows that end after this (ISO instant) and start before `quotaTo`. */
+  quotaFrom: string;
+  quotaTo: string;
   keys: { userId: string; actionHash: string }[];
 }
 
 const billingParams = (q: BillingQuery): unknown[] => [
   q.userIds,
   q.metrics,
-  q.dayFrom,
-  q.dayTo,
+  q.quotaFrom,
+  q.quotaTo,
   q.keys.map((k) => k.userId),
   q.keys.map((k) => k.actionHash),
 ];
@@ -74,7 +75,8 @@ export class UsageSql {
         from ${t('subscriptions')} s join ${t('plans')} p on p.id = s.plan_id
         where s.user_id = any($1::text[]) and s.is_primary and s.status <> 'canceled') x) as subs,
       (select json_agg(q) from ${t('daily_quota_usage')} q
-        where q.user_id = any($1::text[]) and q.metric = any($2::text[]) and q.date_key between $3::date and $4::date) as quotas,
+        where q.user_id = any($1::text[]) and q.metric = any($2::text[])
+          and q.window_end > $3::timestamptz and q.window_start < $4::timestamptz) as quotas,
       (select json_agg(e) from (
         select e.id, e.user_id, e.metric, e.quantity, e.action_hash, e.request_hash, e.cost, e.charged, e.free_units, e.overage,
                e.transaction_id, e.subscription_id, e.result
@@ -141,9 +143,10 @@ export class UsageSql {
           action_hash text, request_hash text, subscription_id text, free_units numeric, cost int8, charged int8, overage int8,
           transaction_id text, result jsonb, metadata jsonb, occurred_at timestamptz, created_at timestamptz))`,
       2: (p) => `quotas as (
-        insert into ${t('daily_quota_usage')} (user_id, metric, date_key, consumed, quota)
-        select * from jsonb_to_recordset(${p}::jsonb) as x(user_id text, metric text, date_key date, consumed numeric, quota int8)
-        on conflict (user_id, metric, date_key) do update set consumed = excluded.consumed, quota = excluded.quota, updated_at = now())`,
+        insert into ${t('daily_quota_usage')} (user_id, metric, date_key, window_start, window_end, consumed, quota)
+        select * from jsonb_to_recordset(${p}::jsonb) as x(user_id text, metric text, date_key date, window_start timestamptz,
+          window_end timestamptz, consumed numeric, quota int8)
+        on conflict (user_id, metric, window_start) do update set consumed = excluded.consumed, quota = excluded.quota, updated_at = now())`,
       4: (p) => `counters as (
         insert into ${t('usage_counters')} as c (user_id, metric, "window", window_start, window_end, quantity, credits, overage, events)
         select * from jsonb_to_recordset(${p}::jsonb) as x(user_id text, metric text, "window" text, window_start timestamptz,
@@ -159,10 +162,10 @@ export class UsageSql {
         on conflict (subscription_id, metric, period_start) do update set
           credits = excluded.credits, amount = excluded.amount, updated_at = now())`,
       16: (p, ids) => `guards as (
-        update ${t('budget_guards')} g set window_start = x.window_start, current_window_spend = x.spend,
+        update ${t('budget_guards')} g set window_start = x.window_start, window_end = x.window_end, current_window_spend = x.spend,
           alerted_80_at = x.alerted_80_at, alerted_100_at = x.alerted_100_at, updated_at = now()
-        from jsonb_to_recordset(${p}::jsonb) as x(id text, window_start timestamptz, spend int8, alerted_80_at timestamptz,
-          alerted_100_at timestamptz)
+        from jsonb_to_recordset(${p}::jsonb) as x(id text, window_start timestamptz, window_end timestamptz, spend int8,
+          alerted_80_at timestamptz, alerted_100_at timestamptz)
         where g.id = x.id and g.id = any(${ids}::text[]))`,
     };
     const ctes = writePlaceholders(bits, UPDATES).map((p, i) => cte[bits[i]!]!(p.rows, p.ids));

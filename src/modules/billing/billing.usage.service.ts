@@ -15,7 +15,7 @@ import { type EngineOutput, LedgerSession } from '../credits/credits.engine.js';
 import { accountFromRow, grantFromRow, holdFromRow } from '../credits/credits.repository.js';
 import type { CatalogService } from './billing.catalog.service.js';
 import { EVENT_ANSWER_EXTRAS, type EventBody, eventAnswer, toMicros } from './billing.js';
-import { dateKey, localDay, localMonth } from './billing.periods.js';
+import { dateKey, localDay, localMonth, nextWindow } from './billing.periods.js';
 import { type BillingState, type BillingWrites, UsageSql } from './billing.usage-sql.js';
 
 type Row = Record<string, unknown>;
@@ -212,7 +212,7 @@ export class UsageService {
     const run = poolRunner(this.database);
     const now = this.now();
     const st = await this.sql.loadForCheck(run, {
-      ...quotaDays(now),
+      ...quotaBounds(now),
       userIds: [userId],
       metrics: [metric],
       keys: [],
@@ -242,7 +242,7 @@ export class UsageService {
       scopes: [],
       refundIds: [],
     });
-    const state = await this.sql.load(run, { ...quotaDays(q.now), userIds: q.userIds, metrics: q.metrics, keys: q.keys });
+    const state = await this.sql.load(run, { ...quotaBounds(q.now), userIds: q.userIds, metrics: q.metrics, keys: q.keys });
     const grants = groupBy(ledger.grants, (g) => g.accountId);
     const holds = groupBy(ledger.holds, (h) => h.accountId);
     const sessions = new Map<string, LedgerSession>();
@@ -260,13 +260,25 @@ function breakdownOf(freeCredits: number, tiers: { name: string; amount: number 
   ].filter((b) => b.amount > 0);
 }
 
-/** Quota rows are keyed by local date: two days either side of now covers every time zone. */
-function quotaDays(now: Date): { dayFrom: string; dayTo: string } {
+/**
+ * The quota windows pricing needs: the latest of each (user, metric) chain, if it ended recently
+ * enough to matter (a window that began before it ended starts at its end: nextWindow). A local
+ * day is at most 25 hours, so two days back covers it; a snapshot priced up to its TTL later too.
+ */
+function quotaBounds(now: Date): { quotaFrom: string; quotaTo: string } {
   const t = now.getTime();
-  return {
-    dayFrom: new Date(t - 2 * 86_400_000).toISOString().slice(0, 10),
-    dayTo: new Date(t + 2 * 86_400_000).toISOString().slice(0, 10),
-  };
+  return { quotaFrom: new Date(t - 2 * 86_400_000).toISOString(), quotaTo: new Date(t + 2 * 86_400_000).toISOString() };
+}
+
+interface QuotaWindow {
+  user_id: string;
+  metric: string;
+  date_key: string;
+  window_start: Date;
+  window_end: Date;
+  consumed: number;
+  quota: number;
+  dirty: boolean;
 }
 
 /** Usage charges are never capped: the cap is for grants, and usage only spends. */
@@ -286,9 +298,10 @@ class Pricing {
   private readonly models = new Map<string, Model>();
   private readonly subs = new Map<string, Sub>();
   private readonly tz = new Map<string, string>();
-  private readonly quotas = new Map<string, { user_id: string; metric: string; date_key: string; consumed: number; quota: number; dirty: boolean }>();
+  /** The latest quota window of each (user, metric) — a chain that never overlaps. */
+  private readonly quotas = new Map<string, QuotaWindow>();
   private readonly seen = new Map<string, { requestHash: string; result: Record<string, unknown> }>();
-  private readonly guards = new Map<string, { id: string; cap: number; behavior: string; notify: boolean; windowStart: Date; spend: number; a80: Date | null; a100: Date | null; dirty: boolean }>();
+  private readonly guards = new Map<string, { id: string; cap: number; behavior: string; notify: boolean; zone: string; windowStart: Date; windowEnd: Date; spend: number; a80: Date | null; a100: Date | null; dirty: boolean }>();
   private readonly overages = new Map<string, { id: string; user_id: string; subscription_id: string; metric: string; period_start: Date; period_end: Date; credits: number; unitAmount: string; unitMicros: number; currency: string; dirty: boolean }>();
   private readonly counters = new Map<string, Row & { quantity: number; credits: number; overage: number; events: number }>();
   private readonly events: Row[] = [];
@@ -325,11 +338,16 @@ class Pricing {
       });
     }
     for (const q of state.quotas) {
-      const key = `${q['user_id']}\n${q['metric']}\n${q['date_key']}`;
+      const key = `${q['user_id']}\n${q['metric']}`;
+      const windowEnd = new Date(q['window_end'] as string);
+      const known = this.quotas.get(key);
+      if (known && known.window_end >= windowEnd) continue;
       this.quotas.set(key, {
         user_id: q['user_id'] as string,
         metric: q['metric'] as string,
         date_key: q['date_key'] as string,
+        window_start: new Date(q['window_start'] as string),
+        window_end: windowEnd,
         consumed: Number(q['consumed']),
         quota: Number(q['quota']),
         dirty: false,
@@ -337,12 +355,18 @@ class Pricing {
     }
     for (const e of state.seen) this.seen.set(`${e.user_id}\n${e.action_hash}`, { requestHash: e.request_hash, result: eventAnswer(e) });
     for (const g of state.guards) {
+      // The guard's own zone, fixed when the service set it — never the user's current one.
+      const zone = (g['time_zone'] as string | null) ?? config.timeZone;
+      const windowStart = new Date(g['window_start'] as string);
       this.guards.set(g['user_id'] as string, {
         id: g['id'] as string,
         cap: Number(g['monthly_cap']),
         behavior: g['behavior'] as string,
         notify: Boolean(g['notify']),
-        windowStart: new Date(g['window_start'] as string),
+        zone,
+        windowStart,
+        // Guards from before 0008 kept no end: their month's, in their zone, worked out once.
+        windowEnd: g['window_end'] ? new Date(g['window_end'] as string) : localMonth(windowStart, zone).end,
         spend: Number(g['current_window_spend']),
         a80: g['alerted_80_at'] ? new Date(g['alerted_80_at'] as string) : null,
         a100: g['alerted_100_at'] ? new Date(g['alerted_100_at'] as string) : null,
@@ -385,11 +409,18 @@ class Pricing {
       return ceilCredits(r.value);
     };
     const tz = this.tz.get(event.user_id) ?? this.config.timeZone;
-    let today = this.today.get(tz);
-    if (today === undefined) this.today.set(tz, (today = dateKey(this.now, tz)));
-    const quotaKey = `${event.user_id}\n${model.metric}\n${today}`;
-    const quota = this.quotas.get(quotaKey);
-    const quotaLimit = quota?.quota ?? model.dailyFreeQuota;
+    const quotaKey = `${event.user_id}\n${model.metric}`;
+    // The current window of the chain, or the next one (not yet stored; apply stores it if used).
+    const latest = this.quotas.get(quotaKey);
+    let quota: QuotaWindow | undefined = latest && this.now < latest.window_end ? latest : undefined;
+    if (!quota && model.dailyFreeQuota > 0) {
+      const w = nextWindow(latest?.window_end ?? null, this.now, tz, 'day');
+      quota = {
+        user_id: event.user_id, metric: model.metric, date_key: dateKey(w.start, tz), window_start: w.start, window_end: w.end,
+        consumed: 0, quota: model.dailyFreeQuota, dirty: false,
+      };
+    }
+    const quotaLimit = quota?.quota ?? 0;
     const quotaLeft = Math.max(0, quotaLimit - (quota?.consumed ?? 0));
     const freeUnits = Math.min(event.quantity, quotaLeft);
     const cost = price(event.quantity);
@@ -412,13 +443,16 @@ class Pricing {
     return { model, tz, quotaKey, quota, quotaLimit, quotaLeft, freeUnits, cost, payable, freeCredits, sub, tiers, covered, coveredTotal, overage, payg, overageMicros };
   }
 
-  /** The budget guard, rolled to the current month: would this much more spend pass? */
-  private guardFor(userId: string, tz: string) {
+  /**
+   * The budget guard, rolled on once its stored month has ended (in the guard's own zone, never
+   * starting before the last one ended): would this much more spend pass?
+   */
+  private guardFor(userId: string) {
     const guard = this.guards.get(userId);
     if (!guard) return null;
-    const month = localMonth(this.now, tz);
-    if (guard.windowStart.getTime() !== month.start.getTime()) {
-      Object.assign(guard, { windowStart: month.start, spend: 0, a80: null, a100: null, dirty: true });
+    if (this.now >= guard.windowEnd) {
+      const month = nextWindow(guard.windowEnd, this.now, guard.zone, 'month');
+      Object.assign(guard, { windowStart: month.start, windowEnd: month.end, spend: 0, a80: null, a100: null, dirty: true });
     }
     return guard;
   }
@@ -449,7 +483,7 @@ class Pricing {
         available: p.coveredTotal,
       });
     }
-    const guard = this.guardFor(event.user_id, p.tz);
+    const guard = this.guardFor(event.user_id);
     const refusal = guard ? this.refuseByGuard(guard, p.overageMicros) : null;
     if (refusal) throw refusal;
 
@@ -469,11 +503,10 @@ class Pricing {
       if (r.status >= 300) throw new Error('usage: the ledger refused what it said it could cover');
       transactionId = session.lastConsume!.transactionId;
     }
-    if (p.freeUnits > 0) {
-      const q = p.quota ?? { user_id: event.user_id, metric: p.model.metric, date_key: p.quotaKey.split('\n')[2]!, consumed: 0, quota: p.quotaLimit, dirty: true };
-      q.consumed += p.freeUnits;
-      q.dirty = true;
-      this.quotas.set(p.quotaKey, q);
+    if (p.freeUnits > 0 && p.quota) {
+      p.quota.consumed += p.freeUnits;
+      p.quota.dirty = true;
+      this.quotas.set(p.quotaKey, p.quota);
     }
     const charged = p.coveredTotal + p.overage;
     this.count(event, p.tz, p.sub, p.coveredTotal, p.overage);
@@ -542,14 +575,12 @@ class Pricing {
       overage_amount: p.sub ? Math.ceil(p.overageMicros / 1e6) : 0,
     };
     if (p.overage > 0 && !p.payg) return { allowed: false, reason: 'insufficient_credits', ...base };
-    const guard = this.guardFor(event.user_id, p.tz);
+    const guard = this.guardFor(event.user_id);
     const refusal = guard ? this.refuseByGuard(guard, p.overageMicros) : null;
     if (refusal) return { allowed: false, reason: refusal.code, ...base };
     return { allowed: true, ...base };
   }
 
-  /** The local date of this batch's instant, per time zone. */
-  private readonly today = new Map<string, string>();
   /** The local day and month of this batch's instant, per time zone (the same for every event). */
   private readonly calendar = new Map<string, [string, Date, Date][]>();
 
@@ -590,7 +621,7 @@ class Pricing {
         currency: o.currency,
       })),
       guards: [...this.guards.values()].filter((g) => g.dirty).map((g) => ({
-        id: g.id, window_start: g.windowStart, spend: g.spend, alerted_80_at: g.a80, alerted_100_at: g.a100,
+        id: g.id, window_start: g.windowStart, window_end: g.windowEnd, spend: g.spend, alerted_80_at: g.a80, alerted_100_at: g.a100,
       })),
     };
   }
