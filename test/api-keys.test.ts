@@ -235,6 +235,24 @@ describe(`api keys (${TARGET})`, () => {
     expect(same.status).toBe(201);
   });
 
+  it('a limited key cannot obtain a stronger key by replaying its creation (a secret answer replays only to its own credential)', async () => {
+    const me = await signUp(app);
+    const idem = { idempotencyKey: `create-ci-key-${randomUUID()}` };
+    const strong = await me.api.post(`/v1/users/${me.user.id}/api-keys`, { name: 'ci' }, idem);
+    expect(strong.status).toBe(201);
+    expect(strong.body.scopes).toEqual(['*']);
+    // The same credential replays its own answer, secret included.
+    const again = await me.api.post(`/v1/users/${me.user.id}/api-keys`, { name: 'ci' }, idem);
+    expect(again.status).toBe(201);
+    expect(again.body.key).toBe(strong.body.key);
+    // A weaker key of the same user, with the same Idempotency-Key and body: no replay of the secret.
+    const weak = await makeApiKey(app, me.user.id, { name: 'weak', scopes: ['keys:write'] });
+    const replay = await as(weak.key).post(`/v1/users/${me.user.id}/api-keys`, { name: 'ci' }, idem);
+    expect(replay.status).toBe(409);
+    expect(replay.body.error.code).toBe('idempotency_key_reused');
+    expect(JSON.stringify(replay.body)).not.toContain(strong.body.key);
+  });
+
   it('an expires_at in the past at creation is a 400 and creates nothing', async () => {
     const u = await makeUser(app);
     for (const expires_at of [new Date(Date.now() - 60_000).toISOString(), '2001-01-01T00:00:00Z']) {

@@ -51,6 +51,29 @@ describe(`billing holes (${TARGET})`, () => {
     await app.close();
   });
 
+  // ---- an ended plan's allowance, kept alive by a hold (review after issue 13) ----------------------
+
+  it('an allowance ended by cancel or plan change never outlives it, even while credits are held', async () => {
+    at('2026-03-01T10:00:00.000Z');
+    const a = await plan({ trial_days: 0, allowances: [{ class: 'Usage', amount: 1000 }] });
+    const b = await plan({ trial_days: 0, allowances: [{ class: 'Usage', amount: 1000 }] });
+    const me = await signUp(app);
+    const subA = await me.api.post('/v1/subscriptions', { user_id: me.user.id, plan_id: a.id });
+    expect(subA.status, JSON.stringify(subA.body)).toBe(201);
+    // An AI job the user started holds most of plan A's allowance.
+    const job = await post('/v1/jobs', { user_id: me.user.id, kind: 'video', input: {}, cost: 900 });
+    expect(job.status, JSON.stringify(job.body)).toBe(201);
+    // The user cancels plan A now: its window's remainder must be gone, held or not.
+    expect((await me.api.post(`/v1/subscriptions/${subA.body.id}/cancel`, { at_period_end: false })).status).toBe(200);
+    // The job fails: its hold is released. The credits it held were plan A's, which has ended.
+    expect((await post(`/v1/jobs/${job.body.id}/fail`, { error: 'provider down' })).status).toBe(200);
+    expect((await me.api.post('/v1/subscriptions', { user_id: me.user.id, plan_id: b.id })).status).toBe(201);
+    // Only plan B's window (and the sign-up bonus) is spendable.
+    expect(await allowances(me.user.id)).toEqual(['Usage/1000']);
+    expect((await balance(me.user.id)).balance).toBe(3 + 1000);
+    expect((await reconcile(app.database)).drift).toEqual([]);
+  });
+
   // ---- 1. a paid plan, free through the interval it does not price -----------------------------
 
   it('a user can never self-subscribe to a paid plan through an interval it does not price', async () => {

@@ -44,7 +44,8 @@ beforeAll(async () => {
         creem: null,
         paypal: null,
         toleranceSeconds: 300,
-        creditPrice: null,
+        // What a payment buys comes from server-side configuration only (docs/payments.md): 10 cents a credit.
+        creditPrice: { unitAmount: 10, currency: 'usd' },
       },
       credits: { balanceCap: null, signupBonus: 3 },
       emailVerification: { ttlSeconds: TTL_SECONDS, urlTemplate: VERIFY_URL },
@@ -70,12 +71,11 @@ async function payByEmail(email: string, credits = 50, customer: string | null =
         mode: 'payment',
         payment_status: 'paid',
         status: 'complete',
-        amount_total: 1000,
+        amount_total: credits * 10,
         currency: 'usd',
         customer,
         customer_details: { email },
         payment_intent: pi,
-        metadata: { credits: String(credits) },
       },
     },
   };

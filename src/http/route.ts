@@ -167,7 +167,7 @@ export function defineRoute<B extends TSchema = Empty, P extends TSchema = Empty
         query: request.query as Static<Q>,
         request,
       };
-      const scope = idempotencyScope(request, principal, idempotency);
+      const scope = idempotencyScope(request, principal, idempotency, def.sensitiveResponse === true);
       if (def.transaction === 'handler') {
         const result = await def.handler({ principal, requestId: request.id, db: deps.db, idempotency: scope }, input);
         return send(reply, result);
@@ -244,6 +244,7 @@ function idempotencyScope(
   request: FastifyRequest,
   principal: Principal,
   mode: 'optional' | 'required' | 'none',
+  sensitive: boolean,
 ): IdempotencyScope | null {
   if (mode === 'none') return null;
   const raw = request.headers['idempotency-key'];
@@ -262,8 +263,16 @@ function idempotencyScope(
     userId: principal.kind === 'user' ? principal.userId : null,
     method: request.method,
     path,
-    requestHash: requestHash(request.method, path, request.body),
+    // A secret answer (a new API key) replays only to the credential that asked for it: keys are
+    // scoped per user, and a weaker API key of the same user must not obtain a stronger key's
+    // secret by replaying its creation. Another credential with the same key → 409.
+    requestHash: requestHash(request.method, sensitive ? `${path} ${credentialOf(principal)}` : path, request.body),
   };
+}
+
+function credentialOf(principal: Principal): string {
+  if (principal.kind !== 'user') return principal.kind;
+  return principal.via === 'api_key' ? `api_key:${principal.keyId ?? ''}` : 'jwt';
 }
 
 /** The sealed form is bound to its (principal, key) so it cannot be replayed elsewhere. */

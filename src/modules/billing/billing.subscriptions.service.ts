@@ -1,3 +1,4 @@
+import { newAccountVersion } from '../credits/credits.batch-sql.js';
 import { sql } from 'kysely';
 import type { Invalidations } from '../../lib/invalidations.js';
 import type { Static } from 'typebox';
@@ -682,7 +683,17 @@ export class SubscriptionsService {
       .execute();
     const grantIds = open.map((c) => c.grant_id!).filter(Boolean);
     if (grantIds.length > 0) {
-      await trx.updateTable('credit_grants').set({ rollover_until: null }).where('id', 'in', grantIds).where('remaining', '>', 0).execute();
+      // The windows end now, whatever is held: credits backing an open hold stay until the hold
+      // settles (the ledger never expires held credits), then expire like any past-due grant —
+      // they do not live on to the window's old end.
+      await trx
+        .updateTable('credit_grants')
+        .set({ rollover_until: null, expires_at: sql`least(coalesce(expires_at, ${at}), ${at})` })
+        .where('id', 'in', grantIds)
+        .where('remaining', '>', 0)
+        .execute();
+      // A chained batch may carry this account's state from before this write: a new version makes it reload.
+      await trx.updateTable('credit_accounts').set({ version: newAccountVersion() }).where('user_id', '=', sub.user_id).execute();
     }
     await this.credits.executeIn(trx, { userId: sub.user_id }, [{ kind: 'expire', requestId: `end:${sub.id}`, idem: null, grantIds, reason }]);
   }

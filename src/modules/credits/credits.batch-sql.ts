@@ -243,7 +243,7 @@ export class BatchSql {
         // back must never name a version that someone else's write could then have made real.
         rows: accounts.map((a) => ({
           id: a.id, balance: a.balance, held: a.held, total_credited: a.totalCredited, total_spent: a.totalSpent, last_seq: a.lastSeq,
-          version: (a.version = newVersion()),
+          version: (a.version = newAccountVersion()),
         })),
       },
       {
@@ -323,7 +323,7 @@ export class BatchSql {
 const UPDATES = new Set([4, 16, 64]);
 
 /** A random account version: 48 bits from the CSPRNG (JSON-safe, collisions ~2^-48 per comparison). */
-function newVersion(): number {
+export function newAccountVersion(): number {
   return randomInt(1, 2 ** 48);
 }
 
