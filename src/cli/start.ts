@@ -41,14 +41,30 @@ export async function startCommand(): Promise<void> {
   // finish — a money request is answered after its commit or not at all — then stop the workers
   // and release the database. Bounded: past SHUTDOWN_MS the process exits anyway (docs/operations.md).
   const SHUTDOWN_MS = 15_000;
+  // Clients keep connections alive (load balancers, SDKs, fetch): close() waits for every one of
+  // them. Once no request is in flight, the rest are closed; requests in flight finish first.
+  let inFlight = 0;
+  let closing = false;
+  const raw = app.server.server;
+  const closeIdle = () => closing && inFlight === 0 && raw.closeAllConnections();
+  raw.on('request', (_req, res) => {
+    inFlight++;
+    res.once('close', () => {
+      inFlight--;
+      closeIdle();
+    });
+  });
   const shutdown = async (signal: string) => {
     logger.info({ signal }, 'shutting down');
+    closing = true;
     setTimeout(() => {
       logger.error({ ms: SHUTDOWN_MS }, 'shutdown did not finish in time; exiting');
       process.exit(1);
     }, SHUTDOWN_MS).unref();
     try {
-      await app.server.close();
+      const closed = app.server.close();
+      closeIdle();
+      await closed;
       await stopScheduler(); // after the server: no request can enqueue work the worker would miss
       await database.close();
     } catch (err) {
