@@ -18,6 +18,7 @@ import { verificationLink } from '../src/modules/auth/auth.email-verification.js
 import type { Principal } from '../src/http/principal.js';
 import { userUpdate } from '../src/modules/users/users.repository.js';
 import { client } from './support/client.js';
+import { stripeCheckout } from './support/payment-webhooks.js';
 import { makeUser, signUp } from './support/fixtures.js';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';
 
@@ -60,25 +61,7 @@ afterAll(async () => {
 /** A Stripe Checkout that names no user: only the payer's e-mail (and a new customer) identify them. */
 async function payByEmail(email: string, credits = 50, customer: string | null = id('cus')) {
   const pi = id('pi');
-  const event = {
-    id: id('evt'),
-    object: 'event',
-    type: 'checkout.session.completed',
-    data: {
-      object: {
-        id: id('cs_test'),
-        object: 'checkout.session',
-        mode: 'payment',
-        payment_status: 'paid',
-        status: 'complete',
-        amount_total: credits * 10,
-        currency: 'usd',
-        customer,
-        customer_details: { email },
-        payment_intent: pi,
-      },
-    },
-  };
+  const event = stripeCheckout({ amount: credits * 10, customer, email, pi });
   const raw = JSON.stringify(event);
   const res = await app.server.inject({
     method: 'POST',

@@ -9,7 +9,7 @@ import { reconcile } from '../src/modules/credits/credits.reconcile.js';
 import { client } from './support/client.js';
 import { makeUser } from './support/fixtures.js';
 import { createTestApp, type TestApp } from './support/harness.js';
-import { webhookSenders, type Webhooks } from './support/payment-webhooks.js';
+import { stripeCheckout, webhookSenders, type Webhooks } from './support/payment-webhooks.js';
 
 let app: TestApp;
 let send: Webhooks;
@@ -44,32 +44,7 @@ const reference = async (body: Record<string, unknown>) => {
   return res.body.reference as string;
 };
 
-/** A Stripe checkout.session.completed for a one-time payment. */
-const checkout = (o: { amount: number; currency?: string; metadata?: Record<string, string>; pi?: string; customer?: string; clientRef?: string; tax?: number; invoice?: string }) => ({
-  id: id('evt'),
-  object: 'event',
-  livemode: false,
-  type: 'checkout.session.completed',
-  data: {
-    object: {
-      id: id('cs_test'),
-      object: 'checkout.session',
-      mode: 'payment',
-      payment_status: 'paid',
-      status: 'complete',
-      amount_total: o.amount,
-      amount_subtotal: o.amount - (o.tax ?? 0),
-      total_details: { amount_discount: 0, amount_shipping: 0, amount_tax: o.tax ?? 0 },
-      currency: o.currency ?? 'usd',
-      customer: o.customer ?? null,
-      client_reference_id: o.clientRef ?? null,
-      customer_details: { email: null },
-      invoice: o.invoice ?? null,
-      payment_intent: o.pi ?? id('pi'),
-      metadata: o.metadata ?? {},
-    },
-  },
-});
+const checkout = stripeCheckout;
 
 /** A Lemon Squeezy order_created. */
 const lsOrder = (o: { variant: string; total: number; currency?: string; custom?: Record<string, string>; email?: string; customerId?: number; status?: string; orderId?: string }) => ({

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PaymentsConfig } from '../src/config/config.js';
 import { reconcile } from '../src/modules/credits/credits.reconcile.js';
 import { client } from './support/client.js';
+import { stripeCheckout } from './support/payment-webhooks.js';
 import { makeUser } from './support/fixtures.js';
 import { createTestApp, type TestApp } from './support/harness.js';
 
@@ -125,26 +126,14 @@ const paymentOf = async (provider: string, providerPaymentId: string) => {
 const id = (p: string) => `${p}_${randomBytes(8).toString('hex')}`;
 const expectReconciled = async () => expect((await reconcile(app.database)).drift).toEqual([]);
 
-const checkout = (userId: string | null, opts: { credits?: string; pi?: string; email?: string; customer?: string; priceId?: string } = {}) => ({
-  id: id('evt'),
-  object: 'event',
-  type: 'checkout.session.completed',
-  data: {
-    object: {
-      id: id('cs_test'),
-      object: 'checkout.session',
-      mode: 'payment',
-      payment_status: 'paid',
-      status: 'complete',
-      amount_total: opts.credits ? Number(opts.credits) * 10 : 1000,
-      currency: 'usd',
-      customer: opts.customer ?? null,
-      customer_details: { email: opts.email ?? null },
-      payment_intent: opts.pi ?? id('pi'),
-      metadata: { ...(userId ? { user_id: userId } : {}), ...(opts.credits ? { credits: opts.credits } : {}), ...(opts.priceId ? { price_id: opts.priceId } : {}) },
-    },
-  },
-});
+const checkout = (userId: string | null, opts: { credits?: string; pi?: string; email?: string; customer?: string; priceId?: string } = {}) =>
+  stripeCheckout({
+    amount: opts.credits ? Number(opts.credits) * 10 : 1000,
+    customer: opts.customer ?? null,
+    email: opts.email ?? null,
+    ...(opts.pi ? { pi: opts.pi } : {}),
+    metadata: { ...(userId ? { user_id: userId } : {}), ...(opts.credits ? { credits: opts.credits } : {}), ...(opts.priceId ? { price_id: opts.priceId } : {}) },
+  });
 const charge = (type: 'charge.refunded' | 'charge.dispute.created', pi: string, amount: number) => ({
   id: id('evt'),
   object: 'event',

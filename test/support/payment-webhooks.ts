@@ -12,6 +12,46 @@ import type { PaymentsConfig } from '../../src/config/config.js';
 import type { TestApp } from './harness.js';
 
 const stripe = new Stripe('sk_test_unused');
+const rid = (p: string) => `${p}_${randomBytes(8).toString('hex')}`;
+
+/** A Stripe checkout.session.completed for a one-time payment, as the current API sends it. */
+export function stripeCheckout(o: {
+  amount: number;
+  currency?: string;
+  metadata?: Record<string, string>;
+  pi?: string;
+  customer?: string | null;
+  email?: string | null;
+  clientRef?: string;
+  tax?: number;
+  invoice?: string;
+}) {
+  return {
+    id: rid('evt'),
+    object: 'event',
+    livemode: false,
+    type: 'checkout.session.completed',
+    data: {
+      object: {
+        id: rid('cs_test'),
+        object: 'checkout.session',
+        mode: 'payment',
+        payment_status: 'paid',
+        status: 'complete',
+        amount_total: o.amount,
+        amount_subtotal: o.amount - (o.tax ?? 0),
+        total_details: { amount_discount: 0, amount_shipping: 0, amount_tax: o.tax ?? 0 },
+        currency: o.currency ?? 'usd',
+        customer: o.customer ?? null,
+        client_reference_id: o.clientRef ?? null,
+        customer_details: { email: o.email ?? null },
+        invoice: o.invoice ?? null,
+        payment_intent: o.pi ?? rid('pi'),
+        metadata: o.metadata ?? {},
+      },
+    },
+  };
+}
 
 export interface Webhooks {
   config: PaymentsConfig;
