@@ -2,7 +2,8 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import { installErrorHandler } from './http/error-handler.js';
-import { errorBody, errors } from './http/errors.js';
+import { errorBody, statusOf } from './http/errors.js';
+import { errors } from './core/errors.js';
 import { newId } from './lib/ids.js';
 import { validatorCompiler } from './http/validation.js';
 
@@ -30,7 +31,7 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     frameworkErrors: (err, request, reply) => {
       const apiError = errors.invalidRequest(err.code === 'FST_ERR_BAD_URL' ? 'The URL is malformed' : err.message);
       void (reply as FastifyReply)
-        .code(apiError.status)
+        .code(statusOf(apiError.code))
         .header('x-request-id', request.id)
         .send(errorBody(apiError, request.id) as never);
     },

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inRequestTransaction } from '../src/http/context.js';
-import type { Principal } from '../src/http/principal.js';
+import { inRequestTransaction } from '../src/db/request-role.js';
+import type { Principal } from '../src/core/principal.js';
 import { client } from './support/client.js';
 import { signUp } from './support/fixtures.js';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';

@@ -1,8 +1,8 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Executor } from '../src/db/database.js';
-import { inRequestTransaction } from '../src/http/context.js';
-import type { Principal } from '../src/http/principal.js';
+import { inRequestTransaction } from '../src/db/request-role.js';
+import type { Principal } from '../src/core/principal.js';
 import { apiKeyInsert, apiKeyRevoke } from '../src/modules/api-keys/api-keys.repository.js';
 import { userFindById, userUpdate } from '../src/modules/users/users.repository.js';
 import { memberInsert, workspaceFindById, workspaceUpdate } from '../src/modules/workspaces/workspaces.repository.js';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { setRequestRole } from '../src/http/context.js';
-import type { Principal } from '../src/http/principal.js';
+import { setRequestRole } from '../src/db/request-role.js';
+import type { Principal } from '../src/core/principal.js';
 import { client } from './support/client.js';
 import { makeApiKey, makeUser, signUp } from './support/fixtures.js';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';

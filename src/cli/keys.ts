@@ -2,7 +2,7 @@ import { loadConfig } from '../config/load.js';
 import { openMigrated } from './open.js';
 import { ApiKeysService } from '../modules/api-keys/api-keys.service.js';
 import { isScope, type Scope } from '../modules/api-keys/api-keys.scopes.js';
-import { ApiError } from '../http/errors.js';
+import { DomainError } from '../core/errors.js';
 
 /** `tally keys create`: the same service call the HTTP route makes, as the service principal. */
 export async function keysCreateCommand(opts: { user: string; name: string; scopes: string; expiresAt?: string }): Promise<number> {
@@ -28,7 +28,7 @@ export async function keysCreateCommand(opts: { user: string; name: string; scop
     process.stderr.write(`created ${row.id} (${row.prefix}…) for ${row.user_id}; the key is shown only now\n`);
     return 0;
   } catch (err) {
-    if (err instanceof ApiError) {
+    if (err instanceof DomainError) {
       process.stderr.write(`keys create: ${err.message}\n`);
       return 1;
     }

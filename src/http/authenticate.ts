@@ -1,13 +1,11 @@
 import type { Executor } from '../db/database.js';
 import { secretMatcher, sha256Hex } from '../lib/hash.js';
 import { apiKeyTouchByHash } from '../modules/api-keys/api-keys.repository.js';
-import { isScope } from '../modules/api-keys/api-keys.scopes.js';
+import { API_KEY_PREFIX, isScope } from '../modules/api-keys/api-keys.scopes.js';
 import { userAuthState } from '../modules/users/users.repository.js';
 import type { TokenService } from '../modules/auth/auth.tokens.js';
-import { errors } from './errors.js';
-import type { Principal } from './principal.js';
-
-export const API_KEY_PREFIX = 'tly_';
+import { errors } from '../core/errors.js';
+import type { Principal } from '../core/principal.js';
 
 /**
  * Resolves the Authorization header to a principal. Expected outcomes are values: a missing

@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { asUnavailable } from '../db/faults.js';
-import { ApiError, errorBody, errors } from './errors.js';
+import { DomainError, errors } from '../core/errors.js';
+import { errorBody, statusOf } from './errors.js';
 
 interface PgError {
   code?: string;
@@ -19,26 +20,26 @@ export function installErrorHandler(app: FastifyInstance, bodyLimit: number): vo
     if (apiError.code === 'unavailable') {
       request.log.warn({ reason: apiError.details?.['reason'], err: err.message }, 'request unavailable');
       void reply.header('retry-after', '1');
-    } else if (apiError.status >= 500) request.log.error({ err }, 'request failed');
+    } else if (statusOf(apiError.code) >= 500) request.log.error({ err }, 'request failed');
     else request.log.info({ code: apiError.code, reason: apiError.message }, 'request rejected');
     // A throttled caller is told when to come back (src/http/rate-limits.ts).
     const retryAfter = apiError.code === 'rate_limited' ? apiError.details?.['retry_after_seconds'] : undefined;
     if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter));
-    return reply.code(apiError.status).send(errorBody(apiError, request.id));
+    return reply.code(statusOf(apiError.code)).send(errorBody(apiError, request.id));
   });
   app.setNotFoundHandler((request, reply) => {
-    const err = new ApiError('not_found', `No route for ${request.method} ${request.url.split('?')[0]}`);
+    const err = new DomainError('not_found', `No route for ${request.method} ${request.url.split('?')[0]}`);
     return reply.code(404).send(errorBody(err, request.id));
   });
 }
 
-export function toApiError(err: FastifyError & PgError, bodyLimit: number, contentType?: string): ApiError {
+export function toApiError(err: FastifyError & PgError, bodyLimit: number, contentType?: string): DomainError {
   // The media type the caller sent (parameters dropped, bounded), so a 415 says what was refused.
   const mediaType = contentType?.split(';')[0]?.trim().slice(0, 100) || undefined;
-  if (err instanceof ApiError) return err;
+  if (err instanceof DomainError) return err;
   // The database away or past a bound: nothing committed (or the key replays what did), retry.
   const away = asUnavailable(err);
-  if (away) return new ApiError('unavailable', `${away.message}; retry (with the same Idempotency-Key)`, { reason: away.reason });
+  if (away) return new DomainError('unavailable', `${away.message}; retry (with the same Idempotency-Key)`, { reason: away.reason });
   if (err.validation) {
     const first = err.validation[0];
     const where = err.validationContext ?? 'body';

@@ -1,7 +1,7 @@
 import rateLimit, { type CreateRateLimitOptions, normalizeIP } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RateLimit, RateLimitsConfig } from '../config/config.js';
-import { errors } from './errors.js';
+import { errors } from '../core/errors.js';
 
 /**
  * Throttles for strangers (docs/architecture.md, "Rate limits"), on @fastify/rate-limit's counters

@@ -5,16 +5,12 @@ import type { Scope } from '../modules/api-keys/api-keys.scopes.js';
 import type { SecretBox } from '../lib/secret-box.js';
 import type { Invalidations } from '../lib/invalidations.js';
 import type { Authenticator } from './authenticate.js';
-import { inRequestTransaction, type RequestContext, setRequestRole } from './context.js';
-import { ApiError, errorBody, errors } from './errors.js';
-import {
-  idempotencyClaim,
-  idempotencyComplete,
-  idempotencyRecordFailure,
-  type IdempotencyScope,
-  requestHash,
-} from './idempotency.js';
-import { hasScope, type Principal, principalKey } from './principal.js';
+import { inRequestTransaction, setRequestRole } from '../db/request-role.js';
+import { type RequestContext } from '../core/context.js';
+import { DomainError, errors } from '../core/errors.js';
+import { errorBody, statusOf } from './errors.js';
+import { idempotencyClaim, idempotencyComplete, idempotencyRecordFailure, type IdempotencyScope, requestHash } from '../modules/idempotency/idempotency.js';
+import { hasScope, type Principal, principalKey } from '../core/principal.js';
 import type { Throttles } from './rate-limits.js';
 import { ErrorResponse } from './schemas.js';
 
@@ -143,7 +139,7 @@ export function defineRoute<B extends TSchema = Empty, P extends TSchema = Empty
         principals.set(request, principal);
       } catch (err) {
         // A stranger's failures are counted per address; spent ones get 429 before any lookup.
-        if (err instanceof ApiError && err.code === 'unauthenticated') {
+        if (err instanceof DomainError && err.code === 'unauthenticated') {
           const spent = await throttle.fail(request);
           if (spent.exceeded) throw throttle.limited(spent.retryAfter);
         }
@@ -219,8 +215,8 @@ async function runWrite<B extends TSchema, P extends TSchema, Q extends TSchema>
     });
     return send(reply, result);
   } catch (err) {
-    if (scope && err instanceof ApiError && err.status < 500 && err.code !== 'idempotency_key_reused') {
-      const response = { status: err.status, body: errorBody(err, request.id) };
+    if (scope && err instanceof DomainError && statusOf(err.code) < 500 && err.code !== 'idempotency_key_reused') {
+      const response = { status: statusOf(err.code), body: errorBody(err, request.id) };
       await deps.db.transaction().execute(async (trx) => {
         await setRequestRole(trx, principal);
         await idempotencyRecordFailure(trx, scope, response);

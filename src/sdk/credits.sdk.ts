@@ -1,6 +1,7 @@
 import type { Static, TSchema } from 'typebox';
-import { ApiError, type ErrorBody, errors } from '../http/errors.js';
-import { validateBody } from '../http/validation.js';
+import { DomainError, errors } from '../core/errors.js';
+import { type ErrorBody, statusOf } from '../http/errors.js';
+import { validateBody } from '../core/validation.js';
 import {
   adjustOp,
   captureOp,
@@ -104,7 +105,7 @@ export class CreditsSdk {
       }
       return result.body as R;
     } catch (err) {
-      if (err instanceof ApiError) throw new TallyError(err.status, err.code, err.message, err.details);
+      if (err instanceof DomainError) throw new TallyError(statusOf(err.code), err.code, err.message, err.details);
       throw err;
     }
   }

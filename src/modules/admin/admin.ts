@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { Timestamp } from '../../http/schemas.js';
+import { Timestamp } from '../../core/schemas.js';
 
 /** The widths a stats bucket may have, and how far back each looks by default. */
 export const BUCKETS = ['minute', 'hour', 'day'] as const;

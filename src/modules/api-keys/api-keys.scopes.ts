@@ -25,3 +25,6 @@ export type Scope = (typeof SCOPES)[number];
 export function isScope(value: string): value is Scope {
   return (SCOPES as readonly string[]).includes(value);
 }
+
+/** Every Tally API key starts with this, so a key is recognisable in logs and secret scanners. */
+export const API_KEY_PREFIX = 'tly_';

@@ -1,9 +1,9 @@
 import type { Executor } from '../../db/database.js';
-import { API_KEY_PREFIX } from '../../http/authenticate.js';
-import { assertSelfOrService } from '../../http/context.js';
-import { errors } from '../../http/errors.js';
-import type { PageRequest } from '../../http/pagination.js';
-import type { Principal } from '../../http/principal.js';
+import { API_KEY_PREFIX } from './api-keys.scopes.js';
+import { assertSelfOrService } from '../../core/principal.js';
+import { errors } from '../../core/errors.js';
+import type { PageRequest } from '../../core/paging.js';
+import type { Principal } from '../../core/principal.js';
 import { sha256Hex } from '../../lib/hash.js';
 import { newId } from '../../lib/ids.js';
 import { randomToken } from '../../lib/random.js';

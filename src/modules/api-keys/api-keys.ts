@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { iso, isoOrNull, NullableTimestamp, Timestamp } from '../../http/schemas.js';
+import { iso, isoOrNull, NullableTimestamp, Timestamp } from '../../core/schemas.js';
 import type { ApiKeyRow } from './api-keys.repository.js';
 import { SCOPES } from './api-keys.scopes.js';
 

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import { created, defineRoute, ok, type RouteDeps } from '../../http/route.js';
-import { ErrorResponse, IdParam, iso, Timestamp } from '../../http/schemas.js';
+import { ErrorResponse } from '../../http/schemas.js';
+import { IdParam, iso, Timestamp } from '../../core/schemas.js';
 import type { EmailVerificationService } from './auth.email-verification.js';
 
 const IssueBody = Type.Object(

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { EmailVerificationConfig } from '../../config/config.js';
 import type { Db, Executor } from '../../db/database.js';
-import { errors } from '../../http/errors.js';
+import { errors } from '../../core/errors.js';
 import { newId } from '../../lib/ids.js';
 import { userLockEmail, userMarkEmailVerified } from '../users/users.repository.js';
 import {

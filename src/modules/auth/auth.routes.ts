@@ -1,10 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
-import { requireUser } from '../../http/context.js';
-import { errors } from '../../http/errors.js';
+import { requireUser } from '../../core/principal.js';
+import { errors } from '../../core/errors.js';
 import { created, defineRoute, ok, type RouteDeps } from '../../http/route.js';
 import { sessionRevoke } from './auth.sessions.repository.js';
-import { Email, ErrorResponse } from '../../http/schemas.js';
+import { Email } from '../../core/schemas.js';
+import { ErrorResponse } from '../../http/schemas.js';
 import { User, userToApi } from '../users/users.js';
 import type { AuthResult, AuthService } from './auth.service.js';
 

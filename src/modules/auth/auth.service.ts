@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import type { Db, Executor } from '../../db/database.js';
-import { errors } from '../../http/errors.js';
+import { errors } from '../../core/errors.js';
 import { newId } from '../../lib/ids.js';
 import type { UserRow } from '../users/users.js';
 import { userFindById, userFindCredentials, userTouchLogin } from '../users/users.repository.js';

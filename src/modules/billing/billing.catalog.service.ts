@@ -1,6 +1,6 @@
 import type { Static } from 'typebox';
 import type { Executor } from '../../db/database.js';
-import { errors } from '../../http/errors.js';
+import { errors } from '../../core/errors.js';
 import type { BillingConfig } from '../../config/config.js';
 import { compileFormula, type Formula } from './cost-formula.js';
 import {

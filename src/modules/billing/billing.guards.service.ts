@@ -1,7 +1,8 @@
 import type { Static } from 'typebox';
 import type { Executor } from '../../db/database.js';
-import { errors } from '../../http/errors.js';
-import { cursorBefore, cursorColumn, type PageRequest } from '../../http/pagination.js';
+import { errors } from '../../core/errors.js';
+import { cursorBefore, cursorColumn } from '../../db/paging.js';
+import { type PageRequest } from '../../core/paging.js';
 import { newId } from '../../lib/ids.js';
 import type { BillingConfig } from '../../config/config.js';
 import { type GuardBody, guardBody, overageBody } from './billing.js';

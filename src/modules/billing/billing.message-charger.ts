@@ -1,5 +1,5 @@
 import type { Executor } from '../../db/database.js';
-import { errors } from '../../http/errors.js';
+import { errors } from '../../core/errors.js';
 import type { MessageCharge, MessageCharger, MessageChargeResult } from '../projects/projects.charger.js';
 import type { UsageService } from './billing.usage.service.js';
 

@@ -1,10 +1,13 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
-import { assertSelfOrService } from '../../http/context.js';
-import { errors } from '../../http/errors.js';
-import { cursorBefore, cursorColumn, ListQuery, pageRequest, toPage } from '../../http/pagination.js';
+import { assertSelfOrService } from '../../core/principal.js';
+import { errors } from '../../core/errors.js';
+import { cursorBefore, cursorColumn } from '../../db/paging.js';
+import { ListQuery } from '../../core/schemas.js';
+import { pageRequest, toPage } from '../../core/paging.js';
 import { created, defineRoute, ok, type Reply, type RouteDeps } from '../../http/route.js';
-import { ErrorResponse, IdParam, listOf } from '../../http/schemas.js';
+import { ErrorResponse } from '../../http/schemas.js';
+import { IdParam, listOf } from '../../core/schemas.js';
 import type { CatalogService } from './billing.catalog.service.js';
 import type { GuardsService } from './billing.guards.service.js';
 import {

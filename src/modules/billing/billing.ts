@@ -1,5 +1,5 @@
 import { type Static, type TLiteral, type TSchema, type TUnion, Type } from 'typebox';
-import { iso, isoOrNull, Metadata, NullableTimestamp, Timestamp } from '../../http/schemas.js';
+import { iso, isoOrNull, Metadata, NullableTimestamp, Timestamp } from '../../core/schemas.js';
 
 // ---------------------------------------------------------------------------------------------
 // Closed vocabularies.

@@ -1,8 +1,9 @@
 import type { Static } from 'typebox';
 import type { Database, Executor } from '../../db/database.js';
 import { inStatementTransaction, kyselyRunner, poolRunner, type RunStatement, statement } from '../../db/statements.js';
-import { ApiError, type ErrorCode, errorBody, errors } from '../../http/errors.js';
-import { type IdempotencyScope, idempotencyClaim, idempotencyComplete, requestHash } from '../../http/idempotency.js';
+import { DomainError, type ErrorCode, errors } from '../../core/errors.js';
+import { errorBody, statusOf } from '../../http/errors.js';
+import { type IdempotencyScope, idempotencyClaim, idempotencyComplete, requestHash } from '../idempotency/idempotency.js';
 import type { Invalidations } from '../../lib/invalidations.js';
 import { groupBy } from '../../lib/group-by.js';
 import { LedgerQueue, queueLimits } from '../../lib/ledger-queue.js';
@@ -120,7 +121,7 @@ export class UsageService {
       const claim = await idempotencyClaim(this.database.db, ctx.idem);
       if (claim.kind === 'mismatch') {
         const err = errors.idempotencyKeyReused();
-        return { status: err.status, body: errorBody(err, ctx.requestId) };
+        return { status: statusOf(err.code), body: errorBody(err, ctx.requestId) };
       }
       // status 0: claimed by a request that has not answered (running, or died): run again.
       if (claim.kind === 'replay' && claim.response.status !== 0) return { ...claim.response, replayed: true } as EventOutcome;
@@ -162,7 +163,7 @@ export class UsageService {
     if (!outcome) throw new Error('usage: no outcome for the charge');
     if (outcome.status >= 300) {
       const e = (outcome.body as { error: { code: ErrorCode; message: string; details?: Record<string, unknown> } }).error;
-      throw new ApiError(e.code, e.message, e.details);
+      throw new DomainError(e.code, e.message, e.details);
     }
     return outcome.body as Record<string, unknown>;
   }
@@ -184,7 +185,7 @@ export class UsageService {
       try {
         return pricing.apply(event, sessions.get(event.user_id) ?? null);
       } catch (err) {
-        if (err instanceof ApiError && err.status < 500) return { status: err.status, body: errorBody(err, requestId) };
+        if (err instanceof DomainError && statusOf(err.code) < 500) return { status: statusOf(err.code), body: errorBody(err, requestId) };
         throw err;
       }
     });
@@ -457,7 +458,7 @@ class Pricing {
     return guard;
   }
 
-  private refuseByGuard(guard: NonNullable<ReturnType<Pricing['guardFor']>>, addMicros: number): ApiError | null {
+  private refuseByGuard(guard: NonNullable<ReturnType<Pricing['guardFor']>>, addMicros: number): DomainError | null {
     if (addMicros <= 0 || guard.spend + addMicros <= guard.cap * 1e6) return null;
     const details = { monthly_cap: guard.cap, spend: Math.ceil(guard.spend / 1e6), would_add: Math.ceil(addMicros / 1e6) };
     return guard.behavior === 'suspend'

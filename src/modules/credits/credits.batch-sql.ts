@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { type IdempotencyScope, KeyRecordedMeanwhile, parseStored, type StoredResponse } from '../../http/idempotency.js';
+import { type IdempotencyScope, KeyRecordedMeanwhile, parseStored, type StoredResponse } from '../idempotency/idempotency.js';
 import { type RunStatement, type Statement, statement, type WritePart, writePlaceholders, writeValues } from '../../db/statements.js';
 import type { AccountState, GrantState, HoldState, RefundTarget } from './credits.js';
 import type { EngineOutput } from './credits.engine.js';

@@ -1,6 +1,6 @@
 import type { Static } from 'typebox';
-import { errors } from '../../http/errors.js';
-import type { IdempotencyScope } from '../../http/idempotency.js';
+import { errors } from '../../core/errors.js';
+import type { IdempotencyScope } from '../idempotency/idempotency.js';
 import type { AdjustBody, CaptureBody, DebitBody, GrantBody, HoldBody, LedgerOp, RefundBody } from './credits.js';
 import type { Owner } from './credits.service.js';
 

@@ -1,4 +1,5 @@
-import { ApiError, errorBody, errors } from '../../http/errors.js';
+import { DomainError, errors } from '../../core/errors.js';
+import { errorBody, statusOf } from '../../http/errors.js';
 import { newId } from '../../lib/ids.js';
 import {
   type AccountState,
@@ -104,8 +105,8 @@ export class LedgerSession {
     try {
       return this.apply(op);
     } catch (err) {
-      if (err instanceof ApiError && err.status < 500) {
-        return { status: err.status, body: errorBody(err, op.requestId) } satisfies OpResult;
+      if (err instanceof DomainError && statusOf(err.code) < 500) {
+        return { status: statusOf(err.code), body: errorBody(err, op.requestId) } satisfies OpResult;
       }
       throw err;
     }

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Executor } from '../../db/database.js';
-import { cursorBefore, cursorColumn, type PageRequest } from '../../http/pagination.js';
+import { cursorBefore, cursorColumn } from '../../db/paging.js';
+import { type PageRequest } from '../../core/paging.js';
 import type { AccountState, GrantState, HoldState, LedgerEntry } from './credits.js';
 
 type Row = Record<string, unknown>;

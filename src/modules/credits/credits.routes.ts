@@ -1,10 +1,13 @@
 import type { FastifyInstance } from 'fastify';
 import { type TSchema, Type } from 'typebox';
-import { assertSelfOrService, type RequestContext } from '../../http/context.js';
-import { ListQuery, pageRequest, toPage } from '../../http/pagination.js';
+import { assertSelfOrService } from '../../core/principal.js';
+import { type RequestContext } from '../../core/context.js';
+import { ListQuery } from '../../core/schemas.js';
+import { pageRequest, toPage } from '../../core/paging.js';
 import { defineRoute, ok, type Reply, type RouteDeps } from '../../http/route.js';
-import { ErrorResponse, IdParam, listOf } from '../../http/schemas.js';
-import type { Principal } from '../../http/principal.js';
+import { ErrorResponse } from '../../http/schemas.js';
+import { IdParam, listOf } from '../../core/schemas.js';
+import type { Principal } from '../../core/principal.js';
 import type { Executor } from '../../db/database.js';
 import type { WorkspacesService } from '../workspaces/workspaces.service.js';
 import {

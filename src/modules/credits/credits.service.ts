@@ -1,8 +1,9 @@
 import type { Database, Db, Executor } from '../../db/database.js';
 import { inStatementTransaction, kyselyRunner, type RunStatement } from '../../db/statements.js';
-import { ApiError, errorBody, errors } from '../../http/errors.js';
-import { type IdempotencyScope, KeyRecordedMeanwhile, requestHash, scopeKey, type StoredResponse } from '../../http/idempotency.js';
-import type { PageRequest } from '../../http/pagination.js';
+import { DomainError, errors } from '../../core/errors.js';
+import { errorBody, statusOf } from '../../http/errors.js';
+import { type IdempotencyScope, KeyRecordedMeanwhile, requestHash, scopeKey, type StoredResponse } from '../idempotency/idempotency.js';
+import type { PageRequest } from '../../core/paging.js';
 import { BatchSql } from './credits.batch-sql.js';
 import type { Invalidations } from '../../lib/invalidations.js';
 import { groupBy } from '../../lib/group-by.js';
@@ -414,8 +415,8 @@ function replayOf(op: LedgerOp, replays: Map<string, { requestHash: string; resp
   return stored.requestHash === op.idem.requestHash ? { ...stored.response, replayed: true } : errorResult(op, errors.idempotencyKeyReused());
 }
 
-function errorResult(op: LedgerOp, err: ApiError): OpResult {
-  return { status: err.status, body: errorBody(err, op.requestId) };
+function errorResult(op: LedgerOp, err: DomainError): OpResult {
+  return { status: statusOf(err.code), body: errorBody(err, op.requestId) };
 }
 
 /** The idempotency scope a money operation has, whether it came over HTTP or through the SDK. */

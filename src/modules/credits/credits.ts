@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
-import type { IdempotencyScope } from '../../http/idempotency.js';
-import { iso, isoOrNull, Metadata, NullableTimestamp, Timestamp } from '../../http/schemas.js';
+import type { IdempotencyScope } from '../idempotency/idempotency.js';
+import { iso, isoOrNull, Metadata, NullableTimestamp, Timestamp } from '../../core/schemas.js';
 
 // ---------------------------------------------------------------------------------------------
 // Domain state (what the engine computes over) and operations.

@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { Type } from 'typebox';
 import type { Database } from '../../db/database.js';
 import { readMigrations } from '../../db/migrate.js';
-import { ApiError, errors } from '../../http/errors.js';
+import { DomainError, errors } from '../../core/errors.js';
 import { defineRoute, ok, type RouteDeps } from '../../http/route.js';
 import { ErrorResponse } from '../../http/schemas.js';
 
@@ -86,7 +86,7 @@ export function registerHealthRoutes(app: FastifyInstance, deps: RouteDeps, data
         cache_listener: probe.cacheListening(),
       };
       const ready = reachable && pending !== null && pending.length === 0 && !(queue.running && queue.lastPoll?.ok === false);
-      if (!ready) throw new ApiError('unavailable', 'Not ready', { ...body, status: 'not_ready' });
+      if (!ready) throw new DomainError('unavailable', 'Not ready', { ...body, status: 'not_ready' });
       return ok({ status: 'ready' as const, ...body });
     },
   });

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import { defineRoute, ok, type RouteDeps } from '../../http/route.js';
-import { ErrorResponse, IdParam } from '../../http/schemas.js';
+import { ErrorResponse } from '../../http/schemas.js';
+import { IdParam } from '../../core/schemas.js';
 import { Identity, identityToApi, LinkIdentityBody } from './identities.js';
 import type { IdentitiesService } from './identities.service.js';
 

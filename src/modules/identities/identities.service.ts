@@ -1,8 +1,8 @@
 import type { Static } from 'typebox';
 import type { Executor } from '../../db/database.js';
-import { assertSelfOrService } from '../../http/context.js';
-import { errors } from '../../http/errors.js';
-import type { Principal } from '../../http/principal.js';
+import { assertSelfOrService } from '../../core/principal.js';
+import { errors } from '../../core/errors.js';
+import type { Principal } from '../../core/principal.js';
 import { newId } from '../../lib/ids.js';
 import type { SecretBox } from '../../lib/secret-box.js';
 import { userFindById } from '../users/users.repository.js';

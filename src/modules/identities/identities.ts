@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { iso, isoOrNull, JsonObject, NullableTimestamp, Timestamp } from '../../http/schemas.js';
+import { iso, isoOrNull, JsonObject, NullableTimestamp, Timestamp } from '../../core/schemas.js';
 
 /** A linked login as the API shows it: tokens are never returned, only whether one is stored. */
 export const Identity = Type.Object(

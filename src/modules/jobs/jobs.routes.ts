@@ -1,10 +1,12 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { type Static, Type } from 'typebox';
-import { errors } from '../../http/errors.js';
-import { validateBody } from '../../http/validation.js';
-import { ListQuery, pageRequest, toPage } from '../../http/pagination.js';
+import { errors } from '../../core/errors.js';
+import { validateBody } from '../../core/validation.js';
+import { ListQuery } from '../../core/schemas.js';
+import { pageRequest, toPage } from '../../core/paging.js';
 import { created, defineRoute, ok, type RouteDeps } from '../../http/route.js';
-import { ErrorResponse, IdParam, listOf } from '../../http/schemas.js';
+import { ErrorResponse } from '../../http/schemas.js';
+import { IdParam, listOf } from '../../core/schemas.js';
 import {
   CallbackAnswer,
   CallbackBody,

@@ -1,8 +1,8 @@
 import type { Static } from 'typebox';
 import type { Db, Executor } from '../../db/database.js';
-import { ApiError, type ErrorCode, errors } from '../../http/errors.js';
-import type { PageRequest } from '../../http/pagination.js';
-import type { Principal } from '../../http/principal.js';
+import { DomainError, type ErrorCode, errors } from '../../core/errors.js';
+import type { PageRequest } from '../../core/paging.js';
+import type { Principal } from '../../core/principal.js';
 import { newId } from '../../lib/ids.js';
 import type { OpResult } from '../credits/credits.js';
 import { type CreditsService, moneyScope } from '../credits/credits.service.js';
@@ -168,8 +168,8 @@ export class JobsService {
       await this.settleIn(trx, job.user_id, op);
     } catch (err) {
       // The hold's own expiry already gave the credits back: a release has nothing left to do.
-      if (kind === 'release' && err instanceof ApiError && err.code === 'invalid_state' && (await this.holdStatus(trx, holdId)) === 'expired') return;
-      if (err instanceof ApiError && (err.code === 'invalid_state' || err.code === 'idempotency_key_reused')) {
+      if (kind === 'release' && err instanceof DomainError && err.code === 'invalid_state' && (await this.holdStatus(trx, holdId)) === 'expired') return;
+      if (err instanceof DomainError && (err.code === 'invalid_state' || err.code === 'idempotency_key_reused')) {
         throw errors.invalidState(`The job's hold cannot be ${kind === 'capture' ? 'captured' : 'released'} (${err.message})`, {
           job_id: job.id,
           hold_id: holdId,
@@ -267,8 +267,8 @@ const jobPrincipal = (jobId: string) => `job:${jobId}`;
 export const timeoutKey = (jobId: string) => `${JOB_TIMEOUT_TYPE}:${jobId}`;
 
 /** The ledger answers refusals as values (status + error body); a job turns them back into errors. */
-function apiErrorOf(result: OpResult): ApiError {
+function apiErrorOf(result: OpResult): DomainError {
   const e = (result.body as { error?: { code?: string; message?: string; details?: Record<string, unknown> } } | null)?.error;
   if (!e?.code) return errors.internal();
-  return new ApiError(e.code as ErrorCode, e.message ?? 'refused', e.details);
+  return new DomainError(e.code as ErrorCode, e.message ?? 'refused', e.details);
 }

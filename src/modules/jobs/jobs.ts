@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { iso, isoOrNull, JsonObject, Metadata, NullableTimestamp, Timestamp } from '../../http/schemas.js';
+import { iso, isoOrNull, JsonObject, Metadata, NullableTimestamp, Timestamp } from '../../core/schemas.js';
 
 // ---------------------------------------------------------------------------------------------
 // The lifecycle: a closed union and one transition function (docs/jobs.md).

@@ -1,10 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
-import { assertSelfOrService } from '../../http/context.js';
-import { ApiError } from '../../http/errors.js';
-import { ListQuery, pageRequest } from '../../http/pagination.js';
+import { assertSelfOrService } from '../../core/principal.js';
+import { DomainError } from '../../core/errors.js';
+import { ListQuery } from '../../core/schemas.js';
+import { pageRequest } from '../../core/paging.js';
 import { created, defineRoute, ok, type RouteDeps } from '../../http/route.js';
-import { ErrorResponse, IdParam, listOf } from '../../http/schemas.js';
+import { ErrorResponse } from '../../http/schemas.js';
+import { IdParam, listOf } from '../../core/schemas.js';
 import {
   CheckoutReferenceBody,
   CheckoutReferenceCreate,
@@ -59,7 +61,7 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: RouteDeps, pay
           return { status: answer.status, body: answer.body };
         } catch (err) {
           // 400 is a delivery that failed verification (the only 4xx receiveWebhook raises).
-          if (throttle && err instanceof ApiError && err.code === 'invalid_request') {
+          if (throttle && err instanceof DomainError && err.code === 'invalid_request') {
             const spent = await throttle.fail(request);
             if (spent.exceeded) throw throttle.limited(spent.retryAfter);
           }

@@ -1,8 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { PaymentsConfig } from '../../config/config.js';
 import type { Database, Db, Executor } from '../../db/database.js';
-import { errors } from '../../http/errors.js';
-import { type PageRequest, toPage } from '../../http/pagination.js';
+import { errors } from '../../core/errors.js';
+import { type PageRequest, toPage } from '../../core/paging.js';
 import { newId } from '../../lib/ids.js';
 import type { LedgerOp, OpResult } from '../credits/credits.js';
 import { type CreditsService, moneyScope } from '../credits/credits.service.js';

@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { Email, IdParam, isoOrNull, iso, Metadata, NullableTimestamp, Timestamp } from '../../http/schemas.js';
+import { Email, IdParam, isoOrNull, iso, Metadata, NullableTimestamp, Timestamp } from '../../core/schemas.js';
 import type { ProviderSubscriptionSync } from './payments.ports.js';
 
 // ---------------------------------------------------------------------------------------------

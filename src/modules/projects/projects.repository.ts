@@ -1,6 +1,7 @@
 import type { Executor } from '../../db/database.js';
 import type { DB } from '../../db/database.types.js';
-import { cursorBefore, cursorColumn, type PageRequest } from '../../http/pagination.js';
+import { cursorBefore, cursorColumn } from '../../db/paging.js';
+import { type PageRequest } from '../../core/paging.js';
 
 /** The tables of a project's agent work, all keyed by project_id and listed newest first. */
 export type ProjectChildTable = 'conversations' | 'agent_sessions' | 'messages' | 'tool_usages' | 'user_requests' | 'commits';

@@ -1,8 +1,8 @@
 import type { Static } from 'typebox';
 import type { Executor } from '../../db/database.js';
-import { errors } from '../../http/errors.js';
-import type { PageRequest } from '../../http/pagination.js';
-import type { Principal } from '../../http/principal.js';
+import { errors } from '../../core/errors.js';
+import type { PageRequest } from '../../core/paging.js';
+import type { Principal } from '../../core/principal.js';
 import { newId } from '../../lib/ids.js';
 import { userFindById } from '../users/users.repository.js';
 import { memberRole, workspaceFindById } from '../workspaces/workspaces.repository.js';

@@ -1,5 +1,5 @@
 import { Type, type TSchema } from 'typebox';
-import { JsonObject, Metadata, NullableTimestamp, Timestamp } from '../../http/schemas.js';
+import { JsonObject, Metadata, NullableTimestamp, Timestamp } from '../../core/schemas.js';
 import type { WorkspaceRole } from '../workspaces/workspaces.js';
 
 /**

@@ -1,8 +1,9 @@
 import { sql } from 'kysely';
 import type { Executor } from '../../db/database.js';
-import { setRequestRole } from '../../http/context.js';
-import { cursorBefore, cursorColumn, type PageRequest } from '../../http/pagination.js';
-import type { Principal } from '../../http/principal.js';
+import { setRequestRole } from '../../db/request-role.js';
+import { cursorBefore, cursorColumn } from '../../db/paging.js';
+import { type PageRequest } from '../../core/paging.js';
+import type { Principal } from '../../core/principal.js';
 
 /** Columns end users may read: everything but the ciphertext. */
 const ENV_COLUMNS = ['id', 'project_id', 'key', 'key_id', 'value_hint', 'scope', 'environment', 'var_type', 'is_secret', 'description', 'created_by', 'created_at', 'updated_at'] as const;

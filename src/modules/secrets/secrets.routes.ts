@@ -1,8 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
-import { ListQuery, pageRequest, toPage } from '../../http/pagination.js';
+import { ListQuery } from '../../core/schemas.js';
+import { pageRequest, toPage } from '../../core/paging.js';
 import { created, defineRoute, ok, type RouteDeps } from '../../http/route.js';
-import { ErrorResponse, IdParam, listOf } from '../../http/schemas.js';
+import { ErrorResponse } from '../../http/schemas.js';
+import { IdParam, listOf } from '../../core/schemas.js';
 import {
   connectionToApi,
   CreateEnvVarBody,

@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { JsonObject, NullableTimestamp, Timestamp } from '../../http/schemas.js';
+import { JsonObject, NullableTimestamp, Timestamp } from '../../core/schemas.js';
 
 /**
  * Secrets at rest: environment variables, service tokens / API-integration keys. Values are

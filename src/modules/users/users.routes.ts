@@ -1,8 +1,10 @@
 import { Type } from 'typebox';
-import { requireUser } from '../../http/context.js';
-import { ListQuery, pageRequest, toPage } from '../../http/pagination.js';
+import { requireUser } from '../../core/principal.js';
+import { ListQuery } from '../../core/schemas.js';
+import { pageRequest, toPage } from '../../core/paging.js';
 import { created, defineRoute, ok, type RouteDeps } from '../../http/route.js';
-import { ErrorResponse, IdParam, listOf } from '../../http/schemas.js';
+import { ErrorResponse } from '../../http/schemas.js';
+import { IdParam, listOf } from '../../core/schemas.js';
 import type { FastifyInstance } from 'fastify';
 import { CreateUserBody, UpdateUserBody, User, userToApi } from './users.js';
 import type { UsersService } from './users.service.js';

@@ -1,10 +1,10 @@
 import { isValidTimeZone } from '../billing/billing.periods.js';
 import type { Static } from 'typebox';
 import type { Executor } from '../../db/database.js';
-import { assertSelfOrService } from '../../http/context.js';
-import { errors } from '../../http/errors.js';
-import type { PageRequest } from '../../http/pagination.js';
-import type { Principal } from '../../http/principal.js';
+import { assertSelfOrService } from '../../core/principal.js';
+import { errors } from '../../core/errors.js';
+import type { PageRequest } from '../../core/paging.js';
+import type { Principal } from '../../core/principal.js';
 import { newId } from '../../lib/ids.js';
 import type { CreateUserBody, UpdateUserBody, UserRow } from './users.js';
 import { SERVICE_ONLY_FIELDS } from './users.js';

@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import type { Selectable } from 'kysely';
 import type { Users } from '../../db/database.types.js';
-import { Email, iso, JsonObject, isoOrNull, Metadata, NullableTimestamp, Timestamp } from '../../http/schemas.js';
+import { Email, iso, JsonObject, isoOrNull, Metadata, NullableTimestamp, Timestamp } from '../../core/schemas.js';
 
 export type UserRow = Omit<Selectable<Users>, 'password_hash'>;
 

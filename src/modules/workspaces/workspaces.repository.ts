@@ -1,5 +1,6 @@
 import type { Executor } from '../../db/database.js';
-import { cursorBefore, cursorColumn, type PageRequest } from '../../http/pagination.js';
+import { cursorBefore, cursorColumn } from '../../db/paging.js';
+import { type PageRequest } from '../../core/paging.js';
 import { accountIdOf } from '../credits/credits.js';
 import type { MemberRow, WorkspaceRole, WorkspaceRow } from './workspaces.js';
 

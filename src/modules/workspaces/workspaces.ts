@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import type { Selectable } from 'kysely';
 import type { WorkspaceMembers, Workspaces } from '../../db/database.types.js';
-import { iso, JsonObject, Timestamp } from '../../http/schemas.js';
+import { iso, JsonObject, Timestamp } from '../../core/schemas.js';
 
 export const WORKSPACE_ROLES = ['owner', 'admin', 'member', 'viewer'] as const;
 export type WorkspaceRole = (typeof WORKSPACE_ROLES)[number];

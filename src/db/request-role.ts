@@ -1,21 +1,6 @@
 import { sql } from 'kysely';
-import type { Db, Executor } from '../db/database.js';
-import { errors } from './errors.js';
-import type { IdempotencyScope } from './idempotency.js';
-import { claimsOf, type Principal, type UserPrincipal } from './principal.js';
-
-/** What a route handler gets: who is calling, and the executor to run its queries on. */
-export interface RequestContext {
-  readonly principal: Principal;
-  readonly requestId: string;
-  /** The request's transaction (role and claims set), or the database for untransacted reads. */
-  readonly db: Executor;
-  /**
-   * Set only for `transaction: 'handler'` routes: the request's Idempotency-Key, which the handler's
-   * service records in its own transaction (the ledger records it with the money movement).
-   */
-  readonly idempotency?: IdempotencyScope | null;
-}
+import { claimsOf, type Principal } from '../core/principal.js';
+import type { Db, Executor } from './database.js';
 
 /**
  * Runs `fn` in one transaction whose role and claims are the caller's, the way PostgREST does it:
@@ -46,16 +31,4 @@ export async function setRequestRole(trx: Executor, principal: Principal): Promi
  */
 export async function elevate(trx: Executor): Promise<void> {
   await sql`set local role none`.execute(trx);
-}
-
-/** Service-layer access check: the service, or the user themself. RLS checks it again. */
-export function assertSelfOrService(principal: Principal, userId: string): void {
-  if (principal.kind === 'service') return;
-  if (principal.kind === 'user' && principal.userId === userId) return;
-  throw errors.forbidden('You can only act on your own account');
-}
-
-export function requireUser(principal: Principal): UserPrincipal {
-  if (principal.kind !== 'user') throw errors.forbidden('This endpoint is for signed-in users');
-  return principal;
 }

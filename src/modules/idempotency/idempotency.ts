@@ -1,5 +1,5 @@
-import type { Executor } from '../db/database.js';
-import { canonicalJson, sha256Hex } from '../lib/hash.js';
+import type { Executor } from '../../db/database.js';
+import { canonicalJson, sha256Hex } from '../../lib/hash.js';
 
 /**
  * Idempotency records. The record and the request's own writes commit in one transaction, so a

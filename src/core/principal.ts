@@ -1,4 +1,5 @@
 import type { Scope } from '../modules/api-keys/api-keys.scopes.js';
+import { errors } from './errors.js';
 
 /** Who is calling. Resolved once per request from the Authorization header. */
 export type Principal =
@@ -36,4 +37,16 @@ export function claimsOf(principal: UserPrincipal): string {
 /** The idempotency namespace of a principal: keys never collide across callers. */
 export function principalKey(principal: Principal): string {
   return principal.kind === 'user' ? `user:${principal.userId}` : principal.kind;
+}
+
+/** Service-layer access check: the service, or the user themself. RLS checks it again. */
+export function assertSelfOrService(principal: Principal, userId: string): void {
+  if (principal.kind === 'service') return;
+  if (principal.kind === 'user' && principal.userId === userId) return;
+  throw errors.forbidden('You can only act on your own account');
+}
+
+export function requireUser(principal: Principal): UserPrincipal {
+  if (principal.kind !== 'user') throw errors.forbidden('This endpoint is for signed-in users');
+  return principal;
 }

@@ -1,15 +1,4 @@
-import { sql, type RawBuilder } from 'kysely';
-import { Type } from 'typebox';
 import { errors } from './errors.js';
-
-/** `?limit=1..200&cursor=` on every list (API.md). */
-export const ListQuery = Type.Object(
-  {
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
-    cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
-  },
-  { additionalProperties: false },
-);
 
 export interface PageRequest {
   limit: number;
@@ -32,16 +21,6 @@ export function pageRequest(query: { limit?: number; cursor?: string }): PageReq
     // fall through
   }
   throw errors.invalidRequest('cursor is not a cursor this API returned', { field: 'cursor' });
-}
-
-/** Selects a row's cursor position; pair with `cursorBefore` and order by created_at desc, id desc. */
-export function cursorColumn(table: string): RawBuilder<number> {
-  return sql<number>`(extract(epoch from ${sql.ref(`${table}.created_at`)}) * 1000000)::int8`;
-}
-
-export function cursorBefore(table: string, after: { us: number; id: string }, idColumn = 'id'): RawBuilder<boolean> {
-  return sql<boolean>`(${sql.ref(`${table}.created_at`)}, ${sql.ref(`${table}.${idColumn}`)}) <
-    (timestamptz 'epoch' + ${after.us} * interval '1 microsecond', ${after.id})`;
 }
 
 export interface Page<T> {
