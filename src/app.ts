@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { httpAnswers } from './http/answers.js';
 import { Invalidations } from './lib/invalidations.js';
 import { InvalidationBus } from './db/invalidation-bus.js';
 import type { FastifyBaseLogger } from 'fastify';
@@ -107,14 +108,14 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const secrets = new SecretBox(config.encryptionKey, config.encryptionKeysOld ?? []);
   // Writers tell in-process caches what they changed once their transactions settle.
   const invalidations = new Invalidations();
-  const credits = new CreditsService(database, config.credits, clock, invalidations);
+  const credits = new CreditsService(database, config.credits, clock, httpAnswers, invalidations);
   const billingConfig = config.billing ?? DEFAULT_BILLING;
   const catalog = new CatalogService(billingConfig);
   const billing: BillingServices = {
     catalog,
     subscriptions: new SubscriptionsService(database, catalog, credits, clock, invalidations),
     // Usage events batch like the ledger's own operations, with its settings.
-    usage: new UsageService(database, catalog, billingConfig, clock, {
+    usage: new UsageService(database, catalog, billingConfig, clock, httpAnswers, {
       maxBatch: config.credits.maxBatch ?? 256,
       maxParallel: config.credits.maxParallel ?? 1,
       ...(config.credits.maxBacklog ? { maxBacklog: config.credits.maxBacklog } : {}),

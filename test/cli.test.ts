@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { httpAnswers } from '../src/http/answers.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -107,7 +108,7 @@ describe(`tally CLI (${TARGET})`, () => {
     await db.db.insertInto('users').values({ id: 'cli-billing', email: 'clib@example.com' }).execute();
     await db.db.insertInto('credit_accounts').values({ id: 'acc_u_cli-billing', user_id: 'cli-billing' }).execute();
     const clock = () => new Date('2026-01-01T00:00:00Z');
-    const credits = new CreditsService(db, { balanceCap: null, signupBonus: 0 }, clock);
+    const credits = new CreditsService(db, { balanceCap: null, signupBonus: 0 }, clock, httpAnswers);
     const catalog = new CatalogService(DEFAULT_BILLING);
     const subs = new SubscriptionsService(db, catalog, credits, clock);
     await db.db.transaction().execute(async (trx) => {

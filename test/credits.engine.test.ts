@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { AccountState, GrantState, HoldState, LedgerOp } from '../src/modules/credits/credits.js';
 import { applyOps, compareGrants } from '../src/modules/credits/credits.engine.js';
+import { answerOf } from './support/outcomes.js';
 
 const now = new Date('2026-06-01T12:00:00Z');
 const later = (s: number) => new Date(now.getTime() + s * 1000);
@@ -36,37 +37,37 @@ describe('ledger engine', () => {
 
   it('never overspends: a debit beyond available is 402 and changes nothing', () => {
     const out = run(account(10, 4), [grant(10)], [debit(7)]);
-    expect(out.results[0]!.status).toBe(402);
+    expect(answerOf(out.results[0]!)).toBe('insufficient_credits');
     expect(out.entries).toEqual([]);
     expect(out.account.balance).toBe(10);
   });
 
   it('later operations in a batch see earlier ones', () => {
     const out = run(account(25), [grant(25)], [debit(10), debit(10), debit(10)]);
-    expect(out.results.map((r) => r.status)).toEqual([201, 201, 402]);
+    expect(out.results.map(answerOf)).toEqual(['created', 'created', 'insufficient_credits']);
     expect(out.account.balance).toBe(5);
     expect(out.entries.map((e) => e.balanceAfter)).toEqual([15, 5]);
   });
 
   it("numbers entries after the account's last one, skipping refusals", () => {
     const out = run({ ...account(25), lastSeq: 7 }, [grant(25)], [debit(10), debit(30), debit(10)]);
-    expect(out.results.map((r) => r.status)).toEqual([201, 402, 201]);
+    expect(out.results.map(answerOf)).toEqual(['created', 'insufficient_credits', 'created']);
     expect(out.entries.map((e) => e.seq)).toEqual([8, 9]);
     expect(out.account.lastSeq).toBe(9);
   });
 
   it('the cap refuses a grant that would cross it', () => {
     const out = run(account(49_990), [grant(49_990)], [{ ...base, kind: 'grant', amount: 11, reason: 'x', class: 'default', source: 'grant', expiresAt: null, priority: 0, metadata: {} }]);
-    expect(out.results[0]!.status).toBe(422);
+    expect(answerOf(out.results[0]!)).toBe('balance_cap_exceeded');
     const uncapped = run(account(49_990), [grant(49_990)], [{ ...base, kind: 'grant', amount: 11, reason: 'x', class: 'default', source: 'grant', expiresAt: null, priority: 0, metadata: {} }], { cap: null });
-    expect(uncapped.results[0]!.status).toBe(201);
+    expect(answerOf(uncapped.results[0]!)).toBe('created');
   });
 
   it('expired grants leave through a visible expiry entry before anything is spent', () => {
     const old = grant(30, { expiresAt: new Date(now.getTime() - 1) });
     const out = run(account(40), [old, grant(10)], [debit(15)]);
     expect(out.entries.map((e) => [e.type, e.amount])).toEqual([['expiry', -30]]);
-    expect(out.results[0]!.status).toBe(402);
+    expect(answerOf(out.results[0]!)).toBe('insufficient_credits');
   });
 
   it('expiry never takes the balance below what open holds need', () => {
@@ -77,7 +78,7 @@ describe('ledger engine', () => {
     };
     const out = run(account(30, 20), [old], [{ ...base, kind: 'capture', holdId: 'hold_1', amount: 20, metadata: {} }], { holds: [hold] });
     expect(out.entries.map((e) => [e.type, e.amount])).toEqual([['expiry', -10], ['capture', -20]]);
-    expect(out.results[0]!.status).toBe(200);
+    expect(answerOf(out.results[0]!)).toBe('ok');
     expect(out.account).toMatchObject({ balance: 0, held: 0 });
   });
 
@@ -87,7 +88,7 @@ describe('ledger engine', () => {
       expiresAt: new Date(now.getTime() - 1), transactionId: null, metadata: {}, resolvedAt: null, createdAt: now, isNew: false, dirty: false,
     };
     const out = run(account(10, 10), [grant(10)], [debit(10), { ...base, kind: 'release', holdId: 'hold_2' }], { holds: [hold] });
-    expect(out.results.map((r) => r.status)).toEqual([201, 409]);
+    expect(out.results.map(answerOf)).toEqual(['created', 'invalid_state']);
     expect(out.holds[0]).toMatchObject({ status: 'expired' });
   });
 
@@ -97,7 +98,7 @@ describe('ledger engine', () => {
       expiresAt: later(60), transactionId: null, metadata: {}, resolvedAt: null, createdAt: now, isNew: false, dirty: false,
     };
     const over = run(account(50, 10), [grant(50)], [{ ...base, kind: 'capture', holdId: 'hold_3', amount: 11, metadata: {} }], { holds: [hold] });
-    expect(over.results[0]!.status).toBe(400);
+    expect(answerOf(over.results[0]!)).toBe('invalid_request');
     const ok = run(account(50, 10), [grant(50)], [{ ...base, kind: 'capture', holdId: 'hold_3', amount: 4, metadata: {} }], { holds: [hold] });
     expect(ok.account).toMatchObject({ balance: 46, held: 0, totalSpent: 4 });
   });
@@ -129,7 +130,7 @@ describe('ledger engine', () => {
     ];
     const consume: LedgerOp = { ...base, kind: 'consume', amount: 30, reason: 'usage', metadata: {}, tiers };
     const out = run(account(125), [bc, usage, roll, bought], [consume]);
-    expect(out.results[0]!.status).toBe(201);
+    expect(answerOf(out.results[0]!)).toBe('created');
     const left = Object.fromEntries(out.grants.map((g) => [g.id, g.remaining]));
     expect(left).toEqual({ [usage.id]: 0, [roll.id]: 0, [bought.id]: 85 });
     expect(out.entries).toHaveLength(1);
@@ -137,7 +138,7 @@ describe('ledger engine', () => {
     expect(out.allocations.map((a) => a.amount)).toEqual([10, 5, 15]);
     // More than the tiers hold (BC is not theirs) is refused and changes nothing.
     const tooMuch = run(account(125), [bc, usage, roll, bought], [{ ...consume, amount: 116 }]);
-    expect(tooMuch.results[0]!.status).toBe(402);
+    expect(answerOf(tooMuch.results[0]!)).toBe('insufficient_credits');
     expect(tooMuch.entries).toHaveLength(0);
   });
 
@@ -153,7 +154,7 @@ describe('ledger engine', () => {
       const bought = grant(100, { transactionId: 'txn_buy', source: 'purchase' });
       const bonus = grant(10, { expiresAt: later(60) });
       const out = run(account(110), [bonus, bought], [clawback(105, 'txn_buy')]);
-      expect(out.results[0]!.status).toBe(201);
+      expect(answerOf(out.results[0]!)).toBe('created');
       expect(out.entries.map((e) => [e.type, e.amount, e.balanceAfter])).toEqual([['clawback', -105, 5]]);
       expect(out.allocations).toEqual([
         { transactionId: out.entries[0]!.id, grantId: bought.id, amount: 100 },
@@ -165,7 +166,7 @@ describe('ledger engine', () => {
     it('spent credits become debt: the balance goes negative and spending is refused (402)', () => {
       const bought = grant(20, { transactionId: 'txn_buy', source: 'purchase' });
       const out = run(account(20), [bought], [clawback(100, 'txn_buy'), debit(1), { ...base, kind: 'hold', amount: 1, expiresInSeconds: 60, metadata: {} }]);
-      expect(out.results.map((r) => r.status)).toEqual([201, 402, 402]);
+      expect(out.results.map(answerOf)).toEqual(['created', 'insufficient_credits', 'insufficient_credits']);
       expect(out.account.balance).toBe(-80);
       const debt = out.grants.find((g) => g.source === 'debt')!;
       expect(debt).toMatchObject({ amount: 80, remaining: -80 });
@@ -177,7 +178,7 @@ describe('ledger engine', () => {
       const first = run(account(0), [], [clawback(30)]);
       const debt = first.grants.find((g) => g.source === 'debt')!;
       const second = run(first.account, [{ ...debt, isNew: false, dirty: false }], [grantOp(50), debit(20), debit(1)]);
-      expect(second.results.map((r) => r.status)).toEqual([201, 201, 402]);
+      expect(second.results.map(answerOf)).toEqual(['created', 'created', 'insufficient_credits']);
       expect(second.account.balance).toBe(0);
       const grantEntry = second.entries[0]!;
       expect(grantEntry).toMatchObject({ type: 'grant', amount: 50, balanceAfter: 20, grantId: null });
@@ -193,7 +194,7 @@ describe('ledger engine', () => {
         expiresAt: later(600), transactionId: null, metadata: {}, resolvedAt: null, createdAt: now, isNew: false, dirty: false,
       };
       const out = run(account(50, 30), [bought], [clawback(50, 'txn_buy'), { ...base, kind: 'capture', holdId: 'hold_c', amount: 30, metadata: {} }], { holds: [hold] });
-      expect(out.results.map((r) => r.status)).toEqual([201, 200]);
+      expect(out.results.map(answerOf)).toEqual(['created', 'ok']);
       // 20 taken from the grant, 30 owed; then the capture spends the 30 the hold kept.
       expect(out.entries.map((e) => [e.type, e.amount, e.balanceAfter])).toEqual([['clawback', -50, 0], ['capture', -30, -30]]);
       expect(out.account).toMatchObject({ balance: -30, held: 0 });

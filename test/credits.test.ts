@@ -107,8 +107,8 @@ describe(`credits ledger over HTTP (${TARGET})`, () => {
         credits.execute({ userId: u.id }, { kind: 'debit', requestId: `r${i}`, idem: null, amount: 10, reason: 'sdk', metadata: {} }),
       ),
     );
-    expect(results.filter((r) => r.status === 201)).toHaveLength(100);
-    expect(results.filter((r) => r.status === 402)).toHaveLength(50);
+    expect(results.filter((r) => r.ok && r.created)).toHaveLength(100);
+    expect(results.filter((r) => !r.ok && r.error.code === 'insufficient_credits')).toHaveLength(50);
     await expectReconciled();
   });
 

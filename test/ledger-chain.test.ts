@@ -3,6 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
 import { reconcile } from '../src/modules/credits/credits.reconcile.js';
 import type { LedgerOp } from '../src/modules/credits/credits.js';
+import { httpAnswers } from '../src/http/answers.js';
+import type { Outcome } from '../src/modules/idempotency/idempotency.js';
 import { createTwoApps, TARGET, type TestDb } from './support/harness.js';
 
 /**
@@ -18,14 +20,16 @@ describe(`ledger: chained batches across two processes (${TARGET})`, () => {
   let two: App;
   let now = new Date('2026-07-01T12:00:00.000Z');
   let n = 0;
-  const debit = (app: App, userId: string, amount: number): Promise<{ status: number; body: any }> =>
-    app.services.credits.execute({ userId }, { kind: 'debit', requestId: `r${n}`, idem: null, amount, reason: `d${n++}`, metadata: {} } as LedgerOp);
+  // The answers as the HTTP routes give them (status and body), through the one codec.
+  const asHttp = async (r: Promise<Outcome>): Promise<{ status: number; body: any }> => httpAnswers.encode(await r);
+  const debit = (app: App, userId: string, amount: number) =>
+    asHttp(app.services.credits.execute({ userId }, { kind: 'debit', requestId: `r${n}`, idem: null, amount, reason: `d${n++}`, metadata: {} } as LedgerOp));
   const grant = (app: App, userId: string, amount: number) =>
-    app.services.credits.execute({ userId }, {
+    asHttp(app.services.credits.execute({ userId }, {
       kind: 'grant', requestId: `g${n}`, idem: null, amount, reason: `g${n++}`, class: 'default', source: 'grant', expiresAt: null, priority: 0, metadata: {},
-    } as LedgerOp);
+    } as LedgerOp));
   const hold = (app: App, userId: string, amount: number, seconds: number) =>
-    app.services.credits.execute({ userId }, { kind: 'hold', requestId: `h${n++}`, idem: null, amount, expiresInSeconds: seconds, metadata: {} } as LedgerOp);
+    asHttp(app.services.credits.execute({ userId }, { kind: 'hold', requestId: `h${n++}`, idem: null, amount, expiresInSeconds: seconds, metadata: {} } as LedgerOp));
   const newUser = async () => {
     const res = await one.server.inject({
       method: 'POST',

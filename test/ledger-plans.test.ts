@@ -1,4 +1,6 @@
 import { sql } from 'kysely';
+import { httpAnswers } from '../src/http/answers.js';
+import { answerOf } from './support/outcomes.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kyselyRunner } from '../src/db/statements.js';
 import { BatchSql } from '../src/modules/credits/credits.batch-sql.js';
@@ -55,7 +57,7 @@ describe(`ledger: the batch write's plan (${TARGET})`, () => {
   }
 
   it('debits and captures on a few accounts look each account, grant and hold up by primary key, never scan the table', async () => {
-    const batchSql = new BatchSql(db.database.schema);
+    const batchSql = new BatchSql(db.database.schema, httpAnswers);
     const accountIds = ['acc_u_p17', 'acc_u_p2500', 'acc_u_p4999'];
     const plan = await db.database.db.transaction().execute(async (trx) => {
       const run = kyselyRunner(trx);
@@ -73,9 +75,9 @@ describe(`ledger: the batch write's plan (${TARGET})`, () => {
           balanceCap: null,
         });
         const op = { kind: 'debit', requestId: 'r', idem: null, amount: 5, reason: 'plan', metadata: {} } as LedgerOp;
-        expect(session.run(op).status).toBe(201);
+        expect(answerOf(session.run(op))).toBe('created');
         const capture = { kind: 'capture', requestId: 'c', idem: null, holdId: account.id.replace('acc_u_p', 'hld_p'), amount: 4, metadata: {} } as LedgerOp;
-        expect(session.run(capture).status).toBe(200);
+        expect(answerOf(session.run(capture))).toBe('ok');
         return session.output([]);
       });
       const { statement } = batchSql.prepareWrite(outs, []);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { LedgerQueue, queueLimits } from '../src/lib/ledger-queue.js';
+import { LedgerQueue } from '../src/lib/ledger-queue.js';
+import { queueLimits } from '../src/db/faults.js';
 import { Unavailable } from '../src/lib/unavailable.js';
 
 /** The money queue's limits, without a database: a bounded backlog, and a shared failure answered once. */

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { statusOf } from '../http/errors.js';
 import pg from 'pg';
 import { TallyError } from '../sdk/credits.sdk.js';
 import {
@@ -214,7 +215,7 @@ async function answered<R>(call: () => Promise<R>): Promise<R | number> {
   try {
     return await call();
   } catch (err) {
-    if (err instanceof TallyError) return err.status;
+    if (err instanceof TallyError) return statusOf(err.code);
     throw err;
   }
 }

@@ -1,4 +1,5 @@
 import { loadConfig } from '../config/load.js';
+import { httpAnswers } from '../http/answers.js';
 import { openMigrated } from './open.js';
 import { DEFAULT_BILLING } from '../config/config.js';
 import { CatalogService } from '../modules/billing/billing.catalog.service.js';
@@ -30,7 +31,7 @@ export async function billingRunCommand(opts: { at?: string; json?: boolean }): 
     // Running servers drop what they cached of the subscriptions this advances (docs/billing.md).
     const invalidations = new Invalidations();
     const bus = database.pool ? new InvalidationBus(database.pool, database.schema, invalidations, silentLogger, { listen: false }) : null;
-    const credits = new CreditsService(database, { ...config.credits, maxParallel: 1 }, clock, invalidations);
+    const credits = new CreditsService(database, { ...config.credits, maxParallel: 1 }, clock, httpAnswers, invalidations);
     const subscriptions = new SubscriptionsService(database, new CatalogService(config.billing ?? DEFAULT_BILLING), credits, clock, invalidations);
     try {
       return await advanceAll(subscriptions, at, opts.json ?? false);

@@ -37,6 +37,15 @@ export class DomainError extends Error {
   }
 }
 
+/**
+ * A refusal is an answer: the request was wrong for the state it met, nothing changed, and the same
+ * request gets the same answer again (so it is recorded under its Idempotency-Key). `internal` and
+ * `unavailable` are faults, not answers: retrying may succeed.
+ */
+export function isRefusal(err: unknown): err is DomainError {
+  return err instanceof DomainError && err.code !== 'internal' && err.code !== 'unavailable';
+}
+
 /** Named factories: the only way domain code makes an error of the catalogue. */
 export const errors = {
   invalidRequest: (message: string, details?: ErrorDetails) => new DomainError('invalid_request', message, details),

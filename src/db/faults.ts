@@ -53,3 +53,15 @@ export function isConnectionFault(err: unknown): boolean {
   const u = asUnavailable(err);
   return u !== null && u.reason === 'database';
 }
+
+/**
+ * The limits every money queue runs with: a database that is away fails a whole batch at once,
+ * and past `maxBacklog` waiting operations new ones are refused (503) rather than held.
+ */
+export function queueLimits(maxBacklog = 10_000) {
+  return {
+    shared: (err: unknown) => asUnavailable(err) !== null,
+    maxBacklog,
+    overloaded: () => new Unavailable(`More than ${maxBacklog} money operations are waiting in this process`, 'backlog'),
+  };
+}

@@ -1,4 +1,4 @@
-import type { FastifyBaseLogger } from 'fastify';
+import type { Logger } from '../core/logger.js';
 import pg from 'pg';
 import type { InvalidationMessage, Invalidations } from '../lib/invalidations.js';
 import { randomToken } from '../lib/random.js';
@@ -32,7 +32,7 @@ export class InvalidationBus {
     private readonly pool: pg.Pool,
     schema: string,
     private readonly invalidations: Invalidations,
-    private readonly logger: FastifyBaseLogger,
+    private readonly logger: Logger,
     private readonly opts: { listen: boolean; flushMs?: number; listenConfig?: pg.ClientConfig | null } = { listen: true },
   ) {
     this.channel = `tally_invalidate_${schema}`.slice(0, 63);

@@ -1,4 +1,3 @@
-import { asUnavailable } from '../db/faults.js';
 import { Unavailable } from './unavailable.js';
 
 interface Item<Op, Result> {
@@ -130,16 +129,4 @@ export class LedgerQueue<Op, Result> {
       if (this.waiting.has(a)) this.ready.add(a);
     }
   }
-}
-
-/**
- * The limits every money queue runs with: a database that is away fails a whole batch at once,
- * and past `maxBacklog` waiting operations new ones are refused (503) rather than held.
- */
-export function queueLimits(maxBacklog = 10_000) {
-  return {
-    shared: (err: unknown) => asUnavailable(err) !== null,
-    maxBacklog,
-    overloaded: () => new Unavailable(`More than ${maxBacklog} money operations are waiting in this process`, 'backlog'),
-  };
 }

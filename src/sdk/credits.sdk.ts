@@ -1,6 +1,5 @@
 import type { Static, TSchema } from 'typebox';
 import { DomainError, errors } from '../core/errors.js';
-import { type ErrorBody, statusOf } from '../http/errors.js';
 import { validateBody } from '../core/validation.js';
 import {
   adjustOp,
@@ -16,6 +15,7 @@ import {
 import { AdjustBody, CaptureBody, DebitBody, GrantBody, HoldBody, type OpResult, RefundBody } from '../modules/credits/credits.js';
 import { type CreditsService, moneyScope } from '../modules/credits/credits.service.js';
 import { newId } from '../lib/ids.js';
+import { unwrap } from '../modules/idempotency/idempotency.js';
 
 export interface MoneyOptions {
   /** Required, as on HTTP: the same key replays the first answer forever. */
@@ -29,18 +29,11 @@ export type MovementResult = {
 };
 export type HoldResult = { id: string; status: string; amount: number; captured: number | null; [k: string]: unknown };
 
-/** An answer outside 2xx, with the API's error code (the closed catalogue). */
-export class TallyError extends Error {
-  override name = 'TallyError';
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly details?: Record<string, unknown>,
-  ) {
-    super(message);
-  }
-}
+/**
+ * A refusal, with the API's error code from the closed catalogue (src/core/errors.ts): the same
+ * code, message and details the HTTP route answers, without the HTTP status.
+ */
+export { DomainError as TallyError };
 
 /**
  * The in-process SDK for the ledger. Each call validates with the route's own schema, builds the
@@ -90,23 +83,13 @@ export class CreditsSdk {
     run: (body: B, meta: OpMeta) => Promise<OpResult>,
   ): Promise<R> {
     const requestId = newId('request');
-    try {
-      if (!/^[\x21-\x7e]{1,255}$/.test(opts.idempotencyKey ?? '')) {
-        throw errors.invalidRequest('idempotencyKey must be 1–255 printable ASCII characters');
-      }
-      if (schema) {
-        const problem = validateBody(schema, body);
-        if (problem) throw errors.invalidRequest(problem);
-      }
-      const result = await run(body, { requestId, idem: moneyScope('service', opts.idempotencyKey, path, body ?? null) });
-      if (result.status >= 300) {
-        const e = (result.body as ErrorBody).error;
-        throw new TallyError(result.status, e.code, e.message, e.details);
-      }
-      return result.body as R;
-    } catch (err) {
-      if (err instanceof DomainError) throw new TallyError(statusOf(err.code), err.code, err.message, err.details);
-      throw err;
+    if (!/^[\x21-\x7e]{1,255}$/.test(opts.idempotencyKey ?? '')) {
+      throw errors.invalidRequest('idempotencyKey must be 1–255 printable ASCII characters');
     }
+    if (schema) {
+      const problem = validateBody(schema, body);
+      if (problem) throw errors.invalidRequest(problem);
+    }
+    return unwrap(await run(body, { requestId, idem: moneyScope('service', opts.idempotencyKey, path, body ?? null) })) as R;
   }
 }

@@ -26,7 +26,7 @@ const worker = async () => {
       { userId },
       { kind: i % 7 === 0 ? 'grant' : 'debit', requestId: `c${i}`, idem: null, amount: 3, reason: 'crash load', metadata: {}, class: 'default', source: 'grant', expiresAt: null, priority: 0 } as never,
     );
-    if (res.status === 201) process.stdout.write(`ack ${(res.body as { transaction: { id: string } }).transaction.id}\n`);
+    if (res.ok && res.created) process.stdout.write(`ack ${(res.value as { transaction: { id: string } }).transaction.id}\n`);
   }
 };
 await Promise.all(Array.from({ length: 32 }, worker));

@@ -39,6 +39,8 @@ import {
 } from './billing.js';
 import type { SubscriptionsService } from './billing.subscriptions.service.js';
 import type { EventOutcome, UsageService } from './billing.usage.service.js';
+import { httpAnswers, replyOf } from '../../http/answers.js';
+import { done } from '../idempotency/idempotency.js';
 
 export interface BillingServices {
   catalog: CatalogService;
@@ -53,11 +55,13 @@ const IncludeInactive = Type.Object({ include_inactive: Type.Optional(Type.Boole
 const errs = { 400: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse };
 const moneyErrs = { ...errs, 402: ErrorResponse, 422: ErrorResponse, 429: ErrorResponse };
 
-const reply = (o: EventOutcome & { replayed?: boolean }): Reply => ({
-  status: o.status,
-  body: o.body,
-  ...(o.replayed ? { headers: { 'idempotent-replayed': 'true' } } : {}),
-});
+const reply = (o: EventOutcome): Reply => replyOf(o);
+
+/** One event's answer inside a batch: its status and the event, or its status and the error. */
+function batchItem(o: EventOutcome) {
+  const a = httpAnswers.encode(o);
+  return a.status < 300 ? { status: a.status, event: a.body } : { status: a.status, error: (a.body as { error: unknown }).error };
+}
 
 export function registerBillingRoutes(app: FastifyInstance, deps: RouteDeps, b: BillingServices): void {
   // ---- plans ---------------------------------------------------------------------------------
@@ -180,14 +184,7 @@ export function registerBillingRoutes(app: FastifyInstance, deps: RouteDeps, b: 
         await b.usage.record(body.events, {
           requestId: ctx.requestId,
           idem: ctx.idempotency ?? null,
-          respond: (outcomes) => ({
-            status: 200,
-            body: {
-              results: outcomes.map((o) =>
-                o.status < 300 ? { status: o.status, event: o.body } : { status: o.status, error: (o.body as { error: unknown }).error },
-              ),
-            },
-          }),
+          respond: (outcomes) => done({ results: outcomes.map(batchItem) }),
         }),
       ),
   });

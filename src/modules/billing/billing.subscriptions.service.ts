@@ -555,11 +555,8 @@ export class SubscriptionsService {
           metadata: { subscription_id: id, plan_id: plan.id, window: allowance.window, cycle_start: w.start.toISOString() },
         },
       ]);
-      if (!result || result.status >= 300) {
-        const body = result?.body as { error?: { message?: string } } | undefined;
-        throw new Error(`allowance grant refused: ${body?.error?.message ?? 'unknown'}`);
-      }
-      const grantId = (result.body as { transaction: { grant_id: string | null } }).transaction.grant_id;
+      if (!result || !result.ok) throw new Error(`allowance grant refused: ${result && !result.ok ? result.error.message : 'unknown'}`);
+      const grantId = (result.value as { transaction: { grant_id: string | null } }).transaction.grant_id;
       await trx
         .updateTable('allowance_cycles')
         .set({ grant_id: grantId })
@@ -651,7 +648,8 @@ export class SubscriptionsService {
               metadata: { subscription_id: sub.id, metric: c.metric, period_start: start.toISOString() },
             },
           ]);
-          if (r && r.status >= 300 && r.status !== 422) throw new Error('usage bonus grant failed');
+          // A full balance (the cap) is no failure here: the bonus is simply not needed.
+          if (r && !r.ok && r.error.code !== 'balance_cap_exceeded') throw new Error('usage bonus grant failed');
         }
       }
     }

@@ -1,12 +1,23 @@
 import type { Static } from 'typebox';
 import type { Database, Executor } from '../../db/database.js';
 import { inStatementTransaction, kyselyRunner, poolRunner, type RunStatement, statement } from '../../db/statements.js';
-import { DomainError, type ErrorCode, errors } from '../../core/errors.js';
-import { errorBody, statusOf } from '../../http/errors.js';
-import { type IdempotencyScope, idempotencyClaim, idempotencyComplete, requestHash } from '../idempotency/idempotency.js';
+import { type DomainError, errors, isRefusal } from '../../core/errors.js';
+import {
+  type AnswerCodec,
+  created,
+  done,
+  type IdempotencyScope,
+  idempotencyClaim,
+  idempotencyComplete,
+  type Outcome,
+  refused,
+  requestHash,
+  unwrap,
+} from '../idempotency/idempotency.js';
 import type { Invalidations } from '../../lib/invalidations.js';
 import { groupBy } from '../../lib/group-by.js';
-import { LedgerQueue, queueLimits } from '../../lib/ledger-queue.js';
+import { LedgerQueue } from '../../lib/ledger-queue.js';
+import { queueLimits } from '../../db/faults.js';
 import { SnapshotCache } from '../../lib/snapshot-cache.js';
 import { newId } from '../../lib/ids.js';
 import type { BillingConfig } from '../../config/config.js';
@@ -21,10 +32,7 @@ import { type BillingState, type BillingWrites, UsageSql } from './billing.usage
 
 type Row = Record<string, unknown>;
 export type EventInput = Static<typeof EventBody>;
-export interface EventOutcome {
-  status: number;
-  body: unknown;
-}
+export type EventOutcome = Outcome;
 
 interface Model {
   metric: string;
@@ -90,11 +98,13 @@ export class UsageService {
     private readonly catalog: CatalogService,
     private readonly config: BillingConfig,
     private readonly now: () => Date,
+    /** How answers are recorded under Idempotency-Keys (the composition root passes src/http/answers.ts). */
+    private readonly answers: AnswerCodec,
     batching: { maxBatch: number; maxParallel: number; maxBacklog?: number } = { maxBatch: 256, maxParallel: 1 },
     private readonly invalidations?: Invalidations,
     checkCache: CheckCacheConfig = { ttlMs: 0, maxEntries: 0 },
   ) {
-    this.ledgerSql = new BatchSql(database.schema);
+    this.ledgerSql = new BatchSql(database.schema, answers);
     this.sql = new UsageSql(database.schema);
     this.queue = new LedgerQueue((items) => this.runQueued(items.map((i) => i.op)), batching.maxBatch, batching.maxParallel, undefined, queueLimits(batching.maxBacklog));
     // Untrusted while other processes' notices may be missed (docs/billing.md): read the database.
@@ -119,16 +129,13 @@ export class UsageService {
   async record(events: EventInput[], ctx: { requestId: string; idem: IdempotencyScope | null; respond: (outcomes: EventOutcome[]) => EventOutcome }): Promise<EventOutcome> {
     if (ctx.idem) {
       const claim = await idempotencyClaim(this.database.db, ctx.idem);
-      if (claim.kind === 'mismatch') {
-        const err = errors.idempotencyKeyReused();
-        return { status: statusOf(err.code), body: errorBody(err, ctx.requestId) };
-      }
+      if (claim.kind === 'mismatch') return refused(errors.idempotencyKeyReused(), ctx.requestId);
       // status 0: claimed by a request that has not answered (running, or died): run again.
-      if (claim.kind === 'replay' && claim.response.status !== 0) return { ...claim.response, replayed: true } as EventOutcome;
+      if (claim.kind === 'replay' && claim.response.status !== 0) return { ...this.answers.decode(claim.response), replayed: true };
     }
     const outcomes = await Promise.all(events.map((event) => this.queue.submit(`acc_u_${event.user_id}`, { event, requestId: ctx.requestId })));
     const answer = ctx.respond(outcomes);
-    if (ctx.idem) await idempotencyComplete(this.database.db, ctx.idem, answer);
+    if (ctx.idem) await idempotencyComplete(this.database.db, ctx.idem, this.answers.encode(answer));
     return answer;
   }
 
@@ -161,11 +168,7 @@ export class UsageService {
   async chargeIn(trx: Executor, event: EventInput, requestId: string): Promise<Record<string, unknown>> {
     const [outcome] = await this.recordIn(kyselyRunner(trx), [{ event, requestId }]);
     if (!outcome) throw new Error('usage: no outcome for the charge');
-    if (outcome.status >= 300) {
-      const e = (outcome.body as { error: { code: ErrorCode; message: string; details?: Record<string, unknown> } }).error;
-      throw new DomainError(e.code, e.message, e.details);
-    }
-    return outcome.body as Record<string, unknown>;
+    return unwrap(outcome) as Record<string, unknown>;
   }
 
   private async recordIn(run: RunStatement, items: QueuedEvent[]): Promise<EventOutcome[]> {
@@ -185,7 +188,7 @@ export class UsageService {
       try {
         return pricing.apply(event, sessions.get(event.user_id) ?? null);
       } catch (err) {
-        if (err instanceof DomainError && statusOf(err.code) < 500) return { status: statusOf(err.code), body: errorBody(err, requestId) };
+        if (isRefusal(err)) return refused(err, requestId);
         throw err;
       }
     });
@@ -475,7 +478,7 @@ class Pricing {
       if (seen.requestHash !== hash) {
         throw errors.idempotencyKeyReused('action_hash was already used for a different event');
       }
-      return { status: 200, body: seen.result };
+      return done(seen.result);
     }
     const p = this.plan(event, session);
     if (p.overage > 0 && !p.payg) {
@@ -501,7 +504,7 @@ class Pricing {
         metadata: { event_id: eventId, metric: p.model.metric, action_hash: event.action_hash },
         tiers: p.tiers,
       });
-      if (r.status >= 300) throw new Error('usage: the ledger refused what it said it could cover');
+      if (!r.ok) throw new Error('usage: the ledger refused what it said it could cover');
       transactionId = session.lastConsume!.transactionId;
     }
     if (p.freeUnits > 0 && p.quota) {
@@ -560,7 +563,7 @@ class Pricing {
       result: Object.fromEntries(EVENT_ANSWER_EXTRAS.map((k) => [k, result[k]])),
       occurred_at: result.occurred_at, created_at: this.now,
     });
-    return { status: 201, body: result };
+    return created(result);
   }
 
   /** The answer of POST /v1/check: what the event would do now. */

@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { type IdempotencyScope, KeyRecordedMeanwhile, parseStored, type StoredResponse } from '../idempotency/idempotency.js';
+import { type AnswerCodec, type IdempotencyScope, KeyRecordedMeanwhile, type Outcome, parseStored } from '../idempotency/idempotency.js';
 import { type RunStatement, type Statement, statement, type WritePart, writePlaceholders, writeValues } from '../../db/statements.js';
 import type { AccountState, GrantState, HoldState, RefundTarget } from './credits.js';
 import type { EngineOutput } from './credits.engine.js';
@@ -28,7 +28,11 @@ export class BatchSql {
   private readonly replaysText: string;
   private readonly writeTexts = new Map<number, string>();
 
-  constructor(private readonly schema: string) {
+  constructor(
+    private readonly schema: string,
+    /** How outcomes are recorded under their keys (statuses are the HTTP layer's: src/http/answers.ts). */
+    private readonly answers: AnswerCodec,
+  ) {
     const t = this.t.bind(this);
     this.lockText = `select * from ${t('credit_accounts')} where id = any($1::text[]) order by id for update`;
     // Stored answers of a batch's keys: part of the load, and alone for a chained batch.
@@ -109,7 +113,7 @@ export class BatchSql {
   ): Promise<{
     grants: GrantState[];
     holds: HoldState[];
-    replays: Map<string, { requestHash: string; response: StoredResponse }>;
+    replays: Map<string, Replay>;
     refundTargets: RefundTarget[];
     /** Per account with open holds: when the first one this load did not bring comes due (ms). */
     nextHoldDue: Map<string, number>;
@@ -131,7 +135,7 @@ export class BatchSql {
         : await run<{ targets: Row[] | null; allocs: Row[] | null; grants: Row[] | null }>(
             statement(this.refundsText, [q.refundIds, q.accountIds]),
           );
-    const replays = replayMap(row?.replays ?? []);
+    const replays = this.replayMap(row?.replays ?? []);
     const allocs = refunds?.allocs ?? [];
     const refundTargets: RefundTarget[] = (refunds?.targets ?? []).map((t) => {
       const id = t['id'] as string;
@@ -164,14 +168,23 @@ export class BatchSql {
   }
 
   /** Stored answers of these keys (a chained batch asks before it waits for its locks). */
-  async replays(run: RunStatement, scopes: IdempotencyScope[]): Promise<Map<string, { requestHash: string; response: StoredResponse }>> {
+  async replays(run: RunStatement, scopes: IdempotencyScope[]): Promise<Map<string, Replay>> {
     if (scopes.length === 0) return new Map();
     const rows = await run<Row>(statement(this.replaysText, [scopes.map((s) => s.principal), scopes.map((s) => s.key)]));
-    return replayMap(rows);
+    return this.replayMap(rows);
+  }
+
+  private replayMap(rows: Row[]): Map<string, Replay> {
+    const replays = new Map<string, Replay>();
+    for (const k of rows) {
+      const stored = { status: Number(k['status_code']), body: parseStored(k['response_body'] as string | null) };
+      replays.set(`${String(k['principal'])}\n${String(k['key'])}`, { requestHash: k['request_hash'] as string, outcome: this.answers.decode(stored) });
+    }
+    return replays;
   }
 
   /** Every change of a batch (all its accounts) in one statement of data-modifying CTEs. */
-  async write(run: RunStatement, outs: EngineOutput[], done: { scope: IdempotencyScope; response: StoredResponse }[]): Promise<void> {
+  async write(run: RunStatement, outs: EngineOutput[], done: Recorded[]): Promise<void> {
     await this.runWrite(run, this.prepareWrite(outs, done));
   }
 
@@ -179,7 +192,7 @@ export class BatchSql {
    * The write, built: every written account's `version` has moved on (in `outs` too), so the
    * state the caller holds is the state the database will have once this commits.
    */
-  prepareWrite(outs: EngineOutput[], done: { scope: IdempotencyScope; response: StoredResponse }[]): PreparedWrite {
+  prepareWrite(outs: EngineOutput[], done: Recorded[]): PreparedWrite {
     return { statement: this.writeStatement(outs, done), keys: done.length };
   }
 
@@ -192,7 +205,7 @@ export class BatchSql {
   }
 
   /** The write statement for this batch's shape: only the parts it needs (fewer CTEs to plan). */
-  private writeStatement(outs: EngineOutput[], done: { scope: IdempotencyScope; response: StoredResponse }[]): Statement | null {
+  private writeStatement(outs: EngineOutput[], done: Recorded[]): Statement | null {
     const entries = outs.flatMap((o) => o.entries);
     const grants = outs.flatMap((o) => o.grants.map((g) => ({ g, a: o.account })));
     const holds = outs.flatMap((o) => o.holds);
@@ -248,10 +261,13 @@ export class BatchSql {
       },
       {
         bit: 128,
-        rows: done.map((d) => ({
-          principal: d.scope.principal, key: d.scope.key, user_id: d.scope.userId, method: d.scope.method, path: d.scope.path,
-          request_hash: d.scope.requestHash, status_code: d.response.status, body: JSON.stringify(d.response.body ?? null),
-        })),
+        rows: done.map((d) => {
+          const answer = this.answers.encode(d.outcome);
+          return {
+            principal: d.scope.principal, key: d.scope.key, user_id: d.scope.userId, method: d.scope.method, path: d.scope.path,
+            request_hash: d.scope.requestHash, status_code: answer.status, body: JSON.stringify(answer.body ?? null),
+          };
+        }),
       },
     ].filter((p) => p.rows.length > 0);
     if (parts.length === 0) return null;
@@ -327,22 +343,24 @@ export function newAccountVersion(): number {
   return randomInt(1, 2 ** 48);
 }
 
+/** The stored outcome of a key, and the request it answered. */
+export interface Replay {
+  requestHash: string;
+  outcome: Outcome;
+}
+
+/** An outcome to record under its key, in the batch's write. */
+export interface Recorded {
+  scope: IdempotencyScope;
+  outcome: Outcome;
+}
+
 export interface PreparedWrite {
   statement: Statement | null;
   /** Idempotency records the statement must insert (fewer: one was recorded meanwhile). */
   keys: number;
 }
 
-function replayMap(rows: Row[]): Map<string, { requestHash: string; response: StoredResponse }> {
-  const replays = new Map<string, { requestHash: string; response: StoredResponse }>();
-  for (const k of rows) {
-    replays.set(`${String(k['principal'])}\n${String(k['key'])}`, {
-      requestHash: k['request_hash'] as string,
-      response: { status: Number(k['status_code']), body: parseStored(k['response_body'] as string | null) },
-    });
-  }
-  return replays;
-}
 
 /** Numbers each transaction's allocations in the order the engine made them (consumption order). */
 function withPositions(allocations: EngineOutput['allocations']) {

@@ -1,5 +1,5 @@
-import { DomainError, errors } from '../../core/errors.js';
-import { errorBody, statusOf } from '../../http/errors.js';
+import { errors, isRefusal } from '../../core/errors.js';
+import { created, done, refused } from '../idempotency/idempotency.js';
 import { newId } from '../../lib/ids.js';
 import {
   type AccountState,
@@ -105,9 +105,7 @@ export class LedgerSession {
     try {
       return this.apply(op);
     } catch (err) {
-      if (err instanceof DomainError && statusOf(err.code) < 500) {
-        return { status: statusOf(err.code), body: errorBody(err, op.requestId) } satisfies OpResult;
-      }
+      if (isRefusal(err)) return refused(err, op.requestId);
       throw err;
     }
   }
@@ -232,7 +230,7 @@ export class LedgerSession {
       case 'release':
         return this.release(op);
       case 'sweep':
-        return { status: 200, body: null };
+        return done(null);
       case 'clawback':
         return this.clawback(op);
     }
@@ -265,7 +263,7 @@ export class LedgerSession {
       this.entry('expiry', -amount, op.reason, {}, { grantId: grant.id });
       expired += amount;
     }
-    return { status: 200, body: { expired } };
+    return done({ expired });
   }
 
   /** Usage: tier by tier, up to what is available; one `debit` entry for all of it. */
@@ -297,7 +295,7 @@ export class LedgerSession {
       transactionId = entryId;
     }
     this.lastConsume = { transactionId, taken, byTier: plan, balanceAfter: this.account.balance };
-    return { status: 201, body: { transaction_id: transactionId, taken, balance: this.balance() } };
+    return created({ transaction_id: transactionId, taken, balance: this.balance() });
   }
 
   /** Adds credits as a new grant: grants, positive adjustments, refunds not tied to a debit. */
@@ -320,7 +318,7 @@ export class LedgerSession {
     grant.transactionId = entry.id;
     if (type === 'refund') this.account.totalSpent -= amount;
     else this.account.totalCredited += amount;
-    return { status: 201, body: { transaction: transactionBody(entry), balance: this.balance() } };
+    return created({ transaction: transactionBody(entry), balance: this.balance() });
   }
 
   /**
@@ -354,7 +352,7 @@ export class LedgerSession {
     const entry = this.entry(type, amount, reason, metadata, { id: entryId, grantId: this.settle(entryId) });
     if (type === 'refund') this.account.totalSpent -= amount;
     else this.account.totalCredited += amount;
-    return { status: 201, body: { transaction: transactionBody(entry), balance: this.balance() } };
+    return created({ transaction: transactionBody(entry), balance: this.balance() });
   }
 
   /**
@@ -387,7 +385,7 @@ export class LedgerSession {
       this.allocations.push({ transactionId: entryId, grantId: debt.id, amount: left });
     }
     const entry = this.entry('clawback', -op.amount, op.reason, op.metadata, { id: entryId, grantId: this.settle(entryId) });
-    return { status: 201, body: { transaction: transactionBody(entry), balance: this.balance() } };
+    return created({ transaction: transactionBody(entry), balance: this.balance() });
   }
 
   /** Takes credits out in consumption order: debits and negative adjustments. */
@@ -402,7 +400,7 @@ export class LedgerSession {
     this.consume(entryId, amount);
     const entry = this.entry(type, -amount, reason, metadata, { id: entryId, grantId: this.settle(entryId) });
     if (type === 'debit') this.account.totalSpent += amount;
-    return { status: 201, body: { transaction: transactionBody(entry), balance: this.balance() } };
+    return created({ transaction: transactionBody(entry), balance: this.balance() });
   }
 
   private refund(op: Extract<LedgerOp, { kind: 'refund' }>): OpResult {
@@ -461,7 +459,7 @@ export class LedgerSession {
     target.refunded += op.amount;
     this.account.totalSpent -= op.amount;
     const entry = this.entry('refund', op.amount, op.reason, op.metadata, { id: entryId, refundOf: target.id, grantId: this.settle(entryId) });
-    return { status: 201, body: { transaction: transactionBody(entry), balance: this.balance() } };
+    return created({ transaction: transactionBody(entry), balance: this.balance() });
   }
 
   private hold(op: Extract<LedgerOp, { kind: 'hold' }>): OpResult {
@@ -484,7 +482,7 @@ export class LedgerSession {
     };
     this.holds.set(hold.id, hold);
     this.account.held += op.amount;
-    return { status: 201, body: holdBody(hold) };
+    return created(holdBody(hold));
   }
 
   private openHold(holdId: string, verb: string): HoldState {
@@ -515,7 +513,7 @@ export class LedgerSession {
       hold.transactionId = entry.id;
       this.account.totalSpent += amount;
     }
-    return { status: 200, body: holdBody(hold) };
+    return done(holdBody(hold));
   }
 
   private release(op: Extract<LedgerOp, { kind: 'release' }>): OpResult {
@@ -524,7 +522,7 @@ export class LedgerSession {
     hold.status = 'released';
     hold.resolvedAt = this.now;
     hold.dirty = true;
-    return { status: 200, body: holdBody(hold) };
+    return done(holdBody(hold));
   }
 
   private assertAvailable(amount: number): void {

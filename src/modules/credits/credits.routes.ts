@@ -6,6 +6,7 @@ import { ListQuery } from '../../core/schemas.js';
 import { pageRequest, toPage } from '../../core/paging.js';
 import { defineRoute, ok, type Reply, type RouteDeps } from '../../http/route.js';
 import { ErrorResponse } from '../../http/schemas.js';
+import { replyOf } from '../../http/answers.js';
 import { IdParam, listOf } from '../../core/schemas.js';
 import type { Principal } from '../../core/principal.js';
 import type { Executor } from '../../db/database.js';
@@ -36,11 +37,7 @@ const moneyErrors = { 402: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse
 const meta = (ctx: RequestContext): OpMeta => ({ requestId: ctx.requestId, idem: ctx.idempotency ?? null });
 
 /** An OpResult as the HTTP reply; a replay says so in a header. */
-const answer = (result: OpResult): Reply => ({
-  status: result.status,
-  body: result.body,
-  ...(result.replayed ? { headers: { 'idempotent-replayed': 'true' } } : {}),
-});
+const answer = (result: OpResult): Reply => replyOf(result);
 
 /** Money writes: service only, Idempotency-Key required, the ledger owns the transaction. */
 const money = (url: string, summary: string, response: Record<number, TSchema>) => ({

@@ -1,13 +1,13 @@
 import type { Database, Db, Executor } from '../../db/database.js';
 import { inStatementTransaction, kyselyRunner, type RunStatement } from '../../db/statements.js';
-import { DomainError, errors } from '../../core/errors.js';
-import { errorBody, statusOf } from '../../http/errors.js';
-import { type IdempotencyScope, KeyRecordedMeanwhile, requestHash, scopeKey, type StoredResponse } from '../idempotency/idempotency.js';
+import { type DomainError, errors, isRefusal } from '../../core/errors.js';
+import { type AnswerCodec, type IdempotencyScope, KeyRecordedMeanwhile, refused, requestHash, scopeKey } from '../idempotency/idempotency.js';
 import type { PageRequest } from '../../core/paging.js';
-import { BatchSql } from './credits.batch-sql.js';
+import { BatchSql, type Recorded, type Replay } from './credits.batch-sql.js';
 import type { Invalidations } from '../../lib/invalidations.js';
 import { groupBy } from '../../lib/group-by.js';
-import { LedgerQueue, queueLimits } from '../../lib/ledger-queue.js';
+import { LedgerQueue } from '../../lib/ledger-queue.js';
+import { queueLimits } from '../../db/faults.js';
 import { type AccountState, accountIdOf, balanceBody, type GrantState, type HoldState, type LedgerOp, type OpResult, type RefundTarget } from './credits.js';
 import { type EngineOutput, LedgerSession } from './credits.engine.js';
 import { CreditsRepository } from './credits.repository.js';
@@ -45,11 +45,13 @@ export class CreditsService {
     private readonly database: Database,
     private readonly config: CreditsConfig,
     private readonly now: () => Date,
+    /** How outcomes are recorded under their keys (the composition root passes src/http/answers.ts). */
+    readonly answers: AnswerCodec,
     private readonly invalidations?: Invalidations,
   ) {
     this.db = database.db;
     this.repo = new CreditsRepository(database.schema);
-    this.sql = new BatchSql(database.schema);
+    this.sql = new BatchSql(database.schema, answers);
     // A key recorded meanwhile by another transaction (same key, other account): the second run
     // loads that record and replays it or answers 409.
     this.queue = new LedgerQueue(
@@ -159,7 +161,7 @@ export class CreditsService {
     const leaders = items.map((it, i) => ({ ...it, index: i })).filter(({ op, index }) => !op.idem || leaderOf.get(scopeKey(op.idem)) === index);
     const byAccount = groupBy(leaders, (l) => l.accountId);
     const accountIds = [...byAccount.keys()].sort();
-    const done: { scope: IdempotencyScope; response: OpResult }[] = [];
+    const done: Recorded[] = [];
 
     // Chained: when every account can start from a carried state, apply before the locks (the
     // answers are provisional until checked). A batch only partly carried is loaded whole: one load
@@ -196,7 +198,7 @@ export class CreditsService {
     const toLoad = accountIds.filter((id) => byId.has(id) && !applied.has(id));
     // Owners that do not exist: their keys may still hold a stored answer (a 404 replays too).
     const unknown = accountIds.filter((id) => !byId.has(id));
-    let replays = new Map<string, { requestHash: string; response: StoredResponse }>();
+    let replays = new Map<string, Replay>();
     if (toLoad.length > 0 || unknown.length > 0) {
       const mine = toLoad.flatMap((id) => byAccount.get(id)!);
       const unknownOps = unknown.flatMap((id) => byAccount.get(id)!);
@@ -237,14 +239,14 @@ export class CreditsService {
           }
           const what = accountId.startsWith('acc_w_') ? 'Workspace' : 'User';
           results[index] = errorResult(op, errors.notFound(what, accountId.replace(/^acc_[uw]_/, '')));
-          if (op.idem) done.push({ scope: op.idem, response: results[index]! });
+          if (op.idem) done.push({ scope: op.idem, outcome: results[index]! });
         }
         continue;
       }
       a.answers.forEach(({ index, result, record }) => {
         results[index] = result;
-        if (items[index]!.op.kind === 'hold' && result.status === 201) this.rememberHold((result.body as { id: string }).id, accountId);
-        if (record) done.push({ scope: items[index]!.op.idem!, response: result });
+        if (items[index]!.op.kind === 'hold' && result.ok && result.created) this.rememberHold((result.value as { id: string }).id, accountId);
+        if (record) done.push({ scope: items[index]!.op.idem!, outcome: result });
       });
       if (a.session) outs.push(a.session.output([]));
     }
@@ -271,7 +273,7 @@ export class CreditsService {
   /** One account's operations over its state: replays and reused keys answered, the rest run by the engine. */
   private applyAccount(
     ops: { op: LedgerOp; index: number }[],
-    replays: Map<string, { requestHash: string; response: StoredResponse }>,
+    replays: Map<string, Replay>,
     state: { account: AccountState; grants: GrantState[]; holds: HoldState[]; refundTargets: RefundTarget[] },
     now: Date,
     holdsKnownUntil: number,
@@ -287,7 +289,8 @@ export class CreditsService {
     const session = new LedgerSession({ ...state, now, balanceCap: this.config.balanceCap });
     for (const { op, index } of run) {
       const result = session.run(op);
-      answers.push({ index, result, record: op.idem !== null && result.status < 500 });
+      // Refusals are answers too: recorded, so the same request gets the same answer.
+      answers.push({ index, result, record: op.idem !== null });
     }
     return { answers, session, holdsKnownUntil };
   }
@@ -409,14 +412,14 @@ const MAX_CARRIES = 10_000;
 const MAX_HOLD_ACCOUNTS = 100_000;
 
 /** The answer a key already has: its stored one, or 409 when this request is not the one it answered. */
-function replayOf(op: LedgerOp, replays: Map<string, { requestHash: string; response: StoredResponse }>): OpResult | null {
+function replayOf(op: LedgerOp, replays: Map<string, Replay>): OpResult | null {
   const stored = op.idem ? replays.get(scopeKey(op.idem)) : undefined;
   if (!op.idem || !stored) return null;
-  return stored.requestHash === op.idem.requestHash ? { ...stored.response, replayed: true } : errorResult(op, errors.idempotencyKeyReused());
+  return stored.requestHash === op.idem.requestHash ? { ...stored.outcome, replayed: true } : errorResult(op, errors.idempotencyKeyReused());
 }
 
 function errorResult(op: LedgerOp, err: DomainError): OpResult {
-  return { status: statusOf(err.code), body: errorBody(err, op.requestId) };
+  return refused(err, op.requestId);
 }
 
 /** The idempotency scope a money operation has, whether it came over HTTP or through the SDK. */

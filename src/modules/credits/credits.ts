@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import type { IdempotencyScope } from '../idempotency/idempotency.js';
+import type { IdempotencyScope, Outcome } from '../idempotency/idempotency.js';
 import { iso, isoOrNull, Metadata, NullableTimestamp, Timestamp } from '../../core/schemas.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -148,13 +148,8 @@ export type LedgerOp = OpBase &
     | { kind: 'clawback'; amount: number; reason: string; transactionId: string | null; metadata: Record<string, unknown> }
   );
 
-/** What an operation answered: the HTTP status and body (also what a replay returns). */
-export interface OpResult {
-  status: number;
-  body: unknown;
-  /** True when this is the stored answer of an earlier request with the same Idempotency-Key. */
-  replayed?: boolean;
-}
+/** What an operation answered (also what a replay returns): see Outcome. */
+export type OpResult = Outcome;
 
 // ---------------------------------------------------------------------------------------------
 // API shapes.

@@ -1,3 +1,4 @@
+import type { DomainError } from '../../core/errors.js';
 import type { Executor } from '../../db/database.js';
 import { canonicalJson, sha256Hex } from '../../lib/hash.js';
 
@@ -9,6 +10,36 @@ import { canonicalJson, sha256Hex } from '../../lib/hash.js';
 export interface StoredResponse {
   status: number;
   body: unknown;
+}
+
+/**
+ * What an operation answered, in the domain's terms: a value (`created` when it made something), or a
+ * refusal from the error catalogue with the id of the request that was refused. A replay is the
+ * stored outcome of an earlier request with the same Idempotency-Key.
+ */
+export type Outcome<T = unknown> =
+  | { readonly ok: true; readonly created: boolean; readonly value: T; readonly replayed?: boolean }
+  | { readonly ok: false; readonly error: DomainError; readonly requestId: string; readonly replayed?: boolean };
+
+export const created = <T>(value: T): Outcome<T> => ({ ok: true, created: true, value });
+export const done = <T>(value: T): Outcome<T> => ({ ok: true, created: false, value });
+export const refused = (error: DomainError, requestId: string): Outcome<never> => ({ ok: false, error, requestId });
+
+/** The value of an outcome; a refusal is raised as its error (for callers that treat it as one). */
+export function unwrap<T>(outcome: Outcome<T>): T {
+  if (!outcome.ok) throw outcome.error;
+  return outcome.value;
+}
+
+/**
+ * How an outcome is recorded under its key and read back. A record keeps the answer the caller
+ * got, status included, and statuses are the HTTP layer's business: src/http/answers.ts provides
+ * the one codec, and the composition root hands it to the writers that record inside their own
+ * transactions (the ledger, usage).
+ */
+export interface AnswerCodec {
+  encode(outcome: Outcome): StoredResponse;
+  decode(stored: StoredResponse): Outcome;
 }
 
 export type ClaimResult =

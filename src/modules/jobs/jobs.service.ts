@@ -1,10 +1,10 @@
 import type { Static } from 'typebox';
 import type { Db, Executor } from '../../db/database.js';
-import { DomainError, type ErrorCode, errors } from '../../core/errors.js';
+import { DomainError, errors } from '../../core/errors.js';
 import type { PageRequest } from '../../core/paging.js';
 import type { Principal } from '../../core/principal.js';
 import { newId } from '../../lib/ids.js';
-import type { OpResult } from '../credits/credits.js';
+import { unwrap } from '../idempotency/idempotency.js';
 import { type CreditsService, moneyScope } from '../credits/credits.service.js';
 import type { BackgroundJob } from '../queue/queue.js';
 import type { QueueService } from '../queue/queue.service.js';
@@ -74,7 +74,7 @@ export class JobsService {
         expiresInSeconds: timeoutSeconds + HOLD_GRACE_SECONDS,
         metadata: { job_id: id, kind: input.kind },
       });
-      holdId = (result.body as { id: string }).id;
+      holdId = (result as { id: string }).id;
     }
     const timeoutAt = new Date(now.getTime() + timeoutSeconds * 1000);
     const job = await jobInsert(trx, {
@@ -180,11 +180,11 @@ export class JobsService {
     }
   }
 
-  private async settleIn(trx: Executor, userId: string, op: Parameters<CreditsService['executeIn']>[2][number]): Promise<OpResult> {
+  /** One ledger operation in the job's transaction; a refusal is raised (the job's change rolls back). */
+  private async settleIn(trx: Executor, userId: string, op: Parameters<CreditsService['executeIn']>[2][number]): Promise<unknown> {
     const [result] = await this.credits.executeIn(trx, { userId }, [op]);
     if (!result) throw errors.internal();
-    if (result.status >= 400) throw apiErrorOf(result);
-    return result;
+    return unwrap(result);
   }
 
   private async holdStatus(trx: Executor, holdId: string): Promise<string | null> {
@@ -266,9 +266,3 @@ export class JobsService {
 const jobPrincipal = (jobId: string) => `job:${jobId}`;
 export const timeoutKey = (jobId: string) => `${JOB_TIMEOUT_TYPE}:${jobId}`;
 
-/** The ledger answers refusals as values (status + error body); a job turns them back into errors. */
-function apiErrorOf(result: OpResult): DomainError {
-  const e = (result.body as { error?: { code?: string; message?: string; details?: Record<string, unknown> } } | null)?.error;
-  if (!e?.code) return errors.internal();
-  return new DomainError(e.code as ErrorCode, e.message ?? 'refused', e.details);
-}

@@ -1,10 +1,10 @@
-import type { FastifyBaseLogger } from 'fastify';
+import type { Logger } from '../../core/logger.js';
 import type { PaymentsConfig } from '../../config/config.js';
 import type { Database, Db, Executor } from '../../db/database.js';
 import { errors } from '../../core/errors.js';
 import { type PageRequest, toPage } from '../../core/paging.js';
 import { newId } from '../../lib/ids.js';
-import type { LedgerOp, OpResult } from '../credits/credits.js';
+import type { LedgerOp } from '../credits/credits.js';
 import { type CreditsService, moneyScope } from '../credits/credits.service.js';
 import { normalizeCreem, verifyCreem } from './payments.creem.js';
 import {
@@ -45,7 +45,7 @@ export interface PaymentsDeps {
   /** Keys checkout references are signed with (the first) and verified with (all): payments.reference.ts. */
   referenceKeys: readonly Buffer[];
   clock: () => Date;
-  logger: FastifyBaseLogger;
+  logger: Logger;
 }
 
 export interface WebhookAnswer {
@@ -367,7 +367,7 @@ export class PaymentsService {
         priority: 0,
         metadata: { payment_id: id, provider, provider_payment_id: payment['provider_payment_id'] },
       });
-      const txn = (result.body as { transaction: { id: string; grant_id: string | null } }).transaction;
+      const txn = (result as { transaction: { id: string; grant_id: string | null } }).transaction;
       await repo.paymentUpdate(trx, id, { grant_transaction_id: txn.id, grant_id: txn.grant_id });
       outcomes.push(`payment ${id} granted ${purchase.credits} credits to ${userId}`);
     }
@@ -592,13 +592,13 @@ export class PaymentsService {
   }
 
   /** A ledger movement in the caller's transaction; a refusal fails the webhook (5xx, retried). */
-  private async ledger(trx: Executor, userId: string, op: LedgerOp): Promise<OpResult> {
+  private async ledger(trx: Executor, userId: string, op: LedgerOp): Promise<unknown> {
     const [result] = await this.deps.credits.executeIn(trx, { userId }, [op]);
-    if (!result || result.status >= 300) {
-      const code = (result?.body as { error?: { code?: string; message?: string } } | undefined)?.error;
-      throw new Error(`ledger refused ${op.kind} for ${userId}: ${code?.code ?? 'unknown'} ${code?.message ?? ''}`.trim());
+    if (!result || !result.ok) {
+      const e = result && !result.ok ? result.error : null;
+      throw new Error(`ledger refused ${op.kind} for ${userId}: ${e?.code ?? 'unknown'} ${e?.message ?? ''}`.trim());
     }
-    return result;
+    return result.value;
   }
 
   // -------------------------------------------------------------------------------------------

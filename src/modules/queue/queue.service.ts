@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import type { Invalidations } from '../../lib/invalidations.js';
-import type { FastifyBaseLogger } from 'fastify';
+import type { Logger } from '../../core/logger.js';
 import type { Database, Executor } from '../../db/database.js';
 import { newId } from '../../lib/ids.js';
 import { randomToken } from '../../lib/random.js';
@@ -41,7 +41,7 @@ export class QueueService {
   constructor(
     private readonly database: Database,
     private readonly now: () => Date,
-    private readonly logger: FastifyBaseLogger,
+    private readonly logger: Logger,
     options: QueueOptions = {},
     /** Told after each job: handlers write anything (subscriptions, allowances, payments …). */
     private readonly invalidations?: Invalidations,
