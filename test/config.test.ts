@@ -1,9 +1,11 @@
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../src/config/config.js';
 import { loadConfig } from '../src/config/load.js';
+import { openDatabase } from '../src/db/database.js';
+import { sql } from 'kysely';
 
 const made: string[] = [];
 const tempDir = () => {
@@ -71,6 +73,27 @@ describe('configuration', () => {
       TALLY_SERVICE_KEY: 's'.repeat(40),
     });
     expect(config.encryptionKey.equals(Buffer.alloc(32, 7))).toBe(true);
+  });
+
+  it('a production start with every secret in the environment and no data folder creates the folder, private, and opens PGlite', async () => {
+    const dir = join(tempDir(), 'not', 'yet');
+    const { config } = loadConfig({
+      NODE_ENV: 'production',
+      TALLY_DATA_DIR: dir,
+      TALLY_JWT_SECRET: 'x'.repeat(40),
+      TALLY_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString('base64'),
+      TALLY_SERVICE_KEY: 's'.repeat(40),
+      TALLY_JOBS_CALLBACK_SECRET: 'c'.repeat(40),
+    });
+    const database = await openDatabase(config.database);
+    try {
+      const { rows } = await sql<{ one: number }>`select 1 as one`.execute(database.root);
+      expect(rows[0]?.one).toBe(1);
+      expect(statSync(dir).mode & 0o777).toBe(0o700);
+      expect(existsSync(join(dir, 'secrets.json'))).toBe(false);
+    } finally {
+      await database.close();
+    }
   });
 
   it('development secrets are generated once, kept private, and never regenerated', () => {

@@ -35,7 +35,7 @@ export function loadOrCreateSecrets(dataDir: string): { secrets: PersistedSecret
     }
     return { secrets, created: false };
   }
-  mkdirSync(dataDir, { recursive: true });
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const secrets: PersistedSecrets = {
     serviceKey: `tsk_${randomToken(48)}`,
     jwtSecret: randomBytes(48).toString('base64url'),

@@ -1,3 +1,5 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { Kysely, sql, type Transaction } from 'kysely';
 import type pg from 'pg';
@@ -58,6 +60,11 @@ export async function openDatabase(config: Config['database'], options: OpenOpti
       db: (root as unknown as Kysely<DB>).withSchema(config.schema),
       close: () => root.destroy(),
     };
+  }
+  if (!options.pglite && config.dataDir) {
+    // With every secret in the environment nothing else creates the data folder (secrets.json is
+    // not written): make it here, private, or PGlite stops with ENOENT.
+    mkdirSync(dirname(config.dataDir), { recursive: true, mode: 0o700 });
   }
   const pglite = options.pglite ?? (await PGlite.create(config.dataDir ?? undefined));
   const root = new Kysely<unknown>({ dialect: new PGliteDialect(pglite) });
