@@ -1,5 +1,5 @@
 import type { Executor } from '../../db/database.js';
-import type { ProviderName } from './payments.js';
+import type { ProviderName } from './payments.provider.js';
 
 /**
  * What payments hands to billing: one provider's subscription (or invoice) event, normalised and

@@ -20,13 +20,13 @@ import {
   MATCH_STATUSES,
   Payment,
   PAYMENT_STATUSES,
-  PROVIDERS,
   ProviderParam,
   ResolveBody,
   WEBHOOK_STATUSES,
   WebhookAck,
   WebhookEvent,
 } from './payments.js';
+import { PROVIDERS } from './payments.provider.js';
 import type { PaymentsService } from './payments.service.js';
 
 const Id = Type.Object({ id: IdParam }, { additionalProperties: false });

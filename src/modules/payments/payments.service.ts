@@ -6,7 +6,6 @@ import { type PageRequest, toPage } from '../../core/paging.js';
 import { newId } from '../../lib/ids.js';
 import type { LedgerOp, OpResult } from '../credits/credits.js';
 import { type CreditsService, moneyScope } from '../credits/credits.service.js';
-import { normalizeCreem, verifyCreem } from './payments.creem.js';
 import {
   customerBody,
   emailAliasBody,
@@ -18,23 +17,19 @@ import {
   type PaymentFacts,
   type PaymentStatus,
   paymentBody,
-  type ProviderName,
   type SubscriptionFacts,
-  type Verification,
   webhookEventBody,
   creditPackageBody,
   type InvoiceFacts,
 } from './payments.js';
-import { normalizeLemonSqueezy, verifyLemonSqueezy } from './payments.lemonsqueezy.js';
-import { normalizePayPal, PayPalUnavailable, PayPalVerifier } from './payments.paypal.js';
 import type { SubscriptionPort } from './payments.ports.js';
+import { type Headers, type ProviderName, type Verification, VerificationUnavailable } from './payments.provider.js';
+import { providerOf, ProviderVerifiers } from './payments.providers.js';
 import { type CheckoutReference, signReference, verifyReference } from './payments.reference.js';
 import * as repo from './payments.repository.js';
 import { header } from './payments.signing.js';
-import { normalizeStripe, verifyStripe } from './payments.stripe.js';
 
 type Row = Record<string, unknown>;
-type Headers = Record<string, string | string[] | undefined>;
 
 export interface PaymentsDeps {
   database: Database;
@@ -76,12 +71,11 @@ const LINKS: ReadonlySet<string> = new Set(['reference', 'customer', 'email', 'a
  */
 export class PaymentsService {
   private readonly db: Db;
-  private readonly paypal: PayPalVerifier | null;
+  private readonly verifiers: ProviderVerifiers;
 
   constructor(private readonly deps: PaymentsDeps) {
     this.db = deps.database.db;
-    const paypal = deps.config?.paypal;
-    this.paypal = paypal ? new PayPalVerifier(paypal, deps.clock) : null;
+    this.verifiers = new ProviderVerifiers(deps.config, deps.clock);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -89,61 +83,37 @@ export class PaymentsService {
   // -------------------------------------------------------------------------------------------
 
   async receiveWebhook(provider: ProviderName, raw: Buffer, headers: Headers): Promise<WebhookAnswer> {
+    const plugin = providerOf(provider);
     const verification = await this.verify(provider, raw, headers);
-    const signature = signatureHeader(provider, headers);
+    const signature = header(headers, plugin.signatureHeader)?.slice(0, 2048) ?? null;
     if (!verification.ok) return this.reject(provider, signature, verification.reason);
+    const payload = verification.payload;
     let event: NormalizedEvent;
     try {
-      event = this.normalize(provider, verification.payload);
+      if (payload === undefined) throw new MalformedEvent('body is not JSON');
+      event = plugin.normalize(payload);
     } catch (err) {
       // A signed body with no readable event id cannot be keyed, so it cannot be processed once.
-      if (err instanceof MalformedEvent && !hasEventId(provider, verification.payload)) {
-        return this.reject(provider, signature, `unreadable event: ${err.message}`);
-      }
-      event = { eventId: eventIdOf(provider, verification.payload), eventType: eventTypeOf(provider, verification.payload), actions: [] };
-      return this.process(provider, event, verification.payload, signature, err as Error);
+      const eventId = plugin.eventIdOf(payload);
+      if (err instanceof MalformedEvent && eventId === '') return this.reject(provider, signature, `unreadable event: ${err.message}`);
+      const type = plugin.eventTypeOf(payload);
+      event = { eventId, eventType: typeof type === 'string' ? type.slice(0, 255) : 'unknown', actions: [] };
+      return this.process(provider, event, payload, signature, err as Error);
     }
-    return this.process(provider, event, verification.payload, signature, null);
+    return this.process(provider, event, payload, signature, null);
   }
 
+  /** The provider's verdict; an unconfigured provider or one that cannot be asked is a 503. */
   private async verify(provider: ProviderName, raw: Buffer, headers: Headers): Promise<Verification> {
-    const cfg = this.deps.config;
-    const now = this.deps.clock();
-    switch (provider) {
-      case 'stripe':
-        if (!cfg?.stripe) throw notConfigured(provider, 'STRIPE_WEBHOOK_SECRET');
-        return verifyStripe(raw, header(headers, 'stripe-signature'), cfg.stripe.webhookSecrets, cfg.toleranceSeconds, now);
-      case 'lemonsqueezy':
-        if (!cfg?.lemonsqueezy) throw notConfigured(provider, 'LEMONSQUEEZY_WEBHOOK_SECRET');
-        return verifyLemonSqueezy(raw, header(headers, 'x-signature'), cfg.lemonsqueezy.webhookSecret);
-      case 'creem':
-        if (!cfg?.creem) throw notConfigured(provider, 'CREEM_WEBHOOK_SECRET');
-        return verifyCreem(raw, header(headers, 'creem-signature'), cfg.creem.webhookSecret);
-      case 'paypal':
-        if (!this.paypal) throw notConfigured(provider, 'PAYPAL_WEBHOOK_ID, PAYPAL_CLIENT_ID and PAYPAL_CLIENT_SECRET');
-        try {
-          return await this.paypal.verify(raw, headers);
-        } catch (err) {
-          if (err instanceof PayPalUnavailable) {
-            this.deps.logger.warn({ provider, err: err.message }, 'webhook verification unavailable');
-            throw errors.unavailable(`PayPal signature verification is unavailable: ${err.message}`);
-          }
-          throw err;
-        }
-    }
-  }
-
-  private normalize(provider: ProviderName, payload: unknown): NormalizedEvent {
-    if (payload === undefined) throw new MalformedEvent('body is not JSON');
-    switch (provider) {
-      case 'stripe':
-        return normalizeStripe(payload);
-      case 'lemonsqueezy':
-        return normalizeLemonSqueezy(payload);
-      case 'creem':
-        return normalizeCreem(payload);
-      case 'paypal':
-        return normalizePayPal(payload);
+    const verifier = this.verifiers.require(provider);
+    try {
+      return await verifier(raw, headers);
+    } catch (err) {
+      if (err instanceof VerificationUnavailable) {
+        this.deps.logger.warn({ provider, err: err.message }, 'webhook verification unavailable');
+        throw errors.unavailable(`${providerOf(provider).title} signature verification is unavailable: ${err.message}`);
+      }
+      throw err;
     }
   }
 
@@ -776,45 +746,4 @@ interface PackageInput {
 function packageRow(b: PackageInput & { provider?: string; provider_price_id?: string }): Record<string, unknown> {
   const { metadata, ...rest } = b;
   return { ...rest, ...(metadata !== undefined ? { metadata: JSON.stringify(metadata) } : {}) };
-}
-
-function notConfigured(provider: ProviderName, settings: string) {
-  return errors.unavailable(`${provider} webhooks are not configured on this server (set ${settings})`);
-}
-
-function signatureHeader(provider: ProviderName, headers: Headers): string | null {
-  const name = { stripe: 'stripe-signature', lemonsqueezy: 'x-signature', creem: 'creem-signature', paypal: 'paypal-transmission-sig' }[provider];
-  return header(headers, name)?.slice(0, 2048) ?? null;
-}
-
-/** Best-effort id and type of an event whose actions could not be read (to log the failure). */
-function eventIdOf(provider: ProviderName, payload: unknown): string {
-  const p = (payload ?? {}) as Record<string, unknown>;
-  if (provider === 'lemonsqueezy') {
-    try {
-      return normalizeLemonSqueezyId(p);
-    } catch {
-      return '';
-    }
-  }
-  return typeof p['id'] === 'string' ? p['id'] : '';
-}
-
-function normalizeLemonSqueezyId(p: Record<string, unknown>): string {
-  const meta = (p['meta'] ?? {}) as Record<string, unknown>;
-  const data = (p['data'] ?? {}) as Record<string, unknown>;
-  const attrs = (data['attributes'] ?? {}) as Record<string, unknown>;
-  const parts = [meta['event_name'], data['type'], data['id']];
-  if (parts.some((x) => typeof x !== 'string' && typeof x !== 'number')) throw new MalformedEvent('no id');
-  return [...parts.map(String), String(attrs['updated_at'] ?? attrs['created_at'] ?? '')].join(':');
-}
-
-function hasEventId(provider: ProviderName, payload: unknown): boolean {
-  return eventIdOf(provider, payload) !== '';
-}
-
-function eventTypeOf(provider: ProviderName, payload: unknown): string {
-  const p = (payload ?? {}) as Record<string, unknown>;
-  const t = { stripe: p['type'], creem: p['eventType'], paypal: p['event_type'], lemonsqueezy: ((p['meta'] ?? {}) as Record<string, unknown>)['event_name'] }[provider];
-  return typeof t === 'string' ? t.slice(0, 255) : 'unknown';
 }
