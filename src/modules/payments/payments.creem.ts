@@ -3,7 +3,6 @@ import {
   type NormalizedEvent,
   type PaymentAction,
   type SubscriptionFacts,
-  type Verification,
   isoDate,
   num,
   obj,
@@ -11,7 +10,24 @@ import {
   str,
   stringMap,
 } from './payments.js';
-import { verifyBodyHmac } from './payments.signing.js';
+import { type PaymentProvider, topLevelId, type Verification } from './payments.provider.js';
+import { header, verifyBodyHmac } from './payments.signing.js';
+
+/** Creem as a plug-in. */
+export const creem: PaymentProvider<'creem'> = {
+  name: 'creem',
+  title: 'Creem',
+  signatureHeader: 'creem-signature',
+  settings: 'CREEM_WEBHOOK_SECRET',
+  verifier(config) {
+    const creemConfig = config?.creem;
+    if (!creemConfig) return null;
+    return (raw, headers) => verifyCreem(raw, header(headers, 'creem-signature'), creemConfig.webhookSecret);
+  },
+  normalize: (payload) => normalizeCreem(payload),
+  eventIdOf: topLevelId,
+  eventTypeOf: (payload) => ((payload ?? {}) as Record<string, unknown>)['eventType'],
+};
 
 /** Creem: `creem-signature` = hex HMAC-SHA256 of the raw body with the webhook secret. */
 export function verifyCreem(raw: Buffer, signature: string | null, secret: string): Verification {

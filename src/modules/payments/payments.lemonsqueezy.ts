@@ -4,15 +4,41 @@ import {
   type PaymentAction,
   type PaymentStatus,
   type SubscriptionFacts,
-  type Verification,
   isoDate,
+  MalformedEvent,
   num,
   obj,
   required,
   str,
   stringMap,
 } from './payments.js';
-import { verifyBodyHmac } from './payments.signing.js';
+import type { PaymentProvider, Verification } from './payments.provider.js';
+import { header, verifyBodyHmac } from './payments.signing.js';
+
+/** Lemon Squeezy as a plug-in. Its deliveries carry no event id: one is built (below). */
+export const lemonsqueezy: PaymentProvider<'lemonsqueezy'> = {
+  name: 'lemonsqueezy',
+  title: 'Lemon Squeezy',
+  signatureHeader: 'x-signature',
+  settings: 'LEMONSQUEEZY_WEBHOOK_SECRET',
+  verifier(config) {
+    const ls = config?.lemonsqueezy;
+    if (!ls) return null;
+    return (raw, headers) => verifyLemonSqueezy(raw, header(headers, 'x-signature'), ls.webhookSecret);
+  },
+  normalize: (payload) => normalizeLemonSqueezy(payload),
+  eventIdOf(payload) {
+    try {
+      return looseEventId((payload ?? {}) as Record<string, unknown>);
+    } catch {
+      return '';
+    }
+  },
+  eventTypeOf(payload) {
+    const meta = ((payload ?? {}) as Record<string, unknown>)['meta'] ?? {};
+    return (meta as Record<string, unknown>)['event_name'];
+  },
+};
 
 /** Lemon Squeezy: `X-Signature` = hex HMAC-SHA256 of the raw body with the webhook's signing secret. */
 export function verifyLemonSqueezy(raw: Buffer, signature: string | null, secret: string): Verification {
@@ -34,6 +60,20 @@ export function lemonSqueezyEventId(payload: Json): string {
     required(str(data['id']), 'data.id'),
     str(attrs['updated_at']) ?? str(attrs['created_at']) ?? '',
   ].join(':');
+}
+
+/**
+ * The id of a delivery `normalizeLemonSqueezy` refused, to log its failure: looser than
+ * `lemonSqueezyEventId` (an empty part, or an `updated_at` of any type, still makes an id), as it
+ * always was — it only keys the failed row, whose retry fails the same way.
+ */
+function looseEventId(p: Record<string, unknown>): string {
+  const meta = (p['meta'] ?? {}) as Record<string, unknown>;
+  const data = (p['data'] ?? {}) as Record<string, unknown>;
+  const attrs = (data['attributes'] ?? {}) as Record<string, unknown>;
+  const parts = [meta['event_name'], data['type'], data['id']];
+  if (parts.some((x) => typeof x !== 'string' && typeof x !== 'number')) throw new MalformedEvent('no id');
+  return [...parts.map(String), String(attrs['updated_at'] ?? attrs['created_at'] ?? '')].join(':');
 }
 
 /** Order ids and subscription-invoice ids are separate sequences: prefixed so they never collide. */

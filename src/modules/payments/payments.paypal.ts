@@ -4,7 +4,6 @@ import {
   type NormalizedEvent,
   type PaymentAction,
   type SubscriptionFacts,
-  type Verification,
   isoDate,
   obj,
   required,
@@ -12,8 +11,29 @@ import {
   stringMap,
   toMinorUnits,
 } from './payments.js';
+import { type Headers, type PaymentProvider, topLevelId, type Verification, VerificationUnavailable } from './payments.provider.js';
 import { isReference } from './payments.reference.js';
 import { header } from './payments.signing.js';
+
+/**
+ * PayPal as a plug-in. Its verifier is an HTTP call to PayPal (an OAuth2 token, cached, and a
+ * cache of PayPal's answers per delivery): built once per server, so both caches live as long.
+ */
+export const paypal: PaymentProvider<'paypal'> = {
+  name: 'paypal',
+  title: 'PayPal',
+  signatureHeader: 'paypal-transmission-sig',
+  settings: 'PAYPAL_WEBHOOK_ID, PAYPAL_CLIENT_ID and PAYPAL_CLIENT_SECRET',
+  verifier(config, clock) {
+    const settings = config?.paypal;
+    if (!settings) return null;
+    const verifier = new PayPalVerifier(settings, clock);
+    return (raw, headers) => verifier.verify(raw, headers);
+  },
+  normalize: (payload) => normalizePayPal(payload),
+  eventIdOf: topLevelId,
+  eventTypeOf: (payload) => ((payload ?? {}) as Record<string, unknown>)['event_type'],
+};
 
 export interface PayPalSettings {
   webhookId: string;
@@ -24,7 +44,7 @@ export interface PayPalSettings {
 }
 
 /** PayPal is unreachable or answered oddly: a 503 (PayPal retries), never a 400. */
-export class PayPalUnavailable extends Error {
+export class PayPalUnavailable extends VerificationUnavailable {
   override name = 'PayPalUnavailable';
 }
 
@@ -47,7 +67,7 @@ export class PayPalVerifier {
     private readonly now: () => Date,
   ) {}
 
-  async verify(raw: Buffer, headers: Record<string, string | string[] | undefined>): Promise<Verification> {
+  async verify(raw: Buffer, headers: Headers): Promise<Verification> {
     const names = ['paypal-auth-algo', 'paypal-cert-url', 'paypal-transmission-id', 'paypal-transmission-sig', 'paypal-transmission-time'];
     const values = names.map((n) => header(headers, n));
     const missing = names.filter((_n, i) => values[i] === null);

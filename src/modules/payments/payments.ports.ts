@@ -1,9 +1,14 @@
 import type { Executor } from '../../db/database.js';
-import type { ProviderName } from './payments.js';
+import type { INTERVALS, SubscriptionStatus } from '../billing/billing.js';
+import type { ProviderName } from './payments.provider.js';
 
 /**
  * What payments hands to billing: one provider's subscription (or invoice) event, normalised and
  * matched to a user. Billing owns plans and subscriptions (0003); payments never writes them.
+ *
+ * Declared once, here, beside the port it travels through: payments produces it (every provider's
+ * subscription events are normalised to it, less the matching: `SubscriptionFacts`), billing
+ * implements the port. Its vocabularies are billing's (statuses, intervals), imported as types.
  */
 export interface ProviderSubscriptionSync {
   provider: ProviderName;
@@ -21,8 +26,8 @@ export interface ProviderSubscriptionSync {
    * the one `providerPriceId` maps to. Never taken from metadata (buyers can set metadata).
    */
   planId: string | null;
-  status: 'trialing' | 'active' | 'past_due' | 'canceled';
-  interval: 'monthly' | 'yearly' | null;
+  status: SubscriptionStatus;
+  interval: (typeof INTERVALS)[number] | null;
   currentPeriodStart: Date | null;
   currentPeriodEnd: Date | null;
   cancelAtPeriodEnd: boolean;
@@ -33,8 +38,10 @@ export interface ProviderSubscriptionSync {
 }
 
 export interface SubscriptionPort {
-  /** Runs in the webhook's transaction; billing creates/updates the subscription and grants a
-   *  paid period's allowances exactly once. Returns the Tally subscription id. */
-  /** `subscriptionId` null: the price buys no plan (a credit package, say) and there is nothing to sync. */
+  /**
+   * Runs in the webhook's transaction; billing creates/updates the subscription and grants a paid
+   * period's allowances exactly once. Returns the Tally subscription id, or null when the price
+   * buys no plan (a credit package, say) and there is nothing to sync.
+   */
   syncProviderSubscription(trx: Executor, input: ProviderSubscriptionSync): Promise<{ subscriptionId: string | null }>;
 }

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Executor } from '../../db/database.js';
 import { cursorBefore, cursorColumn } from '../../db/paging.js';
 import { type PageRequest } from '../../core/paging.js';
-import type { ProviderName } from './payments.js';
+import type { ProviderName } from './payments.provider.js';
 
 /**
  * SQL for payments. Functions take the executor first (the caller owns the transaction). Column

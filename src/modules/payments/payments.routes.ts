@@ -20,13 +20,13 @@ import {
   MATCH_STATUSES,
   Payment,
   PAYMENT_STATUSES,
-  PROVIDERS,
   ProviderParam,
   ResolveBody,
   WEBHOOK_STATUSES,
   WebhookAck,
   WebhookEvent,
 } from './payments.js';
+import { PROVIDERS } from './payments.provider.js';
 import type { PaymentsService } from './payments.service.js';
 
 const Id = Type.Object({ id: IdParam }, { additionalProperties: false });
@@ -57,10 +57,10 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: RouteDeps, pay
         await throttle?.check(request);
         const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
         try {
-          const answer = await payments.receiveWebhook(params.provider, raw, request.headers);
+          const answer = await payments.webhooks.receive(params.provider, raw, request.headers);
           return { status: answer.status, body: answer.body };
         } catch (err) {
-          // 400 is a delivery that failed verification (the only 4xx receiveWebhook raises).
+          // 400 is a delivery that failed verification (the only 4xx the webhook pipeline raises).
           if (throttle && err instanceof DomainError && err.code === 'invalid_request') {
             const spent = await throttle.fail(request);
             if (spent.exceeded) throw throttle.limited(spent.retryAfter);
@@ -129,7 +129,7 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: RouteDeps, pay
     params: Id,
     body: ResolveBody,
     response: { 200: Payment, 404: ErrorResponse, 409: ErrorResponse },
-    handler: async (_ctx, { params, body }) => ok(await payments.resolve(params.id, body.user_id, body.add_alias ?? false, body.credits)),
+    handler: async (_ctx, { params, body }) => ok(await payments.purchases.resolve(params.id, body.user_id, body.add_alias ?? false, body.credits)),
   });
 
   defineRoute(app, deps, {
@@ -200,7 +200,7 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: RouteDeps, pay
     auth: 'service',
     body: CreditPackageCreate,
     response: { 201: CreditPackage, 409: ErrorResponse },
-    handler: async (ctx, { body }) => created(await payments.createPackage(ctx.db, body)),
+    handler: async (ctx, { body }) => created(await payments.catalogue.createPackage(ctx.db, body)),
   });
   defineRoute(app, deps, {
     method: 'GET',
@@ -210,7 +210,7 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: RouteDeps, pay
     auth: 'service',
     query: ListQuery,
     response: { 200: listOf(CreditPackage) },
-    handler: async (ctx, { query }) => ok(await payments.packages(ctx.db, pageRequest(query))),
+    handler: async (ctx, { query }) => ok(await payments.catalogue.packages(ctx.db, pageRequest(query))),
   });
   defineRoute(app, deps, {
     method: 'GET',
@@ -220,7 +220,7 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: RouteDeps, pay
     auth: 'service',
     params: Id,
     response: { 200: CreditPackage, 404: ErrorResponse },
-    handler: async (ctx, { params }) => ok(await payments.getPackage(ctx.db, params.id)),
+    handler: async (ctx, { params }) => ok(await payments.catalogue.getPackage(ctx.db, params.id)),
   });
   defineRoute(app, deps, {
     method: 'PATCH',
@@ -231,7 +231,7 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: RouteDeps, pay
     params: Id,
     body: CreditPackagePatch,
     response: { 200: CreditPackage, 404: ErrorResponse },
-    handler: async (ctx, { params, body }) => ok(await payments.updatePackage(ctx.db, params.id, body)),
+    handler: async (ctx, { params, body }) => ok(await payments.catalogue.updatePackage(ctx.db, params.id, body)),
   });
   defineRoute(app, deps, {
     method: 'DELETE',
@@ -241,7 +241,7 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: RouteDeps, pay
     auth: 'service',
     params: Id,
     response: { 200: Deleted, 404: ErrorResponse },
-    handler: async (ctx, { params }) => ok(await payments.deletePackage(ctx.db, params.id)),
+    handler: async (ctx, { params }) => ok(await payments.catalogue.deletePackage(ctx.db, params.id)),
   });
 
   // E-mail aliases: other addresses a user pays with (service manages; the user reads).

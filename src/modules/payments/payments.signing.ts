@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import type { Verification } from './payments.js';
+import type { Headers, Verification } from './payments.provider.js';
 
 /** HMAC-SHA256 of the exact bytes, hex. */
 export function hmacHex(secret: string, data: Buffer | string): string {
@@ -14,7 +14,7 @@ export function hexEqual(a: string, b: string): boolean {
 }
 
 /** One header value (Fastify gives arrays for repeated headers; the first counts). */
-export function header(headers: Record<string, string | string[] | undefined>, name: string): string | null {
+export function header(headers: Headers, name: string): string | null {
   const v = headers[name.toLowerCase()];
   const first = Array.isArray(v) ? v[0] : v;
   return first && first.length > 0 ? first : null;

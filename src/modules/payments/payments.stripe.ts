@@ -1,11 +1,9 @@
 import {
   type Json,
-  MalformedEvent,
   type NormalizedEvent,
   type PaymentAction,
   type PaymentFacts,
   type SubscriptionFacts,
-  type Verification,
   num,
   obj,
   required,
@@ -14,8 +12,30 @@ import {
   unixDate,
   bool,
 } from './payments.js';
+import { type PaymentProvider, topLevelId, type Verification } from './payments.provider.js';
 import { isReference } from './payments.reference.js';
-import { hexEqual, hmacHex } from './payments.signing.js';
+import { header, hexEqual, hmacHex } from './payments.signing.js';
+
+/**
+ * Stripe as a plug-in. API versions differ in how they name one payment (since 2025-03-31,
+ * invoices, payment intents and charges no longer name each other): normalisation reports every
+ * id an event names as `refs`, and `invoice_payment.paid` as an `alias` action, so the service
+ * keys a payment by any of them without knowing which version sent it.
+ */
+export const stripe: PaymentProvider<'stripe'> = {
+  name: 'stripe',
+  title: 'Stripe',
+  signatureHeader: 'stripe-signature',
+  settings: 'STRIPE_WEBHOOK_SECRET',
+  verifier(config, clock) {
+    const stripeConfig = config?.stripe;
+    if (!config || !stripeConfig) return null;
+    return (raw, headers) => verifyStripe(raw, header(headers, 'stripe-signature'), stripeConfig.webhookSecrets, config.toleranceSeconds, clock());
+  },
+  normalize: (payload) => normalizeStripe(payload),
+  eventIdOf: topLevelId,
+  eventTypeOf: (payload) => ((payload ?? {}) as Record<string, unknown>)['type'],
+};
 
 /**
  * Stripe's scheme: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>…][,v0=…]`, where each v1 is
@@ -317,5 +337,3 @@ function subscriptionFacts(s: Json, deleted: boolean): SubscriptionFacts {
     metadata,
   };
 }
-
-export { MalformedEvent };

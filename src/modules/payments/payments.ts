@@ -1,13 +1,12 @@
 import { Type } from 'typebox';
 import { Email, IdParam, isoOrNull, iso, Metadata, NullableTimestamp, Timestamp } from '../../core/schemas.js';
 import type { ProviderSubscriptionSync } from './payments.ports.js';
+import { PROVIDERS, type ProviderName } from './payments.provider.js';
 
 // ---------------------------------------------------------------------------------------------
-// Domain: providers, lifecycles, and what a webhook event means once normalised.
+// Domain: lifecycles, and what a webhook event means once normalised (the providers themselves:
+// payments.provider.ts).
 // ---------------------------------------------------------------------------------------------
-
-export const PROVIDERS = ['stripe', 'paypal', 'creem', 'lemonsqueezy'] as const;
-export type ProviderName = (typeof PROVIDERS)[number];
 
 /** created → requires_action → processing → succeeded | failed, then refunded | disputed. */
 export const PAYMENT_STATUSES = ['created', 'requires_action', 'processing', 'succeeded', 'failed', 'refunded', 'disputed'] as const;
@@ -90,9 +89,6 @@ export interface NormalizedEvent {
   /** Empty: an event type Tally does not act on (answered 200, logged as ignored). */
   actions: PaymentAction[];
 }
-
-/** The outcome of verifying a delivery: a value, not an exception (STYLE.md). */
-export type Verification = { ok: true; payload: unknown } | { ok: false; reason: string };
 
 // ---------------------------------------------------------------------------------------------
 // Small parsing helpers shared by the provider files (payloads are untrusted shapes even when

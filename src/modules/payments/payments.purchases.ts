@@ -1,0 +1,191 @@
+import type { Db, Executor } from '../../db/database.js';
+import { errors } from '../../core/errors.js';
+import { newId } from '../../lib/ids.js';
+import type { Catalogue, Purchase } from './payments.catalogue.js';
+import { isSettled, paymentBody, type PaymentFacts, type PaymentStatus } from './payments.js';
+import type { PaymentsLedger } from './payments.ledger.js';
+import type { Match, Matcher } from './payments.matching.js';
+import type { ProviderName } from './payments.provider.js';
+import { claimKey } from './payments.refs.js';
+import * as repo from './payments.repository.js';
+import type { Subscriptions } from './payments.subscriptions.js';
+
+type Row = Record<string, unknown>;
+
+/**
+ * A payment's life: recorded once per provider payment (whatever ids events name it by), matched
+ * to who paid, priced from the catalogue, and granted once — or left in the unmatched queue for an
+ * operator to resolve. Once succeeded, a payment never fulfils again: events repeating it find the
+ * row settled and do nothing.
+ */
+export class Purchases {
+  constructor(
+    private readonly db: Db,
+    private readonly matcher: Matcher,
+    private readonly catalogue: Catalogue,
+    private readonly ledger: PaymentsLedger,
+    private readonly subscriptions: Subscriptions,
+    private readonly clock: () => Date,
+  ) {}
+
+  /** A provider's word about a payment (in the webhook's transaction). */
+  async apply(trx: Executor, provider: ProviderName, eventId: string, p: PaymentFacts, payload: unknown): Promise<string> {
+    // The row is keyed by the first id any event named for this payment (payment_refs).
+    const key = await claimKey(trx, provider, p.providerPaymentId, p.refs ?? []);
+    const { row, created } = await repo.paymentClaim(trx, {
+      id: newId('payment'),
+      provider,
+      provider_payment_id: key,
+      provider_customer_id: p.providerCustomerId,
+      status: 'created',
+      amount: p.amount,
+      currency: p.currency,
+      email: p.email,
+      match_status: 'unmatched',
+      receipt_url: p.receiptUrl,
+      description: p.description,
+      metadata: JSON.stringify(p.metadata),
+      raw_payload: JSON.stringify(payload ?? null),
+    });
+    const id = String(row['id']);
+    const current = row['status'] as PaymentStatus;
+    if (isSettled(current)) return `payment ${id} already ${current}${created ? '' : ' (seen before)'}`;
+
+    const ref = this.matcher.reference(p.metadata);
+    const match: Match | null = row['user_id']
+      ? { userId: String(row['user_id']), by: (row['matched_by'] ?? 'metadata') as Match['by'] }
+      : await this.matcher.match(trx, provider, p);
+    const customerId = match && p.providerCustomerId && this.matcher.canLink(match.by) ? await this.matcher.link(trx, provider, p.providerCustomerId, match.userId, p.email) : null;
+    const base = {
+      status: p.status,
+      amount: p.amount,
+      currency: p.currency,
+      email: p.email ?? row['email'] ?? null,
+      receipt_url: p.receiptUrl ?? row['receipt_url'] ?? null,
+      raw_payload: JSON.stringify(payload ?? null),
+      ...(match ? { user_id: match.userId, match_status: row['match_status'] === 'resolved' ? 'resolved' : 'matched', matched_by: match.by, customer_id: customerId } : {}),
+    };
+    if (p.status !== 'succeeded') {
+      await repo.paymentUpdate(trx, id, base);
+      return `payment ${id} ${p.status}`;
+    }
+
+    const priced = await this.catalogue.purchaseOf(trx, provider, p, ref);
+    const purchase = priced.purchase;
+    // What it buys is frozen on the row now: a package changed or deleted later changes nothing.
+    const bought = {
+      credits: priced.ok ? purchase.credits : 0,
+      package_id: purchase.packageId,
+      plan_id: priced.ok ? purchase.planId : null,
+      credit_class: purchase.class,
+      credits_expire_days: purchase.expireDays,
+      provider_price_id: p.priceIds[0] ?? null,
+      processed_at: this.clock(),
+    };
+    if (!priced.ok) {
+      // A price that does not match (or a payment that buys nothing): never a grant. It waits in
+      // the unmatched queue, without a user, for an admin to resolve (and decide the credits).
+      const who = match ? ` (the payment names ${match.userId}, matched by ${match.by})` : '';
+      await repo.paymentUpdate(trx, id, {
+        ...base,
+        ...bought,
+        user_id: null,
+        match_status: 'unmatched',
+        matched_by: null,
+        customer_id: null,
+        unmatched_reason: `${priced.reason}${who}`.slice(0, 500),
+      });
+      return `payment ${id} succeeded; ${priced.reason} — waiting in the unmatched queue`;
+    }
+    const updated = await repo.paymentUpdate(trx, id, { ...base, ...bought, unmatched_reason: match ? null : 'no user matched' });
+    if (!match) return `payment ${id} succeeded; no user matched — waiting in the unmatched queue`;
+    return this.fulfil(trx, provider, eventId, updated, purchase, p);
+  }
+
+  /**
+   * The unmatched queue: assigns a payment to a user and grants what it was priced at (frozen on
+   * its row), or `creditsOverride` instead — once, whatever retries, and even racing a webhook
+   * (the ledger's idempotency key is the payment's). Opens its own transaction.
+   */
+  async resolve(paymentId: string, userId: string, addAlias: boolean, creditsOverride?: number) {
+    return this.db.transaction().execute(async (trx) => {
+      const row = await repo.paymentLock(trx, paymentId);
+      if (!row) throw errors.notFound('Payment', paymentId);
+      if (row['match_status'] !== 'unmatched') {
+        throw errors.invalidState(`Payment ${paymentId} is already ${String(row['match_status'])}`, { match_status: row['match_status'] });
+      }
+      if (row['status'] !== 'succeeded' || Number(row['amount_refunded']) > 0) {
+        throw errors.invalidState(`Payment ${paymentId} is ${String(row['status'])}${Number(row['amount_refunded']) > 0 ? ' (partly refunded)' : ''}; only a succeeded payment can be resolved`, { status: row['status'] });
+      }
+      if (!(await repo.userExists(trx, userId))) throw errors.notFound('User', userId);
+      const provider = row['provider'] as ProviderName;
+      const providerCustomerId = (row['provider_customer_id'] as string | null) ?? null;
+      const customerId = providerCustomerId ? await this.matcher.link(trx, provider, providerCustomerId, userId, (row['email'] as string | null) ?? null) : null;
+      if (addAlias && row['email']) await repo.aliasInsert(trx, { id: newId('emailAlias'), user_id: userId, email: String(row['email']), note: `payment ${paymentId}` });
+      const updated = await repo.paymentUpdate(trx, paymentId, {
+        user_id: userId,
+        match_status: 'resolved',
+        matched_by: 'admin',
+        customer_id: customerId,
+        unmatched_reason: null,
+        ...(creditsOverride !== undefined ? { credits: creditsOverride } : {}),
+      });
+      const full = await repo.paymentLock(trx, paymentId);
+      // Exactly what the payment was priced at when paid (frozen on its row): a package changed
+      // or deleted since changes nothing.
+      const days = updated['credits_expire_days'];
+      await this.fulfil(trx, provider, `resolve:${paymentId}`, full!, {
+        credits: Number(updated['credits']),
+        class: (updated['credit_class'] as string | null) ?? 'default',
+        expireDays: days === null || days === undefined ? null : Number(days),
+        packageId: (updated['package_id'] as string | null) ?? null,
+        planId: (updated['plan_id'] as string | null) ?? null,
+        interval: null,
+      }, { providerCustomerId, priceIds: updated['provider_price_id'] ? [String(updated['provider_price_id'])] : [] });
+      return paymentBody((await repo.paymentFind(trx, paymentId))!);
+    });
+  }
+
+  /** Grants what a matched, succeeded payment bought (credits exactly once; a plan through billing). */
+  private async fulfil(
+    trx: Executor,
+    provider: ProviderName,
+    eventId: string,
+    payment: Row,
+    purchase: Purchase,
+    p: Pick<PaymentFacts, 'providerCustomerId' | 'priceIds'>,
+  ): Promise<string> {
+    const id = String(payment['id']);
+    const userId = String(payment['user_id']);
+    const providerPaymentId = String(payment['provider_payment_id']);
+    const outcomes: string[] = [];
+    if (purchase.credits > 0) {
+      const grant = await this.ledger.grant(trx, userId, { id, provider, providerPaymentId }, purchase);
+      await repo.paymentUpdate(trx, id, { grant_transaction_id: grant.transactionId, grant_id: grant.grantId });
+      outcomes.push(`payment ${id} granted ${purchase.credits} credits to ${userId}`);
+    }
+    if (purchase.planId) {
+      // A one-time payment that bought a plan: billing's port, as a subscription keyed by the payment.
+      outcomes.push(
+        await this.subscriptions.sync(trx, {
+          provider,
+          eventId,
+          userId,
+          providerSubscriptionId: providerPaymentId,
+          providerCustomerId: p.providerCustomerId,
+          providerPriceId: p.priceIds[0] ?? null,
+          planId: purchase.planId,
+          status: 'active',
+          interval: purchase.interval,
+          currentPeriodStart: null,
+          currentPeriodEnd: null,
+          cancelAtPeriodEnd: false,
+          canceledAt: null,
+          trialEnd: null,
+          periodPaid: true,
+        }),
+      );
+    }
+    return outcomes.length > 0 ? outcomes.join('; ') : `payment ${id} succeeded; it buys nothing (no credits, package, plan or credit price)`;
+  }
+}
