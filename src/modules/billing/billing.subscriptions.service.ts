@@ -15,12 +15,11 @@ import {
   priceOf,
   type Provider,
   type SubscriptionCreateBody,
-  subscriptionBody,
+  subscriptionOf,
   type SubscriptionStatus,
 } from './billing.js';
 import { addMonths, allowanceWindowAt, type AllowanceWindow, type Interval, monthsOf, windowAt } from './billing.periods.js';
 
-type Row = Record<string, unknown>;
 type Plan = Awaited<ReturnType<CatalogService['requirePlan']>>;
 type SubRow = {
   id: string;
@@ -153,7 +152,7 @@ export class SubscriptionsService {
       .where('s.id', '=', id)
       .executeTakeFirst();
     if (!row) throw errors.notFound('Subscription', id);
-    return subscriptionBody(row as Row, Boolean(row.plan_payg));
+    return subscriptionOf(row);
   }
 
   /** A subscription as `principal` may see it: all for the service, one's own for a user, else 404. */
@@ -174,7 +173,7 @@ export class SubscriptionsService {
       .orderBy('s.id', 'desc')
       .limit(200)
       .execute();
-    return rows.map((r) => subscriptionBody(r as Row, Boolean(r.plan_payg)));
+    return rows.map(subscriptionOf);
   }
 
   async update(trx: Executor, id: string, patch: { pay_as_you_go?: boolean | null; metadata?: Record<string, unknown> }) {
