@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reconcile } from '../src/modules/credits/credits.reconcile.js';
+import type { ProviderSubscriptionSync } from '../src/modules/billing/billing.subscriptions.service.js';
 import { client } from './support/client.js';
 import { makeUser, signUp } from './support/fixtures.js';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';
@@ -365,6 +366,61 @@ describe(`billing: plans, subscriptions, usage events (${TARGET})`, () => {
     expect((await balance(u.id)).grants.filter((g: Grant) => g.source === 'allowance')).toEqual([
       expect.objectContaining({ remaining: 100, expires_at: '2026-11-01T00:00:00.000Z' }),
     ]);
+    expect((await reconcile(app.database)).drift).toEqual([]);
+  });
+
+  it("a provider's subscription replaces the free one, renews only on a paid period, and is never revived once canceled", async () => {
+    at('2027-01-01T00:00:00.000Z');
+    expect((await post('/v1/plans', { slug: 'starter', name: 'Starter', allowances: [{ class: 'Usage', amount: 20 }] })).status).toBe(201);
+    const u = await makeUser(app);
+    const free = (await post('/v1/subscriptions', { user_id: u.id, plan_id: 'starter' })).body;
+    // What payments hands billing (payments.ports.ts), in the webhook's transaction.
+    const sync = (facts: Partial<ProviderSubscriptionSync>) =>
+      app.database.db.transaction().execute((trx) =>
+        app.services.billing.subscriptions.syncProviderSubscription(trx, {
+          provider: 'stripe', eventId: `evt_${hash()}`, providerSubscriptionId: 'sub_live_1', providerCustomerId: 'cus_1', userId: u.id,
+          providerPriceId: 'price_pro_m', planId: null, status: 'active', interval: null, currentPeriodStart: now,
+          currentPeriodEnd: new Date('2027-02-01T00:00:00.000Z'), cancelAtPeriodEnd: false, canceledAt: null, trialEnd: null, periodPaid: true,
+          ...facts,
+        }),
+      );
+    // A price that buys no plan has nothing to sync.
+    expect(await sync({ providerSubscriptionId: 'sub_pkg', providerPriceId: 'price_of_a_package' })).toEqual({ subscriptionId: null });
+    const { subscriptionId } = await sync({});
+    expect((await svc.get(`/v1/subscriptions/${free.id}`)).body).toMatchObject({ status: 'canceled', ended_at: '2027-01-01T00:00:00.000Z' });
+    expect((await svc.get(`/v1/subscriptions/${subscriptionId}`)).body).toMatchObject({
+      plan_id: 'plan_pro', status: 'active', provider: 'stripe', provider_subscription_id: 'sub_live_1', provider_customer_id: 'cus_1',
+      current_period_end: '2027-02-01T00:00:00.000Z',
+    });
+    const allowances = async () =>
+      (await balance(u.id)).grants.filter((g: Grant) => g.source !== 'signup_bonus').map((g: Grant) => `${g.source}/${g.class}/${g.remaining}/${g.expires_at}`).sort();
+    expect(await allowances()).toEqual(['allowance/BC/10/2027-02-01T00:00:00.000Z', 'allowance/Usage/100/2027-02-01T00:00:00.000Z']);
+    // The same event again grants nothing twice.
+    await sync({});
+    expect(await allowances()).toHaveLength(2);
+    // A paid invoice for the next period renews it (Usage rolls over one cycle, BC expires).
+    at('2027-02-01T00:10:00.000Z');
+    await sync({ currentPeriodStart: new Date('2027-02-01T00:00:00.000Z'), currentPeriodEnd: new Date('2027-03-01T00:00:00.000Z') });
+    expect((await svc.get(`/v1/subscriptions/${subscriptionId}`)).body).toMatchObject({ status: 'active', current_period_start: '2027-02-01T00:00:00.000Z' });
+    await app.services.billing.subscriptions.runDue(now);
+    expect(await allowances()).toEqual([
+      'allowance/BC/10/2027-03-01T00:00:00.000Z',
+      'allowance/Usage/100/2027-03-01T00:00:00.000Z',
+      'rollover/Usage/100/2027-03-01T00:00:00.000Z',
+    ]);
+    // No paid renewal: the scheduler never renews a provider's subscription; 3 days on, past_due.
+    at('2027-03-02T00:00:00.000Z');
+    await app.services.billing.subscriptions.runDue(now);
+    expect((await svc.get(`/v1/subscriptions/${subscriptionId}`)).body).toMatchObject({ status: 'active', current_period_start: '2027-02-01T00:00:00.000Z' });
+    at('2027-03-04T00:00:00.000Z');
+    await app.services.billing.subscriptions.runDue(now);
+    expect((await svc.get(`/v1/subscriptions/${subscriptionId}`)).body.status).toBe('past_due');
+    // Canceled at the provider: ended, and a late event never brings it back.
+    await sync({ status: 'canceled', canceledAt: now, periodPaid: false });
+    await sync({ status: 'active', periodPaid: true, currentPeriodStart: new Date('2027-03-01T00:00:00.000Z'), currentPeriodEnd: new Date('2027-04-01T00:00:00.000Z') });
+    expect((await svc.get(`/v1/subscriptions/${subscriptionId}`)).body).toMatchObject({ status: 'canceled', ended_at: '2027-03-04T00:00:00.000Z' });
+    // No allowance is left; the rollover February's paid window earned keeps its own end.
+    expect(await allowances()).toEqual(['rollover/Usage/100/2027-04-01T00:00:00.000Z']);
     expect((await reconcile(app.database)).drift).toEqual([]);
   });
 });

@@ -19,6 +19,13 @@ import {
 export const SCRIPT_MARKER = '/*tally:script*/';
 
 /**
+ * int8 as a JS number, as src/db/postgres.ts parses it for node-postgres: PGlite's own parser
+ * gives a number only up to 2^53 and a BigInt above, so the same column could come back as two
+ * types (and a BigInt cannot be serialised to JSON). Credits stay far below 2^53.
+ */
+const PARSERS = { 20: (v: string) => Number(v) };
+
+/**
  * A Kysely dialect for PGlite. PGlite is one connection on the main thread, so the driver hands
  * that connection to one user at a time: Kysely acquires a connection for a single query or for
  * a whole transaction, and everyone else waits in a FIFO queue. Without this, two concurrent
@@ -104,7 +111,7 @@ class PGliteConnection implements DatabaseConnection {
       await this.pglite.exec(compiled.sql);
       return { rows: [] };
     }
-    const result = await this.pglite.query<R>(compiled.sql, compiled.parameters as unknown[]);
+    const result = await this.pglite.query<R>(compiled.sql, compiled.parameters as unknown[], { parsers: PARSERS });
     const affected = result.affectedRows;
     return {
       rows: result.rows,

@@ -5,14 +5,31 @@ import type { BillingConfig } from '../../config/config.js';
 import { compileFormula, type Formula } from './cost-formula.js';
 import {
   type CostModelBody,
-  costModelBody,
+  costModelOf,
   type CostModelUpdateBody,
   type PlanCreateBody,
-  planBody,
+  planOf,
   type PlanUpdateBody,
+  type PlanView,
 } from './billing.js';
-
-type Row = Record<string, unknown>;
+import {
+  costModelFind,
+  costModelInsert,
+  costModelList,
+  costModelUpdate,
+  planAllowancesReplace,
+  planFind,
+  planFindClash,
+  planFindNameClash,
+  planInsert,
+  planList,
+  planLockForUpdate,
+  planPartsOf,
+  planPriceFind,
+  planPriceFindTaken,
+  planPricesReplace,
+  planUpdate,
+} from './billing.catalog.repository.js';
 
 const noInterval = () =>
   errors.invalidRequest('A plan must offer at least one billing interval (price_monthly or price_yearly not null)', { field: 'price_monthly' });
@@ -46,36 +63,29 @@ export class CatalogService {
   async createPlan(db: Executor, body: Static<typeof PlanCreateBody>) {
     this.checkPlan(body);
     const id = body.id ?? `plan_${body.slug}`;
-    const clash = await db
-      .selectFrom('plans')
-      .select(['id', 'slug', 'name'])
-      .where((eb) => eb.or([eb('id', '=', id), eb('slug', '=', body.slug), eb('name', '=', body.name)]))
-      .executeTakeFirst();
+    const clash = await planFindClash(db, { id, slug: body.slug, name: body.name });
     if (clash) {
       const field = clash.id === id ? 'id' : clash.slug === body.slug ? 'slug' : 'name';
       throw errors.conflict(`A plan with this ${field} already exists`, { field });
     }
-    await db
-      .insertInto('plans')
-      .values({
-        id,
-        slug: body.slug,
-        name: body.name,
-        description: body.description ?? null,
-        pool_mode: body.pool_mode ?? 'hybrid',
-        pay_as_you_go: body.pay_as_you_go ?? false,
-        overage_unit_amount: body.overage_unit_amount ?? '0',
-        usage_bonus_rate: String(body.usage_bonus_rate ?? 0),
-        trial_days: body.trial_days ?? 1,
-        ...pricesOf(body),
-        currency: body.currency ?? 'usd',
-        features: JSON.stringify(body.features ?? []),
-        limits: JSON.stringify(body.limits ?? {}),
-        metadata: JSON.stringify(body.metadata ?? {}),
-        is_active: body.is_active ?? true,
-        sort_order: body.sort_order ?? 0,
-      })
-      .execute();
+    await planInsert(db, {
+      id,
+      slug: body.slug,
+      name: body.name,
+      description: body.description ?? null,
+      pool_mode: body.pool_mode ?? 'hybrid',
+      pay_as_you_go: body.pay_as_you_go ?? false,
+      overage_unit_amount: body.overage_unit_amount ?? '0',
+      usage_bonus_rate: String(body.usage_bonus_rate ?? 0),
+      trial_days: body.trial_days ?? 1,
+      ...pricesOf(body),
+      currency: body.currency ?? 'usd',
+      features: JSON.stringify(body.features ?? []),
+      limits: JSON.stringify(body.limits ?? {}),
+      metadata: JSON.stringify(body.metadata ?? {}),
+      is_active: body.is_active ?? true,
+      sort_order: body.sort_order ?? 0,
+    });
     await this.replaceAllowances(db, id, body.allowances ?? []);
     await this.replacePrices(db, id, body.prices ?? []);
     return (await this.getPlan(db, id))!;
@@ -83,12 +93,7 @@ export class CatalogService {
 
   async updatePlan(db: Executor, idOrSlug: string, body: Static<typeof PlanUpdateBody>) {
     this.checkPlan(body);
-    const existing = await db
-      .selectFrom('plans')
-      .select(['id', 'price_monthly', 'price_yearly'])
-      .where((eb) => eb.or([eb('id', '=', idOrSlug), eb('slug', '=', idOrSlug)]))
-      .forUpdate()
-      .executeTakeFirst();
+    const existing = await planLockForUpdate(db, idOrSlug);
     if (!existing) throw errors.notFound('Plan', idOrSlug);
     const id = existing.id;
     // A price of null withdraws an interval; at least one must stay on offer.
@@ -96,65 +101,65 @@ export class CatalogService {
     const yearly = body.price_yearly !== undefined ? body.price_yearly : existing.price_yearly;
     if (monthly === null && yearly === null) throw noInterval();
     if (body.name !== undefined) {
-      const clash = await db.selectFrom('plans').select('id').where('name', '=', body.name).where('id', '<>', id).executeTakeFirst();
+      const clash = await planFindNameClash(db, body.name, id);
       if (clash) throw errors.conflict('A plan with this name already exists', { field: 'name' });
     }
-    const set: Record<string, unknown> = {};
-    for (const k of ['name', 'description', 'pool_mode', 'pay_as_you_go', 'overage_unit_amount', 'trial_days', 'price_monthly', 'price_yearly', 'currency', 'is_active', 'sort_order'] as const) {
-      if (body[k] !== undefined) set[k] = body[k];
-    }
-    if (body.usage_bonus_rate !== undefined) set['usage_bonus_rate'] = String(body.usage_bonus_rate);
-    for (const k of ['features', 'limits', 'metadata'] as const) if (body[k] !== undefined) set[k] = JSON.stringify(body[k]);
-    if (Object.keys(set).length > 0) await db.updateTable('plans').set(set).where('id', '=', id).execute();
+    const json = (v: unknown) => (v === undefined ? undefined : JSON.stringify(v));
+    await planUpdate(db, id, {
+      name: body.name,
+      description: body.description,
+      pool_mode: body.pool_mode,
+      pay_as_you_go: body.pay_as_you_go,
+      overage_unit_amount: body.overage_unit_amount,
+      trial_days: body.trial_days,
+      price_monthly: body.price_monthly,
+      price_yearly: body.price_yearly,
+      currency: body.currency,
+      is_active: body.is_active,
+      sort_order: body.sort_order,
+      usage_bonus_rate: body.usage_bonus_rate === undefined ? undefined : String(body.usage_bonus_rate),
+      features: json(body.features),
+      limits: json(body.limits),
+      metadata: json(body.metadata),
+    });
     // Allowance changes apply from the next window each subscription opens; open windows keep theirs.
     if (body.allowances !== undefined) await this.replaceAllowances(db, id, body.allowances);
     if (body.prices !== undefined) await this.replacePrices(db, id, body.prices);
     return (await this.getPlan(db, id))!;
   }
 
-  async getPlan(db: Executor, idOrSlug: string) {
-    const plan = await db
-      .selectFrom('plans')
-      .selectAll()
-      .where((eb) => eb.or([eb('id', '=', idOrSlug), eb('slug', '=', idOrSlug)]))
-      .executeTakeFirst();
+  async getPlan(db: Executor, idOrSlug: string): Promise<PlanView | null> {
+    const plan = await planFind(db, idOrSlug);
     if (!plan) return null;
-    const [allowances, prices] = await Promise.all([
-      db.selectFrom('plan_allowances').selectAll().where('plan_id', '=', plan.id).orderBy('class').orderBy('window').execute(),
-      db.selectFrom('plan_prices').selectAll().where('plan_id', '=', plan.id).orderBy('provider').orderBy('provider_price_id').execute(),
-    ]);
-    return planBody(plan as Row, allowances as Row[], prices as Row[]);
+    const { allowances, prices } = await planPartsOf(db, [plan.id]);
+    return planOf(plan, allowances, prices);
   }
 
-  async requirePlan(db: Executor, idOrSlug: string) {
+  async requirePlan(db: Executor, idOrSlug: string): Promise<PlanView> {
     const plan = await this.getPlan(db, idOrSlug);
     if (!plan) throw errors.notFound('Plan', idOrSlug);
     return plan;
   }
 
-  async listPlans(db: Executor, opts: { includeInactive: boolean }) {
-    let q = db.selectFrom('plans').selectAll().orderBy('sort_order').orderBy('created_at').orderBy('id');
-    if (!opts.includeInactive) q = q.where('is_active', '=', true);
-    const plans = await q.limit(500).execute();
+  async listPlans(db: Executor, opts: { includeInactive: boolean }): Promise<PlanView[]> {
+    const plans = await planList(db, opts);
     if (plans.length === 0) return [];
-    const ids = plans.map((p) => p.id);
-    const [allowances, prices] = await Promise.all([
-      db.selectFrom('plan_allowances').selectAll().where('plan_id', 'in', ids).orderBy('class').orderBy('window').execute(),
-      db.selectFrom('plan_prices').selectAll().where('plan_id', 'in', ids).orderBy('provider').orderBy('provider_price_id').execute(),
-    ]);
+    const { allowances, prices } = await planPartsOf(
+      db,
+      plans.map((p) => p.id),
+    );
     return plans.map((p) =>
-      planBody(p as Row, allowances.filter((a) => a.plan_id === p.id) as Row[], prices.filter((x) => x.plan_id === p.id) as Row[]),
+      planOf(
+        p,
+        allowances.filter((a) => a.plan_id === p.id),
+        prices.filter((x) => x.plan_id === p.id),
+      ),
     );
   }
 
   /** The plan a provider price buys (payments). */
   async planByProviderPrice(db: Executor, provider: string, providerPriceId: string) {
-    return db
-      .selectFrom('plan_prices')
-      .select(['plan_id', 'billing_interval'])
-      .where('provider', '=', provider)
-      .where('provider_price_id', '=', providerPriceId)
-      .executeTakeFirst();
+    return planPriceFind(db, provider, providerPriceId);
   }
 
   private checkPlan(body: Static<typeof PlanUpdateBody>): void {
@@ -181,93 +186,66 @@ export class CatalogService {
   }
 
   private async replaceAllowances(db: Executor, planId: string, allowances: NonNullable<Static<typeof PlanCreateBody>['allowances']>) {
-    await db.deleteFrom('plan_allowances').where('plan_id', '=', planId).execute();
-    if (allowances.length === 0) return;
-    await db
-      .insertInto('plan_allowances')
-      .values(
-        allowances.map((a) => ({
-          plan_id: planId,
-          class: a.class,
-          amount: a.amount,
-          window: a.window ?? 'monthly',
-          rollover_policy: a.rollover_policy ?? 'none',
-        })),
-      )
-      .execute();
+    await planAllowancesReplace(
+      db,
+      planId,
+      allowances.map((a) => ({ class: a.class, amount: a.amount, window: a.window ?? 'monthly', rollover_policy: a.rollover_policy ?? 'none' })),
+    );
   }
 
   private async replacePrices(db: Executor, planId: string, prices: NonNullable<Static<typeof PlanCreateBody>['prices']>) {
-    const taken = prices.length
-      ? await db
-          .selectFrom('plan_prices')
-          .select(['provider', 'provider_price_id', 'plan_id'])
-          .where('plan_id', '<>', planId)
-          .where((eb) => eb.or(prices.map((p) => eb.and([eb('provider', '=', p.provider), eb('provider_price_id', '=', p.provider_price_id)]))))
-          .executeTakeFirst()
-      : undefined;
+    const taken = await planPriceFindTaken(db, planId, prices);
     if (taken) {
       throw errors.conflict(`Price ${taken.provider}/${taken.provider_price_id} already buys plan ${taken.plan_id}`, {
         field: 'prices',
       });
     }
-    await db.deleteFrom('plan_prices').where('plan_id', '=', planId).execute();
-    if (prices.length === 0) return;
-    await db
-      .insertInto('plan_prices')
-      .values(prices.map((p) => ({ plan_id: planId, provider: p.provider, provider_price_id: p.provider_price_id, billing_interval: p.billing_interval })))
-      .execute();
+    await planPricesReplace(
+      db,
+      planId,
+      prices.map((p) => ({ provider: p.provider, provider_price_id: p.provider_price_id, billing_interval: p.billing_interval })),
+    );
   }
 
   // ---- cost models ---------------------------------------------------------------------------
 
   async createCostModel(db: Executor, body: Static<typeof CostModelBody>) {
     const fields = this.checkCostModel(body);
-    const clash = await db.selectFrom('cost_models').select('metric').where('metric', '=', body.metric).executeTakeFirst();
+    const clash = await costModelFind(db, body.metric);
     if (clash) throw errors.conflict(`A cost model for "${body.metric}" already exists`, { field: 'metric' });
     const defaultQuota = this.config.freeQuotaMetrics.includes(body.metric) ? this.config.dailyFreeQuota : 0;
-    const row = await db
-      .insertInto('cost_models')
-      .values({
-        metric: body.metric,
-        unit: fields.unit ?? 'unit',
-        formula: fields.formula ?? 'quantity * base_rate',
-        base_rate: fields.base_rate ?? '1',
-        class: fields.class ?? 'Usage',
-        daily_free_quota: fields.daily_free_quota ?? defaultQuota,
-        currency: fields.currency ?? 'usd',
-        metadata: JSON.stringify(fields.metadata ?? {}),
-        is_active: fields.is_active ?? true,
-      })
-      .returningAll()
-      .executeTakeFirstOrThrow();
-    return costModelBody(row as Row);
+    const row = await costModelInsert(db, {
+      metric: body.metric,
+      unit: fields.unit ?? 'unit',
+      formula: fields.formula ?? 'quantity * base_rate',
+      base_rate: fields.base_rate ?? '1',
+      class: fields.class ?? 'Usage',
+      daily_free_quota: fields.daily_free_quota ?? defaultQuota,
+      currency: fields.currency ?? 'usd',
+      metadata: JSON.stringify(fields.metadata ?? {}),
+      is_active: fields.is_active ?? true,
+    });
+    return costModelOf(row);
   }
 
   async updateCostModel(db: Executor, metric: string, body: Static<typeof CostModelUpdateBody>) {
     const fields = this.checkCostModel(body);
-    const set: Record<string, unknown> = { ...fields };
-    if (fields.metadata !== undefined) set['metadata'] = JSON.stringify(fields.metadata);
-    if (Object.keys(set).length === 0) {
-      const row = await db.selectFrom('cost_models').selectAll().where('metric', '=', metric).executeTakeFirst();
-      if (!row) throw errors.notFound('Cost model', metric);
-      return costModelBody(row as Row);
-    }
-    const row = await db.updateTable('cost_models').set(set).where('metric', '=', metric).returningAll().executeTakeFirst();
+    const { metadata, ...rest } = fields;
+    const set = { ...rest, metadata: metadata === undefined ? undefined : JSON.stringify(metadata) };
+    // Nothing to set: no write (no updated_at bump), the model as it is.
+    const row = Object.values(set).every((v) => v === undefined) ? await costModelFind(db, metric) : await costModelUpdate(db, metric, set);
     if (!row) throw errors.notFound('Cost model', metric);
-    return costModelBody(row as Row);
+    return costModelOf(row);
   }
 
   async listCostModels(db: Executor, opts: { includeInactive: boolean }) {
-    let q = db.selectFrom('cost_models').selectAll().orderBy('metric');
-    if (!opts.includeInactive) q = q.where('is_active', '=', true);
-    return (await q.limit(1000).execute()).map((r) => costModelBody(r as Row));
+    return (await costModelList(db, opts)).map(costModelOf);
   }
 
   async getCostModel(db: Executor, metric: string) {
-    const row = await db.selectFrom('cost_models').selectAll().where('metric', '=', metric).executeTakeFirst();
+    const row = await costModelFind(db, metric);
     if (!row) throw errors.notFound('Cost model', metric);
-    return costModelBody(row as Row);
+    return costModelOf(row);
   }
 
   /** A compiled formula (cached by its text: formulas are pure). */

@@ -2,7 +2,6 @@ import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import { assertSelfOrService } from '../../core/principal.js';
 import { errors } from '../../core/errors.js';
-import { cursorBefore, cursorColumn } from '../../db/paging.js';
 import { ListQuery } from '../../core/schemas.js';
 import { pageRequest, toPage } from '../../core/paging.js';
 import { created, defineRoute, ok, type Reply, type RouteDeps } from '../../http/route.js';
@@ -23,9 +22,7 @@ import {
   eventAnswer,
   Guard,
   GuardBody,
-  INTERVALS,
   OverageCharge,
-  overageBody,
   OverageStatusBody,
   Plan,
   PlanCreateBody,
@@ -36,7 +33,9 @@ import {
   SubscriptionCreateBody,
   SubscriptionUpdateBody,
   UsageCounter,
+  usageCounterOf,
 } from './billing.js';
+import { usageCounterList, usageEventPage } from './billing.reports.repository.js';
 import type { SubscriptionsService } from './billing.subscriptions.service.js';
 import type { EventOutcome, UsageService } from './billing.usage.service.js';
 import { httpAnswers, replyOf } from '../../http/answers.js';
@@ -153,7 +152,7 @@ export function registerBillingRoutes(app: FastifyInstance, deps: RouteDeps, b: 
     summary: 'Upgrade or downgrade now; allowances prorated in credits (docs/billing.md)', tags: subs,
     auth: 'service', params: Id, body: SubscriptionChangeBody, response: { 200: Subscription, ...moneyErrs },
     handler: async (ctx, { params, body }) =>
-      ok(await b.subscriptions.changePlan(ctx.db, params.id, body.plan_id, body.billing_interval as (typeof INTERVALS)[number] | undefined)),
+      ok(await b.subscriptions.changePlan(ctx.db, params.id, body.plan_id, body.billing_interval)),
   });
   defineRoute(app, deps, {
     method: 'POST', url: '/v1/subscriptions/:id/activate', summary: 'Mark paid: trialing or past_due → active (service)', tags: subs,
@@ -207,23 +206,12 @@ export function registerBillingRoutes(app: FastifyInstance, deps: RouteDeps, b: 
     response: { 200: Type.Object({ data: Type.Array(UsageCounter) }), 403: ErrorResponse },
     handler: async (ctx, { params, query }) => {
       assertSelfOrService(ctx.principal, params.id);
-      let q = ctx.db
-        .selectFrom('usage_counters')
-        .selectAll()
-        .where('user_id', '=', params.id)
-        .where('window', '=', query.window ?? 'day')
-        .orderBy('window_start', 'desc')
-        .orderBy('metric')
-        .limit(1000);
-      if (query.metric) q = q.where('metric', '=', query.metric);
-      if (query.since) q = q.where('window_start', '>=', new Date(query.since));
-      const rows = await q.execute();
-      return ok({
-        data: rows.map((r) => ({
-          metric: r.metric, window: r.window, window_start: r.window_start.toISOString(), window_end: r.window_end.toISOString(),
-          quantity: Number(r.quantity), credits: Number(r.credits), overage: Number(r.overage), events: Number(r.events),
-        })),
+      const rows = await usageCounterList(ctx.db, params.id, {
+        window: query.window ?? 'day',
+        metric: query.metric,
+        since: query.since ? new Date(query.since) : undefined,
       });
+      return ok({ data: rows.map(usageCounterOf) });
     },
   });
   defineRoute(app, deps, {
@@ -232,16 +220,7 @@ export function registerBillingRoutes(app: FastifyInstance, deps: RouteDeps, b: 
     handler: async (ctx, { params, query }) => {
       assertSelfOrService(ctx.principal, params.id);
       const page = pageRequest(query);
-      let q = ctx.db
-        .selectFrom('usage_events')
-        .select(['id', 'user_id', 'metric', 'quantity', 'action_hash', 'cost', 'charged', 'free_units', 'overage', 'transaction_id', 'subscription_id', 'result'])
-        .select(cursorColumn('usage_events').as('cursor_us'))
-        .where('user_id', '=', params.id)
-        .orderBy('created_at', 'desc')
-        .orderBy('id', 'desc')
-        .limit(page.limit + 1);
-      if (page.after) q = q.where(cursorBefore('usage_events', page.after));
-      return ok(toPage(await q.execute(), page.limit, (r) => eventAnswer(r)));
+      return ok(toPage(await usageEventPage(ctx.db, params.id, page), page.limit, (r) => eventAnswer(r)));
     },
   });
 
@@ -270,8 +249,7 @@ export function registerBillingRoutes(app: FastifyInstance, deps: RouteDeps, b: 
     auth: 'any', scope: 'billing:read', params: Id, query: ListQuery, response: { 200: listOf(OverageCharge), 403: ErrorResponse },
     handler: async (ctx, { params, query }) => {
       assertSelfOrService(ctx.principal, params.id);
-      const page = pageRequest(query);
-      return ok(toPage(await b.guards.listOverage(ctx.db, params.id, page), page.limit, (r) => overageBody(r as Record<string, unknown>)));
+      return ok(await b.guards.listOverage(ctx.db, params.id, pageRequest(query)));
     },
   });
   defineRoute(app, deps, {

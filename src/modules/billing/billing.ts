@@ -1,5 +1,19 @@
-import { type Static, type TLiteral, type TSchema, type TUnion, Type } from 'typebox';
+import type { Selectable } from 'kysely';
+import { PROVIDERS, type ProviderName } from '../../core/providers.js';
+import { type Static, type TSchema, Type } from 'typebox';
 import { iso, isoOrNull, Metadata, NullableTimestamp, Timestamp } from '../../core/schemas.js';
+import type {
+  BudgetGuards,
+  CostModels,
+  JsonObject,
+  JsonValue,
+  OverageCharges,
+  PlanAllowances,
+  PlanPrices,
+  Plans,
+  Subscriptions,
+  UsageCounters,
+} from '../../db/database.types.js';
 
 // ---------------------------------------------------------------------------------------------
 // Closed vocabularies.
@@ -10,16 +24,36 @@ export const WINDOWS = ['daily', 'monthly', 'yearly'] as const;
 export const ROLLOVER_POLICIES = ['none', '1_cycle', 'annual'] as const;
 export const INTERVALS = ['monthly', 'yearly'] as const;
 export const SUBSCRIPTION_STATUSES = ['trialing', 'active', 'past_due', 'canceled'] as const;
-export const PROVIDERS = ['stripe', 'paypal', 'creem', 'lemonsqueezy'] as const;
+export { PROVIDERS } from '../../core/providers.js';
 export const OVERAGE_STATUSES = ['pending', 'invoiced', 'paid', 'waived'] as const;
 export const GUARD_BEHAVIORS = ['suspend', 'throttle'] as const;
 
 export type SubscriptionStatus = (typeof SUBSCRIPTION_STATUSES)[number];
-export type Provider = (typeof PROVIDERS)[number];
+export type Provider = ProviderName;
+export type PoolMode = (typeof POOL_MODES)[number];
+export type AllowanceWindowName = (typeof WINDOWS)[number];
+export type RolloverPolicy = (typeof ROLLOVER_POLICIES)[number];
+export type BillingInterval = (typeof INTERVALS)[number];
+export type OverageStatus = (typeof OVERAGE_STATUSES)[number];
+export type GuardBehavior = (typeof GUARD_BEHAVIORS)[number];
+
+/**
+ * A text column that a check constraint holds to a closed vocabulary (migration 0003), as its
+ * union. The constraint makes the error unreachable; it is here so that no cast is.
+ */
+export function oneOf<T extends string>(vocabulary: readonly T[], value: string): T {
+  const found = vocabulary.find((v) => v === value);
+  if (found === undefined) throw new Error(`"${value}" is not one of ${vocabulary.join(', ')}`);
+  return found;
+}
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
-const literals = <T extends readonly string[]>(xs: T) =>
-  Type.Union(xs.map((x) => Type.Literal(x))) as unknown as TUnion<TLiteral<T[number]>[]>;
+/**
+ * A closed vocabulary as a union of literals. TypeBox's Static of a union built from an array (not
+ * a tuple) is never, so the static type is given (Unsafe adds no JSON Schema keyword: the schema,
+ * its validation and /openapi.json are those of the plain union).
+ */
+const literals = <T extends readonly string[]>(xs: T) => Type.Unsafe<T[number]>(Type.Union(xs.map((x) => Type.Literal(x))));
 
 export const ClassName = Type.String({ pattern: '^[A-Za-z0-9_.-]{1,32}$' });
 export const MetricName = Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$' });
@@ -347,130 +381,157 @@ export const UsageCounter = Type.Object({
 });
 
 // ---------------------------------------------------------------------------------------------
-// Row → API mappers.
+// Rows (the generated types of src/db/database.types.ts) and one mapper per entity to its API shape.
+// Both drivers return the same JS types for these columns (src/db: int8 → number, numeric → string,
+// timestamptz → Date, jsonb → parsed), so the mappers convert for the API only.
 // ---------------------------------------------------------------------------------------------
 
-type Row = Record<string, unknown>;
-const num = (v: unknown): number => Number(v);
-const json = (v: unknown): Record<string, unknown> => (typeof v === 'string' ? JSON.parse(v) : (v as Record<string, unknown>)) ?? {};
+export type PlanRow = Selectable<Plans>;
+export type PlanAllowanceRow = Selectable<PlanAllowances>;
+export type PlanPriceRow = Selectable<PlanPrices>;
+export type CostModelRow = Selectable<CostModels>;
+export type SubscriptionRow = Selectable<Subscriptions>;
+/** A subscription with its plan's pay_as_you_go, which a null in its own column inherits. */
+export type SubscriptionWithPlanRow = SubscriptionRow & { plan_payg: boolean };
+export type BudgetGuardRow = Selectable<BudgetGuards>;
+export type OverageChargeRow = Selectable<OverageCharges>;
+export type UsageCounterRow = Selectable<UsageCounters>;
+
+/** A jsonb column the API only ever fills with an object (metadata, limits); anything else reads as {}. */
+const objectOf = (v: JsonValue): JsonObject => (v !== null && typeof v === 'object' && !Array.isArray(v) ? v : {});
 /** numeric columns arrive as strings; print them without trailing zeros. */
 export const decimalText = (v: unknown): string => {
   const s = String(v);
   return s.includes('.') ? s.replace(/0+$/, '').replace(/\.$/, '') : s;
 };
 
-export function planBody(p: Row, allowances: Row[], prices: Row[]) {
+export type PlanView = Static<typeof Plan>;
+
+export function planOf(p: PlanRow, allowances: PlanAllowanceRow[], prices: PlanPriceRow[]): PlanView {
   return {
-    id: p['id'] as string,
-    slug: p['slug'] as string,
-    name: p['name'] as string,
-    description: (p['description'] as string | null) ?? null,
-    pool_mode: p['pool_mode'] as (typeof POOL_MODES)[number],
-    pay_as_you_go: Boolean(p['pay_as_you_go']),
-    overage_unit_amount: decimalText(p['overage_unit_amount']),
-    usage_bonus_rate: num(p['usage_bonus_rate']),
-    trial_days: num(p['trial_days']),
-    price_monthly: p['price_monthly'] === null || p['price_monthly'] === undefined ? null : num(p['price_monthly']),
-    price_yearly: p['price_yearly'] === null || p['price_yearly'] === undefined ? null : num(p['price_yearly']),
-    currency: p['currency'] as string,
-    features: typeof p['features'] === 'string' ? JSON.parse(p['features']) : p['features'],
-    limits: json(p['limits']),
-    metadata: json(p['metadata']),
-    is_active: Boolean(p['is_active']),
-    sort_order: num(p['sort_order']),
+    id: p.id,
+    slug: p.slug,
+    name: p.name,
+    description: p.description,
+    pool_mode: oneOf(POOL_MODES, p.pool_mode),
+    pay_as_you_go: p.pay_as_you_go,
+    overage_unit_amount: decimalText(p.overage_unit_amount),
+    usage_bonus_rate: Number(p.usage_bonus_rate),
+    trial_days: p.trial_days,
+    price_monthly: p.price_monthly,
+    price_yearly: p.price_yearly,
+    currency: p.currency,
+    features: p.features,
+    limits: objectOf(p.limits),
+    metadata: objectOf(p.metadata),
+    is_active: p.is_active,
+    sort_order: p.sort_order,
     allowances: allowances.map((a) => ({
-      class: a['class'] as string,
-      amount: num(a['amount']),
-      window: a['window'] as (typeof WINDOWS)[number],
-      rollover_policy: a['rollover_policy'] as (typeof ROLLOVER_POLICIES)[number],
+      class: a.class,
+      amount: a.amount,
+      window: oneOf(WINDOWS, a.window),
+      rollover_policy: oneOf(ROLLOVER_POLICIES, a.rollover_policy),
     })),
     prices: prices.map((x) => ({
-      provider: x['provider'] as Provider,
-      provider_price_id: x['provider_price_id'] as string,
-      billing_interval: x['billing_interval'] as (typeof INTERVALS)[number],
+      provider: oneOf(PROVIDERS, x.provider),
+      provider_price_id: x.provider_price_id,
+      billing_interval: oneOf(INTERVALS, x.billing_interval),
     })),
-    created_at: iso(p['created_at'] as Date),
-    updated_at: iso(p['updated_at'] as Date),
+    created_at: iso(p.created_at),
+    updated_at: iso(p.updated_at),
   };
 }
 
-export function costModelBody(c: Row) {
+export function costModelOf(c: CostModelRow): Static<typeof CostModel> {
   return {
-    metric: c['metric'] as string,
-    unit: c['unit'] as string,
-    formula: c['formula'] as string,
-    base_rate: decimalText(c['base_rate']),
-    class: c['class'] as string,
-    daily_free_quota: num(c['daily_free_quota']),
-    currency: c['currency'] as string,
-    metadata: json(c['metadata']),
-    is_active: Boolean(c['is_active']),
-    created_at: iso(c['created_at'] as Date),
-    updated_at: iso(c['updated_at'] as Date),
+    metric: c.metric,
+    unit: c.unit,
+    formula: c.formula,
+    base_rate: decimalText(c.base_rate),
+    class: c.class,
+    daily_free_quota: c.daily_free_quota,
+    currency: c.currency,
+    metadata: objectOf(c.metadata),
+    is_active: c.is_active,
+    created_at: iso(c.created_at),
+    updated_at: iso(c.updated_at),
   };
 }
 
-export function subscriptionBody(s: Row, planPayg: boolean) {
+export function subscriptionOf(s: SubscriptionWithPlanRow): Static<typeof Subscription> {
   return {
-    id: s['id'] as string,
-    user_id: s['user_id'] as string,
-    plan_id: s['plan_id'] as string,
-    status: s['status'] as SubscriptionStatus,
-    billing_interval: s['billing_interval'] as (typeof INTERVALS)[number],
-    is_primary: Boolean(s['is_primary']),
-    pay_as_you_go: s['pay_as_you_go'] === null || s['pay_as_you_go'] === undefined ? planPayg : Boolean(s['pay_as_you_go']),
-    current_period_start: iso(s['current_period_start'] as Date),
-    current_period_end: iso(s['current_period_end'] as Date),
-    trial_start: isoOrNull(s['trial_start'] as Date | null),
-    trial_end: isoOrNull(s['trial_end'] as Date | null),
-    cancel_at_period_end: Boolean(s['cancel_at_period_end']),
-    canceled_at: isoOrNull(s['canceled_at'] as Date | null),
-    ended_at: isoOrNull(s['ended_at'] as Date | null),
-    provider: (s['provider'] as string | null) ?? null,
-    provider_subscription_id: (s['provider_subscription_id'] as string | null) ?? null,
-    provider_customer_id: (s['provider_customer_id'] as string | null) ?? null,
-    metadata: json(s['metadata']),
-    created_at: iso(s['created_at'] as Date),
-    updated_at: iso(s['updated_at'] as Date),
+    id: s.id,
+    user_id: s.user_id,
+    plan_id: s.plan_id,
+    status: oneOf(SUBSCRIPTION_STATUSES, s.status),
+    billing_interval: oneOf(INTERVALS, s.billing_interval),
+    is_primary: s.is_primary,
+    pay_as_you_go: s.pay_as_you_go ?? s.plan_payg,
+    current_period_start: iso(s.current_period_start),
+    current_period_end: iso(s.current_period_end),
+    trial_start: isoOrNull(s.trial_start),
+    trial_end: isoOrNull(s.trial_end),
+    cancel_at_period_end: s.cancel_at_period_end,
+    canceled_at: isoOrNull(s.canceled_at),
+    ended_at: isoOrNull(s.ended_at),
+    provider: s.provider,
+    provider_subscription_id: s.provider_subscription_id,
+    provider_customer_id: s.provider_customer_id,
+    metadata: objectOf(s.metadata),
+    created_at: iso(s.created_at),
+    updated_at: iso(s.updated_at),
   };
 }
 
-export function guardBody(g: Row) {
+export function guardOf(g: BudgetGuardRow): Static<typeof Guard> {
   return {
-    id: g['id'] as string,
-    user_id: g['user_id'] as string,
-    monthly_cap: num(g['monthly_cap']),
-    currency: g['currency'] as string,
-    behavior: g['behavior'] as (typeof GUARD_BEHAVIORS)[number],
-    notify: Boolean(g['notify']),
-    time_zone: (g['time_zone'] as string | null | undefined) ?? null,
-    window_start: iso(g['window_start'] as Date),
-    window_end: isoOrNull((g['window_end'] as Date | null | undefined) ?? null),
+    id: g.id,
+    user_id: g.user_id,
+    monthly_cap: g.monthly_cap,
+    currency: g.currency,
+    behavior: oneOf(GUARD_BEHAVIORS, g.behavior),
+    notify: g.notify,
+    time_zone: g.time_zone,
+    window_start: iso(g.window_start),
+    window_end: isoOrNull(g.window_end),
     // Stored in micro minor units (exact); shown in minor units, rounded up.
-    current_window_spend: Math.ceil(num(g['current_window_spend']) / 1e6),
-    alerted_80_at: isoOrNull(g['alerted_80_at'] as Date | null),
-    alerted_100_at: isoOrNull(g['alerted_100_at'] as Date | null),
-    created_at: iso(g['created_at'] as Date),
-    updated_at: iso(g['updated_at'] as Date),
+    current_window_spend: Math.ceil(g.current_window_spend / 1e6),
+    alerted_80_at: isoOrNull(g.alerted_80_at),
+    alerted_100_at: isoOrNull(g.alerted_100_at),
+    created_at: iso(g.created_at),
+    updated_at: iso(g.updated_at),
   };
 }
 
-export function overageBody(o: Row) {
+export function overageChargeOf(o: OverageChargeRow): Static<typeof OverageCharge> {
   return {
-    id: o['id'] as string,
-    user_id: o['user_id'] as string,
-    subscription_id: o['subscription_id'] as string,
-    metric: o['metric'] as string,
-    period_start: iso(o['period_start'] as Date),
-    period_end: iso(o['period_end'] as Date),
-    credits: num(o['credits']),
-    amount: num(o['amount']),
-    unit_amount: decimalText(o['unit_amount']),
-    currency: o['currency'] as string,
-    status: o['status'] as (typeof OVERAGE_STATUSES)[number],
-    invoiced_at: isoOrNull(o['invoiced_at'] as Date | null),
-    settled_at: isoOrNull(o['settled_at'] as Date | null),
-    created_at: iso(o['created_at'] as Date),
+    id: o.id,
+    user_id: o.user_id,
+    subscription_id: o.subscription_id,
+    metric: o.metric,
+    period_start: iso(o.period_start),
+    period_end: iso(o.period_end),
+    credits: o.credits,
+    amount: o.amount,
+    unit_amount: decimalText(o.unit_amount),
+    currency: o.currency,
+    status: oneOf(OVERAGE_STATUSES, o.status),
+    invoiced_at: isoOrNull(o.invoiced_at),
+    settled_at: isoOrNull(o.settled_at),
+    created_at: iso(o.created_at),
+  };
+}
+
+export function usageCounterOf(r: UsageCounterRow): Static<typeof UsageCounter> {
+  return {
+    metric: r.metric,
+    window: r.window,
+    window_start: iso(r.window_start),
+    window_end: iso(r.window_end),
+    quantity: Number(r.quantity),
+    credits: r.credits,
+    overage: r.overage,
+    events: r.events,
   };
 }
 

@@ -10,8 +10,9 @@ import type { NormalizedEvent } from './payments.js';
  *
  * This file imports types only, so any module may import the list without loading a provider.
  */
-export const PROVIDERS = ['stripe', 'paypal', 'creem', 'lemonsqueezy'] as const;
-export type ProviderName = (typeof PROVIDERS)[number];
+import { PROVIDERS, type ProviderName } from '../../core/providers.js';
+
+export { PROVIDERS, type ProviderName };
 
 /**
  * The outcome of verifying a delivery: a value, not an exception (STYLE.md). A rejection's reason

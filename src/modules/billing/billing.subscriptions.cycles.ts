@@ -1,0 +1,218 @@
+import { newAccountVersion } from '../credits/credits.batch-sql.js';
+import type { Executor } from '../../db/database.js';
+import { errors } from '../../core/errors.js';
+import { newId } from '../../lib/ids.js';
+import type { CreditsService } from '../credits/credits.service.js';
+import type { CatalogService } from './billing.catalog.service.js';
+import { addMonths, allowanceWindowAt, type AllowanceWindow, monthsOf, windowAt } from './billing.periods.js';
+import {
+  allowanceCycleInsert,
+  allowanceCycleOpenGrants,
+  allowanceCyclesOverlapping,
+  allowanceCycleSetGrant,
+  allowanceGrantsEndAt,
+  creditAccountLockOfUser,
+  creditAccountSetVersion,
+  overageChargeInvoice,
+  overageChargesOfPeriod,
+  type SubscriptionState,
+  subscriptionLock,
+  subscriptionMarkEnded,
+  subscriptionUpdate,
+  usageCountersOfPeriod,
+  usageSummaryInsert,
+} from './billing.subscriptions.repository.js';
+
+/**
+ * Locks a subscription for a change, then its user's account: every billing writer takes
+ * subscription → account → billing rows, and usage events take account → billing rows, so the two
+ * can never deadlock.
+ */
+export async function lockSubscription(trx: Executor, id: string): Promise<SubscriptionState> {
+  const sub = await subscriptionLock(trx, id);
+  if (!sub) throw errors.notFound('Subscription', id);
+  await creditAccountLockOfUser(trx, sub.user_id);
+  return sub;
+}
+
+/**
+ * What a subscription's periods and allowance windows do to the ledger: opening a window grants
+ * its allowance, closing a period writes its summaries and grants the usage bonus, ending a
+ * subscription expires its open allowances. Every call into the credits ledger that subscriptions
+ * make is in this file.
+ */
+export class SubscriptionCycles {
+  constructor(
+    private readonly catalog: CatalogService,
+    private readonly credits: CreditsService,
+    private readonly now: () => Date,
+  ) {}
+
+  /**
+   * Opens the allowance windows that contain `at` (and lie in the current period) and grants
+   * them; records when the next one opens. Proration (plan changes) scales each by the time left.
+   */
+  async open(trx: Executor, id: string, at: Date, opts: { prorate?: boolean } = {}): Promise<void> {
+    const sub = await lockSubscription(trx, id);
+    if (sub.status !== 'active' && sub.status !== 'trialing') {
+      await subscriptionUpdate(trx, id, { cycles_due_at: null });
+      return;
+    }
+    const plan = await this.catalog.requirePlan(trx, sub.plan_id);
+    let nextDue: Date | null = null;
+    for (const allowance of plan.allowances) {
+      const w = allowanceWindowAt(sub.anchor_at, allowance.window, at);
+      if (w.start >= sub.current_period_end) continue;
+      if (!nextDue || w.end < nextDue) nextDue = w.end;
+      // Once per owner: time already covered by this user's windows of the same plan, class and
+      // window kind (any subscription of theirs, cut short or not) is not granted again. Prorated
+      // (plan changes) from `at`; the rest of the window, pro rata.
+      const covered = await allowanceCyclesOverlapping(
+        trx,
+        { userId: sub.user_id, planId: plan.id, class: allowance.class, window: allowance.window },
+        w.start,
+        w.end,
+      );
+      const from = opts.prorate && at > w.start ? at : w.start;
+      const fresh = uncoveredMs(from, w.end, covered.map((c) => [c.cycle_start, c.cycle_end]));
+      const length = w.end.getTime() - w.start.getTime();
+      const amount = fresh === length ? allowance.amount : Number((BigInt(allowance.amount) * BigInt(fresh)) / BigInt(length));
+      const inserted = await allowanceCycleInsert(trx, {
+        subscription_id: id,
+        user_id: sub.user_id,
+        plan_id: plan.id,
+        class: allowance.class,
+        window: allowance.window,
+        cycle_start: w.start,
+        cycle_end: w.end,
+        amount,
+      });
+      if (!inserted || amount <= 0 || w.end <= at) continue;
+      const [result] = await this.credits.executeIn(trx, { userId: sub.user_id }, [
+        {
+          kind: 'grant',
+          requestId: `allowance:${id}`,
+          idem: null,
+          amount,
+          reason: `${plan.name} ${allowance.class} allowance (${allowance.window})`,
+          class: allowance.class,
+          source: 'allowance',
+          expiresAt: w.end,
+          priority: 0,
+          rolloverUntil: this.rolloverUntil(sub, allowance.window as AllowanceWindow, allowance.rollover_policy, w),
+          metadata: { subscription_id: id, plan_id: plan.id, window: allowance.window, cycle_start: w.start.toISOString() },
+        },
+      ]);
+      if (!result || !result.ok) throw new Error(`allowance grant refused: ${result && !result.ok ? result.error.message : 'unknown'}`);
+      const grantId = (result.value as { transaction: { grant_id: string | null } }).transaction.grant_id;
+      await allowanceCycleSetGrant(
+        trx,
+        { subscriptionId: id, planId: plan.id, class: allowance.class, window: allowance.window, cycleStart: w.start },
+        grantId,
+      );
+    }
+    await subscriptionUpdate(trx, id, { cycles_due_at: nextDue });
+  }
+
+  /**
+   * Closes a period: per-metric summaries from its counters, its overage charges invoiced, and
+   * the plan's usage bonus. Once only: the summaries' unique key and the charges' status say so.
+   */
+  async closePeriod(trx: Executor, sub: SubscriptionState, end: Date): Promise<void> {
+    const start = sub.current_period_start;
+    const plan = await this.catalog.requirePlan(trx, sub.plan_id);
+    const counters = await usageCountersOfPeriod(trx, sub.user_id, start);
+    const charges = await overageChargesOfPeriod(trx, sub.id, start);
+    for (const c of counters) {
+      const charge = charges.find((x) => x.metric === c.metric);
+      const summaryId = newId('usageSummary');
+      const inserted = await usageSummaryInsert(trx, {
+        id: summaryId,
+        subscription_id: sub.id,
+        user_id: sub.user_id,
+        metric: c.metric,
+        period_start: start,
+        period_end: end,
+        quantity: c.quantity,
+        credits: c.credits,
+        overage: c.overage,
+        overage_amount: charge ? charge.amount : 0,
+        currency: charge?.currency ?? plan.currency,
+      });
+      if (inserted && charge) await overageChargeInvoice(trx, charge.id, summaryId, end);
+      // Usage bonus: a share of the credits used this period, granted for the next one.
+      if (inserted && plan.usage_bonus_rate > 0 && c.credits > 0) {
+        const bonus = Math.floor(c.credits * plan.usage_bonus_rate);
+        if (bonus > 0) {
+          const nextEnd = addMonths(end, monthsOf(sub.billing_interval));
+          const [r] = await this.credits.executeIn(trx, { userId: sub.user_id }, [
+            {
+              kind: 'grant',
+              requestId: `usage-bonus:${sub.id}`,
+              idem: null,
+              amount: bonus,
+              reason: `usage bonus on ${c.metric} (${plan.usage_bonus_rate} × ${c.credits})`,
+              class: 'Usage',
+              source: 'usage_bonus',
+              expiresAt: nextEnd > this.now() ? nextEnd : null,
+              priority: 0,
+              metadata: { subscription_id: sub.id, metric: c.metric, period_start: start.toISOString() },
+            },
+          ]);
+          // A full balance (the cap) is no failure here: the bonus is simply not needed.
+          if (r && !r.ok && r.error.code !== 'balance_cap_exceeded') throw new Error('usage bonus grant failed');
+        }
+      }
+    }
+  }
+
+  /** Ends a subscription at `at`: closes its period, ends its open allowances (no rollover). */
+  async end(trx: Executor, sub: SubscriptionState, at: Date, reason: string): Promise<void> {
+    await this.closePeriod(trx, sub, at < sub.current_period_end ? at : sub.current_period_end);
+    await this.expireOpenAllowances(trx, sub, at, reason);
+    await subscriptionMarkEnded(trx, sub.id, at);
+  }
+
+  /**
+   * Ends the allowances of the windows still open at `at` (those ending exactly then included).
+   * Their rollover is cleared first — an ended plan's remainder expires, it does not roll over —
+   * which changes no balance, only what the ledger will do with these grants at expiry.
+   */
+  async expireOpenAllowances(trx: Executor, sub: SubscriptionState, at: Date, reason: string): Promise<void> {
+    const grantIds = await allowanceCycleOpenGrants(trx, sub.id, at);
+    if (grantIds.length > 0) {
+      // The windows end now, whatever is held: credits backing an open hold stay until the hold
+      // settles (the ledger never expires held credits), then expire like any past-due grant —
+      // they do not live on to the window's old end.
+      await allowanceGrantsEndAt(trx, grantIds, at);
+      // A chained batch may carry this account's state from before this write: a new version makes it reload.
+      await creditAccountSetVersion(trx, sub.user_id, newAccountVersion());
+    }
+    await this.credits.executeIn(trx, { userId: sub.user_id }, [{ kind: 'expire', requestId: `end:${sub.id}`, idem: null, grantIds, reason }]);
+  }
+
+  /** 1_cycle: until the next window ends; annual: until the subscription year ends. */
+  private rolloverUntil(sub: SubscriptionState, window: AllowanceWindow, policy: string, w: { start: Date; end: Date }): Date | null {
+    if (policy === '1_cycle') return allowanceWindowAt(sub.anchor_at, window, w.end).end;
+    if (policy === 'annual') {
+      const yearEnd = windowAt(sub.anchor_at, 12, w.start).end;
+      return yearEnd > w.end ? yearEnd : null;
+    }
+    return null;
+  }
+}
+
+/** How much of [from, to) the intervals leave uncovered, in milliseconds. */
+function uncoveredMs(from: Date, to: Date, intervals: [Date, Date][]): number {
+  let cursor = from.getTime();
+  const end = to.getTime();
+  let free = 0;
+  for (const [s, e] of intervals.map(([s, e]) => [s.getTime(), e.getTime()] as const).sort((a, b) => a[0] - b[0])) {
+    if (e <= cursor) continue;
+    if (s >= end) break;
+    if (s > cursor) free += s - cursor;
+    cursor = Math.max(cursor, e);
+    if (cursor >= end) break;
+  }
+  return free + Math.max(0, end - cursor);
+}
