@@ -1,4 +1,5 @@
 /** The one way the dashboard talks to Tally: the public API, with the signed-in caller's own credentials. */
+import type { components, paths } from './api.gen';
 
 export type Session =
   | { kind: 'service'; token: string }
@@ -34,6 +35,39 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * The API's types come from its own OpenAPI document: src/api.gen.ts is generated from
+ * GET /openapi.json by scripts/dashboard-api-types.ts (`npm run gen:dashboard-api`), and a test fails
+ * while it is stale. Pages name what the API answers through Ok and Schema, never by hand.
+ */
+type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
+/** The methods `path` has. */
+type MethodOf<P extends keyof paths> = { [M in Method]: paths[P][M] extends { responses: unknown } ? M : never }[Method];
+type Json<R> = R extends { content: { 'application/json': infer T } } ? T : never;
+
+/** A schema the API names (its title in /openapi.json): `Schema<'Balance'>`. */
+export type Schema<Name extends keyof components['schemas']> = components['schemas'][Name];
+
+/**
+ * The JSON body of the success answer (200 or 201) to `method path`: `Ok<'/v1/admin/stats', 'get'>`.
+ * `unknown` (so any use fails to compile) if the operation documents no JSON success.
+ */
+export type Ok<P extends keyof paths, M extends MethodOf<P>> = paths[P][M] extends { responses: infer R }
+  ? [Json<R[Extract<keyof R, 200 | 201>]>] extends [never]
+    ? unknown
+    : Json<R[Extract<keyof R, 200 | 201>]>
+  : unknown;
+
+/**
+ * Every value of a union the API defines (a status), in the order written, for a select: the object
+ * must name each value once, so a value the API adds or drops fails to compile here.
+ */
+export const valuesOf = <T extends string>(all: Record<T, true>): T[] => Object.keys(all) as T[];
+
+/** The API's error envelope (every 4xx and 5xx). */
+export type ErrorBody = Schema<'Error'>;
+
+/** A page of a paged list (`limit`, `cursor`; see API.md): what usePaged reads. */
 export interface Page<T> {
   data: T[];
   next_cursor: string | null;
@@ -69,7 +103,8 @@ export async function api<T = unknown>(
     body = null;
   }
   if (!res.ok) {
-    const err = (body as { error?: { code?: string; message?: string; request_id?: string } } | null)?.error;
+    // Whatever answered may not be Tally (a proxy's HTML 502): every field of the envelope is optional here.
+    const err = (body as { error?: Partial<ErrorBody['error']> } | null)?.error;
     if (res.status === 401 && token) onUnauthorized();
     throw new ApiError(res.status, err?.code ?? 'http_error', err?.message ?? `HTTP ${res.status} ${res.statusText}`, err?.request_id);
   }

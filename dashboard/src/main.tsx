@@ -1,6 +1,6 @@
 import { type FormEvent, StrictMode, useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
-import { api, type Session, sessionStore, setUnauthorizedHandler } from './api';
+import { api, type Ok, type Session, sessionStore, setUnauthorizedHandler } from './api';
 import { Jobs, Overview, Payments, Plans, Reconcile, Users } from './pages/operator';
 import { UserView } from './pages/user';
 import { Link, navigate, useLocation } from './router';
@@ -17,11 +17,12 @@ function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
     e.preventDefault();
     return run(async () => {
       if (mode === 'user') {
-        const res = await api<{ access_token: string; user: { id: string; email: string } }>('POST', '/v1/auth/login', {
+        const res = await api<Ok<'/v1/auth/login', 'post'>>('POST', '/v1/auth/login', {
           body: { email, password },
           token: null,
         });
-        onSignedIn({ kind: 'user', token: res.access_token, user: { id: res.user.id, email: res.user.email } });
+        // A user may have no e-mail (created by the service); one who signed in with it has this one.
+        onSignedIn({ kind: 'user', token: res.access_token, user: { id: res.user.id, email: res.user.email ?? email } });
       } else {
         // A service-only read proves the key is the service key (a user's key or JWT gets 403 here).
         await api('GET', '/v1/users?limit=1', { token: serviceKey.trim() });

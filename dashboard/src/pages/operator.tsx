@@ -1,19 +1,13 @@
 import { type FormEvent, useMemo, useState } from 'react';
 import { Area, AreaChart, Bar, BarChart, CartesianGrid, Legend, Line, LineChart, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
-import { api, type Page, qs } from '../api';
+import { api, type Ok, qs, type Schema, valuesOf } from '../api';
 import { Link } from '../router';
 import { Badge, Card, ErrorBox, fmtDate, fmtMoney, fmtNum, LoadedTable, PagedTable, Progress, Stat, Table, useAction, useLoad, usePaged } from '../ui';
-import { type Job, jobColumns, StatusSelect } from './user';
+import { type Job, JOB_STATUSES, jobColumns, StatusSelect } from './user';
 
-interface Point { at: string; users: number; granted: number; spent: number; held: number; expired: number; events: number; revenue: Record<string, number> }
-interface Stats {
-  bucket: string;
-  totals: {
-    users: number; balance: number; held: number; credited: number; spent: number; expired: number; events: number;
-    revenue: Record<string, number>; jobs: Record<string, number>; unmatched_payments: number; failed_webhooks: number;
-  };
-  series: Point[];
-}
+// What the API answers, from its OpenAPI document (../api.gen.ts): never written by hand here.
+type Stats = Ok<'/v1/admin/stats', 'get'>;
+type Point = Stats['series'][number];
 
 const tick = (bucket: string) => (at: string) => {
   const d = new Date(at);
@@ -115,12 +109,10 @@ export function Overview() {
   );
 }
 
-interface User { id: string; email: string; name: string | null; created_at: string }
-
 export function Users() {
   const [input, setInput] = useState('');
   const [q, setQ] = useState('');
-  const paged = usePaged((cursor) => api<Page<User>>('GET', `/v1/users${qs({ q, cursor, limit: 25 })}`), [q]);
+  const paged = usePaged((cursor) => api<Ok<'/v1/users', 'get'>>('GET', `/v1/users${qs({ q, cursor, limit: 25 })}`), [q]);
   return (
     <div className="stack">
       <div className="page-head">
@@ -154,10 +146,8 @@ export function Users() {
   );
 }
 
-interface Plan { id: string; slug: string; name: string; price_monthly: number | null; price_yearly: number | null; currency: string; trial_days: number; pay_as_you_go: boolean; is_active?: boolean; allowances?: { class?: string; credits?: number; amount?: number; window?: string }[] }
-
 export function Plans() {
-  const plans = useLoad(() => api<{ data: Plan[] }>('GET', '/v1/plans?include_inactive=true'), []);
+  const plans = useLoad(() => api<Ok<'/v1/plans', 'get'>>('GET', '/v1/plans?include_inactive=true'), []);
   return (
     <div className="stack">
       <h1>Plans</h1>
@@ -174,9 +164,9 @@ export function Plans() {
             { label: 'Pay as you go', render: (p) => (p.pay_as_you_go ? 'yes' : 'no') },
             {
               label: 'Allowances',
-              render: (p) => (p.allowances ?? []).map((a) => `${a.credits ?? a.amount ?? ''} ${a.class ?? ''}/${a.window ?? ''}`).join(', ') || '—',
+              render: (p) => p.allowances.map((a) => `${a.amount} ${a.class}/${a.window}`).join(', ') || '—',
             },
-            { label: 'State', render: (p) => <Badge value={p.is_active === false ? 'inactive' : 'active'} /> },
+            { label: 'State', render: (p) => <Badge value={p.is_active ? 'active' : 'inactive'} /> },
           ]}
         />
       </Card>
@@ -184,8 +174,11 @@ export function Plans() {
   );
 }
 
-interface Payment { id: string; provider: string; provider_payment_id: string; amount: number; currency: string; status: string; match_status: string; email: string | null; user_id: string | null; credits: number; created_at: string }
-interface WebhookEvent { id: string; provider: string; event_type: string | null; status: string; attempts: number; outcome: string | null; error: string | null; created_at: string }
+type Payment = Schema<'Payment'>;
+const PAYMENT_STATUSES = valuesOf<Payment['status']>({
+  created: true, requires_action: true, processing: true, succeeded: true, failed: true, refunded: true, disputed: true,
+});
+const DELIVERY_STATUSES = valuesOf<Schema<'WebhookEvent'>['status']>({ received: true, processing: true, processed: true, failed: true, ignored: true, rejected: true });
 
 export function Payments({ tab: initial }: { tab: string }) {
   const [tab, setTab] = useState(initial || 'unmatched');
@@ -220,7 +213,7 @@ const paymentColumns = [
 ];
 
 function Unmatched() {
-  const paged = usePaged((cursor) => api<Page<Payment>>('GET', `/v1/payments${qs({ match_status: 'unmatched', cursor, limit: 25 })}`), []);
+  const paged = usePaged((cursor) => api<Ok<'/v1/payments', 'get'>>('GET', `/v1/payments${qs({ match_status: 'unmatched', cursor, limit: 25 })}`), []);
   return (
     <Card title="Unmatched payments: paid, but no user could be found">
       <PagedTable
@@ -262,11 +255,11 @@ function ResolveForm({ payment, onDone }: { payment: Payment; onDone: () => void
 
 function AllPayments() {
   const [status, setStatus] = useState('');
-  const paged = usePaged((cursor) => api<Page<Payment>>('GET', `/v1/payments${qs({ status, cursor, limit: 25 })}`), [status]);
+  const paged = usePaged((cursor) => api<Ok<'/v1/payments', 'get'>>('GET', `/v1/payments${qs({ status, cursor, limit: 25 })}`), [status]);
   return (
     <Card
       title="All payments"
-      actions={<StatusSelect label="Payment status" value={status} onChange={setStatus} options={['created', 'requires_action', 'processing', 'succeeded', 'failed', 'refunded', 'disputed']} />}
+      actions={<StatusSelect label="Payment status" value={status} onChange={setStatus} options={PAYMENT_STATUSES} />}
     >
       <PagedTable
         label="Payments"
@@ -284,11 +277,11 @@ function AllPayments() {
 
 function Webhooks() {
   const [status, setStatus] = useState('failed');
-  const paged = usePaged((cursor) => api<Page<WebhookEvent>>('GET', `/v1/webhook-events${qs({ status, cursor, limit: 25 })}`), [status]);
+  const paged = usePaged((cursor) => api<Ok<'/v1/webhook-events', 'get'>>('GET', `/v1/webhook-events${qs({ status, cursor, limit: 25 })}`), [status]);
   return (
     <Card
       title="Webhook deliveries"
-      actions={<StatusSelect label="Delivery status" value={status} onChange={setStatus} options={['received', 'processing', 'processed', 'failed', 'ignored', 'rejected']} />}
+      actions={<StatusSelect label="Delivery status" value={status} onChange={setStatus} options={DELIVERY_STATUSES} />}
     >
       <PagedTable
         label="Webhook deliveries"
@@ -309,26 +302,26 @@ function Webhooks() {
 
 export function Jobs({ status: initial }: { status: string }) {
   const [status, setStatus] = useState(initial);
-  const paged = usePaged((cursor) => api<Page<Job & { user_id: string }>>('GET', `/v1/jobs${qs({ status, cursor, limit: 25 })}`), [status]);
+  const paged = usePaged((cursor) => api<Ok<'/v1/jobs', 'get'>>('GET', `/v1/jobs${qs({ status, cursor, limit: 25 })}`), [status]);
   return (
     <div className="stack">
       <h1>Jobs</h1>
       <Card
         title="Jobs, newest first"
-        actions={<StatusSelect label="Job status" value={status} onChange={setStatus} options={['pending', 'processing', 'completed', 'failed', 'canceled', 'timed_out']} />}
+        actions={<StatusSelect label="Job status" value={status} onChange={setStatus} options={JOB_STATUSES} />}
       >
         <PagedTable
           label="Jobs"
           paged={paged}
           empty="No jobs with this status."
-          columns={[...jobColumns, { label: 'User', render: (j: Job & { user_id: string }) => <Link to={`/users/${j.user_id}`}>{j.user_id}</Link> }]}
+          columns={[...jobColumns, { label: 'User', render: (j: Job) => <Link to={`/users/${j.user_id}`}>{j.user_id}</Link> }]}
         />
       </Card>
     </div>
   );
 }
 
-interface Report { ok: boolean; accounts: number; entries: number; open_holds: number; checked_at: string; drift: { account_id: string; check: string; expected: number | string; actual: number | string }[] }
+type Report = Ok<'/v1/admin/reconcile', 'post'>;
 
 export function Reconcile() {
   const [report, setReport] = useState<Report>();

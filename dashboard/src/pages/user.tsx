@@ -1,27 +1,22 @@
 import { type FormEvent, useMemo, useState } from 'react';
 import { Bar, BarChart, CartesianGrid, Legend, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
-import { api, newIdempotencyKey, type Page, qs } from '../api';
+import { api, newIdempotencyKey, type Ok, qs, type Schema, valuesOf } from '../api';
 import { Badge, Card, ErrorBox, fmtDate, fmtMoney, fmtNum, LoadedTable, PagedTable, Progress, Stat, Table, toApiError, useAction, useLoad, usePaged } from '../ui';
 
-interface Grant { id: string; class: string; source: string; remaining: number; expires_at: string | null; priority: number }
-interface Balance { balance: number; held: number; available: number; total_credited: number; total_spent: number; grants: Grant[] }
-interface Txn { id: string; type: string; amount: number; balance_after: number; reason: string; created_at: string }
-interface Hold { id: string; amount: number; captured: number | null; status: string; expires_at: string; created_at: string }
-interface Job { id: string; kind: string; model: string | null; status: string; cost: number; captured: number | null; created_at: string; error: string | null }
-interface Counter { metric: string; window_start: string; quantity: number; credits: number; events: number }
-interface Sub { id: string; plan_id: string; status: string; billing_interval: string; current_period_end: string; cancel_at_period_end: boolean }
-interface Payment { id: string; provider: string; amount: number; currency: string; status: string; credits: number; created_at: string }
-interface Invoice { id: string; provider_invoice_id: string; status: string; amount_due: number; amount_paid: number; currency: string; created_at: string; hosted_invoice_url: string | null; invoice_pdf_url: string | null }
-interface Key { id: string; name: string; prefix: string; scopes: string[]; last_used_at: string | null; revoked_at: string | null; created_at: string }
+// What the API answers, from its OpenAPI document (../api.gen.ts): never written by hand here.
+type Job = Schema<'Job'>;
+type Key = Schema<'ApiKey'>;
 
-const ENTRY_TYPES = ['grant', 'debit', 'refund', 'adjustment', 'capture', 'expiry', 'rollover', 'clawback'];
-const JOB_STATUSES = ['pending', 'processing', 'completed', 'failed', 'canceled', 'timed_out'];
+const ENTRY_TYPES = valuesOf<Schema<'Transaction'>['type']>({
+  grant: true, debit: true, refund: true, adjustment: true, capture: true, expiry: true, rollover: true, clawback: true,
+});
+export const JOB_STATUSES = valuesOf<Job['status']>({ pending: true, processing: true, completed: true, failed: true, canceled: true, timed_out: true });
 
 /** One user's money, usage and keys. The operator sees any user; an end user only themself (the API decides). */
 export function UserView({ userId, operator }: { userId: string; operator: boolean }) {
   const u = encodeURIComponent(userId);
-  const user = useLoad(() => api<{ id: string; email: string; name: string | null; created_at: string }>('GET', `/v1/users/${u}`), [u]);
-  const balance = useLoad(() => api<Balance>('GET', `/v1/users/${u}/balance`), [u]);
+  const user = useLoad(() => api<Ok<'/v1/users/{id}', 'get'>>('GET', `/v1/users/${u}`), [u]);
+  const balance = useLoad(() => api<Ok<'/v1/users/{id}/balance', 'get'>>('GET', `/v1/users/${u}/balance`), [u]);
   const [version, setVersion] = useState(0);
   const refresh = () => {
     balance.reload();
@@ -86,7 +81,7 @@ function AdjustForm({ userId, onDone }: { userId: string; onDone: () => void }) 
     setDone(undefined);
     return run(
       async () => {
-        const res = await api<{ transaction: Txn }>('POST', '/v1/credits/adjust', {
+        const res = await api<Ok<'/v1/credits/adjust', 'post'>>('POST', '/v1/credits/adjust', {
           body: { user_id: userId, amount: Number(amount), reason },
           idempotencyKey: key,
         });
@@ -132,7 +127,7 @@ function AdjustForm({ userId, onDone }: { userId: string; onDone: () => void }) 
 function UsageChart({ userId }: { userId: string }) {
   const since = useMemo(() => new Date(Date.now() - 30 * 86_400_000).toISOString(), []);
   const usage = useLoad(
-    () => api<{ data: Counter[] }>('GET', `/v1/users/${encodeURIComponent(userId)}/usage${qs({ window: 'day', since })}`),
+    () => api<Ok<'/v1/users/{id}/usage', 'get'>>('GET', `/v1/users/${encodeURIComponent(userId)}/usage${qs({ window: 'day', since })}`),
     [userId, since],
   );
   const { data, metrics } = useMemo(() => {
@@ -176,7 +171,7 @@ function UsageChart({ userId }: { userId: string }) {
 function Ledger({ userId, version }: { userId: string; version: number }) {
   const [type, setType] = useState('');
   const paged = usePaged(
-    (cursor) => api<Page<Txn>>('GET', `/v1/users/${encodeURIComponent(userId)}/transactions${qs({ type, cursor, limit: 25 })}`),
+    (cursor) => api<Ok<'/v1/users/{id}/transactions', 'get'>>('GET', `/v1/users/${encodeURIComponent(userId)}/transactions${qs({ type, cursor, limit: 25 })}`),
     [userId, type, version],
   );
   return (
@@ -208,7 +203,7 @@ function Ledger({ userId, version }: { userId: string; version: number }) {
 }
 
 function Holds({ userId, version }: { userId: string; version: number }) {
-  const paged = usePaged((cursor) => api<Page<Hold>>('GET', `/v1/users/${encodeURIComponent(userId)}/holds${qs({ cursor, limit: 25 })}`), [userId, version]);
+  const paged = usePaged((cursor) => api<Ok<'/v1/users/{id}/holds', 'get'>>('GET', `/v1/users/${encodeURIComponent(userId)}/holds${qs({ cursor, limit: 25 })}`), [userId, version]);
   return (
     <Card title="Holds">
       <PagedTable
@@ -240,7 +235,7 @@ export type { Job };
 function Jobs({ userId }: { userId: string }) {
   const [status, setStatus] = useState('');
   const paged = usePaged(
-    (cursor) => api<Page<Job>>('GET', `/v1/users/${encodeURIComponent(userId)}/jobs${qs({ status, cursor, limit: 25 })}`),
+    (cursor) => api<Ok<'/v1/users/{id}/jobs', 'get'>>('GET', `/v1/users/${encodeURIComponent(userId)}/jobs${qs({ status, cursor, limit: 25 })}`),
     [userId, status],
   );
   return (
@@ -262,7 +257,7 @@ export function StatusSelect({ value, onChange, options, label }: { value: strin
 }
 
 function Subscriptions({ userId }: { userId: string }) {
-  const subs = useLoad(() => api<Page<Sub> | { data: Sub[] }>('GET', `/v1/users/${encodeURIComponent(userId)}/subscriptions`), [userId]);
+  const subs = useLoad(() => api<Ok<'/v1/users/{id}/subscriptions', 'get'>>('GET', `/v1/users/${encodeURIComponent(userId)}/subscriptions`), [userId]);
   return (
     <Card title="Subscription">
       <LoadedTable
@@ -282,8 +277,8 @@ function Subscriptions({ userId }: { userId: string }) {
 
 function PaymentsAndInvoices({ userId }: { userId: string }) {
   const u = encodeURIComponent(userId);
-  const payments = usePaged((cursor) => api<Page<Payment>>('GET', `/v1/users/${u}/payments${qs({ cursor, limit: 25 })}`), [u]);
-  const invoices = usePaged((cursor) => api<Page<Invoice>>('GET', `/v1/users/${u}/invoices${qs({ cursor, limit: 25 })}`), [u]);
+  const payments = usePaged((cursor) => api<Ok<'/v1/users/{id}/payments', 'get'>>('GET', `/v1/users/${u}/payments${qs({ cursor, limit: 25 })}`), [u]);
+  const invoices = usePaged((cursor) => api<Ok<'/v1/users/{id}/invoices', 'get'>>('GET', `/v1/users/${u}/invoices${qs({ cursor, limit: 25 })}`), [u]);
   return (
     <div className="grid2">
       <Card title="Payments">
@@ -326,14 +321,14 @@ function PaymentsAndInvoices({ userId }: { userId: string }) {
 
 function ApiKeys({ userId }: { userId: string }) {
   const u = encodeURIComponent(userId);
-  const keys = useLoad(() => api<Page<Key> | { data: Key[] }>('GET', `/v1/users/${u}/api-keys`), [u]);
+  const keys = useLoad(() => api<Ok<'/v1/users/{id}/api-keys', 'get'>>('GET', `/v1/users/${u}/api-keys`), [u]);
   const [name, setName] = useState('');
   const [created, setCreated] = useState<{ key: string; name: string }>();
   const { busy, error, setError, run } = useAction();
   const create = (e: FormEvent) => {
     e.preventDefault();
     return run(async () => {
-      const res = await api<{ key: string; name: string }>('POST', `/v1/users/${u}/api-keys`, { body: { name }, idempotencyKey: newIdempotencyKey('key') });
+      const res = await api<Ok<'/v1/users/{id}/api-keys', 'post'>>('POST', `/v1/users/${u}/api-keys`, { body: { name }, idempotencyKey: newIdempotencyKey('key') });
       setCreated(res);
       setName('');
       keys.reload();

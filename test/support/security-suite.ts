@@ -1,26 +1,18 @@
 /**
- * The shared security suite: the same authentication, authorization, tenancy and scope checks,
- * run over EVERY route the app documents in its own OpenAPI document, so a new route is covered
- * the moment it exists. Each route must also be classified below (who may call it, which API-key
- * scope it needs, and a request that succeeds for its owner); a test fails until it is.
+ * The shared security suite's set-up (test/security.*.test.ts): the classification of every route
+ * the app documents in its own OpenAPI document (who may call it, which API-key scope it needs, and
+ * a request that succeeds for its owner), and the fixtures the checks attack — so a new route is
+ * covered by every file the moment it exists, and a test fails until it is classified here.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { SignJWT, UnsecuredJWT } from 'jose';
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ERROR_CODES } from '../src/core/errors.js';
-import { ERROR_STATUS } from '../src/http/errors.js';
-import { SCOPES, type Scope } from '../src/modules/api-keys/api-keys.scopes.js';
-import { client, type Res } from './support/client.js';
-import { dbFingerprint, errorProblems, fingerprintDiff, rawRequest } from './support/db-fingerprint.js';
-import { makeApiKey, makeUser, signUp } from './support/fixtures.js';
-import { createTestApp, type TestApp } from './support/harness.js';
-
-// Every route, every credential, every scope: on two shared cores this suite needs more than the
-// default 30 s per test (it grows with each route added).
-vi.setConfig({ testTimeout: 240_000, hookTimeout: 240_000 });
+import { afterAll, beforeAll, vi } from 'vitest';
+import { SCOPES, type Scope } from '../../src/modules/api-keys/api-keys.scopes.js';
+import { client, type Res } from './client.js';
+import { rawRequest } from './db-fingerprint.js';
+import { makeApiKey, makeUser, signUp } from './fixtures.js';
+import { createTestApp, type TestApp } from './harness.js';
 
 // ---------------------------------------------------------------------------------------------
 // The classification of every route. Keys are "METHOD /openapi/path".
@@ -28,7 +20,7 @@ vi.setConfig({ testTimeout: 240_000, hookTimeout: 240_000 });
 
 type Auth = 'public' | 'service' | 'user' | 'any';
 
-interface Owner {
+export interface Owner {
   user: { id: string; email: string };
   token: string;
   password: string;
@@ -44,7 +36,7 @@ interface Sample {
   status: number;
 }
 
-interface RouteSpec {
+export interface RouteSpec {
   /** public: no credentials; service: the service key only; user: signed-in users only; any: both. */
   auth: Auth;
   /** The scope an API key needs (none: every key may call it). */
@@ -57,8 +49,8 @@ interface RouteSpec {
   shared?: boolean;
 }
 
-let app: TestApp;
-const email = () => `sec_${randomBytes(6).toString('hex')}@example.com`;
+export let app: TestApp;
+export const email = () => `sec_${randomBytes(6).toString('hex')}@example.com`;
 const svc = () => client(app.server, app.serviceKey);
 
 /** A fresh Idempotency-Key: every sample is a new request, never a replay. */
@@ -162,7 +154,7 @@ async function freshOverage(userId: string): Promise<string> {
 }
 const uniq = () => randomBytes(5).toString('hex');
 
-const ROUTES: Record<string, RouteSpec> = {
+export const ROUTES: Record<string, RouteSpec> = {
   'GET /health': { auth: 'public' },
   'GET /ready': { auth: 'public' },
   'POST /v1/auth/signup': { auth: 'public' },
@@ -570,13 +562,13 @@ Object.assign(ROUTES, {
 // The job callback carries no bearer token: its HMAC signature is its credential (test/jobs.test.ts).
 // A verification token is its own credential too (test/email-verification.test.ts).
 const PUBLIC = new Set(['GET /health', 'GET /ready', 'GET /openapi.json', 'POST /v1/auth/signup', 'POST /v1/auth/login', 'POST /v1/auth/verify-email', 'POST /v1/webhooks/{provider}', 'POST /v1/jobs/{id}/callback']);
-const isPublic = (op: string) => PUBLIC.has(op) || /^[A-Z]+ \/docs(\/|$)/.test(op);
+export const isPublic = (op: string) => PUBLIC.has(op) || /^[A-Z]+ \/docs(\/|$)/.test(op);
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 // ---------------------------------------------------------------------------------------------
 
-interface Op {
+export interface Op {
   key: string;
   method: string;
   path: string;
@@ -584,35 +576,35 @@ interface Op {
 }
 
 let openapi: { paths: Record<string, Record<string, Op['operation']>> };
-let ops: Op[];
+export let ops: Op[];
 /** The victim: user A, A's key, A's workspace with member C. */
-let A: Owner;
-let aKey: { id: string; key: string };
+export let A: Owner;
+export let aKey: { id: string; key: string };
 /** A's linked login. */
-let aIdentity: { provider: string; providerUserId: string };
+export let aIdentity: { provider: string; providerUserId: string };
 /** Open holds on A's own account and on A's workspace pool. */
-let aHold: string;
+export let aHold: string;
 /** A payment of A's (inserted as a webhook would record it). */
-let aPayment: string;
-let aWsHold: string;
+export let aPayment: string;
+export let aWsHold: string;
 /** A's subscription (to the free plan). */
-let aSub: string;
+export let aSub: string;
 /** A pending job of A's. */
-let aJob: string;
+export let aJob: string;
 /** A's project with one of each kind of row, and A's service token. */
-let aProject: string;
-let aSession: string;
-let aRequest: string;
-let aEnvVar: string;
-let aToken: string;
-let C: Awaited<ReturnType<typeof signUp>>;
+export let aProject: string;
+export let aSession: string;
+export let aRequest: string;
+export let aEnvVar: string;
+export let aToken: string;
+export let C: Awaited<ReturnType<typeof signUp>>;
 /** The attacker: user B with a JWT and a full-scope key. */
-let B: Owner;
-let bKey: { id: string; key: string };
+export let B: Owner;
+export let bKey: { id: string; key: string };
 /** The owner the scope tests act as. */
-let S: Owner;
+export let S: Owner;
 /** The names of the bad-credential cases (one test each); beforeAll builds their header values. */
-const CREDENTIAL_CASES = [
+export const CREDENTIAL_CASES = [
   'no Authorization header',
   'an empty Authorization header',
   'Bearer garbage',
@@ -638,11 +630,11 @@ const CREDENTIAL_CASES = [
   "a disabled account's API key",
 ] as const;
 /** Authorization header values that must all be refused with 401 (undefined: no header). */
-let badCredentials: Array<[string, string | undefined]>;
+export let badCredentials: Array<[string, string | undefined]>;
 
 const METHODS = ['get', 'post', 'put', 'patch', 'delete'];
 
-function fillPath(path: string): string {
+export function fillPath(path: string): string {
   return path.replace(/\{(\w+)\}/g, (_m, param: string, offset: number) => {
     if (param === 'provider') return aIdentity.provider;
     if (param === 'provider_user_id') return aIdentity.providerUserId;
@@ -665,7 +657,7 @@ function fillPath(path: string): string {
   });
 }
 
-interface Built {
+export interface Built {
   method: string;
   url: string;
   payload?: string;
@@ -675,7 +667,7 @@ interface Built {
 }
 
 /** A fresh request for any documented operation, against `owner`'s resources (A by default). */
-async function requestFor(op: Op, owner: Owner = A): Promise<Built> {
+export async function requestFor(op: Op, owner: Owner = A): Promise<Built> {
   const spec = ROUTES[op.key];
   const sample: { url: string; body?: unknown; headers?: Record<string, string>; status: number | null } = spec?.sample
     ? await spec.sample(owner)
@@ -689,7 +681,7 @@ async function requestFor(op: Op, owner: Owner = A): Promise<Built> {
   };
 }
 
-async function send(req: Built, authorization: string | undefined): Promise<Res> {
+export async function send(req: Built, authorization: string | undefined): Promise<Res> {
   return rawRequest(app, {
     method: req.method,
     url: req.url,
@@ -698,7 +690,7 @@ async function send(req: Built, authorization: string | undefined): Promise<Res>
   });
 }
 
-const bearer = (t: string) => `Bearer ${t}`;
+export const bearer = (t: string) => `Bearer ${t}`;
 
 async function signJwt(claims: Record<string, unknown>, secret: string, opts: { iat?: number; exp?: number | null } = {}): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
@@ -715,14 +707,14 @@ async function owner(): Promise<Owner> {
 }
 
 /** A new session JWT for `o` (so a test may log it out without ending o.token). */
-async function freshJwt(o: { user: { email: string }; password: string }): Promise<string> {
+export async function freshJwt(o: { user: { email: string }; password: string }): Promise<string> {
   const res = await client(app.server, null).post('/v1/auth/login', { email: o.user.email, password: o.password });
   if (res.status !== 200) throw new Error(`login: ${res.status} ${JSON.stringify(res.body)}`);
   return res.body.access_token as string;
 }
 
 /** What the service sees of A's things: compared before and after every attack. */
-async function victimView() {
+export async function victimView() {
   const s = svc();
   const keys = await s.get(`/v1/users/${A.user.id}/api-keys?limit=200`);
   return {
@@ -741,7 +733,8 @@ async function victimView() {
   };
 }
 
-beforeAll(async () => {
+/** The app and its documented operations. */
+async function buildApp(): Promise<void> {
   app = await createTestApp();
   const doc = await app.server.inject({ method: 'GET', url: '/openapi.json' });
   if (doc.statusCode !== 200) throw new Error(`openapi.json: ${doc.statusCode}`);
@@ -751,7 +744,10 @@ beforeAll(async () => {
       .filter(([m]) => METHODS.includes(m))
       .map(([m, operation]) => ({ key: `${m.toUpperCase()} ${path}`, method: m.toUpperCase(), path, operation })),
   );
+}
 
+/** The victim A (with one of every resource), member C, attacker B, scope owner S, and the bad credentials. */
+async function buildFixtures(): Promise<void> {
   A = await owner();
   aKey = await makeApiKey(app, A.user.id, { name: 'a-full' });
   C = await signUp(app);
@@ -823,511 +819,46 @@ beforeAll(async () => {
     ["a disabled account's JWT", bearer(D.token)],
     ["a disabled account's API key", bearer(dKey.key)],
   ];
-});
+}
 
-afterAll(async () => {
-  await app?.close();
-});
+export const protectedOps = () => ops.filter((op) => !isPublic(op.key));
 
-const protectedOps = () => ops.filter((op) => !isPublic(op.key));
+/** Every scope but `*`. */
+export const NARROW_SCOPES = SCOPES.filter((s): s is Exclude<Scope, '*'> => s !== '*');
 
-// ---------------------------------------------------------------------------------------------
-
-describe('every route is classified, and the classification matches the OpenAPI document', () => {
-  it('the route table lists exactly the operations in /openapi.json (classify new routes here)', () => {
-    expect(ops.length).toBeGreaterThan(10);
-    const documented = ops.map((o) => o.key).sort();
-    expect(documented).toEqual(Object.keys(ROUTES).sort());
+/**
+ * The scope tests are the slowest (each scope sends every user route), so three files share them by
+ * the scope's resource; the last also takes any scope no file names, so a new scope is never skipped.
+ */
+const SCOPE_FILES = {
+  'users-keys': ['users', 'keys'],
+  'workspaces-credits-billing': ['workspaces', 'credits', 'billing'],
+  'jobs-projects-secrets': ['jobs', 'projects', 'secrets'],
+} as const;
+export function scopesOf(file: keyof typeof SCOPE_FILES): Array<Exclude<Scope, '*'>> {
+  const named: readonly string[] = Object.values(SCOPE_FILES).flat();
+  const mine: readonly string[] = SCOPE_FILES[file];
+  return NARROW_SCOPES.filter((s) => {
+    const resource = s.split(':')[0] ?? s;
+    return mine.includes(resource) || (file === 'jobs-projects-secrets' && !named.includes(resource));
   });
+}
 
-  it('the operations without a security requirement are exactly the public ones', () => {
-    const unsecured = ops.filter((o) => !o.operation.security || o.operation.security.length === 0).map((o) => o.key).sort();
-    expect(unsecured).toEqual(Object.entries(ROUTES).filter(([, r]) => r.auth === 'public').map(([k]) => k).sort());
-    expect(unsecured.every(isPublic)).toBe(true);
+/**
+ * Registers the file's set-up: a fresh app on a fresh database, its OpenAPI operations and (unless
+ * `documentOnly`) every fixture above, built once per file in beforeAll and dropped in afterAll.
+ * Vitest gives each test file its own module instance, so each file gets its own app and fixtures
+ * (read them through the live `export let` bindings above, after beforeAll).
+ */
+export function useSecuritySuite(options: { documentOnly?: boolean } = {}): void {
+  // Every route, every credential, every scope: on two shared cores these tests need more than the
+  // default 30 s per test (they grow with each route added).
+  vi.setConfig({ testTimeout: 240_000, hookTimeout: 240_000 });
+  beforeAll(async () => {
+    await buildApp();
+    if (!options.documentOnly) await buildFixtures();
   });
-
-  it('every protected operation documents 401 and 403 with the Error schema', () => {
-    const missing = protectedOps().flatMap((op) =>
-      ['401', '403'].filter((s) => !(op.operation.responses && s in op.operation.responses)).map((s) => `${op.key} lacks ${s}`),
-    );
-    expect(protectedOps().length).toBeGreaterThan(0);
-    expect(missing).toEqual([]);
+  afterAll(async () => {
+    await app?.close();
   });
-
-  it('public endpoints answer without credentials', async () => {
-    for (const url of ['/health', '/openapi.json']) {
-      expect((await app.server.inject({ method: 'GET', url })).statusCode, url).toBe(200);
-    }
-    expect((await app.server.inject({ method: 'GET', url: '/docs' })).statusCode).toBeLessThan(400);
-  });
-});
-
-describe('authentication: every non-public route refuses missing or invalid credentials with 401', () => {
-  it.each(CREDENTIAL_CASES)('every non-public route answers 401 unauthenticated to %s, and nothing changes', async (name) => {
-    const entry = badCredentials.find(([n]) => n === name);
-    expect(entry, `credential fixture "${name}"`).toBeDefined();
-    const header = entry![1];
-    const targets = protectedOps();
-    expect(targets.length).toBeGreaterThan(0);
-    const requests = [];
-    for (const op of targets) requests.push({ op, req: await requestFor(op) });
-    const before = await dbFingerprint(app);
-    const problems: string[] = [];
-    for (const { op, req } of requests) {
-      problems.push(...errorProblems(await send(req, header), 401, 'unauthenticated', op.key));
-    }
-    problems.push(...fingerprintDiff(before, await dbFingerprint(app), name));
-    expect(problems).toEqual([]);
-  });
-
-  it('the bad credentials the fixtures build are exactly the cases above (none silently skipped)', () => {
-    expect(badCredentials.map(([n]) => n)).toEqual([...CREDENTIAL_CASES]);
-  });
-
-  it('a stranger gets 401 before the body is read: malformed, non-JSON and oversized bodies without credentials are 401', async () => {
-    const withBody = protectedOps().filter((op) => ['POST', 'PUT', 'PATCH'].includes(op.method));
-    expect(withBody.length).toBeGreaterThan(0);
-    const bodies: Array<[string, string, string]> = [
-      ['malformed JSON', '{"name": ', 'application/json'],
-      ['text/plain', 'hello', 'text/plain'],
-      ['oversized', JSON.stringify({ name: 'x'.repeat(70_000) }), 'application/json'],
-    ];
-    const problems: string[] = [];
-    const before = await dbFingerprint(app);
-    for (const op of withBody) {
-      for (const [label, payload, type] of bodies) {
-        const res = await rawRequest(app, { method: op.method, url: fillPath(op.path), payload, headers: { 'content-type': type } });
-        problems.push(...errorProblems(res, 401, 'unauthenticated', `${op.key} ${label}`));
-      }
-    }
-    problems.push(...fingerprintDiff(before, await dbFingerprint(app), 'stranger bodies'));
-    expect(problems).toEqual([]);
-  });
-});
-
-describe('authorization: who may call what', () => {
-  const serviceOnly = () => ops.filter((op) => ROUTES[op.key]?.auth === 'service');
-  const userOnly = () => ops.filter((op) => ROUTES[op.key]?.auth === 'user');
-  const userRoutes = () => ops.filter((op) => ['user', 'any'].includes(ROUTES[op.key]?.auth ?? ''));
-
-  it('service-only routes answer 403 forbidden to a user JWT and to a full-scope user API key, and accept the service key', async () => {
-    const targets = serviceOnly();
-    expect(targets.map((o) => o.key).sort()).toEqual([
-      'DELETE /v1/credit-packages/{id}',
-      'DELETE /v1/email-aliases/{id}',
-      'DELETE /v1/users/{id}/budget-guard',
-      'DELETE /v1/users/{id}/identities/{provider}',
-      'GET /v1/admin/stats',
-      'GET /v1/credit-packages',
-      'GET /v1/credit-packages/{id}',
-      'GET /v1/identities/{provider}/{provider_user_id}',
-      'GET /v1/jobs',
-      'GET /v1/payments',
-      'GET /v1/users',
-      'GET /v1/webhook-events',
-      'PATCH /v1/cost-models/{metric}',
-      'PATCH /v1/credit-packages/{id}',
-      'PATCH /v1/plans/{id}',
-      'PATCH /v1/subscriptions/{id}',
-      'POST /v1/admin/reconcile',
-      'POST /v1/check',
-      'POST /v1/checkout-references',
-      'POST /v1/cost-models',
-      'POST /v1/credit-packages',
-      'POST /v1/credits/adjust',
-      'POST /v1/credits/debit',
-      'POST /v1/credits/grant',
-      'POST /v1/credits/refund',
-      'POST /v1/events',
-      'POST /v1/events/batch',
-      'POST /v1/holds',
-      'POST /v1/holds/{id}/capture',
-      'POST /v1/holds/{id}/release',
-      'POST /v1/jobs',
-      'POST /v1/jobs/{id}/cancel',
-      'POST /v1/jobs/{id}/complete',
-      'POST /v1/jobs/{id}/fail',
-      'POST /v1/jobs/{id}/start',
-      'POST /v1/overage-charges/{id}/status',
-      'POST /v1/payments/{id}/resolve',
-      'POST /v1/plans',
-      'POST /v1/subscriptions/{id}/activate',
-      'POST /v1/subscriptions/{id}/change-plan',
-      'POST /v1/subscriptions/{id}/past-due',
-      'POST /v1/users',
-      'POST /v1/users/{id}/email-aliases',
-      'POST /v1/users/{id}/email-verification',
-      'POST /v1/users/{id}/identities',
-      'PUT /v1/users/{id}/budget-guard',
-    ]);
-    const problems: string[] = [];
-    for (const op of targets) {
-      for (const [who, header] of [['user JWT', bearer(A.token)], ['user API key', bearer(aKey.key)]] as const) {
-        const req = await requestFor(op);
-        const before = await dbFingerprint(app);
-        problems.push(...errorProblems(await send(req, header), 403, 'forbidden', `${op.key} as ${who}`));
-        problems.push(...fingerprintDiff(before, await dbFingerprint(app), `${op.key} as ${who}`));
-      }
-      const req = await requestFor(op);
-      const ok = await send(req, bearer(app.serviceKey));
-      if (ok.status !== req.status) problems.push(`${op.key} as service: expected ${req.status}, got ${ok.status} ${JSON.stringify(ok.body)}`);
-    }
-    expect(problems).toEqual([]);
-  });
-
-  it('a money route called by the service without an Idempotency-Key is 400 invalid_request and writes nothing', async () => {
-    const targets = serviceOnly().filter((op) => /^POST \/v1\/(credits|holds|events)/.test(op.key) || op.key === 'POST /v1/jobs');
-    expect(targets.length).toBe(10);
-    const problems: string[] = [];
-    for (const op of targets) {
-      const req = await requestFor(op);
-      expect(Object.keys(req.headers), op.key).toContain('idempotency-key');
-      delete req.headers['idempotency-key'];
-      const before = await dbFingerprint(app);
-      const res = await send(req, bearer(app.serviceKey));
-      problems.push(...errorProblems(res, 400, 'invalid_request', `${op.key} without Idempotency-Key`));
-      const message = (res.body as { error?: { message?: string } } | null)?.error?.message ?? '';
-      if (!/idempotency-key/i.test(message)) problems.push(`${op.key} without Idempotency-Key: message does not name the header: ${message}`);
-      problems.push(...fingerprintDiff(before, await dbFingerprint(app), `${op.key} without Idempotency-Key`));
-    }
-    expect(problems).toEqual([]);
-  });
-
-  it('user-only routes answer 403 forbidden to the service key and serve the signed-in user', async () => {
-    const targets = userOnly();
-    expect(targets.length).toBeGreaterThan(0);
-    const problems: string[] = [];
-    for (const op of targets) {
-      const before = await dbFingerprint(app);
-      problems.push(...errorProblems(await send(await requestFor(op), bearer(app.serviceKey)), 403, 'forbidden', `${op.key} as service`));
-      problems.push(...fingerprintDiff(before, await dbFingerprint(app), `${op.key} as service`));
-    }
-    expect(problems).toEqual([]);
-    const me = await client(app.server, A.token).get('/v1/me');
-    expect(me.status).toBe(200);
-    expect(me.body.id).toBe(A.user.id);
-    // Logging out ends exactly the caller's session: another session of the same user still works.
-    const one = await freshJwt(A);
-    const two = await freshJwt(A);
-    expect((await client(app.server, one).post('/v1/auth/logout')).status).toBe(200);
-    expect(errorProblems(await client(app.server, one).get('/v1/me'), 401, 'unauthenticated', 'logged-out JWT')).toEqual([]);
-    expect((await client(app.server, two).get('/v1/me')).status).toBe(200);
-    expect((await client(app.server, A.token).get('/v1/me')).status).toBe(200);
-    const meByKey = await client(app.server, bKey.key).get('/v1/me');
-    expect(meByKey.status).toBe(200);
-    expect(meByKey.body.id).toBe(B.user.id);
-  });
-
-  it("every user route accepts its owner's JWT and full-scope API key (the classification is not just 'deny all')", async () => {
-    const targets = userRoutes();
-    expect(targets.length).toBeGreaterThan(5);
-    const full = await makeApiKey(app, S.user.id, { name: 's-full', scopes: ['*'] });
-    const problems: string[] = [];
-    for (const op of targets) {
-      for (const who of ['JWT', 'API key *'] as const) {
-        const header = bearer(who === 'JWT' ? await freshJwt(S) : full.key);
-        const req = await requestFor(op, S);
-        const expected = who === 'JWT' ? req.status : (ROUTES[op.key]!.keyStatus ?? req.status);
-        const res = await send(req, header);
-        if (res.status !== expected) problems.push(`${op.key} as ${who}: expected ${expected}, got ${res.status} ${JSON.stringify(res.body)}`);
-      }
-    }
-    expect(problems).toEqual([]);
-  });
-
-  it('a user cannot raise their own privileges (service-only fields, stronger keys) and nothing changes', async () => {
-    const a = client(app.server, A.token);
-    const problems: string[] = [];
-    const attempts: Array<[string, () => Promise<Res>]> = [
-      ['role admin', () => a.patch(`/v1/users/${A.user.id}`, { role: 'admin' })],
-      ['level', () => a.patch(`/v1/users/${A.user.id}`, { level: 1_000_000 })],
-      ['is_active', () => a.patch(`/v1/users/${A.user.id}`, { is_active: false })],
-      ['is_email_verified', () => a.patch(`/v1/users/${A.user.id}`, { is_email_verified: true })],
-      ['email', () => a.patch(`/v1/users/${A.user.id}`, { email: email() })],
-      ['metadata', () => a.patch(`/v1/users/${A.user.id}`, { metadata: { plan: 'enterprise' } })],
-    ];
-    const narrow = await makeApiKey(app, A.user.id, { name: 'narrow', scopes: ['keys:write'] });
-    const k = client(app.server, narrow.key);
-    attempts.push(
-      ['key mints a * key', () => k.post(`/v1/users/${A.user.id}/api-keys`, { name: 'wider' })],
-      ['key mints a users:write key', () => k.post(`/v1/users/${A.user.id}/api-keys`, { name: 'wider', scopes: ['keys:write', 'users:write'] })],
-    );
-    const before = await victimView();
-    const fp = await dbFingerprint(app);
-    for (const [label, run] of attempts) problems.push(...errorProblems(await run(), 403, 'forbidden', label));
-    problems.push(...fingerprintDiff(fp, await dbFingerprint(app), 'privilege escalation'));
-    expect(problems).toEqual([]);
-    expect(await victimView()).toEqual(before);
-  });
-});
-
-describe("tenancy: a user can never read or change another user's resources", () => {
-  /** B's attempts on A's things. Every 'any'/'user' route with a path id must appear here. */
-  const attacks = (): Array<{ op: string; method: string; url: string; body?: unknown }> => [
-    { op: 'GET /v1/users/{id}', method: 'GET', url: `/v1/users/${A.user.id}` },
-    { op: 'PATCH /v1/users/{id}', method: 'PATCH', url: `/v1/users/${A.user.id}`, body: { name: 'pwned' } },
-    { op: 'POST /v1/users/{id}/api-keys', method: 'POST', url: `/v1/users/${A.user.id}/api-keys`, body: { name: 'backdoor' } },
-    { op: 'GET /v1/users/{id}/api-keys', method: 'GET', url: `/v1/users/${A.user.id}/api-keys` },
-    { op: 'DELETE /v1/api-keys/{id}', method: 'DELETE', url: `/v1/api-keys/${aKey.id}` },
-    { op: 'GET /v1/workspaces/{id}', method: 'GET', url: `/v1/workspaces/${A.workspaceId}` },
-    { op: 'PATCH /v1/workspaces/{id}', method: 'PATCH', url: `/v1/workspaces/${A.workspaceId}`, body: { name: 'pwned' } },
-    { op: 'DELETE /v1/workspaces/{id}', method: 'DELETE', url: `/v1/workspaces/${A.workspaceId}` },
-    { op: 'GET /v1/workspaces/{id}/members', method: 'GET', url: `/v1/workspaces/${A.workspaceId}/members` },
-    { op: 'POST /v1/workspaces/{id}/members', method: 'POST', url: `/v1/workspaces/${A.workspaceId}/members`, body: { user_id: B.user.id, role: 'admin' } },
-    { op: 'PATCH /v1/workspaces/{id}/members/{user_id}', method: 'PATCH', url: `/v1/workspaces/${A.workspaceId}/members/${C.user.id}`, body: { role: 'admin' } },
-    { op: 'DELETE /v1/workspaces/{id}/members/{user_id}', method: 'DELETE', url: `/v1/workspaces/${A.workspaceId}/members/${C.user.id}` },
-    { op: 'GET /v1/workspaces', method: 'GET', url: `/v1/workspaces?user_id=${A.user.id}` },
-    { op: 'POST /v1/workspaces', method: 'POST', url: '/v1/workspaces', body: { name: 'squat', owner_id: A.user.id } },
-    { op: 'GET /v1/users/{id}/identities', method: 'GET', url: `/v1/users/${A.user.id}/identities` },
-    { op: 'POST /v1/users/{id}/identities', method: 'POST', url: `/v1/users/${A.user.id}/identities`, body: { provider: 'evil', provider_user_id: 'b' } },
-    { op: 'DELETE /v1/users/{id}/identities/{provider}', method: 'DELETE', url: `/v1/users/${A.user.id}/identities/${aIdentity.provider}` },
-    { op: 'GET /v1/identities/{provider}/{provider_user_id}', method: 'GET', url: `/v1/identities/${aIdentity.provider}/${aIdentity.providerUserId}` },
-    { op: 'GET /v1/users/{id}/balance', method: 'GET', url: `/v1/users/${A.user.id}/balance` },
-    { op: 'GET /v1/users/{id}/transactions', method: 'GET', url: `/v1/users/${A.user.id}/transactions` },
-    { op: 'GET /v1/users/{id}/holds', method: 'GET', url: `/v1/users/${A.user.id}/holds` },
-    { op: 'GET /v1/workspaces/{id}/balance', method: 'GET', url: `/v1/workspaces/${A.workspaceId}/balance` },
-    { op: 'GET /v1/workspaces/{id}/transactions', method: 'GET', url: `/v1/workspaces/${A.workspaceId}/transactions` },
-    { op: 'GET /v1/workspaces/{id}/holds', method: 'GET', url: `/v1/workspaces/${A.workspaceId}/holds` },
-    { op: 'GET /v1/holds/{id}', method: 'GET', url: `/v1/holds/${aHold}` },
-    { op: 'GET /v1/holds/{id}', method: 'GET', url: `/v1/holds/${aWsHold}` },
-    { op: 'POST /v1/subscriptions', method: 'POST', url: '/v1/subscriptions', body: { user_id: A.user.id, plan_id: 'secfree' } },
-    { op: 'GET /v1/subscriptions/{id}', method: 'GET', url: `/v1/subscriptions/${aSub}` },
-    { op: 'POST /v1/subscriptions/{id}/cancel', method: 'POST', url: `/v1/subscriptions/${aSub}/cancel`, body: { at_period_end: false } },
-    { op: 'GET /v1/users/{id}/subscriptions', method: 'GET', url: `/v1/users/${A.user.id}/subscriptions` },
-    { op: 'GET /v1/users/{id}/usage', method: 'GET', url: `/v1/users/${A.user.id}/usage` },
-    { op: 'GET /v1/users/{id}/events', method: 'GET', url: `/v1/users/${A.user.id}/events` },
-    { op: 'GET /v1/users/{id}/budget-guard', method: 'GET', url: `/v1/users/${A.user.id}/budget-guard` },
-    { op: 'GET /v1/users/{id}/overage-charges', method: 'GET', url: `/v1/users/${A.user.id}/overage-charges` },
-    { op: 'GET /v1/payments/{id}', method: 'GET', url: `/v1/payments/${aPayment}` },
-    { op: 'GET /v1/users/{id}/payments', method: 'GET', url: `/v1/users/${A.user.id}/payments` },
-    { op: 'GET /v1/users/{id}/invoices', method: 'GET', url: `/v1/users/${A.user.id}/invoices` },
-    { op: 'GET /v1/users/{id}/customers', method: 'GET', url: `/v1/users/${A.user.id}/customers` },
-    { op: 'GET /v1/users/{id}/email-aliases', method: 'GET', url: `/v1/users/${A.user.id}/email-aliases` },
-    { op: 'GET /v1/jobs/{id}', method: 'GET', url: `/v1/jobs/${aJob}` },
-    { op: 'GET /v1/users/{id}/jobs', method: 'GET', url: `/v1/users/${A.user.id}/jobs` },
-    { op: 'GET /v1/projects/{id}', method: 'GET', url: `/v1/projects/${aProject}` },
-    { op: 'PATCH /v1/projects/{id}', method: 'PATCH', url: `/v1/projects/${aProject}`, body: { name: 'pwned' } },
-    { op: 'DELETE /v1/projects/{id}', method: 'DELETE', url: `/v1/projects/${aProject}` },
-    { op: 'GET /v1/projects', method: 'GET', url: `/v1/projects?user_id=${A.user.id}` },
-    { op: 'POST /v1/projects', method: 'POST', url: '/v1/projects', body: { name: 'squat', user_id: A.user.id } },
-    { op: 'POST /v1/projects', method: 'POST', url: '/v1/projects', body: { name: 'squat', workspace_id: A.workspaceId } },
-    ...['conversations', 'sessions', 'messages', 'tool-usage', 'requests', 'commits', 'connections', 'env-vars'].map((k) => ({
-      op: `GET /v1/projects/{id}/${k}`, method: 'GET', url: `/v1/projects/${aProject}/${k}`,
-    })),
-    { op: 'POST /v1/projects/{id}/conversations', method: 'POST', url: `/v1/projects/${aProject}/conversations`, body: {} },
-    { op: 'POST /v1/projects/{id}/sessions', method: 'POST', url: `/v1/projects/${aProject}/sessions`, body: {} },
-    { op: 'PATCH /v1/projects/{id}/sessions/{session_id}', method: 'PATCH', url: `/v1/projects/${aProject}/sessions/${aSession}`, body: { status: 'failed' } },
-    { op: 'POST /v1/projects/{id}/messages', method: 'POST', url: `/v1/projects/${aProject}/messages`, body: { role: 'user', content: 'x' } },
-    { op: 'POST /v1/projects/{id}/tool-usage', method: 'POST', url: `/v1/projects/${aProject}/tool-usage`, body: { session_id: aSession, tool_name: 'x' } },
-    { op: 'POST /v1/projects/{id}/requests', method: 'POST', url: `/v1/projects/${aProject}/requests`, body: { instruction: 'x' } },
-    { op: 'POST /v1/projects/{id}/requests/{request_id}/complete', method: 'POST', url: `/v1/projects/${aProject}/requests/${aRequest}/complete`, body: { is_successful: false } },
-    { op: 'POST /v1/projects/{id}/commits', method: 'POST', url: `/v1/projects/${aProject}/commits`, body: { commit_sha: 'abcdef1', message: 'x' } },
-    { op: 'PUT /v1/projects/{id}/connections/{provider}', method: 'PUT', url: `/v1/projects/${aProject}/connections/github`, body: { status: 'error' } },
-    { op: 'DELETE /v1/projects/{id}/connections/{provider}', method: 'DELETE', url: `/v1/projects/${aProject}/connections/github` },
-    { op: 'POST /v1/projects/{id}/env-vars', method: 'POST', url: `/v1/projects/${aProject}/env-vars`, body: { key: 'EVIL', value: 'x' } },
-    { op: 'DELETE /v1/projects/{id}/env-vars/{env_id}', method: 'DELETE', url: `/v1/projects/${aProject}/env-vars/${aEnvVar}` },
-    { op: 'POST /v1/projects/{id}/env-vars/{env_id}/reveal', method: 'POST', url: `/v1/projects/${aProject}/env-vars/${aEnvVar}/reveal` },
-    { op: 'GET /v1/service-tokens', method: 'GET', url: `/v1/service-tokens?user_id=${A.user.id}` },
-    { op: 'POST /v1/service-tokens', method: 'POST', url: '/v1/service-tokens', body: { provider: 'x', name: 'x', token: 'x', workspace_id: A.workspaceId } },
-    { op: 'DELETE /v1/service-tokens/{id}', method: 'DELETE', url: `/v1/service-tokens/${aToken}` },
-    { op: 'POST /v1/service-tokens/{id}/reveal', method: 'POST', url: `/v1/service-tokens/${aToken}/reveal` },
-  ];
-
-  it('the attack list covers every user route that names a resource by id', () => {
-    const covered = new Set(attacks().map((a) => a.op));
-    const needed = ops
-      .filter((op) => ['user', 'any'].includes(ROUTES[op.key]?.auth ?? '') && op.path.includes('{') && !ROUTES[op.key]?.shared)
-      .map((op) => op.key);
-    expect(needed.length).toBeGreaterThan(0);
-    expect(needed.filter((k) => !covered.has(k))).toEqual([]);
-    for (const a of attacks()) expect(ROUTES[a.op], a.op).toBeDefined();
-  });
-
-  it.each(['JWT', 'API key'] as const)(
-    "user B's %s gets 403 or 404 on every one of user A's resources, and A's data is unchanged",
-    async (via) => {
-      const header = bearer(via === 'JWT' ? B.token : bKey.key);
-      const before = await victimView();
-      const fp = await dbFingerprint(app);
-      const problems: string[] = [];
-      for (const a of attacks()) {
-        const res = await rawRequest(app, {
-          method: a.method,
-          url: a.url,
-          headers: { authorization: header, ...(a.body !== undefined ? { 'content-type': 'application/json' } : {}) },
-          ...(a.body !== undefined ? { payload: JSON.stringify(a.body) } : {}),
-        });
-        const label = `${a.method} ${a.url} as B (${via})`;
-        if (res.status === 404) problems.push(...errorProblems(res, 404, 'not_found', label));
-        else problems.push(...errorProblems(res, 403, 'forbidden', label));
-      }
-      problems.push(...fingerprintDiff(fp, await dbFingerprint(app), `B (${via})`));
-      expect(problems).toEqual([]);
-      expect(await victimView()).toEqual(before);
-    },
-  );
-
-  it("user B's own lists never contain user A's resources", async () => {
-    for (const token of [B.token, bKey.key]) {
-      const b = client(app.server, token);
-      const ws = await b.get('/v1/workspaces?limit=200');
-      expect(ws.status).toBe(200);
-      expect(ws.body.data.map((w: { id: string }) => w.id)).not.toContain(A.workspaceId);
-      expect(ws.body.data.map((w: { id: string }) => w.id)).toContain(B.workspaceId);
-      const keys = await b.get(`/v1/users/${B.user.id}/api-keys?limit=200`);
-      expect(keys.status).toBe(200);
-      expect(keys.body.data.every((k: { user_id: string }) => k.user_id === B.user.id)).toBe(true);
-      expect(keys.body.data.map((k: { id: string }) => k.id)).not.toContain(aKey.id);
-      const holds = await b.get(`/v1/users/${B.user.id}/holds?limit=200`);
-      expect(holds.status).toBe(200);
-      expect(holds.body.data.map((h: { id: string }) => h.id)).not.toContain(aHold);
-      const txns = await b.get(`/v1/users/${B.user.id}/transactions?limit=200`);
-      expect(txns.status).toBe(200);
-      expect(txns.body.data.every((t: { user_id: string }) => t.user_id === B.user.id)).toBe(true);
-    }
-  });
-
-  it("a workspace's money is hidden from non-members (404) and readable by its members; a member cannot read the owner's own money", async () => {
-    const wsReads = [
-      `/v1/workspaces/${A.workspaceId}/balance`,
-      `/v1/workspaces/${A.workspaceId}/transactions`,
-      `/v1/workspaces/${A.workspaceId}/holds`,
-      `/v1/holds/${aWsHold}`,
-    ];
-    const problems: string[] = [];
-    // B is not a member: the workspace (and its holds) do not exist as far as B can tell.
-    for (const [via, token] of [['JWT', B.token], ['API key', bKey.key]] as const) {
-      for (const url of wsReads) problems.push(...errorProblems(await rawRequest(app, { method: 'GET', url, token }), 404, 'not_found', `GET ${url} as B (${via})`));
-    }
-    // C is a plain member: the pool is C's to read, A's personal money is not.
-    const c = client(app.server, C.token);
-    for (const url of wsReads) {
-      const res = await c.get(url);
-      if (res.status !== 200) problems.push(`GET ${url} as member C: expected 200, got ${res.status} ${JSON.stringify(res.body)}`);
-    }
-    const pool = await c.get(`/v1/workspaces/${A.workspaceId}/balance`);
-    if (pool.body?.workspace_id !== A.workspaceId || pool.body?.held < 4) problems.push(`member C's pool balance: ${JSON.stringify(pool.body)}`);
-    const wsHolds = await c.get(`/v1/workspaces/${A.workspaceId}/holds`);
-    if (!wsHolds.body?.data?.some((h: { id: string }) => h.id === aWsHold)) problems.push(`member C's pool holds lack ${aWsHold}: ${JSON.stringify(wsHolds.body)}`);
-    for (const url of [`/v1/users/${A.user.id}/balance`, `/v1/users/${A.user.id}/transactions`, `/v1/users/${A.user.id}/holds`]) {
-      problems.push(...errorProblems(await c.get(url), 403, 'forbidden', `GET ${url} as member C`));
-    }
-    problems.push(...errorProblems(await c.get(`/v1/holds/${aHold}`), 404, 'not_found', `GET A's own hold as member C`));
-    expect(problems).toEqual([]);
-  });
-
-  it('a plain member can read the workspace but cannot manage it or promote themself', async () => {
-    const c = client(app.server, C.token);
-    expect((await c.get(`/v1/workspaces/${A.workspaceId}`)).status).toBe(200);
-    expect((await c.get(`/v1/workspaces/${A.workspaceId}/members`)).status).toBe(200);
-    const before = await victimView();
-    const fp = await dbFingerprint(app);
-    const problems = [
-      ...errorProblems(await c.patch(`/v1/workspaces/${A.workspaceId}`, { name: 'mine' }), 403, 'forbidden', 'member renames'),
-      ...errorProblems(await c.del(`/v1/workspaces/${A.workspaceId}`), 403, 'forbidden', 'member deletes'),
-      ...errorProblems(await c.post(`/v1/workspaces/${A.workspaceId}/members`, { user_id: B.user.id, role: 'member' }), 403, 'forbidden', 'member invites'),
-      ...errorProblems(await c.patch(`/v1/workspaces/${A.workspaceId}/members/${C.user.id}`, { role: 'admin' }), 403, 'forbidden', 'member promotes self'),
-    ];
-    problems.push(...fingerprintDiff(fp, await dbFingerprint(app), 'member'));
-    expect(problems).toEqual([]);
-    expect(await victimView()).toEqual(before);
-  });
-});
-
-describe('API-key scopes: a key reaches exactly the routes its scopes allow', () => {
-  const narrowScopes = SCOPES.filter((s): s is Exclude<Scope, '*'> => s !== '*');
-
-  it('every scope a route requires is a known scope, and every narrow scope guards at least one route', () => {
-    const used = new Set(Object.values(ROUTES).flatMap((r) => (r.scope ? [r.scope] : [])));
-    for (const s of used) expect(SCOPES).toContain(s);
-    expect(narrowScopes.filter((s) => !used.has(s))).toEqual([]);
-  });
-
-  it.each(narrowScopes)('a key with only ["%s"] is accepted where that scope (or none) is needed and gets 403 forbidden elsewhere', async (scope) => {
-    const key = await makeApiKey(app, S.user.id, { name: `only ${scope}`, scopes: [scope] });
-    const targets = ops.filter((op) => ['user', 'any'].includes(ROUTES[op.key]?.auth ?? ''));
-    expect(targets.length).toBeGreaterThan(5);
-    const problems: string[] = [];
-    let allowed = 0;
-    for (const op of targets) {
-      const spec = ROUTES[op.key]!;
-      const req = await requestFor(op, S);
-      if (!spec.scope || spec.scope === scope) {
-        allowed++;
-        const expected = spec.keyStatus ?? req.status;
-        const res = await send(req, bearer(key.key));
-        if (res.status !== expected) problems.push(`${op.key} with [${scope}]: expected ${expected}, got ${res.status} ${JSON.stringify(res.body)}`);
-      } else {
-        const before = await dbFingerprint(app);
-        const res = await send(req, bearer(key.key));
-        problems.push(...errorProblems(res, 403, 'forbidden', `${op.key} with [${scope}]`));
-        const message = (res.body as { error?: { message?: string } } | null)?.error?.message ?? '';
-        if (res.status === 403 && !message.includes(spec.scope)) problems.push(`${op.key} with [${scope}]: 403 message does not name the missing scope ${spec.scope}: ${message}`);
-        problems.push(...fingerprintDiff(before, await dbFingerprint(app), `${op.key} with [${scope}]`));
-      }
-    }
-    expect(allowed).toBeGreaterThan(0); // GET /v1/me needs no scope
-    expect(problems).toEqual([]);
-  });
-
-  it('a users:read key can read its user and /v1/me but not change the user', async () => {
-    const key = await makeApiKey(app, S.user.id, { name: 'reader', scopes: ['users:read'] });
-    const k = client(app.server, key.key);
-    expect((await k.get('/v1/me')).body.id).toBe(S.user.id);
-    expect((await k.get(`/v1/users/${S.user.id}`)).status).toBe(200);
-    const res = await k.patch(`/v1/users/${S.user.id}`, { name: 'nope' });
-    expect(errorProblems(res, 403, 'forbidden', 'users:read PATCH')).toEqual([]);
-  });
-});
-
-describe('the error catalogue is one closed list, the same in code, spec and OpenAPI', () => {
-  const specPath = fileURLToPath(new URL('../../shared/spec/API.md', import.meta.url));
-  const specExists = existsSync(specPath);
-
-  it.skipIf(!specExists)(
-    specExists
-      ? 'every code in ERROR_STATUS appears in ../shared/spec/API.md with the same status, and nothing else does'
-      : `SKIPPED: ../shared/spec/API.md not found at ${specPath}; cannot compare the error catalogue with the spec`,
-    () => {
-      const text = readFileSync(specPath, 'utf8');
-      const table: Record<string, number> = {};
-      for (const m of text.matchAll(/^\|\s*`([a-z_]+)`\s*\|\s*(\d{3})\s*\|\s*$/gm)) table[m[1]!] = Number(m[2]);
-      expect(Object.keys(table).length).toBeGreaterThan(5);
-      expect(table).toEqual({ ...ERROR_STATUS });
-    },
-  );
-
-  it("the OpenAPI Error schema's code enum equals the catalogue, on every documented error response", () => {
-    const enumOf = (schema: unknown): string[] | null => {
-      const s = schema as { enum?: unknown[]; const?: unknown; anyOf?: unknown[]; oneOf?: unknown[] } | undefined;
-      if (!s) return null;
-      if (Array.isArray(s.enum)) return s.enum.map(String);
-      if (s.const !== undefined) return [String(s.const)];
-      const parts = s.anyOf ?? s.oneOf;
-      if (Array.isArray(parts)) return parts.flatMap((p) => enumOf(p) ?? ['<not an enum>']);
-      return null;
-    };
-    const catalogue = [...ERROR_CODES].sort();
-    const problems: string[] = [];
-    let checked = 0;
-    for (const op of ops) {
-      for (const [status, response] of Object.entries(op.operation.responses ?? {})) {
-        if (Number(status) < 400) continue;
-        const schema = (response as { content?: Record<string, { schema?: Record<string, any> }> }).content?.['application/json']?.schema;
-        if (!schema) {
-          problems.push(`${op.key} ${status}: no application/json schema`);
-          continue;
-        }
-        if (schema['title'] !== 'Error') problems.push(`${op.key} ${status}: schema is not the Error schema`);
-        const codes = enumOf(schema['properties']?.error?.properties?.code);
-        if (!codes) problems.push(`${op.key} ${status}: error.code has no enum`);
-        else if (JSON.stringify([...codes].sort()) !== JSON.stringify(catalogue)) problems.push(`${op.key} ${status}: code enum ${codes.join(',')}`);
-        // A documented error status must be the status of some code in the catalogue.
-        if (!Object.values(ERROR_STATUS).includes(Number(status) as never)) problems.push(`${op.key}: documents ${status}, which no error code has`);
-        checked++;
-      }
-    }
-    expect(checked).toBeGreaterThan(ops.length);
-    expect(problems).toEqual([]);
-  });
-});
+}
