@@ -354,3 +354,210 @@ describe('resolving keeps what was bought; unknown statuses are not paid (item 8
     expect((await balanceOf(user.id)).balance).toBe(3);
   });
 });
+
+/**
+ * Events arrive out of order (Stripe's asynchronous payments: checkout.session.completed with
+ * payment_status 'unpaid', then charge.refunded, then checkout.session.async_payment_succeeded;
+ * any provider's retries). The review found that a refund recorded on a payment still
+ * `processing` was forgotten when the success arrived: the success granted everything.
+ */
+describe('refunds and disputes that arrive before the payment succeeds (review)', () => {
+  /** One payment of 10.00 buying a 100-credit package, as one provider's events say it. */
+  interface Flow {
+    provider: 'stripe' | 'paypal' | 'creem';
+    pid: string;
+    send(event: object): Promise<{ status: number; body: any }>;
+    processing(): object;
+    success(): object;
+    /** The refunded total so far becomes `total` (Creem sends the difference: its refunds are deltas). */
+    refund(total: number): object;
+    dispute(): object;
+  }
+  const AMOUNT = 1000;
+  const CREDITS = 100;
+
+  const stripeFlow = async (userId: string, packageId?: string, priceId?: string): Promise<Flow> => {
+    const pi = id('pi');
+    const ch = id('ch');
+    const metadata = { tally_ref: await reference({ user_id: userId, ...(packageId ? { package_id: packageId } : {}) }), ...(priceId ? { price_id: priceId } : {}) };
+    const session = stripeCheckout({ amount: AMOUNT, pi, metadata }).data.object;
+    const checkoutEvent = (type: string, paymentStatus: string) => ({ id: id('evt'), object: 'event', type, data: { object: { ...session, payment_status: paymentStatus } } });
+    return {
+      provider: 'stripe',
+      pid: pi,
+      send: (e) => send.stripe(e),
+      processing: () => checkoutEvent('checkout.session.completed', 'unpaid'),
+      success: () => checkoutEvent('checkout.session.async_payment_succeeded', 'paid'),
+      refund: (total) => ({ id: id('evt'), object: 'event', type: 'charge.refunded', data: { object: { id: ch, object: 'charge', payment_intent: pi, amount: AMOUNT, amount_refunded: total, currency: 'usd', refunded: total === AMOUNT } } }),
+      dispute: () => ({ id: id('evt'), object: 'event', type: 'charge.dispute.created', data: { object: { id: id('dp'), object: 'dispute', charge: ch, payment_intent: pi, amount: AMOUNT, currency: 'usd', status: 'needs_response' } } }),
+    };
+  };
+  const dollars = (minor: number) => (minor / 100).toFixed(2);
+  const paypalFlow = async (userId: string, packageId: string): Promise<Flow> => {
+    const capture = id('CAP');
+    const customId = await reference({ user_id: userId, package_id: packageId });
+    const captureEvent = (type: string, status: string) => ({ id: id('WH'), event_version: '1.0', resource_type: 'capture', event_type: type, resource: { id: capture, status, amount: { currency_code: 'USD', value: dollars(AMOUNT) }, custom_id: customId } });
+    let last = 0;
+    return {
+      provider: 'paypal',
+      pid: capture,
+      send: (e) => send.paypal(e),
+      processing: () => captureEvent('PAYMENT.CAPTURE.PENDING', 'PENDING'),
+      success: () => captureEvent('PAYMENT.CAPTURE.COMPLETED', 'COMPLETED'),
+      refund: (total) => {
+        const delta = Math.max(0, total - last);
+        last = Math.max(last, total);
+        return {
+          id: id('WH'), resource_type: 'refund', event_type: 'PAYMENT.CAPTURE.REFUNDED',
+          resource: {
+            id: id('REF'), status: 'COMPLETED', amount: { currency_code: 'USD', value: dollars(delta) },
+            seller_payable_breakdown: { total_refunded_amount: { currency_code: 'USD', value: dollars(total) } },
+            links: [{ rel: 'up', method: 'GET', href: `https://api.paypal.com/v2/payments/captures/${capture}` }],
+          },
+        };
+      },
+      dispute: () => ({ id: id('WH'), resource_type: 'capture', event_type: 'PAYMENT.CAPTURE.REVERSED', resource: { id: capture, status: 'REVERSED', amount: { currency_code: 'USD', value: dollars(AMOUNT) } } }),
+    };
+  };
+  const creemFlow = async (userId: string, packageId: string, product: string): Promise<Flow> => {
+    const order = id('ord');
+    const tallyRef = await reference({ user_id: userId, package_id: packageId });
+    const checkoutEvent = (status: string) => ({
+      id: id('evt'), eventType: 'checkout.completed', created_at: Date.now(),
+      object: { id: id('ch'), object: 'checkout', order: { id: order, amount: AMOUNT, currency: 'USD', status }, product: { id: product }, customer: { id: id('cust') }, status: 'completed', metadata: { tally_ref: tallyRef } },
+    });
+    let last = 0;
+    return {
+      provider: 'creem',
+      pid: order,
+      send: (e) => send.creem(e),
+      processing: () => checkoutEvent('pending'),
+      success: () => checkoutEvent('paid'),
+      refund: (total) => {
+        const delta = total - last;
+        last = total;
+        return { id: id('evt'), eventType: 'refund.created', created_at: Date.now(), object: { id: id('ref'), object: 'refund', status: 'succeeded', refund_amount: delta, refund_currency: 'USD', order: { id: order } } };
+      },
+      dispute: () => ({ id: id('evt'), eventType: 'dispute.created', created_at: Date.now(), object: { id: id('dsp'), amount: AMOUNT, order: { id: order } } }),
+    };
+  };
+
+  type Step = 'processing' | 'success' | 'dispute' | number;
+  /** Delivers each step's event twice (the second is a replay and must change nothing). */
+  const deliver = async (flow: Flow, steps: Step[]) => {
+    for (const step of steps) {
+      const event = step === 'processing' ? flow.processing() : step === 'success' ? flow.success() : step === 'dispute' ? flow.dispute() : flow.refund(step);
+      const first = await flow.send(event);
+      expect(first.status, `${flow.provider} ${String(step)}: ${JSON.stringify(first.body)}`).toBe(200);
+      expect((await flow.send(event)).body.replayed).toBe(true);
+    }
+  };
+  /** Credits the payment leaves its buyer with, rounded as the pro-rata clawback rounds. */
+  const kept = (refunded: number) => CREDITS - Math.round((CREDITS * refunded) / AMOUNT);
+
+  it('a refund that arrives before the payment succeeds is never granted back: the success grants only what was not refunded (nothing, for a full refund), whatever order the events come in', async () => {
+    const price = { stripe: id('price'), paypal: id('SKU'), creem: id('prod') };
+    const pkgs = {
+      stripe: await pkg({ provider: 'stripe', provider_price_id: price.stripe, credits: CREDITS, price_amount: AMOUNT, currency: 'usd' }),
+      paypal: await pkg({ provider: 'paypal', provider_price_id: price.paypal, credits: CREDITS, price_amount: AMOUNT, currency: 'usd' }),
+      creem: await pkg({ provider: 'creem', provider_price_id: price.creem, credits: CREDITS, price_amount: AMOUNT, currency: 'usd' }),
+    };
+    const flows: Record<Flow['provider'], (userId: string) => Promise<Flow>> = {
+      stripe: (u) => stripeFlow(u, pkgs.stripe.id, price.stripe),
+      paypal: (u) => paypalFlow(u, pkgs.paypal.id),
+      creem: (u) => creemFlow(u, pkgs.creem.id, price.creem),
+    };
+    // 335 of 1000 refunded: 33.5 credits, rounded to 34 taken back, 66 kept.
+    const partial = 335;
+    const scenarios: Array<{ name: string; steps: Step[]; balance: number; then?: { steps: Step[]; balance: number }; providers?: Array<Flow['provider']> }> = [
+      { name: 'success, then a partial refund (the reference order)', steps: ['success', partial], balance: kept(partial), then: { steps: [AMOUNT], balance: 0 } },
+      { name: 'a partial refund before the success', steps: ['processing', partial, 'success'], balance: kept(partial), then: { steps: [AMOUNT], balance: 0 } },
+      { name: 'a partial, then a full refund, before the success', steps: ['processing', partial, AMOUNT, 'success'], balance: 0 },
+      { name: 'a full refund before the success', steps: ['processing', AMOUNT, 'success'], balance: 0, then: { steps: ['dispute'], balance: 0 } },
+      // Cumulative totals only (a stale total arriving late changes nothing); Creem sends deltas.
+      { name: 'a full refund before the success, then a stale partial total', steps: ['processing', AMOUNT, 'success', partial], balance: 0, providers: ['stripe', 'paypal'] },
+    ];
+    for (const provider of ['stripe', 'paypal', 'creem'] as const) {
+      for (const s of scenarios) {
+        if (s.providers && !s.providers.includes(provider)) continue;
+        const user = await makeUser(app);
+        const flow = await flows[provider](user.id);
+        const label = `${provider}: ${s.name}`;
+        await deliver(flow, s.steps);
+        // Another delivery of the success under a new event id: the payment is settled, nothing more.
+        await deliver(flow, ['success']);
+        expect((await balanceOf(user.id)).balance, label).toBe(3 + s.balance);
+        const row = await paymentOf(provider, flow.pid);
+        expect(row.credits_clawed_back, label).toBe(CREDITS - s.balance);
+        expect(row.status, label).toBe(row.amount_refunded === AMOUNT ? 'refunded' : 'succeeded');
+        if (s.then) {
+          await deliver(flow, s.then.steps);
+          expect((await balanceOf(user.id)).balance, `${label}, then ${s.then.steps.join(', ')}`).toBe(3 + s.then.balance);
+        }
+      }
+      // A refund and the success delivered at the same moment: one waits for the other (the
+      // payment's row lock), and either way the buyer keeps the same credits.
+      const user = await makeUser(app);
+      const flow = await flows[provider](user.id);
+      await deliver(flow, ['processing']);
+      const answers = await Promise.all([flow.send(flow.refund(partial)), flow.send(flow.success())]);
+      expect(answers.map((a) => a.status), provider).toEqual([200, 200]);
+      expect((await balanceOf(user.id)).balance, `${provider}: concurrent`).toBe(3 + kept(partial));
+    }
+    await expectReconciled();
+  });
+
+  it('a dispute that arrives before the payment succeeds leaves it never granted, as a dispute after the success takes everything back, whatever order the events come in', async () => {
+    const price = id('price');
+    const p = await pkg({ provider: 'stripe', provider_price_id: price, credits: CREDITS, price_amount: AMOUNT, currency: 'usd' });
+    const ppPrice = id('SKU');
+    const pp = await pkg({ provider: 'paypal', provider_price_id: ppPrice, credits: CREDITS, price_amount: AMOUNT, currency: 'usd' });
+    const orders: Step[][] = [
+      ['success', 'dispute'],
+      ['processing', 'dispute', 'success'],
+      ['processing', 335, 'dispute', 'success'],
+      ['processing', 335, 'success', 'dispute'],
+      ['processing', 'dispute', AMOUNT, 'success'],
+    ];
+    for (const make of [(u: string) => stripeFlow(u, p.id, price), (u: string) => paypalFlow(u, pp.id)]) {
+      for (const steps of orders) {
+        const user = await makeUser(app);
+        const flow = await make(user.id);
+        await deliver(flow, steps);
+        const label = `${flow.provider}: ${steps.join(', ')}`;
+        expect((await balanceOf(user.id)).balance, label).toBe(3);
+        expect((await paymentOf(flow.provider, flow.pid)).status, label).toBe('disputed');
+      }
+    }
+    await expectReconciled();
+  });
+
+  it('a one-time payment for a plan that was fully refunded or disputed before it succeeded never activates the plan; after it succeeded, a full refund or a dispute ends it; a partial refund keeps it in either order', async () => {
+    const slug = `r${randomBytes(4).toString('hex')}`;
+    const priceId = id('price');
+    const plan = await svc().post('/v1/plans', { slug, name: slug, trial_days: 0, price_monthly: AMOUNT, allowances: [{ class: 'Usage', amount: 40 }], prices: [{ provider: 'stripe', provider_price_id: priceId, billing_interval: 'monthly' }] });
+    expect(plan.status).toBe(201);
+    const planOf = async (userId: string, flow: Flow) => {
+      const subs = (await svc().get(`/v1/users/${userId}/subscriptions`)).body.data as Array<{ plan_id: string; status: string; provider_subscription_id: string | null }>;
+      return subs.find((s) => s.plan_id === plan.body.id && s.provider_subscription_id === flow.pid)?.status ?? 'none';
+    };
+    const cases: Array<{ steps: Step[]; plan: string; balance: number }> = [
+      { steps: ['success'], plan: 'active', balance: 40 },
+      { steps: ['processing', AMOUNT, 'success'], plan: 'none', balance: 0 },
+      { steps: ['processing', 'dispute', 'success'], plan: 'none', balance: 0 },
+      { steps: ['success', AMOUNT], plan: 'canceled', balance: 0 },
+      { steps: ['success', 'dispute'], plan: 'canceled', balance: 0 },
+      { steps: ['processing', 335, 'success'], plan: 'active', balance: 40 },
+      { steps: ['success', 335], plan: 'active', balance: 40 },
+    ];
+    for (const c of cases) {
+      const user = await makeUser(app);
+      const flow = await stripeFlow(user.id, undefined, priceId);
+      await deliver(flow, c.steps);
+      const label = c.steps.join(', ');
+      expect(await planOf(user.id, flow), label).toBe(c.plan);
+      expect((await balanceOf(user.id)).balance, label).toBe(3 + c.balance);
+    }
+    await expectReconciled();
+  });
+});

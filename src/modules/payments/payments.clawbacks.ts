@@ -4,22 +4,36 @@ import type { PaymentsLedger } from './payments.ledger.js';
 import type { ProviderName } from './payments.provider.js';
 import { paymentByAnyId } from './payments.refs.js';
 import * as repo from './payments.repository.js';
+import type { Subscriptions } from './payments.subscriptions.js';
 
 type Row = Record<string, unknown>;
+
+/**
+ * The credits a refund of `refunded` (of `amount` paid) takes back from a payment that bought
+ * `credits`: pro rata, rounded half up. The one rounding rule, whether the refund comes after the
+ * success (a clawback) or before it (withheld from the grant: payments.purchases.ts), so both
+ * orders leave the buyer with exactly the same credits.
+ */
+export const refundedCredits = (credits: number, refunded: number, amount: number): number =>
+  amount > 0 ? Math.round((credits * refunded) / amount) : credits;
 
 /**
  * Refunds and disputes take back what the payment granted. A refund claws back pro rata to the
  * money refunded; a dispute, everything not yet taken back. Both find their payment by any of its
  * ids, within their own provider only; one that arrives before its payment fails (5xx) so the
- * provider retries it after the payment.
+ * provider retries it after the payment. One that arrives while the payment is still pending is
+ * recorded on its row (`amount_refunded`, or the status `disputed`), and the success then grants
+ * only what was not refunded — nothing once disputed (payments.purchases.ts). A full refund or a
+ * dispute of a payment that bought a plan ends that plan (billing's port).
  */
 export class Clawbacks {
   constructor(
     private readonly ledger: PaymentsLedger,
+    private readonly subscriptions: Subscriptions,
     private readonly clock: () => Date,
   ) {}
 
-  async refund(trx: Executor, provider: ProviderName, r: Extract<PaymentAction, { kind: 'refund' }>): Promise<string> {
+  async refund(trx: Executor, provider: ProviderName, eventId: string, r: Extract<PaymentAction, { kind: 'refund' }>): Promise<string> {
     const row = await paymentByAnyId(trx, provider, r.providerPaymentId, r.refs ?? []);
     // Out of order (the refund before its payment): fail, so the provider retries after the payment.
     if (!row) throw new Error(`refund for unknown ${provider} payment ${r.providerPaymentId} (retry after the payment event)`);
@@ -32,18 +46,53 @@ export class Clawbacks {
     const status = row['status'] === 'disputed' ? 'disputed' : full && isSettled(row['status'] as PaymentStatus) ? 'refunded' : row['status'];
     await repo.paymentUpdate(trx, String(row['id']), { amount_refunded: refunded, status, refunded_at: this.clock() });
     // Pro rata: the share of the credits that the refunded share of the money bought.
-    const credits = Number(row['credits']);
-    const target = amount > 0 ? Math.round((credits * refunded) / amount) : credits;
+    const target = refundedCredits(Number(row['credits']), refunded, amount);
     const clawed = await this.clawBack(trx, row, target, `refund of ${provider} payment ${r.providerPaymentId}`);
-    return `payment ${String(row['id'])} refunded ${refunded}/${amount}${clawed > 0 ? `; clawed back ${clawed} credits` : ''}`;
+    const ended = full ? await this.endPlan(trx, provider, eventId, row) : null;
+    return `payment ${String(row['id'])} refunded ${refunded}/${amount}${clawed > 0 ? `; clawed back ${clawed} credits` : ''}${ended ? `; ${ended}` : ''}`;
   }
 
-  async dispute(trx: Executor, provider: ProviderName, d: Extract<PaymentAction, { kind: 'dispute' }>): Promise<string> {
+  /**
+   * A dispute takes back everything. Before the payment succeeded it settles the payment as
+   * `disputed`, so the success never grants (the same end as success then dispute: nothing kept).
+   */
+  async dispute(trx: Executor, provider: ProviderName, eventId: string, d: Extract<PaymentAction, { kind: 'dispute' }>): Promise<string> {
     const row = await paymentByAnyId(trx, provider, d.providerPaymentId, d.refs ?? []);
     if (!row) throw new Error(`dispute for unknown ${provider} payment ${d.providerPaymentId} (retry after the payment event)`);
     await repo.paymentUpdate(trx, String(row['id']), { status: 'disputed', disputed_at: this.clock() });
     const clawed = await this.clawBack(trx, row, Number(row['credits']), `dispute of ${provider} payment ${d.providerPaymentId}`);
-    return `payment ${String(row['id'])} disputed${clawed > 0 ? `; clawed back ${clawed} credits` : ''}`;
+    const ended = await this.endPlan(trx, provider, eventId, row);
+    return `payment ${String(row['id'])} disputed${clawed > 0 ? `; clawed back ${clawed} credits` : ''}${ended ? `; ${ended}` : ''}`;
+  }
+
+  /**
+   * A one-time payment that bought a plan, fully refunded or disputed after it succeeded: the plan
+   * ends now (billing's port, as a provider cancellation of the subscription keyed by the payment;
+   * billing expires the open allowance windows). Only a plan the payment activated — succeeded,
+   * assigned to a user, priced at a plan — and only once: a later event finds it `refunded` or
+   * `disputed`. Before the success nothing was activated (the success never activates a fully
+   * refunded or disputed payment's plan), so there is nothing to end.
+   */
+  private async endPlan(trx: Executor, provider: ProviderName, eventId: string, payment: Row): Promise<string | null> {
+    if (payment['status'] !== 'succeeded' || !payment['plan_id'] || !payment['user_id']) return null;
+    return this.subscriptions.sync(trx, {
+      provider,
+      eventId,
+      userId: String(payment['user_id']),
+      providerSubscriptionId: String(payment['provider_payment_id']),
+      providerCustomerId: (payment['provider_customer_id'] as string | null) ?? null,
+      // Neither a plan nor a price: this names the existing subscription, it never starts one.
+      providerPriceId: null,
+      planId: null,
+      status: 'canceled',
+      interval: null,
+      currentPeriodStart: null,
+      currentPeriodEnd: null,
+      cancelAtPeriodEnd: false,
+      canceledAt: null,
+      trialEnd: null,
+      periodPaid: false,
+    });
   }
 
   /**

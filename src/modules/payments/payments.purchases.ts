@@ -2,6 +2,7 @@ import type { Db, Executor } from '../../db/database.js';
 import { errors } from '../../core/errors.js';
 import { newId } from '../../lib/ids.js';
 import type { Catalogue, Purchase } from './payments.catalogue.js';
+import { refundedCredits } from './payments.clawbacks.js';
 import { isSettled, paymentBody, type PaymentFacts, type PaymentStatus } from './payments.js';
 import type { PaymentsLedger } from './payments.ledger.js';
 import type { Match, Matcher } from './payments.matching.js';
@@ -56,8 +57,13 @@ export class Purchases {
       ? { userId: String(row['user_id']), by: (row['matched_by'] ?? 'metadata') as Match['by'] }
       : await this.matcher.match(trx, provider, p);
     const customerId = match && p.providerCustomerId && this.matcher.canLink(match.by) ? await this.matcher.link(trx, provider, p.providerCustomerId, match.userId, p.email) : null;
+    // Refunds that arrived while the payment was pending are on the row already: a success
+    // refunded in full is `refunded` at once (and grants nothing: `fulfil`).
+    const refunded = Math.min(Number(row['amount_refunded']), p.amount);
+    const status: PaymentStatus = p.status === 'succeeded' && refunded > 0 && refunded >= p.amount ? 'refunded' : p.status;
     const base = {
-      status: p.status,
+      status,
+      amount_refunded: refunded,
       amount: p.amount,
       currency: p.currency,
       email: p.email ?? row['email'] ?? null,
@@ -146,7 +152,17 @@ export class Purchases {
     });
   }
 
-  /** Grants what a matched, succeeded payment bought (credits exactly once; a plan through billing). */
+  /**
+   * Grants what a matched, succeeded payment bought (credits exactly once; a plan through billing)
+   * — less what was refunded before it succeeded. Refunds and successes may arrive in any order
+   * (Stripe's asynchronous payments; any provider's retries), and the buyer must end with the same
+   * credits either way: the share a refund takes back after the success (`refundedCredits`, the
+   * clawback's rounding) is withheld from the grant and counted as clawed back, so later refunds
+   * and disputes take back only the rest. A payment refunded in full grants nothing and activates
+   * no plan (a full refund after the success ends the plan: payments.clawbacks.ts); a partial
+   * refund keeps the plan, in either order. (Resolve never gets here with a refund: it refuses
+   * refunded payments.)
+   */
   private async fulfil(
     trx: Executor,
     provider: ProviderName,
@@ -158,13 +174,24 @@ export class Purchases {
     const id = String(payment['id']);
     const userId = String(payment['user_id']);
     const providerPaymentId = String(payment['provider_payment_id']);
+    const amount = Number(payment['amount']);
+    const refunded = Number(payment['amount_refunded']);
+    const fullyRefunded = refunded > 0 && refunded >= amount;
+    const withheld = refunded > 0 ? refundedCredits(purchase.credits, refunded, amount) : 0;
+    const credits = purchase.credits - withheld;
     const outcomes: string[] = [];
-    if (purchase.credits > 0) {
-      const grant = await this.ledger.grant(trx, userId, { id, provider, providerPaymentId }, purchase);
-      await repo.paymentUpdate(trx, id, { grant_transaction_id: grant.transactionId, grant_id: grant.grantId });
-      outcomes.push(`payment ${id} granted ${purchase.credits} credits to ${userId}`);
+    if (withheld > 0) {
+      await repo.paymentUpdate(trx, id, { credits_clawed_back: withheld });
+      outcomes.push(`payment ${id} was refunded ${refunded}/${amount} before it succeeded: ${withheld} of its ${purchase.credits} credits withheld`);
     }
-    if (purchase.planId) {
+    if (credits > 0) {
+      const grant = await this.ledger.grant(trx, userId, { id, provider, providerPaymentId }, { ...purchase, credits });
+      await repo.paymentUpdate(trx, id, { grant_transaction_id: grant.transactionId, grant_id: grant.grantId });
+      outcomes.push(`payment ${id} granted ${credits} credits to ${userId}`);
+    }
+    if (purchase.planId && fullyRefunded) {
+      outcomes.push(`payment ${id} was refunded in full before it succeeded: plan ${purchase.planId} not activated`);
+    } else if (purchase.planId) {
       // A one-time payment that bought a plan: billing's port, as a subscription keyed by the payment.
       outcomes.push(
         await this.subscriptions.sync(trx, {

@@ -49,7 +49,7 @@ export class PaymentsService {
     const subscriptions = new Subscriptions(matcher, deps.subscriptions);
     this.catalogue = new Catalogue(config?.creditPrice ?? null);
     this.purchases = new Purchases(database.db, matcher, this.catalogue, ledger, subscriptions, clock);
-    const clawbacks = new Clawbacks(ledger, clock);
+    const clawbacks = new Clawbacks(ledger, subscriptions, clock);
     const verifiers = new ProviderVerifiers(config, clock);
     this.webhooks = new Webhooks(database.db, verifiers, { matcher, purchases: this.purchases, clawbacks, subscriptions }, clock, deps.logger);
   }

@@ -151,9 +151,9 @@ export class Webhooks {
       case 'payment':
         return h.purchases.apply(trx, provider, eventId, action.payment, payload);
       case 'refund':
-        return h.clawbacks.refund(trx, provider, action);
+        return h.clawbacks.refund(trx, provider, eventId, action);
       case 'dispute':
-        return h.clawbacks.dispute(trx, provider, action);
+        return h.clawbacks.dispute(trx, provider, eventId, action);
       case 'alias': {
         const key = await claimKey(trx, provider, action.providerPaymentId, action.refs);
         return `payment ${key} is also known as ${action.refs.filter((r) => r !== key).join(', ')}`;
