@@ -5,7 +5,7 @@ import type { Database } from './database.js';
 import { isConnectionFault } from './faults.js';
 
 /**
- * A hot-path statement: fixed text with $n parameters and a name derived from the text. On
+ * A hot-path statement: fixed text with $n parameters and a name. On
  * PostgreSQL it runs as a named prepared statement (parsed and planned once per connection,
  * not once per call); on PGlite, and inside a Kysely transaction, as a plain parameterized query.
  */
@@ -17,8 +17,13 @@ export interface Statement {
 
 export type RunStatement = <R = Record<string, unknown>>(stmt: Statement) => Promise<R[]>;
 
-export function statement(text: string, values: unknown[]): Statement {
-  return { name: `tally_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`, text, values };
+/**
+ * `label` names what the statement does (`ledger_lock`), so it reads in pg_prepared_statements and
+ * pg_stat_statements; a short hash of the text follows, because a prepared name must always mean the
+ * same text on a connection (the schema, or a write's shape, changes the text).
+ */
+export function statement(label: string, text: string, values: unknown[]): Statement {
+  return { name: `tally_${label}_${createHash('sha1').update(text).digest('hex').slice(0, 12)}`, text, values };
 }
 
 /**

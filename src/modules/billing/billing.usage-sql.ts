@@ -100,7 +100,7 @@ export class UsageSql {
   }
 
   async load(run: RunStatement, q: BillingQuery): Promise<BillingState> {
-    const [row] = await run<Record<keyof BillingState, unknown[] | null>>(statement(this.loadText, billingParams(q)));
+    const [row] = await run<Record<keyof BillingState, unknown[] | null>>(statement('usage_load', this.loadText, billingParams(q)));
     return billingState(row);
   }
 
@@ -110,7 +110,7 @@ export class UsageSql {
     q: BillingQuery & { accountId: string; now: Date },
   ): Promise<{ account: Row | null; grants: Row[]; holds: Row[]; billing: BillingState }> {
     const [row] = await run<Record<keyof BillingState, unknown[] | null> & { account: Row | null; grants: Row[] | null; holds: Row[] | null }>(
-      statement(this.checkText, [...billingParams(q), q.accountId, q.now]),
+      statement('usage_check', this.checkText, [...billingParams(q), q.accountId, q.now]),
     );
     return { account: row?.account ?? null, grants: row?.grants ?? [], holds: row?.holds ?? [], billing: billingState(row) };
   }
@@ -130,7 +130,7 @@ export class UsageSql {
       text = this.writeText(parts.map((p) => p.bit));
       this.writeTexts.set(mask, text);
     }
-    await run(statement(text, writeValues(parts, UPDATES)));
+    await run(statement(`usage_write_${mask}`, text, writeValues(parts, UPDATES)));
   }
 
   private writeText(bits: number[]): string {

@@ -91,12 +91,12 @@ export class BatchSql {
          on conflict (id) do nothing returning id`
       : `insert into ${this.t('credit_accounts')} (id, workspace_id) select $1, id from ${this.t('workspaces')} where id = $2
          on conflict (id) do nothing returning id`;
-    const rows = await run(statement(text, [accountId, accountId.slice(6)]));
+    const rows = await run(statement('ledger_open_account', text, [accountId, accountId.slice(6)]));
     return rows.length > 0;
   }
 
   async lock(run: RunStatement, accountIds: string[]): Promise<AccountState[]> {
-    return (await run<Row>(statement(this.lockText, [accountIds]))).map(accountFromRow);
+    return (await run<Row>(statement('ledger_lock', this.lockText, [accountIds]))).map(accountFromRow);
   }
 
   async load(
@@ -119,7 +119,7 @@ export class BatchSql {
     nextHoldDue: Map<string, number>;
   }> {
     const [row] = await run<{ grants: Row[] | null; holds: Row[] | null; replays: Row[] | null; next_due: Row[] | null }>(
-      statement(this.loadText, [
+      statement('ledger_load', this.loadText, [
         q.accountIds,
         q.holdAccountIds,
         q.holdIds,
@@ -133,7 +133,7 @@ export class BatchSql {
       q.refundIds.length === 0
         ? [{ targets: null, allocs: null, grants: null }]
         : await run<{ targets: Row[] | null; allocs: Row[] | null; grants: Row[] | null }>(
-            statement(this.refundsText, [q.refundIds, q.accountIds]),
+            statement('ledger_refunds', this.refundsText, [q.refundIds, q.accountIds]),
           );
     const replays = this.replayMap(row?.replays ?? []);
     const allocs = refunds?.allocs ?? [];
@@ -170,7 +170,7 @@ export class BatchSql {
   /** Stored answers of these keys (a chained batch asks before it waits for its locks). */
   async replays(run: RunStatement, scopes: IdempotencyScope[]): Promise<Map<string, Replay>> {
     if (scopes.length === 0) return new Map();
-    const rows = await run<Row>(statement(this.replaysText, [scopes.map((s) => s.principal), scopes.map((s) => s.key)]));
+    const rows = await run<Row>(statement('ledger_replays', this.replaysText, [scopes.map((s) => s.principal), scopes.map((s) => s.key)]));
     return this.replayMap(rows);
   }
 
@@ -277,7 +277,7 @@ export class BatchSql {
       text = this.writeText(parts.map((p) => p.bit));
       this.writeTexts.set(mask, text);
     }
-    return statement(text, writeValues(parts, UPDATES));
+    return statement(`ledger_write_${mask}`, text, writeValues(parts, UPDATES));
   }
 
   private writeText(bits: number[]): string {
