@@ -103,7 +103,7 @@ describe(`tally CLI (${TARGET})`, () => {
     expect(bad.out).toMatch(/DRIFT acc_u_cli-user: balance = sum\(ledger\) \(expected 0, found 42\)/);
   });
 
-  it('billing run --at advances a due subscription once, and refuses a bad time', async () => {
+  it('billing run --at advances a due subscription once (--dry-run shows it and writes nothing), and refuses a bad time', async () => {
     const db = await openDb();
     await db.db.insertInto('users').values({ id: 'cli-billing', email: 'clib@example.com' }).execute();
     await db.db.insertInto('credit_accounts').values({ id: 'acc_u_cli-billing', user_id: 'cli-billing' }).execute();
@@ -116,6 +116,22 @@ describe(`tally CLI (${TARGET})`, () => {
       await subs.create(trx, { kind: 'service' }, { user_id: 'cli-billing', plan_id: 'cli' });
     });
     await db.close();
+    const ledgerRows = async () => {
+      const d = await openDb();
+      const n = (await d.db.selectFrom('credit_ledger').select('id').where('user_id', '=', 'cli-billing').execute()).length;
+      await d.close();
+      return n;
+    };
+    const written = await ledgerRows();
+    // --dry-run shows the renewal (the new window's allowance, the old one's expiry) and keeps nothing.
+    const dry = tally('billing', 'run', '--at', '2026-02-01T00:00:01Z', '--dry-run', '--json');
+    expect(dry.code, dry.err).toBe(0);
+    const preview = JSON.parse(dry.out) as { dry_run: boolean; due: { status: { to: string }; period_end: { to: string }; ledger: { type: string; amount: number }[] }[] };
+    expect(preview.dry_run).toBe(true);
+    expect(preview.due).toHaveLength(1);
+    expect(preview.due[0]).toMatchObject({ status: { from: 'active', to: 'active' }, period_end: { to: '2026-03-01T00:00:00.000Z' } });
+    expect(preview.due[0]?.ledger.filter((e) => e.amount > 0).map((e) => [e.type, e.amount])).toEqual([['grant', 7]]);
+    expect(await ledgerRows()).toBe(written);
     const run = tally('billing', 'run', '--at', '2026-02-01T00:00:01Z', '--json');
     expect(run.code, run.err).toBe(0);
     expect(JSON.parse(run.out)).toMatchObject({ processed: 1, errors: [] });

@@ -15,9 +15,10 @@ const silentLogger = pino({ level: 'silent' }) as unknown as FastifyBaseLogger;
 /**
  * `tally billing run [--at TIME]`: everything billing has due at TIME (default now) — trials,
  * renewals, period closes, allowance windows — the same work the server's scheduler does.
- * Idempotent: running it twice for the same time changes nothing the second time.
+ * Idempotent: running it twice for the same time changes nothing the second time. It writes real
+ * entries stamped at TIME; `--dry-run` shows what it would do and keeps nothing.
  */
-export async function billingRunCommand(opts: { at?: string; json?: boolean }): Promise<number> {
+export async function billingRunCommand(opts: { at?: string; json?: boolean; dryRun?: boolean }): Promise<number> {
   const at = opts.at ? new Date(opts.at) : new Date();
   if (Number.isNaN(at.getTime())) {
     process.stderr.write(`billing run: --at must be an ISO 8601 time, got "${opts.at}"\n`);
@@ -34,7 +35,7 @@ export async function billingRunCommand(opts: { at?: string; json?: boolean }): 
     const credits = new CreditsService(database, { ...config.credits, maxParallel: 1 }, clock, httpAnswers, invalidations);
     const subscriptions = new SubscriptionsService(database, new CatalogService(config.billing ?? DEFAULT_BILLING), credits, clock, invalidations);
     try {
-      return await advanceAll(subscriptions, at, opts.json ?? false);
+      return opts.dryRun ? await preview(subscriptions, at, opts.json ?? false) : await advanceAll(subscriptions, at, opts.json ?? false);
     } finally {
       await bus?.close();
     }
@@ -58,4 +59,23 @@ async function advanceAll(subscriptions: SubscriptionsService, at: Date, json: b
     for (const f of failed) process.stdout.write(`FAILED ${f.subscription_id}: ${f.error}\n`);
   }
   return failed.length === 0 ? 0 : 1;
+}
+
+/** `--dry-run`: each due subscription advanced and rolled back, and what it would have done. */
+async function preview(subscriptions: SubscriptionsService, at: Date, json: boolean): Promise<number> {
+  const due = await subscriptions.previewDue(at);
+  if (json) {
+    process.stdout.write(JSON.stringify({ at: at.toISOString(), dry_run: true, due }) + '\n');
+  } else {
+    process.stdout.write(`billing run at ${at.toISOString()} (dry run: nothing written): ${due.length} subscription(s) due\n`);
+    for (const d of due) {
+      if ('error' in d) {
+        process.stdout.write(`  ${d.subscription_id}: would fail: ${d.error}\n`);
+        continue;
+      }
+      process.stdout.write(`  ${d.subscription_id} (user ${d.user_id}): ${d.status.from} → ${d.status.to}, period end ${d.period_end.from} → ${d.period_end.to}\n`);
+      for (const e of d.ledger) process.stdout.write(`      ${e.type} ${e.amount > 0 ? '+' : ''}${e.amount}${e.reason ? `  ${e.reason}` : ''}\n`);
+    }
+  }
+  return due.some((d) => 'error' in d) ? 1 : 0;
 }

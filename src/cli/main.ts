@@ -36,10 +36,11 @@ export async function main(argv: string[]): Promise<void> {
     .command('billing')
     .description('billing housekeeping')
     .command('run')
-    .description('advance every subscription due at --at (default now): trials, renewals, period closes, allowance windows')
+    .description('advance every subscription due at --at (default now): trials, renewals, period closes, allowance windows; writes real entries at that time unless --dry-run')
     .option('--at <time>', 'ISO 8601 time to run at (a clock you can set)')
     .option('--json', 'print the outcome as JSON')
-    .action(async (opts: { at?: string; json?: boolean }) => {
+    .option('--dry-run', 'show what would be done (statuses, periods, ledger entries) and write nothing')
+    .action(async (opts: { at?: string; json?: boolean; dryRun?: boolean }) => {
       process.exitCode = await billingRunCommand(opts);
     });
   program

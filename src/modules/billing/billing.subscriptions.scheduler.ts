@@ -7,6 +7,21 @@ import { monthsOf, windowAt } from './billing.periods.js';
 import { lockSubscription, type SubscriptionCycles } from './billing.subscriptions.cycles.js';
 import { subscriptionClaim, subscriptionsDue, subscriptionUpdate } from './billing.subscriptions.repository.js';
 
+/** One due subscription as `previewDue` found it would advance (or the error it would meet). */
+export type DuePreview =
+  | {
+      subscription_id: string;
+      user_id: string;
+      status: { from: string; to: string };
+      period_end: { from: string; to: string };
+      ledger: { type: string; amount: number; reason: string | null }[];
+    }
+  | { subscription_id: string; error: string };
+
+/** Thrown to roll a preview's transaction back; Skipped: another runner holds the subscription. */
+class RolledBack extends Error {}
+class Skipped extends Error {}
+
 /** The background-queue job type that advances one subscription. */
 export const BILLING_ADVANCE = 'billing.advance';
 
@@ -43,6 +58,46 @@ export class SubscriptionScheduler {
       }
     }
     return { processed, errors: failures };
+  }
+
+  /**
+   * What `runDue(at)` would do, without doing it: each due subscription is advanced exactly as
+   * runDue would, inside a transaction that is then rolled back, and reported (statuses, period
+   * end, the ledger entries it would write). Nothing is kept and nobody is told.
+   */
+  async previewDue(at: Date, limit = 500): Promise<DuePreview[]> {
+    const out: DuePreview[] = [];
+    for (const { id } of await this.due(at, limit)) {
+      try {
+        await this.database.db.transaction().execute(async (trx) => {
+          if (!(await subscriptionClaim(trx, id))) throw new Skipped();
+          const before = await lockSubscription(trx, id);
+          const account = `acc_u_${before.user_id}`;
+          const seq = (await trx.selectFrom('credit_accounts').select('last_seq').where('id', '=', account).executeTakeFirst())?.last_seq ?? 0;
+          await this.advance(trx, id, at);
+          const after = await lockSubscription(trx, id);
+          const entries = await trx
+            .selectFrom('credit_ledger')
+            .select(['type', 'amount', 'reason'])
+            .where('account_id', '=', account)
+            .where('seq', '>', seq)
+            .orderBy('seq')
+            .execute();
+          out.push({
+            subscription_id: id,
+            user_id: before.user_id,
+            status: { from: before.status, to: after.status },
+            period_end: { from: before.current_period_end.toISOString(), to: after.current_period_end.toISOString() },
+            ledger: entries.map((e) => ({ type: e.type, amount: e.amount, reason: e.reason })),
+          });
+          throw new RolledBack();
+        });
+      } catch (err) {
+        if (err instanceof RolledBack || err instanceof Skipped) continue;
+        out.push({ subscription_id: id, error: (err as Error).message });
+      }
+    }
+    return out;
   }
 
   /**

@@ -22,7 +22,7 @@ import {
   subscriptionUpdate,
   userExists,
 } from './billing.subscriptions.repository.js';
-import { SubscriptionScheduler } from './billing.subscriptions.scheduler.js';
+import { type DuePreview, SubscriptionScheduler } from './billing.subscriptions.scheduler.js';
 
 export type { ProviderSubscriptionSync } from './billing.subscriptions.provider.js';
 export { BILLING_ADVANCE } from './billing.subscriptions.scheduler.js';
@@ -211,6 +211,11 @@ export class SubscriptionsService {
   /** Everything due at `at`, each subscription in its own transaction (idempotent). */
   async runDue(at: Date, limit = 500): Promise<{ processed: number; errors: { subscription_id: string; error: string }[] }> {
     return this.scheduler.runDue(at, limit);
+  }
+
+  /** What runDue(at) would do, rolled back (`tally billing run --dry-run`). */
+  previewDue(at: Date, limit = 500): Promise<DuePreview[]> {
+    return this.scheduler.previewDue(at, limit);
   }
 
   /** One background job per due subscription and due instant; returns how many were enqueued. */
