@@ -163,6 +163,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
 
   const server = await createServer({
     bodyLimit: config.http.bodyLimit,
+    requestLog: config.http.requestLog ?? false,
     ...(config.http.trustProxy !== undefined ? { trustProxy: config.http.trustProxy } : {}),
     logger: deps.logger,
     version: VERSION,

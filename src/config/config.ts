@@ -136,6 +136,8 @@ const envSchema = z.object({
     'must be true, false, or comma-separated addresses/CIDRs',
   ),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** One info line per answered request (method, route, status, duration, caller); "off" logs none. */
+  TALLY_REQUEST_LOG: z.enum(['on', 'off']).default('on'),
 });
 
 export type RawEnv = z.infer<typeof envSchema>;
@@ -149,6 +151,8 @@ export interface Config {
     readonly bodyLimit: number;
     /** Fastify's trustProxy: whose X-Forwarded-For gives the client address the rate limits key on (absent: none). */
     readonly trustProxy?: boolean | string;
+    /** One log line per answered request (default), or none. */
+    readonly requestLog?: boolean;
   };
   readonly database:
     | ({ readonly kind: 'postgres'; readonly url: string; readonly poolMax: number; readonly schema: string } & PostgresOptions)

@@ -40,6 +40,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
       port: raw.PORT,
       host: raw.HOST,
       bodyLimit: raw.TALLY_BODY_LIMIT_BYTES,
+      requestLog: raw.TALLY_REQUEST_LOG === 'on',
       ...(raw.TALLY_TRUST_PROXY !== undefined && raw.TALLY_TRUST_PROXY !== 'false'
         ? { trustProxy: raw.TALLY_TRUST_PROXY === 'true' ? true : raw.TALLY_TRUST_PROXY }
         : {}),

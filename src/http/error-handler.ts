@@ -21,7 +21,8 @@ export function installErrorHandler(app: FastifyInstance, bodyLimit: number): vo
       request.log.warn({ reason: apiError.details?.['reason'], err: err.message }, 'request unavailable');
       void reply.header('retry-after', '1');
     } else if (statusOf(apiError.code) >= 500) request.log.error({ err }, 'request failed');
-    else request.log.info({ code: apiError.code, reason: apiError.message }, 'request rejected');
+    // A refusal is an answer: the one request line has its status; its reason is a debug detail.
+    else request.log.debug({ code: apiError.code, reason: apiError.message }, 'request rejected');
     // A throttled caller is told when to come back (src/http/rate-limits.ts).
     const retryAfter = apiError.code === 'rate_limited' ? apiError.details?.['retry_after_seconds'] : undefined;
     if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter));

@@ -85,10 +85,13 @@ export interface TestApp extends App {
   close(): Promise<void>;
 }
 
-export async function createTestApp(overrides: Partial<Config> = {}, options: { clock?: () => Date } = {}): Promise<TestApp> {
+export async function createTestApp(
+  overrides: Partial<Config> = {},
+  options: { clock?: () => Date; logger?: FastifyBaseLogger } = {},
+): Promise<TestApp> {
   const testDb = await createTestDb();
   const config = testConfig(testDb.database, overrides);
-  const logger = pino({ level: process.env['TEST_LOG_LEVEL'] ?? 'silent' }) as unknown as FastifyBaseLogger;
+  const logger = options.logger ?? (pino({ level: process.env['TEST_LOG_LEVEL'] ?? 'silent' }) as unknown as FastifyBaseLogger);
   const app = await createApp({ config, database: testDb.database, logger, ...(options.clock ? { clock: options.clock } : {}) });
   return {
     ...app,
