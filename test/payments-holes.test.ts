@@ -192,6 +192,39 @@ describe('what a payment buys comes from server-side configuration only (item 5)
     await expectReconciled();
   });
 
+  it('a refunded or reversed PayPal subscription sale takes its credits back (PAYMENT.SALE.REFUNDED and PAYMENT.SALE.REVERSED are not ignored)', async () => {
+    const user = await makeUser(app);
+    const pp = await pkg({ provider: 'paypal', provider_price_id: id('SKU'), credits: 100, price_amount: 1000, currency: 'usd' });
+    const sale = (saleId: string) => ({
+      id: id('WH'), event_version: '1.0', resource_type: 'sale', event_type: 'PAYMENT.SALE.COMPLETED',
+      resource: { id: saleId, state: 'completed', billing_agreement_id: id('I'), amount: { total: '10.00', currency: 'USD' }, custom: '' },
+    });
+    // A sale carries no price id: a signed reference names the package (custom_id on the subscription).
+    const refunded = id('SALE');
+    const first = sale(refunded);
+    (first.resource as Record<string, unknown>)['custom'] = await reference({ user_id: user.id, package_id: pp.id });
+    await send.paypal(first);
+    expect((await balanceOf(user.id)).balance).toBe(3 + 100);
+    const refund = {
+      id: id('WH'), event_version: '1.0', resource_type: 'refund', event_type: 'PAYMENT.SALE.REFUNDED',
+      resource: { id: id('REF'), state: 'completed', sale_id: refunded, amount: { total: '-4.00', currency: 'USD' }, parent_payment: id('PAY') },
+    };
+    expect((await send.paypal(refund)).status).toBeLessThan(300);
+    await send.paypal(refund);
+    expect((await balanceOf(user.id)).balance).toBe(3 + 60);
+    const reversed = id('SALE');
+    const second = sale(reversed);
+    (second.resource as Record<string, unknown>)['custom'] = await reference({ user_id: user.id, package_id: pp.id });
+    await send.paypal(second);
+    expect((await balanceOf(user.id)).balance).toBe(3 + 60 + 100);
+    await send.paypal({
+      id: id('WH'), event_version: '1.0', resource_type: 'refund', event_type: 'PAYMENT.SALE.REVERSED',
+      resource: { id: id('REV'), state: 'completed', sale_id: reversed, amount: { total: '-10.00', currency: 'USD' } },
+    });
+    expect((await balanceOf(user.id)).balance).toBe(3 + 60);
+    await expectReconciled();
+  });
+
   it('an unsigned metadata user_id still matches its payment but never links a provider customer: a stranger cannot pre-link someone else’s customer', async () => {
     const victim = await makeUser(app);
     const attacker = await makeUser(app);

@@ -197,6 +197,13 @@ const money = (m: unknown): { amount: number; currency: string } => {
   return { amount: toMinorUnits(o['value'] ?? o['total'], currency), currency };
 };
 
+/** A refunded amount, which PayPal's v1 refunds may write as a negative total ("-4.00"). */
+const refundedMinor = (m: unknown): number => {
+  const o = obj(m);
+  const unsigned = (v: unknown) => (typeof v === 'string' && v.startsWith('-') ? v.slice(1) : v);
+  return money({ ...o, value: unsigned(o['value']), total: unsigned(o['total']) }).amount;
+};
+
 /** The capture a refund belongs to: its `up` link (…/v2/payments/captures/{id}). */
 function upCapture(r: Json): string | null {
   for (const l of (r['links'] as unknown[]) ?? []) {
@@ -258,6 +265,18 @@ function paypalActions(type: string, r: Json): PaymentAction[] {
       const captureId = required(str(tx['seller_transaction_id']), 'disputed_transactions[0].seller_transaction_id');
       return [{ kind: 'dispute', providerPaymentId: captureId, amount: r['dispute_amount'] ? money(r['dispute_amount']).amount : 0 }];
     }
+    // A subscription sale refunded (by the merchant) or reversed (a chargeback): the resource is a
+    // v1 refund naming its sale. PayPal writes the refunded amount as a negative total at times.
+    case 'PAYMENT.SALE.REFUNDED': {
+      const saleId = required(str(r['sale_id']), 'sale_id');
+      const total = obj(r['total_refunded_amount']);
+      if (total['value'] !== undefined) {
+        return [{ kind: 'refund', providerPaymentId: saleId, amount: refundedMinor(total), cumulative: true }];
+      }
+      return [{ kind: 'refund', providerPaymentId: saleId, amount: refundedMinor(r['amount']), cumulative: false }];
+    }
+    case 'PAYMENT.SALE.REVERSED':
+      return [{ kind: 'dispute', providerPaymentId: required(str(r['sale_id']) ?? str(r['id']), 'sale_id'), amount: refundedMinor(r['amount']) }];
     case 'PAYMENT.SALE.COMPLETED': {
       // A subscription's recurring payment.
       const subscriptionId = str(r['billing_agreement_id']);
