@@ -164,6 +164,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const server = await createServer({
     bodyLimit: config.http.bodyLimit,
     requestLog: config.http.requestLog ?? false,
+    deadlineMs: config.http.deadlineMs ?? 0,
     ...(config.http.trustProxy !== undefined ? { trustProxy: config.http.trustProxy } : {}),
     logger: deps.logger,
     version: VERSION,

@@ -15,6 +15,8 @@ export interface ServerOptions {
   version: string;
   /** One info line per answered request instead of Fastify's two (docs/operations.md). */
   requestLog?: boolean;
+  /** Per-request deadline in ms (0: none); past it, 503 `unavailable` with reason `timeout`. */
+  deadlineMs?: number;
 }
 
 /** A Fastify instance with Tally's validation, errors, and OpenAPI; routes are added by modules. */
@@ -27,6 +29,12 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     // Fastify logs two lines per request ("incoming request", "request completed"); Tally logs one,
     // after the answer, with what an operator filters on (see the onResponse hook below).
     disableRequestLogging: true,
+    // Every request is answered within the deadline: 503 `unavailable` (reason timeout) past it,
+    // through the error handler. The work goes on and may still commit; a retry with the same
+    // Idempotency-Key then replays it, so nothing is charged twice (docs/operations.md).
+    ...(options.deadlineMs ? { handlerTimeout: options.deadlineMs } : {}),
+    // Slow clients: the whole request must arrive within a bound too.
+    requestTimeout: 60_000,
     requestIdHeader: false,
     // Ids may be 128 characters; longer path segments are refused by the route schema, not the router.
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },

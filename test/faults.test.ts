@@ -128,3 +128,64 @@ describe.runIf(TARGET === 'postgres')('faults: the database going away (postgres
     expect(await isTransactionPooler(POSTGRES_URL)).toBe(false);
   });
 });
+
+describe.runIf(TARGET === 'postgres')('faults: a per-request deadline (postgres)', () => {
+  const schema = `t_${randomBytes(6).toString('hex')}`;
+  let database: Database;
+  let app: App;
+  let serviceKey: string;
+
+  beforeAll(async () => {
+    // A lock bound longer than the deadline: the deadline is what answers.
+    const dbConfig = { kind: 'postgres' as const, url: POSTGRES_URL, poolMax: 8, schema, lockTimeoutMs: 10_000 };
+    database = await openDatabase(dbConfig);
+    const outcome = await migrate(database);
+    if (!outcome.ok) throw new Error(outcome.message);
+    const base = testConfig(database);
+    const config = { ...base, database: dbConfig, http: { ...base.http, deadlineMs: 400 } };
+    serviceKey = config.auth.serviceKey;
+    app = await createApp({ config, database, logger: pino({ level: 'silent' }) as unknown as FastifyBaseLogger });
+  });
+  afterAll(async () => {
+    await app?.server.close();
+    await app?.services.queue.stop();
+    await database?.root.schema.dropSchema(schema).ifExists().cascade().execute();
+    await database?.close();
+  });
+
+  it('a request past its deadline gets 503 unavailable (timeout) at the deadline; the work may still commit, and the retry with the same key replays it: charged once', async () => {
+    const svc = client(app.server, serviceKey);
+    const user = (await svc.post('/v1/users', { email: `d_${randomBytes(4).toString('hex')}@example.com` }, { idempotencyKey: randomBytes(6).toString('hex') })).body as { id: string };
+    await svc.post('/v1/credits/grant', { user_id: user.id, amount: 100, reason: 'fund' }, { idempotencyKey: `fund-${user.id}` });
+    const locker = new pg.Client({ connectionString: POSTGRES_URL });
+    await locker.connect();
+    const key = `late-${user.id}`;
+    const debit = () => svc.post('/v1/credits/debit', { user_id: user.id, amount: 7, reason: 'deadline test' }, { idempotencyKey: key });
+    try {
+      await locker.query('begin');
+      await locker.query(`select 1 from ${schema}.credit_accounts where user_id = $1 for update`, [user.id]);
+      const started = Date.now();
+      const res = await debit();
+      const took = Date.now() - started;
+      expect(res.status).toBe(503);
+      expect(res.body.error).toMatchObject({ code: 'unavailable', details: { reason: 'timeout' } });
+      expect(res.headers['retry-after']).toBe('1');
+      expect(took).toBeGreaterThanOrEqual(350);
+      expect(took).toBeLessThan(3_000);
+      // The stuck lock goes away; the debit that was still waiting commits.
+      await locker.query('rollback');
+    } finally {
+      await locker.end();
+    }
+    let retry = await debit();
+    for (let i = 0; i < 50 && retry.status !== 201; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      retry = await debit();
+    }
+    expect(retry.status).toBe(201);
+    const balance = (await svc.get(`/v1/users/${user.id}/balance`)).body as { balance: number };
+    expect(balance.balance).toBe(3 + 100 - 7);
+    const debits = await database.db.selectFrom('credit_ledger').select('id').where('user_id', '=', user.id).where('type', '=', 'debit').execute();
+    expect(debits).toHaveLength(1);
+  });
+});

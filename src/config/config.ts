@@ -136,6 +136,8 @@ const envSchema = z.object({
     'must be true, false, or comma-separated addresses/CIDRs',
   ),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** A request not answered within this many ms gets 503 `unavailable` (reason timeout); 0 = none. */
+  TALLY_REQUEST_DEADLINE_MS: intFromEnv(30_000),
   /** One info line per answered request (method, route, status, duration, caller); "off" logs none. */
   TALLY_REQUEST_LOG: z.enum(['on', 'off']).default('on'),
 });
@@ -151,6 +153,8 @@ export interface Config {
     readonly bodyLimit: number;
     /** Fastify's trustProxy: whose X-Forwarded-For gives the client address the rate limits key on (absent: none). */
     readonly trustProxy?: boolean | string;
+    /** Per-request deadline in ms (0: none): past it the caller gets 503 and may retry with the same key. */
+    readonly deadlineMs?: number;
     /** One log line per answered request (default), or none. */
     readonly requestLog?: boolean;
   };

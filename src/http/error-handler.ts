@@ -41,6 +41,11 @@ export function toApiError(err: FastifyError & PgError, bodyLimit: number, conte
   // The database away or past a bound: nothing committed (or the key replays what did), retry.
   const away = asUnavailable(err);
   if (away) return new DomainError('unavailable', `${away.message}; retry (with the same Idempotency-Key)`, { reason: away.reason });
+  if (err.code === 'FST_ERR_HANDLER_TIMEOUT') {
+    return errors.unavailable('The request did not finish within its deadline; it may still complete: retry with the same Idempotency-Key', {
+      reason: 'timeout',
+    });
+  }
   if (err.validation) {
     const first = err.validation[0];
     const where = err.validationContext ?? 'body';
