@@ -1,6 +1,8 @@
 import { loadConfig } from '../config/load.js';
 import { httpAnswers } from '../http/answers.js';
 import { openMigrated } from './open.js';
+import { DataDirLocked } from '../db/data-dir-lock.js';
+import { refuse, stopItTo } from './running-server.js';
 import { DEFAULT_BILLING } from '../config/config.js';
 import { CatalogService } from '../modules/billing/billing.catalog.service.js';
 import { SubscriptionsService } from '../modules/billing/billing.subscriptions.service.js';
@@ -25,7 +27,16 @@ export async function billingRunCommand(opts: { at?: string; json?: boolean; dry
     return 2;
   }
   const { config } = loadConfig();
-  const database = await openMigrated('billing run', config);
+  let database;
+  try {
+    database = await openMigrated('billing run', config);
+  } catch (err) {
+    // No HTTP route runs billing at a chosen time: the server's scheduler runs what is due now by itself.
+    if (err instanceof DataDirLocked) {
+      return refuse(err, `it runs what billing has due by itself (every 30 s); ${stopItTo('billing run')}${opts.at || opts.dryRun ? ` with ${opts.at ? '--at' : '--dry-run'}` : ''}`);
+    }
+    throw err;
+  }
   if (!database) return 1;
   try {
     const clock = () => at;

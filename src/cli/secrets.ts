@@ -2,6 +2,8 @@ import { loadConfig } from '../config/load.js';
 import { openMigrated } from './open.js';
 import { SecretBox } from '../lib/secret-box.js';
 import { rotateSecrets } from '../modules/secrets/secrets.rotate.js';
+import { DataDirLocked } from '../db/data-dir-lock.js';
+import { refuse, stopItTo } from './running-server.js';
 
 /**
  * `tally secrets rotate`: with the new key in TALLY_ENCRYPTION_KEY and the previous ones in
@@ -9,7 +11,14 @@ import { rotateSecrets } from '../modules/secrets/secrets.rotate.js';
  */
 export async function secretsRotateCommand(opts: { json?: boolean }): Promise<number> {
   const { config } = loadConfig();
-  const database = await openMigrated('secrets rotate', config);
+  let database;
+  try {
+    database = await openMigrated('secrets rotate', config);
+  } catch (err) {
+    // Rotating under a running server would leave it holding values sealed under keys it may not have.
+    if (err instanceof DataDirLocked) return refuse(err, stopItTo('secrets rotate') + ', then start it with the new key');
+    throw err;
+  }
   if (!database) return 1;
   try {
     const box = new SecretBox(config.encryptionKey, config.encryptionKeysOld ?? []);

@@ -4,6 +4,8 @@ import { defaultDashboardDir } from '../modules/dashboard/dashboard.routes.js';
 import { createApp } from '../app.js';
 import { loadConfig } from '../config/load.js';
 import { openDatabase } from '../db/database.js';
+import { DataDirLocked } from '../db/data-dir-lock.js';
+import { REFUSED, who } from './running-server.js';
 import { migrate } from '../db/migrate.js';
 import { createLogger } from '../logger.js';
 import { startScheduler } from '../scheduler.js';
@@ -12,7 +14,18 @@ import { startScheduler } from '../scheduler.js';
 export async function startCommand(): Promise<void> {
   const { config, generatedSecrets } = loadConfig();
   const logger = createLogger(config.logLevel);
-  const database = await openDatabase(config.database, { log: logger });
+  let database;
+  try {
+    database = await openDatabase(config.database, { log: logger });
+  } catch (err) {
+    if (!(err instanceof DataDirLocked)) throw err;
+    process.stderr.write(
+      `tally: ${who(err.holder)} already has the embedded database open (${err.dataDir}); ` +
+        `${err.holder.url ? 'use that server, or stop it' : 'wait for it to finish, or stop it'} before starting another, or give this one its own TALLY_DATA_DIR\n`,
+    );
+    process.exitCode = REFUSED;
+    return;
+  }
   const outcome = await migrate(database);
   if (!outcome.ok) {
     await database.close();
@@ -20,6 +33,8 @@ export async function startCommand(): Promise<void> {
   }
   const app = await createApp({ config, database, logger });
   const address = await app.server.listen({ port: config.http.port, host: config.http.host });
+  // Where the CLI finds this server: commands it can run through the HTTP API go here (src/cli/running-server.ts).
+  database.dataDirLock?.announce(address);
   const stopScheduler = startScheduler(app.services, logger, 30_000, config.queue?.pollMs ?? 1_000);
   const where = config.database.kind === 'pglite' ? `PGlite at ${config.database.dataDir}` : 'PostgreSQL (DATABASE_URL)';
   const lines = [

@@ -4,6 +4,8 @@ import { loadConfig } from '../config/load.js';
 import { openDatabase } from '../db/database.js';
 import { migrate } from '../db/migrate.js';
 import { generateTypes } from '../db/typegen.js';
+import { DataDirLocked } from '../db/data-dir-lock.js';
+import { refuse, stopItTo } from './running-server.js';
 
 /**
  * `tally typegen`: migrate, then write the Kysely `DB` types from the live schema to `out`.
@@ -12,7 +14,13 @@ import { generateTypes } from '../db/typegen.js';
 export async function typegenCommand(opts: { out: string; check?: boolean }): Promise<number> {
   const { config } = loadConfig();
   const file = resolve(opts.out);
-  const database = await openDatabase(config.database);
+  let database;
+  try {
+    database = await openDatabase(config.database);
+  } catch (err) {
+    if (err instanceof DataDirLocked) return refuse(err, stopItTo('typegen'));
+    throw err;
+  }
   try {
     const outcome = await migrate(database);
     if (!outcome.ok) {

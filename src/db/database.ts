@@ -5,6 +5,7 @@ import { Kysely, sql, type Transaction } from 'kysely';
 import type pg from 'pg';
 import type { Config } from '../config/config.js';
 import type { DB } from './database.types.js';
+import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.js';
 import { PGliteDialect, SCRIPT_MARKER } from './pglite-dialect.js';
 import { openPostgres, type PostgresLog, TallyPostgresDialect } from './postgres.js';
 
@@ -35,6 +36,11 @@ export interface Database {
   readonly pooled?: boolean;
   readonly beginSql?: string;
   readonly listen?: pg.ClientConfig | null;
+  /**
+   * PGlite on a directory: this process's lock on it (src/db/data-dir-lock.ts); `tally start`
+   * announces its URL there so the CLI can route through it. Released by close() and on exit.
+   */
+  readonly dataDirLock?: DataDirLock;
   close(): Promise<void>;
 }
 
@@ -66,16 +72,29 @@ export async function openDatabase(config: Config['database'], options: OpenOpti
     // not written): make it here, private, or PGlite stops with ENOENT.
     mkdirSync(dirname(config.dataDir), { recursive: true, mode: 0o700 });
   }
-  const pglite = options.pglite ?? (await PGlite.create(config.dataDir ?? undefined));
+  // One process per PGlite directory: a second opener gets DataDirLocked here, before PGlite starts.
+  const lock = !options.pglite && config.dataDir ? acquireDataDirLock(config.dataDir) : undefined;
+  let pglite: PGlite;
+  try {
+    pglite = options.pglite ?? (await PGlite.create(config.dataDir ?? undefined));
+  } catch (err) {
+    lock?.release();
+    throw err;
+  }
   const root = new Kysely<unknown>({ dialect: new PGliteDialect(pglite) });
   return {
     kind: 'pglite',
     schema: config.schema,
     root,
     db: (root as unknown as Kysely<DB>).withSchema(config.schema),
+    ...(lock ? { dataDirLock: lock } : {}),
     close: async () => {
-      await root.destroy();
-      if (!options.pglite) await pglite.close();
+      try {
+        await root.destroy();
+        if (!options.pglite) await pglite.close();
+      } finally {
+        lock?.release();
+      }
     },
   };
 }
