@@ -89,6 +89,29 @@ describe.skipIf(!haveChromium || TARGET !== 'pglite')('dashboard in Chromium', {
     await app?.close();
   });
 
+  it('the first load asks for nothing that is missing: no 4xx or 5xx answer, no console error', async () => {
+    const page = await newPage();
+    const bad: string[] = [];
+    const guard404 = `/v1/users/${alice.id}/budget-guard`;
+    page.on('response', (r) => {
+      if (r.status() >= 400 && !(r.status() === 404 && new URL(r.url()).pathname === guard404)) bad.push(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
+    });
+    page.on('console', (m) => {
+      // The one 404 the API answers on purpose: GET …/budget-guard while no guard is set (shown as "none").
+      if (m.type() === 'error' && !m.location().url.endsWith(guard404)) bad.push(`console: ${m.text()} (${m.location().url})`);
+    });
+    await page.goto(`${base}/dashboard/`);
+    await page.getByRole('button', { name: 'Sign in' }).waitFor();
+    await signInOperator(page);
+    await page.getByTestId('total-users').waitFor();
+    await page.goto(`${base}/dashboard/users/${alice.id}`);
+    await page.getByTestId('balance').waitFor();
+    await page.getByRole('table', { name: 'Ledger' }).waitFor();
+    await page.waitForLoadState('networkidle');
+    expect(bad).toEqual([]);
+    await page.close();
+  });
+
   it('an operator signs in with the service key; credits granted through the API appear on the user page; a wrong key is refused with its message', async () => {
     const page = await newPage();
     await page.goto(`${base}/dashboard/`);
@@ -137,6 +160,77 @@ describe.skipIf(!haveChromium || TARGET !== 'pglite')('dashboard in Chromium', {
     await page.getByRole('status').filter({ hasText: 'Adjusted by -3' }).waitFor();
     await expect.poll(() => page.getByTestId('balance').textContent()).toBe('250');
     await page.screenshot({ path: join(shots, 'user.png'), fullPage: true });
+    await page.close();
+  });
+
+  it('an operator sees counts that agree with their lists, plan names and prices, an unclipped usage axis, and a user\'s budget guard and overage', async () => {
+    const schema = app.database.schema;
+    // One kind of rejected delivery (a bad signature, 3 times) and no failed one.
+    await sql`insert into ${sql.table(`${schema}.webhook_events`)} (id, provider, status, error, attempts)
+        values ('whe_browser0', 'paypal', 'rejected', 'bad signature', 3)`.execute(app.database.root);
+    const plan = await call('POST', '/v1/plans', { slug: `pro-${randomBytes(3).toString('hex')}`, name: 'Pro monthly', price_monthly: 1900, price_yearly: null, trial_days: 1, overage_unit_amount: '0.5' });
+    expect(plan.status, JSON.stringify(plan.body)).toBe(201);
+    const free = await call('POST', '/v1/plans', { slug: `free-${randomBytes(3).toString('hex')}`, name: 'Starter', trial_days: 0 });
+    expect(free.status, JSON.stringify(free.body)).toBe(201);
+    const sub = await call('POST', '/v1/subscriptions', { user_id: bob.id, plan_id: plan.body.id }, app.serviceKey, `s-${randomBytes(6).toString('hex')}`);
+    expect(sub.status, JSON.stringify(sub.body)).toBe(201);
+    expect((await call('PUT', `/v1/users/${bob.id}/budget-guard`, { monthly_cap: 2500, behavior: 'suspend' })).status).toBe(200);
+    await sql`insert into ${sql.table(`${schema}.overage_charges`)} (id, user_id, subscription_id, metric, period_start, period_end, credits, amount, unit_amount, currency)
+        values ('ovc_browser0', ${bob.id}, ${sub.body.id}, 'tokens', now() - interval '30 days', now(), 840, 420, 0.5, 'usd')`.execute(app.database.root);
+    // Usage in the millions: its y-axis ticks must fit in the chart.
+    await sql`insert into ${sql.table(`${schema}.usage_counters`)} (user_id, metric, "window", window_start, window_end, quantity, events)
+        values (${bob.id}, 'tokens', 'day', date_trunc('day', now()), date_trunc('day', now()) + interval '1 day', 12345678, 9)`.execute(app.database.root);
+
+    const page = await newPage();
+    await signInOperator(page);
+    await page.getByTestId('failed-webhooks').waitFor();
+    expect(await page.getByTestId('failed-webhooks').textContent()).toBe('0');
+    expect(await page.getByTestId('rejected-webhooks').textContent()).toBe('1');
+    await page.getByTestId('rejected-webhooks').getByRole('link').click();
+    const log = page.getByRole('table', { name: 'Webhook deliveries' });
+    await log.waitFor();
+    expect(await page.getByLabel('Delivery status').inputValue()).toBe('rejected');
+    expect(await log.getByRole('row').count()).toBe(2); // the header and the one rejected row
+    expect(await log.textContent()).toContain('bad signature');
+    expect(await log.textContent()).toContain('3 deliveries');
+    await page.goto(`${base}/dashboard/`);
+    await page.getByTestId('failed-webhooks').getByRole('link').click();
+    await page.getByText('No deliveries with this status.').waitFor();
+    expect(await page.getByLabel('Delivery status').inputValue()).toBe('failed');
+
+    await page.getByRole('link', { name: 'Plans' }).click();
+    const pro = page.getByRole('table', { name: 'Plans' }).getByRole('row').filter({ hasText: 'Pro monthly' });
+    await pro.waitFor();
+    expect(await pro.getByRole('cell').allTextContents()).toEqual(expect.arrayContaining(['$19.00', 'not offered', '1 day']));
+    const starter = page.getByRole('table', { name: 'Plans' }).getByRole('row').filter({ hasText: 'Starter' });
+    expect(await starter.getByRole('cell').allTextContents()).toEqual(expect.arrayContaining(['free', 'none']));
+    expect(await page.getByRole('table', { name: 'Plans' }).textContent()).not.toMatch(/\b1 days\b/);
+
+    await page.goto(`${base}/dashboard/users/${bob.id}`);
+    const subs = page.getByRole('table', { name: 'Subscriptions' });
+    await subs.waitFor();
+    expect(await subs.textContent()).toContain('Pro monthly');
+    expect(await subs.textContent()).not.toContain(plan.body.id);
+    expect(await page.getByTestId('guard-cap').textContent()).toBe('$25.00');
+    expect(await page.getByTestId('guard-spent').textContent()).toBe('$0.00');
+    const overage = page.getByRole('table', { name: 'Overage charges' });
+    expect(await overage.textContent()).toContain('tokens');
+    expect(await overage.textContent()).toContain('$4.20');
+    expect(await overage.textContent()).toContain('pending');
+
+    // Every y-axis tick of the usage chart lies inside the chart, none cut at its left edge.
+    const usage = page.getByRole('region', { name: 'Usage per metric per day (30 days)' });
+    const ticks = '.recharts-yAxis-tick-labels .recharts-cartesian-axis-tick-value';
+    await usage.locator(ticks).last().waitFor();
+    expect(await usage.locator(ticks).allTextContents()).toContain('14M');
+    const clipped = await usage.locator('svg[role="application"]').evaluate((svg, sel) => {
+      const box = svg.getBoundingClientRect();
+      return [...svg.querySelectorAll(sel)]
+        .map((t) => ({ text: t.textContent, left: t.getBoundingClientRect().left - box.left }))
+        .filter((t) => t.left < 0);
+    }, ticks);
+    expect(clipped).toEqual([]);
+    await page.screenshot({ path: join(shots, 'user-billing.png'), fullPage: true });
     await page.close();
   });
 

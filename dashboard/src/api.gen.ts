@@ -12032,6 +12032,7 @@ export interface paths {
                                 };
                                 unmatched_payments: number;
                                 failed_webhooks: number;
+                                rejected_webhooks: number;
                             };
                             series: {
                                 /** Format: date-time */

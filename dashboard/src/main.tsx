@@ -113,7 +113,7 @@ function App() {
   else if (path === '/') page = <Overview />;
   else if (path === '/users') page = <Users />;
   else if (path === '/plans') page = <Plans />;
-  else if (path === '/payments') page = <Payments tab={search.get('tab') ?? ''} />;
+  else if (path === '/payments') page = <Payments key={search.toString()} tab={search.get('tab') ?? ''} status={search.get('status') ?? ''} />;
   else if (path === '/jobs') page = <Jobs key={search.get('status') ?? ''} status={search.get('status') ?? ''} />;
   else if (path === '/reconcile') page = <Reconcile />;
   else page = <ErrorBox error={toApiError(new Error(`No page at /dashboard${path}`))} />;

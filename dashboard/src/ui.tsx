@@ -224,6 +224,16 @@ export const fmtMoney = (minor: number, currency: string): string => {
   }
 };
 
+/** "1 day", "2 days", "1 delivery", "3 deliveries". */
+export const plural = (n: number, one: string, many = `${one}s`): string => `${fmtNum(n)} ${n === 1 ? one : many}`;
+
+/** A plan's price for one interval: null means the interval is not offered; 0 is free. */
+export const fmtPrice = (minor: number | null, currency: string): string =>
+  minor === null ? 'not offered' : minor === 0 ? 'free' : fmtMoney(minor, currency);
+
+/** Axis ticks that stay short (1.2K, 3.4M), so a chart's y-axis never needs more room than it has. */
+export const fmtAxis = (n: number): string => new Intl.NumberFormat(undefined, { notation: 'compact', maximumFractionDigits: 1 }).format(n);
+
 export function Badge({ value }: { value: string }) {
   return <span className={`badge badge-${value}`}>{value}</span>;
 }

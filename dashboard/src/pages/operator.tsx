@@ -2,7 +2,7 @@ import { type FormEvent, useMemo, useState } from 'react';
 import { Area, AreaChart, Bar, BarChart, CartesianGrid, Legend, Line, LineChart, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
 import { api, type Ok, qs, type Schema, valuesOf } from '../api';
 import { Link } from '../router';
-import { Badge, Card, ErrorBox, fmtDate, fmtMoney, fmtNum, LoadedTable, PagedTable, Progress, Stat, Table, useAction, useLoad, usePaged } from '../ui';
+import { Badge, Card, ErrorBox, fmtAxis, fmtDate, fmtMoney, fmtNum, fmtPrice, LoadedTable, PagedTable, plural, Progress, Stat, Table, useAction, useLoad, usePaged } from '../ui';
 import { type Job, JOB_STATUSES, jobColumns, StatusSelect } from './user';
 
 // What the API answers, from its OpenAPI document (../api.gen.ts): never written by hand here.
@@ -48,7 +48,13 @@ export function Overview() {
             <Stat label="Revenue" value={currencies.length ? currencies.map((c) => fmtMoney(s.totals.revenue[c] ?? 0, c)).join(' · ') : '—'} />
             <Stat label="Usage events" value={fmtNum(s.totals.events)} />
             <Stat label="Unmatched payments" value={<Link to="/payments?tab=unmatched">{s.totals.unmatched_payments}</Link>} />
-            <Stat label="Failed webhooks" value={<Link to="/payments?tab=webhooks">{s.totals.failed_webhooks}</Link>} />
+            {/* Each count links to the webhook log filtered to exactly the rows it counts. */}
+            <Stat label="Failed webhooks" value={<Link to="/payments?tab=webhooks&status=failed">{fmtNum(s.totals.failed_webhooks)}</Link>} testId="failed-webhooks" />
+            <Stat
+              label="Rejected webhooks (provider × reason)"
+              value={<Link to="/payments?tab=webhooks&status=rejected">{fmtNum(s.totals.rejected_webhooks)}</Link>}
+              testId="rejected-webhooks"
+            />
           </div>
           <div className="grid2">
             <Card title="Credits">
@@ -57,7 +63,7 @@ export function Overview() {
                   <AreaChart data={s.series}>
                     <CartesianGrid strokeDasharray="3 3" />
                     <XAxis dataKey="at" tickFormatter={fmt} minTickGap={24} />
-                    <YAxis />
+                    <YAxis width="auto" tickFormatter={fmtAxis} />
                     <Tooltip labelFormatter={(v) => new Date(String(v)).toLocaleString()} />
                     <Legend />
                     <Area type="monotone" dataKey="granted" stroke="#16a34a" fill="#16a34a33" />
@@ -83,7 +89,7 @@ export function Overview() {
                     <LineChart data={revenueRows}>
                       <CartesianGrid strokeDasharray="3 3" />
                       <XAxis dataKey="at" tickFormatter={fmt} minTickGap={24} />
-                      <YAxis />
+                      <YAxis width="auto" tickFormatter={fmtAxis} />
                       <Tooltip labelFormatter={(v) => new Date(String(v)).toLocaleString()} />
                       <Legend />
                       {currencies.map((c, i) => (
@@ -158,9 +164,9 @@ export function Plans() {
           empty="No plans yet (POST /v1/plans)."
           columns={[
             { label: 'Name', render: (p) => `${p.name} (${p.slug})` },
-            { label: 'Monthly', render: (p) => (p.price_monthly === null ? 'not offered' : fmtMoney(p.price_monthly, p.currency)) },
-            { label: 'Yearly', render: (p) => (p.price_yearly === null ? 'not offered' : fmtMoney(p.price_yearly, p.currency)) },
-            { label: 'Trial', render: (p) => `${p.trial_days} days` },
+            { label: 'Monthly', render: (p) => fmtPrice(p.price_monthly, p.currency) },
+            { label: 'Yearly', render: (p) => fmtPrice(p.price_yearly, p.currency) },
+            { label: 'Trial', render: (p) => (p.trial_days === 0 ? 'none' : plural(p.trial_days, 'day')) },
             { label: 'Pay as you go', render: (p) => (p.pay_as_you_go ? 'yes' : 'no') },
             {
               label: 'Allowances',
@@ -180,7 +186,7 @@ const PAYMENT_STATUSES = valuesOf<Payment['status']>({
 });
 const DELIVERY_STATUSES = valuesOf<Schema<'WebhookEvent'>['status']>({ received: true, processing: true, processed: true, failed: true, ignored: true, rejected: true });
 
-export function Payments({ tab: initial }: { tab: string }) {
+export function Payments({ tab: initial, status }: { tab: string; status: string }) {
   const [tab, setTab] = useState(initial || 'unmatched');
   return (
     <div className="stack">
@@ -198,7 +204,7 @@ export function Payments({ tab: initial }: { tab: string }) {
       </div>
       {tab === 'unmatched' && <Unmatched />}
       {tab === 'all' && <AllPayments />}
-      {tab === 'webhooks' && <Webhooks />}
+      {tab === 'webhooks' && <Webhooks initial={status} />}
     </div>
   );
 }
@@ -275,8 +281,8 @@ function AllPayments() {
   );
 }
 
-function Webhooks() {
-  const [status, setStatus] = useState('failed');
+function Webhooks({ initial }: { initial: string }) {
+  const [status, setStatus] = useState(initial || 'failed');
   const paged = usePaged((cursor) => api<Ok<'/v1/webhook-events', 'get'>>('GET', `/v1/webhook-events${qs({ status, cursor, limit: 25 })}`), [status]);
   return (
     <Card
@@ -292,7 +298,8 @@ function Webhooks() {
           { label: 'Provider', render: (w) => w.provider },
           { label: 'Event', render: (w) => w.event_type ?? '—' },
           { label: 'Status', render: (w) => <Badge value={w.status} /> },
-          { label: 'Attempts', render: (w) => w.attempts },
+          // A rejected row counts every delivery that failed verification for one provider and reason.
+          { label: 'Attempts', render: (w) => (w.status === 'rejected' ? plural(w.attempts, 'delivery', 'deliveries') : w.attempts) },
           { label: 'Outcome / error', render: (w) => w.error ?? w.outcome ?? '' },
         ]}
       />
@@ -370,7 +377,7 @@ function CountBars({ rows, dataKey, color, format }: { rows: Point[]; dataKey: '
         <BarChart data={rows}>
           <CartesianGrid strokeDasharray="3 3" />
           <XAxis dataKey="at" tickFormatter={format} minTickGap={24} />
-          <YAxis allowDecimals={false} />
+          <YAxis width="auto" allowDecimals={false} tickFormatter={fmtAxis} />
           <Tooltip labelFormatter={(v) => new Date(String(v)).toLocaleString()} />
           <Bar dataKey={dataKey} fill={color} />
         </BarChart>

@@ -1,7 +1,7 @@
 import { type FormEvent, useMemo, useState } from 'react';
 import { Bar, BarChart, CartesianGrid, Legend, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
-import { api, newIdempotencyKey, type Ok, qs, type Schema, valuesOf } from '../api';
-import { Badge, Card, ErrorBox, fmtDate, fmtMoney, fmtNum, LoadedTable, PagedTable, Progress, Stat, Table, toApiError, useAction, useLoad, usePaged } from '../ui';
+import { api, ApiError, newIdempotencyKey, type Ok, qs, type Schema, valuesOf } from '../api';
+import { Badge, Card, ErrorBox, fmtAxis, fmtDate, fmtMoney, fmtNum, LoadedTable, PagedTable, Progress, Stat, Table, toApiError, useAction, useLoad, usePaged } from '../ui';
 
 // What the API answers, from its OpenAPI document (../api.gen.ts): never written by hand here.
 type Job = Schema<'Job'>;
@@ -64,6 +64,7 @@ export function UserView({ userId, operator }: { userId: string; operator: boole
       <Holds userId={userId} version={version} />
       <Jobs userId={userId} />
       <Subscriptions userId={userId} />
+      <BudgetAndOverage userId={userId} />
       <PaymentsAndInvoices userId={userId} />
       <ApiKeys userId={userId} />
     </div>
@@ -154,7 +155,8 @@ function UsageChart({ userId }: { userId: string }) {
             <BarChart data={data}>
               <CartesianGrid strokeDasharray="3 3" />
               <XAxis dataKey="day" />
-              <YAxis />
+              {/* Sized to its ticks (quantities reach millions), so no label is cut off at the left edge. */}
+              <YAxis width="auto" tickFormatter={fmtAxis} />
               <Tooltip />
               <Legend />
               {metrics.map((m, i) => (
@@ -256,8 +258,18 @@ export function StatusSelect({ value, onChange, options, label }: { value: strin
   );
 }
 
+type Plan = Ok<'/v1/plans/{id}', 'get'>;
+
 function Subscriptions({ userId }: { userId: string }) {
-  const subs = useLoad(() => api<Ok<'/v1/users/{id}/subscriptions', 'get'>>('GET', `/v1/users/${encodeURIComponent(userId)}/subscriptions`), [userId]);
+  // The subscriptions, then each distinct plan once (GET /v1/plans/:id answers inactive plans too, and
+  // to end users as well): a user has a handful of subscriptions, so this is a few reads, not a storm.
+  const subs = useLoad(async () => {
+    const list = await api<Ok<'/v1/users/{id}/subscriptions', 'get'>>('GET', `/v1/users/${encodeURIComponent(userId)}/subscriptions`);
+    const ids = [...new Set(list.data.map((s) => s.plan_id))];
+    const plans = new Map<string, Plan>();
+    await Promise.all(ids.map(async (id) => plans.set(id, await api<Ok<'/v1/plans/{id}', 'get'>>('GET', `/v1/plans/${encodeURIComponent(id)}`))));
+    return { data: list.data.map((s) => ({ ...s, plan: plans.get(s.plan_id) })) };
+  }, [userId]);
   return (
     <Card title="Subscription">
       <LoadedTable
@@ -265,13 +277,61 @@ function Subscriptions({ userId }: { userId: string }) {
         loaded={subs}
         empty="No subscription."
         columns={[
-          { label: 'Plan', render: (s) => s.plan_id },
+          { label: 'Plan', render: (s) => (s.plan ? `${s.plan.name} (${s.plan.slug})` : s.plan_id) },
           { label: 'Status', render: (s) => <Badge value={s.status} /> },
           { label: 'Interval', render: (s) => s.billing_interval },
           { label: 'Period ends', render: (s) => fmtDate(s.current_period_end) + (s.cancel_at_period_end ? ' (cancels)' : '') },
         ]}
       />
     </Card>
+  );
+}
+
+/** Read-only: the monthly budget guard (set with PUT /v1/users/:id/budget-guard) and overage charges. */
+function BudgetAndOverage({ userId }: { userId: string }) {
+  const u = encodeURIComponent(userId);
+  // The API answers 404 while no guard is set: that is "none", not an error to show.
+  const guard = useLoad(async () => {
+    try {
+      return await api<Ok<'/v1/users/{id}/budget-guard', 'get'>>('GET', `/v1/users/${u}/budget-guard`);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 404) return null;
+      throw e;
+    }
+  }, [u]);
+  const overage = usePaged((cursor) => api<Ok<'/v1/users/{id}/overage-charges', 'get'>>('GET', `/v1/users/${u}/overage-charges${qs({ cursor, limit: 25 })}`), [u]);
+  const g = guard.data;
+  return (
+    <div className="grid2">
+      <Card title="Budget guard">
+        <ErrorBox error={guard.error} />
+        {guard.loading && <Progress />}
+        {g === null && <p className="muted">No budget guard: usage spend has no monthly cap.</p>}
+        {g && (
+          <div className="stats">
+            <Stat label="Monthly cap" value={fmtMoney(g.monthly_cap, g.currency)} testId="guard-cap" />
+            <Stat label="Spent this month" value={fmtMoney(g.current_window_spend, g.currency)} testId="guard-spent" />
+            <Stat label="At the cap" value={g.behavior === 'suspend' ? 'suspend usage' : 'throttle usage'} />
+            <Stat label="Month" value={`${fmtDate(g.window_start)} – ${fmtDate(g.window_end)}`} />
+            <Stat label="Alerts" value={g.alerted_100_at ? 'cap reached' : g.alerted_80_at ? '80% reached' : g.notify ? 'on, none sent' : 'off'} />
+          </div>
+        )}
+      </Card>
+      <Card title="Overage charges">
+        <PagedTable
+          label="Overage charges"
+          paged={overage}
+          empty="No overage charges."
+          columns={[
+            { label: 'Period', render: (o) => `${fmtDate(o.period_start)} – ${fmtDate(o.period_end)}` },
+            { label: 'Metric', render: (o) => o.metric },
+            { label: 'Credits', render: (o) => fmtNum(o.credits) },
+            { label: 'Amount', render: (o) => fmtMoney(o.amount, o.currency) },
+            { label: 'Status', render: (o) => <Badge value={o.status} /> },
+          ]}
+        />
+      </Card>
+    </div>
   );
 }
 

@@ -68,7 +68,8 @@ export async function statsTotals(db: Executor, schema: string) {
       (select coalesce(-sum(amount), 0) from ${t('credit_ledger')} where type = 'expiry') as expired,
       (select count(*) from ${t('usage_events')}) as events,
       (select count(*) from ${t('payments')} where match_status = 'unmatched') as unmatched_payments,
-      (select count(*) from ${t('webhook_events')} where status in ('failed', 'rejected')) as failed_webhooks`.execute(db)
+      (select count(*) from ${t('webhook_events')} where status = 'failed') as failed_webhooks,
+      (select count(*) from ${t('webhook_events')} where status = 'rejected') as rejected_webhooks`.execute(db)
   ).rows[0]!;
   const revenue = (
     await sql<{ currency: string; amount: string | number }>`select currency, sum(amount - amount_refunded) as amount

@@ -55,6 +55,7 @@ export class AdminService {
         jobs: Object.fromEntries(totals.jobs.map((r) => [r.status, int(r.n)])),
         unmatched_payments: int(totals.one['unmatched_payments']),
         failed_webhooks: int(totals.one['failed_webhooks']),
+        rejected_webhooks: int(totals.one['rejected_webhooks']),
       },
       series: points.map((p) => ({
         at: iso(p.at),

@@ -49,7 +49,13 @@ export const Stats = Type.Object({
     revenue: Money,
     jobs: Type.Record(Type.String(), Type.Integer()),
     unmatched_payments: Type.Integer(),
+    /** Deliveries whose processing failed (the webhook log's `failed` rows). */
     failed_webhooks: Type.Integer(),
+    /**
+     * The webhook log's `rejected` rows: deliveries that failed verification, one row per provider and
+     * reason (its `attempts` counts the deliveries), so this equals what `?status=rejected` lists.
+     */
+    rejected_webhooks: Type.Integer(),
   }),
   series: Type.Array(StatsPoint),
 });
