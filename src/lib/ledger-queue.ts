@@ -1,5 +1,3 @@
-import { Unavailable } from './unavailable.js';
-
 interface Item<Op, Result> {
   op: Op;
   resolve: (r: Result) => void;

@@ -1,6 +1,6 @@
 import type { Static } from 'typebox';
 import type { Database, Executor } from '../../db/database.js';
-import { inStatementTransaction, kyselyRunner, poolRunner, type RunStatement, statement } from '../../db/statements.js';
+import { inStatementTransaction, kyselyRunner, poolRunner, type RunStatement } from '../../db/statements.js';
 import { type DomainError, errors, isRefusal } from '../../core/errors.js';
 import {
   type AnswerCodec,

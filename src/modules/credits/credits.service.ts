@@ -1,6 +1,6 @@
 import type { Database, Db, Executor } from '../../db/database.js';
 import { inStatementTransaction, kyselyRunner, type RunStatement } from '../../db/statements.js';
-import { type DomainError, errors, isRefusal } from '../../core/errors.js';
+import { type DomainError, errors } from '../../core/errors.js';
 import { type AnswerCodec, type IdempotencyScope, KeyRecordedMeanwhile, refused, requestHash, scopeKey } from '../idempotency/idempotency.js';
 import type { PageRequest } from '../../core/paging.js';
 import { BatchSql, type Recorded, type Replay } from './credits.batch-sql.js';
