@@ -69,7 +69,8 @@ export async function statsTotals(db: Executor, schema: string) {
       (select count(*) from ${t('usage_events')}) as events,
       (select count(*) from ${t('payments')} where match_status = 'unmatched') as unmatched_payments,
       (select count(*) from ${t('webhook_events')} where status in ('failed', 'rejected')) as failed_webhooks`.execute(db)
-  ).rows[0]!;
+  ).rows[0];
+  if (!one) throw new Error('invariant broken: a select without from returns one row');
   const revenue = (
     await sql<{ currency: string; amount: string | number }>`select currency, sum(amount - amount_refunded) as amount
       from ${t('payments')} where status in ('succeeded', 'refunded', 'disputed') group by 1`.execute(db)
