@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { client } from './support/client.js';
+import { client, type Json } from './support/client.js';
 import { makeUser, signUp } from './support/fixtures.js';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';
 
@@ -51,7 +51,7 @@ describe(`admin stats, reconcile and the jobs list (${TARGET})`, () => {
       expect(Date.parse(s.series[i].at) - Date.parse(s.series[i - 1].at)).toBe(60_000);
     }
     expect(Date.parse(s.series.at(-1).at)).toBeLessThanOrEqual(Date.now());
-    const sum = (f: string) => s.series.reduce((acc: number, p: any) => acc + p[f], 0);
+    const sum = (f: string) => s.series.reduce((acc: number, p: Json) => acc + p[f], 0);
     // Two sign-up bonuses (3 each) and the grant of 100; the debit; the hold.
     expect(sum('users')).toBe(2);
     expect(sum('granted')).toBe(106);
@@ -62,7 +62,7 @@ describe(`admin stats, reconcile and the jobs list (${TARGET})`, () => {
       users: 2, balance: 76, held: 20, credited: 106, spent: 30, expired: 0, events: 0,
       revenue: { usd: 1499, eur: 700 }, unmatched_payments: 1, failed_webhooks: 0, jobs: {},
     });
-    const revenue = s.series.map((p: any) => p.revenue).filter((r: object) => Object.keys(r).length > 0);
+    const revenue = s.series.map((p: Json) => p.revenue).filter((r: object) => Object.keys(r).length > 0);
     expect(revenue.reduce((acc: Record<string, number>, r: Record<string, number>) => {
       for (const [c, v] of Object.entries(r)) acc[c] = (acc[c] ?? 0) + v;
       return acc;
@@ -72,10 +72,10 @@ describe(`admin stats, reconcile and the jobs list (${TARGET})`, () => {
   it('a range in the past has buckets of zeros; bad ranges are refused with their reason', async () => {
     const res = await svc().get('/v1/admin/stats?bucket=day&from=2020-01-01T00:00:00Z&to=2020-01-08T00:00:00Z');
     expect(res.status).toBe(200);
-    expect(res.body.series.map((p: any) => p.at)).toEqual(
+    expect(res.body.series.map((p: Json) => p.at)).toEqual(
       Array.from({ length: 7 }, (_, i) => new Date(Date.UTC(2020, 0, 1 + i)).toISOString()),
     );
-    expect(res.body.series.every((p: any) => p.granted === 0 && p.users === 0 && Object.keys(p.revenue).length === 0)).toBe(true);
+    expect(res.body.series.every((p: Json) => p.granted === 0 && p.users === 0 && Object.keys(p.revenue).length === 0)).toBe(true);
     expect(res.body.totals.users).toBe(2);
 
     const backwards = await svc().get('/v1/admin/stats?from=2020-01-08T00:00:00Z&to=2020-01-01T00:00:00Z');
@@ -119,13 +119,13 @@ describe(`admin stats, reconcile and the jobs list (${TARGET})`, () => {
 
     const all = await svc().get('/v1/jobs?limit=2');
     expect(all.status).toBe(200);
-    expect(all.body.data.map((j: any) => j.id)).toEqual([made[2], made[1]]);
+    expect(all.body.data.map((j: { id: string }) => j.id)).toEqual([made[2], made[1]]);
     const rest = await svc().get(`/v1/jobs?limit=2&cursor=${all.body.next_cursor}`);
-    expect(rest.body.data.map((j: any) => j.id)).toEqual([made[0]]);
+    expect(rest.body.data.map((j: { id: string }) => j.id)).toEqual([made[0]]);
     expect(rest.body.next_cursor).toBeNull();
 
-    expect((await svc().get('/v1/jobs?status=failed')).body.data.map((j: any) => j.id)).toEqual([made[0]]);
-    expect((await svc().get(`/v1/jobs?user_id=${b.id}`)).body.data.map((j: any) => j.id)).toEqual([made[1]]);
+    expect((await svc().get('/v1/jobs?status=failed')).body.data.map((j: { id: string }) => j.id)).toEqual([made[0]]);
+    expect((await svc().get(`/v1/jobs?user_id=${b.id}`)).body.data.map((j: { id: string }) => j.id)).toEqual([made[1]]);
     expect((await svc().get('/v1/jobs?status=nope')).status).toBe(400);
     expect((await svc().get('/v1/admin/stats')).body.totals.jobs).toEqual({ pending: 2, failed: 1 });
   });

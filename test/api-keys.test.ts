@@ -1,9 +1,10 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { client } from './support/client.js';
+import { client, type Json } from './support/client.js';
 import { makeApiKey, makeUser, signUp } from './support/fixtures.js';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';
+import { must } from '../src/lib/must.js';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -41,7 +42,7 @@ describe(`api keys (${TARGET})`, () => {
       app.database.root,
     );
     expect(res.rows).toHaveLength(1);
-    return res.rows[0]!;
+    return must(res.rows[0], 'res.rows[0]');
   }
 
   /** Rows, in any table of Tally's schema, whose text form contains `needle`. */
@@ -64,7 +65,7 @@ describe(`api keys (${TARGET})`, () => {
   async function listKeys(userId: string, api = svc) {
     const res = await api.get(`/v1/users/${userId}/api-keys?limit=200`);
     expect(res.status).toBe(200);
-    return res.body.data as Array<Record<string, any>>;
+    return res.body.data as Array<Record<string, Json>>;
   }
 
   it('creating a key returns {id, key, prefix, name, scopes, expires_at} with a tly_ key and a visible prefix of it', async () => {
@@ -103,7 +104,7 @@ describe(`api keys (${TARGET})`, () => {
     for (const api of [svc, a.api, as(key)]) {
       const items = await listKeys(a.user.id, api);
       expect(items).toHaveLength(1);
-      const item = items[0]!;
+      const item = must(items[0], 'items[0]');
       expect(Object.keys(item).sort()).toEqual(LIST_ITEM_FIELDS);
       expect(item).toMatchObject({ id: created.body.id, user_id: a.user.id, name: 'shown once', prefix: created.body.prefix, scopes: ['*'] });
       for (const [field, value] of Object.entries(item)) {
@@ -172,7 +173,7 @@ describe(`api keys (${TARGET})`, () => {
   it('request_count and last_used_at increase with every use', async () => {
     const u = await makeUser(app);
     const created = await makeApiKey(app, u.id);
-    const stat = async () => (await listKeys(u.id)).find((k) => k.id === created.id)!;
+    const stat = async () => must((await listKeys(u.id)).find((k) => k.id === created.id), 'a matching item');
 
     const fresh = await stat();
     expect(fresh.request_count).toBe(0);
@@ -279,7 +280,7 @@ describe(`api keys (${TARGET})`, () => {
     expect(res.status).toBe(401);
     expect(res.body.error.code).toBe('unauthenticated');
     // A refused key is not counted as used.
-    expect((await listKeys(u.id))[0]!.request_count).toBe(1);
+    expect(must((await listKeys(u.id))[0], '(await listKeys(u.id))[0]').request_count).toBe(1);
   });
 
   it('DELETE /v1/api-keys/:id revokes; revoking again is fine and keeps the first revoked_at', async () => {
@@ -301,7 +302,7 @@ describe(`api keys (${TARGET})`, () => {
     const second = await svc.del(`/v1/api-keys/${created.id}`);
     expect(second.status).toBe(200);
     expect(second.body.revoked_at).toBe(first.body.revoked_at);
-    expect((await listKeys(u.id)).find((k) => k.id === created.id)!.revoked_at).toBe(first.body.revoked_at);
+    expect(must((await listKeys(u.id)).find((k) => k.id === created.id), 'a matching item').revoked_at).toBe(first.body.revoked_at);
 
     // Other keys of the user are untouched.
     expect((await as(keep.key).get('/v1/me')).status).toBe(200);
@@ -329,11 +330,11 @@ describe(`api keys (${TARGET})`, () => {
     // b's keys are exactly as before, and b's key still works.
     const bKeys = await listKeys(b.user.id);
     expect(bKeys.map((k) => k.id)).toEqual([bKey.id]);
-    expect(bKeys[0]!.revoked_at).toBeNull();
+    expect(must(bKeys[0], 'bKeys[0]').revoked_at).toBeNull();
     expect((await as(bKey.key).get('/v1/me')).status).toBe(200);
     // Nor with a key of a's that has every scope.
     expect([403, 404]).toContain((await as(mine.body.key).del(`/v1/api-keys/${bKey.id}`)).status);
-    expect((await listKeys(b.user.id))[0]!.revoked_at).toBeNull();
+    expect(must((await listKeys(b.user.id))[0], '(await listKeys(b.user.id))[0]').revoked_at).toBeNull();
 
     const revokeMine = await a.api.del(`/v1/api-keys/${mine.body.id}`);
     expect(revokeMine.status).toBe(200);
@@ -385,7 +386,7 @@ describe(`api keys (${TARGET})`, () => {
     const created: string[] = [];
     for (let i = 0; i < 5; i++) created.push((await makeApiKey(app, u.id, { name: `k${i}` })).id);
 
-    const seen: Array<Record<string, any>> = [];
+    const seen: Array<Record<string, Json>> = [];
     const pageSizes: number[] = [];
     let cursor: string | null = null;
     for (let guard = 0; guard < 10; guard++) {
@@ -401,7 +402,7 @@ describe(`api keys (${TARGET})`, () => {
     expect(pageSizes).toEqual([2, 2, 1]);
     expect(seen.map((k) => k.id)).toEqual([...created].reverse());
     for (let i = 1; i < seen.length; i++) {
-      expect(Date.parse(seen[i - 1]!.created_at)).toBeGreaterThanOrEqual(Date.parse(seen[i]!.created_at));
+      expect(Date.parse(must(seen[i - 1], 'seen[i - 1]').created_at)).toBeGreaterThanOrEqual(Date.parse(must(seen[i], 'seen[i]').created_at));
     }
 
     // Exactly limit items: the last full page says there is no more.

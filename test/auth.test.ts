@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { client } from './support/client.js';
 import { signUp } from './support/fixtures.js';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';
+import { must } from '../src/lib/must.js';
 
 describe(`auth (${TARGET})`, () => {
   let app: TestApp;
@@ -106,10 +107,10 @@ describe(`auth (${TARGET})`, () => {
 
   it('the HS256 token carries sub, role and email', async () => {
     const s = await signUp(app);
-    const payload = JSON.parse(Buffer.from(s.token.split('.')[1]!, 'base64url').toString());
+    const payload = JSON.parse(Buffer.from(must(s.token.split('.')[1], 'a JWT has a payload'), 'base64url').toString());
     expect(payload).toMatchObject({ sub: s.user.id, role: 'authenticated', email: s.user.email, aud: 'authenticated' });
     expect(payload.exp - payload.iat).toBe(3600);
-    expect(JSON.parse(Buffer.from(s.token.split('.')[0]!, 'base64url').toString()).alg).toBe('HS256');
+    expect(JSON.parse(Buffer.from(must(s.token.split('.')[0], 'a JWT has a header'), 'base64url').toString()).alg).toBe('HS256');
   });
 });
 

@@ -16,7 +16,7 @@ import {
   fingerprintDiff,
   rawRequest,
 } from './support/db-fingerprint.js';
-import { client } from './support/client.js';
+import { client, type Json } from './support/client.js';
 import { makeUser, signUp } from './support/fixtures.js';
 import { createTestApp, type TestApp } from './support/harness.js';
 
@@ -530,7 +530,7 @@ const idemKey = () => `bi-${randomBytes(12).toString('hex')}`;
 /** An open hold on the victim's account: the target of the rejected capture and release cases. */
 let openHold: string;
 
-async function moneyCall(url: string, body: Body, status = 201): Promise<any> {
+async function moneyCall(url: string, body: Body, status = 201): Promise<Json> {
   const res = await client(app.server, app.serviceKey).post(url, body, { idempotencyKey: idemKey() });
   if (res.status !== status) throw new Error(`${url}: ${res.status} ${json(res.body)}`);
   return res.body;

@@ -5,6 +5,7 @@ import type { ProviderSubscriptionSync } from '../src/modules/billing/billing.su
 import { client } from './support/client.js';
 import { makeUser, signUp } from './support/fixtures.js';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';
+import { must } from '../src/lib/must.js';
 
 const key = () => `k_${randomBytes(8).toString('hex')}`;
 const hash = () => `a_${randomBytes(8).toString('hex')}`;
@@ -340,7 +341,7 @@ describe(`billing: plans, subscriptions, usage events (${TARGET})`, () => {
     try {
       const batches = await Promise.all(
         Array.from({ length: 24 }, (_, i) =>
-          post('/v1/events/batch', { events: Array.from({ length: 6 }, (_, j) => ({ user_id: users[(i + j) % 3]!.id, metric: 'tokens', quantity: 1, action_hash: hash() })) }),
+          post('/v1/events/batch', { events: Array.from({ length: 6 }, (_, j) => ({ user_id: must(users[(i + j) % 3], 'users[(i + j) % 3]').id, metric: 'tokens', quantity: 1, action_hash: hash() })) }),
         ),
       );
       expect(batches.map((b) => b.status)).toEqual(Array(24).fill(200));

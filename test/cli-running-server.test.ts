@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { openDatabase } from '../src/db/database.js';
 import { acquireDataDirLock, DataDirLocked, lockFileOf, lockHolder } from '../src/db/data-dir-lock.js';
 import { TARGET } from './support/harness.js';
+import { must } from '../src/lib/must.js';
 
 // Each step spawns the real CLI (a fresh Node with tsx): slow on two shared cores.
 vi.setConfig({ testTimeout: 240_000 });
@@ -114,7 +115,7 @@ describe.skipIf(TARGET !== 'pglite')('tally CLI while a server runs (pglite)', (
         if (Date.now() > deadline || server.exitCode !== null) throw new Error(`server did not start:\n${out}`);
         await new Promise((r) => setTimeout(r, 100));
       }
-      const base = /Tally is running at (\S+)/.exec(out)![1]!;
+      const base = must(/Tally is running at (\S+)/.exec(out)?.[1], 'the server prints its URL');
       expect(JSON.parse(readFileSync(lockFile, 'utf8'))).toMatchObject({ pid: server.pid, url: base });
       const serviceKey = (JSON.parse(readFileSync(join(dataDir, 'secrets.json'), 'utf8')) as { serviceKey: string }).serviceKey;
       const userRes = await fetch(`${base}/v1/users`, {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { AccountState, GrantState, HoldState, LedgerOp } from '../src/modules/credits/credits.js';
 import { applyOps, compareGrants } from '../src/modules/credits/credits.engine.js';
 import { answerOf } from './support/outcomes.js';
+import { must } from '../src/lib/must.js';
 
 const now = new Date('2026-06-01T12:00:00Z');
 const later = (s: number) => new Date(now.getTime() + s * 1000);
@@ -37,7 +38,7 @@ describe('ledger engine', () => {
 
   it('never overspends: a debit beyond available is 402 and changes nothing', () => {
     const out = run(account(10, 4), [grant(10)], [debit(7)]);
-    expect(answerOf(out.results[0]!)).toBe('insufficient_credits');
+    expect(answerOf(must(out.results[0], 'out.results[0]'))).toBe('insufficient_credits');
     expect(out.entries).toEqual([]);
     expect(out.account.balance).toBe(10);
   });
@@ -58,16 +59,16 @@ describe('ledger engine', () => {
 
   it('the cap refuses a grant that would cross it', () => {
     const out = run(account(49_990), [grant(49_990)], [{ ...base, kind: 'grant', amount: 11, reason: 'x', class: 'default', source: 'grant', expiresAt: null, priority: 0, metadata: {} }]);
-    expect(answerOf(out.results[0]!)).toBe('balance_cap_exceeded');
+    expect(answerOf(must(out.results[0], 'out.results[0]'))).toBe('balance_cap_exceeded');
     const uncapped = run(account(49_990), [grant(49_990)], [{ ...base, kind: 'grant', amount: 11, reason: 'x', class: 'default', source: 'grant', expiresAt: null, priority: 0, metadata: {} }], { cap: null });
-    expect(answerOf(uncapped.results[0]!)).toBe('created');
+    expect(answerOf(must(uncapped.results[0], 'uncapped.results[0]'))).toBe('created');
   });
 
   it('expired grants leave through a visible expiry entry before anything is spent', () => {
     const old = grant(30, { expiresAt: new Date(now.getTime() - 1) });
     const out = run(account(40), [old, grant(10)], [debit(15)]);
     expect(out.entries.map((e) => [e.type, e.amount])).toEqual([['expiry', -30]]);
-    expect(answerOf(out.results[0]!)).toBe('insufficient_credits');
+    expect(answerOf(must(out.results[0], 'out.results[0]'))).toBe('insufficient_credits');
   });
 
   it('expiry never takes the balance below what open holds need', () => {
@@ -78,7 +79,7 @@ describe('ledger engine', () => {
     };
     const out = run(account(30, 20), [old], [{ ...base, kind: 'capture', holdId: 'hold_1', amount: 20, metadata: {} }], { holds: [hold] });
     expect(out.entries.map((e) => [e.type, e.amount])).toEqual([['expiry', -10], ['capture', -20]]);
-    expect(answerOf(out.results[0]!)).toBe('ok');
+    expect(answerOf(must(out.results[0], 'out.results[0]'))).toBe('ok');
     expect(out.account).toMatchObject({ balance: 0, held: 0 });
   });
 
@@ -98,7 +99,7 @@ describe('ledger engine', () => {
       expiresAt: later(60), transactionId: null, metadata: {}, resolvedAt: null, createdAt: now, isNew: false, dirty: false,
     };
     const over = run(account(50, 10), [grant(50)], [{ ...base, kind: 'capture', holdId: 'hold_3', amount: 11, metadata: {} }], { holds: [hold] });
-    expect(answerOf(over.results[0]!)).toBe('invalid_request');
+    expect(answerOf(must(over.results[0], 'over.results[0]'))).toBe('invalid_request');
     const ok = run(account(50, 10), [grant(50)], [{ ...base, kind: 'capture', holdId: 'hold_3', amount: 4, metadata: {} }], { holds: [hold] });
     expect(ok.account).toMatchObject({ balance: 46, held: 0, totalSpent: 4 });
   });
@@ -107,7 +108,7 @@ describe('ledger engine', () => {
     const allowance = grant(30, { source: 'allowance', class: 'BC', expiresAt: later(-10), rolloverUntil: later(3600) });
     const out = run(account(30), [allowance], [debit(5)]);
     expect(out.entries.map((e) => [e.type, e.amount])).toEqual([['expiry', -30], ['rollover', 30], ['debit', -5]]);
-    const bucket = out.grants.find((g) => g.source === 'rollover')!;
+    const bucket = must(out.grants.find((g) => g.source === 'rollover'), 'a matching item');
     expect(bucket).toMatchObject({ class: 'BC', amount: 30, remaining: 25, rolloverUntil: null });
     expect(bucket.expiresAt).toEqual(later(3600));
     expect(out.account.balance).toBe(25);
@@ -130,7 +131,7 @@ describe('ledger engine', () => {
     ];
     const consume: LedgerOp = { ...base, kind: 'consume', amount: 30, reason: 'usage', metadata: {}, tiers };
     const out = run(account(125), [bc, usage, roll, bought], [consume]);
-    expect(answerOf(out.results[0]!)).toBe('created');
+    expect(answerOf(must(out.results[0], 'out.results[0]'))).toBe('created');
     const left = Object.fromEntries(out.grants.map((g) => [g.id, g.remaining]));
     expect(left).toEqual({ [usage.id]: 0, [roll.id]: 0, [bought.id]: 85 });
     expect(out.entries).toHaveLength(1);
@@ -138,7 +139,7 @@ describe('ledger engine', () => {
     expect(out.allocations.map((a) => a.amount)).toEqual([10, 5, 15]);
     // More than the tiers hold (BC is not theirs) is refused and changes nothing.
     const tooMuch = run(account(125), [bc, usage, roll, bought], [{ ...consume, amount: 116 }]);
-    expect(answerOf(tooMuch.results[0]!)).toBe('insufficient_credits');
+    expect(answerOf(must(tooMuch.results[0], 'tooMuch.results[0]'))).toBe('insufficient_credits');
     expect(tooMuch.entries).toHaveLength(0);
   });
 
@@ -154,11 +155,11 @@ describe('ledger engine', () => {
       const bought = grant(100, { transactionId: 'txn_buy', source: 'purchase' });
       const bonus = grant(10, { expiresAt: later(60) });
       const out = run(account(110), [bonus, bought], [clawback(105, 'txn_buy')]);
-      expect(answerOf(out.results[0]!)).toBe('created');
+      expect(answerOf(must(out.results[0], 'out.results[0]'))).toBe('created');
       expect(out.entries.map((e) => [e.type, e.amount, e.balanceAfter])).toEqual([['clawback', -105, 5]]);
       expect(out.allocations).toEqual([
-        { transactionId: out.entries[0]!.id, grantId: bought.id, amount: 100 },
-        { transactionId: out.entries[0]!.id, grantId: bonus.id, amount: 5 },
+        { transactionId: must(out.entries[0], 'out.entries[0]').id, grantId: bought.id, amount: 100 },
+        { transactionId: must(out.entries[0], 'out.entries[0]').id, grantId: bonus.id, amount: 5 },
       ]);
       expect(out.account).toMatchObject({ balance: 5, totalCredited: 110, totalSpent: 0 });
     });
@@ -168,7 +169,7 @@ describe('ledger engine', () => {
       const out = run(account(20), [bought], [clawback(100, 'txn_buy'), debit(1), { ...base, kind: 'hold', amount: 1, expiresInSeconds: 60, metadata: {} }]);
       expect(out.results.map(answerOf)).toEqual(['created', 'insufficient_credits', 'insufficient_credits']);
       expect(out.account.balance).toBe(-80);
-      const debt = out.grants.find((g) => g.source === 'debt')!;
+      const debt = must(out.grants.find((g) => g.source === 'debt'), 'a matching item');
       expect(debt).toMatchObject({ amount: 80, remaining: -80 });
       // balance == Σ grants.remaining, debt included
       expect(out.grants.reduce((s, g) => s + g.remaining, 0)).toBe(-80);
@@ -176,15 +177,15 @@ describe('ledger engine', () => {
 
     it('new grants pay the debt off first; only the rest is spendable', () => {
       const first = run(account(0), [], [clawback(30)]);
-      const debt = first.grants.find((g) => g.source === 'debt')!;
+      const debt = must(first.grants.find((g) => g.source === 'debt'), 'a matching item');
       const second = run(first.account, [{ ...debt, isNew: false, dirty: false }], [grantOp(50), debit(20), debit(1)]);
       expect(second.results.map(answerOf)).toEqual(['created', 'created', 'insufficient_credits']);
       expect(second.account.balance).toBe(0);
-      const grantEntry = second.entries[0]!;
+      const grantEntry = must(second.entries[0], 'second.entries[0]');
       expect(grantEntry).toMatchObject({ type: 'grant', amount: 50, balanceAfter: 20, grantId: null });
       const mine = second.allocations.filter((a) => a.transactionId === grantEntry.id);
       expect(mine.map((a) => a.amount)).toEqual([30, 20]);
-      expect(second.grants.find((g) => g.id === debt.id)!.remaining).toBe(0);
+      expect(must(second.grants.find((g) => g.id === debt.id), 'second.grants.find((g) => g.id === debt.id)').remaining).toBe(0);
     });
 
     it('never takes the credits that back an open hold; the hold stays capturable', () => {

@@ -5,6 +5,7 @@ import { reconcile } from '../src/modules/credits/credits.reconcile.js';
 import { client } from './support/client.js';
 import { makeUser, signUp } from './support/fixtures.js';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';
+import { must } from '../src/lib/must.js';
 
 const key = () => `k_${randomBytes(8).toString('hex')}`;
 
@@ -123,7 +124,7 @@ describe(`credits ledger over HTTP (${TARGET})`, () => {
     expect((await balanceOf(u.id)).balance).toBe(28);
     // Forever after, too; and the same key with another body is refused.
     const later = await post('/v1/credits/grant', { user_id: u.id, amount: 25, reason: 'once' }, k);
-    expect(later.body).toEqual(results[0]!.body);
+    expect(later.body).toEqual(must(results[0], 'results[0]').body);
     expect(later.headers['idempotent-replayed']).toBe('true');
     const other = await post('/v1/credits/grant', { user_id: u.id, amount: 26, reason: 'once' }, k);
     expect(other.status).toBe(409);

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { dashboardApiTypes, GENERATED, hoistTitledSchemas, liveOpenApi } from '../scripts/dashboard-api-types.js';
 import { TARGET } from './support/harness.js';
+import type { Json } from './support/client.js';
 
 /** The first line where two texts differ, with a little context, instead of a 13,000-line diff. */
 function firstDifference(committed: string, generated: string): string {
@@ -30,7 +31,7 @@ describe(`the dashboard's API types are generated from /openapi.json (${TARGET})
         '/b': { get: { responses: { 200: { description: 'ok', content: { 'application/json': { schema: schema('A'), example: { title: 'data' } } } } } } },
       },
     };
-    const out = hoistTitledSchemas(doc as never) as unknown as { paths: Record<string, any>; components: { schemas: Record<string, unknown> } };
+    const out = hoistTitledSchemas(doc as never) as unknown as { paths: Record<string, Json>; components: { schemas: Record<string, unknown> } };
     expect(Object.keys(out.components.schemas)).toEqual(['A']);
     expect(out.paths['/b'].get.responses[200].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/A' });
     expect(out.paths['/b'].get.responses[200].content['application/json'].example).toEqual({ title: 'data' });

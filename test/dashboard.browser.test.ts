@@ -13,6 +13,7 @@ import { sql } from 'kysely';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';
+import type { Json } from './support/client.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -38,7 +39,7 @@ describe.skipIf(!haveChromium || TARGET !== 'pglite')('dashboard in Chromium', {
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (idem) headers['idempotency-key'] = idem;
     const res = await fetch(base + path, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
-    return { status: res.status, body: (await res.json()) as any };
+    return { status: res.status, body: (await res.json()) as Json };
   };
   const signUp = async (email: string) => {
     const res = await call('POST', '/v1/auth/signup', { email, password }, null);

@@ -17,10 +17,11 @@ import { inRequestTransaction } from '../src/db/request-role.js';
 import { verificationLink } from '../src/modules/auth/auth.email-verification.js';
 import type { Principal } from '../src/core/principal.js';
 import { userUpdate } from '../src/modules/users/users.repository.js';
-import { client } from './support/client.js';
+import { client, type Json } from './support/client.js';
 import { stripeCheckout } from './support/payment-webhooks.js';
 import { makeUser, signUp } from './support/fixtures.js';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';
+import { must } from '../src/lib/must.js';
 
 const STRIPE_SECRET = `whsec_${randomBytes(16).toString('hex')}`;
 const stripe = new Stripe('sk_test_unused');
@@ -71,7 +72,7 @@ async function payByEmail(email: string, credits = 50, customer: string | null =
   });
   expect(res.statusCode).toBe(200);
   const list = await svc().get('/v1/payments?provider=stripe&limit=200');
-  const payment = (list.body.data as Array<Record<string, any>>).find((p) => p.provider_payment_id === pi)!;
+  const payment = must((list.body.data as Array<Record<string, Json>>).find((p) => p.provider_payment_id === pi), 'a matching item');
   return { outcome: JSON.parse(res.body).outcome as string, payment };
 }
 
@@ -159,7 +160,7 @@ describe(`payments match by e-mail only to a verified address (${TARGET})`, () =
     const vouched = await svc().patch(`/v1/users/${u.id}`, { email: address(), is_email_verified: true });
     expect(vouched.body.is_email_verified).toBe(true);
     expect(vouched.body.email_verified_at).not.toBeNull();
-    expect(new Date(vouched.body.email_verified_at).getTime()).toBeGreaterThan(new Date(verifiedAt!).getTime());
+    expect(new Date(vouched.body.email_verified_at).getTime()).toBeGreaterThan(new Date(must(verifiedAt, 'verifiedAt')).getTime());
     // The database holds the line whatever the caller: a raw address change unverifies too.
     const schema = app.database.schema;
     await sql`update ${sql.table(`${schema}.users`)} set email = ${address()} where id = ${u.id}`.execute(app.database.root);
@@ -180,7 +181,7 @@ describe(`verification tokens (${TARGET})`, () => {
     expect(res.body.verify_url).toBe(`https://app.example.com/verify?token=${encodeURIComponent(res.body.token)}&next=%2Fbilling`);
     const rows = await app.database.db.selectFrom('email_verification_tokens').selectAll().where('user_id', '=', s.user.id).execute();
     expect(rows).toHaveLength(1);
-    expect(rows[0]!.token_hash).toBe(sha256(res.body.token));
+    expect(must(rows[0], 'rows[0]').token_hash).toBe(sha256(res.body.token));
     expect(JSON.stringify(rows)).not.toContain(res.body.token);
 
     const ok = await redeem(res.body.token);

@@ -10,6 +10,7 @@ import { isTransactionPooler } from '../src/db/postgres.js';
 import { reconcile } from '../src/modules/credits/credits.reconcile.js';
 import { client } from './support/client.js';
 import { POSTGRES_URL, TARGET, testConfig } from './support/harness.js';
+import { must } from '../src/lib/must.js';
 
 /**
  * A production database restarts, fails over and has its connections killed; rows stay locked by
@@ -28,7 +29,7 @@ describe.runIf(TARGET === 'postgres')('faults: the database going away (postgres
 
   /** Ends every backend of this test's app (and only those), as a restart or failover would. */
   const terminateAppBackends = async () =>
-    (await admin.query<{ n: string }>('select count(pg_terminate_backend(pid))::text as n from pg_stat_activity where application_name = $1', [appName])).rows[0]!.n;
+    must((await admin.query<{ n: string }>('select count(pg_terminate_backend(pid))::text as n from pg_stat_activity where application_name = $1', [appName])).rows[0], 'the query returns a row').n;
 
   beforeAll(async () => {
     await admin.connect();

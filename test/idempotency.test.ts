@@ -3,14 +3,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { client } from './support/client.js';
 import { signUp } from './support/fixtures.js';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';
+import { must } from '../src/lib/must.js';
 
 describe(`Idempotency-Key (${TARGET})`, () => {
   let app: TestApp;
   let svc: ReturnType<typeof client>;
   const countUsers = async (email: string) =>
-    (await sql<{ n: number }>`select count(*)::int as n from ${sql.table(`${app.database.schema}.users`)} where lower(email) = ${email}`.execute(
+    must((await sql<{ n: number }>`select count(*)::int as n from ${sql.table(`${app.database.schema}.users`)} where lower(email) = ${email}`.execute(
       app.database.root,
-    )).rows[0]!.n;
+    )).rows[0], 'the query returns a row').n;
 
   beforeAll(async () => {
     app = await createTestApp();

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { client } from './support/client.js';
 import { makeUser, signUp } from './support/fixtures.js';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';
+import { must } from '../src/lib/must.js';
 
 describe(`linked logins (${TARGET})`, () => {
   let app: TestApp;
@@ -26,8 +27,8 @@ describe(`linked logins (${TARGET})`, () => {
     expect(JSON.stringify(res.body)).not.toContain('secret');
     const row = await sql<{ a: string; r: string }>`select access_token_enc a, refresh_token_enc r
       from ${sql.table(`${app.database.schema}.user_identities`)} where user_id = ${u.id}`.execute(app.database.root);
-    expect(row.rows[0]!.a).toMatch(/^v1\./);
-    expect(row.rows[0]!.a).not.toContain('plaintext');
+    expect(must(row.rows[0], 'row.rows[0]').a).toMatch(/^v1\./);
+    expect(must(row.rows[0], 'row.rows[0]').a).not.toContain('plaintext');
     expect(await app.services.identities.tokens(app.database.db, u.id, 'github')).toEqual({
       accessToken: 'gho_plaintext_secret', refreshToken: 'ghr_refresh_secret',
     });

@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { must } from '../src/lib/must.js';
 
 /**
  * The layer rule (docs/architecture.md): the domain speaks domain. Which file may import what is
@@ -19,7 +20,7 @@ function filesUnder(dir: string): string[] {
 
 /** Every import of a file (static, re-export and dynamic), as paths under src/ or package names. */
 export function importsOf(file: string, text = readFileSync(file, 'utf8')): string[] {
-  const specs = [...text.matchAll(/(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s+'([^']+)'|import\(\s*'([^']+)'\s*\)/g)].map((m) => m[1] ?? m[2]!);
+  const specs = [...text.matchAll(/(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s+'([^']+)'|import\(\s*'([^']+)'\s*\)/g)].map((m) => m[1] ?? must(m[2], 'm[2]'));
   return specs.map((s) => (s.startsWith('.') ? relative(SRC, resolve(dirname(file), s)).replace(/\.js$/, '.ts') : s));
 }
 

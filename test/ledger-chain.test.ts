@@ -6,6 +6,7 @@ import type { LedgerOp } from '../src/modules/credits/credits.js';
 import { httpAnswers } from '../src/http/answers.js';
 import type { Outcome } from '../src/modules/idempotency/idempotency.js';
 import { createTwoApps, TARGET, type TestDb } from './support/harness.js';
+import type { Json } from './support/client.js';
 
 /**
  * Chained batches (docs/ledger.md): a batch starts from the state the account's previous batch in
@@ -21,7 +22,7 @@ describe(`ledger: chained batches across two processes (${TARGET})`, () => {
   let now = new Date('2026-07-01T12:00:00.000Z');
   let n = 0;
   // The answers as the HTTP routes give them (status and body), through the one codec.
-  const asHttp = async (r: Promise<Outcome>): Promise<{ status: number; body: any }> => httpAnswers.encode(await r);
+  const asHttp = async (r: Promise<Outcome>): Promise<{ status: number; body: Json }> => httpAnswers.encode(await r);
   const debit = (app: App, userId: string, amount: number) =>
     asHttp(app.services.credits.execute({ userId }, { kind: 'debit', requestId: `r${n}`, idem: null, amount, reason: `d${n++}`, metadata: {} } as LedgerOp));
   const grant = (app: App, userId: string, amount: number) =>

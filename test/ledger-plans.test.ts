@@ -7,6 +7,7 @@ import { BatchSql } from '../src/modules/credits/credits.batch-sql.js';
 import type { LedgerOp } from '../src/modules/credits/credits.js';
 import { LedgerSession } from '../src/modules/credits/credits.engine.js';
 import { createTestDb, TARGET, type TestDb } from './support/harness.js';
+import { must } from '../src/lib/must.js';
 
 /**
  * A batch's write must touch only its own rows, whatever the tables' size. PostgreSQL estimates
@@ -49,7 +50,7 @@ describe(`ledger: the batch write's plan (${TARGET})`, () => {
       const relation = node['Relation Name'];
       if (typeof relation === 'string' && typeof node['Node Type'] === 'string' && String(node['Node Type']).includes('Scan')) {
         if (!out.has(relation)) out.set(relation, new Set());
-        out.get(relation)!.add(String(node['Node Type']));
+        must(out.get(relation), 'out.get(relation)').add(String(node['Node Type']));
       }
       for (const v of Object.values(node)) if (v && typeof v === 'object') scans(v, out);
     }
@@ -82,13 +83,16 @@ describe(`ledger: the batch write's plan (${TARGET})`, () => {
       });
       const { statement } = batchSql.prepareWrite(outs, []);
       expect(statement).not.toBeNull();
-      const [row] = await run<{ 'QUERY PLAN': unknown }>({ ...statement!, text: `explain (format json) ${statement!.text}` });
-      return typeof row!['QUERY PLAN'] === 'string' ? JSON.parse(row!['QUERY PLAN']) : row!['QUERY PLAN'];
+      const write = must(statement, 'the batch has a write statement');
+      const [row] = await run<{ 'QUERY PLAN': unknown }>({ ...write, text: `explain (format json) ${write.text}` });
+      const queryPlan = must(row, 'explain returns a row')['QUERY PLAN'];
+      return typeof queryPlan === 'string' ? JSON.parse(queryPlan) : queryPlan;
     });
     const byTable = scans(plan);
     for (const table of ['credit_accounts', 'credit_grants', 'credit_holds']) {
       expect(byTable.get(table), `${table} is read by the write`).toBeDefined();
-      expect([...byTable.get(table)!], `${table}: ${[...byTable.get(table)!].join(', ')}`).not.toContain('Seq Scan');
+      const nodes = must(byTable.get(table), `${table} is read by the write`);
+      expect([...nodes], `${table}: ${[...nodes].join(', ')}`).not.toContain('Seq Scan');
     }
   });
 });

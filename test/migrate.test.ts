@@ -5,6 +5,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MIGRATIONS_DIR, migrate, readMigrations } from '../src/db/migrate.js';
 import { createTestDb, TARGET, type TestDb } from './support/harness.js';
+import { must } from '../src/lib/must.js';
 
 describe(`migrations (${TARGET})`, () => {
   let testDb: TestDb;
@@ -36,7 +37,7 @@ describe(`migrations (${TARGET})`, () => {
 
   it('an applied migration that was edited is refused, and nothing is applied', async () => {
     const dir = copyMigrations();
-    const first = readMigrations(dir)[0]!;
+    const first = must(readMigrations(dir)[0], 'readMigrations(dir)[0]');
     const path = join(dir, `${first.name}.sql`);
     writeFileSync(path, readFileSync(path, 'utf8') + '\n-- edited\n');
     writeFileSync(join(dir, '9999_later.sql'), 'create table later_thing (id int);');
@@ -48,7 +49,7 @@ describe(`migrations (${TARGET})`, () => {
     }
     const later = await sql<{ n: number }>`select count(*)::int as n from information_schema.tables
       where table_schema = ${testDb.database.schema} and table_name = 'later_thing'`.execute(testDb.database.root);
-    expect(later.rows[0]!.n).toBe(0);
+    expect(must(later.rows[0], 'later.rows[0]').n).toBe(0);
   });
 
   it('a new migration is applied on top, once', async () => {

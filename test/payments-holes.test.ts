@@ -6,10 +6,11 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reconcile } from '../src/modules/credits/credits.reconcile.js';
-import { client } from './support/client.js';
+import { client, type Json } from './support/client.js';
 import { makeUser } from './support/fixtures.js';
 import { createTestApp, type TestApp } from './support/harness.js';
 import { stripeCheckout, webhookSenders, type Webhooks } from './support/payment-webhooks.js';
+import { must } from '../src/lib/must.js';
 
 let app: TestApp;
 let send: Webhooks;
@@ -30,7 +31,7 @@ const num = () => String(Math.floor(Math.random() * 1e9));
 const balanceOf = async (userId: string) => (await svc().get(`/v1/users/${userId}/balance`)).body as { balance: number; grants: Array<{ class: string; remaining: number; expires_at: string | null; source: string }> };
 const paymentOf = async (provider: string, providerPaymentId: string) => {
   const list = await svc().get(`/v1/payments?provider=${provider}&limit=200`);
-  return (list.body.data as Array<Record<string, any>>).find((p) => p.provider_payment_id === providerPaymentId)!;
+  return must((list.body.data as Array<Record<string, Json>>).find((p) => p.provider_payment_id === providerPaymentId), 'a matching item');
 };
 const expectReconciled = async () => expect((await reconcile(app.database)).drift).toEqual([]);
 const pkg = async (body: Record<string, unknown>) => {
@@ -361,9 +362,9 @@ describe('resolving keeps what was bought; unknown statuses are not paid (item 8
     expect((await svc().del(`/v1/credit-packages/${p.id}`)).status).toBe(200);
     const user = await makeUser(app);
     expect((await svc().post(`/v1/payments/${queued.id}/resolve`, { user_id: user.id })).status).toBe(200);
-    const grant = (await balanceOf(user.id)).grants.find((g) => g.source === 'purchase')!;
+    const grant = must((await balanceOf(user.id)).grants.find((g) => g.source === 'purchase'), 'a matching item');
     expect(grant).toMatchObject({ class: 'BC', remaining: 200 });
-    const days = (new Date(grant.expires_at!).getTime() - now) / 86_400_000;
+    const days = (new Date(must(grant.expires_at, 'grant.expires_at')).getTime() - now) / 86_400_000;
     expect(days).toBeGreaterThan(29.9);
     expect(days).toBeLessThan(30.1);
     await expectReconciled();
@@ -399,7 +400,7 @@ describe('refunds and disputes that arrive before the payment succeeds (review)'
   interface Flow {
     provider: 'stripe' | 'paypal' | 'creem';
     pid: string;
-    send(event: object): Promise<{ status: number; body: any }>;
+    send(event: object): Promise<{ status: number; body: Json }>;
     processing(): object;
     success(): object;
     /** The refunded total so far becomes `total` (Creem sends the difference: its refunds are deltas). */

@@ -10,6 +10,7 @@ import { type PaymentAction, toMinorUnits } from '../src/modules/payments/paymen
 import { normalizePayPal } from '../src/modules/payments/payments.paypal.js';
 import { normalizeStripe, verifyStripe } from '../src/modules/payments/payments.stripe.js';
 import { createHmac } from 'node:crypto';
+import { must } from '../src/lib/must.js';
 
 const subOf = (actions: PaymentAction[]) => actions.find((a) => a.kind === 'subscription') as Extract<PaymentAction, { kind: 'subscription' }> | undefined;
 
@@ -28,7 +29,7 @@ describe('Stripe', () => {
       },
     });
     expect(ev.actions.map((a) => a.kind)).toEqual(['invoice', 'payment', 'subscription']);
-    expect(subOf(ev.actions)!.subscription).toMatchObject({
+    expect(must(subOf(ev.actions), 'subOf(ev.actions)').subscription).toMatchObject({
       providerSubscriptionId: 'sub_1', providerCustomerId: 'cus_1', providerPriceId: 'price_1', planId: 'plan_pro', status: 'active',
       periodPaid: true, currentPeriodStart: new Date(1767225600_000), currentPeriodEnd: new Date(1769904000_000),
     });
@@ -39,12 +40,12 @@ describe('Stripe', () => {
   it('invoice.payment_failed → open invoice and past_due, nothing paid', () => {
     const ev = normalizeStripe({ id: 'evt_2', type: 'invoice.payment_failed', data: { object: { id: 'in_2', customer: 'cus_1', subscription: 'sub_1', amount_due: 900, amount_paid: 0, currency: 'usd' } } });
     expect(ev.actions.map((a) => a.kind)).toEqual(['invoice', 'subscription']);
-    expect(subOf(ev.actions)!.subscription).toMatchObject({ status: 'past_due', periodPaid: false });
+    expect(must(subOf(ev.actions), 'subOf(ev.actions)').subscription).toMatchObject({ status: 'past_due', periodPaid: false });
   });
 
   it('customer.subscription.* map statuses, the interval and cancel-at-period-end', () => {
     const sub = (status: string, type = 'customer.subscription.updated') =>
-      subOf(normalizeStripe({ id: 'e', type, data: { object: { id: 'sub_1', customer: 'cus_1', status, cancel_at_period_end: true, canceled_at: null, trial_end: 1767225600, items: { data: [{ price: { id: 'price_y', recurring: { interval: 'year' } }, current_period_start: 1, current_period_end: 2 }] }, metadata: { plan_id: 'p' } } } }).actions)!.subscription;
+      must(subOf(normalizeStripe({ id: 'e', type, data: { object: { id: 'sub_1', customer: 'cus_1', status, cancel_at_period_end: true, canceled_at: null, trial_end: 1767225600, items: { data: [{ price: { id: 'price_y', recurring: { interval: 'year' } }, current_period_start: 1, current_period_end: 2 }] }, metadata: { plan_id: 'p' } } } }).actions), 'the event has a subscription action').subscription;
     expect(sub('trialing')).toMatchObject({ status: 'trialing', interval: 'yearly', cancelAtPeriodEnd: true, trialEnd: new Date(1767225600_000), currentPeriodEnd: new Date(2000), planId: 'p' });
     expect(sub('unpaid').status).toBe('past_due');
     expect(sub('active', 'customer.subscription.deleted').status).toBe('canceled');
@@ -70,10 +71,10 @@ describe('Lemon Squeezy', () => {
     });
 
   it('subscription_* events map Lemon Squeezy statuses (cancelled = paid until the period ends)', () => {
-    expect(subOf(sub('subscription_created', 'on_trial').actions)!.subscription).toMatchObject({ status: 'trialing', providerPriceId: '99', planId: 'basic', providerCustomerId: '7' });
-    expect(subOf(sub('subscription_cancelled', 'cancelled').actions)!.subscription).toMatchObject({ status: 'active', cancelAtPeriodEnd: true });
-    expect(subOf(sub('subscription_expired', 'expired').actions)!.subscription.status).toBe('canceled');
-    expect(subOf(sub('subscription_updated', 'past_due').actions)!.subscription.status).toBe('past_due');
+    expect(must(subOf(sub('subscription_created', 'on_trial').actions), 'the event has a subscription action').subscription).toMatchObject({ status: 'trialing', providerPriceId: '99', planId: 'basic', providerCustomerId: '7' });
+    expect(must(subOf(sub('subscription_cancelled', 'cancelled').actions), 'the event has a subscription action').subscription).toMatchObject({ status: 'active', cancelAtPeriodEnd: true });
+    expect(must(subOf(sub('subscription_expired', 'expired').actions), 'the event has a subscription action').subscription.status).toBe('canceled');
+    expect(must(subOf(sub('subscription_updated', 'past_due').actions), 'the event has a subscription action').subscription.status).toBe('past_due');
     expect(sub('subscription_updated', 'active').eventId).toBe('subscription_updated:subscriptions:42:2026-01-01T00:00:00Z');
   });
 
@@ -82,8 +83,8 @@ describe('Lemon Squeezy', () => {
       normalizeLemonSqueezy({ meta: { event_name: event, custom_data: {} }, data: { type: 'subscription-invoices', id: '5', attributes: { subscription_id: 42, customer_id: 7, total: 999, currency: 'USD', status, updated_at: 'x' } } });
     const ok = inv('subscription_payment_success', 'paid');
     expect(ok.actions.map((a) => a.kind)).toEqual(['invoice', 'payment', 'subscription']);
-    expect(subOf(ok.actions)!.subscription).toMatchObject({ providerSubscriptionId: '42', status: 'active', periodPaid: true });
-    expect(subOf(inv('subscription_payment_failed', 'failed').actions)!.subscription).toMatchObject({ status: 'past_due', periodPaid: false });
+    expect(must(subOf(ok.actions), 'subOf(ok.actions)').subscription).toMatchObject({ providerSubscriptionId: '42', status: 'active', periodPaid: true });
+    expect(must(subOf(inv('subscription_payment_failed', 'failed').actions), 'the event has a subscription action').subscription).toMatchObject({ status: 'past_due', periodPaid: false });
   });
 });
 
@@ -100,16 +101,16 @@ describe('Creem', () => {
       });
     const paid = s('subscription.paid', 'active');
     expect(paid.actions.map((a) => a.kind)).toEqual(['payment', 'subscription']);
-    expect(subOf(paid.actions)!.subscription).toMatchObject({ status: 'active', periodPaid: true, interval: 'monthly', providerPriceId: 'prod_1', currentPeriodEnd: new Date('2026-02-01T00:00:00.000Z') });
-    expect(subOf(s('subscription.canceled', 'canceled').actions)!.subscription).toMatchObject({ status: 'canceled', periodPaid: false });
-    expect(subOf(s('subscription.update', 'scheduled_cancel').actions)!.subscription).toMatchObject({ status: 'active', cancelAtPeriodEnd: true });
+    expect(must(subOf(paid.actions), 'subOf(paid.actions)').subscription).toMatchObject({ status: 'active', periodPaid: true, interval: 'monthly', providerPriceId: 'prod_1', currentPeriodEnd: new Date('2026-02-01T00:00:00.000Z') });
+    expect(must(subOf(s('subscription.canceled', 'canceled').actions), 'the event has a subscription action').subscription).toMatchObject({ status: 'canceled', periodPaid: false });
+    expect(must(subOf(s('subscription.update', 'scheduled_cancel').actions), 'the event has a subscription action').subscription).toMatchObject({ status: 'active', cancelAtPeriodEnd: true });
   });
 });
 
 describe('PayPal', () => {
   it('BILLING.SUBSCRIPTION.* and PAYMENT.FAILED map to billing statuses; amounts become minor units', () => {
     const s = (event_type: string, status: string) =>
-      subOf(normalizePayPal({ id: 'WH-1', event_type, resource: { id: 'I-SUB', plan_id: 'P-PLAN', status, custom_id: 'u1', subscriber: { email_address: 'a@b.c', payer_id: 'PAYER' }, billing_info: { next_billing_time: '2026-02-01T10:00:00Z' } } }).actions)!.subscription;
+      must(subOf(normalizePayPal({ id: 'WH-1', event_type, resource: { id: 'I-SUB', plan_id: 'P-PLAN', status, custom_id: 'u1', subscriber: { email_address: 'a@b.c', payer_id: 'PAYER' }, billing_info: { next_billing_time: '2026-02-01T10:00:00Z' } } }).actions), 'the event has a subscription action').subscription;
     expect(s('BILLING.SUBSCRIPTION.ACTIVATED', 'ACTIVE')).toMatchObject({ status: 'active', providerPriceId: 'P-PLAN', providerCustomerId: 'PAYER', metadata: { user_id: 'u1' }, currentPeriodEnd: new Date('2026-02-01T10:00:00Z') });
     expect(s('BILLING.SUBSCRIPTION.CANCELLED', 'CANCELLED').status).toBe('canceled');
     expect(s('BILLING.SUBSCRIPTION.PAYMENT.FAILED', 'ACTIVE').status).toBe('past_due');

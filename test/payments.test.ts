@@ -12,10 +12,11 @@ import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PaymentsConfig } from '../src/config/config.js';
 import { reconcile } from '../src/modules/credits/credits.reconcile.js';
-import { client } from './support/client.js';
+import { client, type Json } from './support/client.js';
 import { stripeCheckout } from './support/payment-webhooks.js';
 import { makeUser } from './support/fixtures.js';
 import { createTestApp, type TestApp } from './support/harness.js';
+import { must } from '../src/lib/must.js';
 
 const STRIPE_SECRET = `whsec_${randomBytes(16).toString('hex')}`;
 const STRIPE_OLD_SECRET = `whsec_${randomBytes(16).toString('hex')}`;
@@ -121,7 +122,7 @@ const paypalSend = (event: object, tamper = false) => {
 const balanceOf = async (userId: string) => (await svc().get(`/v1/users/${userId}/balance`)).body as { balance: number; available: number };
 const paymentOf = async (provider: string, providerPaymentId: string) => {
   const list = await svc().get(`/v1/payments?provider=${provider}&limit=200`);
-  return (list.body.data as Array<Record<string, any>>).find((p) => p.provider_payment_id === providerPaymentId)!;
+  return must((list.body.data as Array<Record<string, Json>>).find((p) => p.provider_payment_id === providerPaymentId), 'a matching item');
 };
 const id = (p: string) => `${p}_${randomBytes(8).toString('hex')}`;
 const expectReconciled = async () => expect((await reconcile(app.database)).drift).toEqual([]);
@@ -163,7 +164,7 @@ describe('Stripe webhooks', () => {
     const pay = await paymentOf('stripe', event.data.object.payment_intent);
     expect(pay).toMatchObject({ status: 'succeeded', user_id: user.id, credits: 100, match_status: 'matched', amount: 1000, currency: 'usd' });
     const log = await svc().get('/v1/webhook-events?provider=stripe&limit=200');
-    const rows = (log.body.data as Array<Record<string, any>>).filter((r) => r.event_id === event.id);
+    const rows = (log.body.data as Array<Record<string, Json>>).filter((r) => r.event_id === event.id);
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ status: 'processed', attempts: 1, error: null });
     await expectReconciled();
@@ -266,16 +267,16 @@ describe('Stripe webhooks', () => {
     }
     expect(failed.status).toBe(500);
     const log = await svc().get('/v1/webhook-events?provider=stripe&status=failed');
-    const row = (log.body.data as Array<Record<string, any>>).find((r) => r.event_id === event.id);
+    const row = (log.body.data as Array<Record<string, Json>>).find((r) => r.event_id === event.id);
     expect(row).toMatchObject({ status: 'failed', attempts: 1 });
-    expect(row!.error).toContain('database hiccup');
+    expect(must(row, 'row').error).toContain('database hiccup');
     expect((await balanceOf(user.id)).balance).toBe(3);
     const retry = await stripeSend(event);
     expect(retry).toMatchObject({ status: 200, body: { status: 'processed', replayed: false } });
     await stripeSend(event);
     expect((await balanceOf(user.id)).balance).toBe(33);
     const done = await svc().get('/v1/webhook-events?provider=stripe&status=processed&limit=200');
-    expect((done.body.data as Array<Record<string, any>>).find((r) => r.event_id === event.id)).toMatchObject({ attempts: 2, error: null });
+    expect((done.body.data as Array<Record<string, Json>>).find((r) => r.event_id === event.id)).toMatchObject({ attempts: 2, error: null });
   });
 
   it('provider subscriptions drive billing: created → allowances; failed renewal → past_due; paid renewal → next period, once; deleted → canceled', async () => {

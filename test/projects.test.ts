@@ -5,6 +5,7 @@ import type { Principal } from '../src/core/principal.js';
 import { client } from './support/client.js';
 import { signUp } from './support/fixtures.js';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';
+import { must } from '../src/lib/must.js';
 
 /**
  * Projects, agent work and secrets: workspace roles decide who reads and writes (service layer and
@@ -76,13 +77,13 @@ describe(`projects, agent work and secrets (${TARGET})`, () => {
     const other = (await member.api.post(`/v1/projects/${projectId}/sessions`, {})).body;
     await member.api.post(`/v1/projects/${projectId}/messages`, { role: 'user', content: 'elsewhere', session_id: other.id, token_count: 5 });
     const sessions = (await viewer.api.get(`/v1/projects/${projectId}/sessions`)).body.data as Record<string, number & string>[];
-    const mine = sessions.find((x) => x['id'] === s.id)!;
+    const mine = must(sessions.find((x) => x['id'] === s.id), 'a matching item');
     expect(mine).toMatchObject({ total_messages: 3, total_tools_used: 2, total_tokens: 452, total_cost_usd: 0.5125, total_credits: 0 });
     // Checked against the rows themselves, in SQL.
     const t = (n: string) => sql.table(`${app.database.schema}.${n}`);
     const sums = await sql<{ n: number; tokens: string; cost: string }>`select count(*)::int as n, sum(token_count)::text as tokens, sum(cost_usd)::text as cost from ${t('messages')} where session_id = ${s.id}`.execute(app.database.db);
     expect(sums.rows[0]).toMatchObject({ n: 3, tokens: '452' });
-    expect(Number(sums.rows[0]!.cost)).toBe(0.5125);
+    expect(Number(must(sums.rows[0], 'sums.rows[0]').cost)).toBe(0.5125);
     // End users cannot write totals directly (no column grant).
     const direct = await inRequestTransaction(app.database.db, as(member.user.id), (trx) =>
       trx.updateTable('agent_sessions').set({ total_tokens: 0 }).where('id', '=', s.id).execute(),
@@ -154,12 +155,12 @@ describe(`projects, agent work and secrets (${TARGET})`, () => {
     // Nowhere in the database in plain text.
     const dump = await sql<{ t: string }>`select string_agg(row_to_json(x)::text, ' ') as t from (
       select * from ${sql.table(`${app.database.schema}.env_vars`)}) x`.execute(app.database.db);
-    expect(dump.rows[0]!.t).not.toContain(value);
+    expect(must(dump.rows[0], 'dump.rows[0]').t).not.toContain(value);
     const dump2 = await sql<{ t: string }>`select string_agg(row_to_json(x)::text, ' ') as t from (
       select * from ${sql.table(`${app.database.schema}.service_tokens`)}) x`.execute(app.database.db);
-    expect(dump2.rows[0]!.t).not.toContain(token);
+    expect(must(dump2.rows[0], 'dump2.rows[0]').t).not.toContain(token);
     const idem = await sql<{ t: string | null }>`select string_agg(coalesce(response_body, ''), ' ') as t from ${sql.table(`${app.database.schema}.idempotency_keys`)}`.execute(app.database.db);
-    expect(idem.rows[0]!.t ?? '').not.toContain(value);
+    expect(must(idem.rows[0], 'idem.rows[0]').t ?? '').not.toContain(value);
 
     // Reveal: viewers and strangers cannot; writers can, and each reveal is audited.
     const url = `/v1/projects/${projectId}/env-vars/${created.body.id}/reveal`;
@@ -175,7 +176,7 @@ describe(`projects, agent work and secrets (${TARGET})`, () => {
       [`user:${member.user.id}`, 'env_var', created.body.id],
       [`user:${owner.user.id}`, 'service_token', tok.body.id],
     ]);
-    expect(audit[0]!.request_id).toBe(revealed.headers['x-request-id']);
+    expect(must(audit[0], 'audit[0]').request_id).toBe(revealed.headers['x-request-id']);
   });
 
   it("row-level security alone refuses another user's project, messages and secrets (service check bypassed)", async () => {

@@ -9,6 +9,7 @@ import { memberInsert, workspaceFindById, workspaceUpdate } from '../src/modules
 import { client } from './support/client.js';
 import { makeApiKey, makeUser } from './support/fixtures.js';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';
+import { must } from '../src/lib/must.js';
 
 /**
  * Row-level security is the second lock. These tests skip the service layer entirely: they call
@@ -50,10 +51,10 @@ describe(`row-level security without the service layer (${TARGET})`, () => {
   });
 
   it('auth.uid() is the request user, set inside the transaction only', async () => {
-    const uid = await asAlice(async (trx) => (await sql<{ uid: string }>`select auth.uid() as uid`.execute(trx)).rows[0]!.uid);
+    const uid = await asAlice(async (trx) => must((await sql<{ uid: string }>`select auth.uid() as uid`.execute(trx)).rows[0], 'the query returns a row').uid);
     expect(uid).toBe(alice.id);
     const after = await sql<{ uid: string | null }>`select auth.uid() as uid`.execute(app.database.db);
-    expect(after.rows[0]!.uid).toBeNull();
+    expect(must(after.rows[0], 'after.rows[0]').uid).toBeNull();
   });
 
   it("a user cannot read another user's row, even when the service layer thinks it may", async () => {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { SecretBox } from '../src/lib/secret-box.js';
+import { must } from '../src/lib/must.js';
 
 describe('SecretBox (AES-256-GCM)', () => {
   const box = new SecretBox(randomBytes(32));
@@ -19,8 +20,8 @@ describe('SecretBox (AES-256-GCM)', () => {
   it('refuses tampering, another context, and another key', () => {
     const sealed = box.seal('payload', 'ctx');
     const parts = sealed.split('.');
-    const ct = Buffer.from(parts[4]!, 'base64url');
-    ct[0] = ct[0]! ^ 1;
+    const ct = Buffer.from(must(parts[4], 'parts[4]'), 'base64url');
+    ct[0] = must(ct[0], 'ct[0]') ^ 1;
     parts[4] = ct.toString('base64url');
     expect(box.open(parts.join('.'), 'ctx')).toBeNull();
     expect(box.open(sealed, 'other')).toBeNull();

@@ -8,6 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { dbFingerprint, errorProblems, fingerprintDiff, rawRequest } from './support/db-fingerprint.js';
 import { app, badCredentials, CREDENTIAL_CASES, fillPath, protectedOps, requestFor, send, useSecuritySuite } from './support/security-suite.js';
+import { must } from '../src/lib/must.js';
 
 useSecuritySuite();
 
@@ -15,7 +16,7 @@ describe('authentication: every non-public route refuses missing or invalid cred
   it.each(CREDENTIAL_CASES)('every non-public route answers 401 unauthenticated to %s, and nothing changes', async (name) => {
     const entry = badCredentials.find(([n]) => n === name);
     expect(entry, `credential fixture "${name}"`).toBeDefined();
-    const header = entry![1];
+    const header = must(entry, 'entry')[1];
     const targets = protectedOps();
     expect(targets.length).toBeGreaterThan(0);
     const requests = [];

@@ -10,6 +10,7 @@ import { client, type Res } from './support/client.js';
 import { dbFingerprint, errorProblems, fingerprintDiff } from './support/db-fingerprint.js';
 import { makeApiKey } from './support/fixtures.js';
 import { A, aKey, app, B, bearer, bKey, email, freshJwt, ops, requestFor, ROUTES, S, send, useSecuritySuite, victimView } from './support/security-suite.js';
+import { must } from '../src/lib/must.js';
 
 useSecuritySuite();
 
@@ -135,7 +136,7 @@ describe('authorization: who may call what', () => {
       for (const who of ['JWT', 'API key *'] as const) {
         const header = bearer(who === 'JWT' ? await freshJwt(S) : full.key);
         const req = await requestFor(op, S);
-        const expected = who === 'JWT' ? req.status : (ROUTES[op.key]!.keyStatus ?? req.status);
+        const expected = who === 'JWT' ? req.status : (must(ROUTES[op.key], 'ROUTES[op.key]').keyStatus ?? req.status);
         const res = await send(req, header);
         if (res.status !== expected) problems.push(`${op.key} as ${who}: expected ${expected}, got ${res.status} ${JSON.stringify(res.body)}`);
       }

@@ -12,6 +12,8 @@ import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../src/core/errors.js';
 import { ERROR_STATUS } from '../src/http/errors.js';
 import { app, isPublic, ops, protectedOps, ROUTES, useSecuritySuite } from './support/security-suite.js';
+import { must } from '../src/lib/must.js';
+import type { Json } from './support/client.js';
 
 useSecuritySuite({ documentOnly: true });
 
@@ -55,7 +57,7 @@ describe('the error catalogue is one closed list, the same in code, spec and Ope
     () => {
       const text = readFileSync(specPath, 'utf8');
       const table: Record<string, number> = {};
-      for (const m of text.matchAll(/^\|\s*`([a-z_]+)`\s*\|\s*(\d{3})\s*\|\s*$/gm)) table[m[1]!] = Number(m[2]);
+      for (const m of text.matchAll(/^\|\s*`([a-z_]+)`\s*\|\s*(\d{3})\s*\|\s*$/gm)) table[must(m[1], 'm[1]')] = Number(m[2]);
       expect(Object.keys(table).length).toBeGreaterThan(5);
       expect(table).toEqual({ ...ERROR_STATUS });
     },
@@ -77,7 +79,7 @@ describe('the error catalogue is one closed list, the same in code, spec and Ope
     for (const op of ops) {
       for (const [status, response] of Object.entries(op.operation.responses ?? {})) {
         if (Number(status) < 400) continue;
-        const schema = (response as { content?: Record<string, { schema?: Record<string, any> }> }).content?.['application/json']?.schema;
+        const schema = (response as { content?: Record<string, { schema?: Record<string, Json> }> }).content?.['application/json']?.schema;
         if (!schema) {
           problems.push(`${op.key} ${status}: no application/json schema`);
           continue;

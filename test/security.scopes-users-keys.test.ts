@@ -11,6 +11,7 @@ import { client } from './support/client.js';
 import { dbFingerprint, errorProblems, fingerprintDiff } from './support/db-fingerprint.js';
 import { makeApiKey } from './support/fixtures.js';
 import { app, bearer, NARROW_SCOPES, ops, requestFor, ROUTES, S, scopesOf, send, useSecuritySuite } from './support/security-suite.js';
+import { must } from '../src/lib/must.js';
 
 useSecuritySuite();
 
@@ -30,7 +31,7 @@ describe('API-key scopes: a key reaches exactly the routes its scopes allow', ()
     const problems: string[] = [];
     let allowed = 0;
     for (const op of targets) {
-      const spec = ROUTES[op.key]!;
+      const spec = must(ROUTES[op.key], 'ROUTES[op.key]');
       const req = await requestFor(op, S);
       if (!spec.scope || spec.scope === scope) {
         allowed++;

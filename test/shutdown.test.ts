@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { openDatabase } from '../src/db/database.js';
 import { reconcile } from '../src/modules/credits/credits.reconcile.js';
 import { POSTGRES_URL, TARGET } from './support/harness.js';
+import { must } from '../src/lib/must.js';
 
 vi.setConfig({ testTimeout: 120_000 });
 
@@ -60,7 +61,7 @@ describe(`graceful shutdown (${TARGET})`, () => {
       if (Date.now() > deadline || child.exitCode !== null) throw new Error(`server did not start:\n${out}`);
       await new Promise((r) => setTimeout(r, 100));
     }
-    const base = /Tally is running at (\S+)/.exec(out)![1]!;
+    const base = must(/Tally is running at (\S+)/.exec(out)?.[1], 'the server prints its URL');
     const key = (JSON.parse(readFileSync(join(dataDir, 'secrets.json'), 'utf8')) as { serviceKey: string }).serviceKey;
     const call = (path: string, body: unknown, idem: string) =>
       fetch(`${base}${path}`, {

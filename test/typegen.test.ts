@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateTypes } from '../src/db/typegen.js';
 import { createTestDb, type TestDb } from './support/harness.js';
+import { must } from '../src/lib/must.js';
 
 const COMMITTED = new URL('../src/db/database.types.ts', import.meta.url);
 
@@ -86,7 +87,7 @@ describe('tally typegen', () => {
       expect(generated).toContain('  typegen_probe: TypegenProbe;\n');
       // The DB map stays sorted by table name.
       const dbBlock = generated.slice(generated.indexOf('export interface DB {'));
-      const keys = [...dbBlock.matchAll(/^ {2}(\w+):/gm)].map((m) => m[1]!);
+      const keys = [...dbBlock.matchAll(/^ {2}(\w+):/gm)].map((m) => must(m[1], 'm[1]'));
       expect(keys).toEqual([...keys].sort());
       expect(keys).toContain('tally_migrations');
     } finally {

@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { client } from './support/client.js';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';
+import { must } from '../src/lib/must.js';
 
 const STRIPE_SECRET = `whsec_${randomBytes(16).toString('hex')}`;
 
@@ -140,8 +141,8 @@ describe(`strangers cannot make webhooks store or call out without bound (${TARG
     const count = (rows: Array<{ attempts: number }>) => rows.reduce((n, r) => n + r.attempts, 0);
     expect(count(rowsAfter) - count(rowsBefore)).toBe(3);
     expect(limited).not.toBeNull();
-    expect(JSON.parse(limited!.body).error.code).toBe('rate_limited');
-    expect(Number(limited!.headers['retry-after'])).toBeGreaterThan(0);
+    expect(JSON.parse(must(limited, 'limited').body).error.code).toBe('rate_limited');
+    expect(Number(must(limited, 'limited').headers['retry-after'])).toBeGreaterThan(0);
     // Another provider's budget, and other addresses, are untouched; a genuine delivery still passes elsewhere.
     const raw = JSON.stringify({ id: 'evt_x', type: 'x' });
     expect((await post('stripe', raw, {}, ip)).statusCode).toBe(400);

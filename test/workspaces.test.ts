@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setRequestRole } from '../src/db/request-role.js';
 import type { Principal } from '../src/core/principal.js';
-import { client } from './support/client.js';
+import { client, type Json } from './support/client.js';
 import { makeApiKey, makeUser, signUp } from './support/fixtures.js';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';
+import { must } from '../src/lib/must.js';
 
 const SLUG = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
 
@@ -160,7 +161,7 @@ describe(`workspaces (${TARGET})`, () => {
     // a joins b2 as a viewer: a member's workspaces include it.
     expect((await b.api.post(`/v1/workspaces/${b2.id}/members`, { user_id: a.user.id, role: 'viewer' })).status).toBe(201);
 
-    const ids = (res: { status: number; body: any }) => {
+    const ids = (res: { status: number; body: Json }) => {
       expect(res.status).toBe(200);
       return (res.body.data as Array<{ id: string }>).map((w) => w.id);
     };
@@ -261,23 +262,23 @@ describe(`workspaces (${TARGET})`, () => {
     const addAdmin = await owner.api.post(`/v1/workspaces/${ws.id}/members`, { user_id: admin.user.id, role: 'admin' });
     expect(addAdmin.status).toBe(201);
     expect(addAdmin.body).toMatchObject({ workspace_id: ws.id, user_id: admin.user.id, role: 'admin', invited_by: owner.user.id });
-    for (const [u, role] of [[users[0]!, 'member'], [users[1]!, 'viewer']] as const) {
+    for (const [u, role] of [[must(users[0], 'users[0]'), 'member'], [must(users[1], 'users[1]'), 'viewer']] as const) {
       const res = await owner.api.post(`/v1/workspaces/${ws.id}/members`, { user_id: u.id, role });
       expect(res.status).toBe(201);
       expect(res.body).toMatchObject({ user_id: u.id, role, invited_by: owner.user.id });
     }
-    for (const [u, role] of [[users[2]!, 'member'], [users[3]!, 'viewer']] as const) {
+    for (const [u, role] of [[must(users[2], 'users[2]'), 'member'], [must(users[3], 'users[3]'), 'viewer']] as const) {
       const res = await admin.api.post(`/v1/workspaces/${ws.id}/members`, { user_id: u.id, role });
       expect(res.status).toBe(201);
       expect(res.body).toMatchObject({ user_id: u.id, role, invited_by: admin.user.id });
     }
-    const adminAppoints = await admin.api.post(`/v1/workspaces/${ws.id}/members`, { user_id: users[4]!.id, role: 'admin' });
+    const adminAppoints = await admin.api.post(`/v1/workspaces/${ws.id}/members`, { user_id: must(users[4], 'users[4]').id, role: 'admin' });
     expect(adminAppoints.status).toBe(403);
     expect(adminAppoints.body.error.code).toBe('forbidden');
-    expect(await roleIn(ws.id, users[4]!.id)).toBeNull();
+    expect(await roleIn(ws.id, must(users[4], 'users[4]').id)).toBeNull();
 
     // The service acts for the owner: it appoints admins; invited_by is no user.
-    const bySvc = await svc.post(`/v1/workspaces/${ws.id}/members`, { user_id: users[5]!.id, role: 'admin' });
+    const bySvc = await svc.post(`/v1/workspaces/${ws.id}/members`, { user_id: must(users[5], 'users[5]').id, role: 'admin' });
     expect(bySvc.status).toBe(201);
     expect(bySvc.body).toMatchObject({ role: 'admin', invited_by: null });
 
@@ -285,11 +286,11 @@ describe(`workspaces (${TARGET})`, () => {
       [
         [owner.user.id, 'owner'],
         [admin.user.id, 'admin'],
-        [users[0]!.id, 'member'],
-        [users[1]!.id, 'viewer'],
-        [users[2]!.id, 'member'],
-        [users[3]!.id, 'viewer'],
-        [users[5]!.id, 'admin'],
+        [must(users[0], 'users[0]').id, 'member'],
+        [must(users[1], 'users[1]').id, 'viewer'],
+        [must(users[2], 'users[2]').id, 'member'],
+        [must(users[3], 'users[3]').id, 'viewer'],
+        [must(users[5], 'users[5]').id, 'admin'],
       ].sort(),
     );
   });
@@ -454,7 +455,7 @@ describe(`workspaces (${TARGET})`, () => {
       const sizes: number[] = [];
       let cursor: string | null = null;
       for (let guard = 0; guard < 10; guard++) {
-        const res: { status: number; body: any } = await api.get(
+        const res: { status: number; body: Json } = await api.get(
           `/v1/workspaces/${ws.id}/members?limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
         );
         expect(res.status).toBe(200);
@@ -467,7 +468,7 @@ describe(`workspaces (${TARGET})`, () => {
       expect(sizes).toEqual([2, 2, 2]);
       expect(seen.map((m) => m.user_id)).toEqual(expected);
       for (let i = 1; i < seen.length; i++) {
-        expect(Date.parse(seen[i - 1]!.joined_at)).toBeGreaterThanOrEqual(Date.parse(seen[i]!.joined_at));
+        expect(Date.parse(must(seen[i - 1], 'seen[i - 1]').joined_at)).toBeGreaterThanOrEqual(Date.parse(must(seen[i], 'seen[i]').joined_at));
       }
     }
   });

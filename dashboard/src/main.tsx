@@ -106,9 +106,9 @@ function App() {
   }
   const operator = session.kind === 'service';
   const nav: [string, string][] = operator ? OPERATOR_NAV : [['/', 'My account']];
-  const userMatch = /^\/users\/([^/]+)$/.exec(path);
+  const userPath = /^\/users\/([^/]+)$/.exec(path)?.[1];
   let page;
-  if (userMatch) page = <UserView key={userMatch[1]} userId={decodeURIComponent(userMatch[1]!)} operator={operator} />;
+  if (userPath !== undefined) page = <UserView key={userPath} userId={decodeURIComponent(userPath)} operator={operator} />;
   else if (!operator) page = <UserView key={session.user.id} userId={session.user.id} operator={false} />;
   else if (path === '/') page = <Overview />;
   else if (path === '/users') page = <Users />;
@@ -142,7 +142,9 @@ function App() {
   );
 }
 
-createRoot(document.getElementById('root')!).render(
+const root = document.getElementById('root');
+if (!root) throw new Error('dashboard: the page has no #root element');
+createRoot(root).render(
   <StrictMode>
     <App />
   </StrictMode>,

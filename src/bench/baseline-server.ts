@@ -9,6 +9,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import Fastify from 'fastify';
 import pg from 'pg';
+import { must } from '../lib/must.js';
 
 interface DebitBody {
   user_id: string;
@@ -61,7 +62,7 @@ async function main(): Promise<void> {
           'select baseline.debit_user_credits_transaction($1, $2, $3, $4) as balance',
           [user_id, amount, reason, JSON.stringify(metadata ?? {})],
         );
-        return reply.code(200).send({ balance: Number(res.rows[0]!.balance) });
+        return reply.code(200).send({ balance: Number(must(res.rows[0], 'the debit function returns a row').balance) });
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         if (message.includes('insufficient credits')) return reply.code(402).send({ error: 'insufficient_credits' });

@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { Database } from '../db/database.js';
 import { reconcile } from '../modules/credits/credits.reconcile.js';
 import { sleep } from './stats.js';
+import { must } from '../lib/must.js';
 
 /** One verdict printed under the table and kept in the JSON; a failed fatal check fails the run. */
 export interface Check {
@@ -25,16 +26,16 @@ export const check = (side: Check['side'], name: string, ok: boolean, detail: st
 /** Ledger entries of one type in Tally's schema. */
 export async function tallyEntries(database: Database, type: string): Promise<number> {
   const t = sql.table(`${database.schema}.credit_ledger`);
-  return (await sql<{ n: number }>`select count(*)::int as n from ${t} where type = ${type}`.execute(database.root)).rows[0]!.n;
+  return must((await sql<{ n: number }>`select count(*)::int as n from ${t} where type = ${type}`.execute(database.root)).rows[0], 'a count returns one row').n;
 }
 
 /** Holds in Tally's schema (in total, and still open). */
 export async function tallyHolds(database: Database): Promise<{ total: number; open: number }> {
   const t = sql.table(`${database.schema}.credit_holds`);
-  const row = (
+  const row = must((
     await sql<{ total: number; open: number }>`select count(*)::int as total, (count(*) filter (where status = 'held'))::int as open
       from ${t}`.execute(database.root)
-  ).rows[0]!;
+  ).rows[0], 'a count returns one row');
   return row;
 }
 
@@ -44,8 +45,8 @@ export async function tallyExisting(database: Database, ids: string[]): Promise<
   let found = 0;
   for (let i = 0; i < ids.length; i += 20_000) {
     const chunk = ids.slice(i, i + 20_000);
-    found += (await sql<{ n: number }>`select count(*)::int as n from ${t} where id = any(${chunk}::text[])`.execute(database.root))
-      .rows[0]!.n;
+    found += must((await sql<{ n: number }>`select count(*)::int as n from ${t} where id = any(${chunk}::text[])`.execute(database.root))
+      .rows[0], 'a count returns one row').n;
   }
   return found;
 }
@@ -55,7 +56,7 @@ export async function baselineDebits(pool: pg.Pool): Promise<number> {
   const res = await pool.query<{ n: number }>(
     `select count(*)::int as n from baseline.credit_transactions where transaction_type = 'debit'`,
   );
-  return res.rows[0]!.n;
+  return must(res.rows[0], 'a count returns one row').n;
 }
 
 /**

@@ -75,7 +75,10 @@ export async function startTally(opts: {
     LOG_LEVEL: opts.logLevel,
     // Ledger tuning passes through, so a bench run can compare settings.
     ...Object.fromEntries(
-      ['TALLY_LEDGER_MAX_BATCH', 'TALLY_LEDGER_MAX_PARALLEL', 'TALLY_CHECK_CACHE_MS', 'TALLY_DB_POOLER'].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])),
+      ['TALLY_LEDGER_MAX_BATCH', 'TALLY_LEDGER_MAX_PARALLEL', 'TALLY_CHECK_CACHE_MS', 'TALLY_DB_POOLER'].flatMap((k) => {
+        const v = process.env[k];
+        return v ? [[k, v]] : [];
+      }),
     ),
   });
 }

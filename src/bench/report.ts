@@ -1,6 +1,7 @@
 import { cpus, freemem, totalmem, release, platform } from 'node:os';
 import type { ScenarioResult } from './scenarios.js';
 import type { Measurement } from './stats.js';
+import { must } from '../lib/must.js';
 
 export interface MachineInfo {
   cores: number;
@@ -46,8 +47,9 @@ export function table(results: ScenarioResult[]): string {
       r.ratio === null ? (b ? '—' : 'Tally only') : `${r.ratio.toFixed(2)}×`,
     ];
   });
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ');
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => must(row[i], 'a cell per column').length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(must(widths[i], 'a width per column')) : c.padStart(must(widths[i], 'a width per column')))).join(' | ');
   return [line(header), widths.map((w) => '-'.repeat(w)).join('-|-'), ...rows.map(line)].join('\n');
 }
 

@@ -8,6 +8,7 @@ import { details, machineInfo, machineLine, table } from './report.js';
 import { type BenchContext, checkLatency, eventsBatch, httpHot, httpSpread, holdsHot, type ScenarioResult, sdkHot } from './scenarios.js';
 import type { Measurement } from './stats.js';
 import { benchAccounts, dropBaseline, dropTally, openTally, postgresInfo, seedBaseline, seedTally, type TallySide } from './setup.js';
+import { must } from '../lib/must.js';
 
 const SCENARIOS: Record<number, (ctx: BenchContext) => Promise<ScenarioResult>> = {
   1: httpHot,
@@ -86,7 +87,7 @@ export async function benchCommand(cli: { only?: string } = {}): Promise<number>
     for (const id of [...opts.only].sort((a, b) => a - b)) {
       say(`\n[${id}/4] ${scenarioTitle(id, opts)}`);
       try {
-        const result = await SCENARIOS[id]!(ctx);
+        const result = await must(SCENARIOS[id], `scenario ${id} exists`)(ctx);
         results.push(result);
         const b = result.baseline;
         say(

@@ -18,6 +18,7 @@ import { type HttpLoad, runHttpLoad } from './http-load.js';
 import type { BenchOptions } from './options.js';
 import type { BenchAccounts, TallySide } from './setup.js';
 import { Latencies, type Measurement, measurement, since, StatusCounts } from './stats.js';
+import { must } from '../lib/must.js';
 
 export interface ScenarioResult {
   id: number;
@@ -40,13 +41,13 @@ export interface BenchContext {
   log: (line: string) => void;
 }
 
-const pickFrom = (ids: string[]) => () => ids[Math.floor(Math.random() * ids.length)]!;
+const pickFrom = (ids: string[]) => () => must(ids[Math.floor(Math.random() * ids.length)], 'ids to pick from');
 
 /** The id of the ledger entry in a Movement answer (cheap: no JSON.parse on the hot path). */
 const TXN_ID = /"transaction":\{"id":"([^"]+)"/;
 function transactionIdOf(body: string): string {
   const m = TXN_ID.exec(body);
-  if (m) return m[1]!;
+  if (m) return must(m[1], 'the pattern captures the id');
   try {
     const parsed = JSON.parse(body) as { transaction?: { id?: unknown } };
     return typeof parsed.transaction?.id === 'string' ? parsed.transaction.id : '';

@@ -10,6 +10,7 @@ import { type Database, openDatabase } from '../db/database.js';
 import { migrate } from '../db/migrate.js';
 import type { TallySecrets } from './children.js';
 import type { BenchOptions } from './options.js';
+import { must } from '../lib/must.js';
 
 /** The accounts every scenario uses; the same ids exist on both sides. */
 export interface BenchAccounts {
@@ -86,7 +87,7 @@ async function eachLimited<T>(items: T[], limit: number, fn: (item: T) => Promis
   let next = 0;
   await Promise.all(
     Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) await fn(items[next++]!);
+      while (next < items.length) await fn(must(items[next++], 'an item below the length'));
     }),
   );
 }
@@ -137,7 +138,7 @@ export async function dropBaseline(opts: BenchOptions): Promise<void> {
 
 /** Machine and server facts printed with the results. */
 export async function postgresInfo(database: Database): Promise<{ version: string; settings: Record<string, string> }> {
-  const version = (await sql<{ v: string }>`select version() as v`.execute(database.root)).rows[0]!.v;
+  const version = must((await sql<{ v: string }>`select version() as v`.execute(database.root)).rows[0], 'select version() returns one row').v;
   const rows = await sql<{ name: string; setting: string }>`select name, current_setting(name) as setting from pg_settings
     where name in ('max_connections', 'shared_buffers', 'synchronous_commit', 'fsync', 'wal_level', 'server_version')`.execute(
     database.root,

@@ -1,3 +1,5 @@
+import { must } from '../lib/must.js';
+
 /** Every latency of a run, kept exactly (a run is at most a few hundred thousand samples). */
 export class Latencies {
   private values = new Float64Array(1 << 16);
@@ -21,7 +23,7 @@ export class Latencies {
   percentiles(ps: number[]): number[] {
     if (this.n === 0) return ps.map(() => Number.NaN);
     const sorted = this.values.slice(0, this.n).sort();
-    return ps.map((p) => sorted[Math.min(this.n - 1, Math.max(0, Math.ceil((p / 100) * this.n) - 1))]!);
+    return ps.map((p) => must(sorted[Math.min(this.n - 1, Math.max(0, Math.ceil((p / 100) * this.n) - 1))], 'a rank within the samples'));
   }
 }
 
@@ -80,8 +82,8 @@ export function measurement(
   const [p50, p99] = latencies.percentiles([50, 99]);
   return {
     opsPerSec: seconds > 0 ? ok / seconds : 0,
-    p50: p50!,
-    p99: p99!,
+    p50: must(p50, 'two percentiles asked, two given'),
+    p99: must(p99, 'two percentiles asked, two given'),
     ok,
     statuses: statuses.toJSON(),
     errors,

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Database } from './database.js';
+import { must } from '../lib/must.js';
 
 /**
  * `tally typegen`: the Kysely `DB` types (src/db/database.types.ts) from the live schema.
@@ -196,9 +197,10 @@ export async function generateTypes(database: Database): Promise<string> {
   }
 
   const blocks: string[] = [];
-  const byInterface = [...tableNames].sort((a, b) => compareNames(interfaceOf.get(a)!, interfaceOf.get(b)!));
+  const nameOf = (table: string) => must(interfaceOf.get(table), 'every table has an interface name');
+  const byInterface = [...tableNames].sort((a, b) => compareNames(nameOf(a), nameOf(b)));
   for (const table of byInterface) {
-    const lines = [...tables.get(table)!]
+    const lines = [...must(tables.get(table), 'every table has columns')]
       .sort((a, b) => compareNames(a.column_name, b.column_name))
       .map((column) => {
         let type = tsType(Number(column.type_oid));
@@ -206,9 +208,9 @@ export async function generateTypes(database: Database): Promise<string> {
         if (column.has_default) type = `Generated<${type}>`;
         return `  ${propertyKey(column.column_name)}: ${type};`;
       });
-    blocks.push(renderInterface(interfaceOf.get(table)!, lines));
+    blocks.push(renderInterface(nameOf(table), lines));
   }
-  const db = tableNames.map((table) => `  ${propertyKey(table)}: ${interfaceOf.get(table)!};`);
+  const db = tableNames.map((table) => `  ${propertyKey(table)}: ${nameOf(table)};`);
   blocks.push(renderInterface('DB', db));
 
   return `${HEADER}\n${blocks.join('\n')}`;
@@ -221,7 +223,7 @@ function renderInterface(name: string, lines: string[]): string {
 /** `user_sessions` → `UserSessions`; anything that is not a letter or digit separates words. */
 function pascalCase(name: string): string {
   const words = name.split(/[^A-Za-z0-9]+/).filter(Boolean);
-  const pascal = words.map((w) => w[0]!.toUpperCase() + w.slice(1)).join('');
+  const pascal = words.map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join('');
   if (pascal === '') return 'Table';
   return /^[0-9]/.test(pascal) ? `T${pascal}` : pascal;
 }

@@ -1,5 +1,6 @@
 import { randomFillSync } from 'node:crypto';
 import { monotonicFactory } from 'ulid';
+import { must } from './must.js';
 
 /**
  * The one registry of id prefixes. Tally-made ids are `<prefix>_<ulid>`: sortable by creation time
@@ -56,7 +57,7 @@ function pooledRandom(): number {
     randomFillSync(pool);
     poolAt = 0;
   }
-  return pool[poolAt++]! / 256;
+  return must(pool[poolAt++], 'the random pool is refilled before it runs out') / 256;
 }
 
 const ulid = monotonicFactory(pooledRandom);

@@ -1,4 +1,4 @@
-import { Unavailable } from './unavailable.js';
+import { must } from './must.js';
 
 interface Item<Op, Result> {
   op: Op;
@@ -75,7 +75,7 @@ export class LedgerQueue<Op, Result> {
       const accounts: string[] = [];
       for (const accountId of this.ready) {
         if (batch.length >= this.maxBatch) break;
-        const queue = this.waiting.get(accountId)!;
+        const queue = must(this.waiting.get(accountId), 'a ready account has a waiting queue');
         const take = queue.splice(0, this.maxBatch - batch.length);
         this.backlog -= take.length;
         for (const item of take) batch.push({ accountId, item });

@@ -10,6 +10,7 @@ import { crc32 } from 'node:zlib';
 import Stripe from 'stripe';
 import type { PaymentsConfig } from '../../src/config/config.js';
 import type { TestApp } from './harness.js';
+import type { Json } from './client.js';
 
 const stripe = new Stripe('sk_test_unused');
 const rid = (p: string) => `${p}_${randomBytes(8).toString('hex')}`;
@@ -55,10 +56,10 @@ export function stripeCheckout(o: {
 
 export interface Webhooks {
   config: PaymentsConfig;
-  stripe(event: object, opts?: { secret?: string; timestamp?: number }): Promise<{ status: number; body: any }>;
-  lemonsqueezy(event: object): Promise<{ status: number; body: any }>;
-  creem(event: object): Promise<{ status: number; body: any }>;
-  paypal(event: object): Promise<{ status: number; body: any }>;
+  stripe(event: object, opts?: { secret?: string; timestamp?: number }): Promise<{ status: number; body: Json }>;
+  lemonsqueezy(event: object): Promise<{ status: number; body: Json }>;
+  creem(event: object): Promise<{ status: number; body: Json }>;
+  paypal(event: object): Promise<{ status: number; body: Json }>;
   close(): Promise<void>;
 }
 

@@ -9,10 +9,11 @@ import { SignJWT, UnsecuredJWT } from 'jose';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, vi } from 'vitest';
 import { SCOPES, type Scope } from '../../src/modules/api-keys/api-keys.scopes.js';
-import { client, type Res } from './client.js';
+import { client, type Json, type Res } from './client.js';
 import { rawRequest } from './db-fingerprint.js';
 import { makeApiKey, makeUser, signUp } from './fixtures.js';
 import { createTestApp, type TestApp } from './harness.js';
+import { must } from '../../src/lib/must.js';
 
 // ---------------------------------------------------------------------------------------------
 // The classification of every route. Keys are "METHOD /openapi/path".
@@ -60,7 +61,7 @@ const idem = () => ({ 'idempotency-key': idemKey() });
 type MoneyOwner = { user_id: string } | { workspace_id: string };
 
 /** A money movement as the service (fresh Idempotency-Key); throws unless it answers `status`. */
-async function money(url: string, body: Record<string, unknown>, status = 201): Promise<any> {
+async function money(url: string, body: Record<string, unknown>, status = 201): Promise<Json> {
   const res = await svc().post(url, body, { idempotencyKey: idemKey() });
   if (res.status !== status) throw new Error(`${url}: ${res.status} ${JSON.stringify(res.body)}`);
   return res.body;
@@ -150,7 +151,7 @@ async function freshOverage(userId: string): Promise<string> {
   const ev = await svc().post('/v1/events', { user_id: userId, metric: 'sec_tokens', quantity: 500, action_hash: idemKey() }, { idempotencyKey: idemKey() });
   if (ev.status !== 201) throw new Error(`freshOverage: ${ev.status} ${JSON.stringify(ev.body)}`);
   const list = await svc().get(`/v1/users/${userId}/overage-charges`);
-  return (list.body.data as { id: string; status: string }[]).find((c) => c.status === 'pending')!.id;
+  return must((list.body.data as { id: string; status: string }[]).find((c) => c.status === 'pending'), 'a matching item').id;
 }
 const uniq = () => randomBytes(5).toString('hex');
 

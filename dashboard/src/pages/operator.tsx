@@ -192,12 +192,14 @@ export function Payments({ tab: initial, status }: { tab: string; status: string
     <div className="stack">
       <h1>Payments</h1>
       <div className="tabs" role="tablist">
-        {[
-          ['unmatched', 'Unmatched queue'],
-          ['all', 'All payments'],
-          ['webhooks', 'Webhook log'],
-        ].map(([id, label]) => (
-          <button key={id} role="tab" aria-selected={tab === id} className={tab === id ? 'tab active' : 'tab'} onClick={() => setTab(id!)}>
+        {(
+          [
+            ['unmatched', 'Unmatched queue'],
+            ['all', 'All payments'],
+            ['webhooks', 'Webhook log'],
+          ] as const
+        ).map(([id, label]) => (
+          <button key={id} role="tab" aria-selected={tab === id} className={tab === id ? 'tab active' : 'tab'} onClick={() => setTab(id)}>
             {label}
           </button>
         ))}

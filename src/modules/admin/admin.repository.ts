@@ -70,7 +70,8 @@ export async function statsTotals(db: Executor, schema: string) {
       (select count(*) from ${t('payments')} where match_status = 'unmatched') as unmatched_payments,
       (select count(*) from ${t('webhook_events')} where status = 'failed') as failed_webhooks,
       (select count(*) from ${t('webhook_events')} where status = 'rejected') as rejected_webhooks`.execute(db)
-  ).rows[0]!;
+  ).rows[0];
+  if (!one) throw new Error('invariant broken: a select without from returns one row');
   const revenue = (
     await sql<{ currency: string; amount: string | number }>`select currency, sum(amount - amount_refunded) as amount
       from ${t('payments')} where status in ('succeeded', 'refunded', 'disputed') group by 1`.execute(db)

@@ -40,7 +40,7 @@ export function registerAuthRoutes(app: FastifyInstance, deps: RouteDeps, auth: 
     idempotency: 'none',
     body: Credentials,
     response: { 201: Session, 409: ErrorResponse, 429: ErrorResponse },
-    handler: async (ctx, { body, request }) => {
+    handler: async (_ctx, { body, request }) => {
       // argon2id is the cost: every attempt counts, per address and per e-mail, before it runs.
       await deps.throttles?.signupPerIp?.hit(request);
       await deps.throttles?.signupPerEmail?.hit(request);
@@ -74,7 +74,7 @@ export function registerAuthRoutes(app: FastifyInstance, deps: RouteDeps, auth: 
     idempotency: 'none',
     body: Credentials,
     response: { 200: Session, 401: ErrorResponse, 403: ErrorResponse, 429: ErrorResponse },
-    handler: async (ctx, { body, request }) => {
+    handler: async (_ctx, { body, request }) => {
       // Every attempt counts (so parallel guesses cannot slip past), per address and per account.
       await deps.throttles?.loginPerIp?.hit(request);
       await deps.throttles?.loginPerEmail?.hit(request);

@@ -30,6 +30,7 @@ import {
   planPricesReplace,
   planUpdate,
 } from './billing.catalog.repository.js';
+import { must } from '../../lib/must.js';
 
 const noInterval = () =>
   errors.invalidRequest('A plan must offer at least one billing interval (price_monthly or price_yearly not null)', { field: 'price_monthly' });
@@ -88,7 +89,7 @@ export class CatalogService {
     });
     await this.replaceAllowances(db, id, body.allowances ?? []);
     await this.replacePrices(db, id, body.prices ?? []);
-    return (await this.getPlan(db, id))!;
+    return must(await this.getPlan(db, id), 'a plan just written is found');
   }
 
   async updatePlan(db: Executor, idOrSlug: string, body: Static<typeof PlanUpdateBody>) {
@@ -125,7 +126,7 @@ export class CatalogService {
     // Allowance changes apply from the next window each subscription opens; open windows keep theirs.
     if (body.allowances !== undefined) await this.replaceAllowances(db, id, body.allowances);
     if (body.prices !== undefined) await this.replacePrices(db, id, body.prices);
-    return (await this.getPlan(db, id))!;
+    return must(await this.getPlan(db, id), 'a plan just written is found');
   }
 
   async getPlan(db: Executor, idOrSlug: string): Promise<PlanView | null> {

@@ -1,3 +1,5 @@
+import { must } from '../../lib/must.js';
+
 /**
  * Calendar arithmetic for billing, in one place. Periods are anchored: a subscription that starts
  * on Jan 31 renews on Feb 28 (29), Mar 31, Apr 30 … — each period is `anchor + n months`, clamped
@@ -117,7 +119,7 @@ function offsetMs(at: Date, timeZone: string): number {
     offsetFormats.set(timeZone, f);
   }
   const parts = f.formatToParts(at);
-  const get = (t: string) => Number(parts.find((p) => p.type === t)!.value);
+  const get = (t: string) => Number(must(parts.find((p) => p.type === t), `Intl gives the ${t} part`).value);
   const asUtc = Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second'));
   return asUtc - Math.floor(at.getTime() / 1000) * 1000;
 }

@@ -40,6 +40,7 @@ import type { SubscriptionsService } from './billing.subscriptions.service.js';
 import type { EventOutcome, UsageService } from './billing.usage.service.js';
 import { httpAnswers, replyOf } from '../../http/answers.js';
 import { done } from '../idempotency/idempotency.js';
+import { must } from '../../lib/must.js';
 
 export interface BillingServices {
   catalog: CatalogService;
@@ -172,7 +173,7 @@ export function registerBillingRoutes(app: FastifyInstance, deps: RouteDeps, b: 
     auth: 'service', idempotency: 'required', transaction: 'handler', body: EventBody,
     response: { 201: EventResult, 200: EventResult, ...moneyErrs },
     handler: async (ctx, { body }) =>
-      reply(await b.usage.record([body], { requestId: ctx.requestId, idem: ctx.idempotency ?? null, respond: (o) => o[0]! })),
+      reply(await b.usage.record([body], { requestId: ctx.requestId, idem: ctx.idempotency ?? null, respond: (o) => must(o[0], 'one event has one outcome') })),
   });
   defineRoute(app, deps, {
     method: 'POST', url: '/v1/events/batch', summary: 'Record up to 1,000 usage events, one answer each (grouped into transactions by user)', tags: usage,

@@ -1,7 +1,7 @@
 import type { Executor } from '../../db/database.js';
 import { newId } from '../../lib/ids.js';
 import type { CatalogService } from './billing.catalog.service.js';
-import { INTERVALS, oneOf, type Provider, type SubscriptionStatus } from './billing.js';
+import { INTERVALS, oneOf } from './billing.js';
 import { addMonths, type Interval, monthsOf } from './billing.periods.js';
 import { lockSubscription, type SubscriptionCycles } from './billing.subscriptions.cycles.js';
 import {

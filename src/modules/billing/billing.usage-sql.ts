@@ -1,4 +1,5 @@
 import { type RunStatement, statement, type WritePart, writePlaceholders, writeValues } from '../../db/statements.js';
+import { must } from '../../lib/must.js';
 
 type Row = Record<string, unknown>;
 
@@ -168,7 +169,7 @@ export class UsageSql {
           alerted_80_at timestamptz, alerted_100_at timestamptz)
         where g.id = x.id and g.id = any(${ids}::text[]))`,
     };
-    const ctes = writePlaceholders(bits, UPDATES).map((p, i) => cte[bits[i]!]!(p.rows, p.ids));
+    const ctes = writePlaceholders(bits, UPDATES).map((p, i) => must(cte[must(bits[i], 'a placeholder per part')], 'a statement per part')(p.rows, p.ids));
     return `with ${ctes.join(',\n')}\nselect 1`;
   }
 }

@@ -1,6 +1,6 @@
 import type { Static } from 'typebox';
 import type { Database, Executor } from '../../db/database.js';
-import { inStatementTransaction, kyselyRunner, poolRunner, type RunStatement, statement } from '../../db/statements.js';
+import { inStatementTransaction, kyselyRunner, poolRunner, type RunStatement } from '../../db/statements.js';
 import { type DomainError, errors, isRefusal } from '../../core/errors.js';
 import {
   type AnswerCodec,
@@ -29,6 +29,7 @@ import type { CatalogService } from './billing.catalog.service.js';
 import { EVENT_ANSWER_EXTRAS, type EventBody, eventAnswer, toMicros } from './billing.js';
 import { dateKey, localDay, localMonth, nextWindow } from './billing.periods.js';
 import { type BillingState, type BillingWrites, UsageSql } from './billing.usage-sql.js';
+import { must } from '../../lib/must.js';
 
 type Row = Record<string, unknown>;
 export type EventInput = Static<typeof EventBody>;
@@ -250,7 +251,7 @@ export class UsageService {
     const grants = groupBy(ledger.grants, (g) => g.accountId);
     const holds = groupBy(ledger.holds, (h) => h.accountId);
     const sessions = new Map<string, LedgerSession>();
-    for (const a of accounts) sessions.set(a.userId!, ledgerSession(a, grants.get(a.id) ?? [], holds.get(a.id) ?? [], q.now));
+    for (const a of accounts) sessions.set(must(a.userId, 'a usage account belongs to a user'), ledgerSession(a, grants.get(a.id) ?? [], holds.get(a.id) ?? [], q.now));
     return { pricing: new Pricing(this.catalog, this.config, state, q.now), sessions };
   }
 }
@@ -442,7 +443,7 @@ class Pricing {
     const covered = session.coverable(tiers, payable);
     const coveredTotal = covered.reduce((s, c) => s + c.amount, 0);
     const overage = payable - coveredTotal;
-    const payg = Boolean(live && sub!.payg);
+    const payg = Boolean(live && sub?.payg);
     const overageMicros = overage > 0 && sub ? overage * sub.unitMicros : 0;
     return { model, tz, quotaKey, quota, quotaLimit, quotaLeft, freeUnits, cost, payable, freeCredits, sub, tiers, covered, coveredTotal, overage, payg, overageMicros };
   }
@@ -505,7 +506,7 @@ class Pricing {
         tiers: p.tiers,
       });
       if (!r.ok) throw new Error('usage: the ledger refused what it said it could cover');
-      transactionId = session.lastConsume!.transactionId;
+      transactionId = must(session.lastConsume, 'a consume that ran left its result').transactionId;
     }
     if (p.freeUnits > 0 && p.quota) {
       p.quota.consumed += p.freeUnits;
@@ -533,7 +534,7 @@ class Pricing {
         if (guard.notify && !guard.a100 && guard.spend >= guard.cap * 1e6) guard.a100 = this.now;
       }
     }
-    const paid = transactionId ? session.lastConsume!.byTier : [];
+    const paid = transactionId ? must(session.lastConsume, 'a consume that ran left its result').byTier : [];
     const account = session.accountState;
     const result = {
       event_id: eventId,

@@ -4,6 +4,7 @@ import { type RunStatement, type Statement, statement, type WritePart, writePlac
 import type { AccountState, GrantState, HoldState, RefundTarget } from './credits.js';
 import type { EngineOutput } from './credits.engine.js';
 import { accountFromRow, grantFromRow, holdFromRow } from './credits.repository.js';
+import { must } from '../../lib/must.js';
 
 type Row = Record<string, unknown>;
 
@@ -329,7 +330,7 @@ export class BatchSql {
         on conflict (principal, key) do nothing
         returning 1)`,
     };
-    const ctes = writePlaceholders(bits, UPDATES).map((p, i) => cte[bits[i]!]!(p.rows, p.ids));
+    const ctes = writePlaceholders(bits, UPDATES).map((p, i) => must(cte[must(bits[i], 'a placeholder per part')], 'a statement per part')(p.rows, p.ids));
     const count = bits.includes(128) ? '(select count(*)::int from keys)' : '0';
     return `with ${ctes.join(',\n')}\nselect ${count} as keys`;
   }

@@ -17,6 +17,7 @@ import {
   transactionBody,
   type ConsumeTier,
 } from './credits.js';
+import { must } from '../../lib/must.js';
 
 /**
  * The ledger's rules, as pure computation over one account's state. A batch of operations is
@@ -281,7 +282,7 @@ export class LedgerSession {
     if (taken > 0) {
       const entryId = newId('transaction');
       for (const tier of op.tiers) {
-        let left = plan.find((p) => p.name === tier.name)!.amount;
+        let left = must(plan.find((p) => p.name === tier.name), 'every tier is in the plan').amount;
         for (const grant of this.live().filter((g) => inConsumeTier(g, tier, op.tiers))) {
           if (left === 0) break;
           const take = Math.min(grant.remaining, left);

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Database, Executor } from '../../db/database.js';
+import { must } from '../../lib/must.js';
 
 export interface Drift {
   account_id: string;
@@ -88,6 +89,6 @@ export async function reconcile(database: Database, executor?: Executor): Promis
       (select count(*) from ${t('credit_accounts')})::int as accounts,
       (select count(*) from ${t('credit_ledger')})::int as entries,
       (select count(*) from ${t('credit_holds')} where status = 'held')::int as open_holds`.execute(db);
-  const c = counts.rows[0]!;
+  const c = must(counts.rows[0], 'a select without from returns one row');
   return { ok: drift.length === 0, accounts: c.accounts, entries: c.entries, open_holds: c.open_holds, drift };
 }

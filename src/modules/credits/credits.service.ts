@@ -1,11 +1,12 @@
 import type { Database, Db, Executor } from '../../db/database.js';
 import { inStatementTransaction, kyselyRunner, type RunStatement } from '../../db/statements.js';
-import { type DomainError, errors, isRefusal } from '../../core/errors.js';
+import { type DomainError, errors } from '../../core/errors.js';
 import { type AnswerCodec, type IdempotencyScope, KeyRecordedMeanwhile, refused, requestHash, scopeKey } from '../idempotency/idempotency.js';
 import type { PageRequest } from '../../core/paging.js';
 import { BatchSql, type Recorded, type Replay } from './credits.batch-sql.js';
 import type { Invalidations } from '../../lib/invalidations.js';
 import { groupBy } from '../../lib/group-by.js';
+import { must } from '../../lib/must.js';
 import { LedgerQueue } from '../../lib/ledger-queue.js';
 import { queueLimits } from '../../db/faults.js';
 import { type AccountState, accountIdOf, balanceBody, type GrantState, type HoldState, type LedgerOp, type OpResult, type RefundTarget } from './credits.js';
@@ -155,7 +156,8 @@ export class CreditsService {
         leaderOf.set(k, i);
         scopes.push(op.idem);
       } else {
-        followers.push({ index: i, leader, same: items[leader]!.op.idem!.requestHash === op.idem.requestHash });
+        const first = must(items[leader]?.op.idem, 'a batch leader has an idempotency scope');
+        followers.push({ index: i, leader, same: first.requestHash === op.idem.requestHash });
       }
     });
     const leaders = items.map((it, i) => ({ ...it, index: i })).filter(({ op, index }) => !op.idem || leaderOf.get(scopeKey(op.idem)) === index);
@@ -171,7 +173,7 @@ export class CreditsService {
     if (carried) {
       const replays = await this.sql.replays(run, scopes);
       for (const [accountId, carry] of carried) {
-        early.set(accountId, this.applyAccount(byAccount.get(accountId)!, replays, { ...carry, refundTargets: [] }, carried.now, carry.holdsKnownUntil));
+        early.set(accountId, this.applyAccount(must(byAccount.get(accountId), 'a carried account is in the batch'), replays, { ...carry, refundTargets: [] }, carried.now, carry.holdsKnownUntil));
       }
     }
 
@@ -193,19 +195,19 @@ export class CreditsService {
     // A carried state still holds if the account is at the version it ends at.
     const applied = new Map<string, Applied>();
     for (const [accountId, a] of early) {
-      if (byId.get(accountId)?.version === carried!.get(accountId)!.account.version) applied.set(accountId, a);
+      if (byId.get(accountId)?.version === must(carried?.get(accountId), 'an account applied early was carried').account.version) applied.set(accountId, a);
     }
     const toLoad = accountIds.filter((id) => byId.has(id) && !applied.has(id));
     // Owners that do not exist: their keys may still hold a stored answer (a 404 replays too).
     const unknown = accountIds.filter((id) => !byId.has(id));
     let replays = new Map<string, Replay>();
     if (toLoad.length > 0 || unknown.length > 0) {
-      const mine = toLoad.flatMap((id) => byAccount.get(id)!);
-      const unknownOps = unknown.flatMap((id) => byAccount.get(id)!);
+      const mine = toLoad.flatMap((id) => must(byAccount.get(id), 'a batch account has operations'));
+      const unknownOps = unknown.flatMap((id) => must(byAccount.get(id), 'a batch account has operations'));
       const holdIds = mine.flatMap(({ op }) => (op.kind === 'capture' || op.kind === 'release' ? [op.holdId] : []));
       const loaded = await this.sql.load(run, {
         accountIds: toLoad,
-        holdAccountIds: toLoad.filter((id) => byId.get(id)!.held > 0 || byAccount.get(id)!.some(({ op }) => op.kind === 'capture' || op.kind === 'release')),
+        holdAccountIds: toLoad.filter((id) => must(byId.get(id), 'a loaded account is locked').held > 0 || must(byAccount.get(id), 'a batch account has operations').some(({ op }) => op.kind === 'capture' || op.kind === 'release')),
         holdIds,
         now,
         scopes: [...mine, ...unknownOps].flatMap(({ op }) => (op.idem ? [op.idem] : [])),
@@ -217,12 +219,12 @@ export class CreditsService {
       const targets = groupBy(loaded.refundTargets, (t) => t.accountId);
       for (const accountId of toLoad) {
         const state = {
-          account: byId.get(accountId)!,
+          account: must(byId.get(accountId), 'a loaded account is locked'),
           grants: grants.get(accountId) ?? [],
           holds: holds.get(accountId) ?? [],
           refundTargets: targets.get(accountId) ?? [],
         };
-        applied.set(accountId, this.applyAccount(byAccount.get(accountId)!, loaded.replays, state, now, loaded.nextHoldDue.get(accountId) ?? Infinity));
+        applied.set(accountId, this.applyAccount(must(byAccount.get(accountId), 'a batch account has operations'), loaded.replays, state, now, loaded.nextHoldDue.get(accountId) ?? Infinity));
       }
     }
 
@@ -231,22 +233,24 @@ export class CreditsService {
       const a = applied.get(accountId);
       if (!a) {
         // No such owner: a stored answer replays; otherwise 404, recorded under its key like any 4xx.
-        for (const { op, index } of byAccount.get(accountId)!) {
+        for (const { op, index } of must(byAccount.get(accountId), 'a batch account has operations')) {
           const replayed = replayOf(op, replays);
           if (replayed) {
             results[index] = replayed;
             continue;
           }
           const what = accountId.startsWith('acc_w_') ? 'Workspace' : 'User';
-          results[index] = errorResult(op, errors.notFound(what, accountId.replace(/^acc_[uw]_/, '')));
-          if (op.idem) done.push({ scope: op.idem, outcome: results[index]! });
+          const result = errorResult(op, errors.notFound(what, accountId.replace(/^acc_[uw]_/, '')));
+          results[index] = result;
+          if (op.idem) done.push({ scope: op.idem, outcome: result });
         }
         continue;
       }
       a.answers.forEach(({ index, result, record }) => {
         results[index] = result;
-        if (items[index]!.op.kind === 'hold' && result.ok && result.created) this.rememberHold((result.value as { id: string }).id, accountId);
-        if (record) done.push({ scope: items[index]!.op.idem!, outcome: result });
+        const { op } = must(items[index], 'an answer belongs to an item of its batch');
+        if (op.kind === 'hold' && result.ok && result.created) this.rememberHold((result.value as { id: string }).id, accountId);
+        if (record) done.push({ scope: must(op.idem, 'a recorded answer has an idempotency scope'), outcome: result });
       });
       if (a.session) outs.push(a.session.output([]));
     }
@@ -264,8 +268,8 @@ export class CreditsService {
     await this.sql.runWrite(run, write);
 
     for (const f of followers) {
-      const leader = results[f.leader]!;
-      results[f.index] = f.same ? { ...leader, replayed: true } : errorResult(items[f.index]!.op, errors.idempotencyKeyReused());
+      const leader = must(results[f.leader], 'a batch leader was answered');
+      results[f.index] = f.same ? { ...leader, replayed: true } : errorResult(must(items[f.index], 'a follower is an item of its batch').op, errors.idempotencyKeyReused());
     }
     return results as OpResult[];
   }
@@ -333,7 +337,7 @@ export class CreditsService {
 
   /** Keeps the state a batch leaves for the account's next batch (bounded; oldest dropped). */
   private remember(accountId: string, a: Applied, keys: ReadonlySet<string>): void {
-    const state = a.session!.carried();
+    const state = must(a.session, 'a remembered account ran a session').carried();
     this.carries.delete(accountId);
     while (this.carries.size >= MAX_CARRIES) this.carries.delete(this.carries.keys().next().value as string);
     this.carries.set(accountId, { ...state, holdIds: new Set(state.holds.map((h) => h.id)), holdsKnownUntil: a.holdsKnownUntil, keys });

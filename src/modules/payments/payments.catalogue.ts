@@ -64,10 +64,11 @@ export class Catalogue {
     }
     if (pkg) {
       const bought = fromPackage(pkg);
+      const packageId = String(pkg['id']);
       const price = pkg['price_amount'] === null ? null : Number(pkg['price_amount']);
       const currency = (pkg['currency'] as string | null) ?? null;
-      if (price === null || currency === null) return fail(`package ${bought.packageId!} has no price to check the payment against`, bought);
-      if (price !== net || currency !== p.currency) return fail(`package ${bought.packageId!} costs ${price} ${currency}; ${paid}`, bought);
+      if (price === null || currency === null) return fail(`package ${packageId} has no price to check the payment against`, bought);
+      if (price !== net || currency !== p.currency) return fail(`package ${packageId} costs ${price} ${currency}; ${paid}`, bought);
       return ok(bought);
     }
     if (p.providerSubscriptionId) return ok(NOTHING);

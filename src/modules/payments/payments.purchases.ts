@@ -10,6 +10,7 @@ import type { ProviderName } from './payments.provider.js';
 import { claimKey } from './payments.refs.js';
 import * as repo from './payments.repository.js';
 import type { Subscriptions } from './payments.subscriptions.js';
+import { must } from '../../lib/must.js';
 
 type Row = Record<string, unknown>;
 
@@ -140,7 +141,7 @@ export class Purchases {
       // Exactly what the payment was priced at when paid (frozen on its row): a package changed
       // or deleted since changes nothing.
       const days = updated['credits_expire_days'];
-      await this.fulfil(trx, provider, `resolve:${paymentId}`, full!, {
+      await this.fulfil(trx, provider, `resolve:${paymentId}`, must(full, 'a payment locked above is still there'), {
         credits: Number(updated['credits']),
         class: (updated['credit_class'] as string | null) ?? 'default',
         expireDays: days === null || days === undefined ? null : Number(days),
@@ -148,7 +149,7 @@ export class Purchases {
         planId: (updated['plan_id'] as string | null) ?? null,
         interval: null,
       }, { providerCustomerId, priceIds: updated['provider_price_id'] ? [String(updated['provider_price_id'])] : [] });
-      return paymentBody((await repo.paymentFind(trx, paymentId))!);
+      return paymentBody(must(await repo.paymentFind(trx, paymentId), 'a payment locked above is still there'));
     });
   }
 

@@ -3,6 +3,7 @@ import type { Executor } from '../../db/database.js';
 import { cursorBefore, cursorColumn } from '../../db/paging.js';
 import { type PageRequest } from '../../core/paging.js';
 import type { ProviderName } from './payments.provider.js';
+import { must } from '../../lib/must.js';
 
 /**
  * SQL for payments. Functions take the executor first (the caller owns the transaction). Column
@@ -59,7 +60,7 @@ export async function customerLink(
   row: { id: string; user_id: string; provider: ProviderName; provider_customer_id: string; email: string | null },
 ): Promise<Row> {
   await db.insertInto('payment_customers').values(row).onConflict((oc) => oc.columns(['provider', 'provider_customer_id']).doNothing()).execute();
-  return (await customerFind(db, row.provider, row.provider_customer_id))!;
+  return must(await customerFind(db, row.provider, row.provider_customer_id), 'a customer just inserted or kept is found');
 }
 
 export async function customersOfUser(db: Executor, userId: string, page: PageRequest) {
@@ -141,7 +142,7 @@ export async function paymentClaim(db: Executor, row: Record<string, unknown>): 
     .returning('id')
     .executeTakeFirst();
   const locked = await paymentLockByProviderId(db, row['provider'] as ProviderName, row['provider_payment_id'] as string);
-  return { row: locked!, created: inserted !== undefined };
+  return { row: must(locked, 'a payment just inserted or kept is found'), created: inserted !== undefined };
 }
 
 export async function paymentLockByProviderId(db: Executor, provider: ProviderName, providerPaymentId: string): Promise<Row | undefined> {
