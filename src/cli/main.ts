@@ -55,7 +55,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--only <scenarios>', 'comma-separated scenario numbers (1 HTTP hot, 2 HTTP spread, 3 SDK hot, 4 holds)')
     .action(async (opts: { only?: string }) => {
       // Loaded only when asked for: the bench needs autocannon, a development dependency.
-      const { benchCommand } = await import('../bench/run.js');
+      const { benchCommand } = await import('../../bench/src/run.js');
       process.exitCode = await benchCommand(opts);
     });
   program

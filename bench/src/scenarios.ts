@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { TallyError } from '../sdk/credits.sdk.js';
+import { TallyError } from '../../src/sdk/credits.sdk.js';
 import {
   baselineDebits,
   type Check,

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, relative } from 'node:path';
 import pg from 'pg';
-import { PROJECT_ROOT, VERSION } from '../version.js';
+import { PROJECT_ROOT, VERSION } from '../../src/version.js';
 import { stopAllServers } from './children.js';
 import { type BenchOptions, benchOptions } from './options.js';
 import { details, machineInfo, machineLine, table } from './report.js';

@@ -4,10 +4,10 @@ import type { FastifyBaseLogger } from 'fastify';
 import { sql } from 'kysely';
 import pg from 'pg';
 import pino from 'pino';
-import { type App, createApp } from '../app.js';
-import type { Config } from '../config/config.js';
-import { type Database, openDatabase } from '../db/database.js';
-import { migrate } from '../db/migrate.js';
+import { type App, createApp } from '../../src/app.js';
+import type { Config } from '../../src/config/config.js';
+import { type Database, openDatabase } from '../../src/db/database.js';
+import { migrate } from '../../src/db/migrate.js';
 import type { TallySecrets } from './children.js';
 import type { BenchOptions } from './options.js';
 

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { PROJECT_ROOT } from '../version.js';
+import { PROJECT_ROOT } from '../../src/version.js';
 import { sleep } from './stats.js';
 
 /** An HTTP server under test, running in its own node process (compiled dist code). */
@@ -82,7 +82,7 @@ export async function startTally(opts: {
 
 /** The seed design over HTTP (baseline-server.ts). */
 export async function startBaseline(opts: { url: string; poolMax: number; serviceKey: string; nodeArgs: string[] }): Promise<ServerChild> {
-  const entry = compiled('dist/src/bench/baseline-server.js');
+  const entry = compiled('dist/bench/src/baseline-server.js');
   const port = await freePort();
   return launch('baseline', [...opts.nodeArgs, entry], port, {
     NODE_ENV: 'production',
