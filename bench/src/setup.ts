@@ -44,6 +44,7 @@ export async function openTally(opts: BenchOptions): Promise<TallySide> {
       serviceKey: `tsk_${randomBytes(24).toString('hex')}`,
       jwtSecret: randomBytes(32).toString('hex'),
       encryptionKey: randomBytes(32).toString('hex'),
+      jobsCallbackSecret: randomBytes(32).toString('hex'),
     };
     const config: Config = {
       env: 'production',
@@ -52,7 +53,7 @@ export async function openTally(opts: BenchOptions): Promise<TallySide> {
       dataDir: '/nonexistent',
       auth: { serviceKey: secrets.serviceKey, jwtSecret: secrets.jwtSecret, jwtTtlSeconds: 3600 },
       encryptionKey: Buffer.from(secrets.encryptionKey, 'hex'),
-      jobs: { callbackSecret: randomBytes(32).toString('hex'), callbackToleranceSeconds: 300 },
+      jobs: { callbackSecret: secrets.jobsCallbackSecret, callbackToleranceSeconds: 300 },
       credits: { balanceCap: null, signupBonus: 0 },
       logLevel: 'silent',
     };
