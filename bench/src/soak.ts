@@ -160,13 +160,12 @@ async function sampleDb(tally: TallySide, tag: string): Promise<DbSample> {
   return row;
 }
 
-/** Every table of the bench schema with its size (heap + indexes + TOAST) and row estimate. */
+/** Every table of the bench schema with its size (heap + indexes + TOAST) and live rows (the statistics' count). */
 async function tableSizes(tally: TallySide): Promise<Record<string, { mb: number; rows: number }>> {
   const rows = (
-    await sql<{ name: string; bytes: string; rows: string }>`select c.relname as name, pg_total_relation_size(c.oid)::text as bytes,
-        greatest(c.reltuples, 0)::bigint::text as rows
-      from pg_class c join pg_namespace n on n.oid = c.relnamespace
-      where n.nspname = ${tally.schema} and c.relkind = 'r'`.execute(tally.database.root)
+    await sql<{ name: string; bytes: string; rows: string }>`select relname as name, pg_total_relation_size(relid)::text as bytes,
+        n_live_tup::text as rows
+      from pg_stat_user_tables where schemaname = ${tally.schema}`.execute(tally.database.root)
   ).rows;
   return Object.fromEntries(rows.map((r) => [r.name, { mb: Math.round((Number(r.bytes) / 2 ** 20) * 100) / 100, rows: Number(r.rows) }]));
 }
@@ -218,8 +217,15 @@ function progressLine(s: Sample, prev: Sample | undefined, rate: number): string
 }
 
 export async function soakCommand(cli: { soak?: string | true }): Promise<number> {
-  const bench = benchOptions(process.env);
-  const opts = soakOptions(process.env, cli.soak);
+  let bench: ReturnType<typeof benchOptions>;
+  let opts: SoakOptions;
+  try {
+    bench = benchOptions(process.env);
+    opts = soakOptions(process.env, cli.soak);
+  } catch (err) {
+    process.stderr.write(`soak: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 2;
+  }
   const tag = `soak-${randomBytes(4).toString('hex')}`;
   say(`Tally ${VERSION} soak — ${opts.seconds} s measured (+${opts.warmupSeconds} s warm-up) at ${opts.rate} requests/s over ${opts.processes} processes, a sample every ${opts.intervalSeconds} s`);
   say(`mix (flows): ${MIX}; ${REQUESTS_PER_FLOW.toFixed(2)} requests per flow`);
