@@ -69,7 +69,13 @@ export interface Answer {
   headers: http.IncomingHttpHeaders;
 }
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
+/**
+ * Keep-alive, with idle sockets closed by this side after 30 s: Fastify closes them after 72 s, and
+ * without an agent timeout Node keeps a free socket until the server closes it, so a request sent
+ * on it as the server closes it fails with ECONNRESET (the one-hour soak of 2026-12-06 got two,
+ * in a burst after a stall, on sockets idle since the previous burst: never sent, never charged).
+ */
+const agent = new http.Agent({ keepAlive: true, maxSockets: 512, timeout: 30_000 });
 
 /** One request; rejects on a connection error or after `timeoutMs`. */
 export function request(base: string, method: 'GET' | 'POST', path: string, body: string | null, headers: Record<string, string>, timeoutMs = 30_000): Promise<Answer> {
