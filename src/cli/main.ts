@@ -53,10 +53,16 @@ export async function main(argv: string[]): Promise<void> {
   program
     .command('bench')
     .description('measure Tally against the seed projects\' SQL credit function on one PostgreSQL (needs dev dependencies)')
-    .option('--only <scenarios>', 'comma-separated scenario numbers (1 HTTP hot, 2 HTTP spread, 3 SDK hot, 4 holds)')
-    .action(async (opts: { only?: string }) => {
-      // Loaded only when asked for: the bench needs autocannon, a development dependency.
-      const { benchCommand } = await import('../bench/run.js');
+    .option('--only <scenarios>', 'comma-separated scenario numbers (1 HTTP hot, 2 HTTP spread, 3 SDK hot, 4 holds, 5 events, 6 checks)')
+    .option('--soak [seconds]', 'instead: the soak (issue 22), two servers under mixed traffic at a fixed rate for [seconds] (default 300); bench/README.md')
+    .action(async (opts: { only?: string; soak?: string | true }) => {
+      // Loaded only when asked for: the bench needs autocannon and stripe, development dependencies.
+      if (opts.soak !== undefined) {
+        const { soakCommand } = await import('../../bench/src/soak.js');
+        process.exitCode = await soakCommand(opts);
+        return;
+      }
+      const { benchCommand } = await import('../../bench/src/run.js');
       process.exitCode = await benchCommand(opts);
     });
   program

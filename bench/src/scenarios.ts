@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { statusOf } from '../http/errors.js';
+import { statusOf } from '../../src/http/errors.js';
 import pg from 'pg';
-import { TallyError } from '../sdk/credits.sdk.js';
+import { TallyError } from '../../src/sdk/credits.sdk.js';
 import {
   baselineDebits,
   type Check,
@@ -18,7 +18,7 @@ import { type HttpLoad, runHttpLoad } from './http-load.js';
 import type { BenchOptions } from './options.js';
 import type { BenchAccounts, TallySide } from './setup.js';
 import { Latencies, type Measurement, measurement, since, StatusCounts } from './stats.js';
-import { must } from '../lib/must.js';
+import { must } from '../../src/lib/must.js';
 
 export interface ScenarioResult {
   id: number;

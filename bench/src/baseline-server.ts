@@ -3,13 +3,13 @@
  * one call of `baseline.debit_user_credits_transaction` per request (lock the row, check, update,
  * insert, commit). No idempotency, no ledger allocations, no request logging.
  *
- * Run as its own process by `tally bench` (node dist/src/bench/baseline-server.js) with
+ * Run as its own process by `tally bench` (node dist/bench/src/baseline-server.js) with
  * BASELINE_DATABASE_URL, BASELINE_PORT, BASELINE_POOL_MAX and BASELINE_SERVICE_KEY.
  */
 import { timingSafeEqual } from 'node:crypto';
 import Fastify from 'fastify';
 import pg from 'pg';
-import { must } from '../lib/must.js';
+import { must } from '../../src/lib/must.js';
 
 interface DebitBody {
   user_id: string;

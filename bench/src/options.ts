@@ -1,5 +1,5 @@
 import { isAbsolute, join, resolve } from 'node:path';
-import { PROJECT_ROOT } from '../version.js';
+import { PROJECT_ROOT } from '../../src/version.js';
 
 /**
  * What `tally bench` runs, read from the environment once. The bench is a development tool: it

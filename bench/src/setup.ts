@@ -4,13 +4,13 @@ import type { FastifyBaseLogger } from 'fastify';
 import { sql } from 'kysely';
 import pg from 'pg';
 import pino from 'pino';
-import { type App, createApp } from '../app.js';
-import type { Config } from '../config/config.js';
-import { type Database, openDatabase } from '../db/database.js';
-import { migrate } from '../db/migrate.js';
+import { type App, createApp } from '../../src/app.js';
+import type { Config } from '../../src/config/config.js';
+import { type Database, openDatabase } from '../../src/db/database.js';
+import { migrate } from '../../src/db/migrate.js';
 import type { TallySecrets } from './children.js';
 import type { BenchOptions } from './options.js';
-import { must } from '../lib/must.js';
+import { must } from '../../src/lib/must.js';
 
 /** The accounts every scenario uses; the same ids exist on both sides. */
 export interface BenchAccounts {
@@ -45,6 +45,7 @@ export async function openTally(opts: BenchOptions): Promise<TallySide> {
       serviceKey: `tsk_${randomBytes(24).toString('hex')}`,
       jwtSecret: randomBytes(32).toString('hex'),
       encryptionKey: randomBytes(32).toString('hex'),
+      jobsCallbackSecret: randomBytes(32).toString('hex'),
     };
     const config: Config = {
       env: 'production',
@@ -53,7 +54,7 @@ export async function openTally(opts: BenchOptions): Promise<TallySide> {
       dataDir: '/nonexistent',
       auth: { serviceKey: secrets.serviceKey, jwtSecret: secrets.jwtSecret, jwtTtlSeconds: 3600 },
       encryptionKey: Buffer.from(secrets.encryptionKey, 'hex'),
-      jobs: { callbackSecret: randomBytes(32).toString('hex'), callbackToleranceSeconds: 300 },
+      jobs: { callbackSecret: secrets.jobsCallbackSecret, callbackToleranceSeconds: 300 },
       credits: { balanceCap: null, signupBonus: 0 },
       logLevel: 'silent',
     };

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { PROJECT_ROOT } from '../version.js';
+import { PROJECT_ROOT } from '../../src/version.js';
 import { sleep } from './stats.js';
 
 /** An HTTP server under test, running in its own node process (compiled dist code). */
@@ -11,13 +11,22 @@ export interface ServerChild {
   url: string;
   pid: number;
   stop(): Promise<void>;
+  /** What it logged: the last 4,000 characters, how many pino lines at warn (40) and error/fatal (50/60), the first 20 of the latter. */
+  logs(): { tail: string; warnings: number; errors: number; errorLines: string[] };
+  /** How it ended, if it has (exit code or signal, and when): null while it runs. */
+  exited(): { code: number | null; signal: NodeJS.Signals | null; at: string } | null;
 }
 
-/** The secrets the Tally child runs with (given in the environment, so it writes no data dir). */
+/**
+ * The secrets the Tally child runs with, all given in the environment: with any one missing, Tally
+ * reads (or creates) `<TALLY_DATA_DIR>/secrets.json`, i.e. `./.tally` in the project.
+ */
 export interface TallySecrets {
   serviceKey: string;
   jwtSecret: string;
   encryptionKey: string;
+  /** TALLY_JOBS_CALLBACK_SECRET (the soak signs job callbacks with a provider secret of its own). */
+  jobsCallbackSecret: string;
 }
 
 /** Every server child still running, so an interrupted bench can stop them. */
@@ -57,10 +66,14 @@ export async function startTally(opts: {
   logLevel: string;
   secrets: TallySecrets;
   nodeArgs: string[];
+  /** A name for error messages (several children may run at once). */
+  name?: string;
+  /** More of Tally's environment (the soak: webhook and callback secrets, queue poll). */
+  env?: Record<string, string>;
 }): Promise<ServerChild> {
   compiled('dist/src/cli/main.js');
   const port = await freePort();
-  return launch('tally', [...opts.nodeArgs, join(PROJECT_ROOT, 'bin', 'tally.js'), 'start'], port, {
+  return launch(opts.name ?? 'tally', [...opts.nodeArgs, join(PROJECT_ROOT, 'bin', 'tally.js'), 'start'], port, {
     NODE_ENV: 'production',
     HOST: '127.0.0.1',
     PORT: String(port),
@@ -72,6 +85,7 @@ export async function startTally(opts: {
     TALLY_SERVICE_KEY: opts.secrets.serviceKey,
     TALLY_JWT_SECRET: opts.secrets.jwtSecret,
     TALLY_ENCRYPTION_KEY: opts.secrets.encryptionKey,
+    TALLY_JOBS_CALLBACK_SECRET: opts.secrets.jobsCallbackSecret,
     LOG_LEVEL: opts.logLevel,
     // Ledger tuning passes through, so a bench run can compare settings.
     ...Object.fromEntries(
@@ -80,12 +94,13 @@ export async function startTally(opts: {
         return v ? [[k, v]] : [];
       }),
     ),
+    ...opts.env,
   });
 }
 
 /** The seed design over HTTP (baseline-server.ts). */
 export async function startBaseline(opts: { url: string; poolMax: number; serviceKey: string; nodeArgs: string[] }): Promise<ServerChild> {
-  const entry = compiled('dist/src/bench/baseline-server.js');
+  const entry = compiled('dist/bench/src/baseline-server.js');
   const port = await freePort();
   return launch('baseline', [...opts.nodeArgs, entry], port, {
     NODE_ENV: 'production',
@@ -105,21 +120,35 @@ async function launch(name: string, args: string[], port: number, env: Record<st
   }
   const child = spawn(process.execPath, args, { env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'], cwd: PROJECT_ROOT });
   let tail = '';
+  let partial = '';
+  let warnings = 0;
+  let errors = 0;
+  const errorLines: string[] = [];
   const keep = (chunk: Buffer) => {
-    tail = (tail + chunk.toString('utf8')).slice(-4000);
+    const text = chunk.toString('utf8');
+    tail = (tail + text).slice(-4000);
+    const lines = (partial + text).split('\n');
+    partial = (lines.pop() ?? '').slice(-100_000);
+    for (const line of lines) {
+      if (/"level":40\b/.test(line)) warnings++;
+      else if (/"level":(50|60)\b/.test(line)) {
+        errors++;
+        if (errorLines.length < 20) errorLines.push(line.slice(0, 8000));
+      }
+    }
   };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
-  const state: { exited: { code: number | null; signal: NodeJS.Signals | null } | null } = { exited: null };
+  const state: { exited: { code: number | null; signal: NodeJS.Signals | null; at: string } | null } = { exited: null };
   const exit = new Promise<void>((resolve) =>
     child.once('exit', (code, signal) => {
-      state.exited = { code, signal };
+      state.exited = { code, signal, at: new Date().toISOString() };
       resolve();
     }),
   );
 
   const url = `http://127.0.0.1:${port}`;
-  const handle: ServerChild = { name, url, pid: requirePid(child), stop: () => stop() };
+  const handle: ServerChild = { name, url, pid: requirePid(child), stop: () => stop(), logs: () => ({ tail, warnings, errors, errorLines }), exited: () => state.exited };
   running.add(handle);
   const stop = async () => {
     running.delete(handle);

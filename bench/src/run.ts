@@ -1,14 +1,14 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, relative } from 'node:path';
 import pg from 'pg';
-import { PROJECT_ROOT, VERSION } from '../version.js';
+import { PROJECT_ROOT, VERSION } from '../../src/version.js';
 import { stopAllServers } from './children.js';
 import { type BenchOptions, benchOptions } from './options.js';
 import { details, machineInfo, machineLine, table } from './report.js';
 import { type BenchContext, checkLatency, eventsBatch, httpHot, httpSpread, holdsHot, type ScenarioResult, sdkHot } from './scenarios.js';
 import type { Measurement } from './stats.js';
 import { benchAccounts, dropBaseline, dropTally, openTally, postgresInfo, seedBaseline, seedTally, type TallySide } from './setup.js';
-import { must } from '../lib/must.js';
+import { must } from '../../src/lib/must.js';
 
 const SCENARIOS: Record<number, (ctx: BenchContext) => Promise<ScenarioResult>> = {
   1: httpHot,

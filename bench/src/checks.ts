@@ -1,9 +1,9 @@
 import { sql } from 'kysely';
 import pg from 'pg';
-import type { Database } from '../db/database.js';
-import { reconcile } from '../modules/credits/credits.reconcile.js';
+import type { Database } from '../../src/db/database.js';
+import { reconcile } from '../../src/modules/credits/credits.reconcile.js';
 import { sleep } from './stats.js';
-import { must } from '../lib/must.js';
+import { must } from '../../src/lib/must.js';
 
 /** One verdict printed under the table and kept in the JSON; a failed fatal check fails the run. */
 export interface Check {

@@ -1,7 +1,7 @@
 import { cpus, freemem, totalmem, release, platform } from 'node:os';
 import type { ScenarioResult } from './scenarios.js';
 import type { Measurement } from './stats.js';
-import { must } from '../lib/must.js';
+import { must } from '../../src/lib/must.js';
 
 export interface MachineInfo {
   cores: number;

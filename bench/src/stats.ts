@@ -1,4 +1,4 @@
-import { must } from '../lib/must.js';
+import { must } from '../../src/lib/must.js';
 
 /** Every latency of a run, kept exactly (a run is at most a few hundred thousand samples). */
 export class Latencies {
