@@ -180,6 +180,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerHealthRoutes(server, routeDeps, database, {
     queue: () => services.queue.status(),
     cacheListening: () => invalidations.trusted,
+    backlog: () => ({ ledger: services.credits.waiting, usage: services.billing.usage.waiting, max: config.credits.maxBacklog ?? 10_000 }),
   });
   registerAuthRoutes(server, routeDeps, services.auth);
   registerEmailVerificationRoutes(server, routeDeps, services.emailVerification);

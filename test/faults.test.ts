@@ -189,4 +189,30 @@ describe.runIf(TARGET === 'postgres')('faults: a per-request deadline (postgres)
     const debits = await database.db.selectFrom('credit_ledger').select('id').where('user_id', '=', user.id).where('type', '=', 'debit').execute();
     expect(debits).toHaveLength(1);
   });
+  it('/ready shows the money operations waiting in this process (backlog), and the bound past which they are refused', async () => {
+    const svc = client(app.server, serviceKey);
+    const user = (await svc.post('/v1/users', { email: `b_${randomBytes(4).toString('hex')}@example.com` }, { idempotencyKey: randomBytes(6).toString('hex') })).body as { id: string };
+    const locker = new pg.Client({ connectionString: POSTGRES_URL });
+    await locker.connect();
+    try {
+      await locker.query('begin');
+      await locker.query(`select 1 from ${schema}.credit_accounts where user_id = $1 for update`, [user.id]);
+      // One batch waits on the lock; the rest wait behind it in the queue.
+      const pending = Array.from({ length: 6 }, (_, i) =>
+        svc.post('/v1/credits/debit', { user_id: user.id, amount: 1, reason: 'backlog' }, { idempotencyKey: `backlog-${user.id}-${i}` }),
+      );
+      let seen = 0;
+      for (let i = 0; i < 50 && seen < 5; i++) {
+        seen = (await app.server.inject({ url: '/ready' })).json().backlog.ledger;
+        if (seen < 5) await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(seen).toBe(5);
+      expect((await app.server.inject({ url: '/ready' })).json().backlog).toMatchObject({ usage: 0, max: 10_000 });
+      await locker.query('rollback');
+      await Promise.all(pending);
+    } finally {
+      await locker.end();
+    }
+    expect((await app.server.inject({ url: '/ready' })).json().backlog.ledger).toBe(0);
+  });
 });

@@ -110,6 +110,12 @@ export interface paths {
                                 last_poll_ok: boolean | null;
                             };
                             cache_listener: boolean;
+                            /** @description money operations and usage events waiting in this process; past max, new ones get 503 (reason backlog) */
+                            backlog: {
+                                ledger: number;
+                                usage: number;
+                                max: number;
+                            };
                         };
                     };
                 };

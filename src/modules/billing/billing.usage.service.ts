@@ -116,6 +116,11 @@ export class UsageService {
     invalidations?.onAny(() => this.checks.clear());
   }
 
+  /** Usage events waiting in this process for a transaction (GET /ready). */
+  get waiting(): number {
+    return this.queue.waitingCount;
+  }
+
   /** POST /v1/check's snapshots per (user, metric); see docs/billing.md ("Entitlement checks"). */
   private readonly checks: SnapshotCache<CheckSnapshot>;
 

@@ -64,6 +64,11 @@ export class CreditsService {
     );
   }
 
+  /** Money operations waiting in this process for a transaction (GET /ready). */
+  get waiting(): number {
+    return this.queue.waitingCount;
+  }
+
   /** Queues one operation on an owner's account; resolves with its answer once committed. */
   execute(owner: Owner, op: LedgerOp): Promise<OpResult> {
     return this.queue.submit(accountIdOf(owner), op);

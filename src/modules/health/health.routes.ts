@@ -12,6 +12,8 @@ export interface ReadinessProbe {
   queue(): { running: boolean; lastPoll: { at: Date; ok: boolean } | null };
   /** Whether in-process caches hear other processes' writes (false: they read the database). */
   cacheListening(): boolean;
+  /** Money operations and usage events waiting in this process, and the bound past which new ones get 503. */
+  backlog(): { ledger: number; usage: number; max: number };
 }
 
 const DatabaseState = Type.Object({
@@ -26,6 +28,10 @@ const ReadyBody = Type.Object({
   database: DatabaseState,
   queue_worker: Type.Object({ running: Type.Boolean(), last_poll_ok: Type.Union([Type.Boolean(), Type.Null()]) }),
   cache_listener: Type.Boolean(),
+  backlog: Type.Object(
+    { ledger: Type.Integer(), usage: Type.Integer(), max: Type.Integer() },
+    { description: 'money operations and usage events waiting in this process; past max, new ones get 503 (reason backlog)' },
+  ),
 });
 
 export function registerHealthRoutes(app: FastifyInstance, deps: RouteDeps, database: Database, probe: ReadinessProbe): void {
@@ -84,6 +90,7 @@ export function registerHealthRoutes(app: FastifyInstance, deps: RouteDeps, data
         },
         queue_worker: { running: queue.running, last_poll_ok: queue.lastPoll ? queue.lastPoll.ok : null },
         cache_listener: probe.cacheListening(),
+        backlog: probe.backlog(),
       };
       const ready = reachable && pending !== null && pending.length === 0 && !(queue.running && queue.lastPoll?.ok === false);
       if (!ready) throw new DomainError('unavailable', 'Not ready', { ...body, status: 'not_ready' });
