@@ -41,7 +41,8 @@ export interface BenchOptions {
   resultsFile: string;
 }
 
-const int = (env: NodeJS.ProcessEnv, name: string, fallback: number, min = 1): number => {
+/** A BENCH_* integer setting (≥ min), or the fallback when unset; a bad value is a one-line error. */
+export const int = (env: NodeJS.ProcessEnv, name: string, fallback: number, min = 1): number => {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);

@@ -6,7 +6,7 @@ import { sql } from 'kysely';
 import { PROJECT_ROOT, VERSION } from '../../src/version.js';
 import { reconcileCheck } from './checks.js';
 import { type ServerChild, startTally, stopAllServers } from './children.js';
-import { benchOptions } from './options.js';
+import { benchOptions, int } from './options.js';
 import { machineInfo, machineLine } from './report.js';
 import { benchAccounts, dropTally, openTally, postgresInfo, seedTally, type TallySide } from './setup.js';
 import { type ChildSample, type DbSample, DEFAULT_THRESHOLDS, judge, type Sample, type SoakThresholds, type Verdict, type Window } from './soak-judge.js';
@@ -36,14 +36,6 @@ export interface SoakOptions {
   resultsFile: string;
   thresholds: SoakThresholds;
 }
-
-const int = (env: NodeJS.ProcessEnv, name: string, fallback: number, min = 1): number => {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer ≥ ${min}, got "${raw}"`);
-  return n;
-};
 
 const num = (env: NodeJS.ProcessEnv, name: string, fallback: number): number => {
   const raw = env[name];

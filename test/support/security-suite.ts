@@ -7,10 +7,10 @@
 import { randomBytes } from 'node:crypto';
 import { SignJWT, UnsecuredJWT } from 'jose';
 import { sql } from 'kysely';
-import { afterAll, beforeAll, vi } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { SCOPES, type Scope } from '../../src/modules/api-keys/api-keys.scopes.js';
 import { client, type Json, type Res } from './client.js';
-import { rawRequest } from './db-fingerprint.js';
+import { dbFingerprint, errorProblems, fingerprintDiff, rawRequest } from './db-fingerprint.js';
 import { makeApiKey, makeUser, signUp } from './fixtures.js';
 import { createTestApp, type TestApp } from './harness.js';
 import { must } from '../../src/lib/must.js';
@@ -842,6 +842,41 @@ export function scopesOf(file: keyof typeof SCOPE_FILES): Array<Exclude<Scope, '
   return NARROW_SCOPES.filter((s) => {
     const resource = s.split(':')[0] ?? s;
     return mine.includes(resource) || (file === 'jobs-projects-secrets' && !named.includes(resource));
+  });
+}
+
+/**
+ * The scope test each scope file runs for its group (scopesOf): a key with only that scope is
+ * accepted where the scope (or none) is needed, and refused with 403 naming it — changing nothing — elsewhere.
+ * Call inside the file's describe.
+ */
+export function keyReachesExactlyItsScopes(file: keyof typeof SCOPE_FILES): void {
+  const narrowScopes = scopesOf(file);
+  it.each(narrowScopes)('a key with only ["%s"] is accepted where that scope (or none) is needed and gets 403 forbidden elsewhere', async (scope) => {
+    const key = await makeApiKey(app, S.user.id, { name: `only ${scope}`, scopes: [scope] });
+    const targets = ops.filter((op) => ['user', 'any'].includes(ROUTES[op.key]?.auth ?? ''));
+    expect(targets.length).toBeGreaterThan(5);
+    const problems: string[] = [];
+    let allowed = 0;
+    for (const op of targets) {
+      const spec = must(ROUTES[op.key], 'ROUTES[op.key]');
+      const req = await requestFor(op, S);
+      if (!spec.scope || spec.scope === scope) {
+        allowed++;
+        const expected = spec.keyStatus ?? req.status;
+        const res = await send(req, bearer(key.key));
+        if (res.status !== expected) problems.push(`${op.key} with [${scope}]: expected ${expected}, got ${res.status} ${JSON.stringify(res.body)}`);
+      } else {
+        const before = await dbFingerprint(app);
+        const res = await send(req, bearer(key.key));
+        problems.push(...errorProblems(res, 403, 'forbidden', `${op.key} with [${scope}]`));
+        const message = (res.body as { error?: { message?: string } } | null)?.error?.message ?? '';
+        if (res.status === 403 && !message.includes(spec.scope)) problems.push(`${op.key} with [${scope}]: 403 message does not name the missing scope ${spec.scope}: ${message}`);
+        problems.push(...fingerprintDiff(before, await dbFingerprint(app), `${op.key} with [${scope}]`));
+      }
+    }
+    expect(allowed).toBeGreaterThan(0); // GET /v1/me needs no scope
+    expect(problems).toEqual([]);
   });
 }
 

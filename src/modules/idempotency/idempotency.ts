@@ -60,19 +60,21 @@ export function requestHash(method: string, path: string, body: unknown): string
   return sha256Hex(`${method} ${path}\n${canonicalJson(body ?? null)}`);
 }
 
+/** The columns that say whose key it is and which request it answered. */
+const recordOf = (scope: IdempotencyScope) => ({
+  principal: scope.principal,
+  key: scope.key,
+  user_id: scope.userId,
+  method: scope.method,
+  path: scope.path,
+  request_hash: scope.requestHash,
+});
+
 /** Claims the key inside the caller's transaction, or returns what the first request answered. */
 export async function idempotencyClaim(db: Executor, scope: IdempotencyScope): Promise<ClaimResult> {
   const inserted = await db
     .insertInto('idempotency_keys')
-    .values({
-      principal: scope.principal,
-      key: scope.key,
-      user_id: scope.userId,
-      method: scope.method,
-      path: scope.path,
-      request_hash: scope.requestHash,
-      status_code: 0,
-    })
+    .values({ ...recordOf(scope), status_code: 0 })
     .onConflict((oc) => oc.columns(['principal', 'key']).doNothing())
     .returning('key')
     .executeTakeFirst();
@@ -104,16 +106,7 @@ export async function idempotencyComplete(db: Executor, scope: IdempotencyScope,
 export async function idempotencyRecordFailure(db: Executor, scope: IdempotencyScope, response: StoredResponse): Promise<void> {
   await db
     .insertInto('idempotency_keys')
-    .values({
-      principal: scope.principal,
-      key: scope.key,
-      user_id: scope.userId,
-      method: scope.method,
-      path: scope.path,
-      request_hash: scope.requestHash,
-      status_code: response.status,
-      response_body: JSON.stringify(response.body ?? null),
-    })
+    .values({ ...recordOf(scope), status_code: response.status, response_body: JSON.stringify(response.body ?? null) })
     .onConflict((oc) => oc.columns(['principal', 'key']).doNothing())
     .execute();
 }
