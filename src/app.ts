@@ -16,6 +16,7 @@ import { ApiKeysService } from './modules/api-keys/api-keys.service.js';
 import { registerAuthRoutes } from './modules/auth/auth.routes.js';
 import { AuthService } from './modules/auth/auth.service.js';
 import { TokenService } from './modules/auth/auth.tokens.js';
+import { RefreshTokens } from './modules/auth/auth.refresh.js';
 import { EmailVerificationService } from './modules/auth/auth.email-verification.js';
 import { registerEmailVerificationRoutes } from './modules/auth/auth.email-verification.routes.js';
 import { registerHealthRoutes } from './modules/health/health.routes.js';
@@ -128,7 +129,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const services: Services = {
     users,
     tokens,
-    auth: new AuthService(users, tokens, clock),
+    auth: new AuthService(users, tokens, new RefreshTokens(config.auth.refreshTtlSeconds, clock)),
     emailVerification: new EmailVerificationService(config.emailVerification ?? DEFAULT_EMAIL_VERIFICATION, clock),
     apiKeys: new ApiKeysService(clock),
     workspaces: new WorkspacesService(),

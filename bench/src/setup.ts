@@ -52,7 +52,7 @@ export async function openTally(opts: BenchOptions): Promise<TallySide> {
       http: { port: 0, host: '127.0.0.1', bodyLimit: 1_048_576 },
       database: { kind: 'postgres', url: opts.url, poolMax: opts.serverPoolMax, schema },
       dataDir: '/nonexistent',
-      auth: { serviceKey: secrets.serviceKey, jwtSecret: secrets.jwtSecret, jwtTtlSeconds: 3600 },
+      auth: { serviceKey: secrets.serviceKey, jwtSecret: secrets.jwtSecret, jwtTtlSeconds: 3600, refreshTtlSeconds: 86_400 },
       encryptionKey: Buffer.from(secrets.encryptionKey, 'hex'),
       jobs: { callbackSecret: secrets.jobsCallbackSecret, callbackToleranceSeconds: 300 },
       credits: { balanceCap: null, signupBonus: 0 },

@@ -62,6 +62,7 @@ const envSchema = z.object({
   TALLY_SERVICE_KEY: optionalString.refine((v) => v === undefined || v.length >= 32, 'must be at least 32 characters'),
   TALLY_JWT_SECRET: optionalString.refine((v) => v === undefined || v.length >= 32, 'must be at least 32 characters'),
   TALLY_JWT_TTL_SECONDS: intFromEnv(3600),
+  TALLY_REFRESH_TTL_SECONDS: intFromEnv(30 * 86_400),
   /** How long an e-mail verification token stays valid (docs/auth.md). */
   TALLY_EMAIL_VERIFY_TTL_SECONDS: intFromEnv(86_400).refine((v) => v >= 60 && v <= 604_800, 'must be between 60 and 604800 seconds'),
   /**
@@ -162,7 +163,7 @@ export interface Config {
     | ({ readonly kind: 'postgres'; readonly url: string; readonly poolMax: number; readonly schema: string } & PostgresOptions)
     | { readonly kind: 'pglite'; readonly dataDir: string | null; readonly schema: string };
   readonly dataDir: string;
-  readonly auth: { readonly serviceKey: string; readonly jwtSecret: string; readonly jwtTtlSeconds: number };
+  readonly auth: { readonly serviceKey: string; readonly jwtSecret: string; readonly jwtTtlSeconds: number; readonly refreshTtlSeconds: number };
   readonly encryptionKey: Buffer;
   /** Retired keys that still open values sealed before a rotation (none by default). */
   readonly encryptionKeysOld?: readonly Buffer[];

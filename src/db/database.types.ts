@@ -510,6 +510,18 @@ export interface Projects {
   workspace_id: string | null;
 }
 
+export interface RefreshTokens {
+  created_at: Generated<Timestamp>;
+  expires_at: Timestamp;
+  id: string;
+  parent_id: string | null;
+  session_id: string;
+  token_hash: string;
+  updated_at: Generated<Timestamp>;
+  used_at: Timestamp | null;
+  user_id: string;
+}
+
 export interface SecretReveals {
   actor: string;
   actor_user_id: string | null;
@@ -737,6 +749,7 @@ export interface UserSessions {
   last_activity_at: Generated<Timestamp>;
   os: string | null;
   revoked_at: Timestamp | null;
+  revoked_reason: string | null;
   updated_at: Generated<Timestamp>;
   user_agent: string | null;
   user_id: string;
@@ -811,6 +824,7 @@ export interface DB {
   plan_prices: PlanPrices;
   plans: Plans;
   projects: Projects;
+  refresh_tokens: RefreshTokens;
   secret_reveals: SecretReveals;
   service_connections: ServiceConnections;
   service_tokens: ServiceTokens;

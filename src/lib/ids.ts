@@ -11,6 +11,7 @@ export const ID_PREFIXES = {
   apiKey: 'key',
   session: 'ses',
   emailVerification: 'emv',
+  refreshToken: 'rft',
   identity: 'idn',
   workspace: 'wsp',
   request: 'req',

@@ -46,7 +46,7 @@ export function testConfig(database: Database, overrides: Partial<Config> = {}):
         ? { kind: 'postgres', url: POSTGRES_URL, poolMax: 20, schema: database.schema }
         : { kind: 'pglite', dataDir: null, schema: database.schema },
     dataDir: '/nonexistent',
-    auth: { serviceKey: `tsk_${randomBytes(24).toString('hex')}`, jwtSecret: randomBytes(32).toString('hex'), jwtTtlSeconds: 3600 },
+    auth: { serviceKey: `tsk_${randomBytes(24).toString('hex')}`, jwtSecret: randomBytes(32).toString('hex'), jwtTtlSeconds: 3600, refreshTtlSeconds: 30 * 86_400 },
     encryptionKey: randomBytes(32),
     jobs: { callbackSecret: randomBytes(32).toString('hex'), callbackToleranceSeconds: 300 },
     credits: { balanceCap: 50_000, signupBonus: 3 },

@@ -160,6 +160,7 @@ export const ROUTES: Record<string, RouteSpec> = {
   'GET /ready': { auth: 'public' },
   'POST /v1/auth/signup': { auth: 'public' },
   'POST /v1/auth/login': { auth: 'public' },
+  'POST /v1/auth/refresh': { auth: 'public' },
   // Ends the caller's session: only a session JWT can; an API key gets 400 by design.
   'POST /v1/auth/logout': { auth: 'user', sample: async () => ({ url: '/v1/auth/logout', status: 200 }), keyStatus: 400 },
   // Anonymous: the token mailed to the address is the credential (test/email-verification.test.ts).
@@ -562,7 +563,7 @@ Object.assign(ROUTES, {
 /** Public whatever the OpenAPI document says: a route missing from here must demand credentials. */
 // The job callback carries no bearer token: its HMAC signature is its credential (test/jobs.test.ts).
 // A verification token is its own credential too (test/email-verification.test.ts).
-const PUBLIC = new Set(['GET /health', 'GET /ready', 'GET /openapi.json', 'POST /v1/auth/signup', 'POST /v1/auth/login', 'POST /v1/auth/verify-email', 'POST /v1/webhooks/{provider}', 'POST /v1/jobs/{id}/callback']);
+const PUBLIC = new Set(['GET /health', 'GET /ready', 'GET /openapi.json', 'POST /v1/auth/signup', 'POST /v1/auth/login', 'POST /v1/auth/refresh', 'POST /v1/auth/verify-email', 'POST /v1/webhooks/{provider}', 'POST /v1/jobs/{id}/callback']);
 export const isPublic = (op: string) => PUBLIC.has(op) || /^[A-Z]+ \/docs(\/|$)/.test(op);
 
 // ---------------------------------------------------------------------------------------------

@@ -19,13 +19,17 @@ const Session = Type.Object({
   access_token: Type.String(),
   token_type: Type.Literal('bearer'),
   expires_in: Type.Integer(),
+  refresh_token: Type.String({ description: 'Exchange once at POST /v1/auth/refresh for the next pair; a reused one ends the session.' }),
 });
+
+const RefreshBody = Type.Object({ refresh_token: Type.String({ minLength: 1, maxLength: 4096 }) }, { additionalProperties: false });
 
 const toApi = (r: AuthResult) => ({
   user: userToApi(r.user),
   access_token: r.accessToken,
   token_type: 'bearer' as const,
   expires_in: r.expiresIn,
+  refresh_token: r.refreshToken,
 });
 
 export function registerAuthRoutes(app: FastifyInstance, deps: RouteDeps, auth: AuthService): void {
@@ -80,5 +84,20 @@ export function registerAuthRoutes(app: FastifyInstance, deps: RouteDeps, auth: 
       await deps.throttles?.loginPerEmail?.hit(request);
       return ok(toApi(await auth.login(deps.db, body.email, body.password, { ip: request.ip, userAgent: request.headers['user-agent'] })));
     },
+  });
+
+  defineRoute(app, deps, {
+    method: 'POST',
+    url: '/v1/auth/refresh',
+    summary: 'Exchange a refresh token for a new access token and refresh token (rotation)',
+    tags: ['auth'],
+    auth: 'none',
+    runAsOwner: true,
+    idempotency: 'none',
+    body: RefreshBody,
+    response: { 200: Session, 401: ErrorResponse, 403: ErrorResponse, 429: ErrorResponse },
+    // Each refresh token works once; presenting one that was already exchanged ends its session
+    // (every token of it), since two parties hold it (docs/auth.md, "Refresh").
+    handler: async (_ctx, { body }) => ok(toApi(await auth.refresh(deps.db, body.refresh_token))),
   });
 }

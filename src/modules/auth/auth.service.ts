@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import type { Db, Executor } from '../../db/database.js';
+import type { Db } from '../../db/database.js';
 import { errors } from '../../core/errors.js';
 import { newId } from '../../lib/ids.js';
 import type { UserRow } from '../users/users.js';
@@ -7,6 +7,7 @@ import { userFindById, userFindCredentials, userTouchLogin } from '../users/user
 import type { UsersService } from '../users/users.service.js';
 import { hashPassword, verifyAgainstDummy, verifyPassword } from './auth.passwords.js';
 import { sessionInsert } from './auth.sessions.repository.js';
+import { type RefreshTokens, refreshError } from './auth.refresh.js';
 import type { TokenService } from './auth.tokens.js';
 import { describeUserAgent } from './auth.user-agent.js';
 
@@ -19,6 +20,8 @@ export interface AuthResult {
   user: UserRow;
   accessToken: string;
   expiresIn: number;
+  /** Exchanged once at `POST /v1/auth/refresh` for the next pair (docs/auth.md, "Refresh"). */
+  refreshToken: string;
 }
 
 /** E-mail + password accounts. Passwords are hashed with argon2id; tokens are HS256 JWTs. */
@@ -26,7 +29,7 @@ export class AuthService {
   constructor(
     private readonly users: UsersService,
     private readonly tokens: TokenService,
-    private readonly now: () => Date,
+    private readonly refreshTokens: RefreshTokens,
   ) {}
 
   /** Hashing is slow on purpose, so it runs before the transaction, never inside it. */
@@ -56,17 +59,36 @@ export class AuthService {
     return this.startSession(db, user, client);
   }
 
-  private async startSession(db: Executor, user: UserRow, client: ClientInfo): Promise<AuthResult> {
+  /**
+   * The next access token and refresh token for a session, in exchange for its current refresh
+   * token (rotation; a reuse ends the session). The user is read after the exchange commits, so a
+   * changed e-mail address is in the new token.
+   */
+  async refresh(db: Db, refreshToken: string): Promise<AuthResult> {
+    const outcome = await this.refreshTokens.rotate(db, refreshToken);
+    if (!outcome.ok) throw refreshError(outcome.reason);
+    const user = await userFindById(db, outcome.userId);
+    if (!user) throw refreshError('invalid');
+    const accessToken = await this.tokens.issue(user, outcome.sessionId);
+    return { user, accessToken, expiresIn: this.tokens.expiresIn, refreshToken: outcome.token };
+  }
+
+  /** A session lives as long as its newest refresh token; each access token only `expiresIn`. */
+  private async startSession(db: Db, user: UserRow, client: ClientInfo): Promise<AuthResult> {
     const sessionId = newId('session');
-    await sessionInsert(db, {
-      id: sessionId,
-      user_id: user.id,
-      ip_address: client.ip && isIP(client.ip) ? client.ip : null,
-      user_agent: client.userAgent?.slice(0, 1024) ?? null,
-      ...describeUserAgent(client.userAgent),
-      expires_at: new Date(this.now().getTime() + this.tokens.expiresIn * 1000),
+    const { refreshToken } = await db.transaction().execute(async (trx) => {
+      await sessionInsert(trx, {
+        id: sessionId,
+        user_id: user.id,
+        ip_address: client.ip && isIP(client.ip) ? client.ip : null,
+        user_agent: client.userAgent?.slice(0, 1024) ?? null,
+        ...describeUserAgent(client.userAgent),
+        expires_at: this.refreshTokens.expiryFromNow(),
+      });
+      const { token } = await this.refreshTokens.issue(trx, user.id, sessionId);
+      return { refreshToken: token };
     });
     const accessToken = await this.tokens.issue(user, sessionId);
-    return { user, accessToken, expiresIn: this.tokens.expiresIn };
+    return { user, accessToken, expiresIn: this.tokens.expiresIn, refreshToken };
   }
 }

@@ -15,7 +15,7 @@ export interface SessionInsert {
 export async function sessionRevoke(db: Executor, userId: string, sessionId: string): Promise<boolean> {
   const res = await db
     .updateTable('user_sessions')
-    .set({ revoked_at: new Date() })
+    .set({ revoked_at: new Date(), revoked_reason: 'logout' })
     .where('id', '=', sessionId)
     .where('user_id', '=', userId)
     .where('revoked_at', 'is', null)
