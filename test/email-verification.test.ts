@@ -200,7 +200,7 @@ describe(`verification tokens (${TARGET})`, () => {
     const password = 'correct horse battery';
     const signup = await anon().post('/v1/auth/signup', { email: address(), password });
     expect(signup.status).toBe(201);
-    expect(Object.keys(signup.body).sort()).toEqual(['access_token', 'expires_in', 'token_type', 'user']);
+    expect(Object.keys(signup.body).sort()).toEqual(['access_token', 'expires_in', 'refresh_token', 'token_type', 'user']);
     const me = client(app.server, signup.body.access_token);
     const issued = await issue(signup.body.user.id);
     const token = issued.body.token as string;

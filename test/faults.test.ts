@@ -11,6 +11,8 @@ import { reconcile } from '../src/modules/credits/credits.reconcile.js';
 import { client } from './support/client.js';
 import { POSTGRES_URL, TARGET, testConfig } from './support/harness.js';
 import { must } from '../src/lib/must.js';
+import { inStatementTransaction, statement } from '../src/db/statements.js';
+import { sql } from 'kysely';
 
 /**
  * A production database restarts, fails over and has its connections killed; rows stay locked by
@@ -89,6 +91,31 @@ describe.runIf(TARGET === 'postgres')('faults: the database going away (postgres
     expect(balance.balance).toBe(3 + 500 - 6 - 41);
     const report = await reconcile(database);
     expect(report.drift).toEqual([]);
+  });
+
+  it('a connection ended between two queries of a transaction fails that transaction, not the process (both transaction paths)', async () => {
+    const pause = () => new Promise((r) => setTimeout(r, 150));
+    // The hot path's own client (named statements) ...
+    await expect(
+      inStatementTransaction(database, async (run) => {
+        await run(statement('fault_probe', 'select 1 as one', []));
+        await terminateAppBackends();
+        await pause(); // the server's goodbye arrives while no query is running
+        return run(statement('fault_probe', 'select 1 as one', []));
+      }),
+    ).rejects.toThrow();
+    // ... and Kysely's.
+    await expect(
+      database.root.transaction().execute(async (trx) => {
+        await sql`select 1`.execute(trx);
+        await terminateAppBackends();
+        await pause();
+        return sql`select 1`.execute(trx);
+      }),
+    ).rejects.toThrow();
+    // The broken connections were not handed back out: the app serves again.
+    const user = await svc().post('/v1/users', { email: `m_${randomBytes(4).toString('hex')}@example.com` }, { idempotencyKey: randomBytes(6).toString('hex') });
+    expect(user.status).toBe(201);
   });
 
   it('the cache listener reconnects by itself after its connection is killed', async () => {

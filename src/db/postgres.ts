@@ -52,6 +52,10 @@ export async function openPostgres(url: string, poolMax: number, opts: PostgresO
     ...(pooled ? {} : { options: [...bounds, `idle_in_transaction_session_timeout=${Math.max(statementMs, lockMs) * 2 || 60_000}`].map((b) => `-c ${b}`).join(' ') }),
   });
   pool.on('error', (err) => log?.warn({ err: err.message }, 'database connection lost while idle; it will be replaced'));
+  // A checked-out connection has no listener of pg-pool's own: ended by the server between two
+  // queries of a transaction, it would emit 'error' unheard and node would exit. Heard here, the
+  // connection is marked unqueryable; its next query fails (503) and pg-pool drops it on release.
+  pool.on('connect', (client) => client.on('error', (err) => log?.warn({ err: err.message }, 'database connection lost while in use')));
   const listen: pg.ClientConfig | null = pooled
     ? opts.directUrl
       ? { connectionString: opts.directUrl, types, application_name: opts.applicationName ?? 'tally' }
