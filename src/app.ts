@@ -17,6 +17,11 @@ import { registerAuthRoutes } from './modules/auth/auth.routes.js';
 import { AuthService } from './modules/auth/auth.service.js';
 import { TokenService } from './modules/auth/auth.tokens.js';
 import { RefreshTokens } from './modules/auth/auth.refresh.js';
+import { PasswordResetService } from './modules/auth/auth.password-reset.js';
+import { registerPasswordResetRoutes } from './modules/auth/auth.password-reset.routes.js';
+import { MailService } from './modules/mail/mail.service.js';
+import { registerMailRoutes } from './modules/mail/mail.routes.js';
+import { logTransport, smtpTransport } from './modules/mail/mail.transport.js';
 import { EmailVerificationService } from './modules/auth/auth.email-verification.js';
 import { registerEmailVerificationRoutes } from './modules/auth/auth.email-verification.routes.js';
 import { registerHealthRoutes } from './modules/health/health.routes.js';
@@ -27,7 +32,7 @@ import { type BillingServices, registerBillingRoutes } from './modules/billing/b
 import { SubscriptionsService } from './modules/billing/billing.subscriptions.service.js';
 import { UsageService } from './modules/billing/billing.usage.service.js';
 import { UsageMessageCharger } from './modules/billing/billing.message-charger.js';
-import { DEFAULT_BILLING, DEFAULT_EMAIL_VERIFICATION } from './config/config.js';
+import { DEFAULT_BILLING, DEFAULT_EMAIL_VERIFICATION, DEFAULT_MAIL, DEFAULT_PASSWORD_RESET } from './config/config.js';
 import { CreditsService } from './modules/credits/credits.service.js';
 import { registerPaymentRoutes } from './modules/payments/payments.routes.js';
 import type { SubscriptionPort } from './modules/payments/payments.ports.js';
@@ -73,6 +78,8 @@ export interface Services {
   users: UsersService;
   auth: AuthService;
   emailVerification: EmailVerificationService;
+  mail: MailService;
+  passwordReset: PasswordResetService;
   apiKeys: ApiKeysService;
   workspaces: WorkspacesService;
   tokens: TokenService;
@@ -125,11 +132,16 @@ export async function createApp(deps: AppDeps): Promise<App> {
   };
   const queue = new QueueService(database, clock, deps.logger, {}, invalidations);
   billing.subscriptions.registerWith(queue);
+  const mailConfig = config.mail ?? DEFAULT_MAIL;
+  const mailTransport = mailConfig.smtpUrl ? smtpTransport(mailConfig.smtpUrl) : logTransport(deps.logger);
+  const mail = new MailService(secrets, queue, mailTransport, mailConfig.from, clock);
   const projects = new ProjectsService(clock, deps.messageCharger ?? new UsageMessageCharger(billing.usage));
   const services: Services = {
     users,
     tokens,
     auth: new AuthService(users, tokens, new RefreshTokens(config.auth.refreshTtlSeconds, clock)),
+    mail,
+    passwordReset: new PasswordResetService(config.passwordReset ?? DEFAULT_PASSWORD_RESET, mail, clock),
     emailVerification: new EmailVerificationService(config.emailVerification ?? DEFAULT_EMAIL_VERIFICATION, clock),
     apiKeys: new ApiKeysService(clock),
     workspaces: new WorkspacesService(),
@@ -185,6 +197,9 @@ export async function createApp(deps: AppDeps): Promise<App> {
   });
   registerAuthRoutes(server, routeDeps, services.auth);
   registerEmailVerificationRoutes(server, routeDeps, services.emailVerification);
+  registerPasswordResetRoutes(server, routeDeps, services.passwordReset);
+  registerMailRoutes(server, routeDeps, services.mail);
+  server.addHook('onClose', async () => mailTransport.close());
   registerUserRoutes(server, routeDeps, services.users);
   registerApiKeyRoutes(server, routeDeps, services.apiKeys);
   registerIdentityRoutes(server, routeDeps, services.identities);

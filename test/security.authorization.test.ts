@@ -31,6 +31,8 @@ describe('authorization: who may call what', () => {
       'GET /v1/credit-packages/{id}',
       'GET /v1/identities/{provider}/{provider_user_id}',
       'GET /v1/jobs',
+      'GET /v1/mail',
+      'GET /v1/mail/{id}',
       'GET /v1/payments',
       'GET /v1/users',
       'GET /v1/webhook-events',

@@ -127,6 +127,13 @@ const envSchema = z.object({
   TALLY_RATE_LIMIT_LOGIN_PER_EMAIL: rateFromEnv('10/900'),
   TALLY_RATE_LIMIT_SIGNUP_PER_IP: rateFromEnv('10/3600'),
   TALLY_RATE_LIMIT_SIGNUP_PER_EMAIL: rateFromEnv('5/3600'),
+  TALLY_RATE_LIMIT_RESET_PER_IP: rateFromEnv('10/3600'),
+  TALLY_RATE_LIMIT_RESET_PER_EMAIL: rateFromEnv('3/3600'),
+  /** Outgoing mail (docs/auth.md, "Mail"): smtp(s)://user:pass@host:port; unset = mail goes to the log. */
+  SMTP_URL: optionalString.refine((v) => v === undefined || /^smtps?:\/\//.test(v), 'must be an smtp:// or smtps:// URL'),
+  MAIL_FROM: z.string().min(3).default('Tally <no-reply@localhost>'),
+  TALLY_PASSWORD_RESET_TTL_SECONDS: intFromEnv(3600).refine((v) => v >= 60 && v <= 86_400, 'must be between 60 and 86400 seconds'),
+  TALLY_PASSWORD_RESET_URL: optionalString.refine((v) => v === undefined || isHttpUrl(v), 'must be an http(s) URL'),
   /** Unauthenticated failures per IP: bad bearer tokens, webhook and job-callback signatures that do not verify. */
   TALLY_RATE_LIMIT_FAILURES_PER_IP: rateFromEnv('30/60'),
   /** Keys each limiter remembers (least recently used dropped first). */
@@ -197,6 +204,10 @@ export interface Config {
   readonly payments?: PaymentsConfig;
   /** E-mail verification tokens (docs/auth.md); absent = 24 hours, no link template. */
   readonly emailVerification?: EmailVerificationConfig;
+  /** Outgoing mail; absent (or no smtpUrl) = mail is written to the log. */
+  readonly mail?: MailConfig;
+  /** Password reset tokens (docs/auth.md); absent = 1 hour, no link template (the mail carries the code). */
+  readonly passwordReset?: PasswordResetConfig;
 }
 
 /** How Tally talks to a PostgreSQL server; every field has a default (docs/operations.md). */
@@ -225,6 +236,9 @@ export interface RateLimitsConfig {
   readonly loginPerEmail: RateLimit | null;
   readonly signupPerIp: RateLimit | null;
   readonly signupPerEmail: RateLimit | null;
+  /** Password reset requests (each may send a mail); absent = none. */
+  readonly resetPerIp?: RateLimit | null;
+  readonly resetPerEmail?: RateLimit | null;
   /** Unauthenticated failures per IP (counted apart for bearer tokens, each webhook provider, job callbacks). */
   readonly failuresPerIp: RateLimit | null;
   /** Keys each limiter remembers. */
@@ -236,6 +250,19 @@ export interface EmailVerificationConfig {
   /** The app's verification page; `{token}` is replaced by the URL-encoded token. */
   readonly urlTemplate: string | null;
 }
+
+export interface MailConfig {
+  readonly smtpUrl: string | null;
+  readonly from: string;
+}
+
+export interface PasswordResetConfig {
+  readonly ttlSeconds: number;
+  readonly urlTemplate: string | null;
+}
+
+export const DEFAULT_MAIL: MailConfig = { smtpUrl: null, from: 'Tally <no-reply@localhost>' };
+export const DEFAULT_PASSWORD_RESET: PasswordResetConfig = { ttlSeconds: 3600, urlTemplate: null };
 
 export const DEFAULT_EMAIL_VERIFICATION: EmailVerificationConfig = { ttlSeconds: 86_400, urlTemplate: null };
 

@@ -103,12 +103,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
       loginPerEmail: raw.TALLY_RATE_LIMIT_LOGIN_PER_EMAIL,
       signupPerIp: raw.TALLY_RATE_LIMIT_SIGNUP_PER_IP,
       signupPerEmail: raw.TALLY_RATE_LIMIT_SIGNUP_PER_EMAIL,
+      resetPerIp: raw.TALLY_RATE_LIMIT_RESET_PER_IP,
+      resetPerEmail: raw.TALLY_RATE_LIMIT_RESET_PER_EMAIL,
       failuresPerIp: raw.TALLY_RATE_LIMIT_FAILURES_PER_IP,
       entries: Math.max(100, raw.TALLY_RATE_LIMIT_ENTRIES),
     },
     logLevel: raw.LOG_LEVEL,
     payments: paymentsConfig(raw),
     emailVerification: { ttlSeconds: raw.TALLY_EMAIL_VERIFY_TTL_SECONDS, urlTemplate: raw.TALLY_EMAIL_VERIFY_URL ?? null },
+    mail: { smtpUrl: raw.SMTP_URL ?? null, from: raw.MAIL_FROM },
+    passwordReset: { ttlSeconds: raw.TALLY_PASSWORD_RESET_TTL_SECONDS, urlTemplate: raw.TALLY_PASSWORD_RESET_URL ?? null },
   };
   return { config: Object.freeze(config), generatedSecrets };
 }

@@ -340,6 +340,23 @@ export interface Jobs {
   user_id: string;
 }
 
+export interface MailOutbox {
+  attempts: Generated<number>;
+  body_enc: string | null;
+  created_at: Generated<Timestamp>;
+  id: string;
+  key_id: string | null;
+  last_error: string | null;
+  sent_at: Timestamp | null;
+  status: Generated<string>;
+  subject: string;
+  template: string;
+  to_address: string;
+  transport: string | null;
+  updated_at: Generated<Timestamp>;
+  user_id: string | null;
+}
+
 export interface Messages {
   charge_metric: string | null;
   charge_quantity: number | null;
@@ -382,6 +399,17 @@ export interface OverageCharges {
   unit_amount: string;
   updated_at: Generated<Timestamp>;
   usage_summary_id: string | null;
+  user_id: string;
+}
+
+export interface PasswordResetTokens {
+  created_at: Generated<Timestamp>;
+  email: string;
+  expires_at: Timestamp;
+  id: string;
+  token_hash: string;
+  updated_at: Generated<Timestamp>;
+  used_at: Timestamp | null;
   user_id: string;
 }
 
@@ -815,8 +843,10 @@ export interface DB {
   idempotency_keys: IdempotencyKeys;
   invoices: Invoices;
   jobs: Jobs;
+  mail_outbox: MailOutbox;
   messages: Messages;
   overage_charges: OverageCharges;
+  password_reset_tokens: PasswordResetTokens;
   payment_customers: PaymentCustomers;
   payment_refs: PaymentRefs;
   payments: Payments;

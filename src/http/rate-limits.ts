@@ -51,6 +51,9 @@ export interface Throttles {
   loginPerEmail: Throttle | null;
   signupPerIp: Throttle | null;
   signupPerEmail: Throttle | null;
+  /** Password reset requests: each may send a mail, so strangers are limited per address and per e-mail. */
+  resetPerIp: Throttle | null;
+  resetPerEmail: Throttle | null;
   /** Failed authentication (a bearer token that is not valid) per IP. */
   tokenFailures: Throttle | null;
   /** Webhook deliveries that fail verification, per provider and IP. */
@@ -78,6 +81,8 @@ export async function createThrottles(server: FastifyInstance, config: RateLimit
     loginPerEmail: make(config.loginPerEmail, 'Too many login attempts for this account', bodyEmail),
     signupPerIp: make(config.signupPerIp, 'Too many sign-ups from this address', clientIp),
     signupPerEmail: make(config.signupPerEmail, 'Too many sign-ups for this e-mail', bodyEmail),
+    resetPerIp: make(config.resetPerIp ?? null, 'Too many password reset requests from this address', clientIp),
+    resetPerEmail: make(config.resetPerEmail ?? null, 'Too many password reset requests for this e-mail', bodyEmail),
     tokenFailures: make(config.failuresPerIp, 'Too many failed authentications from this address', clientIp),
     webhookFailures: make(config.failuresPerIp, 'Too many webhook deliveries failed verification from this address', providerAndIp),
     callbackFailures: make(config.failuresPerIp, 'Too many job callbacks failed verification from this address', clientIp),

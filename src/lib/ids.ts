@@ -32,6 +32,8 @@ export const ID_PREFIXES = {
   // AI work (issue 6)
   job: 'job',
   backgroundJob: 'bgj',
+  mail: 'mail',
+  passwordReset: 'pwr',
   project: 'prj',
   conversation: 'cnv',
   agentSession: 'ags',

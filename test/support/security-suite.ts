@@ -161,6 +161,18 @@ export const ROUTES: Record<string, RouteSpec> = {
   'POST /v1/auth/signup': { auth: 'public' },
   'POST /v1/auth/login': { auth: 'public' },
   'POST /v1/auth/refresh': { auth: 'public' },
+  'POST /v1/auth/password-reset': { auth: 'public' },
+  'POST /v1/auth/password-reset/confirm': { auth: 'public' },
+  'GET /v1/mail': { auth: 'service', sample: async () => ({ url: '/v1/mail', status: 200 }) },
+  'GET /v1/mail/{id}': {
+    auth: 'service',
+    sample: async (o) => {
+      // A reset request for the owner's address puts a mail in the outbox.
+      await client(app.server, null).post('/v1/auth/password-reset', { email: o.user.email });
+      const list = await client(app.server, app.serviceKey).get(`/v1/mail?user_id=${o.user.id}`);
+      return { url: `/v1/mail/${must(list.body.data[0], 'a mail in the outbox').id as string}`, status: 200 };
+    },
+  },
   // Ends the caller's session: only a session JWT can; an API key gets 400 by design.
   'POST /v1/auth/logout': { auth: 'user', sample: async () => ({ url: '/v1/auth/logout', status: 200 }), keyStatus: 400 },
   // Anonymous: the token mailed to the address is the credential (test/email-verification.test.ts).
@@ -563,7 +575,7 @@ Object.assign(ROUTES, {
 /** Public whatever the OpenAPI document says: a route missing from here must demand credentials. */
 // The job callback carries no bearer token: its HMAC signature is its credential (test/jobs.test.ts).
 // A verification token is its own credential too (test/email-verification.test.ts).
-const PUBLIC = new Set(['GET /health', 'GET /ready', 'GET /openapi.json', 'POST /v1/auth/signup', 'POST /v1/auth/login', 'POST /v1/auth/refresh', 'POST /v1/auth/verify-email', 'POST /v1/webhooks/{provider}', 'POST /v1/jobs/{id}/callback']);
+const PUBLIC = new Set(['GET /health', 'GET /ready', 'GET /openapi.json', 'POST /v1/auth/signup', 'POST /v1/auth/login', 'POST /v1/auth/refresh', 'POST /v1/auth/password-reset', 'POST /v1/auth/password-reset/confirm', 'POST /v1/auth/verify-email', 'POST /v1/webhooks/{provider}', 'POST /v1/jobs/{id}/callback']);
 export const isPublic = (op: string) => PUBLIC.has(op) || /^[A-Z]+ \/docs(\/|$)/.test(op);
 
 // ---------------------------------------------------------------------------------------------

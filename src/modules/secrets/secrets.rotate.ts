@@ -1,12 +1,15 @@
 import type { Db } from '../../db/database.js';
 import { SecretBox } from '../../lib/secret-box.js';
 import { envVarAad, serviceTokenAad } from './secrets.js';
+import { mailAad } from '../mail/mail.js';
+import { mailSealedNotUnder } from '../mail/mail.repository.js';
 
 export interface RotateReport {
   env_vars: number;
   service_tokens: number;
   user_identities: number;
   idempotency_keys: number;
+  mail_outbox: number;
 }
 
 /**
@@ -17,7 +20,7 @@ export interface RotateReport {
  */
 export async function rotateSecrets(db: Db, box: SecretBox): Promise<RotateReport> {
   return db.transaction().execute(async (trx) => {
-    const report: RotateReport = { env_vars: 0, service_tokens: 0, user_identities: 0, idempotency_keys: 0 };
+    const report: RotateReport = { env_vars: 0, service_tokens: 0, user_identities: 0, idempotency_keys: 0, mail_outbox: 0 };
     for (const row of await trx.selectFrom('env_vars').select(['id', 'value_enc']).where('key_id', '<>', box.keyId).execute()) {
       const sealed = box.reseal(row.value_enc, envVarAad(row.id));
       if (sealed) await trx.updateTable('env_vars').set({ value_enc: sealed, key_id: box.keyId }).where('id', '=', row.id).execute();
@@ -64,6 +67,12 @@ export async function rotateSecrets(db: Db, box: SecretBox): Promise<RotateRepor
         .where('key', '=', row.key)
         .execute();
       report.idempotency_keys++;
+    }
+    // Mail bodies not yet handed to SMTP (or kept because they went to the log).
+    for (const row of await mailSealedNotUnder(trx, box.keyId)) {
+      const sealed = row.body_enc ? box.reseal(row.body_enc, mailAad(row.id)) : null;
+      if (sealed) await trx.updateTable('mail_outbox').set({ body_enc: sealed, key_id: box.keyId }).where('id', '=', row.id).execute();
+      report.mail_outbox++;
     }
     return report;
   });
