@@ -27,6 +27,12 @@ type Empty = ReturnType<typeof Type.Object<{}>>;
 
 export interface RouteDef<B extends TSchema, P extends TSchema, Q extends TSchema> {
   method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
+  /**
+   * The body is a stream the handler reads itself (an upload of any size): no per-request
+   * deadline cuts it (TALLY_REQUEST_DEADLINE_MS would end a large upload half-way), and the route
+   * must use `transaction: 'none'` so no transaction stays open while bytes arrive.
+   */
+  streamed?: boolean;
   url: string;
   summary: string;
   tags: string[];
@@ -45,11 +51,14 @@ export interface RouteDef<B extends TSchema, P extends TSchema, Q extends TSchem
   /**
    * 'request' (default): the wrapper opens the request transaction and records the Idempotency-Key.
    * 'handler': the handler's service owns both (money routes batch many requests into one
-   * transaction and record each key with its movement). Service-only routes. Their services also
+   * transaction and record each key with its movement). Service-only routes.
+   * 'none': the handler gets the database itself and the caller's principal, and opens its own short
+   * transactions as the caller (`inRequestTransaction`): streamed uploads and downloads, whose bytes
+   * must not hold a transaction (or PGlite's one connection) open; no Idempotency-Key. Their services also
    * tell in-process caches what they changed (src/lib/invalidations.ts); after every other write
    * route the wrapper tells them everything may have changed.
    */
-  transaction?: 'request' | 'handler';
+  transaction?: 'request' | 'handler' | 'none';
   /**
    * The response carries a secret (a new API key): its idempotency record is sealed with the
    * encryption key, so replays still work but the secret is never stored in plain text.
@@ -94,6 +103,8 @@ export function defineRoute<B extends TSchema = Empty, P extends TSchema = Empty
   const idempotency = def.idempotency ?? (def.method === 'POST' ? 'optional' : 'none');
   if (def.runAsOwner && idempotency !== 'none') throw new Error(`${def.url}: runAsOwner routes take no Idempotency-Key`);
   if (def.transaction === 'handler' && def.auth !== 'service') throw new Error(`${def.url}: handler transactions are for service routes`);
+  if (def.transaction === 'none' && idempotency !== 'none') throw new Error(`${def.url}: routes without a request transaction take no Idempotency-Key`);
+  if (def.streamed && def.transaction !== 'none') throw new Error(`${def.url}: streamed routes open their own transactions`);
   const errorResponses: Record<number, TSchema> = { 400: ErrorResponse, 500: ErrorResponse };
   if (def.auth !== 'none') Object.assign(errorResponses, { 401: ErrorResponse, 403: ErrorResponse, 429: ErrorResponse });
   if (idempotency !== 'none') errorResponses[409] = ErrorResponse;
@@ -101,6 +112,9 @@ export function defineRoute<B extends TSchema = Empty, P extends TSchema = Empty
   app.route({
     method: def.method,
     url: def.url,
+    // Streamed bodies are exempt from the request deadline on purpose (the longest timer Node
+    // allows, ~24.8 days); the server's requestTimeout still bounds how long the body may take.
+    ...(def.streamed ? { handlerTimeout: 2_147_483_647 } : {}),
     schema: {
       summary: def.summary,
       tags: def.tags,
@@ -164,7 +178,7 @@ export function defineRoute<B extends TSchema = Empty, P extends TSchema = Empty
         request,
       };
       const scope = idempotencyScope(request, principal, idempotency, def.sensitiveResponse === true);
-      if (def.transaction === 'handler') {
+      if (def.transaction === 'handler' || def.transaction === 'none') {
         const result = await def.handler({ principal, requestId: request.id, db: deps.db, idempotency: scope }, input);
         return send(reply, result);
       }
