@@ -49,20 +49,24 @@ import { JobsService } from './modules/jobs/jobs.service.js';
 import type { MessageCharger } from './modules/projects/projects.charger.js';
 import { registerProjectRoutes } from './modules/projects/projects.routes.js';
 import { ProjectsService } from './modules/projects/projects.service.js';
+import { ProjectFilesService } from './modules/projects/projects.files.service.js';
+import { registerProjectFileRoutes } from './modules/projects/projects.files.routes.js';
 import { QueueService } from './modules/queue/queue.service.js';
 import { registerSecretRoutes } from './modules/secrets/secrets.routes.js';
 import { SecretsService } from './modules/secrets/secrets.service.js';
 import { SecretBox } from './lib/secret-box.js';
-import { join } from 'node:path';
 import { LinkSigner } from './modules/storage/storage.links.js';
-import { LocalDriver } from './modules/storage/storage.local-driver.js';
-import { S3Driver } from './modules/storage/storage.s3-driver.js';
-import type { StorageDriver } from './modules/storage/storage.driver.js';
+import { createDriver } from './modules/storage/storage.drivers.js';
+import { StorageMeter } from './modules/storage/storage.meter.js';
+import { newId } from './lib/ids.js';
 import { registerStorageRoutes } from './modules/storage/storage.routes.js';
+import { registerResumableUploads } from './modules/storage/storage.uploads.routes.js';
+import { join } from 'node:path';
 import { StorageService } from './modules/storage/storage.service.js';
 import { CreditsSdk } from './sdk/credits.sdk.js';
 import { createServer } from './server.js';
 import { VERSION } from './version.js';
+import { errors } from './core/errors.js';
 
 export interface AppDeps {
   config: Config;
@@ -103,6 +107,10 @@ export interface Services {
   secretsStore: SecretsService;
   /** Buckets and objects on the configured driver (docs/storage.md). */
   storage: StorageService;
+  /** Stored bytes as daily `storage_mb` usage events (run by the scheduler). */
+  storageMeter: StorageMeter;
+  /** Project files and versions, on the storage driver (seed 002). */
+  projectFiles: ProjectFilesService;
   /** Operator views over the whole database (the dashboard's overview and reconcile pages). */
   admin: AdminService;
   /** The typed in-process SDK: same validation, operations and idempotency as the HTTP routes. */
@@ -114,20 +122,6 @@ export interface App {
   services: Services;
   database: Database;
   config: Config;
-}
-
-/** The configured storage driver; absent config = local disk under the data directory. */
-function storageDriver(config: Config): StorageDriver {
-  const storage = config.storage ?? { driver: 'local' as const, root: join(config.dataDir, 'storage') };
-  if (storage.driver === 'local') return new LocalDriver(storage.root);
-  return new S3Driver({
-    bucket: storage.bucket,
-    region: storage.region,
-    endpoint: storage.endpoint,
-    forcePathStyle: storage.forcePathStyle,
-    accessKeyId: storage.accessKeyId,
-    secretAccessKey: storage.secretAccessKey,
-  });
 }
 
 /** The one composition root: every service is built here, with its dependencies explicit. */
@@ -158,7 +152,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const mailConfig = config.mail ?? DEFAULT_MAIL;
   const mailTransport = mailConfig.smtpUrl ? smtpTransport(mailConfig.smtpUrl) : logTransport(deps.logger);
   const mail = new MailService(secrets, queue, mailTransport, mailConfig.from, clock);
-  const storage = new StorageService(database.db, storageDriver(config), new LinkSigner(config.encryptionKey), clock);
+  const storage = new StorageService(database.db, createDriver(config.storage, config.dataDir), new LinkSigner(config.encryptionKey), clock);
   const projects = new ProjectsService(clock, deps.messageCharger ?? new UsageMessageCharger(billing.usage));
   const services: Services = {
     users,
@@ -189,6 +183,20 @@ export async function createApp(deps: AppDeps): Promise<App> {
     secretsStore: new SecretsService(secrets, projects),
     admin: new AdminService(database, clock),
     storage,
+    projectFiles: new ProjectFilesService(projects, storage.driver),
+    storageMeter: new StorageMeter(
+      database.db,
+      {
+        record: async (e) => {
+          const outcome = await billing.usage.record(
+            [{ user_id: e.userId, metric: e.metric, quantity: e.quantity, action_hash: e.actionHash, metadata: e.metadata }],
+            { requestId: newId('request'), idem: null, respond: (outcomes) => outcomes[0] ?? { ok: false, error: errors.internal(), requestId: '' } },
+          );
+          return outcome.ok ? { ok: true } : { ok: false, code: outcome.error.code };
+        },
+      },
+      clock,
+    ),
     sdk: { credits: new CreditsSdk(credits) },
   };
   // Every user gets an account and the sign-up bonus in the transaction that creates them.
@@ -236,6 +244,11 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerSecretRoutes(server, routeDeps, services.secretsStore);
   registerAdminRoutes(server, routeDeps, services.admin);
   registerStorageRoutes(server, routeDeps, services.storage, { publicUrl: config.storage?.publicUrl });
+  registerProjectFileRoutes(server, routeDeps, services.projectFiles);
+  // Resumable uploads gather their pieces on local disk (next to the local driver's objects, or in the data directory).
+  registerResumableUploads(server, routeDeps, services.storage, {
+    directory: config.storage?.driver === 'local' ? join(config.storage.root, '.tus') : join(config.dataDir, 'tus-uploads'),
+  });
   const providerSecrets = new Map(Object.entries(config.jobs.providerSecrets ?? {}));
   await registerJobRoutes(server, routeDeps, services.jobs, {
     secretFor: (provider) => providerSecrets.get(provider) ?? config.jobs.callbackSecret,

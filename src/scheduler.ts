@@ -25,6 +25,8 @@ export function startScheduler(
       .then((n) => n > 0 && logger.info({ subscriptions: n }, 'billing: due subscriptions queued'))
       .then(() => services.storage.sweep())
       .then((s) => (s.deleted > 0 || s.failed > 0 || s.released > 0) && logger.info(s, 'storage: outbox swept'))
+      .then(() => services.storageMeter.tick())
+      .then((m) => m && logger.info(m, 'storage: storage_mb metered for the day'))
       .catch((err: unknown) => logger.error({ err }, 'scheduler sweep failed'))
       .finally(() => (running = false));
   }, everyMs);

@@ -67,6 +67,7 @@ describe('authorization: who may call what', () => {
       'POST /v1/payments/{id}/resolve',
       'POST /v1/plans',
       'POST /v1/storage/buckets',
+      'POST /v1/storage/check',
       'POST /v1/subscriptions/{id}/activate',
       'POST /v1/subscriptions/{id}/change-plan',
       'POST /v1/subscriptions/{id}/past-due',

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { client } from './support/client.js';
 import { dbFingerprint, errorProblems, fingerprintDiff, rawRequest } from './support/db-fingerprint.js';
 import {
-  A, aEnvVar, aHold, aIdentity, aJob, aKey, app, aPayment, aProject, aRequest, aSession, aSub, aToken, aObject,
+  A, aEnvVar, aHold, aIdentity, aJob, aKey, app, aPayment, aProject, aRequest, aSession, aSub, aToken, aObject, aFile,
   aWsHold, B, bearer, bKey, C, ops, ROUTES,
   useSecuritySuite, victimView,
 } from './support/security-suite.js';
@@ -86,6 +86,14 @@ describe("tenancy: a user can never read or change another user's resources", ()
     { op: 'POST /v1/service-tokens', method: 'POST', url: '/v1/service-tokens', body: { provider: 'x', name: 'x', token: 'x', workspace_id: A.workspaceId } },
     { op: 'DELETE /v1/service-tokens/{id}', method: 'DELETE', url: `/v1/service-tokens/${aToken}` },
     { op: 'POST /v1/service-tokens/{id}/reveal', method: 'POST', url: `/v1/service-tokens/${aToken}/reveal` },
+    // Project files in A's project.
+    { op: 'POST /v1/projects/{id}/files', method: 'POST', url: `/v1/projects/${aProject}/files`, body: { path: 'src/evil.ts', content: 'x' } },
+    { op: 'GET /v1/projects/{id}/files', method: 'GET', url: `/v1/projects/${aProject}/files` },
+    { op: 'GET /v1/projects/{id}/files/{file_id}', method: 'GET', url: `/v1/projects/${aProject}/files/${aFile}` },
+    { op: 'GET /v1/projects/{id}/files/{file_id}/versions', method: 'GET', url: `/v1/projects/${aProject}/files/${aFile}/versions` },
+    { op: 'GET /v1/projects/{id}/files/{file_id}/diff', method: 'GET', url: `/v1/projects/${aProject}/files/${aFile}/diff?from=1&to=1` },
+    { op: 'POST /v1/projects/{id}/files/{file_id}/restore', method: 'POST', url: `/v1/projects/${aProject}/files/${aFile}/restore`, body: { version: 1 } },
+    { op: 'DELETE /v1/projects/{id}/files/{file_id}', method: 'DELETE', url: `/v1/projects/${aProject}/files/${aFile}` },
     // Storage: A's folder in a bucket (the path's first segment is A's id).
     { op: 'PUT /v1/storage/objects/{bucket}/{*}', method: 'PUT', url: `/v1/storage/objects/sec-files/${aObject}`, body: { overwrite: true } },
     { op: 'PUT /v1/storage/objects/{bucket}/{*}', method: 'PUT', url: `/v1/storage/objects/sec-files/${A.user.id}/planted.json`, body: { planted: true } },
@@ -94,6 +102,8 @@ describe("tenancy: a user can never read or change another user's resources", ()
     { op: 'DELETE /v1/storage/objects/{bucket}/{*}', method: 'DELETE', url: `/v1/storage/objects/sec-files/${aObject}` },
     { op: 'GET /v1/storage/objects/{bucket}', method: 'GET', url: `/v1/storage/objects/sec-files?prefix=${A.user.id}/` },
     { op: 'GET /v1/storage/objects/{bucket}', method: 'GET', url: `/v1/storage/objects/sec-files?prefix=${A.workspaceId}/` },
+    { op: 'POST /v1/storage/objects/{bucket}/copy', method: 'POST', url: '/v1/storage/objects/sec-files/copy', body: { from: aObject, to: `${B.user.id}/stolen.txt` } },
+    { op: 'POST /v1/storage/objects/{bucket}/move', method: 'POST', url: '/v1/storage/objects/sec-files/move', body: { from: aObject, to: `${B.user.id}/stolen.txt` } },
     { op: 'POST /v1/storage/sign/{bucket}/{*}', method: 'POST', url: `/v1/storage/sign/sec-files/${aObject}`, body: { action: 'download', expires_in: 60 } },
     { op: 'POST /v1/storage/sign/{bucket}/{*}', method: 'POST', url: `/v1/storage/sign/sec-files/${A.user.id}/up.txt`, body: { action: 'upload', expires_in: 60 } },
   ];

@@ -68,6 +68,25 @@ describe(`storage quotas and signed links (${TARGET})`, () => {
     expect(Number(usage.reserved_bytes)).toBe(0);
   });
 
+  it('stored bytes are metered as one storage_mb usage event per user and day (MiB rounded up), recorded once however often it runs', async () => {
+    const user = await signUp(app);
+    // Billing prices the metric like any other: a cost model, and credits to pay it with.
+    expect((await svc().post('/v1/cost-models', { metric: 'storage_mb' })).status).toBe(201);
+    expect((await svc().post('/v1/credits/grant', { user_id: user.user.id, amount: 100, reason: 'test' }, { idempotencyKey: `g-${user.user.id}` })).status).toBe(201);
+    expect((await svc().post('/v1/storage/buckets', { id: 'media' })).status).toBe(201);
+    const big = Buffer.alloc(1_600_000, 0x61);
+    expect((await rawPut(app, `/v1/storage/objects/media/${user.user.id}/v.bin`, big, { token: user.token, type: 'application/octet-stream' })).status).toBe(201);
+    const day = new Date(now).toISOString().slice(0, 10);
+    const first = await app.services.storageMeter.meterDay(day);
+    expect(first.recorded).toBeGreaterThanOrEqual(1);
+    await app.services.storageMeter.meterDay(day);
+    const events = await svc().get(`/v1/users/${user.user.id}/events`);
+    expect(events.status).toBe(200);
+    const mine = events.body.data.filter((e: { metric: string }) => e.metric === 'storage_mb');
+    expect(mine).toHaveLength(1);
+    expect(mine[0]).toMatchObject({ quantity: 2, action_hash: `storage_mb:${user.user.id}:${day}` });
+  });
+
   it('a signed download link works without credentials until it expires; tampered or for another path → 403', async () => {
     const path = `${owner.user.id}/docs/report.txt`;
     expect((await rawPut(app, `/v1/storage/objects/files/${path}`, Buffer.from('quarterly report'), { token: owner.token, type: 'text/plain' })).status).toBe(201);

@@ -164,6 +164,50 @@ describe(`storage: buckets, uploads, reads and deletes (${TARGET})`, () => {
     expect(held).toEqual(expected);
   });
 
+  it('storage check compares rows and driver both ways: missing bytes and orphaned bytes are named', async () => {
+    await app.services.storage.sweep();
+    const clean = await client(app.server, app.serviceKey).post('/v1/storage/check');
+    expect(clean.status).toBe(200);
+    expect(clean.body).toMatchObject({ ok: true, missing: [], orphans: [] });
+    expect(clean.body.referenced).toBe(clean.body.held);
+    expect((await owner.api.post('/v1/storage/check')).status).toBe(403);
+    const { Readable } = await import('node:stream');
+    await app.services.storage.driver.put('o/user-files/obj_planted', Readable.from([Buffer.from('stray')]), { contentType: null });
+    const up = await rawPut(app, url(`${owner.user.id}/check/lost.txt`), Buffer.from('lost'), { token: owner.token, type: 'text/plain' });
+    const key = (await app.database.db.selectFrom('storage_objects').select('storage_key').where('id', '=', up.body.id).executeTakeFirstOrThrow()).storage_key;
+    await app.services.storage.driver.delete(key);
+    const dirty = await client(app.server, app.serviceKey).post('/v1/storage/check');
+    expect(dirty.body).toMatchObject({ ok: false, missing: [key], orphans: ['o/user-files/obj_planted'], missing_count: 1, orphan_count: 1 });
+    // Reading the object whose bytes are gone is 503 (a fault to fix), never a 500 or an empty 200.
+    expect((await rawGet(app, url(`${owner.user.id}/check/lost.txt`), { token: owner.token })).status).toBe(503);
+    await app.services.storage.driver.delete('o/user-files/obj_planted');
+    expect((await owner.api.del(url(`${owner.user.id}/check/lost.txt`))).status).toBe(200);
+    await app.services.storage.sweep();
+    expect((await client(app.server, app.serviceKey).post('/v1/storage/check')).body.ok).toBe(true);
+  });
+
+  it('copy duplicates the bytes under a new key; move keeps them; the destination’s owner rule and types apply; no orphans', async () => {
+    const from = `${owner.user.id}/cm/src.txt`;
+    expect((await rawPut(app, url(from), Buffer.from('copy me'), { token: owner.token, type: 'text/plain' })).status).toBe(201);
+    const copy = await owner.api.post('/v1/storage/objects/user-files/copy', { from, to: `${owner.user.id}/cm/copy.txt` });
+    expect(copy.status).toBe(201);
+    expect((await rawGet(app, url(`${owner.user.id}/cm/copy.txt`), { token: owner.token })).bytes.toString()).toBe('copy me');
+    expect((await owner.api.post('/v1/storage/objects/user-files/copy', { from, to: `${owner.user.id}/cm/copy.txt` })).status).toBe(409);
+    // Into someone else's folder, or from it: 403.
+    expect((await owner.api.post('/v1/storage/objects/user-files/copy', { from, to: `${stranger.user.id}/cm/x.txt` })).status).toBe(403);
+    expect((await stranger.api.post('/v1/storage/objects/user-files/move', { from, to: `${stranger.user.id}/cm/x.txt` })).status).toBe(403);
+    // Into a bucket whose types do not include it: 415.
+    expect((await owner.api.post('/v1/storage/objects/user-files/copy', { from, to: `${owner.user.id}/x.txt`, to_bucket: 'avatars-only' })).status).toBe(404);
+    const moved = await owner.api.post('/v1/storage/objects/user-files/move', { from, to: `${owner.user.id}/cm/moved.txt` });
+    expect(moved.status).toBe(200);
+    expect((await rawGet(app, url(from), { token: owner.token })).status).toBe(404);
+    expect((await rawGet(app, url(`${owner.user.id}/cm/moved.txt`), { token: owner.token })).bytes.toString()).toBe('copy me');
+    await app.services.storage.sweep();
+    expect((await rawGet(app, url(`${owner.user.id}/cm/moved.txt`), { token: owner.token })).bytes.toString()).toBe('copy me');
+    const { held, expected } = await heldAndExpected(app);
+    expect(held).toEqual(expected);
+  });
+
   it('workspace folders: members write, viewers read only, strangers neither', async () => {
     const path = `${workspaceId}/shared/plan.txt`;
     expect((await rawPut(app, url(path), Buffer.from('plan'), { token: member.token, type: 'text/plain' })).status).toBe(201);

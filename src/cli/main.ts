@@ -8,6 +8,7 @@ import { secretsRotateCommand } from './secrets.js';
 import { startCommand } from './start.js';
 import { typegenCommand } from './typegen.js';
 import { billingRunCommand } from './billing.js';
+import { storageCheckCommand } from './storage.js';
 
 /** The `tally` command line. Every command reads the same configuration as the server. */
 export async function main(argv: string[]): Promise<void> {
@@ -49,6 +50,15 @@ export async function main(argv: string[]): Promise<void> {
     .option('--json', 'print the report as JSON')
     .action(async (opts: { json?: boolean }) => {
       process.exitCode = await reconcileCommand(opts);
+    });
+  program
+    .command('storage')
+    .description('object storage housekeeping')
+    .command('check')
+    .description('compare the object rows with what the storage driver holds; exit 1 on missing or orphaned bytes')
+    .option('--json', 'print the report as JSON')
+    .action(async (opts: { json?: boolean }) => {
+      process.exitCode = await storageCheckCommand(opts);
     });
   program
     .command('bench')

@@ -597,6 +597,7 @@ async function freshBucket(): Promise<string> {
 }
 Object.assign(ROUTES, {
   'POST /v1/storage/buckets': { auth: 'service', sample: async () => ({ url: '/v1/storage/buckets', body: { id: `sec-${uniq()}` }, status: 201 }) },
+  'POST /v1/storage/check': { auth: 'service', sample: async () => ({ url: '/v1/storage/check', status: 200 }) },
   'GET /v1/storage/buckets': { auth: 'service', sample: async () => ({ url: '/v1/storage/buckets', status: 200 }) },
   'GET /v1/storage/buckets/{id}': { auth: 'service', sample: async () => ({ url: `/v1/storage/buckets/${await freshBucket()}`, status: 200 }) },
   'PATCH /v1/storage/buckets/{id}': { auth: 'service', sample: async () => ({ url: `/v1/storage/buckets/${await freshBucket()}`, body: { public: false }, status: 200 }) },
@@ -619,6 +620,16 @@ Object.assign(ROUTES, {
       return { url: `/v1/storage/objects/sec-files?prefix=${o.user.id}/`, status: 200 };
     },
   },
+  'POST /v1/storage/objects/{bucket}/copy': {
+    auth: 'any',
+    scope: 'storage:write',
+    sample: async (o: Owner) => ({ url: '/v1/storage/objects/sec-files/copy', body: { from: await freshObject(o), to: `${o.user.id}/sec/${uniq()}.txt` }, status: 201 }),
+  },
+  'POST /v1/storage/objects/{bucket}/move': {
+    auth: 'any',
+    scope: 'storage:write',
+    sample: async (o: Owner) => ({ url: '/v1/storage/objects/sec-files/move', body: { from: await freshObject(o), to: `${o.user.id}/sec/${uniq()}.txt` }, status: 200 }),
+  },
   'POST /v1/storage/sign/{bucket}/{*}': {
     auth: 'any',
     scope: 'storage:read',
@@ -628,6 +639,62 @@ Object.assign(ROUTES, {
   'GET /storage/public/{bucket}/{*}': { auth: 'public' },
   'GET /storage/signed/{bucket}/{*}': { auth: 'public' },
   'PUT /storage/signed/{bucket}/{*}': { auth: 'public' },
+} satisfies Record<string, RouteSpec>);
+
+// Project files (seed 002): follow the project's roles (projects:read / projects:write).
+async function freshFile(o: Owner): Promise<{ project: string; file: string }> {
+  const project = await projectOf(o);
+  const res = await client(app.server, o.token).post(`/v1/projects/${project}/files`, { path: `src/${uniq()}.ts`, content: 'export {};' });
+  if (res.status !== 201) throw new Error(`freshFile: ${res.status} ${JSON.stringify(res.body)}`);
+  return { project, file: res.body.file.id as string };
+}
+Object.assign(ROUTES, {
+  'POST /v1/projects/{id}/files': {
+    auth: 'any',
+    scope: 'projects:write',
+    sample: async (o: Owner) => ({ url: `/v1/projects/${await projectOf(o)}/files`, body: { path: `src/${uniq()}.ts`, content: 'x' }, status: 201 }),
+  },
+  'GET /v1/projects/{id}/files': { auth: 'any', scope: 'projects:read', sample: async (o: Owner) => ({ url: `/v1/projects/${await projectOf(o)}/files`, status: 200 }) },
+  'GET /v1/projects/{id}/files/{file_id}': {
+    auth: 'any',
+    scope: 'projects:read',
+    sample: async (o: Owner) => {
+      const f = await freshFile(o);
+      return { url: `/v1/projects/${f.project}/files/${f.file}`, status: 200 };
+    },
+  },
+  'GET /v1/projects/{id}/files/{file_id}/versions': {
+    auth: 'any',
+    scope: 'projects:read',
+    sample: async (o: Owner) => {
+      const f = await freshFile(o);
+      return { url: `/v1/projects/${f.project}/files/${f.file}/versions`, status: 200 };
+    },
+  },
+  'GET /v1/projects/{id}/files/{file_id}/diff': {
+    auth: 'any',
+    scope: 'projects:read',
+    sample: async (o: Owner) => {
+      const f = await freshFile(o);
+      return { url: `/v1/projects/${f.project}/files/${f.file}/diff?from=1&to=1`, status: 200 };
+    },
+  },
+  'POST /v1/projects/{id}/files/{file_id}/restore': {
+    auth: 'any',
+    scope: 'projects:write',
+    sample: async (o: Owner) => {
+      const f = await freshFile(o);
+      return { url: `/v1/projects/${f.project}/files/${f.file}/restore`, body: { version: 1 }, status: 201 };
+    },
+  },
+  'DELETE /v1/projects/{id}/files/{file_id}': {
+    auth: 'any',
+    scope: 'projects:write',
+    sample: async (o: Owner) => {
+      const f = await freshFile(o);
+      return { url: `/v1/projects/${f.project}/files/${f.file}`, status: 200 };
+    },
+  },
 } satisfies Record<string, RouteSpec>);
 
 /** Public whatever the OpenAPI document says: a route missing from here must demand credentials. */
@@ -671,6 +738,8 @@ export let aEnvVar: string;
 export let aToken: string;
 /** A's object in the storage bucket `sec-files` (its path, under A's folder). */
 export let aObject: string;
+/** A file in A's project. */
+export let aFile: string;
 export let C: Awaited<ReturnType<typeof signUp>>;
 /** The attacker: user B with a JWT and a full-scope key. */
 export let B: Owner;
@@ -840,6 +909,7 @@ async function buildFixtures(): Promise<void> {
   aEnvVar = await asOwner(A, 'POST', `/v1/projects/${aProject}/env-vars`, { key: 'A_SECRET', value: 'a-secret-value' });
   aToken = await asOwner(A, 'POST', '/v1/service-tokens', { provider: 'github', name: 'a', token: 'a-token' });
   aObject = await freshObject(A);
+  aFile = (await freshFile(A)).file;
   await asOwner(A, 'PUT', `/v1/projects/${aProject}/connections/github`);
   B = await owner();
   bKey = await makeApiKey(app, B.user.id, { name: 'b-full' });

@@ -89,7 +89,8 @@ export class LocalDriver implements StorageDriver {
     for (const e of entries) {
       const full = join(dir, e.name);
       if (e.isDirectory()) {
-        if (full !== this.tmp) await this.walk(full, into);
+        // Dot-directories under the root are Tally's own (temporary files, resumable uploads), not objects.
+        if (!(dir === this.root && e.name.startsWith('.'))) await this.walk(full, into);
       } else if (e.isFile()) into.push(relative(this.root, full).split(sep).join('/'));
     }
   }

@@ -84,12 +84,15 @@ export async function objectList(db: Executor, bucketId: string, prefix: string,
   return (await q.orderBy('path').limit(limit + 1).execute()) as ObjectRow[];
 }
 
-/** Every storage key the rows hold (objects and project file versions), for `tally storage check`. */
-export async function storageKeysAll(db: Executor): Promise<Set<string>> {
+/** Every storage key the rows hold (objects and project file versions), and those queued for deletion. */
+export async function storageKeysAll(db: Executor): Promise<{ referenced: Set<string>; pending: Set<string> }> {
   const objects = await db.selectFrom('storage_objects').select('storage_key').execute();
   const versions = await db.selectFrom('project_file_versions').select('storage_key').where('storage_key', 'is not', null).execute();
   const pending = await db.selectFrom('storage_deletions').select('storage_key').execute();
-  return new Set([...objects.map((r) => r.storage_key), ...versions.map((r) => r.storage_key as string), ...pending.map((r) => `pending:${r.storage_key}`)]);
+  return {
+    referenced: new Set([...objects.map((r) => r.storage_key), ...versions.map((r) => String(r.storage_key))]),
+    pending: new Set(pending.map((r) => r.storage_key)),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -54,6 +54,18 @@ export function registerStorageRoutes(app: FastifyInstance, deps: RouteDeps, sto
     },
   });
 
+  defineRoute(app, deps, {
+    method: 'POST', url: '/v1/storage/check', summary: 'Compare the object rows with what the driver holds (missing bytes, orphaned bytes)', tags,
+    auth: 'service', optionalBody: true, body: Type.Object({}, { additionalProperties: false }),
+    response: {
+      200: Type.Object({
+        referenced: Type.Integer(), held: Type.Integer(), pending: Type.Integer(), missing: Type.Array(Type.String()), orphans: Type.Array(Type.String()),
+        missing_count: Type.Integer(), orphan_count: Type.Integer(), ok: Type.Boolean(),
+      }),
+    },
+    handler: async (ctx) => ok(await storage.check(ctx.db)),
+  });
+
   // Uploads read the raw body themselves: in this scope every content type streams to the handler
   // unparsed (and unbounded by bodyLimit: the bucket's limit and the quota bound it instead).
   app.register(async (raw) => {
@@ -123,6 +135,28 @@ export function registerStorageRoutes(app: FastifyInstance, deps: RouteDeps, sto
       return ok({ data: page.rows.map(objectToApi), next_cursor: page.nextCursor });
     },
   });
+
+  for (const mode of ['copy', 'move'] as const) {
+    defineRoute(app, deps, {
+      method: 'POST', url: `/v1/storage/objects/:bucket/${mode}`,
+      summary: mode === 'copy' ? 'Copy an object to another path or bucket (the destination\'s rules apply)' : 'Move an object to another path or bucket (its bytes stay; the destination\'s rules apply)',
+      tags, auth: 'any', scope: 'storage:write', params: Type.Object({ bucket: BucketId }),
+      body: Type.Object(
+        {
+          from: Type.String({ minLength: 1, maxLength: 1024 }),
+          to: Type.String({ minLength: 1, maxLength: 1024 }),
+          to_bucket: Type.Optional(BucketId),
+          upsert: Type.Optional(Type.Boolean()),
+        },
+        { additionalProperties: false },
+      ),
+      response: { 200: StorageObject, 201: StorageObject, 404: ErrorResponse, 409: ErrorResponse, 413: ErrorResponse, 415: ErrorResponse },
+      handler: async (ctx, { params, body }) => {
+        const object = await storage.transfer(ctx.db, ctx.principal, { mode, bucket: params.bucket, from: body.from, to: body.to, toBucket: body.to_bucket, upsert: body.upsert ?? false });
+        return mode === 'copy' ? created(objectToApi(object)) : ok(objectToApi(object));
+      },
+    });
+  }
 
   defineRoute(app, deps, {
     method: 'POST', url: '/v1/storage/sign/:bucket/*', summary: 'Make a signed link: download until it expires, or upload once', tags,

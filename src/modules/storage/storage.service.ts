@@ -30,6 +30,7 @@ import {
   reservationCreate,
   reservationRelease,
   reservationsExpired,
+  storageKeysAll,
   usageFind,
 } from './storage.repository.js';
 import { type BucketRow, type CreateBucketBody, etagOf, type ObjectRow, pathSegments, type UpdateBucketBody } from './storage.js';
@@ -236,6 +237,33 @@ export class StorageService {
     }
   }
 
+  /**
+   * The checks an upload passes before its first byte, for a resumable upload's creation (the
+   * bytes arrive later, in pieces): bucket, owner rule, declared type, declared size, an existing
+   * path without upsert, and room in the quota. The whole pipeline runs again when it completes.
+   */
+  async precheck(db: Db, principal: Principal, input: { bucket: string; path: string; contentType: string | undefined; size: number | null; upsert: boolean }): Promise<void> {
+    const segments = this.segmentsOf(input.path);
+    const declared = mediaType(input.contentType);
+    await inRequestTransaction(db, principal, async (trx) => {
+      const bucket = await bucketFind(trx, input.bucket);
+      if (!bucket) throw errors.notFound('Bucket', input.bucket);
+      const owner = await this.ownerOf(trx, bucket, principal, segments, true);
+      if (!typeAllowed(bucket.allowed_mime_types, declared)) {
+        throw new DomainError('unsupported_media_type', `Content-Type ${declared ?? '(none)'} is not allowed in bucket ${bucket.id}`, { reason: 'declared_type', allowed: bucket.allowed_mime_types });
+      }
+      if (bucket.file_size_limit !== null && input.size !== null && input.size > Number(bucket.file_size_limit)) throw tooLarge('size', Number(bucket.file_size_limit));
+      if (!input.upsert && (await objectFind(trx, bucket.id, input.path))) throw errors.conflict(`An object already exists at ${input.path}`, { path: input.path });
+      if (bucket.user_quota_bytes !== null && owner !== null && input.size !== null) {
+        await elevate(trx);
+        const usage = await usageFind(trx, bucket.id, owner);
+        const quota = Number(bucket.user_quota_bytes);
+        const free = quota - Number(usage?.used_bytes ?? 0) - Number(usage?.reserved_bytes ?? 0);
+        if (input.size > free) throw quotaExceeded(quota, input.size, free);
+      }
+    });
+  }
+
   /** An object the caller may read (the owner rule for users; public buckets for anyone). */
   async find(db: Executor, principal: Principal, bucketId: string, path: string): Promise<{ bucket: BucketRow; object: ObjectRow }> {
     const segments = this.segmentsOf(path);
@@ -311,6 +339,63 @@ export class StorageService {
     return { rows: page, nextCursor: more && last ? Buffer.from(last.path, 'utf8').toString('base64url') : null };
   }
 
+  /**
+   * Copies or moves an object (to another path, or another bucket) under the destination's rules:
+   * the caller must read the source and write the destination; its type, size limit and quota
+   * apply. A copy duplicates the bytes in the driver under a new key; a move only changes the row
+   * (its bytes stay under their key). An existing destination → 409 unless `upsert`.
+   */
+  async transfer(
+    db: Executor,
+    principal: Principal,
+    input: { mode: 'copy' | 'move'; bucket: string; from: string; to: string; toBucket?: string | undefined; upsert: boolean },
+  ): Promise<ObjectRow> {
+    const { object: source } = await this.find(db, principal, input.bucket, input.from);
+    const destBucketId = input.toBucket ?? input.bucket;
+    const destSegments = this.segmentsOf(input.to);
+    const dest = await bucketFind(db, destBucketId);
+    if (!dest) throw errors.notFound('Bucket', destBucketId);
+    const owner = await this.ownerOf(db, dest, principal, destSegments, true);
+    if (input.mode === 'move') await this.ownerOf(db, (await bucketFind(db, input.bucket)) as BucketRow, principal, this.segmentsOf(input.from), true);
+    if (destBucketId === input.bucket && input.to === input.from) throw errors.invalidRequest('The destination is the source', { field: 'body.to' });
+    const type = source.declared_type ?? source.sniffed_type;
+    if (!typeAllowed(dest.allowed_mime_types, type) || (source.sniffed_type !== null && !typeAllowed(dest.allowed_mime_types, source.sniffed_type))) {
+      throw new DomainError('unsupported_media_type', `Bucket ${dest.id} does not allow ${type ?? '(no type)'}`, { reason: 'declared_type', allowed: dest.allowed_mime_types });
+    }
+    const size = Number(source.size);
+    if (dest.file_size_limit !== null && size > Number(dest.file_size_limit)) throw tooLarge('size', Number(dest.file_size_limit));
+    const existing = await objectFindForUpdate(db, destBucketId, input.to);
+    if (existing && !input.upsert) throw errors.conflict(`An object already exists at ${input.to}; set upsert to overwrite it`, { path: input.to });
+    // The destination owner's quota, when the bytes are new to them (a copy, or a move to another owner or bucket).
+    const newToOwner = input.mode === 'copy' || owner !== source.owner_id || destBucketId !== source.bucket_id;
+    if (dest.user_quota_bytes !== null && owner !== null && newToOwner) {
+      const quota = Number(dest.user_quota_bytes);
+      const usage = await usageFind(db, dest.id, owner);
+      const free = quota - Number(usage?.used_bytes ?? 0) - Number(usage?.reserved_bytes ?? 0) + (existing ? Number(existing.size) : 0);
+      if (size > free) throw quotaExceeded(quota, size, free);
+    }
+    if (existing) await objectDelete(db, existing.id);
+    if (input.mode === 'move') {
+      // The row is replaced by one at the new place that keeps the bytes' key: the delete queues
+      // the key, and the sweeper leaves a key some row still points at (keyReferenced).
+      await objectDelete(db, source.id);
+      return objectInsert(db, {
+        id: source.id, bucket_id: dest.id, path: input.to, owner_id: owner, uploaded_by: principal.kind === 'user' ? principal.userId : source.uploaded_by,
+        storage_key: source.storage_key, size, declared_type: source.declared_type, sniffed_type: source.sniffed_type, sha256: source.sha256,
+        metadata: (source.metadata ?? {}) as Record<string, unknown>,
+      });
+    }
+    const id = newId('storageObject');
+    const key = `o/${dest.id}/${id}`;
+    const copy = await objectInsert(db, {
+      id, bucket_id: dest.id, path: input.to, owner_id: owner, uploaded_by: principal.kind === 'user' ? principal.userId : null, storage_key: key,
+      size, declared_type: source.declared_type, sniffed_type: source.sniffed_type, sha256: source.sha256, metadata: (source.metadata ?? {}) as Record<string, unknown>,
+    });
+    // Bytes last: a failed copy rolls the row back with the request.
+    await this.driver.copy(source.storage_key, key);
+    return copy;
+  }
+
   // -------------------------------------------------------------------------------------------
   // Signed links
   // -------------------------------------------------------------------------------------------
@@ -363,6 +448,25 @@ export class StorageService {
   // Housekeeping
   // -------------------------------------------------------------------------------------------
 
+  /** Compares what the rows say with what the driver holds, both ways. */
+  async check(db: Executor): Promise<StorageCheckReport> {
+    const { referenced, pending } = await storageKeysAll(db);
+    const held = (await this.driver.list('', { limit: Number.MAX_SAFE_INTEGER })).filter((k) => k.startsWith('o/') || k.startsWith('f/'));
+    const heldSet = new Set(held);
+    const missing = [...referenced].filter((k) => !heldSet.has(k)).sort();
+    const orphans = held.filter((k) => !referenced.has(k) && !pending.has(k)).sort();
+    return {
+      referenced: referenced.size,
+      held: held.length,
+      pending: pending.size,
+      missing: missing.slice(0, 100),
+      orphans: orphans.slice(0, 100),
+      missing_count: missing.length,
+      orphan_count: orphans.length,
+      ok: missing.length === 0 && orphans.length === 0,
+    };
+  }
+
   /**
    * Drains the delete outbox (bytes whose rows are gone; a failed delete is retried later, with
    * back-off) and frees reservations of uploads that never settled. Safe in several processes.
@@ -391,6 +495,23 @@ export class StorageService {
     }
     return { deleted, failed, released };
   }
+}
+
+/** `tally storage check`: the rows and the driver agree (POST /v1/storage/check runs the same in a server). */
+export interface StorageCheckReport {
+  /** Keys the rows point at (objects and project file versions). */
+  referenced: number;
+  /** Keys the driver holds under Tally's prefixes. */
+  held: number;
+  /** Keys queued for deletion (not orphans: the sweeper will delete them). */
+  pending: number;
+  /** Rows whose bytes are gone (at most 100 listed). */
+  missing: string[];
+  /** Bytes no row points at and nothing will delete (at most 100 listed; an upload in flight shows here for a moment). */
+  orphans: string[];
+  missing_count: number;
+  orphan_count: number;
+  ok: boolean;
 }
 
 function minOf(a: number | null, b: number | null): number | null {

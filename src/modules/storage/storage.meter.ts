@@ -1,0 +1,66 @@
+import { sql } from 'kysely';
+import type { Db } from '../../db/database.js';
+
+/**
+ * How stored bytes reach billing: one usage event per user and day (the billing module's
+ * POST /v1/events path, wired by the composition root), so plans and cost models price storage
+ * like any other metric.
+ */
+export interface StorageUsageRecorder {
+  /** Records one event; a refusal (no allowance, no credits) is an answer, not a fault. */
+  record(event: { userId: string; metric: string; quantity: number; actionHash: string; metadata: Record<string, unknown> }): Promise<{ ok: boolean; code?: string }>;
+}
+
+export const STORAGE_METRIC = 'storage_mb';
+const MIB = 1_048_576;
+
+/**
+ * Meters storage as `storage_mb`: once a day, each user's stored bytes (objects in folders they
+ * own, all buckets; workspace folders are not metered yet: usage events name a user) rounded up
+ * to whole MiB. The event's action_hash is `storage_mb:<user>:<day>`, so a day is charged once
+ * however many processes or runs record it: MiB-days, the unit storage is usually priced in.
+ */
+export class StorageMeter {
+  private lastDay: string | null = null;
+
+  constructor(
+    private readonly db: Db,
+    private readonly recorder: StorageUsageRecorder,
+    private readonly now: () => Date,
+  ) {}
+
+  /** The scheduler's tick: meters the current UTC day once per process. */
+  async tick(): Promise<{ users: number; recorded: number; refused: number } | null> {
+    const day = this.now().toISOString().slice(0, 10);
+    if (day === this.lastDay) return null;
+    const result = await this.meterDay(day);
+    this.lastDay = day;
+    return result;
+  }
+
+  async meterDay(day: string): Promise<{ users: number; recorded: number; refused: number }> {
+    const rows = await this.db
+      .selectFrom('storage_usage')
+      .innerJoin('users', 'users.id', 'storage_usage.owner_id')
+      .select(['storage_usage.owner_id as user_id', sql<string>`sum(storage_usage.used_bytes)::text`.as('bytes')])
+      .groupBy('storage_usage.owner_id')
+      .execute();
+    let recorded = 0;
+    let refused = 0;
+    for (const r of rows) {
+      const bytes = Number(r.bytes);
+      if (bytes <= 0) continue;
+      const quantity = Math.ceil(bytes / MIB);
+      const outcome = await this.recorder.record({
+        userId: r.user_id,
+        metric: STORAGE_METRIC,
+        quantity,
+        actionHash: `${STORAGE_METRIC}:${r.user_id}:${day}`,
+        metadata: { bytes, day },
+      });
+      if (outcome.ok) recorded++;
+      else refused++;
+    }
+    return { users: rows.length, recorded, refused };
+  }
+}
