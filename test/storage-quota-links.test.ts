@@ -87,6 +87,33 @@ describe(`storage quotas and signed links (${TARGET})`, () => {
     expect(mine[0]).toMatchObject({ quantity: 2, action_hash: `storage_mb:${user.user.id}:${day}` });
   });
 
+  it('a delete whose bytes the driver fails to remove is retried later with back-off, until they are gone', async () => {
+    now = Date.now() + 1000; // the app's clock, just past the database's (the outbox row is stamped by now())
+    await app.services.storage.sweep(); // what earlier tests queued
+    const path = `${other.user.id}/retry.txt`;
+    const up = await rawPut(app, `/v1/storage/objects/files/${path}`, Buffer.from('stubborn'), { token: other.token, type: 'text/plain' });
+    const key = (await app.database.db.selectFrom('storage_objects').select('storage_key').where('id', '=', up.body.id).executeTakeFirstOrThrow()).storage_key;
+    expect((await other.api.del(`/v1/storage/objects/files/${path}`)).status).toBe(200);
+    const driver = app.services.storage.driver;
+    const realDelete = driver.delete.bind(driver);
+    driver.delete = async () => {
+      throw new Error('backend unavailable');
+    };
+    try {
+      expect(await app.services.storage.sweep()).toMatchObject({ failed: 1 });
+    } finally {
+      driver.delete = realDelete;
+    }
+    const queued = await app.database.db.selectFrom('storage_deletions').selectAll().where('storage_key', '=', key).executeTakeFirstOrThrow();
+    expect(queued).toMatchObject({ attempts: 1, last_error: 'backend unavailable' });
+    expect(await driver.head(key)).toEqual({ size: 8 });
+    expect((await app.services.storage.sweep()).deleted).toBe(0); // not due yet
+    now += 6000;
+    expect((await app.services.storage.sweep()).deleted).toBe(1);
+    expect(await driver.head(key)).toBeNull();
+    expect(await app.database.db.selectFrom('storage_deletions').select('id').where('storage_key', '=', key).execute()).toEqual([]);
+  });
+
   it('a signed download link works without credentials until it expires; tampered or for another path → 403', async () => {
     const path = `${owner.user.id}/docs/report.txt`;
     expect((await rawPut(app, `/v1/storage/objects/files/${path}`, Buffer.from('quarterly report'), { token: owner.token, type: 'text/plain' })).status).toBe(201);

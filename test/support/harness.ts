@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -105,6 +105,7 @@ export async function createTestApp(
       await app.server.close();
       await app.services.queue.stop();
       await testDb.close();
+      if (config.storage?.driver === 'local') rmSync(config.storage.root, { recursive: true, force: true });
     },
   };
 }

@@ -163,8 +163,6 @@ export async function deletionsDue(db: Executor, now: Date, limit: number) {
     .where('next_attempt_at', '<=', now)
     .orderBy('id')
     .limit(limit)
-    .forUpdate()
-    .skipLocked()
     .execute();
 }
 

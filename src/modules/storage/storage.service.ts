@@ -476,19 +476,19 @@ export class StorageService {
     let deleted = 0;
     let failed = 0;
     const now = this.now();
-    await db.transaction().execute(async (trx) => {
-      for (const d of await deletionsDue(trx, now, batch)) {
-        try {
-          if (!(await keyReferenced(trx, d.storage_key))) await this.driver.delete(d.storage_key);
-          await deletionDone(trx, Number(d.id));
-          deleted++;
-        } catch (err) {
-          const backoff = Math.min(3600, 5 * 2 ** Math.min(d.attempts, 10)) * 1000;
-          await deletionFailed(trx, Number(d.id), new Date(now.getTime() + backoff), err instanceof Error ? err.message : String(err));
-          failed++;
-        }
+    // No transaction is held while the driver works (a slow S3 must not pin PGlite's one
+    // connection): deletes are idempotent, so two sweepers racing on a key do no harm.
+    for (const d of await deletionsDue(db, now, batch)) {
+      try {
+        if (!(await keyReferenced(db, d.storage_key))) await this.driver.delete(d.storage_key);
+        await deletionDone(db, Number(d.id));
+        deleted++;
+      } catch (err) {
+        const backoff = Math.min(3600, 5 * 2 ** Math.min(d.attempts, 10)) * 1000;
+        await deletionFailed(db, Number(d.id), new Date(now.getTime() + backoff), err instanceof Error ? err.message : String(err));
+        failed++;
       }
-    });
+    }
     let released = 0;
     for (const id of await reservationsExpired(db, now, batch)) {
       if (await db.transaction().execute((trx) => reservationRelease(trx, id))) released++;
