@@ -23,6 +23,7 @@ import { MailService } from './modules/mail/mail.service.js';
 import { registerMailRoutes } from './modules/mail/mail.routes.js';
 import { logTransport, smtpTransport } from './modules/mail/mail.transport.js';
 import { EmailVerificationService } from './modules/auth/auth.email-verification.js';
+import { SignupConfirmation } from './modules/auth/auth.signup-confirm.js';
 import { registerEmailVerificationRoutes } from './modules/auth/auth.email-verification.routes.js';
 import { registerHealthRoutes } from './modules/health/health.routes.js';
 import { registerCreditRoutes } from './modules/credits/credits.routes.js';
@@ -78,6 +79,8 @@ export interface Services {
   users: UsersService;
   auth: AuthService;
   emailVerification: EmailVerificationService;
+  /** Sign-up by confirmation mail (TALLY_SIGNUP_CONFIRM_EMAIL); null = sign-up answers a session. */
+  signupConfirmation: SignupConfirmation | null;
   mail: MailService;
   passwordReset: PasswordResetService;
   apiKeys: ApiKeysService;
@@ -136,13 +139,16 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const mailTransport = mailConfig.smtpUrl ? smtpTransport(mailConfig.smtpUrl) : logTransport(deps.logger);
   const mail = new MailService(secrets, queue, mailTransport, mailConfig.from, clock);
   const projects = new ProjectsService(clock, deps.messageCharger ?? new UsageMessageCharger(billing.usage));
+  const emailVerificationConfig = config.emailVerification ?? DEFAULT_EMAIL_VERIFICATION;
+  const emailVerification = new EmailVerificationService(emailVerificationConfig, clock);
   const services: Services = {
     users,
     tokens,
     auth: new AuthService(users, tokens, new RefreshTokens(config.auth.refreshTtlSeconds, clock)),
     mail,
     passwordReset: new PasswordResetService(config.passwordReset ?? DEFAULT_PASSWORD_RESET, mail, clock),
-    emailVerification: new EmailVerificationService(config.emailVerification ?? DEFAULT_EMAIL_VERIFICATION, clock),
+    emailVerification,
+    signupConfirmation: emailVerificationConfig.confirmSignup ? new SignupConfirmation(users, emailVerification, mail, emailVerificationConfig, database.schema) : null,
     apiKeys: new ApiKeysService(clock),
     workspaces: new WorkspacesService(),
     authenticator: new Authenticator(database.db, config.auth.serviceKey, tokens),
@@ -195,7 +201,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     cacheListening: () => invalidations.trusted,
     backlog: () => ({ ledger: services.credits.waiting, usage: services.billing.usage.waiting, max: config.credits.maxBacklog ?? 10_000 }),
   });
-  registerAuthRoutes(server, routeDeps, services.auth);
+  registerAuthRoutes(server, routeDeps, services.auth, services.signupConfirmation);
   registerEmailVerificationRoutes(server, routeDeps, services.emailVerification);
   registerPasswordResetRoutes(server, routeDeps, services.passwordReset);
   registerMailRoutes(server, routeDeps, services.mail);

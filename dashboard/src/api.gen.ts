@@ -165,7 +165,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Sign up with e-mail and password */
+        /** Sign up with e-mail and password (202 and a confirmation mail when TALLY_SIGNUP_CONFIRM_EMAIL is on) */
         post: {
             parameters: {
                 query?: never;
@@ -197,6 +197,21 @@ export interface paths {
                             expires_in: number;
                             /** @description Exchange once at POST /v1/auth/refresh for the next pair; a reused one ends the session. */
                             refresh_token: string;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                202: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /**
+                             * @description The same answer for every address: what happened is told only to its mailbox.
+                             * @enum {boolean}
+                             */
+                            confirmation_sent: true;
                         };
                     };
                 };

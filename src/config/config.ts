@@ -70,6 +70,11 @@ const envSchema = z.object({
    * a ready link with the token filled in (URL-encoded), for the app to mail. No `{token}`: the
    * token is added as the `token` query parameter.
    */
+  /**
+   * Sign-up answers the same whether or not the address is registered and mails a confirmation
+   * (docs/auth.md, "Sign-up with confirmation"). Unset: on in production, off elsewhere.
+   */
+  TALLY_SIGNUP_CONFIRM_EMAIL: z.enum(['true', 'false']).optional(),
   TALLY_EMAIL_VERIFY_URL: optionalString.refine((v) => v === undefined || isHttpUrl(v), 'must be an http(s) URL'),
   TALLY_ENCRYPTION_KEY: optionalString.refine(
     (v) => v === undefined || /^[A-Za-z0-9+/]{43}=$/.test(v) || /^[0-9a-f]{64}$/i.test(v),
@@ -249,6 +254,8 @@ export interface EmailVerificationConfig {
   readonly ttlSeconds: number;
   /** The app's verification page; `{token}` is replaced by the URL-encoded token. */
   readonly urlTemplate: string | null;
+  /** Sign-up mails a confirmation and answers 202 either way (docs/auth.md); absent = off. */
+  readonly confirmSignup?: boolean;
 }
 
 export interface MailConfig {

@@ -110,7 +110,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     },
     logLevel: raw.LOG_LEVEL,
     payments: paymentsConfig(raw),
-    emailVerification: { ttlSeconds: raw.TALLY_EMAIL_VERIFY_TTL_SECONDS, urlTemplate: raw.TALLY_EMAIL_VERIFY_URL ?? null },
+    emailVerification: {
+      ttlSeconds: raw.TALLY_EMAIL_VERIFY_TTL_SECONDS,
+      urlTemplate: raw.TALLY_EMAIL_VERIFY_URL ?? null,
+      confirmSignup: (raw.TALLY_SIGNUP_CONFIRM_EMAIL ?? (raw.NODE_ENV === 'production' ? 'true' : 'false')) === 'true',
+    },
     mail: { smtpUrl: raw.SMTP_URL ?? null, from: raw.MAIL_FROM },
     passwordReset: { ttlSeconds: raw.TALLY_PASSWORD_RESET_TTL_SECONDS, urlTemplate: raw.TALLY_PASSWORD_RESET_URL ?? null },
   };

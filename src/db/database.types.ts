@@ -254,6 +254,7 @@ export interface EmailVerificationTokens {
   email: string;
   expires_at: Timestamp;
   id: string;
+  password_hash: string | null;
   token_hash: string;
   updated_at: Generated<Timestamp>;
   used_at: Timestamp | null;
