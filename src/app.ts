@@ -20,6 +20,9 @@ import { RefreshTokens } from './modules/auth/auth.refresh.js';
 import { PasswordResetService } from './modules/auth/auth.password-reset.js';
 import { registerPasswordResetRoutes } from './modules/auth/auth.password-reset.routes.js';
 import { MailService } from './modules/mail/mail.service.js';
+import { WebhooksOutService } from './modules/webhooks-out/webhooks-out.service.js';
+import { registerWebhooksOutRoutes } from './modules/webhooks-out/webhooks-out.routes.js';
+import { httpTransport, type WebhookTransport } from './modules/webhooks-out/webhooks-out.transport.js';
 import { registerMailRoutes } from './modules/mail/mail.routes.js';
 import { logTransport, smtpTransport } from './modules/mail/mail.transport.js';
 import { EmailVerificationService } from './modules/auth/auth.email-verification.js';
@@ -33,7 +36,7 @@ import { type BillingServices, registerBillingRoutes } from './modules/billing/b
 import { SubscriptionsService } from './modules/billing/billing.subscriptions.service.js';
 import { UsageService } from './modules/billing/billing.usage.service.js';
 import { UsageMessageCharger } from './modules/billing/billing.message-charger.js';
-import { DEFAULT_BILLING, DEFAULT_EMAIL_VERIFICATION, DEFAULT_MAIL, DEFAULT_PASSWORD_RESET } from './config/config.js';
+import { DEFAULT_BILLING, DEFAULT_EMAIL_VERIFICATION, DEFAULT_MAIL, DEFAULT_PASSWORD_RESET, DEFAULT_WEBHOOKS_OUT } from './config/config.js';
 import { CreditsService } from './modules/credits/credits.service.js';
 import { registerPaymentRoutes } from './modules/payments/payments.routes.js';
 import type { SubscriptionPort } from './modules/payments/payments.ports.js';
@@ -71,6 +74,8 @@ export interface AppDeps {
    * billing module wires one, message costs are recorded but not charged (docs/projects.md).
    */
   messageCharger?: MessageCharger;
+  /** How outgoing webhooks are sent (default: HTTP with the SSRF guard); tests may wrap it. */
+  webhookTransport?: WebhookTransport;
   /** The dashboard's built files (default: dist/dashboard in the package; a missing folder is served as "not built"). */
   dashboardDir?: string;
 }
@@ -82,6 +87,7 @@ export interface Services {
   /** Sign-up by confirmation mail (TALLY_SIGNUP_CONFIRM_EMAIL); null = sign-up answers a session. */
   signupConfirmation: SignupConfirmation | null;
   mail: MailService;
+  webhooksOut: WebhooksOutService;
   passwordReset: PasswordResetService;
   apiKeys: ApiKeysService;
   workspaces: WorkspacesService;
@@ -138,6 +144,9 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const mailConfig = config.mail ?? DEFAULT_MAIL;
   const mailTransport = mailConfig.smtpUrl ? smtpTransport(mailConfig.smtpUrl) : logTransport(deps.logger);
   const mail = new MailService(secrets, queue, mailTransport, mailConfig.from, clock);
+  const webhooksOutConfig = config.webhooksOut ?? DEFAULT_WEBHOOKS_OUT;
+  const webhookTransport = deps.webhookTransport ?? httpTransport(webhooksOutConfig);
+  const webhooksOut = new WebhooksOutService(secrets, queue, webhookTransport, webhooksOutConfig, clock);
   const projects = new ProjectsService(clock, deps.messageCharger ?? new UsageMessageCharger(billing.usage));
   const emailVerificationConfig = config.emailVerification ?? DEFAULT_EMAIL_VERIFICATION;
   const emailVerification = new EmailVerificationService(emailVerificationConfig, clock);
@@ -146,6 +155,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     tokens,
     auth: new AuthService(users, tokens, new RefreshTokens(config.auth.refreshTtlSeconds, clock)),
     mail,
+    webhooksOut,
     passwordReset: new PasswordResetService(config.passwordReset ?? DEFAULT_PASSWORD_RESET, mail, clock),
     emailVerification,
     signupConfirmation: emailVerificationConfig.confirmSignup ? new SignupConfirmation(users, emailVerification, mail, emailVerificationConfig, database.schema) : null,
@@ -166,7 +176,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
       logger: deps.logger,
     }),
     queue,
-    jobs: new JobsService(credits, queue, clock),
+    jobs: new JobsService(credits, queue, clock, webhooksOut),
     projects,
     secretsStore: new SecretsService(secrets, projects),
     admin: new AdminService(database, clock),
@@ -206,6 +216,8 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerPasswordResetRoutes(server, routeDeps, services.passwordReset);
   registerMailRoutes(server, routeDeps, services.mail);
   server.addHook('onClose', async () => mailTransport.close());
+  registerWebhooksOutRoutes(server, routeDeps, services.webhooksOut);
+  if (!deps.webhookTransport) server.addHook('onClose', async () => webhookTransport.close());
   registerUserRoutes(server, routeDeps, services.users);
   registerApiKeyRoutes(server, routeDeps, services.apiKeys);
   registerIdentityRoutes(server, routeDeps, services.identities);

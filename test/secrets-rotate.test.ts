@@ -41,6 +41,6 @@ describe(`tally secrets rotate re-seals every secret under the current key (${TA
     const idn = await app.database.db.selectFrom('user_identities').select('access_token_enc').where('user_id', '=', u.user.id).executeTakeFirstOrThrow();
     expect(onlyNew.open(idn.access_token_enc as string, `${u.user.id}\ngithub`)).toBe('gho_x');
     // Running it again has nothing left to do.
-    expect(await rotateSecrets(app.database.db, next)).toEqual({ env_vars: 0, service_tokens: 0, user_identities: 0, idempotency_keys: 0, mail_outbox: 0 });
+    expect(await rotateSecrets(app.database.db, next)).toEqual({ env_vars: 0, service_tokens: 0, user_identities: 0, idempotency_keys: 0, mail_outbox: 0, webhook_endpoints: 0 });
   });
 });

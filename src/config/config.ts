@@ -75,6 +75,11 @@ const envSchema = z.object({
    * (docs/auth.md, "Sign-up with confirmation"). Unset: on in production, off elsewhere.
    */
   TALLY_SIGNUP_CONFIRM_EMAIL: z.enum(['true', 'false']).optional(),
+  /** Outgoing webhooks to loopback/private addresses (SSRF guard off). Unset: refused in production, allowed elsewhere. */
+  TALLY_WEBHOOKS_ALLOW_PRIVATE: z.enum(['true', 'false']).optional(),
+  TALLY_WEBHOOKS_TIMEOUT_MS: intFromEnv(5_000).refine((v) => v >= 100 && v <= 60_000, 'must be between 100 and 60000 ms'),
+  TALLY_WEBHOOKS_MAX_ATTEMPTS: intFromEnv(80).refine((v) => v >= 1 && v <= 200, 'must be between 1 and 200'),
+  TALLY_WEBHOOKS_DISABLE_AFTER_HOURS: intFromEnv(72).refine((v) => v >= 1, 'must be at least 1 hour'),
   TALLY_EMAIL_VERIFY_URL: optionalString.refine((v) => v === undefined || isHttpUrl(v), 'must be an http(s) URL'),
   TALLY_ENCRYPTION_KEY: optionalString.refine(
     (v) => v === undefined || /^[A-Za-z0-9+/]{43}=$/.test(v) || /^[0-9a-f]{64}$/i.test(v),
@@ -211,6 +216,8 @@ export interface Config {
   readonly emailVerification?: EmailVerificationConfig;
   /** Outgoing mail; absent (or no smtpUrl) = mail is written to the log. */
   readonly mail?: MailConfig;
+  /** Outgoing webhooks (docs/webhooks-out.md); absent = DEFAULT_WEBHOOKS_OUT. */
+  readonly webhooksOut?: WebhooksOutConfig;
   /** Password reset tokens (docs/auth.md); absent = 1 hour, no link template (the mail carries the code). */
   readonly passwordReset?: PasswordResetConfig;
 }
@@ -267,6 +274,26 @@ export interface PasswordResetConfig {
   readonly ttlSeconds: number;
   readonly urlTemplate: string | null;
 }
+
+export interface WebhooksOutConfig {
+  /** Deliver to loopback and private addresses (development, tests); never in production by default. */
+  readonly allowPrivate: boolean;
+  readonly timeoutMs: number;
+  /** Attempts per delivery: with the queue's backoff (5 s doubling, capped at 1 h), 80 ≈ 3 days. */
+  readonly maxAttempts: number;
+  /** An endpoint failing without a success for this long is disabled. */
+  readonly disableAfterMs: number;
+  /** How long the previous secret keeps signing after a rotation (default). */
+  readonly rotationGraceSeconds: number;
+}
+
+export const DEFAULT_WEBHOOKS_OUT: WebhooksOutConfig = {
+  allowPrivate: false,
+  timeoutMs: 5_000,
+  maxAttempts: 80,
+  disableAfterMs: 3 * 86_400_000,
+  rotationGraceSeconds: 86_400,
+};
 
 export const DEFAULT_MAIL: MailConfig = { smtpUrl: null, from: 'Tally <no-reply@localhost>' };
 export const DEFAULT_PASSWORD_RESET: PasswordResetConfig = { ttlSeconds: 3600, urlTemplate: null };

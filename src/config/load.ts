@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { type Config, ConfigError, decodeEncryptionKey, parseEnv, type PaymentsConfig, type RawEnv } from './config.js';
+import { type Config, ConfigError, DEFAULT_WEBHOOKS_OUT, decodeEncryptionKey, parseEnv, type PaymentsConfig, type RawEnv } from './config.js';
 import { loadOrCreateSecrets } from './secrets.js';
 
 export interface LoadedConfig {
@@ -110,6 +110,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     },
     logLevel: raw.LOG_LEVEL,
     payments: paymentsConfig(raw),
+    webhooksOut: {
+      ...DEFAULT_WEBHOOKS_OUT,
+      allowPrivate: (raw.TALLY_WEBHOOKS_ALLOW_PRIVATE ?? (raw.NODE_ENV === 'production' ? 'false' : 'true')) === 'true',
+      timeoutMs: raw.TALLY_WEBHOOKS_TIMEOUT_MS,
+      maxAttempts: raw.TALLY_WEBHOOKS_MAX_ATTEMPTS,
+      disableAfterMs: raw.TALLY_WEBHOOKS_DISABLE_AFTER_HOURS * 3_600_000,
+    },
     emailVerification: {
       ttlSeconds: raw.TALLY_EMAIL_VERIFY_TTL_SECONDS,
       urlTemplate: raw.TALLY_EMAIL_VERIFY_URL ?? null,

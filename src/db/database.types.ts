@@ -784,6 +784,38 @@ export interface UserSessions {
   user_id: string;
 }
 
+export interface WebhookDeliveries {
+  attempts: Generated<number>;
+  created_at: Generated<Timestamp>;
+  delivered_at: Timestamp | null;
+  endpoint_id: string;
+  id: string;
+  last_attempt_at: Timestamp | null;
+  last_error: string | null;
+  last_response: string | null;
+  last_status_code: number | null;
+  message_id: string;
+  status: Generated<string>;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface WebhookEndpoints {
+  created_at: Generated<Timestamp>;
+  description: string | null;
+  disabled_reason: string | null;
+  event_types: string[];
+  failing_since: Timestamp | null;
+  id: string;
+  is_active: Generated<boolean>;
+  key_id: string;
+  previous_secret_enc: string | null;
+  previous_secret_expires_at: Timestamp | null;
+  secret_enc: string;
+  updated_at: Generated<Timestamp>;
+  url: string;
+  workspace_id: string | null;
+}
+
 export interface WebhookEvents {
   attempts: Generated<number>;
   created_at: Generated<Timestamp>;
@@ -799,6 +831,16 @@ export interface WebhookEvents {
   signature: string | null;
   status: Generated<string>;
   updated_at: Generated<Timestamp>;
+}
+
+export interface WebhookMessages {
+  created_at: Generated<Timestamp>;
+  id: string;
+  payload: Json;
+  type: string;
+  updated_at: Generated<Timestamp>;
+  user_id: string | null;
+  workspace_id: string | null;
 }
 
 export interface WorkspaceMembers {
@@ -870,7 +912,10 @@ export interface DB {
   user_requests: UserRequests;
   user_sessions: UserSessions;
   users: Users;
+  webhook_deliveries: WebhookDeliveries;
+  webhook_endpoints: WebhookEndpoints;
   webhook_events: WebhookEvents;
+  webhook_messages: WebhookMessages;
   workspace_members: WorkspaceMembers;
   workspaces: Workspaces;
 }

@@ -29,6 +29,10 @@ export const ID_PREFIXES = {
   creditPackage: 'pkg',
   emailAlias: 'eml',
   webhookEvent: 'whe',
+  // outgoing webhooks (docs/webhooks-out.md)
+  webhookEndpoint: 'whep',
+  webhookMessage: 'whmsg',
+  webhookDelivery: 'whdl',
   // AI work (issue 6)
   job: 'job',
   backgroundJob: 'bgj',

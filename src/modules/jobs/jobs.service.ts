@@ -1,5 +1,6 @@
 import type { Static } from 'typebox';
 import type { Db, Executor } from '../../db/database.js';
+import { type EventSink, NO_EVENTS } from '../../core/events.js';
 import { DomainError, errors } from '../../core/errors.js';
 import type { PageRequest } from '../../core/paging.js';
 import type { Principal } from '../../core/principal.js';
@@ -15,6 +16,7 @@ import {
   EVENT_TARGET,
   isFinalJob,
   type JobEvent,
+  jobToApi,
   type JobRow,
   type JobStatus,
   transition,
@@ -49,6 +51,7 @@ export class JobsService {
     private readonly credits: CreditsService,
     private readonly queue: QueueService,
     private readonly now: () => Date,
+    private readonly events: EventSink = NO_EVENTS,
   ) {
     queue.register(JOB_TIMEOUT_TYPE, (job, ctx) => this.onTimeout(job, ctx.db));
   }
@@ -148,6 +151,9 @@ export class JobsService {
     });
     // A settled job needs no timeout any more (the timeout would find it final anyway).
     if (final) await this.queue.cancel(trx, timeoutKey(jobId));
+    // Told to the app in this same transaction (docs/webhooks-out.md): completed, or failed (a timeout too).
+    const told = next.to === 'completed' ? 'job.completed' : next.to === 'failed' || next.to === 'timed_out' ? 'job.failed' : null;
+    if (told) await this.events.emit(trx, { type: told, data: jobToApi(updated), userId: updated.user_id });
     return { applied: true, job: updated };
   }
 

@@ -3,6 +3,8 @@ import { SecretBox } from '../../lib/secret-box.js';
 import { envVarAad, serviceTokenAad } from './secrets.js';
 import { mailAad } from '../mail/mail.js';
 import { mailSealedNotUnder } from '../mail/mail.repository.js';
+import { endpointAad } from '../webhooks-out/webhooks-out.js';
+import { endpointsSealedNotUnder } from '../webhooks-out/webhooks-out.repository.js';
 
 export interface RotateReport {
   env_vars: number;
@@ -10,6 +12,7 @@ export interface RotateReport {
   user_identities: number;
   idempotency_keys: number;
   mail_outbox: number;
+  webhook_endpoints: number;
 }
 
 /**
@@ -20,7 +23,7 @@ export interface RotateReport {
  */
 export async function rotateSecrets(db: Db, box: SecretBox): Promise<RotateReport> {
   return db.transaction().execute(async (trx) => {
-    const report: RotateReport = { env_vars: 0, service_tokens: 0, user_identities: 0, idempotency_keys: 0, mail_outbox: 0 };
+    const report: RotateReport = { env_vars: 0, service_tokens: 0, user_identities: 0, idempotency_keys: 0, mail_outbox: 0, webhook_endpoints: 0 };
     for (const row of await trx.selectFrom('env_vars').select(['id', 'value_enc']).where('key_id', '<>', box.keyId).execute()) {
       const sealed = box.reseal(row.value_enc, envVarAad(row.id));
       if (sealed) await trx.updateTable('env_vars').set({ value_enc: sealed, key_id: box.keyId }).where('id', '=', row.id).execute();
@@ -73,6 +76,14 @@ export async function rotateSecrets(db: Db, box: SecretBox): Promise<RotateRepor
       const sealed = row.body_enc ? box.reseal(row.body_enc, mailAad(row.id)) : null;
       if (sealed) await trx.updateTable('mail_outbox').set({ body_enc: sealed, key_id: box.keyId }).where('id', '=', row.id).execute();
       report.mail_outbox++;
+    }
+    // Outgoing webhooks' signing secrets (and a rotation's previous one).
+    for (const row of await endpointsSealedNotUnder(trx, box.keyId)) {
+      const current = box.reseal(row.secret_enc, endpointAad(row.id, 'current'));
+      if (!current) continue;
+      const previous = row.previous_secret_enc ? box.reseal(row.previous_secret_enc, endpointAad(row.id, 'previous')) : null;
+      await trx.updateTable('webhook_endpoints').set({ secret_enc: current, previous_secret_enc: previous, key_id: box.keyId, ...(previous ? {} : { previous_secret_expires_at: null }) }).where('id', '=', row.id).execute();
+      report.webhook_endpoints++;
     }
     return report;
   });
