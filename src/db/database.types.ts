@@ -281,8 +281,9 @@ export interface EnvVars {
 export interface IdempotencyKeys {
   created_at: Generated<Timestamp>;
   key: string;
-  method: string;
-  path: string;
+  method: string | null;
+  operation: string | null;
+  path: string | null;
   principal: string;
   request_hash: string;
   response_body: string | null;

@@ -2,18 +2,9 @@ import type { Static } from 'typebox';
 import type { Database, Executor } from '../../db/database.js';
 import { inStatementTransaction, kyselyRunner, poolRunner, type RunStatement } from '../../db/statements.js';
 import { type DomainError, errors, isRefusal } from '../../core/errors.js';
-import {
-  type AnswerCodec,
-  created,
-  done,
-  type IdempotencyScope,
-  idempotencyClaim,
-  idempotencyComplete,
-  type Outcome,
-  refused,
-  requestHash,
-  unwrap,
-} from '../idempotency/idempotency.js';
+import { type AnswerCodec, created, done, type IdempotencyScope, type Operation, operation, type Outcome, refused, unwrap } from '../idempotency/idempotency.js';
+import { idempotencyClaim, idempotencyComplete } from '../idempotency/idempotency.repository.js';
+import { legacyRequestHash } from '../idempotency/idempotency.legacy.js';
 import type { Invalidations } from '../../lib/invalidations.js';
 import { groupBy } from '../../lib/group-by.js';
 import { LedgerQueue } from '../../lib/ledger-queue.js';
@@ -34,6 +25,12 @@ import { must } from '../../lib/must.js';
 type Row = Record<string, unknown>;
 export type EventInput = Static<typeof EventBody>;
 export type EventOutcome = Outcome;
+
+/** Usage's operations: a request's Idempotency-Key is recorded under one of these (POST /v1/events, /v1/events/batch). */
+export const USAGE_OPERATIONS: { readonly event: Operation; readonly events: Operation } = {
+  event: operation('usage.event', '/v1/events'),
+  events: operation('usage.events', '/v1/events/batch'),
+};
 
 interface Model {
   metric: string;
@@ -477,7 +474,9 @@ class Pricing {
 
   apply(event: EventInput, session: LedgerSession | null): EventOutcome {
     if (!session) throw errors.notFound('User', event.user_id);
-    const hash = requestHash('POST', 'event', { ...event, occurred_at: event.occurred_at ?? null });
+    // An event's identity is its action_hash; its request hash is the one events have always had
+    // (stored in usage_events.request_hash), so it stays the pre-0017 form.
+    const hash = legacyRequestHash('POST', 'event', { ...event, occurred_at: event.occurred_at ?? null });
     const seenKey = `${event.user_id}\n${event.action_hash}`;
     const seen = this.seen.get(seenKey);
     if (seen) {

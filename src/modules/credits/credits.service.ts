@@ -1,9 +1,10 @@
 import type { Database, Db, Executor } from '../../db/database.js';
 import { inStatementTransaction, kyselyRunner, type RunStatement } from '../../db/statements.js';
 import { type DomainError, errors } from '../../core/errors.js';
-import { type AnswerCodec, type IdempotencyScope, KeyRecordedMeanwhile, refused, requestHash, scopeKey } from '../idempotency/idempotency.js';
+import { type AnswerCodec, KeyRecordedMeanwhile, refused, scopeKey } from '../idempotency/idempotency.js';
+import { BatchKeys, type Recorded, type Replay, replayOf } from '../idempotency/idempotency.batch.js';
 import type { PageRequest } from '../../core/paging.js';
-import { BatchSql, type Recorded, type Replay } from './credits.batch-sql.js';
+import { BatchSql } from './credits.batch-sql.js';
 import type { Invalidations } from '../../lib/invalidations.js';
 import { groupBy } from '../../lib/group-by.js';
 import { must } from '../../lib/must.js';
@@ -150,22 +151,9 @@ export class CreditsService {
     const results: (OpResult | undefined)[] = new Array(items.length);
 
     // Idempotency: duplicates inside the batch follow their first occurrence.
-    const leaderOf = new Map<string, number>();
-    const followers: { index: number; leader: number; same: boolean }[] = [];
-    const scopes: IdempotencyScope[] = [];
-    items.forEach(({ op }, i) => {
-      if (!op.idem) return;
-      const k = scopeKey(op.idem);
-      const leader = leaderOf.get(k);
-      if (leader === undefined) {
-        leaderOf.set(k, i);
-        scopes.push(op.idem);
-      } else {
-        const first = must(items[leader]?.op.idem, 'a batch leader has an idempotency scope');
-        followers.push({ index: i, leader, same: first.requestHash === op.idem.requestHash });
-      }
-    });
-    const leaders = items.map((it, i) => ({ ...it, index: i })).filter(({ op, index }) => !op.idem || leaderOf.get(scopeKey(op.idem)) === index);
+    const keys = new BatchKeys(items.map(({ op }) => op.idem));
+    const scopes = keys.scopes;
+    const leaders = items.map((it, i) => ({ ...it, index: i })).filter(({ op, index }) => keys.leads(index, op.idem));
     const byAccount = groupBy(leaders, (l) => l.accountId);
     const accountIds = [...byAccount.keys()].sort();
     const done: Recorded[] = [];
@@ -239,7 +227,7 @@ export class CreditsService {
       if (!a) {
         // No such owner: a stored answer replays; otherwise 404, recorded under its key like any 4xx.
         for (const { op, index } of must(byAccount.get(accountId), 'a batch account has operations')) {
-          const replayed = replayOf(op, replays);
+          const replayed = replayOf(op.idem, replays, op.requestId);
           if (replayed) {
             results[index] = replayed;
             continue;
@@ -264,7 +252,7 @@ export class CreditsService {
     if (handOff) {
       // The versions moved on with prepareWrite: what we hand on is what this commit leaves. The
       // batch's keys are one set shared by all its accounts (a key may come back on any of them).
-      const batchKeys = new Set(leaderOf.keys());
+      const batchKeys = keys.keys();
       for (const [accountId, a] of applied) {
         if (a.session) this.remember(accountId, a, batchKeys);
       }
@@ -272,10 +260,7 @@ export class CreditsService {
     }
     await this.sql.runWrite(run, write);
 
-    for (const f of followers) {
-      const leader = must(results[f.leader], 'a batch leader was answered');
-      results[f.index] = f.same ? { ...leader, replayed: true } : errorResult(must(items[f.index], 'a follower is an item of its batch').op, errors.idempotencyKeyReused());
-    }
+    keys.answerFollowers(results, (index) => must(items[index], 'a follower is an item of its batch').op.requestId);
     return results as OpResult[];
   }
 
@@ -290,7 +275,7 @@ export class CreditsService {
     const answers: Applied['answers'] = [];
     const run: { op: LedgerOp; index: number }[] = [];
     for (const { op, index } of ops) {
-      const replayed = replayOf(op, replays);
+      const replayed = replayOf(op.idem, replays, op.requestId);
       if (replayed) answers.push({ index, result: replayed, record: false });
       else run.push({ op, index });
     }
@@ -420,18 +405,6 @@ interface Carry {
 const MAX_CARRIES = 10_000;
 const MAX_HOLD_ACCOUNTS = 100_000;
 
-/** The answer a key already has: its stored one, or 409 when this request is not the one it answered. */
-function replayOf(op: LedgerOp, replays: Map<string, Replay>): OpResult | null {
-  const stored = op.idem ? replays.get(scopeKey(op.idem)) : undefined;
-  if (!op.idem || !stored) return null;
-  return stored.requestHash === op.idem.requestHash ? { ...stored.outcome, replayed: true } : errorResult(op, errors.idempotencyKeyReused());
-}
-
 function errorResult(op: LedgerOp, err: DomainError): OpResult {
   return refused(err, op.requestId);
-}
-
-/** The idempotency scope a money operation has, whether it came over HTTP or through the SDK. */
-export function moneyScope(principal: string, key: string, path: string, body: unknown, userId: string | null = null): IdempotencyScope {
-  return { principal, key, userId, method: 'POST', path, requestHash: requestHash('POST', path, body) };
 }

@@ -5,8 +5,8 @@ import { DomainError, errors } from '../../core/errors.js';
 import type { PageRequest } from '../../core/paging.js';
 import type { Principal } from '../../core/principal.js';
 import { newId } from '../../lib/ids.js';
-import { unwrap } from '../idempotency/idempotency.js';
-import { type CreditsService, moneyScope } from '../credits/credits.service.js';
+import { operation, scopeOf, unwrap } from '../idempotency/idempotency.js';
+import type { CreditsService } from '../credits/credits.service.js';
 import type { BackgroundJob } from '../queue/queue.js';
 import type { QueueService } from '../queue/queue.service.js';
 import { userFindById } from '../users/users.repository.js';
@@ -27,6 +27,9 @@ export const JOB_TIMEOUT_TYPE = 'jobs.timeout';
 const DEFAULT_TIMEOUT_SECONDS = 3600;
 /** The hold outlives the job's timeout by this much, so the timeout (not the hold's own expiry) releases it. */
 const HOLD_GRACE_SECONDS = 3600;
+/** A job's own ledger operations, keyed per job (the paths: what their keys were recorded under before 0017). */
+const JOB_HOLD = operation('jobs.hold', '/v1/jobs/:id');
+const JOB_SETTLE = operation('jobs.settle', '/v1/jobs/:id/settle');
 
 /** What a transition carries besides its event. */
 export interface TransitionInput {
@@ -72,7 +75,7 @@ export class JobsService {
       const result = await this.settleIn(trx, input.user_id, {
         kind: 'hold',
         requestId,
-        idem: moneyScope(jobPrincipal(id), 'hold', `/v1/jobs/${id}`, body),
+        idem: scopeOf(JOB_HOLD, { principal: jobPrincipal(id) }, 'hold', { params: { id }, body }),
         amount: input.cost,
         expiresInSeconds: timeoutSeconds + HOLD_GRACE_SECONDS,
         metadata: { job_id: id, kind: input.kind },
@@ -165,7 +168,7 @@ export class JobsService {
   private async settle(trx: Executor, job: JobRow, kind: 'capture' | 'release', amount: number, event: JobEvent, requestId: string): Promise<void> {
     const holdId = job.hold_id as string;
     const body = kind === 'capture' ? { kind, hold_id: holdId, amount } : { kind, hold_id: holdId };
-    const idem = moneyScope(jobPrincipal(job.id), 'settle', `/v1/jobs/${job.id}/settle`, body);
+    const idem = scopeOf(JOB_SETTLE, { principal: jobPrincipal(job.id) }, 'settle', { params: { id: job.id }, body });
     const op =
       kind === 'capture'
         ? { kind: 'capture' as const, requestId, idem, holdId, amount, metadata: { job_id: job.id } }
