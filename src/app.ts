@@ -57,6 +57,13 @@ import { QueueService } from './modules/queue/queue.service.js';
 import { registerSecretRoutes } from './modules/secrets/secrets.routes.js';
 import { SecretsService } from './modules/secrets/secrets.service.js';
 import { SecretBox } from './lib/secret-box.js';
+import { join } from 'node:path';
+import { LinkSigner } from './modules/storage/storage.links.js';
+import { LocalDriver } from './modules/storage/storage.local-driver.js';
+import { S3Driver } from './modules/storage/storage.s3-driver.js';
+import type { StorageDriver } from './modules/storage/storage.driver.js';
+import { registerStorageRoutes } from './modules/storage/storage.routes.js';
+import { StorageService } from './modules/storage/storage.service.js';
 import { CreditsSdk } from './sdk/credits.sdk.js';
 import { createServer } from './server.js';
 import { VERSION } from './version.js';
@@ -103,6 +110,8 @@ export interface Services {
   jobs: JobsService;
   projects: ProjectsService;
   secretsStore: SecretsService;
+  /** Buckets and objects on the configured driver (docs/storage.md). */
+  storage: StorageService;
   /** Operator views over the whole database (the dashboard's overview and reconcile pages). */
   admin: AdminService;
   /** The typed in-process SDK: same validation, operations and idempotency as the HTTP routes. */
@@ -114,6 +123,20 @@ export interface App {
   services: Services;
   database: Database;
   config: Config;
+}
+
+/** The configured storage driver; absent config = local disk under the data directory. */
+function storageDriver(config: Config): StorageDriver {
+  const storage = config.storage ?? { driver: 'local' as const, root: join(config.dataDir, 'storage') };
+  if (storage.driver === 'local') return new LocalDriver(storage.root);
+  return new S3Driver({
+    bucket: storage.bucket,
+    region: storage.region,
+    endpoint: storage.endpoint,
+    forcePathStyle: storage.forcePathStyle,
+    accessKeyId: storage.accessKeyId,
+    secretAccessKey: storage.secretAccessKey,
+  });
 }
 
 /** The one composition root: every service is built here, with its dependencies explicit. */
@@ -147,6 +170,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const webhooksOutConfig = config.webhooksOut ?? DEFAULT_WEBHOOKS_OUT;
   const webhookTransport = deps.webhookTransport ?? httpTransport(webhooksOutConfig);
   const webhooksOut = new WebhooksOutService(secrets, queue, webhookTransport, webhooksOutConfig, clock);
+  const storage = new StorageService(database.db, storageDriver(config), new LinkSigner(config.encryptionKey), clock);
   const projects = new ProjectsService(clock, deps.messageCharger ?? new UsageMessageCharger(billing.usage));
   const emailVerificationConfig = config.emailVerification ?? DEFAULT_EMAIL_VERIFICATION;
   const emailVerification = new EmailVerificationService(emailVerificationConfig, clock);
@@ -180,6 +204,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     projects,
     secretsStore: new SecretsService(secrets, projects),
     admin: new AdminService(database, clock),
+    storage,
     sdk: { credits: new CreditsSdk(credits) },
   };
   // Every user gets an account and the sign-up bonus in the transaction that creates them.
@@ -228,6 +253,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerProjectRoutes(server, routeDeps, services.projects);
   registerSecretRoutes(server, routeDeps, services.secretsStore);
   registerAdminRoutes(server, routeDeps, services.admin);
+  registerStorageRoutes(server, routeDeps, services.storage, { publicUrl: config.storage?.publicUrl });
   const providerSecrets = new Map(Object.entries(config.jobs.providerSecrets ?? {}));
   await registerJobRoutes(server, routeDeps, services.jobs, {
     secretFor: (provider) => providerSecrets.get(provider) ?? config.jobs.callbackSecret,

@@ -23,6 +23,8 @@ export function startScheduler(
       .then((n) => n > 0 && logger.info({ accounts: n }, 'expired due holds and grants'))
       .then(() => services.billing.subscriptions.enqueueDue(services.queue))
       .then((n) => n > 0 && logger.info({ subscriptions: n }, 'billing: due subscriptions queued'))
+      .then(() => services.storage.sweep())
+      .then((s) => (s.deleted > 0 || s.failed > 0 || s.released > 0) && logger.info(s, 'storage: outbox swept'))
       .catch((err: unknown) => logger.error({ err }, 'scheduler sweep failed'))
       .finally(() => (running = false));
   }, everyMs);

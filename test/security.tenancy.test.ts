@@ -9,7 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { client } from './support/client.js';
 import { dbFingerprint, errorProblems, fingerprintDiff, rawRequest } from './support/db-fingerprint.js';
 import {
-  A, aEnvVar, aHold, aIdentity, aJob, aKey, app, aPayment, aProject, aRequest, aSession, aSub, aToken, aWsHold, B, bearer, bKey, C, ops, ROUTES,
+  A, aEnvVar, aHold, aIdentity, aJob, aKey, app, aPayment, aProject, aRequest, aSession, aSub, aToken, aObject,
+  aWsHold, B, bearer, bKey, C, ops, ROUTES,
   useSecuritySuite, victimView,
 } from './support/security-suite.js';
 
@@ -85,6 +86,16 @@ describe("tenancy: a user can never read or change another user's resources", ()
     { op: 'POST /v1/service-tokens', method: 'POST', url: '/v1/service-tokens', body: { provider: 'x', name: 'x', token: 'x', workspace_id: A.workspaceId } },
     { op: 'DELETE /v1/service-tokens/{id}', method: 'DELETE', url: `/v1/service-tokens/${aToken}` },
     { op: 'POST /v1/service-tokens/{id}/reveal', method: 'POST', url: `/v1/service-tokens/${aToken}/reveal` },
+    // Storage: A's folder in a bucket (the path's first segment is A's id).
+    { op: 'PUT /v1/storage/objects/{bucket}/{*}', method: 'PUT', url: `/v1/storage/objects/sec-files/${aObject}`, body: { overwrite: true } },
+    { op: 'PUT /v1/storage/objects/{bucket}/{*}', method: 'PUT', url: `/v1/storage/objects/sec-files/${A.user.id}/planted.json`, body: { planted: true } },
+    { op: 'PUT /v1/storage/objects/{bucket}/{*}', method: 'PUT', url: `/v1/storage/objects/sec-files/${A.workspaceId}/planted.json`, body: { planted: true } },
+    { op: 'GET /v1/storage/objects/{bucket}/{*}', method: 'GET', url: `/v1/storage/objects/sec-files/${aObject}` },
+    { op: 'DELETE /v1/storage/objects/{bucket}/{*}', method: 'DELETE', url: `/v1/storage/objects/sec-files/${aObject}` },
+    { op: 'GET /v1/storage/objects/{bucket}', method: 'GET', url: `/v1/storage/objects/sec-files?prefix=${A.user.id}/` },
+    { op: 'GET /v1/storage/objects/{bucket}', method: 'GET', url: `/v1/storage/objects/sec-files?prefix=${A.workspaceId}/` },
+    { op: 'POST /v1/storage/sign/{bucket}/{*}', method: 'POST', url: `/v1/storage/sign/sec-files/${aObject}`, body: { action: 'download', expires_in: 60 } },
+    { op: 'POST /v1/storage/sign/{bucket}/{*}', method: 'POST', url: `/v1/storage/sign/sec-files/${A.user.id}/up.txt`, body: { action: 'upload', expires_in: 60 } },
   ];
 
   it('the attack list covers every user route that names a resource by id', () => {

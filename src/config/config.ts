@@ -158,6 +158,18 @@ const envSchema = z.object({
   TALLY_REQUEST_DEADLINE_MS: intFromEnv(30_000),
   /** One info line per answered request (method, route, status, duration, caller); "off" logs none. */
   TALLY_REQUEST_LOG: z.enum(['on', 'off']).default('on'),
+  // Storage (docs/storage.md): local disk under TALLY_DATA_DIR/storage by default, or S3-compatible.
+  TALLY_STORAGE_DRIVER: z.enum(['local', 's3']).default('local'),
+  /** Where the local driver keeps objects (default: <TALLY_DATA_DIR>/storage). */
+  TALLY_STORAGE_ROOT: optionalString,
+  TALLY_S3_ENDPOINT: optionalString.refine((v) => v === undefined || isHttpUrl(v), 'must be an http(s) URL'),
+  TALLY_S3_REGION: z.string().default('us-east-1'),
+  TALLY_S3_BUCKET: optionalString,
+  TALLY_S3_FORCE_PATH_STYLE: z.enum(['true', 'false']).default('false'),
+  TALLY_S3_ACCESS_KEY_ID: optionalString,
+  TALLY_S3_SECRET_ACCESS_KEY: optionalString,
+  /** The base URL signed storage links are made with (default: the request's own scheme and host). */
+  TALLY_PUBLIC_URL: optionalString.refine((v) => v === undefined || isHttpUrl(v), 'must be an http(s) URL'),
 });
 
 export type RawEnv = z.infer<typeof envSchema>;
@@ -220,7 +232,26 @@ export interface Config {
   readonly webhooksOut?: WebhooksOutConfig;
   /** Password reset tokens (docs/auth.md); absent = 1 hour, no link template (the mail carries the code). */
   readonly passwordReset?: PasswordResetConfig;
+  /** Object storage (docs/storage.md); absent = the local driver under `<dataDir>/storage`. */
+  readonly storage?: StorageConfig;
 }
+
+/** Where object bytes live: one driver per process (docs/storage.md). */
+export type StorageConfig = (
+  | { readonly driver: 'local'; readonly root: string }
+  | {
+      readonly driver: 's3';
+      readonly endpoint?: string;
+      readonly region: string;
+      readonly bucket: string;
+      readonly forcePathStyle: boolean;
+      readonly accessKeyId?: string;
+      readonly secretAccessKey?: string;
+    }
+) & {
+  /** The base URL of signed links (absent: the request's own). */
+  readonly publicUrl?: string;
+};
 
 /** How Tally talks to a PostgreSQL server; every field has a default (docs/operations.md). */
 export interface PostgresOptions {

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { type Config, ConfigError, DEFAULT_WEBHOOKS_OUT, decodeEncryptionKey, parseEnv, type PaymentsConfig, type RawEnv } from './config.js';
+import { type Config, ConfigError, DEFAULT_WEBHOOKS_OUT, decodeEncryptionKey, parseEnv, type PaymentsConfig, type RawEnv, type StorageConfig } from './config.js';
 import { loadOrCreateSecrets } from './secrets.js';
 
 export interface LoadedConfig {
@@ -124,8 +124,29 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     },
     mail: { smtpUrl: raw.SMTP_URL ?? null, from: raw.MAIL_FROM },
     passwordReset: { ttlSeconds: raw.TALLY_PASSWORD_RESET_TTL_SECONDS, urlTemplate: raw.TALLY_PASSWORD_RESET_URL ?? null },
+    storage: storageConfig(raw, dataDir),
   };
   return { config: Object.freeze(config), generatedSecrets };
+}
+
+/** The storage slice: the S3 driver needs its bucket; keys come together or not at all (the SDK's chain). */
+function storageConfig(raw: RawEnv, dataDir: string): StorageConfig {
+  const publicUrl = raw.TALLY_PUBLIC_URL ? { publicUrl: raw.TALLY_PUBLIC_URL.replace(/\/+$/, '') } : {};
+  if (raw.TALLY_STORAGE_DRIVER === 'local') return { driver: 'local', root: resolve(raw.TALLY_STORAGE_ROOT ?? resolve(dataDir, 'storage')), ...publicUrl };
+  if (!raw.TALLY_S3_BUCKET) throw new ConfigError('TALLY_STORAGE_DRIVER=s3 needs TALLY_S3_BUCKET');
+  if (Boolean(raw.TALLY_S3_ACCESS_KEY_ID) !== Boolean(raw.TALLY_S3_SECRET_ACCESS_KEY)) {
+    throw new ConfigError('TALLY_S3_ACCESS_KEY_ID and TALLY_S3_SECRET_ACCESS_KEY go together');
+  }
+  return {
+    driver: 's3',
+    region: raw.TALLY_S3_REGION,
+    bucket: raw.TALLY_S3_BUCKET,
+    forcePathStyle: raw.TALLY_S3_FORCE_PATH_STYLE === 'true',
+    ...(raw.TALLY_S3_ENDPOINT ? { endpoint: raw.TALLY_S3_ENDPOINT } : {}),
+    ...(raw.TALLY_S3_ACCESS_KEY_ID ? { accessKeyId: raw.TALLY_S3_ACCESS_KEY_ID } : {}),
+    ...(raw.TALLY_S3_SECRET_ACCESS_KEY ? { secretAccessKey: raw.TALLY_S3_SECRET_ACCESS_KEY } : {}),
+    ...publicUrl,
+  };
 }
 
 /** The payments slice. PayPal needs all three of its settings; naming only some is an error. */

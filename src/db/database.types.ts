@@ -511,6 +511,37 @@ export interface Plans {
   usage_bonus_rate: Generated<string>;
 }
 
+export interface ProjectFiles {
+  created_at: Generated<Timestamp>;
+  created_by: string | null;
+  current_version: Generated<number>;
+  id: string;
+  language: string | null;
+  path: string;
+  project_id: string;
+  sha256: string | null;
+  size: Generated<number>;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface ProjectFileVersions {
+  author_id: string | null;
+  content: string | null;
+  content_type: string | null;
+  created_at: Generated<Timestamp>;
+  file_id: string;
+  id: string;
+  language: string | null;
+  message: string | null;
+  project_id: string;
+  restored_from: number | null;
+  sha256: string;
+  size: number;
+  storage_key: string | null;
+  updated_at: Generated<Timestamp>;
+  version: number;
+}
+
 export interface Projects {
   active_claude_session_id: string | null;
   active_cursor_session_id: string | null;
@@ -591,6 +622,69 @@ export interface ServiceTokens {
   updated_at: Generated<Timestamp>;
   user_id: string | null;
   workspace_id: string | null;
+}
+
+export interface StorageBuckets {
+  allowed_mime_types: string[] | null;
+  created_at: Generated<Timestamp>;
+  file_size_limit: number | null;
+  id: string;
+  owner_rule: Generated<string>;
+  public: Generated<boolean>;
+  updated_at: Generated<Timestamp>;
+  user_quota_bytes: number | null;
+}
+
+export interface StorageDeletions {
+  attempts: Generated<number>;
+  created_at: Generated<Timestamp>;
+  id: Generated<number>;
+  last_error: string | null;
+  next_attempt_at: Generated<Timestamp>;
+  storage_key: string;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface StorageLinkUses {
+  created_at: Generated<Timestamp>;
+  expires_at: Timestamp;
+  id: string;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface StorageObjects {
+  bucket_id: string;
+  created_at: Generated<Timestamp>;
+  declared_type: string | null;
+  id: string;
+  metadata: Generated<Json>;
+  owner_id: string | null;
+  path: string;
+  sha256: string;
+  size: number;
+  sniffed_type: string | null;
+  storage_key: string;
+  updated_at: Generated<Timestamp>;
+  uploaded_by: string | null;
+}
+
+export interface StorageReservations {
+  bucket_id: string;
+  bytes: number;
+  created_at: Generated<Timestamp>;
+  expires_at: Timestamp;
+  id: string;
+  owner_id: string;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface StorageUsage {
+  bucket_id: string;
+  created_at: Generated<Timestamp>;
+  owner_id: string;
+  reserved_bytes: Generated<number>;
+  updated_at: Generated<Timestamp>;
+  used_bytes: Generated<number>;
 }
 
 export interface Subscriptions {
@@ -897,11 +991,19 @@ export interface DB {
   plan_allowances: PlanAllowances;
   plan_prices: PlanPrices;
   plans: Plans;
+  project_file_versions: ProjectFileVersions;
+  project_files: ProjectFiles;
   projects: Projects;
   refresh_tokens: RefreshTokens;
   secret_reveals: SecretReveals;
   service_connections: ServiceConnections;
   service_tokens: ServiceTokens;
+  storage_buckets: StorageBuckets;
+  storage_deletions: StorageDeletions;
+  storage_link_uses: StorageLinkUses;
+  storage_objects: StorageObjects;
+  storage_reservations: StorageReservations;
+  storage_usage: StorageUsage;
   subscriptions: Subscriptions;
   tally_migrations: TallyMigrations;
   tool_usages: ToolUsages;

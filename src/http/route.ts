@@ -29,6 +29,12 @@ type Empty = ReturnType<typeof Type.Object<{}>>;
 
 export interface RouteDef<B extends TSchema, P extends TSchema, Q extends TSchema> {
   method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
+  /**
+   * The body is a stream the handler reads itself (an upload of any size): no per-request
+   * deadline cuts it (TALLY_REQUEST_DEADLINE_MS would end a large upload half-way), and the route
+   * must use `transaction: 'none'` so no transaction stays open while bytes arrive.
+   */
+  streamed?: boolean;
   url: string;
   summary: string;
   tags: string[];
@@ -63,6 +69,13 @@ export interface RouteDef<B extends TSchema, P extends TSchema, Q extends TSchem
    * layer is the whole check, and slow work (password hashing) stays outside any transaction.
    */
   runAsOwner?: boolean;
+  /**
+   * 'request' (default): the wrapper opens the request transaction (and records the key in it).
+   * 'none': the handler gets the database itself and the caller's principal, and opens its own short
+   * transactions as the caller (`inRequestTransaction`): streamed uploads and downloads, whose bytes
+   * must not hold a transaction (or PGlite's one connection) open; no Idempotency-Key.
+   */
+  transaction?: 'request' | 'none';
   /**
    * The response carries a secret (a new API key): its idempotency record is sealed with the
    * encryption key, so replays still work but the secret is never stored in plain text.
@@ -109,6 +122,8 @@ export function defineRoute<B extends TSchema = Empty, P extends TSchema = Empty
   if (idempotency === 'operation' && def.auth !== 'service') throw new Error(`${def.url}: operations that record their own keys are for service routes`);
   if (def.readOnly && (idempotency !== 'none' || def.method === 'GET')) throw new Error(`${def.url}: readOnly is for POSTs that take no Idempotency-Key`);
   const op: Operation = def.operation ?? { name: `${def.method} ${def.url}`, legacyPath: def.url };
+  if (def.transaction === 'none' && idempotency !== 'none') throw new Error(`${def.url}: routes without a request transaction take no Idempotency-Key`);
+  if (def.streamed && def.transaction !== 'none') throw new Error(`${def.url}: streamed routes open their own transactions`);
   const errorResponses: Record<number, TSchema> = { 400: ErrorResponse, 500: ErrorResponse };
   if (def.auth !== 'none') Object.assign(errorResponses, { 401: ErrorResponse, 403: ErrorResponse, 429: ErrorResponse });
   if (idempotency !== 'none') errorResponses[409] = ErrorResponse;
@@ -116,6 +131,9 @@ export function defineRoute<B extends TSchema = Empty, P extends TSchema = Empty
   app.route({
     method: def.method,
     url: def.url,
+    // Streamed bodies are exempt from the request deadline on purpose (the longest timer Node
+    // allows, ~24.8 days); the server's requestTimeout still bounds how long the body may take.
+    ...(def.streamed ? { handlerTimeout: 2_147_483_647 } : {}),
     schema: {
       summary: def.summary,
       tags: def.tags,
@@ -179,7 +197,7 @@ export function defineRoute<B extends TSchema = Empty, P extends TSchema = Empty
         request,
       };
       const scope = idempotencyScope(request, principal, op, idempotency, def.sensitiveResponse === true);
-      if (idempotency === 'operation') {
+      if (idempotency === 'operation' || def.transaction === 'none') {
         const result = await def.handler({ principal, requestId: request.id, db: deps.db, idempotency: scope }, input);
         return send(reply, result);
       }

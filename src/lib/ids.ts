@@ -49,6 +49,12 @@ export const ID_PREFIXES = {
   serviceToken: 'stk',
   serviceConnection: 'scn',
   secretReveal: 'rvl',
+  // Storage and project files (issue 15)
+  storageObject: 'obj',
+  storageReservation: 'rsv',
+  storageLink: 'lnk',
+  projectFile: 'pfl',
+  projectFileVersion: 'pfv',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pino from 'pino';
 import type { FastifyBaseLogger } from 'fastify';
 import { type App, createApp } from '../../src/app.js';
@@ -51,6 +54,8 @@ export function testConfig(database: Database, overrides: Partial<Config> = {}):
     jobs: { callbackSecret: randomBytes(32).toString('hex'), callbackToleranceSeconds: 300 },
     credits: { balanceCap: 50_000, signupBonus: 3 },
     logLevel: 'silent',
+    // Each app gets its own storage root, so tests never see each other's bytes.
+    storage: { driver: 'local', root: mkdtempSync(join(tmpdir(), 'tally-storage-')) },
     ...overrides,
   };
 }

@@ -610,10 +610,68 @@ Object.assign(ROUTES, {
   },
 } satisfies Record<string, RouteSpec>);
 
+// Storage: buckets are the service's; objects live under their owner's folder (user id first).
+let storageReady: Promise<void> | null = null;
+function storageBucket(): Promise<void> {
+  storageReady ??= (async () => {
+    const res = await svc().post('/v1/storage/buckets', { id: 'sec-files', allowed_mime_types: ['text/plain', 'application/json'], file_size_limit: 4096 });
+    if (res.status !== 201) throw new Error(`storage bucket: ${res.status} ${JSON.stringify(res.body)}`);
+  })();
+  return storageReady;
+}
+/** A fresh object under `o`'s folder, uploaded with `o`'s JWT; returns its path. */
+async function freshObject(o: Owner): Promise<string> {
+  await storageBucket();
+  const path = `${o.user.id}/sec/${uniq()}.txt`;
+  const res = await app.server.inject({ method: 'PUT', url: `/v1/storage/objects/sec-files/${path}`, headers: { authorization: `Bearer ${o.token}`, 'content-type': 'text/plain' }, payload: 'sample' });
+  if (res.statusCode !== 201) throw new Error(`freshObject: ${res.statusCode} ${res.body}`);
+  return path;
+}
+async function freshBucket(): Promise<string> {
+  const id = `sec-${uniq()}`;
+  const res = await svc().post('/v1/storage/buckets', { id });
+  if (res.status !== 201) throw new Error(`freshBucket: ${res.status} ${JSON.stringify(res.body)}`);
+  return id;
+}
+Object.assign(ROUTES, {
+  'POST /v1/storage/buckets': { auth: 'service', sample: async () => ({ url: '/v1/storage/buckets', body: { id: `sec-${uniq()}` }, status: 201 }) },
+  'GET /v1/storage/buckets': { auth: 'service', sample: async () => ({ url: '/v1/storage/buckets', status: 200 }) },
+  'GET /v1/storage/buckets/{id}': { auth: 'service', sample: async () => ({ url: `/v1/storage/buckets/${await freshBucket()}`, status: 200 }) },
+  'PATCH /v1/storage/buckets/{id}': { auth: 'service', sample: async () => ({ url: `/v1/storage/buckets/${await freshBucket()}`, body: { public: false }, status: 200 }) },
+  'DELETE /v1/storage/buckets/{id}': { auth: 'service', sample: async () => ({ url: `/v1/storage/buckets/${await freshBucket()}`, status: 200 }) },
+  'PUT /v1/storage/objects/{bucket}/{*}': {
+    auth: 'any',
+    scope: 'storage:write',
+    sample: async (o: Owner) => {
+      await storageBucket();
+      return { url: `/v1/storage/objects/sec-files/${o.user.id}/sec/${uniq()}.txt`, body: 'sample text', headers: { 'content-type': 'text/plain' }, status: 201 };
+    },
+  },
+  'GET /v1/storage/objects/{bucket}/{*}': { auth: 'any', scope: 'storage:read', sample: async (o: Owner) => ({ url: `/v1/storage/objects/sec-files/${await freshObject(o)}`, status: 200 }) },
+  'DELETE /v1/storage/objects/{bucket}/{*}': { auth: 'any', scope: 'storage:write', sample: async (o: Owner) => ({ url: `/v1/storage/objects/sec-files/${await freshObject(o)}`, status: 200 }) },
+  'GET /v1/storage/objects/{bucket}': {
+    auth: 'any',
+    scope: 'storage:read',
+    sample: async (o: Owner) => {
+      await storageBucket();
+      return { url: `/v1/storage/objects/sec-files?prefix=${o.user.id}/`, status: 200 };
+    },
+  },
+  'POST /v1/storage/sign/{bucket}/{*}': {
+    auth: 'any',
+    scope: 'storage:read',
+    sample: async (o: Owner) => ({ url: `/v1/storage/sign/sec-files/${await freshObject(o)}`, body: { action: 'download', expires_in: 60 }, status: 200 }),
+  },
+  // Public bucket reads need no credential; a signed link's token is its own credential (test/storage-quota-links.test.ts).
+  'GET /storage/public/{bucket}/{*}': { auth: 'public' },
+  'GET /storage/signed/{bucket}/{*}': { auth: 'public' },
+  'PUT /storage/signed/{bucket}/{*}': { auth: 'public' },
+} satisfies Record<string, RouteSpec>);
+
 /** Public whatever the OpenAPI document says: a route missing from here must demand credentials. */
 // The job callback carries no bearer token: its HMAC signature is its credential (test/jobs.test.ts).
 // A verification token is its own credential too (test/email-verification.test.ts).
-const PUBLIC = new Set(['GET /health', 'GET /ready', 'GET /openapi.json', 'POST /v1/auth/signup', 'POST /v1/auth/login', 'POST /v1/auth/refresh', 'POST /v1/auth/password-reset', 'POST /v1/auth/password-reset/confirm', 'POST /v1/auth/verify-email', 'POST /v1/webhooks/{provider}', 'POST /v1/jobs/{id}/callback']);
+const PUBLIC = new Set(['GET /health', 'GET /ready', 'GET /openapi.json', 'POST /v1/auth/signup', 'POST /v1/auth/login', 'POST /v1/auth/refresh', 'POST /v1/auth/password-reset', 'POST /v1/auth/password-reset/confirm', 'POST /v1/auth/verify-email', 'POST /v1/webhooks/{provider}', 'POST /v1/jobs/{id}/callback', 'GET /storage/public/{bucket}/{*}', 'GET /storage/signed/{bucket}/{*}', 'PUT /storage/signed/{bucket}/{*}']);
 export const isPublic = (op: string) => PUBLIC.has(op) || /^[A-Z]+ \/docs(\/|$)/.test(op);
 
 // ---------------------------------------------------------------------------------------------
@@ -649,6 +707,8 @@ export let aSession: string;
 export let aRequest: string;
 export let aEnvVar: string;
 export let aToken: string;
+/** A's object in the storage bucket `sec-files` (its path, under A's folder). */
+export let aObject: string;
 export let C: Awaited<ReturnType<typeof signUp>>;
 /** The attacker: user B with a JWT and a full-scope key. */
 export let B: Owner;
@@ -817,6 +877,7 @@ async function buildFixtures(): Promise<void> {
   aRequest = await asOwner(A, 'POST', `/v1/projects/${aProject}/requests`, { instruction: 'x' });
   aEnvVar = await asOwner(A, 'POST', `/v1/projects/${aProject}/env-vars`, { key: 'A_SECRET', value: 'a-secret-value' });
   aToken = await asOwner(A, 'POST', '/v1/service-tokens', { provider: 'github', name: 'a', token: 'a-token' });
+  aObject = await freshObject(A);
   await asOwner(A, 'PUT', `/v1/projects/${aProject}/connections/github`);
   B = await owner();
   bKey = await makeApiKey(app, B.user.id, { name: 'b-full' });

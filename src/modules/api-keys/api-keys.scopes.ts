@@ -18,6 +18,8 @@ export const SCOPES = [
   'projects:write',
   'secrets:read',
   'secrets:write',
+  'storage:read',
+  'storage:write',
 ] as const;
 
 export type Scope = (typeof SCOPES)[number];

@@ -1,0 +1,192 @@
+import { sql } from 'kysely';
+import type { Executor } from '../../db/database.js';
+import type { BucketRow, ObjectRow } from './storage.js';
+
+/** Storage's SQL. Callers own the transaction (and the role it runs as). */
+
+const BUCKET_COLUMNS = ['id', 'public', 'file_size_limit', 'allowed_mime_types', 'owner_rule', 'user_quota_bytes', 'created_at', 'updated_at'] as const;
+const OBJECT_COLUMNS = [
+  'id', 'bucket_id', 'path', 'owner_id', 'uploaded_by', 'storage_key', 'size', 'declared_type', 'sniffed_type', 'sha256', 'metadata', 'created_at', 'updated_at',
+] as const;
+
+export async function bucketInsert(db: Executor, values: Omit<BucketRow, 'created_at' | 'updated_at'>): Promise<BucketRow> {
+  return (await db.insertInto('storage_buckets').values(values).returning(BUCKET_COLUMNS).executeTakeFirstOrThrow()) as BucketRow;
+}
+
+export async function bucketFind(db: Executor, id: string): Promise<BucketRow | undefined> {
+  return (await db.selectFrom('storage_buckets').select(BUCKET_COLUMNS).where('id', '=', id).executeTakeFirst()) as BucketRow | undefined;
+}
+
+export async function bucketList(db: Executor): Promise<BucketRow[]> {
+  return (await db.selectFrom('storage_buckets').select(BUCKET_COLUMNS).orderBy('id').execute()) as BucketRow[];
+}
+
+export async function bucketUpdate(db: Executor, id: string, patch: Partial<Omit<BucketRow, 'id' | 'created_at' | 'updated_at'>>): Promise<BucketRow | undefined> {
+  return (await db.updateTable('storage_buckets').set(patch).where('id', '=', id).returning(BUCKET_COLUMNS).executeTakeFirst()) as BucketRow | undefined;
+}
+
+export async function bucketDelete(db: Executor, id: string): Promise<boolean> {
+  const res = await db.deleteFrom('storage_buckets').where('id', '=', id).executeTakeFirst();
+  return res.numDeletedRows > 0n;
+}
+
+export async function bucketHasObjects(db: Executor, id: string): Promise<boolean> {
+  return (await db.selectFrom('storage_objects').select('id').where('bucket_id', '=', id).limit(1).executeTakeFirst()) !== undefined;
+}
+
+export async function objectFind(db: Executor, bucketId: string, path: string): Promise<ObjectRow | undefined> {
+  return (await db.selectFrom('storage_objects').select(OBJECT_COLUMNS).where('bucket_id', '=', bucketId).where('path', '=', path).executeTakeFirst()) as
+    | ObjectRow
+    | undefined;
+}
+
+/** Locks the row for the rest of the transaction (an overwrite or a move decides on it). */
+export async function objectFindForUpdate(db: Executor, bucketId: string, path: string): Promise<ObjectRow | undefined> {
+  return (await db
+    .selectFrom('storage_objects')
+    .select(OBJECT_COLUMNS)
+    .where('bucket_id', '=', bucketId)
+    .where('path', '=', path)
+    .forUpdate()
+    .executeTakeFirst()) as ObjectRow | undefined;
+}
+
+export type ObjectValues = Omit<ObjectRow, 'created_at' | 'updated_at' | 'metadata'> & { metadata: Record<string, unknown> };
+
+export async function objectInsert(db: Executor, values: ObjectValues): Promise<ObjectRow> {
+  return (await db
+    .insertInto('storage_objects')
+    .values({ ...values, metadata: JSON.stringify(values.metadata) })
+    .returning(OBJECT_COLUMNS)
+    .executeTakeFirstOrThrow()) as ObjectRow;
+}
+
+/** Replaces an object's bytes (a new storage key; the old one goes to the delete outbox by trigger). */
+export async function objectReplace(db: Executor, id: string, values: Omit<ObjectValues, 'id' | 'bucket_id' | 'path' | 'owner_id'>): Promise<ObjectRow> {
+  return (await db
+    .updateTable('storage_objects')
+    .set({ ...values, metadata: JSON.stringify(values.metadata) })
+    .where('id', '=', id)
+    .returning(OBJECT_COLUMNS)
+    .executeTakeFirstOrThrow()) as ObjectRow;
+}
+
+export async function objectDelete(db: Executor, id: string): Promise<boolean> {
+  const res = await db.deleteFrom('storage_objects').where('id', '=', id).executeTakeFirst();
+  return res.numDeletedRows > 0n;
+}
+
+/** Objects under a path prefix in path order, after `after` (exclusive); visible rows only (RLS). */
+export async function objectList(db: Executor, bucketId: string, prefix: string, after: string | null, limit: number): Promise<ObjectRow[]> {
+  let q = db.selectFrom('storage_objects').select(OBJECT_COLUMNS).where('bucket_id', '=', bucketId);
+  if (prefix) q = q.where(sql<boolean>`left(path, ${prefix.length}) = ${prefix}`);
+  if (after !== null) q = q.where('path', '>', after);
+  return (await q.orderBy('path').limit(limit + 1).execute()) as ObjectRow[];
+}
+
+/** Every storage key the rows hold (objects and project file versions), for `tally storage check`. */
+export async function storageKeysAll(db: Executor): Promise<Set<string>> {
+  const objects = await db.selectFrom('storage_objects').select('storage_key').execute();
+  const versions = await db.selectFrom('project_file_versions').select('storage_key').where('storage_key', 'is not', null).execute();
+  const pending = await db.selectFrom('storage_deletions').select('storage_key').execute();
+  return new Set([...objects.map((r) => r.storage_key), ...versions.map((r) => r.storage_key as string), ...pending.map((r) => `pending:${r.storage_key}`)]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quotas: bytes used (kept by a trigger) and reserved (by uploads in flight), per (bucket, owner).
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Reserves `bytes` for an upload if used + reserved + bytes stays within `quota`; the row lock on
+ * storage_usage orders concurrent reservations, so together they can never pass the quota.
+ * Returns false (nothing reserved) when it would.
+ */
+export async function reservationCreate(
+  db: Executor,
+  r: { id: string; bucketId: string; ownerId: string; bytes: number; quota: number; expiresAt: Date },
+): Promise<boolean> {
+  await db.insertInto('storage_usage').values({ bucket_id: r.bucketId, owner_id: r.ownerId }).onConflict((oc) => oc.doNothing()).execute();
+  const held = await db
+    .updateTable('storage_usage')
+    .set({ reserved_bytes: sql`reserved_bytes + ${r.bytes}` })
+    .where('bucket_id', '=', r.bucketId)
+    .where('owner_id', '=', r.ownerId)
+    .where(sql<boolean>`used_bytes + reserved_bytes + ${r.bytes} <= ${r.quota}`)
+    .returning('owner_id')
+    .executeTakeFirst();
+  if (!held) return false;
+  await db.insertInto('storage_reservations').values({ id: r.id, bucket_id: r.bucketId, owner_id: r.ownerId, bytes: r.bytes, expires_at: r.expiresAt }).execute();
+  return true;
+}
+
+/** Ends a reservation (the upload committed or failed); false when it was already gone (expired and swept). */
+export async function reservationRelease(db: Executor, id: string): Promise<boolean> {
+  const gone = await db.deleteFrom('storage_reservations').where('id', '=', id).returning(['bucket_id', 'owner_id', 'bytes']).executeTakeFirst();
+  if (!gone) return false;
+  await db
+    .updateTable('storage_usage')
+    .set({ reserved_bytes: sql`reserved_bytes - ${gone.bytes}` })
+    .where('bucket_id', '=', gone.bucket_id)
+    .where('owner_id', '=', gone.owner_id)
+    .execute();
+  return true;
+}
+
+/** Reservations of uploads that never settled (a crashed process): their bytes are free again. */
+export async function reservationsExpired(db: Executor, now: Date, limit: number): Promise<string[]> {
+  const rows = await db.selectFrom('storage_reservations').select('id').where('expires_at', '<', now).limit(limit).execute();
+  return rows.map((r) => r.id);
+}
+
+export async function usageFind(db: Executor, bucketId: string, ownerId: string) {
+  return db.selectFrom('storage_usage').select(['used_bytes', 'reserved_bytes']).where('bucket_id', '=', bucketId).where('owner_id', '=', ownerId).executeTakeFirst();
+}
+
+/** Bytes stored per owner across buckets (objects), for metering and the dashboard. */
+export async function usageByOwner(db: Executor, ownerId?: string) {
+  let q = db.selectFrom('storage_usage').select(['owner_id', sql<number>`sum(used_bytes)::bigint`.as('used_bytes')]).groupBy('owner_id');
+  if (ownerId) q = q.where('owner_id', '=', ownerId);
+  return q.execute();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The delete outbox.
+// ---------------------------------------------------------------------------------------------
+
+export async function deletionsDue(db: Executor, now: Date, limit: number) {
+  return db
+    .selectFrom('storage_deletions')
+    .select(['id', 'storage_key', 'attempts'])
+    .where('next_attempt_at', '<=', now)
+    .orderBy('id')
+    .limit(limit)
+    .forUpdate()
+    .skipLocked()
+    .execute();
+}
+
+export async function deletionDone(db: Executor, id: number): Promise<void> {
+  await db.deleteFrom('storage_deletions').where('id', '=', id).execute();
+}
+
+export async function deletionFailed(db: Executor, id: number, nextAttemptAt: Date, error: string): Promise<void> {
+  await db
+    .updateTable('storage_deletions')
+    .set({ attempts: sql`attempts + 1`, next_attempt_at: nextAttemptAt, last_error: error.slice(0, 2000) })
+    .where('id', '=', id)
+    .execute();
+}
+
+/** Whether some row still points at the key (a re-used key must never lose its bytes). */
+export async function keyReferenced(db: Executor, key: string): Promise<boolean> {
+  const o = await db.selectFrom('storage_objects').select('id').where('storage_key', '=', key).executeTakeFirst();
+  if (o) return true;
+  const v = await db.selectFrom('project_file_versions').select('id').where('storage_key', '=', key).executeTakeFirst();
+  return v !== undefined;
+}
+
+/** Records a one-use link's use; false when it was used before. */
+export async function linkUse(db: Executor, id: string, expiresAt: Date): Promise<boolean> {
+  const res = await db.insertInto('storage_link_uses').values({ id, expires_at: expiresAt }).onConflict((oc) => oc.doNothing()).executeTakeFirst();
+  return Number(res.numInsertedOrUpdatedRows ?? 0n) > 0;
+}

@@ -1,0 +1,433 @@
+import { Readable } from 'node:stream';
+import type { Db, Executor } from '../../db/database.js';
+import { elevate, inRequestTransaction } from '../../db/request-role.js';
+import { DomainError, errors } from '../../core/errors.js';
+import type { Principal } from '../../core/principal.js';
+import { newId } from '../../lib/ids.js';
+import { memberRole } from '../workspaces/workspaces.repository.js';
+import type { StorageDriver } from './storage.driver.js';
+import { guardUpload, mediaType, sniffable, typeAllowed } from './storage.upload.js';
+import { type RangeOutcome, parseRange } from './storage.range.js';
+import type { LinkSigner, SignedLink } from './storage.links.js';
+import {
+  bucketDelete,
+  bucketFind,
+  bucketHasObjects,
+  bucketInsert,
+  bucketList,
+  bucketUpdate,
+  deletionDone,
+  deletionFailed,
+  deletionsDue,
+  keyReferenced,
+  linkUse,
+  objectDelete,
+  objectFind,
+  objectFindForUpdate,
+  objectInsert,
+  objectList,
+  objectReplace,
+  reservationCreate,
+  reservationRelease,
+  reservationsExpired,
+  usageFind,
+} from './storage.repository.js';
+import { type BucketRow, type CreateBucketBody, etagOf, type ObjectRow, pathSegments, type UpdateBucketBody } from './storage.js';
+
+/** How long an upload's reservation holds before the sweeper frees it (a crashed process's upload). */
+const RESERVATION_TTL_MS = 6 * 3600_000;
+
+export interface UploadInput {
+  bucket: string;
+  path: string;
+  body: Readable;
+  /** The declared Content-Type. */
+  contentType: string | undefined;
+  /** Content-Length, when the client sent one. */
+  contentLength: number | null;
+  upsert: boolean;
+  metadata?: Record<string, unknown>;
+  /** A signed upload link's own limits (on top of the bucket's). */
+  link?: { maxSize: number | null; contentType: string | null };
+}
+
+export type Download =
+  | { kind: 'not_modified'; object: ObjectRow }
+  | { kind: 'unsatisfiable'; object: ObjectRow }
+  | { kind: 'head'; object: ObjectRow }
+  | { kind: 'body'; object: ObjectRow; stream: Readable; range: { start: number; end: number } | null };
+
+/**
+ * Buckets and objects (docs/storage.md). The rules — owner folder, declared and sniffed type, size
+ * limit, per-owner byte quota — are checked here, before a byte is stored; row-level security
+ * checks the owner again on every row a user's request touches.
+ */
+export class StorageService {
+  constructor(
+    /** The database itself, for housekeeping (the sweeper, `tally storage check`). */
+    private readonly db: Db,
+    readonly driver: StorageDriver,
+    private readonly links: LinkSigner,
+    private readonly now: () => Date,
+  ) {}
+
+  // -------------------------------------------------------------------------------------------
+  // Buckets (service only)
+  // -------------------------------------------------------------------------------------------
+
+  async createBucket(db: Executor, body: CreateBucketBody): Promise<BucketRow> {
+    if (await bucketFind(db, body.id)) throw errors.conflict(`Bucket ${body.id} already exists`, { id: body.id });
+    return bucketInsert(db, {
+      id: body.id,
+      public: body.public ?? false,
+      file_size_limit: body.file_size_limit ?? null,
+      allowed_mime_types: body.allowed_mime_types ?? null,
+      owner_rule: body.owner_rule ?? 'owner_folder',
+      user_quota_bytes: body.user_quota_bytes ?? null,
+    });
+  }
+
+  listBuckets(db: Executor): Promise<BucketRow[]> {
+    return bucketList(db);
+  }
+
+  async getBucket(db: Executor, id: string): Promise<BucketRow> {
+    const bucket = await bucketFind(db, id);
+    if (!bucket) throw errors.notFound('Bucket', id);
+    return bucket;
+  }
+
+  async updateBucket(db: Executor, id: string, patch: UpdateBucketBody): Promise<BucketRow> {
+    const row = await bucketUpdate(db, id, patch);
+    if (!row) throw errors.notFound('Bucket', id);
+    return row;
+  }
+
+  /** Only an empty bucket goes (its objects' bytes would otherwise be orphaned). */
+  async deleteBucket(db: Executor, id: string): Promise<void> {
+    await this.getBucket(db, id);
+    if (await bucketHasObjects(db, id)) throw errors.invalidState(`Bucket ${id} is not empty; delete its objects first`, { id });
+    await bucketDelete(db, id);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Objects
+  // -------------------------------------------------------------------------------------------
+
+  /**
+   * The owner an object at `path` belongs to, if the caller may touch it: in an owner_folder
+   * bucket the first segment must be the user's id or one of their workspaces' (a writer's role
+   * to write); the service may use any path. `none` buckets are the service's alone.
+   */
+  private async ownerOf(db: Executor, bucket: BucketRow, principal: Principal, segments: string[], write: boolean): Promise<string | null> {
+    const first = segments[0] ?? '';
+    const owner = bucket.owner_rule === 'owner_folder' ? first : null;
+    if (principal.kind === 'service') return owner;
+    if (principal.kind !== 'user') throw errors.unauthenticated();
+    if (owner === null) throw errors.forbidden(`Bucket ${bucket.id} is written and read by the service only`);
+    if (owner === principal.userId) return owner;
+    const role = await memberRole(db, owner, principal.userId);
+    if (role && (!write || role === 'owner' || role === 'admin' || role === 'member')) return owner;
+    throw errors.forbidden(`Objects under "${first}/" belong to someone else; your own start with "${principal.userId}/"`);
+  }
+
+  private segmentsOf(path: string): string[] {
+    const segments = pathSegments(path);
+    if (!segments) throw errors.invalidRequest('The object path must be 1–1024 characters of non-empty segments, without "." or ".." segments or control characters', { field: 'path' });
+    return segments;
+  }
+
+  /**
+   * Stores one object. `db` is the database itself: the body streams outside any transaction, and
+   * the two short transactions around it (check and reserve; record and settle) run as the caller.
+   */
+  async upload(db: Db, principal: Principal, input: UploadInput): Promise<{ object: ObjectRow; created: boolean }> {
+    const segments = this.segmentsOf(input.path);
+    const declared = mediaType(input.contentType);
+    const plan = await inRequestTransaction(db, principal, async (trx) => {
+      const bucket = await bucketFind(trx, input.bucket);
+      if (!bucket) throw errors.notFound('Bucket', input.bucket);
+      const owner = await this.ownerOf(trx, bucket, principal, segments, true);
+      const allowed = bucket.allowed_mime_types;
+      if (!typeAllowed(allowed, declared) || (input.link?.contentType && input.link.contentType !== declared)) {
+        throw new DomainError('unsupported_media_type', `Content-Type ${declared ?? '(none)'} is not allowed in bucket ${bucket.id}`, {
+          reason: 'declared_type',
+          allowed: input.link?.contentType ? [input.link.contentType] : allowed,
+        });
+      }
+      const sizeLimit = minOf(bucket.file_size_limit === null ? null : Number(bucket.file_size_limit), input.link?.maxSize ?? null);
+      if (sizeLimit !== null && input.contentLength !== null && input.contentLength > sizeLimit) throw tooLarge('size', sizeLimit);
+      const existing = await objectFind(trx, bucket.id, input.path);
+      if (existing && !input.upsert) throw errors.conflict(`An object already exists at ${input.path}; send x-upsert: true to overwrite it`, { path: input.path });
+      // The quota holds the bytes before the first one is written: the declared length, or all
+      // that the limits leave when the length is not known yet.
+      let reservation: { id: string; bytes: number } | null = null;
+      let limit = sizeLimit ?? Number.MAX_SAFE_INTEGER;
+      if (bucket.user_quota_bytes !== null && owner !== null) {
+        const quota = Number(bucket.user_quota_bytes);
+        await elevate(trx);
+        const usage = await usageFind(trx, bucket.id, owner);
+        const free = quota - Number(usage?.used_bytes ?? 0) - Number(usage?.reserved_bytes ?? 0);
+        const bytes = input.contentLength ?? Math.max(0, Math.min(free, limit));
+        const id = newId('storageReservation');
+        const held = await reservationCreate(trx, { id, bucketId: bucket.id, ownerId: owner, bytes, quota, expiresAt: new Date(this.now().getTime() + RESERVATION_TTL_MS) });
+        if (!held) throw quotaExceeded(quota, bytes, free);
+        reservation = { id, bytes };
+        limit = Math.min(limit, bytes);
+      }
+      return { bucket, owner, limit, sizeLimit, reservation, quota: bucket.user_quota_bytes === null ? null : Number(bucket.user_quota_bytes) };
+    });
+
+    const release = async () => {
+      if (plan.reservation) await db.transaction().execute((trx) => reservationRelease(trx, must(plan.reservation).id));
+    };
+    const objectId = newId('storageObject');
+    const key = `o/${plan.bucket.id}/${objectId}`;
+    const allowed = plan.bucket.allowed_mime_types;
+    const guard = guardUpload(input.body, {
+      limit: plan.limit,
+      tooLarge: () =>
+        plan.sizeLimit !== null && plan.limit === plan.sizeLimit ? tooLarge('size', plan.sizeLimit) : quotaExceeded(plan.quota ?? 0, plan.limit + 1, plan.limit),
+      checkType: (sniffed) => {
+        if (allowed === null) return null;
+        if (sniffed !== null && !typeAllowed(allowed, sniffed)) {
+          return new DomainError('unsupported_media_type', `The content is ${sniffed}, which bucket ${plan.bucket.id} does not allow`, { reason: 'sniffed_type', sniffed, allowed });
+        }
+        // A claim of a type file-type can recognise must be what the content is.
+        if (declared !== null && sniffable(declared) && sniffed !== declared) {
+          return new DomainError('unsupported_media_type', `The content is ${sniffed ?? 'not recognisable'}, not the declared ${declared}`, { reason: 'sniffed_type', sniffed, declared });
+        }
+        return null;
+      },
+    });
+    try {
+      await this.driver.put(key, guard.stream, { contentType: declared });
+    } catch (err) {
+      await release();
+      throw err instanceof DomainError ? err : streamFailure(err);
+    }
+    const stored = guard.result();
+    try {
+      return await inRequestTransaction(db, principal, async (trx) => {
+        const existing = await objectFindForUpdate(trx, plan.bucket.id, input.path);
+        if (existing && !input.upsert) throw errors.conflict(`An object already exists at ${input.path}; send x-upsert: true to overwrite it`, { path: input.path });
+        const fields = {
+          uploaded_by: principal.kind === 'user' ? principal.userId : null,
+          storage_key: key,
+          size: stored.size,
+          declared_type: declared,
+          sniffed_type: stored.sniffed,
+          sha256: stored.sha256,
+          metadata: input.metadata ?? {},
+        };
+        const object = existing
+          ? await objectReplace(trx, existing.id, fields)
+          : await objectInsert(trx, { id: objectId, bucket_id: plan.bucket.id, path: input.path, owner_id: plan.owner, ...fields });
+        if (plan.reservation) {
+          await elevate(trx);
+          await reservationRelease(trx, plan.reservation.id);
+        }
+        return { object, created: !existing };
+      });
+    } catch (err) {
+      await this.driver.delete(key).catch(() => undefined);
+      await release().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** An object the caller may read (the owner rule for users; public buckets for anyone). */
+  async find(db: Executor, principal: Principal, bucketId: string, path: string): Promise<{ bucket: BucketRow; object: ObjectRow }> {
+    const segments = this.segmentsOf(path);
+    const bucket = await bucketFind(db, bucketId);
+    if (!bucket) throw errors.notFound('Bucket', bucketId);
+    if (principal.kind === 'anon') {
+      if (!bucket.public) throw errors.notFound('Bucket', bucketId);
+    } else {
+      await this.ownerOf(db, bucket, principal, segments, false);
+    }
+    const object = await objectFind(db, bucketId, path);
+    if (!object) throw errors.notFound('Object', `${bucketId}/${path}`);
+    return { bucket, object };
+  }
+
+  /** Reads an object: conditional (If-None-Match), ranged (one `bytes=` range), or only its head. */
+  async open(
+    db: Executor,
+    principal: Principal,
+    bucketId: string,
+    path: string,
+    options: { range?: string | undefined; ifNoneMatch?: string | undefined; headOnly?: boolean },
+  ): Promise<Download> {
+    const { object } = await this.find(db, principal, bucketId, path);
+    return this.openObject(object, options);
+  }
+
+  async openObject(object: ObjectRow, options: { range?: string | undefined; ifNoneMatch?: string | undefined; headOnly?: boolean }): Promise<Download> {
+    if (options.ifNoneMatch !== undefined && etagMatches(options.ifNoneMatch, etagOf(object))) return { kind: 'not_modified', object };
+    const size = Number(object.size);
+    const range: RangeOutcome = options.range === undefined ? { kind: 'none' } : parseRange(options.range, size);
+    if (range.kind === 'unsatisfiable') return { kind: 'unsatisfiable', object };
+    if (options.headOnly) return { kind: 'head', object };
+    const part = range.kind === 'range' ? { start: range.start, end: range.end } : null;
+    // An empty object has no byte to read: its body is empty.
+    const stream = size === 0 ? null : await this.driver.get(object.storage_key, part ?? undefined);
+    if (size !== 0 && !stream) throw errors.unavailable('The object\'s bytes are missing from storage; run `tally storage check`', { reason: 'storage_missing' });
+    return { kind: 'body', object, stream: stream ?? Readable.from([]), range: part };
+  }
+
+  async remove(db: Executor, principal: Principal, bucketId: string, path: string): Promise<ObjectRow> {
+    const segments = this.segmentsOf(path);
+    const bucket = await bucketFind(db, bucketId);
+    if (!bucket) throw errors.notFound('Bucket', bucketId);
+    await this.ownerOf(db, bucket, principal, segments, true);
+    const object = await objectFindForUpdate(db, bucketId, path);
+    if (!object) throw errors.notFound('Object', `${bucketId}/${path}`);
+    // The row goes now; the trigger queues its bytes for the sweeper (no orphan, whatever happens next).
+    await objectDelete(db, object.id);
+    return object;
+  }
+
+  /** Objects under `prefix`, in path order. A user lists inside their own folders only. */
+  async list(db: Executor, principal: Principal, bucketId: string, prefix: string, cursor: string | undefined, limit: number) {
+    const bucket = await bucketFind(db, bucketId);
+    if (!bucket) throw errors.notFound('Bucket', bucketId);
+    if (principal.kind === 'user') {
+      const first = prefix.split('/')[0] ?? '';
+      if (!prefix.includes('/') && first !== principal.userId) {
+        throw errors.forbidden(`List under your own folder: prefix must start with "${principal.userId}/"`);
+      }
+      await this.ownerOf(db, bucket, principal, [first], false);
+    }
+    let after: string | null = null;
+    if (cursor !== undefined) {
+      after = Buffer.from(cursor, 'base64url').toString('utf8');
+      if (!pathSegments(after)) throw errors.invalidRequest('cursor is not a cursor this API returned', { field: 'cursor' });
+    }
+    const rows = await objectList(db, bucketId, prefix, after, limit);
+    const more = rows.length > limit;
+    const page = more ? rows.slice(0, limit) : rows;
+    const last = page[page.length - 1];
+    return { rows: page, nextCursor: more && last ? Buffer.from(last.path, 'utf8').toString('base64url') : null };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Signed links
+  // -------------------------------------------------------------------------------------------
+
+  /** A link to download or upload one path, made by a caller who may do that now. */
+  async sign(
+    db: Executor,
+    principal: Principal,
+    bucketId: string,
+    path: string,
+    input: { action: 'download' | 'upload'; expiresIn: number; maxSize?: number | undefined; contentType?: string | undefined },
+  ): Promise<{ token: string; expiresAt: Date }> {
+    const segments = this.segmentsOf(path);
+    const bucket = await bucketFind(db, bucketId);
+    if (!bucket) throw errors.notFound('Bucket', bucketId);
+    await this.ownerOf(db, bucket, principal, segments, input.action === 'upload');
+    if (input.action === 'download' && !(await objectFind(db, bucketId, path))) throw errors.notFound('Object', `${bucketId}/${path}`);
+    const expiresAt = new Date(this.now().getTime() + input.expiresIn * 1000);
+    const link: SignedLink = {
+      action: input.action,
+      bucket: bucketId,
+      path,
+      exp: Math.floor(expiresAt.getTime() / 1000),
+      signer: principal.kind === 'user' ? principal.userId : 'service',
+      ...(input.action === 'upload' ? { id: newId('storageLink'), max: input.maxSize ?? null, type: input.contentType ? mediaType(input.contentType) : null } : {}),
+    };
+    return { token: this.links.sign(link), expiresAt };
+  }
+
+  /**
+   * The link a request carries, if it is genuine, unexpired and made for this action and path.
+   * Tampered, expired or mismatched → 403 `forbidden`.
+   */
+  verifyLink(token: string, action: 'download' | 'upload', bucketId: string, path: string): SignedLink {
+    const link = this.links.verify(token);
+    if (!link || link.action !== action || link.bucket !== bucketId || link.path !== path) throw errors.forbidden('This link is not valid');
+    if (link.exp * 1000 <= this.now().getTime()) throw errors.forbidden('This link has expired');
+    return link;
+  }
+
+  /** Claims a one-use upload link (in its own transaction, before any byte is read). */
+  async claimUploadLink(db: Db, link: SignedLink): Promise<void> {
+    if (!link.id) throw errors.forbidden('This link is not valid');
+    const id = link.id;
+    const fresh = await db.transaction().execute((trx) => linkUse(trx, id, new Date(link.exp * 1000)));
+    if (!fresh) throw errors.forbidden('This upload link was already used');
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Housekeeping
+  // -------------------------------------------------------------------------------------------
+
+  /**
+   * Drains the delete outbox (bytes whose rows are gone; a failed delete is retried later, with
+   * back-off) and frees reservations of uploads that never settled. Safe in several processes.
+   */
+  async sweep(batch = 100): Promise<{ deleted: number; failed: number; released: number }> {
+    const db = this.db;
+    let deleted = 0;
+    let failed = 0;
+    const now = this.now();
+    await db.transaction().execute(async (trx) => {
+      for (const d of await deletionsDue(trx, now, batch)) {
+        try {
+          if (!(await keyReferenced(trx, d.storage_key))) await this.driver.delete(d.storage_key);
+          await deletionDone(trx, Number(d.id));
+          deleted++;
+        } catch (err) {
+          const backoff = Math.min(3600, 5 * 2 ** Math.min(d.attempts, 10)) * 1000;
+          await deletionFailed(trx, Number(d.id), new Date(now.getTime() + backoff), err instanceof Error ? err.message : String(err));
+          failed++;
+        }
+      }
+    });
+    let released = 0;
+    for (const id of await reservationsExpired(db, now, batch)) {
+      if (await db.transaction().execute((trx) => reservationRelease(trx, id))) released++;
+    }
+    return { deleted, failed, released };
+  }
+}
+
+function minOf(a: number | null, b: number | null): number | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return Math.min(a, b);
+}
+
+function must<T>(v: T | null): T {
+  if (v === null) throw new Error('invariant broken: reservation');
+  return v;
+}
+
+function tooLarge(reason: 'size', limit: number): DomainError {
+  return new DomainError('payload_too_large', `The object exceeds the bucket's limit of ${limit} bytes`, { reason, limit });
+}
+
+function quotaExceeded(quota: number, needed: number, free: number): DomainError {
+  return new DomainError('payload_too_large', `The upload would pass the byte quota of ${quota} (${Math.max(0, free)} bytes free)`, {
+    reason: 'quota',
+    quota,
+    needed,
+    free: Math.max(0, free),
+  });
+}
+
+/** A body that broke off (the client went away) is the client's fault, not a server error. */
+function streamFailure(err: unknown): DomainError {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  if (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || (err instanceof Error && err.message === 'aborted')) {
+    return errors.invalidRequest('The request body ended before it was complete');
+  }
+  throw err;
+}
+
+function etagMatches(header: string, etag: string): boolean {
+  if (header.trim() === '*') return true;
+  return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
+}
+

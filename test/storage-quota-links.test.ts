@@ -1,0 +1,122 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { client } from './support/client.js';
+import { signUp } from './support/fixtures.js';
+import { createTestApp, TARGET, type TestApp } from './support/harness.js';
+import { heldAndExpected, rawGet, rawPut, streamOf } from './support/storage.js';
+
+/**
+ * Byte quotas hold bytes before an upload's first byte is written, so concurrent uploads can never
+ * pass them; signed links work without credentials until they expire, uploads only once, and a
+ * changed byte anywhere in one makes it worthless.
+ */
+describe(`storage quotas and signed links (${TARGET})`, () => {
+  let app: TestApp;
+  let owner: Awaited<ReturnType<typeof signUp>>;
+  let other: Awaited<ReturnType<typeof signUp>>;
+  let now = Date.now();
+  const svc = () => client(app.server, app.serviceKey);
+
+  beforeAll(async () => {
+    app = await createTestApp({}, { clock: () => new Date(now) });
+    [owner, other] = [await signUp(app), await signUp(app)];
+    expect((await svc().post('/v1/storage/buckets', { id: 'quota', allowed_mime_types: ['text/*'], user_quota_bytes: 1000 })).status).toBe(201);
+    expect((await svc().post('/v1/storage/buckets', { id: 'files', allowed_mime_types: ['text/plain'], file_size_limit: 1000 })).status).toBe(201);
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  it('50 concurrent 100-byte uploads against a 1000-byte quota: exactly 10 are stored, the rest 413 reason quota', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => rawPut(app, `/v1/storage/objects/quota/${owner.user.id}/c/${i}.txt`, Buffer.alloc(100, 0x61), { token: owner.token, type: 'text/plain' })),
+    );
+    const stored = results.filter((r) => r.status === 201);
+    const refused = results.filter((r) => r.status === 413);
+    expect(stored).toHaveLength(10);
+    expect(refused).toHaveLength(40);
+    for (const r of refused) expect(r.body.error).toMatchObject({ code: 'payload_too_large', details: { reason: 'quota' } });
+    const usage = await app.database.db.selectFrom('storage_usage').selectAll().where('bucket_id', '=', 'quota').where('owner_id', '=', owner.user.id).executeTakeFirstOrThrow();
+    expect(Number(usage.used_bytes)).toBe(1000);
+    expect(Number(usage.reserved_bytes)).toBe(0);
+    const { held, expected } = await heldAndExpected(app);
+    expect(held).toEqual(expected);
+    // The quota is per owner: another user still has theirs.
+    expect((await rawPut(app, `/v1/storage/objects/quota/${other.user.id}/a.txt`, Buffer.alloc(100, 0x61), { token: other.token, type: 'text/plain' })).status).toBe(201);
+  });
+
+  it('a chunked upload without Content-Length is bounded by what the quota leaves; a delete frees its bytes', async () => {
+    const before = await heldAndExpected(app);
+    const over = await rawPut(app, `/v1/storage/objects/quota/${owner.user.id}/stream.txt`, streamOf(5000), { token: owner.token, type: 'text/plain' });
+    expect(over.status).toBe(413);
+    expect(over.body.error.details.reason).toBe('quota');
+    expect(await heldAndExpected(app)).toEqual(before);
+    expect((await owner.api.del(`/v1/storage/objects/quota/${owner.user.id}/c/0.txt`)).status).toBe(200);
+    const fits = await rawPut(app, `/v1/storage/objects/quota/${owner.user.id}/stream.txt`, streamOf(100), { token: owner.token, type: 'text/plain' });
+    expect(fits.status).toBe(201);
+    const usage = await app.database.db.selectFrom('storage_usage').selectAll().where('bucket_id', '=', 'quota').where('owner_id', '=', owner.user.id).executeTakeFirstOrThrow();
+    expect([Number(usage.used_bytes), Number(usage.reserved_bytes)]).toEqual([1000, 0]);
+  });
+
+  it('a reservation left by an upload that never settled is freed by the sweeper once it expires', async () => {
+    await app.database.db.insertInto('storage_usage').values({ bucket_id: 'quota', owner_id: 'usr_ghost', reserved_bytes: 500 }).execute();
+    await app.database.db.insertInto('storage_reservations').values({ id: 'rsv_ghost', bucket_id: 'quota', owner_id: 'usr_ghost', bytes: 500, expires_at: new Date(now + 1000) }).execute();
+    await app.services.storage.sweep();
+    expect(await app.database.db.selectFrom('storage_reservations').select('id').where('id', '=', 'rsv_ghost').executeTakeFirst()).toBeDefined();
+    now += 2000;
+    expect((await app.services.storage.sweep()).released).toBe(1);
+    const usage = await app.database.db.selectFrom('storage_usage').selectAll().where('owner_id', '=', 'usr_ghost').executeTakeFirstOrThrow();
+    expect(Number(usage.reserved_bytes)).toBe(0);
+  });
+
+  it('a signed download link works without credentials until it expires; tampered or for another path → 403', async () => {
+    const path = `${owner.user.id}/docs/report.txt`;
+    expect((await rawPut(app, `/v1/storage/objects/files/${path}`, Buffer.from('quarterly report'), { token: owner.token, type: 'text/plain' })).status).toBe(201);
+    expect((await other.api.post(`/v1/storage/sign/files/${path}`, { action: 'download', expires_in: 60 })).status).toBe(403);
+    const signed = await owner.api.post(`/v1/storage/sign/files/${path}`, { action: 'download', expires_in: 60 });
+    expect(signed.status).toBe(200);
+    const link = new URL(signed.body.url);
+    const target = `${link.pathname}${link.search}`;
+    const got = await rawGet(app, target);
+    expect(got.status).toBe(200);
+    expect(got.bytes.toString()).toBe('quarterly report');
+    expect((await rawGet(app, target, { headers: { range: 'bytes=0-8' } })).bytes.toString()).toBe('quarterly');
+    // Tampered: the path, the signature, the payload.
+    const token = must(link.searchParams.get('token'));
+    const [payload, mac] = token.split('.') as [string, string];
+    expect((await rawGet(app, `/storage/signed/files/${owner.user.id}/docs/other.txt?token=${token}`)).status).toBe(403);
+    const flipped = `${mac.slice(0, -2)}${mac.endsWith('AA') ? 'AB' : 'AA'}`;
+    expect((await rawGet(app, `${link.pathname}?token=${payload}.${flipped}`)).status).toBe(403);
+    const forged = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload, 'base64url').toString()), exp: 4_000_000_000 })).toString('base64url');
+    expect((await rawGet(app, `${link.pathname}?token=${forged}.${mac}`)).status).toBe(403);
+    // Expired.
+    now += 61_000;
+    const expired = await rawGet(app, target);
+    expect(expired.status).toBe(403);
+  });
+
+  it('a signed upload link uploads once, within its own size and type limits, without credentials', async () => {
+    const path = `${owner.user.id}/inbox/once.txt`;
+    const signed = await owner.api.post(`/v1/storage/sign/files/${path}`, { action: 'upload', expires_in: 60, max_size: 10, content_type: 'text/plain' });
+    expect(signed.status).toBe(200);
+    const link = new URL(signed.body.url);
+    const target = `${link.pathname}${link.search}`;
+    const first = await rawPut(app, target, Buffer.from('hi there'), { type: 'text/plain' });
+    expect(first.status).toBe(201);
+    expect(first.body).toMatchObject({ path, owner_id: owner.user.id, uploaded_by: owner.user.id, size: 8 });
+    const again = await rawPut(app, target, Buffer.from('again'), { type: 'text/plain' });
+    expect(again.status).toBe(403);
+    // Its own limits: a bigger body is 413 before anything is stored.
+    const small = await owner.api.post(`/v1/storage/sign/files/${owner.user.id}/inbox/big.txt`, { action: 'upload', expires_in: 60, max_size: 10 });
+    const before = await heldAndExpected(app);
+    const big = new URL(small.body.url);
+    expect((await rawPut(app, `${big.pathname}${big.search}`, Buffer.alloc(50, 0x61), { type: 'text/plain' })).status).toBe(413);
+    expect(await heldAndExpected(app)).toEqual(before);
+    // A user cannot sign an upload into someone else's folder.
+    expect((await other.api.post(`/v1/storage/sign/files/${owner.user.id}/inbox/x.txt`, { action: 'upload', expires_in: 60 })).status).toBe(403);
+  });
+});
+
+function must<T>(v: T | null): T {
+  if (v === null) throw new Error('expected a value');
+  return v;
+}
