@@ -23,6 +23,8 @@ export function startScheduler(
       .then((n) => n > 0 && logger.info({ accounts: n }, 'expired due holds and grants'))
       .then(() => services.billing.subscriptions.enqueueDue(services.queue))
       .then((n) => n > 0 && logger.info({ subscriptions: n }, 'billing: due subscriptions queued'))
+      .then(() => services.gateway.reap())
+      .then((n) => n > 0 && logger.warn({ requests: n }, 'gateway: settled requests a dead process left pending'))
       .catch((err: unknown) => logger.error({ err }, 'scheduler sweep failed'))
       .finally(() => (running = false));
   }, everyMs);

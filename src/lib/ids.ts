@@ -45,6 +45,8 @@ export const ID_PREFIXES = {
   serviceToken: 'stk',
   serviceConnection: 'scn',
   secretReveal: 'rvl',
+  // LLM gateway (issue 14)
+  upstream: 'ups',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;
