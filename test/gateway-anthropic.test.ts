@@ -64,4 +64,10 @@ describe(`gateway: Anthropic messages (${TARGET})`, () => {
     });
     expect(res.status).toBe(200);
   });
+  it('reconcile is clean: ledger and gateway invariants (carries, captures) hold after everything above', async () => {
+    const res = await w.svc.post('/v1/admin/reconcile', undefined);
+    expect(res.status).toBe(200);
+    expect(res.body.drift).toEqual([]);
+    expect(res.body.ok).toBe(true);
+  });
 });

@@ -106,4 +106,10 @@ describe(`gateway: failover, breaker and reaper (${TARGET})`, () => {
     expect(after).toMatchObject({ balance: 1003 - (rec?.charged ?? 0), held: 0 });
     expect(await allSettled(w, userId)).toHaveLength(1);
   });
+  it('reconcile is clean: ledger and gateway invariants (carries, captures) hold after everything above', async () => {
+    const res = await w.svc.post('/v1/admin/reconcile', undefined);
+    expect(res.status).toBe(200);
+    expect(res.body.drift).toEqual([]);
+    expect(res.body.ok).toBe(true);
+  });
 });

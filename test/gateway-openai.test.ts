@@ -123,4 +123,17 @@ describe(`gateway: OpenAI chat completions, JSON (${TARGET})`, () => {
     expect(rec).toMatchObject({ endpoint: 'embeddings', cost_micros: micros(8, 0), charged: 2, usage_source: 'provider' });
     expect(await balanceOf(w, userId)).toMatchObject({ balance: 101, held: 0 });
   });
+  it('reconcile is clean: ledger and gateway invariants (carries, captures) hold after everything above', async () => {
+    const res = await w.svc.post('/v1/admin/reconcile', undefined);
+    expect(res.status).toBe(200);
+    expect(res.body.drift).toEqual([]);
+    expect(res.body.ok).toBe(true);
+    // And it sees a carry that drifted from the records (one micro-credit is enough).
+    const carry = await w.app.database.db.selectFrom('gateway_carries').select(['account_id', 'total_micros']).executeTakeFirstOrThrow();
+    await w.app.database.db.updateTable('gateway_carries').set({ total_micros: Number(carry.total_micros) + 1 }).where('account_id', '=', carry.account_id).execute();
+    const drifted = await w.svc.post('/v1/admin/reconcile', undefined);
+    expect(drifted.body.ok).toBe(false);
+    expect(drifted.body.drift).toContainEqual(expect.objectContaining({ account_id: carry.account_id, check: 'gateway: total_micros = sum(cost_micros)' }));
+    await w.app.database.db.updateTable('gateway_carries').set({ total_micros: carry.total_micros }).where('account_id', '=', carry.account_id).execute();
+  });
 });

@@ -162,4 +162,10 @@ describe(`gateway: OpenAI streams (${TARGET})`, () => {
     expect(recs.reduce((s, r) => s + r.cost_micros, 0)).toBe(micros(after.input - before.input, after.output - before.output));
     expect(await balanceOf(w, userId)).toMatchObject({ balance: available - charged, held: 0 });
   }, 60_000);
+  it('reconcile is clean: ledger and gateway invariants (carries, captures) hold after everything above', async () => {
+    const res = await w.svc.post('/v1/admin/reconcile', undefined);
+    expect(res.status).toBe(200);
+    expect(res.body.drift).toEqual([]);
+    expect(res.body.ok).toBe(true);
+  });
 });
