@@ -36,7 +36,7 @@ import { type BillingServices, registerBillingRoutes } from './modules/billing/b
 import { SubscriptionsService } from './modules/billing/billing.subscriptions.service.js';
 import { UsageService } from './modules/billing/billing.usage.service.js';
 import { UsageMessageCharger } from './modules/billing/billing.message-charger.js';
-import { DEFAULT_BILLING, DEFAULT_EMAIL_VERIFICATION, DEFAULT_MAIL, DEFAULT_PASSWORD_RESET, DEFAULT_WEBHOOKS_OUT } from './config/config.js';
+import { DEFAULT_BILLING, DEFAULT_EMAIL_VERIFICATION, DEFAULT_GATEWAY, DEFAULT_MAIL, DEFAULT_PASSWORD_RESET, DEFAULT_WEBHOOKS_OUT } from './config/config.js';
 import { CreditsService } from './modules/credits/credits.service.js';
 import { registerPaymentRoutes } from './modules/payments/payments.routes.js';
 import type { SubscriptionPort } from './modules/payments/payments.ports.js';
@@ -64,6 +64,14 @@ import { S3Driver } from './modules/storage/storage.s3-driver.js';
 import type { StorageDriver } from './modules/storage/storage.driver.js';
 import { registerStorageRoutes } from './modules/storage/storage.routes.js';
 import { StorageService } from './modules/storage/storage.service.js';
+import { UpstreamsService } from './modules/gateway/gateway.upstreams.service.js';
+import { UpstreamRouter } from './modules/gateway/gateway.router.js';
+import { registerGatewayRoutes } from './modules/gateway/gateway.routes.js';
+import { GatewayUsageService } from './modules/gateway/gateway.usage.service.js';
+import { registerRelayRoutes } from './modules/gateway/gateway.relay.routes.js';
+import { reapStale, RelayService } from './modules/gateway/gateway.relay.service.js';
+import { UpstreamClient } from './modules/gateway/gateway.upstream-call.js';
+import { creditsLedger } from './modules/gateway/gateway.ledger.js';
 import { CreditsSdk } from './sdk/credits.sdk.js';
 import { createServer } from './server.js';
 import { VERSION } from './version.js';
@@ -116,6 +124,15 @@ export interface Services {
   admin: AdminService;
   /** The typed in-process SDK: same validation, operations and idempotency as the HTTP routes. */
   sdk: { credits: CreditsSdk };
+  /** The LLM gateway (docs/gateway.md): upstream accounts and the router that picks among them. */
+  gateway: {
+    upstreams: UpstreamsService;
+    router: UpstreamRouter;
+    relay: RelayService;
+    usage: GatewayUsageService;
+    /** Settles requests a dead process left pending (the scheduler calls it); answers how many. */
+    reap: () => Promise<number>;
+  };
 }
 
 export interface App {
@@ -171,6 +188,12 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const webhookTransport = deps.webhookTransport ?? httpTransport(webhooksOutConfig);
   const webhooksOut = new WebhooksOutService(secrets, queue, webhookTransport, webhooksOutConfig, clock);
   const storage = new StorageService(database.db, storageDriver(config), new LinkSigner(config.encryptionKey), clock);
+  const gatewayConfig = config.gateway ?? DEFAULT_GATEWAY;
+  const router = new UpstreamRouter(database.db, secrets, gatewayConfig, clock, (err) => deps.logger.warn({ err }, 'gateway: upstream health write failed'));
+  const upstreamClient = new UpstreamClient(gatewayConfig);
+  const relay = new RelayService(database.db, creditsLedger(credits), router, upstreamClient, gatewayConfig, clock, (err, requestId) =>
+    deps.logger.error({ err, requestId }, 'gateway: settlement failed; the reaper settles it'),
+  );
   const projects = new ProjectsService(clock, deps.messageCharger ?? new UsageMessageCharger(billing.usage));
   const emailVerificationConfig = config.emailVerification ?? DEFAULT_EMAIL_VERIFICATION;
   const emailVerification = new EmailVerificationService(emailVerificationConfig, clock);
@@ -206,6 +229,11 @@ export async function createApp(deps: AppDeps): Promise<App> {
     admin: new AdminService(database, clock),
     storage,
     sdk: { credits: new CreditsSdk(credits) },
+    gateway: { upstreams: new UpstreamsService(secrets, () => router.invalidate()), router,
+      relay,
+      usage: new GatewayUsageService(),
+      reap: () => reapStale(relay, database.db, clock(), gatewayConfig.reapAfterMs),
+    },
   };
   // Every user gets an account and the sign-up bonus in the transaction that creates them.
   users.onUserCreated(async (trx, user) => {
@@ -254,6 +282,12 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerSecretRoutes(server, routeDeps, services.secretsStore);
   registerAdminRoutes(server, routeDeps, services.admin);
   registerStorageRoutes(server, routeDeps, services.storage, { publicUrl: config.storage?.publicUrl });
+  registerGatewayRoutes(server, routeDeps, services.gateway.upstreams, services.gateway.usage);
+  registerRelayRoutes(server, services.gateway.relay, config.http.bodyLimit);
+  server.addHook('onClose', async () => {
+    await upstreamClient.close();
+    await router.drain();
+  });
   const providerSecrets = new Map(Object.entries(config.jobs.providerSecrets ?? {}));
   await registerJobRoutes(server, routeDeps, services.jobs, {
     secretFor: (provider) => providerSecrets.get(provider) ?? config.jobs.callbackSecret,

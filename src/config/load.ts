@@ -123,6 +123,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
       confirmSignup: (raw.TALLY_SIGNUP_CONFIRM_EMAIL ?? (raw.NODE_ENV === 'production' ? 'true' : 'false')) === 'true',
     },
     mail: { smtpUrl: raw.SMTP_URL ?? null, from: raw.MAIL_FROM },
+    gateway: {
+      connectTimeoutMs: raw.TALLY_GATEWAY_CONNECT_TIMEOUT_MS,
+      firstByteTimeoutMs: raw.TALLY_GATEWAY_FIRST_BYTE_TIMEOUT_MS,
+      idleTimeoutMs: raw.TALLY_GATEWAY_IDLE_TIMEOUT_MS,
+      drainTimeoutMs: raw.TALLY_GATEWAY_DRAIN_TIMEOUT_MS,
+      maxAttempts: raw.TALLY_GATEWAY_MAX_ATTEMPTS,
+      cooldownMs: raw.TALLY_GATEWAY_COOLDOWN_MS,
+      failureThreshold: raw.TALLY_GATEWAY_FAILURE_THRESHOLD,
+      reapAfterMs: raw.TALLY_GATEWAY_REAP_AFTER_MS,
+    },
     passwordReset: { ttlSeconds: raw.TALLY_PASSWORD_RESET_TTL_SECONDS, urlTemplate: raw.TALLY_PASSWORD_RESET_URL ?? null },
     storage: storageConfig(raw, dataDir),
   };

@@ -278,6 +278,70 @@ export interface EnvVars {
   var_type: Generated<string>;
 }
 
+export interface GatewayCarries {
+  account_id: string;
+  created_at: Generated<Timestamp>;
+  total_micros: Generated<number>;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface GatewayRequests {
+  api_key_id: string | null;
+  attempts: Generated<number>;
+  cache_write_tokens: Generated<number>;
+  cached_input_tokens: Generated<number>;
+  charged: Generated<number>;
+  cost_micros: Generated<number>;
+  created_at: Generated<Timestamp>;
+  endpoint: string;
+  error: string | null;
+  held: Generated<number>;
+  hold_id: string | null;
+  http_status: number | null;
+  id: string;
+  idempotency_key: string | null;
+  input_tokens: Generated<number>;
+  latency_ms: number | null;
+  model: string;
+  output_tokens: Generated<number>;
+  reasoning_tokens: Generated<number>;
+  request_hash: string | null;
+  response: string | null;
+  settled_at: Timestamp | null;
+  status: Generated<string>;
+  stream: Generated<boolean>;
+  ttft_ms: number | null;
+  updated_at: Generated<Timestamp>;
+  upstream_id: string | null;
+  usage_source: string | null;
+  user_id: string;
+  workspace_id: string | null;
+}
+
+export interface GatewayUpstreams {
+  base_url: string;
+  consecutive_failures: Generated<number>;
+  cooldown_until: Timestamp | null;
+  created_at: Generated<Timestamp>;
+  credentials_enc: string;
+  credentials_hint: Generated<string>;
+  error_count: Generated<number>;
+  id: string;
+  is_active: Generated<boolean>;
+  key_id: string;
+  last_error: string | null;
+  last_error_at: Timestamp | null;
+  last_success_at: Timestamp | null;
+  models: Generated<string[]>;
+  name: Generated<string>;
+  priority: Generated<number>;
+  state: Generated<string>;
+  success_count: Generated<number>;
+  type: string;
+  updated_at: Generated<Timestamp>;
+  weight: Generated<number>;
+}
+
 export interface IdempotencyKeys {
   created_at: Generated<Timestamp>;
   key: string;
@@ -978,6 +1042,9 @@ export interface DB {
   daily_quota_usage: DailyQuotaUsage;
   email_verification_tokens: EmailVerificationTokens;
   env_vars: EnvVars;
+  gateway_carries: GatewayCarries;
+  gateway_requests: GatewayRequests;
+  gateway_upstreams: GatewayUpstreams;
   idempotency_keys: IdempotencyKeys;
   invoices: Invoices;
   jobs: Jobs;

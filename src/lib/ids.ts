@@ -55,6 +55,8 @@ export const ID_PREFIXES = {
   storageLink: 'lnk',
   projectFile: 'pfl',
   projectFileVersion: 'pfv',
+  // LLM gateway (issue 14)
+  upstream: 'ups',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

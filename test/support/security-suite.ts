@@ -161,6 +161,12 @@ async function hookEndpoint(): Promise<string> {
   return res.body.id as string;
 }
 
+const upstreamBody = () => ({ type: 'openai', base_url: 'http://127.0.0.1:9/v1', credentials: `sk-test-${hex()}`, models: ['*'] });
+const anUpstream = async () => {
+  const res = await svc().post('/v1/gateway/upstreams', upstreamBody());
+  return res.body.id as string;
+};
+
 export const ROUTES: Record<string, RouteSpec> = {
   'GET /health': { auth: 'public' },
   'GET /ready': { auth: 'public' },
@@ -169,6 +175,14 @@ export const ROUTES: Record<string, RouteSpec> = {
   'POST /v1/auth/refresh': { auth: 'public' },
   'POST /v1/auth/password-reset': { auth: 'public' },
   'POST /v1/auth/password-reset/confirm': { auth: 'public' },
+  // LLM gateway (issue 14): upstream accounts are the operator's, service key only.
+  'POST /v1/gateway/upstreams': { auth: 'service', sample: async () => ({ url: '/v1/gateway/upstreams', body: upstreamBody(), status: 201 }) },
+  'GET /v1/gateway/upstreams': { auth: 'service', sample: async () => ({ url: '/v1/gateway/upstreams', status: 200 }) },
+  'GET /v1/gateway/upstreams/{id}': { auth: 'service', sample: async () => ({ url: `/v1/gateway/upstreams/${await anUpstream()}`, status: 200 }) },
+  'PATCH /v1/gateway/upstreams/{id}': { auth: 'service', sample: async () => ({ url: `/v1/gateway/upstreams/${await anUpstream()}`, body: { weight: 7 }, status: 200 }) },
+  'DELETE /v1/gateway/upstreams/{id}': { auth: 'service', sample: async () => ({ url: `/v1/gateway/upstreams/${await anUpstream()}`, status: 200 }) },
+  'GET /v1/gateway/usage': { auth: 'service', sample: async () => ({ url: '/v1/gateway/usage', status: 200 }) },
+  'GET /v1/users/{id}/gateway/usage': { auth: 'any', scope: 'credits:read', sample: async (o) => ({ url: `/v1/users/${o.user.id}/gateway/usage`, status: 200 }) },
   'GET /v1/mail': { auth: 'service', sample: async () => ({ url: '/v1/mail', status: 200 }) },
   'GET /v1/mail/{id}': {
     auth: 'service',
