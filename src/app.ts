@@ -172,7 +172,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     catalog,
     subscriptions: new SubscriptionsService(database, catalog, credits, clock, invalidations),
     // Usage events batch like the ledger's own operations, with its settings.
-    usage: new UsageService(database, catalog, billingConfig, clock, httpAnswers, {
+    usage: new UsageService(database, credits, catalog, billingConfig, clock, httpAnswers, {
       maxBatch: config.credits.maxBatch ?? 256,
       maxParallel: config.credits.maxParallel ?? 1,
       ...(config.credits.maxBacklog ? { maxBacklog: config.credits.maxBacklog } : {}),

@@ -3,7 +3,7 @@ import { gatewayDrift } from '../gateway/gateway.reconcile.js';
 import type { Database, Executor } from '../../db/database.js';
 import { errors } from '../../core/errors.js';
 import { iso } from '../../core/schemas.js';
-import { reconcile } from '../credits/credits.reconcile.js';
+import { reconcile } from '../credits/credits.port.js';
 import { type Bucket, BUCKET_SECONDS, DEFAULT_SPAN_BUCKETS, MAX_BUCKETS, type ReconcileReport, type Stats, type StatsQuery } from './admin.js';
 import { revenueSeries, statsSeries, statsTotals } from './admin.repository.js';
 

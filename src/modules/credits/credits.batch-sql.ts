@@ -80,6 +80,17 @@ export class BatchSql {
   }
 
   /**
+   * A quote's snapshot as a select list (the ledger port's `snapshots.columns`): the account, its
+   * live grants, and its open holds due by the second parameter.
+   */
+  snapshotColumns(accountParam: string, dueByParam: string): string {
+    const t = this.t.bind(this);
+    return `(select row_to_json(a) from ${t('credit_accounts')} a where a.id = ${accountParam}) as account,
+      (select json_agg(g) from ${t('credit_grants')} g where g.account_id = ${accountParam} and g.remaining <> 0) as grants,
+      (select json_agg(h) from ${t('credit_holds')} h where h.account_id = ${accountParam} and h.status = 'held' and h.expires_at <= ${dueByParam}) as holds`;
+  }
+
+  /**
    * Opens the account of an existing owner that has none yet (workspace pools open on first use).
    * False when the owner does not exist.
    */

@@ -2,7 +2,7 @@ import type { Static } from 'typebox';
 import { errors } from '../../core/errors.js';
 import { type IdempotencyScope, operation } from '../idempotency/idempotency.js';
 import type { AdjustBody, CaptureBody, DebitBody, GrantBody, HoldBody, LedgerOp, RefundBody } from './credits.js';
-import type { Owner } from './credits.service.js';
+import type { Owner } from './credits.js';
 
 /**
  * API bodies → ledger operations. The HTTP routes and the SDK both build operations here, so a

@@ -31,7 +31,8 @@ import {
 import { adjustOp, captureOp, debitOp, grantOp, holdOp, LEDGER_OPERATIONS as OPS, type OpMeta, ownerOf, refundOp, releaseOp } from './credits.commands.js';
 import type { Operation } from '../idempotency/idempotency.js';
 import { entryFromRow, holdFromRow } from './credits.repository.js';
-import type { CreditsService, Owner } from './credits.service.js';
+import type { Owner } from './credits.js';
+import type { CreditsService } from './credits.service.js';
 
 const moneyErrors = { 402: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 422: ErrorResponse };
 

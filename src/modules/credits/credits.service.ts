@@ -4,17 +4,29 @@ import { type DomainError, errors } from '../../core/errors.js';
 import { type AnswerCodec, KeyRecordedMeanwhile, refused, scopeKey } from '../idempotency/idempotency.js';
 import { BatchKeys, type Recorded, type Replay, replayOf } from '../idempotency/idempotency.batch.js';
 import type { PageRequest } from '../../core/paging.js';
-import { BatchSql } from './credits.batch-sql.js';
+import { BatchSql, newAccountVersion } from './credits.batch-sql.js';
 import type { Invalidations } from '../../lib/invalidations.js';
 import { groupBy } from '../../lib/group-by.js';
 import { must } from '../../lib/must.js';
 import { LedgerQueue } from '../../lib/ledger-queue.js';
 import { queueLimits } from '../../db/faults.js';
-import { type AccountState, accountIdOf, balanceBody, type GrantState, type HoldState, type LedgerOp, type OpResult, type RefundTarget } from './credits.js';
-import { type EngineOutput, LedgerSession } from './credits.engine.js';
-import { CreditsRepository } from './credits.repository.js';
+import {
+  type AccountState,
+  accountIdOf,
+  balanceBody,
+  type ConsumeTier,
+  type GrantState,
+  type HoldState,
+  type LedgerOp,
+  type OpResult,
+  type Owner,
+  type RefundTarget,
+} from './credits.js';
+import { type ConsumeResult, type EngineOutput, LedgerSession } from './credits.engine.js';
+import { accountFromRow, CreditsRepository, grantFromRow, holdFromRow } from './credits.repository.js';
+import type { ConsumingAccount, Ledger, LedgerSnapshot } from './credits.port.js';
 
-export type Owner = { userId: string } | { workspaceId: string };
+export type { Owner };
 
 export interface CreditsConfig {
   balanceCap: number | null;
@@ -32,7 +44,7 @@ export interface CreditsConfig {
  * goes through `execute`: queued per account, applied by the pure engine inside one transaction
  * that holds the account's row lock, and written set-based together with its idempotency record.
  */
-export class CreditsService {
+export class CreditsService implements Ledger {
   readonly repo: CreditsRepository;
   private readonly sql: BatchSql;
   private readonly queue: LedgerQueue<LedgerOp, OpResult>;
@@ -96,6 +108,56 @@ export class CreditsService {
   async executeIn(trx: Executor, owner: Owner, ops: LedgerOp[]): Promise<OpResult[]> {
     const accountId = accountIdOf(owner);
     return this.applyBatch(kyselyRunner(trx), ops.map((op) => ({ accountId, op })), null);
+  }
+
+  async consumeIn<T>(
+    run: RunStatement,
+    userIds: readonly string[],
+    work: (accounts: ReadonlyMap<string, ConsumingAccount>, now: Date) => T | Promise<T>,
+  ): Promise<T> {
+    const accountIds = [...new Set(userIds)].map((userId) => accountIdOf({ userId })).sort();
+    const accounts = await this.sql.lock(run, accountIds);
+    const now = this.now(); // after the locks, as in every batch
+    const loaded = await this.sql.load(run, {
+      accountIds: accounts.map((a) => a.id),
+      holdAccountIds: accounts.filter((a) => a.held > 0).map((a) => a.id),
+      holdIds: [],
+      now,
+      scopes: [],
+      refundIds: [],
+    });
+    const grants = groupBy(loaded.grants, (g) => g.accountId);
+    const holds = groupBy(loaded.holds, (h) => h.accountId);
+    const sessions: LedgerSession[] = [];
+    const byUser = new Map<string, ConsumingAccount>();
+    for (const account of accounts) {
+      const session = consumptionSession({ account, grants: grants.get(account.id) ?? [], holds: holds.get(account.id) ?? [] }, now);
+      sessions.push(session);
+      byUser.set(must(account.userId, 'a consumed account belongs to a user'), consumingAccount(session));
+    }
+    const result = await work(byUser, now);
+    await this.sql.write(run, sessions.map((s) => s.output([])), []);
+    return result;
+  }
+
+  readonly snapshots = {
+    columns: (accountParam: string, dueByParam: string): string => this.sql.snapshotColumns(accountParam, dueByParam),
+    snapshotOf: (row: { account: unknown; grants: unknown; holds: unknown }): LedgerSnapshot | null => {
+      if (!row.account) return null;
+      const rows = (v: unknown) => (Array.isArray(v) ? (v as Record<string, unknown>[]) : []);
+      return { account: accountFromRow(row.account as Record<string, unknown>), grants: rows(row.grants).map(grantFromRow), holds: rows(row.holds).map(holdFromRow) };
+    },
+  };
+
+  quote(snapshot: LedgerSnapshot, now: Date): ConsumingAccount {
+    return consumingAccount(consumptionSession(snapshot, now));
+  }
+
+  async endGrantsAt(trx: Executor, owner: Owner, grantIds: readonly string[], at: Date): Promise<void> {
+    if (grantIds.length === 0) return;
+    await this.repo.grantsEndAt(trx, grantIds, at);
+    // A chained batch may carry this account's state from before this write: a new version makes it reload.
+    await this.repo.accountSetVersion(trx, accountIdOf(owner), newAccountVersion());
   }
 
   /** Creates the account of a new user or workspace (in the caller's transaction). */
@@ -399,6 +461,28 @@ interface Carry {
   holdsKnownUntil: number;
   /** The keys of the batch that left it: a key among them must wait for that batch's answer. */
   keys: ReadonlySet<string>;
+}
+
+/** Consumption is never capped: the cap is for grants, and consumption only spends. */
+const consumptionSession = (s: LedgerSnapshot, now: Date) =>
+  new LedgerSession({ account: s.account, grants: [...s.grants], holds: [...s.holds], refundTargets: [], now, balanceCap: null });
+
+/** A session as the port shows it: balance, what is coverable, and consuming. */
+function consumingAccount(session: LedgerSession): ConsumingAccount {
+  return {
+    get balance() {
+      return session.accountState.balance;
+    },
+    get held() {
+      return session.accountState.held;
+    },
+    coverable: (tiers: ConsumeTier[], want?: number) => session.coverable(tiers, want),
+    consume: (c): ConsumeResult => {
+      const result = session.run({ kind: 'consume', idem: null, ...c });
+      if (!result.ok) throw result.error;
+      return must(session.lastConsume, 'a consume that ran left its result');
+    },
+  };
 }
 
 /** Accounts whose last state is kept; a hot account needs one, the rest is a bound on memory. */

@@ -6,7 +6,7 @@ import type { PageRequest } from '../../core/paging.js';
 import type { Principal } from '../../core/principal.js';
 import { newId } from '../../lib/ids.js';
 import { operation, scopeOf, unwrap } from '../idempotency/idempotency.js';
-import type { CreditsService } from '../credits/credits.service.js';
+import type { Ledger, LedgerOp } from '../credits/credits.port.js';
 import type { BackgroundJob } from '../queue/queue.js';
 import type { QueueService } from '../queue/queue.service.js';
 import { userFindById } from '../users/users.repository.js';
@@ -51,7 +51,7 @@ export type TransitionOutcome = { applied: true; job: JobRow } | { applied: fals
  */
 export class JobsService {
   constructor(
-    private readonly credits: CreditsService,
+    private readonly credits: Ledger,
     private readonly queue: QueueService,
     private readonly now: () => Date,
     private readonly events: EventSink = NO_EVENTS,
@@ -190,7 +190,7 @@ export class JobsService {
   }
 
   /** One ledger operation in the job's transaction; a refusal is raised (the job's change rolls back). */
-  private async settleIn(trx: Executor, userId: string, op: Parameters<CreditsService['executeIn']>[2][number]): Promise<unknown> {
+  private async settleIn(trx: Executor, userId: string, op: LedgerOp): Promise<unknown> {
     const [result] = await this.credits.executeIn(trx, { userId }, [op]);
     if (!result) throw errors.internal();
     return unwrap(result);

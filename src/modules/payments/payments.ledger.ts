@@ -1,6 +1,5 @@
 import type { Executor } from '../../db/database.js';
-import type { LedgerOp } from '../credits/credits.js';
-import type { CreditsService } from '../credits/credits.service.js';
+import type { Ledger, LedgerOp } from '../credits/credits.port.js';
 import { operation, scopeOf } from '../idempotency/idempotency.js';
 import type { ProviderName } from './payments.provider.js';
 
@@ -28,7 +27,7 @@ export interface PaidRow {
  */
 export class PaymentsLedger {
   constructor(
-    private readonly credits: CreditsService,
+    private readonly credits: Ledger,
     private readonly clock: () => Date,
   ) {}
 
