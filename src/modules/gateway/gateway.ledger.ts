@@ -1,7 +1,6 @@
 import type { Executor } from '../../db/database.js';
 import type { DomainError } from '../../core/errors.js';
-import { accountIdOf } from '../credits/credits.js';
-import type { CreditsService, Owner } from '../credits/credits.service.js';
+import { accountIdOf, type Ledger, type Owner } from '../credits/credits.port.js';
 import { operation, scopeOf } from '../idempotency/idempotency.js';
 
 /**
@@ -23,7 +22,7 @@ const principalOf = (requestId: string): string => `gateway:${requestId}`;
 const GATEWAY_HOLD = operation('gateway.hold');
 const GATEWAY_SETTLE = operation('gateway.settle');
 
-export function creditsLedger(credits: CreditsService): GatewayLedger {
+export function creditsLedger(credits: Ledger): GatewayLedger {
   return {
     accountOf: accountIdOf,
     async hold(trx, owner, requestId, amount, expiresInSeconds) {

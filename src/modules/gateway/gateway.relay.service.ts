@@ -4,7 +4,7 @@ import { sha256Hex } from '../../lib/hash.js';
 import { requestHash } from '../idempotency/idempotency.js';
 import { API_KEY_PREFIX } from '../api-keys/api-keys.scopes.js';
 import { costModelFind } from '../billing/billing.catalog.repository.js';
-import type { Owner } from '../credits/credits.service.js';
+import type { Owner } from '../credits/credits.port.js';
 import type { GatewayConfig } from '../../config/config.js';
 import { NO_TOKENS, type Tokens, type UsageSource } from './gateway.js';
 import type { GatewayLedger } from './gateway.ledger.js';
