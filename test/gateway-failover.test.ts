@@ -113,3 +113,39 @@ describe(`gateway: failover, breaker and reaper (${TARGET})`, () => {
     expect(res.body.ok).toBe(true);
   });
 });
+
+describe(`gateway: the circuit breaker opens, cools down and closes after a half-open probe (${TARGET})`, () => {
+  let w: GatewayWorld;
+  const openai = (apiKey: string) => new OpenAI({ baseURL: `${w.base}/gateway/v1`, apiKey, maxRetries: 0 });
+
+  beforeAll(async () => {
+    w = await gatewayWorld({ gateway: { connectTimeoutMs: 1000, firstByteTimeoutMs: 1500, idleTimeoutMs: 2000, drainTimeoutMs: 2000, maxAttempts: 3, cooldownMs: 400, failureThreshold: 2, reapAfterMs: 3_600_000 } });
+  });
+  afterAll(async () => {
+    await w.close();
+  });
+
+  it('closed → open after 2 failures (skipped while open) → half-open probe after the cooldown → closed', async () => {
+    await priceModel(w, 'cb-gpt');
+    const flaky = await addUpstream(w, 'openai', { models: ['cb-gpt'], priority: 1 });
+    const backup = await addUpstream(w, 'openai', { models: ['cb-gpt'], priority: 2 });
+    w.fake.behave(flaky.credential, { status: 502 });
+    const { key } = await fundedKey(w, 500);
+    const ask = () => openai(key).chat.completions.create({ model: 'cb-gpt', messages: [{ role: 'user', content: 'hi' }], max_tokens: 1 });
+    await ask();
+    await ask();
+    expect(w.fake.hits(flaky.credential)).toBe(2);
+    await ask(); // open: not tried
+    expect(w.fake.hits(flaky.credential)).toBe(2);
+    expect(w.fake.hits(backup.credential)).toBe(3);
+    await new Promise((r) => setTimeout(r, 150));
+    expect((await w.svc.get(`/v1/gateway/upstreams/${flaky.id}`)).body.health).toMatchObject({ state: 'open', consecutive_failures: 2 });
+    w.fake.behave(flaky.credential, {});
+    await new Promise((r) => setTimeout(r, 450));
+    await ask(); // cooldown over: one half-open probe, which succeeds
+    expect(w.fake.hits(flaky.credential)).toBe(3);
+    expect(w.fake.hits(backup.credential)).toBe(3);
+    await new Promise((r) => setTimeout(r, 150));
+    expect((await w.svc.get(`/v1/gateway/upstreams/${flaky.id}`)).body.health).toMatchObject({ state: 'closed', consecutive_failures: 0, cooldown_until: null });
+  });
+});

@@ -116,6 +116,21 @@ describe(`gateway: OpenAI chat completions, JSON (${TARGET})`, () => {
     expect(other).toBeInstanceOf(OpenAI.ConflictError);
   });
 
+  it("a workspace key spends from the workspace's pool, not from its user's balance", async () => {
+    const { userId, key, keyId } = await fundedKey(w, 50);
+    const ws = await w.svc.post('/v1/workspaces', { name: 'gw pool', owner_id: userId });
+    expect(ws.status).toBe(201);
+    const g = await w.svc.post('/v1/credits/grant', { workspace_id: ws.body.id, amount: 500, reason: 'pool' }, { idempotencyKey: `wsg-${keyId}` });
+    expect(g.status).toBe(201);
+    // The API does not issue workspace keys yet: the column is set directly, as a future route would.
+    await w.app.database.db.updateTable('api_keys').set({ workspace_id: ws.body.id }).where('id', '=', keyId).execute();
+    const res = await openai(key).chat.completions.create({ model: 'fake-gpt', messages: [{ role: 'user', content: 'one two three four' }], max_tokens: 16 }).withResponse();
+    const rec = await settledRecord(w, res.response.headers.get('x-request-id') as string);
+    expect(rec).toMatchObject({ workspace_id: ws.body.id, charged: 6 });
+    expect((await w.svc.get(`/v1/workspaces/${ws.body.id}/balance`)).body).toMatchObject({ balance: 494, held: 0 });
+    expect(await balanceOf(w, userId)).toMatchObject({ balance: 53, held: 0 });
+  });
+
   it('embeddings are priced on input tokens', async () => {
     const { userId, key } = await fundedKey(w, 100);
     const res = await openai(key).embeddings.create({ model: 'fake-gpt', input: 'one two three four five six seven eight' }).withResponse();

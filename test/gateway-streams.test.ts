@@ -82,6 +82,34 @@ describe(`gateway: OpenAI streams (${TARGET})`, () => {
     w.fake.behave(up.credential, {});
   });
 
+  it('random client aborts, concurrent: every stream is billed exactly what the upstream billed', async () => {
+    const { userId, key } = await fundedKey(w, 5000);
+    w.fake.behave(up.credential, { words: 10, eventGapMs: 10 });
+    const before = w.fake.bill(up.credential);
+    await Promise.all(
+      Array.from({ length: 12 }, async (_, i) => {
+        const controller = new AbortController();
+        const stopAt = i % 4 === 0 ? Infinity : 1 + Math.floor(Math.random() * 8);
+        const s = await openai(key).chat.completions.create(ask(`abort number ${i}`), { signal: controller.signal });
+        let n = 0;
+        try {
+          for await (const _ of s) if (++n === stopAt) controller.abort();
+        } catch {
+          // aborted
+        }
+      }),
+    );
+    const recs = await allSettled(w, userId);
+    const after = w.fake.bill(up.credential);
+    expect(recs).toHaveLength(12);
+    expect(after.completedStreams - before.completedStreams).toBe(12);
+    for (const r of recs) expect(r.usage_source).toBe('provider');
+    expect(recs.reduce((sum, r) => sum + r.cost_micros, 0)).toBe(micros(after.input - before.input, after.output - before.output));
+    const charged = recs.reduce((sum, r) => sum + r.charged, 0);
+    expect(await balanceOf(w, userId)).toMatchObject({ balance: 5003 - charged, held: 0 });
+    w.fake.behave(up.credential, {});
+  });
+
   it('a stream that never reports usage is billed an estimate capped at the hold, marked estimated (never 0, never a full refund)', async () => {
     const { userId, key } = await fundedKey(w, 1000);
     w.fake.behave(up.credential, { words: 40, noUsage: true });

@@ -164,6 +164,34 @@ export class RelayService {
     if (stream && ep.wire === 'openai') upstreamBody = { ...body, stream_options: { ...(asObjectOrNull(body['stream_options']) ?? {}), include_usage: true } };
     const payload = JSON.stringify(upstreamBody);
 
+    // Whatever goes wrong from here on, the hold is settled: nothing reached the client → 0; a
+    // stream already started → the estimate (the upstream may have billed it).
+    let reachedClient = false;
+    const watched: StreamSink | null = sink && {
+      start: (h) => {
+        reachedClient = true;
+        sink.start(h);
+      },
+      write: (c) => sink.write(c),
+      end: () => sink.end(),
+      get closed() {
+        return sink.closed;
+      },
+    };
+    try {
+      return await this.attempts(req, open, ep, model, payload, stream, clientAskedUsage, watched);
+    } catch (err) {
+      const reason = `internal error: ${(err as Error).message || String(err)}`;
+      const settlement = reachedClient
+        ? { status: 'failed' as const, httpStatus: 200, upstreamId: null, attempts: 1, tokens: estimate(req.rawBytes, 0), source: 'estimated' as const, ttftMs: null, error: reason, response: null }
+        : failed(0, null, null, reason);
+      await this.settle(req.requestId, open, settlement);
+      throw err;
+    }
+  }
+
+  /** Tries the router's upstreams in order until one answers (see relay). */
+  private async attempts(req: RelayRequest, open: Open, ep: (typeof ENDPOINTS)[EndpointName], model: string, payload: string, stream: boolean, clientAskedUsage: boolean, sink: StreamSink | null): Promise<RelayAnswer> {
     const candidates = await this.router.candidates(ep.wire, model);
     let attempts = 0;
     let last: Extract<Attempt, { kind: 'failed' }> | null = null;
