@@ -20,9 +20,13 @@ import { RefreshTokens } from './modules/auth/auth.refresh.js';
 import { PasswordResetService } from './modules/auth/auth.password-reset.js';
 import { registerPasswordResetRoutes } from './modules/auth/auth.password-reset.routes.js';
 import { MailService } from './modules/mail/mail.service.js';
+import { WebhooksOutService } from './modules/webhooks-out/webhooks-out.service.js';
+import { registerWebhooksOutRoutes } from './modules/webhooks-out/webhooks-out.routes.js';
+import { httpTransport, type WebhookTransport } from './modules/webhooks-out/webhooks-out.transport.js';
 import { registerMailRoutes } from './modules/mail/mail.routes.js';
 import { logTransport, smtpTransport } from './modules/mail/mail.transport.js';
 import { EmailVerificationService } from './modules/auth/auth.email-verification.js';
+import { SignupConfirmation } from './modules/auth/auth.signup-confirm.js';
 import { registerEmailVerificationRoutes } from './modules/auth/auth.email-verification.routes.js';
 import { registerHealthRoutes } from './modules/health/health.routes.js';
 import { registerCreditRoutes } from './modules/credits/credits.routes.js';
@@ -32,7 +36,7 @@ import { type BillingServices, registerBillingRoutes } from './modules/billing/b
 import { SubscriptionsService } from './modules/billing/billing.subscriptions.service.js';
 import { UsageService } from './modules/billing/billing.usage.service.js';
 import { UsageMessageCharger } from './modules/billing/billing.message-charger.js';
-import { DEFAULT_BILLING, DEFAULT_EMAIL_VERIFICATION, DEFAULT_MAIL, DEFAULT_PASSWORD_RESET } from './config/config.js';
+import { DEFAULT_BILLING, DEFAULT_EMAIL_VERIFICATION, DEFAULT_GATEWAY, DEFAULT_MAIL, DEFAULT_PASSWORD_RESET, DEFAULT_WEBHOOKS_OUT } from './config/config.js';
 import { CreditsService } from './modules/credits/credits.service.js';
 import { registerPaymentRoutes } from './modules/payments/payments.routes.js';
 import type { SubscriptionPort } from './modules/payments/payments.ports.js';
@@ -63,6 +67,14 @@ import { registerStorageRoutes } from './modules/storage/storage.routes.js';
 import { registerResumableUploads } from './modules/storage/storage.uploads.routes.js';
 import { join } from 'node:path';
 import { StorageService } from './modules/storage/storage.service.js';
+import { UpstreamsService } from './modules/gateway/gateway.upstreams.service.js';
+import { UpstreamRouter } from './modules/gateway/gateway.router.js';
+import { registerGatewayRoutes } from './modules/gateway/gateway.routes.js';
+import { GatewayUsageService } from './modules/gateway/gateway.usage.service.js';
+import { registerRelayRoutes } from './modules/gateway/gateway.relay.routes.js';
+import { reapStale, RelayService } from './modules/gateway/gateway.relay.service.js';
+import { UpstreamClient } from './modules/gateway/gateway.upstream-call.js';
+import { creditsLedger } from './modules/gateway/gateway.ledger.js';
 import { CreditsSdk } from './sdk/credits.sdk.js';
 import { createServer } from './server.js';
 import { VERSION } from './version.js';
@@ -81,6 +93,8 @@ export interface AppDeps {
    * billing module wires one, message costs are recorded but not charged (docs/projects.md).
    */
   messageCharger?: MessageCharger;
+  /** How outgoing webhooks are sent (default: HTTP with the SSRF guard); tests may wrap it. */
+  webhookTransport?: WebhookTransport;
   /** The dashboard's built files (default: dist/dashboard in the package; a missing folder is served as "not built"). */
   dashboardDir?: string;
 }
@@ -89,7 +103,10 @@ export interface Services {
   users: UsersService;
   auth: AuthService;
   emailVerification: EmailVerificationService;
+  /** Sign-up by confirmation mail (TALLY_SIGNUP_CONFIRM_EMAIL); null = sign-up answers a session. */
+  signupConfirmation: SignupConfirmation | null;
   mail: MailService;
+  webhooksOut: WebhooksOutService;
   passwordReset: PasswordResetService;
   apiKeys: ApiKeysService;
   workspaces: WorkspacesService;
@@ -115,6 +132,15 @@ export interface Services {
   admin: AdminService;
   /** The typed in-process SDK: same validation, operations and idempotency as the HTTP routes. */
   sdk: { credits: CreditsSdk };
+  /** The LLM gateway (docs/gateway.md): upstream accounts and the router that picks among them. */
+  gateway: {
+    upstreams: UpstreamsService;
+    router: UpstreamRouter;
+    relay: RelayService;
+    usage: GatewayUsageService;
+    /** Settles requests a dead process left pending (the scheduler calls it); answers how many. */
+    reap: () => Promise<number>;
+  };
 }
 
 export interface App {
@@ -140,7 +166,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     catalog,
     subscriptions: new SubscriptionsService(database, catalog, credits, clock, invalidations),
     // Usage events batch like the ledger's own operations, with its settings.
-    usage: new UsageService(database, catalog, billingConfig, clock, httpAnswers, {
+    usage: new UsageService(database, credits, catalog, billingConfig, clock, httpAnswers, {
       maxBatch: config.credits.maxBatch ?? 256,
       maxParallel: config.credits.maxParallel ?? 1,
       ...(config.credits.maxBacklog ? { maxBacklog: config.credits.maxBacklog } : {}),
@@ -152,15 +178,28 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const mailConfig = config.mail ?? DEFAULT_MAIL;
   const mailTransport = mailConfig.smtpUrl ? smtpTransport(mailConfig.smtpUrl) : logTransport(deps.logger);
   const mail = new MailService(secrets, queue, mailTransport, mailConfig.from, clock);
+  const webhooksOutConfig = config.webhooksOut ?? DEFAULT_WEBHOOKS_OUT;
+  const webhookTransport = deps.webhookTransport ?? httpTransport(webhooksOutConfig);
+  const webhooksOut = new WebhooksOutService(secrets, queue, webhookTransport, webhooksOutConfig, clock);
   const storage = new StorageService(database.db, createDriver(config.storage, config.dataDir), new LinkSigner(config.encryptionKey), clock);
+  const gatewayConfig = config.gateway ?? DEFAULT_GATEWAY;
+  const router = new UpstreamRouter(database.db, secrets, gatewayConfig, clock, (err) => deps.logger.warn({ err }, 'gateway: upstream health write failed'));
+  const upstreamClient = new UpstreamClient(gatewayConfig);
+  const relay = new RelayService(database.db, creditsLedger(credits), router, upstreamClient, gatewayConfig, clock, (err, requestId) =>
+    deps.logger.error({ err, requestId }, 'gateway: settlement failed; the reaper settles it'),
+  );
   const projects = new ProjectsService(clock, deps.messageCharger ?? new UsageMessageCharger(billing.usage));
+  const emailVerificationConfig = config.emailVerification ?? DEFAULT_EMAIL_VERIFICATION;
+  const emailVerification = new EmailVerificationService(emailVerificationConfig, clock);
   const services: Services = {
     users,
     tokens,
     auth: new AuthService(users, tokens, new RefreshTokens(config.auth.refreshTtlSeconds, clock)),
     mail,
+    webhooksOut,
     passwordReset: new PasswordResetService(config.passwordReset ?? DEFAULT_PASSWORD_RESET, mail, clock),
-    emailVerification: new EmailVerificationService(config.emailVerification ?? DEFAULT_EMAIL_VERIFICATION, clock),
+    emailVerification,
+    signupConfirmation: emailVerificationConfig.confirmSignup ? new SignupConfirmation(users, emailVerification, mail, emailVerificationConfig, database.schema) : null,
     apiKeys: new ApiKeysService(clock),
     workspaces: new WorkspacesService(),
     authenticator: new Authenticator(database.db, config.auth.serviceKey, tokens),
@@ -178,7 +217,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
       logger: deps.logger,
     }),
     queue,
-    jobs: new JobsService(credits, queue, clock),
+    jobs: new JobsService(credits, queue, clock, webhooksOut),
     projects,
     secretsStore: new SecretsService(secrets, projects),
     admin: new AdminService(database, clock),
@@ -198,6 +237,11 @@ export async function createApp(deps: AppDeps): Promise<App> {
       clock,
     ),
     sdk: { credits: new CreditsSdk(credits) },
+    gateway: { upstreams: new UpstreamsService(secrets, () => router.invalidate()), router,
+      relay,
+      usage: new GatewayUsageService(),
+      reap: () => reapStale(relay, database.db, clock(), gatewayConfig.reapAfterMs),
+    },
   };
   // Every user gets an account and the sign-up bonus in the transaction that creates them.
   users.onUserCreated(async (trx, user) => {
@@ -228,11 +272,13 @@ export async function createApp(deps: AppDeps): Promise<App> {
     cacheListening: () => invalidations.trusted,
     backlog: () => ({ ledger: services.credits.waiting, usage: services.billing.usage.waiting, max: config.credits.maxBacklog ?? 10_000 }),
   });
-  registerAuthRoutes(server, routeDeps, services.auth);
+  registerAuthRoutes(server, routeDeps, services.auth, services.signupConfirmation);
   registerEmailVerificationRoutes(server, routeDeps, services.emailVerification);
   registerPasswordResetRoutes(server, routeDeps, services.passwordReset);
   registerMailRoutes(server, routeDeps, services.mail);
   server.addHook('onClose', async () => mailTransport.close());
+  registerWebhooksOutRoutes(server, routeDeps, services.webhooksOut);
+  if (!deps.webhookTransport) server.addHook('onClose', async () => webhookTransport.close());
   registerUserRoutes(server, routeDeps, services.users);
   registerApiKeyRoutes(server, routeDeps, services.apiKeys);
   registerIdentityRoutes(server, routeDeps, services.identities);
@@ -248,6 +294,12 @@ export async function createApp(deps: AppDeps): Promise<App> {
   // Resumable uploads gather their pieces on local disk (next to the local driver's objects, or in the data directory).
   registerResumableUploads(server, routeDeps, services.storage, {
     directory: config.storage?.driver === 'local' ? join(config.storage.root, '.tus') : join(config.dataDir, 'tus-uploads'),
+  });
+  registerGatewayRoutes(server, routeDeps, services.gateway.upstreams, services.gateway.usage);
+  registerRelayRoutes(server, services.gateway.relay, config.http.bodyLimit);
+  server.addHook('onClose', async () => {
+    await upstreamClient.close();
+    await router.drain();
   });
   const providerSecrets = new Map(Object.entries(config.jobs.providerSecrets ?? {}));
   await registerJobRoutes(server, routeDeps, services.jobs, {

@@ -330,9 +330,15 @@ describe('verification settings', () => {
   it('TALLY_EMAIL_VERIFY_TTL_SECONDS defaults to a day and TALLY_EMAIL_VERIFY_URL must be http(s); the link carries the token', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tally-ev-'));
     try {
-      expect(loadConfig({ TALLY_DATA_DIR: dir }).config.emailVerification).toEqual({ ttlSeconds: 86_400, urlTemplate: null });
+      expect(loadConfig({ TALLY_DATA_DIR: dir }).config.emailVerification).toEqual({ ttlSeconds: 86_400, urlTemplate: null, confirmSignup: false });
       const set = loadConfig({ TALLY_DATA_DIR: dir, TALLY_EMAIL_VERIFY_TTL_SECONDS: '600', TALLY_EMAIL_VERIFY_URL: 'https://app.example.com/verify' });
-      expect(set.config.emailVerification).toEqual({ ttlSeconds: 600, urlTemplate: 'https://app.example.com/verify' });
+      expect(set.config.emailVerification).toEqual({ ttlSeconds: 600, urlTemplate: 'https://app.example.com/verify', confirmSignup: false });
+      // Sign-up by confirmation: on in production unless turned off, off elsewhere unless turned on.
+      const prod = { TALLY_DATA_DIR: dir, NODE_ENV: 'production', TALLY_JWT_SECRET: 'j'.repeat(40), TALLY_ENCRYPTION_KEY: 'a'.repeat(64) };
+      expect(loadConfig(prod).config.emailVerification?.confirmSignup).toBe(true);
+      expect(loadConfig({ ...prod, TALLY_SIGNUP_CONFIRM_EMAIL: 'false' }).config.emailVerification?.confirmSignup).toBe(false);
+      expect(loadConfig({ TALLY_DATA_DIR: dir, TALLY_SIGNUP_CONFIRM_EMAIL: 'true' }).config.emailVerification?.confirmSignup).toBe(true);
+      expect(() => loadConfig({ TALLY_DATA_DIR: dir, TALLY_SIGNUP_CONFIRM_EMAIL: 'yes' })).toThrow(/TALLY_SIGNUP_CONFIRM_EMAIL/);
       expect(() => loadConfig({ TALLY_DATA_DIR: dir, TALLY_EMAIL_VERIFY_URL: 'javascript:alert(1)' })).toThrow(/TALLY_EMAIL_VERIFY_URL/);
       expect(() => loadConfig({ TALLY_DATA_DIR: dir, TALLY_EMAIL_VERIFY_TTL_SECONDS: '5' })).toThrow(/TALLY_EMAIL_VERIFY_TTL_SECONDS/);
     } finally {

@@ -27,6 +27,8 @@ export function importsOf(file: string, text = readFileSync(file, 'utf8')): stri
 const isHttp = (target: string) => target.startsWith('http/');
 const isFastify = (target: string) => target === 'fastify' || target.startsWith('@fastify/');
 const isRoutes = (target: string) => target.endsWith('.routes.ts');
+/** Credits' files but its port: the ledger has one owner (docs/ledger.md, "The port"). */
+const isLedgerInternal = (target: string) => target.startsWith('modules/credits/') && target !== 'modules/credits/credits.port.ts';
 
 /** [which files, what they may not import, why]. */
 const RULES: { files: (f: string) => boolean; forbidden: (t: string) => boolean; why: string }[] = [
@@ -55,6 +57,11 @@ const RULES: { files: (f: string) => boolean; forbidden: (t: string) => boolean;
     forbidden: (t) => isRoutes(t),
     why: 'routes are wired by the composition root (src/app.ts), never imported by a module',
   },
+  {
+    files: (f) => f.startsWith('modules/') && !f.startsWith('modules/credits/'),
+    forbidden: isLedgerInternal,
+    why: 'the ledger has one owner: other modules reach credits only through its port (credits.port.ts)',
+  },
 ];
 
 /** The violations of RULES in a set of files (path under src/ → its imports). */
@@ -77,19 +84,26 @@ describe('layers', () => {
     expect(violations(tree)).toEqual([]);
   });
 
-  it('the check itself catches a module that imports src/http, fastify or another module’s routes', () => {
+  it('the check itself catches a module that imports src/http, fastify, another module’s routes or the ledger’s internals', () => {
     const file = join(SRC, 'modules/credits/credits.service.ts');
     const planted = new Map([
       ['modules/credits/credits.service.ts', importsOf(file, "import { statusOf } from '../../http/errors.js';\nimport type { FastifyInstance } from 'fastify';")],
       ['modules/jobs/jobs.service.ts', importsOf(join(SRC, 'modules/jobs/jobs.service.ts'), "export { x } from '../credits/credits.routes.js';")],
       ['lib/ids.ts', importsOf(join(SRC, 'lib/ids.ts'), "const m = await import('../db/faults.js');")],
       ['modules/credits/credits.routes.ts', importsOf(file, "import { statusOf } from '../../http/errors.js';")],
+      [
+        'modules/billing/billing.usage.service.ts',
+        importsOf(join(SRC, 'modules/billing/billing.usage.service.ts'), "import { LedgerSession } from '../credits/credits.engine.js';\nimport type { Ledger } from '../credits/credits.port.js';"),
+      ],
+      ['modules/credits/credits.batch-sql.ts', importsOf(file, "import { LedgerSession } from './credits.engine.js';")],
     ]);
     expect(violations(planted).map((v) => v.split(':')[0])).toEqual([
       'modules/credits/credits.service.ts imports http/errors.ts',
       'modules/credits/credits.service.ts imports fastify',
       'modules/jobs/jobs.service.ts imports modules/credits/credits.routes.ts',
+      'modules/jobs/jobs.service.ts imports modules/credits/credits.routes.ts',
       'lib/ids.ts imports db/faults.ts',
+      'modules/billing/billing.usage.service.ts imports modules/credits/credits.engine.ts',
     ]);
   });
 });

@@ -39,6 +39,7 @@ describe("tenancy: a user can never read or change another user's resources", ()
     { op: 'GET /v1/identities/{provider}/{provider_user_id}', method: 'GET', url: `/v1/identities/${aIdentity.provider}/${aIdentity.providerUserId}` },
     { op: 'GET /v1/users/{id}/balance', method: 'GET', url: `/v1/users/${A.user.id}/balance` },
     { op: 'GET /v1/users/{id}/transactions', method: 'GET', url: `/v1/users/${A.user.id}/transactions` },
+    { op: 'GET /v1/users/{id}/gateway/usage', method: 'GET', url: `/v1/users/${A.user.id}/gateway/usage` },
     { op: 'GET /v1/users/{id}/holds', method: 'GET', url: `/v1/users/${A.user.id}/holds` },
     { op: 'GET /v1/workspaces/{id}/balance', method: 'GET', url: `/v1/workspaces/${A.workspaceId}/balance` },
     { op: 'GET /v1/workspaces/{id}/transactions', method: 'GET', url: `/v1/workspaces/${A.workspaceId}/transactions` },

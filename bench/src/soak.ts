@@ -352,10 +352,11 @@ export async function soakCommand(cli: { soak?: string | true }): Promise<number
     }
     const _drained = await take('drained', null, null);
     const recon = await reconcileCheck(tally.database);
-    // What the idempotency rows are, by caller scope (principal up to its first ':') and path (ids as :id).
+    // What the idempotency rows are, by caller scope (principal up to its first ':') and operation
+    // (rows from before migration 0017: their path, ids as :id).
     const idemByScope = (
       await sql<{ scope: string; path: string; rows: number }>`select split_part(principal, ':', 1) as scope,
-          regexp_replace(path, '[a-z]+_[0-9a-z]{20,}', ':id', 'g') as path, count(*)::int as rows
+          coalesce(operation, regexp_replace(path, '[a-z]+_[0-9a-z]{20,}', ':id', 'g')) as path, count(*)::int as rows
         from ${sql.table(`${tally.schema}.idempotency_keys`)} group by 1, 2 order by 3 desc limit 20`.execute(tally.database.root)
     ).rows;
     const webhookErrors = (
@@ -375,7 +376,7 @@ export async function soakCommand(cli: { soak?: string | true }): Promise<number
     );
 
     say('\n' + report(samples, totals, wholeRun, sizesBefore, sizesAfter, verdicts, recorder.firstError));
-    say(`idempotency rows by scope and path (set-up included): ${idemByScope.map((r) => `${r.scope} ${r.path} ${n0(r.rows)}`).join('; ')}`);
+    say(`idempotency rows by scope and operation (set-up included): ${idemByScope.map((r) => `${r.scope} ${r.path} ${n0(r.rows)}`).join('; ')}`);
     for (const w of webhookErrors) say(`webhook event with an error: ${w.status} after ${w.attempts} attempt(s): ${w.error.slice(0, 500)}`);
     say('\n' + machineLine(machine) + `\nload: ${opts.rate} requests/s open loop from this process; Tally children, load generator and PostgreSQL share this machine (and whatever else runs on it)`);
     const failed = verdicts.filter((v) => !v.ok);

@@ -1,5 +1,5 @@
 /** The one way the dashboard talks to Tally: the public API, with the signed-in caller's own credentials. */
-import type { components, paths } from './api.gen';
+import type { components, paths } from '../../clients/typescript/src/api.gen';
 
 export type Session =
   | { kind: 'service'; token: string }
@@ -37,7 +37,7 @@ export class ApiError extends Error {
 
 /**
  * The API's types come from its own OpenAPI document: src/api.gen.ts is generated from
- * GET /openapi.json by scripts/dashboard-api-types.ts (`npm run gen:dashboard-api`), and a test fails
+ * GET /openapi.json by scripts/api-types.ts (`npm run gen:api`) into the client package, and a test fails
  * while it is stale. Pages name what the API answers through Ok and Schema, never by hand.
  */
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';

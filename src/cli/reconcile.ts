@@ -1,6 +1,7 @@
 import { loadConfig } from '../config/load.js';
 import { openMigrated } from './open.js';
 import { reconcile, type ReconcileReport } from '../modules/credits/credits.reconcile.js';
+import { gatewayDrift } from '../modules/gateway/gateway.reconcile.js';
 import { callServer, directOrElse, errorMessage } from './running-server.js';
 
 /**
@@ -14,7 +15,10 @@ export async function reconcileCommand(opts: { json?: boolean }): Promise<number
       const database = await openMigrated('reconcile', config);
       if (!database) return 1;
       try {
-        return print(await reconcile(database), opts.json ?? false);
+        const report = await reconcile(database);
+        // The gateway's carry and capture invariants join the ledger's (docs/gateway.md).
+        const drift = [...report.drift, ...(await gatewayDrift(database))];
+        return print({ ...report, ok: drift.length === 0, drift }, opts.json ?? false);
       } finally {
         await database.close();
       }

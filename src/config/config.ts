@@ -70,6 +70,16 @@ const envSchema = z.object({
    * a ready link with the token filled in (URL-encoded), for the app to mail. No `{token}`: the
    * token is added as the `token` query parameter.
    */
+  /**
+   * Sign-up answers the same whether or not the address is registered and mails a confirmation
+   * (docs/auth.md, "Sign-up with confirmation"). Unset: on in production, off elsewhere.
+   */
+  TALLY_SIGNUP_CONFIRM_EMAIL: z.enum(['true', 'false']).optional(),
+  /** Outgoing webhooks to loopback/private addresses (SSRF guard off). Unset: refused in production, allowed elsewhere. */
+  TALLY_WEBHOOKS_ALLOW_PRIVATE: z.enum(['true', 'false']).optional(),
+  TALLY_WEBHOOKS_TIMEOUT_MS: intFromEnv(5_000).refine((v) => v >= 100 && v <= 60_000, 'must be between 100 and 60000 ms'),
+  TALLY_WEBHOOKS_MAX_ATTEMPTS: intFromEnv(80).refine((v) => v >= 1 && v <= 200, 'must be between 1 and 200'),
+  TALLY_WEBHOOKS_DISABLE_AFTER_HOURS: intFromEnv(72).refine((v) => v >= 1, 'must be at least 1 hour'),
   TALLY_EMAIL_VERIFY_URL: optionalString.refine((v) => v === undefined || isHttpUrl(v), 'must be an http(s) URL'),
   TALLY_ENCRYPTION_KEY: optionalString.refine(
     (v) => v === undefined || /^[A-Za-z0-9+/]{43}=$/.test(v) || /^[0-9a-f]{64}$/i.test(v),
@@ -132,6 +142,14 @@ const envSchema = z.object({
   /** Outgoing mail (docs/auth.md, "Mail"): smtp(s)://user:pass@host:port; unset = mail goes to the log. */
   SMTP_URL: optionalString.refine((v) => v === undefined || /^smtps?:\/\//.test(v), 'must be an smtp:// or smtps:// URL'),
   MAIL_FROM: z.string().min(3).default('Tally <no-reply@localhost>'),
+  TALLY_GATEWAY_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(5_000),
+  TALLY_GATEWAY_FIRST_BYTE_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(60_000),
+  TALLY_GATEWAY_IDLE_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(60_000),
+  TALLY_GATEWAY_DRAIN_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(30_000),
+  TALLY_GATEWAY_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(10).default(3),
+  TALLY_GATEWAY_COOLDOWN_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
+  TALLY_GATEWAY_FAILURE_THRESHOLD: z.coerce.number().int().min(1).max(100).default(3),
+  TALLY_GATEWAY_REAP_AFTER_MS: z.coerce.number().int().min(60_000).max(7 * 86_400_000).default(3_600_000),
   TALLY_PASSWORD_RESET_TTL_SECONDS: intFromEnv(3600).refine((v) => v >= 60 && v <= 86_400, 'must be between 60 and 86400 seconds'),
   TALLY_PASSWORD_RESET_URL: optionalString.refine((v) => v === undefined || isHttpUrl(v), 'must be an http(s) URL'),
   /** Unauthenticated failures per IP: bad bearer tokens, webhook and job-callback signatures that do not verify. */
@@ -218,6 +236,10 @@ export interface Config {
   readonly emailVerification?: EmailVerificationConfig;
   /** Outgoing mail; absent (or no smtpUrl) = mail is written to the log. */
   readonly mail?: MailConfig;
+  /** Outgoing webhooks (docs/webhooks-out.md); absent = DEFAULT_WEBHOOKS_OUT. */
+  readonly webhooksOut?: WebhooksOutConfig;
+  /** The LLM gateway's upstream timeouts, retries and circuit breaker (docs/gateway.md); absent = DEFAULT_GATEWAY. */
+  readonly gateway?: GatewayConfig;
   /** Password reset tokens (docs/auth.md); absent = 1 hour, no link template (the mail carries the code). */
   readonly passwordReset?: PasswordResetConfig;
   /** Object storage (docs/storage.md); absent = the local driver under `<dataDir>/storage`. */
@@ -280,6 +302,8 @@ export interface EmailVerificationConfig {
   readonly ttlSeconds: number;
   /** The app's verification page; `{token}` is replaced by the URL-encoded token. */
   readonly urlTemplate: string | null;
+  /** Sign-up mails a confirmation and answers 202 either way (docs/auth.md); absent = off. */
+  readonly confirmSignup?: boolean;
 }
 
 export interface MailConfig {
@@ -291,6 +315,56 @@ export interface PasswordResetConfig {
   readonly ttlSeconds: number;
   readonly urlTemplate: string | null;
 }
+
+export interface WebhooksOutConfig {
+  /** Deliver to loopback and private addresses (development, tests); never in production by default. */
+  readonly allowPrivate: boolean;
+  readonly timeoutMs: number;
+  /** Attempts per delivery: with the queue's backoff (5 s doubling, capped at 1 h), 80 ≈ 3 days. */
+  readonly maxAttempts: number;
+  /** An endpoint failing without a success for this long is disabled. */
+  readonly disableAfterMs: number;
+  /** How long the previous secret keeps signing after a rotation (default). */
+  readonly rotationGraceSeconds: number;
+}
+
+export const DEFAULT_WEBHOOKS_OUT: WebhooksOutConfig = {
+  allowPrivate: false,
+  timeoutMs: 5_000,
+  maxAttempts: 80,
+  disableAfterMs: 3 * 86_400_000,
+  rotationGraceSeconds: 86_400,
+};
+
+export interface GatewayConfig {
+  /** Connecting to an upstream. */
+  readonly connectTimeoutMs: number;
+  /** From sending the request to the upstream's response headers. */
+  readonly firstByteTimeoutMs: number;
+  /** Longest silence inside a response body (stream). */
+  readonly idleTimeoutMs: number;
+  /** After the client left mid-stream: how long the upstream is still read for its final usage. */
+  readonly drainTimeoutMs: number;
+  /** Upstreams tried per request (only before the first byte reaches the client). */
+  readonly maxAttempts: number;
+  /** How long an upstream's circuit stays open. */
+  readonly cooldownMs: number;
+  /** Consecutive failures that open an upstream's circuit. */
+  readonly failureThreshold: number;
+  /** A request still pending this long after it started is settled by the reaper (its process died). */
+  readonly reapAfterMs: number;
+}
+
+export const DEFAULT_GATEWAY: GatewayConfig = {
+  connectTimeoutMs: 5_000,
+  firstByteTimeoutMs: 60_000,
+  idleTimeoutMs: 60_000,
+  drainTimeoutMs: 30_000,
+  maxAttempts: 3,
+  cooldownMs: 30_000,
+  failureThreshold: 3,
+  reapAfterMs: 3_600_000,
+};
 
 export const DEFAULT_MAIL: MailConfig = { smtpUrl: null, from: 'Tally <no-reply@localhost>' };
 export const DEFAULT_PASSWORD_RESET: PasswordResetConfig = { ttlSeconds: 3600, urlTemplate: null };

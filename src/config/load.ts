@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { type Config, ConfigError, decodeEncryptionKey, parseEnv, type PaymentsConfig, type RawEnv, type StorageConfig } from './config.js';
+import { type Config, ConfigError, DEFAULT_WEBHOOKS_OUT, decodeEncryptionKey, parseEnv, type PaymentsConfig, type RawEnv, type StorageConfig } from './config.js';
 import { loadOrCreateSecrets } from './secrets.js';
 
 export interface LoadedConfig {
@@ -110,8 +110,29 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     },
     logLevel: raw.LOG_LEVEL,
     payments: paymentsConfig(raw),
-    emailVerification: { ttlSeconds: raw.TALLY_EMAIL_VERIFY_TTL_SECONDS, urlTemplate: raw.TALLY_EMAIL_VERIFY_URL ?? null },
+    webhooksOut: {
+      ...DEFAULT_WEBHOOKS_OUT,
+      allowPrivate: (raw.TALLY_WEBHOOKS_ALLOW_PRIVATE ?? (raw.NODE_ENV === 'production' ? 'false' : 'true')) === 'true',
+      timeoutMs: raw.TALLY_WEBHOOKS_TIMEOUT_MS,
+      maxAttempts: raw.TALLY_WEBHOOKS_MAX_ATTEMPTS,
+      disableAfterMs: raw.TALLY_WEBHOOKS_DISABLE_AFTER_HOURS * 3_600_000,
+    },
+    emailVerification: {
+      ttlSeconds: raw.TALLY_EMAIL_VERIFY_TTL_SECONDS,
+      urlTemplate: raw.TALLY_EMAIL_VERIFY_URL ?? null,
+      confirmSignup: (raw.TALLY_SIGNUP_CONFIRM_EMAIL ?? (raw.NODE_ENV === 'production' ? 'true' : 'false')) === 'true',
+    },
     mail: { smtpUrl: raw.SMTP_URL ?? null, from: raw.MAIL_FROM },
+    gateway: {
+      connectTimeoutMs: raw.TALLY_GATEWAY_CONNECT_TIMEOUT_MS,
+      firstByteTimeoutMs: raw.TALLY_GATEWAY_FIRST_BYTE_TIMEOUT_MS,
+      idleTimeoutMs: raw.TALLY_GATEWAY_IDLE_TIMEOUT_MS,
+      drainTimeoutMs: raw.TALLY_GATEWAY_DRAIN_TIMEOUT_MS,
+      maxAttempts: raw.TALLY_GATEWAY_MAX_ATTEMPTS,
+      cooldownMs: raw.TALLY_GATEWAY_COOLDOWN_MS,
+      failureThreshold: raw.TALLY_GATEWAY_FAILURE_THRESHOLD,
+      reapAfterMs: raw.TALLY_GATEWAY_REAP_AFTER_MS,
+    },
     passwordReset: { ttlSeconds: raw.TALLY_PASSWORD_RESET_TTL_SECONDS, urlTemplate: raw.TALLY_PASSWORD_RESET_URL ?? null },
     storage: storageConfig(raw, dataDir),
   };

@@ -9,8 +9,8 @@ export interface RequestContext {
   /** The request's transaction (role and claims set), or the database for untransacted reads. */
   readonly db: Executor;
   /**
-   * Set only for `transaction: 'handler'` routes: the request's Idempotency-Key, which the handler's
-   * service records in its own transaction (the ledger records it with the money movement).
+   * Set only for `idempotency: 'operation'` routes: the request's Idempotency-Key, which the
+   * operation records in its own transaction (the ledger records it with the money movement).
    */
   readonly idempotency?: IdempotencyScope | null;
 }

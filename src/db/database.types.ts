@@ -254,6 +254,7 @@ export interface EmailVerificationTokens {
   email: string;
   expires_at: Timestamp;
   id: string;
+  password_hash: string | null;
   token_hash: string;
   updated_at: Generated<Timestamp>;
   used_at: Timestamp | null;
@@ -277,11 +278,76 @@ export interface EnvVars {
   var_type: Generated<string>;
 }
 
+export interface GatewayCarries {
+  account_id: string;
+  created_at: Generated<Timestamp>;
+  total_micros: Generated<number>;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface GatewayRequests {
+  api_key_id: string | null;
+  attempts: Generated<number>;
+  cache_write_tokens: Generated<number>;
+  cached_input_tokens: Generated<number>;
+  charged: Generated<number>;
+  cost_micros: Generated<number>;
+  created_at: Generated<Timestamp>;
+  endpoint: string;
+  error: string | null;
+  held: Generated<number>;
+  hold_id: string | null;
+  http_status: number | null;
+  id: string;
+  idempotency_key: string | null;
+  input_tokens: Generated<number>;
+  latency_ms: number | null;
+  model: string;
+  output_tokens: Generated<number>;
+  reasoning_tokens: Generated<number>;
+  request_hash: string | null;
+  response: string | null;
+  settled_at: Timestamp | null;
+  status: Generated<string>;
+  stream: Generated<boolean>;
+  ttft_ms: number | null;
+  updated_at: Generated<Timestamp>;
+  upstream_id: string | null;
+  usage_source: string | null;
+  user_id: string;
+  workspace_id: string | null;
+}
+
+export interface GatewayUpstreams {
+  base_url: string;
+  consecutive_failures: Generated<number>;
+  cooldown_until: Timestamp | null;
+  created_at: Generated<Timestamp>;
+  credentials_enc: string;
+  credentials_hint: Generated<string>;
+  error_count: Generated<number>;
+  id: string;
+  is_active: Generated<boolean>;
+  key_id: string;
+  last_error: string | null;
+  last_error_at: Timestamp | null;
+  last_success_at: Timestamp | null;
+  models: Generated<string[]>;
+  name: Generated<string>;
+  priority: Generated<number>;
+  state: Generated<string>;
+  success_count: Generated<number>;
+  type: string;
+  updated_at: Generated<Timestamp>;
+  weight: Generated<number>;
+}
+
 export interface IdempotencyKeys {
   created_at: Generated<Timestamp>;
   key: string;
-  method: string;
-  path: string;
+  method: string | null;
+  operation: string | null;
+  path: string | null;
   principal: string;
   request_hash: string;
   response_body: string | null;
@@ -877,6 +943,38 @@ export interface UserSessions {
   user_id: string;
 }
 
+export interface WebhookDeliveries {
+  attempts: Generated<number>;
+  created_at: Generated<Timestamp>;
+  delivered_at: Timestamp | null;
+  endpoint_id: string;
+  id: string;
+  last_attempt_at: Timestamp | null;
+  last_error: string | null;
+  last_response: string | null;
+  last_status_code: number | null;
+  message_id: string;
+  status: Generated<string>;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface WebhookEndpoints {
+  created_at: Generated<Timestamp>;
+  description: string | null;
+  disabled_reason: string | null;
+  event_types: string[];
+  failing_since: Timestamp | null;
+  id: string;
+  is_active: Generated<boolean>;
+  key_id: string;
+  previous_secret_enc: string | null;
+  previous_secret_expires_at: Timestamp | null;
+  secret_enc: string;
+  updated_at: Generated<Timestamp>;
+  url: string;
+  workspace_id: string | null;
+}
+
 export interface WebhookEvents {
   attempts: Generated<number>;
   created_at: Generated<Timestamp>;
@@ -892,6 +990,16 @@ export interface WebhookEvents {
   signature: string | null;
   status: Generated<string>;
   updated_at: Generated<Timestamp>;
+}
+
+export interface WebhookMessages {
+  created_at: Generated<Timestamp>;
+  id: string;
+  payload: Json;
+  type: string;
+  updated_at: Generated<Timestamp>;
+  user_id: string | null;
+  workspace_id: string | null;
 }
 
 export interface WorkspaceMembers {
@@ -934,6 +1042,9 @@ export interface DB {
   daily_quota_usage: DailyQuotaUsage;
   email_verification_tokens: EmailVerificationTokens;
   env_vars: EnvVars;
+  gateway_carries: GatewayCarries;
+  gateway_requests: GatewayRequests;
+  gateway_upstreams: GatewayUpstreams;
   idempotency_keys: IdempotencyKeys;
   invoices: Invoices;
   jobs: Jobs;
@@ -971,7 +1082,10 @@ export interface DB {
   user_requests: UserRequests;
   user_sessions: UserSessions;
   users: Users;
+  webhook_deliveries: WebhookDeliveries;
+  webhook_endpoints: WebhookEndpoints;
   webhook_events: WebhookEvents;
+  webhook_messages: WebhookMessages;
   workspace_members: WorkspaceMembers;
   workspaces: Workspaces;
 }

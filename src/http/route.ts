@@ -9,7 +9,9 @@ import { inRequestTransaction, setRequestRole } from '../db/request-role.js';
 import { type RequestContext } from '../core/context.js';
 import { DomainError, errors } from '../core/errors.js';
 import { errorBody, statusOf } from './errors.js';
-import { idempotencyClaim, idempotencyComplete, idempotencyRecordFailure, type IdempotencyScope, requestHash } from '../modules/idempotency/idempotency.js';
+import { type IdempotencyScope, type Operation, type Params, requestHash } from '../modules/idempotency/idempotency.js';
+import { idempotencyClaim, idempotencyComplete, idempotencyRecordFailure } from '../modules/idempotency/idempotency.repository.js';
+import { legacyRequestHash } from '../modules/idempotency/idempotency.legacy.js';
 import { hasScope, type Principal, principalKey } from '../core/principal.js';
 import type { Throttles } from './rate-limits.js';
 import { ErrorResponse } from './schemas.js';
@@ -40,8 +42,27 @@ export interface RouteDef<B extends TSchema, P extends TSchema, Q extends TSchem
   auth: 'none' | 'service' | 'user' | 'any';
   /** The API-key scope a user's key must hold. */
   scope?: Scope;
-  /** POSTs accept Idempotency-Key; money routes require it. */
-  idempotency?: 'optional' | 'required' | 'none';
+  /**
+   * POSTs accept Idempotency-Key ('optional'); some require it ('required'). Both: the wrapper
+   * opens the request transaction and records the key in it. 'operation': required, and recorded
+   * by the operation itself, with its effect, in the transaction it opens (the ledger batches many
+   * requests into one transaction and writes each key with its movement; usage records its events
+   * under their action hashes): the wrapper opens no transaction and hands the handler the key's
+   * scope (`ctx.idempotency`). Service-only. Those services tell in-process caches what they
+   * changed (src/lib/invalidations.ts); after every other write route the wrapper tells them
+   * everything may have changed.
+   */
+  idempotency?: 'optional' | 'required' | 'none' | 'operation';
+  /**
+   * The operation its keys are recorded under (the SDK and other modules name the same one, so a
+   * key is one key whichever way it arrives). Default: `<METHOD> <url pattern>`.
+   */
+  operation?: Operation;
+  /**
+   * A POST that changes nothing (POST /v1/check): run like a GET — no request transaction for the
+   * service, no Idempotency-Key, no cache invalidation.
+   */
+  readOnly?: boolean;
   /**
    * The handler gets the database itself, as the owning role, and opens its own short
    * transactions. Only for routes whose caller owns nothing yet (sign-up, login): their service
@@ -49,16 +70,12 @@ export interface RouteDef<B extends TSchema, P extends TSchema, Q extends TSchem
    */
   runAsOwner?: boolean;
   /**
-   * 'request' (default): the wrapper opens the request transaction and records the Idempotency-Key.
-   * 'handler': the handler's service owns both (money routes batch many requests into one
-   * transaction and record each key with its movement). Service-only routes.
+   * 'request' (default): the wrapper opens the request transaction (and records the key in it).
    * 'none': the handler gets the database itself and the caller's principal, and opens its own short
    * transactions as the caller (`inRequestTransaction`): streamed uploads and downloads, whose bytes
-   * must not hold a transaction (or PGlite's one connection) open; no Idempotency-Key. Their services also
-   * tell in-process caches what they changed (src/lib/invalidations.ts); after every other write
-   * route the wrapper tells them everything may have changed.
+   * must not hold a transaction (or PGlite's one connection) open; no Idempotency-Key.
    */
-  transaction?: 'request' | 'handler' | 'none';
+  transaction?: 'request' | 'none';
   /**
    * The response carries a secret (a new API key): its idempotency record is sealed with the
    * encryption key, so replays still work but the secret is never stored in plain text.
@@ -80,7 +97,7 @@ export interface RouteDeps {
   db: Db;
   authenticator: Authenticator;
   secrets: SecretBox;
-  /** Told after each write route's transaction settles (see `transaction`). */
+  /** Told after each write route's transaction settles (see `idempotency: 'operation'`). */
   invalidations?: Invalidations;
   /** Rate limits for strangers (src/http/rate-limits.ts); absent = none. */
   throttles?: Throttles;
@@ -102,7 +119,9 @@ export function defineRoute<B extends TSchema = Empty, P extends TSchema = Empty
 ): void {
   const idempotency = def.idempotency ?? (def.method === 'POST' ? 'optional' : 'none');
   if (def.runAsOwner && idempotency !== 'none') throw new Error(`${def.url}: runAsOwner routes take no Idempotency-Key`);
-  if (def.transaction === 'handler' && def.auth !== 'service') throw new Error(`${def.url}: handler transactions are for service routes`);
+  if (idempotency === 'operation' && def.auth !== 'service') throw new Error(`${def.url}: operations that record their own keys are for service routes`);
+  if (def.readOnly && (idempotency !== 'none' || def.method === 'GET')) throw new Error(`${def.url}: readOnly is for POSTs that take no Idempotency-Key`);
+  const op: Operation = def.operation ?? { name: `${def.method} ${def.url}`, legacyPath: def.url };
   if (def.transaction === 'none' && idempotency !== 'none') throw new Error(`${def.url}: routes without a request transaction take no Idempotency-Key`);
   if (def.streamed && def.transaction !== 'none') throw new Error(`${def.url}: streamed routes open their own transactions`);
   const errorResponses: Record<number, TSchema> = { 400: ErrorResponse, 500: ErrorResponse };
@@ -122,7 +141,7 @@ export function defineRoute<B extends TSchema = Empty, P extends TSchema = Empty
       ...(idempotency !== 'none'
         ? {
             headers: Type.Object({
-              'idempotency-key': idempotency === 'required'
+              'idempotency-key': idempotency !== 'optional'
                 ? Type.String({ minLength: 1, maxLength: 255 })
                 : Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
             }),
@@ -177,13 +196,13 @@ export function defineRoute<B extends TSchema = Empty, P extends TSchema = Empty
         query: request.query as Static<Q>,
         request,
       };
-      const scope = idempotencyScope(request, principal, idempotency, def.sensitiveResponse === true);
-      if (def.transaction === 'handler' || def.transaction === 'none') {
+      const scope = idempotencyScope(request, principal, op, idempotency, def.sensitiveResponse === true);
+      if (idempotency === 'operation' || def.transaction === 'none') {
         const result = await def.handler({ principal, requestId: request.id, db: deps.db, idempotency: scope }, input);
         return send(reply, result);
       }
       // Service reads need no transaction; everything else gets one (role, claims, atomicity).
-      if (def.method === 'GET') {
+      if (def.method === 'GET' || def.readOnly) {
         if (principal.kind === 'service' || def.runAsOwner) return send(reply, await def.handler({ principal, requestId: request.id, db: deps.db }, input));
         return send(reply, await inRequestTransaction(deps.db, principal, (trx) => def.handler({ principal, requestId: request.id, db: trx }, input)));
       }
@@ -253,30 +272,33 @@ function authorize(def: { auth: RouteDef<TSchema, TSchema, TSchema>['auth']; sco
 function idempotencyScope(
   request: FastifyRequest,
   principal: Principal,
-  mode: 'optional' | 'required' | 'none',
+  op: Operation,
+  mode: 'optional' | 'required' | 'none' | 'operation',
   sensitive: boolean,
 ): IdempotencyScope | null {
   if (mode === 'none') return null;
   const raw = request.headers['idempotency-key'];
   const key = Array.isArray(raw) ? raw[0] : raw;
   if (key === undefined) {
-    if (mode === 'required') throw errors.invalidRequest('Idempotency-Key header is required', { header: 'Idempotency-Key' });
+    if (mode !== 'optional') throw errors.invalidRequest('Idempotency-Key header is required', { header: 'Idempotency-Key' });
     return null;
   }
   if (!IDEMPOTENCY_KEY.test(key)) {
     throw errors.invalidRequest('Idempotency-Key must be 1–255 printable ASCII characters', { header: 'Idempotency-Key' });
   }
   const path = request.url.split('?')[0] ?? request.url;
+  // A secret answer (a new API key) replays only to the credential that asked for it: keys are
+  // scoped per user, and a weaker API key of the same user must not obtain a stronger key's
+  // secret by replaying its creation. Another credential with the same key → 409.
+  const bound = sensitive ? ` ${credentialOf(principal)}` : '';
   return {
     principal: principalKey(principal),
     key,
     userId: principal.kind === 'user' ? principal.userId : null,
-    method: request.method,
-    path,
-    // A secret answer (a new API key) replays only to the credential that asked for it: keys are
-    // scoped per user, and a weaker API key of the same user must not obtain a stronger key's
-    // secret by replaying its creation. Another credential with the same key → 409.
-    requestHash: requestHash(request.method, sensitive ? `${path} ${credentialOf(principal)}` : path, request.body),
+    operation: op.name,
+    requestHash: requestHash(`${op.name}${bound}`, (request.params ?? {}) as Params, request.body),
+    // A record made before 0017 hashed the request's own method and path (idempotency.legacy.ts).
+    legacyHash: legacyRequestHash(request.method, `${path}${bound}`, request.body),
   };
 }
 

@@ -29,6 +29,10 @@ export const ID_PREFIXES = {
   creditPackage: 'pkg',
   emailAlias: 'eml',
   webhookEvent: 'whe',
+  // outgoing webhooks (docs/webhooks-out.md)
+  webhookEndpoint: 'whep',
+  webhookMessage: 'whmsg',
+  webhookDelivery: 'whdl',
   // AI work (issue 6)
   job: 'job',
   backgroundJob: 'bgj',
@@ -51,6 +55,8 @@ export const ID_PREFIXES = {
   storageLink: 'lnk',
   projectFile: 'pfl',
   projectFileVersion: 'pfv',
+  // LLM gateway (issue 14)
+  upstream: 'ups',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

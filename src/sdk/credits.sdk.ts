@@ -7,15 +7,16 @@ import {
   debitOp,
   grantOp,
   holdOp,
+  LEDGER_OPERATIONS as OPS,
   type OpMeta,
   ownerOf,
   refundOp,
   releaseOp,
 } from '../modules/credits/credits.commands.js';
 import { AdjustBody, CaptureBody, DebitBody, GrantBody, HoldBody, type OpResult, RefundBody } from '../modules/credits/credits.js';
-import { type CreditsService, moneyScope } from '../modules/credits/credits.service.js';
+import type { CreditsService } from '../modules/credits/credits.service.js';
 import { newId } from '../lib/ids.js';
-import { unwrap } from '../modules/idempotency/idempotency.js';
+import { type Operation, type Params, scopeOf, unwrap } from '../modules/idempotency/idempotency.js';
 
 export interface MoneyOptions {
   /** Required, as on HTTP: the same key replays the first answer forever. */
@@ -37,46 +38,47 @@ export { DomainError as TallyError };
 
 /**
  * The in-process SDK for the ledger. Each call validates with the route's own schema, builds the
- * same operation, and uses the same idempotency scope (the service's, keyed by the route path),
- * so a key used here and over HTTP is one key.
+ * same operation, and records its key under the operation the route declares (the service's
+ * principal), so a key used here and over HTTP is one key.
  */
 export class CreditsSdk {
   constructor(private readonly credits: CreditsService) {}
 
   grant(body: Static<typeof GrantBody>, opts: MoneyOptions): Promise<MovementResult> {
-    return this.move('/v1/credits/grant', GrantBody, body, opts, (b, m) => this.credits.execute(ownerOf(b), grantOp(b, m)));
+    return this.move(OPS.grant, {}, GrantBody, body, opts, (b, m) => this.credits.execute(ownerOf(b), grantOp(b, m)));
   }
 
   debit(body: Static<typeof DebitBody>, opts: MoneyOptions): Promise<MovementResult> {
-    return this.move('/v1/credits/debit', DebitBody, body, opts, (b, m) => this.credits.execute(ownerOf(b), debitOp(b, m)));
+    return this.move(OPS.debit, {}, DebitBody, body, opts, (b, m) => this.credits.execute(ownerOf(b), debitOp(b, m)));
   }
 
   refund(body: Static<typeof RefundBody>, opts: MoneyOptions): Promise<MovementResult> {
-    return this.move('/v1/credits/refund', RefundBody, body, opts, (b, m) => this.credits.execute(ownerOf(b), refundOp(b, m)));
+    return this.move(OPS.refund, {}, RefundBody, body, opts, (b, m) => this.credits.execute(ownerOf(b), refundOp(b, m)));
   }
 
   adjust(body: Static<typeof AdjustBody>, opts: MoneyOptions): Promise<MovementResult> {
-    return this.move('/v1/credits/adjust', AdjustBody, body, opts, (b, m) => this.credits.execute(ownerOf(b), adjustOp(b, m)));
+    return this.move(OPS.adjust, {}, AdjustBody, body, opts, (b, m) => this.credits.execute(ownerOf(b), adjustOp(b, m)));
   }
 
   hold(body: Static<typeof HoldBody>, opts: MoneyOptions): Promise<HoldResult> {
-    return this.move('/v1/holds', HoldBody, body, opts, (b, m) => this.credits.execute(ownerOf(b), holdOp(b, m)));
+    return this.move(OPS.hold, {}, HoldBody, body, opts, (b, m) => this.credits.execute(ownerOf(b), holdOp(b, m)));
   }
 
   capture(holdId: string, body: Static<typeof CaptureBody>, opts: MoneyOptions): Promise<HoldResult> {
-    return this.move(`/v1/holds/${holdId}/capture`, CaptureBody, body, opts, (b, m) =>
+    return this.move(OPS.capture, { id: holdId }, CaptureBody, body, opts, (b, m) =>
       this.credits.executeOnHold(holdId, captureOp(holdId, b, m)),
     );
   }
 
   release(holdId: string, opts: MoneyOptions): Promise<HoldResult> {
-    return this.move(`/v1/holds/${holdId}/release`, null, {}, opts, (_b, m) =>
+    return this.move(OPS.release, { id: holdId }, null, {}, opts, (_b, m) =>
       this.credits.executeOnHold(holdId, releaseOp(holdId, m)),
     );
   }
 
   private async move<B, R>(
-    path: string,
+    op: Operation,
+    params: Params,
     schema: TSchema | null,
     body: B,
     opts: MoneyOptions,
@@ -90,6 +92,6 @@ export class CreditsSdk {
       const problem = validateBody(schema, body);
       if (problem) throw errors.invalidRequest(problem);
     }
-    return unwrap(await run(body, { requestId, idem: moneyScope('service', opts.idempotencyKey, path, body ?? null) })) as R;
+    return unwrap(await run(body, { requestId, idem: scopeOf(op, { principal: 'service' }, opts.idempotencyKey, { params, body }) })) as R;
   }
 }

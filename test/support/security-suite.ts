@@ -154,6 +154,18 @@ async function freshOverage(userId: string): Promise<string> {
   return must((list.body.data as { id: string; status: string }[]).find((c) => c.status === 'pending'), 'a matching item').id;
 }
 const uniq = () => randomBytes(5).toString('hex');
+/** A fresh outgoing-webhook endpoint (never delivered to: the queue does not run here). */
+async function hookEndpoint(): Promise<string> {
+  const res = await svc().post('/v1/webhook-endpoints', { url: 'https://example.com/hooks', event_types: ['webhook.test'] });
+  if (res.status !== 201) throw new Error(`hookEndpoint: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body.id as string;
+}
+
+const upstreamBody = () => ({ type: 'openai', base_url: 'http://127.0.0.1:9/v1', credentials: `sk-test-${hex()}`, models: ['*'] });
+const anUpstream = async () => {
+  const res = await svc().post('/v1/gateway/upstreams', upstreamBody());
+  return res.body.id as string;
+};
 
 export const ROUTES: Record<string, RouteSpec> = {
   'GET /health': { auth: 'public' },
@@ -163,6 +175,14 @@ export const ROUTES: Record<string, RouteSpec> = {
   'POST /v1/auth/refresh': { auth: 'public' },
   'POST /v1/auth/password-reset': { auth: 'public' },
   'POST /v1/auth/password-reset/confirm': { auth: 'public' },
+  // LLM gateway (issue 14): upstream accounts are the operator's, service key only.
+  'POST /v1/gateway/upstreams': { auth: 'service', sample: async () => ({ url: '/v1/gateway/upstreams', body: upstreamBody(), status: 201 }) },
+  'GET /v1/gateway/upstreams': { auth: 'service', sample: async () => ({ url: '/v1/gateway/upstreams', status: 200 }) },
+  'GET /v1/gateway/upstreams/{id}': { auth: 'service', sample: async () => ({ url: `/v1/gateway/upstreams/${await anUpstream()}`, status: 200 }) },
+  'PATCH /v1/gateway/upstreams/{id}': { auth: 'service', sample: async () => ({ url: `/v1/gateway/upstreams/${await anUpstream()}`, body: { weight: 7 }, status: 200 }) },
+  'DELETE /v1/gateway/upstreams/{id}': { auth: 'service', sample: async () => ({ url: `/v1/gateway/upstreams/${await anUpstream()}`, status: 200 }) },
+  'GET /v1/gateway/usage': { auth: 'service', sample: async () => ({ url: '/v1/gateway/usage', status: 200 }) },
+  'GET /v1/users/{id}/gateway/usage': { auth: 'any', scope: 'credits:read', sample: async (o) => ({ url: `/v1/users/${o.user.id}/gateway/usage`, status: 200 }) },
   'GET /v1/mail': { auth: 'service', sample: async () => ({ url: '/v1/mail', status: 200 }) },
   'GET /v1/mail/{id}': {
     auth: 'service',
@@ -549,6 +569,38 @@ Object.assign(ROUTES, {
   'GET /v1/users/{id}/invoices': { auth: 'any', scope: 'credits:read', sample: async (o: Owner) => ({ url: `/v1/users/${o.user.id}/invoices`, status: 200 }) },
   'GET /v1/users/{id}/customers': { auth: 'any', scope: 'credits:read', sample: async (o: Owner) => ({ url: `/v1/users/${o.user.id}/customers`, status: 200 }) },
   'GET /v1/webhook-events': { auth: 'service', sample: async () => ({ url: '/v1/webhook-events', status: 200 }) },
+  // Outgoing webhooks: the operator's (test/webhooks-out.test.ts).
+  'POST /v1/webhook-endpoints': {
+    auth: 'service',
+    sample: async () => ({ url: '/v1/webhook-endpoints', body: { url: 'https://example.com/hooks', event_types: ['webhook.test'] }, status: 201 }),
+  },
+  'GET /v1/webhook-endpoints': { auth: 'service', sample: async () => ({ url: '/v1/webhook-endpoints', status: 200 }) },
+  'GET /v1/webhook-endpoints/{id}': { auth: 'service', sample: async () => ({ url: `/v1/webhook-endpoints/${await hookEndpoint()}`, status: 200 }) },
+  'PATCH /v1/webhook-endpoints/{id}': {
+    auth: 'service',
+    sample: async () => ({ url: `/v1/webhook-endpoints/${await hookEndpoint()}`, body: { description: 'patched' }, status: 200 }),
+  },
+  'DELETE /v1/webhook-endpoints/{id}': { auth: 'service', sample: async () => ({ url: `/v1/webhook-endpoints/${await hookEndpoint()}`, status: 200 }) },
+  'POST /v1/webhook-endpoints/{id}/rotate-secret': {
+    auth: 'service',
+    sample: async () => ({ url: `/v1/webhook-endpoints/${await hookEndpoint()}/rotate-secret`, body: {}, status: 200 }),
+  },
+  'POST /v1/webhook-endpoints/{id}/test': { auth: 'service', sample: async () => ({ url: `/v1/webhook-endpoints/${await hookEndpoint()}/test`, status: 202 }) },
+  'GET /v1/webhook-endpoints/{id}/deliveries': {
+    auth: 'service',
+    sample: async () => ({ url: `/v1/webhook-endpoints/${await hookEndpoint()}/deliveries`, status: 200 }),
+  },
+  'POST /v1/webhook-deliveries/{id}/retry': {
+    auth: 'service',
+    sample: async () => {
+      // A delivery that has given up (the queue does not run in these tests).
+      const endpoint = await hookEndpoint();
+      await svc().post(`/v1/webhook-endpoints/${endpoint}/test`, {});
+      const delivery = await app.database.db.selectFrom('webhook_deliveries').select('id').where('endpoint_id', '=', endpoint).executeTakeFirstOrThrow();
+      await app.database.db.updateTable('webhook_deliveries').set({ status: 'failed' }).where('id', '=', delivery.id).execute();
+      return { url: `/v1/webhook-deliveries/${delivery.id}/retry`, status: 202 };
+    },
+  },
   'POST /v1/checkout-references': { auth: 'service', sample: async (o: Owner) => ({ url: '/v1/checkout-references', body: { user_id: o.user.id }, status: 201 }) },
   'POST /v1/credit-packages': {
     auth: 'service',

@@ -1,8 +1,9 @@
 import type { Static } from 'typebox';
+import { gatewayDrift } from '../gateway/gateway.reconcile.js';
 import type { Database, Executor } from '../../db/database.js';
 import { errors } from '../../core/errors.js';
 import { iso } from '../../core/schemas.js';
-import { reconcile } from '../credits/credits.reconcile.js';
+import { reconcile } from '../credits/credits.port.js';
 import { type Bucket, BUCKET_SECONDS, DEFAULT_SPAN_BUCKETS, MAX_BUCKETS, type ReconcileReport, type Stats, type StatsQuery } from './admin.js';
 import { revenueSeries, statsSeries, statsTotals } from './admin.repository.js';
 
@@ -73,6 +74,8 @@ export class AdminService {
   /** The same checks as `tally reconcile`, over the whole database, in the caller's transaction (the service's: the owning role). */
   async reconcile(db: Executor): Promise<Static<typeof ReconcileReport>> {
     const report = await reconcile(this.database, db);
-    return { ...report, checked_at: iso(this.clock()) };
+    // The gateway's carry and capture invariants join the ledger's (docs/gateway.md).
+    const drift = [...report.drift, ...(await gatewayDrift(this.database, db))];
+    return { ...report, ok: drift.length === 0, drift, checked_at: iso(this.clock()) };
   }
 }

@@ -8,7 +8,9 @@ import {
   verificationTokenFind,
   verificationTokenInsert,
   verificationTokensDropUnused,
+  verificationTokensDropOthers,
   verificationTokenUse,
+  userSetPasswordIfNone,
 } from './auth.email-verification.repository.js';
 
 /** `tlyv_` + 256 random bits (base64url). Not `tly_`: that prefix is an API key's. */
@@ -56,17 +58,31 @@ export class EmailVerificationService {
     if (user.is_email_verified) {
       throw errors.invalidState(`The e-mail address of user ${userId} is already verified`, { is_email_verified: true });
     }
-    const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
-    const expiresAt = new Date(this.now().getTime() + (expiresInSeconds ?? this.config.ttlSeconds) * 1000);
     await verificationTokensDropUnused(db, userId);
+    return this.mint(db, userId, user.email, expiresInSeconds ?? this.config.ttlSeconds, null);
+  }
+
+  /**
+   * A sign-up's token (docs/auth.md, "Sign-up with confirmation"): carries the password chosen at
+   * that sign-up and leaves other pending ones alone, so each sign-up's mail confirms that sign-up.
+   * The caller holds the user's row lock.
+   */
+  issueForSignup(db: Executor, userId: string, email: string, passwordHash: string): Promise<IssuedVerification> {
+    return this.mint(db, userId, email, this.config.ttlSeconds, passwordHash);
+  }
+
+  private async mint(db: Executor, userId: string, email: string, ttlSeconds: number, passwordHash: string | null): Promise<IssuedVerification> {
+    const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
+    const expiresAt = new Date(this.now().getTime() + ttlSeconds * 1000);
     await verificationTokenInsert(db, {
       id: newId('emailVerification'),
       user_id: userId,
-      email: user.email,
+      email,
       token_hash: hashVerificationToken(token),
       expires_at: expiresAt,
+      password_hash: passwordHash,
     });
-    return { userId, email: user.email, token, expiresAt, verifyUrl: this.link(token) };
+    return { userId, email, token, expiresAt, verifyUrl: this.link(token) };
   }
 
   /**
@@ -89,6 +105,10 @@ export class EmailVerificationService {
       await verificationTokenUse(trx, row.id, this.now());
       const verified = await userMarkEmailVerified(trx, user.id, row.email);
       if (!verified?.email || !verified.email_verified_at) throw refuse('email_changed');
+      // A sign-up's token sets the password chosen at that sign-up — only on an account that has
+      // none yet (a password set since, by a reset, stays); the other pending sign-ups end here.
+      if (row.password_hash) await userSetPasswordIfNone(trx, user.id, row.password_hash);
+      await verificationTokensDropOthers(trx, user.id, row.id);
       return { email: verified.email, emailVerifiedAt: new Date(verified.email_verified_at) };
     });
   }

@@ -8,6 +8,7 @@ import { Email } from '../../core/schemas.js';
 import { ErrorResponse } from '../../http/schemas.js';
 import { User, userToApi } from '../users/users.js';
 import type { AuthResult, AuthService } from './auth.service.js';
+import type { SignupConfirmation } from './auth.signup-confirm.js';
 
 const Credentials = Type.Object(
   { email: Email, password: Type.String({ minLength: 8, maxLength: 256 }) },
@@ -22,6 +23,11 @@ const Session = Type.Object({
   refresh_token: Type.String({ description: 'Exchange once at POST /v1/auth/refresh for the next pair; a reused one ends the session.' }),
 });
 
+const ConfirmationSent = Type.Object(
+  { confirmation_sent: Type.Literal(true, { description: 'The same answer for every address: what happened is told only to its mailbox.' }) },
+  { additionalProperties: false },
+);
+
 const RefreshBody = Type.Object({ refresh_token: Type.String({ minLength: 1, maxLength: 4096 }) }, { additionalProperties: false });
 
 const toApi = (r: AuthResult) => ({
@@ -32,22 +38,28 @@ const toApi = (r: AuthResult) => ({
   refresh_token: r.refreshToken,
 });
 
-export function registerAuthRoutes(app: FastifyInstance, deps: RouteDeps, auth: AuthService): void {
+export function registerAuthRoutes(app: FastifyInstance, deps: RouteDeps, auth: AuthService, confirmation: SignupConfirmation | null): void {
   // Anonymous callers share no idempotency namespace, so these routes take no Idempotency-Key.
   defineRoute(app, deps, {
     method: 'POST',
     url: '/v1/auth/signup',
-    summary: 'Sign up with e-mail and password',
+    // With TALLY_SIGNUP_CONFIRM_EMAIL on: 202 whatever the address, and only its mailbox learns
+    // what happened; off: a session at once (201), and 409 to a registered address.
+    summary: 'Sign up with e-mail and password (202 and a confirmation mail when TALLY_SIGNUP_CONFIRM_EMAIL is on)',
     tags: ['auth'],
     auth: 'none',
     runAsOwner: true,
     idempotency: 'none',
     body: Credentials,
-    response: { 201: Session, 409: ErrorResponse, 429: ErrorResponse },
+    response: { 201: Session, 202: ConfirmationSent, 409: ErrorResponse, 429: ErrorResponse },
     handler: async (_ctx, { body, request }) => {
       // argon2id is the cost: every attempt counts, per address and per e-mail, before it runs.
       await deps.throttles?.signupPerIp?.hit(request);
       await deps.throttles?.signupPerEmail?.hit(request);
+      if (confirmation) {
+        await confirmation.begin(deps.db, body.email, body.password);
+        return { status: 202, body: { confirmation_sent: true as const } };
+      }
       return created(toApi(await auth.signup(deps.db, body.email, body.password, { ip: request.ip, userAgent: request.headers['user-agent'] })));
     },
   });

@@ -37,7 +37,7 @@ import {
 } from './billing.js';
 import { usageCounterList, usageEventPage } from './billing.reports.repository.js';
 import type { SubscriptionsService } from './billing.subscriptions.service.js';
-import type { EventOutcome, UsageService } from './billing.usage.service.js';
+import { type EventOutcome, USAGE_OPERATIONS, type UsageService } from './billing.usage.service.js';
 import { httpAnswers, replyOf } from '../../http/answers.js';
 import { done } from '../idempotency/idempotency.js';
 import { must } from '../../lib/must.js';
@@ -170,14 +170,14 @@ export function registerBillingRoutes(app: FastifyInstance, deps: RouteDeps, b: 
   const usage = ['usage'];
   defineRoute(app, deps, {
     method: 'POST', url: '/v1/events', summary: 'Record a usage event: priced, charged once per action_hash', tags: usage,
-    auth: 'service', idempotency: 'required', transaction: 'handler', body: EventBody,
+    auth: 'service', idempotency: 'operation', operation: USAGE_OPERATIONS.event, body: EventBody,
     response: { 201: EventResult, 200: EventResult, ...moneyErrs },
     handler: async (ctx, { body }) =>
       reply(await b.usage.record([body], { requestId: ctx.requestId, idem: ctx.idempotency ?? null, respond: (o) => must(o[0], 'one event has one outcome') })),
   });
   defineRoute(app, deps, {
     method: 'POST', url: '/v1/events/batch', summary: 'Record up to 1,000 usage events, one answer each (grouped into transactions by user)', tags: usage,
-    auth: 'service', idempotency: 'required', transaction: 'handler', body: EventBatchBody,
+    auth: 'service', idempotency: 'operation', operation: USAGE_OPERATIONS.events, body: EventBatchBody,
     response: { 200: BatchResult, ...moneyErrs },
     handler: async (ctx, { body }) =>
       reply(
@@ -190,7 +190,7 @@ export function registerBillingRoutes(app: FastifyInstance, deps: RouteDeps, b: 
   });
   defineRoute(app, deps, {
     method: 'POST', url: '/v1/check', summary: 'What an event would do now (allowed, remaining, breakdown), charging nothing', tags: usage,
-    auth: 'service', idempotency: 'none', transaction: 'handler', body: CheckBody, response: { 200: CheckResult, 400: ErrorResponse, 404: ErrorResponse },
+    auth: 'service', idempotency: 'none', readOnly: true, body: CheckBody, response: { 200: CheckResult, 400: ErrorResponse, 404: ErrorResponse },
     handler: async (_ctx, { body }) => ok(await b.usage.check(body)),
   });
   defineRoute(app, deps, {

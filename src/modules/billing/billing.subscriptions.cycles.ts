@@ -1,8 +1,7 @@
-import { newAccountVersion } from '../credits/credits.batch-sql.js';
 import type { Executor } from '../../db/database.js';
 import { errors } from '../../core/errors.js';
 import { newId } from '../../lib/ids.js';
-import type { CreditsService } from '../credits/credits.service.js';
+import type { Ledger } from '../credits/credits.port.js';
 import type { CatalogService } from './billing.catalog.service.js';
 import { addMonths, allowanceWindowAt, type AllowanceWindow, monthsOf, windowAt } from './billing.periods.js';
 import {
@@ -10,9 +9,7 @@ import {
   allowanceCycleOpenGrants,
   allowanceCyclesOverlapping,
   allowanceCycleSetGrant,
-  allowanceGrantsEndAt,
   creditAccountLockOfUser,
-  creditAccountSetVersion,
   overageChargeInvoice,
   overageChargesOfPeriod,
   type SubscriptionState,
@@ -44,7 +41,7 @@ export async function lockSubscription(trx: Executor, id: string): Promise<Subsc
 export class SubscriptionCycles {
   constructor(
     private readonly catalog: CatalogService,
-    private readonly credits: CreditsService,
+    private readonly credits: Ledger,
     private readonly now: () => Date,
   ) {}
 
@@ -184,9 +181,7 @@ export class SubscriptionCycles {
       // The windows end now, whatever is held: credits backing an open hold stay until the hold
       // settles (the ledger never expires held credits), then expire like any past-due grant —
       // they do not live on to the window's old end.
-      await allowanceGrantsEndAt(trx, grantIds, at);
-      // A chained batch may carry this account's state from before this write: a new version makes it reload.
-      await creditAccountSetVersion(trx, sub.user_id, newAccountVersion());
+      await this.credits.endGrantsAt(trx, { userId: sub.user_id }, grantIds, at);
     }
     await this.credits.executeIn(trx, { userId: sub.user_id }, [{ kind: 'expire', requestId: `end:${sub.id}`, idem: null, grantIds, reason }]);
   }

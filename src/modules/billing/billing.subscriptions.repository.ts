@@ -217,25 +217,6 @@ export async function allowanceCycleOpenGrants(db: Executor, subscriptionId: str
   return rows.flatMap((r) => (r.grant_id ? [r.grant_id] : []));
 }
 
-/**
- * Ends these allowance grants at `at` without rollover (only those with credits left). Billing's
- * one write to the ledger's tables outside the ledger: it moves no balance, only when and how the
- * ledger will expire them.
- */
-export async function allowanceGrantsEndAt(db: Executor, grantIds: string[], at: Date): Promise<void> {
-  await db
-    .updateTable('credit_grants')
-    .set({ rollover_until: null, expires_at: sql<Date>`least(coalesce(expires_at, ${at}), ${at})` })
-    .where('id', 'in', grantIds)
-    .where('remaining', '>', 0)
-    .execute();
-}
-
-/** Gives the user's account a new version, so a chained ledger batch reloads it. */
-export async function creditAccountSetVersion(db: Executor, userId: string, version: number): Promise<void> {
-  await db.updateTable('credit_accounts').set({ version }).where('user_id', '=', userId).execute();
-}
-
 // ---- closing a period ----------------------------------------------------------------------
 
 /** A user's per-metric `period` counters of the period that started at `start`. */

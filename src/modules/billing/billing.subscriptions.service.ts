@@ -5,7 +5,7 @@ import { elevate } from '../../db/request-role.js';
 import { errors } from '../../core/errors.js';
 import type { Principal } from '../../core/principal.js';
 import { newId } from '../../lib/ids.js';
-import type { CreditsService } from '../credits/credits.service.js';
+import type { Ledger } from '../credits/credits.port.js';
 import type { QueueService } from '../queue/queue.service.js';
 import type { CatalogService } from './billing.catalog.service.js';
 import { isFreePlan, type PlanView, priceOf, type SubscriptionCreateBody, subscriptionOf, type SubscriptionUpdateBody } from './billing.js';
@@ -49,7 +49,7 @@ export class SubscriptionsService {
   constructor(
     database: Database,
     private readonly catalog: CatalogService,
-    credits: CreditsService,
+    credits: Ledger,
     private readonly now: () => Date,
     /** Told after each subscription `runDue` advances (the scheduler and `tally billing run`). */
     invalidations?: Invalidations,

@@ -65,7 +65,11 @@ export class UsageSql {
   private readonly checkText: string;
   private readonly writeTexts = new Map<number, string>();
 
-  constructor(private readonly schema: string) {
+  /** `ledgerColumns`: the ledger port's snapshot select list (credits.port.ts), for POST /v1/check. */
+  constructor(
+    private readonly schema: string,
+    ledgerColumns: (accountParam: string, dueByParam: string) => string,
+  ) {
     const t = this.t.bind(this);
     const billing = `
       (select json_agg(json_build_object('id', u.id, 'time_zone', u.time_zone)) from ${t('users')} u where u.id = any($1::text[])) as users,
@@ -89,11 +93,7 @@ export class UsageSql {
         where s.user_id = any($1::text[]) and s.status <> 'canceled' and o.metric = any($2::text[])) as overages`;
     this.loadText = `select ${billing}`;
     // POST /v1/check answers from one round trip: the account's ledger state and billing's together.
-    this.checkText = `select
-      (select row_to_json(a) from ${t('credit_accounts')} a where a.id = $7) as account,
-      (select json_agg(g) from ${t('credit_grants')} g where g.account_id = $7 and g.remaining <> 0) as grants,
-      (select json_agg(h) from ${t('credit_holds')} h where h.account_id = $7 and h.status = 'held' and h.expires_at <= $8) as holds,
-      ${billing}`;
+    this.checkText = `select ${ledgerColumns('$7', '$8')}, ${billing}`;
   }
 
   private t(name: string): string {
@@ -109,11 +109,11 @@ export class UsageSql {
   async loadForCheck(
     run: RunStatement,
     q: BillingQuery & { accountId: string; now: Date },
-  ): Promise<{ account: Row | null; grants: Row[]; holds: Row[]; billing: BillingState }> {
-    const [row] = await run<Record<keyof BillingState, unknown[] | null> & { account: Row | null; grants: Row[] | null; holds: Row[] | null }>(
+  ): Promise<{ ledger: { account: unknown; grants: unknown; holds: unknown }; billing: BillingState }> {
+    const [row] = await run<Record<keyof BillingState, unknown[] | null> & { account: unknown; grants: unknown; holds: unknown }>(
       statement('usage_check', this.checkText, [...billingParams(q), q.accountId, q.now]),
     );
-    return { account: row?.account ?? null, grants: row?.grants ?? [], holds: row?.holds ?? [], billing: billingState(row) };
+    return { ledger: { account: row?.account ?? null, grants: row?.grants ?? null, holds: row?.holds ?? null }, billing: billingState(row) };
   }
 
   async write(run: RunStatement, w: BillingWrites): Promise<void> {

@@ -2,38 +2,30 @@ import type { Static } from 'typebox';
 import type { Database, Executor } from '../../db/database.js';
 import { inStatementTransaction, kyselyRunner, poolRunner, type RunStatement } from '../../db/statements.js';
 import { type DomainError, errors, isRefusal } from '../../core/errors.js';
-import {
-  type AnswerCodec,
-  created,
-  done,
-  type IdempotencyScope,
-  idempotencyClaim,
-  idempotencyComplete,
-  type Outcome,
-  refused,
-  requestHash,
-  unwrap,
-} from '../idempotency/idempotency.js';
+import { type AnswerCodec, created, done, type IdempotencyScope, type Operation, operation, type Outcome, refused, unwrap } from '../idempotency/idempotency.js';
+import { idempotencyClaim, idempotencyComplete } from '../idempotency/idempotency.repository.js';
+import { legacyRequestHash } from '../idempotency/idempotency.legacy.js';
 import type { Invalidations } from '../../lib/invalidations.js';
-import { groupBy } from '../../lib/group-by.js';
 import { LedgerQueue } from '../../lib/ledger-queue.js';
 import { queueLimits } from '../../db/faults.js';
 import { SnapshotCache } from '../../lib/snapshot-cache.js';
 import { newId } from '../../lib/ids.js';
 import type { BillingConfig } from '../../config/config.js';
-import { BatchSql } from '../credits/credits.batch-sql.js';
-import type { AccountState, ConsumeTier, GrantState, HoldState } from '../credits/credits.js';
-import { type EngineOutput, LedgerSession } from '../credits/credits.engine.js';
-import { accountFromRow, grantFromRow, holdFromRow } from '../credits/credits.repository.js';
+import { accountIdOf, type ConsumeTier, type ConsumingAccount, type Ledger, type LedgerSnapshot } from '../credits/credits.port.js';
 import type { CatalogService } from './billing.catalog.service.js';
 import { EVENT_ANSWER_EXTRAS, type EventBody, eventAnswer, toMicros } from './billing.js';
 import { dateKey, localDay, localMonth, nextWindow } from './billing.periods.js';
 import { type BillingState, type BillingWrites, UsageSql } from './billing.usage-sql.js';
-import { must } from '../../lib/must.js';
 
 type Row = Record<string, unknown>;
 export type EventInput = Static<typeof EventBody>;
 export type EventOutcome = Outcome;
+
+/** Usage's operations: a request's Idempotency-Key is recorded under one of these (POST /v1/events, /v1/events/batch). */
+export const USAGE_OPERATIONS: { readonly event: Operation; readonly events: Operation } = {
+  event: operation('usage.event', '/v1/events'),
+  events: operation('usage.events', '/v1/events/batch'),
+};
 
 interface Model {
   metric: string;
@@ -57,9 +49,7 @@ interface Sub {
 
 /** What POST /v1/check prices over: one user's ledger and billing state, as loaded. */
 interface CheckSnapshot {
-  account: AccountState;
-  grants: GrantState[];
-  holds: HoldState[];
+  ledger: LedgerSnapshot;
   billing: BillingState;
 }
 
@@ -88,14 +78,18 @@ interface QueuedEvent {
  * requests. A transaction is one lock, two loads, the pricing in memory and two writes (ledger,
  * billing). So concurrent requests never queue on each other's row locks, and a thousand single
  * events on one user cost a handful of transactions, not a thousand.
+ *
+ * The money side is the ledger's (credits.port.ts `consumeIn`): it locks, loads and writes the
+ * accounts, and its engine takes the credits; usage prices and keeps billing's own rows.
  */
 export class UsageService {
-  private readonly ledgerSql: BatchSql;
   private readonly sql: UsageSql;
   private readonly queue: LedgerQueue<QueuedEvent, EventOutcome>;
 
   constructor(
     private readonly database: Database,
+    /** The ledger's port: every credit usage consumes goes through it. */
+    private readonly ledger: Ledger,
     private readonly catalog: CatalogService,
     private readonly config: BillingConfig,
     private readonly now: () => Date,
@@ -105,8 +99,7 @@ export class UsageService {
     private readonly invalidations?: Invalidations,
     checkCache: CheckCacheConfig = { ttlMs: 0, maxEntries: 0 },
   ) {
-    this.ledgerSql = new BatchSql(database.schema, answers);
-    this.sql = new UsageSql(database.schema);
+    this.sql = new UsageSql(database.schema, ledger.snapshots.columns);
     this.queue = new LedgerQueue((items) => this.runQueued(items.map((i) => i.op)), batching.maxBatch, batching.maxParallel, undefined, queueLimits(batching.maxBacklog));
     // Untrusted while other processes' notices may be missed (docs/billing.md): read the database.
     this.checks = new SnapshotCache(checkCache.ttlMs, checkCache.maxEntries, () => this.now().getTime(), () => invalidations?.trusted ?? true);
@@ -139,7 +132,7 @@ export class UsageService {
       // status 0: claimed by a request that has not answered (running, or died): run again.
       if (claim.kind === 'replay' && claim.response.status !== 0) return { ...this.answers.decode(claim.response), replayed: true };
     }
-    const outcomes = await Promise.all(events.map((event) => this.queue.submit(`acc_u_${event.user_id}`, { event, requestId: ctx.requestId })));
+    const outcomes = await Promise.all(events.map((event) => this.queue.submit(accountIdOf({ userId: event.user_id }), { event, requestId: ctx.requestId })));
     const answer = ctx.respond(outcomes);
     if (ctx.idem) await idempotencyComplete(this.database.db, ctx.idem, this.answers.encode(answer));
     return answer;
@@ -150,7 +143,7 @@ export class UsageService {
     try {
       return await this.runQueuedOnce(items);
     } finally {
-      this.invalidations?.accountsChanged([...new Set(items.map((i) => `acc_u_${i.event.user_id}`))]);
+      this.invalidations?.accountsChanged([...new Set(items.map((i) => accountIdOf({ userId: i.event.user_id })))]);
     }
   }
 
@@ -177,29 +170,32 @@ export class UsageService {
     return unwrap(outcome) as Record<string, unknown>;
   }
 
+  /**
+   * One transaction's events: the ledger locks the users' accounts (in id order: never a deadlock
+   * with its own batches), loads them and — once pricing took what it took — writes them; billing's
+   * state is loaded after the locks and written after the ledger.
+   */
   private async recordIn(run: RunStatement, items: QueuedEvent[]): Promise<EventOutcome[]> {
     const events = items.map((i) => i.event);
     const userIds = [...new Set(events.map((e) => e.user_id))].sort();
-    const accountIds = userIds.map((u) => `acc_u_${u}`);
-    // Locks first, in id order (never a deadlock with the ledger's own batches).
-    const accounts = await this.ledgerSql.lock(run, accountIds);
-    const now = this.now(); // after the locks, as in the ledger's own batches
-    const { pricing, sessions } = await this.loadState(run, accounts, {
-      userIds,
-      metrics: [...new Set(events.map((e) => e.metric))],
-      keys: events.map((e) => ({ userId: e.user_id, actionHash: e.action_hash })),
-      now,
+    const { pricing, outcomes } = await this.ledger.consumeIn(run, userIds, async (accounts, now) => {
+      const state = await this.sql.load(run, {
+        ...quotaBounds(now),
+        userIds,
+        metrics: [...new Set(events.map((e) => e.metric))],
+        keys: events.map((e) => ({ userId: e.user_id, actionHash: e.action_hash })),
+      });
+      const pricing = new Pricing(this.catalog, this.config, state, now);
+      const outcomes = items.map(({ event, requestId }) => {
+        try {
+          return pricing.apply(event, accounts.get(event.user_id) ?? null);
+        } catch (err) {
+          if (isRefusal(err)) return refused(err, requestId);
+          throw err;
+        }
+      });
+      return { pricing, outcomes };
     });
-    const outcomes = items.map(({ event, requestId }) => {
-      try {
-        return pricing.apply(event, sessions.get(event.user_id) ?? null);
-      } catch (err) {
-        if (isRefusal(err)) return refused(err, requestId);
-        throw err;
-      }
-    });
-    const outs: EngineOutput[] = [...sessions.values()].map((s) => s.output([]));
-    await this.ledgerSql.write(run, outs, []);
     await this.sql.write(run, pricing.writes());
     return outcomes;
   }
@@ -212,9 +208,9 @@ export class UsageService {
   async check(input: { user_id: string; metric: string; quantity?: number; complexity_score?: number }) {
     const snap = await this.checks.get(input.user_id, `${input.user_id}\n${input.metric}`, () => this.loadCheck(input.user_id, input.metric));
     const now = this.now();
-    const session = ledgerSession(snap.account, snap.grants, snap.holds, now);
+    const account = this.ledger.quote(snap.ledger, now);
     const event = { user_id: input.user_id, metric: input.metric, quantity: input.quantity ?? 1, complexity_score: input.complexity_score };
-    return new Pricing(this.catalog, this.config, snap.billing, now).quote(event, session);
+    return new Pricing(this.catalog, this.config, snap.billing, now).quote(event, account);
   }
 
   /** One round trip, no transaction: a check is a snapshot and writes nothing. */
@@ -226,39 +222,15 @@ export class UsageService {
       userIds: [userId],
       metrics: [metric],
       keys: [],
-      accountId: `acc_u_${userId}`,
+      accountId: accountIdOf({ userId }),
       // Holds that come due while the snapshot may be served: the session expires them on time.
       now: new Date(now.getTime() + this.checks.ttlMs),
     });
-    if (!st.account) throw errors.notFound('User', userId);
-    return { account: accountFromRow(st.account), grants: st.grants.map(grantFromRow), holds: st.holds.map(holdFromRow), billing: st.billing };
+    const ledger = this.ledger.snapshots.snapshotOf(st.ledger);
+    if (!ledger) throw errors.notFound('User', userId);
+    return { ledger, billing: st.billing };
   }
 
-  /**
-   * What pricing needs, in two queries: the accounts' ledger state (grants, open holds) and
-   * billing's (cost models, subscriptions, quotas and counters near today, guards, overage, the
-   * events already recorded under these action hashes). One ledger session per user.
-   */
-  private async loadState(
-    run: RunStatement,
-    accounts: AccountState[],
-    q: { userIds: string[]; metrics: string[]; keys: { userId: string; actionHash: string }[]; now: Date },
-  ): Promise<{ pricing: Pricing; sessions: Map<string, LedgerSession> }> {
-    const ledger = await this.ledgerSql.load(run, {
-      accountIds: accounts.map((a) => a.id),
-      holdAccountIds: accounts.filter((a) => a.held > 0).map((a) => a.id),
-      holdIds: [],
-      now: q.now,
-      scopes: [],
-      refundIds: [],
-    });
-    const state = await this.sql.load(run, { ...quotaBounds(q.now), userIds: q.userIds, metrics: q.metrics, keys: q.keys });
-    const grants = groupBy(ledger.grants, (g) => g.accountId);
-    const holds = groupBy(ledger.holds, (h) => h.accountId);
-    const sessions = new Map<string, LedgerSession>();
-    for (const a of accounts) sessions.set(must(a.userId, 'a usage account belongs to a user'), ledgerSession(a, grants.get(a.id) ?? [], holds.get(a.id) ?? [], q.now));
-    return { pricing: new Pricing(this.catalog, this.config, state, q.now), sessions };
-  }
 }
 
 /** Who pays an event, in consumption order, leaving out sources that paid nothing. */
@@ -290,10 +262,6 @@ interface QuotaWindow {
   quota: number;
   dirty: boolean;
 }
-
-/** Usage charges are never capped: the cap is for grants, and usage only spends. */
-const ledgerSession = (account: AccountState, grants: GrantState[], holds: HoldState[], now: Date) =>
-  new LedgerSession({ account, grants, holds, refundTargets: [], now, balanceCap: null });
 
 function isRetryable(err: unknown): boolean {
   const code = (err as { code?: string }).code;
@@ -401,7 +369,7 @@ class Pricing {
   }
 
   /** Prices an event and works out who pays what — the shared core of `apply` and `quote`. */
-  private plan(event: { user_id: string; metric: string; quantity: number; complexity_score?: number | undefined }, session: LedgerSession) {
+  private plan(event: { user_id: string; metric: string; quantity: number; complexity_score?: number | undefined }, session: ConsumingAccount) {
     const model = this.models.get(event.metric);
     if (!model || !model.active) {
       throw errors.invalidRequest(`Unknown metric "${event.metric}": create its cost model first`, { field: 'metric' });
@@ -475,9 +443,11 @@ class Pricing {
       : errors.rateLimited('Usage is throttled: this charge would exceed the monthly budget cap', details);
   }
 
-  apply(event: EventInput, session: LedgerSession | null): EventOutcome {
+  apply(event: EventInput, session: ConsumingAccount | null): EventOutcome {
     if (!session) throw errors.notFound('User', event.user_id);
-    const hash = requestHash('POST', 'event', { ...event, occurred_at: event.occurred_at ?? null });
+    // An event's identity is its action_hash; its request hash is the one events have always had
+    // (stored in usage_events.request_hash), so it stays the pre-0017 form.
+    const hash = legacyRequestHash('POST', 'event', { ...event, occurred_at: event.occurred_at ?? null });
     const seenKey = `${event.user_id}\n${event.action_hash}`;
     const seen = this.seen.get(seenKey);
     if (seen) {
@@ -500,18 +470,22 @@ class Pricing {
     // Charge: the ledger first (it can still refuse), then billing's own state.
     const eventId = newId('event');
     let transactionId: string | null = null;
+    let paid: { name: string; amount: number }[] = [];
     if (p.coveredTotal > 0) {
-      const r = session.run({
-        kind: 'consume',
-        requestId: eventId,
-        idem: null,
-        amount: p.coveredTotal,
-        reason: `usage: ${p.model.metric}`,
-        metadata: { event_id: eventId, metric: p.model.metric, action_hash: event.action_hash },
-        tiers: p.tiers,
-      });
-      if (!r.ok) throw new Error('usage: the ledger refused what it said it could cover');
-      transactionId = must(session.lastConsume, 'a consume that ran left its result').transactionId;
+      try {
+        const taken = session.consume({
+          requestId: eventId,
+          amount: p.coveredTotal,
+          reason: `usage: ${p.model.metric}`,
+          metadata: { event_id: eventId, metric: p.model.metric, action_hash: event.action_hash },
+          tiers: p.tiers,
+        });
+        transactionId = taken.transactionId;
+        paid = taken.byTier;
+      } catch (err) {
+        if (isRefusal(err)) throw new Error('usage: the ledger refused what it said it could cover');
+        throw err;
+      }
     }
     if (p.freeUnits > 0 && p.quota) {
       p.quota.consumed += p.freeUnits;
@@ -539,8 +513,7 @@ class Pricing {
         if (guard.notify && !guard.a100 && guard.spend >= guard.cap * 1e6) guard.a100 = this.now;
       }
     }
-    const paid = transactionId ? must(session.lastConsume, 'a consume that ran left its result').byTier : [];
-    const account = session.accountState;
+    const account = session;
     const result = {
       event_id: eventId,
       user_id: event.user_id,
@@ -573,7 +546,7 @@ class Pricing {
   }
 
   /** The answer of POST /v1/check: what the event would do now. */
-  quote(event: { user_id: string; metric: string; quantity: number; complexity_score?: number | undefined }, session: LedgerSession) {
+  quote(event: { user_id: string; metric: string; quantity: number; complexity_score?: number | undefined }, session: ConsumingAccount) {
     const p = this.plan(event, session);
     const remaining = session.coverable(p.tiers).reduce((s, c) => s + c.amount, 0);
     const base = {

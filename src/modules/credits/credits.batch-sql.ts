@@ -1,5 +1,6 @@
 import { randomInt } from 'node:crypto';
-import { type AnswerCodec, type IdempotencyScope, KeyRecordedMeanwhile, type Outcome, parseStored } from '../idempotency/idempotency.js';
+import { type AnswerCodec, type IdempotencyScope, KeyRecordedMeanwhile } from '../idempotency/idempotency.js';
+import { type Recorded, recordRows, recordsCte, type Replay, replayMap, replaysParams, replaysQuery } from '../idempotency/idempotency.batch.js';
 import { type RunStatement, type Statement, statement, type WritePart, writePlaceholders, writeValues } from '../../db/statements.js';
 import type { AccountState, GrantState, HoldState, RefundTarget } from './credits.js';
 import type { EngineOutput } from './credits.engine.js';
@@ -37,9 +38,7 @@ export class BatchSql {
     const t = this.t.bind(this);
     this.lockText = `select * from ${t('credit_accounts')} where id = any($1::text[]) order by id for update`;
     // Stored answers of a batch's keys: part of the load, and alone for a chained batch.
-    const replays = (principals: string, keys: string) => `select k.principal, k.key, k.request_hash, k.status_code, k.response_body
-          from unnest(${principals}::text[], ${keys}::text[]) as u(principal, key)
-          join ${t('idempotency_keys')} k on k.principal = u.principal and k.key = u.key`;
+    const replays = (principals: string, keys: string) => replaysQuery(t('idempotency_keys'), principals, keys);
     this.loadText = `select
         -- remaining <> 0: live grants, and the debt a clawback left (negative; new grants pay it first).
         (select json_agg(g) from ${t('credit_grants')} g where g.account_id = any($1::text[]) and g.remaining <> 0) as grants,
@@ -78,6 +77,17 @@ export class BatchSql {
 
   private t(name: string): string {
     return `"${this.schema}"."${name}"`;
+  }
+
+  /**
+   * A quote's snapshot as a select list (the ledger port's `snapshots.columns`): the account, its
+   * live grants, and its open holds due by the second parameter.
+   */
+  snapshotColumns(accountParam: string, dueByParam: string): string {
+    const t = this.t.bind(this);
+    return `(select row_to_json(a) from ${t('credit_accounts')} a where a.id = ${accountParam}) as account,
+      (select json_agg(g) from ${t('credit_grants')} g where g.account_id = ${accountParam} and g.remaining <> 0) as grants,
+      (select json_agg(h) from ${t('credit_holds')} h where h.account_id = ${accountParam} and h.status = 'held' and h.expires_at <= ${dueByParam}) as holds`;
   }
 
   /**
@@ -125,8 +135,7 @@ export class BatchSql {
         q.holdAccountIds,
         q.holdIds,
         q.now,
-        q.scopes.map((s) => s.principal),
-        q.scopes.map((s) => s.key),
+        ...replaysParams(q.scopes),
       ]),
     );
     // Refunds are rare: what they need is a second query, only when the batch has one.
@@ -136,7 +145,7 @@ export class BatchSql {
         : await run<{ targets: Row[] | null; allocs: Row[] | null; grants: Row[] | null }>(
             statement('ledger_refunds', this.refundsText, [q.refundIds, q.accountIds]),
           );
-    const replays = this.replayMap(row?.replays ?? []);
+    const replays = replayMap(row?.replays ?? [], this.answers);
     const allocs = refunds?.allocs ?? [];
     const refundTargets: RefundTarget[] = (refunds?.targets ?? []).map((t) => {
       const id = t['id'] as string;
@@ -171,17 +180,8 @@ export class BatchSql {
   /** Stored answers of these keys (a chained batch asks before it waits for its locks). */
   async replays(run: RunStatement, scopes: IdempotencyScope[]): Promise<Map<string, Replay>> {
     if (scopes.length === 0) return new Map();
-    const rows = await run<Row>(statement('ledger_replays', this.replaysText, [scopes.map((s) => s.principal), scopes.map((s) => s.key)]));
-    return this.replayMap(rows);
-  }
-
-  private replayMap(rows: Row[]): Map<string, Replay> {
-    const replays = new Map<string, Replay>();
-    for (const k of rows) {
-      const stored = { status: Number(k['status_code']), body: parseStored(k['response_body'] as string | null) };
-      replays.set(`${String(k['principal'])}\n${String(k['key'])}`, { requestHash: k['request_hash'] as string, outcome: this.answers.decode(stored) });
-    }
-    return replays;
+    const rows = await run<Row>(statement('ledger_replays', this.replaysText, replaysParams(scopes)));
+    return replayMap(rows, this.answers);
   }
 
   /** Every change of a batch (all its accounts) in one statement of data-modifying CTEs. */
@@ -262,13 +262,7 @@ export class BatchSql {
       },
       {
         bit: 128,
-        rows: done.map((d) => {
-          const answer = this.answers.encode(d.outcome);
-          return {
-            principal: d.scope.principal, key: d.scope.key, user_id: d.scope.userId, method: d.scope.method, path: d.scope.path,
-            request_hash: d.scope.requestHash, status_code: answer.status, body: JSON.stringify(answer.body ?? null),
-          };
-        }),
+        rows: recordRows(done, this.answers),
       },
     ].filter((p) => p.rows.length > 0);
     if (parts.length === 0) return null;
@@ -323,12 +317,7 @@ export class BatchSql {
         from jsonb_to_recordset(${p}::jsonb) as x(id text, balance int8, held int8, total_credited int8, total_spent int8, last_seq int8,
           version int8)
         where a.id = x.id and a.id = any(${ids}::text[]))`,
-      128: (p) => `keys as (
-        insert into ${t('idempotency_keys')} (principal, key, user_id, method, path, request_hash, status_code, response_body)
-        select * from jsonb_to_recordset(${p}::jsonb) as x(principal text, key text, user_id text, method text, path text,
-          request_hash text, status_code int4, body text)
-        on conflict (principal, key) do nothing
-        returning 1)`,
+      128: (p) => recordsCte('keys', t('idempotency_keys'), p),
     };
     const ctes = writePlaceholders(bits, UPDATES).map((p, i) => must(cte[must(bits[i], 'a placeholder per part')], 'a statement per part')(p.rows, p.ids));
     const count = bits.includes(128) ? '(select count(*)::int from keys)' : '0';
@@ -344,17 +333,6 @@ export function newAccountVersion(): number {
   return randomInt(1, 2 ** 48);
 }
 
-/** The stored outcome of a key, and the request it answered. */
-export interface Replay {
-  requestHash: string;
-  outcome: Outcome;
-}
-
-/** An outcome to record under its key, in the batch's write. */
-export interface Recorded {
-  scope: IdempotencyScope;
-  outcome: Outcome;
-}
 
 export interface PreparedWrite {
   statement: Statement | null;

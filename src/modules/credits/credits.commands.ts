@@ -1,8 +1,8 @@
 import type { Static } from 'typebox';
 import { errors } from '../../core/errors.js';
-import type { IdempotencyScope } from '../idempotency/idempotency.js';
+import { type IdempotencyScope, operation } from '../idempotency/idempotency.js';
 import type { AdjustBody, CaptureBody, DebitBody, GrantBody, HoldBody, LedgerOp, RefundBody } from './credits.js';
-import type { Owner } from './credits.service.js';
+import type { Owner } from './credits.js';
 
 /**
  * API bodies → ledger operations. The HTTP routes and the SDK both build operations here, so a
@@ -12,6 +12,21 @@ export interface OpMeta {
   requestId: string;
   idem: IdempotencyScope | null;
 }
+
+/**
+ * The ledger's operations as the API names them: the routes declare them and the SDK runs them, so
+ * an Idempotency-Key is one key whichever way it arrives. The paths are those their keys were
+ * recorded under before migration 0017 (idempotency.legacy.ts).
+ */
+export const LEDGER_OPERATIONS = {
+  grant: operation('credits.grant', '/v1/credits/grant'),
+  debit: operation('credits.debit', '/v1/credits/debit'),
+  refund: operation('credits.refund', '/v1/credits/refund'),
+  adjust: operation('credits.adjust', '/v1/credits/adjust'),
+  hold: operation('holds.create', '/v1/holds'),
+  capture: operation('holds.capture', '/v1/holds/:id/capture'),
+  release: operation('holds.release', '/v1/holds/:id/release'),
+} as const;
 
 export function ownerOf(body: { user_id?: string; workspace_id?: string }): Owner {
   if (body.user_id !== undefined && body.workspace_id === undefined) return { userId: body.user_id };

@@ -93,6 +93,24 @@ export class CreditsRepository {
     return sql.table(`${this.schema}.${name}`);
   }
 
+  /**
+   * Ends named grants at `at` (sooner if they already end sooner) and clears their rollover:
+   * billing's ended allowances. Grants with nothing left are left alone.
+   */
+  async grantsEndAt(db: Executor, grantIds: readonly string[], at: Date): Promise<void> {
+    await db
+      .updateTable('credit_grants')
+      .set({ rollover_until: null, expires_at: sql<Date>`least(coalesce(expires_at, ${at}), ${at})` })
+      .where('id', 'in', [...grantIds])
+      .where('remaining', '>', 0)
+      .execute();
+  }
+
+  /** Gives an account a new version, so a chained ledger batch carrying its old state reloads it. */
+  async accountSetVersion(db: Executor, accountId: string, version: number): Promise<void> {
+    await db.updateTable('credit_accounts').set({ version }).where('id', '=', accountId).execute();
+  }
+
   /** Accounts with a hold or a grant past due, for the scheduler's sweep. */
   async dueAccounts(db: Executor, now: Date, limit: number): Promise<string[]> {
     const res = await sql<{ account_id: string }>`

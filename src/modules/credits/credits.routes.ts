@@ -28,9 +28,11 @@ import {
   Transaction,
   transactionBody,
 } from './credits.js';
-import { adjustOp, captureOp, debitOp, grantOp, holdOp, type OpMeta, ownerOf, refundOp, releaseOp } from './credits.commands.js';
+import { adjustOp, captureOp, debitOp, grantOp, holdOp, LEDGER_OPERATIONS as OPS, type OpMeta, ownerOf, refundOp, releaseOp } from './credits.commands.js';
+import type { Operation } from '../idempotency/idempotency.js';
 import { entryFromRow, holdFromRow } from './credits.repository.js';
-import type { CreditsService, Owner } from './credits.service.js';
+import type { Owner } from './credits.js';
+import type { CreditsService } from './credits.service.js';
 
 const moneyErrors = { 402: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 422: ErrorResponse };
 
@@ -39,53 +41,53 @@ const meta = (ctx: RequestContext): OpMeta => ({ requestId: ctx.requestId, idem:
 /** An OpResult as the HTTP reply; a replay says so in a header. */
 const answer = (result: OpResult): Reply => replyOf(result);
 
-/** Money writes: service only, Idempotency-Key required, the ledger owns the transaction. */
-const money = (url: string, summary: string, response: Record<number, TSchema>) => ({
+/** Money writes: service only, Idempotency-Key required and recorded by the ledger with the movement. */
+const money = (url: string, operation: Operation, summary: string, response: Record<number, TSchema>) => ({
   method: 'POST' as const,
   url,
   summary,
   tags: [url.startsWith('/v1/holds') ? 'holds' : 'credits'],
   auth: 'service' as const,
-  idempotency: 'required' as const,
-  transaction: 'handler' as const,
+  idempotency: 'operation' as const,
+  operation,
   response: { ...response, ...moneyErrors },
 });
 
 export function registerCreditRoutes(app: FastifyInstance, deps: RouteDeps, credits: CreditsService, workspaces: WorkspacesService): void {
   defineRoute(app, deps, {
-    ...money('/v1/credits/grant', 'Grant credits (service): optional class, expiry and priority; capped', { 201: Movement }),
+    ...money('/v1/credits/grant', OPS.grant, 'Grant credits (service): optional class, expiry and priority; capped', { 201: Movement }),
     body: GrantBody,
     handler: async (ctx, { body }) => answer(await credits.execute(ownerOf(body), grantOp(body, meta(ctx)))),
   });
   defineRoute(app, deps, {
-    ...money('/v1/credits/debit', 'Debit credits (service); 402 when not enough are available', { 201: Movement }),
+    ...money('/v1/credits/debit', OPS.debit, 'Debit credits (service); 402 when not enough are available', { 201: Movement }),
     body: DebitBody,
     handler: async (ctx, { body }) => answer(await credits.execute(ownerOf(body), debitOp(body, meta(ctx)))),
   });
   defineRoute(app, deps, {
-    ...money('/v1/credits/refund', 'Refund credits (service); never more than the debit it names', { 201: Movement }),
+    ...money('/v1/credits/refund', OPS.refund, 'Refund credits (service); never more than the debit it names', { 201: Movement }),
     body: RefundBody,
     handler: async (ctx, { body }) => answer(await credits.execute(ownerOf(body), refundOp(body, meta(ctx)))),
   });
   defineRoute(app, deps, {
-    ...money('/v1/credits/adjust', 'Adjust a balance by a signed amount (service, admin corrections)', { 201: Movement }),
+    ...money('/v1/credits/adjust', OPS.adjust, 'Adjust a balance by a signed amount (service, admin corrections)', { 201: Movement }),
     body: AdjustBody,
     handler: async (ctx, { body }) => answer(await credits.execute(ownerOf(body), adjustOp(body, meta(ctx)))),
   });
   defineRoute(app, deps, {
-    ...money('/v1/holds', 'Reserve credits for later capture (service)', { 201: Hold }),
+    ...money('/v1/holds', OPS.hold, 'Reserve credits for later capture (service)', { 201: Hold }),
     body: HoldBody,
     handler: async (ctx, { body }) => answer(await credits.execute(ownerOf(body), holdOp(body, meta(ctx)))),
   });
   defineRoute(app, deps, {
-    ...money('/v1/holds/:id/capture', 'Capture a hold (≤ held; the rest is released)', { 200: Hold }),
+    ...money('/v1/holds/:id/capture', OPS.capture, 'Capture a hold (≤ held; the rest is released)', { 200: Hold }),
     params: Type.Object({ id: IdParam }),
     body: CaptureBody,
     optionalBody: true,
     handler: async (ctx, { params, body }) => answer(await credits.executeOnHold(params.id, captureOp(params.id, body, meta(ctx)))),
   });
   defineRoute(app, deps, {
-    ...money('/v1/holds/:id/release', 'Release a hold', { 200: Hold }),
+    ...money('/v1/holds/:id/release', OPS.release, 'Release a hold', { 200: Hold }),
     params: Type.Object({ id: IdParam }),
     body: Type.Object({}, { additionalProperties: false }),
     optionalBody: true,

@@ -1,19 +1,32 @@
 import type { Database, Db, Executor } from '../../db/database.js';
 import { inStatementTransaction, kyselyRunner, type RunStatement } from '../../db/statements.js';
 import { type DomainError, errors } from '../../core/errors.js';
-import { type AnswerCodec, type IdempotencyScope, KeyRecordedMeanwhile, refused, requestHash, scopeKey } from '../idempotency/idempotency.js';
+import { type AnswerCodec, KeyRecordedMeanwhile, refused, scopeKey } from '../idempotency/idempotency.js';
+import { BatchKeys, type Recorded, type Replay, replayOf } from '../idempotency/idempotency.batch.js';
 import type { PageRequest } from '../../core/paging.js';
-import { BatchSql, type Recorded, type Replay } from './credits.batch-sql.js';
+import { BatchSql, newAccountVersion } from './credits.batch-sql.js';
 import type { Invalidations } from '../../lib/invalidations.js';
 import { groupBy } from '../../lib/group-by.js';
 import { must } from '../../lib/must.js';
 import { LedgerQueue } from '../../lib/ledger-queue.js';
 import { queueLimits } from '../../db/faults.js';
-import { type AccountState, accountIdOf, balanceBody, type GrantState, type HoldState, type LedgerOp, type OpResult, type RefundTarget } from './credits.js';
-import { type EngineOutput, LedgerSession } from './credits.engine.js';
-import { CreditsRepository } from './credits.repository.js';
+import {
+  type AccountState,
+  accountIdOf,
+  balanceBody,
+  type ConsumeTier,
+  type GrantState,
+  type HoldState,
+  type LedgerOp,
+  type OpResult,
+  type Owner,
+  type RefundTarget,
+} from './credits.js';
+import { type ConsumeResult, type EngineOutput, LedgerSession } from './credits.engine.js';
+import { accountFromRow, CreditsRepository, grantFromRow, holdFromRow } from './credits.repository.js';
+import type { ConsumingAccount, Ledger, LedgerSnapshot } from './credits.port.js';
 
-export type Owner = { userId: string } | { workspaceId: string };
+export type { Owner };
 
 export interface CreditsConfig {
   balanceCap: number | null;
@@ -31,7 +44,7 @@ export interface CreditsConfig {
  * goes through `execute`: queued per account, applied by the pure engine inside one transaction
  * that holds the account's row lock, and written set-based together with its idempotency record.
  */
-export class CreditsService {
+export class CreditsService implements Ledger {
   readonly repo: CreditsRepository;
   private readonly sql: BatchSql;
   private readonly queue: LedgerQueue<LedgerOp, OpResult>;
@@ -97,6 +110,56 @@ export class CreditsService {
     return this.applyBatch(kyselyRunner(trx), ops.map((op) => ({ accountId, op })), null);
   }
 
+  async consumeIn<T>(
+    run: RunStatement,
+    userIds: readonly string[],
+    work: (accounts: ReadonlyMap<string, ConsumingAccount>, now: Date) => T | Promise<T>,
+  ): Promise<T> {
+    const accountIds = [...new Set(userIds)].map((userId) => accountIdOf({ userId })).sort();
+    const accounts = await this.sql.lock(run, accountIds);
+    const now = this.now(); // after the locks, as in every batch
+    const loaded = await this.sql.load(run, {
+      accountIds: accounts.map((a) => a.id),
+      holdAccountIds: accounts.filter((a) => a.held > 0).map((a) => a.id),
+      holdIds: [],
+      now,
+      scopes: [],
+      refundIds: [],
+    });
+    const grants = groupBy(loaded.grants, (g) => g.accountId);
+    const holds = groupBy(loaded.holds, (h) => h.accountId);
+    const sessions: LedgerSession[] = [];
+    const byUser = new Map<string, ConsumingAccount>();
+    for (const account of accounts) {
+      const session = consumptionSession({ account, grants: grants.get(account.id) ?? [], holds: holds.get(account.id) ?? [] }, now);
+      sessions.push(session);
+      byUser.set(must(account.userId, 'a consumed account belongs to a user'), consumingAccount(session));
+    }
+    const result = await work(byUser, now);
+    await this.sql.write(run, sessions.map((s) => s.output([])), []);
+    return result;
+  }
+
+  readonly snapshots = {
+    columns: (accountParam: string, dueByParam: string): string => this.sql.snapshotColumns(accountParam, dueByParam),
+    snapshotOf: (row: { account: unknown; grants: unknown; holds: unknown }): LedgerSnapshot | null => {
+      if (!row.account) return null;
+      const rows = (v: unknown) => (Array.isArray(v) ? (v as Record<string, unknown>[]) : []);
+      return { account: accountFromRow(row.account as Record<string, unknown>), grants: rows(row.grants).map(grantFromRow), holds: rows(row.holds).map(holdFromRow) };
+    },
+  };
+
+  quote(snapshot: LedgerSnapshot, now: Date): ConsumingAccount {
+    return consumingAccount(consumptionSession(snapshot, now));
+  }
+
+  async endGrantsAt(trx: Executor, owner: Owner, grantIds: readonly string[], at: Date): Promise<void> {
+    if (grantIds.length === 0) return;
+    await this.repo.grantsEndAt(trx, grantIds, at);
+    // A chained batch may carry this account's state from before this write: a new version makes it reload.
+    await this.repo.accountSetVersion(trx, accountIdOf(owner), newAccountVersion());
+  }
+
   /** Creates the account of a new user or workspace (in the caller's transaction). */
   async openAccount(trx: Executor, owner: Owner): Promise<void> {
     await this.repo.accountInsert(trx, {
@@ -150,22 +213,9 @@ export class CreditsService {
     const results: (OpResult | undefined)[] = new Array(items.length);
 
     // Idempotency: duplicates inside the batch follow their first occurrence.
-    const leaderOf = new Map<string, number>();
-    const followers: { index: number; leader: number; same: boolean }[] = [];
-    const scopes: IdempotencyScope[] = [];
-    items.forEach(({ op }, i) => {
-      if (!op.idem) return;
-      const k = scopeKey(op.idem);
-      const leader = leaderOf.get(k);
-      if (leader === undefined) {
-        leaderOf.set(k, i);
-        scopes.push(op.idem);
-      } else {
-        const first = must(items[leader]?.op.idem, 'a batch leader has an idempotency scope');
-        followers.push({ index: i, leader, same: first.requestHash === op.idem.requestHash });
-      }
-    });
-    const leaders = items.map((it, i) => ({ ...it, index: i })).filter(({ op, index }) => !op.idem || leaderOf.get(scopeKey(op.idem)) === index);
+    const keys = new BatchKeys(items.map(({ op }) => op.idem));
+    const scopes = keys.scopes;
+    const leaders = items.map((it, i) => ({ ...it, index: i })).filter(({ op, index }) => keys.leads(index, op.idem));
     const byAccount = groupBy(leaders, (l) => l.accountId);
     const accountIds = [...byAccount.keys()].sort();
     const done: Recorded[] = [];
@@ -239,7 +289,7 @@ export class CreditsService {
       if (!a) {
         // No such owner: a stored answer replays; otherwise 404, recorded under its key like any 4xx.
         for (const { op, index } of must(byAccount.get(accountId), 'a batch account has operations')) {
-          const replayed = replayOf(op, replays);
+          const replayed = replayOf(op.idem, replays, op.requestId);
           if (replayed) {
             results[index] = replayed;
             continue;
@@ -264,7 +314,7 @@ export class CreditsService {
     if (handOff) {
       // The versions moved on with prepareWrite: what we hand on is what this commit leaves. The
       // batch's keys are one set shared by all its accounts (a key may come back on any of them).
-      const batchKeys = new Set(leaderOf.keys());
+      const batchKeys = keys.keys();
       for (const [accountId, a] of applied) {
         if (a.session) this.remember(accountId, a, batchKeys);
       }
@@ -272,10 +322,7 @@ export class CreditsService {
     }
     await this.sql.runWrite(run, write);
 
-    for (const f of followers) {
-      const leader = must(results[f.leader], 'a batch leader was answered');
-      results[f.index] = f.same ? { ...leader, replayed: true } : errorResult(must(items[f.index], 'a follower is an item of its batch').op, errors.idempotencyKeyReused());
-    }
+    keys.answerFollowers(results, (index) => must(items[index], 'a follower is an item of its batch').op.requestId);
     return results as OpResult[];
   }
 
@@ -290,7 +337,7 @@ export class CreditsService {
     const answers: Applied['answers'] = [];
     const run: { op: LedgerOp; index: number }[] = [];
     for (const { op, index } of ops) {
-      const replayed = replayOf(op, replays);
+      const replayed = replayOf(op.idem, replays, op.requestId);
       if (replayed) answers.push({ index, result: replayed, record: false });
       else run.push({ op, index });
     }
@@ -416,22 +463,32 @@ interface Carry {
   keys: ReadonlySet<string>;
 }
 
+/** Consumption is never capped: the cap is for grants, and consumption only spends. */
+const consumptionSession = (s: LedgerSnapshot, now: Date) =>
+  new LedgerSession({ account: s.account, grants: [...s.grants], holds: [...s.holds], refundTargets: [], now, balanceCap: null });
+
+/** A session as the port shows it: balance, what is coverable, and consuming. */
+function consumingAccount(session: LedgerSession): ConsumingAccount {
+  return {
+    get balance() {
+      return session.accountState.balance;
+    },
+    get held() {
+      return session.accountState.held;
+    },
+    coverable: (tiers: ConsumeTier[], want?: number) => session.coverable(tiers, want),
+    consume: (c): ConsumeResult => {
+      const result = session.run({ kind: 'consume', idem: null, ...c });
+      if (!result.ok) throw result.error;
+      return must(session.lastConsume, 'a consume that ran left its result');
+    },
+  };
+}
+
 /** Accounts whose last state is kept; a hot account needs one, the rest is a bound on memory. */
 const MAX_CARRIES = 10_000;
 const MAX_HOLD_ACCOUNTS = 100_000;
 
-/** The answer a key already has: its stored one, or 409 when this request is not the one it answered. */
-function replayOf(op: LedgerOp, replays: Map<string, Replay>): OpResult | null {
-  const stored = op.idem ? replays.get(scopeKey(op.idem)) : undefined;
-  if (!op.idem || !stored) return null;
-  return stored.requestHash === op.idem.requestHash ? { ...stored.outcome, replayed: true } : errorResult(op, errors.idempotencyKeyReused());
-}
-
 function errorResult(op: LedgerOp, err: DomainError): OpResult {
   return refused(err, op.requestId);
-}
-
-/** The idempotency scope a money operation has, whether it came over HTTP or through the SDK. */
-export function moneyScope(principal: string, key: string, path: string, body: unknown, userId: string | null = null): IdempotencyScope {
-  return { principal, key, userId, method: 'POST', path, requestHash: requestHash('POST', path, body) };
 }

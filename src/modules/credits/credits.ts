@@ -6,6 +6,9 @@ import { iso, isoOrNull, Metadata, NullableTimestamp, Timestamp } from '../../co
 // Domain state (what the engine computes over) and operations.
 // ---------------------------------------------------------------------------------------------
 
+/** Whose account: a user's, or a workspace's pool. */
+export type Owner = { userId: string } | { workspaceId: string };
+
 export interface AccountState {
   id: string;
   userId: string | null;

@@ -1,11 +1,15 @@
 import type { DomainError } from '../../core/errors.js';
-import type { Executor } from '../../db/database.js';
 import { canonicalJson, sha256Hex } from '../../lib/hash.js';
+import { legacyHashOf } from './idempotency.legacy.js';
 
 /**
- * Idempotency records. The record and the request's own writes commit in one transaction, so a
- * committed key always carries its final response and a concurrent retry of the same key waits on
- * the primary key until the first commits, then replays it: money never moves twice.
+ * One idempotency capability, keyed by operation (docs/architecture.md, "Idempotency"). A key is
+ * scoped to its principal; its record names the operation it answered and the hash of the request
+ * (operation, parameters, body), and keeps the answer. The HTTP routes, the in-process SDK, the
+ * ledger, usage, payments and jobs all build their scopes here — nobody invents a URL to share one.
+ *
+ * Two forms: one request at a time (idempotency.repository.ts: claim, complete, record a refusal)
+ * and a batch of requests written in one statement (idempotency.batch.ts: the ledger's).
  */
 export interface StoredResponse {
   status: number;
@@ -42,76 +46,73 @@ export interface AnswerCodec {
   decode(stored: StoredResponse): Outcome;
 }
 
-export type ClaimResult =
-  | { kind: 'claimed' }
-  | { kind: 'replay'; response: StoredResponse }
-  | { kind: 'mismatch' };
+/**
+ * An operation keys can be recorded under. `legacyPath` is the path its keys were recorded under
+ * before migration 0017 (`:name` filled from the parameters), so those records still replay; null
+ * for an operation that is newer than that.
+ */
+export interface Operation {
+  readonly name: string;
+  readonly legacyPath: string | null;
+}
+
+export const operation = (name: string, legacyPath: string | null = null): Operation => ({ name, legacyPath });
 
 export interface IdempotencyScope {
+  /** Whose key it is (`service`, `user:<id>`, `payments`, `job:<id>`): keys never collide across callers. */
   principal: string;
   key: string;
+  /** Row-level security: the end user whose request it is, if any. */
   userId: string | null;
-  method: string;
-  path: string;
+  /** The operation's name, recorded with the key. */
+  operation: string;
+  /** The request: operation, parameters and body (canonical JSON). The same key with another → 409. */
   requestHash: string;
+  /** The same request as a record made before 0017 would have hashed it; null when none could have. */
+  legacyHash: string | null;
 }
 
-export function requestHash(method: string, path: string, body: unknown): string {
-  return sha256Hex(`${method} ${path}\n${canonicalJson(body ?? null)}`);
-}
+export type Params = Readonly<Record<string, string>>;
 
-/** The columns that say whose key it is and which request it answered. */
-const recordOf = (scope: IdempotencyScope) => ({
-  principal: scope.principal,
-  key: scope.key,
-  user_id: scope.userId,
-  method: scope.method,
-  path: scope.path,
-  request_hash: scope.requestHash,
-});
-
-/** Claims the key inside the caller's transaction, or returns what the first request answered. */
-export async function idempotencyClaim(db: Executor, scope: IdempotencyScope): Promise<ClaimResult> {
-  const inserted = await db
-    .insertInto('idempotency_keys')
-    .values({ ...recordOf(scope), status_code: 0 })
-    .onConflict((oc) => oc.columns(['principal', 'key']).doNothing())
-    .returning('key')
-    .executeTakeFirst();
-  if (inserted) return { kind: 'claimed' };
-  const existing = await db
-    .selectFrom('idempotency_keys')
-    .select(['request_hash', 'status_code', 'response_body'])
-    .where('principal', '=', scope.principal)
-    .where('key', '=', scope.key)
-    .executeTakeFirstOrThrow();
-  if (existing.request_hash !== scope.requestHash) return { kind: 'mismatch' };
-  return { kind: 'replay', response: { status: existing.status_code, body: parseStored(existing.response_body) } };
-}
-
-/** Records the response of a claimed key (same transaction as the claim). */
-export async function idempotencyComplete(db: Executor, scope: IdempotencyScope, response: StoredResponse): Promise<void> {
-  await db
-    .updateTable('idempotency_keys')
-    .set({ status_code: response.status, response_body: JSON.stringify(response.body ?? null) })
-    .where('principal', '=', scope.principal)
-    .where('key', '=', scope.key)
-    .execute();
+/** The hash of a request: its operation, its parameters (a hold's id) and its body, by meaning. */
+export function requestHash(operationName: string, params: Params, body: unknown): string {
+  return sha256Hex(`${operationName}\n${canonicalJson(params)}\n${canonicalJson(body ?? null)}`);
 }
 
 /**
- * Records a 4xx answer after its transaction rolled back, so retrying the same request gets the
- * same answer. Loses quietly to a concurrent success with the same key.
+ * The scope of a request to an operation, from wherever it comes (a route, the SDK, a webhook, a
+ * job): the same principal, key, operation, parameters and body are the same request.
  */
-export async function idempotencyRecordFailure(db: Executor, scope: IdempotencyScope, response: StoredResponse): Promise<void> {
-  await db
-    .insertInto('idempotency_keys')
-    .values({ ...recordOf(scope), status_code: response.status, response_body: JSON.stringify(response.body ?? null) })
-    .onConflict((oc) => oc.columns(['principal', 'key']).doNothing())
-    .execute();
+export function scopeOf(
+  op: Operation,
+  who: { principal: string; userId?: string | null },
+  key: string,
+  input: { params?: Params; body: unknown },
+): IdempotencyScope {
+  const params = input.params ?? {};
+  return {
+    principal: who.principal,
+    key,
+    userId: who.userId ?? null,
+    operation: op.name,
+    requestHash: requestHash(op.name, params, input.body),
+    legacyHash: op.legacyPath === null ? null : legacyHashOf(op.legacyPath, params, input.body),
+  };
 }
 
-export const scopeKey = (s: IdempotencyScope): string => `${s.principal}\n${s.key}`;
+/** A stored record of a key: the operation it answered (null: recorded before 0017) and its request. */
+export interface StoredRequest {
+  operation: string | null;
+  requestHash: string;
+}
+
+/** Whether a stored record answered this very request (else the key is being reused: 409). */
+export function sameRequest(stored: StoredRequest, scope: IdempotencyScope): boolean {
+  if (stored.operation === null) return scope.legacyHash !== null && stored.requestHash === scope.legacyHash;
+  return stored.operation === scope.operation && stored.requestHash === scope.requestHash;
+}
+
+export const scopeKey = (s: { principal: string; key: string }): string => `${s.principal}\n${s.key}`;
 
 /** A stored answer is JSON text (see 0001_foundation.sql). */
 export function parseStored(text: string | null): unknown {
@@ -122,7 +123,7 @@ export function parseStored(text: string | null): unknown {
  * Thrown by a batch write when one of its Idempotency-Keys was recorded by another transaction
  * after this one loaded (the same key sent concurrently for another account or user). The write's
  * transaction rolls back; running the operation again loads that committed record and replays it,
- * or answers 409 `idempotency_key_reused` when the bodies differ.
+ * or answers 409 `idempotency_key_reused` when the requests differ.
  */
 export class KeyRecordedMeanwhile extends Error {
   constructor() {

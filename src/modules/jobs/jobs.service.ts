@@ -1,11 +1,12 @@
 import type { Static } from 'typebox';
 import type { Db, Executor } from '../../db/database.js';
+import { type EventSink, NO_EVENTS } from '../../core/events.js';
 import { DomainError, errors } from '../../core/errors.js';
 import type { PageRequest } from '../../core/paging.js';
 import type { Principal } from '../../core/principal.js';
 import { newId } from '../../lib/ids.js';
-import { unwrap } from '../idempotency/idempotency.js';
-import { type CreditsService, moneyScope } from '../credits/credits.service.js';
+import { operation, scopeOf, unwrap } from '../idempotency/idempotency.js';
+import type { Ledger, LedgerOp } from '../credits/credits.port.js';
 import type { BackgroundJob } from '../queue/queue.js';
 import type { QueueService } from '../queue/queue.service.js';
 import { userFindById } from '../users/users.repository.js';
@@ -15,6 +16,7 @@ import {
   EVENT_TARGET,
   isFinalJob,
   type JobEvent,
+  jobToApi,
   type JobRow,
   type JobStatus,
   transition,
@@ -25,6 +27,9 @@ export const JOB_TIMEOUT_TYPE = 'jobs.timeout';
 const DEFAULT_TIMEOUT_SECONDS = 3600;
 /** The hold outlives the job's timeout by this much, so the timeout (not the hold's own expiry) releases it. */
 const HOLD_GRACE_SECONDS = 3600;
+/** A job's own ledger operations, keyed per job (the paths: what their keys were recorded under before 0017). */
+const JOB_HOLD = operation('jobs.hold', '/v1/jobs/:id');
+const JOB_SETTLE = operation('jobs.settle', '/v1/jobs/:id/settle');
 
 /** What a transition carries besides its event. */
 export interface TransitionInput {
@@ -46,9 +51,10 @@ export type TransitionOutcome = { applied: true; job: JobRow } | { applied: fals
  */
 export class JobsService {
   constructor(
-    private readonly credits: CreditsService,
+    private readonly credits: Ledger,
     private readonly queue: QueueService,
     private readonly now: () => Date,
+    private readonly events: EventSink = NO_EVENTS,
   ) {
     queue.register(JOB_TIMEOUT_TYPE, (job, ctx) => this.onTimeout(job, ctx.db));
   }
@@ -69,7 +75,7 @@ export class JobsService {
       const result = await this.settleIn(trx, input.user_id, {
         kind: 'hold',
         requestId,
-        idem: moneyScope(jobPrincipal(id), 'hold', `/v1/jobs/${id}`, body),
+        idem: scopeOf(JOB_HOLD, { principal: jobPrincipal(id) }, 'hold', { params: { id }, body }),
         amount: input.cost,
         expiresInSeconds: timeoutSeconds + HOLD_GRACE_SECONDS,
         metadata: { job_id: id, kind: input.kind },
@@ -148,6 +154,9 @@ export class JobsService {
     });
     // A settled job needs no timeout any more (the timeout would find it final anyway).
     if (final) await this.queue.cancel(trx, timeoutKey(jobId));
+    // Told to the app in this same transaction (docs/webhooks-out.md): completed, or failed (a timeout too).
+    const told = next.to === 'completed' ? 'job.completed' : next.to === 'failed' || next.to === 'timed_out' ? 'job.failed' : null;
+    if (told) await this.events.emit(trx, { type: told, data: jobToApi(updated), userId: updated.user_id });
     return { applied: true, job: updated };
   }
 
@@ -159,7 +168,7 @@ export class JobsService {
   private async settle(trx: Executor, job: JobRow, kind: 'capture' | 'release', amount: number, event: JobEvent, requestId: string): Promise<void> {
     const holdId = job.hold_id as string;
     const body = kind === 'capture' ? { kind, hold_id: holdId, amount } : { kind, hold_id: holdId };
-    const idem = moneyScope(jobPrincipal(job.id), 'settle', `/v1/jobs/${job.id}/settle`, body);
+    const idem = scopeOf(JOB_SETTLE, { principal: jobPrincipal(job.id) }, 'settle', { params: { id: job.id }, body });
     const op =
       kind === 'capture'
         ? { kind: 'capture' as const, requestId, idem, holdId, amount, metadata: { job_id: job.id } }
@@ -181,7 +190,7 @@ export class JobsService {
   }
 
   /** One ledger operation in the job's transaction; a refusal is raised (the job's change rolls back). */
-  private async settleIn(trx: Executor, userId: string, op: Parameters<CreditsService['executeIn']>[2][number]): Promise<unknown> {
+  private async settleIn(trx: Executor, userId: string, op: LedgerOp): Promise<unknown> {
     const [result] = await this.credits.executeIn(trx, { userId }, [op]);
     if (!result) throw errors.internal();
     return unwrap(result);

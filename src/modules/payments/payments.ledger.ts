@@ -1,10 +1,14 @@
 import type { Executor } from '../../db/database.js';
-import type { LedgerOp } from '../credits/credits.js';
-import { type CreditsService, moneyScope } from '../credits/credits.service.js';
+import type { Ledger, LedgerOp } from '../credits/credits.port.js';
+import { operation, scopeOf } from '../idempotency/idempotency.js';
 import type { ProviderName } from './payments.provider.js';
 
-/** The principal payments' own ledger operations are recorded under (idempotency scopes). */
-const PRINCIPAL = 'payments';
+/** Who payments' own ledger operations are recorded for (idempotency scopes). */
+const PAYMENTS = { principal: 'payments' };
+
+/** Payments' ledger operations (the paths: what their keys were recorded under before 0017). */
+const GRANT = operation('payments.grant', '/internal/payments/grant');
+const CLAWBACK = operation('payments.clawback', '/internal/payments/clawback');
 
 /** A payment's row, as far as its ledger movements need it. */
 export interface PaidRow {
@@ -23,7 +27,7 @@ export interface PaidRow {
  */
 export class PaymentsLedger {
   constructor(
-    private readonly credits: CreditsService,
+    private readonly credits: Ledger,
     private readonly clock: () => Date,
   ) {}
 
@@ -38,7 +42,7 @@ export class PaymentsLedger {
     const body = await this.execute(trx, userId, {
       kind: 'grant',
       requestId: `payment:${id}`,
-      idem: moneyScope(PRINCIPAL, `payment:${id}:grant`, '/internal/payments/grant', { payment_id: id, credits: bought.credits }),
+      idem: scopeOf(GRANT, PAYMENTS, `payment:${id}:grant`, { body: { payment_id: id, credits: bought.credits } }),
       amount: bought.credits,
       reason: `purchase (${provider} ${providerPaymentId})`,
       class: bought.class,
@@ -65,7 +69,7 @@ export class PaymentsLedger {
     await this.execute(trx, c.userId, {
       kind: 'clawback',
       requestId: `payment:${paymentId}`,
-      idem: moneyScope(PRINCIPAL, `payment:${paymentId}:clawback:${target}`, '/internal/payments/clawback', { payment_id: paymentId, target }),
+      idem: scopeOf(CLAWBACK, PAYMENTS, `payment:${paymentId}:clawback:${target}`, { body: { payment_id: paymentId, target } }),
       amount: c.amount,
       reason: c.reason.slice(0, 500),
       transactionId: c.grantTransactionId,

@@ -4,7 +4,7 @@ import type { Database, Executor } from '../../db/database.js';
 import { errors } from '../../core/errors.js';
 import { type PageRequest, toPage } from '../../core/paging.js';
 import { newId } from '../../lib/ids.js';
-import type { CreditsService } from '../credits/credits.service.js';
+import type { Ledger } from '../credits/credits.port.js';
 import { Catalogue } from './payments.catalogue.js';
 import { Clawbacks } from './payments.clawbacks.js';
 import { customerBody, emailAliasBody, invoiceBody, paymentBody, webhookEventBody } from './payments.js';
@@ -20,7 +20,7 @@ import { Webhooks } from './payments.webhooks.js';
 
 export interface PaymentsDeps {
   database: Database;
-  credits: CreditsService;
+  credits: Ledger;
   /** Billing's port (null until billing is wired in: subscription events are then logged only). */
   subscriptions: SubscriptionPort | null;
   config: PaymentsConfig | undefined;

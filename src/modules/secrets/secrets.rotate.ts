@@ -3,6 +3,9 @@ import { SecretBox } from '../../lib/secret-box.js';
 import { envVarAad, serviceTokenAad } from './secrets.js';
 import { mailAad } from '../mail/mail.js';
 import { mailSealedNotUnder } from '../mail/mail.repository.js';
+import { endpointAad } from '../webhooks-out/webhooks-out.js';
+import { endpointsSealedNotUnder } from '../webhooks-out/webhooks-out.repository.js';
+import { credentialsAad } from '../gateway/gateway.js';
 
 export interface RotateReport {
   env_vars: number;
@@ -10,17 +13,19 @@ export interface RotateReport {
   user_identities: number;
   idempotency_keys: number;
   mail_outbox: number;
+  webhook_endpoints: number;
+  gateway_upstreams: number;
 }
 
 /**
  * `tally secrets rotate`: re-seals every sealed value under the current key (env vars, service
- * tokens, linked-login tokens, sealed idempotent answers), each row with the associated data it was
+ * tokens, linked-login tokens, sealed idempotent answers, mail bodies, gateway upstream credentials), each row with the associated data it was
  * sealed with. One transaction: all of it moves to the new key or none does. Throws (and changes
  * nothing) when a value was sealed with a key that is neither current nor in TALLY_ENCRYPTION_KEYS_OLD.
  */
 export async function rotateSecrets(db: Db, box: SecretBox): Promise<RotateReport> {
   return db.transaction().execute(async (trx) => {
-    const report: RotateReport = { env_vars: 0, service_tokens: 0, user_identities: 0, idempotency_keys: 0, mail_outbox: 0 };
+    const report: RotateReport = { env_vars: 0, service_tokens: 0, user_identities: 0, idempotency_keys: 0, mail_outbox: 0, webhook_endpoints: 0, gateway_upstreams: 0 };
     for (const row of await trx.selectFrom('env_vars').select(['id', 'value_enc']).where('key_id', '<>', box.keyId).execute()) {
       const sealed = box.reseal(row.value_enc, envVarAad(row.id));
       if (sealed) await trx.updateTable('env_vars').set({ value_enc: sealed, key_id: box.keyId }).where('id', '=', row.id).execute();
@@ -73,6 +78,20 @@ export async function rotateSecrets(db: Db, box: SecretBox): Promise<RotateRepor
       const sealed = row.body_enc ? box.reseal(row.body_enc, mailAad(row.id)) : null;
       if (sealed) await trx.updateTable('mail_outbox').set({ body_enc: sealed, key_id: box.keyId }).where('id', '=', row.id).execute();
       report.mail_outbox++;
+    }
+    // Outgoing webhooks' signing secrets (and a rotation's previous one).
+    for (const row of await endpointsSealedNotUnder(trx, box.keyId)) {
+      const current = box.reseal(row.secret_enc, endpointAad(row.id, 'current'));
+      if (!current) continue;
+      const previous = row.previous_secret_enc ? box.reseal(row.previous_secret_enc, endpointAad(row.id, 'previous')) : null;
+      await trx.updateTable('webhook_endpoints').set({ secret_enc: current, previous_secret_enc: previous, key_id: box.keyId, ...(previous ? {} : { previous_secret_expires_at: null }) }).where('id', '=', row.id).execute();
+      report.webhook_endpoints++;
+    }
+    // The gateway's upstream credentials (docs/gateway.md), bound to their row.
+    for (const row of await trx.selectFrom('gateway_upstreams').select(['id', 'credentials_enc']).where('key_id', '<>', box.keyId).execute()) {
+      const sealed = box.reseal(row.credentials_enc, credentialsAad(row.id));
+      if (sealed) await trx.updateTable('gateway_upstreams').set({ credentials_enc: sealed, key_id: box.keyId }).where('id', '=', row.id).execute();
+      report.gateway_upstreams++;
     }
     return report;
   });

@@ -140,6 +140,16 @@ export async function userAuthState(db: Executor, userId: string, sessionId: str
 }
 
 /** Locks a user's row for an e-mail verification (issue or redeem): what the address is, now. */
+/** The account with this address (case-insensitively), locked; its credentials included. */
+export async function userLockByEmail(db: Executor, email: string) {
+  return db
+    .selectFrom('users')
+    .select(['id', 'email', 'password_hash', 'is_active', 'is_email_verified'])
+    .where(sql`lower(email)`, '=', email.toLowerCase())
+    .forUpdate()
+    .executeTakeFirst();
+}
+
 export async function userLockEmail(db: Executor, id: string) {
   return db.selectFrom('users').select(['id', 'email', 'is_email_verified']).where('id', '=', id).forUpdate().executeTakeFirst();
 }

@@ -1,7 +1,7 @@
 import type { Executor } from '../../db/database.js';
 import { cursorBefore, cursorColumn } from '../../db/paging.js';
 import { type PageRequest } from '../../core/paging.js';
-import { accountIdOf } from '../credits/credits.js';
+import { accountIdOf } from '../credits/credits.port.js';
 import type { MemberRow, WorkspaceRole, WorkspaceRow } from './workspaces.js';
 
 export async function workspaceInsert(

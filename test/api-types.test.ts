@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { dashboardApiTypes, GENERATED, hoistTitledSchemas, liveOpenApi } from '../scripts/dashboard-api-types.js';
+import { apiTypes, GENERATED, hoistTitledSchemas, liveOpenApi } from '../scripts/api-types.js';
 import { TARGET } from './support/harness.js';
 import type { Json } from './support/client.js';
 
@@ -14,11 +14,11 @@ function firstDifference(committed: string, generated: string): string {
   return `line ${at + 1} differs (committed ${a.length} lines, generated ${b.length}).\n--- committed:\n${show(a)}\n--- generated:\n${show(b)}`;
 }
 
-describe(`the dashboard's API types are generated from /openapi.json (${TARGET})`, () => {
-  it('dashboard/src/api.gen.ts is what `npm run gen:dashboard-api` writes from the live document (stale: run it and commit)', { timeout: 120_000 }, async () => {
-    const generated = await dashboardApiTypes(await liveOpenApi());
+describe(`the API types (client package, dashboard) are generated from /openapi.json (${TARGET})`, () => {
+  it('clients/typescript/src/api.gen.ts is what `npm run gen:api` writes from the live document (stale: run it and commit)', { timeout: 120_000 }, async () => {
+    const generated = await apiTypes(await liveOpenApi());
     const committed = readFileSync(GENERATED, 'utf8');
-    if (committed !== generated) expect.fail(`dashboard/src/api.gen.ts is stale: run \`npm run gen:dashboard-api\`. ${firstDifference(committed, generated)}`);
+    if (committed !== generated) expect.fail(`clients/typescript/src/api.gen.ts is stale: run \`npm run gen:api\`. ${firstDifference(committed, generated)}`);
   });
 
   it('hoisting titled schemas names each shape once and refuses two shapes with one title', () => {

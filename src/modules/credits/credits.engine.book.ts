@@ -1,0 +1,191 @@
+import { errors } from '../../core/errors.js';
+import { newId } from '../../lib/ids.js';
+import { type AccountState, balanceBody, type GrantState, type HoldState, isDebt, type LedgerEntry, type RefundTarget } from './credits.js';
+import { compareGrants } from './credits.engine.order.js';
+
+/** Money moved between grants by one entry (several grants → allocation rows; see `settle`). */
+export interface Allocation {
+  transactionId: string;
+  grantId: string;
+  amount: number;
+}
+
+/** A new grant's shape (its class, where it came from, when it ends, its place in the order). */
+export interface GrantShape {
+  class: string;
+  source: string;
+  expiresAt: Date | null;
+  priority: number;
+  rolloverUntil?: Date | null;
+}
+
+/**
+ * One account's state in one batch and the primitives every rule moves it with: take from a
+ * grant, add a grant, append an entry, allocate. The rules (credits.engine.{grants,spend,refunds,
+ * holds,expiry}.ts) change the state only through these, so `balance = Σ grants.remaining` and
+ * `balance_after` hold whatever rule ran. No I/O.
+ */
+export class Book {
+  readonly account: AccountState;
+  readonly grants = new Map<string, GrantState>();
+  readonly holds = new Map<string, HoldState>();
+  readonly targets = new Map<string, RefundTarget>();
+  readonly entries: LedgerEntry[] = [];
+  readonly allocations: Allocation[] = [];
+
+  constructor(
+    input: { account: AccountState; grants: GrantState[]; holds: HoldState[]; refundTargets: RefundTarget[] },
+    readonly now: Date,
+    readonly cap: number | null,
+  ) {
+    this.account = { ...input.account };
+    for (const g of input.grants) this.grants.set(g.id, { ...g });
+    for (const h of input.holds) this.holds.set(h.id, { ...h });
+    for (const t of input.refundTargets) this.targets.set(t.id, { ...t, restoredByGrant: new Map(t.restoredByGrant) });
+  }
+
+  /**
+   * A batch's rows share its instant (JavaScript dates have milliseconds only); within it, ids are
+   * monotonic ULIDs, and across batches `seq` is the order of record.
+   */
+  stamp(): Date {
+    return new Date(this.now.getTime());
+  }
+
+  /** Live grants in consumption order. */
+  live(): GrantState[] {
+    return [...this.grants.values()].filter((g) => g.remaining > 0).sort(compareGrants);
+  }
+
+  available(): number {
+    return this.account.balance - this.account.held;
+  }
+
+  /**
+   * What positive grants hold beyond what open holds reserve. Without debt this equals available;
+   * with debt (a clawback's negative grant) the balance understates it, and expiry and clawbacks
+   * must still never take the credits that back an open hold.
+   */
+  free(): number {
+    let positive = 0;
+    for (const g of this.grants.values()) if (g.remaining > 0) positive += g.remaining;
+    return positive - this.account.held;
+  }
+
+  /** Debt grants, oldest first: new credits pay them off in that order. */
+  debts(): GrantState[] {
+    return [...this.grants.values()].filter(isDebt).sort(compareGrants);
+  }
+
+  assertAvailable(amount: number): void {
+    const available = this.available();
+    if (amount > available) {
+      throw errors.insufficientCredits(`Not enough credits: ${amount} needed, ${available} available`, {
+        needed: amount,
+        available,
+      });
+    }
+  }
+
+  assertUnderCap(amount: number): void {
+    if (this.cap !== null && this.account.balance + amount > this.cap) {
+      throw errors.balanceCapExceeded(`The balance would exceed the cap of ${this.cap}`, {
+        cap: this.cap,
+        balance: this.account.balance,
+        amount,
+      });
+    }
+  }
+
+  /** Takes `amount` from live grants in order, recording allocations; the caller checked availability. */
+  consume(entryId: string, amount: number): void {
+    let left = amount;
+    for (const grant of this.live()) {
+      if (left === 0) break;
+      const take = Math.min(grant.remaining, left);
+      this.take(grant, take);
+      this.allocate(entryId, grant.id, take);
+      left -= take;
+    }
+    if (left !== 0) throw new Error(`ledger invariant broken: grants short by ${left} on ${this.account.id}`);
+  }
+
+  allocate(transactionId: string, grantId: string, amount: number): void {
+    this.allocations.push({ transactionId, grantId, amount });
+  }
+
+  /**
+   * An entry that took from (or gave to) exactly one grant names it in grant_id and needs no
+   * allocation row: the common case writes one row, not two. Several grants → allocation rows.
+   */
+  settle(entryId: string): string | null {
+    // This entry's allocations are the last ones pushed.
+    const n = this.allocations.length;
+    const last = this.allocations[n - 1];
+    if (!last || last.transactionId !== entryId || this.allocations[n - 2]?.transactionId === entryId) return null;
+    this.allocations.pop();
+    return last.grantId;
+  }
+
+  take(grant: GrantState, amount: number): void {
+    grant.remaining -= amount;
+    grant.dirty = true;
+    this.account.balance -= amount;
+  }
+
+  newGrant(amount: number, shape: GrantShape, metadata: Record<string, unknown>): GrantState {
+    const grant: GrantState = {
+      id: newId('grant'),
+      accountId: this.account.id,
+      class: shape.class,
+      source: shape.source,
+      amount,
+      remaining: amount,
+      priority: shape.priority,
+      expiresAt: shape.expiresAt,
+      expiredAt: null,
+      rolloverUntil: shape.rolloverUntil ?? null,
+      transactionId: null,
+      metadata,
+      createdAt: this.stamp(),
+      isNew: true,
+      dirty: true,
+    };
+    this.grants.set(grant.id, grant);
+    this.account.balance += amount;
+    return grant;
+  }
+
+  /** Appends a ledger entry. The balance already moved (through grants); balance_after is it. */
+  entry(
+    type: LedgerEntry['type'],
+    amount: number,
+    reason: string,
+    metadata: Record<string, unknown>,
+    extra: { id?: string; grantId?: string | null; holdId?: string; refundOf?: string },
+  ): LedgerEntry {
+    const entry: LedgerEntry = {
+      id: extra.id ?? newId('transaction'),
+      accountId: this.account.id,
+      userId: this.account.userId,
+      workspaceId: this.account.workspaceId,
+      type,
+      amount,
+      balanceAfter: this.account.balance,
+      reason,
+      metadata,
+      grantId: extra.grantId ?? null,
+      holdId: extra.holdId ?? null,
+      refundOf: extra.refundOf ?? null,
+      seq: ++this.account.lastSeq,
+      createdAt: this.stamp(),
+    };
+    this.entries.push(entry);
+    return entry;
+  }
+
+  /** The balance as answers show it. */
+  balance() {
+    return balanceBody(this.account, this.live());
+  }
+}

@@ -1,0 +1,78 @@
+import type { Executor } from '../../db/database.js';
+import type { RunStatement } from '../../db/statements.js';
+import type { ConsumeResult } from './credits.engine.js';
+import type { AccountState, ConsumeTier, GrantState, HoldState, LedgerOp, OpResult, Owner } from './credits.js';
+
+/**
+ * The ledger as other modules see it: the one door to credits' money (docs/ledger.md, "The port").
+ * Usage, payments, jobs and billing's cycles — and next the gateway — call this and nothing else of
+ * credits (test/layers.test.ts): every movement goes through credits' engine, its row locks and its
+ * writes, so the rules (consumption order, holds, the cap, expiry, idempotency) live in one place.
+ */
+export interface Ledger {
+  /** Queues one operation on an owner's account; resolves with its outcome once committed. */
+  execute(owner: Owner, op: LedgerOp): Promise<OpResult>;
+
+  /** Capture and release name a hold, not an owner: the same, on the hold's account. */
+  executeOnHold(holdId: string, op: LedgerOp): Promise<OpResult>;
+
+  /**
+   * Operations inside the caller's transaction (a job's hold with the job row, a payment's grant
+   * with the payment), committed with it or not at all. Takes the account's row lock.
+   */
+  executeIn(trx: Executor, owner: Owner, ops: LedgerOp[]): Promise<OpResult[]>;
+
+  /**
+   * Priced consumption (usage): inside the caller's transaction `run`, locks these users' accounts
+   * (id order, as every ledger batch does), loads them, and hands `work` one account per user that
+   * has one, with the instant the locks were granted. What `work` consumed is written when it
+   * returns, in the same transaction. Consumption is never capped (the cap is for grants).
+   */
+  consumeIn<T>(run: RunStatement, userIds: readonly string[], work: (accounts: ReadonlyMap<string, ConsumingAccount>, now: Date) => T | Promise<T>): Promise<T>;
+
+  /**
+   * A user's ledger state for a quote (POST /v1/check), read by the caller's own statement in one
+   * round trip: `columns` is the select list (`account`, `grants`, `holds`: the account, its live
+   * grants, and its open holds due by `$dueBy`), `snapshotOf` reads the row back (null: no account).
+   */
+  readonly snapshots: {
+    columns(accountParam: string, dueByParam: string): string;
+    snapshotOf(row: { account: unknown; grants: unknown; holds: unknown }): LedgerSnapshot | null;
+  };
+
+  /** An account over a snapshot at `now`, to price against: what it consumes is never written. */
+  quote(snapshot: LedgerSnapshot, now: Date): ConsumingAccount;
+
+  /**
+   * Ends named grants at `at` (billing: a canceled or changed plan's allowances) and clears their
+   * rollover, in the caller's transaction — their remainder then expires like any past-due grant
+   * (an `expire` operation or the next batch), never while an open hold is backed by it.
+   */
+  endGrantsAt(trx: Executor, owner: Owner, grantIds: readonly string[], at: Date): Promise<void>;
+}
+
+/** One account inside a priced consumption. */
+export interface ConsumingAccount {
+  /** The balance and held credits now (after what was consumed so far). */
+  readonly balance: number;
+  readonly held: number;
+  /** What a consumption over these tiers could take now, per tier, up to `want` (nothing changes). */
+  coverable(tiers: ConsumeTier[], want?: number): { name: string; amount: number }[];
+  /**
+   * Takes `amount` tier by tier, each in consumption order. Ask only for what `coverable` said:
+   * more is refused (`insufficient_credits`, raised) and takes nothing.
+   */
+  consume(c: { requestId: string; amount: number; reason: string; metadata: Record<string, unknown>; tiers: ConsumeTier[] }): ConsumeResult;
+}
+
+/** A user's ledger state as read for a quote (other modules only keep it and hand it back). */
+export interface LedgerSnapshot {
+  readonly account: AccountState;
+  readonly grants: readonly GrantState[];
+  readonly holds: readonly HoldState[];
+}
+
+export type { ConsumeResult, ConsumeTier, LedgerOp, OpResult, Owner };
+export { accountIdOf } from './credits.js';
+/** The ledger's own invariant check (balance = Σ ledger = Σ grants), for operators. */
+export { reconcile, type ReconcileReport } from './credits.reconcile.js';

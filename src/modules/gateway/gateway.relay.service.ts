@@ -1,0 +1,488 @@
+import type { Db } from '../../db/database.js';
+import { errors } from '../../core/errors.js';
+import { sha256Hex } from '../../lib/hash.js';
+import { requestHash } from '../idempotency/idempotency.js';
+import { API_KEY_PREFIX } from '../api-keys/api-keys.scopes.js';
+import { costModelFind } from '../billing/billing.catalog.repository.js';
+import type { Owner } from '../credits/credits.port.js';
+import type { GatewayConfig } from '../../config/config.js';
+import { NO_TOKENS, type Tokens, type UsageSource } from './gateway.js';
+import type { GatewayLedger } from './gateway.ledger.js';
+import { costMicros, holdCredits, inputBoundOf, maxCostMicros, type ModelPrice, priceMetric, priceOf } from './gateway.pricing.js';
+import { carryAdd, gatewayKeyTouch, pricedModels, requestFind, requestFindByKey, requestInsert, requestLock, requestSettle, requestsStale } from './gateway.repository.js';
+import type { Candidate, UpstreamRouter } from './gateway.router.js';
+import type { Attempt, UpstreamClient } from './gateway.upstream-call.js';
+import { SseSplitter, StreamUsage, usageOfBody, type Wire } from './gateway.wire.js';
+
+/** The relayed endpoints: which wire, which upstream path. */
+export const ENDPOINTS = {
+  'openai.chat': { wire: 'openai', path: '/chat/completions', label: 'chat.completions' },
+  'openai.embeddings': { wire: 'openai', path: '/embeddings', label: 'embeddings' },
+  'anthropic.messages': { wire: 'anthropic', path: '/v1/messages', label: 'messages' },
+} as const satisfies Record<string, { wire: Wire; path: string; label: string }>;
+export type EndpointName = keyof typeof ENDPOINTS;
+
+export interface RelayRequest {
+  endpoint: EndpointName;
+  /** The `tly_` key (Bearer or x-api-key). */
+  apiKey: string | null;
+  body: unknown;
+  /** Size of the body as received (the input-token bound). */
+  rawBytes: number;
+  idempotencyKey: string | null;
+  /** The x-request-id of the response: the usage record's id. */
+  requestId: string;
+  /** Provider headers passed through (anthropic-version, anthropic-beta). */
+  forward: Record<string, string>;
+}
+
+/**
+ * Where a stream goes. `start` is called once, with the first event: until then nothing has reached
+ * the client and another upstream may still be tried. `write` answers false once the client left.
+ */
+export interface StreamSink {
+  start(headers: Record<string, string>): void;
+  write(chunk: string): boolean;
+  end(): void;
+  readonly closed: boolean;
+}
+
+export type RelayAnswer =
+  | { kind: 'json'; status: number; body: string; headers: Record<string, string>; replayed?: boolean; settled: Promise<void> }
+  | { kind: 'streamed'; settled: Promise<void> };
+
+interface Caller {
+  userId: string;
+  workspaceId: string | null;
+  keyId: string;
+  owner: Owner;
+}
+
+interface Open {
+  caller: Caller;
+  model: string;
+  price: ModelPrice;
+  holdId: string;
+  held: number;
+  stream: boolean;
+  started: number;
+}
+
+interface Settlement {
+  status: 'completed' | 'failed' | 'aborted';
+  httpStatus: number | null;
+  upstreamId: string | null;
+  attempts: number;
+  tokens: Tokens;
+  source: UsageSource;
+  ttftMs: number | null;
+  error: string | null;
+  response: string | null;
+}
+
+/** A hold outlives any request by far: the reaper settles the few a crash leaves (docs/gateway.md). */
+const HOLD_SECONDS = 24 * 3600;
+const PRICE_TTL_MS = 1_000;
+const ZERO_PRICE: ModelPrice = { metric: '', input: 0n, cachedInput: 0n, cacheWrite: 0n, output: 0n, reasoning: 0n, requestFee: 0n, maxOutputTokens: 0 };
+
+/**
+ * The relay (issue 14): authenticate the key, price the model, hold the request's maximum cost and
+ * record it — one transaction, before any byte goes upstream — then call upstreams in the router's
+ * order (retrying only before the first byte reaches the client), pass the answer through, and
+ * settle exactly once: capture the cost of the provider's own usage, give back the rest.
+ *
+ * This is an HTTP relay, so upstream statuses are its domain: it answers the upstream's status and
+ * body as they came. Its own refusals are DomainErrors the route renders in the client's wire format.
+ */
+export class RelayService {
+  private readonly prices = new Map<string, { at: number; price: ModelPrice | string }>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly ledger: GatewayLedger,
+    private readonly router: UpstreamRouter,
+    private readonly upstreams: UpstreamClient,
+    private readonly settings: GatewayConfig,
+    private readonly now: () => Date,
+    private readonly onSettleError: (err: unknown, requestId: string) => void,
+  ) {}
+
+  /** The caller of a `tly_` key; full-scope keys only (a narrow key may not spend through the gateway). */
+  async authenticate(apiKey: string | null): Promise<Caller> {
+    if (!apiKey) throw errors.unauthenticated('Send your Tally API key (tly_…) as the bearer token or x-api-key');
+    if (!apiKey.startsWith(API_KEY_PREFIX) || apiKey.length > 512) throw errors.unauthenticated('API key is invalid, revoked or expired');
+    const key = await gatewayKeyTouch(this.db, sha256Hex(apiKey));
+    if (!key) throw errors.unauthenticated('API key is invalid, revoked or expired');
+    if (!key.scopes.includes('*')) throw errors.forbidden('This API key lacks the "*" scope the gateway needs');
+    return {
+      userId: key.user_id,
+      workspaceId: key.workspace_id,
+      keyId: key.id,
+      owner: key.workspace_id ? { workspaceId: key.workspace_id } : { userId: key.user_id },
+    };
+  }
+
+  /** `GET /gateway/v1/models`: priced models that an active upstream of the wire serves. */
+  async models(apiKey: string | null, wire: Wire): Promise<{ id: string; created: number }[]> {
+    await this.authenticate(apiKey);
+    const rows = await pricedModels(this.db);
+    const out: { id: string; created: number }[] = [];
+    for (const r of rows) {
+      const model = r.metric.slice('llm:'.length);
+      if ((await this.router.candidates(wire, model, { peek: true })).length > 0) out.push({ id: model, created: Math.floor(r.created_at.getTime() / 1000) });
+    }
+    return out;
+  }
+
+  async relay(req: RelayRequest, sink: StreamSink | null): Promise<RelayAnswer> {
+    const started = performance.now();
+    const ep = ENDPOINTS[req.endpoint];
+    const caller = await this.authenticate(req.apiKey);
+    const body = asObject(req.body);
+    const model = body['model'];
+    if (typeof model !== 'string' || model.length === 0 || model.length > 128) throw errors.invalidRequest('model is required', { field: 'body.model' });
+    const stream = body['stream'] === true;
+    if (stream && ep.label === 'embeddings') throw errors.invalidRequest('embeddings do not stream', { field: 'body.stream' });
+    if (stream && !sink) throw errors.internal();
+    const price = await this.priceFor(model);
+    const hash = requestHash(`gateway.${req.endpoint}`, {}, body);
+
+    if (req.idempotencyKey) {
+      const replay = await this.replayOf(caller, req.idempotencyKey, hash);
+      if (replay) return replay;
+    }
+
+    // The maximum cost: every byte of the body an input token, max_tokens (or the model's limit) out.
+    const messages = Array.isArray(body['messages']) ? body['messages'].length : Array.isArray(body['input']) ? body['input'].length : 1;
+    const maxOut = ep.label === 'embeddings' ? 0 : maxOutputOf(body, price.maxOutputTokens);
+    const held = holdCredits(maxCostMicros(price, inputBoundOf(req.rawBytes, messages), maxOut));
+    const holdId = await this.open(caller, req, ep.label, model, stream, held, hash);
+    const open: Open = { caller, model, price, holdId, held, stream, started };
+
+    let upstreamBody = body;
+    const clientAskedUsage = asObjectOrNull(body['stream_options'])?.['include_usage'] === true;
+    if (stream && ep.wire === 'openai') upstreamBody = { ...body, stream_options: { ...(asObjectOrNull(body['stream_options']) ?? {}), include_usage: true } };
+    const payload = JSON.stringify(upstreamBody);
+
+    // Whatever goes wrong from here on, the hold is settled: nothing reached the client → 0; a
+    // stream already started → the estimate (the upstream may have billed it).
+    let reachedClient = false;
+    const watched: StreamSink | null = sink && {
+      start: (h) => {
+        reachedClient = true;
+        sink.start(h);
+      },
+      write: (c) => sink.write(c),
+      end: () => sink.end(),
+      get closed() {
+        return sink.closed;
+      },
+    };
+    try {
+      return await this.attempts(req, open, ep, model, payload, stream, clientAskedUsage, watched);
+    } catch (err) {
+      const reason = `internal error: ${(err as Error).message || String(err)}`;
+      const settlement = reachedClient
+        ? { status: 'failed' as const, httpStatus: 200, upstreamId: null, attempts: 1, tokens: estimate(req.rawBytes, 0), source: 'estimated' as const, ttftMs: null, error: reason, response: null }
+        : failed(0, null, null, reason);
+      await this.settle(req.requestId, open, settlement);
+      throw err;
+    }
+  }
+
+  /** Tries the router's upstreams in order until one answers (see relay). */
+  private async attempts(req: RelayRequest, open: Open, ep: (typeof ENDPOINTS)[EndpointName], model: string, payload: string, stream: boolean, clientAskedUsage: boolean, sink: StreamSink | null): Promise<RelayAnswer> {
+    const candidates = await this.router.candidates(ep.wire, model);
+    let attempts = 0;
+    let last: Extract<Attempt, { kind: 'failed' }> | null = null;
+    for (const upstream of candidates) {
+      attempts++;
+      const attempt = await this.upstreams.call(upstream, ep.path, payload, req.forward);
+      if (attempt.kind === 'failed') {
+        this.router.failed(upstream.id, attempt.failure);
+        last = attempt;
+        continue;
+      }
+      if (attempt.status >= 300) {
+        // The upstream answered this request with its own refusal: passed through, costs nothing.
+        this.router.succeeded(upstream.id);
+        const text = await attempt.body.text();
+        const settled = this.settle(req.requestId, open, { ...failed(attempts, upstream.id, attempt.status, `upstream answered ${attempt.status}`) });
+        return { kind: 'json', status: attempt.status, body: text, headers: jsonHeaders(attempt.headers), settled };
+      }
+      if (!stream) {
+        let text: string;
+        try {
+          text = await attempt.body.text();
+        } catch (err) {
+          this.router.failed(upstream.id, { kind: 'retryable', error: (err as Error).message, retryAfterMs: null });
+          last = { kind: 'failed', failure: { kind: 'retryable', error: (err as Error).message, retryAfterMs: null }, status: null, text: null };
+          continue;
+        }
+        this.router.succeeded(upstream.id);
+        const usage = usageOfBody(ep.wire, safeJson(text));
+        const settled = this.settle(req.requestId, open, {
+          status: 'completed',
+          httpStatus: attempt.status,
+          upstreamId: upstream.id,
+          attempts,
+          tokens: usage ?? estimate(req.rawBytes, text.length),
+          source: usage ? 'provider' : 'estimated',
+          ttftMs: null,
+          error: usage ? null : 'the upstream reported no usage',
+          response: req.idempotencyKey ? text : null,
+        });
+        return { kind: 'json', status: attempt.status, body: text, headers: jsonHeaders(attempt.headers), settled };
+      }
+      const streamed = await this.pipe(req, open, ep.wire, upstream, attempt, attempts, clientAskedUsage, sink as StreamSink);
+      if (streamed === 'retry') {
+        last = { kind: 'failed', failure: { kind: 'retryable', error: 'the stream ended before its first event', retryAfterMs: null }, status: null, text: null };
+        continue;
+      }
+      return { kind: 'streamed', settled: streamed.settled };
+    }
+
+    // No upstream served it: nothing reached the client, so nothing is charged.
+    const reason = candidates.length === 0 ? `no upstream can serve ${model} now` : `every upstream failed: ${last?.failure.error ?? 'unknown'}`;
+    if (last?.status && last.text !== null) {
+      const settled = this.settle(req.requestId, open, failed(attempts, null, last.status, reason));
+      return { kind: 'json', status: last.status, body: last.text, headers: { 'content-type': 'application/json' }, settled };
+    }
+    await this.settle(req.requestId, open, failed(attempts, null, 503, reason));
+    throw errors.unavailable(reason);
+  }
+
+  /**
+   * Forwards a stream event by event, reading the provider's usage as it passes. A client that
+   * leaves does not stop the reading: the upstream is read on (up to the drain timeout) for its
+   * final usage, and that is what is billed.
+   */
+  private async pipe(req: RelayRequest, open: Open, wire: Wire, upstream: Candidate, attempt: Extract<Attempt, { kind: 'response' }>, attempts: number, clientAskedUsage: boolean, sink: StreamSink): Promise<{ settled: Promise<void> } | 'retry'> {
+    const splitter = new SseSplitter();
+    const usage = new StreamUsage(wire);
+    let first: number | null = null;
+    let error: string | null = null;
+    let drainTimer: NodeJS.Timeout | null = null;
+    try {
+      for await (const chunk of attempt.body) {
+        for (const event of splitter.push(chunk)) {
+          const seen = event.data === null ? { usageOnly: false } : usage.see(event.data);
+          if (first === null) {
+            first = performance.now();
+            sink.start({ 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
+          }
+          // The usage chunk Tally asked for on the client's behalf is not the client's to see.
+          if (wire === 'openai' && seen.usageOnly && !clientAskedUsage) continue;
+          if (!sink.closed) sink.write(event.raw);
+        }
+        if (sink.closed && drainTimer === null) {
+          drainTimer = setTimeout(() => attempt.body.destroy(new Error('drain timeout after the client left')), this.settings.drainTimeoutMs);
+        }
+      }
+      const rest = splitter.rest();
+      if (rest.trim() !== '' && !sink.closed) sink.write(rest);
+    } catch (err) {
+      error = (err as Error).message || String(err);
+    } finally {
+      if (drainTimer) clearTimeout(drainTimer);
+    }
+    if (first === null && error !== null) {
+      this.router.failed(upstream.id, { kind: 'retryable', error, retryAfterMs: null });
+      return 'retry';
+    }
+    if (first === null) {
+      // An empty but clean stream: nothing to forward; the client gets an empty event stream.
+      sink.start({ 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
+    }
+    const clientLeft = sink.closed;
+    sink.end();
+    if (error === null) this.router.succeeded(upstream.id);
+    else this.router.failed(upstream.id, { kind: 'retryable', error: `mid-stream: ${error}`, retryAfterMs: null });
+    const provider = usage.tokens !== null && (usage.done || wire === 'openai');
+    return { settled: this.settle(req.requestId, open, {
+      status: clientLeft ? 'aborted' : error ? 'failed' : 'completed',
+      httpStatus: attempt.status,
+      upstreamId: upstream.id,
+      attempts,
+      tokens: provider ? (usage.tokens as Tokens) : estimate(req.rawBytes, usage.textChars),
+      source: provider ? 'provider' : 'estimated',
+      ttftMs: first === null ? null : Math.round(first - open.started),
+      error: error ?? (provider ? null : 'the stream ended without usage'),
+      response: null,
+    }) };
+  }
+
+  /** Hold and record, in one transaction: no hold without its record, no record without its hold. */
+  private async open(caller: Caller, req: RelayRequest, endpoint: string, model: string, stream: boolean, held: number, hash: string): Promise<string> {
+    try {
+      return await this.db.transaction().execute(async (trx) => {
+        const hold = await this.ledger.hold(trx, caller.owner, req.requestId, held, HOLD_SECONDS);
+        if (!hold.ok) throw hold.error;
+        await requestInsert(trx, {
+          id: req.requestId,
+          user_id: caller.userId,
+          workspace_id: caller.workspaceId,
+          api_key_id: caller.keyId,
+          idempotency_key: req.idempotencyKey,
+          request_hash: req.idempotencyKey ? hash : null,
+          endpoint,
+          model,
+          stream,
+          hold_id: hold.holdId,
+          held,
+          // What the reaper bills if this process dies before settling (docs/gateway.md, "Crash").
+          input_tokens: Math.ceil(req.rawBytes / 4),
+        });
+        return hold.holdId;
+      });
+    } catch (err) {
+      // The same key raced in: the first one's record decides (replay or 409).
+      if ((err as { code?: string }).code === '23505' && req.idempotencyKey) throw errors.conflict('A request with this Idempotency-Key is already in progress; retry it later for its answer');
+      throw err;
+    }
+  }
+
+  /** A stored answer for a completed JSON request under this key; 409 while it runs or if it was a stream. */
+  private async replayOf(caller: Caller, key: string, hash: string): Promise<RelayAnswer | null> {
+    const prior = await requestFindByKey(this.db, caller.userId, key);
+    if (!prior) return null;
+    if (prior.request_hash !== hash) throw errors.idempotencyKeyReused();
+    if (prior.status === 'pending') throw errors.conflict('A request with this Idempotency-Key is in progress; retry it later for its answer');
+    if (prior.response === null || prior.http_status === null) throw errors.conflict('This Idempotency-Key answered a request whose answer is not kept (a stream or a failure); use a new key');
+    return { kind: 'json', status: prior.http_status, body: prior.response, headers: { 'content-type': 'application/json' }, replayed: true, settled: Promise.resolve() };
+  }
+
+  private async priceFor(model: string): Promise<ModelPrice> {
+    const metric = priceMetric(model);
+    const cached = this.prices.get(metric);
+    let price = cached && Date.now() - cached.at < PRICE_TTL_MS ? cached.price : undefined;
+    if (price === undefined) {
+      const row = await costModelFind(this.db, metric);
+      const result = row ? priceOf(metric, row.is_active, row.metadata) : { ok: false as const, reason: `no cost model ${metric}: the model is not priced` };
+      price = result.ok ? result.price : result.reason;
+      this.prices.set(metric, { at: Date.now(), price });
+    }
+    if (typeof price === 'string') throw errors.invalidRequest(`Model ${model} is not available: ${price}`, { field: 'body.model' });
+    return price;
+  }
+
+  /** Settles a request its process never settled (see reapStale). */
+  async settleOrphan(row: { id: string; user_id: string; workspace_id: string | null; api_key_id: string | null; model: string; hold_id: string | null; held: number; input_tokens: number }): Promise<void> {
+    if (!row.hold_id) return;
+    const owner: Owner = row.workspace_id ? { workspaceId: row.workspace_id } : { userId: row.user_id };
+    let price: ModelPrice | null = null;
+    try {
+      price = await this.priceFor(row.model);
+    } catch {
+      price = null;
+    }
+    const caller: Caller = { userId: row.user_id, workspaceId: row.workspace_id, keyId: row.api_key_id ?? '', owner };
+    const open: Open = { caller, model: row.model, price: price ?? ZERO_PRICE, holdId: row.hold_id, held: Number(row.held), stream: false, started: -1 };
+    await this.settleNow(row.id, open, {
+      status: 'failed',
+      httpStatus: null,
+      upstreamId: null,
+      attempts: 0,
+      tokens: { ...NO_TOKENS, input: Number(row.input_tokens) },
+      source: price ? 'estimated' : 'none',
+      ttftMs: null,
+      error: 'the process ended before the request settled (reaped)',
+      response: null,
+    });
+  }
+
+  /**
+   * Settles a request exactly once: under the row lock, a pending record becomes final, the exact
+   * cost joins the account's running total, and the whole credits that crossed are captured (the
+   * capture is keyed on the request id, so even a second settlement that got past the lock cannot
+   * move money twice). Runs after the answer went out; failures are logged and left to the reaper.
+   */
+  settle(requestId: string, open: Open, s: Settlement): Promise<void> {
+    return this.settleNow(requestId, open, s).catch((err) => this.onSettleError(err, requestId));
+  }
+
+  private async settleNow(requestId: string, open: Open, s: Settlement): Promise<void> {
+    const exact = s.source === 'none' ? 0 : costMicros(open.price, s.tokens);
+    // Never more than was held: the hold is what the payer agreed could be spent.
+    const billable = Math.min(exact, open.held * 1_000_000);
+    const latency = open.started < 0 ? null : Math.round(performance.now() - open.started);
+    await this.db.transaction().execute(async (trx) => {
+      const row = await requestLock(trx, requestId);
+      if (!row || row.status !== 'pending') return;
+      const due = billable > 0 ? await carryAdd(trx, this.ledger.accountOf(open.caller.owner), billable) : 0;
+      const captured = await this.ledger.capture(trx, open.caller.owner, requestId, open.holdId, due);
+      if (!captured.ok) throw captured.error;
+      await requestSettle(trx, requestId, {
+        status: s.status,
+        http_status: s.httpStatus,
+        upstream_id: s.upstreamId,
+        attempts: s.attempts,
+        tokens: s.tokens,
+        cost_micros: billable,
+        charged: due,
+        usage_source: s.source,
+        latency_ms: latency,
+        ttft_ms: s.ttftMs,
+        error: s.error,
+        response: s.response,
+        settled_at: this.now(),
+      });
+    });
+  }
+}
+
+/**
+ * The reaper (scheduler): a request still pending long after it started belongs to a process that
+ * died mid-request. Policy (docs/gateway.md, "Crash"): bill the estimate of its input — it was sent
+ * upstream, and the provider bills that — and no output, marked `estimated`; capped at the hold,
+ * settled through the same exactly-once path (a late real settlement finds it final and does
+ * nothing). An unpriced model by then: nothing is billed, the hold is released.
+ */
+export async function reapStale(relay: RelayService, db: Db, now: Date, olderThanMs: number, limit = 200): Promise<number> {
+  const ids = await requestsStale(db, new Date(now.getTime() - olderThanMs), limit);
+  let n = 0;
+  for (const id of ids) {
+    const row = await requestFind(db, id);
+    if (!row || row.status !== 'pending' || !row.hold_id) continue;
+    await relay.settleOrphan(row);
+    n++;
+  }
+  return n;
+}
+
+function failed(attempts: number, upstreamId: string | null, status: number | null, error: string): Settlement {
+  return { status: 'failed', httpStatus: status, upstreamId, attempts, tokens: NO_TOKENS, source: 'none', ttftMs: null, error, response: null };
+}
+
+/** When the provider never said: about four characters a token, for what was sent and what came back. */
+function estimate(inputBytes: number, outputChars: number): Tokens {
+  return { ...NO_TOKENS, input: Math.ceil(inputBytes / 4), output: Math.ceil(outputChars / 4) };
+}
+
+function maxOutputOf(body: Record<string, unknown>, modelLimit: number): number {
+  for (const k of ['max_completion_tokens', 'max_tokens']) {
+    const v = body[k];
+    if (typeof v === 'number' && Number.isSafeInteger(v) && v > 0) return v;
+  }
+  return modelLimit;
+}
+
+function asObject(v: unknown): Record<string, unknown> {
+  const o = asObjectOrNull(v);
+  if (!o) throw errors.invalidRequest('The body must be a JSON object', { field: 'body' });
+  return o;
+}
+function asObjectOrNull(v: unknown): Record<string, unknown> | null {
+  return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+}
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+function jsonHeaders(upstream: Record<string, string>): Record<string, string> {
+  return { 'content-type': upstream['content-type'] ?? 'application/json' };
+}
+

@@ -1,0 +1,224 @@
+import { sql } from 'kysely';
+import type { Executor } from '../../db/database.js';
+import type { PageRequest } from '../../core/paging.js';
+import { cursorBefore, cursorColumn } from '../../db/paging.js';
+import type { RequestRow, Tokens, UpstreamRow } from './gateway.js';
+
+/** Upstream columns that may leave the repository: never the sealed credentials. */
+const UPSTREAM_COLUMNS = [
+  'id', 'type', 'name', 'base_url', 'credentials_hint', 'models', 'priority', 'weight', 'is_active', 'state', 'success_count',
+  'error_count', 'consecutive_failures', 'cooldown_until', 'last_error', 'last_error_at', 'last_success_at', 'created_at', 'updated_at',
+] as const;
+
+const REQUEST_COLUMNS = [
+  'id', 'user_id', 'workspace_id', 'api_key_id', 'endpoint', 'model', 'stream', 'status', 'http_status', 'upstream_id', 'attempts',
+  'hold_id', 'held', 'input_tokens', 'cached_input_tokens', 'cache_write_tokens', 'output_tokens', 'reasoning_tokens', 'cost_micros',
+  'charged', 'usage_source', 'latency_ms', 'ttft_ms', 'error', 'created_at', 'settled_at',
+] as const;
+
+export interface UpstreamInsert {
+  id: string;
+  type: string;
+  name: string;
+  base_url: string;
+  credentials_enc: string;
+  key_id: string;
+  credentials_hint: string;
+  models: string[];
+  priority: number;
+  weight: number;
+  is_active: boolean;
+}
+
+export async function upstreamInsert(db: Executor, row: UpstreamInsert): Promise<UpstreamRow> {
+  return db.insertInto('gateway_upstreams').values(row).returning([...UPSTREAM_COLUMNS]).executeTakeFirstOrThrow();
+}
+
+export async function upstreamFind(db: Executor, id: string): Promise<UpstreamRow | undefined> {
+  return db.selectFrom('gateway_upstreams').select([...UPSTREAM_COLUMNS]).where('id', '=', id).executeTakeFirst();
+}
+
+export async function upstreamList(db: Executor, page: PageRequest) {
+  let q = db.selectFrom('gateway_upstreams').select([...UPSTREAM_COLUMNS]).select(cursorColumn('gateway_upstreams').as('cursor_us'));
+  if (page.after) q = q.where(cursorBefore('gateway_upstreams', page.after));
+  return q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(page.limit + 1).execute();
+}
+
+/** Every active upstream with its sealed credentials, for the router (the only reader of ciphertext). */
+export async function upstreamsRoutable(db: Executor): Promise<(UpstreamRow & { credentials_enc: string })[]> {
+  return db.selectFrom('gateway_upstreams').select([...UPSTREAM_COLUMNS, 'credentials_enc']).where('is_active', '=', true).execute();
+}
+
+export async function upstreamUpdate(
+  db: Executor,
+  id: string,
+  set: Partial<Omit<UpstreamInsert, 'id' | 'type'>> & { state?: string; consecutive_failures?: number; cooldown_until?: Date | null; last_error?: string | null },
+): Promise<UpstreamRow | undefined> {
+  if (Object.keys(set).length === 0) return upstreamFind(db, id);
+  return db.updateTable('gateway_upstreams').set(set).where('id', '=', id).returning([...UPSTREAM_COLUMNS]).executeTakeFirst();
+}
+
+export async function upstreamDelete(db: Executor, id: string): Promise<boolean> {
+  const res = await db.deleteFrom('gateway_upstreams').where('id', '=', id).executeTakeFirst();
+  return res.numDeletedRows > 0n;
+}
+
+/** Records an attempt's outcome on the upstream's counters and circuit (one statement). */
+export async function upstreamRecordOutcome(
+  db: Executor,
+  id: string,
+  outcome: { ok: true; at: Date } | { ok: false; at: Date; error: string; state: string; consecutiveFailures: number; cooldownUntil: Date | null },
+): Promise<void> {
+  if (outcome.ok) {
+    await db
+      .updateTable('gateway_upstreams')
+      .set({ success_count: sql`success_count + 1`, consecutive_failures: 0, last_success_at: outcome.at, state: sql`case when state = 'disabled' then state else 'closed' end`, cooldown_until: null })
+      .where('id', '=', id)
+      .execute();
+    return;
+  }
+  await db
+    .updateTable('gateway_upstreams')
+    .set({
+      error_count: sql`error_count + 1`,
+      consecutive_failures: outcome.consecutiveFailures,
+      last_error: outcome.error.slice(0, 1000),
+      last_error_at: outcome.at,
+      state: outcome.state,
+      cooldown_until: outcome.cooldownUntil,
+    })
+    .where('id', '=', id)
+    .execute();
+}
+
+export interface RequestInsert {
+  id: string;
+  user_id: string;
+  workspace_id: string | null;
+  api_key_id: string | null;
+  idempotency_key: string | null;
+  request_hash: string | null;
+  endpoint: string;
+  model: string;
+  stream: boolean;
+  hold_id: string | null;
+  held: number;
+  input_tokens: number;
+}
+
+export async function requestInsert(db: Executor, row: RequestInsert): Promise<void> {
+  await db.insertInto('gateway_requests').values(row).execute();
+}
+
+export async function requestFind(db: Executor, id: string): Promise<RequestRow | undefined> {
+  return db.selectFrom('gateway_requests').select([...REQUEST_COLUMNS]).where('id', '=', id).executeTakeFirst();
+}
+
+/** A user's request under an Idempotency-Key, with the stored answer of a completed JSON request. */
+export async function requestFindByKey(db: Executor, userId: string, key: string) {
+  return db
+    .selectFrom('gateway_requests')
+    .select([...REQUEST_COLUMNS, 'response', 'request_hash'])
+    .where('user_id', '=', userId)
+    .where('idempotency_key', '=', key)
+    .executeTakeFirst();
+}
+
+/** Locks a request row for its one settlement. */
+export async function requestLock(db: Executor, id: string): Promise<RequestRow | undefined> {
+  return db.selectFrom('gateway_requests').select([...REQUEST_COLUMNS]).where('id', '=', id).forUpdate().executeTakeFirst();
+}
+
+export interface RequestSettle {
+  status: string;
+  http_status: number | null;
+  upstream_id: string | null;
+  attempts: number;
+  tokens: Tokens;
+  cost_micros: number;
+  charged: number;
+  usage_source: string;
+  latency_ms: number | null;
+  ttft_ms: number | null;
+  error: string | null;
+  response: string | null;
+  settled_at: Date;
+}
+
+export async function requestSettle(db: Executor, id: string, s: RequestSettle): Promise<void> {
+  await db
+    .updateTable('gateway_requests')
+    .set({
+      status: s.status,
+      http_status: s.http_status,
+      upstream_id: s.upstream_id,
+      attempts: s.attempts,
+      input_tokens: s.tokens.input,
+      cached_input_tokens: s.tokens.cachedInput,
+      cache_write_tokens: s.tokens.cacheWrite,
+      output_tokens: s.tokens.output,
+      reasoning_tokens: s.tokens.reasoning,
+      cost_micros: s.cost_micros,
+      charged: s.charged,
+      usage_source: s.usage_source,
+      latency_ms: s.latency_ms,
+      ttft_ms: s.ttft_ms,
+      error: s.error,
+      response: s.response,
+      settled_at: s.settled_at,
+    })
+    .where('id', '=', id)
+    .execute();
+}
+
+/** Requests still pending since before `before` (their process ended mid-request): the reaper's work. */
+export async function requestsStale(db: Executor, before: Date, limit: number): Promise<string[]> {
+  const rows = await db.selectFrom('gateway_requests').select('id').where('status', '=', 'pending').where('created_at', '<', before).orderBy('created_at').limit(limit).execute();
+  return rows.map((r) => r.id);
+}
+
+export async function requestList(db: Executor, page: PageRequest, filter: { userId?: string; model?: string; status?: string; requestId?: string }) {
+  let q = db.selectFrom('gateway_requests').select([...REQUEST_COLUMNS]).select(cursorColumn('gateway_requests').as('cursor_us'));
+  if (filter.requestId) q = q.where('id', '=', filter.requestId);
+  if (filter.userId) q = q.where('user_id', '=', filter.userId);
+  if (filter.model) q = q.where('model', '=', filter.model);
+  if (filter.status) q = q.where('status', '=', filter.status);
+  if (page.after) q = q.where(cursorBefore('gateway_requests', page.after));
+  return q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(page.limit + 1).execute();
+}
+
+/**
+ * Adds a request's exact cost to its account's running total and answers the whole credits that
+ * crossed: floor(new / 1e6) − floor((new − cost) / 1e6). One statement, so concurrent settlements of
+ * one account serialize on the row and the credits captured stay floor(total / 1e6).
+ */
+export async function carryAdd(db: Executor, accountId: string, micros: number): Promise<number> {
+  const row = await db
+    .insertInto('gateway_carries')
+    .values({ account_id: accountId, total_micros: micros })
+    .onConflict((oc) => oc.column('account_id').doUpdateSet({ total_micros: sql`gateway_carries.total_micros + ${micros}::int8` }))
+    .returning('total_micros')
+    .executeTakeFirstOrThrow();
+  const total = Number(row.total_micros);
+  return Math.floor(total / 1_000_000) - Math.floor((total - micros) / 1_000_000);
+}
+
+/** A `tly_` key as the gateway needs it: whose it is, whose pool pays, and its scopes (counts the use). */
+export async function gatewayKeyTouch(db: Executor, keyHash: string) {
+  return db
+    .updateTable('api_keys')
+    .set({ last_used_at: sql`now()`, request_count: sql`api_keys.request_count + 1` })
+    .from('users')
+    .whereRef('users.id', '=', 'api_keys.user_id')
+    .where('api_keys.key_hash', '=', keyHash)
+    .where('api_keys.revoked_at', 'is', null)
+    .where((eb) => eb.or([eb('api_keys.expires_at', 'is', null), eb('api_keys.expires_at', '>', sql<Date>`now()`)]))
+    .where('users.is_active', '=', true)
+    .returning(['api_keys.id', 'api_keys.user_id', 'api_keys.workspace_id', 'api_keys.scopes'])
+    .executeTakeFirst();
+}
+
+/** The models with gateway prices (cost models `llm:<model>`, active). */
+export async function pricedModels(db: Executor): Promise<{ metric: string; created_at: Date }[]> {
+  return db.selectFrom('cost_models').select(['metric', 'created_at']).where('metric', 'like', 'llm:%').where('is_active', '=', true).orderBy('metric').execute();
+}

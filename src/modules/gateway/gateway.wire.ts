@@ -1,0 +1,170 @@
+import type { ErrorCode } from '../../core/errors.js';
+import { NO_TOKENS, type Tokens } from './gateway.js';
+
+/**
+ * The two providers' wire formats, as far as the relay needs them: where usage is, and how an
+ * error looks. The relay passes bodies through unchanged (no translation); this file only reads.
+ */
+export type Wire = 'openai' | 'anthropic';
+
+type Json = Record<string, unknown>;
+const obj = (v: unknown): Json | null => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : null);
+const int = (v: unknown): number => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : 0);
+
+/**
+ * OpenAI usage (chat and embeddings): prompt_tokens includes cached ones, completion_tokens includes
+ * reasoning ones; both are split out so each category is priced once.
+ */
+export function openaiUsage(usage: unknown): Tokens | null {
+  const u = obj(usage);
+  if (!u || typeof u['prompt_tokens'] !== 'number') return null;
+  const prompt = int(u['prompt_tokens']);
+  const completion = int(u['completion_tokens']);
+  const cached = Math.min(prompt, int(obj(u['prompt_tokens_details'])?.['cached_tokens']));
+  const reasoning = Math.min(completion, int(obj(u['completion_tokens_details'])?.['reasoning_tokens']));
+  return { input: prompt - cached, cachedInput: cached, cacheWrite: 0, output: completion - reasoning, reasoning };
+}
+
+/** Anthropic usage: input_tokens excludes cache reads and writes; output_tokens is cumulative in streams. */
+export function anthropicUsage(usage: unknown, base: Tokens = NO_TOKENS): Tokens | null {
+  const u = obj(usage);
+  if (!u) return null;
+  return {
+    input: 'input_tokens' in u ? int(u['input_tokens']) : base.input,
+    cachedInput: 'cache_read_input_tokens' in u ? int(u['cache_read_input_tokens']) : base.cachedInput,
+    cacheWrite: 'cache_creation_input_tokens' in u ? int(u['cache_creation_input_tokens']) : base.cacheWrite,
+    output: 'output_tokens' in u ? int(u['output_tokens']) : base.output,
+    reasoning: 0,
+  };
+}
+
+/** Usage of a whole JSON response. */
+export function usageOfBody(wire: Wire, body: unknown): Tokens | null {
+  const b = obj(body);
+  if (!b) return null;
+  return wire === 'openai' ? openaiUsage(b['usage']) : anthropicUsage(b['usage']);
+}
+
+/**
+ * Reads a stream's events for usage. OpenAI: the final chunk (choices: []) carries `usage` when
+ * `stream_options.include_usage` is on. Anthropic: message_start has the input side, each
+ * message_delta the cumulative output.
+ */
+export class StreamUsage {
+  tokens: Tokens | null = null;
+  /** Characters of generated text seen (the estimate's basis when usage never comes). */
+  textChars = 0;
+  done = false;
+
+  constructor(private readonly wire: Wire) {}
+
+  /** Takes one event's data; answers whether the event is the injected usage chunk (OpenAI). */
+  see(data: string): { usageOnly: boolean } {
+    if (data === '[DONE]') {
+      this.done = true;
+      return { usageOnly: false };
+    }
+    let event: Json | null;
+    try {
+      event = obj(JSON.parse(data));
+    } catch {
+      return { usageOnly: false };
+    }
+    if (!event) return { usageOnly: false };
+    if (this.wire === 'openai') {
+      const choices = Array.isArray(event['choices']) ? (event['choices'] as unknown[]) : [];
+      for (const c of choices) {
+        const content = obj(obj(c)?.['delta'])?.['content'];
+        if (typeof content === 'string') this.textChars += content.length;
+      }
+      const usage = openaiUsage(event['usage']);
+      if (usage) this.tokens = usage;
+      return { usageOnly: usage !== null && choices.length === 0 };
+    }
+    switch (event['type']) {
+      case 'message_start':
+        this.tokens = anthropicUsage(obj(event['message'])?.['usage']) ?? this.tokens;
+        break;
+      case 'message_delta':
+        this.tokens = anthropicUsage(event['usage'], this.tokens ?? NO_TOKENS) ?? this.tokens;
+        break;
+      case 'content_block_delta': {
+        const d = obj(event['delta']);
+        const text = d?.['text'] ?? d?.['thinking'] ?? d?.['partial_json'];
+        if (typeof text === 'string') this.textChars += text.length;
+        break;
+      }
+      case 'message_stop':
+        this.done = true;
+        break;
+      default:
+        break;
+    }
+    return { usageOnly: false };
+  }
+}
+
+/**
+ * Splits a byte stream into SSE events (blank-line separated) and hands each one's `data:` to a
+ * reader, keeping the raw event text so it can be forwarded unchanged.
+ */
+export class SseSplitter {
+  private buffer = '';
+  private readonly decoder = new TextDecoder();
+
+  /** Complete events in this chunk, each as its raw text (terminator included) and its data. */
+  push(chunk: Uint8Array): { raw: string; data: string | null }[] {
+    this.buffer += this.decoder.decode(chunk, { stream: true });
+    const out: { raw: string; data: string | null }[] = [];
+    for (;;) {
+      const m = /\r?\n\r?\n/.exec(this.buffer);
+      if (!m) break;
+      const end = m.index + m[0].length;
+      const raw = this.buffer.slice(0, end);
+      this.buffer = this.buffer.slice(end);
+      const data = raw
+        .split(/\r?\n/)
+        .filter((l) => l.startsWith('data:'))
+        .map((l) => l.slice(5).replace(/^ /, ''))
+        .join('\n');
+      out.push({ raw, data: data === '' && !/^data:/m.test(raw) ? null : data });
+    }
+    return out;
+  }
+
+  /** Whatever is left when the stream ends without a final blank line. */
+  rest(): string {
+    return this.buffer;
+  }
+}
+
+/** The error types each wire names for a Tally error code. */
+const OPENAI_TYPES: Partial<Record<ErrorCode, string>> = {
+  invalid_request: 'invalid_request_error',
+  unauthenticated: 'authentication_error',
+  forbidden: 'permission_error',
+  not_found: 'not_found_error',
+  insufficient_credits: 'insufficient_quota',
+  budget_exceeded: 'insufficient_quota',
+  rate_limited: 'rate_limit_error',
+  conflict: 'invalid_request_error',
+  idempotency_key_reused: 'invalid_request_error',
+};
+const ANTHROPIC_TYPES: Partial<Record<ErrorCode, string>> = {
+  invalid_request: 'invalid_request_error',
+  unauthenticated: 'authentication_error',
+  forbidden: 'permission_error',
+  not_found: 'not_found_error',
+  insufficient_credits: 'billing_error',
+  budget_exceeded: 'billing_error',
+  rate_limited: 'rate_limit_error',
+  conflict: 'invalid_request_error',
+  idempotency_key_reused: 'invalid_request_error',
+  unavailable: 'overloaded_error',
+};
+
+/** An error body in the client's own format (OpenAI `{error:{…}}`, Anthropic `{type:'error',error:{…}}`). */
+export function wireError(wire: Wire, code: ErrorCode, message: string): Json {
+  if (wire === 'openai') return { error: { message, type: OPENAI_TYPES[code] ?? 'server_error', param: null, code } };
+  return { type: 'error', error: { type: ANTHROPIC_TYPES[code] ?? 'api_error', message } };
+}

@@ -1,0 +1,73 @@
+import Anthropic from '@anthropic-ai/sdk';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TARGET } from './support/harness.js';
+import { addUpstream, allSettled, balanceOf, fundedKey, type GatewayWorld, gatewayWorld, micros, priceModel, settledRecord } from './support/gateway-fixture.js';
+
+/** The Anthropic-compatible relay, driven by the official `@anthropic-ai/sdk` (key in x-api-key). */
+describe(`gateway: Anthropic messages (${TARGET})`, () => {
+  let w: GatewayWorld;
+  let up: { id: string; credential: string };
+  const anthropic = (apiKey: string) => new Anthropic({ baseURL: `${w.base}/gateway/anthropic`, apiKey, maxRetries: 0 });
+
+  beforeAll(async () => {
+    w = await gatewayWorld();
+    await priceModel(w, 'fake-claude');
+    up = await addUpstream(w, 'anthropic', { models: ['fake-claude'] });
+  });
+  afterAll(async () => {
+    await w.close();
+  });
+
+  it('a JSON message is charged exactly the provider usage; the upstream got its credential, not the tly_ key', async () => {
+    const { userId, key } = await fundedKey(w, 1000);
+    const res = await anthropic(key).messages.create({ model: 'fake-claude', max_tokens: 32, messages: [{ role: 'user', content: 'one two three' }] }).withResponse();
+    expect(res.data.content[0]).toMatchObject({ type: 'text', text: 'w1 w2 w3 w4 w5' });
+    const rec = await settledRecord(w, res.response.headers.get('x-request-id') as string);
+    expect(rec).toMatchObject({ status: 'completed', usage_source: 'provider', cost_micros: micros(3, 5), charged: 5, endpoint: 'messages' });
+    expect(await balanceOf(w, userId)).toMatchObject({ balance: 1003 - 5, held: 0 });
+    expect(w.fake.hits(up.credential)).toBeGreaterThan(0);
+    expect(w.fake.hits(key)).toBe(0);
+  });
+
+  it('a stream is billed from message_start + cumulative message_delta, equal to the provider bill', async () => {
+    const { userId, key } = await fundedKey(w, 1000);
+    w.fake.behave(up.credential, { words: 9 });
+    const before = w.fake.bill(up.credential);
+    const stream = anthropic(key).messages.stream({ model: 'fake-claude', max_tokens: 64, messages: [{ role: 'user', content: 'stream this one' }] });
+    const final = await stream.finalMessage();
+    expect(final.usage).toMatchObject({ input_tokens: 3, output_tokens: 9 });
+    const recs = await allSettled(w, userId);
+    const after = w.fake.bill(up.credential);
+    expect(recs).toHaveLength(1);
+    expect(recs[0]).toMatchObject({ status: 'completed', usage_source: 'provider', cost_micros: micros(after.input - before.input, after.output - before.output) });
+    expect(await balanceOf(w, userId)).toMatchObject({ balance: 1003 - 9, held: 0 }); // 9.75 → 9
+    w.fake.behave(up.credential, {});
+  });
+
+  it('errors come back in Anthropic format: 401 bad key, 402 not enough credits (nothing sent upstream)', async () => {
+    await expect(anthropic('tly_wrong').messages.create({ model: 'fake-claude', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(Anthropic.AuthenticationError);
+    const { key } = await fundedKey(w, 0);
+    const hits = w.fake.hits(up.credential);
+    const err = await anthropic(key).messages.create({ model: 'fake-claude', max_tokens: 500, messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Anthropic.APIError);
+    expect((err as InstanceType<typeof Anthropic.APIError>).status).toBe(402);
+    expect((err as InstanceType<typeof Anthropic.APIError>).error).toMatchObject({ type: 'error', error: { type: 'billing_error' } });
+    expect(w.fake.hits(up.credential)).toBe(hits);
+  });
+
+  it('the key is accepted as Authorization: Bearer too', async () => {
+    const { key } = await fundedKey(w, 100);
+    const res = await fetch(`${w.base}/gateway/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+      body: JSON.stringify({ model: 'fake-claude', max_tokens: 8, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(res.status).toBe(200);
+  });
+  it('reconcile is clean: ledger and gateway invariants (carries, captures) hold after everything above', async () => {
+    const res = await w.svc.post('/v1/admin/reconcile', undefined);
+    expect(res.status).toBe(200);
+    expect(res.body.drift).toEqual([]);
+    expect(res.body.ok).toBe(true);
+  });
+});
