@@ -1,6 +1,7 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
+import { installDeadline } from './http/deadline.js';
 import { installErrorHandler } from './http/error-handler.js';
 import { errorBody, statusOf } from './http/errors.js';
 import { errors } from './core/errors.js';
@@ -29,10 +30,6 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     // Fastify logs two lines per request ("incoming request", "request completed"); Tally logs one,
     // after the answer, with what an operator filters on (see the onResponse hook below).
     disableRequestLogging: true,
-    // Every request is answered within the deadline: 503 `unavailable` (reason timeout) past it,
-    // through the error handler. The work goes on and may still commit; a retry with the same
-    // Idempotency-Key then replays it, so nothing is charged twice (docs/operations.md).
-    ...(options.deadlineMs ? { handlerTimeout: options.deadlineMs } : {}),
     // Slow clients: the whole request must arrive within a bound too.
     requestTimeout: 60_000,
     requestIdHeader: false,
@@ -53,6 +50,8 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
   // JSON only: a text/plain body is refused with 415 rather than validated as a string.
   app.removeContentTypeParser('text/plain');
   installErrorHandler(app, options.bodyLimit);
+  // Every request is answered within the deadline (src/http/deadline.ts, docs/operations.md).
+  if (options.deadlineMs) installDeadline(app, options.deadlineMs);
   app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
     done(null, payload);

@@ -216,6 +216,31 @@ describe.runIf(TARGET === 'postgres')('faults: a per-request deadline (postgres)
     const debits = await database.db.selectFrom('credit_ledger').select('id').where('user_id', '=', user.id).where('type', '=', 'debit').execute();
     expect(debits).toHaveLength(1);
   });
+  it('the deadline holds over a real socket too (a POST whose body was read is not "closed" for it)', async () => {
+    const svc = client(app.server, serviceKey);
+    const user = (await svc.post('/v1/users', { email: `r_${randomBytes(4).toString('hex')}@example.com` }, { idempotencyKey: randomBytes(6).toString('hex') })).body as { id: string };
+    await svc.post('/v1/credits/grant', { user_id: user.id, amount: 100, reason: 'fund' }, { idempotencyKey: `fund-${user.id}` });
+    const address = await app.server.listen({ port: 0, host: '127.0.0.1' });
+    const locker = new pg.Client({ connectionString: POSTGRES_URL });
+    await locker.connect();
+    try {
+      await locker.query('begin');
+      await locker.query(`select 1 from ${schema}.credit_accounts where user_id = $1 for update`, [user.id]);
+      const started = Date.now();
+      const res = await fetch(`${address}/v1/credits/debit`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${serviceKey}`, 'content-type': 'application/json', 'idempotency-key': `socket-${user.id}` },
+        body: JSON.stringify({ user_id: user.id, amount: 7, reason: 'deadline over a socket' }),
+      });
+      const took = Date.now() - started;
+      expect(res.status).toBe(503);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('unavailable');
+      expect(took).toBeLessThan(3_000);
+    } finally {
+      await locker.query('rollback');
+      await locker.end();
+    }
+  });
   it('/ready shows the money operations waiting in this process (backlog), and the bound past which they are refused', async () => {
     const svc = client(app.server, serviceKey);
     const user = (await svc.post('/v1/users', { email: `b_${randomBytes(4).toString('hex')}@example.com` }, { idempotencyKey: randomBytes(6).toString('hex') })).body as { id: string };

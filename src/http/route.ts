@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { NO_DEADLINE } from './deadline.js';
 import { type Static, type TSchema, Type } from 'typebox';
 import type { Db } from '../db/database.js';
 import type { Scope } from '../modules/api-keys/api-keys.scopes.js';
@@ -131,9 +132,9 @@ export function defineRoute<B extends TSchema = Empty, P extends TSchema = Empty
   app.route({
     method: def.method,
     url: def.url,
-    // Streamed bodies are exempt from the request deadline on purpose (the longest timer Node
-    // allows, ~24.8 days); the server's requestTimeout still bounds how long the body may take.
-    ...(def.streamed ? { handlerTimeout: 2_147_483_647 } : {}),
+    // Streamed bodies are exempt from the request deadline on purpose; the server's
+    // requestTimeout still bounds how long the body may take.
+    ...(def.streamed ? { config: NO_DEADLINE } : {}),
     schema: {
       summary: def.summary,
       tags: def.tags,

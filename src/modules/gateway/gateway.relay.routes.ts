@@ -1,3 +1,4 @@
+import { NO_DEADLINE } from '../../http/deadline.js';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { DomainError } from '../../core/errors.js';
 import { statusOf } from '../../http/errors.js';
@@ -21,6 +22,8 @@ export function registerRelayRoutes(app: FastifyInstance, relay: RelayService, b
       method: 'POST',
       url,
       bodyLimit: Math.max(bodyLimit, GATEWAY_BODY_LIMIT),
+      // Bounded by the gateway's own upstream timeouts (connect, first byte, idle): an answer may stream for minutes.
+      config: NO_DEADLINE,
       schema: { hide: true },
       errorHandler: (err: FastifyError, request, reply) => renderError(wire, err, request, reply, bodyLimit),
       handler: async (request, reply) => {

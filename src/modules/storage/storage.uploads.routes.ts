@@ -1,3 +1,4 @@
+import { NO_DEADLINE } from '../../http/deadline.js';
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { FileStore } from '@tus/file-store';
@@ -98,7 +99,7 @@ export function registerResumableUploads(app: FastifyInstance, deps: RouteDeps, 
       await tus.handle(request.raw, reply.raw);
     };
     for (const url of ['/v1/storage/uploads', '/v1/storage/uploads/*']) {
-      raw.route({ method: ['POST', 'PATCH', 'HEAD', 'DELETE', 'OPTIONS'], url, handler, handlerTimeout: 2_147_483_647, schema: { hide: true } });
+      raw.route({ method: ['POST', 'PATCH', 'HEAD', 'DELETE', 'OPTIONS'], url, handler, config: NO_DEADLINE, schema: { hide: true } });
     }
   });
 }
