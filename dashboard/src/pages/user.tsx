@@ -1,6 +1,7 @@
 import { type FormEvent, useMemo, useState } from 'react';
 import { Bar, BarChart, CartesianGrid, Legend, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
 import { api, ApiError, newIdempotencyKey, type Ok, qs, type Schema, valuesOf } from '../api';
+import { Link } from '../router';
 import { Badge, Card, ErrorBox, fmtAxis, fmtDate, fmtMoney, fmtNum, LoadedTable, PagedTable, Progress, Stat, Table, toApiError, useAction, useLoad, usePaged } from '../ui';
 
 // What the API answers, from its OpenAPI document (../api.gen.ts): never written by hand here.
@@ -29,6 +30,8 @@ export function UserView({ userId, operator }: { userId: string; operator: boole
       <div className="page-head">
         <h1>{user.data ? user.data.email : 'User'}</h1>
         <span className="muted mono">{userId}</span>
+        {/* Their files: the storage browser at their own folder (buckets are the service's to list). */}
+        {operator && <Link to={`/storage?prefix=${encodeURIComponent(`${userId}/`)}`}>Files in storage</Link>}
       </div>
       <Card title="Balance">
         <ErrorBox error={balance.error} />
