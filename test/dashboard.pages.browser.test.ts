@@ -233,7 +233,7 @@ describe.skipIf(!haveChromium || TARGET !== 'pglite')('dashboard pages in Chromi
     await page.close();
   });
 
-  it('the workspaces page lists workspaces; a workspace shows its members with their roles and its pool\'s balance', async () => {
+  it('the workspaces page lists workspaces; a workspace shows its pool\'s balance and its members with their roles, which the operator adds, changes and removes', async () => {
     const ws = await call('POST', '/v1/workspaces', { name: 'Render farm', owner_id: alice.id }, app.serviceKey, `w-${key()}`);
     expect(ws.status, JSON.stringify(ws.body)).toBe(201);
     const id = ws.body.id as string;
@@ -241,7 +241,7 @@ describe.skipIf(!haveChromium || TARGET !== 'pglite')('dashboard pages in Chromi
     expect((await call('POST', '/v1/credits/grant', { workspace_id: id, amount: 5000, reason: 'team pack' }, app.serviceKey, `g-${key()}`)).status).toBe(201);
     expect((await call('POST', '/v1/holds', { workspace_id: id, amount: 300 }, app.serviceKey, `h-${key()}`)).status).toBe(201);
 
-    const { page, bad } = await operatorPage();
+    const { page, bad } = await operatorPage([{ status: 409, method: 'POST', path: `/v1/workspaces/${id}/members` }]);
     await nav(page, 'Workspaces');
     await page.getByRole('table', { name: 'Workspaces' }).getByRole('link', { name: 'Render farm' }).click();
     await page.getByRole('heading', { name: 'Render farm' }).waitFor();
@@ -251,9 +251,29 @@ describe.skipIf(!haveChromium || TARGET !== 'pglite')('dashboard pages in Chromi
     expect(pool).toMatchObject({ balance: 5000, available: 4700 });
     const members = page.getByRole('table', { name: 'Members' });
     expect(await members.getByRole('row').filter({ hasText: alice.id }).textContent()).toContain('owner');
-    expect(await members.getByRole('row').filter({ hasText: bob.id }).textContent()).toContain('viewer');
-    expect(await page.getByRole('table', { name: 'Pool ledger' }).textContent()).toContain('team pack');
+    expect(await members.getByRole('row').filter({ hasText: alice.id }).getByRole('combobox').count()).toBe(0);
+    expect(await page.getByLabel(`Role of ${bob.id}`).inputValue()).toBe('viewer');
+    const roster = async () => ((await call('GET', `/v1/workspaces/${id}/members`)).body.data as { user_id: string; role: string }[]).map((m) => `${m.user_id}:${m.role}`).sort();
+
+    // Bob becomes a member; Carol is added as an admin, then removed; adding Bob twice is refused.
+    await page.getByLabel(`Role of ${bob.id}`).selectOption('member');
+    await expect.poll(roster).toEqual([`${alice.id}:owner`, `${bob.id}:member`].sort());
+    const carol = await signUp(`carol_${key()}@example.com`);
+    const add = page.getByRole('form', { name: 'Add a member' });
+    await add.getByLabel('User id').fill(carol.id);
+    await add.getByLabel('Role').selectOption('admin');
+    await add.getByRole('button', { name: 'Add member' }).click();
+    await members.getByRole('row').filter({ hasText: carol.id }).waitFor();
+    expect(await roster()).toEqual([`${alice.id}:owner`, `${bob.id}:member`, `${carol.id}:admin`].sort());
     await page.screenshot({ path: join(shots, 'workspace.png'), fullPage: true });
+    await add.getByLabel('User id').fill(bob.id);
+    await add.getByRole('button', { name: 'Add member' }).click();
+    await expect.poll(() => page.getByRole('alert').first().textContent()).toMatch(/already a member/);
+    page.once('dialog', (d) => void d.accept());
+    await members.getByRole('button', { name: `Remove ${carol.id}` }).click();
+    await expect.poll(roster).toEqual([`${alice.id}:owner`, `${bob.id}:member`].sort());
+    await page.getByRole('button', { name: 'Add member' }).waitFor();
+    expect(await page.getByRole('table', { name: 'Pool ledger' }).textContent()).toContain('team pack');
     await page.waitForLoadState('networkidle');
     expect(bad).toEqual([]);
     await page.close();
@@ -470,6 +490,36 @@ describe.skipIf(!haveChromium || TARGET !== 'pglite')('dashboard pages in Chromi
     await page.getByRole('button', { name: 'Run storage check' }).click();
     await page.getByRole('status').filter({ hasText: 'Rows and bytes agree.' }).waitFor();
     await page.waitForLoadState('networkidle');
+    expect(bad).toEqual([]);
+    await page.close();
+  });
+
+  it('at phone width every new page fits: no sideways scrolling', async () => {
+    const { page, bad } = await operatorPage();
+    await page.setViewportSize({ width: 390, height: 844 });
+    // An endpoint with a delivery, so the deliveries table (payload and all) is drawn.
+    const ep = await call('POST', '/v1/webhook-endpoints', { url: receiverUrl, event_types: ['*'], description: 'phone' }, app.serviceKey, `e-${key()}`);
+    expect(ep.status).toBe(201);
+    await finishedJob('complete', 1);
+    await app.services.queue.runDue(new Date());
+    const ws = await call('POST', '/v1/workspaces', { name: 'Phone team', owner_id: bob.id }, app.serviceKey, `w-${key()}`);
+    expect(ws.status).toBe(201);
+    const pages: [string, string][] = [
+      ['/users', 'Users'], ['/plans', 'Plans'], ['/workspaces', 'Workspaces'], [`/workspaces/${ws.body.id}`, 'Phone team'],
+      ['/webhooks', 'Outgoing webhooks'], [`/webhooks/${ep.body.id}`, receiverUrl], ['/storage', 'Storage'], ['/mail', 'Mail outbox'],
+    ];
+    for (const [path, heading] of pages) {
+      await page.goto(`${base}/dashboard${path}`);
+      await page.getByRole('heading', { level: 1, name: heading, exact: true }).waitFor();
+      await page.waitForLoadState('networkidle');
+      const wide = await page.evaluate(() =>
+        [...document.querySelectorAll('body *')]
+          .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
+          .slice(0, 5)
+          .map((e) => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().right)}px`),
+      );
+      expect(wide, `elements wider than a phone on ${path}`).toEqual([]);
+    }
     expect(bad).toEqual([]);
     await page.close();
   });

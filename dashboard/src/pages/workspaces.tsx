@@ -1,6 +1,12 @@
-import { api, type Ok, qs } from '../api';
+import { type FormEvent, useState } from 'react';
+import { api, type Body, newIdempotencyKey, type Ok, qs, valuesOf } from '../api';
 import { Link } from '../router';
-import { Badge, Card, ErrorBox, fmtDate, fmtNum, PagedTable, Progress, Stat, Table, useLoad, usePaged } from '../ui';
+import { Badge, Card, ErrorBox, fmtDate, fmtNum, PagedTable, Progress, Stat, Table, useAction, useLoad, usePaged } from '../ui';
+
+type Member = Ok<'/v1/workspaces/{id}/members', 'get'>['data'][number];
+type AssignableRole = Body<'/v1/workspaces/{id}/members', 'post'>['role'];
+/** The roles a member can be given (the owner is the workspace's creator, never assigned). */
+const ROLES = valuesOf<AssignableRole>({ admin: true, member: true, viewer: true });
 
 /** Every workspace (the service's list), newest first; each links to its members and pool. */
 export function Workspaces() {
@@ -80,19 +86,7 @@ export function WorkspaceView({ id }: { id: string }) {
           </>
         )}
       </Card>
-      <Card title="Members">
-        <PagedTable
-          label="Members"
-          paged={{ ...members, rows: members.rows.map((m) => ({ ...m, id: m.user_id })) }}
-          empty="No members."
-          columns={[
-            { label: 'User', render: (m) => <Link to={`/users/${encodeURIComponent(m.user_id)}`}>{m.user_id}</Link> },
-            { label: 'Role', render: (m) => <Badge value={m.role} /> },
-            { label: 'Invited by', render: (m) => m.invited_by ?? '—' },
-            { label: 'Joined', render: (m) => fmtDate(m.joined_at) },
-          ]}
-        />
-      </Card>
+      <Members workspaceId={id} members={members} />
       <Card title="Pool ledger">
         <PagedTable
           label="Pool ledger"
@@ -108,5 +102,95 @@ export function WorkspaceView({ id }: { id: string }) {
         />
       </Card>
     </div>
+  );
+}
+
+/** The roster: add a member, change a role, remove one (the API says who may). */
+function Members({ workspaceId, members }: { workspaceId: string; members: ReturnType<typeof usePaged<Member>> }) {
+  const w = encodeURIComponent(workspaceId);
+  const [userId, setUserId] = useState('');
+  const [role, setRole] = useState<AssignableRole>('member');
+  const [idem, setIdem] = useState(() => newIdempotencyKey('member'));
+  const add = useAction();
+  const act = useAction();
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    return add.run(
+      async () => {
+        await api('POST', `/v1/workspaces/${w}/members`, { body: { user_id: userId.trim(), role } satisfies Body<'/v1/workspaces/{id}/members', 'post'>, idempotencyKey: idem });
+        setUserId('');
+        setIdem(newIdempotencyKey('member'));
+        members.reload();
+      },
+      // A refused attempt is recorded under its key: the corrected one needs a new key.
+      () => setIdem(newIdempotencyKey('member')),
+    );
+  };
+  const changeRole = (m: Member, to: AssignableRole) =>
+    act.run(async () => {
+      await api('PATCH', `/v1/workspaces/${w}/members/${encodeURIComponent(m.user_id)}`, { body: { role: to } });
+      members.reload();
+    });
+  const remove = (m: Member) =>
+    act.run(async () => {
+      if (!window.confirm(`Remove ${m.user_id} from the workspace?`)) return;
+      await api('DELETE', `/v1/workspaces/${w}/members/${encodeURIComponent(m.user_id)}`);
+      members.reload();
+    });
+  return (
+    <Card title="Members">
+      <form className="form-row" onSubmit={submit} aria-label="Add a member">
+        <label className="grow">
+          User id
+          <input name="member-user-id" required value={userId} onChange={(e) => setUserId(e.target.value)} placeholder="usr_…" />
+        </label>
+        <label>
+          Role
+          <select value={role} onChange={(e) => setRole(e.target.value as AssignableRole)}>
+            {ROLES.map((r) => (
+              <option key={r}>{r}</option>
+            ))}
+          </select>
+        </label>
+        <button type="submit" disabled={add.busy}>
+          {add.busy ? 'Adding…' : 'Add member'}
+        </button>
+      </form>
+      <ErrorBox error={add.error ?? act.error} />
+      <PagedTable
+        label="Members"
+        paged={{ ...members, rows: members.rows.map((m) => ({ ...m, id: m.user_id })) }}
+        empty="No members."
+        columns={[
+          { label: 'User', render: (m) => <Link to={`/users/${encodeURIComponent(m.user_id)}`}>{m.user_id}</Link> },
+          {
+            label: 'Role',
+            render: (m) =>
+              m.role === 'owner' ? (
+                <Badge value="owner" />
+              ) : (
+                <select aria-label={`Role of ${m.user_id}`} value={m.role} disabled={act.busy} onChange={(e) => void changeRole(m, e.target.value as AssignableRole)}>
+                  {ROLES.map((r) => (
+                    <option key={r}>{r}</option>
+                  ))}
+                </select>
+              ),
+          },
+          { label: 'Invited by', render: (m) => m.invited_by ?? '—' },
+          { label: 'Joined', render: (m) => fmtDate(m.joined_at) },
+          {
+            label: 'Remove',
+            render: (m) =>
+              m.role === 'owner' ? (
+                ''
+              ) : (
+                <button className="danger" disabled={act.busy} aria-label={`Remove ${m.user_id}`} onClick={() => void remove(m)}>
+                  Remove
+                </button>
+              ),
+          },
+        ]}
+      />
+    </Card>
   );
 }
