@@ -279,6 +279,55 @@ describe.skipIf(!haveChromium || TARGET !== 'pglite')('dashboard pages in Chromi
     await page.close();
   });
 
+  it('a customer sees their workspaces on their page and a workspace\'s pool and members read-only; not a workspace they are not in', async () => {
+    const studio = await call('POST', '/v1/workspaces', { name: 'Studio', owner_id: alice.id }, app.serviceKey, `w-${key()}`);
+    const secret = await call('POST', '/v1/workspaces', { name: 'Secret lab', owner_id: alice.id }, app.serviceKey, `w-${key()}`);
+    expect([studio.status, secret.status]).toEqual([201, 201]);
+    expect((await call('POST', `/v1/workspaces/${studio.body.id}/members`, { user_id: bob.id, role: 'member' })).status).toBe(201);
+    expect((await call('POST', '/v1/credits/grant', { workspace_id: studio.body.id, amount: 700, reason: 'studio pack' }, app.serviceKey, `g-${key()}`)).status).toBe(201);
+    const other = `/v1/workspaces/${secret.body.id}`;
+
+    const page = await context.newPage();
+    await page.setViewportSize({ width: 1280, height: 900 });
+    const bad: string[] = [];
+    // Bob's page asks for his budget guard (none: 404); the workspace he is not in is refused, on purpose.
+    const expected = (path: string) => path.startsWith(other) || path === `/v1/users/${bob.id}/budget-guard`;
+    page.on('response', (r) => {
+      const path = new URL(r.url()).pathname;
+      if (r.status() >= 400 && !expected(path)) bad.push(`${r.status()} ${r.request().method()} ${path}`);
+    });
+    page.on('console', (m) => {
+      const url = m.location().url;
+      if (m.type() === 'error' && !(url && expected(new URL(url).pathname))) bad.push(`console: ${m.text()} (${url})`);
+    });
+    await page.goto(`${base}/dashboard/`);
+    await page.getByLabel('E-mail').fill(bob.email);
+    await page.getByLabel('Password').fill(password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: bob.email }).waitFor();
+    const mine = page.getByRole('table', { name: 'Workspaces' });
+    await mine.getByRole('link', { name: 'Studio' }).waitFor();
+    expect(await mine.textContent()).not.toContain('Secret lab');
+    await mine.getByRole('link', { name: 'Studio' }).click();
+    await page.getByRole('heading', { name: 'Studio' }).waitFor();
+    await expect.poll(() => page.getByTestId('pool-balance').textContent()).toBe('700');
+    const members = page.getByRole('table', { name: 'Members' });
+    await members.getByRole('row').filter({ hasText: bob.id }).waitFor();
+    expect(await members.getByRole('row').filter({ hasText: bob.id }).textContent()).toContain('member');
+    // Read-only for a member: no roster form, no role select, no remove button.
+    expect(await page.getByRole('form', { name: 'Add a member' }).count()).toBe(0);
+    expect(await members.getByRole('combobox').count()).toBe(0);
+    expect(await members.getByRole('button').count()).toBe(0);
+
+    await page.goto(`${base}/dashboard/workspaces/${secret.body.id}`);
+    expect(await page.getByRole('alert').first().textContent()).toMatch(/not found|forbidden|member/i);
+    expect(await page.getByText('Secret lab').count()).toBe(0);
+    expect(await page.getByTestId('pool-balance').count()).toBe(0);
+    await page.waitForLoadState('networkidle');
+    expect(bad).toEqual([]);
+    await page.close();
+  });
+
   it('outgoing webhooks: an endpoint added (secret shown once, it verifies what arrives), event types edited, a canceled delivery retried, a delivered one replayed, the secret rotated, disabled, enabled, deleted', async () => {
     const deliver = () => app.services.queue.runDue(new Date());
     const { page, bad } = await operatorPage([{ status: 409, method: 'POST', path: '/v1/webhook-endpoints/' }]);

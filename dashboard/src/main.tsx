@@ -119,11 +119,11 @@ function App() {
   const endpointPath = /^\/webhooks\/([^/]+)$/.exec(path)?.[1];
   let page;
   if (userPath !== undefined) page = <UserView key={userPath} userId={decodeURIComponent(userPath)} operator={operator} />;
+  else if (workspacePath !== undefined) page = <WorkspaceView key={workspacePath} id={decodeURIComponent(workspacePath)} operator={operator} />;
   else if (!operator) page = <UserView key={session.user.id} userId={session.user.id} operator={false} />;
   else if (path === '/') page = <Overview />;
   else if (path === '/users') page = <Users />;
   else if (path === '/workspaces') page = <Workspaces />;
-  else if (workspacePath !== undefined) page = <WorkspaceView key={workspacePath} id={decodeURIComponent(workspacePath)} />;
   else if (path === '/plans') page = <Plans />;
   else if (path === '/webhooks') page = <WebhookEndpoints />;
   else if (endpointPath !== undefined) page = <WebhookEndpointView key={endpointPath} id={decodeURIComponent(endpointPath)} />;

@@ -69,8 +69,30 @@ export function UserView({ userId, operator }: { userId: string; operator: boole
       <Subscriptions userId={userId} />
       <BudgetAndOverage userId={userId} />
       <PaymentsAndInvoices userId={userId} />
+      <UserWorkspaces userId={userId} />
       <ApiKeys userId={userId} />
     </div>
+  );
+}
+
+/** The workspaces a user belongs to (the API's list for them), each linking to its pool and members. */
+function UserWorkspaces({ userId }: { userId: string }) {
+  const u = encodeURIComponent(userId);
+  const paged = usePaged((cursor) => api<Ok<'/v1/workspaces', 'get'>>('GET', `/v1/workspaces${qs({ user_id: userId, cursor, limit: 25 })}`), [u]);
+  return (
+    <Card title="Workspaces">
+      <PagedTable
+        label="Workspaces"
+        paged={paged}
+        empty="Not a member of any workspace."
+        columns={[
+          { label: 'Name', render: (w) => <Link to={`/workspaces/${encodeURIComponent(w.id)}`}>{w.name}</Link> },
+          { label: 'Slug', render: (w) => w.slug },
+          { label: 'Owner', render: (w) => (w.owner_id === userId ? 'this user' : <span className="mono">{w.owner_id}</span>) },
+          { label: 'State', render: (w) => <Badge value={w.is_active ? 'active' : 'inactive'} /> },
+        ]}
+      />
+    </Card>
   );
 }
 

@@ -32,8 +32,11 @@ export function Workspaces() {
   );
 }
 
-/** One workspace: its members and their roles, and its pool's balance and ledger. */
-export function WorkspaceView({ id }: { id: string }) {
+/**
+ * One workspace: its pool's balance and ledger, and its members and their roles. The operator manages
+ * the roster here; a member (customer) sees what the API lets them see, read-only.
+ */
+export function WorkspaceView({ id, operator }: { id: string; operator: boolean }) {
   const w = encodeURIComponent(id);
   const ws = useLoad(() => api<Ok<'/v1/workspaces/{id}', 'get'>>('GET', `/v1/workspaces/${w}`), [w]);
   const balance = useLoad(() => api<Ok<'/v1/workspaces/{id}/balance', 'get'>>('GET', `/v1/workspaces/${w}/balance`), [w]);
@@ -86,7 +89,7 @@ export function WorkspaceView({ id }: { id: string }) {
           </>
         )}
       </Card>
-      <Members workspaceId={id} members={members} />
+      <Members workspaceId={id} members={members} manage={operator} />
       <Card title="Pool ledger">
         <PagedTable
           label="Pool ledger"
@@ -106,7 +109,7 @@ export function WorkspaceView({ id }: { id: string }) {
 }
 
 /** The roster: add a member, change a role, remove one (the API says who may). */
-function Members({ workspaceId, members }: { workspaceId: string; members: ReturnType<typeof usePaged<Member>> }) {
+function Members({ workspaceId, members, manage }: { workspaceId: string; members: ReturnType<typeof usePaged<Member>>; manage: boolean }) {
   const w = encodeURIComponent(workspaceId);
   const [userId, setUserId] = useState('');
   const [role, setRole] = useState<AssignableRole>('member');
@@ -139,23 +142,25 @@ function Members({ workspaceId, members }: { workspaceId: string; members: Retur
     });
   return (
     <Card title="Members">
-      <form className="form-row" onSubmit={submit} aria-label="Add a member">
-        <label className="grow">
-          User id
-          <input name="member-user-id" required value={userId} onChange={(e) => setUserId(e.target.value)} placeholder="usr_…" />
-        </label>
-        <label>
-          Role
-          <select value={role} onChange={(e) => setRole(e.target.value as AssignableRole)}>
-            {ROLES.map((r) => (
-              <option key={r}>{r}</option>
-            ))}
-          </select>
-        </label>
-        <button type="submit" disabled={add.busy}>
-          {add.busy ? 'Adding…' : 'Add member'}
-        </button>
-      </form>
+      {manage && (
+        <form className="form-row" onSubmit={submit} aria-label="Add a member">
+          <label className="grow">
+            User id
+            <input name="member-user-id" required value={userId} onChange={(e) => setUserId(e.target.value)} placeholder="usr_…" />
+          </label>
+          <label>
+            Role
+            <select value={role} onChange={(e) => setRole(e.target.value as AssignableRole)}>
+              {ROLES.map((r) => (
+                <option key={r}>{r}</option>
+              ))}
+            </select>
+          </label>
+          <button type="submit" disabled={add.busy}>
+            {add.busy ? 'Adding…' : 'Add member'}
+          </button>
+        </form>
+      )}
       <ErrorBox error={add.error ?? act.error} />
       <PagedTable
         label="Members"
@@ -166,8 +171,8 @@ function Members({ workspaceId, members }: { workspaceId: string; members: Retur
           {
             label: 'Role',
             render: (m) =>
-              m.role === 'owner' ? (
-                <Badge value="owner" />
+              m.role === 'owner' || !manage ? (
+                <Badge value={m.role} />
               ) : (
                 <select aria-label={`Role of ${m.user_id}`} value={m.role} disabled={act.busy} onChange={(e) => void changeRole(m, e.target.value as AssignableRole)}>
                   {ROLES.map((r) => (
@@ -181,7 +186,7 @@ function Members({ workspaceId, members }: { workspaceId: string; members: Retur
           {
             label: 'Remove',
             render: (m) =>
-              m.role === 'owner' ? (
+              m.role === 'owner' || !manage ? (
                 ''
               ) : (
                 <button className="danger" disabled={act.busy} aria-label={`Remove ${m.user_id}`} onClick={() => void remove(m)}>
