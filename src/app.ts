@@ -48,6 +48,8 @@ import { registerUserRoutes } from './modules/users/users.routes.js';
 import { UsersService } from './modules/users/users.service.js';
 import { registerWorkspaceRoutes } from './modules/workspaces/workspaces.routes.js';
 import { WorkspacesService } from './modules/workspaces/workspaces.service.js';
+import { registerSpendCapRoutes } from './modules/workspaces/workspaces.spend-caps.routes.js';
+import { SpendCapsService } from './modules/workspaces/workspaces.spend-caps.service.js';
 import { registerJobRoutes } from './modules/jobs/jobs.routes.js';
 import { JobsService } from './modules/jobs/jobs.service.js';
 import type { MessageCharger } from './modules/projects/projects.charger.js';
@@ -110,6 +112,8 @@ export interface Services {
   passwordReset: PasswordResetService;
   apiKeys: ApiKeysService;
   workspaces: WorkspacesService;
+  /** Per-member spend caps on workspace pools (the ledger enforces them). */
+  spendCaps: SpendCapsService;
   tokens: TokenService;
   authenticator: Authenticator;
   secrets: SecretBox;
@@ -202,6 +206,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     signupConfirmation: emailVerificationConfig.confirmSignup ? new SignupConfirmation(users, emailVerification, mail, emailVerificationConfig, database.schema) : null,
     apiKeys: new ApiKeysService(clock),
     workspaces: new WorkspacesService(),
+    spendCaps: new SpendCapsService(credits),
     authenticator: new Authenticator(database.db, config.auth.serviceKey, tokens),
     secrets,
     credits,
@@ -283,6 +288,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerApiKeyRoutes(server, routeDeps, services.apiKeys);
   registerIdentityRoutes(server, routeDeps, services.identities);
   registerWorkspaceRoutes(server, routeDeps, services.workspaces);
+  registerSpendCapRoutes(server, routeDeps, services.spendCaps);
   registerCreditRoutes(server, routeDeps, services.credits, services.workspaces);
   registerBillingRoutes(server, routeDeps, services.billing);
   registerPaymentRoutes(server, routeDeps, services.payments);

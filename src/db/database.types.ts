@@ -195,6 +195,7 @@ export interface CreditHolds {
   created_at: Generated<Timestamp>;
   expires_at: Timestamp;
   id: string;
+  member_id: string | null;
   metadata: Generated<Json>;
   resolved_at: Timestamp | null;
   status: Generated<string>;
@@ -212,6 +213,7 @@ export interface CreditLedger {
   grant_id: string | null;
   hold_id: string | null;
   id: string;
+  member_id: string | null;
   metadata: Generated<Json>;
   reason: string | null;
   refund_of: string | null;
@@ -404,6 +406,7 @@ export interface Jobs {
   tokens_used: number | null;
   updated_at: Generated<Timestamp>;
   user_id: string;
+  workspace_id: string | null;
 }
 
 export interface MailOutbox {
@@ -835,6 +838,7 @@ export interface UsageEvents {
   subscription_id: string | null;
   transaction_id: string | null;
   user_id: string;
+  workspace_id: string | null;
 }
 
 export interface UsageSummaries {
@@ -1024,6 +1028,16 @@ export interface Workspaces {
   updated_at: Generated<Timestamp>;
 }
 
+export interface WorkspaceSpendCaps {
+  amount: number;
+  created_at: Generated<Timestamp>;
+  period: string;
+  set_by: string | null;
+  updated_at: Generated<Timestamp>;
+  user_id: string;
+  workspace_id: string;
+}
+
 export interface DB {
   agent_sessions: AgentSessions;
   allowance_cycles: AllowanceCycles;
@@ -1087,5 +1101,6 @@ export interface DB {
   webhook_events: WebhookEvents;
   webhook_messages: WebhookMessages;
   workspace_members: WorkspaceMembers;
+  workspace_spend_caps: WorkspaceSpendCaps;
   workspaces: Workspaces;
 }

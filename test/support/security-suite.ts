@@ -117,6 +117,14 @@ async function freshMember(workspaceId: string): Promise<string> {
   return u.id;
 }
 
+/** A fresh member with a spend cap (set by the service): the URL of that cap. */
+async function cappedMember(workspaceId: string): Promise<string> {
+  const url = `/v1/workspaces/${workspaceId}/members/${await freshMember(workspaceId)}/spend-cap`;
+  const res = await svc().put(url, { amount: 100, period: 'month' });
+  if (res.status !== 200) throw new Error(`cappedMember: ${res.status} ${JSON.stringify(res.body)}`);
+  return url;
+}
+
 /** Billing fixtures: a free plan, a pay-as-you-go plan and a metric, made once. */
 let catalogReady: Promise<void> | null = null;
 function catalog(): Promise<void> {
@@ -265,6 +273,26 @@ export const ROUTES: Record<string, RouteSpec> = {
     auth: 'any',
     scope: 'workspaces:write',
     sample: async (o) => ({ url: `/v1/workspaces/${o.workspaceId}/members/${await freshMember(o.workspaceId)}`, status: 200 }),
+  },
+  // Spend caps on the pool: the owner (and admins, the service) on others; the member reads their own.
+  'GET /v1/workspaces/{id}/members/{user_id}/spend-cap': {
+    auth: 'any',
+    scope: 'workspaces:read',
+    sample: async (o) => ({ url: await cappedMember(o.workspaceId), status: 200 }),
+  },
+  'PUT /v1/workspaces/{id}/members/{user_id}/spend-cap': {
+    auth: 'any',
+    scope: 'workspaces:write',
+    sample: async (o) => ({
+      url: `/v1/workspaces/${o.workspaceId}/members/${await freshMember(o.workspaceId)}/spend-cap`,
+      body: { amount: 100, period: 'month' },
+      status: 200,
+    }),
+  },
+  'DELETE /v1/workspaces/{id}/members/{user_id}/spend-cap': {
+    auth: 'any',
+    scope: 'workspaces:write',
+    sample: async (o) => ({ url: await cappedMember(o.workspaceId), status: 200 }),
   },
 
   // Linked logins: the service links, finds and unlinks; a user may list their own.

@@ -3923,6 +3923,266 @@ export interface paths {
         };
         trace?: never;
     };
+    "/v1/workspaces/{id}/members/{user_id}/spend-cap": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A member's spend cap on the pool, with what it counts now (the member, owners, admins) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                    user_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SpendCap"];
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        /** Set a member's spend cap on the pool: credits per UTC calendar month or lifetime (service; owner on others; admin on members and viewers) */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                    user_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description Credits the member may spend from the pool per period (0: none) */
+                        amount: number;
+                        /** @description 'month': the UTC calendar month; 'lifetime': ever */
+                        period: "month" | "lifetime";
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SpendCap"];
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        /** Remove a member's spend cap (as for setting one; nobody removes their own) */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                    user_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            /** @enum {boolean} */
+                            deleted: true;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/credits/grant": {
         parameters: {
             query?: never;
@@ -4067,7 +4327,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Debit credits (service); 402 when not enough are available */
+        /** Debit credits (service); 402 when not enough are available. user_id with workspace_id: the member spends the pool (403 viewer, 404 not a member, 402 budget_exceeded past their spend cap) */
         post: {
             parameters: {
                 query?: never;
@@ -4461,7 +4721,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Reserve credits for later capture (service) */
+        /** Reserve credits for later capture (service). user_id with workspace_id: a hold on the pool for that member (counts against their spend cap until it resolves) */
         post: {
             parameters: {
                 query?: never;
@@ -7653,6 +7913,8 @@ export interface paths {
                 content: {
                     "application/json": {
                         user_id: string;
+                        /** @description Bill this workspace's pool: user_id is then the acting member (owner, admin or member; never a viewer), within their spend cap */
+                        workspace_id?: string;
                         metric: string;
                         quantity: number;
                         action_hash: string;
@@ -7675,6 +7937,7 @@ export interface paths {
                         "application/json": {
                             event_id: string;
                             user_id: string;
+                            workspace_id: string | null;
                             metric: string;
                             quantity: number;
                             action_hash: string;
@@ -7706,6 +7969,7 @@ export interface paths {
                         "application/json": {
                             event_id: string;
                             user_id: string;
+                            workspace_id: string | null;
                             metric: string;
                             quantity: number;
                             action_hash: string;
@@ -7841,6 +8105,8 @@ export interface paths {
                     "application/json": {
                         events: {
                             user_id: string;
+                            /** @description Bill this workspace's pool: user_id is then the acting member (owner, admin or member; never a viewer), within their spend cap */
+                            workspace_id?: string;
                             metric: string;
                             quantity: number;
                             action_hash: string;
@@ -7867,6 +8133,7 @@ export interface paths {
                                 event?: {
                                     event_id: string;
                                     user_id: string;
+                                    workspace_id: string | null;
                                     metric: string;
                                     quantity: number;
                                     action_hash: string;
@@ -8224,6 +8491,7 @@ export interface paths {
                             data: {
                                 event_id: string;
                                 user_id: string;
+                                workspace_id: string | null;
                                 metric: string;
                                 quantity: number;
                                 action_hash: string;
@@ -16900,6 +17168,8 @@ export interface paths {
                 content: {
                     "application/json": {
                         user_id: string;
+                        /** @description Bill this workspace's pool; user_id is the acting member (owner, admin or member; never a viewer), within their spend cap. A job on a workspace's project bills that workspace's pool by default */
+                        workspace_id?: string;
                         kind: string;
                         model?: string;
                         provider?: string;
@@ -17969,11 +18239,30 @@ export interface components {
             /** Format: date-time */
             joined_at: string;
         };
+        /** SpendCap */
+        SpendCap: {
+            workspace_id: string;
+            user_id: string;
+            amount: number;
+            period: "month" | "lifetime";
+            /** @description The member's debits and captures on the pool in this period */
+            spent: number;
+            /** @description The member's open holds on the pool (they count until they resolve) */
+            held: number;
+            /** @description amount − spent − held, never below 0 */
+            remaining: number;
+            period_start: string | null;
+            period_end: string | null;
+            set_by: string | null;
+            /** Format: date-time */
+            updated_at: string;
+        };
         /** Transaction */
         Transaction: {
             id: string;
             user_id: string | null;
             workspace_id: string | null;
+            member_id: string | null;
             type: "grant" | "debit" | "refund" | "adjustment" | "capture" | "expiry" | "rollover" | "clawback";
             amount: number;
             balance_after: number;
@@ -18017,6 +18306,7 @@ export interface components {
             id: string;
             user_id: string | null;
             workspace_id: string | null;
+            member_id: string | null;
             amount: number;
             captured: number | null;
             status: "held" | "captured" | "released" | "expired";
@@ -18408,7 +18698,9 @@ export interface components {
         /** Job */
         Job: {
             id: string;
+            /** @description Who ran the job (with workspace_id: the member who spent the pool) */
             user_id: string;
+            workspace_id: string | null;
             project_id: string | null;
             kind: string;
             model: string | null;

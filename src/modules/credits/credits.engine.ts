@@ -1,11 +1,12 @@
 import { isRefusal } from '../../core/errors.js';
 import { done, refused } from '../idempotency/idempotency.js';
-import type { AccountState, ConsumeTier, GrantState, HoldState, LedgerEntry, LedgerOp, OpResult, RefundTarget } from './credits.js';
+import type { AccountState, ConsumeTier, GrantState, HoldState, LedgerEntry, LedgerOp, OpResult, RefundTarget, SpenderState } from './credits.js';
 import { Book } from './credits.engine.book.js';
 import { expireDue, expireNamed } from './credits.engine.expiry.js';
 import { credit, grant } from './credits.engine.grants.js';
 import { capture, hold, release } from './credits.engine.holds.js';
 import { coverableOf } from './credits.engine.order.js';
+import { assertMaySpend, countSpend, memberOf } from './credits.engine.members.js';
 import { refund } from './credits.engine.refunds.js';
 import { clawback, type ConsumeResult, consumeTiers, spend } from './credits.engine.spend.js';
 
@@ -32,6 +33,8 @@ export interface EngineInput {
   refundTargets: RefundTarget[];
   now: Date;
   balanceCap: number | null;
+  /** Pool members this batch spends for: role, cap and what it counts (loaded under the lock). */
+  spenders?: SpenderState[];
 }
 
 export interface EngineOutput {
@@ -70,7 +73,14 @@ export class LedgerSession {
   /** Applies one operation; a refusal (4xx) is an answer and changes nothing. */
   run(op: LedgerOp): OpResult {
     try {
-      return this.apply(op);
+      const memberId = memberOf(op);
+      if (memberId === null) return this.apply(op);
+      // A pool member's spend: role and cap first (the amount is what it takes or reserves).
+      const amount = (op as { amount: number }).amount;
+      const spender = assertMaySpend(this.book, memberId, amount);
+      const result = this.apply(op);
+      if (result.ok) countSpend(spender, amount);
+      return result;
     } catch (err) {
       if (isRefusal(err)) return refused(err, op.requestId);
       throw err;
@@ -85,6 +95,11 @@ export class LedgerSession {
     return this.book.available();
   }
 
+  /** Refuses (throws) unless this pool member may spend `amount` now (role, cap). */
+  assertMaySpend(memberId: string, amount: number): void {
+    assertMaySpend(this.book, memberId, amount);
+  }
+
   /** What a `consume` over these tiers could take now, per tier (nothing changes). */
   coverable(tiers: ConsumeTier[], want = Number.POSITIVE_INFINITY): { name: string; amount: number }[] {
     return coverableOf(this.book.live(), this.book.available(), tiers, want);
@@ -96,7 +111,7 @@ export class LedgerSession {
       case 'grant':
         return grant(b, op);
       case 'debit':
-        return spend(b, 'debit', op.amount, op.reason, op.metadata);
+        return spend(b, 'debit', op.amount, op.reason, op.metadata, op.memberId ?? null);
       case 'consume': {
         const { outcome, consumed } = consumeTiers(b, op);
         this.lastConsume = consumed;

@@ -317,7 +317,8 @@ export class RelayService {
   private async open(caller: Caller, req: RelayRequest, endpoint: string, model: string, stream: boolean, held: number, hash: string): Promise<string> {
     try {
       return await this.db.transaction().execute(async (trx) => {
-        const hold = await this.ledger.hold(trx, caller.owner, req.requestId, held, HOLD_SECONDS);
+        // A workspace key spends the pool as its user: a viewer's key never spends, and the cap holds.
+        const hold = await this.ledger.hold(trx, caller.owner, req.requestId, held, HOLD_SECONDS, caller.workspaceId ? caller.userId : null);
         if (!hold.ok) throw hold.error;
         await requestInsert(trx, {
           id: req.requestId,
