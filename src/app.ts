@@ -159,7 +159,12 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const secrets = new SecretBox(config.encryptionKey, config.encryptionKeysOld ?? []);
   // Writers tell in-process caches what they changed once their transactions settle.
   const invalidations = new Invalidations();
-  const credits = new CreditsService(database, config.credits, clock, httpAnswers, invalidations);
+  const queue = new QueueService(database, clock, deps.logger, {}, invalidations);
+  // Outgoing webhooks: the event sink every module reports to, in its own transaction.
+  const webhooksOutConfig = config.webhooksOut ?? DEFAULT_WEBHOOKS_OUT;
+  const webhookTransport = deps.webhookTransport ?? httpTransport(webhooksOutConfig);
+  const webhooksOut = new WebhooksOutService(secrets, queue, webhookTransport, webhooksOutConfig, clock, database.schema);
+  const credits = new CreditsService(database, config.credits, clock, httpAnswers, invalidations, webhooksOut);
   const billingConfig = config.billing ?? DEFAULT_BILLING;
   const catalog = new CatalogService(billingConfig);
   const billing: BillingServices = {
@@ -173,14 +178,10 @@ export async function createApp(deps: AppDeps): Promise<App> {
     }, invalidations, billingConfig.checkCache),
     guards: new GuardsService(billingConfig, clock),
   };
-  const queue = new QueueService(database, clock, deps.logger, {}, invalidations);
   billing.subscriptions.registerWith(queue);
   const mailConfig = config.mail ?? DEFAULT_MAIL;
   const mailTransport = mailConfig.smtpUrl ? smtpTransport(mailConfig.smtpUrl) : logTransport(deps.logger);
   const mail = new MailService(secrets, queue, mailTransport, mailConfig.from, clock);
-  const webhooksOutConfig = config.webhooksOut ?? DEFAULT_WEBHOOKS_OUT;
-  const webhookTransport = deps.webhookTransport ?? httpTransport(webhooksOutConfig);
-  const webhooksOut = new WebhooksOutService(secrets, queue, webhookTransport, webhooksOutConfig, clock);
   const storage = new StorageService(database.db, createDriver(config.storage, config.dataDir), new LinkSigner(config.encryptionKey), clock);
   const gatewayConfig = config.gateway ?? DEFAULT_GATEWAY;
   const router = new UpstreamRouter(database.db, secrets, gatewayConfig, clock, (err) => deps.logger.warn({ err }, 'gateway: upstream health write failed'));
@@ -215,6 +216,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
       referenceKeys: [config.encryptionKey, ...(config.encryptionKeysOld ?? [])].map(referenceKey),
       clock,
       logger: deps.logger,
+      events: webhooksOut,
     }),
     queue,
     jobs: new JobsService(credits, queue, clock, webhooksOut),

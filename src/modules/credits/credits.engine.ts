@@ -1,4 +1,5 @@
 import { isRefusal } from '../../core/errors.js';
+import type { DomainEvent } from '../../core/events.js';
 import { done, refused } from '../idempotency/idempotency.js';
 import type { AccountState, ConsumeTier, GrantState, HoldState, LedgerEntry, LedgerOp, OpResult, RefundTarget } from './credits.js';
 import { Book } from './credits.engine.book.js';
@@ -32,6 +33,8 @@ export interface EngineInput {
   refundTargets: RefundTarget[];
   now: Date;
   balanceCap: number | null;
+  /** The low-balance threshold of accounts that name none (0 or absent: none). */
+  lowThreshold?: number;
 }
 
 export interface EngineOutput {
@@ -43,6 +46,8 @@ export interface EngineOutput {
   grants: GrantState[];
   /** Holds to insert (isNew) or update (dirty). */
   holds: HoldState[];
+  /** Events the batch tells (credits.granted, credits.low, credits.depleted, hold.expired). */
+  events: DomainEvent[];
 }
 
 export function applyOps(input: EngineInput, ops: LedgerOp[]): EngineOutput {
@@ -63,14 +68,20 @@ export class LedgerSession {
   lastConsume: ConsumeResult | null = null;
 
   constructor(input: EngineInput) {
-    this.book = new Book(input, input.now, input.balanceCap);
+    this.book = new Book(input, input.now, input.balanceCap, input.lowThreshold ?? 0);
+    const before = this.book.account.balance;
     expireDue(this.book);
+    this.book.crossed(before, 0);
   }
 
   /** Applies one operation; a refusal (4xx) is an answer and changes nothing. */
   run(op: LedgerOp): OpResult {
+    const before = this.book.account.balance;
+    const entries = this.book.entries.length;
     try {
-      return this.apply(op);
+      const result = this.apply(op);
+      this.book.crossed(before, entries);
+      return result;
     } catch (err) {
       if (isRefusal(err)) return refused(err, op.requestId);
       throw err;
@@ -143,6 +154,7 @@ export class LedgerSession {
       allocations: b.allocations,
       grants: [...b.grants.values()].filter((g) => g.dirty),
       holds: [...b.holds.values()].filter((h) => h.dirty),
+      events: b.events,
     };
   }
 }
