@@ -169,13 +169,13 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const catalog = new CatalogService(billingConfig);
   const billing: BillingServices = {
     catalog,
-    subscriptions: new SubscriptionsService(database, catalog, credits, clock, invalidations),
+    subscriptions: new SubscriptionsService(database, catalog, credits, clock, invalidations, webhooksOut),
     // Usage events batch like the ledger's own operations, with its settings.
     usage: new UsageService(database, credits, catalog, billingConfig, clock, httpAnswers, {
       maxBatch: config.credits.maxBatch ?? 256,
       maxParallel: config.credits.maxParallel ?? 1,
       ...(config.credits.maxBacklog ? { maxBacklog: config.credits.maxBacklog } : {}),
-    }, invalidations, billingConfig.checkCache),
+    }, invalidations, billingConfig.checkCache, webhooksOut),
     guards: new GuardsService(billingConfig, clock),
   };
   billing.subscriptions.registerWith(queue);
