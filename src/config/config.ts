@@ -102,6 +102,8 @@ const envSchema = z.object({
   TALLY_QUEUE_POLL_MS: intFromEnv(1000),
   TALLY_BALANCE_CAP: intFromEnv(50_000),
   TALLY_SIGNUP_BONUS: intFromEnv(3),
+  /** The balance below which an account is low (`credits.low` webhook), unless it sets its own (0 = none). */
+  TALLY_CREDITS_LOW_THRESHOLD: intFromEnv(0),
   TALLY_LEDGER_MAX_BATCH: intFromEnv(256),
   TALLY_LEDGER_MAX_PARALLEL: intFromEnv(0),
   TALLY_BODY_LIMIT_BYTES: intFromEnv(1_048_576),
@@ -218,6 +220,8 @@ export interface Config {
   readonly credits: {
     readonly balanceCap: number | null;
     readonly signupBonus: number;
+    /** The low-balance threshold of accounts that set none (0 = none; docs/webhooks-out.md). */
+    readonly lowThreshold?: number;
     /** Most operations in one ledger transaction. */
     readonly maxBatch?: number;
     /** Most ledger transactions in flight (default 2 on PostgreSQL: fewer, bigger batches beat more, smaller ones; 1 on PGlite). */

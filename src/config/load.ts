@@ -89,6 +89,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     credits: {
       balanceCap: raw.TALLY_BALANCE_CAP === 0 ? null : raw.TALLY_BALANCE_CAP,
       signupBonus: raw.TALLY_SIGNUP_BONUS,
+      lowThreshold: raw.TALLY_CREDITS_LOW_THRESHOLD,
       maxBatch: Math.max(1, raw.TALLY_LEDGER_MAX_BATCH),
       maxBacklog: Math.max(1, raw.TALLY_LEDGER_MAX_BACKLOG),
       maxParallel:

@@ -154,6 +154,7 @@ export interface CreditAccounts {
   held: Generated<number>;
   id: string;
   last_seq: Generated<number>;
+  low_threshold: number | null;
   total_credited: Generated<number>;
   total_spent: Generated<number>;
   updated_at: Generated<Timestamp>;
@@ -775,6 +776,7 @@ export interface Subscriptions {
   self_service: Generated<boolean>;
   status: string;
   trial_end: Timestamp | null;
+  trial_ending_told_at: Timestamp | null;
   trial_start: Timestamp | null;
   updated_at: Generated<Timestamp>;
   user_id: string;

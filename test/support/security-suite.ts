@@ -431,6 +431,8 @@ export const ROUTES: Record<string, RouteSpec> = {
   'POST /v1/check': { auth: 'service', sample: async (o) => (await catalog(), { url: '/v1/check', body: { user_id: o.user.id, metric: 'sec_tokens' }, status: 200 }) },
   'GET /v1/users/{id}/usage': { auth: 'any', scope: 'billing:read', sample: async (o) => ({ url: `/v1/users/${o.user.id}/usage`, status: 200 }) },
   'GET /v1/users/{id}/events': { auth: 'any', scope: 'billing:read', sample: async (o) => ({ url: `/v1/users/${o.user.id}/events`, status: 200 }) },
+  'PUT /v1/users/{id}/low-balance-threshold': { auth: 'service', sample: async (o) => ({ url: `/v1/users/${o.user.id}/low-balance-threshold`, body: { threshold: 10 }, status: 200 }) },
+  'PUT /v1/workspaces/{id}/low-balance-threshold': { auth: 'service', sample: async (o) => ({ url: `/v1/workspaces/${o.workspaceId}/low-balance-threshold`, body: { threshold: 10 }, status: 200 }) },
   'PUT /v1/users/{id}/budget-guard': { auth: 'service', sample: async (o) => ({ url: `/v1/users/${o.user.id}/budget-guard`, body: { monthly_cap: 100 }, status: 200 }) },
   'GET /v1/users/{id}/budget-guard': {
     auth: 'any', scope: 'billing:read',

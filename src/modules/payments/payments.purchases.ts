@@ -1,9 +1,10 @@
 import type { Db, Executor } from '../../db/database.js';
 import { errors } from '../../core/errors.js';
+import type { EventSink } from '../../core/events.js';
 import { newId } from '../../lib/ids.js';
 import type { Catalogue, Purchase } from './payments.catalogue.js';
 import { refundedCredits } from './payments.clawbacks.js';
-import { isSettled, paymentBody, type PaymentFacts, type PaymentStatus } from './payments.js';
+import { isSettled, paymentBody, type PaymentFacts, type PaymentStatus, tellPayment } from './payments.js';
 import type { PaymentsLedger } from './payments.ledger.js';
 import type { Match, Matcher } from './payments.matching.js';
 import type { ProviderName } from './payments.provider.js';
@@ -28,6 +29,7 @@ export class Purchases {
     private readonly ledger: PaymentsLedger,
     private readonly subscriptions: Subscriptions,
     private readonly clock: () => Date,
+    private readonly events: EventSink,
   ) {}
 
   /** A provider's word about a payment (in the webhook's transaction). */
@@ -53,7 +55,6 @@ export class Purchases {
     const current = row['status'] as PaymentStatus;
     if (isSettled(current)) return `payment ${id} already ${current}${created ? '' : ' (seen before)'}`;
 
-    const ref = this.matcher.reference(p.metadata);
     const match: Match | null = row['user_id']
       ? { userId: String(row['user_id']), by: (row['matched_by'] ?? 'metadata') as Match['by'] }
       : await this.matcher.match(trx, provider, p);
@@ -76,6 +77,18 @@ export class Purchases {
       await repo.paymentUpdate(trx, id, base);
       return `payment ${id} ${p.status}`;
     }
+    // Succeeded now (it was not settled before): told once, with the payment as it ends here.
+    const outcome = await this.succeeded(trx, provider, eventId, id, p, base, match);
+    const final = must(await repo.paymentFind(trx, id), 'a payment claimed above is still there');
+    if (final['status'] === 'succeeded') {
+      await tellPayment(this.events, trx, 'payment.succeeded', final);
+      if (final['match_status'] === 'unmatched') await tellPayment(this.events, trx, 'payment.unmatched', final);
+    }
+    return outcome;
+  }
+
+  private async succeeded(trx: Executor, provider: ProviderName, eventId: string, id: string, p: PaymentFacts, base: Record<string, unknown>, match: Match | null): Promise<string> {
+    const ref = this.matcher.reference(p.metadata);
 
     const priced = await this.catalogue.purchaseOf(trx, provider, p, ref);
     const purchase = priced.purchase;

@@ -2,6 +2,7 @@ import type { Logger } from '../../core/logger.js';
 import type { PaymentsConfig } from '../../config/config.js';
 import type { Database, Executor } from '../../db/database.js';
 import { errors } from '../../core/errors.js';
+import { type EventSink, NO_EVENTS } from '../../core/events.js';
 import { type PageRequest, toPage } from '../../core/paging.js';
 import { newId } from '../../lib/ids.js';
 import type { Ledger } from '../credits/credits.port.js';
@@ -28,6 +29,8 @@ export interface PaymentsDeps {
   referenceKeys: readonly Buffer[];
   clock: () => Date;
   logger: Logger;
+  /** Where payment events go (payment.succeeded|refunded|disputed|unmatched; docs/webhooks-out.md). */
+  events?: EventSink;
 }
 
 /**
@@ -48,8 +51,9 @@ export class PaymentsService {
     const matcher = new Matcher(deps.referenceKeys, clock);
     const subscriptions = new Subscriptions(matcher, deps.subscriptions);
     this.catalogue = new Catalogue(config?.creditPrice ?? null);
-    this.purchases = new Purchases(database.db, matcher, this.catalogue, ledger, subscriptions, clock);
-    const clawbacks = new Clawbacks(ledger, subscriptions, clock);
+    const events = deps.events ?? NO_EVENTS;
+    this.purchases = new Purchases(database.db, matcher, this.catalogue, ledger, subscriptions, clock, events);
+    const clawbacks = new Clawbacks(ledger, subscriptions, clock, events);
     const verifiers = new ProviderVerifiers(config, clock);
     this.webhooks = new Webhooks(database.db, verifiers, { matcher, purchases: this.purchases, clawbacks, subscriptions }, clock, deps.logger);
   }

@@ -1,5 +1,7 @@
 import { Type } from 'typebox';
 import { Email, IdParam, isoOrNull, iso, Metadata, NullableTimestamp, Timestamp } from '../../core/schemas.js';
+import type { EventSink } from '../../core/events.js';
+import type { Executor } from '../../db/database.js';
 import type { ProviderSubscriptionSync } from './payments.ports.js';
 import { PROVIDERS, type ProviderName } from './payments.provider.js';
 
@@ -447,3 +449,11 @@ export const emailAliasBody = (r: Row) => ({
   note: s(r['note']),
   created_at: iso(r['created_at'] as Date),
 });
+
+/**
+ * A payment event (docs/webhooks-out.md): its body is the payment as `GET /v1/payments/:id`
+ * shows it, told in the transaction that changed it.
+ */
+export function tellPayment(events: EventSink, trx: Executor, type: 'payment.succeeded' | 'payment.refunded' | 'payment.disputed' | 'payment.unmatched', row: Row): Promise<void> {
+  return events.emit(trx, { type, data: paymentBody(row), userId: (row['user_id'] as string | null) ?? null });
+}
