@@ -133,8 +133,6 @@ export class CheckoutService {
       priced = { amount, currency: plan.currency, name: `${plan.name} (${interval})`, providerPriceId, kind: 'plan', itemId: plan.id };
       row = await repo.checkoutInsert(trx, { ...base, provider, plan_id: plan.id, billing_interval: interval, amount, currency: plan.currency });
     }
-    const checkouts = this.providers.require(provider);
-    if (checkouts.needsPriceId && !priced.providerPriceId) throw errors.invalidState(`${provider} sells only what it has an id for`);
     const order: Omit<CheckoutOrder, 'metadata' | 'compactToken'> = {
       checkoutId: row.id,
       userId,
