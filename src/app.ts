@@ -41,6 +41,8 @@ import { CreditsService } from './modules/credits/credits.service.js';
 import { registerPaymentRoutes } from './modules/payments/payments.routes.js';
 import type { SubscriptionPort } from './modules/payments/payments.ports.js';
 import { referenceKey } from './modules/payments/payments.reference.js';
+import { checkoutKey } from './modules/payments/checkout/checkout.signing.js';
+import { registerCheckoutRoutes } from './modules/payments/checkout/checkout.routes.js';
 import { PaymentsService } from './modules/payments/payments.service.js';
 import { registerIdentityRoutes } from './modules/identities/identities.routes.js';
 import { IdentitiesService } from './modules/identities/identities.service.js';
@@ -219,6 +221,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
       subscriptions: deps.subscriptions ?? billing.subscriptions,
       config: config.payments,
       referenceKeys: [config.encryptionKey, ...(config.encryptionKeysOld ?? [])].map(referenceKey),
+      checkoutKeys: [config.encryptionKey, ...(config.encryptionKeysOld ?? [])].map(checkoutKey),
       clock,
       logger: deps.logger,
       events: webhooksOut,
@@ -294,6 +297,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerCreditRoutes(server, routeDeps, services.credits, services.workspaces);
   registerBillingRoutes(server, routeDeps, services.billing);
   registerPaymentRoutes(server, routeDeps, services.payments);
+  registerCheckoutRoutes(server, routeDeps, services.payments.checkouts);
   registerProjectRoutes(server, routeDeps, services.projects);
   registerSecretRoutes(server, routeDeps, services.secretsStore);
   registerAdminRoutes(server, routeDeps, services.admin);

@@ -105,6 +105,29 @@ export interface BudgetGuards {
   window_start: Timestamp;
 }
 
+export interface Checkouts {
+  amount: number;
+  billing_interval: string | null;
+  completed_at: Timestamp | null;
+  created_at: Generated<Timestamp>;
+  credit_class: string | null;
+  credits: Generated<number>;
+  credits_expire_days: number | null;
+  currency: string;
+  error: string | null;
+  expires_at: Timestamp;
+  id: string;
+  package_id: string | null;
+  payment_id: string | null;
+  plan_id: string | null;
+  provider: string;
+  provider_checkout_id: string | null;
+  status: Generated<string>;
+  updated_at: Generated<Timestamp>;
+  url: string | null;
+  user_id: string;
+}
+
 export interface Commits {
   author_email: string | null;
   author_name: string | null;
@@ -1046,6 +1069,7 @@ export interface DB {
   api_keys: ApiKeys;
   background_jobs: BackgroundJobs;
   budget_guards: BudgetGuards;
+  checkouts: Checkouts;
   commits: Commits;
   conversations: Conversations;
   cost_models: CostModels;

@@ -12,6 +12,7 @@ import { SCOPES, type Scope } from '../../src/modules/api-keys/api-keys.scopes.j
 import { client, type Json, type Res } from './client.js';
 import { dbFingerprint, errorProblems, fingerprintDiff, rawRequest } from './db-fingerprint.js';
 import { makeApiKey, makeUser, signUp } from './fixtures.js';
+import { fakeCheckoutProviders, type FakeProviders } from './fake-checkout-providers.js';
 import { createTestApp, type TestApp } from './harness.js';
 import { must } from '../../src/lib/must.js';
 
@@ -582,6 +583,23 @@ async function freshPayment(userId: string | null): Promise<string> {
     .execute();
   return id;
 }
+/** A priced Stripe package the fake Stripe sells. */
+async function freshCheckoutPackage(): Promise<string> {
+  const price = `price_${randomBytes(8).toString('hex')}`;
+  checkoutFake.stripePrices.set(price, { amount: 500, currency: 'usd' });
+  const res = await svc().post('/v1/credit-packages', { name: 'Sample', provider: 'stripe', provider_price_id: price, credits: 10, price_amount: 500, currency: 'usd' });
+  if (res.status !== 201) throw new Error(`freshCheckoutPackage: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body.id as string;
+}
+/** An open checkout of the user's (inserted as POST /v1/checkout records it). */
+async function freshCheckout(userId: string): Promise<string> {
+  const id = `chk_sec${randomBytes(8).toString('hex')}`;
+  await app.database.db
+    .insertInto('checkouts')
+    .values({ id, user_id: userId, provider: 'stripe', package_id: 'pkg_x', amount: 500, currency: 'usd', credits: 10, status: 'open', expires_at: new Date(Date.now() + 86_400_000) })
+    .execute();
+  return id;
+}
 async function freshPackage(): Promise<string> {
   const res = await svc().post('/v1/credit-packages', { name: 'Sample', provider: 'stripe', provider_price_id: `price_${randomBytes(8).toString('hex')}`, credits: 10 });
   if (res.status !== 201) throw new Error(`freshPackage: ${res.status} ${JSON.stringify(res.body)}`);
@@ -632,6 +650,13 @@ Object.assign(ROUTES, {
     },
   },
   'POST /v1/checkout-references': { auth: 'service', sample: async (o: Owner) => ({ url: '/v1/checkout-references', body: { user_id: o.user.id }, status: 201 }) },
+  // Checkouts Tally signs: the service, or a user for themself (the provider is a local fake).
+  'POST /v1/checkout': {
+    auth: 'any',
+    scope: 'billing:write',
+    sample: async (o: Owner) => ({ url: '/v1/checkout', body: { user_id: o.user.id, package_id: await freshCheckoutPackage(), success_url: 'https://app.example.com/ok' }, status: 201 }),
+  },
+  'GET /v1/checkouts/{id}': { auth: 'any', scope: 'billing:read', sample: async (o: Owner) => ({ url: `/v1/checkouts/${await freshCheckout(o.user.id)}`, status: 200 }) },
   'POST /v1/credit-packages': {
     auth: 'service',
     sample: async () => ({ url: '/v1/credit-packages', body: { name: 'P', provider: 'creem', provider_price_id: `prod_${randomBytes(8).toString('hex')}`, credits: 5 }, status: 201 }),
@@ -807,6 +832,10 @@ export let aIdentity: { provider: string; providerUserId: string };
 export let aHold: string;
 /** A payment of A's (inserted as a webhook would record it). */
 export let aPayment: string;
+/** A checkout of A's. */
+export let aCheckout: string;
+/** The providers' checkout APIs, faked. */
+let checkoutFake: FakeProviders;
 export let aWsHold: string;
 /** A's subscription (to the free plan). */
 export let aSub: string;
@@ -869,6 +898,7 @@ export function fillPath(path: string): string {
     if (segment === 'workspaces') return A.workspaceId;
     if (segment === 'members') return C.user.id;
     if (segment === 'holds') return aHold;
+    if (segment === 'checkouts') return aCheckout;
     if (segment === 'subscriptions') return aSub;
     if (segment === 'plans') return 'secfree';
     if (segment === 'cost-models') return 'sec_tokens';
@@ -960,7 +990,8 @@ export async function victimView() {
 
 /** The app and its documented operations. */
 async function buildApp(): Promise<void> {
-  app = await createTestApp();
+  checkoutFake = await fakeCheckoutProviders();
+  app = await createTestApp({ payments: { stripe: null, lemonsqueezy: null, creem: null, paypal: null, toleranceSeconds: 300, creditPrice: null, checkout: checkoutFake.config } });
   const doc = await app.server.inject({ method: 'GET', url: '/openapi.json' });
   if (doc.statusCode !== 200) throw new Error(`openapi.json: ${doc.statusCode}`);
   openapi = JSON.parse(doc.body);
@@ -981,6 +1012,7 @@ async function buildFixtures(): Promise<void> {
   aIdentity = await freshIdentity(A.user.id);
   aHold = await freshHold({ user_id: A.user.id });
   aPayment = await freshPayment(A.user.id);
+  aCheckout = await freshCheckout(A.user.id);
   aWsHold = await freshHold({ workspace_id: A.workspaceId });
   aSub = await freshSub(A.user.id);
   await svc().put(`/v1/users/${A.user.id}/budget-guard`, { monthly_cap: 500 });
@@ -1122,5 +1154,6 @@ export function useSecuritySuite(options: { documentOnly?: boolean } = {}): void
   });
   afterAll(async () => {
     await app?.close();
+    await checkoutFake?.close();
   });
 }
