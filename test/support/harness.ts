@@ -49,12 +49,18 @@ let snapshot: Blob | null | undefined;
 
 /**
  * An in-memory PGlite that starts from the migrated dump test/support/pglite-snapshot.ts made
- * once for the run (loading it is several times cheaper than booting and migrating); null where
- * no snapshot was provided (a file run outside the PGlite project).
+ * once for the run (loading it is several times cheaper than booting and migrating); undefined
+ * where no snapshot was provided (outside the PGlite project, or outside Vitest).
  */
 async function pgliteFromSnapshot(): Promise<PGlite | undefined> {
   if (snapshot === undefined) {
-    const file = inject('pgliteSnapshot');
+    // Outside Vitest (scripts/api-types.ts builds an app with this harness) there is no snapshot.
+    let file: string | undefined;
+    try {
+      file = inject('pgliteSnapshot');
+    } catch {
+      file = undefined;
+    }
     snapshot = file ? new Blob([readFileSync(file)]) : null;
   }
   return snapshot ? PGlite.create({ loadDataDir: snapshot }) : undefined;
