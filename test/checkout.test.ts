@@ -369,6 +369,39 @@ describe('who may create a checkout, and for what', () => {
     expect(mismatch.body.error.message).toContain(`costs 999 usd; package ${wrong.id} costs ${wrong.price} usd`);
   });
 
+  it('PayPal: the approved order is captured through Tally (service or its buyer), and the capture webhook grants once; other providers have nothing to capture', async () => {
+    const buyer = await signUp(app);
+    const other = await signUp(app);
+    const pkg = await packageFor('paypal');
+    const created = await buyer.api.post('/v1/checkout', { package_id: pkg.id, success_url: 'https://app.example.com/back' });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const rec = fake.last();
+    // Not approved yet: PayPal refuses, nothing is taken.
+    const early = await buyer.api.post(`/v1/checkouts/${created.body.id}/capture`);
+    expect(early.status).toBe(409);
+    expect(early.body.error.message).toContain('ORDER_NOT_APPROVED');
+    fake.paypalApproved.add(rec.id);
+    expect((await other.api.post(`/v1/checkouts/${created.body.id}/capture`)).status).toBe(404);
+    expect(fake.paypalCaptures.has(rec.id)).toBe(false);
+    const captured = await buyer.api.post(`/v1/checkouts/${created.body.id}/capture`);
+    expect(captured.status, JSON.stringify(captured.body)).toBe(200);
+    expect(captured.body).toMatchObject({ id: created.body.id, provider_status: 'COMPLETED', status: 'open' });
+    const capture = must(fake.paypalCaptures.get(rec.id), 'capture');
+    expect(capture.headers['paypal-request-id']).toBe(`${created.body.id}-capture`);
+    const before = await balanceOf(buyer.user.id);
+    const paid = await pay('paypal', { amount: pkg.price, metadata: metadataOf('paypal', rec), checkoutId: rec.id, paymentId: capture.captureId });
+    expect(paid.status).toBe(200);
+    expect(await balanceOf(buyer.user.id)).toBe(before + pkg.credits);
+    expect((await buyer.api.get(`/v1/checkouts/${created.body.id}`)).body.status).toBe('completed');
+    // Completed: nothing more to capture. Stripe takes the money itself.
+    expect((await buyer.api.post(`/v1/checkouts/${created.body.id}/capture`)).status).toBe(409);
+    const stripe = await checkout('stripe', buyer.user.id);
+    const none = await svc().post(`/v1/checkouts/${stripe.checkout.id}/capture`);
+    expect(none.status).toBe(409);
+    expect(none.body.error.message).toContain('nothing to capture');
+    expect((await svc().post('/v1/checkouts/chk_nope/capture')).status).toBe(404);
+  });
+
   it('a plan checkout sells one period at the plan price and the paid webhook activates the plan through billing', async () => {
     const user = await makeUser(app);
     const slug = `plan-${randomBytes(4).toString('hex')}`;
