@@ -239,6 +239,40 @@ describe('price, quantity and identity come only from what Tally signed', () => 
     }
   });
 
+  it('a payment bound before the signature expired keeps it: pending at first, paid after the expiry, it grants once', async () => {
+    const user = await makeUser(app);
+    const { rec, metadata, pkg } = await checkout('creem', user.id, { expires_in_seconds: 1800 });
+    const order = rid('ord');
+    const event = (status: string) => ({
+      id: rid('evt'), eventType: 'checkout.completed', created_at: Date.now(),
+      object: { id: rec.id, order: { id: order, amount: pkg.price, currency: 'USD', status }, product: { id: pkg.priceId }, customer: { id: rid('cust') }, status: 'completed', metadata },
+    });
+    const before = await balanceOf(user.id);
+    expect((await send.creem(event('pending'))).status).toBe(200);
+    expect(await balanceOf(user.id)).toBe(before);
+    now += 3 * 86_400_000;
+    try {
+      expect((await send.creem(event('paid'))).status).toBe(200);
+      expect(await balanceOf(user.id)).toBe(before + pkg.credits);
+      expect(await paymentOf('creem', order)).toMatchObject({ user_id: user.id, status: 'succeeded', credits: pkg.credits });
+    } finally {
+      now -= 3 * 86_400_000;
+    }
+  });
+
+  it('two payments racing with one signed checkout: exactly one buys it, the other waits in the queue', async () => {
+    const user = await makeUser(app);
+    const { rec, metadata, pkg } = await checkout('creem', user.id);
+    const before = await balanceOf(user.id);
+    const results = await Promise.all([0, 1, 2].map(() => pay('creem', { amount: pkg.price, metadata, checkoutId: rec.id, priceId: pkg.priceId })));
+    expect(results.map((r) => r.status)).toEqual([200, 200, 200]);
+    expect(await balanceOf(user.id)).toBe(before + pkg.credits);
+    const rows = await Promise.all(results.map((r) => paymentOf('creem', r.paymentId)));
+    expect(rows.filter((r) => r.match_status === 'matched')).toHaveLength(1);
+    expect(rows.filter((r) => r.match_status === 'unmatched' && String(r.unmatched_reason).includes('was already used by payment'))).toHaveLength(2);
+    await expectReconciled();
+  });
+
   it('a cross-user replay: another buyer paying through his own checkout with copied metadata gets nothing, and neither does its owner', async () => {
     const [owner, other] = [await makeUser(app), await makeUser(app)];
     const { metadata, pkg, rec } = await checkout('stripe', owner.id);
