@@ -239,6 +239,40 @@ describe('price, quantity and identity come only from what Tally signed', () => 
     }
   });
 
+  it('a payment bound before the signature expired keeps it: pending at first, paid after the expiry, it grants once', async () => {
+    const user = await makeUser(app);
+    const { rec, metadata, pkg } = await checkout('creem', user.id, { expires_in_seconds: 1800 });
+    const order = rid('ord');
+    const event = (status: string) => ({
+      id: rid('evt'), eventType: 'checkout.completed', created_at: Date.now(),
+      object: { id: rec.id, order: { id: order, amount: pkg.price, currency: 'USD', status }, product: { id: pkg.priceId }, customer: { id: rid('cust') }, status: 'completed', metadata },
+    });
+    const before = await balanceOf(user.id);
+    expect((await send.creem(event('pending'))).status).toBe(200);
+    expect(await balanceOf(user.id)).toBe(before);
+    now += 3 * 86_400_000;
+    try {
+      expect((await send.creem(event('paid'))).status).toBe(200);
+      expect(await balanceOf(user.id)).toBe(before + pkg.credits);
+      expect(await paymentOf('creem', order)).toMatchObject({ user_id: user.id, status: 'succeeded', credits: pkg.credits });
+    } finally {
+      now -= 3 * 86_400_000;
+    }
+  });
+
+  it('two payments racing with one signed checkout: exactly one buys it, the other waits in the queue', async () => {
+    const user = await makeUser(app);
+    const { rec, metadata, pkg } = await checkout('creem', user.id);
+    const before = await balanceOf(user.id);
+    const results = await Promise.all([0, 1, 2].map(() => pay('creem', { amount: pkg.price, metadata, checkoutId: rec.id, priceId: pkg.priceId })));
+    expect(results.map((r) => r.status)).toEqual([200, 200, 200]);
+    expect(await balanceOf(user.id)).toBe(before + pkg.credits);
+    const rows = await Promise.all(results.map((r) => paymentOf('creem', r.paymentId)));
+    expect(rows.filter((r) => r.match_status === 'matched')).toHaveLength(1);
+    expect(rows.filter((r) => r.match_status === 'unmatched' && String(r.unmatched_reason).includes('was already used by payment'))).toHaveLength(2);
+    await expectReconciled();
+  });
+
   it('a cross-user replay: another buyer paying through his own checkout with copied metadata gets nothing, and neither does its owner', async () => {
     const [owner, other] = [await makeUser(app), await makeUser(app)];
     const { metadata, pkg, rec } = await checkout('stripe', owner.id);
@@ -367,6 +401,39 @@ describe('who may create a checkout, and for what', () => {
     const mismatch = await svc().post('/v1/checkout', { user_id: user.id, package_id: wrong.id, success_url: 'https://app.example.com/ok' });
     expect(mismatch.status).toBe(409);
     expect(mismatch.body.error.message).toContain(`costs 999 usd; package ${wrong.id} costs ${wrong.price} usd`);
+  });
+
+  it('PayPal: the approved order is captured through Tally (service or its buyer), and the capture webhook grants once; other providers have nothing to capture', async () => {
+    const buyer = await signUp(app);
+    const other = await signUp(app);
+    const pkg = await packageFor('paypal');
+    const created = await buyer.api.post('/v1/checkout', { package_id: pkg.id, success_url: 'https://app.example.com/back' });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const rec = fake.last();
+    // Not approved yet: PayPal refuses, nothing is taken.
+    const early = await buyer.api.post(`/v1/checkouts/${created.body.id}/capture`);
+    expect(early.status).toBe(409);
+    expect(early.body.error.message).toContain('ORDER_NOT_APPROVED');
+    fake.paypalApproved.add(rec.id);
+    expect((await other.api.post(`/v1/checkouts/${created.body.id}/capture`)).status).toBe(404);
+    expect(fake.paypalCaptures.has(rec.id)).toBe(false);
+    const captured = await buyer.api.post(`/v1/checkouts/${created.body.id}/capture`);
+    expect(captured.status, JSON.stringify(captured.body)).toBe(200);
+    expect(captured.body).toMatchObject({ id: created.body.id, provider_status: 'COMPLETED', status: 'open' });
+    const capture = must(fake.paypalCaptures.get(rec.id), 'capture');
+    expect(capture.headers['paypal-request-id']).toBe(`${created.body.id}-capture`);
+    const before = await balanceOf(buyer.user.id);
+    const paid = await pay('paypal', { amount: pkg.price, metadata: metadataOf('paypal', rec), checkoutId: rec.id, paymentId: capture.captureId });
+    expect(paid.status).toBe(200);
+    expect(await balanceOf(buyer.user.id)).toBe(before + pkg.credits);
+    expect((await buyer.api.get(`/v1/checkouts/${created.body.id}`)).body.status).toBe('completed');
+    // Completed: nothing more to capture. Stripe takes the money itself.
+    expect((await buyer.api.post(`/v1/checkouts/${created.body.id}/capture`)).status).toBe(409);
+    const stripe = await checkout('stripe', buyer.user.id);
+    const none = await svc().post(`/v1/checkouts/${stripe.checkout.id}/capture`);
+    expect(none.status).toBe(409);
+    expect(none.body.error.message).toContain('nothing to capture');
+    expect((await svc().post('/v1/checkouts/chk_nope/capture')).status).toBe(404);
   });
 
   it('a plan checkout sells one period at the plan price and the paid webhook activates the plan through billing', async () => {

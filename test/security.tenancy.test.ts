@@ -59,6 +59,7 @@ describe("tenancy: a user can never read or change another user's resources", ()
     { op: 'GET /v1/users/{id}/overage-charges', method: 'GET', url: `/v1/users/${A.user.id}/overage-charges` },
     { op: 'GET /v1/payments/{id}', method: 'GET', url: `/v1/payments/${aPayment}` },
     { op: 'GET /v1/checkouts/{id}', method: 'GET', url: `/v1/checkouts/${aCheckout}` },
+    { op: 'POST /v1/checkouts/{id}/capture', method: 'POST', url: `/v1/checkouts/${aCheckout}/capture` },
     // A checkout bought for A, by B: a user creates checkouts for themself only.
     { op: 'POST /v1/checkout', method: 'POST', url: '/v1/checkout', body: { user_id: A.user.id, package_id: 'pkg_any', success_url: 'https://evil.example.com/' } },
     { op: 'GET /v1/users/{id}/payments', method: 'GET', url: `/v1/users/${A.user.id}/payments` },

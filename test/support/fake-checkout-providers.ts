@@ -30,6 +30,10 @@ export interface FakeProviders {
   creemProducts: Set<string>;
   /** While set, every create answers this status (an outage or a refusal). */
   failWith: number | null;
+  /** PayPal orders the buyer approved (a capture of any other is refused: ORDER_NOT_APPROVED). */
+  paypalApproved: Set<string>;
+  /** PayPal captures made: order id → capture id and the capture request's headers. */
+  paypalCaptures: Map<string, { captureId: string; headers: Record<string, string | string[] | undefined> }>;
   last(): Recorded;
   close(): Promise<void>;
 }
@@ -43,6 +47,8 @@ export async function fakeCheckoutProviders(): Promise<FakeProviders> {
     lsVariants: new Set(),
     creemProducts: new Set(),
     failWith: null,
+    paypalApproved: new Set(),
+    paypalCaptures: new Map(),
     last: () => {
       const r = fake.requests[fake.requests.length - 1];
       if (!r) throw new Error('no checkout request recorded');
@@ -99,6 +105,19 @@ export async function fakeCheckoutProviders(): Promise<FakeProviders> {
         const id = rid('ch');
         fake.requests.push({ path, headers: req.headers, body, id });
         return send(200, { id, object: 'checkout', mode: 'test', status: 'pending', product: body.product_id, request_id: body.request_id, metadata: body.metadata, checkout_url: `https://checkout.creem.io/${id}` });
+      }
+      const capture = /^\/paypal\/v2\/checkout\/orders\/([^/]+)\/capture$/.exec(path);
+      if (capture && req.method === 'POST') {
+        if (req.headers.authorization !== 'Bearer A21AA-checkout') return send(401, { name: 'AUTHENTICATION_FAILURE' });
+        const orderId = decodeURIComponent(capture[1] ?? '');
+        const order = fake.requests.find((r) => r.path === '/paypal/v2/checkout/orders' && r.id === orderId);
+        if (!order) return send(404, { name: 'RESOURCE_NOT_FOUND', details: [{ issue: 'INVALID_RESOURCE_ID' }] });
+        if (!fake.paypalApproved.has(orderId)) return send(422, { name: 'UNPROCESSABLE_ENTITY', details: [{ issue: 'ORDER_NOT_APPROVED' }] });
+        const known = fake.paypalCaptures.get(orderId);
+        const captureId = known?.captureId ?? randomBytes(8).toString('hex').toUpperCase();
+        if (!known) fake.paypalCaptures.set(orderId, { captureId, headers: req.headers });
+        const unit = (order.body as { purchase_units: Array<Record<string, unknown>> }).purchase_units[0] ?? {};
+        return send(201, { id: orderId, status: 'COMPLETED', purchase_units: [{ reference_id: unit['reference_id'], payments: { captures: [{ id: captureId, status: 'COMPLETED', amount: unit['amount'], custom_id: unit['custom_id'] }] } }] });
       }
       if (path === '/paypal/v2/checkout/orders' && req.method === 'POST') {
         if (req.headers.authorization !== 'Bearer A21AA-checkout') return send(401, { name: 'AUTHENTICATION_FAILURE' });

@@ -591,6 +591,12 @@ async function freshCheckoutPackage(): Promise<string> {
   if (res.status !== 201) throw new Error(`freshCheckoutPackage: ${res.status} ${JSON.stringify(res.body)}`);
   return res.body.id as string;
 }
+/** A priced PayPal package (PayPal orders take any amount). */
+async function freshPayPalPackage(): Promise<string> {
+  const res = await svc().post('/v1/credit-packages', { name: 'Sample', provider: 'paypal', provider_price_id: `PP-${randomBytes(8).toString('hex')}`, credits: 10, price_amount: 500, currency: 'usd' });
+  if (res.status !== 201) throw new Error(`freshPayPalPackage: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body.id as string;
+}
 /** An open checkout of the user's (inserted as POST /v1/checkout records it). */
 async function freshCheckout(userId: string): Promise<string> {
   const id = `chk_sec${randomBytes(8).toString('hex')}`;
@@ -655,6 +661,16 @@ Object.assign(ROUTES, {
     auth: 'any',
     scope: 'billing:write',
     sample: async (o: Owner) => ({ url: '/v1/checkout', body: { user_id: o.user.id, package_id: await freshCheckoutPackage(), success_url: 'https://app.example.com/ok' }, status: 201 }),
+  },
+  'POST /v1/checkouts/{id}/capture': {
+    auth: 'any',
+    scope: 'billing:write',
+    sample: async (o: Owner) => {
+      const made = await svc().post('/v1/checkout', { user_id: o.user.id, package_id: await freshPayPalPackage(), success_url: 'https://app.example.com/ok' });
+      if (made.status !== 201) throw new Error(`paypal checkout: ${made.status} ${JSON.stringify(made.body)}`);
+      checkoutFake.paypalApproved.add(String(made.body.provider_checkout_id));
+      return { url: `/v1/checkouts/${made.body.id}/capture`, status: 200 };
+    },
   },
   'GET /v1/checkouts/{id}': { auth: 'any', scope: 'billing:read', sample: async (o: Owner) => ({ url: `/v1/checkouts/${await freshCheckout(o.user.id)}`, status: 200 }) },
   'POST /v1/credit-packages': {

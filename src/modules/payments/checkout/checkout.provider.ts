@@ -41,6 +41,12 @@ export interface CheckoutProvider {
   readonly needsPriceId: boolean;
   /** Creates the checkout; throws `CheckoutFailed` when the provider refuses or cannot be reached. */
   create(order: CheckoutOrder): Promise<CreatedCheckout>;
+  /**
+   * Only for providers whose approved checkout the merchant must still capture (PayPal orders):
+   * takes the money; the provider's webhook that follows grants. Absent: the provider takes the
+   * money itself when the buyer pays.
+   */
+  capture?(providerCheckoutId: string, checkoutId: string): Promise<{ status: string }>;
 }
 
 /** A provider's plug-in: its client, built once from its slice of the configuration (null: not configured). */

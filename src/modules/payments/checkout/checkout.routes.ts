@@ -3,7 +3,7 @@ import { Type } from 'typebox';
 import { IdParam } from '../../../core/schemas.js';
 import { created, defineRoute, ok, type RouteDeps } from '../../../http/route.js';
 import { ErrorResponse } from '../../../http/schemas.js';
-import { Checkout, CheckoutCreate } from './checkout.js';
+import { Checkout, CheckoutCapture, CheckoutCreate } from './checkout.js';
 import type { CheckoutService } from './checkout.service.js';
 
 export function registerCheckoutRoutes(app: FastifyInstance, deps: RouteDeps, checkouts: CheckoutService): void {
@@ -23,6 +23,22 @@ export function registerCheckoutRoutes(app: FastifyInstance, deps: RouteDeps, ch
     body: CheckoutCreate,
     response: { 201: Checkout, 400: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 503: ErrorResponse },
     handler: async (ctx, { body }) => created(await checkouts.create(ctx.principal, body)),
+  });
+
+  defineRoute(app, deps, {
+    method: 'POST',
+    url: '/v1/checkouts/:id/capture',
+    summary:
+      'Capture an approved PayPal order (service, or its buyer, back from PayPal): the money is taken, and the capture webhook that follows grants what was signed',
+    tags: ['payments'],
+    auth: 'any',
+    scope: 'billing:write',
+    // An HTTP call to the provider: outside any transaction; the service checks the caller.
+    runAsOwner: true,
+    idempotency: 'none',
+    params: Type.Object({ id: IdParam }, { additionalProperties: false }),
+    response: { 200: CheckoutCapture, 404: ErrorResponse, 409: ErrorResponse, 503: ErrorResponse },
+    handler: async (ctx, { params }) => ok(await checkouts.capture(ctx.principal, params.id)),
   });
 
   defineRoute(app, deps, {

@@ -74,6 +74,28 @@ export class CheckoutService {
     }
   }
 
+  /**
+   * Takes the money of an approved checkout whose provider leaves that to the merchant (PayPal
+   * orders); the provider's webhook that follows grants, as for every checkout. Outside any
+   * transaction (an HTTP call). Only an open checkout of such a provider (else 409); the buyer's own.
+   */
+  async capture(principal: Principal, id: string) {
+    const row = await repo.checkoutFind(this.db, id);
+    if (!row || (principal.kind !== 'service' && !(principal.kind === 'user' && principal.userId === row.user_id))) throw errors.notFound('Checkout', id);
+    const provider = this.providers.require(row.provider as ProviderName);
+    if (!provider.capture) throw errors.invalidState(`${row.provider} takes the money itself when the buyer pays: there is nothing to capture`, { provider: row.provider });
+    if (row.status !== 'open' || !row.provider_checkout_id) throw errors.invalidState(`Checkout ${id} is ${row.status}`, { status: row.status });
+    try {
+      const captured = await provider.capture(row.provider_checkout_id, row.id);
+      return { ...checkoutBody(row), provider_status: captured.status };
+    } catch (err) {
+      if (!(err instanceof CheckoutFailed)) throw err;
+      const details = { provider: row.provider, checkout_id: row.id };
+      if (err.kind === 'unavailable') throw errors.unavailable(`The ${row.provider} capture could not be made: ${err.message}`, details);
+      throw errors.invalidState(`${row.provider} refused the capture: ${err.message}`, details);
+    }
+  }
+
   async get(db: Executor, principal: Principal, id: string) {
     const row = await repo.checkoutFind(db, id);
     if (!row) throw errors.notFound('Checkout', id);

@@ -74,3 +74,6 @@ export const checkoutBody = (r: CheckoutView) => ({
   completed_at: isoOrNull((r.completed_at as Date | null) ?? null),
   created_at: iso(r.created_at as Date),
 });
+
+/** A capture's answer: the checkout, and what the provider said of the capture (PayPal: COMPLETED, PENDING …). */
+export const CheckoutCapture = Type.Object({ ...Checkout.properties, provider_status: Type.String() }, { title: 'CheckoutCapture' });

@@ -51,11 +51,7 @@ class PayPalCheckouts implements CheckoutProvider {
         headers: { authorization: `Bearer ${await this.accessToken()}`, 'content-type': 'application/json', accept: 'application/json', 'paypal-request-id': order.checkoutId },
         body,
       });
-    let res = await post();
-    if (res.status === 401) {
-      this.token = null; // expired early or revoked: one fresh token, once
-      res = await post();
-    }
+    const res = await this.withToken(post);
     const answer = obj(res.body);
     if (res.status !== 200 && res.status !== 201) throw failure('PayPal', res.status, str(answer['message']) ?? str(answer['name']) ?? '');
     const id = str(answer['id']);
@@ -64,6 +60,40 @@ class PayPalCheckouts implements CheckoutProvider {
     const url = link ? str(link['href']) : null;
     if (!id || !url) throw failure('PayPal', 502, 'an order without an id or an approval link');
     return { providerCheckoutId: id, url };
+  }
+
+  /**
+   * Captures the approved order (`POST /v2/checkout/orders/{id}/capture`). The capture's webhook
+   * (PAYMENT.CAPTURE.COMPLETED, naming this order) is what grants. PayPal-Request-Id makes a retried
+   * capture the same capture.
+   */
+  async capture(orderId: string, checkoutId: string): Promise<{ status: string }> {
+    const res = await this.withToken(async () =>
+      callJson(`${this.config.apiBase}/v2/checkout/orders/${encodeURIComponent(orderId)}/capture`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${await this.accessToken()}`,
+          'content-type': 'application/json',
+          accept: 'application/json',
+          'paypal-request-id': `${checkoutId}-capture`,
+        },
+        body: '{}',
+      }),
+    );
+    const answer = obj(res.body);
+    if (res.status !== 200 && res.status !== 201) {
+      const issue = str(obj(Array.isArray(answer['details']) ? answer['details'][0] : null)['issue']);
+      throw failure('PayPal', res.status, issue ?? str(answer['message']) ?? str(answer['name']) ?? '');
+    }
+    return { status: str(answer['status']) ?? 'UNKNOWN' };
+  }
+
+  /** One call, with one fresh token on a 401 (expired early or revoked). */
+  private async withToken(call: () => Promise<{ status: number; body: unknown }>) {
+    const res = await call();
+    if (res.status !== 401) return res;
+    this.token = null;
+    return call();
   }
 
   private async accessToken(): Promise<string> {
