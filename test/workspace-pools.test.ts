@@ -159,6 +159,11 @@ describe(`workspace pools (${TARGET})`, () => {
       expect(shape(await call(ws.id), ws.id)).toEqual(shape(await call(missing), missing));
     }
     expect(await poolBalance(ws.id)).toMatchObject({ balance: 1000, held: 0 });
+    // On a pool never used before, a refused spend leaves nothing behind: not even its account.
+    const fresh = await team(0);
+    for (const call of calls) expect((await call(fresh.ws.id)).status).toBe(404);
+    const accounts = await app.database.db.selectFrom('credit_accounts').select('id').where('workspace_id', '=', fresh.ws.id).execute();
+    expect(accounts).toEqual([]);
     await expectReconciled();
   });
 
