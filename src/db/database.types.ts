@@ -105,6 +105,29 @@ export interface BudgetGuards {
   window_start: Timestamp;
 }
 
+export interface Checkouts {
+  amount: number;
+  billing_interval: string | null;
+  completed_at: Timestamp | null;
+  created_at: Generated<Timestamp>;
+  credit_class: string | null;
+  credits: Generated<number>;
+  credits_expire_days: number | null;
+  currency: string;
+  error: string | null;
+  expires_at: Timestamp;
+  id: string;
+  package_id: string | null;
+  payment_id: string | null;
+  plan_id: string | null;
+  provider: string;
+  provider_checkout_id: string | null;
+  status: Generated<string>;
+  updated_at: Generated<Timestamp>;
+  url: string | null;
+  user_id: string;
+}
+
 export interface Commits {
   author_email: string | null;
   author_name: string | null;
@@ -154,6 +177,7 @@ export interface CreditAccounts {
   held: Generated<number>;
   id: string;
   last_seq: Generated<number>;
+  low_threshold: number | null;
   total_credited: Generated<number>;
   total_spent: Generated<number>;
   updated_at: Generated<Timestamp>;
@@ -775,6 +799,7 @@ export interface Subscriptions {
   self_service: Generated<boolean>;
   status: string;
   trial_end: Timestamp | null;
+  trial_ending_told_at: Timestamp | null;
   trial_start: Timestamp | null;
   updated_at: Generated<Timestamp>;
   user_id: string;
@@ -1044,6 +1069,7 @@ export interface DB {
   api_keys: ApiKeys;
   background_jobs: BackgroundJobs;
   budget_guards: BudgetGuards;
+  checkouts: Checkouts;
   commits: Commits;
   conversations: Conversations;
   cost_models: CostModels;

@@ -1,4 +1,5 @@
 import type { Static } from 'typebox';
+import { type DomainEvent, type EventSink, NO_EVENTS } from '../../core/events.js';
 import type { Database, Executor } from '../../db/database.js';
 import { inStatementTransaction, kyselyRunner, poolRunner, type RunStatement } from '../../db/statements.js';
 import { type DomainError, errors, isRefusal } from '../../core/errors.js';
@@ -98,6 +99,8 @@ export class UsageService {
     batching: { maxBatch: number; maxParallel: number; maxBacklog?: number } = { maxBatch: 256, maxParallel: 1 },
     private readonly invalidations?: Invalidations,
     checkCache: CheckCacheConfig = { ttlMs: 0, maxEntries: 0 },
+    /** Where usage tells the app (budget_guard.alert|tripped, usage.quota_exhausted; docs/webhooks-out.md). */
+    private readonly sink: EventSink = NO_EVENTS,
   ) {
     this.sql = new UsageSql(database.schema, ledger.snapshots.columns);
     this.queue = new LedgerQueue((items) => this.runQueued(items.map((i) => i.op)), batching.maxBatch, batching.maxParallel, undefined, queueLimits(batching.maxBacklog));
@@ -199,6 +202,8 @@ export class UsageService {
       return { pricing, outcomes };
     });
     await this.sql.write(run, pricing.writes());
+    // What this batch tells, in its transaction: one statement (none when it tells nothing).
+    await this.sink.record(run, pricing.told);
     return outcomes;
   }
 
@@ -290,6 +295,8 @@ class Pricing {
   private readonly overages = new Map<string, { id: string; user_id: string; subscription_id: string; metric: string; period_start: Date; period_end: Date; credits: number; unitAmount: string; unitMicros: number; currency: string; dirty: boolean }>();
   private readonly counters = new Map<string, Row & { quantity: number; credits: number; overage: number; events: number }>();
   private readonly events: Row[] = [];
+  /** What this batch tells the app (docs/webhooks-out.md), written with its rows. */
+  readonly told: DomainEvent[] = [];
 
   constructor(
     private readonly catalog: CatalogService,
@@ -445,6 +452,26 @@ class Pricing {
     return guard;
   }
 
+  /** A budget guard's event: the guard's month and spend (major units, rounded up) as it stands. */
+  private tellGuard(userId: string, guard: NonNullable<ReturnType<Pricing['guardFor']>>, type: 'budget_guard.alert' | 'budget_guard.tripped', refusedMicros: number): void {
+    this.told.push({
+      type,
+      userId,
+      data: {
+        user_id: userId,
+        guard_id: guard.id,
+        monthly_cap: guard.cap,
+        behavior: guard.behavior,
+        spend: Math.ceil(guard.spend / 1e6),
+        percent: type === 'budget_guard.alert' ? 80 : 100,
+        // Tripped by a refusal: what the refused charge would have added.
+        refused_amount: refusedMicros > 0 ? Math.ceil(refusedMicros / 1e6) : null,
+        window_start: guard.windowStart.toISOString(),
+        window_end: guard.windowEnd.toISOString(),
+      },
+    });
+  }
+
   private refuseByGuard(guard: NonNullable<ReturnType<Pricing['guardFor']>>, addMicros: number): DomainError | null {
     if (addMicros <= 0 || guard.spend + addMicros <= guard.cap * 1e6) return null;
     const details = { monthly_cap: guard.cap, spend: Math.ceil(guard.spend / 1e6), would_add: Math.ceil(addMicros / 1e6) };
@@ -477,7 +504,15 @@ class Pricing {
     }
     const guard = event.workspace_id === undefined ? this.guardFor(event.user_id) : null;
     const refusal = guard ? this.refuseByGuard(guard, p.overageMicros) : null;
-    if (refusal) throw refusal;
+    if (refusal) {
+      // The first refusal of the month trips the guard: marked (alerted_100_at) and told once.
+      if (guard?.notify && !guard.a100) {
+        guard.a100 = this.now;
+        guard.dirty = true;
+        this.tellGuard(event.user_id, guard, 'budget_guard.tripped', p.overageMicros);
+      }
+      throw refusal;
+    }
 
     // Charge: the ledger first (it can still refuse), then billing's own state.
     const eventId = newId('event');
@@ -504,6 +539,14 @@ class Pricing {
       p.quota.consumed += p.freeUnits;
       p.quota.dirty = true;
       this.quotas.set(p.quotaKey, p.quota);
+      if (p.quota.consumed >= p.quota.quota && p.quota.consumed - p.freeUnits < p.quota.quota) {
+        const q = p.quota;
+        this.told.push({
+          type: 'usage.quota_exhausted',
+          userId: event.user_id,
+          data: { user_id: event.user_id, metric: q.metric, quota: q.quota, consumed: q.consumed, window_start: q.window_start.toISOString(), window_end: q.window_end.toISOString() },
+        });
+      }
     }
     const charged = p.coveredTotal + p.overage;
     this.count(event, p.tz, p.sub, p.coveredTotal, p.overage);
@@ -522,8 +565,14 @@ class Pricing {
       if (guard) {
         guard.spend += p.overageMicros;
         guard.dirty = true;
-        if (guard.notify && !guard.a80 && guard.spend >= guard.cap * 0.8e6) guard.a80 = this.now;
-        if (guard.notify && !guard.a100 && guard.spend >= guard.cap * 1e6) guard.a100 = this.now;
+        if (guard.notify && !guard.a80 && guard.spend >= guard.cap * 0.8e6) {
+          guard.a80 = this.now;
+          this.tellGuard(event.user_id, guard, 'budget_guard.alert', 0);
+        }
+        if (guard.notify && !guard.a100 && guard.spend >= guard.cap * 1e6) {
+          guard.a100 = this.now;
+          this.tellGuard(event.user_id, guard, 'budget_guard.tripped', 0);
+        }
       }
     }
     const account = session;

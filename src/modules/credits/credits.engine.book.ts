@@ -1,4 +1,5 @@
 import { errors } from '../../core/errors.js';
+import type { DomainEvent, EventType } from '../../core/events.js';
 import { newId } from '../../lib/ids.js';
 import { type AccountState, balanceBody, type GrantState, type HoldState, isDebt, type LedgerEntry, type RefundTarget, type SpenderState } from './credits.js';
 import { compareGrants } from './credits.engine.order.js';
@@ -34,11 +35,15 @@ export class Book {
   readonly allocations: Allocation[] = [];
   /** Pool spenders of this batch by member id (credits.engine.members.ts). */
   readonly spenders = new Map<string, SpenderState>();
+  /** What this batch tells the app (docs/webhooks-out.md), written with its rows. */
+  readonly events: DomainEvent[] = [];
 
   constructor(
     input: { account: AccountState; grants: GrantState[]; holds: HoldState[]; refundTargets: RefundTarget[]; spenders?: SpenderState[] },
     readonly now: Date,
     readonly cap: number | null,
+    /** The low-balance threshold when the account names none (0: none). */
+    readonly lowThresholdDefault = 0,
   ) {
     this.account = { ...input.account };
     for (const g of input.grants) this.grants.set(g.id, { ...g });
@@ -186,6 +191,32 @@ export class Book {
     };
     this.entries.push(entry);
     return entry;
+  }
+
+  /** An event about this account, written in the batch's transaction. */
+  tell(type: EventType, data: Record<string, unknown>): void {
+    this.events.push({ type, data, userId: this.account.userId, workspaceId: this.account.workspaceId });
+  }
+
+  /** The threshold below which this account is low (0: none). */
+  lowThreshold(): number {
+    return this.account.lowThreshold ?? this.lowThresholdDefault;
+  }
+
+  /**
+   * After a movement that took the balance from `before` to where it is now: crossing the low
+   * threshold downwards tells `credits.low`, reaching zero or less tells `credits.depleted`. Only a
+   * crossing tells: further movements below stay silent until one takes the balance back up.
+   */
+  crossed(before: number, entriesBefore: number): void {
+    const after = this.account.balance;
+    if (after >= before) return;
+    const a = this.account;
+    const last = this.entries.length > entriesBefore ? this.entries[this.entries.length - 1] : undefined;
+    const state = { user_id: a.userId, workspace_id: a.workspaceId, balance: a.balance, held: a.held, available: a.balance - a.held, transaction_id: last?.id ?? null };
+    const threshold = this.lowThreshold();
+    if (threshold > 0 && before >= threshold && after < threshold) this.tell('credits.low', { ...state, threshold });
+    if (before > 0 && after <= 0) this.tell('credits.depleted', state);
   }
 
   /** The balance as answers show it. */

@@ -1,4 +1,5 @@
 import { isRefusal } from '../../core/errors.js';
+import type { DomainEvent } from '../../core/events.js';
 import { done, refused } from '../idempotency/idempotency.js';
 import type { AccountState, ConsumeTier, GrantState, HoldState, LedgerEntry, LedgerOp, OpResult, RefundTarget, SpenderState } from './credits.js';
 import { Book } from './credits.engine.book.js';
@@ -35,6 +36,8 @@ export interface EngineInput {
   balanceCap: number | null;
   /** Pool members this batch spends for: role, cap and what it counts (loaded under the lock). */
   spenders?: SpenderState[];
+  /** The low-balance threshold of accounts that name none (0 or absent: none). */
+  lowThreshold?: number;
 }
 
 export interface EngineOutput {
@@ -46,6 +49,8 @@ export interface EngineOutput {
   grants: GrantState[];
   /** Holds to insert (isNew) or update (dirty). */
   holds: HoldState[];
+  /** Events the batch tells (credits.granted, credits.low, credits.depleted, hold.expired). */
+  events: DomainEvent[];
 }
 
 export function applyOps(input: EngineInput, ops: LedgerOp[]): EngineOutput {
@@ -66,20 +71,29 @@ export class LedgerSession {
   lastConsume: ConsumeResult | null = null;
 
   constructor(input: EngineInput) {
-    this.book = new Book(input, input.now, input.balanceCap);
+    this.book = new Book(input, input.now, input.balanceCap, input.lowThreshold ?? 0);
+    const before = this.book.account.balance;
     expireDue(this.book);
+    this.book.crossed(before, 0);
   }
 
   /** Applies one operation; a refusal (4xx) is an answer and changes nothing. */
   run(op: LedgerOp): OpResult {
+    const before = this.book.account.balance;
+    const entries = this.book.entries.length;
     try {
       const memberId = memberOf(op);
-      if (memberId === null) return this.apply(op);
+      if (memberId === null) {
+        const result = this.apply(op);
+        this.book.crossed(before, entries);
+        return result;
+      }
       // A pool member's spend: role and cap first (the amount is what it takes or reserves).
       const amount = (op as { amount: number }).amount;
       const spender = assertMaySpend(this.book, memberId, amount);
       const result = this.apply(op);
       if (result.ok) countSpend(spender, amount);
+      this.book.crossed(before, entries);
       return result;
     } catch (err) {
       if (isRefusal(err)) return refused(err, op.requestId);
@@ -158,6 +172,7 @@ export class LedgerSession {
       allocations: b.allocations,
       grants: [...b.grants.values()].filter((g) => g.dirty),
       holds: [...b.holds.values()].filter((h) => h.dirty),
+      events: b.events,
     };
   }
 }

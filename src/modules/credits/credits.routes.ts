@@ -34,6 +34,16 @@ import { entryFromRow, holdFromRow } from './credits.repository.js';
 import type { Owner } from './credits.js';
 import type { CreditsService } from './credits.service.js';
 
+const LowThreshold = Type.Object(
+  {
+    user_id: Type.Union([Type.String(), Type.Null()]),
+    workspace_id: Type.Union([Type.String(), Type.Null()]),
+    low_threshold: Type.Union([Type.Integer(), Type.Null()]),
+    effective_threshold: Type.Integer({ description: 'The threshold in force (0: none)' }),
+  },
+  { title: 'LowBalanceThreshold' },
+);
+
 const moneyErrors = { 402: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 422: ErrorResponse };
 
 const meta = (ctx: RequestContext): OpMeta => ({ requestId: ctx.requestId, idem: ctx.idempotency ?? null });
@@ -169,6 +179,21 @@ export function registerCreditRoutes(app: FastifyInstance, deps: RouteDeps, cred
         const rows = await credits.holds(ctx.db, owner, page, query.status);
         return ok(toPage(rows, page.limit, (r) => holdBody(holdFromRow(r as unknown as Record<string, unknown>))));
       },
+    });
+  }
+
+  // The low-balance threshold (credits.low webhook; docs/webhooks-out.md), per user or workspace pool.
+  for (const kind of ['users', 'workspaces'] as const) {
+    defineRoute(app, deps, {
+      method: 'PUT',
+      url: `/v1/${kind}/:id/low-balance-threshold`,
+      summary: 'Set the balance below which the account is low: credits.low is told once per downward crossing (service; null = the default)',
+      tags: ['credits'],
+      auth: 'service',
+      params: Type.Object({ id: IdParam }),
+      body: Type.Object({ threshold: Type.Union([Type.Integer({ minimum: 0, maximum: 1_000_000_000_000 }), Type.Null()]) }, { additionalProperties: false }),
+      response: { 200: LowThreshold, 400: ErrorResponse, 404: ErrorResponse },
+      handler: async (ctx, { params, body }) => ok(await credits.setLowThreshold(ctx.db, kind === 'users' ? { userId: params.id } : { workspaceId: params.id }, body.threshold)),
     });
   }
 

@@ -1,6 +1,7 @@
 import type { Database, Db, Executor } from '../../db/database.js';
 import { inStatementTransaction, kyselyRunner, type RunStatement } from '../../db/statements.js';
 import { type DomainError, errors } from '../../core/errors.js';
+import { type EventSink, NO_EVENTS } from '../../core/events.js';
 import { type AnswerCodec, KeyRecordedMeanwhile, refused, scopeKey } from '../idempotency/idempotency.js';
 import { BatchKeys, type Recorded, type Replay, replayOf } from '../idempotency/idempotency.batch.js';
 import type { PageRequest } from '../../core/paging.js';
@@ -39,6 +40,8 @@ export interface CreditsConfig {
   maxParallel?: number;
   /** Most operations waiting in this process before new ones get 503 (default 10,000). */
   maxBacklog?: number;
+  /** The low-balance threshold of accounts that set none (`credits.low`; 0 or absent: none). */
+  lowThreshold?: number;
 }
 
 /**
@@ -64,6 +67,8 @@ export class CreditsService implements Ledger {
     /** How outcomes are recorded under their keys (the composition root passes src/http/answers.ts). */
     readonly answers: AnswerCodec,
     private readonly invalidations?: Invalidations,
+    /** Where the ledger's events go (credits.granted, credits.low, credits.depleted, hold.expired). */
+    private readonly events: EventSink = NO_EVENTS,
   ) {
     this.db = database.db;
     this.repo = new CreditsRepository(database.schema);
@@ -148,6 +153,7 @@ export class CreditsService implements Ledger {
         { account, grants: grants.get(account.id) ?? [], holds: holds.get(account.id) ?? [] },
         now,
         spenders.get(account.id) ?? [],
+        this.config.lowThreshold,
       );
       sessions.push(session);
       byAccount.set(account.id, consumingAccount(session));
@@ -156,6 +162,7 @@ export class CreditsService implements Ledger {
     const outs = sessions.map((s) => s.output([]));
     await this.sql.dropUnused(run, opened.filter((id) => !outs.some((o) => o.account.id === id && touches(o))));
     await this.sql.write(run, outs, []);
+    await this.events.record(run, outs.flatMap((o) => o.events));
     return result;
   }
 
@@ -169,7 +176,7 @@ export class CreditsService implements Ledger {
   };
 
   quote(snapshot: LedgerSnapshot, now: Date): ConsumingAccount {
-    return consumingAccount(consumptionSession(snapshot, now));
+    return consumingAccount(consumptionSession(snapshot, now, [], this.config.lowThreshold));
   }
 
   async endGrantsAt(trx: Executor, owner: Owner, grantIds: readonly string[], at: Date): Promise<void> {
@@ -357,6 +364,8 @@ export class CreditsService implements Ledger {
       handOff();
     }
     await this.sql.runWrite(run, write);
+    // The batch's events, in its transaction: one statement for all of them (none: no round trip).
+    await this.events.record(run, outs.flatMap((o) => o.events));
 
     keys.answerFollowers(results, (index) => must(items[index], 'a follower is an item of its batch').op.requestId);
     return results as OpResult[];
@@ -378,7 +387,7 @@ export class CreditsService implements Ledger {
       else run.push({ op, index });
     }
     if (run.length === 0) return { answers, session: null, holdsKnownUntil };
-    const session = new LedgerSession({ ...state, now, balanceCap: this.config.balanceCap });
+    const session = new LedgerSession({ ...state, now, balanceCap: this.config.balanceCap, lowThreshold: this.config.lowThreshold ?? 0 });
     for (const { op, index } of run) {
       const result = session.run(op);
       // Refusals are answers too: recorded, so the same request gets the same answer.
@@ -458,6 +467,29 @@ export class CreditsService implements Ledger {
     return balanceBody(account, grants);
   }
 
+  /**
+   * Sets the balance below which the account is low (`credits.low`, told once per downward
+   * crossing; docs/webhooks-out.md); null falls back to the deployment's default. Opens a
+   * workspace pool's account if it has none yet. Nothing is told now: only a later crossing tells.
+   */
+  async setLowThreshold(db: Executor, owner: Owner, threshold: number | null) {
+    await this.assertOwner(db, owner);
+    const accountId = accountIdOf(owner);
+    if (!(await this.repo.accountSetLowThreshold(db, accountId, threshold, newAccountVersion()))) {
+      await this.openAccount(db, owner);
+      await this.repo.accountSetLowThreshold(db, accountId, threshold, newAccountVersion());
+    }
+    // The state a batch of this process carries names the old threshold (and version): drop it.
+    this.carries.delete(accountId);
+    this.invalidations?.accountsChanged([accountId]);
+    return {
+      user_id: 'userId' in owner ? owner.userId : null,
+      workspace_id: 'workspaceId' in owner ? owner.workspaceId : null,
+      low_threshold: threshold,
+      effective_threshold: threshold ?? this.config.lowThreshold ?? 0,
+    };
+  }
+
   async transactions(db: Executor, owner: Owner, page: PageRequest, type?: string) {
     await this.assertOwner(db, owner);
     return this.repo.ledgerPage(db, accountIdOf(owner), page, type);
@@ -502,8 +534,8 @@ interface Carry {
 }
 
 /** Consumption is never capped: the cap is for grants, and consumption only spends. */
-const consumptionSession = (s: LedgerSnapshot, now: Date, spenders: SpenderState[] = []) =>
-  new LedgerSession({ account: s.account, grants: [...s.grants], holds: [...s.holds], refundTargets: [], now, balanceCap: null, spenders });
+const consumptionSession = (s: LedgerSnapshot, now: Date, spenders: SpenderState[] = [], lowThreshold = 0) =>
+  new LedgerSession({ account: s.account, grants: [...s.grants], holds: [...s.holds], refundTargets: [], now, balanceCap: null, spenders, lowThreshold });
 
 /** A session as the port shows it: balance, what is coverable, and consuming. */
 function consumingAccount(session: LedgerSession): ConsumingAccount {

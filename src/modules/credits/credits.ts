@@ -21,6 +21,11 @@ export interface AccountState {
   lastSeq: number;
   /** Moves on with every ledger write of the account (migration 0007): same version, same state. */
   version: number;
+  /**
+   * Below this balance the account is low: a `credits.low` event fires when a movement crosses it
+   * downwards (migration 0023; docs/webhooks-out.md). Absent or null: the deployment's default.
+   */
+  lowThreshold?: number | null;
 }
 
 export interface GrantState {
