@@ -119,6 +119,13 @@ describe(`workspace pools (${TARGET})`, () => {
     const wrong = await job(other.ws.id, member, 12, { project_id: project.body.id });
     expect(wrong.status).toBe(400);
     expect(wrong.body.error).toMatchObject({ code: 'invalid_request' });
+    // A user's own project takes only that user's jobs: another user's project is not found, and nothing is held.
+    const own = await member.api.post('/v1/projects', { name: 'Mine' });
+    expect(own.status).toBe(201);
+    const stranger = await job(undefined, other.member, 12, { project_id: own.body.id });
+    expect(stranger.status).toBe(404);
+    expect(stranger.body.error).toMatchObject({ code: 'not_found' });
+    expect((await job(undefined, member, 0, { project_id: own.body.id })).status).toBe(201);
     expect((await post(`/v1/jobs/${j.body.id}/cancel`, {})).status).toBe(200);
     expect(await poolBalance(ws.id)).toMatchObject({ balance: 1000, held: 0 });
     await expectReconciled();
