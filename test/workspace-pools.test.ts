@@ -161,6 +161,26 @@ describe(`workspace pools (${TARGET})`, () => {
     await expectReconciled();
   });
 
+  it('a deactivated workspace keeps its pool but nobody spends it (409); only the owner deactivates or reactivates it', async () => {
+    const { ws, owner, admin, member } = await team();
+    // An admin may rename the workspace but not switch it off or on.
+    expect((await admin.api.patch(`/v1/workspaces/${ws.id}`, { is_active: false })).status).toBe(403);
+    expect((await owner.api.patch(`/v1/workspaces/${ws.id}`, { is_active: false })).status).toBe(200);
+    const before = await poolBalance(ws.id);
+    const entries = (await poolEntries(ws.id)).length;
+    for (const res of [await debit(ws.id, member, 1), await hold(ws.id, member, 1), await event(ws.id, member, 1), await job(ws.id, member, 1), await job(ws.id, member, 0)]) {
+      expect(res.status).toBe(409);
+      expect(res.body.error.code).toBe('conflict');
+    }
+    expect((await admin.api.patch(`/v1/workspaces/${ws.id}`, { is_active: true })).status).toBe(403);
+    expect(await poolBalance(ws.id)).toEqual(before);
+    expect((await poolEntries(ws.id)).length).toBe(entries);
+    // Reactivated by its owner, the pool is spent again.
+    expect((await owner.api.patch(`/v1/workspaces/${ws.id}`, { is_active: true })).status).toBe(200);
+    expect((await debit(ws.id, member, 1)).status).toBe(201);
+    await expectReconciled();
+  });
+
   it('a stranger gets the answer a workspace that does not exist gets (404, nothing disclosed)', async () => {
     const { ws, stranger } = await team();
     const missing = 'wsp_00000000000000000000000000';

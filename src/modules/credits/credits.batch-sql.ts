@@ -127,6 +127,7 @@ export class BatchSql {
       accountId: r['account_id'] as string,
       memberId: r['member_id'] as string,
       role: (r['role'] as string | null) ?? null,
+      active: r['active'] === true,
       cap: r['cap'] === null || r['cap'] === undefined ? null : Number(r['cap']),
       period: (r['period'] as SpenderState['period']) ?? null,
       // Without a cap nothing is counted (one less sum on every uncapped spend).
@@ -139,7 +140,7 @@ export class BatchSql {
   private get spendersText(): string {
     const t = this.t.bind(this);
     // $4: count even without a cap (a report); a spend without a cap needs no sums.
-    return `select x.account_id, x.member_id, m.role, c.amount as cap, c.period,
+    return `select x.account_id, x.member_id, m.role, coalesce(w.is_active, false) as active, c.amount as cap, c.period,
         case when c.amount is null and not $4::boolean then 0 else
           coalesce((select sum(-l.amount) from ${t('credit_ledger')} l
             where l.account_id = x.account_id and l.member_id = x.member_id and l.type in ('debit', 'capture')
@@ -151,6 +152,7 @@ export class BatchSql {
             where h.account_id = x.account_id and h.member_id = x.member_id and h.status = 'held' and h.expires_at > $3::timestamptz), 0)
         end as held
       from unnest($1::text[], $2::text[]) as x(account_id, member_id)
+      left join ${t('workspaces')} w on w.id = substr(x.account_id, 7)
       left join ${t('workspace_members')} m on m.workspace_id = substr(x.account_id, 7) and m.user_id = x.member_id
       left join ${t('workspace_spend_caps')} c on c.workspace_id = substr(x.account_id, 7) and c.user_id = x.member_id
       where left(x.account_id, 6) = 'acc_w_'`;

@@ -25,6 +25,8 @@ export function assertMaySpend(b: Book, memberId: string, amount: number): Spend
   // Not a member: the same answer as a workspace that does not exist (nothing is disclosed).
   if (!s || s.role === null) throw errors.notFound('Workspace', workspaceId);
   if (s.role === 'viewer') throw errors.forbidden('A viewer cannot spend from the workspace pool');
+  // Deactivated instead of deleted (a pool with money history is kept): members no longer spend it.
+  if (!s.active) throw errors.conflict('This workspace is deactivated: its pool cannot be spent', { workspace_id: workspaceId });
   if (s.cap !== null && amount > s.cap - s.used) {
     throw errors.budgetExceeded(`This would exceed the member's spend cap on the pool (${s.cap} per ${s.period})`, {
       reason: 'member_spend_cap',

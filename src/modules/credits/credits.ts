@@ -78,6 +78,8 @@ export interface HoldState {
 export interface SpenderState {
   memberId: string;
   role: string | null;
+  /** The workspace is active: a deactivated one keeps its pool, but nobody spends it. */
+  active: boolean;
   cap: number | null;
   period: 'month' | 'lifetime' | null;
   used: number;

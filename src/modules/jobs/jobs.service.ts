@@ -295,6 +295,9 @@ async function assertMaySpendPool(trx: Executor, workspaceId: string, userId: st
   const role = await memberRole(trx, workspaceId, userId);
   if (role === null) throw errors.notFound('Workspace', workspaceId);
   if (role === 'viewer') throw errors.forbidden('A viewer cannot spend from the workspace pool');
+  // A free job never reaches the ledger, which checks this again under the pool's lock.
+  const ws = await trx.selectFrom('workspaces').select('is_active').where('id', '=', workspaceId).executeTakeFirst();
+  if (!ws?.is_active) throw errors.conflict('This workspace is deactivated: its pool cannot be spent', { workspace_id: workspaceId });
 }
 
 const jobPrincipal = (jobId: string) => `job:${jobId}`;

@@ -101,6 +101,8 @@ export class WorkspacesService {
   async update(db: Executor, principal: Principal, id: string, patch: Static<typeof UpdateWorkspaceBody>): Promise<WorkspaceRow> {
     const role = await this.roleOf(db, principal, id);
     if (!isManager(role)) throw errors.forbidden('Only owners and admins can change a workspace');
+    // Deactivating stops every member's spending (docs/ledger.md): the owner's decision, not an admin's.
+    if (patch.is_active !== undefined && role !== 'owner') throw errors.forbidden('Only the owner can deactivate or reactivate a workspace');
     if (patch.slug !== undefined && (await workspaceSlugTaken(db, patch.slug, id))) throw slugConflict();
     const ws = await slugUnique(() => workspaceUpdate(db, id, patch));
     if (!ws) throw errors.notFound('Workspace', id);
