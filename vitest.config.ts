@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 /**
@@ -39,6 +40,10 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // One test file per core (Vitest's default leaves one core idle: a single worker on two cores).
+    // Most files wait on PostgreSQL, sockets or child processes as much as they compute.
+    // TALLY_TEST_WORKERS overrides it.
+    maxWorkers: Number(process.env['TALLY_TEST_WORKERS'] ?? availableParallelism()),
     projects: [project('pglite'), ...(postgresUrl ? [project('postgres')] : []), ...(postgresUrl && pgbouncerUrl ? [pooled(pgbouncerUrl)] : [])],
   },
 });
