@@ -41,6 +41,8 @@ import { CreditsService } from './modules/credits/credits.service.js';
 import { registerPaymentRoutes } from './modules/payments/payments.routes.js';
 import type { SubscriptionPort } from './modules/payments/payments.ports.js';
 import { referenceKey } from './modules/payments/payments.reference.js';
+import { checkoutKey } from './modules/payments/checkout/checkout.signing.js';
+import { registerCheckoutRoutes } from './modules/payments/checkout/checkout.routes.js';
 import { PaymentsService } from './modules/payments/payments.service.js';
 import { registerIdentityRoutes } from './modules/identities/identities.routes.js';
 import { IdentitiesService } from './modules/identities/identities.service.js';
@@ -48,6 +50,8 @@ import { registerUserRoutes } from './modules/users/users.routes.js';
 import { UsersService } from './modules/users/users.service.js';
 import { registerWorkspaceRoutes } from './modules/workspaces/workspaces.routes.js';
 import { WorkspacesService } from './modules/workspaces/workspaces.service.js';
+import { registerSpendCapRoutes } from './modules/workspaces/workspaces.spend-caps.routes.js';
+import { SpendCapsService } from './modules/workspaces/workspaces.spend-caps.service.js';
 import { registerJobRoutes } from './modules/jobs/jobs.routes.js';
 import { JobsService } from './modules/jobs/jobs.service.js';
 import type { MessageCharger } from './modules/projects/projects.charger.js';
@@ -110,6 +114,8 @@ export interface Services {
   passwordReset: PasswordResetService;
   apiKeys: ApiKeysService;
   workspaces: WorkspacesService;
+  /** Per-member spend caps on workspace pools (the ledger enforces them). */
+  spendCaps: SpendCapsService;
   tokens: TokenService;
   authenticator: Authenticator;
   secrets: SecretBox;
@@ -204,6 +210,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     signupConfirmation: emailVerificationConfig.confirmSignup ? new SignupConfirmation(users, emailVerification, mail, emailVerificationConfig, database.schema) : null,
     apiKeys: new ApiKeysService(clock),
     workspaces,
+    spendCaps: new SpendCapsService(credits),
     authenticator: new Authenticator(database.db, config.auth.serviceKey, tokens),
     secrets,
     credits,
@@ -215,6 +222,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
       subscriptions: deps.subscriptions ?? billing.subscriptions,
       config: config.payments,
       referenceKeys: [config.encryptionKey, ...(config.encryptionKeysOld ?? [])].map(referenceKey),
+      checkoutKeys: [config.encryptionKey, ...(config.encryptionKeysOld ?? [])].map(checkoutKey),
       clock,
       logger: deps.logger,
       events: webhooksOut,
@@ -286,9 +294,11 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerApiKeyRoutes(server, routeDeps, services.apiKeys);
   registerIdentityRoutes(server, routeDeps, services.identities);
   registerWorkspaceRoutes(server, routeDeps, services.workspaces);
+  registerSpendCapRoutes(server, routeDeps, services.spendCaps);
   registerCreditRoutes(server, routeDeps, services.credits, services.workspaces);
   registerBillingRoutes(server, routeDeps, services.billing);
   registerPaymentRoutes(server, routeDeps, services.payments);
+  registerCheckoutRoutes(server, routeDeps, services.payments.checkouts);
   registerProjectRoutes(server, routeDeps, services.projects);
   registerSecretRoutes(server, routeDeps, services.secretsStore);
   registerAdminRoutes(server, routeDeps, services.admin);

@@ -49,14 +49,19 @@ type Json<R> = R extends { content: { 'application/json': infer T } } ? T : neve
 export type Schema<Name extends keyof components['schemas']> = components['schemas'][Name];
 
 /**
- * The JSON body of the success answer (200 or 201) to `method path`: `Ok<'/v1/admin/stats', 'get'>`.
+ * The JSON body of the success answer (200, 201 or 202) to `method path`: `Ok<'/v1/admin/stats', 'get'>`.
  * `unknown` (so any use fails to compile) if the operation documents no JSON success.
  */
 export type Ok<P extends keyof paths, M extends MethodOf<P>> = paths[P][M] extends { responses: infer R }
-  ? [Json<R[Extract<keyof R, 200 | 201>]>] extends [never]
+  ? [Json<R[Extract<keyof R, 200 | 201 | 202>]>] extends [never]
     ? unknown
-    : Json<R[Extract<keyof R, 200 | 201>]>
+    : Json<R[Extract<keyof R, 200 | 201 | 202>]>
   : unknown;
+
+/** The JSON request body of `method path`: `Body<'/v1/plans', 'post'>` (what a form sends). */
+export type Body<P extends keyof paths, M extends MethodOf<P>> = paths[P][M] extends { requestBody?: infer B }
+  ? Json<NonNullable<B>>
+  : never;
 
 /**
  * Every value of a union the API defines (a status), in the order written, for a select: the object

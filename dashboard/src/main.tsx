@@ -1,8 +1,12 @@
 import { type FormEvent, StrictMode, useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
 import { api, type Ok, type Session, sessionStore, setUnauthorizedHandler } from './api';
-import { Jobs, Overview, Payments, Plans, Reconcile, Users } from './pages/operator';
+import { Plans } from './pages/catalog';
+import { Jobs, Overview, Payments, Reconcile, Users } from './pages/operator';
+import { Storage } from './pages/storage';
 import { UserView } from './pages/user';
+import { MailOutbox, WebhookEndpoints, WebhookEndpointView } from './pages/webhooks';
+import { WorkspaceView, Workspaces } from './pages/workspaces';
 import { Link, navigate, useLocation } from './router';
 import { ErrorBox, Progress, toApiError, useAction } from './ui';
 import './styles.css';
@@ -73,9 +77,13 @@ function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
 const OPERATOR_NAV: [string, string][] = [
   ['/', 'Overview'],
   ['/users', 'Users'],
+  ['/workspaces', 'Workspaces'],
   ['/plans', 'Plans'],
   ['/payments', 'Payments'],
   ['/jobs', 'Jobs'],
+  ['/webhooks', 'Webhooks'],
+  ['/storage', 'Storage'],
+  ['/mail', 'Mail'],
   ['/reconcile', 'Reconcile'],
 ];
 
@@ -107,12 +115,20 @@ function App() {
   const operator = session.kind === 'service';
   const nav: [string, string][] = operator ? OPERATOR_NAV : [['/', 'My account']];
   const userPath = /^\/users\/([^/]+)$/.exec(path)?.[1];
+  const workspacePath = /^\/workspaces\/([^/]+)$/.exec(path)?.[1];
+  const endpointPath = /^\/webhooks\/([^/]+)$/.exec(path)?.[1];
   let page;
   if (userPath !== undefined) page = <UserView key={userPath} userId={decodeURIComponent(userPath)} operator={operator} />;
+  else if (workspacePath !== undefined) page = <WorkspaceView key={workspacePath} id={decodeURIComponent(workspacePath)} operator={operator} />;
   else if (!operator) page = <UserView key={session.user.id} userId={session.user.id} operator={false} />;
   else if (path === '/') page = <Overview />;
   else if (path === '/users') page = <Users />;
+  else if (path === '/workspaces') page = <Workspaces />;
   else if (path === '/plans') page = <Plans />;
+  else if (path === '/webhooks') page = <WebhookEndpoints />;
+  else if (endpointPath !== undefined) page = <WebhookEndpointView key={endpointPath} id={decodeURIComponent(endpointPath)} />;
+  else if (path === '/storage') page = <Storage key={search.toString()} bucket={search.get('bucket') ?? ''} prefix={search.get('prefix') ?? ''} />;
+  else if (path === '/mail') page = <MailOutbox />;
   else if (path === '/payments') page = <Payments key={search.toString()} tab={search.get('tab') ?? ''} status={search.get('status') ?? ''} />;
   else if (path === '/jobs') page = <Jobs key={search.get('status') ?? ''} status={search.get('status') ?? ''} />;
   else if (path === '/reconcile') page = <Reconcile />;

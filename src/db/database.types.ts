@@ -105,6 +105,29 @@ export interface BudgetGuards {
   window_start: Timestamp;
 }
 
+export interface Checkouts {
+  amount: number;
+  billing_interval: string | null;
+  completed_at: Timestamp | null;
+  created_at: Generated<Timestamp>;
+  credit_class: string | null;
+  credits: Generated<number>;
+  credits_expire_days: number | null;
+  currency: string;
+  error: string | null;
+  expires_at: Timestamp;
+  id: string;
+  package_id: string | null;
+  payment_id: string | null;
+  plan_id: string | null;
+  provider: string;
+  provider_checkout_id: string | null;
+  status: Generated<string>;
+  updated_at: Generated<Timestamp>;
+  url: string | null;
+  user_id: string;
+}
+
 export interface Commits {
   author_email: string | null;
   author_name: string | null;
@@ -196,6 +219,7 @@ export interface CreditHolds {
   created_at: Generated<Timestamp>;
   expires_at: Timestamp;
   id: string;
+  member_id: string | null;
   metadata: Generated<Json>;
   resolved_at: Timestamp | null;
   status: Generated<string>;
@@ -213,6 +237,7 @@ export interface CreditLedger {
   grant_id: string | null;
   hold_id: string | null;
   id: string;
+  member_id: string | null;
   metadata: Generated<Json>;
   reason: string | null;
   refund_of: string | null;
@@ -405,6 +430,7 @@ export interface Jobs {
   tokens_used: number | null;
   updated_at: Generated<Timestamp>;
   user_id: string;
+  workspace_id: string | null;
 }
 
 export interface MailOutbox {
@@ -837,6 +863,7 @@ export interface UsageEvents {
   subscription_id: string | null;
   transaction_id: string | null;
   user_id: string;
+  workspace_id: string | null;
 }
 
 export interface UsageSummaries {
@@ -1026,12 +1053,23 @@ export interface Workspaces {
   updated_at: Generated<Timestamp>;
 }
 
+export interface WorkspaceSpendCaps {
+  amount: number;
+  created_at: Generated<Timestamp>;
+  period: string;
+  set_by: string | null;
+  updated_at: Generated<Timestamp>;
+  user_id: string;
+  workspace_id: string;
+}
+
 export interface DB {
   agent_sessions: AgentSessions;
   allowance_cycles: AllowanceCycles;
   api_keys: ApiKeys;
   background_jobs: BackgroundJobs;
   budget_guards: BudgetGuards;
+  checkouts: Checkouts;
   commits: Commits;
   conversations: Conversations;
   cost_models: CostModels;
@@ -1089,5 +1127,6 @@ export interface DB {
   webhook_events: WebhookEvents;
   webhook_messages: WebhookMessages;
   workspace_members: WorkspaceMembers;
+  workspace_spend_caps: WorkspaceSpendCaps;
   workspaces: Workspaces;
 }

@@ -3941,6 +3941,266 @@ export interface paths {
         };
         trace?: never;
     };
+    "/v1/workspaces/{id}/members/{user_id}/spend-cap": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A member's spend cap on the pool, with what it counts now (the member, owners, admins) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                    user_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SpendCap"];
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        /** Set a member's spend cap on the pool: credits per UTC calendar month or lifetime (service; owner on others; admin on members and viewers) */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                    user_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description Credits the member may spend from the pool per period (0: none) */
+                        amount: number;
+                        /** @description 'month': the UTC calendar month; 'lifetime': ever */
+                        period: "month" | "lifetime";
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SpendCap"];
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        /** Remove a member's spend cap (as for setting one; nobody removes their own) */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                    user_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            /** @enum {boolean} */
+                            deleted: true;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/credits/grant": {
         parameters: {
             query?: never;
@@ -4085,7 +4345,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Debit credits (service); 402 when not enough are available */
+        /** Debit credits (service); 402 when not enough are available. user_id with workspace_id: the member spends the pool (403 viewer, 404 not a member, 402 budget_exceeded past their spend cap) */
         post: {
             parameters: {
                 query?: never;
@@ -4479,7 +4739,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Reserve credits for later capture (service) */
+        /** Reserve credits for later capture (service). user_id with workspace_id: a hold on the pool for that member (counts against their spend cap until it resolves) */
         post: {
             parameters: {
                 query?: never;
@@ -7867,6 +8127,8 @@ export interface paths {
                 content: {
                     "application/json": {
                         user_id: string;
+                        /** @description Bill this workspace's pool: user_id is then the acting member (owner, admin or member; never a viewer), within their spend cap */
+                        workspace_id?: string;
                         metric: string;
                         quantity: number;
                         action_hash: string;
@@ -7889,6 +8151,7 @@ export interface paths {
                         "application/json": {
                             event_id: string;
                             user_id: string;
+                            workspace_id: string | null;
                             metric: string;
                             quantity: number;
                             action_hash: string;
@@ -7920,6 +8183,7 @@ export interface paths {
                         "application/json": {
                             event_id: string;
                             user_id: string;
+                            workspace_id: string | null;
                             metric: string;
                             quantity: number;
                             action_hash: string;
@@ -8055,6 +8319,8 @@ export interface paths {
                     "application/json": {
                         events: {
                             user_id: string;
+                            /** @description Bill this workspace's pool: user_id is then the acting member (owner, admin or member; never a viewer), within their spend cap */
+                            workspace_id?: string;
                             metric: string;
                             quantity: number;
                             action_hash: string;
@@ -8081,6 +8347,7 @@ export interface paths {
                                 event?: {
                                     event_id: string;
                                     user_id: string;
+                                    workspace_id: string | null;
                                     metric: string;
                                     quantity: number;
                                     action_hash: string;
@@ -8438,6 +8705,7 @@ export interface paths {
                             data: {
                                 event_id: string;
                                 user_id: string;
+                                workspace_id: string | null;
                                 metric: string;
                                 quantity: number;
                                 action_hash: string;
@@ -10566,6 +10834,219 @@ export interface paths {
                 };
             };
         };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/checkout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Create a provider checkout (Stripe, Lemon Squeezy, Creem, PayPal) for a credit package or a plan, with metadata Tally signs: the webhook that follows buys exactly that, once, at that price (service, or a user for themself) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        user_id?: string;
+                        package_id?: string;
+                        plan_id?: string;
+                        interval?: "monthly" | "yearly";
+                        provider?: "stripe" | "paypal" | "creem" | "lemonsqueezy";
+                        success_url: string;
+                        cancel_url?: string;
+                        expires_in_seconds?: number;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Checkout"];
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/checkouts/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A checkout Tally created (service, or its buyer) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Checkout"];
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -17114,6 +17595,8 @@ export interface paths {
                 content: {
                     "application/json": {
                         user_id: string;
+                        /** @description Bill this workspace's pool; user_id is the acting member (owner, admin or member; never a viewer), within their spend cap. A job on a workspace's project bills that workspace's pool by default */
+                        workspace_id?: string;
                         kind: string;
                         model?: string;
                         provider?: string;
@@ -18183,11 +18666,30 @@ export interface components {
             /** Format: date-time */
             joined_at: string;
         };
+        /** SpendCap */
+        SpendCap: {
+            workspace_id: string;
+            user_id: string;
+            amount: number;
+            period: "month" | "lifetime";
+            /** @description The member's debits and captures on the pool in this period */
+            spent: number;
+            /** @description The member's open holds on the pool (they count until they resolve) */
+            held: number;
+            /** @description amount − spent − held, never below 0 */
+            remaining: number;
+            period_start: string | null;
+            period_end: string | null;
+            set_by: string | null;
+            /** Format: date-time */
+            updated_at: string;
+        };
         /** Transaction */
         Transaction: {
             id: string;
             user_id: string | null;
             workspace_id: string | null;
+            member_id: string | null;
             type: "grant" | "debit" | "refund" | "adjustment" | "capture" | "expiry" | "rollover" | "clawback";
             amount: number;
             balance_after: number;
@@ -18231,6 +18733,7 @@ export interface components {
             id: string;
             user_id: string | null;
             workspace_id: string | null;
+            member_id: string | null;
             amount: number;
             captured: number | null;
             status: "held" | "captured" | "released" | "expired";
@@ -18368,6 +18871,27 @@ export interface components {
             user_id: string;
             email: string;
             note: string | null;
+            /** Format: date-time */
+            created_at: string;
+        };
+        /** Checkout */
+        Checkout: {
+            id: string;
+            user_id: string;
+            provider: "stripe" | "paypal" | "creem" | "lemonsqueezy";
+            package_id: string | null;
+            plan_id: string | null;
+            interval: ("monthly" | "yearly") | null;
+            amount: number;
+            currency: string;
+            credits: number;
+            status: "creating" | "open" | "failed" | "completed";
+            url: string | null;
+            provider_checkout_id: string | null;
+            payment_id: string | null;
+            /** Format: date-time */
+            expires_at: string;
+            completed_at: string | null;
             /** Format: date-time */
             created_at: string;
         };
@@ -18630,7 +19154,9 @@ export interface components {
         /** Job */
         Job: {
             id: string;
+            /** @description Who ran the job (with workspace_id: the member who spent the pool) */
             user_id: string;
+            workspace_id: string | null;
             project_id: string | null;
             kind: string;
             model: string | null;

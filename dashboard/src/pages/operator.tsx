@@ -2,7 +2,7 @@ import { type FormEvent, useMemo, useState } from 'react';
 import { Area, AreaChart, Bar, BarChart, CartesianGrid, Legend, Line, LineChart, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
 import { api, type Ok, qs, type Schema, valuesOf } from '../api';
 import { Link } from '../router';
-import { Badge, Card, ErrorBox, fmtAxis, fmtDate, fmtMoney, fmtNum, fmtPrice, LoadedTable, PagedTable, plural, Progress, Stat, Table, useAction, useLoad, usePaged } from '../ui';
+import { Badge, Card, ErrorBox, fmtAxis, fmtDate, fmtMoney, fmtNum, PagedTable, plural, Progress, Stat, Table, useAction, useLoad, usePaged } from '../ui';
 import { type Job, JOB_STATUSES, jobColumns, StatusSelect } from './user';
 
 // What the API answers, from its OpenAPI document (../api.gen.ts): never written by hand here.
@@ -143,6 +143,7 @@ export function Users() {
           columns={[
             { label: 'E-mail', render: (u) => <Link to={`/users/${u.id}`}>{u.email}</Link> },
             { label: 'Name', render: (u) => u.name ?? '' },
+            { label: 'Balance', render: (u) => <BalanceCell userId={u.id} /> },
             { label: 'Id', render: (u) => <span className="mono">{u.id}</span> },
             { label: 'Created', render: (u) => fmtDate(u.created_at) },
           ]}
@@ -152,31 +153,19 @@ export function Users() {
   );
 }
 
-export function Plans() {
-  const plans = useLoad(() => api<Ok<'/v1/plans', 'get'>>('GET', '/v1/plans?include_inactive=true'), []);
+/**
+ * One user's balance in the users list (available and held when some is held). The list answers no
+ * balances, so each row asks GET /v1/users/:id/balance: 25 small reads per page.
+ */
+function BalanceCell({ userId }: { userId: string }) {
+  const b = useLoad(() => api<Ok<'/v1/users/{id}/balance', 'get'>>('GET', `/v1/users/${encodeURIComponent(userId)}/balance`), [userId]);
+  if (b.error) return <span className="neg" title={b.error.message}>{b.error.code}</span>;
+  if (!b.data) return <span className="muted">…</span>;
   return (
-    <div className="stack">
-      <h1>Plans</h1>
-      <Card title="Plans">
-        <LoadedTable
-          label="Plans"
-          loaded={plans}
-          empty="No plans yet (POST /v1/plans)."
-          columns={[
-            { label: 'Name', render: (p) => `${p.name} (${p.slug})` },
-            { label: 'Monthly', render: (p) => fmtPrice(p.price_monthly, p.currency) },
-            { label: 'Yearly', render: (p) => fmtPrice(p.price_yearly, p.currency) },
-            { label: 'Trial', render: (p) => (p.trial_days === 0 ? 'none' : plural(p.trial_days, 'day')) },
-            { label: 'Pay as you go', render: (p) => (p.pay_as_you_go ? 'yes' : 'no') },
-            {
-              label: 'Allowances',
-              render: (p) => p.allowances.map((a) => `${a.amount} ${a.class}/${a.window}`).join(', ') || '—',
-            },
-            { label: 'State', render: (p) => <Badge value={p.is_active ? 'active' : 'inactive'} /> },
-          ]}
-        />
-      </Card>
-    </div>
+    <span data-testid={`balance-${userId}`}>
+      {fmtNum(b.data.balance)}
+      {b.data.held > 0 && <span className="muted"> ({fmtNum(b.data.held)} held)</span>}
+    </span>
   );
 }
 

@@ -1,6 +1,7 @@
 import { type FormEvent, useMemo, useState } from 'react';
 import { Bar, BarChart, CartesianGrid, Legend, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
 import { api, ApiError, newIdempotencyKey, type Ok, qs, type Schema, valuesOf } from '../api';
+import { Link } from '../router';
 import { Badge, Card, ErrorBox, fmtAxis, fmtDate, fmtMoney, fmtNum, LoadedTable, PagedTable, Progress, Stat, Table, toApiError, useAction, useLoad, usePaged } from '../ui';
 
 // What the API answers, from its OpenAPI document (../api.gen.ts): never written by hand here.
@@ -29,6 +30,8 @@ export function UserView({ userId, operator }: { userId: string; operator: boole
       <div className="page-head">
         <h1>{user.data ? user.data.email : 'User'}</h1>
         <span className="muted mono">{userId}</span>
+        {/* Their files: the storage browser at their own folder (buckets are the service's to list). */}
+        {operator && <Link to={`/storage?prefix=${encodeURIComponent(`${userId}/`)}`}>Files in storage</Link>}
       </div>
       <Card title="Balance">
         <ErrorBox error={balance.error} />
@@ -66,8 +69,30 @@ export function UserView({ userId, operator }: { userId: string; operator: boole
       <Subscriptions userId={userId} />
       <BudgetAndOverage userId={userId} />
       <PaymentsAndInvoices userId={userId} />
+      <UserWorkspaces userId={userId} />
       <ApiKeys userId={userId} />
     </div>
+  );
+}
+
+/** The workspaces a user belongs to (the API's list for them), each linking to its pool and members. */
+function UserWorkspaces({ userId }: { userId: string }) {
+  const u = encodeURIComponent(userId);
+  const paged = usePaged((cursor) => api<Ok<'/v1/workspaces', 'get'>>('GET', `/v1/workspaces${qs({ user_id: userId, cursor, limit: 25 })}`), [u]);
+  return (
+    <Card title="Workspaces">
+      <PagedTable
+        label="Workspaces"
+        paged={paged}
+        empty="Not a member of any workspace."
+        columns={[
+          { label: 'Name', render: (w) => <Link to={`/workspaces/${encodeURIComponent(w.id)}`}>{w.name}</Link> },
+          { label: 'Slug', render: (w) => w.slug },
+          { label: 'Owner', render: (w) => (w.owner_id === userId ? 'this user' : <span className="mono">{w.owner_id}</span>) },
+          { label: 'State', render: (w) => <Badge value={w.is_active ? 'active' : 'inactive'} /> },
+        ]}
+      />
+    </Card>
   );
 }
 

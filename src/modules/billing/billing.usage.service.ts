@@ -135,7 +135,7 @@ export class UsageService {
       // status 0: claimed by a request that has not answered (running, or died): run again.
       if (claim.kind === 'replay' && claim.response.status !== 0) return { ...this.answers.decode(claim.response), replayed: true };
     }
-    const outcomes = await Promise.all(events.map((event) => this.queue.submit(accountIdOf({ userId: event.user_id }), { event, requestId: ctx.requestId })));
+    const outcomes = await Promise.all(events.map((event) => this.queue.submit(payerAccount(event), { event, requestId: ctx.requestId })));
     const answer = ctx.respond(outcomes);
     if (ctx.idem) await idempotencyComplete(this.database.db, ctx.idem, this.answers.encode(answer));
     return answer;
@@ -146,7 +146,7 @@ export class UsageService {
     try {
       return await this.runQueuedOnce(items);
     } finally {
-      this.invalidations?.accountsChanged([...new Set(items.map((i) => accountIdOf({ userId: i.event.user_id })))]);
+      this.invalidations?.accountsChanged([...new Set(items.map((i) => payerAccount(i.event)))]);
     }
   }
 
@@ -181,7 +181,9 @@ export class UsageService {
   private async recordIn(run: RunStatement, items: QueuedEvent[]): Promise<EventOutcome[]> {
     const events = items.map((i) => i.event);
     const userIds = [...new Set(events.map((e) => e.user_id))].sort();
-    const { pricing, outcomes } = await this.ledger.consumeIn(run, userIds, async (accounts, now) => {
+    // Who pays: the user, or the workspace pool the event names, for its member (role and cap).
+    const payers = events.map((e) => (e.workspace_id === undefined ? { owner: { userId: e.user_id } } : { owner: { workspaceId: e.workspace_id }, memberId: e.user_id }));
+    const { pricing, outcomes } = await this.ledger.consumeIn(run, payers, async (accounts, now) => {
       const state = await this.sql.load(run, {
         ...quotaBounds(now),
         userIds,
@@ -191,7 +193,7 @@ export class UsageService {
       const pricing = new Pricing(this.catalog, this.config, state, now);
       const outcomes = items.map(({ event, requestId }) => {
         try {
-          return pricing.apply(event, accounts.get(event.user_id) ?? null);
+          return pricing.apply(event, accounts.get(payerAccount(event)) ?? null);
         } catch (err) {
           if (isRefusal(err)) return refused(err, requestId);
           throw err;
@@ -236,6 +238,11 @@ export class UsageService {
     return { ledger, billing: st.billing };
   }
 
+}
+
+/** The account an event is paid from: its workspace's pool when it names one, else its user's. */
+function payerAccount(event: EventInput): string {
+  return event.workspace_id === undefined ? accountIdOf({ userId: event.user_id }) : accountIdOf({ workspaceId: event.workspace_id });
 }
 
 /** Who pays an event, in consumption order, leaving out sources that paid nothing. */
@@ -376,7 +383,10 @@ class Pricing {
   }
 
   /** Prices an event and works out who pays what — the shared core of `apply` and `quote`. */
-  private plan(event: { user_id: string; metric: string; quantity: number; complexity_score?: number | undefined }, session: ConsumingAccount) {
+  private plan(event: { user_id: string; workspace_id?: string | undefined; metric: string; quantity: number; complexity_score?: number | undefined }, session: ConsumingAccount) {
+    // A pool pays from its own credits: the member's plan, allowances, daily free quota and budget
+    // guard are theirs, not the pool's, so none of them applies (docs/ledger.md, "Workspace pools").
+    const pool = event.workspace_id !== undefined;
     const model = this.models.get(event.metric);
     if (!model || !model.active) {
       throw errors.invalidRequest(`Unknown metric "${event.metric}": create its cost model first`, { field: 'metric' });
@@ -397,8 +407,8 @@ class Pricing {
     const quotaKey = `${event.user_id}\n${model.metric}`;
     // The current window of the chain, or the next one (not yet stored; apply stores it if used).
     const latest = this.quotas.get(quotaKey);
-    let quota: QuotaWindow | undefined = latest && this.now < latest.window_end ? latest : undefined;
-    if (!quota && model.dailyFreeQuota > 0) {
+    let quota: QuotaWindow | undefined = !pool && latest && this.now < latest.window_end ? latest : undefined;
+    if (!pool && !quota && model.dailyFreeQuota > 0) {
       const w = nextWindow(latest?.window_end ?? null, this.now, tz, 'day');
       quota = {
         user_id: event.user_id, metric: model.metric, date_key: dateKey(w.start, tz), window_start: w.start, window_end: w.end,
@@ -412,7 +422,7 @@ class Pricing {
     const payable = price(event.quantity - freeUnits);
     const freeCredits = Math.max(0, cost - payable);
 
-    const sub = this.subs.get(event.user_id) ?? null;
+    const sub = pool ? null : (this.subs.get(event.user_id) ?? null);
     const live = sub && (sub.status === 'active' || sub.status === 'trialing');
     const classes = sub && sub.poolMode === 'shared_pool' ? null : [model.class];
     const tiers: ConsumeTier[] = [
@@ -471,7 +481,7 @@ class Pricing {
   }
 
   apply(event: EventInput, session: ConsumingAccount | null): EventOutcome {
-    if (!session) throw errors.notFound('User', event.user_id);
+    if (!session) throw event.workspace_id === undefined ? errors.notFound('User', event.user_id) : errors.notFound('Workspace', event.workspace_id);
     // An event's identity is its action_hash; its request hash is the one events have always had
     // (stored in usage_events.request_hash), so it stays the pre-0017 form.
     const hash = legacyRequestHash('POST', 'event', { ...event, occurred_at: event.occurred_at ?? null });
@@ -484,13 +494,15 @@ class Pricing {
       return done(seen.result);
     }
     const p = this.plan(event, session);
+    // A pool's member: a spending role (a stranger's answer is "no such workspace") and the cap.
+    if (event.workspace_id !== undefined) session.assertMaySpend(event.user_id, p.payable);
     if (p.overage > 0 && !p.payg) {
       throw errors.insufficientCredits(`Not enough credits: ${p.payable} needed, ${p.coveredTotal} available`, {
         needed: p.payable,
         available: p.coveredTotal,
       });
     }
-    const guard = this.guardFor(event.user_id);
+    const guard = event.workspace_id === undefined ? this.guardFor(event.user_id) : null;
     const refusal = guard ? this.refuseByGuard(guard, p.overageMicros) : null;
     if (refusal) {
       // The first refusal of the month trips the guard: marked (alerted_100_at) and told once.
@@ -514,6 +526,7 @@ class Pricing {
           reason: `usage: ${p.model.metric}`,
           metadata: { event_id: eventId, metric: p.model.metric, action_hash: event.action_hash },
           tiers: p.tiers,
+          memberId: event.workspace_id === undefined ? null : event.user_id,
         });
         transactionId = taken.transactionId;
         paid = taken.byTier;
@@ -566,6 +579,7 @@ class Pricing {
     const result = {
       event_id: eventId,
       user_id: event.user_id,
+      workspace_id: event.workspace_id ?? null,
       metric: p.model.metric,
       quantity: event.quantity,
       action_hash: event.action_hash,
@@ -589,7 +603,7 @@ class Pricing {
       charged, overage: p.overage, transaction_id: transactionId, metadata: event.metadata ?? {},
       // Only what the columns do not hold (eventAnswer rebuilds the rest): half the bytes to write.
       result: Object.fromEntries(EVENT_ANSWER_EXTRAS.map((k) => [k, result[k]])),
-      occurred_at: result.occurred_at, created_at: this.now,
+      occurred_at: result.occurred_at, created_at: this.now, workspace_id: event.workspace_id ?? null,
     });
     return created(result);
   }

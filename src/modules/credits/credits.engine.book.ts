@@ -1,7 +1,7 @@
 import { errors } from '../../core/errors.js';
 import type { DomainEvent, EventType } from '../../core/events.js';
 import { newId } from '../../lib/ids.js';
-import { type AccountState, balanceBody, type GrantState, type HoldState, isDebt, type LedgerEntry, type RefundTarget } from './credits.js';
+import { type AccountState, balanceBody, type GrantState, type HoldState, isDebt, type LedgerEntry, type RefundTarget, type SpenderState } from './credits.js';
 import { compareGrants } from './credits.engine.order.js';
 
 /** Money moved between grants by one entry (several grants → allocation rows; see `settle`). */
@@ -33,11 +33,13 @@ export class Book {
   readonly targets = new Map<string, RefundTarget>();
   readonly entries: LedgerEntry[] = [];
   readonly allocations: Allocation[] = [];
+  /** Pool spenders of this batch by member id (credits.engine.members.ts). */
+  readonly spenders = new Map<string, SpenderState>();
   /** What this batch tells the app (docs/webhooks-out.md), written with its rows. */
   readonly events: DomainEvent[] = [];
 
   constructor(
-    input: { account: AccountState; grants: GrantState[]; holds: HoldState[]; refundTargets: RefundTarget[] },
+    input: { account: AccountState; grants: GrantState[]; holds: HoldState[]; refundTargets: RefundTarget[]; spenders?: SpenderState[] },
     readonly now: Date,
     readonly cap: number | null,
     /** The low-balance threshold when the account names none (0: none). */
@@ -47,6 +49,7 @@ export class Book {
     for (const g of input.grants) this.grants.set(g.id, { ...g });
     for (const h of input.holds) this.holds.set(h.id, { ...h });
     for (const t of input.refundTargets) this.targets.set(t.id, { ...t, restoredByGrant: new Map(t.restoredByGrant) });
+    for (const s of input.spenders ?? []) this.spenders.set(s.memberId, { ...s });
   }
 
   /**
@@ -167,13 +170,14 @@ export class Book {
     amount: number,
     reason: string,
     metadata: Record<string, unknown>,
-    extra: { id?: string; grantId?: string | null; holdId?: string; refundOf?: string },
+    extra: { id?: string; grantId?: string | null; holdId?: string; refundOf?: string; memberId?: string | null },
   ): LedgerEntry {
     const entry: LedgerEntry = {
       id: extra.id ?? newId('transaction'),
       accountId: this.account.id,
       userId: this.account.userId,
       workspaceId: this.account.workspaceId,
+      memberId: extra.memberId ?? null,
       type,
       amount,
       balanceAfter: this.account.balance,

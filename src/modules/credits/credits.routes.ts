@@ -28,7 +28,7 @@ import {
   Transaction,
   transactionBody,
 } from './credits.js';
-import { adjustOp, captureOp, debitOp, grantOp, holdOp, LEDGER_OPERATIONS as OPS, type OpMeta, ownerOf, refundOp, releaseOp } from './credits.commands.js';
+import { adjustOp, captureOp, debitOp, grantOp, holdOp, LEDGER_OPERATIONS as OPS, type OpMeta, ownerOf, payerOf, refundOp, releaseOp } from './credits.commands.js';
 import type { Operation } from '../idempotency/idempotency.js';
 import { entryFromRow, holdFromRow } from './credits.repository.js';
 import type { Owner } from './credits.js';
@@ -70,9 +70,14 @@ export function registerCreditRoutes(app: FastifyInstance, deps: RouteDeps, cred
     handler: async (ctx, { body }) => answer(await credits.execute(ownerOf(body), grantOp(body, meta(ctx)))),
   });
   defineRoute(app, deps, {
-    ...money('/v1/credits/debit', OPS.debit, 'Debit credits (service); 402 when not enough are available', { 201: Movement }),
+    ...money(
+      '/v1/credits/debit',
+      OPS.debit,
+      "Debit credits (service); 402 when not enough are available. user_id with workspace_id: the member spends the pool (403 viewer, 404 not a member, 402 budget_exceeded past their spend cap)",
+      { 201: Movement, 403: ErrorResponse },
+    ),
     body: DebitBody,
-    handler: async (ctx, { body }) => answer(await credits.execute(ownerOf(body), debitOp(body, meta(ctx)))),
+    handler: async (ctx, { body }) => answer(await credits.execute(payerOf(body).owner, debitOp(body, meta(ctx)))),
   });
   defineRoute(app, deps, {
     ...money('/v1/credits/refund', OPS.refund, 'Refund credits (service); never more than the debit it names', { 201: Movement }),
@@ -85,9 +90,14 @@ export function registerCreditRoutes(app: FastifyInstance, deps: RouteDeps, cred
     handler: async (ctx, { body }) => answer(await credits.execute(ownerOf(body), adjustOp(body, meta(ctx)))),
   });
   defineRoute(app, deps, {
-    ...money('/v1/holds', OPS.hold, 'Reserve credits for later capture (service)', { 201: Hold }),
+    ...money(
+      '/v1/holds',
+      OPS.hold,
+      'Reserve credits for later capture (service). user_id with workspace_id: a hold on the pool for that member (counts against their spend cap until it resolves)',
+      { 201: Hold, 403: ErrorResponse },
+    ),
     body: HoldBody,
-    handler: async (ctx, { body }) => answer(await credits.execute(ownerOf(body), holdOp(body, meta(ctx)))),
+    handler: async (ctx, { body }) => answer(await credits.execute(payerOf(body).owner, holdOp(body, meta(ctx)))),
   });
   defineRoute(app, deps, {
     ...money('/v1/holds/:id/capture', OPS.capture, 'Capture a hold (≤ held; the rest is released)', { 200: Hold }),

@@ -6,6 +6,8 @@ import { type EventSink, NO_EVENTS } from '../../core/events.js';
 import { type PageRequest, toPage } from '../../core/paging.js';
 import { newId } from '../../lib/ids.js';
 import type { Ledger } from '../credits/credits.port.js';
+import { CheckoutService } from './checkout/checkout.service.js';
+import { SignedCheckouts } from './checkout/checkout.verify.js';
 import { Catalogue } from './payments.catalogue.js';
 import { Clawbacks } from './payments.clawbacks.js';
 import { customerBody, emailAliasBody, invoiceBody, paymentBody, webhookEventBody } from './payments.js';
@@ -27,6 +29,8 @@ export interface PaymentsDeps {
   config: PaymentsConfig | undefined;
   /** Keys checkout references are signed with (the first) and verified with (all): payments.reference.ts. */
   referenceKeys: readonly Buffer[];
+  /** Keys checkouts are signed with (the first) and verified with (all): checkout/checkout.signing.ts. */
+  checkoutKeys: readonly Buffer[];
   clock: () => Date;
   logger: Logger;
   /** Where payment events go (payment.succeeded|refunded|disputed|unmatched; docs/webhooks-out.md). */
@@ -44,6 +48,8 @@ export class PaymentsService {
   readonly webhooks: Webhooks;
   readonly purchases: Purchases;
   readonly catalogue: Catalogue;
+  /** Checkouts Tally creates and signs (POST /v1/checkout). */
+  readonly checkouts: CheckoutService;
 
   constructor(private readonly deps: PaymentsDeps) {
     const { database, config, clock } = deps;
@@ -52,7 +58,9 @@ export class PaymentsService {
     const subscriptions = new Subscriptions(matcher, deps.subscriptions);
     this.catalogue = new Catalogue(config?.creditPrice ?? null);
     const events = deps.events ?? NO_EVENTS;
-    this.purchases = new Purchases(database.db, matcher, this.catalogue, ledger, subscriptions, clock, events);
+    const signed = new SignedCheckouts(deps.checkoutKeys, clock);
+    this.purchases = new Purchases(database.db, matcher, this.catalogue, ledger, subscriptions, signed, clock, events);
+    this.checkouts = new CheckoutService(database.db, deps.checkoutKeys, config?.checkout, clock, deps.logger);
     const clawbacks = new Clawbacks(ledger, subscriptions, clock, events);
     const verifiers = new ProviderVerifiers(config, clock);
     this.webhooks = new Webhooks(database.db, verifiers, { matcher, purchases: this.purchases, clawbacks, subscriptions }, clock, deps.logger);
