@@ -70,16 +70,25 @@ describe(`workspace webhook endpoints (${TARGET})`, () => {
   });
 
   it("a workspace's endpoint receives that workspace's events only; the deployment's receives all", async () => {
-    const mine = (await owner.api.post('/v1/webhook-endpoints', { url: `${rx.url}?ws`, event_types: ['credits.granted'], workspace_id: ws })).body as { id: string; secret: string };
+    const mine = (await owner.api.post('/v1/webhook-endpoints', { url: `${rx.url}?ws`, event_types: ['credits.granted', 'job.completed'], workspace_id: ws })).body as { id: string; secret: string };
     const all = await addEndpoint(app, `${rx.url}?all`, ['credits.granted']);
     const user = await makeUser(app);
     const before = rx.got.length;
     expect((await svc().post('/v1/credits/grant', { workspace_id: ws, amount: 40, reason: 'pool' }, { idempotencyKey: idemKey() })).status).toBe(201);
     expect((await svc().post('/v1/credits/grant', { user_id: user.id, amount: 7, reason: 'own' }, { idempotencyKey: idemKey() })).status).toBe(201);
+    // A job the pool pays for (run by the admin) is the workspace's event too; the user's own is not.
+    const poolJob = await svc().post('/v1/jobs', { workspace_id: ws, user_id: admin.user.id, kind: 'video', input: { prompt: 'a cat' }, cost: 5 }, { idempotencyKey: idemKey() });
+    expect(poolJob.status).toBe(201);
+    expect((await svc().post(`/v1/jobs/${poolJob.body.id}/complete`, {}, { idempotencyKey: idemKey() })).status).toBe(200);
+    const ownJob = await svc().post('/v1/jobs', { user_id: user.id, kind: 'video', input: { prompt: 'a dog' }, cost: 2 }, { idempotencyKey: idemKey() });
+    expect((await svc().post(`/v1/jobs/${ownJob.body.id}/complete`, {}, { idempotencyKey: idemKey() })).status).toBe(200);
     await app.services.queue.runDue();
     const got = rx.got.slice(before);
-    const wsDeliveries = (await svc().get(`/v1/webhook-endpoints/${mine.id}/deliveries`)).body.data as { payload: { data: { transaction: { amount: number; workspace_id: string | null } } } }[];
-    expect(wsDeliveries.map((d) => d.payload.data.transaction.amount)).toEqual([40]);
+    const wsDeliveries = (await svc().get(`/v1/webhook-endpoints/${mine.id}/deliveries`)).body.data as { event_type: string; payload: { data: { id?: string; transaction?: { amount: number } } } }[];
+    expect(wsDeliveries.map((d) => [d.event_type, d.payload.data.transaction?.amount ?? d.payload.data.id]).reverse()).toEqual([
+      ['credits.granted', 40],
+      ['job.completed', poolJob.body.id],
+    ]);
     const allDeliveries = (await svc().get(`/v1/webhook-endpoints/${all.id}/deliveries`)).body.data as { payload: { data: { transaction: { amount: number } } } }[];
     expect(allDeliveries.map((d) => d.payload.data.transaction.amount).sort((a, b) => a - b)).toEqual([3, 7, 40]);
     // What reached the receiver verifies with the workspace endpoint's own secret.
