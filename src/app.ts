@@ -169,7 +169,8 @@ export async function createApp(deps: AppDeps): Promise<App> {
   // Outgoing webhooks: the event sink every module reports to, in its own transaction.
   const webhooksOutConfig = config.webhooksOut ?? DEFAULT_WEBHOOKS_OUT;
   const webhookTransport = deps.webhookTransport ?? httpTransport(webhooksOutConfig);
-  const webhooksOut = new WebhooksOutService(secrets, queue, webhookTransport, webhooksOutConfig, clock, database.schema);
+  const workspaces = new WorkspacesService();
+  const webhooksOut = new WebhooksOutService(secrets, queue, webhookTransport, webhooksOutConfig, clock, database.schema, workspaces);
   const credits = new CreditsService(database, config.credits, clock, httpAnswers, invalidations, webhooksOut);
   const billingConfig = config.billing ?? DEFAULT_BILLING;
   const catalog = new CatalogService(billingConfig);
@@ -208,7 +209,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     emailVerification,
     signupConfirmation: emailVerificationConfig.confirmSignup ? new SignupConfirmation(users, emailVerification, mail, emailVerificationConfig, database.schema) : null,
     apiKeys: new ApiKeysService(clock),
-    workspaces: new WorkspacesService(),
+    workspaces,
     spendCaps: new SpendCapsService(credits),
     authenticator: new Authenticator(database.db, config.auth.serviceKey, tokens),
     secrets,

@@ -10,7 +10,7 @@ import { client } from './support/client.js';
 import { dbFingerprint, errorProblems, fingerprintDiff, rawRequest } from './support/db-fingerprint.js';
 import {
   A, aCheckout, aEnvVar, aHold, aIdentity, aJob, aKey, app, aPayment, aProject, aRequest, aSession, aSub, aToken, aObject, aFile,
-  aWsHold, B, bearer, bKey, C, ops, ROUTES,
+  aWsHold, aHook, aHookDelivery, B, bearer, bKey, C, ops, ROUTES,
   useSecuritySuite, victimView,
 } from './support/security-suite.js';
 
@@ -49,6 +49,15 @@ describe("tenancy: a user can never read or change another user's resources", ()
     { op: 'GET /v1/workspaces/{id}/holds', method: 'GET', url: `/v1/workspaces/${A.workspaceId}/holds` },
     { op: 'GET /v1/holds/{id}', method: 'GET', url: `/v1/holds/${aHold}` },
     { op: 'GET /v1/holds/{id}', method: 'GET', url: `/v1/holds/${aWsHold}` },
+    { op: 'GET /v1/webhook-endpoints/{id}', method: 'GET', url: `/v1/webhook-endpoints/${aHook}` },
+    { op: 'PATCH /v1/webhook-endpoints/{id}', method: 'PATCH', url: `/v1/webhook-endpoints/${aHook}`, body: { url: 'https://attacker.example/hooks' } },
+    { op: 'DELETE /v1/webhook-endpoints/{id}', method: 'DELETE', url: `/v1/webhook-endpoints/${aHook}` },
+    { op: 'POST /v1/webhook-endpoints/{id}/rotate-secret', method: 'POST', url: `/v1/webhook-endpoints/${aHook}/rotate-secret`, body: {} },
+    { op: 'POST /v1/webhook-endpoints/{id}/test', method: 'POST', url: `/v1/webhook-endpoints/${aHook}/test` },
+    { op: 'GET /v1/webhook-endpoints/{id}/deliveries', method: 'GET', url: `/v1/webhook-endpoints/${aHook}/deliveries` },
+    { op: 'POST /v1/webhook-deliveries/{id}/retry', method: 'POST', url: `/v1/webhook-deliveries/${aHookDelivery}/retry` },
+    { op: 'GET /v1/webhook-endpoints', method: 'GET', url: `/v1/webhook-endpoints?workspace_id=${A.workspaceId}` },
+    { op: 'POST /v1/webhook-endpoints', method: 'POST', url: '/v1/webhook-endpoints', body: { url: 'https://attacker.example/hooks', event_types: ['*'], workspace_id: A.workspaceId } },
     { op: 'POST /v1/subscriptions', method: 'POST', url: '/v1/subscriptions', body: { user_id: A.user.id, plan_id: 'secfree' } },
     { op: 'GET /v1/subscriptions/{id}', method: 'GET', url: `/v1/subscriptions/${aSub}` },
     { op: 'POST /v1/subscriptions/{id}/cancel', method: 'POST', url: `/v1/subscriptions/${aSub}/cancel`, body: { at_period_end: false } },

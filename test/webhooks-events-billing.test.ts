@@ -122,6 +122,22 @@ describe(`billing events (${TARGET})`, () => {
     expect(Number(row.consumed)).toBe(3);
   });
 
+  it('a rolled-back charge leaves no quota event: the usage batch writes its events in the caller’s transaction', async () => {
+    at('2026-05-03T08:00:00.000Z');
+    const u = await makeUser(app);
+    await expect(
+      app.database.db.transaction().execute(async (trx) => {
+        const charged = await app.services.billing.usage.chargeIn(trx, { user_id: u.id, metric: 'autofix', quantity: 3, action_hash: randomBytes(8).toString('hex') }, 'rollback');
+        expect(charged).toMatchObject({ free_units: 3 });
+        throw new Error('the caller rolls back');
+      }),
+    ).rejects.toThrow('the caller rolls back');
+    expect(await types(u.id, 'usage.')).toEqual([]);
+    expect(await app.database.db.selectFrom('daily_quota_usage').select('consumed').where('user_id', '=', u.id).execute()).toEqual([]);
+    await usage(u.id, 'autofix', 3);
+    expect(await types(u.id, 'usage.')).toEqual(['usage.quota_exhausted']);
+  });
+
   it('a budget guard tells alert at 80% and tripped once: at the first refusal of the month', async () => {
     at('2026-05-02T09:00:00.000Z');
     const u = await makeUser(app);

@@ -163,11 +163,25 @@ async function freshOverage(userId: string): Promise<string> {
   return must((list.body.data as { id: string; status: string }[]).find((c) => c.status === 'pending'), 'a matching item').id;
 }
 const uniq = () => randomBytes(5).toString('hex');
-/** A fresh outgoing-webhook endpoint (never delivered to: the queue does not run here). */
-async function hookEndpoint(): Promise<string> {
-  const res = await svc().post('/v1/webhook-endpoints', { url: 'https://example.com/hooks', event_types: ['webhook.test'] });
+/** A fresh outgoing-webhook endpoint of o's workspace (never delivered to: the queue does not run here). */
+async function hookEndpoint(o: Owner): Promise<string> {
+  const res = await svc().post('/v1/webhook-endpoints', { url: 'https://example.com/hooks', event_types: ['webhook.test'], workspace_id: o.workspaceId });
   if (res.status !== 201) throw new Error(`hookEndpoint: ${res.status} ${JSON.stringify(res.body)}`);
   return res.body.id as string;
+}
+/** A new workspace o owns. */
+async function freshWorkspace(o: Owner): Promise<string> {
+  const res = await client(app.server, o.token).post('/v1/workspaces', { name: `hooks ${uniq()}` });
+  if (res.status !== 201) throw new Error(`freshWorkspace: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body.id as string;
+}
+/** A delivery of o's workspace endpoint that has given up (the queue does not run in these tests). */
+async function settledDelivery(o: Owner): Promise<string> {
+  const endpoint = await hookEndpoint(o);
+  await svc().post(`/v1/webhook-endpoints/${endpoint}/test`, {});
+  const delivery = await app.database.db.selectFrom('webhook_deliveries').select('id').where('endpoint_id', '=', endpoint).executeTakeFirstOrThrow();
+  await app.database.db.updateTable('webhook_deliveries').set({ status: 'failed' }).where('id', '=', delivery.id).execute();
+  return delivery.id;
 }
 
 const upstreamBody = () => ({ type: 'openai', base_url: 'http://127.0.0.1:9/v1', credentials: `sk-test-${hex()}`, models: ['*'] });
@@ -623,37 +637,36 @@ Object.assign(ROUTES, {
   'GET /v1/users/{id}/invoices': { auth: 'any', scope: 'credits:read', sample: async (o: Owner) => ({ url: `/v1/users/${o.user.id}/invoices`, status: 200 }) },
   'GET /v1/users/{id}/customers': { auth: 'any', scope: 'credits:read', sample: async (o: Owner) => ({ url: `/v1/users/${o.user.id}/customers`, status: 200 }) },
   'GET /v1/webhook-events': { auth: 'service', sample: async () => ({ url: '/v1/webhook-events', status: 200 }) },
-  // Outgoing webhooks: the operator's (test/webhooks-out.test.ts).
+  // Outgoing webhooks: the operator's, and a workspace's owner/admin for its own (test/webhooks-out.test.ts, test/webhooks-workspace.test.ts).
   'POST /v1/webhook-endpoints': {
-    auth: 'service',
-    sample: async () => ({ url: '/v1/webhook-endpoints', body: { url: 'https://example.com/hooks', event_types: ['webhook.test'] }, status: 201 }),
+    auth: 'any',
+    scope: 'workspaces:write',
+    // In a fresh workspace of o's: its managers may create only a few endpoints per workspace.
+    sample: async (o: Owner) => ({ url: '/v1/webhook-endpoints', body: { url: 'https://example.com/hooks', event_types: ['webhook.test'], workspace_id: await freshWorkspace(o) }, status: 201 }),
   },
-  'GET /v1/webhook-endpoints': { auth: 'service', sample: async () => ({ url: '/v1/webhook-endpoints', status: 200 }) },
-  'GET /v1/webhook-endpoints/{id}': { auth: 'service', sample: async () => ({ url: `/v1/webhook-endpoints/${await hookEndpoint()}`, status: 200 }) },
+  'GET /v1/webhook-endpoints': { auth: 'any', scope: 'workspaces:read', sample: async (o: Owner) => ({ url: `/v1/webhook-endpoints?workspace_id=${o.workspaceId}`, status: 200 }) },
+  'GET /v1/webhook-endpoints/{id}': { auth: 'any', scope: 'workspaces:read', sample: async (o: Owner) => ({ url: `/v1/webhook-endpoints/${await hookEndpoint(o)}`, status: 200 }) },
   'PATCH /v1/webhook-endpoints/{id}': {
-    auth: 'service',
-    sample: async () => ({ url: `/v1/webhook-endpoints/${await hookEndpoint()}`, body: { description: 'patched' }, status: 200 }),
+    auth: 'any',
+    scope: 'workspaces:write',
+    sample: async (o: Owner) => ({ url: `/v1/webhook-endpoints/${await hookEndpoint(o)}`, body: { description: 'patched' }, status: 200 }),
   },
-  'DELETE /v1/webhook-endpoints/{id}': { auth: 'service', sample: async () => ({ url: `/v1/webhook-endpoints/${await hookEndpoint()}`, status: 200 }) },
+  'DELETE /v1/webhook-endpoints/{id}': { auth: 'any', scope: 'workspaces:write', sample: async (o: Owner) => ({ url: `/v1/webhook-endpoints/${await hookEndpoint(o)}`, status: 200 }) },
   'POST /v1/webhook-endpoints/{id}/rotate-secret': {
-    auth: 'service',
-    sample: async () => ({ url: `/v1/webhook-endpoints/${await hookEndpoint()}/rotate-secret`, body: {}, status: 200 }),
+    auth: 'any',
+    scope: 'workspaces:write',
+    sample: async (o: Owner) => ({ url: `/v1/webhook-endpoints/${await hookEndpoint(o)}/rotate-secret`, body: {}, status: 200 }),
   },
-  'POST /v1/webhook-endpoints/{id}/test': { auth: 'service', sample: async () => ({ url: `/v1/webhook-endpoints/${await hookEndpoint()}/test`, status: 202 }) },
+  'POST /v1/webhook-endpoints/{id}/test': { auth: 'any', scope: 'workspaces:write', sample: async (o: Owner) => ({ url: `/v1/webhook-endpoints/${await hookEndpoint(o)}/test`, status: 202 }) },
   'GET /v1/webhook-endpoints/{id}/deliveries': {
-    auth: 'service',
-    sample: async () => ({ url: `/v1/webhook-endpoints/${await hookEndpoint()}/deliveries`, status: 200 }),
+    auth: 'any',
+    scope: 'workspaces:read',
+    sample: async (o: Owner) => ({ url: `/v1/webhook-endpoints/${await hookEndpoint(o)}/deliveries`, status: 200 }),
   },
   'POST /v1/webhook-deliveries/{id}/retry': {
-    auth: 'service',
-    sample: async () => {
-      // A delivery that has given up (the queue does not run in these tests).
-      const endpoint = await hookEndpoint();
-      await svc().post(`/v1/webhook-endpoints/${endpoint}/test`, {});
-      const delivery = await app.database.db.selectFrom('webhook_deliveries').select('id').where('endpoint_id', '=', endpoint).executeTakeFirstOrThrow();
-      await app.database.db.updateTable('webhook_deliveries').set({ status: 'failed' }).where('id', '=', delivery.id).execute();
-      return { url: `/v1/webhook-deliveries/${delivery.id}/retry`, status: 202 };
-    },
+    auth: 'any',
+    scope: 'workspaces:write',
+    sample: async (o: Owner) => ({ url: `/v1/webhook-deliveries/${await settledDelivery(o)}/retry`, status: 202 }),
   },
   'POST /v1/checkout-references': { auth: 'service', sample: async (o: Owner) => ({ url: '/v1/checkout-references', body: { user_id: o.user.id }, status: 201 }) },
   // Checkouts Tally signs: the service, or a user for themself (the provider is a local fake).
@@ -853,6 +866,9 @@ export let aCheckout: string;
 /** The providers' checkout APIs, faked. */
 let checkoutFake: FakeProviders;
 export let aWsHold: string;
+/** An outgoing-webhook endpoint of A's workspace, and a settled delivery of it. */
+export let aHook: string;
+export let aHookDelivery: string;
 /** A's subscription (to the free plan). */
 export let aSub: string;
 /** A pending job of A's. */
@@ -1001,6 +1017,8 @@ export async function victimView() {
     workspaceTransactions: (await s.get(`/v1/workspaces/${A.workspaceId}/transactions?limit=200`)).body,
     workspaceHolds: (await s.get(`/v1/workspaces/${A.workspaceId}/holds?limit=200`)).body,
     jobs: (await s.get(`/v1/users/${A.user.id}/jobs?limit=200`)).body,
+    hooks: (await s.get(`/v1/webhook-endpoints?workspace_id=${A.workspaceId}&limit=200`)).body,
+    hookDeliveries: (await s.get(`/v1/webhook-endpoints/${aHook}/deliveries?limit=200`)).body,
   };
 }
 
@@ -1030,6 +1048,8 @@ async function buildFixtures(): Promise<void> {
   aPayment = await freshPayment(A.user.id);
   aCheckout = await freshCheckout(A.user.id);
   aWsHold = await freshHold({ workspace_id: A.workspaceId });
+  aHook = await hookEndpoint(A);
+  aHookDelivery = await settledDelivery(A);
   aSub = await freshSub(A.user.id);
   await svc().put(`/v1/users/${A.user.id}/budget-guard`, { monthly_cap: 500 });
   aJob = await freshJob(A.user.id);

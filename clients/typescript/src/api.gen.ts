@@ -1058,7 +1058,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List webhook endpoints, newest first (service) */
+        /** List webhook endpoints, newest first (service; a workspace's owner/admin with its workspace_id) */
         get: {
             parameters: {
                 query?: {
@@ -1112,6 +1112,15 @@ export interface paths {
                     };
                 };
                 /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -1132,7 +1141,7 @@ export interface paths {
             };
         };
         put?: never;
-        /** Add an endpoint Tally sends signed events to; answers its signing secret once (service) */
+        /** Add an endpoint Tally sends signed events to; answers its signing secret once (service, or a workspace's owner/admin for its workspace_id) */
         post: {
             parameters: {
                 query?: never;
@@ -1207,6 +1216,15 @@ export interface paths {
                     };
                 };
                 /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
                 409: {
                     headers: {
                         [name: string]: unknown;
@@ -1248,7 +1266,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One webhook endpoint and its health (service) */
+        /** One webhook endpoint and its health (service; a workspace's owner/admin) */
         get: {
             parameters: {
                 query?: never;
@@ -1327,7 +1345,7 @@ export interface paths {
         };
         put?: never;
         post?: never;
-        /** Delete an endpoint and its delivery log (service) */
+        /** Delete an endpoint and its delivery log (service; a workspace's owner/admin) */
         delete: {
             parameters: {
                 query?: never;
@@ -1410,7 +1428,7 @@ export interface paths {
         };
         options?: never;
         head?: never;
-        /** Change an endpoint; is_active: true re-enables one that was disabled (service) */
+        /** Change an endpoint; is_active: true re-enables one that was disabled (service; a workspace's owner/admin) */
         patch: {
             parameters: {
                 query?: never;
@@ -1508,7 +1526,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** A new signing secret, shown once; the previous one keeps signing for grace_seconds (default a day) (service) */
+        /** A new signing secret, shown once; the previous one keeps signing for grace_seconds (default a day) (service; a workspace's owner/admin) */
         post: {
             parameters: {
                 query?: never;
@@ -1633,7 +1651,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Send a webhook.test event to this endpoint (service) */
+        /** Send a webhook.test event to this endpoint (service; a workspace's owner/admin) */
         post: {
             parameters: {
                 query?: never;
@@ -1736,7 +1754,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** An endpoint's deliveries with their latest attempt, newest first (service) */
+        /** An endpoint's deliveries with their latest attempt, newest first (service; a workspace's owner/admin) */
         get: {
             parameters: {
                 query?: {
@@ -1837,7 +1855,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Send a delivery again (a failed one, or a replay of a succeeded one) (service) */
+        /** Send a delivery again (a failed one, or a replay of a succeeded one) (service; a workspace's owner/admin) */
         post: {
             parameters: {
                 query?: never;

@@ -171,7 +171,8 @@ export class JobsService {
     if (final) await this.queue.cancel(trx, timeoutKey(jobId));
     // Told to the app in this same transaction (docs/webhooks-out.md): completed, or failed (a timeout too).
     const told = next.to === 'completed' ? 'job.completed' : next.to === 'failed' || next.to === 'timed_out' ? 'job.failed' : null;
-    if (told) await this.events.emit(trx, { type: told, data: jobToApi(updated), userId: updated.user_id });
+    // A job a workspace pool pays for is also the workspace's event (its endpoints receive it).
+    if (told) await this.events.emit(trx, { type: told, data: jobToApi(updated), userId: updated.user_id, workspaceId: updated.workspace_id ?? null });
     return { applied: true, job: updated };
   }
 

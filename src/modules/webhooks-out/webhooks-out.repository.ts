@@ -22,6 +22,12 @@ export async function endpointList(db: Executor, page: PageRequest, workspaceId?
   return (await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(page.limit + 1).execute()) as (EndpointRow & { cursor_us: number })[];
 }
 
+/** How many endpoints a workspace has (the per-workspace bound). */
+export async function endpointCountOfWorkspace(db: Executor, workspaceId: string): Promise<number> {
+  const r = await db.selectFrom('webhook_endpoints').select((eb) => eb.fn.countAll<string>().as('n')).where('workspace_id', '=', workspaceId).executeTakeFirst();
+  return Number(r?.n ?? 0);
+}
+
 export type EndpointPatch = Partial<Pick<EndpointRow, 'url' | 'description' | 'event_types' | 'is_active' | 'disabled_reason' | 'failing_since' | 'secret_enc' | 'previous_secret_enc' | 'previous_secret_expires_at' | 'key_id'>>;
 
 export async function endpointUpdate(db: Executor, id: string, patch: EndpointPatch): Promise<EndpointRow | undefined> {
@@ -101,7 +107,7 @@ const outboxTexts = new Map<string, string>();
 
 /**
  * The outbox write, one statement for any number of events: each event is matched to the active
- * endpoints that want it (its type or `*`; endpoints of its workspace or of none), and for each
+ * endpoints that want it (its type or `*`; the deployment's endpoints, and its workspace's), and for each
  * match a message, a delivery and its queue job are inserted. An event no endpoint wants writes
  * nothing. Ids of deliveries and jobs derive from (message, endpoint), unique by construction, so
  * the whole write needs no read first. Answers how many deliveries were made.
@@ -116,6 +122,7 @@ function outboxText(schema: string): string {
       select ev.id as message_id, e.id as endpoint_id, 'whdl_' || substr(ev.id, 7) || substr(e.id, 6) as delivery_id
       from ev join ${t('webhook_endpoints')} e
         on e.is_active and (ev.type = any(e.event_types) or '*' = any(e.event_types))
+       -- A deployment's endpoint gets every event; a workspace's, that workspace's events only.
        and (e.workspace_id is null or e.workspace_id = ev.workspace_id)
     ), messages as (
       insert into ${t('webhook_messages')} (id, type, user_id, workspace_id, payload)

@@ -1,9 +1,11 @@
 import type { WebhooksOutConfig } from '../../config/config.js';
 import type { DomainEvent, EventSink, EventType } from '../../core/events.js';
-import { errors } from '../../core/errors.js';
+import { DomainError, errors } from '../../core/errors.js';
 import type { PageRequest } from '../../core/paging.js';
 import { toPage } from '../../core/paging.js';
 import type { Executor } from '../../db/database.js';
+import type { Principal } from '../../core/principal.js';
+import { elevate } from '../../db/request-role.js';
 import { kyselyRunner, type RunStatement } from '../../db/statements.js';
 import { newId } from '../../lib/ids.js';
 import type { SecretBox } from '../../lib/secret-box.js';
@@ -14,6 +16,7 @@ import {
   deliveryList,
   deliveryLoad,
   deliverySetStatus,
+  endpointCountOfWorkspace,
   endpointDelete,
   endpointFind,
   endpointInsert,
@@ -26,6 +29,11 @@ import {
 import { newSigningSecret } from './webhooks-out.signing.js';
 import type { WebhookTransport } from './webhooks-out.transport.js';
 import { deliveryToApi, endpointAad, type EndpointRow, endpointToApi, PAYLOAD_VERSION } from './webhooks-out.js';
+
+/** Who may manage a workspace's endpoints (the workspaces module: owners and admins). */
+export interface WorkspaceManagers {
+  assertManager(db: Executor, principal: Principal, workspaceId: string): Promise<void>;
+}
 
 export interface EndpointInput {
   url: string;
@@ -50,6 +58,7 @@ export class WebhooksOutService implements EventSink {
     private readonly now: () => Date,
     /** The database schema Tally's tables live in (the outbox statement names them). */
     private readonly schema: string,
+    private readonly managers: WorkspaceManagers,
   ) {
     this.deliverer = new WebhookDeliverer(box, transport, config, now);
     queue.register(DELIVER_JOB, async (job, ctx) => {
@@ -103,8 +112,37 @@ export class WebhooksOutService implements EventSink {
     return this.queue.enqueue(trx, { type: DELIVER_JOB, input: { delivery_id: deliveryId }, maxAttempts: this.config.maxAttempts, dedupeKey: `webhook:${deliveryId}:${round}` });
   }
 
-  async createEndpoint(db: Executor, input: EndpointInput) {
+  /**
+   * Access (docs/webhooks-out.md, "Endpoints"): the service manages every endpoint; a workspace's
+   * owner or admin manages that workspace's endpoints only (end users hold no grant on these
+   * tables: once the check passed, the operation runs as the owner, like `elevate` elsewhere).
+   */
+  private async asManagerOf(db: Executor, principal: Principal, workspaceId: string | null | undefined): Promise<void> {
+    if (principal.kind === 'service') return;
+    if (!workspaceId) throw errors.forbidden('Users manage only the webhook endpoints of their workspaces: pass workspace_id');
+    await this.managers.assertManager(db, principal, workspaceId);
+    await elevate(db);
+  }
+
+  /** The endpoint, if the caller may manage it (a user: only a workspace's endpoint, as its manager; else 404). */
+  private async endpointFor(db: Executor, principal: Principal, id: string, lock = false): Promise<EndpointRow> {
+    if (principal.kind !== 'service') await elevate(db);
+    const row = must(await endpointFind(db, id, lock), id);
+    if (principal.kind !== 'service') {
+      if (!row.workspace_id) throw errors.notFound('Webhook endpoint', id);
+      await this.managers.assertManager(db, principal, row.workspace_id);
+    }
+    return row;
+  }
+
+  async createEndpoint(db: Executor, principal: Principal, input: EndpointInput) {
+    await this.asManagerOf(db, principal, input.workspace_id);
     const url = this.checkUrl(input.url);
+    // Every event fans out to every endpoint that wants it: a workspace's managers (end users) get
+    // a few; the operator is not bounded.
+    if (principal.kind !== 'service' && input.workspace_id && (await endpointCountOfWorkspace(db, input.workspace_id)) >= MAX_WORKSPACE_ENDPOINTS) {
+      throw errors.invalidState(`A workspace has at most ${MAX_WORKSPACE_ENDPOINTS} webhook endpoints; delete one first`, { limit: MAX_WORKSPACE_ENDPOINTS });
+    }
     const id = newId('webhookEndpoint');
     const secret = newSigningSecret();
     const row = await endpointInsert(db, {
@@ -119,17 +157,18 @@ export class WebhooksOutService implements EventSink {
     return { ...endpointToApi(row), secret };
   }
 
-  async getEndpoint(db: Executor, id: string) {
-    return endpointToApi(await this.mustFind(db, id));
+  async getEndpoint(db: Executor, principal: Principal, id: string) {
+    return endpointToApi(await this.endpointFor(db, principal, id));
   }
 
-  async listEndpoints(db: Executor, page: PageRequest, workspaceId?: string) {
+  async listEndpoints(db: Executor, principal: Principal, page: PageRequest, workspaceId?: string) {
+    await this.asManagerOf(db, principal, workspaceId);
     return toPage(await endpointList(db, page, workspaceId), page.limit, endpointToApi);
   }
 
   /** Re-enabling (`is_active: true`) clears the failure streak; a new URL is checked again. */
-  async updateEndpoint(db: Executor, id: string, patch: { url?: string; description?: string | null; event_types?: string[]; is_active?: boolean }) {
-    await this.mustFind(db, id, true);
+  async updateEndpoint(db: Executor, principal: Principal, id: string, patch: { url?: string; description?: string | null; event_types?: string[]; is_active?: boolean }) {
+    await this.endpointFor(db, principal, id, true);
     const set: EndpointPatch = {};
     if (patch.url !== undefined) set.url = this.checkUrl(patch.url);
     if (patch.description !== undefined) set.description = patch.description;
@@ -142,7 +181,8 @@ export class WebhooksOutService implements EventSink {
     return endpointToApi(must(await endpointUpdate(db, id, set), id));
   }
 
-  async deleteEndpoint(db: Executor, id: string): Promise<void> {
+  async deleteEndpoint(db: Executor, principal: Principal, id: string): Promise<void> {
+    await this.endpointFor(db, principal, id, true);
     if (!(await endpointDelete(db, id))) throw errors.notFound('Webhook endpoint', id);
   }
 
@@ -150,8 +190,8 @@ export class WebhooksOutService implements EventSink {
    * A new signing secret, shown once. The previous one keeps signing (both signatures are sent)
    * for `graceSeconds`, so receivers can switch without dropping a delivery.
    */
-  async rotateSecret(db: Executor, id: string, graceSeconds = this.config.rotationGraceSeconds) {
-    const row = await this.mustFind(db, id, true);
+  async rotateSecret(db: Executor, principal: Principal, id: string, graceSeconds = this.config.rotationGraceSeconds) {
+    const row = await this.endpointFor(db, principal, id, true);
     const current = this.box.open(row.secret_enc, endpointAad(id, 'current'));
     if (current === null) throw errors.invalidState('The endpoint secret cannot be opened with the configured encryption keys', { id });
     const secret = newSigningSecret();
@@ -165,32 +205,32 @@ export class WebhooksOutService implements EventSink {
   }
 
   /** Sends a `webhook.test` event to this endpoint only (even if it does not subscribe to it). */
-  async sendTest(db: Executor, id: string) {
-    const row = await this.mustFind(db, id);
+  async sendTest(db: Executor, principal: Principal, id: string) {
+    const row = await this.endpointFor(db, principal, id);
     if (!row.is_active) throw errors.invalidState('The endpoint is disabled; enable it first', { is_active: false });
     const messageId = await this.write(db, { type: 'webhook.test', data: { endpoint_id: id } }, [id]);
     return { message_id: messageId };
   }
 
-  async listDeliveries(db: Executor, endpointId: string, page: PageRequest, status?: string) {
-    await this.mustFind(db, endpointId);
+  async listDeliveries(db: Executor, principal: Principal, endpointId: string, page: PageRequest, status?: string) {
+    await this.endpointFor(db, principal, endpointId);
     return toPage(await deliveryList(db, endpointId, page, status), page.limit, deliveryToApi);
   }
 
   /** Sends a delivery again (a failed or a succeeded one: replay), as a new round of attempts. */
-  async retryDelivery(db: Executor, deliveryId: string) {
+  async retryDelivery(db: Executor, principal: Principal, deliveryId: string) {
+    if (principal.kind !== 'service') await elevate(db);
     const d = await deliveryLoad(db, deliveryId);
     if (!d) throw errors.notFound('Webhook delivery', deliveryId);
+    const endpoint = await this.endpointFor(db, principal, d.endpoint_id).catch((err: unknown) => {
+      // Someone else's delivery is not found, whatever the reason.
+      throw err instanceof DomainError && err.code === 'not_found' ? errors.notFound('Webhook delivery', deliveryId) : err;
+    });
     if (d.status === 'pending') throw errors.invalidState('The delivery is still being attempted', { status: d.status });
-    const endpoint = await this.mustFind(db, d.endpoint_id);
     if (!endpoint.is_active) throw errors.invalidState('The endpoint is disabled; enable it first', { is_active: false });
     await deliverySetStatus(db, deliveryId, 'pending');
     await this.enqueue(db, deliveryId, d.attempts);
     return deliveryToApi({ ...must(await deliveryLoad(db, deliveryId), deliveryId) });
-  }
-
-  private async mustFind(db: Executor, id: string, lock = false): Promise<EndpointRow> {
-    return must(await endpointFind(db, id, lock), id);
   }
 
   private checkUrl(raw: string): string {
@@ -212,6 +252,9 @@ function must<T>(row: T | undefined, id: string): T {
   if (!row) throw errors.notFound('Webhook endpoint', id);
   return row;
 }
+
+/** Endpoints one workspace may have (its owners and admins are end users). */
+export const MAX_WORKSPACE_ENDPOINTS = 10;
 
 /** `*` alone means every type; otherwise the listed ones, once each, in catalogue order. */
 function normaliseTypes(types: string[]): EventType[] | ['*'] {

@@ -90,6 +90,14 @@ export class WorkspacesService {
     return ws;
   }
 
+  /**
+   * For other modules' workspace-scoped resources (outgoing webhook endpoints): the caller manages
+   * the workspace (owner or admin; the service always). 404 for non-members, 403 for other members.
+   */
+  async assertManager(db: Executor, principal: Principal, id: string): Promise<void> {
+    if (!isManager(await this.roleOf(db, principal, id))) throw errors.forbidden('Only owners and admins can manage this workspace’s webhook endpoints');
+  }
+
   async list(db: Executor, principal: Principal, page: PageRequest, userId: string | undefined) {
     if (principal.kind === 'user') {
       if (userId !== undefined && userId !== principal.userId) throw errors.forbidden('You can only list your own workspaces');
