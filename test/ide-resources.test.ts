@@ -108,7 +108,7 @@ describe(`IDE project resources (${TARGET})`, () => {
     for (const path of Object.values(paths)) expect((await owner.api.get(path)).status).toBe(200);
   });
 
-  it('row-level security on its own: a stranger sees no row of any table, and a viewer cannot insert or update one', async () => {
+  it('row-level security on its own: a stranger sees no row of any table, a viewer cannot insert or update one, a writer cannot forge authorship', async () => {
     const projectId = (await owner.api.post('/v1/projects', { name: 'rls', workspace_id: workspaceId })).body.id;
     await seedAll(owner, projectId);
     for (const table of TABLES) {
@@ -135,6 +135,22 @@ describe(`IDE project resources (${TARGET})`, () => {
       asUser(stranger, (trx) => trx.insertInto('code_executions').values({ id: 'exe_evil', project_id: projectId, language: 'sh', source_code: 'rm -rf /' }).execute()),
     );
     expect(strangerPlant).toBe('42501');
+    // A writer cannot forge authorship: rows in another member's name, or change another's editor session.
+    const forged = [
+      () => asUser(member, (trx) => trx.insertInto('terminal_sessions').values({ id: 'trm_forged', project_id: projectId, user_id: owner.user.id, command: 'x' }).execute()),
+      () => asUser(member, (trx) => trx.insertInto('code_executions').values({ id: 'exe_forged', project_id: projectId, user_id: owner.user.id, language: 'c', source_code: 'x' }).execute()),
+      () => asUser(member, (trx) => trx.insertInto('editor_sessions').values({ id: 'eds_forged', project_id: projectId, user_id: owner.user.id }).execute()),
+      () => asUser(member, (trx) => trx.insertInto('deployments').values({ id: 'dep_forged', project_id: projectId, environment: 'production', deployed_by: owner.user.id }).execute()),
+      () => asUser(member, (trx) => trx.insertInto('code_analyses').values({ id: 'cna_forged', project_id: projectId, file_path: 'a', analysis_type: 'explain', result: '{}', created_by: owner.user.id }).execute()),
+    ];
+    for (const attempt of forged) expect(await failure(attempt)).toBe('42501');
+    const ownersSession = await app.database.db.selectFrom('editor_sessions').select('id').where('project_id', '=', projectId).where('user_id', '=', owner.user.id).executeTakeFirstOrThrow();
+    const touched = await asUser(member, (trx) => trx.updateTable('editor_sessions').set({ layout_state: '{"pwned":true}' }).where('id', '=', ownersSession.id).executeTakeFirst());
+    expect(touched.numUpdatedRows).toBe(0n);
+    const removed = await asUser(member, (trx) => trx.deleteFrom('editor_sessions').where('id', '=', ownersSession.id).executeTakeFirst());
+    expect(removed.numDeletedRows).toBe(0n);
+    // In their own name the same writer may.
+    await asUser(member, (trx) => trx.insertInto('terminal_sessions').values({ id: 'trm_own', project_id: projectId, user_id: member.user.id, command: 'x' }).execute());
   });
 
   it('git credentials are sealed: never in any answer, not in the clear in the database, not even selectable by end users', async () => {
