@@ -12,7 +12,13 @@ const ALL = ['test/**/*.test.ts', 'src/**/*.test.ts'];
 
 const project = (name: 'pglite' | 'postgres') => ({
   extends: true as const,
-  test: { name, include: ALL, env: { TALLY_TEST_DB: name } },
+  test: {
+    name,
+    include: ALL,
+    env: { TALLY_TEST_DB: name },
+    // Every PGlite test database starts from one migrated dump (test/support/pglite-snapshot.ts).
+    ...(name === 'pglite' ? { globalSetup: ['test/support/pglite-snapshot.ts'] } : {}),
+  },
 });
 
 /**

@@ -41,6 +41,8 @@ import { CreditsService } from './modules/credits/credits.service.js';
 import { registerPaymentRoutes } from './modules/payments/payments.routes.js';
 import type { SubscriptionPort } from './modules/payments/payments.ports.js';
 import { referenceKey } from './modules/payments/payments.reference.js';
+import { checkoutKey } from './modules/payments/checkout/checkout.signing.js';
+import { registerCheckoutRoutes } from './modules/payments/checkout/checkout.routes.js';
 import { PaymentsService } from './modules/payments/payments.service.js';
 import { registerIdentityRoutes } from './modules/identities/identities.routes.js';
 import { IdentitiesService } from './modules/identities/identities.service.js';
@@ -48,6 +50,8 @@ import { registerUserRoutes } from './modules/users/users.routes.js';
 import { UsersService } from './modules/users/users.service.js';
 import { registerWorkspaceRoutes } from './modules/workspaces/workspaces.routes.js';
 import { WorkspacesService } from './modules/workspaces/workspaces.service.js';
+import { registerSpendCapRoutes } from './modules/workspaces/workspaces.spend-caps.routes.js';
+import { SpendCapsService } from './modules/workspaces/workspaces.spend-caps.service.js';
 import { registerJobRoutes } from './modules/jobs/jobs.routes.js';
 import { JobsService } from './modules/jobs/jobs.service.js';
 import type { MessageCharger } from './modules/projects/projects.charger.js';
@@ -112,6 +116,8 @@ export interface Services {
   passwordReset: PasswordResetService;
   apiKeys: ApiKeysService;
   workspaces: WorkspacesService;
+  /** Per-member spend caps on workspace pools (the ledger enforces them). */
+  spendCaps: SpendCapsService;
   tokens: TokenService;
   authenticator: Authenticator;
   secrets: SecretBox;
@@ -163,28 +169,29 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const secrets = new SecretBox(config.encryptionKey, config.encryptionKeysOld ?? []);
   // Writers tell in-process caches what they changed once their transactions settle.
   const invalidations = new Invalidations();
-  const credits = new CreditsService(database, config.credits, clock, httpAnswers, invalidations);
+  const queue = new QueueService(database, clock, deps.logger, {}, invalidations);
+  // Outgoing webhooks: the event sink every module reports to, in its own transaction.
+  const webhooksOutConfig = config.webhooksOut ?? DEFAULT_WEBHOOKS_OUT;
+  const webhookTransport = deps.webhookTransport ?? httpTransport(webhooksOutConfig);
+  const webhooksOut = new WebhooksOutService(secrets, queue, webhookTransport, webhooksOutConfig, clock, database.schema);
+  const credits = new CreditsService(database, config.credits, clock, httpAnswers, invalidations, webhooksOut);
   const billingConfig = config.billing ?? DEFAULT_BILLING;
   const catalog = new CatalogService(billingConfig);
   const billing: BillingServices = {
     catalog,
-    subscriptions: new SubscriptionsService(database, catalog, credits, clock, invalidations),
+    subscriptions: new SubscriptionsService(database, catalog, credits, clock, invalidations, webhooksOut),
     // Usage events batch like the ledger's own operations, with its settings.
     usage: new UsageService(database, credits, catalog, billingConfig, clock, httpAnswers, {
       maxBatch: config.credits.maxBatch ?? 256,
       maxParallel: config.credits.maxParallel ?? 1,
       ...(config.credits.maxBacklog ? { maxBacklog: config.credits.maxBacklog } : {}),
-    }, invalidations, billingConfig.checkCache),
+    }, invalidations, billingConfig.checkCache, webhooksOut),
     guards: new GuardsService(billingConfig, clock),
   };
-  const queue = new QueueService(database, clock, deps.logger, {}, invalidations);
   billing.subscriptions.registerWith(queue);
   const mailConfig = config.mail ?? DEFAULT_MAIL;
   const mailTransport = mailConfig.smtpUrl ? smtpTransport(mailConfig.smtpUrl) : logTransport(deps.logger);
   const mail = new MailService(secrets, queue, mailTransport, mailConfig.from, clock);
-  const webhooksOutConfig = config.webhooksOut ?? DEFAULT_WEBHOOKS_OUT;
-  const webhookTransport = deps.webhookTransport ?? httpTransport(webhooksOutConfig);
-  const webhooksOut = new WebhooksOutService(secrets, queue, webhookTransport, webhooksOutConfig, clock);
   const storage = new StorageService(database.db, createDriver(config.storage, config.dataDir), new LinkSigner(config.encryptionKey), clock);
   const gatewayConfig = config.gateway ?? DEFAULT_GATEWAY;
   const router = new UpstreamRouter(database.db, secrets, gatewayConfig, clock, (err) => deps.logger.warn({ err }, 'gateway: upstream health write failed'));
@@ -206,6 +213,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     signupConfirmation: emailVerificationConfig.confirmSignup ? new SignupConfirmation(users, emailVerification, mail, emailVerificationConfig, database.schema) : null,
     apiKeys: new ApiKeysService(clock),
     workspaces: new WorkspacesService(),
+    spendCaps: new SpendCapsService(credits),
     authenticator: new Authenticator(database.db, config.auth.serviceKey, tokens),
     secrets,
     credits,
@@ -217,8 +225,10 @@ export async function createApp(deps: AppDeps): Promise<App> {
       subscriptions: deps.subscriptions ?? billing.subscriptions,
       config: config.payments,
       referenceKeys: [config.encryptionKey, ...(config.encryptionKeysOld ?? [])].map(referenceKey),
+      checkoutKeys: [config.encryptionKey, ...(config.encryptionKeysOld ?? [])].map(checkoutKey),
       clock,
       logger: deps.logger,
+      events: webhooksOut,
     }),
     queue,
     jobs: new JobsService(credits, queue, clock, webhooksOut),
@@ -288,9 +298,11 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerApiKeyRoutes(server, routeDeps, services.apiKeys);
   registerIdentityRoutes(server, routeDeps, services.identities);
   registerWorkspaceRoutes(server, routeDeps, services.workspaces);
+  registerSpendCapRoutes(server, routeDeps, services.spendCaps);
   registerCreditRoutes(server, routeDeps, services.credits, services.workspaces);
   registerBillingRoutes(server, routeDeps, services.billing);
   registerPaymentRoutes(server, routeDeps, services.payments);
+  registerCheckoutRoutes(server, routeDeps, services.payments.checkouts);
   registerProjectRoutes(server, routeDeps, services.projects);
   registerSecretRoutes(server, routeDeps, services.secretsStore);
   registerAdminRoutes(server, routeDeps, services.admin);

@@ -1,12 +1,19 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import { installDeadline } from './http/deadline.js';
 import { installErrorHandler } from './http/error-handler.js';
 import { errorBody, statusOf } from './http/errors.js';
 import { errors } from './core/errors.js';
 import { newId } from './lib/ids.js';
-import { validatorCompiler } from './http/validation.js';
+import { schemaCompilers } from './http/schema-compilers.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Compiles the route schemas not compiled yet (src/http/schema-compilers.ts); rejects on one that does not compile. */
+    warmSchemas(): Promise<void>;
+  }
+}
 
 export interface ServerOptions {
   bodyLimit: number;
@@ -22,6 +29,7 @@ export interface ServerOptions {
 
 /** A Fastify instance with Tally's validation, errors, and OpenAPI; routes are added by modules. */
 export async function createServer(options: ServerOptions): Promise<FastifyInstance> {
+  const compilers = schemaCompilers();
   const app = Fastify({
     loggerInstance: options.logger,
     bodyLimit: options.bodyLimit,
@@ -29,7 +37,7 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     genReqId: () => newId('request'),
     // Fastify logs two lines per request ("incoming request", "request completed"); Tally logs one,
     // after the answer, with what an operator filters on (see the onResponse hook below).
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // Slow clients: the whole request must arrive within a bound too.
     requestTimeout: 60_000,
     requestIdHeader: false,
@@ -46,7 +54,10 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
         .send(errorBody(apiError, request.id) as never);
     },
   });
-  app.setValidatorCompiler(validatorCompiler);
+  // Schemas compile on first use (src/http/schema-compilers.ts).
+  app.setValidatorCompiler(compilers.validatorCompiler);
+  app.setSerializerCompiler(compilers.serializerCompiler);
+  app.decorate('warmSchemas', compilers.warm);
   // JSON only: a text/plain body is refused with 415 rather than validated as a string.
   app.removeContentTypeParser('text/plain');
   installErrorHandler(app, options.bodyLimit);

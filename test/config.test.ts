@@ -50,6 +50,29 @@ describe('configuration', () => {
     expect(() => loadConfig({ TALLY_DATA_DIR: tempDir(), TALLY_CHECK_CACHE_MS: '-1' })).toThrow(/TALLY_CHECK_CACHE_MS/);
   });
 
+  it('checkouts need only each provider\'s API key (Lemon Squeezy with its store); none configured by default', () => {
+    expect(loadConfig({ TALLY_DATA_DIR: tempDir() }).config.payments?.checkout).toEqual({ stripe: null, lemonsqueezy: null, creem: null, paypal: null });
+    const { config } = loadConfig({
+      TALLY_DATA_DIR: tempDir(),
+      STRIPE_SECRET_KEY: 'sk_test_x',
+      LEMONSQUEEZY_API_KEY: 'ls',
+      LEMONSQUEEZY_STORE_ID: '42',
+      CREEM_API_KEY: 'creem',
+      CREEM_API_BASE: 'https://test-api.creem.io/',
+      PAYPAL_WEBHOOK_ID: 'WH',
+      PAYPAL_CLIENT_ID: 'id',
+      PAYPAL_CLIENT_SECRET: 'secret',
+    });
+    expect(config.payments?.checkout).toEqual({
+      stripe: { secretKey: 'sk_test_x', apiBase: 'https://api.stripe.com' },
+      lemonsqueezy: { apiKey: 'ls', storeId: '42', apiBase: 'https://api.lemonsqueezy.com' },
+      creem: { apiKey: 'creem', apiBase: 'https://test-api.creem.io' },
+      paypal: { clientId: 'id', clientSecret: 'secret', apiBase: 'https://api-m.paypal.com' },
+    });
+    expect(() => loadConfig({ TALLY_DATA_DIR: tempDir(), LEMONSQUEEZY_API_KEY: 'ls' })).toThrow(ConfigError);
+    expect(() => loadConfig({ TALLY_DATA_DIR: tempDir(), LEMONSQUEEZY_API_KEY: 'ls', LEMONSQUEEZY_STORE_ID: 'store' })).toThrow(/LEMONSQUEEZY_STORE_ID/);
+  });
+
   it('rejects malformed values, naming the variable', () => {
     expect(() => loadConfig({ TALLY_DATA_DIR: tempDir(), PORT: 'eighty' })).toThrow(/PORT/);
     expect(() => loadConfig({ TALLY_DATA_DIR: tempDir(), TALLY_BALANCE_CAP: '-5' })).toThrow(/TALLY_BALANCE_CAP/);

@@ -74,7 +74,7 @@ describe('ledger engine', () => {
   it('expiry never takes the balance below what open holds need', () => {
     const old = grant(30, { expiresAt: new Date(now.getTime() - 1) });
     const hold: HoldState = {
-      id: 'hold_1', accountId: 'acc_u_u1', userId: 'u1', workspaceId: null, amount: 20, captured: null, status: 'held',
+      id: 'hold_1', accountId: 'acc_u_u1', userId: 'u1', workspaceId: null, memberId: null, amount: 20, captured: null, status: 'held',
       expiresAt: later(600), transactionId: null, metadata: {}, resolvedAt: null, createdAt: now, isNew: false, dirty: false,
     };
     const out = run(account(30, 20), [old], [{ ...base, kind: 'capture', holdId: 'hold_1', amount: 20, metadata: {} }], { holds: [hold] });
@@ -85,7 +85,7 @@ describe('ledger engine', () => {
 
   it('a past-due hold expires and its credits become available', () => {
     const hold: HoldState = {
-      id: 'hold_2', accountId: 'acc_u_u1', userId: 'u1', workspaceId: null, amount: 10, captured: null, status: 'held',
+      id: 'hold_2', accountId: 'acc_u_u1', userId: 'u1', workspaceId: null, memberId: null, amount: 10, captured: null, status: 'held',
       expiresAt: new Date(now.getTime() - 1), transactionId: null, metadata: {}, resolvedAt: null, createdAt: now, isNew: false, dirty: false,
     };
     const out = run(account(10, 10), [grant(10)], [debit(10), { ...base, kind: 'release', holdId: 'hold_2' }], { holds: [hold] });
@@ -95,7 +95,7 @@ describe('ledger engine', () => {
 
   it('capture takes at most the hold and releases the rest', () => {
     const hold: HoldState = {
-      id: 'hold_3', accountId: 'acc_u_u1', userId: 'u1', workspaceId: null, amount: 10, captured: null, status: 'held',
+      id: 'hold_3', accountId: 'acc_u_u1', userId: 'u1', workspaceId: null, memberId: null, amount: 10, captured: null, status: 'held',
       expiresAt: later(60), transactionId: null, metadata: {}, resolvedAt: null, createdAt: now, isNew: false, dirty: false,
     };
     const over = run(account(50, 10), [grant(50)], [{ ...base, kind: 'capture', holdId: 'hold_3', amount: 11, metadata: {} }], { holds: [hold] });
@@ -191,7 +191,7 @@ describe('ledger engine', () => {
     it('never takes the credits that back an open hold; the hold stays capturable', () => {
       const bought = grant(50, { transactionId: 'txn_buy', source: 'purchase' });
       const hold: HoldState = {
-        id: 'hold_c', accountId: 'acc_u_u1', userId: 'u1', workspaceId: null, amount: 30, captured: null, status: 'held',
+        id: 'hold_c', accountId: 'acc_u_u1', userId: 'u1', workspaceId: null, memberId: null, amount: 30, captured: null, status: 'held',
         expiresAt: later(600), transactionId: null, metadata: {}, resolvedAt: null, createdAt: now, isNew: false, dirty: false,
       };
       const out = run(account(50, 30), [bought], [clawback(50, 'txn_buy'), { ...base, kind: 'capture', holdId: 'hold_c', amount: 30, metadata: {} }], { holds: [hold] });

@@ -129,6 +129,17 @@ describe(`gateway: OpenAI chat completions, JSON (${TARGET})`, () => {
     expect(rec).toMatchObject({ workspace_id: ws.body.id, charged: 6 });
     expect((await w.svc.get(`/v1/workspaces/${ws.body.id}/balance`)).body).toMatchObject({ balance: 494, held: 0 });
     expect(await balanceOf(w, userId)).toMatchObject({ balance: 53, held: 0 });
+    // The pool's capture names the key's user as the member who spent (docs/ledger.md, "Workspace pools").
+    const entries = (await w.svc.get(`/v1/workspaces/${ws.body.id}/transactions?type=capture`)).body.data;
+    expect(entries).toMatchObject([{ amount: -6, member_id: userId }]);
+
+    // A viewer's workspace key never spends the pool: refused before any upstream call, nothing held.
+    const viewer = await fundedKey(w, 50);
+    expect((await w.svc.post(`/v1/workspaces/${ws.body.id}/members`, { user_id: viewer.userId, role: 'viewer' })).status).toBe(201);
+    await w.app.database.db.updateTable('api_keys').set({ workspace_id: ws.body.id }).where('id', '=', viewer.keyId).execute();
+    const refused = await openai(viewer.key).chat.completions.create({ model: 'fake-gpt', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(OpenAI.PermissionDeniedError);
+    expect((await w.svc.get(`/v1/workspaces/${ws.body.id}/balance`)).body).toMatchObject({ balance: 494, held: 0 });
   });
 
   it('embeddings are priced on input tokens', async () => {

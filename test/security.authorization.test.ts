@@ -91,6 +91,8 @@ describe('authorization: who may call what', () => {
       'POST /v1/webhook-endpoints/{id}/rotate-secret',
       'POST /v1/webhook-endpoints/{id}/test',
       'PUT /v1/users/{id}/budget-guard',
+      'PUT /v1/users/{id}/low-balance-threshold',
+      'PUT /v1/workspaces/{id}/low-balance-threshold',
     ]);
     const problems: string[] = [];
     for (const op of targets) {

@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { client } from './support/client.js';
 import { dbFingerprint, errorProblems, fingerprintDiff, rawRequest } from './support/db-fingerprint.js';
 import {
-  A, aEnvVar, aHold, aIdentity, aJob, aKey, app, aPayment, aProject, aRequest, aSession, aSub, aToken, aObject, aFile,
+  A, aCheckout, aEnvVar, aHold, aIdentity, aJob, aKey, app, aPayment, aProject, aRequest, aSession, aSub, aToken, aObject, aFile,
   aWsHold, B, bearer, bKey, C, ops, ROUTES,
   useSecuritySuite, victimView,
 } from './support/security-suite.js';
@@ -49,6 +49,9 @@ describe("tenancy: a user can never read or change another user's resources", ()
     { op: 'POST /v1/workspaces/{id}/members', method: 'POST', url: `/v1/workspaces/${A.workspaceId}/members`, body: { user_id: B.user.id, role: 'admin' } },
     { op: 'PATCH /v1/workspaces/{id}/members/{user_id}', method: 'PATCH', url: `/v1/workspaces/${A.workspaceId}/members/${C.user.id}`, body: { role: 'admin' } },
     { op: 'DELETE /v1/workspaces/{id}/members/{user_id}', method: 'DELETE', url: `/v1/workspaces/${A.workspaceId}/members/${C.user.id}` },
+    { op: 'GET /v1/workspaces/{id}/members/{user_id}/spend-cap', method: 'GET', url: `/v1/workspaces/${A.workspaceId}/members/${C.user.id}/spend-cap` },
+    { op: 'PUT /v1/workspaces/{id}/members/{user_id}/spend-cap', method: 'PUT', url: `/v1/workspaces/${A.workspaceId}/members/${C.user.id}/spend-cap`, body: { amount: 0, period: 'lifetime' } },
+    { op: 'DELETE /v1/workspaces/{id}/members/{user_id}/spend-cap', method: 'DELETE', url: `/v1/workspaces/${A.workspaceId}/members/${C.user.id}/spend-cap` },
     { op: 'GET /v1/workspaces', method: 'GET', url: `/v1/workspaces?user_id=${A.user.id}` },
     { op: 'POST /v1/workspaces', method: 'POST', url: '/v1/workspaces', body: { name: 'squat', owner_id: A.user.id } },
     { op: 'GET /v1/users/{id}/identities', method: 'GET', url: `/v1/users/${A.user.id}/identities` },
@@ -73,6 +76,10 @@ describe("tenancy: a user can never read or change another user's resources", ()
     { op: 'GET /v1/users/{id}/budget-guard', method: 'GET', url: `/v1/users/${A.user.id}/budget-guard` },
     { op: 'GET /v1/users/{id}/overage-charges', method: 'GET', url: `/v1/users/${A.user.id}/overage-charges` },
     { op: 'GET /v1/payments/{id}', method: 'GET', url: `/v1/payments/${aPayment}` },
+    { op: 'GET /v1/checkouts/{id}', method: 'GET', url: `/v1/checkouts/${aCheckout}` },
+    { op: 'POST /v1/checkouts/{id}/capture', method: 'POST', url: `/v1/checkouts/${aCheckout}/capture` },
+    // A checkout bought for A, by B: a user creates checkouts for themself only.
+    { op: 'POST /v1/checkout', method: 'POST', url: '/v1/checkout', body: { user_id: A.user.id, package_id: 'pkg_any', success_url: 'https://evil.example.com/' } },
     { op: 'GET /v1/users/{id}/payments', method: 'GET', url: `/v1/users/${A.user.id}/payments` },
     { op: 'GET /v1/users/{id}/invoices', method: 'GET', url: `/v1/users/${A.user.id}/invoices` },
     { op: 'GET /v1/users/{id}/customers', method: 'GET', url: `/v1/users/${A.user.id}/customers` },

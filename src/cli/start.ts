@@ -35,6 +35,8 @@ export async function startCommand(): Promise<void> {
   const address = await app.server.listen({ port: config.http.port, host: config.http.host });
   // Where the CLI finds this server: commands it can run through the HTTP API go here (src/cli/running-server.ts).
   database.dataDirLock?.announce(address);
+  // Route schemas compile on first use; compile the rest now, off the start's critical path.
+  app.server.warmSchemas().catch((err: unknown) => logger.error({ err }, 'a route schema does not compile'));
   const stopScheduler = startScheduler(app.services, logger, 30_000, config.queue?.pollMs ?? 1_000);
   const where = config.database.kind === 'pglite' ? `PGlite at ${config.database.dataDir}` : 'PostgreSQL (DATABASE_URL)';
   const lines = [

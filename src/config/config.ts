@@ -102,6 +102,8 @@ const envSchema = z.object({
   TALLY_QUEUE_POLL_MS: intFromEnv(1000),
   TALLY_BALANCE_CAP: intFromEnv(50_000),
   TALLY_SIGNUP_BONUS: intFromEnv(3),
+  /** The balance below which an account is low (`credits.low` webhook), unless it sets its own (0 = none). */
+  TALLY_CREDITS_LOW_THRESHOLD: intFromEnv(0),
   TALLY_LEDGER_MAX_BATCH: intFromEnv(256),
   TALLY_LEDGER_MAX_PARALLEL: intFromEnv(0),
   TALLY_BODY_LIMIT_BYTES: intFromEnv(1_048_576),
@@ -128,6 +130,15 @@ const envSchema = z.object({
   PAYPAL_CLIENT_ID: optionalString,
   PAYPAL_CLIENT_SECRET: optionalString,
   PAYPAL_API_BASE: z.string().url().default('https://api-m.paypal.com'),
+  // Checkouts Tally creates (POST /v1/checkout): each provider's API key. PayPal uses its client id and secret above.
+  STRIPE_SECRET_KEY: optionalString,
+  STRIPE_API_BASE: z.string().url().default('https://api.stripe.com'),
+  LEMONSQUEEZY_API_KEY: optionalString,
+  LEMONSQUEEZY_STORE_ID: optionalString.refine((v) => v === undefined || /^\d{1,20}$/.test(v), 'must be a numeric store id'),
+  LEMONSQUEEZY_API_BASE: z.string().url().default('https://api.lemonsqueezy.com'),
+  CREEM_API_KEY: optionalString,
+  /** https://test-api.creem.io for test mode. */
+  CREEM_API_BASE: z.string().url().default('https://api.creem.io'),
   TALLY_WEBHOOK_TOLERANCE_SECONDS: intFromEnv(300),
   /** The seeds' system_config credit price: minor units per credit (0 = no price-based credits). */
   TALLY_CREDIT_PRICE: intFromEnv(0),
@@ -218,6 +229,8 @@ export interface Config {
   readonly credits: {
     readonly balanceCap: number | null;
     readonly signupBonus: number;
+    /** The low-balance threshold of accounts that set none (0 = none; docs/webhooks-out.md). */
+    readonly lowThreshold?: number;
     /** Most operations in one ledger transaction. */
     readonly maxBatch?: number;
     /** Most ledger transactions in flight (default 2 on PostgreSQL: fewer, bigger batches beat more, smaller ones; 1 on PGlite). */
@@ -380,6 +393,17 @@ export interface PaymentsConfig {
   readonly toleranceSeconds: number;
   /** Credits a payment buys when neither metadata nor a package says: floor(amount / unitAmount). */
   readonly creditPrice: { readonly unitAmount: number; readonly currency: string } | null;
+  /** API credentials for creating checkouts (POST /v1/checkout); absent (or a provider null) = not configured. */
+  readonly checkout?: CheckoutConfig;
+}
+
+/** Each provider's API, for the checkouts Tally creates and signs (docs/payments.md, "Checkouts"). */
+export interface CheckoutConfig {
+  /** `apiBase`: https://api.stripe.com, or a test's local fake. */
+  readonly stripe: { readonly secretKey: string; readonly apiBase: string } | null;
+  readonly lemonsqueezy: { readonly apiKey: string; readonly storeId: string; readonly apiBase: string } | null;
+  readonly creem: { readonly apiKey: string; readonly apiBase: string } | null;
+  readonly paypal: { readonly clientId: string; readonly clientSecret: string; readonly apiBase: string } | null;
 }
 
 export interface BillingConfig {

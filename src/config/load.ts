@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { type Config, ConfigError, DEFAULT_WEBHOOKS_OUT, decodeEncryptionKey, parseEnv, type PaymentsConfig, type RawEnv, type StorageConfig } from './config.js';
+import { type CheckoutConfig, type Config, ConfigError, DEFAULT_WEBHOOKS_OUT, decodeEncryptionKey, parseEnv, type PaymentsConfig, type RawEnv, type StorageConfig } from './config.js';
 import { loadOrCreateSecrets } from './secrets.js';
 
 export interface LoadedConfig {
@@ -89,6 +89,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     credits: {
       balanceCap: raw.TALLY_BALANCE_CAP === 0 ? null : raw.TALLY_BALANCE_CAP,
       signupBonus: raw.TALLY_SIGNUP_BONUS,
+      lowThreshold: raw.TALLY_CREDITS_LOW_THRESHOLD,
       maxBatch: Math.max(1, raw.TALLY_LEDGER_MAX_BATCH),
       maxBacklog: Math.max(1, raw.TALLY_LEDGER_MAX_BACKLOG),
       maxParallel:
@@ -159,6 +160,23 @@ function storageConfig(raw: RawEnv, dataDir: string): StorageConfig {
   };
 }
 
+/** Checkouts: each provider's API key. Lemon Squeezy also needs the store its checkouts belong to. */
+function checkoutConfig(raw: RawEnv): CheckoutConfig {
+  if (Boolean(raw.LEMONSQUEEZY_API_KEY) !== Boolean(raw.LEMONSQUEEZY_STORE_ID)) {
+    throw new ConfigError('Lemon Squeezy checkouts need LEMONSQUEEZY_API_KEY and LEMONSQUEEZY_STORE_ID together');
+  }
+  const base = (url: string) => url.replace(/\/+$/, '');
+  return {
+    stripe: raw.STRIPE_SECRET_KEY ? { secretKey: raw.STRIPE_SECRET_KEY, apiBase: base(raw.STRIPE_API_BASE) } : null,
+    lemonsqueezy:
+      raw.LEMONSQUEEZY_API_KEY && raw.LEMONSQUEEZY_STORE_ID
+        ? { apiKey: raw.LEMONSQUEEZY_API_KEY, storeId: raw.LEMONSQUEEZY_STORE_ID, apiBase: base(raw.LEMONSQUEEZY_API_BASE) }
+        : null,
+    creem: raw.CREEM_API_KEY ? { apiKey: raw.CREEM_API_KEY, apiBase: base(raw.CREEM_API_BASE) } : null,
+    paypal: raw.PAYPAL_CLIENT_ID && raw.PAYPAL_CLIENT_SECRET ? { clientId: raw.PAYPAL_CLIENT_ID, clientSecret: raw.PAYPAL_CLIENT_SECRET, apiBase: base(raw.PAYPAL_API_BASE) } : null,
+  };
+}
+
 /** The payments slice. PayPal needs all three of its settings; naming only some is an error. */
 function paymentsConfig(raw: RawEnv): PaymentsConfig {
   const paypal = [raw.PAYPAL_WEBHOOK_ID, raw.PAYPAL_CLIENT_ID, raw.PAYPAL_CLIENT_SECRET];
@@ -176,5 +194,6 @@ function paymentsConfig(raw: RawEnv): PaymentsConfig {
         : null,
     toleranceSeconds: raw.TALLY_WEBHOOK_TOLERANCE_SECONDS,
     creditPrice: raw.TALLY_CREDIT_PRICE > 0 ? { unitAmount: raw.TALLY_CREDIT_PRICE, currency: raw.TALLY_CREDIT_PRICE_CURRENCY } : null,
+    checkout: checkoutConfig(raw),
   };
 }

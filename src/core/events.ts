@@ -1,4 +1,5 @@
 import type { Executor } from '../db/database.js';
+import type { RunStatement } from '../db/statements.js';
 
 /**
  * What Tally tells the app (docs/webhooks-out.md). A closed list: each type has a stable name and
@@ -41,7 +42,12 @@ export interface DomainEvent {
  */
 export interface EventSink {
   emit(trx: Executor, event: DomainEvent): Promise<void>;
+  /**
+   * Several events in one statement, on the caller's transaction `run` (the ledger's batches: a
+   * batch collects its events and writes them together, one round trip whatever their number).
+   */
+  record(run: RunStatement, events: readonly DomainEvent[]): Promise<void>;
 }
 
 /** For compositions without outgoing webhooks (and unit tests). */
-export const NO_EVENTS: EventSink = { emit: async () => {} };
+export const NO_EVENTS: EventSink = { emit: async () => {}, record: async () => {} };

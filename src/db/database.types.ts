@@ -105,6 +105,29 @@ export interface BudgetGuards {
   window_start: Timestamp;
 }
 
+export interface Checkouts {
+  amount: number;
+  billing_interval: string | null;
+  completed_at: Timestamp | null;
+  created_at: Generated<Timestamp>;
+  credit_class: string | null;
+  credits: Generated<number>;
+  credits_expire_days: number | null;
+  currency: string;
+  error: string | null;
+  expires_at: Timestamp;
+  id: string;
+  package_id: string | null;
+  payment_id: string | null;
+  plan_id: string | null;
+  provider: string;
+  provider_checkout_id: string | null;
+  status: Generated<string>;
+  updated_at: Generated<Timestamp>;
+  url: string | null;
+  user_id: string;
+}
+
 export interface CodeAnalyses {
   analysis_type: string;
   created_at: Generated<Timestamp>;
@@ -190,6 +213,7 @@ export interface CreditAccounts {
   held: Generated<number>;
   id: string;
   last_seq: Generated<number>;
+  low_threshold: number | null;
   total_credited: Generated<number>;
   total_spent: Generated<number>;
   updated_at: Generated<Timestamp>;
@@ -231,6 +255,7 @@ export interface CreditHolds {
   created_at: Generated<Timestamp>;
   expires_at: Timestamp;
   id: string;
+  member_id: string | null;
   metadata: Generated<Json>;
   resolved_at: Timestamp | null;
   status: Generated<string>;
@@ -248,6 +273,7 @@ export interface CreditLedger {
   grant_id: string | null;
   hold_id: string | null;
   id: string;
+  member_id: string | null;
   metadata: Generated<Json>;
   reason: string | null;
   refund_of: string | null;
@@ -489,6 +515,7 @@ export interface Jobs {
   tokens_used: number | null;
   updated_at: Generated<Timestamp>;
   user_id: string;
+  workspace_id: string | null;
 }
 
 export interface MailOutbox {
@@ -857,6 +884,7 @@ export interface Subscriptions {
   self_service: Generated<boolean>;
   status: string;
   trial_end: Timestamp | null;
+  trial_ending_told_at: Timestamp | null;
   trial_start: Timestamp | null;
   updated_at: Generated<Timestamp>;
   user_id: string;
@@ -937,6 +965,7 @@ export interface UsageEvents {
   subscription_id: string | null;
   transaction_id: string | null;
   user_id: string;
+  workspace_id: string | null;
 }
 
 export interface UsageSummaries {
@@ -1126,12 +1155,23 @@ export interface Workspaces {
   updated_at: Generated<Timestamp>;
 }
 
+export interface WorkspaceSpendCaps {
+  amount: number;
+  created_at: Generated<Timestamp>;
+  period: string;
+  set_by: string | null;
+  updated_at: Generated<Timestamp>;
+  user_id: string;
+  workspace_id: string;
+}
+
 export interface DB {
   agent_sessions: AgentSessions;
   allowance_cycles: AllowanceCycles;
   api_keys: ApiKeys;
   background_jobs: BackgroundJobs;
   budget_guards: BudgetGuards;
+  checkouts: Checkouts;
   code_analyses: CodeAnalyses;
   code_executions: CodeExecutions;
   commits: Commits;
@@ -1195,5 +1235,6 @@ export interface DB {
   webhook_events: WebhookEvents;
   webhook_messages: WebhookMessages;
   workspace_members: WorkspaceMembers;
+  workspace_spend_caps: WorkspaceSpendCaps;
   workspaces: Workspaces;
 }

@@ -29,6 +29,7 @@ export const ID_PREFIXES = {
   creditPackage: 'pkg',
   emailAlias: 'eml',
   webhookEvent: 'whe',
+  checkout: 'chk',
   // outgoing webhooks (docs/webhooks-out.md)
   webhookEndpoint: 'whep',
   webhookMessage: 'whmsg',

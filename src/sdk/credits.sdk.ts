@@ -10,6 +10,7 @@ import {
   LEDGER_OPERATIONS as OPS,
   type OpMeta,
   ownerOf,
+  payerOf,
   refundOp,
   releaseOp,
 } from '../modules/credits/credits.commands.js';
@@ -49,7 +50,7 @@ export class CreditsSdk {
   }
 
   debit(body: Static<typeof DebitBody>, opts: MoneyOptions): Promise<MovementResult> {
-    return this.move(OPS.debit, {}, DebitBody, body, opts, (b, m) => this.credits.execute(ownerOf(b), debitOp(b, m)));
+    return this.move(OPS.debit, {}, DebitBody, body, opts, (b, m) => this.credits.execute(payerOf(b).owner, debitOp(b, m)));
   }
 
   refund(body: Static<typeof RefundBody>, opts: MoneyOptions): Promise<MovementResult> {
@@ -61,7 +62,7 @@ export class CreditsSdk {
   }
 
   hold(body: Static<typeof HoldBody>, opts: MoneyOptions): Promise<HoldResult> {
-    return this.move(OPS.hold, {}, HoldBody, body, opts, (b, m) => this.credits.execute(ownerOf(b), holdOp(b, m)));
+    return this.move(OPS.hold, {}, HoldBody, body, opts, (b, m) => this.credits.execute(payerOf(b).owner, holdOp(b, m)));
   }
 
   capture(holdId: string, body: Static<typeof CaptureBody>, opts: MoneyOptions): Promise<HoldResult> {

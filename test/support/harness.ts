@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
 import pino from 'pino';
+import { inject } from 'vitest';
 import type { FastifyBaseLogger } from 'fastify';
 import { type App, createApp } from '../../src/app.js';
 import type { Config } from '../../src/config/config.js';
@@ -25,10 +27,12 @@ export interface TestDb {
  */
 export async function createTestDb(): Promise<TestDb> {
   const schema = `t_${randomBytes(6).toString('hex')}`;
+  const pglite = TARGET === 'pglite' ? await pgliteFromSnapshot() : undefined;
   const database =
     TARGET === 'postgres'
       ? await openDatabase({ kind: 'postgres', url: POSTGRES_URL, poolMax: 20, schema })
-      : await openDatabase({ kind: 'pglite', dataDir: null, schema: 'tally' });
+      : await openDatabase({ kind: 'pglite', dataDir: null, schema: 'tally' }, pglite ? { pglite } : {});
+  // On a snapshot this only checks the checksums: every migration is applied already.
   const outcome = await migrate(database);
   if (!outcome.ok) throw new Error(outcome.message);
   return {
@@ -36,8 +40,30 @@ export async function createTestDb(): Promise<TestDb> {
     close: async () => {
       if (TARGET === 'postgres') await database.root.schema.dropSchema(schema).ifExists().cascade().execute();
       await database.close();
+      await pglite?.close();
     },
   };
+}
+
+let snapshot: Blob | null | undefined;
+
+/**
+ * An in-memory PGlite that starts from the migrated dump test/support/pglite-snapshot.ts made
+ * once for the run (loading it is several times cheaper than booting and migrating); undefined
+ * where no snapshot was provided (outside the PGlite project, or outside Vitest).
+ */
+async function pgliteFromSnapshot(): Promise<PGlite | undefined> {
+  if (snapshot === undefined) {
+    // Outside Vitest (scripts/api-types.ts builds an app with this harness) there is no snapshot.
+    let file: string | undefined;
+    try {
+      file = inject('pgliteSnapshot');
+    } catch {
+      file = undefined;
+    }
+    snapshot = file ? new Blob([readFileSync(file)]) : null;
+  }
+  return snapshot ? PGlite.create({ loadDataDir: snapshot }) : undefined;
 }
 
 export function testConfig(database: Database, overrides: Partial<Config> = {}): Config {

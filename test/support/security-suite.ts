@@ -12,6 +12,7 @@ import { SCOPES, type Scope } from '../../src/modules/api-keys/api-keys.scopes.j
 import { client, type Json, type Res } from './client.js';
 import { dbFingerprint, errorProblems, fingerprintDiff, rawRequest } from './db-fingerprint.js';
 import { makeApiKey, makeUser, signUp } from './fixtures.js';
+import { fakeCheckoutProviders, type FakeProviders } from './fake-checkout-providers.js';
 import { createTestApp, type TestApp } from './harness.js';
 import { must } from '../../src/lib/must.js';
 
@@ -115,6 +116,14 @@ async function freshMember(workspaceId: string): Promise<string> {
   const res = await svc().post(`/v1/workspaces/${workspaceId}/members`, { user_id: u.id, role: 'member' });
   if (res.status !== 201) throw new Error(`freshMember: ${res.status} ${JSON.stringify(res.body)}`);
   return u.id;
+}
+
+/** A fresh member with a spend cap (set by the service): the URL of that cap. */
+async function cappedMember(workspaceId: string): Promise<string> {
+  const url = `/v1/workspaces/${workspaceId}/members/${await freshMember(workspaceId)}/spend-cap`;
+  const res = await svc().put(url, { amount: 100, period: 'month' });
+  if (res.status !== 200) throw new Error(`cappedMember: ${res.status} ${JSON.stringify(res.body)}`);
+  return url;
 }
 
 /** Billing fixtures: a free plan, a pay-as-you-go plan and a metric, made once. */
@@ -266,6 +275,26 @@ export const ROUTES: Record<string, RouteSpec> = {
     scope: 'workspaces:write',
     sample: async (o) => ({ url: `/v1/workspaces/${o.workspaceId}/members/${await freshMember(o.workspaceId)}`, status: 200 }),
   },
+  // Spend caps on the pool: the owner (and admins, the service) on others; the member reads their own.
+  'GET /v1/workspaces/{id}/members/{user_id}/spend-cap': {
+    auth: 'any',
+    scope: 'workspaces:read',
+    sample: async (o) => ({ url: await cappedMember(o.workspaceId), status: 200 }),
+  },
+  'PUT /v1/workspaces/{id}/members/{user_id}/spend-cap': {
+    auth: 'any',
+    scope: 'workspaces:write',
+    sample: async (o) => ({
+      url: `/v1/workspaces/${o.workspaceId}/members/${await freshMember(o.workspaceId)}/spend-cap`,
+      body: { amount: 100, period: 'month' },
+      status: 200,
+    }),
+  },
+  'DELETE /v1/workspaces/{id}/members/{user_id}/spend-cap': {
+    auth: 'any',
+    scope: 'workspaces:write',
+    sample: async (o) => ({ url: await cappedMember(o.workspaceId), status: 200 }),
+  },
 
   // Linked logins: the service links, finds and unlinks; a user may list their own.
   'POST /v1/users/{id}/identities': {
@@ -403,6 +432,8 @@ export const ROUTES: Record<string, RouteSpec> = {
   'POST /v1/check': { auth: 'service', sample: async (o) => (await catalog(), { url: '/v1/check', body: { user_id: o.user.id, metric: 'sec_tokens' }, status: 200 }) },
   'GET /v1/users/{id}/usage': { auth: 'any', scope: 'billing:read', sample: async (o) => ({ url: `/v1/users/${o.user.id}/usage`, status: 200 }) },
   'GET /v1/users/{id}/events': { auth: 'any', scope: 'billing:read', sample: async (o) => ({ url: `/v1/users/${o.user.id}/events`, status: 200 }) },
+  'PUT /v1/users/{id}/low-balance-threshold': { auth: 'service', sample: async (o) => ({ url: `/v1/users/${o.user.id}/low-balance-threshold`, body: { threshold: 10 }, status: 200 }) },
+  'PUT /v1/workspaces/{id}/low-balance-threshold': { auth: 'service', sample: async (o) => ({ url: `/v1/workspaces/${o.workspaceId}/low-balance-threshold`, body: { threshold: 10 }, status: 200 }) },
   'PUT /v1/users/{id}/budget-guard': { auth: 'service', sample: async (o) => ({ url: `/v1/users/${o.user.id}/budget-guard`, body: { monthly_cap: 100 }, status: 200 }) },
   'GET /v1/users/{id}/budget-guard': {
     auth: 'any', scope: 'billing:read',
@@ -552,6 +583,29 @@ async function freshPayment(userId: string | null): Promise<string> {
     .execute();
   return id;
 }
+/** A priced Stripe package the fake Stripe sells. */
+async function freshCheckoutPackage(): Promise<string> {
+  const price = `price_${randomBytes(8).toString('hex')}`;
+  checkoutFake.stripePrices.set(price, { amount: 500, currency: 'usd' });
+  const res = await svc().post('/v1/credit-packages', { name: 'Sample', provider: 'stripe', provider_price_id: price, credits: 10, price_amount: 500, currency: 'usd' });
+  if (res.status !== 201) throw new Error(`freshCheckoutPackage: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body.id as string;
+}
+/** A priced PayPal package (PayPal orders take any amount). */
+async function freshPayPalPackage(): Promise<string> {
+  const res = await svc().post('/v1/credit-packages', { name: 'Sample', provider: 'paypal', provider_price_id: `PP-${randomBytes(8).toString('hex')}`, credits: 10, price_amount: 500, currency: 'usd' });
+  if (res.status !== 201) throw new Error(`freshPayPalPackage: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body.id as string;
+}
+/** An open checkout of the user's (inserted as POST /v1/checkout records it). */
+async function freshCheckout(userId: string): Promise<string> {
+  const id = `chk_sec${randomBytes(8).toString('hex')}`;
+  await app.database.db
+    .insertInto('checkouts')
+    .values({ id, user_id: userId, provider: 'stripe', package_id: 'pkg_x', amount: 500, currency: 'usd', credits: 10, status: 'open', expires_at: new Date(Date.now() + 86_400_000) })
+    .execute();
+  return id;
+}
 async function freshPackage(): Promise<string> {
   const res = await svc().post('/v1/credit-packages', { name: 'Sample', provider: 'stripe', provider_price_id: `price_${randomBytes(8).toString('hex')}`, credits: 10 });
   if (res.status !== 201) throw new Error(`freshPackage: ${res.status} ${JSON.stringify(res.body)}`);
@@ -602,6 +656,23 @@ Object.assign(ROUTES, {
     },
   },
   'POST /v1/checkout-references': { auth: 'service', sample: async (o: Owner) => ({ url: '/v1/checkout-references', body: { user_id: o.user.id }, status: 201 }) },
+  // Checkouts Tally signs: the service, or a user for themself (the provider is a local fake).
+  'POST /v1/checkout': {
+    auth: 'any',
+    scope: 'billing:write',
+    sample: async (o: Owner) => ({ url: '/v1/checkout', body: { user_id: o.user.id, package_id: await freshCheckoutPackage(), success_url: 'https://app.example.com/ok' }, status: 201 }),
+  },
+  'POST /v1/checkouts/{id}/capture': {
+    auth: 'any',
+    scope: 'billing:write',
+    sample: async (o: Owner) => {
+      const made = await svc().post('/v1/checkout', { user_id: o.user.id, package_id: await freshPayPalPackage(), success_url: 'https://app.example.com/ok' });
+      if (made.status !== 201) throw new Error(`paypal checkout: ${made.status} ${JSON.stringify(made.body)}`);
+      checkoutFake.paypalApproved.add(String(made.body.provider_checkout_id));
+      return { url: `/v1/checkouts/${made.body.id}/capture`, status: 200 };
+    },
+  },
+  'GET /v1/checkouts/{id}': { auth: 'any', scope: 'billing:read', sample: async (o: Owner) => ({ url: `/v1/checkouts/${await freshCheckout(o.user.id)}`, status: 200 }) },
   'POST /v1/credit-packages': {
     auth: 'service',
     sample: async () => ({ url: '/v1/credit-packages', body: { name: 'P', provider: 'creem', provider_price_id: `prod_${randomBytes(8).toString('hex')}`, credits: 5 }, status: 201 }),
@@ -811,6 +882,10 @@ export let aIdentity: { provider: string; providerUserId: string };
 export let aHold: string;
 /** A payment of A's (inserted as a webhook would record it). */
 export let aPayment: string;
+/** A checkout of A's. */
+export let aCheckout: string;
+/** The providers' checkout APIs, faked. */
+let checkoutFake: FakeProviders;
 export let aWsHold: string;
 /** A's subscription (to the free plan). */
 export let aSub: string;
@@ -873,6 +948,7 @@ export function fillPath(path: string): string {
     if (segment === 'workspaces') return A.workspaceId;
     if (segment === 'members') return C.user.id;
     if (segment === 'holds') return aHold;
+    if (segment === 'checkouts') return aCheckout;
     if (segment === 'subscriptions') return aSub;
     if (segment === 'plans') return 'secfree';
     if (segment === 'cost-models') return 'sec_tokens';
@@ -964,7 +1040,8 @@ export async function victimView() {
 
 /** The app and its documented operations. */
 async function buildApp(): Promise<void> {
-  app = await createTestApp();
+  checkoutFake = await fakeCheckoutProviders();
+  app = await createTestApp({ payments: { stripe: null, lemonsqueezy: null, creem: null, paypal: null, toleranceSeconds: 300, creditPrice: null, checkout: checkoutFake.config } });
   const doc = await app.server.inject({ method: 'GET', url: '/openapi.json' });
   if (doc.statusCode !== 200) throw new Error(`openapi.json: ${doc.statusCode}`);
   openapi = JSON.parse(doc.body);
@@ -985,6 +1062,7 @@ async function buildFixtures(): Promise<void> {
   aIdentity = await freshIdentity(A.user.id);
   aHold = await freshHold({ user_id: A.user.id });
   aPayment = await freshPayment(A.user.id);
+  aCheckout = await freshCheckout(A.user.id);
   aWsHold = await freshHold({ workspace_id: A.workspaceId });
   aSub = await freshSub(A.user.id);
   await svc().put(`/v1/users/${A.user.id}/budget-guard`, { monthly_cap: 500 });
@@ -1126,5 +1204,6 @@ export function useSecuritySuite(options: { documentOnly?: boolean } = {}): void
   });
   afterAll(async () => {
     await app?.close();
+    await checkoutFake?.close();
   });
 }

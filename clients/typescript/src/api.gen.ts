@@ -3923,6 +3923,266 @@ export interface paths {
         };
         trace?: never;
     };
+    "/v1/workspaces/{id}/members/{user_id}/spend-cap": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A member's spend cap on the pool, with what it counts now (the member, owners, admins) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                    user_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SpendCap"];
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        /** Set a member's spend cap on the pool: credits per UTC calendar month or lifetime (service; owner on others; admin on members and viewers) */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                    user_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description Credits the member may spend from the pool per period (0: none) */
+                        amount: number;
+                        /** @description 'month': the UTC calendar month; 'lifetime': ever */
+                        period: "month" | "lifetime";
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SpendCap"];
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        /** Remove a member's spend cap (as for setting one; nobody removes their own) */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                    user_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            /** @enum {boolean} */
+                            deleted: true;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/credits/grant": {
         parameters: {
             query?: never;
@@ -4067,7 +4327,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Debit credits (service); 402 when not enough are available */
+        /** Debit credits (service); 402 when not enough are available. user_id with workspace_id: the member spends the pool (403 viewer, 404 not a member, 402 budget_exceeded past their spend cap) */
         post: {
             parameters: {
                 query?: never;
@@ -4461,7 +4721,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Reserve credits for later capture (service) */
+        /** Reserve credits for later capture (service). user_id with workspace_id: a hold on the pool for that member (counts against their spend cap until it resolves) */
         post: {
             parameters: {
                 query?: never;
@@ -5412,6 +5672,202 @@ export interface paths {
             };
         };
         put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/users/{id}/low-balance-threshold": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Set the balance below which the account is low: credits.low is told once per downward crossing (service; null = the default) */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        threshold: number | null;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["LowBalanceThreshold"];
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/workspaces/{id}/low-balance-threshold": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Set the balance below which the account is low: credits.low is told once per downward crossing (service; null = the default) */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        threshold: number | null;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["LowBalanceThreshold"];
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
         post?: never;
         delete?: never;
         options?: never;
@@ -7653,6 +8109,8 @@ export interface paths {
                 content: {
                     "application/json": {
                         user_id: string;
+                        /** @description Bill this workspace's pool: user_id is then the acting member (owner, admin or member; never a viewer), within their spend cap */
+                        workspace_id?: string;
                         metric: string;
                         quantity: number;
                         action_hash: string;
@@ -7675,6 +8133,7 @@ export interface paths {
                         "application/json": {
                             event_id: string;
                             user_id: string;
+                            workspace_id: string | null;
                             metric: string;
                             quantity: number;
                             action_hash: string;
@@ -7706,6 +8165,7 @@ export interface paths {
                         "application/json": {
                             event_id: string;
                             user_id: string;
+                            workspace_id: string | null;
                             metric: string;
                             quantity: number;
                             action_hash: string;
@@ -7841,6 +8301,8 @@ export interface paths {
                     "application/json": {
                         events: {
                             user_id: string;
+                            /** @description Bill this workspace's pool: user_id is then the acting member (owner, admin or member; never a viewer), within their spend cap */
+                            workspace_id?: string;
                             metric: string;
                             quantity: number;
                             action_hash: string;
@@ -7867,6 +8329,7 @@ export interface paths {
                                 event?: {
                                     event_id: string;
                                     user_id: string;
+                                    workspace_id: string | null;
                                     metric: string;
                                     quantity: number;
                                     action_hash: string;
@@ -8224,6 +8687,7 @@ export interface paths {
                             data: {
                                 event_id: string;
                                 user_id: string;
+                                workspace_id: string | null;
                                 metric: string;
                                 quantity: number;
                                 action_hash: string;
@@ -10352,6 +10816,329 @@ export interface paths {
                 };
             };
         };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/checkout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Create a provider checkout (Stripe, Lemon Squeezy, Creem, PayPal) for a credit package or a plan, with metadata Tally signs: the webhook that follows buys exactly that, once, at that price (service, or a user for themself) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        user_id?: string;
+                        package_id?: string;
+                        plan_id?: string;
+                        interval?: "monthly" | "yearly";
+                        provider?: "stripe" | "paypal" | "creem" | "lemonsqueezy";
+                        success_url: string;
+                        cancel_url?: string;
+                        expires_in_seconds?: number;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Checkout"];
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/checkouts/{id}/capture": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Capture an approved PayPal order (service, or its buyer, back from PayPal): the money is taken, and the capture webhook that follows grants what was signed */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["CheckoutCapture"];
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/checkouts/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A checkout Tally created (service, or its buyer) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Checkout"];
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -19723,6 +20510,8 @@ export interface paths {
                 content: {
                     "application/json": {
                         user_id: string;
+                        /** @description Bill this workspace's pool; user_id is the acting member (owner, admin or member; never a viewer), within their spend cap. A job on a workspace's project bills that workspace's pool by default */
+                        workspace_id?: string;
                         kind: string;
                         model?: string;
                         provider?: string;
@@ -20792,11 +21581,30 @@ export interface components {
             /** Format: date-time */
             joined_at: string;
         };
+        /** SpendCap */
+        SpendCap: {
+            workspace_id: string;
+            user_id: string;
+            amount: number;
+            period: "month" | "lifetime";
+            /** @description The member's debits and captures on the pool in this period */
+            spent: number;
+            /** @description The member's open holds on the pool (they count until they resolve) */
+            held: number;
+            /** @description amount − spent − held, never below 0 */
+            remaining: number;
+            period_start: string | null;
+            period_end: string | null;
+            set_by: string | null;
+            /** Format: date-time */
+            updated_at: string;
+        };
         /** Transaction */
         Transaction: {
             id: string;
             user_id: string | null;
             workspace_id: string | null;
+            member_id: string | null;
             type: "grant" | "debit" | "refund" | "adjustment" | "capture" | "expiry" | "rollover" | "clawback";
             amount: number;
             balance_after: number;
@@ -20840,6 +21648,7 @@ export interface components {
             id: string;
             user_id: string | null;
             workspace_id: string | null;
+            member_id: string | null;
             amount: number;
             captured: number | null;
             status: "held" | "captured" | "released" | "expired";
@@ -20852,6 +21661,14 @@ export interface components {
             /** Format: date-time */
             created_at: string;
             resolved_at: string | null;
+        };
+        /** LowBalanceThreshold */
+        LowBalanceThreshold: {
+            user_id: string | null;
+            workspace_id: string | null;
+            low_threshold: number | null;
+            /** @description The threshold in force (0: none) */
+            effective_threshold: number;
         };
         /** Payment */
         Payment: {
@@ -20971,6 +21788,49 @@ export interface components {
             note: string | null;
             /** Format: date-time */
             created_at: string;
+        };
+        /** Checkout */
+        Checkout: {
+            id: string;
+            user_id: string;
+            provider: "stripe" | "paypal" | "creem" | "lemonsqueezy";
+            package_id: string | null;
+            plan_id: string | null;
+            interval: ("monthly" | "yearly") | null;
+            amount: number;
+            currency: string;
+            credits: number;
+            status: "creating" | "open" | "failed" | "completed";
+            url: string | null;
+            provider_checkout_id: string | null;
+            payment_id: string | null;
+            /** Format: date-time */
+            expires_at: string;
+            completed_at: string | null;
+            /** Format: date-time */
+            created_at: string;
+        };
+        /** CheckoutCapture */
+        CheckoutCapture: {
+            id: string;
+            user_id: string;
+            provider: "stripe" | "paypal" | "creem" | "lemonsqueezy";
+            package_id: string | null;
+            plan_id: string | null;
+            interval: ("monthly" | "yearly") | null;
+            amount: number;
+            currency: string;
+            credits: number;
+            status: "creating" | "open" | "failed" | "completed";
+            url: string | null;
+            provider_checkout_id: string | null;
+            payment_id: string | null;
+            /** Format: date-time */
+            expires_at: string;
+            completed_at: string | null;
+            /** Format: date-time */
+            created_at: string;
+            provider_status: string;
         };
         /** Project */
         Project: {
@@ -21370,7 +22230,9 @@ export interface components {
         /** Job */
         Job: {
             id: string;
+            /** @description Who ran the job (with workspace_id: the member who spent the pool) */
             user_id: string;
+            workspace_id: string | null;
             project_id: string | null;
             kind: string;
             model: string | null;

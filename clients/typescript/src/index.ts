@@ -97,3 +97,4 @@ function retrying(options: TallyOptions): (request: Request) => Promise<Response
 }
 
 const backoff = (base: number, attempt: number) => base * 2 ** attempt * (0.5 + Math.random() / 2);
+export { type TallyEvent, type VerifyOptions, type WebhookHeaders, WebhookVerificationError, verifyWebhook } from './webhooks.js';

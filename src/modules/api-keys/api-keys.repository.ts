@@ -47,10 +47,14 @@ export async function apiKeyInsert(
  * Finds a live key by hash and counts the use in one statement. Runs as the owner, before the
  * request's role is set: authenticating is what decides that role.
  */
+/**
+ * The live key with this hash, counted as used (last_used_at, request_count) in the same
+ * statement: the API's authentication and the gateway both call it.
+ */
 export async function apiKeyTouchByHash(
   db: Executor,
   keyHash: string,
-): Promise<{ id: string; user_id: string; scopes: string[]; email: string | null } | undefined> {
+): Promise<{ id: string; user_id: string; workspace_id: string | null; scopes: string[]; email: string | null } | undefined> {
   return db
     .updateTable('api_keys')
     .set({ last_used_at: sql`now()`, request_count: sql`api_keys.request_count + 1` })
@@ -60,7 +64,7 @@ export async function apiKeyTouchByHash(
     .where('api_keys.revoked_at', 'is', null)
     .where((eb) => eb.or([eb('api_keys.expires_at', 'is', null), eb('api_keys.expires_at', '>', sql<Date>`now()`)]))
     .where('users.is_active', '=', true)
-    .returning(['api_keys.id', 'api_keys.user_id', 'api_keys.scopes', 'users.email'])
+    .returning(['api_keys.id', 'api_keys.user_id', 'api_keys.workspace_id', 'api_keys.scopes', 'users.email'])
     .executeTakeFirst();
 }
 

@@ -31,7 +31,7 @@ export async function usageCounterList(
 export async function usageEventPage(db: Executor, userId: string, page: PageRequest) {
   let q = db
     .selectFrom('usage_events')
-    .select(['id', 'user_id', 'metric', 'quantity', 'action_hash', 'cost', 'charged', 'free_units', 'overage', 'transaction_id', 'subscription_id', 'result'])
+    .select(['id', 'user_id', 'workspace_id', 'metric', 'quantity', 'action_hash', 'cost', 'charged', 'free_units', 'overage', 'transaction_id', 'subscription_id', 'result'])
     .select(cursorColumn('usage_events').as('cursor_us'))
     .where('user_id', '=', userId)
     .orderBy('created_at', 'desc')

@@ -1,4 +1,5 @@
 import type { Executor } from '../../db/database.js';
+import type { SubscriptionEvents } from './billing.subscriptions.events.js';
 import { errors } from '../../core/errors.js';
 import { newId } from '../../lib/ids.js';
 import type { Ledger } from '../credits/credits.port.js';
@@ -43,6 +44,7 @@ export class SubscriptionCycles {
     private readonly catalog: CatalogService,
     private readonly credits: Ledger,
     private readonly now: () => Date,
+    private readonly events: SubscriptionEvents,
   ) {}
 
   /**
@@ -168,6 +170,7 @@ export class SubscriptionCycles {
     await this.closePeriod(trx, sub, at < sub.current_period_end ? at : sub.current_period_end);
     await this.expireOpenAllowances(trx, sub, at, reason);
     await subscriptionMarkEnded(trx, sub.id, at);
+    await this.events.tell(trx, 'subscription.canceled', sub.id);
   }
 
   /**

@@ -1,4 +1,5 @@
 import type { Executor } from '../../db/database.js';
+import type { SubscriptionEvents } from './billing.subscriptions.events.js';
 import { newId } from '../../lib/ids.js';
 import type { CatalogService } from './billing.catalog.service.js';
 import { INTERVALS, oneOf } from './billing.js';
@@ -30,6 +31,7 @@ export class ProviderSubscriptions {
     private readonly cycles: SubscriptionCycles,
     private readonly plans: PlanChanger,
     private readonly now: () => Date,
+    private readonly events: SubscriptionEvents,
   ) {}
 
   /**
@@ -77,6 +79,8 @@ export class ProviderSubscriptions {
         metadata: JSON.stringify({ created_by_event: input.eventId }),
       });
       if (status === 'trialing' || status === 'active') await this.cycles.open(trx, id, now);
+      await this.events.tell(trx, 'subscription.created', id);
+      await this.events.pastDueIf(trx, id, 'new', status);
       if (input.status === 'canceled') await this.cycles.end(trx, await lockSubscription(trx, id), input.canceledAt ?? now, 'canceled at provider');
       return { subscriptionId: id };
     }
@@ -91,6 +95,7 @@ export class ProviderSubscriptions {
       await this.cycles.end(trx, sub, input.canceledAt ?? now, 'canceled at provider');
       return { subscriptionId: sub.id };
     }
+    const renewed = Boolean(input.periodPaid && input.currentPeriodStart && input.currentPeriodStart > sub.current_period_start);
     if (input.periodPaid && input.currentPeriodStart && input.currentPeriodStart > sub.current_period_start) {
       await this.cycles.closePeriod(trx, sub, input.currentPeriodStart);
       const end = input.currentPeriodEnd ?? addMonths(input.currentPeriodStart, monthsOf(sub.billing_interval));
@@ -101,9 +106,13 @@ export class ProviderSubscriptions {
       cancel_at_period_end: input.cancelAtPeriodEnd,
       provider_customer_id: input.providerCustomerId ?? undefined,
       trial_end: input.trialEnd ?? undefined,
+      // A new trial end is told again before it comes (subscription.trial_ending).
+      ...(input.trialEnd && input.trialEnd.getTime() !== sub.trial_end?.getTime() ? { trial_ending_told_at: null } : {}),
     });
     const after = await lockSubscription(trx, sub.id);
     if (after.status === 'active' || after.status === 'trialing') await this.cycles.open(trx, sub.id, now);
+    if (renewed) await this.events.tell(trx, 'subscription.renewed', sub.id);
+    await this.events.pastDueIf(trx, sub.id, sub.status, after.status);
     return { subscriptionId: sub.id };
   }
 }

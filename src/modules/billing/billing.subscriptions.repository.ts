@@ -24,6 +24,7 @@ export interface SubscriptionState {
   cancel_at_period_end: boolean;
   provider: string | null;
   self_service: boolean;
+  trial_ending_told_at: Date | null;
 }
 
 // ---- subscriptions -------------------------------------------------------------------------
@@ -39,7 +40,7 @@ export async function subscriptionLock(db: Executor, id: string): Promise<Subscr
     .selectFrom('subscriptions')
     .select([
       'id', 'user_id', 'plan_id', 'status', 'billing_interval', 'current_period_start', 'current_period_end', 'anchor_at',
-      'trial_end', 'cancel_at_period_end', 'provider', 'self_service',
+      'trial_end', 'cancel_at_period_end', 'provider', 'self_service', 'trial_ending_told_at',
     ])
     .where('id', '=', id)
     .forUpdate()
@@ -140,16 +141,18 @@ export async function subscriptionMarkEnded(db: Executor, id: string, at: Date):
 }
 
 /** Subscriptions with something due at `at` (a period end, an allowance window, a trial end). */
-export async function subscriptionsDue(db: Executor, at: Date, limit: number) {
+export async function subscriptionsDue(db: Executor, at: Date, limit: number, trialNoticeMs: number) {
   return db
     .selectFrom('subscriptions')
-    .select(['id', 'current_period_end', 'cycles_due_at', 'trial_end', 'status'])
+    .select(['id', 'current_period_end', 'cycles_due_at', 'trial_end', 'status', 'trial_ending_told_at'])
     .where('status', '<>', 'canceled')
     .where((eb) =>
       eb.or([
         eb('current_period_end', '<=', at),
         eb('cycles_due_at', '<=', at),
         eb.and([eb('status', '=', 'trialing'), eb('trial_end', '<=', at)]),
+        // A trial ending soon that has not told so yet (subscription.trial_ending).
+        eb.and([eb('status', '=', 'trialing'), eb('trial_ending_told_at', 'is', null), eb('trial_end', '<=', new Date(at.getTime() + trialNoticeMs))]),
       ]),
     )
     .orderBy('current_period_end')

@@ -5,6 +5,7 @@ import type { CatalogService } from './billing.catalog.service.js';
 import { priceOf } from './billing.js';
 import { monthsOf, windowAt } from './billing.periods.js';
 import { lockSubscription, type SubscriptionCycles } from './billing.subscriptions.cycles.js';
+import { type SubscriptionEvents, TRIAL_ENDING_NOTICE_MS } from './billing.subscriptions.events.js';
 import { subscriptionClaim, subscriptionsDue, subscriptionUpdate } from './billing.subscriptions.repository.js';
 
 /** One due subscription as `previewDue` found it would advance (or the error it would meet). */
@@ -37,6 +38,7 @@ export class SubscriptionScheduler {
     private readonly database: Database,
     private readonly catalog: CatalogService,
     private readonly cycles: SubscriptionCycles,
+    private readonly events: SubscriptionEvents,
     /** Told after each subscription `runDue` advances (the scheduler and `tally billing run`). */
     private readonly invalidations?: Invalidations,
   ) {}
@@ -130,9 +132,10 @@ export class SubscriptionScheduler {
   }
 
   private async due(at: Date, limit: number): Promise<{ id: string; due_at: Date }[]> {
-    const rows = await subscriptionsDue(this.database.db, at, limit);
+    const rows = await subscriptionsDue(this.database.db, at, limit, TRIAL_ENDING_NOTICE_MS);
     return rows.map((r) => {
-      const candidates = [r.current_period_end, r.cycles_due_at, r.status === 'trialing' ? r.trial_end : null]
+      const notice = r.status === 'trialing' && r.trial_end && !r.trial_ending_told_at ? new Date(r.trial_end.getTime() - TRIAL_ENDING_NOTICE_MS) : null;
+      const candidates = [r.current_period_end, r.cycles_due_at, r.status === 'trialing' ? r.trial_end : null, notice]
         .filter((d): d is Date => d !== null && d <= at)
         .map((d) => d.getTime());
       return { id: r.id, due_at: new Date(Math.min(...candidates)) };
@@ -153,12 +156,21 @@ export class SubscriptionScheduler {
     for (let guard = 0; guard < 1000; guard++) {
       const sub = await lockSubscription(trx, id);
       if (sub.status === 'canceled') return;
+      if (sub.status === 'trialing' && sub.trial_end && !sub.trial_ending_told_at && sub.trial_end.getTime() - TRIAL_ENDING_NOTICE_MS <= at.getTime()) {
+        // Marked even when the scheduler comes too late to tell it (the trial already ended), so
+        // it is never due again; told only while the trial is still running.
+        await subscriptionUpdate(trx, id, { trial_ending_told_at: at });
+        if (sub.trial_end > at) await this.events.tell(trx, 'subscription.trial_ending', id);
+        continue;
+      }
       if (sub.status === 'trialing' && sub.trial_end && sub.trial_end <= at) {
         // A trial of a free plan simply continues; a paid one needs its payment (activate / provider).
         const plan = await this.catalog.requirePlan(trx, sub.plan_id);
         // An interval the plan does not price (null) is not free.
         const price = priceOf(plan, sub.billing_interval);
-        await subscriptionUpdate(trx, id, { status: price === 0 ? 'active' : sub.provider ? 'trialing' : 'past_due' });
+        const next = price === 0 ? 'active' : sub.provider ? 'trialing' : 'past_due';
+        await subscriptionUpdate(trx, id, { status: next });
+        await this.events.pastDueIf(trx, id, sub.status, next);
         if (price === 0 || !sub.provider) continue;
       }
       if (sub.current_period_end <= at) {
@@ -180,6 +192,7 @@ export class SubscriptionScheduler {
           // The provider renews (a paid invoice arrives through payments); without one, past_due.
           if (at.getTime() - end.getTime() >= PROVIDER_GRACE_MS) {
             await subscriptionUpdate(trx, id, { status: 'past_due' });
+            await this.events.pastDueIf(trx, id, sub.status, 'past_due');
           }
           await this.cycles.open(trx, id, at);
           return;
@@ -189,6 +202,7 @@ export class SubscriptionScheduler {
         const next = windowAt(sub.anchor_at, months, end);
         await subscriptionUpdate(trx, id, { current_period_start: next.start, current_period_end: next.end });
         await this.cycles.open(trx, id, next.start);
+        await this.events.tell(trx, 'subscription.renewed', id);
         continue;
       }
       await this.cycles.open(trx, id, at);

@@ -3,6 +3,7 @@ import type { Static } from 'typebox';
 import type { Database, Executor } from '../../db/database.js';
 import { elevate } from '../../db/request-role.js';
 import { errors } from '../../core/errors.js';
+import { type EventSink, NO_EVENTS } from '../../core/events.js';
 import type { Principal } from '../../core/principal.js';
 import { newId } from '../../lib/ids.js';
 import type { Ledger } from '../credits/credits.port.js';
@@ -23,6 +24,7 @@ import {
   userExists,
 } from './billing.subscriptions.repository.js';
 import { type DuePreview, SubscriptionScheduler } from './billing.subscriptions.scheduler.js';
+import { SubscriptionEvents } from './billing.subscriptions.events.js';
 
 export type { ProviderSubscriptionSync } from './billing.subscriptions.provider.js';
 export { BILLING_ADVANCE } from './billing.subscriptions.scheduler.js';
@@ -45,6 +47,7 @@ export class SubscriptionsService {
   private readonly cycles: SubscriptionCycles;
   private readonly provider: ProviderSubscriptions;
   private readonly scheduler: SubscriptionScheduler;
+  private readonly events: SubscriptionEvents;
 
   constructor(
     database: Database,
@@ -53,10 +56,13 @@ export class SubscriptionsService {
     private readonly now: () => Date,
     /** Told after each subscription `runDue` advances (the scheduler and `tally billing run`). */
     invalidations?: Invalidations,
+    /** Where subscription events go (subscription.*; docs/webhooks-out.md). */
+    sink: EventSink = NO_EVENTS,
   ) {
-    this.cycles = new SubscriptionCycles(catalog, credits, now);
-    this.provider = new ProviderSubscriptions(catalog, this.cycles, this, now);
-    this.scheduler = new SubscriptionScheduler(database, catalog, this.cycles, invalidations);
+    this.events = new SubscriptionEvents(sink);
+    this.cycles = new SubscriptionCycles(catalog, credits, now, this.events);
+    this.provider = new ProviderSubscriptions(catalog, this.cycles, this, now, this.events);
+    this.scheduler = new SubscriptionScheduler(database, catalog, this.cycles, this.events, invalidations);
   }
 
   async create(trx: Executor, principal: Principal, body: Static<typeof SubscriptionCreateBody>) {
@@ -106,6 +112,7 @@ export class SubscriptionsService {
       metadata: JSON.stringify(body.metadata ?? {}),
     });
     await this.cycles.open(trx, id, now);
+    await this.events.tell(trx, 'subscription.created', id);
     return this.get(trx, id);
   }
 
@@ -167,6 +174,7 @@ export class SubscriptionsService {
     const sub = await lockSubscription(trx, id);
     if (sub.status === 'canceled') throw errors.invalidState('A canceled subscription cannot become past_due', { status: sub.status });
     await subscriptionUpdate(trx, id, { status: 'past_due' });
+    await this.events.pastDueIf(trx, id, sub.status, 'past_due');
     return this.get(trx, id);
   }
 

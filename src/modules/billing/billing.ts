@@ -225,6 +225,13 @@ export const Subscription = Type.Object({
 export const EventBody = Type.Object(
   {
     user_id: Type.String({ minLength: 1, maxLength: 128 }),
+    workspace_id: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 128,
+        description: "Bill this workspace's pool: user_id is then the acting member (owner, admin or member; never a viewer), within their spend cap",
+      }),
+    ),
     metric: MetricName,
     quantity: Type.Number({ exclusiveMinimum: 0, maximum: 1e12 }),
     action_hash: Type.String({ minLength: 1, maxLength: 255 }),
@@ -254,6 +261,7 @@ export const Breakdown = Type.Array(Type.Object({ source: literals(BREAKDOWN_SOU
 export const EventResult = Type.Object({
   event_id: Type.String(),
   user_id: Type.String(),
+  workspace_id: Nullable(Type.String({ description: 'The workspace pool that paid (user_id is the member who spent); null: the user paid' })),
   metric: Type.String(),
   quantity: Type.Number(),
   action_hash: Type.String(),
@@ -284,6 +292,7 @@ export function eventAnswer(r: Record<string, unknown>): Static<typeof EventResu
   return {
     event_id: String(r['id']),
     user_id: String(r['user_id']),
+    workspace_id: (r['workspace_id'] as string | null | undefined) ?? null,
     metric: String(r['metric']),
     quantity: Number(r['quantity']),
     action_hash: String(r['action_hash']),

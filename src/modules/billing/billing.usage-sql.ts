@@ -83,7 +83,7 @@ export class UsageSql {
         where q.user_id = any($1::text[]) and q.metric = any($2::text[])
           and q.window_end > $3::timestamptz and q.window_start < $4::timestamptz) as quotas,
       (select json_agg(e) from (
-        select e.id, e.user_id, e.metric, e.quantity, e.action_hash, e.request_hash, e.cost, e.charged, e.free_units, e.overage,
+        select e.id, e.user_id, e.workspace_id, e.metric, e.quantity, e.action_hash, e.request_hash, e.cost, e.charged, e.free_units, e.overage,
                e.transaction_id, e.subscription_id, e.result
         from unnest($5::text[], $6::text[]) as k(user_id, action_hash)
         join ${t('usage_events')} e on e.user_id = k.user_id and e.action_hash = k.action_hash) e) as seen,
@@ -139,10 +139,10 @@ export class UsageSql {
     const cte: Record<number, (p: string, ids: string) => string> = {
       1: (p) => `events as (
         insert into ${t('usage_events')} (id, user_id, metric, quantity, complexity_score, action_hash, request_hash, subscription_id,
-          free_units, cost, charged, overage, transaction_id, result, metadata, occurred_at, created_at)
+          free_units, cost, charged, overage, transaction_id, result, metadata, occurred_at, created_at, workspace_id)
         select * from jsonb_to_recordset(${p}::jsonb) as x(id text, user_id text, metric text, quantity numeric, complexity_score numeric,
           action_hash text, request_hash text, subscription_id text, free_units numeric, cost int8, charged int8, overage int8,
-          transaction_id text, result jsonb, metadata jsonb, occurred_at timestamptz, created_at timestamptz))`,
+          transaction_id text, result jsonb, metadata jsonb, occurred_at timestamptz, created_at timestamptz, workspace_id text))`,
       2: (p) => `quotas as (
         insert into ${t('daily_quota_usage')} (user_id, metric, date_key, window_start, window_end, consumed, quota)
         select * from jsonb_to_recordset(${p}::jsonb) as x(user_id text, metric text, date_key date, window_start timestamptz,

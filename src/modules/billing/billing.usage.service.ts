@@ -1,4 +1,5 @@
 import type { Static } from 'typebox';
+import { type DomainEvent, type EventSink, NO_EVENTS } from '../../core/events.js';
 import type { Database, Executor } from '../../db/database.js';
 import { inStatementTransaction, kyselyRunner, poolRunner, type RunStatement } from '../../db/statements.js';
 import { type DomainError, errors, isRefusal } from '../../core/errors.js';
@@ -98,6 +99,8 @@ export class UsageService {
     batching: { maxBatch: number; maxParallel: number; maxBacklog?: number } = { maxBatch: 256, maxParallel: 1 },
     private readonly invalidations?: Invalidations,
     checkCache: CheckCacheConfig = { ttlMs: 0, maxEntries: 0 },
+    /** Where usage tells the app (budget_guard.alert|tripped, usage.quota_exhausted; docs/webhooks-out.md). */
+    private readonly sink: EventSink = NO_EVENTS,
   ) {
     this.sql = new UsageSql(database.schema, ledger.snapshots.columns);
     this.queue = new LedgerQueue((items) => this.runQueued(items.map((i) => i.op)), batching.maxBatch, batching.maxParallel, undefined, queueLimits(batching.maxBacklog));
@@ -132,7 +135,7 @@ export class UsageService {
       // status 0: claimed by a request that has not answered (running, or died): run again.
       if (claim.kind === 'replay' && claim.response.status !== 0) return { ...this.answers.decode(claim.response), replayed: true };
     }
-    const outcomes = await Promise.all(events.map((event) => this.queue.submit(accountIdOf({ userId: event.user_id }), { event, requestId: ctx.requestId })));
+    const outcomes = await Promise.all(events.map((event) => this.queue.submit(payerAccount(event), { event, requestId: ctx.requestId })));
     const answer = ctx.respond(outcomes);
     if (ctx.idem) await idempotencyComplete(this.database.db, ctx.idem, this.answers.encode(answer));
     return answer;
@@ -143,7 +146,7 @@ export class UsageService {
     try {
       return await this.runQueuedOnce(items);
     } finally {
-      this.invalidations?.accountsChanged([...new Set(items.map((i) => accountIdOf({ userId: i.event.user_id })))]);
+      this.invalidations?.accountsChanged([...new Set(items.map((i) => payerAccount(i.event)))]);
     }
   }
 
@@ -178,7 +181,9 @@ export class UsageService {
   private async recordIn(run: RunStatement, items: QueuedEvent[]): Promise<EventOutcome[]> {
     const events = items.map((i) => i.event);
     const userIds = [...new Set(events.map((e) => e.user_id))].sort();
-    const { pricing, outcomes } = await this.ledger.consumeIn(run, userIds, async (accounts, now) => {
+    // Who pays: the user, or the workspace pool the event names, for its member (role and cap).
+    const payers = events.map((e) => (e.workspace_id === undefined ? { owner: { userId: e.user_id } } : { owner: { workspaceId: e.workspace_id }, memberId: e.user_id }));
+    const { pricing, outcomes } = await this.ledger.consumeIn(run, payers, async (accounts, now) => {
       const state = await this.sql.load(run, {
         ...quotaBounds(now),
         userIds,
@@ -188,7 +193,7 @@ export class UsageService {
       const pricing = new Pricing(this.catalog, this.config, state, now);
       const outcomes = items.map(({ event, requestId }) => {
         try {
-          return pricing.apply(event, accounts.get(event.user_id) ?? null);
+          return pricing.apply(event, accounts.get(payerAccount(event)) ?? null);
         } catch (err) {
           if (isRefusal(err)) return refused(err, requestId);
           throw err;
@@ -197,6 +202,8 @@ export class UsageService {
       return { pricing, outcomes };
     });
     await this.sql.write(run, pricing.writes());
+    // What this batch tells, in its transaction: one statement (none when it tells nothing).
+    await this.sink.record(run, pricing.told);
     return outcomes;
   }
 
@@ -231,6 +238,11 @@ export class UsageService {
     return { ledger, billing: st.billing };
   }
 
+}
+
+/** The account an event is paid from: its workspace's pool when it names one, else its user's. */
+function payerAccount(event: EventInput): string {
+  return event.workspace_id === undefined ? accountIdOf({ userId: event.user_id }) : accountIdOf({ workspaceId: event.workspace_id });
 }
 
 /** Who pays an event, in consumption order, leaving out sources that paid nothing. */
@@ -283,6 +295,8 @@ class Pricing {
   private readonly overages = new Map<string, { id: string; user_id: string; subscription_id: string; metric: string; period_start: Date; period_end: Date; credits: number; unitAmount: string; unitMicros: number; currency: string; dirty: boolean }>();
   private readonly counters = new Map<string, Row & { quantity: number; credits: number; overage: number; events: number }>();
   private readonly events: Row[] = [];
+  /** What this batch tells the app (docs/webhooks-out.md), written with its rows. */
+  readonly told: DomainEvent[] = [];
 
   constructor(
     private readonly catalog: CatalogService,
@@ -369,7 +383,10 @@ class Pricing {
   }
 
   /** Prices an event and works out who pays what — the shared core of `apply` and `quote`. */
-  private plan(event: { user_id: string; metric: string; quantity: number; complexity_score?: number | undefined }, session: ConsumingAccount) {
+  private plan(event: { user_id: string; workspace_id?: string | undefined; metric: string; quantity: number; complexity_score?: number | undefined }, session: ConsumingAccount) {
+    // A pool pays from its own credits: the member's plan, allowances, daily free quota and budget
+    // guard are theirs, not the pool's, so none of them applies (docs/ledger.md, "Workspace pools").
+    const pool = event.workspace_id !== undefined;
     const model = this.models.get(event.metric);
     if (!model || !model.active) {
       throw errors.invalidRequest(`Unknown metric "${event.metric}": create its cost model first`, { field: 'metric' });
@@ -390,8 +407,8 @@ class Pricing {
     const quotaKey = `${event.user_id}\n${model.metric}`;
     // The current window of the chain, or the next one (not yet stored; apply stores it if used).
     const latest = this.quotas.get(quotaKey);
-    let quota: QuotaWindow | undefined = latest && this.now < latest.window_end ? latest : undefined;
-    if (!quota && model.dailyFreeQuota > 0) {
+    let quota: QuotaWindow | undefined = !pool && latest && this.now < latest.window_end ? latest : undefined;
+    if (!pool && !quota && model.dailyFreeQuota > 0) {
       const w = nextWindow(latest?.window_end ?? null, this.now, tz, 'day');
       quota = {
         user_id: event.user_id, metric: model.metric, date_key: dateKey(w.start, tz), window_start: w.start, window_end: w.end,
@@ -405,7 +422,7 @@ class Pricing {
     const payable = price(event.quantity - freeUnits);
     const freeCredits = Math.max(0, cost - payable);
 
-    const sub = this.subs.get(event.user_id) ?? null;
+    const sub = pool ? null : (this.subs.get(event.user_id) ?? null);
     const live = sub && (sub.status === 'active' || sub.status === 'trialing');
     const classes = sub && sub.poolMode === 'shared_pool' ? null : [model.class];
     const tiers: ConsumeTier[] = [
@@ -435,6 +452,26 @@ class Pricing {
     return guard;
   }
 
+  /** A budget guard's event: the guard's month and spend (major units, rounded up) as it stands. */
+  private tellGuard(userId: string, guard: NonNullable<ReturnType<Pricing['guardFor']>>, type: 'budget_guard.alert' | 'budget_guard.tripped', refusedMicros: number): void {
+    this.told.push({
+      type,
+      userId,
+      data: {
+        user_id: userId,
+        guard_id: guard.id,
+        monthly_cap: guard.cap,
+        behavior: guard.behavior,
+        spend: Math.ceil(guard.spend / 1e6),
+        percent: type === 'budget_guard.alert' ? 80 : 100,
+        // Tripped by a refusal: what the refused charge would have added.
+        refused_amount: refusedMicros > 0 ? Math.ceil(refusedMicros / 1e6) : null,
+        window_start: guard.windowStart.toISOString(),
+        window_end: guard.windowEnd.toISOString(),
+      },
+    });
+  }
+
   private refuseByGuard(guard: NonNullable<ReturnType<Pricing['guardFor']>>, addMicros: number): DomainError | null {
     if (addMicros <= 0 || guard.spend + addMicros <= guard.cap * 1e6) return null;
     const details = { monthly_cap: guard.cap, spend: Math.ceil(guard.spend / 1e6), would_add: Math.ceil(addMicros / 1e6) };
@@ -444,7 +481,7 @@ class Pricing {
   }
 
   apply(event: EventInput, session: ConsumingAccount | null): EventOutcome {
-    if (!session) throw errors.notFound('User', event.user_id);
+    if (!session) throw event.workspace_id === undefined ? errors.notFound('User', event.user_id) : errors.notFound('Workspace', event.workspace_id);
     // An event's identity is its action_hash; its request hash is the one events have always had
     // (stored in usage_events.request_hash), so it stays the pre-0017 form.
     const hash = legacyRequestHash('POST', 'event', { ...event, occurred_at: event.occurred_at ?? null });
@@ -457,15 +494,25 @@ class Pricing {
       return done(seen.result);
     }
     const p = this.plan(event, session);
+    // A pool's member: a spending role (a stranger's answer is "no such workspace") and the cap.
+    if (event.workspace_id !== undefined) session.assertMaySpend(event.user_id, p.payable);
     if (p.overage > 0 && !p.payg) {
       throw errors.insufficientCredits(`Not enough credits: ${p.payable} needed, ${p.coveredTotal} available`, {
         needed: p.payable,
         available: p.coveredTotal,
       });
     }
-    const guard = this.guardFor(event.user_id);
+    const guard = event.workspace_id === undefined ? this.guardFor(event.user_id) : null;
     const refusal = guard ? this.refuseByGuard(guard, p.overageMicros) : null;
-    if (refusal) throw refusal;
+    if (refusal) {
+      // The first refusal of the month trips the guard: marked (alerted_100_at) and told once.
+      if (guard?.notify && !guard.a100) {
+        guard.a100 = this.now;
+        guard.dirty = true;
+        this.tellGuard(event.user_id, guard, 'budget_guard.tripped', p.overageMicros);
+      }
+      throw refusal;
+    }
 
     // Charge: the ledger first (it can still refuse), then billing's own state.
     const eventId = newId('event');
@@ -479,6 +526,7 @@ class Pricing {
           reason: `usage: ${p.model.metric}`,
           metadata: { event_id: eventId, metric: p.model.metric, action_hash: event.action_hash },
           tiers: p.tiers,
+          memberId: event.workspace_id === undefined ? null : event.user_id,
         });
         transactionId = taken.transactionId;
         paid = taken.byTier;
@@ -491,6 +539,14 @@ class Pricing {
       p.quota.consumed += p.freeUnits;
       p.quota.dirty = true;
       this.quotas.set(p.quotaKey, p.quota);
+      if (p.quota.consumed >= p.quota.quota && p.quota.consumed - p.freeUnits < p.quota.quota) {
+        const q = p.quota;
+        this.told.push({
+          type: 'usage.quota_exhausted',
+          userId: event.user_id,
+          data: { user_id: event.user_id, metric: q.metric, quota: q.quota, consumed: q.consumed, window_start: q.window_start.toISOString(), window_end: q.window_end.toISOString() },
+        });
+      }
     }
     const charged = p.coveredTotal + p.overage;
     this.count(event, p.tz, p.sub, p.coveredTotal, p.overage);
@@ -509,14 +565,21 @@ class Pricing {
       if (guard) {
         guard.spend += p.overageMicros;
         guard.dirty = true;
-        if (guard.notify && !guard.a80 && guard.spend >= guard.cap * 0.8e6) guard.a80 = this.now;
-        if (guard.notify && !guard.a100 && guard.spend >= guard.cap * 1e6) guard.a100 = this.now;
+        if (guard.notify && !guard.a80 && guard.spend >= guard.cap * 0.8e6) {
+          guard.a80 = this.now;
+          this.tellGuard(event.user_id, guard, 'budget_guard.alert', 0);
+        }
+        if (guard.notify && !guard.a100 && guard.spend >= guard.cap * 1e6) {
+          guard.a100 = this.now;
+          this.tellGuard(event.user_id, guard, 'budget_guard.tripped', 0);
+        }
       }
     }
     const account = session;
     const result = {
       event_id: eventId,
       user_id: event.user_id,
+      workspace_id: event.workspace_id ?? null,
       metric: p.model.metric,
       quantity: event.quantity,
       action_hash: event.action_hash,
@@ -540,7 +603,7 @@ class Pricing {
       charged, overage: p.overage, transaction_id: transactionId, metadata: event.metadata ?? {},
       // Only what the columns do not hold (eventAnswer rebuilds the rest): half the bytes to write.
       result: Object.fromEntries(EVENT_ANSWER_EXTRAS.map((k) => [k, result[k]])),
-      occurred_at: result.occurred_at, created_at: this.now,
+      occurred_at: result.occurred_at, created_at: this.now, workspace_id: event.workspace_id ?? null,
     });
     return created(result);
   }

@@ -2,7 +2,7 @@ import { randomInt } from 'node:crypto';
 import { type AnswerCodec, type IdempotencyScope, KeyRecordedMeanwhile } from '../idempotency/idempotency.js';
 import { type Recorded, recordRows, recordsCte, type Replay, replayMap, replaysParams, replaysQuery } from '../idempotency/idempotency.batch.js';
 import { type RunStatement, type Statement, statement, type WritePart, writePlaceholders, writeValues } from '../../db/statements.js';
-import type { AccountState, GrantState, HoldState, RefundTarget } from './credits.js';
+import type { AccountState, GrantState, HoldState, RefundTarget, SpenderState } from './credits.js';
 import type { EngineOutput } from './credits.engine.js';
 import { accountFromRow, grantFromRow, holdFromRow } from './credits.repository.js';
 import { must } from '../../lib/must.js';
@@ -104,6 +104,56 @@ export class BatchSql {
          on conflict (id) do nothing returning id`;
     const rows = await run(statement('ledger_open_account', text, [accountId, accountId.slice(6)]));
     return rows.length > 0;
+  }
+
+  /**
+   * Pool spenders (docs/ledger.md, "Workspace pools"), read under the pools' row locks: per
+   * (account, member) the member's role (null: not a member), spend cap, and what the cap counts at
+   * `now` — the member's debits and captures on the pool since the cap's period began (a UTC
+   * calendar month, or ever) and their open holds. Derived from the ledger, so a replay (which
+   * writes nothing) never counts twice, and nothing the member can change resets it.
+   */
+  async spenders(
+    run: RunStatement,
+    pairs: { accountId: string; memberId: string }[],
+    now: Date,
+    always = false,
+  ): Promise<(SpenderState & { accountId: string; spent: number; held: number })[]> {
+    if (pairs.length === 0) return [];
+    const rows = await run<Row>(
+      statement('ledger_spenders', this.spendersText, [pairs.map((p) => p.accountId), pairs.map((p) => p.memberId), now, always]),
+    );
+    return rows.map((r) => ({
+      accountId: r['account_id'] as string,
+      memberId: r['member_id'] as string,
+      role: (r['role'] as string | null) ?? null,
+      cap: r['cap'] === null || r['cap'] === undefined ? null : Number(r['cap']),
+      period: (r['period'] as SpenderState['period']) ?? null,
+      // Without a cap nothing is counted (one less sum on every uncapped spend).
+      used: r['cap'] === null || r['cap'] === undefined ? 0 : Number(r['spent'] ?? 0) + Number(r['held'] ?? 0),
+      spent: Number(r['spent'] ?? 0),
+      held: Number(r['held'] ?? 0),
+    }));
+  }
+
+  private get spendersText(): string {
+    const t = this.t.bind(this);
+    // $4: count even without a cap (a report); a spend without a cap needs no sums.
+    return `select x.account_id, x.member_id, m.role, c.amount as cap, c.period,
+        case when c.amount is null and not $4::boolean then 0 else
+          coalesce((select sum(-l.amount) from ${t('credit_ledger')} l
+            where l.account_id = x.account_id and l.member_id = x.member_id and l.type in ('debit', 'capture')
+              and (c.period is distinct from 'month'
+                   or l.created_at >= (date_trunc('month', $3::timestamptz at time zone 'UTC') at time zone 'UTC'))), 0)
+        end as spent,
+        case when c.amount is null and not $4::boolean then 0 else
+          coalesce((select sum(h.amount) from ${t('credit_holds')} h
+            where h.account_id = x.account_id and h.member_id = x.member_id and h.status = 'held' and h.expires_at > $3::timestamptz), 0)
+        end as held
+      from unnest($1::text[], $2::text[]) as x(account_id, member_id)
+      left join ${t('workspace_members')} m on m.workspace_id = substr(x.account_id, 7) and m.user_id = x.member_id
+      left join ${t('workspace_spend_caps')} c on c.workspace_id = substr(x.account_id, 7) and c.user_id = x.member_id
+      where left(x.account_id, 6) = 'acc_w_'`;
   }
 
   async lock(run: RunStatement, accountIds: string[]): Promise<AccountState[]> {
@@ -216,7 +266,7 @@ export class BatchSql {
       {
         bit: 1,
         rows: entries.map((e) => ({
-          id: e.id, account_id: e.accountId, user_id: e.userId, workspace_id: e.workspaceId, type: e.type, amount: e.amount,
+          id: e.id, account_id: e.accountId, user_id: e.userId, workspace_id: e.workspaceId, member_id: e.memberId, type: e.type, amount: e.amount,
           balance_after: e.balanceAfter, reason: e.reason, metadata: e.metadata, grant_id: e.grantId, hold_id: e.holdId,
           refund_of: e.refundOf, seq: e.seq, created_at: e.createdAt,
         })),
@@ -238,7 +288,7 @@ export class BatchSql {
       {
         bit: 8,
         rows: holds.filter((h) => h.isNew).map((h) => ({
-          id: h.id, account_id: h.accountId, user_id: h.userId, workspace_id: h.workspaceId, amount: h.amount, captured: h.captured,
+          id: h.id, account_id: h.accountId, user_id: h.userId, workspace_id: h.workspaceId, member_id: h.memberId, amount: h.amount, captured: h.captured,
           status: h.status, expires_at: h.expiresAt, transaction_id: h.transactionId, metadata: h.metadata,
           resolved_at: h.resolvedAt, created_at: h.createdAt,
         })),
@@ -280,8 +330,8 @@ export class BatchSql {
     const cte: Record<number, (p: string, ids: string) => string> = {
       1: (p) => `ledger as (
         insert into ${t('credit_ledger')}
-          (id, account_id, user_id, workspace_id, type, amount, balance_after, reason, metadata, grant_id, hold_id, refund_of, seq, created_at)
-        select * from jsonb_to_recordset(${p}::jsonb) as x(id text, account_id text, user_id text, workspace_id text, type text,
+          (id, account_id, user_id, workspace_id, member_id, type, amount, balance_after, reason, metadata, grant_id, hold_id, refund_of, seq, created_at)
+        select * from jsonb_to_recordset(${p}::jsonb) as x(id text, account_id text, user_id text, workspace_id text, member_id text, type text,
           amount int8, balance_after int8, reason text, metadata jsonb, grant_id text, hold_id text, refund_of text, seq int8,
           created_at timestamptz))`,
       2: (p) => `new_grants as (
@@ -296,9 +346,9 @@ export class BatchSql {
         from jsonb_to_recordset(${p}::jsonb) as x(id text, remaining int8, expired_at timestamptz, rollover_until timestamptz)
         where g.id = x.id and g.id = any(${ids}::text[]))`,
       8: (p) => `new_holds as (
-        insert into ${t('credit_holds')} (id, account_id, user_id, workspace_id, amount, captured, status, expires_at,
+        insert into ${t('credit_holds')} (id, account_id, user_id, workspace_id, member_id, amount, captured, status, expires_at,
           transaction_id, metadata, resolved_at, created_at)
-        select * from jsonb_to_recordset(${p}::jsonb) as x(id text, account_id text, user_id text, workspace_id text,
+        select * from jsonb_to_recordset(${p}::jsonb) as x(id text, account_id text, user_id text, workspace_id text, member_id text,
           amount int8, captured int8, status text, expires_at timestamptz, transaction_id text, metadata jsonb,
           resolved_at timestamptz, created_at timestamptz))`,
       16: (p, ids) => `changed_holds as (

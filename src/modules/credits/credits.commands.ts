@@ -34,6 +34,16 @@ export function ownerOf(body: { user_id?: string; workspace_id?: string }): Owne
   throw errors.invalidRequest('Name exactly one of user_id or workspace_id', { field: 'user_id' });
 }
 
+/**
+ * Who pays a debit or hold: `user_id` alone → the user; `workspace_id` alone → the pool, spent by
+ * the service itself; both → the pool, spent for its member `user_id` (role and spend cap checked
+ * by the ledger under the pool's lock: docs/ledger.md, "Workspace pools").
+ */
+export function payerOf(body: { user_id?: string; workspace_id?: string }): { owner: Owner; memberId: string | null } {
+  if (body.user_id !== undefined && body.workspace_id !== undefined) return { owner: { workspaceId: body.workspace_id }, memberId: body.user_id };
+  return { owner: ownerOf(body), memberId: null };
+}
+
 /** Sources Tally itself writes; an API grant cannot claim them. */
 const RESERVED_SOURCES = new Set(['signup_bonus', 'refund', 'adjustment', 'allowance', 'rollover', 'usage_bonus']);
 
@@ -62,6 +72,7 @@ export const debitOp = (b: Static<typeof DebitBody>, m: OpMeta): LedgerOp => ({
   amount: b.amount,
   reason: b.reason,
   metadata: b.metadata ?? {},
+  memberId: payerOf(b).memberId,
 });
 
 export const refundOp = (b: Static<typeof RefundBody>, m: OpMeta): LedgerOp => ({
@@ -87,6 +98,7 @@ export const holdOp = (b: Static<typeof HoldBody>, m: OpMeta): LedgerOp => ({
   amount: b.amount,
   expiresInSeconds: b.expires_in_seconds ?? 900,
   metadata: b.metadata ?? {},
+  memberId: payerOf(b).memberId,
 });
 
 export const captureOp = (holdId: string, b: Static<typeof CaptureBody>, m: OpMeta): LedgerOp => ({

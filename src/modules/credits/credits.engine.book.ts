@@ -1,6 +1,7 @@
 import { errors } from '../../core/errors.js';
+import type { DomainEvent, EventType } from '../../core/events.js';
 import { newId } from '../../lib/ids.js';
-import { type AccountState, balanceBody, type GrantState, type HoldState, isDebt, type LedgerEntry, type RefundTarget } from './credits.js';
+import { type AccountState, balanceBody, type GrantState, type HoldState, isDebt, type LedgerEntry, type RefundTarget, type SpenderState } from './credits.js';
 import { compareGrants } from './credits.engine.order.js';
 
 /** Money moved between grants by one entry (several grants → allocation rows; see `settle`). */
@@ -32,16 +33,23 @@ export class Book {
   readonly targets = new Map<string, RefundTarget>();
   readonly entries: LedgerEntry[] = [];
   readonly allocations: Allocation[] = [];
+  /** Pool spenders of this batch by member id (credits.engine.members.ts). */
+  readonly spenders = new Map<string, SpenderState>();
+  /** What this batch tells the app (docs/webhooks-out.md), written with its rows. */
+  readonly events: DomainEvent[] = [];
 
   constructor(
-    input: { account: AccountState; grants: GrantState[]; holds: HoldState[]; refundTargets: RefundTarget[] },
+    input: { account: AccountState; grants: GrantState[]; holds: HoldState[]; refundTargets: RefundTarget[]; spenders?: SpenderState[] },
     readonly now: Date,
     readonly cap: number | null,
+    /** The low-balance threshold when the account names none (0: none). */
+    readonly lowThresholdDefault = 0,
   ) {
     this.account = { ...input.account };
     for (const g of input.grants) this.grants.set(g.id, { ...g });
     for (const h of input.holds) this.holds.set(h.id, { ...h });
     for (const t of input.refundTargets) this.targets.set(t.id, { ...t, restoredByGrant: new Map(t.restoredByGrant) });
+    for (const s of input.spenders ?? []) this.spenders.set(s.memberId, { ...s });
   }
 
   /**
@@ -162,13 +170,14 @@ export class Book {
     amount: number,
     reason: string,
     metadata: Record<string, unknown>,
-    extra: { id?: string; grantId?: string | null; holdId?: string; refundOf?: string },
+    extra: { id?: string; grantId?: string | null; holdId?: string; refundOf?: string; memberId?: string | null },
   ): LedgerEntry {
     const entry: LedgerEntry = {
       id: extra.id ?? newId('transaction'),
       accountId: this.account.id,
       userId: this.account.userId,
       workspaceId: this.account.workspaceId,
+      memberId: extra.memberId ?? null,
       type,
       amount,
       balanceAfter: this.account.balance,
@@ -182,6 +191,32 @@ export class Book {
     };
     this.entries.push(entry);
     return entry;
+  }
+
+  /** An event about this account, written in the batch's transaction. */
+  tell(type: EventType, data: Record<string, unknown>): void {
+    this.events.push({ type, data, userId: this.account.userId, workspaceId: this.account.workspaceId });
+  }
+
+  /** The threshold below which this account is low (0: none). */
+  lowThreshold(): number {
+    return this.account.lowThreshold ?? this.lowThresholdDefault;
+  }
+
+  /**
+   * After a movement that took the balance from `before` to where it is now: crossing the low
+   * threshold downwards tells `credits.low`, reaching zero or less tells `credits.depleted`. Only a
+   * crossing tells: further movements below stay silent until one takes the balance back up.
+   */
+  crossed(before: number, entriesBefore: number): void {
+    const after = this.account.balance;
+    if (after >= before) return;
+    const a = this.account;
+    const last = this.entries.length > entriesBefore ? this.entries[this.entries.length - 1] : undefined;
+    const state = { user_id: a.userId, workspace_id: a.workspaceId, balance: a.balance, held: a.held, available: a.balance - a.held, transaction_id: last?.id ?? null };
+    const threshold = this.lowThreshold();
+    if (threshold > 0 && before >= threshold && after < threshold) this.tell('credits.low', { ...state, threshold });
+    if (before > 0 && after <= 0) this.tell('credits.depleted', state);
   }
 
   /** The balance as answers show it. */

@@ -1,5 +1,5 @@
 import { done } from '../idempotency/idempotency.js';
-import type { GrantState, LedgerOp, OpResult } from './credits.js';
+import { type GrantState, holdBody, type LedgerOp, type OpResult } from './credits.js';
 import type { Book } from './credits.engine.book.js';
 
 /**
@@ -16,6 +16,7 @@ export function expireDue(b: Book): void {
       h.resolvedAt = b.now;
       h.dirty = true;
       b.account.held -= h.amount;
+      b.tell('hold.expired', holdBody(h));
     }
   }
   for (const grant of b.live()) {

@@ -9,13 +9,16 @@ export function grant(b: Book, op: Extract<LedgerOp, { kind: 'grant' }>): OpResu
   if (op.expiresAt && op.expiresAt.getTime() <= b.now.getTime()) {
     throw errors.invalidRequest('expires_at must be in the future', { field: 'expires_at' });
   }
-  return credit(b, 'grant', op.amount, op.reason, op.metadata, {
+  const result = credit(b, 'grant', op.amount, op.reason, op.metadata, {
     class: op.class,
     source: op.source,
     expiresAt: op.expiresAt,
     priority: op.priority,
     rolloverUntil: op.rolloverUntil ?? null,
   });
+  // The grant's answer is the event's body: the entry and the balance it left.
+  if (result.ok) b.tell('credits.granted', result.value as Record<string, unknown>);
+  return result;
 }
 
 /** Adds credits as a new grant: grants, positive adjustments, refunds not tied to a debit. */

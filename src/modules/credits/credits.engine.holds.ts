@@ -15,6 +15,7 @@ export function hold(b: Book, op: Extract<LedgerOp, { kind: 'hold' }>): OpResult
     accountId: b.account.id,
     userId: b.account.userId,
     workspaceId: b.account.workspaceId,
+    memberId: op.memberId ?? null,
     amount: op.amount,
     captured: null,
     status: 'held',
@@ -55,7 +56,7 @@ export function capture(b: Book, op: Extract<LedgerOp, { kind: 'capture' }>): Op
     const entryId = newId('transaction');
     b.consume(entryId, amount);
     const reason = typeof h.metadata['reason'] === 'string' ? (h.metadata['reason'] as string) : 'hold captured';
-    const entry = b.entry('capture', -amount, reason, op.metadata, { id: entryId, holdId: h.id, grantId: b.settle(entryId) });
+    const entry = b.entry('capture', -amount, reason, op.metadata, { id: entryId, holdId: h.id, grantId: b.settle(entryId), memberId: h.memberId });
     h.transactionId = entry.id;
     b.account.totalSpent += amount;
   }

@@ -15,11 +15,11 @@ export interface ConsumeResult {
 }
 
 /** Takes credits out in consumption order: debits and negative adjustments, never beyond available. */
-export function spend(b: Book, type: 'debit' | 'adjustment', amount: number, reason: string, metadata: Record<string, unknown>): OpResult {
+export function spend(b: Book, type: 'debit' | 'adjustment', amount: number, reason: string, metadata: Record<string, unknown>, memberId: string | null = null): OpResult {
   b.assertAvailable(amount);
   const entryId = newId('transaction');
   b.consume(entryId, amount);
-  const entry = b.entry(type, -amount, reason, metadata, { id: entryId, grantId: b.settle(entryId) });
+  const entry = b.entry(type, -amount, reason, metadata, { id: entryId, grantId: b.settle(entryId), memberId });
   if (type === 'debit') b.account.totalSpent += amount;
   return created({ transaction: transactionBody(entry), balance: b.balance() });
 }
@@ -48,7 +48,7 @@ export function consumeTiers(b: Book, op: Extract<LedgerOp, { kind: 'consume' }>
         left -= take;
       }
     }
-    b.entry('debit', -taken, op.reason, op.metadata, { id: entryId, grantId: b.settle(entryId) });
+    b.entry('debit', -taken, op.reason, op.metadata, { id: entryId, grantId: b.settle(entryId), memberId: op.memberId ?? null });
     b.account.totalSpent += taken;
     transactionId = entryId;
   }

@@ -1,11 +1,13 @@
 import { isRefusal } from '../../core/errors.js';
+import type { DomainEvent } from '../../core/events.js';
 import { done, refused } from '../idempotency/idempotency.js';
-import type { AccountState, ConsumeTier, GrantState, HoldState, LedgerEntry, LedgerOp, OpResult, RefundTarget } from './credits.js';
+import type { AccountState, ConsumeTier, GrantState, HoldState, LedgerEntry, LedgerOp, OpResult, RefundTarget, SpenderState } from './credits.js';
 import { Book } from './credits.engine.book.js';
 import { expireDue, expireNamed } from './credits.engine.expiry.js';
 import { credit, grant } from './credits.engine.grants.js';
 import { capture, hold, release } from './credits.engine.holds.js';
 import { coverableOf } from './credits.engine.order.js';
+import { assertMaySpend, countSpend, memberOf } from './credits.engine.members.js';
 import { refund } from './credits.engine.refunds.js';
 import { clawback, type ConsumeResult, consumeTiers, spend } from './credits.engine.spend.js';
 
@@ -32,6 +34,10 @@ export interface EngineInput {
   refundTargets: RefundTarget[];
   now: Date;
   balanceCap: number | null;
+  /** Pool members this batch spends for: role, cap and what it counts (loaded under the lock). */
+  spenders?: SpenderState[];
+  /** The low-balance threshold of accounts that name none (0 or absent: none). */
+  lowThreshold?: number;
 }
 
 export interface EngineOutput {
@@ -43,6 +49,8 @@ export interface EngineOutput {
   grants: GrantState[];
   /** Holds to insert (isNew) or update (dirty). */
   holds: HoldState[];
+  /** Events the batch tells (credits.granted, credits.low, credits.depleted, hold.expired). */
+  events: DomainEvent[];
 }
 
 export function applyOps(input: EngineInput, ops: LedgerOp[]): EngineOutput {
@@ -63,14 +71,30 @@ export class LedgerSession {
   lastConsume: ConsumeResult | null = null;
 
   constructor(input: EngineInput) {
-    this.book = new Book(input, input.now, input.balanceCap);
+    this.book = new Book(input, input.now, input.balanceCap, input.lowThreshold ?? 0);
+    const before = this.book.account.balance;
     expireDue(this.book);
+    this.book.crossed(before, 0);
   }
 
   /** Applies one operation; a refusal (4xx) is an answer and changes nothing. */
   run(op: LedgerOp): OpResult {
+    const before = this.book.account.balance;
+    const entries = this.book.entries.length;
     try {
-      return this.apply(op);
+      const memberId = memberOf(op);
+      if (memberId === null) {
+        const result = this.apply(op);
+        this.book.crossed(before, entries);
+        return result;
+      }
+      // A pool member's spend: role and cap first (the amount is what it takes or reserves).
+      const amount = (op as { amount: number }).amount;
+      const spender = assertMaySpend(this.book, memberId, amount);
+      const result = this.apply(op);
+      if (result.ok) countSpend(spender, amount);
+      this.book.crossed(before, entries);
+      return result;
     } catch (err) {
       if (isRefusal(err)) return refused(err, op.requestId);
       throw err;
@@ -85,6 +109,11 @@ export class LedgerSession {
     return this.book.available();
   }
 
+  /** Refuses (throws) unless this pool member may spend `amount` now (role, cap). */
+  assertMaySpend(memberId: string, amount: number): void {
+    assertMaySpend(this.book, memberId, amount);
+  }
+
   /** What a `consume` over these tiers could take now, per tier (nothing changes). */
   coverable(tiers: ConsumeTier[], want = Number.POSITIVE_INFINITY): { name: string; amount: number }[] {
     return coverableOf(this.book.live(), this.book.available(), tiers, want);
@@ -96,7 +125,7 @@ export class LedgerSession {
       case 'grant':
         return grant(b, op);
       case 'debit':
-        return spend(b, 'debit', op.amount, op.reason, op.metadata);
+        return spend(b, 'debit', op.amount, op.reason, op.metadata, op.memberId ?? null);
       case 'consume': {
         const { outcome, consumed } = consumeTiers(b, op);
         this.lastConsume = consumed;
@@ -143,6 +172,7 @@ export class LedgerSession {
       allocations: b.allocations,
       grants: [...b.grants.values()].filter((g) => g.dirty),
       holds: [...b.holds.values()].filter((h) => h.dirty),
+      events: b.events,
     };
   }
 }

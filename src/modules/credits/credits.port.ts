@@ -23,12 +23,15 @@ export interface Ledger {
   executeIn(trx: Executor, owner: Owner, ops: LedgerOp[]): Promise<OpResult[]>;
 
   /**
-   * Priced consumption (usage): inside the caller's transaction `run`, locks these users' accounts
-   * (id order, as every ledger batch does), loads them, and hands `work` one account per user that
-   * has one, with the instant the locks were granted. What `work` consumed is written when it
-   * returns, in the same transaction. Consumption is never capped (the cap is for grants).
+   * Priced consumption (usage): inside the caller's transaction `run`, locks the payers' accounts
+   * (id order, as every ledger batch does; a workspace pool opens on first use), loads them, and
+   * hands `work` one account per account id (`accountIdOf(owner)`) that exists, with the instant
+   * the locks were granted. A payer naming a `memberId` spends a pool for that member: their role,
+   * spend cap and spend are loaded under the same lock (`assertMaySpend`, `consume({memberId})`).
+   * What `work` consumed is written when it returns, in the same transaction. Consumption is never
+   * capped by the balance cap (the cap is for grants).
    */
-  consumeIn<T>(run: RunStatement, userIds: readonly string[], work: (accounts: ReadonlyMap<string, ConsumingAccount>, now: Date) => T | Promise<T>): Promise<T>;
+  consumeIn<T>(run: RunStatement, payers: readonly Payer[], work: (accounts: ReadonlyMap<string, ConsumingAccount>, now: Date) => T | Promise<T>): Promise<T>;
 
   /**
    * A user's ledger state for a quote (POST /v1/check), read by the caller's own statement in one
@@ -49,6 +52,31 @@ export interface Ledger {
    * (an `expire` operation or the next batch), never while an open hold is backed by it.
    */
   endGrantsAt(trx: Executor, owner: Owner, grantIds: readonly string[], at: Date): Promise<void>;
+
+  /**
+   * What a member's spend cap on a pool counts now (workspaces' spend-cap reads): the cap, its
+   * period, the member's debits and captures in it, and their open holds. Read with `db`, so an
+   * end user's transaction reads it under row-level security.
+   */
+  memberSpend(db: Executor, workspaceId: string, memberId: string): Promise<MemberSpend>;
+}
+
+/** A member's spend on a pool, as its cap counts it (docs/ledger.md, "Workspace pools"). */
+export interface MemberSpend {
+  cap: number | null;
+  period: 'month' | 'lifetime' | null;
+  /** Debits and captures in the cap's period (a UTC calendar month, or ever). */
+  spent: number;
+  /** Open holds, whatever period they were made in. */
+  held: number;
+  periodStart: Date | null;
+  periodEnd: Date | null;
+}
+
+/** Who pays in a priced consumption: an owner's account, and the pool member it spends for (if any). */
+export interface Payer {
+  owner: Owner;
+  memberId?: string | null;
 }
 
 /** One account inside a priced consumption. */
@@ -59,10 +87,15 @@ export interface ConsumingAccount {
   /** What a consumption over these tiers could take now, per tier, up to `want` (nothing changes). */
   coverable(tiers: ConsumeTier[], want?: number): { name: string; amount: number }[];
   /**
+   * A pool: refuses (throws the refusal) unless this member may spend `amount` now — 404 for a
+   * non-member (as for no such workspace), 403 for a viewer, `budget_exceeded` past their cap.
+   */
+  assertMaySpend(memberId: string, amount: number): void;
+  /**
    * Takes `amount` tier by tier, each in consumption order. Ask only for what `coverable` said:
    * more is refused (`insufficient_credits`, raised) and takes nothing.
    */
-  consume(c: { requestId: string; amount: number; reason: string; metadata: Record<string, unknown>; tiers: ConsumeTier[] }): ConsumeResult;
+  consume(c: { requestId: string; amount: number; reason: string; metadata: Record<string, unknown>; tiers: ConsumeTier[]; memberId?: string | null }): ConsumeResult;
 }
 
 /** A user's ledger state as read for a quote (other modules only keep it and hand it back). */

@@ -20,6 +20,7 @@ export function accountFromRow(r: Row): AccountState {
     totalSpent: Number(r['total_spent']),
     lastSeq: Number(r['last_seq'] ?? 0),
     version: Number(r['version'] ?? 0),
+    lowThreshold: r['low_threshold'] === null || r['low_threshold'] === undefined ? null : Number(r['low_threshold']),
   };
 }
 
@@ -49,6 +50,7 @@ export function holdFromRow(r: Row): HoldState {
     accountId: r['account_id'] as string,
     userId: (r['user_id'] as string | null) ?? null,
     workspaceId: (r['workspace_id'] as string | null) ?? null,
+    memberId: (r['member_id'] as string | null) ?? null,
     amount: Number(r['amount']),
     captured: r['captured'] === null || r['captured'] === undefined ? null : Number(r['captured']),
     status: r['status'] as HoldState['status'],
@@ -68,6 +70,7 @@ export function entryFromRow(r: Row): LedgerEntry {
     accountId: r['account_id'] as string,
     userId: (r['user_id'] as string | null) ?? null,
     workspaceId: (r['workspace_id'] as string | null) ?? null,
+    memberId: (r['member_id'] as string | null) ?? null,
     type: r['type'] as LedgerEntry['type'],
     amount: Number(r['amount']),
     balanceAfter: Number(r['balance_after']),
@@ -109,6 +112,12 @@ export class CreditsRepository {
   /** Gives an account a new version, so a chained ledger batch carrying its old state reloads it. */
   async accountSetVersion(db: Executor, accountId: string, version: number): Promise<void> {
     await db.updateTable('credit_accounts').set({ version }).where('id', '=', accountId).execute();
+  }
+
+  /** The account's own low-balance threshold (null: the default), with a new version (chained batches reload). */
+  async accountSetLowThreshold(db: Executor, accountId: string, threshold: number | null, version: number): Promise<boolean> {
+    const r = await db.updateTable('credit_accounts').set({ low_threshold: threshold, version }).where('id', '=', accountId).executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
   }
 
   /** Accounts with a hold or a grant past due, for the scheduler's sweep. */

@@ -28,11 +28,21 @@ import {
   Transaction,
   transactionBody,
 } from './credits.js';
-import { adjustOp, captureOp, debitOp, grantOp, holdOp, LEDGER_OPERATIONS as OPS, type OpMeta, ownerOf, refundOp, releaseOp } from './credits.commands.js';
+import { adjustOp, captureOp, debitOp, grantOp, holdOp, LEDGER_OPERATIONS as OPS, type OpMeta, ownerOf, payerOf, refundOp, releaseOp } from './credits.commands.js';
 import type { Operation } from '../idempotency/idempotency.js';
 import { entryFromRow, holdFromRow } from './credits.repository.js';
 import type { Owner } from './credits.js';
 import type { CreditsService } from './credits.service.js';
+
+const LowThreshold = Type.Object(
+  {
+    user_id: Type.Union([Type.String(), Type.Null()]),
+    workspace_id: Type.Union([Type.String(), Type.Null()]),
+    low_threshold: Type.Union([Type.Integer(), Type.Null()]),
+    effective_threshold: Type.Integer({ description: 'The threshold in force (0: none)' }),
+  },
+  { title: 'LowBalanceThreshold' },
+);
 
 const moneyErrors = { 402: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 422: ErrorResponse };
 
@@ -60,9 +70,14 @@ export function registerCreditRoutes(app: FastifyInstance, deps: RouteDeps, cred
     handler: async (ctx, { body }) => answer(await credits.execute(ownerOf(body), grantOp(body, meta(ctx)))),
   });
   defineRoute(app, deps, {
-    ...money('/v1/credits/debit', OPS.debit, 'Debit credits (service); 402 when not enough are available', { 201: Movement }),
+    ...money(
+      '/v1/credits/debit',
+      OPS.debit,
+      "Debit credits (service); 402 when not enough are available. user_id with workspace_id: the member spends the pool (403 viewer, 404 not a member, 402 budget_exceeded past their spend cap)",
+      { 201: Movement, 403: ErrorResponse },
+    ),
     body: DebitBody,
-    handler: async (ctx, { body }) => answer(await credits.execute(ownerOf(body), debitOp(body, meta(ctx)))),
+    handler: async (ctx, { body }) => answer(await credits.execute(payerOf(body).owner, debitOp(body, meta(ctx)))),
   });
   defineRoute(app, deps, {
     ...money('/v1/credits/refund', OPS.refund, 'Refund credits (service); never more than the debit it names', { 201: Movement }),
@@ -75,9 +90,14 @@ export function registerCreditRoutes(app: FastifyInstance, deps: RouteDeps, cred
     handler: async (ctx, { body }) => answer(await credits.execute(ownerOf(body), adjustOp(body, meta(ctx)))),
   });
   defineRoute(app, deps, {
-    ...money('/v1/holds', OPS.hold, 'Reserve credits for later capture (service)', { 201: Hold }),
+    ...money(
+      '/v1/holds',
+      OPS.hold,
+      'Reserve credits for later capture (service). user_id with workspace_id: a hold on the pool for that member (counts against their spend cap until it resolves)',
+      { 201: Hold, 403: ErrorResponse },
+    ),
     body: HoldBody,
-    handler: async (ctx, { body }) => answer(await credits.execute(ownerOf(body), holdOp(body, meta(ctx)))),
+    handler: async (ctx, { body }) => answer(await credits.execute(payerOf(body).owner, holdOp(body, meta(ctx)))),
   });
   defineRoute(app, deps, {
     ...money('/v1/holds/:id/capture', OPS.capture, 'Capture a hold (≤ held; the rest is released)', { 200: Hold }),
@@ -159,6 +179,21 @@ export function registerCreditRoutes(app: FastifyInstance, deps: RouteDeps, cred
         const rows = await credits.holds(ctx.db, owner, page, query.status);
         return ok(toPage(rows, page.limit, (r) => holdBody(holdFromRow(r as unknown as Record<string, unknown>))));
       },
+    });
+  }
+
+  // The low-balance threshold (credits.low webhook; docs/webhooks-out.md), per user or workspace pool.
+  for (const kind of ['users', 'workspaces'] as const) {
+    defineRoute(app, deps, {
+      method: 'PUT',
+      url: `/v1/${kind}/:id/low-balance-threshold`,
+      summary: 'Set the balance below which the account is low: credits.low is told once per downward crossing (service; null = the default)',
+      tags: ['credits'],
+      auth: 'service',
+      params: Type.Object({ id: IdParam }),
+      body: Type.Object({ threshold: Type.Union([Type.Integer({ minimum: 0, maximum: 1_000_000_000_000 }), Type.Null()]) }, { additionalProperties: false }),
+      response: { 200: LowThreshold, 400: ErrorResponse, 404: ErrorResponse },
+      handler: async (ctx, { params, body }) => ok(await credits.setLowThreshold(ctx.db, kind === 'users' ? { userId: params.id } : { workspaceId: params.id }, body.threshold)),
     });
   }
 

@@ -1,6 +1,7 @@
 import type { Database, Db, Executor } from '../../db/database.js';
 import { inStatementTransaction, kyselyRunner, type RunStatement } from '../../db/statements.js';
 import { type DomainError, errors } from '../../core/errors.js';
+import { type EventSink, NO_EVENTS } from '../../core/events.js';
 import { type AnswerCodec, KeyRecordedMeanwhile, refused, scopeKey } from '../idempotency/idempotency.js';
 import { BatchKeys, type Recorded, type Replay, replayOf } from '../idempotency/idempotency.batch.js';
 import type { PageRequest } from '../../core/paging.js';
@@ -21,10 +22,12 @@ import {
   type OpResult,
   type Owner,
   type RefundTarget,
+  type SpenderState,
 } from './credits.js';
+import { memberOf } from './credits.engine.members.js';
 import { type ConsumeResult, type EngineOutput, LedgerSession } from './credits.engine.js';
 import { accountFromRow, CreditsRepository, grantFromRow, holdFromRow } from './credits.repository.js';
-import type { ConsumingAccount, Ledger, LedgerSnapshot } from './credits.port.js';
+import type { ConsumingAccount, Ledger, LedgerSnapshot, MemberSpend, Payer } from './credits.port.js';
 
 export type { Owner };
 
@@ -37,6 +40,8 @@ export interface CreditsConfig {
   maxParallel?: number;
   /** Most operations waiting in this process before new ones get 503 (default 10,000). */
   maxBacklog?: number;
+  /** The low-balance threshold of accounts that set none (`credits.low`; 0 or absent: none). */
+  lowThreshold?: number;
 }
 
 /**
@@ -62,6 +67,8 @@ export class CreditsService implements Ledger {
     /** How outcomes are recorded under their keys (the composition root passes src/http/answers.ts). */
     readonly answers: AnswerCodec,
     private readonly invalidations?: Invalidations,
+    /** Where the ledger's events go (credits.granted, credits.low, credits.depleted, hold.expired). */
+    private readonly events: EventSink = NO_EVENTS,
   ) {
     this.db = database.db;
     this.repo = new CreditsRepository(database.schema);
@@ -112,11 +119,20 @@ export class CreditsService implements Ledger {
 
   async consumeIn<T>(
     run: RunStatement,
-    userIds: readonly string[],
+    payers: readonly Payer[],
     work: (accounts: ReadonlyMap<string, ConsumingAccount>, now: Date) => T | Promise<T>,
   ): Promise<T> {
-    const accountIds = [...new Set(userIds)].map((userId) => accountIdOf({ userId })).sort();
-    const accounts = await this.sql.lock(run, accountIds);
+    const accountIds = [...new Set(payers.map((p) => accountIdOf(p.owner)))].sort();
+    let accounts = await this.sql.lock(run, accountIds);
+    if (accounts.length < accountIds.length) {
+      // A pool opens on first use, as in every batch (a user's account opens with the user).
+      const present = new Set(accounts.map((a) => a.id));
+      const opened = [];
+      for (const id of accountIds.filter((a) => a.startsWith('acc_w_') && !present.has(a))) {
+        if (await this.sql.openAccount(run, id)) opened.push(id);
+      }
+      if (opened.length > 0) accounts = [...accounts, ...(await this.sql.lock(run, opened))].sort((a, b) => (a.id < b.id ? -1 : 1));
+    }
     const now = this.now(); // after the locks, as in every batch
     const loaded = await this.sql.load(run, {
       accountIds: accounts.map((a) => a.id),
@@ -126,17 +142,26 @@ export class CreditsService implements Ledger {
       scopes: [],
       refundIds: [],
     });
+    const pairs = payers.flatMap((p) => (p.memberId ? [{ accountId: accountIdOf(p.owner), memberId: p.memberId }] : []));
+    const spenders = groupBy(await this.sql.spenders(run, dedupePairs(pairs), now), (s) => s.accountId);
     const grants = groupBy(loaded.grants, (g) => g.accountId);
     const holds = groupBy(loaded.holds, (h) => h.accountId);
     const sessions: LedgerSession[] = [];
-    const byUser = new Map<string, ConsumingAccount>();
+    const byAccount = new Map<string, ConsumingAccount>();
     for (const account of accounts) {
-      const session = consumptionSession({ account, grants: grants.get(account.id) ?? [], holds: holds.get(account.id) ?? [] }, now);
+      const session = consumptionSession(
+        { account, grants: grants.get(account.id) ?? [], holds: holds.get(account.id) ?? [] },
+        now,
+        spenders.get(account.id) ?? [],
+        this.config.lowThreshold,
+      );
       sessions.push(session);
-      byUser.set(must(account.userId, 'a consumed account belongs to a user'), consumingAccount(session));
+      byAccount.set(account.id, consumingAccount(session));
     }
-    const result = await work(byUser, now);
-    await this.sql.write(run, sessions.map((s) => s.output([])), []);
+    const result = await work(byAccount, now);
+    const outs = sessions.map((s) => s.output([]));
+    await this.sql.write(run, outs, []);
+    await this.events.record(run, outs.flatMap((o) => o.events));
     return result;
   }
 
@@ -150,7 +175,7 @@ export class CreditsService implements Ledger {
   };
 
   quote(snapshot: LedgerSnapshot, now: Date): ConsumingAccount {
-    return consumingAccount(consumptionSession(snapshot, now));
+    return consumingAccount(consumptionSession(snapshot, now, [], this.config.lowThreshold));
   }
 
   async endGrantsAt(trx: Executor, owner: Owner, grantIds: readonly string[], at: Date): Promise<void> {
@@ -158,6 +183,15 @@ export class CreditsService implements Ledger {
     await this.repo.grantsEndAt(trx, grantIds, at);
     // A chained batch may carry this account's state from before this write: a new version makes it reload.
     await this.repo.accountSetVersion(trx, accountIdOf(owner), newAccountVersion());
+  }
+
+  async memberSpend(db: Executor, workspaceId: string, memberId: string): Promise<MemberSpend> {
+    const now = this.now();
+    const [s] = await this.sql.spenders(kyselyRunner(db), [{ accountId: accountIdOf({ workspaceId }), memberId }], now, true);
+    const period = s?.period ?? null;
+    const start = period === 'month' ? new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)) : null;
+    const end = period === 'month' ? new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1)) : null;
+    return { cap: s?.cap ?? null, period, spent: s?.spent ?? 0, held: s?.held ?? 0, periodStart: start, periodEnd: end };
   }
 
   /** Creates the account of a new user or workspace (in the caller's transaction). */
@@ -269,6 +303,11 @@ export class CreditsService implements Ledger {
         refundIds: mine.flatMap(({ op }) => (op.kind === 'refund' && op.transactionId ? [op.transactionId] : [])),
       });
       replays = loaded.replays;
+      // Pool members spending in this batch: their role, cap and spend, read under the locks.
+      const spenders = groupBy(
+        await this.sql.spenders(run, spenderPairs(mine.map(({ accountId, op }) => ({ accountId, op }))), now),
+        (s) => s.accountId,
+      );
       const grants = groupBy(loaded.grants, (g) => g.accountId);
       const holds = groupBy(loaded.holds, (h) => h.accountId);
       const targets = groupBy(loaded.refundTargets, (t) => t.accountId);
@@ -278,6 +317,7 @@ export class CreditsService implements Ledger {
           grants: grants.get(accountId) ?? [],
           holds: holds.get(accountId) ?? [],
           refundTargets: targets.get(accountId) ?? [],
+          spenders: spenders.get(accountId) ?? [],
         };
         applied.set(accountId, this.applyAccount(must(byAccount.get(accountId), 'a batch account has operations'), loaded.replays, state, now, loaded.nextHoldDue.get(accountId) ?? Infinity));
       }
@@ -321,6 +361,8 @@ export class CreditsService implements Ledger {
       handOff();
     }
     await this.sql.runWrite(run, write);
+    // The batch's events, in its transaction: one statement for all of them (none: no round trip).
+    await this.events.record(run, outs.flatMap((o) => o.events));
 
     keys.answerFollowers(results, (index) => must(items[index], 'a follower is an item of its batch').op.requestId);
     return results as OpResult[];
@@ -330,7 +372,7 @@ export class CreditsService implements Ledger {
   private applyAccount(
     ops: { op: LedgerOp; index: number }[],
     replays: Map<string, Replay>,
-    state: { account: AccountState; grants: GrantState[]; holds: HoldState[]; refundTargets: RefundTarget[] },
+    state: { account: AccountState; grants: GrantState[]; holds: HoldState[]; refundTargets: RefundTarget[]; spenders?: SpenderState[] },
     now: Date,
     holdsKnownUntil: number,
   ): Applied {
@@ -342,7 +384,7 @@ export class CreditsService implements Ledger {
       else run.push({ op, index });
     }
     if (run.length === 0) return { answers, session: null, holdsKnownUntil };
-    const session = new LedgerSession({ ...state, now, balanceCap: this.config.balanceCap });
+    const session = new LedgerSession({ ...state, now, balanceCap: this.config.balanceCap, lowThreshold: this.config.lowThreshold ?? 0 });
     for (const { op, index } of run) {
       const result = session.run(op);
       // Refusals are answers too: recorded, so the same request gets the same answer.
@@ -363,6 +405,8 @@ export class CreditsService implements Ledger {
       if (!carry || now.getTime() >= carry.holdsKnownUntil) return null;
       const fits = ops.every(({ op }) => {
         if (op.idem && carry.keys.has(scopeKey(op.idem))) return false;
+        // A pool member's spend needs the member's cap and spend, read under the lock.
+        if (memberOf(op) !== null) return false;
         switch (op.kind) {
           case 'grant':
           case 'debit':
@@ -420,6 +464,29 @@ export class CreditsService implements Ledger {
     return balanceBody(account, grants);
   }
 
+  /**
+   * Sets the balance below which the account is low (`credits.low`, told once per downward
+   * crossing; docs/webhooks-out.md); null falls back to the deployment's default. Opens a
+   * workspace pool's account if it has none yet. Nothing is told now: only a later crossing tells.
+   */
+  async setLowThreshold(db: Executor, owner: Owner, threshold: number | null) {
+    await this.assertOwner(db, owner);
+    const accountId = accountIdOf(owner);
+    if (!(await this.repo.accountSetLowThreshold(db, accountId, threshold, newAccountVersion()))) {
+      await this.openAccount(db, owner);
+      await this.repo.accountSetLowThreshold(db, accountId, threshold, newAccountVersion());
+    }
+    // The state a batch of this process carries names the old threshold (and version): drop it.
+    this.carries.delete(accountId);
+    this.invalidations?.accountsChanged([accountId]);
+    return {
+      user_id: 'userId' in owner ? owner.userId : null,
+      workspace_id: 'workspaceId' in owner ? owner.workspaceId : null,
+      low_threshold: threshold,
+      effective_threshold: threshold ?? this.config.lowThreshold ?? 0,
+    };
+  }
+
   async transactions(db: Executor, owner: Owner, page: PageRequest, type?: string) {
     await this.assertOwner(db, owner);
     return this.repo.ledgerPage(db, accountIdOf(owner), page, type);
@@ -464,8 +531,8 @@ interface Carry {
 }
 
 /** Consumption is never capped: the cap is for grants, and consumption only spends. */
-const consumptionSession = (s: LedgerSnapshot, now: Date) =>
-  new LedgerSession({ account: s.account, grants: [...s.grants], holds: [...s.holds], refundTargets: [], now, balanceCap: null });
+const consumptionSession = (s: LedgerSnapshot, now: Date, spenders: SpenderState[] = [], lowThreshold = 0) =>
+  new LedgerSession({ account: s.account, grants: [...s.grants], holds: [...s.holds], refundTargets: [], now, balanceCap: null, spenders, lowThreshold });
 
 /** A session as the port shows it: balance, what is coverable, and consuming. */
 function consumingAccount(session: LedgerSession): ConsumingAccount {
@@ -477,12 +544,25 @@ function consumingAccount(session: LedgerSession): ConsumingAccount {
       return session.accountState.held;
     },
     coverable: (tiers: ConsumeTier[], want?: number) => session.coverable(tiers, want),
+    assertMaySpend: (memberId: string, amount: number) => session.assertMaySpend(memberId, amount),
     consume: (c): ConsumeResult => {
       const result = session.run({ kind: 'consume', idem: null, ...c });
       if (!result.ok) throw result.error;
       return must(session.lastConsume, 'a consume that ran left its result');
     },
   };
+}
+
+/** The (pool account, member) pairs a batch's operations spend for. */
+function spenderPairs(items: { accountId: string; op: LedgerOp }[]): { accountId: string; memberId: string }[] {
+  return dedupePairs(items.flatMap(({ accountId, op }) => {
+    const memberId = memberOf(op);
+    return memberId === null ? [] : [{ accountId, memberId }];
+  }));
+}
+
+function dedupePairs(pairs: { accountId: string; memberId: string }[]): { accountId: string; memberId: string }[] {
+  return [...new Map(pairs.map((p) => [`${p.accountId}\n${p.memberId}`, p])).values()];
 }
 
 /** Accounts whose last state is kept; a hot account needs one, the rest is a bound on memory. */

@@ -21,6 +21,11 @@ export interface AccountState {
   lastSeq: number;
   /** Moves on with every ledger write of the account (migration 0007): same version, same state. */
   version: number;
+  /**
+   * Below this balance the account is low: a `credits.low` event fires when a movement crosses it
+   * downwards (migration 0023; docs/webhooks-out.md). Absent or null: the deployment's default.
+   */
+  lowThreshold?: number | null;
 }
 
 export interface GrantState {
@@ -51,6 +56,8 @@ export interface HoldState {
   accountId: string;
   userId: string | null;
   workspaceId: string | null;
+  /** The workspace member a pool's hold was made for (null: a user's account, or the service's own). */
+  memberId: string | null;
   amount: number;
   captured: number | null;
   status: HoldStatus;
@@ -61,6 +68,19 @@ export interface HoldState {
   createdAt: Date;
   isNew: boolean;
   dirty: boolean;
+}
+
+/**
+ * A workspace member spending from a pool, as loaded under the pool's row lock: their role (null:
+ * not a member), their spend cap (null: none) and what it already counts — debits and captures
+ * since the cap's period began, plus open holds.
+ */
+export interface SpenderState {
+  memberId: string;
+  role: string | null;
+  cap: number | null;
+  period: 'month' | 'lifetime' | null;
+  used: number;
 }
 
 /**
@@ -75,6 +95,8 @@ export interface LedgerEntry {
   accountId: string;
   userId: string | null;
   workspaceId: string | null;
+  /** The workspace member who spent from a pool (debit, capture, usage); null otherwise. */
+  memberId: string | null;
   type: EntryType;
   amount: number;
   balanceAfter: number;
@@ -127,7 +149,7 @@ export type LedgerOp = OpBase &
         /** Billing allowances: where the remainder goes at expiry (see GrantState.rolloverUntil). */
         rolloverUntil?: Date | null;
       }
-    | { kind: 'debit'; amount: number; reason: string; metadata: Record<string, unknown> }
+    | { kind: 'debit'; amount: number; reason: string; metadata: Record<string, unknown>; memberId?: string | null }
     /**
      * Billing usage: takes `amount` tier by tier (each tier in consumption order), never more than
      * is available. The caller (billing) checked availability and decides what an uncovered rest
@@ -135,10 +157,10 @@ export type LedgerOp = OpBase &
      */
     /** Ends named grants now (billing: a canceled or changed plan's allowance), without rollover. */
     | { kind: 'expire'; grantIds: string[]; reason: string }
-    | { kind: 'consume'; amount: number; reason: string; metadata: Record<string, unknown>; tiers: ConsumeTier[] }
+    | { kind: 'consume'; amount: number; reason: string; metadata: Record<string, unknown>; tiers: ConsumeTier[]; memberId?: string | null }
     | { kind: 'adjust'; amount: number; reason: string; metadata: Record<string, unknown> }
     | { kind: 'refund'; amount: number; reason: string; transactionId: string | null; metadata: Record<string, unknown> }
-    | { kind: 'hold'; amount: number; expiresInSeconds: number; metadata: Record<string, unknown> }
+    | { kind: 'hold'; amount: number; expiresInSeconds: number; metadata: Record<string, unknown>; memberId?: string | null }
     | { kind: 'capture'; holdId: string; amount: number | null; metadata: Record<string, unknown> }
     | { kind: 'release'; holdId: string }
     /** Nothing but the expiry every batch starts with: the scheduler's way to expire idle accounts. */
@@ -165,6 +187,7 @@ export const Transaction = Type.Object(
     id: Type.String(),
     user_id: Nullable(Type.String()),
     workspace_id: Nullable(Type.String()),
+    member_id: Nullable(Type.String({ description: 'The workspace member who spent from the pool (null: not a member spend)' })),
     type: Type.Union(ENTRY_TYPES.map((t) => Type.Literal(t))),
     amount: Type.Integer(),
     balance_after: Type.Integer(),
@@ -211,6 +234,7 @@ export const Hold = Type.Object(
     id: Type.String(),
     user_id: Nullable(Type.String()),
     workspace_id: Nullable(Type.String()),
+    member_id: Nullable(Type.String({ description: 'The workspace member the pool hold was made for' })),
     amount: Type.Integer(),
     captured: Nullable(Type.Integer()),
     status: Type.Union(HOLD_STATUSES.map((s) => Type.Literal(s))),
@@ -294,6 +318,7 @@ export function transactionBody(e: LedgerEntry) {
     id: e.id,
     user_id: e.userId,
     workspace_id: e.workspaceId,
+    member_id: e.memberId,
     type: e.type,
     amount: e.amount,
     balance_after: e.balanceAfter,
@@ -331,6 +356,7 @@ export function holdBody(h: HoldState) {
     id: h.id,
     user_id: h.userId,
     workspace_id: h.workspaceId,
+    member_id: h.memberId,
     amount: h.amount,
     captured: h.captured,
     status: h.status,

@@ -12,8 +12,18 @@ import { operation, scopeOf } from '../idempotency/idempotency.js';
 export interface GatewayLedger {
   /** The ledger account an owner's gateway spend is carried on (gateway_carries). */
   accountOf(owner: Owner): string;
-  /** Holds `amount` credits for a request, in the caller's transaction; a refusal is a value. */
-  hold(trx: Executor, owner: Owner, requestId: string, amount: number, expiresInSeconds: number): Promise<{ ok: true; holdId: string } | { ok: false; error: DomainError }>;
+  /**
+   * Holds `amount` credits for a request, in the caller's transaction; a refusal is a value. A
+   * workspace key's hold names its user as the pool's member (role and spend cap: docs/ledger.md).
+   */
+  hold(
+    trx: Executor,
+    owner: Owner,
+    requestId: string,
+    amount: number,
+    expiresInSeconds: number,
+    memberId?: string | null,
+  ): Promise<{ ok: true; holdId: string } | { ok: false; error: DomainError }>;
   /** Captures `amount` (≤ held; 0 gives everything back) of the request's hold, in the caller's transaction. */
   capture(trx: Executor, owner: Owner, requestId: string, holdId: string, amount: number): Promise<{ ok: true } | { ok: false; error: DomainError }>;
 }
@@ -25,7 +35,7 @@ const GATEWAY_SETTLE = operation('gateway.settle');
 export function creditsLedger(credits: Ledger): GatewayLedger {
   return {
     accountOf: accountIdOf,
-    async hold(trx, owner, requestId, amount, expiresInSeconds) {
+    async hold(trx, owner, requestId, amount, expiresInSeconds, memberId = null) {
       const body = { amount, request_id: requestId };
       const [result] = await credits.executeIn(trx, owner, [
         {
@@ -35,6 +45,7 @@ export function creditsLedger(credits: Ledger): GatewayLedger {
           amount,
           expiresInSeconds,
           metadata: { gateway_request_id: requestId, reason: 'LLM gateway request' },
+          memberId,
         },
       ]);
       if (!result) throw new Error('the ledger answered no result for a hold');

@@ -9,7 +9,8 @@ import type { GatewayConfig } from '../../config/config.js';
 import { NO_TOKENS, type Tokens, type UsageSource } from './gateway.js';
 import type { GatewayLedger } from './gateway.ledger.js';
 import { costMicros, holdCredits, inputBoundOf, maxCostMicros, type ModelPrice, priceMetric, priceOf } from './gateway.pricing.js';
-import { carryAdd, gatewayKeyTouch, pricedModels, requestFind, requestFindByKey, requestInsert, requestLock, requestSettle, requestsStale } from './gateway.repository.js';
+import { apiKeyTouchByHash } from '../api-keys/api-keys.repository.js';
+import { carryAdd, pricedModels, requestFind, requestFindByKey, requestInsert, requestLock, requestSettle, requestsStale } from './gateway.repository.js';
 import type { Candidate, UpstreamRouter } from './gateway.router.js';
 import type { Attempt, UpstreamClient } from './gateway.upstream-call.js';
 import { SseSplitter, StreamUsage, usageOfBody, type Wire } from './gateway.wire.js';
@@ -111,7 +112,7 @@ export class RelayService {
   async authenticate(apiKey: string | null): Promise<Caller> {
     if (!apiKey) throw errors.unauthenticated('Send your Tally API key (tly_…) as the bearer token or x-api-key');
     if (!apiKey.startsWith(API_KEY_PREFIX) || apiKey.length > 512) throw errors.unauthenticated('API key is invalid, revoked or expired');
-    const key = await gatewayKeyTouch(this.db, sha256Hex(apiKey));
+    const key = await apiKeyTouchByHash(this.db, sha256Hex(apiKey));
     if (!key) throw errors.unauthenticated('API key is invalid, revoked or expired');
     if (!key.scopes.includes('*')) throw errors.forbidden('This API key lacks the "*" scope the gateway needs');
     return {
@@ -316,7 +317,8 @@ export class RelayService {
   private async open(caller: Caller, req: RelayRequest, endpoint: string, model: string, stream: boolean, held: number, hash: string): Promise<string> {
     try {
       return await this.db.transaction().execute(async (trx) => {
-        const hold = await this.ledger.hold(trx, caller.owner, req.requestId, held, HOLD_SECONDS);
+        // A workspace key spends the pool as its user: a viewer's key never spends, and the cap holds.
+        const hold = await this.ledger.hold(trx, caller.owner, req.requestId, held, HOLD_SECONDS, caller.workspaceId ? caller.userId : null);
         if (!hold.ok) throw hold.error;
         await requestInsert(trx, {
           id: req.requestId,

@@ -203,21 +203,6 @@ export async function carryAdd(db: Executor, accountId: string, micros: number):
   return Math.floor(total / 1_000_000) - Math.floor((total - micros) / 1_000_000);
 }
 
-/** A `tly_` key as the gateway needs it: whose it is, whose pool pays, and its scopes (counts the use). */
-export async function gatewayKeyTouch(db: Executor, keyHash: string) {
-  return db
-    .updateTable('api_keys')
-    .set({ last_used_at: sql`now()`, request_count: sql`api_keys.request_count + 1` })
-    .from('users')
-    .whereRef('users.id', '=', 'api_keys.user_id')
-    .where('api_keys.key_hash', '=', keyHash)
-    .where('api_keys.revoked_at', 'is', null)
-    .where((eb) => eb.or([eb('api_keys.expires_at', 'is', null), eb('api_keys.expires_at', '>', sql<Date>`now()`)]))
-    .where('users.is_active', '=', true)
-    .returning(['api_keys.id', 'api_keys.user_id', 'api_keys.workspace_id', 'api_keys.scopes'])
-    .executeTakeFirst();
-}
-
 /** The models with gateway prices (cost models `llm:<model>`, active). */
 export async function pricedModels(db: Executor): Promise<{ metric: string; created_at: Date }[]> {
   return db.selectFrom('cost_models').select(['metric', 'created_at']).where('metric', 'like', 'llm:%').where('is_active', '=', true).orderBy('metric').execute();

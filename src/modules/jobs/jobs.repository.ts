@@ -8,6 +8,7 @@ export async function jobInsert(
   row: {
     id: string;
     user_id: string;
+    workspace_id: string | null;
     project_id: string | null;
     kind: string;
     model: string | null;

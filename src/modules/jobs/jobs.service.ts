@@ -6,7 +6,8 @@ import type { PageRequest } from '../../core/paging.js';
 import type { Principal } from '../../core/principal.js';
 import { newId } from '../../lib/ids.js';
 import { operation, scopeOf, unwrap } from '../idempotency/idempotency.js';
-import type { Ledger, LedgerOp } from '../credits/credits.port.js';
+import type { Ledger, LedgerOp, Owner } from '../credits/credits.port.js';
+import { memberRole } from '../workspaces/workspaces.repository.js';
 import type { BackgroundJob } from '../queue/queue.js';
 import type { QueueService } from '../queue/queue.service.js';
 import { userFindById } from '../users/users.repository.js';
@@ -62,18 +63,30 @@ export class JobsService {
   /** Holds the cost, then records the job and schedules its timeout — all in the caller's transaction. */
   async create(trx: Executor, input: Static<typeof CreateJobBody>, requestId: string): Promise<JobRow> {
     if (!(await userFindById(trx, input.user_id))) throw errors.notFound('User', input.user_id);
+    let workspaceId = input.workspace_id ?? null;
     if (input.project_id !== undefined) {
       const project = await trx.selectFrom('projects').select(['id', 'user_id', 'workspace_id']).where('id', '=', input.project_id).executeTakeFirst();
       if (!project) throw errors.notFound('Project', input.project_id);
+      // A workspace's project is paid by that workspace's pool (docs/jobs.md); never by another one.
+      if (project.workspace_id !== null) {
+        if (workspaceId !== null && workspaceId !== project.workspace_id) {
+          throw errors.invalidRequest("workspace_id must be the project's workspace", { field: 'workspace_id', project_workspace_id: project.workspace_id });
+        }
+        workspaceId = project.workspace_id;
+      }
     }
+    // A pool's spender: checked here, and again (with the spend cap) by the ledger under the pool's lock.
+    if (workspaceId !== null) await assertMaySpendPool(trx, workspaceId, input.user_id);
+    const payer: Owner = workspaceId === null ? { userId: input.user_id } : { workspaceId };
     const id = newId('job');
     const now = this.now();
     const timeoutSeconds = input.timeout_seconds ?? DEFAULT_TIMEOUT_SECONDS;
     let holdId: string | null = null;
     if (input.cost > 0) {
       const body = { amount: input.cost, job_id: id };
-      const result = await this.settleIn(trx, input.user_id, {
+      const result = await this.settleIn(trx, payer, {
         kind: 'hold',
+        memberId: workspaceId === null ? null : input.user_id,
         requestId,
         idem: scopeOf(JOB_HOLD, { principal: jobPrincipal(id) }, 'hold', { params: { id }, body }),
         amount: input.cost,
@@ -86,6 +99,7 @@ export class JobsService {
     const job = await jobInsert(trx, {
       id,
       user_id: input.user_id,
+      workspace_id: workspaceId,
       project_id: input.project_id ?? null,
       kind: input.kind,
       model: input.model ?? null,
@@ -174,7 +188,7 @@ export class JobsService {
         ? { kind: 'capture' as const, requestId, idem, holdId, amount, metadata: { job_id: job.id } }
         : { kind: 'release' as const, requestId, idem, holdId };
     try {
-      await this.settleIn(trx, job.user_id, op);
+      await this.settleIn(trx, job.workspace_id === null ? { userId: job.user_id } : { workspaceId: job.workspace_id }, op);
     } catch (err) {
       // The hold's own expiry already gave the credits back: a release has nothing left to do.
       if (kind === 'release' && err instanceof DomainError && err.code === 'invalid_state' && (await this.holdStatus(trx, holdId)) === 'expired') return;
@@ -190,8 +204,8 @@ export class JobsService {
   }
 
   /** One ledger operation in the job's transaction; a refusal is raised (the job's change rolls back). */
-  private async settleIn(trx: Executor, userId: string, op: LedgerOp): Promise<unknown> {
-    const [result] = await this.credits.executeIn(trx, { userId }, [op]);
+  private async settleIn(trx: Executor, owner: Owner, op: LedgerOp): Promise<unknown> {
+    const [result] = await this.credits.executeIn(trx, owner, [op]);
     if (!result) throw errors.internal();
     return unwrap(result);
   }
@@ -270,6 +284,16 @@ export class JobsService {
       ...(body.tokens_used !== undefined ? { tokensUsed: body.tokens_used } : {}),
     };
   }
+}
+
+/**
+ * Who may spend a workspace's pool: owners, admins and members. A non-member gets the answer a
+ * workspace that does not exist gets (404), so workspace ids do not leak; a viewer gets 403.
+ */
+async function assertMaySpendPool(trx: Executor, workspaceId: string, userId: string): Promise<void> {
+  const role = await memberRole(trx, workspaceId, userId);
+  if (role === null) throw errors.notFound('Workspace', workspaceId);
+  if (role === 'viewer') throw errors.forbidden('A viewer cannot spend from the workspace pool');
 }
 
 const jobPrincipal = (jobId: string) => `job:${jobId}`;

@@ -56,6 +56,8 @@ export const EVENT_TARGET: Record<JobEvent, JobStatus> = {
 export interface JobRow {
   id: string;
   user_id: string;
+  /** The workspace pool that pays (user_id is then the member who ran the job). */
+  workspace_id: string | null;
   project_id: string | null;
   kind: string;
   model: string | null;
@@ -89,7 +91,8 @@ const Credits = Type.Integer({ minimum: 0, maximum: 1_000_000_000_000 });
 export const Job = Type.Object(
   {
     id: Type.String(),
-    user_id: Type.String(),
+    user_id: Type.String({ description: 'Who ran the job (with workspace_id: the member who spent the pool)' }),
+    workspace_id: Nullable(Type.String({ description: 'The workspace pool that pays for the job; null: the user pays' })),
     project_id: Nullable(Type.String()),
     kind: Type.String(),
     model: Nullable(Type.String()),
@@ -120,6 +123,14 @@ export const Job = Type.Object(
 export const CreateJobBody = Type.Object(
   {
     user_id: Id,
+    workspace_id: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 128,
+        description:
+          "Bill this workspace's pool; user_id is the acting member (owner, admin or member; never a viewer), within their spend cap. A job on a workspace's project bills that workspace's pool by default",
+      }),
+    ),
     kind: Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$' }),
     model: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
     provider: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' })),
@@ -195,6 +206,7 @@ export function jobToApi(r: JobRow) {
   return {
     id: r.id,
     user_id: r.user_id,
+    workspace_id: r.workspace_id ?? null,
     project_id: r.project_id,
     kind: r.kind,
     model: r.model,

@@ -1,5 +1,6 @@
 import type { Executor } from '../../db/database.js';
-import { isSettled, type PaymentAction, type PaymentStatus } from './payments.js';
+import type { EventSink } from '../../core/events.js';
+import { isSettled, type PaymentAction, type PaymentStatus, tellPayment } from './payments.js';
 import type { PaymentsLedger } from './payments.ledger.js';
 import type { ProviderName } from './payments.provider.js';
 import { paymentByAnyId } from './payments.refs.js';
@@ -31,6 +32,7 @@ export class Clawbacks {
     private readonly ledger: PaymentsLedger,
     private readonly subscriptions: Subscriptions,
     private readonly clock: () => Date,
+    private readonly events: EventSink,
   ) {}
 
   async refund(trx: Executor, provider: ProviderName, eventId: string, r: Extract<PaymentAction, { kind: 'refund' }>): Promise<string> {
@@ -49,6 +51,8 @@ export class Clawbacks {
     const target = refundedCredits(Number(row['credits']), refunded, amount);
     const clawed = await this.clawBack(trx, row, target, `refund of ${provider} payment ${r.providerPaymentId}`);
     const ended = full ? await this.endPlan(trx, provider, eventId, row) : null;
+    // A refund that moved the refunded total (a repeated or older total moves nothing: silent).
+    if (refunded > before) await tellPayment(this.events, trx, 'payment.refunded', await mustFind(trx, String(row['id'])));
     return `payment ${String(row['id'])} refunded ${refunded}/${amount}${clawed > 0 ? `; clawed back ${clawed} credits` : ''}${ended ? `; ${ended}` : ''}`;
   }
 
@@ -62,6 +66,7 @@ export class Clawbacks {
     await repo.paymentUpdate(trx, String(row['id']), { status: 'disputed', disputed_at: this.clock() });
     const clawed = await this.clawBack(trx, row, Number(row['credits']), `dispute of ${provider} payment ${d.providerPaymentId}`);
     const ended = await this.endPlan(trx, provider, eventId, row);
+    if (row['status'] !== 'disputed') await tellPayment(this.events, trx, 'payment.disputed', await mustFind(trx, String(row['id'])));
     return `payment ${String(row['id'])} disputed${clawed > 0 ? `; clawed back ${clawed} credits` : ''}${ended ? `; ${ended}` : ''}`;
   }
 
@@ -116,4 +121,10 @@ export class Clawbacks {
     await repo.paymentUpdate(trx, id, { credits_clawed_back: target });
     return amount;
   }
+}
+
+async function mustFind(trx: Executor, id: string): Promise<Row> {
+  const row = await repo.paymentFind(trx, id);
+  if (!row) throw new Error(`payment ${id} vanished inside its own transaction`);
+  return row;
 }

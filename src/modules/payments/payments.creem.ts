@@ -6,6 +6,7 @@ import {
   isoDate,
   num,
   obj,
+  optional,
   required,
   str,
   stringMap,
@@ -108,6 +109,8 @@ function checkoutActions(c: Json): PaymentAction[] {
         // A recurring checkout's first period: billing grants the plan; a package still buys credits.
         providerSubscriptionId: subscriptionId,
         tax: num(order['tax_amount']) ?? 0,
+        // The checkout: one Tally signed must be paid through the checkout Tally created.
+        ...optional('checkoutId', str(c['id'])),
       },
     },
   ];

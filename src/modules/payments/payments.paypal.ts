@@ -6,12 +6,14 @@ import {
   type SubscriptionFacts,
   isoDate,
   obj,
+  optional,
   required,
   str,
   stringMap,
   toMinorUnits,
 } from './payments.js';
 import { type Headers, type PaymentProvider, topLevelId, type Verification, VerificationUnavailable } from './payments.provider.js';
+import { isCompactToken, parseCompactToken } from './checkout/checkout.signing.js';
 import { isReference } from './payments.reference.js';
 import { header } from './payments.signing.js';
 
@@ -175,6 +177,8 @@ export function paypalCustom(v: unknown): Record<string, string> {
   }
   // A bare checkout reference (it fits custom_id's 127 characters; its JSON wrapping may not).
   if (isReference(s)) return { tally_ref: s };
+  // A checkout Tally created and signed (the compact form: checkout id, expiry, MAC).
+  if (isCompactToken(s)) return parseCompactToken(s) ?? { tally_checkout: '', tally_sig: '' };
   return { user_id: s };
 }
 
@@ -246,6 +250,8 @@ function paypalActions(type: string, r: Json): PaymentAction[] {
             receiptUrl: null,
             description: null,
             providerSubscriptionId: null,
+            // The order: a checkout Tally signed must be paid through the order Tally created.
+            ...optional('checkoutId', str(obj(obj(r['supplementary_data'])['related_ids'])['order_id'])),
           },
         },
       ];

@@ -1,9 +1,10 @@
 import type { Db, Executor } from '../../db/database.js';
 import { errors } from '../../core/errors.js';
+import type { EventSink } from '../../core/events.js';
 import { newId } from '../../lib/ids.js';
 import type { Catalogue, Purchase } from './payments.catalogue.js';
 import { refundedCredits } from './payments.clawbacks.js';
-import { isSettled, paymentBody, type PaymentFacts, type PaymentStatus } from './payments.js';
+import { isSettled, paymentBody, type PaymentFacts, type PaymentStatus, tellPayment } from './payments.js';
 import type { PaymentsLedger } from './payments.ledger.js';
 import type { Match, Matcher } from './payments.matching.js';
 import type { ProviderName } from './payments.provider.js';
@@ -11,6 +12,8 @@ import { claimKey } from './payments.refs.js';
 import * as repo from './payments.repository.js';
 import type { Subscriptions } from './payments.subscriptions.js';
 import { must } from '../../lib/must.js';
+import type { CheckoutRow } from './checkout/checkout.repository.js';
+import type { SignedCheckouts } from './checkout/checkout.verify.js';
 
 type Row = Record<string, unknown>;
 
@@ -27,7 +30,9 @@ export class Purchases {
     private readonly catalogue: Catalogue,
     private readonly ledger: PaymentsLedger,
     private readonly subscriptions: Subscriptions,
+    private readonly checkouts: SignedCheckouts,
     private readonly clock: () => Date,
+    private readonly events: EventSink,
   ) {}
 
   /** A provider's word about a payment (in the webhook's transaction). */
@@ -53,7 +58,12 @@ export class Purchases {
     const current = row['status'] as PaymentStatus;
     if (isSettled(current)) return `payment ${id} already ${current}${created ? '' : ' (seen before)'}`;
 
-    const ref = this.matcher.reference(p.metadata);
+    // A checkout Tally signed decides alone: verified, it names the user and what is bought;
+    // refused (changed, replayed, expired, another deployment's), the payment grants nothing.
+    const verdict = await this.checkouts.verify(trx, provider, id, p);
+    if (verdict.kind === 'refused') return this.told(trx, id, p, await this.refuse(trx, id, row, p, payload, verdict.reason));
+    if (verdict.kind === 'ok') return this.told(trx, id, p, await this.applyCheckout(trx, provider, eventId, row, p, payload, verdict.checkout));
+
     const match: Match | null = row['user_id']
       ? { userId: String(row['user_id']), by: (row['matched_by'] ?? 'metadata') as Match['by'] }
       : await this.matcher.match(trx, provider, p);
@@ -76,6 +86,25 @@ export class Purchases {
       await repo.paymentUpdate(trx, id, base);
       return `payment ${id} ${p.status}`;
     }
+    return this.told(trx, id, p, await this.succeeded(trx, provider, eventId, id, p, base, match));
+  }
+
+  /**
+   * A payment that succeeded now (it was not settled before) is told once, with the payment as it
+   * ends here — matched, through a signed checkout, or refused into the unmatched queue.
+   */
+  private async told(trx: Executor, id: string, p: PaymentFacts, outcome: string): Promise<string> {
+    if (p.status !== 'succeeded') return outcome;
+    const final = must(await repo.paymentFind(trx, id), 'a payment claimed above is still there');
+    if (final['status'] === 'succeeded') {
+      await tellPayment(this.events, trx, 'payment.succeeded', final);
+      if (final['match_status'] === 'unmatched') await tellPayment(this.events, trx, 'payment.unmatched', final);
+    }
+    return outcome;
+  }
+
+  private async succeeded(trx: Executor, provider: ProviderName, eventId: string, id: string, p: PaymentFacts, base: Record<string, unknown>, match: Match | null): Promise<string> {
+    const ref = this.matcher.reference(p.metadata);
 
     const priced = await this.catalogue.purchaseOf(trx, provider, p, ref);
     const purchase = priced.purchase;
@@ -107,6 +136,80 @@ export class Purchases {
     const updated = await repo.paymentUpdate(trx, id, { ...base, ...bought, unmatched_reason: match ? null : 'no user matched' });
     if (!match) return `payment ${id} succeeded; no user matched — waiting in the unmatched queue`;
     return this.fulfil(trx, provider, eventId, updated, purchase, p);
+  }
+
+  /**
+   * A payment through a checkout Tally signed and the webhook verified: its user is the signed
+   * one (the checkout links the provider customer to them), it binds the checkout (one payment
+   * per checkout), and once paid it buys exactly what the checkout froze — if what was paid is
+   * the signed price; otherwise it is refused like any other price that does not match.
+   */
+  private async applyCheckout(trx: Executor, provider: ProviderName, eventId: string, row: Row, p: PaymentFacts, payload: unknown, checkout: CheckoutRow): Promise<string> {
+    const id = String(row['id']);
+    if (p.status !== 'failed') await this.checkouts.bind(trx, checkout, id);
+    const userId = checkout.user_id;
+    const customerId = p.providerCustomerId ? await this.matcher.link(trx, provider, p.providerCustomerId, userId, p.email) : null;
+    const refunded = Math.min(Number(row['amount_refunded']), p.amount);
+    const status: PaymentStatus = p.status === 'succeeded' && refunded > 0 && refunded >= p.amount ? 'refunded' : p.status;
+    const base = {
+      status,
+      amount_refunded: refunded,
+      amount: p.amount,
+      currency: p.currency,
+      email: p.email ?? row['email'] ?? null,
+      receipt_url: p.receiptUrl ?? row['receipt_url'] ?? null,
+      raw_payload: JSON.stringify(payload ?? null),
+      user_id: userId,
+      match_status: 'matched',
+      matched_by: 'checkout',
+      customer_id: customerId,
+      unmatched_reason: null,
+    };
+    if (p.status !== 'succeeded') {
+      await repo.paymentUpdate(trx, id, base);
+      return `payment ${id} ${p.status} (checkout ${checkout.id})`;
+    }
+    const purchase = this.checkouts.purchaseOf(checkout);
+    const bought = {
+      credits: purchase.credits,
+      package_id: purchase.packageId,
+      plan_id: purchase.planId,
+      credit_class: purchase.class,
+      credits_expire_days: purchase.expireDays,
+      provider_price_id: p.priceIds[0] ?? null,
+      processed_at: this.clock(),
+    };
+    const wrongPrice = this.checkouts.priceCheck(checkout, p.amount - (p.tax ?? 0), p.currency);
+    if (wrongPrice) return this.refuse(trx, id, row, p, payload, `${wrongPrice} (the checkout names ${userId})`, { ...bought, credits: 0, plan_id: null });
+    const updated = await repo.paymentUpdate(trx, id, { ...base, ...bought });
+    await this.checkouts.complete(trx, checkout);
+    return this.fulfil(trx, provider, eventId, updated, purchase, p);
+  }
+
+  /**
+   * A payment whose signed checkout is refused: recorded with what it says was paid, no user, no
+   * customer link, no grant — it waits in the unmatched queue with the reason, for an operator.
+   */
+  private async refuse(trx: Executor, id: string, row: Row, p: PaymentFacts, payload: unknown, reason: string, bought: Record<string, unknown> = {}): Promise<string> {
+    const refunded = Math.min(Number(row['amount_refunded']), p.amount);
+    const status: PaymentStatus = p.status === 'succeeded' && refunded > 0 && refunded >= p.amount ? 'refunded' : p.status;
+    await repo.paymentUpdate(trx, id, {
+      status,
+      amount_refunded: refunded,
+      amount: p.amount,
+      currency: p.currency,
+      email: p.email ?? row['email'] ?? null,
+      receipt_url: p.receiptUrl ?? row['receipt_url'] ?? null,
+      raw_payload: JSON.stringify(payload ?? null),
+      ...bought,
+      ...(p.status === 'succeeded' && !('processed_at' in bought) ? { processed_at: this.clock() } : {}),
+      user_id: null,
+      match_status: 'unmatched',
+      matched_by: null,
+      customer_id: null,
+      unmatched_reason: reason.slice(0, 500),
+    });
+    return `payment ${id} ${p.status}; ${reason} — waiting in the unmatched queue`;
   }
 
   /**

@@ -2,9 +2,12 @@ import type { Logger } from '../../core/logger.js';
 import type { PaymentsConfig } from '../../config/config.js';
 import type { Database, Executor } from '../../db/database.js';
 import { errors } from '../../core/errors.js';
+import { type EventSink, NO_EVENTS } from '../../core/events.js';
 import { type PageRequest, toPage } from '../../core/paging.js';
 import { newId } from '../../lib/ids.js';
 import type { Ledger } from '../credits/credits.port.js';
+import { CheckoutService } from './checkout/checkout.service.js';
+import { SignedCheckouts } from './checkout/checkout.verify.js';
 import { Catalogue } from './payments.catalogue.js';
 import { Clawbacks } from './payments.clawbacks.js';
 import { customerBody, emailAliasBody, invoiceBody, paymentBody, webhookEventBody } from './payments.js';
@@ -26,8 +29,12 @@ export interface PaymentsDeps {
   config: PaymentsConfig | undefined;
   /** Keys checkout references are signed with (the first) and verified with (all): payments.reference.ts. */
   referenceKeys: readonly Buffer[];
+  /** Keys checkouts are signed with (the first) and verified with (all): checkout/checkout.signing.ts. */
+  checkoutKeys: readonly Buffer[];
   clock: () => Date;
   logger: Logger;
+  /** Where payment events go (payment.succeeded|refunded|disputed|unmatched; docs/webhooks-out.md). */
+  events?: EventSink;
 }
 
 /**
@@ -41,6 +48,8 @@ export class PaymentsService {
   readonly webhooks: Webhooks;
   readonly purchases: Purchases;
   readonly catalogue: Catalogue;
+  /** Checkouts Tally creates and signs (POST /v1/checkout). */
+  readonly checkouts: CheckoutService;
 
   constructor(private readonly deps: PaymentsDeps) {
     const { database, config, clock } = deps;
@@ -48,8 +57,11 @@ export class PaymentsService {
     const matcher = new Matcher(deps.referenceKeys, clock);
     const subscriptions = new Subscriptions(matcher, deps.subscriptions);
     this.catalogue = new Catalogue(config?.creditPrice ?? null);
-    this.purchases = new Purchases(database.db, matcher, this.catalogue, ledger, subscriptions, clock);
-    const clawbacks = new Clawbacks(ledger, subscriptions, clock);
+    const events = deps.events ?? NO_EVENTS;
+    const signed = new SignedCheckouts(deps.checkoutKeys, clock);
+    this.purchases = new Purchases(database.db, matcher, this.catalogue, ledger, subscriptions, signed, clock, events);
+    this.checkouts = new CheckoutService(database.db, deps.checkoutKeys, config?.checkout, clock, deps.logger);
+    const clawbacks = new Clawbacks(ledger, subscriptions, clock, events);
     const verifiers = new ProviderVerifiers(config, clock);
     this.webhooks = new Webhooks(database.db, verifiers, { matcher, purchases: this.purchases, clawbacks, subscriptions }, clock, deps.logger);
   }

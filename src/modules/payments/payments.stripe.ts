@@ -6,6 +6,7 @@ import {
   type SubscriptionFacts,
   num,
   obj,
+  optional,
   required,
   str,
   stringMap,
@@ -197,6 +198,8 @@ function checkoutActions(type: string, session: Json): PaymentAction[] {
     // The session, and the invoice it created (invoice_creation), are names of this payment too.
     refs: ids(str(session['id']), idOf(session['invoice'])),
     tax: num(obj(session['total_details'])['amount_tax']) ?? 0,
+    // The session: a checkout Tally signed must be paid through the session Tally created.
+    ...optional('checkoutId', str(session['id'])),
   };
   return [{ kind: 'payment', payment }];
 }

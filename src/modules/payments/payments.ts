@@ -1,5 +1,7 @@
 import { Type } from 'typebox';
 import { Email, IdParam, isoOrNull, iso, Metadata, NullableTimestamp, Timestamp } from '../../core/schemas.js';
+import type { EventSink } from '../../core/events.js';
+import type { Executor } from '../../db/database.js';
 import type { ProviderSubscriptionSync } from './payments.ports.js';
 import { PROVIDERS, type ProviderName } from './payments.provider.js';
 
@@ -42,6 +44,11 @@ export interface PaymentFacts {
   refs?: string[];
   /** Tax included in `amount` (it buys nothing: prices are compared net of tax). */
   tax?: number;
+  /**
+   * The provider's id of the checkout the payment went through, where the event names it (Stripe's
+   * session, Creem's checkout, PayPal's order): a checkout Tally signed must be the one it created.
+   */
+  checkoutId?: string;
 }
 
 export interface InvoiceFacts {
@@ -113,6 +120,10 @@ export function required<T>(v: T | null | undefined, what: string): T {
   if (v === null || v === undefined) throw new MalformedEvent(`${what} is missing`);
   return v;
 }
+/** `{ [key]: value }` when the value is there, else nothing (for optional fields under exactOptionalPropertyTypes). */
+export const optional = <K extends string, V>(key: K, v: V | null | undefined): { [k in K]?: V } =>
+  (v === null || v === undefined ? {} : { [key]: v }) as { [k in K]?: V };
+
 /** Metadata values as strings (providers send strings; numbers are tolerated). */
 export function stringMap(v: unknown): Record<string, string> {
   const out: Record<string, string> = {};
@@ -138,6 +149,14 @@ export function toMinorUnits(value: unknown, currency: string): number {
   const digits = ZERO_DECIMAL.has(currency) ? 0 : 2;
   const [whole, frac = ''] = s.split('.');
   return Number(whole) * 10 ** digits + Number((frac + '00').slice(0, digits) || '0');
+}
+
+/** 1050 USD → "10.50"; 1000 JPY → "1000" (PayPal's amounts are decimal strings). */
+export function fromMinorUnits(amount: number, currency: string): string {
+  const digits = ZERO_DECIMAL.has(currency) ? 0 : 2;
+  if (digits === 0) return String(amount);
+  const whole = Math.floor(amount / 100);
+  return `${whole}.${String(amount % 100).padStart(2, '0')}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -447,3 +466,11 @@ export const emailAliasBody = (r: Row) => ({
   note: s(r['note']),
   created_at: iso(r['created_at'] as Date),
 });
+
+/**
+ * A payment event (docs/webhooks-out.md): its body is the payment as `GET /v1/payments/:id`
+ * shows it, told in the transaction that changed it.
+ */
+export function tellPayment(events: EventSink, trx: Executor, type: 'payment.succeeded' | 'payment.refunded' | 'payment.disputed' | 'payment.unmatched', row: Row): Promise<void> {
+  return events.emit(trx, { type, data: paymentBody(row), userId: (row['user_id'] as string | null) ?? null });
+}

@@ -1,7 +1,7 @@
-import { sql } from 'kysely';
 import type { PageRequest } from '../../core/paging.js';
 import type { Executor } from '../../db/database.js';
 import { cursorBefore, cursorColumn } from '../../db/paging.js';
+import { type RunStatement, statement } from '../../db/statements.js';
 import type { DeliveryRow, EndpointRow } from './webhooks-out.js';
 
 /** SQL for outgoing webhooks: the service's own tables (RLS on, no end-user grant). */
@@ -31,17 +31,6 @@ export async function endpointUpdate(db: Executor, id: string, patch: EndpointPa
 export async function endpointDelete(db: Executor, id: string): Promise<boolean> {
   const r = await db.deleteFrom('webhook_endpoints').where('id', '=', id).executeTakeFirst();
   return Number(r.numDeletedRows) > 0;
-}
-
-/** Active endpoints that want `type` for an event of this workspace (or of none). */
-export async function endpointsWanting(db: Executor, type: string, workspaceId: string | null) {
-  let q = db
-    .selectFrom('webhook_endpoints')
-    .select(['id'])
-    .where('is_active', '=', true)
-    .where((eb) => eb.or([eb(sql.val(type), '=', eb.fn.any('event_types')), eb(sql.val('*'), '=', eb.fn.any('event_types'))]));
-  q = workspaceId ? q.where((eb) => eb.or([eb('workspace_id', 'is', null), eb('workspace_id', '=', workspaceId)])) : q.where('workspace_id', 'is', null);
-  return q.execute();
 }
 
 export async function messageInsert(db: Executor, row: { id: string; type: string; user_id: string | null; workspace_id: string | null; payload: unknown }): Promise<void> {
@@ -106,4 +95,53 @@ export async function deliverySetStatus(db: Executor, id: string, status: 'pendi
 /** For `tally secrets rotate`: endpoints whose secrets another key sealed. */
 export async function endpointsSealedNotUnder(db: Executor, keyId: string) {
   return db.selectFrom('webhook_endpoints').select(['id', 'secret_enc', 'previous_secret_enc']).where('key_id', '<>', keyId).execute();
+}
+
+const outboxTexts = new Map<string, string>();
+
+/**
+ * The outbox write, one statement for any number of events: each event is matched to the active
+ * endpoints that want it (its type or `*`; endpoints of its workspace or of none), and for each
+ * match a message, a delivery and its queue job are inserted. An event no endpoint wants writes
+ * nothing. Ids of deliveries and jobs derive from (message, endpoint), unique by construction, so
+ * the whole write needs no read first. Answers how many deliveries were made.
+ */
+function outboxText(schema: string): string {
+  let text = outboxTexts.get(schema);
+  if (text) return text;
+  const t = (name: string) => `"${schema}"."${name}"`;
+  text = `with ev as (
+      select * from jsonb_to_recordset($1::jsonb) as x(id text, type text, user_id text, workspace_id text, payload jsonb)
+    ), targets as (
+      select ev.id as message_id, e.id as endpoint_id, 'whdl_' || substr(ev.id, 7) || substr(e.id, 6) as delivery_id
+      from ev join ${t('webhook_endpoints')} e
+        on e.is_active and (ev.type = any(e.event_types) or '*' = any(e.event_types))
+       and (e.workspace_id is null or e.workspace_id = ev.workspace_id)
+    ), messages as (
+      insert into ${t('webhook_messages')} (id, type, user_id, workspace_id, payload)
+      select id, type, user_id, workspace_id, payload from ev where id in (select message_id from targets)
+    ), deliveries as (
+      insert into ${t('webhook_deliveries')} (id, message_id, endpoint_id) select delivery_id, message_id, endpoint_id from targets
+    ), jobs as (
+      insert into ${t('background_jobs')} (id, type, input, run_at, max_attempts, dedupe_key)
+      select 'bgj_' || substr(delivery_id, 6), $2, jsonb_build_object('delivery_id', delivery_id), $3::timestamptz, $4::int,
+        'webhook:' || delivery_id || ':0'
+      from targets
+    )
+    select count(*)::int as deliveries from targets`;
+  outboxTexts.set(schema, text);
+  return text;
+}
+
+export interface OutboxRow {
+  id: string;
+  type: string;
+  user_id: string | null;
+  workspace_id: string | null;
+  payload: unknown;
+}
+
+export async function outboxWrite(run: RunStatement, schema: string, rows: OutboxRow[], job: { type: string; runAt: Date; maxAttempts: number }): Promise<number> {
+  const [res] = await run<{ deliveries: number }>(statement('webhooks_outbox', outboxText(schema), [JSON.stringify(rows), job.type, job.runAt, job.maxAttempts]));
+  return res?.deliveries ?? 0;
 }

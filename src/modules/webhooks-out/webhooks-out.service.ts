@@ -4,6 +4,7 @@ import { errors } from '../../core/errors.js';
 import type { PageRequest } from '../../core/paging.js';
 import { toPage } from '../../core/paging.js';
 import type { Executor } from '../../db/database.js';
+import { kyselyRunner, type RunStatement } from '../../db/statements.js';
 import { newId } from '../../lib/ids.js';
 import type { SecretBox } from '../../lib/secret-box.js';
 import type { QueueService } from '../queue/queue.service.js';
@@ -18,9 +19,9 @@ import {
   endpointInsert,
   endpointList,
   type EndpointPatch,
-  endpointsWanting,
   endpointUpdate,
   messageInsert,
+  outboxWrite,
 } from './webhooks-out.repository.js';
 import { newSigningSecret } from './webhooks-out.signing.js';
 import type { WebhookTransport } from './webhooks-out.transport.js';
@@ -47,6 +48,8 @@ export class WebhooksOutService implements EventSink {
     transport: WebhookTransport,
     private readonly config: WebhooksOutConfig,
     private readonly now: () => Date,
+    /** The database schema Tally's tables live in (the outbox statement names them). */
+    private readonly schema: string,
   ) {
     this.deliverer = new WebhookDeliverer(box, transport, config, now);
     queue.register(DELIVER_JOB, async (job, ctx) => {
@@ -60,9 +63,27 @@ export class WebhooksOutService implements EventSink {
   }
 
   async emit(trx: Executor, event: DomainEvent): Promise<void> {
-    const endpoints = await endpointsWanting(trx, event.type, event.workspaceId ?? null);
-    if (endpoints.length === 0) return;
-    await this.write(trx, event, endpoints.map((e) => e.id));
+    await this.record(kyselyRunner(trx), [event]);
+  }
+
+  /**
+   * Events in the caller's transaction, in one statement (webhooks-out.repository.ts `outboxWrite`):
+   * matched to the endpoints that want them, each with its deliveries and their queue jobs.
+   */
+  async record(run: RunStatement, events: readonly DomainEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const timestamp = this.now();
+    const rows = events.map((event) => {
+      const id = newId('webhookMessage');
+      return {
+        id,
+        type: event.type,
+        user_id: event.userId ?? null,
+        workspace_id: event.workspaceId ?? null,
+        payload: { id, type: event.type, version: PAYLOAD_VERSION, timestamp: timestamp.toISOString(), data: event.data },
+      };
+    });
+    await outboxWrite(run, this.schema, rows, { type: DELIVER_JOB, runAt: timestamp, maxAttempts: this.config.maxAttempts });
   }
 
   private async write(trx: Executor, event: DomainEvent, endpointIds: string[]): Promise<string> {
