@@ -646,12 +646,18 @@ describe('money routes: bad input gets a clear 4xx and moves nothing', () => {
     await expectMoneyRejected(cases, 404, 'not_found');
   });
 
-  it('naming both user_id and workspace_id, or neither, is 400 invalid_request and moves nothing', async () => {
-    const cases = OWNED.flatMap((t) => [
-      mc(t, { workspace_id: workspaceId }, 'both user_id and workspace_id'),
-      mc(t, { user_id: undefined }, 'neither user_id nor workspace_id'),
-    ]);
+  it('naming both user_id and workspace_id (but on a debit or hold), or neither, is 400 invalid_request and moves nothing', async () => {
+    const cases = [
+      ...[M.grant, M.refund, M.adjust].map((t) => mc(t, { workspace_id: workspaceId }, 'both user_id and workspace_id')),
+      ...OWNED.map((t) => mc(t, { user_id: undefined }, 'neither user_id nor workspace_id')),
+    ];
     await expectMoneyRejected(cases, 400, 'invalid_request');
+  });
+
+  it("a debit or hold naming a workspace with a user who is not its member is 404 not_found (as for no such workspace) and moves nothing", async () => {
+    // Both names: the user spends the pool as its member (docs/ledger.md, "Workspace pools").
+    const cases = [M.debit, M.hold].map((t) => mc(t, { workspace_id: workspaceId }, 'a non-member spending the pool'));
+    await expectMoneyRejected(cases, 404, 'not_found');
   });
 
   it('an unknown field is 400 invalid_request (never silently dropped) and moves nothing', async () => {

@@ -3,17 +3,17 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openDatabase } from '../src/db/database.js';
 import { acquireDataDirLock, DataDirLocked, lockFileOf, lockHolder } from '../src/db/data-dir-lock.js';
+import { tallyCommand } from './support/cli.js';
 import { TARGET } from './support/harness.js';
 import { must } from '../src/lib/must.js';
 
-// Each step spawns the real CLI (a fresh Node with tsx): slow on two shared cores.
+// Each step spawns the real, compiled CLI (test/support/cli.ts): a fresh Node per command.
 vi.setConfig({ testTimeout: 240_000 });
 
 const ROOT = join(import.meta.dirname, '..');
-const CLI = "const { main } = await import('./src/cli/main.ts'); await main(['node', 'tally', ...process.argv.slice(1)]);";
 /** What two PGlite instances on one directory printed (issue 17): none of it may ever appear. */
 const CRASH = /Aborted\(\)|RuntimeError|wasm|function\(\w\)\{/;
 
@@ -86,7 +86,7 @@ describe.skipIf(TARGET !== 'pglite')('tally CLI while a server runs (pglite)', (
     LOG_LEVEL: 'warn',
   };
   const tally = (...args: string[]) => {
-    const res = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', CLI, '--', ...args], {
+    const res = spawnSync(process.execPath, [...cli, ...args], {
       env: { ...env, PORT: '0' },
       encoding: 'utf8',
       cwd: ROOT,
@@ -96,11 +96,15 @@ describe.skipIf(TARGET !== 'pglite')('tally CLI while a server runs (pglite)', (
     expect(r.out + r.err, `tally ${args.join(' ')}`).not.toMatch(CRASH);
     return r;
   };
+  let cli: string[] = [];
+  beforeAll(async () => {
+    cli = await tallyCommand();
+  }, 300_000);
   const lockFile = join(dataDir, 'pgdata.lock');
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
   it('routes reconcile, keys create and migrate through the server, refuses the rest in one line, and works directly once it stops', async () => {
-    const server = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', CLI, '--', 'start'], {
+    const server = spawn(process.execPath, [...cli, 'start'], {
       cwd: ROOT,
       env: { ...env, PORT: '0' },
       stdio: ['ignore', 'pipe', 'pipe'],

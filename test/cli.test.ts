@@ -4,19 +4,24 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DEFAULT_BILLING } from '../src/config/config.js';
 import { openDatabase } from '../src/db/database.js';
 import { CatalogService } from '../src/modules/billing/billing.catalog.service.js';
 import { SubscriptionsService } from '../src/modules/billing/billing.subscriptions.service.js';
 import { CreditsService } from '../src/modules/credits/credits.service.js';
+import { tallyCommand } from './support/cli.js';
 import { POSTGRES_URL, TARGET } from './support/harness.js';
 
-// Each step spawns the real CLI (a fresh Node with tsx): slow on two shared cores.
+// Each step spawns the real, compiled CLI (test/support/cli.ts): a fresh Node per command.
 vi.setConfig({ testTimeout: 180_000 });
 
-/** Runs the real `tally` command line (from the TypeScript sources) against this run's database. */
+/** Runs the real `tally` command line (compiled, built first if stale) against this run's database. */
 describe(`tally CLI (${TARGET})`, () => {
+  let cli: string[] = [];
+  beforeAll(async () => {
+    cli = await tallyCommand();
+  }, 300_000);
   const dataDir = mkdtempSync(join(tmpdir(), 'tally-cli-'));
   const schema = `t_cli_${randomBytes(4).toString('hex')}`;
   const env = {
@@ -30,7 +35,7 @@ describe(`tally CLI (${TARGET})`, () => {
   const tallyIn = (overrides: Record<string, string>, ...args: string[]) => {
     const res = spawnSync(
       process.execPath,
-      ['--import', 'tsx', '--input-type=module', '-e', "const { main } = await import('./src/cli/main.ts'); await main(['node', 'tally', ...process.argv.slice(1)]);", '--', ...args],
+      [...cli, ...args],
       { env: { ...env, ...overrides }, encoding: 'utf8', cwd: join(import.meta.dirname, '..'), timeout: 60_000 },
     );
     return { code: res.status, out: res.stdout, err: res.stderr };
@@ -154,7 +159,7 @@ describe(`tally CLI (${TARGET})`, () => {
   it('a production start without secrets fails naming the variables', () => {
     const res = spawnSync(
       process.execPath,
-      ['--import', 'tsx', '--input-type=module', '-e', "const { main } = await import('./src/cli/main.ts'); await main(['node', 'tally', 'migrate']);"],
+      [...cli, 'migrate'],
       { env: { ...env, NODE_ENV: 'production', TALLY_JWT_SECRET: '', TALLY_ENCRYPTION_KEY: '' }, encoding: 'utf8', cwd: join(import.meta.dirname, '..') },
     );
     expect(res.status).toBe(2);

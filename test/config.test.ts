@@ -21,7 +21,7 @@ describe('configuration', () => {
   it('has the documented defaults', () => {
     const { config } = loadConfig({ TALLY_DATA_DIR: tempDir() });
     expect(config.http).toMatchObject({ port: 8787, host: '127.0.0.1' });
-    expect(config.credits).toEqual({ balanceCap: 50_000, signupBonus: 3, maxBatch: 256, maxParallel: 1, maxBacklog: 10_000 });
+    expect(config.credits).toEqual({ balanceCap: 50_000, lowThreshold: 0, signupBonus: 3, maxBatch: 256, maxParallel: 1, maxBacklog: 10_000 });
     expect(config.database.kind).toBe('pglite');
     expect(config.database.schema).toBe('tally');
     expect(config.logLevel).toBe('info');

@@ -119,6 +119,13 @@ describe(`workspace pools (${TARGET})`, () => {
     const wrong = await job(other.ws.id, member, 12, { project_id: project.body.id });
     expect(wrong.status).toBe(400);
     expect(wrong.body.error).toMatchObject({ code: 'invalid_request' });
+    // A user's own project takes only that user's jobs: another user's project is not found, and nothing is held.
+    const own = await member.api.post('/v1/projects', { name: 'Mine' });
+    expect(own.status).toBe(201);
+    const stranger = await job(undefined, other.member, 12, { project_id: own.body.id });
+    expect(stranger.status).toBe(404);
+    expect(stranger.body.error).toMatchObject({ code: 'not_found' });
+    expect((await job(undefined, member, 0, { project_id: own.body.id })).status).toBe(201);
     expect((await post(`/v1/jobs/${j.body.id}/cancel`, {})).status).toBe(200);
     expect(await poolBalance(ws.id)).toMatchObject({ balance: 1000, held: 0 });
     await expectReconciled();
@@ -134,6 +141,19 @@ describe(`workspace pools (${TARGET})`, () => {
     }
     // A free job is refused too: the role decides, not the amount.
     expect((await job(ws.id, viewer, 0)).status).toBe(403);
+    // In a batch, each event gets its own answer: the viewer's is refused, a member's beside it is not.
+    const { member } = await team(0);
+    const batch = await post('/v1/events/batch', {
+      events: [
+        { workspace_id: ws.id, user_id: viewer.user.id, metric: 'pool_tokens', quantity: 2, action_hash: key() },
+        { user_id: member.user.id, metric: 'pool_tokens', quantity: 1, action_hash: key() },
+      ],
+    });
+    expect(batch.status).toBe(200);
+    expect(batch.body.results.map((r: Json) => [r.status, r.error?.code ?? r.event.workspace_id])).toEqual([
+      [403, 'forbidden'],
+      [201, null],
+    ]);
     expect(await poolBalance(ws.id)).toEqual(before);
     expect((await poolEntries(ws.id)).length).toBe(entries);
     expect((await svc.get(`/v1/users/${viewer.user.id}/jobs`)).body.data).toEqual([]);
@@ -159,6 +179,11 @@ describe(`workspace pools (${TARGET})`, () => {
       expect(shape(await call(ws.id), ws.id)).toEqual(shape(await call(missing), missing));
     }
     expect(await poolBalance(ws.id)).toMatchObject({ balance: 1000, held: 0 });
+    // On a pool never used before, a refused spend leaves nothing behind: not even its account.
+    const fresh = await team(0);
+    for (const call of calls) expect((await call(fresh.ws.id)).status).toBe(404);
+    const accounts = await app.database.db.selectFrom('credit_accounts').select('id').where('workspace_id', '=', fresh.ws.id).execute();
+    expect(accounts).toEqual([]);
     await expectReconciled();
   });
 

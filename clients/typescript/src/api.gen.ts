@@ -8095,7 +8095,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Record a usage event: priced, charged once per action_hash */
+        /** Record a usage event: priced, charged once per action_hash (to the user, or with workspace_id to the workspace's pool for that member) */
         post: {
             parameters: {
                 query?: never;
@@ -20496,7 +20496,7 @@ export interface paths {
             };
         };
         put?: never;
-        /** Create a job and hold its cost (402 and no job when it cannot be held) */
+        /** Create a job and hold its cost (402 and no job when it cannot be held); a workspace pool pays with workspace_id or a workspace's project_id (403 for a viewer) */
         post: {
             parameters: {
                 query?: never;

@@ -169,7 +169,7 @@ export function registerBillingRoutes(app: FastifyInstance, deps: RouteDeps, b: 
   // ---- usage ---------------------------------------------------------------------------------
   const usage = ['usage'];
   defineRoute(app, deps, {
-    method: 'POST', url: '/v1/events', summary: 'Record a usage event: priced, charged once per action_hash', tags: usage,
+    method: 'POST', url: '/v1/events', summary: "Record a usage event: priced, charged once per action_hash (to the user, or with workspace_id to the workspace's pool for that member)", tags: usage,
     auth: 'service', idempotency: 'operation', operation: USAGE_OPERATIONS.event, body: EventBody,
     response: { 201: EventResult, 200: EventResult, ...moneyErrs },
     handler: async (ctx, { body }) =>

@@ -156,6 +156,17 @@ export class BatchSql {
       where left(x.account_id, 6) = 'acc_w_'`;
   }
 
+  /**
+   * Removes accounts this transaction opened and wrote nothing to (a batch of refusals on a pool's
+   * first use): still locked by us, so nobody else has seen them.
+   */
+  async dropUnused(run: RunStatement, accountIds: string[]): Promise<void> {
+    if (accountIds.length === 0) return;
+    await run(
+      statement('ledger_drop_unused', `delete from ${this.t('credit_accounts')} where id = any($1::text[]) and last_seq = 0 and held = 0 and balance = 0`, [accountIds]),
+    );
+  }
+
   async lock(run: RunStatement, accountIds: string[]): Promise<AccountState[]> {
     return (await run<Row>(statement('ledger_lock', this.lockText, [accountIds]))).map(accountFromRow);
   }

@@ -124,10 +124,10 @@ export class CreditsService implements Ledger {
   ): Promise<T> {
     const accountIds = [...new Set(payers.map((p) => accountIdOf(p.owner)))].sort();
     let accounts = await this.sql.lock(run, accountIds);
+    const opened: string[] = [];
     if (accounts.length < accountIds.length) {
       // A pool opens on first use, as in every batch (a user's account opens with the user).
       const present = new Set(accounts.map((a) => a.id));
-      const opened = [];
       for (const id of accountIds.filter((a) => a.startsWith('acc_w_') && !present.has(a))) {
         if (await this.sql.openAccount(run, id)) opened.push(id);
       }
@@ -160,6 +160,7 @@ export class CreditsService implements Ledger {
     }
     const result = await work(byAccount, now);
     const outs = sessions.map((s) => s.output([]));
+    await this.sql.dropUnused(run, opened.filter((id) => !outs.some((o) => o.account.id === id && touches(o))));
     await this.sql.write(run, outs, []);
     await this.events.record(run, outs.flatMap((o) => o.events));
     return result;
@@ -267,10 +268,10 @@ export class CreditsService implements Ledger {
     }
 
     let accounts = await this.sql.lock(run, accountIds);
+    const opened: string[] = [];
     if (accounts.length < accountIds.length) {
       // Accounts that do not exist yet open on first use (workspaces), if their owner exists.
       const present = new Set(accounts.map((a) => a.id));
-      const opened = [];
       for (const id of accountIds.filter((a) => !present.has(a))) {
         if (await this.sql.openAccount(run, id)) opened.push(id);
       }
@@ -350,6 +351,8 @@ export class CreditsService implements Ledger {
       if (a.session) outs.push(a.session.output([]));
     }
     // A batch of refusals changed nothing but its keys: nothing else is written.
+    // A pool opened for a batch that only refused (a stranger's spend) is not left behind: a refusal changes nothing.
+    await this.sql.dropUnused(run, opened.filter((id) => !outs.some((o) => o.account.id === id && touches(o))));
     const write = this.sql.prepareWrite(outs, done);
     if (handOff) {
       // The versions moved on with prepareWrite: what we hand on is what this commit leaves. The
@@ -552,6 +555,9 @@ function consumingAccount(session: LedgerSession): ConsumingAccount {
     },
   };
 }
+
+/** Whether a batch's output writes anything for its account. */
+const touches = (o: EngineOutput): boolean => o.entries.length > 0 || o.holds.length > 0 || o.grants.length > 0;
 
 /** The (pool account, member) pairs a batch's operations spend for. */
 function spenderPairs(items: { accountId: string; op: LedgerOp }[]): { accountId: string; memberId: string }[] {

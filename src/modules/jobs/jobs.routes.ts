@@ -35,9 +35,11 @@ export interface CallbackConfig {
 
 export async function registerJobRoutes(app: FastifyInstance, deps: RouteDeps, jobs: JobsService, callback: CallbackConfig): Promise<void> {
   defineRoute(app, deps, {
-    method: 'POST', url: '/v1/jobs', summary: 'Create a job and hold its cost (402 and no job when it cannot be held)', tags,
+    method: 'POST', url: '/v1/jobs',
+    summary: "Create a job and hold its cost (402 and no job when it cannot be held); a workspace pool pays with workspace_id or a workspace's project_id (403 for a viewer)",
+    tags,
     auth: 'service', idempotency: 'required', body: CreateJobBody,
-    response: { 201: Job, 402: ErrorResponse, 404: ErrorResponse, 422: ErrorResponse },
+    response: { 201: Job, 400: ErrorResponse, 402: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 422: ErrorResponse },
     handler: async (ctx, { body }) => created(jobToApi(await jobs.create(ctx.db, body, ctx.requestId))),
   });
 

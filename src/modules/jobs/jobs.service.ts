@@ -66,7 +66,8 @@ export class JobsService {
     let workspaceId = input.workspace_id ?? null;
     if (input.project_id !== undefined) {
       const project = await trx.selectFrom('projects').select(['id', 'user_id', 'workspace_id']).where('id', '=', input.project_id).executeTakeFirst();
-      if (!project) throw errors.notFound('Project', input.project_id);
+      // A user's own project takes only that user's jobs: another user's project answers as missing.
+      if (!project || (project.workspace_id === null && project.user_id !== input.user_id)) throw errors.notFound('Project', input.project_id);
       // A workspace's project is paid by that workspace's pool (docs/jobs.md); never by another one.
       if (project.workspace_id !== null) {
         if (workspaceId !== null && workspaceId !== project.workspace_id) {
