@@ -60,6 +60,8 @@ import { ProjectsService } from './modules/projects/projects.service.js';
 import { ProjectFilesService } from './modules/projects/projects.files.service.js';
 import { registerProjectFileRoutes } from './modules/projects/projects.files.routes.js';
 import { QueueService } from './modules/queue/queue.service.js';
+import { IdeServices } from './modules/ide/ide.service.js';
+import { registerIdeRoutes } from './modules/ide/ide.routes.js';
 import { registerSecretRoutes } from './modules/secrets/secrets.routes.js';
 import { SecretsService } from './modules/secrets/secrets.service.js';
 import { SecretBox } from './lib/secret-box.js';
@@ -134,6 +136,8 @@ export interface Services {
   storageMeter: StorageMeter;
   /** Project files and versions, on the storage driver (seed 002). */
   projectFiles: ProjectFilesService;
+  /** Seed 002's project resources: editor/terminal sessions, code runs and analyses, git, deployments (docs/ide.md). */
+  ide: IdeServices;
   /** Operator views over the whole database (the dashboard's overview and reconcile pages). */
   admin: AdminService;
   /** The typed in-process SDK: same validation, operations and idempotency as the HTTP routes. */
@@ -234,6 +238,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     admin: new AdminService(database, clock),
     storage,
     projectFiles: new ProjectFilesService(projects, storage.driver),
+    ide: new IdeServices(database.db, projects, secrets, clock),
     storageMeter: new StorageMeter(
       database.db,
       {
@@ -304,6 +309,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerAdminRoutes(server, routeDeps, services.admin);
   registerStorageRoutes(server, routeDeps, services.storage, { publicUrl: config.storage?.publicUrl });
   registerProjectFileRoutes(server, routeDeps, services.projectFiles);
+  registerIdeRoutes(server, routeDeps, services.ide);
   // Resumable uploads gather their pieces on local disk (next to the local driver's objects, or in the data directory).
   registerResumableUploads(server, routeDeps, services.storage, {
     directory: config.storage?.driver === 'local' ? join(config.storage.root, '.tus') : join(config.dataDir, 'tus-uploads'),

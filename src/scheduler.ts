@@ -27,6 +27,8 @@ export function startScheduler(
       .then((s) => (s.deleted > 0 || s.failed > 0 || s.released > 0) && logger.info(s, 'storage: outbox swept'))
       .then(() => services.storageMeter.tick())
       .then((m) => m && logger.info(m, 'storage: storage_mb metered for the day'))
+      .then(() => services.ide.sweep())
+      .then((n) => n > 0 && logger.info({ analyses: n }, 'ide: expired code analyses deleted'))
       .then(() => services.gateway.reap())
       .then((n) => n > 0 && logger.warn({ requests: n }, 'gateway: settled requests a dead process left pending'))
       .catch((err: unknown) => logger.error({ err }, 'scheduler sweep failed'))

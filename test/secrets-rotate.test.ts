@@ -22,6 +22,7 @@ describe(`tally secrets rotate re-seals every secret under the current key (${TA
     const env = (await u.api.post(`/v1/projects/${project}/env-vars`, { key: 'A', value: 'value-a' })).body.id;
     const tok = (await u.api.post('/v1/service-tokens', { provider: 'vercel', name: 'n', token: 'token-b' })).body.id;
     const ups = (await client(app.server, app.serviceKey).post('/v1/gateway/upstreams', { type: 'openai', base_url: 'https://api.example.com/v1', credentials: 'sk-upstream-credential' })).body.id;
+    const repo = (await u.api.post(`/v1/projects/${project}/git-repositories`, { provider: 'github', repo_url: 'https://github.com/acme/app', credentials: 'ghp_repository-credential' })).body.id;
     expect((await client(app.server, app.serviceKey).post(`/v1/users/${u.user.id}/identities`, { provider: 'github', provider_user_id: 'g1', access_token: 'gho_x' })).status).toBe(200);
 
     const oldKey = app.config.encryptionKey;
@@ -32,7 +33,7 @@ describe(`tally secrets rotate re-seals every secret under the current key (${TA
 
     const next = new SecretBox(randomBytes(32), [oldKey]);
     const report = await rotateSecrets(app.database.db, next);
-    expect(report).toMatchObject({ env_vars: 1, service_tokens: 1, user_identities: 1, gateway_upstreams: 1 });
+    expect(report).toMatchObject({ env_vars: 1, service_tokens: 1, user_identities: 1, gateway_upstreams: 1, git_repositories: 1 });
     const e = await app.database.db.selectFrom('env_vars').select(['key_id', 'value_enc']).where('id', '=', env).executeTakeFirstOrThrow();
     expect(e.key_id).toBe(next.keyId);
     const onlyNew = new SecretBox((next as unknown as { key: Buffer }).key);
@@ -43,7 +44,9 @@ describe(`tally secrets rotate re-seals every secret under the current key (${TA
     expect(onlyNew.open(idn.access_token_enc as string, `${u.user.id}\ngithub`)).toBe('gho_x');
     const g = await app.database.db.selectFrom('gateway_upstreams').select('credentials_enc').where('id', '=', ups).executeTakeFirstOrThrow();
     expect(onlyNew.open(g.credentials_enc, `gateway_upstreams:${ups}`)).toBe('sk-upstream-credential');
+    const r = await app.database.db.selectFrom('git_repositories').select('credentials_enc').where('id', '=', repo).executeTakeFirstOrThrow();
+    expect(onlyNew.open(r.credentials_enc as string, `git_repository:${repo}`)).toBe('ghp_repository-credential');
     // Running it again has nothing left to do.
-    expect(await rotateSecrets(app.database.db, next)).toEqual({ env_vars: 0, service_tokens: 0, user_identities: 0, idempotency_keys: 0, mail_outbox: 0, webhook_endpoints: 0, gateway_upstreams: 0 });
+    expect(await rotateSecrets(app.database.db, next)).toEqual({ env_vars: 0, service_tokens: 0, user_identities: 0, idempotency_keys: 0, mail_outbox: 0, webhook_endpoints: 0, gateway_upstreams: 0, git_repositories: 0 });
   });
 });

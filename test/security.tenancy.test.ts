@@ -5,7 +5,7 @@
  * Part of the shared security suite: its set-up and the classification of every route are in
  * test/support/security-suite.ts.
  */
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { client } from './support/client.js';
 import { dbFingerprint, errorProblems, fingerprintDiff, rawRequest } from './support/db-fingerprint.js';
 import {
@@ -15,6 +15,24 @@ import {
 } from './support/security-suite.js';
 
 useSecuritySuite();
+
+/** A's IDE resources in A's project (docs/ide.md), made after the suite's own set-up. */
+const IDE_BODIES: Record<string, Record<string, unknown>> = {
+  'editor-sessions': {},
+  'terminal-sessions': { command: 'ls' },
+  'code-executions': { language: 'python', source_code: 'print(1)' },
+  'code-analyses': { file_path: 'a.ts', analysis_type: 'explain', result: {} },
+  'git-repositories': { provider: 'github', repo_url: 'https://github.com/a/app', credentials: 'ghp_a-credential-value' },
+  deployments: { environment: 'production' },
+};
+const aIde: Record<string, string> = {};
+beforeAll(async () => {
+  for (const [kind, body] of Object.entries(IDE_BODIES)) {
+    const res = await client(app.server, A.token).post(`/v1/projects/${aProject}/${kind}`, body);
+    if (res.status !== 201) throw new Error(`${kind}: ${res.status} ${JSON.stringify(res.body)}`);
+    aIde[kind] = res.body.id as string;
+  }
+});
 
 describe("tenancy: a user can never read or change another user's resources", () => {
   /** B's attempts on A's things. Every 'any'/'user' route with a path id must appear here. */
@@ -111,6 +129,14 @@ describe("tenancy: a user can never read or change another user's resources", ()
     { op: 'GET /v1/projects/{id}/files/{file_id}/diff', method: 'GET', url: `/v1/projects/${aProject}/files/${aFile}/diff?from=1&to=1` },
     { op: 'POST /v1/projects/{id}/files/{file_id}/restore', method: 'POST', url: `/v1/projects/${aProject}/files/${aFile}/restore`, body: { version: 1 } },
     { op: 'DELETE /v1/projects/{id}/files/{file_id}', method: 'DELETE', url: `/v1/projects/${aProject}/files/${aFile}` },
+    // IDE resources in A's project.
+    ...Object.entries(IDE_BODIES).flatMap(([kind, body]) => [
+      { op: `POST /v1/projects/{id}/${kind}`, method: 'POST', url: `/v1/projects/${aProject}/${kind}`, body },
+      { op: `GET /v1/projects/{id}/${kind}`, method: 'GET', url: `/v1/projects/${aProject}/${kind}` },
+      { op: `GET /v1/projects/{id}/${kind}/{rid}`, method: 'GET', url: `/v1/projects/${aProject}/${kind}/${aIde[kind]}` },
+      { op: `DELETE /v1/projects/{id}/${kind}/{rid}`, method: 'DELETE', url: `/v1/projects/${aProject}/${kind}/${aIde[kind]}` },
+      ...(kind === 'code-analyses' ? [] : [{ op: `PATCH /v1/projects/{id}/${kind}/{rid}`, method: 'PATCH', url: `/v1/projects/${aProject}/${kind}/${aIde[kind]}`, body: {} }]),
+    ]),
     // Storage: A's folder in a bucket (the path's first segment is A's id).
     { op: 'PUT /v1/storage/objects/{bucket}/{*}', method: 'PUT', url: `/v1/storage/objects/sec-files/${aObject}`, body: { overwrite: true } },
     { op: 'PUT /v1/storage/objects/{bucket}/{*}', method: 'PUT', url: `/v1/storage/objects/sec-files/${A.user.id}/planted.json`, body: { planted: true } },

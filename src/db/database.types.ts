@@ -128,6 +128,42 @@ export interface Checkouts {
   user_id: string;
 }
 
+export interface CodeAnalyses {
+  analysis_type: string;
+  created_at: Generated<Timestamp>;
+  created_by: string | null;
+  expires_at: Timestamp | null;
+  file_path: string;
+  id: string;
+  model: string | null;
+  project_id: string;
+  result: Json;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface CodeExecutions {
+  compile_output: string | null;
+  created_at: Generated<Timestamp>;
+  execution_time_ms: string | null;
+  exit_code: number | null;
+  external_token: string | null;
+  file_version_id: string | null;
+  finished_at: Timestamp | null;
+  id: string;
+  language: string;
+  memory_kb: number | null;
+  project_id: string;
+  source_code: string | null;
+  started_at: Timestamp | null;
+  status: Generated<string>;
+  status_detail: string | null;
+  stderr: string | null;
+  stdin: string | null;
+  stdout: string | null;
+  updated_at: Generated<Timestamp>;
+  user_id: string | null;
+}
+
 export interface Commits {
   author_email: string | null;
   author_name: string | null;
@@ -275,6 +311,38 @@ export interface DailyQuotaUsage {
   window_start: Timestamp;
 }
 
+export interface Deployments {
+  branch: string | null;
+  build_time_ms: number | null;
+  commit_sha: string | null;
+  created_at: Generated<Timestamp>;
+  deploy_url: string | null;
+  deployed_at: Timestamp | null;
+  deployed_by: string | null;
+  environment: string;
+  finished_at: Timestamp | null;
+  id: string;
+  logs: string | null;
+  logs_url: string | null;
+  project_id: string;
+  status: Generated<string>;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface EditorSessions {
+  active_file_id: string | null;
+  closed_at: Timestamp | null;
+  created_at: Generated<Timestamp>;
+  id: string;
+  last_active_at: Generated<Timestamp>;
+  layout_state: Generated<Json>;
+  open_files: Generated<Json>;
+  project_id: string;
+  status: Generated<string>;
+  updated_at: Generated<Timestamp>;
+  user_id: string;
+}
+
 export interface EmailVerificationTokens {
   created_at: Generated<Timestamp>;
   email: string;
@@ -366,6 +434,23 @@ export interface GatewayUpstreams {
   type: string;
   updated_at: Generated<Timestamp>;
   weight: Generated<number>;
+}
+
+export interface GitRepositories {
+  created_at: Generated<Timestamp>;
+  created_by: string | null;
+  credentials_enc: string | null;
+  credentials_hint: string | null;
+  default_branch: Generated<string>;
+  id: string;
+  key_id: string | null;
+  last_sync_at: Timestamp | null;
+  project_id: string;
+  provider: string;
+  repo_full_name: string | null;
+  repo_url: string;
+  sync_status: string | null;
+  updated_at: Generated<Timestamp>;
 }
 
 export interface IdempotencyKeys {
@@ -812,6 +897,23 @@ export interface TallyMigrations {
   version: number;
 }
 
+export interface TerminalSessions {
+  command: string | null;
+  created_at: Generated<Timestamp>;
+  duration_ms: number | null;
+  ended_at: Timestamp | null;
+  exit_code: number | null;
+  id: string;
+  output: string | null;
+  project_id: string;
+  shell: string | null;
+  started_at: Generated<Timestamp>;
+  status: Generated<string>;
+  updated_at: Generated<Timestamp>;
+  user_id: string;
+  working_directory: string | null;
+}
+
 export interface ToolUsages {
   created_at: Generated<Timestamp>;
   duration_ms: number | null;
@@ -1070,6 +1172,8 @@ export interface DB {
   background_jobs: BackgroundJobs;
   budget_guards: BudgetGuards;
   checkouts: Checkouts;
+  code_analyses: CodeAnalyses;
+  code_executions: CodeExecutions;
   commits: Commits;
   conversations: Conversations;
   cost_models: CostModels;
@@ -1080,11 +1184,14 @@ export interface DB {
   credit_ledger: CreditLedger;
   credit_packages: CreditPackages;
   daily_quota_usage: DailyQuotaUsage;
+  deployments: Deployments;
+  editor_sessions: EditorSessions;
   email_verification_tokens: EmailVerificationTokens;
   env_vars: EnvVars;
   gateway_carries: GatewayCarries;
   gateway_requests: GatewayRequests;
   gateway_upstreams: GatewayUpstreams;
+  git_repositories: GitRepositories;
   idempotency_keys: IdempotencyKeys;
   invoices: Invoices;
   jobs: Jobs;
@@ -1113,6 +1220,7 @@ export interface DB {
   storage_usage: StorageUsage;
   subscriptions: Subscriptions;
   tally_migrations: TallyMigrations;
+  terminal_sessions: TerminalSessions;
   tool_usages: ToolUsages;
   usage_counters: UsageCounters;
   usage_events: UsageEvents;

@@ -58,6 +58,13 @@ export const ID_PREFIXES = {
   projectFileVersion: 'pfv',
   // LLM gateway (issue 14)
   upstream: 'ups',
+  // IDE project resources (issue 19; docs/ide.md)
+  editorSession: 'eds',
+  terminalSession: 'trm',
+  codeExecution: 'exe',
+  codeAnalysis: 'cna',
+  gitRepository: 'grp',
+  deployment: 'dep',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

@@ -833,6 +833,40 @@ Object.assign(ROUTES, {
   },
 } satisfies Record<string, RouteSpec>);
 
+// IDE project resources (seed 002; docs/ide.md): follow the project's roles (projects:read / projects:write).
+// Each sample uses a fresh project: repositories are one per project, deployments one in flight per
+// environment, editor sessions one open per user.
+const IDE_SAMPLES: Record<string, { body: Record<string, unknown>; patch?: Record<string, unknown> }> = {
+  'editor-sessions': { body: { open_files: [] }, patch: { layout_state: { split: true } } },
+  'terminal-sessions': { body: { command: 'ls' }, patch: { status: 'exited', exit_code: 0 } },
+  'code-executions': { body: { language: 'python', source_code: 'print(1)' }, patch: { status: 'running' } },
+  'code-analyses': { body: { file_path: 'a.ts', analysis_type: 'explain', result: {} } },
+  'git-repositories': { body: { provider: 'github', repo_url: 'https://github.com/acme/app', credentials: 'ghp_sample-credential' }, patch: { sync_status: 'idle' } },
+  deployments: { body: { environment: 'staging' }, patch: { status: 'canceled' } },
+};
+async function freshIde(o: Owner, kind: string): Promise<{ project: string; id: string }> {
+  const project = await asOwner(o, 'POST', '/v1/projects', { name: `ide ${uniq()}` });
+  return { project, id: await asOwner(o, 'POST', `/v1/projects/${project}/${kind}`, IDE_SAMPLES[kind]?.body) };
+}
+for (const [kind, sample] of Object.entries(IDE_SAMPLES)) {
+  const read = { auth: 'any' as const, scope: 'projects:read' as const };
+  const write = { auth: 'any' as const, scope: 'projects:write' as const };
+  ROUTES[`POST /v1/projects/{id}/${kind}`] = {
+    ...write,
+    sample: async (o) => ({ url: `/v1/projects/${await asOwner(o, 'POST', '/v1/projects', { name: `ide ${uniq()}` })}/${kind}`, body: sample.body, status: 201 }),
+  };
+  ROUTES[`GET /v1/projects/{id}/${kind}`] = { ...read, sample: async (o) => ({ url: `/v1/projects/${(await freshIde(o, kind)).project}/${kind}`, status: 200 }) };
+  ROUTES[`GET /v1/projects/{id}/${kind}/{rid}`] = { ...read, sample: async (o) => { const r = await freshIde(o, kind); return { url: `/v1/projects/${r.project}/${kind}/${r.id}`, status: 200 }; } };
+  ROUTES[`DELETE /v1/projects/{id}/${kind}/{rid}`] = {
+    ...write,
+    sample: async (o) => { const r = await freshIde(o, kind); if (kind === 'deployments') await client(app.server, o.token).patch(`/v1/projects/${r.project}/${kind}/${r.id}`, { status: 'canceled' }); return { url: `/v1/projects/${r.project}/${kind}/${r.id}`, status: 200 }; },
+  };
+  if (sample.patch) {
+    const patch = sample.patch;
+    ROUTES[`PATCH /v1/projects/{id}/${kind}/{rid}`] = { ...write, sample: async (o) => { const r = await freshIde(o, kind); return { url: `/v1/projects/${r.project}/${kind}/${r.id}`, body: patch, status: 200 }; } };
+  }
+}
+
 /** Public whatever the OpenAPI document says: a route missing from here must demand credentials. */
 // The job callback carries no bearer token: its HMAC signature is its credential (test/jobs.test.ts).
 // A verification token is its own credential too (test/email-verification.test.ts).

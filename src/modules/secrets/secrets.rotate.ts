@@ -6,6 +6,8 @@ import { mailSealedNotUnder } from '../mail/mail.repository.js';
 import { endpointAad } from '../webhooks-out/webhooks-out.js';
 import { endpointsSealedNotUnder } from '../webhooks-out/webhooks-out.repository.js';
 import { credentialsAad } from '../gateway/gateway.js';
+import { gitCredentialsAad } from '../ide/ide.git-repositories.js';
+import { gitCredentialsSealedNotUnder } from '../ide/ide.repository.js';
 
 export interface RotateReport {
   env_vars: number;
@@ -15,6 +17,7 @@ export interface RotateReport {
   mail_outbox: number;
   webhook_endpoints: number;
   gateway_upstreams: number;
+  git_repositories: number;
 }
 
 /**
@@ -25,7 +28,7 @@ export interface RotateReport {
  */
 export async function rotateSecrets(db: Db, box: SecretBox): Promise<RotateReport> {
   return db.transaction().execute(async (trx) => {
-    const report: RotateReport = { env_vars: 0, service_tokens: 0, user_identities: 0, idempotency_keys: 0, mail_outbox: 0, webhook_endpoints: 0, gateway_upstreams: 0 };
+    const report: RotateReport = { env_vars: 0, service_tokens: 0, user_identities: 0, idempotency_keys: 0, mail_outbox: 0, webhook_endpoints: 0, gateway_upstreams: 0, git_repositories: 0 };
     for (const row of await trx.selectFrom('env_vars').select(['id', 'value_enc']).where('key_id', '<>', box.keyId).execute()) {
       const sealed = box.reseal(row.value_enc, envVarAad(row.id));
       if (sealed) await trx.updateTable('env_vars').set({ value_enc: sealed, key_id: box.keyId }).where('id', '=', row.id).execute();
@@ -92,6 +95,12 @@ export async function rotateSecrets(db: Db, box: SecretBox): Promise<RotateRepor
       const sealed = box.reseal(row.credentials_enc, credentialsAad(row.id));
       if (sealed) await trx.updateTable('gateway_upstreams').set({ credentials_enc: sealed, key_id: box.keyId }).where('id', '=', row.id).execute();
       report.gateway_upstreams++;
+    }
+    // Project git repositories' credentials (docs/ide.md), bound to their row.
+    for (const row of await gitCredentialsSealedNotUnder(trx, box.keyId)) {
+      const sealed = row.credentials_enc ? box.reseal(row.credentials_enc, gitCredentialsAad(row.id)) : null;
+      if (sealed) await trx.updateTable('git_repositories').set({ credentials_enc: sealed, key_id: box.keyId }).where('id', '=', row.id).execute();
+      report.git_repositories++;
     }
     return report;
   });
