@@ -31,7 +31,13 @@ beforeAll(async () => {
   send = await webhookSenders(() => app);
   fake = await fakeCheckoutProviders();
   app = await createTestApp(
-    { payments: { ...send.config, checkout: fake.config }, credits: { balanceCap: null, signupBonus: 3 }, encryptionKey },
+    {
+      payments: { ...send.config, checkout: fake.config },
+      credits: { balanceCap: null, signupBonus: 3 },
+      encryptionKey,
+      // Only the checkout limit (per signed-in user); the others are rate-limits.test.ts's.
+      rateLimits: { loginPerIp: null, loginPerEmail: null, signupPerIp: null, signupPerEmail: null, failuresPerIp: null, checkoutPerUser: { max: 5, windowSeconds: 3600 }, entries: 1000 },
+    },
     { clock: () => new Date(now) },
   );
 });
@@ -48,6 +54,8 @@ const paymentOf = async (provider: Provider, providerPaymentId: string) => {
   const list = await svc().get(`/v1/payments?provider=${provider}&limit=200`);
   return must((list.body.data as Array<Record<string, Json>>).find((p) => p.provider_payment_id === providerPaymentId), `payment ${providerPaymentId}`);
 };
+/** The provider customers linked to a user (their provider ids). */
+const customersOf = async (userId: string) => ((await svc().get(`/v1/users/${userId}/customers`)).body.data as Array<Record<string, Json>>).map((c) => String(c.provider_customer_id));
 const expectReconciled = async () => expect((await reconcile(app.database)).drift).toEqual([]);
 
 /** A package sold through `provider`, known to the fake provider by its price id. */
@@ -79,6 +87,11 @@ interface Pay {
   paymentId?: string;
   eventId?: string;
   priceId?: string;
+  /** The payer at the provider (Lemon Squeezy, Creem): its customer id and the e-mail typed there. */
+  customerId?: string;
+  email?: string;
+  /** Lemon Squeezy's order status (default paid). */
+  lsStatus?: 'paid' | 'failed' | 'pending';
 }
 
 /** The provider's webhook for a paid checkout, signed as the provider signs it; the provider payment id. */
@@ -96,7 +109,7 @@ async function pay(provider: Provider, p: Pay): Promise<{ status: number; body: 
     const order = p.paymentId ?? num();
     const res = await send.lemonsqueezy({
       meta: { event_name: 'order_created', custom_data: p.metadata, test_mode: true },
-      data: { type: 'orders', id: order, attributes: { store_id: 1, customer_id: Number(num()), user_email: `${rid('b')}@example.com`, currency: 'USD', subtotal: p.amount, tax: 0, total: p.amount, status: 'paid', first_order_item: { variant_id: Number(p.priceId ?? num()), product_id: 5, quantity: 1 }, created_at: '2026-01-01T00:00:00.000000Z', updated_at: `2026-01-01T00:00:0${eventId.length % 10}.000000Z` } },
+      data: { type: 'orders', id: order, attributes: { store_id: 1, customer_id: Number(p.customerId ?? num()), user_email: p.email ?? `${rid('b')}@example.com`, currency: 'USD', subtotal: p.amount, tax: 0, total: p.amount, status: p.lsStatus ?? 'paid', first_order_item: { variant_id: Number(p.priceId ?? num()), product_id: 5, quantity: 1 }, created_at: '2026-01-01T00:00:00.000000Z', updated_at: `2026-01-01T00:00:0${eventId.length % 10}.000000Z` } },
     });
     return { ...res, paymentId: `order_${order}` };
   }
@@ -104,7 +117,7 @@ async function pay(provider: Provider, p: Pay): Promise<{ status: number; body: 
     const order = p.paymentId ?? rid('ord');
     const res = await send.creem({
       id: eventId, eventType: 'checkout.completed', created_at: Date.now(),
-      object: { id: p.checkoutId, order: { id: order, amount: p.amount, currency: 'USD', status: 'paid' }, product: { id: p.priceId ?? rid('prod') }, customer: { id: rid('cust'), email: `${rid('b')}@example.com` }, status: 'completed', metadata: p.metadata },
+      object: { id: p.checkoutId, order: { id: order, amount: p.amount, currency: 'USD', status: 'paid' }, product: { id: p.priceId ?? rid('prod') }, customer: { id: p.customerId ?? rid('cust'), email: p.email ?? `${rid('b')}@example.com` }, status: 'completed', metadata: p.metadata },
     });
     return { ...res, paymentId: order };
   }
@@ -147,7 +160,11 @@ describe('a checkout for each provider creates the session with signed metadata,
         expect(rec.body).toMatchObject({ mode: 'payment', 'line_items[0][price]': pkg.priceId, 'line_items[0][quantity]': '1', 'payment_intent_data[metadata][tally_checkout]': c.id });
         expect(rec.headers['idempotency-key']).toBe(c.id);
       }
-      if (provider === 'lemonsqueezy') expect((rec.body as Json).data.attributes.custom_price).toBe(pkg.price);
+      if (provider === 'lemonsqueezy') {
+        expect((rec.body as Json).data.attributes.custom_price).toBe(pkg.price);
+        // No discount code field: a discounted order would be below the signed price.
+        expect((rec.body as Json).data.attributes.checkout_options).toMatchObject({ discount: false });
+      }
 
       const before = await balanceOf(user.id);
       const eventId = rid('evt');
@@ -327,6 +344,138 @@ describe('price, quantity and identity come only from what Tally signed', () => 
     expect(res.status).toBe(200);
     expect(await balanceOf(user.id)).toBe(before + pkg.credits);
     expect(await paymentOf('stripe', res.paymentId)).toMatchObject({ match_status: 'matched', user_id: user.id, package_id: pkg.id });
+  });
+});
+
+describe('attacker review of signed checkouts (F1, F2, F6)', () => {
+  for (const provider of ['lemonsqueezy', 'creem'] as const) {
+    it(`${provider}: a payer typing the victim's e-mail in the attacker's own checkout links no customer — underpaid, failed or paid — so the victim's later payments stay the victim's`, async () => {
+      const victim = await makeUser(app, { is_email_verified: true });
+      const attacker = await makeUser(app, { is_email_verified: true });
+      const customerId = provider === 'lemonsqueezy' ? num() : rid('cust');
+      const { rec, metadata, pkg } = await checkout(provider, attacker.id);
+      const base = { metadata, checkoutId: rec.id, priceId: pkg.priceId, customerId, email: victim.email };
+      // 1 cent with the attacker's signed data: refused on price, and links nobody.
+      const cent = await pay(provider, { ...base, amount: 1 });
+      expect(cent.status).toBe(200);
+      expect(await paymentOf(provider, cent.paymentId)).toMatchObject({ user_id: null, match_status: 'unmatched' });
+      expect(await customersOf(attacker.id)).toEqual([]);
+      if (provider === 'lemonsqueezy') {
+        const failed = await pay(provider, { ...base, amount: pkg.price, lsStatus: 'failed' });
+        expect(await paymentOf(provider, failed.paymentId)).toMatchObject({ status: 'failed' });
+        expect(await customersOf(attacker.id)).toEqual([]);
+      }
+      // Paid in full: the attacker gets what he paid for, but the payer's e-mail is not his
+      // verified address, so the customer (keyed on the victim's e-mail) is not linked to him.
+      const before = await balanceOf(attacker.id);
+      const paid = await pay(provider, { ...base, amount: pkg.price });
+      expect(await balanceOf(attacker.id)).toBe(before + pkg.credits);
+      // (The customer id stays on the payment only.)
+      expect(await paymentOf(provider, paid.paymentId)).toMatchObject({ user_id: attacker.id, provider_customer_id: customerId });
+      expect(await customersOf(attacker.id)).toEqual([]);
+      // The victim's own plain payment later, as that customer: the victim's, by verified e-mail.
+      const plainPkg = await packageFor(provider);
+      const victimBefore = await balanceOf(victim.id);
+      const plain = await pay(provider, { amount: plainPkg.price, metadata: {}, checkoutId: rid('ch'), priceId: plainPkg.priceId, customerId, email: victim.email });
+      expect(plain.status).toBe(200);
+      expect(await paymentOf(provider, plain.paymentId)).toMatchObject({ user_id: victim.id, match_status: 'matched' });
+      expect(await balanceOf(victim.id)).toBe(victimBefore + plainPkg.credits);
+      // A buyer paying with his own verified address is linked as before.
+      const own = await checkout(provider, attacker.id);
+      const ownCustomer = provider === 'lemonsqueezy' ? num() : rid('cust');
+      const ownPaid = await pay(provider, { amount: own.pkg.price, metadata: own.metadata, checkoutId: own.rec.id, priceId: own.pkg.priceId, customerId: ownCustomer, email: attacker.email.toUpperCase() });
+      expect(ownPaid.status).toBe(200);
+      expect(await customersOf(attacker.id)).toEqual([ownCustomer]);
+      await expectReconciled();
+    });
+  }
+
+  it("lemonsqueezy: a signed checkout reference (the older path) follows the same rule: the victim's e-mail links no customer to the reference's user", async () => {
+    const victim = await makeUser(app, { is_email_verified: true });
+    const attacker = await makeUser(app, { is_email_verified: true });
+    const pkg = await packageFor('lemonsqueezy');
+    const ref = await svc().post('/v1/checkout-references', { user_id: attacker.id, package_id: pkg.id });
+    expect(ref.status).toBe(201);
+    const customerId = num();
+    const paid = await pay('lemonsqueezy', { amount: pkg.price, metadata: { tally_ref: ref.body.reference as string }, checkoutId: rid('ch'), priceId: pkg.priceId, customerId, email: victim.email });
+    expect(paid.status).toBe(200);
+    expect(await paymentOf('lemonsqueezy', paid.paymentId)).toMatchObject({ user_id: attacker.id, match_status: 'matched' });
+    expect(await customersOf(attacker.id)).toEqual([]);
+    const plain = await pay('lemonsqueezy', { amount: pkg.price, metadata: {}, checkoutId: rid('ch'), priceId: pkg.priceId, customerId, email: victim.email });
+    expect(await paymentOf('lemonsqueezy', plain.paymentId)).toMatchObject({ user_id: victim.id, match_status: 'matched' });
+    // Underpaid with the reference: no grant, no link either.
+    const cheap = await pay('lemonsqueezy', { amount: 1, metadata: { tally_ref: ref.body.reference as string }, checkoutId: rid('ch'), priceId: pkg.priceId, customerId: num(), email: attacker.email });
+    expect(await paymentOf('lemonsqueezy', cheap.paymentId)).toMatchObject({ match_status: 'unmatched' });
+    expect(await customersOf(attacker.id)).toEqual([]);
+  });
+
+  // (Not Stripe: Tally's Stripe session fixes the price, and a session is paid once — its id names
+  // the first payment.)
+  for (const provider of ['lemonsqueezy', 'creem', 'paypal'] as const) {
+    it(`${provider}: an underpaid (or failed) payment does not use up the checkout: the buyer's genuine payment still buys it, once`, async () => {
+      const user = await makeUser(app);
+      const { rec, metadata, pkg, checkout: c } = await checkout(provider, user.id);
+      const before = await balanceOf(user.id);
+      const cent = await pay(provider, { amount: 1, metadata, checkoutId: rec.id, priceId: pkg.priceId });
+      expect(cent.status).toBe(200);
+      expect((await paymentOf(provider, cent.paymentId)).unmatched_reason).toContain('was signed at');
+      expect((await svc().get(`/v1/checkouts/${c.id}`)).body).toMatchObject({ status: 'open', payment_id: null });
+      if (provider === 'lemonsqueezy') {
+        // Pending at the right price binds it; failing then gives it up again.
+        const order = num();
+        await pay(provider, { amount: pkg.price, metadata, checkoutId: rec.id, priceId: pkg.priceId, paymentId: order, lsStatus: 'pending' });
+        expect((await svc().get(`/v1/checkouts/${c.id}`)).body.payment_id).not.toBeNull();
+        await pay(provider, { amount: pkg.price, metadata, checkoutId: rec.id, priceId: pkg.priceId, paymentId: order, lsStatus: 'failed', eventId: 'e1' });
+        expect((await svc().get(`/v1/checkouts/${c.id}`)).body.payment_id).toBeNull();
+      }
+      const genuine = await pay(provider, { amount: pkg.price, metadata, checkoutId: rec.id, priceId: pkg.priceId });
+      expect(genuine.status).toBe(200);
+      expect(await balanceOf(user.id)).toBe(before + pkg.credits);
+      const payment = await paymentOf(provider, genuine.paymentId);
+      expect((await svc().get(`/v1/checkouts/${c.id}`)).body).toMatchObject({ status: 'completed', payment_id: payment.id });
+      // And it is still one payment per checkout.
+      const again = await pay(provider, { amount: pkg.price, metadata, checkoutId: rec.id, priceId: pkg.priceId });
+      expect((await paymentOf(provider, again.paymentId)).unmatched_reason).toContain('was already used by payment');
+      expect(await balanceOf(user.id)).toBe(before + pkg.credits);
+      await expectReconciled();
+    });
+  }
+
+  it('a payment naming a provider checkout, for a checkout Tally recorded none for (the provider call failed or is still running), is refused', async () => {
+    const user = await makeUser(app);
+    const pkg = await packageFor('creem');
+    fake.creemProducts.delete(pkg.priceId);
+    const refused = await svc().post('/v1/checkout', { user_id: user.id, package_id: pkg.id, success_url: 'https://app.example.com/ok' });
+    expect(refused.status).toBe(409);
+    const row = (await svc().get(`/v1/checkouts/${refused.body.error.details.checkout_id}`)).body;
+    expect(row).toMatchObject({ status: 'failed', provider_checkout_id: null });
+    // The signed data as Tally would have sent it (the provider may have made the session before failing).
+    const metadata = signedMetadata(checkoutKey(encryptionKey), { checkoutId: row.id, userId: user.id, item: `package:${pkg.id}`, amount: pkg.price, currency: 'usd', expiresAt: new Date(String(row.expires_at)) });
+    const before = await balanceOf(user.id);
+    const res = await pay('creem', { amount: pkg.price, metadata, checkoutId: rid('ch'), priceId: pkg.priceId });
+    expect(res.status).toBe(200);
+    expect(await balanceOf(user.id)).toBe(before);
+    expect((await paymentOf('creem', res.paymentId)).unmatched_reason).toContain(`Tally recorded no creem checkout for checkout ${row.id}`);
+  });
+
+  it('a signed-in user may create (and capture) only so many checkouts an hour: then 429 rate_limited, before the provider is asked; the service and other users are not limited', async () => {
+    const me = await signUp(app);
+    const other = await signUp(app);
+    const pkg = await packageFor('stripe');
+    const body = { package_id: pkg.id, success_url: 'https://app.example.com/ok' };
+    for (let i = 0; i < 4; i++) expect((await me.api.post('/v1/checkout', body)).status).toBe(201);
+    const last = await me.api.post('/v1/checkout', body);
+    expect(last.status).toBe(201);
+    // Captures count against the same budget.
+    const count = fake.requests.length;
+    const limited = await me.api.post(`/v1/checkouts/${last.body.id}/capture`);
+    expect(limited.status).toBe(429);
+    expect(limited.body.error.code).toBe('rate_limited');
+    expect(limited.body.error.details.retry_after_seconds).toBeGreaterThan(0);
+    expect((await me.api.post('/v1/checkout', body)).status).toBe(429);
+    expect(fake.requests.length).toBe(count);
+    expect((await other.api.post('/v1/checkout', body)).status).toBe(201);
+    expect((await svc().post('/v1/checkout', { ...body, user_id: me.user.id })).status).toBe(201);
   });
 });
 

@@ -227,7 +227,8 @@ describe('what a payment buys comes from server-side configuration only (item 5)
   });
 
   it('an unsigned metadata user_id still matches its payment but never links a provider customer: a stranger cannot pre-link someone else’s customer', async () => {
-    const victim = await makeUser(app);
+    // (Verified: on Lemon Squeezy a signed reference links only the user's own verified address.)
+    const victim = await makeUser(app, { is_email_verified: true });
     const attacker = await makeUser(app);
     const variant = num();
     await pkg({ provider: 'lemonsqueezy', provider_price_id: variant, credits: 50, price_amount: 500, currency: 'usd' });

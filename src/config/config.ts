@@ -150,6 +150,8 @@ const envSchema = z.object({
   TALLY_RATE_LIMIT_SIGNUP_PER_EMAIL: rateFromEnv('5/3600'),
   TALLY_RATE_LIMIT_RESET_PER_IP: rateFromEnv('10/3600'),
   TALLY_RATE_LIMIT_RESET_PER_EMAIL: rateFromEnv('3/3600'),
+  /** Checkouts and captures a signed-in user asks for (each calls the provider's API); the service key is not limited. */
+  TALLY_RATE_LIMIT_CHECKOUT_PER_USER: rateFromEnv('30/3600'),
   /** Outgoing mail (docs/auth.md, "Mail"): smtp(s)://user:pass@host:port; unset = mail goes to the log. */
   SMTP_URL: optionalString.refine((v) => v === undefined || /^smtps?:\/\//.test(v), 'must be an smtp:// or smtps:// URL'),
   MAIL_FROM: z.string().min(3).default('Tally <no-reply@localhost>'),
@@ -305,6 +307,8 @@ export interface RateLimitsConfig {
   /** Password reset requests (each may send a mail); absent = none. */
   readonly resetPerIp?: RateLimit | null;
   readonly resetPerEmail?: RateLimit | null;
+  /** POST /v1/checkout and /v1/checkouts/:id/capture per signed-in user (each calls a provider); absent = none. */
+  readonly checkoutPerUser?: RateLimit | null;
   /** Unauthenticated failures per IP (counted apart for bearer tokens, each webhook provider, job callbacks). */
   readonly failuresPerIp: RateLimit | null;
   /** Keys each limiter remembers. */

@@ -106,6 +106,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
       signupPerEmail: raw.TALLY_RATE_LIMIT_SIGNUP_PER_EMAIL,
       resetPerIp: raw.TALLY_RATE_LIMIT_RESET_PER_IP,
       resetPerEmail: raw.TALLY_RATE_LIMIT_RESET_PER_EMAIL,
+      checkoutPerUser: raw.TALLY_RATE_LIMIT_CHECKOUT_PER_USER,
       failuresPerIp: raw.TALLY_RATE_LIMIT_FAILURES_PER_IP,
       entries: Math.max(100, raw.TALLY_RATE_LIMIT_ENTRIES),
     },

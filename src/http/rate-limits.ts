@@ -2,6 +2,7 @@ import rateLimit, { type CreateRateLimitOptions, normalizeIP } from '@fastify/ra
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RateLimit, RateLimitsConfig } from '../config/config.js';
 import { errors } from '../core/errors.js';
+import { principalOf } from './route.js';
 
 /**
  * Throttles for strangers (docs/architecture.md, "Rate limits"), on @fastify/rate-limit's counters
@@ -12,6 +13,9 @@ import { errors } from '../core/errors.js';
  *   webhook and callback signatures), so a provider's genuine deliveries or a caller's valid
  *   credentials never use up a budget; once `max` failures are spent the key gets 429 until the
  *   window ends, before any database lookup, outbound call or write.
+ *
+ * One limit is for signed-in users, not strangers: checkouts and captures (each calls a payment
+ * provider's API), keyed by the user (`checkoutPerUser`).
  *
  * Nothing here runs on the service key's path: authentication matches the service key before it
  * asks the token throttle anything (src/http/authenticate.ts).
@@ -54,6 +58,8 @@ export interface Throttles {
   /** Password reset requests: each may send a mail, so strangers are limited per address and per e-mail. */
   resetPerIp: Throttle | null;
   resetPerEmail: Throttle | null;
+  /** Checkouts and captures per signed-in user: each calls the provider's API (never the service key). */
+  checkoutPerUser: Throttle | null;
   /** Failed authentication (a bearer token that is not valid) per IP. */
   tokenFailures: Throttle | null;
   /** Webhook deliveries that fail verification, per provider and IP. */
@@ -66,6 +72,10 @@ const clientIp = (request: FastifyRequest) => normalizeIP(request.ip);
 const bodyEmail = (request: FastifyRequest) => {
   const email = (request.body as { email?: unknown } | null)?.email;
   return typeof email === 'string' ? email.trim().toLowerCase() : '';
+};
+const principalUser = (request: FastifyRequest) => {
+  const principal = principalOf(request);
+  return principal?.kind === 'user' ? principal.userId : '';
 };
 const providerAndIp = (request: FastifyRequest) => `${(request.params as { provider?: string }).provider ?? ''}|${clientIp(request)}`;
 
@@ -83,6 +93,7 @@ export async function createThrottles(server: FastifyInstance, config: RateLimit
     signupPerEmail: make(config.signupPerEmail, 'Too many sign-ups for this e-mail', bodyEmail),
     resetPerIp: make(config.resetPerIp ?? null, 'Too many password reset requests from this address', clientIp),
     resetPerEmail: make(config.resetPerEmail ?? null, 'Too many password reset requests for this e-mail', bodyEmail),
+    checkoutPerUser: make(config.checkoutPerUser ?? null, 'Too many checkouts for this user', principalUser),
     tokenFailures: make(config.failuresPerIp, 'Too many failed authentications from this address', clientIp),
     webhookFailures: make(config.failuresPerIp, 'Too many webhook deliveries failed verification from this address', providerAndIp),
     callbackFailures: make(config.failuresPerIp, 'Too many job callbacks failed verification from this address', clientIp),

@@ -106,6 +106,9 @@ export interface RouteDeps {
 
 const principals = new WeakMap<FastifyRequest, Principal>();
 
+/** Who a request was authenticated as (once `onRequest` ran; else undefined). */
+export const principalOf = (request: FastifyRequest): Principal | undefined => principals.get(request);
+
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
 /**

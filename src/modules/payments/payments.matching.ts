@@ -25,7 +25,17 @@ export interface Payer {
  * customers on an unverified e-mail (Lemon Squeezy, Creem) a stranger could otherwise check out as
  * the victim's customer naming himself, and own the victim's later payments.
  */
-const LINKS: ReadonlySet<Match['by']> = new Set(['reference', 'customer', 'email', 'alias', 'admin']);
+const LINKS: ReadonlySet<Match['by'] | 'checkout'> = new Set(['reference', 'checkout', 'customer', 'email', 'alias', 'admin']);
+
+/**
+ * Providers that key their customers on the e-mail the payer types (unverified): a customer there is
+ * whoever typed the address first. A signed reference or checkout proves who *opened* the checkout,
+ * not whose customer pays in it — an attacker may type the victim's address in his own checkout — so
+ * on these a signed claim links the customer only when the payer's e-mail is the signed user's own
+ * verified address.
+ */
+const EMAIL_KEYED: ReadonlySet<ProviderName> = new Set(['lemonsqueezy', 'creem']);
+const SIGNED: ReadonlySet<Match['by'] | 'checkout'> = new Set(['reference', 'checkout']);
 
 /**
  * Who paid: signed reference → linked customer → unsigned metadata user_id → verified e-mail →
@@ -71,9 +81,21 @@ export class Matcher {
     return null;
   }
 
-  /** Whether a match this strong may link the payer's provider customer to the user. */
-  canLink(by: Match['by']): boolean {
+  /** Whether a match this strong may link the payer's provider customer to the user (see also `mayLink`). */
+  canLink(by: Match['by'] | 'checkout'): boolean {
     return LINKS.has(by);
+  }
+
+  /**
+   * Whether the payer's provider customer may be linked to the matched user: a strong enough match
+   * (`canLink`) and, for a signed claim on a provider keying customers on e-mail, the payer's
+   * e-mail being the user's own verified address. Callers link only once a payment succeeded at its
+   * price (docs/payments.md, "Matching"): a failed or underpaid payment links nobody.
+   */
+  async mayLink(trx: Executor, provider: ProviderName, by: Match['by'] | 'checkout', userId: string, email: string | null): Promise<boolean> {
+    if (!this.canLink(by)) return false;
+    if (!SIGNED.has(by) || !EMAIL_KEYED.has(provider)) return true;
+    return email !== null && (await repo.isVerifiedEmailOf(trx, userId, email));
   }
 
   /** Links a provider customer to a user (an existing link wins); the customer row's id. */
@@ -86,7 +108,7 @@ export class Matcher {
   async linkCustomer(trx: Executor, provider: ProviderName, c: Extract<PaymentAction, { kind: 'customer' }>): Promise<string> {
     const match = await this.match(trx, provider, c);
     if (!match) return `customer ${c.providerCustomerId} not matched to a user`;
-    if (!this.canLink(match.by)) return `customer ${c.providerCustomerId} not linked: an unsigned metadata user id does not link customers`;
+    if (!(await this.mayLink(trx, provider, match.by, match.userId, c.email))) return `customer ${c.providerCustomerId} not linked: an unsigned metadata user id does not link customers, nor a signed claim whose payer's e-mail is not the user's verified address`;
     await this.link(trx, provider, c.providerCustomerId, match.userId, c.email);
     return `customer ${c.providerCustomerId} linked to ${match.userId}`;
   }

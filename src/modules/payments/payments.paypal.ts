@@ -51,12 +51,49 @@ export class PayPalUnavailable extends VerificationUnavailable {
 }
 
 /**
+ * PayPal's OAuth2 client-credentials token (`POST /v1/oauth2/token`), cached until a minute before
+ * it expires; `reset` after a 401 (expired early or revoked). Shared by the webhook verifier and
+ * the checkout provider (checkout/paypal.ts), each with its own HTTP call and error.
+ */
+export class PayPalToken {
+  private token: { value: string; expiresAt: number } | null = null;
+
+  constructor(
+    private readonly settings: { clientId: string; clientSecret: string },
+    private readonly now: () => Date,
+    /** POSTs to a path of PayPal's API. */
+    private readonly fetchJson: (path: string, init: RequestInit) => Promise<{ status: number; body: unknown }>,
+    /** The error for an answer without a token (its status). */
+    private readonly failed: (status: number) => Error,
+  ) {}
+
+  async get(): Promise<string> {
+    if (this.token && this.token.expiresAt > this.now().getTime() + 60_000) return this.token.value;
+    const basic = Buffer.from(`${this.settings.clientId}:${this.settings.clientSecret}`).toString('base64');
+    const res = await this.fetchJson('/v1/oauth2/token', {
+      method: 'POST',
+      headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      body: 'grant_type=client_credentials',
+    });
+    const token = str(obj(res.body)['access_token']);
+    if (res.status !== 200 || !token) throw this.failed(res.status);
+    const ttl = Number(obj(res.body)['expires_in'] ?? 300);
+    this.token = { value: token, expiresAt: this.now().getTime() + ttl * 1000 };
+    return token;
+  }
+
+  reset(): void {
+    this.token = null;
+  }
+}
+
+/**
  * PayPal's scheme: the delivery's transmission headers plus the event go to PayPal's
  * `POST /v1/notifications/verify-webhook-signature` (OAuth2 client-credentials token), which
  * answers `verification_status: SUCCESS | FAILURE`. Called before any transaction opens.
  */
 export class PayPalVerifier {
-  private token: { value: string; expiresAt: number } | null = null;
+  private readonly token: PayPalToken;
   /**
    * PayPal's answers, per delivery (every transmission header PayPal checks, and the body's
    * SHA-256): a repeat — PayPal's own retry, or a stranger replaying or re-posting one forged
@@ -67,7 +104,9 @@ export class PayPalVerifier {
   constructor(
     private readonly settings: PayPalSettings,
     private readonly now: () => Date,
-  ) {}
+  ) {
+    this.token = new PayPalToken(settings, now, (path, init) => this.fetchJson(path, init), (status) => new PayPalUnavailable(`oauth2/token answered ${status}`));
+  }
 
   async verify(raw: Buffer, headers: Headers): Promise<Verification> {
     const names = ['paypal-auth-algo', 'paypal-cert-url', 'paypal-transmission-id', 'paypal-transmission-sig', 'paypal-transmission-time'];
@@ -94,7 +133,7 @@ export class PayPalVerifier {
     };
     let res = await this.post('/v1/notifications/verify-webhook-signature', body, await this.accessToken());
     if (res.status === 401) {
-      this.token = null; // expired early or revoked: one fresh token, once
+      this.token.reset(); // expired early or revoked: one fresh token, once
       res = await this.post('/v1/notifications/verify-webhook-signature', body, await this.accessToken());
     }
     if (res.status !== 200) throw new PayPalUnavailable(`verify-webhook-signature answered ${res.status}`);
@@ -114,19 +153,8 @@ export class PayPalVerifier {
     }
   }
 
-  private async accessToken(): Promise<string> {
-    if (this.token && this.token.expiresAt > this.now().getTime() + 60_000) return this.token.value;
-    const basic = Buffer.from(`${this.settings.clientId}:${this.settings.clientSecret}`).toString('base64');
-    const res = await this.fetchJson('/v1/oauth2/token', {
-      method: 'POST',
-      headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-      body: 'grant_type=client_credentials',
-    });
-    const token = str(obj(res.body)['access_token']);
-    if (res.status !== 200 || !token) throw new PayPalUnavailable(`oauth2/token answered ${res.status}`);
-    const ttl = Number(obj(res.body)['expires_in'] ?? 300);
-    this.token = { value: token, expiresAt: this.now().getTime() + ttl * 1000 };
-    return token;
+  private accessToken(): Promise<string> {
+    return this.token.get();
   }
 
   private post(path: string, body: unknown, token: string) {

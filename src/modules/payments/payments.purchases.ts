@@ -67,7 +67,6 @@ export class Purchases {
     const match: Match | null = row['user_id']
       ? { userId: String(row['user_id']), by: (row['matched_by'] ?? 'metadata') as Match['by'] }
       : await this.matcher.match(trx, provider, p);
-    const customerId = match && p.providerCustomerId && this.matcher.canLink(match.by) ? await this.matcher.link(trx, provider, p.providerCustomerId, match.userId, p.email) : null;
     // Refunds that arrived while the payment was pending are on the row already: a success
     // refunded in full is `refunded` at once (and grants nothing: `fulfil`).
     const refunded = Math.min(Number(row['amount_refunded']), p.amount);
@@ -80,8 +79,10 @@ export class Purchases {
       email: p.email ?? row['email'] ?? null,
       receipt_url: p.receiptUrl ?? row['receipt_url'] ?? null,
       raw_payload: JSON.stringify(payload ?? null),
-      ...(match ? { user_id: match.userId, match_status: row['match_status'] === 'resolved' ? 'resolved' : 'matched', matched_by: match.by, customer_id: customerId } : {}),
+      ...(match ? { user_id: match.userId, match_status: row['match_status'] === 'resolved' ? 'resolved' : 'matched', matched_by: match.by } : {}),
     };
+    // No customer is linked before the payment succeeded at its price (`succeeded`): a failed or
+    // pending payment proves nothing about who the provider's customer is.
     if (p.status !== 'succeeded') {
       await repo.paymentUpdate(trx, id, base);
       return `payment ${id} ${p.status}`;
@@ -133,24 +134,31 @@ export class Purchases {
       });
       return `payment ${id} succeeded; ${priced.reason} — waiting in the unmatched queue`;
     }
-    const updated = await repo.paymentUpdate(trx, id, { ...base, ...bought, unmatched_reason: match ? null : 'no user matched' });
+    // Paid at its price: only now may the payer's provider customer be linked (first link wins).
+    const customerId = match && p.providerCustomerId && (await this.matcher.mayLink(trx, provider, match.by, match.userId, p.email)) ? await this.matcher.link(trx, provider, p.providerCustomerId, match.userId, p.email) : null;
+    const updated = await repo.paymentUpdate(trx, id, { ...base, ...bought, ...(match ? { customer_id: customerId } : {}), unmatched_reason: match ? null : 'no user matched' });
     if (!match) return `payment ${id} succeeded; no user matched — waiting in the unmatched queue`;
     return this.fulfil(trx, provider, eventId, updated, purchase, p);
   }
 
   /**
    * A payment through a checkout Tally signed and the webhook verified: its user is the signed
-   * one (the checkout links the provider customer to them), it binds the checkout (one payment
-   * per checkout), and once paid it buys exactly what the checkout froze — if what was paid is
-   * the signed price; otherwise it is refused like any other price that does not match.
+   * one, and once paid it buys exactly what the checkout froze — if what was paid is the signed
+   * price; otherwise it is refused like any other price that does not match. One payment per
+   * checkout: a payment at the signed price binds it (a pending one too, so it may succeed after
+   * the signature expired); a payment at another price, or a failed one, never binds it and gives
+   * it up if it held it, so a 1-cent or failed payment cannot use up the buyer's checkout. Only a
+   * payment that succeeded at the signed price links the payer's provider customer — and on
+   * providers keying customers on e-mail only when that e-mail is the user's verified one
+   * (`Matcher.mayLink`). The checkout row is locked (`verify`), so racing payments take turns.
    */
   private async applyCheckout(trx: Executor, provider: ProviderName, eventId: string, row: Row, p: PaymentFacts, payload: unknown, checkout: CheckoutRow): Promise<string> {
     const id = String(row['id']);
-    if (p.status !== 'failed') await this.checkouts.bind(trx, checkout, id);
     const userId = checkout.user_id;
-    const customerId = p.providerCustomerId ? await this.matcher.link(trx, provider, p.providerCustomerId, userId, p.email) : null;
     const refunded = Math.min(Number(row['amount_refunded']), p.amount);
     const status: PaymentStatus = p.status === 'succeeded' && refunded > 0 && refunded >= p.amount ? 'refunded' : p.status;
+    const wrongPrice = this.checkouts.priceCheck(checkout, p.amount - (p.tax ?? 0), p.currency);
+    if (p.status === 'failed' || wrongPrice) await this.checkouts.release(trx, checkout, id);
     const base = {
       status,
       amount_refunded: refunded,
@@ -162,10 +170,10 @@ export class Purchases {
       user_id: userId,
       match_status: 'matched',
       matched_by: 'checkout',
-      customer_id: customerId,
       unmatched_reason: null,
     };
     if (p.status !== 'succeeded') {
+      if (p.status !== 'failed' && !wrongPrice) await this.checkouts.bind(trx, checkout, id);
       await repo.paymentUpdate(trx, id, base);
       return `payment ${id} ${p.status} (checkout ${checkout.id})`;
     }
@@ -179,9 +187,10 @@ export class Purchases {
       provider_price_id: p.priceIds[0] ?? null,
       processed_at: this.clock(),
     };
-    const wrongPrice = this.checkouts.priceCheck(checkout, p.amount - (p.tax ?? 0), p.currency);
     if (wrongPrice) return this.refuse(trx, id, row, p, payload, `${wrongPrice} (the checkout names ${userId})`, { ...bought, credits: 0, plan_id: null });
-    const updated = await repo.paymentUpdate(trx, id, { ...base, ...bought });
+    await this.checkouts.bind(trx, checkout, id);
+    const customerId = p.providerCustomerId && (await this.matcher.mayLink(trx, provider, 'checkout', userId, p.email)) ? await this.matcher.link(trx, provider, p.providerCustomerId, userId, p.email) : null;
+    const updated = await repo.paymentUpdate(trx, id, { ...base, ...bought, customer_id: customerId });
     await this.checkouts.complete(trx, checkout);
     return this.fulfil(trx, provider, eventId, updated, purchase, p);
   }

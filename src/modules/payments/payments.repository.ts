@@ -45,6 +45,18 @@ export async function userIdByVerifiedEmail(db: Executor, email: string): Promis
   return row?.id ?? null;
 }
 
+/** Whether this is the user's own verified address (case-insensitive). */
+export async function isVerifiedEmailOf(db: Executor, userId: string, email: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('users')
+    .select('id')
+    .where('id', '=', userId)
+    .where(sql<string>`lower(email)`, '=', email.trim().toLowerCase())
+    .where('is_email_verified', '=', true)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
 export async function userIdByAlias(db: Executor, email: string): Promise<string | null> {
   const row = await db.selectFrom('user_email_aliases').select('user_id').where(sql<string>`lower(email)`, '=', email.toLowerCase()).executeTakeFirst();
   return row?.user_id ?? null;

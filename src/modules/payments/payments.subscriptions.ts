@@ -47,7 +47,7 @@ export class Subscriptions {
   async subscription(trx: Executor, provider: ProviderName, eventId: string, s: SubscriptionFacts): Promise<string> {
     const match = await this.matcher.match(trx, provider, s);
     if (!match) return `subscription ${s.providerSubscriptionId} ${s.status}: no user matched`;
-    if (s.providerCustomerId && this.matcher.canLink(match.by)) await this.matcher.link(trx, provider, s.providerCustomerId, match.userId, s.email);
+    if (s.providerCustomerId && (await this.matcher.mayLink(trx, provider, match.by, match.userId, s.email))) await this.matcher.link(trx, provider, s.providerCustomerId, match.userId, s.email);
     const { email: _e, metadata: _m, ...rest } = s;
     // The plan is the one its price maps to (billing looks it up): metadata never chooses it.
     return this.sync(trx, { ...rest, planId: null, provider, eventId, userId: match.userId });

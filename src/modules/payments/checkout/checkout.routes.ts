@@ -21,8 +21,12 @@ export function registerCheckoutRoutes(app: FastifyInstance, deps: RouteDeps, ch
     runAsOwner: true,
     idempotency: 'none',
     body: CheckoutCreate,
-    response: { 201: Checkout, 400: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 503: ErrorResponse },
-    handler: async (ctx, { body }) => created(await checkouts.create(ctx.principal, body)),
+    response: { 201: Checkout, 400: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse },
+    handler: async (ctx, { body, request }) => {
+      // Each checkout asks the provider's API: a signed-in user gets a budget (the service none).
+      if (ctx.principal.kind === 'user') await deps.throttles?.checkoutPerUser?.hit(request);
+      return created(await checkouts.create(ctx.principal, body));
+    },
   });
 
   defineRoute(app, deps, {
@@ -37,8 +41,11 @@ export function registerCheckoutRoutes(app: FastifyInstance, deps: RouteDeps, ch
     runAsOwner: true,
     idempotency: 'none',
     params: Type.Object({ id: IdParam }, { additionalProperties: false }),
-    response: { 200: CheckoutCapture, 404: ErrorResponse, 409: ErrorResponse, 503: ErrorResponse },
-    handler: async (ctx, { params }) => ok(await checkouts.capture(ctx.principal, params.id)),
+    response: { 200: CheckoutCapture, 404: ErrorResponse, 409: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse },
+    handler: async (ctx, { params, request }) => {
+      if (ctx.principal.kind === 'user') await deps.throttles?.checkoutPerUser?.hit(request);
+      return ok(await checkouts.capture(ctx.principal, params.id));
+    },
   });
 
   defineRoute(app, deps, {

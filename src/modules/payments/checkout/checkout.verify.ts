@@ -18,9 +18,10 @@ export type CheckoutVerdict = { kind: 'none' } | { kind: 'refused'; reason: stri
  * - the nonce is a checkout this deployment created (another deployment's is not in its database),
  *   for this provider, and the metadata agrees with the row field by field;
  * - the provider's own checkout id, where the event names one, is the one Tally created (copied
- *   metadata on another checkout is refused);
- * - a checkout buys with one payment only: the first payment seen with it is bound to it (a
- *   failed one is not), and any other payment carrying it is a replay;
+ *   metadata on another checkout is refused, and so is any when Tally recorded none);
+ * - a checkout buys with one payment only: the first payment seen with it at the signed price is
+ *   bound to it (a failed one, or one at another price, is not, and gives it up if it held it), and
+ *   any other payment carrying it while it is bound is a replay;
  * - a payment binding it for the first time does so before the signature expires (a payment
  *   already bound — pending, then paid days later — keeps it);
  * - once paid: the amount, net of tax, and the currency are the signed price.
@@ -54,6 +55,9 @@ export class SignedCheckouts {
     if (!signed || !verifyFields(this.keys, signed, sig)) return refused('the metadata does not verify (changed after Tally signed it, or signed elsewhere)');
     if (!sameFields(signed, rowFields(row))) return refused(`the metadata does not match checkout ${row.id}`);
     if (row.provider !== provider) return refused(`checkout ${row.id} was created for ${row.provider}, not ${provider}`);
+    // A checkout whose provider session Tally never recorded (still creating, or failed after the
+    // provider made it) cannot vouch for a payment that names a provider checkout.
+    if (p.checkoutId && !row.provider_checkout_id) return refused(`paid through ${provider} checkout ${p.checkoutId.slice(0, 64)}, but Tally recorded no ${provider} checkout for checkout ${row.id} (${row.status})`);
     if (p.checkoutId && row.provider_checkout_id && p.checkoutId !== row.provider_checkout_id) {
       return refused(`paid through ${provider} checkout ${p.checkoutId.slice(0, 64)}, not ${row.provider_checkout_id} that Tally created for checkout ${row.id}`);
     }
@@ -62,9 +66,17 @@ export class SignedCheckouts {
     return { kind: 'ok', checkout: row };
   }
 
-  /** Binds the checkout to its payment (first seen wins; a failed payment does not bind). */
+  /** Binds the checkout to its payment (only a payment at the signed price, not failed: the caller). */
   async bind(trx: Executor, checkout: repo.CheckoutRow, paymentId: string): Promise<void> {
     if (!checkout.payment_id) await repo.checkoutUpdate(trx, checkout.id, { payment_id: paymentId });
+  }
+
+  /**
+   * Gives the checkout up if this payment held it (it failed, or turned out to be at another
+   * price): a later payment at the signed price may then buy it — within the signature's expiry.
+   */
+  async release(trx: Executor, checkout: repo.CheckoutRow, paymentId: string): Promise<void> {
+    if (checkout.payment_id === paymentId && checkout.status !== 'completed') await repo.checkoutUpdate(trx, checkout.id, { payment_id: null });
   }
 
   /** Why what was paid is not the signed price (null: it is). `net` is the amount less tax. */

@@ -36,6 +36,9 @@ class LemonSqueezyCheckouts implements CheckoutProvider {
           type: 'checkouts',
           attributes: {
             custom_price: order.amount,
+            // No discount code field: a discounted order is below the signed price (the webhook
+            // refuses it, and it does not use up the checkout), so offering one only confuses.
+            checkout_options: { discount: false },
             product_options: { redirect_url: order.successUrl, enabled_variants: [Number(variant) || variant] },
             checkout_data: { ...(order.email ? { email: order.email } : {}), custom: order.metadata },
             expires_at: order.expiresAt.toISOString(),

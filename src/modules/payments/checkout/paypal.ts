@@ -1,4 +1,5 @@
 import { fromMinorUnits, obj, str } from '../payments.js';
+import { PayPalToken } from '../payments.paypal.js';
 import { callJson, type CheckoutOrder, type CheckoutPlugin, type CheckoutProvider, CheckoutFailed, type CreatedCheckout, failure } from './checkout.provider.js';
 
 /**
@@ -20,12 +21,12 @@ export const paypalCheckout: CheckoutPlugin<'paypal'> = {
 class PayPalCheckouts implements CheckoutProvider {
   readonly name = 'paypal' as const;
   readonly needsPriceId = false;
-  private token: { value: string; expiresAt: number } | null = null;
+  private readonly token: PayPalToken;
 
-  constructor(
-    private readonly config: { clientId: string; clientSecret: string; apiBase: string },
-    private readonly clock: () => Date,
-  ) {}
+  constructor(private readonly config: { clientId: string; clientSecret: string; apiBase: string }, clock: () => Date) {
+    this.token = new PayPalToken(config, clock, (path, init) => callJson(`${config.apiBase}${path}`, init), (status) =>
+      new CheckoutFailed(status === 401 ? 'refused' : 'unavailable', `PayPal oauth2/token answered ${status}`));
+  }
 
   async create(order: CheckoutOrder): Promise<CreatedCheckout> {
     const body = JSON.stringify({
@@ -92,22 +93,11 @@ class PayPalCheckouts implements CheckoutProvider {
   private async withToken(call: () => Promise<{ status: number; body: unknown }>) {
     const res = await call();
     if (res.status !== 401) return res;
-    this.token = null;
+    this.token.reset();
     return call();
   }
 
-  private async accessToken(): Promise<string> {
-    if (this.token && this.token.expiresAt > this.clock().getTime() + 60_000) return this.token.value;
-    const basic = Buffer.from(`${this.config.clientId}:${this.config.clientSecret}`).toString('base64');
-    const res = await callJson(`${this.config.apiBase}/v1/oauth2/token`, {
-      method: 'POST',
-      headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-      body: 'grant_type=client_credentials',
-    });
-    const token = str(obj(res.body)['access_token']);
-    if (res.status !== 200 || !token) throw new CheckoutFailed(res.status === 401 ? 'refused' : 'unavailable', `PayPal oauth2/token answered ${res.status}`);
-    const ttl = Number(obj(res.body)['expires_in'] ?? 300);
-    this.token = { value: token, expiresAt: this.clock().getTime() + ttl * 1000 };
-    return token;
+  private accessToken(): Promise<string> {
+    return this.token.get();
   }
 }
