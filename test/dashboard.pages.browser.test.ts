@@ -136,10 +136,15 @@ describe.skipIf(!haveChromium || TARGET !== 'pglite')('dashboard pages in Chromi
     await new Promise<void>((r) => (receiver ? receiver.close(() => r()) : r()));
   });
 
-  it('the users list shows each user\'s balance, as the API reports it', async () => {
+  it('the users list shows each user\'s balance, as the API reports it, from the list alone', async () => {
     expect((await call('POST', '/v1/credits/grant', { user_id: alice.id, amount: 1200, reason: 'pack' }, app.serviceKey, `g-${key()}`)).status).toBe(201);
     expect((await call('POST', '/v1/holds', { user_id: alice.id, amount: 200 }, app.serviceKey, `h-${key()}`)).status).toBe(201);
     const { page, bad } = await operatorPage();
+    const reads: string[] = [];
+    page.on('request', (r) => {
+      const path = new URL(r.url()).pathname;
+      if (path.startsWith('/v1/')) reads.push(`${r.method()} ${path}`);
+    });
     await nav(page, 'Users');
     const table = page.getByRole('table', { name: 'Users' });
     for (const u of [alice, bob]) {
@@ -151,6 +156,9 @@ describe.skipIf(!haveChromium || TARGET !== 'pglite')('dashboard pages in Chromi
     }
     expect(await table.getByRole('row').filter({ hasText: alice.email }).textContent()).toContain('1,203 (200 held)');
     await page.waitForLoadState('networkidle');
+    // One list read per page, no read per row (GET /v1/users answers balance and held).
+    expect(reads.filter((r) => r.endsWith('/balance'))).toEqual([]);
+    expect(reads).toContain('GET /v1/users');
     expect(bad).toEqual([]);
     await page.close();
   });

@@ -1938,7 +1938,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List users, newest first (service) */
+        /** List users, newest first, each with their balance and held credits (service) */
         get: {
             parameters: {
                 query?: {
@@ -1960,7 +1960,7 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            data: components["schemas"]["User"][];
+                            data: components["schemas"]["UserListItem"][];
                             next_cursor: string | null;
                         };
                     };
@@ -18691,6 +18691,41 @@ export interface components {
             payload: {
                 [key: string]: unknown;
             };
+        };
+        /** UserListItem */
+        UserListItem: {
+            id: string;
+            email: string | null;
+            is_email_verified: boolean;
+            email_verified_at: string | null;
+            name: string | null;
+            username: string | null;
+            avatar_url: string | null;
+            bio: string | null;
+            github_username: string | null;
+            twitter_username: string | null;
+            website_url: string | null;
+            time_zone: string | null;
+            provider: string;
+            provider_user_id: string | null;
+            role: "user" | "admin";
+            level: number;
+            is_active: boolean;
+            preferences: {
+                [key: string]: unknown;
+            };
+            metadata: {
+                [key: string]: unknown;
+            };
+            last_login_at: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /** @description The user's credits, holds included (0 before any money movement) */
+            balance: number;
+            /** @description Credits reserved by open holds; available = balance − held */
+            held: number;
         };
         /** CreatedApiKey */
         CreatedApiKey: {
