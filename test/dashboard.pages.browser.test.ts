@@ -518,6 +518,13 @@ describe.skipIf(!haveChromium || TARGET !== 'pglite')('dashboard pages in Chromi
     await put(bob, 'bob.txt', 'bob');
 
     await buckets.getByRole('link', { name: bucket }).click();
+    // Each owner's counters, as GET /v1/storage/buckets/:id/usage answers them.
+    const usageApi = (await call('GET', `/v1/storage/buckets/${bucket}/usage`)).body as { data: { owner_id: string; used_bytes: number; reserved_bytes: number }[] };
+    expect(usageApi.data.map((u) => [u.owner_id, u.used_bytes, u.reserved_bytes]).sort()).toEqual([[alice.id, 4016, 0], [bob.id, 3, 0]].sort());
+    const perOwner = page.getByRole('table', { name: 'Usage per owner' });
+    await expect.poll(() => perOwner.getByRole('row').filter({ hasText: alice.id }).textContent()).toContain('3.9 KiB');
+    expect(await perOwner.getByRole('row').filter({ hasText: alice.id }).textContent()).toContain('20 KiB (20% taken)');
+    expect(await perOwner.getByRole('row').filter({ hasText: bob.id }).textContent()).toContain('20 KiB (0% taken)');
     const objects = page.getByRole('table', { name: 'Objects' });
     await objects.getByRole('row').filter({ hasText: 'bob.txt' }).waitFor();
     expect(await objects.getByRole('row').count()).toBe(5);

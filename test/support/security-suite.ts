@@ -724,6 +724,7 @@ Object.assign(ROUTES, {
   'POST /v1/storage/check': { auth: 'service', sample: async () => ({ url: '/v1/storage/check', status: 200 }) },
   'GET /v1/storage/buckets': { auth: 'service', sample: async () => ({ url: '/v1/storage/buckets', status: 200 }) },
   'GET /v1/storage/buckets/{id}': { auth: 'service', sample: async () => ({ url: `/v1/storage/buckets/${await freshBucket()}`, status: 200 }) },
+  'GET /v1/storage/buckets/{id}/usage': { auth: 'service', sample: async () => ({ url: `/v1/storage/buckets/${await freshBucket()}/usage`, status: 200 }) },
   'PATCH /v1/storage/buckets/{id}': { auth: 'service', sample: async () => ({ url: `/v1/storage/buckets/${await freshBucket()}`, body: { public: false }, status: 200 }) },
   'DELETE /v1/storage/buckets/{id}': { auth: 'service', sample: async () => ({ url: `/v1/storage/buckets/${await freshBucket()}`, status: 200 }) },
   'PUT /v1/storage/objects/{bucket}/{*}': {
