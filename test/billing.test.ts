@@ -287,6 +287,24 @@ describe(`billing: plans, subscriptions, usage events (${TARGET})`, () => {
     expect((await reconcile(app.database)).drift).toEqual([]);
   });
 
+  it('GET /v1/credit-classes lists the configured classes: each one a plan may name, and nothing else', async () => {
+    const listed = await svc.get('/v1/credit-classes');
+    expect(listed.status).toBe(200);
+    expect(listed.body).toEqual({ data: [{ name: 'BC' }, { name: 'RC' }, { name: 'Usage' }] }); // the default TALLY_CREDIT_CLASSES
+    const names: string[] = listed.body.data.map((c: { name: string }) => c.name);
+    // Any signed-in caller with billing:read reads it, as they read the plans that name the classes.
+    const user = await signUp(app);
+    expect((await user.api.get('/v1/credit-classes')).body).toEqual(listed.body);
+    expect((await client(app.server, null).get('/v1/credit-classes')).status).toBe(401);
+    for (const name of names) {
+      const plan = await svc.post('/v1/plans', { slug: `cls-${name.toLowerCase()}`, name: `Class ${name}`, allowances: [{ class: name, amount: 1 }] });
+      expect(plan.status, JSON.stringify(plan.body)).toBe(201);
+    }
+    const refused = await svc.post('/v1/plans', { slug: 'cls-other', name: 'Class other', allowances: [{ class: 'default', amount: 1 }] });
+    expect(refused.status).toBe(400);
+    expect(refused.body.error.message).toContain(`configured: ${names.join(', ')}`);
+  });
+
   it('refuses bad plans, metrics and formulas with clear 400s', async () => {
     const bad = async (url: string, body: unknown, field?: string) => {
       const r = await svc.post(url, body);

@@ -136,10 +136,15 @@ describe.skipIf(!haveChromium || TARGET !== 'pglite')('dashboard pages in Chromi
     await new Promise<void>((r) => (receiver ? receiver.close(() => r()) : r()));
   });
 
-  it('the users list shows each user\'s balance, as the API reports it', async () => {
+  it('the users list shows each user\'s balance, as the API reports it, from the list alone', async () => {
     expect((await call('POST', '/v1/credits/grant', { user_id: alice.id, amount: 1200, reason: 'pack' }, app.serviceKey, `g-${key()}`)).status).toBe(201);
     expect((await call('POST', '/v1/holds', { user_id: alice.id, amount: 200 }, app.serviceKey, `h-${key()}`)).status).toBe(201);
     const { page, bad } = await operatorPage();
+    const reads: string[] = [];
+    page.on('request', (r) => {
+      const path = new URL(r.url()).pathname;
+      if (path.startsWith('/v1/')) reads.push(`${r.method()} ${path}`);
+    });
     await nav(page, 'Users');
     const table = page.getByRole('table', { name: 'Users' });
     for (const u of [alice, bob]) {
@@ -151,6 +156,9 @@ describe.skipIf(!haveChromium || TARGET !== 'pglite')('dashboard pages in Chromi
     }
     expect(await table.getByRole('row').filter({ hasText: alice.email }).textContent()).toContain('1,203 (200 held)');
     await page.waitForLoadState('networkidle');
+    // One list read per page, no read per row (GET /v1/users answers balance and held).
+    expect(reads.filter((r) => r.endsWith('/balance'))).toEqual([]);
+    expect(reads).toContain('GET /v1/users');
     expect(bad).toEqual([]);
     await page.close();
   });
@@ -167,7 +175,11 @@ describe.skipIf(!haveChromium || TARGET !== 'pglite')('dashboard pages in Chromi
     await form.getByLabel('Trial days').fill('7');
     await form.getByRole('button', { name: 'Add allowance' }).click();
     const allowance = form.getByRole('group', { name: 'Allowance 1' });
-    await allowance.getByLabel('Class').fill('RC');
+    // The class is a choice among the configured ones, as GET /v1/credit-classes lists them.
+    const configured = ((await call('GET', '/v1/credit-classes')).body as { data: { name: string }[] }).data.map((c) => c.name);
+    expect(configured).toContain('RC');
+    await expect.poll(() => allowance.getByLabel('Class').locator('option:not([disabled])').allTextContents()).toEqual(configured);
+    await allowance.getByLabel('Class').selectOption('RC');
     await allowance.getByLabel('Amount').fill('500');
     await allowance.getByLabel('Rollover').selectOption('1_cycle');
     // A price that is not an amount is refused before anything is sent.
@@ -192,7 +204,7 @@ describe.skipIf(!haveChromium || TARGET !== 'pglite')('dashboard pages in Chromi
     await edit.getByLabel('Plan name').fill('Team plus');
     await edit.getByLabel('Yearly price').fill('199');
     await edit.getByRole('button', { name: 'Add allowance' }).click();
-    await edit.getByRole('group', { name: 'Allowance 2' }).getByLabel('Class').fill('BC');
+    await edit.getByRole('group', { name: 'Allowance 2' }).getByLabel('Class').selectOption('BC');
     await edit.getByRole('group', { name: 'Allowance 2' }).getByLabel('Window').selectOption('daily');
     await edit.getByLabel('Active').uncheck();
     await edit.getByRole('button', { name: 'Save plan' }).click();
@@ -217,16 +229,19 @@ describe.skipIf(!haveChromium || TARGET !== 'pglite')('dashboard pages in Chromi
     await cm.getByLabel('Formula').fill('quantity * base_rate');
     await cm.getByLabel('Base rate').fill('0.25');
     await cm.getByLabel('Free per day').fill('1000');
+    await expect.poll(() => cm.getByLabel('Credit class').locator('option').allTextContents()).toEqual(["the API's default", ...configured]);
+    await cm.getByLabel('Credit class').selectOption('BC');
     await cm.getByRole('button', { name: 'Create cost model' }).click();
     const models = page.getByRole('table', { name: 'Cost models' });
     await models.getByRole('row').filter({ hasText: metric }).waitFor();
-    expect((await call('GET', `/v1/cost-models/${metric}`)).body).toMatchObject({ formula: 'quantity * base_rate', base_rate: '0.25', daily_free_quota: 1000, is_active: true });
+    expect((await call('GET', `/v1/cost-models/${metric}`)).body).toMatchObject({ formula: 'quantity * base_rate', base_rate: '0.25', class: 'BC', daily_free_quota: 1000, is_active: true });
     await models.getByRole('button', { name: `Edit ${metric}` }).click();
     const cmEdit = page.getByRole('form', { name: `Edit cost model ${metric}` });
+    expect(await cmEdit.getByLabel('Credit class').inputValue()).toBe('BC'); // the stored class, kept on edit
     await cmEdit.getByLabel('Formula').fill('ceil(quantity / 1000) * base_rate');
     await cmEdit.getByRole('button', { name: 'Save cost model' }).click();
     await models.getByRole('row').filter({ hasText: 'ceil(quantity / 1000) * base_rate' }).waitFor();
-    expect((await call('GET', `/v1/cost-models/${metric}`)).body.formula).toBe('ceil(quantity / 1000) * base_rate');
+    expect((await call('GET', `/v1/cost-models/${metric}`)).body).toMatchObject({ formula: 'ceil(quantity / 1000) * base_rate', class: 'BC' });
     await page.screenshot({ path: join(shots, 'plans.png'), fullPage: true });
     await page.waitForLoadState('networkidle');
     expect(bad).toEqual([]);
@@ -503,6 +518,13 @@ describe.skipIf(!haveChromium || TARGET !== 'pglite')('dashboard pages in Chromi
     await put(bob, 'bob.txt', 'bob');
 
     await buckets.getByRole('link', { name: bucket }).click();
+    // Each owner's counters, as GET /v1/storage/buckets/:id/usage answers them.
+    const usageApi = (await call('GET', `/v1/storage/buckets/${bucket}/usage`)).body as { data: { owner_id: string; used_bytes: number; reserved_bytes: number }[] };
+    expect(usageApi.data.map((u) => [u.owner_id, u.used_bytes, u.reserved_bytes]).sort()).toEqual([[alice.id, 4016, 0], [bob.id, 3, 0]].sort());
+    const perOwner = page.getByRole('table', { name: 'Usage per owner' });
+    await expect.poll(() => perOwner.getByRole('row').filter({ hasText: alice.id }).textContent()).toContain('3.9 KiB');
+    expect(await perOwner.getByRole('row').filter({ hasText: alice.id }).textContent()).toContain('20 KiB (20% taken)');
+    expect(await perOwner.getByRole('row').filter({ hasText: bob.id }).textContent()).toContain('20 KiB (0% taken)');
     const objects = page.getByRole('table', { name: 'Objects' });
     await objects.getByRole('row').filter({ hasText: 'bob.txt' }).waitFor();
     expect(await objects.getByRole('row').count()).toBe(5);

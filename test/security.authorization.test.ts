@@ -41,6 +41,7 @@ describe('authorization: who may call what', () => {
       'GET /v1/payments',
       'GET /v1/storage/buckets',
       'GET /v1/storage/buckets/{id}',
+      'GET /v1/storage/buckets/{id}/usage',
       'GET /v1/users',
       'GET /v1/webhook-events',
       'PATCH /v1/cost-models/{metric}',

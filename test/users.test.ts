@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { client } from './support/client.js';
 import { makeUser, signUp } from './support/fixtures.js';
@@ -111,5 +112,35 @@ describe(`users (${TARGET})`, () => {
     expect(byQ.body.data.map((u: { email: string }) => u.email)).toEqual(['findme-123@example.com']);
     expect((await svc.get('/v1/users?q=Needle')).body.data).toHaveLength(1);
     expect((await svc.get('/v1/users?q=%25')).body.data.every((u: { email: string }) => u.email.includes('%'))).toBe(true);
+  });
+
+  it('the list shows each user\'s balance and held credits as the balance read does, in one query', async () => {
+    const rich = await makeUser(app, { name: 'listbal-rich' });
+    const key = () => ({ idempotencyKey: `k_${randomBytes(8).toString('hex')}` });
+    expect((await svc.post('/v1/credits/grant', { user_id: rich.id, amount: 40, reason: 'load' }, key())).status).toBe(201);
+    expect((await svc.post('/v1/holds', { user_id: rich.id, amount: 15 }, key())).status).toBe(201);
+    const plain = await makeUser(app, { name: 'listbal-plain' });
+    // A user whose account no money movement has opened yet (the bonus opens one for API-made users).
+    const bare = `usr_listbal_${randomBytes(4).toString('hex')}`;
+    await app.database.db.insertInto('users').values({ id: bare, email: `${bare}@example.com`, name: 'listbal-bare' }).execute();
+
+    const res = await svc.get('/v1/users?q=listbal-&limit=200');
+    expect(res.status).toBe(200);
+    const byId = new Map(res.body.data.map((u: { id: string }) => [u.id, u]));
+    expect(res.body.data).toHaveLength(3); // the join adds no rows
+    expect(byId.get(rich.id)).toMatchObject({ id: rich.id, email: rich.email, balance: 43, held: 15 });
+    expect(byId.get(plain.id)).toMatchObject({ balance: 3, held: 0 });
+    expect(byId.get(bare)).toMatchObject({ balance: 0, held: 0 });
+    for (const id of [rich.id, plain.id, bare]) {
+      const b = (await svc.get(`/v1/users/${id}/balance`)).body;
+      expect(byId.get(id)).toMatchObject({ balance: b.balance, held: b.held });
+    }
+    // Still the list's paging and filters: by e-mail, and a one-row page with a cursor.
+    expect((await svc.get(`/v1/users?email=${encodeURIComponent(rich.email)}`)).body.data).toEqual([expect.objectContaining({ id: rich.id, balance: 43, held: 15 })]);
+    const first = await svc.get('/v1/users?q=listbal-&limit=1');
+    expect(first.body.data).toHaveLength(1);
+    expect((await svc.get(`/v1/users?q=listbal-&limit=5&cursor=${first.body.next_cursor}`)).body.data).toHaveLength(2);
+    // The single-user read keeps its shape.
+    expect((await svc.get(`/v1/users/${rich.id}`)).body).not.toHaveProperty('balance');
   });
 });

@@ -403,6 +403,7 @@ export const ROUTES: Record<string, RouteSpec> = {
   // Billing: the catalogue is shared (any signed-in user reads it), the rest is per user.
   'POST /v1/plans': { auth: 'service', sample: async () => ({ url: '/v1/plans', body: { slug: `p${uniq()}`, name: `Plan ${uniq()}` }, status: 201 }) },
   'GET /v1/plans': { auth: 'any', scope: 'billing:read', sample: async () => ({ url: '/v1/plans', status: 200 }) },
+  'GET /v1/credit-classes': { auth: 'any', scope: 'billing:read', sample: async () => ({ url: '/v1/credit-classes', status: 200 }) },
   'GET /v1/plans/{id}': { auth: 'any', scope: 'billing:read', shared: true, sample: async () => (await catalog(), { url: '/v1/plans/secfree', status: 200 }) },
   'PATCH /v1/plans/{id}': { auth: 'service', sample: async () => (await catalog(), { url: '/v1/plans/secfree', body: { description: 'x' }, status: 200 }) },
   'POST /v1/cost-models': { auth: 'service', sample: async () => ({ url: '/v1/cost-models', body: { metric: `m${uniq()}` }, status: 201 }) },
@@ -736,6 +737,7 @@ Object.assign(ROUTES, {
   'POST /v1/storage/check': { auth: 'service', sample: async () => ({ url: '/v1/storage/check', status: 200 }) },
   'GET /v1/storage/buckets': { auth: 'service', sample: async () => ({ url: '/v1/storage/buckets', status: 200 }) },
   'GET /v1/storage/buckets/{id}': { auth: 'service', sample: async () => ({ url: `/v1/storage/buckets/${await freshBucket()}`, status: 200 }) },
+  'GET /v1/storage/buckets/{id}/usage': { auth: 'service', sample: async () => ({ url: `/v1/storage/buckets/${await freshBucket()}/usage`, status: 200 }) },
   'PATCH /v1/storage/buckets/{id}': { auth: 'service', sample: async () => ({ url: `/v1/storage/buckets/${await freshBucket()}`, body: { public: false }, status: 200 }) },
   'DELETE /v1/storage/buckets/{id}': { auth: 'service', sample: async () => ({ url: `/v1/storage/buckets/${await freshBucket()}`, status: 200 }) },
   'PUT /v1/storage/objects/{bucket}/{*}': {

@@ -1956,7 +1956,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List users, newest first (service) */
+        /** List users, newest first, each with their balance and held credits (service) */
         get: {
             parameters: {
                 query?: {
@@ -1978,7 +1978,7 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            data: components["schemas"]["User"][];
+                            data: components["schemas"]["UserListItem"][];
                             next_cursor: string | null;
                         };
                     };
@@ -6554,6 +6554,87 @@ export interface paths {
                 };
             };
         };
+        trace?: never;
+    };
+    "/v1/credit-classes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The configured credit classes (TALLY_CREDIT_CLASSES): the only classes a plan allowance or a cost model may name */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["CreditClassList"];
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/v1/cost-models": {
@@ -14839,6 +14920,105 @@ export interface paths {
         };
         trace?: never;
     };
+    "/v1/storage/buckets/{id}/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A bucket's bytes used and reserved per owner, against its per-owner quota (newest owner first; owner_id = one owner) */
+        get: {
+            parameters: {
+                query?: {
+                    limit?: number;
+                    cursor?: string;
+                    owner_id?: string;
+                };
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: components["schemas"]["StorageUsage"][];
+                            next_cursor: string | null;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/storage/check": {
         parameters: {
             query?: never;
@@ -21533,6 +21713,41 @@ export interface components {
                 [key: string]: unknown;
             };
         };
+        /** UserListItem */
+        UserListItem: {
+            id: string;
+            email: string | null;
+            is_email_verified: boolean;
+            email_verified_at: string | null;
+            name: string | null;
+            username: string | null;
+            avatar_url: string | null;
+            bio: string | null;
+            github_username: string | null;
+            twitter_username: string | null;
+            website_url: string | null;
+            time_zone: string | null;
+            provider: string;
+            provider_user_id: string | null;
+            role: "user" | "admin";
+            level: number;
+            is_active: boolean;
+            preferences: {
+                [key: string]: unknown;
+            };
+            metadata: {
+                [key: string]: unknown;
+            };
+            last_login_at: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /** @description The user's credits, holds included (0 before any money movement) */
+            balance: number;
+            /** @description Credits reserved by open holds; available = balance − held */
+            held: number;
+        };
         /** CreatedApiKey */
         CreatedApiKey: {
             id: string;
@@ -21687,6 +21902,15 @@ export interface components {
             low_threshold: number | null;
             /** @description The threshold in force (0: none) */
             effective_threshold: number;
+        };
+        /** CreditClass */
+        CreditClass: {
+            /** @description A class name, as plans, cost models and grants spell it */
+            name: string;
+        };
+        /** CreditClassList */
+        CreditClassList: {
+            data: components["schemas"]["CreditClass"][];
         };
         /** Payment */
         Payment: {
@@ -22072,6 +22296,20 @@ export interface components {
             last_sync_at: string | null;
             /** Format: date-time */
             created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        /** StorageUsage */
+        StorageUsage: {
+            bucket_id: string;
+            /** @description The owner: the first path segment of the owner's objects (a user id, or a workspace id) */
+            owner_id: string;
+            /** @description Bytes of the stored objects */
+            used_bytes: number;
+            /** @description Bytes reserved by uploads in flight (freed when they settle or their reservation expires) */
+            reserved_bytes: number;
+            /** @description The bucket's per-owner quota (user_quota_bytes); null = none */
+            quota_bytes: number | null;
             /** Format: date-time */
             updated_at: string;
         };

@@ -9,6 +9,7 @@ type PlanUpdate = Body<'/v1/plans/{id}', 'patch'>;
 type Allowance = Plan['allowances'][number];
 type CostModel = Ok<'/v1/cost-models', 'get'>['data'][number];
 type CostModelCreate = Body<'/v1/cost-models', 'post'>;
+type CreditClasses = Ok<'/v1/credit-classes', 'get'>;
 
 const WINDOWS = valuesOf<Allowance['window']>({ daily: true, monthly: true, yearly: true });
 const ROLLOVERS = valuesOf<Allowance['rollover_policy']>({ none: true, '1_cycle': true, annual: true });
@@ -22,6 +23,30 @@ export function parseMoney(text: string): number | null {
   return Number(m[1]) * 100 + Number((m[2] ?? '').padEnd(2, '0'));
 }
 const moneyText = (minor: number | null): string => (minor === null ? '' : (minor / 100).toFixed(2));
+
+/**
+ * A credit class, chosen from the classes the server is configured with (GET /v1/credit-classes).
+ * A stored value the server no longer lists stays selectable, marked, so an edit never changes it
+ * silently; `empty` (when given) is the label of "no class" (the API's default).
+ */
+function ClassSelect({ value, onChange, name, empty }: { value: string; onChange: (v: string) => void; name?: string; empty?: string }) {
+  const classes = useLoad(() => api<CreditClasses>('GET', '/v1/credit-classes'), []);
+  const names = classes.data?.data.map((c) => c.name) ?? [];
+  const options = value !== '' && !names.includes(value) ? [...names, value] : names;
+  return (
+    <>
+      <select name={name} required={empty === undefined} value={value} onChange={(e) => onChange(e.target.value)} disabled={classes.loading && !classes.data}>
+        {empty !== undefined ? <option value="">{empty}</option> : <option value="" disabled>{classes.data ? 'choose a class' : 'loading…'}</option>}
+        {options.map((n) => (
+          <option key={n} value={n}>
+            {classes.data && !names.includes(n) ? `${n} (not configured)` : n}
+          </option>
+        ))}
+      </select>
+      <ErrorBox error={classes.error} />
+    </>
+  );
+}
 
 interface AllowanceDraft {
   class: string;
@@ -171,13 +196,13 @@ function PlanForm({ plan, onDone, onCancel }: { plan: Plan | null; onDone: () =>
           </label>
         </div>
         <fieldset className="stack">
-          <legend>Allowances (credits granted per window; the class is one of the server's configured credit classes)</legend>
+          <legend>Allowances (credits granted per window, in one of the server's configured credit classes)</legend>
           {allowances.length === 0 && <p className="muted">No allowances.</p>}
           {allowances.map((a, i) => (
             <div className="form-row" key={i} role="group" aria-label={`Allowance ${i + 1}`}>
               <label>
                 Class
-                <input required pattern="[A-Za-z0-9_.\-]{1,32}" value={a.class} onChange={(e) => setAllowance(i, { class: e.target.value })} placeholder="a configured class" />
+                <ClassSelect value={a.class} onChange={(v) => setAllowance(i, { class: v })} />
               </label>
               <label>
                 Amount
@@ -324,7 +349,7 @@ function CostModelForm({ model, onDone, onCancel }: { model: CostModel | null; o
         </label>
         <label>
           Credit class
-          <input name="class" pattern="[A-Za-z0-9_.\-]{1,32}" value={klass} onChange={(e) => setKlass(e.target.value)} placeholder="empty: the default" />
+          <ClassSelect name="class" value={klass} onChange={setKlass} {...(model ? {} : { empty: "the API's default" })} />
         </label>
         <label>
           Free per day

@@ -143,7 +143,7 @@ export function Users() {
           columns={[
             { label: 'E-mail', render: (u) => <Link to={`/users/${u.id}`}>{u.email}</Link> },
             { label: 'Name', render: (u) => u.name ?? '' },
-            { label: 'Balance', render: (u) => <BalanceCell userId={u.id} /> },
+            { label: 'Balance', render: (u) => <BalanceCell user={u} /> },
             { label: 'Id', render: (u) => <span className="mono">{u.id}</span> },
             { label: 'Created', render: (u) => fmtDate(u.created_at) },
           ]}
@@ -153,18 +153,12 @@ export function Users() {
   );
 }
 
-/**
- * One user's balance in the users list (available and held when some is held). The list answers no
- * balances, so each row asks GET /v1/users/:id/balance: 25 small reads per page.
- */
-function BalanceCell({ userId }: { userId: string }) {
-  const b = useLoad(() => api<Ok<'/v1/users/{id}/balance', 'get'>>('GET', `/v1/users/${encodeURIComponent(userId)}/balance`), [userId]);
-  if (b.error) return <span className="neg" title={b.error.message}>{b.error.code}</span>;
-  if (!b.data) return <span className="muted">…</span>;
+/** One user's balance in the users list (and held when some is held), as the list itself answers it. */
+function BalanceCell({ user }: { user: Pick<Schema<'UserListItem'>, 'id' | 'balance' | 'held'> }) {
   return (
-    <span data-testid={`balance-${userId}`}>
-      {fmtNum(b.data.balance)}
-      {b.data.held > 0 && <span className="muted"> ({fmtNum(b.data.held)} held)</span>}
+    <span data-testid={`balance-${user.id}`}>
+      {fmtNum(user.balance)}
+      {user.held > 0 && <span className="muted"> ({fmtNum(user.held)} held)</span>}
     </span>
   );
 }

@@ -101,8 +101,39 @@ export function Storage({ bucket: initialBucket, prefix: initialPrefix }: { buck
           initialPrefix={initialPrefix}
         />
       )}
+      {selected && <OwnerUsage key={selected} bucketId={selected} />}
       <StorageCheck />
     </div>
+  );
+}
+
+/** GET /v1/storage/buckets/:id/usage: each owner's bytes used and reserved, against the bucket's quota. */
+function OwnerUsage({ bucketId }: { bucketId: string }) {
+  const paged = usePaged(
+    async (cursor) => {
+      const page = await api<Ok<'/v1/storage/buckets/{id}/usage', 'get'>>('GET', `/v1/storage/buckets/${encodeURIComponent(bucketId)}/usage${qs({ cursor, limit: 50 })}`);
+      return { ...page, data: page.data.map((u) => ({ ...u, id: u.owner_id })) }; // one row per owner in a bucket
+    },
+    [bucketId],
+  );
+  return (
+    <Card title={`Usage per owner in ${bucketId}`}>
+      <PagedTable
+        label="Usage per owner"
+        paged={paged}
+        empty="Nothing stored or reserved yet."
+        columns={[
+          { label: 'Owner', render: (u) => <Link to={`/storage?bucket=${encodeURIComponent(bucketId)}&prefix=${encodeURIComponent(`${u.owner_id}/`)}`}>{u.owner_id}</Link> },
+          { label: 'Used', render: (u) => fmtBytes(u.used_bytes) },
+          { label: 'Reserved (uploads in flight)', render: (u) => fmtBytes(u.reserved_bytes) },
+          {
+            label: 'Quota',
+            render: (u) => (u.quota_bytes === null ? 'none' : `${fmtBytes(u.quota_bytes)} (${Math.round(((u.used_bytes + u.reserved_bytes) / Math.max(u.quota_bytes, 1)) * 100)}% taken)`),
+          },
+          { label: 'Updated', render: (u) => fmtDate(u.updated_at) },
+        ]}
+      />
+    </Card>
   );
 }
 
@@ -295,8 +326,8 @@ function Objects({ bucket, bucketId, initialPrefix }: { bucket: Bucket | undefin
 }
 
 /**
- * What is stored under the prefix, summed over every page of the listing (the API has no usage read;
- * the quota applies per owner, the first path segment). Read on demand: a big folder is many pages.
+ * What is stored under any prefix, summed over every page of the listing (the quota applies per owner,
+ * the first path segment; OwnerUsage shows each owner's counters). Read on demand: a big folder is many pages.
  */
 function Usage({ bucket, bucketId, prefix }: { bucket: Bucket | undefined; bucketId: string; prefix: string }) {
   const [usage, setUsage] = useState<{ objects: number; bytes: number }>();

@@ -59,6 +59,11 @@ export class CatalogService {
 
   constructor(private readonly config: BillingConfig) {}
 
+  /** The credit classes plans and cost models may name (TALLY_CREDIT_CLASSES), in configured order. */
+  creditClasses(): readonly string[] {
+    return this.config.creditClasses;
+  }
+
   // ---- plans ---------------------------------------------------------------------------------
 
   async createPlan(db: Executor, body: Static<typeof PlanCreateBody>) {

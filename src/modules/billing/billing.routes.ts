@@ -50,6 +50,10 @@ export interface BillingServices {
 }
 
 const Id = Type.Object({ id: IdParam });
+const CreditClassList = Type.Object(
+  { data: Type.Array(Type.Object({ name: Type.String({ description: 'A class name, as plans, cost models and grants spell it' }) }, { title: 'CreditClass' })) },
+  { title: 'CreditClassList' },
+);
 const MetricParam = Type.Object({ metric: Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$' }) });
 const IncludeInactive = Type.Object({ include_inactive: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
 const errs = { 400: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse };
@@ -90,6 +94,14 @@ export function registerBillingRoutes(app: FastifyInstance, deps: RouteDeps, b: 
     method: 'PATCH', url: '/v1/plans/:id', summary: 'Update a plan (allowance changes apply from the next window)', tags: plans,
     auth: 'service', params: Id, body: PlanUpdateBody, response: { 200: Plan, ...errs },
     handler: async (ctx, { params, body }) => ok(await b.catalog.updatePlan(ctx.db, params.id, body)),
+  });
+
+  // ---- credit classes --------------------------------------------------------------------------
+  defineRoute(app, deps, {
+    method: 'GET', url: '/v1/credit-classes',
+    summary: 'The configured credit classes (TALLY_CREDIT_CLASSES): the only classes a plan allowance or a cost model may name',
+    tags: plans, auth: 'any', scope: 'billing:read', response: { 200: CreditClassList },
+    handler: async () => ok({ data: b.catalog.creditClasses().map((name) => ({ name })) }),
   });
 
   // ---- cost models ---------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 import { sql } from 'kysely';
 import type { Executor } from '../../db/database.js';
+import { cursorBefore, cursorColumn } from '../../db/paging.js';
+import type { PageRequest } from '../../core/paging.js';
 import type { BucketRow, ObjectRow } from './storage.js';
 
 /** Storage's SQL. Callers own the transaction (and the role it runs as). */
@@ -19,6 +21,21 @@ export async function bucketFind(db: Executor, id: string): Promise<BucketRow | 
 
 export async function bucketList(db: Executor): Promise<BucketRow[]> {
   return (await db.selectFrom('storage_buckets').select(BUCKET_COLUMNS).orderBy('id').execute()) as BucketRow[];
+}
+
+/**
+ * One bucket's storage_usage rows (bytes used and reserved per owner), newest owner first, cursor-paged
+ * on (created_at, owner_id) — unique within a bucket. `id` is the owner, for the page's cursor.
+ */
+export async function usageList(db: Executor, bucketId: string, page: PageRequest, ownerId?: string) {
+  let q = db
+    .selectFrom('storage_usage')
+    .select(['bucket_id', 'owner_id', 'owner_id as id', 'used_bytes', 'reserved_bytes', 'updated_at'])
+    .select(cursorColumn('storage_usage').as('cursor_us'))
+    .where('bucket_id', '=', bucketId);
+  if (ownerId !== undefined) q = q.where('owner_id', '=', ownerId);
+  if (page.after) q = q.where(cursorBefore('storage_usage', page.after, 'owner_id'));
+  return q.orderBy('created_at', 'desc').orderBy('owner_id', 'desc').limit(page.limit + 1).execute();
 }
 
 export async function bucketUpdate(db: Executor, id: string, patch: Partial<Omit<BucketRow, 'id' | 'created_at' | 'updated_at'>>): Promise<BucketRow | undefined> {

@@ -5,7 +5,8 @@ import { errors } from '../../core/errors.js';
 import { hasScope, type Principal } from '../../core/principal.js';
 import { created, defineRoute, ok, type Reply, type RouteDeps } from '../../http/route.js';
 import { ErrorResponse } from '../../http/schemas.js';
-import { iso } from '../../core/schemas.js';
+import { iso, ListQuery, listOf } from '../../core/schemas.js';
+import { pageRequest, toPage } from '../../core/paging.js';
 import type { Download, StorageService } from './storage.service.js';
 import { Bucket, BucketId, bucketToApi, CreateBucketBody, objectToApi, StorageObject, UpdateBucketBody } from './storage.js';
 
@@ -14,6 +15,17 @@ const BucketParam = Type.Object({ id: BucketId });
 const ObjectParams = Type.Object({ bucket: BucketId, '*': Type.String({ minLength: 1, maxLength: 1024 }) });
 const Bytes = Type.Unknown({ description: 'The object\'s bytes' });
 const Deleted = Type.Object({ id: Type.String(), deleted: Type.Literal(true) });
+const StorageUsage = Type.Object(
+  {
+    bucket_id: Type.String(),
+    owner_id: Type.String({ description: "The owner: the first path segment of the owner's objects (a user id, or a workspace id)" }),
+    used_bytes: Type.Integer({ description: 'Bytes of the stored objects' }),
+    reserved_bytes: Type.Integer({ description: 'Bytes reserved by uploads in flight (freed when they settle or their reservation expires)' }),
+    quota_bytes: Type.Union([Type.Integer(), Type.Null()], { description: "The bucket's per-owner quota (user_quota_bytes); null = none" }),
+    updated_at: Type.String({ format: 'date-time' }),
+  },
+  { title: 'StorageUsage' },
+);
 const TokenQuery = Type.Object({ token: Type.String({ minLength: 10, maxLength: 8192 }) }, { additionalProperties: false });
 
 /** What Tally tells a caller about the URL it would sign: configured, or the request's own origin. */
@@ -38,6 +50,27 @@ export function registerStorageRoutes(app: FastifyInstance, deps: RouteDeps, sto
     method: 'GET', url: '/v1/storage/buckets/:id', summary: 'Get a bucket', tags, auth: 'service', params: BucketParam,
     response: { 200: Bucket, 404: ErrorResponse },
     handler: async (ctx, { params }) => ok(bucketToApi(await storage.getBucket(ctx.db, params.id))),
+  });
+  defineRoute(app, deps, {
+    method: 'GET', url: '/v1/storage/buckets/:id/usage',
+    summary: "A bucket's bytes used and reserved per owner, against its per-owner quota (newest owner first; owner_id = one owner)", tags, auth: 'service',
+    params: BucketParam,
+    query: Type.Object({ ...ListQuery.properties, owner_id: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })) }, { additionalProperties: false }),
+    response: { 200: listOf(StorageUsage), 404: ErrorResponse },
+    handler: async (ctx, { params, query }) => {
+      const page = pageRequest(query);
+      const { bucket, rows } = await storage.usage(ctx.db, params.id, page, query.owner_id);
+      return ok(
+        toPage(rows, page.limit, (r) => ({
+          bucket_id: r.bucket_id,
+          owner_id: r.owner_id,
+          used_bytes: Number(r.used_bytes),
+          reserved_bytes: Number(r.reserved_bytes),
+          quota_bytes: bucket.user_quota_bytes === null ? null : Number(bucket.user_quota_bytes),
+          updated_at: iso(r.updated_at),
+        })),
+      );
+    },
   });
   defineRoute(app, deps, {
     method: 'PATCH', url: '/v1/storage/buckets/:id', summary: "Change a bucket's rules (new uploads follow them)", tags, auth: 'service',

@@ -3,6 +3,7 @@ import type { Db, Executor } from '../../db/database.js';
 import { elevate, inRequestTransaction } from '../../db/request-role.js';
 import { DomainError, errors } from '../../core/errors.js';
 import type { Principal } from '../../core/principal.js';
+import type { PageRequest } from '../../core/paging.js';
 import { newId } from '../../lib/ids.js';
 import { memberRole } from '../workspaces/workspaces.repository.js';
 import type { StorageDriver } from './storage.driver.js';
@@ -12,6 +13,7 @@ import type { LinkSigner, SignedLink } from './storage.links.js';
 import {
   bucketDelete,
   bucketFind,
+  usageList,
   bucketHasObjects,
   bucketInsert,
   bucketList,
@@ -90,6 +92,12 @@ export class StorageService {
 
   listBuckets(db: Executor): Promise<BucketRow[]> {
     return bucketList(db);
+  }
+
+  /** A bucket's usage per owner (404 for an unknown bucket), with the bucket for its quota. */
+  async usage(db: Executor, bucketId: string, page: PageRequest, ownerId?: string) {
+    const bucket = await this.getBucket(db, bucketId);
+    return { bucket, rows: await usageList(db, bucketId, page, ownerId) };
   }
 
   async getBucket(db: Executor, id: string): Promise<BucketRow> {

@@ -169,12 +169,25 @@ export async function userTouchLogin(db: Executor, id: string): Promise<void> {
   await db.updateTable('users').set({ last_login_at: sql`now()` }).where('id', '=', id).execute();
 }
 
+/**
+ * One page of users, each with its account's balance and held credits (0 before the first money
+ * movement opens the account) in the same query: credit_accounts.user_id is unique, so the left
+ * join adds at most one row per user (docs/dashboard.md: the users list needs no per-row read).
+ */
 export async function userList(db: Executor, page: PageRequest, filter: { email?: string; q?: string }) {
-  let q = db.selectFrom('users').select(USER_COLUMNS).select(cursorColumn('users').as('cursor_us'));
-  if (filter.email) q = q.where(sql`lower(email)`, '=', filter.email.toLowerCase());
+  let q = db
+    .selectFrom('users')
+    .leftJoin('credit_accounts', 'credit_accounts.user_id', 'users.id')
+    .select(USER_COLUMNS)
+    .select((eb) => [
+      eb.fn.coalesce('credit_accounts.balance', sql<number>`0`).as('balance'),
+      eb.fn.coalesce('credit_accounts.held', sql<number>`0`).as('held'),
+    ])
+    .select(cursorColumn('users').as('cursor_us'));
+  if (filter.email) q = q.where(sql`lower(users.email)`, '=', filter.email.toLowerCase());
   if (filter.q) {
     const like = `%${filter.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-    q = q.where((eb) => eb.or([eb('email', 'ilike', like), eb('name', 'ilike', like), eb('id', 'ilike', like)]));
+    q = q.where((eb) => eb.or([eb('users.email', 'ilike', like), eb('users.name', 'ilike', like), eb('users.id', 'ilike', like)]));
   }
   if (page.after) q = q.where(cursorBefore('users', page.after));
   return q.orderBy('users.created_at', 'desc').orderBy('users.id', 'desc').limit(page.limit + 1).execute();

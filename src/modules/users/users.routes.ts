@@ -6,7 +6,7 @@ import { created, defineRoute, ok, type RouteDeps } from '../../http/route.js';
 import { ErrorResponse } from '../../http/schemas.js';
 import { IdParam, listOf } from '../../core/schemas.js';
 import type { FastifyInstance } from 'fastify';
-import { CreateUserBody, UpdateUserBody, User, userToApi } from './users.js';
+import { CreateUserBody, UpdateUserBody, User, UserListItem, userListItemToApi, userToApi } from './users.js';
 import type { UsersService } from './users.service.js';
 
 const UserParams = Type.Object({ id: IdParam });
@@ -26,7 +26,7 @@ export function registerUserRoutes(app: FastifyInstance, deps: RouteDeps, users:
   defineRoute(app, deps, {
     method: 'GET',
     url: '/v1/users',
-    summary: 'List users, newest first (service)',
+    summary: "List users, newest first, each with their balance and held credits (service)",
     tags: ['users'],
     auth: 'service',
     query: Type.Object(
@@ -37,11 +37,11 @@ export function registerUserRoutes(app: FastifyInstance, deps: RouteDeps, users:
       },
       { additionalProperties: false },
     ),
-    response: { 200: listOf(User) },
+    response: { 200: listOf(UserListItem) },
     handler: async (ctx, { query }) => {
       const page = pageRequest(query);
       const rows = await users.list(ctx.db, page, { email: query.email, q: query.q });
-      return ok(toPage(rows, page.limit, userToApi));
+      return ok(toPage(rows, page.limit, userListItemToApi));
     },
   });
 

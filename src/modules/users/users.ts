@@ -36,6 +36,20 @@ export const User = Type.Object(
   { title: 'User' },
 );
 
+/**
+ * A user as the service's list shows it: the user plus their account's `balance` (credits, holds
+ * included) and `held` (reserved by open holds); available = balance − held. Both are 0 for a user
+ * whose account has not been opened by a first money movement. Read in the list's own query.
+ */
+export const UserListItem = Type.Object(
+  {
+    ...User.properties,
+    balance: Type.Integer({ description: "The user's credits, holds included (0 before any money movement)" }),
+    held: Type.Integer({ description: 'Credits reserved by open holds; available = balance − held' }),
+  },
+  { title: 'UserListItem' },
+);
+
 /** Profile fields a user may edit on themselves (the same list the database grants). */
 export const ProfileFields = {
   name: Type.Optional(nullableString(255)),
@@ -107,4 +121,8 @@ export function userToApi(row: UserRow) {
     created_at: iso(row.created_at),
     updated_at: iso(row.updated_at),
   };
+}
+
+export function userListItemToApi(row: UserRow & { balance: number; held: number }) {
+  return { ...userToApi(row), balance: Number(row.balance), held: Number(row.held) };
 }
