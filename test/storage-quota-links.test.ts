@@ -82,7 +82,10 @@ describe(`storage quotas and signed links (${TARGET})`, () => {
     expect(over.status).toBe(413);
     expect(over.body.error.details.reason).toBe('quota');
     expect(await heldAndExpected(app)).toEqual(before);
-    expect((await owner.api.del(`/v1/storage/objects/quota/${owner.user.id}/c/0.txt`)).status).toBe(200);
+    // Any 10 of the 50 racing uploads were stored: delete one that was.
+    const listed = await owner.api.get(`/v1/storage/objects/quota?prefix=${owner.user.id}/c/`);
+    const path = must((listed.body.data as { path: string }[])[0] ?? null).path;
+    expect((await owner.api.del(`/v1/storage/objects/quota/${path}`)).status).toBe(200);
     const fits = await rawPut(app, `/v1/storage/objects/quota/${owner.user.id}/stream.txt`, streamOf(100), { token: owner.token, type: 'text/plain' });
     expect(fits.status).toBe(201);
     const usage = await app.database.db.selectFrom('storage_usage').selectAll().where('bucket_id', '=', 'quota').where('owner_id', '=', owner.user.id).executeTakeFirstOrThrow();
