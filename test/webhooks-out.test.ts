@@ -258,7 +258,9 @@ describe(`outgoing webhooks never reach inward addresses unless allowed (${TARGE
       expect(d?.last_error, url).toMatch(/refused/);
     }
     expect(rx.got).toHaveLength(0);
-    for (const a of ['10.1.2.3', '172.20.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', 'fd00::1', 'fe80::1', '::ffff:127.0.0.1']) expect(isInwardAddress(a), a).toBe(true);
-    for (const a of ['8.8.8.8', '1.1.1.1', '2606:4700::1111']) expect(isInwardAddress(a), a).toBe(false);
+    for (const a of ['10.1.2.3', '172.20.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', 'fd00::1', 'fe80::1', '::ffff:127.0.0.1', '::ffff:7f00:1', '::127.0.0.1', '::a9fe:a9fe', '64:ff9b::10.0.0.1', '64:ff9b::a9fe:a9fe', '2002:7f00:1::1', '2002:c0a8:101::']) {
+      expect(isInwardAddress(a), a).toBe(true);
+    }
+    for (const a of ['8.8.8.8', '1.1.1.1', '2606:4700::1111', '::ffff:8.8.8.8', '64:ff9b::8.8.8.8', '64:ff9b::808:808', '2002:808:808::1']) expect(isInwardAddress(a), a).toBe(false);
   });
 });

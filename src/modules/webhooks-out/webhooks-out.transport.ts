@@ -25,9 +25,43 @@ for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 
 export function isInwardAddress(address: string): boolean {
   const family = isIP(address);
   if (family === 0) return false;
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1];
-  if (mapped) return INWARD.check(mapped, 'ipv4');
-  return INWARD.check(address, family === 6 ? 'ipv6' : 'ipv4');
+  if (family === 4) return INWARD.check(address, 'ipv4');
+  // An IPv6 address that carries an IPv4 one reaches that IPv4 address: judge it as IPv4.
+  const inner = embeddedIpv4(address);
+  if (inner !== null) return INWARD.check(inner, 'ipv4');
+  return INWARD.check(address, 'ipv6');
+}
+
+/** The eight 16-bit groups of an IPv6 address (a trailing dotted quad included); null if unsure (a zone id). */
+function hextets(address: string): number[] | null {
+  if (address.includes('%')) return null;
+  let a = address.toLowerCase();
+  const quad = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(a);
+  if (quad) {
+    const [b0, b1, b2, b3] = quad.slice(1).map(Number) as [number, number, number, number];
+    a = `${a.slice(0, quad.index)}${((b0 << 8) | b1).toString(16)}:${((b2 << 8) | b3).toString(16)}`;
+  }
+  const [head = '', tail] = a.split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = [...h, ...Array<string>(tail === undefined ? 0 : 8 - h.length - t.length).fill('0'), ...t].map((g) => Number.parseInt(g, 16));
+  return groups.length === 8 && groups.every((g) => g >= 0 && g <= 0xffff) ? groups : null;
+}
+
+/**
+ * The IPv4 address inside an IPv4-mapped (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d), NAT64
+ * (64:ff9b::/96) or 6to4 (2002::/16) address; null for any other.
+ */
+function embeddedIpv4(address: string): string | null {
+  const x = hextets(address);
+  if (!x) return null;
+  const g = (i: number) => x[i] ?? 0;
+  const v4 = (hi: number, lo: number) => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  const zeros = (from: number, to: number) => x.slice(from, to).every((n) => n === 0);
+  if (zeros(0, 5) && (g(5) === 0xffff || g(5) === 0)) return v4(g(6), g(7));
+  if (g(0) === 0x64 && g(1) === 0xff9b && zeros(2, 6)) return v4(g(6), g(7));
+  if (g(0) === 0x2002) return v4(g(1), g(2));
+  return null;
 }
 
 export class RefusedAddress extends Error {}
