@@ -67,18 +67,8 @@ export class Purchases {
     const match: Match | null = row['user_id']
       ? { userId: String(row['user_id']), by: (row['matched_by'] ?? 'metadata') as Match['by'] }
       : await this.matcher.match(trx, provider, p);
-    // Refunds that arrived while the payment was pending are on the row already: a success
-    // refunded in full is `refunded` at once (and grants nothing: `fulfil`).
-    const refunded = Math.min(Number(row['amount_refunded']), p.amount);
-    const status: PaymentStatus = p.status === 'succeeded' && refunded > 0 && refunded >= p.amount ? 'refunded' : p.status;
     const base = {
-      status,
-      amount_refunded: refunded,
-      amount: p.amount,
-      currency: p.currency,
-      email: p.email ?? row['email'] ?? null,
-      receipt_url: p.receiptUrl ?? row['receipt_url'] ?? null,
-      raw_payload: JSON.stringify(payload ?? null),
+      ...reported(row, p, payload),
       ...(match ? { user_id: match.userId, match_status: row['match_status'] === 'resolved' ? 'resolved' : 'matched', matched_by: match.by } : {}),
     };
     // No customer is linked before the payment succeeded at its price (`succeeded`): a failed or
@@ -155,18 +145,10 @@ export class Purchases {
   private async applyCheckout(trx: Executor, provider: ProviderName, eventId: string, row: Row, p: PaymentFacts, payload: unknown, checkout: CheckoutRow): Promise<string> {
     const id = String(row['id']);
     const userId = checkout.user_id;
-    const refunded = Math.min(Number(row['amount_refunded']), p.amount);
-    const status: PaymentStatus = p.status === 'succeeded' && refunded > 0 && refunded >= p.amount ? 'refunded' : p.status;
     const wrongPrice = this.checkouts.priceCheck(checkout, p.amount - (p.tax ?? 0), p.currency);
     if (p.status === 'failed' || wrongPrice) await this.checkouts.release(trx, checkout, id);
     const base = {
-      status,
-      amount_refunded: refunded,
-      amount: p.amount,
-      currency: p.currency,
-      email: p.email ?? row['email'] ?? null,
-      receipt_url: p.receiptUrl ?? row['receipt_url'] ?? null,
-      raw_payload: JSON.stringify(payload ?? null),
+      ...reported(row, p, payload),
       user_id: userId,
       match_status: 'matched',
       matched_by: 'checkout',
@@ -200,16 +182,8 @@ export class Purchases {
    * customer link, no grant — it waits in the unmatched queue with the reason, for an operator.
    */
   private async refuse(trx: Executor, id: string, row: Row, p: PaymentFacts, payload: unknown, reason: string, bought: Record<string, unknown> = {}): Promise<string> {
-    const refunded = Math.min(Number(row['amount_refunded']), p.amount);
-    const status: PaymentStatus = p.status === 'succeeded' && refunded > 0 && refunded >= p.amount ? 'refunded' : p.status;
     await repo.paymentUpdate(trx, id, {
-      status,
-      amount_refunded: refunded,
-      amount: p.amount,
-      currency: p.currency,
-      email: p.email ?? row['email'] ?? null,
-      receipt_url: p.receiptUrl ?? row['receipt_url'] ?? null,
-      raw_payload: JSON.stringify(payload ?? null),
+      ...reported(row, p, payload),
       ...bought,
       ...(p.status === 'succeeded' && !('processed_at' in bought) ? { processed_at: this.clock() } : {}),
       user_id: null,
@@ -328,4 +302,23 @@ export class Purchases {
     }
     return outcomes.length > 0 ? outcomes.join('; ') : `payment ${id} succeeded; it buys nothing (no credits, package, plan or credit price)`;
   }
+}
+
+/**
+ * The payment as this provider event reports it, whatever it is matched to. Refunds that arrived
+ * while the payment was pending are on the row already: a success refunded in full is `refunded`
+ * at once (and grants nothing: `fulfil`).
+ */
+function reported(row: Row, p: PaymentFacts, payload: unknown) {
+  const refunded = Math.min(Number(row['amount_refunded']), p.amount);
+  const status: PaymentStatus = p.status === 'succeeded' && refunded > 0 && refunded >= p.amount ? 'refunded' : p.status;
+  return {
+    status,
+    amount_refunded: refunded,
+    amount: p.amount,
+    currency: p.currency,
+    email: p.email ?? row['email'] ?? null,
+    receipt_url: p.receiptUrl ?? row['receipt_url'] ?? null,
+    raw_payload: JSON.stringify(payload ?? null),
+  };
 }
