@@ -262,6 +262,25 @@ describe(`IDE project resources (${TARGET})`, () => {
     expect(second.body.error.code).toBe('conflict');
   });
 
+  it('git credentials never follow the repository elsewhere: a new repo_url drops them unless new ones come in the same request', async () => {
+    const p = (await owner.api.post('/v1/projects', { name: 'git-moves', workspace_id: workspaceId })).body.id;
+    const made = await owner.api.post(`/v1/projects/${p}/git-repositories`, { provider: 'github', repo_url: 'https://github.com/acme/app', credentials: 'ghp_token_for_acme_app_0001' });
+    const path = `/v1/projects/${p}/git-repositories/${made.body.id}`;
+    const open = () => app.services.ide.gitRepositories.credentials(app.database.db, made.body.id);
+    // The same URL again (and other fields) keeps them.
+    expect((await owner.api.patch(path, { repo_url: 'https://github.com/acme/app', default_branch: 'trunk' })).body.has_credentials).toBe(true);
+    expect(await open()).toBe('ghp_token_for_acme_app_0001');
+    // The reviewer's case (R8): the URL pointed at a host the writer controls; the next sync would send the token there.
+    const moved = await member.api.patch(path, { repo_url: 'https://evil.example/acme/app.git' });
+    expect(moved.status).toBe(200);
+    expect(moved.body).toMatchObject({ has_credentials: false, masked_credentials: null });
+    expect(await open()).toBeNull();
+    // New credentials with the new URL, in one request, are kept.
+    const both = await owner.api.patch(path, { repo_url: 'https://gitlab.com/acme/app', credentials: 'glpat_for_gitlab_0002' });
+    expect(both.body).toMatchObject({ has_credentials: true, masked_credentials: '••••••••0002' });
+    expect(await open()).toBe('glpat_for_gitlab_0002');
+  });
+
   it('lists page by cursor, newest first, and filter by status, user and creation time', async () => {
     const p = (await member.api.post('/v1/projects', { name: 'lists' })).body.id;
     const ids: string[] = [];
