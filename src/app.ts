@@ -68,6 +68,7 @@ import { SecretBox } from './lib/secret-box.js';
 import { LinkSigner } from './modules/storage/storage.links.js';
 import { createDriver } from './modules/storage/storage.drivers.js';
 import { StorageMeter } from './modules/storage/storage.meter.js';
+import { createStaging } from './modules/storage/storage.staging.js';
 import { newId } from './lib/ids.js';
 import { registerStorageRoutes } from './modules/storage/storage.routes.js';
 import { registerResumableUploads } from './modules/storage/storage.uploads.routes.js';
@@ -193,7 +194,10 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const mailConfig = config.mail ?? DEFAULT_MAIL;
   const mailTransport = mailConfig.smtpUrl ? smtpTransport(mailConfig.smtpUrl) : logTransport(deps.logger);
   const mail = new MailService(secrets, queue, mailTransport, mailConfig.from, clock);
-  const storage = new StorageService(database.db, createDriver(config.storage, config.dataDir), new LinkSigner(config.encryptionKey), clock);
+  // Resumable uploads gather their pieces on local disk (next to the local driver's objects, or in the data directory).
+  const tusDirectory = config.storage?.driver === 'local' ? join(config.storage.root, '.tus') : join(config.dataDir, 'tus-uploads');
+  const staging = createStaging(tusDirectory);
+  const storage = new StorageService(database.db, createDriver(config.storage, config.dataDir), new LinkSigner(config.encryptionKey), clock, staging);
   const gatewayConfig = config.gateway ?? DEFAULT_GATEWAY;
   const router = new UpstreamRouter(database.db, secrets, gatewayConfig, clock, (err) => deps.logger.warn({ err }, 'gateway: upstream health write failed'));
   const upstreamClient = new UpstreamClient(gatewayConfig);
@@ -310,10 +314,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerStorageRoutes(server, routeDeps, services.storage, { publicUrl: config.storage?.publicUrl });
   registerProjectFileRoutes(server, routeDeps, services.projectFiles);
   registerIdeRoutes(server, routeDeps, services.ide);
-  // Resumable uploads gather their pieces on local disk (next to the local driver's objects, or in the data directory).
-  registerResumableUploads(server, routeDeps, services.storage, {
-    directory: config.storage?.driver === 'local' ? join(config.storage.root, '.tus') : join(config.dataDir, 'tus-uploads'),
-  });
+  registerResumableUploads(server, routeDeps, services.storage, { directory: tusDirectory, datastore: staging });
   registerGatewayRoutes(server, routeDeps, services.gateway.upstreams, services.gateway.usage);
   registerRelayRoutes(server, services.gateway.relay, config.http.bodyLimit);
   server.addHook('onClose', async () => {

@@ -158,6 +158,17 @@ export async function reservationsExpired(db: Executor, now: Date, limit: number
   return rows.map((r) => r.id);
 }
 
+/** Resumable uploads an owner has open (their reservations are named by the upload's `tus_` id), across buckets. */
+export async function uploadsOpenCount(db: Executor, ownerId: string): Promise<number> {
+  const row = await db
+    .selectFrom('storage_reservations')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('owner_id', '=', ownerId)
+    .where('id', 'like', 'tus\\_%')
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
+}
+
 export async function usageFind(db: Executor, bucketId: string, ownerId: string) {
   return db.selectFrom('storage_usage').select(['used_bytes', 'reserved_bytes']).where('bucket_id', '=', bucketId).where('owner_id', '=', ownerId).executeTakeFirst();
 }

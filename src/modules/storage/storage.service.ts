@@ -33,12 +33,16 @@ import {
   reservationRelease,
   reservationsExpired,
   storageKeysAll,
+  uploadsOpenCount,
   usageFind,
 } from './storage.repository.js';
+import { RESUMABLE_TTL_MS, type StagedUploads } from './storage.staging.js';
 import { type BucketRow, type CreateBucketBody, etagOf, type ObjectRow, pathSegments, type UpdateBucketBody } from './storage.js';
 
 /** How long an upload's reservation holds before the sweeper frees it (a crashed process's upload). */
 const RESERVATION_TTL_MS = 6 * 3600_000;
+/** Unfinished resumable uploads one owner (a user's or a workspace's folder) may have at once. */
+export const MAX_OPEN_UPLOADS = 20;
 
 export interface UploadInput {
   bucket: string;
@@ -52,6 +56,8 @@ export interface UploadInput {
   metadata?: Record<string, unknown>;
   /** A signed upload link's own limits (on top of the bucket's). */
   link?: { maxSize: number | null; contentType: string | null };
+  /** The reservation a resumable upload took at its creation: handed over to this one. */
+  heldReservation?: string;
 }
 
 export type Download =
@@ -72,6 +78,8 @@ export class StorageService {
     readonly driver: StorageDriver,
     private readonly links: LinkSigner,
     private readonly now: () => Date,
+    /** Resumable uploads' pieces, for the sweeper (absent: nothing is staged). */
+    private readonly staging?: StagedUploads,
   ) {}
 
   // -------------------------------------------------------------------------------------------
@@ -172,6 +180,12 @@ export class StorageService {
       // that the limits leave when the length is not known yet.
       let reservation: { id: string; bytes: number } | null = null;
       let limit = sizeLimit ?? Number.MAX_SAFE_INTEGER;
+      // A finished resumable upload swaps the reservation it held since its creation for this one,
+      // under the same row lock: its bytes stay counted throughout.
+      if (input.heldReservation !== undefined && owner !== null) {
+        await elevate(trx);
+        await reservationRelease(trx, input.heldReservation);
+      }
       if (bucket.user_quota_bytes !== null && owner !== null) {
         const quota = Number(bucket.user_quota_bytes);
         await elevate(trx);
@@ -246,13 +260,22 @@ export class StorageService {
   }
 
   /**
-   * The checks an upload passes before its first byte, for a resumable upload's creation (the
-   * bytes arrive later, in pieces): bucket, owner rule, declared type, declared size, an existing
-   * path without upsert, and room in the quota. The whole pipeline runs again when it completes.
+   * Opens a resumable upload (`id`, a `tus_` id): the checks an upload passes before its first
+   * byte — bucket, owner rule, declared type, declared size, an existing path without upsert — and
+   * then a reservation of the declared size, held (and counted in the owner's reserved bytes) until
+   * the upload finishes, is deleted, or expires unfinished. The length must be declared: a deferred
+   * one would let pieces gather on disk unchecked by the size limit and the quota. An owner has at
+   * most MAX_OPEN_UPLOADS open at once. The whole pipeline runs again when it completes.
    */
-  async precheck(db: Db, principal: Principal, input: { bucket: string; path: string; contentType: string | undefined; size: number | null; upsert: boolean }): Promise<void> {
+  async openResumable(
+    db: Db,
+    principal: Principal,
+    input: { id: string; bucket: string; path: string; contentType: string | undefined; size: number | null; upsert: boolean },
+  ): Promise<void> {
     const segments = this.segmentsOf(input.path);
     const declared = mediaType(input.contentType);
+    const size = input.size;
+    if (size === null) throw errors.invalidRequest('Declare the length when creating an upload (Upload-Length); a deferred length is not accepted', { header: 'Upload-Defer-Length' });
     await inRequestTransaction(db, principal, async (trx) => {
       const bucket = await bucketFind(trx, input.bucket);
       if (!bucket) throw errors.notFound('Bucket', input.bucket);
@@ -260,16 +283,28 @@ export class StorageService {
       if (!typeAllowed(bucket.allowed_mime_types, declared)) {
         throw new DomainError('unsupported_media_type', `Content-Type ${declared ?? '(none)'} is not allowed in bucket ${bucket.id}`, { reason: 'declared_type', allowed: bucket.allowed_mime_types });
       }
-      if (bucket.file_size_limit !== null && input.size !== null && input.size > Number(bucket.file_size_limit)) throw tooLarge('size', Number(bucket.file_size_limit));
+      if (bucket.file_size_limit !== null && size > Number(bucket.file_size_limit)) throw tooLarge('size', Number(bucket.file_size_limit));
       if (!input.upsert && (await objectFind(trx, bucket.id, input.path))) throw errors.conflict(`An object already exists at ${input.path}`, { path: input.path });
-      if (bucket.user_quota_bytes !== null && owner !== null && input.size !== null) {
-        await elevate(trx);
+      // A `none` bucket's uploads are the service's (no owner to count them against); the datastore's expiry still removes them.
+      if (owner === null) return;
+      await elevate(trx);
+      const open = await uploadsOpenCount(trx, owner);
+      if (open >= MAX_OPEN_UPLOADS) {
+        throw errors.rateLimited(`${owner} already has ${open} unfinished resumable uploads; finish or delete one first`, { reason: 'open_uploads', limit: MAX_OPEN_UPLOADS });
+      }
+      // Without a quota the reservation only counts the bytes in flight (the bound is Number.MAX_SAFE_INTEGER).
+      const quota = bucket.user_quota_bytes === null ? Number.MAX_SAFE_INTEGER : Number(bucket.user_quota_bytes);
+      const held = await reservationCreate(trx, { id: input.id, bucketId: bucket.id, ownerId: owner, bytes: size, quota, expiresAt: new Date(this.now().getTime() + RESUMABLE_TTL_MS) });
+      if (!held) {
         const usage = await usageFind(trx, bucket.id, owner);
-        const quota = Number(bucket.user_quota_bytes);
-        const free = quota - Number(usage?.used_bytes ?? 0) - Number(usage?.reserved_bytes ?? 0);
-        if (input.size > free) throw quotaExceeded(quota, input.size, free);
+        throw quotaExceeded(quota, size, quota - Number(usage?.used_bytes ?? 0) - Number(usage?.reserved_bytes ?? 0));
       }
     });
+  }
+
+  /** Frees a resumable upload's reservation (it was deleted, or failed when it completed); idempotent. */
+  async closeResumable(db: Db, id: string): Promise<void> {
+    await db.transaction().execute((trx) => reservationRelease(trx, id));
   }
 
   /** An object the caller may read (the owner rule for users; public buckets for anyone). */
@@ -479,7 +514,7 @@ export class StorageService {
    * Drains the delete outbox (bytes whose rows are gone; a failed delete is retried later, with
    * back-off) and frees reservations of uploads that never settled. Safe in several processes.
    */
-  async sweep(batch = 100): Promise<{ deleted: number; failed: number; released: number }> {
+  async sweep(batch = 100): Promise<{ deleted: number; failed: number; released: number; staged: number }> {
     const db = this.db;
     let deleted = 0;
     let failed = 0;
@@ -500,8 +535,12 @@ export class StorageService {
     let released = 0;
     for (const id of await reservationsExpired(db, now, batch)) {
       if (await db.transaction().execute((trx) => reservationRelease(trx, id))) released++;
+      // An abandoned resumable upload: its pieces go with its reservation.
+      if (id.startsWith('tus_')) await this.staging?.remove(id).catch(() => undefined);
     }
-    return { deleted, failed, released };
+    // Uploads with no reservation (the service's, in `none` buckets) expire by the datastore's clock.
+    const staged = this.staging ? await this.staging.deleteExpired().catch(() => 0) : 0;
+    return { deleted, failed, released, staged };
   }
 }
 
