@@ -149,6 +149,30 @@ describe(`storage quotas and signed links (${TARGET})`, () => {
     expect(await app.database.db.selectFrom('storage_deletions').select('id').where('storage_key', '=', key).execute()).toEqual([]);
   });
 
+  it('copies are bound by the destination quota even in parallel, for a user as for the service: 20 parallel copies of 400 bytes into 1000 store exactly one', async () => {
+    expect((await svc().post('/v1/storage/buckets', { id: 'copyq', allowed_mime_types: ['text/*'], user_quota_bytes: 1000 })).status).toBe(201);
+    const used = async (id: string) =>
+      Number((await app.database.db.selectFrom('storage_usage').select('used_bytes').where('bucket_id', '=', 'copyq').where('owner_id', '=', id).executeTakeFirstOrThrow()).used_bytes);
+    for (const [who, api] of [[owner, owner.api], [other, svc()]] as const) {
+      const src = `${who.user.id}/src.txt`;
+      expect((await rawPut(app, `/v1/storage/objects/copyq/${src}`, Buffer.alloc(400, 0x61), { token: who.token, type: 'text/plain' })).status).toBe(201);
+      // The reviewer's reproduction (R3): 20 copies at once (a user JWT copy also failed with an RLS error).
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => api.post('/v1/storage/objects/copyq/copy', { from: src, to: `${who.user.id}/par/${i}.txt` })));
+      const stored = results.filter((r) => r.status < 300);
+      expect(stored, JSON.stringify(results.find((r) => r.status >= 300 && r.status !== 413)?.body)).toHaveLength(1);
+      for (const r of results.filter((x) => x.status >= 300)) expect(r.body.error).toMatchObject({ code: 'payload_too_large', details: { reason: 'quota' } });
+      expect(await used(who.user.id)).toBe(800);
+      // Overwriting a copy counts its bytes once.
+      const again = await api.post('/v1/storage/objects/copyq/copy', { from: src, to: stored[0]?.body.path, upsert: true });
+      expect(again.status, JSON.stringify(again.body)).toBeLessThan(300);
+      expect(await used(who.user.id)).toBe(800);
+    }
+    now = Date.now() + 1000; // the app's clock, just past the database's (the outbox rows are stamped by now())
+    await app.services.storage.sweep(); // the overwritten copies' bytes
+    const { held, expected } = await heldAndExpected(app);
+    expect(held).toEqual(expected);
+  });
+
   it('a signed download link works without credentials until it expires; tampered or for another path → 403', async () => {
     const path = `${owner.user.id}/docs/report.txt`;
     expect((await rawPut(app, `/v1/storage/objects/files/${path}`, Buffer.from('quarterly report'), { token: owner.token, type: 'text/plain' })).status).toBe(201);

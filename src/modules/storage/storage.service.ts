@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import type { Db, Executor } from '../../db/database.js';
-import { elevate, inRequestTransaction } from '../../db/request-role.js';
+import { elevate, inRequestTransaction, setRequestRole } from '../../db/request-role.js';
 import { DomainError, errors } from '../../core/errors.js';
 import type { Principal } from '../../core/principal.js';
 import type { PageRequest } from '../../core/paging.js';
@@ -34,6 +34,7 @@ import {
   reservationsExpired,
   storageKeysAll,
   uploadsOpenCount,
+  usageClaim,
   usageFind,
 } from './storage.repository.js';
 import { RESUMABLE_TTL_MS, type StagedUploads } from './storage.staging.js';
@@ -412,10 +413,16 @@ export class StorageService {
     // The destination owner's quota, when the bytes are new to them (a copy, or a move to another owner or bucket).
     const newToOwner = input.mode === 'copy' || owner !== source.owner_id || destBucketId !== source.bucket_id;
     if (dest.user_quota_bytes !== null && owner !== null && newToOwner) {
+      // Checked and held in one statement that locks the owner's usage row until this transaction
+      // ends (the new row's trigger adds its bytes under that lock), so parallel copies are ordered
+      // and together never pass the quota. storage_usage is Tally's own: no end-user grant, hence
+      // the owner's role for that one statement, then the caller's again.
       const quota = Number(dest.user_quota_bytes);
-      const usage = await usageFind(db, dest.id, owner);
-      const free = quota - Number(usage?.used_bytes ?? 0) - Number(usage?.reserved_bytes ?? 0) + (existing ? Number(existing.size) : 0);
-      if (size > free) throw quotaExceeded(quota, size, free);
+      const replaced = existing ? Number(existing.size) : 0;
+      await elevate(db);
+      const room = await usageClaim(db, { bucketId: dest.id, ownerId: owner, bytes: size - replaced, quota });
+      await setRequestRole(db, principal);
+      if (!room.ok) throw quotaExceeded(quota, size, room.free + replaced);
     }
     if (existing) await objectDelete(db, existing.id);
     if (input.mode === 'move') {
