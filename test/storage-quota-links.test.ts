@@ -199,6 +199,43 @@ describe(`storage quotas and signed links (${TARGET})`, () => {
     expect(expired.status).toBe(403);
   });
 
+  it("a signed download link serves only the version it was signed for, and only while its signer may still read it (403 otherwise)", async () => {
+    const [lead, viewer] = [await signUp(app), await signUp(app)];
+    const ws = (await lead.api.post('/v1/workspaces', { name: 'board' })).body.id;
+    expect((await lead.api.post(`/v1/workspaces/${ws}/members`, { user_id: viewer.user.id, role: 'viewer' })).status).toBe(201);
+    const path = `${ws}/board/minutes.txt`;
+    const put = (text: string, upsert = false) =>
+      rawPut(app, `/v1/storage/objects/files/${path}`, Buffer.from(text), { token: lead.token, type: 'text/plain', ...(upsert ? { headers: { 'x-upsert': 'true' } } : {}) });
+    expect((await put('v1 public')).status).toBe(201);
+    const sign = async (u: typeof lead) => {
+      const res = await u.api.post(`/v1/storage/sign/files/${path}`, { action: 'download', expires_in: 7 * 86400 });
+      expect(res.status).toBe(200);
+      const url = new URL(res.body.url);
+      return `${url.pathname}${url.search}`;
+    };
+    const viewersLink = await sign(viewer);
+    const leadsLink = await sign(lead);
+    expect((await rawGet(app, viewersLink)).bytes.toString()).toBe('v1 public');
+    // The reviewer's reproduction (R6): the viewer is removed, then the path gets a new version.
+    expect((await lead.api.del(`/v1/workspaces/${ws}/members/${viewer.user.id}`)).status).toBe(200);
+    const gone = await rawGet(app, viewersLink);
+    expect(gone.status).toBe(403);
+    expect(gone.bytes.toString()).not.toContain('v1 public');
+    expect((await put('v2 layoffs list', true)).status).toBeLessThan(300);
+    expect((await rawGet(app, viewersLink)).status).toBe(403);
+    // Even the signer who still has access: the link was for v1, not for whatever came after.
+    const stale = await rawGet(app, leadsLink);
+    expect(stale.status).toBe(403);
+    expect(stale.bytes.toString()).not.toContain('layoffs');
+    expect((await rawGet(app, await sign(lead))).bytes.toString()).toBe('v2 layoffs list');
+    // A path deleted and uploaded again is another object.
+    const again = await sign(lead);
+    expect((await lead.api.del(`/v1/storage/objects/files/${path}`)).status).toBe(200);
+    expect((await rawGet(app, again)).status).toBe(404);
+    expect((await put('v2 layoffs list')).status).toBe(201);
+    expect((await rawGet(app, again)).status).toBe(403);
+  });
+
   it('a signed upload link uploads once, within its own size and type limits, without credentials', async () => {
     const path = `${owner.user.id}/inbox/once.txt`;
     const signed = await owner.api.post(`/v1/storage/sign/files/${path}`, { action: 'upload', expires_in: 60, max_size: 10, content_type: 'text/plain' });

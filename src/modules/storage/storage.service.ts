@@ -462,7 +462,8 @@ export class StorageService {
     const bucket = await bucketFind(db, bucketId);
     if (!bucket) throw errors.notFound('Bucket', bucketId);
     await this.ownerOf(db, bucket, principal, segments, input.action === 'upload');
-    if (input.action === 'download' && !(await objectFind(db, bucketId, path))) throw errors.notFound('Object', `${bucketId}/${path}`);
+    const object = input.action === 'download' ? await objectFind(db, bucketId, path) : undefined;
+    if (input.action === 'download' && !object) throw errors.notFound('Object', `${bucketId}/${path}`);
     const expiresAt = new Date(this.now().getTime() + input.expiresIn * 1000);
     const link: SignedLink = {
       action: input.action,
@@ -470,6 +471,8 @@ export class StorageService {
       path,
       exp: Math.floor(expiresAt.getTime() / 1000),
       signer: principal.kind === 'user' ? principal.userId : 'service',
+      // A download link is for the object as it is now: not for what a later upload puts at the path.
+      ...(object ? { obj: object.id, sha: object.sha256 } : {}),
       ...(input.action === 'upload' ? { id: newId('storageLink'), max: input.maxSize ?? null, type: input.contentType ? mediaType(input.contentType) : null } : {}),
     };
     return { token: this.links.sign(link), expiresAt };
@@ -484,6 +487,19 @@ export class StorageService {
     if (!link || link.action !== action || link.bucket !== bucketId || link.path !== path) throw errors.forbidden('This link is not valid');
     if (link.exp * 1000 <= this.now().getTime()) throw errors.forbidden('This link has expired');
     return link;
+  }
+
+  /**
+   * Reads through a signed download link: the link must be genuine and unexpired, its signer must
+   * still be allowed to read the path (a member removed from a workspace loses their links), and
+   * the object must still be the version it was signed for (an overwrite or a new object at the
+   * path is not theirs to hand out). Anything else → 403 `forbidden`; a deleted object → 404.
+   */
+  async openSigned(db: Executor, token: string, bucketId: string, path: string, options: { range?: string | undefined; ifNoneMatch?: string | undefined; headOnly?: boolean }): Promise<Download> {
+    const link = this.verifyLink(token, 'download', bucketId, path);
+    const { object } = await this.find(db, signerOf(link, 'storage:read'), bucketId, path);
+    if (link.obj !== object.id || link.sha !== object.sha256) throw errors.forbidden('This link was made for an earlier version of the object');
+    return this.openObject(object, options);
   }
 
   /** Claims a one-use upload link (in its own transaction, before any byte is read). */
@@ -566,6 +582,11 @@ export interface StorageCheckReport {
   missing_count: number;
   orphan_count: number;
   ok: boolean;
+}
+
+/** The principal a signed link acts as: the service, or its signer with only the scope the link needs. */
+export function signerOf(link: SignedLink, scope: 'storage:read' | 'storage:write'): Principal {
+  return link.signer === 'service' ? { kind: 'service' } : { kind: 'user', userId: link.signer, email: null, via: 'jwt', keyId: null, scopes: [scope], sessionId: null };
 }
 
 function minOf(a: number | null, b: number | null): number | null {
