@@ -16122,7 +16122,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Download with a signed link, until it expires */
+        /** Download with a signed link: the version it was signed for, while its signer may read it, until it expires */
         get: {
             parameters: {
                 query: {
