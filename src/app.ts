@@ -248,7 +248,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
       {
         record: async (e) => {
           const outcome = await billing.usage.record(
-            [{ user_id: e.userId, metric: e.metric, quantity: e.quantity, action_hash: e.actionHash, metadata: e.metadata }],
+            [{ user_id: e.userId, ...(e.workspaceId ? { workspace_id: e.workspaceId } : {}), metric: e.metric, quantity: e.quantity, action_hash: e.actionHash, metadata: e.metadata }],
             { requestId: newId('request'), idem: null, respond: (outcomes) => outcomes[0] ?? { ok: false, error: errors.internal(), requestId: '' } },
           );
           return outcome.ok ? { ok: true } : { ok: false, code: outcome.error.code };

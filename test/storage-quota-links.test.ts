@@ -122,6 +122,22 @@ describe(`storage quotas and signed links (${TARGET})`, () => {
     expect(mine[0]).toMatchObject({ quantity: 2, action_hash: `storage_mb:${user.user.id}:${day}` });
   });
 
+  it("a workspace's folders are metered to the workspace's pool (its owner the acting member), once per day", async () => {
+    const lead = await signUp(app);
+    const ws = (await lead.api.post('/v1/workspaces', { name: 'metered' })).body.id;
+    const model = await svc().post('/v1/cost-models', { metric: 'storage_mb' });
+    expect([201, 409]).toContain(model.status);
+    expect((await svc().post('/v1/credits/grant', { workspace_id: ws, amount: 100, reason: 'test' }, { idempotencyKey: `g-${ws}` })).status).toBe(201);
+    expect((await svc().post('/v1/storage/buckets', { id: 'team-media' })).status).toBe(201);
+    expect((await rawPut(app, `/v1/storage/objects/team-media/${ws}/v.bin`, Buffer.alloc(1_600_000, 0x61), { token: lead.token, type: 'application/octet-stream' })).status).toBe(201);
+    const day = new Date(now).toISOString().slice(0, 10);
+    expect((await app.services.storageMeter.meterDay(day)).workspaces).toBeGreaterThanOrEqual(1);
+    await app.services.storageMeter.meterDay(day);
+    const events = (await svc().get(`/v1/users/${lead.user.id}/events`)).body.data.filter((e: { metric: string }) => e.metric === 'storage_mb');
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ workspace_id: ws, quantity: 2, action_hash: `storage_mb:${ws}:${day}` });
+  });
+
   it('a delete whose bytes the driver fails to remove is retried later with back-off, until they are gone', async () => {
     now = Date.now() + 1000; // the app's clock, just past the database's (the outbox row is stamped by now())
     await app.services.storage.sweep(); // what earlier tests queued
