@@ -80,6 +80,8 @@ import { registerGatewayRoutes } from './modules/gateway/gateway.routes.js';
 import { GatewayUsageService } from './modules/gateway/gateway.usage.service.js';
 import { registerRelayRoutes } from './modules/gateway/gateway.relay.routes.js';
 import { reapStale, RelayService } from './modules/gateway/gateway.relay.service.js';
+import { keyWindowsPrune } from './modules/gateway/gateway.key-limits.repository.js';
+import { MINUTE_MS } from './modules/gateway/gateway.key-limits.js';
 import { UpstreamClient } from './modules/gateway/gateway.upstream-call.js';
 import { creditsLedger } from './modules/gateway/gateway.ledger.js';
 import { CreditsSdk } from './sdk/credits.sdk.js';
@@ -260,7 +262,12 @@ export async function createApp(deps: AppDeps): Promise<App> {
     gateway: { upstreams: new UpstreamsService(secrets, () => router.invalidate()), router,
       relay,
       usage: new GatewayUsageService(),
-      reap: () => reapStale(relay, database.db, clock(), gatewayConfig.reapAfterMs),
+      reap: async () => {
+        const reaped = await reapStale(relay, database.db, clock(), gatewayConfig.reapAfterMs);
+        // Key limits look back one minute: older windows only take room.
+        await keyWindowsPrune(database.db, new Date(clock().getTime() - 2 * MINUTE_MS));
+        return reaped;
+      },
     },
   };
   // Every user gets an account and the sign-up bonus in the transaction that creates them.
