@@ -66,6 +66,9 @@ async function pgliteFromSnapshot(): Promise<PGlite | undefined> {
   return snapshot ? PGlite.create({ loadDataDir: snapshot }) : undefined;
 }
 
+/** The cheapest argon2id cost the library accepts in spirit (one pass over 512 KiB): milliseconds per hash. */
+export const TEST_PASSWORD_HASHING = { memoryKib: 512, timeCost: 1, parallelism: 1 } as const;
+
 export function testConfig(database: Database, overrides: Partial<Config> = {}): Config {
   return {
     env: 'test',
@@ -75,7 +78,15 @@ export function testConfig(database: Database, overrides: Partial<Config> = {}):
         ? { kind: 'postgres', url: POSTGRES_URL, poolMax: 20, schema: database.schema }
         : { kind: 'pglite', dataDir: null, schema: database.schema },
     dataDir: '/nonexistent',
-    auth: { serviceKey: `tsk_${randomBytes(24).toString('hex')}`, jwtSecret: randomBytes(32).toString('hex'), jwtTtlSeconds: 3600, refreshTtlSeconds: 30 * 86_400 },
+    auth: {
+      serviceKey: `tsk_${randomBytes(24).toString('hex')}`,
+      jwtSecret: randomBytes(32).toString('hex'),
+      jwtTtlSeconds: 3600,
+      refreshTtlSeconds: 30 * 86_400,
+      // Production's argon2id cost (64 MiB, 3 passes) takes ~0.5 s per sign-up or login on a busy
+      // core; the suite signs in hundreds of times. test/auth.test.ts proves the production default.
+      passwordHashing: TEST_PASSWORD_HASHING,
+    },
     encryptionKey: randomBytes(32),
     jobs: { callbackSecret: randomBytes(32).toString('hex'), callbackToleranceSeconds: 300 },
     credits: { balanceCap: 50_000, signupBonus: 3 },
