@@ -17,8 +17,9 @@ const project = (name: 'pglite' | 'postgres') => ({
     name,
     include: ALL,
     env: { TALLY_TEST_DB: name },
-    // Every PGlite test database starts from one migrated dump (test/support/pglite-snapshot.ts).
-    ...(name === 'pglite' ? { globalSetup: ['test/support/pglite-snapshot.ts'] } : {}),
+    // Every test database starts from one migrated dump (PGlite) or template database (PostgreSQL),
+    // made once per run: test/support/pglite-snapshot.ts, test/support/postgres-template.ts.
+    globalSetup: [name === 'pglite' ? 'test/support/pglite-snapshot.ts' : 'test/support/postgres-template.ts'],
   },
 });
 
@@ -31,7 +32,9 @@ const pooled = (url: string) => ({
   test: {
     name: 'pgbouncer',
     include: ['test/{credits,idempotency,jobs,billing,payments,pooler,ledger-plans,sdk}.test.ts'],
-    env: { TALLY_TEST_DB: 'postgres', TEST_DATABASE_URL: url, TALLY_TEST_POOLER: 'transaction' },
+    // Test databases are copied and dropped on the server itself (TALLY_TEST_ADMIN_URL), used through the pooler.
+    globalSetup: ['test/support/postgres-template.ts'],
+    env: { TALLY_TEST_DB: 'postgres', TEST_DATABASE_URL: url, TALLY_TEST_POOLER: 'transaction', TALLY_TEST_ADMIN_URL: postgresUrl ?? '' },
   },
 });
 
