@@ -1243,14 +1243,20 @@ export function keyReachesExactlyItsScopes(file: keyof typeof SCOPE_FILES): void
 /**
  * Registers the file's set-up: a fresh app on a fresh database, its OpenAPI operations and (unless
  * `documentOnly`) every fixture above, built once per file in beforeAll and dropped in afterAll.
- * Vitest gives each test file its own module instance, so each file gets its own app and fixtures
- * (read them through the live `export let` bindings above, after beforeAll).
+ * Files of one worker share this module (isolate: false), so beforeAll first forgets what the
+ * previous file made (read the fixtures through the live `export let` bindings above, after beforeAll).
  */
 export function useSecuritySuite(options: { documentOnly?: boolean } = {}): void {
   // Every route, every credential, every scope: on two shared cores these tests need more than the
   // default 30 s per test (they grow with each route added).
   vi.setConfig({ testTimeout: 240_000, hookTimeout: 240_000 });
   beforeAll(async () => {
+    // A worker runs several files in one module instance (isolate: false, vitest.config.ts):
+    // nothing made for the previous file's app may be taken as made for this one.
+    projects.clear();
+    refusals.clear();
+    catalogReady = null;
+    storageReady = null;
     await buildApp();
     if (!options.documentOnly) await buildFixtures();
   });
