@@ -18,6 +18,7 @@ import { AuthService } from './modules/auth/auth.service.js';
 import { TokenService } from './modules/auth/auth.tokens.js';
 import { RefreshTokens } from './modules/auth/auth.refresh.js';
 import { PasswordResetService } from './modules/auth/auth.password-reset.js';
+import { PasswordHasher } from './modules/auth/auth.passwords.js';
 import { registerPasswordResetRoutes } from './modules/auth/auth.password-reset.routes.js';
 import { MailService } from './modules/mail/mail.service.js';
 import { WebhooksOutService } from './modules/webhooks-out/webhooks-out.service.js';
@@ -208,16 +209,17 @@ export async function createApp(deps: AppDeps): Promise<App> {
   );
   const projects = new ProjectsService(clock, deps.messageCharger ?? new UsageMessageCharger(billing.usage));
   const emailVerificationConfig = config.emailVerification ?? DEFAULT_EMAIL_VERIFICATION;
+  const passwords = new PasswordHasher(config.auth.passwordHashing);
   const emailVerification = new EmailVerificationService(emailVerificationConfig, clock);
   const services: Services = {
     users,
     tokens,
-    auth: new AuthService(users, tokens, new RefreshTokens(config.auth.refreshTtlSeconds, clock)),
+    auth: new AuthService(users, tokens, new RefreshTokens(config.auth.refreshTtlSeconds, clock), passwords),
     mail,
     webhooksOut,
-    passwordReset: new PasswordResetService(config.passwordReset ?? DEFAULT_PASSWORD_RESET, mail, clock),
+    passwordReset: new PasswordResetService(config.passwordReset ?? DEFAULT_PASSWORD_RESET, mail, clock, passwords),
     emailVerification,
-    signupConfirmation: emailVerificationConfig.confirmSignup ? new SignupConfirmation(users, emailVerification, mail, emailVerificationConfig, database.schema) : null,
+    signupConfirmation: emailVerificationConfig.confirmSignup ? new SignupConfirmation(users, emailVerification, mail, emailVerificationConfig, database.schema, passwords) : null,
     apiKeys: new ApiKeysService(clock),
     workspaces,
     spendCaps: new SpendCapsService(credits),

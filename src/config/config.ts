@@ -214,7 +214,17 @@ export interface Config {
     | ({ readonly kind: 'postgres'; readonly url: string; readonly poolMax: number; readonly schema: string } & PostgresOptions)
     | { readonly kind: 'pglite'; readonly dataDir: string | null; readonly schema: string };
   readonly dataDir: string;
-  readonly auth: { readonly serviceKey: string; readonly jwtSecret: string; readonly jwtTtlSeconds: number; readonly refreshTtlSeconds: number };
+  readonly auth: {
+    readonly serviceKey: string;
+    readonly jwtSecret: string;
+    readonly jwtTtlSeconds: number;
+    readonly refreshTtlSeconds: number;
+    /**
+     * argon2id's cost; absent = PRODUCTION_PASSWORD_HASHING (m=64 MiB, t=3, p=4). Never read from the
+     * environment (loadConfig leaves it out): only the test harness sets a cheaper one.
+     */
+    readonly passwordHashing?: PasswordHashing;
+  };
   readonly encryptionKey: Buffer;
   /** Retired keys that still open values sealed before a rotation (none by default). */
   readonly encryptionKeysOld?: readonly Buffer[];
@@ -260,6 +270,13 @@ export interface Config {
   readonly passwordReset?: PasswordResetConfig;
   /** Object storage (docs/storage.md); absent = the local driver under `<dataDir>/storage`. */
   readonly storage?: StorageConfig;
+}
+
+/** argon2id's cost: memory in KiB, passes, lanes. */
+export interface PasswordHashing {
+  readonly memoryKib: number;
+  readonly timeCost: number;
+  readonly parallelism: number;
 }
 
 /** Where object bytes live: one driver per process (docs/storage.md). */
