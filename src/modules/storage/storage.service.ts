@@ -44,6 +44,8 @@ import { type BucketRow, type CreateBucketBody, etagOf, type ObjectRow, pathSegm
 const RESERVATION_TTL_MS = 6 * 3600_000;
 /** Unfinished resumable uploads one owner (a user's or a workspace's folder) may have at once. */
 export const MAX_OPEN_UPLOADS = 20;
+/** How often the sweeper scans the resumable uploads' datastore for expired pieces. */
+const STAGED_SWEEP_EVERY_MS = 10 * 60_000;
 
 export interface UploadInput {
   bucket: string;
@@ -73,6 +75,9 @@ export type Download =
  * checks the owner again on every row a user's request touches.
  */
 export class StorageService {
+  /** When the sweeper last asked the datastore for expired uploads (ms). */
+  private stagedSweptAt = 0;
+
   constructor(
     /** The database itself, for housekeeping (the sweeper, `tally storage check`). */
     private readonly db: Db,
@@ -562,7 +567,12 @@ export class StorageService {
       if (id.startsWith('tus_')) await this.staging?.remove(id).catch(() => undefined);
     }
     // Uploads with no reservation (the service's, in `none` buckets) expire by the datastore's clock.
-    const staged = this.staging ? await this.staging.deleteExpired().catch(() => 0) : 0;
+    // That pass reads every upload's record, so it runs every 10 minutes rather than every tick.
+    let staged = 0;
+    if (this.staging && now.getTime() - this.stagedSweptAt >= STAGED_SWEEP_EVERY_MS) {
+      this.stagedSweptAt = now.getTime();
+      staged = await this.staging.deleteExpired().catch(() => 0);
+    }
     return { deleted, failed, released, staged };
   }
 }
