@@ -89,6 +89,9 @@ import { CreditsSdk } from './sdk/credits.sdk.js';
 import { createServer } from './server.js';
 import { VERSION } from './version.js';
 import { errors } from './core/errors.js';
+import { ObservabilityService } from './modules/observability/observability.service.js';
+import { Scrubber } from './modules/observability/observability.scrub.js';
+import { registerObservabilityRoutes } from './modules/observability/observability.routes.js';
 
 export interface AppDeps {
   config: Config;
@@ -146,6 +149,8 @@ export interface Services {
   admin: AdminService;
   /** The typed in-process SDK: same validation, operations and idempotency as the HTTP routes. */
   sdk: { credits: CreditsSdk };
+  /** Request and error logs, /metrics, route latency and retention (docs/observability.md). */
+  observability: ObservabilityService;
   /** The LLM gateway (docs/gateway.md): upstream accounts and the router that picks among them. */
   gateway: {
     upstreams: UpstreamsService;
@@ -211,7 +216,23 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const emailVerificationConfig = config.emailVerification ?? DEFAULT_EMAIL_VERIFICATION;
   const passwords = new PasswordHasher(config.auth.passwordHashing);
   const emailVerification = new EmailVerificationService(emailVerificationConfig, clock);
+  const observability = new ObservabilityService(
+    database.db,
+    database.schema,
+    config.observability,
+    new Scrubber(knownSecrets(config)),
+    clock,
+    {
+      queue: () => queue.backlog(),
+      ledgerWaiting: () => ({ ledger: credits.waiting, usage: billing.usage.waiting }),
+      upstreams: () => router.health(),
+    },
+    deps.logger,
+  );
+  credits.observeBatches((size, seconds, ok) => observability.metrics.ledgerBatch('ledger', size, seconds, ok));
+  webhooksOut.observeDeliveries((outcome) => observability.metrics.webhookDelivery(outcome));
   const services: Services = {
+    observability,
     users,
     tokens,
     auth: new AuthService(users, tokens, new RefreshTokens(config.auth.refreshTtlSeconds, clock), passwords),
@@ -296,6 +317,12 @@ export async function createApp(deps: AppDeps): Promise<App> {
   }
   const routeDeps: RouteDeps = { db: database.db, authenticator: services.authenticator, secrets: services.secrets, invalidations };
   if (config.rateLimits) routeDeps.throttles = await createThrottles(server, config.rateLimits);
+  // First: its hook reports every request answered by any route registered after it (and the 404s).
+  registerObservabilityRoutes(server, routeDeps, services.observability, {
+    serviceKey: config.auth.serviceKey,
+    ...(config.observability?.metricsToken ? { metricsToken: config.observability.metricsToken } : {}),
+    now: clock,
+  });
   registerHealthRoutes(server, routeDeps, database, {
     queue: () => services.queue.status(),
     cacheListening: () => invalidations.trusted,
@@ -339,4 +366,28 @@ export async function createApp(deps: AppDeps): Promise<App> {
   await registerDashboard(server, deps.dashboardDir ?? defaultDashboardDir());
   await server.ready();
   return { server, services, database, config };
+}
+
+/** Every secret the configuration holds, for the log scrubber to take out of stored text. */
+function knownSecrets(config: Config): string[] {
+  const key = (b: Buffer) => [b.toString('base64'), b.toString('hex')];
+  const payments = config.payments;
+  return [
+    config.auth.serviceKey,
+    config.auth.jwtSecret,
+    config.observability?.metricsToken ?? '',
+    config.jobs.callbackSecret,
+    ...Object.values(config.jobs.providerSecrets ?? {}),
+    ...key(config.encryptionKey),
+    ...(config.encryptionKeysOld ?? []).flatMap(key),
+    ...(payments?.stripe?.webhookSecrets ?? []),
+    payments?.lemonsqueezy?.webhookSecret ?? '',
+    payments?.creem?.webhookSecret ?? '',
+    payments?.paypal?.clientSecret ?? '',
+    payments?.checkout?.stripe?.secretKey ?? '',
+    payments?.checkout?.lemonsqueezy?.apiKey ?? '',
+    payments?.checkout?.creem?.apiKey ?? '',
+    config.storage?.driver === 's3' ? (config.storage.secretAccessKey ?? '') : '',
+    config.mail?.smtpUrl ?? '',
+  ];
 }

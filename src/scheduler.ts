@@ -29,6 +29,8 @@ export function startScheduler(
       .then((m) => m && logger.info(m, 'storage: storage_mb metered for the day'))
       .then(() => services.ide.sweep())
       .then((n) => n > 0 && logger.info({ analyses: n }, 'ide: expired code analyses deleted'))
+      .then(() => services.observability.maintain())
+      .then((o) => o.retention?.some((r) => r.droppedPartitions.length > 0 || r.deletedRows > 0 || r.createdPartitions.length > 0) && logger.info({ retention: o.retention }, 'retention: expired log rows removed, partitions kept ahead'))
       .then(() => services.gateway.reap())
       .then((n) => n > 0 && logger.warn({ requests: n }, 'gateway: settled requests a dead process left pending'))
       .catch((err: unknown) => logger.error({ err }, 'scheduler sweep failed'))

@@ -64,12 +64,13 @@ describe(`migrations (${TARGET})`, () => {
   });
 
   it('every table has row-level security; every mutable one has updated_at kept by a trigger', async () => {
-    // Insert-only tables: history is never rewritten, so they have no updated_at.
+    // Insert-only tables: history is never rewritten, so they have no updated_at. Partitioned tables
+    // (relkind 'p') count as tables, and so does each partition: RLS is per table.
     const insertOnly = new Set(['credit_ledger', 'credit_allocations', 'usage_events', 'usage_summaries']);
     const schema = testDb.database.schema;
     const tables = await sql<{ relname: string; relrowsecurity: boolean }>`
       select c.relname, c.relrowsecurity from pg_class c join pg_namespace n on n.oid = c.relnamespace
-      where n.nspname = ${schema} and c.relkind = 'r' and c.relname not in ('tally_migrations', 'extra_thing')`.execute(
+      where n.nspname = ${schema} and c.relkind in ('r', 'p') and c.relname not in ('tally_migrations', 'extra_thing')`.execute(
       testDb.database.root,
     );
     expect(tables.rows.length).toBeGreaterThanOrEqual(7);

@@ -2,6 +2,7 @@ import { type FormEvent, StrictMode, useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
 import { api, type Ok, type Session, sessionStore, setUnauthorizedHandler } from './api';
 import { Plans } from './pages/catalog';
+import { Logs } from './pages/logs';
 import { Jobs, Overview, Payments, Reconcile, Users } from './pages/operator';
 import { Storage } from './pages/storage';
 import { UserView } from './pages/user';
@@ -84,6 +85,7 @@ const OPERATOR_NAV: [string, string][] = [
   ['/webhooks', 'Webhooks'],
   ['/storage', 'Storage'],
   ['/mail', 'Mail'],
+  ['/logs', 'Logs'],
   ['/reconcile', 'Reconcile'],
 ];
 
@@ -132,6 +134,10 @@ function App() {
   else if (path === '/payments') page = <Payments key={search.toString()} tab={search.get('tab') ?? ''} status={search.get('status') ?? ''} />;
   else if (path === '/jobs') page = <Jobs key={search.get('status') ?? ''} status={search.get('status') ?? ''} />;
   else if (path === '/reconcile') page = <Reconcile />;
+  else if (path === '/logs') {
+    const filters = { status: search.get('status') ?? '', route: search.get('route') ?? '', user_id: search.get('user_id') ?? '', request_id: search.get('request_id') ?? '' };
+    page = <Logs key={search.toString()} filters={filters} />;
+  }
   else page = <ErrorBox error={toApiError(new Error(`No page at /dashboard${path}`))} />;
 
   return (

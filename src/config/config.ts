@@ -180,6 +180,23 @@ const envSchema = z.object({
   TALLY_REQUEST_DEADLINE_MS: intFromEnv(30_000),
   /** One info line per answered request (method, route, status, duration, caller); "off" logs none. */
   TALLY_REQUEST_LOG: z.enum(['on', 'off']).default('on'),
+  // Observability (docs/observability.md).
+  /** One api_logs row per request, written in batches off the request's path; "off" writes none. */
+  TALLY_API_LOGS: z.enum(['on', 'off']).default('on'),
+  /** Rows per insert; a full batch is written at once, a partial one after TALLY_API_LOGS_FLUSH_MS. */
+  TALLY_API_LOGS_BATCH: intFromEnv(500).refine((v) => v >= 1 && v <= 5_000, 'must be between 1 and 5000'),
+  TALLY_API_LOGS_FLUSH_MS: intFromEnv(1_000).refine((v) => v >= 10 && v <= 60_000, 'must be between 10 and 60000 ms'),
+  /** Most rows waiting in memory; past it new rows are dropped and counted (tally_api_logs_dropped_total). */
+  TALLY_API_LOGS_BUFFER: intFromEnv(20_000).refine((v) => v >= 1, 'must be at least 1'),
+  /** One error_logs row per 5xx answer (with request logs off too); "off" writes none. */
+  TALLY_ERROR_LOGS: z.enum(['on', 'off']).default('on'),
+  /** A bearer token for GET /metrics besides the service key (a Prometheus scraper need not hold the service key). */
+  TALLY_METRICS_TOKEN: optionalString.refine((v) => v === undefined || v.length >= 32, 'must be at least 32 characters'),
+  /** Days each table keeps its rows (0 = forever); the scheduler drops what is older. */
+  TALLY_RETENTION_API_LOGS_DAYS: intFromEnv(30),
+  TALLY_RETENTION_ERROR_LOGS_DAYS: intFromEnv(90),
+  TALLY_RETENTION_PERFORMANCE_METRICS_DAYS: intFromEnv(90),
+  TALLY_RETENTION_ANALYTICS_DAYS: intFromEnv(400),
   // Storage (docs/storage.md): local disk under TALLY_DATA_DIR/storage by default, or S3-compatible.
   TALLY_STORAGE_DRIVER: z.enum(['local', 's3']).default('local'),
   /** Where the local driver keeps objects (default: <TALLY_DATA_DIR>/storage). */
@@ -270,6 +287,8 @@ export interface Config {
   readonly passwordReset?: PasswordResetConfig;
   /** Object storage (docs/storage.md); absent = the local driver under `<dataDir>/storage`. */
   readonly storage?: StorageConfig;
+  /** Request and error logs, /metrics and retention (docs/observability.md); absent = no request logs, no metrics token, DEFAULT_RETENTION. */
+  readonly observability?: ObservabilityConfig;
 }
 
 /** argon2id's cost: memory in KiB, passes, lanes. */
@@ -278,6 +297,26 @@ export interface PasswordHashing {
   readonly timeCost: number;
   readonly parallelism: number;
 }
+
+/** Request and error logs, the metrics endpoint's token, and how long each log table keeps rows. */
+export interface ObservabilityConfig {
+  /** api_logs/error_logs writing: null = off. */
+  readonly requestLogs: { readonly batchSize: number; readonly flushMs: number; readonly maxBuffered: number } | null;
+  /** error_logs writing (5xx answers): on unless TALLY_ERROR_LOGS=off. */
+  readonly errorLogs: boolean;
+  /** A second bearer token GET /metrics accepts (besides the service key). */
+  readonly metricsToken?: string;
+  /** Days per table (null = forever); tables not named are kept forever. */
+  readonly retentionDays: Readonly<Record<string, number | null>>;
+}
+
+/** Retention per table (issue 19): api logs 30 days, errors 90, analytics 400, audit forever. */
+export const DEFAULT_RETENTION: Readonly<Record<string, number | null>> = {
+  api_logs: 30,
+  error_logs: 90,
+  performance_metrics: 90,
+  analytics_events: 400,
+};
 
 /** Where object bytes live: one driver per process (docs/storage.md). */
 export type StorageConfig = (

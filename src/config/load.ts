@@ -138,6 +138,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     },
     passwordReset: { ttlSeconds: raw.TALLY_PASSWORD_RESET_TTL_SECONDS, urlTemplate: raw.TALLY_PASSWORD_RESET_URL ?? null },
     storage: storageConfig(raw, dataDir),
+    observability: {
+      requestLogs: raw.TALLY_API_LOGS === 'on'
+        ? { batchSize: raw.TALLY_API_LOGS_BATCH, flushMs: raw.TALLY_API_LOGS_FLUSH_MS, maxBuffered: raw.TALLY_API_LOGS_BUFFER }
+        : null,
+      errorLogs: raw.TALLY_ERROR_LOGS === 'on',
+      ...(raw.TALLY_METRICS_TOKEN ? { metricsToken: raw.TALLY_METRICS_TOKEN } : {}),
+      // 0 = forever.
+      retentionDays: {
+        api_logs: raw.TALLY_RETENTION_API_LOGS_DAYS || null,
+        error_logs: raw.TALLY_RETENTION_ERROR_LOGS_DAYS || null,
+        performance_metrics: raw.TALLY_RETENTION_PERFORMANCE_METRICS_DAYS || null,
+        analytics_events: raw.TALLY_RETENTION_ANALYTICS_DAYS || null,
+      },
+    },
   };
   return { config: Object.freeze(config), generatedSecrets };
 }

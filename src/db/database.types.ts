@@ -71,6 +71,24 @@ export interface ApiKeys {
   workspace_id: string | null;
 }
 
+export interface ApiLogs {
+  api_key_id: string | null;
+  caller_id: string | null;
+  caller_kind: string;
+  created_at: Generated<Timestamp>;
+  duration_ms: number;
+  ip: string | null;
+  method: string;
+  path: string;
+  request_bytes: number | null;
+  request_id: string;
+  response_bytes: number | null;
+  route: string | null;
+  status: number;
+  updated_at: Generated<Timestamp>;
+  user_agent: string | null;
+}
+
 export interface BackgroundJobs {
   attempts: Generated<number>;
   completed_at: Timestamp | null;
@@ -376,6 +394,21 @@ export interface EnvVars {
   var_type: Generated<string>;
 }
 
+export interface ErrorLogs {
+  caller_id: string | null;
+  caller_kind: string;
+  created_at: Generated<Timestamp>;
+  error_class: string;
+  fingerprint: string;
+  message: string;
+  method: string;
+  request_id: string;
+  route: string | null;
+  stack: string | null;
+  status: number;
+  updated_at: Generated<Timestamp>;
+}
+
 export interface GatewayCarries {
   account_id: string;
   created_at: Generated<Timestamp>;
@@ -661,6 +694,20 @@ export interface Payments {
   unmatched_reason: string | null;
   updated_at: Generated<Timestamp>;
   user_id: string | null;
+}
+
+export interface PerformanceMetrics {
+  created_at: Generated<Timestamp>;
+  errors: number;
+  max_ms: number;
+  method: string;
+  minute: Timestamp;
+  p50_ms: number;
+  p95_ms: number;
+  p99_ms: number;
+  requests: number;
+  route: string;
+  updated_at: Generated<Timestamp>;
 }
 
 export interface PlanAllowances {
@@ -1186,6 +1233,7 @@ export interface DB {
   agent_sessions: AgentSessions;
   allowance_cycles: AllowanceCycles;
   api_keys: ApiKeys;
+  api_logs: ApiLogs;
   background_jobs: BackgroundJobs;
   budget_guards: BudgetGuards;
   checkouts: Checkouts;
@@ -1205,6 +1253,7 @@ export interface DB {
   editor_sessions: EditorSessions;
   email_verification_tokens: EmailVerificationTokens;
   env_vars: EnvVars;
+  error_logs: ErrorLogs;
   gateway_carries: GatewayCarries;
   gateway_key_windows: GatewayKeyWindows;
   gateway_requests: GatewayRequests;
@@ -1220,6 +1269,7 @@ export interface DB {
   payment_customers: PaymentCustomers;
   payment_refs: PaymentRefs;
   payments: Payments;
+  performance_metrics: PerformanceMetrics;
   plan_allowances: PlanAllowances;
   plan_prices: PlanPrices;
   plans: Plans;

@@ -2,6 +2,7 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 import { asUnavailable } from '../db/faults.js';
 import { DomainError, errors } from '../core/errors.js';
 import { errorBody, statusOf } from './errors.js';
+import { noteFailure } from './request-recording.js';
 
 interface PgError {
   code?: string;
@@ -17,6 +18,8 @@ interface PgError {
 export function installErrorHandler(app: FastifyInstance, bodyLimit: number): void {
   app.setErrorHandler((err: FastifyError & PgError, request, reply) => {
     const apiError = toApiError(err, bodyLimit, request.headers['content-type']);
+    // The error behind a 5xx answer goes to error_logs (src/http/request-recording.ts).
+    if (statusOf(apiError.code) >= 500) noteFailure(request, err);
     if (apiError.code === 'unavailable') {
       request.log.warn({ reason: apiError.details?.['reason'], err: err.message }, 'request unavailable');
       void reply.header('retry-after', '1');

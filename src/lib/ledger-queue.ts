@@ -47,6 +47,8 @@ export class LedgerQueue<Op, Result> {
       /** Most operations waiting; past it `submit` refuses with `overloaded()` instead of holding memory. */
       maxBacklog?: number;
       overloaded?: () => Error;
+      /** Told each transaction's size and duration (GET /metrics); the lone re-runs after a failure are not batches. */
+      observe?: (size: number, seconds: number, ok: boolean) => void;
     } = {},
   ) {}
 
@@ -97,10 +99,13 @@ export class LedgerQueue<Op, Result> {
       this.releaseAccounts(accounts);
       this.pump();
     };
+    const started = this.limits.observe ? performance.now() : 0;
     try {
       const results = await this.run(batch.map((b) => ({ accountId: b.accountId, op: b.item.op })), handOff);
+      this.limits.observe?.(batch.length, (performance.now() - started) / 1000, true);
       batch.forEach((b, i) => b.item.resolve(results[i] as Result));
     } catch (err) {
+      this.limits.observe?.(batch.length, (performance.now() - started) / 1000, false);
       // One bad operation must not fail its neighbours: run each alone to isolate it. A lone
       // operation runs again only when `runAgain` says the failure was a race the second run
       // resolves; any other failure of a lone operation is its answer. A shared failure (the

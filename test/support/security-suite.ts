@@ -486,6 +486,11 @@ export const ROUTES: Record<string, RouteSpec> = {
   'GET /v1/jobs': { auth: 'service', sample: async () => ({ url: '/v1/jobs?status=pending', status: 200 }) },
   'GET /v1/admin/stats': { auth: 'service', sample: async () => ({ url: '/v1/admin/stats?bucket=hour', status: 200 }) },
   'POST /v1/admin/reconcile': { auth: 'service', sample: async () => ({ url: '/v1/admin/reconcile', status: 200 }) },
+  // Observability (docs/observability.md): the operator's logs and latency.
+  'GET /v1/logs/requests': { auth: 'service', sample: async () => ({ url: '/v1/logs/requests?status_class=2', status: 200 }) },
+  'GET /v1/logs/errors': { auth: 'service', sample: async () => ({ url: '/v1/logs/errors', status: 200 }) },
+  'GET /v1/metrics/latency': { auth: 'service', sample: async () => ({ url: '/v1/metrics/latency?minutes=5', status: 200 }) },
+  'GET /v1/metrics/latency/minutes': { auth: 'service', sample: async () => ({ url: '/v1/metrics/latency/minutes', status: 200 }) },
   'GET /v1/users/{id}/jobs': { auth: 'any', scope: 'jobs:read', sample: async (o) => ({ url: `/v1/users/${o.user.id}/jobs`, status: 200 }) },
 
   // Projects and agent work: the owner (or workspace writers) write, members of every role read.

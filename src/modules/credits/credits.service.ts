@@ -49,6 +49,9 @@ export interface CreditsConfig {
  * goes through `execute`: queued per account, applied by the pure engine inside one transaction
  * that holds the account's row lock, and written set-based together with its idempotency record.
  */
+/** A ledger transaction's size (operations), duration and outcome. */
+export type BatchObserver = (size: number, seconds: number, ok: boolean) => void;
+
 export class CreditsService implements Ledger {
   readonly repo: CreditsRepository;
   private readonly sql: BatchSql;
@@ -80,8 +83,15 @@ export class CreditsService implements Ledger {
       config.maxBatch ?? 256,
       config.maxParallel ?? 2,
       (err) => err instanceof KeyRecordedMeanwhile,
-      queueLimits(config.maxBacklog),
+      { ...queueLimits(config.maxBacklog), observe: (size, seconds, ok) => this.batchObserver?.(size, seconds, ok) },
     );
+  }
+
+  private batchObserver: BatchObserver | null = null;
+
+  /** Told every ledger transaction's size and duration (the composition root wires GET /metrics here). */
+  observeBatches(observer: BatchObserver): void {
+    this.batchObserver = observer;
   }
 
   /** Money operations waiting in this process for a transaction (GET /ready). */

@@ -59,6 +59,12 @@ export class UpstreamRouter {
     this.loadedAt = -Infinity;
   }
 
+  /** Each upstream's circuit as this process sees it (GET /metrics). */
+  async health(): Promise<{ id: string; type: UpstreamType; state: UpstreamState }[]> {
+    await this.fresh();
+    return this.entries.map((e) => ({ id: e.id, type: e.type, state: e.state }));
+  }
+
   /** The upstreams to try for a model, in order (at most maxAttempts). Empty: none can serve it now. */
   async candidates(type: UpstreamType, model: string, opts: { peek?: boolean } = {}): Promise<Candidate[]> {
     await this.fresh();

@@ -153,3 +153,15 @@ export async function backgroundJobCancelByDedupeKey(db: Executor, key: string):
     .executeTakeFirst();
   return res.numUpdatedRows > 0n;
 }
+
+/** Due pending jobs and the age of the oldest (GET /metrics: queue depth and lag). */
+export async function backgroundJobBacklog(db: Executor, now: Date): Promise<{ depth: number; lagSeconds: number }> {
+  const row = await db
+    .selectFrom('background_jobs')
+    .select((eb) => [eb.fn.countAll<number>().as('depth'), eb.fn.min('run_at').as('oldest')])
+    .where('status', '=', 'pending')
+    .where('run_at', '<=', now)
+    .executeTakeFirst();
+  const oldest = row?.oldest ? new Date(row.oldest as Date | string).getTime() : null;
+  return { depth: Number(row?.depth ?? 0), lagSeconds: oldest === null ? 0 : Math.max(0, (now.getTime() - oldest) / 1000) };
+}

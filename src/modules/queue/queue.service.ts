@@ -6,6 +6,7 @@ import { newId } from '../../lib/ids.js';
 import { randomToken } from '../../lib/random.js';
 import { backoffMs, type BackgroundJob, type EnqueueOptions, type Handler, type RunReport } from './queue.js';
 import {
+  backgroundJobBacklog,
   backgroundJobCancelByDedupeKey,
   backgroundJobClaim,
   backgroundJobComplete,
@@ -174,6 +175,11 @@ export class QueueService {
     };
     this.timer = setTimeout(tick, 0);
     this.timer.unref();
+  }
+
+  /** Due jobs waiting for a worker, and how long the oldest has waited (GET /metrics). */
+  backlog(): Promise<{ depth: number; lagSeconds: number }> {
+    return backgroundJobBacklog(this.database.db, this.now());
   }
 
   /** Whether the worker loop runs in this process and how its last poll went (GET /ready). */

@@ -65,10 +65,18 @@ export class WebhooksOutService implements EventSink {
       const id = (job.input as { delivery_id?: unknown }).delivery_id;
       if (typeof id !== 'string') throw new Error(`${DELIVER_JOB}: no delivery_id`);
       const outcome: DeliveryOutcome = await this.deliverer.attempt(ctx.db, id, job.attempts >= job.maxAttempts);
+      this.deliveryObserver?.(outcome.status);
       // Thrown, the queue retries with backoff; returned, the delivery is settled.
       if (outcome.retry) throw new Error(outcome.error ?? 'delivery failed');
       return outcome;
     });
+  }
+
+  private deliveryObserver: ((outcome: DeliveryOutcome['status']) => void) | null = null;
+
+  /** Told every delivery attempt's outcome (the composition root wires GET /metrics here). */
+  observeDeliveries(observer: (outcome: DeliveryOutcome['status']) => void): void {
+    this.deliveryObserver = observer;
   }
 
   async emit(trx: Executor, event: DomainEvent): Promise<void> {
