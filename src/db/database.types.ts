@@ -49,6 +49,23 @@ export interface AllowanceCycles {
   window: string;
 }
 
+export interface AnalyticsEvents {
+  anonymous_id: string | null;
+  api_key_id: string | null;
+  client_id: string;
+  context: Generated<Json>;
+  created_at: Generated<Timestamp>;
+  event: string;
+  id: string;
+  occurred_at: Timestamp;
+  properties: Generated<Json>;
+  request_id: string | null;
+  session_id: string | null;
+  source: string;
+  updated_at: Generated<Timestamp>;
+  user_id: string | null;
+}
+
 export interface ApiKeys {
   created_at: Generated<Timestamp>;
   credit_budget: number | null;
@@ -65,6 +82,33 @@ export interface ApiKeys {
   updated_at: Generated<Timestamp>;
   user_id: string;
   workspace_id: string | null;
+}
+
+export interface AuditChain {
+  created_at: Generated<Timestamp>;
+  id: Generated<boolean>;
+  last_hash: Generated<string>;
+  last_seq: Generated<number>;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface AuditLog {
+  action: string;
+  actor_id: string | null;
+  actor_kind: string;
+  after: Json | null;
+  api_key_id: string | null;
+  at: Generated<Timestamp>;
+  before: Json | null;
+  created_at: Generated<Timestamp>;
+  hash: string | null;
+  id: string;
+  prev_hash: string | null;
+  request_id: string | null;
+  seq: number | null;
+  target_id: string;
+  target_table: string;
+  updated_at: Generated<Timestamp>;
 }
 
 export interface BackgroundJobs {
@@ -1168,7 +1212,10 @@ export interface WorkspaceSpendCaps {
 export interface DB {
   agent_sessions: AgentSessions;
   allowance_cycles: AllowanceCycles;
+  analytics_events: AnalyticsEvents;
   api_keys: ApiKeys;
+  audit_chain: AuditChain;
+  audit_log: AuditLog;
   background_jobs: BackgroundJobs;
   budget_guards: BudgetGuards;
   checkouts: Checkouts;
