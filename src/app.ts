@@ -9,6 +9,8 @@ import { Authenticator } from './http/authenticate.js';
 import { createThrottles } from './http/rate-limits.js';
 import type { RouteDeps } from './http/route.js';
 import { registerAdminRoutes } from './modules/admin/admin.routes.js';
+import { registerAuditRoutes } from './modules/audit/audit.routes.js';
+import { AuditService } from './modules/audit/audit.service.js';
 import { AdminService } from './modules/admin/admin.service.js';
 import { defaultDashboardDir, registerDashboard } from './modules/dashboard/dashboard.routes.js';
 import { registerApiKeyRoutes } from './modules/api-keys/api-keys.routes.js';
@@ -147,6 +149,8 @@ export interface Services {
   ide: IdeServices;
   /** Operator views over the whole database (the dashboard's overview and reconcile pages). */
   admin: AdminService;
+  /** The audit log: read, verified, and named by the ledger for its movements (docs/audit.md). */
+  audit: AuditService;
   /** The typed in-process SDK: same validation, operations and idempotency as the HTTP routes. */
   sdk: { credits: CreditsSdk };
   /** Request and error logs, /metrics, route latency and retention (docs/observability.md). */
@@ -184,7 +188,8 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const webhookTransport = deps.webhookTransport ?? httpTransport(webhooksOutConfig);
   const workspaces = new WorkspacesService();
   const webhooksOut = new WebhooksOutService(secrets, queue, webhookTransport, webhooksOutConfig, clock, database.schema, workspaces);
-  const credits = new CreditsService(database, config.credits, clock, httpAnswers, invalidations, webhooksOut);
+  const audit = new AuditService(database.schema);
+  const credits = new CreditsService(database, config.credits, clock, httpAnswers, invalidations, webhooksOut, audit);
   const billingConfig = config.billing ?? DEFAULT_BILLING;
   const catalog = new CatalogService(billingConfig);
   const billing: BillingServices = {
@@ -265,6 +270,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     projects,
     secretsStore: new SecretsService(secrets, projects),
     admin: new AdminService(database, clock),
+    audit,
     storage,
     projectFiles: new ProjectFilesService(projects, storage.driver),
     ide: new IdeServices(database.db, projects, secrets, clock),
@@ -347,6 +353,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerProjectRoutes(server, routeDeps, services.projects);
   registerSecretRoutes(server, routeDeps, services.secretsStore);
   registerAdminRoutes(server, routeDeps, services.admin);
+  registerAuditRoutes(server, routeDeps, services.audit);
   registerStorageRoutes(server, routeDeps, services.storage, { publicUrl: config.storage?.publicUrl });
   registerProjectFileRoutes(server, routeDeps, services.projectFiles);
   registerIdeRoutes(server, routeDeps, services.ide);

@@ -4,6 +4,7 @@ import { VERSION } from '../version.js';
 import { keysCreateCommand } from './keys.js';
 import { migrateCommand } from './migrate.js';
 import { reconcileCommand } from './reconcile.js';
+import { auditVerifyCommand } from './audit.js';
 import { secretsRotateCommand } from './secrets.js';
 import { startCommand } from './start.js';
 import { typegenCommand } from './typegen.js';
@@ -50,6 +51,15 @@ export async function main(argv: string[]): Promise<void> {
     .option('--json', 'print the report as JSON')
     .action(async (opts: { json?: boolean }) => {
       process.exitCode = await reconcileCommand(opts);
+    });
+  program
+    .command('audit')
+    .description('audit log housekeeping')
+    .command('verify')
+    .description("walk the audit log's hash chain from the first row to the head; exit 1 on any break (a row changed, removed or unsealed)")
+    .option('--json', 'print the report as JSON')
+    .action(async (opts: { json?: boolean }) => {
+      process.exitCode = await auditVerifyCommand(opts);
     });
   program
     .command('storage')

@@ -249,7 +249,7 @@ async function runWrite<B extends TSchema, P extends TSchema, Q extends TSchema>
         await idempotencyComplete(trx, scope, def.sensitiveResponse ? sealResponse(deps.secrets, scope, answer) : answer);
       }
       return answer;
-    });
+    }, request.id);
     return send(reply, result);
   } catch (err) {
     if (scope && err instanceof DomainError && statusOf(err.code) < 500 && err.code !== 'idempotency_key_reused') {

@@ -67,6 +67,9 @@ export const ID_PREFIXES = {
   codeAnalysis: 'cna',
   gitRepository: 'grp',
   deployment: 'dep',
+  // Observability (issue 19; docs/audit.md). Audit rows are made by SQL (`aud_` + 32 hex).
+  auditEntry: 'aud',
+  analyticsEvent: 'ane',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

@@ -14944,6 +14944,218 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The audit log of money and admin actions (service), newest first */
+        get: {
+            parameters: {
+                query?: {
+                    limit?: number;
+                    cursor?: string;
+                    actor_kind?: "service" | "user" | "anon" | "system" | "provider";
+                    actor_id?: string;
+                    action?: "user.created" | "user.updated" | "user.deactivated" | "user.reactivated" | "user.role_changed" | "user.deleted" | "api_key.created" | "api_key.updated" | "api_key.revoked" | "api_key.deleted" | "workspace.created" | "workspace.updated" | "workspace.deleted" | "workspace_member.added" | "workspace_member.role_changed" | "workspace_member.updated" | "workspace_member.removed" | "env_var.set" | "env_var.rotated" | "env_var.updated" | "env_var.deleted" | "service_token.set" | "service_token.rotated" | "service_token.updated" | "service_token.deleted" | "upstream.created" | "upstream.updated" | "upstream.credentials_rotated" | "upstream.deleted" | "bucket.created" | "bucket.updated" | "bucket.deleted" | "webhook_endpoint.created" | "webhook_endpoint.updated" | "webhook_endpoint.secret_rotated" | "webhook_endpoint.deleted" | "plan.created" | "plan.updated" | "plan.deleted" | "plan_allowance.created" | "plan_allowance.updated" | "plan_allowance.deleted" | "plan_price.created" | "plan_price.updated" | "plan_price.deleted" | "cost_model.created" | "cost_model.updated" | "cost_model.deleted" | "credit_package.created" | "credit_package.updated" | "credit_package.deleted" | "subscription.created" | "subscription.plan_changed" | "subscription.status_changed" | "subscription.updated" | "subscription.deleted" | "budget_guard.created" | "budget_guard.updated" | "budget_guard.deleted" | "spend_cap.set" | "spend_cap.updated" | "spend_cap.removed" | "payment.created" | "payment.status_changed" | "payment.updated" | "payment.deleted" | "credits.granted" | "credits.adjusted" | "credits.refunded" | "credits.clawed_back";
+                    target_table?: string;
+                    target_id?: string;
+                    request_id?: string;
+                    from?: string;
+                    to?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            data: {
+                                id: string;
+                                /** @description Position in the hash chain (commit order) */
+                                seq: number;
+                                /** Format: date-time */
+                                at: string;
+                                actor: {
+                                    kind: "service" | "user" | "anon" | "system" | "provider";
+                                    id: string | null;
+                                    api_key_id: string | null;
+                                };
+                                /** @enum {string} */
+                                action: "user.created" | "user.updated" | "user.deactivated" | "user.reactivated" | "user.role_changed" | "user.deleted" | "api_key.created" | "api_key.updated" | "api_key.revoked" | "api_key.deleted" | "workspace.created" | "workspace.updated" | "workspace.deleted" | "workspace_member.added" | "workspace_member.role_changed" | "workspace_member.updated" | "workspace_member.removed" | "env_var.set" | "env_var.rotated" | "env_var.updated" | "env_var.deleted" | "service_token.set" | "service_token.rotated" | "service_token.updated" | "service_token.deleted" | "upstream.created" | "upstream.updated" | "upstream.credentials_rotated" | "upstream.deleted" | "bucket.created" | "bucket.updated" | "bucket.deleted" | "webhook_endpoint.created" | "webhook_endpoint.updated" | "webhook_endpoint.secret_rotated" | "webhook_endpoint.deleted" | "plan.created" | "plan.updated" | "plan.deleted" | "plan_allowance.created" | "plan_allowance.updated" | "plan_allowance.deleted" | "plan_price.created" | "plan_price.updated" | "plan_price.deleted" | "cost_model.created" | "cost_model.updated" | "cost_model.deleted" | "credit_package.created" | "credit_package.updated" | "credit_package.deleted" | "subscription.created" | "subscription.plan_changed" | "subscription.status_changed" | "subscription.updated" | "subscription.deleted" | "budget_guard.created" | "budget_guard.updated" | "budget_guard.deleted" | "spend_cap.set" | "spend_cap.updated" | "spend_cap.removed" | "payment.created" | "payment.status_changed" | "payment.updated" | "payment.deleted" | "credits.granted" | "credits.adjusted" | "credits.refunded" | "credits.clawed_back";
+                                target: {
+                                    table: string;
+                                    id: string;
+                                };
+                                before: {
+                                    [key: string]: unknown;
+                                } | null;
+                                after: {
+                                    [key: string]: unknown;
+                                } | null;
+                                request_id: string | null;
+                                /** @description sha256 over the previous hash and this row (docs/audit.md) */
+                                hash: string;
+                            }[];
+                            next_cursor: string | null;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/audit/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Check the audit log's hash chain from the first row to the head (service) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            ok: boolean;
+                            rows: number;
+                            last_seq: number;
+                            last_hash: string;
+                            problems: {
+                                seq: number | null;
+                                id: string | null;
+                                problem: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/storage/buckets": {
         parameters: {
             query?: never;

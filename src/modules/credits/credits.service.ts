@@ -2,6 +2,8 @@ import type { Database, Db, Executor } from '../../db/database.js';
 import { inStatementTransaction, kyselyRunner, type RunStatement } from '../../db/statements.js';
 import { type DomainError, errors } from '../../core/errors.js';
 import { type EventSink, NO_EVENTS } from '../../core/events.js';
+import { type LedgerAudit, NO_LEDGER_AUDIT } from '../../core/audit.js';
+import { auditedMovements } from './credits.audit.js';
 import { type AnswerCodec, KeyRecordedMeanwhile, refused, scopeKey } from '../idempotency/idempotency.js';
 import { BatchKeys, type Recorded, type Replay, replayOf } from '../idempotency/idempotency.batch.js';
 import type { PageRequest } from '../../core/paging.js';
@@ -72,6 +74,8 @@ export class CreditsService implements Ledger {
     private readonly invalidations?: Invalidations,
     /** Where the ledger's events go (credits.granted, credits.low, credits.depleted, hold.expired). */
     private readonly events: EventSink = NO_EVENTS,
+    /** Where grants, adjustments, refunds and clawbacks are named for the audit log (docs/audit.md). */
+    private readonly audit: LedgerAudit = NO_LEDGER_AUDIT,
   ) {
     this.db = database.db;
     this.repo = new CreditsRepository(database.schema);
@@ -376,6 +380,9 @@ export class CreditsService implements Ledger {
     await this.sql.runWrite(run, write);
     // The batch's events, in its transaction: one statement for all of them (none: no round trip).
     await this.events.record(run, outs.flatMap((o) => o.events));
+    // Grants, adjustments, refunds and clawbacks named in the audit log, in this transaction (a
+    // batch of debits has none: no statement, no cost on the hot path).
+    await this.audit.record(run, auditedMovements(items, results));
 
     keys.answerFollowers(results, (index) => must(items[index], 'a follower is an item of its batch').op.requestId);
     return results as OpResult[];

@@ -2,6 +2,7 @@ import type { Logger } from '../../core/logger.js';
 import type { Db, Executor } from '../../db/database.js';
 import { errors } from '../../core/errors.js';
 import { newId } from '../../lib/ids.js';
+import { setAuditActor } from '../../db/request-role.js';
 import type { Clawbacks } from './payments.clawbacks.js';
 import { MalformedEvent, type NormalizedEvent, type PaymentAction } from './payments.js';
 import type { Matcher } from './payments.matching.js';
@@ -113,6 +114,8 @@ export class Webhooks {
     });
     try {
       return await this.db.transaction().execute(async (trx) => {
+        // The audit log names the provider as the actor, and its event id as the request.
+        await setAuditActor(trx, { kind: 'provider', id: provider }, `webhook:${provider}:${eventId}`);
         const row = await repo.webhookLock(trx, provider, eventId);
         if (!row) throw new Error(`webhook event ${provider}/${eventId} vanished`);
         if (row['status'] === 'processed' || row['status'] === 'ignored') {
