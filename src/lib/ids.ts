@@ -65,6 +65,9 @@ export const ID_PREFIXES = {
   codeAnalysis: 'cna',
   gitRepository: 'grp',
   deployment: 'dep',
+  // tally import (issue 20; docs/import.md)
+  importRun: 'imp',
+  importedHistory: 'ich',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;
