@@ -58,7 +58,8 @@ export async function importCommand(opts: ImportCommandOptions): Promise<number>
           {
             database,
             ledger,
-            seal: (plain) => secrets.seal(plain),
+            seal: (plain, aad) => secrets.seal(plain, aad),
+            sealKeyId: secrets.keyId,
             balanceCap: config.credits.balanceCap,
             clock: () => new Date(),
             onProgress: (p) => progress.tell(p),

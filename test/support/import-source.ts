@@ -109,3 +109,50 @@ export async function fillVideoCredits(src: Source, users: number): Promise<Vide
   await src.query("insert into payments (user_id, payment_id, amount, status) values ($1, 'pay_ghost', '5.00', 'completed')", [ghost]);
   return { balances, total: [...balances.values()].reduce((a, b) => a + b, 0), transactions, orphanTransactions: 1, jobs, payments };
 }
+
+/** What an llm-relay fixture holds, and what the import must make of it. */
+export interface LlmRelayFixture {
+  users: number;
+  /** SHA-256 (hex) of `tly_…` keys: kept as they are. */
+  keptHashes: string[];
+  usageKept: number;
+}
+
+/**
+ * Six users (three with argon2 hashes, three with bcrypt ones), keys hashed with SHA-256 (kept),
+ * one with a bcrypt hash (rotation), one with permissions Tally cannot express (imported revoked),
+ * upstreams of every kind (an OpenAI key, Anthropic OAuth tokens, an unknown type), usage records,
+ * and one usage record whose key is gone (orphan).
+ */
+export async function fillLlmRelay(src: Source, argon2Hash: string): Promise<LlmRelayFixture> {
+  const { createHash } = await import('node:crypto');
+  await src.query('alter table usage_records drop constraint usage_records_api_key_id_fkey');
+  const ids: string[] = [];
+  for (let u = 0; u < 6; u++) {
+    const hash = u < 3 ? argon2Hash : '$2b$10$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234';
+    const [row] = await src.query<{ id: string }>("insert into users (email, username, password_hash, role, updated_at) values ($1, $2, $3, $4, now()) returning id::text as id", [`r${u}@example.com`, `r${u}`, hash, u === 0 ? 'admin' : 'user']);
+    ids.push(String(row?.id));
+  }
+  const keptHashes: string[] = [];
+  const keyIds: string[] = [];
+  for (let k = 0; k < 4; k++) {
+    const hash = createHash('sha256').update(`tly_relaykey${k}${randomBytes(8).toString('hex')}`).digest('hex');
+    keptHashes.push(hash);
+    const [row] = await src.query<{ id: string }>("insert into api_keys (user_id, name, key_hash, updated_at) values ($1, $2, $3, now()) returning id::text as id", [ids[k % 6], `key ${k}`, hash]);
+    keyIds.push(String(row?.id));
+  }
+  const [bcryptKey] = await src.query<{ id: string }>("insert into api_keys (user_id, name, key_hash, updated_at) values ($1, 'old', '$2b$10$notsha256atall', now()) returning id::text as id", [ids[4]]);
+  await src.query(`insert into api_keys (user_id, name, key_hash, permissions, updated_at) values ($1, 'narrow', $2, '["admin:all"]', now())`, [ids[5], createHash('sha256').update('tly_narrow').digest('hex')]);
+  const [openai] = await src.query<{ id: string }>(`insert into upstream_accounts (type, email, credentials, priority, weight, updated_at) values ('openai', 'ops@example.com', '{"api_key": "sk-test-abcdefghijklmnop"}', 2, 50, now()) returning id::text as id`);
+  await src.query(`insert into upstream_accounts (type, email, credentials, updated_at) values ('claude', 'oauth@example.com', '{"access_token": "at-123", "refresh_token": "rt-456"}', now())`);
+  await src.query(`insert into upstream_accounts (type, email, credentials, updated_at) values ('gemini', 'g@example.com', '{"api_key": "g-key"}', now())`);
+  let usageKept = 0;
+  for (let r = 0; r < 8; r++) {
+    await src.query("insert into usage_records (api_key_id, upstream_account_id, request_id, method, endpoint, status_code, tokens_used, cost) values ($1, $2, $3, 'POST', '/v1/chat/completions', 200, 1200, '0.0123')", [keyIds[r % 4], openai?.id, `req-${r}`]);
+    usageKept++;
+  }
+  // A record of the key that is not imported (rotation), and one whose key never existed.
+  await src.query("insert into usage_records (api_key_id, request_id, method, endpoint, cost) values ($1, 'req-old', 'POST', '/v1/messages', '0.5')", [bcryptKey?.id]);
+  await src.query("insert into usage_records (api_key_id, request_id, method, endpoint, cost) values (999999, 'req-ghost', 'POST', '/v1/messages', '0.5')");
+  return { users: ids.length, keptHashes, usageKept };
+}

@@ -27,7 +27,8 @@ export interface ImportOptions {
 export interface ImportDeps {
   database: Database;
   ledger: Ledger;
-  seal: (plaintext: string) => string;
+  seal: (plaintext: string, aad: string) => string;
+  sealKeyId: string;
   balanceCap: number | null;
   clock: () => Date;
   /** Told after every batch (the CLI draws its progress line from it). */
@@ -157,7 +158,7 @@ async function importTable(
       const lastKey = last === undefined ? state.after : String(last[step.key]);
       const done = rows.length < opts.batchSize;
       await inBatch(async (trx) => {
-        const ctx: BatchContext = { trx, source: src.fingerprint, runId, ledger: deps.ledger, now: deps.clock(), balanceCap: deps.balanceCap, seal: deps.seal, anomaly: onAnomaly };
+        const ctx: BatchContext = { trx, source: src.fingerprint, runId, ledger: deps.ledger, now: deps.clock(), balanceCap: deps.balanceCap, seal: deps.seal, sealKeyId: deps.sealKeyId, anomaly: onAnomaly };
         const outcome = rows.length === 0 ? { imported: 0, skipped: {} } : await step.write(ctx, rows);
         const skipped = Object.values(outcome.skipped).reduce((a, b) => a + (b ?? 0), 0);
         await importCursorSave(trx, {

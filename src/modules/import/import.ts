@@ -20,6 +20,7 @@ export const ANOMALY_KINDS = [
   'over_cap',
   'unknown_value',
   'key_rotation',
+  'password_reset',
 ] as const;
 export type AnomalyKind = (typeof ANOMALY_KINDS)[number];
 
@@ -42,8 +43,10 @@ export interface BatchContext {
   now: Date;
   /** The deployment's balance cap (null: none): openings above it are imported and reported. */
   balanceCap: number | null;
-  /** Seals secrets on the way in (upstream credentials): AES-256-GCM under the configured key. */
-  seal: (plaintext: string) => string;
+  /** Seals secrets on the way in (upstream credentials): AES-256-GCM under the configured key, bound to `aad`. */
+  seal: (plaintext: string, aad: string) => string;
+  /** The id of the key `seal` uses (stored beside each sealed value, for rotation). */
+  sealKeyId: string;
   /** Records an anomaly met while writing (a conflict with a row Tally already had). */
   anomaly(a: Anomaly): void;
 }
@@ -54,7 +57,7 @@ export interface BatchOutcome {
   skipped: Partial<Record<SkipReason, number>>;
 }
 
-export type SkipReason = 'already_imported' | 'orphan' | 'owner_not_imported' | 'duplicate' | 'conflict' | 'unknown_value';
+export type SkipReason = 'already_imported' | 'orphan' | 'owner_not_imported' | 'duplicate' | 'conflict' | 'unknown_value' | 'rotation';
 
 /** One source table, streamed in keyset order and written batch by batch. */
 export interface TableStep {
