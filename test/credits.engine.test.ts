@@ -209,3 +209,34 @@ describe('ledger engine', () => {
     });
   });
 });
+
+describe('opening balance (tally import, docs/import.md)', () => {
+  const open = (amount: number): LedgerOp => ({ ...base, kind: 'open', amount, reason: 'opening balance', metadata: {} });
+  const empty = (): AccountState => ({ ...account(0), totalCredited: 0 });
+
+  it('a positive opening is one grant entry of source import, exempt from the cap, and the account equals it', () => {
+    const out = run(empty(), [], [open(60_000)], { cap: 50_000 });
+    expect(out.results.map(answerOf)).toEqual(['created']);
+    expect(out.entries.map((e) => [e.type, e.amount, e.balanceAfter, e.seq])).toEqual([['grant', 60_000, 60_000, 1]]);
+    expect(out.grants.map((g) => [g.source, g.amount, g.remaining, g.expiresAt])).toEqual([['import', 60_000, 60_000, null]]);
+    expect(out.account).toMatchObject({ balance: 60_000, totalCredited: 60_000 });
+    // The cap still refuses new credits on top of it.
+    const next = run({ ...out.account }, out.grants.map((g) => ({ ...g, isNew: false, dirty: false })), [{ ...base, kind: 'grant', amount: 1, reason: 'more', class: 'default', source: 'grant', expiresAt: null, priority: 0, metadata: {} }], { cap: 50_000 });
+    expect(next.results.map(answerOf)).toEqual(['balance_cap_exceeded']);
+  });
+
+  it('a negative opening is debt: a clawback leaving a debt grant, and nothing is spendable', () => {
+    const out = run(empty(), [], [open(-15), debit(1)]);
+    expect(out.results.map(answerOf)).toEqual(['created', 'insufficient_credits']);
+    expect(out.entries.map((e) => [e.type, e.amount, e.balanceAfter])).toEqual([['clawback', -15, -15]]);
+    expect(out.grants.map((g) => [g.source, g.remaining])).toEqual([['debt', -15]]);
+    expect(out.account.balance).toBe(-15);
+  });
+
+  it('an opening is refused on an account that already has entries, and a second one in the same batch', () => {
+    expect(run({ ...account(3), lastSeq: 1 }, [grant(3)], [open(10)]).results.map(answerOf)).toEqual(['conflict']);
+    const twice = run(empty(), [], [open(10), open(10)]);
+    expect(twice.results.map(answerOf)).toEqual(['created', 'conflict']);
+    expect(twice.account.balance).toBe(10);
+  });
+});

@@ -39,6 +39,16 @@ describe(`credits ledger over HTTP (${TARGET})`, () => {
     expect(again.status).toBe(400);
   });
 
+  it("an API grant cannot pose as an imported opening balance or as debt (sources 'import' and 'debt' are reserved)", async () => {
+    const u = await makeUser(app);
+    for (const source of ['import', 'debt']) {
+      const res = await post('/v1/credits/grant', { user_id: u.id, amount: 5, reason: 'x', source });
+      expect(res.status, source).toBe(400);
+      expect(res.body.error.details).toMatchObject({ field: 'source' });
+    }
+    expect((await balanceOf(u.id)).balance).toBe(3);
+  });
+
   it('grant → debit → refund → hold → capture keep balance == sum(ledger)', async () => {
     const u = await makeUser(app);
     const g = await post('/v1/credits/grant', { user_id: u.id, amount: 100, reason: 'purchase', class: 'RC', metadata: { order: 'o1' } });

@@ -10,6 +10,7 @@ import { startCommand } from './start.js';
 import { typegenCommand } from './typegen.js';
 import { billingRunCommand } from './billing.js';
 import { storageCheckCommand } from './storage.js';
+import { type ImportCommandOptions, importCommand } from './import.js';
 
 /** The `tally` command line. Every command reads the same configuration as the server. */
 export async function main(argv: string[]): Promise<void> {
@@ -60,6 +61,21 @@ export async function main(argv: string[]): Promise<void> {
     .option('--json', 'print the report as JSON')
     .action(async (opts: { json?: boolean }) => {
       process.exitCode = await auditVerifyCommand(opts);
+    });
+  program
+    .command('import')
+    .description('move a seed-shaped database onto Tally: balances as opening entries, history kept, resumable (docs/import.md); exit 1 unless every credit matches')
+    .requiredOption('--from <url>', 'the source: a PostgreSQL URL (read only)')
+    .option('--schema <shape>', 'the source\'s shape: video-credits, llm-relay, app-builder, cloud-ide, foundation (default: detected from its tables)')
+    .option('--source-schema <name>', 'the PostgreSQL schema the source tables are in', 'public')
+    .option('--dry-run', 'do everything in one transaction, report, and roll it back')
+    .option('--resume', 'continue a stopped import after the last batch it committed')
+    .option('--strict', 'refuse (import nothing) if the source has any anomaly')
+    .option('--report <file>', 'also write the JSON report to this file')
+    .option('--json', 'print the report as JSON')
+    .option('--batch-size <n>', 'rows per batch, one transaction each', '500')
+    .action(async (opts: ImportCommandOptions) => {
+      process.exitCode = await importCommand(opts);
     });
   program
     .command('storage')

@@ -511,6 +511,65 @@ export interface IdempotencyKeys {
   user_id: string | null;
 }
 
+export interface ImportCursors {
+  created_at: Generated<Timestamp>;
+  done: Generated<boolean>;
+  last_key: string | null;
+  rows_imported: Generated<number>;
+  rows_read: Generated<number>;
+  rows_skipped: Generated<number>;
+  run_id: string | null;
+  shape: string;
+  source: string;
+  source_table: string;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface ImportedCreditHistory {
+  account_id: string;
+  amount: number;
+  created_at: Generated<Timestamp>;
+  id: string;
+  metadata: Generated<Json>;
+  occurred_at: Timestamp | null;
+  opening_entry_id: string | null;
+  reason: string | null;
+  source: string;
+  source_id: string;
+  source_table: string;
+  type: string;
+  updated_at: Generated<Timestamp>;
+  user_id: string | null;
+}
+
+export interface ImportMap {
+  created_at: Generated<Timestamp>;
+  facts: Generated<Json>;
+  run_id: string | null;
+  source: string;
+  source_id: string;
+  source_table: string;
+  target_id: string;
+  target_table: string;
+  updated_at: Generated<Timestamp>;
+}
+
+export interface ImportRuns {
+  created_at: Generated<Timestamp>;
+  dry_run: Generated<boolean>;
+  error: string | null;
+  finished_at: Timestamp | null;
+  id: string;
+  report: Json | null;
+  resumed: Generated<boolean>;
+  shape: string;
+  source: string;
+  started_at: Generated<Timestamp>;
+  status: Generated<string>;
+  strict: Generated<boolean>;
+  updated_at: Generated<Timestamp>;
+}
+
 export interface Invoices {
   amount_due: Generated<number>;
   amount_paid: Generated<number>;
@@ -1240,6 +1299,10 @@ export interface DB {
   gateway_upstreams: GatewayUpstreams;
   git_repositories: GitRepositories;
   idempotency_keys: IdempotencyKeys;
+  import_cursors: ImportCursors;
+  import_map: ImportMap;
+  import_runs: ImportRuns;
+  imported_credit_history: ImportedCreditHistory;
   invoices: Invoices;
   jobs: Jobs;
   mail_outbox: MailOutbox;

@@ -70,6 +70,9 @@ export const ID_PREFIXES = {
   // Observability (issue 19; docs/audit.md). Audit rows are made by SQL (`aud_` + 32 hex).
   auditEntry: 'aud',
   analyticsEvent: 'ane',
+  // tally import (issue 20; docs/import.md)
+  importRun: 'imp',
+  importedHistory: 'ich',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

@@ -45,7 +45,7 @@ export function payerOf(body: { user_id?: string; workspace_id?: string }): { ow
 }
 
 /** Sources Tally itself writes; an API grant cannot claim them. */
-const RESERVED_SOURCES = new Set(['signup_bonus', 'refund', 'adjustment', 'allowance', 'rollover', 'usage_bonus']);
+const RESERVED_SOURCES = new Set(['signup_bonus', 'refund', 'adjustment', 'allowance', 'rollover', 'usage_bonus', 'import', 'debt']);
 
 export function grantOp(b: Static<typeof GrantBody>, m: OpMeta): LedgerOp {
   if (b.source !== undefined && RESERVED_SOURCES.has(b.source)) {

@@ -8,6 +8,7 @@ import { credit, grant } from './credits.engine.grants.js';
 import { capture, hold, release } from './credits.engine.holds.js';
 import { coverableOf } from './credits.engine.order.js';
 import { assertMaySpend, countSpend, memberOf } from './credits.engine.members.js';
+import { open } from './credits.engine.opening.js';
 import { refund } from './credits.engine.refunds.js';
 import { clawback, type ConsumeResult, consumeTiers, spend } from './credits.engine.spend.js';
 
@@ -147,6 +148,8 @@ export class LedgerSession {
         return done(null);
       case 'clawback':
         return clawback(b, op);
+      case 'open':
+        return open(b, op);
     }
   }
 

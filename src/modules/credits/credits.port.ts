@@ -23,6 +23,13 @@ export interface Ledger {
   executeIn(trx: Executor, owner: Owner, ops: LedgerOp[]): Promise<OpResult[]>;
 
   /**
+   * Opens an owner's account if it has none, in the caller's transaction, with no sign-up bonus:
+   * `tally import` opens imported users' accounts this way and then writes each one's opening
+   * balance (an `open` operation through `executeIn`), so the account equals the source exactly.
+   */
+  openAccount(trx: Executor, owner: Owner): Promise<void>;
+
+  /**
    * Priced consumption (usage): inside the caller's transaction `run`, locks the payers' accounts
    * (id order, as every ledger batch does; a workspace pool opens on first use), loads them, and
    * hands `work` one account per account id (`accountIdOf(owner)`) that exists, with the instant

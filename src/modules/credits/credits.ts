@@ -173,6 +173,12 @@ export type LedgerOp = OpBase &
      * longer has becomes debt (a negative balance). Service-internal: no HTTP route builds it.
      */
     | { kind: 'clawback'; amount: number; reason: string; transactionId: string | null; metadata: Record<string, unknown> }
+    /**
+     * An opening balance carried over from another system (`tally import`, docs/import.md): the
+     * account's first entry, equal to the source's balance (signed, not zero). Service-internal: no
+     * HTTP route builds it (credits.engine.opening.ts).
+     */
+    | { kind: 'open'; amount: number; reason: string; metadata: Record<string, unknown> }
   );
 
 /** What an operation answered (also what a replay returns): see Outcome. */

@@ -1,0 +1,112 @@
+import { writeFileSync } from 'node:fs';
+import { loadConfig } from '../config/load.js';
+import { httpAnswers } from '../http/answers.js';
+import { SecretBox } from '../lib/secret-box.js';
+import { CreditsService } from '../modules/credits/credits.service.js';
+import { SHAPE_NAMES, type ShapeName } from '../modules/import/import.js';
+import { humanReport } from '../modules/import/import.report.js';
+import { ImportRefused, runImport } from '../modules/import/import.service.js';
+import { openPostgresSource, type SourceDb } from '../modules/import/import.source.js';
+import { openMigrated } from './open.js';
+import { directOrElse, refuse, stopItTo } from './running-server.js';
+
+export interface ImportCommandOptions {
+  from: string;
+  schema?: string;
+  sourceSchema: string;
+  dryRun?: boolean;
+  resume?: boolean;
+  strict?: boolean;
+  report?: string;
+  json?: boolean;
+  batchSize: string;
+}
+
+/**
+ * `tally import --from <postgres-url> [--schema <shape>] …` (docs/import.md). Exit 0 when the import
+ * completed and every credit matches; 1 when it was refused (`--strict`), failed, or does not match;
+ * 2 for bad arguments. Progress goes to stderr, the report to stdout (and `--report <file>` as JSON).
+ */
+export async function importCommand(opts: ImportCommandOptions): Promise<number> {
+  if (opts.schema !== undefined && !(SHAPE_NAMES as readonly string[]).includes(opts.schema)) {
+    process.stderr.write(`import: unknown --schema ${opts.schema} (one of ${SHAPE_NAMES.join(', ')})\n`);
+    return 2;
+  }
+  const batchSize = Number(opts.batchSize);
+  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) {
+    process.stderr.write('import: --batch-size is a whole number from 1 to 10000\n');
+    return 2;
+  }
+  if (!/^postgres(ql)?:\/\//.test(opts.from)) {
+    process.stderr.write('import: --from takes a PostgreSQL URL (postgres://…); SQLite files come with the app-builder shape\n');
+    return 2;
+  }
+  const { config } = loadConfig();
+  return directOrElse(
+    async () => {
+      const database = await openMigrated('import', config);
+      if (!database) return 1;
+      let src: SourceDb | null = null;
+      const progress = new Progress();
+      try {
+        src = await openPostgresSource(opts.from, opts.sourceSchema);
+        const secrets = new SecretBox(config.encryptionKey, config.encryptionKeysOld ?? []);
+        const ledger = new CreditsService(database, config.credits, () => new Date(), httpAnswers);
+        const report = await runImport(
+          src,
+          { ...(opts.schema ? { shape: opts.schema as ShapeName } : {}), dryRun: opts.dryRun ?? false, resume: opts.resume ?? false, strict: opts.strict ?? false, batchSize },
+          {
+            database,
+            ledger,
+            seal: (plain, aad) => secrets.seal(plain, aad),
+            sealKeyId: secrets.keyId,
+            balanceCap: config.credits.balanceCap,
+            clock: () => new Date(),
+            onProgress: (p) => progress.tell(p),
+          },
+        );
+        progress.end();
+        if (opts.report) writeFileSync(opts.report, `${JSON.stringify(report, null, 2)}\n`);
+        process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : humanReport(report));
+        return report.status === 'completed' && report.credits.match && report.reconcile.ok ? 0 : 1;
+      } catch (err) {
+        progress.end();
+        if (err instanceof ImportRefused) {
+          process.stderr.write(`import: ${err.message}\n`);
+          return 1;
+        }
+        throw err;
+      } finally {
+        await src?.close();
+        await database.close();
+      }
+    },
+    (locked) => refuse(locked, stopItTo('tally import')),
+  );
+}
+
+/** The progress line on stderr: one line redrawn on a terminal, otherwise a line every few seconds. */
+class Progress {
+  private last = 0;
+  private drawn = false;
+  private readonly tty = process.stderr.isTTY === true;
+
+  tell(p: { table: string; read: number; total: number; imported: number; skipped: number }): void {
+    const now = Date.now();
+    const finished = p.read >= p.total;
+    if (!finished && now - this.last < (this.tty ? 100 : 2000)) return;
+    this.last = now;
+    const pct = p.total > 0 ? Math.min(100, Math.floor((p.read * 100) / p.total)) : 100;
+    const bar = '#'.repeat(Math.floor(pct / 5)).padEnd(20, '.');
+    const line = `import ${p.table} [${bar}] ${pct}% ${p.read}/${p.total} read, ${p.imported} imported, ${p.skipped} skipped`;
+    if (this.tty) {
+      process.stderr.write(`\r\x1b[2K${line}`);
+      this.drawn = true;
+    } else process.stderr.write(`${line}\n`);
+  }
+
+  end(): void {
+    if (this.drawn) process.stderr.write('\n');
+    this.drawn = false;
+  }
+}

@@ -1,0 +1,51 @@
+import type { BatchContext, BatchOutcome, SkipReason } from './import.js';
+import { importMapFind, type MapRow } from './import.repository.js';
+
+/** Small helpers every shape's steps share: reading source values, and the bookkeeping of a batch. */
+
+export const str = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
+export const date = (v: unknown): Date | null => (v === null || v === undefined ? null : v instanceof Date ? v : new Date(String(v)));
+
+/** An integer credit amount from the source, exactly (int8 arrives as a string); null if it is not one. */
+export function int(v: unknown): number | null {
+  if (v === null || v === undefined) return null;
+  const s = String(v).trim();
+  if (!/^-?\d+(\.0+)?$/.test(s)) return null;
+  const n = Number(s.split('.')[0]);
+  return Number.isSafeInteger(n) ? n : null;
+}
+
+/** A decimal money amount (`12.34`) as minor units (`1234`), exactly: no floating point on the way. */
+export function minorUnits(v: unknown, digits = 2): number | null {
+  if (v === null || v === undefined) return null;
+  const m = /^(-?)(\d+)(?:\.(\d+))?$/.exec(String(v).trim());
+  if (!m) return null;
+  const frac = (m[3] ?? '').padEnd(digits, '0');
+  if (frac.slice(digits).replace(/0/g, '') !== '') return null; // finer than a minor unit: not exact
+  const n = Number(`${m[1]}${m[2]}${frac.slice(0, digits)}`);
+  return Number.isSafeInteger(n) ? n : null;
+}
+
+/** A batch's tally: imported rows and skipped rows by reason. */
+export class Tally {
+  imported = 0;
+  readonly skipped: Partial<Record<SkipReason, number>> = {};
+  skip(reason: SkipReason, n = 1): void {
+    if (n > 0) this.skipped[reason] = (this.skipped[reason] ?? 0) + n;
+  }
+  get outcome(): BatchOutcome {
+    return { imported: this.imported, skipped: this.skipped };
+  }
+}
+
+/** Splits a batch into rows not imported yet and counts the others (a re-run, or a resumed batch). */
+export async function freshRows(ctx: BatchContext, table: string, rows: Record<string, unknown>[], key: string, tally: Tally): Promise<Record<string, unknown>[]> {
+  const done = await importMapFind(ctx.trx, ctx.source, table, rows.map((r) => String(r[key])));
+  tally.skip('already_imported', done.size);
+  return rows.filter((r) => !done.has(String(r[key])));
+}
+
+/** The owners of a batch's rows, as imported: source user id → its mapping (absent: not imported). */
+export function ownersOf(ctx: BatchContext, table: string, rows: Record<string, unknown>[], column: string): Promise<Map<string, MapRow>> {
+  return importMapFind(ctx.trx, ctx.source, table, rows.flatMap((r) => (r[column] === null || r[column] === undefined ? [] : [String(r[column])])));
+}

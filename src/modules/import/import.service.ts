@@ -1,0 +1,225 @@
+import type { Database, Executor } from '../../db/database.js';
+import { newId } from '../../lib/ids.js';
+import { type Ledger, reconcile } from '../credits/credits.port.js';
+import { ANOMALIES_LISTED, type Anomaly, type BatchContext, type Shape, type ShapeName, type SkipReason, type TableStep } from './import.js';
+import { detectShape } from './import.detect.js';
+import {
+  type CursorRow,
+  importAccountsCompare,
+  importCursorSave,
+  importCursorsFind,
+  importCursorsReset,
+  importRunFinish,
+  importRunInsert,
+} from './import.repository.js';
+import type { ImportReport, TableReport } from './import.report.js';
+import type { SourceDb } from './import.source.js';
+
+export interface ImportOptions {
+  shape?: ShapeName;
+  dryRun: boolean;
+  resume: boolean;
+  strict: boolean;
+  /** Rows per keyset batch (one Tally transaction each). */
+  batchSize: number;
+}
+
+export interface ImportDeps {
+  database: Database;
+  ledger: Ledger;
+  seal: (plaintext: string, aad: string) => string;
+  sealKeyId: string;
+  balanceCap: number | null;
+  clock: () => Date;
+  /** Told after every batch (the CLI draws its progress line from it). */
+  onProgress?: (p: { table: string; read: number; total: number; imported: number; skipped: number }) => void;
+}
+
+/** `--strict` met an anomaly while writing (a conflict with a row Tally already had). */
+class StrictRefusal extends Error {}
+/** A dry run's one transaction ends here, rolled back, carrying the report out. */
+class DryRunDone extends Error {
+  constructor(readonly report: ImportReport) {
+    super('dry run');
+  }
+}
+
+/**
+ * `tally import` (docs/import.md): detect the shape, scan the source for anomalies, then stream
+ * each source table in keyset batches, one Tally transaction per batch that writes the rows, their
+ * mappings and the table's cursor together — so a killed import resumes exactly where its last
+ * committed batch ended, and a second run finds every row mapped and imports nothing twice.
+ * A dry run does all of it in one transaction and rolls it back.
+ */
+export async function runImport(src: SourceDb, opts: ImportOptions, deps: ImportDeps): Promise<ImportReport> {
+  const detection = detectShape(await src.tables(), opts.shape);
+  if (!detection.ok) throw new ImportRefused(detection.why);
+  const shape = detection.shape;
+  const startedAt = deps.clock();
+  const scanned = await shape.scan(src);
+  const anomalies = new Anomalies(scanned);
+  const runId = newId('importRun');
+  const db = deps.database.db;
+  await importRunInsert(db, { id: runId, source: src.fingerprint, shape: shape.name, dryRun: opts.dryRun, strict: opts.strict, resumed: opts.resume });
+  const base = { run_id: runId, source: src.fingerprint, shape: shape.name, detection: detection.why, dry_run: opts.dryRun, strict: opts.strict, resumed: opts.resume, started_at: startedAt.toISOString() };
+  const tables: TableReport[] = [];
+  const finish = async (status: ImportReport['status'], executor: Executor, error: string | null): Promise<ImportReport> => {
+    const report: ImportReport = {
+      ...base,
+      status,
+      error,
+      tables,
+      not_imported: shape.notImported,
+      credits: await creditsOf(src, shape, executor, src.fingerprint),
+      anomalies: anomalies.report(),
+      reconcile: await reconcileOf(deps.database, executor),
+      finished_at: deps.clock().toISOString(),
+    };
+    return report;
+  };
+
+  if (opts.strict && scanned.length > 0) {
+    const report = await finish('refused', db, `--strict: the source has ${anomalies.total} anomal${anomalies.total === 1 ? 'y' : 'ies'}; nothing was imported`);
+    await importRunFinish(db, runId, 'refused', report, report.error);
+    return report;
+  }
+
+  const onAnomaly = (a: Anomaly) => {
+    anomalies.add(a);
+    if (opts.strict) throw new StrictRefusal(`--strict: ${a.kind} in ${a.table} ${a.source_id}; the batch was rolled back`);
+  };
+  try {
+    if (opts.dryRun) {
+      await db.transaction().execute(async (trx) => {
+        await importTables(src, shape, trx, (fn) => fn(trx), runId, opts, deps, onAnomaly, tables);
+        throw new DryRunDone(await finish('completed', trx, null));
+      });
+      throw new Error('unreachable: a dry run always rolls back');
+    }
+    if (!opts.resume) await importCursorsReset(db, src.fingerprint);
+    await importTables(src, shape, db, (fn) => db.transaction().execute(fn), runId, opts, deps, onAnomaly, tables);
+    const report = await finish('completed', db, null);
+    await importRunFinish(db, runId, 'completed', report, null);
+    return report;
+  } catch (err) {
+    if (err instanceof DryRunDone) {
+      await importRunFinish(db, runId, 'completed', err.report, null);
+      return err.report;
+    }
+    const refused = err instanceof StrictRefusal;
+    const report = await finish(refused ? 'refused' : 'failed', db, err instanceof Error ? err.message : String(err));
+    await importRunFinish(db, runId, refused ? 'refused' : 'failed', report, report.error);
+    if (refused) return report;
+    throw err;
+  }
+}
+
+/** The source's shape could not be settled (unknown tables, a shape not built yet). */
+export class ImportRefused extends Error {}
+
+async function importTables(
+  src: SourceDb,
+  shape: Shape,
+  db: Executor,
+  inBatch: <T>(fn: (trx: Executor) => Promise<T>) => Promise<T>,
+  runId: string,
+  opts: ImportOptions,
+  deps: ImportDeps,
+  onAnomaly: (a: Anomaly) => void,
+  tables: TableReport[],
+): Promise<void> {
+  const cursors = opts.resume ? await importCursorsFind(db, src.fingerprint) : new Map<string, CursorRow>();
+  for (const step of shape.steps) {
+    const report = await importTable(src, shape, step, cursors.get(step.table), inBatch, runId, opts, deps, onAnomaly);
+    tables.push(report);
+  }
+}
+
+async function importTable(
+  src: SourceDb,
+  shape: Shape,
+  step: TableStep,
+  cursor: CursorRow | undefined,
+  inBatch: <T>(fn: (trx: Executor) => Promise<T>) => Promise<T>,
+  runId: string,
+  opts: ImportOptions,
+  deps: ImportDeps,
+  onAnomaly: (a: Anomaly) => void,
+): Promise<TableReport> {
+  const [count] = await src.rows<{ n: string }>(`select count(*)::text as n from ${src.t(step.table)}`);
+  const total = Number(count?.n ?? 0);
+  // Resumed: the counts go on from where the stopped run left them, so the report is the whole import's.
+  const state = { after: cursor?.last_key ?? null, read: cursor?.rows_read ?? 0, imported: cursor?.rows_imported ?? 0, skipped: cursor?.rows_skipped ?? 0 };
+  const byReason: Partial<Record<SkipReason, number>> = {};
+  if (!cursor?.done) {
+    for (;;) {
+      const rows = await src.batch(step.table, step.key, step.columns(src.t), state.after, opts.batchSize);
+      const last = rows.at(-1);
+      const lastKey = last === undefined ? state.after : String(last[step.key]);
+      const done = rows.length < opts.batchSize;
+      await inBatch(async (trx) => {
+        const ctx: BatchContext = { trx, source: src.fingerprint, runId, ledger: deps.ledger, now: deps.clock(), balanceCap: deps.balanceCap, seal: deps.seal, sealKeyId: deps.sealKeyId, anomaly: onAnomaly };
+        const outcome = rows.length === 0 ? { imported: 0, skipped: {} } : await step.write(ctx, rows);
+        const skipped = Object.values(outcome.skipped).reduce((a, b) => a + (b ?? 0), 0);
+        await importCursorSave(trx, {
+          source: src.fingerprint,
+          shape: shape.name,
+          runId,
+          table: step.table,
+          lastKey,
+          read: state.read + rows.length,
+          imported: state.imported + outcome.imported,
+          skipped: state.skipped + skipped,
+          done,
+        });
+        // Counted only once the batch's transaction has its writes (a rollback throws past here).
+        state.read += rows.length;
+        state.imported += outcome.imported;
+        state.skipped += skipped;
+        for (const [k, v] of Object.entries(outcome.skipped)) byReason[k as SkipReason] = (byReason[k as SkipReason] ?? 0) + (v ?? 0);
+      });
+      state.after = lastKey;
+      deps.onProgress?.({ table: step.table, read: state.read, total, imported: state.imported, skipped: state.skipped });
+      if (done) break;
+    }
+  }
+  return { table: step.table, source_rows: total, read: state.read, imported: state.imported, skipped: state.skipped, skipped_by_reason: byReason };
+}
+
+async function creditsOf(src: SourceDb, shape: Shape, executor: Executor, source: string): Promise<ImportReport['credits']> {
+  const inSource = await shape.sourceCredits(src);
+  const inTally = await importAccountsCompare(executor, source);
+  return {
+    source_total: inSource.total,
+    source_accounts: inSource.accounts,
+    tally_total: inTally.openingTotal,
+    tally_accounts: inTally.accounts,
+    recorded_source_total: inTally.sourceTotal,
+    match: inSource.total === inTally.openingTotal && inSource.accounts === inTally.accounts && inTally.mismatches.length === 0,
+    mismatches: inTally.mismatches,
+  };
+}
+
+async function reconcileOf(database: Database, executor: Executor): Promise<ImportReport['reconcile']> {
+  const r = await reconcile(database, executor);
+  return { ok: r.ok, accounts: r.accounts, drift: r.drift.length };
+}
+
+/** Anomalies: every one counted, the first ANOMALIES_LISTED of each kind listed. */
+class Anomalies {
+  private readonly counts = new Map<string, number>();
+  private readonly cases: Anomaly[] = [];
+  total = 0;
+  constructor(initial: Anomaly[]) {
+    for (const a of initial) this.add(a);
+  }
+  add(a: Anomaly): void {
+    const n = (this.counts.get(a.kind) ?? 0) + 1;
+    this.counts.set(a.kind, n);
+    this.total++;
+    if (n <= ANOMALIES_LISTED) this.cases.push(a);
+  }
+  report(): ImportReport['anomalies'] {
+    return { total: this.total, by_kind: Object.fromEntries(this.counts), cases: this.cases };
+  }
+}

@@ -1,0 +1,89 @@
+import type { Executor } from '../../db/database.js';
+import type { Ledger } from '../credits/credits.port.js';
+import type { SourceDb } from './import.source.js';
+
+/**
+ * `tally import` (issue 20, docs/import.md): the seeds' databases moved onto Tally. A shape is one
+ * seed's design; it names the tables that identify it, the anomalies it looks for before writing,
+ * and the steps that stream each source table into Tally, one keyset batch per transaction.
+ */
+export const SHAPE_NAMES = ['video-credits', 'llm-relay', 'app-builder', 'cloud-ide', 'foundation'] as const;
+export type ShapeName = (typeof SHAPE_NAMES)[number];
+
+/** What the import found wrong in the source, and the written rule it applied (docs/import.md). */
+export const ANOMALY_KINDS = [
+  'balance_mismatch',
+  'negative_balance',
+  'duplicate_payment',
+  'orphan',
+  'target_conflict',
+  'over_cap',
+  'unknown_value',
+  'key_rotation',
+  'password_reset',
+] as const;
+export type AnomalyKind = (typeof ANOMALY_KINDS)[number];
+
+export interface Anomaly {
+  kind: AnomalyKind;
+  table: string;
+  source_id: string;
+  /** What the import did about it (the rule, in a sentence). */
+  rule: string;
+  details: Record<string, unknown>;
+}
+
+/** Where a batch writes: the caller's transaction, and what a shape needs besides the database. */
+export interface BatchContext {
+  trx: Executor;
+  /** The source's fingerprint: the key of cursors, mappings and history. */
+  source: string;
+  runId: string;
+  ledger: Ledger;
+  now: Date;
+  /** The deployment's balance cap (null: none): openings above it are imported and reported. */
+  balanceCap: number | null;
+  /** Seals secrets on the way in (upstream credentials): AES-256-GCM under the configured key, bound to `aad`. */
+  seal: (plaintext: string, aad: string) => string;
+  /** The id of the key `seal` uses (stored beside each sealed value, for rotation). */
+  sealKeyId: string;
+  /** Records an anomaly met while writing (a conflict with a row Tally already had). */
+  anomaly(a: Anomaly): void;
+}
+
+/** What one batch did: rows imported, and rows skipped by reason. */
+export interface BatchOutcome {
+  imported: number;
+  skipped: Partial<Record<SkipReason, number>>;
+}
+
+export type SkipReason = 'already_imported' | 'orphan' | 'owner_not_imported' | 'duplicate' | 'conflict' | 'unknown_value' | 'rotation';
+
+/** One source table, streamed in keyset order and written batch by batch. */
+export interface TableStep {
+  /** The source table (unqualified). */
+  table: string;
+  /** A unique, ordered column: the keyset position (`where key > last order by key`). */
+  key: string;
+  /** The select list (source columns, cast where needed); `t` qualifies another source table. */
+  columns: (t: (table: string) => string) => string;
+  /** Writes one batch in the caller's transaction. Rows come as the source driver returns them. */
+  write(ctx: BatchContext, rows: Record<string, unknown>[]): Promise<BatchOutcome>;
+}
+
+export interface Shape {
+  name: ShapeName;
+  /** The tables whose presence identifies this shape (all of them). */
+  signature: string[];
+  /** Source tables the shape reads: the steps, in the order they run (parents before children). */
+  steps: TableStep[];
+  /** Source tables the shape knows but does not import yet (named in the report, never silently dropped). */
+  notImported: { table: string; why: string }[];
+  /** The anomalies, found by queries over the source before anything is written. */
+  scan(src: SourceDb): Promise<Anomaly[]>;
+  /** Credits in the source: per account total and count, read from the source itself. */
+  sourceCredits(src: SourceDb): Promise<{ total: number; accounts: number }>;
+}
+
+/** Anomalies kept in the report per kind (all are counted; a million-row source may have many). */
+export const ANOMALIES_LISTED = 1000;

@@ -1,0 +1,99 @@
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import argon2 from 'argon2';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { type Database, openDatabase } from '../src/db/database.js';
+import type { ImportReport } from '../src/modules/import/import.report.js';
+import { tallyCommand } from './support/cli.js';
+import { POSTGRES_URL, TARGET } from './support/harness.js';
+import { createSource, fillLlmRelay, type LlmRelayFixture, type Source, SOURCE_URL } from './support/import-source.js';
+
+vi.setConfig({ testTimeout: 180_000 });
+
+/** `tally import` of seed 004's Prisma relay (docs/import.md), through the compiled CLI. */
+describe(`tally import llm-relay (${TARGET})`, () => {
+  let cli: string[] = [];
+  let src: Source;
+  let fixture: LlmRelayFixture;
+  const target = { dataDir: mkdtempSync(join(tmpdir(), 'tally-import-relay-')), schema: `t_impr_${randomBytes(4).toString('hex')}` };
+  const env = {
+    ...process.env,
+    TALLY_DATA_DIR: target.dataDir,
+    TALLY_DB_SCHEMA: target.schema,
+    LOG_LEVEL: 'silent',
+    DATABASE_URL: TARGET === 'postgres' ? POSTGRES_URL : '',
+    NODE_ENV: 'development',
+  };
+  const run = (...args: string[]) => {
+    const res = spawnSync(process.execPath, [...cli, ...args], { env, encoding: 'utf8', cwd: join(import.meta.dirname, '..'), timeout: 120_000 });
+    return { code: res.status, out: res.stdout, err: res.stderr };
+  };
+  const openTarget = (): Promise<Database> =>
+    TARGET === 'postgres'
+      ? openDatabase({ kind: 'postgres', url: POSTGRES_URL, poolMax: 2, schema: target.schema })
+      : openDatabase({ kind: 'pglite', dataDir: join(target.dataDir, 'pgdata'), schema: target.schema });
+  const q = async <R>(text: string): Promise<R[]> => {
+    const db = await openTarget();
+    try {
+      return (await sql.raw<R>(text.replaceAll('T.', `${target.schema}.`)).execute(db.root)).rows;
+    } finally {
+      await db.close();
+    }
+  };
+
+  beforeAll(async () => {
+    cli = await tallyCommand();
+    src = await createSource('llm-relay');
+    fixture = await fillLlmRelay(src, await argon2.hash('correct horse', { type: argon2.argon2id }));
+  }, 300_000);
+  afterAll(async () => {
+    await src?.drop();
+    rmSync(target.dataDir, { recursive: true, force: true });
+    if (TARGET === 'postgres') {
+      const db = await openTarget();
+      await db.root.schema.dropSchema(target.schema).ifExists().cascade().execute();
+      await db.close();
+    }
+  });
+
+  it('keeps SHA-256 key hashes and argon2 passwords, flags the rest for rotation or reset, seals upstream credentials, keeps usage as history, and imports nothing twice', async () => {
+    const res = run('import', '--from', SOURCE_URL, '--source-schema', src.schema, '--json');
+    expect(res.code, res.err + res.out).toBe(0);
+    const report = JSON.parse(res.out) as ImportReport;
+    expect(report.detection).toMatch(/detected llm-relay/);
+    expect(report.credits).toMatchObject({ source_total: 0, tally_total: 0, source_accounts: fixture.users, tally_accounts: fixture.users, match: true });
+    expect(report.anomalies.by_kind).toEqual({ password_reset: 3, key_rotation: 3, orphan: 1, unknown_value: 1 });
+    const table = (name: string) => report.tables.find((x) => x.table === name);
+    expect(table('api_keys')).toMatchObject({ imported: 5, skipped_by_reason: { rotation: 1 } });
+    expect(table('upstream_accounts')).toMatchObject({ imported: 2, skipped_by_reason: { unknown_value: 1 } });
+    expect(table('usage_records')).toMatchObject({ imported: fixture.usageKept, skipped_by_reason: { orphan: 1, owner_not_imported: 1 } });
+
+    const users = await q<{ id: string; password_hash: string | null; role: string; metadata: { password_reset_required?: boolean } }>('select id, password_hash, role, metadata from T.users order by id::bigint');
+    expect(users.map((u) => u.password_hash?.startsWith('$argon2id$') ?? false)).toEqual([true, true, true, false, false, false]);
+    expect(users.filter((u) => u.metadata.password_reset_required).length).toBe(3);
+    expect(users[0]?.role).toBe('admin');
+    expect(await q('select 1 from T.credit_ledger')).toEqual([]);
+    const keys = await q<{ key_hash: string; scopes: string[]; revoked_at: Date | null }>('select key_hash, scopes, revoked_at from T.api_keys order by created_at, id');
+    expect(keys.filter((k) => k.revoked_at === null).map((k) => k.key_hash).sort()).toEqual([...fixture.keptHashes].sort());
+    expect(keys.filter((k) => k.revoked_at !== null)).toHaveLength(1);
+    const ups = await q<{ type: string; credentials_enc: string; credentials_hint: string; is_active: boolean; priority: number; weight: number }>('select type, credentials_enc, credentials_hint, is_active, priority, weight from T.gateway_upstreams order by type');
+    expect(ups.map((u) => [u.type, u.is_active])).toEqual([['anthropic', false], ['openai', true]]);
+    for (const u of ups) {
+      expect(u.credentials_enc).toMatch(/^v1\./);
+      expect(u.credentials_enc).not.toMatch(/sk-test|at-123/);
+    }
+    expect(ups[1]).toMatchObject({ credentials_hint: 'mnop', priority: 2, weight: 50 });
+    const [h] = await q<{ n: number }>("select count(*)::int as n from T.imported_credit_history where type = 'usage' and amount = 0");
+    expect(h?.n).toBe(fixture.usageKept);
+    expect(run('reconcile').code).toBe(0);
+
+    const again = JSON.parse(run('import', '--from', SOURCE_URL, '--source-schema', src.schema, '--schema', 'llm-relay', '--json').out) as ImportReport;
+    expect(again.tables.map((x) => x.imported)).toEqual([0, 0, 0, 0]);
+    const [n] = await q<{ users: number; keys: number; ups: number; hist: number }>('select (select count(*) from T.users)::int as users, (select count(*) from T.api_keys)::int as keys, (select count(*) from T.gateway_upstreams)::int as ups, (select count(*) from T.imported_credit_history)::int as hist');
+    expect(n).toEqual({ users: 6, keys: 5, ups: 2, hist: fixture.usageKept });
+  });
+});
