@@ -111,6 +111,13 @@ export async function startBaseline(opts: { url: string; poolMax: number; servic
   });
 }
 
+/** The ceiling: an empty Fastify POST route (empty-server.ts), in its own process too. */
+export async function startEmpty(opts: { nodeArgs: string[] }): Promise<ServerChild> {
+  const entry = compiled('dist/bench/src/empty-server.js');
+  const port = await freePort();
+  return launch('empty route', [...opts.nodeArgs, entry], port, { NODE_ENV: 'production', EMPTY_PORT: String(port) });
+}
+
 async function launch(name: string, args: string[], port: number, env: Record<string, string>): Promise<ServerChild> {
   // Only what a server needs from the parent's environment: no DATABASE_URL or TALLY_* leaks in.
   const base: Record<string, string> = {};

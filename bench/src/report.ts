@@ -76,3 +76,55 @@ export function machineLine(m: MachineInfo): string {
     `database: ${pgVersion} on the same host; shared_buffers=${s['shared_buffers'] ?? '?'}, synchronous_commit=${s['synchronous_commit'] ?? '?'}, fsync=${s['fsync'] ?? '?'}, max_connections=${s['max_connections'] ?? '?'}`,
   ].join('\n');
 }
+
+const pct = (n: number) => (Number.isFinite(n) ? `${Math.round(n * 100)}%` : '—');
+const times = (n: number) => (Number.isFinite(n) ? `${n.toFixed(2)}×` : '—');
+
+function grid(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => must(row[i], 'a cell per column').length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(must(widths[i], 'a width per column')) : c.padStart(must(widths[i], 'a width per column')))).join(' | ');
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('-|-'), ...rows.map(line)].join('\n');
+}
+
+/**
+ * Against the stack's own ceiling (issue 21): each HTTP scenario next to the empty Fastify route
+ * under the same load in the same run — Tally's throughput as a fraction of it, its p99 as a
+ * multiple of the route's, and the ratio to the seed design.
+ */
+export function ceilingTable(results: ScenarioResult[]): string {
+  const rows = results
+    .filter((r) => r.ceiling)
+    .map((r) => {
+      const c = must(r.ceiling, 'filtered on the ceiling');
+      return [
+        `${r.id}. ${r.name}`,
+        ops(c.opsPerSec),
+        ms(c.p50),
+        ms(c.p99),
+        pct(r.tally.opsPerSec / c.opsPerSec),
+        times(r.tally.p99 / c.p99),
+        r.baseline ? pct(r.baseline.opsPerSec / c.opsPerSec) : 'n/a',
+        r.ratio === null ? 'n/a' : times(r.ratio),
+      ];
+    });
+  if (rows.length === 0) return '';
+  return grid(['scenario', 'empty route ops/s', 'p50', 'p99', 'Tally of empty', 'Tally p99 ÷ empty p99', 'baseline of empty', 'Tally ÷ baseline'], rows);
+}
+
+const bytes = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '—');
+
+/** Bytes written per debit: tables (heap + indexes + TOAST) and the cluster's WAL, per side. */
+export function storageTable(results: ScenarioResult[]): string {
+  const rows: string[][] = [];
+  for (const r of results) {
+    if (!r.storage) continue;
+    for (const [side, u] of [['Tally', r.storage.tally], ['baseline', r.storage.baseline]] as const) {
+      if (!u) continue;
+      const wal = `${bytes(u.walPerDebit)}${u.walScope === 'cluster' ? ' (cluster)' : ''}`;
+      rows.push([`${r.id}. ${side}`, u.debits.toLocaleString('en-US'), bytes(u.tablePerDebit), wal, bytes(u.tablePerDebit + u.walPerDebit)]);
+    }
+  }
+  if (rows.length === 0) return '';
+  return grid(['bytes per debit', 'debits', 'tables (heap+index)', 'WAL', 'total'], rows);
+}

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { PROJECT_ROOT, VERSION } from '../../src/version.js';
 import { stopAllServers } from './children.js';
 import { type BenchOptions, benchOptions } from './options.js';
-import { details, machineInfo, machineLine, table } from './report.js';
+import { ceilingTable, details, machineInfo, machineLine, storageTable, table } from './report.js';
 import { type BenchContext, checkLatency, eventsBatch, httpHot, httpSpread, holdsHot, type ScenarioResult, sdkHot } from './scenarios.js';
 import type { Measurement } from './stats.js';
 import { benchAccounts, dropBaseline, dropTally, openTally, postgresInfo, seedBaseline, seedTally, type TallySide } from './setup.js';
@@ -85,14 +85,15 @@ export async function benchCommand(cli: { only?: string } = {}): Promise<number>
     const ctx: BenchContext = { opts, tally, accounts, baselineAdmin, log: say };
 
     for (const id of [...opts.only].sort((a, b) => a - b)) {
-      say(`\n[${id}/4] ${scenarioTitle(id, opts)}`);
+      say(`\n[${id}/6] ${scenarioTitle(id, opts)}`);
       try {
         const result = await must(SCENARIOS[id], `scenario ${id} exists`)(ctx);
         results.push(result);
         const b = result.baseline;
         say(
           `  → Tally ${Math.round(result.tally.opsPerSec)} ops/s` +
-            (b ? `, baseline ${Math.round(b.opsPerSec)} ops/s, ratio ${result.ratio?.toFixed(2) ?? '—'}×` : ' (Tally only)'),
+            (b ? `, baseline ${Math.round(b.opsPerSec)} ops/s, ratio ${result.ratio?.toFixed(2) ?? '—'}×` : ' (Tally only)') +
+            (result.ceiling ? `; empty route ${Math.round(result.ceiling.opsPerSec)} ops/s` : ''),
         );
         for (const c of result.checks.filter((c) => !c.ok)) {
           const line = `scenario ${id} ${c.side} ${c.name}: ${c.detail}`;
@@ -108,6 +109,10 @@ export async function benchCommand(cli: { only?: string } = {}): Promise<number>
     }
 
     say('\n' + table(results));
+    const ceiling = ceilingTable(results);
+    if (ceiling) say('\nagainst the empty Fastify route (same load, same run):\n' + ceiling);
+    const storage = storageTable(results);
+    if (storage) say('\nbytes written per debit (WAL: the side\'s own relations and commits, by pg_walinspect; "(cluster)": the whole cluster\'s):\n' + storage);
     say('\n' + details(results));
     say('\n' + machineLine(machine));
     writeResults(opts, results, machine, failures);
@@ -176,6 +181,8 @@ function writeResults(opts: BenchOptions, results: ScenarioResult[], machine: Re
     },
     machine,
     table: table(results).split('\n'),
+    ceiling_table: ceilingTable(results).split('\n'),
+    storage_table: storageTable(results).split('\n'),
     scenarios: results.map((r) => ({
       id: r.id,
       name: r.name,
@@ -183,6 +190,9 @@ function writeResults(opts: BenchOptions, results: ScenarioResult[], machine: Re
       ratio: r.ratio === null ? null : Math.round(r.ratio * 1000) / 1000,
       tally: measurementJson(r.tally),
       baseline: r.baseline ? measurementJson(r.baseline) : null,
+      ceiling: r.ceiling ? measurementJson(r.ceiling) : null,
+      tally_of_ceiling: r.ceiling && r.ceiling.opsPerSec > 0 ? Math.round((r.tally.opsPerSec / r.ceiling.opsPerSec) * 1000) / 1000 : null,
+      storage: r.storage ?? null,
       checks: r.checks,
     })),
   };

@@ -13,11 +13,12 @@ import {
   tallyExisting,
   tallyHolds,
 } from './checks.js';
-import { startBaseline, startTally } from './children.js';
+import { startBaseline, startEmpty, startTally } from './children.js';
 import { type HttpLoad, runHttpLoad } from './http-load.js';
 import type { BenchOptions } from './options.js';
 import type { BenchAccounts, TallySide } from './setup.js';
 import { Latencies, type Measurement, measurement, since, StatusCounts } from './stats.js';
+import { type StorageUse, storageMark, storageUse } from './storage.js';
 import { must } from '../../src/lib/must.js';
 
 export interface ScenarioResult {
@@ -29,6 +30,10 @@ export interface ScenarioResult {
   baseline: Measurement | null;
   /** Tally ops/s ÷ baseline ops/s. */
   ratio: number | null;
+  /** The empty Fastify route under the same load (HTTP scenarios): the stack's own ceiling. */
+  ceiling?: Measurement;
+  /** Bytes written per debit (debit scenarios). */
+  storage?: { tally: StorageUse; baseline: StorageUse | null };
   checks: Check[];
 }
 
@@ -131,6 +136,22 @@ async function measureTallyHttp(
   }
 }
 
+/**
+ * The ceiling for an HTTP scenario: the empty Fastify route (empty-server.ts) in its own process,
+ * under the same load (path, bodies, headers, connections, warm-up and measured seconds).
+ */
+async function measureCeiling(ctx: BenchContext, load: Omit<HttpLoad, 'url' | 'seconds' | 'onAnswer'>): Promise<Measurement> {
+  const { opts } = ctx;
+  ctx.log(`  ceiling:  starting the empty Fastify route, same load`);
+  const server = await startEmpty({ nodeArgs: opts.childNodeArgs });
+  try {
+    await runHttpLoad({ ...load, url: server.url, seconds: opts.warmupSeconds });
+    return await runHttpLoad({ ...load, url: server.url, seconds: opts.seconds });
+  } finally {
+    await server.stop();
+  }
+}
+
 async function httpDebit(ctx: BenchContext, id: number, name: string, pick: () => string): Promise<ScenarioResult> {
   const { opts, tally } = ctx;
   const tag = randomBytes(4).toString('hex');
@@ -144,6 +165,7 @@ async function httpDebit(ctx: BenchContext, id: number, name: string, pick: () =
   ctx.log(`  tally:    starting the server (node bin/tally.js start), ${opts.warmupSeconds}s warm-up, ${opts.seconds}s measured`);
   const ids: string[] = [];
   let before = 0;
+  let tallyMark = await storageMark(ctx.baselineAdmin, tally.schema);
   const tallyM = await measureTallyHttp(
     ctx,
     {
@@ -156,9 +178,11 @@ async function httpDebit(ctx: BenchContext, id: number, name: string, pick: () =
     },
     async () => {
       before = await settled(() => tallyEntries(tally.database, 'debit'));
+      tallyMark = await storageMark(ctx.baselineAdmin, tally.schema);
     },
   );
   const written = (await settled(() => tallyEntries(tally.database, 'debit'))) - before;
+  const tallyStorage = await storageUse(ctx.baselineAdmin, tally.schema, tallyMark, written);
   const found = await tallyExisting(tally.database, ids.filter(Boolean));
   const checks = debitChecks('tally', tallyM, 201, written, conn, { ids: ids.length, found });
   checks.push(await reconcileCheck(tally.database));
@@ -171,16 +195,22 @@ async function httpDebit(ctx: BenchContext, id: number, name: string, pick: () =
   const base = await startBaseline({ url: opts.url, poolMax: opts.serverPoolMax, serviceKey: baselineKey, nodeArgs: opts.childNodeArgs });
   let baseM: Measurement;
   let baseWritten: number;
+  let baseStorage: StorageUse;
   try {
     await runHttpLoad({ url: base.url, path: '/debit', connections: conn, seconds: opts.warmupSeconds, next: baseNext });
     const before = await settled(() => baselineDebits(ctx.baselineAdmin));
+    const mark = await storageMark(ctx.baselineAdmin, 'baseline');
     baseM = await runHttpLoad({ url: base.url, path: '/debit', connections: conn, seconds: opts.seconds, next: baseNext });
     baseWritten = (await settled(() => baselineDebits(ctx.baselineAdmin))) - before;
+    baseStorage = await storageUse(ctx.baselineAdmin, 'baseline', mark, baseWritten);
   } finally {
     await base.stop();
   }
   checks.push(...debitChecks('baseline', baseM, 200, baseWritten, conn, null));
   await checkpoint(tally.database);
+
+  // The same requests Tally got (path, body, headers), answered by an empty route.
+  const ceiling = await measureCeiling(ctx, { path: '/v1/credits/debit', connections: conn, next: tallyNext });
 
   return {
     id,
@@ -192,6 +222,8 @@ async function httpDebit(ctx: BenchContext, id: number, name: string, pick: () =
     tally: tallyM,
     baseline: baseM,
     ratio: baseM.opsPerSec > 0 ? tallyM.opsPerSec / baseM.opsPerSec : null,
+    ceiling,
+    storage: { tally: tallyStorage, baseline: baseStorage },
     checks,
   };
 }
@@ -272,9 +304,11 @@ export async function sdkHot(ctx: BenchContext): Promise<ScenarioResult> {
   ctx.log(`  tally:    sdk.credits.debit (→ CreditsService.execute), ${opts.sdkInflight} calls in flight`);
   await closedLoop(opts.warmupSeconds, opts.sdkInflight, tallyCall);
   const before = await settled(() => tallyEntries(tally.database, 'debit'));
+  const tallyMark = await storageMark(ctx.baselineAdmin, tally.schema);
   collect = true;
   const tallyM = await closedLoop(opts.seconds, opts.sdkInflight, tallyCall);
   const written = (await tallyEntries(tally.database, 'debit')) - before;
+  const tallyStorage = await storageUse(ctx.baselineAdmin, tally.schema, tallyMark, written);
   const found = await tallyExisting(tally.database, ids.filter(Boolean));
   const checks = debitChecks('tally', tallyM, 201, written, 0, { ids: ids.length, found });
   checks.push(await reconcileCheck(tally.database));
@@ -284,6 +318,7 @@ export async function sdkHot(ctx: BenchContext): Promise<ScenarioResult> {
   const pool = new pg.Pool({ connectionString: opts.url, max: opts.sdkBaselineClients });
   let baseM: Measurement;
   let baseWritten: number;
+  let baseStorage: StorageUse;
   try {
     const baseCall: Call = async () => {
       try {
@@ -296,8 +331,10 @@ export async function sdkHot(ctx: BenchContext): Promise<ScenarioResult> {
     };
     await closedLoop(opts.warmupSeconds, opts.sdkBaselineClients, baseCall);
     const baseBefore = await baselineDebits(ctx.baselineAdmin);
+    const mark = await storageMark(ctx.baselineAdmin, 'baseline');
     baseM = await closedLoop(opts.seconds, opts.sdkBaselineClients, baseCall);
     baseWritten = (await baselineDebits(ctx.baselineAdmin)) - baseBefore;
+    baseStorage = await storageUse(ctx.baselineAdmin, 'baseline', mark, baseWritten);
   } finally {
     await pool.end();
   }
@@ -314,6 +351,7 @@ export async function sdkHot(ctx: BenchContext): Promise<ScenarioResult> {
     tally: tallyM,
     baseline: baseM,
     ratio: baseM.opsPerSec > 0 ? tallyM.opsPerSec / baseM.opsPerSec : null,
+    storage: { tally: tallyStorage, baseline: baseStorage },
     checks,
   };
 }
@@ -491,6 +529,7 @@ export async function checkLatency(ctx: BenchContext): Promise<ScenarioResult> {
     check('tally', 'answers', Object.keys(m.statuses).every((s) => s === '200') && bodies.get(0) === 0, `${describeStatuses(m)}; ${bodies.get(1)} allowed, ${bodies.get(0)} other`),
     check('tally', 'errors/timeouts', m.errors === 0 && m.timeouts === 0, `${m.errors} error(s), ${m.timeouts} timeout(s)`, false),
   ];
+  const ceiling = await measureCeiling(ctx, { path: '/v1/check', connections: opts.connections, next });
   return {
     id: 6,
     name: `entitlement check: POST /v1/check, ${opts.connections} conn (Tally only)`,
@@ -498,6 +537,7 @@ export async function checkLatency(ctx: BenchContext): Promise<ScenarioResult> {
     tally: m,
     baseline: null,
     ratio: null,
+    ceiling,
     checks,
   };
 }

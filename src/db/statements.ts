@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { CompiledQuery, type QueryResult } from 'kysely';
 import type pg from 'pg';
 import type { Database } from './database.js';
@@ -23,8 +23,22 @@ export type RunStatement = <R = Record<string, unknown>>(stmt: Statement) => Pro
  * same text on a connection (the schema, or a write's shape, changes the text).
  */
 export function statement(label: string, text: string, values: unknown[]): Statement {
-  return { name: `tally_${label}_${createHash('sha1').update(text).digest('hex').slice(0, 12)}`, text, values };
+  // Keyed by the text itself: the callers keep their texts, and V8 caches a string's hash.
+  let digest = digests.get(text);
+  if (digest === undefined) {
+    digest = hash('sha1', text, 'hex').slice(0, 12);
+    // Texts are fixed per schema and write shape, so this stays small; the bound is for safety.
+    if (digests.size >= 4096) digests.clear();
+    digests.set(text, digest);
+  }
+  return { name: `tally_${label}_${digest}`, text, values };
 }
+
+/**
+ * Text digests already worked out: hashing a write's text (a few kB) on every statement cost far
+ * more than a map lookup (docs/ledger.md, "Speed").
+ */
+const digests = new Map<string, string>();
 
 /**
  * The query to send for a statement on a pooled client: named (prepared once per connection)

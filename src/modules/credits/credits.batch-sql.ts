@@ -6,6 +6,7 @@ import type { AccountState, GrantState, HoldState, RefundTarget, SpenderState } 
 import type { EngineOutput } from './credits.engine.js';
 import { accountFromRow, grantFromRow, holdFromRow } from './credits.repository.js';
 import { must } from '../../lib/must.js';
+import { ledgerEntryColumn, storedBody, storedBodyText } from './credits.stored-answers.js';
 
 type Row = Record<string, unknown>;
 
@@ -38,7 +39,8 @@ export class BatchSql {
     const t = this.t.bind(this);
     this.lockText = `select * from ${t('credit_accounts')} where id = any($1::text[]) order by id for update`;
     // Stored answers of a batch's keys: part of the load, and alone for a chained batch.
-    const replays = (principals: string, keys: string) => replaysQuery(t('idempotency_keys'), principals, keys);
+    // A compact stored movement is rebuilt from its ledger row: read with the record.
+    const replays = (principals: string, keys: string) => replaysQuery(t('idempotency_keys'), principals, keys, ledgerEntryColumn(t('credit_ledger')));
     this.loadText = `select
         -- remaining <> 0: live grants, and the debt a clawback left (negative; new grants pay it first).
         (select json_agg(g) from ${t('credit_grants')} g where g.account_id = any($1::text[]) and g.remaining <> 0) as grants,
@@ -208,7 +210,7 @@ export class BatchSql {
         : await run<{ targets: Row[] | null; allocs: Row[] | null; grants: Row[] | null }>(
             statement('ledger_refunds', this.refundsText, [q.refundIds, q.accountIds]),
           );
-    const replays = replayMap(row?.replays ?? [], this.answers);
+    const replays = replayMap(row?.replays ?? [], this.answers, replayBody);
     const allocs = refunds?.allocs ?? [];
     const refundTargets: RefundTarget[] = (refunds?.targets ?? []).map((t) => {
       const id = t['id'] as string;
@@ -244,7 +246,7 @@ export class BatchSql {
   async replays(run: RunStatement, scopes: IdempotencyScope[]): Promise<Map<string, Replay>> {
     if (scopes.length === 0) return new Map();
     const rows = await run<Row>(statement('ledger_replays', this.replaysText, replaysParams(scopes)));
-    return replayMap(rows, this.answers);
+    return replayMap(rows, this.answers, replayBody);
   }
 
   /** Every change of a batch (all its accounts) in one statement of data-modifying CTEs. */
@@ -325,7 +327,7 @@ export class BatchSql {
       },
       {
         bit: 128,
-        rows: recordRows(done, this.answers),
+        rows: recordRows(done, this.answers, storedBodyText),
       },
     ].filter((p) => p.rows.length > 0);
     if (parts.length === 0) return null;
@@ -387,6 +389,9 @@ export class BatchSql {
     return `with ${ctes.join(',\n')}\nselect ${count} as keys`;
   }
 }
+
+/** A replay row's answer body: compact movements rebuilt with their ledger row (credits.stored-answers.ts). */
+const replayBody = (k: Row): unknown => storedBody(k['response_body'] as string | null, (k['entry'] as Row | null) ?? null);
 
 /** The parts that update existing rows (grants, holds, accounts): they also get their ids (writeValues). */
 const UPDATES = new Set([4, 16, 64]);

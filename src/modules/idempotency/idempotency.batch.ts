@@ -1,5 +1,15 @@
 import { errors } from '../../core/errors.js';
-import { type AnswerCodec, type IdempotencyScope, type Outcome, parseStored, refused, sameRequest, scopeKey, type StoredRequest } from './idempotency.js';
+import {
+  type AnswerCodec,
+  type IdempotencyScope,
+  type Outcome,
+  parseStored,
+  refused,
+  sameRequest,
+  scopeKey,
+  type StoredRequest,
+  type StoredResponse,
+} from './idempotency.js';
 
 /**
  * The batched form: many requests (each with its key, or none) answered and recorded by one
@@ -73,9 +83,12 @@ export function replayOf(scope: IdempotencyScope | null, replays: ReadonlyMap<st
   return sameRequest(stored.stored, scope) ? { ...stored.outcome, replayed: true } : refused(errors.idempotencyKeyReused(), requestId);
 }
 
-/** The stored records of a batch's keys: `principals` and `keys` are two text[] parameters. */
-export function replaysQuery(table: string, principals: string, keys: string): string {
-  return `select k.principal, k.key, k.operation, k.request_hash, k.status_code, k.response_body
+/**
+ * The stored records of a batch's keys: `principals` and `keys` are two text[] parameters. `extra`:
+ * more select-list columns over `k` (the ledger reads the row a compact answer names).
+ */
+export function replaysQuery(table: string, principals: string, keys: string, extra = ''): string {
+  return `select k.principal, k.key, k.operation, k.request_hash, k.status_code, k.response_body${extra ? `, ${extra}` : ''}
           from unnest(${principals}::text[], ${keys}::text[]) as u(principal, key)
           join ${table} k on k.principal = u.principal and k.key = u.key`;
 }
@@ -83,11 +96,15 @@ export function replaysQuery(table: string, principals: string, keys: string): s
 /** The parameters of `replaysQuery`. */
 export const replaysParams = (scopes: readonly IdempotencyScope[]): [string[], string[]] => [scopes.map((s) => s.principal), scopes.map((s) => s.key)];
 
-/** The rows of `replaysQuery`, by key. */
-export function replayMap(rows: readonly Record<string, unknown>[], codec: AnswerCodec): Map<string, Replay> {
+/** The rows of `replaysQuery`, by key; `bodyOf` reads a stored answer's body (default: its JSON). */
+export function replayMap(
+  rows: readonly Record<string, unknown>[],
+  codec: AnswerCodec,
+  bodyOf: (row: Record<string, unknown>) => unknown = (k) => parseStored(k['response_body'] as string | null),
+): Map<string, Replay> {
   const replays = new Map<string, Replay>();
   for (const k of rows) {
-    const outcome = codec.decode({ status: Number(k['status_code']), body: parseStored(k['response_body'] as string | null) });
+    const outcome = codec.decode({ status: Number(k['status_code']), body: bodyOf(k) });
     const stored = { operation: (k['operation'] as string | null) ?? null, requestHash: k['request_hash'] as string };
     replays.set(scopeKey({ principal: String(k['principal']), key: String(k['key']) }), { stored, outcome });
   }
@@ -107,12 +124,17 @@ export function recordsCte(name: string, table: string, p: string): string {
         returning 1)`;
 }
 
-export function recordRows(done: readonly Recorded[], codec: AnswerCodec): Record<string, unknown>[] {
+/** `bodyText`: the text to store for an answer (default: its JSON; the ledger stores movements compact). */
+export function recordRows(
+  done: readonly Recorded[],
+  codec: AnswerCodec,
+  bodyText: (answer: StoredResponse) => string = (a) => JSON.stringify(a.body ?? null),
+): Record<string, unknown>[] {
   return done.map((d) => {
     const answer = codec.encode(d.outcome);
     return {
       principal: d.scope.principal, key: d.scope.key, user_id: d.scope.userId, operation: d.scope.operation,
-      request_hash: d.scope.requestHash, status_code: answer.status, body: JSON.stringify(answer.body ?? null),
+      request_hash: d.scope.requestHash, status_code: answer.status, body: bodyText(answer),
     };
   });
 }
