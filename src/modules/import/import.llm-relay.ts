@@ -4,7 +4,7 @@ import { credentialsAad, hintOf } from '../gateway/gateway.js';
 import type { Anomaly, Shape, TableStep } from './import.js';
 import { openingBalance } from './import.opening.js';
 import { importMapInsert } from './import.repository.js';
-import { date, freshRows, int, ownersOf, str, Tally } from './import.rows.js';
+import { date, freshRows, int, keepHistory, ownerOf, ownersOf, str, Tally } from './import.rows.js';
 import type { SourceDb } from './import.source.js';
 
 /**
@@ -88,11 +88,8 @@ const apiKeys: TableStep = {
     const maps = [];
     for (const r of fresh) {
       const sid = String(r.id);
-      const owner = owners.get(String(r.user_id));
-      if (!owner) {
-        tally.skip(r.owner_exists ? 'owner_not_imported' : 'orphan');
-        continue;
-      }
+      const owner = ownerOf(owners, r, 'user_id', tally);
+      if (!owner) continue;
       const hash = str(r.key_hash)?.toLowerCase() ?? '';
       if (!SHA256_HEX.test(hash)) {
         // The scan reported it (key_rotation): the key cannot be looked up by Tally; its owner mints a new one.
@@ -215,12 +212,10 @@ const usage: TableStep = {
     const upstreamIds = await ownersOf(ctx, 'upstream_accounts', rows, 'upstream_account_id');
     const values = [];
     for (const r of rows) {
-      const key = keys.get(String(r.api_key_id));
-      const userId = key ? str(key.facts.user_id) : null;
-      if (!key || !userId) {
-        tally.skip(r.owner_exists ? 'owner_not_imported' : 'orphan');
-        continue;
-      }
+      const key = ownerOf(keys, r, 'api_key_id', tally);
+      if (!key) continue;
+      // Every imported key's mapping names its user (the api_keys step records it).
+      const userId = String(key.facts.user_id);
       values.push({
         id: newId('importedHistory'),
         source: ctx.source,
@@ -246,9 +241,7 @@ const usage: TableStep = {
         occurred_at: date(r.created_at),
       });
     }
-    const kept = values.length === 0 ? 0 : (await ctx.trx.insertInto('imported_credit_history').values(values).onConflict((oc) => oc.columns(['source', 'source_table', 'source_id']).doNothing()).returning('id').execute()).length;
-    tally.imported += kept;
-    tally.skip('already_imported', values.length - kept);
+    await keepHistory(ctx, values, tally);
     return tally.outcome;
   },
 };

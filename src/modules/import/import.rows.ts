@@ -1,3 +1,5 @@
+import type { Insertable } from 'kysely';
+import type { DB } from '../../db/database.types.js';
 import type { BatchContext, BatchOutcome, SkipReason } from './import.js';
 import { importMapFind, type MapRow } from './import.repository.js';
 
@@ -48,4 +50,24 @@ export async function freshRows(ctx: BatchContext, table: string, rows: Record<s
 /** The owners of a batch's rows, as imported: source user id → its mapping (absent: not imported). */
 export function ownersOf(ctx: BatchContext, table: string, rows: Record<string, unknown>[], column: string): Promise<Map<string, MapRow>> {
   return importMapFind(ctx.trx, ctx.source, table, rows.flatMap((r) => (r[column] === null || r[column] === undefined ? [] : [String(r[column])])));
+}
+
+/** A row's imported owner, or null once the skip is counted: its owner was not imported, or never existed (orphan). */
+export function ownerOf(owners: Map<string, MapRow>, r: Record<string, unknown>, column: string, tally: Tally): MapRow | null {
+  const owner = owners.get(String(r[column]));
+  if (owner) return owner;
+  // `owner_exists` is selected beside each child row from the source (the step's select list).
+  tally.skip(r.owner_exists ? 'owner_not_imported' : 'orphan');
+  return null;
+}
+
+/**
+ * Keeps history rows. A history row's unique (source, table, source id) is its mapping: rows an
+ * earlier run kept conflict here and count as already imported.
+ */
+export async function keepHistory(ctx: BatchContext, values: Insertable<DB['imported_credit_history']>[], tally: Tally): Promise<void> {
+  if (values.length === 0) return;
+  const kept = (await ctx.trx.insertInto('imported_credit_history').values(values).onConflict((oc) => oc.columns(['source', 'source_table', 'source_id']).doNothing()).returning('id').execute()).length;
+  tally.imported += kept;
+  tally.skip('already_imported', values.length - kept);
 }

@@ -1,7 +1,7 @@
 import { newId } from '../../lib/ids.js';
 import type { Anomaly, BatchContext, Shape, TableStep } from './import.js';
 import { importMapInsert } from './import.repository.js';
-import { date, freshRows, int, minorUnits, ownersOf, str, Tally } from './import.rows.js';
+import { date, freshRows, int, keepHistory, minorUnits, ownerOf, ownersOf, str, Tally } from './import.rows.js';
 import type { SourceDb } from './import.source.js';
 import { openingBalance } from './import.opening.js';
 
@@ -86,11 +86,8 @@ const history: TableStep = {
     const owners = await ownersOf(ctx, 'users', fresh, 'user_id');
     const values = [];
     for (const r of fresh) {
-      const owner = owners.get(String(r.user_id));
-      if (!owner) {
-        tally.skip(r.owner_exists ? 'owner_not_imported' : 'orphan');
-        continue;
-      }
+      const owner = ownerOf(owners, r, 'user_id', tally);
+      if (!owner) continue;
       const amount = int(r.amount);
       if (amount === null) {
         tally.skip('unknown_value');
@@ -112,9 +109,7 @@ const history: TableStep = {
         occurred_at: date(r.created_at),
       });
     }
-    const kept = values.length === 0 ? 0 : (await ctx.trx.insertInto('imported_credit_history').values(values).onConflict((oc) => oc.columns(['source', 'source_table', 'source_id']).doNothing()).returning('id').execute()).length;
-    tally.imported += kept;
-    tally.skip('already_imported', values.length - kept);
+    await keepHistory(ctx, values, tally);
     return tally.outcome;
   },
 };
@@ -133,11 +128,8 @@ const jobs: TableStep = {
     const owners = await ownersOf(ctx, 'users', fresh, 'user_id');
     const values = [];
     for (const r of fresh) {
-      const owner = owners.get(String(r.user_id));
-      if (!owner) {
-        tally.skip(r.owner_exists ? 'owner_not_imported' : 'orphan');
-        continue;
-      }
+      const owner = ownerOf(owners, r, 'user_id', tally);
+      if (!owner) continue;
       const status = JOB_STATUS[String(r.status ?? '').toLowerCase()];
       if (!status) {
         tally.skip('unknown_value');
@@ -195,11 +187,8 @@ const payments: TableStep = {
     const maps = [];
     for (const r of fresh) {
       const sid = String(r.id);
-      const owner = owners.get(String(r.user_id));
-      if (!owner) {
-        tally.skip(r.owner_exists ? 'owner_not_imported' : 'orphan');
-        continue;
-      }
+      const owner = ownerOf(owners, r, 'user_id', tally);
+      if (!owner) continue;
       const status = PAYMENT_STATUS[String(r.status ?? '').toLowerCase()];
       const amount = minorUnits(r.amount);
       const currency = (str(r.currency) ?? 'usd').toLowerCase();
