@@ -74,14 +74,36 @@ export interface ApiKeys {
   id: string;
   key_hash: string;
   last_used_at: Timestamp | null;
+  max_concurrency: number | null;
+  models: string[] | null;
   name: string;
   prefix: string;
   request_count: Generated<number>;
   revoked_at: Timestamp | null;
+  rpm_limit: number | null;
   scopes: Generated<string[]>;
+  tpm_limit: number | null;
   updated_at: Generated<Timestamp>;
   user_id: string;
   workspace_id: string | null;
+}
+
+export interface ApiLogs {
+  api_key_id: string | null;
+  caller_id: string | null;
+  caller_kind: string;
+  created_at: Generated<Timestamp>;
+  duration_ms: number;
+  ip: string | null;
+  method: string;
+  path: string;
+  request_bytes: number | null;
+  request_id: string;
+  response_bytes: number | null;
+  route: string | null;
+  status: number;
+  updated_at: Generated<Timestamp>;
+  user_agent: string | null;
 }
 
 export interface AuditChain {
@@ -416,11 +438,35 @@ export interface EnvVars {
   var_type: Generated<string>;
 }
 
+export interface ErrorLogs {
+  caller_id: string | null;
+  caller_kind: string;
+  created_at: Generated<Timestamp>;
+  error_class: string;
+  fingerprint: string;
+  message: string;
+  method: string;
+  request_id: string;
+  route: string | null;
+  stack: string | null;
+  status: number;
+  updated_at: Generated<Timestamp>;
+}
+
 export interface GatewayCarries {
   account_id: string;
   created_at: Generated<Timestamp>;
   total_micros: Generated<number>;
   updated_at: Generated<Timestamp>;
+}
+
+export interface GatewayKeyWindows {
+  api_key_id: string;
+  created_at: Generated<Timestamp>;
+  requests: Generated<number>;
+  tokens: Generated<number>;
+  updated_at: Generated<Timestamp>;
+  window_start: Timestamp;
 }
 
 export interface GatewayRequests {
@@ -440,19 +486,23 @@ export interface GatewayRequests {
   idempotency_key: string | null;
   input_tokens: Generated<number>;
   latency_ms: number | null;
+  lease_until: Timestamp | null;
   model: string;
   output_tokens: Generated<number>;
   reasoning_tokens: Generated<number>;
   request_hash: string | null;
+  reserved_tokens: Generated<number>;
   response: string | null;
   settled_at: Timestamp | null;
   status: Generated<string>;
   stream: Generated<boolean>;
   ttft_ms: number | null;
+  uncharged_micros: Generated<number>;
   updated_at: Generated<Timestamp>;
   upstream_id: string | null;
   usage_source: string | null;
   user_id: string;
+  window_start: Timestamp | null;
   workspace_id: string | null;
 }
 
@@ -747,6 +797,20 @@ export interface Payments {
   unmatched_reason: string | null;
   updated_at: Generated<Timestamp>;
   user_id: string | null;
+}
+
+export interface PerformanceMetrics {
+  created_at: Generated<Timestamp>;
+  errors: number;
+  max_ms: number;
+  method: string;
+  minute: Timestamp;
+  p50_ms: number;
+  p95_ms: number;
+  p99_ms: number;
+  requests: number;
+  route: string;
+  updated_at: Generated<Timestamp>;
 }
 
 export interface PlanAllowances {
@@ -1273,6 +1337,7 @@ export interface DB {
   allowance_cycles: AllowanceCycles;
   analytics_events: AnalyticsEvents;
   api_keys: ApiKeys;
+  api_logs: ApiLogs;
   audit_chain: AuditChain;
   audit_log: AuditLog;
   background_jobs: BackgroundJobs;
@@ -1294,7 +1359,9 @@ export interface DB {
   editor_sessions: EditorSessions;
   email_verification_tokens: EmailVerificationTokens;
   env_vars: EnvVars;
+  error_logs: ErrorLogs;
   gateway_carries: GatewayCarries;
+  gateway_key_windows: GatewayKeyWindows;
   gateway_requests: GatewayRequests;
   gateway_upstreams: GatewayUpstreams;
   git_repositories: GitRepositories;
@@ -1312,6 +1379,7 @@ export interface DB {
   payment_customers: PaymentCustomers;
   payment_refs: PaymentRefs;
   payments: Payments;
+  performance_metrics: PerformanceMetrics;
   plan_allowances: PlanAllowances;
   plan_prices: PlanPrices;
   plans: Plans;
