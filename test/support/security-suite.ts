@@ -242,6 +242,10 @@ export const ROUTES: Record<string, RouteSpec> = {
     sample: async (o) => ({ url: `/v1/users/${o.user.id}/api-keys`, body: { name: 'minted', scopes: ['keys:write'] }, status: 201 }),
   },
   'GET /v1/users/{id}/api-keys': { auth: 'any', scope: 'keys:read', sample: async (o) => ({ url: `/v1/users/${o.user.id}/api-keys`, status: 200 }) },
+  'PATCH /v1/api-keys/{id}': {
+    auth: 'service',
+    sample: async (o) => ({ url: `/v1/api-keys/${(await makeApiKey(app, o.user.id, { name: 'limited' })).id}`, body: { rpm_limit: 60 }, status: 200 }),
+  },
   'DELETE /v1/api-keys/{id}': {
     auth: 'any',
     scope: 'keys:write',
