@@ -31,6 +31,8 @@ export function startScheduler(
       .then((n) => n > 0 && logger.info({ analyses: n }, 'ide: expired code analyses deleted'))
       .then(() => services.gateway.reap())
       .then((n) => n > 0 && logger.warn({ requests: n }, 'gateway: settled requests a dead process left pending'))
+      .then(() => services.analytics.purgeExpired())
+      .then((n) => n > 0 && logger.info({ events: n }, 'analytics: events past retention deleted'))
       .catch((err: unknown) => logger.error({ err }, 'scheduler sweep failed'))
       .finally(() => (running = false));
   }, everyMs);
