@@ -10,6 +10,8 @@ import { createThrottles } from './http/rate-limits.js';
 import type { RouteDeps } from './http/route.js';
 import { registerAdminRoutes } from './modules/admin/admin.routes.js';
 import { registerAuditRoutes } from './modules/audit/audit.routes.js';
+import { registerAnalyticsRoutes } from './modules/analytics/analytics.routes.js';
+import { AnalyticsService } from './modules/analytics/analytics.service.js';
 import { AuditService } from './modules/audit/audit.service.js';
 import { AdminService } from './modules/admin/admin.service.js';
 import { defaultDashboardDir, registerDashboard } from './modules/dashboard/dashboard.routes.js';
@@ -151,6 +153,8 @@ export interface Services {
   admin: AdminService;
   /** The audit log: read, verified, and named by the ledger for its movements (docs/audit.md). */
   audit: AuditService;
+  /** Product analytics events apps send, and their retention (docs/analytics.md). */
+  analytics: AnalyticsService;
   /** The typed in-process SDK: same validation, operations and idempotency as the HTTP routes. */
   sdk: { credits: CreditsSdk };
   /** Request and error logs, /metrics, route latency and retention (docs/observability.md). */
@@ -271,6 +275,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     secretsStore: new SecretsService(secrets, projects),
     admin: new AdminService(database, clock),
     audit,
+    analytics: new AnalyticsService(database.db, clock, config.analyticsRetentionDays),
     storage,
     projectFiles: new ProjectFilesService(projects, storage.driver),
     ide: new IdeServices(database.db, projects, secrets, clock),
@@ -354,6 +359,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerSecretRoutes(server, routeDeps, services.secretsStore);
   registerAdminRoutes(server, routeDeps, services.admin);
   registerAuditRoutes(server, routeDeps, services.audit);
+  registerAnalyticsRoutes(server, routeDeps, services.analytics);
   registerStorageRoutes(server, routeDeps, services.storage, { publicUrl: config.storage?.publicUrl });
   registerProjectFileRoutes(server, routeDeps, services.projectFiles);
   registerIdeRoutes(server, routeDeps, services.ide);

@@ -29,6 +29,8 @@ describe('authorization: who may call what', () => {
       'DELETE /v1/users/{id}/budget-guard',
       'DELETE /v1/users/{id}/identities/{provider}',
       'GET /v1/admin/stats',
+      'GET /v1/analytics/events',
+      'GET /v1/analytics/events/counts',
       'GET /v1/audit',
       'GET /v1/audit/verify',
       'GET /v1/credit-packages',

@@ -489,6 +489,13 @@ export const ROUTES: Record<string, RouteSpec> = {
   'GET /v1/jobs/{id}': { auth: 'any', scope: 'jobs:read', sample: async (o) => ({ url: `/v1/jobs/${await freshJob(o.user.id)}`, status: 200 }) },
   'GET /v1/jobs': { auth: 'service', sample: async () => ({ url: '/v1/jobs?status=pending', status: 200 }) },
   'GET /v1/admin/stats': { auth: 'service', sample: async () => ({ url: '/v1/admin/stats?bucket=hour', status: 200 }) },
+  'POST /v1/analytics/events': {
+    auth: 'any',
+    scope: 'analytics:write',
+    sample: async () => ({ url: '/v1/analytics/events', body: { events: [{ id: `e-${hex()}`, event: 'sample', anonymous_id: 'anon-sample' }] }, status: 200 }),
+  },
+  'GET /v1/analytics/events': { auth: 'service', sample: async () => ({ url: '/v1/analytics/events?limit=5', status: 200 }) },
+  'GET /v1/analytics/events/counts': { auth: 'service', sample: async () => ({ url: '/v1/analytics/events/counts', status: 200 }) },
   'GET /v1/audit': { auth: 'service', sample: async () => ({ url: '/v1/audit?limit=5', status: 200 }) },
   'GET /v1/audit/verify': { auth: 'service', sample: async () => ({ url: '/v1/audit/verify', status: 200 }) },
   'POST /v1/admin/reconcile': { auth: 'service', sample: async () => ({ url: '/v1/admin/reconcile', status: 200 }) },

@@ -20,6 +20,7 @@ export const SCOPES = [
   'secrets:write',
   'storage:read',
   'storage:write',
+  'analytics:write',
 ] as const;
 
 export type Scope = (typeof SCOPES)[number];
