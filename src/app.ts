@@ -18,6 +18,7 @@ import { AuthService } from './modules/auth/auth.service.js';
 import { TokenService } from './modules/auth/auth.tokens.js';
 import { RefreshTokens } from './modules/auth/auth.refresh.js';
 import { PasswordResetService } from './modules/auth/auth.password-reset.js';
+import { PasswordHasher } from './modules/auth/auth.passwords.js';
 import { registerPasswordResetRoutes } from './modules/auth/auth.password-reset.routes.js';
 import { MailService } from './modules/mail/mail.service.js';
 import { WebhooksOutService } from './modules/webhooks-out/webhooks-out.service.js';
@@ -68,6 +69,7 @@ import { SecretBox } from './lib/secret-box.js';
 import { LinkSigner } from './modules/storage/storage.links.js';
 import { createDriver } from './modules/storage/storage.drivers.js';
 import { StorageMeter } from './modules/storage/storage.meter.js';
+import { createStaging } from './modules/storage/storage.staging.js';
 import { newId } from './lib/ids.js';
 import { registerStorageRoutes } from './modules/storage/storage.routes.js';
 import { registerResumableUploads } from './modules/storage/storage.uploads.routes.js';
@@ -79,6 +81,8 @@ import { registerGatewayRoutes } from './modules/gateway/gateway.routes.js';
 import { GatewayUsageService } from './modules/gateway/gateway.usage.service.js';
 import { registerRelayRoutes } from './modules/gateway/gateway.relay.routes.js';
 import { reapStale, RelayService } from './modules/gateway/gateway.relay.service.js';
+import { keyWindowsPrune } from './modules/gateway/gateway.key-limits.repository.js';
+import { MINUTE_MS } from './modules/gateway/gateway.key-limits.js';
 import { UpstreamClient } from './modules/gateway/gateway.upstream-call.js';
 import { creditsLedger } from './modules/gateway/gateway.ledger.js';
 import { CreditsSdk } from './sdk/credits.sdk.js';
@@ -198,7 +202,10 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const mailConfig = config.mail ?? DEFAULT_MAIL;
   const mailTransport = mailConfig.smtpUrl ? smtpTransport(mailConfig.smtpUrl) : logTransport(deps.logger);
   const mail = new MailService(secrets, queue, mailTransport, mailConfig.from, clock);
-  const storage = new StorageService(database.db, createDriver(config.storage, config.dataDir), new LinkSigner(config.encryptionKey), clock);
+  // Resumable uploads gather their pieces on local disk (next to the local driver's objects, or in the data directory).
+  const tusDirectory = config.storage?.driver === 'local' ? join(config.storage.root, '.tus') : join(config.dataDir, 'tus-uploads');
+  const staging = createStaging(tusDirectory);
+  const storage = new StorageService(database.db, createDriver(config.storage, config.dataDir), new LinkSigner(config.encryptionKey), clock, staging);
   const gatewayConfig = config.gateway ?? DEFAULT_GATEWAY;
   const router = new UpstreamRouter(database.db, secrets, gatewayConfig, clock, (err) => deps.logger.warn({ err }, 'gateway: upstream health write failed'));
   const upstreamClient = new UpstreamClient(gatewayConfig);
@@ -207,6 +214,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   );
   const projects = new ProjectsService(clock, deps.messageCharger ?? new UsageMessageCharger(billing.usage));
   const emailVerificationConfig = config.emailVerification ?? DEFAULT_EMAIL_VERIFICATION;
+  const passwords = new PasswordHasher(config.auth.passwordHashing);
   const emailVerification = new EmailVerificationService(emailVerificationConfig, clock);
   const observability = new ObservabilityService(
     database.db,
@@ -227,12 +235,12 @@ export async function createApp(deps: AppDeps): Promise<App> {
     observability,
     users,
     tokens,
-    auth: new AuthService(users, tokens, new RefreshTokens(config.auth.refreshTtlSeconds, clock)),
+    auth: new AuthService(users, tokens, new RefreshTokens(config.auth.refreshTtlSeconds, clock), passwords),
     mail,
     webhooksOut,
-    passwordReset: new PasswordResetService(config.passwordReset ?? DEFAULT_PASSWORD_RESET, mail, clock),
+    passwordReset: new PasswordResetService(config.passwordReset ?? DEFAULT_PASSWORD_RESET, mail, clock, passwords),
     emailVerification,
-    signupConfirmation: emailVerificationConfig.confirmSignup ? new SignupConfirmation(users, emailVerification, mail, emailVerificationConfig, database.schema) : null,
+    signupConfirmation: emailVerificationConfig.confirmSignup ? new SignupConfirmation(users, emailVerification, mail, emailVerificationConfig, database.schema, passwords) : null,
     apiKeys: new ApiKeysService(clock),
     workspaces,
     spendCaps: new SpendCapsService(credits),
@@ -265,7 +273,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
       {
         record: async (e) => {
           const outcome = await billing.usage.record(
-            [{ user_id: e.userId, metric: e.metric, quantity: e.quantity, action_hash: e.actionHash, metadata: e.metadata }],
+            [{ user_id: e.userId, ...(e.workspaceId ? { workspace_id: e.workspaceId } : {}), metric: e.metric, quantity: e.quantity, action_hash: e.actionHash, metadata: e.metadata }],
             { requestId: newId('request'), idem: null, respond: (outcomes) => outcomes[0] ?? { ok: false, error: errors.internal(), requestId: '' } },
           );
           return outcome.ok ? { ok: true } : { ok: false, code: outcome.error.code };
@@ -277,7 +285,12 @@ export async function createApp(deps: AppDeps): Promise<App> {
     gateway: { upstreams: new UpstreamsService(secrets, () => router.invalidate()), router,
       relay,
       usage: new GatewayUsageService(),
-      reap: () => reapStale(relay, database.db, clock(), gatewayConfig.reapAfterMs),
+      reap: async () => {
+        const reaped = await reapStale(relay, database.db, clock(), gatewayConfig.reapAfterMs);
+        // Key limits look back one minute: older windows only take room.
+        await keyWindowsPrune(database.db, new Date(clock().getTime() - 2 * MINUTE_MS));
+        return reaped;
+      },
     },
   };
   // Every user gets an account and the sign-up bonus in the transaction that creates them.
@@ -337,10 +350,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerStorageRoutes(server, routeDeps, services.storage, { publicUrl: config.storage?.publicUrl });
   registerProjectFileRoutes(server, routeDeps, services.projectFiles);
   registerIdeRoutes(server, routeDeps, services.ide);
-  // Resumable uploads gather their pieces on local disk (next to the local driver's objects, or in the data directory).
-  registerResumableUploads(server, routeDeps, services.storage, {
-    directory: config.storage?.driver === 'local' ? join(config.storage.root, '.tus') : join(config.dataDir, 'tus-uploads'),
-  });
+  registerResumableUploads(server, routeDeps, services.storage, { directory: tusDirectory, datastore: staging });
   registerGatewayRoutes(server, routeDeps, services.gateway.upstreams, services.gateway.usage);
   registerRelayRoutes(server, services.gateway.relay, config.http.bodyLimit);
   server.addHook('onClose', async () => {

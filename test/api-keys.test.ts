@@ -12,8 +12,15 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Every field an API-key list item may carry: nothing that could reveal the key. */
 const LIST_ITEM_FIELDS = [
   'created_at',
+  'credit_budget',
+  'credits_used',
   'expires_at',
   'id',
+  'max_concurrency',
+  'models',
+  'rpm_limit',
+  'tpm_limit',
+  'workspace_id',
   'last_used_at',
   'name',
   'prefix',

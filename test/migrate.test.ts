@@ -10,7 +10,7 @@ import { must } from '../src/lib/must.js';
 describe(`migrations (${TARGET})`, () => {
   let testDb: TestDb;
   beforeAll(async () => {
-    testDb = await createTestDb();
+    testDb = await createTestDb({ fresh: true });
   });
   const dirs: string[] = [];
   const copyMigrations = () => {

@@ -27,7 +27,9 @@ describe.runIf(TARGET === 'postgres' && process.env['TALLY_TEST_POOLER'] === 'tr
     expect(app.database.pooled).toBe(true);
     expect(app.database.beginSql).toMatch(/set local statement_timeout/);
     expect(app.database.listen).toBeNull();
-    const forced = await openDatabase({ kind: 'postgres', url: POSTGRES_URL, poolMax: 2, schema: app.database.schema, pooler: 'none' });
+    // The app's own database (a copy of the run's template), through the same pooler.
+    const url = app.config.database.kind === 'postgres' ? app.config.database.url : POSTGRES_URL;
+    const forced = await openDatabase({ kind: 'postgres', url, poolMax: 2, schema: app.database.schema, pooler: 'none' });
     expect(forced.pooled).toBe(false);
     await forced.close();
   });

@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { dbFingerprint, errorProblems, fingerprintDiff, rawRequest } from './support/db-fingerprint.js';
-import { app, badCredentials, CREDENTIAL_CASES, fillPath, protectedOps, requestFor, send, useSecuritySuite } from './support/security-suite.js';
+import { app, badCredentials, CREDENTIAL_CASES, fillPath, protectedOps, refusedRequestFor, send, useSecuritySuite } from './support/security-suite.js';
 import { must } from '../src/lib/must.js';
 
 useSecuritySuite();
@@ -20,7 +20,7 @@ describe('authentication: every non-public route refuses missing or invalid cred
     const targets = protectedOps();
     expect(targets.length).toBeGreaterThan(0);
     const requests = [];
-    for (const op of targets) requests.push({ op, req: await requestFor(op) });
+    for (const op of targets) requests.push({ op, req: await refusedRequestFor(op) });
     const before = await dbFingerprint(app);
     const problems: string[] = [];
     for (const { op, req } of requests) {

@@ -122,6 +122,22 @@ describe(`storage quotas and signed links (${TARGET})`, () => {
     expect(mine[0]).toMatchObject({ quantity: 2, action_hash: `storage_mb:${user.user.id}:${day}` });
   });
 
+  it("a workspace's folders are metered to the workspace's pool (its owner the acting member), once per day", async () => {
+    const lead = await signUp(app);
+    const ws = (await lead.api.post('/v1/workspaces', { name: 'metered' })).body.id;
+    const model = await svc().post('/v1/cost-models', { metric: 'storage_mb' });
+    expect([201, 409]).toContain(model.status);
+    expect((await svc().post('/v1/credits/grant', { workspace_id: ws, amount: 100, reason: 'test' }, { idempotencyKey: `g-${ws}` })).status).toBe(201);
+    expect((await svc().post('/v1/storage/buckets', { id: 'team-media' })).status).toBe(201);
+    expect((await rawPut(app, `/v1/storage/objects/team-media/${ws}/v.bin`, Buffer.alloc(1_600_000, 0x61), { token: lead.token, type: 'application/octet-stream' })).status).toBe(201);
+    const day = new Date(now).toISOString().slice(0, 10);
+    expect((await app.services.storageMeter.meterDay(day)).workspaces).toBeGreaterThanOrEqual(1);
+    await app.services.storageMeter.meterDay(day);
+    const events = (await svc().get(`/v1/users/${lead.user.id}/events`)).body.data.filter((e: { metric: string }) => e.metric === 'storage_mb');
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ workspace_id: ws, quantity: 2, action_hash: `storage_mb:${ws}:${day}` });
+  });
+
   it('a delete whose bytes the driver fails to remove is retried later with back-off, until they are gone', async () => {
     now = Date.now() + 1000; // the app's clock, just past the database's (the outbox row is stamped by now())
     await app.services.storage.sweep(); // what earlier tests queued
@@ -149,6 +165,30 @@ describe(`storage quotas and signed links (${TARGET})`, () => {
     expect(await app.database.db.selectFrom('storage_deletions').select('id').where('storage_key', '=', key).execute()).toEqual([]);
   });
 
+  it('copies are bound by the destination quota even in parallel, for a user as for the service: 20 parallel copies of 400 bytes into 1000 store exactly one', async () => {
+    expect((await svc().post('/v1/storage/buckets', { id: 'copyq', allowed_mime_types: ['text/*'], user_quota_bytes: 1000 })).status).toBe(201);
+    const used = async (id: string) =>
+      Number((await app.database.db.selectFrom('storage_usage').select('used_bytes').where('bucket_id', '=', 'copyq').where('owner_id', '=', id).executeTakeFirstOrThrow()).used_bytes);
+    for (const [who, api] of [[owner, owner.api], [other, svc()]] as const) {
+      const src = `${who.user.id}/src.txt`;
+      expect((await rawPut(app, `/v1/storage/objects/copyq/${src}`, Buffer.alloc(400, 0x61), { token: who.token, type: 'text/plain' })).status).toBe(201);
+      // The reviewer's reproduction (R3): 20 copies at once (a user JWT copy also failed with an RLS error).
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => api.post('/v1/storage/objects/copyq/copy', { from: src, to: `${who.user.id}/par/${i}.txt` })));
+      const stored = results.filter((r) => r.status < 300);
+      expect(stored, JSON.stringify(results.find((r) => r.status >= 300 && r.status !== 413)?.body)).toHaveLength(1);
+      for (const r of results.filter((x) => x.status >= 300)) expect(r.body.error).toMatchObject({ code: 'payload_too_large', details: { reason: 'quota' } });
+      expect(await used(who.user.id)).toBe(800);
+      // Overwriting a copy counts its bytes once.
+      const again = await api.post('/v1/storage/objects/copyq/copy', { from: src, to: stored[0]?.body.path, upsert: true });
+      expect(again.status, JSON.stringify(again.body)).toBeLessThan(300);
+      expect(await used(who.user.id)).toBe(800);
+    }
+    now = Date.now() + 1000; // the app's clock, just past the database's (the outbox rows are stamped by now())
+    await app.services.storage.sweep(); // the overwritten copies' bytes
+    const { held, expected } = await heldAndExpected(app);
+    expect(held).toEqual(expected);
+  });
+
   it('a signed download link works without credentials until it expires; tampered or for another path → 403', async () => {
     const path = `${owner.user.id}/docs/report.txt`;
     expect((await rawPut(app, `/v1/storage/objects/files/${path}`, Buffer.from('quarterly report'), { token: owner.token, type: 'text/plain' })).status).toBe(201);
@@ -173,6 +213,43 @@ describe(`storage quotas and signed links (${TARGET})`, () => {
     now += 61_000;
     const expired = await rawGet(app, target);
     expect(expired.status).toBe(403);
+  });
+
+  it("a signed download link serves only the version it was signed for, and only while its signer may still read it (403 otherwise)", async () => {
+    const [lead, viewer] = [await signUp(app), await signUp(app)];
+    const ws = (await lead.api.post('/v1/workspaces', { name: 'board' })).body.id;
+    expect((await lead.api.post(`/v1/workspaces/${ws}/members`, { user_id: viewer.user.id, role: 'viewer' })).status).toBe(201);
+    const path = `${ws}/board/minutes.txt`;
+    const put = (text: string, upsert = false) =>
+      rawPut(app, `/v1/storage/objects/files/${path}`, Buffer.from(text), { token: lead.token, type: 'text/plain', ...(upsert ? { headers: { 'x-upsert': 'true' } } : {}) });
+    expect((await put('v1 public')).status).toBe(201);
+    const sign = async (u: typeof lead) => {
+      const res = await u.api.post(`/v1/storage/sign/files/${path}`, { action: 'download', expires_in: 7 * 86400 });
+      expect(res.status).toBe(200);
+      const url = new URL(res.body.url);
+      return `${url.pathname}${url.search}`;
+    };
+    const viewersLink = await sign(viewer);
+    const leadsLink = await sign(lead);
+    expect((await rawGet(app, viewersLink)).bytes.toString()).toBe('v1 public');
+    // The reviewer's reproduction (R6): the viewer is removed, then the path gets a new version.
+    expect((await lead.api.del(`/v1/workspaces/${ws}/members/${viewer.user.id}`)).status).toBe(200);
+    const gone = await rawGet(app, viewersLink);
+    expect(gone.status).toBe(403);
+    expect(gone.bytes.toString()).not.toContain('v1 public');
+    expect((await put('v2 layoffs list', true)).status).toBeLessThan(300);
+    expect((await rawGet(app, viewersLink)).status).toBe(403);
+    // Even the signer who still has access: the link was for v1, not for whatever came after.
+    const stale = await rawGet(app, leadsLink);
+    expect(stale.status).toBe(403);
+    expect(stale.bytes.toString()).not.toContain('layoffs');
+    expect((await rawGet(app, await sign(lead))).bytes.toString()).toBe('v2 layoffs list');
+    // A path deleted and uploaded again is another object.
+    const again = await sign(lead);
+    expect((await lead.api.del(`/v1/storage/objects/files/${path}`)).status).toBe(200);
+    expect((await rawGet(app, again)).status).toBe(404);
+    expect((await put('v2 layoffs list')).status).toBe(201);
+    expect((await rawGet(app, again)).status).toBe(403);
   });
 
   it('a signed upload link uploads once, within its own size and type limits, without credentials', async () => {

@@ -163,6 +163,7 @@ const envSchema = z.object({
   TALLY_GATEWAY_COOLDOWN_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
   TALLY_GATEWAY_FAILURE_THRESHOLD: z.coerce.number().int().min(1).max(100).default(3),
   TALLY_GATEWAY_REAP_AFTER_MS: z.coerce.number().int().min(60_000).max(7 * 86_400_000).default(3_600_000),
+  TALLY_GATEWAY_LEASE_MS: z.coerce.number().int().min(3_000).max(3_600_000).default(60_000),
   TALLY_PASSWORD_RESET_TTL_SECONDS: intFromEnv(3600).refine((v) => v >= 60 && v <= 86_400, 'must be between 60 and 86400 seconds'),
   TALLY_PASSWORD_RESET_URL: optionalString.refine((v) => v === undefined || isHttpUrl(v), 'must be an http(s) URL'),
   /** Unauthenticated failures per IP: bad bearer tokens, webhook and job-callback signatures that do not verify. */
@@ -230,7 +231,17 @@ export interface Config {
     | ({ readonly kind: 'postgres'; readonly url: string; readonly poolMax: number; readonly schema: string } & PostgresOptions)
     | { readonly kind: 'pglite'; readonly dataDir: string | null; readonly schema: string };
   readonly dataDir: string;
-  readonly auth: { readonly serviceKey: string; readonly jwtSecret: string; readonly jwtTtlSeconds: number; readonly refreshTtlSeconds: number };
+  readonly auth: {
+    readonly serviceKey: string;
+    readonly jwtSecret: string;
+    readonly jwtTtlSeconds: number;
+    readonly refreshTtlSeconds: number;
+    /**
+     * argon2id's cost; absent = PRODUCTION_PASSWORD_HASHING (m=64 MiB, t=3, p=4). Never read from the
+     * environment (loadConfig leaves it out): only the test harness sets a cheaper one.
+     */
+    readonly passwordHashing?: PasswordHashing;
+  };
   readonly encryptionKey: Buffer;
   /** Retired keys that still open values sealed before a rotation (none by default). */
   readonly encryptionKeysOld?: readonly Buffer[];
@@ -299,6 +310,13 @@ export const DEFAULT_RETENTION: Readonly<Record<string, number | null>> = {
   performance_metrics: 90,
   analytics_events: 400,
 };
+
+/** argon2id's cost: memory in KiB, passes, lanes. */
+export interface PasswordHashing {
+  readonly memoryKib: number;
+  readonly timeCost: number;
+  readonly parallelism: number;
+}
 
 /** Where object bytes live: one driver per process (docs/storage.md). */
 export type StorageConfig = (
@@ -409,6 +427,11 @@ export interface GatewayConfig {
   readonly failureThreshold: number;
   /** A request still pending this long after it started is settled by the reaper (its process died). */
   readonly reapAfterMs: number;
+  /**
+   * A live process renews its in-flight requests' lease every third of this; the reaper settles a
+   * pending request only once its lease has run out (so a long stream is never reaped mid-flight).
+   */
+  readonly leaseMs?: number;
 }
 
 export const DEFAULT_GATEWAY: GatewayConfig = {
@@ -420,6 +443,7 @@ export const DEFAULT_GATEWAY: GatewayConfig = {
   cooldownMs: 30_000,
   failureThreshold: 3,
   reapAfterMs: 3_600_000,
+  leaseMs: 60_000,
 };
 
 export const DEFAULT_MAIL: MailConfig = { smtpUrl: null, from: 'Tally <no-reply@localhost>' };

@@ -134,6 +134,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
       cooldownMs: raw.TALLY_GATEWAY_COOLDOWN_MS,
       failureThreshold: raw.TALLY_GATEWAY_FAILURE_THRESHOLD,
       reapAfterMs: raw.TALLY_GATEWAY_REAP_AFTER_MS,
+      leaseMs: raw.TALLY_GATEWAY_LEASE_MS,
     },
     passwordReset: { ttlSeconds: raw.TALLY_PASSWORD_RESET_TTL_SECONDS, urlTemplate: raw.TALLY_PASSWORD_RESET_URL ?? null },
     storage: storageConfig(raw, dataDir),

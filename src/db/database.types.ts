@@ -57,11 +57,15 @@ export interface ApiKeys {
   id: string;
   key_hash: string;
   last_used_at: Timestamp | null;
+  max_concurrency: number | null;
+  models: string[] | null;
   name: string;
   prefix: string;
   request_count: Generated<number>;
   revoked_at: Timestamp | null;
+  rpm_limit: number | null;
   scopes: Generated<string[]>;
+  tpm_limit: number | null;
   updated_at: Generated<Timestamp>;
   user_id: string;
   workspace_id: string | null;
@@ -412,6 +416,15 @@ export interface GatewayCarries {
   updated_at: Generated<Timestamp>;
 }
 
+export interface GatewayKeyWindows {
+  api_key_id: string;
+  created_at: Generated<Timestamp>;
+  requests: Generated<number>;
+  tokens: Generated<number>;
+  updated_at: Generated<Timestamp>;
+  window_start: Timestamp;
+}
+
 export interface GatewayRequests {
   api_key_id: string | null;
   attempts: Generated<number>;
@@ -429,19 +442,23 @@ export interface GatewayRequests {
   idempotency_key: string | null;
   input_tokens: Generated<number>;
   latency_ms: number | null;
+  lease_until: Timestamp | null;
   model: string;
   output_tokens: Generated<number>;
   reasoning_tokens: Generated<number>;
   request_hash: string | null;
+  reserved_tokens: Generated<number>;
   response: string | null;
   settled_at: Timestamp | null;
   status: Generated<string>;
   stream: Generated<boolean>;
   ttft_ms: number | null;
+  uncharged_micros: Generated<number>;
   updated_at: Generated<Timestamp>;
   upstream_id: string | null;
   usage_source: string | null;
   user_id: string;
+  window_start: Timestamp | null;
   workspace_id: string | null;
 }
 
@@ -1238,6 +1255,7 @@ export interface DB {
   env_vars: EnvVars;
   error_logs: ErrorLogs;
   gateway_carries: GatewayCarries;
+  gateway_key_windows: GatewayKeyWindows;
   gateway_requests: GatewayRequests;
   gateway_upstreams: GatewayUpstreams;
   git_repositories: GitRepositories;

@@ -54,6 +54,8 @@ export const ID_PREFIXES = {
   storageObject: 'obj',
   storageReservation: 'rsv',
   storageLink: 'lnk',
+  /** A resumable (tus) upload: its id is also the name of the quota reservation it holds. */
+  storageUpload: 'tus',
   projectFile: 'pfl',
   projectFileVersion: 'pfv',
   // LLM gateway (issue 14)

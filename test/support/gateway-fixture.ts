@@ -19,8 +19,8 @@ export interface GatewayWorld {
   close(): Promise<void>;
 }
 
-export async function gatewayWorld(overrides: Partial<Config> = {}): Promise<GatewayWorld> {
-  const app = await createTestApp(overrides);
+export async function gatewayWorld(overrides: Partial<Config> = {}, options: { clock?: () => Date } = {}): Promise<GatewayWorld> {
+  const app = await createTestApp(overrides, options);
   await app.server.listen({ port: 0, host: '127.0.0.1' });
   const { port } = app.server.server.address() as AddressInfo;
   const fake = await startFakeLlm();

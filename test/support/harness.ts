@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
+import pg from 'pg';
 import pino from 'pino';
 import { inject } from 'vitest';
 import type { FastifyBaseLogger } from 'fastify';
@@ -10,6 +11,7 @@ import { type App, createApp } from '../../src/app.js';
 import type { Config } from '../../src/config/config.js';
 import { type Database, openDatabase } from '../../src/db/database.js';
 import { migrate } from '../../src/db/migrate.js';
+import { adminUrl, CLONE_PREFIX, DONE_PREFIX, databaseUrl, ident } from './postgres-template.js';
 
 /** Which database this test run targets: set per Vitest project (see vitest.config.ts). */
 export const TARGET: 'pglite' | 'postgres' = process.env['TALLY_TEST_DB'] === 'postgres' ? 'postgres' : 'pglite';
@@ -21,28 +23,98 @@ export interface TestDb {
   close(): Promise<void>;
 }
 
+/** The PostgreSQL URL each test database is reached by (its own database, or a schema on POSTGRES_URL). */
+const urls = new WeakMap<Database, string>();
+
 /**
- * A fresh, migrated database for one test file: an in-memory PGlite, or a new schema on the
- * PostgreSQL server that is dropped afterwards. Tests never see each other's rows.
+ * A fresh, migrated database for one test file: an in-memory PGlite loaded from the run's migrated
+ * snapshot, or on PostgreSQL a copy of the run's migrated template database (both made once per
+ * run: test/support/pglite-snapshot.ts, test/support/postgres-template.ts). Tests never see each
+ * other's rows. `fresh`: an empty database that every migration runs on (test/migrate.test.ts).
  */
-export async function createTestDb(): Promise<TestDb> {
-  const schema = `t_${randomBytes(6).toString('hex')}`;
-  const pglite = TARGET === 'pglite' ? await pgliteFromSnapshot() : undefined;
-  const database =
-    TARGET === 'postgres'
-      ? await openDatabase({ kind: 'postgres', url: POSTGRES_URL, poolMax: 20, schema })
-      : await openDatabase({ kind: 'pglite', dataDir: null, schema: 'tally' }, pglite ? { pglite } : {});
+export async function createTestDb(options: { fresh?: boolean } = {}): Promise<TestDb> {
+  if (TARGET === 'postgres') {
+    const template = options.fresh ? undefined : postgresTemplate();
+    return template ? postgresCopy(template) : postgresSchema();
+  }
+  const pglite = options.fresh ? undefined : await pgliteFromSnapshot();
+  const database = await openDatabase({ kind: 'pglite', dataDir: null, schema: 'tally' }, pglite ? { pglite } : {});
   // On a snapshot this only checks the checksums: every migration is applied already.
   const outcome = await migrate(database);
   if (!outcome.ok) throw new Error(outcome.message);
   return {
     database,
     close: async () => {
-      if (TARGET === 'postgres') await database.root.schema.dropSchema(schema).ifExists().cascade().execute();
       await database.close();
       await pglite?.close();
     },
   };
+}
+
+/** A new schema on POSTGRES_URL, every migration run on it, dropped afterwards. */
+async function postgresSchema(): Promise<TestDb> {
+  const schema = `t_${randomBytes(6).toString('hex')}`;
+  const database = await openDatabase({ kind: 'postgres', url: POSTGRES_URL, poolMax: 20, schema });
+  urls.set(database, POSTGRES_URL);
+  const outcome = await migrate(database);
+  if (!outcome.ok) throw new Error(outcome.message);
+  return {
+    database,
+    close: async () => {
+      await database.root.schema.dropSchema(schema).ifExists().cascade().execute();
+      await database.close();
+    },
+  };
+}
+
+/**
+ * A database of its own, copied from the migrated template; reached through POSTGRES_URL's server
+ * (or pooler). On close it is renamed for the run's set-up to drop in the background.
+ */
+async function postgresCopy(source: { template: string; run: string }): Promise<TestDb> {
+  const name = `${CLONE_PREFIX}${source.run}_${randomBytes(5).toString('hex')}`;
+  await asAdmin((c) => c.query(`create database ${ident(name)} template ${ident(source.template)}`));
+  const url = databaseUrl(POSTGRES_URL, name);
+  const database = await openDatabase({ kind: 'postgres', url, poolMax: 20, schema: 'tally' });
+  urls.set(database, url);
+  // Checks the checksums only: the template has every migration applied.
+  const outcome = await migrate(database);
+  if (!outcome.ok) throw new Error(outcome.message);
+  return {
+    database,
+    close: async () => {
+      await database.close();
+      await asAdmin(async (c) => {
+        // A pooler may still hold server connections to it; nothing else does once the pool is closed.
+        await c.query('select pg_terminate_backend(pid, 5000) from pg_stat_activity where datname = $1', [name]);
+        try {
+          await c.query(`alter database ${ident(name)} rename to ${ident(`${DONE_PREFIX}${name.slice(CLONE_PREFIX.length)}`)}`);
+        } catch {
+          await c.query(`drop database if exists ${ident(name)} with (force)`);
+        }
+      });
+    },
+  };
+}
+
+/** Runs `work` on a connection to the server itself (never the pooler): creating and renaming databases. */
+async function asAdmin<T>(work: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: adminUrl() ?? POSTGRES_URL });
+  await c.connect();
+  try {
+    return await work(c);
+  } finally {
+    await c.end();
+  }
+}
+
+/** The run's template (test/support/postgres-template.ts), or undefined outside Vitest or without it. */
+function postgresTemplate(): { template: string; run: string } | undefined {
+  try {
+    return inject('postgresTemplate');
+  } catch {
+    return undefined;
+  }
 }
 
 let snapshot: Blob | null | undefined;
@@ -66,16 +138,27 @@ async function pgliteFromSnapshot(): Promise<PGlite | undefined> {
   return snapshot ? PGlite.create({ loadDataDir: snapshot }) : undefined;
 }
 
+/** The cheapest argon2id cost the library accepts in spirit (one pass over 512 KiB): milliseconds per hash. */
+export const TEST_PASSWORD_HASHING = { memoryKib: 512, timeCost: 1, parallelism: 1 } as const;
+
 export function testConfig(database: Database, overrides: Partial<Config> = {}): Config {
   return {
     env: 'test',
     http: { port: 0, host: '127.0.0.1', bodyLimit: 65_536 },
     database:
       database.kind === 'postgres'
-        ? { kind: 'postgres', url: POSTGRES_URL, poolMax: 20, schema: database.schema }
+        ? { kind: 'postgres', url: urls.get(database) ?? POSTGRES_URL, poolMax: 20, schema: database.schema }
         : { kind: 'pglite', dataDir: null, schema: database.schema },
     dataDir: '/nonexistent',
-    auth: { serviceKey: `tsk_${randomBytes(24).toString('hex')}`, jwtSecret: randomBytes(32).toString('hex'), jwtTtlSeconds: 3600, refreshTtlSeconds: 30 * 86_400 },
+    auth: {
+      serviceKey: `tsk_${randomBytes(24).toString('hex')}`,
+      jwtSecret: randomBytes(32).toString('hex'),
+      jwtTtlSeconds: 3600,
+      refreshTtlSeconds: 30 * 86_400,
+      // Production's argon2id cost (64 MiB, 3 passes) takes ~0.5 s per sign-up or login on a busy
+      // core; the suite signs in hundreds of times. test/auth.test.ts proves the production default.
+      passwordHashing: TEST_PASSWORD_HASHING,
+    },
     encryptionKey: randomBytes(32),
     jobs: { callbackSecret: randomBytes(32).toString('hex'), callbackToleranceSeconds: 300 },
     credits: { balanceCap: 50_000, signupBonus: 3 },

@@ -1009,6 +1009,22 @@ export async function requestFor(op: Op, owner: Owner = A): Promise<Built> {
   };
 }
 
+const refusals = new Map<string, Promise<Built>>();
+
+/**
+ * One request per operation and owner, built once per file, for checks whose every credential must
+ * be refused. A refused request changes nothing (each such check proves it with a fingerprint), so
+ * it is still a valid request for the next credential; building a fresh one per credential (each
+ * sample creates its own resources) was most of the security files' time. A credential that were
+ * wrongly accepted still fails its own check, and any later one gets a status other than the refusal.
+ */
+export function refusedRequestFor(op: Op, owner: Owner = A): Promise<Built> {
+  const key = `${owner.user.id} ${op.key}`;
+  let req = refusals.get(key);
+  if (!req) refusals.set(key, (req = requestFor(op, owner)));
+  return req;
+}
+
 export async function send(req: Built, authorization: string | undefined): Promise<Res> {
   return rawRequest(app, {
     method: req.method,
@@ -1192,25 +1208,39 @@ export function keyReachesExactlyItsScopes(file: keyof typeof SCOPE_FILES): void
     const targets = ops.filter((op) => ['user', 'any'].includes(ROUTES[op.key]?.auth ?? ''));
     expect(targets.length).toBeGreaterThan(5);
     const problems: string[] = [];
-    let allowed = 0;
-    for (const op of targets) {
-      const spec = must(ROUTES[op.key], 'ROUTES[op.key]');
-      const req = await requestFor(op, S);
-      if (!spec.scope || spec.scope === scope) {
-        allowed++;
-        const expected = spec.keyStatus ?? req.status;
-        const res = await send(req, bearer(key.key));
-        if (res.status !== expected) problems.push(`${op.key} with [${scope}]: expected ${expected}, got ${res.status} ${JSON.stringify(res.body)}`);
-      } else {
-        const before = await dbFingerprint(app);
-        const res = await send(req, bearer(key.key));
-        problems.push(...errorProblems(res, 403, 'forbidden', `${op.key} with [${scope}]`));
-        const message = (res.body as { error?: { message?: string } } | null)?.error?.message ?? '';
-        if (res.status === 403 && !message.includes(spec.scope)) problems.push(`${op.key} with [${scope}]: 403 message does not name the missing scope ${spec.scope}: ${message}`);
-        problems.push(...fingerprintDiff(before, await dbFingerprint(app), `${op.key} with [${scope}]`));
+    const allowed = targets.filter((op) => !ROUTES[op.key]?.scope || ROUTES[op.key]?.scope === scope);
+    const refused = targets.filter((op) => !allowed.includes(op));
+    // The refusals first, all between two fingerprints (nothing else writes in between): one
+    // pair per scope instead of one per route, which was two thirds of these tests' time.
+    const requests = [];
+    for (const op of refused) requests.push({ op, req: await refusedRequestFor(op, S) });
+    const before = await dbFingerprint(app);
+    for (const { op, req } of requests) {
+      const needed = must(ROUTES[op.key]?.scope, 'a refused route needs a scope');
+      const res = await send(req, bearer(key.key));
+      problems.push(...errorProblems(res, 403, 'forbidden', `${op.key} with [${scope}]`));
+      const message = (res.body as { error?: { message?: string } } | null)?.error?.message ?? '';
+      if (res.status === 403 && !message.includes(needed)) problems.push(`${op.key} with [${scope}]: 403 message does not name the missing scope ${needed}: ${message}`);
+    }
+    const written = fingerprintDiff(before, await dbFingerprint(app), `a request refused to [${scope}]`);
+    problems.push(...written);
+    if (written.length > 0) {
+      // Name the culprit: the refusals again, one fingerprint pair each, with fresh requests.
+      for (const op of refused) {
+        const req = await requestFor(op, S);
+        const one = await dbFingerprint(app);
+        await send(req, bearer(key.key));
+        problems.push(...fingerprintDiff(one, await dbFingerprint(app), `${op.key} with [${scope}]`));
       }
     }
-    expect(allowed).toBeGreaterThan(0); // GET /v1/me needs no scope
+    // Then every route the scope (or none) allows, each with a fresh request (they consume).
+    for (const op of allowed) {
+      const req = await requestFor(op, S);
+      const expected = must(ROUTES[op.key], 'ROUTES[op.key]').keyStatus ?? req.status;
+      const res = await send(req, bearer(key.key));
+      if (res.status !== expected) problems.push(`${op.key} with [${scope}]: expected ${expected}, got ${res.status} ${JSON.stringify(res.body)}`);
+    }
+    expect(allowed.length).toBeGreaterThan(0); // GET /v1/me needs no scope
     expect(problems).toEqual([]);
   });
 }
@@ -1218,14 +1248,20 @@ export function keyReachesExactlyItsScopes(file: keyof typeof SCOPE_FILES): void
 /**
  * Registers the file's set-up: a fresh app on a fresh database, its OpenAPI operations and (unless
  * `documentOnly`) every fixture above, built once per file in beforeAll and dropped in afterAll.
- * Vitest gives each test file its own module instance, so each file gets its own app and fixtures
- * (read them through the live `export let` bindings above, after beforeAll).
+ * Files of one worker share this module (isolate: false), so beforeAll first forgets what the
+ * previous file made (read the fixtures through the live `export let` bindings above, after beforeAll).
  */
 export function useSecuritySuite(options: { documentOnly?: boolean } = {}): void {
   // Every route, every credential, every scope: on two shared cores these tests need more than the
   // default 30 s per test (they grow with each route added).
   vi.setConfig({ testTimeout: 240_000, hookTimeout: 240_000 });
   beforeAll(async () => {
+    // A worker runs several files in one module instance (isolate: false, vitest.config.ts):
+    // nothing made for the previous file's app may be taken as made for this one.
+    projects.clear();
+    refusals.clear();
+    catalogReady = null;
+    storageReady = null;
     await buildApp();
     if (!options.documentOnly) await buildFixtures();
   });

@@ -2940,6 +2940,18 @@ export interface paths {
                         name: string;
                         scopes?: ("*" | "users:read" | "users:write" | "keys:read" | "keys:write" | "workspaces:read" | "workspaces:write" | "credits:read" | "billing:read" | "billing:write" | "jobs:read" | "projects:read" | "projects:write" | "secrets:read" | "secrets:write" | "storage:read" | "storage:write")[];
                         expires_at?: string | null;
+                        /** @description Spend this workspace's pool through the gateway (the user must be a member) */
+                        workspace_id?: string | null;
+                        /** @description Models (globs) this key may use through the gateway; null: any priced model */
+                        models?: string[] | null;
+                        /** @description Gateway requests per minute (sliding window) */
+                        rpm_limit?: number | null;
+                        /** @description Gateway tokens per minute: reserved before the call, trued up after */
+                        tpm_limit?: number | null;
+                        /** @description Gateway requests in flight at once */
+                        max_concurrency?: number | null;
+                        /** @description Credits this key may spend through the gateway, in all; open holds count */
+                        credit_budget?: number | null;
                     };
                 };
             };
@@ -3113,7 +3125,99 @@ export interface paths {
         };
         options?: never;
         head?: never;
-        patch?: never;
+        /** Change an API key's name or gateway limits (service only: an end user never raises a limit) */
+        patch: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        name?: string;
+                        /** @description Models (globs) this key may use through the gateway; null: any priced model */
+                        models?: string[] | null;
+                        /** @description Gateway requests per minute (sliding window) */
+                        rpm_limit?: number | null;
+                        /** @description Gateway tokens per minute: reserved before the call, trued up after */
+                        tpm_limit?: number | null;
+                        /** @description Gateway requests in flight at once */
+                        max_concurrency?: number | null;
+                        /** @description Credits this key may spend through the gateway, in all; open holds count */
+                        credit_budget?: number | null;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ApiKey"];
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
         trace?: never;
     };
     "/v1/users/{id}/identities": {
@@ -16530,7 +16634,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Download with a signed link, until it expires */
+        /** Download with a signed link: the version it was signed for, while its signer may read it, until it expires */
         get: {
             parameters: {
                 query: {
@@ -20279,8 +20383,10 @@ export interface paths {
                                     output: number;
                                     reasoning: number;
                                 };
-                                /** @description Exact cost in micro-credits */
+                                /** @description Exact cost in micro-credits (at most the hold) */
                                 cost_micros: number;
+                                /** @description Exact cost beyond the hold, not charged (the hold is the most a request may cost); expected 0 */
+                                uncharged_micros: number;
                                 /** @description Whole credits captured for this request (fractions carry per account) */
                                 charged: number;
                                 usage_source: string | null;
@@ -20404,8 +20510,10 @@ export interface paths {
                                     output: number;
                                     reasoning: number;
                                 };
-                                /** @description Exact cost in micro-credits */
+                                /** @description Exact cost in micro-credits (at most the hold) */
                                 cost_micros: number;
+                                /** @description Exact cost beyond the hold, not charged (the hold is the most a request may cost); expected 0 */
+                                uncharged_micros: number;
                                 /** @description Whole credits captured for this request (fractions carry per account) */
                                 charged: number;
                                 usage_source: string | null;
@@ -22163,6 +22271,17 @@ export interface components {
             prefix: string;
             name: string;
             scopes: string[];
+            workspace_id: string | null;
+            /** @description Models (globs) this key may use through the gateway; null: any priced model */
+            models: string[] | null;
+            /** @description Gateway requests per minute (sliding window) */
+            rpm_limit: number | null;
+            /** @description Gateway tokens per minute: reserved before the call, trued up after */
+            tpm_limit: number | null;
+            /** @description Gateway requests in flight at once */
+            max_concurrency: number | null;
+            /** @description Credits this key may spend through the gateway, in all; open holds count */
+            credit_budget: number | null;
             expires_at: string | null;
             /** Format: date-time */
             created_at: string;
@@ -22171,9 +22290,23 @@ export interface components {
         ApiKey: {
             id: string;
             user_id: string;
+            /** @description The workspace whose pool the key's gateway requests spend */
+            workspace_id: string | null;
             name: string;
             prefix: string;
             scopes: string[];
+            /** @description Models (globs) this key may use through the gateway; null: any priced model */
+            models: string[] | null;
+            /** @description Gateway requests per minute (sliding window) */
+            rpm_limit: number | null;
+            /** @description Gateway tokens per minute: reserved before the call, trued up after */
+            tpm_limit: number | null;
+            /** @description Gateway requests in flight at once */
+            max_concurrency: number | null;
+            /** @description Credits this key may spend through the gateway, in all; open holds count */
+            credit_budget: number | null;
+            /** @description Credits charged through the gateway with this key */
+            credits_used: number;
             expires_at: string | null;
             last_used_at: string | null;
             request_count: number;

@@ -13,6 +13,10 @@ const PUBLIC_COLUMNS = [
   'api_keys.scopes',
   'api_keys.credit_budget',
   'api_keys.credits_used',
+  'api_keys.models',
+  'api_keys.rpm_limit',
+  'api_keys.tpm_limit',
+  'api_keys.max_concurrency',
   'api_keys.expires_at',
   'api_keys.last_used_at',
   'api_keys.request_count',
@@ -29,6 +33,10 @@ export interface ApiKeyRow {
   scopes: string[];
   credit_budget: number | null;
   credits_used: number;
+  models: string[] | null;
+  rpm_limit: number | null;
+  tpm_limit: number | null;
+  max_concurrency: number | null;
   expires_at: Date | null;
   last_used_at: Date | null;
   request_count: number;
@@ -36,25 +44,52 @@ export interface ApiKeyRow {
   created_at: Date;
 }
 
+/** A key's gateway limits (migration 0035); null is unlimited. */
+export interface ApiKeyLimits {
+  models: string[] | null;
+  rpm_limit: number | null;
+  tpm_limit: number | null;
+  max_concurrency: number | null;
+  credit_budget: number | null;
+}
+
 export async function apiKeyInsert(
   db: Executor,
-  row: { id: string; user_id: string; name: string; prefix: string; key_hash: string; scopes: string[]; expires_at: Date | null },
+  row: { id: string; user_id: string; workspace_id?: string | null; name: string; prefix: string; key_hash: string; scopes: string[]; expires_at: Date | null } & Partial<ApiKeyLimits>,
 ): Promise<ApiKeyRow> {
   return db.insertInto('api_keys').values(row).returning(PUBLIC_COLUMNS).executeTakeFirstOrThrow();
 }
 
-/**
- * Finds a live key by hash and counts the use in one statement. Runs as the owner, before the
- * request's role is set: authenticating is what decides that role.
- */
+/** The service's changes to a key: its name and limits (an end user never raises them: 0001, 0035). */
+export async function apiKeyUpdate(db: Executor, id: string, set: Partial<ApiKeyLimits> & { name?: string }): Promise<ApiKeyRow | undefined> {
+  if (Object.keys(set).length === 0) return apiKeyFindById(db, id);
+  return db.updateTable('api_keys').set(set).where('id', '=', id).returning(PUBLIC_COLUMNS).executeTakeFirst();
+}
+
 /**
  * The live key with this hash, counted as used (last_used_at, request_count) in the same
- * statement: the API's authentication and the gateway both call it.
+ * statement: the API's authentication and the gateway both call it. Runs as the owner, before the
+ * request's role is set: authenticating is what decides that role.
  */
+/** A live key as authentication sees it: who, which scopes, until when, and its gateway limits. */
+export interface KeyTouched {
+  id: string;
+  user_id: string;
+  workspace_id: string | null;
+  scopes: string[];
+  email: string | null;
+  expires_at: Date | null;
+  models: string[] | null;
+  rpm_limit: number | null;
+  tpm_limit: number | null;
+  max_concurrency: number | null;
+  credit_budget: number | null;
+}
+
 export async function apiKeyTouchByHash(
   db: Executor,
   keyHash: string,
-): Promise<{ id: string; user_id: string; workspace_id: string | null; scopes: string[]; email: string | null } | undefined> {
+): Promise<KeyTouched | undefined> {
   return db
     .updateTable('api_keys')
     .set({ last_used_at: sql`now()`, request_count: sql`api_keys.request_count + 1` })
@@ -64,7 +99,10 @@ export async function apiKeyTouchByHash(
     .where('api_keys.revoked_at', 'is', null)
     .where((eb) => eb.or([eb('api_keys.expires_at', 'is', null), eb('api_keys.expires_at', '>', sql<Date>`now()`)]))
     .where('users.is_active', '=', true)
-    .returning(['api_keys.id', 'api_keys.user_id', 'api_keys.workspace_id', 'api_keys.scopes', 'users.email'])
+    .returning([
+      'api_keys.id', 'api_keys.user_id', 'api_keys.workspace_id', 'api_keys.scopes', 'users.email', 'api_keys.expires_at',
+      'api_keys.models', 'api_keys.rpm_limit', 'api_keys.tpm_limit', 'api_keys.max_concurrency', 'api_keys.credit_budget',
+    ])
     .executeTakeFirst();
 }
 

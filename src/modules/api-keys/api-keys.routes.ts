@@ -5,7 +5,7 @@ import { pageRequest, toPage } from '../../core/paging.js';
 import { created, defineRoute, ok, type RouteDeps } from '../../http/route.js';
 import { ErrorResponse } from '../../http/schemas.js';
 import { iso, IdParam, isoOrNull, listOf } from '../../core/schemas.js';
-import { ApiKey, apiKeyToApi, CreateApiKeyBody, CreatedApiKey } from './api-keys.js';
+import { ApiKey, apiKeyToApi, CreateApiKeyBody, CreatedApiKey, UpdateApiKeyBody } from './api-keys.js';
 import type { ApiKeysService } from './api-keys.service.js';
 
 export function registerApiKeyRoutes(app: FastifyInstance, deps: RouteDeps, keys: ApiKeysService): void {
@@ -28,6 +28,12 @@ export function registerApiKeyRoutes(app: FastifyInstance, deps: RouteDeps, keys
         prefix: row.prefix,
         name: row.name,
         scopes: row.scopes,
+        workspace_id: row.workspace_id,
+        models: row.models,
+        rpm_limit: row.rpm_limit,
+        tpm_limit: row.tpm_limit,
+        max_concurrency: row.max_concurrency,
+        credit_budget: row.credit_budget,
         expires_at: isoOrNull(row.expires_at),
         created_at: iso(row.created_at),
       });
@@ -48,6 +54,18 @@ export function registerApiKeyRoutes(app: FastifyInstance, deps: RouteDeps, keys
       const page = pageRequest(query);
       return ok(toPage(await keys.list(ctx.db, ctx.principal, params.id, page), page.limit, apiKeyToApi));
     },
+  });
+
+  defineRoute(app, deps, {
+    method: 'PATCH',
+    url: '/v1/api-keys/:id',
+    summary: "Change an API key's name or gateway limits (service only: an end user never raises a limit)",
+    tags: ['api-keys'],
+    auth: 'service',
+    params: Type.Object({ id: IdParam }),
+    body: UpdateApiKeyBody,
+    response: { 200: ApiKey, 404: ErrorResponse },
+    handler: async (ctx, { params, body }) => ok(apiKeyToApi(await keys.update(ctx.db, params.id, body))),
   });
 
   defineRoute(app, deps, {

@@ -6,7 +6,7 @@ import { sha256Hex } from '../../lib/hash.js';
 import { newId } from '../../lib/ids.js';
 import type { MailService } from '../mail/mail.service.js';
 import { userFindCredentials, userLockEmail } from '../users/users.repository.js';
-import { hashPassword } from './auth.passwords.js';
+import type { PasswordHasher } from './auth.passwords.js';
 import { verificationLink } from './auth.email-verification.js';
 import {
   resetTokenFind,
@@ -42,6 +42,7 @@ export class PasswordResetService {
     private readonly config: PasswordResetConfig,
     private readonly mail: MailService,
     private readonly now: () => Date,
+    private readonly passwords: PasswordHasher,
   ) {}
 
   /** Anonymous. Resolves the same way whether or not an account has this address. */
@@ -79,7 +80,7 @@ export class PasswordResetService {
    */
   async confirm(db: Db, token: string, password: string): Promise<{ userId: string; sessionsEnded: number }> {
     const tokenHash = hashResetToken(token);
-    const passwordHash = await hashPassword(password);
+    const passwordHash = await this.passwords.hash(password);
     return db.transaction().execute(async (trx) => {
       const peek = await resetTokenFind(trx, tokenHash);
       if (!peek) throw refuse('invalid');

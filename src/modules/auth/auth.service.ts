@@ -5,7 +5,7 @@ import { newId } from '../../lib/ids.js';
 import type { UserRow } from '../users/users.js';
 import { userFindById, userFindCredentials, userTouchLogin } from '../users/users.repository.js';
 import type { UsersService } from '../users/users.service.js';
-import { hashPassword, verifyAgainstDummy, verifyPassword } from './auth.passwords.js';
+import type { PasswordHasher } from './auth.passwords.js';
 import { sessionInsert } from './auth.sessions.repository.js';
 import { type RefreshTokens, refreshError } from './auth.refresh.js';
 import type { TokenService } from './auth.tokens.js';
@@ -30,11 +30,12 @@ export class AuthService {
     private readonly users: UsersService,
     private readonly tokens: TokenService,
     private readonly refreshTokens: RefreshTokens,
+    private readonly passwords: PasswordHasher,
   ) {}
 
   /** Hashing is slow on purpose, so it runs before the transaction, never inside it. */
   async signup(db: Db, email: string, password: string, client: ClientInfo): Promise<AuthResult> {
-    const passwordHash = await hashPassword(password);
+    const passwordHash = await this.passwords.hash(password);
     const user = await db.transaction().execute(async (trx) => {
       const row = await this.users.create(trx, {
         email,
@@ -50,7 +51,7 @@ export class AuthService {
 
   async login(db: Db, email: string, password: string, client: ClientInfo): Promise<AuthResult> {
     const creds = await userFindCredentials(db, email);
-    const valid = creds?.password_hash ? await verifyPassword(creds.password_hash, password) : await verifyAgainstDummy(password);
+    const valid = creds?.password_hash ? await this.passwords.verify(creds.password_hash, password) : await this.passwords.verifyAgainstDummy(password);
     if (!creds || !valid) throw errors.unauthenticated('Invalid email or password');
     if (!creds.is_active) throw errors.forbidden('This account is disabled');
     await userTouchLogin(db, creds.id);

@@ -5,7 +5,7 @@ import type { MailService } from '../mail/mail.service.js';
 import { userLockByEmail } from '../users/users.repository.js';
 import type { UsersService } from '../users/users.service.js';
 import type { EmailVerificationService } from './auth.email-verification.js';
-import { hashPassword } from './auth.passwords.js';
+import type { PasswordHasher } from './auth.passwords.js';
 
 /**
  * Sign-up that does not tell a stranger whether an address is registered (docs/auth.md, "Sign-up
@@ -27,10 +27,11 @@ export class SignupConfirmation {
     private readonly mail: MailService,
     private readonly config: EmailVerificationConfig,
     private readonly schema: string,
+    private readonly passwords: PasswordHasher,
   ) {}
 
   async begin(db: Db, email: string, password: string): Promise<void> {
-    const passwordHash = await hashPassword(password);
+    const passwordHash = await this.passwords.hash(password);
     await db.transaction().execute(async (trx) => {
       // Two sign-ups with one new address queue here instead of racing to insert it.
       await sql`select pg_advisory_xact_lock(hashtext(${`${this.schema}:signup:${email.toLowerCase()}`}))`.execute(trx);

@@ -17,10 +17,16 @@ export interface ModelPrice {
   requestFee: bigint;
   /** The most output tokens a request may produce when it names no max_tokens. */
   maxOutputTokens: number;
+  /** The input-token bound of one image part (its pixels are billed as tokens the body's bytes do not bound). */
+  maxTokensPerImage: number;
+  /** The input-token bound of one file, document or audio part; null: such parts are refused. */
+  maxTokensPerFile: number | null;
 }
 
 export const priceMetric = (model: string): string => `llm:${model}`;
 export const DEFAULT_MAX_OUTPUT_TOKENS = 4096;
+/** Above the largest image any current provider bills (OpenAI ≈ 765–2,500 tokens, Anthropic ≈ 1,600). */
+export const DEFAULT_MAX_TOKENS_PER_IMAGE = 3000;
 const PICO_PER_MICRO = 1_000_000n;
 
 /** `0.15`, `"2.5"`, `3` → the same value × 1e6 as an integer; null for anything else (negative, >6 places, exponent). */
@@ -54,7 +60,22 @@ export function priceOf(metric: string, isActive: boolean, metadata: unknown): P
   const maxOut = p['max_output_tokens'];
   const maxOutputTokens = typeof maxOut === 'number' && Number.isSafeInteger(maxOut) && maxOut > 0 ? maxOut : DEFAULT_MAX_OUTPUT_TOKENS;
   // The request fee is in credits: × 1e6 already, × 1e6 more to pico-credits.
-  return { ok: true, price: { metric, input, cachedInput, cacheWrite, output, reasoning, requestFee: requestFee * PICO_PER_MICRO, maxOutputTokens } };
+  const count = (k: string): number | null | undefined => {
+    const v = p[k];
+    if (v === undefined) return undefined;
+    return typeof v === 'number' && Number.isSafeInteger(v) && v > 0 ? v : null;
+  };
+  const perImage = count('max_tokens_per_image');
+  const perFile = count('max_tokens_per_file');
+  if (perImage === null || perFile === null) return { ok: false, reason: `the cost model ${metric} has a malformed max_tokens_per_image or max_tokens_per_file` };
+  return {
+    ok: true,
+    price: {
+      metric, input, cachedInput, cacheWrite, output, reasoning, requestFee: requestFee * PICO_PER_MICRO, maxOutputTokens,
+      maxTokensPerImage: perImage ?? DEFAULT_MAX_TOKENS_PER_IMAGE,
+      maxTokensPerFile: perFile ?? null,
+    },
+  };
 }
 
 /** The exact cost of a request in micro-credits (rounded up once, per request). */

@@ -119,5 +119,8 @@ function renderError(wire: Wire, err: FastifyError, request: FastifyRequest, rep
   const status = statusOf(e.code);
   if (status >= 500 && e.code !== 'unavailable') request.log.error({ err }, 'gateway request failed');
   if (e.code === 'unavailable') void reply.header('retry-after', '1');
+  // A key's rate limit says when to come back; the official clients honour Retry-After.
+  const retryAfter = e.code === 'rate_limited' ? e.details?.['retry_after_seconds'] : undefined;
+  if (typeof retryAfter === 'number') void reply.header('retry-after', String(retryAfter));
   return reply.code(status).send(wireError(wire, e.code, e.message));
 }

@@ -6,14 +6,17 @@ import { API_KEY_PREFIX } from '../api-keys/api-keys.scopes.js';
 import { costModelFind } from '../billing/billing.catalog.repository.js';
 import type { Owner } from '../credits/credits.port.js';
 import type { GatewayConfig } from '../../config/config.js';
-import { NO_TOKENS, type Tokens, type UsageSource } from './gateway.js';
+import { modelMatches, NO_TOKENS, type Tokens, type UsageSource } from './gateway.js';
 import type { GatewayLedger } from './gateway.ledger.js';
 import { costMicros, holdCredits, inputBoundOf, maxCostMicros, type ModelPrice, priceMetric, priceOf } from './gateway.pricing.js';
 import { apiKeyTouchByHash } from '../api-keys/api-keys.repository.js';
-import { carryAdd, pricedModels, requestFind, requestFindByKey, requestInsert, requestLock, requestSettle, requestsStale } from './gateway.repository.js';
+import { carryAdd, pricedModels, requestFind, requestFindByKey, requestInsert, requestLock, requestSettle, requestsRenew, requestsStale } from './gateway.repository.js';
 import type { Candidate, UpstreamRouter } from './gateway.router.js';
 import type { Attempt, UpstreamClient } from './gateway.upstream-call.js';
 import { SseSplitter, StreamUsage, usageOfBody, type Wire } from './gateway.wire.js';
+import { boundOf } from './gateway.bounds.js';
+import { admit, assertModelAllowed, counted, type KeyLimits, limitsOf, NO_LIMITS } from './gateway.key-limits.js';
+import { keySpent, keyWindowTrueUp } from './gateway.key-limits.repository.js';
 
 /** The relayed endpoints: which wire, which upstream path. */
 export const ENDPOINTS = {
@@ -57,6 +60,7 @@ interface Caller {
   workspaceId: string | null;
   keyId: string;
   owner: Owner;
+  limits: KeyLimits;
 }
 
 interface Open {
@@ -84,7 +88,7 @@ interface Settlement {
 /** A hold outlives any request by far: the reaper settles the few a crash leaves (docs/gateway.md). */
 const HOLD_SECONDS = 24 * 3600;
 const PRICE_TTL_MS = 1_000;
-const ZERO_PRICE: ModelPrice = { metric: '', input: 0n, cachedInput: 0n, cacheWrite: 0n, output: 0n, reasoning: 0n, requestFee: 0n, maxOutputTokens: 0 };
+const ZERO_PRICE: ModelPrice = { metric: '', input: 0n, cachedInput: 0n, cacheWrite: 0n, output: 0n, reasoning: 0n, requestFee: 0n, maxOutputTokens: 0, maxTokensPerImage: 0, maxTokensPerFile: null };
 
 /**
  * The relay (issue 14): authenticate the key, price the model, hold the request's maximum cost and
@@ -97,6 +101,9 @@ const ZERO_PRICE: ModelPrice = { metric: '', input: 0n, cachedInput: 0n, cacheWr
  */
 export class RelayService {
   private readonly prices = new Map<string, { at: number; price: ModelPrice | string }>();
+  /** This process's requests in flight, whose lease it renews until they settle. */
+  private readonly leased = new Set<string>();
+  private renewer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly db: Db,
@@ -120,16 +127,18 @@ export class RelayService {
       workspaceId: key.workspace_id,
       keyId: key.id,
       owner: key.workspace_id ? { workspaceId: key.workspace_id } : { userId: key.user_id },
+      limits: limitsOf(key),
     };
   }
 
   /** `GET /gateway/v1/models`: priced models that an active upstream of the wire serves. */
   async models(apiKey: string | null, wire: Wire): Promise<{ id: string; created: number }[]> {
-    await this.authenticate(apiKey);
+    const caller = await this.authenticate(apiKey);
     const rows = await pricedModels(this.db);
     const out: { id: string; created: number }[] = [];
     for (const r of rows) {
       const model = r.metric.slice('llm:'.length);
+      if (caller.limits.models !== null && !modelMatches(model, caller.limits.models)) continue;
       if ((await this.router.candidates(wire, model, { peek: true })).length > 0) out.push({ id: model, created: Math.floor(r.created_at.getTime() / 1000) });
     }
     return out;
@@ -145,6 +154,7 @@ export class RelayService {
     const stream = body['stream'] === true;
     if (stream && ep.label === 'embeddings') throw errors.invalidRequest('embeddings do not stream', { field: 'body.stream' });
     if (stream && !sink) throw errors.internal();
+    assertModelAllowed(caller.limits, model);
     const price = await this.priceFor(model);
     const hash = requestHash(`gateway.${req.endpoint}`, {}, body);
 
@@ -155,14 +165,21 @@ export class RelayService {
 
     // The maximum cost: every byte of the body an input token, max_tokens (or the model's limit) out.
     const messages = Array.isArray(body['messages']) ? body['messages'].length : Array.isArray(body['input']) ? body['input'].length : 1;
-    const maxOut = ep.label === 'embeddings' ? 0 : maxOutputOf(body, price.maxOutputTokens);
-    const held = holdCredits(maxCostMicros(price, inputBoundOf(req.rawBytes, messages), maxOut));
-    const holdId = await this.open(caller, req, ep.label, model, stream, held, hash);
+    const embeddings = ep.label === 'embeddings';
+    const clientMax = clientMaxOutputOf(body);
+    const maxOut = embeddings ? 0 : (clientMax ?? price.maxOutputTokens);
+    const bound = boundOf(ep.wire, embeddings, body, price, maxOut, clientMax !== null);
+    const held = holdCredits(maxCostMicros(price, inputBoundOf(req.rawBytes, messages) + bound.mediaTokens, maxOut * bound.choices));
+    // What the key's tokens-per-minute window reserves: an estimate (about four bytes a token), trued up at settlement.
+    const reserve = Math.ceil(req.rawBytes / 4) + bound.mediaTokens + maxOut * bound.choices;
+    const holdId = await this.open(caller, req, ep.label, model, stream, held, hash, reserve);
     const open: Open = { caller, model, price, holdId, held, stream, started };
 
     let upstreamBody = body;
+    // The output the hold was taken for is the most the upstream may produce.
+    if (bound.injectMaxTokens !== null) upstreamBody = { ...body, [ep.wire === 'openai' ? 'max_completion_tokens' : 'max_tokens']: bound.injectMaxTokens };
     const clientAskedUsage = asObjectOrNull(body['stream_options'])?.['include_usage'] === true;
-    if (stream && ep.wire === 'openai') upstreamBody = { ...body, stream_options: { ...(asObjectOrNull(body['stream_options']) ?? {}), include_usage: true } };
+    if (stream && ep.wire === 'openai') upstreamBody = { ...upstreamBody, stream_options: { ...(asObjectOrNull(body['stream_options']) ?? {}), include_usage: true } };
     const payload = JSON.stringify(upstreamBody);
 
     // Whatever goes wrong from here on, the hold is settled: nothing reached the client → 0; a
@@ -314,9 +331,11 @@ export class RelayService {
   }
 
   /** Hold and record, in one transaction: no hold without its record, no record without its hold. */
-  private async open(caller: Caller, req: RelayRequest, endpoint: string, model: string, stream: boolean, held: number, hash: string): Promise<string> {
+  private async open(caller: Caller, req: RelayRequest, endpoint: string, model: string, stream: boolean, held: number, hash: string, reserve: number): Promise<string> {
     try {
-      return await this.db.transaction().execute(async (trx) => {
+      const holdId = await this.db.transaction().execute(async (trx) => {
+        // The key's own limits first, under its row lock: refused here, nothing is held or counted.
+        const admitted = counted(caller.limits) ? await admit(trx, caller.keyId, { held, tokens: reserve }, this.now()) : null;
         // A workspace key spends the pool as its user: a viewer's key never spends, and the cap holds.
         const hold = await this.ledger.hold(trx, caller.owner, req.requestId, held, HOLD_SECONDS, caller.workspaceId ? caller.userId : null);
         if (!hold.ok) throw hold.error;
@@ -334,9 +353,14 @@ export class RelayService {
           held,
           // What the reaper bills if this process dies before settling (docs/gateway.md, "Crash").
           input_tokens: Math.ceil(req.rawBytes / 4),
+          window_start: admitted?.windowStart ?? null,
+          reserved_tokens: admitted?.reservedTokens ?? 0,
+          lease_until: this.leaseUntil(),
         });
         return hold.holdId;
       });
+      this.track(req.requestId);
+      return holdId;
     } catch (err) {
       // The same key raced in: the first one's record decides (replay or 409).
       if ((err as { code?: string }).code === '23505' && req.idempotencyKey) throw errors.conflict('A request with this Idempotency-Key is already in progress; retry it later for its answer');
@@ -378,7 +402,7 @@ export class RelayService {
     } catch {
       price = null;
     }
-    const caller: Caller = { userId: row.user_id, workspaceId: row.workspace_id, keyId: row.api_key_id ?? '', owner };
+    const caller: Caller = { userId: row.user_id, workspaceId: row.workspace_id, keyId: row.api_key_id ?? '', owner, limits: NO_LIMITS };
     const open: Open = { caller, model: row.model, price: price ?? ZERO_PRICE, holdId: row.hold_id, held: Number(row.held), stream: false, started: -1 };
     await this.settleNow(row.id, open, {
       status: 'failed',
@@ -400,18 +424,57 @@ export class RelayService {
    * move money twice). Runs after the answer went out; failures are logged and left to the reaper.
    */
   settle(requestId: string, open: Open, s: Settlement): Promise<void> {
-    return this.settleNow(requestId, open, s).catch((err) => this.onSettleError(err, requestId));
+    return this.settleNow(requestId, open, s)
+      .catch((err) => this.onSettleError(err, requestId))
+      .finally(() => this.untrack(requestId));
+  }
+
+  private get leaseMs(): number {
+    return this.settings.leaseMs ?? 60_000;
+  }
+
+  private leaseUntil(): Date {
+    return new Date(this.now().getTime() + this.leaseMs);
+  }
+
+  /**
+   * Renews the lease of every request this process has in flight, every third of the lease, while
+   * there are any: a stream may outlive any fixed age, and the reaper must only take the requests
+   * of a process that is gone (docs/gateway.md, "Crash").
+   */
+  private track(requestId: string): void {
+    this.leased.add(requestId);
+    if (this.renewer) return;
+    this.renewer = setInterval(() => {
+      requestsRenew(this.db, [...this.leased], this.leaseUntil()).catch((err) => this.onSettleError(err, 'lease renewal'));
+    }, Math.max(10, Math.floor(this.leaseMs / 3)));
+    this.renewer.unref();
+  }
+
+  private untrack(requestId: string): void {
+    this.leased.delete(requestId);
+    if (this.leased.size === 0 && this.renewer) {
+      clearInterval(this.renewer);
+      this.renewer = null;
+    }
   }
 
   private async settleNow(requestId: string, open: Open, s: Settlement): Promise<void> {
     const exact = s.source === 'none' ? 0 : costMicros(open.price, s.tokens);
-    // Never more than was held: the hold is what the payer agreed could be spent.
+    // Never more than was held: the hold is what the payer agreed could be spent. What the hold
+    // did not cover is recorded (uncharged_micros), never forgiven silently.
     const billable = Math.min(exact, open.held * 1_000_000);
     const latency = open.started < 0 ? null : Math.round(performance.now() - open.started);
     await this.db.transaction().execute(async (trx) => {
       const row = await requestLock(trx, requestId);
       if (!row || row.status !== 'pending') return;
       const due = billable > 0 ? await carryAdd(trx, this.ledger.accountOf(open.caller.owner), billable) : 0;
+      // The key's row before the account's: the order open() takes them in (key limits, then the
+      // hold), so a settlement and the next request of one key can never deadlock.
+      if (row.api_key_id) {
+        await keySpent(trx, row.api_key_id, due);
+        if (row.window_start) await keyWindowTrueUp(trx, row.api_key_id, row.window_start, tokenCount(s.tokens) - Number(row.reserved_tokens));
+      }
       const captured = await this.ledger.capture(trx, open.caller.owner, requestId, open.holdId, due);
       if (!captured.ok) throw captured.error;
       await requestSettle(trx, requestId, {
@@ -421,6 +484,7 @@ export class RelayService {
         attempts: s.attempts,
         tokens: s.tokens,
         cost_micros: billable,
+        uncharged_micros: exact - billable,
         charged: due,
         usage_source: s.source,
         latency_ms: latency,
@@ -434,14 +498,14 @@ export class RelayService {
 }
 
 /**
- * The reaper (scheduler): a request still pending long after it started belongs to a process that
- * died mid-request. Policy (docs/gateway.md, "Crash"): bill the estimate of its input — it was sent
+ * The reaper (scheduler): a pending request whose lease its process stopped renewing belongs to a
+ * process that died mid-request (a live one renews its leases, however long a stream runs). Policy (docs/gateway.md, "Crash"): bill the estimate of its input — it was sent
  * upstream, and the provider bills that — and no output, marked `estimated`; capped at the hold,
  * settled through the same exactly-once path (a late real settlement finds it final and does
  * nothing). An unpriced model by then: nothing is billed, the hold is released.
  */
 export async function reapStale(relay: RelayService, db: Db, now: Date, olderThanMs: number, limit = 200): Promise<number> {
-  const ids = await requestsStale(db, new Date(now.getTime() - olderThanMs), limit);
+  const ids = await requestsStale(db, now, new Date(now.getTime() - olderThanMs), limit);
   let n = 0;
   for (const id of ids) {
     const row = await requestFind(db, id);
@@ -450,6 +514,11 @@ export async function reapStale(relay: RelayService, db: Db, now: Date, olderTha
     n++;
   }
   return n;
+}
+
+/** Every token the provider counted, whatever its price category (what a tokens-per-minute limit counts). */
+function tokenCount(t: Tokens): number {
+  return t.input + t.cachedInput + t.cacheWrite + t.output + t.reasoning;
 }
 
 function failed(attempts: number, upstreamId: string | null, status: number | null, error: string): Settlement {
@@ -461,12 +530,13 @@ function estimate(inputBytes: number, outputChars: number): Tokens {
   return { ...NO_TOKENS, input: Math.ceil(inputBytes / 4), output: Math.ceil(outputChars / 4) };
 }
 
-function maxOutputOf(body: Record<string, unknown>, modelLimit: number): number {
+/** The output limit the client named, if any (OpenAI's newer name first). */
+function clientMaxOutputOf(body: Record<string, unknown>): number | null {
   for (const k of ['max_completion_tokens', 'max_tokens']) {
     const v = body[k];
     if (typeof v === 'number' && Number.isSafeInteger(v) && v > 0) return v;
   }
-  return modelLimit;
+  return null;
 }
 
 function asObject(v: unknown): Record<string, unknown> {

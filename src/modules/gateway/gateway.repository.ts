@@ -12,7 +12,7 @@ const UPSTREAM_COLUMNS = [
 
 const REQUEST_COLUMNS = [
   'id', 'user_id', 'workspace_id', 'api_key_id', 'endpoint', 'model', 'stream', 'status', 'http_status', 'upstream_id', 'attempts',
-  'hold_id', 'held', 'input_tokens', 'cached_input_tokens', 'cache_write_tokens', 'output_tokens', 'reasoning_tokens', 'cost_micros',
+  'hold_id', 'held', 'input_tokens', 'cached_input_tokens', 'cache_write_tokens', 'output_tokens', 'reasoning_tokens', 'cost_micros', 'uncharged_micros',
   'charged', 'usage_source', 'latency_ms', 'ttft_ms', 'error', 'created_at', 'settled_at',
 ] as const;
 
@@ -104,6 +104,9 @@ export interface RequestInsert {
   hold_id: string | null;
   held: number;
   input_tokens: number;
+  window_start: Date | null;
+  reserved_tokens: number;
+  lease_until: Date;
 }
 
 export async function requestInsert(db: Executor, row: RequestInsert): Promise<void> {
@@ -124,9 +127,9 @@ export async function requestFindByKey(db: Executor, userId: string, key: string
     .executeTakeFirst();
 }
 
-/** Locks a request row for its one settlement. */
-export async function requestLock(db: Executor, id: string): Promise<RequestRow | undefined> {
-  return db.selectFrom('gateway_requests').select([...REQUEST_COLUMNS]).where('id', '=', id).forUpdate().executeTakeFirst();
+/** Locks a request row for its one settlement (with what it counted against its key's minute). */
+export async function requestLock(db: Executor, id: string) {
+  return db.selectFrom('gateway_requests').select([...REQUEST_COLUMNS, 'window_start', 'reserved_tokens']).where('id', '=', id).forUpdate().executeTakeFirst();
 }
 
 export interface RequestSettle {
@@ -136,6 +139,7 @@ export interface RequestSettle {
   attempts: number;
   tokens: Tokens;
   cost_micros: number;
+  uncharged_micros: number;
   charged: number;
   usage_source: string;
   latency_ms: number | null;
@@ -159,6 +163,7 @@ export async function requestSettle(db: Executor, id: string, s: RequestSettle):
       output_tokens: s.tokens.output,
       reasoning_tokens: s.tokens.reasoning,
       cost_micros: s.cost_micros,
+      uncharged_micros: s.uncharged_micros,
       charged: s.charged,
       usage_source: s.usage_source,
       latency_ms: s.latency_ms,
@@ -171,10 +176,26 @@ export async function requestSettle(db: Executor, id: string, s: RequestSettle):
     .execute();
 }
 
-/** Requests still pending since before `before` (their process ended mid-request): the reaper's work. */
-export async function requestsStale(db: Executor, before: Date, limit: number): Promise<string[]> {
-  const rows = await db.selectFrom('gateway_requests').select('id').where('status', '=', 'pending').where('created_at', '<', before).orderBy('created_at').limit(limit).execute();
+/**
+ * Pending requests whose process stopped renewing their lease (it ended mid-request): the reaper's
+ * work. A row from before leases (0035) falls back to its age.
+ */
+export async function requestsStale(db: Executor, now: Date, before: Date, limit: number): Promise<string[]> {
+  const rows = await db
+    .selectFrom('gateway_requests')
+    .select('id')
+    .where('status', '=', 'pending')
+    .where((eb) => eb.or([eb('lease_until', '<', now), eb.and([eb('lease_until', 'is', null), eb('created_at', '<', before)])]))
+    .orderBy('created_at')
+    .limit(limit)
+    .execute();
   return rows.map((r) => r.id);
+}
+
+/** A live process keeps its in-flight requests from the reaper (one statement for all of them). */
+export async function requestsRenew(db: Executor, ids: readonly string[], until: Date): Promise<void> {
+  if (ids.length === 0) return;
+  await db.updateTable('gateway_requests').set({ lease_until: until }).where('id', 'in', ids).where('status', '=', 'pending').execute();
 }
 
 export async function requestList(db: Executor, page: PageRequest, filter: { userId?: string; model?: string; status?: string; requestId?: string }) {

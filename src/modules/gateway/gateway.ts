@@ -155,7 +155,8 @@ export const UsageRecord = Type.Object({
   hold_id: Type.Union([Type.String(), Type.Null()]),
   held: Type.Integer(),
   tokens: Type.Object({ input: Type.Integer(), cached_input: Type.Integer(), cache_write: Type.Integer(), output: Type.Integer(), reasoning: Type.Integer() }),
-  cost_micros: Type.Integer({ description: 'Exact cost in micro-credits' }),
+  cost_micros: Type.Integer({ description: 'Exact cost in micro-credits (at most the hold)' }),
+  uncharged_micros: Type.Integer({ description: 'Exact cost beyond the hold, not charged (the hold is the most a request may cost); expected 0' }),
   charged: Type.Integer({ description: 'Whole credits captured for this request (fractions carry per account)' }),
   usage_source: Type.Union([Type.String(), Type.Null()]),
   latency_ms: Type.Union([Type.Integer(), Type.Null()]),
@@ -185,6 +186,7 @@ export interface RequestRow {
   output_tokens: number;
   reasoning_tokens: number;
   cost_micros: number;
+  uncharged_micros: number;
   charged: number;
   usage_source: string | null;
   latency_ms: number | null;
@@ -217,6 +219,7 @@ export function usageRecordToApi(r: RequestRow): Static<typeof UsageRecord> {
       reasoning: Number(r.reasoning_tokens),
     },
     cost_micros: Number(r.cost_micros),
+    uncharged_micros: Number(r.uncharged_micros),
     charged: Number(r.charged),
     usage_source: r.usage_source,
     latency_ms: r.latency_ms,

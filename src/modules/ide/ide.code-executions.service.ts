@@ -6,7 +6,7 @@ import type { Principal } from '../../core/principal.js';
 import { newId } from '../../lib/ids.js';
 import type { CreateCodeExecutionBody, UpdateCodeExecutionBody } from './ide.code-executions.js';
 import { canMove, executionLifecycle, isFinal, statusOf } from './ide.lifecycles.js';
-import type { IdeAccess } from './ide.js';
+import { type IdeAccess, standing } from './ide.js';
 import { fileVersionInProject, ideDelete, ideFind, ideInsert, ideList, type IdeListFilter, ideUpdate, type Row } from './ide.repository.js';
 
 const T = 'code_executions';
@@ -48,9 +48,13 @@ export class CodeExecutionsService {
   }
 
   async update(db: Executor, principal: Principal, projectId: string, id: string, body: Static<typeof UpdateCodeExecutionBody>): Promise<Row> {
-    await this.access.write(db, principal, projectId);
+    const role = await this.access.write(db, principal, projectId);
     const row = await ideFind(db, T, projectId, id);
     if (!row) throw errors.notFound('Code execution', id);
+    // The runner's results are written by the run's author or the service; an owner or admin may only cancel another's run.
+    if (standing(principal, role, row['user_id'] as string | null, 'code execution') === 'moderator' && (body.status !== 'canceled' || Object.keys(body).length !== 1)) {
+      throw errors.forbidden("Another member's code execution can only be canceled; its results are reported by its author or the service");
+    }
     const from = statusOf(executionLifecycle, row['status'] as string);
     if (isFinal(executionLifecycle, from)) throw errors.invalidState(`The execution is already ${from}`, { id, status: from });
     const to = body.status ?? from;
@@ -65,7 +69,10 @@ export class CodeExecutionsService {
   }
 
   async remove(db: Executor, principal: Principal, projectId: string, id: string): Promise<void> {
-    await this.access.write(db, principal, projectId);
+    const role = await this.access.write(db, principal, projectId);
+    const row = await ideFind(db, T, projectId, id);
+    if (!row) throw errors.notFound('Code execution', id);
+    standing(principal, role, row['user_id'] as string | null, 'code execution');
     if (!(await ideDelete(db, T, projectId, id))) throw errors.notFound('Code execution', id);
   }
 }

@@ -55,8 +55,13 @@ export class GitRepositoriesService {
 
   async update(db: Executor, principal: Principal, projectId: string, id: string, body: Static<typeof UpdateGitRepositoryBody>): Promise<Row> {
     await this.access.write(db, principal, projectId);
+    const row = await ideFind(db, T, projectId, id);
+    if (!row) throw errors.notFound('Git repository', id);
     const { credentials, ...fields } = body;
-    const updated = await ideUpdate(db, T, projectId, id, { ...fields, ...this.sealed(id, credentials) });
+    // Credentials were given for one repository: pointed elsewhere (another host, another repo),
+    // they would be sent there by the next sync. They go, unless new ones come in the same request.
+    const moved = body.repo_url !== undefined && body.repo_url !== row['repo_url'];
+    const updated = await ideUpdate(db, T, projectId, id, { ...fields, ...this.sealed(id, moved && credentials === undefined ? null : credentials) });
     if (!updated) throw errors.notFound('Git repository', id);
     return updated;
   }

@@ -5,7 +5,7 @@ import type { PageRequest } from '../../core/paging.js';
 import type { Principal } from '../../core/principal.js';
 import { newId } from '../../lib/ids.js';
 import { canMove, isFinal, statusOf, terminalLifecycle } from './ide.lifecycles.js';
-import type { IdeAccess } from './ide.js';
+import { type IdeAccess, standing } from './ide.js';
 import { ideDelete, ideFind, ideInsert, ideList, type IdeListFilter, ideUpdate, type Row } from './ide.repository.js';
 import type { CreateTerminalSessionBody, UpdateTerminalSessionBody } from './ide.terminal-sessions.js';
 
@@ -39,9 +39,13 @@ export class TerminalSessionsService {
   }
 
   async update(db: Executor, principal: Principal, projectId: string, id: string, body: Static<typeof UpdateTerminalSessionBody>): Promise<Row> {
-    await this.access.write(db, principal, projectId);
+    const role = await this.access.write(db, principal, projectId);
     const row = await ideFind(db, T, projectId, id);
     if (!row) throw errors.notFound('Terminal session', id);
+    // Another member's session: an owner or admin may end it (killed), never write its command or output.
+    if (standing(principal, role, row['user_id'] as string, 'terminal session') === 'moderator' && (body.status !== 'killed' || Object.keys(body).length !== 1)) {
+      throw errors.forbidden("Another member's terminal session can only be ended (status killed); its command and output are its user's");
+    }
     const from = statusOf(terminalLifecycle, row['status'] as string);
     if (isFinal(terminalLifecycle, from)) throw errors.invalidState(`The terminal session has already ${from === 'exited' ? 'exited' : `ended (${from})`}`, { id, status: from });
     const to = body.status ?? from;
@@ -60,7 +64,10 @@ export class TerminalSessionsService {
   }
 
   async remove(db: Executor, principal: Principal, projectId: string, id: string): Promise<void> {
-    await this.access.write(db, principal, projectId);
+    const role = await this.access.write(db, principal, projectId);
+    const row = await ideFind(db, T, projectId, id);
+    if (!row) throw errors.notFound('Terminal session', id);
+    standing(principal, role, row['user_id'] as string, 'terminal session');
     if (!(await ideDelete(db, T, projectId, id))) throw errors.notFound('Terminal session', id);
   }
 }

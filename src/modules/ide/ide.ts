@@ -68,6 +68,19 @@ export class IdeAccess {
   }
 }
 
+/**
+ * The caller's standing on a row authored by `author` (a terminal session, a code execution):
+ * `author` for its own user and the service (which reports for every runner); `moderator` for the
+ * project's owner or a workspace owner/admin, who may end the row or delete it but never write
+ * what its runner reports; anyone else is refused (403). Migration 0036 holds the same under RLS.
+ */
+export function standing(principal: Principal, role: ProjectRole, author: string | null, what: string): 'author' | 'moderator' {
+  const me = userOf(principal);
+  if (me === null || (author !== null && author === me)) return 'author';
+  if (role === 'owner' || role === 'admin') return 'moderator';
+  throw errors.forbidden(`Only the member who started this ${what} (or an owner or admin, to end it) may change it`);
+}
+
 /** A unique-index refusal from PostgreSQL (or PGlite). */
 export const isUniqueViolation = (err: unknown): boolean => (err as { code?: string }).code === '23505';
 

@@ -8,6 +8,9 @@ export interface SignedLink {
   exp: number;
   /** Who made it: a user id or `service`. An upload link acts as its signer. */
   signer: string;
+  /** Download links: the object (id and SHA-256) signed for; a later version at the path is not served. */
+  obj?: string;
+  sha?: string;
   /** Upload links: a one-use id, and the link's own size and type limits. */
   id?: string;
   max?: number | null;

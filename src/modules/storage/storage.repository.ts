@@ -139,6 +139,26 @@ export async function reservationCreate(
   return true;
 }
 
+/**
+ * Room for `bytes` more in an owner's quota, checked by the statement that locks their usage row:
+ * the lock is held until the caller's transaction ends, so whatever it adds meanwhile (the object
+ * row's trigger moves its size into used_bytes) is seen by the next claim. Nothing is reserved.
+ */
+export async function usageClaim(db: Executor, r: { bucketId: string; ownerId: string; bytes: number; quota: number }): Promise<{ ok: boolean; free: number }> {
+  await db.insertInto('storage_usage').values({ bucket_id: r.bucketId, owner_id: r.ownerId }).onConflict((oc) => oc.doNothing()).execute();
+  const row = await db
+    .updateTable('storage_usage')
+    .set({ used_bytes: sql`used_bytes` })
+    .where('bucket_id', '=', r.bucketId)
+    .where('owner_id', '=', r.ownerId)
+    .where(sql<boolean>`used_bytes + reserved_bytes + ${r.bytes} <= ${r.quota}`)
+    .returning(['used_bytes', 'reserved_bytes'])
+    .executeTakeFirst();
+  if (row) return { ok: true, free: r.quota - Number(row.used_bytes) - Number(row.reserved_bytes) };
+  const usage = await usageFind(db, r.bucketId, r.ownerId);
+  return { ok: false, free: r.quota - Number(usage?.used_bytes ?? 0) - Number(usage?.reserved_bytes ?? 0) };
+}
+
 /** Ends a reservation (the upload committed or failed); false when it was already gone (expired and swept). */
 export async function reservationRelease(db: Executor, id: string): Promise<boolean> {
   const gone = await db.deleteFrom('storage_reservations').where('id', '=', id).returning(['bucket_id', 'owner_id', 'bytes']).executeTakeFirst();
@@ -156,6 +176,17 @@ export async function reservationRelease(db: Executor, id: string): Promise<bool
 export async function reservationsExpired(db: Executor, now: Date, limit: number): Promise<string[]> {
   const rows = await db.selectFrom('storage_reservations').select('id').where('expires_at', '<', now).limit(limit).execute();
   return rows.map((r) => r.id);
+}
+
+/** Resumable uploads an owner has open (their reservations are named by the upload's `tus_` id), across buckets. */
+export async function uploadsOpenCount(db: Executor, ownerId: string): Promise<number> {
+  const row = await db
+    .selectFrom('storage_reservations')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('owner_id', '=', ownerId)
+    .where('id', 'like', 'tus\\_%')
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
 }
 
 export async function usageFind(db: Executor, bucketId: string, ownerId: string) {

@@ -2,12 +2,12 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { errors } from '../../core/errors.js';
-import { hasScope, type Principal } from '../../core/principal.js';
+import { hasScope } from '../../core/principal.js';
 import { created, defineRoute, ok, type Reply, type RouteDeps } from '../../http/route.js';
 import { ErrorResponse } from '../../http/schemas.js';
 import { iso, ListQuery, listOf } from '../../core/schemas.js';
 import { pageRequest, toPage } from '../../core/paging.js';
-import type { Download, StorageService } from './storage.service.js';
+import { type Download, type StorageService, signerOf } from './storage.service.js';
 import { Bucket, BucketId, bucketToApi, CreateBucketBody, objectToApi, StorageObject, UpdateBucketBody } from './storage.js';
 
 const tags = ['storage'];
@@ -122,10 +122,7 @@ export function registerStorageRoutes(app: FastifyInstance, deps: RouteDeps, sto
       handler: async (ctx, { params, query, request }) => {
         const link = storage.verifyLink(query.token, 'upload', params.bucket, params['*']);
         await storage.claimUploadLink(ctx.db, link);
-        const signer: Principal =
-          link.signer === 'service'
-            ? { kind: 'service' }
-            : { kind: 'user', userId: link.signer, email: null, via: 'jwt', keyId: null, scopes: ['storage:write'], sessionId: null };
+        const signer = signerOf(link, 'storage:write');
         const input = { ...uploadInput(request, params.bucket, params['*']), upsert: false, link: { maxSize: link.max ?? null, contentType: link.type ?? null } };
         const result = await storage.upload(ctx.db, signer, input);
         return created(objectToApi(result.object));
@@ -226,13 +223,11 @@ export function registerStorageRoutes(app: FastifyInstance, deps: RouteDeps, sto
   });
 
   defineRoute(app, deps, {
-    method: 'GET', url: '/storage/signed/:bucket/*', summary: 'Download with a signed link, until it expires', tags,
+    method: 'GET', url: '/storage/signed/:bucket/*', summary: 'Download with a signed link: the version it was signed for, while its signer may read it, until it expires', tags,
     auth: 'none', params: ObjectParams, query: TokenQuery, transaction: 'none',
     response: { 200: Bytes, 206: Bytes, 403: ErrorResponse, 404: ErrorResponse },
     handler: async (ctx, { params, query, request }) => {
-      storage.verifyLink(query.token, 'download', params.bucket, params['*']);
-      const { object } = await storage.find(ctx.db, { kind: 'service' }, params.bucket, params['*']);
-      return answer(await storage.openObject(object, readOptions(request)), false);
+      return answer(await storage.openSigned(ctx.db, query.token, params.bucket, params['*'], readOptions(request)), false);
     },
   });
 }

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import type { Db, Executor } from '../../db/database.js';
-import { elevate, inRequestTransaction } from '../../db/request-role.js';
+import { elevate, inRequestTransaction, setRequestRole } from '../../db/request-role.js';
 import { DomainError, errors } from '../../core/errors.js';
 import type { Principal } from '../../core/principal.js';
 import type { PageRequest } from '../../core/paging.js';
@@ -33,12 +33,19 @@ import {
   reservationRelease,
   reservationsExpired,
   storageKeysAll,
+  uploadsOpenCount,
+  usageClaim,
   usageFind,
 } from './storage.repository.js';
+import { RESUMABLE_TTL_MS, type StagedUploads } from './storage.staging.js';
 import { type BucketRow, type CreateBucketBody, etagOf, type ObjectRow, pathSegments, type UpdateBucketBody } from './storage.js';
 
 /** How long an upload's reservation holds before the sweeper frees it (a crashed process's upload). */
 const RESERVATION_TTL_MS = 6 * 3600_000;
+/** Unfinished resumable uploads one owner (a user's or a workspace's folder) may have at once. */
+export const MAX_OPEN_UPLOADS = 20;
+/** How often the sweeper scans the resumable uploads' datastore for expired pieces. */
+const STAGED_SWEEP_EVERY_MS = 10 * 60_000;
 
 export interface UploadInput {
   bucket: string;
@@ -52,6 +59,8 @@ export interface UploadInput {
   metadata?: Record<string, unknown>;
   /** A signed upload link's own limits (on top of the bucket's). */
   link?: { maxSize: number | null; contentType: string | null };
+  /** The reservation a resumable upload took at its creation: handed over to this one. */
+  heldReservation?: string;
 }
 
 export type Download =
@@ -66,12 +75,17 @@ export type Download =
  * checks the owner again on every row a user's request touches.
  */
 export class StorageService {
+  /** When the sweeper last asked the datastore for expired uploads (ms). */
+  private stagedSweptAt = 0;
+
   constructor(
     /** The database itself, for housekeeping (the sweeper, `tally storage check`). */
     private readonly db: Db,
     readonly driver: StorageDriver,
     private readonly links: LinkSigner,
     private readonly now: () => Date,
+    /** Resumable uploads' pieces, for the sweeper (absent: nothing is staged). */
+    private readonly staging?: StagedUploads,
   ) {}
 
   // -------------------------------------------------------------------------------------------
@@ -172,6 +186,12 @@ export class StorageService {
       // that the limits leave when the length is not known yet.
       let reservation: { id: string; bytes: number } | null = null;
       let limit = sizeLimit ?? Number.MAX_SAFE_INTEGER;
+      // A finished resumable upload swaps the reservation it held since its creation for this one,
+      // under the same row lock: its bytes stay counted throughout.
+      if (input.heldReservation !== undefined && owner !== null) {
+        await elevate(trx);
+        await reservationRelease(trx, input.heldReservation);
+      }
       if (bucket.user_quota_bytes !== null && owner !== null) {
         const quota = Number(bucket.user_quota_bytes);
         await elevate(trx);
@@ -246,13 +266,22 @@ export class StorageService {
   }
 
   /**
-   * The checks an upload passes before its first byte, for a resumable upload's creation (the
-   * bytes arrive later, in pieces): bucket, owner rule, declared type, declared size, an existing
-   * path without upsert, and room in the quota. The whole pipeline runs again when it completes.
+   * Opens a resumable upload (`id`, a `tus_` id): the checks an upload passes before its first
+   * byte — bucket, owner rule, declared type, declared size, an existing path without upsert — and
+   * then a reservation of the declared size, held (and counted in the owner's reserved bytes) until
+   * the upload finishes, is deleted, or expires unfinished. The length must be declared: a deferred
+   * one would let pieces gather on disk unchecked by the size limit and the quota. An owner has at
+   * most MAX_OPEN_UPLOADS open at once. The whole pipeline runs again when it completes.
    */
-  async precheck(db: Db, principal: Principal, input: { bucket: string; path: string; contentType: string | undefined; size: number | null; upsert: boolean }): Promise<void> {
+  async openResumable(
+    db: Db,
+    principal: Principal,
+    input: { id: string; bucket: string; path: string; contentType: string | undefined; size: number | null; upsert: boolean },
+  ): Promise<void> {
     const segments = this.segmentsOf(input.path);
     const declared = mediaType(input.contentType);
+    const size = input.size;
+    if (size === null) throw errors.invalidRequest('Declare the length when creating an upload (Upload-Length); a deferred length is not accepted', { header: 'Upload-Defer-Length' });
     await inRequestTransaction(db, principal, async (trx) => {
       const bucket = await bucketFind(trx, input.bucket);
       if (!bucket) throw errors.notFound('Bucket', input.bucket);
@@ -260,16 +289,28 @@ export class StorageService {
       if (!typeAllowed(bucket.allowed_mime_types, declared)) {
         throw new DomainError('unsupported_media_type', `Content-Type ${declared ?? '(none)'} is not allowed in bucket ${bucket.id}`, { reason: 'declared_type', allowed: bucket.allowed_mime_types });
       }
-      if (bucket.file_size_limit !== null && input.size !== null && input.size > Number(bucket.file_size_limit)) throw tooLarge('size', Number(bucket.file_size_limit));
+      if (bucket.file_size_limit !== null && size > Number(bucket.file_size_limit)) throw tooLarge('size', Number(bucket.file_size_limit));
       if (!input.upsert && (await objectFind(trx, bucket.id, input.path))) throw errors.conflict(`An object already exists at ${input.path}`, { path: input.path });
-      if (bucket.user_quota_bytes !== null && owner !== null && input.size !== null) {
-        await elevate(trx);
+      // A `none` bucket's uploads are the service's (no owner to count them against); the datastore's expiry still removes them.
+      if (owner === null) return;
+      await elevate(trx);
+      const open = await uploadsOpenCount(trx, owner);
+      if (open >= MAX_OPEN_UPLOADS) {
+        throw errors.rateLimited(`${owner} already has ${open} unfinished resumable uploads; finish or delete one first`, { reason: 'open_uploads', limit: MAX_OPEN_UPLOADS });
+      }
+      // Without a quota the reservation only counts the bytes in flight (the bound is Number.MAX_SAFE_INTEGER).
+      const quota = bucket.user_quota_bytes === null ? Number.MAX_SAFE_INTEGER : Number(bucket.user_quota_bytes);
+      const held = await reservationCreate(trx, { id: input.id, bucketId: bucket.id, ownerId: owner, bytes: size, quota, expiresAt: new Date(this.now().getTime() + RESUMABLE_TTL_MS) });
+      if (!held) {
         const usage = await usageFind(trx, bucket.id, owner);
-        const quota = Number(bucket.user_quota_bytes);
-        const free = quota - Number(usage?.used_bytes ?? 0) - Number(usage?.reserved_bytes ?? 0);
-        if (input.size > free) throw quotaExceeded(quota, input.size, free);
+        throw quotaExceeded(quota, size, quota - Number(usage?.used_bytes ?? 0) - Number(usage?.reserved_bytes ?? 0));
       }
     });
+  }
+
+  /** Frees a resumable upload's reservation (it was deleted, or failed when it completed); idempotent. */
+  async closeResumable(db: Db, id: string): Promise<void> {
+    await db.transaction().execute((trx) => reservationRelease(trx, id));
   }
 
   /** An object the caller may read (the owner rule for users; public buckets for anyone). */
@@ -377,10 +418,16 @@ export class StorageService {
     // The destination owner's quota, when the bytes are new to them (a copy, or a move to another owner or bucket).
     const newToOwner = input.mode === 'copy' || owner !== source.owner_id || destBucketId !== source.bucket_id;
     if (dest.user_quota_bytes !== null && owner !== null && newToOwner) {
+      // Checked and held in one statement that locks the owner's usage row until this transaction
+      // ends (the new row's trigger adds its bytes under that lock), so parallel copies are ordered
+      // and together never pass the quota. storage_usage is Tally's own: no end-user grant, hence
+      // the owner's role for that one statement, then the caller's again.
       const quota = Number(dest.user_quota_bytes);
-      const usage = await usageFind(db, dest.id, owner);
-      const free = quota - Number(usage?.used_bytes ?? 0) - Number(usage?.reserved_bytes ?? 0) + (existing ? Number(existing.size) : 0);
-      if (size > free) throw quotaExceeded(quota, size, free);
+      const replaced = existing ? Number(existing.size) : 0;
+      await elevate(db);
+      const room = await usageClaim(db, { bucketId: dest.id, ownerId: owner, bytes: size - replaced, quota });
+      await setRequestRole(db, principal);
+      if (!room.ok) throw quotaExceeded(quota, size, room.free + replaced);
     }
     if (existing) await objectDelete(db, existing.id);
     if (input.mode === 'move') {
@@ -420,7 +467,8 @@ export class StorageService {
     const bucket = await bucketFind(db, bucketId);
     if (!bucket) throw errors.notFound('Bucket', bucketId);
     await this.ownerOf(db, bucket, principal, segments, input.action === 'upload');
-    if (input.action === 'download' && !(await objectFind(db, bucketId, path))) throw errors.notFound('Object', `${bucketId}/${path}`);
+    const object = input.action === 'download' ? await objectFind(db, bucketId, path) : undefined;
+    if (input.action === 'download' && !object) throw errors.notFound('Object', `${bucketId}/${path}`);
     const expiresAt = new Date(this.now().getTime() + input.expiresIn * 1000);
     const link: SignedLink = {
       action: input.action,
@@ -428,6 +476,8 @@ export class StorageService {
       path,
       exp: Math.floor(expiresAt.getTime() / 1000),
       signer: principal.kind === 'user' ? principal.userId : 'service',
+      // A download link is for the object as it is now: not for what a later upload puts at the path.
+      ...(object ? { obj: object.id, sha: object.sha256 } : {}),
       ...(input.action === 'upload' ? { id: newId('storageLink'), max: input.maxSize ?? null, type: input.contentType ? mediaType(input.contentType) : null } : {}),
     };
     return { token: this.links.sign(link), expiresAt };
@@ -442,6 +492,19 @@ export class StorageService {
     if (!link || link.action !== action || link.bucket !== bucketId || link.path !== path) throw errors.forbidden('This link is not valid');
     if (link.exp * 1000 <= this.now().getTime()) throw errors.forbidden('This link has expired');
     return link;
+  }
+
+  /**
+   * Reads through a signed download link: the link must be genuine and unexpired, its signer must
+   * still be allowed to read the path (a member removed from a workspace loses their links), and
+   * the object must still be the version it was signed for (an overwrite or a new object at the
+   * path is not theirs to hand out). Anything else → 403 `forbidden`; a deleted object → 404.
+   */
+  async openSigned(db: Executor, token: string, bucketId: string, path: string, options: { range?: string | undefined; ifNoneMatch?: string | undefined; headOnly?: boolean }): Promise<Download> {
+    const link = this.verifyLink(token, 'download', bucketId, path);
+    const { object } = await this.find(db, signerOf(link, 'storage:read'), bucketId, path);
+    if (link.obj !== object.id || link.sha !== object.sha256) throw errors.forbidden('This link was made for an earlier version of the object');
+    return this.openObject(object, options);
   }
 
   /** Claims a one-use upload link (in its own transaction, before any byte is read). */
@@ -479,7 +542,7 @@ export class StorageService {
    * Drains the delete outbox (bytes whose rows are gone; a failed delete is retried later, with
    * back-off) and frees reservations of uploads that never settled. Safe in several processes.
    */
-  async sweep(batch = 100): Promise<{ deleted: number; failed: number; released: number }> {
+  async sweep(batch = 100): Promise<{ deleted: number; failed: number; released: number; staged: number }> {
     const db = this.db;
     let deleted = 0;
     let failed = 0;
@@ -500,8 +563,17 @@ export class StorageService {
     let released = 0;
     for (const id of await reservationsExpired(db, now, batch)) {
       if (await db.transaction().execute((trx) => reservationRelease(trx, id))) released++;
+      // An abandoned resumable upload: its pieces go with its reservation.
+      if (id.startsWith('tus_')) await this.staging?.remove(id).catch(() => undefined);
     }
-    return { deleted, failed, released };
+    // Uploads with no reservation (the service's, in `none` buckets) expire by the datastore's clock.
+    // That pass reads every upload's record, so it runs every 10 minutes rather than every tick.
+    let staged = 0;
+    if (this.staging && now.getTime() - this.stagedSweptAt >= STAGED_SWEEP_EVERY_MS) {
+      this.stagedSweptAt = now.getTime();
+      staged = await this.staging.deleteExpired().catch(() => 0);
+    }
+    return { deleted, failed, released, staged };
   }
 }
 
@@ -520,6 +592,11 @@ export interface StorageCheckReport {
   missing_count: number;
   orphan_count: number;
   ok: boolean;
+}
+
+/** The principal a signed link acts as: the service, or its signer with only the scope the link needs. */
+export function signerOf(link: SignedLink, scope: 'storage:read' | 'storage:write'): Principal {
+  return link.signer === 'service' ? { kind: 'service' } : { kind: 'user', userId: link.signer, email: null, via: 'jwt', keyId: null, scopes: [scope], sessionId: null };
 }
 
 function minOf(a: number | null, b: number | null): number | null {

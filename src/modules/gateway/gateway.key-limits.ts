@@ -1,0 +1,118 @@
+import { errors, type DomainError } from '../../core/errors.js';
+import type { Executor } from '../../db/database.js';
+import { modelMatches } from './gateway.js';
+import { keyInFlight, keyLockForLimits, keyWindowAdd, keyWindows } from './gateway.key-limits.repository.js';
+
+/** A key's gateway limits (api_keys, migration 0035); null is unlimited. */
+export interface KeyLimits {
+  models: readonly string[] | null;
+  rpm: number | null;
+  tpm: number | null;
+  maxConcurrency: number | null;
+  budget: number | null;
+}
+
+export const NO_LIMITS: KeyLimits = { models: null, rpm: null, tpm: null, maxConcurrency: null, budget: null };
+
+export function limitsOf(row: { models: string[] | null; rpm_limit: number | null; tpm_limit: number | string | null; max_concurrency: number | null; credit_budget: number | string | null }): KeyLimits {
+  return {
+    models: row.models,
+    rpm: row.rpm_limit,
+    tpm: row.tpm_limit === null ? null : Number(row.tpm_limit),
+    maxConcurrency: row.max_concurrency,
+    budget: row.credit_budget === null ? null : Number(row.credit_budget),
+  };
+}
+
+/** Does any limit need the key's counters (and so its row lock)? The allow-list does not. */
+export const counted = (l: KeyLimits): boolean => l.rpm !== null || l.tpm !== null || l.maxConcurrency !== null || l.budget !== null;
+
+/** The allow-list: a key limited to some models may not name another (checked before anything is held). */
+export function assertModelAllowed(limits: KeyLimits, model: string): void {
+  if (limits.models !== null && !modelMatches(model, limits.models)) {
+    throw errors.forbidden(`This API key may not use model ${model}`);
+  }
+}
+
+export const MINUTE_MS = 60_000;
+export const minuteOf = (at: Date): Date => new Date(Math.floor(at.getTime() / MINUTE_MS) * MINUTE_MS);
+
+/**
+ * Use over the last 60 seconds, estimated from two fixed minutes: the previous one weighted by the
+ * part of it still inside the window, plus the current one. A fixed window alone would let a key
+ * send twice its limit across a minute boundary.
+ */
+export function slidingUse(previous: number, current: number, at: Date): number {
+  const elapsed = (at.getTime() % MINUTE_MS) / MINUTE_MS;
+  return previous * (1 - elapsed) + current;
+}
+
+/** Whole seconds until the current minute ends: when the previous one's weight has gone. */
+const retryAfter = (at: Date): number => Math.max(1, Math.ceil((MINUTE_MS - (at.getTime() % MINUTE_MS)) / 1000));
+
+export interface Admission {
+  /** The minute the request was counted in and the tokens it reserved there (trued up at settlement). */
+  windowStart: Date | null;
+  reservedTokens: number;
+}
+
+export interface KeyState {
+  inFlight: number;
+  heldInFlight: number;
+  creditsUsed: number;
+  previous: { requests: number; tokens: number };
+  current: { requests: number; tokens: number };
+}
+
+/** The rules, pure: the first limit a request would pass, or null when it may go. */
+export function refusal(limits: KeyLimits, state: KeyState, req: { held: number; tokens: number }, at: Date): DomainError | null {
+  if (limits.maxConcurrency !== null && state.inFlight + 1 > limits.maxConcurrency) {
+    return errors.rateLimited(`This API key allows ${limits.maxConcurrency} requests in flight; wait for one to finish`, { limit: 'max_concurrency', retry_after_seconds: 1 });
+  }
+  if (limits.rpm !== null && slidingUse(state.previous.requests, state.current.requests, at) + 1 > limits.rpm) {
+    return errors.rateLimited(`This API key allows ${limits.rpm} requests per minute`, { limit: 'rpm', retry_after_seconds: retryAfter(at) });
+  }
+  if (limits.tpm !== null) {
+    if (req.tokens > limits.tpm) {
+      return errors.invalidRequest(`This request may use up to ${req.tokens} tokens, more than the key's ${limits.tpm} tokens per minute; send less or lower max_tokens`, { field: 'body.max_tokens', limit: 'tpm' });
+    }
+    if (slidingUse(state.previous.tokens, state.current.tokens, at) + req.tokens > limits.tpm) {
+      return errors.rateLimited(`This API key allows ${limits.tpm} tokens per minute`, { limit: 'tpm', retry_after_seconds: retryAfter(at) });
+    }
+  }
+  if (limits.budget !== null && state.creditsUsed + state.heldInFlight + req.held > limits.budget) {
+    const left = Math.max(0, limits.budget - state.creditsUsed - state.heldInFlight);
+    return errors.budgetExceeded(`This API key's credit budget (${limits.budget}) does not cover this request (up to ${req.held} credits; ${left} left)`, { budget: limits.budget, used: state.creditsUsed, held: state.heldInFlight, needed: req.held });
+  }
+  return null;
+}
+
+/**
+ * Admits one request against its key's counted limits, inside the transaction that takes its hold:
+ * the key's row lock makes concurrent requests of one key pass here one at a time, and what they
+ * count (in flight, held, spent, the minute's requests and tokens) is all committed or all rolled
+ * back with the hold. Limits are re-read under the lock, so a change by the service applies at once.
+ */
+export async function admit(trx: Executor, keyId: string, req: { held: number; tokens: number }, at: Date): Promise<Admission> {
+  const row = await keyLockForLimits(trx, keyId);
+  if (!row) throw errors.unauthenticated('API key is invalid, revoked or expired');
+  const limits = limitsOf(row);
+  if (!counted(limits)) return { windowStart: null, reservedTokens: 0 };
+  const current = minuteOf(at);
+  const previous = new Date(current.getTime() - MINUTE_MS);
+  const needsWindow = limits.rpm !== null || limits.tpm !== null;
+  const needsFlight = limits.maxConcurrency !== null || limits.budget !== null;
+  const windows = needsWindow ? await keyWindows(trx, keyId, previous, current) : [];
+  const flight = needsFlight ? await keyInFlight(trx, keyId) : { requests: 0, held: 0 };
+  const at0 = (start: Date) => {
+    const w = windows.find((r) => r.window_start.getTime() === start.getTime());
+    return { requests: w ? Number(w.requests) : 0, tokens: w ? Number(w.tokens) : 0 };
+  };
+  const state: KeyState = { inFlight: flight.requests, heldInFlight: flight.held, creditsUsed: Number(row.credits_used), previous: at0(previous), current: at0(current) };
+  const refused = refusal(limits, state, req, at);
+  if (refused) throw refused;
+  if (!needsWindow) return { windowStart: null, reservedTokens: 0 };
+  const reserved = limits.tpm !== null ? req.tokens : 0;
+  await keyWindowAdd(trx, keyId, current, reserved);
+  return { windowStart: current, reservedTokens: reserved };
+}
