@@ -275,7 +275,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     secretsStore: new SecretsService(secrets, projects),
     admin: new AdminService(database, clock),
     audit,
-    analytics: new AnalyticsService(database.db, clock, config.analyticsRetentionDays),
+    analytics: new AnalyticsService(clock, config.analyticsRetentionDays),
     storage,
     projectFiles: new ProjectFilesService(projects, storage.driver),
     ide: new IdeServices(database.db, projects, secrets, clock),

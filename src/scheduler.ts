@@ -33,8 +33,6 @@ export function startScheduler(
       .then((o) => o.retention?.some((r) => r.droppedPartitions.length > 0 || r.deletedRows > 0 || r.createdPartitions.length > 0) && logger.info({ retention: o.retention }, 'retention: expired log rows removed, partitions kept ahead'))
       .then(() => services.gateway.reap())
       .then((n) => n > 0 && logger.warn({ requests: n }, 'gateway: settled requests a dead process left pending'))
-      .then(() => services.analytics.purgeExpired())
-      .then((n) => n > 0 && logger.info({ events: n }, 'analytics: events past retention deleted'))
       .catch((err: unknown) => logger.error({ err }, 'scheduler sweep failed'))
       .finally(() => (running = false));
   }, everyMs);

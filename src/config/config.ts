@@ -102,8 +102,6 @@ const envSchema = z.object({
   TALLY_QUEUE_POLL_MS: intFromEnv(1000),
   TALLY_BALANCE_CAP: intFromEnv(50_000),
   TALLY_SIGNUP_BONUS: intFromEnv(3),
-  /** Days analytics events are kept (by when Tally received them); the scheduler deletes older ones. 0 = forever. */
-  TALLY_ANALYTICS_RETENTION_DAYS: intFromEnv(400),
   /** The balance below which an account is low (`credits.low` webhook), unless it sets its own (0 = none). */
   TALLY_CREDITS_LOW_THRESHOLD: intFromEnv(0),
   TALLY_LEDGER_MAX_BATCH: intFromEnv(256),
@@ -258,7 +256,11 @@ export interface Config {
   };
   /** The background queue's worker. */
   readonly queue?: { readonly pollMs: number };
-  /** Days analytics events are kept (absent: 400; 0: forever; docs/analytics.md). */
+  /**
+   * Days analytics events are kept (absent: 400; 0: forever; docs/analytics.md): how old an event's
+   * occurred_at may be. The same TALLY_RETENTION_ANALYTICS_DAYS the retention deletes by
+   * (observability.retentionDays.analytics_events).
+   */
   readonly analyticsRetentionDays?: number;
   readonly credits: {
     readonly balanceCap: number | null;

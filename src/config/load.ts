@@ -86,7 +86,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
       ),
     },
     queue: { pollMs: raw.TALLY_QUEUE_POLL_MS },
-    analyticsRetentionDays: raw.TALLY_ANALYTICS_RETENTION_DAYS,
+    analyticsRetentionDays: raw.TALLY_RETENTION_ANALYTICS_DAYS,
     credits: {
       balanceCap: raw.TALLY_BALANCE_CAP === 0 ? null : raw.TALLY_BALANCE_CAP,
       signupBonus: raw.TALLY_SIGNUP_BONUS,

@@ -78,15 +78,3 @@ export async function analyticsCounts(
   const rows = await q.groupBy([day, 'event']).orderBy('day', 'desc').orderBy('event').limit(limit).execute();
   return rows.map((r) => ({ day: r.day, event: r.event, count: Number(r.count) }));
 }
-
-/**
- * Retention: removes up to `limit` events received (`created_at`, the database's clock, as the
- * default wrote it) more than `days` ago; answers how many.
- */
-export async function analyticsPurge(db: Executor, days: number, limit: number): Promise<number> {
-  const res = await db
-    .deleteFrom('analytics_events')
-    .where('id', 'in', db.selectFrom('analytics_events').select('id').where('created_at', '<', sql<Date>`now() - make_interval(days => ${days})`).limit(limit))
-    .executeTakeFirst();
-  return Number(res.numDeletedRows);
-}

@@ -4,7 +4,7 @@ import type { PageRequest } from '../../core/paging.js';
 import type { Principal } from '../../core/principal.js';
 import { newId } from '../../lib/ids.js';
 import { ANALYTICS_LIMITS, type AnalyticsFilter, type EventIn } from './analytics.js';
-import { type AnalyticsInsert, analyticsCounts, analyticsIdsOf, analyticsInsert, analyticsList, analyticsPurge, analyticsUsersExist } from './analytics.repository.js';
+import { type AnalyticsInsert, analyticsCounts, analyticsIdsOf, analyticsInsert, analyticsList, analyticsUsersExist } from './analytics.repository.js';
 
 /** How long events are kept (docs/analytics.md): TALLY_ANALYTICS_RETENTION_DAYS, default 400. */
 export const DEFAULT_ANALYTICS_RETENTION_DAYS = 400;
@@ -17,8 +17,6 @@ const DAY_MS = 86_400_000;
  */
 export class AnalyticsService {
   constructor(
-    /** The database the scheduler's retention runs on (requests pass their own transaction). */
-    private readonly db: Db,
     private readonly clock: () => Date,
     private readonly retentionDays: number = DEFAULT_ANALYTICS_RETENTION_DAYS,
   ) {}
@@ -104,20 +102,5 @@ export class AnalyticsService {
     }
     const rows = await analyticsCounts(db, { from, to, ...(q.event ? { event: q.event } : {}), ...(q.userId ? { userId: q.userId } : {}) }, ANALYTICS_LIMITS.countsRows + 1);
     return { data: rows.slice(0, ANALYTICS_LIMITS.countsRows), truncated: rows.length > ANALYTICS_LIMITS.countsRows };
-  }
-
-  /**
-   * Retention: deletes events received more than `retentionDays` ago, in bounded chunks; answers
-   * how many. The scheduler calls it (and the generic retention of api/error logs may take it over:
-   * docs/analytics.md).
-   */
-  async purgeExpired(chunk = 5000): Promise<number> {
-    if (this.retentionDays <= 0) return 0; // 0 = kept forever
-    let total = 0;
-    for (;;) {
-      const n = await analyticsPurge(this.db, this.retentionDays, chunk);
-      total += n;
-      if (n < chunk) return total;
-    }
   }
 }

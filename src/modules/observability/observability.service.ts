@@ -72,6 +72,8 @@ export class ObservabilityService implements RequestRecorder {
     this.retention.register({ table: 'api_logs', column: 'created_at', days: daysOf('api_logs', 30), partitioned: true });
     this.retention.register({ table: 'error_logs', column: 'created_at', days: daysOf('error_logs', 90), partitioned: true });
     this.retention.register({ table: 'performance_metrics', column: 'minute', days: daysOf('performance_metrics', 90), partitioned: false });
+    // Analytics events go by when Tally received them (docs/analytics.md).
+    this.retention.register({ table: 'analytics_events', column: 'created_at', days: daysOf('analytics_events', 400), partitioned: false });
   }
 
   /** The HTTP layer's report of one answered request: counted at once, logged in the next batch. */
