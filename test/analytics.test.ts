@@ -161,7 +161,7 @@ describe(`analytics events (${TARGET})`, () => {
     await sql`update ${t} set created_at = now() - interval '401 days', event = 'expired' where source = 'service' and client_id = ${ids[0]}`.execute(app.database.db);
     await sql`update ${t} set created_at = now() - interval '399 days' where source = 'service' and client_id = ${ids[1]}`.execute(app.database.db);
     // The generic retention (docs/observability.md) deletes analytics events too.
-    const report = async () => (await app.services.observability.maintain()).retention?.find((r) => r.table === 'analytics_events')?.deletedRows;
+    const report = async () => (await app.services.observability.retention.run(new Date())).reports.find((r) => r.table === 'analytics_events')?.deletedRows;
     expect(await report()).toBe(1);
     const left = (await svc().get(`/v1/analytics/events?user_id=${u.id}`)).body.data.map((e: Json) => e.event).sort();
     expect(left).toEqual(['kept_1', 'kept_2']);

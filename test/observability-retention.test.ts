@@ -113,6 +113,6 @@ describe(`retention drops exactly what expired (${TARGET})`, () => {
   it('the scheduler’s run covers every registered table and reports each', async () => {
     const run = await app.services.observability.retention.run(now);
     expect(run.failures).toEqual([]);
-    expect(run.reports.map((r) => r.table).sort()).toEqual(['api_logs', 'error_logs', 'performance_metrics']);
+    expect(run.reports.map((r) => r.table).sort()).toEqual(['analytics_events', 'api_logs', 'error_logs', 'performance_metrics']);
   });
 });
