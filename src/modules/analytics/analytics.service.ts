@@ -1,4 +1,4 @@
-import type { Db, Executor } from '../../db/database.js';
+import type { Executor } from '../../db/database.js';
 import { errors } from '../../core/errors.js';
 import type { PageRequest } from '../../core/paging.js';
 import type { Principal } from '../../core/principal.js';
