@@ -66,7 +66,8 @@ describe(`migrations (${TARGET})`, () => {
   it('every table has row-level security; every mutable one has updated_at kept by a trigger', async () => {
     // Insert-only tables: history is never rewritten, so they have no updated_at. Partitioned tables
     // (relkind 'p') count as tables, and so does each partition: RLS is per table.
-    const insertOnly = new Set(['credit_ledger', 'credit_allocations', 'usage_events', 'usage_summaries']);
+    // audit_log is append-only too (its own immutable triggers, docs/audit.md).
+    const insertOnly = new Set(['credit_ledger', 'credit_allocations', 'usage_events', 'usage_summaries', 'audit_log']);
     const schema = testDb.database.schema;
     const tables = await sql<{ relname: string; relrowsecurity: boolean }>`
       select c.relname, c.relrowsecurity from pg_class c join pg_namespace n on n.oid = c.relnamespace

@@ -52,6 +52,7 @@ describe('authorization: who may call what', () => {
       'GET /v1/storage/buckets/{id}/usage',
       'GET /v1/users',
       'GET /v1/webhook-events',
+      'PATCH /v1/api-keys/{id}',
       'PATCH /v1/cost-models/{metric}',
       'PATCH /v1/credit-packages/{id}',
       'PATCH /v1/gateway/upstreams/{id}',
