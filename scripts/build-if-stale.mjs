@@ -3,7 +3,7 @@
 // is doing while it does, so a warm start goes straight to "listening" (issue 17). `npm run build`
 // still builds everything unconditionally.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, utimesSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -54,5 +54,9 @@ for (const part of wanted) {
     process.stderr.write(`tally: building ${part.name} failed (exit ${result.status ?? result.signal})\n`);
     process.exit(result.status ?? 1);
   }
+  // tsc leaves an output whose text did not change untouched, so the marker could stay older than
+  // the sources it was just built from (and every start would rebuild): mark the build's time.
+  const now = new Date();
+  utimesSync(join(root, part.output), now, now);
   process.stderr.write(`tally: built ${part.name} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
 }
