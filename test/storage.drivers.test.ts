@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StorageDriver } from '../src/modules/storage/storage.driver.js';
 import { LocalDriver } from '../src/modules/storage/storage.local-driver.js';
 import { S3Driver } from '../src/modules/storage/storage.s3-driver.js';
+import { createDriver } from '../src/modules/storage/storage.drivers.js';
 
 /**
  * One contract, two drivers: local disk and S3 (against s3rver, an in-process S3 on 127.0.0.1).
@@ -47,6 +48,23 @@ const drivers: Array<[string, () => StorageDriver]> = [
         secretAccessKey: 'S3RVER',
         spoolDir: temp(),
       }),
+  ],
+  [
+    // As a deployment configures it: createDriver's S3 driver loads the SDK on first use.
+    's3-configured',
+    () =>
+      createDriver(
+        {
+          driver: 's3',
+          bucket: 'tally-test',
+          region: 'us-east-1',
+          endpoint: `http://127.0.0.1:${s3Port}`,
+          forcePathStyle: true,
+          accessKeyId: 'S3RVER',
+          secretAccessKey: 'S3RVER',
+        },
+        temp(),
+      ),
   ],
 ];
 

@@ -1,4 +1,4 @@
-import Stripe from 'stripe';
+import type Stripe from 'stripe';
 import { type CheckoutOrder, type CheckoutPlugin, CheckoutFailed, type CreatedCheckout, type CheckoutProvider } from './checkout.provider.js';
 
 /**
@@ -15,15 +15,21 @@ export const stripeCheckout: CheckoutPlugin<'stripe'> = {
   build(config, clock) {
     if (!config) return null;
     const url = new URL(config.apiBase);
-    const client = new Stripe(config.secretKey, {
-      host: url.hostname,
-      port: url.port || (url.protocol === 'http:' ? 80 : 443),
-      protocol: url.protocol === 'http:' ? 'http' : 'https',
-      timeout: 10_000,
-      maxNetworkRetries: 1,
-      telemetry: false,
-    });
-    return new StripeCheckouts(client, clock);
+    // The package takes ~0.3 s to import: loaded on the first checkout, not at every start (issue 17).
+    let client: Promise<Stripe> | null = null;
+    const connect = () =>
+      (client ??= import('stripe').then(
+        ({ default: StripeClient }) =>
+          new StripeClient(config.secretKey, {
+            host: url.hostname,
+            port: url.port || (url.protocol === 'http:' ? 80 : 443),
+            protocol: url.protocol === 'http:' ? 'http' : 'https',
+            timeout: 10_000,
+            maxNetworkRetries: 1,
+            telemetry: false,
+          }),
+      ));
+    return new StripeCheckouts(connect, clock);
   },
 };
 
@@ -36,7 +42,7 @@ class StripeCheckouts implements CheckoutProvider {
   readonly needsPriceId = false;
 
   constructor(
-    private readonly client: Stripe,
+    private readonly client: () => Promise<Stripe>,
     private readonly clock: () => Date,
   ) {}
 
@@ -49,7 +55,7 @@ class StripeCheckouts implements CheckoutProvider {
         : { price_data: { currency: order.currency, unit_amount: order.amount, product_data: { name: order.item.name } }, quantity: 1 };
     let session: Stripe.Checkout.Session;
     try {
-      session = await this.client.checkout.sessions.create(
+      session = await (await this.client()).checkout.sessions.create(
         {
           mode: 'payment',
           line_items: [lineItem],
@@ -64,7 +70,9 @@ class StripeCheckouts implements CheckoutProvider {
         { idempotencyKey: order.checkoutId },
       );
     } catch (err) {
-      if (err instanceof Stripe.errors.StripeError) {
+      // Already loaded by the call that failed (the module cache answers at once).
+      const { default: StripeClient } = await import('stripe');
+      if (err instanceof StripeClient.errors.StripeError) {
         const status = err.statusCode ?? 0;
         const outage = status === 0 || status >= 500 || status === 429 || err.type === 'StripeConnectionError';
         throw new CheckoutFailed(outage ? 'unavailable' : 'refused', `Stripe answered ${status || 'nothing'}: ${err.message.slice(0, 300)}`);
