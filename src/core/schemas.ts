@@ -3,6 +3,8 @@ import { Type } from 'typebox';
 /** Shared API shapes. Every string has a maximum length: overlong input is a 400, not a write. */
 export const Timestamp = Type.String({ format: 'date-time' });
 export const NullableTimestamp = Type.Union([Type.String({ format: 'date-time' }), Type.Null()]);
+/** A model name or glob (`gpt-4o*`, `claude-*`, `*`): upstreams' model lists and keys' allow-lists. */
+export const ModelGlob = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:/*@-]+$' });
 /** A free-form JSON object (metadata, settings, preferences), bounded in size. */
 export const JsonObject = (maxProperties: number) =>
   // TypeBox drops the key schema of a Record; propertyNames keeps keys bounded.

@@ -1,12 +1,10 @@
 import { Type } from 'typebox';
-import { iso, isoOrNull, NullableTimestamp, Timestamp } from '../../core/schemas.js';
+import { iso, isoOrNull, ModelGlob, NullableTimestamp, Timestamp } from '../../core/schemas.js';
 import type { ApiKeyRow } from './api-keys.repository.js';
 import { SCOPES } from './api-keys.scopes.js';
 
 export const ScopeSchema = Type.Union(SCOPES.map((s) => Type.Literal(s)));
 
-/** A model name or glob (`gpt-4o*`, `claude-*`): the gateway's allow-list for a key. */
-const ModelGlob = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:/*@-]+$' });
 
 /** The gateway limits a key carries (docs/gateway.md, "Key limits"); null is unlimited. */
 const limitFields = {

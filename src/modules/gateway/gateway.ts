@@ -1,5 +1,5 @@
 import { type Static, Type } from 'typebox';
-import { iso, isoOrNull, NullableTimestamp, Timestamp } from '../../core/schemas.js';
+import { iso, isoOrNull, ModelGlob, NullableTimestamp, Timestamp } from '../../core/schemas.js';
 
 /**
  * The LLM gateway's domain types and API shapes (issue 14, seed 004). The relay itself is in
@@ -20,8 +20,6 @@ export const isSettled = (s: RequestStatus): boolean => s !== 'pending';
 export const USAGE_SOURCES = ['provider', 'estimated', 'none'] as const;
 export type UsageSource = (typeof USAGE_SOURCES)[number];
 
-/** A model name or glob (`gpt-4o*`, `claude-*`, `*`). */
-const ModelGlob = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:/*@-]+$' });
 
 const upstreamFields = {
   name: Type.Optional(Type.String({ maxLength: 255 })),
