@@ -27,10 +27,10 @@ const builtAt = (file) => (existsSync(join(root, file)) ? statSync(join(root, fi
 
 const parts = [
   {
-    name: 'the server (tsc)',
+    name: 'the server (tsc, then one bundle)',
     inputs: ['src', 'bench', 'tsconfig.json', 'tsconfig.build.json', 'package.json', 'package-lock.json'],
-    output: 'dist/src/cli/main.js',
-    command: ['npx', ['tsc', '-p', 'tsconfig.build.json']],
+    output: 'dist/bundle/main.js',
+    command: ['npm', ['run', '-s', 'build:server']],
   },
   {
     name: 'the dashboard (vite)',

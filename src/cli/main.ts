@@ -1,16 +1,10 @@
 import { Command } from 'commander';
 import { ConfigError } from '../config/config.js';
 import { VERSION } from '../version.js';
-import { keysCreateCommand } from './keys.js';
-import { migrateCommand } from './migrate.js';
-import { reconcileCommand } from './reconcile.js';
-import { auditVerifyCommand } from './audit.js';
-import { secretsRotateCommand } from './secrets.js';
-import { startCommand } from './start.js';
-import { typegenCommand } from './typegen.js';
-import { billingRunCommand } from './billing.js';
-import { storageCheckCommand } from './storage.js';
-import { type ImportCommandOptions, importCommand } from './import.js';
+import type { ImportCommandOptions } from './import.js';
+
+// Each command's module is loaded when that command runs: `tally keys create` beside a running
+// server, or `tally --help`, need not load the whole server first (issue 17).
 
 /** The `tally` command line. Every command reads the same configuration as the server. */
 export async function main(argv: string[]): Promise<void> {
@@ -20,12 +14,12 @@ export async function main(argv: string[]): Promise<void> {
     .version(VERSION)
     .showHelpAfterError();
 
-  program.command('start', { isDefault: true }).description('migrate and start the HTTP server').action(startCommand);
+  program.command('start', { isDefault: true }).description('migrate and start the HTTP server').action(async () => (await import('./start.js')).startCommand());
   program
     .command('migrate')
     .description('apply pending SQL migrations')
     .action(async () => {
-      process.exitCode = await migrateCommand();
+      process.exitCode = await (await import('./migrate.js')).migrateCommand();
     });
   program
     .command('typegen')
@@ -33,7 +27,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('-o, --out <file>', 'output file', 'src/db/database.types.ts')
     .option('--check', 'exit 1 if the file differs from the live schema instead of writing it')
     .action(async (opts: { out: string; check?: boolean }) => {
-      process.exitCode = await typegenCommand(opts);
+      process.exitCode = await (await import('./typegen.js')).typegenCommand(opts);
     });
   program
     .command('billing')
@@ -44,14 +38,14 @@ export async function main(argv: string[]): Promise<void> {
     .option('--json', 'print the outcome as JSON')
     .option('--dry-run', 'show what would be done (statuses, periods, ledger entries) and write nothing')
     .action(async (opts: { at?: string; json?: boolean; dryRun?: boolean }) => {
-      process.exitCode = await billingRunCommand(opts);
+      process.exitCode = await (await import('./billing.js')).billingRunCommand(opts);
     });
   program
     .command('reconcile')
     .description('verify every balance against its ledger and every hold against its status; exit 1 on drift')
     .option('--json', 'print the report as JSON')
     .action(async (opts: { json?: boolean }) => {
-      process.exitCode = await reconcileCommand(opts);
+      process.exitCode = await (await import('./reconcile.js')).reconcileCommand(opts);
     });
   program
     .command('audit')
@@ -60,7 +54,7 @@ export async function main(argv: string[]): Promise<void> {
     .description("walk the audit log's hash chain from the first row to the head; exit 1 on any break (a row changed, removed or unsealed)")
     .option('--json', 'print the report as JSON')
     .action(async (opts: { json?: boolean }) => {
-      process.exitCode = await auditVerifyCommand(opts);
+      process.exitCode = await (await import('./audit.js')).auditVerifyCommand(opts);
     });
   program
     .command('import')
@@ -75,7 +69,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--json', 'print the report as JSON')
     .option('--batch-size <n>', 'rows per batch, one transaction each', '500')
     .action(async (opts: ImportCommandOptions) => {
-      process.exitCode = await importCommand(opts);
+      process.exitCode = await (await import('./import.js')).importCommand(opts);
     });
   program
     .command('storage')
@@ -84,7 +78,7 @@ export async function main(argv: string[]): Promise<void> {
     .description('compare the object rows with what the storage driver holds; exit 1 on missing or orphaned bytes')
     .option('--json', 'print the report as JSON')
     .action(async (opts: { json?: boolean }) => {
-      process.exitCode = await storageCheckCommand(opts);
+      process.exitCode = await (await import('./storage.js')).storageCheckCommand(opts);
     });
   program
     .command('bench')
@@ -108,7 +102,7 @@ export async function main(argv: string[]): Promise<void> {
     .description('re-encrypt every sealed value under TALLY_ENCRYPTION_KEY (old keys in TALLY_ENCRYPTION_KEYS_OLD)')
     .option('--json', 'print the report as JSON')
     .action(async (opts: { json?: boolean }) => {
-      process.exitCode = await secretsRotateCommand(opts);
+      process.exitCode = await (await import('./secrets.js')).secretsRotateCommand(opts);
     });
   const keys = program.command('keys').description('manage API keys');
   keys
@@ -119,7 +113,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('-s, --scopes <scopes>', 'comma-separated scopes', '*')
     .option('--expires-at <iso>', 'expiry time (RFC 3339)')
     .action(async (opts: { user: string; name: string; scopes: string; expiresAt?: string }) => {
-      process.exitCode = await keysCreateCommand(opts);
+      process.exitCode = await (await import('./keys.js')).keysCreateCommand(opts);
     });
 
   try {
