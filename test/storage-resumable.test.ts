@@ -198,4 +198,18 @@ describe(`storage: resumable uploads (${TARGET})`, () => {
     expect(left).toEqual([]);
     expect((await create(u.token, { bucket: 'videos', path: `${u.user.id}/open/again.txt`, filetype: 'text/plain' }, { 'upload-length': '100' })).status).toBe(201);
   });
+
+  it(`${MAX_OPEN_UPLOADS + 10} creations at once open exactly ${MAX_OPEN_UPLOADS} uploads: the count is taken under the owner's lock`, async () => {
+    const u = await signUp(app);
+    const all = await Promise.all(
+      Array.from({ length: MAX_OPEN_UPLOADS + 10 }, (_, i) =>
+        create(u.token, { bucket: 'videos', path: `${u.user.id}/burst/${i}.txt`, filetype: 'text/plain' }, { 'upload-length': '100' }),
+      ),
+    );
+    const statuses = all.map((res) => res.status);
+    expect(statuses.filter((s) => s === 201)).toHaveLength(MAX_OPEN_UPLOADS);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(10);
+    const held = await app.database.db.selectFrom('storage_reservations').select('id').where('owner_id', '=', u.user.id).execute();
+    expect(held).toHaveLength(MAX_OPEN_UPLOADS);
+  });
 });

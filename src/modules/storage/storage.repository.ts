@@ -179,6 +179,11 @@ export async function reservationsExpired(db: Executor, now: Date, limit: number
 }
 
 /** Resumable uploads an owner has open (their reservations are named by the upload's `tus_` id), across buckets. */
+/** Serialises the opening of resumable uploads per owner until the transaction ends. */
+export async function lockOwnerUploads(db: Executor, ownerId: string): Promise<void> {
+  await sql`select pg_advisory_xact_lock(hashtext(${`tally.open_uploads:${ownerId}`}))`.execute(db);
+}
+
 export async function uploadsOpenCount(db: Executor, ownerId: string): Promise<number> {
   const row = await db
     .selectFrom('storage_reservations')

@@ -33,6 +33,7 @@ import {
   reservationRelease,
   reservationsExpired,
   storageKeysAll,
+  lockOwnerUploads,
   uploadsOpenCount,
   usageClaim,
   usageFind,
@@ -294,6 +295,10 @@ export class StorageService {
       // A `none` bucket's uploads are the service's (no owner to count them against); the datastore's expiry still removes them.
       if (owner === null) return;
       await elevate(trx);
+      // Count under the owner's lock: without it, creations that arrive together each count the
+      // same open uploads and all pass (30 at once opened 30). Reservations of one owner may sit in
+      // several buckets, so no single usage row can serve as the lock.
+      await lockOwnerUploads(trx, owner);
       const open = await uploadsOpenCount(trx, owner);
       if (open >= MAX_OPEN_UPLOADS) {
         throw errors.rateLimited(`${owner} already has ${open} unfinished resumable uploads; finish or delete one first`, { reason: 'open_uploads', limit: MAX_OPEN_UPLOADS });
