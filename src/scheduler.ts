@@ -14,11 +14,10 @@ export function startScheduler(
   everyMs = 30_000,
   queuePollMs = 1_000,
 ): () => Promise<void> {
-  let running = false;
-  const timer = setInterval(() => {
+  let running: Promise<unknown> | null = null;
+  const tick = () => {
     if (running) return;
-    running = true;
-    services.credits
+    running = services.credits
       .sweep()
       .then((n) => n > 0 && logger.info({ accounts: n }, 'expired due holds and grants'))
       .then(() => services.billing.subscriptions.enqueueDue(services.queue))
@@ -34,12 +33,20 @@ export function startScheduler(
       .then(() => services.gateway.reap())
       .then((n) => n > 0 && logger.warn({ requests: n }, 'gateway: settled requests a dead process left pending'))
       .catch((err: unknown) => logger.error({ err }, 'scheduler sweep failed'))
-      .finally(() => (running = false));
-  }, everyMs);
+      .finally(() => (running = null));
+  };
+  // The first pass runs right after the start, not a period later: this month's log partitions
+  // exist before the first request is logged (rows would otherwise wait in the default partition),
+  // and holds and grants that fell due while the server was down expire at once.
+  const first = setTimeout(tick, 0);
+  const timer = setInterval(tick, everyMs);
+  first.unref();
   timer.unref();
   services.queue.start(queuePollMs);
   return async () => {
+    clearTimeout(first);
     clearInterval(timer);
+    await running; // a pass in progress finishes before the database closes
     await services.queue.stop();
   };
 }
