@@ -278,7 +278,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     analytics: new AnalyticsService(clock, config.analyticsRetentionDays),
     storage,
     projectFiles: new ProjectFilesService(projects, storage.driver),
-    ide: new IdeServices(database.db, projects, secrets, clock),
+    ide: new IdeServices(database.db, projects, secrets, clock, webhooksOut),
     storageMeter: new StorageMeter(
       database.db,
       {

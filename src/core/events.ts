@@ -24,6 +24,10 @@ export const EVENT_TYPES = [
   'budget_guard.alert',
   'budget_guard.tripped',
   'usage.quota_exhausted',
+  'deployment.succeeded',
+  'deployment.failed',
+  'code_execution.completed',
+  'code_execution.failed',
   'webhook.test',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];

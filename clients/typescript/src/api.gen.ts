@@ -1564,7 +1564,7 @@ export interface paths {
                     "application/json": {
                         url: string;
                         /** @description The event types to receive; ['*'] for all */
-                        event_types: ("credits.granted" | "credits.low" | "credits.depleted" | "hold.expired" | "job.completed" | "job.failed" | "subscription.created" | "subscription.renewed" | "subscription.past_due" | "subscription.canceled" | "subscription.trial_ending" | "payment.succeeded" | "payment.refunded" | "payment.disputed" | "payment.unmatched" | "budget_guard.alert" | "budget_guard.tripped" | "usage.quota_exhausted" | "webhook.test" | "*")[];
+                        event_types: ("credits.granted" | "credits.low" | "credits.depleted" | "hold.expired" | "job.completed" | "job.failed" | "subscription.created" | "subscription.renewed" | "subscription.past_due" | "subscription.canceled" | "subscription.trial_ending" | "payment.succeeded" | "payment.refunded" | "payment.disputed" | "payment.unmatched" | "budget_guard.alert" | "budget_guard.tripped" | "usage.quota_exhausted" | "deployment.succeeded" | "deployment.failed" | "code_execution.completed" | "code_execution.failed" | "webhook.test" | "*")[];
                         description?: string | null;
                         workspace_id?: string | null;
                     };
@@ -1851,7 +1851,7 @@ export interface paths {
                     "application/json": {
                         url?: string;
                         /** @description The event types to receive; ['*'] for all */
-                        event_types?: ("credits.granted" | "credits.low" | "credits.depleted" | "hold.expired" | "job.completed" | "job.failed" | "subscription.created" | "subscription.renewed" | "subscription.past_due" | "subscription.canceled" | "subscription.trial_ending" | "payment.succeeded" | "payment.refunded" | "payment.disputed" | "payment.unmatched" | "budget_guard.alert" | "budget_guard.tripped" | "usage.quota_exhausted" | "webhook.test" | "*")[];
+                        event_types?: ("credits.granted" | "credits.low" | "credits.depleted" | "hold.expired" | "job.completed" | "job.failed" | "subscription.created" | "subscription.renewed" | "subscription.past_due" | "subscription.canceled" | "subscription.trial_ending" | "payment.succeeded" | "payment.refunded" | "payment.disputed" | "payment.unmatched" | "budget_guard.alert" | "budget_guard.tripped" | "usage.quota_exhausted" | "deployment.succeeded" | "deployment.failed" | "code_execution.completed" | "code_execution.failed" | "webhook.test" | "*")[];
                         description?: string | null;
                         is_active?: boolean;
                     };

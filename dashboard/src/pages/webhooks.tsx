@@ -18,7 +18,8 @@ const KNOWN_EVENT_TYPES: EventType[] = [
   'credits.granted', 'credits.low', 'credits.depleted', 'hold.expired', 'job.completed', 'job.failed',
   'subscription.created', 'subscription.renewed', 'subscription.past_due', 'subscription.canceled', 'subscription.trial_ending',
   'payment.succeeded', 'payment.refunded', 'payment.disputed', 'payment.unmatched',
-  'budget_guard.alert', 'budget_guard.tripped', 'usage.quota_exhausted', 'webhook.test',
+  'budget_guard.alert', 'budget_guard.tripped', 'usage.quota_exhausted',
+  'deployment.succeeded', 'deployment.failed', 'code_execution.completed', 'code_execution.failed', 'webhook.test',
 ];
 const DELIVERY_STATUSES = valuesOf<Delivery['status']>({ pending: true, succeeded: true, failed: true, canceled: true });
 

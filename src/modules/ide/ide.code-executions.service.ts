@@ -4,7 +4,8 @@ import { errors } from '../../core/errors.js';
 import type { PageRequest } from '../../core/paging.js';
 import type { Principal } from '../../core/principal.js';
 import { newId } from '../../lib/ids.js';
-import type { CreateCodeExecutionBody, UpdateCodeExecutionBody } from './ide.code-executions.js';
+import { type CreateCodeExecutionBody, codeExecutionToApi, type UpdateCodeExecutionBody } from './ide.code-executions.js';
+import { type IdeEvents, withoutText } from './ide.events.js';
 import { canMove, executionLifecycle, isFinal, statusOf } from './ide.lifecycles.js';
 import { type IdeAccess, standing } from './ide.js';
 import { fileVersionInProject, ideDelete, ideFind, ideInsert, ideList, type IdeListFilter, ideUpdate, type Row } from './ide.repository.js';
@@ -20,6 +21,7 @@ export class CodeExecutionsService {
   constructor(
     private readonly access: IdeAccess,
     private readonly now: () => Date,
+    private readonly events: IdeEvents,
   ) {}
 
   async create(db: Executor, principal: Principal, projectId: string, body: Static<typeof CreateCodeExecutionBody>): Promise<Row> {
@@ -65,6 +67,10 @@ export class CodeExecutionsService {
     if (isFinal(executionLifecycle, to)) patch['finished_at'] = now;
     const updated = await ideUpdate(db, T, projectId, id, patch, from);
     if (!updated) throw errors.invalidState('The execution changed meanwhile; read it again', { id });
+    if (to !== from && (to === 'completed' || to === 'failed' || to === 'timed_out')) {
+      const data = withoutText(codeExecutionToApi(updated), ['source_code', 'stdin', 'stdout', 'stderr', 'compile_output']);
+      await this.events.tell(db, projectId, to === 'completed' ? 'code_execution.completed' : 'code_execution.failed', data);
+    }
     return updated;
   }
 

@@ -4,7 +4,8 @@ import { errors } from '../../core/errors.js';
 import type { PageRequest } from '../../core/paging.js';
 import type { Principal } from '../../core/principal.js';
 import { newId } from '../../lib/ids.js';
-import type { CreateDeploymentBody, UpdateDeploymentBody } from './ide.deployments.js';
+import { type CreateDeploymentBody, deploymentToApi, type UpdateDeploymentBody } from './ide.deployments.js';
+import { type IdeEvents, withoutText } from './ide.events.js';
 import { canMove, DEPLOYMENT_IN_FLIGHT, deploymentLifecycle, isFinal, statusOf } from './ide.lifecycles.js';
 import { type IdeAccess, isUniqueViolation } from './ide.js';
 import { deploymentSupersedeLive, ideDelete, ideFind, ideInsert, ideList, type IdeListFilter, ideUpdate, type Row } from './ide.repository.js';
@@ -21,6 +22,7 @@ export class DeploymentsService {
   constructor(
     private readonly access: IdeAccess,
     private readonly now: () => Date,
+    private readonly events: IdeEvents,
   ) {}
 
   async create(db: Executor, principal: Principal, projectId: string, body: Static<typeof CreateDeploymentBody>): Promise<Row> {
@@ -66,6 +68,9 @@ export class DeploymentsService {
     if (isFinal(deploymentLifecycle, to)) patch['finished_at'] = now;
     const updated = await ideUpdate(db, T, projectId, id, patch, from);
     if (!updated) throw errors.invalidState('The deployment changed meanwhile; read it again', { id });
+    if (to !== from && (to === 'success' || to === 'failed')) {
+      await this.events.tell(db, projectId, to === 'success' ? 'deployment.succeeded' : 'deployment.failed', withoutText(deploymentToApi(updated), ['logs']));
+    }
     return updated;
   }
 

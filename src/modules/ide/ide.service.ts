@@ -1,12 +1,14 @@
 import type { Db, Executor } from '../../db/database.js';
 import type { PageRequest } from '../../core/paging.js';
 import type { Principal } from '../../core/principal.js';
+import type { EventSink } from '../../core/events.js';
 import type { SecretBox } from '../../lib/secret-box.js';
 import type { ProjectsService } from '../projects/projects.service.js';
 import { CodeAnalysesService } from './ide.code-analyses.service.js';
 import { CodeExecutionsService } from './ide.code-executions.service.js';
 import { DeploymentsService } from './ide.deployments.service.js';
 import { EditorSessionsService } from './ide.editor-sessions.service.js';
+import { IdeEvents } from './ide.events.js';
 import { GitRepositoriesService } from './ide.git-repositories.service.js';
 import { IdeAccess } from './ide.js';
 import { TerminalSessionsService } from './ide.terminal-sessions.service.js';
@@ -35,14 +37,16 @@ export class IdeServices {
     projects: ProjectsService,
     box: SecretBox,
     now: () => Date,
+    events: EventSink,
   ) {
     const access = new IdeAccess(projects);
+    const told = new IdeEvents(events);
     this.editorSessions = new EditorSessionsService(access, now);
     this.terminalSessions = new TerminalSessionsService(access, now);
-    this.codeExecutions = new CodeExecutionsService(access, now);
+    this.codeExecutions = new CodeExecutionsService(access, now, told);
     this.codeAnalyses = new CodeAnalysesService(access, now);
     this.gitRepositories = new GitRepositoriesService(access, box);
-    this.deployments = new DeploymentsService(access, now);
+    this.deployments = new DeploymentsService(access, now, told);
   }
 
   /** The scheduler's housekeeping: expired code analyses deleted; answers how many. */
