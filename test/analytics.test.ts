@@ -1,6 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config/load.js';
 import { client, type Json } from './support/client.js';
 import { makeApiKey, makeUser, signUp } from './support/fixtures.js';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';
@@ -166,5 +170,82 @@ describe(`analytics events (${TARGET})`, () => {
     const left = (await svc().get(`/v1/analytics/events?user_id=${u.id}`)).body.data.map((e: Json) => e.event).sort();
     expect(left).toEqual(['kept_1', 'kept_2']);
     expect(await report()).toBe(0);
+  });
+});
+
+/** Per-caller bounds on sending (attacker review A1): a user's key must not be able to fill the table. */
+describe(`analytics per-caller limits (${TARGET})`, () => {
+  let app: TestApp;
+  let tuned: TestApp;
+  let now = Date.now();
+  const cid = () => `c-${randomBytes(6).toString('hex')}`;
+  const batch = (n: number, extra: Record<string, unknown> = {}) => ({ events: Array.from({ length: n }, () => ({ id: cid(), event: 'spam', ...extra })) });
+  const countOf = async (a: TestApp, userId: string) =>
+    (await sql<{ n: number }>`select count(*)::int as n from ${sql.table(`${a.database.schema}.analytics_events`)} where user_id = ${userId}`.execute(a.database.db)).rows[0]?.n ?? 0;
+
+  beforeAll(async () => {
+    // The defaults, as a deployment without any analytics setting gets them.
+    app = await createTestApp({}, { clock: () => new Date(now) });
+    tuned = await createTestApp({ analytics: { batchMax: 10, propertiesMaxBytes: 512, eventsPerUser: { max: 25, windowSeconds: 60 } } }, { clock: () => new Date(now) });
+  });
+  afterAll(async () => {
+    await app?.close();
+    await tuned?.close();
+  });
+
+  it('the environment sets the limits; the defaults are 100 events a request, 16 KiB of properties, 600 events a minute per user', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tally-analytics-'));
+    const env = { TALLY_DATA_DIR: dir, TALLY_JWT_SECRET: 'x'.repeat(40), TALLY_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString('base64'), TALLY_SERVICE_KEY: 's'.repeat(40) };
+    expect(loadConfig(env).config.analytics).toEqual({ batchMax: 100, propertiesMaxBytes: 16_384, eventsPerUser: { max: 600, windowSeconds: 60 } });
+    const set = loadConfig({ ...env, TALLY_ANALYTICS_BATCH_MAX: '20', TALLY_ANALYTICS_PROPERTIES_MAX_BYTES: '2048', TALLY_RATE_LIMIT_ANALYTICS_EVENTS_PER_USER: '100/60' }).config.analytics;
+    expect(set).toEqual({ batchMax: 20, propertiesMaxBytes: 2048, eventsPerUser: { max: 100, windowSeconds: 60 } });
+    expect(loadConfig({ ...env, TALLY_RATE_LIMIT_ANALYTICS_EVENTS_PER_USER: '0' }).config.analytics?.eventsPerUser).toBeNull();
+    // Past what the table itself accepts (its CHECK) or what the body schema allows: refused at start.
+    expect(() => loadConfig({ ...env, TALLY_ANALYTICS_PROPERTIES_MAX_BYTES: '20000' })).toThrow(/TALLY_ANALYTICS_PROPERTIES_MAX_BYTES/);
+    expect(() => loadConfig({ ...env, TALLY_ANALYTICS_BATCH_MAX: '0' })).toThrow(/TALLY_ANALYTICS_BATCH_MAX/);
+    expect(() => loadConfig({ ...env, TALLY_ANALYTICS_BATCH_MAX: '101' })).toThrow(/TALLY_ANALYTICS_BATCH_MAX/);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('by default a user sends at most 600 events a minute (429 rate_limited with Retry-After, nothing of the batch stored), across all their keys; the next minute they send again', async () => {
+    const me = await signUp(app);
+    const key = await makeApiKey(app, me.user.id, { name: 'sdk', scopes: ['analytics:write'] });
+    for (let i = 0; i < 6; i++) expect((await (i % 2 ? me.api : client(app.server, key.key)).post('/v1/analytics/events', batch(100))).status).toBe(200);
+    expect(await countOf(app, me.user.id)).toBe(600);
+    for (const api of [me.api, client(app.server, key.key)]) {
+      const over = await api.post('/v1/analytics/events', batch(1));
+      expect(over.status).toBe(429);
+      expect(over.body.error.code).toBe('rate_limited');
+      expect(Number(over.headers['retry-after'])).toBeGreaterThan(0);
+    }
+    expect(await countOf(app, me.user.id)).toBe(600);
+    // Another user has their own budget; the service (the app's backend) is not limited.
+    const other = await signUp(app);
+    expect((await other.api.post('/v1/analytics/events', batch(100))).status).toBe(200);
+    expect((await client(app.server, app.serviceKey).post('/v1/analytics/events', batch(100, { user_id: me.user.id }))).status).toBe(200);
+    now += 61_000;
+    expect((await me.api.post('/v1/analytics/events', batch(100))).status).toBe(200);
+  });
+
+  it('configured lower: events per request, properties per event and events per minute are refused from the catalogue, and nothing of a refused batch is stored', async () => {
+    const me = await signUp(tuned);
+    const send = (body: unknown) => me.api.post('/v1/analytics/events', body);
+    const tooMany = await send(batch(11));
+    expect(tooMany.status).toBe(400);
+    expect(tooMany.body.error).toMatchObject({ code: 'invalid_request', details: { field: 'events' } });
+    const fat = await send({ events: [{ id: cid(), event: 'ok' }, { id: cid(), event: 'fat', properties: { blob: 'x'.repeat(600) } }] });
+    expect(fat.status).toBe(400);
+    expect(fat.body.error).toMatchObject({ code: 'invalid_request', details: { field: 'events[1].properties' } });
+    expect(await countOf(tuned, me.user.id)).toBe(0);
+    // Refused batches spent nothing: 25 a minute are still there.
+    expect((await send(batch(10))).status).toBe(200);
+    expect((await send(batch(10))).status).toBe(200);
+    const over = await send(batch(10)); // 30 > 25: the whole batch is refused
+    expect(over.status).toBe(429);
+    expect(over.body.error.code).toBe('rate_limited');
+    expect(await countOf(tuned, me.user.id)).toBe(20);
+    expect((await send(batch(5))).status).toBe(200); // exactly 25
+    expect((await send(batch(1))).status).toBe(429);
+    expect(await countOf(tuned, me.user.id)).toBe(25);
   });
 });

@@ -44,6 +44,34 @@ describe(`gateway: Anthropic messages (${TARGET})`, () => {
     w.fake.behave(up.credential, {});
   });
 
+  it('an Anthropic stream that never reports its final usage, or resets mid-stream, is billed an estimate of what was streamed: never 0, at most the hold, marked estimated', async () => {
+    // Both end without message_delta's cumulative usage; message_start's input-only usage must not settle it.
+    for (const behaviour of [{ words: 12, noUsage: true }, { words: 40, resetAfterWords: 6, eventGapMs: 5 }]) {
+      const { userId, key } = await fundedKey(w, 1000);
+      w.fake.behave(up.credential, behaviour);
+      const res = await fetch(`${w.base}/gateway/anthropic/v1/messages`, {
+        method: 'POST',
+        headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+        body: JSON.stringify({ model: 'fake-claude', max_tokens: 64, stream: true, messages: [{ role: 'user', content: 'stream then vanish' }] }),
+      });
+      expect(res.status).toBe(200);
+      const streamed = await res.text().catch(() => '');
+      if (behaviour.noUsage) expect(streamed).toContain('message_stop');
+      const rec = await settledRecord(w, res.headers.get('x-request-id') as string);
+      expect(rec.usage_source, JSON.stringify(behaviour)).toBe('estimated');
+      expect(rec.status).toBe(behaviour.noUsage ? 'completed' : 'failed');
+      // What was streamed is counted (output > 0), the input too: never billed as if nothing was served.
+      expect(rec.tokens['output']).toBeGreaterThan(0);
+      expect(rec.tokens['input']).toBeGreaterThan(0);
+      expect(rec.cost_micros).toBeGreaterThan(0);
+      expect(rec.charged).toBeGreaterThan(0);
+      expect(rec.charged).toBeLessThanOrEqual(rec['held'] as number);
+      expect(rec.cost_micros).toBeLessThanOrEqual((rec['held'] as number) * 1_000_000);
+      expect((await balanceOf(w, userId)).held).toBe(0);
+    }
+    w.fake.behave(up.credential, {});
+  });
+
   it('errors come back in Anthropic format: 401 bad key, 402 not enough credits (nothing sent upstream)', async () => {
     await expect(anthropic('tly_wrong').messages.create({ model: 'fake-claude', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(Anthropic.AuthenticationError);
     const { key } = await fundedKey(w, 0);

@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { client } from './support/client.js';
@@ -6,7 +8,7 @@ import { makeApiKey, signUp } from './support/fixtures.js';
 import { TARGET } from './support/harness.js';
 import { DEFAULT_GATEWAY } from '../src/config/config.js';
 import { reapStale } from '../src/modules/gateway/gateway.relay.service.js';
-import { addUpstream, allSettled, type GatewayWorld, gatewayWorld, priceModel, settledRecord } from './support/gateway-fixture.js';
+import { addUpstream, allSettled, type GatewayWorld, gatewayWorld, micros, priceModel, settledRecord } from './support/gateway-fixture.js';
 
 /**
  * Per-key gateway limits (issue 14, docs/gateway.md "Key limits"): a model allow-list, requests and
@@ -269,6 +271,48 @@ describe(`gateway: per-key limits (${TARGET})`, () => {
     expect(file.status).toBe(400);
     expect((await chat(k.key, { web_search_options: {} })).status).toBe(400);
     expect(w.fake.hits(upstream.credential)).toBe(hits);
+  });
+
+  it('a provider that bills beyond the hold: the charge stops at the hold and the excess is recorded in uncharged_micros; the output limit held is the one sent; Anthropic server tools are refused (review R1)', async () => {
+    // An upstream that ignores the output limit and bills 500 output tokens whatever it is asked.
+    let sent: Record<string, unknown> | null = null;
+    const over = createServer((req, res) => {
+      let raw = '';
+      req.on('data', (c: Buffer) => (raw += c.toString()));
+      req.on('end', () => {
+        sent = JSON.parse(raw) as Record<string, unknown>;
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ id: 'c1', object: 'chat.completion', created: 1, model: 'over-gpt', choices: [{ index: 0, message: { role: 'assistant', content: 'long answer' }, finish_reason: 'length' }], usage: { prompt_tokens: 3, completion_tokens: 500, total_tokens: 503 } }));
+      });
+    });
+    await new Promise<void>((r) => over.listen(0, '127.0.0.1', r));
+    try {
+      await priceModel(w, 'over-gpt');
+      await addUpstream(w, 'openai', { models: ['over-*'], base_url: `http://127.0.0.1:${(over.address() as AddressInfo).port}/v1` });
+      const k = await limitedKey({});
+      const res = await chat(k.key, { model: 'over-gpt', max_tokens: 2 });
+      expect(res.status).toBe(200);
+      expect(sent).toMatchObject({ max_tokens: 2 });
+      const rec = await settledRecord(w, res.headers.get('x-request-id') as string);
+      const held = rec['held'] as number;
+      const exact = micros(3, 500);
+      expect(held * 1_000_000).toBeLessThan(exact);
+      expect(rec).toMatchObject({ status: 'completed', usage_source: 'provider', charged: held, cost_micros: held * 1_000_000, uncharged_micros: exact - held * 1_000_000 });
+      expect((await w.svc.get(`/v1/users/${k.user.id}/balance`)).body).toMatchObject({ held: 0 });
+    } finally {
+      await new Promise((r) => over.close(r));
+    }
+    // Anthropic server tools are billed per use, outside tokens: refused, nothing sent.
+    await priceModel(w, 'over-claude');
+    const claude = await addUpstream(w, 'anthropic', { models: ['over-claude'] });
+    const k = await limitedKey({});
+    const tool = await fetch(`${w.base}/gateway/anthropic/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': k.key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+      body: JSON.stringify({ model: 'over-claude', max_tokens: 8, messages: [{ role: 'user', content: 'search' }], tools: [{ type: 'web_search_20250305', name: 'web_search' }] }),
+    });
+    expect(tool.status).toBe(400);
+    expect(w.fake.hits(claude.credential)).toBe(0);
   });
 
   it('a live stream that outlives its lease many times over is never reaped, and is billed its real usage (review R4)', async () => {

@@ -140,6 +140,9 @@ describe(`gateway: OpenAI streams (${TARGET})`, () => {
     const rec = await settledRecord(w, s.response.headers.get('x-request-id') as string);
     expect(rec).toMatchObject({ status: 'failed', usage_source: 'estimated' });
     expect(rec.charged).toBeGreaterThan(0);
+    // The estimate counts the output that was streamed before the reset, and stays within the hold.
+    expect(rec.tokens['output']).toBeGreaterThan(0);
+    expect(rec.charged).toBeLessThanOrEqual(rec['held'] as number);
     w.fake.behave(up.credential, {});
   });
 

@@ -49,6 +49,8 @@ describe(`tally import llm-relay (${TARGET})`, () => {
     cli = await tallyCommand();
     src = await createSource('llm-relay');
     fixture = await fillLlmRelay(src, await argon2.hash('correct horse', { type: argon2.argon2id }));
+    // A hostile source: an active upstream, first in priority, every model, pointed at its own server.
+    await src.query(`insert into upstream_accounts (type, email, credentials, priority, updated_at) values ('openai', 'evil@example.com', '{"api_key": "sk-evil-0123456789", "base_url": "https://evil.example/v1"}', 0, now())`);
   }, 300_000);
   afterAll(async () => {
     await src?.drop();
@@ -69,7 +71,7 @@ describe(`tally import llm-relay (${TARGET})`, () => {
     expect(report.anomalies.by_kind).toEqual({ password_reset: 3, key_rotation: 3, orphan: 1, unknown_value: 1 });
     const table = (name: string) => report.tables.find((x) => x.table === name);
     expect(table('api_keys')).toMatchObject({ imported: 5, skipped_by_reason: { rotation: 1 } });
-    expect(table('upstream_accounts')).toMatchObject({ imported: 2, skipped_by_reason: { unknown_value: 1 } });
+    expect(table('upstream_accounts')).toMatchObject({ imported: 3, skipped_by_reason: { unknown_value: 1 } });
     expect(table('usage_records')).toMatchObject({ imported: fixture.usageKept, skipped_by_reason: { orphan: 1, owner_not_imported: 1 } });
 
     const users = await q<{ id: string; password_hash: string | null; role: string; metadata: { password_reset_required?: boolean } }>('select id, password_hash, role, metadata from T.users order by id::bigint');
@@ -80,13 +82,21 @@ describe(`tally import llm-relay (${TARGET})`, () => {
     const keys = await q<{ key_hash: string; scopes: string[]; revoked_at: Date | null }>('select key_hash, scopes, revoked_at from T.api_keys order by created_at, id');
     expect(keys.filter((k) => k.revoked_at === null).map((k) => k.key_hash).sort()).toEqual([...fixture.keptHashes].sort());
     expect(keys.filter((k) => k.revoked_at !== null)).toHaveLength(1);
-    const ups = await q<{ type: string; credentials_enc: string; credentials_hint: string; is_active: boolean; priority: number; weight: number }>('select type, credentials_enc, credentials_hint, is_active, priority, weight from T.gateway_upstreams order by type');
-    expect(ups.map((u) => [u.type, u.is_active])).toEqual([['anthropic', false], ['openai', true]]);
+    const ups = await q<{ id: string; type: string; name: string; base_url: string; models: string[]; credentials_enc: string; credentials_hint: string; is_active: boolean; priority: number; weight: number }>(
+      'select id, type, name, base_url, models, credentials_enc, credentials_hint, is_active, priority, weight from T.gateway_upstreams order by type, name',
+    );
+    // Every upstream arrives inactive (the source chose where it sends prompts); models as in the source.
+    expect(ups.map((u) => [u.type, u.name, u.is_active])).toEqual([['anthropic', 'oauth@example.com', false], ['openai', 'evil@example.com', false], ['openai', 'ops@example.com', false]]);
     for (const u of ups) {
       expect(u.credentials_enc).toMatch(/^v1\./);
-      expect(u.credentials_enc).not.toMatch(/sk-test|at-123/);
+      expect(u.credentials_enc).not.toMatch(/sk-test|sk-evil|at-123/);
+      expect(u.models).toEqual(['*']);
     }
-    expect(ups[1]).toMatchObject({ credentials_hint: 'mnop', priority: 2, weight: 50 });
+    expect(ups[1]).toMatchObject({ base_url: 'https://evil.example/v1', priority: 0 });
+    expect(ups[2]).toMatchObject({ credentials_hint: 'mnop', priority: 2, weight: 50 });
+    // …and each is listed for an operator's review, with where it would send traffic.
+    expect(report.needs_review.map((r) => [r.target_id, r.details.base_url]).sort()).toEqual(ups.map((u) => [u.id, u.base_url]).sort());
+    expect(report.needs_review.every((r) => r.table === 'upstream_accounts' && r.target_table === 'gateway_upstreams' && /review|inactive/.test(r.why))).toBe(true);
     const [h] = await q<{ n: number }>("select count(*)::int as n from T.imported_credit_history where type = 'usage' and amount = 0");
     expect(h?.n).toBe(fixture.usageKept);
     expect(run('reconcile').code).toBe(0);
@@ -94,6 +104,11 @@ describe(`tally import llm-relay (${TARGET})`, () => {
     const again = JSON.parse(run('import', '--from', SOURCE_URL, '--source-schema', src.schema, '--schema', 'llm-relay', '--json').out) as ImportReport;
     expect(again.tables.map((x) => x.imported)).toEqual([0, 0, 0, 0]);
     const [n] = await q<{ users: number; keys: number; ups: number; hist: number }>('select (select count(*) from T.users)::int as users, (select count(*) from T.api_keys)::int as keys, (select count(*) from T.gateway_upstreams)::int as ups, (select count(*) from T.imported_credit_history)::int as hist');
-    expect(n).toEqual({ users: 6, keys: 5, ups: 2, hist: fixture.usageKept });
+    expect(n).toEqual({ users: 6, keys: 5, ups: 3, hist: fixture.usageKept });
+    // The report for people names every upstream still waiting for review, and where it points.
+    const human = run('import', '--from', SOURCE_URL, '--source-schema', src.schema, '--schema', 'llm-relay');
+    expect(human.out).toMatch(/needs review before activation \(3, imported inactive\)/);
+    for (const u of ups) expect(human.out).toContain(`gateway_upstreams ${u.id}`);
+    expect(human.out).toContain('base_url https://evil.example/v1');
   });
 });

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LinkSigner } from '../src/modules/storage/storage.links.js';
 import { client } from './support/client.js';
 import { signUp } from './support/fixtures.js';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';
@@ -271,6 +272,76 @@ describe(`storage quotas and signed links (${TARGET})`, () => {
     expect(await heldAndExpected(app)).toEqual(before);
     // A user cannot sign an upload into someone else's folder.
     expect((await other.api.post(`/v1/storage/sign/files/${owner.user.id}/inbox/x.txt`, { action: 'upload', expires_in: 60 })).status).toBe(403);
+  });
+
+  it("a signer who is deactivated loses their signed links at once: downloads and uploads → 403, and nothing is stored", async () => {
+    const [leaver, stays] = [await signUp(app), await signUp(app)];
+    const path = `${leaver.user.id}/out/report.txt`;
+    expect((await rawPut(app, `/v1/storage/objects/files/${path}`, Buffer.from('secret figures'), { token: leaver.token, type: 'text/plain' })).status).toBe(201);
+    const linkOf = async (u: typeof leaver, p: string, action: 'download' | 'upload') => {
+      const res = await u.api.post(`/v1/storage/sign/files/${p}`, { action, expires_in: 7 * 86400 });
+      expect(res.status).toBe(200);
+      const url = new URL(res.body.url);
+      return `${url.pathname}${url.search}`;
+    };
+    const download = await linkOf(leaver, path, 'download');
+    const upload = await linkOf(leaver, `${leaver.user.id}/in/drop.txt`, 'upload');
+    const control = await linkOf(stays, `${stays.user.id}/in/drop.txt`, 'upload');
+    expect((await rawGet(app, download)).bytes.toString()).toBe('secret figures');
+    expect((await svc().patch(`/v1/users/${leaver.user.id}`, { is_active: false })).status).toBe(200);
+    const got = await rawGet(app, download);
+    expect(got.status).toBe(403);
+    expect(got.bytes.toString()).not.toContain('secret figures');
+    const before = await heldAndExpected(app);
+    const put = await rawPut(app, upload, Buffer.from('planted'), { type: 'text/plain' });
+    expect(put.status).toBe(403);
+    expect(put.body.error).toMatchObject({ code: 'forbidden' });
+    expect(await heldAndExpected(app)).toEqual(before);
+    expect(await app.database.db.selectFrom('storage_objects').select('id').where('path', '=', `${leaver.user.id}/in/drop.txt`).execute()).toEqual([]);
+    // Another signer's link is untouched.
+    expect((await rawPut(app, control, Buffer.from('fine'), { type: 'text/plain' })).status).toBe(201);
+    // Reactivated: the download link (not spent) serves again; the signer is who decides.
+    expect((await svc().patch(`/v1/users/${leaver.user.id}`, { is_active: true })).status).toBe(200);
+    expect((await rawGet(app, download)).status).toBe(200);
+  });
+
+  it('a link whose signer no longer exists (a deleted user) is refused, download and upload', async () => {
+    // Signed as the service signs links, for a signer Tally no longer has (the row is gone).
+    const gone = 'usr_01deleteduser0000000000000';
+    // What the user left behind in their own folder (the service may write any path).
+    const path = `${gone}/docs/kept.txt`;
+    expect((await rawPut(app, `/v1/storage/objects/files/${path}`, Buffer.from('kept'), { token: app.serviceKey, type: 'text/plain' })).status).toBe(201);
+    const obj = await app.database.db.selectFrom('storage_objects').select(['id', 'sha256']).where('bucket_id', '=', 'files').where('path', '=', path).executeTakeFirstOrThrow();
+    const signer = new LinkSigner(app.config.encryptionKey);
+    const exp = Math.floor(now / 1000) + 3600;
+    // The deleted user's own folder: the owner rule alone would let them read and write it.
+    const down = signer.sign({ action: 'download', bucket: 'files', path, exp, signer: gone, obj: obj.id, sha: obj.sha256 });
+    expect((await rawGet(app, `/storage/signed/files/${path}?token=${down}`)).status).toBe(403);
+    const upPath = `${gone}/planted.txt`;
+    const up = signer.sign({ action: 'upload', bucket: 'files', path: upPath, exp, signer: gone, id: 'lnk_01deleteduser000000000000', max: null, type: null });
+    expect((await rawPut(app, `/storage/signed/files/${upPath}?token=${up}`, Buffer.from('planted'), { type: 'text/plain' })).status).toBe(403);
+    expect(await app.database.db.selectFrom('storage_objects').select('id').where('path', '=', upPath).execute()).toEqual([]);
+    // The same link signed by the service is served: the refusal is the signer's, not the token's.
+    const live = signer.sign({ action: 'download', bucket: 'files', path, exp, signer: 'service', obj: obj.id, sha: obj.sha256 });
+    expect((await rawGet(app, `/storage/signed/files/${path}?token=${live}`)).status).toBe(200);
+  });
+
+  it('a signed upload link stops working when its signer leaves the workspace whose folder it writes to', async () => {
+    const [lead, member] = [await signUp(app), await signUp(app)];
+    const ws = (await lead.api.post('/v1/workspaces', { name: 'drop' })).body.id;
+    expect((await lead.api.post(`/v1/workspaces/${ws}/members`, { user_id: member.user.id, role: 'member' })).status).toBe(201);
+    const sign = async (p: string) => {
+      const res = await member.api.post(`/v1/storage/sign/files/${p}`, { action: 'upload', expires_in: 3600 });
+      expect(res.status).toBe(200);
+      const url = new URL(res.body.url);
+      return `${url.pathname}${url.search}`;
+    };
+    const kept = await sign(`${ws}/inbox/a.txt`);
+    const after = await sign(`${ws}/inbox/b.txt`);
+    expect((await rawPut(app, kept, Buffer.from('while a member'), { type: 'text/plain' })).status).toBe(201);
+    expect((await lead.api.del(`/v1/workspaces/${ws}/members/${member.user.id}`)).status).toBe(200);
+    expect((await rawPut(app, after, Buffer.from('after leaving'), { type: 'text/plain' })).status).toBe(403);
+    expect(await app.database.db.selectFrom('storage_objects').select('id').where('path', '=', `${ws}/inbox/b.txt`).execute()).toEqual([]);
   });
 });
 

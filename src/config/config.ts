@@ -38,6 +38,9 @@ const optionalString = z
   .optional()
   .transform((v) => (v === undefined || v === '' ? undefined : v));
 
+/** What the body schema (maxItems) and the table's CHECK (octet_length) accept: the settings may only lower these. */
+export const ANALYTICS_CEILINGS = { batchMax: 100, propertiesMaxBytes: 16_384 } as const;
+
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   PORT: intFromEnv(8787),
@@ -197,6 +200,16 @@ const envSchema = z.object({
   TALLY_RETENTION_ERROR_LOGS_DAYS: intFromEnv(90),
   TALLY_RETENTION_PERFORMANCE_METRICS_DAYS: intFromEnv(90),
   TALLY_RETENTION_ANALYTICS_DAYS: intFromEnv(400),
+  // Analytics per-caller bounds (docs/analytics.md): a user's key must not be able to fill the table.
+  /** Events per POST /v1/analytics/events (the body schema allows at most 100). */
+  TALLY_ANALYTICS_BATCH_MAX: intFromEnv(ANALYTICS_CEILINGS.batchMax).refine((v) => v >= 1 && v <= ANALYTICS_CEILINGS.batchMax, `must be between 1 and ${ANALYTICS_CEILINGS.batchMax}`),
+  /** Bytes of JSON in one event's properties (the table's CHECK allows at most 16384). */
+  TALLY_ANALYTICS_PROPERTIES_MAX_BYTES: intFromEnv(ANALYTICS_CEILINGS.propertiesMaxBytes).refine(
+    (v) => v >= 2 && v <= ANALYTICS_CEILINGS.propertiesMaxBytes,
+    `must be between 2 and ${ANALYTICS_CEILINGS.propertiesMaxBytes}`,
+  ),
+  /** Events each user (all their keys and sessions together) may send per window; the service is not limited. */
+  TALLY_RATE_LIMIT_ANALYTICS_EVENTS_PER_USER: rateFromEnv('600/60'),
   // Storage (docs/storage.md): local disk under TALLY_DATA_DIR/storage by default, or S3-compatible.
   TALLY_STORAGE_DRIVER: z.enum(['local', 's3']).default('local'),
   /** Where the local driver keeps objects (default: <TALLY_DATA_DIR>/storage). */
@@ -295,7 +308,25 @@ export interface Config {
   readonly storage?: StorageConfig;
   /** Request and error logs, /metrics and retention (docs/observability.md); absent = no request logs, no metrics token, DEFAULT_RETENTION. */
   readonly observability?: ObservabilityConfig;
+  /** Per-caller bounds on analytics events (docs/analytics.md); absent = DEFAULT_ANALYTICS. */
+  readonly analytics?: AnalyticsConfig;
 }
+
+/** Per-caller bounds on sending analytics events (attacker review A1). */
+export interface AnalyticsConfig {
+  /** Events per request (≤ ANALYTICS_CEILINGS.batchMax). */
+  readonly batchMax: number;
+  /** Bytes of JSON in one event's `properties` (≤ ANALYTICS_CEILINGS.propertiesMaxBytes). */
+  readonly propertiesMaxBytes: number;
+  /** Events per user per window, all their keys and sessions together (null = none); the service is not limited. */
+  readonly eventsPerUser: RateLimit | null;
+}
+
+export const DEFAULT_ANALYTICS: AnalyticsConfig = {
+  batchMax: ANALYTICS_CEILINGS.batchMax,
+  propertiesMaxBytes: ANALYTICS_CEILINGS.propertiesMaxBytes,
+  eventsPerUser: { max: 600, windowSeconds: 60 },
+};
 
 /** argon2id's cost: memory in KiB, passes, lanes. */
 export interface PasswordHashing {

@@ -87,6 +87,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     },
     queue: { pollMs: raw.TALLY_QUEUE_POLL_MS },
     analyticsRetentionDays: raw.TALLY_RETENTION_ANALYTICS_DAYS,
+    analytics: {
+      batchMax: raw.TALLY_ANALYTICS_BATCH_MAX,
+      propertiesMaxBytes: raw.TALLY_ANALYTICS_PROPERTIES_MAX_BYTES,
+      eventsPerUser: raw.TALLY_RATE_LIMIT_ANALYTICS_EVENTS_PER_USER,
+    },
     credits: {
       balanceCap: raw.TALLY_BALANCE_CAP === 0 ? null : raw.TALLY_BALANCE_CAP,
       signupBonus: raw.TALLY_SIGNUP_BONUS,

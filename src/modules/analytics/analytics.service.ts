@@ -2,7 +2,9 @@ import type { Executor } from '../../db/database.js';
 import { errors } from '../../core/errors.js';
 import type { PageRequest } from '../../core/paging.js';
 import type { Principal } from '../../core/principal.js';
+import { type AnalyticsConfig, DEFAULT_ANALYTICS } from '../../config/config.js';
 import { newId } from '../../lib/ids.js';
+import { WindowBudget } from '../../lib/window-budget.js';
 import { ANALYTICS_LIMITS, type AnalyticsFilter, type EventIn } from './analytics.js';
 import { type AnalyticsInsert, analyticsCounts, analyticsIdsOf, analyticsInsert, analyticsList, analyticsUsersExist } from './analytics.repository.js';
 
@@ -16,10 +18,18 @@ const DAY_MS = 86_400_000;
  * batches and sizes, reads and a daily aggregate for the service, and retention.
  */
 export class AnalyticsService {
+  /** Events per user per window (null: no limit); in this process, like the HTTP throttles. */
+  private readonly perUser: WindowBudget | null;
+
   constructor(
     private readonly clock: () => Date,
     private readonly retentionDays: number = DEFAULT_ANALYTICS_RETENTION_DAYS,
-  ) {}
+    private readonly limits: AnalyticsConfig = DEFAULT_ANALYTICS,
+    budgetEntries = 10_000,
+  ) {
+    const rate = limits.eventsPerUser;
+    this.perUser = rate && rate.max > 0 ? new WindowBudget(rate.max, rate.windowSeconds * 1000, budgetEntries) : null;
+  }
 
   /**
    * Records a batch. The service may send events about any user (or only an anonymous id); a user
@@ -30,6 +40,9 @@ export class AnalyticsService {
     if (principal.kind === 'anon') throw errors.unauthenticated();
     const now = this.clock();
     const source = principal.kind === 'user' ? `user:${principal.userId}` : 'service';
+    if (events.length > this.limits.batchMax) {
+      throw errors.invalidRequest(`At most ${this.limits.batchMax} events per request`, { field: 'events', limit: this.limits.batchMax });
+    }
     const rows: AnalyticsInsert[] = events.map((e, i) => {
       const field = (name: string) => ({ field: `events[${i}].${name}` });
       let userId = e.user_id ?? null;
@@ -41,8 +54,8 @@ export class AnalyticsService {
       }
       const properties = JSON.stringify(e.properties ?? {});
       const context = JSON.stringify(e.context ?? {});
-      if (Buffer.byteLength(properties) > ANALYTICS_LIMITS.propertiesBytes) {
-        throw errors.invalidRequest(`properties may be at most ${ANALYTICS_LIMITS.propertiesBytes} bytes of JSON`, field('properties'));
+      if (Buffer.byteLength(properties) > this.limits.propertiesMaxBytes) {
+        throw errors.invalidRequest(`properties may be at most ${this.limits.propertiesMaxBytes} bytes of JSON`, field('properties'));
       }
       if (Buffer.byteLength(context) > ANALYTICS_LIMITS.contextBytes) {
         throw errors.invalidRequest(`context may be at most ${ANALYTICS_LIMITS.contextBytes} bytes of JSON`, field('context'));
@@ -72,6 +85,14 @@ export class AnalyticsService {
       const found = await analyticsUsersExist(db, named);
       const missing = named.find((id) => !found.has(id));
       if (missing) throw errors.notFound('User', missing);
+    }
+    // Last of the checks, so a refused batch spends nothing; every event counts, duplicates too
+    // (each was sent and checked). One budget per user, whatever key or session sends.
+    if (principal.kind === 'user' && this.perUser) {
+      const taken = this.perUser.take(principal.userId, rows.length, now.getTime());
+      if (!taken.ok) {
+        throw errors.rateLimited(`Too many analytics events from this user; retry in ${taken.retryAfterSeconds} s`, { retry_after_seconds: taken.retryAfterSeconds });
+      }
     }
     const inserted = await analyticsInsert(db, rows);
     // Duplicates answer the id stored first (by this batch or an earlier one).

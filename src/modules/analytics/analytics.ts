@@ -1,4 +1,5 @@
 import { type Static, Type } from 'typebox';
+import { ANALYTICS_CEILINGS } from '../../config/config.js';
 import { iso, JsonObject, Timestamp } from '../../core/schemas.js';
 
 /**
@@ -6,10 +7,9 @@ import { iso, JsonObject, Timestamp } from '../../core/schemas.js';
  * batched, idempotent by the sender's own id per caller.
  */
 export const ANALYTICS_LIMITS = {
-  /** Events per batch (Segment allows ~500 KB per batch; Tally counts events instead). */
-  batch: 100,
-  /** Serialized size of one event's `properties` / `context`, in bytes (the table's CHECKs too). */
-  propertiesBytes: 16_384,
+  /** Events per batch at most (Segment allows ~500 KB per batch; Tally counts events instead); TALLY_ANALYTICS_BATCH_MAX may lower it. */
+  batch: ANALYTICS_CEILINGS.batchMax,
+  /** Serialized size of one event's `context`, in bytes (the table's CHECK too); properties: TALLY_ANALYTICS_PROPERTIES_MAX_BYTES, ≤ ANALYTICS_CEILINGS. */
   contextBytes: 8_192,
   /** How far a client's clock may run ahead (occurred_at). */
   futureSkewMs: 24 * 3600_000,

@@ -28,7 +28,8 @@ export function openaiUsage(usage: unknown): Tokens | null {
 /** Anthropic usage: input_tokens excludes cache reads and writes; output_tokens is cumulative in streams. */
 export function anthropicUsage(usage: unknown, base: Tokens = NO_TOKENS): Tokens | null {
   const u = obj(usage);
-  if (!u) return null;
+  // An empty usage object reports nothing: read as zero tokens it would serve the request for free.
+  if (!u || !('input_tokens' in u || 'output_tokens' in u)) return null;
   return {
     input: 'input_tokens' in u ? int(u['input_tokens']) : base.input,
     cachedInput: 'cache_read_input_tokens' in u ? int(u['cache_read_input_tokens']) : base.cachedInput,
@@ -51,7 +52,10 @@ export function usageOfBody(wire: Wire, body: unknown): Tokens | null {
  * message_delta the cumulative output.
  */
 export class StreamUsage {
+  /** The provider's usage, once it is final enough to bill (Anthropic: a message_delta's output count). */
   tokens: Tokens | null = null;
+  /** Anthropic: message_start's input side, held until a message_delta reports the output. */
+  private started: Tokens | null = null;
   /** Characters of generated text seen (the estimate's basis when usage never comes). */
   textChars = 0;
   done = false;
@@ -83,11 +87,14 @@ export class StreamUsage {
     }
     switch (event['type']) {
       case 'message_start':
-        this.tokens = anthropicUsage(obj(event['message'])?.['usage']) ?? this.tokens;
+        // The input side only: a stream that never reports its output is estimated, not billed as input alone.
+        this.started = anthropicUsage(obj(event['message'])?.['usage']) ?? this.started;
         break;
-      case 'message_delta':
-        this.tokens = anthropicUsage(event['usage'], this.tokens ?? NO_TOKENS) ?? this.tokens;
+      case 'message_delta': {
+        const u = obj(event['usage']);
+        if (u && 'output_tokens' in u) this.tokens = anthropicUsage(u, this.tokens ?? this.started ?? NO_TOKENS) ?? this.tokens;
         break;
+      }
       case 'content_block_delta': {
         const d = obj(event['delta']);
         const text = d?.['text'] ?? d?.['thinking'] ?? d?.['partial_json'];

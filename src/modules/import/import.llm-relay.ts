@@ -3,7 +3,7 @@ import { isScope } from '../api-keys/api-keys.scopes.js';
 import { credentialsAad, hintOf } from '../gateway/gateway.js';
 import type { Anomaly, Shape, TableStep } from './import.js';
 import { openingBalance } from './import.opening.js';
-import { importMapInsert } from './import.repository.js';
+import { importedUpstreamsInactive, importMapInsert } from './import.repository.js';
 import { date, freshRows, int, keepHistory, ownerOf, ownersOf, str, Tally } from './import.rows.js';
 import type { SourceDb } from './import.source.js';
 
@@ -186,7 +186,10 @@ const upstreams: TableStep = {
           credentials_hint: key ? hintOf(key) : '',
           priority: clamp(r.priority, 0, 1000, 1),
           weight: clamp(r.weight, 1, 1000, 100),
-          is_active: r.is_active !== false && key !== null,
+          // Never active on arrival: the source chose the base URL, the models (every one) and the
+          // priority, so an active import would let a hostile source receive all gateway traffic —
+          // users' prompts included. The report lists each for an operator to review (PATCH to activate).
+          is_active: false,
           success_count: int(r.success_count) ?? 0,
           error_count: int(r.error_count) ?? 0,
           created_at: date(r.created_at) ?? ctx.now,
@@ -273,6 +276,17 @@ export const llmRelay: Shape = {
   steps: [users, apiKeys, upstreams, usage],
   notImported: [],
   scan,
+  async review(trx, source) {
+    const rows = await importedUpstreamsInactive(trx, source);
+    return rows.map((u) => ({
+      table: 'upstream_accounts',
+      source_id: u.source_id,
+      target_table: 'gateway_upstreams',
+      target_id: u.id,
+      why: "imported inactive: the source chose where this upstream sends users' prompts; check the base URL and credentials, then PATCH /v1/gateway/upstreams/:id is_active true",
+      details: { type: u.type, name: u.name, base_url: u.base_url, models: u.models, priority: u.priority, weight: u.weight },
+    }));
+  },
   async sourceCredits(src) {
     const [r] = await src.rows<{ accounts: string }>(`select count(*)::text as accounts from ${src.t('users')}`);
     return { total: 0, accounts: Number(r?.accounts ?? 0) };

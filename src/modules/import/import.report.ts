@@ -1,4 +1,4 @@
-import type { Anomaly, SkipReason } from './import.js';
+import type { Anomaly, ReviewItem, SkipReason } from './import.js';
 import type { AccountComparison } from './import.repository.js';
 
 /** What `tally import` answers (printed as JSON with `--json`, written whole to `--report <file>`). */
@@ -15,6 +15,8 @@ export interface ImportReport {
   error: string | null;
   tables: TableReport[];
   not_imported: { table: string; why: string }[];
+  /** Imported inactive: an operator reviews each before activating it (llm-relay's upstreams). */
+  needs_review: ReviewItem[];
   credits: {
     /** Σ balances and accounts in the source, read from the source. */
     source_total: number;
@@ -56,6 +58,11 @@ export function humanReport(r: ImportReport): string {
     lines.push(`  ${t.table.padEnd(24)} ${String(t.source_rows).padStart(7)} ${String(t.read).padStart(8)} ${String(t.imported).padStart(9)} ${String(t.skipped).padStart(8)}${reasons ? `  (${reasons})` : ''}`);
   }
   for (const n of r.not_imported) lines.push(`  ${n.table.padEnd(24)} not imported: ${n.why}`);
+  if (r.needs_review.length > 0) lines.push(`  needs review before activation (${r.needs_review.length}, imported inactive):`);
+  for (const n of r.needs_review) {
+    const facts = Object.entries(n.details).map(([k, v]) => `${k} ${Array.isArray(v) ? v.join(',') : String(v)}`).join(', ');
+    lines.push(`    ${n.target_table} ${n.target_id} (source ${n.table} ${n.source_id}): ${facts} — ${n.why}`);
+  }
   const c = r.credits;
   lines.push(`  credits: source ${c.source_total} in ${c.source_accounts} accounts; Tally ${c.tally_total} in ${c.tally_accounts} accounts — ${c.match ? 'match to the credit' : 'MISMATCH'}`);
   for (const m of c.mismatches.slice(0, 20)) lines.push(`    ${m.source_id}: source ${m.source}, opening ${m.opening}, balance now ${m.balance ?? 'none'}`);

@@ -148,3 +148,16 @@ export async function importAccountsCompare(db: Executor, source: string): Promi
     mismatches: mismatches.map((r) => ({ source_id: r.source_id, user_id: r.user_id, source: Number(r.source), opening: Number(r.opening), balance: r.balance === null ? null : Number(r.balance) })),
   };
 }
+
+/** The gateway upstreams a source brought in that are still inactive (what an operator must review). */
+export async function importedUpstreamsInactive(db: Executor, source: string) {
+  return db
+    .selectFrom('import_map as m')
+    .innerJoin('gateway_upstreams as u', 'u.id', 'm.target_id')
+    .select(['m.source_id', 'u.id', 'u.type', 'u.name', 'u.base_url', 'u.models', 'u.priority', 'u.weight'])
+    .where('m.source', '=', source)
+    .where('m.target_table', '=', 'gateway_upstreams')
+    .where('u.is_active', '=', false)
+    .orderBy('m.source_id')
+    .execute();
+}

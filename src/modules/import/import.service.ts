@@ -70,6 +70,7 @@ export async function runImport(src: SourceDb, opts: ImportOptions, deps: Import
       error,
       tables,
       not_imported: shape.notImported,
+      needs_review: (await shape.review?.(executor, src.fingerprint)) ?? [],
       credits: await creditsOf(src, shape, executor, src.fingerprint),
       anomalies: anomalies.report(),
       reconcile: await reconcileOf(deps.database, executor),

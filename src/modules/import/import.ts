@@ -83,6 +83,23 @@ export interface Shape {
   scan(src: SourceDb): Promise<Anomaly[]>;
   /** Credits in the source: per account total and count, read from the source itself. */
   sourceCredits(src: SourceDb): Promise<{ total: number; accounts: number }>;
+  /**
+   * Rows this source brought in that an operator must review before they act (upstreams: where
+   * users' prompts would go). Read from Tally at the end of each run, so a re-run still lists what
+   * is still waiting.
+   */
+  review?(trx: Executor, source: string): Promise<ReviewItem[]>;
+}
+
+/** An imported row left inactive until an operator has looked at it (docs/import.md). */
+export interface ReviewItem {
+  table: string;
+  source_id: string;
+  target_table: string;
+  target_id: string;
+  /** What to check, in a sentence. */
+  why: string;
+  details: Record<string, unknown>;
 }
 
 /** Anomalies kept in the report per kind (all are counted; a million-row source may have many). */

@@ -7,7 +7,7 @@ import { created, defineRoute, ok, type Reply, type RouteDeps } from '../../http
 import { ErrorResponse } from '../../http/schemas.js';
 import { iso, ListQuery, listOf } from '../../core/schemas.js';
 import { pageRequest, toPage } from '../../core/paging.js';
-import { type Download, type StorageService, signerOf } from './storage.service.js';
+import type { Download, StorageService } from './storage.service.js';
 import { Bucket, BucketId, bucketToApi, CreateBucketBody, objectToApi, StorageObject, UpdateBucketBody } from './storage.js';
 
 const tags = ['storage'];
@@ -121,8 +121,8 @@ export function registerStorageRoutes(app: FastifyInstance, deps: RouteDeps, sto
       response: { 201: StorageObject, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 413: ErrorResponse, 415: ErrorResponse },
       handler: async (ctx, { params, query, request }) => {
         const link = storage.verifyLink(query.token, 'upload', params.bucket, params['*']);
+        const signer = await storage.signerOf(ctx.db, link, 'storage:write');
         await storage.claimUploadLink(ctx.db, link);
-        const signer = signerOf(link, 'storage:write');
         const input = { ...uploadInput(request, params.bucket, params['*']), upsert: false, link: { maxSize: link.max ?? null, contentType: link.type ?? null } };
         const result = await storage.upload(ctx.db, signer, input);
         return created(objectToApi(result.object));

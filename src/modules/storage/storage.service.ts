@@ -5,6 +5,7 @@ import { DomainError, errors } from '../../core/errors.js';
 import type { Principal } from '../../core/principal.js';
 import type { PageRequest } from '../../core/paging.js';
 import { newId } from '../../lib/ids.js';
+import { userAuthState } from '../users/users.repository.js';
 import { memberRole } from '../workspaces/workspaces.repository.js';
 import type { StorageDriver } from './storage.driver.js';
 import { guardUpload, mediaType, sniffable, typeAllowed } from './storage.upload.js';
@@ -507,9 +508,22 @@ export class StorageService {
    */
   async openSigned(db: Executor, token: string, bucketId: string, path: string, options: { range?: string | undefined; ifNoneMatch?: string | undefined; headOnly?: boolean }): Promise<Download> {
     const link = this.verifyLink(token, 'download', bucketId, path);
-    const { object } = await this.find(db, signerOf(link, 'storage:read'), bucketId, path);
+    const { object } = await this.find(db, await this.signerOf(db, link, 'storage:read'), bucketId, path);
     if (link.obj !== object.id || link.sha !== object.sha256) throw errors.forbidden('This link was made for an earlier version of the object');
     return this.openObject(object, options);
+  }
+
+  /**
+   * The principal a signed link acts as: the service, or its signer with only the scope the link
+   * needs — if the signer is still an active user. A link is the signer's authority handed on, so
+   * it ends with theirs: a deactivated or deleted signer's links → 403 `forbidden` (attacker review
+   * S1). Access to the path is checked after this, on every use, as for the signer's own requests.
+   */
+  async signerOf(db: Executor, link: SignedLink, scope: 'storage:read' | 'storage:write'): Promise<Principal> {
+    if (link.signer === 'service') return { kind: 'service' };
+    const state = await userAuthState(db, link.signer, null);
+    if (!state?.is_active) throw errors.forbidden("This link's signer can no longer use it");
+    return { kind: 'user', userId: link.signer, email: null, via: 'jwt', keyId: null, scopes: [scope], sessionId: null };
   }
 
   /** Claims a one-use upload link (in its own transaction, before any byte is read). */
@@ -597,11 +611,6 @@ export interface StorageCheckReport {
   missing_count: number;
   orphan_count: number;
   ok: boolean;
-}
-
-/** The principal a signed link acts as: the service, or its signer with only the scope the link needs. */
-export function signerOf(link: SignedLink, scope: 'storage:read' | 'storage:write'): Principal {
-  return link.signer === 'service' ? { kind: 'service' } : { kind: 'user', userId: link.signer, email: null, via: 'jwt', keyId: null, scopes: [scope], sessionId: null };
 }
 
 function minOf(a: number | null, b: number | null): number | null {
