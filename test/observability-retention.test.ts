@@ -46,7 +46,7 @@ describe(`retention drops exactly what expired (${TARGET})`, () => {
       june: log(id(), '2030-06-15T11:00:00Z'),
       nextYear: log(id(), '2031-01-01T00:00:00Z'),
     };
-    await apiLogsInsert(app.database.db, Object.values(rows));
+    await apiLogsInsert(app.database.db, app.database.schema, Object.values(rows));
     const inDefault = await sql<{ request_id: string }>`select request_id from ${t('api_logs_default')}`.execute(app.database.db);
     expect(inDefault.rows.map((r) => r.request_id).sort()).toEqual([rows.december.requestId, rows.june.requestId, rows.nextYear.requestId].sort());
 

@@ -179,7 +179,7 @@ describe(`request logs, error logs and latency (${TARGET})`, () => {
   it('per-route p50/p95/p99 over a window, and per minute computed by the scheduler (idempotently)', async () => {
     const minute = new Date(Math.floor(Date.now() / 60_000) * 60_000 - 10 * 60_000);
     const rows = Array.from({ length: 100 }, (_, i) => row(new Date(minute.getTime() + i * 100), { route: '/v1/latency/:probe', durationMs: i + 1, status: i < 3 ? 503 : 200 }));
-    await apiLogsInsert(app.database.db, rows);
+    await apiLogsInsert(app.database.db, app.database.schema, rows);
     await app.services.observability.computeMinutes(new Date());
     await app.services.observability.computeMinutes(new Date());
     const series = await svc().get('/v1/metrics/latency/minutes?route=/v1/latency/:probe&minutes=30');

@@ -56,7 +56,7 @@ export class ObservabilityService implements RequestRecorder {
     private readonly logger: Logger,
   ) {
     const buffering = config?.requestLogs ?? null;
-    this.apiLogs = buffering ? new BatchBuffer((rows) => apiLogsInsert(this.db, rows.map((r) => this.toStored(r))), buffering, (err, n) => this.logger.warn({ err, rows: n }, 'api_logs: a batch could not be written; its rows are lost')) : null;
+    this.apiLogs = buffering ? new BatchBuffer((rows) => apiLogsInsert(this.db, this.schema, rows.map((r) => this.toStored(r))), buffering, (err, n) => this.logger.warn({ err, rows: n }, 'api_logs: a batch could not be written; its rows are lost')) : null;
     this.errorLogs = config?.errorLogs
       ? new BatchBuffer((rows) => errorLogsInsert(this.db, rows.map((r) => this.toErrorRow(r))), buffering ?? { batchSize: 100, flushMs: 1_000, maxBuffered: 10_000 }, (err, n) =>
           this.logger.warn({ err, rows: n }, 'error_logs: a batch could not be written; its rows are lost'),
