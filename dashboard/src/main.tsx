@@ -1,6 +1,8 @@
 import { type FormEvent, StrictMode, useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
 import { api, type Ok, type Session, sessionStore, setUnauthorizedHandler } from './api';
+import { Analytics } from './pages/analytics';
+import { Audit } from './pages/audit';
 import { Plans } from './pages/catalog';
 import { Logs } from './pages/logs';
 import { Jobs, Overview, Payments, Reconcile, Users } from './pages/operator';
@@ -86,6 +88,8 @@ const OPERATOR_NAV: [string, string][] = [
   ['/storage', 'Storage'],
   ['/mail', 'Mail'],
   ['/logs', 'Logs'],
+  ['/audit', 'Audit'],
+  ['/analytics', 'Analytics'],
   ['/reconcile', 'Reconcile'],
 ];
 
@@ -137,6 +141,16 @@ function App() {
   else if (path === '/logs') {
     const filters = { status: search.get('status') ?? '', route: search.get('route') ?? '', user_id: search.get('user_id') ?? '', request_id: search.get('request_id') ?? '' };
     page = <Logs key={search.toString()} filters={filters} />;
+  }
+  else if (path === '/audit') {
+    const q = (k: string) => search.get(k) ?? '';
+    const filters = { actor_kind: q('actor_kind'), actor_id: q('actor_id'), action: q('action'), target_table: q('target_table'), target_id: q('target_id'), request_id: q('request_id'), from: q('from'), to: q('to') };
+    page = <Audit key={search.toString()} filters={filters} />;
+  }
+  else if (path === '/analytics') {
+    const q = (k: string) => search.get(k) ?? '';
+    const filters = { event: q('event'), user_id: q('user_id'), anonymous_id: q('anonymous_id'), session_id: q('session_id'), from: q('from'), to: q('to') };
+    page = <Analytics key={search.toString()} filters={filters} />;
   }
   else page = <ErrorBox error={toApiError(new Error(`No page at /dashboard${path}`))} />;
 

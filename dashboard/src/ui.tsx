@@ -237,3 +237,19 @@ export const fmtAxis = (n: number): string => new Intl.NumberFormat(undefined, {
 export function Badge({ value }: { value: string }) {
   return <span className={`badge badge-${value}`}>{value}</span>;
 }
+
+/**
+ * A time filter's two faces: the URL and the API carry an ISO instant; a datetime-local input shows
+ * it in the browser's zone, to the second. Text that is no date is passed on as typed, so the API's
+ * message says what is wrong with it.
+ */
+export function localInput(iso: string): string {
+  const d = new Date(iso);
+  if (iso === '' || Number.isNaN(d.getTime())) return iso;
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+export function isoFromLocal(local: string): string {
+  const d = new Date(local);
+  return local === '' || Number.isNaN(d.getTime()) ? local : d.toISOString();
+}
