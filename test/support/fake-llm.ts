@@ -18,6 +18,8 @@ export interface Behaviour {
   eventGapMs?: number;
   /** Never answer (the connection stays open). */
   hang?: boolean;
+  /** Send 200 and the headers, then nothing more (an upstream that stalls after taking the request). */
+  stallAfterHeaders?: boolean;
   /** Answer only once this settles (lets a test line many requests up at the upstream). */
   gate?: Promise<void>;
   /** Destroy the socket after this many output words have been streamed. */
@@ -112,6 +114,14 @@ export async function startFakeLlm(): Promise<FakeLlm> {
     }
     const model = String(body['model'] ?? 'unknown');
     const input = inputWords(body);
+    if (b.stallAfterHeaders) {
+      // It took the request, so it bills the input; then it never says anything more.
+      billOf(credential).requests++;
+      billOf(credential).input += input;
+      res.writeHead(200, { 'content-type': body['stream'] === true ? 'text/event-stream' : 'application/json' });
+      res.flushHeaders();
+      return;
+    }
     const maxTokens = typeof body['max_tokens'] === 'number' ? body['max_tokens'] : typeof body['max_completion_tokens'] === 'number' ? body['max_completion_tokens'] : Infinity;
     const n = Math.max(1, Math.min(b.words ?? 5, maxTokens));
     const out = Array.from({ length: n }, (_, i) => `w${i + 1}`);

@@ -218,6 +218,9 @@ export class RelayService {
       const attempt = await this.upstreams.call(upstream, ep.path, payload, req.forward);
       if (attempt.kind === 'failed') {
         this.router.failed(upstream.id, attempt.failure);
+        // The upstream took the whole request and then went quiet: it may be billing for it, so it
+        // goes nowhere else (one request, one upstream bill) and is settled like a cut stream.
+        if (attempt.cut) return this.cut(req, open, upstream.id, attempts, null, attempt.failure.error);
         last = attempt;
         continue;
       }
@@ -233,9 +236,10 @@ export class RelayService {
         try {
           text = await attempt.body.text();
         } catch (err) {
-          this.router.failed(upstream.id, { kind: 'retryable', error: (err as Error).message, retryAfterMs: null });
-          last = { kind: 'failed', failure: { kind: 'retryable', error: (err as Error).message, retryAfterMs: null }, status: null, text: null };
-          continue;
+          // The answer started and broke off (idle timeout, reset): the request was taken and may be billed.
+          const error = (err as Error).message || String(err);
+          this.router.failed(upstream.id, { kind: 'retryable', error, retryAfterMs: null });
+          return this.cut(req, open, upstream.id, attempts, attempt.status, error);
         }
         this.router.succeeded(upstream.id);
         const usage = usageOfBody(ep.wire, safeJson(text));
@@ -253,10 +257,7 @@ export class RelayService {
         return { kind: 'json', status: attempt.status, body: text, headers: jsonHeaders(attempt.headers), settled };
       }
       const streamed = await this.pipe(req, open, ep.wire, upstream, attempt, attempts, clientAskedUsage, sink as StreamSink);
-      if (streamed === 'retry') {
-        last = { kind: 'failed', failure: { kind: 'retryable', error: 'the stream ended before its first event', retryAfterMs: null }, status: null, text: null };
-        continue;
-      }
+      if ('cut' in streamed) return this.cut(req, open, upstream.id, attempts, attempt.status, `the stream broke before its first event: ${streamed.cut}`);
       return { kind: 'streamed', settled: streamed.settled };
     }
 
@@ -271,11 +272,32 @@ export class RelayService {
   }
 
   /**
+   * A request an upstream took (its whole body went out) and never answered before anything reached
+   * the client: the provider may bill it, so it is settled now — by the usage if any came, else an
+   * estimate of its input (as the reaper bills a crash), capped at the hold, marked `estimated`,
+   * never 0 — and the client gets 503. No other upstream is tried (attacker review G7).
+   */
+  private async cut(req: RelayRequest, open: Open, upstreamId: string, attempts: number, status: number | null, error: string): Promise<never> {
+    await this.settle(req.requestId, open, {
+      status: 'failed',
+      httpStatus: status,
+      upstreamId,
+      attempts,
+      tokens: estimate(req.rawBytes, 0),
+      source: 'estimated',
+      ttftMs: null,
+      error: `the upstream took the request and did not answer: ${error}`,
+      response: null,
+    });
+    throw errors.unavailable('The upstream took the request but did not answer it in time; it is billed as sent');
+  }
+
+  /**
    * Forwards a stream event by event, reading the provider's usage as it passes. A client that
    * leaves does not stop the reading: the upstream is read on (up to the drain timeout) for its
    * final usage, and that is what is billed.
    */
-  private async pipe(req: RelayRequest, open: Open, wire: Wire, upstream: Candidate, attempt: Extract<Attempt, { kind: 'response' }>, attempts: number, clientAskedUsage: boolean, sink: StreamSink): Promise<{ settled: Promise<void> } | 'retry'> {
+  private async pipe(req: RelayRequest, open: Open, wire: Wire, upstream: Candidate, attempt: Extract<Attempt, { kind: 'response' }>, attempts: number, clientAskedUsage: boolean, sink: StreamSink): Promise<{ settled: Promise<void> } | { cut: string }> {
     const splitter = new SseSplitter();
     const usage = new StreamUsage(wire);
     let first: number | null = null;
@@ -306,7 +328,7 @@ export class RelayService {
     }
     if (first === null && error !== null) {
       this.router.failed(upstream.id, { kind: 'retryable', error, retryAfterMs: null });
-      return 'retry';
+      return { cut: error };
     }
     if (first === null) {
       // An empty but clean stream: nothing to forward; the client gets an empty event stream.

@@ -1,0 +1,71 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TARGET } from './support/harness.js';
+import { addUpstream, allSettled, balanceOf, fundedKey, type GatewayWorld, gatewayWorld, priceModel } from './support/gateway-fixture.js';
+
+/**
+ * Money holes from the gateway's second attacker review (G1–G9, #12): each test here failed before
+ * its fix (docs/threat-model.md names them).
+ */
+describe(`gateway: money holes of attacker review 2 (${TARGET})`, () => {
+  let w: GatewayWorld;
+  const post = (path: string, key: string, body: Record<string, unknown>, headers: Record<string, string> = {}) =>
+    fetch(`${w.base}${path}`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'x-api-key': key, 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  const chat = (key: string, body: Record<string, unknown>, headers: Record<string, string> = {}) => post('/gateway/v1/chat/completions', key, body, headers);
+
+  beforeAll(async () => {
+    w = await gatewayWorld({ gateway: { connectTimeoutMs: 1000, firstByteTimeoutMs: 400, idleTimeoutMs: 400, drainTimeoutMs: 1000, maxAttempts: 3, cooldownMs: 60_000, failureThreshold: 5, reapAfterMs: 3_600_000 } });
+  });
+  afterAll(async () => {
+    await w.close();
+  });
+
+  describe('G7: a request an upstream took is never sent to another one, and never costs 0', () => {
+    for (const [name, behaviour, stream] of [
+      ['a first-byte timeout (no headers)', { hang: true }, false],
+      ['an idle timeout in a JSON body', { stallAfterHeaders: true }, false],
+      ['an idle timeout before a stream’s first event', { stallAfterHeaders: true }, true],
+    ] as const) {
+      it(`${name}: the backup upstream is not called; the input is billed as estimated`, async () => {
+        const model = `g7-${Math.random().toString(36).slice(2, 8)}`;
+        await priceModel(w, model);
+        const first = await addUpstream(w, 'openai', { models: [model], priority: 1 });
+        const backup = await addUpstream(w, 'openai', { models: [model], priority: 2 });
+        w.fake.behave(first.credential, behaviour);
+        const { userId, key } = await fundedKey(w, 1000);
+        const res = await chat(key, { model, messages: [{ role: 'user', content: 'please answer this question' }], max_tokens: 8, stream });
+        expect(res.status).toBe(503);
+        expect((await res.json()).error.type).toBe('server_error');
+        expect(w.fake.hits(first.credential)).toBe(1);
+        expect(w.fake.hits(backup.credential)).toBe(0);
+        const [rec] = await allSettled(w, userId);
+        expect(rec).toMatchObject({ status: 'failed', usage_source: 'estimated', upstream_id: first.id });
+        expect(rec?.cost_micros).toBeGreaterThan(0);
+        expect(rec?.charged).toBeGreaterThan(0);
+        expect(await balanceOf(w, userId)).toMatchObject({ balance: 1003 - (rec?.charged ?? 0), held: 0 });
+      });
+    }
+
+    it('connect errors, 429 and 5xx still fail over (nothing was billed by them)', async () => {
+      const model = 'g7-failover';
+      await priceModel(w, model);
+      const dead = await w.svc.post('/v1/gateway/upstreams', { type: 'openai', base_url: 'http://127.0.0.1:9/v1', credentials: 'sk-dead-000000000000', models: [model], priority: 1 });
+      expect(dead.status).toBe(201);
+      const busy = await addUpstream(w, 'openai', { models: [model], priority: 2 });
+      const good = await addUpstream(w, 'openai', { models: [model], priority: 3 });
+      w.fake.behave(busy.credential, { status: 500 });
+      const { userId, key } = await fundedKey(w, 1000);
+      const res = await chat(key, { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
+      expect(res.status).toBe(200);
+      expect(w.fake.hits(busy.credential)).toBe(1);
+      expect(w.fake.hits(good.credential)).toBe(1);
+      expect((await allSettled(w, userId))[0]).toMatchObject({ status: 'completed', attempts: 3, upstream_id: good.id, usage_source: 'provider' });
+    });
+  });
+
+  it('reconcile is clean after everything above', async () => {
+    const res = await w.svc.post('/v1/admin/reconcile', undefined);
+    expect(res.status).toBe(200);
+    expect(res.body.drift).toEqual([]);
+    expect(res.body.ok).toBe(true);
+  });
+});
