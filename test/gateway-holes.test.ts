@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TARGET } from './support/harness.js';
-import { addUpstream, allSettled, balanceOf, fundedKey, type GatewayWorld, gatewayWorld, priceModel } from './support/gateway-fixture.js';
+import { makeApiKey } from './support/fixtures.js';
+import { addUpstream, allSettled, balanceOf, fundedKey, type GatewayWorld, gatewayWorld, priceModel, settledRecord } from './support/gateway-fixture.js';
 
 /**
  * Money holes from the gateway's second attacker review (G1–G9, #12): each test here failed before
@@ -59,6 +60,41 @@ describe(`gateway: money holes of attacker review 2 (${TARGET})`, () => {
       expect(w.fake.hits(busy.credential)).toBe(1);
       expect(w.fake.hits(good.credential)).toBe(1);
       expect((await allSettled(w, userId))[0]).toMatchObject({ status: 'completed', attempts: 3, upstream_id: good.id, usage_source: 'provider' });
+    });
+  });
+
+  describe('#12: a key budget counts the key’s own exact spend', () => {
+    it('a key whose half-credit requests another key of the same account always "crosses" cannot pass its budget', async () => {
+      const model = 'k12-gpt';
+      // 0.1 credit a token: 2 words in + 3 out = 0.5 credit a request.
+      await priceModel(w, model, { input: 100_000, output: 100_000 });
+      await addUpstream(w, 'openai', { models: [model] });
+      const body = { model, messages: [{ role: 'user', content: 'a b' }], max_tokens: 3 };
+      const probe = await fundedKey(w, 1000);
+      const p = await chat(probe.key, body);
+      const held = (await settledRecord(w, p.headers.get('x-request-id') as string))['held'] as number;
+      const budget = held + 1; // room for one credit of spend beyond an open hold
+      const { userId } = await fundedKey(w, 1000);
+      const limited = await makeApiKey(w.app, userId, { name: 'budgeted', credit_budget: budget });
+      const other = await makeApiKey(w.app, userId, { name: 'other' });
+      const statuses: number[] = [];
+      for (let i = 0; i < 8; i++) {
+        // The limited key leaves half a credit on the account; the other key's request completes it.
+        for (const [k, record] of [[limited.key, true], [other.key, false]] as const) {
+          const res = await chat(k, body);
+          if (record) statuses.push(res.status);
+          if (res.status === 200) await settledRecord(w, res.headers.get('x-request-id') as string);
+        }
+      }
+      // Spent 0, 0.5, 1.0 → admitted (spend + hold ≤ budget); at 1.5 the budget is reached.
+      expect(statuses).toEqual([200, 200, 200, 402, 402, 402, 402, 402]);
+      const keys = (await w.svc.get(`/v1/users/${userId}/api-keys`)).body.data as { id: string; credits_used: number }[];
+      expect(keys.find((k) => k.id === limited.id)?.credits_used).toBe(1); // 1.5 credits exactly, its own fraction carried
+      expect(keys.find((k) => k.id === other.id)?.credits_used).toBe(4); // 8 × 0.5
+      const recs = await allSettled(w, userId);
+      const spent = recs.reduce((s, r) => s + r.cost_micros, 0);
+      expect(spent).toBe(11 * 500_000);
+      expect(await balanceOf(w, userId)).toMatchObject({ balance: 1003 - 5, held: 0 }); // 5.5 → 5 charged, 0.5 carried
     });
   });
 

@@ -494,7 +494,7 @@ export class RelayService {
       // The key's row before the account's: the order open() takes them in (key limits, then the
       // hold), so a settlement and the next request of one key can never deadlock.
       if (row.api_key_id) {
-        await keySpent(trx, row.api_key_id, due);
+        await keySpent(trx, row.api_key_id, billable);
         if (row.window_start) await keyWindowTrueUp(trx, row.api_key_id, row.window_start, tokenCount(s.tokens) - Number(row.reserved_tokens));
       }
       const captured = await this.ledger.capture(trx, open.caller.owner, requestId, open.holdId, due);
