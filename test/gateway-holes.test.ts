@@ -12,6 +12,12 @@ describe(`gateway: money holes of attacker review 2 (${TARGET})`, () => {
   const post = (path: string, key: string, body: Record<string, unknown>, headers: Record<string, string> = {}) =>
     fetch(`${w.base}${path}`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'x-api-key': key, 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
   const chat = (key: string, body: Record<string, unknown>, headers: Record<string, string> = {}) => post('/gateway/v1/chat/completions', key, body, headers);
+  const messages = (key: string, body: Record<string, unknown>, headers: Record<string, string> = {}) => post('/gateway/anthropic/v1/messages', key, body, headers);
+  /** Sends a request and reads its answer to the end; answers its settled record. */
+  const settled = async (res: Response) => {
+    await res.text();
+    return settledRecord(w, res.headers.get('x-request-id') as string);
+  };
 
   beforeAll(async () => {
     w = await gatewayWorld({ gateway: { connectTimeoutMs: 1000, firstByteTimeoutMs: 400, idleTimeoutMs: 400, drainTimeoutMs: 1000, maxAttempts: 3, cooldownMs: 60_000, failureThreshold: 5, reapAfterMs: 3_600_000 } });
@@ -96,6 +102,31 @@ describe(`gateway: money holes of attacker review 2 (${TARGET})`, () => {
       expect(spent).toBe(11 * 500_000);
       expect(await balanceOf(w, userId)).toMatchObject({ balance: 1003 - 5, held: 0 }); // 5.5 → 5 charged, 0.5 carried
     });
+  });
+
+  describe('G1: usage without token counts is no usage (estimated), never 0', () => {
+    for (const [name, wire, stream, usageAs] of [
+      ['OpenAI JSON, usage with no completion_tokens', 'openai', false, { prompt_tokens: 3 }],
+      ['OpenAI stream, usage chunk with no completion_tokens', 'openai', true, { prompt_tokens: 3, total_tokens: 3 }],
+      ['Anthropic JSON, usage: {}', 'anthropic', false, {}],
+      ['Anthropic stream, usage: {} in message_start and message_delta', 'anthropic', true, {}],
+    ] as const) {
+      it(name, async () => {
+        const model = `g1-${wire}-${stream}`;
+        await priceModel(w, model);
+        const up = await addUpstream(w, wire, { models: [model] });
+        w.fake.behave(up.credential, { words: 20, usageAs });
+        const { key } = await fundedKey(w, 1000);
+        const body = { model, messages: [{ role: 'user', content: 'count my tokens please' }], max_tokens: 64, stream };
+        const res = await (wire === 'openai' ? chat(key, body) : messages(key, body));
+        expect(res.status).toBe(200);
+        const rec = await settled(res);
+        expect(rec).toMatchObject({ status: 'completed', usage_source: 'estimated' });
+        expect(rec.tokens.output).toBeGreaterThan(0);
+        expect(rec.tokens.input).toBeGreaterThan(0);
+        expect(rec.charged).toBeGreaterThan(0);
+      });
+    }
   });
 
   it('reconcile is clean after everything above', async () => {

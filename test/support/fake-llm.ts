@@ -26,6 +26,8 @@ export interface Behaviour {
   resetAfterWords?: number;
   /** Leave usage out (JSON and streams). */
   noUsage?: boolean;
+  /** Send this as the usage object instead of the true one (JSON, OpenAI's usage chunk, both Anthropic stream events). */
+  usageAs?: Record<string, unknown>;
   /** Output words per answer (default 5, at most max_tokens). */
   words?: number;
 }
@@ -142,9 +144,9 @@ export async function startFakeLlm(): Promise<FakeLlm> {
       res.writeHead(200, { 'content-type': 'application/json' });
       const text = out.join(' ');
       if (anthropic) {
-        res.end(JSON.stringify({ id: 'msg_fake', type: 'message', role: 'assistant', model, content: [{ type: 'text', text }], stop_reason: 'end_turn', stop_sequence: null, usage: b.noUsage ? undefined : { input_tokens: input, output_tokens: n } }));
+        res.end(JSON.stringify({ id: 'msg_fake', type: 'message', role: 'assistant', model, content: [{ type: 'text', text }], stop_reason: 'end_turn', stop_sequence: null, usage: b.usageAs ?? (b.noUsage ? undefined : { input_tokens: input, output_tokens: n }) }));
       } else {
-        res.end(JSON.stringify({ id: 'chatcmpl-fake', object: 'chat.completion', created: 1, model, choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }], ...(b.noUsage ? {} : { usage: { prompt_tokens: input, completion_tokens: n, total_tokens: input + n } }) }));
+        res.end(JSON.stringify({ id: 'chatcmpl-fake', object: 'chat.completion', created: 1, model, choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }], ...(b.usageAs ? { usage: b.usageAs } : b.noUsage ? {} : { usage: { prompt_tokens: input, completion_tokens: n, total_tokens: input + n } }) }));
       }
       return;
     }
@@ -156,7 +158,7 @@ export async function startFakeLlm(): Promise<FakeLlm> {
     const send = (event: string | null, data: unknown) => res.write(`${event ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
     const includeUsage = (body['stream_options'] as { include_usage?: boolean } | undefined)?.include_usage === true;
     if (anthropic) {
-      send('message_start', { type: 'message_start', message: { id: 'msg_fake', type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: b.noUsage ? {} : { input_tokens: input, output_tokens: 0 } } });
+      send('message_start', { type: 'message_start', message: { id: 'msg_fake', type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: b.usageAs ?? (b.noUsage ? {} : { input_tokens: input, output_tokens: 0 }) } });
       send('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
     } else {
       send(null, { id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] });
@@ -174,11 +176,11 @@ export async function startFakeLlm(): Promise<FakeLlm> {
     }
     if (anthropic) {
       send('content_block_stop', { type: 'content_block_stop', index: 0 });
-      send('message_delta', { type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: b.noUsage ? {} : { output_tokens: n } });
+      send('message_delta', { type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: b.usageAs ?? (b.noUsage ? {} : { output_tokens: n }) });
       send('message_stop', { type: 'message_stop' });
     } else {
       send(null, { id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
-      if (includeUsage && !b.noUsage) send(null, { id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1, model, choices: [], usage: { prompt_tokens: input, completion_tokens: n, total_tokens: input + n } });
+      if (includeUsage && !b.noUsage) send(null, { id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1, model, choices: [], usage: b.usageAs ?? { prompt_tokens: input, completion_tokens: n, total_tokens: input + n } });
       send(null, '[DONE]');
     }
     bill.completedStreams++;

@@ -242,7 +242,7 @@ export class RelayService {
           return this.cut(req, open, upstream.id, attempts, attempt.status, error);
         }
         this.router.succeeded(upstream.id);
-        const usage = usageOfBody(ep.wire, safeJson(text));
+        const usage = usageOfBody(ep.wire, safeJson(text), ep.label !== 'embeddings');
         const settled = this.settle(req.requestId, open, {
           status: 'completed',
           httpStatus: attempt.status,

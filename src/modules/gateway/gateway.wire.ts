@@ -10,14 +10,18 @@ export type Wire = 'openai' | 'anthropic';
 type Json = Record<string, unknown>;
 const obj = (v: unknown): Json | null => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : null);
 const int = (v: unknown): number => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : 0);
+/** A token count the provider really gave (a non-negative integer); anything else is no count at all. */
+const count = (v: unknown): boolean => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
 /**
  * OpenAI usage (chat and embeddings): prompt_tokens includes cached ones, completion_tokens includes
- * reasoning ones; both are split out so each category is priced once.
+ * reasoning ones; both are split out so each category is priced once. Usage without its counts
+ * (`usage: {}`, or a chat usage without completion_tokens) is no usage: billed as an estimate, never
+ * as 0 tokens (attacker review G1).
  */
-export function openaiUsage(usage: unknown): Tokens | null {
+export function openaiUsage(usage: unknown, chat = true): Tokens | null {
   const u = obj(usage);
-  if (!u || typeof u['prompt_tokens'] !== 'number') return null;
+  if (!u || !count(u['prompt_tokens']) || (chat && !count(u['completion_tokens']))) return null;
   const prompt = int(u['prompt_tokens']);
   const completion = int(u['completion_tokens']);
   const cached = Math.min(prompt, int(obj(u['prompt_tokens_details'])?.['cached_tokens']));
@@ -25,7 +29,10 @@ export function openaiUsage(usage: unknown): Tokens | null {
   return { input: prompt - cached, cachedInput: cached, cacheWrite: 0, output: completion - reasoning, reasoning };
 }
 
-/** Anthropic usage: input_tokens excludes cache reads and writes; output_tokens is cumulative in streams. */
+/**
+ * Anthropic usage: input_tokens excludes cache reads and writes; output_tokens is cumulative in
+ * streams. A whole answer's usage needs both counts, or it is no usage (G1).
+ */
 export function anthropicUsage(usage: unknown, base: Tokens = NO_TOKENS): Tokens | null {
   const u = obj(usage);
   if (!u) return null;
@@ -38,11 +45,13 @@ export function anthropicUsage(usage: unknown, base: Tokens = NO_TOKENS): Tokens
   };
 }
 
-/** Usage of a whole JSON response. */
-export function usageOfBody(wire: Wire, body: unknown): Tokens | null {
+/** Usage of a whole JSON response (`chat`: a completion, which must count its output too). */
+export function usageOfBody(wire: Wire, body: unknown, chat = true): Tokens | null {
   const b = obj(body);
   if (!b) return null;
-  return wire === 'openai' ? openaiUsage(b['usage']) : anthropicUsage(b['usage']);
+  if (wire === 'openai') return openaiUsage(b['usage'], chat);
+  const u = obj(b['usage']);
+  return u && count(u['input_tokens']) && count(u['output_tokens']) ? anthropicUsage(u) : null;
 }
 
 /**
@@ -51,10 +60,14 @@ export function usageOfBody(wire: Wire, body: unknown): Tokens | null {
  * message_delta the cumulative output.
  */
 export class StreamUsage {
+  /** The provider's whole usage, once it has given every count (null until then, or never). */
   tokens: Tokens | null = null;
+  /** Anthropic: the input side message_start reported (known even when the stream is cut later). */
+  startTokens: Tokens | null = null;
   /** Characters of generated text seen (the estimate's basis when usage never comes). */
   textChars = 0;
   done = false;
+  private outputCounted = false;
 
   constructor(private readonly wire: Wire) {}
 
@@ -79,15 +92,23 @@ export class StreamUsage {
       }
       const usage = openaiUsage(event['usage']);
       if (usage) this.tokens = usage;
-      return { usageOnly: usage !== null && choices.length === 0 };
+      return { usageOnly: obj(event['usage']) !== null && choices.length === 0 };
     }
     switch (event['type']) {
-      case 'message_start':
-        this.tokens = anthropicUsage(obj(event['message'])?.['usage']) ?? this.tokens;
+      case 'message_start': {
+        const u = obj(obj(event['message'])?.['usage']);
+        // Only a real input count starts the usage: `usage: {}` is no usage (G1).
+        if (u && count(u['input_tokens'])) this.startTokens = anthropicUsage({ ...u, output_tokens: 0 });
         break;
-      case 'message_delta':
-        this.tokens = anthropicUsage(event['usage'], this.tokens ?? NO_TOKENS) ?? this.tokens;
+      }
+      case 'message_delta': {
+        const u = obj(event['usage']);
+        if (u && count(u['output_tokens'])) {
+          this.outputCounted = true;
+          this.startTokens = anthropicUsage(u, this.startTokens ?? NO_TOKENS);
+        }
         break;
+      }
       case 'content_block_delta': {
         const d = obj(event['delta']);
         const text = d?.['text'] ?? d?.['thinking'] ?? d?.['partial_json'];
@@ -100,6 +121,9 @@ export class StreamUsage {
       default:
         break;
     }
+    // The whole usage: an input count from message_start (or a delta) and an output count.
+    const started = this.startTokens !== null;
+    this.tokens = started && this.outputCounted ? this.startTokens : null;
     return { usageOnly: false };
   }
 }
