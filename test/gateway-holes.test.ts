@@ -129,6 +129,22 @@ describe(`gateway: money holes of attacker review 2 (${TARGET})`, () => {
     }
   });
 
+  describe('G4: a cut OpenAI stream’s output estimate counts every kind of generated delta', () => {
+    for (const deltaAs of ['tool_calls', 'reasoning_content', 'refusal'] as const) {
+      it(`${deltaAs} deltas`, async () => {
+        const model = `g4-${deltaAs}`;
+        await priceModel(w, model);
+        const up = await addUpstream(w, 'openai', { models: [model] });
+        // 30 words of "w1 w2 …" (≈ 90 characters) streamed, then the connection is reset: no usage.
+        w.fake.behave(up.credential, { words: 60, resetAfterWords: 30, eventGapMs: 2, deltaAs });
+        const { key } = await fundedKey(w, 1000);
+        const rec = await settled(await chat(key, { model, messages: [{ role: 'user', content: 'use the tool' }], max_tokens: 100, stream: true }));
+        expect(rec).toMatchObject({ status: 'failed', usage_source: 'estimated' });
+        expect(rec.tokens.output).toBeGreaterThanOrEqual(20);
+      });
+    }
+  });
+
   it('reconcile is clean after everything above', async () => {
     const res = await w.svc.post('/v1/admin/reconcile', undefined);
     expect(res.status).toBe(200);

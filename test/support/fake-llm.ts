@@ -26,6 +26,8 @@ export interface Behaviour {
   resetAfterWords?: number;
   /** Leave usage out (JSON and streams). */
   noUsage?: boolean;
+  /** OpenAI streams: send the words as this kind of delta instead of `content`. */
+  deltaAs?: 'tool_calls' | 'reasoning_content' | 'refusal';
   /** Send this as the usage object instead of the true one (JSON, OpenAI's usage chunk, both Anthropic stream events). */
   usageAs?: Record<string, unknown>;
   /** Output words per answer (default 5, at most max_tokens). */
@@ -172,7 +174,13 @@ export async function startFakeLlm(): Promise<FakeLlm> {
       const text = i === 0 ? out[i] : ` ${out[i]}`;
       bill.output++;
       if (anthropic) send('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text } });
-      else send(null, { id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta: { content: text }, finish_reason: null }] });
+      else {
+        const delta =
+          b.deltaAs === 'tool_calls' ? { tool_calls: [{ index: 0, ...(i === 0 ? { id: 'call_1', type: 'function' } : {}), function: { ...(i === 0 ? { name: 'f' } : {}), arguments: text } }] }
+          : b.deltaAs ? { [b.deltaAs]: text }
+          : { content: text };
+        send(null, { id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta, finish_reason: null }] });
+      }
     }
     if (anthropic) {
       send('content_block_stop', { type: 'content_block_stop', index: 0 });

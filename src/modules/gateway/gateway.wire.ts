@@ -86,10 +86,7 @@ export class StreamUsage {
     if (!event) return { usageOnly: false };
     if (this.wire === 'openai') {
       const choices = Array.isArray(event['choices']) ? (event['choices'] as unknown[]) : [];
-      for (const c of choices) {
-        const content = obj(obj(c)?.['delta'])?.['content'];
-        if (typeof content === 'string') this.textChars += content.length;
-      }
+      for (const c of choices) this.textChars += generatedChars(obj(obj(c)?.['delta']));
       const usage = openaiUsage(event['usage']);
       if (usage) this.tokens = usage;
       return { usageOnly: obj(event['usage']) !== null && choices.length === 0 };
@@ -126,6 +123,21 @@ export class StreamUsage {
     this.tokens = started && this.outputCounted ? this.startTokens : null;
     return { usageOnly: false };
   }
+}
+
+/**
+ * Characters an OpenAI delta generated, of every kind the provider bills as output: text, refusals,
+ * reasoning (`reasoning_content`, OpenRouter's `reasoning`), tool-call names and arguments (and the
+ * older function_call). Counting text alone let a cut stream of tool calls be estimated at 0 output (G4).
+ */
+function generatedChars(delta: Json | null): number {
+  if (!delta) return 0;
+  const len = (v: unknown): number => (typeof v === 'string' ? v.length : 0);
+  let n = len(delta['content']) + len(delta['refusal']) + len(delta['reasoning_content']) + len(delta['reasoning']);
+  const fn = (f: unknown): number => len(obj(f)?.['name']) + len(obj(f)?.['arguments']);
+  n += fn(delta['function_call']);
+  if (Array.isArray(delta['tool_calls'])) for (const t of delta['tool_calls']) n += fn(obj(t)?.['function']);
+  return n;
 }
 
 /**
