@@ -145,6 +145,33 @@ describe(`gateway: money holes of attacker review 2 (${TARGET})`, () => {
     }
   });
 
+  describe('G5: a cut stream bills the input the provider reported; estimates count media parts', () => {
+    it('a cut Anthropic stream bills message_start’s input (cache reads included), not bytes ÷ 4', async () => {
+      const model = 'g5-claude';
+      await priceModel(w, model);
+      const up = await addUpstream(w, 'anthropic', { models: [model] });
+      // message_start reports the input (a big cached system prompt, an image …); then the connection drops.
+      w.fake.behave(up.credential, { words: 40, resetAfterWords: 10, eventGapMs: 2, usageAs: { input_tokens: 77, cache_read_input_tokens: 50, output_tokens: 1 } });
+      const { key } = await fundedKey(w, 1000);
+      const rec = await settled(await messages(key, { model, messages: [{ role: 'user', content: 'x' }], max_tokens: 64, stream: true }));
+      expect(rec).toMatchObject({ status: 'failed', usage_source: 'estimated' });
+      expect(rec.tokens).toMatchObject({ input: 77, cached_input: 50 });
+      expect(rec.tokens.output).toBeGreaterThan(1);
+    });
+
+    it('an answer without usage that had an image part is estimated with the image’s tokens', async () => {
+      const model = 'g5-vision';
+      await priceModel(w, model, { max_tokens_per_image: 1000 });
+      const up = await addUpstream(w, 'openai', { models: [model] });
+      w.fake.behave(up.credential, { noUsage: true });
+      const { key } = await fundedKey(w, 1000);
+      const content = [{ type: 'text', text: 'what is this' }, { type: 'image_url', image_url: { url: 'https://example.com/cat.png' } }];
+      const rec = await settled(await chat(key, { model, messages: [{ role: 'user', content }], max_tokens: 8 }));
+      expect(rec).toMatchObject({ status: 'completed', usage_source: 'estimated' });
+      expect(rec.tokens.input).toBeGreaterThanOrEqual(1000);
+    });
+  });
+
   it('reconcile is clean after everything above', async () => {
     const res = await w.svc.post('/v1/admin/reconcile', undefined);
     expect(res.status).toBe(200);

@@ -71,6 +71,8 @@ interface Open {
   held: number;
   stream: boolean;
   started: number;
+  /** The media parts' input tokens the hold counted (images, files): part of any input estimate. */
+  mediaTokens: number;
 }
 
 interface Settlement {
@@ -172,8 +174,8 @@ export class RelayService {
     const held = holdCredits(maxCostMicros(price, inputBoundOf(req.rawBytes, messages) + bound.mediaTokens, maxOut * bound.choices));
     // What the key's tokens-per-minute window reserves: an estimate (about four bytes a token), trued up at settlement.
     const reserve = Math.ceil(req.rawBytes / 4) + bound.mediaTokens + maxOut * bound.choices;
-    const holdId = await this.open(caller, req, ep.label, model, stream, held, hash, reserve);
-    const open: Open = { caller, model, price, holdId, held, stream, started };
+    const holdId = await this.open(caller, req, ep.label, model, stream, held, hash, reserve, bound.mediaTokens);
+    const open: Open = { caller, model, price, holdId, held, stream, started, mediaTokens: bound.mediaTokens };
 
     let upstreamBody = body;
     // The output the hold was taken for is the most the upstream may produce.
@@ -201,7 +203,7 @@ export class RelayService {
     } catch (err) {
       const reason = `internal error: ${(err as Error).message || String(err)}`;
       const settlement = reachedClient
-        ? { status: 'failed' as const, httpStatus: 200, upstreamId: null, attempts: 1, tokens: estimate(req.rawBytes, 0), source: 'estimated' as const, ttftMs: null, error: reason, response: null }
+        ? { status: 'failed' as const, httpStatus: 200, upstreamId: null, attempts: 1, tokens: estimate(req.rawBytes, 0, open.mediaTokens), source: 'estimated' as const, ttftMs: null, error: reason, response: null }
         : failed(0, null, null, reason);
       await this.settle(req.requestId, open, settlement);
       throw err;
@@ -248,7 +250,7 @@ export class RelayService {
           httpStatus: attempt.status,
           upstreamId: upstream.id,
           attempts,
-          tokens: usage ?? estimate(req.rawBytes, text.length),
+          tokens: usage ?? estimate(req.rawBytes, text.length, open.mediaTokens),
           source: usage ? 'provider' : 'estimated',
           ttftMs: null,
           error: usage ? null : 'the upstream reported no usage',
@@ -283,7 +285,7 @@ export class RelayService {
       httpStatus: status,
       upstreamId,
       attempts,
-      tokens: estimate(req.rawBytes, 0),
+      tokens: estimate(req.rawBytes, 0, open.mediaTokens),
       source: 'estimated',
       ttftMs: null,
       error: `the upstream took the request and did not answer: ${error}`,
@@ -344,7 +346,7 @@ export class RelayService {
       httpStatus: attempt.status,
       upstreamId: upstream.id,
       attempts,
-      tokens: provider ? (usage.tokens as Tokens) : estimate(req.rawBytes, usage.textChars),
+      tokens: provider ? (usage.tokens as Tokens) : cutEstimate(usage, req.rawBytes, open.mediaTokens),
       source: provider ? 'provider' : 'estimated',
       ttftMs: first === null ? null : Math.round(first - open.started),
       error: error ?? (provider ? null : 'the stream ended without usage'),
@@ -353,7 +355,7 @@ export class RelayService {
   }
 
   /** Hold and record, in one transaction: no hold without its record, no record without its hold. */
-  private async open(caller: Caller, req: RelayRequest, endpoint: string, model: string, stream: boolean, held: number, hash: string, reserve: number): Promise<string> {
+  private async open(caller: Caller, req: RelayRequest, endpoint: string, model: string, stream: boolean, held: number, hash: string, reserve: number, mediaTokens: number): Promise<string> {
     try {
       const holdId = await this.db.transaction().execute(async (trx) => {
         // The key's own limits first, under its row lock: refused here, nothing is held or counted.
@@ -374,7 +376,7 @@ export class RelayService {
           hold_id: hold.holdId,
           held,
           // What the reaper bills if this process dies before settling (docs/gateway.md, "Crash").
-          input_tokens: Math.ceil(req.rawBytes / 4),
+          input_tokens: estimate(req.rawBytes, 0, mediaTokens).input,
           window_start: admitted?.windowStart ?? null,
           reserved_tokens: admitted?.reservedTokens ?? 0,
           lease_until: this.leaseUntil(),
@@ -425,7 +427,7 @@ export class RelayService {
       price = null;
     }
     const caller: Caller = { userId: row.user_id, workspaceId: row.workspace_id, keyId: row.api_key_id ?? '', owner, limits: NO_LIMITS };
-    const open: Open = { caller, model: row.model, price: price ?? ZERO_PRICE, holdId: row.hold_id, held: Number(row.held), stream: false, started: -1 };
+    const open: Open = { caller, model: row.model, price: price ?? ZERO_PRICE, holdId: row.hold_id, held: Number(row.held), stream: false, started: -1, mediaTokens: 0 };
     await this.settleNow(row.id, open, {
       status: 'failed',
       httpStatus: null,
@@ -547,9 +549,24 @@ function failed(attempts: number, upstreamId: string | null, status: number | nu
   return { status: 'failed', httpStatus: status, upstreamId, attempts, tokens: NO_TOKENS, source: 'none', ttftMs: null, error, response: null };
 }
 
-/** When the provider never said: about four characters a token, for what was sent and what came back. */
-function estimate(inputBytes: number, outputChars: number): Tokens {
-  return { ...NO_TOKENS, input: Math.ceil(inputBytes / 4), output: Math.ceil(outputChars / 4) };
+/**
+ * When the provider never said: about four characters a token, for what was sent and what came
+ * back, plus the tokens the hold counted for media parts (an image by URL is a few bytes and
+ * hundreds of tokens: bytes alone would bill it as nearly nothing; attacker review G5).
+ */
+function estimate(inputBytes: number, outputChars: number, mediaTokens: number): Tokens {
+  return { ...NO_TOKENS, input: Math.ceil(inputBytes / 4) + mediaTokens, output: Math.ceil(outputChars / 4) };
+}
+
+/**
+ * A stream that ended without its whole usage: the input side the provider did report (Anthropic's
+ * message_start: input, cache reads and writes, images included) is billed as reported, the output
+ * estimated from what was streamed (or the last cumulative count, if larger); otherwise the estimate.
+ */
+function cutEstimate(usage: StreamUsage, inputBytes: number, mediaTokens: number): Tokens {
+  const guess = estimate(inputBytes, usage.textChars, mediaTokens);
+  if (!usage.startTokens) return guess;
+  return { ...usage.startTokens, output: Math.max(usage.startTokens.output, guess.output) };
 }
 
 /** The output limit the client named, if any (OpenAI's newer name first). */
