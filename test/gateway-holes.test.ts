@@ -172,6 +172,38 @@ describe(`gateway: money holes of attacker review 2 (${TARGET})`, () => {
     });
   });
 
+  describe('G2/G3: the output limit held is the one the provider obeys', () => {
+    it('OpenAI: max_completion_tokens 2 with max_tokens 100 → held for 100, and both are sent as 100', async () => {
+      const model = 'g2-gpt';
+      await priceModel(w, model);
+      const up = await addUpstream(w, 'openai', { models: [model] });
+      w.fake.behave(up.credential, { words: 100 }); // the fake obeys max_tokens first
+      const { key } = await fundedKey(w, 1000);
+      const rec = await settled(await chat(key, { model, messages: [{ role: 'user', content: 'a b' }], max_completion_tokens: 2, max_tokens: 100 }));
+      expect(w.fake.lastBody(up.credential)).toMatchObject({ max_tokens: 100, max_completion_tokens: 100 });
+      expect(rec).toMatchObject({ status: 'completed', usage_source: 'provider', uncharged_micros: 0 });
+      expect(rec.cost_micros).toBe(2 * 250_000 + 100 * 1_000_000);
+    });
+
+    it('Anthropic: max_completion_tokens is not Anthropic’s field; the hold follows max_tokens', async () => {
+      const model = 'g3-claude';
+      await priceModel(w, model);
+      const up = await addUpstream(w, 'anthropic', { models: [model] });
+      w.fake.behave(up.credential, { words: 100 });
+      const { key } = await fundedKey(w, 1000);
+      const rec = await settled(await messages(key, { model, messages: [{ role: 'user', content: 'a b' }], max_tokens: 100, max_completion_tokens: 2 }));
+      expect(rec).toMatchObject({ status: 'completed', usage_source: 'provider', uncharged_micros: 0 });
+      expect(rec.cost_micros).toBe(2 * 250_000 + 100 * 1_000_000);
+    });
+
+    it('an output limit that is not a positive integer is refused (400), nothing held or sent', async () => {
+      const { key } = await fundedKey(w, 1000);
+      const res = await chat(key, { model: 'g2-gpt', messages: [{ role: 'user', content: 'a' }], max_tokens: 10.5 });
+      expect(res.status).toBe(400);
+      expect((await res.json()).error.param).toBe(null);
+    });
+  });
+
   it('reconcile is clean after everything above', async () => {
     const res = await w.svc.post('/v1/admin/reconcile', undefined);
     expect(res.status).toBe(200);

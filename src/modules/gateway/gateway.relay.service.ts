@@ -168,7 +168,7 @@ export class RelayService {
     // The maximum cost: every byte of the body an input token, max_tokens (or the model's limit) out.
     const messages = Array.isArray(body['messages']) ? body['messages'].length : Array.isArray(body['input']) ? body['input'].length : 1;
     const embeddings = ep.label === 'embeddings';
-    const clientMax = clientMaxOutputOf(body);
+    const clientMax = embeddings ? null : clientMaxOutputOf(ep.wire, body);
     const maxOut = embeddings ? 0 : (clientMax ?? price.maxOutputTokens);
     const bound = boundOf(ep.wire, embeddings, body, price, maxOut, clientMax !== null);
     const held = holdCredits(maxCostMicros(price, inputBoundOf(req.rawBytes, messages) + bound.mediaTokens, maxOut * bound.choices));
@@ -180,6 +180,12 @@ export class RelayService {
     let upstreamBody = body;
     // The output the hold was taken for is the most the upstream may produce.
     if (bound.injectMaxTokens !== null) upstreamBody = { ...body, [ep.wire === 'openai' ? 'max_completion_tokens' : 'max_tokens']: bound.injectMaxTokens };
+    // OpenAI has two names for one limit, and which one a provider obeys when both come is its
+    // choice: the hold is for the larger, and every name the client used is sent as that (G2).
+    if (ep.wire === 'openai' && clientMax !== null) {
+      upstreamBody = { ...upstreamBody };
+      for (const k of OPENAI_MAX_OUTPUT) if (body[k] !== undefined && body[k] !== null) upstreamBody[k] = clientMax;
+    }
     const clientAskedUsage = asObjectOrNull(body['stream_options'])?.['include_usage'] === true;
     if (stream && ep.wire === 'openai') upstreamBody = { ...upstreamBody, stream_options: { ...(asObjectOrNull(body['stream_options']) ?? {}), include_usage: true } };
     const payload = JSON.stringify(upstreamBody);
@@ -569,13 +575,22 @@ function cutEstimate(usage: StreamUsage, inputBytes: number, mediaTokens: number
   return { ...usage.startTokens, output: Math.max(usage.startTokens.output, guess.output) };
 }
 
-/** The output limit the client named, if any (OpenAI's newer name first). */
-function clientMaxOutputOf(body: Record<string, unknown>): number | null {
-  for (const k of ['max_completion_tokens', 'max_tokens']) {
+const OPENAI_MAX_OUTPUT = ['max_completion_tokens', 'max_tokens'] as const;
+
+/**
+ * The output limit the client named, if any: on OpenAI's wire the larger of its two names (G2), on
+ * Anthropic's `max_tokens` only — the one field Anthropic obeys (G3). A limit that is not a positive
+ * integer is refused: what the provider would make of it cannot be held for.
+ */
+function clientMaxOutputOf(wire: Wire, body: Record<string, unknown>): number | null {
+  let max: number | null = null;
+  for (const k of wire === 'openai' ? OPENAI_MAX_OUTPUT : (['max_tokens'] as const)) {
     const v = body[k];
-    if (typeof v === 'number' && Number.isSafeInteger(v) && v > 0) return v;
+    if (v === undefined || v === null) continue;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw errors.invalidRequest(`${k} must be a positive integer`, { field: `body.${k}` });
+    max = Math.max(max ?? 0, v);
   }
-  return null;
+  return max;
 }
 
 function asObject(v: unknown): Record<string, unknown> {
