@@ -185,13 +185,20 @@ describe(`gateway: money holes of attacker review 2 (${TARGET})`, () => {
       expect(rec.cost_micros).toBe(2 * 250_000 + 100 * 1_000_000);
     });
 
-    it('Anthropic: max_completion_tokens is not Anthropic’s field; the hold follows max_tokens', async () => {
+    it('Anthropic: max_completion_tokens is not Anthropic’s field: the hold never follows it (and since G6 it is refused)', async () => {
       const model = 'g3-claude';
       await priceModel(w, model);
       const up = await addUpstream(w, 'anthropic', { models: [model] });
       w.fake.behave(up.credential, { words: 100 });
-      const { key } = await fundedKey(w, 1000);
-      const rec = await settled(await messages(key, { model, messages: [{ role: 'user', content: 'a b' }], max_tokens: 100, max_completion_tokens: 2 }));
+      const { userId, key } = await fundedKey(w, 1000);
+      const res = await messages(key, { model, messages: [{ role: 'user', content: 'a b' }], max_tokens: 100, max_completion_tokens: 2 });
+      if (res.status === 400) {
+        // G6: not an Anthropic field, not relayed; nothing held or sent.
+        expect(w.fake.hits(up.credential)).toBe(0);
+        expect(await balanceOf(w, userId)).toMatchObject({ balance: 1003, held: 0 });
+        return;
+      }
+      const rec = await settled(res);
       expect(rec).toMatchObject({ status: 'completed', usage_source: 'provider', uncharged_micros: 0 });
       expect(rec.cost_micros).toBe(2 * 250_000 + 100 * 1_000_000);
     });
@@ -201,6 +208,46 @@ describe(`gateway: money holes of attacker review 2 (${TARGET})`, () => {
       const res = await chat(key, { model: 'g2-gpt', messages: [{ role: 'user', content: 'a' }], max_tokens: 10.5 });
       expect(res.status).toBe(400);
       expect((await res.json()).error.param).toBe(null);
+    });
+  });
+
+  describe('G6: fields and headers that buy a dearer service are refused, in the client’s format, nothing sent', () => {
+    const cases: [string, 'openai' | 'anthropic', Record<string, unknown>, Record<string, string>][] = [
+      ['OpenAI service_tier "priority"', 'openai', { service_tier: 'priority' }, {}],
+      ['OpenRouter models (a fallback list of other models)', 'openai', { models: ['gpt-4.5', 'o1-pro'] }, {}],
+      ['OpenRouter plugins', 'openai', { plugins: [{ id: 'web' }] }, {}],
+      ['an unknown field', 'openai', { provider: { order: ['x'] } }, {}],
+      ['anthropic-beta context-1m', 'anthropic', {}, { 'anthropic-beta': 'context-1m-2025-08-07' }],
+      ['anthropic-beta with an allowed and a refused flag', 'anthropic', {}, { 'anthropic-beta': 'prompt-caching-2024-07-31, context-1m-2025-08-07' }],
+      ['Anthropic service_tier "auto" (may use priority capacity)', 'anthropic', { service_tier: 'auto' }, {}],
+    ];
+    for (const [i, [name, wire, extra, headers]] of cases.entries()) {
+      it(name, async () => {
+        const model = `g6-${wire}-${i}`;
+        await priceModel(w, model);
+        const up = await addUpstream(w, wire, { models: [model] });
+        const { userId, key } = await fundedKey(w, 1000);
+        const body = { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, ...extra };
+        const res = await (wire === 'openai' ? chat(key, body, headers) : messages(key, body, headers));
+        expect(res.status).toBe(400);
+        const err = await res.json();
+        if (wire === 'openai') expect(err.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_request' });
+        else expect(err).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
+        expect(w.fake.hits(up.credential)).toBe(0);
+        expect(await balanceOf(w, userId)).toMatchObject({ balance: 1003, held: 0 });
+      });
+    }
+
+    it('the standard tier and harmless beta flags still pass', async () => {
+      await priceModel(w, 'g6-ok-gpt');
+      await priceModel(w, 'g6-ok-claude');
+      const o = await addUpstream(w, 'openai', { models: ['g6-ok-gpt'] });
+      const a = await addUpstream(w, 'anthropic', { models: ['g6-ok-claude'] });
+      const { key } = await fundedKey(w, 1000);
+      expect((await chat(key, { model: 'g6-ok-gpt', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, service_tier: 'auto', seed: 1 })).status).toBe(200);
+      expect((await messages(key, { model: 'g6-ok-claude', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }, { 'anthropic-beta': 'prompt-caching-2024-07-31' })).status).toBe(200);
+      expect(w.fake.lastBody(o.credential)).toMatchObject({ service_tier: 'auto' });
+      expect(w.fake.hits(a.credential)).toBe(1);
     });
   });
 

@@ -15,6 +15,7 @@ import type { Candidate, UpstreamRouter } from './gateway.router.js';
 import type { Attempt, UpstreamClient } from './gateway.upstream-call.js';
 import { SseSplitter, StreamUsage, usageOfBody, type Wire } from './gateway.wire.js';
 import { boundOf } from './gateway.bounds.js';
+import { assertRelayable } from './gateway.relayed.js';
 import { admit, assertModelAllowed, counted, type KeyLimits, limitsOf, NO_LIMITS } from './gateway.key-limits.js';
 import { keySpent, keyWindowTrueUp } from './gateway.key-limits.repository.js';
 
@@ -156,6 +157,7 @@ export class RelayService {
     const stream = body['stream'] === true;
     if (stream && ep.label === 'embeddings') throw errors.invalidRequest('embeddings do not stream', { field: 'body.stream' });
     if (stream && !sink) throw errors.internal();
+    assertRelayable(ep.wire, ep.label === 'embeddings', body, req.forward);
     assertModelAllowed(caller.limits, model);
     const price = await this.priceFor(model);
     const hash = requestHash(`gateway.${req.endpoint}`, {}, body);
