@@ -251,6 +251,34 @@ describe(`gateway: money holes of attacker review 2 (${TARGET})`, () => {
     });
   });
 
+  describe('G8: one-hour cache writes are priced as such, or refused', () => {
+    const system = [{ type: 'text', text: 'rule '.repeat(800), cache_control: { type: 'ephemeral', ttl: '1h' } }];
+
+    it('with cache_write_1h in the price, the 1 h writes the provider reports cost that price', async () => {
+      const model = 'g8-claude';
+      // cache_write_1h 0.5 credit a token (twice the input price of 0.25).
+      await priceModel(w, model, { cache_write_1h: 500_000 });
+      const up = await addUpstream(w, 'anthropic', { models: [model] });
+      w.fake.behave(up.credential, { usageAs: { input_tokens: 10, cache_creation_input_tokens: 1000, cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 1000 }, output_tokens: 5 } });
+      const { key } = await fundedKey(w, 5000);
+      const rec = await settled(await messages(key, { model, system, messages: [{ role: 'user', content: 'hi' }], max_tokens: 8 }));
+      expect(rec).toMatchObject({ status: 'completed', usage_source: 'provider', uncharged_micros: 0 });
+      expect(rec.cost_micros).toBe(10 * 250_000 + 1000 * 500_000 + 5 * 1_000_000);
+    });
+
+    it('without cache_write_1h in the price, a request asking for ttl 1h is refused (400), nothing held or sent', async () => {
+      const model = 'g8-claude-unpriced';
+      await priceModel(w, model);
+      const up = await addUpstream(w, 'anthropic', { models: [model] });
+      const { userId, key } = await fundedKey(w, 5000);
+      const res = await messages(key, { model, system, messages: [{ role: 'user', content: 'hi' }], max_tokens: 8 });
+      expect(res.status).toBe(400);
+      expect((await res.json()).error.type).toBe('invalid_request_error');
+      expect(w.fake.hits(up.credential)).toBe(0);
+      expect(await balanceOf(w, userId)).toMatchObject({ balance: 5003, held: 0 });
+    });
+  });
+
   it('reconcile is clean after everything above', async () => {
     const res = await w.svc.post('/v1/admin/reconcile', undefined);
     expect(res.status).toBe(200);

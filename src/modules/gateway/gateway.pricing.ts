@@ -11,6 +11,8 @@ export interface ModelPrice {
   input: bigint;
   cachedInput: bigint;
   cacheWrite: bigint;
+  /** One-hour cache writes; null: the price names none, so requests asking for them are refused (G8). */
+  cacheWrite1h: bigint | null;
   output: bigint;
   reasoning: bigint;
   /** Per request, in pico-credits. */
@@ -53,6 +55,8 @@ export function priceOf(metric: string, isActive: boolean, metadata: unknown): P
   const cachedInput = opt('cached_input', input);
   const cacheWrite = opt('cache_write', input);
   const reasoning = opt('reasoning', output);
+  const cacheWrite1h = p['cache_write_1h'] === undefined ? null : decimalTimesMillion(p['cache_write_1h']);
+  if (p['cache_write_1h'] !== undefined && cacheWrite1h === null) return { ok: false, reason: `the cost model ${metric} has a malformed gateway price` };
   const requestFee = opt('request_fee', 0n);
   if (cachedInput === null || cacheWrite === null || reasoning === null || requestFee === null) {
     return { ok: false, reason: `the cost model ${metric} has a malformed gateway price` };
@@ -71,19 +75,32 @@ export function priceOf(metric: string, isActive: boolean, metadata: unknown): P
   return {
     ok: true,
     price: {
-      metric, input, cachedInput, cacheWrite, output, reasoning, requestFee: requestFee * PICO_PER_MICRO, maxOutputTokens,
+      metric, input, cachedInput, cacheWrite, cacheWrite1h, output, reasoning, requestFee: requestFee * PICO_PER_MICRO, maxOutputTokens,
       maxTokensPerImage: perImage ?? DEFAULT_MAX_TOKENS_PER_IMAGE,
       maxTokensPerFile: perFile ?? null,
     },
   };
 }
 
+/**
+ * The price of a one-hour cache write: the cost model's `cache_write_1h`, else — for writes a
+ * provider reports though no request asked for them — Anthropic's rate, twice the input price, or the
+ * cache_write price if dearer: never the five-minute price (G8).
+ */
+export function cacheWrite1hOf(price: ModelPrice): bigint {
+  if (price.cacheWrite1h !== null) return price.cacheWrite1h;
+  const twice = 2n * price.input;
+  return twice > price.cacheWrite ? twice : price.cacheWrite;
+}
+
 /** The exact cost of a request in micro-credits (rounded up once, per request). */
 export function costMicros(price: ModelPrice, t: Tokens): number {
+  const oneHour = Math.min(t.cacheWrite1h, t.cacheWrite);
   const pico =
     BigInt(t.input) * price.input +
     BigInt(t.cachedInput) * price.cachedInput +
-    BigInt(t.cacheWrite) * price.cacheWrite +
+    BigInt(t.cacheWrite - oneHour) * price.cacheWrite +
+    BigInt(oneHour) * cacheWrite1hOf(price) +
     BigInt(t.output) * price.output +
     BigInt(t.reasoning) * price.reasoning +
     price.requestFee;
@@ -96,7 +113,8 @@ export function costMicros(price: ModelPrice, t: Tokens): number {
  * output at max_tokens (or the model's limit) at the dearest output price; the fee.
  */
 export function maxCostMicros(price: ModelPrice, inputBound: number, maxOutput: number): number {
-  const inPrice = [price.input, price.cachedInput, price.cacheWrite].reduce((a, b) => (a > b ? a : b));
+  // One-hour cache writes only where the price names them: elsewhere requests asking for them are refused.
+  const inPrice = [price.input, price.cachedInput, price.cacheWrite, price.cacheWrite1h ?? 0n].reduce((a, b) => (a > b ? a : b));
   const outPrice = price.output > price.reasoning ? price.output : price.reasoning;
   const pico = BigInt(inputBound) * inPrice + BigInt(maxOutput) * outPrice + price.requestFee;
   return Number((pico + PICO_PER_MICRO - 1n) / PICO_PER_MICRO);

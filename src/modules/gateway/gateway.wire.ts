@@ -26,7 +26,7 @@ export function openaiUsage(usage: unknown, chat = true): Tokens | null {
   const completion = int(u['completion_tokens']);
   const cached = Math.min(prompt, int(obj(u['prompt_tokens_details'])?.['cached_tokens']));
   const reasoning = Math.min(completion, int(obj(u['completion_tokens_details'])?.['reasoning_tokens']));
-  return { input: prompt - cached, cachedInput: cached, cacheWrite: 0, output: completion - reasoning, reasoning };
+  return { ...NO_TOKENS, input: prompt - cached, cachedInput: cached, output: completion - reasoning, reasoning };
 }
 
 /**
@@ -36,10 +36,15 @@ export function openaiUsage(usage: unknown, chat = true): Tokens | null {
 export function anthropicUsage(usage: unknown, base: Tokens = NO_TOKENS): Tokens | null {
   const u = obj(usage);
   if (!u) return null;
+  const cacheWrite = 'cache_creation_input_tokens' in u ? int(u['cache_creation_input_tokens']) : base.cacheWrite;
+  // The split by TTL (`cache_creation.ephemeral_1h_input_tokens`): one-hour writes cost more (G8).
+  const byTtl = obj(u['cache_creation']);
+  const oneHour = byTtl && 'ephemeral_1h_input_tokens' in byTtl ? int(byTtl['ephemeral_1h_input_tokens']) : base.cacheWrite1h;
   return {
     input: 'input_tokens' in u ? int(u['input_tokens']) : base.input,
     cachedInput: 'cache_read_input_tokens' in u ? int(u['cache_read_input_tokens']) : base.cachedInput,
-    cacheWrite: 'cache_creation_input_tokens' in u ? int(u['cache_creation_input_tokens']) : base.cacheWrite,
+    cacheWrite: Math.max(cacheWrite, oneHour),
+    cacheWrite1h: oneHour,
     output: 'output_tokens' in u ? int(u['output_tokens']) : base.output,
     reasoning: 0,
   };
