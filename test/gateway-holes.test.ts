@@ -279,6 +279,32 @@ describe(`gateway: money holes of attacker review 2 (${TARGET})`, () => {
     });
   });
 
+  describe('G9: images are held only at a per-image figure the operator set', () => {
+    const content = [{ type: 'text', text: 'describe' }, { type: 'image_url', image_url: { url: 'https://example.com/huge.png', detail: 'high' } }];
+
+    it('a model whose price sets no max_tokens_per_image refuses image parts (400), nothing held or sent', async () => {
+      const model = 'g9-unpriced-images';
+      await priceModel(w, model);
+      const up = await addUpstream(w, 'openai', { models: [model] });
+      const { userId, key } = await fundedKey(w, 1000);
+      const res = await chat(key, { model, messages: [{ role: 'user', content }], max_tokens: 4 });
+      expect(res.status).toBe(400);
+      expect((await res.json()).error.message).toMatch(/max_tokens_per_image/);
+      expect(w.fake.hits(up.credential)).toBe(0);
+      expect(await balanceOf(w, userId)).toMatchObject({ balance: 1003, held: 0 });
+    });
+
+    it('with max_tokens_per_image set, images are held at that figure each', async () => {
+      const model = 'g9-priced-images';
+      await priceModel(w, model, { max_tokens_per_image: 8000 });
+      await addUpstream(w, 'openai', { models: [model] });
+      const { key } = await fundedKey(w, 5000);
+      const rec = await settled(await chat(key, { model, messages: [{ role: 'user', content }], max_tokens: 4 }));
+      expect(rec.status).toBe('completed');
+      expect(rec['held'] as number).toBeGreaterThanOrEqual(2000); // 8,000 tokens at 0.25 credit
+    });
+  });
+
   it('reconcile is clean after everything above', async () => {
     const res = await w.svc.post('/v1/admin/reconcile', undefined);
     expect(res.status).toBe(200);

@@ -43,7 +43,10 @@ export function boundOf(wire: Wire, embeddings: boolean, body: Record<string, un
   if (parts.files > 0 && price.maxTokensPerFile === null) {
     throw errors.invalidRequest(`This model's cost model sets no max_tokens_per_file, so file, document and audio parts cannot be held for; send text or images`, { field: 'body.messages' });
   }
-  const mediaTokens = parts.images * price.maxTokensPerImage + parts.files * (price.maxTokensPerFile ?? 0);
+  if (parts.images > 0 && price.maxTokensPerImage === null) {
+    throw errors.invalidRequest(`This model's cost model sets no max_tokens_per_image, so image parts cannot be held for; send text, or ask the operator to price images`, { field: 'body.messages' });
+  }
+  const mediaTokens = parts.images * (price.maxTokensPerImage ?? 0) + parts.files * (price.maxTokensPerFile ?? 0);
   return { choices, mediaTokens, injectMaxTokens: embeddings || clientMaxOut ? null : maxOut };
 }
 

@@ -19,16 +19,18 @@ export interface ModelPrice {
   requestFee: bigint;
   /** The most output tokens a request may produce when it names no max_tokens. */
   maxOutputTokens: number;
-  /** The input-token bound of one image part (its pixels are billed as tokens the body's bytes do not bound). */
-  maxTokensPerImage: number;
+  /**
+   * The input-token bound of one image part (its pixels are billed as tokens the body's bytes do not
+   * bound); null: image parts are refused. No default: a high-detail image costs up to several
+   * thousand tokens depending on the model and its size, so only the operator can name it (G9).
+   */
+  maxTokensPerImage: number | null;
   /** The input-token bound of one file, document or audio part; null: such parts are refused. */
   maxTokensPerFile: number | null;
 }
 
 export const priceMetric = (model: string): string => `llm:${model}`;
 export const DEFAULT_MAX_OUTPUT_TOKENS = 4096;
-/** Above the largest image any current provider bills (OpenAI ≈ 765–2,500 tokens, Anthropic ≈ 1,600). */
-export const DEFAULT_MAX_TOKENS_PER_IMAGE = 3000;
 const PICO_PER_MICRO = 1_000_000n;
 
 /** `0.15`, `"2.5"`, `3` → the same value × 1e6 as an integer; null for anything else (negative, >6 places, exponent). */
@@ -76,7 +78,7 @@ export function priceOf(metric: string, isActive: boolean, metadata: unknown): P
     ok: true,
     price: {
       metric, input, cachedInput, cacheWrite, cacheWrite1h, output, reasoning, requestFee: requestFee * PICO_PER_MICRO, maxOutputTokens,
-      maxTokensPerImage: perImage ?? DEFAULT_MAX_TOKENS_PER_IMAGE,
+      maxTokensPerImage: perImage ?? null,
       maxTokensPerFile: perFile ?? null,
     },
   };

@@ -91,7 +91,7 @@ interface Settlement {
 /** A hold outlives any request by far: the reaper settles the few a crash leaves (docs/gateway.md). */
 const HOLD_SECONDS = 24 * 3600;
 const PRICE_TTL_MS = 1_000;
-const ZERO_PRICE: ModelPrice = { metric: '', input: 0n, cachedInput: 0n, cacheWrite: 0n, cacheWrite1h: null, output: 0n, reasoning: 0n, requestFee: 0n, maxOutputTokens: 0, maxTokensPerImage: 0, maxTokensPerFile: null };
+const ZERO_PRICE: ModelPrice = { metric: '', input: 0n, cachedInput: 0n, cacheWrite: 0n, cacheWrite1h: null, output: 0n, reasoning: 0n, requestFee: 0n, maxOutputTokens: 0, maxTokensPerImage: null, maxTokensPerFile: null };
 
 /**
  * The relay (issue 14): authenticate the key, price the model, hold the request's maximum cost and
