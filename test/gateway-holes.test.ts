@@ -266,6 +266,15 @@ describe(`gateway: money holes of attacker review 2 (${TARGET})`, () => {
       expect(rec.cost_micros).toBe(10 * 250_000 + 1000 * 500_000 + 5 * 1_000_000);
     });
 
+    it('a request that asks for no 1 h cache is held at the plain input price, even where cache_write_1h is priced', async () => {
+      const plain = [{ type: 'text', text: 'rule '.repeat(800), cache_control: { type: 'ephemeral' } }];
+      const { key } = await fundedKey(w, 5000);
+      const one = await settled(await messages(key, { model: 'g8-claude', system, messages: [{ role: 'user', content: 'hi' }], max_tokens: 8 }));
+      const five = await settled(await messages(key, { model: 'g8-claude', system: plain, messages: [{ role: 'user', content: 'hi' }], max_tokens: 8 }));
+      // The same size of body, held at 0.5 and at 0.25 credit an input token.
+      expect(five['held'] as number).toBeLessThan(((one['held'] as number) * 2) / 3);
+    });
+
     it('without cache_write_1h in the price, a request asking for ttl 1h is refused (400), nothing held or sent', async () => {
       const model = 'g8-claude-unpriced';
       await priceModel(w, model);

@@ -19,6 +19,8 @@ export interface Bound {
   mediaTokens: number;
   /** The output limit the upstream is sent when the client gave none (null: the client's stands). */
   injectMaxTokens: number | null;
+  /** The request asks for one-hour cache writes: its input is held at that price too (G8). */
+  oneHourCache: boolean;
 }
 
 export function boundOf(wire: Wire, embeddings: boolean, body: Record<string, unknown>, price: ModelPrice, maxOut: number, clientMaxOut: boolean): Bound {
@@ -36,7 +38,8 @@ export function boundOf(wire: Wire, embeddings: boolean, body: Record<string, un
       if (typeof type === 'string' && /^(web_search|web_fetch|code_execution)/.test(type)) throw unbillable(`the server tool ${type} (billed per use, outside tokens)`, 'body.tools');
     }
   }
-  if (price.cacheWrite1h === null && asksOneHourCache(body)) {
+  const oneHourCache = asksOneHourCache(body);
+  if (price.cacheWrite1h === null && oneHourCache) {
     throw errors.invalidRequest(`This model's cost model sets no cache_write_1h price, so one-hour cache writes (cache_control ttl "1h") cannot be billed; use the default five-minute cache`, { field: 'body.cache_control' });
   }
   const parts = mediaParts(body);
@@ -47,7 +50,7 @@ export function boundOf(wire: Wire, embeddings: boolean, body: Record<string, un
     throw errors.invalidRequest(`This model's cost model sets no max_tokens_per_image, so image parts cannot be held for; send text, or ask the operator to price images`, { field: 'body.messages' });
   }
   const mediaTokens = parts.images * (price.maxTokensPerImage ?? 0) + parts.files * (price.maxTokensPerFile ?? 0);
-  return { choices, mediaTokens, injectMaxTokens: embeddings || clientMaxOut ? null : maxOut };
+  return { choices, mediaTokens, injectMaxTokens: embeddings || clientMaxOut ? null : maxOut, oneHourCache };
 }
 
 function unbillable(what: string, field: string) {

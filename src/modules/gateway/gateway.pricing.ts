@@ -114,9 +114,9 @@ export function costMicros(price: ModelPrice, t: Tokens): number {
  * tokenizer makes more tokens than bytes, plus a few per message), at the dearest input price; its
  * output at max_tokens (or the model's limit) at the dearest output price; the fee.
  */
-export function maxCostMicros(price: ModelPrice, inputBound: number, maxOutput: number): number {
-  // One-hour cache writes only where the price names them: elsewhere requests asking for them are refused.
-  const inPrice = [price.input, price.cachedInput, price.cacheWrite, price.cacheWrite1h ?? 0n].reduce((a, b) => (a > b ? a : b));
+export function maxCostMicros(price: ModelPrice, inputBound: number, maxOutput: number, oneHourCache = false): number {
+  // One-hour cache writes only for a request that asks for them (the price names them, or it was refused).
+  const inPrice = [price.input, price.cachedInput, price.cacheWrite, oneHourCache ? cacheWrite1hOf(price) : 0n].reduce((a, b) => (a > b ? a : b));
   const outPrice = price.output > price.reasoning ? price.output : price.reasoning;
   const pico = BigInt(inputBound) * inPrice + BigInt(maxOutput) * outPrice + price.requestFee;
   return Number((pico + PICO_PER_MICRO - 1n) / PICO_PER_MICRO);

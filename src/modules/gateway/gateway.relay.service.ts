@@ -173,7 +173,7 @@ export class RelayService {
     const clientMax = embeddings ? null : clientMaxOutputOf(ep.wire, body);
     const maxOut = embeddings ? 0 : (clientMax ?? price.maxOutputTokens);
     const bound = boundOf(ep.wire, embeddings, body, price, maxOut, clientMax !== null);
-    const held = holdCredits(maxCostMicros(price, inputBoundOf(req.rawBytes, messages) + bound.mediaTokens, maxOut * bound.choices));
+    const held = holdCredits(maxCostMicros(price, inputBoundOf(req.rawBytes, messages) + bound.mediaTokens, maxOut * bound.choices, bound.oneHourCache));
     // What the key's tokens-per-minute window reserves: an estimate (about four bytes a token), trued up at settlement.
     const reserve = Math.ceil(req.rawBytes / 4) + bound.mediaTokens + maxOut * bound.choices;
     const holdId = await this.open(caller, req, ep.label, model, stream, held, hash, reserve, bound.mediaTokens);
