@@ -71,6 +71,7 @@ export interface ApiKeys {
   credit_budget: number | null;
   credits_used: Generated<number>;
   expires_at: Timestamp | null;
+  gateway_spent_micros: Generated<number>;
   id: string;
   key_hash: string;
   last_used_at: Timestamp | null;

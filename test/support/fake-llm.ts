@@ -18,12 +18,18 @@ export interface Behaviour {
   eventGapMs?: number;
   /** Never answer (the connection stays open). */
   hang?: boolean;
+  /** Send 200 and the headers, then nothing more (an upstream that stalls after taking the request). */
+  stallAfterHeaders?: boolean;
   /** Answer only once this settles (lets a test line many requests up at the upstream). */
   gate?: Promise<void>;
   /** Destroy the socket after this many output words have been streamed. */
   resetAfterWords?: number;
   /** Leave usage out (JSON and streams). */
   noUsage?: boolean;
+  /** OpenAI streams: send the words as this kind of delta instead of `content`. */
+  deltaAs?: 'tool_calls' | 'reasoning_content' | 'refusal';
+  /** Send this as the usage object instead of the true one (JSON, OpenAI's usage chunk, both Anthropic stream events). */
+  usageAs?: Record<string, unknown>;
   /** Output words per answer (default 5, at most max_tokens). */
   words?: number;
 }
@@ -112,6 +118,14 @@ export async function startFakeLlm(): Promise<FakeLlm> {
     }
     const model = String(body['model'] ?? 'unknown');
     const input = inputWords(body);
+    if (b.stallAfterHeaders) {
+      // It took the request, so it bills the input; then it never says anything more.
+      billOf(credential).requests++;
+      billOf(credential).input += input;
+      res.writeHead(200, { 'content-type': body['stream'] === true ? 'text/event-stream' : 'application/json' });
+      res.flushHeaders();
+      return;
+    }
     const maxTokens = typeof body['max_tokens'] === 'number' ? body['max_tokens'] : typeof body['max_completion_tokens'] === 'number' ? body['max_completion_tokens'] : Infinity;
     const n = Math.max(1, Math.min(b.words ?? 5, maxTokens));
     const out = Array.from({ length: n }, (_, i) => `w${i + 1}`);
@@ -132,9 +146,9 @@ export async function startFakeLlm(): Promise<FakeLlm> {
       res.writeHead(200, { 'content-type': 'application/json' });
       const text = out.join(' ');
       if (anthropic) {
-        res.end(JSON.stringify({ id: 'msg_fake', type: 'message', role: 'assistant', model, content: [{ type: 'text', text }], stop_reason: 'end_turn', stop_sequence: null, usage: b.noUsage ? undefined : { input_tokens: input, output_tokens: n } }));
+        res.end(JSON.stringify({ id: 'msg_fake', type: 'message', role: 'assistant', model, content: [{ type: 'text', text }], stop_reason: 'end_turn', stop_sequence: null, usage: b.usageAs ?? (b.noUsage ? undefined : { input_tokens: input, output_tokens: n }) }));
       } else {
-        res.end(JSON.stringify({ id: 'chatcmpl-fake', object: 'chat.completion', created: 1, model, choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }], ...(b.noUsage ? {} : { usage: { prompt_tokens: input, completion_tokens: n, total_tokens: input + n } }) }));
+        res.end(JSON.stringify({ id: 'chatcmpl-fake', object: 'chat.completion', created: 1, model, choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }], ...(b.usageAs ? { usage: b.usageAs } : b.noUsage ? {} : { usage: { prompt_tokens: input, completion_tokens: n, total_tokens: input + n } }) }));
       }
       return;
     }
@@ -146,7 +160,7 @@ export async function startFakeLlm(): Promise<FakeLlm> {
     const send = (event: string | null, data: unknown) => res.write(`${event ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
     const includeUsage = (body['stream_options'] as { include_usage?: boolean } | undefined)?.include_usage === true;
     if (anthropic) {
-      send('message_start', { type: 'message_start', message: { id: 'msg_fake', type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: b.noUsage ? {} : { input_tokens: input, output_tokens: 0 } } });
+      send('message_start', { type: 'message_start', message: { id: 'msg_fake', type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: b.usageAs ?? (b.noUsage ? {} : { input_tokens: input, output_tokens: 0 }) } });
       send('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
     } else {
       send(null, { id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] });
@@ -160,15 +174,21 @@ export async function startFakeLlm(): Promise<FakeLlm> {
       const text = i === 0 ? out[i] : ` ${out[i]}`;
       bill.output++;
       if (anthropic) send('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text } });
-      else send(null, { id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta: { content: text }, finish_reason: null }] });
+      else {
+        const delta =
+          b.deltaAs === 'tool_calls' ? { tool_calls: [{ index: 0, ...(i === 0 ? { id: 'call_1', type: 'function' } : {}), function: { ...(i === 0 ? { name: 'f' } : {}), arguments: text } }] }
+          : b.deltaAs ? { [b.deltaAs]: text }
+          : { content: text };
+        send(null, { id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta, finish_reason: null }] });
+      }
     }
     if (anthropic) {
       send('content_block_stop', { type: 'content_block_stop', index: 0 });
-      send('message_delta', { type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: b.noUsage ? {} : { output_tokens: n } });
+      send('message_delta', { type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: b.usageAs ?? (b.noUsage ? {} : { output_tokens: n }) });
       send('message_stop', { type: 'message_stop' });
     } else {
       send(null, { id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
-      if (includeUsage && !b.noUsage) send(null, { id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1, model, choices: [], usage: { prompt_tokens: input, completion_tokens: n, total_tokens: input + n } });
+      if (includeUsage && !b.noUsage) send(null, { id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1, model, choices: [], usage: b.usageAs ?? { prompt_tokens: input, completion_tokens: n, total_tokens: input + n } });
       send(null, '[DONE]');
     }
     bill.completedStreams++;

@@ -19,6 +19,8 @@ export interface Bound {
   mediaTokens: number;
   /** The output limit the upstream is sent when the client gave none (null: the client's stands). */
   injectMaxTokens: number | null;
+  /** The request asks for one-hour cache writes: its input is held at that price too (G8). */
+  oneHourCache: boolean;
 }
 
 export function boundOf(wire: Wire, embeddings: boolean, body: Record<string, unknown>, price: ModelPrice, maxOut: number, clientMaxOut: boolean): Bound {
@@ -36,12 +38,19 @@ export function boundOf(wire: Wire, embeddings: boolean, body: Record<string, un
       if (typeof type === 'string' && /^(web_search|web_fetch|code_execution)/.test(type)) throw unbillable(`the server tool ${type} (billed per use, outside tokens)`, 'body.tools');
     }
   }
+  const oneHourCache = asksOneHourCache(body);
+  if (price.cacheWrite1h === null && oneHourCache) {
+    throw errors.invalidRequest(`This model's cost model sets no cache_write_1h price, so one-hour cache writes (cache_control ttl "1h") cannot be billed; use the default five-minute cache`, { field: 'body.cache_control' });
+  }
   const parts = mediaParts(body);
   if (parts.files > 0 && price.maxTokensPerFile === null) {
     throw errors.invalidRequest(`This model's cost model sets no max_tokens_per_file, so file, document and audio parts cannot be held for; send text or images`, { field: 'body.messages' });
   }
-  const mediaTokens = parts.images * price.maxTokensPerImage + parts.files * (price.maxTokensPerFile ?? 0);
-  return { choices, mediaTokens, injectMaxTokens: embeddings || clientMaxOut ? null : maxOut };
+  if (parts.images > 0 && price.maxTokensPerImage === null) {
+    throw errors.invalidRequest(`This model's cost model sets no max_tokens_per_image, so image parts cannot be held for; send text, or ask the operator to price images`, { field: 'body.messages' });
+  }
+  const mediaTokens = parts.images * (price.maxTokensPerImage ?? 0) + parts.files * (price.maxTokensPerFile ?? 0);
+  return { choices, mediaTokens, injectMaxTokens: embeddings || clientMaxOut ? null : maxOut, oneHourCache };
 }
 
 function unbillable(what: string, field: string) {
@@ -69,4 +78,17 @@ export function mediaParts(body: Record<string, unknown>): { images: number; fil
   visit(body['messages'], 0);
   visit(body['system'], 0);
   return out;
+}
+
+/** Does any part of the body (system, messages, tools) ask for a one-hour cache write? */
+export function asksOneHourCache(body: Record<string, unknown>): boolean {
+  const visit = (v: unknown, depth: number): boolean => {
+    if (depth > 12 || v === null || typeof v !== 'object') return false;
+    if (Array.isArray(v)) return v.some((x) => visit(x, depth + 1));
+    const o = v as Record<string, unknown>;
+    const cc = o['cache_control'];
+    if (cc && typeof cc === 'object' && (cc as Record<string, unknown>)['ttl'] !== undefined && (cc as Record<string, unknown>)['ttl'] !== '5m') return true;
+    return Object.values(o).some((x) => visit(x, depth + 1));
+  };
+  return visit(body, 0);
 }

@@ -5,7 +5,7 @@ import type { Executor } from '../../db/database.js';
 export async function keyLockForLimits(db: Executor, keyId: string) {
   return db
     .selectFrom('api_keys')
-    .select(['models', 'rpm_limit', 'tpm_limit', 'max_concurrency', 'credit_budget', 'credits_used'])
+    .select(['models', 'rpm_limit', 'tpm_limit', 'max_concurrency', 'credit_budget', 'credits_used', 'gateway_spent_micros'])
     .where('id', '=', keyId)
     .forUpdate()
     .executeTakeFirst();
@@ -57,10 +57,21 @@ export async function keyWindowTrueUp(db: Executor, keyId: string, start: Date, 
     .execute();
 }
 
-/** Adds what a settled request charged to its key's spend (the budget's counter). */
-export async function keySpent(db: Executor, keyId: string, credits: number): Promise<void> {
-  if (credits <= 0) return;
-  await db.updateTable('api_keys').set({ credits_used: sql`credits_used + ${credits}::int8` }).where('id', '=', keyId).execute();
+/**
+ * Adds a settled request's exact cost to its key's own spend (the budget's counter): the key carries
+ * its own fraction, and credits_used is its whole credits (attacker review #12: it used to count the
+ * account's credit crossings, which another key's requests could take).
+ */
+export async function keySpent(db: Executor, keyId: string, micros: number): Promise<void> {
+  if (micros <= 0) return;
+  await db
+    .updateTable('api_keys')
+    .set({
+      gateway_spent_micros: sql`gateway_spent_micros + ${micros}::int8`,
+      credits_used: sql`(gateway_spent_micros + ${micros}::int8) / 1000000`,
+    })
+    .where('id', '=', keyId)
+    .execute();
 }
 
 /** Minutes no limit looks at any more (the scheduler's sweep). */

@@ -35,6 +35,7 @@ export function assertModelAllowed(limits: KeyLimits, model: string): void {
 }
 
 export const MINUTE_MS = 60_000;
+const MICROS = 1_000_000;
 export const minuteOf = (at: Date): Date => new Date(Math.floor(at.getTime() / MINUTE_MS) * MINUTE_MS);
 
 /**
@@ -59,7 +60,8 @@ export interface Admission {
 export interface KeyState {
   inFlight: number;
   heldInFlight: number;
-  creditsUsed: number;
+  /** The key's exact gateway spend so far, in micro-credits. */
+  spentMicros: number;
   previous: { requests: number; tokens: number };
   current: { requests: number; tokens: number };
 }
@@ -80,9 +82,11 @@ export function refusal(limits: KeyLimits, state: KeyState, req: { held: number;
       return errors.rateLimited(`This API key allows ${limits.tpm} tokens per minute`, { limit: 'tpm', retry_after_seconds: retryAfter(at) });
     }
   }
-  if (limits.budget !== null && state.creditsUsed + state.heldInFlight + req.held > limits.budget) {
-    const left = Math.max(0, limits.budget - state.creditsUsed - state.heldInFlight);
-    return errors.budgetExceeded(`This API key's credit budget (${limits.budget}) does not cover this request (up to ${req.held} credits; ${left} left)`, { budget: limits.budget, used: state.creditsUsed, held: state.heldInFlight, needed: req.held });
+  // In micro-credits: what the key spent exactly, plus what its open holds and this one may still
+  // spend, never above the budget — so no run of small requests can pass it by fractions.
+  if (limits.budget !== null && state.spentMicros + (state.heldInFlight + req.held) * MICROS > limits.budget * MICROS) {
+    const left = Math.max(0, Math.floor((limits.budget * MICROS - state.spentMicros) / MICROS) - state.heldInFlight);
+    return errors.budgetExceeded(`This API key's credit budget (${limits.budget}) does not cover this request (up to ${req.held} credits; ${left} left)`, { budget: limits.budget, used: Math.floor(state.spentMicros / MICROS), used_micros: state.spentMicros, held: state.heldInFlight, needed: req.held });
   }
   return null;
 }
@@ -108,7 +112,7 @@ export async function admit(trx: Executor, keyId: string, req: { held: number; t
     const w = windows.find((r) => r.window_start.getTime() === start.getTime());
     return { requests: w ? Number(w.requests) : 0, tokens: w ? Number(w.tokens) : 0 };
   };
-  const state: KeyState = { inFlight: flight.requests, heldInFlight: flight.held, creditsUsed: Number(row.credits_used), previous: at0(previous), current: at0(current) };
+  const state: KeyState = { inFlight: flight.requests, heldInFlight: flight.held, spentMicros: Number(row.gateway_spent_micros), previous: at0(previous), current: at0(current) };
   const refused = refusal(limits, state, req, at);
   if (refused) throw refused;
   if (!needsWindow) return { windowStart: null, reservedTokens: 0 };

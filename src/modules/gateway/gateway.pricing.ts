@@ -11,22 +11,26 @@ export interface ModelPrice {
   input: bigint;
   cachedInput: bigint;
   cacheWrite: bigint;
+  /** One-hour cache writes; null: the price names none, so requests asking for them are refused (G8). */
+  cacheWrite1h: bigint | null;
   output: bigint;
   reasoning: bigint;
   /** Per request, in pico-credits. */
   requestFee: bigint;
   /** The most output tokens a request may produce when it names no max_tokens. */
   maxOutputTokens: number;
-  /** The input-token bound of one image part (its pixels are billed as tokens the body's bytes do not bound). */
-  maxTokensPerImage: number;
+  /**
+   * The input-token bound of one image part (its pixels are billed as tokens the body's bytes do not
+   * bound); null: image parts are refused. No default: a high-detail image costs up to several
+   * thousand tokens depending on the model and its size, so only the operator can name it (G9).
+   */
+  maxTokensPerImage: number | null;
   /** The input-token bound of one file, document or audio part; null: such parts are refused. */
   maxTokensPerFile: number | null;
 }
 
 export const priceMetric = (model: string): string => `llm:${model}`;
 export const DEFAULT_MAX_OUTPUT_TOKENS = 4096;
-/** Above the largest image any current provider bills (OpenAI ≈ 765–2,500 tokens, Anthropic ≈ 1,600). */
-export const DEFAULT_MAX_TOKENS_PER_IMAGE = 3000;
 const PICO_PER_MICRO = 1_000_000n;
 
 /** `0.15`, `"2.5"`, `3` → the same value × 1e6 as an integer; null for anything else (negative, >6 places, exponent). */
@@ -53,6 +57,8 @@ export function priceOf(metric: string, isActive: boolean, metadata: unknown): P
   const cachedInput = opt('cached_input', input);
   const cacheWrite = opt('cache_write', input);
   const reasoning = opt('reasoning', output);
+  const cacheWrite1h = p['cache_write_1h'] === undefined ? null : decimalTimesMillion(p['cache_write_1h']);
+  if (p['cache_write_1h'] !== undefined && cacheWrite1h === null) return { ok: false, reason: `the cost model ${metric} has a malformed gateway price` };
   const requestFee = opt('request_fee', 0n);
   if (cachedInput === null || cacheWrite === null || reasoning === null || requestFee === null) {
     return { ok: false, reason: `the cost model ${metric} has a malformed gateway price` };
@@ -71,19 +77,32 @@ export function priceOf(metric: string, isActive: boolean, metadata: unknown): P
   return {
     ok: true,
     price: {
-      metric, input, cachedInput, cacheWrite, output, reasoning, requestFee: requestFee * PICO_PER_MICRO, maxOutputTokens,
-      maxTokensPerImage: perImage ?? DEFAULT_MAX_TOKENS_PER_IMAGE,
+      metric, input, cachedInput, cacheWrite, cacheWrite1h, output, reasoning, requestFee: requestFee * PICO_PER_MICRO, maxOutputTokens,
+      maxTokensPerImage: perImage ?? null,
       maxTokensPerFile: perFile ?? null,
     },
   };
 }
 
+/**
+ * The price of a one-hour cache write: the cost model's `cache_write_1h`, else — for writes a
+ * provider reports though no request asked for them — Anthropic's rate, twice the input price, or the
+ * cache_write price if dearer: never the five-minute price (G8).
+ */
+export function cacheWrite1hOf(price: ModelPrice): bigint {
+  if (price.cacheWrite1h !== null) return price.cacheWrite1h;
+  const twice = 2n * price.input;
+  return twice > price.cacheWrite ? twice : price.cacheWrite;
+}
+
 /** The exact cost of a request in micro-credits (rounded up once, per request). */
 export function costMicros(price: ModelPrice, t: Tokens): number {
+  const oneHour = Math.min(t.cacheWrite1h, t.cacheWrite);
   const pico =
     BigInt(t.input) * price.input +
     BigInt(t.cachedInput) * price.cachedInput +
-    BigInt(t.cacheWrite) * price.cacheWrite +
+    BigInt(t.cacheWrite - oneHour) * price.cacheWrite +
+    BigInt(oneHour) * cacheWrite1hOf(price) +
     BigInt(t.output) * price.output +
     BigInt(t.reasoning) * price.reasoning +
     price.requestFee;
@@ -95,8 +114,9 @@ export function costMicros(price: ModelPrice, t: Tokens): number {
  * tokenizer makes more tokens than bytes, plus a few per message), at the dearest input price; its
  * output at max_tokens (or the model's limit) at the dearest output price; the fee.
  */
-export function maxCostMicros(price: ModelPrice, inputBound: number, maxOutput: number): number {
-  const inPrice = [price.input, price.cachedInput, price.cacheWrite].reduce((a, b) => (a > b ? a : b));
+export function maxCostMicros(price: ModelPrice, inputBound: number, maxOutput: number, oneHourCache = false): number {
+  // One-hour cache writes only for a request that asks for them (the price names them, or it was refused).
+  const inPrice = [price.input, price.cachedInput, price.cacheWrite, oneHourCache ? cacheWrite1hOf(price) : 0n].reduce((a, b) => (a > b ? a : b));
   const outPrice = price.output > price.reasoning ? price.output : price.reasoning;
   const pico = BigInt(inputBound) * inPrice + BigInt(maxOutput) * outPrice + price.requestFee;
   return Number((pico + PICO_PER_MICRO - 1n) / PICO_PER_MICRO);

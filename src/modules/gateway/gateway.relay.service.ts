@@ -15,6 +15,7 @@ import type { Candidate, UpstreamRouter } from './gateway.router.js';
 import type { Attempt, UpstreamClient } from './gateway.upstream-call.js';
 import { SseSplitter, StreamUsage, usageOfBody, type Wire } from './gateway.wire.js';
 import { boundOf } from './gateway.bounds.js';
+import { assertRelayable } from './gateway.relayed.js';
 import { admit, assertModelAllowed, counted, type KeyLimits, limitsOf, NO_LIMITS } from './gateway.key-limits.js';
 import { keySpent, keyWindowTrueUp } from './gateway.key-limits.repository.js';
 
@@ -71,6 +72,8 @@ interface Open {
   held: number;
   stream: boolean;
   started: number;
+  /** The media parts' input tokens the hold counted (images, files): part of any input estimate. */
+  mediaTokens: number;
 }
 
 interface Settlement {
@@ -88,7 +91,7 @@ interface Settlement {
 /** A hold outlives any request by far: the reaper settles the few a crash leaves (docs/gateway.md). */
 const HOLD_SECONDS = 24 * 3600;
 const PRICE_TTL_MS = 1_000;
-const ZERO_PRICE: ModelPrice = { metric: '', input: 0n, cachedInput: 0n, cacheWrite: 0n, output: 0n, reasoning: 0n, requestFee: 0n, maxOutputTokens: 0, maxTokensPerImage: 0, maxTokensPerFile: null };
+const ZERO_PRICE: ModelPrice = { metric: '', input: 0n, cachedInput: 0n, cacheWrite: 0n, cacheWrite1h: null, output: 0n, reasoning: 0n, requestFee: 0n, maxOutputTokens: 0, maxTokensPerImage: null, maxTokensPerFile: null };
 
 /**
  * The relay (issue 14): authenticate the key, price the model, hold the request's maximum cost and
@@ -154,6 +157,7 @@ export class RelayService {
     const stream = body['stream'] === true;
     if (stream && ep.label === 'embeddings') throw errors.invalidRequest('embeddings do not stream', { field: 'body.stream' });
     if (stream && !sink) throw errors.internal();
+    assertRelayable(ep.wire, ep.label === 'embeddings', body, req.forward);
     assertModelAllowed(caller.limits, model);
     const price = await this.priceFor(model);
     const hash = requestHash(`gateway.${req.endpoint}`, {}, body);
@@ -166,18 +170,24 @@ export class RelayService {
     // The maximum cost: every byte of the body an input token, max_tokens (or the model's limit) out.
     const messages = Array.isArray(body['messages']) ? body['messages'].length : Array.isArray(body['input']) ? body['input'].length : 1;
     const embeddings = ep.label === 'embeddings';
-    const clientMax = clientMaxOutputOf(body);
+    const clientMax = embeddings ? null : clientMaxOutputOf(ep.wire, body);
     const maxOut = embeddings ? 0 : (clientMax ?? price.maxOutputTokens);
     const bound = boundOf(ep.wire, embeddings, body, price, maxOut, clientMax !== null);
-    const held = holdCredits(maxCostMicros(price, inputBoundOf(req.rawBytes, messages) + bound.mediaTokens, maxOut * bound.choices));
+    const held = holdCredits(maxCostMicros(price, inputBoundOf(req.rawBytes, messages) + bound.mediaTokens, maxOut * bound.choices, bound.oneHourCache));
     // What the key's tokens-per-minute window reserves: an estimate (about four bytes a token), trued up at settlement.
     const reserve = Math.ceil(req.rawBytes / 4) + bound.mediaTokens + maxOut * bound.choices;
-    const holdId = await this.open(caller, req, ep.label, model, stream, held, hash, reserve);
-    const open: Open = { caller, model, price, holdId, held, stream, started };
+    const holdId = await this.open(caller, req, ep.label, model, stream, held, hash, reserve, bound.mediaTokens);
+    const open: Open = { caller, model, price, holdId, held, stream, started, mediaTokens: bound.mediaTokens };
 
     let upstreamBody = body;
     // The output the hold was taken for is the most the upstream may produce.
     if (bound.injectMaxTokens !== null) upstreamBody = { ...body, [ep.wire === 'openai' ? 'max_completion_tokens' : 'max_tokens']: bound.injectMaxTokens };
+    // OpenAI has two names for one limit, and which one a provider obeys when both come is its
+    // choice: the hold is for the larger, and every name the client used is sent as that (G2).
+    if (ep.wire === 'openai' && clientMax !== null) {
+      upstreamBody = { ...upstreamBody };
+      for (const k of OPENAI_MAX_OUTPUT) if (body[k] !== undefined && body[k] !== null) upstreamBody[k] = clientMax;
+    }
     const clientAskedUsage = asObjectOrNull(body['stream_options'])?.['include_usage'] === true;
     if (stream && ep.wire === 'openai') upstreamBody = { ...upstreamBody, stream_options: { ...(asObjectOrNull(body['stream_options']) ?? {}), include_usage: true } };
     const payload = JSON.stringify(upstreamBody);
@@ -201,7 +211,7 @@ export class RelayService {
     } catch (err) {
       const reason = `internal error: ${(err as Error).message || String(err)}`;
       const settlement = reachedClient
-        ? { status: 'failed' as const, httpStatus: 200, upstreamId: null, attempts: 1, tokens: estimate(req.rawBytes, 0), source: 'estimated' as const, ttftMs: null, error: reason, response: null }
+        ? { status: 'failed' as const, httpStatus: 200, upstreamId: null, attempts: 1, tokens: estimate(req.rawBytes, 0, open.mediaTokens), source: 'estimated' as const, ttftMs: null, error: reason, response: null }
         : failed(0, null, null, reason);
       await this.settle(req.requestId, open, settlement);
       throw err;
@@ -218,6 +228,9 @@ export class RelayService {
       const attempt = await this.upstreams.call(upstream, ep.path, payload, req.forward);
       if (attempt.kind === 'failed') {
         this.router.failed(upstream.id, attempt.failure);
+        // The upstream took the whole request and then went quiet: it may be billing for it, so it
+        // goes nowhere else (one request, one upstream bill) and is settled like a cut stream.
+        if (attempt.cut) return this.cut(req, open, upstream.id, attempts, null, attempt.failure.error);
         last = attempt;
         continue;
       }
@@ -233,18 +246,19 @@ export class RelayService {
         try {
           text = await attempt.body.text();
         } catch (err) {
-          this.router.failed(upstream.id, { kind: 'retryable', error: (err as Error).message, retryAfterMs: null });
-          last = { kind: 'failed', failure: { kind: 'retryable', error: (err as Error).message, retryAfterMs: null }, status: null, text: null };
-          continue;
+          // The answer started and broke off (idle timeout, reset): the request was taken and may be billed.
+          const error = (err as Error).message || String(err);
+          this.router.failed(upstream.id, { kind: 'retryable', error, retryAfterMs: null });
+          return this.cut(req, open, upstream.id, attempts, attempt.status, error);
         }
         this.router.succeeded(upstream.id);
-        const usage = usageOfBody(ep.wire, safeJson(text));
+        const usage = usageOfBody(ep.wire, safeJson(text), ep.label !== 'embeddings');
         const settled = this.settle(req.requestId, open, {
           status: 'completed',
           httpStatus: attempt.status,
           upstreamId: upstream.id,
           attempts,
-          tokens: usage ?? estimate(req.rawBytes, text.length),
+          tokens: usage ?? estimate(req.rawBytes, text.length, open.mediaTokens),
           source: usage ? 'provider' : 'estimated',
           ttftMs: null,
           error: usage ? null : 'the upstream reported no usage',
@@ -253,10 +267,7 @@ export class RelayService {
         return { kind: 'json', status: attempt.status, body: text, headers: jsonHeaders(attempt.headers), settled };
       }
       const streamed = await this.pipe(req, open, ep.wire, upstream, attempt, attempts, clientAskedUsage, sink as StreamSink);
-      if (streamed === 'retry') {
-        last = { kind: 'failed', failure: { kind: 'retryable', error: 'the stream ended before its first event', retryAfterMs: null }, status: null, text: null };
-        continue;
-      }
+      if ('cut' in streamed) return this.cut(req, open, upstream.id, attempts, attempt.status, `the stream broke before its first event: ${streamed.cut}`);
       return { kind: 'streamed', settled: streamed.settled };
     }
 
@@ -271,11 +282,32 @@ export class RelayService {
   }
 
   /**
+   * A request an upstream took (its whole body went out) and never answered before anything reached
+   * the client: the provider may bill it, so it is settled now — by the usage if any came, else an
+   * estimate of its input (as the reaper bills a crash), capped at the hold, marked `estimated`,
+   * never 0 — and the client gets 503. No other upstream is tried (attacker review G7).
+   */
+  private async cut(req: RelayRequest, open: Open, upstreamId: string, attempts: number, status: number | null, error: string): Promise<never> {
+    await this.settle(req.requestId, open, {
+      status: 'failed',
+      httpStatus: status,
+      upstreamId,
+      attempts,
+      tokens: estimate(req.rawBytes, 0, open.mediaTokens),
+      source: 'estimated',
+      ttftMs: null,
+      error: `the upstream took the request and did not answer: ${error}`,
+      response: null,
+    });
+    throw errors.unavailable('The upstream took the request but did not answer it in time; it is billed as sent');
+  }
+
+  /**
    * Forwards a stream event by event, reading the provider's usage as it passes. A client that
    * leaves does not stop the reading: the upstream is read on (up to the drain timeout) for its
    * final usage, and that is what is billed.
    */
-  private async pipe(req: RelayRequest, open: Open, wire: Wire, upstream: Candidate, attempt: Extract<Attempt, { kind: 'response' }>, attempts: number, clientAskedUsage: boolean, sink: StreamSink): Promise<{ settled: Promise<void> } | 'retry'> {
+  private async pipe(req: RelayRequest, open: Open, wire: Wire, upstream: Candidate, attempt: Extract<Attempt, { kind: 'response' }>, attempts: number, clientAskedUsage: boolean, sink: StreamSink): Promise<{ settled: Promise<void> } | { cut: string }> {
     const splitter = new SseSplitter();
     const usage = new StreamUsage(wire);
     let first: number | null = null;
@@ -306,7 +338,7 @@ export class RelayService {
     }
     if (first === null && error !== null) {
       this.router.failed(upstream.id, { kind: 'retryable', error, retryAfterMs: null });
-      return 'retry';
+      return { cut: error };
     }
     if (first === null) {
       // An empty but clean stream: nothing to forward; the client gets an empty event stream.
@@ -322,7 +354,7 @@ export class RelayService {
       httpStatus: attempt.status,
       upstreamId: upstream.id,
       attempts,
-      tokens: provider ? (usage.tokens as Tokens) : estimate(req.rawBytes, usage.textChars),
+      tokens: provider ? (usage.tokens as Tokens) : cutEstimate(usage, req.rawBytes, open.mediaTokens),
       source: provider ? 'provider' : 'estimated',
       ttftMs: first === null ? null : Math.round(first - open.started),
       error: error ?? (provider ? null : 'the stream ended without usage'),
@@ -331,7 +363,7 @@ export class RelayService {
   }
 
   /** Hold and record, in one transaction: no hold without its record, no record without its hold. */
-  private async open(caller: Caller, req: RelayRequest, endpoint: string, model: string, stream: boolean, held: number, hash: string, reserve: number): Promise<string> {
+  private async open(caller: Caller, req: RelayRequest, endpoint: string, model: string, stream: boolean, held: number, hash: string, reserve: number, mediaTokens: number): Promise<string> {
     try {
       const holdId = await this.db.transaction().execute(async (trx) => {
         // The key's own limits first, under its row lock: refused here, nothing is held or counted.
@@ -352,7 +384,7 @@ export class RelayService {
           hold_id: hold.holdId,
           held,
           // What the reaper bills if this process dies before settling (docs/gateway.md, "Crash").
-          input_tokens: Math.ceil(req.rawBytes / 4),
+          input_tokens: estimate(req.rawBytes, 0, mediaTokens).input,
           window_start: admitted?.windowStart ?? null,
           reserved_tokens: admitted?.reservedTokens ?? 0,
           lease_until: this.leaseUntil(),
@@ -403,7 +435,7 @@ export class RelayService {
       price = null;
     }
     const caller: Caller = { userId: row.user_id, workspaceId: row.workspace_id, keyId: row.api_key_id ?? '', owner, limits: NO_LIMITS };
-    const open: Open = { caller, model: row.model, price: price ?? ZERO_PRICE, holdId: row.hold_id, held: Number(row.held), stream: false, started: -1 };
+    const open: Open = { caller, model: row.model, price: price ?? ZERO_PRICE, holdId: row.hold_id, held: Number(row.held), stream: false, started: -1, mediaTokens: 0 };
     await this.settleNow(row.id, open, {
       status: 'failed',
       httpStatus: null,
@@ -472,7 +504,7 @@ export class RelayService {
       // The key's row before the account's: the order open() takes them in (key limits, then the
       // hold), so a settlement and the next request of one key can never deadlock.
       if (row.api_key_id) {
-        await keySpent(trx, row.api_key_id, due);
+        await keySpent(trx, row.api_key_id, billable);
         if (row.window_start) await keyWindowTrueUp(trx, row.api_key_id, row.window_start, tokenCount(s.tokens) - Number(row.reserved_tokens));
       }
       const captured = await this.ledger.capture(trx, open.caller.owner, requestId, open.holdId, due);
@@ -525,18 +557,42 @@ function failed(attempts: number, upstreamId: string | null, status: number | nu
   return { status: 'failed', httpStatus: status, upstreamId, attempts, tokens: NO_TOKENS, source: 'none', ttftMs: null, error, response: null };
 }
 
-/** When the provider never said: about four characters a token, for what was sent and what came back. */
-function estimate(inputBytes: number, outputChars: number): Tokens {
-  return { ...NO_TOKENS, input: Math.ceil(inputBytes / 4), output: Math.ceil(outputChars / 4) };
+/**
+ * When the provider never said: about four characters a token, for what was sent and what came
+ * back, plus the tokens the hold counted for media parts (an image by URL is a few bytes and
+ * hundreds of tokens: bytes alone would bill it as nearly nothing; attacker review G5).
+ */
+function estimate(inputBytes: number, outputChars: number, mediaTokens: number): Tokens {
+  return { ...NO_TOKENS, input: Math.ceil(inputBytes / 4) + mediaTokens, output: Math.ceil(outputChars / 4) };
 }
 
-/** The output limit the client named, if any (OpenAI's newer name first). */
-function clientMaxOutputOf(body: Record<string, unknown>): number | null {
-  for (const k of ['max_completion_tokens', 'max_tokens']) {
+/**
+ * A stream that ended without its whole usage: the input side the provider did report (Anthropic's
+ * message_start: input, cache reads and writes, images included) is billed as reported, the output
+ * estimated from what was streamed (or the last cumulative count, if larger); otherwise the estimate.
+ */
+function cutEstimate(usage: StreamUsage, inputBytes: number, mediaTokens: number): Tokens {
+  const guess = estimate(inputBytes, usage.textChars, mediaTokens);
+  if (!usage.startTokens) return guess;
+  return { ...usage.startTokens, output: Math.max(usage.startTokens.output, guess.output) };
+}
+
+const OPENAI_MAX_OUTPUT = ['max_completion_tokens', 'max_tokens'] as const;
+
+/**
+ * The output limit the client named, if any: on OpenAI's wire the larger of its two names (G2), on
+ * Anthropic's `max_tokens` only — the one field Anthropic obeys (G3). A limit that is not a positive
+ * integer is refused: what the provider would make of it cannot be held for.
+ */
+function clientMaxOutputOf(wire: Wire, body: Record<string, unknown>): number | null {
+  let max: number | null = null;
+  for (const k of wire === 'openai' ? OPENAI_MAX_OUTPUT : (['max_tokens'] as const)) {
     const v = body[k];
-    if (typeof v === 'number' && Number.isSafeInteger(v) && v > 0) return v;
+    if (v === undefined || v === null) continue;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw errors.invalidRequest(`${k} must be a positive integer`, { field: `body.${k}` });
+    max = Math.max(max ?? 0, v);
   }
-  return null;
+  return max;
 }
 
 function asObject(v: unknown): Record<string, unknown> {

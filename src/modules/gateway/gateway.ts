@@ -132,11 +132,14 @@ export function upstreamToApi(r: UpstreamRow): Static<typeof Upstream> {
 export interface Tokens {
   input: number;
   cachedInput: number;
+  /** Every cache write (Anthropic's cache_creation_input_tokens, both TTLs). */
   cacheWrite: number;
+  /** Of cacheWrite, those written for one hour (priced at cache_write_1h; attacker review G8). */
+  cacheWrite1h: number;
   output: number;
   reasoning: number;
 }
-export const NO_TOKENS: Tokens = { input: 0, cachedInput: 0, cacheWrite: 0, output: 0, reasoning: 0 };
+export const NO_TOKENS: Tokens = { input: 0, cachedInput: 0, cacheWrite: 0, cacheWrite1h: 0, output: 0, reasoning: 0 };
 
 export const UsageRecord = Type.Object({
   id: Type.String({ description: 'The x-request-id returned on the proxied response' }),

@@ -1,15 +1,21 @@
+import { Readable } from 'node:stream';
 import { Pool } from 'undici';
 import type { GatewayConfig } from '../../config/config.js';
 import type { Candidate, Failure } from './gateway.router.js';
 
-/** What one attempt at an upstream came to, before any byte has gone to the client. */
+/**
+ * What one attempt at an upstream came to, before any byte has gone to the client. `cut`: the whole
+ * request body had gone out and then no answer came (a first-byte timeout, a reset): the upstream
+ * may be working on it and billing the operator, so it must never be sent to another upstream.
+ */
 export type Attempt =
   | { kind: 'response'; status: number; headers: Record<string, string>; body: AsyncIterable<Uint8Array> & { destroy(err?: Error): unknown; text(): Promise<string> } }
-  | { kind: 'failed'; failure: Failure; status: number | null; text: string | null };
+  | { kind: 'failed'; failure: Failure; status: number | null; text: string | null; cut: boolean };
 
 /**
  * Calls upstreams over keep-alive connection pools (undici), one pool per origin. Classifies what
- * comes back: connect errors, timeouts, 429 (with Retry-After) and 5xx are retryable; 401/403 say the
+ * comes back: errors before the body was fully sent (connect errors), 429 (with Retry-After) and 5xx
+ * are retryable; an error after the body went out is `cut` (attacker review G7); 401/403 say the
  * credential is refused; anything else is the upstream's answer to pass through.
  */
 export class UpstreamClient {
@@ -31,12 +37,20 @@ export class UpstreamClient {
     const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...extraHeaders };
     if (upstream.type === 'openai') headers['authorization'] = `Bearer ${upstream.credentials}`;
     else headers['x-api-key'] = upstream.credentials;
+    // The body as a stream whose 'end' says undici has taken its last byte and written it to the
+    // socket: an error after that point is a cut request (the upstream may bill it), not a refused one.
+    let sent = false;
+    const bytes = Buffer.from(body);
+    if (body !== '') headers['content-length'] = String(bytes.length);
+    const payload = Readable.from([bytes]).on('end', () => {
+      sent = true;
+    });
     try {
       const res = await this.pool(url.origin).request({
         path: url.pathname + url.search,
         method: body === '' ? 'GET' : 'POST',
         headers,
-        ...(body === '' ? {} : { body }),
+        body: body === '' ? null : payload,
         headersTimeout: this.settings.firstByteTimeoutMs,
         bodyTimeout: this.settings.idleTimeoutMs,
       });
@@ -44,14 +58,16 @@ export class UpstreamClient {
       for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') h[k] = v;
       if (res.statusCode >= 200 && res.statusCode < 300) return { kind: 'response', status: res.statusCode, headers: h, body: res.body };
       const text = await res.body.text().catch(() => '');
-      if (res.statusCode === 401 || res.statusCode === 403) return { kind: 'failed', failure: { kind: 'auth', error: `HTTP ${res.statusCode}` }, status: res.statusCode, text };
+      // A status answer is a refusal the provider does not bill: another upstream may take the request.
+      if (res.statusCode === 401 || res.statusCode === 403) return { kind: 'failed', failure: { kind: 'auth', error: `HTTP ${res.statusCode}` }, status: res.statusCode, text, cut: false };
       if (res.statusCode === 429 || res.statusCode >= 500) {
-        return { kind: 'failed', failure: { kind: 'retryable', error: `HTTP ${res.statusCode}: ${text.slice(0, 200)}`, retryAfterMs: retryAfterMs(h['retry-after']) }, status: res.statusCode, text };
+        return { kind: 'failed', failure: { kind: 'retryable', error: `HTTP ${res.statusCode}: ${text.slice(0, 200)}`, retryAfterMs: retryAfterMs(h['retry-after']) }, status: res.statusCode, text, cut: false };
       }
       // The upstream's own answer to this request (400, 404, 422 …): the client gets it as is.
       return { kind: 'response', status: res.statusCode, headers: h, body: bodyOf(text) };
     } catch (err) {
-      return { kind: 'failed', failure: { kind: 'retryable', error: (err as Error).message || String(err), retryAfterMs: null }, status: null, text: null };
+      const error = (err as Error).message || String(err);
+      return { kind: 'failed', failure: { kind: 'retryable', error, retryAfterMs: null }, status: null, text: null, cut: sent && !connectError(err) };
     }
   }
 
@@ -59,6 +75,12 @@ export class UpstreamClient {
     await Promise.all([...this.pools.values()].map((p) => p.close()));
     this.pools.clear();
   }
+}
+
+/** Errors of the connection itself (no request can have reached the upstream). */
+function connectError(err: unknown): boolean {
+  const e = err as { code?: unknown; syscall?: unknown };
+  return e.code === 'UND_ERR_CONNECT_TIMEOUT' || e.syscall === 'connect' || e.syscall === 'getaddrinfo';
 }
 
 /** Retry-After as seconds or an HTTP date, in ms (null when absent or unreadable; at most an hour). */

@@ -10,40 +10,53 @@ export type Wire = 'openai' | 'anthropic';
 type Json = Record<string, unknown>;
 const obj = (v: unknown): Json | null => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : null);
 const int = (v: unknown): number => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : 0);
+/** A token count the provider really gave (a non-negative integer); anything else is no count at all. */
+const count = (v: unknown): boolean => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
 /**
  * OpenAI usage (chat and embeddings): prompt_tokens includes cached ones, completion_tokens includes
- * reasoning ones; both are split out so each category is priced once.
+ * reasoning ones; both are split out so each category is priced once. Usage without its counts
+ * (`usage: {}`, or a chat usage without completion_tokens) is no usage: billed as an estimate, never
+ * as 0 tokens (attacker review G1).
  */
-export function openaiUsage(usage: unknown): Tokens | null {
+export function openaiUsage(usage: unknown, chat = true): Tokens | null {
   const u = obj(usage);
-  if (!u || typeof u['prompt_tokens'] !== 'number') return null;
+  if (!u || !count(u['prompt_tokens']) || (chat && !count(u['completion_tokens']))) return null;
   const prompt = int(u['prompt_tokens']);
   const completion = int(u['completion_tokens']);
   const cached = Math.min(prompt, int(obj(u['prompt_tokens_details'])?.['cached_tokens']));
   const reasoning = Math.min(completion, int(obj(u['completion_tokens_details'])?.['reasoning_tokens']));
-  return { input: prompt - cached, cachedInput: cached, cacheWrite: 0, output: completion - reasoning, reasoning };
+  return { ...NO_TOKENS, input: prompt - cached, cachedInput: cached, output: completion - reasoning, reasoning };
 }
 
-/** Anthropic usage: input_tokens excludes cache reads and writes; output_tokens is cumulative in streams. */
+/**
+ * Anthropic usage: input_tokens excludes cache reads and writes; output_tokens is cumulative in
+ * streams. A whole answer's usage needs both counts, or it is no usage (G1).
+ */
 export function anthropicUsage(usage: unknown, base: Tokens = NO_TOKENS): Tokens | null {
   const u = obj(usage);
-  // An empty usage object reports nothing: read as zero tokens it would serve the request for free.
-  if (!u || !('input_tokens' in u || 'output_tokens' in u)) return null;
+  if (!u) return null;
+  const cacheWrite = 'cache_creation_input_tokens' in u ? int(u['cache_creation_input_tokens']) : base.cacheWrite;
+  // The split by TTL (`cache_creation.ephemeral_1h_input_tokens`): one-hour writes cost more (G8).
+  const byTtl = obj(u['cache_creation']);
+  const oneHour = byTtl && 'ephemeral_1h_input_tokens' in byTtl ? int(byTtl['ephemeral_1h_input_tokens']) : base.cacheWrite1h;
   return {
     input: 'input_tokens' in u ? int(u['input_tokens']) : base.input,
     cachedInput: 'cache_read_input_tokens' in u ? int(u['cache_read_input_tokens']) : base.cachedInput,
-    cacheWrite: 'cache_creation_input_tokens' in u ? int(u['cache_creation_input_tokens']) : base.cacheWrite,
+    cacheWrite: Math.max(cacheWrite, oneHour),
+    cacheWrite1h: oneHour,
     output: 'output_tokens' in u ? int(u['output_tokens']) : base.output,
     reasoning: 0,
   };
 }
 
-/** Usage of a whole JSON response. */
-export function usageOfBody(wire: Wire, body: unknown): Tokens | null {
+/** Usage of a whole JSON response (`chat`: a completion, which must count its output too). */
+export function usageOfBody(wire: Wire, body: unknown, chat = true): Tokens | null {
   const b = obj(body);
   if (!b) return null;
-  return wire === 'openai' ? openaiUsage(b['usage']) : anthropicUsage(b['usage']);
+  if (wire === 'openai') return openaiUsage(b['usage'], chat);
+  const u = obj(b['usage']);
+  return u && count(u['input_tokens']) && count(u['output_tokens']) ? anthropicUsage(u) : null;
 }
 
 /**
@@ -52,13 +65,14 @@ export function usageOfBody(wire: Wire, body: unknown): Tokens | null {
  * message_delta the cumulative output.
  */
 export class StreamUsage {
-  /** The provider's usage, once it is final enough to bill (Anthropic: a message_delta's output count). */
+  /** The provider's whole usage, once it has given every count (null until then, or never). */
   tokens: Tokens | null = null;
-  /** Anthropic: message_start's input side, held until a message_delta reports the output. */
-  private started: Tokens | null = null;
+  /** Anthropic: the input side message_start reported (known even when the stream is cut later). */
+  startTokens: Tokens | null = null;
   /** Characters of generated text seen (the estimate's basis when usage never comes). */
   textChars = 0;
   done = false;
+  private outputCounted = false;
 
   constructor(private readonly wire: Wire) {}
 
@@ -77,22 +91,24 @@ export class StreamUsage {
     if (!event) return { usageOnly: false };
     if (this.wire === 'openai') {
       const choices = Array.isArray(event['choices']) ? (event['choices'] as unknown[]) : [];
-      for (const c of choices) {
-        const content = obj(obj(c)?.['delta'])?.['content'];
-        if (typeof content === 'string') this.textChars += content.length;
-      }
+      for (const c of choices) this.textChars += generatedChars(obj(obj(c)?.['delta']));
       const usage = openaiUsage(event['usage']);
       if (usage) this.tokens = usage;
-      return { usageOnly: usage !== null && choices.length === 0 };
+      return { usageOnly: obj(event['usage']) !== null && choices.length === 0 };
     }
     switch (event['type']) {
-      case 'message_start':
-        // The input side only: a stream that never reports its output is estimated, not billed as input alone.
-        this.started = anthropicUsage(obj(event['message'])?.['usage']) ?? this.started;
+      case 'message_start': {
+        const u = obj(obj(event['message'])?.['usage']);
+        // Only a real input count starts the usage: `usage: {}` is no usage (G1).
+        if (u && count(u['input_tokens'])) this.startTokens = anthropicUsage({ ...u, output_tokens: 0 });
         break;
+      }
       case 'message_delta': {
         const u = obj(event['usage']);
-        if (u && 'output_tokens' in u) this.tokens = anthropicUsage(u, this.tokens ?? this.started ?? NO_TOKENS) ?? this.tokens;
+        if (u && count(u['output_tokens'])) {
+          this.outputCounted = true;
+          this.startTokens = anthropicUsage(u, this.startTokens ?? NO_TOKENS);
+        }
         break;
       }
       case 'content_block_delta': {
@@ -107,8 +123,26 @@ export class StreamUsage {
       default:
         break;
     }
+    // The whole usage: an input count from message_start (or a delta) and an output count.
+    const started = this.startTokens !== null;
+    this.tokens = started && this.outputCounted ? this.startTokens : null;
     return { usageOnly: false };
   }
+}
+
+/**
+ * Characters an OpenAI delta generated, of every kind the provider bills as output: text, refusals,
+ * reasoning (`reasoning_content`, OpenRouter's `reasoning`), tool-call names and arguments (and the
+ * older function_call). Counting text alone let a cut stream of tool calls be estimated at 0 output (G4).
+ */
+function generatedChars(delta: Json | null): number {
+  if (!delta) return 0;
+  const len = (v: unknown): number => (typeof v === 'string' ? v.length : 0);
+  let n = len(delta['content']) + len(delta['refusal']) + len(delta['reasoning_content']) + len(delta['reasoning']);
+  const fn = (f: unknown): number => len(obj(f)?.['name']) + len(obj(f)?.['arguments']);
+  n += fn(delta['function_call']);
+  if (Array.isArray(delta['tool_calls'])) for (const t of delta['tool_calls']) n += fn(obj(t)?.['function']);
+  return n;
 }
 
 /**
