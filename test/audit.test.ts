@@ -61,6 +61,15 @@ describe(`audit log (${TARGET})`, () => {
     expect(off).toMatchObject({ action: 'user.deactivated', before: { is_active: true }, after: { is_active: false } });
   });
 
+  it('a sign-up is recorded with the anonymous caller and its request id, the bonus with it', async () => {
+    const res = await client(app.server, null).post('/v1/auth/signup', { email: `s_${randomBytes(4).toString('hex')}@example.com`, password: 'correct horse battery' });
+    expect(res.status).toBe(201);
+    const rows = await rowsOf(res.headers['x-request-id']);
+    expect(rows.map((r) => r.action)).toEqual(['user.created', 'credits.granted']);
+    expect(rows[0]).toMatchObject({ actor: { kind: 'anon', id: null }, target: { table: 'users', id: res.body.user.id } });
+    expect(rows[1]).toMatchObject({ target: { table: 'credit_ledger' }, after: { type: 'grant', user_id: res.body.user.id } });
+  });
+
   it("a user's own actions name the user and the API key they used; revoking is its own action", async () => {
     const me = await signUp(app);
     const made = await me.api.post(`/v1/users/${me.user.id}/api-keys`, { name: 'ci', scopes: ['*'] });

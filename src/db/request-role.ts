@@ -43,9 +43,10 @@ export async function setRequestRole(trx: Executor, principal: Principal, reques
 
 /**
  * Names Tally's own callers for the audit log, in a transaction the route wrapper did not open
- * (payment webhooks, the scheduler): `kind` is 'provider' or 'system', `id` says which.
+ * (payment webhooks, the scheduler): `kind` is 'provider' or 'system', `id` says which; or an
+ * anonymous caller whose route opens its own transactions (sign-up), with its request id.
  */
-export async function setAuditActor(trx: Executor, actor: { kind: 'provider' | 'system'; id: string }, requestId?: string): Promise<void> {
+export async function setAuditActor(trx: Executor, actor: { kind: 'provider' | 'system'; id: string } | { kind: 'anon'; id: null }, requestId?: string): Promise<void> {
   await sql`select set_config('tally.actor', ${JSON.stringify(actor)}, true), set_config('tally.request_id', ${requestId ?? ''}, true)`.execute(trx);
 }
 

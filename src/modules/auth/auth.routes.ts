@@ -60,7 +60,7 @@ export function registerAuthRoutes(app: FastifyInstance, deps: RouteDeps, auth: 
         await confirmation.begin(deps.db, body.email, body.password);
         return { status: 202, body: { confirmation_sent: true as const } };
       }
-      return created(toApi(await auth.signup(deps.db, body.email, body.password, { ip: request.ip, userAgent: request.headers['user-agent'] })));
+      return created(toApi(await auth.signup(deps.db, body.email, body.password, { ip: request.ip, userAgent: request.headers['user-agent'] }, request.id)));
     },
   });
 

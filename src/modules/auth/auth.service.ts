@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { setAuditActor } from '../../db/request-role.js';
 import type { Db } from '../../db/database.js';
 import { errors } from '../../core/errors.js';
 import { newId } from '../../lib/ids.js';
@@ -34,9 +35,11 @@ export class AuthService {
   ) {}
 
   /** Hashing is slow on purpose, so it runs before the transaction, never inside it. */
-  async signup(db: Db, email: string, password: string, client: ClientInfo): Promise<AuthResult> {
+  async signup(db: Db, email: string, password: string, client: ClientInfo, requestId?: string): Promise<AuthResult> {
     const passwordHash = await this.passwords.hash(password);
     const user = await db.transaction().execute(async (trx) => {
+      // The audit log names the anonymous caller and the request (docs/audit.md), not `system`.
+      if (requestId !== undefined) await setAuditActor(trx, { kind: 'anon', id: null }, requestId);
       const row = await this.users.create(trx, {
         email,
         password_hash: passwordHash,
