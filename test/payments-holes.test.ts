@@ -226,6 +226,32 @@ describe('what a payment buys comes from server-side configuration only (item 5)
     await expectReconciled();
   });
 
+  it('malformed PayPal refunds are 400 and change nothing, whatever shape their fields take', async () => {
+    const user = await makeUser(app);
+    const before = await balanceOf(user.id);
+    const capture = id('CAP');
+    const refund = (resource: Record<string, unknown>) => ({ id: id('WH'), resource_type: 'refund', event_type: 'PAYMENT.CAPTURE.REFUNDED', resource: { id: id('REF'), status: 'COMPLETED', ...resource } });
+    const up = [{ rel: 'up', href: `https://api.paypal.com/v2/payments/captures/${capture}` }];
+    const shapes = [
+      refund({ amount: { currency_code: 'USD', value: '1.00' }, links: 7 }),
+      refund({ amount: { currency_code: 'USD', value: '1.00' }, links: { rel: 'up' } }),
+      refund({ amount: { currency_code: 'USD', value: '1.00' }, links: [null, 3, 'x'] }),
+      refund({ amount: 'lots', links: up }),
+      refund({ amount: { currency_code: 'USD', value: { n: 1 } }, links: up }),
+      refund({ seller_payable_breakdown: 5, links: up }),
+      { id: id('WH'), resource_type: 'refund', event_type: 'PAYMENT.SALE.REFUNDED', resource: { id: id('REF'), sale_id: { x: 1 }, amount: { total: '-1.00', currency: 'USD' } } },
+      { id: id('WH'), resource_type: 'refund', event_type: 'PAYMENT.SALE.REFUNDED', resource: 'not an object' },
+      { id: id('WH'), resource_type: 'refund', event_type: 'PAYMENT.CAPTURE.REFUNDED' },
+    ];
+    for (const shape of shapes) {
+      const res = await send.paypal(shape);
+      expect(res.status, JSON.stringify(shape)).toBeGreaterThanOrEqual(400);
+      expect(res.status, JSON.stringify(shape)).toBeLessThan(500);
+    }
+    expect(await balanceOf(user.id)).toEqual(before);
+    await expectReconciled();
+  });
+
   it('an unsigned metadata user_id still matches its payment but never links a provider customer: a stranger cannot pre-link someone else’s customer', async () => {
     // (Verified: on Lemon Squeezy a signed reference links only the user's own verified address.)
     const victim = await makeUser(app, { is_email_verified: true });

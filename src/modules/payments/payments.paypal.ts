@@ -238,7 +238,9 @@ const refundedMinor = (m: unknown): number => {
 
 /** The capture a refund belongs to: its `up` link (…/v2/payments/captures/{id}). */
 function upCapture(r: Json): string | null {
-  for (const l of (r['links'] as unknown[]) ?? []) {
+  const links = r['links'];
+  // A provider's JSON is input: `links` that is not a list names no capture (400), never a TypeError (500).
+  for (const l of Array.isArray(links) ? links : []) {
     const link = obj(l);
     const m = /\/captures\/([^/?#]+)/.exec(String(link['href'] ?? ''));
     if (link['rel'] === 'up' && m) return m[1] ?? null;

@@ -143,6 +143,10 @@ export class Webhooks {
       const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
       this.logger.error({ provider, eventId, eventType, err: message }, 'webhook processing failed');
       await repo.webhookFail(this.db, provider, eventId, message).catch(() => undefined);
+      // A signed event Tally cannot read is bad input, not Tally's failure: 400 with the reason
+      // (the row is `failed` all the same, and providers retry any non-2xx, so a fixed parser
+      // still gets it). Everything else is ours or transient: 500, retried.
+      if (err instanceof MalformedEvent) throw errors.invalidRequest(`${providerOf(provider).title} event ${eventId} cannot be read: ${err.message}`, { provider, event_id: eventId });
       throw errors.internal();
     }
   }
