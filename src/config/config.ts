@@ -143,6 +143,12 @@ const envSchema = z.object({
   /** https://test-api.creem.io for test mode. */
   CREEM_API_BASE: z.string().url().default('https://api.creem.io'),
   TALLY_WEBHOOK_TOLERANCE_SECONDS: intFromEnv(300),
+  /**
+   * Which payments are real (docs/payments.md, "Live and test mode"): `live` ignores providers'
+   * test-mode events, `test` their live ones, `any` takes both; `auto` is the Stripe secret key's
+   * mode (sk_live_/rk_live_ → live, sk_test_/rk_test_ → test), else `any`.
+   */
+  TALLY_PAYMENTS_MODE: z.enum(['auto', 'live', 'test', 'any']).default('auto'),
   /** The seeds' system_config credit price: minor units per credit (0 = no price-based credits). */
   TALLY_CREDIT_PRICE: intFromEnv(0),
   TALLY_CREDIT_PRICE_CURRENCY: z.string().regex(/^[a-z]{3}$/, 'must be a lowercase ISO currency').default('usd'),
@@ -488,6 +494,8 @@ export const DEFAULT_PASSWORD_RESET: PasswordResetConfig = { ttlSeconds: 3600, u
 
 export const DEFAULT_EMAIL_VERIFICATION: EmailVerificationConfig = { ttlSeconds: 86_400, urlTemplate: null };
 
+export type PaymentsMode = 'live' | 'test' | 'any';
+
 export interface PaymentsConfig {
   readonly stripe: { readonly webhookSecrets: readonly string[] } | null;
   readonly lemonsqueezy: { readonly webhookSecret: string } | null;
@@ -495,6 +503,8 @@ export interface PaymentsConfig {
   readonly paypal: { readonly webhookId: string; readonly clientId: string; readonly clientSecret: string; readonly apiBase: string } | null;
   /** How old a signed timestamp (Stripe's `t=`) may be, in seconds. */
   readonly toleranceSeconds: number;
+  /** Events of the other mode (a provider's test mode in a live deployment) grant nothing: recorded as ignored. Absent: `any`. */
+  readonly mode?: PaymentsMode;
   /** Credits a payment buys when neither metadata nor a package says: floor(amount / unitAmount). */
   readonly creditPrice: { readonly unitAmount: number; readonly currency: string } | null;
   /** API credentials for creating checkouts (POST /v1/checkout); absent (or a provider null) = not configured. */

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { type CheckoutConfig, type Config, ConfigError, DEFAULT_WEBHOOKS_OUT, decodeEncryptionKey, parseEnv, type PaymentsConfig, type RawEnv, type StorageConfig } from './config.js';
+import { type CheckoutConfig, type Config, ConfigError, DEFAULT_WEBHOOKS_OUT, decodeEncryptionKey, parseEnv, type PaymentsConfig, type PaymentsMode, type RawEnv, type StorageConfig } from './config.js';
 import { loadOrCreateSecrets } from './secrets.js';
 
 export interface LoadedConfig {
@@ -199,6 +199,14 @@ function checkoutConfig(raw: RawEnv): CheckoutConfig {
   };
 }
 
+/** `auto`: the mode of the Stripe secret key when one is set (its prefix says it), else both. */
+export function paymentsMode(setting: 'auto' | PaymentsMode, stripeSecretKey: string | undefined): PaymentsMode {
+  if (setting !== 'auto') return setting;
+  if (stripeSecretKey && /^(sk|rk)_live_/.test(stripeSecretKey)) return 'live';
+  if (stripeSecretKey && /^(sk|rk)_test_/.test(stripeSecretKey)) return 'test';
+  return 'any';
+}
+
 /** The payments slice. PayPal needs all three of its settings; naming only some is an error. */
 function paymentsConfig(raw: RawEnv): PaymentsConfig {
   const paypal = [raw.PAYPAL_WEBHOOK_ID, raw.PAYPAL_CLIENT_ID, raw.PAYPAL_CLIENT_SECRET];
@@ -215,6 +223,7 @@ function paymentsConfig(raw: RawEnv): PaymentsConfig {
         ? { webhookId: raw.PAYPAL_WEBHOOK_ID, clientId: raw.PAYPAL_CLIENT_ID, clientSecret: raw.PAYPAL_CLIENT_SECRET, apiBase: raw.PAYPAL_API_BASE.replace(/\/+$/, '') }
         : null,
     toleranceSeconds: raw.TALLY_WEBHOOK_TOLERANCE_SECONDS,
+    mode: paymentsMode(raw.TALLY_PAYMENTS_MODE, raw.STRIPE_SECRET_KEY),
     creditPrice: raw.TALLY_CREDIT_PRICE > 0 ? { unitAmount: raw.TALLY_CREDIT_PRICE, currency: raw.TALLY_CREDIT_PRICE_CURRENCY } : null,
     checkout: checkoutConfig(raw),
   };

@@ -27,6 +27,11 @@ export const lemonsqueezy: PaymentProvider<'lemonsqueezy'> = {
     return (raw, headers) => verifyLemonSqueezy(raw, header(headers, 'x-signature'), ls.webhookSecret);
   },
   normalize: (payload) => normalizeLemonSqueezy(payload),
+  modeOf: (payload) => {
+    const meta = ((payload ?? {}) as Record<string, unknown>)['meta'];
+    const test = meta && typeof meta === 'object' ? (meta as Record<string, unknown>)['test_mode'] : undefined;
+    return test === true ? 'test' : test === false ? 'live' : null;
+  },
   eventIdOf(payload) {
     try {
       return looseEventId((payload ?? {}) as Record<string, unknown>);

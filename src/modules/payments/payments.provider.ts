@@ -60,6 +60,11 @@ export interface PaymentProvider<P extends ProviderName = ProviderName> {
    */
   eventIdOf(payload: unknown): string;
   eventTypeOf(payload: unknown): unknown;
+  /**
+   * Whether the provider sent this from its live or its test mode, when the payload says so
+   * (Stripe's `livemode`, Lemon Squeezy's `meta.test_mode`); null when it cannot tell.
+   */
+  modeOf?(payload: unknown): 'live' | 'test' | null;
 }
 
 /**

@@ -63,7 +63,7 @@ export class PaymentsService {
     this.checkouts = new CheckoutService(database.db, deps.checkoutKeys, config?.checkout, clock, deps.logger);
     const clawbacks = new Clawbacks(ledger, subscriptions, clock, events);
     const verifiers = new ProviderVerifiers(config, clock);
-    this.webhooks = new Webhooks(database.db, verifiers, { matcher, purchases: this.purchases, clawbacks, subscriptions }, clock, deps.logger);
+    this.webhooks = new Webhooks(database.db, verifiers, { matcher, purchases: this.purchases, clawbacks, subscriptions }, clock, deps.logger, config?.mode ?? 'any');
   }
 
   /** Signs a checkout reference for a user (and optionally a package or plan): docs/payments.md. */

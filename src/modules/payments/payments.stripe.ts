@@ -34,6 +34,10 @@ export const stripe: PaymentProvider<'stripe'> = {
     return (raw, headers) => verifyStripe(raw, header(headers, 'stripe-signature'), stripeConfig.webhookSecrets, config.toleranceSeconds, clock());
   },
   normalize: (payload) => normalizeStripe(payload),
+  modeOf: (payload) => {
+    const live = ((payload ?? {}) as Record<string, unknown>)['livemode'];
+    return live === true ? 'live' : live === false ? 'test' : null;
+  },
   eventIdOf: topLevelId,
   eventTypeOf: (payload) => ((payload ?? {}) as Record<string, unknown>)['type'],
 };

@@ -95,6 +95,8 @@ export interface NormalizedEvent {
   eventType: string;
   /** Empty: an event type Tally does not act on (answered 200, logged as ignored). */
   actions: PaymentAction[];
+  /** Why its actions were dropped, when Tally chose to (the outcome logged instead of "ignored"). */
+  ignored?: string;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,3 +1,4 @@
+import type { PaymentsMode } from '../../config/config.js';
 import type { Logger } from '../../core/logger.js';
 import type { Db, Executor } from '../../db/database.js';
 import { errors } from '../../core/errors.js';
@@ -43,6 +44,8 @@ export class Webhooks {
     private readonly handlers: ActionHandlers,
     private readonly clock: () => Date,
     private readonly logger: Logger,
+    /** `live`: a provider's test-mode events grant nothing (and `test` its live ones). */
+    private readonly mode: PaymentsMode = 'any',
   ) {}
 
   async receive(provider: ProviderName, raw: Buffer, headers: Headers): Promise<WebhookAnswer> {
@@ -62,6 +65,12 @@ export class Webhooks {
       const type = plugin.eventTypeOf(payload);
       event = { eventId, eventType: typeof type === 'string' ? type.slice(0, 255) : 'unknown', actions: [] };
       return this.process(provider, event, payload, signature, err as Error);
+    }
+    // A test-mode payment in a live deployment (a test endpoint's secret configured beside the
+    // live one) buys nothing: recorded as ignored, answered 200 so the provider stops sending it.
+    const mode = plugin.modeOf?.(payload) ?? null;
+    if (mode !== null && this.mode !== 'any' && mode !== this.mode && event.actions.length > 0) {
+      event = { ...event, actions: [], ignored: `${mode}-mode event ignored: this deployment takes ${this.mode}-mode payments (TALLY_PAYMENTS_MODE)` };
     }
     return this.process(provider, event, payload, signature, null);
   }
@@ -128,7 +137,7 @@ export class Webhooks {
         const actions = [...event.actions].sort((a, b) => ORDER[a.kind] - ORDER[b.kind]);
         for (const action of actions) outcomes.push(await this.apply(trx, provider, eventId, action, payload));
         const status = actions.length === 0 ? 'ignored' : 'processed';
-        const outcome = actions.length === 0 ? `event type ${eventType} ignored` : outcomes.join('; ');
+        const outcome = actions.length === 0 ? (event.ignored ?? `event type ${eventType} ignored`) : outcomes.join('; ');
         const body = { received: true as const, event_id: eventId, status: status as 'processed' | 'ignored', outcome: outcome.slice(0, 1000), replayed: false };
         await repo.webhookUpdate(trx, provider, eventId, {
           status,
