@@ -195,6 +195,22 @@ describe(`credits ledger over HTTP (${TARGET})`, () => {
     await expectReconciled();
   });
 
+  it("a capture or release that names the hold's owner settles only that owner's hold (another's is 404, nothing changed)", async () => {
+    const [owner, other] = [await makeUser(app), await makeUser(app)];
+    const h = await post('/v1/holds', { user_id: owner.id, amount: 2 });
+    expect(h.status).toBe(201);
+    for (const [path, body] of [[`/v1/holds/${h.body.id}/capture`, { user_id: other.id }], [`/v1/holds/${h.body.id}/release`, { user_id: other.id }], [`/v1/holds/${h.body.id}/capture`, { workspace_id: 'wsp_nobody' }]] as const) {
+      const refused = await post(path, body);
+      expect(refused.status, path).toBe(404);
+      expect(refused.body.error.code).toBe('not_found');
+    }
+    expect(await balanceOf(owner.id)).toMatchObject({ balance: 3, held: 2 });
+    const captured = await post(`/v1/holds/${h.body.id}/capture`, { user_id: owner.id, amount: 1 });
+    expect(captured.body).toMatchObject({ status: 'captured', captured: 1 });
+    expect(await balanceOf(owner.id)).toMatchObject({ balance: 2, held: 0 });
+    await expectReconciled();
+  });
+
   it('grants expire visibly and are consumed soonest-expiry first', async () => {
     const u = await makeUser(app);
     const soon = new Date(Date.now() + 1500).toISOString();

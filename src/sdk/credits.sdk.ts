@@ -14,7 +14,7 @@ import {
   refundOp,
   releaseOp,
 } from '../modules/credits/credits.commands.js';
-import { AdjustBody, CaptureBody, DebitBody, GrantBody, HoldBody, type OpResult, RefundBody } from '../modules/credits/credits.js';
+import { AdjustBody, CaptureBody, DebitBody, expectedAccountOf, GrantBody, HoldBody, type OpResult, RefundBody } from '../modules/credits/credits.js';
 import type { CreditsService } from '../modules/credits/credits.service.js';
 import { newId } from '../lib/ids.js';
 import { type Operation, type Params, scopeOf, unwrap } from '../modules/idempotency/idempotency.js';
@@ -67,7 +67,7 @@ export class CreditsSdk {
 
   capture(holdId: string, body: Static<typeof CaptureBody>, opts: MoneyOptions): Promise<HoldResult> {
     return this.move(OPS.capture, { id: holdId }, CaptureBody, body, opts, (b, m) =>
-      this.credits.executeOnHold(holdId, captureOp(holdId, b, m)),
+      this.credits.executeOnHold(holdId, captureOp(holdId, b, m), expectedAccountOf(b)),
     );
   }
 

@@ -5402,6 +5402,8 @@ export interface paths {
                         metadata?: {
                             [key: string]: unknown;
                         };
+                        user_id?: string;
+                        workspace_id?: string;
                     };
                 };
             };
@@ -5527,7 +5529,10 @@ export interface paths {
             };
             requestBody: {
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": {
+                        user_id?: string;
+                        workspace_id?: string;
+                    };
                 };
             };
             responses: {

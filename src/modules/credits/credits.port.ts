@@ -14,7 +14,7 @@ export interface Ledger {
   execute(owner: Owner, op: LedgerOp): Promise<OpResult>;
 
   /** Capture and release name a hold, not an owner: the same, on the hold's account. */
-  executeOnHold(holdId: string, op: LedgerOp): Promise<OpResult>;
+  executeOnHold(holdId: string, op: LedgerOp, expectedAccount?: string | null): Promise<OpResult>;
 
   /**
    * Operations inside the caller's transaction (a job's hold with the job row, a payment's grant

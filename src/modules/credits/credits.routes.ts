@@ -15,6 +15,8 @@ import {
   AdjustBody,
   Balance,
   CaptureBody,
+  expectedAccountOf,
+  ReleaseBody,
   DebitBody,
   ENTRY_TYPES,
   GrantBody,
@@ -104,14 +106,14 @@ export function registerCreditRoutes(app: FastifyInstance, deps: RouteDeps, cred
     params: Type.Object({ id: IdParam }),
     body: CaptureBody,
     optionalBody: true,
-    handler: async (ctx, { params, body }) => answer(await credits.executeOnHold(params.id, captureOp(params.id, body, meta(ctx)))),
+    handler: async (ctx, { params, body }) => answer(await credits.executeOnHold(params.id, captureOp(params.id, body, meta(ctx)), expectedAccountOf(body))),
   });
   defineRoute(app, deps, {
     ...money('/v1/holds/:id/release', OPS.release, 'Release a hold', { 200: Hold }),
     params: Type.Object({ id: IdParam }),
-    body: Type.Object({}, { additionalProperties: false }),
+    body: ReleaseBody,
     optionalBody: true,
-    handler: async (ctx, { params }) => answer(await credits.executeOnHold(params.id, releaseOp(params.id, meta(ctx)))),
+    handler: async (ctx, { params, body }) => answer(await credits.executeOnHold(params.id, releaseOp(params.id, meta(ctx)), expectedAccountOf(body))),
   });
 
   // Reads: the service, the user themself, or a workspace's members. RLS checks it again.

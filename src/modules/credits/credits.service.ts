@@ -112,13 +112,15 @@ export class CreditsService implements Ledger {
    * Capture and release name a hold, not an owner: find the hold's account first (a hold never
    * changes account, so the holds this process made are remembered and need no lookup).
    */
-  async executeOnHold(holdId: string, op: LedgerOp): Promise<OpResult> {
+  /** `expectedAccount`: the account the caller says the hold is on; any other → 404, nothing changed. */
+  async executeOnHold(holdId: string, op: LedgerOp, expectedAccount: string | null = null): Promise<OpResult> {
     let accountId = this.holdAccounts.get(holdId);
     if (accountId === undefined) {
       const hold = await this.repo.holdFind(this.db, holdId);
       if (!hold) return errorResult(op, errors.notFound('Hold', holdId));
       accountId = hold.accountId;
     }
+    if (expectedAccount !== null && expectedAccount !== accountId) return errorResult(op, errors.notFound('Hold', holdId));
     return this.queue.submit(accountId, op);
   }
 
