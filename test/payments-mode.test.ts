@@ -78,3 +78,39 @@ describe(`payments: live and test mode (${TARGET})`, () => {
     expect(await balance(user.id)).toBe(53);
   });
 });
+
+/**
+ * TALLY_PAYMENTS_UNSIGNED_USER_ID=off: a buyer-settable metadata user id matches nobody (a stolen
+ * card cannot credit a chosen victim whose credits a dispute later claws back); a signed reference
+ * still matches.
+ */
+describe(`payments: unsigned metadata user ids off (${TARGET})`, () => {
+  let app: TestApp;
+  let send: Webhooks;
+  const svc = () => client(app.server, app.serviceKey);
+  const id = (p: string) => `${p}_${randomBytes(6).toString('hex')}`;
+
+  beforeAll(async () => {
+    send = await webhookSenders(() => app);
+    app = await createTestApp({ payments: { ...send.config, unsignedUserIds: false }, credits: { balanceCap: null, signupBonus: 3 } });
+  });
+  afterAll(async () => {
+    await app?.close();
+    await send?.close();
+  });
+
+  it('an unsigned user_id leaves the payment unmatched; a signed reference matches it', async () => {
+    const user = await makeUser(app);
+    const price = id('price');
+    const pkg = (await svc().post('/v1/credit-packages', { name: id('pkg'), provider: 'stripe', provider_price_id: price, credits: 100, price_amount: 1000, currency: 'usd' })).body;
+    const unsigned = stripeCheckout({ amount: 1000, metadata: { user_id: user.id, price_id: price } });
+    expect((await send.stripe(unsigned)).status).toBe(200);
+    const queued = (await svc().get('/v1/payments?match_status=unmatched&limit=200')).body.data as Array<{ user_id: string | null; provider_payment_id: string }>;
+    expect(queued.some((p) => p.user_id === null && p.provider_payment_id === unsigned.data.object.payment_intent)).toBe(true);
+    expect((await svc().get(`/v1/users/${user.id}/balance`)).body.balance).toBe(3);
+
+    const ref = (await svc().post('/v1/checkout-references', { user_id: user.id, package_id: pkg.id })).body.reference as string;
+    expect((await send.stripe(stripeCheckout({ amount: 1000, clientRef: ref, metadata: { price_id: price } }))).body).toMatchObject({ status: 'processed' });
+    expect((await svc().get(`/v1/users/${user.id}/balance`)).body.balance).toBe(103);
+  });
+});

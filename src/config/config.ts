@@ -149,6 +149,12 @@ const envSchema = z.object({
    * mode (sk_live_/rk_live_ → live, sk_test_/rk_test_ → test), else `any`.
    */
   TALLY_PAYMENTS_MODE: z.enum(['auto', 'live', 'test', 'any']).default('auto'),
+  /**
+   * `off`: a payment's unsigned metadata user id (`user_id`, which a buyer can set on some providers'
+   * checkout links) matches nobody; only signed references, linked customers, verified e-mails and
+   * aliases do (docs/payments.md, "Matching").
+   */
+  TALLY_PAYMENTS_UNSIGNED_USER_ID: z.enum(['on', 'off']).default('on'),
   /** The seeds' system_config credit price: minor units per credit (0 = no price-based credits). */
   TALLY_CREDIT_PRICE: intFromEnv(0),
   TALLY_CREDIT_PRICE_CURRENCY: z.string().regex(/^[a-z]{3}$/, 'must be a lowercase ISO currency').default('usd'),
@@ -505,6 +511,8 @@ export interface PaymentsConfig {
   readonly toleranceSeconds: number;
   /** Events of the other mode (a provider's test mode in a live deployment) grant nothing: recorded as ignored. Absent: `any`. */
   readonly mode?: PaymentsMode;
+  /** Whether an unsigned metadata `user_id` may match a payment to a user (absent: true). */
+  readonly unsignedUserIds?: boolean;
   /** Credits a payment buys when neither metadata nor a package says: floor(amount / unitAmount). */
   readonly creditPrice: { readonly unitAmount: number; readonly currency: string } | null;
   /** API credentials for creating checkouts (POST /v1/checkout); absent (or a provider null) = not configured. */

@@ -224,6 +224,7 @@ function paymentsConfig(raw: RawEnv): PaymentsConfig {
         : null,
     toleranceSeconds: raw.TALLY_WEBHOOK_TOLERANCE_SECONDS,
     mode: paymentsMode(raw.TALLY_PAYMENTS_MODE, raw.STRIPE_SECRET_KEY),
+    unsignedUserIds: raw.TALLY_PAYMENTS_UNSIGNED_USER_ID === 'on',
     creditPrice: raw.TALLY_CREDIT_PRICE > 0 ? { unitAmount: raw.TALLY_CREDIT_PRICE, currency: raw.TALLY_CREDIT_PRICE_CURRENCY } : null,
     checkout: checkoutConfig(raw),
   };

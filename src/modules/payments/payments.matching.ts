@@ -48,6 +48,8 @@ export class Matcher {
     /** Keys checkout references are verified with (all of them: rotation). */
     private readonly referenceKeys: readonly Buffer[],
     private readonly clock: () => Date,
+    /** False (TALLY_PAYMENTS_UNSIGNED_USER_ID=off): an unsigned metadata user id matches nobody. */
+    private readonly unsignedUserIds = true,
   ) {}
 
   /** A checkout reference in the metadata that Tally signed and that has not expired (else null). */
@@ -70,7 +72,7 @@ export class Matcher {
       const customer = await repo.customerFind(trx, provider, q.providerCustomerId);
       if (customer) return { userId: String(customer['user_id']), by: 'customer' };
     }
-    const fromMeta = q.metadata['user_id'] ?? q.metadata['userId'] ?? q.metadata['tally_user_id'];
+    const fromMeta = this.unsignedUserIds ? (q.metadata['user_id'] ?? q.metadata['userId'] ?? q.metadata['tally_user_id']) : undefined;
     if (fromMeta && (await repo.userExists(trx, fromMeta))) return { userId: fromMeta, by: 'metadata' };
     if (q.email) {
       const byEmail = await repo.userIdByVerifiedEmail(trx, q.email);

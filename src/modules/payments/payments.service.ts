@@ -54,7 +54,7 @@ export class PaymentsService {
   constructor(private readonly deps: PaymentsDeps) {
     const { database, config, clock } = deps;
     const ledger = new PaymentsLedger(deps.credits, clock);
-    const matcher = new Matcher(deps.referenceKeys, clock);
+    const matcher = new Matcher(deps.referenceKeys, clock, config?.unsignedUserIds ?? true);
     const subscriptions = new Subscriptions(matcher, deps.subscriptions);
     this.catalogue = new Catalogue(config?.creditPrice ?? null);
     const events = deps.events ?? NO_EVENTS;
