@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { loadConfig } from '../config/load.js';
 import { httpAnswers } from '../http/answers.js';
 import { SecretBox } from '../lib/secret-box.js';
@@ -7,6 +7,7 @@ import { SHAPE_NAMES, type ShapeName } from '../modules/import/import.js';
 import { humanReport } from '../modules/import/import.report.js';
 import { ImportRefused, runImport } from '../modules/import/import.service.js';
 import { openPostgresSource, type SourceDb } from '../modules/import/import.source.js';
+import { openSqliteSource } from '../modules/import/import.source.sqlite.js';
 import { openMigrated } from './open.js';
 import { directOrElse, refuse, stopItTo } from './running-server.js';
 
@@ -23,7 +24,7 @@ export interface ImportCommandOptions {
 }
 
 /**
- * `tally import --from <postgres-url> [--schema <shape>] …` (docs/import.md). Exit 0 when the import
+ * `tally import --from <postgres-url | sqlite-file> [--schema <shape>] …` (docs/import.md). Exit 0 when the import
  * completed and every credit matches; 1 when it was refused (`--strict`), failed, or does not match;
  * 2 for bad arguments. Progress goes to stderr, the report to stdout (and `--report <file>` as JSON).
  */
@@ -37,8 +38,9 @@ export async function importCommand(opts: ImportCommandOptions): Promise<number>
     process.stderr.write('import: --batch-size is a whole number from 1 to 10000\n');
     return 2;
   }
-  if (!/^postgres(ql)?:\/\//.test(opts.from)) {
-    process.stderr.write('import: --from takes a PostgreSQL URL (postgres://…); SQLite files come with the app-builder shape\n');
+  const postgres = /^postgres(ql)?:\/\//.test(opts.from);
+  if (!postgres && !existsSync(opts.from)) {
+    process.stderr.write(`import: --from takes a PostgreSQL URL (postgres://…) or an existing SQLite file; ${opts.from} is neither\n`);
     return 2;
   }
   const { config } = loadConfig();
@@ -49,7 +51,7 @@ export async function importCommand(opts: ImportCommandOptions): Promise<number>
       let src: SourceDb | null = null;
       const progress = new Progress();
       try {
-        src = await openPostgresSource(opts.from, opts.sourceSchema);
+        src = postgres ? await openPostgresSource(opts.from, opts.sourceSchema) : await openSqliteSource(opts.from);
         const secrets = new SecretBox(config.encryptionKey, config.encryptionKeysOld ?? []);
         const ledger = new CreditsService(database, config.credits, () => new Date(), httpAnswers);
         const report = await runImport(

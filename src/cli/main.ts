@@ -59,7 +59,7 @@ export async function main(argv: string[]): Promise<void> {
   program
     .command('import')
     .description('move a seed-shaped database onto Tally: balances as opening entries, history kept, resumable (docs/import.md); exit 1 unless every credit matches')
-    .requiredOption('--from <url>', 'the source: a PostgreSQL URL (read only)')
+    .requiredOption('--from <url|file>', 'the source, read only: a PostgreSQL URL, or a SQLite file (app-builder\'s cc.db)')
     .option('--schema <shape>', 'the source\'s shape: video-credits, llm-relay, app-builder, cloud-ide, foundation (default: detected from its tables)')
     .option('--source-schema <name>', 'the PostgreSQL schema the source tables are in', 'public')
     .option('--dry-run', 'do everything in one transaction, report, and roll it back')
