@@ -88,7 +88,7 @@ describe(`tally import app-builder (${TARGET})`, () => {
       const fixture = source.fixture();
       const t = newTarget();
       const res = run(t, 'import', ...source.args(), '--json');
-      expect(res.code, res.err + res.out).toBe(0);
+      expect(res.code, (res.err + res.out).slice(-3000)).toBe(0);
       const report = JSON.parse(res.out) as ImportReport;
       expect(report.detection).toMatch(/^detected app-builder from tables users, point_transactions, allowances, rollover_buckets, consumption_events/);
       expect(report.credits).toMatchObject({ source_total: fixture.total, tally_total: fixture.total, source_accounts: fixture.balances.size, tally_accounts: fixture.balances.size, match: true, mismatches: [] });
@@ -142,7 +142,7 @@ describe(`tally import app-builder (${TARGET})`, () => {
       expect(run(t, 'reconcile').code).toBe(0);
 
       const again = run(t, 'import', ...source.args(), '--json');
-      expect(again.code, again.err).toBe(0);
+      expect(again.code, again.err.slice(-3000)).toBe(0);
       const second = JSON.parse(again.out) as ImportReport;
       expect(second.tables.map((x) => x.imported)).toEqual(second.tables.map(() => 0));
       expect(second.credits.match).toBe(true);
@@ -161,7 +161,7 @@ describe(`tally import app-builder (${TARGET})`, () => {
       expect(report.status).toBe('refused');
       expect(report.error).toMatch(/--strict: the source has 13 anomalies; nothing was imported/);
       const dry = run(t, 'import', ...source.args(), '--dry-run', '--json');
-      expect(dry.code, dry.err).toBe(0);
+      expect(dry.code, dry.err.slice(-3000)).toBe(0);
       expect((JSON.parse(dry.out) as ImportReport).credits).toMatchObject({ tally_total: source.fixture().total, match: true });
       expect(await q(t, 'select id from T.users')).toEqual([]);
       expect(await q(t, 'select id from T.credit_ledger')).toEqual([]);

@@ -1,10 +1,11 @@
 import type { Shape, ShapeName } from './import.js';
 import { appBuilder } from './import.app-builder.js';
+import { foundation } from './import.foundation.js';
 import { llmRelay } from './import.llm-relay.js';
 import { videoCredits } from './import.video-credits.js';
 
 /** The shapes built so far (docs/import.md); the others are named in SHAPE_NAMES and refused as "not yet". */
-export const SHAPES: readonly Shape[] = [videoCredits, llmRelay, appBuilder];
+export const SHAPES: readonly Shape[] = [videoCredits, llmRelay, appBuilder, foundation];
 
 export type Detection = { ok: true; shape: Shape; detected: boolean; why: string } | { ok: false; why: string };
 

@@ -23,6 +23,8 @@ export const ANOMALY_KINDS = [
   'password_reset',
   'overused_allowance',
   'duplicate_guard',
+  'missing_period',
+  'duplicate_provider_id',
 ] as const;
 export type AnomalyKind = (typeof ANOMALY_KINDS)[number];
 
