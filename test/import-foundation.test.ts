@@ -69,7 +69,7 @@ describe(`tally import foundation (${TARGET})`, () => {
     const res = run(t, ...importArgs('--json'));
     expect(res.code, (res.err + res.out).slice(-3000)).toBe(0);
     const report = JSON.parse(res.out) as ImportReport;
-    expect(report.detection).toBe('detected foundation from tables users, subscriptions, usage_counters');
+    expect(report.detection).toBe("detected foundation from tables users, subscriptions, usage_counters (3 of the 3 tables of seed 003's design present)");
     expect(report.credits).toMatchObject({ source_total: 0, tally_total: 0, source_accounts: fixture.users, tally_accounts: fixture.users, match: true });
     expect(report.anomalies.by_kind).toEqual({ orphan: 2, missing_period: 1, duplicate_provider_id: 1, unknown_value: 1 });
     const table = (name: string) => report.tables.find((x) => x.table === name);
