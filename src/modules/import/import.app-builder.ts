@@ -149,7 +149,8 @@ function bucketStep(table: 'allowances' | 'rollover_buckets'): TableStep {
       const tally = new Tally();
       const fresh = await freshRows(ctx, table, rows, 'id', tally);
       const owners = await ownersOf(ctx, 'users', fresh, 'user_id');
-      const grants = await grantsOf(ctx, table, fresh.map((r) => String(r.id)));
+      const accounts = [...new Set([...owners.values()].map((o) => `acc_u_${o.target_id}`))];
+      const grants = await grantsOf(ctx, table, accounts, fresh.map((r) => String(r.id)));
       const maps = [];
       for (const r of fresh) {
         const owner = ownerOf(owners, r, 'user_id', tally);
@@ -174,11 +175,13 @@ function bucketStep(table: 'allowances' | 'rollover_buckets'): TableStep {
   };
 }
 
-async function grantsOf(ctx: BatchContext, table: string, ids: string[]): Promise<Map<string, string>> {
-  if (ids.length === 0) return new Map();
+/** The grants the users' openings made of these source rows (found through the accounts' index). */
+async function grantsOf(ctx: BatchContext, table: string, accounts: string[], ids: string[]): Promise<Map<string, string>> {
+  if (ids.length === 0 || accounts.length === 0) return new Map();
   const rows = await ctx.trx
     .selectFrom('credit_grants')
     .select(['id', sql<string>`metadata->>'source_id'`.as('source_id')])
+    .where('account_id', 'in', accounts)
     .where('source', '=', 'import')
     .where(sql<boolean>`metadata->>'source_table' = ${table}`)
     .where(sql<string>`metadata->>'source_id'`, 'in', ids)
