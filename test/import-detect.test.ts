@@ -34,12 +34,12 @@ describe('tally import: detecting the shape from the tables present', () => {
     });
   }
 
-  it('recognises cloud-ide (seed 002, 30 tables) and says it is not importable yet', () => {
+  it('recognises cloud-ide (seed 002) among the 30 tables its SQL creates', () => {
     const tables = tablesOf('cloud-ide.sql');
     expect(tables.size).toBe(30);
     const d = detectShape(tables, undefined);
-    expect(d.ok).toBe(false);
-    expect(d.why).toMatch(/^detected cloud-ide from tables users, workspaces, workspace_members, subscription_plans, subscriptions, usage_records \(30 of the 30 tables of seed 002's design present\); the cloud-ide shape is not importable yet/);
+    expect(d).toMatchObject({ ok: true, shape: { name: 'cloud-ide' } });
+    expect(d.why).toBe("detected cloud-ide from tables users, workspaces, workspace_members, subscription_plans, subscriptions, usage_records (30 of the 30 tables of seed 002's design present)");
   });
 
   it("recognises app-builder from SQLite's own catalogue (cc.db as SQLAlchemy makes it)", async () => {

@@ -1,12 +1,13 @@
 import type { Shape, ShapeName } from './import.js';
 import { appBuilder } from './import.app-builder.js';
+import { cloudIde } from './import.cloud-ide.js';
 import { type Design, DESIGNS } from './import.designs.js';
 import { foundation } from './import.foundation.js';
 import { llmRelay } from './import.llm-relay.js';
 import { videoCredits } from './import.video-credits.js';
 
 /** The shapes built so far (docs/import.md); the other designs are recognised and refused as "not yet". */
-export const SHAPES: readonly Shape[] = [videoCredits, llmRelay, appBuilder, foundation];
+export const SHAPES: readonly Shape[] = [videoCredits, llmRelay, appBuilder, foundation, cloudIde];
 
 export type Detection = { ok: true; shape: Shape; detected: boolean; why: string } | { ok: false; why: string };
 

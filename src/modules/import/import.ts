@@ -25,6 +25,8 @@ export const ANOMALY_KINDS = [
   'duplicate_guard',
   'missing_period',
   'duplicate_provider_id',
+  'second_owner',
+  'duplicate_subscription',
 ] as const;
 export type AnomalyKind = (typeof ANOMALY_KINDS)[number];
 
