@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,9 +35,9 @@ describe(`tally import app-builder (${TARGET})`, () => {
     targets.push(t);
     return t;
   };
+  const envOf = (t: Target) => ({ ...process.env, TALLY_DATA_DIR: t.dataDir, TALLY_DB_SCHEMA: t.schema, LOG_LEVEL: 'silent', DATABASE_URL: TARGET === 'postgres' ? POSTGRES_URL : '', NODE_ENV: 'development' });
   const run = (t: Target, ...args: string[]) => {
-    const env = { ...process.env, TALLY_DATA_DIR: t.dataDir, TALLY_DB_SCHEMA: t.schema, LOG_LEVEL: 'silent', DATABASE_URL: TARGET === 'postgres' ? POSTGRES_URL : '', NODE_ENV: 'development' };
-    const res = spawnSync(process.execPath, [...cli, ...args], { env, encoding: 'utf8', cwd: join(import.meta.dirname, '..'), timeout: 120_000 });
+    const res = spawnSync(process.execPath, [...cli, ...args], { env: envOf(t), encoding: 'utf8', cwd: join(import.meta.dirname, '..'), timeout: 120_000 });
     return { code: res.status, out: res.stdout, err: res.stderr };
   };
   const openTarget = (t: Target): Promise<Database> =>
@@ -169,5 +169,40 @@ describe(`tally import app-builder (${TARGET})`, () => {
       expect(await q(t, 'select source_id from T.import_map')).toEqual([]);
       expect(await q(t, 'select status, dry_run from T.import_runs order by started_at')).toEqual([{ status: 'refused', dry_run: false }, { status: 'completed', dry_run: true }]);
     }
+  });
+
+  it('from SQLite, killed with SIGKILL mid-import, --resume completes it exactly: every account once, buckets once, reconcile clean', async () => {
+    const t = newTarget();
+    expect(run(t, 'migrate').code).toBe(0);
+    const child = spawn(process.execPath, [...cli, 'import', '--from', sqliteFile, '--batch-size', '2'], { env: envOf(t), cwd: join(import.meta.dirname, '..'), stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    await new Promise<void>((resolve, reject) => {
+      child.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+        // A table's first line is drawn after its first batch committed: users are under way.
+        if (/import users \[/.test(err)) {
+          child.kill('SIGKILL');
+          resolve();
+        }
+      });
+      child.on('exit', () => reject(new Error(`the import ended before it could be killed: ${err.slice(-2000)}`)));
+    });
+    await new Promise((r) => child.once('close', r));
+    const partial = await balancesIn(t);
+    expect(partial.size).toBeGreaterThan(0);
+    expect(partial.size).toBeLessThan(sqliteFixture.balances.size);
+
+    const resumed = run(t, 'import', '--from', sqliteFile, '--resume', '--json');
+    expect(resumed.code, resumed.err.slice(-3000)).toBe(0);
+    const report = JSON.parse(resumed.out) as ImportReport;
+    expect(report.resumed).toBe(true);
+    expect(report.tables.find((x) => x.table === 'users')).toMatchObject({ read: sqliteFixture.balances.size, imported: sqliteFixture.balances.size });
+    expect(report.credits).toMatchObject({ tally_total: sqliteFixture.total, match: true });
+    expect(await balancesIn(t)).toEqual(sqliteFixture.balances);
+    const [g] = await q<{ n: number; distinct_sources: number }>(t, `select count(*)::int as n, count(distinct metadata->>'source_id')::int as distinct_sources from T.credit_grants where metadata->>'source_table' in ('allowances', 'rollover_buckets')`);
+    expect(g).toEqual({ n: sqliteFixture.liveAllowances - 1 + sqliteFixture.liveRollovers - 1, distinct_sources: sqliteFixture.liveAllowances - 1 + sqliteFixture.liveRollovers - 1 });
+    const [h] = await q<{ n: number }>(t, 'select count(*)::int as n from T.imported_credit_history');
+    expect(h?.n).toBe(sqliteFixture.pointTransactions + sqliteFixture.consumptionEvents);
+    expect(run(t, 'reconcile').code).toBe(0);
   });
 });

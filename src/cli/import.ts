@@ -90,13 +90,17 @@ export async function importCommand(opts: ImportCommandOptions): Promise<number>
 /** The progress line on stderr: one line redrawn on a terminal, otherwise a line every few seconds. */
 class Progress {
   private last = 0;
+  private table = '';
   private drawn = false;
   private readonly tty = process.stderr.isTTY === true;
 
   tell(p: { table: string; read: number; total: number; imported: number; skipped: number }): void {
     const now = Date.now();
     const finished = p.read >= p.total;
-    if (!finished && now - this.last < (this.tty ? 100 : 2000)) return;
+    // A table's first batch always draws a line: the operator sees each table begin.
+    const started = p.table !== this.table;
+    this.table = p.table;
+    if (!finished && !started && now - this.last < (this.tty ? 100 : 2000)) return;
     this.last = now;
     const pct = p.total > 0 ? Math.min(100, Math.floor((p.read * 100) / p.total)) : 100;
     const bar = '#'.repeat(Math.floor(pct / 5)).padEnd(20, '.');
