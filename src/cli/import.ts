@@ -2,6 +2,8 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { loadConfig } from '../config/load.js';
 import { httpAnswers } from '../http/answers.js';
 import { SecretBox } from '../lib/secret-box.js';
+import { reconcile } from '../modules/credits/credits.port.js';
+import { isExportDir, restoreExport } from '../modules/export/export.js';
 import { CreditsService } from '../modules/credits/credits.service.js';
 import { SHAPE_NAMES, type ShapeName } from '../modules/import/import.js';
 import { humanReport } from '../modules/import/import.report.js';
@@ -39,6 +41,7 @@ export async function importCommand(opts: ImportCommandOptions): Promise<number>
     return 2;
   }
   const postgres = /^postgres(ql)?:\/\//.test(opts.from);
+  if (!postgres && isExportDir(opts.from)) return restoreCommand(opts.from, opts.json ?? false);
   if (!postgres && !existsSync(opts.from)) {
     process.stderr.write(`import: --from takes a PostgreSQL URL (postgres://…) or an existing SQLite file; ${opts.from} is neither\n`);
     return 2;
@@ -80,6 +83,35 @@ export async function importCommand(opts: ImportCommandOptions): Promise<number>
         throw err;
       } finally {
         await src?.close();
+        await database.close();
+      }
+    },
+    (locked) => refuse(locked, stopItTo('tally import')),
+  );
+}
+
+/**
+ * `tally import --from <export dir>`: restores a `tally export` into this (empty) database, exactly,
+ * then checks the ledger. Exit 0 when restored and `reconcile` is clean; 1 when refused or drifting.
+ */
+async function restoreCommand(dir: string, json: boolean): Promise<number> {
+  const { config } = loadConfig();
+  return directOrElse(
+    async () => {
+      const database = await openMigrated('import', config);
+      if (!database) return 1;
+      try {
+        const outcome = await restoreExport(database, dir);
+        if (!outcome.ok) {
+          process.stderr.write(`import: ${outcome.message}\n`);
+          return 1;
+        }
+        const r = await reconcile(database);
+        const report = { detection: `a Tally export (${dir})`, status: 'completed', tables: outcome.tables, reconcile: { ok: r.ok, accounts: r.accounts, drift: r.drift.length } };
+        const rows = outcome.tables.reduce((a, t) => a + t.rows, 0);
+        process.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : `restored ${rows} rows of ${outcome.tables.length} tables from ${dir}; reconcile: ${r.ok ? 'ok' : `${r.drift.length} problem(s)`} over ${r.accounts} accounts\n`);
+        return r.ok ? 0 : 1;
+      } finally {
         await database.close();
       }
     },
