@@ -92,7 +92,7 @@ describe(`tally import app-builder (${TARGET})`, () => {
       const report = JSON.parse(res.out) as ImportReport;
       expect(report.detection).toMatch(/^detected app-builder from tables users, point_transactions, allowances, rollover_buckets, consumption_events/);
       expect(report.credits).toMatchObject({ source_total: fixture.total, tally_total: fixture.total, source_accounts: fixture.balances.size, tally_accounts: fixture.balances.size, match: true, mismatches: [] });
-      expect(report.anomalies.by_kind).toEqual({ balance_mismatch: 1, negative_balance: 2, overused_allowance: 1, duplicate_guard: 1, orphan: 8, over_cap: 1 });
+      expect(report.anomalies.by_kind).toEqual({ balance_mismatch: 1, negative_balance: 2, overused_allowance: 1, duplicate_guard: 1, orphan: 9, over_cap: 1 });
       const table = (name: string) => report.tables.find((x) => x.table === name);
       expect(table('plans')).toMatchObject({ imported: 2, skipped: 0 });
       expect(table('users')).toMatchObject({ imported: fixture.balances.size, skipped: 0 });
@@ -104,6 +104,7 @@ describe(`tally import app-builder (${TARGET})`, () => {
       expect(table('consumption_events')).toMatchObject({ imported: fixture.consumptionEvents, skipped_by_reason: { orphan: 1 } });
       expect(table('user_subscriptions')).toMatchObject({ imported: fixture.subscriptions, skipped_by_reason: { orphan: 2 } });
       expect(table('budget_guards')).toMatchObject({ imported: fixture.guards, skipped_by_reason: { orphan: 1, duplicate: 1 } });
+      expect(table('payments')).toMatchObject({ imported: fixture.payments, skipped_by_reason: { orphan: 1 } });
 
       // Every account exactly; the one left negative is debt; no sign-up bonus.
       expect(await balancesIn(t)).toEqual(fixture.balances);
@@ -137,6 +138,9 @@ describe(`tally import app-builder (${TARGET})`, () => {
       expect(subs).toEqual({ n: fixture.subscriptions, canceled: fixture.canceledSubscriptions, due: fixture.subscriptions - fixture.canceledSubscriptions });
       const [guard] = await q<{ monthly_cap: number; current_window_spend: string }>(t, `select monthly_cap::int as monthly_cap, current_window_spend::text as current_window_spend from T.budget_guards where user_id = 'user-0000'`);
       expect(guard).toEqual({ monthly_cap: 2550, current_window_spend: '325000000' }); // 3.25 usd = 325 cents, in micro minor units
+      // Payments kept exactly, buying nothing again: their points are inside the opening balance.
+      const [pay] = await q<{ n: number; cents: number; credits: number; lower: number }>(t, `select count(*)::int as n, sum(amount)::int as cents, sum(credits)::int as credits, count(*) filter (where currency = 'usd')::int as lower from T.payments`);
+      expect(pay).toEqual({ n: fixture.payments, cents: fixture.paidCents, credits: 0, lower: fixture.payments });
       const [h] = await q<{ n: number; usage: number }>(t, `select count(*)::int as n, count(*) filter (where type like 'consumption:%' and amount < 0)::int as usage from T.imported_credit_history`);
       expect(h).toEqual({ n: fixture.pointTransactions + fixture.consumptionEvents, usage: fixture.consumptionEvents });
       expect(run(t, 'reconcile').code).toBe(0);
@@ -159,7 +163,7 @@ describe(`tally import app-builder (${TARGET})`, () => {
       expect(strict.code).toBe(1);
       const report = JSON.parse(strict.out) as ImportReport;
       expect(report.status).toBe('refused');
-      expect(report.error).toMatch(/--strict: the source has 13 anomalies; nothing was imported/);
+      expect(report.error).toMatch(/--strict: the source has 14 anomalies; nothing was imported/);
       const dry = run(t, 'import', ...source.args(), '--dry-run', '--json');
       expect(dry.code, dry.err.slice(-3000)).toBe(0);
       expect((JSON.parse(dry.out) as ImportReport).credits).toMatchObject({ tally_total: source.fixture().total, match: true });

@@ -80,6 +80,8 @@ export interface AppBuilderFixture {
   subscriptions: number;
   canceledSubscriptions: number;
   guards: number;
+  payments: number;
+  paidCents: number;
   /** Live buckets that become grants (allowances with something left, rollover buckets), by table. */
   liveAllowances: number;
   liveRollovers: number;
@@ -103,7 +105,7 @@ export async function fillAppBuilder(insert: Insert, users: number): Promise<App
   const now = Date.now();
   const at = (days: number) => new Date(now + days * DAY);
   const balances = new Map<string, number>();
-  const f = { pointTransactions: 0, consumptionEvents: 0, subscriptions: 0, canceledSubscriptions: 0, guards: 0, liveAllowances: 0, liveRollovers: 0, expiredAllowances: 0, expiredRollovers: 0 };
+  const f = { pointTransactions: 0, consumptionEvents: 0, subscriptions: 0, canceledSubscriptions: 0, guards: 0, payments: 0, paidCents: 0, liveAllowances: 0, liveRollovers: 0, expiredAllowances: 0, expiredRollovers: 0 };
   let seq = 0;
   const id = (p: string) => `${p}-${String(++seq).padStart(6, '0')}`;
   await insert('plans', { id: 'plan-pro', name: 'Pro', description: 'BC and RC monthly', bc_monthly: 100, rc_monthly: 40, usage_bonus_rate: '0.1000', trial_days: 7, shared_mode: 'hybrid', payg_enabled: true, price_usd: '19.99', is_active: true });
@@ -157,6 +159,11 @@ export async function fillAppBuilder(insert: Insert, users: number): Promise<App
       f.subscriptions++;
       if (u % 8 === 2) f.canceledSubscriptions++;
     }
+    if (u % 2 === 1) {
+      await insert('payments', { id: id('pay'), user_id: uid, provider: u % 4 === 1 ? 'stripe' : 'creem', status: u % 6 === 5 ? 'failed' : 'succeeded', amount: 999 + u, currency: 'USD', points: 100, provider_payment_id: `pi_${uid}`, metadata_json: { u } });
+      f.payments++;
+      f.paidCents += 999 + u;
+    }
     if (u % 3 === 0) {
       await insert('budget_guards', { id: id('bg'), user_id: uid, monthly_cap: '25.50', behavior: u % 2 ? 'suspend' : 'throttle', notify: true, currency: 'usd', current_window_spend: '3.25' });
       f.guards++;
@@ -201,6 +208,7 @@ export async function fillAppBuilder(insert: Insert, users: number): Promise<App
   await insert('user_subscriptions', { id: 'us-noplan', user_id: 'drift', plan_id: 'plan-gone', status: 'active', current_period_start: at(-1) });
   await insert('consumption_events', { id: 'ce-ghost', user_id: 'ghost', type: 'build', amount: 1, action_hash: 'hash-ghost' });
   await insert('budget_guards', { id: 'bg-ghost', user_id: 'ghost', monthly_cap: '5.00', current_window_spend: '0' });
+  await insert('payments', { id: 'pay-ghost', user_id: 'ghost', provider: 'stripe', status: 'succeeded', amount: 500, provider_payment_id: 'pi_ghost' });
   if (!sample) throw new Error('fixture: no sample user');
   return { balances, total: [...balances.values()].reduce((a, b) => a + b, 0), ...f, sample };
 }

@@ -256,3 +256,68 @@ export const budgetGuards: TableStep = {
     return tally.outcome;
   },
 };
+
+const PAYMENT_STATUS = new Set(['created', 'requires_action', 'processing', 'succeeded', 'failed']);
+const PROVIDERS = new Set(['stripe', 'paypal', 'creem']);
+
+/**
+ * payments: kept as Tally payments with `credits` 0 — the points they bought are inside the opening
+ * balance, so a later refund webhook claws back nothing the import did not grant (as for 001).
+ */
+export const payments: TableStep = {
+  table: 'payments',
+  key: 'id',
+  columns: (t) => `id, user_id, provider, status, amount, currency, package_id, points, provider_payment_id, provider_customer_id, provider_receipt_url,
+    raw_provider_payload, metadata_json, point_transaction_id, created_at, processed_at, ${ownerCheck(t, 'payments')}`,
+  async write(ctx, rows) {
+    const tally = new Tally();
+    const fresh = await freshRows(ctx, 'payments', rows, 'id', tally);
+    const owners = await ownersOf(ctx, 'users', fresh, 'user_id');
+    const maps = [];
+    for (const r of fresh) {
+      const sid = String(r.id);
+      const owner = ownerOf(owners, r, 'user_id', tally);
+      if (!owner) continue;
+      const amount = int(r.amount);
+      const currency = (str(r.currency) ?? 'usd').toLowerCase();
+      const status = String(r.status ?? '');
+      const provider = String(r.provider ?? '');
+      if (amount === null || amount < 0 || !/^[a-z]{3}$/.test(currency) || !PAYMENT_STATUS.has(status) || !PROVIDERS.has(provider) || !str(r.provider_payment_id)) {
+        tally.skip('unknown_value');
+        ctx.anomaly({ kind: 'unknown_value', table: 'payments', source_id: sid, rule: 'A payment whose amount, currency, status or provider Tally cannot take exactly is not imported', details: { amount: r.amount, currency: r.currency, status: r.status, provider: r.provider } });
+        continue;
+      }
+      const id = newId('payment');
+      const row = await ctx.trx
+        .insertInto('payments')
+        .values({
+          id,
+          user_id: owner.target_id,
+          provider,
+          provider_payment_id: String(r.provider_payment_id),
+          provider_customer_id: str(r.provider_customer_id),
+          status,
+          amount,
+          currency,
+          credits: 0,
+          receipt_url: str(r.provider_receipt_url),
+          raw_payload: JSON.stringify(json(r.raw_provider_payload)),
+          metadata: JSON.stringify({ imported_from: SHAPE, source_id: sid, source_points: int(r.points), package_id: str(r.package_id), point_transaction_id: str(r.point_transaction_id), metadata: json(r.metadata_json) }),
+          processed_at: date(r.processed_at),
+          created_at: date(r.created_at) ?? ctx.now,
+        })
+        .onConflict((oc) => oc.doNothing())
+        .returning('id')
+        .executeTakeFirst();
+      if (!row) {
+        tally.skip('conflict');
+        ctx.anomaly({ kind: 'target_conflict', table: 'payments', source_id: sid, rule: 'Tally already has a payment with this provider id: not imported twice', details: { provider, provider_payment_id: r.provider_payment_id } });
+        continue;
+      }
+      maps.push({ table: 'payments', sourceId: sid, targetTable: 'payments', targetId: id });
+      tally.imported++;
+    }
+    await importMapInsert(ctx.trx, ctx.source, ctx.runId, maps);
+    return tally.outcome;
+  },
+};
