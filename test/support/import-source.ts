@@ -23,7 +23,14 @@ export async function createSource(shape: string, transform: (sql: string) => st
   await client.connect();
   await client.query(`create schema ${schema}`);
   await client.query(`set search_path to ${schema}, public`);
-  await client.query(transform(readFileSync(join(import.meta.dirname, 'import-sources', `${shape}.sql`), 'utf8')));
+  try {
+    await client.query(transform(readFileSync(join(import.meta.dirname, 'import-sources', `${shape}.sql`), 'utf8')));
+  } catch (err) {
+    // The seed's SQL failed: leave no schema behind in the shared test database.
+    await client.query(`drop schema ${schema} cascade`);
+    await client.end();
+    throw err;
+  }
   return {
     schema,
     client,
