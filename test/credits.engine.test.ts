@@ -233,6 +233,27 @@ describe('opening balance (tally import, docs/import.md)', () => {
     expect(out.account.balance).toBe(-15);
   });
 
+  it('an opening split into buckets (000 allowances, rollover) is one entry over one grant per bucket, each with its class and expiry', () => {
+    const soon = later(3600);
+    const buckets = [
+      { amount: 30, class: 'default', expiresAt: null, metadata: { source_part: 'points' } },
+      { amount: 70, class: 'BC', expiresAt: soon, metadata: { source_table: 'allowances', source_id: 'al-1' } },
+    ];
+    const out = run(empty(), [], [{ ...base, kind: 'open', amount: 100, reason: 'opening balance', metadata: { shape: 'x' }, buckets }]);
+    expect(out.results.map(answerOf)).toEqual(['created']);
+    expect(out.entries.map((e) => [e.type, e.amount, e.balanceAfter, e.grantId])).toEqual([['grant', 100, 100, null]]);
+    expect(out.grants.map((g) => [g.source, g.class, g.remaining, g.expiresAt, g.transactionId, g.metadata.source_id ?? null])).toEqual([
+      ['import', 'default', 30, null, out.entries[0]?.id, null],
+      ['import', 'BC', 70, soon, out.entries[0]?.id, 'al-1'],
+    ]);
+    expect(out.allocations.map((a) => a.amount)).toEqual([30, 70]);
+    // Buckets that do not add up, or one already expired, are refused: the opening must equal the source.
+    const wrong = run(empty(), [], [{ ...base, kind: 'open', amount: 101, reason: 'x', metadata: {}, buckets }]);
+    expect(wrong.results.map(answerOf)).toEqual(['invalid_request']);
+    const expired = run(empty(), [], [{ ...base, kind: 'open', amount: 5, reason: 'x', metadata: {}, buckets: [{ amount: 5, class: 'BC', expiresAt: new Date(now.getTime() - 1), metadata: {} }] }]);
+    expect(expired.results.map(answerOf)).toEqual(['invalid_request']);
+  });
+
   it('an opening is refused on an account that already has entries, and a second one in the same batch', () => {
     expect(run({ ...account(3), lastSeq: 1 }, [grant(3)], [open(10)]).results.map(answerOf)).toEqual(['conflict']);
     const twice = run(empty(), [], [open(10), open(10)]);

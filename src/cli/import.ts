@@ -1,12 +1,15 @@
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { loadConfig } from '../config/load.js';
 import { httpAnswers } from '../http/answers.js';
 import { SecretBox } from '../lib/secret-box.js';
+import { reconcile } from '../modules/credits/credits.port.js';
+import { isExportDir, restoreExport } from '../modules/export/export.js';
 import { CreditsService } from '../modules/credits/credits.service.js';
 import { SHAPE_NAMES, type ShapeName } from '../modules/import/import.js';
 import { humanReport } from '../modules/import/import.report.js';
 import { ImportRefused, runImport } from '../modules/import/import.service.js';
 import { openPostgresSource, type SourceDb } from '../modules/import/import.source.js';
+import { openSqliteSource } from '../modules/import/import.source.sqlite.js';
 import { openMigrated } from './open.js';
 import { directOrElse, refuse, stopItTo } from './running-server.js';
 
@@ -23,7 +26,7 @@ export interface ImportCommandOptions {
 }
 
 /**
- * `tally import --from <postgres-url> [--schema <shape>] …` (docs/import.md). Exit 0 when the import
+ * `tally import --from <postgres-url | sqlite-file> [--schema <shape>] …` (docs/import.md). Exit 0 when the import
  * completed and every credit matches; 1 when it was refused (`--strict`), failed, or does not match;
  * 2 for bad arguments. Progress goes to stderr, the report to stdout (and `--report <file>` as JSON).
  */
@@ -37,8 +40,10 @@ export async function importCommand(opts: ImportCommandOptions): Promise<number>
     process.stderr.write('import: --batch-size is a whole number from 1 to 10000\n');
     return 2;
   }
-  if (!/^postgres(ql)?:\/\//.test(opts.from)) {
-    process.stderr.write('import: --from takes a PostgreSQL URL (postgres://…); SQLite files come with the app-builder shape\n');
+  const postgres = /^postgres(ql)?:\/\//.test(opts.from);
+  if (!postgres && isExportDir(opts.from)) return restoreCommand(opts.from, opts.json ?? false);
+  if (!postgres && !existsSync(opts.from)) {
+    process.stderr.write(`import: --from takes a PostgreSQL URL (postgres://…) or an existing SQLite file; ${opts.from} is neither\n`);
     return 2;
   }
   const { config } = loadConfig();
@@ -49,7 +54,7 @@ export async function importCommand(opts: ImportCommandOptions): Promise<number>
       let src: SourceDb | null = null;
       const progress = new Progress();
       try {
-        src = await openPostgresSource(opts.from, opts.sourceSchema);
+        src = postgres ? await openPostgresSource(opts.from, opts.sourceSchema) : await openSqliteSource(opts.from);
         const secrets = new SecretBox(config.encryptionKey, config.encryptionKeysOld ?? []);
         const ledger = new CreditsService(database, config.credits, () => new Date(), httpAnswers);
         const report = await runImport(
@@ -85,16 +90,49 @@ export async function importCommand(opts: ImportCommandOptions): Promise<number>
   );
 }
 
+/**
+ * `tally import --from <export dir>`: restores a `tally export` into this (empty) database, exactly,
+ * then checks the ledger. Exit 0 when restored and `reconcile` is clean; 1 when refused or drifting.
+ */
+async function restoreCommand(dir: string, json: boolean): Promise<number> {
+  const { config } = loadConfig();
+  return directOrElse(
+    async () => {
+      const database = await openMigrated('import', config);
+      if (!database) return 1;
+      try {
+        const outcome = await restoreExport(database, dir);
+        if (!outcome.ok) {
+          process.stderr.write(`import: ${outcome.message}\n`);
+          return 1;
+        }
+        const r = await reconcile(database);
+        const report = { detection: `a Tally export (${dir})`, status: 'completed', tables: outcome.tables, reconcile: { ok: r.ok, accounts: r.accounts, drift: r.drift.length } };
+        const rows = outcome.tables.reduce((a, t) => a + t.rows, 0);
+        process.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : `restored ${rows} rows of ${outcome.tables.length} tables from ${dir}; reconcile: ${r.ok ? 'ok' : `${r.drift.length} problem(s)`} over ${r.accounts} accounts\n`);
+        return r.ok ? 0 : 1;
+      } finally {
+        await database.close();
+      }
+    },
+    (locked) => refuse(locked, stopItTo('tally import')),
+  );
+}
+
 /** The progress line on stderr: one line redrawn on a terminal, otherwise a line every few seconds. */
 class Progress {
   private last = 0;
+  private table = '';
   private drawn = false;
   private readonly tty = process.stderr.isTTY === true;
 
   tell(p: { table: string; read: number; total: number; imported: number; skipped: number }): void {
     const now = Date.now();
     const finished = p.read >= p.total;
-    if (!finished && now - this.last < (this.tty ? 100 : 2000)) return;
+    // A table's first batch always draws a line: the operator sees each table begin.
+    const started = p.table !== this.table;
+    this.table = p.table;
+    if (!finished && !started && now - this.last < (this.tty ? 100 : 2000)) return;
     this.last = now;
     const pct = p.total > 0 ? Math.min(100, Math.floor((p.read * 100) / p.total)) : 100;
     const bar = '#'.repeat(Math.floor(pct / 5)).padEnd(20, '.');

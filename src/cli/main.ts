@@ -59,7 +59,7 @@ export async function main(argv: string[]): Promise<void> {
   program
     .command('import')
     .description('move a seed-shaped database onto Tally: balances as opening entries, history kept, resumable (docs/import.md); exit 1 unless every credit matches')
-    .requiredOption('--from <url>', 'the source: a PostgreSQL URL (read only)')
+    .requiredOption('--from <url|file>', 'the source, read only: a PostgreSQL URL, a SQLite file (app-builder\'s cc.db), or a `tally export` directory')
     .option('--schema <shape>', 'the source\'s shape: video-credits, llm-relay, app-builder, cloud-ide, foundation (default: detected from its tables)')
     .option('--source-schema <name>', 'the PostgreSQL schema the source tables are in', 'public')
     .option('--dry-run', 'do everything in one transaction, report, and roll it back')
@@ -70,6 +70,14 @@ export async function main(argv: string[]): Promise<void> {
     .option('--batch-size <n>', 'rows per batch, one transaction each', '500')
     .action(async (opts: ImportCommandOptions) => {
       process.exitCode = await (await import('./import.js')).importCommand(opts);
+    });
+  program
+    .command('export')
+    .description('write every table as JSON lines plus a versioned manifest (docs/export.md); `tally import --from <dir>` restores it into an empty database')
+    .requiredOption('--to <dir>', 'the directory to write (created if missing)')
+    .option('--json', 'print the manifest as JSON')
+    .action(async (opts: { to: string; json?: boolean }) => {
+      process.exitCode = await (await import('./export.js')).exportCommand(opts);
     });
   program
     .command('storage')

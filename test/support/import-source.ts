@@ -17,13 +17,20 @@ export interface Source {
   drop(): Promise<void>;
 }
 
-export async function createSource(shape: string): Promise<Source> {
+export async function createSource(shape: string, transform: (sql: string) => string = (x) => x): Promise<Source> {
   const schema = `src_${shape.replace(/-/g, '_')}_${randomBytes(4).toString('hex')}`;
   const client = new pg.Client({ connectionString: SOURCE_URL });
   await client.connect();
   await client.query(`create schema ${schema}`);
   await client.query(`set search_path to ${schema}, public`);
-  await client.query(readFileSync(join(import.meta.dirname, 'import-sources', `${shape}.sql`), 'utf8'));
+  try {
+    await client.query(transform(readFileSync(join(import.meta.dirname, 'import-sources', `${shape}.sql`), 'utf8')));
+  } catch (err) {
+    // The seed's SQL failed: leave no schema behind in the shared test database.
+    await client.query(`drop schema ${schema} cascade`);
+    await client.end();
+    throw err;
+  }
   return {
     schema,
     client,

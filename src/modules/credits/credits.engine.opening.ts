@@ -3,6 +3,7 @@ import { type LedgerOp, type OpResult, transactionBody } from './credits.js';
 import type { Book } from './credits.engine.book.js';
 import { clawback } from './credits.engine.spend.js';
 import { created } from '../idempotency/idempotency.js';
+import { newId } from '../../lib/ids.js';
 
 /** The grant source (and credit class) an opening balance lands in. */
 export const OPENING_SOURCE = 'import';
@@ -28,9 +29,21 @@ export function open(b: Book, op: Extract<LedgerOp, { kind: 'open' }>): OpResult
   if (op.amount < 0) {
     return clawback(b, { kind: 'clawback', requestId: op.requestId, idem: op.idem, amount: -op.amount, reason: op.reason, transactionId: null, metadata: op.metadata });
   }
-  const g = b.newGrant(op.amount, { class: 'default', source: OPENING_SOURCE, expiresAt: null, priority: 0 }, op.metadata);
-  const entry = b.entry('grant', op.amount, op.reason, op.metadata, { grantId: g.id });
-  g.transactionId = entry.id;
+  const buckets = op.buckets ?? [{ amount: op.amount, class: 'default', expiresAt: null, metadata: {} }];
+  if (buckets.some((k) => !Number.isSafeInteger(k.amount) || k.amount <= 0) || buckets.reduce((a, k) => a + k.amount, 0) !== op.amount) {
+    throw errors.invalidRequest('An opening balance\'s buckets are positive and add up to it', { field: 'buckets' });
+  }
+  if (buckets.some((k) => k.expiresAt !== null && k.expiresAt.getTime() <= b.now.getTime())) {
+    throw errors.invalidRequest('An opening bucket that has expired is not credits any more', { field: 'buckets' });
+  }
+  // One entry; one grant per bucket (class and expiry kept), the entry allocated across them.
+  const entryId = newId('transaction');
+  const grants = buckets.map((k) => b.newGrant(k.amount, { class: k.class, source: OPENING_SOURCE, expiresAt: k.expiresAt, priority: 0 }, { ...op.metadata, ...k.metadata }));
+  for (const g of grants) {
+    g.transactionId = entryId;
+    b.allocate(entryId, g.id, g.amount);
+  }
+  const entry = b.entry('grant', op.amount, op.reason, op.metadata, { id: entryId, grantId: b.settle(entryId) });
   b.account.totalCredited += op.amount;
   return created({ transaction: transactionBody(entry), balance: b.balance() });
 }

@@ -176,10 +176,20 @@ export type LedgerOp = OpBase &
     /**
      * An opening balance carried over from another system (`tally import`, docs/import.md): the
      * account's first entry, equal to the source's balance (signed, not zero). Service-internal: no
-     * HTTP route builds it (credits.engine.opening.ts).
+     * HTTP route builds it (credits.engine.opening.ts). `buckets` splits a positive opening into
+     * grants of their own class and expiry (000's allowances and rollover buckets); they add up to
+     * `amount`. Absent: one non-expiring grant of class `default`.
      */
-    | { kind: 'open'; amount: number; reason: string; metadata: Record<string, unknown> }
+    | { kind: 'open'; amount: number; reason: string; metadata: Record<string, unknown>; buckets?: OpeningBucket[] }
   );
+
+/** One part of a positive opening balance: a grant with its class and expiry (credits.engine.opening.ts). */
+export interface OpeningBucket {
+  amount: number;
+  class: string;
+  expiresAt: Date | null;
+  metadata: Record<string, unknown>;
+}
 
 /** What an operation answered (also what a replay returns): see Outcome. */
 export type OpResult = Outcome;

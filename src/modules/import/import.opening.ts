@@ -1,3 +1,4 @@
+import type { OpeningBucket } from '../credits/credits.port.js';
 import type { BatchContext } from './import.js';
 
 /**
@@ -5,7 +6,7 @@ import type { BatchContext } from './import.js';
  * (credits.engine.opening.ts): positive as a grant of source `import`, negative as debt. No sign-up
  * bonus, no events. Answers the opening entry's id (null for a zero balance: no entry is written).
  */
-export async function openingBalance(ctx: BatchContext, userId: string, balance: number, shape: string, facts: Record<string, unknown>): Promise<string | null> {
+export async function openingBalance(ctx: BatchContext, userId: string, balance: number, shape: string, facts: Record<string, unknown>, buckets?: OpeningBucket[]): Promise<string | null> {
   const owner = { userId };
   await ctx.ledger.openAccount(ctx.trx, owner);
   if (balance === 0) return null;
@@ -19,7 +20,7 @@ export async function openingBalance(ctx: BatchContext, userId: string, balance:
     });
   }
   const [result] = await ctx.ledger.executeIn(ctx.trx, owner, [
-    { kind: 'open', requestId: `import:${userId}`, idem: null, amount: balance, reason: `opening balance imported from ${shape}`, metadata: { imported_from: shape, source: ctx.source, ...facts } },
+    { kind: 'open', requestId: `import:${userId}`, idem: null, amount: balance, reason: `opening balance imported from ${shape}`, metadata: { imported_from: shape, source: ctx.source, ...facts }, ...(buckets ? { buckets } : {}) },
   ]);
   if (!result?.ok) {
     // A refusal here is a bug or a user that already had entries (the insert would have conflicted first).

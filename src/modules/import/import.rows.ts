@@ -6,7 +6,33 @@ import { importMapFind, type MapRow } from './import.repository.js';
 /** Small helpers every shape's steps share: reading source values, and the bookkeeping of a batch. */
 
 export const str = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
-export const date = (v: unknown): Date | null => (v === null || v === undefined ? null : v instanceof Date ? v : new Date(String(v)));
+/**
+ * A time from the source. PostgreSQL's driver answers Dates; SQLite keeps text, and SQLAlchemy
+ * writes it without a zone (`2026-01-01 10:00:00.123456`): read as UTC, never as this machine's zone.
+ */
+export function date(v: unknown): Date | null {
+  if (v === null || v === undefined) return null;
+  if (v instanceof Date) return v;
+  const s = String(v).trim().replace(' ', 'T');
+  const d = new Date(/(Z|[+-]\d\d:?\d\d)$/.test(s) ? s : `${s}Z`);
+  return Number.isNaN(d.getTime()) ? null : d;
+}
+
+/** A boolean from the source (SQLite keeps 0/1). */
+export const bool = (v: unknown): boolean => v === true || v === 1 || v === '1' || v === 't' || v === 'true';
+
+/** A JSON value from the source (PostgreSQL parses jsonb; SQLite keeps text). Unreadable text is kept as a string. */
+export function json(v: unknown): unknown {
+  if (typeof v !== 'string') return v ?? null;
+  try {
+    return JSON.parse(v);
+  } catch {
+    return v;
+  }
+}
+
+/** `$from, $from+1, …` for an `in (…)` list of `n` values (portable: SQLite rewrites `$n`). */
+export const placeholders = (n: number, from = 1): string => Array.from({ length: n }, (_, i) => `$${i + from}`).join(', ');
 
 /** An integer credit amount from the source, exactly (int8 arrives as a string); null if it is not one. */
 export function int(v: unknown): number | null {

@@ -71,7 +71,7 @@ export async function runImport(src: SourceDb, opts: ImportOptions, deps: Import
       tables,
       not_imported: shape.notImported,
       needs_review: (await shape.review?.(executor, src.fingerprint)) ?? [],
-      credits: await creditsOf(src, shape, executor, src.fingerprint),
+      credits: await creditsOf(src, shape, executor, src.fingerprint, startedAt),
       anomalies: anomalies.report(),
       reconcile: await reconcileOf(deps.database, executor),
       finished_at: deps.clock().toISOString(),
@@ -92,13 +92,13 @@ export async function runImport(src: SourceDb, opts: ImportOptions, deps: Import
   try {
     if (opts.dryRun) {
       await db.transaction().execute(async (trx) => {
-        await importTables(src, shape, trx, (fn) => fn(trx), runId, opts, deps, onAnomaly, tables);
+        await importTables(src, shape, trx, (fn) => fn(trx), runId, startedAt, opts, deps, onAnomaly, tables);
         throw new DryRunDone(await finish('completed', trx, null));
       });
       throw new Error('unreachable: a dry run always rolls back');
     }
     if (!opts.resume) await importCursorsReset(db, src.fingerprint);
-    await importTables(src, shape, db, (fn) => db.transaction().execute(fn), runId, opts, deps, onAnomaly, tables);
+    await importTables(src, shape, db, (fn) => db.transaction().execute(fn), runId, startedAt, opts, deps, onAnomaly, tables);
     const report = await finish('completed', db, null);
     await importRunFinish(db, runId, 'completed', report, null);
     return report;
@@ -124,6 +124,7 @@ async function importTables(
   db: Executor,
   inBatch: <T>(fn: (trx: Executor) => Promise<T>) => Promise<T>,
   runId: string,
+  asOf: Date,
   opts: ImportOptions,
   deps: ImportDeps,
   onAnomaly: (a: Anomaly) => void,
@@ -131,7 +132,7 @@ async function importTables(
 ): Promise<void> {
   const cursors = opts.resume ? await importCursorsFind(db, src.fingerprint) : new Map<string, CursorRow>();
   for (const step of shape.steps) {
-    const report = await importTable(src, shape, step, cursors.get(step.table), inBatch, runId, opts, deps, onAnomaly);
+    const report = await importTable(src, shape, step, cursors.get(step.table), inBatch, runId, asOf, opts, deps, onAnomaly);
     tables.push(report);
   }
 }
@@ -143,11 +144,12 @@ async function importTable(
   cursor: CursorRow | undefined,
   inBatch: <T>(fn: (trx: Executor) => Promise<T>) => Promise<T>,
   runId: string,
+  asOf: Date,
   opts: ImportOptions,
   deps: ImportDeps,
   onAnomaly: (a: Anomaly) => void,
 ): Promise<TableReport> {
-  const [count] = await src.rows<{ n: string }>(`select count(*)::text as n from ${src.t(step.table)}`);
+  const [count] = await src.rows<{ n: string | number }>(`select count(*) as n from ${src.t(step.table)}`);
   const total = Number(count?.n ?? 0);
   // Resumed: the counts go on from where the stopped run left them, so the report is the whole import's.
   const state = { after: cursor?.last_key ?? null, read: cursor?.rows_read ?? 0, imported: cursor?.rows_imported ?? 0, skipped: cursor?.rows_skipped ?? 0 };
@@ -159,7 +161,7 @@ async function importTable(
       const lastKey = last === undefined ? state.after : String(last[step.key]);
       const done = rows.length < opts.batchSize;
       await inBatch(async (trx) => {
-        const ctx: BatchContext = { trx, source: src.fingerprint, runId, ledger: deps.ledger, now: deps.clock(), balanceCap: deps.balanceCap, seal: deps.seal, sealKeyId: deps.sealKeyId, anomaly: onAnomaly };
+        const ctx: BatchContext = { trx, src, source: src.fingerprint, runId, ledger: deps.ledger, now: deps.clock(), asOf, balanceCap: deps.balanceCap, seal: deps.seal, sealKeyId: deps.sealKeyId, anomaly: onAnomaly };
         const outcome = rows.length === 0 ? { imported: 0, skipped: {} } : await step.write(ctx, rows);
         const skipped = Object.values(outcome.skipped).reduce((a, b) => a + (b ?? 0), 0);
         await importCursorSave(trx, {
@@ -187,8 +189,8 @@ async function importTable(
   return { table: step.table, source_rows: total, read: state.read, imported: state.imported, skipped: state.skipped, skipped_by_reason: byReason };
 }
 
-async function creditsOf(src: SourceDb, shape: Shape, executor: Executor, source: string): Promise<ImportReport['credits']> {
-  const inSource = await shape.sourceCredits(src);
+async function creditsOf(src: SourceDb, shape: Shape, executor: Executor, source: string, asOf: Date): Promise<ImportReport['credits']> {
+  const inSource = await shape.sourceCredits(src, asOf);
   const inTally = await importAccountsCompare(executor, source);
   return {
     source_total: inSource.total,

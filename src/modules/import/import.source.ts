@@ -8,11 +8,15 @@ import pg from 'pg';
 export interface SourceDb {
   /** The source's identity without credentials: `postgres://host:port/db#schema`. */
   readonly fingerprint: string;
+  /** PostgreSQL, or SQLite (import.source.sqlite.ts): shapes that read both write portable SQL. */
+  readonly dialect: 'postgres' | 'sqlite';
   /** Tables present in the source schema. */
   tables(): Promise<Set<string>>;
   /** A table name qualified by the source schema, quoted. */
   t(table: string): string;
   rows<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<T[]>;
+  /** `column` is a time later than the parameter `param` (`$n`, a Date), in this source's dialect. */
+  after(column: string, param: string): string;
   /** One keyset batch of `table`: rows with `key` above `after` (null: from the start). */
   batch(table: string, key: string, columns: string, after: string | null, size: number): Promise<Record<string, unknown>[]>;
   close(): Promise<void>;
@@ -37,6 +41,7 @@ export async function openPostgresSource(url: string, schema: string): Promise<S
   const t = (table: string) => `${quote(schema)}.${quote(table)}`;
   return {
     fingerprint: postgresFingerprint(url, schema),
+    dialect: 'postgres',
     async tables() {
       const r = await rows<{ table_name: string }>(
         `select table_name from information_schema.tables where table_schema = $1 and table_type in ('BASE TABLE', 'VIEW')`,
@@ -46,6 +51,7 @@ export async function openPostgresSource(url: string, schema: string): Promise<S
     },
     t,
     rows,
+    after: (column, param) => `${column} > ${param}::timestamptz`,
     batch(table, key, columns, after, size) {
       // Qualified, so a select list may name the table (`exists (… where u.id = "schema"."t".user_id)`).
       const k = `${t(table)}.${quote(key)}`;

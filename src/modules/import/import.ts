@@ -21,6 +21,12 @@ export const ANOMALY_KINDS = [
   'unknown_value',
   'key_rotation',
   'password_reset',
+  'overused_allowance',
+  'duplicate_guard',
+  'missing_period',
+  'duplicate_provider_id',
+  'second_owner',
+  'duplicate_subscription',
 ] as const;
 export type AnomalyKind = (typeof ANOMALY_KINDS)[number];
 
@@ -36,11 +42,15 @@ export interface Anomaly {
 /** Where a batch writes: the caller's transaction, and what a shape needs besides the database. */
 export interface BatchContext {
   trx: Executor;
+  /** The source, for a step that reads more of it while writing (000's buckets of a batch of users). */
+  src: SourceDb;
   /** The source's fingerprint: the key of cursors, mappings and history. */
   source: string;
   runId: string;
   ledger: Ledger;
   now: Date;
+  /** When the run began: the one instant a source's expiries are judged at (report and writes agree). */
+  asOf: Date;
   /** The deployment's balance cap (null: none): openings above it are imported and reported. */
   balanceCap: number | null;
   /** Seals secrets on the way in (upstream credentials): AES-256-GCM under the configured key, bound to `aad`. */
@@ -57,7 +67,7 @@ export interface BatchOutcome {
   skipped: Partial<Record<SkipReason, number>>;
 }
 
-export type SkipReason = 'already_imported' | 'orphan' | 'owner_not_imported' | 'duplicate' | 'conflict' | 'unknown_value' | 'rotation';
+export type SkipReason = 'already_imported' | 'orphan' | 'owner_not_imported' | 'duplicate' | 'conflict' | 'unknown_value' | 'rotation' | 'expired' | 'empty' | 'paid_debt';
 
 /** One source table, streamed in keyset order and written batch by batch. */
 export interface TableStep {
@@ -82,7 +92,7 @@ export interface Shape {
   /** The anomalies, found by queries over the source before anything is written. */
   scan(src: SourceDb): Promise<Anomaly[]>;
   /** Credits in the source: per account total and count, read from the source itself. */
-  sourceCredits(src: SourceDb): Promise<{ total: number; accounts: number }>;
+  sourceCredits(src: SourceDb, asOf: Date): Promise<{ total: number; accounts: number }>;
   /**
    * Rows this source brought in that an operator must review before they act (upstreams: where
    * users' prompts would go). Read from Tally at the end of each run, so a re-run still lists what
