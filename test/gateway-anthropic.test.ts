@@ -83,6 +83,22 @@ describe(`gateway: Anthropic messages (${TARGET})`, () => {
     expect(w.fake.hits(up.credential)).toBe(hits);
   });
 
+  it('a key without the gateway scope gets 403 in Anthropic format, nothing held or sent; a gateway-only key spends', async () => {
+    const { userId } = await fundedKey(w, 100);
+    const narrow = await w.svc.post(`/v1/users/${userId}/api-keys`, { name: 'narrow', scopes: ['credits:read', 'users:write'] });
+    const hits = w.fake.hits(up.credential);
+    const err = await anthropic(narrow.body.key).messages.create({ model: 'fake-claude', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Anthropic.PermissionDeniedError);
+    expect((err as InstanceType<typeof Anthropic.APIError>).error).toMatchObject({ type: 'error', error: { type: 'permission_error', message: expect.stringContaining('"gateway" scope') } });
+    expect(w.fake.hits(up.credential)).toBe(hits);
+    expect(await allSettled(w, userId)).toEqual([]);
+    expect(await balanceOf(w, userId)).toMatchObject({ balance: 103, held: 0 });
+    const gw = await w.svc.post(`/v1/users/${userId}/api-keys`, { name: 'gateway', scopes: ['gateway'] });
+    const ok = await anthropic(gw.body.key).messages.create({ model: 'fake-claude', max_tokens: 32, messages: [{ role: 'user', content: 'one two three' }] });
+    expect(ok.usage).toMatchObject({ input_tokens: 3, output_tokens: 5 });
+    expect(await allSettled(w, userId)).toMatchObject([{ status: 'completed', charged: 5 }]);
+  });
+
   it('the key is accepted as Authorization: Bearer too', async () => {
     const { key } = await fundedKey(w, 100);
     const res = await fetch(`${w.base}/gateway/anthropic/v1/messages`, {

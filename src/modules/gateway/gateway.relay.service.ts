@@ -118,13 +118,17 @@ export class RelayService {
     private readonly onSettleError: (err: unknown, requestId: string) => void,
   ) {}
 
-  /** The caller of a `tly_` key; full-scope keys only (a narrow key may not spend through the gateway). */
+  /**
+   * The caller of a `tly_` key that holds the `gateway` scope (or `*`, which holds every scope): a
+   * key made for other routes (credits:read, storage:write …) may not spend through the gateway.
+   * Refused here, before any price, hold or upstream call (docs/gateway.md, "Keys and scopes").
+   */
   async authenticate(apiKey: string | null): Promise<Caller> {
     if (!apiKey) throw errors.unauthenticated('Send your Tally API key (tly_…) as the bearer token or x-api-key');
     if (!apiKey.startsWith(API_KEY_PREFIX) || apiKey.length > 512) throw errors.unauthenticated('API key is invalid, revoked or expired');
     const key = await apiKeyTouchByHash(this.db, sha256Hex(apiKey));
     if (!key) throw errors.unauthenticated('API key is invalid, revoked or expired');
-    if (!key.scopes.includes('*')) throw errors.forbidden('This API key lacks the "*" scope the gateway needs');
+    if (!key.scopes.includes('*') && !key.scopes.includes('gateway')) throw errors.forbidden('This API key lacks the "gateway" scope the gateway needs');
     return {
       userId: key.user_id,
       workspaceId: key.workspace_id,
