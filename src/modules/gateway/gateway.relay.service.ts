@@ -516,7 +516,10 @@ export class RelayService {
     await this.db.transaction().execute(async (trx) => {
       const row = await requestLock(trx, requestId);
       if (!row || row.status !== 'pending') return;
-      const due = billable > 0 ? await carryAdd(trx, this.ledger.accountOf(open.caller.owner), billable) : 0;
+      // A pool carries each member's fraction apart (R9): the capture names the member, so what it
+      // captures must be the crossing of that member's own running total.
+      const carry = { accountId: this.ledger.accountOf(open.caller.owner), memberId: open.caller.workspaceId ? open.caller.userId : '' };
+      const due = billable > 0 ? await carryAdd(trx, carry, billable) : 0;
       // The key's row before the account's: the order open() takes them in (key limits, then the
       // hold), so a settlement and the next request of one key can never deadlock.
       if (row.api_key_id) {
@@ -539,6 +542,7 @@ export class RelayService {
         ttft_ms: s.ttftMs,
         error: s.error,
         response: s.response,
+        carry_member_id: carry.memberId,
         settled_at: this.now(),
       });
     });
