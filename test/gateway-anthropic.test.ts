@@ -83,6 +83,44 @@ describe(`gateway: Anthropic messages (${TARGET})`, () => {
     expect(w.fake.hits(up.credential)).toBe(hits);
   });
 
+  it('a key without the gateway scope gets 403 in Anthropic format, nothing held or sent; a gateway-only key spends', async () => {
+    const { userId } = await fundedKey(w, 100);
+    const narrow = await w.svc.post(`/v1/users/${userId}/api-keys`, { name: 'narrow', scopes: ['credits:read', 'users:write'] });
+    const hits = w.fake.hits(up.credential);
+    const err = await anthropic(narrow.body.key).messages.create({ model: 'fake-claude', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Anthropic.PermissionDeniedError);
+    expect((err as InstanceType<typeof Anthropic.APIError>).error).toMatchObject({ type: 'error', error: { type: 'permission_error', message: expect.stringContaining('"gateway" scope') } });
+    expect(w.fake.hits(up.credential)).toBe(hits);
+    expect(await allSettled(w, userId)).toEqual([]);
+    expect(await balanceOf(w, userId)).toMatchObject({ balance: 103, held: 0 });
+    const gw = await w.svc.post(`/v1/users/${userId}/api-keys`, { name: 'gateway', scopes: ['gateway'] });
+    const ok = await anthropic(gw.body.key).messages.create({ model: 'fake-claude', max_tokens: 32, messages: [{ role: 'user', content: 'one two three' }] });
+    expect(ok.usage).toMatchObject({ input_tokens: 3, output_tokens: 5 });
+    expect(await allSettled(w, userId)).toMatchObject([{ status: 'completed', charged: 5 }]);
+  });
+
+  it('two streams under one Idempotency-Key: the second replays the first (same events), one upstream call, one charge', async () => {
+    const { userId, key } = await fundedKey(w, 1000);
+    w.fake.behave(up.credential, { words: 6 });
+    const hits = w.fake.hits(up.credential);
+    const body = { model: 'fake-claude', max_tokens: 64, messages: [{ role: 'user' as const, content: 'replay this one' }] };
+    const events = async () => {
+      const out: unknown[] = [];
+      const s = anthropic(key).messages.stream(body, { headers: { 'Idempotency-Key': 'anthropic-stream-1' } });
+      for await (const e of s) out.push(e);
+      return { out, final: await s.finalMessage() };
+    };
+    const a = await events();
+    await allSettled(w, userId);
+    const b = await events();
+    expect(b.out).toEqual(a.out);
+    expect(b.final.usage).toMatchObject({ input_tokens: 3, output_tokens: 6 });
+    expect(w.fake.hits(up.credential) - hits).toBe(1);
+    expect(await allSettled(w, userId)).toMatchObject([{ status: 'completed', charged: 6 }]); // 3 × 0.25 + 6 = 6.75
+    expect(await balanceOf(w, userId)).toMatchObject({ balance: 1003 - 6, held: 0 });
+    w.fake.behave(up.credential, {});
+  });
+
   it('the key is accepted as Authorization: Bearer too', async () => {
     const { key } = await fundedKey(w, 100);
     const res = await fetch(`${w.base}/gateway/anthropic/v1/messages`, {

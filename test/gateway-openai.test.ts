@@ -1,5 +1,7 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SCOPES } from '../src/modules/api-keys/api-keys.scopes.js';
+import { client } from './support/client.js';
 import { TARGET } from './support/harness.js';
 import { addUpstream, allSettled, balanceOf, fundedKey, type GatewayWorld, gatewayWorld, micros, priceModel, settledRecord } from './support/gateway-fixture.js';
 
@@ -84,10 +86,31 @@ describe(`gateway: OpenAI chat completions, JSON (${TARGET})`, () => {
     await expect(openai(key).chat.completions.create({ model: 'fake-free', messages: [{ role: 'user', content: 'hi' }] })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
   });
 
-  it('a narrow-scope key may not spend through the gateway (403)', async () => {
+  it('a key without the gateway scope may not spend through the gateway (403 in OpenAI format, nothing held or sent)', async () => {
     const { userId } = await fundedKey(w, 10);
-    const narrow = await w.svc.post(`/v1/users/${userId}/api-keys`, { name: 'narrow', scopes: ['credits:read'] });
-    await expect(openai(narrow.body.key).chat.completions.create({ model: 'fake-gpt', messages: [{ role: 'user', content: 'hi' }] })).rejects.toBeInstanceOf(OpenAI.PermissionDeniedError);
+    // Every scope but `gateway` (and `*`): a key made for the rest of the API.
+    const others = SCOPES.filter((s) => s !== '*' && s !== 'gateway');
+    const narrow = await w.svc.post(`/v1/users/${userId}/api-keys`, { name: 'narrow', scopes: others });
+    expect(narrow.status).toBe(201);
+    const hits = w.fake.hits(upstream.credential);
+    const err = await openai(narrow.body.key).chat.completions.create({ model: 'fake-gpt', messages: [{ role: 'user', content: 'hi' }], stream: true }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.PermissionDeniedError);
+    expect((err as InstanceType<typeof OpenAI.APIError>).error).toMatchObject({ type: 'permission_error', code: 'forbidden', message: expect.stringContaining('"gateway" scope') });
+    await expect(openai(narrow.body.key).models.list()).rejects.toBeInstanceOf(OpenAI.PermissionDeniedError);
+    expect(w.fake.hits(upstream.credential)).toBe(hits);
+    expect(await allSettled(w, userId)).toEqual([]);
+    expect(await balanceOf(w, userId)).toMatchObject({ balance: 13, held: 0 });
+  });
+
+  it('a key with only the gateway scope spends through the gateway and reaches nothing else that needs a scope', async () => {
+    const { userId } = await fundedKey(w, 100);
+    const gw = await w.svc.post(`/v1/users/${userId}/api-keys`, { name: 'gateway only', scopes: ['gateway'] });
+    expect(gw.status).toBe(201);
+    expect(gw.body.scopes).toEqual(['gateway']);
+    const res = await openai(gw.body.key).chat.completions.create({ model: 'fake-gpt', messages: [{ role: 'user', content: 'one two three four' }], max_tokens: 16 }).withResponse();
+    expect(await settledRecord(w, res.response.headers.get('x-request-id') as string)).toMatchObject({ status: 'completed', charged: 6 });
+    expect(await balanceOf(w, userId)).toMatchObject({ balance: 103 - 6, held: 0 });
+    expect((await client(w.app.server, gw.body.key).get(`/v1/users/${userId}/balance`)).status).toBe(403);
   });
 
   it('the upstream refusing the request (400) is passed through and costs nothing', async () => {

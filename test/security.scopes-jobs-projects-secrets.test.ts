@@ -1,5 +1,5 @@
 /**
- * API-key scopes (jobs:*, projects:*, secrets:*, and any scope no other file names): a key reaches
+ * API-key scopes (jobs:*, projects:*, secrets:*, and any scope no other file names: storage, analytics, gateway): a key reaches
  * exactly the routes its scopes allow. The other scopes are in test/security.scopes-*.test.ts.
  *
  * Part of the shared security suite: its set-up and the classification of every route are in

@@ -457,6 +457,7 @@ export interface ErrorLogs {
 export interface GatewayCarries {
   account_id: string;
   created_at: Generated<Timestamp>;
+  member_id: Generated<string>;
   total_micros: Generated<number>;
   updated_at: Generated<Timestamp>;
 }
@@ -475,6 +476,7 @@ export interface GatewayRequests {
   attempts: Generated<number>;
   cache_write_tokens: Generated<number>;
   cached_input_tokens: Generated<number>;
+  carry_member_id: string | null;
   charged: Generated<number>;
   cost_micros: Generated<number>;
   created_at: Generated<Timestamp>;

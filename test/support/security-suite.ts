@@ -1192,6 +1192,35 @@ export const protectedOps = () => ops.filter((op) => !isPublic(op.key));
 export const NARROW_SCOPES = SCOPES.filter((s): s is Exclude<Scope, '*'> => s !== '*');
 
 /**
+ * The LLM gateway's wire-format paths (docs/gateway.md): hidden from /openapi.json (their contract is
+ * the providers' own), so classified here. A `tly_` key needs the `gateway` scope (or `*`); a refusal
+ * comes in the client's own error shape. The model is priced by no one here: a key the scope admits
+ * gets 400 (unpriced model) before any hold, so these requests never spend.
+ */
+export const RELAY_ROUTES: ReadonlyArray<{ key: string; scope: Scope; wire: 'openai' | 'anthropic'; req: Built; admitted: number }> = [
+  { key: 'POST /gateway/v1/chat/completions', scope: 'gateway', wire: 'openai', admitted: 400, req: relayPost('/gateway/v1/chat/completions', { model: 'sec-unpriced', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }) },
+  { key: 'POST /gateway/v1/embeddings', scope: 'gateway', wire: 'openai', admitted: 400, req: relayPost('/gateway/v1/embeddings', { model: 'sec-unpriced', input: 'hi' }) },
+  { key: 'POST /gateway/anthropic/v1/messages', scope: 'gateway', wire: 'anthropic', admitted: 400, req: relayPost('/gateway/anthropic/v1/messages', { model: 'sec-unpriced', max_tokens: 4, messages: [{ role: 'user', content: 'hi' }] }) },
+  { key: 'GET /gateway/v1/models', scope: 'gateway', wire: 'openai', admitted: 200, req: { method: 'GET', url: '/gateway/v1/models', headers: {}, status: 200 } },
+];
+function relayPost(url: string, body: unknown): Built {
+  return { method: 'POST', url, headers: { 'content-type': 'application/json' }, payload: JSON.stringify(body), status: 400 };
+}
+
+/** Problems with a relay refusal: the status, and the wire's own error shape naming the missing scope. */
+export function relayRefusalProblems(res: Res, wire: 'openai' | 'anthropic', needed: string, label: string): string[] {
+  const p: string[] = [];
+  if (res.status !== 403) p.push(`${label}: expected 403, got ${res.status} ${JSON.stringify(res.body)?.slice(0, 300)}`);
+  const b = res.body as { type?: unknown; error?: { type?: unknown; code?: unknown; message?: unknown } } | null;
+  const ok = wire === 'openai'
+    ? b?.error?.type === 'permission_error' && b.error.code === 'forbidden'
+    : b?.type === 'error' && b.error?.type === 'permission_error';
+  if (!ok) p.push(`${label}: not a ${wire} permission error: ${JSON.stringify(b)?.slice(0, 300)}`);
+  if (typeof b?.error?.message !== 'string' || !b.error.message.includes(needed)) p.push(`${label}: message does not name the missing scope ${needed}`);
+  return p;
+}
+
+/**
  * The scope tests are the slowest (each scope sends every user route), so three files share them by
  * the scope's resource; the last also takes any scope no file names, so a new scope is never skipped.
  */
@@ -1227,6 +1256,7 @@ export function keyReachesExactlyItsScopes(file: keyof typeof SCOPE_FILES): void
     // pair per scope instead of one per route, which was two thirds of these tests' time.
     const requests = [];
     for (const op of refused) requests.push({ op, req: await refusedRequestFor(op, S) });
+    const relayRefused = RELAY_ROUTES.filter((r) => r.scope !== scope);
     const before = await dbFingerprint(app);
     for (const { op, req } of requests) {
       const needed = must(ROUTES[op.key]?.scope, 'a refused route needs a scope');
@@ -1235,6 +1265,8 @@ export function keyReachesExactlyItsScopes(file: keyof typeof SCOPE_FILES): void
       const message = (res.body as { error?: { message?: string } } | null)?.error?.message ?? '';
       if (res.status === 403 && !message.includes(needed)) problems.push(`${op.key} with [${scope}]: 403 message does not name the missing scope ${needed}: ${message}`);
     }
+    // The gateway's paths too, in their wire's own error shape: nothing held, recorded or counted.
+    for (const r of relayRefused) problems.push(...relayRefusalProblems(await send(r.req, bearer(key.key)), r.wire, r.scope, `${r.key} with [${scope}]`));
     const written = fingerprintDiff(before, await dbFingerprint(app), `a request refused to [${scope}]`);
     problems.push(...written);
     if (written.length > 0) {
@@ -1252,6 +1284,11 @@ export function keyReachesExactlyItsScopes(file: keyof typeof SCOPE_FILES): void
       const expected = must(ROUTES[op.key], 'ROUTES[op.key]').keyStatus ?? req.status;
       const res = await send(req, bearer(key.key));
       if (res.status !== expected) problems.push(`${op.key} with [${scope}]: expected ${expected}, got ${res.status} ${JSON.stringify(res.body)}`);
+    }
+    // The gateway scope's own paths: past the scope check (an unpriced model → 400, a model list → 200).
+    for (const r of RELAY_ROUTES.filter((x) => x.scope === scope)) {
+      const res = await send(r.req, bearer(key.key));
+      if (res.status !== r.admitted) problems.push(`${r.key} with [${scope}]: expected ${r.admitted}, got ${res.status} ${JSON.stringify(res.body)}`);
     }
     expect(allowed.length).toBeGreaterThan(0); // GET /v1/me needs no scope
     expect(problems).toEqual([]);

@@ -2938,7 +2938,7 @@ export interface paths {
                 content: {
                     "application/json": {
                         name: string;
-                        scopes?: ("*" | "users:read" | "users:write" | "keys:read" | "keys:write" | "workspaces:read" | "workspaces:write" | "credits:read" | "billing:read" | "billing:write" | "jobs:read" | "projects:read" | "projects:write" | "secrets:read" | "secrets:write" | "storage:read" | "storage:write" | "analytics:write")[];
+                        scopes?: ("*" | "users:read" | "users:write" | "keys:read" | "keys:write" | "workspaces:read" | "workspaces:write" | "credits:read" | "billing:read" | "billing:write" | "jobs:read" | "projects:read" | "projects:write" | "secrets:read" | "secrets:write" | "storage:read" | "storage:write" | "analytics:write" | "gateway")[];
                         expires_at?: string | null;
                         /** @description Spend this workspace's pool through the gateway (the user must be a member) */
                         workspace_id?: string | null;

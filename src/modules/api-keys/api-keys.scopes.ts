@@ -21,6 +21,8 @@ export const SCOPES = [
   'storage:read',
   'storage:write',
   'analytics:write',
+  // Spend the owner's credits through the LLM gateway's wire-format paths (/gateway/*, docs/gateway.md).
+  'gateway',
 ] as const;
 
 export type Scope = (typeof SCOPES)[number];

@@ -119,8 +119,13 @@ function renderError(wire: Wire, err: FastifyError, request: FastifyRequest, rep
   const status = statusOf(e.code);
   if (status >= 500 && e.code !== 'unavailable') request.log.error({ err }, 'gateway request failed');
   if (e.code === 'unavailable') void reply.header('retry-after', '1');
-  // A key's rate limit says when to come back; the official clients honour Retry-After.
-  const retryAfter = e.code === 'rate_limited' ? e.details?.['retry_after_seconds'] : undefined;
+  // A key's rate limit, or a request still running under the same Idempotency-Key, says when to
+  // come back; the official clients honour Retry-After.
+  const retryAfter = e.code === 'rate_limited' || e.code === 'conflict' ? e.details?.['retry_after_seconds'] : undefined;
   if (typeof retryAfter === 'number') void reply.header('retry-after', String(retryAfter));
+  // The official clients retry every 409 unless told not to: an Idempotency-Key that answered
+  // another request, or whose answer is not kept, never changes its mind (docs/gateway.md).
+  if (e.code === 'idempotency_key_reused' || (e.code === 'conflict' && e.details?.['retryable'] === false)) void reply.header('x-should-retry', 'false');
+  if (e.code === 'conflict' && e.details?.['retryable'] === true) void reply.header('x-should-retry', 'true');
   return reply.code(status).send(wireError(wire, e.code, e.message));
 }

@@ -118,13 +118,17 @@ export class RelayService {
     private readonly onSettleError: (err: unknown, requestId: string) => void,
   ) {}
 
-  /** The caller of a `tly_` key; full-scope keys only (a narrow key may not spend through the gateway). */
+  /**
+   * The caller of a `tly_` key that holds the `gateway` scope (or `*`, which holds every scope): a
+   * key made for other routes (credits:read, storage:write …) may not spend through the gateway.
+   * Refused here, before any price, hold or upstream call (docs/gateway.md, "Keys and scopes").
+   */
   async authenticate(apiKey: string | null): Promise<Caller> {
     if (!apiKey) throw errors.unauthenticated('Send your Tally API key (tly_…) as the bearer token or x-api-key');
     if (!apiKey.startsWith(API_KEY_PREFIX) || apiKey.length > 512) throw errors.unauthenticated('API key is invalid, revoked or expired');
     const key = await apiKeyTouchByHash(this.db, sha256Hex(apiKey));
     if (!key) throw errors.unauthenticated('API key is invalid, revoked or expired');
-    if (!key.scopes.includes('*')) throw errors.forbidden('This API key lacks the "*" scope the gateway needs');
+    if (!key.scopes.includes('*') && !key.scopes.includes('gateway')) throw errors.forbidden('This API key lacks the "gateway" scope the gateway needs');
     return {
       userId: key.user_id,
       workspaceId: key.workspace_id,
@@ -305,7 +309,9 @@ export class RelayService {
   /**
    * Forwards a stream event by event, reading the provider's usage as it passes. A client that
    * leaves does not stop the reading: the upstream is read on (up to the drain timeout) for its
-   * final usage, and that is what is billed.
+   * final usage, and that is what is billed. Under an Idempotency-Key the events the client is
+   * shown are recorded too — those read on after it left included, since they are paid for — and
+   * kept if the stream ended cleanly, so a retry with the key replays the whole answer.
    */
   private async pipe(req: RelayRequest, open: Open, wire: Wire, upstream: Candidate, attempt: Extract<Attempt, { kind: 'response' }>, attempts: number, clientAskedUsage: boolean, sink: StreamSink): Promise<{ settled: Promise<void> } | { cut: string }> {
     const splitter = new SseSplitter();
@@ -313,6 +319,7 @@ export class RelayService {
     let first: number | null = null;
     let error: string | null = null;
     let drainTimer: NodeJS.Timeout | null = null;
+    const recording = req.idempotencyKey ? new StreamRecording() : null;
     try {
       for await (const chunk of attempt.body) {
         for (const event of splitter.push(chunk)) {
@@ -323,6 +330,7 @@ export class RelayService {
           }
           // The usage chunk Tally asked for on the client's behalf is not the client's to see.
           if (wire === 'openai' && seen.usageOnly && !clientAskedUsage) continue;
+          recording?.add(event.raw);
           if (!sink.closed) sink.write(event.raw);
         }
         if (sink.closed && drainTimer === null) {
@@ -330,6 +338,7 @@ export class RelayService {
         }
       }
       const rest = splitter.rest();
+      if (rest.trim() !== '') recording?.add(rest);
       if (rest.trim() !== '' && !sink.closed) sink.write(rest);
     } catch (err) {
       error = (err as Error).message || String(err);
@@ -358,7 +367,8 @@ export class RelayService {
       source: provider ? 'provider' : 'estimated',
       ttftMs: first === null ? null : Math.round(first - open.started),
       error: error ?? (provider ? null : 'the stream ended without usage'),
-      response: null,
+      // A stream cut by the upstream is not an answer to replay (its charge stands; a retry needs a new key).
+      response: error === null ? (recording?.text() ?? null) : null,
     }) };
   }
 
@@ -395,19 +405,25 @@ export class RelayService {
       return holdId;
     } catch (err) {
       // The same key raced in: the first one's record decides (replay or 409).
-      if ((err as { code?: string }).code === '23505' && req.idempotencyKey) throw errors.conflict('A request with this Idempotency-Key is already in progress; retry it later for its answer');
+      if ((err as { code?: string }).code === '23505' && req.idempotencyKey) throw inFlight();
       throw err;
     }
   }
 
-  /** A stored answer for a completed JSON request under this key; 409 while it runs or if it was a stream. */
+  /**
+   * The stored answer of a request already made under this key (docs/gateway.md, "Idempotency"):
+   * a JSON answer as it was, a stream as the events the client was shown (one event-stream body);
+   * 409 `conflict` while the first runs (retryable: the clients retry a 409 after Retry-After and
+   * then get the replay) or when its answer is not kept (a failure, a cut stream: not retryable).
+   */
   private async replayOf(caller: Caller, key: string, hash: string): Promise<RelayAnswer | null> {
     const prior = await requestFindByKey(this.db, caller.userId, key);
     if (!prior) return null;
     if (prior.request_hash !== hash) throw errors.idempotencyKeyReused();
-    if (prior.status === 'pending') throw errors.conflict('A request with this Idempotency-Key is in progress; retry it later for its answer');
-    if (prior.response === null || prior.http_status === null) throw errors.conflict('This Idempotency-Key answered a request whose answer is not kept (a stream or a failure); use a new key');
-    return { kind: 'json', status: prior.http_status, body: prior.response, headers: { 'content-type': 'application/json' }, replayed: true, settled: Promise.resolve() };
+    if (prior.status === 'pending') throw inFlight();
+    if (prior.response === null || prior.http_status === null) throw errors.conflict('This Idempotency-Key answered a request whose answer is not kept (a failure or a cut stream); use a new key', { retryable: false });
+    const headers: Record<string, string> = prior.stream ? { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' } : { 'content-type': 'application/json' };
+    return { kind: 'json', status: prior.http_status, body: prior.response, headers, replayed: true, settled: Promise.resolve() };
   }
 
   private async priceFor(model: string): Promise<ModelPrice> {
@@ -500,7 +516,10 @@ export class RelayService {
     await this.db.transaction().execute(async (trx) => {
       const row = await requestLock(trx, requestId);
       if (!row || row.status !== 'pending') return;
-      const due = billable > 0 ? await carryAdd(trx, this.ledger.accountOf(open.caller.owner), billable) : 0;
+      // A pool carries each member's fraction apart (R9): the capture names the member, so what it
+      // captures must be the crossing of that member's own running total.
+      const carry = { accountId: this.ledger.accountOf(open.caller.owner), memberId: open.caller.workspaceId ? open.caller.userId : '' };
+      const due = billable > 0 ? await carryAdd(trx, carry, billable) : 0;
       // The key's row before the account's: the order open() takes them in (key limits, then the
       // hold), so a settlement and the next request of one key can never deadlock.
       if (row.api_key_id) {
@@ -523,6 +542,7 @@ export class RelayService {
         ttft_ms: s.ttftMs,
         error: s.error,
         response: s.response,
+        carry_member_id: carry.memberId,
         settled_at: this.now(),
       });
     });
@@ -546,6 +566,34 @@ export async function reapStale(relay: RelayService, db: Db, now: Date, olderTha
     n++;
   }
   return n;
+}
+
+/** The first request under a key is still running: come back for its answer (one second is a guess; the clients honour it). */
+function inFlight() {
+  return errors.conflict('A request with this Idempotency-Key is in progress; retry it after it ends for its answer', { retryable: true, retry_after_seconds: 1 });
+}
+
+/** Most of a stream kept for replays; a longer one is not kept (a retry with its key → 409, use a new key). */
+const STREAM_RECORD_MAX_BYTES = 4 * 1024 * 1024;
+
+/** The events of a stream as the client was shown them, up to STREAM_RECORD_MAX_BYTES. */
+class StreamRecording {
+  private readonly parts: string[] = [];
+  private bytes = 0;
+  private over = false;
+  add(raw: string): void {
+    if (this.over) return;
+    this.bytes += Buffer.byteLength(raw);
+    if (this.bytes > STREAM_RECORD_MAX_BYTES) {
+      this.over = true;
+      this.parts.length = 0;
+      return;
+    }
+    this.parts.push(raw);
+  }
+  text(): string | null {
+    return this.over ? null : this.parts.join('');
+  }
 }
 
 /** Every token the provider counted, whatever its price category (what a tokens-per-minute limit counts). */

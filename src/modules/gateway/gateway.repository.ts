@@ -146,6 +146,8 @@ export interface RequestSettle {
   ttft_ms: number | null;
   error: string | null;
   response: string | null;
+  /** The carry the cost joined: '' for the account's own, the member's id in a workspace pool. */
+  carry_member_id: string;
   settled_at: Date;
 }
 
@@ -170,6 +172,7 @@ export async function requestSettle(db: Executor, id: string, s: RequestSettle):
       ttft_ms: s.ttft_ms,
       error: s.error,
       response: s.response,
+      carry_member_id: s.carry_member_id,
       settled_at: s.settled_at,
     })
     .where('id', '=', id)
@@ -209,15 +212,17 @@ export async function requestList(db: Executor, page: PageRequest, filter: { use
 }
 
 /**
- * Adds a request's exact cost to its account's running total and answers the whole credits that
- * crossed: floor(new / 1e6) − floor((new − cost) / 1e6). One statement, so concurrent settlements of
- * one account serialize on the row and the credits captured stay floor(total / 1e6).
+ * Adds a request's exact cost to its carry's running total and answers the whole credits that
+ * crossed: floor(new / 1e6) − floor((new − cost) / 1e6). A carry is an account's own (member '') or,
+ * in a workspace pool, one member's: each member's fraction is theirs, never captured on another
+ * member's request (review R9). One statement, so concurrent settlements of one carry serialize on
+ * its row and the credits captured for it stay floor(total / 1e6).
  */
-export async function carryAdd(db: Executor, accountId: string, micros: number): Promise<number> {
+export async function carryAdd(db: Executor, carry: { accountId: string; memberId: string }, micros: number): Promise<number> {
   const row = await db
     .insertInto('gateway_carries')
-    .values({ account_id: accountId, total_micros: micros })
-    .onConflict((oc) => oc.column('account_id').doUpdateSet({ total_micros: sql`gateway_carries.total_micros + ${micros}::int8` }))
+    .values({ account_id: carry.accountId, member_id: carry.memberId, total_micros: micros })
+    .onConflict((oc) => oc.columns(['account_id', 'member_id']).doUpdateSet({ total_micros: sql`gateway_carries.total_micros + ${micros}::int8` }))
     .returning('total_micros')
     .executeTakeFirstOrThrow();
   const total = Number(row.total_micros);
