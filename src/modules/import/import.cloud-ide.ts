@@ -1,9 +1,9 @@
 import { newId } from '../../lib/ids.js';
 import type { Anomaly, BatchContext, Shape, TableStep } from './import.js';
-import { openingBalance } from './import.opening.js';
 import { importMapInsert } from './import.repository.js';
 import { bool, date, freshRows, int, json, keepHistory, ownerOf, ownersOf, str, Tally } from './import.rows.js';
 import type { SourceDb } from './import.source.js';
+import { usersWithEmptyAccounts } from './import.users.js';
 
 /**
  * Seed 002, `cloud-ide` (docs/import.md): a Supabase design of 30 tables. This slice moves its
@@ -20,53 +20,23 @@ function conflict(ctx: BatchContext, tally: Tally, table: string, sourceId: stri
   ctx.anomaly({ kind: 'target_conflict', table, source_id: sourceId, rule, details });
 }
 
-const users: TableStep = {
-  table: 'users',
-  key: 'id',
-  columns: () => 'id::text as id, email, full_name, avatar_url, bio, github_username, twitter_username, website_url, preferences, created_at',
-  async write(ctx, rows) {
-    const tally = new Tally();
-    const fresh = await freshRows(ctx, 'users', rows, 'id', tally);
-    if (fresh.length === 0) return tally.outcome;
-    const inserted = new Set(
-      (
-        await ctx.trx
-          .insertInto('users')
-          .values(
-            fresh.map((r) => ({
-              id: String(r.id),
-              email: str(r.email),
-              name: str(r.full_name)?.slice(0, 255) ?? null,
-              avatar_url: str(r.avatar_url),
-              bio: str(r.bio),
-              github_username: str(r.github_username),
-              twitter_username: str(r.twitter_username),
-              website_url: str(r.website_url),
-              preferences: JSON.stringify(json(r.preferences) ?? {}),
-              metadata: JSON.stringify({ imported_from: SHAPE }),
-              created_at: date(r.created_at) ?? ctx.now,
-            })),
-          )
-          .onConflict((oc) => oc.doNothing())
-          .returning('id')
-          .execute()
-      ).map((u) => u.id),
-    );
-    const maps = [];
-    for (const r of fresh) {
-      const id = String(r.id);
-      if (!inserted.has(id)) {
-        conflict(ctx, tally, 'users', id, 'Tally already has a user with this id or e-mail: the user and their rows are not imported (resolve, then import again)', { email: str(r.email) });
-        continue;
-      }
-      await openingBalance(ctx, id, 0, SHAPE, { source_table: 'users', source_id: id });
-      maps.push({ table: 'users', sourceId: id, targetTable: 'users', targetId: id, facts: { balance: 0, opening_entry: null } });
-      tally.imported++;
-    }
-    await importMapInsert(ctx.trx, ctx.source, ctx.runId, maps);
-    return tally.outcome;
-  },
-};
+const users = usersWithEmptyAccounts(
+  SHAPE,
+  'id::text as id, email, full_name, avatar_url, bio, github_username, twitter_username, website_url, preferences, created_at',
+  (r, now) => ({
+    id: String(r.id),
+    email: str(r.email),
+    name: str(r.full_name)?.slice(0, 255) ?? null,
+    avatar_url: str(r.avatar_url),
+    bio: str(r.bio),
+    github_username: str(r.github_username),
+    twitter_username: str(r.twitter_username),
+    website_url: str(r.website_url),
+    preferences: JSON.stringify(json(r.preferences) ?? {}),
+    metadata: JSON.stringify({ imported_from: SHAPE }),
+    created_at: date(r.created_at) ?? now,
+  }),
+);
 
 const workspaces: TableStep = {
   table: 'workspaces',

@@ -1,10 +1,10 @@
 import { sql } from 'kysely';
 import { newId } from '../../lib/ids.js';
 import type { Anomaly, BatchContext, Shape, TableStep } from './import.js';
-import { openingBalance } from './import.opening.js';
 import { importMapInsert } from './import.repository.js';
 import { date, freshRows, int, ownerOf, ownersOf, str, Tally } from './import.rows.js';
 import type { SourceDb } from './import.source.js';
+import { usersWithEmptyAccounts } from './import.users.js';
 
 /**
  * Seed 003, `foundation` (docs/import.md): Supabase `users` (beside auth.users), one `subscriptions`
@@ -15,41 +15,12 @@ import type { SourceDb } from './import.source.js';
 const SHAPE = 'foundation';
 const ownerCheck = (t: (n: string) => string, table: string) => `exists (select 1 from ${t('users')} u where u.id = ${t(table)}.user_id) as owner_exists`;
 
-const users: TableStep = {
-  table: 'users',
-  key: 'id',
-  columns: () => 'id::text as id, email, created_at',
-  async write(ctx, rows) {
-    const tally = new Tally();
-    const fresh = await freshRows(ctx, 'users', rows, 'id', tally);
-    if (fresh.length === 0) return tally.outcome;
-    const inserted = new Set(
-      (
-        await ctx.trx
-          .insertInto('users')
-          .values(fresh.map((r) => ({ id: String(r.id), email: str(r.email), metadata: JSON.stringify({ imported_from: SHAPE }), created_at: date(r.created_at) ?? ctx.now })))
-          .onConflict((oc) => oc.doNothing())
-          .returning('id')
-          .execute()
-      ).map((u) => u.id),
-    );
-    const maps = [];
-    for (const r of fresh) {
-      const id = String(r.id);
-      if (!inserted.has(id)) {
-        tally.skip('conflict');
-        ctx.anomaly({ kind: 'target_conflict', table: 'users', source_id: id, rule: 'Tally already has a user with this id or e-mail: the user and their rows are not imported (resolve, then import again)', details: { email: str(r.email) } });
-        continue;
-      }
-      // No balance in this design: an empty account, no opening entry, no sign-up bonus.
-      await openingBalance(ctx, id, 0, SHAPE, { source_table: 'users', source_id: id });
-      maps.push({ table: 'users', sourceId: id, targetTable: 'users', targetId: id, facts: { balance: 0, opening_entry: null } });
-      tally.imported++;
-    }
-    await importMapInsert(ctx.trx, ctx.source, ctx.runId, maps);
-    return tally.outcome;
-  },
-};
+const users = usersWithEmptyAccounts(SHAPE, 'id::text as id, email, created_at', (r, now) => ({
+  id: String(r.id),
+  email: str(r.email),
+  metadata: JSON.stringify({ imported_from: SHAPE }),
+  created_at: date(r.created_at) ?? now,
+}));
 
 const STATUS: Record<string, string> = { trial: 'trialing', active: 'active', past_due: 'past_due', cancelled: 'canceled', expired: 'canceled' };
 const PLANS = new Set(['free', 'basic', 'pro']);

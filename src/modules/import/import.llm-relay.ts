@@ -2,10 +2,10 @@ import { newId } from '../../lib/ids.js';
 import { isScope } from '../api-keys/api-keys.scopes.js';
 import { credentialsAad, hintOf } from '../gateway/gateway.js';
 import type { Anomaly, Shape, TableStep } from './import.js';
-import { openingBalance } from './import.opening.js';
 import { importedUpstreamsInactive, importMapInsert } from './import.repository.js';
 import { date, freshRows, int, keepHistory, ownerOf, ownersOf, str, Tally } from './import.rows.js';
 import type { SourceDb } from './import.source.js';
+import { usersWithEmptyAccounts } from './import.users.js';
 
 /**
  * Seed 004, `llm-relay` (docs/import.md): a Prisma relay on PostgreSQL — `users`, `api_keys`
@@ -17,57 +17,21 @@ import type { SourceDb } from './import.source.js';
 const SHAPE = 'llm-relay';
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
-const users: TableStep = {
-  table: 'users',
-  key: 'id',
-  columns: () => 'id::text as id, email, username, password_hash, role, is_active, created_at',
-  async write(ctx, rows) {
-    const tally = new Tally();
-    const fresh = await freshRows(ctx, 'users', rows, 'id', tally);
-    if (fresh.length === 0) return tally.outcome;
-    const inserted = new Set(
-      (
-        await ctx.trx
-          .insertInto('users')
-          .values(
-            fresh.map((r) => {
-              const hash = str(r.password_hash);
-              // Tally verifies argon2 hashes; any other scheme cannot be checked, so the user sets a new password.
-              const kept = hash?.startsWith('$argon2') ? hash : null;
-              return {
-                id: String(r.id),
-                email: str(r.email),
-                username: str(r.username)?.slice(0, 64) ?? null,
-                password_hash: kept,
-                role: str(r.role) === 'admin' ? 'admin' : 'user',
-                is_active: r.is_active !== false,
-                metadata: JSON.stringify({ imported_from: SHAPE, ...(hash && !kept ? { password_reset_required: true } : {}) }),
-                created_at: date(r.created_at) ?? ctx.now,
-              };
-            }),
-          )
-          .onConflict((oc) => oc.doNothing())
-          .returning('id')
-          .execute()
-      ).map((u) => u.id),
-    );
-    const maps = [];
-    for (const r of fresh) {
-      const id = String(r.id);
-      if (!inserted.has(id)) {
-        tally.skip('conflict');
-        ctx.anomaly({ kind: 'target_conflict', table: 'users', source_id: id, rule: 'Tally already has a user with this id, e-mail or username: the user and their rows are not imported', details: { email: str(r.email) } });
-        continue;
-      }
-      // No balance in this design: the account opens empty (no sign-up bonus), and the report counts it.
-      await openingBalance(ctx, id, 0, SHAPE, { source_table: 'users', source_id: id });
-      maps.push({ table: 'users', sourceId: id, targetTable: 'users', targetId: id, facts: { balance: 0, opening_entry: null } });
-      tally.imported++;
-    }
-    await importMapInsert(ctx.trx, ctx.source, ctx.runId, maps);
-    return tally.outcome;
-  },
-};
+const users = usersWithEmptyAccounts(SHAPE, 'id::text as id, email, username, password_hash, role, is_active, created_at', (r, now) => {
+  const hash = str(r.password_hash);
+  // Tally verifies argon2 hashes; any other scheme cannot be checked, so the user sets a new password.
+  const kept = hash?.startsWith('$argon2') ? hash : null;
+  return {
+    id: String(r.id),
+    email: str(r.email),
+    username: str(r.username)?.slice(0, 64) ?? null,
+    password_hash: kept,
+    role: str(r.role) === 'admin' ? 'admin' : 'user',
+    is_active: r.is_active !== false,
+    metadata: JSON.stringify({ imported_from: SHAPE, ...(hash && !kept ? { password_reset_required: true } : {}) }),
+    created_at: date(r.created_at) ?? now,
+  };
+});
 
 /** 004 permissions → Tally scopes: none (the relay's default) or `*` is full access; others must be Tally's own. */
 function scopesOf(permissions: unknown): string[] | null {
