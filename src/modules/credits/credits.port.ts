@@ -31,6 +31,16 @@ export interface Ledger {
   openAccount(trx: Executor, owner: Owner): Promise<void>;
 
   /**
+   * Many owners' operations in one ledger batch inside the caller's transaction: the accounts are
+   * locked together (id order) and written together, a few round trips however many accounts
+   * (`tally import` opens a batch of users' balances this way). Answers in the order given.
+   */
+  executeManyIn(trx: Executor, items: readonly { owner: Owner; op: LedgerOp }[]): Promise<OpResult[]>;
+
+  /** `openAccount` for many owners in one statement. */
+  openAccounts(trx: Executor, owners: readonly Owner[]): Promise<void>;
+
+  /**
    * Priced consumption (usage): inside the caller's transaction `run`, locks the payers' accounts
    * (id order, as every ledger batch does; a workspace pool opens on first use), loads them, and
    * hands `work` one account per account id (`accountIdOf(owner)`) that exists, with the instant

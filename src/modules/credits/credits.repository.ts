@@ -145,9 +145,14 @@ export class CreditsRepository {
   }
 
   async accountInsert(db: Executor, account: { id: string; userId: string | null; workspaceId: string | null }): Promise<void> {
+    await this.accountsInsert(db, [account]);
+  }
+
+  async accountsInsert(db: Executor, accounts: readonly { id: string; userId: string | null; workspaceId: string | null }[]): Promise<void> {
+    if (accounts.length === 0) return;
     await db
       .insertInto('credit_accounts')
-      .values({ id: account.id, user_id: account.userId, workspace_id: account.workspaceId })
+      .values(accounts.map((a) => ({ id: a.id, user_id: a.userId, workspace_id: a.workspaceId })))
       .onConflict((oc) => oc.column('id').doNothing())
       .execute();
   }

@@ -213,11 +213,23 @@ export class CreditsService implements Ledger {
 
   /** Creates the account of a new user or workspace (in the caller's transaction). */
   async openAccount(trx: Executor, owner: Owner): Promise<void> {
-    await this.repo.accountInsert(trx, {
-      id: accountIdOf(owner),
-      userId: 'userId' in owner ? owner.userId : null,
-      workspaceId: 'workspaceId' in owner ? owner.workspaceId : null,
-    });
+    await this.openAccounts(trx, [owner]);
+  }
+
+  async openAccounts(trx: Executor, owners: readonly Owner[]): Promise<void> {
+    await this.repo.accountsInsert(
+      trx,
+      owners.map((owner) => ({
+        id: accountIdOf(owner),
+        userId: 'userId' in owner ? owner.userId : null,
+        workspaceId: 'workspaceId' in owner ? owner.workspaceId : null,
+      })),
+    );
+  }
+
+  async executeManyIn(trx: Executor, items: readonly { owner: Owner; op: LedgerOp }[]): Promise<OpResult[]> {
+    if (items.length === 0) return [];
+    return this.applyBatch(kyselyRunner(trx), items.map(({ owner, op }) => ({ accountId: accountIdOf(owner), op })), null);
   }
 
   /**

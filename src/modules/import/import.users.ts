@@ -1,7 +1,7 @@
 import type { Insertable } from 'kysely';
 import type { DB } from '../../db/database.types.js';
 import type { TableStep } from './import.js';
-import { openingBalance } from './import.opening.js';
+import { openingBalances } from './import.opening.js';
 import { importMapInsert } from './import.repository.js';
 import { freshRows, str, Tally } from './import.rows.js';
 
@@ -31,6 +31,7 @@ export function usersWithEmptyAccounts(shape: string, columns: string, toUser: (
         ).map((u) => u.id),
       );
       const maps = [];
+      const opened: string[] = [];
       for (const r of fresh) {
         const id = String(r.id);
         if (!inserted.has(id)) {
@@ -44,11 +45,12 @@ export function usersWithEmptyAccounts(shape: string, columns: string, toUser: (
           });
           continue;
         }
-        // No balance in this design: the account opens empty (no sign-up bonus), and the report counts it.
-        await openingBalance(ctx, id, 0, shape, { source_table: 'users', source_id: id });
+        opened.push(id);
         maps.push({ table: 'users', sourceId: id, targetTable: 'users', targetId: id, facts: { balance: 0, opening_entry: null } });
         tally.imported++;
       }
+      // No balance in this design: the accounts open empty (no entry, no sign-up bonus), in one statement.
+      await openingBalances(ctx, shape, opened.map((userId) => ({ userId, balance: 0, facts: {} })));
       await importMapInsert(ctx.trx, ctx.source, ctx.runId, maps);
       return tally.outcome;
     },

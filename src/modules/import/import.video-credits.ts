@@ -3,7 +3,7 @@ import type { Anomaly, BatchContext, Shape, TableStep } from './import.js';
 import { importMapInsert } from './import.repository.js';
 import { date, freshRows, int, keepHistory, minorUnits, ownerOf, ownersOf, str, Tally } from './import.rows.js';
 import type { SourceDb } from './import.source.js';
-import { openingBalance } from './import.opening.js';
+import { type Opening, openingBalances } from './import.opening.js';
 
 /**
  * Seed 001, `video-credits` (docs/import.md): a Supabase database with `users.credits_balance`,
@@ -23,7 +23,7 @@ const users: TableStep = {
     const tally = new Tally();
     const fresh = await freshRows(ctx, 'users', rows, 'id', tally);
     const inserted = await insertUsers(ctx, fresh);
-    const maps = [];
+    const opened: Opening[] = [];
     for (const r of fresh) {
       const id = String(r.id);
       if (!inserted.has(id)) {
@@ -37,17 +37,13 @@ const users: TableStep = {
         });
         continue;
       }
-      const balance = int(r.balance) ?? 0;
-      const opening = await openingBalance(ctx, id, balance, SHAPE, {
-        source_table: 'users',
-        source_id: id,
-        credits_total: int(r.credits_total),
-        credits_spent: int(r.credits_spent),
-        history_sum: int(r.history_sum),
-      });
-      maps.push({ table: 'users', sourceId: id, targetTable: 'users', targetId: id, facts: { balance, opening_entry: opening } });
-      tally.imported++;
+      const facts = { source_table: 'users', source_id: id, credits_total: int(r.credits_total), credits_spent: int(r.credits_spent), history_sum: int(r.history_sum) };
+      opened.push({ userId: id, balance: int(r.balance) ?? 0, facts });
     }
+    // One ledger batch for the whole batch of users (import.opening.ts).
+    const entries = await openingBalances(ctx, SHAPE, opened);
+    const maps = opened.map((o, i) => ({ table: 'users', sourceId: o.userId, targetTable: 'users', targetId: o.userId, facts: { balance: o.balance, opening_entry: entries[i] ?? null } }));
+    tally.imported += opened.length;
     await importMapInsert(ctx.trx, ctx.source, ctx.runId, maps);
     return tally.outcome;
   },
