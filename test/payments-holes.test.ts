@@ -621,4 +621,81 @@ describe('refunds and disputes that arrive before the payment succeeds (review)'
     }
     await expectReconciled();
   });
+
+  it('a plan bought by a one-time payment and then refunded in full or disputed takes back the allowance credits spent before it ended (into debt), once; what was left ends with it; a partial refund changes no allowance', async () => {
+    const ALLOWANCE = 40;
+    const SPENT = 25;
+    const makePlan = async (rollover: 'none' | '1_cycle') => {
+      const slug = `c${randomBytes(4).toString('hex')}`;
+      const priceId = id('price');
+      const res = await svc().post('/v1/plans', { slug, name: slug, trial_days: 0, price_monthly: AMOUNT, allowances: [{ class: 'Usage', amount: ALLOWANCE, rollover_policy: rollover }], prices: [{ provider: 'stripe', provider_price_id: priceId, billing_interval: 'monthly' }] });
+      expect(res.status, JSON.stringify(res.body)).toBe(201);
+      return { id: res.body.id as string, priceId };
+    };
+    const spend = (userId: string, amount: number) => svc().post('/v1/credits/debit', { user_id: userId, amount, reason: 'render' }, { idempotencyKey: id('spend') });
+    const ledgerSum = async (userId: string) => {
+      const rows = await app.database.db.selectFrom('credit_ledger').select('amount').where('user_id', '=', userId).execute();
+      return rows.reduce((sum, r) => sum + Number(r.amount), 0);
+    };
+    const allowanceLeft = async (userId: string) => (await balanceOf(userId)).grants.filter((g) => g.source === 'allowance' || g.source === 'rollover').reduce((sum, g) => sum + g.remaining, 0);
+    const planStatus = async (userId: string, flow: Flow) => {
+      const subs = (await svc().get(`/v1/users/${userId}/subscriptions`)).body.data as Array<{ status: string; provider_subscription_id: string | null }>;
+      return subs.find((x) => x.provider_subscription_id === flow.pid)?.status ?? 'none';
+    };
+    const plan = await makePlan('none');
+    // After the success the buyer spends SPENT of the allowance; then the steps. `balance` is what
+    // the buyer ends with (3 = the sign-up bonus).
+    const cases: Array<{ steps: Step[]; plan: string; balance: number; allowanceLeft: number }> = [
+      { steps: [AMOUNT], plan: 'canceled', balance: 3 - SPENT, allowanceLeft: 0 },
+      { steps: ['dispute'], plan: 'canceled', balance: 3 - SPENT, allowanceLeft: 0 },
+      { steps: [335], plan: 'active', balance: 3 + ALLOWANCE - SPENT, allowanceLeft: ALLOWANCE - SPENT },
+      { steps: [335, AMOUNT], plan: 'canceled', balance: 3 - SPENT, allowanceLeft: 0 },
+      { steps: [AMOUNT, 'dispute'], plan: 'canceled', balance: 3 - SPENT, allowanceLeft: 0 },
+      { steps: ['dispute', AMOUNT], plan: 'canceled', balance: 3 - SPENT, allowanceLeft: 0 },
+    ];
+    for (const c of cases) {
+      const label = c.steps.join(', ');
+      const user = await makeUser(app);
+      const flow = await stripeFlow(user.id, undefined, plan.priceId);
+      await deliver(flow, ['success']);
+      expect((await spend(user.id, SPENT)).status, label).toBe(201);
+      expect((await balanceOf(user.id)).balance, label).toBe(3 + ALLOWANCE - SPENT);
+      await deliver(flow, c.steps);
+      // The same refund total and the same dispute again, as new events: nothing more moves.
+      const last = c.steps[c.steps.length - 1] as Step;
+      expect((await flow.send(last === 'dispute' ? flow.dispute() : flow.refund(last as number))).status, label).toBe(200);
+      const b = await balanceOf(user.id);
+      expect(b.balance, label).toBe(c.balance);
+      expect(await ledgerSum(user.id), label).toBe(c.balance);
+      expect(await allowanceLeft(user.id), label).toBe(c.allowanceLeft);
+      expect(await planStatus(user.id, flow), label).toBe(c.plan);
+      // In debt: spending is refused until new credits repay it.
+      if (c.balance < 0) expect((await spend(user.id, 1)).status, label).toBe(402);
+    }
+
+    // Rollover: the first window's remainder rolled into a bucket and part of it was spent too;
+    // the refund takes back everything spent (window and bucket) and ends the bucket.
+    const rolling = await makePlan('1_cycle');
+    const user = await makeUser(app);
+    const flow = await stripeFlow(user.id, undefined, rolling.priceId);
+    const signedNow = (e: object) => send.stripe(e as Record<string, unknown>, { timestamp: Math.floor(now / 1000) });
+    expect((await signedNow(flow.success())).status).toBe(200);
+    expect((await spend(user.id, SPENT)).status).toBe(201);
+    now += 32 * 86_400_000;
+    try {
+      expect((await spend(user.id, 5)).status).toBe(201);
+      const rolled = (await balanceOf(user.id)).grants.filter((g) => g.source === 'rollover');
+      expect(rolled.map((g) => g.remaining)).toEqual([ALLOWANCE - SPENT - 5]);
+      const refund = flow.refund(AMOUNT);
+      expect((await signedNow(refund)).status).toBe(200);
+      expect((await signedNow(refund)).body.replayed).toBe(true);
+      expect((await signedNow(flow.dispute())).status).toBe(200);
+      expect((await balanceOf(user.id)).balance).toBe(3 - SPENT - 5);
+      expect(await ledgerSum(user.id)).toBe(3 - SPENT - 5);
+      expect(await allowanceLeft(user.id)).toBe(0);
+    } finally {
+      now = Date.now();
+    }
+    await expectReconciled();
+  });
 });

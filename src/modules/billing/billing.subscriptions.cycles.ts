@@ -6,6 +6,7 @@ import type { Ledger } from '../credits/credits.port.js';
 import type { CatalogService } from './billing.catalog.service.js';
 import { addMonths, allowanceWindowAt, type AllowanceWindow, monthsOf, windowAt } from './billing.periods.js';
 import {
+  allowanceCycleGrants,
   allowanceCycleInsert,
   allowanceCycleOpenGrants,
   allowanceCyclesOverlapping,
@@ -187,6 +188,22 @@ export class SubscriptionCycles {
       await this.credits.endGrantsAt(trx, { userId: sub.user_id }, grantIds, at);
     }
     await this.credits.executeIn(trx, { userId: sub.user_id }, [{ kind: 'expire', requestId: `end:${sub.id}`, idem: null, grantIds, reason }]);
+  }
+
+  /**
+   * A subscription whose payment was taken back (payments' refund or dispute, after `end`): the
+   * rollover buckets its windows left end now too (the open windows already did), and the answer
+   * is what its allowances gave out (docs/ledger.md `grantsUsed`), for payments to claw back.
+   * Credits backing an open hold stay until the hold settles, as in `expireOpenAllowances`.
+   */
+  async revoke(trx: Executor, sub: SubscriptionState, at: Date, reason: string): Promise<number> {
+    const grantIds = await allowanceCycleGrants(trx, sub.id);
+    const { used, liveRollovers } = await this.credits.grantsUsed(trx, { userId: sub.user_id }, grantIds);
+    if (liveRollovers.length > 0) {
+      await this.credits.endGrantsAt(trx, { userId: sub.user_id }, liveRollovers, at);
+      await this.credits.executeIn(trx, { userId: sub.user_id }, [{ kind: 'expire', requestId: `revoke:${sub.id}`, idem: null, grantIds: liveRollovers, reason }]);
+    }
+    return used;
   }
 
   /** 1_cycle: until the next window ends; annual: until the subscription year ends. */

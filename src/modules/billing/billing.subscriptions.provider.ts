@@ -11,7 +11,7 @@ import {
   subscriptionLockByProvider,
   subscriptionUpdate,
 } from './billing.subscriptions.repository.js';
-import type { ProviderSubscriptionSync } from '../payments/payments.ports.js';
+import type { AllowanceRevocation, ProviderSubscriptionSync } from '../payments/payments.ports.js';
 
 export type { ProviderSubscriptionSync };
 
@@ -33,6 +33,18 @@ export class ProviderSubscriptions {
     private readonly now: () => Date,
     private readonly events: SubscriptionEvents,
   ) {}
+
+  /**
+   * Payments' port: the payment behind a provider subscription was taken back (a one-time
+   * payment that bought a plan, refunded in full or disputed). Ends what its allowances still hold
+   * (rollover buckets included) and answers what they gave out; 0 for no such subscription.
+   */
+  async revokeAllowances(trx: Executor, input: AllowanceRevocation): Promise<{ used: number }> {
+    const existing = await subscriptionLockByProvider(trx, input.provider, input.providerSubscriptionId);
+    if (!existing) return { used: 0 };
+    const sub = await lockSubscription(trx, existing.id);
+    return { used: await this.cycles.revoke(trx, sub, this.now(), input.reason) };
+  }
 
   /**
    * A provider's state → the subscription (created on first sight). A paid period that starts

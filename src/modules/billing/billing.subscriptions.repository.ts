@@ -208,6 +208,12 @@ export async function allowanceCycleSetGrant(
     .execute();
 }
 
+/** The grants of every window a subscription ever opened. */
+export async function allowanceCycleGrants(db: Executor, subscriptionId: string): Promise<string[]> {
+  const rows = await db.selectFrom('allowance_cycles').select('grant_id').where('subscription_id', '=', subscriptionId).where('grant_id', 'is not', null).execute();
+  return rows.flatMap((r) => (r.grant_id ? [r.grant_id] : []));
+}
+
 /** The grants of a subscription's windows still open at `at` (those ending exactly then included). */
 export async function allowanceCycleOpenGrants(db: Executor, subscriptionId: string, at: Date): Promise<string[]> {
   const rows = await db

@@ -7,6 +7,7 @@ import { type EventSink, NO_EVENTS } from '../../core/events.js';
 import type { Principal } from '../../core/principal.js';
 import { newId } from '../../lib/ids.js';
 import type { Ledger } from '../credits/credits.port.js';
+import type { AllowanceRevocation } from '../payments/payments.ports.js';
 import type { QueueService } from '../queue/queue.service.js';
 import type { CatalogService } from './billing.catalog.service.js';
 import { isFreePlan, type PlanView, priceOf, type SubscriptionCreateBody, subscriptionOf, type SubscriptionUpdateBody } from './billing.js';
@@ -212,6 +213,11 @@ export class SubscriptionsService {
   /** Payments' SubscriptionPort: a provider's state → the subscription (billing.subscriptions.provider.ts). */
   async syncProviderSubscription(trx: Executor, input: ProviderSubscriptionSync): Promise<{ subscriptionId: string | null }> {
     return this.provider.sync(trx, input);
+  }
+
+  /** Payments' SubscriptionPort: a taken-back payment's plan gives up its allowances (billing.subscriptions.provider.ts). */
+  async revokeAllowances(trx: Executor, input: AllowanceRevocation): Promise<{ used: number }> {
+    return this.provider.revokeAllowances(trx, input);
   }
 
   // ---- the scheduler's part (billing.subscriptions.scheduler.ts) -----------------------------

@@ -72,6 +72,16 @@ export interface Ledger {
   endGrantsAt(trx: Executor, owner: Owner, grantIds: readonly string[], at: Date): Promise<void>;
 
   /**
+   * What named grants gave out (billing: a plan's allowances, when the payment that bought the
+   * plan is taken back), counting the rollover buckets their remainders moved into: Σ (amount −
+   * remaining − expired) over them — spent, captured, or taken by a clawback or a negative
+   * adjustment; never what is still there or what expired unused (a rollover move is an expiry out
+   * of one and the whole amount of the other: net zero). Also the buckets still holding credits,
+   * so the caller can end them.
+   */
+  grantsUsed(trx: Executor, owner: Owner, grantIds: readonly string[]): Promise<{ used: number; liveRollovers: string[] }>;
+
+  /**
    * What a member's spend cap on a pool counts now (workspaces' spend-cap reads): the cap, its
    * period, the member's debits and captures in it, and their open holds. Read with `db`, so an
    * end user's transaction reads it under row-level security.

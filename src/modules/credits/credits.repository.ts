@@ -109,6 +109,32 @@ export class CreditsRepository {
       .execute();
   }
 
+  /**
+   * The named grants of an account and the rollover buckets their remainders moved into
+   * (`metadata.rolled_over_from`; a bucket never rolls again, so one level): each one's amount and
+   * remaining, and what left it by expiry (its `expiry` entries name it).
+   */
+  async grantsWithRollovers(db: Executor, accountId: string, grantIds: readonly string[]) {
+    if (grantIds.length === 0) return [];
+    const grants = await db
+      .selectFrom('credit_grants')
+      .select(['id', 'amount', 'remaining', 'source'])
+      .where('account_id', '=', accountId)
+      .where((eb) => eb.or([eb('id', 'in', [...grantIds]), eb.and([eb('source', '=', 'rollover'), eb(sql<string>`metadata->>'rolled_over_from'`, 'in', [...grantIds])])]))
+      .execute();
+    if (grants.length === 0) return [];
+    const expired = await db
+      .selectFrom('credit_ledger')
+      .select(['grant_id', sql<string>`sum(amount)`.as('total')])
+      .where('account_id', '=', accountId)
+      .where('type', '=', 'expiry')
+      .where('grant_id', 'in', grants.map((g) => g.id))
+      .groupBy('grant_id')
+      .execute();
+    const out = new Map(expired.map((e) => [e.grant_id, -Number(e.total)]));
+    return grants.map((g) => ({ id: g.id, source: g.source, amount: Number(g.amount), remaining: Number(g.remaining), expired: out.get(g.id) ?? 0 }));
+  }
+
   /** Gives an account a new version, so a chained ledger batch carrying its old state reloads it. */
   async accountSetVersion(db: Executor, accountId: string, version: number): Promise<void> {
     await db.updateTable('credit_accounts').set({ version }).where('id', '=', accountId).execute();

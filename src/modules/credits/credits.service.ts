@@ -202,6 +202,14 @@ export class CreditsService implements Ledger {
     await this.repo.accountSetVersion(trx, accountIdOf(owner), newAccountVersion());
   }
 
+  async grantsUsed(trx: Executor, owner: Owner, grantIds: readonly string[]): Promise<{ used: number; liveRollovers: string[] }> {
+    const grants = await this.repo.grantsWithRollovers(trx, accountIdOf(owner), grantIds);
+    return {
+      used: grants.reduce((sum, g) => sum + g.amount - g.remaining - g.expired, 0),
+      liveRollovers: grants.filter((g) => g.source === 'rollover' && g.remaining > 0).map((g) => g.id),
+    };
+  }
+
   async memberSpend(db: Executor, workspaceId: string, memberId: string): Promise<MemberSpend> {
     const now = this.now();
     const [s] = await this.sql.spenders(kyselyRunner(db), [{ accountId: accountIdOf({ workspaceId }), memberId }], now, true);

@@ -50,7 +50,7 @@ export class Clawbacks {
     // Pro rata: the share of the credits that the refunded share of the money bought.
     const target = refundedCredits(Number(row['credits']), refunded, amount);
     const clawed = await this.clawBack(trx, row, target, `refund of ${provider} payment ${r.providerPaymentId}`);
-    const ended = full ? await this.endPlan(trx, provider, eventId, row) : null;
+    const ended = full ? await this.endPlan(trx, provider, eventId, row, `refund of ${provider} payment ${r.providerPaymentId}`) : null;
     // A refund that moved the refunded total (a repeated or older total moves nothing: silent).
     if (refunded > before) await tellPayment(this.events, trx, 'payment.refunded', await mustFind(trx, String(row['id'])));
     return `payment ${String(row['id'])} refunded ${refunded}/${amount}${clawed > 0 ? `; clawed back ${clawed} credits` : ''}${ended ? `; ${ended}` : ''}`;
@@ -65,7 +65,7 @@ export class Clawbacks {
     if (!row) throw new Error(`dispute for unknown ${provider} payment ${d.providerPaymentId} (retry after the payment event)`);
     await repo.paymentUpdate(trx, String(row['id']), { status: 'disputed', disputed_at: this.clock() });
     const clawed = await this.clawBack(trx, row, Number(row['credits']), `dispute of ${provider} payment ${d.providerPaymentId}`);
-    const ended = await this.endPlan(trx, provider, eventId, row);
+    const ended = await this.endPlan(trx, provider, eventId, row, `dispute of ${provider} payment ${d.providerPaymentId}`);
     if (row['status'] !== 'disputed') await tellPayment(this.events, trx, 'payment.disputed', await mustFind(trx, String(row['id'])));
     return `payment ${String(row['id'])} disputed${clawed > 0 ? `; clawed back ${clawed} credits` : ''}${ended ? `; ${ended}` : ''}`;
   }
@@ -73,14 +73,15 @@ export class Clawbacks {
   /**
    * A one-time payment that bought a plan, fully refunded or disputed after it succeeded: the plan
    * ends now (billing's port, as a provider cancellation of the subscription keyed by the payment;
-   * billing expires the open allowance windows). Only a plan the payment activated — succeeded,
+   * billing expires the open allowance windows), and the allowance credits used before then are
+   * clawed back (`takeBackAllowances`). Only a plan the payment activated — succeeded,
    * assigned to a user, priced at a plan — and only once: a later event finds it `refunded` or
    * `disputed`. Before the success nothing was activated (the success never activates a fully
    * refunded or disputed payment's plan), so there is nothing to end.
    */
-  private async endPlan(trx: Executor, provider: ProviderName, eventId: string, payment: Row): Promise<string | null> {
+  private async endPlan(trx: Executor, provider: ProviderName, eventId: string, payment: Row, why: string): Promise<string | null> {
     if (payment['status'] !== 'succeeded' || !payment['plan_id'] || !payment['user_id']) return null;
-    return this.subscriptions.sync(trx, {
+    const ended = await this.subscriptions.sync(trx, {
       provider,
       eventId,
       userId: String(payment['user_id']),
@@ -98,6 +99,23 @@ export class Clawbacks {
       trialEnd: null,
       periodPaid: false,
     });
+    const taken = await this.takeBackAllowances(trx, provider, payment, why);
+    return taken > 0 ? `${ended}; clawed back ${taken} allowance credits` : ended;
+  }
+
+  /**
+   * The plan just ended: its allowance credits used before then are taken back like a package's
+   * credits (the ledger's clawback: other grants, then debt), and what they still held ends with
+   * the plan (billing ends its rollover buckets too). Runs only where `endPlan` ends a plan, which
+   * happens once per payment (a later event finds it `refunded` or `disputed`); the ledger key is
+   * the payment's, so even a retried transaction takes nothing twice.
+   */
+  private async takeBackAllowances(trx: Executor, provider: ProviderName, payment: Row, why: string): Promise<number> {
+    const reason = `plan allowances: ${why}`;
+    const used = await this.subscriptions.revokeAllowances(trx, { provider, providerSubscriptionId: String(payment['provider_payment_id']), reason });
+    if (used <= 0) return 0;
+    await this.ledger.allowanceClawback(trx, { userId: String(payment['user_id']), paymentId: String(payment['id']), amount: used, reason });
+    return used;
   }
 
   /**

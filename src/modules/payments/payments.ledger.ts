@@ -22,7 +22,7 @@ export interface PaidRow {
  * ledger's result type touches this file alone. Every movement runs with `executeIn` in the
  * caller's (webhook or resolve) transaction, next to the rows that explain it, under an
  * idempotency scope named after the payment: `payment:<id>:grant` and
- * `payment:<id>:clawback:<target>` — a retried transaction, or a resolve racing a webhook, moves
+ * `payment:<id>:clawback:<target>` (and `payment:<id>:allowance-clawback`) — a retried transaction, or a resolve racing a webhook, moves
  * credits once.
  */
 export class PaymentsLedger {
@@ -74,6 +74,25 @@ export class PaymentsLedger {
       reason: c.reason.slice(0, 500),
       transactionId: c.grantTransactionId,
       metadata: { payment_id: paymentId },
+    });
+  }
+
+  /**
+   * Takes back the allowance credits a plan bought by this payment gave out before the plan ended
+   * (a full refund or a dispute): from the buyer's other grants, then debt — the allowances
+   * themselves have ended. One operation per payment (`payment:<id>:allowance-clawback`): the plan
+   * ends once, and a replay of the same key moves nothing.
+   */
+  async allowanceClawback(trx: Executor, c: { userId: string; paymentId: string; amount: number; reason: string }): Promise<void> {
+    const { paymentId } = c;
+    await this.execute(trx, c.userId, {
+      kind: 'clawback',
+      requestId: `payment:${paymentId}`,
+      idem: scopeOf(CLAWBACK, PAYMENTS, `payment:${paymentId}:allowance-clawback`, { body: { payment_id: paymentId, allowance: c.amount } }),
+      amount: c.amount,
+      reason: c.reason.slice(0, 500),
+      transactionId: null,
+      metadata: { payment_id: paymentId, allowance: true },
     });
   }
 

@@ -44,4 +44,20 @@ export interface SubscriptionPort {
    * buys no plan (a credit package, say) and there is nothing to sync.
    */
   syncProviderSubscription(trx: Executor, input: ProviderSubscriptionSync): Promise<{ subscriptionId: string | null }>;
+
+  /**
+   * Runs in the webhook's transaction, after the subscription was ended (a one-time payment that
+   * bought a plan, refunded in full or disputed): billing ends what the subscription's allowances
+   * still hold — open windows (already, by the cancel) and rollover buckets — and answers how many
+   * allowance credits were used before that (granted − still remaining − expired unused), for
+   * payments to claw back. 0 when there is no such subscription.
+   */
+  revokeAllowances(trx: Executor, input: AllowanceRevocation): Promise<{ used: number }>;
+}
+
+/** Which provider subscription's allowances to revoke, and the reason its ledger entries give. */
+export interface AllowanceRevocation {
+  provider: ProviderName;
+  providerSubscriptionId: string;
+  reason: string;
 }

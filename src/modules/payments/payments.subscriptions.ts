@@ -2,7 +2,7 @@ import type { Executor } from '../../db/database.js';
 import { newId } from '../../lib/ids.js';
 import type { InvoiceFacts, SubscriptionFacts } from './payments.js';
 import type { Matcher } from './payments.matching.js';
-import type { ProviderSubscriptionSync, SubscriptionPort } from './payments.ports.js';
+import type { AllowanceRevocation, ProviderSubscriptionSync, SubscriptionPort } from './payments.ports.js';
 import type { ProviderName } from './payments.provider.js';
 import * as repo from './payments.repository.js';
 
@@ -51,6 +51,14 @@ export class Subscriptions {
     const { email: _e, metadata: _m, ...rest } = s;
     // The plan is the one its price maps to (billing looks it up): metadata never chooses it.
     return this.sync(trx, { ...rest, planId: null, provider, eventId, userId: match.userId });
+  }
+
+  /**
+   * A taken-back payment's plan gives up its allowances (billing's port): what is left ends, and
+   * the answer is how many allowance credits were used, to claw back. 0 without billing.
+   */
+  async revokeAllowances(trx: Executor, input: AllowanceRevocation): Promise<number> {
+    return this.port ? (await this.port.revokeAllowances(trx, input)).used : 0;
   }
 
   /** Hands one subscription state to billing (also a one-time payment that bought a plan). */
