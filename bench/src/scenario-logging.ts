@@ -1,0 +1,5 @@
+import type { BenchContext, ScenarioResult } from './scenarios.js';
+
+export async function loggingCost(_ctx: BenchContext): Promise<ScenarioResult> {
+  throw new Error('not yet');
+}
