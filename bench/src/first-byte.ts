@@ -1,4 +1,4 @@
-import { Agent, request } from 'node:http';
+import { Agent, type IncomingHttpHeaders, request } from 'node:http';
 import { Latencies, since, StatusCounts } from './stats.js';
 
 export interface FirstByteLoad {
@@ -10,8 +10,8 @@ export interface FirstByteLoad {
   next: () => { body?: string | Buffer; headers: Record<string, string> };
   /** The chunk that counts as the first byte (default: any body chunk; streams: the first token's event). */
   first?: (chunk: string) => boolean;
-  /** Sees every whole answer (status, body), e.g. to check it. */
-  onAnswer?: (status: number, body: string) => void;
+  /** Sees every whole answer (status, body, headers), e.g. to check it. */
+  onAnswer?: (status: number, body: Buffer, headers: IncomingHttpHeaders) => void;
 }
 
 export interface FirstByteResult {
@@ -60,7 +60,7 @@ export async function runFirstByteLoad(load: FirstByteLoad): Promise<FirstByteRe
             total.add(since(t0));
             const status = res.statusCode ?? 0;
             statuses.add(status);
-            load.onAnswer?.(status, Buffer.concat(chunks).toString('utf8'));
+            load.onAnswer?.(status, Buffer.concat(chunks), res.headers);
             resolve();
           });
           res.on('error', (err) => fail(err));

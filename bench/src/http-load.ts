@@ -9,7 +9,7 @@ export interface HttpLoad {
   connections: number;
   seconds: number;
   /** A fresh body and headers for every request (unique Idempotency-Key, random account…). */
-  next: () => { body?: string | Buffer; headers: Record<string, string> };
+  next: () => { body?: string | Buffer; headers: Record<string, string>; path?: string };
   /** Sees every answer's status and body (e.g. to collect the ids of committed transactions). */
   onAnswer?: (status: number, body: string) => void;
 }
@@ -26,8 +26,8 @@ export async function runHttpLoad(load: HttpLoad): Promise<Measurement & { sampl
     method: load.method ?? 'POST',
     path: load.path,
     setupRequest: (req) => {
-      const { body, headers } = load.next();
-      return { ...req, ...(body === undefined ? {} : { body }), headers: { ...req.headers, ...headers } };
+      const { body, headers, path } = load.next();
+      return { ...req, ...(body === undefined ? {} : { body }), ...(path === undefined ? {} : { path }), headers: { ...req.headers, ...headers } };
     },
   };
   if (load.onAnswer) {

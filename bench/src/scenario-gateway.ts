@@ -87,7 +87,8 @@ export async function gatewayOverhead(ctx: BenchContext): Promise<ScenarioResult
         seconds,
         next: () => ({ body: STREAM_BODY, headers: { authorization: side.auth(), 'content-type': 'application/json' } }),
         first: firstToken,
-        onAnswer: (status, body) => {
+        onAnswer: (status, answer) => {
+          const body = answer.toString('utf8');
           (side === gateway ? tallyStatuses : directStatuses).add(status);
           if (status !== 200 || !body.includes(' w4') || !body.trimEnd().endsWith('data: [DONE]')) badStreams++;
         },
