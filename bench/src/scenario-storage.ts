@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { type Check, check, settled } from './checks.js';
 import { startTally } from './children.js';
 import { runFirstByteLoad } from './first-byte.js';
 import { runHttpLoad } from './http-load.js';
+import { rssOf } from './proc.js';
 import { type BenchContext, describeStatuses, type ScenarioResult } from './scenarios.js';
 import { fundedUser, serviceApi } from './service-api.js';
 import { measurement, since, sleep } from './stats.js';
@@ -24,12 +25,6 @@ const RANGED_SIZE = 8 * 2 ** 20;
 const RANGE_LENGTH = 64 * 1024;
 /** A known byte at every offset, so every range read's bytes can be checked. */
 const byteAt = (i: number) => (i * 31 + 7) & 255;
-
-/** VmRSS of a process, in bytes (Linux). */
-const rssOf = (pid: number): number => {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * 1024 : Number.NaN;
-};
 
 /**
  * `node bin/tally.js start` with the local driver under a fresh temporary directory; a bucket with
