@@ -40,8 +40,8 @@ export interface BenchOptions {
   gatewayThroughputConnections: number;
   /** Gateway scenario (7): funded users (one key each) the requests go round; 1 = one payer account. */
   gatewayUsers: number;
-  /** Storage scenario (8): connections of the 1 KB uploads and the range reads; MB of the big upload. */
-  storageConnections: number;
+  /** Storage scenario (8): connection counts of the 1 KB uploads and the range reads; MB of the big upload. */
+  storageConnections: number[];
   storageBigMb: number;
   /** Logging scenario (9): interleaved on/off rounds. */
   loggingRounds: number;
@@ -62,6 +62,13 @@ export const int = (env: NodeJS.ProcessEnv, name: string, fallback: number, min 
   return n;
 };
 
+/** A BENCH_* list of connection counts ("1,8"), or the fallback when unset. */
+const connectionList = (env: NodeJS.ProcessEnv, name: string, fallback: string): number[] => {
+  const list = (env[name] || fallback).split(',').map((s) => Number(s.trim()));
+  if (list.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`${name} takes connection counts, e.g. "1,8", got "${env[name]}"`);
+  return list;
+};
+
 /** Every scenario, in order (run.ts maps each to its function). */
 export const ALL_SCENARIOS = [1, 2, 3, 4, 5, 6, 7, 8, 9];
 
@@ -76,10 +83,8 @@ export function benchOptions(env: NodeJS.ProcessEnv, only?: string): BenchOption
   if (selected.length === 0 || selected.some((n) => !ALL_SCENARIOS.includes(n))) {
     throw new Error(`--only / BENCH_ONLY takes scenario numbers 1-${ALL_SCENARIOS.length}, got "${only ?? env['BENCH_ONLY']}"`);
   }
-  const gatewayConnections = (env['BENCH_GATEWAY_CONNECTIONS'] || '1,8').split(',').map((s) => Number(s.trim()));
-  if (gatewayConnections.some((n) => !Number.isInteger(n) || n < 1)) {
-    throw new Error(`BENCH_GATEWAY_CONNECTIONS takes connection counts, e.g. "1,8", got "${env['BENCH_GATEWAY_CONNECTIONS']}"`);
-  }
+  const gatewayConnections = connectionList(env, 'BENCH_GATEWAY_CONNECTIONS', '1,8');
+  const storageConnections = connectionList(env, 'BENCH_STORAGE_CONNECTIONS', '1,8');
   return {
     url:
       env['BENCH_DATABASE_URL'] || env['DATABASE_URL'] || env['TEST_DATABASE_URL'] || 'postgres://postgres@127.0.0.1:5432/postgres',
@@ -100,7 +105,7 @@ export function benchOptions(env: NodeJS.ProcessEnv, only?: string): BenchOption
     gatewayRounds: int(env, 'BENCH_GATEWAY_ROUNDS', 4),
     gatewayThroughputConnections: int(env, 'BENCH_GATEWAY_THROUGHPUT_CONNECTIONS', 64),
     gatewayUsers: int(env, 'BENCH_GATEWAY_USERS', 1),
-    storageConnections: int(env, 'BENCH_STORAGE_CONNECTIONS', 8),
+    storageConnections,
     storageBigMb: int(env, 'BENCH_STORAGE_BIG_MB', 1024),
     loggingRounds: int(env, 'BENCH_LOGGING_ROUNDS', 4),
     keep: env['BENCH_KEEP'] === '1',

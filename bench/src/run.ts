@@ -156,7 +156,7 @@ function scenarioTitle(id: number, opts: BenchOptions): string {
     case 7:
       return `gateway overhead: POST /gateway/v1/chat/completions vs the fake upstream directly, ${opts.gatewayConnections.join(' and ')} connections, ${opts.gatewayRounds} interleaved rounds; then ${opts.gatewayThroughputConnections} connections`;
     case 8:
-      return `storage on the local driver: 1 KB uploads and range reads, ${opts.storageConnections} connections; then one ${opts.storageBigMb} MB streamed upload`;
+      return `storage on the local driver: 1 KB uploads and range reads, ${opts.storageConnections.join(' and ')} connections; then one ${opts.storageBigMb} MB streamed upload`;
     default:
       return `request logging cost: HTTP debit over ${opts.accounts} accounts with logging on (as shipped) vs off, ${opts.loggingRounds} interleaved rounds`;
   }

@@ -7,12 +7,12 @@ import { sql } from 'kysely';
 import { must } from '../../src/lib/must.js';
 import { type Check, check, settled } from './checks.js';
 import { startTally } from './children.js';
-import { runFirstByteLoad } from './first-byte.js';
+import { type FirstByteResult, runFirstByteLoad } from './first-byte.js';
 import { runHttpLoad } from './http-load.js';
 import { rssOf } from './proc.js';
 import { type BenchContext, describeStatuses, type ScenarioResult } from './scenarios.js';
 import { fundedUser, serviceApi } from './service-api.js';
-import { measurement, since, sleep } from './stats.js';
+import { type Latencies, measurement, since, sleep } from './stats.js';
 import { target } from './targets.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -56,15 +56,19 @@ export async function storageLatency(ctx: BenchContext): Promise<ScenarioResult>
       env: { TALLY_DATA_DIR: dir, TALLY_STORAGE_DRIVER: 'local', TALLY_STORAGE_ROOT: root },
     });
     const objects = `/v1/storage/objects/${bucket}/${userId}`;
-    const conn = opts.storageConnections;
 
-    // 1 KB uploads, a new path each.
+    // 1 KB uploads, a new path each; the rows each measured run wrote are counted.
     const small = randomBytes(SMALL);
     let n = 0;
     const nextUpload = () => ({ path: `${objects}/small/${n++}.bin`, body: small, headers: { authorization: key, 'content-type': 'application/octet-stream' } });
-    ctx.log(`  uploads:  PUT 1 KB objects, ${conn} connections, ${opts.warmupSeconds}s warm-up + ${opts.seconds}s`);
-    await runHttpLoad({ url: server.url, path: objects, method: 'PUT', connections: conn, seconds: opts.warmupSeconds, next: nextUpload });
-    const upload = await runHttpLoad({ url: server.url, path: objects, method: 'PUT', connections: conn, seconds: opts.seconds, next: nextUpload });
+    const uploads: Upload[] = [];
+    for (const conn of opts.storageConnections) {
+      ctx.log(`  uploads:  PUT 1 KB objects, ${conn} connection(s), ${opts.warmupSeconds}s warm-up + ${opts.seconds}s`);
+      await runHttpLoad({ url: server.url, path: objects, method: 'PUT', connections: conn, seconds: opts.warmupSeconds, next: nextUpload });
+      const before = await settled(() => smallRows(ctx, bucket));
+      const m = await runHttpLoad({ url: server.url, path: objects, method: 'PUT', connections: conn, seconds: opts.seconds, next: nextUpload });
+      uploads.push({ conn, m, rows: (await settled(() => smallRows(ctx, bucket))) - before });
+    }
 
     // Range reads of one 8 MB object.
     const ranged = Buffer.alloc(RANGED_SIZE);
@@ -86,10 +90,13 @@ export async function storageLatency(ctx: BenchContext): Promise<ScenarioResult>
       for (let i = 0; i < body.length; i += 997) if (body[i] !== byteAt(start + i)) return void wrongBytes++;
       if (body[body.length - 1] !== byteAt(start + body.length - 1)) wrongBytes++;
     };
-    ctx.log(`  reads:    GET with Range (64 KB of 8 MB), ${conn} connections, ${opts.warmupSeconds}s warm-up + ${opts.seconds}s, timed to the first byte`);
-    const rangeLoad = { url: server.url, method: 'GET' as const, path: `${objects}/video.bin`, connections: conn, next: readRange };
-    await runFirstByteLoad({ ...rangeLoad, seconds: opts.warmupSeconds });
-    const reads = await runFirstByteLoad({ ...rangeLoad, seconds: opts.seconds, onAnswer: checkRange });
+    const reads: Reads[] = [];
+    for (const conn of opts.storageConnections) {
+      ctx.log(`  reads:    GET with Range (64 KB of 8 MB), ${conn} connection(s), ${opts.warmupSeconds}s warm-up + ${opts.seconds}s, timed to the first byte`);
+      const rangeLoad = { url: server.url, method: 'GET' as const, path: `${objects}/video.bin`, connections: conn, next: readRange };
+      await runFirstByteLoad({ ...rangeLoad, seconds: opts.warmupSeconds });
+      reads.push({ conn, r: await runFirstByteLoad({ ...rangeLoad, seconds: opts.seconds, onAnswer: checkRange }) });
+    }
 
     // One big streamed upload, the server's memory sampled throughout.
     const bigBytes = opts.storageBigMb * 2 ** 20;
@@ -116,24 +123,27 @@ export async function storageLatency(ctx: BenchContext): Promise<ScenarioResult>
     rssPeak = Math.max(rssPeak, rssOf(pid));
     const growthMb = (rssPeak - rssBefore) / 2 ** 20;
 
-    const checks = await storageChecks(ctx, { bucket, root, upload, reads, wrongBytes, big, bigBytes, expectedSha });
-    const uploadM = upload;
-    const readM = measurement(reads.firstByte, reads.statuses, reads.statuses.get(206), reads.seconds, conn, reads.errors);
-    const p = (l: typeof reads.total, q: number) => must(l.percentiles([q])[0], 'one percentile');
+    const checks = await storageChecks({ root, uploads, reads, wrongBytes, big, bigBytes, expectedSha, bigRow: await bigRowOf(ctx, bucket) });
+    const p = (l: Latencies, q: number) => must(l.percentiles([q])[0], 'one percentile');
+    const firstByte = reads.map(({ conn, r }) => ({ conn, m: measurement(r.firstByte, r.statuses, r.statuses.get(206), r.seconds, conn, r.errors), totalP50: p(r.total, 50), totalP99: p(r.total, 99) }));
+    const main = must(uploads[uploads.length - 1], 'at least one connection count');
     return {
       id: 8,
-      name: `storage (local driver): 1 KB PUT, ${conn} conn (Tally only)`,
-      shape: { tally: `PUT /v1/storage/objects/:bucket/<user id>/small/<n>.bin, 1 KB, a tly_ key, ${conn} connections; range reads and one ${opts.storageBigMb} MB upload in the targets`, baseline: null },
-      tally: uploadM,
+      name: `storage (local driver): 1 KB PUT, ${main.conn} conn (Tally only)`,
+      shape: { tally: `PUT /v1/storage/objects/:bucket/<user id>/small/<n>.bin, 1 KB, a tly_ key, ${main.conn} connections; ${opts.storageConnections.join(' and ')} connections, range reads and one ${opts.storageBigMb} MB upload in the targets`, baseline: null },
+      tally: main.m,
       baseline: null,
       ratio: null,
       targets: [
-        target(`1 KB upload p99, ${conn} conn`, uploadM.p99, 'ms', 'max', 10, `PUT, ${uploadM.ok} uploads, p50 ${uploadM.p50.toFixed(2)} ms, ${Math.round(uploadM.opsPerSec)} uploads/s`),
-        target(`range read first byte p99, ${conn} conn`, readM.p99, 'ms', 'max', 5, `GET Range 64 KB of 8 MB, ${readM.ok} reads, first byte p50 ${readM.p50.toFixed(2)} ms, whole answer p99 ${p(reads.total, 99).toFixed(2)} ms`),
+        ...uploads.map(({ conn, m }) => target(`1 KB upload p99, ${conn} conn`, m.p99, 'ms', 'max', 10, `PUT, ${m.ok} uploads, p50 ${m.p50.toFixed(2)} ms, ${Math.round(m.opsPerSec)} uploads/s`)),
+        ...firstByte.map(({ conn, m, totalP99 }) =>
+          target(`range read first byte p99, ${conn} conn`, m.p99, 'ms', 'max', 5, `GET Range 64 KB of 8 MB, ${m.ok} reads, first byte p50 ${m.p50.toFixed(2)} ms, whole answer p99 ${totalP99.toFixed(2)} ms`),
+        ),
         target(`server RSS growth during a ${opts.storageBigMb} MB upload`, growthMb, 'MB', 'max', 64, `VmRSS ${(rssBefore / 2 ** 20).toFixed(0)} → peak ${(rssPeak / 2 ** 20).toFixed(0)} MB; upload took ${bigSeconds.toFixed(1)} s (${((bigBytes / 2 ** 20) / bigSeconds).toFixed(0)} MB/s)`),
       ],
       extra: {
-        range_reads: { first_byte: readM, total_p50_ms: p(reads.total, 50), total_p99_ms: p(reads.total, 99) },
+        uploads: uploads.map(({ conn, m, rows }) => ({ connections: conn, measured: m, rows })),
+        range_reads: firstByte.map(({ conn, m, totalP50, totalP99 }) => ({ connections: conn, first_byte: m, total_p50_ms: totalP50, total_p99_ms: totalP99 })),
         big_upload: { bytes: bigBytes, seconds: bigSeconds, rss_before_bytes: rssBefore, rss_peak_bytes: rssPeak, status: big.status },
       },
       checks,
@@ -184,47 +194,66 @@ function putObject(
   });
 }
 
-async function storageChecks(
-  ctx: BenchContext,
-  s: {
-    bucket: string;
-    root: string;
-    upload: Awaited<ReturnType<typeof runHttpLoad>>;
-    reads: Awaited<ReturnType<typeof runFirstByteLoad>>;
-    wrongBytes: number;
-    big: { status: number; body: string };
-    bigBytes: number;
-    expectedSha: string;
-  },
-): Promise<Check[]> {
-  const { tally } = ctx;
-  const t = sql.table(`${tally.database.schema}.storage_objects`);
-  const smallRows = async () =>
-    must((await sql<{ n: number }>`select count(*)::int as n from ${t} where bucket_id = ${s.bucket} and size = ${SMALL}`.execute(tally.database.root)).rows[0], 'a count').n;
-  // The warm-up's uploads count too: rows = every 201 answered (warm-up and measured), up to one per
-  // connection more for uploads in flight when a run stopped.
-  const rows = await settled(smallRows);
-  const answered = s.upload.ok;
-  let big: { size?: unknown; sha256?: unknown; id?: unknown } = {};
+interface Upload {
+  conn: number;
+  m: Awaited<ReturnType<typeof runHttpLoad>>;
+  /** 1 KB rows the measured run wrote. */
+  rows: number;
+}
+
+interface Reads {
+  conn: number;
+  r: FirstByteResult;
+}
+
+/** 1 KB objects in the bench's bucket. */
+async function smallRows(ctx: BenchContext, bucket: string): Promise<number> {
+  const t = sql.table(`${ctx.tally.database.schema}.storage_objects`);
+  return must((await sql<{ n: number }>`select count(*)::int as n from ${t} where bucket_id = ${bucket} and size = ${SMALL}`.execute(ctx.tally.database.root)).rows[0], 'a count').n;
+}
+
+async function bigRowOf(ctx: BenchContext, bucket: string): Promise<{ storage_key: string; size: string; sha256: string } | undefined> {
+  const t = sql.table(`${ctx.tally.database.schema}.storage_objects`);
+  return (await sql<{ storage_key: string; size: string; sha256: string }>`select storage_key, size::text, sha256 from ${t} where bucket_id = ${bucket} and path like '%/big.bin'`.execute(ctx.tally.database.root)).rows[0];
+}
+
+function storageChecks(s: {
+  root: string;
+  uploads: Upload[];
+  reads: Reads[];
+  wrongBytes: number;
+  big: { status: number; body: string };
+  bigBytes: number;
+  expectedSha: string;
+  bigRow: { storage_key: string; size: string; sha256: string } | undefined;
+}): Check[] {
+  let big: { size?: unknown; sha256?: unknown } = {};
   try {
     big = JSON.parse(s.big.body) as typeof big;
   } catch {
     // checked below
   }
-  const bigRow = (
-    await sql<{ storage_key: string; size: string; sha256: string }>`select storage_key, size::text, sha256 from ${t} where bucket_id = ${s.bucket} and path like '%/big.bin'`.execute(tally.database.root)
-  ).rows[0];
+  const { bigRow } = s;
   let onDisk = -1;
   try {
     if (bigRow) onDisk = statSync(join(s.root, ...bigRow.storage_key.split('/'))).size;
   } catch {
     // missing: checked below
   }
-  const badUploads = s.upload.ok !== Object.values(s.upload.statuses).reduce((a, b) => a + b, 0);
+  const uploadsOk = s.uploads.every(({ conn, m, rows }) => m.ok === Object.values(m.statuses).reduce((a, b) => a + b, 0) && rows >= m.ok && rows - m.ok <= conn);
+  const errors = s.uploads.reduce((a, { m }) => a + m.errors + m.timeouts, 0) + s.reads.reduce((a, { r }) => a + r.errors, 0);
+  const firstError = s.reads.find(({ r }) => r.firstError)?.r.firstError;
+  const readStatuses = s.reads.map(({ conn, r }) => `${conn} conn ${JSON.stringify(r.statuses.toJSON())}`).join(', ');
+  const badReads = s.reads.reduce((a, { r }) => a + r.statuses.count((x) => x !== 206), 0);
   return [
-    check('tally', 'uploads', !badUploads && rows >= answered, `${describeStatuses(s.upload)}; ${rows} 1 KB object row(s) in the bucket (warm-up included) for ${answered} measured 201 answer(s)`),
-    check('tally', 'errors/timeouts', s.upload.errors === 0 && s.upload.timeouts === 0 && s.reads.errors === 0, `uploads ${s.upload.errors} error(s), ${s.upload.timeouts} timeout(s); reads ${s.reads.errors} error(s)${s.reads.firstError ? ` (${s.reads.firstError})` : ''}`, false),
-    check('tally', 'range reads', s.wrongBytes === 0 && s.reads.statuses.count((x) => x !== 206) === 0, `${JSON.stringify(s.reads.statuses.toJSON())}; ${s.wrongBytes} answer(s) without exactly the asked bytes`),
+    check(
+      'tally',
+      'uploads',
+      uploadsOk,
+      s.uploads.map(({ conn, m, rows }) => `${conn} conn: ${describeStatuses(m)}, ${rows} row(s) written`).join('; ') + ' (rows = 201 answers, up to one per connection more for uploads in flight when a run stopped)',
+    ),
+    check('tally', 'errors/timeouts', errors === 0, `${errors} connection error(s) or timeout(s)${firstError ? ` (${firstError})` : ''}`, false),
+    check('tally', 'range reads', s.wrongBytes === 0 && badReads === 0, `${readStatuses}; ${s.wrongBytes} answer(s) without exactly the asked bytes`),
     check(
       'tally',
       'big upload stored whole',
