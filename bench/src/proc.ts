@@ -12,9 +12,14 @@ export function cpuOf(pid: number): number | null {
 }
 
 /** VmRSS of a process, in bytes (Linux), or NaN when it cannot be read. */
-export function rssOf(pid: number): number {
+export const rssOf = (pid: number): number => statusKb(pid, 'VmRSS');
+
+/** VmHWM (the highest RSS since the process started), in bytes, or NaN. */
+export const hwmOf = (pid: number): number => statusKb(pid, 'VmHWM');
+
+function statusKb(pid: number, field: string): number {
   try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) * 1024 : Number.NaN;
   } catch {
     return Number.NaN;
