@@ -165,6 +165,8 @@ async function launch(name: string, args: string[], port: number, env: Record<st
     volume.bytes += chunk.length;
     for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) volume.lines++;
     if (stdout === 'parse') keep(chunk);
+    // Shipped: only the tail is kept (start-up failures show it), at the cost of one short string.
+    else tail = (tail + chunk.toString('utf8', Math.max(0, chunk.length - 4000))).slice(-4000);
   });
   child.stderr?.on('data', keep);
   const state: { exited: { code: number | null; signal: NodeJS.Signals | null; at: string } | null } = { exited: null };
