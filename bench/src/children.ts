@@ -15,6 +15,8 @@ export interface ServerChild {
   logs(): { tail: string; warnings: number; errors: number; errorLines: string[] };
   /** How it ended, if it has (exit code or signal, and when): null while it runs. */
   exited(): { code: number | null; signal: NodeJS.Signals | null; at: string } | null;
+  /** Lines and bytes it wrote to stdout so far. */
+  stdoutVolume(): { lines: number; bytes: number };
 }
 
 /**
@@ -70,6 +72,13 @@ export async function startTally(opts: {
   name?: string;
   /** More of Tally's environment (the soak: webhook and callback secrets, queue poll). */
   env?: Record<string, string>;
+  /**
+   * `parse` (default): every stdout line is scanned for pino warn/error levels. `ship`: stdout is
+   * read and discarded, as a log shipper reads a deployment's (lines and bytes counted; the logging
+   * scenario, so the bench's own line parsing does not weigh on the side that logs). Stderr is
+   * always parsed.
+   */
+  stdout?: 'parse' | 'ship';
 }): Promise<ServerChild> {
   compiled('dist/src/cli/main.js');
   const port = await freePort();
@@ -95,7 +104,14 @@ export async function startTally(opts: {
       }),
     ),
     ...opts.env,
-  });
+  }, opts.stdout ?? 'parse');
+}
+
+/** The gateway scenario's fake OpenAI-compatible provider (fake-upstream.ts), in its own process. */
+export async function startFakeUpstream(opts: { nodeArgs: string[] }): Promise<ServerChild> {
+  const entry = compiled('dist/bench/src/fake-upstream.js');
+  const port = await freePort();
+  return launch('fake upstream', [...opts.nodeArgs, entry], port, { NODE_ENV: 'production', FAKE_PORT: String(port) });
 }
 
 /** The seed design over HTTP (baseline-server.ts). */
@@ -118,7 +134,7 @@ export async function startEmpty(opts: { nodeArgs: string[] }): Promise<ServerCh
   return launch('empty route', [...opts.nodeArgs, entry], port, { NODE_ENV: 'production', EMPTY_PORT: String(port) });
 }
 
-async function launch(name: string, args: string[], port: number, env: Record<string, string>): Promise<ServerChild> {
+async function launch(name: string, args: string[], port: number, env: Record<string, string>, stdout: 'parse' | 'ship' = 'parse'): Promise<ServerChild> {
   // Only what a server needs from the parent's environment: no DATABASE_URL or TALLY_* leaks in.
   const base: Record<string, string> = {};
   for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG', 'TZ', 'NODE_OPTIONS']) {
@@ -144,7 +160,14 @@ async function launch(name: string, args: string[], port: number, env: Record<st
       }
     }
   };
-  child.stdout?.on('data', keep);
+  const volume = { lines: 0, bytes: 0 };
+  child.stdout?.on('data', (chunk: Buffer) => {
+    volume.bytes += chunk.length;
+    for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) volume.lines++;
+    if (stdout === 'parse') keep(chunk);
+    // Shipped: only the tail is kept (start-up failures show it), at the cost of one short string.
+    else tail = (tail + chunk.toString('utf8', Math.max(0, chunk.length - 4000))).slice(-4000);
+  });
   child.stderr?.on('data', keep);
   const state: { exited: { code: number | null; signal: NodeJS.Signals | null; at: string } | null } = { exited: null };
   const exit = new Promise<void>((resolve) =>
@@ -155,7 +178,7 @@ async function launch(name: string, args: string[], port: number, env: Record<st
   );
 
   const url = `http://127.0.0.1:${port}`;
-  const handle: ServerChild = { name, url, pid: requirePid(child), stop: () => stop(), logs: () => ({ tail, warnings, errors, errorLines }), exited: () => state.exited };
+  const handle: ServerChild = { name, url, pid: requirePid(child), stop: () => stop(), logs: () => ({ tail, warnings, errors, errorLines }), exited: () => state.exited, stdoutVolume: () => ({ ...volume }) };
   running.add(handle);
   const stop = async () => {
     running.delete(handle);

@@ -4,10 +4,12 @@ import { Latencies, type Measurement, measurement, StatusCounts } from './stats.
 export interface HttpLoad {
   url: string;
   path: string;
+  /** POST unless given (storage uploads are PUT, range reads GET). */
+  method?: 'POST' | 'PUT' | 'GET';
   connections: number;
   seconds: number;
   /** A fresh body and headers for every request (unique Idempotency-Key, random account…). */
-  next: () => { body: string; headers: Record<string, string> };
+  next: () => { body?: string | Buffer; headers: Record<string, string>; path?: string };
   /** Sees every answer's status and body (e.g. to collect the ids of committed transactions). */
   onAnswer?: (status: number, body: string) => void;
 }
@@ -17,15 +19,15 @@ export interface HttpLoad {
  * new request built for each send. Latency is taken from autocannon's per-response timings (sent →
  * complete) and kept exactly; throughput counts 2xx answers only.
  */
-export async function runHttpLoad(load: HttpLoad): Promise<Measurement> {
+export async function runHttpLoad(load: HttpLoad): Promise<Measurement & { samples: Latencies }> {
   const latencies = new Latencies();
   const statuses = new StatusCounts();
   const request: autocannon.Request = {
-    method: 'POST',
+    method: load.method ?? 'POST',
     path: load.path,
     setupRequest: (req) => {
-      const { body, headers } = load.next();
-      return { ...req, body, headers: { ...req.headers, ...headers } };
+      const { body, headers, path } = load.next();
+      return { ...req, ...(body === undefined ? {} : { body }), ...(path === undefined ? {} : { path }), headers: { ...req.headers, ...headers } };
     },
   };
   if (load.onAnswer) {
@@ -56,5 +58,7 @@ export async function runHttpLoad(load: HttpLoad): Promise<Measurement> {
   const result = await done;
   const ok = statuses.count((s) => s >= 200 && s < 300);
   // autocannon's `errors` includes its timeouts; report them apart.
-  return measurement(latencies, statuses, ok, result.duration, load.connections, result.errors - result.timeouts, result.timeouts);
+  const m = measurement(latencies, statuses, ok, result.duration, load.connections, result.errors - result.timeouts, result.timeouts);
+  // Not enumerable: the JSON report keeps the percentiles, not every sample.
+  return Object.defineProperty(m, 'samples', { value: latencies, enumerable: false }) as Measurement & { samples: Latencies };
 }

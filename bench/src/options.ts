@@ -33,9 +33,21 @@ export interface BenchOptions {
   tallyLogLevel: string;
   /** Extra node flags for the server children (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`). */
   childNodeArgs: string[];
+  /** Gateway scenario (7): the low connection counts its overhead is measured at, and the interleaved rounds. */
+  gatewayConnections: number[];
+  gatewayRounds: number;
+  /** Gateway scenario (7): connections of the throughput run. */
+  gatewayThroughputConnections: number;
+  /** Gateway scenario (7): funded users (one key each) the requests go round; 1 = one payer account. */
+  gatewayUsers: number;
+  /** Storage scenario (8): connection counts of the 1 KB uploads and the range reads; MB of the big upload. */
+  storageConnections: number[];
+  storageBigMb: number;
+  /** Logging scenario (9): interleaved on/off rounds. */
+  loggingRounds: number;
   /** Keep the bench schemas afterwards (for digging into them). */
   keep: boolean;
-  /** Which scenarios to run (1–6). */
+  /** Which scenarios to run (1–9). */
   only: Set<number>;
   /** Where the JSON report goes. */
   resultsFile: string;
@@ -50,17 +62,29 @@ export const int = (env: NodeJS.ProcessEnv, name: string, fallback: number, min 
   return n;
 };
 
+/** A BENCH_* list of connection counts ("1,8"), or the fallback when unset. */
+const connectionList = (env: NodeJS.ProcessEnv, name: string, fallback: string): number[] => {
+  const list = (env[name] || fallback).split(',').map((s) => Number(s.trim()));
+  if (list.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`${name} takes connection counts, e.g. "1,8", got "${env[name]}"`);
+  return list;
+};
+
+/** Every scenario, in order (run.ts maps each to its function). */
+export const ALL_SCENARIOS = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+
 export function benchOptions(env: NodeJS.ProcessEnv, only?: string): BenchOptions {
   const seconds = int(env, 'BENCH_SECONDS', 10);
   const baselineSql = env['BENCH_BASELINE_SQL'] || join(PROJECT_ROOT, '..', 'shared', 'bench', 'baseline.sql');
-  const selected = (only ?? env['BENCH_ONLY'] ?? '1,2,3,4,5,6')
+  const selected = (only ?? env['BENCH_ONLY'] ?? ALL_SCENARIOS.join(','))
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean)
     .map(Number);
-  if (selected.length === 0 || selected.some((n) => !Number.isInteger(n) || n < 1 || n > 6)) {
-    throw new Error(`--only / BENCH_ONLY takes scenario numbers 1-6, got "${only ?? env['BENCH_ONLY']}"`);
+  if (selected.length === 0 || selected.some((n) => !ALL_SCENARIOS.includes(n))) {
+    throw new Error(`--only / BENCH_ONLY takes scenario numbers 1-${ALL_SCENARIOS.length}, got "${only ?? env['BENCH_ONLY']}"`);
   }
+  const gatewayConnections = connectionList(env, 'BENCH_GATEWAY_CONNECTIONS', '1,8');
+  const storageConnections = connectionList(env, 'BENCH_STORAGE_CONNECTIONS', '1,8');
   return {
     url:
       env['BENCH_DATABASE_URL'] || env['DATABASE_URL'] || env['TEST_DATABASE_URL'] || 'postgres://postgres@127.0.0.1:5432/postgres',
@@ -77,6 +101,13 @@ export function benchOptions(env: NodeJS.ProcessEnv, only?: string): BenchOption
     holdInflight: int(env, 'BENCH_HOLD_INFLIGHT', 512),
     tallyLogLevel: env['BENCH_TALLY_LOG_LEVEL'] || 'warn',
     childNodeArgs: (env['BENCH_CHILD_NODE_ARGS'] ?? '').split(/\s+/).filter(Boolean),
+    gatewayConnections,
+    gatewayRounds: int(env, 'BENCH_GATEWAY_ROUNDS', 4),
+    gatewayThroughputConnections: int(env, 'BENCH_GATEWAY_THROUGHPUT_CONNECTIONS', 64),
+    gatewayUsers: int(env, 'BENCH_GATEWAY_USERS', 1),
+    storageConnections,
+    storageBigMb: int(env, 'BENCH_STORAGE_BIG_MB', 1024),
+    loggingRounds: int(env, 'BENCH_LOGGING_ROUNDS', 4),
     keep: env['BENCH_KEEP'] === '1',
     only: new Set(selected),
     resultsFile: join(PROJECT_ROOT, 'bench', 'results', 'latest.json'),

@@ -5,6 +5,10 @@ import { PROJECT_ROOT, VERSION } from '../../src/version.js';
 import { stopAllServers } from './children.js';
 import { type BenchOptions, benchOptions } from './options.js';
 import { ceilingTable, details, machineInfo, machineLine, storageTable, table } from './report.js';
+import { gatewayOverhead } from './scenario-gateway.js';
+import { loggingCost } from './scenario-logging.js';
+import { storageLatency } from './scenario-storage.js';
+import { targetsTable } from './targets.js';
 import { type BenchContext, checkLatency, eventsBatch, httpHot, httpSpread, holdsHot, type ScenarioResult, sdkHot } from './scenarios.js';
 import type { Measurement } from './stats.js';
 import { benchAccounts, dropBaseline, dropTally, openTally, postgresInfo, seedBaseline, seedTally, type TallySide } from './setup.js';
@@ -17,6 +21,9 @@ const SCENARIOS: Record<number, (ctx: BenchContext) => Promise<ScenarioResult>> 
   4: holdsHot,
   5: eventsBatch,
   6: checkLatency,
+  7: gatewayOverhead,
+  8: storageLatency,
+  9: loggingCost,
 };
 
 const redact = (url: string): string => {
@@ -85,7 +92,7 @@ export async function benchCommand(cli: { only?: string } = {}): Promise<number>
     const ctx: BenchContext = { opts, tally, accounts, baselineAdmin, log: say };
 
     for (const id of [...opts.only].sort((a, b) => a - b)) {
-      say(`\n[${id}/6] ${scenarioTitle(id, opts)}`);
+      say(`\n[${id}/${Object.keys(SCENARIOS).length}] ${scenarioTitle(id, opts)}`);
       try {
         const result = await must(SCENARIOS[id], `scenario ${id} exists`)(ctx);
         results.push(result);
@@ -111,6 +118,8 @@ export async function benchCommand(cli: { only?: string } = {}): Promise<number>
     say('\n' + table(results));
     const ceiling = ceilingTable(results);
     if (ceiling) say('\nagainst the empty Fastify route (same load, same run):\n' + ceiling);
+    const targets = targetsOf(results);
+    if (targets) say('\nagainst the issues\' targets (reported, never failing the bench):\n' + targets);
     const storage = storageTable(results);
     if (storage) say('\nbytes written per debit (WAL: the side\'s own relations and commits, by pg_walinspect; "(cluster)": the whole cluster\'s):\n' + storage);
     say('\n' + details(results));
@@ -142,10 +151,18 @@ function scenarioTitle(id: number, opts: BenchOptions): string {
       return 'hold + capture cycles in process (Tally only)';
     case 5:
       return `usage events, POST /v1/events/batch of 1,000 over ${opts.accounts} users, vs the SQL function per event`;
-    default:
+    case 6:
       return `entitlement checks, POST /v1/check, ${opts.connections} connections (Tally only)`;
+    case 7:
+      return `gateway overhead: POST /gateway/v1/chat/completions vs the fake upstream directly, ${opts.gatewayConnections.join(' and ')} connections, ${opts.gatewayRounds} interleaved rounds; then ${opts.gatewayThroughputConnections} connections`;
+    case 8:
+      return `storage on the local driver: 1 KB uploads and range reads, ${opts.storageConnections.join(' and ')} connections; then one ${opts.storageBigMb} MB streamed upload`;
+    default:
+      return `request logging cost: HTTP debit over ${opts.accounts} accounts with logging on (as shipped) vs off, ${opts.loggingRounds} interleaved rounds`;
   }
 }
+
+const targetsOf = (results: ScenarioResult[]): string => targetsTable(results.map((r) => ({ id: r.id, targets: r.targets ?? [] })));
 
 const measurementJson = (m: Measurement) => ({
   ops_per_sec: Math.round(m.opsPerSec * 10) / 10,
@@ -177,12 +194,20 @@ function writeResults(opts: BenchOptions, results: ScenarioResult[], machine: Re
       sdk_inflight: opts.sdkInflight,
       sdk_baseline_clients: opts.sdkBaselineClients,
       hold_inflight: opts.holdInflight,
+      gateway_connections: opts.gatewayConnections,
+      gateway_rounds: opts.gatewayRounds,
+      gateway_throughput_connections: opts.gatewayThroughputConnections,
+      gateway_users: opts.gatewayUsers,
+      storage_connections: opts.storageConnections,
+      storage_big_mb: opts.storageBigMb,
+      logging_rounds: opts.loggingRounds,
       tally_log_level: opts.tallyLogLevel,
     },
     machine,
     table: table(results).split('\n'),
     ceiling_table: ceilingTable(results).split('\n'),
     storage_table: storageTable(results).split('\n'),
+    targets_table: targetsOf(results).split('\n'),
     scenarios: results.map((r) => ({
       id: r.id,
       name: r.name,
@@ -193,6 +218,8 @@ function writeResults(opts: BenchOptions, results: ScenarioResult[], machine: Re
       ceiling: r.ceiling ? measurementJson(r.ceiling) : null,
       tally_of_ceiling: r.ceiling && r.ceiling.opsPerSec > 0 ? Math.round((r.tally.opsPerSec / r.ceiling.opsPerSec) * 1000) / 1000 : null,
       storage: r.storage ?? null,
+      targets: r.targets ?? null,
+      extra: r.extra ?? null,
       checks: r.checks,
     })),
   };

@@ -19,6 +19,7 @@ import type { BenchOptions } from './options.js';
 import type { BenchAccounts, TallySide } from './setup.js';
 import { Latencies, type Measurement, measurement, since, StatusCounts } from './stats.js';
 import { type StorageUse, storageMark, storageUse } from './storage.js';
+import type { Target } from './targets.js';
 import { must } from '../../src/lib/must.js';
 
 export interface ScenarioResult {
@@ -34,6 +35,10 @@ export interface ScenarioResult {
   ceiling?: Measurement;
   /** Bytes written per debit (debit scenarios). */
   storage?: { tally: StorageUse; baseline: StorageUse | null };
+  /** Numbers an issue sets a target for (scenarios 7–9), met or not. */
+  targets?: Target[];
+  /** More of the scenario's numbers, for the JSON (each side of a difference, rounds…). */
+  extra?: Record<string, unknown>;
   checks: Check[];
 }
 
@@ -46,11 +51,11 @@ export interface BenchContext {
   log: (line: string) => void;
 }
 
-const pickFrom = (ids: string[]) => () => must(ids[Math.floor(Math.random() * ids.length)], 'ids to pick from');
+export const pickFrom = (ids: string[]) => () => must(ids[Math.floor(Math.random() * ids.length)], 'ids to pick from');
 
 /** The id of the ledger entry in a Movement answer (cheap: no JSON.parse on the hot path). */
 const TXN_ID = /"transaction":\{"id":"([^"]+)"/;
-function transactionIdOf(body: string): string {
+export function transactionIdOf(body: string): string {
   const m = TXN_ID.exec(body);
   if (m) return must(m[1], 'the pattern captures the id');
   try {
@@ -61,13 +66,13 @@ function transactionIdOf(body: string): string {
   }
 }
 
-const describeStatuses = (m: Measurement): string =>
+export const describeStatuses = (m: Measurement): string =>
   Object.entries(m.statuses)
     .map(([s, n]) => `${s}×${n}`)
     .join(' ') || 'none';
 
 /** Checks shared by every debit scenario (HTTP or in process): answers, durability, ledger count. */
-function debitChecks(
+export function debitChecks(
   side: 'tally' | 'baseline',
   m: Measurement,
   okStatus: number,

@@ -6,6 +6,7 @@ import { sql } from 'kysely';
 import { PROJECT_ROOT, VERSION } from '../../src/version.js';
 import { reconcileCheck } from './checks.js';
 import { type ServerChild, startTally, stopAllServers } from './children.js';
+import { cpuOf } from './proc.js';
 import { benchOptions, int } from './options.js';
 import { machineInfo, machineLine } from './report.js';
 import { benchAccounts, dropTally, openTally, postgresInfo, seedTally, type TallySide } from './setup.js';
@@ -78,17 +79,6 @@ function memoryOf(pid: number): { rss: number | null; hwm: number | null } {
     return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
   } catch {
     return { rss: null, hwm: null };
-  }
-}
-
-/** utime + stime of a process, seconds (fields 14 and 15 of /proc/<pid>/stat, in clock ticks: 100 a second on Linux). */
-function cpuOf(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Math.round(Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return null;
   }
 }
 

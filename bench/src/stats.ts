@@ -2,27 +2,32 @@ import { must } from '../../src/lib/must.js';
 
 /** Every latency of a run, kept exactly (a run is at most a few hundred thousand samples). */
 export class Latencies {
-  private values = new Float64Array(1 << 16);
+  private buf = new Float64Array(1 << 16);
   private n = 0;
 
   /** Milliseconds. */
   add(ms: number): void {
-    if (this.n === this.values.length) {
-      const bigger = new Float64Array(this.values.length * 2);
-      bigger.set(this.values);
-      this.values = bigger;
+    if (this.n === this.buf.length) {
+      const bigger = new Float64Array(this.buf.length * 2);
+      bigger.set(this.buf);
+      this.buf = bigger;
     }
-    this.values[this.n++] = ms;
+    this.buf[this.n++] = ms;
   }
 
   get count(): number {
     return this.n;
   }
 
+  /** Every sample, in the order recorded (to pool the samples of several runs). */
+  values(): Float64Array {
+    return this.buf.subarray(0, this.n);
+  }
+
   /** Nearest-rank percentiles (p in 0–100) over everything recorded. */
   percentiles(ps: number[]): number[] {
     if (this.n === 0) return ps.map(() => Number.NaN);
-    const sorted = this.values.slice(0, this.n).sort();
+    const sorted = this.buf.slice(0, this.n).sort();
     return ps.map((p) => must(sorted[Math.min(this.n - 1, Math.max(0, Math.ceil((p / 100) * this.n) - 1))], 'a rank within the samples'));
   }
 }
