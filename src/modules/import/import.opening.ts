@@ -1,5 +1,4 @@
-import type { LedgerOp } from '../credits/credits.js';
-import type { OpeningBucket } from '../credits/credits.port.js';
+import type { LedgerOp, OpeningBucket } from '../credits/credits.port.js';
 import type { BatchContext } from './import.js';
 
 /**
