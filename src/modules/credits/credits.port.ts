@@ -2,7 +2,7 @@ import type { Executor } from '../../db/database.js';
 import type { RunStatement } from '../../db/statements.js';
 import type { ConsumeResult } from './credits.engine.js';
 import type { AccountState, ConsumeTier, GrantState, HoldState, LedgerOp, OpResult, Owner } from './credits.js';
-export type { LedgerOp, OpeningBucket } from './credits.js';
+export type { OpeningBucket } from './credits.js';
 
 /**
  * The ledger as other modules see it: the one door to credits' money (docs/ledger.md, "The port").
