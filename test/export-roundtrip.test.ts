@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type Database, openDatabase } from '../src/db/database.js';
 import type { ExportManifest } from '../src/modules/export/export.js';
 import { tallyCommand } from './support/cli.js';
-import { POSTGRES_URL, TARGET } from './support/harness.js';
+import { POSTGRES_URL, TARGET, seededDataDir } from './support/harness.js';
 import { type AppBuilderFixture, createAppBuilderSqlite, fillAppBuilder } from './support/import-source-app-builder.js';
 
 vi.setConfig({ testTimeout: 180_000 });
@@ -27,7 +27,7 @@ describe(`tally export → import round trip (${TARGET})`, () => {
   const tmp = mkdtempSync(join(tmpdir(), 'tally-export-'));
   const targets: Target[] = [];
   const newTarget = (): Target => {
-    const t = { dataDir: mkdtempSync(join(tmp, 't-')), schema: `t_exp_${randomBytes(4).toString('hex')}` };
+    const t = { dataDir: seededDataDir(tmp, 't-'), schema: `t_exp_${randomBytes(4).toString('hex')}` };
     targets.push(t);
     return t;
   };

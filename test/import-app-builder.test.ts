@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type Database, openDatabase } from '../src/db/database.js';
 import type { ImportReport } from '../src/modules/import/import.report.js';
 import { tallyCommand } from './support/cli.js';
-import { POSTGRES_URL, TARGET } from './support/harness.js';
+import { POSTGRES_URL, TARGET, seededDataDir } from './support/harness.js';
 import { type Source, SOURCE_URL } from './support/import-source.js';
 import { type AppBuilderFixture, createAppBuilderPostgres, createAppBuilderSqlite, fillAppBuilder, postgresInsert } from './support/import-source-app-builder.js';
 
@@ -31,7 +31,7 @@ describe(`tally import app-builder (${TARGET})`, () => {
   const tmp = mkdtempSync(join(tmpdir(), 'tally-import-ab-'));
   const targets: Target[] = [];
   const newTarget = (): Target => {
-    const t = { dataDir: mkdtempSync(join(tmp, 't-')), schema: `t_impab_${randomBytes(4).toString('hex')}` };
+    const t = { dataDir: seededDataDir(tmp, 't-'), schema: `t_impab_${randomBytes(4).toString('hex')}` };
     targets.push(t);
     return t;
   };

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import argon2 from 'argon2';
@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type Database, openDatabase } from '../src/db/database.js';
 import type { ImportReport } from '../src/modules/import/import.report.js';
 import { tallyCommand } from './support/cli.js';
-import { POSTGRES_URL, TARGET } from './support/harness.js';
+import { POSTGRES_URL, TARGET, seededDataDir } from './support/harness.js';
 import { createSource, fillLlmRelay, type LlmRelayFixture, type Source, SOURCE_URL } from './support/import-source.js';
 
 vi.setConfig({ testTimeout: 180_000 });
@@ -19,7 +19,7 @@ describe(`tally import llm-relay (${TARGET})`, () => {
   let cli: string[] = [];
   let src: Source;
   let fixture: LlmRelayFixture;
-  const target = { dataDir: mkdtempSync(join(tmpdir(), 'tally-import-relay-')), schema: `t_impr_${randomBytes(4).toString('hex')}` };
+  const target = { dataDir: seededDataDir(tmpdir(), 'tally-import-relay-'), schema: `t_impr_${randomBytes(4).toString('hex')}` };
   const env = {
     ...process.env,
     TALLY_DATA_DIR: target.dataDir,

@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type Database, openDatabase } from '../src/db/database.js';
 import type { ImportReport } from '../src/modules/import/import.report.js';
 import { tallyCommand } from './support/cli.js';
-import { POSTGRES_URL, TARGET } from './support/harness.js';
+import { POSTGRES_URL, TARGET, seededDataDir } from './support/harness.js';
 import { createSource, fillVideoCredits, type Source, SOURCE_URL, type VideoCreditsFixture } from './support/import-source.js';
 
 vi.setConfig({ testTimeout: 180_000 });
@@ -24,7 +24,7 @@ describe(`tally import video-credits (${TARGET})`, () => {
   let fixture: VideoCreditsFixture;
   const targets: { dataDir: string; schema: string }[] = [];
   const newTarget = () => {
-    const t = { dataDir: mkdtempSync(join(tmpdir(), 'tally-import-')), schema: `t_imp_${randomBytes(4).toString('hex')}` };
+    const t = { dataDir: seededDataDir(tmpdir(), 'tally-import-'), schema: `t_imp_${randomBytes(4).toString('hex')}` };
     targets.push(t);
     return t;
   };

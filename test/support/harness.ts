@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
@@ -136,6 +137,28 @@ async function pgliteFromSnapshot(): Promise<PGlite | undefined> {
     snapshot = file ? new Blob([readFileSync(file)]) : null;
   }
   return snapshot ? PGlite.create({ loadDataDir: snapshot }) : undefined;
+}
+
+/**
+ * A new data directory for a Tally CLI process (TALLY_DATA_DIR) under `parent`. On the PGlite
+ * project its `pgdata` is the run's migrated snapshot unpacked (the system `tar`, ~0.1 s), so the
+ * CLI opens an existing database instead of booting an empty one (PGlite's initdb is ~2 s a
+ * directory); a process using its own schema (`TALLY_DB_SCHEMA`) still migrates that schema.
+ * Elsewhere, an empty directory. Not for tests of a first start (cli.test.ts keeps its own).
+ */
+export function seededDataDir(parent: string = tmpdir(), prefix = 'tally-'): string {
+  const dir = mkdtempSync(join(parent, prefix));
+  let file: string | undefined;
+  try {
+    file = inject('pgliteSnapshot');
+  } catch {
+    file = undefined;
+  }
+  if (TARGET === 'pglite' && file) {
+    mkdirSync(join(dir, 'pgdata'));
+    execFileSync('tar', ['-xf', file, '-C', join(dir, 'pgdata')], { stdio: 'ignore' });
+  }
+  return dir;
 }
 
 /** The cheapest argon2id cost the library accepts in spirit (one pass over 512 KiB): milliseconds per hash. */
