@@ -6,6 +6,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from './config/config.js';
 import type { Database } from './db/database.js';
 import { Authenticator } from './http/authenticate.js';
+import { KeyUses } from './modules/api-keys/api-keys.uses.js';
 import { createThrottles } from './http/rate-limits.js';
 import type { RouteDeps } from './http/route.js';
 import { registerAdminRoutes } from './modules/admin/admin.routes.js';
@@ -131,6 +132,8 @@ export interface Services {
   spendCaps: SpendCapsService;
   tokens: TokenService;
   authenticator: Authenticator;
+  /** API keys' use counts, buffered (flush() writes them now). */
+  keyUses: KeyUses;
   secrets: SecretBox;
   credits: CreditsService;
   identities: IdentitiesService;
@@ -218,8 +221,17 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const gatewayConfig = config.gateway ?? DEFAULT_GATEWAY;
   const router = new UpstreamRouter(database.db, secrets, gatewayConfig, clock, (err) => deps.logger.warn({ err }, 'gateway: upstream health write failed'));
   const upstreamClient = new UpstreamClient(gatewayConfig);
-  const relay = new RelayService(database.db, creditsLedger(credits), router, upstreamClient, gatewayConfig, clock, (err, requestId) =>
-    deps.logger.error({ err, requestId }, 'gateway: settlement failed; the reaper settles it'),
+  // API keys' use counts, written once a second instead of on every request (api-keys.uses.ts).
+  const keyUses = new KeyUses(database.db, database.schema, clock, 1_000, (err) => deps.logger.warn({ err }, 'api key use counts could not be written'));
+  const relay = new RelayService(
+    database.db,
+    creditsLedger(credits),
+    router,
+    upstreamClient,
+    gatewayConfig,
+    clock,
+    (err, requestId) => deps.logger.error({ err, requestId }, 'gateway: settlement failed; the reaper settles it'),
+    keyUses,
   );
   const projects = new ProjectsService(clock, deps.messageCharger ?? new UsageMessageCharger(billing.usage));
   const emailVerificationConfig = config.emailVerification ?? DEFAULT_EMAIL_VERIFICATION;
@@ -253,7 +265,8 @@ export async function createApp(deps: AppDeps): Promise<App> {
     apiKeys: new ApiKeysService(clock),
     workspaces,
     spendCaps: new SpendCapsService(credits),
-    authenticator: new Authenticator(database.db, config.auth.serviceKey, tokens),
+    authenticator: new Authenticator(database.db, config.auth.serviceKey, tokens, keyUses),
+    keyUses,
     secrets,
     credits,
     identities: new IdentitiesService(secrets),
@@ -369,6 +382,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   server.addHook('onClose', async () => {
     await upstreamClient.close();
     await router.drain();
+    await keyUses.close();
   });
   const providerSecrets = new Map(Object.entries(config.jobs.providerSecrets ?? {}));
   await registerJobRoutes(server, routeDeps, services.jobs, {

@@ -1,6 +1,7 @@
 import type { Executor } from '../db/database.js';
 import { secretMatcher, sha256Hex } from '../lib/hash.js';
-import { apiKeyTouchByHash } from '../modules/api-keys/api-keys.repository.js';
+import { apiKeyFindLiveByHash } from '../modules/api-keys/api-keys.repository.js';
+import type { KeyUses } from '../modules/api-keys/api-keys.uses.js';
 import { API_KEY_PREFIX, isScope } from '../modules/api-keys/api-keys.scopes.js';
 import { userAuthState } from '../modules/users/users.repository.js';
 import type { TokenService } from '../modules/auth/auth.tokens.js';
@@ -18,6 +19,8 @@ export class Authenticator {
     private readonly db: Executor,
     serviceKey: string,
     private readonly tokens: TokenService,
+    /** Where each key's use is counted (written in batches); without it, uses are not counted. */
+    private readonly uses: KeyUses | null = null,
   ) {
     this.isServiceKey = secretMatcher(serviceKey);
   }
@@ -34,8 +37,9 @@ export class Authenticator {
 
     if (token.startsWith(API_KEY_PREFIX)) {
       if (beforeLookup) await beforeLookup();
-      const key = await apiKeyTouchByHash(this.db, sha256Hex(token));
+      const key = await apiKeyFindLiveByHash(this.db, sha256Hex(token));
       if (!key) throw errors.unauthenticated('API key is invalid, revoked or expired');
+      this.uses?.record(key.id);
       return {
         kind: 'user',
         userId: key.user_id,

@@ -86,20 +86,19 @@ export interface KeyTouched {
   credit_budget: number | null;
 }
 
-export async function apiKeyTouchByHash(
+/** The live key with this hash (not revoked, not expired, its user active); its use is counted apart (api-keys.uses.ts). */
+export async function apiKeyFindLiveByHash(
   db: Executor,
   keyHash: string,
 ): Promise<KeyTouched | undefined> {
   return db
-    .updateTable('api_keys')
-    .set({ last_used_at: sql`now()`, request_count: sql`api_keys.request_count + 1` })
-    .from('users')
-    .whereRef('users.id', '=', 'api_keys.user_id')
+    .selectFrom('api_keys')
+    .innerJoin('users', 'users.id', 'api_keys.user_id')
     .where('api_keys.key_hash', '=', keyHash)
     .where('api_keys.revoked_at', 'is', null)
     .where((eb) => eb.or([eb('api_keys.expires_at', 'is', null), eb('api_keys.expires_at', '>', sql<Date>`now()`)]))
     .where('users.is_active', '=', true)
-    .returning([
+    .select([
       'api_keys.id', 'api_keys.user_id', 'api_keys.workspace_id', 'api_keys.scopes', 'users.email', 'api_keys.expires_at',
       'api_keys.models', 'api_keys.rpm_limit', 'api_keys.tpm_limit', 'api_keys.max_concurrency', 'api_keys.credit_budget',
     ])

@@ -9,7 +9,8 @@ import type { GatewayConfig } from '../../config/config.js';
 import { modelMatches, NO_TOKENS, type Tokens, type UsageSource } from './gateway.js';
 import type { GatewayLedger } from './gateway.ledger.js';
 import { costMicros, holdCredits, inputBoundOf, maxCostMicros, type ModelPrice, priceMetric, priceOf } from './gateway.pricing.js';
-import { apiKeyTouchByHash } from '../api-keys/api-keys.repository.js';
+import { apiKeyFindLiveByHash } from '../api-keys/api-keys.repository.js';
+import type { KeyUses } from '../api-keys/api-keys.uses.js';
 import { carryAdd, pricedModels, requestFind, requestFindByKey, requestInsert, requestLock, requestSettle, requestsRenew, requestsStale } from './gateway.repository.js';
 import type { Candidate, UpstreamRouter } from './gateway.router.js';
 import type { Attempt, UpstreamClient } from './gateway.upstream-call.js';
@@ -116,6 +117,8 @@ export class RelayService {
     private readonly settings: GatewayConfig,
     private readonly now: () => Date,
     private readonly onSettleError: (err: unknown, requestId: string) => void,
+    /** Where each key's use is counted (written in batches, api-keys.uses.ts). */
+    private readonly keyUses: KeyUses | null = null,
   ) {}
 
   /**
@@ -126,8 +129,9 @@ export class RelayService {
   async authenticate(apiKey: string | null): Promise<Caller> {
     if (!apiKey) throw errors.unauthenticated('Send your Tally API key (tly_…) as the bearer token or x-api-key');
     if (!apiKey.startsWith(API_KEY_PREFIX) || apiKey.length > 512) throw errors.unauthenticated('API key is invalid, revoked or expired');
-    const key = await apiKeyTouchByHash(this.db, sha256Hex(apiKey));
+    const key = await apiKeyFindLiveByHash(this.db, sha256Hex(apiKey));
     if (!key) throw errors.unauthenticated('API key is invalid, revoked or expired');
+    this.keyUses?.record(key.id);
     if (!key.scopes.includes('*') && !key.scopes.includes('gateway')) throw errors.forbidden('This API key lacks the "gateway" scope the gateway needs');
     return {
       userId: key.user_id,
