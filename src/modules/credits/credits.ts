@@ -322,19 +322,17 @@ export const HoldBody = Type.Object(
   { additionalProperties: false },
 );
 
-/**
- * Whose hold the caller expects (optional): when named, a hold of any other account is 404 and
- * nothing changes — an app that passes a hold id from its user through cannot settle another
+/*
+ * Capture and release may name whose hold the caller expects (`Owner`, optional): when named, a
+ * hold of any other account is 404 and nothing changes — an app that passes a hold id from its user through cannot settle another
  * user's hold. `workspace_id` names a pool's hold (with or without the member's `user_id`).
  */
-const ExpectedOwner = Owner;
-
 export const CaptureBody = Type.Object(
-  { amount: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000_000_000 })), metadata: Type.Optional(Metadata), ...ExpectedOwner },
+  { amount: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000_000_000 })), metadata: Type.Optional(Metadata), ...Owner },
   { additionalProperties: false },
 );
 
-export const ReleaseBody = Type.Object({ ...ExpectedOwner }, { additionalProperties: false });
+export const ReleaseBody = Type.Object({ ...Owner }, { additionalProperties: false });
 
 /** The account a capture or release names, if it names one. */
 export const expectedAccountOf = (b: { user_id?: string; workspace_id?: string } | undefined): string | null =>

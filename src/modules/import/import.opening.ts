@@ -5,28 +5,11 @@ import type { BatchContext } from './import.js';
  * Opens an imported user's account and carries its balance over as one opening entry, exactly
  * (credits.engine.opening.ts): positive as a grant of source `import`, negative as debt. No sign-up
  * bonus, no events. Answers the opening entry's id (null for a zero balance: no entry is written).
+ * One user's case of `openingBalances`.
  */
 export async function openingBalance(ctx: BatchContext, userId: string, balance: number, shape: string, facts: Record<string, unknown>, buckets?: OpeningBucket[]): Promise<string | null> {
-  const owner = { userId };
-  await ctx.ledger.openAccount(ctx.trx, owner);
-  if (balance === 0) return null;
-  if (ctx.balanceCap !== null && balance > ctx.balanceCap) {
-    ctx.anomaly({
-      kind: 'over_cap',
-      table: String(facts.source_table ?? 'users'),
-      source_id: String(facts.source_id ?? userId),
-      rule: 'Imported as it is (the cap limits new credits; these already exist): the account takes no new grant until it is spent below the cap',
-      details: { balance, cap: ctx.balanceCap },
-    });
-  }
-  const [result] = await ctx.ledger.executeIn(ctx.trx, owner, [
-    { kind: 'open', requestId: `import:${userId}`, idem: null, amount: balance, reason: `opening balance imported from ${shape}`, metadata: { imported_from: shape, source: ctx.source, ...facts }, ...(buckets ? { buckets } : {}) },
-  ]);
-  if (!result?.ok) {
-    // A refusal here is a bug or a user that already had entries (the insert would have conflicted first).
-    throw new Error(`opening balance of ${userId} refused: ${result ? result.error.message : 'no answer'}`);
-  }
-  return (result.value as { transaction: { id: string } }).transaction.id;
+  const [entry] = await openingBalances(ctx, shape, [{ userId, balance, facts, ...(buckets ? { buckets } : {}) }]);
+  return entry ?? null;
 }
 
 /** One imported user's opening, for `openingBalances`. */
@@ -34,6 +17,8 @@ export interface Opening {
   userId: string;
   balance: number;
   facts: Record<string, unknown>;
+  /** How the balance splits into classed, expiring grants (app-builder's buckets). */
+  buckets?: OpeningBucket[];
 }
 
 /**
@@ -57,7 +42,7 @@ export async function openingBalances(ctx: BatchContext, shape: string, openings
         details: { balance: o.balance, cap: ctx.balanceCap },
       });
     }
-    const op: LedgerOp = { kind: 'open', requestId: `import:${o.userId}`, idem: null, amount: o.balance, reason: `opening balance imported from ${shape}`, metadata: { imported_from: shape, source: ctx.source, ...o.facts } };
+    const op: LedgerOp = { kind: 'open', requestId: `import:${o.userId}`, idem: null, amount: o.balance, reason: `opening balance imported from ${shape}`, metadata: { imported_from: shape, source: ctx.source, ...o.facts }, ...(o.buckets ? { buckets: o.buckets } : {}) };
     items.push({ owner: { userId: o.userId }, op, at });
   }
   const entries: (string | null)[] = openings.map(() => null);
@@ -65,6 +50,7 @@ export async function openingBalances(ctx: BatchContext, shape: string, openings
   for (const [i, result] of results.entries()) {
     const item = items[i];
     if (!item) continue;
+    // A refusal here is a bug or a user that already had entries (the insert would have conflicted first).
     if (!result?.ok) throw new Error(`opening balance of ${item.owner.userId} refused: ${result ? result.error.message : 'no answer'}`);
     entries[item.at] = (result.value as { transaction: { id: string } }).transaction.id;
   }
