@@ -1,3 +1,5 @@
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TARGET } from './support/harness.js';
 import { makeApiKey } from './support/fixtures.js';
@@ -20,7 +22,7 @@ describe(`gateway: money holes of attacker review 2 (${TARGET})`, () => {
   };
 
   beforeAll(async () => {
-    w = await gatewayWorld({ gateway: { connectTimeoutMs: 1000, firstByteTimeoutMs: 400, idleTimeoutMs: 400, drainTimeoutMs: 1000, maxAttempts: 3, cooldownMs: 60_000, failureThreshold: 5, reapAfterMs: 3_600_000 } });
+    w = await gatewayWorld({ gateway: { connectTimeoutMs: 1000, firstByteTimeoutMs: 400, idleTimeoutMs: 400, drainTimeoutMs: 1000, maxAttempts: 3, cooldownMs: 60_000, failureThreshold: 5, reapAfterMs: 3_600_000, standardTierHosts: ['127.0.0.1'] } });
   });
   afterAll(async () => {
     await w.close();
@@ -246,7 +248,8 @@ describe(`gateway: money holes of attacker review 2 (${TARGET})`, () => {
       const { key } = await fundedKey(w, 1000);
       expect((await chat(key, { model: 'g6-ok-gpt', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, service_tier: 'auto', seed: 1 })).status).toBe(200);
       expect((await messages(key, { model: 'g6-ok-claude', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }, { 'anthropic-beta': 'prompt-caching-2024-07-31' })).status).toBe(200);
-      expect(w.fake.lastBody(o.credential)).toMatchObject({ service_tier: 'auto' });
+      // 'auto' may mean the project's default tier: to a host that sells tiers it goes as 'default' (G10).
+      expect(w.fake.lastBody(o.credential)).toMatchObject({ service_tier: 'default' });
       expect(w.fake.hits(a.credential)).toBe(1);
     });
   });
@@ -311,6 +314,89 @@ describe(`gateway: money holes of attacker review 2 (${TARGET})`, () => {
       const rec = await settled(await chat(key, { model, messages: [{ role: 'user', content }], max_tokens: 4 }));
       expect(rec.status).toBe('completed');
       expect(rec['held'] as number).toBeGreaterThanOrEqual(2000); // 8,000 tokens at 0.25 credit
+    });
+  });
+
+  describe('G10: a host that sells dearer tiers by default is always sent the standard tier', () => {
+    it('OpenAI gets service_tier "default" (absent or "auto"), Anthropic "standard_only"; embeddings and other hosts are left as sent', async () => {
+      for (const m of ['g10-gpt', 'g10-claude', 'g10-embed', 'g10-local']) await priceModel(w, m);
+      const o = await addUpstream(w, 'openai', { models: ['g10-gpt', 'g10-embed'] });
+      const a = await addUpstream(w, 'anthropic', { models: ['g10-claude'] });
+      // The same fake under a host name the deployment does not list (an OpenAI-compatible server).
+      const local = await addUpstream(w, 'openai', { models: ['g10-local'], base_url: w.fake.openaiBase.replace('127.0.0.1', 'localhost') });
+      const { key } = await fundedKey(w, 1000);
+      const hi = [{ role: 'user', content: 'hi' }];
+      expect((await chat(key, { model: 'g10-gpt', messages: hi, max_tokens: 4 })).status).toBe(200);
+      expect(w.fake.lastBody(o.credential)).toMatchObject({ service_tier: 'default' });
+      expect((await chat(key, { model: 'g10-gpt', messages: hi, max_tokens: 4, service_tier: 'auto', stream: true })).status).toBe(200);
+      expect(w.fake.lastBody(o.credential)).toMatchObject({ service_tier: 'default', stream: true });
+      expect((await messages(key, { model: 'g10-claude', messages: hi, max_tokens: 4 })).status).toBe(200);
+      expect(w.fake.lastBody(a.credential)).toMatchObject({ service_tier: 'standard_only' });
+      expect((await post('/gateway/v1/embeddings', key, { model: 'g10-embed', input: 'two words' })).status).toBe(200);
+      expect(w.fake.lastBody(o.credential)).not.toHaveProperty('service_tier');
+      expect((await chat(key, { model: 'g10-local', messages: hi, max_tokens: 4 })).status).toBe(200);
+      expect(w.fake.lastBody(local.credential)).not.toHaveProperty('service_tier');
+    });
+  });
+
+  describe('G11: a 403 refuses one request, not the credential (a client must not be able to disable upstreams)', () => {
+    it('the request fails over; the refusing upstream stays closed and keeps serving, its last error says why', async () => {
+      const model = 'g11-gpt';
+      await priceModel(w, model);
+      const strict = await addUpstream(w, 'openai', { models: [model], priority: 1 });
+      const backup = await addUpstream(w, 'openai', { models: [model], priority: 2 });
+      w.fake.behave(strict.credential, { status: 403 });
+      const { userId, key } = await fundedKey(w, 1000);
+      // More refusals than the failure threshold (5): a breaker counting them would open.
+      for (let i = 0; i < 7; i++) expect((await chat(key, { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 })).status).toBe(200);
+      expect(w.fake.hits(strict.credential)).toBe(7);
+      expect(w.fake.hits(backup.credential)).toBe(7);
+      await new Promise((r) => setTimeout(r, 100));
+      const health = (await w.svc.get(`/v1/gateway/upstreams/${strict.id}`)).body.health;
+      expect(health.state).toBe('closed');
+      expect(health.last_error).toMatch(/^request refused: HTTP 403/);
+      w.fake.behave(strict.credential, {});
+      expect((await chat(key, { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 })).status).toBe(200);
+      expect(w.fake.hits(strict.credential)).toBe(8);
+      expect((await allSettled(w, userId)).every((r) => r.status === 'completed')).toBe(true);
+    });
+
+    it('with no other upstream the client gets the 403 in its own format, and it costs nothing', async () => {
+      const model = 'g11-claude';
+      await priceModel(w, model);
+      const only = await addUpstream(w, 'anthropic', { models: [model] });
+      w.fake.behave(only.credential, { status: 403 });
+      const { userId, key } = await fundedKey(w, 1000);
+      const res = await messages(key, { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
+      expect(res.status).toBe(403);
+      expect((await res.json()).type).toBe('error');
+      const [rec] = await allSettled(w, userId);
+      expect(rec).toMatchObject({ status: 'failed', charged: 0 });
+      expect(await balanceOf(w, userId)).toMatchObject({ balance: 1003, held: 0 });
+    });
+  });
+
+  describe('G12: a request billed as sent (503) is not retried by the official clients', () => {
+    it('OpenAI and Anthropic clients with their default retries send it once and it is charged once', async () => {
+      await priceModel(w, 'g12-gpt');
+      await priceModel(w, 'g12-claude');
+      const o = await addUpstream(w, 'openai', { models: ['g12-gpt'] });
+      const a = await addUpstream(w, 'anthropic', { models: ['g12-claude'] });
+      w.fake.behave(o.credential, { hang: true });
+      w.fake.behave(a.credential, { hang: true });
+      const { userId, key } = await fundedKey(w, 1000);
+      // Default maxRetries (2): without `x-should-retry: false` each would be sent three times.
+      const oErr = await new OpenAI({ baseURL: `${w.base}/gateway/v1`, apiKey: key }).chat.completions.create({ model: 'g12-gpt', messages: [{ role: 'user', content: 'hi there' }], max_tokens: 4 }).catch((e: unknown) => e);
+      const aErr = await new Anthropic({ baseURL: `${w.base}/gateway/anthropic`, apiKey: key }).messages.create({ model: 'g12-claude', messages: [{ role: 'user', content: 'hi there' }], max_tokens: 4 }).catch((e: unknown) => e);
+      expect(oErr).toBeInstanceOf(OpenAI.APIError);
+      expect((oErr as { status: number }).status).toBe(503);
+      expect(aErr).toBeInstanceOf(Anthropic.APIError);
+      expect((aErr as { status: number }).status).toBe(503);
+      expect(w.fake.hits(o.credential)).toBe(1);
+      expect(w.fake.hits(a.credential)).toBe(1);
+      const recs = await allSettled(w, userId);
+      expect(recs).toHaveLength(2);
+      expect(recs.every((r) => r.status === 'failed' && r.usage_source === 'estimated' && (r.charged as number) > 0)).toBe(true);
     });
   });
 

@@ -179,6 +179,7 @@ const envSchema = z.object({
   TALLY_GATEWAY_FAILURE_THRESHOLD: z.coerce.number().int().min(1).max(100).default(3),
   TALLY_GATEWAY_REAP_AFTER_MS: z.coerce.number().int().min(60_000).max(7 * 86_400_000).default(3_600_000),
   TALLY_GATEWAY_LEASE_MS: z.coerce.number().int().min(3_000).max(3_600_000).default(60_000),
+  TALLY_GATEWAY_STANDARD_TIER_HOSTS: z.string().default('api.openai.com,api.anthropic.com'),
   TALLY_PASSWORD_RESET_TTL_SECONDS: intFromEnv(3600).refine((v) => v >= 60 && v <= 86_400, 'must be between 60 and 86400 seconds'),
   TALLY_PASSWORD_RESET_URL: optionalString.refine((v) => v === undefined || isHttpUrl(v), 'must be an http(s) URL'),
   /** Unauthenticated failures per IP: bad bearer tokens, webhook and job-callback signatures that do not verify. */
@@ -481,6 +482,12 @@ export interface GatewayConfig {
    * pending request only once its lease has run out (so a long stream is never reaped mid-flight).
    */
   readonly leaseMs?: number;
+  /**
+   * Upstream hosts that sell priority capacity through `service_tier`: every request to them is sent
+   * with the standard tier named (OpenAI `default`, Anthropic `standard_only`), so an organization or
+   * project whose default is a dearer tier is never billed it (docs/gateway.md, "What is relayed").
+   */
+  readonly standardTierHosts?: readonly string[];
 }
 
 export const DEFAULT_GATEWAY: GatewayConfig = {
@@ -493,6 +500,7 @@ export const DEFAULT_GATEWAY: GatewayConfig = {
   failureThreshold: 3,
   reapAfterMs: 3_600_000,
   leaseMs: 60_000,
+  standardTierHosts: ['api.openai.com', 'api.anthropic.com'],
 };
 
 export const DEFAULT_MAIL: MailConfig = { smtpUrl: null, from: 'Tally <no-reply@localhost>' };

@@ -141,6 +141,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
       failureThreshold: raw.TALLY_GATEWAY_FAILURE_THRESHOLD,
       reapAfterMs: raw.TALLY_GATEWAY_REAP_AFTER_MS,
       leaseMs: raw.TALLY_GATEWAY_LEASE_MS,
+      standardTierHosts: raw.TALLY_GATEWAY_STANDARD_TIER_HOSTS.split(',').map((h) => h.trim().toLowerCase()).filter(Boolean),
     },
     passwordReset: { ttlSeconds: raw.TALLY_PASSWORD_RESET_TTL_SECONDS, urlTemplate: raw.TALLY_PASSWORD_RESET_URL ?? null },
     storage: storageConfig(raw, dataDir),

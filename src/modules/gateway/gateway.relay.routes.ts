@@ -118,7 +118,10 @@ function renderError(wire: Wire, err: FastifyError, request: FastifyRequest, rep
   const e = toApiError(err as FastifyError & { code?: string }, bodyLimit, request.headers['content-type']);
   const status = statusOf(e.code);
   if (status >= 500 && e.code !== 'unavailable') request.log.error({ err }, 'gateway request failed');
-  if (e.code === 'unavailable') void reply.header('retry-after', '1');
+  // A request an upstream took and Tally billed must not come back as a new one; any other 503 may.
+  const billed = e.code === 'unavailable' && e.details?.['retryable'] === false;
+  if (e.code === 'unavailable' && !billed) void reply.header('retry-after', '1');
+  if (billed) void reply.header('x-should-retry', 'false');
   // A key's rate limit, or a request still running under the same Idempotency-Key, says when to
   // come back; the official clients honour Retry-After.
   const retryAfter = e.code === 'rate_limited' || e.code === 'conflict' ? e.details?.['retry_after_seconds'] : undefined;

@@ -16,7 +16,7 @@ import type { Candidate, UpstreamRouter } from './gateway.router.js';
 import type { Attempt, UpstreamClient } from './gateway.upstream-call.js';
 import { SseSplitter, StreamUsage, usageOfBody, type Wire } from './gateway.wire.js';
 import { boundOf } from './gateway.bounds.js';
-import { assertRelayable } from './gateway.relayed.js';
+import { assertRelayable, withStandardTier } from './gateway.relayed.js';
 import { admit, assertModelAllowed, counted, type KeyLimits, limitsOf, NO_LIMITS } from './gateway.key-limits.js';
 import { keySpent, keyWindowTrueUp } from './gateway.key-limits.repository.js';
 
@@ -198,7 +198,9 @@ export class RelayService {
     }
     const clientAskedUsage = asObjectOrNull(body['stream_options'])?.['include_usage'] === true;
     if (stream && ep.wire === 'openai') upstreamBody = { ...upstreamBody, stream_options: { ...(asObjectOrNull(body['stream_options']) ?? {}), include_usage: true } };
-    const payload = JSON.stringify(upstreamBody);
+    const plain = JSON.stringify(upstreamBody);
+    const tiered = withStandardTier(ep.wire, embeddings, upstreamBody);
+    const payload: Payload = { plain, standardTier: tiered ? JSON.stringify(tiered) : plain };
 
     // Whatever goes wrong from here on, the hold is settled: nothing reached the client → 0; a
     // stream already started → the estimate (the upstream may have billed it).
@@ -227,13 +229,13 @@ export class RelayService {
   }
 
   /** Tries the router's upstreams in order until one answers (see relay). */
-  private async attempts(req: RelayRequest, open: Open, ep: (typeof ENDPOINTS)[EndpointName], model: string, payload: string, stream: boolean, clientAskedUsage: boolean, sink: StreamSink | null): Promise<RelayAnswer> {
+  private async attempts(req: RelayRequest, open: Open, ep: (typeof ENDPOINTS)[EndpointName], model: string, payload: Payload, stream: boolean, clientAskedUsage: boolean, sink: StreamSink | null): Promise<RelayAnswer> {
     const candidates = await this.router.candidates(ep.wire, model);
     let attempts = 0;
     let last: Extract<Attempt, { kind: 'failed' }> | null = null;
     for (const upstream of candidates) {
       attempts++;
-      const attempt = await this.upstreams.call(upstream, ep.path, payload, req.forward);
+      const attempt = await this.upstreams.call(upstream, ep.path, upstream.standardTier ? payload.standardTier : payload.plain, req.forward);
       if (attempt.kind === 'failed') {
         this.router.failed(upstream.id, attempt.failure);
         // The upstream took the whole request and then went quiet: it may be billing for it, so it
@@ -307,7 +309,9 @@ export class RelayService {
       error: `the upstream took the request and did not answer: ${error}`,
       response: null,
     });
-    throw errors.unavailable('The upstream took the request but did not answer it in time; it is billed as sent');
+    // Not to be retried: the official clients retry a 503 by themselves (without an Idempotency-Key,
+    // in Anthropic's case), and each retry would be a second request the provider bills.
+    throw errors.unavailable('The upstream took the request but did not answer it in time; it is billed as sent', { retryable: false });
   }
 
   /**
@@ -630,6 +634,12 @@ function cutEstimate(usage: StreamUsage, inputBytes: number, mediaTokens: number
 }
 
 const OPENAI_MAX_OUTPUT = ['max_completion_tokens', 'max_tokens'] as const;
+
+/** The upstream body, and the same with the standard tier named for hosts that need it. */
+interface Payload {
+  plain: string;
+  standardTier: string;
+}
 
 /**
  * The output limit the client named, if any: on OpenAI's wire the larger of its two names (G2), on

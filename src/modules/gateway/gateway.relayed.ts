@@ -53,3 +53,14 @@ export function assertRelayable(wire: Wire, embeddings: boolean, body: Record<st
     }
   }
 }
+
+/**
+ * The body with the standard tier named, for upstreams whose host sells dearer tiers by default
+ * (an OpenAI project's default tier and Anthropic's `auto` may be Priority capacity the operator
+ * bought); null when the body already names it. Embeddings have no tiers.
+ */
+export function withStandardTier(wire: Wire, embeddings: boolean, body: Record<string, unknown>): Record<string, unknown> | null {
+  if (embeddings) return null;
+  const tier = wire === 'openai' ? 'default' : 'standard_only';
+  return body['service_tier'] === tier ? null : { ...body, service_tier: tier };
+}

@@ -91,6 +91,15 @@ export async function upstreamRecordOutcome(
     .execute();
 }
 
+/** A request this upstream refused (403): counted and said, its circuit untouched. */
+export async function upstreamRecordRefusal(db: Executor, id: string, at: Date, error: string): Promise<void> {
+  await db
+    .updateTable('gateway_upstreams')
+    .set({ error_count: sql`error_count + 1`, last_error: error.slice(0, 1000), last_error_at: at })
+    .where('id', '=', id)
+    .execute();
+}
+
 export interface RequestInsert {
   id: string;
   user_id: string;

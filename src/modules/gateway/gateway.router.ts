@@ -2,7 +2,7 @@ import type { Executor } from '../../db/database.js';
 import type { GatewayConfig } from '../../config/config.js';
 import type { SecretBox } from '../../lib/secret-box.js';
 import { credentialsAad, modelMatches, type UpstreamState, type UpstreamType } from './gateway.js';
-import { upstreamRecordOutcome, upstreamsRoutable } from './gateway.repository.js';
+import { upstreamRecordOutcome, upstreamRecordRefusal, upstreamsRoutable } from './gateway.repository.js';
 
 /** An upstream the relay may call, with its credential opened. */
 export interface Candidate {
@@ -10,6 +10,8 @@ export interface Candidate {
   type: UpstreamType;
   baseUrl: string;
   credentials: string;
+  /** Its host sells dearer tiers by default: send the standard tier named (config standardTierHosts). */
+  standardTier: boolean;
 }
 
 interface Entry extends Candidate {
@@ -26,13 +28,19 @@ interface Entry extends Candidate {
 /** How long the cached list of upstreams is trusted before it is read again (other processes' edits). */
 const REFRESH_MS = 2_000;
 
-export type Failure = { kind: 'retryable'; error: string; retryAfterMs: number | null } | { kind: 'auth'; error: string };
+/**
+ * Why an attempt failed. `auth` (401): the credential itself is refused. `refused` (403): this
+ * request is not permitted to this credential (a model or feature it may not use) — a verdict on the
+ * request, which a hostile client can provoke at will, so it neither disables the upstream nor counts
+ * against its circuit; another upstream may still take the request.
+ */
+export type Failure = { kind: 'retryable'; error: string; retryAfterMs: number | null } | { kind: 'auth'; error: string } | { kind: 'refused'; error: string };
 
 /**
  * Picks upstreams and keeps their circuits: priority tiers (lower first), weighted random order
  * within a tier; an upstream that failed `failureThreshold` times in a row is open for the cooldown
- * (or the upstream's Retry-After), then half-open for one probe; 401/403 disables it until an
- * operator PATCHes it. The circuit lives in memory (the hot path reads no rows) and is written
+ * (or the upstream's Retry-After), then half-open for one probe; 401 disables it until an
+ * operator PATCHes it (a 403 refuses one request, not the credential: see Failure). The circuit lives in memory (the hot path reads no rows) and is written
  * through to the upstream's row for the health view.
  */
 export class UpstreamRouter {
@@ -75,7 +83,7 @@ export class UpstreamRouter {
     const tiers = new Map<number, Entry[]>();
     for (const e of usable) tiers.set(e.priority, [...(tiers.get(e.priority) ?? []), e]);
     const ordered = [...tiers.keys()].sort((a, b) => a - b).flatMap((p) => this.weightedOrder(tiers.get(p) ?? []));
-    return ordered.slice(0, this.settings.maxAttempts).map(({ id, type: t, baseUrl, credentials }) => ({ id, type: t, baseUrl, credentials }));
+    return ordered.slice(0, this.settings.maxAttempts).map(({ id, type: t, baseUrl, credentials, standardTier }) => ({ id, type: t, baseUrl, credentials, standardTier }));
   }
 
   /** Closed serves; open serves nothing until its cooldown ends, then one half-open probe at a time. */
@@ -130,6 +138,11 @@ export class UpstreamRouter {
   failed(id: string, failure: Failure): void {
     const e = this.entries.find((x) => x.id === id);
     const at = this.now();
+    if (failure.kind === 'refused') {
+      // Said in the health view, but the circuit is left as it is.
+      if (e) this.track(upstreamRecordRefusal(this.db, id, at, `request refused: ${failure.error}`));
+      return;
+    }
     let state: UpstreamState = 'closed';
     let failures = 1;
     let cooldownUntil: number | null = null;
@@ -185,6 +198,7 @@ export class UpstreamRouter {
           type: r.type as UpstreamType,
           baseUrl: r.base_url,
           credentials,
+          standardTier: this.settings.standardTierHosts?.includes(hostOf(r.base_url)) ?? false,
           models: r.models,
           priority: r.priority,
           weight: r.weight,
@@ -198,5 +212,13 @@ export class UpstreamRouter {
       ];
     });
     if (generation === this.generation) this.loadedAt = Date.now();
+  }
+}
+
+function hostOf(baseUrl: string): string {
+  try {
+    return new URL(baseUrl).hostname.toLowerCase();
+  } catch {
+    return '';
   }
 }

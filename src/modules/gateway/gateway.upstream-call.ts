@@ -15,8 +15,8 @@ export type Attempt =
 /**
  * Calls upstreams over keep-alive connection pools (undici), one pool per origin. Classifies what
  * comes back: errors before the body was fully sent (connect errors), 429 (with Retry-After) and 5xx
- * are retryable; an error after the body went out is `cut` (attacker review G7); 401/403 say the
- * credential is refused; anything else is the upstream's answer to pass through.
+ * are retryable; an error after the body went out is `cut` (attacker review G7); 401 says the
+ * credential is refused, 403 that this request is; anything else is the upstream's answer to pass through.
  */
 export class UpstreamClient {
   private readonly pools = new Map<string, Pool>();
@@ -59,7 +59,8 @@ export class UpstreamClient {
       if (res.statusCode >= 200 && res.statusCode < 300) return { kind: 'response', status: res.statusCode, headers: h, body: res.body };
       const text = await res.body.text().catch(() => '');
       // A status answer is a refusal the provider does not bill: another upstream may take the request.
-      if (res.statusCode === 401 || res.statusCode === 403) return { kind: 'failed', failure: { kind: 'auth', error: `HTTP ${res.statusCode}` }, status: res.statusCode, text, cut: false };
+      if (res.statusCode === 401) return { kind: 'failed', failure: { kind: 'auth', error: 'HTTP 401' }, status: 401, text, cut: false };
+      if (res.statusCode === 403) return { kind: 'failed', failure: { kind: 'refused', error: `HTTP 403: ${text.slice(0, 200)}` }, status: 403, text, cut: false };
       if (res.statusCode === 429 || res.statusCode >= 500) {
         return { kind: 'failed', failure: { kind: 'retryable', error: `HTTP ${res.statusCode}: ${text.slice(0, 200)}`, retryAfterMs: retryAfterMs(h['retry-after']) }, status: res.statusCode, text, cut: false };
       }
