@@ -225,6 +225,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const keyUses = new KeyUses(database.db, database.schema, clock, 1_000, (err) => deps.logger.warn({ err }, 'api key use counts could not be written'));
   const relay = new RelayService(
     database.db,
+    database.schema,
     creditsLedger(credits),
     router,
     upstreamClient,
@@ -232,6 +233,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     clock,
     (err, requestId) => deps.logger.error({ err, requestId }, 'gateway: settlement failed; the reaper settles it'),
     keyUses,
+    (err, batch) => deps.logger.warn({ err, batch }, 'gateway: a batch failed; its requests ran again one by one'),
   );
   const projects = new ProjectsService(clock, deps.messageCharger ?? new UsageMessageCharger(billing.usage));
   const emailVerificationConfig = config.emailVerification ?? DEFAULT_EMAIL_VERIFICATION;
@@ -381,6 +383,8 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerRelayRoutes(server, services.gateway.relay, config.http.bodyLimit);
   server.addHook('onClose', async () => {
     await upstreamClient.close();
+    // Settlements already queued commit before the database closes (the reaper is for crashes).
+    await services.gateway.relay.drained();
     await router.drain();
     await keyUses.close();
   });

@@ -1,6 +1,6 @@
 import type { Executor } from '../../db/database.js';
 import type { DomainError } from '../../core/errors.js';
-import { accountIdOf, type Ledger, type Owner } from '../credits/credits.port.js';
+import { accountIdOf, type Ledger, type LedgerOp, type OpResult, type Owner } from '../credits/credits.port.js';
 import { operation, scopeOf } from '../idempotency/idempotency.js';
 
 /**
@@ -26,46 +26,78 @@ export interface GatewayLedger {
   ): Promise<{ ok: true; holdId: string } | { ok: false; error: DomainError }>;
   /** Captures `amount` (≤ held; 0 gives everything back) of the request's hold, in the caller's transaction. */
   capture(trx: Executor, owner: Owner, requestId: string, holdId: string, amount: number): Promise<{ ok: true } | { ok: false; error: DomainError }>;
+  /** `hold` for many requests in one ledger batch (accounts locked together, in id order); answers in order. */
+  holdMany(trx: Executor, holds: readonly HoldRequest[]): Promise<({ ok: true; holdId: string } | { ok: false; error: DomainError })[]>;
+  /** `capture` for many requests in one ledger batch; answers in order. */
+  captureMany(trx: Executor, captures: readonly CaptureRequest[]): Promise<({ ok: true } | { ok: false; error: DomainError })[]>;
+}
+
+export interface HoldRequest {
+  owner: Owner;
+  requestId: string;
+  amount: number;
+  expiresInSeconds: number;
+  memberId: string | null;
+}
+
+export interface CaptureRequest {
+  owner: Owner;
+  requestId: string;
+  holdId: string;
+  amount: number;
 }
 
 const principalOf = (requestId: string): string => `gateway:${requestId}`;
 const GATEWAY_HOLD = operation('gateway.hold');
 const GATEWAY_SETTLE = operation('gateway.settle');
 
+const holdOp = (h: HoldRequest): LedgerOp => ({
+  kind: 'hold',
+  requestId: h.requestId,
+  idem: scopeOf(GATEWAY_HOLD, { principal: principalOf(h.requestId) }, 'hold', { params: { request_id: h.requestId }, body: { amount: h.amount, request_id: h.requestId } }),
+  amount: h.amount,
+  expiresInSeconds: h.expiresInSeconds,
+  metadata: { gateway_request_id: h.requestId, reason: 'LLM gateway request' },
+  memberId: h.memberId,
+});
+
+const captureOp = (c: CaptureRequest): LedgerOp => ({
+  kind: 'capture',
+  requestId: c.requestId,
+  idem: scopeOf(GATEWAY_SETTLE, { principal: principalOf(c.requestId) }, 'settle', { params: { request_id: c.requestId }, body: { hold_id: c.holdId, amount: c.amount } }),
+  holdId: c.holdId,
+  amount: c.amount,
+  metadata: { gateway_request_id: c.requestId },
+});
+
+const heldOf = (r: OpResult | undefined): { ok: true; holdId: string } | { ok: false; error: DomainError } => {
+  if (!r) throw new Error('the ledger answered no result for a hold');
+  return r.ok ? { ok: true, holdId: (r.value as { id: string }).id } : { ok: false, error: r.error };
+};
+
+const capturedOf = (r: OpResult | undefined): { ok: true } | { ok: false; error: DomainError } => {
+  if (!r) throw new Error('the ledger answered no result for a capture');
+  return r.ok ? { ok: true } : { ok: false, error: r.error };
+};
+
 export function creditsLedger(credits: Ledger): GatewayLedger {
   return {
     accountOf: accountIdOf,
     async hold(trx, owner, requestId, amount, expiresInSeconds, memberId = null) {
-      const body = { amount, request_id: requestId };
-      const [result] = await credits.executeIn(trx, owner, [
-        {
-          kind: 'hold',
-          requestId,
-          idem: scopeOf(GATEWAY_HOLD, { principal: principalOf(requestId) }, 'hold', { params: { request_id: requestId }, body }),
-          amount,
-          expiresInSeconds,
-          metadata: { gateway_request_id: requestId, reason: 'LLM gateway request' },
-          memberId,
-        },
-      ]);
-      if (!result) throw new Error('the ledger answered no result for a hold');
-      if (!result.ok) return { ok: false, error: result.error };
-      return { ok: true, holdId: (result.value as { id: string }).id };
+      const [result] = await credits.executeIn(trx, owner, [holdOp({ owner, requestId, amount, expiresInSeconds, memberId })]);
+      return heldOf(result);
     },
     async capture(trx, owner, requestId, holdId, amount) {
-      const body = { hold_id: holdId, amount };
-      const [result] = await credits.executeIn(trx, owner, [
-        {
-          kind: 'capture',
-          requestId,
-          idem: scopeOf(GATEWAY_SETTLE, { principal: principalOf(requestId) }, 'settle', { params: { request_id: requestId }, body }),
-          holdId,
-          amount,
-          metadata: { gateway_request_id: requestId },
-        },
-      ]);
-      if (!result) throw new Error('the ledger answered no result for a capture');
-      return result.ok ? { ok: true } : { ok: false, error: result.error };
+      const [result] = await credits.executeIn(trx, owner, [captureOp({ owner, requestId, holdId, amount })]);
+      return capturedOf(result);
+    },
+    async holdMany(trx, holds) {
+      const results = await credits.executeManyIn(trx, holds.map((h) => ({ owner: h.owner, op: holdOp(h) })));
+      return holds.map((_, i) => heldOf(results[i]));
+    },
+    async captureMany(trx, captures) {
+      const results = await credits.executeManyIn(trx, captures.map((c) => ({ owner: c.owner, op: captureOp(c) })));
+      return captures.map((_, i) => capturedOf(results[i]));
     },
   };
 }

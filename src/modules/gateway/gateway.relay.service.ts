@@ -11,7 +11,8 @@ import type { GatewayLedger } from './gateway.ledger.js';
 import { costMicros, holdCredits, inputBoundOf, maxCostMicros, type ModelPrice, priceMetric, priceOf } from './gateway.pricing.js';
 import { apiKeyFindLiveByHash } from '../api-keys/api-keys.repository.js';
 import type { KeyUses } from '../api-keys/api-keys.uses.js';
-import { carryAdd, pricedModels, requestFind, requestFindByKey, requestInsert, requestLock, requestSettle, requestsRenew, requestsStale } from './gateway.repository.js';
+import { carryAdd, carryAddTotal, pricedModels, type RequestInsert, requestFind, requestFindByKey, requestInsert, requestInsertMany, requestLock, requestLockMany, requestSettle, requestSettleMany, requestsRenew, requestsStale } from './gateway.repository.js';
+import { GroupCommit, type ItemOutcome } from '../../lib/group-commit.js';
 import type { Candidate, UpstreamRouter } from './gateway.router.js';
 import type { Attempt, UpstreamClient } from './gateway.upstream-call.js';
 import { SseSplitter, StreamUsage, usageOfBody, type Wire } from './gateway.wire.js';
@@ -111,6 +112,8 @@ export class RelayService {
 
   constructor(
     private readonly db: Db,
+    /** The schema Tally's tables live in (set-based statements name it: gateway.repository.ts). */
+    private readonly schema: string,
     private readonly ledger: GatewayLedger,
     private readonly router: UpstreamRouter,
     private readonly upstreams: UpstreamClient,
@@ -119,7 +122,28 @@ export class RelayService {
     private readonly onSettleError: (err: unknown, requestId: string) => void,
     /** Where each key's use is counted (written in batches, api-keys.uses.ts). */
     private readonly keyUses: KeyUses | null = null,
+    /** Told when a batch failed and its requests ran again one by one (a warning: nothing is lost). */
+    private readonly onBatchError: (err: unknown, batch: string) => void = () => {},
   ) {}
+
+  /**
+   * Opens and settlements are group-committed (docs/gateway.md, "Batched opens and settlements"):
+   * under load, the requests that arrive while a transaction runs share the next one — one ledger
+   * batch and one statement per table for all of them — instead of queueing one by one on their
+   * account's row lock. Idle, a request goes at once, alone.
+   */
+  private readonly opens = new GroupCommit<OpenItem, string>((items) => this.openBatch(items), (item) => this.openOne(item), BATCHING, (err, n) => this.onBatchError(err, `${n} opens`));
+  private readonly settles = new GroupCommit<SettleItem, void>((items) => this.settleBatch(items), (item) => this.settleOne(item), BATCHING, (err, n) => this.onBatchError(err, `${n} settlements`));
+
+  /** How the group commits have gone (tests, metrics). */
+  get batching(): { opens: GroupCommit<OpenItem, string>['stats']; settles: GroupCommit<SettleItem, void>['stats'] } {
+    return { opens: this.opens.stats, settles: this.settles.stats };
+  }
+
+  /** Waits for the opens and settlements queued or running (tests, shutdown). */
+  async drained(): Promise<void> {
+    await Promise.all([this.opens.drained(), this.settles.drained()]);
+  }
 
   /**
    * The caller of a `tly_` key that holds the `gateway` scope (or `*`, which holds every scope): a
@@ -382,33 +406,31 @@ export class RelayService {
 
   /** Hold and record, in one transaction: no hold without its record, no record without its hold. */
   private async open(caller: Caller, req: RelayRequest, endpoint: string, model: string, stream: boolean, held: number, hash: string, reserve: number, mediaTokens: number): Promise<string> {
+    const item: OpenItem = {
+      caller,
+      held,
+      reserve,
+      row: {
+        id: req.requestId,
+        user_id: caller.userId,
+        workspace_id: caller.workspaceId,
+        api_key_id: caller.keyId,
+        idempotency_key: req.idempotencyKey,
+        request_hash: req.idempotencyKey ? hash : null,
+        endpoint,
+        model,
+        stream,
+        held,
+        // What the reaper bills if this process dies before settling (docs/gateway.md, "Crash").
+        input_tokens: estimate(req.rawBytes, 0, mediaTokens).input,
+        window_start: null,
+        reserved_tokens: 0,
+        lease_until: this.leaseUntil(),
+      },
+    };
     try {
-      const holdId = await this.db.transaction().execute(async (trx) => {
-        // The key's own limits first, under its row lock: refused here, nothing is held or counted.
-        const admitted = counted(caller.limits) ? await admit(trx, caller.keyId, { held, tokens: reserve }, this.now()) : null;
-        // A workspace key spends the pool as its user: a viewer's key never spends, and the cap holds.
-        const hold = await this.ledger.hold(trx, caller.owner, req.requestId, held, HOLD_SECONDS, caller.workspaceId ? caller.userId : null);
-        if (!hold.ok) throw hold.error;
-        await requestInsert(trx, {
-          id: req.requestId,
-          user_id: caller.userId,
-          workspace_id: caller.workspaceId,
-          api_key_id: caller.keyId,
-          idempotency_key: req.idempotencyKey,
-          request_hash: req.idempotencyKey ? hash : null,
-          endpoint,
-          model,
-          stream,
-          hold_id: hold.holdId,
-          held,
-          // What the reaper bills if this process dies before settling (docs/gateway.md, "Crash").
-          input_tokens: estimate(req.rawBytes, 0, mediaTokens).input,
-          window_start: admitted?.windowStart ?? null,
-          reserved_tokens: admitted?.reservedTokens ?? 0,
-          lease_until: this.leaseUntil(),
-        });
-        return hold.holdId;
-      });
+      // A key with counted limits is admitted under its own row lock, one request at a time: alone.
+      const holdId = counted(caller.limits) ? await this.openOne(item) : await this.opens.submit(item);
       this.track(req.requestId);
       return holdId;
     } catch (err) {
@@ -416,6 +438,36 @@ export class RelayService {
       if ((err as { code?: string }).code === '23505' && req.idempotencyKey) throw inFlight();
       throw err;
     }
+  }
+
+  private async openOne({ caller, held, reserve, row }: OpenItem): Promise<string> {
+    return this.db.transaction().execute(async (trx) => {
+      // The key's own limits first, under its row lock: refused here, nothing is held or counted.
+      const admitted = counted(caller.limits) ? await admit(trx, caller.keyId, { held, tokens: reserve }, this.now()) : null;
+      // A workspace key spends the pool as its user: a viewer's key never spends, and the cap holds.
+      const hold = await this.ledger.hold(trx, caller.owner, row.id, held, HOLD_SECONDS, memberOf(caller));
+      if (!hold.ok) throw hold.error;
+      await requestInsert(trx, { ...row, hold_id: hold.holdId, window_start: admitted?.windowStart ?? null, reserved_tokens: admitted?.reservedTokens ?? 0 });
+      return hold.holdId;
+    });
+  }
+
+  /** Many uncounted keys' opens: one ledger batch for the holds, one insert for the records. */
+  private async openBatch(items: OpenItem[]): Promise<ItemOutcome<string>[]> {
+    return this.db.transaction().execute(async (trx) => {
+      const holds = await this.ledger.holdMany(
+        trx,
+        items.map(({ caller, held, row }) => ({ owner: caller.owner, requestId: row.id, amount: held, expiresInSeconds: HOLD_SECONDS, memberId: memberOf(caller) })),
+      );
+      const rows: RequestInsert[] = [];
+      const outcomes = holds.map((h, i): ItemOutcome<string> => {
+        if (!h.ok) return { ok: false, error: h.error };
+        rows.push({ ...(items[i] as OpenItem).row, hold_id: h.holdId });
+        return { ok: true, value: h.holdId };
+      });
+      await requestInsertMany(trx, rows);
+      return outcomes;
+    });
   }
 
   /**
@@ -460,7 +512,7 @@ export class RelayService {
     }
     const caller: Caller = { userId: row.user_id, workspaceId: row.workspace_id, keyId: row.api_key_id ?? '', owner, limits: NO_LIMITS };
     const open: Open = { caller, model: row.model, price: price ?? ZERO_PRICE, holdId: row.hold_id, held: Number(row.held), stream: false, started: -1, mediaTokens: 0 };
-    await this.settleNow(row.id, open, {
+    await this.settleOne({ requestId: row.id, open, s: {
       status: 'failed',
       httpStatus: null,
       upstreamId: null,
@@ -470,7 +522,7 @@ export class RelayService {
       ttftMs: null,
       error: 'the process ended before the request settled (reaped)',
       response: null,
-    });
+    } });
   }
 
   /**
@@ -480,7 +532,8 @@ export class RelayService {
    * move money twice). Runs after the answer went out; failures are logged and left to the reaper.
    */
   settle(requestId: string, open: Open, s: Settlement): Promise<void> {
-    return this.settleNow(requestId, open, s)
+    return this.settles
+      .submit({ requestId, open, s })
       .catch((err) => this.onSettleError(err, requestId))
       .finally(() => this.untrack(requestId));
   }
@@ -515,18 +568,14 @@ export class RelayService {
     }
   }
 
-  private async settleNow(requestId: string, open: Open, s: Settlement): Promise<void> {
-    const exact = s.source === 'none' ? 0 : costMicros(open.price, s.tokens);
-    // Never more than was held: the hold is what the payer agreed could be spent. What the hold
-    // did not cover is recorded (uncharged_micros), never forgiven silently.
-    const billable = Math.min(exact, open.held * 1_000_000);
-    const latency = open.started < 0 ? null : Math.round(performance.now() - open.started);
+  private async settleOne({ requestId, open, s }: SettleItem): Promise<void> {
+    const { exact, billable, latency } = this.costOf(open, s);
     await this.db.transaction().execute(async (trx) => {
       const row = await requestLock(trx, requestId);
       if (!row || row.status !== 'pending') return;
       // A pool carries each member's fraction apart (R9): the capture names the member, so what it
       // captures must be the crossing of that member's own running total.
-      const carry = { accountId: this.ledger.accountOf(open.caller.owner), memberId: open.caller.workspaceId ? open.caller.userId : '' };
+      const carry = carryOf(this.ledger, open.caller);
       const due = billable > 0 ? await carryAdd(trx, carry, billable) : 0;
       // The key's row before the account's: the order open() takes them in (key limits, then the
       // hold), so a settlement and the next request of one key can never deadlock.
@@ -536,24 +585,69 @@ export class RelayService {
       }
       const captured = await this.ledger.capture(trx, open.caller.owner, requestId, open.holdId, due);
       if (!captured.ok) throw captured.error;
-      await requestSettle(trx, requestId, {
-        status: s.status,
-        http_status: s.httpStatus,
-        upstream_id: s.upstreamId,
-        attempts: s.attempts,
-        tokens: s.tokens,
-        cost_micros: billable,
-        uncharged_micros: exact - billable,
-        charged: due,
-        usage_source: s.source,
-        latency_ms: latency,
-        ttft_ms: s.ttftMs,
-        error: s.error,
-        response: s.response,
-        carry_member_id: carry.memberId,
-        settled_at: this.now(),
-      });
+      await requestSettle(trx, requestId, settledRow(s, billable, exact, due, latency, carry.memberId, this.now()));
     });
+  }
+
+  /**
+   * Many settlements in one transaction, locking in the order a lone one does — the request rows,
+   * then the carries, the keys and the accounts, each in id order — so batches and lone settlements
+   * never deadlock. Each carry takes its settlements' sum in one statement and the credits that
+   * crossed are split among them in order, exactly as one `carryAdd` each would have. A capture the
+   * ledger refuses fails the batch, and each settlement then runs alone (GroupCommit).
+   */
+  private async settleBatch(items: SettleItem[]): Promise<ItemOutcome<void>[]> {
+    const at = this.now();
+    await this.db.transaction().execute(async (trx) => {
+      const rows = new Map((await requestLockMany(trx, [...new Set(items.map((i) => i.requestId))])).map((r) => [r.id, r]));
+      const live: { item: SettleItem; row: NonNullable<ReturnType<typeof rows.get>>; billable: number; exact: number; latency: number | null; carry: { accountId: string; memberId: string }; due: number }[] = [];
+      for (const item of items) {
+        const row = rows.get(item.requestId);
+        // Settled already (the reaper, a twin in this batch): nothing moves.
+        if (!row || row.status !== 'pending') continue;
+        rows.delete(item.requestId);
+        live.push({ item, row, ...this.costOf(item.open, item.s), carry: carryOf(this.ledger, item.open.caller), due: 0 });
+      }
+      const carries = groupSorted(live.filter((l) => l.billable > 0), (l) => `${l.carry.accountId}\u0000${l.carry.memberId}`);
+      for (const group of carries) {
+        const sum = group.reduce((n, l) => n + l.billable, 0);
+        let running = (await carryAddTotal(trx, (group[0] as (typeof live)[number]).carry, sum)) - sum;
+        for (const l of group) {
+          const before = running;
+          running += l.billable;
+          l.due = Math.floor(running / 1_000_000) - Math.floor(before / 1_000_000);
+        }
+      }
+      for (const group of groupSorted(live.filter((l) => l.row.api_key_id), (l) => l.row.api_key_id as string)) {
+        const keyId = (group[0] as (typeof live)[number]).row.api_key_id as string;
+        await keySpent(trx, keyId, group.reduce((n, l) => n + l.billable, 0));
+        for (const w of groupSorted(group.filter((l) => l.row.window_start), (l) => (l.row.window_start as Date).toISOString())) {
+          const delta = w.reduce((n, l) => n + tokenCount(l.item.s.tokens) - Number(l.row.reserved_tokens), 0);
+          await keyWindowTrueUp(trx, keyId, (w[0] as (typeof live)[number]).row.window_start as Date, delta);
+        }
+      }
+      const captured = await this.ledger.captureMany(
+        trx,
+        live.map((l) => ({ owner: l.item.open.caller.owner, requestId: l.item.requestId, holdId: l.item.open.holdId, amount: l.due })),
+      );
+      const refused = captured.find((c) => !c.ok);
+      if (refused && !refused.ok) throw refused.error;
+      await requestSettleMany(
+        trx,
+        this.schema,
+        live.map((l) => ({ id: l.item.requestId, s: settledRow(l.item.s, l.billable, l.exact, l.due, l.latency, l.carry.memberId, at) })),
+      );
+    });
+    return items.map(() => ({ ok: true, value: undefined }));
+  }
+
+  /** The exact cost, what of it is billable (never more than was held), and the latency. */
+  private costOf(open: Open, s: Settlement): { exact: number; billable: number; latency: number | null } {
+    const exact = s.source === 'none' ? 0 : costMicros(open.price, s.tokens);
+    // Never more than was held: the hold is what the payer agreed could be spent. What the hold
+    // did not cover is recorded (uncharged_micros), never forgiven silently.
+    const billable = Math.min(exact, open.held * 1_000_000);
+    return { exact, billable, latency: open.started < 0 ? null : Math.round(performance.now() - open.started) };
   }
 }
 
@@ -676,3 +770,56 @@ function jsonHeaders(upstream: Record<string, string>): Record<string, string> {
   return { 'content-type': upstream['content-type'] ?? 'application/json' };
 }
 
+/** Group-commit bounds for opens and settlements: one transaction at a time each, up to 64 requests. */
+const BATCHING = { maxBatch: 64, maxParallel: 1 };
+
+interface OpenItem {
+  caller: Caller;
+  held: number;
+  /** Tokens the key's minute reserves (counted keys only). */
+  reserve: number;
+  row: Omit<RequestInsert, 'hold_id'>;
+}
+
+interface SettleItem {
+  requestId: string;
+  open: Open;
+  s: Settlement;
+}
+
+/** A workspace key's hold and carry name its user as the pool's member. */
+const memberOf = (caller: Caller): string | null => (caller.workspaceId ? caller.userId : null);
+
+const carryOf = (ledger: GatewayLedger, caller: Caller) => ({ accountId: ledger.accountOf(caller.owner), memberId: memberOf(caller) ?? '' });
+
+function settledRow(s: Settlement, billable: number, exact: number, due: number, latency: number | null, carryMemberId: string, at: Date) {
+  return {
+    status: s.status,
+    http_status: s.httpStatus,
+    upstream_id: s.upstreamId,
+    attempts: s.attempts,
+    tokens: s.tokens,
+    cost_micros: billable,
+    uncharged_micros: exact - billable,
+    charged: due,
+    usage_source: s.source,
+    latency_ms: latency,
+    ttft_ms: s.ttftMs,
+    error: s.error,
+    response: s.response,
+    carry_member_id: carryMemberId,
+    settled_at: at,
+  };
+}
+
+/** Items grouped by a key, the groups in key order (the order their rows are locked in). */
+function groupSorted<T>(items: readonly T[], keyOf: (t: T) => string): T[][] {
+  const groups = new Map<string, T[]>();
+  for (const t of items) {
+    const k = keyOf(t);
+    const g = groups.get(k);
+    if (g) g.push(t);
+    else groups.set(k, [t]);
+  }
+  return [...groups.keys()].sort().map((k) => groups.get(k) as T[]);
+}

@@ -122,6 +122,11 @@ export async function requestInsert(db: Executor, row: RequestInsert): Promise<v
   await db.insertInto('gateway_requests').values(row).execute();
 }
 
+/** Many request records in one statement (the relay's batched opens). */
+export async function requestInsertMany(db: Executor, rows: readonly RequestInsert[]): Promise<void> {
+  if (rows.length > 0) await db.insertInto('gateway_requests').values([...rows]).execute();
+}
+
 export async function requestFind(db: Executor, id: string): Promise<RequestRow | undefined> {
   return db.selectFrom('gateway_requests').select([...REQUEST_COLUMNS]).where('id', '=', id).executeTakeFirst();
 }
@@ -139,6 +144,18 @@ export async function requestFindByKey(db: Executor, userId: string, key: string
 /** Locks a request row for its one settlement (with what it counted against its key's minute). */
 export async function requestLock(db: Executor, id: string) {
   return db.selectFrom('gateway_requests').select([...REQUEST_COLUMNS, 'window_start', 'reserved_tokens']).where('id', '=', id).forUpdate().executeTakeFirst();
+}
+
+/** `requestLock` for many requests, in id order (the order every batch of settlements locks in). */
+export async function requestLockMany(db: Executor, ids: readonly string[]) {
+  if (ids.length === 0) return [];
+  return db
+    .selectFrom('gateway_requests')
+    .select([...REQUEST_COLUMNS, 'window_start', 'reserved_tokens'])
+    .where('id', 'in', [...ids])
+    .orderBy('id')
+    .forUpdate()
+    .execute();
 }
 
 export interface RequestSettle {
@@ -188,6 +205,47 @@ export async function requestSettle(db: Executor, id: string, s: RequestSettle):
     .execute();
 }
 
+/** `requestSettle` for many requests in one statement (the rows are locked by the caller). */
+export async function requestSettleMany(db: Executor, schema: string, settled: readonly { id: string; s: RequestSettle }[]): Promise<void> {
+  if (settled.length === 0) return;
+  const rows = settled.map(({ id, s }) => ({
+    id,
+    status: s.status,
+    http_status: s.http_status,
+    upstream_id: s.upstream_id,
+    attempts: s.attempts,
+    input_tokens: s.tokens.input,
+    cached_input_tokens: s.tokens.cachedInput,
+    cache_write_tokens: s.tokens.cacheWrite,
+    output_tokens: s.tokens.output,
+    reasoning_tokens: s.tokens.reasoning,
+    cost_micros: s.cost_micros,
+    uncharged_micros: s.uncharged_micros,
+    charged: s.charged,
+    usage_source: s.usage_source,
+    latency_ms: s.latency_ms,
+    ttft_ms: s.ttft_ms,
+    error: s.error,
+    response: s.response,
+    carry_member_id: s.carry_member_id,
+    settled_at: s.settled_at.toISOString(),
+  }));
+  await sql`
+    update ${sql.table(`${schema}.gateway_requests`)} r set
+      status = v.status, http_status = v.http_status, upstream_id = v.upstream_id, attempts = v.attempts,
+      input_tokens = v.input_tokens, cached_input_tokens = v.cached_input_tokens, cache_write_tokens = v.cache_write_tokens,
+      output_tokens = v.output_tokens, reasoning_tokens = v.reasoning_tokens, cost_micros = v.cost_micros,
+      uncharged_micros = v.uncharged_micros, charged = v.charged, usage_source = v.usage_source,
+      latency_ms = v.latency_ms, ttft_ms = v.ttft_ms, error = v.error, response = v.response,
+      carry_member_id = v.carry_member_id, settled_at = v.settled_at
+    from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as v(
+      id text, status text, http_status int4, upstream_id text, attempts int4,
+      input_tokens int8, cached_input_tokens int8, cache_write_tokens int8, output_tokens int8, reasoning_tokens int8,
+      cost_micros int8, uncharged_micros int8, charged int8, usage_source text, latency_ms int4, ttft_ms int4,
+      error text, response text, carry_member_id text, settled_at timestamptz)
+    where r.id = v.id`.execute(db);
+}
+
 /**
  * Pending requests whose process stopped renewing their lease (it ended mid-request): the reaper's
  * work. A row from before leases (0035) falls back to its age.
@@ -228,14 +286,22 @@ export async function requestList(db: Executor, page: PageRequest, filter: { use
  * its row and the credits captured for it stay floor(total / 1e6).
  */
 export async function carryAdd(db: Executor, carry: { accountId: string; memberId: string }, micros: number): Promise<number> {
+  const total = await carryAddTotal(db, carry, micros);
+  return Math.floor(total / 1_000_000) - Math.floor((total - micros) / 1_000_000);
+}
+
+/**
+ * Adds many settlements' costs to one carry (one statement) and answers its new running total: the
+ * caller splits the credits that crossed among them in order, as successive `carryAdd`s would.
+ */
+export async function carryAddTotal(db: Executor, carry: { accountId: string; memberId: string }, micros: number): Promise<number> {
   const row = await db
     .insertInto('gateway_carries')
     .values({ account_id: carry.accountId, member_id: carry.memberId, total_micros: micros })
     .onConflict((oc) => oc.columns(['account_id', 'member_id']).doUpdateSet({ total_micros: sql`gateway_carries.total_micros + ${micros}::int8` }))
     .returning('total_micros')
     .executeTakeFirstOrThrow();
-  const total = Number(row.total_micros);
-  return Math.floor(total / 1_000_000) - Math.floor((total - micros) / 1_000_000);
+  return Number(row.total_micros);
 }
 
 /** The models with gateway prices (cost models `llm:<model>`, active). */
