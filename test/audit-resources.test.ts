@@ -4,6 +4,7 @@ import { client, type Json } from './support/client.js';
 import { signUp } from './support/fixtures.js';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';
 import { rawPut } from './support/storage.js';
+import { signCallback } from '../src/modules/jobs/jobs.signature.js';
 
 /**
  * The audit of storage objects, IDE resources and jobs (docs/audit.md, "What is audited"): each
@@ -175,6 +176,29 @@ describe(`audit of resources (${TARGET})`, () => {
     expect(canceled.status).toBe(200);
     expect(await rowsOf(canceled.headers['x-request-id'])).toMatchObject([{ action: 'job.canceled', target: { id: other.body.id }, after: { status: 'canceled' } }]);
     expect(JSON.stringify(await rowsAbout('jobs', made.body.id))).not.toContain('PROMPT_WORDS');
+  });
+
+  it("jobs ended outside a request: a provider's callback and the timeout worker leave one row each, naming the provider (and the request) or the worker", async () => {
+    const user = await signUp(app);
+    expect((await svc().post('/v1/credits/grant', { user_id: user.user.id, amount: 50, reason: 'test' }, { idempotencyKey: key() })).status).toBe(201);
+    const viaCallback = (await svc().post('/v1/jobs', { user_id: user.user.id, kind: 'video', input: {}, cost: 5 }, { idempotencyKey: key() })).body;
+    const raw = JSON.stringify({ event: 'failed', error: 'provider gave up' });
+    const signature = signCallback(app.config.jobs.callbackSecret, viaCallback.id, raw, Math.floor(Date.now() / 1000));
+    const told = await app.server.inject({ method: 'POST', url: `/v1/jobs/${viaCallback.id}/callback`, payload: raw, headers: { 'content-type': 'application/json', 'tally-signature': signature } });
+    expect(told.statusCode).toBe(200);
+    const [failed, ...moreFailed] = (await rowsAbout('jobs', viaCallback.id)).filter((r) => r.action !== 'job.created');
+    expect(moreFailed).toEqual([]);
+    expect(failed).toMatchObject({
+      action: 'job.failed', actor: { kind: 'provider', id: 'default' }, request_id: told.headers['x-request-id'], after: { status: 'failed', error: 'provider gave up' },
+    });
+
+    const viaTimeout = (await svc().post('/v1/jobs', { user_id: user.user.id, kind: 'video', input: {}, cost: 5, timeout_seconds: 1 }, { idempotencyKey: key() })).body;
+    await new Promise((r) => setTimeout(r, 1_100));
+    await app.services.queue.runDue(new Date());
+    expect((await svc().get(`/v1/jobs/${viaTimeout.id}`)).body.status).toBe('timed_out');
+    const ended = (await rowsAbout('jobs', viaTimeout.id)).filter((r) => r.action !== 'job.created');
+    expect(ended).toMatchObject([{ action: 'job.timed_out', actor: { kind: 'system', id: 'jobs.timeout' }, after: { status: 'timed_out' } }]);
+    expect(ended[0]?.request_id).toMatch(/^timeout:/);
   });
 
   it('IDE rows written often (editor, terminal, runs, analyses) and project files write no audit row; the chain verifies', async () => {
