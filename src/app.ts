@@ -42,6 +42,7 @@ import { type BillingServices, registerBillingRoutes } from './modules/billing/b
 import { SubscriptionsService } from './modules/billing/billing.subscriptions.service.js';
 import { UsageService } from './modules/billing/billing.usage.service.js';
 import { UsageMessageCharger } from './modules/billing/billing.message-charger.js';
+import { UsageExecutionCharger } from './modules/billing/billing.execution-charger.js';
 import { DEFAULT_ANALYTICS, DEFAULT_BILLING, DEFAULT_EMAIL_VERIFICATION, DEFAULT_GATEWAY, DEFAULT_MAIL, DEFAULT_PASSWORD_RESET, DEFAULT_WEBHOOKS_OUT } from './config/config.js';
 import { CreditsService } from './modules/credits/credits.service.js';
 import { registerPaymentRoutes } from './modules/payments/payments.routes.js';
@@ -293,7 +294,10 @@ export async function createApp(deps: AppDeps): Promise<App> {
     analytics: new AnalyticsService(clock, config.analyticsRetentionDays, config.analytics ?? DEFAULT_ANALYTICS, config.rateLimits?.entries),
     storage,
     projectFiles: new ProjectFilesService(projects, storage.driver),
-    ide: new IdeServices(database.db, projects, secrets, clock, webhooksOut),
+    ide: new IdeServices(
+      database.db, projects, secrets, clock, webhooksOut,
+      billingConfig.codeExecutionMetric ? new UsageExecutionCharger(billing.usage, billingConfig.codeExecutionMetric) : null,
+    ),
     storageMeter: new StorageMeter(
       database.db,
       {

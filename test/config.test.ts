@@ -28,6 +28,13 @@ describe('configuration', () => {
     expect(Object.isFrozen(config)).toBe(true);
   });
 
+  it('code runs are billed only when TALLY_CODE_EXECUTION_METRIC names a metric', () => {
+    expect(loadConfig({ TALLY_DATA_DIR: tempDir() }).config.billing?.codeExecutionMetric).toBeUndefined();
+    expect(loadConfig({ TALLY_DATA_DIR: tempDir(), TALLY_CODE_EXECUTION_METRIC: '' }).config.billing?.codeExecutionMetric).toBeUndefined();
+    expect(loadConfig({ TALLY_DATA_DIR: tempDir(), TALLY_CODE_EXECUTION_METRIC: 'code_execution_ms' }).config.billing?.codeExecutionMetric).toBe('code_execution_ms');
+    expect(() => loadConfig({ TALLY_DATA_DIR: tempDir(), TALLY_CODE_EXECUTION_METRIC: 'not a metric' })).toThrow(ConfigError);
+  });
+
   it('TALLY_BALANCE_CAP=0 means no cap', () => {
     const { config } = loadConfig({ TALLY_DATA_DIR: tempDir(), TALLY_BALANCE_CAP: '0', TALLY_SIGNUP_BONUS: '10' });
     expect(config.credits).toMatchObject({ balanceCap: null, signupBonus: 10 });

@@ -123,6 +123,8 @@ const envSchema = z.object({
     .default('UTC'),
   TALLY_DAILY_FREE_QUOTA: intFromEnv(3),
   TALLY_FREE_QUOTA_METRICS: z.string().default('autofix'),
+  /** Bill finished code runs as usage events of this metric (docs/ide.md, "Billing runs"); unset = not billed. */
+  TALLY_CODE_EXECUTION_METRIC: optionalString.refine((v) => v === undefined || /^[A-Za-z0-9_.:-]{1,64}$/.test(v), 'must be a metric name (letters, digits, _ . : -; up to 64)'),
   // Payments (docs/payments.md). A provider without its secret is not configured: its webhook
   // answers 503 and processes nothing (the provider keeps retrying until it is configured).
   /** Comma-separated: during a rotation Stripe signs with the old and the new secret. */
@@ -544,6 +546,8 @@ export interface BillingConfig {
   /** The daily free quota a new cost model of one of `freeQuotaMetrics` gets when none is given. */
   readonly dailyFreeQuota: number;
   readonly freeQuotaMetrics: readonly string[];
+  /** Code runs are billed as usage events of this metric when set (docs/ide.md, "Billing runs"); absent = not billed. */
+  readonly codeExecutionMetric?: string;
   /** POST /v1/check's in-process snapshots (docs/billing.md, "Entitlement checks"); absent = off. */
   readonly checkCache?: { readonly ttlMs: number; readonly maxEntries: number };
 }

@@ -3,7 +3,7 @@ import { iso, Timestamp } from '../../core/schemas.js';
 
 /**
  * The audit log's closed list of actions (docs/audit.md). The same list is the CHECK on
- * `audit_log.action` (migration 0028); adding one is adding it in both places.
+ * `audit_log.action` (migrations 0028, 0040); adding one is adding it in both places.
  */
 export const AUDIT_ACTIONS = [
   'user.created', 'user.updated', 'user.deactivated', 'user.reactivated', 'user.role_changed', 'user.deleted',
@@ -25,6 +25,11 @@ export const AUDIT_ACTIONS = [
   'spend_cap.set', 'spend_cap.updated', 'spend_cap.removed',
   'payment.created', 'payment.status_changed', 'payment.updated', 'payment.deleted',
   'credits.granted', 'credits.adjusted', 'credits.refunded', 'credits.clawed_back',
+  // 0040: storage objects, IDE resources, jobs (docs/audit.md, "What is audited")
+  'storage_object.deleted',
+  'git_repository.created', 'git_repository.updated', 'git_repository.credentials_rotated', 'git_repository.deleted',
+  'deployment.created', 'deployment.status_changed', 'deployment.updated', 'deployment.deleted',
+  'job.created', 'job.completed', 'job.failed', 'job.canceled', 'job.timed_out',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

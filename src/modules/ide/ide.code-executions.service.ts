@@ -4,6 +4,9 @@ import { errors } from '../../core/errors.js';
 import type { PageRequest } from '../../core/paging.js';
 import type { Principal } from '../../core/principal.js';
 import { newId } from '../../lib/ids.js';
+import { elevate } from '../../db/request-role.js';
+import { projectFind } from '../projects/projects.repository.js';
+import type { ExecutionCharger } from './ide.charger.js';
 import { type CreateCodeExecutionBody, codeExecutionToApi, type UpdateCodeExecutionBody } from './ide.code-executions.js';
 import { type IdeEvents, withoutText } from './ide.events.js';
 import { canMove, executionLifecycle, isFinal, statusOf } from './ide.lifecycles.js';
@@ -12,16 +15,21 @@ import { fileVersionInProject, ideDelete, ideFind, ideInsert, ideList, type IdeL
 
 const T = 'code_executions';
 
+/** What a runner reports that ends a run it ran, and so sets its price when runs are billed. */
+const RAN_TO_THE_END = new Set(['completed', 'failed', 'timed_out']);
+
 /**
  * Code executions: a run is queued by a writer of the project, moved by its runner through
- * queued → running → completed | failed | timed_out | canceled, and final after that. Runs are not
- * billed here (docs/ide.md): an app that charges for them records a usage event for the run's id.
+ * queued → running → completed | failed | timed_out | canceled, and final after that. When the
+ * deployment bills runs (a charger is wired; docs/ide.md, "Billing runs"), the final move of a run
+ * that started charges the project's owner in the same transaction, once per run.
  */
 export class CodeExecutionsService {
   constructor(
     private readonly access: IdeAccess,
     private readonly now: () => Date,
     private readonly events: IdeEvents,
+    private readonly charger: ExecutionCharger | null = null,
   ) {}
 
   async create(db: Executor, principal: Principal, projectId: string, body: Static<typeof CreateCodeExecutionBody>): Promise<Row> {
@@ -57,6 +65,10 @@ export class CodeExecutionsService {
     if (standing(principal, role, row['user_id'] as string | null, 'code execution') === 'moderator' && (body.status !== 'canceled' || Object.keys(body).length !== 1)) {
       throw errors.forbidden("Another member's code execution can only be canceled; its results are reported by its author or the service");
     }
+    // A billed run's price is what its runner reports: only the service may report it, so no one prices their own run.
+    if (this.charger && principal.kind !== 'service' && ((body.status !== undefined && RAN_TO_THE_END.has(body.status)) || body.execution_time_ms !== undefined)) {
+      throw errors.forbidden("Runs are billed: a run's end and its time are reported by the runner (the service); you may cancel it");
+    }
     const from = statusOf(executionLifecycle, row['status'] as string);
     if (isFinal(executionLifecycle, from)) throw errors.invalidState(`The execution is already ${from}`, { id, status: from });
     const to = body.status ?? from;
@@ -67,11 +79,44 @@ export class CodeExecutionsService {
     if (isFinal(executionLifecycle, to)) patch['finished_at'] = now;
     const updated = await ideUpdate(db, T, projectId, id, patch, from);
     if (!updated) throw errors.invalidState('The execution changed meanwhile; read it again', { id });
+    if (this.charger && to !== from && isFinal(executionLifecycle, to)) await this.bill(db, projectId, updated, this.charger);
     if (to !== from && (to === 'completed' || to === 'failed' || to === 'timed_out')) {
       const data = withoutText(codeExecutionToApi(updated), ['source_code', 'stdin', 'stdout', 'stderr', 'compile_output']);
       await this.events.tell(db, projectId, to === 'completed' ? 'code_execution.completed' : 'code_execution.failed', data);
     }
     return updated;
+  }
+
+  /**
+   * The run's usage event, after every check of the move (it runs as the owner: end users hold no
+   * grant on money). A run canceled before it started costs nothing. A refusal (no cost model for
+   * the metric, credits short, the member's spend cap) refuses the move itself: nothing commits.
+   */
+  private async bill(db: Executor, projectId: string, run: Row, charger: ExecutionCharger): Promise<void> {
+    const started = run['started_at'] as Date | null;
+    if (!started) return;
+    const finished = (run['finished_at'] as Date | null) ?? this.now();
+    const reported = run['execution_time_ms'] === null ? null : Number(run['execution_time_ms']);
+    const quantity = Math.max(1, Math.ceil(reported ?? finished.getTime() - new Date(started).getTime()));
+    const project = await projectFind(db, projectId);
+    if (!project) throw errors.notFound('Project', projectId);
+    let owner: { userId: string } | { workspaceId: string; memberId: string };
+    if (project.workspace_id !== null) {
+      const memberId = (run['user_id'] as string | null) ?? project.created_by;
+      if (memberId === null) throw errors.invalidRequest('A billed run of a workspace project needs the member who ran it (user_id)', { field: 'body.user_id' });
+      owner = { workspaceId: project.workspace_id, memberId };
+    } else if (project.user_id !== null) {
+      owner = { userId: project.user_id };
+    } else {
+      throw new Error(`project ${projectId} has no owner`);
+    }
+    await elevate(db);
+    await charger.charge(db, {
+      owner,
+      quantity,
+      actionHash: String(run['id']),
+      metadata: { code_execution_id: run['id'], project_id: projectId, language: run['language'], status: run['status'] },
+    });
   }
 
   async remove(db: Executor, principal: Principal, projectId: string, id: string): Promise<void> {

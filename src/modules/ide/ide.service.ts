@@ -8,6 +8,7 @@ import { CodeAnalysesService } from './ide.code-analyses.service.js';
 import { CodeExecutionsService } from './ide.code-executions.service.js';
 import { DeploymentsService } from './ide.deployments.service.js';
 import { EditorSessionsService } from './ide.editor-sessions.service.js';
+import type { ExecutionCharger } from './ide.charger.js';
 import { IdeEvents } from './ide.events.js';
 import { GitRepositoriesService } from './ide.git-repositories.service.js';
 import { IdeAccess } from './ide.js';
@@ -38,12 +39,14 @@ export class IdeServices {
     box: SecretBox,
     now: () => Date,
     events: EventSink,
+    /** Bills finished runs (docs/ide.md, "Billing runs"); null: runs are not billed. */
+    charger: ExecutionCharger | null = null,
   ) {
     const access = new IdeAccess(projects);
     const told = new IdeEvents(events);
     this.editorSessions = new EditorSessionsService(access, now);
     this.terminalSessions = new TerminalSessionsService(access, now);
-    this.codeExecutions = new CodeExecutionsService(access, now, told);
+    this.codeExecutions = new CodeExecutionsService(access, now, told, charger);
     this.codeAnalyses = new CodeAnalysesService(access, now);
     this.gitRepositories = new GitRepositoriesService(access, box);
     this.deployments = new DeploymentsService(access, now, told);

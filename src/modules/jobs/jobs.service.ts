@@ -1,5 +1,6 @@
 import type { Static } from 'typebox';
 import type { Db, Executor } from '../../db/database.js';
+import { setAuditActor } from '../../db/request-role.js';
 import { type EventSink, NO_EVENTS } from '../../core/events.js';
 import { DomainError, errors } from '../../core/errors.js';
 import type { PageRequest } from '../../core/paging.js';
@@ -226,6 +227,8 @@ export class JobsService {
       if (new Date(job.timeout_at).getTime() > this.now().getTime()) {
         throw new Error(`job ${jobId} is not due to time out until ${new Date(job.timeout_at).toISOString()}`);
       }
+      // The audit row of the job's end (docs/audit.md) names the worker and its queue job.
+      await setAuditActor(trx, { kind: 'system', id: 'jobs.timeout' }, `timeout:${bg.id}`);
       const outcome = await this.tryApply(trx, jobId, 'timeout', {}, `timeout:${bg.id}`);
       return outcome.applied ? { job_id: jobId, status: outcome.job.status } : { job_id: jobId, skipped: outcome.reason };
     });
@@ -246,6 +249,8 @@ export class JobsService {
     return db.transaction().execute(async (trx) => {
       const job = await jobLock(trx, jobId);
       if (!job) throw errors.notFound('Job', jobId);
+      // No principal signs a callback: the audit row of the job's end names its provider and the request.
+      await setAuditActor(trx, { kind: 'provider', id: job.provider }, requestId);
       if (job.external_id !== null && input.externalId !== job.external_id) {
         throw errors.conflict(`This job's provider id is ${job.external_id}; the callback names ${input.externalId ?? 'none'}`, {
           job_id: jobId,

@@ -1,0 +1,173 @@
+import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_BILLING } from '../src/config/config.js';
+import { client, type Json } from './support/client.js';
+import { signUp } from './support/fixtures.js';
+import { createTestApp, TARGET, type TestApp } from './support/harness.js';
+
+const METRIC = 'code_execution_ms';
+
+/**
+ * Billed code runs (docs/ide.md, "Billing runs"; TALLY_CODE_EXECUTION_METRIC): a run's final move
+ * charges the project's owner a usage event of the metric, priced by its cost model, in the same
+ * transaction and once per run (the run's id is the event's action_hash). A refused charge refuses
+ * the move; only the service reports what a run cost; a stranger can neither see nor bill a run.
+ */
+describe(`billed code runs (${TARGET})`, () => {
+  let app: TestApp;
+  const svc = () => client(app.server, app.serviceKey);
+  const key = () => `k-${randomBytes(6).toString('hex')}`;
+  const balance = async (userId: string) => (await svc().get(`/v1/users/${userId}/balance`)).body.balance as number;
+  const events = async (userId: string, runId: string): Promise<Json[]> =>
+    ((await svc().get(`/v1/users/${userId}/events?limit=100`)).body.data as Json[]).filter((e) => e.action_hash === runId);
+
+  /** What a usage event recorded about the run (its metadata; the API's event answer leaves it out). */
+  const metadataOf = async (event: Json | undefined) =>
+    (await sql<{ metadata: Json }>`select metadata from ${sql.table(`${app.database.schema}.usage_events`)} where id = ${String(event?.event_id)}`.execute(app.database.db)).rows[0]?.metadata;
+
+  /** A signed-up user with `credits` granted and a project of their own. */
+  async function owner(credits: number) {
+    const u = await signUp(app);
+    if (credits > 0) expect((await svc().post('/v1/credits/grant', { user_id: u.user.id, amount: credits, reason: 'test' }, { idempotencyKey: key() })).status).toBe(201);
+    const project = (await u.api.post('/v1/projects', { name: 'runs' })).body.id as string;
+    return { ...u, base: `/v1/projects/${project}/code-executions` };
+  }
+
+  /** A run queued by its author and started by the runner (the service). */
+  async function started(u: Awaited<ReturnType<typeof owner>>): Promise<string> {
+    const made = await u.api.post(u.base, { language: 'python', source_code: 'print(1)' });
+    expect(made.status).toBe(201);
+    expect((await svc().patch(`${u.base}/${made.body.id}`, { status: 'running' })).status).toBe(200);
+    return made.body.id;
+  }
+
+  beforeAll(async () => {
+    app = await createTestApp({ billing: { ...DEFAULT_BILLING, codeExecutionMetric: METRIC } });
+    // Two credits per started second of run time.
+    const model = await svc().post('/v1/cost-models', { metric: METRIC, formula: 'ceil(quantity / 1000) * base_rate', base_rate: '2', class: 'Usage' });
+    expect(model.status).toBe(201);
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  it("a completed run is billed once to the project's owner at the cost model's price, with its language", async () => {
+    const u = await owner(100);
+    const before = await balance(u.user.id);
+    const run = await started(u);
+    const done = await svc().patch(`${u.base}/${run}`, { status: 'completed', execution_time_ms: 2500, stdout: '1\n', exit_code: 0 });
+    expect(done.status).toBe(200);
+    expect(await balance(u.user.id)).toBe(before - 6);
+    const [event, ...more] = await events(u.user.id, run);
+    expect(more).toEqual([]);
+    expect(event).toMatchObject({ metric: METRIC, quantity: 2500, charged: 6, workspace_id: null });
+    expect(await metadataOf(event)).toMatchObject({ language: 'python', code_execution_id: run, status: 'completed' });
+  });
+
+  it('a duplicated completion (two at once, then a retry) bills once; an event the app recorded for the run is not billed again', async () => {
+    const u = await owner(100);
+    const before = await balance(u.user.id);
+    const run = await started(u);
+    const both = await Promise.all([1, 2].map(() => svc().patch(`${u.base}/${run}`, { status: 'completed', execution_time_ms: 1000 })));
+    expect(both.map((r) => r.status).sort()).toEqual([200, 409]);
+    expect((await svc().patch(`${u.base}/${run}`, { status: 'completed', execution_time_ms: 1000 })).status).toBe(409);
+    expect(await balance(u.user.id)).toBe(before - 2);
+    expect(await events(u.user.id, run)).toHaveLength(1);
+
+    // An app that already billed a run itself (the advice before the opt-in: action_hash = the run's id) pays once.
+    const second = await started(u);
+    const own = await svc().post('/v1/events', { user_id: u.user.id, metric: METRIC, quantity: 3000, action_hash: second, metadata: { code_execution_id: second, project_id: u.base.split('/')[3], language: 'python', status: 'completed' } }, { idempotencyKey: key() });
+    expect(own.body).toMatchObject({ charged: 6 });
+    expect((await svc().patch(`${u.base}/${second}`, { status: 'completed', execution_time_ms: 3000 })).status).toBe(200);
+    expect(await balance(u.user.id)).toBe(before - 2 - 6);
+    expect(await events(u.user.id, second)).toHaveLength(1);
+  });
+
+  it('an unpriced metric refuses the final move as it refuses a usage event (400), nothing changes; priced again, the retry bills once', async () => {
+    const u = await owner(100);
+    const before = await balance(u.user.id);
+    const run = await started(u);
+    expect((await svc().patch(`/v1/cost-models/${METRIC}`, { is_active: false })).status).toBe(200);
+    try {
+      const direct = await svc().post('/v1/events', { user_id: u.user.id, metric: METRIC, quantity: 1, action_hash: `probe-${run}` }, { idempotencyKey: key() });
+      const refused = await svc().patch(`${u.base}/${run}`, { status: 'completed', execution_time_ms: 1000 });
+      expect(refused.status).toBe(direct.status);
+      expect(refused.status).toBe(400);
+      expect(refused.body.error).toMatchObject({ code: 'invalid_request', message: direct.body.error.message });
+      expect(refused.body.error.message).toContain('Unknown metric');
+    } finally {
+      expect((await svc().patch(`/v1/cost-models/${METRIC}`, { is_active: true })).status).toBe(200);
+    }
+    expect((await svc().get(`${u.base}/${run}`)).body.status).toBe('running');
+    expect(await balance(u.user.id)).toBe(before);
+    expect((await svc().patch(`${u.base}/${run}`, { status: 'completed', execution_time_ms: 1000 })).status).toBe(200);
+    expect(await balance(u.user.id)).toBe(before - 2);
+  });
+
+  it('credits short: 402 and the run stays running; a run canceled before it started costs nothing', async () => {
+    const u = await owner(0);
+    const all = await balance(u.user.id);
+    const run = await started(u);
+    const short = await svc().patch(`${u.base}/${run}`, { status: 'completed', execution_time_ms: 1_000_000 });
+    expect(short.status).toBe(402);
+    expect((await svc().get(`${u.base}/${run}`)).body.status).toBe('running');
+    expect(await balance(u.user.id)).toBe(all);
+
+    const queued = (await u.api.post(u.base, { language: 'python', source_code: 'print(2)' })).body.id;
+    expect((await u.api.patch(`${u.base}/${queued}`, { status: 'canceled' })).status).toBe(200);
+    expect(await events(u.user.id, queued)).toEqual([]);
+    expect(await balance(u.user.id)).toBe(all);
+  });
+
+  it('only the runner prices a run: its author may not report the end or the time (403), may cancel (billed for the time it ran)', async () => {
+    const u = await owner(100);
+    const before = await balance(u.user.id);
+    const run = await started(u);
+    for (const body of [{ status: 'completed' }, { status: 'failed' }, { status: 'timed_out' }, { execution_time_ms: 0 }]) {
+      expect((await u.api.patch(`${u.base}/${run}`, body)).status).toBe(403);
+    }
+    expect(await balance(u.user.id)).toBe(before);
+    const canceled = await u.api.patch(`${u.base}/${run}`, { status: 'canceled' });
+    expect(canceled.status).toBe(200);
+    const [event] = await events(u.user.id, run);
+    expect(event).toMatchObject({ metric: METRIC, charged: 2 });
+    expect(await metadataOf(event)).toMatchObject({ status: 'canceled' });
+    expect(await balance(u.user.id)).toBe(before - 2);
+  });
+
+  it("a non-member cannot touch, end or bill someone else's run (404), and nothing is charged", async () => {
+    const u = await owner(100);
+    const stranger = await signUp(app);
+    const before = await balance(u.user.id);
+    const strangerBefore = await balance(stranger.user.id);
+    const run = await started(u);
+    for (const body of [{ status: 'canceled' }, { status: 'completed', execution_time_ms: 5000 }]) {
+      expect((await stranger.api.patch(`${u.base}/${run}`, body)).status).toBe(404);
+    }
+    expect((await stranger.api.post(u.base, { language: 'python', source_code: 'x' })).status).toBe(404);
+    expect((await svc().get(`${u.base}/${run}`)).body.status).toBe('running');
+    expect(await balance(u.user.id)).toBe(before);
+    expect(await balance(stranger.user.id)).toBe(strangerBefore);
+    expect(await events(u.user.id, run)).toEqual([]);
+  });
+
+  it("a workspace project's run is paid by the pool, for the member who ran it", async () => {
+    const lead = await signUp(app);
+    const dev = await signUp(app);
+    const ws = (await lead.api.post('/v1/workspaces', { name: 'Team' })).body.id as string;
+    expect((await lead.api.post(`/v1/workspaces/${ws}/members`, { user_id: dev.user.id, role: 'member' })).status).toBe(201);
+    expect((await svc().post('/v1/credits/grant', { workspace_id: ws, amount: 50, reason: 'pool' }, { idempotencyKey: key() })).status).toBe(201);
+    const project = (await lead.api.post('/v1/projects', { name: 'team runs', workspace_id: ws })).body.id as string;
+    const base = `/v1/projects/${project}/code-executions`;
+    const personal = await balance(dev.user.id);
+    const run = (await dev.api.post(base, { language: 'go', source_code: 'package main' })).body.id as string;
+    expect((await svc().patch(`${base}/${run}`, { status: 'running' })).status).toBe(200);
+    expect((await svc().patch(`${base}/${run}`, { status: 'failed', execution_time_ms: 4001 })).status).toBe(200);
+    expect((await svc().get(`/v1/workspaces/${ws}/balance`)).body.balance).toBe(40);
+    expect(await balance(dev.user.id)).toBe(personal);
+    const [event] = await events(dev.user.id, run);
+    expect(event).toMatchObject({ metric: METRIC, charged: 10, workspace_id: ws });
+    expect(await metadataOf(event)).toMatchObject({ language: 'go' });
+  });
+});
