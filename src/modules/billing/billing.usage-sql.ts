@@ -1,5 +1,6 @@
 import { type RunStatement, statement, type WritePart, writePlaceholders, writeValues } from '../../db/statements.js';
 import { must } from '../../lib/must.js';
+import type { EventAnswerRow } from './billing.js';
 
 type Row = Record<string, unknown>;
 
@@ -9,7 +10,7 @@ export interface BillingState {
   subs: Row[];
   quotas: Row[];
   /** Events already recorded under the batch's action hashes: their rows (see eventAnswer). */
-  seen: (Row & { user_id: string; action_hash: string; request_hash: string })[];
+  seen: (EventAnswerRow & { request_hash: string })[];
   guards: Row[];
   overages: Row[];
 }
