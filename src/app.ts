@@ -7,6 +7,7 @@ import type { Config } from './config/config.js';
 import type { Database } from './db/database.js';
 import { Authenticator } from './http/authenticate.js';
 import { KeyUses } from './modules/api-keys/api-keys.uses.js';
+import { KeyResolver } from './modules/api-keys/api-keys.resolver.js';
 import { createThrottles } from './http/rate-limits.js';
 import type { RouteDeps } from './http/route.js';
 import { registerAdminRoutes } from './modules/admin/admin.routes.js';
@@ -224,6 +225,8 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const upstreamClient = new UpstreamClient(gatewayConfig);
   // API keys' use counts, written once a second instead of on every request (api-keys.uses.ts).
   const keyUses = new KeyUses(database.db, database.schema, clock, 1_000, (err) => deps.logger.warn({ err }, 'api key use counts could not be written'));
+  // One API-key lookup for the Authenticator and the gateway (api-keys.resolver.ts).
+  const keyResolver = new KeyResolver(database.db, keyUses);
   const relay = new RelayService(
     database.db,
     database.schema,
@@ -233,7 +236,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     gatewayConfig,
     clock,
     (err, requestId) => deps.logger.error({ err, requestId }, 'gateway: settlement failed; the reaper settles it'),
-    keyUses,
+    keyResolver,
     (err, batch) => deps.logger.warn({ err, batch }, 'gateway: a batch failed; its requests ran again one by one'),
   );
   const projects = new ProjectsService(clock, deps.messageCharger ?? new UsageMessageCharger(billing.usage));
@@ -268,7 +271,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     apiKeys: new ApiKeysService(clock),
     workspaces,
     spendCaps: new SpendCapsService(credits),
-    authenticator: new Authenticator(database.db, config.auth.serviceKey, tokens, keyUses),
+    authenticator: new Authenticator(database.db, config.auth.serviceKey, tokens, keyResolver),
     keyUses,
     secrets,
     credits,

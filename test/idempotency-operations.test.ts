@@ -125,7 +125,7 @@ describe(`Idempotency keyed by operation (${TARGET})`, () => {
     expect(claim.response.status).toBe(201);
     const text = JSON.stringify(claim.response.body);
     const entry = await app.database.db.selectFrom('credit_ledger').selectAll().where('id', '=', moved.transaction.id).executeTakeFirstOrThrow();
-    expect(storedBody(text, entry as unknown as Record<string, unknown>)).toEqual(moved);
+    expect(storedBody(text, entry)).toEqual(moved);
     const other = scopeOf(LEDGER_OPERATIONS.debit, { principal: 'service' }, k1, { body: { ...body1, amount: 8 } });
     expect(await idempotencyClaim(app.database.db, other)).toEqual({ kind: 'mismatch' });
     const otherOperation = scopeOf(LEDGER_OPERATIONS.grant, { principal: 'service' }, k1, { body: body1 });

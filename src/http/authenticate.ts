@@ -1,8 +1,7 @@
 import type { Executor } from '../db/database.js';
-import { secretMatcher, sha256Hex } from '../lib/hash.js';
-import { apiKeyFindLiveByHash } from '../modules/api-keys/api-keys.repository.js';
-import type { KeyUses } from '../modules/api-keys/api-keys.uses.js';
-import { API_KEY_PREFIX, isScope } from '../modules/api-keys/api-keys.scopes.js';
+import { secretMatcher } from '../lib/hash.js';
+import type { KeyResolver } from '../modules/api-keys/api-keys.resolver.js';
+import { API_KEY_PREFIX } from '../modules/api-keys/api-keys.scopes.js';
 import { userAuthState } from '../modules/users/users.repository.js';
 import type { TokenService } from '../modules/auth/auth.tokens.js';
 import { errors } from '../core/errors.js';
@@ -19,8 +18,8 @@ export class Authenticator {
     private readonly db: Executor,
     serviceKey: string,
     private readonly tokens: TokenService,
-    /** Where each key's use is counted (written in batches); without it, uses are not counted. */
-    private readonly uses: KeyUses | null = null,
+    /** The API-key lookup the gateway shares (one query; the use counted apart). */
+    private readonly keys: KeyResolver,
   ) {
     this.isServiceKey = secretMatcher(serviceKey);
   }
@@ -37,18 +36,7 @@ export class Authenticator {
 
     if (token.startsWith(API_KEY_PREFIX)) {
       if (beforeLookup) await beforeLookup();
-      const key = await apiKeyFindLiveByHash(this.db, sha256Hex(token));
-      if (!key) throw errors.unauthenticated('API key is invalid, revoked or expired');
-      this.uses?.record(key.id);
-      return {
-        kind: 'user',
-        userId: key.user_id,
-        email: key.email,
-        via: 'api_key',
-        keyId: key.id,
-        scopes: key.scopes.filter(isScope),
-        sessionId: null,
-      };
+      return (await this.keys.resolve(token)).principal;
     }
     if (this.isServiceKey(token)) return { kind: 'service' };
     if (beforeLookup) await beforeLookup();

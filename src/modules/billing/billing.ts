@@ -11,6 +11,7 @@ import type {
   PlanAllowances,
   PlanPrices,
   Plans,
+  UsageEvents,
   Subscriptions,
   UsageCounters,
 } from '../../db/database.types.js';
@@ -287,24 +288,24 @@ export const EVENT_ANSWER_EXTRAS = ['breakdown', 'overage_amount', 'currency', '
  * only the answer has, stored compactly in `result` (rows written before that kept the whole
  * answer there; its extras are the same). Replays and lists rebuild the answer the same way.
  */
-export function eventAnswer(r: Record<string, unknown>): Static<typeof EventResult> {
-  const x = (r['result'] ?? {}) as Record<string, unknown>;
+export function eventAnswer(r: EventAnswerRow): Static<typeof EventResult> {
+  const x = (r.result ?? {}) as Record<string, unknown>;
   return {
-    event_id: String(r['id']),
-    user_id: String(r['user_id']),
-    workspace_id: (r['workspace_id'] as string | null | undefined) ?? null,
-    metric: String(r['metric']),
-    quantity: Number(r['quantity']),
-    action_hash: String(r['action_hash']),
-    cost: Number(r['cost']),
-    charged: Number(r['charged']),
-    free_units: Number(r['free_units']),
+    event_id: r.id,
+    user_id: r.user_id,
+    workspace_id: r.workspace_id,
+    metric: r.metric,
+    quantity: Number(r.quantity),
+    action_hash: r.action_hash,
+    cost: r.cost,
+    charged: r.charged,
+    free_units: Number(r.free_units),
     breakdown: x['breakdown'] as Static<typeof Breakdown>,
-    overage: Number(r['overage']),
+    overage: r.overage,
     overage_amount: Number(x['overage_amount']),
     currency: (x['currency'] as string | null | undefined) ?? null,
-    transaction_id: (r['transaction_id'] as string | null | undefined) ?? null,
-    subscription_id: (r['subscription_id'] as string | null | undefined) ?? null,
+    transaction_id: r.transaction_id,
+    subscription_id: r.subscription_id,
     balance: Number(x['balance']),
     available: Number(x['available']),
     occurred_at: String(x['occurred_at']),
@@ -395,6 +396,14 @@ export const UsageCounter = Type.Object({
 // timestamptz → Date, jsonb → parsed), so the mappers convert for the API only.
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * The usage_events columns an answer is rebuilt from. `quantity` and `free_units` are numeric: a
+ * string from a query, a number through json (usage-sql's `seen`); Number() reads both.
+ */
+export type EventAnswerRow = Pick<
+  Selectable<UsageEvents>,
+  'id' | 'user_id' | 'workspace_id' | 'metric' | 'action_hash' | 'cost' | 'charged' | 'overage' | 'transaction_id' | 'subscription_id' | 'result'
+> & { quantity: string | number; free_units: string | number };
 export type PlanRow = Selectable<Plans>;
 export type PlanAllowanceRow = Selectable<PlanAllowances>;
 export type PlanPriceRow = Selectable<PlanPrices>;

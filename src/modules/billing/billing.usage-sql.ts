@@ -1,17 +1,35 @@
 import { type RunStatement, statement, type WritePart, writePlaceholders, writeValues } from '../../db/statements.js';
+import type { Selectable } from 'kysely';
+import type { BudgetGuards, CostModels, DailyQuotaUsage, OverageCharges, Plans, Subscriptions } from '../../db/database.types.js';
 import { must } from '../../lib/must.js';
+import type { EventAnswerRow } from './billing.js';
 
 type Row = Record<string, unknown>;
 
+/**
+ * A row read through json (`json_agg`): timestamps and dates are ISO strings, and numbers are JSON
+ * numbers — numeric columns (`N`, strings when a query reads them) too.
+ */
+export type JsonRow<R, N extends keyof R = never> = {
+  [K in keyof R]: K extends N ? number : R[K] extends Date ? string : R[K] extends Date | null ? string | null : R[K];
+};
+export type ModelRow = JsonRow<Selectable<CostModels>, 'base_rate'>;
+export type QuotaRow = JsonRow<Selectable<DailyQuotaUsage>, 'consumed'>;
+export type GuardRow = JsonRow<Selectable<BudgetGuards>>;
+export type OverageRow = JsonRow<Selectable<OverageCharges>, 'unit_amount'>;
+/** A primary, live subscription with what its plan says about usage (the `subs` select below). */
+export type SubRow = JsonRow<Pick<Selectable<Subscriptions>, 'id' | 'user_id' | 'plan_id' | 'status' | 'current_period_start' | 'current_period_end' | 'pay_as_you_go'>> &
+  JsonRow<Pick<Selectable<Plans>, 'pool_mode' | 'overage_unit_amount' | 'currency'>, 'overage_unit_amount'> & { plan_payg: boolean };
+
 export interface BillingState {
   users: { id: string; time_zone: string | null }[];
-  models: Row[];
-  subs: Row[];
-  quotas: Row[];
+  models: ModelRow[];
+  subs: SubRow[];
+  quotas: QuotaRow[];
   /** Events already recorded under the batch's action hashes: their rows (see eventAnswer). */
-  seen: (Row & { user_id: string; action_hash: string; request_hash: string })[];
-  guards: Row[];
-  overages: Row[];
+  seen: (EventAnswerRow & { request_hash: string })[];
+  guards: GuardRow[];
+  overages: OverageRow[];
 }
 
 interface BillingQuery {
@@ -35,12 +53,12 @@ const billingParams = (q: BillingQuery): unknown[] => [
 function billingState(row: Partial<Record<keyof BillingState, unknown[] | null>> | undefined): BillingState {
   return {
     users: (row?.users ?? []) as BillingState['users'],
-    models: (row?.models ?? []) as Row[],
-    subs: (row?.subs ?? []) as Row[],
-    quotas: (row?.quotas ?? []) as Row[],
+    models: (row?.models ?? []) as BillingState['models'],
+    subs: (row?.subs ?? []) as BillingState['subs'],
+    quotas: (row?.quotas ?? []) as BillingState['quotas'],
     seen: (row?.seen ?? []) as BillingState['seen'],
-    guards: (row?.guards ?? []) as Row[],
-    overages: (row?.overages ?? []) as Row[],
+    guards: (row?.guards ?? []) as BillingState['guards'],
+    overages: (row?.overages ?? []) as BillingState['overages'],
   };
 }
 

@@ -306,77 +306,78 @@ class Pricing {
   ) {
     for (const u of state.users) this.tz.set(u.id, u.time_zone ?? config.timeZone);
     for (const m of state.models) {
-      this.models.set(m['metric'] as string, {
-        metric: m['metric'] as string,
-        formula: m['formula'] as string,
-        baseRate: Number(m['base_rate']),
-        class: m['class'] as string,
-        dailyFreeQuota: Number(m['daily_free_quota']),
-        active: Boolean(m['is_active']),
+      this.models.set(m.metric, {
+        metric: m.metric,
+        formula: m.formula,
+        baseRate: m.base_rate,
+        class: m.class,
+        dailyFreeQuota: m.daily_free_quota,
+        active: m.is_active,
       });
     }
     for (const s of state.subs) {
-      const unitAmount = String(s['overage_unit_amount']);
-      this.subs.set(s['user_id'] as string, {
-        id: s['id'] as string,
-        status: s['status'] as string,
-        periodStart: new Date(s['current_period_start'] as string),
-        periodEnd: new Date(s['current_period_end'] as string),
-        payg: s['pay_as_you_go'] === null ? Boolean(s['plan_payg']) : Boolean(s['pay_as_you_go']),
-        poolMode: s['pool_mode'] as string,
+      // numeric, as json gives it: a number; the decimal text is what toMicros reads.
+      const unitAmount = String(s.overage_unit_amount);
+      this.subs.set(s.user_id, {
+        id: s.id,
+        status: s.status,
+        periodStart: new Date(s.current_period_start),
+        periodEnd: new Date(s.current_period_end),
+        payg: s.pay_as_you_go ?? s.plan_payg,
+        poolMode: s.pool_mode,
         unitAmount,
         unitMicros: toMicros(unitAmount),
-        currency: s['currency'] as string,
+        currency: s.currency,
       });
     }
     for (const q of state.quotas) {
-      const key = `${q['user_id']}\n${q['metric']}`;
-      const windowEnd = new Date(q['window_end'] as string);
+      const key = `${q.user_id}\n${q.metric}`;
+      const windowEnd = new Date(q.window_end);
       const known = this.quotas.get(key);
       if (known && known.window_end >= windowEnd) continue;
       this.quotas.set(key, {
-        user_id: q['user_id'] as string,
-        metric: q['metric'] as string,
-        date_key: q['date_key'] as string,
-        window_start: new Date(q['window_start'] as string),
+        user_id: q.user_id,
+        metric: q.metric,
+        date_key: q.date_key,
+        window_start: new Date(q.window_start),
         window_end: windowEnd,
-        consumed: Number(q['consumed']),
-        quota: Number(q['quota']),
+        consumed: q.consumed,
+        quota: q.quota,
         dirty: false,
       });
     }
     for (const e of state.seen) this.seen.set(`${e.user_id}\n${e.action_hash}`, { requestHash: e.request_hash, result: eventAnswer(e) });
     for (const g of state.guards) {
       // The guard's own zone, fixed when the service set it — never the user's current one.
-      const zone = (g['time_zone'] as string | null) ?? config.timeZone;
-      const windowStart = new Date(g['window_start'] as string);
-      this.guards.set(g['user_id'] as string, {
-        id: g['id'] as string,
-        cap: Number(g['monthly_cap']),
-        behavior: g['behavior'] as string,
-        notify: Boolean(g['notify']),
+      const zone = g.time_zone ?? config.timeZone;
+      const windowStart = new Date(g.window_start);
+      this.guards.set(g.user_id, {
+        id: g.id,
+        cap: g.monthly_cap,
+        behavior: g.behavior,
+        notify: g.notify,
         zone,
         windowStart,
         // Guards from before 0008 kept no end: their month's, in their zone, worked out once.
-        windowEnd: g['window_end'] ? new Date(g['window_end'] as string) : localMonth(windowStart, zone).end,
-        spend: Number(g['current_window_spend']),
-        a80: g['alerted_80_at'] ? new Date(g['alerted_80_at'] as string) : null,
-        a100: g['alerted_100_at'] ? new Date(g['alerted_100_at'] as string) : null,
+        windowEnd: g.window_end ? new Date(g.window_end) : localMonth(windowStart, zone).end,
+        spend: g.current_window_spend,
+        a80: g.alerted_80_at ? new Date(g.alerted_80_at) : null,
+        a100: g.alerted_100_at ? new Date(g.alerted_100_at) : null,
         dirty: false,
       });
     }
     for (const o of state.overages) {
-      this.overages.set(`${o['subscription_id']}\n${o['metric']}`, {
-        id: o['id'] as string,
-        user_id: o['user_id'] as string,
-        subscription_id: o['subscription_id'] as string,
-        metric: o['metric'] as string,
-        period_start: new Date(o['period_start'] as string),
-        period_end: new Date(o['period_end'] as string),
-        credits: Number(o['credits']),
-        unitAmount: String(o['unit_amount']),
-        unitMicros: toMicros(String(o['unit_amount'])),
-        currency: o['currency'] as string,
+      this.overages.set(`${o.subscription_id}\n${o.metric}`, {
+        id: o.id,
+        user_id: o.user_id,
+        subscription_id: o.subscription_id,
+        metric: o.metric,
+        period_start: new Date(o.period_start),
+        period_end: new Date(o.period_end),
+        credits: o.credits,
+        unitAmount: String(o.unit_amount),
+        unitMicros: toMicros(String(o.unit_amount)),
+        currency: o.currency,
         dirty: false,
       });
     }

@@ -4,11 +4,34 @@ import { type Recorded, recordRows, recordsCte, type Replay, replayMap, replaysP
 import { type RunStatement, type Statement, statement, type WritePart, writePlaceholders, writeValues } from '../../db/statements.js';
 import type { AccountState, GrantState, HoldState, RefundTarget, SpenderState } from './credits.js';
 import type { EngineOutput } from './credits.engine.js';
-import { accountFromRow, grantFromRow, holdFromRow } from './credits.repository.js';
+import { type AccountRow, accountFromRow, type EntryRow, type GrantRow, grantFromRow, type HoldRow, holdFromRow } from './credits.repository.js';
 import { must } from '../../lib/must.js';
 import { ledgerEntryColumn, storedBody, storedBodyText } from './credits.stored-answers.js';
 
-type Row = Record<string, unknown>;
+/** A stored answer of `replaysQuery`, with the ledger row a compact one names (`ledgerEntryColumn`). */
+type ReplayRow = {
+  principal: string;
+  key: string;
+  operation: string | null;
+  request_hash: string;
+  status_code: number;
+  response_body: string | null;
+  entry: EntryRow | null;
+};
+/** Sums are numeric: a string from `pg`; Number() reads either driver's answer. */
+type Sum = string | number;
+type SpenderRow = {
+  account_id: string;
+  member_id: string;
+  role: string | null;
+  active: boolean;
+  cap: number | null;
+  period: SpenderState['period'];
+  spent: Sum;
+  held: Sum;
+};
+type RefundTargetRow = { id: string; account_id: string; type: RefundTarget['type']; amount: number; grant_id: string | null; refunded: Sum };
+type RefundAllocRow = { transaction_id: string; grant_id: string; amount: number; position: number; refund_of: string | null };
 
 /**
  * A ledger batch is three statements, whatever its size and however many accounts it touches:
@@ -122,20 +145,20 @@ export class BatchSql {
     always = false,
   ): Promise<(SpenderState & { accountId: string; spent: number; held: number })[]> {
     if (pairs.length === 0) return [];
-    const rows = await run<Row>(
+    const rows = await run<SpenderRow>(
       statement('ledger_spenders', this.spendersText, [pairs.map((p) => p.accountId), pairs.map((p) => p.memberId), now, always]),
     );
     return rows.map((r) => ({
-      accountId: r['account_id'] as string,
-      memberId: r['member_id'] as string,
-      role: (r['role'] as string | null) ?? null,
-      active: r['active'] === true,
-      cap: r['cap'] === null || r['cap'] === undefined ? null : Number(r['cap']),
-      period: (r['period'] as SpenderState['period']) ?? null,
+      accountId: r.account_id,
+      memberId: r.member_id,
+      role: r.role,
+      active: r.active,
+      cap: r.cap,
+      period: r.period,
       // Without a cap nothing is counted (one less sum on every uncapped spend).
-      used: r['cap'] === null || r['cap'] === undefined ? 0 : Number(r['spent'] ?? 0) + Number(r['held'] ?? 0),
-      spent: Number(r['spent'] ?? 0),
-      held: Number(r['held'] ?? 0),
+      used: r.cap === null ? 0 : Number(r.spent) + Number(r.held),
+      spent: Number(r.spent),
+      held: Number(r.held),
     }));
   }
 
@@ -172,7 +195,7 @@ export class BatchSql {
   }
 
   async lock(run: RunStatement, accountIds: string[]): Promise<AccountState[]> {
-    return (await run<Row>(statement('ledger_lock', this.lockText, [accountIds]))).map(accountFromRow);
+    return (await run<AccountRow>(statement('ledger_lock', this.lockText, [accountIds]))).map(accountFromRow);
   }
 
   async load(
@@ -194,7 +217,7 @@ export class BatchSql {
     /** Per account with open holds: when the first one this load did not bring comes due (ms). */
     nextHoldDue: Map<string, number>;
   }> {
-    const [row] = await run<{ grants: Row[] | null; holds: Row[] | null; replays: Row[] | null; next_due: Row[] | null }>(
+    const [row] = await run<{ grants: GrantRow[] | null; holds: HoldRow[] | null; replays: ReplayRow[] | null; next_due: { account_id: string; next_due: string }[] | null }>(
       statement('ledger_load', this.loadText, [
         q.accountIds,
         q.holdAccountIds,
@@ -207,28 +230,28 @@ export class BatchSql {
     const [refunds] =
       q.refundIds.length === 0
         ? [{ targets: null, allocs: null, grants: null }]
-        : await run<{ targets: Row[] | null; allocs: Row[] | null; grants: Row[] | null }>(
+        : await run<{ targets: RefundTargetRow[] | null; allocs: RefundAllocRow[] | null; grants: GrantRow[] | null }>(
             statement('ledger_refunds', this.refundsText, [q.refundIds, q.accountIds]),
           );
     const replays = replayMap(row?.replays ?? [], this.answers, replayBody);
     const allocs = refunds?.allocs ?? [];
     const refundTargets: RefundTarget[] = (refunds?.targets ?? []).map((t) => {
-      const id = t['id'] as string;
+      const id = t.id;
       const restoredByGrant = new Map<string, number>();
       const allocations: { grantId: string; amount: number }[] = [];
       for (const a of allocs) {
-        if (a['transaction_id'] === id) allocations.push({ grantId: a['grant_id'] as string, amount: Number(a['amount']) });
-        else if (a['refund_of'] === id) {
-          const g = a['grant_id'] as string;
-          restoredByGrant.set(g, (restoredByGrant.get(g) ?? 0) + Number(a['amount']));
+        if (a.transaction_id === id) allocations.push({ grantId: a.grant_id, amount: a.amount });
+        else if (a.refund_of === id) {
+          const g = a.grant_id;
+          restoredByGrant.set(g, (restoredByGrant.get(g) ?? 0) + a.amount);
         }
       }
       return {
         id,
-        accountId: t['account_id'] as string,
-        type: t['type'] as RefundTarget['type'],
-        amount: Number(t['amount']),
-        refunded: Number(t['refunded']),
+        accountId: t.account_id,
+        type: t.type,
+        amount: t.amount,
+        refunded: Number(t.refunded),
         allocations,
         restoredByGrant,
       };
@@ -238,14 +261,14 @@ export class BatchSql {
       holds: (row?.holds ?? []).map(holdFromRow),
       replays,
       refundTargets,
-      nextHoldDue: new Map((row?.next_due ?? []).map((d) => [d['account_id'] as string, new Date(d['next_due'] as string).getTime()])),
+      nextHoldDue: new Map((row?.next_due ?? []).map((d) => [d.account_id, new Date(d.next_due).getTime()])),
     };
   }
 
   /** Stored answers of these keys (a chained batch asks before it waits for its locks). */
   async replays(run: RunStatement, scopes: IdempotencyScope[]): Promise<Map<string, Replay>> {
     if (scopes.length === 0) return new Map();
-    const rows = await run<Row>(statement('ledger_replays', this.replaysText, replaysParams(scopes)));
+    const rows = await run<ReplayRow>(statement('ledger_replays', this.replaysText, replaysParams(scopes)));
     return replayMap(rows, this.answers, replayBody);
   }
 
@@ -391,7 +414,7 @@ export class BatchSql {
 }
 
 /** A replay row's answer body: compact movements rebuilt with their ledger row (credits.stored-answers.ts). */
-const replayBody = (k: Row): unknown => storedBody(k['response_body'] as string | null, (k['entry'] as Row | null) ?? null);
+const replayBody = (k: ReplayRow): unknown => storedBody(k.response_body, k.entry);
 
 /** The parts that update existing rows (grants, holds, accounts): they also get their ids (writeValues). */
 const UPDATES = new Set([4, 16, 64]);

@@ -1,86 +1,97 @@
-import { sql } from 'kysely';
+import { type Selectable, sql } from 'kysely';
 import type { Executor } from '../../db/database.js';
+import type { CreditAccounts, CreditGrants, CreditHolds, CreditLedger, JsonValue } from '../../db/database.types.js';
 import { cursorBefore, cursorColumn } from '../../db/paging.js';
 import { type PageRequest } from '../../core/paging.js';
 import type { AccountState, GrantState, HoldState, LedgerEntry } from './credits.js';
 
-type Row = Record<string, unknown>;
-const date = (v: unknown): Date => (v instanceof Date ? v : new Date(String(v)));
-const dateOrNull = (v: unknown): Date | null => (v === null || v === undefined ? null : date(v));
-const json = (v: unknown): Record<string, unknown> => (v && typeof v === 'object' ? (v as Record<string, unknown>) : {});
+/**
+ * A row as the ledger reads it: whole rows through `select *` (timestamps as Dates) or through
+ * json (`json_agg`, `row_to_json`: timestamps as ISO strings). Bigints are numbers either way
+ * (both drivers parse int8 to a number; json carries them as numbers).
+ */
+export type WireRow<R> = { [K in keyof R]: R[K] extends Date ? Date | string : R[K] extends Date | null ? Date | string | null : R[K] };
+export type AccountRow = WireRow<Selectable<CreditAccounts>>;
+export type GrantRow = WireRow<Selectable<CreditGrants>>;
+export type HoldRow = WireRow<Selectable<CreditHolds>>;
+export type EntryRow = WireRow<Selectable<CreditLedger>>;
 
-export function accountFromRow(r: Row): AccountState {
+const date = (v: Date | string): Date => (v instanceof Date ? v : new Date(v));
+const dateOrNull = (v: Date | string | null): Date | null => (v === null ? null : date(v));
+const json = (v: JsonValue): Record<string, unknown> => (v && typeof v === 'object' ? (v as Record<string, unknown>) : {});
+
+export function accountFromRow(r: AccountRow): AccountState {
   return {
-    id: r['id'] as string,
-    userId: (r['user_id'] as string | null) ?? null,
-    workspaceId: (r['workspace_id'] as string | null) ?? null,
-    balance: Number(r['balance']),
-    held: Number(r['held']),
-    totalCredited: Number(r['total_credited']),
-    totalSpent: Number(r['total_spent']),
-    lastSeq: Number(r['last_seq'] ?? 0),
-    version: Number(r['version'] ?? 0),
-    lowThreshold: r['low_threshold'] === null || r['low_threshold'] === undefined ? null : Number(r['low_threshold']),
+    id: r.id,
+    userId: r.user_id,
+    workspaceId: r.workspace_id,
+    balance: r.balance,
+    held: r.held,
+    totalCredited: r.total_credited,
+    totalSpent: r.total_spent,
+    lastSeq: r.last_seq,
+    version: r.version,
+    lowThreshold: r.low_threshold,
   };
 }
 
-export function grantFromRow(r: Row): GrantState {
+export function grantFromRow(r: GrantRow): GrantState {
   return {
-    id: r['id'] as string,
-    accountId: r['account_id'] as string,
-    class: r['class'] as string,
-    source: r['source'] as string,
-    amount: Number(r['amount']),
-    remaining: Number(r['remaining']),
-    priority: Number(r['priority']),
-    expiresAt: dateOrNull(r['expires_at']),
-    expiredAt: dateOrNull(r['expired_at']),
-    rolloverUntil: dateOrNull(r['rollover_until']),
-    transactionId: (r['transaction_id'] as string | null) ?? null,
-    metadata: json(r['metadata']),
-    createdAt: date(r['created_at']),
+    id: r.id,
+    accountId: r.account_id,
+    class: r.class,
+    source: r.source,
+    amount: r.amount,
+    remaining: r.remaining,
+    priority: r.priority,
+    expiresAt: dateOrNull(r.expires_at),
+    expiredAt: dateOrNull(r.expired_at),
+    rolloverUntil: dateOrNull(r.rollover_until),
+    transactionId: r.transaction_id,
+    metadata: json(r.metadata),
+    createdAt: date(r.created_at),
     isNew: false,
     dirty: false,
   };
 }
 
-export function holdFromRow(r: Row): HoldState {
+export function holdFromRow(r: HoldRow): HoldState {
   return {
-    id: r['id'] as string,
-    accountId: r['account_id'] as string,
-    userId: (r['user_id'] as string | null) ?? null,
-    workspaceId: (r['workspace_id'] as string | null) ?? null,
-    memberId: (r['member_id'] as string | null) ?? null,
-    amount: Number(r['amount']),
-    captured: r['captured'] === null || r['captured'] === undefined ? null : Number(r['captured']),
-    status: r['status'] as HoldState['status'],
-    expiresAt: date(r['expires_at']),
-    transactionId: (r['transaction_id'] as string | null) ?? null,
-    metadata: json(r['metadata']),
-    resolvedAt: dateOrNull(r['resolved_at']),
-    createdAt: date(r['created_at']),
+    id: r.id,
+    accountId: r.account_id,
+    userId: r.user_id,
+    workspaceId: r.workspace_id,
+    memberId: r.member_id,
+    amount: r.amount,
+    captured: r.captured,
+    status: r.status as HoldState['status'],
+    expiresAt: date(r.expires_at),
+    transactionId: r.transaction_id,
+    metadata: json(r.metadata),
+    resolvedAt: dateOrNull(r.resolved_at),
+    createdAt: date(r.created_at),
     isNew: false,
     dirty: false,
   };
 }
 
-export function entryFromRow(r: Row): LedgerEntry {
+export function entryFromRow(r: EntryRow): LedgerEntry {
   return {
-    id: r['id'] as string,
-    accountId: r['account_id'] as string,
-    userId: (r['user_id'] as string | null) ?? null,
-    workspaceId: (r['workspace_id'] as string | null) ?? null,
-    memberId: (r['member_id'] as string | null) ?? null,
-    type: r['type'] as LedgerEntry['type'],
-    amount: Number(r['amount']),
-    balanceAfter: Number(r['balance_after']),
-    reason: (r['reason'] as string | null) ?? '',
-    metadata: json(r['metadata']),
-    grantId: (r['grant_id'] as string | null) ?? null,
-    holdId: (r['hold_id'] as string | null) ?? null,
-    refundOf: (r['refund_of'] as string | null) ?? null,
-    seq: Number(r['seq']),
-    createdAt: date(r['created_at']),
+    id: r.id,
+    accountId: r.account_id,
+    userId: r.user_id,
+    workspaceId: r.workspace_id,
+    memberId: r.member_id,
+    type: r.type as LedgerEntry['type'],
+    amount: r.amount,
+    balanceAfter: r.balance_after,
+    reason: r.reason ?? '',
+    metadata: json(r.metadata),
+    grantId: r.grant_id,
+    holdId: r.hold_id,
+    refundOf: r.refund_of,
+    seq: r.seq,
+    createdAt: date(r.created_at),
   };
 }
 
@@ -132,7 +143,7 @@ export class CreditsRepository {
       .groupBy('grant_id')
       .execute();
     const out = new Map(expired.map((e) => [e.grant_id, -Number(e.total)]));
-    return grants.map((g) => ({ id: g.id, source: g.source, amount: Number(g.amount), remaining: Number(g.remaining), expired: out.get(g.id) ?? 0 }));
+    return grants.map((g) => ({ id: g.id, source: g.source, amount: g.amount, remaining: g.remaining, expired: out.get(g.id) ?? 0 }));
   }
 
   /** Gives an account a new version, so a chained ledger batch carrying its old state reloads it. */
@@ -167,7 +178,7 @@ export class CreditsRepository {
 
   async accountFind(db: Executor, accountId: string): Promise<AccountState | undefined> {
     const row = await db.selectFrom('credit_accounts').selectAll().where('id', '=', accountId).executeTakeFirst();
-    return row ? accountFromRow(row as unknown as Row) : undefined;
+    return row ? accountFromRow(row) : undefined;
   }
 
   async accountInsert(db: Executor, account: { id: string; userId: string | null; workspaceId: string | null }): Promise<void> {
@@ -185,14 +196,14 @@ export class CreditsRepository {
 
   /** Grants with credits left, in consumption order. */
   async grantsLive(db: Executor, accountId: string): Promise<GrantState[]> {
-    const res = await sql<Row>`select * from ${this.t('credit_grants')}
+    const res = await sql<GrantRow>`select * from ${this.t('credit_grants')}
       where account_id = ${accountId} and remaining > 0
       order by expires_at nulls last, priority, created_at, id`.execute(db);
     return res.rows.map(grantFromRow);
   }
 
   async holdFind(db: Executor, id: string): Promise<HoldState | undefined> {
-    const res = await sql<Row>`select * from ${this.t('credit_holds')} where id = ${id}`.execute(db);
+    const res = await sql<HoldRow>`select * from ${this.t('credit_holds')} where id = ${id}`.execute(db);
     return res.rows[0] ? holdFromRow(res.rows[0]) : undefined;
   }
 

@@ -158,7 +158,7 @@ export function registerCreditRoutes(app: FastifyInstance, deps: RouteDeps, cred
         await readOwner(ctx.db, ctx.principal, owner);
         const page = pageRequest(query);
         const rows = await credits.transactions(ctx.db, owner, page, query.type);
-        return ok(toPage(rows, page.limit, (r) => transactionBody(entryFromRow(r as unknown as Record<string, unknown>))));
+        return ok(toPage(rows, page.limit, (r) => transactionBody(entryFromRow(r))));
       },
     });
     defineRoute(app, deps, {
@@ -179,7 +179,7 @@ export function registerCreditRoutes(app: FastifyInstance, deps: RouteDeps, cred
         await readOwner(ctx.db, ctx.principal, owner);
         const page = pageRequest(query);
         const rows = await credits.holds(ctx.db, owner, page, query.status);
-        return ok(toPage(rows, page.limit, (r) => holdBody(holdFromRow(r as unknown as Record<string, unknown>))));
+        return ok(toPage(rows, page.limit, (r) => holdBody(holdFromRow(r))));
       },
     });
   }

@@ -28,7 +28,7 @@ import {
 } from './credits.js';
 import { memberOf } from './credits.engine.members.js';
 import { type ConsumeResult, type EngineOutput, LedgerSession } from './credits.engine.js';
-import { accountFromRow, CreditsRepository, grantFromRow, holdFromRow } from './credits.repository.js';
+import { type AccountRow, accountFromRow, CreditsRepository, type GrantRow, grantFromRow, type HoldRow, holdFromRow } from './credits.repository.js';
 import type { ConsumingAccount, Ledger, LedgerSnapshot, MemberSpend, Payer } from './credits.port.js';
 
 export type { Owner };
@@ -186,8 +186,9 @@ export class CreditsService implements Ledger {
     columns: (accountParam: string, dueByParam: string): string => this.sql.snapshotColumns(accountParam, dueByParam),
     snapshotOf: (row: { account: unknown; grants: unknown; holds: unknown }): LedgerSnapshot | null => {
       if (!row.account) return null;
-      const rows = (v: unknown) => (Array.isArray(v) ? (v as Record<string, unknown>[]) : []);
-      return { account: accountFromRow(row.account as Record<string, unknown>), grants: rows(row.grants).map(grantFromRow), holds: rows(row.holds).map(holdFromRow) };
+      // The json columns of `columns` above: whole rows (row_to_json, json_agg), or null when none.
+      const rows = <R>(v: unknown) => (Array.isArray(v) ? (v as R[]) : []);
+      return { account: accountFromRow(row.account as AccountRow), grants: rows<GrantRow>(row.grants).map(grantFromRow), holds: rows<HoldRow>(row.holds).map(holdFromRow) };
     },
   };
 

@@ -1,6 +1,6 @@
 import type { StoredResponse } from '../idempotency/idempotency.js';
 import { transactionBody } from './credits.js';
-import { entryFromRow } from './credits.repository.js';
+import { type EntryRow, entryFromRow } from './credits.repository.js';
 
 /**
  * Compact stored answers (issue 21). A movement's answer (`{transaction, balance}`, ~600 bytes of
@@ -75,11 +75,11 @@ export function ledgerEntryColumn(ledgerTable: string): string {
 }
 
 /** The answer's body from a stored record (and, for a compact one, its ledger row). */
-export function storedBody(text: string | null, entry: Record<string, unknown> | null): unknown {
+export function storedBody(text: string | null, entry: EntryRow | null): unknown {
   if (text === null) return null;
   if (!isCompact(text)) return JSON.parse(text) as unknown;
   const c = JSON.parse(text) as Compact;
-  if (!entry || entry['id'] !== c.$m) throw new Error(`idempotency: the ledger entry ${c.$m} of a stored answer is missing`);
+  if (!entry || entry.id !== c.$m) throw new Error(`idempotency: the ledger entry ${c.$m} of a stored answer is missing`);
   const transaction = transactionBody({ ...entryFromRow(entry), metadata: c.m ?? {} });
   return {
     transaction,

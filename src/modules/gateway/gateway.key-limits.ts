@@ -3,26 +3,12 @@ import type { Executor } from '../../db/database.js';
 import { modelMatches } from './gateway.js';
 import { keyInFlight, keyLockForLimits, keyWindowAdd, keyWindows } from './gateway.key-limits.repository.js';
 
-/** A key's gateway limits (api_keys, migration 0035); null is unlimited. */
-export interface KeyLimits {
-  models: readonly string[] | null;
-  rpm: number | null;
-  tpm: number | null;
-  maxConcurrency: number | null;
-  budget: number | null;
-}
+// The limits are read with the key (api-keys.resolver.ts, one lookup per request); enforced here.
+import { type KeyLimits, limitsOf } from '../api-keys/api-keys.resolver.js';
+
+export type { KeyLimits };
 
 export const NO_LIMITS: KeyLimits = { models: null, rpm: null, tpm: null, maxConcurrency: null, budget: null };
-
-export function limitsOf(row: { models: string[] | null; rpm_limit: number | null; tpm_limit: number | string | null; max_concurrency: number | null; credit_budget: number | string | null }): KeyLimits {
-  return {
-    models: row.models,
-    rpm: row.rpm_limit,
-    tpm: row.tpm_limit === null ? null : Number(row.tpm_limit),
-    maxConcurrency: row.max_concurrency,
-    budget: row.credit_budget === null ? null : Number(row.credit_budget),
-  };
-}
 
 /** Does any limit need the key's counters (and so its row lock)? The allow-list does not. */
 export const counted = (l: KeyLimits): boolean => l.rpm !== null || l.tpm !== null || l.maxConcurrency !== null || l.budget !== null;

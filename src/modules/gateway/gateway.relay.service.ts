@@ -1,6 +1,5 @@
 import type { Db } from '../../db/database.js';
 import { errors } from '../../core/errors.js';
-import { sha256Hex } from '../../lib/hash.js';
 import { requestHash } from '../idempotency/idempotency.js';
 import { API_KEY_PREFIX } from '../api-keys/api-keys.scopes.js';
 import { costModelFind } from '../billing/billing.catalog.repository.js';
@@ -9,8 +8,9 @@ import type { GatewayConfig } from '../../config/config.js';
 import { modelMatches, NO_TOKENS, type Tokens, type UsageSource } from './gateway.js';
 import type { GatewayLedger } from './gateway.ledger.js';
 import { costMicros, holdCredits, inputBoundOf, maxCostMicros, type ModelPrice, priceMetric, priceOf } from './gateway.pricing.js';
-import { apiKeyFindLiveByHash } from '../api-keys/api-keys.repository.js';
-import type { KeyUses } from '../api-keys/api-keys.uses.js';
+import type { KeyResolver } from '../api-keys/api-keys.resolver.js';
+import { hasScope } from '../../core/principal.js';
+import { must } from '../../lib/must.js';
 import { carryAdd, carryAddTotal, pricedModels, type RequestInsert, requestFind, requestFindByKey, requestInsert, requestInsertMany, requestLock, requestLockMany, requestSettle, requestSettleMany, requestsRenew, requestsStale } from './gateway.repository.js';
 import { GroupCommit, type ItemOutcome } from '../../lib/group-commit.js';
 import type { Candidate, UpstreamRouter } from './gateway.router.js';
@@ -18,7 +18,7 @@ import type { Attempt, UpstreamClient } from './gateway.upstream-call.js';
 import { SseSplitter, StreamUsage, usageOfBody, type Wire } from './gateway.wire.js';
 import { boundOf } from './gateway.bounds.js';
 import { assertRelayable, withStandardTier } from './gateway.relayed.js';
-import { admit, assertModelAllowed, counted, type KeyLimits, limitsOf, NO_LIMITS } from './gateway.key-limits.js';
+import { admit, assertModelAllowed, counted, type KeyLimits, NO_LIMITS } from './gateway.key-limits.js';
 import { keySpent, keyWindowTrueUp } from './gateway.key-limits.repository.js';
 
 /** The relayed endpoints: which wire, which upstream path. */
@@ -120,8 +120,8 @@ export class RelayService {
     private readonly settings: GatewayConfig,
     private readonly now: () => Date,
     private readonly onSettleError: (err: unknown, requestId: string) => void,
-    /** Where each key's use is counted (written in batches, api-keys.uses.ts). */
-    private readonly keyUses: KeyUses | null = null,
+    /** The API-key lookup the Authenticator shares (one query per request; uses counted apart). */
+    private readonly keys: KeyResolver,
     /** Told when a batch failed and its requests ran again one by one (a warning: nothing is lost). */
     private readonly onBatchError: (err: unknown, batch: string) => void = () => {},
   ) {}
@@ -153,16 +153,14 @@ export class RelayService {
   async authenticate(apiKey: string | null): Promise<Caller> {
     if (!apiKey) throw errors.unauthenticated('Send your Tally API key (tly_…) as the bearer token or x-api-key');
     if (!apiKey.startsWith(API_KEY_PREFIX) || apiKey.length > 512) throw errors.unauthenticated('API key is invalid, revoked or expired');
-    const key = await apiKeyFindLiveByHash(this.db, sha256Hex(apiKey));
-    if (!key) throw errors.unauthenticated('API key is invalid, revoked or expired');
-    this.keyUses?.record(key.id);
-    if (!key.scopes.includes('*') && !key.scopes.includes('gateway')) throw errors.forbidden('This API key lacks the "gateway" scope the gateway needs');
+    const { principal, workspaceId, limits } = await this.keys.resolve(apiKey);
+    if (!hasScope(principal, 'gateway')) throw errors.forbidden('This API key lacks the "gateway" scope the gateway needs');
     return {
-      userId: key.user_id,
-      workspaceId: key.workspace_id,
-      keyId: key.id,
-      owner: key.workspace_id ? { workspaceId: key.workspace_id } : { userId: key.user_id },
-      limits: limitsOf(key),
+      userId: principal.userId,
+      workspaceId,
+      keyId: must(principal.keyId, 'an API key principal names its key'),
+      owner: workspaceId ? { workspaceId } : { userId: principal.userId },
+      limits,
     };
   }
 

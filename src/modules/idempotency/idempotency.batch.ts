@@ -97,10 +97,10 @@ export function replaysQuery(table: string, principals: string, keys: string, ex
 export const replaysParams = (scopes: readonly IdempotencyScope[]): [string[], string[]] => [scopes.map((s) => s.principal), scopes.map((s) => s.key)];
 
 /** The rows of `replaysQuery`, by key; `bodyOf` reads a stored answer's body (default: its JSON). */
-export function replayMap(
-  rows: readonly Record<string, unknown>[],
+export function replayMap<R extends Record<string, unknown>>(
+  rows: readonly R[],
   codec: AnswerCodec,
-  bodyOf: (row: Record<string, unknown>) => unknown = (k) => parseStored(k['response_body'] as string | null),
+  bodyOf: (row: R) => unknown = (k) => parseStored(k['response_body'] as string | null),
 ): Map<string, Replay> {
   const replays = new Map<string, Replay>();
   for (const k of rows) {

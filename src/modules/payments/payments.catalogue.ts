@@ -1,4 +1,6 @@
+import type { Updateable } from 'kysely';
 import type { PaymentsConfig } from '../../config/config.js';
+import type { CreditPackages } from '../../db/database.types.js';
 import type { Executor } from '../../db/database.js';
 import { errors } from '../../core/errors.js';
 import { type PageRequest, toPage } from '../../core/paging.js';
@@ -8,8 +10,6 @@ import type { ProviderSubscriptionSync } from './payments.ports.js';
 import type { ProviderName } from './payments.provider.js';
 import type { CheckoutReference } from './payments.reference.js';
 import * as repo from './payments.repository.js';
-
-type Row = Record<string, unknown>;
 
 /** What a payment buys; frozen on its row when priced (a package changed later changes nothing). */
 export interface Purchase {
@@ -54,19 +54,19 @@ export class Catalogue {
     let pkg = byPrice;
     if (ref?.packageId) {
       const named = await repo.packageFind(trx, ref.packageId);
-      if (!named || named['provider'] !== provider || !named['is_active']) {
+      if (!named || named.provider !== provider || !named.is_active) {
         return fail(`the checkout reference names package ${ref.packageId}, which is not an active ${provider} package`);
       }
-      if (byPrice && byPrice['id'] !== named['id']) {
-        return fail(`the checkout reference names package ${String(named['id'])}, but the price paid is package ${String(byPrice['id'])}`, fromPackage(named));
+      if (byPrice && byPrice.id !== named.id) {
+        return fail(`the checkout reference names package ${named.id}, but the price paid is package ${byPrice.id}`, fromPackage(named));
       }
       pkg = named;
     }
     if (pkg) {
       const bought = fromPackage(pkg);
-      const packageId = String(pkg['id']);
-      const price = pkg['price_amount'] === null ? null : Number(pkg['price_amount']);
-      const currency = (pkg['currency'] as string | null) ?? null;
+      const packageId = pkg.id;
+      const price = pkg.price_amount;
+      const currency = pkg.currency;
       if (price === null || currency === null) return fail(`package ${packageId} has no price to check the payment against`, bought);
       if (price !== net || currency !== p.currency) return fail(`package ${packageId} costs ${price} ${currency}; ${paid}`, bought);
       return ok(bought);
@@ -76,16 +76,17 @@ export class Catalogue {
     const plan = ref?.planId ? await repo.planFind(trx, ref.planId) : await repo.planByPrice(trx, provider, p.priceIds);
     if (ref?.planId && !plan) return fail(`the checkout reference names plan ${ref.planId}, which does not exist`);
     if (plan) {
-      const planId = String(plan['id']);
+      const planId = plan.id;
+      // A missing price reads as 0 (never a hit), as before.
       const prices: Array<[NonNullable<Purchase['interval']>, number]> = [
-        ['monthly', Number(plan['price_monthly'])],
-        ['yearly', Number(plan['price_yearly'])],
+        ['monthly', plan.price_monthly ?? 0],
+        ['yearly', plan.price_yearly ?? 0],
       ];
-      const allowed = plan['billing_interval'] ? prices.filter(([i]) => i === plan['billing_interval']) : prices;
+      const allowed = plan.billing_interval ? prices.filter(([i]) => i === plan.billing_interval) : prices;
       const hit = allowed.find(([, price]) => price > 0 && price === net);
-      if (!plan['is_active']) return fail(`plan ${planId} is not active`);
-      if (!hit || plan['currency'] !== p.currency) {
-        return fail(`plan ${planId} costs ${allowed.map(([i, price]) => `${price} ${String(plan['currency'])} ${i}`).join(' or ')}; ${paid}`);
+      if (!plan.is_active) return fail(`plan ${planId} is not active`);
+      if (!hit || plan.currency !== p.currency) {
+        return fail(`plan ${planId} costs ${allowed.map(([i, price]) => `${price} ${plan.currency} ${i}`).join(' or ')}; ${paid}`);
       }
       return ok({ ...NOTHING, planId, interval: hit[0] });
     }
@@ -96,7 +97,7 @@ export class Catalogue {
 
   // Credit packages (service CRUD) ---------------------------------------------------------------
 
-  async createPackage(db: Executor, b: PackageInput & { provider: ProviderName; provider_price_id: string }) {
+  async createPackage(db: Executor, b: PackageInput & { name: string; credits: number; provider: ProviderName; provider_price_id: string }) {
     const row = await repo.packageInsert(db, { id: newId('creditPackage'), ...packageRow(b) });
     return creditPackageBody(row);
   }
@@ -124,12 +125,12 @@ export class Catalogue {
   }
 }
 
-function fromPackage(pkg: Row): Purchase {
+function fromPackage(pkg: repo.PackageRow): Purchase {
   return {
-    credits: Number(pkg['credits']),
-    class: String(pkg['class']),
-    expireDays: pkg['expires_in_days'] === null ? null : Number(pkg['expires_in_days']),
-    packageId: String(pkg['id']),
+    credits: pkg.credits,
+    class: pkg.class,
+    expireDays: pkg.expires_in_days,
+    packageId: pkg.id,
     planId: null,
     interval: null,
   };
@@ -146,7 +147,7 @@ interface PackageInput {
   metadata?: Record<string, unknown>;
 }
 
-function packageRow(b: PackageInput & { provider?: string; provider_price_id?: string }): Row {
+function packageRow<T extends PackageInput & { provider?: string; provider_price_id?: string }>(b: T): Omit<T, 'metadata'> & Updateable<CreditPackages> {
   const { metadata, ...rest } = b;
   return { ...rest, ...(metadata !== undefined ? { metadata: JSON.stringify(metadata) } : {}) };
 }

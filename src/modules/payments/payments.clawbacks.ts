@@ -7,8 +7,6 @@ import { paymentByAnyId } from './payments.refs.js';
 import * as repo from './payments.repository.js';
 import type { Subscriptions } from './payments.subscriptions.js';
 
-type Row = Record<string, unknown>;
-
 /**
  * The credits a refund of `refunded` (of `amount` paid) takes back from a payment that bought
  * `credits`: pro rata, rounded half up. The one rounding rule, whether the refund comes after the
@@ -39,21 +37,21 @@ export class Clawbacks {
     const row = await paymentByAnyId(trx, provider, r.providerPaymentId, r.refs ?? []);
     // Out of order (the refund before its payment): fail, so the provider retries after the payment.
     if (!row) throw new Error(`refund for unknown ${provider} payment ${r.providerPaymentId} (retry after the payment event)`);
-    const amount = Number(row['amount']);
-    const before = Number(row['amount_refunded']);
+    const amount = row.amount;
+    const before = row.amount_refunded;
     // Cumulative totals (Stripe, Lemon Squeezy, PayPal's total_refunded_amount) never go down;
     // deltas (Creem, bare PayPal refunds) add up. Never more than was paid.
     const refunded = Math.min(amount, r.cumulative ? Math.max(before, r.amount) : before + r.amount);
     const full = refunded >= amount;
-    const status = row['status'] === 'disputed' ? 'disputed' : full && isSettled(row['status'] as PaymentStatus) ? 'refunded' : row['status'];
-    await repo.paymentUpdate(trx, String(row['id']), { amount_refunded: refunded, status, refunded_at: this.clock() });
+    const status = row.status === 'disputed' ? 'disputed' : full && isSettled(row.status as PaymentStatus) ? 'refunded' : row.status;
+    await repo.paymentUpdate(trx, row.id, { amount_refunded: refunded, status, refunded_at: this.clock() });
     // Pro rata: the share of the credits that the refunded share of the money bought.
-    const target = refundedCredits(Number(row['credits']), refunded, amount);
+    const target = refundedCredits(row.credits, refunded, amount);
     const clawed = await this.clawBack(trx, row, target, `refund of ${provider} payment ${r.providerPaymentId}`);
     const ended = full ? await this.endPlan(trx, provider, eventId, row, `refund of ${provider} payment ${r.providerPaymentId}`) : null;
     // A refund that moved the refunded total (a repeated or older total moves nothing: silent).
-    if (refunded > before) await tellPayment(this.events, trx, 'payment.refunded', await mustFind(trx, String(row['id'])));
-    return `payment ${String(row['id'])} refunded ${refunded}/${amount}${clawed > 0 ? `; clawed back ${clawed} credits` : ''}${ended ? `; ${ended}` : ''}`;
+    if (refunded > before) await tellPayment(this.events, trx, 'payment.refunded', await mustFind(trx, row.id));
+    return `payment ${row.id} refunded ${refunded}/${amount}${clawed > 0 ? `; clawed back ${clawed} credits` : ''}${ended ? `; ${ended}` : ''}`;
   }
 
   /**
@@ -63,11 +61,11 @@ export class Clawbacks {
   async dispute(trx: Executor, provider: ProviderName, eventId: string, d: Extract<PaymentAction, { kind: 'dispute' }>): Promise<string> {
     const row = await paymentByAnyId(trx, provider, d.providerPaymentId, d.refs ?? []);
     if (!row) throw new Error(`dispute for unknown ${provider} payment ${d.providerPaymentId} (retry after the payment event)`);
-    await repo.paymentUpdate(trx, String(row['id']), { status: 'disputed', disputed_at: this.clock() });
-    const clawed = await this.clawBack(trx, row, Number(row['credits']), `dispute of ${provider} payment ${d.providerPaymentId}`);
+    await repo.paymentUpdate(trx, row.id, { status: 'disputed', disputed_at: this.clock() });
+    const clawed = await this.clawBack(trx, row, row.credits, `dispute of ${provider} payment ${d.providerPaymentId}`);
     const ended = await this.endPlan(trx, provider, eventId, row, `dispute of ${provider} payment ${d.providerPaymentId}`);
-    if (row['status'] !== 'disputed') await tellPayment(this.events, trx, 'payment.disputed', await mustFind(trx, String(row['id'])));
-    return `payment ${String(row['id'])} disputed${clawed > 0 ? `; clawed back ${clawed} credits` : ''}${ended ? `; ${ended}` : ''}`;
+    if (row.status !== 'disputed') await tellPayment(this.events, trx, 'payment.disputed', await mustFind(trx, row.id));
+    return `payment ${row.id} disputed${clawed > 0 ? `; clawed back ${clawed} credits` : ''}${ended ? `; ${ended}` : ''}`;
   }
 
   /**
@@ -79,14 +77,15 @@ export class Clawbacks {
    * `disputed`. Before the success nothing was activated (the success never activates a fully
    * refunded or disputed payment's plan), so there is nothing to end.
    */
-  private async endPlan(trx: Executor, provider: ProviderName, eventId: string, payment: Row, why: string): Promise<string | null> {
-    if (payment['status'] !== 'succeeded' || !payment['plan_id'] || !payment['user_id']) return null;
+  private async endPlan(trx: Executor, provider: ProviderName, eventId: string, payment: repo.PaymentRow, why: string): Promise<string | null> {
+    const userId = payment.user_id;
+    if (payment.status !== 'succeeded' || !payment.plan_id || !userId) return null;
     const ended = await this.subscriptions.sync(trx, {
       provider,
       eventId,
-      userId: String(payment['user_id']),
-      providerSubscriptionId: String(payment['provider_payment_id']),
-      providerCustomerId: (payment['provider_customer_id'] as string | null) ?? null,
+      userId,
+      providerSubscriptionId: payment.provider_payment_id,
+      providerCustomerId: payment.provider_customer_id,
       // Neither a plan nor a price: this names the existing subscription, it never starts one.
       providerPriceId: null,
       planId: null,
@@ -99,7 +98,7 @@ export class Clawbacks {
       trialEnd: null,
       periodPaid: false,
     });
-    const taken = await this.takeBackAllowances(trx, provider, payment, why);
+    const taken = await this.takeBackAllowances(trx, provider, payment, userId, why);
     return taken > 0 ? `${ended}; clawed back ${taken} allowance credits` : ended;
   }
 
@@ -110,11 +109,11 @@ export class Clawbacks {
    * happens once per payment (a later event finds it `refunded` or `disputed`); the ledger key is
    * the payment's, so even a retried transaction takes nothing twice.
    */
-  private async takeBackAllowances(trx: Executor, provider: ProviderName, payment: Row, why: string): Promise<number> {
+  private async takeBackAllowances(trx: Executor, provider: ProviderName, payment: repo.PaymentRow, userId: string, why: string): Promise<number> {
     const reason = `plan allowances: ${why}`;
-    const used = await this.subscriptions.revokeAllowances(trx, { provider, providerSubscriptionId: String(payment['provider_payment_id']), reason });
+    const used = await this.subscriptions.revokeAllowances(trx, { provider, providerSubscriptionId: payment.provider_payment_id, reason });
     if (used <= 0) return 0;
-    await this.ledger.allowanceClawback(trx, { userId: String(payment['user_id']), paymentId: String(payment['id']), amount: used, reason });
+    await this.ledger.allowanceClawback(trx, { userId, paymentId: payment.id, amount: used, reason });
     return used;
   }
 
@@ -122,16 +121,16 @@ export class Clawbacks {
    * Brings the payment's clawed-back credits up to `target` (never down). The ledger key names the
    * target, so the same refund level claws back once however often it is delivered.
    */
-  private async clawBack(trx: Executor, payment: Row, target: number, reason: string): Promise<number> {
-    const id = String(payment['id']);
-    const done = Number(payment['credits_clawed_back']);
+  private async clawBack(trx: Executor, payment: repo.PaymentRow, target: number, reason: string): Promise<number> {
+    const { id, user_id: userId, grant_transaction_id: grantTransactionId } = payment;
+    const done = payment.credits_clawed_back;
     // Nothing was granted yet (unmatched, or not succeeded): nothing to take back.
-    if (!payment['grant_transaction_id'] || !payment['user_id'] || target <= done) return 0;
+    if (!grantTransactionId || !userId || target <= done) return 0;
     const amount = target - done;
     await this.ledger.clawback(trx, {
-      userId: String(payment['user_id']),
+      userId,
       paymentId: id,
-      grantTransactionId: String(payment['grant_transaction_id']),
+      grantTransactionId,
       target,
       amount,
       reason,
@@ -141,7 +140,7 @@ export class Clawbacks {
   }
 }
 
-async function mustFind(trx: Executor, id: string): Promise<Row> {
+async function mustFind(trx: Executor, id: string): Promise<repo.PaymentView> {
   const row = await repo.paymentFind(trx, id);
   if (!row) throw new Error(`payment ${id} vanished inside its own transaction`);
   return row;

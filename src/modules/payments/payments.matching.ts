@@ -70,7 +70,7 @@ export class Matcher {
     if (ref && (await repo.userExists(trx, ref.userId))) return { userId: ref.userId, by: 'reference' };
     if (q.providerCustomerId) {
       const customer = await repo.customerFind(trx, provider, q.providerCustomerId);
-      if (customer) return { userId: String(customer['user_id']), by: 'customer' };
+      if (customer) return { userId: customer.user_id, by: 'customer' };
     }
     const fromMeta = this.unsignedUserIds ? (q.metadata['user_id'] ?? q.metadata['userId'] ?? q.metadata['tally_user_id']) : undefined;
     if (fromMeta && (await repo.userExists(trx, fromMeta))) return { userId: fromMeta, by: 'metadata' };
@@ -103,7 +103,7 @@ export class Matcher {
   /** Links a provider customer to a user (an existing link wins); the customer row's id. */
   async link(trx: Executor, provider: ProviderName, providerCustomerId: string, userId: string, email: string | null): Promise<string> {
     const row = await repo.customerLink(trx, { id: newId('customer'), user_id: userId, provider, provider_customer_id: providerCustomerId, email });
-    return String(row['id']);
+    return row.id;
   }
 
   /** A checkout that only says who a provider customer is (Stripe subscription checkouts). */

@@ -1,4 +1,6 @@
+import type { Updateable } from 'kysely';
 import type { Db, Executor } from '../../db/database.js';
+import type { Payments } from '../../db/database.types.js';
 import { errors } from '../../core/errors.js';
 import type { EventSink } from '../../core/events.js';
 import { newId } from '../../lib/ids.js';
@@ -14,8 +16,6 @@ import type { Subscriptions } from './payments.subscriptions.js';
 import { must } from '../../lib/must.js';
 import type { CheckoutRow } from './checkout/checkout.repository.js';
 import type { SignedCheckouts } from './checkout/checkout.verify.js';
-
-type Row = Record<string, unknown>;
 
 /**
  * A payment's life: recorded once per provider payment (whatever ids events name it by), matched
@@ -54,8 +54,8 @@ export class Purchases {
       metadata: JSON.stringify(p.metadata),
       raw_payload: JSON.stringify(payload ?? null),
     });
-    const id = String(row['id']);
-    const current = row['status'] as PaymentStatus;
+    const id = row.id;
+    const current = row.status as PaymentStatus;
     if (isSettled(current)) return `payment ${id} already ${current}${created ? '' : ' (seen before)'}`;
 
     // A checkout Tally signed decides alone: verified, it names the user and what is bought;
@@ -64,12 +64,12 @@ export class Purchases {
     if (verdict.kind === 'refused') return this.told(trx, id, p, await this.refuse(trx, id, row, p, payload, verdict.reason));
     if (verdict.kind === 'ok') return this.told(trx, id, p, await this.applyCheckout(trx, provider, eventId, row, p, payload, verdict.checkout));
 
-    const match: Match | null = row['user_id']
-      ? { userId: String(row['user_id']), by: (row['matched_by'] ?? 'metadata') as Match['by'] }
+    const match: Match | null = row.user_id
+      ? { userId: row.user_id, by: (row.matched_by ?? 'metadata') as Match['by'] }
       : await this.matcher.match(trx, provider, p);
     const base = {
       ...reported(row, p, payload),
-      ...(match ? { user_id: match.userId, match_status: row['match_status'] === 'resolved' ? 'resolved' : 'matched', matched_by: match.by } : {}),
+      ...(match ? { user_id: match.userId, match_status: row.match_status === 'resolved' ? 'resolved' : 'matched', matched_by: match.by } : {}),
     };
     // No customer is linked before the payment succeeded at its price (`succeeded`): a failed or
     // pending payment proves nothing about who the provider's customer is.
@@ -87,14 +87,14 @@ export class Purchases {
   private async told(trx: Executor, id: string, p: PaymentFacts, outcome: string): Promise<string> {
     if (p.status !== 'succeeded') return outcome;
     const final = must(await repo.paymentFind(trx, id), 'a payment claimed above is still there');
-    if (final['status'] === 'succeeded') {
+    if (final.status === 'succeeded') {
       await tellPayment(this.events, trx, 'payment.succeeded', final);
-      if (final['match_status'] === 'unmatched') await tellPayment(this.events, trx, 'payment.unmatched', final);
+      if (final.match_status === 'unmatched') await tellPayment(this.events, trx, 'payment.unmatched', final);
     }
     return outcome;
   }
 
-  private async succeeded(trx: Executor, provider: ProviderName, eventId: string, id: string, p: PaymentFacts, base: Record<string, unknown>, match: Match | null): Promise<string> {
+  private async succeeded(trx: Executor, provider: ProviderName, eventId: string, id: string, p: PaymentFacts, base: Updateable<Payments>, match: Match | null): Promise<string> {
     const ref = this.matcher.reference(p.metadata);
 
     const priced = await this.catalogue.purchaseOf(trx, provider, p, ref);
@@ -142,8 +142,8 @@ export class Purchases {
    * providers keying customers on e-mail only when that e-mail is the user's verified one
    * (`Matcher.mayLink`). The checkout row is locked (`verify`), so racing payments take turns.
    */
-  private async applyCheckout(trx: Executor, provider: ProviderName, eventId: string, row: Row, p: PaymentFacts, payload: unknown, checkout: CheckoutRow): Promise<string> {
-    const id = String(row['id']);
+  private async applyCheckout(trx: Executor, provider: ProviderName, eventId: string, row: repo.PaymentRow, p: PaymentFacts, payload: unknown, checkout: CheckoutRow): Promise<string> {
+    const id = row.id;
     const userId = checkout.user_id;
     const wrongPrice = this.checkouts.priceCheck(checkout, p.amount - (p.tax ?? 0), p.currency);
     if (p.status === 'failed' || wrongPrice) await this.checkouts.release(trx, checkout, id);
@@ -181,7 +181,7 @@ export class Purchases {
    * A payment whose signed checkout is refused: recorded with what it says was paid, no user, no
    * customer link, no grant — it waits in the unmatched queue with the reason, for an operator.
    */
-  private async refuse(trx: Executor, id: string, row: Row, p: PaymentFacts, payload: unknown, reason: string, bought: Record<string, unknown> = {}): Promise<string> {
+  private async refuse(trx: Executor, id: string, row: repo.PaymentRow, p: PaymentFacts, payload: unknown, reason: string, bought: Updateable<Payments> = {}): Promise<string> {
     await repo.paymentUpdate(trx, id, {
       ...reported(row, p, payload),
       ...bought,
@@ -204,17 +204,17 @@ export class Purchases {
     return this.db.transaction().execute(async (trx) => {
       const row = await repo.paymentLock(trx, paymentId);
       if (!row) throw errors.notFound('Payment', paymentId);
-      if (row['match_status'] !== 'unmatched') {
-        throw errors.invalidState(`Payment ${paymentId} is already ${String(row['match_status'])}`, { match_status: row['match_status'] });
+      if (row.match_status !== 'unmatched') {
+        throw errors.invalidState(`Payment ${paymentId} is already ${row.match_status}`, { match_status: row.match_status });
       }
-      if (row['status'] !== 'succeeded' || Number(row['amount_refunded']) > 0) {
-        throw errors.invalidState(`Payment ${paymentId} is ${String(row['status'])}${Number(row['amount_refunded']) > 0 ? ' (partly refunded)' : ''}; only a succeeded payment can be resolved`, { status: row['status'] });
+      if (row.status !== 'succeeded' || row.amount_refunded > 0) {
+        throw errors.invalidState(`Payment ${paymentId} is ${row.status}${row.amount_refunded > 0 ? ' (partly refunded)' : ''}; only a succeeded payment can be resolved`, { status: row.status });
       }
       if (!(await repo.userExists(trx, userId))) throw errors.notFound('User', userId);
-      const provider = row['provider'] as ProviderName;
-      const providerCustomerId = (row['provider_customer_id'] as string | null) ?? null;
-      const customerId = providerCustomerId ? await this.matcher.link(trx, provider, providerCustomerId, userId, (row['email'] as string | null) ?? null) : null;
-      if (addAlias && row['email']) await repo.aliasInsert(trx, { id: newId('emailAlias'), user_id: userId, email: String(row['email']), note: `payment ${paymentId}` });
+      const provider = row.provider as ProviderName;
+      const providerCustomerId = row.provider_customer_id;
+      const customerId = providerCustomerId ? await this.matcher.link(trx, provider, providerCustomerId, userId, row.email) : null;
+      if (addAlias && row.email) await repo.aliasInsert(trx, { id: newId('emailAlias'), user_id: userId, email: row.email, note: `payment ${paymentId}` });
       const updated = await repo.paymentUpdate(trx, paymentId, {
         user_id: userId,
         match_status: 'resolved',
@@ -226,15 +226,14 @@ export class Purchases {
       const full = await repo.paymentLock(trx, paymentId);
       // Exactly what the payment was priced at when paid (frozen on its row): a package changed
       // or deleted since changes nothing.
-      const days = updated['credits_expire_days'];
       await this.fulfil(trx, provider, `resolve:${paymentId}`, must(full, 'a payment locked above is still there'), {
-        credits: Number(updated['credits']),
-        class: (updated['credit_class'] as string | null) ?? 'default',
-        expireDays: days === null || days === undefined ? null : Number(days),
-        packageId: (updated['package_id'] as string | null) ?? null,
-        planId: (updated['plan_id'] as string | null) ?? null,
+        credits: updated.credits,
+        class: updated.credit_class ?? 'default',
+        expireDays: updated.credits_expire_days,
+        packageId: updated.package_id,
+        planId: updated.plan_id,
         interval: null,
-      }, { providerCustomerId, priceIds: updated['provider_price_id'] ? [String(updated['provider_price_id'])] : [] });
+      }, { providerCustomerId, priceIds: updated.provider_price_id ? [updated.provider_price_id] : [] });
       return paymentBody(must(await repo.paymentFind(trx, paymentId), 'a payment locked above is still there'));
     });
   }
@@ -254,15 +253,15 @@ export class Purchases {
     trx: Executor,
     provider: ProviderName,
     eventId: string,
-    payment: Row,
+    payment: repo.PaymentView,
     purchase: Purchase,
     p: Pick<PaymentFacts, 'providerCustomerId' | 'priceIds'>,
   ): Promise<string> {
-    const id = String(payment['id']);
-    const userId = String(payment['user_id']);
-    const providerPaymentId = String(payment['provider_payment_id']);
-    const amount = Number(payment['amount']);
-    const refunded = Number(payment['amount_refunded']);
+    const id = payment.id;
+    const userId = must(payment.user_id, 'a payment is fulfilled once matched');
+    const providerPaymentId = payment.provider_payment_id;
+    const amount = payment.amount;
+    const refunded = payment.amount_refunded;
     const fullyRefunded = refunded > 0 && refunded >= amount;
     const withheld = refunded > 0 ? refundedCredits(purchase.credits, refunded, amount) : 0;
     const credits = purchase.credits - withheld;
@@ -309,16 +308,16 @@ export class Purchases {
  * while the payment was pending are on the row already: a success refunded in full is `refunded`
  * at once (and grants nothing: `fulfil`).
  */
-function reported(row: Row, p: PaymentFacts, payload: unknown) {
-  const refunded = Math.min(Number(row['amount_refunded']), p.amount);
+function reported(row: repo.PaymentRow, p: PaymentFacts, payload: unknown) {
+  const refunded = Math.min(row.amount_refunded, p.amount);
   const status: PaymentStatus = p.status === 'succeeded' && refunded > 0 && refunded >= p.amount ? 'refunded' : p.status;
   return {
     status,
     amount_refunded: refunded,
     amount: p.amount,
     currency: p.currency,
-    email: p.email ?? row['email'] ?? null,
-    receipt_url: p.receiptUrl ?? row['receipt_url'] ?? null,
+    email: p.email ?? row.email,
+    receipt_url: p.receiptUrl ?? row.receipt_url,
     raw_payload: JSON.stringify(payload ?? null),
   };
 }

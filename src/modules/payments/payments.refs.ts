@@ -23,7 +23,7 @@ export async function claimKey(trx: Executor, provider: ProviderName, primary: s
 }
 
 /** The payment a refund or dispute names, by any of its ids (locked); learns the ids it did not know. */
-export async function paymentByAnyId(trx: Executor, provider: ProviderName, primary: string, refs: readonly string[]): Promise<Record<string, unknown> | undefined> {
+export async function paymentByAnyId(trx: Executor, provider: ProviderName, primary: string, refs: readonly string[]): Promise<repo.PaymentRow | undefined> {
   const all = [primary, ...refs.filter((r) => r !== primary)];
   const key = await repo.paymentKeyOf(trx, provider, all);
   if (!key) return undefined;

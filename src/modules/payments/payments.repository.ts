@@ -1,5 +1,6 @@
-import { sql } from 'kysely';
+import { type Insertable, type Selectable, sql, type Updateable } from 'kysely';
 import type { Executor } from '../../db/database.js';
+import type { CreditPackages, Invoices, PaymentCustomers, Payments, UserEmailAliases, WebhookEvents } from '../../db/database.types.js';
 import { cursorBefore, cursorColumn } from '../../db/paging.js';
 import { type PageRequest } from '../../core/paging.js';
 import type { ProviderName } from './payments.provider.js';
@@ -10,8 +11,6 @@ import { must } from '../../lib/must.js';
  * lists are explicit: end users read these tables under RLS with column grants, and a `select *`
  * would touch columns they may not read (raw payloads).
  */
-type Row = Record<string, unknown>;
-
 export const PAYMENT_COLUMNS = [
   'id', 'user_id', 'provider', 'provider_payment_id', 'provider_customer_id', 'customer_id', 'status', 'amount',
   'amount_refunded', 'currency', 'email', 'package_id', 'plan_id', 'provider_price_id', 'credits', 'credits_clawed_back',
@@ -24,6 +23,27 @@ const INVOICE_COLUMNS = [
   'created_at', 'updated_at',
 ] as const;
 const CUSTOMER_COLUMNS = ['id', 'user_id', 'provider', 'provider_customer_id', 'email', 'created_at', 'updated_at'] as const;
+const ALIAS_COLUMNS = ['id', 'user_id', 'email', 'note', 'created_at'] as const;
+
+/** A whole payments row (raw payload included: internal reads only). */
+export type PaymentRow = Selectable<Payments>;
+/** The columns a user may read (PAYMENT_COLUMNS): what the mappers and events see. */
+export type PaymentView = Pick<PaymentRow, (typeof PAYMENT_COLUMNS)[number]>;
+export type InvoiceView = Pick<Selectable<Invoices>, (typeof INVOICE_COLUMNS)[number]>;
+export type CustomerView = Pick<Selectable<PaymentCustomers>, (typeof CUSTOMER_COLUMNS)[number]>;
+export type AliasView = Pick<Selectable<UserEmailAliases>, (typeof ALIAS_COLUMNS)[number]>;
+export type PackageRow = Selectable<CreditPackages>;
+export type WebhookEventRow = Selectable<WebhookEvents>;
+/** What a one-time payment's plan price is read for (planByPrice / planFind). */
+export interface PlanPriceRow {
+  id: string;
+  price_monthly: number | null;
+  price_yearly: number | null;
+  currency: string;
+  is_active: boolean;
+  /** Only from planByPrice: the interval the price id is for (null: either). */
+  billing_interval?: string | null;
+}
 
 // --- users, customers, aliases (matching) ------------------------------------------------------
 
@@ -62,7 +82,7 @@ export async function userIdByAlias(db: Executor, email: string): Promise<string
   return row?.user_id ?? null;
 }
 
-export async function customerFind(db: Executor, provider: ProviderName, providerCustomerId: string): Promise<Row | undefined> {
+export async function customerFind(db: Executor, provider: ProviderName, providerCustomerId: string): Promise<Selectable<PaymentCustomers> | undefined> {
   return db.selectFrom('payment_customers').selectAll().where('provider', '=', provider).where('provider_customer_id', '=', providerCustomerId).executeTakeFirst();
 }
 
@@ -70,7 +90,7 @@ export async function customerFind(db: Executor, provider: ProviderName, provide
 export async function customerLink(
   db: Executor,
   row: { id: string; user_id: string; provider: ProviderName; provider_customer_id: string; email: string | null },
-): Promise<Row> {
+): Promise<Selectable<PaymentCustomers>> {
   await db.insertInto('payment_customers').values(row).onConflict((oc) => oc.columns(['provider', 'provider_customer_id']).doNothing()).execute();
   return must(await customerFind(db, row.provider, row.provider_customer_id), 'a customer just inserted or kept is found');
 }
@@ -81,7 +101,7 @@ export async function customersOfUser(db: Executor, userId: string, page: PageRe
   return q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(page.limit + 1).execute();
 }
 
-export async function aliasInsert(db: Executor, row: { id: string; user_id: string; email: string; note: string | null }): Promise<Row | undefined> {
+export async function aliasInsert(db: Executor, row: { id: string; user_id: string; email: string; note: string | null }): Promise<Selectable<UserEmailAliases> | undefined> {
   return db
     .insertInto('user_email_aliases')
     .values(row)
@@ -91,7 +111,7 @@ export async function aliasInsert(db: Executor, row: { id: string; user_id: stri
 }
 
 export async function aliasesOfUser(db: Executor, userId: string, page: PageRequest) {
-  let q = db.selectFrom('user_email_aliases').select(['id', 'user_id', 'email', 'note', 'created_at', cursorColumn('user_email_aliases').as('cursor_us')]).where('user_id', '=', userId);
+  let q = db.selectFrom('user_email_aliases').select([...ALIAS_COLUMNS, cursorColumn('user_email_aliases').as('cursor_us')]).where('user_id', '=', userId);
   if (page.after) q = q.where(cursorBefore('user_email_aliases', page.after));
   return q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(page.limit + 1).execute();
 }
@@ -103,7 +123,7 @@ export async function aliasDelete(db: Executor, id: string): Promise<boolean> {
 
 // --- credit packages ---------------------------------------------------------------------------
 
-export async function packageByPrice(db: Executor, provider: ProviderName, priceIds: string[]): Promise<Row | undefined> {
+export async function packageByPrice(db: Executor, provider: ProviderName, priceIds: string[]): Promise<PackageRow | undefined> {
   if (priceIds.length === 0) return undefined;
   const rows = await db
     .selectFrom('credit_packages')
@@ -120,16 +140,16 @@ export async function packageByPrice(db: Executor, provider: ProviderName, price
   return undefined;
 }
 
-export async function packageInsert(db: Executor, row: Record<string, unknown>): Promise<Row> {
-  return db.insertInto('credit_packages').values(row as never).returningAll().executeTakeFirstOrThrow();
+export async function packageInsert(db: Executor, row: Insertable<CreditPackages>): Promise<PackageRow> {
+  return db.insertInto('credit_packages').values(row).returningAll().executeTakeFirstOrThrow();
 }
 
-export async function packageFind(db: Executor, id: string): Promise<Row | undefined> {
+export async function packageFind(db: Executor, id: string): Promise<PackageRow | undefined> {
   return db.selectFrom('credit_packages').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
-export async function packageUpdate(db: Executor, id: string, patch: Record<string, unknown>): Promise<Row | undefined> {
-  return db.updateTable('credit_packages').set(patch as never).where('id', '=', id).returningAll().executeTakeFirst();
+export async function packageUpdate(db: Executor, id: string, patch: Updateable<CreditPackages>): Promise<PackageRow | undefined> {
+  return db.updateTable('credit_packages').set(patch).where('id', '=', id).returningAll().executeTakeFirst();
 }
 
 export async function packageDelete(db: Executor, id: string): Promise<boolean> {
@@ -146,18 +166,18 @@ export async function packagesPage(db: Executor, page: PageRequest) {
 // --- payments ----------------------------------------------------------------------------------
 
 /** Creates the payment row once per provider payment id, then locks it (concurrent events wait). */
-export async function paymentClaim(db: Executor, row: Record<string, unknown>): Promise<{ row: Row; created: boolean }> {
+export async function paymentClaim(db: Executor, row: Insertable<Payments> & { provider: ProviderName }): Promise<{ row: PaymentRow; created: boolean }> {
   const inserted = await db
     .insertInto('payments')
-    .values(row as never)
+    .values(row)
     .onConflict((oc) => oc.columns(['provider', 'provider_payment_id']).doNothing())
     .returning('id')
     .executeTakeFirst();
-  const locked = await paymentLockByProviderId(db, row['provider'] as ProviderName, row['provider_payment_id'] as string);
+  const locked = await paymentLockByProviderId(db, row.provider, row.provider_payment_id);
   return { row: must(locked, 'a payment just inserted or kept is found'), created: inserted !== undefined };
 }
 
-export async function paymentLockByProviderId(db: Executor, provider: ProviderName, providerPaymentId: string): Promise<Row | undefined> {
+export async function paymentLockByProviderId(db: Executor, provider: ProviderName, providerPaymentId: string): Promise<PaymentRow | undefined> {
   return db
     .selectFrom('payments')
     .selectAll()
@@ -201,7 +221,7 @@ export async function refsRecord(db: Executor, provider: ProviderName, ids: read
 
 // --- plans (billing's catalogue, read only: what a one-time payment's price buys) -------------
 
-export async function planByPrice(db: Executor, provider: ProviderName, priceIds: readonly string[]): Promise<Row | undefined> {
+export async function planByPrice(db: Executor, provider: ProviderName, priceIds: readonly string[]): Promise<PlanPriceRow | undefined> {
   if (priceIds.length === 0) return undefined;
   const rows = await db
     .selectFrom('plan_prices')
@@ -217,19 +237,19 @@ export async function planByPrice(db: Executor, provider: ProviderName, priceIds
   return undefined;
 }
 
-export async function planFind(db: Executor, id: string): Promise<Row | undefined> {
+export async function planFind(db: Executor, id: string): Promise<PlanPriceRow | undefined> {
   return db.selectFrom('plans').select(['id', 'price_monthly', 'price_yearly', 'currency', 'is_active']).where('id', '=', id).executeTakeFirst();
 }
 
-export async function paymentLock(db: Executor, id: string): Promise<Row | undefined> {
+export async function paymentLock(db: Executor, id: string): Promise<PaymentRow | undefined> {
   return db.selectFrom('payments').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
 }
 
-export async function paymentUpdate(db: Executor, id: string, patch: Record<string, unknown>): Promise<Row> {
-  return db.updateTable('payments').set(patch as never).where('id', '=', id).returning([...PAYMENT_COLUMNS]).executeTakeFirstOrThrow();
+export async function paymentUpdate(db: Executor, id: string, patch: Updateable<Payments>): Promise<PaymentView> {
+  return db.updateTable('payments').set(patch).where('id', '=', id).returning([...PAYMENT_COLUMNS]).executeTakeFirstOrThrow();
 }
 
-export async function paymentFind(db: Executor, id: string): Promise<Row | undefined> {
+export async function paymentFind(db: Executor, id: string): Promise<PaymentView | undefined> {
   return db.selectFrom('payments').select([...PAYMENT_COLUMNS]).where('id', '=', id).executeTakeFirst();
 }
 
@@ -294,12 +314,12 @@ export async function webhookReject(db: Executor, row: { id: string; provider: P
     .execute();
 }
 
-export async function webhookLock(db: Executor, provider: ProviderName, eventId: string): Promise<Row | undefined> {
+export async function webhookLock(db: Executor, provider: ProviderName, eventId: string): Promise<WebhookEventRow | undefined> {
   return db.selectFrom('webhook_events').selectAll().where('provider', '=', provider).where('event_id', '=', eventId).forUpdate().executeTakeFirst();
 }
 
-export async function webhookUpdate(db: Executor, provider: ProviderName, eventId: string, patch: Record<string, unknown>): Promise<void> {
-  await db.updateTable('webhook_events').set(patch as never).where('provider', '=', provider).where('event_id', '=', eventId).execute();
+export async function webhookUpdate(db: Executor, provider: ProviderName, eventId: string, patch: Updateable<WebhookEvents>): Promise<void> {
+  await db.updateTable('webhook_events').set(patch).where('provider', '=', provider).where('event_id', '=', eventId).execute();
 }
 
 /** Records a failed attempt after its transaction rolled back (attempts counts every try). */

@@ -73,7 +73,7 @@ export class PaymentsService {
     if (b.package_id) {
       const pkg = await repo.packageFind(db, b.package_id);
       if (!pkg) throw errors.notFound('Credit package', b.package_id);
-      if (!pkg['is_active']) throw errors.invalidState(`Credit package ${b.package_id} is not active`);
+      if (!pkg.is_active) throw errors.invalidState(`Credit package ${b.package_id} is not active`);
     }
     if (b.plan_id && !(await repo.planFind(db, b.plan_id))) throw errors.notFound('Plan', b.plan_id);
     const key = this.deps.referenceKeys[0];

@@ -2,6 +2,8 @@ import { Type } from 'typebox';
 import { Email, IdParam, isoOrNull, iso, Metadata, NullableTimestamp, Timestamp } from '../../core/schemas.js';
 import type { EventSink } from '../../core/events.js';
 import type { Executor } from '../../db/database.js';
+import type { JsonValue } from '../../db/database.types.js';
+import type { AliasView, CustomerView, InvoiceView, PackageRow, PaymentView, WebhookEventRow } from './payments.repository.js';
 import type { ProviderSubscriptionSync } from './payments.ports.js';
 import { PROVIDERS, type ProviderName } from './payments.provider.js';
 
@@ -366,113 +368,110 @@ export const ProviderParam = Type.Object({ provider: Provider }, { additionalPro
 // Mappers: row → API body (explicit fields; raw payloads never leave through user routes).
 // ---------------------------------------------------------------------------------------------
 
-type Row = Record<string, unknown>;
-const s = (v: unknown) => (v === null || v === undefined ? null : String(v));
-const n = (v: unknown) => Number(v ?? 0);
-const d = (v: unknown) => isoOrNull((v as Date | string | null) ?? null);
+const meta = (v: JsonValue): Record<string, unknown> => (v ?? {}) as Record<string, unknown>;
 
-export const paymentBody = (r: Row) => ({
-  id: String(r['id']),
-  user_id: s(r['user_id']),
-  provider: r['provider'] as ProviderName,
-  provider_payment_id: String(r['provider_payment_id']),
-  provider_customer_id: s(r['provider_customer_id']),
-  status: r['status'] as PaymentStatus,
-  amount: n(r['amount']),
-  amount_refunded: n(r['amount_refunded']),
-  currency: String(r['currency']),
-  email: s(r['email']),
-  package_id: s(r['package_id']),
-  plan_id: s(r['plan_id']),
-  provider_price_id: s(r['provider_price_id']),
-  credits: n(r['credits']),
-  credits_clawed_back: n(r['credits_clawed_back']),
-  credit_class: s(r['credit_class']),
-  credits_expire_days: r['credits_expire_days'] === null || r['credits_expire_days'] === undefined ? null : n(r['credits_expire_days']),
-  grant_transaction_id: s(r['grant_transaction_id']),
-  match_status: r['match_status'] as (typeof MATCH_STATUSES)[number],
-  unmatched_reason: s(r['unmatched_reason']),
-  receipt_url: s(r['receipt_url']),
-  description: s(r['description']),
-  metadata: (r['metadata'] ?? {}) as Record<string, unknown>,
-  processed_at: d(r['processed_at']),
-  refunded_at: d(r['refunded_at']),
-  disputed_at: d(r['disputed_at']),
-  created_at: iso(r['created_at'] as Date),
+export const paymentBody = (r: PaymentView) => ({
+  id: r.id,
+  user_id: r.user_id,
+  provider: r.provider as ProviderName,
+  provider_payment_id: r.provider_payment_id,
+  provider_customer_id: r.provider_customer_id,
+  status: r.status as PaymentStatus,
+  amount: r.amount,
+  amount_refunded: r.amount_refunded,
+  currency: r.currency,
+  email: r.email,
+  package_id: r.package_id,
+  plan_id: r.plan_id,
+  provider_price_id: r.provider_price_id,
+  credits: r.credits,
+  credits_clawed_back: r.credits_clawed_back,
+  credit_class: r.credit_class,
+  credits_expire_days: r.credits_expire_days,
+  grant_transaction_id: r.grant_transaction_id,
+  match_status: r.match_status as (typeof MATCH_STATUSES)[number],
+  unmatched_reason: r.unmatched_reason,
+  receipt_url: r.receipt_url,
+  description: r.description,
+  metadata: meta(r.metadata),
+  processed_at: isoOrNull(r.processed_at),
+  refunded_at: isoOrNull(r.refunded_at),
+  disputed_at: isoOrNull(r.disputed_at),
+  created_at: iso(r.created_at),
 });
 
-export const invoiceBody = (r: Row) => ({
-  id: String(r['id']),
-  user_id: s(r['user_id']),
-  customer_id: s(r['customer_id']),
-  provider: r['provider'] as ProviderName,
-  provider_invoice_id: String(r['provider_invoice_id']),
-  provider_subscription_id: s(r['provider_subscription_id']),
-  payment_id: s(r['payment_id']),
-  status: r['status'] as InvoiceStatus,
-  amount_due: n(r['amount_due']),
-  amount_paid: n(r['amount_paid']),
-  currency: String(r['currency']),
-  invoice_pdf_url: s(r['invoice_pdf_url']),
-  hosted_invoice_url: s(r['hosted_invoice_url']),
-  period_start: d(r['period_start']),
-  period_end: d(r['period_end']),
-  paid_at: d(r['paid_at']),
-  created_at: iso(r['created_at'] as Date),
+export const invoiceBody = (r: InvoiceView) => ({
+  id: r.id,
+  user_id: r.user_id,
+  customer_id: r.customer_id,
+  provider: r.provider as ProviderName,
+  provider_invoice_id: r.provider_invoice_id,
+  provider_subscription_id: r.provider_subscription_id,
+  payment_id: r.payment_id,
+  status: r.status as InvoiceStatus,
+  amount_due: r.amount_due,
+  amount_paid: r.amount_paid,
+  currency: r.currency,
+  invoice_pdf_url: r.invoice_pdf_url,
+  hosted_invoice_url: r.hosted_invoice_url,
+  period_start: isoOrNull(r.period_start),
+  period_end: isoOrNull(r.period_end),
+  paid_at: isoOrNull(r.paid_at),
+  created_at: iso(r.created_at),
 });
 
-export const customerBody = (r: Row) => ({
-  id: String(r['id']),
-  user_id: String(r['user_id']),
-  provider: r['provider'] as ProviderName,
-  provider_customer_id: String(r['provider_customer_id']),
-  email: s(r['email']),
-  created_at: iso(r['created_at'] as Date),
+export const customerBody = (r: CustomerView) => ({
+  id: r.id,
+  user_id: r.user_id,
+  provider: r.provider as ProviderName,
+  provider_customer_id: r.provider_customer_id,
+  email: r.email,
+  created_at: iso(r.created_at),
 });
 
-export const webhookEventBody = (r: Row) => ({
-  id: String(r['id']),
-  provider: r['provider'] as ProviderName,
-  event_id: s(r['event_id']),
-  event_type: s(r['event_type']),
-  status: r['status'] as (typeof WEBHOOK_STATUSES)[number],
-  attempts: n(r['attempts']),
-  outcome: s(r['outcome']),
-  error: s(r['error']),
-  payload: r['payload'] ?? null,
-  processed_at: d(r['processed_at']),
-  created_at: iso(r['created_at'] as Date),
-  updated_at: iso(r['updated_at'] as Date),
+export const webhookEventBody = (r: WebhookEventRow) => ({
+  id: r.id,
+  provider: r.provider as ProviderName,
+  event_id: r.event_id,
+  event_type: r.event_type,
+  status: r.status as (typeof WEBHOOK_STATUSES)[number],
+  attempts: r.attempts,
+  outcome: r.outcome,
+  error: r.error,
+  payload: r.payload ?? null,
+  processed_at: isoOrNull(r.processed_at),
+  created_at: iso(r.created_at),
+  updated_at: iso(r.updated_at),
 });
 
-export const creditPackageBody = (r: Row) => ({
-  id: String(r['id']),
-  name: String(r['name']),
-  provider: r['provider'] as ProviderName,
-  provider_price_id: String(r['provider_price_id']),
-  credits: n(r['credits']),
-  class: String(r['class']),
-  expires_in_days: r['expires_in_days'] === null || r['expires_in_days'] === undefined ? null : n(r['expires_in_days']),
-  price_amount: r['price_amount'] === null || r['price_amount'] === undefined ? null : n(r['price_amount']),
-  currency: s(r['currency']),
-  is_active: Boolean(r['is_active']),
-  metadata: (r['metadata'] ?? {}) as Record<string, unknown>,
-  created_at: iso(r['created_at'] as Date),
-  updated_at: iso(r['updated_at'] as Date),
+export const creditPackageBody = (r: PackageRow) => ({
+  id: r.id,
+  name: r.name,
+  provider: r.provider as ProviderName,
+  provider_price_id: r.provider_price_id,
+  credits: r.credits,
+  class: r.class,
+  expires_in_days: r.expires_in_days,
+  price_amount: r.price_amount,
+  currency: r.currency,
+  is_active: r.is_active,
+  metadata: meta(r.metadata),
+  created_at: iso(r.created_at),
+  updated_at: iso(r.updated_at),
 });
 
-export const emailAliasBody = (r: Row) => ({
-  id: String(r['id']),
-  user_id: String(r['user_id']),
-  email: String(r['email']),
-  note: s(r['note']),
-  created_at: iso(r['created_at'] as Date),
+export const emailAliasBody = (r: AliasView) => ({
+  id: r.id,
+  user_id: r.user_id,
+  email: r.email,
+  note: r.note,
+  created_at: iso(r.created_at),
 });
 
 /**
  * A payment event (docs/webhooks-out.md): its body is the payment as `GET /v1/payments/:id`
  * shows it, told in the transaction that changed it.
  */
-export function tellPayment(events: EventSink, trx: Executor, type: 'payment.succeeded' | 'payment.refunded' | 'payment.disputed' | 'payment.unmatched', row: Row): Promise<void> {
-  return events.emit(trx, { type, data: paymentBody(row), userId: (row['user_id'] as string | null) ?? null });
+export function tellPayment(events: EventSink, trx: Executor, type: 'payment.succeeded' | 'payment.refunded' | 'payment.disputed' | 'payment.unmatched', row: PaymentView): Promise<void> {
+  return events.emit(trx, { type, data: paymentBody(row), userId: row.user_id });
 }

@@ -127,12 +127,12 @@ export class Webhooks {
         await setAuditActor(trx, { kind: 'provider', id: provider }, `webhook:${provider}:${eventId}`);
         const row = await repo.webhookLock(trx, provider, eventId);
         if (!row) throw new Error(`webhook event ${provider}/${eventId} vanished`);
-        if (row['status'] === 'processed' || row['status'] === 'ignored') {
-          const status = row['status'] as 'processed' | 'ignored';
-          return { status: 200, body: { received: true, event_id: eventId, status, outcome: String(row['outcome'] ?? ''), replayed: true } };
+        if (row.status === 'processed' || row.status === 'ignored') {
+          const status = row.status;
+          return { status: 200, body: { received: true, event_id: eventId, status, outcome: row.outcome ?? '', replayed: true } };
         }
         if (parseError) throw parseError;
-        await repo.webhookUpdate(trx, provider, eventId, { status: 'processing', attempts: Number(row['attempts']) + 1 });
+        await repo.webhookUpdate(trx, provider, eventId, { status: 'processing', attempts: row.attempts + 1 });
         const outcomes: string[] = [];
         const actions = [...event.actions].sort((a, b) => ORDER[a.kind] - ORDER[b.kind]);
         for (const action of actions) outcomes.push(await this.apply(trx, provider, eventId, action, payload));
