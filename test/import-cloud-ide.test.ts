@@ -34,7 +34,7 @@ describe(`tally import cloud-ide (${TARGET})`, () => {
     const report = JSON.parse(res.out) as ImportReport;
     expect(report.detection).toMatch(/^detected cloud-ide from tables .* \(30 of the 30 tables of seed 002's design present\)$/);
     expect(report.credits).toMatchObject({ source_total: 0, tally_total: 0, source_accounts: fixture.users, tally_accounts: fixture.users, match: true });
-    expect(report.anomalies.by_kind).toEqual({ orphan: 13, second_owner: 1, duplicate_subscription: 1, unknown_value: 2, duplicate_deployment: 1 });
+    expect(report.anomalies.by_kind).toEqual({ orphan: 16, second_owner: 1, duplicate_subscription: 1, unknown_value: 2, duplicate_deployment: 1 });
     const table = (name: string) => report.tables.find((x) => x.table === name);
     expect(table('users')).toMatchObject({ imported: fixture.users, skipped: 0 });
     expect(table('workspaces')).toMatchObject({ imported: fixture.workspaces, skipped_by_reason: { orphan: 1 } });
@@ -92,7 +92,20 @@ describe(`tally import cloud-ide (${TARGET})`, () => {
     expect(table('code_analyses')).toMatchObject({ imported: f.analyses, skipped_by_reason: { expired: 1 } });
     expect(table('git_repositories')).toMatchObject({ imported: f.repositories, skipped_by_reason: { orphan: 1 } });
     expect(table('deployments')).toMatchObject({ imported: 5, skipped_by_reason: { orphan: 1 } });
-    for (const name of ['projects', 'editor_sessions', 'code_executions', 'deployments', 'oauth_connections']) expect(report.not_imported.map((n) => n.table).join(', ')).not.toContain(name);
+    expect(table('conversations')).toMatchObject({ imported: f.conversations, skipped_by_reason: { orphan: 1 } });
+    expect(table('messages')).toMatchObject({ imported: f.messages, skipped_by_reason: { orphan: 1 } });
+    const jobs = Object.values(f.aiJobs).reduce((a, b) => a + b, 0);
+    expect(table('ai_jobs')).toMatchObject({ imported: jobs, skipped_by_reason: { orphan: 1 } });
+    expect(table('background_jobs')).toMatchObject({ imported: Object.values(f.backgroundJobs).reduce((a, b) => a + b, 0), skipped: 0 });
+    const byStatus = async (sqlText: string) => Object.fromEntries((await q<{ status: string; n: number }>(t, sqlText)).map((r) => [r.status, r.n]));
+    expect(await byStatus('select status, count(*)::int as n from T.jobs where cost = 0 and hold_id is null group by status')).toEqual(f.aiJobs);
+    expect(await byStatus('select status, count(*)::int as n from T.background_jobs group by status')).toEqual(f.backgroundJobs);
+    const [msgs] = await q<{ n: number; authored: number; tokens: number }>(
+      t,
+      "select count(*)::int as n, count(m.user_id) filter (where m.role = 'user' and m.user_id = c.user_id and m.project_id = c.project_id)::int as authored, sum(m.token_count)::int as tokens from T.messages m join T.conversations c on c.id = m.conversation_id",
+    );
+    expect(msgs).toEqual({ n: f.messages, authored: f.messages / 2, tokens: 42 * f.conversations });
+    for (const name of ['projects', 'editor_sessions', 'code_executions', 'deployments', 'oauth_connections', 'conversations', 'ai_jobs', 'background_jobs']) expect(report.not_imported.map((n) => n.table).join(', ')).not.toContain(name);
     expect(report.not_imported.map((n) => n.table).join(', ')).toContain('environment_variables');
 
     const projects = await q<{ workspace_id: string; slug: string; visibility: string }>(t, 'select workspace_id, slug, visibility from T.projects order by slug');
@@ -135,7 +148,7 @@ describe(`tally import cloud-ide (${TARGET})`, () => {
     expect(strict.code).toBe(1);
     const report = JSON.parse(strict.out) as ImportReport;
     expect(report.status).toBe('refused');
-    expect(report.error).toMatch(/--strict: the source has 17 anomalies; nothing was imported/);
+    expect(report.error).toMatch(/--strict: the source has 20 anomalies; nothing was imported/);
     const dry = run(t, ...importArgs('--dry-run', '--json'));
     expect(dry.code, dry.err.slice(-3000)).toBe(0);
     expect((JSON.parse(dry.out) as ImportReport).tables.find((x) => x.table === 'subscriptions')?.imported).toBe(fixture.subscriptions);

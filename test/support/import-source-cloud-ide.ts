@@ -44,6 +44,10 @@ export interface IdeFixture {
   analyses: number;
   repositories: number;
   deployments: Record<string, number>;
+  conversations: number;
+  messages: number;
+  aiJobs: Record<string, number>;
+  backgroundJobs: Record<string, number>;
   /** Plain-text OAuth tokens in the source: none may appear in Tally. */
   tokens: string[];
 }
@@ -56,7 +60,7 @@ export interface IdeFixture {
  */
 export async function fillCloudIde(src: Source, users: number): Promise<CloudIdeFixture> {
   await src.query('set session_replication_role = replica');
-  const f: CloudIdeFixture = { users: 0, workspaces: 0, members: 0, customers: 0, subscriptions: 0, byStatus: {}, invoices: 0, amountPaid: 0, usage: 0, twoLive: '', secondOwner: { workspace: '', user: '' }, ide: { projects: 0, oauth: 0, editorSessions: 0, terminalSessions: 0, executions: {}, analyses: 0, repositories: 0, deployments: {}, tokens: [] } };
+  const f: CloudIdeFixture = { users: 0, workspaces: 0, members: 0, customers: 0, subscriptions: 0, byStatus: {}, invoices: 0, amountPaid: 0, usage: 0, twoLive: '', secondOwner: { workspace: '', user: '' }, ide: { projects: 0, oauth: 0, editorSessions: 0, terminalSessions: 0, executions: {}, analyses: 0, repositories: 0, deployments: {}, conversations: 0, messages: 0, aiJobs: {}, backgroundJobs: {}, tokens: [] } };
   const ids: string[] = [];
   for (let u = 0; u < users; u++) {
     const id = randomUUID();
@@ -149,6 +153,22 @@ const RUNS: [string, string][] = [
   ['Processing', 'running'],
 ];
 
+/** 002's AI job and queue statuses, and what Tally must make of each (docs/import.md). */
+const AI_JOBS: [string, string][] = [
+  ['pending', 'pending'],
+  ['running', 'processing'],
+  ['completed', 'completed'],
+  ['failed', 'failed'],
+  ['canceled', 'canceled'],
+];
+const QUEUE: [string, string][] = [
+  ['pending', 'canceled'],
+  ['retrying', 'canceled'],
+  ['running', 'canceled'],
+  ['completed', 'completed'],
+  ['failed', 'failed'],
+];
+
 /**
  * A project in each workspace, each with an editor session, two terminal commands, a run, a live
  * analysis; repositories for three; deployments for two (two successes and two in flight in one
@@ -157,7 +177,7 @@ const RUNS: [string, string][] = [
  * a run whose status nobody knows, a project whose slug Tally cannot take, an expired analysis.
  */
 async function fillIde(src: Source, users: string[], ghost: string): Promise<IdeFixture> {
-  const f: IdeFixture = { projects: 0, oauth: 0, editorSessions: 0, terminalSessions: 0, executions: {}, analyses: 0, repositories: 0, deployments: {}, tokens: [] };
+  const f: IdeFixture = { projects: 0, oauth: 0, editorSessions: 0, terminalSessions: 0, executions: {}, analyses: 0, repositories: 0, deployments: {}, conversations: 0, messages: 0, aiJobs: {}, backgroundJobs: {}, tokens: [] };
   const spaces = await src.query<{ id: string; owner_id: string }>("select id::text as id, owner_id::text as owner_id from workspaces where slug like 'space-%' order by slug");
   const projects: string[] = [];
   for (const [w, ws] of spaces.entries()) {
@@ -179,6 +199,17 @@ async function fillIde(src: Source, users: string[], ghost: string): Promise<Ide
     f.executions[status] = (f.executions[status] ?? 0) + 1;
     await src.query(`insert into code_analyses (project_id, file_path, analysis_type, result, model, expires_at) values ($1, 'src/index.ts', 'security', '{"issues": []}', 'claude', now() + interval '1 day')`, [project]);
     f.analyses++;
+    const [c] = await src.query<{ id: string }>("insert into conversations (project_id, user_id, title, context) values ($1, $2, $3, '{\"branch\": \"main\"}') returning id::text as id", [project, ws.owner_id, `Chat ${w}`]);
+    f.conversations++;
+    await src.query("insert into messages (conversation_id, role, content) values ($1, 'user', 'Explain this')", [c?.id]);
+    await src.query("insert into messages (conversation_id, role, content, tokens_used, model) values ($1, 'assistant', 'It adds.', 42, 'claude')", [c?.id]);
+    f.messages += 2;
+    const [jobStatus, tallyJob] = AI_JOBS[w % AI_JOBS.length] as [string, string];
+    await src.query("insert into ai_jobs (user_id, project_id, job_type, status, input, tokens_used, completed_at) values ($1, $2, 'explain', $3, '{\"file\": \"a.ts\"}', 10, $4)", [ws.owner_id, project, jobStatus, ['completed', 'failed', 'canceled'].includes(jobStatus) ? new Date() : null]);
+    f.aiJobs[tallyJob] = (f.aiJobs[tallyJob] ?? 0) + 1;
+    const [queueStatus, tallyQueue] = QUEUE[w % QUEUE.length] as [string, string];
+    await src.query("insert into background_jobs (job_name, job_type, status, input) values ($1, 'sync', $2, '{}')", [`sync ${w}`, queueStatus]);
+    f.backgroundJobs[tallyQueue] = (f.backgroundJobs[tallyQueue] ?? 0) + 1;
     if (w < 3) {
       await src.query("insert into git_repositories (project_id, provider, repo_url, repo_full_name, sync_status) values ($1, 'github', $2, $3, 'idle')", [project, `https://github.com/acme/app-${w}`, `acme/app-${w}`]);
       f.repositories++;
@@ -213,5 +244,8 @@ async function fillIde(src: Source, users: string[], ghost: string): Promise<Ide
   await src.query("insert into code_executions (user_id, project_id, language, source_code, status) values ($1, $2, 'python', 'print(3)', 'Mystery')", [users[0], p0]);
   await src.query("insert into git_repositories (project_id, provider, repo_url) values ($1, 'github', 'https://github.com/acme/ghost')", [randomUUID()]);
   await src.query("insert into deployments (project_id, environment, status) values ($1, 'production', 'success')", [randomUUID()]);
+  await src.query("insert into conversations (project_id, user_id) values ($1, $2)", [p0, ghost]);
+  await src.query("insert into messages (conversation_id, role, content) values ($1, 'user', 'lost')", [randomUUID()]);
+  await src.query("insert into ai_jobs (user_id, job_type, input) values ($1, 'chat', '{}')", [ghost]);
   return f;
 }

@@ -339,7 +339,160 @@ const oauthConnections = mappedStep({
   },
 });
 
-export const ideSteps: TableStep[] = [projects, oauthConnections, editorSessions, terminalSessions, codeExecutions, codeAnalyses, gitRepositories, deployments];
+const conversations = mappedStep({
+  table: 'conversations',
+  target: 'conversations',
+  columns: (t) => `id::text as id, project_id::text as project_id, user_id::text as user_id, title, context, is_archived, created_at, ${ownerExists(t, 'conversations', true)}`,
+  owners: [
+    { column: 'project_id', table: 'projects', required: true },
+    { column: 'user_id', table: 'users', required: true },
+  ],
+  conflictRule: 'Tally already has this conversation: not imported',
+  map(r, owners, ctx) {
+    const context = json(r.context) ?? {};
+    if (!fits(r.title, 500) || !objectOf(context)) return unknownValue('A conversation whose title exceeds 500 characters or whose context is not an object is not imported (nor its messages)', {});
+    const id = newId('conversation');
+    const project = owners.project_id?.target_id;
+    const user = owners.user_id?.target_id;
+    return {
+      targetId: id,
+      facts: { project_id: project, user_id: user },
+      values: { id, project_id: project, user_id: user, title: str(r.title), context: JSON.stringify(context), is_archived: r.is_archived === true, created_at: date(r.created_at) ?? ctx.now },
+    };
+  },
+});
+
+const ROLES = new Set(['user', 'assistant', 'system']);
+
+const messages = mappedStep({
+  table: 'messages',
+  target: 'messages',
+  columns: (t) => `id::text as id, conversation_id::text as conversation_id, role, content, metadata, tokens_used, model, created_at, ${has(t, 'messages', 'conversation_id', 'conversations')} as owner_exists`,
+  owners: [{ column: 'conversation_id', table: 'conversations', required: true }],
+  conflictRule: 'Tally already has this message: not imported',
+  map(r, owners, ctx) {
+    const tokens = r.tokens_used === null ? null : int(r.tokens_used);
+    const metadata = json(r.metadata) ?? {};
+    if (!ROLES.has(String(r.role)) || !fits(r.content, 1_000_000) || !fits(r.model, 128) || (r.tokens_used !== null && (tokens === null || tokens < 0)) || !objectOf(metadata)) {
+      return unknownValue('A message whose role, content, model, token count or metadata Tally cannot take as it is is not imported', { role: r.role, tokens_used: r.tokens_used });
+    }
+    const conversation = owners.conversation_id as NonNullable<(typeof owners)['conversation_id']>;
+    const id = newId('message');
+    return {
+      targetId: id,
+      values: {
+        id,
+        project_id: conversation.facts.project_id,
+        conversation_id: conversation.target_id,
+        // 002's messages name no author: a user's message is the conversation's user's; the others are nobody's.
+        user_id: r.role === 'user' ? conversation.facts.user_id : null,
+        role: String(r.role),
+        content: String(r.content),
+        metadata: JSON.stringify(metadata),
+        model: str(r.model),
+        token_count: tokens,
+        created_at: date(r.created_at) ?? ctx.now,
+      },
+    };
+  },
+});
+
+const HOUR = 3_600_000;
+/** 002's job statuses as Tally's (`running` is Tally's `processing`). */
+const AI_JOB_STATUS: Record<string, string> = { pending: 'pending', running: 'processing', completed: 'completed', failed: 'failed', canceled: 'canceled' };
+const FINAL = new Set(['completed', 'failed', 'canceled']);
+
+const aiJobs = mappedStep({
+  table: 'ai_jobs',
+  target: 'jobs',
+  columns: (t) => `id::text as id, user_id::text as user_id, project_id::text as project_id, job_type, status, input, output, error, tokens_used, model, duration_ms, started_at, completed_at, created_at,
+    ${has(t, 'ai_jobs', 'user_id', 'users')} as owner_exists`,
+  owners: [
+    { column: 'user_id', table: 'users', required: true },
+    { column: 'project_id', table: 'projects', required: false },
+  ],
+  conflictRule: 'Tally already has this job: not imported',
+  map(r, owners, ctx) {
+    const status = AI_JOB_STATUS[String(r.status ?? 'pending')];
+    const tokens = r.tokens_used === null ? null : int(r.tokens_used);
+    const duration = r.duration_ms === null ? null : int(r.duration_ms);
+    const input = json(r.input);
+    if (!status || !/^[A-Za-z0-9_.:-]{1,64}$/.test(String(r.job_type)) || !fits(r.error, 4000) || !fits(r.model, 128) || (r.tokens_used !== null && (tokens === null || tokens < 0)) || (r.duration_ms !== null && (duration === null || duration < 0)) || !objectOf(input)) {
+      return unknownValue('An AI job whose status, type, error, model, counts or input Tally cannot take as they are is not imported', { status: r.status, job_type: r.job_type });
+    }
+    const created = date(r.created_at) ?? ctx.now;
+    const done = FINAL.has(status) ? (date(r.completed_at) ?? date(r.started_at) ?? created) : null;
+    const id = newId('job');
+    // 002 never priced a job in credits: cost 0, no hold; an unfinished one gets the usual hour to report.
+    return {
+      targetId: id,
+      values: {
+        id,
+        user_id: owners.user_id?.target_id,
+        project_id: owners.project_id?.target_id ?? null,
+        kind: String(r.job_type),
+        model: str(r.model),
+        status,
+        input: JSON.stringify(input),
+        output: r.output === null ? null : JSON.stringify(json(r.output)),
+        error: str(r.error),
+        tokens_used: tokens,
+        cost: 0,
+        metadata: JSON.stringify({ imported_from: 'cloud-ide', source_id: String(r.id), source_status: str(r.status) }),
+        timeout_at: done ?? new Date(ctx.now.getTime() + HOUR),
+        started_at: date(r.started_at),
+        completed_at: done,
+        duration_ms: duration,
+        created_at: created,
+      },
+    };
+  },
+});
+
+/** 002's background job statuses as Tally's queue's: `retrying` waits for its next attempt (`pending`). */
+const QUEUE_STATUS: Record<string, string> = { pending: 'pending', running: 'running', completed: 'completed', failed: 'failed', retrying: 'pending' };
+
+const backgroundJobs = mappedStep({
+  table: 'background_jobs',
+  target: 'background_jobs',
+  columns: () => 'id::text as id, job_name, job_type, status, input, output, error, attempts, max_attempts, priority, scheduled_for, started_at, completed_at, created_at',
+  owners: [],
+  conflictRule: 'Tally already has this background job: not imported',
+  map(r, _owners, ctx) {
+    const status = QUEUE_STATUS[String(r.status ?? 'pending')];
+    const attempts = int(r.attempts ?? 0);
+    const max = int(r.max_attempts ?? 3);
+    const input = json(r.input);
+    if (!status || !/^[a-z0-9_.:-]{1,64}$/.test(String(r.job_type)) || !fits(r.job_name, 255) || !fits(r.error, 4000) || attempts === null || attempts < 0 || max === null || max < 1 || max > 100 || int(r.priority ?? 0) === null || !objectOf(input)) {
+      return unknownValue('A background job whose status, type, name, error, attempts or input Tally cannot take as they are is not imported', { status: r.status, job_type: r.job_type });
+    }
+    // A job still waiting or running in 002 would be claimed by Tally's workers (a handler of the same
+    // type would run 002's input): it is kept as history, canceled with the reason, never run.
+    const live = status === 'pending' || status === 'running';
+    const id = newId('backgroundJob');
+    return {
+      targetId: id,
+      values: {
+        id,
+        type: String(r.job_type),
+        name: str(r.job_name),
+        status: live ? 'canceled' : status,
+        input: JSON.stringify(input),
+        output: r.output === null ? null : JSON.stringify(json(r.output)),
+        last_error: live ? `imported from cloud-ide while ${String(r.status)}: not run by Tally` : str(r.error),
+        attempts,
+        max_attempts: max,
+        priority: int(r.priority ?? 0),
+        run_at: date(r.scheduled_for) ?? date(r.created_at) ?? ctx.now,
+        started_at: date(r.started_at),
+        completed_at: live ? ctx.now : date(r.completed_at),
+        created_at: date(r.created_at) ?? ctx.now,
+      },
+    };
+  },
+});
+
+export const ideSteps: TableStep[] = [projects, oauthConnections, editorSessions, terminalSessions, codeExecutions, codeAnalyses, gitRepositories, deployments, conversations, messages, aiJobs, backgroundJobs];
 
 /** The IDE tables' anomalies, found before anything is written (so `--strict` refuses with nothing imported). */
 export async function scanIde(src: SourceDb, limit: number): Promise<Anomaly[]> {
@@ -357,6 +510,10 @@ export async function scanIde(src: SourceDb, limit: number): Promise<Anomaly[]> 
     ['code_analyses', 'project_id', 'projects'],
     ['git_repositories', 'project_id', 'projects'],
     ['deployments', 'project_id', 'projects'],
+    ['conversations', 'project_id', 'projects'],
+    ['conversations', 'user_id', 'users'],
+    ['messages', 'conversation_id', 'conversations'],
+    ['ai_jobs', 'user_id', 'users'],
   ];
   const seen = new Set<string>();
   for (const [table, column, parent] of orphans) {

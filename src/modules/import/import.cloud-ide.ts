@@ -426,7 +426,7 @@ export const cloudIde: Shape = {
   signature: ['users', 'workspaces', 'workspace_members', 'subscription_plans', 'subscriptions', 'usage_records'],
   steps: [users, workspaces, members, plans, customers, subscriptions, invoices, usage, ...ideSteps],
   notImported: [
-    { table: 'conversations, messages, files, file_versions, ai_jobs, background_jobs', why: 'have a home in Tally (docs/schema.md) but are not built in the import yet; editor sessions keep the source file ids in open_files and link no active file until files are' },
+    { table: 'files, file_versions', why: 'their home (project_files / project_file_versions) keeps content inline only up to 64 KiB and the rest in storage, and has no folders: not built in the import yet; editor sessions keep the source file ids in open_files and link no active file until it is' },
     { table: 'environment_variables, api_integrations', why: 'their *_encrypted values were sealed by the source (pgcrypto) with a key Tally does not hold: set them again through the secrets API' },
     { table: 'user_sessions_extended', why: 'a session is a sign-in Tally did not make: users sign in again' },
     { table: 'api_logs, error_logs, analytics_events, performance_metrics, webhook_logs', why: 'logs and metrics: not money, and request bodies are never kept (docs/schema.md)' },
