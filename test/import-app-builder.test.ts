@@ -1,20 +1,15 @@
-import { spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type Database, openDatabase } from '../src/db/database.js';
 import type { ImportReport } from '../src/modules/import/import.report.js';
-import { tallyCommand } from './support/cli.js';
-import { POSTGRES_URL, TARGET, seededDataDir } from './support/harness.js';
+import { TARGET } from './support/harness.js';
+import { type ImportTarget, importHarness } from './support/import-cli.js';
 import { type Source, SOURCE_URL } from './support/import-source.js';
 import { type AppBuilderFixture, createAppBuilderPostgres, createAppBuilderSqlite, fillAppBuilder, postgresInsert } from './support/import-source-app-builder.js';
 
 vi.setConfig({ testTimeout: 180_000 });
 
-type Target = { dataDir: string; schema: string };
+type Target = ImportTarget;
 
 /**
  * `tally import` of seed 000's design (docs/import.md, app-builder) through the compiled CLI, from
@@ -23,39 +18,17 @@ type Target = { dataDir: string; schema: string };
  * database (PGlite or PostgreSQL), a fresh Tally schema per scenario.
  */
 describe(`tally import app-builder (${TARGET})`, () => {
-  let cli: string[] = [];
+  const ih = importHarness('ab');
+  const { run, q, tmp } = ih;
+  const newTarget = () => ih.newTarget();
   let pgSource: Source;
   let pgFixture: AppBuilderFixture;
   let sqliteFile: string;
   let sqliteFixture: AppBuilderFixture;
-  const tmp = mkdtempSync(join(tmpdir(), 'tally-import-ab-'));
-  const targets: Target[] = [];
-  const newTarget = (): Target => {
-    const t = { dataDir: seededDataDir(tmp, 't-'), schema: `t_impab_${randomBytes(4).toString('hex')}` };
-    targets.push(t);
-    return t;
-  };
-  const envOf = (t: Target) => ({ ...process.env, TALLY_DATA_DIR: t.dataDir, TALLY_DB_SCHEMA: t.schema, LOG_LEVEL: 'silent', DATABASE_URL: TARGET === 'postgres' ? POSTGRES_URL : '', NODE_ENV: 'development' });
-  const run = (t: Target, ...args: string[]) => {
-    const res = spawnSync(process.execPath, [...cli, ...args], { env: envOf(t), encoding: 'utf8', cwd: join(import.meta.dirname, '..'), timeout: 120_000 });
-    return { code: res.status, out: res.stdout, err: res.stderr };
-  };
-  const openTarget = (t: Target): Promise<Database> =>
-    TARGET === 'postgres'
-      ? openDatabase({ kind: 'postgres', url: POSTGRES_URL, poolMax: 2, schema: t.schema })
-      : openDatabase({ kind: 'pglite', dataDir: join(t.dataDir, 'pgdata'), schema: t.schema });
-  const q = async <R>(t: Target, text: string): Promise<R[]> => {
-    const db = await openTarget(t);
-    try {
-      return (await sql.raw<R>(text.replaceAll('T.', `${t.schema}.`)).execute(db.root)).rows;
-    } finally {
-      await db.close();
-    }
-  };
   const balancesIn = async (t: Target) => new Map((await q<{ user_id: string; balance: number }>(t, 'select user_id, balance from T.credit_accounts')).map((r) => [r.user_id, Number(r.balance)]));
 
   beforeAll(async () => {
-    cli = await tallyCommand();
+    await ih.start();
     pgSource = await createAppBuilderPostgres();
     // The fixture writes orphans on purpose: the seed's foreign keys would refuse them.
     await pgSource.query('set session_replication_role = replica');
@@ -67,14 +40,7 @@ describe(`tally import app-builder (${TARGET})`, () => {
   }, 300_000);
   afterAll(async () => {
     await pgSource?.drop();
-    for (const t of targets) {
-      if (TARGET === 'postgres') {
-        const db = await openTarget(t);
-        await db.root.schema.dropSchema(t.schema).ifExists().cascade().execute();
-        await db.close();
-      }
-    }
-    rmSync(tmp, { recursive: true, force: true });
+    await ih.stop();
   });
 
   const sources = () =>
@@ -92,7 +58,7 @@ describe(`tally import app-builder (${TARGET})`, () => {
       const report = JSON.parse(res.out) as ImportReport;
       expect(report.detection).toMatch(/^detected app-builder from tables users, point_transactions, allowances, rollover_buckets, consumption_events/);
       expect(report.credits).toMatchObject({ source_total: fixture.total, tally_total: fixture.total, source_accounts: fixture.balances.size, tally_accounts: fixture.balances.size, match: true, mismatches: [] });
-      expect(report.anomalies.by_kind).toEqual({ balance_mismatch: 1, negative_balance: 2, overused_allowance: 1, duplicate_guard: 1, orphan: 9, over_cap: 1 });
+      expect(report.anomalies.by_kind).toEqual({ balance_mismatch: 1, negative_balance: 2, overused_allowance: 1, duplicate_guard: 1, orphan: 10, over_cap: 1, key_rotation: 2 });
       const table = (name: string) => report.tables.find((x) => x.table === name);
       expect(table('plans')).toMatchObject({ imported: 2, skipped: 0 });
       expect(table('users')).toMatchObject({ imported: fixture.balances.size, skipped: 0 });
@@ -105,6 +71,19 @@ describe(`tally import app-builder (${TARGET})`, () => {
       expect(table('user_subscriptions')).toMatchObject({ imported: fixture.subscriptions, skipped_by_reason: { orphan: 2 } });
       expect(table('budget_guards')).toMatchObject({ imported: fixture.guards, skipped_by_reason: { orphan: 1, duplicate: 1 } });
       expect(table('payments')).toMatchObject({ imported: fixture.payments, skipped_by_reason: { orphan: 1 } });
+      expect(table('user_providers')).toMatchObject({ imported: fixture.identities, skipped_by_reason: { orphan: 1 } });
+      // 000's token hash and source-key ciphertext are never written: the links arrive without tokens.
+      const links = await q<{ provider_user_id: string; has_access_token: boolean; has_refresh_token: boolean; raw_profile: unknown; metadata: { tokens_not_imported?: string[] } }>(
+        t,
+        "select provider_user_id, has_access_token, has_refresh_token, raw_profile, metadata from T.user_identities where metadata->>'imported_from' = 'app-builder' order by provider_user_id",
+      );
+      expect(links.map((l) => [l.provider_user_id, l.has_access_token, l.has_refresh_token, l.metadata.tokens_not_imported ?? []])).toEqual([
+        ['g-whale', false, false, ['access_token']],
+        ['gh-whale-2', false, false, ['access_token', 'refresh_token']],
+        ['gh-zero-2', false, false, []],
+      ]);
+      expect(links[2]?.raw_profile).toEqual({ login: 'zero' });
+      expect(JSON.stringify(await q(t, 'select * from T.user_identities'))).not.toMatch(/abc123|def456|source-key-ciphertext/);
 
       // Every account exactly; the one left negative is debt; no sign-up bonus.
       expect(await balancesIn(t)).toEqual(fixture.balances);
@@ -163,7 +142,7 @@ describe(`tally import app-builder (${TARGET})`, () => {
       expect(strict.code).toBe(1);
       const report = JSON.parse(strict.out) as ImportReport;
       expect(report.status).toBe('refused');
-      expect(report.error).toMatch(/--strict: the source has 14 anomalies; nothing was imported/);
+      expect(report.error).toMatch(/--strict: the source has 17 anomalies; nothing was imported/);
       const dry = run(t, 'import', ...source.args(), '--dry-run', '--json');
       expect(dry.code, dry.err.slice(-3000)).toBe(0);
       expect((JSON.parse(dry.out) as ImportReport).credits).toMatchObject({ tally_total: source.fixture().total, match: true });
@@ -178,7 +157,7 @@ describe(`tally import app-builder (${TARGET})`, () => {
   it('from SQLite, killed with SIGKILL mid-import, --resume completes it exactly: every account once, buckets once, reconcile clean', async () => {
     const t = newTarget();
     expect(run(t, 'migrate').code).toBe(0);
-    const child = spawn(process.execPath, [...cli, 'import', '--from', sqliteFile, '--batch-size', '2'], { env: envOf(t), cwd: join(import.meta.dirname, '..'), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...ih.cli, 'import', '--from', sqliteFile, '--batch-size', '2'], { env: ih.env(t), cwd: join(import.meta.dirname, '..'), stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
     await new Promise<void>((resolve, reject) => {
       child.stderr.on('data', (d: Buffer) => {

@@ -1,77 +1,40 @@
-import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type Database, openDatabase } from '../src/db/database.js';
+import { loadConfig } from '../src/config/load.js';
+import { SecretBox } from '../src/lib/secret-box.js';
 import type { ImportReport } from '../src/modules/import/import.report.js';
-import { tallyCommand } from './support/cli.js';
-import { POSTGRES_URL, TARGET, seededDataDir } from './support/harness.js';
+import { TARGET } from './support/harness.js';
+import { importHarness } from './support/import-cli.js';
 import { type Source, SOURCE_URL } from './support/import-source.js';
 import { type CloudIdeFixture, createCloudIdePostgres, fillCloudIde } from './support/import-source-cloud-ide.js';
 
 vi.setConfig({ testTimeout: 180_000 });
 
-type Target = { dataDir: string; schema: string };
-
-/** `tally import` of seed 002's design (docs/import.md, cloud-ide: accounts and money) through the compiled CLI. */
+/** `tally import` of seed 002's design (docs/import.md, cloud-ide) through the compiled CLI. */
 describe(`tally import cloud-ide (${TARGET})`, () => {
-  let cli: string[] = [];
+  const h = importHarness('ci');
+  const { run, q } = h;
   let src: Source;
   let fixture: CloudIdeFixture;
-  const tmp = mkdtempSync(join(tmpdir(), 'tally-import-ci-'));
-  const targets: Target[] = [];
-  const newTarget = (): Target => {
-    const t = { dataDir: seededDataDir(tmp, 't-'), schema: `t_impci_${randomBytes(4).toString('hex')}` };
-    targets.push(t);
-    return t;
-  };
-  const run = (t: Target, ...args: string[]) => {
-    const env = { ...process.env, TALLY_DATA_DIR: t.dataDir, TALLY_DB_SCHEMA: t.schema, LOG_LEVEL: 'silent', DATABASE_URL: TARGET === 'postgres' ? POSTGRES_URL : '', NODE_ENV: 'development' };
-    const res = spawnSync(process.execPath, [...cli, ...args], { env, encoding: 'utf8', cwd: join(import.meta.dirname, '..'), timeout: 120_000 });
-    return { code: res.status, out: res.stdout, err: res.stderr };
-  };
-  const openTarget = (t: Target): Promise<Database> =>
-    TARGET === 'postgres'
-      ? openDatabase({ kind: 'postgres', url: POSTGRES_URL, poolMax: 2, schema: t.schema })
-      : openDatabase({ kind: 'pglite', dataDir: join(t.dataDir, 'pgdata'), schema: t.schema });
-  const q = async <R>(t: Target, text: string): Promise<R[]> => {
-    const db = await openTarget(t);
-    try {
-      return (await sql.raw<R>(text.replaceAll('T.', `${t.schema}.`)).execute(db.root)).rows;
-    } finally {
-      await db.close();
-    }
-  };
   const importArgs = (...more: string[]) => ['import', '--from', SOURCE_URL, '--source-schema', src.schema, ...more];
 
   beforeAll(async () => {
-    cli = await tallyCommand();
+    await h.start();
     src = await createCloudIdePostgres();
     fixture = await fillCloudIde(src, 12);
   }, 300_000);
   afterAll(async () => {
     await src?.drop();
-    for (const t of targets) {
-      if (TARGET === 'postgres') {
-        const db = await openTarget(t);
-        await db.root.schema.dropSchema(t.schema).ifExists().cascade().execute();
-        await db.close();
-      }
-    }
-    rmSync(tmp, { recursive: true, force: true });
+    await h.stop();
   });
 
-  it('detects the shape among 30 tables, moves users, workspaces, plans, customers, subscriptions, invoices and usage history, applies each anomaly rule, and a second run imports nothing', async () => {
-    const t = newTarget();
+  it('detects the shape among 30 tables, moves accounts, money, projects and the IDE tables, applies each anomaly rule, and a second run imports nothing', async () => {
+    const t = h.newTarget();
     const res = run(t, ...importArgs('--json'));
     expect(res.code, (res.err + res.out).slice(-3000)).toBe(0);
     const report = JSON.parse(res.out) as ImportReport;
     expect(report.detection).toMatch(/^detected cloud-ide from tables .* \(30 of the 30 tables of seed 002's design present\)$/);
     expect(report.credits).toMatchObject({ source_total: 0, tally_total: 0, source_accounts: fixture.users, tally_accounts: fixture.users, match: true });
-    expect(report.anomalies.by_kind).toEqual({ orphan: 7, second_owner: 1, duplicate_subscription: 1 });
+    expect(report.anomalies.by_kind).toEqual({ orphan: 16, second_owner: 1, duplicate_subscription: 1, unknown_value: 2, duplicate_deployment: 1 });
     const table = (name: string) => report.tables.find((x) => x.table === name);
     expect(table('users')).toMatchObject({ imported: fixture.users, skipped: 0 });
     expect(table('workspaces')).toMatchObject({ imported: fixture.workspaces, skipped_by_reason: { orphan: 1 } });
@@ -99,6 +62,7 @@ describe(`tally import cloud-ide (${TARGET})`, () => {
     expect(inv).toEqual({ n: fixture.invoices, paid: fixture.amountPaid });
     const [usage] = await q<{ n: number; exact: number }>(t, `select count(*)::int as n, count(*) filter (where metadata->>'quantity' like '%.5678' and amount = 0)::int as exact from T.imported_credit_history`);
     expect(usage).toEqual({ n: fixture.usage, exact: fixture.usage });
+    await expectIde(t, report);
     expect(run(t, 'reconcile').code).toBe(0);
 
     const again = run(t, ...importArgs('--json'));
@@ -107,19 +71,88 @@ describe(`tally import cloud-ide (${TARGET})`, () => {
     expect(secondRun.tables.map((x) => x.imported)).toEqual(secondRun.tables.map(() => 0));
     const [n] = await q<{ subs: number; members: number }>(t, 'select (select count(*)::int from T.subscriptions) as subs, (select count(*)::int from T.workspace_members) as members');
     expect(n).toEqual({ subs: fixture.subscriptions, members: fixture.members });
+    const [ide] = await q<{ projects: number; runs: number; deployments: number; identities: number }>(
+      t,
+      'select (select count(*)::int from T.projects) as projects, (select count(*)::int from T.code_executions) as runs, (select count(*)::int from T.deployments) as deployments, (select count(*)::int from T.user_identities) as identities',
+    );
+    const ran = Object.values(fixture.ide.executions).reduce((a, b) => a + b, 0);
+    expect(ide).toEqual({ projects: fixture.ide.projects, runs: ran, deployments: 5, identities: fixture.ide.oauth });
   });
 
+  /** The projects and IDE tables of one import (docs/import.md, cloud-ide: projects and IDE tables). */
+  async function expectIde(t: ReturnType<typeof h.newTarget>, report: ImportReport): Promise<void> {
+    const f = fixture.ide;
+    const table = (name: string) => report.tables.find((x) => x.table === name);
+    expect(table('projects')).toMatchObject({ imported: f.projects, skipped_by_reason: { orphan: 1, unknown_value: 1 } });
+    expect(table('oauth_connections')).toMatchObject({ imported: f.oauth, skipped_by_reason: { orphan: 1 } });
+    expect(table('editor_sessions')).toMatchObject({ imported: f.editorSessions, skipped_by_reason: { orphan: 1 } });
+    expect(table('terminal_sessions')).toMatchObject({ imported: f.terminalSessions, skipped: 0 });
+    const ran = Object.values(f.executions).reduce((a, b) => a + b, 0);
+    expect(table('code_executions')).toMatchObject({ imported: ran, skipped_by_reason: { orphan: 1, unknown_value: 1 } });
+    expect(table('code_analyses')).toMatchObject({ imported: f.analyses, skipped_by_reason: { expired: 1 } });
+    expect(table('git_repositories')).toMatchObject({ imported: f.repositories, skipped_by_reason: { orphan: 1 } });
+    expect(table('deployments')).toMatchObject({ imported: 5, skipped_by_reason: { orphan: 1 } });
+    expect(table('conversations')).toMatchObject({ imported: f.conversations, skipped_by_reason: { orphan: 1 } });
+    expect(table('messages')).toMatchObject({ imported: f.messages, skipped_by_reason: { orphan: 1 } });
+    const jobs = Object.values(f.aiJobs).reduce((a, b) => a + b, 0);
+    expect(table('ai_jobs')).toMatchObject({ imported: jobs, skipped_by_reason: { orphan: 1 } });
+    expect(table('background_jobs')).toMatchObject({ imported: Object.values(f.backgroundJobs).reduce((a, b) => a + b, 0), skipped: 0 });
+    const byStatus = async (sqlText: string) => Object.fromEntries((await q<{ status: string; n: number }>(t, sqlText)).map((r) => [r.status, r.n]));
+    expect(await byStatus('select status, count(*)::int as n from T.jobs where cost = 0 and hold_id is null group by status')).toEqual(f.aiJobs);
+    expect(await byStatus('select status, count(*)::int as n from T.background_jobs group by status')).toEqual(f.backgroundJobs);
+    const [msgs] = await q<{ n: number; authored: number; tokens: number }>(
+      t,
+      "select count(*)::int as n, count(m.user_id) filter (where m.role = 'user' and m.user_id = c.user_id and m.project_id = c.project_id)::int as authored, sum(m.token_count)::int as tokens from T.messages m join T.conversations c on c.id = m.conversation_id",
+    );
+    expect(msgs).toEqual({ n: f.messages, authored: f.messages / 2, tokens: 42 * f.conversations });
+    for (const name of ['projects', 'editor_sessions', 'code_executions', 'deployments', 'oauth_connections', 'conversations', 'ai_jobs', 'background_jobs']) expect(report.not_imported.map((n) => n.table).join(', ')).not.toContain(name);
+    expect(report.not_imported.map((n) => n.table).join(', ')).toContain('environment_variables');
+
+    const projects = await q<{ workspace_id: string; slug: string; visibility: string }>(t, 'select workspace_id, slug, visibility from T.projects order by slug');
+    expect(projects.map((p) => p.slug)).toEqual(Array.from({ length: f.projects }, (_, i) => `app-${i}`));
+    expect(projects.every((p) => p.workspace_id !== null)).toBe(true);
+    const runs = await q<{ status: string; n: number }>(t, 'select status, count(*)::int as n from T.code_executions group by status');
+    expect(Object.fromEntries(runs.map((r) => [r.status, r.n]))).toEqual(f.executions);
+    const [run0] = await q<{ status_detail: string; execution_time_ms: string; external_token: string }>(t, "select status_detail, execution_time_ms::text as execution_time_ms, external_token from T.code_executions where status_detail = 'Accepted'");
+    expect(run0).toEqual({ status_detail: 'Accepted', execution_time_ms: '12.345', external_token: 'tok-0' });
+    const deps = await q<{ status: string; n: number }>(t, 'select status, count(*)::int as n from T.deployments group by status');
+    expect(Object.fromEntries(deps.map((d) => [d.status, d.n]))).toEqual(f.deployments);
+    const [sessions] = await q<{ open: number; ended: number }>(
+      t,
+      "select (select count(*)::int from T.editor_sessions where status = 'open' and jsonb_array_length(open_files) = 1) as open, (select count(*)::int from T.terminal_sessions where status = 'exited' and ended_at > started_at) as ended",
+    );
+    expect(sessions).toEqual({ open: f.editorSessions, ended: f.terminalSessions });
+    const [repos] = await q<{ n: number; sealed: number }>(t, "select count(*)::int as n, count(credentials_enc)::int as sealed from T.git_repositories where sync_status = 'idle'");
+    expect(repos).toEqual({ n: f.repositories, sealed: 0 });
+
+    // OAuth tokens arrive sealed: never in plain text, in any column of any row, and they open with Tally's own key.
+    const ids = await q<{ user_id: string; provider: string; access_token_enc: string | null; refresh_token_enc: string | null; scopes: string[] }>(
+      t,
+      'select user_id, provider, access_token_enc, refresh_token_enc, scopes from T.user_identities',
+    );
+    const { config } = loadConfig(h.env(t));
+    const box = new SecretBox(config.encryptionKey, config.encryptionKeysOld ?? []);
+    const opened = ids.flatMap((i) => [i.access_token_enc, i.refresh_token_enc].flatMap((enc) => (enc ? [box.open(enc, `${i.user_id}\n${i.provider}`)] : [])));
+    expect(opened.sort()).toEqual([...f.tokens].sort());
+    expect(ids.filter((i) => i.access_token_enc).length).toBe(f.oauth);
+    expect(ids.filter((i) => i.refresh_token_enc).length).toBe(f.tokens.length - f.oauth);
+    expect(ids[0]?.scopes).toEqual(['repo', 'read:user']);
+    const dump = JSON.stringify(await q(t, 'select * from T.user_identities'));
+    for (const token of f.tokens) expect(dump).not.toContain(token);
+    expect(dump).not.toContain('plaintext');
+  }
+
   it('--strict refuses a source with anomalies and imports nothing; --dry-run reports and keeps nothing', async () => {
-    const t = newTarget();
+    const t = h.newTarget();
     const strict = run(t, ...importArgs('--schema', 'cloud-ide', '--strict', '--json'));
     expect(strict.code).toBe(1);
     const report = JSON.parse(strict.out) as ImportReport;
     expect(report.status).toBe('refused');
-    expect(report.error).toMatch(/--strict: the source has 9 anomalies; nothing was imported/);
+    expect(report.error).toMatch(/--strict: the source has 20 anomalies; nothing was imported/);
     const dry = run(t, ...importArgs('--dry-run', '--json'));
     expect(dry.code, dry.err.slice(-3000)).toBe(0);
     expect((JSON.parse(dry.out) as ImportReport).tables.find((x) => x.table === 'subscriptions')?.imported).toBe(fixture.subscriptions);
-    for (const table of ['users', 'workspaces', 'plans', 'subscriptions', 'invoices', 'imported_credit_history']) expect(await q(t, `select id from T.${table}`)).toEqual([]);
+    for (const table of ['users', 'workspaces', 'plans', 'subscriptions', 'invoices', 'imported_credit_history', 'projects', 'user_identities', 'editor_sessions', 'code_executions', 'deployments']) expect(await q(t, `select id from T.${table}`)).toEqual([]);
     expect(await q(t, 'select status, dry_run from T.import_runs order by started_at')).toEqual([{ status: 'refused', dry_run: false }, { status: 'completed', dry_run: true }]);
   });
 });

@@ -74,6 +74,8 @@ export function postgresInsert(src: Source): Insert {
 export interface AppBuilderFixture {
   /** Per user, the credits Tally must open with (points + live allowance left + live rollover). */
   balances: Map<string, number>;
+  /** user_providers that must arrive as identities (none with a token: 000's cannot be recovered). */
+  identities: number;
   total: number;
   pointTransactions: number;
   consumptionEvents: number;
@@ -105,7 +107,7 @@ export async function fillAppBuilder(insert: Insert, users: number): Promise<App
   const now = Date.now();
   const at = (days: number) => new Date(now + days * DAY);
   const balances = new Map<string, number>();
-  const f = { pointTransactions: 0, consumptionEvents: 0, subscriptions: 0, canceledSubscriptions: 0, guards: 0, payments: 0, paidCents: 0, liveAllowances: 0, liveRollovers: 0, expiredAllowances: 0, expiredRollovers: 0 };
+  const f = { identities: 0, pointTransactions: 0, consumptionEvents: 0, subscriptions: 0, canceledSubscriptions: 0, guards: 0, payments: 0, paidCents: 0, liveAllowances: 0, liveRollovers: 0, expiredAllowances: 0, expiredRollovers: 0 };
   let seq = 0;
   const id = (p: string) => `${p}-${String(++seq).padStart(6, '0')}`;
   await insert('plans', { id: 'plan-pro', name: 'Pro', description: 'BC and RC monthly', bc_monthly: 100, rc_monthly: 40, usage_bonus_rate: '0.1000', trial_days: 7, shared_mode: 'hybrid', payg_enabled: true, price_usd: '19.99', is_active: true });
@@ -198,6 +200,12 @@ export async function fillAppBuilder(insert: Insert, users: number): Promise<App
   // Above Tally's default cap (50,000): imported as it is.
   await user('whale', 60_000, [60_000]);
   await user('zero', 0, []);
+  // Linked accounts: 000 kept a token hash and a refresh token under its own key (key_rotation), or none.
+  await insert('user_providers', { id: 'up-1', user_id: 'whale', provider: 'github', provider_user_id: 'gh-whale-2', access_token_hash: 'sha256:abc123', refresh_token_enc: 'gAAAAB-source-key-ciphertext', raw_profile: { login: 'whale' } });
+  await insert('user_providers', { id: 'up-2', user_id: 'whale', provider: 'google', provider_user_id: 'g-whale', access_token_hash: 'sha256:def456' });
+  await insert('user_providers', { id: 'up-3', user_id: 'zero', provider: 'github', provider_user_id: 'gh-zero-2', raw_profile: { login: 'zero' } });
+  f.identities += 3;
+  await insert('user_providers', { id: 'up-ghost', user_id: 'ghost', provider: 'github', provider_user_id: 'gh-ghost' });
   // Orphans: rows of a user who does not exist, a bucket without its allowance, a subscription without its plan.
   await insert('point_transactions', { id: 'pt-ghost', user_id: 'ghost', type: 'recharge', change: 100, balance_after: 100 });
   const ghostAllowance = 'al-ghost';

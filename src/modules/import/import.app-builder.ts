@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { OpeningBucket } from '../credits/credits.port.js';
 import type { Anomaly, BatchContext, Shape, TableStep } from './import.js';
 import { budgetGuards, consumptionEvents, payments, plans, pointTransactions, subscriptions } from './import.app-builder.billing.js';
+import { scanIdentities, userProviders } from './import.app-builder.identities.js';
 import { openingBalance } from './import.opening.js';
 import { importMapInsert } from './import.repository.js';
 import { bool, date, freshRows, int, json, ownerOf, ownersOf, placeholders, str, Tally } from './import.rows.js';
@@ -218,7 +219,7 @@ async function scan(src: SourceDb, limit = 1000): Promise<Anomaly[]> {
   for (const r of dupes) {
     out.push({ kind: 'duplicate_guard', table: 'budget_guards', source_id: String(r.id), rule: 'Tally has one budget guard per user: the lowest id is imported, this one is skipped', details: { user_id: str(r.user_id), imported_row: str(r.first) } });
   }
-  for (const table of ['point_transactions', 'allowances', 'rollover_buckets', 'user_subscriptions', 'consumption_events', 'budget_guards', 'payments']) {
+  for (const table of ['user_providers', 'point_transactions', 'allowances', 'rollover_buckets', 'user_subscriptions', 'consumption_events', 'budget_guards', 'payments']) {
     const orphans = await src.rows<Record<string, unknown>>(
       `select c.id, c.user_id from ${t(table)} c left join ${t('users')} u on u.id = c.user_id where u.id is null order by c.id limit $1`,
       [limit],
@@ -236,15 +237,15 @@ async function scan(src: SourceDb, limit = 1000): Promise<Anomaly[]> {
     );
     for (const r of rows) out.push({ kind: 'orphan', table, source_id: String(r.id), rule, details: { [column]: str(r.parent) } });
   }
-  return out;
+  return [...out, ...(await scanIdentities(src, limit))];
 }
 
 export const appBuilder: Shape = {
   name: SHAPE,
   signature: ['users', 'point_transactions', 'allowances', 'rollover_buckets', 'consumption_events'],
-  steps: [plans, users, bucketStep('allowances'), bucketStep('rollover_buckets'), pointTransactions, subscriptions, consumptionEvents, budgetGuards, payments],
+  steps: [plans, users, userProviders, bucketStep('allowances'), bucketStep('rollover_buckets'), pointTransactions, subscriptions, consumptionEvents, budgetGuards, payments],
   notImported: [
-    { table: 'user_providers, service_tokens', why: 'identities and tokens need re-sealing (000 kept token hashes and plain text): a later slice' },
+    { table: 'service_tokens', why: "000's tokens have no owner (a single-user app) and Tally's belong to a user or a workspace: not built until the import can be told whose they are" },
     { table: 'projects, sessions, messages, tools_usage, user_requests, commits, env_vars, project_service_connections', why: 'AI work: a later slice (docs/schema.md says where each goes)' },
     { table: 'usage_meter_readings, usage_summaries, overage_charges, allowance_daily_autofix, cost_models', why: 'derived usage and pricing: a later slice' },
   ],

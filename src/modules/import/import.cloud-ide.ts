@@ -4,12 +4,14 @@ import { importMapInsert } from './import.repository.js';
 import { bool, date, freshRows, int, json, keepHistory, ownerOf, ownersOf, str, Tally } from './import.rows.js';
 import type { SourceDb } from './import.source.js';
 import { usersWithEmptyAccounts } from './import.users.js';
+import { ideSteps, scanIde } from './import.cloud-ide.ide.js';
 
 /**
  * Seed 002, `cloud-ide` (docs/import.md): a Supabase design of 30 tables. This slice moves its
  * accounts and money: users (empty accounts: the design has no credit balance), workspaces and their
  * members, subscription plans with their Stripe prices, Stripe customers, subscriptions, invoices,
- * and usage records as read-only history. The IDE tables are named in every report as not imported.
+ * and usage records as read-only history; then its projects and IDE tables (import.cloud-ide.ide.ts).
+ * The tables Tally has no home for, or cannot take as they are, are named in every report.
  */
 const SHAPE = 'cloud-ide';
 const exists = (t: (n: string) => string, table: string, column: string, parent = 'users') =>
@@ -416,16 +418,17 @@ async function scan(src: SourceDb, limit = 1000): Promise<Anomaly[]> {
     [limit],
   );
   for (const r of live) out.push({ kind: 'duplicate_subscription', table: 'subscriptions', source_id: r.id, rule: "One live primary subscription per user in Tally: the lowest source id is primary, this one is imported as a secondary (is_primary false)", details: { user_id: r.user_id } });
-  return out;
+  return [...out, ...(await scanIde(src, limit))];
 }
 
 export const cloudIde: Shape = {
   name: SHAPE,
   signature: ['users', 'workspaces', 'workspace_members', 'subscription_plans', 'subscriptions', 'usage_records'],
-  steps: [users, workspaces, members, plans, customers, subscriptions, invoices, usage],
+  steps: [users, workspaces, members, plans, customers, subscriptions, invoices, usage, ...ideSteps],
   notImported: [
-    { table: 'projects, conversations, messages, files, file_versions, editor_sessions, terminal_sessions, git_repositories, code_executions, code_analyses, deployments, environment_variables, ai_jobs, background_jobs', why: 'the IDE tables: a later slice (docs/schema.md and docs/ide.md say where each goes)' },
-    { table: 'oauth_connections, user_sessions_extended, api_integrations', why: 'tokens kept in plain text: they need sealing and, for sessions, a new sign-in; a later slice' },
+    { table: 'files, file_versions', why: 'their home (project_files / project_file_versions) keeps content inline only up to 64 KiB and the rest in storage, and has no folders: not built in the import yet; editor sessions keep the source file ids in open_files and link no active file until it is' },
+    { table: 'environment_variables, api_integrations', why: 'their *_encrypted values were sealed by the source (pgcrypto) with a key Tally does not hold: set them again through the secrets API' },
+    { table: 'user_sessions_extended', why: 'a session is a sign-in Tally did not make: users sign in again' },
     { table: 'api_logs, error_logs, analytics_events, performance_metrics, webhook_logs', why: 'logs and metrics: not money, and request bodies are never kept (docs/schema.md)' },
   ],
   scan,

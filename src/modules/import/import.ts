@@ -27,6 +27,7 @@ export const ANOMALY_KINDS = [
   'duplicate_provider_id',
   'second_owner',
   'duplicate_subscription',
+  'duplicate_deployment',
 ] as const;
 export type AnomalyKind = (typeof ANOMALY_KINDS)[number];
 
