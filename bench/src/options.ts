@@ -45,9 +45,11 @@ export interface BenchOptions {
   storageBigMb: number;
   /** Logging scenario (9): interleaved on/off rounds. */
   loggingRounds: number;
+  /** Import scenario (10): ledger-relevant source rows generated and imported (a tenth users, the rest transactions). */
+  importRows: number;
   /** Keep the bench schemas afterwards (for digging into them). */
   keep: boolean;
-  /** Which scenarios to run (1–9). */
+  /** Which scenarios to run (1–10). */
   only: Set<number>;
   /** Where the JSON report goes. */
   resultsFile: string;
@@ -70,7 +72,7 @@ const connectionList = (env: NodeJS.ProcessEnv, name: string, fallback: string):
 };
 
 /** Every scenario, in order (run.ts maps each to its function). */
-export const ALL_SCENARIOS = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+export const ALL_SCENARIOS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
 
 export function benchOptions(env: NodeJS.ProcessEnv, only?: string): BenchOptions {
   const seconds = int(env, 'BENCH_SECONDS', 10);
@@ -108,6 +110,7 @@ export function benchOptions(env: NodeJS.ProcessEnv, only?: string): BenchOption
     storageConnections,
     storageBigMb: int(env, 'BENCH_STORAGE_BIG_MB', 1024),
     loggingRounds: int(env, 'BENCH_LOGGING_ROUNDS', 4),
+    importRows: int(env, 'BENCH_IMPORT_ROWS', 1_000_000, 10),
     keep: env['BENCH_KEEP'] === '1',
     only: new Set(selected),
     resultsFile: join(PROJECT_ROOT, 'bench', 'results', 'latest.json'),

@@ -6,6 +6,7 @@ import { stopAllServers } from './children.js';
 import { type BenchOptions, benchOptions } from './options.js';
 import { ceilingTable, details, machineInfo, machineLine, storageTable, table } from './report.js';
 import { gatewayOverhead } from './scenario-gateway.js';
+import { importSpeed } from './scenario-import.js';
 import { loggingCost } from './scenario-logging.js';
 import { storageLatency } from './scenario-storage.js';
 import { targetsTable } from './targets.js';
@@ -24,6 +25,7 @@ const SCENARIOS: Record<number, (ctx: BenchContext) => Promise<ScenarioResult>> 
   7: gatewayOverhead,
   8: storageLatency,
   9: loggingCost,
+  10: importSpeed,
 };
 
 const redact = (url: string): string => {
@@ -157,6 +159,8 @@ function scenarioTitle(id: number, opts: BenchOptions): string {
       return `gateway overhead: POST /gateway/v1/chat/completions vs the fake upstream directly, ${opts.gatewayConnections.join(' and ')} connections, ${opts.gatewayRounds} interleaved rounds; then ${opts.gatewayThroughputConnections} connections`;
     case 8:
       return `storage on the local driver: 1 KB uploads and range reads, ${opts.storageConnections.join(' and ')} connections; then one ${opts.storageBigMb} MB streamed upload`;
+    case 10:
+      return `tally import: ${opts.importRows.toLocaleString('en-US')} ledger-relevant video-credits rows (001's shape, generated set-based), in a child process; then again`;
     default:
       return `request logging cost: HTTP debit over ${opts.accounts} accounts with logging on (as shipped) vs off, ${opts.loggingRounds} interleaved rounds`;
   }
@@ -201,6 +205,7 @@ function writeResults(opts: BenchOptions, results: ScenarioResult[], machine: Re
       storage_connections: opts.storageConnections,
       storage_big_mb: opts.storageBigMb,
       logging_rounds: opts.loggingRounds,
+      import_rows: opts.importRows,
       tally_log_level: opts.tallyLogLevel,
     },
     machine,

@@ -35,7 +35,7 @@ export interface ScenarioResult {
   ceiling?: Measurement;
   /** Bytes written per debit (debit scenarios). */
   storage?: { tally: StorageUse; baseline: StorageUse | null };
-  /** Numbers an issue sets a target for (scenarios 7–9), met or not. */
+  /** Numbers an issue sets a target for (scenarios 7–10), met or not. */
   targets?: Target[];
   /** More of the scenario's numbers, for the JSON (each side of a difference, rounds…). */
   extra?: Record<string, unknown>;

@@ -36,3 +36,35 @@ export async function migrationsOf(database: Database, executor: Executor = data
 }
 
 export const quoteIdent = (name: string) => `"${name.replaceAll('"', '""')}"`;
+
+/** A foreign key between two of Tally's tables: what a restore orders its tables by. */
+export interface ForeignKey {
+  name: string;
+  child: string;
+  parent: string;
+  childColumns: string[];
+  /** Every child column may be null: the key can be filled in a second pass (a cycle). */
+  nullable: boolean;
+}
+
+/** Foreign keys within Tally's schema (partitions' copies left out: their parent's stands for them). */
+export async function foreignKeysOf(database: Database, executor: Executor = database.db): Promise<ForeignKey[]> {
+  const rows = await sql<{ name: string; child: string; parent: string; child_columns: string[]; nullable: boolean }>`
+    select con.conname as name, c.relname as child, p.relname as parent,
+      array(select a.attname::text from unnest(con.conkey) with ordinality k(n, i) join pg_attribute a on a.attrelid = con.conrelid and a.attnum = k.n order by k.i) as child_columns,
+      not exists (select 1 from pg_attribute a where a.attrelid = con.conrelid and a.attnum = any(con.conkey) and a.attnotnull) as nullable
+    from pg_constraint con join pg_class c on c.oid = con.conrelid join pg_class p on p.oid = con.confrelid
+      join pg_namespace n on n.oid = c.relnamespace
+    where con.contype = 'f' and n.nspname = ${database.schema} and p.relnamespace = n.oid and not c.relispartition and con.conparentid = 0
+    order by c.relname, con.conname`.execute(executor);
+  return rows.rows.map((r) => ({ name: r.name, child: r.child, parent: r.parent, childColumns: r.child_columns, nullable: r.nullable }));
+}
+
+/** Every table and partition of Tally's schema: the relations whose user triggers a restore turns off. */
+export async function relationsOf(database: Database, executor: Executor = database.db): Promise<string[]> {
+  const rows = await sql<{ name: string }>`
+    select c.relname as name from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where n.nspname = ${database.schema} and c.relkind in ('r', 'p') and c.relname <> ${MIGRATIONS_TABLE}
+    order by c.relname`.execute(executor);
+  return rows.rows.map((r) => r.name);
+}
