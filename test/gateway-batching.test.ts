@@ -74,11 +74,12 @@ describe(`gateway: batched opens and settlements (${TARGET})`, () => {
       ...users.flatMap((u) => Array.from({ length: 8 }, () => chat(u.key, body))),
     ]);
     const statuses = answers.map((a) => a.status);
-    await Promise.all(answers.map((a) => a.text()));
+    const bodies = await Promise.all(answers.map((a) => a.text()));
+    const twins = `twins answered ${statuses[0]} ${bodies[0]?.slice(0, 300)} / ${statuses[1]} ${bodies[1]?.slice(0, 300)}`;
     // The two twins: one served, the other 409 (in flight) or a replay of the first (200).
     expect(statuses.slice(2)).toEqual(Array(48).fill(200));
-    expect(statuses.slice(0, 2).filter((s) => s === 200).length).toBeGreaterThanOrEqual(1);
-    expect(statuses.slice(0, 2).every((s) => s === 200 || s === 409)).toBe(true);
+    expect(statuses.slice(0, 2).filter((s) => s === 200).length, twins).toBeGreaterThanOrEqual(1);
+    expect(statuses.slice(0, 2).every((s) => s === 200 || s === 409), twins).toBe(true);
     for (const [i, u] of users.entries()) {
       const recs = await allSettled(w, u.userId);
       expect(recs).toHaveLength(i === 0 ? 9 : 8);

@@ -5,14 +5,16 @@ export type ItemOutcome<R> = { ok: true; value: R } | { ok: false; error: unknow
  * Group commit for work that is cheap per item and dear per transaction. Idle, an item runs at once
  * (no timer, no added latency); while up to `maxParallel` batches are in flight, everything that
  * arrives waits and goes in the next batch together (up to `maxBatch`). `runBatch` answers one
- * outcome per item, in order. If the batch itself fails (a deadlock, a unique violation, a refusal
- * it cannot isolate), each of its items runs again on its own through `runOne`, so one bad item
- * costs the others a retry, never their answer.
+ * outcome per item, in order. If the batch itself fails (a deadlock, a lock wait past its bound, a
+ * refusal it cannot isolate), each of its items runs again on its own through `runOne`, outside the
+ * batch slots, so one bad item costs the others a retry, never their answer.
  */
 export class GroupCommit<I, R> {
   private queue: { item: I; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
   private running = 0;
   private scheduled = false;
+  /** Items of failed batches running on their own. */
+  private loose = 0;
   private readonly idle = new Set<() => void>();
   /** Transactions run as batches (more than one item), the largest, and batches that fell back to one by one. */
   readonly stats = { batches: 0, largest: 0, fallbacks: 0 };
@@ -48,7 +50,7 @@ export class GroupCommit<I, R> {
 
   /** Resolves once nothing is queued or running (shutdown, tests). */
   drained(): Promise<void> {
-    if (this.running === 0 && this.queue.length === 0 && !this.scheduled) return Promise.resolve();
+    if (this.running === 0 && this.queue.length === 0 && !this.scheduled && this.loose === 0) return Promise.resolve();
     return new Promise((resolve) => this.idle.add(resolve));
   }
 
@@ -66,27 +68,34 @@ export class GroupCommit<I, R> {
   }
 
   private checkIdle(): void {
-    if (this.running > 0 || this.queue.length > 0 || this.scheduled) return;
+    if (this.running > 0 || this.queue.length > 0 || this.scheduled || this.loose > 0) return;
     for (const done of this.idle) done();
     this.idle.clear();
   }
 
   private async runOneBatch(batch: { item: I; resolve: (r: R) => void; reject: (e: unknown) => void }[]): Promise<void> {
-    if (batch.length === 1) {
-      const [only] = batch as [(typeof batch)[number]];
-      await this.runOne(only.item).then(only.resolve, only.reject);
-      return;
-    }
+    // A lone item goes through `runBatch` too: a batch's bounds (a short lock wait) hold for it, and
+    // if it cannot finish within them it runs again outside the slots, like any failed batch.
     let outcomes: ItemOutcome<R>[];
-    this.stats.batches++;
+    if (batch.length > 1) this.stats.batches++;
     this.stats.largest = Math.max(this.stats.largest, batch.length);
     try {
       outcomes = await this.runBatch(batch.map((b) => b.item));
     } catch (err) {
       this.stats.fallbacks++;
-      this.onFallback(err, batch.length);
-      // The batch as a whole failed: each item on its own, so each gets its own answer.
-      await Promise.all(batch.map((b) => this.runOne(b.item).then(b.resolve, b.reject)));
+      if (batch.length > 1) this.onFallback(err, batch.length);
+      // The batch as a whole failed: each item on its own, so each gets its own answer. They run
+      // outside the batch slots, which free at once: an item that waits long on its own (a row
+      // another transaction keeps locked) holds up nobody else's batch.
+      for (const b of batch) {
+        this.loose++;
+        void this.runOne(b.item)
+          .then(b.resolve, b.reject)
+          .finally(() => {
+            this.loose--;
+            this.checkIdle();
+          });
+      }
       return;
     }
     batch.forEach((b, i) => {

@@ -43,10 +43,27 @@ export class KeyUses {
       const batch = this.pending;
       this.pending = new Map();
       const rows = JSON.stringify([...batch].map(([id, u]) => ({ id, n: u.n, at: u.at.toISOString() })));
-      await sql`update ${sql.table(`${this.schema}.api_keys`)} k
-        set request_count = k.request_count + v.n, last_used_at = greatest(coalesce(k.last_used_at, v.at), v.at)
-        from jsonb_to_recordset(${rows}::jsonb) as v(id text, n int8, at timestamptz)
-        where k.id = v.id`.execute(this.db);
+      const keys = sql.table(`${this.schema}.api_keys`);
+      // The rows are locked in id order first — the order a gateway settlement batch takes keys in
+      // — so the two never deadlock (attacker review F7).
+      try {
+        await sql`with v as (select * from jsonb_to_recordset(${rows}::jsonb) as v(id text, n int8, at timestamptz)),
+          locked as (select k.id from ${keys} k where k.id in (select id from v) order by k.id for update)
+          update ${keys} k
+          set request_count = k.request_count + v.n, last_used_at = greatest(coalesce(k.last_used_at, v.at), v.at)
+          from v
+          where k.id = v.id and k.id in (select id from locked)`.execute(this.db);
+      } catch (err) {
+        // Not lost: the counts wait for the next flush.
+        for (const [id, u] of batch) {
+          const seen = this.pending.get(id);
+          if (seen) {
+            seen.n += u.n;
+            if (u.at > seen.at) seen.at = u.at;
+          } else this.pending.set(id, u);
+        }
+        throw err;
+      }
     });
     return this.flushing;
   }

@@ -1,4 +1,5 @@
-import type { Db } from '../../db/database.js';
+import { sql } from 'kysely';
+import type { Db, Executor } from '../../db/database.js';
 import { errors } from '../../core/errors.js';
 import { requestHash } from '../idempotency/idempotency.js';
 import { API_KEY_PREFIX } from '../api-keys/api-keys.scopes.js';
@@ -253,13 +254,29 @@ export class RelayService {
   /** Tries the router's upstreams in order until one answers (see relay). */
   private async attempts(req: RelayRequest, open: Open, ep: (typeof ENDPOINTS)[EndpointName], model: string, payload: Payload, stream: boolean, clientAskedUsage: boolean, sink: StreamSink | null): Promise<RelayAnswer> {
     const candidates = await this.router.candidates(ep.wire, model);
+    const progress = { called: 0 };
+    try {
+      return await this.tryInOrder(req, open, ep, model, payload, stream, clientAskedUsage, sink, candidates, progress);
+    } finally {
+      // The candidates never called free their half-open probes (attacker review F2); the called
+      // ones settled theirs by their outcome.
+      for (const c of candidates.slice(progress.called)) this.router.release(c.id);
+    }
+  }
+
+  private async tryInOrder(req: RelayRequest, open: Open, ep: (typeof ENDPOINTS)[EndpointName], model: string, payload: Payload, stream: boolean, clientAskedUsage: boolean, sink: StreamSink | null, candidates: Candidate[], progress: { called: number }): Promise<RelayAnswer> {
     let attempts = 0;
     let last: Extract<Attempt, { kind: 'failed' }> | null = null;
     for (const upstream of candidates) {
       attempts++;
+      progress.called = attempts;
       const attempt = await this.upstreams.call(upstream, ep.path, upstream.standardTier ? payload.standardTier : payload.plain, req.forward);
       if (attempt.kind === 'failed') {
-        this.router.failed(upstream.id, attempt.failure);
+        // A JSON answer's headers come once it is all generated, so its time depends on the length
+        // the client asked for: a client must not be able to open an upstream's circuit by asking
+        // for long answers (attacker review F3). Streams send headers at once: their timeout counts.
+        if (attempt.cut && attempt.slow && !stream) this.router.release(upstream.id);
+        else this.router.failed(upstream.id, attempt.failure);
         // The upstream took the whole request and then went quiet: it may be billing for it, so it
         // goes nowhere else (one request, one upstream bill) and is settled like a cut stream.
         if (attempt.cut) return this.cut(req, open, upstream.id, attempts, null, attempt.failure.error);
@@ -349,6 +366,8 @@ export class RelayService {
     let first: number | null = null;
     let error: string | null = null;
     let drainTimer: NodeJS.Timeout | null = null;
+    /** Tally stopped reading because the client left: the upstream did nothing wrong. */
+    let drained = false;
     const recording = req.idempotencyKey ? new StreamRecording() : null;
     try {
       for await (const chunk of attempt.body) {
@@ -364,7 +383,10 @@ export class RelayService {
           if (!sink.closed) sink.write(event.raw);
         }
         if (sink.closed && drainTimer === null) {
-          drainTimer = setTimeout(() => attempt.body.destroy(new Error('drain timeout after the client left')), this.settings.drainTimeoutMs);
+          drainTimer = setTimeout(() => {
+            drained = true;
+            attempt.body.destroy(new Error('drain timeout after the client left'));
+          }, this.settings.drainTimeoutMs);
         }
       }
       const rest = splitter.rest();
@@ -386,6 +408,9 @@ export class RelayService {
     const clientLeft = sink.closed;
     sink.end();
     if (error === null) this.router.succeeded(upstream.id);
+    // The drain timeout is the client's doing (it left a long stream), not the upstream's failure:
+    // counting it let any client open any upstream's circuit (attacker review F3).
+    else if (drained) this.router.release(upstream.id);
     else this.router.failed(upstream.id, { kind: 'retryable', error: `mid-stream: ${error}`, retryAfterMs: null });
     const provider = usage.tokens !== null && (usage.done || wire === 'openai');
     return { settled: this.settle(req.requestId, open, {
@@ -427,8 +452,11 @@ export class RelayService {
       },
     };
     try {
-      // A key with counted limits is admitted under its own row lock, one request at a time: alone.
-      const holdId = counted(caller.limits) ? await this.openOne(item) : await this.opens.submit(item);
+      // Alone: a key with counted limits (admitted under its own row lock, one request at a time),
+      // and a request under an Idempotency-Key — its record's unique index refuses a twin, and in a
+      // batch that refusal would fail everyone's opens, which any client could cause for free
+      // (attacker review F5). Request ids are the server's, so a batch has no unique clash.
+      const holdId = counted(caller.limits) || req.idempotencyKey ? await this.openOne(item) : await this.opens.submit(item);
       this.track(req.requestId);
       return holdId;
     } catch (err) {
@@ -453,6 +481,7 @@ export class RelayService {
   /** Many uncounted keys' opens: one ledger batch for the holds, one insert for the records. */
   private async openBatch(items: OpenItem[]): Promise<ItemOutcome<string>[]> {
     return this.db.transaction().execute(async (trx) => {
+      await shortLockWait(trx);
       const holds = await this.ledger.holdMany(
         trx,
         items.map(({ caller, held, row }) => ({ owner: caller.owner, requestId: row.id, amount: held, expiresInSeconds: HOLD_SECONDS, memberId: memberOf(caller) })),
@@ -467,6 +496,7 @@ export class RelayService {
       return outcomes;
     });
   }
+
 
   /**
    * The stored answer of a request already made under this key (docs/gateway.md, "Idempotency"):
@@ -597,6 +627,7 @@ export class RelayService {
   private async settleBatch(items: SettleItem[]): Promise<ItemOutcome<void>[]> {
     const at = this.now();
     await this.db.transaction().execute(async (trx) => {
+      await shortLockWait(trx);
       const rows = new Map((await requestLockMany(trx, [...new Set(items.map((i) => i.requestId))])).map((r) => [r.id, r]));
       const live: { item: SettleItem; row: NonNullable<ReturnType<typeof rows.get>>; billable: number; exact: number; latency: number | null; carry: { accountId: string; memberId: string }; due: number }[] = [];
       for (const item of items) {
@@ -768,8 +799,19 @@ function jsonHeaders(upstream: Record<string, string>): Record<string, string> {
   return { 'content-type': upstream['content-type'] ?? 'application/json' };
 }
 
-/** Group-commit bounds for opens and settlements: one transaction at a time each, up to 64 requests. */
-const BATCHING = { maxBatch: 64, maxParallel: 1 };
+/** Group-commit bounds for opens and settlements: two transactions at a time each, up to 64 requests. */
+const BATCHING = { maxBatch: 64, maxParallel: 2 };
+
+/**
+ * A batch waits at most this long for a row lock another transaction holds (then it fails and its
+ * requests run alone, each waiting only for its own rows): one busy account must not hold up every
+ * other account's requests queued behind it (attacker review F4).
+ */
+const BATCH_LOCK_WAIT = '200ms';
+
+async function shortLockWait(trx: Executor): Promise<void> {
+  await sql`select set_config('lock_timeout', ${BATCH_LOCK_WAIT}, true)`.execute(trx);
+}
 
 interface OpenItem {
   caller: Caller;

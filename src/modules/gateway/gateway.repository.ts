@@ -225,8 +225,8 @@ export async function requestSettleMany(db: Executor, schema: string, settled: r
     usage_source: s.usage_source,
     latency_ms: s.latency_ms,
     ttft_ms: s.ttft_ms,
-    error: s.error,
-    response: s.response,
+    error: s.error === null ? null : wellFormed(s.error),
+    response: s.response === null ? null : wellFormed(s.response),
     carry_member_id: s.carry_member_id,
     settled_at: s.settled_at.toISOString(),
   }));
@@ -244,6 +244,15 @@ export async function requestSettleMany(db: Executor, schema: string, settled: r
       cost_micros int8, uncharged_micros int8, charged int8, usage_source text, latency_ms int4, ttft_ms int4,
       error text, response text, carry_member_id text, settled_at timestamptz)
     where r.id = v.id`.execute(db);
+}
+
+/**
+ * Lone surrogates as U+FFFD — what a text parameter becomes on its way to the database anyway
+ * (UTF-8 encoding replaces them) — since JSON text may not carry them and jsonb refuses the whole
+ * batch for one (attacker review F6).
+ */
+function wellFormed(s: string): string {
+  return s.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
 }
 
 /**

@@ -83,6 +83,8 @@ export class UpstreamRouter {
     const tiers = new Map<number, Entry[]>();
     for (const e of usable) tiers.set(e.priority, [...(tiers.get(e.priority) ?? []), e]);
     const ordered = [...tiers.keys()].sort((a, b) => a - b).flatMap((p) => this.weightedOrder(tiers.get(p) ?? []));
+    // A half-open upstream admitted as a probe but left out by the attempt limit is no probe.
+    for (const e of ordered.slice(this.settings.maxAttempts)) e.probing = false;
     return ordered.slice(0, this.settings.maxAttempts).map(({ id, type: t, baseUrl, credentials, standardTier }) => ({ id, type: t, baseUrl, credentials, standardTier }));
   }
 
@@ -113,6 +115,16 @@ export class UpstreamRouter {
     return out;
   }
 
+  /**
+   * A candidate the request never called (an earlier one served it): if it was admitted as its
+   * half-open probe, the probe is free again — else it would wait for an outcome that never comes
+   * and stay out of service (attacker review F2).
+   */
+  release(id: string): void {
+    const e = this.entries.find((x) => x.id === id);
+    if (e) e.probing = false;
+  }
+
   succeeded(id: string): void {
     const e = this.entries.find((x) => x.id === id);
     const at = this.now();
@@ -139,7 +151,9 @@ export class UpstreamRouter {
     const e = this.entries.find((x) => x.id === id);
     const at = this.now();
     if (failure.kind === 'refused') {
-      // Said in the health view, but the circuit is left as it is.
+      // Said in the health view, but the circuit is left as it is; a probe that drew a 403 says
+      // nothing of the upstream's health, so the next request may probe (attacker review F1).
+      if (e) e.probing = false;
       if (e) this.track(upstreamRecordRefusal(this.db, id, at, `request refused: ${failure.error}`));
       return;
     }

@@ -10,7 +10,15 @@ import type { Candidate, Failure } from './gateway.router.js';
  */
 export type Attempt =
   | { kind: 'response'; status: number; headers: Record<string, string>; body: AsyncIterable<Uint8Array> & { destroy(err?: Error): unknown; text(): Promise<string> } }
-  | { kind: 'failed'; failure: Failure; status: number | null; text: string | null; cut: boolean };
+  | {
+      kind: 'failed';
+      failure: Failure;
+      status: number | null;
+      text: string | null;
+      cut: boolean;
+      /** No response headers in time: for a JSON answer that depends on the length asked for (attacker review F3). */
+      slow?: boolean;
+    };
 
 /**
  * Calls upstreams over keep-alive connection pools (undici), one pool per origin. Classifies what
@@ -60,15 +68,15 @@ export class UpstreamClient {
       const text = await res.body.text().catch(() => '');
       // A status answer is a refusal the provider does not bill: another upstream may take the request.
       if (res.statusCode === 401) return { kind: 'failed', failure: { kind: 'auth', error: 'HTTP 401' }, status: 401, text, cut: false };
-      if (res.statusCode === 403) return { kind: 'failed', failure: { kind: 'refused', error: `HTTP 403: ${text.slice(0, 200)}` }, status: 403, text, cut: false };
+      if (res.statusCode === 403) return { kind: 'failed', failure: { kind: 'refused', error: `HTTP 403: ${clip(text, 200)}` }, status: 403, text, cut: false };
       if (res.statusCode === 429 || res.statusCode >= 500) {
-        return { kind: 'failed', failure: { kind: 'retryable', error: `HTTP ${res.statusCode}: ${text.slice(0, 200)}`, retryAfterMs: retryAfterMs(h['retry-after']) }, status: res.statusCode, text, cut: false };
+        return { kind: 'failed', failure: { kind: 'retryable', error: `HTTP ${res.statusCode}: ${clip(text, 200)}`, retryAfterMs: retryAfterMs(h['retry-after']) }, status: res.statusCode, text, cut: false };
       }
       // The upstream's own answer to this request (400, 404, 422 …): the client gets it as is.
       return { kind: 'response', status: res.statusCode, headers: h, body: bodyOf(text) };
     } catch (err) {
       const error = (err as Error).message || String(err);
-      return { kind: 'failed', failure: { kind: 'retryable', error, retryAfterMs: null }, status: null, text: null, cut: sent && !connectError(err) };
+      return { kind: 'failed', failure: { kind: 'retryable', error, retryAfterMs: null }, status: null, text: null, cut: sent && !connectError(err), slow: (err as { code?: unknown }).code === 'UND_ERR_HEADERS_TIMEOUT' };
     }
   }
 
@@ -100,4 +108,14 @@ function bodyOf(text: string): AsyncIterable<Uint8Array> & { destroy(): void; te
     destroy() {},
     text: async () => text,
   };
+}
+
+/**
+ * The first `n` UTF-16 units of an upstream's text without a broken surrogate pair at the end: a
+ * lone surrogate is not valid JSON text, and PostgreSQL refuses it in a jsonb batch (attacker review F6).
+ */
+export function clip(text: string, n: number): string {
+  const out = text.slice(0, n);
+  const last = out.charCodeAt(out.length - 1);
+  return last >= 0xd800 && last <= 0xdbff ? out.slice(0, -1) : out;
 }
