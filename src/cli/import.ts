@@ -23,6 +23,7 @@ export interface ImportCommandOptions {
   report?: string;
   json?: boolean;
   batchSize: string;
+  owner?: string;
 }
 
 /**
@@ -59,7 +60,7 @@ export async function importCommand(opts: ImportCommandOptions): Promise<number>
         const ledger = new CreditsService(database, config.credits, () => new Date(), httpAnswers);
         const report = await runImport(
           src,
-          { ...(opts.schema ? { shape: opts.schema as ShapeName } : {}), dryRun: opts.dryRun ?? false, resume: opts.resume ?? false, strict: opts.strict ?? false, batchSize },
+          { ...(opts.schema ? { shape: opts.schema as ShapeName } : {}), dryRun: opts.dryRun ?? false, resume: opts.resume ?? false, strict: opts.strict ?? false, batchSize, ...(opts.owner !== undefined ? { owner: opts.owner } : {}) },
           {
             database,
             ledger,

@@ -220,3 +220,33 @@ export async function fillAppBuilder(insert: Insert, users: number): Promise<App
   if (!sample) throw new Error('fixture: no sample user');
   return { balances, total: [...balances.values()].reduce((a, b) => a + b, 0), ...f, sample };
 }
+
+/** The plaintext service tokens of fillAppBuilderWork: they must never be found in Tally's rows. */
+export const WORK_TOKENS = ['ghp_PLAINTEXT_token_000111222', 'vercel-PLAINTEXT-token-333444'];
+
+/**
+ * 000's ownerless tables (`tally import --owner`): two projects with sessions, messages, a tool call,
+ * a request, a commit, an env var (its value under 000's own key) and a connection; three service
+ * tokens in plain text (one whose provider Tally refuses), a session whose project is gone (orphan)
+ * and a message whose session is in the other project (unknown_value).
+ */
+export async function fillAppBuilderWork(insert: Insert): Promise<void> {
+  const at = (days: number) => new Date(Date.now() + days * DAY);
+  await insert('service_tokens', { id: 'st-1', provider: 'github', name: 'deploy', token: WORK_TOKENS[0], created_at: at(-9), updated_at: at(-9), last_used: at(-1) });
+  await insert('service_tokens', { id: 'st-2', provider: 'vercel', name: 'main', token: WORK_TOKENS[1], created_at: at(-9), updated_at: at(-9) });
+  await insert('service_tokens', { id: 'st-3', provider: 'Bad Provider!', name: 'x', token: 'bad-PLAINTEXT-token', created_at: at(-9), updated_at: at(-9) });
+  await insert('projects', { id: 'prj-a', name: 'Alpha', description: 'first', status: 'idle', preview_port: 3000, preferred_cli: 'claude', fallback_enabled: true, settings: { theme: 'dark' }, created_at: at(-8), updated_at: at(-8) });
+  await insert('projects', { id: 'prj-b', name: 'Beta', status: 'running', preferred_cli: 'remote', fallback_enabled: false, created_at: at(-7), updated_at: at(-7) });
+  await insert('sessions', { id: 'ses-a1', project_id: 'prj-a', claude_session_id: 'claude-1', status: 'completed', model: 'sonnet', cli_type: 'claude', transcript_format: 'json', total_messages: 2, total_tokens: 100, total_cost_usd: '0.012000', started_at: at(-6), completed_at: at(-6) });
+  await insert('sessions', { id: 'ses-b1', project_id: 'prj-b', status: 'active', cli_type: 'claude', transcript_format: 'json', started_at: at(-5) });
+  await insert('sessions', { id: 'ses-ghost', project_id: 'prj-gone', status: 'active', cli_type: 'claude', transcript_format: 'json', started_at: at(-5) });
+  await insert('messages', { id: 'm-001', project_id: 'prj-a', role: 'user', content: 'build me a site', session_id: 'ses-a1', conversation_id: 'conv-1', created_at: at(-6) });
+  await insert('messages', { id: 'm-002', project_id: 'prj-a', role: 'assistant', content: 'done', metadata_json: { step: 1 }, parent_message_id: 'm-001', session_id: 'ses-a1', token_count: 100, cost_usd: '0.012000', created_at: at(-6) });
+  await insert('messages', { id: 'm-003', project_id: 'prj-b', role: 'user', content: 'hello', session_id: 'ses-b1', created_at: at(-5) });
+  await insert('messages', { id: 'm-004', project_id: 'prj-a', role: 'assistant', content: 'lost', session_id: 'ses-b1', created_at: at(-5) });
+  await insert('tools_usage', { id: 'tu-1', session_id: 'ses-a1', project_id: 'prj-a', message_id: 'm-002', tool_name: 'Write', tool_action: 'create', files_affected: ['index.html'], lines_added: 3, lines_removed: 1, is_error: false, created_at: at(-6) });
+  await insert('user_requests', { id: 'ur-1', project_id: 'prj-a', user_message_id: 'm-001', session_id: 'ses-a1', instruction: 'build me a site', request_type: 'act', is_completed: true, is_successful: true, created_at: at(-6), completed_at: at(-6) });
+  await insert('commits', { id: 'c-1', project_id: 'prj-a', session_id: 'ses-a1', commit_sha: 'abc1234def5678', message: 'first site', author_type: 'ai', files_changed: ['index.html'], stats: { added: 3 }, committed_at: at(-6) });
+  await insert('env_vars', { id: 'ev-1', project_id: 'prj-a', key: 'API_KEY', value_encrypted: 'gAAAAB-000-own-key-ciphertext', scope: 'runtime', var_type: 'string', is_secret: true, created_at: at(-6), updated_at: at(-6) });
+  await insert('project_service_connections', { id: 'psc-1', project_id: 'prj-a', provider: 'github', status: 'connected', service_data: { repo: 'me/alpha' }, created_at: at(-6), updated_at: at(-6) });
+}

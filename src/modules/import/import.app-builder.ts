@@ -3,6 +3,7 @@ import type { OpeningBucket } from '../credits/credits.port.js';
 import type { Anomaly, BatchContext, Shape, TableStep } from './import.js';
 import { budgetGuards, consumptionEvents, payments, plans, pointTransactions, subscriptions } from './import.app-builder.billing.js';
 import { scanIdentities, userProviders } from './import.app-builder.identities.js';
+import { findSourceOwner, ownerlessSteps, scanWork } from './import.app-builder.work.js';
 import { openingBalance } from './import.opening.js';
 import { importMapInsert } from './import.repository.js';
 import { bool, date, freshRows, int, json, ownerOf, ownersOf, placeholders, str, Tally } from './import.rows.js';
@@ -244,12 +245,18 @@ export const appBuilder: Shape = {
   name: SHAPE,
   signature: ['users', 'point_transactions', 'allowances', 'rollover_buckets', 'consumption_events'],
   steps: [plans, users, userProviders, bucketStep('allowances'), bucketStep('rollover_buckets'), pointTransactions, subscriptions, consumptionEvents, budgetGuards, payments],
-  notImported: [
-    { table: 'service_tokens', why: "000's tokens have no owner (a single-user app) and Tally's belong to a user or a workspace: not built until the import can be told whose they are" },
-    { table: 'projects, sessions, messages, tools_usage, user_requests, commits, env_vars, project_service_connections', why: 'AI work: a later slice (docs/schema.md says where each goes)' },
-    { table: 'usage_meter_readings, usage_summaries, overage_charges, allowance_daily_autofix, cost_models', why: 'derived usage and pricing: a later slice' },
-  ],
-  scan: (src) => scan(src),
+  notImported: [{ table: 'usage_meter_readings, usage_summaries, overage_charges, allowance_daily_autofix, cost_models', why: 'derived usage and pricing: a later slice' }],
+  ownerless: {
+    steps: ownerlessSteps,
+    notImported: [
+      {
+        table: 'service_tokens, projects, sessions, messages, tools_usage, user_requests, commits, env_vars, project_service_connections',
+        why: "000 is a single-user app: these rows name no owner, and Tally's belong to a user; pass --owner <user id or e-mail> to import them",
+      },
+    ],
+    findOwner: findSourceOwner,
+  },
+  scan: async (src, opts) => [...(await scan(src)), ...(opts.owned ? await scanWork(src, 1000) : [])],
   async sourceCredits(src, asOf) {
     const t = (n: string) => src.t(n);
     const [r] = await src.rows<Record<string, unknown>>(

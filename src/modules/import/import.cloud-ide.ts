@@ -431,7 +431,7 @@ export const cloudIde: Shape = {
     { table: 'user_sessions_extended', why: 'a session is a sign-in Tally did not make: users sign in again' },
     { table: 'api_logs, error_logs, analytics_events, performance_metrics, webhook_logs', why: 'logs and metrics: not money, and request bodies are never kept (docs/schema.md)' },
   ],
-  scan,
+  scan: (src) => scan(src),
   async sourceCredits(src) {
     const [r] = await src.rows<{ accounts: string }>(`select count(*)::text as accounts from ${src.t('users')}`);
     return { total: 0, accounts: Number(r?.accounts ?? 0) };

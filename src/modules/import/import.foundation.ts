@@ -204,7 +204,7 @@ export const foundation: Shape = {
   signature: ['users', 'subscriptions', 'usage_counters'],
   steps: [users, subscriptions, counters],
   notImported: [{ table: 'storage.buckets, storage.objects', why: "Supabase Storage's files live outside these tables: move them with the storage API (docs/storage.md)" }],
-  scan,
+  scan: (src) => scan(src),
   async sourceCredits(src) {
     // No balance in this design: every user is an account holding 0.
     const [r] = await src.rows<{ accounts: string }>(`select count(*)::text as accounts from ${src.t('users')}`);

@@ -239,7 +239,7 @@ export const llmRelay: Shape = {
   signature: ['users', 'api_keys', 'upstream_accounts', 'usage_records'],
   steps: [users, apiKeys, upstreams, usage],
   notImported: [],
-  scan,
+  scan: (src) => scan(src),
   async review(trx, source) {
     const rows = await importedUpstreamsInactive(trx, source);
     return rows.map((u) => ({

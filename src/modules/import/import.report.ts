@@ -10,6 +10,8 @@ export interface ImportReport {
   detection: string;
   dry_run: boolean;
   strict: boolean;
+  /** `--owner`: whom the source's ownerless rows belong to (null: not given). */
+  owner: { given: string; user_id: string; from: 'tally' | 'source' } | null;
   resumed: boolean;
   status: 'completed' | 'refused' | 'failed';
   error: string | null;
@@ -52,6 +54,7 @@ export function humanReport(r: ImportReport): string {
   const lines: string[] = [];
   lines.push(`import ${r.run_id}: ${r.shape} from ${r.source}${r.dry_run ? ' (dry run: nothing was kept)' : ''}${r.resumed ? ' (resumed)' : ''}`);
   lines.push(`  ${r.detection}`);
+  if (r.owner) lines.push(`  owner of the ownerless rows: ${r.owner.user_id} (${r.owner.from === 'tally' ? 'a Tally user' : 'imported from the source'})`);
   lines.push('  table                     source     read  imported  skipped');
   for (const t of r.tables) {
     const reasons = Object.entries(t.skipped_by_reason).map(([k, v]) => `${k} ${v}`).join(', ');

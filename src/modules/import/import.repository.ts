@@ -72,6 +72,17 @@ export async function importCursorSave(
     .execute();
 }
 
+/** Tally users an `--owner` value names: by id, or by e-mail (case-insensitive). */
+export async function importOwnerFind(db: Executor, given: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom('users')
+    .select('id')
+    .where((eb) => eb.or([eb('id', '=', given), eb(sql`lower(email)`, '=', given.toLowerCase())]))
+    .limit(3)
+    .execute();
+  return rows.map((r) => r.id);
+}
+
 export interface MapRow {
   source_id: string;
   target_id: string;

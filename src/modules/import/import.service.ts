@@ -1,7 +1,7 @@
 import type { Database, Executor } from '../../db/database.js';
 import { newId } from '../../lib/ids.js';
 import { type Ledger, reconcile } from '../credits/credits.port.js';
-import { ANOMALIES_LISTED, type Anomaly, type BatchContext, type Shape, type ShapeName, type SkipReason, type TableStep } from './import.js';
+import { ANOMALIES_LISTED, type Anomaly, type BatchContext, type ImportOwner, type Shape, type ShapeName, type SkipReason, type TableStep } from './import.js';
 import { detectShape } from './import.detect.js';
 import {
   type CursorRow,
@@ -9,6 +9,7 @@ import {
   importCursorSave,
   importCursorsFind,
   importCursorsReset,
+  importOwnerFind,
   importRunFinish,
   importRunInsert,
 } from './import.repository.js';
@@ -22,6 +23,8 @@ export interface ImportOptions {
   strict: boolean;
   /** Rows per keyset batch (one Tally transaction each). */
   batchSize: number;
+  /** `--owner`: a user id or e-mail, in Tally or among the source's users (docs/import.md). */
+  owner?: string;
 }
 
 export interface ImportDeps {
@@ -55,13 +58,15 @@ export async function runImport(src: SourceDb, opts: ImportOptions, deps: Import
   const detection = detectShape(await src.tables(), opts.shape);
   if (!detection.ok) throw new ImportRefused(detection.why);
   const shape = detection.shape;
+  // Settled before anything is written: an --owner naming nobody imports nothing, not even a run.
+  const owner = opts.owner === undefined ? null : await resolveOwner(src, shape, deps.database.db, opts.owner);
   const startedAt = deps.clock();
-  const scanned = await shape.scan(src);
+  const scanned = await shape.scan(src, { owned: owner !== null });
   const anomalies = new Anomalies(scanned);
   const runId = newId('importRun');
   const db = deps.database.db;
   await importRunInsert(db, { id: runId, source: src.fingerprint, shape: shape.name, dryRun: opts.dryRun, strict: opts.strict, resumed: opts.resume });
-  const base = { run_id: runId, source: src.fingerprint, shape: shape.name, detection: detection.why, dry_run: opts.dryRun, strict: opts.strict, resumed: opts.resume, started_at: startedAt.toISOString() };
+  const base = { run_id: runId, source: src.fingerprint, shape: shape.name, detection: detection.why, owner: owner && { given: owner.given, user_id: owner.userId ?? owner.sourceId, from: owner.userId ? ('tally' as const) : ('source' as const) }, dry_run: opts.dryRun, strict: opts.strict, resumed: opts.resume, started_at: startedAt.toISOString() };
   const tables: TableReport[] = [];
   const finish = async (status: ImportReport['status'], executor: Executor, error: string | null): Promise<ImportReport> => {
     const report: ImportReport = {
@@ -69,7 +74,7 @@ export async function runImport(src: SourceDb, opts: ImportOptions, deps: Import
       status,
       error,
       tables,
-      not_imported: shape.notImported,
+      not_imported: owner || !shape.ownerless ? shape.notImported : [...shape.notImported, ...shape.ownerless.notImported],
       needs_review: (await shape.review?.(executor, src.fingerprint)) ?? [],
       credits: await creditsOf(src, shape, executor, src.fingerprint, startedAt),
       anomalies: anomalies.report(),
@@ -92,13 +97,13 @@ export async function runImport(src: SourceDb, opts: ImportOptions, deps: Import
   try {
     if (opts.dryRun) {
       await db.transaction().execute(async (trx) => {
-        await importTables(src, shape, trx, (fn) => fn(trx), runId, startedAt, opts, deps, onAnomaly, tables);
+        await importTables(src, shape, owner, trx, (fn) => fn(trx), runId, startedAt, opts, deps, onAnomaly, tables);
         throw new DryRunDone(await finish('completed', trx, null));
       });
       throw new Error('unreachable: a dry run always rolls back');
     }
     if (!opts.resume) await importCursorsReset(db, src.fingerprint);
-    await importTables(src, shape, db, (fn) => db.transaction().execute(fn), runId, startedAt, opts, deps, onAnomaly, tables);
+    await importTables(src, shape, owner, db, (fn) => db.transaction().execute(fn), runId, startedAt, opts, deps, onAnomaly, tables);
     const report = await finish('completed', db, null);
     await importRunFinish(db, runId, 'completed', report, null);
     return report;
@@ -115,12 +120,28 @@ export async function runImport(src: SourceDb, opts: ImportOptions, deps: Import
   }
 }
 
-/** The source's shape could not be settled (unknown tables, a shape not built yet). */
+/** The source's shape could not be settled (unknown tables, a shape not built yet), or `--owner` names nobody. */
 export class ImportRefused extends Error {}
+
+/**
+ * `--owner`: a Tally user (id or e-mail) first — on a second run the owner the first run imported
+ * is one — else a user of the source, imported in this same run. Exactly one must match.
+ */
+async function resolveOwner(src: SourceDb, shape: Shape, db: Executor, given: string): Promise<ImportOwner> {
+  if (!shape.ownerless) throw new ImportRefused(`--owner applies to designs with ownerless rows (app-builder); ${shape.name} has none`);
+  const inTally = await importOwnerFind(db, given);
+  if (inTally.length === 1) return { given, userId: inTally[0] as string, sourceId: null };
+  if (inTally.length > 1) throw new ImportRefused(`--owner ${given} matches ${inTally.length} Tally users; pass the user id`);
+  const inSource = await shape.ownerless.findOwner(src, given);
+  if (inSource.length === 1) return { given, userId: null, sourceId: inSource[0] as string };
+  if (inSource.length > 1) throw new ImportRefused(`--owner ${given} matches ${inSource.length} users of the source; pass the user id`);
+  throw new ImportRefused(`--owner ${given} names no user, neither in Tally nor in the source's users (an id or e-mail); nothing was imported`);
+}
 
 async function importTables(
   src: SourceDb,
   shape: Shape,
+  owner: ImportOwner | null,
   db: Executor,
   inBatch: <T>(fn: (trx: Executor) => Promise<T>) => Promise<T>,
   runId: string,
@@ -131,8 +152,9 @@ async function importTables(
   tables: TableReport[],
 ): Promise<void> {
   const cursors = opts.resume ? await importCursorsFind(db, src.fingerprint) : new Map<string, CursorRow>();
-  for (const step of shape.steps) {
-    const report = await importTable(src, shape, step, cursors.get(step.table), inBatch, runId, asOf, opts, deps, onAnomaly);
+  const steps = owner && shape.ownerless ? [...shape.steps, ...shape.ownerless.steps] : shape.steps;
+  for (const step of steps) {
+    const report = await importTable(src, shape, owner, step, cursors.get(step.table), inBatch, runId, asOf, opts, deps, onAnomaly);
     tables.push(report);
   }
 }
@@ -140,6 +162,7 @@ async function importTables(
 async function importTable(
   src: SourceDb,
   shape: Shape,
+  owner: ImportOwner | null,
   step: TableStep,
   cursor: CursorRow | undefined,
   inBatch: <T>(fn: (trx: Executor) => Promise<T>) => Promise<T>,
@@ -161,7 +184,7 @@ async function importTable(
       const lastKey = last === undefined ? state.after : String(last[step.key]);
       const done = rows.length < opts.batchSize;
       await inBatch(async (trx) => {
-        const ctx: BatchContext = { trx, src, source: src.fingerprint, runId, ledger: deps.ledger, now: deps.clock(), asOf, balanceCap: deps.balanceCap, seal: deps.seal, sealKeyId: deps.sealKeyId, anomaly: onAnomaly };
+        const ctx: BatchContext = { trx, src, source: src.fingerprint, runId, ledger: deps.ledger, now: deps.clock(), asOf, balanceCap: deps.balanceCap, seal: deps.seal, sealKeyId: deps.sealKeyId, anomaly: onAnomaly, owner };
         const outcome = rows.length === 0 ? { imported: 0, skipped: {} } : await step.write(ctx, rows);
         const skipped = Object.values(outcome.skipped).reduce((a, b) => a + (b ?? 0), 0);
         await importCursorSave(trx, {

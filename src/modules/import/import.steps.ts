@@ -21,7 +21,7 @@ export interface OwnerRef {
 /** What the shape makes of one row: the Tally row, or why it is not imported. */
 export type Mapped =
   | { values: Record<string, unknown>; targetId: string; facts?: Record<string, unknown> }
-  | { skip: 'unknown_value' | 'expired' | 'empty'; anomaly?: Omit<Anomaly, 'table' | 'source_id'> };
+  | { skip: 'unknown_value' | 'expired' | 'empty' | 'owner_not_imported'; anomaly?: Omit<Anomaly, 'table' | 'source_id'> };
 
 export interface MappedSpec {
   table: string;
@@ -77,6 +77,8 @@ export function mappedStep(spec: MappedSpec): TableStep {
           continue;
         }
         maps.push({ table: spec.table, sourceId: sid, targetTable: spec.target, targetId: m.targetId, facts: m.facts });
+        // A row of this table may hang off one earlier in the same batch (000's parent messages).
+        for (const [i, o] of spec.owners.entries()) if (o.table === spec.table) (found[i] as Map<string, MapRow>).set(sid, { source_id: sid, target_id: m.targetId, facts: m.facts ?? {} });
         tally.imported++;
       }
       await importMapInsert(ctx.trx, ctx.source, ctx.runId, maps);

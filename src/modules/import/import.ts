@@ -60,7 +60,16 @@ export interface BatchContext {
   sealKeyId: string;
   /** Records an anomaly met while writing (a conflict with a row Tally already had). */
   anomaly(a: Anomaly): void;
+  /** `--owner`: who owns the source's ownerless rows (null: not given, those steps do not run). */
+  owner: ImportOwner | null;
 }
+
+/**
+ * The Tally user `--owner` names: one Tally already has (`userId`), or a source user imported in
+ * this run (`sourceId`: its Tally id is read from the mapping, so a user the import could not take
+ * owns nothing and its rows are `owner_not_imported`).
+ */
+export type ImportOwner = { given: string; userId: string; sourceId: null } | { given: string; userId: null; sourceId: string };
 
 /** What one batch did: rows imported, and rows skipped by reason. */
 export interface BatchOutcome {
@@ -90,8 +99,14 @@ export interface Shape {
   steps: TableStep[];
   /** Source tables the shape knows but does not import yet (named in the report, never silently dropped). */
   notImported: { table: string; why: string }[];
-  /** The anomalies, found by queries over the source before anything is written. */
-  scan(src: SourceDb): Promise<Anomaly[]>;
+  /** The anomalies, found by queries over the source before anything is written (`owned`: --owner given). */
+  scan(src: SourceDb, opts: { owned: boolean }): Promise<Anomaly[]>;
+  /**
+   * Source tables without an owner (a single-user design): imported only with `--owner`, owned by
+   * that user; without it they are listed under `not_imported` with `why`. `findOwner` looks the
+   * option up among the source's users (id or e-mail) when Tally does not have that user yet.
+   */
+  ownerless?: { steps: TableStep[]; notImported: { table: string; why: string }[]; findOwner(src: SourceDb, given: string): Promise<string[]> };
   /** Credits in the source: per account total and count, read from the source itself. */
   sourceCredits(src: SourceDb, asOf: Date): Promise<{ total: number; accounts: number }>;
   /**

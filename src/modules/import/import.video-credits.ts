@@ -277,7 +277,7 @@ export const videoCredits: Shape = {
     { table: 'api_keys', why: 'not described by the seed beyond its name' },
     { table: 'usage_stats', why: 'daily statistics: derived, not money' },
   ],
-  scan,
+  scan: (src) => scan(src),
   async sourceCredits(src) {
     const [r] = await src.rows<{ total: string; accounts: string }>(`select coalesce(sum(credits_balance), 0)::text as total, count(*)::text as accounts from ${src.t('users')}`);
     return { total: Number(r?.total ?? 0), accounts: Number(r?.accounts ?? 0) };
