@@ -37,3 +37,12 @@ export function encodeJson<R extends object>(values: R, jsonColumns: ReadonlySet
   }
   return out;
 }
+
+/**
+ * A row written through `jsonb_to_recordset` (the rows go as one JSON parameter): T's insert values
+ * for the columns C, every one present; numeric columns N as JSON numbers (the recordset's column
+ * list casts them); timestamps as Date (JSON.stringify writes ISO) or ISO string.
+ */
+export type JsonWriteRow<T extends Table, C extends keyof NewRow<T>, N extends C = never> = {
+  [K in C]-?: K extends N ? number | Extract<NewRow<T>[K], null> : Exclude<NewRow<T>[K], undefined>;
+};

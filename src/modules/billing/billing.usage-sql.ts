@@ -2,9 +2,8 @@ import { type RunStatement, statement, type WritePart, writePlaceholders, writeV
 import type { Selectable } from 'kysely';
 import type { BudgetGuards, CostModels, DailyQuotaUsage, OverageCharges, Plans, Subscriptions } from '../../db/database.types.js';
 import { must } from '../../lib/must.js';
+import type { JsonWriteRow } from '../../db/rows.js';
 import type { EventAnswerRow } from './billing.js';
-
-type Row = Record<string, unknown>;
 
 /**
  * A row read through json (`json_agg`): timestamps and dates are ISO strings, and numbers are JSON
@@ -62,12 +61,32 @@ function billingState(row: Partial<Record<keyof BillingState, unknown[] | null>>
   };
 }
 
+/** The rows each write statement below takes (its jsonb_to_recordset column list, in the same order). */
+export type EventWrite = JsonWriteRow<
+  'usage_events',
+  | 'id' | 'user_id' | 'metric' | 'quantity' | 'complexity_score' | 'action_hash' | 'request_hash' | 'subscription_id' | 'free_units' | 'cost'
+  | 'charged' | 'overage' | 'transaction_id' | 'result' | 'metadata' | 'occurred_at' | 'created_at' | 'workspace_id',
+  'quantity' | 'complexity_score' | 'free_units'
+>;
+export type QuotaWrite = JsonWriteRow<'daily_quota_usage', 'user_id' | 'metric' | 'date_key' | 'window_start' | 'window_end' | 'consumed' | 'quota', 'consumed'>;
+export type CounterWrite = JsonWriteRow<
+  'usage_counters',
+  'user_id' | 'metric' | 'window' | 'window_start' | 'window_end' | 'quantity' | 'credits' | 'overage' | 'events',
+  'quantity'
+>;
+export type OverageWrite = JsonWriteRow<
+  'overage_charges',
+  'id' | 'user_id' | 'subscription_id' | 'metric' | 'period_start' | 'period_end' | 'credits' | 'amount' | 'unit_amount' | 'currency'
+>;
+/** `spend` is the new current_window_spend. */
+export type GuardWrite = JsonWriteRow<'budget_guards', 'id' | 'window_start' | 'window_end' | 'alerted_80_at' | 'alerted_100_at'> & { spend: number };
+
 export interface BillingWrites {
-  events: Row[];
-  quotas: Row[];
-  counters: Row[];
-  overages: Row[];
-  guards: Row[];
+  events: EventWrite[];
+  quotas: QuotaWrite[];
+  counters: CounterWrite[];
+  overages: OverageWrite[];
+  guards: GuardWrite[];
 }
 
 /**
