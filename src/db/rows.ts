@@ -46,3 +46,17 @@ export function encodeJson<R extends object>(values: R, jsonColumns: ReadonlySet
 export type JsonWriteRow<T extends Table, C extends keyof NewRow<T>, N extends C = never> = {
   [K in C]-?: K extends N ? number | Extract<NewRow<T>[K], null> : Exclude<NewRow<T>[K], undefined>;
 };
+
+/** A column's value as json carries it: timestamps and dates become ISO strings. */
+type JsonField<V> = V extends Date ? string : V;
+
+/**
+ * A row as read through json (`row_to_json`, `json_agg`, `jsonb_agg`) — the one place the drivers'
+ * difference is stated. R is a generated row (`RowOf<T>`, or a Pick of one): timestamps and dates
+ * are ISO strings; numbers are JSON numbers, numeric columns N too (a plain select types them as
+ * their decimal text); int8 is a number either way (both drivers parse it); jsonb stays JSON.
+ */
+export type JsonRow<R, N extends keyof R = never> = { [K in keyof R]: K extends N ? number | Extract<R[K], null> : JsonField<R[K]> };
+
+/** A row read either way (`select *` or json), for mappers that take both: convert dates with `new Date`. */
+export type WireRow<R, N extends keyof R = never> = R | JsonRow<R, N>;

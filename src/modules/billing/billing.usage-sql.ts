@@ -1,24 +1,16 @@
 import { type RunStatement, statement, type WritePart, writePlaceholders, writeValues } from '../../db/statements.js';
-import type { Selectable } from 'kysely';
-import type { BudgetGuards, CostModels, DailyQuotaUsage, OverageCharges, Plans, Subscriptions } from '../../db/database.types.js';
 import { must } from '../../lib/must.js';
-import type { JsonWriteRow } from '../../db/rows.js';
+import type { JsonRow, JsonWriteRow, RowOf } from '../../db/rows.js';
 import type { EventAnswerRow } from './billing.js';
 
-/**
- * A row read through json (`json_agg`): timestamps and dates are ISO strings, and numbers are JSON
- * numbers — numeric columns (`N`, strings when a query reads them) too.
- */
-export type JsonRow<R, N extends keyof R = never> = {
-  [K in keyof R]: K extends N ? number : R[K] extends Date ? string : R[K] extends Date | null ? string | null : R[K];
-};
-export type ModelRow = JsonRow<Selectable<CostModels>, 'base_rate'>;
-export type QuotaRow = JsonRow<Selectable<DailyQuotaUsage>, 'consumed'>;
-export type GuardRow = JsonRow<Selectable<BudgetGuards>>;
-export type OverageRow = JsonRow<Selectable<OverageCharges>, 'unit_amount'>;
+/** The load's rows come through json_agg (src/db/rows.ts, JsonRow): numeric columns named as such. */
+export type ModelRow = JsonRow<RowOf<'cost_models'>, 'base_rate'>;
+export type QuotaRow = JsonRow<RowOf<'daily_quota_usage'>, 'consumed'>;
+export type GuardRow = JsonRow<RowOf<'budget_guards'>>;
+export type OverageRow = JsonRow<RowOf<'overage_charges'>, 'unit_amount'>;
 /** A primary, live subscription with what its plan says about usage (the `subs` select below). */
-export type SubRow = JsonRow<Pick<Selectable<Subscriptions>, 'id' | 'user_id' | 'plan_id' | 'status' | 'current_period_start' | 'current_period_end' | 'pay_as_you_go'>> &
-  JsonRow<Pick<Selectable<Plans>, 'pool_mode' | 'overage_unit_amount' | 'currency'>, 'overage_unit_amount'> & { plan_payg: boolean };
+export type SubRow = JsonRow<Pick<RowOf<'subscriptions'>, 'id' | 'user_id' | 'plan_id' | 'status' | 'current_period_start' | 'current_period_end' | 'pay_as_you_go'>> &
+  JsonRow<Pick<RowOf<'plans'>, 'pool_mode' | 'overage_unit_amount' | 'currency'>, 'overage_unit_amount'> & { plan_payg: boolean };
 
 export interface BillingState {
   users: { id: string; time_zone: string | null }[];
