@@ -11,10 +11,10 @@ import type {
   PlanAllowances,
   PlanPrices,
   Plans,
-  UsageEvents,
   Subscriptions,
   UsageCounters,
 } from '../../db/database.types.js';
+import type { RowOf, WireRow } from '../../db/rows.js';
 
 // ---------------------------------------------------------------------------------------------
 // Closed vocabularies.
@@ -397,13 +397,16 @@ export const UsageCounter = Type.Object({
 // ---------------------------------------------------------------------------------------------
 
 /**
- * The usage_events columns an answer is rebuilt from. `quantity` and `free_units` are numeric: a
- * string from a query, a number through json (usage-sql's `seen`); Number() reads both.
+ * The usage_events columns an answer is rebuilt from, read by a query or through json (usage-sql's
+ * `seen`): `quantity` and `free_units` are numeric, a string or a number (src/db/rows.ts); Number() reads both.
  */
-export type EventAnswerRow = Pick<
-  Selectable<UsageEvents>,
-  'id' | 'user_id' | 'workspace_id' | 'metric' | 'action_hash' | 'cost' | 'charged' | 'overage' | 'transaction_id' | 'subscription_id' | 'result'
-> & { quantity: string | number; free_units: string | number };
+export type EventAnswerRow = WireRow<
+  Pick<
+    RowOf<'usage_events'>,
+    'id' | 'user_id' | 'workspace_id' | 'metric' | 'action_hash' | 'quantity' | 'free_units' | 'cost' | 'charged' | 'overage' | 'transaction_id' | 'subscription_id' | 'result'
+  >,
+  'quantity' | 'free_units'
+>;
 export type PlanRow = Selectable<Plans>;
 export type PlanAllowanceRow = Selectable<PlanAllowances>;
 export type PlanPriceRow = Selectable<PlanPrices>;

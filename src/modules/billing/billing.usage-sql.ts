@@ -1,25 +1,16 @@
 import { type RunStatement, statement, type WritePart, writePlaceholders, writeValues } from '../../db/statements.js';
-import type { Selectable } from 'kysely';
-import type { BudgetGuards, CostModels, DailyQuotaUsage, OverageCharges, Plans, Subscriptions } from '../../db/database.types.js';
 import { must } from '../../lib/must.js';
+import type { JsonRow, JsonWriteRow, RowOf } from '../../db/rows.js';
 import type { EventAnswerRow } from './billing.js';
 
-type Row = Record<string, unknown>;
-
-/**
- * A row read through json (`json_agg`): timestamps and dates are ISO strings, and numbers are JSON
- * numbers — numeric columns (`N`, strings when a query reads them) too.
- */
-export type JsonRow<R, N extends keyof R = never> = {
-  [K in keyof R]: K extends N ? number : R[K] extends Date ? string : R[K] extends Date | null ? string | null : R[K];
-};
-export type ModelRow = JsonRow<Selectable<CostModels>, 'base_rate'>;
-export type QuotaRow = JsonRow<Selectable<DailyQuotaUsage>, 'consumed'>;
-export type GuardRow = JsonRow<Selectable<BudgetGuards>>;
-export type OverageRow = JsonRow<Selectable<OverageCharges>, 'unit_amount'>;
+/** The load's rows come through json_agg (src/db/rows.ts, JsonRow): numeric columns named as such. */
+export type ModelRow = JsonRow<RowOf<'cost_models'>, 'base_rate'>;
+export type QuotaRow = JsonRow<RowOf<'daily_quota_usage'>, 'consumed'>;
+export type GuardRow = JsonRow<RowOf<'budget_guards'>>;
+export type OverageRow = JsonRow<RowOf<'overage_charges'>, 'unit_amount'>;
 /** A primary, live subscription with what its plan says about usage (the `subs` select below). */
-export type SubRow = JsonRow<Pick<Selectable<Subscriptions>, 'id' | 'user_id' | 'plan_id' | 'status' | 'current_period_start' | 'current_period_end' | 'pay_as_you_go'>> &
-  JsonRow<Pick<Selectable<Plans>, 'pool_mode' | 'overage_unit_amount' | 'currency'>, 'overage_unit_amount'> & { plan_payg: boolean };
+export type SubRow = JsonRow<Pick<RowOf<'subscriptions'>, 'id' | 'user_id' | 'plan_id' | 'status' | 'current_period_start' | 'current_period_end' | 'pay_as_you_go'>> &
+  JsonRow<Pick<RowOf<'plans'>, 'pool_mode' | 'overage_unit_amount' | 'currency'>, 'overage_unit_amount'> & { plan_payg: boolean };
 
 export interface BillingState {
   users: { id: string; time_zone: string | null }[];
@@ -62,12 +53,32 @@ function billingState(row: Partial<Record<keyof BillingState, unknown[] | null>>
   };
 }
 
+/** The rows each write statement below takes (its jsonb_to_recordset column list, in the same order). */
+export type EventWrite = JsonWriteRow<
+  'usage_events',
+  | 'id' | 'user_id' | 'metric' | 'quantity' | 'complexity_score' | 'action_hash' | 'request_hash' | 'subscription_id' | 'free_units' | 'cost'
+  | 'charged' | 'overage' | 'transaction_id' | 'result' | 'metadata' | 'occurred_at' | 'created_at' | 'workspace_id',
+  'quantity' | 'complexity_score' | 'free_units'
+>;
+export type QuotaWrite = JsonWriteRow<'daily_quota_usage', 'user_id' | 'metric' | 'date_key' | 'window_start' | 'window_end' | 'consumed' | 'quota', 'consumed'>;
+export type CounterWrite = JsonWriteRow<
+  'usage_counters',
+  'user_id' | 'metric' | 'window' | 'window_start' | 'window_end' | 'quantity' | 'credits' | 'overage' | 'events',
+  'quantity'
+>;
+export type OverageWrite = JsonWriteRow<
+  'overage_charges',
+  'id' | 'user_id' | 'subscription_id' | 'metric' | 'period_start' | 'period_end' | 'credits' | 'amount' | 'unit_amount' | 'currency'
+>;
+/** `spend` is the new current_window_spend. */
+export type GuardWrite = JsonWriteRow<'budget_guards', 'id' | 'window_start' | 'window_end' | 'alerted_80_at' | 'alerted_100_at'> & { spend: number };
+
 export interface BillingWrites {
-  events: Row[];
-  quotas: Row[];
-  counters: Row[];
-  overages: Row[];
-  guards: Row[];
+  events: EventWrite[];
+  quotas: QuotaWrite[];
+  counters: CounterWrite[];
+  overages: OverageWrite[];
+  guards: GuardWrite[];
 }
 
 /**

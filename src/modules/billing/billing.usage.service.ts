@@ -16,9 +16,8 @@ import { accountIdOf, type ConsumeTier, type ConsumingAccount, type Ledger, type
 import type { CatalogService } from './billing.catalog.service.js';
 import { EVENT_ANSWER_EXTRAS, type EventBody, eventAnswer, toMicros } from './billing.js';
 import { dateKey, localDay, localMonth, nextWindow } from './billing.periods.js';
-import { type BillingState, type BillingWrites, UsageSql } from './billing.usage-sql.js';
+import { type BillingState, type BillingWrites, type CounterWrite, type EventWrite, UsageSql } from './billing.usage-sql.js';
 
-type Row = Record<string, unknown>;
 export type EventInput = Static<typeof EventBody>;
 export type EventOutcome = Outcome;
 
@@ -293,8 +292,8 @@ class Pricing {
   private readonly seen = new Map<string, { requestHash: string; result: Record<string, unknown> }>();
   private readonly guards = new Map<string, { id: string; cap: number; behavior: string; notify: boolean; zone: string; windowStart: Date; windowEnd: Date; spend: number; a80: Date | null; a100: Date | null; dirty: boolean }>();
   private readonly overages = new Map<string, { id: string; user_id: string; subscription_id: string; metric: string; period_start: Date; period_end: Date; credits: number; unitAmount: string; unitMicros: number; currency: string; dirty: boolean }>();
-  private readonly counters = new Map<string, Row & { quantity: number; credits: number; overage: number; events: number }>();
-  private readonly events: Row[] = [];
+  private readonly counters = new Map<string, CounterWrite>();
+  private readonly events: EventWrite[] = [];
   /** What this batch tells the app (docs/webhooks-out.md), written with its rows. */
   readonly told: DomainEvent[] = [];
 

@@ -1,20 +1,16 @@
-import { type Selectable, sql } from 'kysely';
+import { sql } from 'kysely';
 import type { Executor } from '../../db/database.js';
-import type { CreditAccounts, CreditGrants, CreditHolds, CreditLedger, JsonValue } from '../../db/database.types.js';
+import type { JsonValue } from '../../db/database.types.js';
+import type { RowOf, WireRow } from '../../db/rows.js';
 import { cursorBefore, cursorColumn } from '../../db/paging.js';
 import { type PageRequest } from '../../core/paging.js';
 import type { AccountState, GrantState, HoldState, LedgerEntry } from './credits.js';
 
-/**
- * A row as the ledger reads it: whole rows through `select *` (timestamps as Dates) or through
- * json (`json_agg`, `row_to_json`: timestamps as ISO strings). Bigints are numbers either way
- * (both drivers parse int8 to a number; json carries them as numbers).
- */
-export type WireRow<R> = { [K in keyof R]: R[K] extends Date ? Date | string : R[K] extends Date | null ? Date | string | null : R[K] };
-export type AccountRow = WireRow<Selectable<CreditAccounts>>;
-export type GrantRow = WireRow<Selectable<CreditGrants>>;
-export type HoldRow = WireRow<Selectable<CreditHolds>>;
-export type EntryRow = WireRow<Selectable<CreditLedger>>;
+/** A ledger row as read through `select *` (Dates) or json (`json_agg`, `row_to_json`: ISO strings); src/db/rows.ts. */
+export type AccountRow = WireRow<RowOf<'credit_accounts'>>;
+export type GrantRow = WireRow<RowOf<'credit_grants'>>;
+export type HoldRow = WireRow<RowOf<'credit_holds'>>;
+export type EntryRow = WireRow<RowOf<'credit_ledger'>>;
 
 const date = (v: Date | string): Date => (v instanceof Date ? v : new Date(v));
 const dateOrNull = (v: Date | string | null): Date | null => (v === null ? null : date(v));

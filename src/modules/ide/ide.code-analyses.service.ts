@@ -6,7 +6,7 @@ import type { Principal } from '../../core/principal.js';
 import { newId } from '../../lib/ids.js';
 import type { CreateCodeAnalysisBody } from './ide.code-analyses.js';
 import { type IdeAccess, userOf } from './ide.js';
-import { analysesDeleteExpired, ideDelete, ideFind, ideInsert, ideList, type IdeListFilter, type Row } from './ide.repository.js';
+import { analysesDeleteExpired, ideDelete, ideFind, ideInsert, ideList, type IdeListFilter, type IdeRow } from './ide.repository.js';
 
 const T = 'code_analyses';
 
@@ -20,7 +20,7 @@ export class CodeAnalysesService {
     private readonly now: () => Date,
   ) {}
 
-  async create(db: Executor, principal: Principal, projectId: string, body: Static<typeof CreateCodeAnalysisBody>): Promise<Row> {
+  async create(db: Executor, principal: Principal, projectId: string, body: Static<typeof CreateCodeAnalysisBody>): Promise<IdeRow<'code_analyses'>> {
     await this.access.write(db, principal, projectId);
     if (body.expires_at !== undefined && new Date(body.expires_at) <= this.now()) {
       throw errors.invalidRequest('expires_at must be in the future', { field: 'body.expires_at' });
@@ -28,7 +28,7 @@ export class CodeAnalysesService {
     return ideInsert(db, T, { id: newId('codeAnalysis'), project_id: projectId, created_by: userOf(principal), ...body });
   }
 
-  async get(db: Executor, principal: Principal, projectId: string, id: string): Promise<Row> {
+  async get(db: Executor, principal: Principal, projectId: string, id: string): Promise<IdeRow<'code_analyses'>> {
     await this.access.read(db, principal, projectId);
     const row = await ideFind(db, T, projectId, id);
     const expires = row?.['expires_at'] as Date | string | null | undefined;

@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import { iso, isoOrNull, NullableTimestamp, Timestamp } from '../../core/schemas.js';
 import { ANALYSIS_TYPES } from './ide.lifecycles.js';
 import { literals, Nullable, Str } from './ide.js';
-import type { Row } from './ide.repository.js';
+import type { IdeRow } from './ide.repository.js';
 
 /** Findings as the analysing model wrote them: any JSON object or array (bounded by the body limit). */
 const Findings = Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Array(Type.Unknown())]);
@@ -27,9 +27,9 @@ export const CreateCodeAnalysisBody = Type.Object(
   { additionalProperties: false },
 );
 
-export const codeAnalysisToApi = (r: Row) => ({
-  id: r['id'] as string, project_id: r['project_id'] as string, file_path: r['file_path'] as string,
-  analysis_type: r['analysis_type'] as (typeof ANALYSIS_TYPES)[number], result: r['result'] as Record<string, unknown>, model: r['model'] as string | null,
-  created_by: r['created_by'] as string | null, expires_at: isoOrNull(r['expires_at'] as Date | null), created_at: iso(r['created_at'] as Date),
-  updated_at: iso(r['updated_at'] as Date),
+export const codeAnalysisToApi = (r: IdeRow<'code_analyses'>) => ({
+  id: r.id, project_id: r.project_id, file_path: r.file_path,
+  analysis_type: r.analysis_type as (typeof ANALYSIS_TYPES)[number], result: r.result as Record<string, unknown>, model: r.model,
+  created_by: r.created_by, expires_at: isoOrNull(r.expires_at), created_at: iso(r.created_at),
+  updated_at: iso(r.updated_at),
 });

@@ -1,5 +1,6 @@
 import type { Static } from 'typebox';
 import type { Executor } from '../../db/database.js';
+import type { RowPatch } from '../../db/rows.js';
 import { errors } from '../../core/errors.js';
 import type { PageRequest } from '../../core/paging.js';
 import type { Principal } from '../../core/principal.js';
@@ -11,7 +12,7 @@ import { type CreateCodeExecutionBody, codeExecutionToApi, type UpdateCodeExecut
 import { type IdeEvents, withoutText } from './ide.events.js';
 import { canMove, executionLifecycle, isFinal, statusOf } from './ide.lifecycles.js';
 import { type IdeAccess, standing } from './ide.js';
-import { fileVersionInProject, ideDelete, ideFind, ideInsert, ideList, type IdeListFilter, ideUpdate, type Row } from './ide.repository.js';
+import { fileVersionInProject, ideDelete, ideFind, ideInsert, ideList, type IdeListFilter, ideUpdate, type IdeRow } from './ide.repository.js';
 
 const T = 'code_executions';
 
@@ -32,7 +33,7 @@ export class CodeExecutionsService {
     private readonly charger: ExecutionCharger | null = null,
   ) {}
 
-  async create(db: Executor, principal: Principal, projectId: string, body: Static<typeof CreateCodeExecutionBody>): Promise<Row> {
+  async create(db: Executor, principal: Principal, projectId: string, body: Static<typeof CreateCodeExecutionBody>): Promise<IdeRow<'code_executions'>> {
     await this.access.write(db, principal, projectId);
     const userId = await this.access.actor(db, principal, projectId, body.user_id);
     if ((body.source_code === undefined) === (body.file_version_id === undefined)) {
@@ -45,7 +46,7 @@ export class CodeExecutionsService {
     return ideInsert(db, T, { id: newId('codeExecution'), project_id: projectId, user_id: userId, status: executionLifecycle.initial, ...fields });
   }
 
-  async get(db: Executor, principal: Principal, projectId: string, id: string): Promise<Row> {
+  async get(db: Executor, principal: Principal, projectId: string, id: string): Promise<IdeRow<'code_executions'>> {
     await this.access.read(db, principal, projectId);
     const row = await ideFind(db, T, projectId, id);
     if (!row) throw errors.notFound('Code execution', id);
@@ -57,26 +58,28 @@ export class CodeExecutionsService {
     return ideList(db, T, projectId, page, filter);
   }
 
-  async update(db: Executor, principal: Principal, projectId: string, id: string, body: Static<typeof UpdateCodeExecutionBody>): Promise<Row> {
+  async update(db: Executor, principal: Principal, projectId: string, id: string, body: Static<typeof UpdateCodeExecutionBody>): Promise<IdeRow<'code_executions'>> {
     const role = await this.access.write(db, principal, projectId);
     const row = await ideFind(db, T, projectId, id);
     if (!row) throw errors.notFound('Code execution', id);
     // The runner's results are written by the run's author or the service; an owner or admin may only cancel another's run.
-    if (standing(principal, role, row['user_id'] as string | null, 'code execution') === 'moderator' && (body.status !== 'canceled' || Object.keys(body).length !== 1)) {
+    if (standing(principal, role, row.user_id, 'code execution') === 'moderator' && (body.status !== 'canceled' || Object.keys(body).length !== 1)) {
       throw errors.forbidden("Another member's code execution can only be canceled; its results are reported by its author or the service");
     }
     // A billed run's price is what its runner reports: only the service may report it, so no one prices their own run.
     if (this.charger && principal.kind !== 'service' && ((body.status !== undefined && RAN_TO_THE_END.has(body.status)) || body.execution_time_ms !== undefined)) {
       throw errors.forbidden("Runs are billed: a run's end and its time are reported by the runner (the service); you may cancel it");
     }
-    const from = statusOf(executionLifecycle, row['status'] as string);
+    const from = statusOf(executionLifecycle, row.status);
     if (isFinal(executionLifecycle, from)) throw errors.invalidState(`The execution is already ${from}`, { id, status: from });
     const to = body.status ?? from;
     if (to !== from && !canMove(executionLifecycle, from, to)) throw errors.invalidState(`An execution cannot move from ${from} to ${to}`, { id, status: from });
     const now = this.now();
-    const patch: Row = { ...body };
-    if (to === 'running' && from !== 'running') patch['started_at'] = now;
-    if (isFinal(executionLifecycle, to)) patch['finished_at'] = now;
+    const { execution_time_ms, ...fields } = body;
+    // numeric is written as its decimal text (what the driver sends for a number anyway)
+    const patch: RowPatch<'code_executions'> = { ...fields, ...(execution_time_ms !== undefined ? { execution_time_ms: String(execution_time_ms) } : {}) };
+    if (to === 'running' && from !== 'running') patch.started_at = now;
+    if (isFinal(executionLifecycle, to)) patch.finished_at = now;
     const updated = await ideUpdate(db, T, projectId, id, patch, from);
     if (!updated) throw errors.invalidState('The execution changed meanwhile; read it again', { id });
     if (this.charger && to !== from && isFinal(executionLifecycle, to)) await this.bill(db, projectId, updated, this.charger);
@@ -92,17 +95,17 @@ export class CodeExecutionsService {
    * grant on money). A run canceled before it started costs nothing. A refusal (no cost model for
    * the metric, credits short, the member's spend cap) refuses the move itself: nothing commits.
    */
-  private async bill(db: Executor, projectId: string, run: Row, charger: ExecutionCharger): Promise<void> {
-    const started = run['started_at'] as Date | null;
+  private async bill(db: Executor, projectId: string, run: IdeRow<'code_executions'>, charger: ExecutionCharger): Promise<void> {
+    const started = run.started_at;
     if (!started) return;
-    const finished = (run['finished_at'] as Date | null) ?? this.now();
-    const reported = run['execution_time_ms'] === null ? null : Number(run['execution_time_ms']);
+    const finished = run.finished_at ?? this.now();
+    const reported = run.execution_time_ms === null ? null : Number(run.execution_time_ms);
     const quantity = Math.max(1, Math.ceil(reported ?? finished.getTime() - new Date(started).getTime()));
     const project = await projectFind(db, projectId);
     if (!project) throw errors.notFound('Project', projectId);
     let owner: { userId: string } | { workspaceId: string; memberId: string };
     if (project.workspace_id !== null) {
-      const memberId = (run['user_id'] as string | null) ?? project.created_by;
+      const memberId = run.user_id ?? project.created_by;
       if (memberId === null) throw errors.invalidRequest('A billed run of a workspace project needs the member who ran it (user_id)', { field: 'body.user_id' });
       owner = { workspaceId: project.workspace_id, memberId };
     } else if (project.user_id !== null) {
@@ -114,8 +117,8 @@ export class CodeExecutionsService {
     await charger.charge(db, {
       owner,
       quantity,
-      actionHash: String(run['id']),
-      metadata: { code_execution_id: run['id'], project_id: projectId, language: run['language'], status: run['status'] },
+      actionHash: run.id,
+      metadata: { code_execution_id: run.id, project_id: projectId, language: run.language, status: run.status },
     });
   }
 
@@ -123,7 +126,7 @@ export class CodeExecutionsService {
     const role = await this.access.write(db, principal, projectId);
     const row = await ideFind(db, T, projectId, id);
     if (!row) throw errors.notFound('Code execution', id);
-    standing(principal, role, row['user_id'] as string | null, 'code execution');
+    standing(principal, role, row.user_id, 'code execution');
     if (!(await ideDelete(db, T, projectId, id))) throw errors.notFound('Code execution', id);
   }
 }

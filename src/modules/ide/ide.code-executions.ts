@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import { IdParam, iso, isoOrNull, NullableTimestamp, Timestamp } from '../../core/schemas.js';
 import { EXECUTION_STATUSES } from './ide.lifecycles.js';
 import { BigText, literals, Nullable, Str } from './ide.js';
-import type { Row } from './ide.repository.js';
+import type { IdeRow } from './ide.repository.js';
 
 export const CodeExecution = Type.Object(
   {
@@ -45,13 +45,13 @@ export const UpdateCodeExecutionBody = Type.Object(
   { additionalProperties: false },
 );
 
-export const codeExecutionToApi = (r: Row) => ({
-  id: r['id'] as string, project_id: r['project_id'] as string, user_id: r['user_id'] as string | null, language: r['language'] as string,
-  source_code: r['source_code'] as string | null, file_version_id: r['file_version_id'] as string | null, stdin: r['stdin'] as string | null,
-  stdout: r['stdout'] as string | null, stderr: r['stderr'] as string | null, compile_output: r['compile_output'] as string | null,
-  status: r['status'] as (typeof EXECUTION_STATUSES)[number], status_detail: r['status_detail'] as string | null, exit_code: r['exit_code'] as number | null,
+export const codeExecutionToApi = (r: IdeRow<'code_executions'>) => ({
+  id: r.id, project_id: r.project_id, user_id: r.user_id, language: r.language,
+  source_code: r.source_code, file_version_id: r.file_version_id, stdin: r.stdin,
+  stdout: r.stdout, stderr: r.stderr, compile_output: r.compile_output,
+  status: r.status as (typeof EXECUTION_STATUSES)[number], status_detail: r.status_detail, exit_code: r.exit_code,
   // numeric comes back as text from PostgreSQL
-  execution_time_ms: r['execution_time_ms'] === null ? null : Number(r['execution_time_ms']), memory_kb: r['memory_kb'] as number | null,
-  external_token: r['external_token'] as string | null, started_at: isoOrNull(r['started_at'] as Date | null), finished_at: isoOrNull(r['finished_at'] as Date | null),
-  created_at: iso(r['created_at'] as Date), updated_at: iso(r['updated_at'] as Date),
+  execution_time_ms: r.execution_time_ms === null ? null : Number(r.execution_time_ms), memory_kb: r.memory_kb,
+  external_token: r.external_token, started_at: isoOrNull(r.started_at), finished_at: isoOrNull(r.finished_at),
+  created_at: iso(r.created_at), updated_at: iso(r.updated_at),
 });

@@ -1,5 +1,6 @@
 import type { Static } from 'typebox';
 import type { Executor } from '../../db/database.js';
+import type { RowPatch } from '../../db/rows.js';
 import { errors } from '../../core/errors.js';
 import type { PageRequest } from '../../core/paging.js';
 import type { Principal } from '../../core/principal.js';
@@ -8,7 +9,7 @@ import { type CreateDeploymentBody, deploymentToApi, type UpdateDeploymentBody }
 import { type IdeEvents, withoutText } from './ide.events.js';
 import { canMove, DEPLOYMENT_IN_FLIGHT, deploymentLifecycle, isFinal, statusOf } from './ide.lifecycles.js';
 import { type IdeAccess, isUniqueViolation } from './ide.js';
-import { deploymentSupersedeLive, ideDelete, ideFind, ideInsert, ideList, type IdeListFilter, ideUpdate, type Row } from './ide.repository.js';
+import { deploymentSupersedeLive, ideDelete, ideFind, ideInsert, ideList, type IdeListFilter, ideUpdate, type IdeRow } from './ide.repository.js';
 
 const T = 'deployments';
 
@@ -25,7 +26,7 @@ export class DeploymentsService {
     private readonly events: IdeEvents,
   ) {}
 
-  async create(db: Executor, principal: Principal, projectId: string, body: Static<typeof CreateDeploymentBody>): Promise<Row> {
+  async create(db: Executor, principal: Principal, projectId: string, body: Static<typeof CreateDeploymentBody>): Promise<IdeRow<'deployments'>> {
     await this.access.write(db, principal, projectId);
     const deployedBy = await this.access.actor(db, principal, projectId, body.user_id);
     const { user_id: _named, ...fields } = body;
@@ -39,7 +40,7 @@ export class DeploymentsService {
     }
   }
 
-  async get(db: Executor, principal: Principal, projectId: string, id: string): Promise<Row> {
+  async get(db: Executor, principal: Principal, projectId: string, id: string): Promise<IdeRow<'deployments'>> {
     await this.access.read(db, principal, projectId);
     const row = await ideFind(db, T, projectId, id);
     if (!row) throw errors.notFound('Deployment', id);
@@ -51,21 +52,21 @@ export class DeploymentsService {
     return ideList(db, T, projectId, page, filter);
   }
 
-  async update(db: Executor, principal: Principal, projectId: string, id: string, body: Static<typeof UpdateDeploymentBody>): Promise<Row> {
+  async update(db: Executor, principal: Principal, projectId: string, id: string, body: Static<typeof UpdateDeploymentBody>): Promise<IdeRow<'deployments'>> {
     await this.access.write(db, principal, projectId);
     const row = await ideFind(db, T, projectId, id);
     if (!row) throw errors.notFound('Deployment', id);
-    const from = statusOf(deploymentLifecycle, row['status'] as string);
+    const from = statusOf(deploymentLifecycle, row.status);
     if (isFinal(deploymentLifecycle, from)) throw errors.invalidState(`The deployment is already ${from}`, { id, status: from });
     const to = body.status ?? from;
     if (to !== from && !canMove(deploymentLifecycle, from, to)) throw errors.invalidState(`A deployment cannot move from ${from} to ${to}`, { id, status: from });
     const now = this.now();
-    const patch: Row = { ...body };
+    const patch: RowPatch<'deployments'> = { ...body };
     if (to === 'success') {
-      await deploymentSupersedeLive(db, projectId, row['environment'] as string, id);
-      patch['deployed_at'] = now;
+      await deploymentSupersedeLive(db, projectId, row.environment, id);
+      patch.deployed_at = now;
     }
-    if (isFinal(deploymentLifecycle, to)) patch['finished_at'] = now;
+    if (isFinal(deploymentLifecycle, to)) patch.finished_at = now;
     const updated = await ideUpdate(db, T, projectId, id, patch, from);
     if (!updated) throw errors.invalidState('The deployment changed meanwhile; read it again', { id });
     if (to !== from && (to === 'success' || to === 'failed')) {
@@ -79,7 +80,7 @@ export class DeploymentsService {
     await this.access.write(db, principal, projectId);
     const row = await ideFind(db, T, projectId, id);
     if (!row) throw errors.notFound('Deployment', id);
-    const status = statusOf(deploymentLifecycle, row['status'] as string);
+    const status = statusOf(deploymentLifecycle, row.status);
     if (DEPLOYMENT_IN_FLIGHT.includes(status)) throw errors.invalidState('Cancel a deployment in flight before deleting it', { id, status });
     if (!(await ideDelete(db, T, projectId, id))) throw errors.notFound('Deployment', id);
   }

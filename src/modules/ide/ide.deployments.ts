@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import { IdParam, iso, isoOrNull, NullableTimestamp, Timestamp } from '../../core/schemas.js';
 import { DEPLOYMENT_STATUSES, ENVIRONMENTS } from './ide.lifecycles.js';
 import { BigText, literals, Nullable, Str } from './ide.js';
-import type { Row } from './ide.repository.js';
+import type { IdeRow } from './ide.repository.js';
 
 export const Deployment = Type.Object(
   {
@@ -40,10 +40,10 @@ export const UpdateDeploymentBody = Type.Object(
   { additionalProperties: false },
 );
 
-export const deploymentToApi = (r: Row) => ({
-  id: r['id'] as string, project_id: r['project_id'] as string, environment: r['environment'] as (typeof ENVIRONMENTS)[number],
-  status: r['status'] as (typeof DEPLOYMENT_STATUSES)[number], commit_sha: r['commit_sha'] as string | null, branch: r['branch'] as string | null,
-  deploy_url: r['deploy_url'] as string | null, logs: r['logs'] as string | null, logs_url: r['logs_url'] as string | null,
-  build_time_ms: r['build_time_ms'] as number | null, deployed_by: r['deployed_by'] as string | null, deployed_at: isoOrNull(r['deployed_at'] as Date | null),
-  finished_at: isoOrNull(r['finished_at'] as Date | null), created_at: iso(r['created_at'] as Date), updated_at: iso(r['updated_at'] as Date),
+export const deploymentToApi = (r: IdeRow<'deployments'>) => ({
+  id: r.id, project_id: r.project_id, environment: r.environment as (typeof ENVIRONMENTS)[number],
+  status: r.status as (typeof DEPLOYMENT_STATUSES)[number], commit_sha: r.commit_sha, branch: r.branch,
+  deploy_url: r.deploy_url, logs: r.logs, logs_url: r.logs_url,
+  build_time_ms: r.build_time_ms, deployed_by: r.deployed_by, deployed_at: isoOrNull(r.deployed_at),
+  finished_at: isoOrNull(r.finished_at), created_at: iso(r.created_at), updated_at: iso(r.updated_at),
 });

@@ -7,7 +7,7 @@ import { newId } from '../../lib/ids.js';
 import type { CreateEditorSessionBody, UpdateEditorSessionBody } from './ide.editor-sessions.js';
 import { canMove, editorLifecycle, type EditorStatus, isFinal, statusOf } from './ide.lifecycles.js';
 import { type IdeAccess, isUniqueViolation, userOf } from './ide.js';
-import { ideDelete, ideFind, ideInsert, ideList, type IdeListFilter, ideUpdate, projectFilesExist, type Row } from './ide.repository.js';
+import { ideDelete, ideFind, ideInsert, ideList, type IdeListFilter, ideUpdate, projectFilesExist, type IdeRow } from './ide.repository.js';
 
 const T = 'editor_sessions';
 
@@ -22,7 +22,7 @@ export class EditorSessionsService {
     private readonly now: () => Date,
   ) {}
 
-  async create(db: Executor, principal: Principal, projectId: string, body: Static<typeof CreateEditorSessionBody>): Promise<Row> {
+  async create(db: Executor, principal: Principal, projectId: string, body: Static<typeof CreateEditorSessionBody>): Promise<IdeRow<'editor_sessions'>> {
     await this.access.write(db, principal, projectId);
     const userId = await this.access.actor(db, principal, projectId, body.user_id);
     if (userId === null) throw errors.invalidRequest('user_id is required when the service opens an editor session', { field: 'body.user_id' });
@@ -38,7 +38,7 @@ export class EditorSessionsService {
     }
   }
 
-  async get(db: Executor, principal: Principal, projectId: string, id: string): Promise<Row> {
+  async get(db: Executor, principal: Principal, projectId: string, id: string): Promise<IdeRow<'editor_sessions'>> {
     await this.access.read(db, principal, projectId);
     const row = await ideFind(db, T, projectId, id);
     if (!row) throw errors.notFound('Editor session', id);
@@ -50,9 +50,9 @@ export class EditorSessionsService {
     return ideList(db, T, projectId, page, filter);
   }
 
-  async update(db: Executor, principal: Principal, projectId: string, id: string, body: Static<typeof UpdateEditorSessionBody>): Promise<Row> {
+  async update(db: Executor, principal: Principal, projectId: string, id: string, body: Static<typeof UpdateEditorSessionBody>): Promise<IdeRow<'editor_sessions'>> {
     const row = await this.own(db, principal, projectId, id);
-    const from: EditorStatus = statusOf(editorLifecycle, row['status'] as string);
+    const from: EditorStatus = statusOf(editorLifecycle, row.status);
     if (isFinal(editorLifecycle, from)) throw errors.invalidState(`The editor session is ${from}`, { id, status: from });
     const to: EditorStatus = body.status ?? from;
     if (to !== from && !canMove(editorLifecycle, from, to)) throw errors.invalidState(`An editor session cannot move from ${from} to ${to}`, { id, status: from });
@@ -72,12 +72,12 @@ export class EditorSessionsService {
     if (!(await ideDelete(db, T, projectId, id))) throw errors.notFound('Editor session', id);
   }
 
-  private async own(db: Executor, principal: Principal, projectId: string, id: string): Promise<Row> {
+  private async own(db: Executor, principal: Principal, projectId: string, id: string): Promise<IdeRow<'editor_sessions'>> {
     await this.access.write(db, principal, projectId);
     const row = await ideFind(db, T, projectId, id);
     if (!row) throw errors.notFound('Editor session', id);
     const me = userOf(principal);
-    if (me !== null && row['user_id'] !== me) throw errors.forbidden("Only the session's own user changes an editor session");
+    if (me !== null && row.user_id !== me) throw errors.forbidden("Only the session's own user changes an editor session");
     return row;
   }
 

@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import { IdParam, iso, isoOrNull, NullableTimestamp, Timestamp } from '../../core/schemas.js';
 import { EDITOR_STATUSES } from './ide.lifecycles.js';
 import { literals, Nullable } from './ide.js';
-import type { Row } from './ide.repository.js';
+import type { IdeRow } from './ide.repository.js';
 
 /** One open file in an editor: which file, where the cursor and the scroll are (seed 002's shape). */
 export const OpenFile = Type.Object(
@@ -53,9 +53,9 @@ export const UpdateEditorSessionBody = Type.Object(
   { additionalProperties: false },
 );
 
-export const editorSessionToApi = (r: Row) => ({
-  id: r['id'] as string, project_id: r['project_id'] as string, user_id: r['user_id'] as string, status: r['status'] as (typeof EDITOR_STATUSES)[number],
-  open_files: r['open_files'] as never, active_file_id: r['active_file_id'] as string | null, layout_state: r['layout_state'] as Record<string, unknown>,
-  last_active_at: iso(r['last_active_at'] as Date), closed_at: isoOrNull(r['closed_at'] as Date | null),
-  created_at: iso(r['created_at'] as Date), updated_at: iso(r['updated_at'] as Date),
+export const editorSessionToApi = (r: IdeRow<'editor_sessions'>) => ({
+  id: r.id, project_id: r.project_id, user_id: r.user_id, status: r.status as (typeof EDITOR_STATUSES)[number],
+  open_files: r.open_files as never, active_file_id: r.active_file_id, layout_state: r.layout_state as Record<string, unknown>,
+  last_active_at: iso(r.last_active_at), closed_at: isoOrNull(r.closed_at),
+  created_at: iso(r.created_at), updated_at: iso(r.updated_at),
 });

@@ -1,5 +1,6 @@
 import type { Static } from 'typebox';
 import type { Executor } from '../../db/database.js';
+import type { RowPatch } from '../../db/rows.js';
 import { errors } from '../../core/errors.js';
 import type { PageRequest } from '../../core/paging.js';
 import type { Principal } from '../../core/principal.js';
@@ -8,7 +9,7 @@ import type { SecretBox } from '../../lib/secret-box.js';
 import { hintOf } from '../secrets/secrets.js';
 import { type CreateGitRepositoryBody, gitCredentialsAad, type UpdateGitRepositoryBody } from './ide.git-repositories.js';
 import { type IdeAccess, isUniqueViolation, userOf } from './ide.js';
-import { gitCredentialsRead, ideDelete, ideFind, ideInsert, ideList, type IdeListFilter, ideUpdate, type Row } from './ide.repository.js';
+import { gitCredentialsRead, ideDelete, ideFind, ideInsert, ideList, type IdeListFilter, ideUpdate, type IdeRow } from './ide.repository.js';
 
 const T = 'git_repositories';
 
@@ -23,13 +24,13 @@ export class GitRepositoriesService {
     private readonly box: SecretBox,
   ) {}
 
-  private sealed(id: string, credentials: string | null | undefined): Row {
+  private sealed(id: string, credentials: string | null | undefined): Pick<RowPatch<'git_repositories'>, 'credentials_enc' | 'key_id' | 'credentials_hint'> {
     if (credentials === undefined) return {};
     if (credentials === null) return { credentials_enc: null, key_id: null, credentials_hint: null };
     return { credentials_enc: this.box.seal(credentials, gitCredentialsAad(id)), key_id: this.box.keyId, credentials_hint: hintOf(credentials) };
   }
 
-  async create(db: Executor, principal: Principal, projectId: string, body: Static<typeof CreateGitRepositoryBody>): Promise<Row> {
+  async create(db: Executor, principal: Principal, projectId: string, body: Static<typeof CreateGitRepositoryBody>): Promise<IdeRow<'git_repositories'>> {
     await this.access.write(db, principal, projectId);
     const id = newId('gitRepository');
     const { credentials, ...fields } = body;
@@ -41,7 +42,7 @@ export class GitRepositoriesService {
     }
   }
 
-  async get(db: Executor, principal: Principal, projectId: string, id: string): Promise<Row> {
+  async get(db: Executor, principal: Principal, projectId: string, id: string): Promise<IdeRow<'git_repositories'>> {
     await this.access.read(db, principal, projectId);
     const row = await ideFind(db, T, projectId, id);
     if (!row) throw errors.notFound('Git repository', id);
@@ -53,14 +54,14 @@ export class GitRepositoriesService {
     return ideList(db, T, projectId, page, filter);
   }
 
-  async update(db: Executor, principal: Principal, projectId: string, id: string, body: Static<typeof UpdateGitRepositoryBody>): Promise<Row> {
+  async update(db: Executor, principal: Principal, projectId: string, id: string, body: Static<typeof UpdateGitRepositoryBody>): Promise<IdeRow<'git_repositories'>> {
     await this.access.write(db, principal, projectId);
     const row = await ideFind(db, T, projectId, id);
     if (!row) throw errors.notFound('Git repository', id);
     const { credentials, ...fields } = body;
     // Credentials were given for one repository: pointed elsewhere (another host, another repo),
     // they would be sent there by the next sync. They go, unless new ones come in the same request.
-    const moved = body.repo_url !== undefined && body.repo_url !== row['repo_url'];
+    const moved = body.repo_url !== undefined && body.repo_url !== row.repo_url;
     const updated = await ideUpdate(db, T, projectId, id, { ...fields, ...this.sealed(id, moved && credentials === undefined ? null : credentials) });
     if (!updated) throw errors.notFound('Git repository', id);
     return updated;

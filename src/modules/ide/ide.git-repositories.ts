@@ -3,7 +3,7 @@ import { iso, isoOrNull, NullableTimestamp, Timestamp } from '../../core/schemas
 import { masked } from '../secrets/secrets.js';
 import { GIT_PROVIDERS, SYNC_STATUSES } from './ide.lifecycles.js';
 import { literals, Nullable, Str } from './ide.js';
-import type { Row } from './ide.repository.js';
+import type { IdeRow } from './ide.repository.js';
 
 /** Sealed credentials are bound to their row: a ciphertext moved to another repository does not open. */
 export const gitCredentialsAad = (id: string) => `git_repository:${id}`;
@@ -47,10 +47,10 @@ export const UpdateGitRepositoryBody = Type.Object(
   { additionalProperties: false },
 );
 
-export const gitRepositoryToApi = (r: Row) => ({
-  id: r['id'] as string, project_id: r['project_id'] as string, provider: r['provider'] as (typeof GIT_PROVIDERS)[number], repo_url: r['repo_url'] as string,
-  repo_full_name: r['repo_full_name'] as string | null, default_branch: r['default_branch'] as string, last_sync_at: isoOrNull(r['last_sync_at'] as Date | null),
-  sync_status: r['sync_status'] as (typeof SYNC_STATUSES)[number] | null, has_credentials: r['key_id'] !== null,
-  masked_credentials: r['key_id'] !== null ? masked(r['credentials_hint'] as string | null) : null,
-  created_by: r['created_by'] as string | null, created_at: iso(r['created_at'] as Date), updated_at: iso(r['updated_at'] as Date),
+export const gitRepositoryToApi = (r: IdeRow<'git_repositories'>) => ({
+  id: r.id, project_id: r.project_id, provider: r.provider as (typeof GIT_PROVIDERS)[number], repo_url: r.repo_url,
+  repo_full_name: r.repo_full_name, default_branch: r.default_branch, last_sync_at: isoOrNull(r.last_sync_at),
+  sync_status: r.sync_status as (typeof SYNC_STATUSES)[number] | null, has_credentials: r.key_id !== null,
+  masked_credentials: r.key_id !== null ? masked(r.credentials_hint) : null,
+  created_by: r.created_by, created_at: iso(r.created_at), updated_at: iso(r.updated_at),
 });

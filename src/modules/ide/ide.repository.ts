@@ -1,5 +1,7 @@
-import { sql } from 'kysely';
+import { type Insertable, sql, type Updateable } from 'kysely';
 import type { Executor } from '../../db/database.js';
+import type { DB } from '../../db/database.types.js';
+import { encodeJson, type NewRow, type RowOf, type RowPatch } from '../../db/rows.js';
 import { cursorBefore, cursorColumn } from '../../db/paging.js';
 import type { PageRequest } from '../../core/paging.js';
 
@@ -8,6 +10,8 @@ import type { PageRequest } from '../../core/paging.js';
  * ciphertext is not among them: only `gitCredentialsRead` selects it). The caller owns the
  * transaction; every statement is scoped by project id as well as row id.
  */
+export type IdeTable = 'editor_sessions' | 'terminal_sessions' | 'code_executions' | 'code_analyses' | 'git_repositories' | 'deployments';
+
 export const IDE_COLUMNS = {
   editor_sessions: ['id', 'project_id', 'user_id', 'status', 'open_files', 'active_file_id', 'layout_state', 'last_active_at', 'closed_at', 'created_at', 'updated_at'],
   terminal_sessions: [
@@ -27,46 +31,61 @@ export const IDE_COLUMNS = {
     'id', 'project_id', 'environment', 'status', 'commit_sha', 'branch', 'deploy_url', 'logs', 'logs_url', 'build_time_ms', 'deployed_by',
     'deployed_at', 'finished_at', 'created_at', 'updated_at',
   ],
-} as const;
+} as const satisfies { readonly [T in IdeTable]: readonly (keyof RowOf<T>)[] };
 
-export type IdeTable = keyof typeof IDE_COLUMNS;
-export type Row = Record<string, unknown>;
+/** A row of an IDE table as these functions read it: its readable columns, generated types. */
+export type IdeRow<T extends IdeTable> = Pick<RowOf<T>, (typeof IDE_COLUMNS)[T][number] & keyof RowOf<T>>;
+/** A listed row: with its cursor position. */
+export type IdeListedRow<T extends IdeTable> = IdeRow<T> & { id: string; cursor_us: number };
 
-const JSON_COLUMNS = new Set(['open_files', 'layout_state', 'result']);
+const JSON_COLUMNS: ReadonlySet<string> = new Set(['open_files', 'layout_state', 'result']);
 
-/** jsonb columns are written as JSON text; undefined fields are left out. */
-function encode(values: Row): Row {
-  const out: Row = {};
-  for (const [k, v] of Object.entries(values)) {
-    if (v === undefined) continue;
-    out[k] = JSON_COLUMNS.has(k) && v !== null ? JSON.stringify(v) : v;
-  }
-  return out;
-}
-
+/*
+ * Generic over the table: callers are checked against T's generated values, patches and rows.
+ * Kysely cannot resolve columns on a table-generic builder, so each statement is built on the
+ * union of the six tables (id, project_id, created_at are common; status and expires_at go by
+ * sql.ref) and its row retyped as T's readable columns, which are exactly what it selects.
+ */
 const cols = (table: IdeTable) => IDE_COLUMNS[table] as readonly string[] as never[];
 
-export async function ideInsert(db: Executor, table: IdeTable, values: Row): Promise<Row> {
-  return (await db.insertInto(table).values(encode(values) as never).returning(cols(table)).executeTakeFirstOrThrow()) as Row;
+export async function ideInsert<T extends IdeTable>(db: Executor, table: T, values: NewRow<T>): Promise<IdeRow<T>> {
+  const row = await db
+    .insertInto(table as IdeTable)
+    .values(encodeJson(values, JSON_COLUMNS) as Insertable<DB[IdeTable]>)
+    .returning(cols(table))
+    .executeTakeFirstOrThrow();
+  return row as IdeRow<T>;
 }
 
-export async function ideFind(db: Executor, table: IdeTable, projectId: string, id: string): Promise<Row | undefined> {
-  return (await db
-    .selectFrom(table)
+export async function ideFind<T extends IdeTable>(db: Executor, table: T, projectId: string, id: string): Promise<IdeRow<T> | undefined> {
+  const row = await db
+    .selectFrom(table as IdeTable)
     .select(cols(table))
     .where('id', '=', id)
     .where('project_id', '=', projectId)
-    .executeTakeFirst()) as Row | undefined;
+    .executeTakeFirst();
+  return row as IdeRow<T> | undefined;
 }
 
 /**
  * Updates a row; with `fromStatus`, only while it still has that status (a lifecycle move is a
  * compare-and-set, so two racing moves cannot both apply). Undefined when nothing matched.
  */
-export async function ideUpdate(db: Executor, table: IdeTable, projectId: string, id: string, patch: Row, fromStatus?: string): Promise<Row | undefined> {
-  let q = db.updateTable(table).set(encode(patch) as never).where('id', '=', id).where('project_id', '=', projectId);
+export async function ideUpdate<T extends IdeTable>(
+  db: Executor,
+  table: T,
+  projectId: string,
+  id: string,
+  patch: RowPatch<T>,
+  fromStatus?: string,
+): Promise<IdeRow<T> | undefined> {
+  let q = db
+    .updateTable(table as IdeTable)
+    .set(encodeJson(patch, JSON_COLUMNS) as Updateable<DB[IdeTable]>)
+    .where('id', '=', id)
+    .where('project_id', '=', projectId);
   if (fromStatus !== undefined) q = q.where(sql.ref('status'), '=', fromStatus);
-  return (await q.returning(cols(table)).executeTakeFirst()) as Row | undefined;
+  return (await q.returning(cols(table)).executeTakeFirst()) as IdeRow<T> | undefined;
 }
 
 export async function ideDelete(db: Executor, table: IdeTable, projectId: string, id: string): Promise<boolean> {
@@ -84,8 +103,8 @@ export interface IdeListFilter {
 }
 
 /** A project's rows, newest first, one page (limit + 1 rows: the extra says there is more). */
-export async function ideList(db: Executor, table: IdeTable, projectId: string, page: PageRequest, filter: IdeListFilter = {}): Promise<(Row & { id: string; cursor_us: number })[]> {
-  let q = db.selectFrom(table).select(cols(table)).select(cursorColumn(table).as('cursor_us')).where('project_id', '=', projectId);
+export async function ideList<T extends IdeTable>(db: Executor, table: T, projectId: string, page: PageRequest, filter: IdeListFilter = {}): Promise<IdeListedRow<T>[]> {
+  let q = db.selectFrom(table as IdeTable).select(cols(table)).select(cursorColumn(table).as('cursor_us')).where('project_id', '=', projectId);
   for (const [col, v] of Object.entries(filter.equals ?? {})) if (v !== undefined) q = q.where(sql.ref(col), '=', v);
   if (filter.createdAfter) q = q.where('created_at', '>', filter.createdAfter);
   if (filter.createdBefore) q = q.where('created_at', '<', filter.createdBefore);
@@ -94,7 +113,7 @@ export async function ideList(db: Executor, table: IdeTable, projectId: string, 
     q = q.where((eb) => eb.or([eb(sql.ref('expires_at'), 'is', null), eb(sql.ref('expires_at'), '>', at)]));
   }
   if (page.after) q = q.where(cursorBefore(table, page.after));
-  return (await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(page.limit + 1).execute()) as never;
+  return (await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(page.limit + 1).execute()) as unknown as IdeListedRow<T>[];
 }
 
 /** Whether every id names a file of this project. */

@@ -11,7 +11,7 @@ import { CreateEditorSessionBody, EditorSession, editorSessionToApi, UpdateEdito
 import { CreateGitRepositoryBody, GitRepository, gitRepositoryToApi, UpdateGitRepositoryBody } from './ide.git-repositories.js';
 import { ANALYSIS_TYPES, DEPLOYMENT_STATUSES, EDITOR_STATUSES, ENVIRONMENTS, EXECUTION_STATUSES, GIT_PROVIDERS, TERMINAL_STATUSES } from './ide.lifecycles.js';
 import { ChildParam, listQuery, literals, ProjectParam, Str, time } from './ide.js';
-import type { Row } from './ide.repository.js';
+import type { IdeRow, IdeTable } from './ide.repository.js';
 import type { IdeResourceService, IdeServices } from './ide.service.js';
 import { CreateTerminalSessionBody, TerminalSession, terminalSessionToApi, UpdateTerminalSessionBody } from './ide.terminal-sessions.js';
 
@@ -20,22 +20,22 @@ const read = { auth: 'any' as const, scope: 'projects:read' as const };
 const write = { auth: 'any' as const, scope: 'projects:write' as const };
 const Deleted = Type.Object({ id: Type.String(), deleted: Type.Literal(true) });
 
-interface Resource<C extends TSchema, U extends TSchema, F extends TProperties> {
+interface Resource<T extends IdeTable, C extends TSchema, U extends TSchema, F extends TProperties> {
   /** the path under /v1/projects/:id/ */
   path: string;
   /** "editor session" */
   name: string;
   item: TSchema;
-  toApi: (r: Row) => unknown;
+  toApi: (r: IdeRow<T>) => unknown;
   create: C;
   update?: U;
   /** equality filters on columns of the same name */
   filters: F;
-  service: IdeResourceService<Static<C>, Static<U>>;
+  service: IdeResourceService<T, Static<C>, Static<U>>;
 }
 
 /** The five routes every IDE resource has: create, list (cursor, filters, time window), get, update, delete. */
-function registerResource<C extends TSchema, U extends TSchema, F extends TProperties>(app: FastifyInstance, deps: RouteDeps, r: Resource<C, U, F>): void {
+function registerResource<T extends IdeTable, C extends TSchema, U extends TSchema, F extends TProperties>(app: FastifyInstance, deps: RouteDeps, r: Resource<T, C, U, F>): void {
   const base = `/v1/projects/:id/${r.path}`;
   const query = listQuery(r.filters) as unknown as TObject;
   defineRoute(app, deps, {

@@ -13,14 +13,14 @@ import { IdeEvents } from './ide.events.js';
 import { GitRepositoriesService } from './ide.git-repositories.service.js';
 import { IdeAccess } from './ide.js';
 import { TerminalSessionsService } from './ide.terminal-sessions.service.js';
-import type { IdeListFilter, Row } from './ide.repository.js';
+import type { IdeListedRow, IdeListFilter, IdeRow, IdeTable } from './ide.repository.js';
 
 /** What the routes need of each resource's service (update is absent where rows are immutable). */
-export interface IdeResourceService<C, U> {
-  create(db: Executor, principal: Principal, projectId: string, body: C): Promise<Row>;
-  get(db: Executor, principal: Principal, projectId: string, id: string): Promise<Row>;
-  list(db: Executor, principal: Principal, projectId: string, page: PageRequest, filter: IdeListFilter): Promise<(Row & { id: string; cursor_us: number })[]>;
-  update?(db: Executor, principal: Principal, projectId: string, id: string, body: U): Promise<Row>;
+export interface IdeResourceService<T extends IdeTable, C, U> {
+  create(db: Executor, principal: Principal, projectId: string, body: C): Promise<IdeRow<T>>;
+  get(db: Executor, principal: Principal, projectId: string, id: string): Promise<IdeRow<T>>;
+  list(db: Executor, principal: Principal, projectId: string, page: PageRequest, filter: IdeListFilter): Promise<IdeListedRow<T>[]>;
+  update?(db: Executor, principal: Principal, projectId: string, id: string, body: U): Promise<IdeRow<T>>;
   remove(db: Executor, principal: Principal, projectId: string, id: string): Promise<void>;
 }
 

@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import { IdParam, iso, isoOrNull, NullableTimestamp, Timestamp } from '../../core/schemas.js';
 import { TERMINAL_STATUSES } from './ide.lifecycles.js';
 import { BigText, literals, Nullable, Str } from './ide.js';
-import type { Row } from './ide.repository.js';
+import type { IdeRow } from './ide.repository.js';
 
 export const TerminalSession = Type.Object(
   {
@@ -39,9 +39,9 @@ export const UpdateTerminalSessionBody = Type.Object(
   { additionalProperties: false },
 );
 
-export const terminalSessionToApi = (r: Row) => ({
-  id: r['id'] as string, project_id: r['project_id'] as string, user_id: r['user_id'] as string, shell: r['shell'] as string | null,
-  working_directory: r['working_directory'] as string | null, command: r['command'] as string | null, status: r['status'] as (typeof TERMINAL_STATUSES)[number],
-  output: r['output'] as string | null, exit_code: r['exit_code'] as number | null, duration_ms: r['duration_ms'] as number | null,
-  started_at: iso(r['started_at'] as Date), ended_at: isoOrNull(r['ended_at'] as Date | null), created_at: iso(r['created_at'] as Date), updated_at: iso(r['updated_at'] as Date),
+export const terminalSessionToApi = (r: IdeRow<'terminal_sessions'>) => ({
+  id: r.id, project_id: r.project_id, user_id: r.user_id, shell: r.shell,
+  working_directory: r.working_directory, command: r.command, status: r.status as (typeof TERMINAL_STATUSES)[number],
+  output: r.output, exit_code: r.exit_code, duration_ms: r.duration_ms,
+  started_at: iso(r.started_at), ended_at: isoOrNull(r.ended_at), created_at: iso(r.created_at), updated_at: iso(r.updated_at),
 });

@@ -269,14 +269,14 @@ export async function paymentsPage(
 
 // --- invoices ----------------------------------------------------------------------------------
 
-export async function invoiceUpsert(db: Executor, row: Record<string, unknown>): Promise<void> {
+export async function invoiceUpsert(db: Executor, row: Insertable<Invoices>): Promise<void> {
   const { id: _id, provider: _p, provider_invoice_id: _i, created_at: _c, ...update } = row;
   // A late `open` never overwrites `paid` (events arrive out of order).
   await db
     .insertInto('invoices')
-    .values(row as never)
+    .values(row)
     .onConflict((oc) =>
-      oc.columns(['provider', 'provider_invoice_id']).doUpdateSet(update as never).where(sql<boolean>`invoices.status <> 'paid' or excluded.status = 'paid'`),
+      oc.columns(['provider', 'provider_invoice_id']).doUpdateSet(update).where(sql<boolean>`invoices.status <> 'paid' or excluded.status = 'paid'`),
     )
     .execute();
 }

@@ -1,34 +1,32 @@
+import { type Insertable, sql, type Updateable } from 'kysely';
 import type { Executor } from '../../db/database.js';
 import type { DB } from '../../db/database.types.js';
+import { encodeJson, type NewRow, type RowOf, type RowPatch } from '../../db/rows.js';
 import { cursorBefore, cursorColumn } from '../../db/paging.js';
 import { type PageRequest } from '../../core/paging.js';
 
 /** The tables of a project's agent work, all keyed by project_id and listed newest first. */
 export type ProjectChildTable = 'conversations' | 'agent_sessions' | 'messages' | 'tool_usages' | 'user_requests' | 'commits';
 
-type Row = Record<string, unknown>;
-const JSON_COLUMNS = new Set(['settings', 'context', 'metadata', 'input_data', 'output_data', 'files_affected', 'result_metadata', 'files_changed', 'stats', 'service_data', 'config']);
+/** The jsonb columns of these tables: written as JSON text (src/db/rows.ts, encodeJson). */
+const JSON_COLUMNS: ReadonlySet<string> = new Set([
+  'settings', 'context', 'metadata', 'input_data', 'output_data', 'files_affected', 'result_metadata', 'files_changed', 'stats', 'service_data', 'config',
+]);
 
-/** jsonb columns are written as JSON text (Kysely passes values through as parameters). */
-export function jsonColumns(values: Row): Row {
-  const out: Row = {};
-  for (const [k, v] of Object.entries(values)) {
-    if (v === undefined) continue;
-    out[k] = JSON_COLUMNS.has(k) && v !== null ? JSON.stringify(v) : v;
-  }
-  return out;
-}
+export type ProjectRow = RowOf<'projects'>;
+/** A row of one of a project's agent-work tables, as stored. */
+export type ChildRow<T extends ProjectChildTable> = RowOf<T>;
 
-export async function projectInsert(db: Executor, values: Row): Promise<Row> {
-  return db.insertInto('projects').values(jsonColumns(values) as never).returningAll().executeTakeFirstOrThrow();
+export async function projectInsert(db: Executor, values: NewRow<'projects'>): Promise<ProjectRow> {
+  return db.insertInto('projects').values(encodeJson(values, JSON_COLUMNS) as Insertable<DB['projects']>).returningAll().executeTakeFirstOrThrow();
 }
 
 export async function projectFind(db: Executor, id: string) {
   return db.selectFrom('projects').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
-export async function projectUpdate(db: Executor, id: string, patch: Row): Promise<Row | undefined> {
-  return db.updateTable('projects').set(jsonColumns(patch) as never).where('id', '=', id).returningAll().executeTakeFirst();
+export async function projectUpdate(db: Executor, id: string, patch: RowPatch<'projects'>): Promise<ProjectRow | undefined> {
+  return db.updateTable('projects').set(encodeJson(patch, JSON_COLUMNS) as Updateable<DB['projects']>).where('id', '=', id).returningAll().executeTakeFirst();
 }
 
 export async function projectDelete(db: Executor, id: string): Promise<boolean> {
@@ -54,43 +52,57 @@ export async function projectList(db: Executor, page: PageRequest, filter: { mem
   return q.orderBy('projects.created_at', 'desc').orderBy('projects.id', 'desc').limit(page.limit + 1).execute();
 }
 
+/*
+ * The agent-work tables share one shape of access (by project id and row id), so these are generic
+ * over the table: the values, patches and rows are the generated types of that table. Kysely cannot
+ * resolve a column reference on a table-generic builder, so each statement is built on one member
+ * of the union (`messages`, which has every column used here) and its row retyped as T's: the
+ * typed signatures, not the builder, are what callers are checked against.
+ */
+type Builder = 'messages';
 
-export async function childInsert(db: Executor, table: ProjectChildTable, values: Row): Promise<Row> {
-  return db.insertInto(table).values(jsonColumns(values) as never).returningAll().executeTakeFirstOrThrow() as Promise<Row>;
-}
-
-export async function childFind(db: Executor, table: ProjectChildTable, projectId: string, id: string): Promise<Row | undefined> {
-  return db
-    .selectFrom(table as keyof DB & ProjectChildTable)
-    .selectAll()
-    .where('id' as never, '=', id as never)
-    .where('project_id' as never, '=', projectId as never)
-    .executeTakeFirst() as Promise<Row | undefined>;
-}
-
-export async function childUpdate(db: Executor, table: ProjectChildTable, projectId: string, id: string, patch: Row): Promise<Row | undefined> {
-  return db
-    .updateTable(table)
-    .set(jsonColumns(patch) as never)
-    .where('id' as never, '=', id as never)
-    .where('project_id' as never, '=', projectId as never)
+export async function childInsert<T extends ProjectChildTable>(db: Executor, table: T, values: NewRow<T>): Promise<ChildRow<T>> {
+  const row = await db
+    .insertInto(table as Builder)
+    .values(encodeJson(values, JSON_COLUMNS) as Insertable<DB[Builder]>)
     .returningAll()
-    .executeTakeFirst() as Promise<Row | undefined>;
+    .executeTakeFirstOrThrow();
+  return row as unknown as ChildRow<T>;
 }
 
-export async function childList(
+export async function childFind<T extends ProjectChildTable>(db: Executor, table: T, projectId: string, id: string): Promise<ChildRow<T> | undefined> {
+  const row = await db.selectFrom(table as Builder).selectAll().where('id', '=', id).where('project_id', '=', projectId).executeTakeFirst();
+  return row as unknown as ChildRow<T> | undefined;
+}
+
+export async function childUpdate<T extends ProjectChildTable>(db: Executor, table: T, projectId: string, id: string, patch: RowPatch<T>): Promise<ChildRow<T> | undefined> {
+  const row = await db
+    .updateTable(table as Builder)
+    .set(encodeJson(patch, JSON_COLUMNS) as Updateable<DB[Builder]>)
+    .where('id', '=', id)
+    .where('project_id', '=', projectId)
+    .returningAll()
+    .executeTakeFirst();
+  return row as unknown as ChildRow<T> | undefined;
+}
+
+/** Equality filters on columns of T (the routes' query parameters of the same name). */
+export type ChildFilters<T extends ProjectChildTable> = Partial<Record<keyof ChildRow<T> & string, string | undefined>>;
+
+export async function childList<T extends ProjectChildTable>(
   db: Executor,
-  table: ProjectChildTable,
+  table: T,
   projectId: string,
   page: PageRequest,
-  filters: Record<string, string | undefined> = {},
-): Promise<(Row & { cursor_us: number; id: string })[]> {
+  filters: ChildFilters<T> = {},
+): Promise<(ChildRow<T> & { cursor_us: number })[]> {
   let q = db
-    .selectFrom(table as 'messages')
+    .selectFrom(table as Builder)
     .selectAll()
     .select(cursorColumn(table).as('cursor_us'))
     .where('project_id', '=', projectId);
-  for (const [col, v] of Object.entries(filters)) if (v !== undefined) q = q.where(col as 'id', '=', v);
+  for (const [col, v] of Object.entries(filters)) if (v !== undefined) q = q.where(sql.ref(col), '=', v);
   if (page.after) q = q.where(cursorBefore(table, page.after));
-  return (await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(page.limit + 1).execute()) as never;
+  const rows = await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(page.limit + 1).execute();
+  return rows as unknown as (ChildRow<T> & { cursor_us: number })[];
 }

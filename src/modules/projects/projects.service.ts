@@ -1,5 +1,6 @@
 import type { Static } from 'typebox';
 import type { Executor } from '../../db/database.js';
+import type { NewRow, RowPatch } from '../../db/rows.js';
 import { errors } from '../../core/errors.js';
 import type { PageRequest } from '../../core/paging.js';
 import type { Principal } from '../../core/principal.js';
@@ -27,15 +28,15 @@ import {
   childInsert,
   childList,
   childUpdate,
+  type ChildFilters,
   type ProjectChildTable,
   projectDelete,
   projectFind,
   projectInsert,
   projectList,
+  type ProjectRow,
   projectUpdate,
 } from './projects.repository.js';
-
-type ProjectRow = NonNullable<Awaited<ReturnType<typeof projectFind>>>;
 
 /**
  * Projects and their agent work. Every call resolves the caller's role on the project first
@@ -132,7 +133,7 @@ export class ProjectsService {
 
   // ---- agent work ---------------------------------------------------------------------------
 
-  async listChildren(db: Executor, principal: Principal, projectId: string, table: ProjectChildTable, page: PageRequest, filters: Record<string, string | undefined> = {}) {
+  async listChildren<T extends ProjectChildTable>(db: Executor, principal: Principal, projectId: string, table: T, page: PageRequest, filters: ChildFilters<T> = {}) {
     await this.access(db, principal, projectId);
     return childList(db, table, projectId, page, filters);
   }
@@ -152,12 +153,12 @@ export class ProjectsService {
   async updateSession(db: Executor, principal: Principal, projectId: string, sessionId: string, body: Static<typeof UpdateSessionBody>) {
     await this.writable(db, principal, projectId);
     const session = await this.child(db, 'agent_sessions', projectId, sessionId, 'Session');
-    const patch: Record<string, unknown> = { ...body };
+    const patch: RowPatch<'agent_sessions'> = { ...body };
     if (body.status !== undefined) {
-      if (session['status'] !== 'active') throw errors.invalidState(`The session is already ${String(session['status'])}`, { session_id: sessionId });
+      if (session.status !== 'active') throw errors.invalidState(`The session is already ${session.status}`, { session_id: sessionId });
       const now = this.now();
-      patch['completed_at'] = now;
-      patch['duration_ms'] = Math.max(0, now.getTime() - new Date(session['started_at'] as string | Date).getTime());
+      patch.completed_at = now;
+      patch.duration_ms = Math.max(0, now.getTime() - new Date(session.started_at).getTime());
     }
     const row = await childUpdate(db, 'agent_sessions', projectId, sessionId, patch);
     if (!row) throw errors.notFound('Session', sessionId);
@@ -170,13 +171,14 @@ export class ProjectsService {
    */
   async createMessage(db: Executor, principal: Principal, projectId: string, body: Static<typeof CreateMessageBody>) {
     const { project } = await this.writable(db, principal, projectId);
-    const { charge, ...fields } = body;
+    const { charge, cost_usd, ...fields } = body;
     const id = newId('message');
-    const values: Record<string, unknown> = { id, project_id: projectId, user_id: userOf(principal), ...fields };
+    // numeric is written as its decimal text (what the driver sends for a number anyway)
+    const values: NewRow<'messages'> = { id, project_id: projectId, user_id: userOf(principal), ...fields, ...(cost_usd !== undefined ? { cost_usd: String(cost_usd) } : {}) };
     if (charge) {
       if (principal.kind !== 'service') throw errors.forbidden('Only the service can charge credits for a message');
-      values['charge_metric'] = charge.metric;
-      values['charge_quantity'] = charge.quantity;
+      values.charge_metric = charge.metric;
+      values.charge_quantity = charge.quantity;
       if (this.charger) {
         const owner = project.workspace_id ? { workspaceId: project.workspace_id } : { userId: project.user_id as string };
         const result = await this.charger.charge(db, {
@@ -186,8 +188,8 @@ export class ProjectsService {
           actionHash: id,
           metadata: { project_id: projectId, message_id: id, ...(body.session_id ? { session_id: body.session_id } : {}) },
         });
-        values['credits_charged'] = result.charged;
-        values['usage_event_id'] = result.eventId;
+        values.credits_charged = result.charged;
+        values.usage_event_id = result.eventId;
       }
     }
     const row = await childInsert(db, 'messages', values);
@@ -210,7 +212,7 @@ export class ProjectsService {
   async completeRequest(db: Executor, principal: Principal, projectId: string, requestId: string, body: Static<typeof CompleteRequestBody>) {
     await this.writable(db, principal, projectId);
     const req = await this.child(db, 'user_requests', projectId, requestId, 'Request');
-    if (req['is_completed']) throw errors.invalidState('The request is already completed', { request_id: requestId });
+    if (req.is_completed) throw errors.invalidState('The request is already completed', { request_id: requestId });
     const row = await childUpdate(db, 'user_requests', projectId, requestId, {
       is_completed: true,
       completed_at: this.now(),
@@ -232,7 +234,7 @@ export class ProjectsService {
     }
   }
 
-  private async child(db: Executor, table: ProjectChildTable, projectId: string, id: string, what: string) {
+  private async child<T extends ProjectChildTable>(db: Executor, table: T, projectId: string, id: string, what: string) {
     const row = await childFind(db, table, projectId, id);
     if (!row) throw errors.notFound(what, id);
     return row;
