@@ -177,39 +177,9 @@ export interface RequestSettle {
   settled_at: Date;
 }
 
-export async function requestSettle(db: Executor, id: string, s: RequestSettle): Promise<void> {
-  await db
-    .updateTable('gateway_requests')
-    .set({
-      status: s.status,
-      http_status: s.http_status,
-      upstream_id: s.upstream_id,
-      attempts: s.attempts,
-      input_tokens: s.tokens.input,
-      cached_input_tokens: s.tokens.cachedInput,
-      cache_write_tokens: s.tokens.cacheWrite,
-      output_tokens: s.tokens.output,
-      reasoning_tokens: s.tokens.reasoning,
-      cost_micros: s.cost_micros,
-      uncharged_micros: s.uncharged_micros,
-      charged: s.charged,
-      usage_source: s.usage_source,
-      latency_ms: s.latency_ms,
-      ttft_ms: s.ttft_ms,
-      error: s.error,
-      response: s.response,
-      carry_member_id: s.carry_member_id,
-      settled_at: s.settled_at,
-    })
-    .where('id', '=', id)
-    .execute();
-}
-
-/** `requestSettle` for many requests in one statement (the rows are locked by the caller). */
-export async function requestSettleMany(db: Executor, schema: string, settled: readonly { id: string; s: RequestSettle }[]): Promise<void> {
-  if (settled.length === 0) return;
-  const rows = settled.map(({ id, s }) => ({
-    id,
+/** A settlement as the record's columns (one mapping for the lone and the batched write). */
+function settledColumns(s: RequestSettle) {
+  return {
     status: s.status,
     http_status: s.http_status,
     upstream_id: s.upstream_id,
@@ -225,11 +195,24 @@ export async function requestSettleMany(db: Executor, schema: string, settled: r
     usage_source: s.usage_source,
     latency_ms: s.latency_ms,
     ttft_ms: s.ttft_ms,
-    error: s.error === null ? null : wellFormed(s.error),
-    response: s.response === null ? null : wellFormed(s.response),
+    error: s.error,
+    response: s.response,
     carry_member_id: s.carry_member_id,
-    settled_at: s.settled_at.toISOString(),
-  }));
+    settled_at: s.settled_at,
+  };
+}
+
+export async function requestSettle(db: Executor, id: string, s: RequestSettle): Promise<void> {
+  await db.updateTable('gateway_requests').set(settledColumns(s)).where('id', '=', id).execute();
+}
+
+/** `requestSettle` for many requests in one statement (the rows are locked by the caller). */
+export async function requestSettleMany(db: Executor, schema: string, settled: readonly { id: string; s: RequestSettle }[]): Promise<void> {
+  if (settled.length === 0) return;
+  const rows = settled.map(({ id, s }) => {
+    const c = settledColumns(s);
+    return { id, ...c, error: c.error === null ? null : wellFormed(c.error), response: c.response === null ? null : wellFormed(c.response), settled_at: c.settled_at.toISOString() };
+  });
   await sql`
     update ${sql.table(`${schema}.gateway_requests`)} r set
       status = v.status, http_status = v.http_status, upstream_id = v.upstream_id, attempts = v.attempts,
