@@ -12,7 +12,7 @@ import { costMicros, holdCredits, inputBoundOf, maxCostMicros, type ModelPrice, 
 import type { KeyResolver } from '../api-keys/api-keys.resolver.js';
 import { hasScope } from '../../core/principal.js';
 import { must } from '../../lib/must.js';
-import { carryAdd, carryAddTotal, pricedModels, type RequestInsert, requestFind, requestFindByKey, requestInsert, requestInsertMany, requestLock, requestLockMany, requestSettle, requestSettleMany, requestsRenew, requestsStale } from './gateway.repository.js';
+import { carryAddTotal, pricedModels, type RequestInsert, requestFind, requestFindByKey, requestInsert, requestInsertMany, requestLockMany, requestSettleMany, requestsRenew, requestsStale } from './gateway.repository.js';
 import { GroupCommit, type ItemOutcome } from '../../lib/group-commit.js';
 import type { Candidate, UpstreamRouter } from './gateway.router.js';
 import type { Attempt, UpstreamClient } from './gateway.upstream-call.js';
@@ -265,11 +265,9 @@ export class RelayService {
   }
 
   private async tryInOrder(req: RelayRequest, open: Open, ep: (typeof ENDPOINTS)[EndpointName], model: string, payload: Payload, stream: boolean, clientAskedUsage: boolean, sink: StreamSink | null, candidates: Candidate[], progress: { called: number }): Promise<RelayAnswer> {
-    let attempts = 0;
     let last: Extract<Attempt, { kind: 'failed' }> | null = null;
     for (const upstream of candidates) {
-      attempts++;
-      progress.called = attempts;
+      const attempts = ++progress.called;
       const attempt = await this.upstreams.call(upstream, ep.path, upstream.standardTier ? payload.standardTier : payload.plain, req.forward);
       if (attempt.kind === 'failed') {
         // A JSON answer's headers come once it is all generated, so its time depends on the length
@@ -323,10 +321,10 @@ export class RelayService {
     // No upstream served it: nothing reached the client, so nothing is charged.
     const reason = candidates.length === 0 ? `no upstream can serve ${model} now` : `every upstream failed: ${last?.failure.error ?? 'unknown'}`;
     if (last?.status && last.text !== null) {
-      const settled = this.settle(req.requestId, open, failed(attempts, null, last.status, reason));
+      const settled = this.settle(req.requestId, open, failed(progress.called, null, last.status, reason));
       return { kind: 'json', status: last.status, body: last.text, headers: { 'content-type': 'application/json' }, settled };
     }
-    await this.settle(req.requestId, open, failed(attempts, null, 503, reason));
+    await this.settle(req.requestId, open, failed(progress.called, null, 503, reason));
     throw errors.unavailable(reason);
   }
 
@@ -596,38 +594,30 @@ export class RelayService {
     }
   }
 
-  private async settleOne({ requestId, open, s }: SettleItem): Promise<void> {
-    const { exact, billable, latency } = this.costOf(open, s);
-    await this.db.transaction().execute(async (trx) => {
-      const row = await requestLock(trx, requestId);
-      if (!row || row.status !== 'pending') return;
-      // A pool carries each member's fraction apart (R9): the capture names the member, so what it
-      // captures must be the crossing of that member's own running total.
-      const carry = carryOf(this.ledger, open.caller);
-      const due = billable > 0 ? await carryAdd(trx, carry, billable) : 0;
-      // The key's row before the account's: the order open() takes them in (key limits, then the
-      // hold), so a settlement and the next request of one key can never deadlock.
-      if (row.api_key_id) {
-        await keySpent(trx, row.api_key_id, billable);
-        if (row.window_start) await keyWindowTrueUp(trx, row.api_key_id, row.window_start, tokenCount(s.tokens) - Number(row.reserved_tokens));
-      }
-      const captured = await this.ledger.capture(trx, open.caller.owner, requestId, open.holdId, due);
-      if (!captured.ok) throw captured.error;
-      await requestSettle(trx, requestId, settledRow(s, billable, exact, due, latency, carry.memberId, this.now()));
-    });
+  /** One settlement alone (the reaper; a failed batch's items): the batch path with the usual lock bounds. */
+  private settleOne(item: SettleItem): Promise<void> {
+    return this.settleAll([item], false);
+  }
+
+  private async settleBatch(items: SettleItem[]): Promise<ItemOutcome<void>[]> {
+    await this.settleAll(items, true);
+    return items.map(() => ({ ok: true, value: undefined }));
   }
 
   /**
-   * Many settlements in one transaction, locking in the order a lone one does — the request rows,
-   * then the carries, the keys and the accounts, each in id order — so batches and lone settlements
-   * never deadlock. Each carry takes its settlements' sum in one statement and the credits that
-   * crossed are split among them in order, exactly as one `carryAdd` each would have. A capture the
-   * ledger refuses fails the batch, and each settlement then runs alone (GroupCommit).
+   * Settlements in one transaction, locking the request rows, then the carries, the keys and the
+   * accounts, each in id order — the key's row before the account's, the order open() takes them in
+   * (key limits, then the hold) — so no two settlements, and no settlement and open, can deadlock.
+   * A pool carries each member's fraction apart (R9): the capture names the member, so what it
+   * captures is the crossing of that member's own running total. Each carry takes its settlements'
+   * sum in one statement and the credits that crossed are split among them in order, floor(running
+   * total) each. A capture the ledger refuses fails the whole transaction (in a batch, each
+   * settlement then runs alone: GroupCommit). `shortWait`: a batch's bounded lock wait.
    */
-  private async settleBatch(items: SettleItem[]): Promise<ItemOutcome<void>[]> {
+  private async settleAll(items: SettleItem[], shortWait: boolean): Promise<void> {
     const at = this.now();
     await this.db.transaction().execute(async (trx) => {
-      await shortLockWait(trx);
+      if (shortWait) await shortLockWait(trx);
       const rows = new Map((await requestLockMany(trx, [...new Set(items.map((i) => i.requestId))])).map((r) => [r.id, r]));
       const live: { item: SettleItem; row: NonNullable<ReturnType<typeof rows.get>>; billable: number; exact: number; latency: number | null; carry: { accountId: string; memberId: string }; due: number }[] = [];
       for (const item of items) {
@@ -667,7 +657,6 @@ export class RelayService {
         live.map((l) => ({ id: l.item.requestId, s: settledRow(l.item.s, l.billable, l.exact, l.due, l.latency, l.carry.memberId, at) })),
       );
     });
-    return items.map(() => ({ ok: true, value: undefined }));
   }
 
   /** The exact cost, what of it is billable (never more than was held), and the latency. */

@@ -141,12 +141,7 @@ export async function requestFindByKey(db: Executor, userId: string, key: string
     .executeTakeFirst();
 }
 
-/** Locks a request row for its one settlement (with what it counted against its key's minute). */
-export async function requestLock(db: Executor, id: string) {
-  return db.selectFrom('gateway_requests').select([...REQUEST_COLUMNS, 'window_start', 'reserved_tokens']).where('id', '=', id).forUpdate().executeTakeFirst();
-}
-
-/** `requestLock` for many requests, in id order (the order every batch of settlements locks in). */
+/** Locks request rows for their one settlement (with what they counted against their key's minute), in id order. */
 export async function requestLockMany(db: Executor, ids: readonly string[]) {
   if (ids.length === 0) return [];
   return db
@@ -177,9 +172,11 @@ export interface RequestSettle {
   settled_at: Date;
 }
 
-/** A settlement as the record's columns (one mapping for the lone and the batched write). */
-function settledColumns(s: RequestSettle) {
-  return {
+/** Makes settled records final in one statement (the rows are locked by the caller). */
+export async function requestSettleMany(db: Executor, schema: string, settled: readonly { id: string; s: RequestSettle }[]): Promise<void> {
+  if (settled.length === 0) return;
+  const rows = settled.map(({ id, s }) => ({
+    id,
     status: s.status,
     http_status: s.http_status,
     upstream_id: s.upstream_id,
@@ -195,24 +192,11 @@ function settledColumns(s: RequestSettle) {
     usage_source: s.usage_source,
     latency_ms: s.latency_ms,
     ttft_ms: s.ttft_ms,
-    error: s.error,
-    response: s.response,
+    error: s.error === null ? null : wellFormed(s.error),
+    response: s.response === null ? null : wellFormed(s.response),
     carry_member_id: s.carry_member_id,
-    settled_at: s.settled_at,
-  };
-}
-
-export async function requestSettle(db: Executor, id: string, s: RequestSettle): Promise<void> {
-  await db.updateTable('gateway_requests').set(settledColumns(s)).where('id', '=', id).execute();
-}
-
-/** `requestSettle` for many requests in one statement (the rows are locked by the caller). */
-export async function requestSettleMany(db: Executor, schema: string, settled: readonly { id: string; s: RequestSettle }[]): Promise<void> {
-  if (settled.length === 0) return;
-  const rows = settled.map(({ id, s }) => {
-    const c = settledColumns(s);
-    return { id, ...c, error: c.error === null ? null : wellFormed(c.error), response: c.response === null ? null : wellFormed(c.response), settled_at: c.settled_at.toISOString() };
-  });
+    settled_at: s.settled_at.toISOString(),
+  }));
   await sql`
     update ${sql.table(`${schema}.gateway_requests`)} r set
       status = v.status, http_status = v.http_status, upstream_id = v.upstream_id, attempts = v.attempts,
@@ -271,20 +255,11 @@ export async function requestList(db: Executor, page: PageRequest, filter: { use
 }
 
 /**
- * Adds a request's exact cost to its carry's running total and answers the whole credits that
- * crossed: floor(new / 1e6) − floor((new − cost) / 1e6). A carry is an account's own (member '') or,
- * in a workspace pool, one member's: each member's fraction is theirs, never captured on another
- * member's request (review R9). One statement, so concurrent settlements of one carry serialize on
- * its row and the credits captured for it stay floor(total / 1e6).
- */
-export async function carryAdd(db: Executor, carry: { accountId: string; memberId: string }, micros: number): Promise<number> {
-  const total = await carryAddTotal(db, carry, micros);
-  return Math.floor(total / 1_000_000) - Math.floor((total - micros) / 1_000_000);
-}
-
-/**
- * Adds many settlements' costs to one carry (one statement) and answers its new running total: the
- * caller splits the credits that crossed among them in order, as successive `carryAdd`s would.
+ * Adds settlements' exact costs to one carry's running total (one statement) and answers the new
+ * total: the caller splits the whole credits that crossed among them in order, so the credits
+ * captured for a carry stay floor(total / 1e6). A carry is an account's own (member '') or, in a
+ * workspace pool, one member's: each member's fraction is theirs, never captured on another
+ * member's request (review R9). Concurrent settlements of one carry serialize on its row.
  */
 export async function carryAddTotal(db: Executor, carry: { accountId: string; memberId: string }, micros: number): Promise<number> {
   const row = await db
