@@ -11,12 +11,16 @@ import { CatalogService } from '../src/modules/billing/billing.catalog.service.j
 import { SubscriptionsService } from '../src/modules/billing/billing.subscriptions.service.js';
 import { CreditsService } from '../src/modules/credits/credits.service.js';
 import { tallyCommand } from './support/cli.js';
+import { capturingIo } from '../src/cli/io.js';
+import { run as runCli } from '../src/cli/main.js';
 import { POSTGRES_URL, TARGET } from './support/harness.js';
 
-// Each step spawns the real, compiled CLI (test/support/cli.ts): a fresh Node per command.
+// Each step runs the command line in this process (src/cli/main.ts `run`, the code the binary runs)
+// on its own environment; the binary itself is spawned where the process is the subject (a
+// production start), and by test/cli-running-server.test.ts.
 vi.setConfig({ testTimeout: 180_000 });
 
-/** Runs the real `tally` command line (compiled, built first if stale) against this run's database. */
+/** Runs the `tally` command line against this run's database. */
 describe(`tally CLI (${TARGET})`, () => {
   let cli: string[] = [];
   beforeAll(async () => {
@@ -32,13 +36,10 @@ describe(`tally CLI (${TARGET})`, () => {
     DATABASE_URL: TARGET === 'postgres' ? POSTGRES_URL : '',
     NODE_ENV: 'development',
   };
-  const tallyIn = (overrides: Record<string, string>, ...args: string[]) => {
-    const res = spawnSync(
-      process.execPath,
-      [...cli, ...args],
-      { env: { ...env, ...overrides }, encoding: 'utf8', cwd: join(import.meta.dirname, '..'), timeout: 60_000 },
-    );
-    return { code: res.status, out: res.stdout, err: res.stderr };
+  /** `tally <args>` in this process: the binary's own code (src/cli/main.ts `run`), on this environment. */
+  const tallyIn = async (overrides: Record<string, string>, ...args: string[]) => {
+    const io = capturingIo({ ...env, ...overrides });
+    return io.captured(await runCli(['node', 'tally', ...args], io));
   };
   const tally = (...args: string[]) => tallyIn({}, ...args);
   const openDb = () =>
@@ -59,7 +60,7 @@ describe(`tally CLI (${TARGET})`, () => {
     const freshDir = mkdtempSync(join(tmpdir(), 'tally-cli-fresh-'));
     const freshSchema = `t_cli_fresh_${randomBytes(4).toString('hex')}`;
     try {
-      const res = tallyIn({ TALLY_DATA_DIR: freshDir, TALLY_DB_SCHEMA: freshSchema }, 'reconcile');
+      const res = await tallyIn({ TALLY_DATA_DIR: freshDir, TALLY_DB_SCHEMA: freshSchema }, 'reconcile');
       expect(res.code, res.err).toBe(0);
       expect(res.out).toMatch(/checked 0 accounts, 0 ledger entries, 0 open holds\nok:/);
     } finally {
@@ -72,11 +73,11 @@ describe(`tally CLI (${TARGET})`, () => {
     }
   });
 
-  it('migrate applies once, then is up to date', () => {
-    const first = tally('migrate');
+  it('migrate applies once, then is up to date', async () => {
+    const first = await tally('migrate');
     expect(first.code, first.err).toBe(0);
     expect(first.out).toMatch(/applied 0001_foundation, 0002_credits/);
-    const second = tally('migrate');
+    const second = await tally('migrate');
     expect(second.out).toMatch(/up to date/);
   });
 
@@ -86,24 +87,24 @@ describe(`tally CLI (${TARGET})`, () => {
     await db.db.insertInto('credit_accounts').values({ id: 'acc_u_cli-user', user_id: 'cli-user' }).execute();
     await db.close();
 
-    const key = tally('keys', 'create', '--user', 'cli-user', '--scopes', 'credits:read,users:read');
+    const key = await tally('keys', 'create', '--user', 'cli-user', '--scopes', 'credits:read,users:read');
     expect(key.code, key.err).toBe(0);
     expect(key.out.trim()).toMatch(/^tly_[A-Za-z0-9]{48}$/);
     const check = await openDb();
     const stored = await check.db.selectFrom('api_keys').select(['key_hash', 'scopes']).where('user_id', '=', 'cli-user').execute();
     await check.close();
     expect(stored).toEqual([{ key_hash: createHash('sha256').update(key.out.trim()).digest('hex'), scopes: ['credits:read', 'users:read'] }]);
-    expect(tally('keys', 'create', '--user', 'cli-user', '--scopes', 'root').code).toBe(2);
-    expect(tally('keys', 'create', '--user', 'nobody').code).toBe(1);
+    expect((await tally('keys', 'create', '--user', 'cli-user', '--scopes', 'root')).code).toBe(2);
+    expect((await tally('keys', 'create', '--user', 'nobody')).code).toBe(1);
 
-    const ok = tally('reconcile');
+    const ok = await tally('reconcile');
     expect(ok.code, ok.out + ok.err).toBe(0);
     expect(ok.out).toMatch(/ok: every balance equals its ledger/);
 
     const db2 = await openDb();
     await db2.db.updateTable('credit_accounts').set({ balance: 42 }).where('id', '=', 'acc_u_cli-user').execute();
     await db2.close();
-    const bad = tally('reconcile');
+    const bad = await tally('reconcile');
     expect(bad.code).toBe(1);
     expect(bad.out).toMatch(/DRIFT acc_u_cli-user: balance = sum\(ledger\) \(expected 0, found 42\)/);
   });
@@ -129,7 +130,7 @@ describe(`tally CLI (${TARGET})`, () => {
     };
     const written = await ledgerRows();
     // --dry-run shows the renewal (the new window's allowance, the old one's expiry) and keeps nothing.
-    const dry = tally('billing', 'run', '--at', '2026-02-01T00:00:01Z', '--dry-run', '--json');
+    const dry = await tally('billing', 'run', '--at', '2026-02-01T00:00:01Z', '--dry-run', '--json');
     expect(dry.code, dry.err).toBe(0);
     const preview = JSON.parse(dry.out) as { dry_run: boolean; due: { status: { to: string }; period_end: { to: string }; ledger: { type: string; amount: number }[] }[] };
     expect(preview.dry_run).toBe(true);
@@ -137,10 +138,10 @@ describe(`tally CLI (${TARGET})`, () => {
     expect(preview.due[0]).toMatchObject({ status: { from: 'active', to: 'active' }, period_end: { to: '2026-03-01T00:00:00.000Z' } });
     expect(preview.due[0]?.ledger.filter((e) => e.amount > 0).map((e) => [e.type, e.amount])).toEqual([['grant', 7]]);
     expect(await ledgerRows()).toBe(written);
-    const run = tally('billing', 'run', '--at', '2026-02-01T00:00:01Z', '--json');
+    const run = await tally('billing', 'run', '--at', '2026-02-01T00:00:01Z', '--json');
     expect(run.code, run.err).toBe(0);
     expect(JSON.parse(run.out)).toMatchObject({ processed: 1, errors: [] });
-    const again = tally('billing', 'run', '--at', '2026-02-01T00:00:01Z', '--json');
+    const again = await tally('billing', 'run', '--at', '2026-02-01T00:00:01Z', '--json');
     expect(JSON.parse(again.out)).toMatchObject({ processed: 0 });
     const check = await openDb();
     const grants = await check.db.selectFrom('credit_grants').select(['source', 'remaining', 'expires_at']).where('user_id', '=', 'cli-billing').execute();
@@ -148,11 +149,11 @@ describe(`tally CLI (${TARGET})`, () => {
     expect(grants.filter((g) => Number(g.remaining) > 0).map((g) => [g.source, Number(g.remaining), g.expires_at?.toISOString()])).toEqual([
       ['allowance', 7, '2026-03-01T00:00:00.000Z'],
     ]);
-    expect(tally('billing', 'run', '--at', 'yesterday').code).toBe(2);
+    expect((await tally('billing', 'run', '--at', 'yesterday')).code).toBe(2);
   });
 
-  it('typegen --check agrees with the committed types', () => {
-    const res = tally('typegen', '--check');
+  it('typegen --check agrees with the committed types', async () => {
+    const res = await tally('typegen', '--check');
     expect(res.code, res.err).toBe(0);
   });
 

@@ -45,8 +45,8 @@ describe(`tally import app-builder --owner (${TARGET})`, () => {
     await ih.stop();
   });
 
-  const importOk = (t: ImportTarget, ...args: string[]): ImportReport => {
-    const res = run(t, 'import', ...args, '--json');
+  const importOk = async (t: ImportTarget, ...args: string[]): Promise<ImportReport> => {
+    const res = await run(t, 'import', ...args, '--json');
     expect(res.code, (res.err + res.out).slice(-3000)).toBe(0);
     return JSON.parse(res.out) as ImportReport;
   };
@@ -102,15 +102,15 @@ describe(`tally import app-builder --owner (${TARGET})`, () => {
     expect(await q(t, 'select id from T.env_vars')).toEqual([]);
   }
 
-  const expectNothingTwice = (t: ImportTarget, args: string[]) => {
-    const again = importOk(t, ...args);
+  const expectNothingTwice = async (t: ImportTarget, args: string[]) => {
+    const again = await importOk(t, ...args);
     expect(again.tables.filter((x) => x.imported > 0)).toEqual([]);
     expect(table(again, 'projects')?.skipped_by_reason).toEqual({ already_imported: 2 });
   };
 
   it('from SQLite cc.db: without --owner the ownerless tables are listed not_imported; then --owner names a Tally user (by e-mail) and they arrive as theirs, sealed; a second run imports nothing', async () => {
     const t = ih.newTarget();
-    const plain = importOk(t, '--from', sqliteFile);
+    const plain = await importOk(t, '--from', sqliteFile);
     expect(plain.owner).toBeNull();
     expect(plain.tables.map((x) => x.table)).not.toContain('projects');
     expect(plain.not_imported).toContainEqual({
@@ -121,31 +121,31 @@ describe(`tally import app-builder --owner (${TARGET})`, () => {
     expect(await q(t, 'select id from T.service_tokens')).toEqual([]);
 
     const args = ['--from', sqliteFile, '--owner', 'USER-0003@Example.com'];
-    const owned = importOk(t, ...args);
+    const owned = await importOk(t, ...args);
     expect(owned.owner).toEqual({ given: 'USER-0003@Example.com', user_id: 'user-0003', from: 'tally' });
     await expectWork(t, owned, 'user-0003');
-    expectNothingTwice(t, args);
+    await expectNothingTwice(t, args);
   });
 
   it('from Supabase (PostgreSQL): an --owner naming nobody fails in one line and imports nothing; --dry-run keeps nothing; --owner a source user imported in the same run owns it all; a second run imports nothing', async () => {
     const t = ih.newTarget();
     const from = ['--from', SOURCE_URL, '--source-schema', pgSource.schema];
-    const bad = run(t, 'import', ...from, '--owner', 'nobody@example.com', '--json');
+    const bad = await run(t, 'import', ...from, '--owner', 'nobody@example.com', '--json');
     expect(bad.code).toBe(1);
     expect(bad.out).toBe('');
     expect(bad.err.trim().split('\n')).toEqual(["import: --owner nobody@example.com names no user, neither in Tally nor in the source's users (an id or e-mail); nothing was imported"]);
     expect(await q(t, 'select id from T.import_runs')).toEqual([]);
     expect(await q(t, 'select id from T.users')).toEqual([]);
 
-    const dry = importOk(t, ...from, '--owner', 'user-0002', '--dry-run');
+    const dry = await importOk(t, ...from, '--owner', 'user-0002', '--dry-run');
     expect(table(dry, 'projects')?.imported).toBe(2);
     expect(table(dry, 'service_tokens')?.imported).toBe(2);
     for (const n of ['users', 'projects', 'service_tokens', 'agent_sessions', 'messages', 'import_map']) expect(await q(t, `select 1 from T.${n}`)).toEqual([]);
 
     const args = [...from, '--owner', 'user-0002'];
-    const owned = importOk(t, ...args);
+    const owned = await importOk(t, ...args);
     expect(owned.owner).toEqual({ given: 'user-0002', user_id: 'user-0002', from: 'source' });
     await expectWork(t, owned, 'user-0002');
-    expectNothingTwice(t, args);
+    await expectNothingTwice(t, args);
   });
 });

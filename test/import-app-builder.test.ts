@@ -53,7 +53,7 @@ describe(`tally import app-builder (${TARGET})`, () => {
     it(`from ${source.name}: detects the shape, opens every account at points + live buckets to the credit, keeps classes and expiries, maps billing, and a second run imports nothing`, async () => {
       const fixture = source.fixture();
       const t = newTarget();
-      const res = run(t, 'import', ...source.args(), '--json');
+      const res = await run(t, 'import', ...source.args(), '--json');
       expect(res.code, (res.err + res.out).slice(-3000)).toBe(0);
       const report = JSON.parse(res.out) as ImportReport;
       expect(report.detection).toMatch(/^detected app-builder from tables users, point_transactions, allowances, rollover_buckets, consumption_events/);
@@ -122,9 +122,9 @@ describe(`tally import app-builder (${TARGET})`, () => {
       expect(pay).toEqual({ n: fixture.payments, cents: fixture.paidCents, credits: 0, lower: fixture.payments });
       const [h] = await q<{ n: number; usage: number }>(t, `select count(*)::int as n, count(*) filter (where type like 'consumption:%' and amount < 0)::int as usage from T.imported_credit_history`);
       expect(h).toEqual({ n: fixture.pointTransactions + fixture.consumptionEvents, usage: fixture.consumptionEvents });
-      expect(run(t, 'reconcile').code).toBe(0);
+      expect((await run(t, 'reconcile')).code).toBe(0);
 
-      const again = run(t, 'import', ...source.args(), '--json');
+      const again = await run(t, 'import', ...source.args(), '--json');
       expect(again.code, again.err.slice(-3000)).toBe(0);
       const second = JSON.parse(again.out) as ImportReport;
       expect(second.tables.map((x) => x.imported)).toEqual(second.tables.map(() => 0));
@@ -138,12 +138,12 @@ describe(`tally import app-builder (${TARGET})`, () => {
   it('--strict refuses a source with anomalies and imports nothing; --dry-run reports and keeps nothing (SQLite and PostgreSQL)', async () => {
     for (const source of sources()) {
       const t = newTarget();
-      const strict = run(t, 'import', ...source.args(), '--schema', 'app-builder', '--strict', '--json');
+      const strict = await run(t, 'import', ...source.args(), '--schema', 'app-builder', '--strict', '--json');
       expect(strict.code).toBe(1);
       const report = JSON.parse(strict.out) as ImportReport;
       expect(report.status).toBe('refused');
       expect(report.error).toMatch(/--strict: the source has 17 anomalies; nothing was imported/);
-      const dry = run(t, 'import', ...source.args(), '--dry-run', '--json');
+      const dry = await run(t, 'import', ...source.args(), '--dry-run', '--json');
       expect(dry.code, dry.err.slice(-3000)).toBe(0);
       expect((JSON.parse(dry.out) as ImportReport).credits).toMatchObject({ tally_total: source.fixture().total, match: true });
       expect(await q(t, 'select id from T.users')).toEqual([]);
@@ -156,7 +156,7 @@ describe(`tally import app-builder (${TARGET})`, () => {
 
   it('from SQLite, killed with SIGKILL mid-import, --resume completes it exactly: every account once, buckets once, reconcile clean', async () => {
     const t = newTarget();
-    expect(run(t, 'migrate').code).toBe(0);
+    expect((await run(t, 'migrate')).code).toBe(0);
     const child = spawn(process.execPath, [...ih.cli, 'import', '--from', sqliteFile, '--batch-size', '2'], { env: ih.env(t), cwd: join(import.meta.dirname, '..'), stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
     await new Promise<void>((resolve, reject) => {
@@ -175,7 +175,7 @@ describe(`tally import app-builder (${TARGET})`, () => {
     expect(partial.size).toBeGreaterThan(0);
     expect(partial.size).toBeLessThan(sqliteFixture.balances.size);
 
-    const resumed = run(t, 'import', '--from', sqliteFile, '--resume', '--json');
+    const resumed = await run(t, 'import', '--from', sqliteFile, '--resume', '--json');
     expect(resumed.code, resumed.err.slice(-3000)).toBe(0);
     const report = JSON.parse(resumed.out) as ImportReport;
     expect(report.resumed).toBe(true);
@@ -186,6 +186,6 @@ describe(`tally import app-builder (${TARGET})`, () => {
     expect(g).toEqual({ n: sqliteFixture.liveAllowances - 1 + sqliteFixture.liveRollovers - 1, distinct_sources: sqliteFixture.liveAllowances - 1 + sqliteFixture.liveRollovers - 1 });
     const [h] = await q<{ n: number }>(t, 'select count(*)::int as n from T.imported_credit_history');
     expect(h?.n).toBe(sqliteFixture.pointTransactions + sqliteFixture.consumptionEvents);
-    expect(run(t, 'reconcile').code).toBe(0);
+    expect((await run(t, 'reconcile')).code).toBe(0);
   });
 });

@@ -29,7 +29,7 @@ describe(`tally import cloud-ide (${TARGET})`, () => {
 
   it('detects the shape among 30 tables, moves accounts, money, projects and the IDE tables, applies each anomaly rule, and a second run imports nothing', async () => {
     const t = h.newTarget();
-    const res = run(t, ...importArgs('--json'));
+    const res = await run(t, ...importArgs('--json'));
     expect(res.code, (res.err + res.out).slice(-3000)).toBe(0);
     const report = JSON.parse(res.out) as ImportReport;
     expect(report.detection).toMatch(/^detected cloud-ide from tables .* \(30 of the 30 tables of seed 002's design present\)$/);
@@ -63,9 +63,9 @@ describe(`tally import cloud-ide (${TARGET})`, () => {
     const [usage] = await q<{ n: number; exact: number }>(t, `select count(*)::int as n, count(*) filter (where metadata->>'quantity' like '%.5678' and amount = 0)::int as exact from T.imported_credit_history`);
     expect(usage).toEqual({ n: fixture.usage, exact: fixture.usage });
     await expectIde(t, report);
-    expect(run(t, 'reconcile').code).toBe(0);
+    expect((await run(t, 'reconcile')).code).toBe(0);
 
-    const again = run(t, ...importArgs('--json'));
+    const again = await run(t, ...importArgs('--json'));
     expect(again.code, again.err.slice(-3000)).toBe(0);
     const secondRun = JSON.parse(again.out) as ImportReport;
     expect(secondRun.tables.map((x) => x.imported)).toEqual(secondRun.tables.map(() => 0));
@@ -144,12 +144,12 @@ describe(`tally import cloud-ide (${TARGET})`, () => {
 
   it('--strict refuses a source with anomalies and imports nothing; --dry-run reports and keeps nothing', async () => {
     const t = h.newTarget();
-    const strict = run(t, ...importArgs('--schema', 'cloud-ide', '--strict', '--json'));
+    const strict = await run(t, ...importArgs('--schema', 'cloud-ide', '--strict', '--json'));
     expect(strict.code).toBe(1);
     const report = JSON.parse(strict.out) as ImportReport;
     expect(report.status).toBe('refused');
     expect(report.error).toMatch(/--strict: the source has 20 anomalies; nothing was imported/);
-    const dry = run(t, ...importArgs('--dry-run', '--json'));
+    const dry = await run(t, ...importArgs('--dry-run', '--json'));
     expect(dry.code, dry.err.slice(-3000)).toBe(0);
     expect((JSON.parse(dry.out) as ImportReport).tables.find((x) => x.table === 'subscriptions')?.imported).toBe(fixture.subscriptions);
     for (const table of ['users', 'workspaces', 'plans', 'subscriptions', 'invoices', 'imported_credit_history', 'projects', 'user_identities', 'editor_sessions', 'code_executions', 'deployments']) expect(await q(t, `select id from T.${table}`)).toEqual([]);

@@ -1,52 +1,25 @@
-import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+
 import argon2 from 'argon2';
-import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type Database, openDatabase } from '../src/db/database.js';
 import type { ImportReport } from '../src/modules/import/import.report.js';
-import { tallyCommand } from './support/cli.js';
-import { POSTGRES_URL, TARGET, seededDataDir } from './support/harness.js';
+import { TARGET } from './support/harness.js';
+import { type ImportTarget, importHarness } from './support/import-cli.js';
 import { createSource, fillLlmRelay, type LlmRelayFixture, type Source, SOURCE_URL } from './support/import-source.js';
 
 vi.setConfig({ testTimeout: 180_000 });
 
 /** `tally import` of seed 004's Prisma relay (docs/import.md), through the compiled CLI. */
 describe(`tally import llm-relay (${TARGET})`, () => {
-  let cli: string[] = [];
+  const ih = importHarness('relay');
   let src: Source;
   let fixture: LlmRelayFixture;
-  const target = { dataDir: seededDataDir(tmpdir(), 'tally-import-relay-'), schema: `t_impr_${randomBytes(4).toString('hex')}` };
-  const env = {
-    ...process.env,
-    TALLY_DATA_DIR: target.dataDir,
-    TALLY_DB_SCHEMA: target.schema,
-    LOG_LEVEL: 'silent',
-    DATABASE_URL: TARGET === 'postgres' ? POSTGRES_URL : '',
-    NODE_ENV: 'development',
-  };
-  const run = (...args: string[]) => {
-    const res = spawnSync(process.execPath, [...cli, ...args], { env, encoding: 'utf8', cwd: join(import.meta.dirname, '..'), timeout: 120_000 });
-    return { code: res.status, out: res.stdout, err: res.stderr };
-  };
-  const openTarget = (): Promise<Database> =>
-    TARGET === 'postgres'
-      ? openDatabase({ kind: 'postgres', url: POSTGRES_URL, poolMax: 2, schema: target.schema })
-      : openDatabase({ kind: 'pglite', dataDir: join(target.dataDir, 'pgdata'), schema: target.schema });
-  const q = async <R>(text: string): Promise<R[]> => {
-    const db = await openTarget();
-    try {
-      return (await sql.raw<R>(text.replaceAll('T.', `${target.schema}.`)).execute(db.root)).rows;
-    } finally {
-      await db.close();
-    }
-  };
+  let target: ImportTarget;
+  const run = (...args: string[]) => ih.run(target, ...args);
+  const q = <R>(text: string): Promise<R[]> => ih.q<R>(target, text);
 
   beforeAll(async () => {
-    cli = await tallyCommand();
+    await ih.start();
+    target = ih.newTarget();
     src = await createSource('llm-relay');
     fixture = await fillLlmRelay(src, await argon2.hash('correct horse', { type: argon2.argon2id }));
     // A hostile source: an active upstream, first in priority, every model, pointed at its own server.
@@ -54,16 +27,11 @@ describe(`tally import llm-relay (${TARGET})`, () => {
   }, 300_000);
   afterAll(async () => {
     await src?.drop();
-    rmSync(target.dataDir, { recursive: true, force: true });
-    if (TARGET === 'postgres') {
-      const db = await openTarget();
-      await db.root.schema.dropSchema(target.schema).ifExists().cascade().execute();
-      await db.close();
-    }
+    await ih.stop();
   });
 
   it('keeps SHA-256 key hashes and argon2 passwords, flags the rest for rotation or reset, seals upstream credentials, keeps usage as history, and imports nothing twice', async () => {
-    const res = run('import', '--from', SOURCE_URL, '--source-schema', src.schema, '--json');
+    const res = await run('import', '--from', SOURCE_URL, '--source-schema', src.schema, '--json');
     expect(res.code, res.err + res.out).toBe(0);
     const report = JSON.parse(res.out) as ImportReport;
     expect(report.detection).toMatch(/detected llm-relay/);
@@ -99,14 +67,14 @@ describe(`tally import llm-relay (${TARGET})`, () => {
     expect(report.needs_review.every((r) => r.table === 'upstream_accounts' && r.target_table === 'gateway_upstreams' && /review|inactive/.test(r.why))).toBe(true);
     const [h] = await q<{ n: number }>("select count(*)::int as n from T.imported_credit_history where type = 'usage' and amount = 0");
     expect(h?.n).toBe(fixture.usageKept);
-    expect(run('reconcile').code).toBe(0);
+    expect((await run('reconcile')).code).toBe(0);
 
-    const again = JSON.parse(run('import', '--from', SOURCE_URL, '--source-schema', src.schema, '--schema', 'llm-relay', '--json').out) as ImportReport;
+    const again = JSON.parse((await run('import', '--from', SOURCE_URL, '--source-schema', src.schema, '--schema', 'llm-relay', '--json')).out) as ImportReport;
     expect(again.tables.map((x) => x.imported)).toEqual([0, 0, 0, 0]);
     const [n] = await q<{ users: number; keys: number; ups: number; hist: number }>('select (select count(*) from T.users)::int as users, (select count(*) from T.api_keys)::int as keys, (select count(*) from T.gateway_upstreams)::int as ups, (select count(*) from T.imported_credit_history)::int as hist');
     expect(n).toEqual({ users: 6, keys: 5, ups: 3, hist: fixture.usageKept });
     // The report for people names every upstream still waiting for review, and where it points.
-    const human = run('import', '--from', SOURCE_URL, '--source-schema', src.schema, '--schema', 'llm-relay');
+    const human = await run('import', '--from', SOURCE_URL, '--source-schema', src.schema, '--schema', 'llm-relay');
     expect(human.out).toMatch(/needs review before activation \(3, imported inactive\)/);
     for (const u of ups) expect(human.out).toContain(`gateway_upstreams ${u.id}`);
     expect(human.out).toContain('base_url https://evil.example/v1');

@@ -1,14 +1,11 @@
-import { spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { readFileSync, } from 'node:fs';
 import { join } from 'node:path';
-import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type Database, openDatabase } from '../src/db/database.js';
+import type { Database } from '../src/db/database.js';
 import type { ImportReport } from '../src/modules/import/import.report.js';
-import { tallyCommand } from './support/cli.js';
-import { POSTGRES_URL, TARGET, seededDataDir } from './support/harness.js';
+import { TARGET } from './support/harness.js';
+import { type ImportTarget, importHarness } from './support/import-cli.js';
 import { createSource, fillVideoCredits, type Source, SOURCE_URL, type VideoCreditsFixture } from './support/import-source.js';
 
 vi.setConfig({ testTimeout: 180_000 });
@@ -19,65 +16,32 @@ vi.setConfig({ testTimeout: 180_000 });
  * target is this project's database (PGlite or PostgreSQL), one fresh Tally schema per scenario.
  */
 describe(`tally import video-credits (${TARGET})`, () => {
-  let cli: string[] = [];
+  const ih = importHarness('vc');
+  const { run } = ih;
   let src: Source;
   let fixture: VideoCreditsFixture;
-  const targets: { dataDir: string; schema: string }[] = [];
-  const newTarget = () => {
-    const t = { dataDir: seededDataDir(tmpdir(), 'tally-import-'), schema: `t_imp_${randomBytes(4).toString('hex')}` };
-    targets.push(t);
-    return t;
-  };
-  const envOf = (t: { dataDir: string; schema: string }) => ({
-    ...process.env,
-    TALLY_DATA_DIR: t.dataDir,
-    TALLY_DB_SCHEMA: t.schema,
-    LOG_LEVEL: 'silent',
-    DATABASE_URL: TARGET === 'postgres' ? POSTGRES_URL : '',
-    NODE_ENV: 'development',
-  });
-  const run = (t: { dataDir: string; schema: string }, ...args: string[]) => {
-    const res = spawnSync(process.execPath, [...cli, ...args], { env: envOf(t), encoding: 'utf8', cwd: join(import.meta.dirname, '..'), timeout: 120_000 });
-    return { code: res.status, out: res.stdout, err: res.stderr };
-  };
+  const newTarget = () => ih.newTarget();
   const importArgs = (...more: string[]) => ['import', '--from', SOURCE_URL, '--source-schema', src.schema, ...more];
-  const openTarget = (t: { dataDir: string; schema: string }): Promise<Database> =>
-    TARGET === 'postgres'
-      ? openDatabase({ kind: 'postgres', url: POSTGRES_URL, poolMax: 2, schema: t.schema })
-      : openDatabase({ kind: 'pglite', dataDir: join(t.dataDir, 'pgdata'), schema: t.schema });
-  /** Reads the target while no CLI runs (PGlite's directory has one process at a time). */
-  const inTarget = async <T>(t: { dataDir: string; schema: string }, fn: (db: Database, q: <R>(text: string) => Promise<R[]>) => Promise<T>): Promise<T> => {
-    const db = await openTarget(t);
-    try {
-      return await fn(db, async <R>(text: string) => (await sql.raw<R>(text.replaceAll('T.', `${t.schema}.`)).execute(db.root)).rows);
-    } finally {
-      await db.close();
-    }
-  };
-  const balancesIn = (t: { dataDir: string; schema: string }) =>
+  /** Reads the target between commands (PGlite's directory has one opener at a time). */
+  const inTarget = async <T>(t: ImportTarget, fn: (db: Database, q: <R>(text: string) => Promise<R[]>) => Promise<T>): Promise<T> =>
+    fn(await ih.db(t), (text) => ih.q(t, text));
+  const balancesIn = (t: ImportTarget) =>
     inTarget(t, async (_db, q) => new Map((await q<{ user_id: string; balance: number }>('select user_id, balance from T.credit_accounts')).map((r) => [r.user_id, Number(r.balance)])));
 
   beforeAll(async () => {
-    cli = await tallyCommand();
+    await ih.start();
     src = await createSource('video-credits');
     fixture = await fillVideoCredits(src, 40);
   }, 300_000);
   afterAll(async () => {
     await src?.drop();
-    for (const t of targets) {
-      rmSync(t.dataDir, { recursive: true, force: true });
-      if (TARGET === 'postgres') {
-        const db = await openTarget(t);
-        await db.root.schema.dropSchema(t.schema).ifExists().cascade().execute();
-        await db.close();
-      }
-    }
+    await ih.stop();
   });
 
   it('detects the shape, opens every account at its source balance to the credit, keeps the history, applies each anomaly rule, and a second run imports nothing', async () => {
     const t = newTarget();
     const reportFile = join(t.dataDir, 'report.json');
-    const res = run(t, ...importArgs('--report', reportFile));
+    const res = await run(t, ...importArgs('--report', reportFile));
     expect(res.code, res.err + res.out).toBe(0);
     expect(res.out).toMatch(/detected video-credits from tables users, credit_transactions, video_jobs/);
     expect(res.out).toMatch(/match to the credit/);
@@ -111,11 +75,11 @@ describe(`tally import video-credits (${TARGET})`, () => {
       expect(jobs.length).toBe(fixture.jobs);
       expect(jobs.every((j) => Number(j.cost) === 0 && j.hold_id === null)).toBe(true);
     });
-    const rec = run(t, 'reconcile');
+    const rec = await run(t, 'reconcile');
     expect(rec.code, rec.out + rec.err).toBe(0);
 
     // A second run reads everything and imports nothing twice.
-    const again = run(t, ...importArgs('--json'));
+    const again = await run(t, ...importArgs('--json'));
     expect(again.code, again.err).toBe(0);
     const second = JSON.parse(again.out) as ImportReport;
     expect(second.tables.map((x) => x.imported)).toEqual([0, 0, 0, 0]);
@@ -130,12 +94,12 @@ describe(`tally import video-credits (${TARGET})`, () => {
 
   it('--strict refuses a source with anomalies and imports nothing; --dry-run reports and keeps nothing', async () => {
     const t = newTarget();
-    const strict = run(t, ...importArgs('--strict', '--json'));
+    const strict = await run(t, ...importArgs('--strict', '--json'));
     expect(strict.code).toBe(1);
     const report = JSON.parse(strict.out) as ImportReport;
     expect(report.status).toBe('refused');
     expect(report.error).toMatch(/--strict: the source has 6 anomalies; nothing was imported/);
-    const dry = run(t, ...importArgs('--dry-run', '--json'));
+    const dry = await run(t, ...importArgs('--dry-run', '--json'));
     expect(dry.code, dry.err).toBe(0);
     const dr = JSON.parse(dry.out) as ImportReport;
     expect(dr.credits).toMatchObject({ tally_total: fixture.total, match: true });
@@ -151,8 +115,8 @@ describe(`tally import video-credits (${TARGET})`, () => {
   it('killed with SIGKILL mid-import, --resume completes it exactly: every account once, reconcile clean', async () => {
     const t = newTarget();
     // Migrate first, so the import is killed while importing rather than while migrating.
-    expect(run(t, 'migrate').code).toBe(0);
-    const child = spawn(process.execPath, [...cli, ...importArgs('--batch-size', '2')], { env: envOf(t), cwd: join(import.meta.dirname, '..'), stdio: ['ignore', 'pipe', 'pipe'] });
+    expect((await run(t, 'migrate')).code).toBe(0);
+    const child = spawn(process.execPath, [...ih.cli, ...importArgs('--batch-size', '2')], { env: ih.env(t), cwd: join(import.meta.dirname, '..'), stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
     await new Promise<void>((resolve, reject) => {
       child.stderr.on('data', (d: Buffer) => {
@@ -170,7 +134,7 @@ describe(`tally import video-credits (${TARGET})`, () => {
     expect(partial.size).toBeGreaterThan(0);
     expect(partial.size).toBeLessThan(fixture.balances.size);
 
-    const resumed = run(t, ...importArgs('--resume', '--json'));
+    const resumed = await run(t, ...importArgs('--resume', '--json'));
     expect(resumed.code, resumed.err).toBe(0);
     const report = JSON.parse(resumed.out) as ImportReport;
     expect(report.resumed).toBe(true);
@@ -181,6 +145,6 @@ describe(`tally import video-credits (${TARGET})`, () => {
       const [h] = await q<{ n: number }>('select count(*)::int as n from T.imported_credit_history');
       expect(h?.n).toBe(fixture.transactions);
     });
-    expect(run(t, 'reconcile').code).toBe(0);
+    expect((await run(t, 'reconcile')).code).toBe(0);
   });
 });

@@ -11,6 +11,7 @@ import { InvalidationBus } from '../db/invalidation-bus.js';
 import { Invalidations } from '../lib/invalidations.js';
 import pino from 'pino';
 import type { FastifyBaseLogger } from 'fastify';
+import type { CliIo } from './io.js';
 
 const silentLogger = pino({ level: 'silent' }) as unknown as FastifyBaseLogger;
 
@@ -20,20 +21,20 @@ const silentLogger = pino({ level: 'silent' }) as unknown as FastifyBaseLogger;
  * Idempotent: running it twice for the same time changes nothing the second time. It writes real
  * entries stamped at TIME; `--dry-run` shows what it would do and keeps nothing.
  */
-export async function billingRunCommand(opts: { at?: string; json?: boolean; dryRun?: boolean }): Promise<number> {
+export async function billingRunCommand(opts: { at?: string; json?: boolean; dryRun?: boolean }, io: CliIo): Promise<number> {
   const at = opts.at ? new Date(opts.at) : new Date();
   if (Number.isNaN(at.getTime())) {
-    process.stderr.write(`billing run: --at must be an ISO 8601 time, got "${opts.at}"\n`);
+    io.err(`billing run: --at must be an ISO 8601 time, got "${opts.at}"\n`);
     return 2;
   }
-  const { config } = loadConfig();
+  const { config } = loadConfig(io.env);
   let database;
   try {
-    database = await openMigrated('billing run', config);
+    database = await openMigrated(io, 'billing run', config);
   } catch (err) {
     // No HTTP route runs billing at a chosen time: the server's scheduler runs what is due now by itself.
     if (err instanceof DataDirLocked) {
-      return refuse(err, `it runs what billing has due by itself (every 30 s); ${stopItTo('billing run')}${opts.at || opts.dryRun ? ` with ${opts.at ? '--at' : '--dry-run'}` : ''}`);
+      return refuse(io, err, `it runs what billing has due by itself (every 30 s); ${stopItTo('billing run')}${opts.at || opts.dryRun ? ` with ${opts.at ? '--at' : '--dry-run'}` : ''}`);
     }
     throw err;
   }
@@ -46,7 +47,7 @@ export async function billingRunCommand(opts: { at?: string; json?: boolean; dry
     const credits = new CreditsService(database, { ...config.credits, maxParallel: 1 }, clock, httpAnswers, invalidations);
     const subscriptions = new SubscriptionsService(database, new CatalogService(config.billing ?? DEFAULT_BILLING), credits, clock, invalidations);
     try {
-      return opts.dryRun ? await preview(subscriptions, at, opts.json ?? false) : await advanceAll(subscriptions, at, opts.json ?? false);
+      return opts.dryRun ? await preview(io, subscriptions, at, opts.json ?? false) : await advanceAll(io, subscriptions, at, opts.json ?? false);
     } finally {
       await bus?.close();
     }
@@ -55,7 +56,7 @@ export async function billingRunCommand(opts: { at?: string; json?: boolean; dry
   }
 }
 
-async function advanceAll(subscriptions: SubscriptionsService, at: Date, json: boolean): Promise<number> {
+async function advanceAll(io: CliIo, subscriptions: SubscriptionsService, at: Date, json: boolean): Promise<number> {
   let processed = 0;
   const failed: { subscription_id: string; error: string }[] = [];
   for (;;) {
@@ -64,28 +65,28 @@ async function advanceAll(subscriptions: SubscriptionsService, at: Date, json: b
     failed.push(...r.errors);
     if (r.processed === 0 || r.errors.length > 0) break;
   }
-  if (json) process.stdout.write(JSON.stringify({ at: at.toISOString(), processed, errors: failed }) + '\n');
+  if (json) io.out(JSON.stringify({ at: at.toISOString(), processed, errors: failed }) + '\n');
   else {
-    process.stdout.write(`billing run at ${at.toISOString()}: ${processed} subscription(s) advanced\n`);
-    for (const f of failed) process.stdout.write(`FAILED ${f.subscription_id}: ${f.error}\n`);
+    io.out(`billing run at ${at.toISOString()}: ${processed} subscription(s) advanced\n`);
+    for (const f of failed) io.out(`FAILED ${f.subscription_id}: ${f.error}\n`);
   }
   return failed.length === 0 ? 0 : 1;
 }
 
 /** `--dry-run`: each due subscription advanced and rolled back, and what it would have done. */
-async function preview(subscriptions: SubscriptionsService, at: Date, json: boolean): Promise<number> {
+async function preview(io: CliIo, subscriptions: SubscriptionsService, at: Date, json: boolean): Promise<number> {
   const due = await subscriptions.previewDue(at);
   if (json) {
-    process.stdout.write(JSON.stringify({ at: at.toISOString(), dry_run: true, due }) + '\n');
+    io.out(JSON.stringify({ at: at.toISOString(), dry_run: true, due }) + '\n');
   } else {
-    process.stdout.write(`billing run at ${at.toISOString()} (dry run: nothing written): ${due.length} subscription(s) due\n`);
+    io.out(`billing run at ${at.toISOString()} (dry run: nothing written): ${due.length} subscription(s) due\n`);
     for (const d of due) {
       if ('error' in d) {
-        process.stdout.write(`  ${d.subscription_id}: would fail: ${d.error}\n`);
+        io.out(`  ${d.subscription_id}: would fail: ${d.error}\n`);
         continue;
       }
-      process.stdout.write(`  ${d.subscription_id} (user ${d.user_id}): ${d.status.from} → ${d.status.to}, period end ${d.period_end.from} → ${d.period_end.to}\n`);
-      for (const e of d.ledger) process.stdout.write(`      ${e.type} ${e.amount > 0 ? '+' : ''}${e.amount}${e.reason ? `  ${e.reason}` : ''}\n`);
+      io.out(`  ${d.subscription_id} (user ${d.user_id}): ${d.status.from} → ${d.status.to}, period end ${d.period_end.from} → ${d.period_end.to}\n`);
+      for (const e of d.ledger) io.out(`      ${e.type} ${e.amount > 0 ? '+' : ''}${e.amount}${e.reason ? `  ${e.reason}` : ''}\n`);
     }
   }
   return due.some((d) => 'error' in d) ? 1 : 0;

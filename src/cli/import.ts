@@ -12,6 +12,7 @@ import { openPostgresSource, type SourceDb } from '../modules/import/import.sour
 import { openSqliteSource } from '../modules/import/import.source.sqlite.js';
 import { openMigrated } from './open.js';
 import { directOrElse, refuse, stopItTo } from './running-server.js';
+import type { CliIo } from './io.js';
 
 export interface ImportCommandOptions {
   from: string;
@@ -31,29 +32,29 @@ export interface ImportCommandOptions {
  * completed and every credit matches; 1 when it was refused (`--strict`), failed, or does not match;
  * 2 for bad arguments. Progress goes to stderr, the report to stdout (and `--report <file>` as JSON).
  */
-export async function importCommand(opts: ImportCommandOptions): Promise<number> {
+export async function importCommand(opts: ImportCommandOptions, io: CliIo): Promise<number> {
   if (opts.schema !== undefined && !(SHAPE_NAMES as readonly string[]).includes(opts.schema)) {
-    process.stderr.write(`import: unknown --schema ${opts.schema} (one of ${SHAPE_NAMES.join(', ')})\n`);
+    io.err(`import: unknown --schema ${opts.schema} (one of ${SHAPE_NAMES.join(', ')})\n`);
     return 2;
   }
   const batchSize = Number(opts.batchSize);
   if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) {
-    process.stderr.write('import: --batch-size is a whole number from 1 to 10000\n');
+    io.err('import: --batch-size is a whole number from 1 to 10000\n');
     return 2;
   }
   const postgres = /^postgres(ql)?:\/\//.test(opts.from);
-  if (!postgres && isExportDir(opts.from)) return restoreCommand(opts.from, opts.json ?? false);
+  if (!postgres && isExportDir(opts.from)) return restoreCommand(io, opts.from, opts.json ?? false);
   if (!postgres && !existsSync(opts.from)) {
-    process.stderr.write(`import: --from takes a PostgreSQL URL (postgres://…) or an existing SQLite file; ${opts.from} is neither\n`);
+    io.err(`import: --from takes a PostgreSQL URL (postgres://…) or an existing SQLite file; ${opts.from} is neither\n`);
     return 2;
   }
-  const { config } = loadConfig();
+  const { config } = loadConfig(io.env);
   return directOrElse(
     async () => {
-      const database = await openMigrated('import', config);
+      const database = await openMigrated(io, 'import', config);
       if (!database) return 1;
       let src: SourceDb | null = null;
-      const progress = new Progress();
+      const progress = new Progress(io);
       try {
         src = postgres ? await openPostgresSource(opts.from, opts.sourceSchema) : await openSqliteSource(opts.from);
         const secrets = new SecretBox(config.encryptionKey, config.encryptionKeysOld ?? []);
@@ -73,12 +74,12 @@ export async function importCommand(opts: ImportCommandOptions): Promise<number>
         );
         progress.end();
         if (opts.report) writeFileSync(opts.report, `${JSON.stringify(report, null, 2)}\n`);
-        process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : humanReport(report));
+        io.out(opts.json ? `${JSON.stringify(report, null, 2)}\n` : humanReport(report));
         return report.status === 'completed' && report.credits.match && report.reconcile.ok ? 0 : 1;
       } catch (err) {
         progress.end();
         if (err instanceof ImportRefused) {
-          process.stderr.write(`import: ${err.message}\n`);
+          io.err(`import: ${err.message}\n`);
           return 1;
         }
         throw err;
@@ -87,7 +88,7 @@ export async function importCommand(opts: ImportCommandOptions): Promise<number>
         await database.close();
       }
     },
-    (locked) => refuse(locked, stopItTo('tally import')),
+    (locked) => refuse(io, locked, stopItTo('tally import')),
   );
 }
 
@@ -95,28 +96,28 @@ export async function importCommand(opts: ImportCommandOptions): Promise<number>
  * `tally import --from <export dir>`: restores a `tally export` into this (empty) database, exactly,
  * then checks the ledger. Exit 0 when restored and `reconcile` is clean; 1 when refused or drifting.
  */
-async function restoreCommand(dir: string, json: boolean): Promise<number> {
-  const { config } = loadConfig();
+async function restoreCommand(io: CliIo, dir: string, json: boolean): Promise<number> {
+  const { config } = loadConfig(io.env);
   return directOrElse(
     async () => {
-      const database = await openMigrated('import', config);
+      const database = await openMigrated(io, 'import', config);
       if (!database) return 1;
       try {
         const outcome = await restoreExport(database, dir);
         if (!outcome.ok) {
-          process.stderr.write(`import: ${outcome.message}\n`);
+          io.err(`import: ${outcome.message}\n`);
           return 1;
         }
         const r = await reconcile(database);
         const report = { detection: `a Tally export (${dir})`, status: 'completed', tables: outcome.tables, reconcile: { ok: r.ok, accounts: r.accounts, drift: r.drift.length } };
         const rows = outcome.tables.reduce((a, t) => a + t.rows, 0);
-        process.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : `restored ${rows} rows of ${outcome.tables.length} tables from ${dir}; reconcile: ${r.ok ? 'ok' : `${r.drift.length} problem(s)`} over ${r.accounts} accounts\n`);
+        io.out(json ? `${JSON.stringify(report, null, 2)}\n` : `restored ${rows} rows of ${outcome.tables.length} tables from ${dir}; reconcile: ${r.ok ? 'ok' : `${r.drift.length} problem(s)`} over ${r.accounts} accounts\n`);
         return r.ok ? 0 : 1;
       } finally {
         await database.close();
       }
     },
-    (locked) => refuse(locked, stopItTo('tally import')),
+    (locked) => refuse(io, locked, stopItTo('tally import')),
   );
 }
 
@@ -125,7 +126,11 @@ class Progress {
   private last = 0;
   private table = '';
   private drawn = false;
-  private readonly tty = process.stderr.isTTY === true;
+  private readonly tty: boolean;
+
+  constructor(private readonly io: CliIo) {
+    this.tty = io.errIsTTY;
+  }
 
   tell(p: { table: string; read: number; total: number; imported: number; skipped: number }): void {
     const now = Date.now();
@@ -139,13 +144,13 @@ class Progress {
     const bar = '#'.repeat(Math.floor(pct / 5)).padEnd(20, '.');
     const line = `import ${p.table} [${bar}] ${pct}% ${p.read}/${p.total} read, ${p.imported} imported, ${p.skipped} skipped`;
     if (this.tty) {
-      process.stderr.write(`\r\x1b[2K${line}`);
+      this.io.err(`\r\x1b[2K${line}`);
       this.drawn = true;
-    } else process.stderr.write(`${line}\n`);
+    } else this.io.err(`${line}\n`);
   }
 
   end(): void {
-    if (this.drawn) process.stderr.write('\n');
+    if (this.drawn) this.io.err('\n');
     this.drawn = false;
   }
 }

@@ -1,25 +1,41 @@
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/config.js';
 import { VERSION } from '../version.js';
 import type { ImportCommandOptions } from './import.js';
+import { type CliIo, processIo } from './io.js';
 
 // Each command's module is loaded when that command runs: `tally keys create` beside a running
 // server, or `tally --help`, need not load the whole server first (issue 17).
 
-/** The `tally` command line. Every command reads the same configuration as the server. */
+/** The `tally` binary: the command line on this process's environment and output. */
 export async function main(argv: string[]): Promise<void> {
+  process.exitCode = await run(argv, processIo);
+}
+
+/**
+ * The `tally` command line on `io` (src/cli/io.ts); answers the exit code. Every command reads the
+ * same configuration as the server. `start` and `bench` run on the process itself (they serve and
+ * measure until stopped); every other command runs on `io` alone, so a caller can run it in its own process.
+ */
+export async function run(argv: string[], io: CliIo): Promise<number> {
+  let code = 0;
   const program = new Command()
     .name('tally')
     .description('Accounts, credits and usage backend for AI apps')
     .version(VERSION)
-    .showHelpAfterError();
+    .showHelpAfterError()
+    // Help, --version and bad arguments end the run with their code instead of the process.
+    .exitOverride()
+    .configureOutput({ writeOut: (text) => io.out(text), writeErr: (text) => io.err(text) });
 
-  program.command('start', { isDefault: true }).description('migrate and start the HTTP server').action(async () => (await import('./start.js')).startCommand());
+  program.command('start', { isDefault: true }).description('migrate and start the HTTP server').action(async () => {
+    code = await (await import('./start.js')).startCommand();
+  });
   program
     .command('migrate')
     .description('apply pending SQL migrations')
     .action(async () => {
-      process.exitCode = await (await import('./migrate.js')).migrateCommand();
+      code = await (await import('./migrate.js')).migrateCommand(io);
     });
   program
     .command('typegen')
@@ -27,7 +43,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('-o, --out <file>', 'output file', 'src/db/database.types.ts')
     .option('--check', 'exit 1 if the file differs from the live schema instead of writing it')
     .action(async (opts: { out: string; check?: boolean }) => {
-      process.exitCode = await (await import('./typegen.js')).typegenCommand(opts);
+      code = await (await import('./typegen.js')).typegenCommand(opts, io);
     });
   program
     .command('billing')
@@ -38,14 +54,14 @@ export async function main(argv: string[]): Promise<void> {
     .option('--json', 'print the outcome as JSON')
     .option('--dry-run', 'show what would be done (statuses, periods, ledger entries) and write nothing')
     .action(async (opts: { at?: string; json?: boolean; dryRun?: boolean }) => {
-      process.exitCode = await (await import('./billing.js')).billingRunCommand(opts);
+      code = await (await import('./billing.js')).billingRunCommand(opts, io);
     });
   program
     .command('reconcile')
     .description('verify every balance against its ledger and every hold against its status; exit 1 on drift')
     .option('--json', 'print the report as JSON')
     .action(async (opts: { json?: boolean }) => {
-      process.exitCode = await (await import('./reconcile.js')).reconcileCommand(opts);
+      code = await (await import('./reconcile.js')).reconcileCommand(opts, io);
     });
   program
     .command('audit')
@@ -54,7 +70,7 @@ export async function main(argv: string[]): Promise<void> {
     .description("walk the audit log's hash chain from the first row to the head; exit 1 on any break (a row changed, removed or unsealed)")
     .option('--json', 'print the report as JSON')
     .action(async (opts: { json?: boolean }) => {
-      process.exitCode = await (await import('./audit.js')).auditVerifyCommand(opts);
+      code = await (await import('./audit.js')).auditVerifyCommand(opts, io);
     });
   program
     .command('import')
@@ -70,7 +86,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--batch-size <n>', 'rows per batch, one transaction each', '500')
     .option('--owner <user>', "app-builder: the user (id or e-mail, in Tally or the source's users) who owns 000's ownerless projects, AI work and service tokens")
     .action(async (opts: ImportCommandOptions) => {
-      process.exitCode = await (await import('./import.js')).importCommand(opts);
+      code = await (await import('./import.js')).importCommand(opts, io);
     });
   program
     .command('export')
@@ -78,7 +94,7 @@ export async function main(argv: string[]): Promise<void> {
     .requiredOption('--to <dir>', 'the directory to write (created if missing)')
     .option('--json', 'print the manifest as JSON')
     .action(async (opts: { to: string; json?: boolean }) => {
-      process.exitCode = await (await import('./export.js')).exportCommand(opts);
+      code = await (await import('./export.js')).exportCommand(opts, io);
     });
   program
     .command('storage')
@@ -87,7 +103,7 @@ export async function main(argv: string[]): Promise<void> {
     .description('compare the object rows with what the storage driver holds; exit 1 on missing or orphaned bytes')
     .option('--json', 'print the report as JSON')
     .action(async (opts: { json?: boolean }) => {
-      process.exitCode = await (await import('./storage.js')).storageCheckCommand(opts);
+      code = await (await import('./storage.js')).storageCheckCommand(opts, io);
     });
   program
     .command('bench')
@@ -98,11 +114,11 @@ export async function main(argv: string[]): Promise<void> {
       // Loaded only when asked for: the bench needs autocannon and stripe, development dependencies.
       if (opts.soak !== undefined) {
         const { soakCommand } = await import('../../bench/src/soak.js');
-        process.exitCode = await soakCommand(opts);
+        code = await soakCommand(opts);
         return;
       }
       const { benchCommand } = await import('../../bench/src/run.js');
-      process.exitCode = await benchCommand(opts);
+      code = await benchCommand(opts);
     });
   program
     .command('secrets')
@@ -111,7 +127,7 @@ export async function main(argv: string[]): Promise<void> {
     .description('re-encrypt every sealed value under TALLY_ENCRYPTION_KEY (old keys in TALLY_ENCRYPTION_KEYS_OLD)')
     .option('--json', 'print the report as JSON')
     .action(async (opts: { json?: boolean }) => {
-      process.exitCode = await (await import('./secrets.js')).secretsRotateCommand(opts);
+      code = await (await import('./secrets.js')).secretsRotateCommand(opts, io);
     });
   const keys = program.command('keys').description('manage API keys');
   keys
@@ -122,16 +138,18 @@ export async function main(argv: string[]): Promise<void> {
     .option('-s, --scopes <scopes>', 'comma-separated scopes', '*')
     .option('--expires-at <iso>', 'expiry time (RFC 3339)')
     .action(async (opts: { user: string; name: string; scopes: string; expiresAt?: string }) => {
-      process.exitCode = await (await import('./keys.js')).keysCreateCommand(opts);
+      code = await (await import('./keys.js')).keysCreateCommand(opts, io);
     });
 
   try {
     await program.parseAsync(argv);
   } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
     if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`);
-      process.exit(2);
+      io.err(`${err.message}\n`);
+      return 2;
     }
     throw err;
   }
+  return code;
 }

@@ -1,5 +1,6 @@
 import type { Config } from '../config/config.js';
 import { DataDirLocked, type LockHolder } from '../db/data-dir-lock.js';
+import type { CliIo } from './io.js';
 
 /**
  * What the CLI does when another process holds the PGlite directory (src/db/data-dir-lock.ts):
@@ -16,8 +17,8 @@ export function who(holder: LockHolder): string {
 }
 
 /** One line on stderr: who holds the directory and what to do; returns the exit code 2. */
-export function refuse(locked: DataDirLocked, what: string): number {
-  process.stderr.write(`tally: ${who(locked.holder)} has the embedded database open (${locked.dataDir}); ${what}\n`);
+export function refuse(io: CliIo, locked: DataDirLocked, what: string): number {
+  io.err(`tally: ${who(locked.holder)} has the embedded database open (${locked.dataDir}); ${what}\n`);
   return REFUSED;
 }
 
@@ -45,6 +46,7 @@ export interface ServerAnswer {
  * — prints one line and returns the exit code 2.
  */
 export async function callServer(
+  io: CliIo,
   command: string,
   locked: DataDirLocked,
   config: Config,
@@ -53,7 +55,7 @@ export async function callServer(
   body?: unknown,
 ): Promise<ServerAnswer | number> {
   const url = locked.holder.url;
-  if (!url) return refuse(locked, `it is not serving HTTP (yet); wait for it to finish starting, or ${stopItTo(command)}`);
+  if (!url) return refuse(io, locked, `it is not serving HTTP (yet); wait for it to finish starting, or ${stopItTo(command)}`);
   let res: Response;
   try {
     res = await fetch(dialable(url) + path, {
@@ -67,7 +69,7 @@ export async function callServer(
     });
   } catch (err) {
     const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err instanceof Error ? err.message : String(err));
-    return refuse(locked, `it could not be reached to run \`${command}\` (${cause}); ${stopItTo(command)}`);
+    return refuse(io, locked, `it could not be reached to run \`${command}\` (${cause}); ${stopItTo(command)}`);
   }
   const text = await res.text();
   let parsed: unknown = text;
@@ -77,7 +79,7 @@ export async function callServer(
     // not JSON: keep the text
   }
   if (res.status === 401 || res.status === 403) {
-    return refuse(locked, `it refused this configuration's service key (${res.status}); run \`${command}\` with the server's TALLY_SERVICE_KEY`);
+    return refuse(io, locked, `it refused this configuration's service key (${res.status}); run \`${command}\` with the server's TALLY_SERVICE_KEY`);
   }
   return { status: res.status, body: parsed };
 }

@@ -10,8 +10,11 @@ import { migrate } from '../db/migrate.js';
 import { createLogger } from '../logger.js';
 import { startScheduler } from '../scheduler.js';
 
-/** `tally start`: migrate, serve, and print where to find everything. */
-export async function startCommand(): Promise<void> {
+/**
+ * `tally start`: migrate, serve, and print where to find everything. Answers once serving (0) or
+ * refused (2); the process then lives until a signal stops it.
+ */
+export async function startCommand(): Promise<number> {
   const { config, generatedSecrets } = loadConfig();
   const logger = createLogger(config.logLevel);
   let database;
@@ -23,8 +26,7 @@ export async function startCommand(): Promise<void> {
       `tally: ${who(err.holder)} already has the embedded database open (${err.dataDir}); ` +
         `${err.holder.url ? 'use that server, or stop it' : 'wait for it to finish, or stop it'} before starting another, or give this one its own TALLY_DATA_DIR\n`,
     );
-    process.exitCode = REFUSED;
-    return;
+    return REFUSED;
   }
   const outcome = await migrate(database);
   if (!outcome.ok) {
@@ -93,4 +95,5 @@ export async function startCommand(): Promise<void> {
   };
   process.once('SIGINT', () => void shutdown('SIGINT'));
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  return 0;
 }
