@@ -56,10 +56,25 @@ export async function revenueSeries(db: Executor, schema: string, bucket: Bucket
 }
 
 /** Totals now, across the whole database. */
+/** The one row of the totals: counts and sums come back as int8/numeric text or numbers by driver. */
+type Num = string | number;
+export interface StatsTotalsRow {
+  users: Num;
+  balance: Num;
+  held: Num;
+  credited: Num;
+  spent: Num;
+  expired: Num;
+  events: Num;
+  unmatched_payments: Num;
+  failed_webhooks: Num;
+  rejected_webhooks: Num;
+}
+
 export async function statsTotals(db: Executor, schema: string) {
   const t = (name: string) => sql.table(`${schema}.${name}`);
   const one = (
-    await sql<Record<string, string | number>>`select
+    await sql<StatsTotalsRow>`select
       (select count(*) from ${t('users')}) as users,
       (select coalesce(sum(balance), 0) from ${t('credit_accounts')}) as balance,
       (select coalesce(sum(held), 0) from ${t('credit_accounts')}) as held,

@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { type AnswerCodec, type IdempotencyScope, KeyRecordedMeanwhile } from '../idempotency/idempotency.js';
-import { type Recorded, recordRows, recordsCte, type Replay, replayMap, replaysParams, replaysQuery } from '../idempotency/idempotency.batch.js';
+import { type Recorded, recordRows, recordsCte, type Replay, replayMap, replaysParams, replaysQuery, type StoredKeyRow } from '../idempotency/idempotency.batch.js';
 import { type RunStatement, type Statement, statement, type WritePart, writePlaceholders, writeValues } from '../../db/statements.js';
 import type { AccountState, GrantState, HoldState, RefundTarget, SpenderState } from './credits.js';
 import type { EngineOutput } from './credits.engine.js';
@@ -9,15 +9,7 @@ import { must } from '../../lib/must.js';
 import { ledgerEntryColumn, storedBody, storedBodyText } from './credits.stored-answers.js';
 
 /** A stored answer of `replaysQuery`, with the ledger row a compact one names (`ledgerEntryColumn`). */
-type ReplayRow = {
-  principal: string;
-  key: string;
-  operation: string | null;
-  request_hash: string;
-  status_code: number;
-  response_body: string | null;
-  entry: EntryRow | null;
-};
+type ReplayRow = StoredKeyRow & { entry: EntryRow | null };
 /** Sums are numeric: a string from `pg`; Number() reads either driver's answer. */
 type Sum = string | number;
 type SpenderRow = {

@@ -96,17 +96,27 @@ export function replaysQuery(table: string, principals: string, keys: string, ex
 /** The parameters of `replaysQuery`. */
 export const replaysParams = (scopes: readonly IdempotencyScope[]): [string[], string[]] => [scopes.map((s) => s.principal), scopes.map((s) => s.key)];
 
+/** A row of `replaysQuery` (the stored record's columns; callers' `extra` columns come on top). */
+export interface StoredKeyRow {
+  principal: string;
+  key: string;
+  operation: string | null;
+  request_hash: string;
+  status_code: number;
+  response_body: string | null;
+}
+
 /** The rows of `replaysQuery`, by key; `bodyOf` reads a stored answer's body (default: its JSON). */
-export function replayMap<R extends Record<string, unknown>>(
+export function replayMap<R extends StoredKeyRow>(
   rows: readonly R[],
   codec: AnswerCodec,
-  bodyOf: (row: R) => unknown = (k) => parseStored(k['response_body'] as string | null),
+  bodyOf: (row: R) => unknown = (k) => parseStored(k.response_body),
 ): Map<string, Replay> {
   const replays = new Map<string, Replay>();
   for (const k of rows) {
-    const outcome = codec.decode({ status: Number(k['status_code']), body: bodyOf(k) });
-    const stored = { operation: (k['operation'] as string | null) ?? null, requestHash: k['request_hash'] as string };
-    replays.set(scopeKey({ principal: String(k['principal']), key: String(k['key']) }), { stored, outcome });
+    const outcome = codec.decode({ status: Number(k.status_code), body: bodyOf(k) });
+    const stored = { operation: k.operation ?? null, requestHash: k.request_hash };
+    replays.set(scopeKey({ principal: k.principal, key: k.key }), { stored, outcome });
   }
   return replays;
 }
