@@ -1,4 +1,5 @@
 import { newId } from '../../lib/ids.js';
+import { GIT_PROVIDERS, SYNC_STATUSES } from '../ide/ide.lifecycles.js';
 import type { Anomaly, TableStep } from './import.js';
 import { date, int, json, str } from './import.rows.js';
 import type { SourceDb } from './import.source.js';
@@ -222,8 +223,9 @@ const codeAnalyses = mappedStep({
   },
 });
 
-const GIT_PROVIDERS = new Set(['github', 'gitlab', 'bitbucket']);
-const SYNC_STATUSES = new Set(['idle', 'syncing', 'error']);
+// Tally's own words for a repository (002's are the same): anything else is an unknown value.
+const GIT_PROVIDER_SET = new Set<string>(GIT_PROVIDERS);
+const SYNC_STATUS_SET = new Set<string>(SYNC_STATUSES);
 
 const gitRepositories = mappedStep({
   table: 'git_repositories',
@@ -233,7 +235,7 @@ const gitRepositories = mappedStep({
   conflictRule: 'Tally already has a git repository for this project (one per project): not imported',
   map(r, owners, ctx) {
     const branch = str(r.default_branch) ?? 'main';
-    if (!GIT_PROVIDERS.has(String(r.provider)) || !fits(r.repo_url, 2048, 1) || !fits(r.repo_full_name, 255) || !fits(branch, 255, 1) || (r.sync_status !== null && !SYNC_STATUSES.has(String(r.sync_status)))) {
+    if (!GIT_PROVIDER_SET.has(String(r.provider)) || !fits(r.repo_url, 2048, 1) || !fits(r.repo_full_name, 255) || !fits(branch, 255, 1) || (r.sync_status !== null && !SYNC_STATUS_SET.has(String(r.sync_status)))) {
       return unknownValue('A git repository whose provider, URL, branch or sync status Tally cannot take as it is is not imported', { provider: r.provider, sync_status: r.sync_status });
     }
     const id = newId('gitRepository');
