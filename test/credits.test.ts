@@ -327,18 +327,30 @@ describe(`credits ledger over HTTP (${TARGET})`, () => {
     await expectReconciled();
   });
 
-  it('credits refunded after their grant expired come back as a non-expiring refund grant', async () => {
+  it('credits refunded after their grant expired come back with that grant and expire again at once: the spendable balance does not rise', async () => {
     const u = await makeUser(app);
     const soon = new Date(Date.now() + 1200).toISOString();
-    await post('/v1/credits/grant', { user_id: u.id, amount: 10, reason: 'short', expires_at: soon, class: 'RC' });
-    const d = await post('/v1/credits/debit', { user_id: u.id, amount: 6, reason: 'x' });
+    const later = new Date(Date.now() + 3_600_000).toISOString();
+    const short = await post('/v1/credits/grant', { user_id: u.id, amount: 10, reason: 'promo', expires_at: soon, class: 'RC' });
+    const long = await post('/v1/credits/grant', { user_id: u.id, amount: 10, reason: 'promo', expires_at: later, class: 'RC' });
+    // Takes all 10 of the short grant (soonest), 5 of the long one; the bonus (3) is untouched.
+    const d = await post('/v1/credits/debit', { user_id: u.id, amount: 15, reason: 'x' });
+    expect(d.body.balance.balance).toBe(8);
     await new Promise((r) => setTimeout(r, 1300));
-    const r = await post('/v1/credits/refund', { user_id: u.id, amount: 6, reason: 'failed job', transaction_id: d.body.transaction.id });
+    const r = await post('/v1/credits/refund', { user_id: u.id, amount: 15, reason: 'failed job', transaction_id: d.body.transaction.id });
     expect(r.status).toBe(201);
-    const types = (await svc.get(`/v1/users/${u.id}/transactions`)).body.data.map((t: { type: string; amount: number }) => [t.type, t.amount]);
-    expect(types.slice(0, 2)).toEqual([['refund', 6], ['expiry', -4]]);
-    expect(r.body.balance.grants).toContainEqual(expect.objectContaining({ source: 'refund', class: 'RC', remaining: 6, expires_at: null }));
-    expect(r.body.balance.balance).toBe(9);
+    expect(r.body.transaction).toMatchObject({ type: 'refund', amount: 15, balance_after: 23 });
+    const tx = (await svc.get(`/v1/users/${u.id}/transactions`)).body.data as { type: string; amount: number; grant_id: string | null }[];
+    // Newest first: the expired grant's 10 leave again right after the refund, from that grant.
+    expect(tx.slice(0, 2).map((t) => [t.type, t.amount])).toEqual([['expiry', -10], ['refund', 15]]);
+    expect(tx[0]?.grant_id).toBe(short.body.transaction.grant_id);
+    // No new grant: the live one has its 5 back with its class and expiry, the balance rose by 5 only.
+    expect(r.body.balance.grants).not.toContainEqual(expect.objectContaining({ source: 'refund' }));
+    expect(r.body.balance.grants).toContainEqual(
+      expect.objectContaining({ id: long.body.transaction.grant_id, class: 'RC', remaining: 10, expires_at: expect.any(String) }),
+    );
+    expect(r.body.balance).toMatchObject({ balance: 13, available: 13, total_spent: 0 });
+    expect((await post('/v1/credits/debit', { user_id: u.id, amount: 14, reason: 'more than is left' })).status).toBe(402);
     await expectReconciled();
   });
 });

@@ -65,6 +65,11 @@ export class Book {
     return [...this.grants.values()].filter((g) => g.remaining > 0).sort(compareGrants);
   }
 
+  /** Whether a grant's expiry has come at this batch's instant (live only while it backs open holds). */
+  pastDue(g: GrantState): boolean {
+    return g.expiresAt !== null && g.expiresAt.getTime() <= this.now.getTime();
+  }
+
   available(): number {
     return this.account.balance - this.account.held;
   }
