@@ -353,4 +353,26 @@ describe(`credits ledger over HTTP (${TARGET})`, () => {
     expect((await post('/v1/credits/debit', { user_id: u.id, amount: 14, reason: 'more than is left' })).status).toBe(402);
     await expectReconciled();
   });
+
+  it('a release inside a batch expires the past-due credits it freed before any later operation of the batch can spend them', async () => {
+    const u = await makeUser(app);
+    await post('/v1/credits/grant', { user_id: u.id, amount: 10, reason: 'promo', expires_at: new Date(Date.now() + 1200).toISOString() });
+    // The hold reserves everything (bonus 3 + promo 10), so the promo outlives its expiry while the hold is open.
+    const h = await post('/v1/holds', { user_id: u.id, amount: 13, expires_in_seconds: 600 });
+    expect(h.status).toBe(201);
+    await new Promise((r) => setTimeout(r, 1300));
+    const meta = { requestId: 'gap2', idem: null };
+    const results = await app.database.db.transaction().execute((trx) =>
+      app.services.credits.executeIn(trx, { userId: u.id }, [
+        { kind: 'release', ...meta, holdId: h.body.id },
+        { kind: 'debit', ...meta, amount: 4, reason: 'spend what the release freed', metadata: {} },
+        { kind: 'debit', ...meta, amount: 3, reason: 'the bonus', metadata: {} },
+      ]),
+    );
+    expect(results.map((r) => r.ok)).toEqual([true, false, true]);
+    const tx = (await svc.get(`/v1/users/${u.id}/transactions`)).body.data as { type: string; amount: number }[];
+    expect(tx.slice(0, 2).map((t) => [t.type, t.amount])).toEqual([['debit', -3], ['expiry', -10]]);
+    expect(await balanceOf(u.id)).toMatchObject({ balance: 0, held: 0, available: 0 });
+    await expectReconciled();
+  });
 });
