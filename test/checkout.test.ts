@@ -390,23 +390,47 @@ describe('attacker review of signed checkouts (F1, F2, F6)', () => {
     });
   }
 
-  it("lemonsqueezy: a signed checkout reference (the older path) follows the same rule: the victim's e-mail links no customer to the reference's user", async () => {
+  for (const provider of ['lemonsqueezy', 'creem'] as const) {
+    it(`${provider}: a signed checkout reference (the older path) follows the same rule: the victim's e-mail links no customer to the reference's user, and matches that one payment only`, async () => {
+      const victim = await makeUser(app, { is_email_verified: true });
+      const attacker = await makeUser(app, { is_email_verified: true });
+      const pkg = await packageFor(provider);
+      const ref = await svc().post('/v1/checkout-references', { user_id: attacker.id, package_id: pkg.id });
+      expect(ref.status).toBe(201);
+      const customerId = provider === 'lemonsqueezy' ? num() : rid('cust');
+      const paid = await pay(provider, { amount: pkg.price, metadata: { tally_ref: ref.body.reference as string }, checkoutId: rid('ch'), priceId: pkg.priceId, customerId, email: victim.email });
+      expect(paid.status).toBe(200);
+      expect(await paymentOf(provider, paid.paymentId)).toMatchObject({ user_id: attacker.id, match_status: 'matched' });
+      expect(await customersOf(attacker.id)).toEqual([]);
+      const plain = await pay(provider, { amount: pkg.price, metadata: {}, checkoutId: rid('ch'), priceId: pkg.priceId, customerId, email: victim.email });
+      expect(await paymentOf(provider, plain.paymentId)).toMatchObject({ user_id: victim.id, match_status: 'matched' });
+      // Underpaid with the reference: no grant, no link either.
+      const cheap = await pay(provider, { amount: 1, metadata: { tally_ref: ref.body.reference as string }, checkoutId: rid('ch'), priceId: pkg.priceId, customerId: provider === 'lemonsqueezy' ? num() : rid('cust'), email: attacker.email });
+      expect(await paymentOf(provider, cheap.paymentId)).toMatchObject({ match_status: 'unmatched' });
+      expect(await customersOf(attacker.id)).toEqual([]);
+      // Paying with his own verified address, the reference's user is linked as before.
+      const ownCustomer = provider === 'lemonsqueezy' ? num() : rid('cust');
+      const own = await pay(provider, { amount: pkg.price, metadata: { tally_ref: ref.body.reference as string }, checkoutId: rid('ch'), priceId: pkg.priceId, customerId: ownCustomer, email: attacker.email });
+      expect(await paymentOf(provider, own.paymentId)).toMatchObject({ user_id: attacker.id, match_status: 'matched' });
+      expect(await customersOf(attacker.id)).toEqual([ownCustomer]);
+    });
+  }
+
+  it("lemonsqueezy: a subscription carrying the attacker's signed reference and the victim's e-mail links no customer either", async () => {
     const victim = await makeUser(app, { is_email_verified: true });
     const attacker = await makeUser(app, { is_email_verified: true });
     const pkg = await packageFor('lemonsqueezy');
     const ref = await svc().post('/v1/checkout-references', { user_id: attacker.id, package_id: pkg.id });
     expect(ref.status).toBe(201);
     const customerId = num();
-    const paid = await pay('lemonsqueezy', { amount: pkg.price, metadata: { tally_ref: ref.body.reference as string }, checkoutId: rid('ch'), priceId: pkg.priceId, customerId, email: victim.email });
-    expect(paid.status).toBe(200);
-    expect(await paymentOf('lemonsqueezy', paid.paymentId)).toMatchObject({ user_id: attacker.id, match_status: 'matched' });
+    const created = await send.lemonsqueezy({
+      meta: { event_name: 'subscription_created', custom_data: { tally_ref: ref.body.reference as string }, test_mode: true },
+      data: { type: 'subscriptions', id: num(), attributes: { customer_id: Number(customerId), variant_id: Number(num()), user_email: victim.email, status: 'active', renews_at: '2026-02-01T00:00:00.000000Z', trial_ends_at: null, updated_at: '2026-01-01T00:00:00Z' } },
+    });
+    expect(created.status).toBe(200);
     expect(await customersOf(attacker.id)).toEqual([]);
     const plain = await pay('lemonsqueezy', { amount: pkg.price, metadata: {}, checkoutId: rid('ch'), priceId: pkg.priceId, customerId, email: victim.email });
     expect(await paymentOf('lemonsqueezy', plain.paymentId)).toMatchObject({ user_id: victim.id, match_status: 'matched' });
-    // Underpaid with the reference: no grant, no link either.
-    const cheap = await pay('lemonsqueezy', { amount: 1, metadata: { tally_ref: ref.body.reference as string }, checkoutId: rid('ch'), priceId: pkg.priceId, customerId: num(), email: attacker.email });
-    expect(await paymentOf('lemonsqueezy', cheap.paymentId)).toMatchObject({ match_status: 'unmatched' });
-    expect(await customersOf(attacker.id)).toEqual([]);
   });
 
   // (Not Stripe: Tally's Stripe session fixes the price, and a session is paid once — its id names

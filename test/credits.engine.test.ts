@@ -93,6 +93,53 @@ describe('ledger engine', () => {
     expect(out.holds[0]).toMatchObject({ status: 'expired' });
   });
 
+  describe('a past-due grant backing a hold is never spent by anything but the hold', () => {
+    const pastDue = () => grant(10, { expiresAt: new Date(now.getTime() - 1) });
+    const open = (amount: number): HoldState => ({
+      id: 'hold_pd', accountId: 'acc_u_u1', userId: 'u1', workspaceId: null, memberId: null, amount, captured: null, status: 'held',
+      expiresAt: later(600), transactionId: null, metadata: {}, resolvedAt: null, createdAt: now, isNew: false, dirty: false,
+    });
+    const grantOp = (amount: number): LedgerOp => ({
+      ...base, kind: 'grant', amount, reason: 'top-up', class: 'default', source: 'grant', expiresAt: null, priority: 0, metadata: {},
+    });
+
+    it('a release expires what it freed before a later operation of the batch can spend it', () => {
+      const out = run(account(10, 10), [pastDue()], [{ ...base, kind: 'release', holdId: 'hold_pd' }, debit(5)], { holds: [open(10)] });
+      expect(out.results.map(answerOf)).toEqual(['ok', 'insufficient_credits']);
+      expect(out.entries.map((e) => [e.type, e.amount])).toEqual([['expiry', -10]]);
+      expect(out.account).toMatchObject({ balance: 0, held: 0 });
+    });
+
+    it('a partial capture takes the past-due credits first and the rest expires at once', () => {
+      const out = run(account(10, 10), [pastDue()], [{ ...base, kind: 'capture', holdId: 'hold_pd', amount: 4, metadata: {} }, debit(1)], { holds: [open(10)] });
+      expect(out.results.map(answerOf)).toEqual(['ok', 'insufficient_credits']);
+      expect(out.entries.map((e) => [e.type, e.amount])).toEqual([['capture', -4], ['expiry', -6]]);
+      expect(out.account).toMatchObject({ balance: 0, held: 0 });
+    });
+
+    it('a debit while the hold is open is paid from unexpired grants, so the past-due ones still expire when the hold ends', () => {
+      const old = pastDue();
+      const out = run(account(10, 10), [old], [grantOp(5), debit(5), { ...base, kind: 'release', holdId: 'hold_pd' }], { holds: [open(10)] });
+      expect(out.results.map(answerOf)).toEqual(['created', 'created', 'ok']);
+      expect(out.entries.map((e) => [e.type, e.amount])).toEqual([['grant', 5], ['debit', -5], ['expiry', -10]]);
+      expect(out.account).toMatchObject({ balance: 0, held: 0 });
+    });
+
+    it('usage and clawbacks skip past-due grants too', () => {
+      const tiers = [{ name: 'credits', sources: 'other' as const, classes: null }];
+      const consume: LedgerOp = { ...base, kind: 'consume', amount: 5, reason: 'usage', metadata: {}, tiers };
+      const clawback: LedgerOp = { ...base, kind: 'clawback', amount: 5, reason: 'refund of pay_1', transactionId: null, metadata: {} };
+      for (const op of [consume, clawback]) {
+        const out = run(account(10, 10), [pastDue()], [grantOp(5), op, { ...base, kind: 'release', holdId: 'hold_pd' }], { holds: [open(10)] });
+        expect(out.results.map(answerOf), op.kind).toEqual(['created', 'created', 'ok']);
+        const topUp = must(out.grants.find((g) => g.isNew), 'the top-up grant');
+        expect(must(out.entries[1], op.kind).grantId, op.kind).toBe(topUp.id);
+        expect(out.entries.map((e) => e.type).at(-1), op.kind).toBe('expiry');
+        expect(out.account.balance, op.kind).toBe(0);
+      }
+    });
+  });
+
   it('capture takes at most the hold and releases the rest', () => {
     const hold: HoldState = {
       id: 'hold_3', accountId: 'acc_u_u1', userId: 'u1', workspaceId: null, memberId: null, amount: 10, captured: null, status: 'held',

@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reconcile } from '../src/modules/credits/credits.reconcile.js';
 import { client } from './support/client.js';
-import { makeUser, signUp } from './support/fixtures.js';
+import { makeApiKey, makeUser, signUp } from './support/fixtures.js';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';
 import { must } from '../src/lib/must.js';
 
@@ -65,7 +65,7 @@ describe(`credits ledger over HTTP (${TARGET})`, () => {
     expect(h.status).toBe(201);
     expect(h.body).toMatchObject({ status: 'held', amount: 30, user_id: u.id });
     expect(await balanceOf(u.id)).toMatchObject({ balance: 78, held: 30, available: 48 });
-    const c = await post(`/v1/holds/${h.body.id}/capture`, { amount: 12 });
+    const c = await post(`/v1/holds/${h.body.id}/capture`, { user_id: u.id, amount: 12 });
     expect(c.status).toBe(200);
     expect(c.body).toMatchObject({ status: 'captured', captured: 12 });
     expect(await balanceOf(u.id)).toMatchObject({ balance: 66, held: 0, available: 66, total_spent: 37 });
@@ -182,13 +182,13 @@ describe(`credits ledger over HTTP (${TARGET})`, () => {
     await post('/v1/credits/grant', { user_id: u.id, amount: 100, reason: 'p' });
     const h = await post('/v1/holds', { user_id: u.id, amount: 60 });
     expect((await post('/v1/holds', { user_id: u.id, amount: 50 })).status).toBe(402);
-    expect((await post(`/v1/holds/${h.body.id}/capture`, { amount: 61 })).status).toBe(400);
-    const rel = await post(`/v1/holds/${h.body.id}/release`, {});
+    expect((await post(`/v1/holds/${h.body.id}/capture`, { user_id: u.id, amount: 61 })).status).toBe(400);
+    const rel = await post(`/v1/holds/${h.body.id}/release`, { user_id: u.id });
     expect(rel.body).toMatchObject({ status: 'released', captured: null });
-    const again = await post(`/v1/holds/${h.body.id}/capture`, {});
+    const again = await post(`/v1/holds/${h.body.id}/capture`, { user_id: u.id });
     expect(again.status).toBe(409);
     expect(again.body.error.code).toBe('invalid_state');
-    expect((await post('/v1/holds/hold_nope/capture', {})).status).toBe(404);
+    expect((await post('/v1/holds/hold_nope/capture', { user_id: u.id })).status).toBe(404);
     expect(await balanceOf(u.id)).toMatchObject({ balance: 103, held: 0 });
     const list = (await svc.get(`/v1/users/${u.id}/holds?status=released`)).body.data;
     expect(list.map((x: { id: string }) => x.id)).toEqual([h.body.id]);
@@ -208,6 +208,39 @@ describe(`credits ledger over HTTP (${TARGET})`, () => {
     const captured = await post(`/v1/holds/${h.body.id}/capture`, { user_id: owner.id, amount: 1 });
     expect(captured.body).toMatchObject({ status: 'captured', captured: 1 });
     expect(await balanceOf(owner.id)).toMatchObject({ balance: 2, held: 0 });
+    await expectReconciled();
+  });
+
+  it("capture and release: the service must name the hold's owner, and no user settles a hold, another's or their own", async () => {
+    const [owner, stranger] = [await signUp(app), await signUp(app)];
+    const h = await post('/v1/holds', { user_id: owner.user.id, amount: 2 });
+    expect(h.status).toBe(201);
+    // The service with a hold id alone (an app passing its user's id through) settles nothing.
+    for (const [verb, bodies] of [['capture', [{}, { amount: 1 }, undefined]], ['release', [{}, undefined]]] as const) {
+      for (const body of bodies) {
+        const refused = await svc.post(`/v1/holds/${h.body.id}/${verb}`, body, { idempotencyKey: key() });
+        expect(refused.status, `${verb} ${JSON.stringify(body)}`).toBe(400);
+        expect(refused.body.error).toMatchObject({ code: 'invalid_request', details: { field: 'user_id' } });
+      }
+    }
+    // A user — the stranger (JWT or full-scope API key), or the hold's own user — gets 403 whatever the body names.
+    const strangerKey = (await makeApiKey(app, stranger.user.id)).key;
+    const ownerKey = (await makeApiKey(app, owner.user.id)).key;
+    for (const [who, api] of [
+      ['stranger jwt', stranger.api],
+      ['stranger api key', client(app.server, strangerKey)],
+      ['owner jwt', owner.api],
+      ['owner api key', client(app.server, ownerKey)],
+    ] as const) {
+      for (const [verb, body] of [['capture', { user_id: owner.user.id, amount: 0 }], ['release', { user_id: owner.user.id }], ['release', {}]] as const) {
+        const refused = await api.post(`/v1/holds/${h.body.id}/${verb}`, body, { idempotencyKey: key() });
+        expect(refused.status, `${who} ${verb}`).toBe(403);
+      }
+    }
+    expect((await svc.get(`/v1/holds/${h.body.id}`)).body).toMatchObject({ status: 'held', amount: 2 });
+    expect(await balanceOf(owner.user.id)).toMatchObject({ balance: 3, held: 2 });
+    const released = await post(`/v1/holds/${h.body.id}/release`, { user_id: owner.user.id });
+    expect(released.body).toMatchObject({ status: 'released' });
     await expectReconciled();
   });
 
@@ -327,18 +360,52 @@ describe(`credits ledger over HTTP (${TARGET})`, () => {
     await expectReconciled();
   });
 
-  it('credits refunded after their grant expired come back as a non-expiring refund grant', async () => {
+  it('credits refunded after their grant expired come back with that grant and expire again at once: the spendable balance does not rise', async () => {
     const u = await makeUser(app);
     const soon = new Date(Date.now() + 1200).toISOString();
-    await post('/v1/credits/grant', { user_id: u.id, amount: 10, reason: 'short', expires_at: soon, class: 'RC' });
-    const d = await post('/v1/credits/debit', { user_id: u.id, amount: 6, reason: 'x' });
+    const later = new Date(Date.now() + 3_600_000).toISOString();
+    const short = await post('/v1/credits/grant', { user_id: u.id, amount: 10, reason: 'promo', expires_at: soon, class: 'RC' });
+    const long = await post('/v1/credits/grant', { user_id: u.id, amount: 10, reason: 'promo', expires_at: later, class: 'RC' });
+    // Takes all 10 of the short grant (soonest), 5 of the long one; the bonus (3) is untouched.
+    const d = await post('/v1/credits/debit', { user_id: u.id, amount: 15, reason: 'x' });
+    expect(d.body.balance.balance).toBe(8);
     await new Promise((r) => setTimeout(r, 1300));
-    const r = await post('/v1/credits/refund', { user_id: u.id, amount: 6, reason: 'failed job', transaction_id: d.body.transaction.id });
+    const r = await post('/v1/credits/refund', { user_id: u.id, amount: 15, reason: 'failed job', transaction_id: d.body.transaction.id });
     expect(r.status).toBe(201);
-    const types = (await svc.get(`/v1/users/${u.id}/transactions`)).body.data.map((t: { type: string; amount: number }) => [t.type, t.amount]);
-    expect(types.slice(0, 2)).toEqual([['refund', 6], ['expiry', -4]]);
-    expect(r.body.balance.grants).toContainEqual(expect.objectContaining({ source: 'refund', class: 'RC', remaining: 6, expires_at: null }));
-    expect(r.body.balance.balance).toBe(9);
+    expect(r.body.transaction).toMatchObject({ type: 'refund', amount: 15, balance_after: 23 });
+    const tx = (await svc.get(`/v1/users/${u.id}/transactions`)).body.data as { type: string; amount: number; grant_id: string | null }[];
+    // Newest first: the expired grant's 10 leave again right after the refund, from that grant.
+    expect(tx.slice(0, 2).map((t) => [t.type, t.amount])).toEqual([['expiry', -10], ['refund', 15]]);
+    expect(tx[0]?.grant_id).toBe(short.body.transaction.grant_id);
+    // No new grant: the live one has its 5 back with its class and expiry, the balance rose by 5 only.
+    expect(r.body.balance.grants).not.toContainEqual(expect.objectContaining({ source: 'refund' }));
+    expect(r.body.balance.grants).toContainEqual(
+      expect.objectContaining({ id: long.body.transaction.grant_id, class: 'RC', remaining: 10, expires_at: expect.any(String) }),
+    );
+    expect(r.body.balance).toMatchObject({ balance: 13, available: 13, total_spent: 0 });
+    expect((await post('/v1/credits/debit', { user_id: u.id, amount: 14, reason: 'more than is left' })).status).toBe(402);
+    await expectReconciled();
+  });
+
+  it('a release inside a batch expires the past-due credits it freed before any later operation of the batch can spend them', async () => {
+    const u = await makeUser(app);
+    await post('/v1/credits/grant', { user_id: u.id, amount: 10, reason: 'promo', expires_at: new Date(Date.now() + 1200).toISOString() });
+    // The hold reserves everything (bonus 3 + promo 10), so the promo outlives its expiry while the hold is open.
+    const h = await post('/v1/holds', { user_id: u.id, amount: 13, expires_in_seconds: 600 });
+    expect(h.status).toBe(201);
+    await new Promise((r) => setTimeout(r, 1300));
+    const meta = { requestId: 'gap2', idem: null };
+    const results = await app.database.db.transaction().execute((trx) =>
+      app.services.credits.executeIn(trx, { userId: u.id }, [
+        { kind: 'release', ...meta, holdId: h.body.id },
+        { kind: 'debit', ...meta, amount: 4, reason: 'spend what the release freed', metadata: {} },
+        { kind: 'debit', ...meta, amount: 3, reason: 'the bonus', metadata: {} },
+      ]),
+    );
+    expect(results.map((r) => r.ok)).toEqual([true, false, true]);
+    const tx = (await svc.get(`/v1/users/${u.id}/transactions`)).body.data as { type: string; amount: number }[];
+    expect(tx.slice(0, 2).map((t) => [t.type, t.amount])).toEqual([['debit', -3], ['expiry', -10]]);
+    expect(await balanceOf(u.id)).toMatchObject({ balance: 0, held: 0, available: 0 });
     await expectReconciled();
   });
 });

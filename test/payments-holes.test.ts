@@ -698,4 +698,36 @@ describe('refunds and disputes that arrive before the payment succeeds (review)'
     }
     await expectReconciled();
   });
+
+  it('allowance credits an open hold keeps when the plan is taken back count as used: captured afterwards, that spend is clawed back too', async () => {
+    const ALLOWANCE = 40;
+    const SPENT = 25;
+    const slug = `h${randomBytes(4).toString('hex')}`;
+    const priceId = id('price');
+    const plan = await svc().post('/v1/plans', { slug, name: slug, trial_days: 0, price_monthly: AMOUNT, allowances: [{ class: 'Usage', amount: ALLOWANCE }], prices: [{ provider: 'stripe', provider_price_id: priceId, billing_interval: 'monthly' }] });
+    expect(plan.status, JSON.stringify(plan.body)).toBe(201);
+    const money = (url: string, body: object) => svc().post(url, body, { idempotencyKey: id('k') });
+    for (const end of [AMOUNT, 'dispute'] as const) {
+      const user = await makeUser(app);
+      const flow = await stripeFlow(user.id, undefined, priceId);
+      await deliver(flow, ['success']);
+      expect((await money('/v1/credits/debit', { user_id: user.id, amount: SPENT, reason: 'render' })).status).toBe(201);
+      // Everything left (15 of the allowance and the 3 of the bonus) goes into one hold: an AI job running.
+      const hold = await money('/v1/holds', { user_id: user.id, amount: ALLOWANCE - SPENT + 3, expires_in_seconds: 600 });
+      expect(hold.status).toBe(201);
+      await deliver(flow, [end]);
+      // The job finishes and the app captures the hold after the plan was taken back.
+      const captured = await money(`/v1/holds/${hold.body.id}/capture`, { user_id: user.id });
+      expect(captured.body, String(end)).toMatchObject({ status: 'captured', captured: ALLOWANCE - SPENT + 3 });
+      // The buyer paid for nothing of the plan: every allowance credit they spent (25 debited, 15
+      // captured) is debt; what they had of their own (3) paid for the rest of the capture.
+      const b = await balanceOf(user.id);
+      expect(b.balance, String(end)).toBe(3 - SPENT - (ALLOWANCE - SPENT + 3));
+      expect((await svc().get(`/v1/users/${user.id}/balance`)).body.held, String(end)).toBe(0);
+      // A repeated event takes nothing more.
+      expect((await flow.send(end === 'dispute' ? flow.dispute() : flow.refund(AMOUNT))).status).toBe(200);
+      expect((await balanceOf(user.id)).balance, String(end)).toBe(3 - SPENT - (ALLOWANCE - SPENT + 3));
+    }
+    await expectReconciled();
+  });
 });

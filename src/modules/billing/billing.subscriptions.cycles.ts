@@ -194,16 +194,21 @@ export class SubscriptionCycles {
    * A subscription whose payment was taken back (payments' refund or dispute, after `end`): the
    * rollover buckets its windows left end now too (the open windows already did), and the answer
    * is what its allowances gave out (docs/ledger.md `grantsUsed`), for payments to claw back.
-   * Credits backing an open hold stay until the hold settles, as in `expireOpenAllowances`.
+   * Credits backing an open hold stay until the hold settles, as in `expireOpenAllowances`, and
+   * count as used: a capture may still spend them after the plan is gone, and nothing would take
+   * that spend back then. (Released instead, they expire: the buyer who took the payment back has
+   * paid for them. Conservative, and only for what an open hold kept.)
    */
   async revoke(trx: Executor, sub: SubscriptionState, at: Date, reason: string): Promise<number> {
+    const owner = { userId: sub.user_id };
     const grantIds = await allowanceCycleGrants(trx, sub.id);
-    const { used, liveRollovers } = await this.credits.grantsUsed(trx, { userId: sub.user_id }, grantIds);
-    if (liveRollovers.length > 0) {
-      await this.credits.endGrantsAt(trx, { userId: sub.user_id }, liveRollovers, at);
-      await this.credits.executeIn(trx, { userId: sub.user_id }, [{ kind: 'expire', requestId: `revoke:${sub.id}`, idem: null, grantIds: liveRollovers, reason }]);
-    }
-    return used;
+    const { liveRollovers } = await this.credits.grantsUsed(trx, owner, grantIds);
+    if (liveRollovers.length > 0) await this.credits.endGrantsAt(trx, owner, liveRollovers, at);
+    // Ends the buckets as the windows were ended; the batch's own expiry (at its start, by what is
+    // free) leaves in the ended grants only what open holds keep.
+    await this.credits.executeIn(trx, owner, [{ kind: 'expire', requestId: `revoke:${sub.id}`, idem: null, grantIds: liveRollovers, reason }]);
+    const { used, held } = await this.credits.grantsUsed(trx, owner, grantIds);
+    return used + held;
   }
 
   /** 1_cycle: until the next window ends; annual: until the subscription year ends. */

@@ -65,6 +65,21 @@ export class Book {
     return [...this.grants.values()].filter((g) => g.remaining > 0).sort(compareGrants);
   }
 
+  /** Whether a grant's expiry has come at this batch's instant (live only while it backs open holds). */
+  pastDue(g: GrantState): boolean {
+    return g.expiresAt !== null && g.expiresAt.getTime() <= this.now.getTime();
+  }
+
+  /**
+   * Live grants an operation may spend, in consumption order: debits, usage, clawbacks. A past-due
+   * grant is live only for the credits that back open holds (expiry leaves that much), so only a
+   * capture takes from it; everything else is paid from grants that have not expired. Since
+   * past-due credits never exceed `held`, these always cover `available`.
+   */
+  spendable(): GrantState[] {
+    return this.live().filter((g) => !this.pastDue(g));
+  }
+
   available(): number {
     return this.account.balance - this.account.held;
   }
@@ -105,10 +120,13 @@ export class Book {
     }
   }
 
-  /** Takes `amount` from live grants in order, recording allocations; the caller checked availability. */
-  consume(entryId: string, amount: number): void {
+  /**
+   * Takes `amount` from `from` (by default the spendable grants) in order, recording allocations;
+   * the caller checked availability. A capture passes every live grant: held credits may be past due.
+   */
+  consume(entryId: string, amount: number, from: GrantState[] = this.spendable()): void {
     let left = amount;
-    for (const grant of this.live()) {
+    for (const grant of from) {
       if (left === 0) break;
       const take = Math.min(grant.remaining, left);
       this.take(grant, take);

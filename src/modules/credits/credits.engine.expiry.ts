@@ -19,6 +19,16 @@ export function expireDue(b: Book): void {
       b.tell('hold.expired', holdBody(h));
     }
   }
+  expirePastDue(b);
+}
+
+/**
+ * Past-due grants leave as far as open holds allow. Runs at the start of a batch and again
+ * whenever a hold settles inside it (capture, release): credits a settled hold no longer backs
+ * expire at once, so no later operation of the batch can spend them.
+ */
+export function expirePastDue(b: Book): void {
+  const now = b.now.getTime();
   for (const grant of b.live()) {
     if (!grant.expiresAt || grant.expiresAt.getTime() > now) continue;
     if (grant.rolloverUntil && grant.rolloverUntil.getTime() > now) {

@@ -3,6 +3,7 @@ import { newId } from '../../lib/ids.js';
 import { created, done } from '../idempotency/idempotency.js';
 import { type HoldState, holdBody, isFinalHold, type LedgerOp, type OpResult } from './credits.js';
 import type { Book } from './credits.engine.book.js';
+import { expirePastDue } from './credits.engine.expiry.js';
 
 /**
  * Holds: a reservation of available credits (`held`), captured (≤ the hold; the rest released)
@@ -54,12 +55,14 @@ export function capture(b: Book, op: Extract<LedgerOp, { kind: 'capture' }>): Op
   h.dirty = true;
   if (amount > 0) {
     const entryId = newId('transaction');
-    b.consume(entryId, amount);
+    // Held credits may sit in a past-due grant (expiry left them for this): a capture takes those first.
+    b.consume(entryId, amount, b.live());
     const reason = typeof h.metadata['reason'] === 'string' ? (h.metadata['reason'] as string) : 'hold captured';
     const entry = b.entry('capture', -amount, reason, op.metadata, { id: entryId, holdId: h.id, grantId: b.settle(entryId), memberId: h.memberId });
     h.transactionId = entry.id;
     b.account.totalSpent += amount;
   }
+  expirePastDue(b);
   return done(holdBody(h));
 }
 
@@ -69,5 +72,6 @@ export function release(b: Book, op: Extract<LedgerOp, { kind: 'release' }>): Op
   h.status = 'released';
   h.resolvedAt = b.now;
   h.dirty = true;
+  expirePastDue(b);
   return done(holdBody(h));
 }

@@ -26,7 +26,7 @@ export function spend(b: Book, type: 'debit' | 'adjustment', amount: number, rea
 
 /** Usage: tier by tier, up to what is available; one `debit` entry for all of it. */
 export function consumeTiers(b: Book, op: Extract<LedgerOp, { kind: 'consume' }>): { outcome: OpResult; consumed: ConsumeResult } {
-  const plan = coverableOf(b.live(), b.available(), op.tiers, op.amount);
+  const plan = coverableOf(b.spendable(), b.available(), op.tiers, op.amount);
   const taken = plan.reduce((s, t) => s + t.amount, 0);
   let transactionId: string | null = null;
   if (op.amount > 0 && taken < op.amount) {
@@ -40,7 +40,7 @@ export function consumeTiers(b: Book, op: Extract<LedgerOp, { kind: 'consume' }>
     const entryId = newId('transaction');
     for (const tier of op.tiers) {
       let left = must(plan.find((p) => p.name === tier.name), 'every tier is in the plan').amount;
-      for (const grant of b.live().filter((g) => inConsumeTier(g, tier, op.tiers))) {
+      for (const grant of b.spendable().filter((g) => inConsumeTier(g, tier, op.tiers))) {
         if (left === 0) break;
         const take = Math.min(grant.remaining, left);
         b.take(grant, take);
@@ -69,7 +69,8 @@ export function clawback(b: Book, op: Extract<LedgerOp, { kind: 'clawback' }>): 
   const entryId = newId('transaction');
   let left = op.amount;
   let free = Math.max(0, b.free());
-  const live = b.live();
+  // Past-due credits back open holds only; what is free is in grants that have not expired.
+  const live = b.spendable();
   const own = op.transactionId ? live.find((g) => g.transactionId === op.transactionId && g.source !== DEBT_SOURCE) : undefined;
   for (const grant of own ? [own, ...live.filter((g) => g !== own)] : live) {
     if (left === 0 || free === 0) break;

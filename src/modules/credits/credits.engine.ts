@@ -117,7 +117,7 @@ export class LedgerSession {
 
   /** What a `consume` over these tiers could take now, per tier (nothing changes). */
   coverable(tiers: ConsumeTier[], want = Number.POSITIVE_INFINITY): { name: string; amount: number }[] {
-    return coverableOf(this.book.live(), this.book.available(), tiers, want);
+    return coverableOf(this.book.spendable(), this.book.available(), tiers, want);
   }
 
   private apply(op: LedgerOp): OpResult {

@@ -77,9 +77,11 @@ export interface Ledger {
    * remaining − expired) over them — spent, captured, or taken by a clawback or a negative
    * adjustment; never what is still there or what expired unused (a rollover move is an expiry out
    * of one and the whole amount of the other: net zero). Also the buckets still holding credits,
-   * so the caller can end them.
+   * so the caller can end them, and `held`: what they all still hold (Σ positive remaining). Once
+   * the grants have ended and a batch has run, that is exactly what open holds keep in them: a
+   * capture may still spend it.
    */
-  grantsUsed(trx: Executor, owner: Owner, grantIds: readonly string[]): Promise<{ used: number; liveRollovers: string[] }>;
+  grantsUsed(trx: Executor, owner: Owner, grantIds: readonly string[]): Promise<{ used: number; held: number; liveRollovers: string[] }>;
 
   /**
    * What a member's spend cap on a pool counts now (workspaces' spend-cap reads): the cap, its

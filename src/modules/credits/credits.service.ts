@@ -203,10 +203,11 @@ export class CreditsService implements Ledger {
     await this.repo.accountSetVersion(trx, accountIdOf(owner), newAccountVersion());
   }
 
-  async grantsUsed(trx: Executor, owner: Owner, grantIds: readonly string[]): Promise<{ used: number; liveRollovers: string[] }> {
+  async grantsUsed(trx: Executor, owner: Owner, grantIds: readonly string[]): Promise<{ used: number; held: number; liveRollovers: string[] }> {
     const grants = await this.repo.grantsWithRollovers(trx, accountIdOf(owner), grantIds);
     return {
       used: grants.reduce((sum, g) => sum + g.amount - g.remaining - g.expired, 0),
+      held: grants.reduce((sum, g) => sum + Math.max(g.remaining, 0), 0),
       liveRollovers: grants.filter((g) => g.source === 'rollover' && g.remaining > 0).map((g) => g.id),
     };
   }
