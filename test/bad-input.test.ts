@@ -553,8 +553,8 @@ const M = {
   refund: money('POST /v1/credits/refund', () => '/v1/credits/refund', () => ({ user_id: victim.id, amount: 1, reason: 'bad-input refund' })),
   adjust: money('POST /v1/credits/adjust', () => '/v1/credits/adjust', () => ({ user_id: victim.id, amount: 5, reason: 'bad-input adjustment' })),
   hold: money('POST /v1/holds', () => '/v1/holds', () => ({ user_id: victim.id, amount: 1 })),
-  capture: money('POST /v1/holds/:id/capture', () => `/v1/holds/${openHold}/capture`, () => ({ user_id: victim.id, amount: 1 }), 200),
-  release: money('POST /v1/holds/:id/release', () => `/v1/holds/${openHold}/release`, () => ({ user_id: victim.id }), 200),
+  capture: money('POST /v1/holds/:id/capture', () => `/v1/holds/${openHold}/capture`, () => ({ amount: 1 }), 200),
+  release: money('POST /v1/holds/:id/release', () => `/v1/holds/${openHold}/release`, () => ({}), 200),
 } satisfies Record<string, Target>;
 const MONEY = Object.values(M);
 /** The money routes whose body names an owner, an amount and (except holds) a reason. */
@@ -728,7 +728,7 @@ describe('money routes: bad input gets a clear 4xx and moves nothing', () => {
     expect(available).toBeGreaterThan(0);
     const debit = await moneyCall('/v1/credits/debit', { user_id: victim.id, amount: 2, reason: 'to refund' });
     const released = await newHold();
-    await moneyCall(`/v1/holds/${released}/release`, { user_id: victim.id }, 200);
+    await moneyCall(`/v1/holds/${released}/release`, {}, 200);
     const problems = [
       ...(await rejectionProblems(
         [

@@ -181,11 +181,11 @@ describe(`Idempotency keyed by operation (${TARGET})`, () => {
     const holdId = hold.body.id as string;
     const k2 = key();
     const answer2 = { error: { code: 'invalid_state', message: 'refused long ago', request_id: 'req_old' } };
-    await legacyRecord(k2, `/v1/holds/${holdId}/capture`, { user_id: u.id, amount: 2 }, 409, answer2);
-    const r2 = await svc.post(`/v1/holds/${holdId}/capture`, { user_id: u.id, amount: 2 }, { idempotencyKey: k2 });
+    await legacyRecord(k2, `/v1/holds/${holdId}/capture`, { amount: 2 }, 409, answer2);
+    const r2 = await svc.post(`/v1/holds/${holdId}/capture`, { amount: 2 }, { idempotencyKey: k2 });
     expect(r2.status).toBe(409);
     expect(r2.body).toEqual(answer2);
-    await expect(app.services.sdk.credits.capture(holdId, { user_id: u.id, amount: 2 }, { idempotencyKey: k2 })).rejects.toMatchObject({
+    await expect(app.services.sdk.credits.capture(holdId, { amount: 2 }, { idempotencyKey: k2 })).rejects.toMatchObject({
       code: 'invalid_state',
       message: 'refused long ago',
     });

@@ -72,7 +72,7 @@ describe(`workspace pools (${TARGET})`, () => {
     const h = await hold(ws.id, admin, 20);
     expect(h.status).toBe(201);
     expect(h.body).toMatchObject({ workspace_id: ws.id, member_id: admin.user.id, status: 'held', amount: 20 });
-    const c = await post(`/v1/holds/${h.body.id}/capture`, { workspace_id: ws.id, amount: 15 });
+    const c = await post(`/v1/holds/${h.body.id}/capture`, { amount: 15 });
     expect(c.status).toBe(200);
 
     const e = await event(ws.id, owner, 7);

@@ -402,10 +402,10 @@ export class Generator {
     const id = (JSON.parse(a.body) as { id: string }).id;
     await sleep(Math.random() * 1000);
     if (Math.random() < 0.5) {
-      const c = await this.send('capture', 'POST', `/v1/holds/${id}/capture`, `{"user_id":"${user}","amount":3}`, this.service(this.key('c')), true);
+      const c = await this.send('capture', 'POST', `/v1/holds/${id}/capture`, '{"amount":3}', this.service(this.key('c')), true);
       this.expect('capture', c, 200);
     } else {
-      const r = await this.send('release', 'POST', `/v1/holds/${id}/release`, `{"user_id":"${user}"}`, this.service(this.key('r')), true);
+      const r = await this.send('release', 'POST', `/v1/holds/${id}/release`, '{}', this.service(this.key('r')), true);
       this.expect('release', r, 200);
     }
   }

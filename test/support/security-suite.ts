@@ -368,11 +368,11 @@ export const ROUTES: Record<string, RouteSpec> = {
   },
   'POST /v1/holds/{id}/capture': {
     auth: 'service',
-    sample: async (o) => ({ url: `/v1/holds/${await freshHold({ user_id: o.user.id })}/capture`, body: { user_id: o.user.id, amount: 3 }, headers: idem(), status: 200 }),
+    sample: async (o) => ({ url: `/v1/holds/${await freshHold({ user_id: o.user.id })}/capture`, body: { amount: 3 }, headers: idem(), status: 200 }),
   },
   'POST /v1/holds/{id}/release': {
     auth: 'service',
-    sample: async (o) => ({ url: `/v1/holds/${await freshHold({ user_id: o.user.id })}/release`, body: { user_id: o.user.id }, headers: idem(), status: 200 }),
+    sample: async (o) => ({ url: `/v1/holds/${await freshHold({ user_id: o.user.id })}/release`, headers: idem(), status: 200 }),
   },
 
   // Reading money: the service, the user themself, or the workspace's members.

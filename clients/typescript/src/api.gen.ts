@@ -5383,7 +5383,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Capture a hold (≤ held; the rest is released). Service only; name the hold's owner (user_id, or workspace_id for a pool's hold): another account's hold is 404 */
+        /** Capture a hold (≤ held; the rest is released) */
         post: {
             parameters: {
                 query?: never;
@@ -5515,7 +5515,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Release a hold. Service only; name the hold's owner (user_id, or workspace_id for a pool's hold): another account's hold is 404 */
+        /** Release a hold */
         post: {
             parameters: {
                 query?: never;

@@ -2,7 +2,7 @@ import type { Static } from 'typebox';
 import { errors } from '../../core/errors.js';
 import { type IdempotencyScope, operation } from '../idempotency/idempotency.js';
 import type { AdjustBody, CaptureBody, DebitBody, GrantBody, HoldBody, LedgerOp, RefundBody } from './credits.js';
-import { expectedAccountOf, type Owner } from './credits.js';
+import type { Owner } from './credits.js';
 
 /**
  * API bodies → ledger operations. The HTTP routes and the SDK both build operations here, so a
@@ -32,17 +32,6 @@ export function ownerOf(body: { user_id?: string; workspace_id?: string }): Owne
   if (body.user_id !== undefined && body.workspace_id === undefined) return { userId: body.user_id };
   if (body.workspace_id !== undefined && body.user_id === undefined) return { workspaceId: body.workspace_id };
   throw errors.invalidRequest('Name exactly one of user_id or workspace_id', { field: 'user_id' });
-}
-
-/**
- * The account an HTTP capture or release must name (docs/ledger.md, "Capture and release"): the
- * hold's user, or its workspace pool (with or without the member). A hold id alone settles nothing,
- * so an app that passes a hold id from its user through cannot settle another account's hold.
- */
-export function namedHoldAccountOf(b: { user_id?: string; workspace_id?: string } | undefined): string {
-  const account = expectedAccountOf(b);
-  if (account === null) throw errors.invalidRequest("Name the hold's owner: user_id, or workspace_id for a pool's hold", { field: 'user_id' });
-  return account;
 }
 
 /**

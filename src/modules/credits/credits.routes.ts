@@ -15,6 +15,7 @@ import {
   AdjustBody,
   Balance,
   CaptureBody,
+  expectedAccountOf,
   ReleaseBody,
   DebitBody,
   ENTRY_TYPES,
@@ -29,7 +30,7 @@ import {
   Transaction,
   transactionBody,
 } from './credits.js';
-import { adjustOp, captureOp, debitOp, grantOp, holdOp, LEDGER_OPERATIONS as OPS, namedHoldAccountOf, type OpMeta, ownerOf, payerOf, refundOp, releaseOp } from './credits.commands.js';
+import { adjustOp, captureOp, debitOp, grantOp, holdOp, LEDGER_OPERATIONS as OPS, type OpMeta, ownerOf, payerOf, refundOp, releaseOp } from './credits.commands.js';
 import type { Operation } from '../idempotency/idempotency.js';
 import { entryFromRow, holdFromRow } from './credits.repository.js';
 import type { Owner } from './credits.js';
@@ -101,18 +102,18 @@ export function registerCreditRoutes(app: FastifyInstance, deps: RouteDeps, cred
     handler: async (ctx, { body }) => answer(await credits.execute(payerOf(body).owner, holdOp(body, meta(ctx)))),
   });
   defineRoute(app, deps, {
-    ...money('/v1/holds/:id/capture', OPS.capture, "Capture a hold (≤ held; the rest is released). Service only; name the hold's owner (user_id, or workspace_id for a pool's hold): another account's hold is 404", { 200: Hold }),
+    ...money('/v1/holds/:id/capture', OPS.capture, 'Capture a hold (≤ held; the rest is released)', { 200: Hold }),
     params: Type.Object({ id: IdParam }),
     body: CaptureBody,
     optionalBody: true,
-    handler: async (ctx, { params, body }) => answer(await credits.executeOnHold(params.id, captureOp(params.id, body, meta(ctx)), namedHoldAccountOf(body))),
+    handler: async (ctx, { params, body }) => answer(await credits.executeOnHold(params.id, captureOp(params.id, body, meta(ctx)), expectedAccountOf(body))),
   });
   defineRoute(app, deps, {
-    ...money('/v1/holds/:id/release', OPS.release, "Release a hold. Service only; name the hold's owner (user_id, or workspace_id for a pool's hold): another account's hold is 404", { 200: Hold }),
+    ...money('/v1/holds/:id/release', OPS.release, 'Release a hold', { 200: Hold }),
     params: Type.Object({ id: IdParam }),
     body: ReleaseBody,
     optionalBody: true,
-    handler: async (ctx, { params, body }) => answer(await credits.executeOnHold(params.id, releaseOp(params.id, meta(ctx)), namedHoldAccountOf(body))),
+    handler: async (ctx, { params, body }) => answer(await credits.executeOnHold(params.id, releaseOp(params.id, meta(ctx)), expectedAccountOf(body))),
   });
 
   // Reads: the service, the user themself, or a workspace's members. RLS checks it again.
