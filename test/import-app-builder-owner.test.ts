@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -147,5 +148,53 @@ describe(`tally import app-builder --owner (${TARGET})`, () => {
     expect(owned.owner).toEqual({ given: 'user-0002', user_id: 'user-0002', from: 'source' });
     await expectWork(t, owned, 'user-0002');
     await expectNothingTwice(t, args);
+  });
+
+  it('--strict with --owner refuses a source with anomalies and imports nothing; an --owner import killed mid-way through the ownerless tables, resumed with --owner, brings each of their rows exactly once', async () => {
+    const t = ih.newTarget();
+    const args = ['--from', sqliteFile, '--owner', 'user-0004'];
+    const strict = await run(t, 'import', ...args, '--strict', '--json');
+    expect(strict.code, strict.err.slice(-2000)).toBe(1);
+    expect((JSON.parse(strict.out) as ImportReport).status).toBe('refused');
+    for (const n of ['users', 'projects', 'service_tokens', 'agent_sessions', 'messages', 'import_map']) expect(await q(t, `select 1 from T.${n}`)).toEqual([]);
+
+    // The binary itself, one row a batch, killed once the sessions (after the tokens and projects) are under way.
+    await ih.release(t);
+    const child = spawn(process.execPath, [...ih.cli, 'import', ...args, '--batch-size', '1'], { env: ih.env(t), stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    await new Promise<void>((resolve, reject) => {
+      child.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+        // A table's first line is drawn after its first batch committed.
+        if (/import (sessions|messages) \[/.test(err)) {
+          child.kill('SIGKILL');
+          resolve();
+        }
+      });
+      child.on('exit', () => reject(new Error(`the import ended before it could be killed: ${err.slice(-2000)}`)));
+    });
+    await new Promise((r) => child.once('close', r));
+    expect(await q(t, 'select id from T.projects order by id')).toEqual([{ id: 'prj-a' }, { id: 'prj-b' }]);
+    const [partial] = await q<{ n: number }>(t, 'select count(*)::int as n from T.messages');
+    expect(partial?.n).toBeLessThan(3);
+
+    const resumed = await importOk(t, ...args, '--resume');
+    expect(resumed.resumed).toBe(true);
+    // The killed run had imported the users: the owner is now found in Tally.
+    expect(resumed.owner).toEqual({ given: 'user-0004', user_id: 'user-0004', from: 'tally' });
+    // Every ownerless row once, the owner's: the import map names each source row once.
+    const counts = await q<{ projects: number; tokens: number; sessions: number; messages: number; tools: number; requests: number; commits: number; connections: number; owners: string[] }>(
+      t,
+      `select (select count(*)::int from T.projects) as projects, (select count(*)::int from T.service_tokens) as tokens,
+        (select count(*)::int from T.agent_sessions) as sessions, (select count(*)::int from T.messages) as messages,
+        (select count(*)::int from T.tool_usages) as tools, (select count(*)::int from T.user_requests) as requests,
+        (select count(*)::int from T.commits) as commits, (select count(*)::int from T.service_connections) as connections,
+        (select array_agg(distinct user_id) from (select user_id from T.projects union all select user_id from T.service_tokens) o) as owners`,
+    );
+    expect(counts).toEqual([{ projects: 2, tokens: 2, sessions: 2, messages: 3, tools: 1, requests: 1, commits: 1, connections: 1, owners: ['user-0004'] }]);
+    const [dupes] = await q<{ n: number }>(t, 'select count(*)::int as n from (select source_table, source_id from T.import_map group by 1, 2 having count(*) > 1) d');
+    expect(dupes?.n).toBe(0);
+    await expectNothingTwice(t, args);
+    expect((await run(t, 'reconcile')).code).toBe(0);
   });
 });
