@@ -59,6 +59,34 @@ describe(`attack 4: billed code runs (${TARGET})`, () => {
     expect((await u.api.del(`${u.base}/${queued}`)).status).toBe(200);
   });
 
+  /**
+   * OPEN (attacker review 4, not fixed): a run is post-paid and its charge re-checks the payer's
+   * standing at the end, so the payer can make the final move unbillable after the work is done.
+   * A workspace's owner demotes (or removes) the member who ran it, or sets their cap to 0: the
+   * runner's completion is refused (403 / 404 / 402) and so is its cancel; the run stays
+   * `running`, the compute unpaid. (A personal project's owner does the same by spending their
+   * credits before the run ends: 402, documented as "the runner retries once the owner has
+   * credits".) Suggested fix: reserve at the start — a hold for the run's maximum time when it
+   * moves to running (role and cap checked then), captured at the final move for the time it ran
+   * (a capture inherits its hold's member and re-checks nothing); or, smaller, charge the pool at
+   * the end without the role/cap re-check, the run having been authorized when it started.
+   */
+  it.fails("a workspace owner who demotes the member mid-run cannot make the run's charge impossible: the runner's completion bills the pool", async () => {
+    const lead = await signUp(app);
+    const dev = await signUp(app);
+    const ws = (await lead.api.post('/v1/workspaces', { name: 'Team' })).body.id as string;
+    expect((await lead.api.post(`/v1/workspaces/${ws}/members`, { user_id: dev.user.id, role: 'member' })).status).toBe(201);
+    expect((await svc().post('/v1/credits/grant', { workspace_id: ws, amount: 50, reason: 'pool' }, { idempotencyKey: key() })).status).toBe(201);
+    const project = (await lead.api.post('/v1/projects', { name: 'team runs', workspace_id: ws })).body.id as string;
+    const base = `/v1/projects/${project}/code-executions`;
+    const run = (await dev.api.post(base, { language: 'go', source_code: 'package main' })).body.id as string;
+    expect((await svc().patch(`${base}/${run}`, { status: 'running' })).status).toBe(200);
+    expect((await lead.api.patch(`/v1/workspaces/${ws}/members/${dev.user.id}`, { role: 'viewer' })).status).toBe(200);
+    const done = await svc().patch(`${base}/${run}`, { status: 'completed', execution_time_ms: 4000 });
+    expect(done.status).toBe(200);
+    expect((await svc().get(`/v1/workspaces/${ws}/balance`)).body.balance).toBe(42);
+  });
+
   it('the project owner cannot delete the project under a running billed run to escape its charge: 409, and the runner still bills it', async () => {
     const u = await owner(100);
     const before = await balance(u.user.id);
