@@ -229,9 +229,14 @@ describe('ledger engine', () => {
       expect(second.results.map(answerOf)).toEqual(['created', 'created', 'insufficient_credits']);
       expect(second.account.balance).toBe(0);
       const grantEntry = must(second.entries[0], 'second.entries[0]');
-      expect(grantEntry).toMatchObject({ type: 'grant', amount: 50, balanceAfter: 20, grantId: null });
+      expect(grantEntry).toMatchObject({ type: 'grant', amount: 50, balanceAfter: 20 });
       const mine = second.allocations.filter((a) => a.transactionId === grantEntry.id);
       expect(mine.map((a) => a.amount)).toEqual([30, 20]);
+      // The entry names its own grant, made for all 50: what repaid the debt counts as given out of it
+      // (a plan's allowance granted in debt and taken back claws back all it gave: review attack 4).
+      const made = must(second.grants.find((g) => g.id === grantEntry.grantId), 'the grant the entry names');
+      expect(made).toMatchObject({ source: 'purchase', amount: 50, remaining: 0, transactionId: grantEntry.id });
+      expect(mine.map((a) => a.grantId)).toEqual([debt.id, made.id]);
       expect(must(second.grants.find((g) => g.id === debt.id), 'second.grants.find((g) => g.id === debt.id)').remaining).toBe(0);
     });
 

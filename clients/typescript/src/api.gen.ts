@@ -12058,7 +12058,7 @@ export interface paths {
         };
         put?: never;
         post?: never;
-        /** Delete a project and everything in it (its owner) */
+        /** Delete a project and everything in it (its owner; 409 while one of its billed code executions runs) */
         delete: {
             parameters: {
                 query?: never;
@@ -12112,6 +12112,15 @@ export interface paths {
                 };
                 /** @description Default Response */
                 404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                409: {
                     headers: {
                         [name: string]: unknown;
                     };

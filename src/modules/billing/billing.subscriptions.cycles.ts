@@ -20,6 +20,7 @@ import {
   subscriptionUpdate,
   usageCountersOfPeriod,
   usageSummaryInsert,
+  usageTransactionsOfPeriod,
 } from './billing.subscriptions.repository.js';
 
 /**
@@ -140,9 +141,12 @@ export class SubscriptionCycles {
         currency: charge?.currency ?? plan.currency,
       });
       if (inserted && charge) await overageChargeInvoice(trx, charge.id, summaryId, end);
-      // Usage bonus: a share of the credits used this period, granted for the next one.
+      // Usage bonus: a share of the credits used this period, granted for the next one. Used means
+      // kept: what the app refunded of the period's usage debits earns nothing (review attack 4:
+      // refunded usage minted the bonus every period).
       if (inserted && plan.usage_bonus_rate > 0 && c.credits > 0) {
-        const bonus = Math.floor(c.credits * plan.usage_bonus_rate);
+        const refunded = await this.credits.refundedOf(trx, { userId: sub.user_id }, await usageTransactionsOfPeriod(trx, sub.id, c.metric, start, end));
+        const bonus = Math.floor(Math.max(0, c.credits - refunded) * plan.usage_bonus_rate);
         if (bonus > 0) {
           const nextEnd = addMonths(end, monthsOf(sub.billing_interval));
           const [r] = await this.credits.executeIn(trx, { userId: sub.user_id }, [

@@ -239,6 +239,20 @@ export async function usageCountersOfPeriod(db: Executor, userId: string, start:
     .execute();
 }
 
+/** The ledger entries of a subscription's own usage events of one metric in a period (pool events have no subscription). */
+export async function usageTransactionsOfPeriod(db: Executor, subscriptionId: string, metric: string, start: Date, end: Date): Promise<string[]> {
+  const rows = await db
+    .selectFrom('usage_events')
+    .select('transaction_id')
+    .where('subscription_id', '=', subscriptionId)
+    .where('metric', '=', metric)
+    .where('created_at', '>=', start)
+    .where('created_at', '<', end)
+    .where('transaction_id', 'is not', null)
+    .execute();
+  return rows.flatMap((r) => (r.transaction_id ? [r.transaction_id] : []));
+}
+
 export async function overageChargesOfPeriod(db: Executor, subscriptionId: string, start: Date): Promise<OverageChargeRow[]> {
   return db.selectFrom('overage_charges').selectAll().where('subscription_id', '=', subscriptionId).where('period_start', '=', start).execute();
 }

@@ -42,8 +42,15 @@ export function credit(
 
 /**
  * New credits on an account in debt pay the debt off first (oldest debt grant first); only the
- * rest becomes a new grant. The entry is allocated to the debt grants it repaid and to the new
- * grant, so `balance = Σ grants.remaining` holds throughout.
+ * rest stays spendable. The entry is allocated to the debt grants it repaid and to the new grant,
+ * so `balance = Σ grants.remaining` holds throughout.
+ *
+ * The new grant is made for the whole amount, with what repaid debt already gone out of it
+ * (remaining = the rest, 0 when the debt took everything), and the entry names it. So what tracks
+ * a grant by the entry's `grant_id` — a plan's allowance window, whose take-back claws back what
+ * the grant gave out (amount − remaining − expired) and whose end expires what is left — sees the
+ * debt it repaid as given out (review attack 4: the entry used to name no grant, or the debt, and
+ * a plan bought in debt and taken back clawed back nothing, or more than it gave).
  */
 function creditOverDebt(
   b: Book,
@@ -64,12 +71,14 @@ function creditOverDebt(
     b.allocate(entryId, debt.id, pay);
     left -= pay;
   }
-  if (left > 0) {
-    const g = b.newGrant(left, shape, metadata);
-    g.transactionId = entryId;
-    b.allocate(entryId, g.id, left);
-  }
-  const entry = b.entry(type, amount, reason, metadata, { id: entryId, grantId: b.settle(entryId) });
+  const g = b.newGrant(amount, shape, metadata);
+  // newGrant added all of `amount`; the debt took `amount − left` of it (already in the balance).
+  g.remaining = left;
+  b.account.balance -= amount - left;
+  g.transactionId = entryId;
+  if (left > 0) b.allocate(entryId, g.id, left);
+  // Allocation rows stay (the debt's share is at least one): the entry names its grant, the rows say where the credits went.
+  const entry = b.entry(type, amount, reason, metadata, { id: entryId, grantId: g.id });
   if (type === 'refund') b.account.totalSpent -= amount;
   else b.account.totalCredited += amount;
   return created({ transaction: transactionBody(entry), balance: b.balance() });

@@ -84,6 +84,12 @@ export interface Ledger {
   grantsUsed(trx: Executor, owner: Owner, grantIds: readonly string[]): Promise<{ used: number; held: number; liveRollovers: string[] }>;
 
   /**
+   * What refunds naming these entries (debits, captures) gave back so far, on the owner's account
+   * (billing: a period's usage bonus counts the usage debits less what was refunded of them).
+   */
+  refundedOf(trx: Executor, owner: Owner, transactionIds: readonly string[]): Promise<number>;
+
+  /**
    * What a member's spend cap on a pool counts now (workspaces' spend-cap reads): the cap, its
    * period, the member's debits and captures in it, and their open holds. Read with `db`, so an
    * end user's transaction reads it under row-level security.

@@ -142,6 +142,19 @@ export class CreditsRepository {
     return grants.map((g) => ({ id: g.id, source: g.source, amount: g.amount, remaining: g.remaining, expired: out.get(g.id) ?? 0 }));
   }
 
+  /** Σ refunds naming these entries on the account. */
+  async refundedOf(db: Executor, accountId: string, transactionIds: readonly string[]): Promise<number> {
+    if (transactionIds.length === 0) return 0;
+    const row = await db
+      .selectFrom('credit_ledger')
+      .select(sql<string>`coalesce(sum(amount), 0)`.as('total'))
+      .where('account_id', '=', accountId)
+      .where('type', '=', 'refund')
+      .where('refund_of', 'in', [...transactionIds])
+      .executeTakeFirst();
+    return Number(row?.total ?? 0);
+  }
+
   /** Gives an account a new version, so a chained ledger batch carrying its old state reloads it. */
   async accountSetVersion(db: Executor, accountId: string, version: number): Promise<void> {
     await db.updateTable('credit_accounts').set({ version }).where('id', '=', accountId).execute();

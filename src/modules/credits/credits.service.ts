@@ -203,6 +203,10 @@ export class CreditsService implements Ledger {
     await this.repo.accountSetVersion(trx, accountIdOf(owner), newAccountVersion());
   }
 
+  refundedOf(trx: Executor, owner: Owner, transactionIds: readonly string[]): Promise<number> {
+    return this.repo.refundedOf(trx, accountIdOf(owner), transactionIds);
+  }
+
   async grantsUsed(trx: Executor, owner: Owner, grantIds: readonly string[]): Promise<{ used: number; held: number; liveRollovers: string[] }> {
     const grants = await this.repo.grantsWithRollovers(trx, accountIdOf(owner), grantIds);
     return {

@@ -12,7 +12,7 @@ import { type CreateCodeExecutionBody, codeExecutionToApi, type UpdateCodeExecut
 import { type IdeEvents, withoutText } from './ide.events.js';
 import { canMove, executionLifecycle, isFinal, statusOf } from './ide.lifecycles.js';
 import { type IdeAccess, standing } from './ide.js';
-import { fileVersionInProject, ideDelete, ideFind, ideInsert, ideList, type IdeListFilter, ideUpdate, type IdeRow } from './ide.repository.js';
+import { fileVersionInProject, ideDelete, ideFind, ideHasStatus, ideInsert, ideList, type IdeListFilter, ideUpdate, type IdeRow } from './ide.repository.js';
 
 const T = 'code_executions';
 
@@ -127,6 +127,33 @@ export class CodeExecutionsService {
     const row = await ideFind(db, T, projectId, id);
     if (!row) throw errors.notFound('Code execution', id);
     standing(principal, role, row.user_id, 'code execution');
-    if (!(await ideDelete(db, T, projectId, id))) throw errors.notFound('Code execution', id);
+    // A billed run is paid by its final move: deleted while running, it would never be (review attack 4).
+    // The delete itself re-checks the status, so a run the runner starts meanwhile is kept too.
+    const unless = this.charger ? 'running' : undefined;
+    if (this.charger && row.status === 'running') throw inFlight(id);
+    if (!(await ideDelete(db, T, projectId, id, unless))) {
+      if (this.charger && (await ideFind(db, T, projectId, id))?.status === 'running') throw inFlight(id);
+      throw errors.notFound('Code execution', id);
+    }
   }
+
+  /**
+   * Refuses to delete a project while one of its billed runs is running (the project's delete
+   * would take the run with it, and the run's charge with the run). Wired as a project delete
+   * guard only when runs are billed.
+   */
+  async assertNoBilledRunInFlight(db: Executor, projectId: string): Promise<void> {
+    if (this.charger && (await ideHasStatus(db, T, projectId, 'running'))) {
+      throw errors.invalidState('The project has a billed code execution running: end it first (a canceled run is billed for the time it ran)', {
+        project_id: projectId,
+      });
+    }
+  }
+}
+
+function inFlight(id: string) {
+  return errors.invalidState('A billed code execution cannot be deleted while it runs: end it first (a canceled run is billed for the time it ran)', {
+    id,
+    status: 'running',
+  });
 }

@@ -88,9 +88,18 @@ export async function ideUpdate<T extends IdeTable>(
   return (await q.returning(cols(table)).executeTakeFirst()) as IdeRow<T> | undefined;
 }
 
-export async function ideDelete(db: Executor, table: IdeTable, projectId: string, id: string): Promise<boolean> {
-  const res = await db.deleteFrom(table).where('id', '=', id).where('project_id', '=', projectId).executeTakeFirst();
+/** Deletes a row; with `unlessStatus`, only while it does not have that status (checked by the delete itself). */
+export async function ideDelete(db: Executor, table: IdeTable, projectId: string, id: string, unlessStatus?: string): Promise<boolean> {
+  let q = db.deleteFrom(table).where('id', '=', id).where('project_id', '=', projectId);
+  if (unlessStatus !== undefined) q = q.where(sql.ref('status'), '<>', unlessStatus);
+  const res = await q.executeTakeFirst();
   return res.numDeletedRows > 0n;
+}
+
+/** Whether a project has a code execution in this status (one is enough). */
+export async function ideHasStatus(db: Executor, table: IdeTable, projectId: string, status: string): Promise<boolean> {
+  const row = await db.selectFrom(table).select('id').where('project_id', '=', projectId).where(sql.ref('status'), '=', status).limit(1).executeTakeFirst();
+  return row !== undefined;
 }
 
 export interface IdeListFilter {

@@ -47,6 +47,8 @@ export class IdeServices {
     this.editorSessions = new EditorSessionsService(access, now);
     this.terminalSessions = new TerminalSessionsService(access, now);
     this.codeExecutions = new CodeExecutionsService(access, now, told, charger);
+    // A billed run's charge is its final move: its project is not deleted under it.
+    if (charger) projects.guardDelete((db, projectId) => this.codeExecutions.assertNoBilledRunInFlight(db, projectId));
     this.codeAnalyses = new CodeAnalysesService(access, now);
     this.gitRepositories = new GitRepositoriesService(access, box);
     this.deployments = new DeploymentsService(access, now, told);

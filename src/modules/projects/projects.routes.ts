@@ -67,8 +67,8 @@ export function registerProjectRoutes(app: FastifyInstance, deps: RouteDeps, pro
   });
 
   defineRoute(app, deps, {
-    method: 'DELETE', url: '/v1/projects/:id', summary: 'Delete a project and everything in it (its owner)', tags, ...write, params: P,
-    response: { 200: Deleted, 404: ErrorResponse },
+    method: 'DELETE', url: '/v1/projects/:id', summary: 'Delete a project and everything in it (its owner; 409 while one of its billed code executions runs)', tags, ...write, params: P,
+    response: { 200: Deleted, 404: ErrorResponse, 409: ErrorResponse },
     handler: async (ctx, { params }) => {
       await projects.remove(ctx.db, ctx.principal, params.id);
       return ok({ id: params.id, deleted: true as const });

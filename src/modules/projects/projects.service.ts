@@ -49,9 +49,17 @@ export class ProjectsService {
     private charger: MessageCharger | null = null,
   ) {}
 
+  /** Checks a project's delete must pass first (another module's rows that must not vanish with it). */
+  private readonly deleteGuards: ((db: Executor, projectId: string) => Promise<void>)[] = [];
+
   /** Wired by the composition root once billing's usage events exist. */
   setCharger(charger: MessageCharger | null): void {
     this.charger = charger;
+  }
+
+  /** A check every project delete runs after the role check (it refuses by throwing a domain error). */
+  guardDelete(guard: (db: Executor, projectId: string) => Promise<void>): void {
+    this.deleteGuards.push(guard);
   }
 
   /** The caller's role on a project; 404 when the project does not exist for them. */
@@ -128,6 +136,7 @@ export class ProjectsService {
   async remove(db: Executor, principal: Principal, id: string): Promise<void> {
     const { role } = await this.access(db, principal, id);
     if (!canDelete(role)) throw errors.forbidden('Only the owner can delete a project');
+    for (const guard of this.deleteGuards) await guard(db, id);
     if (!(await projectDelete(db, id))) throw errors.notFound('Project', id);
   }
 
