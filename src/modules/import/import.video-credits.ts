@@ -1,5 +1,5 @@
 import { newId } from '../../lib/ids.js';
-import type { Anomaly, BatchContext, Shape, TableStep } from './import.js';
+import { type Anomaly, type BatchContext, HISTORY_BATCH_SCALE, type Shape, type TableStep } from './import.js';
 import { importMapInsert } from './import.repository.js';
 import { date, freshRows, int, keepHistory, minorUnits, ownerOf, ownersOf, str, Tally } from './import.rows.js';
 import type { SourceDb } from './import.source.js';
@@ -73,6 +73,7 @@ async function insertUsers(ctx: BatchContext, rows: Record<string, unknown>[]): 
 const history: TableStep = {
   table: 'credit_transactions',
   key: 'id',
+  batchScale: HISTORY_BATCH_SCALE,
   columns: (t) => `id::text as id, user_id::text as user_id, amount::text as amount, transaction_type, reason, metadata, created_at,
     exists (select 1 from ${t('users')} u where u.id = ${t('credit_transactions')}.user_id) as owner_exists`,
   async write(ctx, rows) {
@@ -101,7 +102,8 @@ const history: TableStep = {
         type: str(r.transaction_type) ?? 'unknown',
         amount,
         reason: str(r.reason)?.slice(0, 2000) ?? null,
-        metadata: JSON.stringify(r.metadata ?? {}),
+        // The source's jsonb as the driver parsed it, kept as it is.
+        metadata: (r.metadata ?? {}) as object,
         occurred_at: date(r.created_at),
       });
     }
