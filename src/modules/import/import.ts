@@ -43,6 +43,8 @@ export interface Anomaly {
 /** Where a batch writes: the caller's transaction, and what a shape needs besides the database. */
 export interface BatchContext {
   trx: Executor;
+  /** Tally's schema, for a step's raw SQL (`sql.table(\`${schema}.t\`)`). */
+  schema: string;
   /** The source, for a step that reads more of it while writing (000's buckets of a batch of users). */
   src: SourceDb;
   /** The source's fingerprint: the key of cursors, mappings and history. */
