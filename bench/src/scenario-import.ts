@@ -77,7 +77,7 @@ export async function importSpeed(ctx: BenchContext): Promise<ScenarioResult> {
       id: 10,
       name: `tally import, ${rows.toLocaleString('en-US')} video-credits rows (ops/s = rows/s)`,
       shape: {
-        tally: `node bin/tally.js import --from <bench PostgreSQL> --source-schema ${schema} --schema video-credits --json into the bench schema; ${users} users (balance rows) + ${transactions} credit_transactions, batches of 500`,
+        tally: `node bin/tally.js import --from <bench PostgreSQL> --source-schema ${schema} --schema video-credits --json into the bench schema; ${users} users (balance rows) + ${transactions} credit_transactions, batches of 500 users and 5,000 transactions`,
         baseline: null,
       },
       tally: measurement(new Latencies(), statuses, first.code === 0 ? rows : 0, first.seconds, 1),
@@ -92,7 +92,7 @@ export async function importSpeed(ctx: BenchContext): Promise<ScenarioResult> {
           bound,
           `${Math.round(rowsPerSec).toLocaleString('en-US')} rows/s, spawn to exit; bound ${BOUND_SECONDS_PER_MILLION} s per 1,000,000 rows${rows === 1_000_000 ? '' : ', scaled to this size'}`,
         ),
-        target('import peak RSS', first.peakRss / 2 ** 20, 'MB', 'max', 256, `the child's VmHWM; batches of 500 streamed by key, never the whole source`),
+        target('import peak RSS', first.peakRss / 2 ** 20, 'MB', 'max', 256, `the child's VmHWM; batches (500 users, 5,000 transactions) streamed by key, never the whole source`),
       ],
       extra: { rows, users, transactions, credits: expectedTotal, seconds: first.seconds, rows_per_sec: rowsPerSec, peak_rss_bytes: first.peakRss, second_run_seconds: second.seconds },
       checks,

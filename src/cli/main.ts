@@ -83,7 +83,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     .option('--strict', 'refuse (import nothing) if the source has any anomaly')
     .option('--report <file>', 'also write the JSON report to this file')
     .option('--json', 'print the report as JSON')
-    .option('--batch-size <n>', 'rows per batch, one transaction each', '500')
+    .option('--batch-size <n>', 'rows per batch, one transaction each (history tables: ten times that, at most 10000)', '500')
     .option('--owner <user>', "app-builder: the user (id or e-mail, in Tally or the source's users) who owns 000's ownerless projects, AI work and service tokens")
     .action(async (opts: ImportCommandOptions) => {
       code = await (await import('./import.js')).importCommand(opts, io);

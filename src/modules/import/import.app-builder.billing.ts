@@ -1,5 +1,5 @@
 import { newId } from '../../lib/ids.js';
-import type { BatchContext, TableStep } from './import.js';
+import { type BatchContext, HISTORY_BATCH_SCALE, type TableStep } from './import.js';
 import { importMapInsert } from './import.repository.js';
 import { bool, date, freshRows, int, json, keepHistory, minorUnits, ownerOf, ownersOf, str, Tally } from './import.rows.js';
 
@@ -81,6 +81,7 @@ function historyStep(table: 'point_transactions' | 'consumption_events'): TableS
   return {
     table,
     key: 'id',
+    batchScale: HISTORY_BATCH_SCALE,
     columns: (t) =>
       table === 'point_transactions'
         ? `id, user_id, type, change as amount, description, balance_after, metadata_json, created_at, ${ownerCheck(t, table)}`
@@ -111,11 +112,9 @@ function historyStep(table: 'point_transactions' | 'consumption_events'): TableS
           type: consumption ? `consumption:${String(r.type)}`.slice(0, 64) : String(r.type).slice(0, 64),
           amount: consumption ? -amount : amount,
           reason: str(consumption ? r.type : r.description)?.slice(0, 2000) ?? null,
-          metadata: JSON.stringify(
-            consumption
-              ? { allowance_id: str(r.allowance_id), complexity_score: int(r.complexity_score), action_hash: str(r.action_hash), metadata: json(r.metadata_json) }
-              : { balance_after: int(r.balance_after), metadata: json(r.metadata_json) },
-          ),
+          metadata: consumption
+            ? { allowance_id: str(r.allowance_id), complexity_score: int(r.complexity_score), action_hash: str(r.action_hash), metadata: json(r.metadata_json) }
+            : { balance_after: int(r.balance_after), metadata: json(r.metadata_json) },
           occurred_at: date(r.created_at),
         });
       }

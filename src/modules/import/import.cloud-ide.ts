@@ -1,5 +1,5 @@
 import { newId } from '../../lib/ids.js';
-import type { Anomaly, BatchContext, Shape, TableStep } from './import.js';
+import { type Anomaly, type BatchContext, HISTORY_BATCH_SCALE, type Shape, type TableStep } from './import.js';
 import { importMapInsert } from './import.repository.js';
 import { bool, date, freshRows, int, json, keepHistory, ownerOf, ownersOf, str, Tally } from './import.rows.js';
 import type { SourceDb } from './import.source.js';
@@ -350,6 +350,7 @@ const invoices: TableStep = {
 const usage: TableStep = {
   table: 'usage_records',
   key: 'id',
+  batchScale: HISTORY_BATCH_SCALE,
   columns: (t) => `id::text as id, user_id::text as user_id, workspace_id::text as workspace_id, resource_type, amount::text as amount, unit, metadata, recorded_at, ${exists(t, 'usage_records', 'user_id')} as owner_exists`,
   async write(ctx, rows) {
     const tally = new Tally();
@@ -370,7 +371,7 @@ const usage: TableStep = {
         // Usage was measured, never priced in credits here: history only, the quantity kept exactly as text.
         amount: 0,
         reason: null,
-        metadata: JSON.stringify({ resource_type: str(r.resource_type), quantity: str(r.amount), unit: str(r.unit), workspace_id: str(r.workspace_id), metadata: json(r.metadata) }),
+        metadata: { resource_type: str(r.resource_type), quantity: str(r.amount), unit: str(r.unit), workspace_id: str(r.workspace_id), metadata: json(r.metadata) },
         occurred_at: date(r.recorded_at),
       });
     }

@@ -1,7 +1,7 @@
 import { newId } from '../../lib/ids.js';
 import { isScope } from '../api-keys/api-keys.scopes.js';
 import { credentialsAad, hintOf } from '../gateway/gateway.js';
-import type { Anomaly, Shape, TableStep } from './import.js';
+import { type Anomaly, HISTORY_BATCH_SCALE, type Shape, type TableStep } from './import.js';
 import { importedUpstreamsInactive, importMapInsert } from './import.repository.js';
 import { date, freshRows, int, keepHistory, ownerOf, ownersOf, str, Tally } from './import.rows.js';
 import type { SourceDb } from './import.source.js';
@@ -170,6 +170,7 @@ const upstreams: TableStep = {
 const usage: TableStep = {
   table: 'usage_records',
   key: 'id',
+  batchScale: HISTORY_BATCH_SCALE,
   columns: (t) => `id::text as id, api_key_id::text as api_key_id, upstream_account_id::text as upstream_account_id, request_id, method, endpoint,
     status_code, response_time, tokens_used::text as tokens_used, cost::text as cost, error_message, created_at,
     exists (select 1 from ${t('api_keys')} k where k.id = ${t('usage_records')}.api_key_id) as owner_exists`,
@@ -195,7 +196,7 @@ const usage: TableStep = {
         // The relay priced requests in money (Decimal(10,4)), never in credits: no credits moved.
         amount: 0,
         reason: `${str(r.method) ?? ''} ${str(r.endpoint) ?? ''}`.trim().slice(0, 2000) || null,
-        metadata: JSON.stringify({
+        metadata: {
           request_id: str(r.request_id),
           api_key_id: key.target_id,
           upstream_id: upstreamIds.get(String(r.upstream_account_id))?.target_id ?? null,
@@ -204,7 +205,7 @@ const usage: TableStep = {
           tokens_used: int(r.tokens_used),
           cost: str(r.cost),
           error_message: str(r.error_message),
-        }),
+        },
         occurred_at: date(r.created_at),
       });
     }

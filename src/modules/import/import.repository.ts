@@ -89,7 +89,11 @@ export interface MapRow {
   facts: Record<string, unknown>;
 }
 
-/** The mappings of some source rows of one table (source id → row). */
+/**
+ * The mappings of some source rows of one table (source id → row). The ids travel as one array
+ * parameter (`= any($n)`), not as an `in (…)` list of a batch's worth of parameters: one statement
+ * text whatever the batch size, nothing for the query builder to compile per id.
+ */
 export async function importMapFind(db: Executor, source: string, table: string, sourceIds: readonly string[]): Promise<Map<string, MapRow>> {
   if (sourceIds.length === 0) return new Map();
   const rows = await db
@@ -97,14 +101,15 @@ export async function importMapFind(db: Executor, source: string, table: string,
     .select(['source_id', 'target_id', 'facts'])
     .where('source', '=', source)
     .where('source_table', '=', table)
-    .where('source_id', 'in', [...new Set(sourceIds)])
+    .where('source_id', '=', sql<string>`any(${[...new Set(sourceIds)]}::text[])`)
     .execute();
   return new Map(rows.map((r) => [r.source_id, { source_id: r.source_id, target_id: r.target_id, facts: (r.facts ?? {}) as Record<string, unknown> }]));
 }
 
 /**
- * Records mappings. The primary key (source, table, source id) is the guarantee that a row is
- * imported once: a second writer of the same row fails here and its whole batch rolls back.
+ * Records mappings, all of a batch in one statement (the rows travel as one JSON parameter). The
+ * primary key (source, table, source id) is the guarantee that a row is imported once: a second
+ * writer of the same row fails here and its whole batch rolls back.
  */
 export async function importMapInsert(
   db: Executor,
@@ -113,9 +118,11 @@ export async function importMapInsert(
   rows: { table: string; sourceId: string; targetTable: string; targetId: string; facts?: Record<string, unknown> }[],
 ): Promise<void> {
   if (rows.length === 0) return;
+  const json = JSON.stringify(rows.map((r) => ({ t: r.table, s: r.sourceId, tt: r.targetTable, ti: r.targetId, f: r.facts ?? {} })));
   await db
     .insertInto('import_map')
-    .values(rows.map((r) => ({ source, run_id: runId, source_table: r.table, source_id: r.sourceId, target_table: r.targetTable, target_id: r.targetId, facts: JSON.stringify(r.facts ?? {}) })))
+    .columns(['source', 'run_id', 'source_table', 'source_id', 'target_table', 'target_id', 'facts'])
+    .expression(sql`select ${source}::text, ${runId}::text, r.t, r.s, r.tt, r.ti, r.f from jsonb_to_recordset(${json}::jsonb) as r(t text, s text, tt text, ti text, f jsonb)`)
     .execute();
 }
 

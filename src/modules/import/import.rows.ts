@@ -1,5 +1,4 @@
-import type { Insertable } from 'kysely';
-import type { DB } from '../../db/database.types.js';
+import { sql } from 'kysely';
 import type { BatchContext, BatchOutcome, SkipReason } from './import.js';
 import { importMapFind, type MapRow } from './import.repository.js';
 
@@ -87,13 +86,43 @@ export function ownerOf(owners: Map<string, MapRow>, r: Record<string, unknown>,
   return null;
 }
 
+/** One kept history row (`imported_credit_history`). */
+export interface HistoryRow {
+  id: string;
+  source: string;
+  source_table: string;
+  source_id: string;
+  account_id: string;
+  user_id: string | null;
+  opening_entry_id: string | null;
+  type: string;
+  amount: number;
+  reason: string | null;
+  /** The JSON value itself (an object or array), never its text. */
+  metadata: object;
+  occurred_at: Date | null;
+}
+
 /**
- * Keeps history rows. A history row's unique (source, table, source id) is its mapping: rows an
- * earlier run kept conflict here and count as already imported.
+ * Keeps history rows: a batch in one statement, its rows as one JSON parameter expanded by
+ * `jsonb_to_recordset` (not 12 bound values a row for the query builder to compile). A history
+ * row's unique (source, table, source id) is its mapping: rows an earlier run kept conflict here
+ * and count as already imported.
  */
-export async function keepHistory(ctx: BatchContext, values: Insertable<DB['imported_credit_history']>[], tally: Tally): Promise<void> {
+export async function keepHistory(ctx: BatchContext, values: readonly HistoryRow[], tally: Tally): Promise<void> {
   if (values.length === 0) return;
-  const kept = (await ctx.trx.insertInto('imported_credit_history').values(values).onConflict((oc) => oc.columns(['source', 'source_table', 'source_id']).doNothing()).returning('id').execute()).length;
-  tally.imported += kept;
-  tally.skip('already_imported', values.length - kept);
+  const json = JSON.stringify(values);
+  const kept = await ctx.trx
+    .insertInto('imported_credit_history')
+    .columns(['id', 'source', 'source_table', 'source_id', 'account_id', 'user_id', 'opening_entry_id', 'type', 'amount', 'reason', 'metadata', 'occurred_at'])
+    .expression(
+      sql`select id, source, source_table, source_id, account_id, user_id, opening_entry_id, type, amount, reason, metadata, occurred_at
+        from jsonb_to_recordset(${json}::jsonb) as r(id text, source text, source_table text, source_id text, account_id text, user_id text,
+          opening_entry_id text, type text, amount int8, reason text, metadata jsonb, occurred_at timestamptz)`,
+    )
+    .onConflict((oc) => oc.columns(['source', 'source_table', 'source_id']).doNothing())
+    .returning(sql<number>`1`.as('kept'))
+    .execute();
+  tally.imported += kept.length;
+  tally.skip('already_imported', values.length - kept.length);
 }

@@ -1,7 +1,8 @@
+import { sql } from 'kysely';
 import type { Database, Executor } from '../../db/database.js';
 import { newId } from '../../lib/ids.js';
 import { type Ledger, reconcile } from '../credits/credits.port.js';
-import { ANOMALIES_LISTED, type Anomaly, type BatchContext, type ImportOwner, type Shape, type ShapeName, type SkipReason, type TableStep } from './import.js';
+import { ANOMALIES_LISTED, type Anomaly, batchRows, type BatchContext, type ImportOwner, type Shape, type ShapeName, type SkipReason, type TableStep } from './import.js';
 import { detectShape } from './import.detect.js';
 import {
   type CursorRow,
@@ -178,13 +179,23 @@ async function importTable(
   const state = { after: cursor?.last_key ?? null, read: cursor?.rows_read ?? 0, imported: cursor?.rows_imported ?? 0, skipped: cursor?.rows_skipped ?? 0 };
   const byReason: Partial<Record<SkipReason, number>> = {};
   if (!cursor?.done) {
+    const size = batchRows(step, opts.batchSize);
+    const read = (after: string | null) => src.batch(step.table, step.key, step.columns(src.t), after, size);
+    let next = read(state.after);
     for (;;) {
-      const rows = await src.batch(step.table, step.key, step.columns(src.t), state.after, opts.batchSize);
+      const rows = await next;
       const last = rows.at(-1);
       const lastKey = last === undefined ? state.after : String(last[step.key]);
-      const done = rows.length < opts.batchSize;
+      const done = rows.length < size;
+      // The next batch is read from the source (its own connection) while this one is written:
+      // at most two batches in memory. A batch that fails leaves its read unused (caught, dropped).
+      if (!done) {
+        next = read(lastKey);
+        next.catch(() => undefined);
+      }
       await inBatch(async (trx) => {
-        const ctx: BatchContext = { trx, src, source: src.fingerprint, runId, ledger: deps.ledger, now: deps.clock(), asOf, balanceCap: deps.balanceCap, seal: deps.seal, sealKeyId: deps.sealKeyId, anomaly: onAnomaly, owner };
+        if (deps.database.kind === 'postgres') await asyncCommit(trx);
+        const ctx: BatchContext = { trx, schema: deps.database.schema, src, source: src.fingerprint, runId, ledger: deps.ledger, now: deps.clock(), asOf, balanceCap: deps.balanceCap, seal: deps.seal, sealKeyId: deps.sealKeyId, anomaly: onAnomaly, owner };
         const outcome = rows.length === 0 ? { imported: 0, skipped: {} } : await step.write(ctx, rows);
         const skipped = Object.values(outcome.skipped).reduce((a, b) => a + (b ?? 0), 0);
         await importCursorSave(trx, {
@@ -210,6 +221,20 @@ async function importTable(
     }
   }
   return { table: step.table, source_rows: total, read: state.read, imported: state.imported, skipped: state.skipped, skipped_by_reason: byReason };
+}
+
+/**
+ * On a PostgreSQL server, a batch's commit does not wait for its WAL flush (`synchronous_commit =
+ * off`, this transaction only): it is visible at once, and a `kill -9` of the importer loses
+ * nothing committed (the server keeps it). Only a crash of the server itself within a moment of
+ * the commit could lose it — and then the batch is lost whole, rows and cursor together, and
+ * `--resume` redoes it. The run's final `import_runs` update commits as usual and flushes every
+ * batch before it (the WAL is one sequence), so a finished import is durable. Saves an fsync a
+ * batch. Not on PGlite: there the database lives in the importer's process and dies with it, so a
+ * killed import must find every batch it had committed.
+ */
+async function asyncCommit(trx: Executor): Promise<void> {
+  await sql`set local synchronous_commit = off`.execute(trx);
 }
 
 async function creditsOf(src: SourceDb, shape: Shape, executor: Executor, source: string, asOf: Date): Promise<ImportReport['credits']> {

@@ -43,6 +43,8 @@ export interface Anomaly {
 /** Where a batch writes: the caller's transaction, and what a shape needs besides the database. */
 export interface BatchContext {
   trx: Executor;
+  /** Tally's schema, for a step's raw SQL (`sql.table(\`${schema}.t\`)`). */
+  schema: string;
   /** The source, for a step that reads more of it while writing (000's buckets of a batch of users). */
   src: SourceDb;
   /** The source's fingerprint: the key of cursors, mappings and history. */
@@ -85,6 +87,13 @@ export interface TableStep {
   table: string;
   /** A unique, ordered column: the keyset position (`where key > last order by key`). */
   key: string;
+  /**
+   * Rows a batch, as a multiple of `--batch-size` (default 1; see `batchRows`). History tables
+   * take HISTORY_BATCH_SCALE: their rows are light (one set-based insert a batch, no ledger
+   * operation, no audit row), so a batch's fixed cost (its round trips, its commit) is spread over
+   * more of them. A killed import still loses at most the one batch in flight.
+   */
+  batchScale?: number;
   /** The select list (source columns, cast where needed); `t` qualifies another source table. */
   columns: (t: (table: string) => string) => string;
   /** Writes one batch in the caller's transaction. Rows come as the source driver returns them. */
@@ -127,6 +136,15 @@ export interface ReviewItem {
   why: string;
   details: Record<string, unknown>;
 }
+
+/** History tables' batches: ten times `--batch-size`. */
+export const HISTORY_BATCH_SCALE = 10;
+/** A scaled batch stays within this many rows (unless `--batch-size` itself asks for more): bounded memory. */
+export const SCALED_BATCH_MAX = 10_000;
+
+/** The rows a step reads and writes a batch. */
+export const batchRows = (step: TableStep, batchSize: number): number =>
+  step.batchScale === undefined ? batchSize : Math.max(batchSize, Math.min(batchSize * step.batchScale, SCALED_BATCH_MAX));
 
 /** Anomalies kept in the report per kind (all are counted; a million-row source may have many). */
 export const ANOMALIES_LISTED = 1000;

@@ -1,7 +1,8 @@
+import { sql } from 'kysely';
 import { newId } from '../../lib/ids.js';
-import type { Anomaly, BatchContext, Shape, TableStep } from './import.js';
+import { type Anomaly, type BatchContext, HISTORY_BATCH_SCALE, type Shape, type TableStep } from './import.js';
 import { importMapInsert } from './import.repository.js';
-import { date, freshRows, int, keepHistory, minorUnits, ownerOf, ownersOf, str, Tally } from './import.rows.js';
+import { date, freshRows, int, minorUnits, ownerOf, ownersOf, str, Tally } from './import.rows.js';
 import type { SourceDb } from './import.source.js';
 import { type Opening, openingBalances } from './import.opening.js';
 
@@ -73,42 +74,80 @@ async function insertUsers(ctx: BatchContext, rows: Record<string, unknown>[]): 
 const history: TableStep = {
   table: 'credit_transactions',
   key: 'id',
-  columns: (t) => `id::text as id, user_id::text as user_id, amount::text as amount, transaction_type, reason, metadata, created_at,
-    exists (select 1 from ${t('users')} u where u.id = ${t('credit_transactions')}.user_id) as owner_exists`,
+  batchScale: HISTORY_BATCH_SCALE,
+  // No per-row `owner_exists` here: the few rows whose owner is not imported are looked up after.
+  columns: () => 'id::text as id, user_id::text as user_id, amount::text as amount, transaction_type, reason, metadata, created_at',
   async write(ctx, rows) {
     const tally = new Tally();
-    // The history row's unique (source, table, source id) is its mapping: rows already kept conflict below.
-    const fresh = rows;
-    const owners = await ownersOf(ctx, 'users', fresh, 'user_id');
-    const values = [];
-    for (const r of fresh) {
-      const owner = ownerOf(owners, r, 'user_id', tally);
-      if (!owner) continue;
-      const amount = int(r.amount);
-      if (amount === null) {
-        tally.skip('unknown_value');
-        ctx.anomaly({ kind: 'unknown_value', table: 'credit_transactions', source_id: String(r.id), rule: 'An amount that is not a whole number of credits is not kept (balances come from users.credits_balance)', details: { amount: r.amount } });
+    const found = await keepTransactions(ctx, rows);
+    const missing = rows.filter((r) => !found.has(String(r.user_id)));
+    const existing = await sourceUsers(ctx.src, missing);
+    for (const r of rows) {
+      if (!found.has(String(r.user_id))) {
+        tally.skip(existing.has(String(r.user_id)) ? 'owner_not_imported' : 'orphan');
         continue;
       }
-      values.push({
-        id: newId('importedHistory'),
-        source: ctx.source,
-        source_table: 'credit_transactions',
-        source_id: String(r.id),
-        account_id: `acc_u_${owner.target_id}`,
-        user_id: owner.target_id,
-        opening_entry_id: str(owner.facts.opening_entry),
-        type: str(r.transaction_type) ?? 'unknown',
-        amount,
-        reason: str(r.reason)?.slice(0, 2000) ?? null,
-        metadata: JSON.stringify(r.metadata ?? {}),
-        occurred_at: date(r.created_at),
-      });
+      if (int(r.amount) === null) {
+        tally.skip('unknown_value');
+        ctx.anomaly({ kind: 'unknown_value', table: 'credit_transactions', source_id: String(r.id), rule: 'An amount that is not a whole number of credits is not kept (balances come from users.credits_balance)', details: { amount: r.amount } });
+      }
     }
-    await keepHistory(ctx, values, tally);
+    const owned = rows.length - missing.length - (tally.skipped.unknown_value ?? 0);
+    tally.imported += found.kept;
+    tally.skip('already_imported', owned - found.kept);
     return tally.outcome;
   },
 };
+
+/**
+ * A batch of transactions kept as history in one statement: each row's owner is resolved from the
+ * import map inside it (the user's Tally id, account and opening entry), so no lookup travels to
+ * node and back. Rows whose owner is not imported are not kept, nor rows whose amount is not a
+ * whole number (null here). Answers how many were kept (the others in the batch with an owner were
+ * kept before: the history's unique key) and which source users had an owner.
+ */
+async function keepTransactions(ctx: BatchContext, rows: Record<string, unknown>[]): Promise<{ kept: number; has(userId: string): boolean }> {
+  const json = JSON.stringify(
+    rows.map((r) => ({
+      id: newId('importedHistory'),
+      source_id: String(r.id),
+      user_id: str(r.user_id),
+      type: str(r.transaction_type) ?? 'unknown',
+      amount: int(r.amount),
+      reason: str(r.reason)?.slice(0, 2000) ?? null,
+      // The source's jsonb as the driver parsed it, kept as it is.
+      metadata: r.metadata ?? {},
+      occurred_at: date(r.created_at),
+    })),
+  );
+  const t = (name: string) => sql.table(`${ctx.schema}.${name}`);
+  const result = await sql<{ kept: number; owners: string[] }>`
+    with r as (
+      select * from jsonb_to_recordset(${json}::jsonb)
+        as r(id text, source_id text, user_id text, type text, amount int8, reason text, metadata jsonb, occurred_at timestamptz)
+    ), o as (
+      select r.*, m.target_id, m.facts->>'opening_entry' as opening_entry_id
+      from r join ${t('import_map')} m on m.source = ${ctx.source} and m.source_table = 'users' and m.source_id = r.user_id
+    ), ins as (
+      insert into ${t('imported_credit_history')} (id, source, source_table, source_id, account_id, user_id, opening_entry_id, type, amount, reason, metadata, occurred_at)
+      select o.id, ${ctx.source}, 'credit_transactions', o.source_id, 'acc_u_' || o.target_id, o.target_id, o.opening_entry_id, o.type, o.amount, o.reason, o.metadata, o.occurred_at
+      from o where o.amount is not null
+      on conflict (source, source_table, source_id) do nothing
+      returning 1
+    )
+    select (select count(*) from ins)::int as kept, coalesce((select jsonb_agg(distinct o.user_id) from o), '[]'::jsonb) as owners`.execute(ctx.trx);
+  const row = result.rows[0];
+  const owners = new Set(row?.owners ?? []);
+  return { kept: Number(row?.kept ?? 0), has: (userId) => owners.has(userId) };
+}
+
+/** Which of these rows' users exist in the source (orphans vs users not imported): one query, only for rows without an owner. */
+async function sourceUsers(src: SourceDb, rows: Record<string, unknown>[]): Promise<Set<string>> {
+  const ids = [...new Set(rows.flatMap((r) => (r.user_id === null || r.user_id === undefined ? [] : [String(r.user_id)])))];
+  if (ids.length === 0) return new Set();
+  const found = await src.rows<{ id: string }>(`select id::text as id from ${src.t('users')} where id = any($1::uuid[])`, [ids]);
+  return new Set(found.map((u) => u.id));
+}
 
 const JOB_STATUS: Record<string, string> = { pending: 'pending', queued: 'pending', processing: 'processing', running: 'processing', completed: 'completed', succeeded: 'completed', failed: 'failed', canceled: 'canceled', cancelled: 'canceled' };
 const FINAL = new Set(['completed', 'failed', 'canceled', 'timed_out']);
