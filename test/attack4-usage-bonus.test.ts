@@ -59,4 +59,21 @@ describe(`attack 4: usage bonus on refunded usage (${TARGET})`, () => {
     expect((await svc().get(`/v1/users/${u.id}/balance`)).body.balance).toBe(40 + 30);
     expect((await reconcile(app.database)).drift).toEqual([]);
   });
+
+  // A bonus is spent like any credit and earns bonus in turn: at a rate of 1 or more the credits
+  // it mints never shrink period over period. Refused on create and on update (docs/billing.md).
+  it('a usage_bonus_rate of 1 or more is refused (400 invalid_request); 0.9999 is the most', async () => {
+    for (const rate of [1, 1.5, 10, 0.99999]) {
+      const res = await post('/v1/plans', { slug: `r${randomBytes(4).toString('hex')}`, name: key(), trial_days: 0, price_monthly: 0, usage_bonus_rate: rate });
+      expect(res.status, `${rate}: ${JSON.stringify(res.body)}`).toBe(400);
+      expect(res.body.error).toMatchObject({ code: 'invalid_request' });
+    }
+    const upd = await svc().patch('/v1/plans/bonus', { usage_bonus_rate: 1 });
+    expect(upd.status, JSON.stringify(upd.body)).toBe(400);
+    expect(upd.body.error).toMatchObject({ code: 'invalid_request' });
+    const top = await post('/v1/plans', { slug: `r${randomBytes(4).toString('hex')}`, name: key(), trial_days: 0, price_monthly: 0, usage_bonus_rate: 0.9999 });
+    expect(top.status, JSON.stringify(top.body)).toBe(201);
+    expect(top.body.usage_bonus_rate).toBe(0.9999);
+    expect((await svc().get('/v1/plans/bonus')).body.usage_bonus_rate).toBe(0.5);
+  });
 });

@@ -7,6 +7,7 @@ import type { CatalogService } from './billing.catalog.service.js';
 import { addMonths, allowanceWindowAt, type AllowanceWindow, monthsOf, windowAt } from './billing.periods.js';
 import {
   allowanceCycleGrants,
+  allowanceCycleGrantsOfPeriod,
   allowanceCycleInsert,
   allowanceCycleOpenGrants,
   allowanceCyclesOverlapping,
@@ -204,15 +205,49 @@ export class SubscriptionCycles {
    * paid for them. Conservative, and only for what an open hold kept.)
    */
   async revoke(trx: Executor, sub: SubscriptionState, at: Date, reason: string): Promise<number> {
+    return this.takeBack(trx, sub, await allowanceCycleGrants(trx, sub.id), at, reason);
+  }
+
+  /**
+   * A subscription invoice taken back (payments' full refund or dispute): the windows of the
+   * period it paid end now, with the rollover buckets they left, and the answer is what they gave
+   * out (held counted as used, as in `revoke`). Windows of other periods are untouched, and so is
+   * the subscription: whether it goes on is the provider's to say (its cancel or past_due events).
+   * The period's windows not opened yet are recorded as granted with nothing (a 0 allowance cycle),
+   * so the scheduler never opens them: that period was not paid for after all.
+   */
+  async revokePeriod(trx: Executor, sub: SubscriptionState, period: { start: Date; end: Date | null }, at: Date, reason: string): Promise<number> {
+    if (period.end) await this.forgoWindows(trx, sub, period.start, period.end);
+    return this.takeBack(trx, sub, await allowanceCycleGrantsOfPeriod(trx, sub.id, period), at, reason);
+  }
+
+  /** Ends the named allowance grants and their live rollover buckets at `at`; what they gave out. */
+  private async takeBack(trx: Executor, sub: SubscriptionState, grantIds: string[], at: Date, reason: string): Promise<number> {
+    if (grantIds.length === 0) return 0;
     const owner = { userId: sub.user_id };
-    const grantIds = await allowanceCycleGrants(trx, sub.id);
     const { liveRollovers } = await this.credits.grantsUsed(trx, owner, grantIds);
-    if (liveRollovers.length > 0) await this.credits.endGrantsAt(trx, owner, liveRollovers, at);
-    // Ends the buckets as the windows were ended; the batch's own expiry (at its start, by what is
-    // free) leaves in the ended grants only what open holds keep.
-    await this.credits.executeIn(trx, owner, [{ kind: 'expire', requestId: `revoke:${sub.id}`, idem: null, grantIds: liveRollovers, reason }]);
+    // Windows already ended (a canceled plan's, a past period's) keep their earlier end (least):
+    // this ends only what is still open, and clears its rollover.
+    const ending = [...grantIds, ...liveRollovers];
+    await this.credits.endGrantsAt(trx, owner, ending, at);
+    // The batch's own expiry (at its start, by what is free) leaves in the ended grants only what
+    // open holds keep.
+    await this.credits.executeIn(trx, owner, [{ kind: 'expire', requestId: `revoke:${sub.id}`, idem: null, grantIds: ending, reason }]);
     const { used, held } = await this.credits.grantsUsed(trx, owner, grantIds);
     return used + held;
+  }
+
+  /** Records every window of the current plan that starts in [start, end) and is not yet open, as 0. */
+  private async forgoWindows(trx: Executor, sub: SubscriptionState, start: Date, end: Date): Promise<void> {
+    const plan = await this.catalog.requirePlan(trx, sub.plan_id);
+    for (const allowance of plan.allowances) {
+      const window = allowance.window as AllowanceWindow;
+      // Bounded: a yearly period has at most 366 daily windows.
+      for (let w = allowanceWindowAt(sub.anchor_at, window, start), n = 0; w.start < end && n < 400; w = allowanceWindowAt(sub.anchor_at, window, w.end), n++) {
+        if (w.start < start) continue;
+        await allowanceCycleInsert(trx, { subscription_id: sub.id, user_id: sub.user_id, plan_id: plan.id, class: allowance.class, window: allowance.window, cycle_start: w.start, cycle_end: w.end, amount: 0 });
+      }
+    }
   }
 
   /** 1_cycle: until the next window ends; annual: until the subscription year ends. */

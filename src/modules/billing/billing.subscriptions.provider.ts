@@ -35,15 +35,19 @@ export class ProviderSubscriptions {
   ) {}
 
   /**
-   * Payments' port: the payment behind a provider subscription was taken back (a one-time
-   * payment that bought a plan, refunded in full or disputed). Ends what its allowances still hold
-   * (rollover buckets included) and answers what they gave out; 0 for no such subscription.
+   * Payments' port: a payment behind a provider subscription was taken back (refunded in full or
+   * disputed). A one-time payment that bought a plan (no period): ends what all its allowances
+   * still hold (rollover buckets included). A subscription invoice: only the windows of the period
+   * it paid; the subscription's status stays the provider's to change. Answers what those
+   * allowances gave out; 0 for no such subscription.
    */
   async revokeAllowances(trx: Executor, input: AllowanceRevocation): Promise<{ used: number }> {
     const existing = await subscriptionLockByProvider(trx, input.provider, input.providerSubscriptionId);
     if (!existing) return { used: 0 };
     const sub = await lockSubscription(trx, existing.id);
-    return { used: await this.cycles.revoke(trx, sub, this.now(), input.reason) };
+    const now = this.now();
+    if (input.period) return { used: await this.cycles.revokePeriod(trx, sub, input.period, now, input.reason) };
+    return { used: await this.cycles.revoke(trx, sub, now, input.reason) };
   }
 
   /**

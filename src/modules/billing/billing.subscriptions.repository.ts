@@ -214,6 +214,17 @@ export async function allowanceCycleGrants(db: Executor, subscriptionId: string)
   return rows.flatMap((r) => (r.grant_id ? [r.grant_id] : []));
 }
 
+/**
+ * The grants of a subscription's windows of one paid period: those that start in [start, end), or
+ * with no end known, the windows open at `start`.
+ */
+export async function allowanceCycleGrantsOfPeriod(db: Executor, subscriptionId: string, period: { start: Date; end: Date | null }): Promise<string[]> {
+  let q = db.selectFrom('allowance_cycles').select('grant_id').where('subscription_id', '=', subscriptionId).where('grant_id', 'is not', null);
+  q = period.end ? q.where('cycle_start', '>=', period.start).where('cycle_start', '<', period.end) : q.where('cycle_start', '<=', period.start).where('cycle_end', '>', period.start);
+  const rows = await q.execute();
+  return rows.flatMap((r) => (r.grant_id ? [r.grant_id] : []));
+}
+
 /** The grants of a subscription's windows still open at `at` (those ending exactly then included). */
 export async function allowanceCycleOpenGrants(db: Executor, subscriptionId: string, at: Date): Promise<string[]> {
   const rows = await db

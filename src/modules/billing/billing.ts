@@ -91,7 +91,11 @@ const planFields = {
   pool_mode: Type.Optional(literals(POOL_MODES)),
   pay_as_you_go: Type.Optional(Type.Boolean()),
   overage_unit_amount: Type.Optional(Decimal),
-  usage_bonus_rate: Type.Optional(Type.Number({ minimum: 0, maximum: 10 })),
+  /**
+   * Below 1: the bonus is itself spent and earns bonus in turn, so a rate of 1 or more grows
+   * without bound. 0.9999 is the most the column (numeric(6,4)) keeps below 1: 0.99995 would round to 1.
+   */
+  usage_bonus_rate: Type.Optional(Type.Number({ minimum: 0, maximum: 0.9999 })),
   trial_days: Type.Optional(Type.Integer({ minimum: 0, maximum: 365 })),
   /** null: the plan does not offer the interval; 0: free on it (docs/billing.md). */
   price_monthly: Type.Optional(Nullable(Money)),

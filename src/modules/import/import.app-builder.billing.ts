@@ -28,7 +28,7 @@ export const plans: TableStep = {
       const trial = int(r.trial_days);
       const mode = str(r.shared_mode);
       const bonus = str(r.usage_bonus_rate ?? '0');
-      if (price === null || price < 0 || trial === null || trial < 0 || trial > 365 || (mode !== 'shared_pool' && mode !== 'hybrid') || !/^\d+(\.\d+)?$/.test(bonus ?? '') || Number(bonus) > 10) {
+      if (price === null || price < 0 || trial === null || trial < 0 || trial > 365 || (mode !== 'shared_pool' && mode !== 'hybrid') || !/^\d+(\.\d+)?$/.test(bonus ?? '') || Number(bonus) > 0.9999) {
         tally.skip('unknown_value');
         ctx.anomaly({ kind: 'unknown_value', table: 'plans', source_id: id, rule: 'A plan whose price, trial, mode or bonus rate Tally cannot read exactly is not imported (nor its subscriptions)', details: { price_usd: r.price_usd, trial_days: r.trial_days, shared_mode: r.shared_mode } });
         continue;

@@ -23,7 +23,8 @@ export const refundedCredits = (credits: number, refunded: number, amount: numbe
  * provider retries it after the payment. One that arrives while the payment is still pending is
  * recorded on its row (`amount_refunded`, or the status `disputed`), and the success then grants
  * only what was not refunded — nothing once disputed (payments.purchases.ts). A full refund or a
- * dispute of a payment that bought a plan ends that plan (billing's port).
+ * dispute of a payment that bought a plan ends that plan (billing's port); of a subscription
+ * invoice's payment, it takes back the allowance of the period that invoice paid.
  */
 export class Clawbacks {
   constructor(
@@ -79,7 +80,8 @@ export class Clawbacks {
    */
   private async endPlan(trx: Executor, provider: ProviderName, eventId: string, payment: repo.PaymentRow, why: string): Promise<string | null> {
     const userId = payment.user_id;
-    if (payment.status !== 'succeeded' || !payment.plan_id || !userId) return null;
+    if (payment.status !== 'succeeded' || !userId) return null;
+    if (!payment.plan_id) return this.takeBackPeriods(trx, provider, payment, userId, why);
     const ended = await this.subscriptions.sync(trx, {
       provider,
       eventId,
@@ -100,6 +102,31 @@ export class Clawbacks {
     });
     const taken = await this.takeBackAllowances(trx, provider, payment, userId, why);
     return taken > 0 ? `${ended}; clawed back ${taken} allowance credits` : ended;
+  }
+
+  /**
+   * A subscription invoice's payment, fully refunded or disputed after it succeeded: the
+   * allowance windows of the period that invoice paid end now and what they gave out is clawed
+   * back (billing's port; other periods are untouched). The subscription goes on as the provider
+   * says: Stripe, say, sends its own `customer.subscription.updated`/`deleted` (past_due,
+   * canceled) if it stops it. Once per payment, as `endPlan` (the caller's status check; the
+   * ledger key `payment:<id>:allowance-clawback`). Nothing for a payment that paid no invoice of a
+   * subscription (a credit package).
+   */
+  private async takeBackPeriods(trx: Executor, provider: ProviderName, payment: repo.PaymentRow, userId: string, why: string): Promise<string | null> {
+    const invoices = await repo.subscriptionInvoicesOfPayment(trx, payment.id);
+    if (invoices.length === 0) return null;
+    const reason = `subscription allowances: ${why}`;
+    let used = 0;
+    for (const inv of invoices) {
+      // No period named (Lemon Squeezy): the windows open when the invoice was paid.
+      const period = inv.period_start ? { start: inv.period_start, end: inv.period_end } : { start: inv.paid_at ?? inv.created_at, end: null };
+      used += await this.subscriptions.revokeAllowances(trx, { provider, providerSubscriptionId: inv.provider_subscription_id, reason, period });
+    }
+    const ids = invoices.map((i) => i.provider_invoice_id).join(', ');
+    if (used <= 0) return `invoice ${ids}: its period's allowances ended`;
+    await this.ledger.allowanceClawback(trx, { userId, paymentId: payment.id, amount: used, reason });
+    return `invoice ${ids}: its period's allowances ended; clawed back ${used} allowance credits`;
   }
 
   /**

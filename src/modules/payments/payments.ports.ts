@@ -46,10 +46,13 @@ export interface SubscriptionPort {
   syncProviderSubscription(trx: Executor, input: ProviderSubscriptionSync): Promise<{ subscriptionId: string | null }>;
 
   /**
-   * Runs in the webhook's transaction, after the subscription was ended (a one-time payment that
-   * bought a plan, refunded in full or disputed): billing ends what the subscription's allowances
-   * still hold — open windows (already, by the cancel) and rollover buckets — and answers how many
-   * allowance credits were used before that (granted − still remaining − expired unused), for
+   * Runs in the webhook's transaction when a payment is taken back (refunded in full or
+   * disputed). Without a `period`, after the subscription was ended (a one-time payment that
+   * bought a plan): billing ends what all its allowances still hold — open windows (already, by
+   * the cancel) and rollover buckets. With one (a subscription invoice), only the windows of that
+   * period: they end now, with their rollover buckets, and the period's later windows are never
+   * granted; the subscription itself is left to the provider's own events. Answers how many
+   * allowance credits those windows gave out (granted − still remaining − expired unused), for
    * payments to claw back. 0 when there is no such subscription.
    */
   revokeAllowances(trx: Executor, input: AllowanceRevocation): Promise<{ used: number }>;
@@ -60,4 +63,10 @@ export interface AllowanceRevocation {
   provider: ProviderName;
   providerSubscriptionId: string;
   reason: string;
+  /**
+   * The period a subscription invoice paid: its windows are those that start in [start, end).
+   * `end` null (an invoice that names no period: Lemon Squeezy's): the windows open at `start`,
+   * the time the invoice was paid.
+   */
+  period?: { start: Date; end: Date | null };
 }

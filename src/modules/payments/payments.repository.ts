@@ -281,6 +281,19 @@ export async function invoiceUpsert(db: Executor, row: Insertable<Invoices>): Pr
     .execute();
 }
 
+/** The subscription invoices a payment paid (each names its subscription and, if the provider says, its period). */
+export async function subscriptionInvoicesOfPayment(db: Executor, paymentId: string) {
+  const rows = await db
+    .selectFrom('invoices')
+    .select(['provider_invoice_id', 'provider_subscription_id', 'period_start', 'period_end', 'paid_at', 'created_at'])
+    .where('payment_id', '=', paymentId)
+    .where('provider_subscription_id', 'is not', null)
+    .orderBy('created_at')
+    .orderBy('id')
+    .execute();
+  return rows.flatMap((r) => (r.provider_subscription_id ? [{ ...r, provider_subscription_id: r.provider_subscription_id }] : []));
+}
+
 export async function invoicesOfUser(db: Executor, userId: string, page: PageRequest) {
   let q = db.selectFrom('invoices').select([...INVOICE_COLUMNS, cursorColumn('invoices').as('cursor_us')]).where('user_id', '=', userId);
   if (page.after) q = q.where(cursorBefore('invoices', page.after));
