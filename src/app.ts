@@ -299,7 +299,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     projectFiles: new ProjectFilesService(projects, storage.driver),
     ide: new IdeServices(
       database.db, projects, secrets, clock, webhooksOut,
-      billingConfig.codeExecutionMetric ? new UsageExecutionCharger(billing.usage, billingConfig.codeExecutionMetric) : null,
+      billingConfig.codeExecutionMetric ? new UsageExecutionCharger(billing.usage, billingConfig.codeExecutionMetric, billingConfig.codeExecutionHoldMs) : null,
     ),
     storageMeter: new StorageMeter(
       database.db,

@@ -35,6 +35,14 @@ describe('configuration', () => {
     expect(() => loadConfig({ TALLY_DATA_DIR: tempDir(), TALLY_CODE_EXECUTION_METRIC: 'not a metric' })).toThrow(ConfigError);
   });
 
+  it("a billed run's hold is TALLY_CODE_EXECUTION_HOLD_MS (a minute by default, at least 1 ms)", () => {
+    const billed = (env: Record<string, string>) => loadConfig({ TALLY_DATA_DIR: tempDir(), TALLY_CODE_EXECUTION_METRIC: 'code_execution_ms', ...env }).config.billing;
+    expect(billed({})?.codeExecutionHoldMs).toBe(60_000);
+    expect(billed({ TALLY_CODE_EXECUTION_HOLD_MS: '20000' })?.codeExecutionHoldMs).toBe(20_000);
+    expect(() => billed({ TALLY_CODE_EXECUTION_HOLD_MS: '0' })).toThrow(ConfigError);
+    expect(() => billed({ TALLY_CODE_EXECUTION_HOLD_MS: '1.5' })).toThrow(ConfigError);
+  });
+
   it('TALLY_BALANCE_CAP=0 means no cap', () => {
     const { config } = loadConfig({ TALLY_DATA_DIR: tempDir(), TALLY_BALANCE_CAP: '0', TALLY_SIGNUP_BONUS: '10' });
     expect(config.credits).toMatchObject({ balanceCap: null, signupBonus: 10 });

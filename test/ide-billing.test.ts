@@ -7,18 +7,21 @@ import { signUp } from './support/fixtures.js';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';
 
 const METRIC = 'code_execution_ms';
+const HOLD_MS = 20_000;
 
 /**
- * Billed code runs (docs/ide.md, "Billing runs"; TALLY_CODE_EXECUTION_METRIC): a run's final move
- * charges the project's owner a usage event of the metric, priced by its cost model, in the same
- * transaction and once per run (the run's id is the event's action_hash). A refused charge refuses
- * the move; only the service reports what a run cost; a stranger can neither see nor bill a run.
+ * Billed code runs (docs/ide.md, "Billing runs"; TALLY_CODE_EXECUTION_METRIC): a run's start holds
+ * the price of the longest billed run (refused before it runs when the payer cannot pay), and its
+ * final move charges the project's owner a usage event of the metric, priced by its cost model and
+ * captured from that hold, in the same transaction and once per run (the run's id is the event's
+ * action_hash). Only the service reports what a run cost; a stranger can neither see nor bill a run.
  */
 describe(`billed code runs (${TARGET})`, () => {
   let app: TestApp;
   const svc = () => client(app.server, app.serviceKey);
   const key = () => `k-${randomBytes(6).toString('hex')}`;
   const balance = async (userId: string) => (await svc().get(`/v1/users/${userId}/balance`)).body.balance as number;
+  const account = async (userId: string) => (await svc().get(`/v1/users/${userId}/balance`)).body as Json;
   const events = async (userId: string, runId: string): Promise<Json[]> =>
     ((await svc().get(`/v1/users/${userId}/events?limit=100`)).body.data as Json[]).filter((e) => e.action_hash === runId);
 
@@ -43,7 +46,8 @@ describe(`billed code runs (${TARGET})`, () => {
   }
 
   beforeAll(async () => {
-    app = await createTestApp({ billing: { ...DEFAULT_BILLING, codeExecutionMetric: METRIC } });
+    // A run holds 20 s of run time (40 credits) when it starts.
+    app = await createTestApp({ billing: { ...DEFAULT_BILLING, codeExecutionMetric: METRIC, codeExecutionHoldMs: HOLD_MS } });
     // Two credits per started second of run time.
     const model = await svc().post('/v1/cost-models', { metric: METRIC, formula: 'ceil(quantity / 1000) * base_rate', base_rate: '2', class: 'Usage' });
     expect(model.status).toBe(201);
@@ -105,14 +109,19 @@ describe(`billed code runs (${TARGET})`, () => {
     expect(await balance(u.user.id)).toBe(before - 2);
   });
 
-  it('credits short: 402 and the run stays running; a run canceled before it started costs nothing', async () => {
+  it('credits short of the hold: the start is refused (402) before anything runs, the run stays queued; a run canceled before it started costs nothing', async () => {
     const u = await owner(0);
     const all = await balance(u.user.id);
-    const run = await started(u);
-    const short = await svc().patch(`${u.base}/${run}`, { status: 'completed', execution_time_ms: 1_000_000 });
+    expect(all).toBeLessThan(40);
+    const run = (await u.api.post(u.base, { language: 'python', source_code: 'print(1)' })).body.id as string;
+    const short = await svc().patch(`${u.base}/${run}`, { status: 'running' });
     expect(short.status).toBe(402);
-    expect((await svc().get(`${u.base}/${run}`)).body.status).toBe('running');
-    expect(await balance(u.user.id)).toBe(all);
+    expect(short.body.error).toMatchObject({ code: 'insufficient_credits' });
+    expect((await svc().get(`${u.base}/${run}`)).body).toMatchObject({ status: 'queued', started_at: null });
+    expect(await account(u.user.id)).toMatchObject({ balance: all, held: 0 });
+    // Queued, it may still be canceled (or failed) for nothing.
+    expect((await svc().patch(`${u.base}/${run}`, { status: 'failed' })).status).toBe(200);
+    expect(await events(u.user.id, run)).toEqual([]);
 
     const queued = (await u.api.post(u.base, { language: 'python', source_code: 'print(2)' })).body.id;
     expect((await u.api.patch(`${u.base}/${queued}`, { status: 'canceled' })).status).toBe(200);
@@ -134,6 +143,60 @@ describe(`billed code runs (${TARGET})`, () => {
     expect(event).toMatchObject({ metric: METRIC, charged: 2 });
     expect(await metadataOf(event)).toMatchObject({ status: 'canceled' });
     expect(await balance(u.user.id)).toBe(before - 2);
+  });
+
+  it('a run is prepaid: its start holds the price of the longest billed run, its end captures what it cost and releases the rest', async () => {
+    const u = await owner(100);
+    const before = await account(u.user.id);
+    const run = await started(u);
+    // 20 s at 2 credits a started second: 40 held while it runs.
+    expect(await account(u.user.id)).toMatchObject({ balance: before.balance, held: 40, available: before.available - 40 });
+    // A second start of the same run is no move: nothing more is held.
+    expect((await svc().patch(`${u.base}/${run}`, { status: 'running' })).status).toBe(200);
+    expect(await account(u.user.id)).toMatchObject({ held: 40 });
+    expect((await svc().patch(`${u.base}/${run}`, { status: 'completed', execution_time_ms: 7_500 })).status).toBe(200);
+    expect(await account(u.user.id)).toMatchObject({ balance: before.balance - 16, held: 0 });
+    const [event, ...more] = await events(u.user.id, run);
+    expect(more).toEqual([]);
+    expect(event).toMatchObject({ charged: 16, quantity: 7_500 });
+    expect(await metadataOf(event)).toMatchObject({ code_execution_id: run, hold_id: expect.stringMatching(/^hold_/) });
+    expect(await metadataOf(event)).not.toHaveProperty('uncharged');
+
+    // The author may start their own run (under row-level security): held the same, settled by the runner.
+    const own = (await u.api.post(u.base, { language: 'python', source_code: 'print(3)' })).body.id as string;
+    const start = await u.api.patch(`${u.base}/${own}`, { status: 'running' });
+    expect(start.status).toBe(200);
+    expect(start.body).not.toHaveProperty('hold_id');
+    expect(await account(u.user.id)).toMatchObject({ balance: before.balance - 16, held: 40 });
+    expect((await svc().patch(`${u.base}/${own}`, { status: 'completed', execution_time_ms: 1 })).status).toBe(200);
+    expect(await account(u.user.id)).toMatchObject({ balance: before.balance - 18, held: 0 });
+  });
+
+  it('the payer cannot dodge a started run: credits spent while it runs do not refuse its end; its price beyond the hold is not charged (recorded as uncharged)', async () => {
+    const u = await owner(100);
+    const run = await started(u);
+    const spend = (await account(u.user.id)).available as number;
+    expect((await svc().post('/v1/credits/debit', { user_id: u.user.id, amount: spend, reason: 'elsewhere' }, { idempotencyKey: key() })).status).toBe(201);
+    // Nothing is left but what the run holds: the hold cannot be spent by anything else.
+    expect((await svc().post('/v1/credits/debit', { user_id: u.user.id, amount: 1, reason: 'elsewhere' }, { idempotencyKey: key() })).status).toBe(402);
+    expect(await account(u.user.id)).toMatchObject({ balance: 40, held: 40, available: 0 });
+    // The runner reports 100 s: 200 credits at the price, 40 held — the hold is captured, the rest forgiven and recorded.
+    expect((await svc().patch(`${u.base}/${run}`, { status: 'timed_out', execution_time_ms: 100_000 })).status).toBe(200);
+    expect(await account(u.user.id)).toMatchObject({ balance: 0, held: 0 });
+    const [event] = await events(u.user.id, run);
+    expect(event).toMatchObject({ charged: 40, cost: 200 });
+    expect(await metadataOf(event)).toMatchObject({ uncharged: 160, status: 'timed_out' });
+  });
+
+  it("an event the app recorded for a prepaid run releases the run's hold: paid once", async () => {
+    const u = await owner(100);
+    const before = await account(u.user.id);
+    const run = await started(u);
+    const own = await svc().post('/v1/events', { user_id: u.user.id, metric: METRIC, quantity: 3000, action_hash: run, metadata: { code_execution_id: run, project_id: u.base.split('/')[3], language: 'python', status: 'completed' } }, { idempotencyKey: key() });
+    expect(own.body).toMatchObject({ charged: 6 });
+    expect((await svc().patch(`${u.base}/${run}`, { status: 'completed', execution_time_ms: 3000 })).status).toBe(200);
+    expect(await account(u.user.id)).toMatchObject({ balance: before.balance - 6, held: 0 });
+    expect(await events(u.user.id, run)).toHaveLength(1);
   });
 
   it("a non-member cannot touch, end or bill someone else's run (404), and nothing is charged", async () => {

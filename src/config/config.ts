@@ -125,6 +125,8 @@ const envSchema = z.object({
   TALLY_FREE_QUOTA_METRICS: z.string().default('autofix'),
   /** Bill finished code runs as usage events of this metric (docs/ide.md, "Billing runs"); unset = not billed. */
   TALLY_CODE_EXECUTION_METRIC: optionalString.refine((v) => v === undefined || /^[A-Za-z0-9_.:-]{1,64}$/.test(v), 'must be a metric name (letters, digits, _ . : -; up to 64)'),
+  /** The longest run a billed run's hold pays for, in ms (its price is held when the run starts). */
+  TALLY_CODE_EXECUTION_HOLD_MS: intFromEnv(60_000).refine((v) => v >= 1, 'must be at least 1 (ms)'),
   // Payments (docs/payments.md). A provider without its secret is not configured: its webhook
   // answers 503 and processes nothing (the provider keeps retrying until it is configured).
   /** Comma-separated: during a rotation Stripe signs with the old and the new secret. */
@@ -548,6 +550,11 @@ export interface BillingConfig {
   readonly freeQuotaMetrics: readonly string[];
   /** Code runs are billed as usage events of this metric when set (docs/ide.md, "Billing runs"); absent = not billed. */
   readonly codeExecutionMetric?: string;
+  /**
+   * A billed run's hold: the price of this many ms is reserved when it starts, and the run is
+   * charged at most that (docs/ide.md, "Billing runs"). Absent: 60,000 (a minute).
+   */
+  readonly codeExecutionHoldMs?: number;
   /** POST /v1/check's in-process snapshots (docs/billing.md, "Entitlement checks"); absent = off. */
   readonly checkCache?: { readonly ttlMs: number; readonly maxEntries: number };
 }

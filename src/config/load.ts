@@ -68,7 +68,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
       dailyFreeQuota: raw.TALLY_DAILY_FREE_QUOTA,
       freeQuotaMetrics: raw.TALLY_FREE_QUOTA_METRICS.split(',').map((m) => m.trim()).filter(Boolean),
       checkCache: { ttlMs: raw.TALLY_CHECK_CACHE_MS, maxEntries: raw.TALLY_CHECK_CACHE_ENTRIES },
-      ...(raw.TALLY_CODE_EXECUTION_METRIC ? { codeExecutionMetric: raw.TALLY_CODE_EXECUTION_METRIC } : {}),
+      ...(raw.TALLY_CODE_EXECUTION_METRIC ? { codeExecutionMetric: raw.TALLY_CODE_EXECUTION_METRIC, codeExecutionHoldMs: raw.TALLY_CODE_EXECUTION_HOLD_MS } : {}),
     },
     encryptionKeysOld: (raw.TALLY_ENCRYPTION_KEYS_OLD ?? '')
       .split(',')

@@ -216,6 +216,7 @@ export interface CodeExecutions {
   external_token: string | null;
   file_version_id: string | null;
   finished_at: Timestamp | null;
+  hold_id: string | null;
   id: string;
   language: string;
   memory_kb: number | null;

@@ -65,6 +65,8 @@ const ceilCredits = (v: number): number => Math.max(0, Math.ceil(v - 1e-9));
 interface QueuedEvent {
   event: EventInput;
   requestId: string;
+  /** A hold that prepaid the event (a billed code run's): its capture pays it, re-checking nothing. */
+  holdId?: string | null;
 }
 
 /**
@@ -166,10 +168,42 @@ export class UsageService {
    * One event inside a caller's transaction (a project message's cost): the message and its
    * charge commit together. A refusal throws its API error, which rolls the caller back.
    */
-  async chargeIn(trx: Executor, event: EventInput, requestId: string): Promise<Record<string, unknown>> {
-    const [outcome] = await this.recordIn(kyselyRunner(trx), [{ event, requestId }]);
+  async chargeIn(trx: Executor, event: EventInput, requestId: string, holdId: string | null = null): Promise<Record<string, unknown>> {
+    const [outcome] = await this.recordIn(kyselyRunner(trx), [{ event, requestId, holdId }]);
     if (!outcome) throw new Error('usage: no outcome for the charge');
     return unwrap(outcome) as Record<string, unknown>;
+  }
+
+  /**
+   * Reserves what `quantity` of the metric costs at its cost model's full price (no free quota:
+   * that is counted when the event is recorded) as a hold on the payer, inside the caller's
+   * transaction: a billed code run's authorization before it runs. Refused (thrown) as the event
+   * would be: no cost model, credits short (402), a pool member's role or cap. A price of 0 holds
+   * nothing (null).
+   */
+  async holdIn(
+    trx: Executor,
+    event: { user_id: string; workspace_id?: string; metric: string; quantity: number },
+    hold: { expiresInSeconds: number; metadata: Record<string, unknown> },
+    requestId: string,
+  ): Promise<{ holdId: string | null; amount: number }> {
+    const run = kyselyRunner(trx);
+    const payer = event.workspace_id === undefined ? { owner: { userId: event.user_id } } : { owner: { workspaceId: event.workspace_id }, memberId: event.user_id };
+    return this.ledger.consumeIn(run, [payer], async (accounts, now) => {
+      const session = accounts.get(payerAccount(event));
+      if (!session) throw event.workspace_id === undefined ? errors.notFound('User', event.user_id) : errors.notFound('Workspace', event.workspace_id);
+      const state = await this.sql.load(run, { ...quotaBounds(now), userIds: [event.user_id], metrics: [event.metric], keys: [] });
+      const amount = new Pricing(this.catalog, this.config, state, now).priceOf(event);
+      if (amount === 0) return { holdId: null, amount };
+      const holdId = session.hold({
+        requestId,
+        amount,
+        expiresInSeconds: hold.expiresInSeconds,
+        metadata: { reason: `usage hold: ${event.metric}`, ...hold.metadata },
+        memberId: event.workspace_id === undefined ? null : event.user_id,
+      });
+      return { holdId, amount };
+    });
   }
 
   /**
@@ -181,7 +215,10 @@ export class UsageService {
     const events = items.map((i) => i.event);
     const userIds = [...new Set(events.map((e) => e.user_id))].sort();
     // Who pays: the user, or the workspace pool the event names, for its member (role and cap).
-    const payers = events.map((e) => (e.workspace_id === undefined ? { owner: { userId: e.user_id } } : { owner: { workspaceId: e.workspace_id }, memberId: e.user_id }));
+    const payers = items.map(({ event: e, holdId }) => ({
+      ...(e.workspace_id === undefined ? { owner: { userId: e.user_id } } : { owner: { workspaceId: e.workspace_id }, memberId: e.user_id }),
+      ...(holdId ? { holdIds: [holdId] } : {}),
+    }));
     const { pricing, outcomes } = await this.ledger.consumeIn(run, payers, async (accounts, now) => {
       const state = await this.sql.load(run, {
         ...quotaBounds(now),
@@ -190,9 +227,9 @@ export class UsageService {
         keys: events.map((e) => ({ userId: e.user_id, actionHash: e.action_hash })),
       });
       const pricing = new Pricing(this.catalog, this.config, state, now);
-      const outcomes = items.map(({ event, requestId }) => {
+      const outcomes = items.map(({ event, requestId }, i) => {
         try {
-          return pricing.apply(event, accounts.get(payerAccount(event)) ?? null);
+          return pricing.apply(event, accounts.get(payerAccount(event)) ?? null, items[i]?.holdId ?? null);
         } catch (err) {
           if (isRefusal(err)) return refused(err, requestId);
           throw err;
@@ -240,7 +277,7 @@ export class UsageService {
 }
 
 /** The account an event is paid from: its workspace's pool when it names one, else its user's. */
-function payerAccount(event: EventInput): string {
+function payerAccount(event: { user_id: string; workspace_id?: string | undefined }): string {
   return event.workspace_id === undefined ? accountIdOf({ userId: event.user_id }) : accountIdOf({ workspaceId: event.workspace_id });
 }
 
@@ -382,11 +419,12 @@ class Pricing {
     }
   }
 
-  /** Prices an event and works out who pays what — the shared core of `apply` and `quote`. */
-  private plan(event: { user_id: string; workspace_id?: string | undefined; metric: string; quantity: number; complexity_score?: number | undefined }, session: ConsumingAccount) {
-    // A pool pays from its own credits: the member's plan, allowances, daily free quota and budget
-    // guard are theirs, not the pool's, so none of them applies (docs/ledger.md, "Workspace pools").
-    const pool = event.workspace_id !== undefined;
+  /** An event's full price (no free quota), by its metric's cost model (unknown or inactive: refused). */
+  priceOf(event: { metric: string; quantity: number }): number {
+    return this.pricer(event).price(event.quantity);
+  }
+
+  private pricer(event: { metric: string; complexity_score?: number | undefined }) {
     const model = this.models.get(event.metric);
     if (!model || !model.active) {
       throw errors.invalidRequest(`Unknown metric "${event.metric}": create its cost model first`, { field: 'metric' });
@@ -403,6 +441,15 @@ class Pricing {
       if (r.value > 1e12) throw errors.invalidRequest('The event costs more than 10^12 credits', { field: 'quantity' });
       return ceilCredits(r.value);
     };
+    return { model, price };
+  }
+
+  /** Prices an event and works out who pays what — the shared core of `apply` and `quote`. */
+  private plan(event: { user_id: string; workspace_id?: string | undefined; metric: string; quantity: number; complexity_score?: number | undefined }, session: ConsumingAccount) {
+    // A pool pays from its own credits: the member's plan, allowances, daily free quota and budget
+    // guard are theirs, not the pool's, so none of them applies (docs/ledger.md, "Workspace pools").
+    const pool = event.workspace_id !== undefined;
+    const { model, price } = this.pricer(event);
     const tz = this.tz.get(event.user_id) ?? this.config.timeZone;
     const quotaKey = `${event.user_id}\n${model.metric}`;
     // The current window of the chain, or the next one (not yet stored; apply stores it if used).
@@ -480,7 +527,14 @@ class Pricing {
       : errors.rateLimited('Usage is throttled: this charge would exceed the monthly budget cap', details);
   }
 
-  apply(event: EventInput, session: ConsumingAccount | null): EventOutcome {
+  /**
+   * Records an event. With `holdId` (a billed code run's hold, still open) the event is paid by
+   * capturing its price from that hold — at most the hold, the rest released — and nothing about
+   * the payer is checked again (role, cap, credits, budget guard): the hold was the authorization.
+   * A repeat of a recorded event releases the hold. A hold no longer open (expired) leaves the
+   * event to be paid as any other.
+   */
+  apply(event: EventInput, session: ConsumingAccount | null, holdId: string | null = null): EventOutcome {
     if (!session) throw event.workspace_id === undefined ? errors.notFound('User', event.user_id) : errors.notFound('Workspace', event.workspace_id);
     // An event's identity is its action_hash; its request hash is the one events have always had
     // (stored in usage_events.request_hash), so it stays the pre-0017 form.
@@ -491,9 +545,16 @@ class Pricing {
       if (seen.requestHash !== hash) {
         throw errors.idempotencyKeyReused('action_hash was already used for a different event');
       }
+      // Already paid (the app recorded it): the hold that would have paid it is given back.
+      if (holdId !== null) session.settleHold({ requestId: holdId, holdId, amount: 0, metadata: {} });
       return done(seen.result);
     }
     const p = this.plan(event, session);
+    const eventId = newId('event');
+    const prepaid = holdId === null
+      ? null
+      : session.settleHold({ requestId: eventId, holdId, amount: p.payable, metadata: { event_id: eventId, metric: p.model.metric, action_hash: event.action_hash } });
+    if (holdId !== null && prepaid?.open) return this.record(event, session, p, { hash, seenKey, eventId, transactionId: prepaid.transactionId, paid: [{ name: 'credits', amount: prepaid.captured }], holdId, uncharged: p.payable - prepaid.captured });
     // A pool's member: a spending role (a stranger's answer is "no such workspace") and the cap.
     if (event.workspace_id !== undefined) session.assertMaySpend(event.user_id, p.payable);
     if (p.overage > 0 && !p.payg) {
@@ -515,7 +576,6 @@ class Pricing {
     }
 
     // Charge: the ledger first (it can still refuse), then billing's own state.
-    const eventId = newId('event');
     let transactionId: string | null = null;
     let paid: { name: string; amount: number }[] = [];
     if (p.coveredTotal > 0) {
@@ -535,6 +595,25 @@ class Pricing {
         throw err;
       }
     }
+    return this.record(event, session, p, { hash, seenKey, eventId, transactionId, paid, guard, overage: p.overage });
+  }
+
+  /** Billing's side of a paid event: free quota, counters, overage, the event row and its answer. */
+  private record(
+    event: EventInput,
+    session: ConsumingAccount,
+    p: ReturnType<Pricing['plan']>,
+    r: {
+      hash: string; seenKey: string; eventId: string; transactionId: string | null; paid: { name: string; amount: number }[];
+      guard?: ReturnType<Pricing['guardFor']>; overage?: number;
+      /** Prepaid by a hold: its id, and what its price exceeded the hold by (not charged). */
+      holdId?: string; uncharged?: number;
+    },
+  ): EventOutcome {
+    const { hash, seenKey, eventId, transactionId, paid } = r;
+    const guard = r.guard ?? null;
+    const overage = r.overage ?? 0;
+    const coveredTotal = paid.reduce((sum, t) => sum + t.amount, 0);
     if (p.freeUnits > 0 && p.quota) {
       p.quota.consumed += p.freeUnits;
       p.quota.dirty = true;
@@ -548,20 +627,20 @@ class Pricing {
         });
       }
     }
-    const charged = p.coveredTotal + p.overage;
-    this.count(event, p.tz, p.sub, p.coveredTotal, p.overage);
+    const charged = coveredTotal + overage;
+    this.count(event, p.tz, p.sub, coveredTotal, overage);
     let overageAmount = 0;
-    if (p.overage > 0 && p.sub) {
+    if (overage > 0 && p.sub) {
       const k = `${p.sub.id}\n${p.model.metric}`;
       const o = this.overages.get(k) ?? {
         id: newId('overageCharge'), user_id: event.user_id, subscription_id: p.sub.id, metric: p.model.metric,
         period_start: p.sub.periodStart, period_end: p.sub.periodEnd, credits: 0, unitAmount: p.sub.unitAmount,
         unitMicros: p.sub.unitMicros, currency: p.sub.currency, dirty: true,
       };
-      o.credits += p.overage;
+      o.credits += overage;
       o.dirty = true;
       this.overages.set(k, o);
-      overageAmount = Math.ceil((p.overage * o.unitMicros) / 1e6);
+      overageAmount = Math.ceil((overage * o.unitMicros) / 1e6);
       if (guard) {
         guard.spend += p.overageMicros;
         guard.dirty = true;
@@ -586,8 +665,8 @@ class Pricing {
       cost: p.cost,
       charged,
       free_units: p.freeUnits,
-      breakdown: breakdownOf(p.freeCredits, paid, p.overage),
-      overage: p.overage,
+      breakdown: breakdownOf(p.freeCredits, paid, overage),
+      overage,
       overage_amount: overageAmount,
       currency: p.sub?.currency ?? null,
       transaction_id: transactionId,
@@ -600,7 +679,8 @@ class Pricing {
     this.events.push({
       id: eventId, user_id: event.user_id, metric: p.model.metric, quantity: event.quantity, complexity_score: event.complexity_score ?? null,
       action_hash: event.action_hash, request_hash: hash, subscription_id: p.sub?.id ?? null, free_units: p.freeUnits, cost: p.cost,
-      charged, overage: p.overage, transaction_id: transactionId, metadata: event.metadata ?? {},
+      charged, overage, transaction_id: transactionId,
+      metadata: r.holdId === undefined ? (event.metadata ?? {}) : { ...event.metadata, hold_id: r.holdId, ...(r.uncharged ? { uncharged: r.uncharged } : {}) },
       // Only what the columns do not hold (eventAnswer rebuilds the rest): half the bytes to write.
       result: Object.fromEntries(EVENT_ANSWER_EXTRAS.map((k) => [k, result[k]])),
       occurred_at: result.occurred_at, created_at: this.now, workspace_id: event.workspace_id ?? null,

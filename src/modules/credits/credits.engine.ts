@@ -1,7 +1,7 @@
 import { isRefusal } from '../../core/errors.js';
 import type { DomainEvent } from '../../core/events.js';
 import { done, refused } from '../idempotency/idempotency.js';
-import type { AccountState, ConsumeTier, GrantState, HoldState, LedgerEntry, LedgerOp, OpResult, RefundTarget, SpenderState } from './credits.js';
+import { type AccountState, type ConsumeTier, type GrantState, type HoldState, isFinalHold, type LedgerEntry, type LedgerOp, type OpResult, type RefundTarget, type SpenderState } from './credits.js';
 import { Book } from './credits.engine.book.js';
 import { expireDue, expireNamed } from './credits.engine.expiry.js';
 import { credit, grant } from './credits.engine.grants.js';
@@ -113,6 +113,12 @@ export class LedgerSession {
   /** Refuses (throws) unless this pool member may spend `amount` now (role, cap). */
   assertMaySpend(memberId: string, amount: number): void {
     assertMaySpend(this.book, memberId, amount);
+  }
+
+  /** What an open hold of this account reserves; null when it is not open (settled, expired) or not this account's. */
+  openHold(holdId: string): number | null {
+    const h = this.book.holds.get(holdId);
+    return h !== undefined && h.accountId === this.book.account.id && !isFinalHold(h.status) ? h.amount : null;
   }
 
   /** What a `consume` over these tiers could take now, per tier (nothing changes). */

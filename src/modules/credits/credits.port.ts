@@ -113,6 +113,8 @@ export interface MemberSpend {
 export interface Payer {
   owner: Owner;
   memberId?: string | null;
+  /** Holds of this account the work may settle (`settleHold`): loaded with the account. */
+  holdIds?: readonly string[];
 }
 
 /** One account inside a priced consumption. */
@@ -132,6 +134,19 @@ export interface ConsumingAccount {
    * more is refused (`insufficient_credits`, raised) and takes nothing.
    */
   consume(c: { requestId: string; amount: number; reason: string; metadata: Record<string, unknown>; tiers: ConsumeTier[]; memberId?: string | null }): ConsumeResult;
+  /**
+   * Reserves `amount` (a hold): refused (thrown) when it is not available, and for a pool's member
+   * as `assertMaySpend` refuses. Answers the hold's id.
+   */
+  hold(h: { requestId: string; amount: number; expiresInSeconds: number; metadata: Record<string, unknown>; memberId?: string | null }): string;
+  /**
+   * Settles an open hold of this account: captures `amount`, at most the hold (the rest is
+   * released; 0 releases it all). Re-checks nothing of the payer — no role, cap or balance: the
+   * hold was the authorization. Answers what was held and captured and the capture's entry (null
+   * when nothing was taken); `open: false` when the hold is no longer open (expired, settled, not
+   * this account's), and then nothing changes.
+   */
+  settleHold(s: { requestId: string; holdId: string; amount: number; metadata: Record<string, unknown> }): { open: boolean; held: number; captured: number; transactionId: string | null };
 }
 
 /** A user's ledger state as read for a quote (other modules only keep it and hand it back). */

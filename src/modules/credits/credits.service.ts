@@ -150,10 +150,11 @@ export class CreditsService implements Ledger {
       if (opened.length > 0) accounts = [...accounts, ...(await this.sql.lock(run, opened))].sort((a, b) => (a.id < b.id ? -1 : 1));
     }
     const now = this.now(); // after the locks, as in every batch
+    const holdIds = payers.flatMap((p) => p.holdIds ?? []);
     const loaded = await this.sql.load(run, {
       accountIds: accounts.map((a) => a.id),
       holdAccountIds: accounts.filter((a) => a.held > 0).map((a) => a.id),
-      holdIds: [],
+      holdIds,
       now,
       scopes: [],
       refundIds: [],
@@ -597,6 +598,19 @@ function consumingAccount(session: LedgerSession): ConsumingAccount {
       const result = session.run({ kind: 'consume', idem: null, ...c });
       if (!result.ok) throw result.error;
       return must(session.lastConsume, 'a consume that ran left its result');
+    },
+    hold: (h): string => {
+      const result = session.run({ kind: 'hold', idem: null, ...h });
+      if (!result.ok) throw result.error;
+      return String((result.value as { id: string }).id);
+    },
+    settleHold: ({ requestId, holdId, amount, metadata }) => {
+      const held = session.openHold(holdId);
+      if (held === null) return { open: false, held: 0, captured: 0, transactionId: null };
+      const captured = Math.max(0, Math.min(amount, held));
+      const result = captured > 0 ? session.run({ kind: 'capture', idem: null, requestId, holdId, amount: captured, metadata }) : session.run({ kind: 'release', idem: null, requestId, holdId });
+      if (!result.ok) throw result.error;
+      return { open: true, held, captured, transactionId: (result.value as { transaction_id: string | null }).transaction_id };
     },
   };
 }

@@ -7,7 +7,7 @@ import type { Principal } from '../../core/principal.js';
 import { newId } from '../../lib/ids.js';
 import { elevate } from '../../db/request-role.js';
 import { projectFind } from '../projects/projects.repository.js';
-import type { ExecutionCharger } from './ide.charger.js';
+import type { ExecutionCharger, ExecutionPayer } from './ide.charger.js';
 import { type CreateCodeExecutionBody, codeExecutionToApi, type UpdateCodeExecutionBody } from './ide.code-executions.js';
 import { type IdeEvents, withoutText } from './ide.events.js';
 import { canMove, executionLifecycle, isFinal, statusOf } from './ide.lifecycles.js';
@@ -22,8 +22,10 @@ const RAN_TO_THE_END = new Set(['completed', 'failed', 'timed_out']);
 /**
  * Code executions: a run is queued by a writer of the project, moved by its runner through
  * queued → running → completed | failed | timed_out | canceled, and final after that. When the
- * deployment bills runs (a charger is wired; docs/ide.md, "Billing runs"), the final move of a run
- * that started charges the project's owner in the same transaction, once per run.
+ * deployment bills runs (a charger is wired; docs/ide.md, "Billing runs"), a run is prepaid: its
+ * move to running holds the price of the longest billed run on the project's owner (refused before
+ * any compute when the payer may not pay), and its final move captures what it cost from that
+ * hold in the same transaction, once per run, re-checking nothing the payer could have changed.
  */
 export class CodeExecutionsService {
   constructor(
@@ -80,8 +82,9 @@ export class CodeExecutionsService {
     const patch: RowPatch<'code_executions'> = { ...fields, ...(execution_time_ms !== undefined ? { execution_time_ms: String(execution_time_ms) } : {}) };
     if (to === 'running' && from !== 'running') patch.started_at = now;
     if (isFinal(executionLifecycle, to)) patch.finished_at = now;
-    const updated = await ideUpdate(db, T, projectId, id, patch, from);
+    let updated = await ideUpdate(db, T, projectId, id, patch, from);
     if (!updated) throw errors.invalidState('The execution changed meanwhile; read it again', { id });
+    if (this.charger && to === 'running' && from !== 'running') updated = await this.prepay(db, projectId, updated, this.charger);
     if (this.charger && to !== from && isFinal(executionLifecycle, to)) await this.bill(db, projectId, updated, this.charger);
     if (to !== from && (to === 'completed' || to === 'failed' || to === 'timed_out')) {
       const data = withoutText(codeExecutionToApi(updated), ['source_code', 'stdin', 'stdout', 'stderr', 'compile_output']);
@@ -91,9 +94,28 @@ export class CodeExecutionsService {
   }
 
   /**
-   * The run's usage event, after every check of the move (it runs as the owner: end users hold no
-   * grant on money). A run canceled before it started costs nothing. A refusal (no cost model for
-   * the metric, credits short, the member's spend cap) refuses the move itself: nothing commits.
+   * The run's hold, in the transaction of its move to running and after every check of the move
+   * (it runs as the owner: end users hold no grant on money). The payer's role, spend cap and
+   * credits are checked now: a refusal (402, 403, 404, an unpriced metric) refuses the start, so
+   * nothing runs that cannot be paid. The run keeps the hold's id for its final move.
+   */
+  private async prepay(db: Executor, projectId: string, run: IdeRow<'code_executions'>, charger: ExecutionCharger): Promise<IdeRow<'code_executions'>> {
+    const owner = await this.payerOf(db, projectId, run);
+    await elevate(db);
+    const { holdId } = await charger.hold(db, { owner, runId: run.id, metadata: { project_id: projectId, language: run.language } });
+    if (holdId === null) return run;
+    const kept = await ideUpdate(db, T, projectId, run.id, { hold_id: holdId }, 'running');
+    if (!kept) throw new Error(`code execution ${run.id} left running inside its own transaction`);
+    return kept;
+  }
+
+  /**
+   * The run's usage event, after every check of the move (as the owner). A run canceled before it
+   * started costs nothing. Prepaid (its hold), the event captures its price from the hold — at
+   * most the hold — and nothing the payer did since the start (a demotion, a cap, spent credits)
+   * can refuse it. Without an open hold (a run started before holds; a hold that expired, the run
+   * outliving it by an hour), the event is paid as any other, and a refusal (no cost model,
+   * credits short, the member's spend cap) refuses the move itself: nothing commits.
    */
   private async bill(db: Executor, projectId: string, run: IdeRow<'code_executions'>, charger: ExecutionCharger): Promise<void> {
     const started = run.started_at;
@@ -101,25 +123,28 @@ export class CodeExecutionsService {
     const finished = run.finished_at ?? this.now();
     const reported = run.execution_time_ms === null ? null : Number(run.execution_time_ms);
     const quantity = Math.max(1, Math.ceil(reported ?? finished.getTime() - new Date(started).getTime()));
-    const project = await projectFind(db, projectId);
-    if (!project) throw errors.notFound('Project', projectId);
-    let owner: { userId: string } | { workspaceId: string; memberId: string };
-    if (project.workspace_id !== null) {
-      const memberId = run.user_id ?? project.created_by;
-      if (memberId === null) throw errors.invalidRequest('A billed run of a workspace project needs the member who ran it (user_id)', { field: 'body.user_id' });
-      owner = { workspaceId: project.workspace_id, memberId };
-    } else if (project.user_id !== null) {
-      owner = { userId: project.user_id };
-    } else {
-      throw new Error(`project ${projectId} has no owner`);
-    }
+    const owner = await this.payerOf(db, projectId, run);
     await elevate(db);
     await charger.charge(db, {
       owner,
       quantity,
       actionHash: run.id,
       metadata: { code_execution_id: run.id, project_id: projectId, language: run.language, status: run.status },
+      holdId: run.hold_id,
     });
+  }
+
+  /** Who pays for a run: the project's user, or its workspace's pool for the member who ran it (else the project's creator). */
+  private async payerOf(db: Executor, projectId: string, run: IdeRow<'code_executions'>): Promise<ExecutionPayer> {
+    const project = await projectFind(db, projectId);
+    if (!project) throw errors.notFound('Project', projectId);
+    if (project.workspace_id !== null) {
+      const memberId = run.user_id ?? project.created_by;
+      if (memberId === null) throw errors.invalidRequest('A billed run of a workspace project needs the member who ran it (user_id)', { field: 'body.user_id' });
+      return { workspaceId: project.workspace_id, memberId };
+    }
+    if (project.user_id !== null) return { userId: project.user_id };
+    throw new Error(`project ${projectId} has no owner`);
   }
 
   async remove(db: Executor, principal: Principal, projectId: string, id: string): Promise<void> {

@@ -21,6 +21,7 @@ export const IDE_COLUMNS = {
   code_executions: [
     'id', 'project_id', 'user_id', 'language', 'source_code', 'file_version_id', 'stdin', 'stdout', 'stderr', 'compile_output', 'status',
     'status_detail', 'exit_code', 'execution_time_ms', 'memory_kb', 'external_token', 'started_at', 'finished_at', 'created_at', 'updated_at',
+    'hold_id',
   ],
   code_analyses: ['id', 'project_id', 'file_path', 'analysis_type', 'result', 'model', 'created_by', 'expires_at', 'created_at', 'updated_at'],
   git_repositories: [
