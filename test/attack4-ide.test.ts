@@ -1,12 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_BILLING } from '../src/config/config.js';
-import { client, type Json } from './support/client.js';
+import type { Json } from './support/client.js';
 import { signUp } from './support/fixtures.js';
-import { createTestApp, TARGET, type TestApp } from './support/harness.js';
-
-const METRIC = 'code_execution_ms';
-const HOLD_MS = 20_000;
+import { TARGET } from './support/harness.js';
+import { billedRuns } from './support/ide-billing.js';
 
 /**
  * Attacker review 4, billed code runs (docs/ide.md, "Billing runs"): a run is post-paid, its charge
@@ -14,36 +10,11 @@ const HOLD_MS = 20_000;
  * flight gets the run for nothing.
  */
 describe(`attack 4: billed code runs (${TARGET})`, () => {
-  let app: TestApp;
-  const svc = () => client(app.server, app.serviceKey);
-  const key = () => `k-${randomBytes(6).toString('hex')}`;
-  const balance = async (userId: string) => (await svc().get(`/v1/users/${userId}/balance`)).body.balance as number;
-  const events = async (userId: string, runId: string): Promise<Json[]> =>
-    ((await svc().get(`/v1/users/${userId}/events?limit=100`)).body.data as Json[]).filter((e) => e.action_hash === runId);
+  const b = billedRuns();
+  const { svc, key, balance, events, owner, started } = b;
 
-  async function owner(credits: number) {
-    const u = await signUp(app);
-    if (credits > 0) expect((await svc().post('/v1/credits/grant', { user_id: u.user.id, amount: credits, reason: 'test' }, { idempotencyKey: key() })).status).toBe(201);
-    const project = (await u.api.post('/v1/projects', { name: 'runs' })).body.id as string;
-    return { ...u, project, base: `/v1/projects/${project}/code-executions` };
-  }
-
-  async function started(u: Awaited<ReturnType<typeof owner>>): Promise<string> {
-    const made = await u.api.post(u.base, { language: 'python', source_code: 'while True: pass' });
-    expect(made.status).toBe(201);
-    expect((await svc().patch(`${u.base}/${made.body.id}`, { status: 'running' })).status).toBe(200);
-    return made.body.id;
-  }
-
-  beforeAll(async () => {
-    // A run holds 20 s of run time (40 credits) when it starts.
-    app = await createTestApp({ billing: { ...DEFAULT_BILLING, codeExecutionMetric: METRIC, codeExecutionHoldMs: HOLD_MS } });
-    const model = await svc().post('/v1/cost-models', { metric: METRIC, formula: 'ceil(quantity / 1000) * base_rate', base_rate: '2', class: 'Usage' });
-    expect(model.status).toBe(201);
-  });
-  afterAll(async () => {
-    await app?.close();
-  });
+  beforeAll(() => b.start());
+  afterAll(() => b.stop());
 
   it('the author cannot delete their own running billed run to escape its charge: 409, and the runner still bills it', async () => {
     const u = await owner(100);
@@ -63,8 +34,8 @@ describe(`attack 4: billed code runs (${TARGET})`, () => {
 
   /** A workspace with a pool of 50 credits, a project of it, and a member `dev` with a run started (40 held). */
   async function teamRun() {
-    const lead = await signUp(app);
-    const dev = await signUp(app);
+    const lead = await signUp(b.app);
+    const dev = await signUp(b.app);
     const ws = (await lead.api.post('/v1/workspaces', { name: 'Team' })).body.id as string;
     expect((await lead.api.post(`/v1/workspaces/${ws}/members`, { user_id: dev.user.id, role: 'member' })).status).toBe(201);
     expect((await svc().post('/v1/credits/grant', { workspace_id: ws, amount: 50, reason: 'pool' }, { idempotencyKey: key() })).status).toBe(201);

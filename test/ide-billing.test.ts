@@ -1,13 +1,11 @@
-import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_BILLING } from '../src/config/config.js';
-import { client, type Json } from './support/client.js';
+import type { Json } from './support/client.js';
 import { signUp } from './support/fixtures.js';
-import { createTestApp, TARGET, type TestApp } from './support/harness.js';
+import { TARGET } from './support/harness.js';
+import { billedRuns, CODE_METRIC } from './support/ide-billing.js';
 
-const METRIC = 'code_execution_ms';
-const HOLD_MS = 20_000;
+const METRIC = CODE_METRIC;
 
 /**
  * Billed code runs (docs/ide.md, "Billing runs"; TALLY_CODE_EXECUTION_METRIC): a run's start holds
@@ -17,44 +15,17 @@ const HOLD_MS = 20_000;
  * action_hash). Only the service reports what a run cost; a stranger can neither see nor bill a run.
  */
 describe(`billed code runs (${TARGET})`, () => {
-  let app: TestApp;
-  const svc = () => client(app.server, app.serviceKey);
-  const key = () => `k-${randomBytes(6).toString('hex')}`;
-  const balance = async (userId: string) => (await svc().get(`/v1/users/${userId}/balance`)).body.balance as number;
-  const account = async (userId: string) => (await svc().get(`/v1/users/${userId}/balance`)).body as Json;
-  const events = async (userId: string, runId: string): Promise<Json[]> =>
-    ((await svc().get(`/v1/users/${userId}/events?limit=100`)).body.data as Json[]).filter((e) => e.action_hash === runId);
+  const b = billedRuns();
+  const { svc, key, balance, events, owner, started } = b;
+
+const account = async (userId: string) => (await svc().get(`/v1/users/${userId}/balance`)).body as Json;
 
   /** What a usage event recorded about the run (its metadata; the API's event answer leaves it out). */
   const metadataOf = async (event: Json | undefined) =>
-    (await sql<{ metadata: Json }>`select metadata from ${sql.table(`${app.database.schema}.usage_events`)} where id = ${String(event?.event_id)}`.execute(app.database.db)).rows[0]?.metadata;
+    (await sql<{ metadata: Json }>`select metadata from ${sql.table(`${b.app.database.schema}.usage_events`)} where id = ${String(event?.event_id)}`.execute(b.app.database.db)).rows[0]?.metadata;
 
-  /** A signed-up user with `credits` granted and a project of their own. */
-  async function owner(credits: number) {
-    const u = await signUp(app);
-    if (credits > 0) expect((await svc().post('/v1/credits/grant', { user_id: u.user.id, amount: credits, reason: 'test' }, { idempotencyKey: key() })).status).toBe(201);
-    const project = (await u.api.post('/v1/projects', { name: 'runs' })).body.id as string;
-    return { ...u, base: `/v1/projects/${project}/code-executions` };
-  }
-
-  /** A run queued by its author and started by the runner (the service). */
-  async function started(u: Awaited<ReturnType<typeof owner>>): Promise<string> {
-    const made = await u.api.post(u.base, { language: 'python', source_code: 'print(1)' });
-    expect(made.status).toBe(201);
-    expect((await svc().patch(`${u.base}/${made.body.id}`, { status: 'running' })).status).toBe(200);
-    return made.body.id;
-  }
-
-  beforeAll(async () => {
-    // A run holds 20 s of run time (40 credits) when it starts.
-    app = await createTestApp({ billing: { ...DEFAULT_BILLING, codeExecutionMetric: METRIC, codeExecutionHoldMs: HOLD_MS } });
-    // Two credits per started second of run time.
-    const model = await svc().post('/v1/cost-models', { metric: METRIC, formula: 'ceil(quantity / 1000) * base_rate', base_rate: '2', class: 'Usage' });
-    expect(model.status).toBe(201);
-  });
-  afterAll(async () => {
-    await app?.close();
-  });
+  beforeAll(() => b.start());
+  afterAll(() => b.stop());
 
   it("a completed run is billed once to the project's owner at the cost model's price, with its language", async () => {
     const u = await owner(100);
@@ -201,7 +172,7 @@ describe(`billed code runs (${TARGET})`, () => {
 
   it("a non-member cannot touch, end or bill someone else's run (404), and nothing is charged", async () => {
     const u = await owner(100);
-    const stranger = await signUp(app);
+    const stranger = await signUp(b.app);
     const before = await balance(u.user.id);
     const strangerBefore = await balance(stranger.user.id);
     const run = await started(u);
@@ -216,8 +187,8 @@ describe(`billed code runs (${TARGET})`, () => {
   });
 
   it("a workspace project's run is paid by the pool, for the member who ran it", async () => {
-    const lead = await signUp(app);
-    const dev = await signUp(app);
+    const lead = await signUp(b.app);
+    const dev = await signUp(b.app);
     const ws = (await lead.api.post('/v1/workspaces', { name: 'Team' })).body.id as string;
     expect((await lead.api.post(`/v1/workspaces/${ws}/members`, { user_id: dev.user.id, role: 'member' })).status).toBe(201);
     expect((await svc().post('/v1/credits/grant', { workspace_id: ws, amount: 50, reason: 'pool' }, { idempotencyKey: key() })).status).toBe(201);
