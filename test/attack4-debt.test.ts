@@ -83,10 +83,15 @@ describe(`attack 4: allowances granted over debt (${TARGET})`, () => {
     return priceId;
   }
 
-  it('an allowance larger than the debt: taken back, the plan claws back all it gave (the debt it repaid and what was spent), not nothing', async () => {
-    const pkgPrice = id('price');
-    const pkg = await svc().post('/v1/credit-packages', { name: id('pkg'), provider: 'stripe', provider_price_id: pkgPrice, credits: PACKAGE, price_amount: AMOUNT, currency: 'usd' });
+  /** A Stripe credit package of PACKAGE credits. */
+  async function creditPackage(): Promise<{ body: { id: string } }> {
+    const pkg = await svc().post('/v1/credit-packages', { name: id('pkg'), provider: 'stripe', provider_price_id: id('price'), credits: PACKAGE, price_amount: AMOUNT, currency: 'usd' });
     expect(pkg.status).toBe(201);
+    return pkg;
+  }
+
+  it('an allowance larger than the debt: taken back, the plan claws back all it gave (the debt it repaid and what was spent), not nothing', async () => {
+    const pkg = await creditPackage();
     const ALLOWANCE = 150;
     const priceId = await plan(ALLOWANCE);
     for (const how of ['refund', 'dispute'] as const) {
@@ -105,9 +110,7 @@ describe(`attack 4: allowances granted over debt (${TARGET})`, () => {
   });
 
   it('canceled now, a plan bought in debt leaves nothing of its allowance behind (it does not live on to its window end and roll over)', async () => {
-    const pkgPrice = id('price');
-    const pkg = await svc().post('/v1/credit-packages', { name: id('pkg'), provider: 'stripe', provider_price_id: pkgPrice, credits: PACKAGE, price_amount: AMOUNT, currency: 'usd' });
-    expect(pkg.status).toBe(201);
+    const pkg = await creditPackage();
     const priceId = await plan(150);
     const user = await inDebt(pkg.body.id);
     await (await stripePayment(user.id, { priceId })).succeed();
@@ -125,9 +128,7 @@ describe(`attack 4: allowances granted over debt (${TARGET})`, () => {
   });
 
   it('an allowance smaller than the debt: taken back, the plan claws back exactly the allowance (it all repaid debt), no more', async () => {
-    const pkgPrice = id('price');
-    const pkg = await svc().post('/v1/credit-packages', { name: id('pkg'), provider: 'stripe', provider_price_id: pkgPrice, credits: PACKAGE, price_amount: AMOUNT, currency: 'usd' });
-    expect(pkg.status).toBe(201);
+    const pkg = await creditPackage();
     const ALLOWANCE = 40;
     const priceId = await plan(ALLOWANCE);
     for (const how of ['refund', 'dispute'] as const) {
