@@ -12,7 +12,7 @@ import { queueLimits } from '../../db/faults.js';
 import { SnapshotCache } from '../../lib/snapshot-cache.js';
 import { newId } from '../../lib/ids.js';
 import type { BillingConfig } from '../../config/config.js';
-import { accountIdOf, type ConsumeTier, type ConsumingAccount, type Ledger, type LedgerSnapshot } from '../credits/credits.port.js';
+import { accountIdOf, type ConsumeTier, type ConsumingAccount, type Ledger, type LedgerSnapshot, type Payer } from '../credits/credits.port.js';
 import type { CatalogService } from './billing.catalog.service.js';
 import { EVENT_ANSWER_EXTRAS, type EventBody, eventAnswer, toMicros } from './billing.js';
 import { dateKey, localDay, localMonth, nextWindow } from './billing.periods.js';
@@ -188,10 +188,9 @@ export class UsageService {
     requestId: string,
   ): Promise<{ holdId: string | null; amount: number }> {
     const run = kyselyRunner(trx);
-    const payer = event.workspace_id === undefined ? { owner: { userId: event.user_id } } : { owner: { workspaceId: event.workspace_id }, memberId: event.user_id };
-    return this.ledger.consumeIn(run, [payer], async (accounts, now) => {
+    return this.ledger.consumeIn(run, [payerOf(event)], async (accounts, now) => {
       const session = accounts.get(payerAccount(event));
-      if (!session) throw event.workspace_id === undefined ? errors.notFound('User', event.user_id) : errors.notFound('Workspace', event.workspace_id);
+      if (!session) throw noPayer(event);
       const state = await this.sql.load(run, { ...quotaBounds(now), userIds: [event.user_id], metrics: [event.metric], keys: [] });
       const amount = new Pricing(this.catalog, this.config, state, now).priceOf(event);
       if (amount === 0) return { holdId: null, amount };
@@ -214,11 +213,7 @@ export class UsageService {
   private async recordIn(run: RunStatement, items: QueuedEvent[]): Promise<EventOutcome[]> {
     const events = items.map((i) => i.event);
     const userIds = [...new Set(events.map((e) => e.user_id))].sort();
-    // Who pays: the user, or the workspace pool the event names, for its member (role and cap).
-    const payers = items.map(({ event: e, holdId }) => ({
-      ...(e.workspace_id === undefined ? { owner: { userId: e.user_id } } : { owner: { workspaceId: e.workspace_id }, memberId: e.user_id }),
-      ...(holdId ? { holdIds: [holdId] } : {}),
-    }));
+    const payers = items.map(({ event: e, holdId }) => ({ ...payerOf(e), ...(holdId ? { holdIds: [holdId] } : {}) }));
     const { pricing, outcomes } = await this.ledger.consumeIn(run, payers, async (accounts, now) => {
       const state = await this.sql.load(run, {
         ...quotaBounds(now),
@@ -227,9 +222,9 @@ export class UsageService {
         keys: events.map((e) => ({ userId: e.user_id, actionHash: e.action_hash })),
       });
       const pricing = new Pricing(this.catalog, this.config, state, now);
-      const outcomes = items.map(({ event, requestId }, i) => {
+      const outcomes = items.map(({ event, requestId, holdId }) => {
         try {
-          return pricing.apply(event, accounts.get(payerAccount(event)) ?? null, items[i]?.holdId ?? null);
+          return pricing.apply(event, accounts.get(payerAccount(event)) ?? null, holdId ?? null);
         } catch (err) {
           if (isRefusal(err)) return refused(err, requestId);
           throw err;
@@ -274,6 +269,16 @@ export class UsageService {
     return { ledger, billing: st.billing };
   }
 
+}
+
+/** Who pays an event: the user, or the workspace pool it names, for its member (role and cap). */
+function payerOf(event: { user_id: string; workspace_id?: string | undefined }): Payer {
+  return event.workspace_id === undefined ? { owner: { userId: event.user_id } } : { owner: { workspaceId: event.workspace_id }, memberId: event.user_id };
+}
+
+/** The refusal for an event whose payer has no account: no such user, or (for a stranger too) no such workspace. */
+function noPayer(event: { user_id: string; workspace_id?: string | undefined }) {
+  return event.workspace_id === undefined ? errors.notFound('User', event.user_id) : errors.notFound('Workspace', event.workspace_id);
 }
 
 /** The account an event is paid from: its workspace's pool when it names one, else its user's. */
@@ -535,7 +540,7 @@ class Pricing {
    * event to be paid as any other.
    */
   apply(event: EventInput, session: ConsumingAccount | null, holdId: string | null = null): EventOutcome {
-    if (!session) throw event.workspace_id === undefined ? errors.notFound('User', event.user_id) : errors.notFound('Workspace', event.workspace_id);
+    if (!session) throw noPayer(event);
     // An event's identity is its action_hash; its request hash is the one events have always had
     // (stored in usage_events.request_hash), so it stays the pre-0017 form.
     const hash = legacyRequestHash('POST', 'event', { ...event, occurred_at: event.occurred_at ?? null });
@@ -551,10 +556,10 @@ class Pricing {
     }
     const p = this.plan(event, session);
     const eventId = newId('event');
-    const prepaid = holdId === null
-      ? null
-      : session.settleHold({ requestId: eventId, holdId, amount: p.payable, metadata: { event_id: eventId, metric: p.model.metric, action_hash: event.action_hash } });
-    if (holdId !== null && prepaid?.open) return this.record(event, session, p, { hash, seenKey, eventId, transactionId: prepaid.transactionId, paid: [{ name: 'credits', amount: prepaid.captured }], holdId, uncharged: p.payable - prepaid.captured });
+    if (holdId !== null) {
+      const prepaid = session.settleHold({ requestId: eventId, holdId, amount: p.payable, metadata: { event_id: eventId, metric: p.model.metric, action_hash: event.action_hash } });
+      if (prepaid.open) return this.record(event, session, p, { hash, seenKey, eventId, transactionId: prepaid.transactionId, paid: [{ name: 'credits', amount: prepaid.captured }], holdId, uncharged: p.payable - prepaid.captured });
+    }
     // A pool's member: a spending role (a stranger's answer is "no such workspace") and the cap.
     if (event.workspace_id !== undefined) session.assertMaySpend(event.user_id, p.payable);
     if (p.overage > 0 && !p.payg) {

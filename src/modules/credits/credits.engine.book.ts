@@ -159,14 +159,15 @@ export class Book {
     this.account.balance -= amount;
   }
 
-  newGrant(amount: number, shape: GrantShape, metadata: Record<string, unknown>): GrantState {
+  /** A new grant of `amount`, of which `remaining` (default all) is still there: the balance rises by that. */
+  newGrant(amount: number, shape: GrantShape, metadata: Record<string, unknown>, remaining = amount): GrantState {
     const grant: GrantState = {
       id: newId('grant'),
       accountId: this.account.id,
       class: shape.class,
       source: shape.source,
       amount,
-      remaining: amount,
+      remaining,
       priority: shape.priority,
       expiresAt: shape.expiresAt,
       expiredAt: null,
@@ -178,7 +179,7 @@ export class Book {
       dirty: true,
     };
     this.grants.set(grant.id, grant);
-    this.account.balance += amount;
+    this.account.balance += remaining;
     return grant;
   }
 

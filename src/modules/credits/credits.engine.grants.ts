@@ -71,10 +71,8 @@ function creditOverDebt(
     b.allocate(entryId, debt.id, pay);
     left -= pay;
   }
-  const g = b.newGrant(amount, shape, metadata);
-  // newGrant added all of `amount`; the debt took `amount − left` of it (already in the balance).
-  g.remaining = left;
-  b.account.balance -= amount - left;
+  // The debt took `amount − left` of it (already in the balance): only `left` is still there.
+  const g = b.newGrant(amount, shape, metadata, left);
   g.transactionId = entryId;
   if (left > 0) b.allocate(entryId, g.id, left);
   // Allocation rows stay (the debt's share is at least one): the entry names its grant, the rows say where the credits went.

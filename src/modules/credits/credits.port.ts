@@ -142,11 +142,11 @@ export interface ConsumingAccount {
   /**
    * Settles an open hold of this account: captures `amount`, at most the hold (the rest is
    * released; 0 releases it all). Re-checks nothing of the payer — no role, cap or balance: the
-   * hold was the authorization. Answers what was held and captured and the capture's entry (null
-   * when nothing was taken); `open: false` when the hold is no longer open (expired, settled, not
-   * this account's), and then nothing changes.
+   * hold was the authorization. Answers what was captured and the capture's entry (null when
+   * nothing was taken); `open: false` when the hold is no longer open (expired, settled, not this
+   * account's), and then nothing changes.
    */
-  settleHold(s: { requestId: string; holdId: string; amount: number; metadata: Record<string, unknown> }): { open: boolean; held: number; captured: number; transactionId: string | null };
+  settleHold(s: { requestId: string; holdId: string; amount: number; metadata: Record<string, unknown> }): { open: boolean; captured: number; transactionId: string | null };
 }
 
 /** A user's ledger state as read for a quote (other modules only keep it and hand it back). */

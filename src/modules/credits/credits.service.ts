@@ -606,11 +606,11 @@ function consumingAccount(session: LedgerSession): ConsumingAccount {
     },
     settleHold: ({ requestId, holdId, amount, metadata }) => {
       const held = session.openHold(holdId);
-      if (held === null) return { open: false, held: 0, captured: 0, transactionId: null };
+      if (held === null) return { open: false, captured: 0, transactionId: null };
       const captured = Math.max(0, Math.min(amount, held));
       const result = captured > 0 ? session.run({ kind: 'capture', idem: null, requestId, holdId, amount: captured, metadata }) : session.run({ kind: 'release', idem: null, requestId, holdId });
       if (!result.ok) throw result.error;
-      return { open: true, held, captured, transactionId: (result.value as { transaction_id: string | null }).transaction_id };
+      return { open: true, captured, transactionId: (result.value as { transaction_id: string | null }).transaction_id };
     },
   };
 }
