@@ -10,9 +10,7 @@ import { openDatabase } from '../src/db/database.js';
 import { CatalogService } from '../src/modules/billing/billing.catalog.service.js';
 import { SubscriptionsService } from '../src/modules/billing/billing.subscriptions.service.js';
 import { CreditsService } from '../src/modules/credits/credits.service.js';
-import { tallyCommand } from './support/cli.js';
-import { capturingIo } from '../src/cli/io.js';
-import { run as runCli } from '../src/cli/main.js';
+import { tallyCommand, tallyInProcess } from './support/cli.js';
 import { POSTGRES_URL, TARGET } from './support/harness.js';
 
 // Each step runs the command line in this process (src/cli/main.ts `run`, the code the binary runs)
@@ -37,10 +35,7 @@ describe(`tally CLI (${TARGET})`, () => {
     NODE_ENV: 'development',
   };
   /** `tally <args>` in this process: the binary's own code (src/cli/main.ts `run`), on this environment. */
-  const tallyIn = async (overrides: Record<string, string>, ...args: string[]) => {
-    const io = capturingIo({ ...env, ...overrides });
-    return io.captured(await runCli(['node', 'tally', ...args], io));
-  };
+  const tallyIn = (overrides: Record<string, string>, ...args: string[]) => tallyInProcess({ ...env, ...overrides }, ...args);
   const tally = (...args: string[]) => tallyIn({}, ...args);
   const openDb = () =>
     TARGET === 'postgres'

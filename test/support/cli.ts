@@ -1,6 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { type CapturedRun, capturingIo } from '../../src/cli/io.js';
+import { run } from '../../src/cli/main.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -35,4 +37,13 @@ export async function tallyCommand(): Promise<string[]> {
     rmSync(lock, { force: true });
   }
   return [join(ROOT, 'bin', 'tally.js')];
+}
+
+/**
+ * `tally <args>` in this process, on `env`: the code the binary runs (src/cli/main.ts `run`), its
+ * output collected — without a Node start and a PGlite start per command.
+ */
+export async function tallyInProcess(env: NodeJS.ProcessEnv, ...args: string[]): Promise<CapturedRun> {
+  const io = capturingIo(env);
+  return io.captured(await run(['node', 'tally', ...args], io));
 }

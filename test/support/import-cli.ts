@@ -3,10 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
-import { capturingIo } from '../../src/cli/io.js';
-import { run as runCli } from '../../src/cli/main.js';
 import { type Database, openDatabase } from '../../src/db/database.js';
-import { tallyCommand } from './cli.js';
+import { tallyCommand, tallyInProcess } from './cli.js';
 import { POSTGRES_URL, TARGET, seededDataDir } from './harness.js';
 
 /** A fresh Tally target of one import scenario: its own data directory and schema. */
@@ -72,8 +70,7 @@ export function importHarness(tag: string) {
     /** `tally <args>` on the target, in this process. */
     async run(t: ImportTarget, ...args: string[]): Promise<{ code: number; out: string; err: string }> {
       await release(t);
-      const io = capturingIo(env(t));
-      return io.captured(await runCli(['node', 'tally', ...args], io));
+      return tallyInProcess(env(t), ...args);
     },
     /** Closes the target's query connection: before a child process opens it. */
     release,
