@@ -85,6 +85,8 @@ describe(`tally import cloud-ide (${TARGET})`, () => {
     const table = (name: string) => report.tables.find((x) => x.table === name);
     expect(table('projects')).toMatchObject({ imported: f.projects, skipped_by_reason: { orphan: 1, unknown_value: 1 } });
     expect(table('oauth_connections')).toMatchObject({ imported: f.oauth, skipped_by_reason: { orphan: 1 } });
+    expect(table('files')).toMatchObject({ imported: f.files, skipped: 0 });
+    expect(table('file_versions')).toMatchObject({ imported: f.files, skipped: 0 });
     expect(table('editor_sessions')).toMatchObject({ imported: f.editorSessions, skipped_by_reason: { orphan: 1 } });
     expect(table('terminal_sessions')).toMatchObject({ imported: f.terminalSessions, skipped: 0 });
     const ran = Object.values(f.executions).reduce((a, b) => a + b, 0);
@@ -105,7 +107,7 @@ describe(`tally import cloud-ide (${TARGET})`, () => {
       "select count(*)::int as n, count(m.user_id) filter (where m.role = 'user' and m.user_id = c.user_id and m.project_id = c.project_id)::int as authored, sum(m.token_count)::int as tokens from T.messages m join T.conversations c on c.id = m.conversation_id",
     );
     expect(msgs).toEqual({ n: f.messages, authored: f.messages / 2, tokens: 42 * f.conversations });
-    for (const name of ['projects', 'editor_sessions', 'code_executions', 'deployments', 'oauth_connections', 'conversations', 'ai_jobs', 'background_jobs']) expect(report.not_imported.map((n) => n.table).join(', ')).not.toContain(name);
+    for (const name of ['projects', 'files', 'editor_sessions', 'code_executions', 'deployments', 'oauth_connections', 'conversations', 'ai_jobs', 'background_jobs']) expect(report.not_imported.map((n) => n.table).join(', ')).not.toContain(name);
     expect(report.not_imported.map((n) => n.table).join(', ')).toContain('environment_variables');
 
     const projects = await q<{ workspace_id: string; slug: string; visibility: string }>(t, 'select workspace_id, slug, visibility from T.projects order by slug');
@@ -119,7 +121,7 @@ describe(`tally import cloud-ide (${TARGET})`, () => {
     expect(Object.fromEntries(deps.map((d) => [d.status, d.n]))).toEqual(f.deployments);
     const [sessions] = await q<{ open: number; ended: number }>(
       t,
-      "select (select count(*)::int from T.editor_sessions where status = 'open' and jsonb_array_length(open_files) = 1) as open, (select count(*)::int from T.terminal_sessions where status = 'exited' and ended_at > started_at) as ended",
+      "select (select count(*)::int from T.editor_sessions s join T.project_files f on f.id = s.active_file_id and f.project_id = s.project_id where s.status = 'open' and s.open_files->0->>'file_id' = f.id and f.path = 'src/index.ts' and f.current_version = 1) as open, (select count(*)::int from T.terminal_sessions where status = 'exited' and ended_at > started_at) as ended",
     );
     expect(sessions).toEqual({ open: f.editorSessions, ended: f.terminalSessions });
     const [repos] = await q<{ n: number; sealed: number }>(t, "select count(*)::int as n, count(credentials_enc)::int as sealed from T.git_repositories where sync_status = 'idle'");
@@ -152,7 +154,7 @@ describe(`tally import cloud-ide (${TARGET})`, () => {
     const dry = await run(t, ...importArgs('--dry-run', '--json'));
     expect(dry.code, dry.err.slice(-3000)).toBe(0);
     expect((JSON.parse(dry.out) as ImportReport).tables.find((x) => x.table === 'subscriptions')?.imported).toBe(fixture.subscriptions);
-    for (const table of ['users', 'workspaces', 'plans', 'subscriptions', 'invoices', 'imported_credit_history', 'projects', 'user_identities', 'editor_sessions', 'code_executions', 'deployments']) expect(await q(t, `select id from T.${table}`)).toEqual([]);
+    for (const table of ['users', 'workspaces', 'plans', 'subscriptions', 'invoices', 'imported_credit_history', 'projects', 'project_files', 'project_file_versions', 'user_identities', 'editor_sessions', 'code_executions', 'deployments']) expect(await q(t, `select id from T.${table}`)).toEqual([]);
     expect(await q(t, 'select status, dry_run from T.import_runs order by started_at')).toEqual([{ status: 'refused', dry_run: false }, { status: 'completed', dry_run: true }]);
   });
 });

@@ -10,6 +10,7 @@ import { humanReport } from '../modules/import/import.report.js';
 import { ImportRefused, runImport } from '../modules/import/import.service.js';
 import { openPostgresSource, type SourceDb } from '../modules/import/import.source.js';
 import { openSqliteSource } from '../modules/import/import.source.sqlite.js';
+import { createDriver } from '../modules/storage/storage.drivers.js';
 import { openMigrated } from './open.js';
 import { directOrElse, refuse, stopItTo } from './running-server.js';
 import type { CliIo } from './io.js';
@@ -67,6 +68,8 @@ export async function importCommand(opts: ImportCommandOptions, io: CliIo): Prom
             ledger,
             seal: (plain, aad) => secrets.seal(plain, aad),
             sealKeyId: secrets.keyId,
+            // The server's own driver: imported file versions' bytes land where Tally reads them.
+            storage: createDriver(config.storage, config.dataDir),
             balanceCap: config.credits.balanceCap,
             clock: () => new Date(),
             onProgress: (p) => progress.tell(p),

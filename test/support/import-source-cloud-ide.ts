@@ -37,6 +37,8 @@ export interface CloudIdeFixture {
 /** The projects and IDE rows (fillIde): what each table must import, and the tokens that must arrive sealed. */
 export interface IdeFixture {
   projects: number;
+  /** Files (one a project, with one version), each open and active in its project's editor session. */
+  files: number;
   oauth: number;
   editorSessions: number;
   terminalSessions: number;
@@ -60,7 +62,7 @@ export interface IdeFixture {
  */
 export async function fillCloudIde(src: Source, users: number): Promise<CloudIdeFixture> {
   await src.query('set session_replication_role = replica');
-  const f: CloudIdeFixture = { users: 0, workspaces: 0, members: 0, customers: 0, subscriptions: 0, byStatus: {}, invoices: 0, amountPaid: 0, usage: 0, twoLive: '', secondOwner: { workspace: '', user: '' }, ide: { projects: 0, oauth: 0, editorSessions: 0, terminalSessions: 0, executions: {}, analyses: 0, repositories: 0, deployments: {}, conversations: 0, messages: 0, aiJobs: {}, backgroundJobs: {}, tokens: [] } };
+  const f: CloudIdeFixture = { users: 0, workspaces: 0, members: 0, customers: 0, subscriptions: 0, byStatus: {}, invoices: 0, amountPaid: 0, usage: 0, twoLive: '', secondOwner: { workspace: '', user: '' }, ide: { projects: 0, files: 0, oauth: 0, editorSessions: 0, terminalSessions: 0, executions: {}, analyses: 0, repositories: 0, deployments: {}, conversations: 0, messages: 0, aiJobs: {}, backgroundJobs: {}, tokens: [] } };
   const ids: string[] = [];
   for (let u = 0; u < users; u++) {
     const id = randomUUID();
@@ -170,14 +172,14 @@ const QUEUE: [string, string][] = [
 ];
 
 /**
- * A project in each workspace, each with an editor session, two terminal commands, a run, a live
+ * A project in each workspace, each with a file open in an editor session, two terminal commands, a run, a live
  * analysis; repositories for three; deployments for two (two successes and two in flight in one
  * environment); OAuth connections with plain-text tokens. Then the anomalies: an orphan of every
  * owner relation (project, connection, session, run, repository, deployment; a run without a project),
  * a run whose status nobody knows, a project whose slug Tally cannot take, an expired analysis.
  */
 async function fillIde(src: Source, users: string[], ghost: string): Promise<IdeFixture> {
-  const f: IdeFixture = { projects: 0, oauth: 0, editorSessions: 0, terminalSessions: 0, executions: {}, analyses: 0, repositories: 0, deployments: {}, conversations: 0, messages: 0, aiJobs: {}, backgroundJobs: {}, tokens: [] };
+  const f: IdeFixture = { projects: 0, files: 0, oauth: 0, editorSessions: 0, terminalSessions: 0, executions: {}, analyses: 0, repositories: 0, deployments: {}, conversations: 0, messages: 0, aiJobs: {}, backgroundJobs: {}, tokens: [] };
   const spaces = await src.query<{ id: string; owner_id: string }>("select id::text as id, owner_id::text as owner_id from workspaces where slug like 'space-%' order by slug");
   const projects: string[] = [];
   for (const [w, ws] of spaces.entries()) {
@@ -188,7 +190,13 @@ async function fillIde(src: Source, users: string[], ghost: string): Promise<Ide
     const project = String(p?.id);
     projects.push(project);
     f.projects++;
-    await src.query(`insert into editor_sessions (user_id, project_id, open_files, layout_state) values ($1, $2, '[{"file_id": "f1", "cursor_position": {"line": 3, "column": 1}}]', '{"sidebar": true}')`, [ws.owner_id, project]);
+    // A file with a saved version, open and active in the owner's editor session.
+    const [file] = await src.query<{ id: string }>("insert into files (project_id, path, name, type, content, language, created_by) values ($1, '/src/index.ts', 'index.ts', 'file', 'export {}', 'typescript', $2) returning id::text as id", [project, ws.owner_id]);
+    await src.query("insert into file_versions (file_id, version_number, content, changed_by) values ($1, 1, 'export {}', $2)", [file?.id, ws.owner_id]);
+    f.files++;
+    await src.query(`insert into editor_sessions (user_id, project_id, open_files, active_file_id, layout_state) values ($1, $2, $3, $4, '{"sidebar": true}')`, [
+      ws.owner_id, project, JSON.stringify([{ file_id: file?.id, cursor_position: { line: 3, column: 1 } }]), file?.id,
+    ]);
     f.editorSessions++;
     for (let k = 0; k < 2; k++) {
       await src.query('insert into terminal_sessions (user_id, project_id, command, output, exit_code, duration_ms, working_directory) values ($1, $2, $3, $4, $5, 120, $6)', [ws.owner_id, project, k ? 'npm test' : 'ls', 'ok\n', k, '/app']);

@@ -4,10 +4,13 @@ import type { Anomaly, TableStep } from './import.js';
 import { date, int, json, str } from './import.rows.js';
 import type { SourceDb } from './import.source.js';
 import { fits, type Mapped, mappedStep, unknownValue } from './import.steps.js';
+import { fileSteps } from './import.cloud-ide.files.js';
+import { importMapFind, type MapRow } from './import.repository.js';
 
 /**
  * Seed 002's projects and IDE tables (docs/import.md, cloud-ide; docs/ide.md for where each goes):
- * projects (owned by their workspace), then the six IDE resources of issue 19 and the users'
+ * projects (owned by their workspace), their files and versions (import.cloud-ide.files.ts), then
+ * the six IDE resources of issue 19 (editor sessions linked to the files) and the users'
  * OAuth connections (tokens sealed on the way in). Each value is taken as it is or refused by the
  * `unknown_value` rule — the import never bends a value to fit a check.
  */
@@ -56,7 +59,10 @@ const projects = mappedStep({
   },
 });
 
-const editorSessions = mappedStep({
+/** An editor session's `open_files` entry names a file by `file_id` (the seed's comment; Tally's the same). */
+const openFileId = (e: unknown): string | null => str(objectOf(e)?.file_id ?? null);
+
+const editorSessions = mappedStep<Map<string, MapRow>>({
   table: 'editor_sessions',
   target: 'editor_sessions',
   columns: (t) => `id::text as id, user_id::text as user_id, project_id::text as project_id, open_files, active_file_id::text as active_file_id, layout_state, last_active_at, created_at, ${ownerExists(t, 'editor_sessions', true)}`,
@@ -64,23 +70,39 @@ const editorSessions = mappedStep({
     { column: 'project_id', table: 'projects', required: true },
     { column: 'user_id', table: 'users', required: true },
   ],
+  // The files the batch's sessions name, as imported (one lookup a batch): files keep their source ids.
+  lookup: (ctx, rows) => {
+    const ids = rows.flatMap((r) => {
+      const open = json(r.open_files);
+      return [...(Array.isArray(open) ? open.map(openFileId) : []), str(r.active_file_id)].flatMap((id) => (id === null ? [] : [id]));
+    });
+    return importMapFind(ctx.trx, ctx.source, 'files', ids);
+  },
   conflictRule: 'Tally already has an open editor session for this user and project: not imported',
-  map(r, owners, ctx) {
+  map(r, owners, ctx, files) {
     const open = json(r.open_files) ?? [];
     const layout = json(r.layout_state) ?? {};
     if (!Array.isArray(open) || !objectOf(layout)) return unknownValue('An editor session whose open_files is not a list or layout_state not an object is not imported', { open_files: typeof open });
+    const project = owners.project_id?.target_id;
+    // A file Tally has in this session's project (Tally refuses a session naming any other, as its API does).
+    const inProject = (id: string | null) => (id === null ? null : files.get(id)?.facts.project_id === project ? (files.get(id)?.target_id ?? null) : null);
+    const kept = open.filter((e) => inProject(openFileId(e)) !== null);
+    const active = inProject(str(r.active_file_id));
+    const dropped = [...open.filter((e) => !kept.includes(e)).map((e) => openFileId(e) ?? JSON.stringify(e)), ...(r.active_file_id !== null && active === null ? [String(r.active_file_id)] : [])];
+    if (dropped.length > 0) {
+      ctx.anomaly({ kind: 'unlinked_file', table: 'editor_sessions', source_id: String(r.id), rule: "An editor session's open or active file that is not a file imported into its project (a folder, a file in the trash or not imported, another project's, or no file) is left out; the session is imported with the others", details: { files: [...new Set(dropped)] } });
+    }
     const id = newId('editorSession');
     // 002 kept one session per user and project, the editor's state: it stays open (Tally's one open session).
-    // Files are not imported (yet): the active file is not linked; open_files keep the source's file ids.
     return {
       targetId: id,
       values: {
         id,
-        project_id: owners.project_id?.target_id,
+        project_id: project,
         user_id: owners.user_id?.target_id,
         status: 'open',
-        open_files: JSON.stringify(open),
-        active_file_id: null,
+        open_files: JSON.stringify(kept),
+        active_file_id: active,
         layout_state: JSON.stringify(layout),
         last_active_at: date(r.last_active_at) ?? ctx.now,
         created_at: date(r.created_at) ?? ctx.now,
@@ -494,7 +516,7 @@ const backgroundJobs = mappedStep({
   },
 });
 
-export const ideSteps: TableStep[] = [projects, oauthConnections, editorSessions, terminalSessions, codeExecutions, codeAnalyses, gitRepositories, deployments, conversations, messages, aiJobs, backgroundJobs];
+export const ideSteps: TableStep[] = [projects, ...fileSteps, oauthConnections, editorSessions, terminalSessions, codeExecutions, codeAnalyses, gitRepositories, deployments, conversations, messages, aiJobs, backgroundJobs];
 
 /** The IDE tables' anomalies, found before anything is written (so `--strict` refuses with nothing imported). */
 export async function scanIde(src: SourceDb, limit: number): Promise<Anomaly[]> {

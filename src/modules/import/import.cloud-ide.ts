@@ -5,6 +5,7 @@ import { bool, date, freshRows, int, json, keepHistory, ownerOf, ownersOf, str, 
 import type { SourceDb } from './import.source.js';
 import { usersWithEmptyAccounts } from './import.users.js';
 import { ideSteps, scanIde } from './import.cloud-ide.ide.js';
+import { scanFiles } from './import.cloud-ide.files.js';
 
 /**
  * Seed 002, `cloud-ide` (docs/import.md): a Supabase design of 30 tables. This slice moves its
@@ -419,7 +420,7 @@ async function scan(src: SourceDb, limit = 1000): Promise<Anomaly[]> {
     [limit],
   );
   for (const r of live) out.push({ kind: 'duplicate_subscription', table: 'subscriptions', source_id: r.id, rule: "One live primary subscription per user in Tally: the lowest source id is primary, this one is imported as a secondary (is_primary false)", details: { user_id: r.user_id } });
-  return [...out, ...(await scanIde(src, limit))];
+  return [...out, ...(await scanIde(src, limit)), ...(await scanFiles(src, limit))];
 }
 
 export const cloudIde: Shape = {
@@ -427,7 +428,6 @@ export const cloudIde: Shape = {
   signature: ['users', 'workspaces', 'workspace_members', 'subscription_plans', 'subscriptions', 'usage_records'],
   steps: [users, workspaces, members, plans, customers, subscriptions, invoices, usage, ...ideSteps],
   notImported: [
-    { table: 'files, file_versions', why: 'their home (project_files / project_file_versions) keeps content inline only up to 64 KiB and the rest in storage, and has no folders: not built in the import yet; editor sessions keep the source file ids in open_files and link no active file until it is' },
     { table: 'environment_variables, api_integrations', why: 'their *_encrypted values were sealed by the source (pgcrypto) with a key Tally does not hold: set them again through the secrets API' },
     { table: 'user_sessions_extended', why: 'a session is a sign-in Tally did not make: users sign in again' },
     { table: 'api_logs, error_logs, analytics_events, performance_metrics, webhook_logs', why: 'logs and metrics: not money, and request bodies are never kept (docs/schema.md)' },

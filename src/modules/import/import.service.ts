@@ -16,6 +16,7 @@ import {
 } from './import.repository.js';
 import type { ImportReport, TableReport } from './import.report.js';
 import type { SourceDb } from './import.source.js';
+import type { StorageDriver } from '../storage/storage.driver.js';
 
 export interface ImportOptions {
   shape?: ShapeName;
@@ -33,6 +34,8 @@ export interface ImportDeps {
   ledger: Ledger;
   seal: (plaintext: string, aad: string) => string;
   sealKeyId: string;
+  /** Tally's storage driver (the server's): large file versions' bytes go there. */
+  storage: StorageDriver;
   balanceCap: number | null;
   clock: () => Date;
   /** Told after every batch (the CLI draws its progress line from it). */
@@ -91,6 +94,8 @@ export async function runImport(src: SourceDb, opts: ImportOptions, deps: Import
     return report;
   }
 
+  // Bytes a dry run wrote to storage for rows it then rolled back: removed when it ends.
+  const dryKeys: string[] = [];
   const onAnomaly = (a: Anomaly) => {
     anomalies.add(a);
     if (opts.strict) throw new StrictRefusal(`--strict: ${a.kind} in ${a.table} ${a.source_id}; the batch was rolled back`);
@@ -98,7 +103,7 @@ export async function runImport(src: SourceDb, opts: ImportOptions, deps: Import
   try {
     if (opts.dryRun) {
       await db.transaction().execute(async (trx) => {
-        await importTables(src, shape, owner, trx, (fn) => fn(trx), runId, startedAt, opts, deps, onAnomaly, tables);
+        await importTables(src, shape, owner, trx, (fn) => fn(trx), runId, startedAt, opts, { ...deps, storage: tracked(deps.storage, dryKeys) }, onAnomaly, tables);
         throw new DryRunDone(await finish('completed', trx, null));
       });
       throw new Error('unreachable: a dry run always rolls back');
@@ -109,6 +114,7 @@ export async function runImport(src: SourceDb, opts: ImportOptions, deps: Import
     await importRunFinish(db, runId, 'completed', report, null);
     return report;
   } catch (err) {
+    await forget(deps.storage, dryKeys.splice(0));
     if (err instanceof DryRunDone) {
       await importRunFinish(db, runId, 'completed', err.report, null);
       return err.report;
@@ -193,9 +199,10 @@ async function importTable(
         next = read(lastKey);
         next.catch(() => undefined);
       }
+      const stored: string[] = [];
       await inBatch(async (trx) => {
         if (deps.database.kind === 'postgres') await asyncCommit(trx);
-        const ctx: BatchContext = { trx, schema: deps.database.schema, src, source: src.fingerprint, runId, ledger: deps.ledger, now: deps.clock(), asOf, balanceCap: deps.balanceCap, seal: deps.seal, sealKeyId: deps.sealKeyId, anomaly: onAnomaly, owner };
+        const ctx: BatchContext = { trx, schema: deps.database.schema, src, source: src.fingerprint, runId, ledger: deps.ledger, now: deps.clock(), asOf, balanceCap: deps.balanceCap, seal: deps.seal, sealKeyId: deps.sealKeyId, storage: tracked(deps.storage, stored), anomaly: onAnomaly, owner };
         const outcome = rows.length === 0 ? { imported: 0, skipped: {} } : await step.write(ctx, rows);
         const skipped = Object.values(outcome.skipped).reduce((a, b) => a + (b ?? 0), 0);
         await importCursorSave(trx, {
@@ -214,6 +221,10 @@ async function importTable(
         state.imported += outcome.imported;
         state.skipped += skipped;
         for (const [k, v] of Object.entries(outcome.skipped)) byReason[k as SkipReason] = (byReason[k as SkipReason] ?? 0) + (v ?? 0);
+      }).catch(async (err: unknown) => {
+        // The batch rolled back: the bytes it stored belong to no row (a batch only stores bytes for rows it inserted).
+        await forget(deps.storage, stored);
+        throw err;
       });
       state.after = lastKey;
       deps.onProgress?.({ table: step.table, read: state.read, total, imported: state.imported, skipped: state.skipped });
@@ -221,6 +232,25 @@ async function importTable(
     }
   }
   return { table: step.table, source_rows: total, read: state.read, imported: state.imported, skipped: state.skipped, skipped_by_reason: byReason };
+}
+
+/** The driver, noting every key written through it (so a rolled-back batch or a dry run can remove them). */
+function tracked(driver: StorageDriver, keys: string[]): StorageDriver {
+  return new Proxy(driver, {
+    get(target, prop, receiver) {
+      if (prop !== 'put') return Reflect.get(target, prop, receiver);
+      return async (...args: Parameters<StorageDriver['put']>) => {
+        const r = await target.put(...args);
+        keys.push(args[0]);
+        return r;
+      };
+    },
+  });
+}
+
+/** Removes bytes no committed row points at. Best effort: `tally storage check` reports any left. */
+async function forget(driver: StorageDriver, keys: string[]): Promise<void> {
+  for (const key of keys) await driver.delete(key).catch(() => undefined);
 }
 
 /**

@@ -23,14 +23,16 @@ export type Mapped =
   | { values: Record<string, unknown>; targetId: string; facts?: Record<string, unknown> }
   | { skip: 'unknown_value' | 'expired' | 'empty' | 'owner_not_imported'; anomaly?: Omit<Anomaly, 'table' | 'source_id'> };
 
-export interface MappedSpec {
+export interface MappedSpec<L = undefined> {
   table: string;
   /** The Tally table written (its primary key is `id`). */
   target: string;
   /** The select list. Required owners must be summed up as `owner_exists` (orphans vs owners not imported). */
   columns: TableStep['columns'];
   owners: OwnerRef[];
-  map(r: Record<string, unknown>, owners: Record<string, MapRow | null>, ctx: BatchContext): Mapped | Promise<Mapped>;
+  /** Looked up once a batch (one query, not one a row) and handed to `map`: what rows name besides their owners. */
+  lookup?(ctx: BatchContext, rows: Record<string, unknown>[]): Promise<L>;
+  map(r: Record<string, unknown>, owners: Record<string, MapRow | null>, ctx: BatchContext, looked: L): Mapped | Promise<Mapped>;
   /** The rule when Tally already has the row (a unique key it holds). */
   conflictRule: string;
 }
@@ -38,7 +40,7 @@ export interface MappedSpec {
 /** A Tally table named at run time: the spec's mapping is checked by the table's own constraints. */
 type AnyDb = Kysely<Record<string, Record<string, unknown>>>;
 
-export function mappedStep(spec: MappedSpec): TableStep {
+export function mappedStep<L = undefined>(spec: MappedSpec<L>): TableStep {
   return {
     table: spec.table,
     key: 'id',
@@ -47,6 +49,7 @@ export function mappedStep(spec: MappedSpec): TableStep {
       const tally = new Tally();
       const fresh = await freshRows(ctx, spec.table, rows, 'id', tally);
       const found = await Promise.all(spec.owners.map((o) => ownersOf(ctx, o.table, fresh, o.column)));
+      const looked = (spec.lookup ? await spec.lookup(ctx, fresh) : undefined) as L;
       const maps = [];
       rows: for (const r of fresh) {
         const sid = String(r.id);
@@ -59,7 +62,7 @@ export function mappedStep(spec: MappedSpec): TableStep {
             owners[o.column] = owner;
           } else owners[o.column] = byId.get(String(r[o.column])) ?? null;
         }
-        const m = await spec.map(r, owners, ctx);
+        const m = await spec.map(r, owners, ctx, looked);
         if ('skip' in m) {
           tally.skip(m.skip);
           if (m.anomaly) ctx.anomaly({ ...m.anomaly, table: spec.table, source_id: sid });

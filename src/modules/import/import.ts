@@ -1,5 +1,6 @@
 import type { Executor } from '../../db/database.js';
 import type { Ledger } from '../credits/credits.port.js';
+import type { StorageDriver } from '../storage/storage.driver.js';
 import type { SourceDb } from './import.source.js';
 
 /**
@@ -28,6 +29,10 @@ export const ANOMALY_KINDS = [
   'second_owner',
   'duplicate_subscription',
   'duplicate_deployment',
+  'duplicate_path',
+  'foreign_parent',
+  'storage_only',
+  'unlinked_file',
 ] as const;
 export type AnomalyKind = (typeof ANOMALY_KINDS)[number];
 
@@ -60,6 +65,12 @@ export interface BatchContext {
   seal: (plaintext: string, aad: string) => string;
   /** The id of the key `seal` uses (stored beside each sealed value, for rotation). */
   sealKeyId: string;
+  /**
+   * Tally's configured storage driver, for bytes a row of this batch points at (large file
+   * versions). Write them after the row: what this batch wrote is deleted again if the batch rolls
+   * back, and after a dry run.
+   */
+  storage: StorageDriver;
   /** Records an anomaly met while writing (a conflict with a row Tally already had). */
   anomaly(a: Anomaly): void;
   /** `--owner`: who owns the source's ownerless rows (null: not given, those steps do not run). */
@@ -79,7 +90,20 @@ export interface BatchOutcome {
   skipped: Partial<Record<SkipReason, number>>;
 }
 
-export type SkipReason = 'already_imported' | 'orphan' | 'owner_not_imported' | 'duplicate' | 'conflict' | 'unknown_value' | 'rotation' | 'expired' | 'empty' | 'paid_debt';
+export type SkipReason =
+  | 'already_imported'
+  | 'orphan'
+  | 'owner_not_imported'
+  | 'duplicate'
+  | 'conflict'
+  | 'unknown_value'
+  | 'rotation'
+  | 'expired'
+  | 'empty'
+  | 'paid_debt'
+  | 'folder'
+  | 'deleted'
+  | 'storage_only';
 
 /** One source table, streamed in keyset order and written batch by batch. */
 export interface TableStep {

@@ -15,6 +15,25 @@ import type { ProjectsService } from './projects.service.js';
 /** Text up to this size is kept in the row; anything larger, or binary, goes to storage. */
 export const INLINE_MAX_BYTES = 16_384;
 
+/** Where a version's bytes live in the storage driver (its row's `storage_key`). */
+export const versionStorageKey = (projectId: string, versionId: string): string => `f/${projectId}/${versionId}`;
+
+/**
+ * How a text version is kept: inline when it is at most INLINE_MAX_BYTES of UTF-8, else its bytes in
+ * storage under versionStorageKey (written with `putVersionBytes` after the row). One rule for a
+ * save and for `tally import` (docs/import.md, cloud-ide files).
+ */
+export function placeTextVersion(projectId: string, versionId: string, text: string) {
+  const bytes = Buffer.from(text, 'utf8');
+  const inline = bytes.length <= INLINE_MAX_BYTES ? text : null;
+  return { bytes, inline, storageKey: inline === null ? versionStorageKey(projectId, versionId) : null, size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
+}
+
+/** A version's bytes into the driver, under the key its row names. */
+export async function putVersionBytes(driver: StorageDriver, key: string, bytes: Buffer, contentType: string | null): Promise<void> {
+  await driver.put(key, Readable.from([bytes]), { contentType });
+}
+
 const Str = (max: number, min = 1) => Type.String({ minLength: min, maxLength: max });
 
 export const SaveFileBody = Type.Object(
@@ -137,7 +156,7 @@ export class ProjectFilesService {
   ) {
     const version = file.current_version + 1;
     const id = newId('projectFileVersion');
-    const key = v.inline === null ? `f/${file.project_id}/${id}` : null;
+    const key = v.inline === null ? versionStorageKey(file.project_id, id) : null;
     // A copied version keeps the original's hash (same bytes; `bytes` is then only a placeholder of its size).
     const sha256 = v.sha256 ?? createHash('sha256').update(v.bytes).digest('hex');
     const row = (await db
@@ -156,7 +175,7 @@ export class ProjectFilesService {
       .executeTakeFirstOrThrow()) as FileRow;
     if (key !== null) {
       if (v.copyFrom) await this.driver.copy(v.copyFrom, key);
-      else await this.driver.put(key, Readable.from([v.bytes]), { contentType: v.contentType });
+      else await putVersionBytes(this.driver, key, v.bytes, v.contentType);
     }
     return { file: updated, version: row };
   }
