@@ -90,9 +90,10 @@ async function insertVersions(ctx: BatchContext, rows: (VersionRow & { bytes: Bu
   return ids;
 }
 
-function version(ctx: BatchContext, v: Omit<VersionRow, 'content' | 'storage_key' | 'size' | 'sha256'>, text: string): VersionRow & { bytes: Buffer } {
+/** A version row with its content placed by the projects module's rule (inline, or bytes for storage). */
+function version(v: Omit<VersionRow, 'content' | 'storage_key' | 'size' | 'sha256'>, text: string): VersionRow & { bytes: Buffer } {
   const placed = placeTextVersion(v.project_id, v.id, text);
-  return { ...v, content: placed.inline, storage_key: placed.storageKey, size: placed.size, sha256: placed.sha256, bytes: placed.bytes, created_at: v.created_at ?? ctx.now };
+  return { ...v, content: placed.inline, storage_key: placed.storageKey, size: placed.size, sha256: placed.sha256, bytes: placed.bytes };
 }
 
 const unknown = (ctx: BatchContext, tally: Tally, table: string, id: string, rule: string, details: Record<string, unknown>) => {
@@ -164,7 +165,7 @@ const files: TableStep = {
       if (content !== null || latest === null) {
         const n = Math.max(int(r.max_version) ?? 0, 0) + 1;
         const updated = date(r.updated_at) ?? date(r.created_at) ?? ctx.now;
-        current = version(ctx, { id: `${id}.v${n}`, file_id: id, project_id: projectId, version: n, content_type: contentType, language, author_id: userOf(users, r.updated_by ?? r.created_by), message: MESSAGE_CURRENT, created_at: updated }, content ?? '');
+        current = version({ id: `${id}.v${n}`, file_id: id, project_id: projectId, version: n, content_type: contentType, language, author_id: userOf(users, r.updated_by ?? r.created_by), message: MESSAGE_CURRENT, created_at: updated }, content ?? '');
       }
       made.push({
         file: {
@@ -249,7 +250,7 @@ const fileVersions: TableStep = {
         continue;
       }
       made.push(
-        version(ctx, { id, file_id: file.target_id, project_id: String(file.facts.project_id), version: n, content_type: String(file.facts.content_type), language: str(file.facts.language), author_id: userOf(authors, r.changed_by), message: str(r.change_message), created_at: date(r.created_at) ?? ctx.now }, String(r.content)),
+        version({ id, file_id: file.target_id, project_id: String(file.facts.project_id), version: n, content_type: String(file.facts.content_type), language: str(file.facts.language), author_id: userOf(authors, r.changed_by), message: str(r.change_message), created_at: date(r.created_at) ?? ctx.now }, String(r.content)),
       );
     }
     const inserted = await insertVersions(ctx, made);
