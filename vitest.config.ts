@@ -17,7 +17,8 @@ const project = (name: 'pglite' | 'postgres') => ({
     name,
     include: ALL,
     env: { TALLY_TEST_DB: name },
-    // Every test database starts from one migrated dump (PGlite) or template database (PostgreSQL),
+    // Every test database starts from one migrated dump (PGlite; a worker reuses the ones its files
+    // closed, reset: test/support/pglite-pool.ts) or template database (PostgreSQL),
     // made once per run: test/support/pglite-snapshot.ts, test/support/postgres-template.ts.
     globalSetup: [name === 'pglite' ? 'test/support/pglite-snapshot.ts' : 'test/support/postgres-template.ts'],
   },

@@ -12,6 +12,7 @@ import { type App, createApp } from '../../src/app.js';
 import type { Config } from '../../src/config/config.js';
 import { type Database, openDatabase } from '../../src/db/database.js';
 import { migrate } from '../../src/db/migrate.js';
+import { giveBackPglite, takePglite } from './pglite-pool.js';
 import { adminUrl, CLONE_PREFIX, DONE_PREFIX, databaseUrl, ident } from './postgres-template.js';
 
 /** Which database this test run targets: set per Vitest project (see vitest.config.ts). */
@@ -43,11 +44,15 @@ export async function createTestDb(options: { fresh?: boolean } = {}): Promise<T
   // On a snapshot this only checks the checksums: every migration is applied already.
   const outcome = await migrate(database);
   if (!outcome.ok) throw new Error(outcome.message);
+  let closed = false;
   return {
     database,
     close: async () => {
+      if (closed) return;
+      closed = true;
       await database.close();
-      await pglite?.close();
+      // Reset and kept for the worker's next file when it provably can be (test/support/pglite-pool.ts).
+      if (pglite) await giveBackPglite(pglite);
     },
   };
 }
@@ -136,7 +141,8 @@ async function pgliteFromSnapshot(): Promise<PGlite | undefined> {
     }
     snapshot = file ? new Blob([readFileSync(file)]) : null;
   }
-  return snapshot ? PGlite.create({ loadDataDir: snapshot }) : undefined;
+  const from = snapshot;
+  return from ? takePglite(() => PGlite.create({ loadDataDir: from })) : undefined;
 }
 
 /**
