@@ -88,6 +88,11 @@ export interface TableStep {
   /** A unique, ordered column: the keyset position (`where key > last order by key`). */
   key: string;
   /**
+   * A table the design lists as optional (001's auxiliary `api_keys`, `usage_stats`): absent from a
+   * source, the step is skipped (no table in the report) instead of failing the import.
+   */
+  optional?: boolean;
+  /**
    * Rows a batch, as a multiple of `--batch-size` (default 1; see `batchRows`). History tables
    * take HISTORY_BATCH_SCALE: their rows are light (one set-based insert a batch, no ledger
    * operation, no audit row), so a batch's fixed cost (its round trips, its commit) is spread over
