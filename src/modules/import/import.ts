@@ -124,14 +124,14 @@ export interface Shape {
   /** Credits in the source: per account total and count, read from the source itself. */
   sourceCredits(src: SourceDb, asOf: Date): Promise<{ total: number; accounts: number }>;
   /**
-   * Rows this source brought in that an operator must review before they act (upstreams: where
-   * users' prompts would go). Read from Tally at the end of each run, so a re-run still lists what
-   * is still waiting.
+   * Rows this source brought in that an operator must review (upstreams: where users' prompts would
+   * go; cost models priced in money; overage not settled). Read from Tally at the end of each run, so
+   * a re-run still lists what is still waiting.
    */
   review?(trx: Executor, source: string): Promise<ReviewItem[]>;
 }
 
-/** An imported row left inactive until an operator has looked at it (docs/import.md). */
+/** An imported row an operator must act on: left inactive until looked at, or money owed outside Tally (docs/import.md). */
 export interface ReviewItem {
   table: string;
   source_id: string;
