@@ -35,16 +35,14 @@ const SLUG = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 export const userSubscriptions: TableStep = {
   table: 'user_subscriptions',
   key: 'id',
-  // created_at is not in the seed: read if the table has it. The newest live row of a user is its primary.
+  // created_at is not in the seed: read if the table has it.
   columns: (t) => `id::text as id, user_id::text as user_id, plan_type, plan_status, subscription_id, ${field(t('user_subscriptions'), 'created_at')} as created_at,
-    (select x.id::text from ${t('user_subscriptions')} x where x.user_id = ${t('user_subscriptions')}.user_id and ${LIVE}
-      order by ${field('x', 'created_at')}::timestamptz desc nulls last, x.id desc limit 1) as primary_id,
-    (select min(x.id::text) from ${t('user_subscriptions')} x where x.subscription_id = ${t('user_subscriptions')}.subscription_id) as first_with_provider_id,
     ${owned(t, 'user_subscriptions')}`,
   async write(ctx, rows) {
     const tally = new Tally();
     const fresh = await freshRows(ctx, 'user_subscriptions', rows, 'id', tally);
     const owners = await ownersOf(ctx, 'users', fresh, 'user_id');
+    const { primaries, firsts } = await subscriptionFacts(ctx.src, fresh);
     const values = [];
     const plans = new Map<string, string>();
     for (const r of fresh) {
@@ -71,7 +69,7 @@ export const userSubscriptions: TableStep = {
       const canceled = status === 'canceled';
       const providerId = str(r.subscription_id);
       // The scan reported duplicated ids: only the first row keeps the link (provider ids are unique in Tally).
-      const linked = providerId !== null && providerId !== '' && str(r.first_with_provider_id) === sid;
+      const linked = providerId !== null && providerId !== '' && firsts.get(providerId) === sid;
       const id = newId('subscription');
       values.push({
         id,
@@ -79,7 +77,7 @@ export const userSubscriptions: TableStep = {
         user_id: owner.target_id,
         plan_id: planId,
         status,
-        is_primary: canceled || str(r.primary_id) === sid,
+        is_primary: canceled || primaries.get(String(r.user_id)) === sid,
         current_period_start: period.start,
         current_period_end: period.end,
         anchor_at: anchor,
@@ -107,6 +105,25 @@ export const userSubscriptions: TableStep = {
     return tally.outcome;
   },
 };
+
+/** The newest live row of each user (window functions, no index needed). */
+const PRIMARY_SQL = (s: string, users: string, also = 'true') => `select user_id, id from (
+    select x.user_id::text as user_id, x.id::text as id, row_number() over (partition by x.user_id order by ${field('x', 'created_at')}::timestamptz desc nulls last, x.id desc) as n
+    from ${s} x join ${users} u on u.id = x.user_id where ${LIVE} and ${also}) w where n = 1`;
+
+/**
+ * For a batch: each of its users' primary (their newest live row) and each of its Creem ids' first
+ * row (lowest id) — one query each over the batch's users and ids, not a subquery a row (the seed
+ * declares no index on either column).
+ */
+async function subscriptionFacts(src: SourceDb, rows: Record<string, unknown>[]): Promise<{ primaries: Map<string, string>; firsts: Map<string, string> }> {
+  const s = src.t('user_subscriptions');
+  const users = [...new Set(rows.map((r) => String(r.user_id)))];
+  const ids = [...new Set(rows.flatMap((r) => (r.subscription_id === null || r.subscription_id === undefined ? [] : [String(r.subscription_id)])))];
+  const primaries = await src.rows<{ user_id: string; id: string }>(PRIMARY_SQL(s, src.t('users'), 'x.user_id::text = any($1::text[])'), [users]);
+  const firsts = ids.length === 0 ? [] : await src.rows<{ subscription_id: string; id: string }>(`select subscription_id, min(id::text) as id from ${s} where subscription_id = any($1::text[]) group by subscription_id`, [ids]);
+  return { primaries: new Map(primaries.map((p) => [p.user_id, p.id])), firsts: new Map(firsts.map((f) => [f.subscription_id, f.id])) };
+}
 
 /** One statement for a batch of subscriptions; answers the ids written (the others hit a unique index). */
 async function insertSubscriptions(ctx: BatchContext, values: Record<string, unknown>[]): Promise<Set<string>> {
@@ -311,9 +328,7 @@ export async function scanBilling(src: SourceDb, limit: number): Promise<Anomaly
   if (present.has('user_subscriptions')) {
     const s = t('user_subscriptions');
     const dupes = await src.rows<{ id: string; user_id: string; primary_id: string }>(
-      `select x.id::text as id, x.user_id::text as user_id, p.id as primary_id from ${s} x join ${t('users')} u on u.id = x.user_id
-         join lateral (select y.id::text as id from ${s} y where y.user_id = x.user_id and ${LIVE.replaceAll('x.', 'y.')}
-           order by ${field('y', 'created_at')}::timestamptz desc nulls last, y.id desc limit 1) p on true
+      `select x.id::text as id, x.user_id::text as user_id, p.id as primary_id from ${s} x join (${PRIMARY_SQL(s, t('users'))}) p on p.user_id = x.user_id::text
         where ${LIVE} and x.id::text <> p.id order by x.id limit $1`,
       [limit],
     );
@@ -321,8 +336,8 @@ export async function scanBilling(src: SourceDb, limit: number): Promise<Anomaly
       out.push({ kind: 'duplicate_subscription', table: 'user_subscriptions', source_id: r.id, rule: "Tally has one live primary subscription per user: the newest live row (created_at, then id) is the primary; this one is imported as secondary (is_primary false)", details: { user_id: r.user_id, primary_row: r.primary_id } });
     }
     const shared = await src.rows<{ id: string; subscription_id: string; first: string }>(
-      `select x.id::text as id, x.subscription_id, (select min(y.id::text) from ${s} y where y.subscription_id = x.subscription_id) as first from ${s} x
-        where x.subscription_id is not null and x.id::text <> (select min(y.id::text) from ${s} y where y.subscription_id = x.subscription_id) order by x.id limit $1`,
+      `select id, subscription_id, first from (select x.id::text as id, x.subscription_id, min(x.id::text) over (partition by x.subscription_id) as first from ${s} x
+        where x.subscription_id is not null) w where id <> first order by id limit $1`,
       [limit],
     );
     for (const r of shared) {
