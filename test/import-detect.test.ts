@@ -21,7 +21,7 @@ const tablesOf = (file: string) =>
 describe('tally import: detecting the shape from the tables present', () => {
   const seeds = [
     ['app-builder.sql', 'app-builder', '000', 24],
-    ['video-credits.sql', 'video-credits', '001', 5],
+    ['video-credits.sql', 'video-credits', '001', 7],
     ['foundation.sql', 'foundation', '003', 3],
     ['llm-relay.sql', 'llm-relay', '004', 4],
   ] as const;

@@ -75,7 +75,7 @@ describe(`tally import llm-relay (${TARGET})`, () => {
     expect(n).toEqual({ users: 6, keys: 5, ups: 3, hist: fixture.usageKept });
     // The report for people names every upstream still waiting for review, and where it points.
     const human = await run('import', '--from', SOURCE_URL, '--source-schema', src.schema, '--schema', 'llm-relay');
-    expect(human.out).toMatch(/needs review before activation \(3, imported inactive\)/);
+    expect(human.out).toMatch(/needs review \(3, each says what to do\)/);
     for (const u of ups) expect(human.out).toContain(`gateway_upstreams ${u.id}`);
     expect(human.out).toContain('base_url https://evil.example/v1');
   });

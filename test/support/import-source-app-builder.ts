@@ -38,7 +38,7 @@ export interface SqliteSource {
 }
 
 /** What goes into a source, whichever it is: one row at a time. */
-type Insert = (table: string, row: Record<string, unknown>) => Promise<void>;
+export type Insert = (table: string, row: Record<string, unknown>) => Promise<void>;
 
 export async function createAppBuilderSqlite(file: string): Promise<{ insert: Insert; close(): void }> {
   const { default: Sqlite } = await import('better-sqlite3');

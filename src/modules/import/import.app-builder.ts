@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { OpeningBucket } from '../credits/credits.port.js';
 import type { Anomaly, BatchContext, Shape, TableStep } from './import.js';
 import { budgetGuards, consumptionEvents, payments, plans, pointTransactions, subscriptions } from './import.app-builder.billing.js';
+import { derivedSteps, reviewDerived, scanDerived } from './import.app-builder.derived.js';
 import { scanIdentities, userProviders } from './import.app-builder.identities.js';
 import { findSourceOwner, ownerlessSteps, scanWork } from './import.app-builder.work.js';
 import { openingBalance } from './import.opening.js';
@@ -244,8 +245,8 @@ async function scan(src: SourceDb, limit = 1000): Promise<Anomaly[]> {
 export const appBuilder: Shape = {
   name: SHAPE,
   signature: ['users', 'point_transactions', 'allowances', 'rollover_buckets', 'consumption_events'],
-  steps: [plans, users, userProviders, bucketStep('allowances'), bucketStep('rollover_buckets'), pointTransactions, subscriptions, consumptionEvents, budgetGuards, payments],
-  notImported: [{ table: 'usage_meter_readings, usage_summaries, overage_charges, allowance_daily_autofix, cost_models', why: 'derived usage and pricing: a later slice' }],
+  steps: [plans, users, userProviders, bucketStep('allowances'), bucketStep('rollover_buckets'), pointTransactions, subscriptions, consumptionEvents, budgetGuards, payments, ...derivedSteps],
+  notImported: [],
   ownerless: {
     steps: ownerlessSteps,
     notImported: [
@@ -256,7 +257,8 @@ export const appBuilder: Shape = {
     ],
     findOwner: findSourceOwner,
   },
-  scan: async (src, opts) => [...(await scan(src)), ...(opts.owned ? await scanWork(src, 1000) : [])],
+  scan: async (src, opts) => [...(await scan(src)), ...(await scanDerived(src, 1000)), ...(opts.owned ? await scanWork(src, 1000) : [])],
+  review: reviewDerived,
   async sourceCredits(src, asOf) {
     const t = (n: string) => src.t(n);
     const [r] = await src.rows<Record<string, unknown>>(

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { newId } from '../../lib/ids.js';
-import type { Anomaly, BatchContext, Shape, TableStep } from './import.js';
+import type { Anomaly, Shape, TableStep } from './import.js';
+import { importedPlanOf } from './import.plans.js';
 import { importMapInsert } from './import.repository.js';
 import { date, freshRows, int, ownerOf, ownersOf, str, Tally } from './import.rows.js';
 import type { SourceDb } from './import.source.js';
@@ -24,21 +25,6 @@ const users = usersWithEmptyAccounts(SHAPE, 'id::text as id, email, created_at',
 
 const STATUS: Record<string, string> = { trial: 'trialing', active: 'active', past_due: 'past_due', cancelled: 'canceled', expired: 'canceled' };
 const PLANS = new Set(['free', 'basic', 'pro']);
-
-/**
- * The Tally plan of a source plan name: the plan with that slug, or — when the deployment has none —
- * one made for it, inactive, price 0 and no allowances, for the operator to price (docs/import.md).
- */
-async function planOf(ctx: BatchContext, slug: string): Promise<string> {
-  await ctx.trx
-    .insertInto('plans')
-    .values({ id: `plan_imported_${slug}`, slug, name: `${slug[0]?.toUpperCase()}${slug.slice(1)} (imported)`, is_active: false, price_monthly: 0, metadata: JSON.stringify({ imported_from: SHAPE, made_for_import: true }) })
-    .onConflict((oc) => oc.doNothing())
-    .execute();
-  const row = await ctx.trx.selectFrom('plans').select('id').where('slug', '=', slug).executeTakeFirst();
-  if (!row) throw new Error(`no plan ${slug} after making it (a plan of that name but another slug?)`);
-  return row.id;
-}
 
 const subscriptions: TableStep = {
   table: 'subscriptions',
@@ -73,7 +59,7 @@ const subscriptions: TableStep = {
         .values({
           id,
           user_id: owner.target_id,
-          plan_id: await planOf(ctx, planName),
+          plan_id: await importedPlanOf(ctx, planName, SHAPE),
           status,
           current_period_start: period.start,
           current_period_end: period.end,

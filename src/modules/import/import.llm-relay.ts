@@ -15,7 +15,7 @@ import { usersWithEmptyAccounts } from './import.users.js';
  * usage records are kept as read-only history.
  */
 const SHAPE = 'llm-relay';
-const SHA256_HEX = /^[0-9a-f]{64}$/;
+export const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 const users = usersWithEmptyAccounts(SHAPE, 'id::text as id, email, username, password_hash, role, is_active, created_at', (r, now) => {
   const hash = str(r.password_hash);
@@ -33,8 +33,8 @@ const users = usersWithEmptyAccounts(SHAPE, 'id::text as id, email, username, pa
   };
 });
 
-/** 004 permissions → Tally scopes: none (the relay's default) or `*` is full access; others must be Tally's own. */
-function scopesOf(permissions: unknown): string[] | null {
+/** 004 (and 001) permissions → Tally scopes: none (the relay's default) or `*` is full access; others must be Tally's own. */
+export function scopesOf(permissions: unknown): string[] | null {
   const list = Array.isArray(permissions) ? permissions.map(String) : [];
   if (list.length === 0 || list.includes('*')) return ['*'];
   return list.every(isScope) ? list : null;

@@ -17,7 +17,7 @@ export interface ImportReport {
   error: string | null;
   tables: TableReport[];
   not_imported: { table: string; why: string }[];
-  /** Imported inactive: an operator reviews each before activating it (llm-relay's upstreams). */
+  /** Rows an operator must act on: imported inactive (llm-relay's upstreams, app-builder's cost models), or money owed outside Tally (app-builder's unsettled overage). */
   needs_review: ReviewItem[];
   credits: {
     /** Σ balances and accounts in the source, read from the source. */
@@ -61,7 +61,7 @@ export function humanReport(r: ImportReport): string {
     lines.push(`  ${t.table.padEnd(24)} ${String(t.source_rows).padStart(7)} ${String(t.read).padStart(8)} ${String(t.imported).padStart(9)} ${String(t.skipped).padStart(8)}${reasons ? `  (${reasons})` : ''}`);
   }
   for (const n of r.not_imported) lines.push(`  ${n.table.padEnd(24)} not imported: ${n.why}`);
-  if (r.needs_review.length > 0) lines.push(`  needs review before activation (${r.needs_review.length}, imported inactive):`);
+  if (r.needs_review.length > 0) lines.push(`  needs review (${r.needs_review.length}, each says what to do):`);
   for (const n of r.needs_review) {
     const facts = Object.entries(n.details).map(([k, v]) => `${k} ${Array.isArray(v) ? v.join(',') : String(v)}`).join(', ');
     lines.push(`    ${n.target_table} ${n.target_id} (source ${n.table} ${n.source_id}): ${facts} — ${n.why}`);

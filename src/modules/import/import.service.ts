@@ -159,7 +159,8 @@ async function importTables(
   tables: TableReport[],
 ): Promise<void> {
   const cursors = opts.resume ? await importCursorsFind(db, src.fingerprint) : new Map<string, CursorRow>();
-  const steps = owner && shape.ownerless ? [...shape.steps, ...shape.ownerless.steps] : shape.steps;
+  const present = await src.tables();
+  const steps = (owner && shape.ownerless ? [...shape.steps, ...shape.ownerless.steps] : shape.steps).filter((s) => !s.optional || present.has(s.table));
   for (const step of steps) {
     const report = await importTable(src, shape, owner, step, cursors.get(step.table), inBatch, runId, asOf, opts, deps, onAnomaly);
     tables.push(report);

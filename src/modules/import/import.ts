@@ -112,6 +112,11 @@ export interface TableStep {
   /** A unique, ordered column: the keyset position (`where key > last order by key`). */
   key: string;
   /**
+   * A table the design lists as optional (001's auxiliary `api_keys`, `usage_stats`): absent from a
+   * source, the step is skipped (no table in the report) instead of failing the import.
+   */
+  optional?: boolean;
+  /**
    * Rows a batch, as a multiple of `--batch-size` (default 1; see `batchRows`). History tables
    * take HISTORY_BATCH_SCALE: their rows are light (one set-based insert a batch, no ledger
    * operation, no audit row), so a batch's fixed cost (its round trips, its commit) is spread over
@@ -143,14 +148,14 @@ export interface Shape {
   /** Credits in the source: per account total and count, read from the source itself. */
   sourceCredits(src: SourceDb, asOf: Date): Promise<{ total: number; accounts: number }>;
   /**
-   * Rows this source brought in that an operator must review before they act (upstreams: where
-   * users' prompts would go). Read from Tally at the end of each run, so a re-run still lists what
-   * is still waiting.
+   * Rows this source brought in that an operator must review (upstreams: where users' prompts would
+   * go; cost models priced in money; overage not settled). Read from Tally at the end of each run, so
+   * a re-run still lists what is still waiting.
    */
   review?(trx: Executor, source: string): Promise<ReviewItem[]>;
 }
 
-/** An imported row left inactive until an operator has looked at it (docs/import.md). */
+/** An imported row an operator must act on: left inactive until looked at, or money owed outside Tally (docs/import.md). */
 export interface ReviewItem {
   table: string;
   source_id: string;
