@@ -7,7 +7,7 @@ import type { Config } from './config/config.js';
 import type { Database } from './db/database.js';
 import { Authenticator } from './http/authenticate.js';
 import { KeyUses } from './modules/api-keys/api-keys.uses.js';
-import { KeyResolver } from './modules/api-keys/api-keys.resolver.js';
+import { DEFAULT_KEY_CACHE, KeyResolver } from './modules/api-keys/api-keys.resolver.js';
 import { createThrottles } from './http/rate-limits.js';
 import type { RouteDeps } from './http/route.js';
 import { registerAdminRoutes } from './modules/admin/admin.routes.js';
@@ -226,7 +226,8 @@ export async function createApp(deps: AppDeps): Promise<App> {
   // API keys' use counts, written once a second instead of on every request (api-keys.uses.ts).
   const keyUses = new KeyUses(database.db, database.schema, clock, 1_000, (err) => deps.logger.warn({ err }, 'api key use counts could not be written'));
   // One API-key lookup for the Authenticator and the gateway (api-keys.resolver.ts).
-  const keyResolver = new KeyResolver(database.db, keyUses);
+  // Kept in process once resolved, emptied by every settled write (docs/auth.md, "API key cache").
+  const keyResolver = new KeyResolver(database.db, keyUses, { settings: config.auth.keyCache ?? DEFAULT_KEY_CACHE, invalidations, clock });
   const relay = new RelayService(
     database.db,
     database.schema,

@@ -58,6 +58,12 @@ describe('configuration', () => {
     expect(tuned.config.credits).toMatchObject({ maxParallel: 6, maxBatch: 64 });
   });
 
+  it('the API key cache defaults to 10 s and 50,000 keys; 0 turns it off', () => {
+    expect(loadConfig({ TALLY_DATA_DIR: tempDir() }).config.auth.keyCache).toEqual({ ttlMs: 10_000, maxEntries: 50_000 });
+    expect(loadConfig({ TALLY_DATA_DIR: tempDir(), TALLY_KEY_CACHE_MS: '0' }).config.auth.keyCache).toEqual({ ttlMs: 0, maxEntries: 50_000 });
+    expect(() => loadConfig({ TALLY_DATA_DIR: tempDir(), TALLY_KEY_CACHE_MS: '-1' })).toThrow(/TALLY_KEY_CACHE_MS/);
+  });
+
   it('POST /v1/check snapshots default to 30 s and 20,000 entries; 0 turns them off', () => {
     expect(loadConfig({ TALLY_DATA_DIR: tempDir() }).config.billing?.checkCache).toEqual({ ttlMs: 30_000, maxEntries: 20_000 });
     const off = loadConfig({ TALLY_DATA_DIR: tempDir(), TALLY_CHECK_CACHE_MS: '0', TALLY_CHECK_CACHE_ENTRIES: '50' });

@@ -113,6 +113,9 @@ const envSchema = z.object({
   /** How long POST /v1/check may answer from a snapshot kept in process (0 = always read). */
   TALLY_CHECK_CACHE_MS: intFromEnv(30_000),
   TALLY_CHECK_CACHE_ENTRIES: intFromEnv(20_000),
+  /** How long a live API key may be served from memory after a write made outside Tally (0 = always read). */
+  TALLY_KEY_CACHE_MS: intFromEnv(10_000),
+  TALLY_KEY_CACHE_ENTRIES: intFromEnv(50_000),
   TALLY_CREDIT_CLASSES: z
     .string()
     .regex(/^[A-Za-z0-9_.-]{1,32}(,[A-Za-z0-9_.-]{1,32})*$/, 'must be a comma-separated list of class names')
@@ -271,6 +274,8 @@ export interface Config {
      * environment (loadConfig leaves it out): only the test harness sets a cheaper one.
      */
     readonly passwordHashing?: PasswordHashing;
+    /** API keys kept in process once resolved (api-keys.resolver.ts); absent = the defaults, 10 s and 50,000. */
+    readonly keyCache?: { readonly ttlMs: number; readonly maxEntries: number };
   };
   readonly encryptionKey: Buffer;
   /** Retired keys that still open values sealed before a rotation (none by default). */

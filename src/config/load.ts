@@ -60,7 +60,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
         }
       : { kind: 'pglite', dataDir: resolve(dataDir, 'pgdata'), schema: raw.TALLY_DB_SCHEMA },
     dataDir,
-    auth: { serviceKey, jwtSecret, jwtTtlSeconds: raw.TALLY_JWT_TTL_SECONDS, refreshTtlSeconds: raw.TALLY_REFRESH_TTL_SECONDS },
+    auth: { serviceKey, jwtSecret, jwtTtlSeconds: raw.TALLY_JWT_TTL_SECONDS, refreshTtlSeconds: raw.TALLY_REFRESH_TTL_SECONDS, keyCache: { ttlMs: raw.TALLY_KEY_CACHE_MS, maxEntries: raw.TALLY_KEY_CACHE_ENTRIES } },
     encryptionKey: decodeEncryptionKey(encryptionKey),
     billing: {
       creditClasses: raw.TALLY_CREDIT_CLASSES.split(','),
