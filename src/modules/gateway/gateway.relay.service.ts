@@ -645,17 +645,20 @@ export class RelayService {
           await keyWindowTrueUp(trx, keyId, (w[0] as (typeof live)[number]).row.window_start as Date, delta);
         }
       }
+      // The request rows before the capture: they are locked already, and the account's row lock
+      // (taken by the capture) is then held only for the ledger's own statements and the commit —
+      // the next request's hold on that account waits for no more. A refused capture rolls both back.
+      await requestSettleMany(
+        trx,
+        this.schema,
+        live.map((l) => ({ id: l.item.requestId, s: settledRow(l.item.s, l.billable, l.exact, l.due, l.latency, l.carry.memberId, at) })),
+      );
       const captured = await this.ledger.captureMany(
         trx,
         live.map((l) => ({ owner: l.item.open.caller.owner, requestId: l.item.requestId, holdId: l.item.open.holdId, amount: l.due })),
       );
       const refused = captured.find((c) => !c.ok);
       if (refused && !refused.ok) throw refused.error;
-      await requestSettleMany(
-        trx,
-        this.schema,
-        live.map((l) => ({ id: l.item.requestId, s: settledRow(l.item.s, l.billable, l.exact, l.due, l.latency, l.carry.memberId, at) })),
-      );
     });
   }
 
