@@ -1,6 +1,4 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { defaultDashboardDir } from '../modules/dashboard/dashboard.routes.js';
+import cluster from 'node:cluster';
 import { createApp } from '../app.js';
 import { loadConfig } from '../config/load.js';
 import { openDatabase } from '../db/database.js';
@@ -9,6 +7,7 @@ import { REFUSED, who } from './running-server.js';
 import { migrate } from '../db/migrate.js';
 import { createLogger } from '../logger.js';
 import { startScheduler } from '../scheduler.js';
+import { banner, superviseProcesses } from './start-processes.js';
 
 /**
  * `tally start`: migrate, serve, and print where to find everything. Answers once serving (0) or
@@ -16,6 +15,8 @@ import { startScheduler } from '../scheduler.js';
  */
 export async function startCommand(): Promise<number> {
   const { config, generatedSecrets } = loadConfig();
+  // Several processes on one port: this one migrates and supervises them (start-processes.ts).
+  if (cluster.isPrimary && (config.http.processes ?? 1) > 1) return superviseProcesses(config, generatedSecrets);
   const logger = createLogger(config.logLevel);
   let database;
   try {
@@ -40,21 +41,9 @@ export async function startCommand(): Promise<number> {
   // Route schemas compile on first use; compile the rest now, off the start's critical path.
   app.server.warmSchemas().catch((err: unknown) => logger.error({ err }, 'a route schema does not compile'));
   const stopScheduler = startScheduler(app.services, logger, 30_000, config.queue?.pollMs ?? 1_000);
-  const where = config.database.kind === 'pglite' ? `PGlite at ${config.database.dataDir}` : 'PostgreSQL (DATABASE_URL)';
-  const lines = [
-    '',
-    `  Tally is running at ${address}`,
-    `  API docs:      ${address}/docs   (OpenAPI: ${address}/openapi.json)`,
-    existsSync(join(defaultDashboardDir(), 'index.html'))
-      ? `  Dashboard:     ${address}/dashboard`
-      : `  Dashboard:     not built (run npm run build); ${address}/dashboard says so`,
-    `  Database:      ${where}, schema "${config.database.schema}"${outcome.applied.length ? `, applied ${outcome.applied.join(', ')}` : ''}`,
-    generatedSecrets
-      ? `  Service key:   ${config.auth.serviceKey}\n                 (generated now and kept in ${config.dataDir}/secrets.json; shown once)`
-      : `  Service key:   from ${process.env['TALLY_SERVICE_KEY'] ? 'TALLY_SERVICE_KEY' : `${config.dataDir}/secrets.json`}`,
-    '',
-  ];
-  process.stdout.write(lines.join('\n') + '\n');
+  // A supervised process tells its supervisor, which prints the one banner (start-processes.ts).
+  if (cluster.isWorker) process.send?.({ tally: 'listening', address });
+  else process.stdout.write(banner(config, generatedSecrets, address, outcome.applied));
 
   // SIGTERM: stop accepting (new requests on open connections get 503), let requests in flight
   // finish — a money request is answered after its commit or not at all — then stop the workers
@@ -74,6 +63,8 @@ export async function startCommand(): Promise<number> {
     });
   });
   const shutdown = async (signal: string) => {
+    // Once: a supervised process may get SIGINT from the terminal and SIGTERM from its supervisor.
+    if (closing) return;
     logger.info({ signal }, 'shutting down');
     closing = true;
     setTimeout(() => {

@@ -203,6 +203,8 @@ const envSchema = z.object({
   TALLY_REQUEST_DEADLINE_MS: intFromEnv(30_000),
   /** One info line per answered request (method, route, status, duration, caller); "off" logs none. */
   TALLY_REQUEST_LOG: z.enum(['on', 'off']).default('on'),
+  /** Server processes `tally start` runs on one port (PostgreSQL only; docs/operations.md, "Several processes"). */
+  TALLY_PROCESSES: intFromEnv(1).refine((n) => n >= 1 && n <= 64, 'must be between 1 and 64'),
   // Observability (docs/observability.md).
   /** One api_logs row per request, written in batches off the request's path; "off" writes none. */
   TALLY_API_LOGS: z.enum(['on', 'off']).default('on'),
@@ -259,6 +261,8 @@ export interface Config {
     readonly deadlineMs?: number;
     /** One log line per answered request (default), or none. */
     readonly requestLog?: boolean;
+    /** How many server processes `tally start` runs on the port (default 1; PostgreSQL only). */
+    readonly processes?: number;
   };
   readonly database:
     | ({ readonly kind: 'postgres'; readonly url: string; readonly poolMax: number; readonly schema: string } & PostgresOptions)

@@ -41,6 +41,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
       host: raw.HOST,
       bodyLimit: raw.TALLY_BODY_LIMIT_BYTES,
       requestLog: raw.TALLY_REQUEST_LOG === 'on',
+      processes: raw.TALLY_PROCESSES,
       deadlineMs: raw.TALLY_REQUEST_DEADLINE_MS,
       ...(raw.TALLY_TRUST_PROXY !== undefined && raw.TALLY_TRUST_PROXY !== 'false'
         ? { trustProxy: raw.TALLY_TRUST_PROXY === 'true' ? true : raw.TALLY_TRUST_PROXY }

@@ -76,7 +76,10 @@ export class Retention {
     if (rule.partitioned) {
       for (const p of await this.partitions(rule.table)) {
         if (p.upper.getTime() <= cutoff.getTime()) {
-          await sql`drop table if exists ${this.ref(p.name)}`.execute(this.db);
+          await this.db.transaction().execute(async (trx) => {
+            await this.oneAtATime(trx);
+            await sql`drop table if exists ${this.ref(p.name)}`.execute(trx);
+          });
           report.droppedPartitions.push(p.name);
         }
       }
@@ -135,6 +138,7 @@ export class Retention {
     // Bounds are literals in the DDL (it takes no parameters); they are ISO strings we made.
     const bounds = sql.raw(`for values from ('${from.toISOString()}') to ('${to.toISOString()}')`);
     await this.db.transaction().execute(async (trx) => {
+      await this.oneAtATime(trx);
       const moved = `retention_moved_${name}`;
       const held = await sql<{ n: number }>`select count(*)::int as n from ${def} where ${col} >= ${from} and ${col} < ${to}`.execute(trx);
       const waiting = Number(held.rows[0]?.n ?? 0) > 0;
@@ -147,6 +151,17 @@ export class Retention {
       await sql`alter table ${this.ref(name)} enable row level security`.execute(trx);
       if (waiting) await sql`insert into ${parent} select * from ${sql.id(moved)}`.execute(trx);
     });
+  }
+
+  /**
+   * Every Tally process runs the scheduler, so two may keep the same table's partitions at once
+   * (`TALLY_PROCESSES`, or several servers): each takes the parent's and the default partition's
+   * locks in its own order and PostgreSQL kills one as a deadlock. Partition changes therefore
+   * queue on one transaction-scoped advisory lock per schema (transaction-scoped: it works through
+   * a transaction-mode pooler); the second finds the work done (`if not exists`, `if exists`).
+   */
+  private async oneAtATime(trx: Executor): Promise<void> {
+    await sql`select pg_advisory_xact_lock(hashtextextended(${`tally.retention:${this.schema}`}, 0))`.execute(trx);
   }
 
   private ref(table: string) {
