@@ -28,16 +28,17 @@ describe('bench targets', () => {
     expect(targetsTable([{ id: 10, targets: [target('import time', 131.26, 's', 'max', 120, 'x')] }])).toMatch(/131\.3 s .*≤ 120\.0 s .*NOT met/);
   });
 
-  it('scenarios 7–10 are run by default; connection lists parse and bad ones are refused', () => {
+  it('scenarios 7–11 are run by default; connection lists parse and bad ones are refused', () => {
     const opts = benchOptions({});
-    expect([...opts.only]).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect([...opts.only]).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    expect(opts.processes).toBe(2);
     expect(opts.importRows).toBe(1_000_000);
     expect(benchOptions({ BENCH_IMPORT_ROWS: '50000' }).importRows).toBe(50_000);
     expect(opts.gatewayConnections).toEqual([1, 8]);
     expect(opts.storageConnections).toEqual([1, 8]);
     expect(benchOptions({ BENCH_STORAGE_CONNECTIONS: '4' }).storageConnections).toEqual([4]);
     expect(() => benchOptions({ BENCH_GATEWAY_CONNECTIONS: '1,x' })).toThrow(/BENCH_GATEWAY_CONNECTIONS/);
-    expect(() => benchOptions({}, '11')).toThrow(/1-10/);
+    expect(() => benchOptions({}, '12')).toThrow(/1-11/);
   });
 
   it('samples pooled from several runs give percentiles over all of them', () => {

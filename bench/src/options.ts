@@ -45,6 +45,9 @@ export interface BenchOptions {
   storageBigMb: number;
   /** Logging scenario (9): interleaved on/off rounds. */
   loggingRounds: number;
+  /** Processes scenario (11): TALLY_PROCESSES of the many side, and interleaved rounds. */
+  processes: number;
+  processRounds: number;
   /** Import scenario (10): ledger-relevant source rows generated and imported (a tenth users, the rest transactions). */
   importRows: number;
   /** Keep the bench schemas afterwards (for digging into them). */
@@ -72,7 +75,7 @@ const connectionList = (env: NodeJS.ProcessEnv, name: string, fallback: string):
 };
 
 /** Every scenario, in order (run.ts maps each to its function). */
-export const ALL_SCENARIOS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+export const ALL_SCENARIOS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
 
 export function benchOptions(env: NodeJS.ProcessEnv, only?: string): BenchOptions {
   const seconds = int(env, 'BENCH_SECONDS', 10);
@@ -110,6 +113,8 @@ export function benchOptions(env: NodeJS.ProcessEnv, only?: string): BenchOption
     storageConnections,
     storageBigMb: int(env, 'BENCH_STORAGE_BIG_MB', 1024),
     loggingRounds: int(env, 'BENCH_LOGGING_ROUNDS', 4),
+    processes: int(env, 'BENCH_PROCESSES', 2),
+    processRounds: int(env, 'BENCH_PROCESS_ROUNDS', 4),
     importRows: int(env, 'BENCH_IMPORT_ROWS', 1_000_000, 10),
     keep: env['BENCH_KEEP'] === '1',
     only: new Set(selected),

@@ -11,6 +11,22 @@ export function cpuOf(pid: number): number | null {
   }
 }
 
+/**
+ * cpuOf a process and its live children (a supervisor of several Tally processes: TALLY_PROCESSES),
+ * seconds; a child's time reaches its parent's own counters only once it has exited.
+ */
+export function cpuOfTree(pid: number): number | null {
+  const own = cpuOf(pid);
+  if (own === null) return null;
+  let children: number[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    children = [];
+  }
+  return children.reduce((sum, child) => sum + (cpuOfTree(child) ?? 0), own);
+}
+
 /** VmRSS of a process, in bytes (Linux), or NaN when it cannot be read. */
 export const rssOf = (pid: number): number => statusKb(pid, 'VmRSS');
 

@@ -8,6 +8,7 @@ import { ceilingTable, details, machineInfo, machineLine, storageTable, table } 
 import { gatewayOverhead } from './scenario-gateway.js';
 import { importSpeed } from './scenario-import.js';
 import { loggingCost } from './scenario-logging.js';
+import { processesScaling } from './scenario-processes.js';
 import { storageLatency } from './scenario-storage.js';
 import { targetsTable } from './targets.js';
 import { type BenchContext, checkLatency, eventsBatch, httpHot, httpSpread, holdsHot, type ScenarioResult, sdkHot } from './scenarios.js';
@@ -26,6 +27,7 @@ const SCENARIOS: Record<number, (ctx: BenchContext) => Promise<ScenarioResult>> 
   8: storageLatency,
   9: loggingCost,
   10: importSpeed,
+  11: processesScaling,
 };
 
 const redact = (url: string): string => {
@@ -161,6 +163,8 @@ function scenarioTitle(id: number, opts: BenchOptions): string {
       return `storage on the local driver: 1 KB uploads and range reads, ${opts.storageConnections.join(' and ')} connections; then one ${opts.storageBigMb} MB streamed upload`;
     case 10:
       return `tally import: ${opts.importRows.toLocaleString('en-US')} ledger-relevant video-credits rows (001's shape, generated set-based), in a child process; then again`;
+    case 11:
+      return `${opts.processes} Tally processes (TALLY_PROCESSES) vs 1: HTTP debit over ${opts.accounts} accounts, ${opts.connections} connections, ${opts.processRounds} interleaved rounds`;
     default:
       return `request logging cost: HTTP debit over ${opts.accounts} accounts with logging on (as shipped) vs off, ${opts.loggingRounds} interleaved rounds`;
   }
@@ -205,6 +209,8 @@ function writeResults(opts: BenchOptions, results: ScenarioResult[], machine: Re
       storage_connections: opts.storageConnections,
       storage_big_mb: opts.storageBigMb,
       logging_rounds: opts.loggingRounds,
+      processes: opts.processes,
+      process_rounds: opts.processRounds,
       import_rows: opts.importRows,
       tally_log_level: opts.tallyLogLevel,
     },
