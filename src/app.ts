@@ -81,7 +81,7 @@ import { newId } from './lib/ids.js';
 import { registerStorageRoutes } from './modules/storage/storage.routes.js';
 import { registerResumableUploads } from './modules/storage/storage.uploads.routes.js';
 import { join } from 'node:path';
-import { StorageService } from './modules/storage/storage.service.js';
+import { BUCKET_CACHE_MS, StorageService } from './modules/storage/storage.service.js';
 import { UpstreamsService } from './modules/gateway/gateway.upstreams.service.js';
 import { UpstreamRouter } from './modules/gateway/gateway.router.js';
 import { registerGatewayRoutes } from './modules/gateway/gateway.routes.js';
@@ -219,7 +219,11 @@ export async function createApp(deps: AppDeps): Promise<App> {
   // Resumable uploads gather their pieces on local disk (next to the local driver's objects, or in the data directory).
   const tusDirectory = config.storage?.driver === 'local' ? join(config.storage.root, '.tus') : join(config.dataDir, 'tus-uploads');
   const staging = createStaging(tusDirectory);
-  const storage = new StorageService(database.db, createDriver(config.storage, config.dataDir), new LinkSigner(config.encryptionKey), clock, staging);
+  const storage = new StorageService(database.db, createDriver(config.storage, config.dataDir), new LinkSigner(config.encryptionKey), clock, staging, {
+    schema: database.schema,
+    invalidations,
+    bucketCacheMs: BUCKET_CACHE_MS,
+  });
   const gatewayConfig = config.gateway ?? DEFAULT_GATEWAY;
   const router = new UpstreamRouter(database.db, secrets, gatewayConfig, clock, (err) => deps.logger.warn({ err }, 'gateway: upstream health write failed'));
   const upstreamClient = new UpstreamClient(gatewayConfig);
@@ -313,6 +317,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
         },
       },
       clock,
+      database.schema,
     ),
     sdk: { credits: new CreditsSdk(credits) },
     gateway: { upstreams: new UpstreamsService(secrets, () => router.invalidate()), router,
