@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { httpAnswers } from './http/answers.js';
 import { Invalidations } from './lib/invalidations.js';
 import { InvalidationBus } from './db/invalidation-bus.js';
+import { poolRunner } from './db/statements.js';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from './config/config.js';
 import type { Database } from './db/database.js';
@@ -221,6 +222,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const staging = createStaging(tusDirectory);
   const storage = new StorageService(database.db, createDriver(config.storage, config.dataDir), new LinkSigner(config.encryptionKey), clock, staging, {
     schema: database.schema,
+    run: poolRunner(database),
     invalidations,
     bucketCacheMs: BUCKET_CACHE_MS,
   });
@@ -230,7 +232,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   // API keys' use counts, written once a second instead of on every request (api-keys.uses.ts).
   const keyUses = new KeyUses(database.db, database.schema, clock, 1_000, (err) => deps.logger.warn({ err }, 'api key use counts could not be written'));
   // One API-key lookup for the Authenticator and the gateway (api-keys.resolver.ts).
-  const keyResolver = new KeyResolver(database.db, keyUses);
+  const keyResolver = new KeyResolver(poolRunner(database), database.schema, keyUses);
   const relay = new RelayService(
     database.db,
     database.schema,

@@ -1,8 +1,8 @@
-import type { Executor } from '../../db/database.js';
+import { type RunStatement, statement } from '../../db/statements.js';
 import { errors } from '../../core/errors.js';
 import type { UserPrincipal } from '../../core/principal.js';
 import { sha256Hex } from '../../lib/hash.js';
-import { apiKeyFindLiveByHash, type KeyTouched } from './api-keys.repository.js';
+import { apiKeyLiveText, type KeyTouched } from './api-keys.repository.js';
 import { isScope } from './api-keys.scopes.js';
 import type { KeyUses } from './api-keys.uses.js';
 
@@ -38,14 +38,20 @@ export interface ResolvedKey {
  * (api-keys.uses.ts). Refuses an unknown, revoked or expired key, or one whose user is disabled.
  */
 export class KeyResolver {
+  private readonly text: string;
+
   constructor(
-    private readonly db: Executor,
+    /** Runs the lookup: a named prepared statement on PostgreSQL's pool (src/db/statements.ts). */
+    private readonly run: RunStatement,
+    schema: string,
     /** Where each key's use is counted (written in batches); without it, uses are not counted. */
     private readonly uses: KeyUses | null = null,
-  ) {}
+  ) {
+    this.text = apiKeyLiveText(schema);
+  }
 
   async resolve(token: string): Promise<ResolvedKey> {
-    const key = await apiKeyFindLiveByHash(this.db, sha256Hex(token));
+    const [key] = await this.run<KeyTouched>(statement('api_key_live', this.text, [sha256Hex(token)]));
     if (!key) throw errors.unauthenticated('API key is invalid, revoked or expired');
     this.uses?.record(key.id);
     return { principal: principalOf(key), workspaceId: key.workspace_id, limits: limitsOf(key) };

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Executor } from '../../db/database.js';
+import { type RunStatement, statement } from '../../db/statements.js';
 import { cursorBefore, cursorColumn } from '../../db/paging.js';
 import type { PageRequest } from '../../core/paging.js';
 import type { BucketRow, ObjectRow } from './storage.js';
@@ -53,11 +54,12 @@ export async function bucketHasObjects(db: Executor, id: string): Promise<boolea
 
 /**
  * The object at a path as a user sees it through row-level security, in one statement outside any
- * transaction (`storage_object_get`, migration 0054: the role and claims are set inside it).
+ * transaction (`storage_object_get`, migration 0054: the role and claims are set inside it). A
+ * fixed text: a named prepared statement on PostgreSQL's pool (src/db/statements.ts).
  */
-export async function objectFindAs(db: Executor, schema: string, claims: string, bucketId: string, path: string): Promise<ObjectRow | undefined> {
-  const fn = sql.table(`${schema}.storage_object_get`);
-  return (await sql<ObjectRow>`select * from ${fn}(${claims}, ${bucketId}, ${path})`.execute(db)).rows[0];
+export async function objectFindAs(run: RunStatement, schema: string, claims: string, bucketId: string, path: string): Promise<ObjectRow | undefined> {
+  const [row] = await run<ObjectRow>(statement('storage_object_get', `select * from "${schema}".storage_object_get($1, $2, $3)`, [claims, bucketId, path]));
+  return row;
 }
 
 /**
@@ -67,16 +69,20 @@ export async function objectFindAs(db: Executor, schema: string, claims: string,
  * Undefined: an object exists at the path and `upsert` is false (nothing written).
  */
 export async function objectPutAs(
-  db: Executor,
+  run: RunStatement,
   schema: string,
   claims: string | null,
   v: ObjectValues,
   options: { upsert: boolean; reservation: string | null },
 ): Promise<ObjectRow | undefined> {
-  const fn = sql.table(`${schema}.storage_object_put`);
-  const res = await sql<ObjectRow>`select * from ${fn}(${claims}, ${v.id}, ${v.bucket_id}, ${v.path}, ${v.owner_id}, ${v.uploaded_by}, ${v.storage_key},
-    ${v.size}::bigint, ${v.declared_type}, ${v.sniffed_type}, ${v.sha256}, ${JSON.stringify(v.metadata)}::jsonb, ${options.upsert}, ${options.reservation})`.execute(db);
-  return res.rows[0];
+  const text = `select * from "${schema}".storage_object_put($1, $2, $3, $4, $5, $6, $7, $8::bigint, $9, $10, $11, $12::jsonb, $13, $14)`;
+  const [row] = await run<ObjectRow>(
+    statement('storage_object_put', text, [
+      claims, v.id, v.bucket_id, v.path, v.owner_id, v.uploaded_by, v.storage_key, v.size, v.declared_type, v.sniffed_type, v.sha256,
+      JSON.stringify(v.metadata), options.upsert, options.reservation,
+    ]),
+  );
+  return row;
 }
 
 export async function objectFind(db: Executor, bucketId: string, path: string): Promise<ObjectRow | undefined> {

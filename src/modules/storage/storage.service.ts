@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import type { Db, Executor } from '../../db/database.js';
 import { elevate, inRequestTransaction, setRequestRole } from '../../db/request-role.js';
+import { kyselyRunner, type RunStatement } from '../../db/statements.js';
 import { DomainError, errors } from '../../core/errors.js';
 import { claimsOf, type Principal } from '../../core/principal.js';
 import type { PageRequest } from '../../core/paging.js';
@@ -54,12 +55,22 @@ export const MAX_OPEN_UPLOADS = 20;
 const STAGED_SWEEP_EVERY_MS = 10 * 60_000;
 /** Buckets kept in process (their rules are read by every upload and read; docs/storage.md, "Speed"). */
 const BUCKET_CACHE_ENTRIES = 1000;
+/**
+ * A body declared at most this long is not checked against an existing path before it is stored:
+ * the row's statement refuses it (409) and the bytes are deleted at once (docs/storage.md, "Speed").
+ */
+const SMALL_BODY_BYTES = 64 * 1024;
 /** The longest a server serves a cached bucket that no Tally process announced a change of (SQL by hand). */
 export const BUCKET_CACHE_MS = 30_000;
 
 export interface StorageServiceOptions {
   /** Tally's schema: storage's SQL functions (migration 0054) are called by their qualified name. */
   schema: string;
+  /**
+   * Runs the hot path's fixed statements outside a transaction: named prepared statements on
+   * PostgreSQL's pool (src/db/statements.ts `poolRunner`). Default: through Kysely on `db`.
+   */
+  run?: RunStatement;
   /**
    * Where settled writes are announced (locally and, through the bus, by other processes): any
    * notice empties the bucket cache; while `trusted` is false every bucket is read from the database.
@@ -100,6 +111,7 @@ export class StorageService {
   /** When the sweeper last asked the datastore for expired uploads (ms). */
   private stagedSweptAt = 0;
   private readonly schema: string;
+  private readonly run: RunStatement;
   /** Bucket rules by id (null: no such bucket), emptied by every settled write (see StorageServiceOptions). */
   private readonly buckets: SnapshotCache<BucketRow | null>;
 
@@ -114,6 +126,7 @@ export class StorageService {
     options: StorageServiceOptions,
   ) {
     this.schema = options.schema;
+    this.run = options.run ?? kyselyRunner(db);
     const invalidations = options.invalidations;
     this.buckets = new SnapshotCache(options.bucketCacheMs ?? 0, BUCKET_CACHE_ENTRIES, () => this.now().getTime(), () => invalidations?.trusted ?? true);
     invalidations?.onAny(() => this.buckets.clear());
@@ -256,9 +269,11 @@ export class StorageService {
       });
       if (reservation) limit = Math.min(limit, reservation.bytes);
     }
-    // No quota to reserve under: whether the path is taken is asked while the bytes arrive (the
-    // record below decides again, atomically). An upsert needs no answer.
-    const existing = holds || input.upsert ? null : this.objectAt(db, principal, bucket.id, input.path).then((o) => {
+    // No quota to reserve under: whether the path is taken is asked while the bytes arrive, so a
+    // large body is not read to the end for nothing. The record below decides it atomically in any
+    // case: an upsert, or a small declared body (written and dropped in no time), is not asked first.
+    const small = input.contentLength !== null && input.contentLength <= SMALL_BODY_BYTES;
+    const existing = holds || input.upsert || small ? null : this.objectAt(db, principal, bucket.id, input.path).then((o) => {
       if (o) throw conflict();
     });
 
@@ -299,7 +314,7 @@ export class StorageService {
     let object: ObjectRow | undefined;
     try {
       object = await objectPutAs(
-        db,
+        this.run,
         this.schema,
         principal.kind === 'user' ? claimsOf(principal) : null,
         {
@@ -335,7 +350,7 @@ export class StorageService {
    * through row-level security in one statement (objectFindAs); the service reads as the owner.
    */
   private objectAt(db: Executor, principal: Principal, bucketId: string, path: string): Promise<ObjectRow | undefined> {
-    if (principal.kind === 'user') return objectFindAs(db, this.schema, claimsOf(principal), bucketId, path);
+    if (principal.kind === 'user') return objectFindAs(this.run, this.schema, claimsOf(principal), bucketId, path);
     return objectFind(db, bucketId, path);
   }
 
