@@ -27,7 +27,11 @@ create trigger storage_usage_pending_updated_at before update on storage_usage_p
 alter table storage_usage_pending enable row level security;
 
 -- Moves the pending changes (of one bucket, one owner, or all: null = any) into storage_usage. The
--- rows are locked in key order first, so two folds (two processes' sweepers) never deadlock.
+-- usage rows are locked in key order, so two folds (two processes' sweepers) never deadlock. It
+-- waits for pending rows another fold is moving (a reader must see them): a quota bucket has pending
+-- rows only in the moment a quota is set, so a fold inside a transaction already holding that
+-- owner's usage row rarely waits at all; were it to meet a sweeper in a cycle, PostgreSQL's deadlock
+-- detection ends one of them (the sweeper folds again on its next pass).
 create function storage_usage_fold(p_bucket text, p_owner text) returns void
 language plpgsql security definer set search_path from current as $$
 begin
