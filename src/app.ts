@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { httpAnswers } from './http/answers.js';
 import { Invalidations } from './lib/invalidations.js';
 import { InvalidationBus } from './db/invalidation-bus.js';
+import { poolRunner } from './db/statements.js';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from './config/config.js';
 import type { Database } from './db/database.js';
@@ -81,7 +82,7 @@ import { newId } from './lib/ids.js';
 import { registerStorageRoutes } from './modules/storage/storage.routes.js';
 import { registerResumableUploads } from './modules/storage/storage.uploads.routes.js';
 import { join } from 'node:path';
-import { StorageService } from './modules/storage/storage.service.js';
+import { BUCKET_CACHE_MS, StorageService } from './modules/storage/storage.service.js';
 import { UpstreamsService } from './modules/gateway/gateway.upstreams.service.js';
 import { UpstreamRouter } from './modules/gateway/gateway.router.js';
 import { registerGatewayRoutes } from './modules/gateway/gateway.routes.js';
@@ -219,7 +220,12 @@ export async function createApp(deps: AppDeps): Promise<App> {
   // Resumable uploads gather their pieces on local disk (next to the local driver's objects, or in the data directory).
   const tusDirectory = config.storage?.driver === 'local' ? join(config.storage.root, '.tus') : join(config.dataDir, 'tus-uploads');
   const staging = createStaging(tusDirectory);
-  const storage = new StorageService(database.db, createDriver(config.storage, config.dataDir), new LinkSigner(config.encryptionKey), clock, staging);
+  const storage = new StorageService(database.db, createDriver(config.storage, config.dataDir), new LinkSigner(config.encryptionKey), clock, staging, {
+    schema: database.schema,
+    run: poolRunner(database),
+    invalidations,
+    bucketCacheMs: BUCKET_CACHE_MS,
+  });
   const gatewayConfig = config.gateway ?? DEFAULT_GATEWAY;
   const router = new UpstreamRouter(database.db, secrets, gatewayConfig, clock, (err) => deps.logger.warn({ err }, 'gateway: upstream health write failed'));
   const upstreamClient = new UpstreamClient(gatewayConfig);
@@ -227,7 +233,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const keyUses = new KeyUses(database.db, database.schema, clock, 1_000, (err) => deps.logger.warn({ err }, 'api key use counts could not be written'));
   // One API-key lookup for the Authenticator and the gateway (api-keys.resolver.ts).
   // Kept in process once resolved, emptied by every settled write (docs/auth.md, "API key cache").
-  const keyResolver = new KeyResolver(database.db, keyUses, { settings: config.auth.keyCache ?? DEFAULT_KEY_CACHE, invalidations, clock });
+  const keyResolver = new KeyResolver(poolRunner(database), database.schema, keyUses, { settings: config.auth.keyCache ?? DEFAULT_KEY_CACHE, invalidations, clock });
   const relay = new RelayService(
     database.db,
     database.schema,
@@ -314,6 +320,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
         },
       },
       clock,
+      database.schema,
     ),
     sdk: { credits: new CreditsSdk(credits) },
     gateway: { upstreams: new UpstreamsService(secrets, () => router.invalidate()), router,

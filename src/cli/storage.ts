@@ -19,7 +19,9 @@ export async function storageCheckCommand(opts: { json?: boolean }, io: CliIo): 
       const database = await openMigrated(io, 'storage check', config);
       if (!database) return 1;
       try {
-        const storage = new StorageService(database.db, createDriver(config.storage, config.dataDir), new LinkSigner(config.encryptionKey), () => new Date());
+        const storage = new StorageService(database.db, createDriver(config.storage, config.dataDir), new LinkSigner(config.encryptionKey), () => new Date(), undefined, {
+          schema: database.schema,
+        });
         return print(io, await storage.check(database.db), opts.json ?? false);
       } finally {
         await database.close();

@@ -1034,6 +1034,15 @@ export interface StorageUsage {
   used_bytes: Generated<number>;
 }
 
+export interface StorageUsagePending {
+  bucket_id: string;
+  bytes: number;
+  created_at: Generated<Timestamp>;
+  id: Generated<number>;
+  owner_id: string;
+  updated_at: Generated<Timestamp>;
+}
+
 export interface Subscriptions {
   anchor_at: Timestamp;
   billing_interval: Generated<string>;
@@ -1400,6 +1409,7 @@ export interface DB {
   storage_objects: StorageObjects;
   storage_reservations: StorageReservations;
   storage_usage: StorageUsage;
+  storage_usage_pending: StorageUsagePending;
   subscriptions: Subscriptions;
   tally_migrations: TallyMigrations;
   terminal_sessions: TerminalSessions;

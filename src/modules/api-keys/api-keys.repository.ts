@@ -66,11 +66,6 @@ export async function apiKeyUpdate(db: Executor, id: string, set: Partial<ApiKey
   return db.updateTable('api_keys').set(set).where('id', '=', id).returning(PUBLIC_COLUMNS).executeTakeFirst();
 }
 
-/**
- * The live key with this hash, counted as used (last_used_at, request_count) in the same
- * statement: the API's authentication and the gateway both call it. Runs as the owner, before the
- * request's role is set: authenticating is what decides that role.
- */
 /** A live key as authentication sees it: who, which scopes, until when, and its gateway limits. */
 export interface KeyTouched {
   id: string;
@@ -86,23 +81,19 @@ export interface KeyTouched {
   credit_budget: number | null;
 }
 
-/** The live key with this hash (not revoked, not expired, its user active); its use is counted apart (api-keys.uses.ts). */
-export async function apiKeyFindLiveByHash(
-  db: Executor,
-  keyHash: string,
-): Promise<KeyTouched | undefined> {
-  return db
-    .selectFrom('api_keys')
-    .innerJoin('users', 'users.id', 'api_keys.user_id')
-    .where('api_keys.key_hash', '=', keyHash)
-    .where('api_keys.revoked_at', 'is', null)
-    .where((eb) => eb.or([eb('api_keys.expires_at', 'is', null), eb('api_keys.expires_at', '>', sql<Date>`now()`)]))
-    .where('users.is_active', '=', true)
-    .select([
-      'api_keys.id', 'api_keys.user_id', 'api_keys.workspace_id', 'api_keys.scopes', 'users.email', 'api_keys.expires_at',
-      'api_keys.models', 'api_keys.rpm_limit', 'api_keys.tpm_limit', 'api_keys.max_concurrency', 'api_keys.credit_budget',
-    ])
-    .executeTakeFirst();
+/**
+ * The live key with hash $1 (not revoked, not expired, its user active); its use is counted apart
+ * (api-keys.uses.ts). Runs as the owner, before the request's role is set: authenticating is what
+ * decides that role. Fixed text, run as a named prepared statement (src/db/statements.ts): every
+ * request with a key sends it, so it is parsed and planned once per connection, and built by no
+ * query builder per call.
+ */
+export function apiKeyLiveText(schema: string): string {
+  const t = (name: string) => `"${schema}"."${name}"`;
+  return `select k.id, k.user_id, k.workspace_id, k.scopes, u.email, k.expires_at, k.models, k.rpm_limit, k.tpm_limit,
+      k.max_concurrency, k.credit_budget
+    from ${t('api_keys')} k join ${t('users')} u on u.id = k.user_id
+    where k.key_hash = $1 and k.revoked_at is null and (k.expires_at is null or k.expires_at > now()) and u.is_active = true`;
 }
 
 export async function apiKeyFindById(db: Executor, id: string): Promise<ApiKeyRow | undefined> {

@@ -1,10 +1,10 @@
-import type { Executor } from '../../db/database.js';
+import { type RunStatement, statement } from '../../db/statements.js';
 import { errors } from '../../core/errors.js';
 import type { UserPrincipal } from '../../core/principal.js';
 import { sha256Hex } from '../../lib/hash.js';
 import type { Invalidations } from '../../lib/invalidations.js';
 import { SnapshotCache } from '../../lib/snapshot-cache.js';
-import { apiKeyFindLiveByHash, type KeyTouched } from './api-keys.repository.js';
+import { apiKeyLiveText, type KeyTouched } from './api-keys.repository.js';
 import { isScope } from './api-keys.scopes.js';
 import type { KeyUses } from './api-keys.uses.js';
 
@@ -59,15 +59,19 @@ class NotLive extends Error {}
  * are never kept (a stranger spraying keys cannot fill it).
  */
 export class KeyResolver {
+  private readonly text: string;
   private readonly cache: SnapshotCache<KeyTouched> | null = null;
   private readonly now: () => number = () => Date.now();
 
   constructor(
-    private readonly db: Executor,
+    /** Runs the lookup: a named prepared statement on PostgreSQL's pool (src/db/statements.ts). */
+    private readonly run: RunStatement,
+    schema: string,
     /** Where each key's use is counted (written in batches); without it, uses are not counted. */
     private readonly uses: KeyUses | null = null,
     keep: { settings: KeyCacheSettings; invalidations: Invalidations; clock: () => Date } | null = null,
   ) {
+    this.text = apiKeyLiveText(schema);
     if (!keep) return;
     const now = () => keep.clock().getTime();
     const cache = new SnapshotCache<KeyTouched>(keep.settings.ttlMs, keep.settings.maxEntries, now, () => keep.invalidations.trusted);
@@ -83,11 +87,17 @@ export class KeyResolver {
     return { principal: principalOf(key), workspaceId: key.workspace_id, limits: limitsOf(key) };
   }
 
+  /** The lookup itself: a named prepared statement (src/db/statements.ts). */
+  private async find(hash: string): Promise<KeyTouched | undefined> {
+    const [key] = await this.run<KeyTouched>(statement('api_key_live', this.text, [hash]));
+    return key;
+  }
+
   private async live(hash: string): Promise<KeyTouched | undefined> {
-    if (!this.cache?.enabled) return apiKeyFindLiveByHash(this.db, hash);
+    if (!this.cache?.enabled) return this.find(hash);
     try {
       const key = await this.cache.get('keys', hash, async () => {
-        const found = await apiKeyFindLiveByHash(this.db, hash);
+        const found = await this.find(hash);
         if (!found) throw new NotLive();
         return found;
       });

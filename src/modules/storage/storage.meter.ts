@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../../db/database.js';
+import { usageFold } from './storage.repository.js';
 
 /**
  * How stored bytes reach billing: one usage event per user and day (the billing module's
@@ -36,6 +37,8 @@ export class StorageMeter {
     private readonly db: Db,
     private readonly recorder: StorageUsageRecorder,
     private readonly now: () => Date,
+    /** Tally's schema (storage_usage_fold is called by its qualified name). */
+    private readonly schema: string,
   ) {}
 
   /** The scheduler's tick: meters the current UTC day once per process. */
@@ -48,6 +51,8 @@ export class StorageMeter {
   }
 
   async meterDay(day: string): Promise<{ users: number; workspaces: number; recorded: number; refused: number }> {
+    // Buckets without a quota gather their bytes-used changes apart (migration 0054): in first.
+    await usageFold(this.db, this.schema, null, null);
     const users = await this.db
       .selectFrom('storage_usage')
       .innerJoin('users', 'users.id', 'storage_usage.owner_id')

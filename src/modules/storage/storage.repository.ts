@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Executor } from '../../db/database.js';
+import { type RunStatement, statement } from '../../db/statements.js';
 import { cursorBefore, cursorColumn } from '../../db/paging.js';
 import type { PageRequest } from '../../core/paging.js';
 import type { BucketRow, ObjectRow } from './storage.js';
@@ -51,6 +52,39 @@ export async function bucketHasObjects(db: Executor, id: string): Promise<boolea
   return (await db.selectFrom('storage_objects').select('id').where('bucket_id', '=', id).limit(1).executeTakeFirst()) !== undefined;
 }
 
+/**
+ * The object at a path as a user sees it through row-level security, in one statement outside any
+ * transaction (`storage_object_get`, migration 0054: the role and claims are set inside it). A
+ * fixed text: a named prepared statement on PostgreSQL's pool (src/db/statements.ts).
+ */
+export async function objectFindAs(run: RunStatement, schema: string, claims: string, bucketId: string, path: string): Promise<ObjectRow | undefined> {
+  const [row] = await run<ObjectRow>(statement('storage_object_get', `select * from "${schema}".storage_object_get($1, $2, $3)`, [claims, bucketId, path]));
+  return row;
+}
+
+/**
+ * Writes an uploaded object's row in one statement outside any transaction (`storage_object_put`,
+ * migration 0054): inserted, or replacing the row at its path when `upsert`, as the user the claims
+ * name (null: the service) under row-level security, and the upload's reservation released.
+ * Undefined: an object exists at the path and `upsert` is false (nothing written).
+ */
+export async function objectPutAs(
+  run: RunStatement,
+  schema: string,
+  claims: string | null,
+  v: ObjectValues,
+  options: { upsert: boolean; reservation: string | null },
+): Promise<ObjectRow | undefined> {
+  const text = `select * from "${schema}".storage_object_put($1, $2, $3, $4, $5, $6, $7, $8::bigint, $9, $10, $11, $12::jsonb, $13, $14)`;
+  const [row] = await run<ObjectRow>(
+    statement('storage_object_put', text, [
+      claims, v.id, v.bucket_id, v.path, v.owner_id, v.uploaded_by, v.storage_key, v.size, v.declared_type, v.sniffed_type, v.sha256,
+      JSON.stringify(v.metadata), options.upsert, options.reservation,
+    ]),
+  );
+  return row;
+}
+
 export async function objectFind(db: Executor, bucketId: string, path: string): Promise<ObjectRow | undefined> {
   return (await db.selectFrom('storage_objects').select(OBJECT_COLUMNS).where('bucket_id', '=', bucketId).where('path', '=', path).executeTakeFirst()) as
     | ObjectRow
@@ -74,16 +108,6 @@ export async function objectInsert(db: Executor, values: ObjectValues): Promise<
   return (await db
     .insertInto('storage_objects')
     .values({ ...values, metadata: JSON.stringify(values.metadata) })
-    .returning(OBJECT_COLUMNS)
-    .executeTakeFirstOrThrow()) as ObjectRow;
-}
-
-/** Replaces an object's bytes (a new storage key; the old one goes to the delete outbox by trigger). */
-export async function objectReplace(db: Executor, id: string, values: Omit<ObjectValues, 'id' | 'bucket_id' | 'path' | 'owner_id'>): Promise<ObjectRow> {
-  return (await db
-    .updateTable('storage_objects')
-    .set({ ...values, metadata: JSON.stringify(values.metadata) })
-    .where('id', '=', id)
     .returning(OBJECT_COLUMNS)
     .executeTakeFirstOrThrow()) as ObjectRow;
 }
@@ -194,12 +218,22 @@ export async function uploadsOpenCount(db: Executor, ownerId: string): Promise<n
   return Number(row?.n ?? 0);
 }
 
+/**
+ * Moves the bytes-used changes pending in storage_usage_pending (buckets without a quota: the
+ * upload trigger appends them there instead of locking the owner's usage row) into storage_usage,
+ * for one bucket, one owner, or all (null). Every reader of used_bytes runs it first.
+ */
+export async function usageFold(db: Executor, schema: string, bucketId: string | null, ownerId: string | null): Promise<void> {
+  await sql`select ${sql.table(`${schema}.storage_usage_fold`)}(${bucketId}, ${ownerId})`.execute(db);
+}
+
 export async function usageFind(db: Executor, bucketId: string, ownerId: string) {
   return db.selectFrom('storage_usage').select(['used_bytes', 'reserved_bytes']).where('bucket_id', '=', bucketId).where('owner_id', '=', ownerId).executeTakeFirst();
 }
 
 /** Bytes stored per owner across buckets (objects), for metering and the dashboard. */
-export async function usageByOwner(db: Executor, ownerId?: string) {
+export async function usageByOwner(db: Executor, schema: string, ownerId?: string) {
+  await usageFold(db, schema, null, ownerId ?? null);
   let q = db.selectFrom('storage_usage').select(['owner_id', sql<number>`sum(used_bytes)::bigint`.as('used_bytes')]).groupBy('owner_id');
   if (ownerId) q = q.where('owner_id', '=', ownerId);
   return q.execute();

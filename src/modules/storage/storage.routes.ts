@@ -132,7 +132,9 @@ export function registerStorageRoutes(app: FastifyInstance, deps: RouteDeps, sto
 
   defineRoute(app, deps, {
     method: 'GET', url: '/v1/storage/objects/:bucket/*', summary: 'Download an object (Range → 206, If-None-Match → 304); HEAD for its headers', tags,
-    auth: 'any', scope: 'storage:read', params: ObjectParams,
+    // No request transaction: the bucket is cached and a user's object is read through row-level
+    // security in one statement (StorageService.find; docs/storage.md, "Speed").
+    auth: 'any', scope: 'storage:read', params: ObjectParams, transaction: 'none',
     response: { 200: Bytes, 206: Bytes, 404: ErrorResponse },
     handler: async (ctx, { params, request }) =>
       answer(await storage.open(ctx.db, ctx.principal, params.bucket, params['*'], readOptions(request)), false),

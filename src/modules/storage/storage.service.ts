@@ -1,10 +1,13 @@
 import { Readable } from 'node:stream';
 import type { Db, Executor } from '../../db/database.js';
 import { elevate, inRequestTransaction, setRequestRole } from '../../db/request-role.js';
+import { kyselyRunner, type RunStatement } from '../../db/statements.js';
 import { DomainError, errors } from '../../core/errors.js';
-import type { Principal } from '../../core/principal.js';
+import { claimsOf, type Principal } from '../../core/principal.js';
 import type { PageRequest } from '../../core/paging.js';
 import { newId } from '../../lib/ids.js';
+import type { Invalidations } from '../../lib/invalidations.js';
+import { SnapshotCache } from '../../lib/snapshot-cache.js';
 import { userAuthState } from '../users/users.repository.js';
 import { memberRole } from '../workspaces/workspaces.repository.js';
 import type { StorageDriver } from './storage.driver.js';
@@ -26,10 +29,11 @@ import {
   linkUse,
   objectDelete,
   objectFind,
+  objectFindAs,
   objectFindForUpdate,
   objectInsert,
+  objectPutAs,
   objectList,
-  objectReplace,
   reservationCreate,
   reservationRelease,
   reservationsExpired,
@@ -38,6 +42,7 @@ import {
   uploadsOpenCount,
   usageClaim,
   usageFind,
+  usageFold,
 } from './storage.repository.js';
 import { RESUMABLE_TTL_MS, type StagedUploads } from './storage.staging.js';
 import { type BucketRow, type CreateBucketBody, etagOf, type ObjectRow, pathSegments, type UpdateBucketBody } from './storage.js';
@@ -48,6 +53,32 @@ const RESERVATION_TTL_MS = 6 * 3600_000;
 export const MAX_OPEN_UPLOADS = 20;
 /** How often the sweeper scans the resumable uploads' datastore for expired pieces. */
 const STAGED_SWEEP_EVERY_MS = 10 * 60_000;
+/** Buckets kept in process (their rules are read by every upload and read; docs/storage.md, "Speed"). */
+const BUCKET_CACHE_ENTRIES = 1000;
+/**
+ * A body declared at most this long is not checked against an existing path before it is stored:
+ * the row's statement refuses it (409) and the bytes are deleted at once (docs/storage.md, "Speed").
+ */
+const SMALL_BODY_BYTES = 64 * 1024;
+/** The longest a server serves a cached bucket that no Tally process announced a change of (SQL by hand). */
+export const BUCKET_CACHE_MS = 30_000;
+
+export interface StorageServiceOptions {
+  /** Tally's schema: storage's SQL functions (migration 0054) are called by their qualified name. */
+  schema: string;
+  /**
+   * Runs the hot path's fixed statements outside a transaction: named prepared statements on
+   * PostgreSQL's pool (src/db/statements.ts `poolRunner`). Default: through Kysely on `db`.
+   */
+  run?: RunStatement;
+  /**
+   * Where settled writes are announced (locally and, through the bus, by other processes): any
+   * notice empties the bucket cache; while `trusted` is false every bucket is read from the database.
+   */
+  invalidations?: Invalidations;
+  /** How long a cached bucket may serve at most (writes no Tally process announced); 0 = no cache. */
+  bucketCacheMs?: number;
+}
 
 export interface UploadInput {
   bucket: string;
@@ -79,6 +110,10 @@ export type Download =
 export class StorageService {
   /** When the sweeper last asked the datastore for expired uploads (ms). */
   private stagedSweptAt = 0;
+  private readonly schema: string;
+  private readonly run: RunStatement;
+  /** Bucket rules by id (null: no such bucket), emptied by every settled write (see StorageServiceOptions). */
+  private readonly buckets: SnapshotCache<BucketRow | null>;
 
   constructor(
     /** The database itself, for housekeeping (the sweeper, `tally storage check`). */
@@ -87,8 +122,24 @@ export class StorageService {
     private readonly links: LinkSigner,
     private readonly now: () => Date,
     /** Resumable uploads' pieces, for the sweeper (absent: nothing is staged). */
-    private readonly staging?: StagedUploads,
-  ) {}
+    private readonly staging: StagedUploads | undefined,
+    options: StorageServiceOptions,
+  ) {
+    this.schema = options.schema;
+    this.run = options.run ?? kyselyRunner(db);
+    const invalidations = options.invalidations;
+    this.buckets = new SnapshotCache(options.bucketCacheMs ?? 0, BUCKET_CACHE_ENTRIES, () => this.now().getTime(), () => invalidations?.trusted ?? true);
+    invalidations?.onAny(() => this.buckets.clear());
+  }
+
+  /**
+   * A bucket's rules, from the process's cache when it can vouch for them: bucket writes are write
+   * routes, and every write route announces "anything changed" once it has settled (here, and in
+   * other processes through the invalidation bus), which empties the cache.
+   */
+  private bucketOf(id: string): Promise<BucketRow | null> {
+    return this.buckets.get('buckets', id, async () => (await bucketFind(this.db, id)) ?? null);
+  }
 
   // -------------------------------------------------------------------------------------------
   // Buckets (service only)
@@ -113,6 +164,7 @@ export class StorageService {
   /** A bucket's usage per owner (404 for an unknown bucket), with the bucket for its quota. */
   async usage(db: Executor, bucketId: string, page: PageRequest, ownerId?: string) {
     const bucket = await this.getBucket(db, bucketId);
+    await usageFold(db, this.schema, bucketId, ownerId ?? null);
     return { bucket, rows: await usageList(db, bucketId, page, ownerId) };
   }
 
@@ -125,6 +177,8 @@ export class StorageService {
   async updateBucket(db: Executor, id: string, patch: UpdateBucketBody): Promise<BucketRow> {
     const row = await bucketUpdate(db, id, patch);
     if (!row) throw errors.notFound('Bucket', id);
+    // From now on the bucket's uploads are decided on used_bytes: what is pending goes in first.
+    if (row.user_quota_bytes !== null) await usageFold(db, this.schema, id, null);
     return row;
   }
 
@@ -163,66 +217,79 @@ export class StorageService {
   }
 
   /**
-   * Stores one object. `db` is the database itself: the body streams outside any transaction, and
-   * the two short transactions around it (check and reserve; record and settle) run as the caller.
+   * Stores one object. `db` is the database itself: the body streams outside any transaction.
+   * Before a byte is written: the bucket's rules (cached), the owner rule, the declared type and
+   * length; where a quota applies (or a resumable upload hands its reservation over), a short
+   * transaction as the caller that refuses an existing path and reserves the bytes. Without one, the
+   * existing-path check runs while the bytes go to the driver's temporary file, and a 409 stops the
+   * stream (nothing is kept). Then one statement records the row as the caller and settles the
+   * reservation (docs/storage.md, "Speed").
    */
   async upload(db: Db, principal: Principal, input: UploadInput): Promise<{ object: ObjectRow; created: boolean }> {
     const segments = this.segmentsOf(input.path);
     const declared = mediaType(input.contentType);
-    const plan = await inRequestTransaction(db, principal, async (trx) => {
-      const bucket = await bucketFind(trx, input.bucket);
-      if (!bucket) throw errors.notFound('Bucket', input.bucket);
-      const owner = await this.ownerOf(trx, bucket, principal, segments, true);
-      const allowed = bucket.allowed_mime_types;
-      if (!typeAllowed(allowed, declared) || (input.link?.contentType && input.link.contentType !== declared)) {
-        throw new DomainError('unsupported_media_type', `Content-Type ${declared ?? '(none)'} is not allowed in bucket ${bucket.id}`, {
-          reason: 'declared_type',
-          allowed: input.link?.contentType ? [input.link.contentType] : allowed,
-        });
-      }
-      const sizeLimit = minOf(bucket.file_size_limit === null ? null : Number(bucket.file_size_limit), input.link?.maxSize ?? null);
-      if (sizeLimit !== null && input.contentLength !== null && input.contentLength > sizeLimit) throw tooLarge('size', sizeLimit);
-      const existing = await objectFind(trx, bucket.id, input.path);
-      if (existing && !input.upsert) throw errors.conflict(`An object already exists at ${input.path}; send x-upsert: true to overwrite it`, { path: input.path });
-      // The quota holds the bytes before the first one is written: the declared length, or all
-      // that the limits leave when the length is not known yet.
-      let reservation: { id: string; bytes: number } | null = null;
-      let limit = sizeLimit ?? Number.MAX_SAFE_INTEGER;
-      // A finished resumable upload swaps the reservation it held since its creation for this one,
-      // under the same row lock: its bytes stay counted throughout.
-      if (input.heldReservation !== undefined && owner !== null) {
+    const bucket = await this.bucketOf(input.bucket);
+    if (!bucket) throw errors.notFound('Bucket', input.bucket);
+    const owner = await this.ownerOf(db, bucket, principal, segments, true);
+    const allowed = bucket.allowed_mime_types;
+    if (!typeAllowed(allowed, declared) || (input.link?.contentType && input.link.contentType !== declared)) {
+      throw new DomainError('unsupported_media_type', `Content-Type ${declared ?? '(none)'} is not allowed in bucket ${bucket.id}`, {
+        reason: 'declared_type',
+        allowed: input.link?.contentType ? [input.link.contentType] : allowed,
+      });
+    }
+    const sizeLimit = minOf(bucket.file_size_limit === null ? null : Number(bucket.file_size_limit), input.link?.maxSize ?? null);
+    if (sizeLimit !== null && input.contentLength !== null && input.contentLength > sizeLimit) throw tooLarge('size', sizeLimit);
+    const quota = bucket.user_quota_bytes === null ? null : Number(bucket.user_quota_bytes);
+    let limit = sizeLimit ?? Number.MAX_SAFE_INTEGER;
+    let reservation: { id: string; bytes: number } | null = null;
+    const conflict = () => errors.conflict(`An object already exists at ${input.path}; send x-upsert: true to overwrite it`, { path: input.path });
+    const holds = owner !== null && (quota !== null || input.heldReservation !== undefined);
+    if (holds && owner !== null) {
+      reservation = await inRequestTransaction(db, principal, async (trx) => {
+        if (!input.upsert && (await objectFind(trx, bucket.id, input.path))) throw conflict();
+        // A finished resumable upload swaps the reservation it held since its creation for this one,
+        // under the same row lock: its bytes stay counted throughout.
+        if (input.heldReservation !== undefined) {
+          await elevate(trx);
+          await reservationRelease(trx, input.heldReservation);
+        }
+        if (quota === null) return null;
+        // The quota holds the bytes before the first one is written: the declared length, or all
+        // that the limits leave when the length is not known yet.
         await elevate(trx);
-        await reservationRelease(trx, input.heldReservation);
-      }
-      if (bucket.user_quota_bytes !== null && owner !== null) {
-        const quota = Number(bucket.user_quota_bytes);
-        await elevate(trx);
+        await usageFold(trx, this.schema, bucket.id, owner);
         const usage = await usageFind(trx, bucket.id, owner);
         const free = quota - Number(usage?.used_bytes ?? 0) - Number(usage?.reserved_bytes ?? 0);
         const bytes = input.contentLength ?? Math.max(0, Math.min(free, limit));
         const id = newId('storageReservation');
         const held = await reservationCreate(trx, { id, bucketId: bucket.id, ownerId: owner, bytes, quota, expiresAt: new Date(this.now().getTime() + RESERVATION_TTL_MS) });
         if (!held) throw quotaExceeded(quota, bytes, free);
-        reservation = { id, bytes };
-        limit = Math.min(limit, bytes);
-      }
-      return { bucket, owner, limit, sizeLimit, reservation, quota: bucket.user_quota_bytes === null ? null : Number(bucket.user_quota_bytes) };
+        return { id, bytes };
+      });
+      if (reservation) limit = Math.min(limit, reservation.bytes);
+    }
+    // No quota to reserve under: whether the path is taken is asked while the bytes arrive, so a
+    // large body is not read to the end for nothing. The record below decides it atomically in any
+    // case: an upsert, or a small declared body (written and dropped in no time), is not asked first.
+    const small = input.contentLength !== null && input.contentLength <= SMALL_BODY_BYTES;
+    const existing = holds || input.upsert || small ? null : this.objectAt(db, principal, bucket.id, input.path).then((o) => {
+      if (o) throw conflict();
     });
 
+    const held = reservation;
     const release = async () => {
-      if (plan.reservation) await db.transaction().execute((trx) => reservationRelease(trx, must(plan.reservation).id));
+      if (held) await db.transaction().execute((trx) => reservationRelease(trx, held.id));
     };
     const objectId = newId('storageObject');
-    const key = `o/${plan.bucket.id}/${objectId}`;
-    const allowed = plan.bucket.allowed_mime_types;
+    const key = `o/${bucket.id}/${objectId}`;
     const guard = guardUpload(input.body, {
-      limit: plan.limit,
-      tooLarge: () =>
-        plan.sizeLimit !== null && plan.limit === plan.sizeLimit ? tooLarge('size', plan.sizeLimit) : quotaExceeded(plan.quota ?? 0, plan.limit + 1, plan.limit),
+      limit,
+      tooLarge: () => (sizeLimit !== null && limit === sizeLimit ? tooLarge('size', sizeLimit) : quotaExceeded(quota ?? 0, limit + 1, limit)),
       checkType: (sniffed) => {
         if (allowed === null) return null;
         if (sniffed !== null && !typeAllowed(allowed, sniffed)) {
-          return new DomainError('unsupported_media_type', `The content is ${sniffed}, which bucket ${plan.bucket.id} does not allow`, { reason: 'sniffed_type', sniffed, allowed });
+          return new DomainError('unsupported_media_type', `The content is ${sniffed}, which bucket ${bucket.id} does not allow`, { reason: 'sniffed_type', sniffed, allowed });
         }
         // A claim of a type file-type can recognise must be what the content is.
         if (declared !== null && sniffable(declared) && sniffed !== declared) {
@@ -231,18 +298,30 @@ export class StorageService {
         return null;
       },
     });
-    try {
-      await this.driver.put(key, guard.stream, { contentType: declared });
-    } catch (err) {
+    const putting = this.driver.put(key, guard.stream, { contentType: declared });
+    // A taken path stops the stream at once: the driver drops its temporary file.
+    existing?.catch((err: unknown) => guard.stream.destroy(err instanceof Error ? err : new Error(String(err))));
+    const [put, check] = await Promise.allSettled([putting, existing ?? Promise.resolve()]);
+    if (put.status === 'rejected' || check.status === 'rejected') {
+      // The bytes may have been stored before the check failed: they go (a delete is idempotent).
+      if (put.status === 'fulfilled') await this.driver.delete(key).catch(() => undefined);
       await release();
-      throw err instanceof DomainError ? err : streamFailure(err);
+      if (check.status === 'rejected') throw check.reason;
+      const failure: unknown = put.status === 'rejected' ? put.reason : null;
+      throw failure instanceof DomainError ? failure : streamFailure(failure);
     }
     const stored = guard.result();
+    let object: ObjectRow | undefined;
     try {
-      return await inRequestTransaction(db, principal, async (trx) => {
-        const existing = await objectFindForUpdate(trx, plan.bucket.id, input.path);
-        if (existing && !input.upsert) throw errors.conflict(`An object already exists at ${input.path}; send x-upsert: true to overwrite it`, { path: input.path });
-        const fields = {
+      object = await objectPutAs(
+        this.run,
+        this.schema,
+        principal.kind === 'user' ? claimsOf(principal) : null,
+        {
+          id: objectId,
+          bucket_id: bucket.id,
+          path: input.path,
+          owner_id: owner,
           uploaded_by: principal.kind === 'user' ? principal.userId : null,
           storage_key: key,
           size: stored.size,
@@ -250,21 +329,29 @@ export class StorageService {
           sniffed_type: stored.sniffed,
           sha256: stored.sha256,
           metadata: input.metadata ?? {},
-        };
-        const object = existing
-          ? await objectReplace(trx, existing.id, fields)
-          : await objectInsert(trx, { id: objectId, bucket_id: plan.bucket.id, path: input.path, owner_id: plan.owner, ...fields });
-        if (plan.reservation) {
-          await elevate(trx);
-          await reservationRelease(trx, plan.reservation.id);
-        }
-        return { object, created: !existing };
-      });
+        },
+        { upsert: input.upsert, reservation: reservation?.id ?? null },
+      );
     } catch (err) {
       await this.driver.delete(key).catch(() => undefined);
       await release().catch(() => undefined);
       throw err;
     }
+    if (!object) {
+      await this.driver.delete(key).catch(() => undefined);
+      await release().catch(() => undefined);
+      throw conflict();
+    }
+    return { object, created: object.id === objectId };
+  }
+
+  /**
+   * The object at a path as the caller may see it, outside a transaction: a user's read goes
+   * through row-level security in one statement (objectFindAs); the service reads as the owner.
+   */
+  private objectAt(db: Executor, principal: Principal, bucketId: string, path: string): Promise<ObjectRow | undefined> {
+    if (principal.kind === 'user') return objectFindAs(this.run, this.schema, claimsOf(principal), bucketId, path);
+    return objectFind(db, bucketId, path);
   }
 
   /**
@@ -306,6 +393,7 @@ export class StorageService {
       }
       // Without a quota the reservation only counts the bytes in flight (the bound is Number.MAX_SAFE_INTEGER).
       const quota = bucket.user_quota_bytes === null ? Number.MAX_SAFE_INTEGER : Number(bucket.user_quota_bytes);
+      if (bucket.user_quota_bytes !== null) await usageFold(trx, this.schema, bucket.id, owner);
       const held = await reservationCreate(trx, { id: input.id, bucketId: bucket.id, ownerId: owner, bytes: size, quota, expiresAt: new Date(this.now().getTime() + RESUMABLE_TTL_MS) });
       if (!held) {
         const usage = await usageFind(trx, bucket.id, owner);
@@ -319,30 +407,55 @@ export class StorageService {
     await db.transaction().execute((trx) => reservationRelease(trx, id));
   }
 
-  /** An object the caller may read (the owner rule for users; public buckets for anyone). */
-  async find(db: Executor, principal: Principal, bucketId: string, path: string): Promise<{ bucket: BucketRow; object: ObjectRow }> {
+  /**
+   * An object the caller may read (the owner rule for users; public buckets for anyone), in the
+   * caller's request transaction (its role and claims already set: row-level security applies).
+   */
+  find(db: Executor, principal: Principal, bucketId: string, path: string): Promise<{ bucket: BucketRow; object: ObjectRow }> {
+    // The bucket is read in the transaction too: the cache loads on the database itself, which on
+    // PGlite (one connection, held by this transaction) would wait forever.
+    return this.locate(db, principal, bucketId, path, async () => (await bucketFind(db, bucketId)) ?? null, () => objectFind(db, bucketId, path));
+  }
+
+  /**
+   * The same outside any transaction (reads: GET, signed links): a user's object is read through
+   * row-level security in one statement (objectAt), so a read opens no transaction of its own.
+   */
+  findOutside(db: Db, principal: Principal, bucketId: string, path: string): Promise<{ bucket: BucketRow; object: ObjectRow }> {
+    return this.locate(db, principal, bucketId, path, () => this.bucketOf(bucketId), () => this.objectAt(db, principal, bucketId, path));
+  }
+
+  /** The owner rule is checked before the object is read. */
+  private async locate(
+    db: Executor,
+    principal: Principal,
+    bucketId: string,
+    path: string,
+    bucketOf: () => Promise<BucketRow | null>,
+    read: () => Promise<ObjectRow | undefined>,
+  ): Promise<{ bucket: BucketRow; object: ObjectRow }> {
     const segments = this.segmentsOf(path);
-    const bucket = await bucketFind(db, bucketId);
+    const bucket = await bucketOf();
     if (!bucket) throw errors.notFound('Bucket', bucketId);
     if (principal.kind === 'anon') {
       if (!bucket.public) throw errors.notFound('Bucket', bucketId);
     } else {
       await this.ownerOf(db, bucket, principal, segments, false);
     }
-    const object = await objectFind(db, bucketId, path);
+    const object = await read();
     if (!object) throw errors.notFound('Object', `${bucketId}/${path}`);
     return { bucket, object };
   }
 
   /** Reads an object: conditional (If-None-Match), ranged (one `bytes=` range), or only its head. */
   async open(
-    db: Executor,
+    db: Db,
     principal: Principal,
     bucketId: string,
     path: string,
     options: { range?: string | undefined; ifNoneMatch?: string | undefined; headOnly?: boolean },
   ): Promise<Download> {
-    const { object } = await this.find(db, principal, bucketId, path);
+    const { object } = await this.findOutside(db, principal, bucketId, path);
     return this.openObject(object, options);
   }
 
@@ -431,6 +544,7 @@ export class StorageService {
       const quota = Number(dest.user_quota_bytes);
       const replaced = existing ? Number(existing.size) : 0;
       await elevate(db);
+      await usageFold(db, this.schema, dest.id, owner);
       const room = await usageClaim(db, { bucketId: dest.id, ownerId: owner, bytes: size - replaced, quota });
       await setRequestRole(db, principal);
       if (!room.ok) throw quotaExceeded(quota, size, room.free + replaced);
@@ -506,9 +620,9 @@ export class StorageService {
    * the object must still be the version it was signed for (an overwrite or a new object at the
    * path is not theirs to hand out). Anything else → 403 `forbidden`; a deleted object → 404.
    */
-  async openSigned(db: Executor, token: string, bucketId: string, path: string, options: { range?: string | undefined; ifNoneMatch?: string | undefined; headOnly?: boolean }): Promise<Download> {
+  async openSigned(db: Db, token: string, bucketId: string, path: string, options: { range?: string | undefined; ifNoneMatch?: string | undefined; headOnly?: boolean }): Promise<Download> {
     const link = this.verifyLink(token, 'download', bucketId, path);
-    const { object } = await this.find(db, await this.signerOf(db, link, 'storage:read'), bucketId, path);
+    const { object } = await this.findOutside(db, await this.signerOf(db, link, 'storage:read'), bucketId, path);
     if (link.obj !== object.id || link.sha !== object.sha256) throw errors.forbidden('This link was made for an earlier version of the object');
     return this.openObject(object, options);
   }
@@ -558,11 +672,14 @@ export class StorageService {
   }
 
   /**
-   * Drains the delete outbox (bytes whose rows are gone; a failed delete is retried later, with
-   * back-off) and frees reservations of uploads that never settled. Safe in several processes.
+   * Folds pending bytes-used changes into storage_usage, drains the delete outbox (bytes whose rows
+   * are gone; a failed delete is retried later, with back-off) and frees reservations of uploads that
+   * never settled. Safe in several processes.
    */
   async sweep(batch = 100): Promise<{ deleted: number; failed: number; released: number; staged: number }> {
     const db = this.db;
+    // Bytes-used changes of buckets without a quota, gathered since the last pass (migration 0054).
+    await usageFold(db, this.schema, null, null);
     let deleted = 0;
     let failed = 0;
     const now = this.now();
@@ -617,11 +734,6 @@ function minOf(a: number | null, b: number | null): number | null {
   if (a === null) return b;
   if (b === null) return a;
   return Math.min(a, b);
-}
-
-function must<T>(v: T | null): T {
-  if (v === null) throw new Error('invariant broken: reservation');
-  return v;
 }
 
 function tooLarge(reason: 'size', limit: number): DomainError {
