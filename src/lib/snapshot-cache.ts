@@ -22,7 +22,8 @@ interface Load<T> {
  *   sees state from before it.
  * - Other processes' writes are not seen: an entry lives at most `ttlMs` by the given clock (the
  *   app's, so tests that move time move the cache too). Past half its life it is still served but
- *   reloaded in the background, so a steadily read key rarely waits for the database.
+ *   reloaded in the background, so a steadily read key rarely waits for the database; a reload
+ *   that fails drops it.
  * - At most `maxEntries`; the oldest-stored go first.
  */
 export class SnapshotCache<T> {
@@ -51,8 +52,11 @@ export class SnapshotCache<T> {
       if (age >= 0 && age < this.ttlMs) {
         if (age * 2 >= this.ttlMs && !entry.refreshing) {
           entry.refreshing = true;
+          // A refresh that fails (the key is no longer live, the database refused) leaves nothing
+          // to vouch for the kept value: it goes, and the next get loads (attacker review 5).
           this.start(owner, key, load).promise.catch(() => {
             entry.refreshing = false;
+            if (this.entries.get(key) === entry) this.drop(key);
           });
         }
         return entry.value;

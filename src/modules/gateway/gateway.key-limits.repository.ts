@@ -79,3 +79,39 @@ export async function keyWindowsPrune(db: Executor, before: Date): Promise<numbe
   const res = await db.deleteFrom('gateway_key_windows').where('window_start', '<', before).executeTakeFirst();
   return Number(res.numDeletedRows);
 }
+
+/** A key as it is now, if it is still live (not revoked, not expired by the database's clock, its user active). */
+export interface LiveKeyNow {
+  id: string;
+  user_id: string;
+  workspace_id: string | null;
+  scopes: string[];
+  models: string[] | null;
+  rpm_limit: number | null;
+  tpm_limit: number | string | null;
+  max_concurrency: number | null;
+  credit_budget: number | string | null;
+}
+
+/**
+ * These keys as they are now, the live ones only, read in the transaction that takes their holds:
+ * the relay authenticated them from the in-process key cache (api-keys.resolver.ts), which may lag
+ * a revoke, a disabled user or a narrowed key by a missed or late notice (bus down, a process that
+ * died between its commit and its NOTIFY, SQL by hand). Money moves only for a key live here.
+ */
+export async function keysLiveNow(db: Executor, keyIds: readonly string[]): Promise<Map<string, LiveKeyNow>> {
+  if (keyIds.length === 0) return new Map();
+  const rows = await db
+    .selectFrom('api_keys')
+    .innerJoin('users', 'users.id', 'api_keys.user_id')
+    .where('api_keys.id', 'in', [...new Set(keyIds)])
+    .where('api_keys.revoked_at', 'is', null)
+    .where((eb) => eb.or([eb('api_keys.expires_at', 'is', null), eb('api_keys.expires_at', '>', sql<Date>`now()`)]))
+    .where('users.is_active', '=', true)
+    .select([
+      'api_keys.id', 'api_keys.user_id', 'api_keys.workspace_id', 'api_keys.scopes',
+      'api_keys.models', 'api_keys.rpm_limit', 'api_keys.tpm_limit', 'api_keys.max_concurrency', 'api_keys.credit_budget',
+    ])
+    .execute();
+  return new Map(rows.map((r) => [r.id, r]));
+}

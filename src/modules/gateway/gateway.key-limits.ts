@@ -1,7 +1,7 @@
 import { errors, type DomainError } from '../../core/errors.js';
 import type { Executor } from '../../db/database.js';
 import { modelMatches } from './gateway.js';
-import { keyInFlight, keyLockForLimits, keyWindowAdd, keyWindows } from './gateway.key-limits.repository.js';
+import { keyInFlight, keyLockForLimits, keyWindowAdd, keyWindows, type LiveKeyNow } from './gateway.key-limits.repository.js';
 
 // The limits are read with the key (api-keys.resolver.ts, one lookup per request); enforced here.
 import { type KeyLimits, limitsOf } from '../api-keys/api-keys.resolver.js';
@@ -18,6 +18,20 @@ export function assertModelAllowed(limits: KeyLimits, model: string): void {
   if (limits.models !== null && !modelMatches(model, limits.models)) {
     throw errors.forbidden(`This API key may not use model ${model}`);
   }
+}
+
+/**
+ * The key as the hold's transaction reads it (`keysLiveNow`), against what the cached lookup said:
+ * refused when it is no longer live, no longer holds `gateway`, names another workspace, or may no
+ * longer use the model; else its limits now (a PATCH may have set some the cached copy lacks).
+ * Attacker review 5: the cache may lag Tally's own changes, money may not.
+ */
+export function keyNowAllows(now: LiveKeyNow | undefined, caller: { userId: string; workspaceId: string | null }, model: string): KeyLimits | DomainError {
+  if (!now || now.user_id !== caller.userId || now.workspace_id !== caller.workspaceId) return errors.unauthenticated('API key is invalid, revoked or expired');
+  if (!now.scopes.includes('*') && !now.scopes.includes('gateway')) return errors.forbidden('This API key lacks the "gateway" scope the gateway needs');
+  const limits = limitsOf(now);
+  if (limits.models !== null && !modelMatches(model, limits.models)) return errors.forbidden(`This API key may not use model ${model}`);
+  return limits;
 }
 
 export const MINUTE_MS = 60_000;

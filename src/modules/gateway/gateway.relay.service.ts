@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Db, Executor } from '../../db/database.js';
-import { errors } from '../../core/errors.js';
+import { DomainError, errors } from '../../core/errors.js';
 import { requestHash } from '../idempotency/idempotency.js';
 import { API_KEY_PREFIX } from '../api-keys/api-keys.scopes.js';
 import { costModelFind } from '../billing/billing.catalog.repository.js';
@@ -19,8 +19,8 @@ import type { Attempt, UpstreamClient } from './gateway.upstream-call.js';
 import { SseSplitter, StreamUsage, usageOfBody, type Wire } from './gateway.wire.js';
 import { boundOf } from './gateway.bounds.js';
 import { assertRelayable, withStandardTier } from './gateway.relayed.js';
-import { admit, assertModelAllowed, counted, type KeyLimits, NO_LIMITS } from './gateway.key-limits.js';
-import { keySpent, keyWindowTrueUp } from './gateway.key-limits.repository.js';
+import { admit, assertModelAllowed, counted, keyNowAllows, type KeyLimits, NO_LIMITS } from './gateway.key-limits.js';
+import { keySpent, keysLiveNow, keyWindowTrueUp } from './gateway.key-limits.repository.js';
 
 /** The relayed endpoints: which wire, which upstream path. */
 export const ENDPOINTS = {
@@ -466,8 +466,11 @@ export class RelayService {
 
   private async openOne({ caller, held, reserve, row }: OpenItem): Promise<string> {
     return this.db.transaction().execute(async (trx) => {
+      // The key as it is now, not as the cache kept it: a key revoked or narrowed meanwhile moves nothing.
+      const limits = keyNowAllows((await keysLiveNow(trx, [caller.keyId])).get(caller.keyId), caller, row.model);
+      if (limits instanceof DomainError) throw limits;
       // The key's own limits first, under its row lock: refused here, nothing is held or counted.
-      const admitted = counted(caller.limits) ? await admit(trx, caller.keyId, { held, tokens: reserve }, this.now()) : null;
+      const admitted = counted(limits) ? await admit(trx, caller.keyId, { held, tokens: reserve }, this.now()) : null;
       // A workspace key spends the pool as its user: a viewer's key never spends, and the cap holds.
       const hold = await this.ledger.hold(trx, caller.owner, row.id, held, HOLD_SECONDS, memberOf(caller));
       if (!hold.ok) throw hold.error;
@@ -480,14 +483,24 @@ export class RelayService {
   private async openBatch(items: OpenItem[]): Promise<ItemOutcome<string>[]> {
     return this.db.transaction().execute(async (trx) => {
       await shortLockWait(trx);
-      const holds = await this.ledger.holdMany(
+      // The keys as they are now (see openOne). One that gained counted limits since it was cached
+      // must be admitted under its row lock: the batch then runs again one by one (rare: a PATCH).
+      const now = await keysLiveNow(trx, items.map((it) => it.caller.keyId));
+      const checks = items.map(({ caller, row }) => keyNowAllows(now.get(caller.keyId), caller, row.model));
+      if (checks.some((c) => !(c instanceof DomainError) && counted(c))) throw new Error('a key gained counted limits since it was cached');
+      const live = items.filter((_, i) => !(checks[i] instanceof DomainError));
+      const holds = live.length === 0 ? [] : await this.ledger.holdMany(
         trx,
-        items.map(({ caller, held, row }) => ({ owner: caller.owner, requestId: row.id, amount: held, expiresInSeconds: HOLD_SECONDS, memberId: memberOf(caller) })),
+        live.map(({ caller, held, row }) => ({ owner: caller.owner, requestId: row.id, amount: held, expiresInSeconds: HOLD_SECONDS, memberId: memberOf(caller) })),
       );
       const rows: RequestInsert[] = [];
-      const outcomes = holds.map((h, i): ItemOutcome<string> => {
+      let next = 0;
+      const outcomes = items.map((item, i): ItemOutcome<string> => {
+        const check = checks[i];
+        if (check instanceof DomainError) return { ok: false, error: check };
+        const h = must(holds[next++], 'a hold for each live key');
         if (!h.ok) return { ok: false, error: h.error };
-        rows.push({ ...(items[i] as OpenItem).row, hold_id: h.holdId });
+        rows.push({ ...item.row, hold_id: h.holdId });
         return { ok: true, value: h.holdId };
       });
       await requestInsertMany(trx, rows);

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { newId } from '../../lib/ids.js';
 import type { Anomaly, Shape, TableStep } from './import.js';
-import { importedPlanOf } from './import.plans.js';
+import { importedPlanOf, renewalTerms } from './import.plans.js';
 import { importMapInsert } from './import.repository.js';
 import { date, freshRows, int, ownerOf, ownersOf, str, Tally } from './import.rows.js';
 import type { SourceDb } from './import.source.js';
@@ -54,13 +54,15 @@ const subscriptions: TableStep = {
       // The scan reported duplicated provider ids: only the first row keeps the link.
       const linked = lemon !== null && str(r.first_with_provider_id) === sid;
       const id = newId('subscription');
+      const plan = await importedPlanOf(ctx, planName, SHAPE);
       const row = await ctx.trx
         .insertInto('subscriptions')
         .values({
           id,
           user_id: owner.target_id,
-          plan_id: await importedPlanOf(ctx, planName, SHAPE),
+          plan_id: plan.id,
           status,
+          ...renewalTerms(plan, linked),
           current_period_start: period.start,
           current_period_end: period.end,
           anchor_at: period.start,

@@ -3,7 +3,7 @@ import { newId } from '../../lib/ids.js';
 import { windowAt } from '../billing/billing.periods.js';
 import type { Anomaly, BatchContext, TableStep } from './import.js';
 import { scopesOf, SHA256_HEX } from './import.llm-relay.js';
-import { importedPlanOf } from './import.plans.js';
+import { type ImportedPlan, importedPlanOf, renewalTerms } from './import.plans.js';
 import { importMapInsert, type MapRow } from './import.repository.js';
 import { date, freshRows, int, ownerOf, ownersOf, str, Tally } from './import.rows.js';
 import type { SourceDb } from './import.source.js';
@@ -44,7 +44,7 @@ export const userSubscriptions: TableStep = {
     const owners = await ownersOf(ctx, 'users', fresh, 'user_id');
     const { primaries, firsts } = await subscriptionFacts(ctx.src, fresh);
     const values = [];
-    const plans = new Map<string, string>();
+    const plans = new Map<string, ImportedPlan>();
     for (const r of fresh) {
       const sid = String(r.id);
       const owner = ownerOf(owners, r, 'user_id', tally);
@@ -56,10 +56,10 @@ export const userSubscriptions: TableStep = {
         ctx.anomaly({ kind: 'unknown_value', table: 'user_subscriptions', source_id: sid, rule: 'A plan status or plan name Tally cannot read is not guessed: the subscription is not imported', details: { plan_status: r.plan_status, plan_type: r.plan_type } });
         continue;
       }
-      let planId = plans.get(slug);
-      if (!planId) {
-        planId = await importedPlanOf(ctx, slug, SHAPE);
-        plans.set(slug, planId);
+      let plan = plans.get(slug);
+      if (!plan) {
+        plan = await importedPlanOf(ctx, slug, SHAPE);
+        plans.set(slug, plan);
       }
       // 001 keeps no period: it is anchored at the row's creation, and the current one is the month
       // around the run's start — the credits this period bought are already in the opening balance,
@@ -75,8 +75,9 @@ export const userSubscriptions: TableStep = {
         id,
         source_id: sid,
         user_id: owner.target_id,
-        plan_id: planId,
+        plan_id: plan.id,
         status,
+        ...renewalTerms(plan, linked),
         is_primary: canceled || primaries.get(String(r.user_id)) === sid,
         current_period_start: period.start,
         current_period_end: period.end,
@@ -131,12 +132,12 @@ async function insertSubscriptions(ctx: BatchContext, values: Record<string, unk
   const json = JSON.stringify(values);
   const { rows } = await sql<{ id: string }>`
     insert into ${sql.table(`${ctx.schema}.subscriptions`)} (id, user_id, plan_id, status, is_primary, current_period_start, current_period_end, anchor_at,
-      ended_at, cycles_due_at, provider, provider_subscription_id, metadata, created_at)
+      ended_at, cycles_due_at, provider, provider_subscription_id, self_service, cancel_at_period_end, metadata, created_at)
     select id, user_id, plan_id, status, is_primary, current_period_start, current_period_end, anchor_at, ended_at, cycles_due_at, provider,
-      provider_subscription_id, metadata, created_at
+      provider_subscription_id, self_service, cancel_at_period_end, metadata, created_at
     from jsonb_to_recordset(${json}::jsonb) as r(id text, user_id text, plan_id text, status text, is_primary boolean, current_period_start timestamptz,
       current_period_end timestamptz, anchor_at timestamptz, ended_at timestamptz, cycles_due_at timestamptz, provider text, provider_subscription_id text,
-      metadata jsonb, created_at timestamptz)
+      self_service boolean, cancel_at_period_end boolean, metadata jsonb, created_at timestamptz)
     on conflict do nothing
     returning id`.execute(ctx.trx);
   return new Set(rows.map((r) => r.id));
