@@ -1,3 +1,4 @@
+import { jsonArrayFrom } from 'kysely/helpers/postgres';
 import { sql } from 'kysely';
 import type { Executor } from '../../db/database.js';
 
@@ -101,7 +102,12 @@ export interface LiveKeyNow {
  */
 export async function keysLiveNow(db: Executor, keyIds: readonly string[]): Promise<Map<string, LiveKeyNow>> {
   if (keyIds.length === 0) return new Map();
-  const rows = await db
+  const rows = await liveKeys(db, keyIds).execute();
+  return new Map(rows.map((r) => [r.id, r]));
+}
+
+function liveKeys(db: Executor, keyIds: readonly string[]) {
+  return db
     .selectFrom('api_keys')
     .innerJoin('users', 'users.id', 'api_keys.user_id')
     .where('api_keys.id', 'in', [...new Set(keyIds)])
@@ -111,7 +117,16 @@ export async function keysLiveNow(db: Executor, keyIds: readonly string[]): Prom
     .select([
       'api_keys.id', 'api_keys.user_id', 'api_keys.workspace_id', 'api_keys.scopes',
       'api_keys.models', 'api_keys.rpm_limit', 'api_keys.tpm_limit', 'api_keys.max_concurrency', 'api_keys.credit_budget',
-    ])
-    .execute();
-  return new Map(rows.map((r) => [r.id, r]));
+    ]);
+}
+
+/**
+ * `keysLiveNow` in the statement that bounds the batch's lock waits (`lock_timeout`, set for the
+ * transaction): a batch's first statement anyway, so the keys' check costs no round trip of its own.
+ */
+export async function keysLiveNowWithLockWait(db: Executor, keyIds: readonly string[], lockTimeout: string): Promise<Map<string, LiveKeyNow>> {
+  const row = await db
+    .selectNoFrom(() => [sql<string>`set_config('lock_timeout', ${lockTimeout}, true)`.as('lock_timeout'), jsonArrayFrom(liveKeys(db, keyIds)).as('keys')])
+    .executeTakeFirstOrThrow();
+  return new Map((row.keys as LiveKeyNow[]).map((r) => [r.id, r]));
 }

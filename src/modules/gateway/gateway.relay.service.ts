@@ -20,7 +20,7 @@ import { SseSplitter, StreamUsage, usageOfBody, type Wire } from './gateway.wire
 import { boundOf } from './gateway.bounds.js';
 import { assertRelayable, withStandardTier } from './gateway.relayed.js';
 import { admit, assertModelAllowed, counted, keyNowAllows, type KeyLimits, NO_LIMITS } from './gateway.key-limits.js';
-import { keySpent, keysLiveNow, keyWindowTrueUp } from './gateway.key-limits.repository.js';
+import { keySpent, keysLiveNow, keysLiveNowWithLockWait, keyWindowTrueUp } from './gateway.key-limits.repository.js';
 
 /** The relayed endpoints: which wire, which upstream path. */
 export const ENDPOINTS = {
@@ -482,10 +482,10 @@ export class RelayService {
   /** Many uncounted keys' opens: one ledger batch for the holds, one insert for the records. */
   private async openBatch(items: OpenItem[]): Promise<ItemOutcome<string>[]> {
     return this.db.transaction().execute(async (trx) => {
-      await shortLockWait(trx);
-      // The keys as they are now (see openOne). One that gained counted limits since it was cached
-      // must be admitted under its row lock: the batch then runs again one by one (rare: a PATCH).
-      const now = await keysLiveNow(trx, items.map((it) => it.caller.keyId));
+      // The keys as they are now (see openOne), read in the statement that bounds the batch's lock
+      // waits. One that gained counted limits since it was cached must be admitted under its row
+      // lock: the batch then runs again one by one (rare: a PATCH).
+      const now = await keysLiveNowWithLockWait(trx, items.map((it) => it.caller.keyId), BATCH_LOCK_WAIT);
       const checks = items.map(({ caller, row }) => keyNowAllows(now.get(caller.keyId), caller, row.model));
       if (checks.some((c) => !(c instanceof DomainError) && counted(c))) throw new Error('a key gained counted limits since it was cached');
       const live = items.filter((_, i) => !(checks[i] instanceof DomainError));
@@ -658,20 +658,17 @@ export class RelayService {
           await keyWindowTrueUp(trx, keyId, (w[0] as (typeof live)[number]).row.window_start as Date, delta);
         }
       }
-      // The request rows before the capture: they are locked already, and the account's row lock
-      // (taken by the capture) is then held only for the ledger's own statements and the commit —
-      // the next request's hold on that account waits for no more. A refused capture rolls both back.
-      await requestSettleMany(
-        trx,
-        this.schema,
-        live.map((l) => ({ id: l.item.requestId, s: settledRow(l.item.s, l.billable, l.exact, l.due, l.latency, l.carry.memberId, at) })),
-      );
       const captured = await this.ledger.captureMany(
         trx,
         live.map((l) => ({ owner: l.item.open.caller.owner, requestId: l.item.requestId, holdId: l.item.open.holdId, amount: l.due })),
       );
       const refused = captured.find((c) => !c.ok);
       if (refused && !refused.ok) throw refused.error;
+      await requestSettleMany(
+        trx,
+        this.schema,
+        live.map((l) => ({ id: l.item.requestId, s: settledRow(l.item.s, l.billable, l.exact, l.due, l.latency, l.carry.memberId, at) })),
+      );
     });
   }
 
