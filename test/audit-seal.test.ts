@@ -6,6 +6,88 @@ import { client, type Json } from './support/client.js';
 import { createTestApp, TARGET, type TestApp } from './support/harness.js';
 
 /**
+ * Inserts and deletes captured once per statement (migration 0056): the same rows the row trigger
+ * wrote, in the statement's order, for many rows or for none.
+ */
+describe(`audit capture: one pass a statement (${TARGET})`, () => {
+  let app: TestApp;
+  const t = (name: string) => sql.table(`${app.database.schema}.${name}`);
+  const svc = () => client(app.server, app.serviceKey);
+
+  beforeAll(async () => {
+    app = await createTestApp();
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  interface Row {
+    seq: number;
+    action: string;
+    target_table: string;
+    target_id: string;
+    before: Json;
+    after: Json;
+    actor_kind: string;
+    actor_id: string | null;
+    request_id: string | null;
+  }
+  const rowsFor = async (ids: string[]): Promise<Row[]> =>
+    (
+      await sql<Row>`select seq::int as seq, action, target_table, target_id, before, after, actor_kind, actor_id, request_id
+        from ${t('audit_log')} where target_id = any(${ids}) order by seq`.execute(app.database.db)
+    ).rows;
+
+  it('one statement of many rows: a row each, in the statement order, images without noise, secrets redacted, actor and request of the transaction', async () => {
+    const p = `cap-${randomBytes(4).toString('hex')}`;
+    const ids = Array.from({ length: 40 }, (_, i) => `usr_${p}_${String(i).padStart(2, '0')}`);
+    await app.database.db.transaction().execute(async (trx) => {
+      await sql`select set_config('tally.actor', ${JSON.stringify({ kind: 'user', id: 'usr_someone', api_key_id: 'key_1' })}, true), set_config('tally.request_id', ${`req-${p}`}, true)`.execute(trx);
+      await sql`insert into ${t('users')} (id, email, name, password_hash, last_login_at)
+        select id, id || '@example.com', 'Name ' || id, case when right(id, 1) = '0' then 'secret-hash' end, now()
+        from unnest(${ids}::text[]) with ordinality as u(id, n) order by n`.execute(trx);
+      // No row changed: no audit row.
+      await sql`insert into ${t('users')} (id, email) values (${ids[0]}, 'dupe@example.com') on conflict (id) do nothing`.execute(trx);
+      await sql`delete from ${t('users')} where id = 'usr_nobody'`.execute(trx);
+    });
+    const rows = await rowsFor(ids);
+    expect(rows.map((r) => r.target_id)).toEqual(ids);
+    for (const r of rows) {
+      expect(r).toMatchObject({ action: 'user.created', target_table: 'users', before: null, actor_kind: 'user', actor_id: 'usr_someone', request_id: `req-${p}` });
+      expect(r.after).toMatchObject({ id: r.target_id, email: `${r.target_id}@example.com` });
+      expect(r.after).not.toHaveProperty('updated_at');
+      expect(r.after).not.toHaveProperty('last_login_at');
+      expect(r.after.password_hash).toBe(r.target_id.endsWith('0') ? '[redacted]' : null);
+    }
+    expect(JSON.stringify(rows)).not.toContain('secret-hash');
+    expect((await svc().get('/v1/audit/verify')).body).toMatchObject({ ok: true, problems: [] });
+  });
+
+  it("a delete is captured with its before-image, and a cascade's rows too (keys deleted with their user); composite keys join with ':'", async () => {
+    const p = randomBytes(4).toString('hex');
+    const user = `usr_del_${p}`;
+    const keys = [`key_${p}_a`, `key_${p}_b`];
+    const ws = `wsp_${p}`;
+    await sql`insert into ${t('users')} (id, email) values (${user}, ${`${user}@example.com`})`.execute(app.database.db);
+    await sql`insert into ${t('api_keys')} (id, user_id, name, prefix, key_hash)
+      select k, ${user}, 'k', 'tly_x', encode(sha256(convert_to(k, 'UTF8')), 'hex') from unnest(${keys}::text[]) k`.execute(app.database.db);
+    await sql`insert into ${t('workspaces')} (id, name, slug, owner_id) values (${ws}, 'W', ${`w-${p}`}, ${user})`.execute(app.database.db);
+    await sql`insert into ${t('workspace_members')} (workspace_id, user_id, role) values (${ws}, ${user}, 'owner')`.execute(app.database.db);
+    await sql`delete from ${t('workspace_members')} where workspace_id = ${ws}`.execute(app.database.db);
+    await sql`delete from ${t('workspaces')} where id = ${ws}`.execute(app.database.db);
+    await sql`delete from ${t('users')} where id = ${user}`.execute(app.database.db);
+    const rows = await rowsFor([user, ...keys, ws, `${ws}:${user}`]);
+    const actions = rows.map((r) => `${r.action} ${r.target_id}`);
+    expect(actions.slice(0, 6)).toEqual([`user.created ${user}`, `api_key.created ${keys[0]}`, `api_key.created ${keys[1]}`, `workspace.created ${ws}`, `workspace_member.added ${ws}:${user}`, `workspace_member.removed ${ws}:${user}`]);
+    expect(actions.slice(6).sort()).toEqual([`api_key.deleted ${keys[0]}`, `api_key.deleted ${keys[1]}`, `user.deleted ${user}`, `workspace.deleted ${ws}`].sort());
+    const gone = rows.find((r) => r.action === 'api_key.deleted');
+    expect(gone).toMatchObject({ after: null, before: { user_id: user, key_hash: '[redacted]' } });
+    expect(gone?.before).not.toHaveProperty('request_count');
+    expect((await svc().get('/v1/audit/verify')).body).toMatchObject({ ok: true, problems: [] });
+  });
+});
+
+/**
  * The audit seal (migration 0055, docs/audit.md "Immutable, and tamper-evident"): a transaction's
  * audit rows are sealed in one pass at commit — in the order they were written, right after the
  * chain's head, the head moved once — and the chain stays exactly what `verify` checks: seq without
