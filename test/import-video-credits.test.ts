@@ -112,6 +112,40 @@ describe(`tally import video-credits (${TARGET})`, () => {
     });
   });
 
+  it('killed with SIGKILL while the history is written (two batches at once on PostgreSQL), --resume keeps every transaction exactly once', async () => {
+    const t = newTarget();
+    expect((await run(t, 'migrate')).code).toBe(0);
+    // --batch-size 1: history batches of 10 rows, so the kill lands between many of them.
+    const child = spawn(process.execPath, [...ih.cli, ...importArgs('--batch-size', '1')], { env: ih.env(t), cwd: join(import.meta.dirname, '..'), stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    await new Promise<void>((resolve, reject) => {
+      child.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+        if (/import credit_transactions \[/.test(err)) {
+          child.kill('SIGKILL');
+          resolve();
+        }
+      });
+      child.on('exit', () => reject(new Error(`the import ended before it could be killed: ${err}`)));
+    });
+    await new Promise((r) => child.once('close', r));
+    const kept = await inTarget(t, async (_db, q) => (await q<{ n: number }>('select count(*)::int as n from T.imported_credit_history'))[0]?.n ?? 0);
+    expect(kept).toBeGreaterThan(0);
+    expect(kept).toBeLessThan(fixture.transactions);
+
+    const resumed = await run(t, ...importArgs('--resume', '--json'));
+    expect(resumed.code, resumed.err).toBe(0);
+    const report = JSON.parse(resumed.out) as ImportReport;
+    // The cursor never passed a batch that was not in: the resumed counts are the whole import's.
+    expect(report.tables.find((x) => x.table === 'credit_transactions')).toMatchObject({ read: fixture.transactions + 1, imported: fixture.transactions, skipped: 1 });
+    await inTarget(t, async (_db, q) => {
+      const [h] = await q<{ n: number; distinct: number }>('select count(*)::int as n, count(distinct source_id)::int as distinct from T.imported_credit_history');
+      expect(h).toEqual({ n: fixture.transactions, distinct: fixture.transactions });
+    });
+    expect(report.credits).toMatchObject({ tally_total: fixture.total, match: true });
+    expect((await run(t, 'reconcile')).code).toBe(0);
+  });
+
   it('killed with SIGKILL mid-import, --resume completes it exactly: every account once, reconcile clean', async () => {
     const t = newTarget();
     // Migrate first, so the import is killed while importing rather than while migrating.

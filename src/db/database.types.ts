@@ -126,8 +126,10 @@ export interface AuditLog {
   created_at: Generated<Timestamp>;
   hash: string | null;
   id: string;
+  ord: Generated<number | null>;
   prev_hash: string | null;
   request_id: string | null;
+  sealer: Generated<unknown>;
   seq: number | null;
   target_id: string;
   target_table: string;

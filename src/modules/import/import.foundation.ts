@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { newId } from '../../lib/ids.js';
-import type { Anomaly, Shape, TableStep } from './import.js';
-import { importedPlanOf, renewalTerms } from './import.plans.js';
+import type { Anomaly, BatchContext, Shape, TableStep } from './import.js';
+import { type ImportedPlan, importedPlanOf, renewalTerms } from './import.plans.js';
 import { importMapInsert } from './import.repository.js';
 import { date, freshRows, int, ownerOf, ownersOf, str, Tally } from './import.rows.js';
 import type { SourceDb } from './import.source.js';
@@ -30,13 +30,14 @@ const subscriptions: TableStep = {
   table: 'subscriptions',
   key: 'id',
   columns: (t) => `id::text as id, user_id::text as user_id, status, plan, lemon_squeezy_id, current_period_start, current_period_end, trial_ends_at, created_at, updated_at,
-    (select min(x.id::text) from ${t('subscriptions')} x where x.lemon_squeezy_id = ${t('subscriptions')}.lemon_squeezy_id) as first_with_provider_id,
     ${ownerCheck(t, 'subscriptions')}`,
   async write(ctx, rows) {
     const tally = new Tally();
     const fresh = await freshRows(ctx, 'subscriptions', rows, 'id', tally);
     const owners = await ownersOf(ctx, 'users', fresh, 'user_id');
-    const maps = [];
+    const firsts = await firstsWithProviderId(ctx.src, fresh);
+    const plans = new Map<string, ImportedPlan>();
+    const values = [];
     for (const r of fresh) {
       const sid = String(r.id);
       const owner = ownerOf(owners, r, 'user_id', tally);
@@ -48,49 +49,83 @@ const subscriptions: TableStep = {
         ctx.anomaly({ kind: 'unknown_value', table: 'subscriptions', source_id: sid, rule: 'A status or plan Tally does not know is not guessed: the subscription is not imported', details: { status: r.status, plan: r.plan } });
         continue;
       }
+      let plan = plans.get(planName);
+      if (plan === undefined) {
+        plan = await importedPlanOf(ctx, planName, SHAPE);
+        plans.set(planName, plan);
+      }
       const period = periodOf(r, ctx.now);
       const canceled = status === 'canceled';
       const lemon = str(r.lemon_squeezy_id);
       // The scan reported duplicated provider ids: only the first row keeps the link.
-      const linked = lemon !== null && str(r.first_with_provider_id) === sid;
-      const id = newId('subscription');
-      const plan = await importedPlanOf(ctx, planName, SHAPE);
-      const row = await ctx.trx
-        .insertInto('subscriptions')
-        .values({
-          id,
-          user_id: owner.target_id,
-          plan_id: plan.id,
-          status,
-          ...renewalTerms(plan, linked),
-          current_period_start: period.start,
-          current_period_end: period.end,
-          anchor_at: period.start,
-          trial_end: date(r.trial_ends_at),
-          canceled_at: String(r.status) === 'cancelled' ? (date(r.updated_at) ?? ctx.now) : null,
-          ended_at: canceled ? (date(r.current_period_end) ?? date(r.updated_at) ?? ctx.now) : null,
-          // Plans made for the import have no allowances; a real plan's next window opens at the period's end.
-          cycles_due_at: canceled ? null : period.end,
-          provider: linked ? 'lemonsqueezy' : null,
-          provider_subscription_id: linked ? lemon : null,
-          metadata: JSON.stringify({ imported_from: SHAPE, source_id: sid, source_status: str(r.status), lemon_squeezy_id: lemon }),
-          created_at: date(r.created_at) ?? ctx.now,
-        })
-        .onConflict((oc) => oc.doNothing())
-        .returning('id')
-        .executeTakeFirst();
-      if (!row) {
+      const linked = lemon !== null && firsts.get(lemon) === sid;
+      values.push({
+        id: newId('subscription'),
+        source_id: sid,
+        user_id: owner.target_id,
+        plan_id: plan.id,
+        ...renewalTerms(plan, linked),
+        status,
+        current_period_start: period.start,
+        current_period_end: period.end,
+        anchor_at: period.start,
+        trial_end: date(r.trial_ends_at),
+        canceled_at: String(r.status) === 'cancelled' ? (date(r.updated_at) ?? ctx.now) : null,
+        ended_at: canceled ? (date(r.current_period_end) ?? date(r.updated_at) ?? ctx.now) : null,
+        // Plans made for the import have no allowances; a real plan's next window opens at the period's end.
+        cycles_due_at: canceled ? null : period.end,
+        provider: linked ? 'lemonsqueezy' : null,
+        provider_subscription_id: linked ? lemon : null,
+        metadata: { imported_from: SHAPE, source_id: sid, source_status: str(r.status), lemon_squeezy_id: lemon },
+        created_at: date(r.created_at) ?? ctx.now,
+      });
+    }
+    const inserted = await insertSubscriptions(ctx, values);
+    const maps = [];
+    for (const v of values) {
+      if (!inserted.has(v.id)) {
         tally.skip('conflict');
-        ctx.anomaly({ kind: 'target_conflict', table: 'subscriptions', source_id: sid, rule: 'Tally already has a live primary subscription for this user, or this Lemon Squeezy id: not imported', details: { lemon_squeezy_id: lemon } });
+        ctx.anomaly({ kind: 'target_conflict', table: 'subscriptions', source_id: v.source_id, rule: 'Tally already has a live primary subscription for this user, or this Lemon Squeezy id: not imported', details: { lemon_squeezy_id: v.metadata.lemon_squeezy_id } });
         continue;
       }
-      maps.push({ table: 'subscriptions', sourceId: sid, targetTable: 'subscriptions', targetId: id });
+      maps.push({ table: 'subscriptions', sourceId: v.source_id, targetTable: 'subscriptions', targetId: v.id });
       tally.imported++;
     }
     await importMapInsert(ctx.trx, ctx.source, ctx.runId, maps);
     return tally.outcome;
   },
 };
+
+/**
+ * For a batch: the first row (lowest id) of each of its Lemon Squeezy ids — one query over the
+ * batch's ids, not a subquery a row (the seed declares no index on lemon_squeezy_id: a subquery a
+ * row read the whole table once a row).
+ */
+async function firstsWithProviderId(src: SourceDb, rows: Record<string, unknown>[]): Promise<Map<string, string>> {
+  const ids = [...new Set(rows.flatMap((r) => (r.lemon_squeezy_id === null || r.lemon_squeezy_id === undefined ? [] : [String(r.lemon_squeezy_id)])))];
+  if (ids.length === 0) return new Map();
+  const firsts = await src.rows<{ lemon_squeezy_id: string; id: string }>(
+    `select lemon_squeezy_id, min(id::text) as id from ${src.t('subscriptions')} where lemon_squeezy_id = any($1::text[]) group by lemon_squeezy_id`,
+    [ids],
+  );
+  return new Map(firsts.map((f) => [f.lemon_squeezy_id, f.id]));
+}
+
+/** One statement for a batch of subscriptions, in the batch's order (a row that meets a unique index, or an earlier row of the batch, is not written); answers the ids written. */
+async function insertSubscriptions(ctx: BatchContext, values: Record<string, unknown>[]): Promise<Set<string>> {
+  if (values.length === 0) return new Set();
+  const { rows } = await sql<{ id: string }>`
+    insert into ${sql.table(`${ctx.schema}.subscriptions`)} (id, user_id, plan_id, status, current_period_start, current_period_end, anchor_at, trial_end,
+      canceled_at, ended_at, cycles_due_at, provider, provider_subscription_id, metadata, created_at)
+    select id, user_id, plan_id, status, current_period_start, current_period_end, anchor_at, trial_end, canceled_at, ended_at, cycles_due_at, provider,
+      provider_subscription_id, metadata, created_at
+    from jsonb_to_recordset(${JSON.stringify(values)}::jsonb) as r(id text, user_id text, plan_id text, status text, current_period_start timestamptz,
+      current_period_end timestamptz, anchor_at timestamptz, trial_end timestamptz, canceled_at timestamptz, ended_at timestamptz, cycles_due_at timestamptz,
+      provider text, provider_subscription_id text, metadata jsonb, created_at timestamptz)
+    on conflict do nothing
+    returning id`.execute(ctx.trx);
+  return new Set(rows.map((r) => r.id));
+}
 
 /** The source's period, or the written rule for a missing one (`missing_period`): from created_at, to the trial's end or a month on. */
 function periodOf(r: Record<string, unknown>, now: Date): { start: Date; end: Date } {
@@ -170,10 +205,10 @@ async function scan(src: SourceDb, limit = 1000): Promise<Anomaly[]> {
   for (const r of missing) {
     out.push({ kind: 'missing_period', table: 'subscriptions', source_id: r.id, rule: "No usable period: it starts at current_period_start (else created_at) and ends at current_period_end, a trial's trial_ends_at, else a month on", details: {} });
   }
+  // A window function, not a subquery a row (no index on lemon_squeezy_id in the seed).
   const dupes = await src.rows<{ id: string; lemon_squeezy_id: string; first: string }>(
-    `select s.id::text as id, s.lemon_squeezy_id, (select min(x.id::text) from ${t('subscriptions')} x where x.lemon_squeezy_id = s.lemon_squeezy_id) as first
-       from ${t('subscriptions')} s where s.lemon_squeezy_id is not null
-        and s.id::text <> (select min(x.id::text) from ${t('subscriptions')} x where x.lemon_squeezy_id = s.lemon_squeezy_id) order by s.id limit $1`,
+    `select id, lemon_squeezy_id, first from (select s.id::text as id, s.lemon_squeezy_id, min(s.id::text) over (partition by s.lemon_squeezy_id) as first
+       from ${t('subscriptions')} s where s.lemon_squeezy_id is not null) w where id <> first order by id limit $1`,
     [limit],
   );
   for (const r of dupes) {

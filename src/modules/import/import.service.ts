@@ -188,24 +188,24 @@ async function importTable(
   if (!cursor?.done) {
     const size = batchRows(step, opts.batchSize);
     const read = (after: string | null) => src.batch(step.table, step.key, step.columns(src.t), after, size);
-    let next = read(state.after);
-    for (;;) {
-      const rows = await next;
-      const last = rows.at(-1);
-      const lastKey = last === undefined ? state.after : String(last[step.key]);
-      const done = rows.length < size;
-      // The next batch is read from the source (its own connection) while this one is written:
-      // at most two batches in memory. A batch that fails leaves its read unused (caught, dropped).
-      if (!done) {
-        next = read(lastKey);
-        next.catch(() => undefined);
-      }
+    // Two batches written at once where the step allows it (see TableStep.concurrentBatches), on a
+    // PostgreSQL server only (PGlite is one connection), with a pool of at least two (the second
+    // would otherwise wait for the first's connection) and never in a dry run (one transaction).
+    const inFlight = step.concurrentBatches && deps.database.kind === 'postgres' && (deps.database.pool?.options.max ?? 0) >= 2 && !opts.dryRun ? 2 : 1;
+    const writing: Promise<void>[] = [];
+    /** The batch before this one: settled once it has committed and been counted. */
+    let previous: Promise<void> = Promise.resolve();
+    const writeBatch = async (rows: Record<string, unknown>[], lastKey: string | null, done: boolean, before: Promise<void>): Promise<void> => {
       const stored: string[] = [];
       await inBatch(async (trx) => {
         if (deps.database.kind === 'postgres') await asyncCommit(trx);
         const ctx: BatchContext = { trx, schema: deps.database.schema, src, source: src.fingerprint, runId, ledger: deps.ledger, now: deps.clock(), asOf, balanceCap: deps.balanceCap, seal: deps.seal, sealKeyId: deps.sealKeyId, storage: tracked(deps.storage, stored), anomaly: onAnomaly, owner };
         const outcome = rows.length === 0 ? { imported: 0, skipped: {} } : await step.write(ctx, rows);
         const skipped = Object.values(outcome.skipped).reduce((a, b) => a + (b ?? 0), 0);
+        // The cursor moves in key order: this batch saves it only after the one before committed
+        // (if that one failed, this throws and rolls back too), so a killed import never has a
+        // cursor past a batch that is not in.
+        await before;
         await importCursorSave(trx, {
           source: src.fingerprint,
           shape: shape.name,
@@ -229,8 +229,35 @@ async function importTable(
       });
       state.after = lastKey;
       deps.onProgress?.({ table: step.table, read: state.read, total, imported: state.imported, skipped: state.skipped });
-      if (done) break;
+    };
+    let next = read(state.after);
+    let lastRead = state.after;
+    try {
+      for (;;) {
+        const rows = await next;
+        const last = rows.at(-1);
+        const lastKey = last === undefined ? lastRead : String(last[step.key]);
+        lastRead = lastKey;
+        const done = rows.length < size;
+        // The next batch is read from the source (its own connection) while this one is written:
+        // at most two batches in memory (three with two in flight). A batch that fails leaves its
+        // read unused (caught, dropped).
+        if (!done) {
+          next = read(lastKey);
+          next.catch(() => undefined);
+        }
+        const batch = writeBatch(rows, lastKey, done, previous);
+        batch.catch(() => undefined); // awaited below, in order
+        previous = batch;
+        writing.push(batch);
+        if (writing.length >= inFlight) await writing.shift();
+        if (done) break;
+      }
+    } finally {
+      // Every batch started is settled before the step ends or fails (no transaction left open).
+      await Promise.allSettled(writing);
     }
+    for (const batch of writing) await batch;
   }
   return { table: step.table, source_rows: total, read: state.read, imported: state.imported, skipped: state.skipped, skipped_by_reason: byReason };
 }

@@ -123,6 +123,15 @@ export interface TableStep {
    * more of them. A killed import still loses at most the one batch in flight.
    */
   batchScale?: number;
+  /**
+   * Batches independent of each other: no row of a batch reads what another batch of this table
+   * writes (only rows of earlier steps), and their rows meet no lock of one another. On a
+   * PostgreSQL server two such batches are written at once, in two transactions (the second
+   * saves the cursor, and commits, only after the first did: a killed import resumes exactly as
+   * with one). Set it only for steps whose write is one set-based insert of rows keyed by the
+   * source (history tables); a step that links rows of its own table must not.
+   */
+  concurrentBatches?: boolean;
   /** The select list (source columns, cast where needed); `t` qualifies another source table. */
   columns: (t: (table: string) => string) => string;
   /** Writes one batch in the caller's transaction. Rows come as the source driver returns them. */

@@ -76,6 +76,8 @@ const history: TableStep = {
   table: 'credit_transactions',
   key: 'id',
   batchScale: HISTORY_BATCH_SCALE,
+  // One insert a batch, owners from the users step's map, keyed by the transaction's own id.
+  concurrentBatches: true,
   // No per-row `owner_exists` here: the few rows whose owner is not imported are looked up after.
   columns: () => 'id::text as id, user_id::text as user_id, amount::text as amount, transaction_type, reason, metadata, created_at',
   async write(ctx, rows) {
