@@ -87,3 +87,7 @@ begin
     execute format('drop trigger %I on %I', tr.tgname, tr.relname);
   end loop;
 end $$;
+
+-- Functions are executable by PUBLIC by default; in Tally's schema none is but by name (0001).
+revoke execute on function audit_target(jsonb, text[]), audit_redact(jsonb, text[]), audit_capture_rows()
+  from public, anon, authenticated;
