@@ -60,9 +60,8 @@ describe(`attack 5: an import cannot give a paid plan for free (${TARGET})`, () 
     // An hour past the latest period end: the scheduler would have renewed and granted them.
     const ends = before.map((s) => new Date(s.end).getTime());
     const at = new Date(Math.max(...ends) + 3_600_000).toISOString();
-    // Not advanced here: `tally billing run --at` loops forever on a provider subscription inside
-    // its 3-day grace (it stays due; found by this review, left open — docs/threat-model.md).
-    await q(t, `update T.subscriptions set cycles_due_at = null, current_period_end = '${at}'::timestamptz + interval '1 day' where user_id = '${u2}'`);
+    // The linked one is inside its provider's 3-day grace at `at`: it stays due, and `billing run`
+    // once looped on it forever (found by attacker review 5); it must finish.
     expect((await run(t, 'billing', 'run', '--at', at)).code).toBe(0);
     const after = await subs();
     expect(after.find((s) => s.user_id === u0)?.status).toBe('canceled');

@@ -99,7 +99,8 @@ describe(`billing: plans, subscriptions, usage events (${TARGET})`, () => {
     // Period end: Usage's 70 roll over for one cycle, BC's 8 expire; the new period grants anew.
     at('2026-04-01T10:00:30.000Z');
     const run = await app.services.billing.subscriptions.runDue(now);
-    expect(run).toEqual({ processed: 1, errors: [] });
+    expect(run).toMatchObject({ processed: 1, errors: [] });
+    expect(run.ids).toHaveLength(1);
     const s2 = (await svc.get(`/v1/subscriptions/${sub.body.id}`)).body;
     expect(s2).toMatchObject({ status: 'active', current_period_start: '2026-04-01T10:00:00.000Z', current_period_end: '2026-05-01T10:00:00.000Z' });
     b = await balance(u.id);
@@ -117,7 +118,7 @@ describe(`billing: plans, subscriptions, usage events (${TARGET})`, () => {
     expect(log.slice(5, 8).sort()).toEqual(['expiry -70', 'expiry -8', 'rollover 70']);
     expect(log.slice(8).sort()).toEqual(['grant 10', 'grant 100']);
     // Running it again changes nothing (idempotent).
-    expect(await app.services.billing.subscriptions.runDue(now)).toEqual({ processed: 0, errors: [] });
+    expect(await app.services.billing.subscriptions.runDue(now)).toEqual({ processed: 0, ids: [], errors: [] });
     expect((await balance(u.id)).balance).toBe(183);
 
     // A summary for period 1 exists.

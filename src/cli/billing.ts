@@ -57,14 +57,19 @@ export async function billingRunCommand(opts: { at?: string; json?: boolean; dry
 }
 
 async function advanceAll(io: CliIo, subscriptions: SubscriptionsService, at: Date, json: boolean): Promise<number> {
-  let processed = 0;
+  // A pass brings each due subscription all the way up to `at`; another pass is only for those a
+  // full page left behind. One that stays due after its pass (a provider's subscription inside its
+  // grace, waiting for the provider) comes back every pass: stop once a pass advances nobody new.
+  const advanced = new Set<string>();
   const failed: { subscription_id: string; error: string }[] = [];
   for (;;) {
     const r = await subscriptions.runDue(at);
-    processed += r.processed;
+    const fresh = r.ids.filter((id) => !advanced.has(id));
+    for (const id of fresh) advanced.add(id);
     failed.push(...r.errors);
-    if (r.processed === 0 || r.errors.length > 0) break;
+    if (fresh.length === 0 || r.errors.length > 0) break;
   }
+  const processed = advanced.size;
   if (json) io.out(JSON.stringify({ at: at.toISOString(), processed, errors: failed }) + '\n');
   else {
     io.out(`billing run at ${at.toISOString()}: ${processed} subscription(s) advanced\n`);

@@ -47,19 +47,19 @@ export class SubscriptionScheduler {
    * Everything due at `at`. Each subscription in its own short transaction, claimed with SKIP
    * LOCKED so several runners never work on the same one. Idempotent: run it twice, same state.
    */
-  async runDue(at: Date, limit = 500): Promise<{ processed: number; errors: { subscription_id: string; error: string }[] }> {
-    let processed = 0;
+  async runDue(at: Date, limit = 500): Promise<{ processed: number; ids: string[]; errors: { subscription_id: string; error: string }[] }> {
+    const ids: string[] = [];
     const failures: { subscription_id: string; error: string }[] = [];
     for (const { id } of await this.due(at, limit)) {
       try {
-        if (await this.advanceOne(id, at)) processed++;
+        if (await this.advanceOne(id, at)) ids.push(id);
       } catch (err) {
         failures.push({ subscription_id: id, error: (err as Error).message });
       } finally {
         this.invalidations?.anythingChanged();
       }
     }
-    return { processed, errors: failures };
+    return { processed: ids.length, ids, errors: failures };
   }
 
   /**

@@ -223,7 +223,7 @@ export class SubscriptionsService {
   // ---- the scheduler's part (billing.subscriptions.scheduler.ts) -----------------------------
 
   /** Everything due at `at`, each subscription in its own transaction (idempotent). */
-  async runDue(at: Date, limit = 500): Promise<{ processed: number; errors: { subscription_id: string; error: string }[] }> {
+  async runDue(at: Date, limit = 500): Promise<{ processed: number; ids: string[]; errors: { subscription_id: string; error: string }[] }> {
     return this.scheduler.runDue(at, limit);
   }
 
