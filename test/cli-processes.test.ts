@@ -7,25 +7,11 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { openDatabase } from '../src/db/database.js';
 import { reconcile } from '../src/modules/credits/credits.reconcile.js';
 import { must } from '../src/lib/must.js';
+import { childrenOf, cpuOf } from '../bench/src/proc.js';
 import { tallyCommand } from './support/cli.js';
 import { POSTGRES_URL, TARGET } from './support/harness.js';
 
 vi.setConfig({ testTimeout: 180_000 });
-
-/** CPU ticks (utime + stime) a process has used: which server processes did work. */
-const cpuTicks = (pid: number): number => {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]);
-};
-
-const childrenOf = (pid: number): number[] => {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-};
 
 function collect(child: ChildProcess): () => string {
   let out = '';
@@ -80,9 +66,9 @@ describe.skipIf(TARGET !== 'postgres')(`tally start with TALLY_PROCESSES=2 (${TA
 
       // 200 debits of 1 against 150 credits (147 + the sign-up bonus of 3), each on its own connection,
       // spread by the supervisor over both processes: exactly 150 succeed.
-      const before = pids.map(cpuTicks);
+      const before = pids.map((pid) => cpuOf(pid) ?? Number.NaN);
       const statuses = await Promise.all(Array.from({ length: 200 }, (_, i) => call('/v1/credits/debit', { user_id: user.id, amount: 1, reason: 'p' }, `d-${i}`).then((r) => r.status)));
-      const after = pids.map(cpuTicks);
+      const after = pids.map((pid) => cpuOf(pid) ?? Number.NaN);
       expect(statuses.filter((s) => s === 201)).toHaveLength(150);
       expect(statuses.filter((s) => s === 402)).toHaveLength(50);
       for (let i = 0; i < pids.length; i++) expect(must(after[i], 'ticks') - must(before[i], 'ticks'), `process ${pids[i]} did work`).toBeGreaterThan(0);

@@ -18,13 +18,16 @@ export function cpuOf(pid: number): number | null {
 export function cpuOfTree(pid: number): number | null {
   const own = cpuOf(pid);
   if (own === null) return null;
-  let children: number[] = [];
+  return childrenOf(pid).reduce((sum, child) => sum + (cpuOfTree(child) ?? 0), own);
+}
+
+/** The pids of a process's live children (Linux), none when it cannot be read. */
+export function childrenOf(pid: number): number[] {
   try {
-    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
   } catch {
-    children = [];
+    return [];
   }
-  return children.reduce((sum, child) => sum + (cpuOfTree(child) ?? 0), own);
 }
 
 /** VmRSS of a process, in bytes (Linux), or NaN when it cannot be read. */
